@@ -1,0 +1,33 @@
+/**
+ * The error catalog: every error cairn raises on purpose carries a stable code, so the CLI, the
+ * server and tests can tell failures apart without parsing messages.
+ */
+
+/** Stable error codes, grouped by the module that raises them. */
+export type CairnErrorCode =
+  | 'GGUF_MALFORMED'
+  | 'GGUF_UNSUPPORTED'
+  | 'FILE_NOT_FOUND'
+  | 'NATIVE_UNAVAILABLE'
+  | 'MODEL_UNSUPPORTED'
+  | 'TOKENIZER_UNSUPPORTED'
+  | 'TEMPLATE_ERROR'
+  | 'CONTEXT_FULL'
+  | 'BAD_ARGUMENT'
+  | 'ABORTED';
+
+/** An error with a catalog code; `message` says what happened and, where it can, what to do. */
+export class CairnError extends Error {
+  readonly code: CairnErrorCode;
+
+  constructor(code: CairnErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CairnError';
+    this.code = code;
+  }
+}
+
+/** True when `err` is a CairnError, optionally with the given code. */
+export function isCairnError(err: unknown, code?: CairnErrorCode): err is CairnError {
+  return err instanceof CairnError && (code === undefined || err.code === code);
+}
