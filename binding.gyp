@@ -1,10 +1,54 @@
+# The native kernel library. Sources are grouped by the instruction set they may use; each group
+# is compiled with only its own flags, and native/src/dispatch.c picks a group at run time from
+# what the CPU reports, so one binary runs on any x86-64 (or arm64) machine.
 {
+  "target_defaults": {
+    "cflags": ["-O3", "-fno-math-errno", "-fPIC", "-Wall", "-Wno-unused-function"],
+    "cflags_c": ["-std=gnu11"],
+    "include_dirs": ["native/src"]
+  },
   "targets": [
     {
       "target_name": "cairn_native",
-      "sources": ["native/binding.c"],
-      "cflags": ["-O3", "-std=c11"],
-      "cflags_c": ["-std=c11"]
+      "sources": ["<!@(node native/list-sources.cjs src)"],
+      "libraries": ["-lpthread", "-lm"],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "dependencies": ["cairn_x86_avx2", "cairn_x86_avx512"]
+        }],
+        ["target_arch=='arm64'", {
+          "dependencies": ["cairn_arm_neon"]
+        }]
+      ]
     }
+  ],
+  "conditions": [
+    ["target_arch=='x64'", {
+      "targets": [
+        {
+          "target_name": "cairn_x86_avx2",
+          "type": "static_library",
+          "sources": ["<!@(node native/list-sources.cjs x86_avx2)"],
+          "cflags": ["-mavx2", "-mfma", "-mf16c", "-mbmi2"]
+        },
+        {
+          "target_name": "cairn_x86_avx512",
+          "type": "static_library",
+          "sources": ["<!@(node native/list-sources.cjs x86_avx512)"],
+          "cflags": ["-mavx2", "-mfma", "-mf16c", "-mbmi2", "-mavx512f", "-mavx512bw", "-mavx512vl",
+                     "-mavx512dq", "-mavx512cd", "-mavx512vnni", "-mavx512bf16"]
+        }
+      ]
+    }],
+    ["target_arch=='arm64'", {
+      "targets": [
+        {
+          "target_name": "cairn_arm_neon",
+          "type": "static_library",
+          "sources": ["<!@(node native/list-sources.cjs arm_neon)"],
+          "cflags": ["-march=armv8.2-a+dotprod+fp16"]
+        }
+      ]
+    }]
   ]
 }

@@ -1,0 +1,8 @@
+/* N-API entry point of the kernel library. */
+#include <node_api.h>
+#include "binding_quant.h"
+static napi_value init(napi_env env, napi_value exports) {
+  cairn_register_quant(env, exports);
+  return exports;
+}
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,21 @@
+/*
+ * The kernel library's own thread pool. One caller (the JS thread) runs a job on all threads:
+ * the caller is thread 0 and takes part. Workers spin briefly after a job, then sleep on a
+ * futex/condvar, so an idle process (a pipeline stage waiting on the network) burns no CPU.
+ */
+#ifndef CAIRN_POOL_H
+#define CAIRN_POOL_H
+
+/* A job body: thread `ith` of `nth` does its share of the work described by `ctx`. */
+typedef void (*cairn_job_fn)(void *ctx, int ith, int nth);
+
+/* Sets the number of threads (>= 1), starting or stopping workers. */
+void cairn_pool_set_threads(int n);
+/* Current number of threads, the caller included. */
+int cairn_pool_threads(void);
+/* Runs fn on every thread and returns when all are done. Not re-entrant. */
+void cairn_pool_run(cairn_job_fn fn, void *ctx);
+/* Runs fn with at most `max_threads` threads (small jobs where waking everyone costs more). */
+void cairn_pool_run_n(cairn_job_fn fn, void *ctx, int max_threads);
+
+#endif

@@ -1,0 +1,103 @@
+/**
+ * The kernel API the model code is written against. Two implementations exist: the native library
+ * (fast, the default) and a TypeScript reference twin (the oracle in tests). Both compute the same
+ * function up to float rounding; tests compare them on random inputs of awkward sizes.
+ *
+ * Conventions: matrices are row-major; a weight matrix W of `rows` x `cols` is stored as GGUF does
+ * (ne0 = cols is contiguous), in its file type, passed as the raw bytes. Activations are f32.
+ * Output buffers may not alias inputs unless a method says so. Nothing allocates per call on the
+ * native side beyond grow-only scratch.
+ */
+import type { GgmlType } from '../gguf/ggml-types.js';
+
+/** Element type of a KV cache. */
+export type KvType = GgmlType.F32 | GgmlType.F16;
+
+/** Rotary embedding layout: `normal` rotates adjacent pairs (llama), `neox` rotates halves (qwen). */
+export type RopeMode = 'normal' | 'neox';
+
+/** Parameters of one rotary embedding application. */
+export interface RopeParams {
+  /** Dimensions rotated per head (<= headDim; the rest pass through). */
+  nRot: number;
+  freqBase: number;
+  /** Linear position scale (1 / rope scaling factor); 1 for none. */
+  freqScale: number;
+  mode: RopeMode;
+  /** Optional per-frequency divisors of length nRot/2 (llama3 rope scaling's `rope_freqs`). */
+  freqFactors?: Float32Array;
+}
+
+/** One sequence's attention over its KV cache. */
+export interface AttentionParams {
+  nTokens: number;
+  nHead: number;
+  nKvHead: number;
+  headDim: number;
+  /** Cache position of the first query token; token t sees cache positions [0, pos0 + t]. */
+  pos0: number;
+  /** Score scale, usually 1/sqrt(headDim). */
+  scale: number;
+  kvType: KvType;
+}
+
+/** The kernels used by model code. Every method is synchronous and runs on the kernel thread pool. */
+export interface Kernels {
+  /** Implementation name, e.g. `native-avx512` or `reference`. */
+  readonly name: string;
+
+  /**
+   * y[t, r] = dot(W[r, :], x[t, :]) for t < n, r < rows, with activations converted the way
+   * llama.cpp does for the weight type (F16 -> f16, BF16 -> bf16, Q4_0/Q5_0/Q8_0 -> Q8_0,
+   * Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K).
+   */
+  matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
+
+  /** out[i, :] = dequantized row ids[i] of W (rows x cols of wtype). */
+  getRows(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void;
+
+  /** Dequantizes n elements of `type` into dst. */
+  dequantize(type: GgmlType, src: Uint8Array, dst: Float32Array, n: number): void;
+
+  /** Quantizes n f32 elements (a multiple of the block size) into dst in `type`'s layout. */
+  quantize(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number): void;
+
+  /** out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight, for `rows` rows of `dim`. out may alias x. */
+  rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void;
+
+  /**
+   * Rotates, in place, x = nTokens x nHeads x headDim at the given positions.
+   * positions has nTokens entries.
+   */
+  rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void;
+
+  /** Softmax of each of `rows` rows of `cols`, in place. */
+  softmax(x: Float32Array, rows: number, cols: number): void;
+
+  /** out[i] = silu(gate[i]) * up[i] for i < n. out may alias gate or up. */
+  swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+
+  /** out[i] = gelu(gate[i]) * up[i] (tanh approximation, as llama.cpp) for i < n. out may alias. */
+  geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+
+  /** out[i] = a[i] + b[i] for i < n. out may alias a or b. */
+  add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void;
+
+  /**
+   * Writes nTokens rows of nKvHead*headDim f32 values (k and v) into the caches at rows
+   * [pos0, pos0 + nTokens), converting to the cache type. Caches are Uint8Array views of
+   * maxTokens x nKvHead x headDim elements of kvType.
+   */
+  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void;
+
+  /**
+   * Causal grouped-query attention for one sequence: q is nTokens x nHead x headDim (f32),
+   * caches hold positions [0, pos0 + nTokens) as stored by storeKv; out is nTokens x nHead x headDim.
+   * With an F16 cache, q and the softmax weights are rounded to f16 before their products
+   * (as llama.cpp does), with f32 accumulation.
+   */
+  attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
+
+  /** Sets the kernel thread count (native; the reference ignores it). */
+  setThreads(n: number): void;
+}
