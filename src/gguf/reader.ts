@@ -1,0 +1,290 @@
+/**
+ * GGUF v2/v3 reader: metadata, tensor index, alignment and data offsets. It reads only the header
+ * (tensor data stays on disk for the native library to map) and distrusts every count, length and
+ * offset in it: anything that lies gives a CairnError naming the file and the problem, never a
+ * crash, a hang or an allocation larger than the file.
+ */
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { CairnError } from '../util/errors.js';
+import { FileCursor, TruncatedError } from './file-cursor.js';
+import { GgmlType, ggmlTypeInfo, ggmlTypeName } from './ggml-types.js';
+import { GgufValueType, ggufFixedWidth, isGgufValueType, type GgufArrayItems, type GgufValue } from './values.js';
+
+/** GGUF magic: the bytes "GGUF" read as a little-endian u32. */
+export const GGUF_MAGIC = 0x46554747;
+/** Default data alignment when general.alignment is absent. */
+export const GGUF_DEFAULT_ALIGNMENT = 32;
+/** GGML's limit on tensor dimensions. */
+export const GGUF_MAX_DIMS = 4;
+const MAX_ARRAY_DEPTH = 8;
+
+/** One entry of the tensor index. */
+export interface GgufTensorInfo {
+  readonly name: string;
+  /** Dimensions as GGUF stores them: dims[0] is the contiguous (row) length. */
+  readonly dims: readonly number[];
+  readonly type: GgmlType;
+  /** Offset relative to the start of the data section. */
+  readonly relOffset: number;
+  /** Absolute offset in the file. */
+  readonly offset: number;
+  /** Bytes of tensor data. */
+  readonly byteLength: number;
+  /** Number of elements. */
+  readonly elements: number;
+}
+
+/** A parsed GGUF header. */
+export interface GgufFile {
+  readonly path: string;
+  readonly version: number;
+  readonly fileSize: number;
+  readonly alignment: number;
+  /** Absolute offset of the data section. */
+  readonly dataOffset: number;
+  readonly metadata: ReadonlyMap<string, GgufValue>;
+  readonly tensors: readonly GgufTensorInfo[];
+}
+
+function malformed(path: string, problem: string): CairnError {
+  return new CairnError('GGUF_MALFORMED', `${path}: not a valid GGUF file: ${problem}`);
+}
+
+/** Reads the header of a GGUF file. Throws CairnError (GGUF_MALFORMED, GGUF_UNSUPPORTED, FILE_NOT_FOUND). */
+export function readGguf(path: string): GgufFile {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new CairnError('FILE_NOT_FOUND', `${path}: no such file`);
+    throw new CairnError('FILE_NOT_FOUND', `${path}: cannot open (${code ?? String(err)})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new CairnError('FILE_NOT_FOUND', `${path}: not a regular file`);
+    const cur = new FileCursor(fd, st.size);
+    try {
+      return parse(path, cur);
+    } catch (err) {
+      if (err instanceof TruncatedError) throw malformed(path, `truncated (${err.message})`);
+      throw err;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function parse(path: string, cur: FileCursor): GgufFile {
+  if (cur.fileSize < 4) throw malformed(path, `file is ${cur.fileSize} bytes, too short for a GGUF header`);
+  const magic = cur.u32();
+  if (magic !== GGUF_MAGIC) {
+    throw malformed(path, `bad magic 0x${magic.toString(16).padStart(8, '0')} (expected "GGUF")`);
+  }
+  const version = cur.u32();
+  if (version === 1) {
+    throw new CairnError('GGUF_UNSUPPORTED', `${path}: GGUF version 1 is not supported; convert the file again with a current llama.cpp`);
+  }
+  if (version !== 2 && version !== 3) {
+    throw malformed(path, `unknown version ${version} (supported: 2 and 3)`);
+  }
+  const tensorCount = count(path, cur.u64(), 'tensor count', cur.remaining, 8 + 4 + 4 + 8);
+  const kvCount = count(path, cur.u64(), 'metadata count', cur.remaining, 8 + 4);
+
+  const metadata = new Map<string, GgufValue>();
+  for (let i = 0; i < kvCount; i++) {
+    const key = readString(path, cur, `metadata key #${i}`);
+    const type = cur.u32();
+    if (!isGgufValueType(type)) throw malformed(path, `metadata "${key}" has unknown value type ${type}`);
+    if (metadata.has(key)) throw malformed(path, `metadata key "${key}" appears twice`);
+    metadata.set(key, readValue(path, cur, key, type, 0));
+  }
+
+  let alignment = GGUF_DEFAULT_ALIGNMENT;
+  const alignValue = metadata.get('general.alignment');
+  if (alignValue) {
+    if (alignValue.type !== GgufValueType.UINT32) throw malformed(path, 'general.alignment is not a u32');
+    const a = alignValue.value as number;
+    if (a === 0 || (a & (a - 1)) !== 0) throw malformed(path, `general.alignment ${a} is not a power of two`);
+    alignment = a;
+  }
+
+  const raw: { name: string; dims: number[]; type: number; relOffset: number }[] = [];
+  const names = new Set<string>();
+  for (let i = 0; i < tensorCount; i++) {
+    const name = readString(path, cur, `tensor name #${i}`);
+    if (names.has(name)) throw malformed(path, `tensor "${name}" appears twice`);
+    names.add(name);
+    const nDims = cur.u32();
+    if (nDims < 1 || nDims > GGUF_MAX_DIMS) throw malformed(path, `tensor "${name}" has ${nDims} dimensions (1 to ${GGUF_MAX_DIMS} allowed)`);
+    const dims: number[] = [];
+    for (let d = 0; d < nDims; d++) {
+      const dim = cur.u64();
+      if (dim === 0n || dim > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed(path, `tensor "${name}" has dimension ${d} = ${dim}`);
+      dims.push(Number(dim));
+    }
+    const type = cur.u32();
+    const off = cur.u64();
+    if (off > BigInt(cur.fileSize)) throw malformed(path, `tensor "${name}" offset ${off} is past the end of the file`);
+    raw.push({ name, dims, type, relOffset: Number(off) });
+  }
+
+  const dataOffset = Math.ceil(cur.offset / alignment) * alignment;
+  if (tensorCount > 0 && dataOffset > cur.fileSize) throw malformed(path, 'truncated before the tensor data section');
+
+  const tensors: GgufTensorInfo[] = raw.map((t) => tensorInfo(path, t, dataOffset, alignment, cur.fileSize));
+  checkOverlaps(path, tensors);
+  return { path, version, fileSize: cur.fileSize, alignment, dataOffset, metadata, tensors };
+}
+
+function count(path: string, n: bigint, what: string, remaining: number, minBytesEach: number): number {
+  if (n > BigInt(Math.floor(remaining / minBytesEach))) {
+    throw malformed(path, `${what} ${n} cannot fit in the ${remaining} bytes that follow`);
+  }
+  return Number(n);
+}
+
+function readString(path: string, cur: FileCursor, what: string): string {
+  const len = cur.u64();
+  if (len > BigInt(cur.remaining)) throw malformed(path, `${what}: string length ${len} runs past the end of the file`);
+  return cur.string(Number(len));
+}
+
+function readValue(path: string, cur: FileCursor, key: string, type: GgufValueType, depth: number): GgufValue {
+  switch (type) {
+    case GgufValueType.UINT8:
+      return { type, value: cur.u8() };
+    case GgufValueType.INT8:
+      return { type, value: cur.i8() };
+    case GgufValueType.UINT16:
+      return { type, value: cur.u16() };
+    case GgufValueType.INT16:
+      return { type, value: cur.i16() };
+    case GgufValueType.UINT32:
+      return { type, value: cur.u32() };
+    case GgufValueType.INT32:
+      return { type, value: cur.i32() };
+    case GgufValueType.FLOAT32:
+      return { type, value: cur.f32() };
+    case GgufValueType.BOOL: {
+      const b = cur.u8();
+      if (b > 1) throw malformed(path, `metadata "${key}": bool value ${b}`);
+      return { type, value: b === 1 };
+    }
+    case GgufValueType.STRING:
+      return { type, value: readString(path, cur, `metadata "${key}"`) };
+    case GgufValueType.UINT64:
+      return { type, value: cur.u64() };
+    case GgufValueType.INT64:
+      return { type, value: cur.i64() };
+    case GgufValueType.FLOAT64:
+      return { type, value: cur.f64() };
+    case GgufValueType.ARRAY:
+      return readArray(path, cur, key, depth);
+  }
+}
+
+function readArray(path: string, cur: FileCursor, key: string, depth: number): GgufValue {
+  if (depth >= MAX_ARRAY_DEPTH) throw malformed(path, `metadata "${key}": arrays nested deeper than ${MAX_ARRAY_DEPTH}`);
+  const itemType = cur.u32();
+  if (!isGgufValueType(itemType)) throw malformed(path, `metadata "${key}": array of unknown type ${itemType}`);
+  const n = cur.u64();
+  const width = ggufFixedWidth(itemType);
+  // Strings need at least their 8-byte length; nested arrays their 12-byte header.
+  const minEach = width || (itemType === GgufValueType.STRING ? 8 : 12);
+  if (n > BigInt(Math.floor(cur.remaining / minEach))) {
+    throw malformed(path, `metadata "${key}": array of ${n} elements cannot fit in the ${cur.remaining} bytes that follow`);
+  }
+  const len = Number(n);
+  const value = { type: GgufValueType.ARRAY as const, itemType, value: [] as unknown as GgufArrayItems };
+  if (width > 0) {
+    value.value = fixedArray(itemType, cur.bytes(len * width), len, path, key);
+  } else if (itemType === GgufValueType.STRING) {
+    const out = new Array<string>(len);
+    for (let i = 0; i < len; i++) out[i] = readString(path, cur, `metadata "${key}"[${i}]`);
+    value.value = out;
+  } else {
+    const out = new Array<GgufValue>(len);
+    for (let i = 0; i < len; i++) out[i] = readArray(path, cur, `${key}[${i}]`, depth + 1);
+    value.value = out;
+  }
+  return value;
+}
+
+function fixedArray(t: GgufValueType, bytes: Uint8Array, n: number, path: string, key: string): GgufArrayItems {
+  // bytes is a fresh copy, so its buffer can back an aligned typed array after one more copy at most.
+  const buf = bytes.byteOffset % 8 === 0 ? bytes.buffer : bytes.slice().buffer;
+  const o = bytes.byteOffset % 8 === 0 ? bytes.byteOffset : 0;
+  switch (t) {
+    case GgufValueType.UINT8:
+      return new Uint8Array(buf, o, n);
+    case GgufValueType.INT8:
+      return new Int8Array(buf, o, n);
+    case GgufValueType.UINT16:
+      return new Uint16Array(buf, o, n);
+    case GgufValueType.INT16:
+      return new Int16Array(buf, o, n);
+    case GgufValueType.UINT32:
+      return new Uint32Array(buf, o, n);
+    case GgufValueType.INT32:
+      return new Int32Array(buf, o, n);
+    case GgufValueType.FLOAT32:
+      return new Float32Array(buf, o, n);
+    case GgufValueType.UINT64:
+      return new BigUint64Array(buf, o, n);
+    case GgufValueType.INT64:
+      return new BigInt64Array(buf, o, n);
+    case GgufValueType.FLOAT64:
+      return new Float64Array(buf, o, n);
+    case GgufValueType.BOOL: {
+      const out = new Array<boolean>(n);
+      for (let i = 0; i < n; i++) {
+        if (bytes[i] > 1) throw malformed(path, `metadata "${key}"[${i}]: bool value ${bytes[i]}`);
+        out[i] = bytes[i] === 1;
+      }
+      return out;
+    }
+    default:
+      throw malformed(path, `metadata "${key}": type ${t} is not fixed-width`);
+  }
+}
+
+function tensorInfo(
+  path: string,
+  t: { name: string; dims: number[]; type: number; relOffset: number },
+  dataOffset: number,
+  alignment: number,
+  fileSize: number,
+): GgufTensorInfo {
+  const ti = ggmlTypeInfo(t.type);
+  if (!ti) throw malformed(path, `tensor "${t.name}" has unknown type ${t.type}`);
+  let elements = 1;
+  for (const d of t.dims) {
+    elements *= d;
+    if (elements > Number.MAX_SAFE_INTEGER || elements > fileSize * 64) {
+      throw malformed(path, `tensor "${t.name}" dimensions [${t.dims.join(', ')}] describe more data than the file holds`);
+    }
+  }
+  if (t.dims[0] % ti.blockSize !== 0) {
+    throw malformed(path, `tensor "${t.name}" row length ${t.dims[0]} is not a multiple of the ${ggmlTypeName(t.type)} block size ${ti.blockSize}`);
+  }
+  if (t.relOffset % alignment !== 0) {
+    throw malformed(path, `tensor "${t.name}" offset ${t.relOffset} is not aligned to ${alignment}`);
+  }
+  const byteLength = (elements / ti.blockSize) * ti.typeSize;
+  const offset = dataOffset + t.relOffset;
+  if (offset + byteLength > fileSize) {
+    throw malformed(path, `tensor "${t.name}" (${byteLength} bytes at ${offset}) runs past the end of the file (${fileSize} bytes)`);
+  }
+  return { name: t.name, dims: t.dims, type: t.type as GgmlType, relOffset: t.relOffset, offset, byteLength, elements };
+}
+
+function checkOverlaps(path: string, tensors: readonly GgufTensorInfo[]): void {
+  const sorted = [...tensors].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1];
+    if (sorted[i].offset < prev.offset + prev.byteLength) {
+      throw malformed(path, `tensors "${prev.name}" and "${sorted[i].name}" overlap`);
+    }
+  }
+}
