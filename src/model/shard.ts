@@ -1,0 +1,47 @@
+/**
+ * The shard: a layer range [layerStart, layerEnd) of a model and a tensor split (rank r of n).
+ * A whole model on one machine is the one-shard plan; pipeline stages are shards with consecutive
+ * ranges; tensor-parallel ranks share a range with different splits.
+ */
+import { CairnError } from '../util/errors.js';
+import type { ModelConfig } from './config.js';
+
+/** Which part of a model a shard holds. */
+export interface ShardSpec {
+  readonly layerStart: number;
+  readonly layerEnd: number;
+  readonly splitRank: number;
+  readonly splitCount: number;
+}
+
+/** The shard that holds the whole model. */
+export function wholeModel(cfg: ModelConfig): ShardSpec {
+  return { layerStart: 0, layerEnd: cfg.nLayer, splitRank: 0, splitCount: 1 };
+}
+
+/** True when the shard embeds token ids (it holds the first layer). */
+export function isFirstShard(s: ShardSpec): boolean {
+  return s.layerStart === 0;
+}
+
+/** True when the shard ends with the output norm and head (it holds the last layer). */
+export function isLastShard(s: ShardSpec, cfg: ModelConfig): boolean {
+  return s.layerEnd === cfg.nLayer;
+}
+
+/** Checks a shard against a model; throws BAD_ARGUMENT naming the problem. */
+export function validateShard(s: ShardSpec, cfg: ModelConfig): void {
+  const ok =
+    Number.isInteger(s.layerStart) &&
+    Number.isInteger(s.layerEnd) &&
+    s.layerStart >= 0 &&
+    s.layerEnd <= cfg.nLayer &&
+    s.layerStart < s.layerEnd;
+  if (!ok) throw new CairnError('BAD_ARGUMENT', `shard layers [${s.layerStart}, ${s.layerEnd}) are not a range within the model's ${cfg.nLayer} layers`);
+  if (!(s.splitCount >= 1 && s.splitRank >= 0 && s.splitRank < s.splitCount)) {
+    throw new CairnError('BAD_ARGUMENT', `shard split ${s.splitRank}/${s.splitCount} is not a valid rank`);
+  }
+  if (s.splitCount > 1) {
+    throw new CairnError('MODEL_UNSUPPORTED', 'tensor-parallel splits (more than one rank per layer range) are not supported yet');
+  }
+}
