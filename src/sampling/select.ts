@@ -1,0 +1,100 @@
+/**
+ * Order statistics over a logits array without sorting the whole vocabulary: argmax, and the top
+ * k ids by a bounded heap (O(n log k)) written into a caller's buffer. Ties always go to the lower
+ * token id, so results never depend on the engine's sort. NaN counts as -Infinity.
+ */
+
+/** True when token `a` (value `va`) ranks above token `b` (value `vb`). */
+function ranksAbove(va: number, a: number, vb: number, b: number): boolean {
+  return va > vb || (va === vb && a < b);
+}
+
+function valueAt(values: ArrayLike<number>, id: number): number {
+  const v = values[id];
+  return v !== v ? -Infinity : v;
+}
+
+/** Index of the largest value; ties go to the lowest index. Throws on an empty array. */
+export function argmax(values: ArrayLike<number>): number {
+  if (values.length === 0) throw new RangeError('argmax of an empty array');
+  let best = 0;
+  let bestValue = valueAt(values, 0);
+  for (let i = 1; i < values.length; i++) {
+    const v = values[i];
+    if (v > bestValue) {
+      best = i;
+      bestValue = v;
+    }
+  }
+  return best;
+}
+
+/**
+ * Writes the ids of the `k` highest values into `out[0..k)`, best first, and returns how many it
+ * wrote (k clamped to the array length). `out` must hold at least that many entries.
+ */
+export function selectTop(values: ArrayLike<number>, k: number, out: Int32Array): number {
+  const n = values.length;
+  const m = Math.min(Math.max(0, Math.floor(k)), n);
+  if (m === 0) return 0;
+  if (out.length < m) throw new RangeError(`selectTop needs a buffer of ${m}, got ${out.length}`);
+  // out[0..m) is a min-heap by rank: its root is the weakest token kept so far.
+  for (let i = 0; i < m; i++) {
+    out[i] = i;
+    siftUp(values, out, i);
+  }
+  for (let id = m; id < n; id++) {
+    const root = out[0];
+    if (ranksAbove(valueAt(values, id), id, valueAt(values, root), root)) {
+      out[0] = id;
+      siftDown(values, out, 0, m);
+    }
+  }
+  // Heap sort: move the weakest to the end repeatedly, leaving the best first.
+  for (let end = m - 1; end > 0; end--) {
+    const weakest = out[0];
+    out[0] = out[end];
+    out[end] = weakest;
+    siftDown(values, out, 0, end);
+  }
+  return m;
+}
+
+function siftUp(values: ArrayLike<number>, heap: Int32Array, i: number): void {
+  const id = heap[i];
+  const v = valueAt(values, id);
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    const pid = heap[parent];
+    // A parent that ranks above its child violates the min-heap order.
+    if (!ranksAbove(valueAt(values, pid), pid, v, id)) break;
+    heap[i] = pid;
+    i = parent;
+  }
+  heap[i] = id;
+}
+
+function siftDown(values: ArrayLike<number>, heap: Int32Array, i: number, size: number): void {
+  const id = heap[i];
+  const v = valueAt(values, id);
+  for (;;) {
+    let child = 2 * i + 1;
+    if (child >= size) break;
+    let cid = heap[child];
+    let cv = valueAt(values, cid);
+    const right = child + 1;
+    if (right < size) {
+      const rid = heap[right];
+      const rv = valueAt(values, rid);
+      if (ranksAbove(cv, cid, rv, rid)) {
+        child = right;
+        cid = rid;
+        cv = rv;
+      }
+    }
+    if (!ranksAbove(v, id, cv, cid)) break;
+    heap[i] = cid;
+    i = child;
+  }
+  heap[i] = id;
+}
