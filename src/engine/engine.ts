@@ -1,0 +1,354 @@
+/**
+ * The engine: turns requests (prompt token ids + sampling options) into streams of generated
+ * tokens. A scheduler loop runs one batched forward step at a time over every active sequence
+ * (continuous batching): decoding sequences contribute one token each, sequences still reading
+ * their prompt contribute a chunk, and a new request starts its prefill without waiting for the
+ * others to finish. Each KV slot remembers the tokens it holds, so a request that shares a prefix
+ * with an earlier one skips re-reading it (prompt cache). The engine knows nothing of networks: it
+ * drives a ForwardRunner, local or remote.
+ */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { CairnError } from '../util/errors.js';
+import { Sampler, StopMatcher, stepLogprobs, type SamplerOptions, type StepLogprobs } from '../sampling/index.js';
+import { AsyncQueue } from './async-queue.js';
+import type { ForwardRunner } from './runner.js';
+
+/** What the engine needs from a tokenizer. */
+export interface EngineTokenizer {
+  /** True for end-of-generation tokens (EOS, EOT, ...). */
+  isEog(id: number): boolean;
+  /** A decoder that turns ids into text as it becomes complete UTF-8. */
+  streamDecoder(): { push(id: number): string; flush(): string };
+}
+
+/** One generation request. */
+export interface GenerateRequest {
+  /** Prompt token ids (with BOS where the model wants it). */
+  readonly prompt: readonly number[];
+  /** Most tokens to generate. */
+  readonly maxTokens: number;
+  readonly sampler?: SamplerOptions;
+  /** Stop strings: generation ends before the first one appears; its text is not emitted. */
+  readonly stop?: readonly string[];
+  /** When set, each token carries its logprob and this many alternatives (0 to 20). */
+  readonly logprobs?: number;
+  /** Keep going past end-of-generation tokens. */
+  readonly ignoreEos?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/** Why a generation ended. */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
+
+/** Streamed events of one generation. */
+export type GenerationEvent =
+  | { readonly type: 'token'; readonly id: number; readonly text: string; readonly logprobs?: StepLogprobs }
+  /** Text released at the end that belongs to no single token (held back for a stop string or UTF-8). */
+  | { readonly type: 'text'; readonly text: string }
+  | { readonly type: 'done'; readonly summary: GenerationSummary };
+
+/** Totals and timings of a finished generation. */
+export interface GenerationSummary {
+  readonly finishReason: FinishReason;
+  readonly error?: Error;
+  readonly promptTokens: number;
+  /** Prompt tokens whose KV came from the prompt cache instead of a forward pass. */
+  readonly cachedTokens: number;
+  readonly completionTokens: number;
+  readonly tokens: readonly number[];
+  readonly text: string;
+  /** Stop string that ended the generation, if any. */
+  readonly stop?: string;
+  readonly prefillMs: number;
+  readonly decodeMs: number;
+}
+
+interface Slot {
+  readonly id: number;
+  /** Tokens whose KV this slot holds, in order. */
+  cached: number[];
+  busy: boolean;
+  lastUsed: number;
+}
+
+interface Sequence {
+  readonly req: GenerateRequest;
+  readonly out: AsyncQueue<GenerationEvent>;
+  readonly sampler: Sampler;
+  readonly stopper: StopMatcher;
+  readonly decoder: { push(id: number): string; flush(): string };
+  slot?: Slot;
+  /** Prompt + generated tokens. */
+  history: number[];
+  /** Positions already in the KV cache. */
+  nPast: number;
+  cachedTokens: number;
+  generated: number[];
+  text: string;
+  tStart: number;
+  tFirstToken: number;
+  finished: boolean;
+  cancelled: boolean;
+}
+
+/** Engine options. */
+export interface EngineOptions {
+  /** Requests waiting for a slot beyond which submit() refuses (server answers 429). */
+  readonly maxQueue?: number;
+}
+
+/** Schedules generation requests over a ForwardRunner. */
+export class Engine {
+  private readonly slots: Slot[];
+  private readonly queue: Sequence[] = [];
+  private readonly active: Sequence[] = [];
+  private running = false;
+  private clock = 0;
+  readonly maxQueue: number;
+  /** Counters for metrics. */
+  readonly stats = { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0 };
+
+  constructor(
+    readonly runner: ForwardRunner,
+    readonly tokenizer: EngineTokenizer,
+    options: EngineOptions = {},
+  ) {
+    this.slots = Array.from({ length: runner.slots }, (_, id) => ({ id, cached: [], busy: false, lastUsed: 0 }));
+    this.maxQueue = options.maxQueue ?? 64;
+  }
+
+  /** Requests waiting for a slot. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Sequences holding a slot. */
+  get activeCount(): number {
+    return this.active.length;
+  }
+
+  /**
+   * Starts a generation and returns its event stream. Throws CONTEXT_FULL when the prompt cannot
+   * fit a slot and BAD_ARGUMENT for an empty prompt or a full queue (code QUEUE_FULL in message).
+   */
+  generate(req: GenerateRequest): AsyncIterable<GenerationEvent> {
+    if (req.prompt.length === 0) throw new CairnError('BAD_ARGUMENT', 'the prompt is empty: give at least one token');
+    if (req.prompt.length >= this.runner.ctxPerSlot) {
+      throw new CairnError('CONTEXT_FULL', `the prompt has ${req.prompt.length} tokens but the context holds ${this.runner.ctxPerSlot}; shorten it or raise --ctx`);
+    }
+    if (this.queue.length >= this.maxQueue) throw new CairnError('BAD_ARGUMENT', `the queue is full (${this.maxQueue} waiting)`);
+    for (const id of req.prompt) {
+      if (!(Number.isInteger(id) && id >= 0 && id < this.runner.nVocab)) {
+        throw new CairnError('BAD_ARGUMENT', `prompt token ${id} is outside the vocabulary`);
+      }
+    }
+    const seq: Sequence = {
+      req,
+      out: new AsyncQueue(),
+      sampler: new Sampler(req.sampler),
+      stopper: new StopMatcher(req.stop ?? []),
+      decoder: this.tokenizer.streamDecoder(),
+      history: [...req.prompt],
+      nPast: 0,
+      cachedTokens: 0,
+      generated: [],
+      text: '',
+      tStart: performance.now(),
+      tFirstToken: 0,
+      finished: false,
+      cancelled: false,
+    };
+    if (req.signal?.aborted) {
+      this.finish(seq, 'abort');
+    } else {
+      req.signal?.addEventListener('abort', () => (seq.cancelled = true), { once: true });
+      this.queue.push(seq);
+      void this.loop();
+    }
+    const iterator = seq.out[Symbol.asyncIterator]();
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () => iterator.next(),
+        // A consumer that stops early (break, disconnect) cancels the sequence and frees its slot.
+        return: async () => {
+          seq.cancelled = true;
+          void this.loop();
+          return { value: undefined, done: true };
+        },
+      }),
+    };
+  }
+
+  private async loop(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0 || this.active.length > 0) {
+        this.reapCancelled();
+        await this.admit();
+        if (this.active.length === 0) break;
+        await this.step();
+        await yieldToEventLoop();
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private reapCancelled(): void {
+    for (const s of [...this.active, ...this.queue]) if (s.cancelled && !s.finished) this.finish(s, 'abort');
+  }
+
+  /** Gives free slots to waiting requests, reusing the longest cached prefix. */
+  private async admit(): Promise<void> {
+    while (this.queue.length > 0) {
+      const free = this.slots.filter((s) => !s.busy);
+      if (free.length === 0) return;
+      const seq = this.queue.shift()!;
+      const prompt = seq.req.prompt;
+      let best: Slot | undefined;
+      let bestLen = 0;
+      for (const s of this.slots) {
+        const n = commonPrefix(s.cached, prompt);
+        if (n > bestLen || (n === bestLen && best && !s.busy && best.busy)) {
+          best = s;
+          bestLen = n;
+        }
+      }
+      // At least the last prompt token must run to produce logits.
+      const reuse = Math.min(bestLen, prompt.length - 1);
+      let slot: Slot;
+      if (best && !best.busy && reuse > 0) {
+        slot = best;
+      } else {
+        slot = free.reduce((a, b) => (b.lastUsed < a.lastUsed ? b : a));
+        if (best && reuse > 0) await this.runner.copySlotPrefix(best.id, slot.id, reuse);
+      }
+      slot.busy = true;
+      slot.lastUsed = ++this.clock;
+      slot.cached = prompt.slice(0, reuse);
+      seq.slot = slot;
+      seq.nPast = reuse;
+      seq.cachedTokens = reuse;
+      this.stats.promptTokens += prompt.length;
+      this.stats.cachedTokens += reuse;
+      this.active.push(seq);
+    }
+  }
+
+  /** One batched forward step over every active sequence. */
+  private async step(): Promise<void> {
+    const budget = this.runner.maxBatch;
+    const tokens: number[] = [];
+    const spans: { slot: number; pos0: number; start: number; n: number }[] = [];
+    const outputs: { seq: Sequence; row: number }[] = [];
+    const inStep: { seq: Sequence; n: number }[] = [];
+    // Decoding sequences first (one token each), then prompt chunks with what is left.
+    const ordered = [...this.active.filter((s) => s.nPast >= s.req.prompt.length), ...this.active.filter((s) => s.nPast < s.req.prompt.length)];
+    for (const seq of ordered) {
+      const room = budget - tokens.length;
+      if (room <= 0) break;
+      const pending = seq.history.length - seq.nPast;
+      const n = Math.min(pending, room);
+      const start = tokens.length;
+      for (let i = 0; i < n; i++) tokens.push(seq.history[seq.nPast + i]);
+      spans.push({ slot: seq.slot!.id, pos0: seq.nPast, start, n });
+      inStep.push({ seq, n });
+      if (seq.nPast + n === seq.history.length) outputs.push({ seq, row: start + n - 1 });
+    }
+    this.stats.steps++;
+    let logits: Float32Array;
+    try {
+      logits = await this.runner.forward({
+        nTokens: tokens.length,
+        tokens: Int32Array.from(tokens),
+        spans,
+        outputRows: outputs.map((o) => o.row),
+      });
+    } catch (err) {
+      for (const { seq } of inStep) this.finish(seq, 'error', err as Error);
+      return;
+    }
+    for (const { seq, n } of inStep) {
+      seq.slot!.cached.push(...seq.history.slice(seq.nPast, seq.nPast + n));
+      seq.nPast += n;
+    }
+    const V = this.runner.nVocab;
+    outputs.forEach(({ seq }, j) => {
+      if (seq.finished) return;
+      const row = logits.subarray(j * V, (j + 1) * V);
+      this.accept(seq, row);
+    });
+  }
+
+  /** Samples the next token of a sequence from its logits and emits it. */
+  private accept(seq: Sequence, logits: Float32Array): void {
+    if (seq.cancelled) return this.finish(seq, 'abort');
+    let id: number;
+    try {
+      id = seq.sampler.sample(logits, seq.history);
+    } catch (err) {
+      return this.finish(seq, 'error', err as Error);
+    }
+    if (seq.generated.length === 0) seq.tFirstToken = performance.now();
+    const lp = seq.req.logprobs !== undefined ? stepLogprobs(logits, id, seq.req.logprobs) : undefined;
+    if (!seq.req.ignoreEos && this.tokenizer.isEog(id)) return this.finish(seq, 'stop');
+    seq.generated.push(id);
+    seq.history.push(id);
+    this.stats.generatedTokens++;
+    const r = seq.stopper.push(seq.decoder.push(id));
+    seq.text += r.text;
+    seq.out.push({ type: 'token', id, text: r.text, logprobs: lp });
+    if (r.stopped) return this.finish(seq, 'stop');
+    if (seq.generated.length >= seq.req.maxTokens) return this.finish(seq, 'length');
+    if (seq.history.length >= this.runner.ctxPerSlot) return this.finish(seq, 'length');
+  }
+
+  private finish(seq: Sequence, reason: FinishReason, error?: Error): void {
+    if (seq.finished) return;
+    seq.finished = true;
+    if (reason !== 'stop' || !seq.stopper.stopped) {
+      // Release text held back for a possible stop string (or by the UTF-8 decoder).
+      const tail = seq.stopper.push(seq.decoder.flush());
+      const rest = tail.stopped ? tail.text : tail.text + seq.stopper.flush();
+      if (rest) {
+        seq.text += rest;
+        seq.out.push({ type: 'text', text: rest });
+      }
+    }
+    const i = this.active.indexOf(seq);
+    if (i >= 0) this.active.splice(i, 1);
+    const q = this.queue.indexOf(seq);
+    if (q >= 0) this.queue.splice(q, 1);
+    if (seq.slot) {
+      seq.slot.busy = false;
+      // The slot's KV covers exactly the tokens that went through a forward pass.
+      seq.slot.cached.length = Math.min(seq.slot.cached.length, seq.nPast);
+    }
+    const end = performance.now();
+    const first = seq.tFirstToken || end;
+    seq.out.push({
+      type: 'done',
+      summary: {
+        finishReason: reason,
+        error,
+        promptTokens: seq.req.prompt.length,
+        cachedTokens: seq.cachedTokens,
+        completionTokens: seq.generated.length,
+        tokens: seq.generated,
+        text: seq.text,
+        stop: seq.stopper.stop,
+        prefillMs: first - seq.tStart,
+        decodeMs: end - first,
+      },
+    });
+    seq.out.close();
+  }
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
