@@ -3,7 +3,7 @@
 # what the CPU reports, so one binary runs on any x86-64 (or arm64) machine.
 {
   "target_defaults": {
-    "cflags": ["-O3", "-fno-math-errno", "-fPIC", "-Wall", "-Wno-unused-function"],
+    "cflags": ["-O3", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-Wall", "-Wno-unused-function"],
     "cflags_c": ["-std=gnu11"],
     "include_dirs": ["native/src"]
   },

@@ -9,6 +9,8 @@
 /* A job body: thread `ith` of `nth` does its share of the work described by `ctx`. */
 typedef void (*cairn_job_fn)(void *ctx, int ith, int nth);
 
+/* Physical cores this process may run on (the default thread count). */
+int cairn_physical_cores(void);
 /* Sets the number of threads (>= 1), starting or stopping workers. */
 void cairn_pool_set_threads(int n);
 /* Current number of threads, the caller included. */

@@ -1,0 +1,199 @@
+/*
+ * JS side of file mappings. mapOpen returns a handle object; mapRange returns external
+ * ArrayBuffers over byte ranges of the mapping, with no copy. The handle and each view hold a
+ * reference, so the file stays mapped while any view is reachable, even after the handle is
+ * released or collected: no view can ever point at unmapped memory.
+ */
+#include <stdlib.h>
+
+#include "binding_args.h"
+#include "binding_parts.h"
+#include "mmap.h"
+
+/* What a handle object wraps; `m` is NULL once mapRelease dropped the handle's reference. */
+typedef struct {
+  cairn_mapping *m;
+} map_handle;
+
+static const napi_type_tag k_handle_tag = {0x6361697266696c65ULL, 0x6d6170706564aa01ULL};
+
+#define PATH_CAP 4096
+
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  map_handle *h = data;
+  if (h->m) cairn_map_release(h->m);
+  free(h);
+}
+
+static void view_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)data;
+  cairn_map_release(hint);
+}
+
+static int open_path(napi_env env, napi_value v, cairn_mapping **out) {
+  char path[PATH_CAP], err[PATH_CAP + 128];
+  if (args_string(env, v, "path", path, sizeof path)) return -1;
+  if (path[0] == '\0') {
+    args_throw(env, "BAD_ARGUMENT", "cannot map a file: the path is empty");
+    return -1;
+  }
+  cairn_map_status status;
+  *out = cairn_map_open(path, &status, err, sizeof err);
+  if (*out) return 0;
+  napi_throw_error(env, status == CAIRN_MAP_NOT_FOUND ? "FILE_NOT_FOUND" : "BAD_ARGUMENT", err);
+  return -1;
+}
+
+/* An external ArrayBuffer over [offset, offset + length) of `m`, holding its own reference. */
+static napi_value make_view(napi_env env, cairn_mapping *m, int64_t offset, int64_t length) {
+  napi_value ab;
+  if (length == 0) {
+    void *unused;
+    napi_create_arraybuffer(env, 0, &unused, &ab);
+    return ab;
+  }
+  cairn_map_retain(m);
+  void *data = (void *)(cairn_map_data(m) + offset);
+  if (napi_create_external_arraybuffer(env, data, (size_t)length, view_finalize, m, &ab) != napi_ok) {
+    cairn_map_release(m);
+    args_throw(env, "BAD_ARGUMENT", "cannot create a view of %lld bytes", (long long)length);
+    return NULL;
+  }
+  return ab;
+}
+
+static napi_value size_value(napi_env env, cairn_mapping *m) {
+  napi_value v;
+  napi_create_double(env, (double)cairn_map_size(m), &v);
+  return v;
+}
+
+/* mapOpen(path): { size } with the mapping attached. */
+static napi_value map_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1], obj;
+  cairn_mapping *m;
+  if (args_get(env, info, "mapOpen", 1, argv) || open_path(env, argv[0], &m)) return NULL;
+  map_handle *h = malloc(sizeof *h);
+  if (!h) {
+    cairn_map_release(m);
+    args_throw(env, "BAD_ARGUMENT", "out of memory");
+    return NULL;
+  }
+  h->m = m;
+  napi_create_object(env, &obj);
+  napi_property_descriptor size = {"size", NULL, NULL, NULL, NULL, size_value(env, m), napi_enumerable, NULL};
+  napi_define_properties(env, obj, 1, &size);
+  if (napi_wrap(env, obj, h, handle_finalize, NULL, NULL) != napi_ok) {
+    handle_finalize(env, h, NULL);
+    args_throw(env, "BAD_ARGUMENT", "cannot attach the mapping to its handle");
+    return NULL;
+  }
+  napi_type_tag_object(env, obj, &k_handle_tag);
+  return obj;
+}
+
+static int get_handle(napi_env env, napi_value v, map_handle **out) {
+  bool ok = false;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_object) napi_check_object_type_tag(env, v, &k_handle_tag, &ok);
+  if (!ok || napi_unwrap(env, v, (void **)out) != napi_ok) {
+    args_throw(env, "BAD_ARGUMENT", "handle must be a mapping handle returned by mapOpen");
+    return -1;
+  }
+  return 0;
+}
+
+/* mapRange(handle, offset, length): ArrayBuffer viewing those bytes of the file. */
+static napi_value map_range(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  map_handle *h;
+  int64_t offset, length;
+  if (args_get(env, info, "mapRange", 3, argv) || get_handle(env, argv[0], &h)) return NULL;
+  if (!h->m) {
+    args_throw(env, "BAD_ARGUMENT", "the mapping handle was already released");
+    return NULL;
+  }
+  const double size = (double)cairn_map_size(h->m);
+  if (args_int(env, argv[1], "offset", 0, size, &offset) || args_int(env, argv[2], "length", 0, size, &length)) {
+    return NULL;
+  }
+  if ((uint64_t)offset + (uint64_t)length > cairn_map_size(h->m)) {
+    args_throw(env, "BAD_ARGUMENT", "range [%lld, %lld) runs past the end of the %.0f-byte file", (long long)offset,
+               (long long)(offset + length), size);
+    return NULL;
+  }
+  return make_view(env, h->m, offset, length);
+}
+
+/* mapRelease(handle): drops the handle's reference now; views keep the file mapped. */
+static napi_value map_release(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  map_handle *h;
+  if (args_get(env, info, "mapRelease", 1, argv) || get_handle(env, argv[0], &h)) return NULL;
+  if (h->m) {
+    cairn_map_release(h->m);
+    h->m = NULL;
+  }
+  return args_undefined(env);
+}
+
+/* mapFile(path): { buffer, size } viewing the whole file. */
+static napi_value map_file(napi_env env, napi_callback_info info) {
+  napi_value argv[1], obj;
+  cairn_mapping *m;
+  if (args_get(env, info, "mapFile", 1, argv) || open_path(env, argv[0], &m)) return NULL;
+  napi_value buffer = make_view(env, m, 0, (int64_t)cairn_map_size(m));
+  napi_value size = size_value(env, m);
+  cairn_map_release(m); /* the view holds its own reference */
+  if (!buffer) return NULL;
+  napi_create_object(env, &obj);
+  napi_set_named_property(env, obj, "buffer", buffer);
+  napi_set_named_property(env, obj, "size", size);
+  return obj;
+}
+
+/* adviseWillNeed(bufferOrView): true when the kernel accepted the read-ahead hint. */
+static napi_value advise_will_need(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (args_get(env, info, "adviseWillNeed", 1, argv)) return NULL;
+  void *data = NULL;
+  size_t len = 0;
+  bool is_ab = false, is_view = false;
+  napi_is_arraybuffer(env, argv[0], &is_ab);
+  if (is_ab) {
+    napi_get_arraybuffer_info(env, argv[0], &data, &len);
+  } else {
+    napi_is_typedarray(env, argv[0], &is_view);
+    if (is_view) {
+      napi_typedarray_type type;
+      size_t n, offset;
+      napi_value ab;
+      napi_get_typedarray_info(env, argv[0], &type, &n, &data, &ab, &offset);
+      /* Only the view's own bytes: element size times count. */
+      static const size_t elem[] = {1, 1, 1, 2, 2, 4, 4, 4, 8, 8, 8};
+      len = n * ((unsigned)type < sizeof elem / sizeof elem[0] ? elem[type] : 1);
+    }
+  }
+  if (!is_ab && !is_view) {
+    args_throw(env, "BAD_ARGUMENT", "adviseWillNeed expects an ArrayBuffer or a typed array");
+    return NULL;
+  }
+  napi_value result;
+  napi_get_boolean(env, cairn_advise_willneed(data, len) == 0, &result);
+  return result;
+}
+
+void cairn_register_mmap(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"mapOpen", NULL, map_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapRange", NULL, map_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapRelease", NULL, map_release, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adviseWillNeed", NULL, advise_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}

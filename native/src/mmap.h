@@ -1,0 +1,38 @@
+/*
+ * Read-only file mappings shared by many views. A mapping is reference-counted: the opener holds
+ * one reference and every view (an external ArrayBuffer) holds one, so the pages stay mapped
+ * until the last user lets go, whatever order that happens in.
+ */
+#ifndef CAIRN_MMAP_H
+#define CAIRN_MMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cairn_mapping cairn_mapping;
+
+/* Why a mapping could not be opened. */
+typedef enum { CAIRN_MAP_OK = 0, CAIRN_MAP_NOT_FOUND, CAIRN_MAP_FAILED } cairn_map_status;
+
+/*
+ * Maps the whole file at `path` read-only (MAP_SHARED, PROT_READ) with one reference held by the
+ * caller. On failure returns NULL, sets *status and writes a sentence naming the path into `err`.
+ */
+cairn_mapping *cairn_map_open(const char *path, cairn_map_status *status, char *err, size_t err_len);
+
+/* First byte of the mapping. */
+const uint8_t *cairn_map_data(const cairn_mapping *m);
+
+/* Size of the mapped file in bytes. */
+uint64_t cairn_map_size(const cairn_mapping *m);
+
+/* Takes one more reference. */
+void cairn_map_retain(cairn_mapping *m);
+
+/* Drops one reference; the last one unmaps the file and frees `m`. */
+void cairn_map_release(cairn_mapping *m);
+
+/* Asks the kernel to read [p, p + len) ahead of use. Returns 0, or -1 if the kernel refused. */
+int cairn_advise_willneed(const void *p, size_t len);
+
+#endif
