@@ -1,0 +1,278 @@
+/*
+ * JS functions of the float kernels. Each checks every argument against the shapes it was given
+ * (types, lengths, alignment, overlap), then runs the kernel on the typed arrays' memory in place.
+ * Signatures follow src/kernels/api.ts.
+ */
+#include <string.h>
+
+#include "binding_args.h"
+#include "binding_parts.h"
+#include "ops.h"
+
+#define MAX_DIM 2147483647.0
+
+static int obj_prop(napi_env env, napi_value obj, const char *obj_name, const char *key, napi_value *out) {
+  napi_valuetype t;
+  napi_typeof(env, obj, &t);
+  if (t != napi_object) {
+    args_throw(env, "BAD_ARGUMENT", "%s must be an object", obj_name);
+    return -1;
+  }
+  return napi_get_named_property(env, obj, key, out) == napi_ok ? 0 : -1;
+}
+
+static int prop_int(napi_env env, napi_value obj, const char *obj_name, const char *key, double lo, double hi,
+                    int64_t *out) {
+  napi_value v;
+  char name[96];
+  snprintf(name, sizeof name, "%s.%s", obj_name, key);
+  return obj_prop(env, obj, obj_name, key, &v) || args_int(env, v, name, lo, hi, out);
+}
+
+static int prop_float(napi_env env, napi_value obj, const char *obj_name, const char *key, float *out) {
+  napi_value v;
+  char name[96];
+  snprintf(name, sizeof name, "%s.%s", obj_name, key);
+  return obj_prop(env, obj, obj_name, key, &v) || args_float(env, v, name, out);
+}
+
+static int is_nullish(napi_env env, napi_value v) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  return t == napi_undefined || t == napi_null;
+}
+
+/* rmsNorm(x, weight, rows, dim, eps, out) */
+static napi_value rms_norm(napi_env env, napi_callback_info info) {
+  napi_value a[6];
+  int64_t rows, dim, total;
+  float eps, *x, *w, *out;
+  if (args_get(env, info, "rmsNorm", 6, a) || args_int(env, a[2], "rows", 0, MAX_DIM, &rows) ||
+      args_int(env, a[3], "dim", 1, MAX_DIM, &dim) || args_float(env, a[4], "eps", &eps) ||
+      args_mul(env, "rows * dim", rows, dim, &total) || args_f32(env, a[0], "x", total, &x) ||
+      args_f32(env, a[1], "weight", dim, &w) || args_f32(env, a[5], "out", total, &out) ||
+      args_same_or_disjoint(env, "out", out, "x", x, total * 4)) {
+    return NULL;
+  }
+  if (eps < 0) {
+    args_throw(env, "BAD_ARGUMENT", "eps must not be negative");
+    return NULL;
+  }
+  cairn_rms_norm(x, w, rows, dim, eps, out);
+  return args_undefined(env);
+}
+
+/* Reads api.ts RopeParams for heads of head_dim. */
+static int rope_params(napi_env env, napi_value o, int64_t head_dim, cairn_rope_params *p) {
+  int64_t n_rot;
+  napi_value mode, factors;
+  char mode_name[16];
+  if (prop_int(env, o, "params", "nRot", 2, 4096, &n_rot) ||
+      prop_float(env, o, "params", "freqBase", &p->freq_base) ||
+      prop_float(env, o, "params", "freqScale", &p->freq_scale) || obj_prop(env, o, "params", "mode", &mode) ||
+      args_string(env, mode, "params.mode", mode_name, sizeof mode_name) ||
+      obj_prop(env, o, "params", "freqFactors", &factors)) {
+    return -1;
+  }
+  if (n_rot % 2 != 0 || n_rot > head_dim) {
+    args_throw(env, "BAD_ARGUMENT", "params.nRot must be even and at most headDim (%lld), got %lld",
+               (long long)head_dim, (long long)n_rot);
+    return -1;
+  }
+  if (!(p->freq_base > 0)) {
+    args_throw(env, "BAD_ARGUMENT", "params.freqBase must be positive");
+    return -1;
+  }
+  if (strcmp(mode_name, "normal") == 0) {
+    p->neox = 0;
+  } else if (strcmp(mode_name, "neox") == 0) {
+    p->neox = 1;
+  } else {
+    args_throw(env, "BAD_ARGUMENT", "params.mode must be 'normal' or 'neox', got '%s'", mode_name);
+    return -1;
+  }
+  p->n_rot = (int)n_rot;
+  p->freq_factors = NULL;
+  if (!is_nullish(env, factors)) {
+    float *ff;
+    if (args_f32(env, factors, "params.freqFactors", n_rot / 2, &ff)) return -1;
+    p->freq_factors = ff;
+  }
+  return 0;
+}
+
+/* rope(x, nTokens, nHeads, headDim, positions, params) */
+static napi_value rope(napi_env env, napi_callback_info info) {
+  napi_value a[6];
+  int64_t n_tokens, n_heads, head_dim, rows, total;
+  float *x;
+  int32_t *pos;
+  cairn_rope_params p;
+  if (args_get(env, info, "rope", 6, a) || args_int(env, a[1], "nTokens", 0, MAX_DIM, &n_tokens) ||
+      args_int(env, a[2], "nHeads", 1, MAX_DIM, &n_heads) || args_int(env, a[3], "headDim", 1, MAX_DIM, &head_dim) ||
+      args_mul(env, "nTokens * nHeads", n_tokens, n_heads, &rows) ||
+      args_mul(env, "nTokens * nHeads * headDim", rows, head_dim, &total) || args_f32(env, a[0], "x", total, &x) ||
+      args_i32(env, a[4], "positions", n_tokens, &pos) || rope_params(env, a[5], head_dim, &p)) {
+    return NULL;
+  }
+  cairn_rope(x, n_tokens, n_heads, head_dim, pos, &p);
+  return args_undefined(env);
+}
+
+/* softmax(x, rows, cols) */
+static napi_value softmax(napi_env env, napi_callback_info info) {
+  napi_value a[3];
+  int64_t rows, cols, total;
+  float *x;
+  if (args_get(env, info, "softmax", 3, a) || args_int(env, a[1], "rows", 0, MAX_DIM, &rows) ||
+      args_int(env, a[2], "cols", 1, MAX_DIM, &cols) || args_mul(env, "rows * cols", rows, cols, &total) ||
+      args_f32(env, a[0], "x", total, &x)) {
+    return NULL;
+  }
+  cairn_softmax(x, rows, cols);
+  return args_undefined(env);
+}
+
+/* Shared checks of (a, b, n, out) where out may alias a or b. */
+static int binary_args(napi_env env, napi_callback_info info, const char *fn, const char *a_name, const char *b_name,
+                       float **a, float **b, int64_t *n, float **out) {
+  napi_value v[4];
+  if (args_get(env, info, fn, 4, v) || args_int(env, v[2], "n", 0, ARGS_MAX_SAFE_INT / 4, n) ||
+      args_f32(env, v[0], a_name, *n, a) || args_f32(env, v[1], b_name, *n, b) ||
+      args_f32(env, v[3], "out", *n, out) || args_same_or_disjoint(env, "out", *out, a_name, *a, *n * 4) ||
+      args_same_or_disjoint(env, "out", *out, b_name, *b, *n * 4)) {
+    return -1;
+  }
+  return 0;
+}
+
+/* swiglu(gate, up, n, out) */
+static napi_value swiglu(napi_env env, napi_callback_info info) {
+  float *g, *u, *out;
+  int64_t n;
+  if (binary_args(env, info, "swiglu", "gate", "up", &g, &u, &n, &out)) return NULL;
+  cairn_swiglu(g, u, n, out);
+  return args_undefined(env);
+}
+
+/* geglu(gate, up, n, out) */
+static napi_value geglu(napi_env env, napi_callback_info info) {
+  float *g, *u, *out;
+  int64_t n;
+  if (binary_args(env, info, "geglu", "gate", "up", &g, &u, &n, &out)) return NULL;
+  cairn_geglu(g, u, n, out);
+  return args_undefined(env);
+}
+
+/* add(a, b, n, out) */
+static napi_value add(napi_env env, napi_callback_info info) {
+  float *x, *y, *out;
+  int64_t n;
+  if (binary_args(env, info, "add", "a", "b", &x, &y, &n, &out)) return NULL;
+  cairn_add(x, y, n, out);
+  return args_undefined(env);
+}
+
+/* KV cache element type: GGML F32 (0) or F16 (1). */
+static int kv_type_arg(napi_env env, napi_value v, const char *name, int *out) {
+  int64_t t;
+  if (args_int(env, v, name, 0, 1, &t)) return -1;
+  *out = (int)t;
+  return 0;
+}
+
+/* storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens) */
+static napi_value store_kv(napi_env env, napi_callback_info info) {
+  napi_value a[8];
+  int64_t row_elems, pos0, n_tokens, total, cache_elems;
+  int kv_type;
+  float *k, *v;
+  uint8_t *kc, *vc;
+  if (args_get(env, info, "storeKv", 8, a) || kv_type_arg(env, a[4], "kvType (0 = F32, 1 = F16)", &kv_type) ||
+      args_int(env, a[5], "rowElems", 1, MAX_DIM, &row_elems) || args_int(env, a[6], "pos0", 0, MAX_DIM, &pos0) ||
+      args_int(env, a[7], "nTokens", 0, MAX_DIM, &n_tokens) ||
+      args_mul(env, "nTokens * rowElems", n_tokens, row_elems, &total) ||
+      args_mul(env, "(pos0 + nTokens) * rowElems", pos0 + n_tokens, row_elems, &cache_elems)) {
+    return NULL;
+  }
+  const int64_t elem = kv_type ? 2 : 4;
+  if (args_f32(env, a[0], "k", total, &k) || args_f32(env, a[1], "v", total, &v) ||
+      args_u8(env, a[2], "kCache", cache_elems * elem, (size_t)elem, &kc) ||
+      args_u8(env, a[3], "vCache", cache_elems * elem, (size_t)elem, &vc)) {
+    return NULL;
+  }
+  if (kc == vc && cache_elems > 0) {
+    args_throw(env, "BAD_ARGUMENT", "kCache and vCache must be different memory");
+    return NULL;
+  }
+  cairn_store_kv(k, v, kc, vc, kv_type, row_elems, pos0, n_tokens);
+  return args_undefined(env);
+}
+
+/* Reads api.ts AttentionParams. */
+static int attention_params(napi_env env, napi_value o, cairn_attention_params *p) {
+  if (prop_int(env, o, "params", "nTokens", 0, MAX_DIM, &p->n_tokens) ||
+      prop_int(env, o, "params", "nHead", 1, MAX_DIM, &p->n_head) ||
+      prop_int(env, o, "params", "nKvHead", 1, MAX_DIM, &p->n_kv_head) ||
+      prop_int(env, o, "params", "headDim", 1, MAX_DIM, &p->head_dim) ||
+      prop_int(env, o, "params", "pos0", 0, MAX_DIM, &p->pos0) || prop_float(env, o, "params", "scale", &p->scale)) {
+    return -1;
+  }
+  napi_value kv;
+  if (obj_prop(env, o, "params", "kvType", &kv) || kv_type_arg(env, kv, "params.kvType (0 = F32, 1 = F16)", &p->kv_type)) {
+    return -1;
+  }
+  if (p->n_head % p->n_kv_head != 0) {
+    args_throw(env, "BAD_ARGUMENT", "params.nHead (%lld) must be a multiple of params.nKvHead (%lld)",
+               (long long)p->n_head, (long long)p->n_kv_head);
+    return -1;
+  }
+  return 0;
+}
+
+/* attention(q, kCache, vCache, params, out) */
+static napi_value attention(napi_env env, napi_callback_info info) {
+  napi_value a[5];
+  cairn_attention_params p;
+  int64_t q_rows, q_elems, kv_row, cache_elems;
+  float *q, *out;
+  uint8_t *kc, *vc;
+  if (args_get(env, info, "attention", 5, a) || attention_params(env, a[3], &p) ||
+      args_mul(env, "nTokens * nHead", p.n_tokens, p.n_head, &q_rows) ||
+      args_mul(env, "nTokens * nHead * headDim", q_rows, p.head_dim, &q_elems) ||
+      args_mul(env, "nKvHead * headDim", p.n_kv_head, p.head_dim, &kv_row) ||
+      args_mul(env, "(pos0 + nTokens) * nKvHead * headDim", p.pos0 + p.n_tokens, kv_row, &cache_elems)) {
+    return NULL;
+  }
+  const int64_t elem = p.kv_type ? 2 : 4;
+  if (args_f32(env, a[0], "q", q_elems, &q) || args_u8(env, a[1], "kCache", cache_elems * elem, (size_t)elem, &kc) ||
+      args_u8(env, a[2], "vCache", cache_elems * elem, (size_t)elem, &vc) ||
+      args_f32(env, a[4], "out", q_elems, &out)) {
+    return NULL;
+  }
+  const uintptr_t qb = (uintptr_t)q, ob = (uintptr_t)out, bytes = (uintptr_t)q_elems * 4;
+  if (q_elems > 0 && qb < ob + bytes && ob < qb + bytes) {
+    args_throw(env, "BAD_ARGUMENT", "out must not overlap q");
+    return NULL;
+  }
+  if (p.n_tokens == 0) return args_undefined(env);
+  if (cairn_attention(q, kc, vc, &p, out) != 0) {
+    args_throw(env, "BAD_ARGUMENT", "attention: out of memory for %lld cache positions", (long long)(p.pos0 + p.n_tokens));
+    return NULL;
+  }
+  return args_undefined(env);
+}
+
+void cairn_register_ops(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"rmsNorm", NULL, rms_norm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rope", NULL, rope, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"softmax", NULL, softmax, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"swiglu", NULL, swiglu, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"geglu", NULL, geglu, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"add", NULL, add, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"storeKv", NULL, store_kv, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"attention", NULL, attention, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}

@@ -1,0 +1,396 @@
+/*
+ * Drivers of the float kernels: split each op over the thread pool and run the active ISA's
+ * primitives (ops_table.h) on each share. Small ops run on the calling thread alone, since
+ * waking the workers costs about as much as a few thousand element operations.
+ */
+#include "ops.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn.h"
+#include "ops_f16.h"
+#include "ops_table.h"
+#include "pool.h"
+
+/* Element operations below which one thread does the whole op. */
+#define MIN_PARALLEL_WORK 32768
+/* Element operations worth one more thread. */
+#define WORK_PER_THREAD 16384
+/* Chunk granularity for elementwise ops, so threads never share a cache line. */
+#define CHUNK_ALIGN 16
+
+static const cairn_ops_table *active_table(void) {
+  switch (cairn_isa_active()) {
+#if defined(__x86_64__)
+    case CAIRN_ISA_AVX512: return &cairn_ops_avx512;
+    case CAIRN_ISA_AVX2: return &cairn_ops_avx2;
+#elif defined(__aarch64__)
+    case CAIRN_ISA_NEON: return &cairn_ops_neon;
+#endif
+    default: return &cairn_ops_scalar;
+  }
+}
+
+static int threads_for(double work) {
+  if (work < MIN_PARALLEL_WORK) return 1;
+  const double n = work / WORK_PER_THREAD;
+  return n > 256 ? 256 : (int)n;
+}
+
+/* Share [*begin, *end) of `total` items for thread ith of nth. */
+static void share(int64_t total, int ith, int nth, int64_t *begin, int64_t *end) {
+  const int64_t per = (total + nth - 1) / nth;
+  *begin = per * ith < total ? per * ith : total;
+  *end = *begin + per < total ? *begin + per : total;
+}
+
+/* Like share() but with chunk starts aligned to CHUNK_ALIGN elements. */
+static void share_aligned(int64_t total, int ith, int nth, int64_t *begin, int64_t *end) {
+  int64_t per = (total + nth - 1) / nth;
+  per = (per + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN;
+  *begin = per * ith < total ? per * ith : total;
+  *end = *begin + per < total ? *begin + per : total;
+}
+
+/* ---- rms_norm ---- */
+
+typedef struct {
+  const cairn_ops_table *t;
+  const float *x, *w;
+  float *out;
+  int64_t rows, dim;
+  float eps;
+} rms_job;
+
+static void rms_norm_job(void *ctx, int ith, int nth) {
+  const rms_job *j = ctx;
+  int64_t r0, r1;
+  share(j->rows, ith, nth, &r0, &r1);
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * j->dim;
+    /* ggml: mean in f32 from the f64 sum, then 1/sqrtf in f32. */
+    const float mean = (float)(j->t->sum_squares(x, j->dim) / (double)j->dim);
+    const float scale = 1.0f / sqrtf(mean + j->eps);
+    j->t->scale_mul(x, scale, j->w, j->out + r * j->dim, j->dim);
+  }
+}
+
+void cairn_rms_norm(const float *x, const float *w, int64_t rows, int64_t dim, float eps, float *out) {
+  rms_job j = {active_table(), x, w, out, rows, dim, eps};
+  int nth = threads_for((double)rows * dim);
+  if (nth > rows) nth = (int)rows;
+  cairn_pool_run_n(rms_norm_job, &j, nth);
+}
+
+/* ---- rope ---- */
+
+#define ROPE_MAX_DIMS 4096
+
+typedef struct {
+  float *x;
+  int64_t n_tokens, n_heads, head_dim;
+  const int32_t *pos;
+  const cairn_rope_params *p;
+  float theta_scale;
+} rope_job;
+
+/* cos/sin pairs of one position, as ggml's rope cache: theta advances by repeated f32 products. */
+static void rope_angles(const rope_job *j, int32_t pos, float *cache) {
+  const cairn_rope_params *p = j->p;
+  float theta = (float)pos;
+  for (int i = 0; i < p->n_rot; i += 2) {
+    const float ff = p->freq_factors ? p->freq_factors[i / 2] : 1.0f;
+    const float angle = p->freq_scale * (theta / ff);
+    cache[i] = cosf(angle);
+    cache[i + 1] = sinf(angle);
+    theta *= j->theta_scale;
+  }
+}
+
+static void rope_job_fn(void *ctx, int ith, int nth) {
+  const rope_job *j = ctx;
+  float cache[ROPE_MAX_DIMS];
+  int64_t i0, i1, cached_token = -1;
+  share(j->n_tokens * j->n_heads, ith, nth, &i0, &i1);
+  const int n_rot = j->p->n_rot, half = n_rot / 2;
+  for (int64_t item = i0; item < i1; item++) {
+    const int64_t t = item / j->n_heads;
+    if (t != cached_token) {
+      rope_angles(j, j->pos[t], cache);
+      cached_token = t;
+    }
+    float *x = j->x + item * j->head_dim;
+    if (j->p->neox) {
+      for (int i = 0; i < half; i++) {
+        const float c = cache[2 * i], s = cache[2 * i + 1];
+        const float x0 = x[i], x1 = x[i + half];
+        x[i] = x0 * c - x1 * s;
+        x[i + half] = x0 * s + x1 * c;
+      }
+    } else {
+      for (int i = 0; i < n_rot; i += 2) {
+        const float c = cache[i], s = cache[i + 1];
+        const float x0 = x[i], x1 = x[i + 1];
+        x[i] = x0 * c - x1 * s;
+        x[i + 1] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+void cairn_rope(float *x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const int32_t *pos,
+                const cairn_rope_params *p) {
+  if (p->n_rot > ROPE_MAX_DIMS) return; /* the binding rejects this */
+  rope_job j = {x, n_tokens, n_heads, head_dim, pos, p, powf(p->freq_base, -2.0f / (float)p->n_rot)};
+  /* Each rotated pair costs about six flops, plus a sin/cos per pair and token. */
+  int nth = threads_for(3.0 * (double)n_tokens * n_heads * p->n_rot);
+  if (nth > n_tokens * n_heads) nth = (int)(n_tokens * n_heads);
+  cairn_pool_run_n(rope_job_fn, &j, nth);
+}
+
+/* ---- softmax ---- */
+
+typedef struct {
+  const cairn_ops_table *t;
+  float *x;
+  int64_t rows, cols;
+} softmax_job;
+
+/* ggml's soft_max: exp(x - max) summed in f64, then scaled by the f32 of 1/sum. */
+static void softmax_row(const cairn_ops_table *t, float *x, int64_t n) {
+  const float m = t->max(x, n);
+  const double sum = t->exp_sum(x, m, x, n);
+  t->scale(x, (float)(1.0 / sum), n);
+}
+
+static void softmax_job_fn(void *ctx, int ith, int nth) {
+  const softmax_job *j = ctx;
+  int64_t r0, r1;
+  share(j->rows, ith, nth, &r0, &r1);
+  for (int64_t r = r0; r < r1; r++) softmax_row(j->t, j->x + r * j->cols, j->cols);
+}
+
+void cairn_softmax(float *x, int64_t rows, int64_t cols) {
+  softmax_job j = {active_table(), x, rows, cols};
+  int nth = threads_for(4.0 * (double)rows * cols);
+  if (nth > rows) nth = (int)rows;
+  cairn_pool_run_n(softmax_job_fn, &j, nth);
+}
+
+/* ---- gelu table ---- */
+
+static float g_gelu_table[1 << 16];
+static pthread_once_t g_gelu_once = PTHREAD_ONCE_INIT;
+
+/* ggml's tanh approximation, in f32 with ggml's operation order. */
+static float gelu_f32(float x) {
+  const float a = 0.044715f, s = 0.79788456080286535587989211986876f;
+  return 0.5f * x * (1.0f + tanhf(s * x * (1.0f + a * x * x)));
+}
+
+static void gelu_table_init(void) {
+  /* ggml stores gelu(h) as f16 for every f16 input h; we keep the same values as f32. */
+  for (uint32_t h = 0; h < (1u << 16); h++) {
+    g_gelu_table[h] = ops_f16_to_f32(ops_f32_to_f16(gelu_f32(ops_f16_to_f32((uint16_t)h))));
+  }
+}
+
+static const float *gelu_table(void) {
+  pthread_once(&g_gelu_once, gelu_table_init);
+  return g_gelu_table;
+}
+
+/* ---- elementwise: swiglu, geglu, add ---- */
+
+typedef enum { EW_SWIGLU, EW_GEGLU, EW_ADD } ew_kind;
+
+typedef struct {
+  const cairn_ops_table *t;
+  ew_kind kind;
+  const float *a, *b;
+  float *out;
+  int64_t n;
+  const float *table;
+} ew_job;
+
+static void ew_job_fn(void *ctx, int ith, int nth) {
+  const ew_job *j = ctx;
+  int64_t i0, i1;
+  share_aligned(j->n, ith, nth, &i0, &i1);
+  if (i0 >= i1) return;
+  switch (j->kind) {
+    case EW_SWIGLU: j->t->swiglu(j->a + i0, j->b + i0, j->out + i0, i1 - i0); break;
+    case EW_GEGLU: j->t->geglu(j->a + i0, j->b + i0, j->out + i0, i1 - i0, j->table); break;
+    case EW_ADD: j->t->add(j->a + i0, j->b + i0, j->out + i0, i1 - i0); break;
+  }
+}
+
+static void run_elementwise(ew_kind kind, const float *a, const float *b, int64_t n, float *out, double cost) {
+  ew_job j = {active_table(), kind, a, b, out, n, NULL};
+  if (kind == EW_GEGLU) j.table = gelu_table();
+  cairn_pool_run_n(ew_job_fn, &j, threads_for(cost * (double)n));
+}
+
+void cairn_swiglu(const float *gate, const float *up, int64_t n, float *out) {
+  run_elementwise(EW_SWIGLU, gate, up, n, out, 4.0);
+}
+
+void cairn_geglu(const float *gate, const float *up, int64_t n, float *out) {
+  run_elementwise(EW_GEGLU, gate, up, n, out, 2.0);
+}
+
+void cairn_add(const float *a, const float *b, int64_t n, float *out) { run_elementwise(EW_ADD, a, b, n, out, 0.5); }
+
+/* ---- KV cache store ---- */
+
+typedef struct {
+  const cairn_ops_table *t;
+  const float *k, *v;
+  uint8_t *kc, *vc;
+  int kv_type;
+  int64_t row_elems, pos0, n_tokens;
+} store_job;
+
+static void store_job_fn(void *ctx, int ith, int nth) {
+  const store_job *j = ctx;
+  int64_t r0, r1;
+  /* Rows of k then rows of v, as one list of 2 * n_tokens copies. */
+  share(2 * j->n_tokens, ith, nth, &r0, &r1);
+  const size_t elem = j->kv_type ? 2 : 4;
+  for (int64_t r = r0; r < r1; r++) {
+    const int is_v = r >= j->n_tokens;
+    const int64_t t = is_v ? r - j->n_tokens : r;
+    const float *src = (is_v ? j->v : j->k) + t * j->row_elems;
+    uint8_t *dst = (is_v ? j->vc : j->kc) + (size_t)(j->pos0 + t) * j->row_elems * elem;
+    if (j->kv_type) {
+      j->t->to_f16(src, (uint16_t *)dst, j->row_elems);
+    } else {
+      memcpy(dst, src, (size_t)j->row_elems * 4);
+    }
+  }
+}
+
+void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int kv_type, int64_t row_elems,
+                    int64_t pos0, int64_t n_tokens) {
+  store_job j = {active_table(), k, v, k_cache, v_cache, kv_type, row_elems, pos0, n_tokens};
+  int nth = threads_for(2.0 * (double)n_tokens * row_elems);
+  if (nth > 2 * n_tokens) nth = (int)(2 * n_tokens);
+  cairn_pool_run_n(store_job_fn, &j, nth);
+}
+
+/* ---- attention ---- */
+
+/* Grow-only scratch of the calling thread, freed when that thread exits. */
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+typedef struct {
+  void *p;
+  size_t cap;
+} scratch_buf;
+
+static void scratch_free(void *v) {
+  scratch_buf *s = v;
+  free(s->p);
+  free(s);
+}
+
+static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }
+
+static void *scratch(size_t bytes) {
+  pthread_once(&g_scratch_once, scratch_key_init);
+  scratch_buf *s = pthread_getspecific(g_scratch_key);
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    if (!s || pthread_setspecific(g_scratch_key, s) != 0) {
+      free(s);
+      return NULL;
+    }
+  }
+  if (s->cap < bytes) {
+    const size_t cap = (bytes + 4095) & ~(size_t)4095;
+    void *p = aligned_alloc(64, cap);
+    if (!p) return NULL;
+    free(s->p);
+    s->p = p;
+    s->cap = cap;
+  }
+  return s->p;
+}
+
+typedef struct {
+  const cairn_ops_table *t;
+  const float *q;
+  const uint8_t *kc, *vc;
+  const cairn_attention_params *p;
+  float *out;
+  uint8_t *scratch;
+  size_t scratch_per_thread;
+} attn_job;
+
+/* One query row against cache rows [0, n_ctx): llama.cpp's kq, soft_max_ext and kqv. */
+static void attend(const attn_job *j, int64_t t, int64_t h, float *scores, uint16_t *q16) {
+  const cairn_attention_params *p = j->p;
+  const cairn_ops_table *tab = j->t;
+  const int64_t d = p->head_dim, n_ctx = p->pos0 + t + 1;
+  const int64_t kvh = h / (p->n_head / p->n_kv_head);
+  const int64_t row = p->n_kv_head * d, head_off = kvh * d;
+  const float *q = j->q + (t * p->n_head + h) * d;
+  float *o = j->out + (t * p->n_head + h) * d;
+
+  if (p->kv_type) {
+    const uint16_t *k = (const uint16_t *)j->kc + head_off;
+    tab->to_f16(q, q16, d);
+    for (int64_t i = 0; i < n_ctx; i++) scores[i] = tab->dot_f16(k + i * row, q16, d) * p->scale;
+  } else {
+    const float *k = (const float *)j->kc + head_off;
+    for (int64_t i = 0; i < n_ctx; i++) scores[i] = tab->dot_f32(k + i * row, q, d) * p->scale;
+  }
+  const float m = tab->max(scores, n_ctx);
+  const float inv = (float)(1.0 / tab->exp_sum(scores, m, scores, n_ctx));
+  memset(o, 0, (size_t)d * sizeof(float));
+  if (p->kv_type) {
+    const uint16_t *v = (const uint16_t *)j->vc + head_off;
+    for (int64_t i = 0; i < n_ctx; i++) {
+      /* llama.cpp converts the softmax weights to f16 before multiplying by an f16 V. */
+      const float w = ops_f16_to_f32(ops_f32_to_f16(scores[i] * inv));
+      if (w != 0.0f) tab->axpy_f16(w, v + i * row, o, d);
+    }
+  } else {
+    const float *v = (const float *)j->vc + head_off;
+    for (int64_t i = 0; i < n_ctx; i++) {
+      const float w = scores[i] * inv;
+      if (w != 0.0f) tab->axpy_f32(w, v + i * row, o, d);
+    }
+  }
+}
+
+static void attention_job_fn(void *ctx, int ith, int nth) {
+  const attn_job *j = ctx;
+  uint8_t *mine = j->scratch + (size_t)ith * j->scratch_per_thread;
+  float *scores = (float *)mine;
+  uint16_t *q16 = (uint16_t *)(mine + (size_t)(j->p->pos0 + j->p->n_tokens) * sizeof(float));
+  int64_t i0, i1;
+  share(j->p->n_tokens * j->p->n_head, ith, nth, &i0, &i1);
+  for (int64_t item = i0; item < i1; item++) attend(j, item / j->p->n_head, item % j->p->n_head, scores, q16);
+}
+
+int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
+                    float *out) {
+  const int64_t items = p->n_tokens * p->n_head;
+  const int64_t n_ctx_max = p->pos0 + p->n_tokens;
+  /* Per query row: two passes over n_ctx cache rows of head_dim. */
+  int nth = threads_for(2.0 * (double)items * (double)(p->pos0 + 1 + p->n_tokens / 2) * p->head_dim);
+  if (nth > items) nth = (int)items;
+  const int pool = cairn_pool_threads();
+  if (nth > pool) nth = pool;
+  const size_t per_thread = ((size_t)n_ctx_max * sizeof(float) + (size_t)p->head_dim * 2 + 63) & ~(size_t)63;
+  uint8_t *buf = scratch(per_thread * (size_t)nth);
+  if (!buf) return -1;
+  attn_job j = {active_table(), q, k_cache, v_cache, p, out, buf, per_thread};
+  cairn_pool_run_n(attention_job_fn, &j, nth);
+  return 0;
+}

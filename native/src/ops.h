@@ -1,0 +1,57 @@
+/*
+ * The float kernels of the model code (everything but matmul and quantization), computed the way
+ * llama.cpp's CPU backend computes them, split over the thread pool where the size pays for it.
+ * Callers validate shapes; these functions trust them.
+ */
+#ifndef CAIRN_OPS_H
+#define CAIRN_OPS_H
+
+#include <stdint.h>
+
+/* out[r] = (x[r] * 1/sqrt(mean(x[r]^2) + eps)) * w for `rows` rows of `dim`. out may alias x. */
+void cairn_rms_norm(const float *x, const float *w, int64_t rows, int64_t dim, float eps, float *out);
+
+/* Rotary embedding parameters (see src/kernels/api.ts RopeParams). */
+typedef struct {
+  int n_rot;
+  float freq_base;
+  float freq_scale;
+  int neox; /* 0: rotate adjacent pairs (llama); 1: rotate halves (neox) */
+  const float *freq_factors; /* n_rot/2 divisors of theta, or NULL */
+} cairn_rope_params;
+
+/* Rotates x (n_tokens x n_heads x head_dim) in place at positions pos[n_tokens]. */
+void cairn_rope(float *x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const int32_t *pos,
+                const cairn_rope_params *p);
+
+/* Softmax of each of `rows` rows of `cols`, in place. */
+void cairn_softmax(float *x, int64_t rows, int64_t cols);
+
+/* out = silu(gate) * up. out may alias either input. */
+void cairn_swiglu(const float *gate, const float *up, int64_t n, float *out);
+
+/* out = gelu(gate) * up with llama.cpp's f16 table of tanh-approximated gelu. out may alias. */
+void cairn_geglu(const float *gate, const float *up, int64_t n, float *out);
+
+/* out = a + b. out may alias either input. */
+void cairn_add(const float *a, const float *b, int64_t n, float *out);
+
+/*
+ * Copies n_tokens rows of row_elems f32 values from k and v into rows [pos0, pos0 + n_tokens) of
+ * the caches, as f32 (kv_type 0) or f16 (kv_type 1, rounded to nearest even).
+ */
+void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int kv_type, int64_t row_elems,
+                    int64_t pos0, int64_t n_tokens);
+
+/* Causal grouped-query attention over one sequence's cache (see src/kernels/api.ts). */
+typedef struct {
+  int64_t n_tokens, n_head, n_kv_head, head_dim, pos0;
+  float scale;
+  int kv_type; /* 0: f32 cache; 1: f16 cache */
+} cairn_attention_params;
+
+/* Returns 0, or -1 when the scratch memory could not be allocated. */
+int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
+                    float *out);
+
+#endif

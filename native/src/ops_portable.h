@@ -1,0 +1,97 @@
+/*
+ * Portable C versions of the float-kernel primitives (see ops_table.h). Included by each ISA
+ * group, so the compiler vectorizes them with that group's flags; the x86 groups replace the
+ * hot ones with intrinsics. Operation order follows ggml's scalar code.
+ */
+#ifndef CAIRN_OPS_PORTABLE_H
+#define CAIRN_OPS_PORTABLE_H
+
+#include <math.h>
+
+#include "ops_f16.h"
+#include "ops_table.h"
+
+static double portable_sum_squares(const float *x, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+  return sum;
+}
+
+static void portable_scale_mul(const float *x, float s, const float *w, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = (x[i] * s) * w[i];
+}
+
+static void portable_scale(float *y, float s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] *= s;
+}
+
+static float portable_max(const float *x, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+static double portable_exp_sum(const float *x, float m, float *y, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    const float e = expf(x[i] - m);
+    y[i] = e;
+    sum += (double)e;
+  }
+  return sum;
+}
+
+static void portable_swiglu(const float *g, const float *u, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+}
+
+static void portable_geglu(const float *g, const float *u, float *y, int64_t n, const float *table) {
+  for (int64_t i = 0; i < n; i++) {
+    const float x = g[i];
+    if (x <= -10.0f) {
+      y[i] = 0.0f;
+    } else if (x >= 10.0f) {
+      y[i] = x * u[i];
+    } else {
+      y[i] = table[ops_f32_to_f16(x)] * u[i];
+    }
+  }
+}
+
+static void portable_add(const float *a, const float *b, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static void portable_to_f16(const float *x, uint16_t *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = ops_f32_to_f16(x[i]);
+}
+
+static float portable_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; i++) sum += ops_f16_to_f32(a[i]) * ops_f16_to_f32(b[i]);
+  return sum;
+}
+
+static float portable_dot_f32(const float *a, const float *b, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+static void portable_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += a * ops_f16_to_f32(x[i]);
+}
+
+static void portable_axpy_f32(float a, const float *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* The whole portable table, for groups with no hand-written kernels. */
+#define CAIRN_PORTABLE_OPS_TABLE                                                                       \
+  {                                                                                                    \
+    portable_sum_squares, portable_scale_mul, portable_scale, portable_max, portable_exp_sum,          \
+        portable_swiglu, portable_geglu, portable_add, portable_to_f16, portable_dot_f16,              \
+        portable_dot_f32, portable_axpy_f16, portable_axpy_f32                                         \
+  }
+
+#endif
