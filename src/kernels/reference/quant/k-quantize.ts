@@ -1,0 +1,260 @@
+/**
+ * Quantizers of the K formats (Q4_K, Q5_K, Q6_K). They produce valid blocks with low error using a
+ * small search for each sub-block's scale (weighted least squares over a few candidate grids), not
+ * ggml's exact search, so their bytes may differ from llama-quantize's. All arithmetic is f32 in a
+ * fixed order, so the native quantizers can reproduce these bytes exactly.
+ */
+import { f32ToFp16, fp16ToF32, writeHalfBits } from './half.js';
+import { packKScaleMin, Q4K, Q5K, Q6K, QK_K } from './layouts.js';
+import { clampInt, roundHalfEven } from './rounding.js';
+
+const f = Math.fround;
+
+/** Candidate grids tried per sub-block: inverse scales (nmax + FIRST + STEP * k) / range, k <= STEPS. */
+const ASYM_FIRST = -1;
+const ASYM_STEP = Math.fround(0.1);
+const ASYM_STEPS = 20;
+
+/**
+ * Fits x ≈ scale * q - min with integer q in [0, nmax] and min >= 0 over n values, minimizing the
+ * error weighted by w. Writes q into `q` at qOff and returns [scale, min].
+ */
+export function fitScaleMin(
+  x: Float32Array,
+  xo: number,
+  n: number,
+  nmax: number,
+  w: Float32Array,
+  q: Uint8Array,
+  qOff: number,
+): [number, number] {
+  let xmin = x[xo];
+  let xmax = x[xo];
+  for (let i = 1; i < n; i++) {
+    xmin = Math.min(xmin, x[xo + i]);
+    xmax = Math.max(xmax, x[xo + i]);
+  }
+  if (xmin > 0) xmin = 0;
+  if (xmax === xmin) {
+    q.fill(0, qOff, qOff + n);
+    return [0, f(-xmin)];
+  }
+  const range = f(xmax - xmin);
+  let bestErr = Infinity;
+  let bestScale = 0;
+  let bestMin = 0;
+  const trial = new Uint8Array(n);
+  for (let k = 0; k <= ASYM_STEPS; k++) {
+    const iscale = f(f(f(ASYM_STEP * k) + f(nmax + ASYM_FIRST)) / range);
+    let sw = 0;
+    let sq = 0;
+    let sx = 0;
+    let sqq = 0;
+    let sqx = 0;
+    for (let i = 0; i < n; i++) {
+      const l = clampInt(roundHalfEven(f(iscale * f(x[xo + i] - xmin))), 0, nmax);
+      trial[i] = l;
+      const wi = w[i];
+      sw = f(sw + wi);
+      sq = f(sq + f(wi * l));
+      sx = f(sx + f(wi * x[xo + i]));
+      sqq = f(sqq + f(f(wi * l) * l));
+      sqx = f(sqx + f(f(wi * l) * x[xo + i]));
+    }
+    const det = f(f(sw * sqq) - f(sq * sq));
+    let scale: number;
+    let offset: number; // x ≈ scale * q + offset, offset <= 0
+    if (det > 0) {
+      scale = f(f(f(sw * sqx) - f(sq * sx)) / det);
+      offset = f(f(f(sqq * sx) - f(sq * sqx)) / det);
+      if (offset > 0) {
+        offset = 0;
+        scale = sqq > 0 ? f(sqx / sqq) : 0;
+      }
+    } else {
+      scale = f(1 / iscale);
+      offset = xmin;
+    }
+    if (scale < 0) continue;
+    let err = 0;
+    for (let i = 0; i < n; i++) {
+      const diff = f(f(f(scale * trial[i]) + offset) - x[xo + i]);
+      err = f(err + f(f(w[i] * diff) * diff));
+    }
+    if (err < bestErr) {
+      bestErr = err;
+      bestScale = scale;
+      bestMin = f(-offset);
+      q.set(trial, qOff);
+    }
+  }
+  return [bestScale, bestMin];
+}
+
+/** Per-element weights of a sub-block: |x| plus the block's RMS, so small values still count. */
+function subBlockWeights(x: Float32Array, xo: number, n: number, out: Float32Array): void {
+  let sumSq = 0;
+  for (let i = 0; i < n; i++) sumSq = f(sumSq + f(x[xo + i] * x[xo + i]));
+  const rms = f(Math.sqrt(f(sumSq / n)));
+  for (let i = 0; i < n; i++) out[i] = f(rms + Math.abs(x[xo + i]));
+}
+
+/**
+ * Shared body of Q4_K and Q5_K: fits eight 32-element sub-blocks, quantizes their scales and mins
+ * to 6 bits against f16 super-scales, and returns the final quants (0..nmax) of all 256 values.
+ */
+function quantizeScaleMinSuperBlock(x: Float32Array, xo: number, nmax: number, dst: Uint8Array, dOff: number, scalesOff: number): Uint8Array {
+  const q = new Uint8Array(QK_K);
+  const w = new Float32Array(32);
+  const scales = new Float32Array(8);
+  const mins = new Float32Array(8);
+  let maxScale = 0;
+  let maxMin = 0;
+  for (let j = 0; j < 8; j++) {
+    subBlockWeights(x, xo + 32 * j, 32, w);
+    [scales[j], mins[j]] = fitScaleMin(x, xo + 32 * j, 32, nmax, w, q, 32 * j);
+    maxScale = Math.max(maxScale, scales[j]);
+    maxMin = Math.max(maxMin, mins[j]);
+  }
+  const invScale = maxScale > 0 ? f(63 / maxScale) : 0;
+  const invMin = maxMin > 0 ? f(63 / maxMin) : 0;
+  const ls = new Uint8Array(8);
+  const lm = new Uint8Array(8);
+  for (let j = 0; j < 8; j++) {
+    ls[j] = Math.min(63, roundHalfEven(f(invScale * scales[j])));
+    lm[j] = Math.min(63, roundHalfEven(f(invMin * mins[j])));
+  }
+  const dBits = f32ToFp16(f(maxScale / 63));
+  const dminBits = f32ToFp16(f(maxMin / 63));
+  writeHalfBits(dst, dOff, dBits);
+  writeHalfBits(dst, dOff + 2, dminBits);
+  packKScaleMin(dst, dOff + scalesOff, ls, lm);
+  // Requantize against the scales as stored, so rounding of d, dmin and the 6-bit codes is absorbed.
+  const d = fp16ToF32(dBits);
+  const dmin = fp16ToF32(dminBits);
+  for (let j = 0; j < 8; j++) {
+    const dd = f(d * ls[j]);
+    const dm = f(dmin * lm[j]);
+    for (let i = 0; i < 32; i++) {
+      const v = x[xo + 32 * j + i];
+      q[32 * j + i] = dd === 0 ? 0 : clampInt(roundHalfEven(f(f(v + dm) / dd)), 0, nmax);
+    }
+  }
+  return q;
+}
+
+/** Encodes one Q4_K super-block. */
+export function quantizeQ4_K(x: Float32Array, xo: number, dst: Uint8Array, dOff: number): void {
+  const q = quantizeScaleMinSuperBlock(x, xo, 15, dst, dOff, Q4K.scales);
+  for (let g = 0; g < 4; g++) {
+    for (let l = 0; l < 32; l++) dst[dOff + Q4K.qs + 32 * g + l] = q[64 * g + l] | (q[64 * g + 32 + l] << 4);
+  }
+}
+
+/** Encodes one Q5_K super-block. */
+export function quantizeQ5_K(x: Float32Array, xo: number, dst: Uint8Array, dOff: number): void {
+  const q = quantizeScaleMinSuperBlock(x, xo, 31, dst, dOff, Q5K.scales);
+  dst.fill(0, dOff + Q5K.qh, dOff + Q5K.qh + 32);
+  for (let g = 0; g < 4; g++) {
+    for (let l = 0; l < 32; l++) {
+      const lo = q[64 * g + l];
+      const hi = q[64 * g + 32 + l];
+      dst[dOff + Q5K.qs + 32 * g + l] = (lo & 0xf) | ((hi & 0xf) << 4);
+      dst[dOff + Q5K.qh + l] |= ((lo >> 4) << (2 * g)) | ((hi >> 4) << (2 * g + 1));
+    }
+  }
+}
+
+/** Candidate grids for the symmetric fit: inverse scales -(nmax + STEP * k) / max, |k| <= STEPS. */
+const SYM_STEP = Math.fround(0.1);
+const SYM_STEPS = 9;
+
+/**
+ * Fits x ≈ scale * l with integer l in [-nmax, nmax - 1] over n values (weights x^2), writing
+ * l + nmax into `q` at qOff. Returns scale (signed: it carries the sign of the largest value).
+ */
+export function fitSymmetric(x: Float32Array, xo: number, n: number, nmax: number, q: Uint8Array, qOff: number): number {
+  let amax = 0;
+  let max = 0;
+  for (let i = 0; i < n; i++) {
+    const ax = Math.abs(x[xo + i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[xo + i];
+    }
+  }
+  if (amax < 1e-15) {
+    q.fill(nmax, qOff, qOff + n);
+    return 0;
+  }
+  let bestScore = -1;
+  let bestScale = 0;
+  const trial = new Uint8Array(n);
+  for (let k = -SYM_STEPS; k <= SYM_STEPS; k++) {
+    const iscale = f(-f(nmax + f(SYM_STEP * k)) / max);
+    let sumlx = 0;
+    let suml2 = 0;
+    for (let i = 0; i < n; i++) {
+      const v = x[xo + i];
+      const l = clampInt(roundHalfEven(f(iscale * v)), -nmax, nmax - 1);
+      trial[i] = l + nmax;
+      const w = f(v * v);
+      sumlx = f(sumlx + f(f(w * v) * l));
+      suml2 = f(suml2 + f(f(w * l) * l));
+    }
+    // With the least-squares scale sumlx/suml2 the weighted error is Σwx² - sumlx²/suml2.
+    if (suml2 > 0) {
+      const score = f(f(sumlx * sumlx) / suml2);
+      if (score > bestScore) {
+        bestScore = score;
+        bestScale = f(sumlx / suml2);
+        q.set(trial, qOff);
+      }
+    }
+  }
+  return bestScale;
+}
+
+/** Encodes one Q6_K super-block. */
+export function quantizeQ6_K(x: Float32Array, xo: number, dst: Uint8Array, dOff: number): void {
+  const q = new Uint8Array(QK_K);
+  const scales = new Float32Array(16);
+  let maxScale = 0;
+  let maxAbs = 0;
+  for (let k = 0; k < 16; k++) {
+    scales[k] = fitSymmetric(x, xo + 16 * k, 16, 32, q, 16 * k);
+    if (Math.abs(scales[k]) > maxAbs) {
+      maxAbs = Math.abs(scales[k]);
+      maxScale = scales[k];
+    }
+  }
+  const view = new DataView(dst.buffer, dst.byteOffset + dOff, 210);
+  if (maxAbs === 0) {
+    dst.fill(0, dOff, dOff + 210);
+    // All quants at the offset 32 decode to zero; scales and d stay zero.
+    for (let i = 0; i < QK_K; i++) q[i] = 32;
+  } else {
+    const iscale = f(-128 / maxScale);
+    const dBits = f32ToFp16(f(1 / iscale));
+    writeHalfBits(dst, dOff + Q6K.d, dBits);
+    const d = fp16ToF32(dBits);
+    for (let k = 0; k < 16; k++) {
+      const sc = Math.min(127, roundHalfEven(f(iscale * scales[k])));
+      view.setInt8(Q6K.scales + k, sc);
+      const dd = f(d * sc);
+      for (let i = 0; i < 16; i++) {
+        const v = x[xo + 16 * k + i];
+        q[16 * k + i] = dd === 0 ? 32 : clampInt(roundHalfEven(f(v / dd)), -32, 31) + 32;
+      }
+    }
+  }
+  for (let h = 0; h < 2; h++) {
+    for (let l = 0; l < 32; l++) {
+      const base = 128 * h + l;
+      const [q1, q2, q3, q4] = [q[base], q[base + 32], q[base + 64], q[base + 96]];
+      dst[dOff + Q6K.ql + 64 * h + l] = (q1 & 0xf) | ((q3 & 0xf) << 4);
+      dst[dOff + Q6K.ql + 64 * h + 32 + l] = (q2 & 0xf) | ((q4 & 0xf) << 4);
+      dst[dOff + Q6K.qh + 32 * h + l] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+/** Dequantizers of the K formats (Q4_K, Q5_K, Q6_K), bit-exact with ggml's. */
+import { readFp16 } from './half.js';
+import { kScaleMin, Q4K, Q5K, Q6K, QK_K, readI8 } from './layouts.js';
+
+const f = Math.fround;
+
+/** Decodes one Q4_K super-block: x = d * scale_j * q - dmin * min_j per 32-element sub-block j. */
+export function dequantizeQ4_K(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {
+  const d = readFp16(src, so + Q4K.d);
+  const dmin = readFp16(src, so + Q4K.dmin);
+  for (let g = 0; g < 4; g++) {
+    const [sc1, m1] = kScaleMin(src, so + Q4K.scales, 2 * g);
+    const [sc2, m2] = kScaleMin(src, so + Q4K.scales, 2 * g + 1);
+    const d1 = f(d * sc1);
+    const min1 = f(dmin * m1);
+    const d2 = f(d * sc2);
+    const min2 = f(dmin * m2);
+    const q = so + Q4K.qs + 32 * g;
+    const out = dOff + 64 * g;
+    for (let l = 0; l < 32; l++) {
+      dst[out + l] = f(f(d1 * (src[q + l] & 0xf)) - min1);
+      dst[out + 32 + l] = f(f(d2 * (src[q + l] >> 4)) - min2);
+    }
+  }
+}
+
+/** Decodes one Q5_K super-block: like Q4_K with a fifth bit per quant from qh. */
+export function dequantizeQ5_K(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {
+  const d = readFp16(src, so + Q5K.d);
+  const dmin = readFp16(src, so + Q5K.dmin);
+  for (let g = 0; g < 4; g++) {
+    const [sc1, m1] = kScaleMin(src, so + Q5K.scales, 2 * g);
+    const [sc2, m2] = kScaleMin(src, so + Q5K.scales, 2 * g + 1);
+    const d1 = f(d * sc1);
+    const min1 = f(dmin * m1);
+    const d2 = f(d * sc2);
+    const min2 = f(dmin * m2);
+    const q = so + Q5K.qs + 32 * g;
+    const out = dOff + 64 * g;
+    for (let l = 0; l < 32; l++) {
+      const h = src[so + Q5K.qh + l];
+      const lo = (src[q + l] & 0xf) + ((h >> (2 * g)) & 1) * 16;
+      const hi = (src[q + l] >> 4) + ((h >> (2 * g + 1)) & 1) * 16;
+      dst[out + l] = f(f(d1 * lo) - min1);
+      dst[out + 32 + l] = f(f(d2 * hi) - min2);
+    }
+  }
+}
+
+/** The 6-bit quant (0..63) of element i (0..255) of a Q6_K block at `so`. */
+export function q6Quant(src: Uint8Array, so: number, i: number): number {
+  const half = i >> 7; // which 128-element half
+  const k = i & 127;
+  const quarter = k >> 5; // 0..3 within the half
+  const l = k & 31;
+  const ql = src[so + Q6K.ql + 64 * half + l + (quarter & 1) * 32];
+  const low = quarter < 2 ? ql & 0xf : ql >> 4;
+  const high = (src[so + Q6K.qh + 32 * half + l] >> (2 * quarter)) & 3;
+  return low | (high << 4);
+}
+
+/** Decodes one Q6_K super-block: x = d * scale_k * (q - 32) per 16-element group k. */
+export function dequantizeQ6_K(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {
+  const d = readFp16(src, so + Q6K.d);
+  for (let i = 0; i < QK_K; i++) {
+    const sc = readI8(src, so + Q6K.scales + (i >> 4));
+    dst[dOff + i] = f(f(d * sc) * (q6Quant(src, so, i) - 32));
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Byte layouts of the quantized blocks, as ggml defines them (little-endian, packed):
+ *
+ * - Q4_0  (32 el, 18 B): f16 d; u8 qs[16]. x[j] = (lo nibble of qs[j] - 8) * d, x[j+16] from the hi nibble.
+ * - Q4_1  (32 el, 20 B): f16 d, f16 m; u8 qs[16]. x = q * d + m.
+ * - Q5_0  (32 el, 22 B): f16 d; u32 qh; u8 qs[16]. Bit j of qh is bit 4 of x[j]'s quant; x = (q - 16) * d.
+ * - Q5_1  (32 el, 24 B): f16 d, f16 m; u32 qh; u8 qs[16]. x = q * d + m.
+ * - Q8_0  (32 el, 34 B): f16 d; i8 qs[32]. x = q * d.
+ * - Q8_1  (32 el, 36 B): f16 d, f16 s (= d * sum of qs); i8 qs[32].
+ * - Q4_K  (256 el, 144 B): f16 d, f16 dmin; u8 scales[12] (eight 6-bit scales and mins); u8 qs[128].
+ * - Q5_K  (256 el, 176 B): f16 d, f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128].
+ * - Q6_K  (256 el, 210 B): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d.
+ * - Q8_K  (256 el, 292 B): f32 d; i8 qs[256]; i16 bsums[16] (sums of each 16 quants).
+ */
+
+/** Elements per block of the 32-element formats. */
+export const QK = 32;
+/** Elements per super-block of the K formats. */
+export const QK_K = 256;
+
+/** Bytes per block of each quantized format. */
+export const BLOCK_BYTES = {
+  Q4_0: 18,
+  Q4_1: 20,
+  Q5_0: 22,
+  Q5_1: 24,
+  Q8_0: 34,
+  Q8_1: 36,
+  Q4_K: 144,
+  Q5_K: 176,
+  Q6_K: 210,
+  Q8_K: 292,
+} as const;
+
+/** Offsets inside a Q6_K block (its f16 scale comes last). */
+export const Q6K = { ql: 0, qh: 128, scales: 192, d: 208 } as const;
+/** Offsets inside a Q5_K block. */
+export const Q5K = { d: 0, dmin: 2, scales: 4, qh: 16, qs: 48 } as const;
+/** Offsets inside a Q4_K block. */
+export const Q4K = { d: 0, dmin: 2, scales: 4, qs: 16 } as const;
+/** Offsets inside a Q8_K block. */
+export const Q8K = { d: 0, qs: 4, bsums: 260 } as const;
+
+/** Reads a signed byte. */
+export function readI8(bytes: Uint8Array, off: number): number {
+  return (bytes[off] << 24) >> 24;
+}
+
+/** Reads a little-endian u32. */
+export function readU32(bytes: Uint8Array, off: number): number {
+  return (bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24)) >>> 0;
+}
+
+/** Writes a little-endian u32. */
+export function writeU32(bytes: Uint8Array, off: number, v: number): void {
+  bytes[off] = v & 0xff;
+  bytes[off + 1] = (v >>> 8) & 0xff;
+  bytes[off + 2] = (v >>> 16) & 0xff;
+  bytes[off + 3] = (v >>> 24) & 0xff;
+}
+
+/**
+ * The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block, packed in its 12 scale bytes:
+ * sub-blocks 0-3 keep their low 6 bits in bytes j (scale) and j+4 (min); sub-blocks 4-7 keep their
+ * low 4 bits in byte j+4 and their top 2 bits in the spare top bits of bytes j-4 and j.
+ */
+export function kScaleMin(bytes: Uint8Array, scalesOff: number, j: number): [number, number] {
+  const q = (i: number): number => bytes[scalesOff + i];
+  if (j < 4) return [q(j) & 63, q(j + 4) & 63];
+  return [(q(j + 4) & 0xf) | ((q(j - 4) >> 6) << 4), (q(j + 4) >> 4) | ((q(j) >> 6) << 4)];
+}
+
+/** Packs eight 6-bit scales and mins into 12 bytes at `off` (the inverse of kScaleMin). */
+export function packKScaleMin(bytes: Uint8Array, off: number, scales: ArrayLike<number>, mins: ArrayLike<number>): void {
+  for (let j = 0; j < 12; j++) bytes[off + j] = 0;
+  for (let j = 0; j < 8; j++) {
+    const ls = scales[j];
+    const lm = mins[j];
+    if (j < 4) {
+      bytes[off + j] |= ls;
+      bytes[off + j + 4] |= lm;
+    } else {
+      bytes[off + j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
+      bytes[off + j - 4] |= (ls >> 4) << 6;
+      bytes[off + j] |= (lm >> 4) << 6;
+    }
+  }
+}

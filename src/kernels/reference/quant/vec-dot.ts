@@ -1,0 +1,181 @@
+/**
+ * Reference dot products of one weight row with one converted activation row, with llama.cpp's
+ * semantics: within each block an exact integer dot of the quants, then one f32 term per block
+ * scaled by the weight and activation scales (and, for formats with a minimum, a term for it).
+ */
+import { GgmlType } from '../../../gguf/ggml-types.js';
+import type { ActivationRow } from './activations.js';
+import { readF32 } from './float-formats.js';
+import { bf16ToF32, readFp16 } from './half.js';
+import { q6Quant } from './k-quants.js';
+import { BLOCK_BYTES, kScaleMin, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
+
+const f = Math.fround;
+
+/** Reads Q8_K's f32 scale. */
+function q8kScale(a: Uint8Array, off: number): number {
+  return readF32(a, off + Q8K.d);
+}
+
+/** Sum of Q8_K's stored 16-element sums g and g+1 (the sums under one 32-element sub-block). */
+function q8kPairSum(a: Uint8Array, off: number, j: number): number {
+  const v = (k: number): number => ((a[off + Q8K.bsums + 2 * k] | (a[off + Q8K.bsums + 2 * k + 1] << 8)) << 16) >> 16;
+  return v(2 * j) + v(2 * j + 1);
+}
+
+/** The 32 signed quants of a 32-element block, given a decoder of quant j. */
+function blockDot32(quant: (j: number) => number, a: Uint8Array, aq: number): number {
+  let sumi = 0;
+  for (let j = 0; j < QK; j++) sumi += quant(j) * readI8(a, aq + j);
+  return sumi;
+}
+
+function dotQ4_0(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q4_0;
+    const ab = b * BLOCK_BYTES.Q8_0;
+    const sumi = blockDot32((j) => (j < 16 ? w[wb + 2 + j] & 0xf : w[wb + 2 + j - 16] >> 4) - 8, a, ab + 2);
+    sum = f(sum + f(f(sumi * readFp16(w, wb)) * readFp16(a, ab)));
+  }
+  return sum;
+}
+
+function dotQ4_1(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q4_1;
+    const ab = b * BLOCK_BYTES.Q8_1;
+    const sumi = blockDot32((j) => (j < 16 ? w[wb + 4 + j] & 0xf : w[wb + 4 + j - 16] >> 4), a, ab + 4);
+    const scaled = f(f(readFp16(w, wb) * readFp16(a, ab)) * sumi);
+    sum = f(sum + f(scaled + f(readFp16(w, wb + 2) * readFp16(a, ab + 2))));
+  }
+  return sum;
+}
+
+/** Quant j of a Q5 block whose 4-byte qh starts at `qhOff` (nibbles follow it). */
+function q5At(w: Uint8Array, qhOff: number, j: number): number {
+  const qh = readU32(w, qhOff);
+  const b = w[qhOff + 4 + (j & 15)];
+  return (j < 16 ? b & 0xf : b >> 4) | (((qh >>> j) & 1) << 4);
+}
+
+function dotQ5_0(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q5_0;
+    const ab = b * BLOCK_BYTES.Q8_0;
+    const sumi = blockDot32((j) => q5At(w, wb + 2, j) - 16, a, ab + 2);
+    sum = f(sum + f(f(sumi * readFp16(w, wb)) * readFp16(a, ab)));
+  }
+  return sum;
+}
+
+function dotQ5_1(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q5_1;
+    const ab = b * BLOCK_BYTES.Q8_1;
+    const sumi = blockDot32((j) => q5At(w, wb + 4, j), a, ab + 4);
+    const scaled = f(f(readFp16(w, wb) * readFp16(a, ab)) * sumi);
+    sum = f(sum + f(scaled + f(readFp16(w, wb + 2) * readFp16(a, ab + 2))));
+  }
+  return sum;
+}
+
+function dotQ8_0(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q8_0;
+    const ab = b * BLOCK_BYTES.Q8_0;
+    const sumi = blockDot32((j) => readI8(w, wb + 2 + j), a, ab + 2);
+    sum = f(sum + f(f(sumi * readFp16(w, wb)) * readFp16(a, ab)));
+  }
+  return sum;
+}
+
+/** Q4_K and Q5_K: Σ_j scale_j · (quants · activations of sub-block j), minus the mins term. */
+function dotScaleMinK(w: Uint8Array, wo: number, a: Uint8Array, nb: number, five: boolean): number {
+  const blockBytes = five ? BLOCK_BYTES.Q5_K : BLOCK_BYTES.Q4_K;
+  const L = five ? Q5K : Q4K;
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * blockBytes;
+    const ab = b * BLOCK_BYTES.Q8_K;
+    let scaled = 0;
+    let mins = 0;
+    for (let j = 0; j < 8; j++) {
+      const [sc, m] = kScaleMin(w, wb + L.scales, j);
+      const g = j >> 1;
+      const high = j & 1;
+      let sumi = 0;
+      for (let l = 0; l < 32; l++) {
+        const byte = w[wb + L.qs + 32 * g + l];
+        let q = high ? byte >> 4 : byte & 0xf;
+        if (five) q |= ((w[wb + Q5K.qh + l] >> j) & 1) << 4;
+        sumi += q * readI8(a, ab + Q8K.qs + 32 * j + l);
+      }
+      scaled += sc * sumi;
+      mins += m * q8kPairSum(a, ab, j);
+    }
+    const da = q8kScale(a, ab);
+    const term = f(f(f(readFp16(w, wb + L.d) * da) * scaled) - f(f(readFp16(w, wb + L.dmin) * da) * mins));
+    sum = f(sum + term);
+  }
+  return sum;
+}
+
+function dotQ6_K(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q6_K;
+    const ab = b * BLOCK_BYTES.Q8_K;
+    let scaled = 0;
+    for (let k = 0; k < 16; k++) {
+      let sumi = 0;
+      for (let i = 16 * k; i < 16 * k + 16; i++) sumi += (q6Quant(w, wb, i) - 32) * readI8(a, ab + Q8K.qs + i);
+      scaled += readI8(w, wb + Q6K.scales + k) * sumi;
+    }
+    sum = f(sum + f(f(readFp16(w, wb + Q6K.d) * q8kScale(a, ab)) * scaled));
+  }
+  return sum;
+}
+
+/** Float formats: products of exactly representable values, summed in double. */
+function dotFloat(wtype: GgmlType, w: Uint8Array, wo: number, x: Float32Array, cols: number): number {
+  let sum = 0;
+  for (let i = 0; i < cols; i++) {
+    let wi: number;
+    if (wtype === GgmlType.F32) wi = readF32(w, wo + 4 * i);
+    else if (wtype === GgmlType.F16) wi = readFp16(w, wo + 2 * i);
+    else wi = bf16ToF32(w[wo + 2 * i] | (w[wo + 2 * i + 1] << 8));
+    sum += wi * x[i];
+  }
+  return f(sum);
+}
+
+/** Dot of the weight row at byte `wo` of `w` (type `wtype`, `cols` elements) with a converted activation row. */
+export function vecDot(wtype: GgmlType, w: Uint8Array, wo: number, act: ActivationRow, cols: number): number {
+  if (act.kind === 'float') return dotFloat(wtype, w, wo, act.values, cols);
+  const a = act.bytes;
+  switch (wtype) {
+    case GgmlType.Q4_0:
+      return dotQ4_0(w, wo, a, cols / QK);
+    case GgmlType.Q4_1:
+      return dotQ4_1(w, wo, a, cols / QK);
+    case GgmlType.Q5_0:
+      return dotQ5_0(w, wo, a, cols / QK);
+    case GgmlType.Q5_1:
+      return dotQ5_1(w, wo, a, cols / QK);
+    case GgmlType.Q8_0:
+      return dotQ8_0(w, wo, a, cols / QK);
+    case GgmlType.Q4_K:
+      return dotScaleMinK(w, wo, a, cols / QK_K, false);
+    case GgmlType.Q5_K:
+      return dotScaleMinK(w, wo, a, cols / QK_K, true);
+    case GgmlType.Q6_K:
+      return dotQ6_K(w, wo, a, cols / QK_K);
+    default:
+      throw new RangeError(`no quantized dot product for weight type ${wtype}`);
+  }
+}
