@@ -1,0 +1,84 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isCairnError } from '../../util/errors.js';
+import {
+  BUILTIN_TEMPLATE_NAMES,
+  builtinChatTemplate,
+  guessChatTemplateName,
+  resolveChatTemplate,
+} from './builtin.js';
+import type { ChatMessage } from './types.js';
+
+const chat: ChatMessage[] = [
+  { role: 'system', content: 'SYS' },
+  { role: 'user', content: 'U1' },
+  { role: 'assistant', content: 'A1' },
+  { role: 'user', content: 'U2' },
+];
+const tokens = { bosToken: '<s>', eosToken: '</s>' };
+
+test('chatml fallback', () => {
+  assert.equal(
+    builtinChatTemplate('chatml').render(chat),
+    '<|im_start|>system\nSYS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n' +
+      '<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n',
+  );
+});
+
+test('llama-2 fallback: <<SYS>> block in the first [INST], BOS per turn, EOS after replies', () => {
+  assert.equal(
+    builtinChatTemplate('llama-2').render(chat, tokens),
+    '<s>[INST] <<SYS>>\nSYS\n<</SYS>>\n\nU1 [/INST] A1 </s><s>[INST] U2 [/INST]',
+  );
+  assert.throws(
+    () => builtinChatTemplate('llama-2').render([{ role: 'tool', content: 'x' }], tokens),
+    (e) => isCairnError(e, 'TEMPLATE_ERROR') && /no 'tool' role/.test(e.message),
+  );
+});
+
+test('llama-3 fallback: headers, eot, tool turns as ipython', () => {
+  const h = (r: string): string => `<|start_header_id|>${r}<|end_header_id|>\n\n`;
+  assert.equal(
+    builtinChatTemplate('llama-3').render([...chat, { role: 'tool', content: ' 42 ' }], { bosToken: '<|begin_of_text|>' }),
+    '<|begin_of_text|>' + h('system') + 'SYS<|eot_id|>' + h('user') + 'U1<|eot_id|>' + h('assistant') + 'A1<|eot_id|>' +
+      h('user') + 'U2<|eot_id|>' + h('ipython') + '42<|eot_id|>' + h('assistant'),
+  );
+});
+
+test('mistral fallback: system prompt joins the last user turn', () => {
+  assert.equal(builtinChatTemplate('mistral').render(chat, tokens), '<s>[INST] U1[/INST] A1</s>[INST] SYS\n\nU2[/INST]');
+});
+
+test('every built-in renders without a generation prompt too', () => {
+  for (const name of BUILTIN_TEMPLATE_NAMES) {
+    const text = builtinChatTemplate(name).render(chat.slice(1, 3), { ...tokens, addGenerationPrompt: false });
+    assert.ok(text.includes('U1') && text.includes('A1'), name);
+  }
+});
+
+test('the vocabulary picks the fallback', () => {
+  assert.equal(guessChatTemplateName(['<unk>', '<|im_start|>', '<|im_end|>']), 'chatml');
+  assert.equal(guessChatTemplateName(['<|begin_of_text|>', '<|start_header_id|>', '<|eot_id|>']), 'llama-3');
+  assert.equal(guessChatTemplateName(['<unk>', '<s>', '</s>', '[INST]', '[/INST]']), 'mistral');
+  assert.equal(guessChatTemplateName(['<unk>', '<s>', '</s>', '▁the']), 'llama-2');
+  assert.equal(guessChatTemplateName(['a', 'b']), undefined);
+});
+
+test('resolveChatTemplate: name, then file template, then vocabulary guess, then chatml', () => {
+  const fileTemplate = '{{ messages[0].content }}!';
+  assert.equal(resolveChatTemplate({ name: 'llama-3', template: fileTemplate }).name, 'llama-3');
+  const fromFile = resolveChatTemplate({ template: fileTemplate, tokens: ['<|im_start|>'] });
+  assert.equal(fromFile.name, undefined);
+  assert.equal(fromFile.render(chat), 'SYS!');
+  assert.equal(resolveChatTemplate({ template: '  ', tokens: ['<s>', '</s>', '[INST]'] }).name, 'mistral');
+  assert.equal(resolveChatTemplate({ tokens: ['x'] }).name, 'chatml');
+  assert.equal(resolveChatTemplate().name, 'chatml');
+});
+
+test('unknown names and broken file templates are TEMPLATE_ERRORs', () => {
+  assert.throws(
+    () => resolveChatTemplate({ name: 'vicuna' }),
+    (e) => isCairnError(e, 'TEMPLATE_ERROR') && /unknown chat template 'vicuna'.*chatml/.test(e.message),
+  );
+  assert.throws(() => resolveChatTemplate({ template: '{% if %}' }), (e) => isCairnError(e, 'TEMPLATE_ERROR'));
+});

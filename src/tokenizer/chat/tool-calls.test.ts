@@ -1,0 +1,84 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { detectToolCallFormat, parseToolCalls } from './tool-calls.js';
+
+test('hermes: one call with surrounding text', () => {
+  const r = parseToolCalls(
+    'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    'hermes',
+  );
+  assert.deepEqual(r, { content: 'Let me check.', toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] });
+});
+
+test('hermes: several calls, braces inside strings, missing final close tag', () => {
+  const text =
+    '<tool_call>\n{"name": "a", "arguments": {"q": "x } y {"}}\n</tool_call>\n' +
+    '<tool_call>\n{"name": "b", "arguments": {}}';
+  const r = parseToolCalls(text, 'hermes');
+  assert.equal(r.content, '');
+  assert.deepEqual(r.toolCalls, [
+    { name: 'a', arguments: { q: 'x } y {' } },
+    { name: 'b', arguments: {} },
+  ]);
+});
+
+test('hermes: malformed blocks stay in the content', () => {
+  const text = 'x <tool_call>{"name": "a", "arguments": {"q": }</tool_call>';
+  assert.deepEqual(parseToolCalls(text, 'hermes'), { content: text, toolCalls: [] });
+  assert.deepEqual(parseToolCalls('just text', 'hermes'), { content: 'just text', toolCalls: [] });
+});
+
+test('llama3: JSON reply with parameters, python_tag prefix, several calls', () => {
+  assert.deepEqual(parseToolCalls('{"name": "get_weather", "parameters": {"city": "Paris"}}', 'llama3'), {
+    content: '',
+    toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris' } }],
+  });
+  const multi = parseToolCalls(
+    '<|python_tag|>{"type": "function", "name": "a", "parameters": {"n": 1}}; {"name": "b", "parameters": {}}',
+    'llama3',
+  );
+  assert.deepEqual(multi.toolCalls, [
+    { name: 'a', arguments: { n: 1 } },
+    { name: 'b', arguments: {} },
+  ]);
+});
+
+test('llama3: prose and JSON that is not a call stay content', () => {
+  assert.deepEqual(parseToolCalls('The answer is 4.', 'llama3'), { content: 'The answer is 4.', toolCalls: [] });
+  assert.deepEqual(parseToolCalls('{"result": 4}', 'llama3'), { content: '{"result": 4}', toolCalls: [] });
+  assert.deepEqual(parseToolCalls('{"name": "a", "parameters": {}} and more', 'llama3').toolCalls, []);
+});
+
+test('mistral: [TOOL_CALLS] array with ids', () => {
+  const r = parseToolCalls(
+    '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abcDEF123"}, {"name": "b", "arguments": "{\\"k\\": 2}"}]',
+    'mistral',
+  );
+  assert.deepEqual(r, {
+    content: '',
+    toolCalls: [
+      { name: 'get_weather', arguments: { city: 'Paris' }, id: 'abcDEF123' },
+      { name: 'b', arguments: { k: 2 } },
+    ],
+  });
+});
+
+test('mistral: newer name[ARGS]{...} form, and text without calls', () => {
+  const r = parseToolCalls('[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]b[ARGS]{}', 'mistral');
+  assert.deepEqual(r.toolCalls, [
+    { name: 'get_weather', arguments: { city: 'Paris' } },
+    { name: 'b', arguments: {} },
+  ]);
+  assert.deepEqual(parseToolCalls('No tools needed.', 'mistral'), { content: 'No tools needed.', toolCalls: [] });
+  assert.deepEqual(parseToolCalls('[TOOL_CALLS] [oops', 'mistral').toolCalls, []);
+});
+
+test('the format is read from the template source', () => {
+  assert.equal(detectToolCallFormat('... <tool_call>\\n{"name": ...'), 'hermes');
+  assert.equal(detectToolCallFormat('{{- "[TOOL_CALLS] [" }}'), 'mistral');
+  assert.equal(
+    detectToolCallFormat(`{{- '<|start_header_id|>' }} 'Respond in the format {"name": function name, "parameters": ...}'`),
+    'llama3',
+  );
+  assert.equal(detectToolCallFormat('{{ messages }}'), undefined);
+});
