@@ -1,0 +1,287 @@
+/**
+ * The binding to cairn's native kernel library (build/Release/cairn_native.node): its raw typing,
+ * the loader, and `NativeKernels`, the default `Kernels` implementation.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { GgmlType } from '../gguf/ggml-types.js';
+import { CairnError, type CairnErrorCode } from '../util/errors.js';
+import type { AttentionParams, Kernels, KvType, RopeParams } from './api.js';
+
+/** What the library reports about the CPU and itself. */
+export interface CpuInfo {
+  /** Instruction-set level the kernels use now (`scalar`, `avx2`, `avx512` or `neon`). */
+  readonly isa: string;
+  /** Best level this CPU supports. */
+  readonly detectedIsa: string;
+  /** Kernel threads, the calling thread included. */
+  readonly threads: number;
+  readonly physicalCores: number;
+  /** Usable CPU features (present and enabled by the OS), e.g. `avx2`, `avx512vnni`. */
+  readonly features: readonly string[];
+  /** Levels that can run here, lowest first; `forceIsa` accepts any of them. */
+  readonly availableIsas: readonly string[];
+}
+
+/** An open file mapping inside the native library; views of it are made with `mapRange`. */
+export interface NativeMapHandle {
+  readonly size: number;
+}
+
+/** The functions the native addon exports (argument checks happen on the native side). */
+export interface NativeAddon {
+  cpuInfo(): CpuInfo;
+  setThreads(n: number): void;
+  forceIsa(isa: string | null): void;
+  residentBytes(): number;
+  mapOpen(path: string): NativeMapHandle;
+  mapRange(handle: NativeMapHandle, offset: number, length: number): ArrayBuffer;
+  mapRelease(handle: NativeMapHandle): void;
+  mapFile(path: string): { buffer: ArrayBuffer; size: number };
+  adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView): boolean;
+  rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void;
+  rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void;
+  softmax(x: Float32Array, rows: number, cols: number): void;
+  swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+  geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+  add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void;
+  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void;
+  attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
+  /** Registered by the quantization part of the library once it is built in. */
+  matmul?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
+  getRows?(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void;
+  dequantize?(type: GgmlType, src: Uint8Array, dst: Float32Array, n: number): void;
+  quantize?(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number): void;
+}
+
+const PACKAGE_NAME = 'cairn-llm';
+
+/** The package root: the nearest folder above this module whose package.json is cairn's. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === PACKAGE_NAME) return dir;
+      } catch {
+        // an unreadable package.json further down is not ours: keep climbing
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the ${PACKAGE_NAME} package root above ${import.meta.url}`);
+    dir = parent;
+  }
+}
+
+/** Where the built addon lives. */
+export function nativeAddonPath(): string {
+  return join(packageRoot(), 'build', 'Release', 'cairn_native.node');
+}
+
+let cached: NativeAddon | undefined;
+let loadError: CairnError | undefined;
+
+/** Loads the addon once; throws CairnError NATIVE_UNAVAILABLE, saying how to build it, when missing. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  if (loadError) throw loadError;
+  let path = 'build/Release/cairn_native.node';
+  try {
+    path = nativeAddonPath();
+    cached = createRequire(import.meta.url)(path) as NativeAddon;
+    return cached;
+  } catch (err) {
+    loadError = new CairnError(
+      'NATIVE_UNAVAILABLE',
+      `cairn's native kernel library could not be loaded from ${path} (${(err as Error).message}). ` +
+        'Build it with `npm install` or `npm run build:native` (needs a C compiler and Python for node-gyp).',
+      { cause: err },
+    );
+    throw loadError;
+  }
+}
+
+/** True when the native library loads on this machine. */
+export function isNativeAvailable(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const NATIVE_CODES: ReadonlySet<string> = new Set<CairnErrorCode>(['BAD_ARGUMENT', 'FILE_NOT_FOUND']);
+
+/** Re-raises an error thrown by the addon as a CairnError with the addon's code. */
+export function asCairnError(err: unknown): unknown {
+  if (err instanceof Error && !(err instanceof CairnError)) {
+    const code = (err as Error & { code?: unknown }).code;
+    if (typeof code === 'string' && NATIVE_CODES.has(code)) return new CairnError(code as CairnErrorCode, err.message);
+  }
+  return err;
+}
+
+/** Runs one addon call, turning its errors into CairnErrors. */
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw asCairnError(err);
+  }
+}
+
+/** The library's view of the CPU and its current settings. */
+export function cpuInfo(): CpuInfo {
+  return loadNative().cpuInfo();
+}
+
+/** Makes the kernels use `isa` (one of `cpuInfo().availableIsas`), or the detected level for null. */
+export function forceIsa(isa: string | null): void {
+  const addon = loadNative();
+  call(() => addon.forceIsa(isa));
+}
+
+/** Maps a whole file read-only; the buffer keeps the mapping alive for as long as it is reachable. */
+export function mapFile(path: string): { buffer: ArrayBuffer; size: number } {
+  const addon = loadNative();
+  return call(() => addon.mapFile(path));
+}
+
+/** Asks the OS to read the pages under `bytes` ahead of use; false when it declined. */
+export function adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView): boolean {
+  const addon = loadNative();
+  return call(() => addon.adviseWillNeed(bytes));
+}
+
+function missing(what: string): never {
+  throw new CairnError('NATIVE_UNAVAILABLE', `${what} is not available in this build of the native library`);
+}
+
+/**
+ * The kernels of the native library, on its thread pool. Methods call the addon directly (no
+ * closure per call: they run per layer and token) and turn its errors into CairnErrors.
+ */
+export class NativeKernels implements Kernels {
+  private readonly addon: NativeAddon;
+
+  constructor(addon: NativeAddon = loadNative()) {
+    this.addon = addon;
+  }
+
+  /** `native-<isa>`, following forceIsa. */
+  get name(): string {
+    return `native-${this.addon.cpuInfo().isa}`;
+  }
+
+  matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void {
+    const fn = this.addon.matmul ?? missing('matmul');
+    try {
+      fn(w, wtype, rows, cols, x, n, y);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  getRows(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void {
+    const fn = this.addon.getRows ?? missing('getRows');
+    try {
+      fn(w, wtype, cols, ids, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  dequantize(type: GgmlType, src: Uint8Array, dst: Float32Array, n: number): void {
+    const fn = this.addon.dequantize ?? missing('dequantize');
+    try {
+      fn(type, src, dst, n);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  quantize(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number): void {
+    const fn = this.addon.quantize ?? missing('quantize');
+    try {
+      fn(type, src, dst, n);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void {
+    try {
+      this.addon.rmsNorm(x, weight, rows, dim, eps, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void {
+    try {
+      this.addon.rope(x, nTokens, nHeads, headDim, positions, p);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  softmax(x: Float32Array, rows: number, cols: number): void {
+    try {
+      this.addon.softmax(x, rows, cols);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    try {
+      this.addon.swiglu(gate, up, n, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    try {
+      this.addon.geglu(gate, up, n, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void {
+    try {
+      this.addon.add(a, b, n, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void {
+    try {
+      this.addon.storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
+    try {
+      this.addon.attention(q, kCache, vCache, p, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  setThreads(n: number): void {
+    try {
+      this.addon.setThreads(n);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+}

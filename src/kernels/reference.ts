@@ -1,0 +1,125 @@
+/**
+ * `ReferenceKernels`: the Kernels interface on the TypeScript twins. Slow and single-threaded;
+ * it is the oracle the native kernels are tested against, and a fallback for tests of other
+ * modules where the native library is not built.
+ */
+import type { GgmlType } from '../gguf/ggml-types.js';
+import { CairnError } from '../util/errors.js';
+import type { AttentionParams, Kernels, KvType, RopeParams } from './api.js';
+import { needFinite, needInt, needKvType, needLength } from './reference/checks.js';
+import { kvElementBytes, refAdd, refAttention, refGeglu, refRmsNorm, refRope, refSoftmax, refStoreKv, refSwiglu } from './reference/ops.js';
+import { refDequantize, refGetRows, refMatmul, refQuantize } from './reference/quant/index.js';
+
+/** The reference implementation of every kernel. */
+export class ReferenceKernels implements Kernels {
+  readonly name = 'reference';
+
+  matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void {
+    refMatmul(w, wtype, rows, cols, x, n, y);
+  }
+
+  getRows(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void {
+    refGetRows(w, wtype, cols, ids, out);
+  }
+
+  dequantize(type: GgmlType, src: Uint8Array, dst: Float32Array, n: number): void {
+    refDequantize(type, src, dst, n);
+  }
+
+  quantize(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number): void {
+    refQuantize(type, src, dst, n);
+  }
+
+  rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void {
+    needInt('rows', rows, 0);
+    needInt('dim', dim, 1);
+    needFinite('eps', eps);
+    needLength('x', x, rows * dim);
+    needLength('weight', weight, dim);
+    needLength('out', out, rows * dim);
+    refRmsNorm(x, weight, rows, dim, eps, out);
+  }
+
+  rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void {
+    needInt('nTokens', nTokens, 0);
+    needInt('nHeads', nHeads, 1);
+    needInt('headDim', headDim, 1);
+    needLength('x', x, nTokens * nHeads * headDim);
+    needLength('positions', positions, nTokens);
+    needInt('params.nRot', p.nRot, 2);
+    if (p.nRot % 2 !== 0 || p.nRot > headDim) {
+      throw new CairnError('BAD_ARGUMENT', `params.nRot must be even and at most headDim (${headDim}), got ${p.nRot}`);
+    }
+    if (!(p.freqBase > 0)) throw new CairnError('BAD_ARGUMENT', 'params.freqBase must be positive');
+    needFinite('params.freqScale', p.freqScale);
+    if (p.mode !== 'normal' && p.mode !== 'neox') throw new CairnError('BAD_ARGUMENT', `params.mode must be 'normal' or 'neox', got '${String(p.mode)}'`);
+    if (p.freqFactors) needLength('params.freqFactors', p.freqFactors, p.nRot / 2);
+    refRope(x, nTokens, nHeads, headDim, positions, p);
+  }
+
+  softmax(x: Float32Array, rows: number, cols: number): void {
+    needInt('rows', rows, 0);
+    needInt('cols', cols, 1);
+    needLength('x', x, rows * cols);
+    refSoftmax(x, rows, cols);
+  }
+
+  swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    checkBinary('gate', gate, 'up', up, n, out);
+    refSwiglu(gate, up, n, out);
+  }
+
+  geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+    checkBinary('gate', gate, 'up', up, n, out);
+    refGeglu(gate, up, n, out);
+  }
+
+  add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void {
+    checkBinary('a', a, 'b', b, n, out);
+    refAdd(a, b, n, out);
+  }
+
+  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void {
+    needKvType('kvType', kvType);
+    needInt('rowElems', rowElems, 1);
+    needInt('pos0', pos0, 0);
+    needInt('nTokens', nTokens, 0);
+    needLength('k', k, nTokens * rowElems);
+    needLength('v', v, nTokens * rowElems);
+    const bytes = (pos0 + nTokens) * rowElems * kvElementBytes(kvType);
+    needLength('kCache', kCache, bytes);
+    needLength('vCache', vCache, bytes);
+    refStoreKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens);
+  }
+
+  attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
+    needInt('params.nTokens', p.nTokens, 0);
+    needInt('params.nHead', p.nHead, 1);
+    needInt('params.nKvHead', p.nKvHead, 1);
+    needInt('params.headDim', p.headDim, 1);
+    needInt('params.pos0', p.pos0, 0);
+    needFinite('params.scale', p.scale);
+    needKvType('params.kvType', p.kvType);
+    if (p.nHead % p.nKvHead !== 0) {
+      throw new CairnError('BAD_ARGUMENT', `params.nHead (${p.nHead}) must be a multiple of params.nKvHead (${p.nKvHead})`);
+    }
+    const qElems = p.nTokens * p.nHead * p.headDim;
+    needLength('q', q, qElems);
+    needLength('out', out, qElems);
+    const bytes = (p.pos0 + p.nTokens) * p.nKvHead * p.headDim * kvElementBytes(p.kvType);
+    needLength('kCache', kCache, bytes);
+    needLength('vCache', vCache, bytes);
+    refAttention(q, kCache, vCache, p, out);
+  }
+
+  setThreads(n: number): void {
+    needInt('threads', n, 1);
+  }
+}
+
+function checkBinary(aName: string, a: Float32Array, bName: string, b: Float32Array, n: number, out: Float32Array): void {
+  needInt('n', n, 0);
+  needLength(aName, a, n);
+  needLength(bName, b, n);
+  needLength('out', out, n);
+}

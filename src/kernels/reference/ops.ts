@@ -1,0 +1,193 @@
+/**
+ * TypeScript twins of the native float kernels: the same functions llama.cpp's CPU backend
+ * computes, written for clarity. Values are rounded to f32 (Math.fround) wherever ggml rounds
+ * them; sums that ggml keeps in f32 lanes are accumulated here in f64, which is the exact
+ * result the native lanes approximate, so tests can bound the native error against it.
+ */
+import type { AttentionParams, KvType, RopeParams } from '../api.js';
+import { f32ToFp16, fp16ToF32 } from './quant/index.js';
+
+const f = Math.fround;
+
+/** `v` rounded to f32, then to the nearest IEEE half (ties to even), as a number. */
+export function roundToF16(v: number): number {
+  return fp16ToF32(f32ToFp16(v));
+}
+
+/** out[r] = (x[r] * 1/sqrt(mean(x[r]^2) + eps)) * weight, in ggml's order and precision. */
+export function refRmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void {
+  const e = f(eps);
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let sum = 0; // ggml: f64 sum of f32 squares
+    for (let i = 0; i < dim; i++) sum += f(x[o + i] * x[o + i]);
+    const mean = f(sum / dim);
+    const scale = f(1 / f(Math.sqrt(f(mean + e))));
+    for (let i = 0; i < dim; i++) out[o + i] = f(x[o + i] * scale) * weight[i];
+  }
+}
+
+/**
+ * cos/sin of each rotated pair at position `pos`: ggml's rope cache, where theta starts at the
+ * position and is multiplied by base^(-2/nRot) once per pair, all in f32.
+ */
+export function ropeAngles(pos: number, p: RopeParams): { cos: Float64Array; sin: Float64Array } {
+  const pairs = p.nRot / 2;
+  const thetaScale = f(Math.pow(f(p.freqBase), f(-2 / p.nRot)));
+  const freqScale = f(p.freqScale);
+  const cos = new Float64Array(pairs);
+  const sin = new Float64Array(pairs);
+  let theta = f(pos);
+  for (let i = 0; i < pairs; i++) {
+    const ff = p.freqFactors ? p.freqFactors[i] : 1;
+    const angle = f(freqScale * f(theta / ff));
+    cos[i] = f(Math.cos(angle));
+    sin[i] = f(Math.sin(angle));
+    theta = f(theta * thetaScale);
+  }
+  return { cos, sin };
+}
+
+/** Rotates x (nTokens x nHeads x headDim) in place; dimensions past nRot pass through. */
+export function refRope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void {
+  const half = p.nRot / 2;
+  for (let t = 0; t < nTokens; t++) {
+    const { cos, sin } = ropeAngles(positions[t], p);
+    for (let h = 0; h < nHeads; h++) {
+      const base = (t * nHeads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        // normal: pair (2i, 2i+1); neox: pair (i, i + nRot/2). Both use frequency i.
+        const a = base + (p.mode === 'neox' ? i : 2 * i);
+        const b = a + (p.mode === 'neox' ? half : 1);
+        const x0 = x[a];
+        const x1 = x[b];
+        x[a] = f(x0 * cos[i]) - f(x1 * sin[i]);
+        x[b] = f(x0 * sin[i]) + f(x1 * cos[i]);
+      }
+    }
+  }
+}
+
+/** Softmax of x[off, off + n) in place: exp(x - max) summed in f64, scaled by f32(1/sum). */
+function softmaxRow(x: Float32Array, off: number, n: number): void {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (x[off + i] > max) max = x[off + i];
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    x[off + i] = Math.exp(f(x[off + i] - max));
+    sum += x[off + i];
+  }
+  const inv = f(1 / sum);
+  for (let i = 0; i < n; i++) x[off + i] *= inv;
+}
+
+/** Softmax of each of `rows` rows of `cols`, in place. */
+export function refSoftmax(x: Float32Array, rows: number, cols: number): void {
+  for (let r = 0; r < rows; r++) softmaxRow(x, r * cols, cols);
+}
+
+/** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)) in f32. */
+export function refSwiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    out[i] = f(g / f(1 + f(Math.exp(-g)))) * up[i];
+  }
+}
+
+/** ggml's tanh-approximated gelu in f32, with ggml's operation order. */
+export function geluF32(x: number): number {
+  const a = f(0.044715);
+  const s = f(0.79788456080286535587989211986876);
+  const inner = f(f(s * x) * f(1 + f(f(a * x) * x)));
+  return f(f(0.5 * x) * f(1 + f(Math.tanh(inner))));
+}
+
+let geluTable: Float32Array | undefined;
+
+/** gelu of every f16 input, rounded to f16: llama.cpp's lookup table (GGML_GELU_FP16). */
+export function geluF16Table(): Float32Array {
+  if (!geluTable) {
+    geluTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) geluTable[h] = roundToF16(geluF32(fp16ToF32(h)));
+  }
+  return geluTable;
+}
+
+/** out[i] = gelu(gate[i]) * up[i] as llama.cpp: 0 at or below -10, identity at or above 10, else the f16 table. */
+export function refGeglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
+  const table = geluF16Table();
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    if (g <= -10) out[i] = 0;
+    else if (g >= 10) out[i] = g * up[i];
+    else out[i] = table[f32ToFp16(g)] * up[i];
+  }
+}
+
+/** out[i] = a[i] + b[i]. */
+export function refAdd(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void {
+  for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/** Bytes of one cache element. */
+export function kvElementBytes(kvType: KvType): number {
+  return kvType === 1 ? 2 : 4;
+}
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Writes rows of k and v into cache rows [pos0, pos0 + nTokens), little-endian f32 or f16. */
+export function refStoreKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void {
+  const size = kvElementBytes(kvType);
+  const pairs: [Float32Array, DataView][] = [[k, view(kCache)], [v, view(vCache)]];
+  for (const [src, dst] of pairs) {
+    for (let i = 0; i < nTokens * rowElems; i++) {
+      const at = (pos0 * rowElems + i) * size;
+      if (kvType === 1) dst.setUint16(at, f32ToFp16(src[i]), true);
+      else dst.setFloat32(at, src[i], true);
+    }
+  }
+}
+
+/** Reads element `i` of a cache as a number. */
+function cacheReader(cache: Uint8Array, kvType: KvType): (i: number) => number {
+  const dv = view(cache);
+  return kvType === 1 ? (i) => fp16ToF32(dv.getUint16(i * 2, true)) : (i) => dv.getFloat32(i * 4, true);
+}
+
+/**
+ * Causal GQA for one sequence, as llama.cpp without flash attention: scores = f32(q.k) * scale,
+ * softmax, then the weighted sum of V. With an F16 cache, q and the weights are rounded to f16
+ * first (ggml converts the f32 operand of an F16 matmul).
+ */
+export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
+  const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
+  const k = cacheReader(kCache, p.kvType);
+  const v = cacheReader(vCache, p.kvType);
+  const half = p.kvType === 1;
+  const row = nKvHead * d;
+  const group = nHead / nKvHead;
+  const scores = new Float32Array(pos0 + nTokens);
+  const qh = new Float64Array(d);
+  for (let t = 0; t < nTokens; t++) {
+    const nCtx = pos0 + t + 1;
+    for (let h = 0; h < nHead; h++) {
+      const kvOff = Math.floor(h / group) * d;
+      const qOff = (t * nHead + h) * d;
+      for (let i = 0; i < d; i++) qh[i] = half ? roundToF16(q[qOff + i]) : q[qOff + i];
+      for (let j = 0; j < nCtx; j++) {
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += k(j * row + kvOff + i) * qh[i];
+        scores[j] = f(dot) * f(p.scale);
+      }
+      softmaxRow(scores, 0, nCtx);
+      for (let i = 0; i < d; i++) {
+        let acc = 0;
+        for (let j = 0; j < nCtx; j++) acc += (half ? roundToF16(scores[j]) : scores[j]) * v(j * row + kvOff + i);
+        out[qOff + i] = acc;
+      }
+    }
+  }
+}
