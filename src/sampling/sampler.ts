@@ -11,6 +11,8 @@ import { argmax, selectTop } from './select.js';
 /** Past the first this many candidates, top-p widens its partial sort instead of sorting all. */
 const TOP_P_FIRST_WINDOW = 256;
 
+const NO_HISTORY: ArrayLike<number> = Object.freeze([]);
+
 /**
  * Picks tokens from logits. Build one per generated sequence (it owns the random stream); it
  * allocates its buffers once per vocabulary size and nothing per call after that.
@@ -45,7 +47,7 @@ export class Sampler {
    * Chooses the next token. `logits` (one per vocabulary entry) is not modified. `history` holds
    * the token ids so far (prompt and generated, as the caller decides); penalties look at its tail.
    */
-  sample(logits: Float32Array, history: ArrayLike<number> = []): number {
+  sample(logits: Float32Array, history: ArrayLike<number> = NO_HISTORY): number {
     const n = logits.length;
     if (n === 0) throw new CairnError('BAD_ARGUMENT', 'cannot sample from empty logits');
     this.ensureBuffers(n);
