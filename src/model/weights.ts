@@ -140,3 +140,12 @@ export function loadShardWeights(
     bytes: total,
   };
 }
+
+/** The file-backed byte views of a shard's matrices (for prefetching pages). */
+export function matrixViews(w: ShardWeights): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  if (w.embed) out.push(w.embed.data);
+  for (const l of w.layers) out.push(l.wq.data, l.wk.data, l.wv.data, l.wo.data, l.wGate.data, l.wUp.data, l.wDown.data);
+  if (w.output && w.output !== w.embed) out.push(w.output.data);
+  return out;
+}

@@ -1,0 +1,81 @@
+/**
+ * `cairn chat`: an interactive chat in the terminal using the model's chat template. Each turn
+ * re-renders the whole conversation; the engine's prompt cache finds the shared prefix, so only
+ * the new turn is read by the model.
+ */
+import { Command } from 'commander';
+import { createInterface } from 'node:readline/promises';
+import { GgmlType } from '../gguf/ggml-types.js';
+import { loadModel } from '../engine/load.js';
+import { addModelOptions, addSamplingOptions, intArg, samplerOptions, type SamplingFlags } from './options.js';
+import { chatPrompt, type ChatMessage } from '../engine/chat.js';
+
+interface ChatFlags extends SamplingFlags {
+  model: string;
+  threads?: number;
+  ctx?: number;
+  kvType: string;
+  system?: string;
+  nPredict: number;
+  template?: string;
+}
+
+/** The chat command. */
+export function chatCommand(): Command {
+  const cmd = new Command('chat').description('Chat with a model in the terminal (/reset clears the conversation, /exit or Ctrl+D quits, Ctrl+C stops a reply)');
+  addModelOptions(cmd);
+  cmd
+    .option('--system <text>', 'system message')
+    .option('-n, --n-predict <n>', 'most tokens per reply', intArg(1), 1024)
+    .option('--template <name>', 'use a built-in chat template (llama-2, llama-3, chatml, mistral) instead of the file\'s');
+  addSamplingOptions(cmd);
+  cmd.action(async (o: ChatFlags) => {
+    const model = await loadModel(o.model, { threads: o.threads, ctx: o.ctx, kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16 });
+    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    const messages: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
+    let current: AbortController | undefined;
+    rl.on('SIGINT', () => {
+      if (current) current.abort();
+      else rl.close();
+    });
+    process.stderr.write(`${model.config.name}: ${model.config.nLayer} layers loaded. Type a message; /exit quits.\n`);
+    try {
+      for (;;) {
+        let line: string;
+        try {
+          line = await rl.question('> ');
+        } catch {
+          break; // input closed
+        }
+        const text = line.trim();
+        if (text === '') continue;
+        if (text === '/exit' || text === '/quit') break;
+        if (text === '/reset') {
+          messages.splice(o.system ? 1 : 0);
+          process.stderr.write('(conversation cleared)\n');
+          continue;
+        }
+        messages.push({ role: 'user', content: text });
+        const prompt = chatPrompt(model, messages, { template: o.template });
+        current = new AbortController();
+        let reply = '';
+        for await (const ev of model.engine.generate({ prompt, maxTokens: o.nPredict, sampler: samplerOptions(o), signal: current.signal })) {
+          if (ev.type === 'done') {
+            if (ev.summary.error) process.stderr.write(`\n(error: ${ev.summary.error.message})`);
+            if (ev.summary.finishReason === 'abort') process.stderr.write('\n(stopped)');
+            break;
+          }
+          reply += ev.text;
+          process.stdout.write(ev.text);
+        }
+        current = undefined;
+        process.stdout.write('\n');
+        messages.push({ role: 'assistant', content: reply });
+      }
+    } finally {
+      rl.close();
+      model.close();
+    }
+  });
+  return cmd;
+}

@@ -1,0 +1,66 @@
+/** `cairn inspect FILE`: what a GGUF model is and what it needs to run. */
+import { Command, Option } from 'commander';
+import { readGguf } from '../gguf/reader.js';
+import { summarizeModel, type ModelSummary } from '../model/summary.js';
+import { GgmlType } from '../gguf/ggml-types.js';
+import { formatBytes, formatCount } from '../util/format.js';
+import { intArg } from './options.js';
+import { loadModel } from '../engine/load.js';
+
+/** The inspect command. */
+export function inspectCommand(): Command {
+  return new Command('inspect')
+    .description('Describe a GGUF model: architecture, parameters, quantization mix, tokenizer, tensors and memory needed')
+    .argument('<file>', 'GGUF model file')
+    .option('-c, --ctx <n>', 'context size for the memory estimate (default: trained context, at most 4096)', intArg(1))
+    .addOption(new Option('--kv-type <type>', 'KV cache type for the estimate').choices(['f16', 'f32']).default('f16'))
+    .option('--load', 'also load the model and report resident memory after loading')
+    .option('--no-tensors', 'leave out the tensor table')
+    .option('--json', 'print one JSON object')
+    .action(async (file: string, o: { ctx?: number; kvType: string; load?: boolean; tensors: boolean; json?: boolean }) => {
+      const kvType = o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16;
+      const summary = summarizeModel(readGguf(file), { ctx: o.ctx, kvType });
+      let loaded: { rssBytes: number; mappedBytes: number } | undefined;
+      if (o.load) {
+        const model = await loadModel(file, { ctx: summary.memory?.ctx, kvType, progress: !o.json });
+        loaded = { rssBytes: model.residentBytes(), mappedBytes: model.mappedBytes };
+        model.close();
+      }
+      if (o.json) {
+        const { config, ...rest } = summary;
+        process.stdout.write(JSON.stringify({ ...rest, config, loaded, tensors: o.tensors ? summary.tensors : undefined }, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(render(summary, o.tensors, loaded));
+    });
+}
+
+function render(s: ModelSummary, tensors: boolean, loaded?: { rssBytes: number; mappedBytes: number }): string {
+  const lines: string[] = [];
+  const row = (k: string, v: string) => lines.push(`${k.padEnd(13)}${v}`);
+  row('file', `${s.path} (${formatBytes(s.fileBytes)}, GGUF v${s.ggufVersion})`);
+  row('architecture', `${s.architecture}${s.name ? ` (${s.name})` : ''}${s.config ? '' : ` (cannot run: ${s.unsupportedReason})`}`);
+  row('parameters', `${formatCount(s.parameters)} in ${s.tensors.length} tensors, ${formatBytes(s.tensorBytes)}`);
+  const c = s.config;
+  if (c) {
+    row('shape', `${c.nLayer} layers, embedding ${c.nEmbd}, ${c.nHead} heads (${c.nKvHead} KV) of ${c.headDim}, FFN ${c.nFf}, vocab ${c.nVocab}`);
+    row('rope', `${c.rope.mode}, base ${c.rope.freqBase}, ${c.rope.nRot} dims${c.rope.freqScale !== 1 ? `, scale ${c.rope.freqScale}` : ''}`);
+  }
+  row('context', s.contextLength !== undefined ? `${s.contextLength} tokens (trained)` : 'unknown');
+  row('quantization', s.quantization.map((q) => `${q.type} ${((100 * q.bytes) / s.tensorBytes).toFixed(1)}% (${q.tensors})`).join(', '));
+  const t = s.tokenizer;
+  row('tokenizer', `${t.model ?? 'none'}${t.pre ? `/${t.pre}` : ''}, ${t.tokens} tokens, BOS ${t.bos ?? '-'}, EOS ${t.eos ?? '-'}, chat template: ${t.hasChatTemplate ? 'yes' : 'none (built-in fallback)'}`);
+  if (s.memory) {
+    const m = s.memory;
+    row(
+      'memory',
+      `${formatBytes(m.totalBytes)} for ${m.ctx} tokens: weights ${formatBytes(m.weightsBytes)} (mapped from the file) + KV cache ${formatBytes(m.kvCacheBytes)} (${m.kvType}) + activations ${formatBytes(m.activationBytes)}`,
+    );
+  }
+  if (loaded) row('loaded', `resident ${formatBytes(loaded.rssBytes)} after load (file mapped: ${formatBytes(loaded.mappedBytes)})`);
+  if (tensors) {
+    lines.push('', `${'tensor'.padEnd(32)} ${'type'.padEnd(6)} ${'dims'.padEnd(20)} bytes`);
+    for (const x of s.tensors) lines.push(`${x.name.padEnd(32)} ${x.type.padEnd(6)} ${`[${x.dims.join(', ')}]`.padEnd(20)} ${formatBytes(x.bytes)}`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,47 @@
+/**
+ * The `cairn` command line: one file per command, registered here. Errors cairn raises on purpose
+ * print as one line with what to do; anything else prints its stack, since it is a bug.
+ */
+import { Command, CommanderError } from 'commander';
+import { isCairnError } from '../util/errors.js';
+import { generateCommand } from './generate.js';
+import { chatCommand } from './chat.js';
+import { inspectCommand } from './inspect.js';
+import { readFileSync } from 'node:fs';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Builds the program with every command. */
+export function buildProgram(): Command {
+  const program = new Command('cairn')
+    .description('Run language models on the machines you own: generate, chat, serve, cluster.')
+    .version(version())
+    .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(generateCommand());
+  program.addCommand(chatCommand());
+  program.addCommand(inspectCommand());
+  return program;
+}
+
+/** Runs the CLI with process.argv-style arguments. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (isCairnError(err)) {
+      process.stderr.write(`cairn: ${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+}

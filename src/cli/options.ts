@@ -1,0 +1,79 @@
+/**
+ * Option parsers and option groups shared by commands, so every command spells and checks
+ * `--threads`, `--ctx` and the sampling flags the same way.
+ */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { SamplerOptions } from '../sampling/index.js';
+
+/** Parses a whole number >= min. */
+export function intArg(min: number): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}, got "${v}"`);
+    return n;
+  };
+}
+
+/** Parses a finite number within [min, max]. */
+export function numArg(min: number, max = Infinity): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected a number in [${min}, ${max === Infinity ? '∞' : max}], got "${v}"`);
+    }
+    return n;
+  };
+}
+
+/** Collects a repeatable string option into an array. */
+export function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+/** Adds -m/--model, --threads, --ctx and --kv-type. */
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('-m, --model <file>', 'GGUF model file')
+    .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
+    .option('-c, --ctx <n>', 'context size in tokens (default: the model\'s, at most 4096)', intArg(16))
+    .addOption(new Option('--kv-type <type>', 'KV cache element type').choices(['f16', 'f32']).default('f16'));
+}
+
+/** Adds the sampling flags (llama.cpp's defaults). */
+export function addSamplingOptions(cmd: Command): Command {
+  return cmd
+    .option('--temperature <t>', 'sampling temperature; 0 = greedy', numArg(0), 0.8)
+    .option('--top-k <k>', 'keep the k most likely tokens; 0 = off', intArg(0), 40)
+    .option('--top-p <p>', 'nucleus sampling threshold; 1 = off', numArg(0, 1), 0.95)
+    .option('--min-p <p>', 'drop tokens below p x the best one; 0 = off', numArg(0, 1), 0.05)
+    .option('--repeat-penalty <r>', 'llama.cpp repetition penalty; 1 = off', numArg(0), 1)
+    .option('--presence-penalty <p>', 'OpenAI presence penalty', numArg(-2, 2), 0)
+    .option('--frequency-penalty <p>', 'OpenAI frequency penalty', numArg(-2, 2), 0)
+    .option('-s, --seed <n>', 'random seed (same seed, same output)', intArg(0));
+}
+
+/** Sampling flags as parsed by commander. */
+export interface SamplingFlags {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  seed?: number;
+}
+
+/** Turns parsed sampling flags into sampler options. */
+export function samplerOptions(f: SamplingFlags): SamplerOptions {
+  return {
+    temperature: f.temperature,
+    topK: f.topK,
+    topP: f.topP,
+    minP: f.minP,
+    repeatPenalty: f.repeatPenalty,
+    presencePenalty: f.presencePenalty,
+    frequencyPenalty: f.frequencyPenalty,
+    seed: f.seed,
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Loading a model for local use: read the GGUF header, map the file, build the tokenizer, the
+ * shard(s) of the plan, their KV caches and the engine. A single machine runs the one-shard plan;
+ * nothing here is specific to "local mode" beyond the runner that chains the shards in-process.
+ */
+import { GgmlType } from '../gguf/ggml-types.js';
+import { readGguf, type GgufFile } from '../gguf/reader.js';
+import type { Kernels, KvType } from '../kernels/api.js';
+import { createKernels, openMapping, residentBytes, type FileMapping } from '../kernels/index.js';
+import { readModelConfig, type ModelConfig } from '../model/config.js';
+import { DecoderShard } from '../model/decoder.js';
+import { KvCache } from '../model/kv-cache.js';
+import { validateShard, wholeModel, type ShardSpec } from '../model/shard.js';
+import { loadShardWeights, matrixViews } from '../model/weights.js';
+import { tokenizerFromGguf, type Tokenizer } from '../tokenizer/index.js';
+import { CairnError } from '../util/errors.js';
+import { Engine } from './engine.js';
+import { LocalRunner } from './runner.js';
+import { ProgressReporter } from '../util/progress.js';
+
+/** How to load a model. */
+export interface LoadOptions {
+  /** Kernel threads (default: physical cores). */
+  readonly threads?: number;
+  /** Positions per sequence slot (default: trained context, at most 4096). */
+  readonly ctx?: number;
+  /** Sequences that can be in flight at once (default 1). */
+  readonly slots?: number;
+  readonly kvType?: KvType;
+  /** Most tokens per forward call (default 512). */
+  readonly maxBatch?: number;
+  /** Layer ranges to load (default: the whole model as one shard). */
+  readonly shards?: readonly ShardSpec[];
+  /** 'reference' runs the TypeScript kernels (slow; for tests). */
+  readonly backend?: 'native' | 'reference';
+  /** Show a progress bar on stderr while pages are read in (default: when stderr is a TTY). */
+  readonly progress?: boolean;
+  /** Fault every weight page in before returning, so the first token is not slowed (default true). */
+  readonly prefetch?: boolean;
+  readonly maxQueue?: number;
+}
+
+/** A loaded model, ready to generate. */
+export interface LoadedModel {
+  readonly file: GgufFile;
+  readonly config: ModelConfig;
+  readonly tokenizer: Tokenizer;
+  readonly kernels: Kernels;
+  readonly shards: readonly DecoderShard[];
+  readonly engine: Engine;
+  /** Bytes of the file the shards reference (mapped, not copied). */
+  readonly mappedBytes: number;
+  /** Bytes of KV cache allocated. */
+  readonly kvBytes: number;
+  /** Current resident memory of the process. */
+  residentBytes(): number;
+  /** Releases the mapping (the views become unreachable once the model is dropped). */
+  close(): void;
+}
+
+/** Loads a GGUF model. Throws CairnError with a message naming the file and the problem. */
+export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const file = readGguf(path);
+  const config = readModelConfig(file);
+  const tokenizer = tokenizerFromGguf(file);
+  const kernels = createKernels({ backend: opts.backend, threads: opts.threads });
+  const ctx = opts.ctx ?? Math.min(config.ctxTrain, 4096);
+  if (!(Number.isInteger(ctx) && ctx >= 2)) throw new CairnError('BAD_ARGUMENT', `context size ${ctx} must be a whole number >= 2`);
+  const slots = opts.slots ?? 1;
+  const maxBatch = Math.min(opts.maxBatch ?? 512, ctx);
+  const specs = opts.shards ?? [wholeModel(config)];
+  specs.forEach((s) => validateShard(s, config));
+
+  const mapping: FileMapping = openMapping(path);
+  try {
+    const shards = specs.map((spec) => {
+      const weights = loadShardWeights(file, config, spec, (t) => mapping.view(t.offset, t.byteLength), kernels);
+      const kv = new KvCache(config, spec, slots, ctx, opts.kvType ?? GgmlType.F16);
+      return new DecoderShard(config, spec, weights, kv, kernels, maxBatch);
+    });
+    const mappedBytes = shards.reduce((a, s) => a + s.weights.bytes, 0);
+    if (opts.prefetch ?? true) await prefetch(shards, mappedBytes, opts.progress ?? process.stderr.isTTY === true, path);
+    const engine = new Engine(new LocalRunner(shards), tokenizer, { maxQueue: opts.maxQueue });
+    return {
+      file,
+      config,
+      tokenizer,
+      kernels,
+      shards,
+      engine,
+      mappedBytes,
+      kvBytes: shards.reduce((a, s) => a + s.kv.bytes, 0),
+      residentBytes,
+      close: () => mapping.close(),
+    };
+  } catch (err) {
+    mapping.close();
+    throw err;
+  }
+}
+
+/** Reads every weight page once (sequentially, so the kernel reads ahead) with a progress bar. */
+async function prefetch(shards: readonly DecoderShard[], total: number, show: boolean, path: string): Promise<void> {
+  const progress = new ProgressReporter(show ? `loading ${path}` : undefined, total);
+  const page = 4096;
+  let done = 0;
+  let sink = 0;
+  for (const shard of shards) {
+    for (const m of matrixViews(shard.weights)) {
+      for (let i = 0; i < m.length; i += page) sink ^= m[i];
+      done += m.length;
+      progress.update(done);
+      if (show) await new Promise((r) => setImmediate(r));
+    }
+  }
+  progress.stop();
+  if (sink === 256) throw new Error('unreachable'); // keeps the reads from being optimized away
+}

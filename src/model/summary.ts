@@ -1,0 +1,95 @@
+/**
+ * What a GGUF model is, at a glance: architecture, size, quantization mix, tokenizer, and how much
+ * memory it needs for a given context. Used by `cairn inspect` and the load path.
+ */
+import { ggmlTypeName } from '../gguf/ggml-types.js';
+import { Metadata } from '../gguf/metadata.js';
+import type { GgufFile } from '../gguf/reader.js';
+import { readModelConfig, type ModelConfig } from './config.js';
+import { kvCacheBytes } from './kv-cache.js';
+import type { KvType } from '../kernels/api.js';
+import { GgmlType } from '../gguf/ggml-types.js';
+
+/** A model's description and memory estimate. */
+export interface ModelSummary {
+  readonly path: string;
+  readonly fileBytes: number;
+  readonly ggufVersion: number;
+  readonly architecture: string;
+  readonly name?: string;
+  /** Config, when the architecture is one cairn runs. */
+  readonly config?: ModelConfig;
+  readonly unsupportedReason?: string;
+  readonly parameters: number;
+  readonly tensorBytes: number;
+  /** Tensor count and bytes per GGML type. */
+  readonly quantization: { type: string; tensors: number; bytes: number; parameters: number }[];
+  readonly contextLength?: number;
+  readonly tokenizer: { model?: string; pre?: string; tokens: number; bos?: number; eos?: number; hasChatTemplate: boolean };
+  readonly memory?: { ctx: number; kvType: string; weightsBytes: number; kvCacheBytes: number; activationBytes: number; totalBytes: number };
+  readonly tensors: { name: string; type: string; dims: readonly number[]; bytes: number }[];
+}
+
+/** Activation buffers of a shard for `batch` tokens (f32), plus one logits row per batch token. */
+export function activationBytes(cfg: ModelConfig, batch: number): number {
+  const perToken = 4 * (3 * cfg.nEmbd + 2 * cfg.nHead * cfg.headDim + 2 * cfg.nKvHead * cfg.headDim + 2 * cfg.nFf);
+  return batch * perToken + 4 * cfg.nVocab * Math.min(batch, 8);
+}
+
+/** Describes a GGUF file; `ctx` (default: the trained context, capped at 4096) sizes the estimate. */
+export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: KvType; batch?: number } = {}): ModelSummary {
+  const m = new Metadata(file);
+  const byType = new Map<number, { tensors: number; bytes: number; parameters: number }>();
+  let parameters = 0;
+  let tensorBytes = 0;
+  for (const t of file.tensors) {
+    parameters += t.elements;
+    tensorBytes += t.byteLength;
+    const e = byType.get(t.type) ?? { tensors: 0, bytes: 0, parameters: 0 };
+    e.tensors++;
+    e.bytes += t.byteLength;
+    e.parameters += t.elements;
+    byType.set(t.type, e);
+  }
+  let config: ModelConfig | undefined;
+  let unsupportedReason: string | undefined;
+  try {
+    config = readModelConfig(file);
+  } catch (err) {
+    unsupportedReason = (err as Error).message;
+  }
+  const arch = m.string('general.architecture') ?? 'unknown';
+  const kvType = opts.kvType ?? GgmlType.F16;
+  let memory: ModelSummary['memory'];
+  if (config) {
+    const ctx = opts.ctx ?? Math.min(config.ctxTrain, 4096);
+    const kv = kvCacheBytes(config, config.nLayer, ctx, kvType);
+    const act = activationBytes(config, opts.batch ?? 512);
+    memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: tensorBytes, kvCacheBytes: kv, activationBytes: act, totalBytes: tensorBytes + kv + act };
+  }
+  return {
+    path: file.path,
+    fileBytes: file.fileSize,
+    ggufVersion: file.version,
+    architecture: arch,
+    name: m.string('general.name'),
+    config,
+    unsupportedReason,
+    parameters,
+    tensorBytes,
+    quantization: [...byType.entries()]
+      .sort((a, b) => b[1].bytes - a[1].bytes)
+      .map(([type, e]) => ({ type: ggmlTypeName(type), ...e })),
+    contextLength: m.number(`${arch}.context_length`),
+    tokenizer: {
+      model: m.string('tokenizer.ggml.model'),
+      pre: m.string('tokenizer.ggml.pre'),
+      tokens: m.strings('tokenizer.ggml.tokens')?.length ?? 0,
+      bos: m.number('tokenizer.ggml.bos_token_id'),
+      eos: m.number('tokenizer.ggml.eos_token_id'),
+      hasChatTemplate: m.has('tokenizer.chat_template'),
+    },
+    memory,
+    tensors: file.tensors.map((t) => ({ name: t.name, type: ggmlTypeName(t.type), dims: t.dims, bytes: t.byteLength })),
+  };
+}
