@@ -27,10 +27,21 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
   free(h);
 }
 
+/* One view's hold on its mapping. */
+typedef struct {
+  cairn_mapping *m;
+} view_ref;
+
+/* The last view_ref finalized on this thread, so make_view can tell whether a failed create already ran it. */
+static _Thread_local const view_ref *t_last_finalized;
+
 static void view_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)data;
-  cairn_map_release(hint);
+  view_ref *ref = hint;
+  t_last_finalized = ref;
+  cairn_map_release(ref->m);
+  free(ref);
 }
 
 static int open_path(napi_env env, napi_value v, cairn_mapping **out) {
@@ -55,14 +66,31 @@ static napi_value make_view(napi_env env, cairn_mapping *m, int64_t offset, int6
     napi_create_arraybuffer(env, 0, &unused, &ab);
     return ab;
   }
-  cairn_map_retain(m);
-  void *data = (void *)(cairn_map_data(m) + offset);
-  if (napi_create_external_arraybuffer(env, data, (size_t)length, view_finalize, m, &ab) != napi_ok) {
-    cairn_map_release(m);
-    args_throw(env, "BAD_ARGUMENT", "cannot create a view of %lld bytes", (long long)length);
+  view_ref *ref = malloc(sizeof *ref);
+  if (!ref) {
+    args_throw(env, "BAD_ARGUMENT", "out of memory");
     return NULL;
   }
-  return ab;
+  ref->m = m;
+  cairn_map_retain(m);
+  void *data = (void *)(cairn_map_data(m) + offset);
+  t_last_finalized = NULL;
+  if (napi_create_external_arraybuffer(env, data, (size_t)length, view_finalize, ref, &ab) == napi_ok) return ab;
+  /* Node runs the finalizer itself when it rejects the buffer (e.g. past its size limit). */
+  if (t_last_finalized != ref) {
+    cairn_map_release(m);
+    free(ref);
+  }
+  napi_value pending = NULL, msg = NULL;
+  char reason[256] = "";
+  size_t len = 0;
+  if (napi_get_and_clear_last_exception(env, &pending) == napi_ok && pending &&
+      napi_coerce_to_string(env, pending, &msg) == napi_ok) {
+    napi_get_value_string_utf8(env, msg, reason, sizeof reason, &len);
+  }
+  args_throw(env, "BAD_ARGUMENT", "cannot create a view of %lld bytes (%s); map the file in smaller ranges with mapRange",
+             (long long)length, reason[0] ? reason : "rejected by Node");
+  return NULL;
 }
 
 static napi_value size_value(napi_env env, cairn_mapping *m) {
