@@ -82,6 +82,10 @@ static unsigned long long wait_for_job(unsigned long long seen) {
 
 static void *worker_main(void *arg) {
   const int ith = (int)(intptr_t)arg;
+#if defined(__linux__)
+  /* Named so tools (and tests) can tell the pool's threads from Node's own. */
+  pthread_setname_np(pthread_self(), "cairn-worker");
+#endif
   unsigned long long seen = atomic_load(&g_ticket);
   for (;;) {
     seen = wait_for_job(seen);

@@ -1,0 +1,223 @@
+/**
+ * The native float kernels against their TypeScript twins, on every instruction-set path this CPU
+ * can run (forceIsa), at awkward sizes. Tolerances are stated per kernel with the reason the two
+ * sides may differ at all; anything wrong in indexing, masking or a formula shows up as errors
+ * many orders of magnitude larger.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { assertClose, randomF32, seededRandom, type Tolerance } from '../../test/helpers/kernel-inputs.js';
+import type { AttentionParams, KvType, RopeParams } from './api.js';
+import { cpuInfo, forceIsa, NativeKernels } from './native.js';
+import { isCairnError } from '../util/errors.js';
+import { refAdd, refAttention, refGeglu, refRmsNorm, refRope, refSoftmax, refStoreKv, refSwiglu } from './reference/ops.js';
+
+const native = new NativeKernels();
+
+// The same rounding steps on both sides; only the association of the f64 sum of squares differs,
+// which can move the f32 mean by one ulp and so each output by about two ulps.
+const RMS_TOL: Tolerance = { rtol: 3e-7, atol: 1e-30 };
+// Angles are computed identically in f32; libm's cosf/sinf and V8's Math.cos/sin (rounded to f32)
+// can differ by one ulp, and inputs are in [-1, 1), so outputs differ by a few ulps of 1.
+const ROPE_TOL: Tolerance = { rtol: 0, atol: 1e-6 };
+// The vectorized exp is accurate to about 2 ulps (the reference rounds exp correctly); the sum and
+// the scale add about one more. atol covers results in the subnormal range.
+const SOFTMAX_TOL: Tolerance = { rtol: 1e-6, atol: 1e-38 };
+const SWIGLU_TOL: Tolerance = { rtol: 1e-6, atol: 1e-30 };
+// The gelu table is built with tanhf on one side and Math.tanh on the other; rounded to f16 they
+// can land on neighbouring halves (one f16 ulp, 2^-10 relative; 2^-24 absolute near zero, times |up| <= 2).
+const GEGLU_TOL: Tolerance = { rtol: 1e-3, atol: 2e-7 };
+// Outputs are convex combinations of V rows in [-1, 1): the native f32 lane sums differ from the
+// reference's f64 sums by a few ulps per accumulated term at most.
+const ATTN_F32_TOL: Tolerance = { rtol: 0, atol: 1e-5 };
+// With an F16 cache the softmax weights are rounded to f16: a weight a few f32 ulps away (the
+// scores come from differently ordered sums) can round to the neighbouring half, which moves the
+// output by 2^-11 * weight * |v| <= 2^-11 per such weight (weights sum to 1, |v| < 1).
+const ATTN_F16_TOL: Tolerance = { rtol: 0, atol: 2 ** -11 };
+
+const ROW_COUNTS = [1, 3, 31, 33, 4097];
+const LENGTHS = [1, 3, 31, 33, 4097, 100003];
+
+function expectBadArgument(fn: () => void, pattern: RegExp): void {
+  assert.throws(fn, (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && pattern.test((err as Error).message));
+}
+
+for (const isa of cpuInfo().availableIsas) {
+  describe(`native float kernels, ${isa} path`, () => {
+    before(() => forceIsa(isa));
+    after(() => forceIsa(null));
+
+    it('runs on the forced path', () => {
+      assert.equal(native.name, `native-${isa}`);
+    });
+
+    it('rmsNorm matches the reference for awkward row counts and dims, in place too', () => {
+      const rand = seededRandom(11);
+      for (const rows of ROW_COUNTS) {
+        for (const dim of rows === 4097 ? [64] : [1, 31, 33, 4097]) {
+          const x = randomF32(rows * dim, rand, 3);
+          const w = randomF32(dim, rand);
+          const want = new Float32Array(rows * dim);
+          refRmsNorm(x, w, rows, dim, 1e-5, want);
+          const got = new Float32Array(rows * dim);
+          native.rmsNorm(x, w, rows, dim, 1e-5, got);
+          assertClose(got, want, RMS_TOL, `rmsNorm ${rows}x${dim}`);
+          native.rmsNorm(x, w, rows, dim, 1e-5, x);
+          assertClose(x, want, RMS_TOL, `rmsNorm in place ${rows}x${dim}`);
+        }
+      }
+    });
+
+    it('rope matches the reference in both modes, partial rotation, freq factors and scaling', () => {
+      const rand = seededRandom(12);
+      for (const headDim of [64, 128, 80]) {
+        for (const mode of ['normal', 'neox'] as const) {
+          for (const nRot of [headDim, headDim / 2]) {
+            for (const nTokens of [1, 7]) {
+              for (const pos0 of [0, 1000, 30000]) {
+                const factors = Float32Array.from({ length: nRot / 2 }, (_, i) => 1 + (i % 7) * 0.75);
+                const p: RopeParams = {
+                  nRot,
+                  freqBase: pos0 === 1000 ? 500000 : 10000,
+                  freqScale: pos0 === 30000 ? 0.25 : 1,
+                  mode,
+                  freqFactors: nRot === headDim ? undefined : factors,
+                };
+                const nHeads = 3;
+                const positions = Int32Array.from({ length: nTokens }, (_, t) => pos0 + t * 5);
+                const x = randomF32(nTokens * nHeads * headDim, rand);
+                const want = x.slice();
+                refRope(want, nTokens, nHeads, headDim, positions, p);
+                native.rope(x, nTokens, nHeads, headDim, positions, p);
+                assertClose(x, want, ROPE_TOL, `rope ${mode} d${headDim} r${nRot} t${nTokens} p${pos0}`);
+              }
+            }
+          }
+        }
+      }
+    });
+
+    it('softmax matches the reference, including large ranges and -Infinity entries', () => {
+      const rand = seededRandom(13);
+      for (const rows of [1, 3, 31]) {
+        for (const cols of [1, 3, 31, 33, 4097]) {
+          const x = randomF32(rows * cols, rand, 40);
+          if (cols > 3) x[cols - 2] = -Infinity; // a masked position
+          const want = x.slice();
+          refSoftmax(want, rows, cols);
+          native.softmax(x, rows, cols);
+          assertClose(x, want, SOFTMAX_TOL, `softmax ${rows}x${cols}`);
+        }
+      }
+    });
+
+    it('swiglu, geglu and add match the reference for awkward lengths, with out aliasing an input', () => {
+      const rand = seededRandom(14);
+      for (const n of LENGTHS) {
+        // Gates cover geglu's cut-offs at +-10 and swiglu's saturation.
+        const gate = randomF32(n, rand, 14);
+        const up = randomF32(n, rand, 2);
+        const cases = [
+          ['swiglu', refSwiglu, SWIGLU_TOL],
+          ['geglu', refGeglu, GEGLU_TOL],
+          ['add', refAdd, { rtol: 0, atol: 0 }],
+        ] as const;
+        for (const [name, ref, tol] of cases) {
+          const want = new Float32Array(n);
+          ref(gate, up, n, want);
+          const got = new Float32Array(n);
+          native[name](gate, up, n, got);
+          assertClose(got, want, tol, `${name} n=${n}`);
+          const inPlace = up.slice();
+          native[name](gate, inPlace, n, inPlace);
+          assertClose(inPlace, want, tol, `${name} in place n=${n}`);
+        }
+      }
+    });
+
+    it('storeKv writes exactly the reference bytes and leaves other rows alone', () => {
+      const rand = seededRandom(15);
+      for (const kvType of [0, 1] as KvType[]) {
+        for (const [rowElems, pos0, nTokens] of [[1, 0, 1], [33, 5, 7], [4097, 2, 3], [80, 0, 1]]) {
+          const size = kvType === 1 ? 2 : 4;
+          const bytes = (pos0 + nTokens + 2) * rowElems * size;
+          const k = randomF32(nTokens * rowElems, rand, 70000); // past f16's range too
+          const v = randomF32(nTokens * rowElems, rand, 1e-6); // f16 subnormals
+          const wantK = new Uint8Array(bytes).fill(0xa5);
+          const wantV = new Uint8Array(bytes).fill(0x5a);
+          const gotK = wantK.slice();
+          const gotV = wantV.slice();
+          refStoreKv(k, v, wantK, wantV, kvType, rowElems, pos0, nTokens);
+          native.storeKv(k, v, gotK, gotV, kvType, rowElems, pos0, nTokens);
+          assert.deepEqual(gotK, wantK, `k cache, type ${kvType}, ${rowElems}x${nTokens} at ${pos0}`);
+          assert.deepEqual(gotV, wantV, `v cache, type ${kvType}, ${rowElems}x${nTokens} at ${pos0}`);
+        }
+      }
+    });
+
+    it('attention matches the reference: head dims, token counts, GQA ratios, positions, cache types', () => {
+      const rand = seededRandom(16);
+      for (const headDim of [64, 128, 80]) {
+        for (const ratio of [1, 2, 4]) {
+          for (const nTokens of [1, 7]) {
+            for (const pos0 of [0, 45]) {
+              for (const kvType of [0, 1] as KvType[]) {
+                const nKvHead = 2;
+                const nHead = nKvHead * ratio;
+                const row = nKvHead * headDim;
+                const ctx = pos0 + nTokens;
+                const size = kvType === 1 ? 2 : 4;
+                const kCache = new Uint8Array(ctx * row * size);
+                const vCache = new Uint8Array(ctx * row * size);
+                refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
+                const q = randomF32(nTokens * nHead * headDim, rand, 3);
+                const p: AttentionParams = { nTokens, nHead, nKvHead, headDim, pos0, scale: 1 / Math.sqrt(headDim), kvType };
+                const want = new Float32Array(q.length);
+                refAttention(q, kCache, vCache, p, want);
+                const got = new Float32Array(q.length);
+                native.attention(q, kCache, vCache, p, got);
+                const label = `attention d${headDim} gqa${ratio} t${nTokens} p${pos0} kv${kvType}`;
+                assertClose(got, want, kvType === 1 ? ATTN_F16_TOL : ATTN_F32_TOL, label);
+              }
+            }
+          }
+        }
+      }
+    });
+  });
+}
+
+describe('native float kernels reject bad arguments', () => {
+  const x = new Float32Array(8);
+  it('names short arrays and bad shapes', () => {
+    expectBadArgument(() => native.rmsNorm(x, x, 3, 4, 1e-5, new Float32Array(12)), /x is too short/);
+    expectBadArgument(() => native.rmsNorm(x, x, 2, 4, Number.NaN, x), /eps must be a finite number/);
+    expectBadArgument(() => native.softmax(x, 2, 0), /cols must be an integer/);
+    expectBadArgument(() => native.add(x, x, 9, x), /a is too short/);
+    expectBadArgument(() => native.swiglu(x, x, 1.5, x), /n must be an integer/);
+    expectBadArgument(() => native.add(x, x, 4, new Float32Array(x.buffer, 4, 4)), /partly overlap/);
+    expectBadArgument(() => native.add(new Uint8Array(8) as unknown as Float32Array, x, 4, x), /a must be a Float32Array/);
+  });
+
+  it('checks rope parameters', () => {
+    const pos = new Int32Array(1);
+    const p: RopeParams = { nRot: 8, freqBase: 10000, freqScale: 1, mode: 'normal' };
+    expectBadArgument(() => native.rope(x, 1, 1, 8, pos, { ...p, nRot: 3 }), /nRot must be even/);
+    expectBadArgument(() => native.rope(x, 1, 1, 8, pos, { ...p, nRot: 16 }), /nRot must be even and at most headDim/);
+    expectBadArgument(() => native.rope(x, 1, 1, 8, pos, { ...p, mode: 'yarn' as never }), /mode must be 'normal' or 'neox'/);
+    expectBadArgument(() => native.rope(x, 1, 1, 8, pos, { ...p, freqFactors: new Float32Array(2) }), /freqFactors is too short/);
+    expectBadArgument(() => native.rope(x, 2, 1, 8, pos, p), /x is too short/);
+  });
+
+  it('checks attention and cache shapes', () => {
+    const p: AttentionParams = { nTokens: 1, nHead: 3, nKvHead: 2, headDim: 4, pos0: 0, scale: 0.5, kvType: 0 };
+    const cache = new Uint8Array(64);
+    expectBadArgument(() => native.attention(new Float32Array(12), cache, cache, p, new Float32Array(12)), /multiple of params.nKvHead/);
+    const ok: AttentionParams = { ...p, nHead: 2, pos0: 3 };
+    expectBadArgument(() => native.attention(x, cache, cache, ok, new Float32Array(8)), /kCache is too short/);
+    expectBadArgument(() => native.attention(x, cache, cache, { ...ok, pos0: 0 }, x), /out must not overlap q/);
+    expectBadArgument(() => native.attention(x, cache.subarray(1), cache, { ...ok, pos0: 0, kvType: 1 }, new Float32Array(8)), /kCache must start at a multiple of 2 bytes/);
+    expectBadArgument(() => native.storeKv(x, x, cache, cache, 0, 4, 0, 2), /different memory/);
+    expectBadArgument(() => native.storeKv(x, x, cache, new Uint8Array(64), 2 as KvType, 4, 0, 2), /kvType/);
+  });
+});
