@@ -1,0 +1,53 @@
+/**
+ * Finds special tokens written verbatim in the input before the text is tokenized (llama.cpp's
+ * tokenizer_st_partition). Tokens are tried longest first; each one cuts every remaining text
+ * fragment at its occurrences. User-defined tokens are always matched; control and unknown
+ * tokens only when the caller asks to parse special tokens. A token with the LSTRIP / RSTRIP
+ * attribute also swallows the ASCII whitespace before / after it.
+ */
+import { TokenAttr } from './token-attr.js';
+import type { Vocab } from './vocab.js';
+
+/** A piece of input: plain text (a range of the input string) or a matched token. */
+export type Fragment = { readonly text: string } | { readonly token: number };
+
+function isAsciiSpace(code: number): boolean {
+  return code === 0x20 || (code >= 0x09 && code <= 0x0d);
+}
+
+/** A fragment while partitioning: a range of the input, or a matched token. */
+type Range = { readonly start: number; readonly end: number } | { readonly token: number };
+
+function splitRange(input: string, start: number, end: number, tokenText: string, token: number, attr: number, out: Range[]): void {
+  let pos = start;
+  for (;;) {
+    const match = input.indexOf(tokenText, pos);
+    if (match === -1 || match + tokenText.length > end) break;
+    let leftEnd = match;
+    if (attr & TokenAttr.LSTRIP) while (leftEnd > pos && isAsciiSpace(input.charCodeAt(leftEnd - 1))) leftEnd--;
+    if (leftEnd > pos) out.push({ start: pos, end: leftEnd });
+    out.push({ token });
+    pos = match + tokenText.length;
+    if (attr & TokenAttr.RSTRIP) while (pos < end && isAsciiSpace(input.charCodeAt(pos))) pos++;
+  }
+  if (pos < end) out.push({ start: pos, end });
+}
+
+/** Cuts `input` into text fragments and special-token fragments. */
+export function partitionSpecial(vocab: Vocab, input: string, parseSpecial: boolean): Fragment[] {
+  if (input === '') return [];
+  let ranges: Range[] = [{ start: 0, end: input.length }];
+  for (const id of vocab.specialTokens) {
+    const attr = vocab.attrs[id];
+    if (!parseSpecial && attr & (TokenAttr.CONTROL | TokenAttr.UNKNOWN)) continue;
+    const tokenText = vocab.texts[id];
+    if (!input.includes(tokenText)) continue;
+    const next: Range[] = [];
+    for (const r of ranges) {
+      if ('token' in r) next.push(r);
+      else splitRange(input, r.start, r.end, tokenText, id, attr, next);
+    }
+    ranges = next;
+  }
+  return ranges.map((r) => ('token' in r ? { token: r.token } : { text: input.slice(r.start, r.end) }));
+}
