@@ -1,0 +1,103 @@
+/**
+ * Special tokens: verbatim matching before tokenization (control tokens only with parseSpecial,
+ * user-defined always, longest first, whitespace stripping), the end-of-generation set, and the
+ * BOS/EOS/SEP rules of each vocabulary type.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { fixture, missingFixture, scratchDir } from '../../test/helpers/paths.js';
+import { gv } from '../gguf/values.js';
+import { TokenType } from './token-attr.js';
+import { tokenizerFromGguf } from './tokenizer.js';
+import { bpeEntries, spmEntries, tinyTokenizer, type SpmToken } from './testing/tiny-vocab.js';
+
+const dir = scratchDir('special');
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+const C = TokenType.CONTROL;
+const U = TokenType.USER_DEFINED;
+
+// Ids: 3 "▁", 4 "x", 5 "▁x", 6 "<|a|>", 7 "<|a|>!", 8 "<u>", 9 "<|eot_id|>" (typed normal on purpose).
+const TOKENS: SpmToken[] = [
+  ['▁', -9],
+  ['x', -5],
+  ['▁x', -1],
+  ['<|a|>', 0, C],
+  ['<|a|>!', 0, C],
+  ['<u>', 0, U],
+  ['<|eot_id|>', 0],
+];
+
+test('control tokens are matched only with parseSpecial, user-defined tokens always', () => {
+  const tok = tinyTokenizer(dir, spmEntries(TOKENS, { bytes: true }));
+  const plain = tok.encode('x<u>x<|a|>', { addSpecial: false });
+  assert.deepEqual(plain.slice(0, 3), [5, 8, 5], '<u> is cut out even without parseSpecial');
+  assert.ok(!plain.includes(6), '<|a|> is plain text without parseSpecial');
+  assert.equal(tok.decode(plain), 'x<u> x<|a|>');
+  assert.deepEqual(tok.encode('x<u>x<|a|>', { addSpecial: false, parseSpecial: true }), [5, 8, 5, 6]);
+});
+
+test('the longest special token wins where several match', () => {
+  const tok = tinyTokenizer(dir, spmEntries(TOKENS, { bytes: true }));
+  assert.deepEqual(tok.encode('<|a|>!<|a|>', { addSpecial: false, parseSpecial: true }), [7, 6]);
+});
+
+test('a special token that names an end of turn becomes control and ends generation', () => {
+  const tok = tinyTokenizer(dir, spmEntries(TOKENS, { bytes: true }));
+  assert.equal(tok.eotId, 9, 'found by its text');
+  assert.ok(tok.isEog(9) && tok.isEog(2), '<|eot_id|> and EOS');
+  assert.ok(!tok.isEog(6) && !tok.isEog(1) && !tok.isEog(5));
+  assert.ok(tok.isControl(9));
+  assert.equal(tok.decode([5, 9], { skipSpecial: false }), 'x<|eot_id|>');
+  assert.equal(tok.decode([5, 9], { skipSpecial: true }), 'x');
+});
+
+test('EOG ids from metadata and well-known texts', () => {
+  const extra: SpmToken[] = [['<|im_end|>', 0, C], ['<|endoftext|>', 0, C], ['<end_of_turn>', 0, C], ['<|eom_id|>', 0, C], ['<stop>', 0, C]];
+  const tok = tinyTokenizer(dir, [...spmEntries(extra), ['tokenizer.ggml.eot_token_id', gv.u32(7)]]);
+  for (const text of ['<|im_end|>', '<|endoftext|>', '<end_of_turn>', '<|eom_id|>', '<stop>', '</s>']) {
+    assert.ok(tok.isEog(tok.tokenId(text)!), `${text} ends generation`);
+  }
+  assert.equal(tok.eotId, 7);
+  assert.equal(tok.eomId, tok.tokenId('<|eom_id|>'));
+  assert.ok(!tok.isEog(1));
+});
+
+test('phi-3 strips whitespace after its chat markers (RSTRIP), as llama.cpp does for that model', (t) => {
+  const path = fixture('vocab/ggml-vocab-phi-3.gguf');
+  if (!path) return t.skip(missingFixture('vocab/ggml-vocab-phi-3.gguf'));
+  const tok = tokenizerFromGguf(path);
+  const user = tok.tokenId('<|user|>')!;
+  const newline = tok.tokenId('<0x0A>')!;
+  const ids = tok.encode('<|user|>\nHi', { addSpecial: false, parseSpecial: true });
+  assert.equal(ids[0], user);
+  assert.ok(!ids.includes(newline), 'the newline after <|user|> is swallowed');
+  assert.deepEqual(ids.slice(1), tok.encode('Hi', { addSpecial: false }));
+});
+
+test('BOS/EOS: SPM adds BOS, gpt-2 BPE adds nothing, BERT wraps in CLS ... SEP', (t) => {
+  const spm = tinyTokenizer(dir, spmEntries(TOKENS));
+  assert.equal(spm.encode('x')[0], spm.bosId);
+  const bpe = tinyTokenizer(dir, bpeEntries([], []));
+  assert.deepEqual(bpe.encode('x'), [0x78]);
+  const withBos = tinyTokenizer(dir, [...bpeEntries([['<s>', C]], []), ['tokenizer.ggml.bos_token_id', gv.u32(256)], ['tokenizer.ggml.add_bos_token', gv.bool(true)]]);
+  assert.deepEqual(withBos.encode('x'), [256, 0x78]);
+
+  const bert = fixture('vocab/ggml-vocab-bert-bge.gguf');
+  if (!bert) return t.skip(missingFixture('vocab/ggml-vocab-bert-bge.gguf'));
+  const wpm = tokenizerFromGguf(bert);
+  const body = wpm.encode('Hello world', { addSpecial: false });
+  assert.deepEqual(wpm.encode('Hello world'), [wpm.tokenId('[CLS]'), ...body, wpm.tokenId('[SEP]')]);
+  assert.equal(wpm.decode(body).trim(), 'hello world');
+});
+
+test('special token ids outside the vocabulary are ignored', () => {
+  const tok = tinyTokenizer(dir, [
+    ...spmEntries(TOKENS),
+    ['tokenizer.ggml.eot_token_id', gv.u32(4294967295)],
+    ['tokenizer.ggml.padding_token_id', gv.u32(100000)],
+  ]);
+  assert.equal(tok.padId, undefined);
+  assert.equal(tok.eotId, 9, 'falls back to the token found by its text');
+});
