@@ -19,29 +19,18 @@ export interface StreamingDecoderOptions {
 }
 
 const SPACE = 0x20;
-const APOS = 0x27;
-
-/** Bytes the space clean-up looks at; a cut with none of them nearby cannot change its result. */
-function touchesCleanup(b: number): boolean {
-  return b === SPACE || b === APOS || b === 0x3f || b === 0x21 || b === 0x2e || b === 0x2c;
-}
 
 /**
- * The largest p (0 < p < length) where the bytes can be split and cleaned separately: p starts a
- * UTF-8 character and none of bytes p-3..p take part in a clean-up rule (the longest rule,
- * " 're", spans four bytes). Returns 0 when there is none.
+ * The largest p (0 < p <= length) where the bytes can be split and the two sides cleaned
+ * separately, or 0. Every clean-up rule looks at a window of at most four bytes that starts
+ * with a space (" ?", " ' ", " 're"), and the clean-up only ever removes spaces; so when none of
+ * the three bytes before p is a space, no window crosses p, and the bytes right after p are
+ * never judged by what precedes them. Bytes before this buffer satisfy the same condition,
+ * since the buffer starts at an earlier cut.
  */
 function lastSafeCut(b: Uint8Array): number {
-  for (let p = b.length - 1; p > 0; p--) {
-    if ((b[p] & 0xc0) === 0x80) continue;
-    let safe = true;
-    for (let k = Math.max(0, p - 3); k <= p; k++) {
-      if (touchesCleanup(b[k])) {
-        safe = false;
-        break;
-      }
-    }
-    if (safe) return p;
+  for (let p = b.length; p > 0; p--) {
+    if (b[p - 1] !== SPACE && (p < 2 || b[p - 2] !== SPACE) && (p < 3 || b[p - 3] !== SPACE)) return p;
   }
   return 0;
 }
