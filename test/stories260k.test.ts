@@ -87,9 +87,12 @@ test('stories260K F32 reproduces the llama2.c reference: prompt ids, greedy ids,
 
 for (const [file, tolerance, why] of [
   ['stories260K.gguf', 1e-4, 'same f32 math up to summation order'],
-  ['stories260K-F16.gguf', 2e-3, 'both round activations to f16 for F16 weights; only summation order differs'],
-  ['stories260K-Q8_0.gguf', 2e-3, 'both quantize activations to Q8_0 with the same rounding; only summation order differs'],
-  ['stories260K-Q4_0.gguf', 2e-3, 'both quantize activations to Q8_0 with the same rounding; only summation order differs'],
+  // Both round activations to f16 for F16 weights, and the first position agrees to 1e-5; later
+  // positions differ by up to ~6e-3 (llama.cpp's recorded F16 run differs from its own F32 run in
+  // the same places), which is below the gaps greedy decoding depends on: the ids must still match.
+  ['stories260K-F16.gguf', 1e-2, 'f16 activations on both sides; later positions differ by ~6e-3'],
+  ['stories260K-Q8_0.gguf', 1e-4, 'both quantize activations to Q8_0 with the same rounding; only summation order differs'],
+  ['stories260K-Q4_0.gguf', 1e-4, 'both quantize activations to Q8_0 with the same rounding; only summation order differs'],
 ] as const) {
   test(`${file}: greedy ids and prompt logits match llama.cpp (logit tolerance ${tolerance}: ${why})`, async (t) => {
     const path = fixture(`models/${file}`);
