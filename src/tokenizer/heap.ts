@@ -8,10 +8,12 @@ export class Heap<T> {
   /** `before(a, b)` is true when `a` must be popped before `b`. */
   constructor(private readonly before: (a: T, b: T) => boolean) {}
 
+  /** Number of queued items. */
   get size(): number {
     return this.items.length;
   }
 
+  /** Queues an item. */
   push(item: T): void {
     const items = this.items;
     let i = items.length;

@@ -156,8 +156,8 @@ function readMerges(meta: Metadata, tokenToId: ReadonlyMap<string, number>): Map
     for (const part of [left, right]) {
       if (!tokenToId.has(part)) throw malformed(meta, `merge #${rank} ${JSON.stringify(merge)} refers to ${JSON.stringify(part)}, which is not a token`);
     }
-    const key = `${left} ${right}`;
-    if (!ranks.has(key)) ranks.set(key, rank);
+    // The merge text is already the "left right" key; an earlier duplicate keeps its rank.
+    if (!ranks.has(merge)) ranks.set(merge, rank);
   });
   return ranks;
 }
