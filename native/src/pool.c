@@ -40,6 +40,12 @@ static void *g_ctx;
 
 static atomic_int g_threads;  /* 0 until first use */
 static pthread_t g_workers[MAX_THREADS];
+/*
+ * The ticket when workers were started: a new worker waits for the ticket to move past this
+ * value, not past whatever it reads when it first runs, or it would miss a job published
+ * before the OS got round to scheduling it.
+ */
+static unsigned long long g_spawn_ticket;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -86,7 +92,7 @@ static void *worker_main(void *arg) {
   /* Named so tools (and tests) can tell the pool's threads from Node's own. */
   pthread_setname_np(pthread_self(), "cairn-worker");
 #endif
-  unsigned long long seen = atomic_load(&g_ticket);
+  unsigned long long seen = g_spawn_ticket;
   for (;;) {
     seen = wait_for_job(seen);
     if (atomic_load_explicit(&g_quit, memory_order_acquire)) break;
@@ -121,6 +127,7 @@ static void stop_workers(void) {
 /* Starts workers 1..n-1; returns how many threads (the caller included) are really available. */
 static int start_workers(int n) {
   /* Workers must not take signals meant for the JS thread. */
+  g_spawn_ticket = atomic_load(&g_ticket);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -1,0 +1,162 @@
+/**
+ * The native library's machine-facing side: CPU report, ISA forcing, the thread pool (same
+ * results for any thread count, workers started and stopped, asleep when idle) and memory readout.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, describe, it } from 'node:test';
+import { randomF32, seededRandom } from '../../test/helpers/kernel-inputs.js';
+import { isCairnError } from '../util/errors.js';
+import type { AttentionParams } from './api.js';
+import { createKernels, residentBytes } from './index.js';
+import { refStoreKv } from './reference/ops.js';
+import { cpuInfo, forceIsa, NativeKernels } from './native.js';
+
+const kernels = new NativeKernels();
+const initialThreads = cpuInfo().threads;
+after(() => kernels.setThreads(initialThreads));
+
+/** States (R, S, ...) of this process's pool workers, from /proc. */
+function workerStates(): string[] {
+  const states: string[] = [];
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (name === 'cairn-worker') states.push(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]);
+    } catch {
+      // the thread exited while we listed them
+    }
+  }
+  return states;
+}
+
+/** Runs every float kernel on inputs big enough to be split over the pool; returns all outputs. */
+function runAll(seed: number): Float32Array[] {
+  const rand = seededRandom(seed);
+  const outs: Float32Array[] = [];
+  const n = 200_003;
+  const gate = randomF32(n, rand, 12);
+  const up = randomF32(n, rand);
+  for (const op of ['swiglu', 'geglu', 'add'] as const) {
+    const out = new Float32Array(n);
+    kernels[op](gate, up, n, out);
+    outs.push(out);
+  }
+  const rows = 64;
+  const dim = 4096;
+  const x = randomF32(rows * dim, rand, 4);
+  const normed = new Float32Array(rows * dim);
+  kernels.rmsNorm(x, randomF32(dim, rand), rows, dim, 1e-6, normed);
+  outs.push(normed);
+  const soft = x.slice();
+  kernels.softmax(soft, rows, dim);
+  outs.push(soft);
+  const roped = randomF32(7 * 32 * 128, rand);
+  kernels.rope(roped, 7, 32, 128, Int32Array.from([9, 10, 11, 12, 13, 14, 15]), { nRot: 128, freqBase: 10000, freqScale: 1, mode: 'neox' });
+  outs.push(roped);
+  const p: AttentionParams = { nTokens: 7, nHead: 8, nKvHead: 2, headDim: 64, pos0: 500, scale: 0.125, kvType: 1 };
+  const row = p.nKvHead * p.headDim;
+  const ctx = p.pos0 + p.nTokens;
+  const kCache = new Uint8Array(ctx * row * 2);
+  const vCache = new Uint8Array(ctx * row * 2);
+  refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 1, row, 0, ctx);
+  const attn = new Float32Array(p.nTokens * p.nHead * p.headDim);
+  kernels.attention(randomF32(attn.length, rand), kCache, vCache, p, attn);
+  outs.push(attn);
+  return outs;
+}
+
+describe('cpu report and ISA choice', () => {
+  it('reports a sane machine', () => {
+    const info = cpuInfo();
+    assert.ok(info.physicalCores >= 1);
+    assert.ok(info.threads >= 1);
+    assert.ok(info.availableIsas.includes('scalar'));
+    assert.equal(info.availableIsas.at(-1), info.detectedIsa, 'the detected level is the best available one');
+    assert.ok(info.availableIsas.includes(info.isa));
+    assert.ok(info.features.every((f) => typeof f === 'string' && f.length > 0));
+    if (info.detectedIsa === 'avx2' || info.detectedIsa === 'avx512') {
+      for (const f of ['avx2', 'fma', 'f16c']) assert.ok(info.features.includes(f), `${f} reported with ${info.detectedIsa}`);
+    }
+    if (info.detectedIsa === 'avx512') {
+      for (const f of ['avx512f', 'avx512bw', 'avx512vl', 'avx512vnni', 'avx512bf16']) assert.ok(info.features.includes(f), f);
+    }
+  });
+
+  it('forces each available ISA and goes back to the detected one', () => {
+    const { availableIsas, detectedIsa } = cpuInfo();
+    for (const isa of availableIsas) {
+      forceIsa(isa);
+      assert.equal(cpuInfo().isa, isa);
+      assert.equal(cpuInfo().detectedIsa, detectedIsa);
+    }
+    forceIsa(null);
+    assert.equal(cpuInfo().isa, detectedIsa);
+  });
+
+  it('refuses unknown ISAs and ISAs this CPU lacks', () => {
+    assert.throws(() => forceIsa('sse9'), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && /unknown ISA 'sse9'/.test((e as Error).message));
+    const foreign = ['avx2', 'avx512', 'neon'].find((isa) => !cpuInfo().availableIsas.includes(isa));
+    if (foreign) {
+      assert.throws(() => forceIsa(foreign), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && /cannot run/.test((e as Error).message));
+    }
+    assert.equal(cpuInfo().isa, cpuInfo().detectedIsa);
+  });
+});
+
+describe('thread pool', () => {
+  it('gives bit-identical results with 1, 2 and 3 threads', () => {
+    kernels.setThreads(1);
+    const one = runAll(21);
+    for (const n of [2, 3]) {
+      kernels.setThreads(n);
+      assert.equal(cpuInfo().threads, n);
+      const many = runAll(21);
+      many.forEach((out, i) => assert.deepEqual(out, one[i], `output ${i} with ${n} threads`));
+    }
+  });
+
+  it('survives many small dispatches in a row', () => {
+    kernels.setThreads(2);
+    const n = 70_000; // just above the size that wakes a second thread
+    const a = randomF32(n, seededRandom(5));
+    const out = new Float32Array(n);
+    for (let i = 0; i < 3000; i++) kernels.add(a, a, n, out);
+    assert.equal(out[n - 1], a[n - 1] * 2);
+  });
+
+  it('starts threads - 1 workers, which sleep once idle', { skip: process.platform !== 'linux' }, async () => {
+    kernels.setThreads(3);
+    runAll(3);
+    assert.equal(workerStates().length, 2);
+    await sleep(300); // far past the workers' spin window (about 0.1 ms)
+    assert.deepEqual(workerStates(), ['S', 'S']);
+    kernels.setThreads(1);
+    assert.equal(workerStates().length, 0);
+  });
+
+  it('rejects thread counts out of range', () => {
+    for (const bad of [0, -1, 1.5, 257]) {
+      assert.throws(() => kernels.setThreads(bad), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT'));
+    }
+  });
+
+  it('createKernels applies the threads option', () => {
+    const k = createKernels({ threads: 2 });
+    assert.match(k.name, /^native-/);
+    assert.equal(cpuInfo().threads, 2);
+  });
+});
+
+describe('resident memory', () => {
+  it('reports the resident set and sees it grow', { skip: process.platform !== 'linux' }, () => {
+    const before = residentBytes();
+    assert.ok(before > 1 << 20, `rss ${before}`);
+    const block = new Uint8Array(64 << 20).fill(1); // touch every page
+    const grown = residentBytes();
+    assert.ok(grown - before >= 32 << 20, `rss grew by ${grown - before} bytes after touching 64 MiB`);
+    assert.equal(block[block.length - 1], 1);
+  });
+});
