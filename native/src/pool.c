@@ -1,8 +1,10 @@
 /*
- * The kernel thread pool. A job is published by bumping a sequence number; workers spin on it for
- * a short while after each job (the next kernel call of a forward pass usually follows within
- * microseconds) and then sleep on a condition variable, so an idle process costs no CPU. The
- * caller runs share 0 itself and spins until the workers' countdown reaches zero.
+ * The kernel thread pool. A job of nth shares is published in one atomic word; every thread, the
+ * caller included, claims shares from that word until none are left, so a worker the OS has not
+ * scheduled yet (a busy or shared machine) never holds a job up: the caller runs its share
+ * instead. Idle workers poll the word for a short while (the next kernel call of a forward pass
+ * usually follows within microseconds), then sleep on a condition variable, so an idle process
+ * costs no CPU.
  */
 #define _GNU_SOURCE
 #include "pool.h"
@@ -11,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,31 +24,32 @@
 /* How long an idle worker keeps polling before it sleeps. */
 #define SPIN_NS 100000LL
 
+/*
+ * The job word: sequence number (40 bits, bumped per job and on shutdown), share count (12 bits)
+ * and the next unclaimed share (12 bits). Claiming is a compare-and-swap on the whole word, so a
+ * late worker can never claim a share of a newer job by mistake, nor read that job's fields
+ * before it owns a share of it.
+ */
+#define WORD(seq, nth, next) (((uint64_t)(seq) << 24) | ((uint64_t)(nth) << 12) | (uint64_t)(next))
+#define WORD_SEQ(w) ((w) >> 24)
+#define WORD_NTH(w) ((int)(((w) >> 12) & 0xfff))
+#define WORD_NEXT(w) ((int)((w) & 0xfff))
+
+static _Atomic uint64_t g_job;
+static atomic_int g_done;      /* shares of the current job finished */
+static atomic_int g_sleeping;  /* workers inside the condvar wait */
+static atomic_int g_quit;      /* tells workers to exit */
+static atomic_flag g_busy = ATOMIC_FLAG_INIT;
+
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
 
-/*
- * The job ticket: a sequence number (bumped per job and on shutdown) with the job's thread count
- * in the low 16 bits, so a worker that sits out a job never reads fields the next job rewrites.
- */
-static atomic_ullong g_ticket;
-static atomic_int g_sleeping;   /* workers inside the condvar wait */
-static atomic_int g_remaining;  /* workers still running the current job */
-static atomic_int g_quit;       /* tells workers to exit */
-static atomic_flag g_busy = ATOMIC_FLAG_INIT;
-
-/* Written before the ticket is bumped; read only by the workers that take part in the job. */
+/* Written before the job word is published; read only by threads that claimed a share. */
 static cairn_job_fn g_fn;
 static void *g_ctx;
 
-static atomic_int g_threads;  /* 0 until first use */
+static atomic_int g_threads; /* 0 until first use */
 static pthread_t g_workers[MAX_THREADS];
-/*
- * The ticket when workers were started: a new worker waits for the ticket to move past this
- * value, not past whatever it reads when it first runs, or it would miss a job published
- * before the OS got round to scheduling it.
- */
-static unsigned long long g_spawn_ticket;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -61,12 +65,26 @@ static long long now_ns(void) {
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Waits until the ticket moves past `seen`: spin first, then sleep. */
-static unsigned long long wait_for_job(unsigned long long seen) {
+/* Runs unclaimed shares of job `seq` until none are left. */
+static void claim_shares(uint64_t seq) {
+  uint64_t w = atomic_load_explicit(&g_job, memory_order_acquire);
+  for (;;) {
+    if (WORD_SEQ(w) != seq || WORD_NEXT(w) >= WORD_NTH(w)) return;
+    if (!atomic_compare_exchange_weak_explicit(&g_job, &w, w + 1, memory_order_acq_rel, memory_order_acquire)) {
+      continue; /* w now holds the current word */
+    }
+    g_fn(g_ctx, WORD_NEXT(w), WORD_NTH(w));
+    atomic_fetch_add_explicit(&g_done, 1, memory_order_release);
+    w = atomic_load_explicit(&g_job, memory_order_acquire);
+  }
+}
+
+/* Waits until the job sequence moves past `seen`: poll first, then sleep. Returns the new word. */
+static uint64_t wait_for_job(uint64_t seen) {
   long long deadline = 0;
   for (unsigned i = 0;; i++) {
-    const unsigned long long s = atomic_load_explicit(&g_ticket, memory_order_acquire);
-    if (s != seen) return s;
+    const uint64_t w = atomic_load_explicit(&g_job, memory_order_acquire);
+    if (WORD_SEQ(w) != seen) return w;
     cpu_relax();
     if ((i & 255) != 255) continue;
     const long long t = now_ns();
@@ -77,63 +95,65 @@ static unsigned long long wait_for_job(unsigned long long seen) {
     }
   }
   pthread_mutex_lock(&g_lock);
-  /* Announcing the sleep before re-reading the ticket pairs with the publisher's bump-then-check. */
+  /* Announcing the sleep before re-reading the word pairs with the publisher's store-then-check. */
   atomic_fetch_add(&g_sleeping, 1);
-  unsigned long long s;
-  while ((s = atomic_load(&g_ticket)) == seen) pthread_cond_wait(&g_wake, &g_lock);
+  uint64_t w;
+  while (WORD_SEQ(w = atomic_load(&g_job)) == seen) pthread_cond_wait(&g_wake, &g_lock);
   atomic_fetch_sub(&g_sleeping, 1);
   pthread_mutex_unlock(&g_lock);
-  return s;
+  return w;
 }
 
 static void *worker_main(void *arg) {
-  const int ith = (int)(intptr_t)arg;
+  /* The sequence current when this worker was started (see start_workers). */
+  uint64_t seen = (uint64_t)(uintptr_t)arg;
 #if defined(__linux__)
   /* Named so tools (and tests) can tell the pool's threads from Node's own. */
   pthread_setname_np(pthread_self(), "cairn-worker");
 #endif
-  unsigned long long seen = g_spawn_ticket;
   for (;;) {
-    seen = wait_for_job(seen);
+    seen = WORD_SEQ(wait_for_job(seen));
     if (atomic_load_explicit(&g_quit, memory_order_acquire)) break;
-    const int nth = (int)(seen & 0xffff);
-    if (ith < nth) {
-      g_fn(g_ctx, ith, nth);
-      atomic_fetch_sub_explicit(&g_remaining, 1, memory_order_release);
-    }
+    claim_shares(seen);
   }
   return NULL;
 }
 
-/* Bumps the ticket's sequence number, with `nth` threads taking part (0 for shutdown). */
-static void publish(int nth) {
-  const unsigned long long t = atomic_load(&g_ticket);
-  atomic_store(&g_ticket, (((t >> 16) + 1) << 16) | (unsigned)nth);
+/* Publishes a new job word with `nth` shares (0 for shutdown) and wakes sleeping workers. */
+static uint64_t publish(int nth) {
+  const uint64_t seq = WORD_SEQ(atomic_load(&g_job)) + 1;
+  atomic_store(&g_job, WORD(seq, nth, 0));
   if (atomic_load(&g_sleeping) > 0) {
     pthread_mutex_lock(&g_lock);
     pthread_cond_broadcast(&g_wake);
     pthread_mutex_unlock(&g_lock);
   }
+  return seq;
 }
 
 static void stop_workers(void) {
-  if (g_threads <= 1) return;
+  const int n = atomic_load(&g_threads);
+  if (n <= 1) return;
   atomic_store(&g_quit, 1);
   publish(0);
-  for (int i = 1; i < g_threads; i++) pthread_join(g_workers[i], NULL);
+  for (int i = 1; i < n; i++) pthread_join(g_workers[i], NULL);
   atomic_store(&g_quit, 0);
 }
 
 /* Starts workers 1..n-1; returns how many threads (the caller included) are really available. */
 static int start_workers(int n) {
+  /*
+   * A new worker waits for jobs after the current one. Reading the word here rather than in the
+   * worker matters: a job published before the OS first runs the worker must not be missed.
+   */
+  const uint64_t seq = WORD_SEQ(atomic_load(&g_job));
   /* Workers must not take signals meant for the JS thread. */
-  g_spawn_ticket = atomic_load(&g_ticket);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int started = 1;
   for (int i = 1; i < n; i++) {
-    if (pthread_create(&g_workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0) break;
+    if (pthread_create(&g_workers[i], NULL, worker_main, (void *)(uintptr_t)seq) != 0) break;
     started++;
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -175,9 +195,7 @@ int cairn_physical_cores(void) {
 }
 
 static void ensure_started(void) {
-  if (atomic_load(&g_threads) == 0) {
-    cairn_pool_set_threads(cairn_physical_cores());
-  }
+  if (atomic_load(&g_threads) == 0) cairn_pool_set_threads(cairn_physical_cores());
 }
 
 void cairn_pool_set_threads(int n) {
@@ -185,23 +203,24 @@ void cairn_pool_set_threads(int n) {
   if (n > MAX_THREADS) n = MAX_THREADS;
   /* A job running on another JS thread must finish before the workers change. */
   while (atomic_flag_test_and_set_explicit(&g_busy, memory_order_acquire)) sched_yield();
-  if (n != g_threads) {
+  if (n != atomic_load(&g_threads)) {
     stop_workers();
-    g_threads = start_workers(n);
+    atomic_store(&g_threads, start_workers(n));
   }
   atomic_flag_clear_explicit(&g_busy, memory_order_release);
 }
 
 int cairn_pool_threads(void) {
   ensure_started();
-  return g_threads;
+  return atomic_load(&g_threads);
 }
 
 void cairn_pool_run(cairn_job_fn fn, void *ctx) { cairn_pool_run_n(fn, ctx, MAX_THREADS); }
 
 void cairn_pool_run_n(cairn_job_fn fn, void *ctx, int max_threads) {
   ensure_started();
-  int nth = max_threads < g_threads ? max_threads : g_threads;
+  const int threads = atomic_load(&g_threads);
+  const int nth = max_threads < threads ? max_threads : threads;
   if (nth <= 1) {
     fn(ctx, 0, 1);
     return;
@@ -213,14 +232,15 @@ void cairn_pool_run_n(cairn_job_fn fn, void *ctx, int max_threads) {
   }
   g_fn = fn;
   g_ctx = ctx;
-  atomic_store_explicit(&g_remaining, nth - 1, memory_order_relaxed);
-  publish(nth);
-  fn(ctx, 0, nth);
-  for (unsigned i = 0; atomic_load_explicit(&g_remaining, memory_order_acquire) > 0; i++) {
-    if (i < (1u << 16)) {
+  atomic_store_explicit(&g_done, 0, memory_order_relaxed);
+  const uint64_t seq = publish(nth);
+  claim_shares(seq);
+  /* Every share is claimed; wait for those still running on workers. */
+  for (unsigned i = 0; atomic_load_explicit(&g_done, memory_order_acquire) < nth; i++) {
+    if (i < (1u << 14)) {
       cpu_relax();
     } else {
-      sched_yield(); /* a worker was descheduled: let it run */
+      sched_yield(); /* a worker was descheduled mid-share: let it run */
     }
   }
   atomic_flag_clear_explicit(&g_busy, memory_order_release);

@@ -6,7 +6,11 @@
 #ifndef CAIRN_POOL_H
 #define CAIRN_POOL_H
 
-/* A job body: thread `ith` of `nth` does its share of the work described by `ctx`. */
+/*
+ * A job body: share `ith` of `nth` of the work described by `ctx`. Each share runs exactly once,
+ * but shares may run one after another on the same thread (whichever thread claims them first),
+ * so a body must never wait for another share of the same job.
+ */
 typedef void (*cairn_job_fn)(void *ctx, int ith, int nth);
 
 /* Physical cores this process may run on (the default thread count). */
