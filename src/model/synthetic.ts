@@ -116,8 +116,11 @@ export function writeSyntheticModel(path: string, spec: SyntheticModelSpec, quan
   };
 
   const e = spec.nEmbd;
-  matrix('token_embd.weight', spec.nVocab, e, 1);
-  f32('output_norm.weight', [e], 0.1, 1);
+  // A tied head reads logits off the embeddings. Small unit-length embeddings keep a token's own
+  // embedding (still in the residual stream) from dominating its logit, which would make the model
+  // repeat its input; the output norm's gain restores the logit scale.
+  matrix('token_embd.weight', spec.nVocab, e, spec.tied ? 1 / Math.sqrt(e) : 1);
+  f32('output_norm.weight', [e], 0.1, spec.tied ? 4 : 1);
   if (!spec.tied) matrix('output.weight', spec.nVocab, e, 3 / Math.sqrt(e));
   if (spec.ropeFreqs) {
     // Llama 3.1 style: low frequencies stretched by up to 8x.

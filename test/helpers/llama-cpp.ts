@@ -1,7 +1,7 @@
 /**
  * The external oracle: llama.cpp through node-llama-cpp (a devDependency, pinned). Given a GGUF
- * file and prompt token ids, it returns llama.cpp's greedy continuation, with an f16 KV cache,
- * flash attention off, on the CPU.
+ * file and prompt token ids, it returns llama.cpp's greedy continuation on the CPU with flash
+ * attention off, and for each step the probabilities it saw (to tell a genuine near-tie apart).
  */
 import type { Llama } from 'node-llama-cpp';
 
@@ -13,17 +13,35 @@ async function llama(): Promise<Llama> {
   return llamaPromise;
 }
 
-/** llama.cpp's greedy tokens after `prompt` (ids, BOS included by the caller), `steps` of them. */
-export async function llamaCppGreedy(path: string, prompt: readonly number[], steps: number, threads = 2): Promise<number[]> {
+/** One greedy step of llama.cpp: the chosen token and the next-token probabilities. */
+export interface OracleStep {
+  readonly token: number;
+  readonly probabilities: ReadonlyMap<number, number>;
+}
+
+/** llama.cpp's greedy steps after `prompt` (ids, BOS included by the caller). */
+export async function llamaCppGreedy(
+  path: string,
+  prompt: readonly number[],
+  steps: number,
+  opts: { threads?: number; kvType?: 'F16' | 'F32' } = {},
+): Promise<OracleStep[]> {
   const l = await llama();
   const model = await l.loadModel({ modelPath: path, gpuLayers: 0 });
   try {
-    const ctx = await model.createContext({ contextSize: Math.max(256, prompt.length + steps + 8), threads, batchSize: 512, flashAttention: false });
+    const ctx = await model.createContext({
+      contextSize: Math.max(256, prompt.length + steps + 8),
+      threads: opts.threads ?? 2,
+      batchSize: 512,
+      flashAttention: false,
+      experimentalKvCacheKeyType: opts.kvType ?? 'F16',
+      experimentalKvCacheValueType: opts.kvType ?? 'F16',
+    });
     try {
       const seq = ctx.getSequence();
-      const out: number[] = [];
-      for await (const t of seq.evaluate(prompt as never, { temperature: 0, yieldEogToken: true })) {
-        out.push(t as number);
+      const out: OracleStep[] = [];
+      for await (const r of seq.evaluateWithMetadata(prompt as never, { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
+        out.push({ token: r.token as number, probabilities: r.probabilities as ReadonlyMap<number, number> });
         if (out.length >= steps) break;
       }
       return out;
