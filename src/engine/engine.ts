@@ -19,6 +19,8 @@ export interface EngineTokenizer {
   isEog(id: number): boolean;
   /** A decoder that turns ids into text as it becomes complete UTF-8. */
   streamDecoder(): { push(id: number): string; flush(): string };
+  /** The BOS id; a prompt of only BOS starts the decoder with it, so the first word loses its space prefix. */
+  readonly bosId?: number;
 }
 
 /** One generation request. */
@@ -158,6 +160,7 @@ export class Engine {
       finished: false,
       cancelled: false,
     };
+    if (req.prompt.length === 1 && req.prompt[0] === this.tokenizer.bosId) seq.decoder.push(req.prompt[0]);
     if (req.signal?.aborted) {
       this.finish(seq, 'abort');
     } else {
