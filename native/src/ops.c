@@ -7,7 +7,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cairn.h"
@@ -22,7 +21,7 @@
 /* Chunk granularity for elementwise ops, so threads never share a cache line. */
 #define CHUNK_ALIGN 16
 
-static const cairn_ops_table *active_table(void) {
+const cairn_ops_table *cairn_ops_active(void) {
   switch (cairn_isa_active()) {
 #if defined(__x86_64__)
     case CAIRN_ISA_AVX512: return &cairn_ops_avx512;
@@ -79,7 +78,7 @@ static void rms_norm_job(void *ctx, int ith, int nth) {
 }
 
 void cairn_rms_norm(const float *x, const float *w, int64_t rows, int64_t dim, float eps, float *out) {
-  rms_job j = {active_table(), x, w, out, rows, dim, eps};
+  rms_job j = {cairn_ops_active(), x, w, out, rows, dim, eps};
   int nth = threads_for((double)rows * dim);
   if (nth > rows) nth = (int)rows;
   cairn_pool_run_n(rms_norm_job, &j, nth);
@@ -174,7 +173,7 @@ static void softmax_job_fn(void *ctx, int ith, int nth) {
 }
 
 void cairn_softmax(float *x, int64_t rows, int64_t cols) {
-  softmax_job j = {active_table(), x, rows, cols};
+  softmax_job j = {cairn_ops_active(), x, rows, cols};
   int nth = threads_for(4.0 * (double)rows * cols);
   if (nth > rows) nth = (int)rows;
   cairn_pool_run_n(softmax_job_fn, &j, nth);
@@ -229,7 +228,7 @@ static void ew_job_fn(void *ctx, int ith, int nth) {
 }
 
 static void run_elementwise(ew_kind kind, const float *a, const float *b, int64_t n, float *out, double cost) {
-  ew_job j = {active_table(), kind, a, b, out, n, NULL};
+  ew_job j = {cairn_ops_active(), kind, a, b, out, n, NULL};
   if (kind == EW_GEGLU) j.table = gelu_table();
   cairn_pool_run_n(ew_job_fn, &j, threads_for(cost * (double)n));
 }
@@ -275,122 +274,8 @@ static void store_job_fn(void *ctx, int ith, int nth) {
 
 void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int kv_type, int64_t row_elems,
                     int64_t pos0, int64_t n_tokens) {
-  store_job j = {active_table(), k, v, k_cache, v_cache, kv_type, row_elems, pos0, n_tokens};
+  store_job j = {cairn_ops_active(), k, v, k_cache, v_cache, kv_type, row_elems, pos0, n_tokens};
   int nth = threads_for(2.0 * (double)n_tokens * row_elems);
   if (nth > 2 * n_tokens) nth = (int)(2 * n_tokens);
   cairn_pool_run_n(store_job_fn, &j, nth);
-}
-
-/* ---- attention ---- */
-
-/* Grow-only scratch of the calling thread, freed when that thread exits. */
-static pthread_key_t g_scratch_key;
-static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
-
-typedef struct {
-  void *p;
-  size_t cap;
-} scratch_buf;
-
-static void scratch_free(void *v) {
-  scratch_buf *s = v;
-  free(s->p);
-  free(s);
-}
-
-static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }
-
-static void *scratch(size_t bytes) {
-  pthread_once(&g_scratch_once, scratch_key_init);
-  scratch_buf *s = pthread_getspecific(g_scratch_key);
-  if (!s) {
-    s = calloc(1, sizeof *s);
-    if (!s || pthread_setspecific(g_scratch_key, s) != 0) {
-      free(s);
-      return NULL;
-    }
-  }
-  if (s->cap < bytes) {
-    const size_t cap = (bytes + 4095) & ~(size_t)4095;
-    void *p = aligned_alloc(64, cap);
-    if (!p) return NULL;
-    free(s->p);
-    s->p = p;
-    s->cap = cap;
-  }
-  return s->p;
-}
-
-typedef struct {
-  const cairn_ops_table *t;
-  const float *q;
-  const uint8_t *kc, *vc;
-  const cairn_attention_params *p;
-  float *out;
-  uint8_t *scratch;
-  size_t scratch_per_thread;
-} attn_job;
-
-/* One query row against cache rows [0, n_ctx): llama.cpp's kq, soft_max_ext and kqv. */
-static void attend(const attn_job *j, int64_t t, int64_t h, float *scores, uint16_t *q16) {
-  const cairn_attention_params *p = j->p;
-  const cairn_ops_table *tab = j->t;
-  const int64_t d = p->head_dim, n_ctx = p->pos0 + t + 1;
-  const int64_t kvh = h / (p->n_head / p->n_kv_head);
-  const int64_t row = p->n_kv_head * d, head_off = kvh * d;
-  const float *q = j->q + (t * p->n_head + h) * d;
-  float *o = j->out + (t * p->n_head + h) * d;
-
-  if (p->kv_type) {
-    const uint16_t *k = (const uint16_t *)j->kc + head_off;
-    tab->to_f16(q, q16, d);
-    for (int64_t i = 0; i < n_ctx; i++) scores[i] = tab->dot_f16(k + i * row, q16, d) * p->scale;
-  } else {
-    const float *k = (const float *)j->kc + head_off;
-    for (int64_t i = 0; i < n_ctx; i++) scores[i] = tab->dot_f32(k + i * row, q, d) * p->scale;
-  }
-  const float m = tab->max(scores, n_ctx);
-  const float inv = (float)(1.0 / tab->exp_sum(scores, m, scores, n_ctx));
-  memset(o, 0, (size_t)d * sizeof(float));
-  if (p->kv_type) {
-    const uint16_t *v = (const uint16_t *)j->vc + head_off;
-    for (int64_t i = 0; i < n_ctx; i++) {
-      /* llama.cpp converts the softmax weights to f16 before multiplying by an f16 V. */
-      const float w = ops_f16_to_f32(ops_f32_to_f16(scores[i] * inv));
-      if (w != 0.0f) tab->axpy_f16(w, v + i * row, o, d);
-    }
-  } else {
-    const float *v = (const float *)j->vc + head_off;
-    for (int64_t i = 0; i < n_ctx; i++) {
-      const float w = scores[i] * inv;
-      if (w != 0.0f) tab->axpy_f32(w, v + i * row, o, d);
-    }
-  }
-}
-
-static void attention_job_fn(void *ctx, int ith, int nth) {
-  const attn_job *j = ctx;
-  uint8_t *mine = j->scratch + (size_t)ith * j->scratch_per_thread;
-  float *scores = (float *)mine;
-  uint16_t *q16 = (uint16_t *)(mine + (size_t)(j->p->pos0 + j->p->n_tokens) * sizeof(float));
-  int64_t i0, i1;
-  share(j->p->n_tokens * j->p->n_head, ith, nth, &i0, &i1);
-  for (int64_t item = i0; item < i1; item++) attend(j, item / j->p->n_head, item % j->p->n_head, scores, q16);
-}
-
-int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
-                    float *out) {
-  const int64_t items = p->n_tokens * p->n_head;
-  const int64_t n_ctx_max = p->pos0 + p->n_tokens;
-  /* Per query row: two passes over n_ctx cache rows of head_dim. */
-  int nth = threads_for(2.0 * (double)items * (double)(p->pos0 + 1 + p->n_tokens / 2) * p->head_dim);
-  if (nth > items) nth = (int)items;
-  const int pool = cairn_pool_threads();
-  if (nth > pool) nth = pool;
-  const size_t per_thread = ((size_t)n_ctx_max * sizeof(float) + (size_t)p->head_dim * 2 + 63) & ~(size_t)63;
-  uint8_t *buf = scratch(per_thread * (size_t)nth);
-  if (!buf) return -1;
-  attn_job j = {active_table(), q, k_cache, v_cache, p, out, buf, per_thread};
-  cairn_pool_run_n(attention_job_fn, &j, nth);
-  return 0;
 }

@@ -66,32 +66,52 @@ static void portable_to_f16(const float *x, uint16_t *y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = ops_f32_to_f16(x[i]);
 }
 
-static float portable_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; i++) sum += ops_f16_to_f32(a[i]) * ops_f16_to_f32(b[i]);
-  return sum;
+static void portable_round_f16(float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] = ops_f16_to_f32(ops_f32_to_f16(x[i]));
 }
 
-static float portable_dot_f32(const float *a, const float *b, int64_t n) {
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
-  return sum;
+static void portable_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d,
+                                  float scale, float *out) {
+  for (int64_t r = 0; r < rows; r++) {
+    const uint16_t *kr = k + r * stride;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < d; i++) sum += ops_f16_to_f32(kr[i]) * ops_f16_to_f32(q[i]);
+    out[r] = sum * scale;
+  }
 }
 
-static void portable_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] += a * ops_f16_to_f32(x[i]);
+static void portable_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
+                                  float *out) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *kr = k + r * stride;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < d; i++) sum += kr[i] * q[i];
+    out[r] = sum * scale;
+  }
 }
 
-static void portable_axpy_f32(float a, const float *x, float *y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+static void portable_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d,
+                                   float *out) {
+  for (int64_t r = 0; r < rows; r++) {
+    const uint16_t *vr = v + r * stride;
+    for (int64_t i = 0; i < d; i++) out[i] += w[r] * ops_f16_to_f32(vr[i]);
+  }
+}
+
+static void portable_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d,
+                                   float *out) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *vr = v + r * stride;
+    for (int64_t i = 0; i < d; i++) out[i] += w[r] * vr[i];
+  }
 }
 
 /* The whole portable table, for groups with no hand-written kernels. */
 #define CAIRN_PORTABLE_OPS_TABLE                                                                       \
   {                                                                                                    \
     portable_sum_squares, portable_scale_mul, portable_scale, portable_max, portable_exp_sum,          \
-        portable_swiglu, portable_geglu, portable_add, portable_to_f16, portable_dot_f16,              \
-        portable_dot_f32, portable_axpy_f16, portable_axpy_f32                                         \
+        portable_swiglu, portable_geglu, portable_add, portable_to_f16, portable_round_f16,            \
+        portable_dot_rows_f16, portable_dot_rows_f32, portable_wsum_rows_f16, portable_wsum_rows_f32   \
   }
 
 #endif

@@ -27,13 +27,20 @@ typedef struct {
   void (*add)(const float *a, const float *b, float *y, int64_t n);
   /* f32 -> f16, round to nearest even. */
   void (*to_f16)(const float *x, uint16_t *y, int64_t n);
-  /* Dot products with f32 accumulation. */
-  float (*dot_f16)(const uint16_t *a, const uint16_t *b, int64_t n);
-  float (*dot_f32)(const float *a, const float *b, int64_t n);
-  /* y += a * x. */
-  void (*axpy_f16)(float a, const uint16_t *x, float *y, int64_t n);
-  void (*axpy_f32)(float a, const float *x, float *y, int64_t n);
+  /* x = f32(f16(x)), round to nearest even. */
+  void (*round_f16)(float *x, int64_t n);
+  /* out[r] = dot(k + r*stride, q, d) * scale for r < rows; f32 accumulation. */
+  void (*dot_rows_f16)(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d, float scale,
+                       float *out);
+  void (*dot_rows_f32)(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
+                       float *out);
+  /* out[0..d) += sum over r < rows of w[r] * v[r*stride + 0..d), rows in order, f32 accumulation. */
+  void (*wsum_rows_f16)(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out);
+  void (*wsum_rows_f32)(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out);
 } cairn_ops_table;
+
+/* The table of the active ISA level (see cairn_isa_active). */
+const cairn_ops_table *cairn_ops_active(void);
 
 extern const cairn_ops_table cairn_ops_scalar;
 #if defined(__x86_64__)

@@ -143,53 +143,101 @@ static void avx2_to_f16(const float *x, uint16_t *y, int64_t n) {
 
 static inline __m256 load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
-static float avx2_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(load_f16(a + i), load_f16(b + i), s0);
-    s1 = _mm256_fmadd_ps(load_f16(a + i + 8), load_f16(b + i + 8), s1);
-    s2 = _mm256_fmadd_ps(load_f16(a + i + 16), load_f16(b + i + 16), s2);
-    s3 = _mm256_fmadd_ps(load_f16(a + i + 24), load_f16(b + i + 24), s3);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(load_f16(a + i), load_f16(b + i), s0);
-  const float v = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  return v + portable_dot_f16(a + i, b + i, n - i);
-}
-
-static float avx2_dot_f32(const float *a, const float *b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  const float v = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  return v + portable_dot_f32(a + i, b + i, n - i);
-}
-
-static void avx2_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16(x + i), _mm256_loadu_ps(y + i)));
-  portable_axpy_f16(a, x + i, y + i, n - i);
-}
-
-static void avx2_axpy_f32(float a, const float *x, float *y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(a);
+static void avx2_round_f16(float *x, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
   }
-  portable_axpy_f32(a, x + i, y + i, n - i);
+  portable_round_f16(x + i, n - i);
+}
+
+/* Lanes over the first d - d % 8 elements, then the rest in order: the same for every row. */
+static inline float dot_f16_row(const uint16_t *k, const uint16_t *q, int64_t d) {
+  __m256 a = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(load_f16(k + i), load_f16(q + i), a);
+  float sum = hsum8(a);
+  for (; i < d; i++) sum += ops_f16_to_f32(k[i]) * ops_f16_to_f32(q[i]);
+  return sum;
+}
+
+static inline float dot_f32_row(const float *k, const float *q, int64_t d) {
+  __m256 a = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), a);
+  float sum = hsum8(a);
+  for (; i < d; i++) sum += k[i] * q[i];
+  return sum;
+}
+
+static void avx2_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d, float scale,
+                              float *out) {
+  for (int64_t r = 0; r < rows; r++) out[r] = dot_f16_row(k + r * stride, q, d) * scale;
+}
+
+static void avx2_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
+                              float *out) {
+  for (int64_t r = 0; r < rows; r++) out[r] = dot_f32_row(k + r * stride, q, d) * scale;
+}
+
+/* 32 output columns at a time stay in registers while all rows stream past; leftovers go by 8, then singly. */
+static void avx2_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out) {
+  int64_t c = 0;
+  for (; c + 32 <= d; c += 32) {
+    __m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8);
+    __m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24);
+    const uint16_t *vr = v + c;
+    for (int64_t r = 0; r < rows; r++, vr += stride) {
+      const __m256 wr = _mm256_set1_ps(w[r]);
+      a0 = _mm256_fmadd_ps(wr, load_f16(vr), a0);
+      a1 = _mm256_fmadd_ps(wr, load_f16(vr + 8), a1);
+      a2 = _mm256_fmadd_ps(wr, load_f16(vr + 16), a2);
+      a3 = _mm256_fmadd_ps(wr, load_f16(vr + 24), a3);
+    }
+    _mm256_storeu_ps(out + c, a0);
+    _mm256_storeu_ps(out + c + 8, a1);
+    _mm256_storeu_ps(out + c + 16, a2);
+    _mm256_storeu_ps(out + c + 24, a3);
+  }
+  for (; c + 8 <= d; c += 8) {
+    __m256 a = _mm256_loadu_ps(out + c);
+    const uint16_t *vr = v + c;
+    for (int64_t r = 0; r < rows; r++, vr += stride) a = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), load_f16(vr), a);
+    _mm256_storeu_ps(out + c, a);
+  }
+  if (c < d) portable_wsum_rows_f16(v + c, stride, rows, w, d - c, out + c);
+}
+
+static void avx2_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out) {
+  int64_t c = 0;
+  for (; c + 32 <= d; c += 32) {
+    __m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8);
+    __m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24);
+    const float *vr = v + c;
+    for (int64_t r = 0; r < rows; r++, vr += stride) {
+      const __m256 wr = _mm256_set1_ps(w[r]);
+      a0 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr), a0);
+      a1 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr + 8), a1);
+      a2 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr + 16), a2);
+      a3 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr + 24), a3);
+    }
+    _mm256_storeu_ps(out + c, a0);
+    _mm256_storeu_ps(out + c + 8, a1);
+    _mm256_storeu_ps(out + c + 16, a2);
+    _mm256_storeu_ps(out + c + 24, a3);
+  }
+  for (; c + 8 <= d; c += 8) {
+    __m256 a = _mm256_loadu_ps(out + c);
+    const float *vr = v + c;
+    for (int64_t r = 0; r < rows; r++, vr += stride) a = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), _mm256_loadu_ps(vr), a);
+    _mm256_storeu_ps(out + c, a);
+  }
+  if (c < d) portable_wsum_rows_f32(v + c, stride, rows, w, d - c, out + c);
 }
 
 const cairn_ops_table cairn_ops_avx2 = {
-    avx2_sum_squares, avx2_scale_mul, avx2_scale,    avx2_max,      avx2_exp_sum,
-    avx2_swiglu,      avx2_geglu,     avx2_add,      avx2_to_f16,   avx2_dot_f16,
-    avx2_dot_f32,     avx2_axpy_f16,  avx2_axpy_f32,
+    avx2_sum_squares,   avx2_scale_mul,     avx2_scale,         avx2_max,          avx2_exp_sum,
+    avx2_swiglu,        avx2_geglu,         avx2_add,           avx2_to_f16,       avx2_round_f16,
+    avx2_dot_rows_f16,  avx2_dot_rows_f32,  avx2_wsum_rows_f16, avx2_wsum_rows_f32,
 };
 #endif

@@ -126,53 +126,126 @@ static inline __m512 load_f16(__mmask16 k, const uint16_t *p) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p));
 }
 
-static float avx512_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm512_fmadd_ps(load_f16(0xffff, a + i), load_f16(0xffff, b + i), s0);
-    s1 = _mm512_fmadd_ps(load_f16(0xffff, a + i + 16), load_f16(0xffff, b + i + 16), s1);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 k = tail_mask(n - i);
-    s0 = _mm512_fmadd_ps(load_f16(k, a + i), load_f16(k, b + i), s0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-}
+/* Mask of the lanes of a 16-lane vector that hold elements when `left` elements remain (may be <= 0). */
+static inline __mmask16 lanes_left(int64_t left) { return left <= 0 ? 0 : tail_mask(left); }
 
-static float avx512_dot_f32(const float *a, const float *b, int64_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 k = tail_mask(n - i);
-    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-}
-
-static void avx512_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
-  const __m512 va = _mm512_set1_ps(a);
+static void avx512_round_f16(float *x, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(va, load_f16(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
+    _mm512_mask_storeu_ps(x + i, k, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_maskz_loadu_ps(k, x + i), F16_ROUND)));
   }
 }
 
-static void avx512_axpy_f32(float a, const float *x, float *y, int64_t n) {
-  const __m512 va = _mm512_set1_ps(a);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
+/* Four rows per pass share each load of q; every row is summed the same way whatever its group. */
+static void avx512_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d,
+                                float scale, float *out) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const uint16_t *k0 = k + r * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = tail_mask(d - i);
+      const __m512 qv = load_f16(m, q + i);
+      a0 = _mm512_fmadd_ps(load_f16(m, k0 + i), qv, a0);
+      a1 = _mm512_fmadd_ps(load_f16(m, k1 + i), qv, a1);
+      a2 = _mm512_fmadd_ps(load_f16(m, k2 + i), qv, a2);
+      a3 = _mm512_fmadd_ps(load_f16(m, k3 + i), qv, a3);
+    }
+    out[r] = _mm512_reduce_add_ps(a0) * scale;
+    out[r + 1] = _mm512_reduce_add_ps(a1) * scale;
+    out[r + 2] = _mm512_reduce_add_ps(a2) * scale;
+    out[r + 3] = _mm512_reduce_add_ps(a3) * scale;
+  }
+  for (; r < rows; r++) {
+    const uint16_t *kr = k + r * stride;
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = tail_mask(d - i);
+      a = _mm512_fmadd_ps(load_f16(m, kr + i), load_f16(m, q + i), a);
+    }
+    out[r] = _mm512_reduce_add_ps(a) * scale;
+  }
+}
+
+static void avx512_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
+                                float *out) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float *k0 = k + r * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = tail_mask(d - i);
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + i), qv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k1 + i), qv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k2 + i), qv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k3 + i), qv, a3);
+    }
+    out[r] = _mm512_reduce_add_ps(a0) * scale;
+    out[r + 1] = _mm512_reduce_add_ps(a1) * scale;
+    out[r + 2] = _mm512_reduce_add_ps(a2) * scale;
+    out[r + 3] = _mm512_reduce_add_ps(a3) * scale;
+  }
+  for (; r < rows; r++) {
+    const float *kr = k + r * stride;
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = tail_mask(d - i);
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, kr + i), _mm512_maskz_loadu_ps(m, q + i), a);
+    }
+    out[r] = _mm512_reduce_add_ps(a) * scale;
+  }
+}
+
+/* 64 output columns at a time stay in registers while all rows stream past. */
+static void avx512_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d,
+                                 float *out) {
+  for (int64_t c = 0; c < d; c += 64) {
+    const __mmask16 m0 = lanes_left(d - c), m1 = lanes_left(d - c - 16), m2 = lanes_left(d - c - 32),
+                    m3 = lanes_left(d - c - 48);
+    __m512 a0 = _mm512_maskz_loadu_ps(m0, out + c), a1 = _mm512_maskz_loadu_ps(m1, out + c + 16);
+    __m512 a2 = _mm512_maskz_loadu_ps(m2, out + c + 32), a3 = _mm512_maskz_loadu_ps(m3, out + c + 48);
+    const uint16_t *vr = v + c;
+    for (int64_t r = 0; r < rows; r++, vr += stride) {
+      const __m512 wr = _mm512_set1_ps(w[r]);
+      a0 = _mm512_fmadd_ps(wr, load_f16(m0, vr), a0);
+      a1 = _mm512_fmadd_ps(wr, load_f16(m1, vr + 16), a1);
+      a2 = _mm512_fmadd_ps(wr, load_f16(m2, vr + 32), a2);
+      a3 = _mm512_fmadd_ps(wr, load_f16(m3, vr + 48), a3);
+    }
+    _mm512_mask_storeu_ps(out + c, m0, a0);
+    _mm512_mask_storeu_ps(out + c + 16, m1, a1);
+    _mm512_mask_storeu_ps(out + c + 32, m2, a2);
+    _mm512_mask_storeu_ps(out + c + 48, m3, a3);
+  }
+}
+
+static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d,
+                                 float *out) {
+  for (int64_t c = 0; c < d; c += 64) {
+    const __mmask16 m0 = lanes_left(d - c), m1 = lanes_left(d - c - 16), m2 = lanes_left(d - c - 32),
+                    m3 = lanes_left(d - c - 48);
+    __m512 a0 = _mm512_maskz_loadu_ps(m0, out + c), a1 = _mm512_maskz_loadu_ps(m1, out + c + 16);
+    __m512 a2 = _mm512_maskz_loadu_ps(m2, out + c + 32), a3 = _mm512_maskz_loadu_ps(m3, out + c + 48);
+    const float *vr = v + c;
+    for (int64_t r = 0; r < rows; r++, vr += stride) {
+      const __m512 wr = _mm512_set1_ps(w[r]);
+      a0 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m0, vr), a0);
+      a1 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m1, vr + 16), a1);
+      a2 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m2, vr + 32), a2);
+      a3 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m3, vr + 48), a3);
+    }
+    _mm512_mask_storeu_ps(out + c, m0, a0);
+    _mm512_mask_storeu_ps(out + c + 16, m1, a1);
+    _mm512_mask_storeu_ps(out + c + 32, m2, a2);
+    _mm512_mask_storeu_ps(out + c + 48, m3, a3);
   }
 }
 
 const cairn_ops_table cairn_ops_avx512 = {
-    avx512_sum_squares, avx512_scale_mul, avx512_scale,   avx512_max,      avx512_exp_sum,
-    avx512_swiglu,      avx512_geglu,     avx512_add,     avx512_to_f16,   avx512_dot_f16,
-    avx512_dot_f32,     avx512_axpy_f16,  avx512_axpy_f32,
+    avx512_sum_squares,   avx512_scale_mul,     avx512_scale,         avx512_max,
+    avx512_exp_sum,       avx512_swiglu,        avx512_geglu,         avx512_add,
+    avx512_to_f16,        avx512_round_f16,     avx512_dot_rows_f16,  avx512_dot_rows_f32,
+    avx512_wsum_rows_f16, avx512_wsum_rows_f32,
 };
 #endif

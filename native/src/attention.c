@@ -1,0 +1,171 @@
+/*
+ * Causal grouped-query attention over one sequence's KV cache, computed as llama.cpp's CPU path
+ * does without flash attention: kq = k.q (q rounded to f16 for an F16 cache), soft_max_ext with
+ * the scale, then kqv (weights rounded to f16 for an F16 cache), all accumulated in f32.
+ *
+ * The query heads that share a KV head are processed together, position by position, so each
+ * cache row is read from memory once per group rather than once per head. Work items are
+ * (token, KV head, slice of its query heads), claimed from a counter heaviest first (later
+ * tokens see more positions), so threads stay busy to the end.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+
+#include "ops.h"
+#include "ops_table.h"
+#include "pool.h"
+
+/* Element operations below which one thread does the whole op. */
+#define MIN_PARALLEL_WORK 32768
+
+/* ---- grow-only scratch of the calling thread, freed when that thread exits ---- */
+
+typedef struct {
+  void *p;
+  size_t cap;
+} scratch_buf;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *v) {
+  scratch_buf *s = v;
+  free(s->p);
+  free(s);
+}
+
+static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }
+
+static void *scratch(size_t bytes) {
+  pthread_once(&g_scratch_once, scratch_key_init);
+  scratch_buf *s = pthread_getspecific(g_scratch_key);
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    if (!s || pthread_setspecific(g_scratch_key, s) != 0) {
+      free(s);
+      return NULL;
+    }
+  }
+  if (s->cap < bytes) {
+    const size_t cap = (bytes + 4095) & ~(size_t)4095;
+    void *p = aligned_alloc(64, cap);
+    if (!p) return NULL;
+    free(s->p);
+    s->p = p;
+    s->cap = cap;
+  }
+  return s->p;
+}
+
+/* ---- the job ---- */
+
+/*
+ * Floats between the score rows of two heads: the positions rounded up to a cache line, plus one
+ * more line so rows of a power-of-two length do not alias in the cache (or in store forwarding).
+ */
+static int64_t score_stride(const cairn_attention_params *p) { return ((p->pos0 + p->n_tokens + 15) & ~15) + 16; }
+
+typedef struct {
+  const cairn_ops_table *t;
+  const float *q;
+  const uint8_t *kc, *vc;
+  const cairn_attention_params *p;
+  float *out;
+  uint8_t *scratch;
+  size_t per_share;
+  int64_t slice;       /* query heads per item */
+  int64_t slices;      /* items per (token, KV head) */
+  int64_t n_items;
+  atomic_llong next;   /* next unclaimed item */
+} attn_job;
+
+/* Cache rows per block: a block of K or V stays in L1 while every head of the slice uses it. */
+#define ROW_BLOCK 64
+
+/* Query heads [h0, h0 + nh) of token t, all reading KV head kvh. */
+static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_t nh, float *scores, uint16_t *q16) {
+  const cairn_attention_params *p = j->p;
+  const cairn_ops_table *tab = j->t;
+  const int64_t d = p->head_dim, n_ctx = p->pos0 + t + 1, stride = score_stride(p);
+  const int64_t row = p->n_kv_head * d, head_off = kvh * d;
+  const float *q = j->q + (t * p->n_head + h0) * d;
+  float *o = j->out + (t * p->n_head + h0) * d;
+  const int half = p->kv_type == 1;
+
+  /* kq: with an F16 cache ggml converts q to f16 first. */
+  if (half) tab->to_f16(q, q16, nh * d);
+  for (int64_t i0 = 0; i0 < n_ctx; i0 += ROW_BLOCK) {
+    const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
+    for (int64_t g = 0; g < nh; g++) {
+      float *s = scores + g * stride + i0;
+      if (half) {
+        tab->dot_rows_f16((const uint16_t *)j->kc + i0 * row + head_off, row, rows, q16 + g * d, d, p->scale, s);
+      } else {
+        tab->dot_rows_f32((const float *)j->kc + i0 * row + head_off, row, rows, q + g * d, d, p->scale, s);
+      }
+    }
+  }
+  /* soft_max_ext: exp(s - max) summed in f64, each weight e * f32(1/sum); f16 weights for an F16 V. */
+  for (int64_t g = 0; g < nh; g++) {
+    float *s = scores + g * stride;
+    const float m = tab->max(s, n_ctx);
+    tab->scale(s, (float)(1.0 / tab->exp_sum(s, m, s, n_ctx)), n_ctx);
+    if (half) tab->round_f16(s, n_ctx);
+  }
+  /* kqv */
+  memset(o, 0, (size_t)(nh * d) * sizeof(float));
+  for (int64_t i0 = 0; i0 < n_ctx; i0 += ROW_BLOCK) {
+    const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
+    for (int64_t g = 0; g < nh; g++) {
+      const float *w = scores + g * stride + i0;
+      if (half) {
+        tab->wsum_rows_f16((const uint16_t *)j->vc + i0 * row + head_off, row, rows, w, d, o + g * d);
+      } else {
+        tab->wsum_rows_f32((const float *)j->vc + i0 * row + head_off, row, rows, w, d, o + g * d);
+      }
+    }
+  }
+}
+
+static void attention_share(void *ctx, int ith, int nth) {
+  (void)nth;
+  attn_job *j = ctx;
+  const cairn_attention_params *p = j->p;
+  uint8_t *mine = j->scratch + (size_t)ith * j->per_share;
+  float *scores = (float *)mine;
+  uint16_t *q16 = (uint16_t *)(mine + (size_t)(j->slice * score_stride(p)) * sizeof(float));
+  const int64_t group = p->n_head / p->n_kv_head, per_token = p->n_kv_head * j->slices;
+  for (;;) {
+    const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    if (item >= j->n_items) return;
+    const int64_t t = p->n_tokens - 1 - item / per_token; /* last tokens first: they cost most */
+    const int64_t kvh = (item % per_token) / j->slices, slice = item % j->slices;
+    const int64_t h0 = kvh * group + slice * j->slice;
+    const int64_t nh = group - slice * j->slice < j->slice ? group - slice * j->slice : j->slice;
+    attend_slice(j, t, kvh, h0, nh, scores, q16);
+  }
+}
+
+int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
+                    float *out) {
+  const int64_t group = p->n_head / p->n_kv_head;
+  /* Two passes over the visible cache rows per query head. */
+  const double work = 2.0 * (double)p->n_tokens * p->n_head * (double)(p->pos0 + 1 + p->n_tokens / 2) * p->head_dim;
+  int nth = work < MIN_PARALLEL_WORK ? 1 : cairn_pool_threads();
+  /* Split a KV head's query heads into slices only when there are too few items to go round. */
+  int64_t slice = group;
+  while (slice > 1 && p->n_tokens * p->n_kv_head * ((group + slice - 1) / slice) < 2 * (int64_t)nth) {
+    slice = (slice + 1) / 2;
+  }
+  const int64_t slices = (group + slice - 1) / slice, n_items = p->n_tokens * p->n_kv_head * slices;
+  if (nth > n_items) nth = (int)n_items;
+  const size_t per_share =
+      ((size_t)(slice * score_stride(p)) * sizeof(float) + (size_t)(slice * p->head_dim) * 2 + 63) & ~(size_t)63;
+  uint8_t *buf = scratch(per_share * (size_t)nth);
+  if (!buf) return -1;
+  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, slice, slices, n_items, 0};
+  cairn_pool_run_n(attention_share, &j, nth);
+  return 0;
+}
