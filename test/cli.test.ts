@@ -1,0 +1,98 @@
+/** The cairn command as users run it: a real child process, its output and its exit status. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GgmlType } from '../src/gguf/ggml-types.js';
+import { writeSyntheticModel } from '../src/model/synthetic.js';
+import { createKernels } from '../src/kernels/index.js';
+import { ggmlRowBytes } from '../src/gguf/ggml-types.js';
+import { ROOT, scratchDir } from './helpers/paths.js';
+
+const dir = scratchDir('cli');
+mkdirSync(dir, { recursive: true });
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+function cairn(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), ...args], { encoding: 'utf8', input, timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const kernels = createKernels();
+const model = join(dir, 'tiny-q8.gguf');
+writeSyntheticModel(
+  model,
+  { arch: 'llama', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, quant: GgmlType.Q8_0, seed: 3 },
+  (type, src) => {
+    const out = new Uint8Array(ggmlRowBytes(type, src.length));
+    kernels.quantize(type, src, out, src.length);
+    return out;
+  },
+);
+
+test('every command has --help', () => {
+  const top = cairn(['--help']);
+  assert.equal(top.status, 0);
+  for (const cmd of ['generate', 'chat', 'inspect']) {
+    assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`));
+    const r = cairn([cmd, '--help']);
+    assert.equal(r.status, 0, cmd);
+    assert.match(r.stdout, new RegExp(`Usage: cairn ${cmd}`));
+  }
+});
+
+test('inspect prints architecture, parameters, quantization mix, tokenizer, tensors and memory; --json has the same', () => {
+  const r = cairn(['inspect', model, '--ctx', '1024']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /architecture llama/);
+  assert.match(r.stdout, /2 layers, embedding 64, 4 heads \(2 KV\)/);
+  assert.match(r.stdout, /quantization Q8_0 \d/);
+  assert.match(r.stdout, /tokenizer +llama, 300 tokens/);
+  assert.match(r.stdout, /memory .* for 1024 tokens/);
+  assert.match(r.stdout, /blk\.1\.ffn_down\.weight +Q8_0/);
+  const j = JSON.parse(cairn(['inspect', model, '--json', '--ctx', '1024', '--load']).stdout);
+  assert.equal(j.architecture, 'llama');
+  assert.equal(j.config.nLayer, 2);
+  assert.equal(j.memory.ctx, 1024);
+  // KV cache: 2 layers x 1024 positions x 2 KV heads x (16 + 16) dims x 2 bytes.
+  assert.equal(j.memory.kvCacheBytes, 2 * 1024 * 2 * 32 * 2);
+  assert.ok(j.parameters > 0 && j.tensors.length === 3 + 2 * 9);
+  assert.ok(j.loaded.rssBytes > 0 && j.loaded.mappedBytes > 0);
+});
+
+test('a malformed model file gives one clear line and exit status 1, not a stack trace', () => {
+  const bad = join(dir, 'bad.gguf');
+  writeFileSync(bad, Buffer.from('GGUF\x03\x00\x00\x00garbage'));
+  for (const args of [['inspect', bad], ['generate', '-m', bad, '-p', 'x']]) {
+    const r = cairn(args);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^cairn: .*bad\.gguf: not a valid GGUF file: /);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  const missing = cairn(['generate', '-m', join(dir, 'nope.gguf'), '-p', 'x']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /nope\.gguf: no such file/);
+  const badFlag = cairn(['generate', '-m', model, '-p', 'x', '--temperature', 'hot']);
+  assert.notEqual(badFlag.status, 0);
+  assert.match(badFlag.stderr, /temperature.*expected a number/);
+});
+
+test('generate: the same seed gives the same sampled text; --json reports ids and timings', () => {
+  const args = ['generate', '-m', model, '-p', 'hello', '-n', '12', '--temperature', '1', '--seed', '42', '--json'];
+  const a = JSON.parse(cairn(args).stdout);
+  const b = JSON.parse(cairn(args).stdout);
+  assert.deepEqual(a.tokens, b.tokens);
+  assert.equal(a.tokens.length, 12);
+  const c = JSON.parse(cairn(['generate', '-m', model, '-p', 'hello', '-n', '12', '--temperature', '1', '--seed', '43', '--json', '--ignore-eos']).stdout);
+  assert.equal(c.tokens.length, 12);
+  assert.ok(a.prompt_tokens[0] === 1, 'BOS first');
+});
+
+test('chat: reads turns from stdin and answers each using the chat template', () => {
+  const r = cairn(['chat', '-m', model, '--temperature', '0', '-n', '8'], 'hi there\nand again\n/exit\n');
+  assert.equal(r.status, 0, r.stderr);
+  // Two prompts were answered: two "> " prompts followed by replies, then a third prompt before /exit.
+  assert.equal((r.stdout.match(/> /g) ?? []).length, 3);
+  assert.match(r.stderr, /layers loaded/);
+});
