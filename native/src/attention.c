@@ -81,11 +81,11 @@ typedef struct {
   atomic_llong next;   /* next unclaimed item */
 } attn_job;
 
-/* Cache rows per block: a block of K or V stays in L1 while every head of the slice uses it. */
+/* Cache rows per block: a block of K or V stays in L1 while the heads of a slice use it. */
 #define ROW_BLOCK 64
 
 /* Query heads [h0, h0 + nh) of token t, all reading KV head kvh. */
-static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_t nh, float *scores, uint16_t *q16) {
+static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_t nh, float *scores, float *qf) {
   const cairn_attention_params *p = j->p;
   const cairn_ops_table *tab = j->t;
   const int64_t d = p->head_dim, n_ctx = p->pos0 + t + 1, stride = score_stride(p);
@@ -94,17 +94,19 @@ static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_
   float *o = j->out + (t * p->n_head + h0) * d;
   const int half = p->kv_type == 1;
 
-  /* kq: with an F16 cache ggml converts q to f16 first. */
-  if (half) tab->to_f16(q, q16, nh * d);
+  /* kq: with an F16 cache ggml converts q to f16 first (kept here as f32 values). */
+  const float *qk = q;
+  if (half) {
+    memcpy(qf, q, (size_t)(nh * d) * sizeof(float));
+    tab->round_f16(qf, nh * d);
+    qk = qf;
+  }
   for (int64_t i0 = 0; i0 < n_ctx; i0 += ROW_BLOCK) {
     const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
-    for (int64_t g = 0; g < nh; g++) {
-      float *s = scores + g * stride + i0;
-      if (half) {
-        tab->dot_rows_f16((const uint16_t *)j->kc + i0 * row + head_off, row, rows, q16 + g * d, d, p->scale, s);
-      } else {
-        tab->dot_rows_f32((const float *)j->kc + i0 * row + head_off, row, rows, q + g * d, d, p->scale, s);
-      }
+    if (half) {
+      tab->dot_rows_f16((const uint16_t *)j->kc + i0 * row + head_off, row, rows, qk, nh, d, p->scale, scores + i0, stride);
+    } else {
+      tab->dot_rows_f32((const float *)j->kc + i0 * row + head_off, row, rows, qk, nh, d, p->scale, scores + i0, stride);
     }
   }
   /* soft_max_ext: exp(s - max) summed in f64, each weight e * f32(1/sum); f16 weights for an F16 V. */
@@ -118,13 +120,10 @@ static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_
   memset(o, 0, (size_t)(nh * d) * sizeof(float));
   for (int64_t i0 = 0; i0 < n_ctx; i0 += ROW_BLOCK) {
     const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
-    for (int64_t g = 0; g < nh; g++) {
-      const float *w = scores + g * stride + i0;
-      if (half) {
-        tab->wsum_rows_f16((const uint16_t *)j->vc + i0 * row + head_off, row, rows, w, d, o + g * d);
-      } else {
-        tab->wsum_rows_f32((const float *)j->vc + i0 * row + head_off, row, rows, w, d, o + g * d);
-      }
+    if (half) {
+      tab->wsum_rows_f16((const uint16_t *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nh, d, o);
+    } else {
+      tab->wsum_rows_f32((const float *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nh, d, o);
     }
   }
 }
@@ -135,7 +134,7 @@ static void attention_share(void *ctx, int ith, int nth) {
   const cairn_attention_params *p = j->p;
   uint8_t *mine = j->scratch + (size_t)ith * j->per_share;
   float *scores = (float *)mine;
-  uint16_t *q16 = (uint16_t *)(mine + (size_t)(j->slice * score_stride(p)) * sizeof(float));
+  float *qf = (float *)(mine + (size_t)(j->slice * score_stride(p)) * sizeof(float));
   const int64_t group = p->n_head / p->n_kv_head, per_token = p->n_kv_head * j->slices;
   for (;;) {
     const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -144,7 +143,7 @@ static void attention_share(void *ctx, int ith, int nth) {
     const int64_t kvh = (item % per_token) / j->slices, slice = item % j->slices;
     const int64_t h0 = kvh * group + slice * j->slice;
     const int64_t nh = group - slice * j->slice < j->slice ? group - slice * j->slice : j->slice;
-    attend_slice(j, t, kvh, h0, nh, scores, q16);
+    attend_slice(j, t, kvh, h0, nh, scores, qf);
   }
 }
 
@@ -162,7 +161,8 @@ int cairn_attention(const float *q, const void *k_cache, const void *v_cache, co
   const int64_t slices = (group + slice - 1) / slice, n_items = p->n_tokens * p->n_kv_head * slices;
   if (nth > n_items) nth = (int)n_items;
   const size_t per_share =
-      ((size_t)(slice * score_stride(p)) * sizeof(float) + (size_t)(slice * p->head_dim) * 2 + 63) & ~(size_t)63;
+      ((size_t)(slice * score_stride(p)) * sizeof(float) + (size_t)(slice * p->head_dim) * sizeof(float) + 63) &
+      ~(size_t)63;
   uint8_t *buf = scratch(per_share * (size_t)nth);
   if (!buf) return -1;
   attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, slice, slices, n_items, 0};

@@ -70,39 +70,49 @@ static void portable_round_f16(float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] = ops_f16_to_f32(ops_f32_to_f16(x[i]));
 }
 
-static void portable_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d,
-                                  float scale, float *out) {
+static void portable_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d,
+                                  float scale, float *out, int64_t out_stride) {
   for (int64_t r = 0; r < rows; r++) {
     const uint16_t *kr = k + r * stride;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < d; i++) sum += ops_f16_to_f32(kr[i]) * ops_f16_to_f32(q[i]);
-    out[r] = sum * scale;
+    for (int64_t g = 0; g < nh; g++) {
+      float sum = 0.0f;
+      for (int64_t i = 0; i < d; i++) sum += ops_f16_to_f32(kr[i]) * q[g * d + i];
+      out[g * out_stride + r] = sum * scale;
+    }
   }
 }
 
-static void portable_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
-                                  float *out) {
+static void portable_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d,
+                                  float scale, float *out, int64_t out_stride) {
   for (int64_t r = 0; r < rows; r++) {
     const float *kr = k + r * stride;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < d; i++) sum += kr[i] * q[i];
-    out[r] = sum * scale;
+    for (int64_t g = 0; g < nh; g++) {
+      float sum = 0.0f;
+      for (int64_t i = 0; i < d; i++) sum += kr[i] * q[g * d + i];
+      out[g * out_stride + r] = sum * scale;
+    }
   }
 }
 
-static void portable_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d,
-                                   float *out) {
+static void portable_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
+                                   int64_t nh, int64_t d, float *out) {
   for (int64_t r = 0; r < rows; r++) {
     const uint16_t *vr = v + r * stride;
-    for (int64_t i = 0; i < d; i++) out[i] += w[r] * ops_f16_to_f32(vr[i]);
+    for (int64_t g = 0; g < nh; g++) {
+      const float wr = w[g * w_stride + r];
+      for (int64_t i = 0; i < d; i++) out[g * d + i] += wr * ops_f16_to_f32(vr[i]);
+    }
   }
 }
 
-static void portable_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d,
-                                   float *out) {
+static void portable_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
+                                   int64_t nh, int64_t d, float *out) {
   for (int64_t r = 0; r < rows; r++) {
     const float *vr = v + r * stride;
-    for (int64_t i = 0; i < d; i++) out[i] += w[r] * vr[i];
+    for (int64_t g = 0; g < nh; g++) {
+      const float wr = w[g * w_stride + r];
+      for (int64_t i = 0; i < d; i++) out[g * d + i] += wr * vr[i];
+    }
   }
 }
 

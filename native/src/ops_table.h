@@ -29,14 +29,23 @@ typedef struct {
   void (*to_f16)(const float *x, uint16_t *y, int64_t n);
   /* x = f32(f16(x)), round to nearest even. */
   void (*round_f16)(float *x, int64_t n);
-  /* out[r] = dot(k + r*stride, q, d) * scale for r < rows; f32 accumulation. */
-  void (*dot_rows_f16)(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d, float scale,
-                       float *out);
-  void (*dot_rows_f32)(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
-                       float *out);
-  /* out[0..d) += sum over r < rows of w[r] * v[r*stride + 0..d), rows in order, f32 accumulation. */
-  void (*wsum_rows_f16)(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out);
-  void (*wsum_rows_f32)(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out);
+  /*
+   * Scores of nh query heads against `rows` cache rows: out[g*out_stride + r] =
+   * dot(k + r*stride, q + g*d, d) * scale, f32 accumulation. q is f32 (for an F16 cache, values
+   * already rounded to f16). Each row's K values are converted once for all heads.
+   */
+  void (*dot_rows_f16)(const uint16_t *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d,
+                       float scale, float *out, int64_t out_stride);
+  void (*dot_rows_f32)(const float *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d,
+                       float scale, float *out, int64_t out_stride);
+  /*
+   * Weighted sums for nh heads: out[g*d + c] += sum over r < rows (in order) of
+   * w[g*w_stride + r] * v[r*stride + c], f32 accumulation; each V row is converted once.
+   */
+  void (*wsum_rows_f16)(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
+                        int64_t d, float *out);
+  void (*wsum_rows_f32)(const float *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
+                        int64_t d, float *out);
 } cairn_ops_table;
 
 /* The table of the active ISA level (see cairn_isa_active). */

@@ -151,88 +151,153 @@ static void avx2_round_f16(float *x, int64_t n) {
   portable_round_f16(x + i, n - i);
 }
 
-/* Lanes over the first d - d % 8 elements, then the rest in order: the same for every row. */
-static inline float dot_f16_row(const uint16_t *k, const uint16_t *q, int64_t d) {
-  __m256 a = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(load_f16(k + i), load_f16(q + i), a);
-  float sum = hsum8(a);
-  for (; i < d; i++) sum += ops_f16_to_f32(k[i]) * ops_f16_to_f32(q[i]);
-  return sum;
+/* [sum(a0), sum(a1), sum(a2), sum(a3)]: four horizontal sums sharing one shuffle tree. */
+static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 t01 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+  const __m256 t23 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+  const __m256d lo = _mm256_unpacklo_pd(_mm256_castps_pd(t01), _mm256_castps_pd(t23));
+  const __m256d hi = _mm256_unpackhi_pd(_mm256_castps_pd(t01), _mm256_castps_pd(t23));
+  const __m256 t = _mm256_add_ps(_mm256_castpd_ps(lo), _mm256_castpd_ps(hi));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-static inline float dot_f32_row(const float *k, const float *q, int64_t d) {
-  __m256 a = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), a);
-  float sum = hsum8(a);
-  for (; i < d; i++) sum += k[i] * q[i];
-  return sum;
-}
+static inline __m256 load_k16(const uint16_t *p) { return load_f16(p); }
+static inline __m256 load_k32(const float *p) { return _mm256_loadu_ps(p); }
+static inline float scalar_k16(const uint16_t *p) { return ops_f16_to_f32(*p); }
+static inline float scalar_k32(const float *p) { return *p; }
 
-static void avx2_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d, float scale,
-                              float *out) {
-  for (int64_t r = 0; r < rows; r++) out[r] = dot_f16_row(k + r * stride, q, d) * scale;
-}
+/*
+ * Score kernels. Every (row, head) score is the lane-wise sum over the first d - d % 8 columns,
+ * the same reduce4 tree, then the leftover columns in order, whether four rows (one head) or four
+ * heads (one row) were computed together, so the grouping never changes a result.
+ */
+#define DEFINE_DOT_ROWS(NAME, KT, LOAD, SCALAR)                                                                 \
+  static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale, \
+                   float *out, int64_t out_stride) {                                                            \
+    const int64_t dv = d & ~(int64_t)7;                                                                         \
+    float s[4];                                                                                                 \
+    int64_t g = 0;                                                                                              \
+    for (; g + 3 <= nh; g += 4) {                                                                               \
+      const int ng = nh - g < 4 ? (int)(nh - g) : 4;                                                            \
+      const float *qs[4] = {q + g * d, q + (g + 1) * d, q + (g + 2) * d, ng == 4 ? q + (g + 3) * d : q + g * d}; \
+      for (int64_t r = 0; r < rows; r++) {                                                                      \
+        const KT *kr = k + r * stride;                                                                          \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                             \
+        for (int64_t i = 0; i < dv; i += 8) {                                                                   \
+          const __m256 kv = LOAD(kr + i);                                                                       \
+          a0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qs[0] + i), a0);                                             \
+          a1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qs[1] + i), a1);                                             \
+          a2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qs[2] + i), a2);                                             \
+          a3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qs[3] + i), a3);                                             \
+        }                                                                                                       \
+        _mm_storeu_ps(s, reduce4(a0, a1, a2, a3));                                                              \
+        for (int j = 0; j < ng; j++) {                                                                          \
+          for (int64_t i = dv; i < d; i++) s[j] += SCALAR(kr + i) * qs[j][i];                                   \
+          out[(g + j) * out_stride + r] = s[j] * scale;                                                         \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (; g < nh; g++) {                                                                                       \
+      const float *qg = q + g * d;                                                                              \
+      float *og = out + g * out_stride;                                                                         \
+      for (int64_t r = 0; r < rows; r += 4) {                                                                   \
+        const int nr = rows - r < 4 ? (int)(rows - r) : 4;                                                      \
+        const KT *ks[4] = {k + r * stride, nr > 1 ? k + (r + 1) * stride : k + r * stride,                      \
+                           nr > 2 ? k + (r + 2) * stride : k + r * stride,                                      \
+                           nr > 3 ? k + (r + 3) * stride : k + r * stride};                                     \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                             \
+        for (int64_t i = 0; i < dv; i += 8) {                                                                   \
+          const __m256 qv = _mm256_loadu_ps(qg + i);                                                            \
+          a0 = _mm256_fmadd_ps(LOAD(ks[0] + i), qv, a0);                                                        \
+          a1 = _mm256_fmadd_ps(LOAD(ks[1] + i), qv, a1);                                                        \
+          a2 = _mm256_fmadd_ps(LOAD(ks[2] + i), qv, a2);                                                        \
+          a3 = _mm256_fmadd_ps(LOAD(ks[3] + i), qv, a3);                                                        \
+        }                                                                                                       \
+        _mm_storeu_ps(s, reduce4(a0, a1, a2, a3));                                                              \
+        for (int j = 0; j < nr; j++) {                                                                          \
+          for (int64_t i = dv; i < d; i++) s[j] += SCALAR(ks[j] + i) * qg[i];                                   \
+          og[r + j] = s[j] * scale;                                                                             \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
+  }
 
-static void avx2_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
-                              float *out) {
-  for (int64_t r = 0; r < rows; r++) out[r] = dot_f32_row(k + r * stride, q, d) * scale;
-}
+DEFINE_DOT_ROWS(avx2_dot_rows_f16, uint16_t, load_k16, scalar_k16)
+DEFINE_DOT_ROWS(avx2_dot_rows_f32, float, load_k32, scalar_k32)
 
-/* 32 output columns at a time stay in registers while all rows stream past; leftovers go by 8, then singly. */
-static void avx2_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out) {
+/*
+ * Weighted sums for up to four heads at once: 16 output columns per head stay in registers while
+ * the rows stream past (then 8, then single leftovers), each V chunk converted once for all heads.
+ */
+static inline __attribute__((always_inline)) void wsum_heads(const uint16_t *v16, const float *v32, int64_t stride,
+                                                             int64_t rows, const float *w, int64_t w_stride,
+                                                             const int ng, int64_t d, float *out) {
   int64_t c = 0;
-  for (; c + 32 <= d; c += 32) {
-    __m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8);
-    __m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24);
-    const uint16_t *vr = v + c;
-    for (int64_t r = 0; r < rows; r++, vr += stride) {
-      const __m256 wr = _mm256_set1_ps(w[r]);
-      a0 = _mm256_fmadd_ps(wr, load_f16(vr), a0);
-      a1 = _mm256_fmadd_ps(wr, load_f16(vr + 8), a1);
-      a2 = _mm256_fmadd_ps(wr, load_f16(vr + 16), a2);
-      a3 = _mm256_fmadd_ps(wr, load_f16(vr + 24), a3);
+  for (; c + 16 <= d; c += 16) {
+    __m256 acc[4][2];
+    for (int g = 0; g < ng; g++) {
+      acc[g][0] = _mm256_loadu_ps(out + g * d + c);
+      acc[g][1] = _mm256_loadu_ps(out + g * d + c + 8);
     }
-    _mm256_storeu_ps(out + c, a0);
-    _mm256_storeu_ps(out + c + 8, a1);
-    _mm256_storeu_ps(out + c + 16, a2);
-    _mm256_storeu_ps(out + c + 24, a3);
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t at = r * stride + c;
+      const __m256 v0 = v16 ? load_f16(v16 + at) : _mm256_loadu_ps(v32 + at);
+      const __m256 v1 = v16 ? load_f16(v16 + at + 8) : _mm256_loadu_ps(v32 + at + 8);
+      for (int g = 0; g < ng; g++) {
+        const __m256 wr = _mm256_set1_ps(w[g * w_stride + r]);
+        acc[g][0] = _mm256_fmadd_ps(wr, v0, acc[g][0]);
+        acc[g][1] = _mm256_fmadd_ps(wr, v1, acc[g][1]);
+      }
+    }
+    for (int g = 0; g < ng; g++) {
+      _mm256_storeu_ps(out + g * d + c, acc[g][0]);
+      _mm256_storeu_ps(out + g * d + c + 8, acc[g][1]);
+    }
   }
   for (; c + 8 <= d; c += 8) {
-    __m256 a = _mm256_loadu_ps(out + c);
-    const uint16_t *vr = v + c;
-    for (int64_t r = 0; r < rows; r++, vr += stride) a = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), load_f16(vr), a);
-    _mm256_storeu_ps(out + c, a);
+    __m256 acc[4];
+    for (int g = 0; g < ng; g++) acc[g] = _mm256_loadu_ps(out + g * d + c);
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t at = r * stride + c;
+      const __m256 v0 = v16 ? load_f16(v16 + at) : _mm256_loadu_ps(v32 + at);
+      for (int g = 0; g < ng; g++) acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(w[g * w_stride + r]), v0, acc[g]);
+    }
+    for (int g = 0; g < ng; g++) _mm256_storeu_ps(out + g * d + c, acc[g]);
   }
-  if (c < d) portable_wsum_rows_f16(v + c, stride, rows, w, d - c, out + c);
+  for (; c < d; c++) {
+    for (int g = 0; g < ng; g++) {
+      float a = out[g * d + c];
+      for (int64_t r = 0; r < rows; r++) {
+        const int64_t at = r * stride + c;
+        a = fmaf(w[g * w_stride + r], v16 ? ops_f16_to_f32(v16[at]) : v32[at], a);
+      }
+      out[g * d + c] = a;
+    }
+  }
 }
 
-static void avx2_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d, float *out) {
-  int64_t c = 0;
-  for (; c + 32 <= d; c += 32) {
-    __m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8);
-    __m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24);
-    const float *vr = v + c;
-    for (int64_t r = 0; r < rows; r++, vr += stride) {
-      const __m256 wr = _mm256_set1_ps(w[r]);
-      a0 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr), a0);
-      a1 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr + 8), a1);
-      a2 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr + 16), a2);
-      a3 = _mm256_fmadd_ps(wr, _mm256_loadu_ps(vr + 24), a3);
+static void wsum_rows(const uint16_t *v16, const float *v32, int64_t stride, int64_t rows, const float *w,
+                      int64_t w_stride, int64_t nh, int64_t d, float *out) {
+  for (int64_t g = 0; g < nh; g += 4) {
+    const float *wg = w + g * w_stride;
+    float *og = out + g * d;
+    switch (nh - g < 4 ? nh - g : 4) {
+      case 1: wsum_heads(v16, v32, stride, rows, wg, w_stride, 1, d, og); break;
+      case 2: wsum_heads(v16, v32, stride, rows, wg, w_stride, 2, d, og); break;
+      case 3: wsum_heads(v16, v32, stride, rows, wg, w_stride, 3, d, og); break;
+      default: wsum_heads(v16, v32, stride, rows, wg, w_stride, 4, d, og); break;
     }
-    _mm256_storeu_ps(out + c, a0);
-    _mm256_storeu_ps(out + c + 8, a1);
-    _mm256_storeu_ps(out + c + 16, a2);
-    _mm256_storeu_ps(out + c + 24, a3);
   }
-  for (; c + 8 <= d; c += 8) {
-    __m256 a = _mm256_loadu_ps(out + c);
-    const float *vr = v + c;
-    for (int64_t r = 0; r < rows; r++, vr += stride) a = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), _mm256_loadu_ps(vr), a);
-    _mm256_storeu_ps(out + c, a);
-  }
-  if (c < d) portable_wsum_rows_f32(v + c, stride, rows, w, d - c, out + c);
+}
+
+static void avx2_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
+                               int64_t nh, int64_t d, float *out) {
+  wsum_rows(v, NULL, stride, rows, w, w_stride, nh, d, out);
+}
+
+static void avx2_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
+                               int64_t nh, int64_t d, float *out) {
+  wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
 const cairn_ops_table cairn_ops_avx2 = {

@@ -136,110 +136,127 @@ static void avx512_round_f16(float *x, int64_t n) {
   }
 }
 
-/* Four rows per pass share each load of q; every row is summed the same way whatever its group. */
-static void avx512_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const uint16_t *q, int64_t d,
-                                float scale, float *out) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const uint16_t *k0 = k + r * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 m = tail_mask(d - i);
-      const __m512 qv = load_f16(m, q + i);
-      a0 = _mm512_fmadd_ps(load_f16(m, k0 + i), qv, a0);
-      a1 = _mm512_fmadd_ps(load_f16(m, k1 + i), qv, a1);
-      a2 = _mm512_fmadd_ps(load_f16(m, k2 + i), qv, a2);
-      a3 = _mm512_fmadd_ps(load_f16(m, k3 + i), qv, a3);
-    }
-    out[r] = _mm512_reduce_add_ps(a0) * scale;
-    out[r + 1] = _mm512_reduce_add_ps(a1) * scale;
-    out[r + 2] = _mm512_reduce_add_ps(a2) * scale;
-    out[r + 3] = _mm512_reduce_add_ps(a3) * scale;
-  }
-  for (; r < rows; r++) {
-    const uint16_t *kr = k + r * stride;
-    __m512 a = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 m = tail_mask(d - i);
-      a = _mm512_fmadd_ps(load_f16(m, kr + i), load_f16(m, q + i), a);
-    }
-    out[r] = _mm512_reduce_add_ps(a) * scale;
-  }
+/* [sum(a0), sum(a1), sum(a2), sum(a3)]: four horizontal sums sharing one shuffle tree. */
+static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+  const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+  const __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23));
+  const __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23));
+  const __m512 t = _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-static void avx512_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t d, float scale,
-                                float *out) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const float *k0 = k + r * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 m = tail_mask(d - i);
-      const __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
-      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k0 + i), qv, a0);
-      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k1 + i), qv, a1);
-      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k2 + i), qv, a2);
-      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, k3 + i), qv, a3);
-    }
-    out[r] = _mm512_reduce_add_ps(a0) * scale;
-    out[r + 1] = _mm512_reduce_add_ps(a1) * scale;
-    out[r + 2] = _mm512_reduce_add_ps(a2) * scale;
-    out[r + 3] = _mm512_reduce_add_ps(a3) * scale;
-  }
-  for (; r < rows; r++) {
-    const float *kr = k + r * stride;
-    __m512 a = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 m = tail_mask(d - i);
-      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, kr + i), _mm512_maskz_loadu_ps(m, q + i), a);
-    }
-    out[r] = _mm512_reduce_add_ps(a) * scale;
-  }
-}
+/* Loads 16 lanes of K (f16 or f32) as f32. */
+static inline __m512 load_k16(__mmask16 m, const uint16_t *p) { return load_f16(m, p); }
+static inline __m512 load_k32(__mmask16 m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
 
-/* 64 output columns at a time stay in registers while all rows stream past. */
-static void avx512_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t d,
-                                 float *out) {
+/*
+ * Score kernels. Every (row, head) score is the same lane-wise sum followed by the same reduce4
+ * tree, whether it was computed four rows at a time (one head) or four heads at a time (one row),
+ * so the grouping never changes a result.
+ */
+#define DEFINE_DOT_ROWS(NAME, KT, LOAD)                                                                        \
+  static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale, \
+                   float *out, int64_t out_stride) {                                                           \
+    const __m128 vs = _mm_set1_ps(scale);                                                                      \
+    float s[4];                                                                                                \
+    int64_t g = 0;                                                                                             \
+    for (; g + 3 <= nh; g += 4) { /* four heads (the last one possibly a stand-in) per row */                  \
+      const int ng = nh - g < 4 ? (int)(nh - g) : 4;                                                           \
+      const float *q0 = q + g * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = ng == 4 ? q2 + d : q0;                    \
+      for (int64_t r = 0; r < rows; r++) {                                                                     \
+        const KT *kr = k + r * stride;                                                                         \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                            \
+        for (int64_t i = 0; i < d; i += 16) {                                                                  \
+          const __mmask16 m = tail_mask(d - i);                                                                \
+          const __m512 kv = LOAD(m, kr + i);                                                                   \
+          a0 = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q0 + i), a0);                                      \
+          a1 = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q1 + i), a1);                                      \
+          a2 = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q2 + i), a2);                                      \
+          a3 = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q3 + i), a3);                                      \
+        }                                                                                                      \
+        _mm_storeu_ps(s, _mm_mul_ps(reduce4(a0, a1, a2, a3), vs));                                             \
+        for (int j = 0; j < ng; j++) out[(g + j) * out_stride + r] = s[j];                                     \
+      }                                                                                                        \
+    }                                                                                                          \
+    for (; g < nh; g++) { /* remaining heads: four rows per pass */                                            \
+      const float *qg = q + g * d;                                                                             \
+      float *og = out + g * out_stride;                                                                        \
+      for (int64_t r = 0; r < rows; r += 4) {                                                                  \
+        const int nr = rows - r < 4 ? (int)(rows - r) : 4;                                                     \
+        const KT *k0 = k + r * stride, *k1 = nr > 1 ? k0 + stride : k0, *k2 = nr > 2 ? k0 + 2 * stride : k0;  \
+        const KT *k3 = nr > 3 ? k0 + 3 * stride : k0;                                                          \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                            \
+        for (int64_t i = 0; i < d; i += 16) {                                                                  \
+          const __mmask16 m = tail_mask(d - i);                                                                \
+          const __m512 qv = _mm512_maskz_loadu_ps(m, qg + i);                                                  \
+          a0 = _mm512_fmadd_ps(LOAD(m, k0 + i), qv, a0);                                                       \
+          a1 = _mm512_fmadd_ps(LOAD(m, k1 + i), qv, a1);                                                       \
+          a2 = _mm512_fmadd_ps(LOAD(m, k2 + i), qv, a2);                                                       \
+          a3 = _mm512_fmadd_ps(LOAD(m, k3 + i), qv, a3);                                                       \
+        }                                                                                                      \
+        _mm_storeu_ps(s, _mm_mul_ps(reduce4(a0, a1, a2, a3), vs));                                             \
+        for (int j = 0; j < nr; j++) og[r + j] = s[j];                                                         \
+      }                                                                                                        \
+    }                                                                                                          \
+  }
+
+DEFINE_DOT_ROWS(avx512_dot_rows_f16, uint16_t, load_k16)
+DEFINE_DOT_ROWS(avx512_dot_rows_f32, float, load_k32)
+
+/*
+ * Weighted sums for up to four heads at once: 64 output columns per head stay in registers while
+ * the rows stream past, and each V row chunk is converted once for all of them.
+ */
+static inline __attribute__((always_inline)) void wsum_heads16(const uint16_t *v16, const float *v32, int64_t stride,
+                                                               int64_t rows, const float *w, int64_t w_stride,
+                                                               const int ng, int64_t d, float *out) {
   for (int64_t c = 0; c < d; c += 64) {
-    const __mmask16 m0 = lanes_left(d - c), m1 = lanes_left(d - c - 16), m2 = lanes_left(d - c - 32),
-                    m3 = lanes_left(d - c - 48);
-    __m512 a0 = _mm512_maskz_loadu_ps(m0, out + c), a1 = _mm512_maskz_loadu_ps(m1, out + c + 16);
-    __m512 a2 = _mm512_maskz_loadu_ps(m2, out + c + 32), a3 = _mm512_maskz_loadu_ps(m3, out + c + 48);
-    const uint16_t *vr = v + c;
-    for (int64_t r = 0; r < rows; r++, vr += stride) {
-      const __m512 wr = _mm512_set1_ps(w[r]);
-      a0 = _mm512_fmadd_ps(wr, load_f16(m0, vr), a0);
-      a1 = _mm512_fmadd_ps(wr, load_f16(m1, vr + 16), a1);
-      a2 = _mm512_fmadd_ps(wr, load_f16(m2, vr + 32), a2);
-      a3 = _mm512_fmadd_ps(wr, load_f16(m3, vr + 48), a3);
+    __mmask16 m[4];
+    for (int j = 0; j < 4; j++) m[j] = lanes_left(d - c - 16 * j);
+    __m512 acc[4][4];
+    for (int g = 0; g < ng; g++) {
+      for (int j = 0; j < 4; j++) acc[g][j] = _mm512_maskz_loadu_ps(m[j], out + g * d + c + 16 * j);
     }
-    _mm512_mask_storeu_ps(out + c, m0, a0);
-    _mm512_mask_storeu_ps(out + c + 16, m1, a1);
-    _mm512_mask_storeu_ps(out + c + 32, m2, a2);
-    _mm512_mask_storeu_ps(out + c + 48, m3, a3);
+    for (int64_t r = 0; r < rows; r++) {
+      __m512 vv[4];
+      for (int j = 0; j < 4; j++) {
+        vv[j] = v16 ? load_f16(m[j], v16 + r * stride + c + 16 * j) : _mm512_maskz_loadu_ps(m[j], v32 + r * stride + c + 16 * j);
+      }
+      for (int g = 0; g < ng; g++) {
+        const __m512 wr = _mm512_set1_ps(w[g * w_stride + r]);
+        for (int j = 0; j < 4; j++) acc[g][j] = _mm512_fmadd_ps(wr, vv[j], acc[g][j]);
+      }
+    }
+    for (int g = 0; g < ng; g++) {
+      for (int j = 0; j < 4; j++) _mm512_mask_storeu_ps(out + g * d + c + 16 * j, m[j], acc[g][j]);
+    }
   }
 }
 
-static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t d,
-                                 float *out) {
-  for (int64_t c = 0; c < d; c += 64) {
-    const __mmask16 m0 = lanes_left(d - c), m1 = lanes_left(d - c - 16), m2 = lanes_left(d - c - 32),
-                    m3 = lanes_left(d - c - 48);
-    __m512 a0 = _mm512_maskz_loadu_ps(m0, out + c), a1 = _mm512_maskz_loadu_ps(m1, out + c + 16);
-    __m512 a2 = _mm512_maskz_loadu_ps(m2, out + c + 32), a3 = _mm512_maskz_loadu_ps(m3, out + c + 48);
-    const float *vr = v + c;
-    for (int64_t r = 0; r < rows; r++, vr += stride) {
-      const __m512 wr = _mm512_set1_ps(w[r]);
-      a0 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m0, vr), a0);
-      a1 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m1, vr + 16), a1);
-      a2 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m2, vr + 32), a2);
-      a3 = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(m3, vr + 48), a3);
+static void wsum_rows(const uint16_t *v16, const float *v32, int64_t stride, int64_t rows, const float *w,
+                      int64_t w_stride, int64_t nh, int64_t d, float *out) {
+  for (int64_t g = 0; g < nh; g += 4) {
+    const float *wg = w + g * w_stride;
+    float *og = out + g * d;
+    switch (nh - g < 4 ? nh - g : 4) {
+      case 1: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 1, d, og); break;
+      case 2: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 2, d, og); break;
+      case 3: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 3, d, og); break;
+      default: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 4, d, og); break;
     }
-    _mm512_mask_storeu_ps(out + c, m0, a0);
-    _mm512_mask_storeu_ps(out + c + 16, m1, a1);
-    _mm512_mask_storeu_ps(out + c + 32, m2, a2);
-    _mm512_mask_storeu_ps(out + c + 48, m3, a3);
   }
+}
+
+static void avx512_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
+                                 int64_t nh, int64_t d, float *out) {
+  wsum_rows(v, NULL, stride, rows, w, w_stride, nh, d, out);
+}
+
+static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
+                                 int64_t nh, int64_t d, float *out) {
+  wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
 const cairn_ops_table cairn_ops_avx512 = {
