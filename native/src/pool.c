@@ -19,6 +19,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 #define MAX_THREADS 256
 /* How long an idle worker keeps polling before it sleeps. */
@@ -160,6 +163,16 @@ static int start_workers(int n) {
   return started;
 }
 
+#if defined(__APPLE__)
+/* macOS has no affinity masks; the kernel reports physical cores directly. */
+int cairn_physical_cores(void) {
+  int n = 0;
+  size_t len = sizeof n;
+  if (sysctlbyname("hw.physicalcpu", &n, &len, NULL, 0) == 0 && n > 0) return n;
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? (int)online : 1;
+}
+#else
 /* Distinct (package, core) pairs among the CPUs this process may run on. */
 int cairn_physical_cores(void) {
   cpu_set_t set;
@@ -193,6 +206,7 @@ int cairn_physical_cores(void) {
   }
   return n_keys > 0 ? n_keys : allowed;
 }
+#endif
 
 static void ensure_started(void) {
   if (atomic_load(&g_threads) == 0) cairn_pool_set_threads(cairn_physical_cores());
