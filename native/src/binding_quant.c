@@ -1,3 +1,271 @@
-/* Placeholder until the matmul/quantization kernels land: registers nothing. */
+/*
+ * JS functions of the quantization kernels: matmul, getRows, dequantize and quantize (signatures
+ * of src/kernels/api.ts). Every argument is checked against the sizes it implies before any
+ * memory is touched; wrong types throw TypeError, wrong sizes RangeError, both with the code
+ * BAD_ARGUMENT. The kernels then work on the typed arrays' memory in place.
+ */
 #include "binding_quant.h"
-void cairn_register_quant(napi_env env, napi_value exports) { (void)env; (void)exports; }
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "matmul.h"
+#include "quant_codecs.h"
+#include "quant_formats.h"
+
+/* Largest count accepted for rows, cols, n and element counts (the kernels index with int). */
+#define MAX_COUNT 2147483647.0
+
+typedef struct {
+  void *data;
+  size_t length; /* elements */
+  size_t bytes;
+} typed_view;
+
+static void throw_fmt(napi_env env, int range, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (range) napi_throw_range_error(env, "BAD_ARGUMENT", msg);
+  else napi_throw_type_error(env, "BAD_ARGUMENT", msg);
+}
+
+static int get_args(napi_env env, napi_callback_info info, const char *fn, size_t n, napi_value *argv) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return -1;
+  if (argc < n) {
+    throw_fmt(env, 0, "%s expects %zu arguments, got %zu", fn, n, argc);
+    return -1;
+  }
+  return 0;
+}
+
+/* An integer-valued number in [lo, hi]. */
+static int get_int(napi_env env, napi_value v, const char *name, double lo, double hi, int64_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    throw_fmt(env, 0, "%s must be a number", name);
+    return -1;
+  }
+  if (!(d >= lo && d <= hi) || d != floor(d)) {
+    throw_fmt(env, 1, "%s must be an integer in [%.0f, %.0f], got %g", name, lo, hi, d);
+    return -1;
+  }
+  *out = (int64_t)d;
+  return 0;
+}
+
+static const char *typed_name(napi_typedarray_type t) {
+  switch (t) {
+    case napi_uint8_array: return "Uint8Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_int32_array: return "Int32Array";
+    default: return "typed array";
+  }
+}
+
+/* A typed array of type `want`, without copying. */
+static int get_typed(napi_env env, napi_value v, const char *name, napi_typedarray_type want, typed_view *out) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &out->length, &out->data, &ab, &offset) != napi_ok || type != want) {
+    throw_fmt(env, 0, "%s must be a %s", name, typed_name(want));
+    return -1;
+  }
+  const size_t elem = want == napi_uint8_array ? 1 : 4;
+  out->bytes = out->length * elem;
+  if (out->data == NULL) out->length = out->bytes = 0; /* detached */
+  return 0;
+}
+
+static int need(napi_env env, const typed_view *v, const char *name, double want, const char *unit, const char *why) {
+  if ((double)v->length < want) {
+    throw_fmt(env, 1, "%s holds %zu %s, %s need %.0f", name, v->length, unit, why, want);
+    return -1;
+  }
+  return 0;
+}
+
+/* Arrays written by a kernel must not share memory with what it reads. */
+static int disjoint(napi_env env, const char *a_name, const typed_view *a, const char *b_name, const typed_view *b) {
+  const uintptr_t pa = (uintptr_t)a->data, pb = (uintptr_t)b->data;
+  if (a->bytes == 0 || b->bytes == 0 || pa + a->bytes <= pb || pb + b->bytes <= pa) return 0;
+  throw_fmt(env, 1, "%s and %s share memory; pass separate arrays", a_name, b_name);
+  return -1;
+}
+
+static const char *type_name(int type) {
+  switch (type) {
+    case CAIRN_F32: return "F32";
+    case CAIRN_F16: return "F16";
+    case CAIRN_BF16: return "BF16";
+    case CAIRN_Q4_0: return "Q4_0";
+    case CAIRN_Q4_1: return "Q4_1";
+    case CAIRN_Q5_0: return "Q5_0";
+    case CAIRN_Q5_1: return "Q5_1";
+    case CAIRN_Q8_0: return "Q8_0";
+    case CAIRN_Q8_1: return "Q8_1";
+    case CAIRN_Q4_K: return "Q4_K";
+    case CAIRN_Q5_K: return "Q5_K";
+    case CAIRN_Q6_K: return "Q6_K";
+    case CAIRN_Q8_K: return "Q8_K";
+    default: return "?";
+  }
+}
+
+/* A type the codecs handle (weight or activation format). */
+static int get_codec_type(napi_env env, napi_value v, const char *name, int *type) {
+  int64_t t;
+  if (get_int(env, v, name, 0, 1000, &t)) return -1;
+  if (quant_block_size((int)t) == 0) {
+    throw_fmt(env, 1, "%s %lld is not a type the quantization kernels support", name, (long long)t);
+    return -1;
+  }
+  *type = (int)t;
+  return 0;
+}
+
+/* A count that is a multiple of the type's block size. */
+static int get_elements(napi_env env, napi_value v, const char *name, int type, double lo, int64_t *out) {
+  if (get_int(env, v, name, lo, MAX_COUNT, out)) return -1;
+  const int bs = quant_block_size(type);
+  if (*out % bs != 0) {
+    throw_fmt(env, 1, "%s needs a multiple of %d elements, got %s = %lld", type_name(type), bs, name, (long long)*out);
+    return -1;
+  }
+  return 0;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+/* matmul(w, wtype, rows, cols, x, n, y) */
+static napi_value js_matmul(napi_env env, napi_callback_info info) {
+  napi_value a[7];
+  int type;
+  int64_t rows, cols, n;
+  typed_view w, x, y;
+  if (get_args(env, info, "matmul", 7, a) || get_typed(env, a[0], "w", napi_uint8_array, &w) ||
+      get_codec_type(env, a[1], "wtype", &type)) {
+    return NULL;
+  }
+  if (quant_vec_dot_type(type) < 0) {
+    throw_fmt(env, 1, "matmul does not support weights of type %s (%d)", type_name(type), type);
+    return NULL;
+  }
+  if (get_int(env, a[2], "rows", 0, MAX_COUNT, &rows) || get_elements(env, a[3], "cols", type, 1, &cols) ||
+      get_typed(env, a[4], "x", napi_float32_array, &x) || get_int(env, a[5], "n", 0, MAX_COUNT, &n) ||
+      get_typed(env, a[6], "y", napi_float32_array, &y)) {
+    return NULL;
+  }
+  char why[96];
+  snprintf(why, sizeof why, "%lld rows of %lld %s", (long long)rows, (long long)cols, type_name(type));
+  if (need(env, &w, "w", (double)rows * (double)quant_row_bytes(type, cols), "bytes", why)) return NULL;
+  snprintf(why, sizeof why, "%lld rows of %lld", (long long)n, (long long)cols);
+  if (need(env, &x, "x", (double)n * (double)cols, "floats", why)) return NULL;
+  snprintf(why, sizeof why, "%lld rows of %lld", (long long)n, (long long)rows);
+  if (need(env, &y, "y", (double)n * (double)rows, "floats", why) || disjoint(env, "y", &y, "x", &x) ||
+      disjoint(env, "y", &y, "w", &w)) {
+    return NULL;
+  }
+  if (cairn_matmul(type, w.data, (int)rows, (int)cols, (const float *)x.data, (int)n, (float *)y.data) != 0) {
+    napi_throw_error(env, NULL, "matmul could not allocate its activation scratch");
+    return NULL;
+  }
+  return undefined(env);
+}
+
+/* getRows(w, wtype, cols, ids, out) */
+static napi_value js_get_rows(napi_env env, napi_callback_info info) {
+  napi_value a[5];
+  int type;
+  int64_t cols;
+  typed_view w, ids, out;
+  if (get_args(env, info, "getRows", 5, a) || get_typed(env, a[0], "w", napi_uint8_array, &w) ||
+      get_codec_type(env, a[1], "wtype", &type) || get_elements(env, a[2], "cols", type, 1, &cols) ||
+      get_typed(env, a[3], "ids", napi_int32_array, &ids) || get_typed(env, a[4], "out", napi_float32_array, &out)) {
+    return NULL;
+  }
+  const size_t row_bytes = quant_row_bytes(type, cols);
+  const int64_t rows = (int64_t)(w.length / row_bytes);
+  char why[96];
+  snprintf(why, sizeof why, "%zu rows of %lld", ids.length, (long long)cols);
+  if (need(env, &out, "out", (double)ids.length * (double)cols, "floats", why) ||
+      disjoint(env, "out", &out, "w", &w) || disjoint(env, "out", &out, "ids", &ids)) {
+    return NULL;
+  }
+  if (ids.length > (size_t)MAX_COUNT) {
+    throw_fmt(env, 1, "ids holds too many rows (%zu)", ids.length);
+    return NULL;
+  }
+  const int32_t *id = (const int32_t *)ids.data;
+  for (size_t i = 0; i < ids.length; i++) {
+    if (id[i] < 0 || id[i] >= rows) {
+      throw_fmt(env, 1, "row id %d at index %zu is outside the %lld rows of w", id[i], i, (long long)rows);
+      return NULL;
+    }
+  }
+  quant_get_rows(type, w.data, (int)cols, id, (int)ids.length, (float *)out.data);
+  return undefined(env);
+}
+
+/* dequantize(type, src, dst, n) */
+static napi_value js_dequantize(napi_env env, napi_callback_info info) {
+  napi_value a[4];
+  int type;
+  int64_t n;
+  typed_view src, dst;
+  if (get_args(env, info, "dequantize", 4, a) || get_codec_type(env, a[0], "type", &type) ||
+      get_typed(env, a[1], "src", napi_uint8_array, &src) || get_typed(env, a[2], "dst", napi_float32_array, &dst) ||
+      get_elements(env, a[3], "n", type, 0, &n)) {
+    return NULL;
+  }
+  char why[64];
+  snprintf(why, sizeof why, "%lld elements of %s", (long long)n, type_name(type));
+  if (need(env, &src, "src", (double)quant_row_bytes(type, n), "bytes", why) ||
+      need(env, &dst, "dst", (double)n, "floats", "the elements") || disjoint(env, "dst", &dst, "src", &src)) {
+    return NULL;
+  }
+  cairn_dequantize(type, src.data, (float *)dst.data, n);
+  return undefined(env);
+}
+
+/* quantize(type, src, dst, n) */
+static napi_value js_quantize(napi_env env, napi_callback_info info) {
+  napi_value a[4];
+  int type;
+  int64_t n;
+  typed_view src, dst;
+  if (get_args(env, info, "quantize", 4, a) || get_codec_type(env, a[0], "type", &type) ||
+      get_typed(env, a[1], "src", napi_float32_array, &src) || get_typed(env, a[2], "dst", napi_uint8_array, &dst) ||
+      get_elements(env, a[3], "n", type, 0, &n)) {
+    return NULL;
+  }
+  char why[64];
+  snprintf(why, sizeof why, "%lld elements of %s", (long long)n, type_name(type));
+  if (need(env, &src, "src", (double)n, "floats", "the elements") ||
+      need(env, &dst, "dst", (double)quant_row_bytes(type, n), "bytes", why) || disjoint(env, "dst", &dst, "src", &src)) {
+    return NULL;
+  }
+  cairn_quantize(type, (const float *)src.data, dst.data, n);
+  return undefined(env);
+}
+
+void cairn_register_quant(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"getRows", NULL, js_get_rows, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dequantize", NULL, js_dequantize, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"quantize", NULL, js_quantize, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}

@@ -183,7 +183,7 @@ export function fitSymmetric(x: Float32Array, xo: number, n: number, nmax: numbe
       max = x[xo + i];
     }
   }
-  if (amax < 1e-15) {
+  if (amax < Math.fround(1e-15)) {
     q.fill(nmax, qOff, qOff + n);
     return 0;
   }

@@ -1,0 +1,202 @@
+/*
+ * Driver of the quantized matmul, dequantize and quantize: validates the shapes, picks the active
+ * ISA's kernels, converts the activation rows once per call into grow-only scratch, and splits
+ * the dot products over the thread pool in chunks of weight rows. Within a chunk the kernels walk
+ * blocks of tokens, so each weight row is read from memory once per call even for long prompts.
+ */
+#include "matmul.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "pool.h"
+#include "quant_codecs.h"
+#include "quant_kernels.h"
+
+/* Multiply-adds below which one thread does the whole product (waking workers costs ~1-2 us). */
+#define MIN_PARALLEL_MACS 65536
+/* Element conversions below which the caller converts the activations alone. */
+#define MIN_PARALLEL_CONVERT 32768
+/* Elements below which dequantize/quantize run on one thread. */
+#define MIN_PARALLEL_CODEC (1 << 18)
+/* Bytes of weights per chunk (kept in L2 while the chunk's token blocks stream by). */
+#define CHUNK_WEIGHT_BYTES (192 * 1024)
+/* Bytes of converted activations per token block. */
+#define TOKEN_BLOCK_BYTES (256 * 1024)
+
+static const quant_kernel_table *active_kernels(void) {
+  switch (cairn_isa_active()) {
+#if defined(__x86_64__)
+    case CAIRN_ISA_AVX512: return &quant_kernels_avx512;
+    case CAIRN_ISA_AVX2: return &quant_kernels_avx2;
+#elif defined(__aarch64__)
+    case CAIRN_ISA_NEON: return &quant_kernels_neon;
+#endif
+    default: return &quant_kernels_scalar;
+  }
+}
+
+/* One matmul at a time owns the scratch (calls may come from several JS threads). */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *g_scratch;
+static size_t g_scratch_cap;
+
+static uint8_t *scratch(size_t bytes) {
+  if (bytes <= g_scratch_cap) return g_scratch;
+  const size_t cap = (bytes + bytes / 4 + 4095) & ~(size_t)4095;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, cap) != 0) return NULL;
+  free(g_scratch);
+  g_scratch = (uint8_t *)p;
+  g_scratch_cap = cap;
+  return g_scratch;
+}
+
+typedef struct {
+  quant_convert_fn convert;
+  const float *x;
+  int cols, n;
+  uint8_t *dst;
+  size_t row_bytes;
+} convert_ctx;
+
+static void convert_job(void *p, int ith, int nth) {
+  const convert_ctx *c = (const convert_ctx *)p;
+  for (int t = ith; t < c->n; t += nth) c->convert(c->x + (size_t)t * c->cols, c->dst + (size_t)t * c->row_bytes, c->cols);
+}
+
+typedef struct {
+  quant_gemm_fn gemm;
+  int cols, rows, n;
+  const uint8_t *w;
+  size_t w_stride;
+  const uint8_t *a;
+  size_t a_stride;
+  float *y;
+  int chunk_rows, token_block;
+  atomic_int next_chunk;
+} dot_ctx;
+
+static void dot_job(void *p, int ith, int nth) {
+  (void)ith;
+  (void)nth;
+  dot_ctx *c = (dot_ctx *)p;
+  for (;;) {
+    const int chunk = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed);
+    const int64_t r0 = (int64_t)chunk * c->chunk_rows;
+    if (r0 >= c->rows) return;
+    const int nr = (int)(c->rows - r0 < c->chunk_rows ? c->rows - r0 : c->chunk_rows);
+    for (int t0 = 0; t0 < c->n; t0 += c->token_block) {
+      const int nt = c->n - t0 < c->token_block ? c->n - t0 : c->token_block;
+      c->gemm(c->cols, c->w + (size_t)r0 * c->w_stride, c->w_stride, nr, c->a + (size_t)t0 * c->a_stride, c->a_stride,
+              nt, c->y + (size_t)t0 * c->rows + (size_t)r0, (size_t)c->rows);
+    }
+  }
+}
+
+static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
+
+int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, int n, float *y) {
+  if (wtype < 0 || wtype >= QUANT_MAX_TYPE || quant_vec_dot_type(wtype) < 0) return -1;
+  const int bs = quant_block_size(wtype);
+  if (rows < 0 || n < 0 || cols <= 0 || cols % bs != 0) return -1;
+  if (rows == 0 || n == 0) return 0;
+  const quant_kernel_table *k = active_kernels();
+  const quant_act_layout layout = quant_act_layout_for(wtype, cols);
+  int rc = 0;
+  pthread_mutex_lock(&g_lock);
+  const int threads = cairn_pool_threads();
+  const uint8_t *act = (const uint8_t *)x;
+  size_t a_stride = (size_t)cols * 4;
+  /* An ISA table may leave a slot empty; the portable kernel fills it (same activation layout). */
+  const quant_convert_fn convert = k->convert[layout.type] ? k->convert[layout.type] : quant_kernels_scalar.convert[layout.type];
+  if (convert) {
+    uint8_t *buf = scratch(layout.row_bytes * (size_t)n);
+    if (!buf) {
+      rc = -1;
+      goto out;
+    }
+    convert_ctx cc = {convert, x, cols, n, buf, layout.row_bytes};
+    if ((int64_t)n * cols >= MIN_PARALLEL_CONVERT && n > 1) cairn_pool_run_n(convert_job, &cc, n);
+    else convert_job(&cc, 0, 1);
+    act = buf;
+    a_stride = layout.row_bytes;
+  }
+  const size_t w_stride = quant_row_bytes(wtype, cols);
+  dot_ctx dc = {.gemm = k->gemm[wtype] ? k->gemm[wtype] : quant_kernels_scalar.gemm[wtype], .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w,
+                .w_stride = w_stride, .a = act, .a_stride = a_stride, .y = y};
+  /* Several chunks per thread so a thread slowed by a neighbour does not hold everyone up. */
+  const int64_t cap_rows = (int64_t)(CHUNK_WEIGHT_BYTES / w_stride);
+  dc.chunk_rows = clampi(rows / ((int64_t)threads * 8), 16, (int)(cap_rows > 16 ? cap_rows : 16));
+  dc.chunk_rows = (dc.chunk_rows + 3) & ~3;
+  dc.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20) & ~3;
+  atomic_init(&dc.next_chunk, 0);
+  const double macs = (double)rows * cols * n;
+  if (macs < MIN_PARALLEL_MACS || rows <= dc.chunk_rows) dot_job(&dc, 0, 1);
+  else cairn_pool_run(dot_job, &dc);
+out:
+  pthread_mutex_unlock(&g_lock);
+  return rc;
+}
+
+/* ---- dequantize, quantize and row gathers, split by blocks over the pool when large ---- */
+
+typedef struct {
+  int type, encode;
+  const uint8_t *src;
+  uint8_t *dst;
+  int64_t nb;
+  size_t block_bytes;
+  int block_size;
+} codec_ctx;
+
+static void codec_job(void *p, int ith, int nth) {
+  const codec_ctx *c = (const codec_ctx *)p;
+  const int64_t b0 = c->nb * ith / nth, b1 = c->nb * (ith + 1) / nth;
+  if (b1 <= b0) return;
+  if (c->encode) {
+    quant_encode_blocks(c->type, (const float *)c->src + b0 * c->block_size, c->dst + b0 * c->block_bytes, b1 - b0);
+  } else {
+    quant_decode_blocks(c->type, c->src + b0 * c->block_bytes, (float *)c->dst + b0 * c->block_size, b1 - b0);
+  }
+}
+
+static int run_codec(int type, int encode, const void *src, void *dst, int64_t n) {
+  const int bs = quant_block_size(type);
+  if (bs == 0 || n < 0 || n % bs != 0) return -1;
+  codec_ctx c = {type, encode, (const uint8_t *)src, (uint8_t *)dst, n / bs, quant_block_bytes(type), bs};
+  if (n >= MIN_PARALLEL_CODEC) cairn_pool_run(codec_job, &c);
+  else codec_job(&c, 0, 1);
+  return 0;
+}
+
+int cairn_dequantize(int type, const void *src, float *dst, int64_t n) { return run_codec(type, 0, src, dst, n); }
+
+int cairn_quantize(int type, const float *src, void *dst, int64_t n) { return run_codec(type, 1, src, dst, n); }
+
+typedef struct {
+  int type, cols;
+  const uint8_t *w;
+  size_t row_bytes;
+  const int32_t *ids;
+  int n_ids;
+  float *out;
+} rows_ctx;
+
+static void rows_job(void *p, int ith, int nth) {
+  const rows_ctx *c = (const rows_ctx *)p;
+  const int bs = quant_block_size(c->type);
+  for (int i = ith; i < c->n_ids; i += nth) {
+    quant_decode_blocks(c->type, c->w + (size_t)c->ids[i] * c->row_bytes, c->out + (size_t)i * c->cols, c->cols / bs);
+  }
+}
+
+int quant_get_rows(int type, const void *w, int cols, const int32_t *ids, int n_ids, float *out) {
+  const int bs = quant_block_size(type);
+  if (bs == 0 || cols <= 0 || cols % bs != 0 || n_ids < 0) return -1;
+  rows_ctx c = {type, cols, (const uint8_t *)w, quant_row_bytes(type, cols), ids, n_ids, out};
+  if ((int64_t)n_ids * cols >= MIN_PARALLEL_CODEC && n_ids > 1) cairn_pool_run_n(rows_job, &c, n_ids);
+  else rows_job(&c, 0, 1);
+  return 0;
+}
