@@ -7,6 +7,7 @@ import { isCairnError } from '../util/errors.js';
 import { generateCommand } from './generate.js';
 import { chatCommand } from './chat.js';
 import { inspectCommand } from './inspect.js';
+import { serveCommand } from './serve.js';
 import { readFileSync } from 'node:fs';
 
 function version(): string {
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(generateCommand());
   program.addCommand(chatCommand());
   program.addCommand(inspectCommand());
+  program.addCommand(serveCommand());
   return program;
 }
 

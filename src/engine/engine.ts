@@ -37,6 +37,21 @@ export interface GenerateRequest {
   /** Keep going past end-of-generation tokens. */
   readonly ignoreEos?: boolean;
   readonly signal?: AbortSignal;
+  /**
+   * Restricts which tokens may come next (constrained decoding, e.g. JSON schemas). Generation
+   * ends with finish reason `stop` once the constraint reports its value complete.
+   */
+  readonly constraint?: GenerationConstraint;
+}
+
+/** A token-level constraint on generated text. */
+export interface GenerationConstraint {
+  /** Sets to -Infinity the logits of tokens that may not come next. */
+  mask(logits: Float32Array): void;
+  /** Advances with the chosen token. */
+  accept(id: number): void;
+  /** True once the output is complete. */
+  readonly complete: boolean;
 }
 
 /** Why a generation ended. */
@@ -87,6 +102,8 @@ interface Sequence {
   cachedTokens: number;
   generated: number[];
   text: string;
+  /** Masked copy of the logits, for constrained sequences. */
+  masked?: Float32Array;
   tStart: number;
   tFirstToken: number;
   finished: boolean;
@@ -105,6 +122,7 @@ export class Engine {
   private readonly queue: Sequence[] = [];
   private readonly active: Sequence[] = [];
   private running = false;
+  private closed = false;
   private clock = 0;
   readonly maxQueue: number;
   /** Counters for metrics. */
@@ -131,14 +149,15 @@ export class Engine {
 
   /**
    * Starts a generation and returns its event stream. Throws CONTEXT_FULL when the prompt cannot
-   * fit a slot and BAD_ARGUMENT for an empty prompt or a full queue (code QUEUE_FULL in message).
+   * fit a slot, QUEUE_FULL when too many requests wait, BAD_ARGUMENT for an empty or invalid prompt.
    */
   generate(req: GenerateRequest): AsyncIterable<GenerationEvent> {
+    if (this.closed) throw new CairnError('SHUTTING_DOWN', 'the engine is shutting down');
     if (req.prompt.length === 0) throw new CairnError('BAD_ARGUMENT', 'the prompt is empty: give at least one token');
     if (req.prompt.length >= this.runner.ctxPerSlot) {
       throw new CairnError('CONTEXT_FULL', `the prompt has ${req.prompt.length} tokens but the context holds ${this.runner.ctxPerSlot}; shorten it or raise --ctx`);
     }
-    if (this.queue.length >= this.maxQueue) throw new CairnError('BAD_ARGUMENT', `the queue is full (${this.maxQueue} waiting)`);
+    if (this.queue.length >= this.maxQueue) throw new CairnError('QUEUE_FULL', `the queue is full (${this.maxQueue} waiting)`);
     for (const id of req.prompt) {
       if (!(Number.isInteger(id) && id >= 0 && id < this.runner.nVocab)) {
         throw new CairnError('BAD_ARGUMENT', `prompt token ${id} is outside the vocabulary`);
@@ -180,6 +199,12 @@ export class Engine {
         },
       }),
     };
+  }
+
+  /** Ends every queued and running generation with an error event and refuses new ones. */
+  shutdown(reason = 'the server is shutting down'): void {
+    this.closed = true;
+    for (const s of [...this.active, ...this.queue]) this.finish(s, 'error', new CairnError('SHUTTING_DOWN', reason));
   }
 
   private async loop(): Promise<void> {
@@ -289,7 +314,16 @@ export class Engine {
     if (seq.cancelled) return this.finish(seq, 'abort');
     let id: number;
     try {
-      id = seq.sampler.sample(logits, seq.history);
+      let scores = logits;
+      const c = seq.req.constraint;
+      if (c) {
+        seq.masked ??= new Float32Array(logits.length);
+        seq.masked.set(logits);
+        c.mask(seq.masked);
+        scores = seq.masked;
+      }
+      id = seq.sampler.sample(scores, seq.history);
+      if (c && !this.tokenizer.isEog(id)) c.accept(id);
     } catch (err) {
       return this.finish(seq, 'error', err as Error);
     }
@@ -302,7 +336,7 @@ export class Engine {
     const r = seq.stopper.push(seq.decoder.push(id));
     seq.text += r.text;
     seq.out.push({ type: 'token', id, text: r.text, logprobs: lp });
-    if (r.stopped) return this.finish(seq, 'stop');
+    if (r.stopped || seq.req.constraint?.complete) return this.finish(seq, 'stop');
     if (seq.generated.length >= seq.req.maxTokens) return this.finish(seq, 'length');
     if (seq.history.length >= this.runner.ctxPerSlot) return this.finish(seq, 'length');
   }

@@ -14,6 +14,8 @@ export type CairnErrorCode =
   | 'TEMPLATE_ERROR'
   | 'CONTEXT_FULL'
   | 'BAD_ARGUMENT'
+  | 'QUEUE_FULL'
+  | 'SHUTTING_DOWN'
   | 'ABORTED';
 
 /** An error with a catalog code; `message` says what happened and, where it can, what to do. */

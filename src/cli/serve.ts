@@ -1,0 +1,87 @@
+/**
+ * `cairn serve`: load a model once and serve the OpenAI and Ollama APIs until stopped. The server
+ * listens at once (503 while loading) and shuts down cleanly on SIGINT/SIGTERM: in-flight streams
+ * end with an error event, nothing is left half-written.
+ */
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { GgmlType } from '../gguf/ggml-types.js';
+import { loadModel } from '../engine/load.js';
+import { buildServer } from '../server/app.js';
+import { ModelHost } from '../server/host.js';
+import { addModelOptions, intArg } from './options.js';
+
+interface ServeFlags {
+  model: string;
+  host: string;
+  port: number;
+  apiKey?: string;
+  parallel: number;
+  maxQueue?: number;
+  ctx?: number;
+  threads?: number;
+  kvType: string;
+  alias?: string;
+  bodyLimit: number;
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
+/** The serve command. */
+export function serveCommand(): Command {
+  const cmd = new Command('serve').description('Serve a model over an OpenAI-compatible (and Ollama-compatible) HTTP API');
+  addModelOptions(cmd);
+  cmd
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0), 8080)
+    .option('--api-key <key>', 'require "Authorization: Bearer <key>" on every request (default: $CAIRN_API_KEY)')
+    .option('--parallel <n>', 'sequences decoded together (KV slots)', intArg(1), 4)
+    .option('--max-queue <n>', 'requests that may wait for a slot before the server answers 429 (default: 4 x parallel)', intArg(0))
+    .option('--alias <name>', 'model name clients use (default: the file name)')
+    .option('--body-limit <bytes>', 'largest request body', intArg(1024), 8 * 1024 * 1024)
+    .action(async (o: ServeFlags) => {
+      const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
+      const host = new ModelHost(
+        o.model,
+        () =>
+          loadModel(o.model, {
+            threads: o.threads,
+            ctx: o.ctx,
+            slots: o.parallel,
+            kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
+            maxQueue: o.maxQueue ?? 4 * o.parallel,
+          }),
+        o.alias,
+      );
+      const { app } = buildServer(host, { apiKey, bodyLimit: o.bodyLimit, version: version() });
+      const address = await app.listen({ host: o.host, port: o.port });
+      process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1)\n`);
+      await host.ready;
+      if (host.state === 'failed') {
+        process.stderr.write(`cairn: ${host.error?.message}\n`);
+        await app.close();
+        process.exitCode = 1;
+        return;
+      }
+      const m = host.model!;
+      process.stderr.write(
+        `cairn: ${host.id} ready: ${m.config.nLayer} layers, ${o.parallel} slots of ${m.engine.runner.ctxPerSlot} tokens${apiKey ? ', API key required' : ''}\n`,
+      );
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stderr.write(`cairn: ${signal}: shutting down\n`);
+        m.engine.shutdown('the server is shutting down');
+        // Let in-flight streams write their error event before connections close.
+        await new Promise((r) => setTimeout(r, 50));
+        await app.close();
+        m.close();
+      };
+      process.once('SIGINT', () => void stop('SIGINT'));
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+    });
+  return cmd;
+}

@@ -1,0 +1,81 @@
+/**
+ * The HTTP server: OpenAI routes under /v1, Ollama routes under /api, /health and /metrics, with
+ * API-key checks, body limits and every error answered as OpenAI-style JSON.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { timingSafeEqual } from 'node:crypto';
+import { ApiError, badRequest, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
+import type { ModelHost } from './host.js';
+import { ServerMetrics } from './metrics.js';
+import { chatCompletions } from './openai/chat.js';
+import { completions } from './openai/completions.js';
+import { registerOllamaRoutes } from './ollama/routes.js';
+
+/** Server settings. */
+export interface ServerOptions {
+  /** Require `Authorization: Bearer <apiKey>` on every route but /health. */
+  readonly apiKey?: string;
+  /** Largest request body in bytes (default 8 MiB). */
+  readonly bodyLimit?: number;
+  /** Reported by /api/version. */
+  readonly version?: string;
+}
+
+function keyMatches(header: string | undefined, key: string): boolean {
+  const given = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+  if (given === undefined) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(key);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Builds the server for a model host (not yet listening). */
+export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: FastifyInstance; metrics: ServerMetrics } {
+  const bodyLimit = opts.bodyLimit ?? 8 * 1024 * 1024;
+  const app = Fastify({ bodyLimit, logger: false, forceCloseConnections: true });
+  const metrics = new ServerMetrics();
+
+  app.addHook('onRequest', async (request) => {
+    if (!opts.apiKey || request.url === '/health') return;
+    const header = request.headers.authorization ?? (request.headers['x-api-key'] ? `Bearer ${String(request.headers['x-api-key'])}` : undefined);
+    if (!keyMatches(header, opts.apiKey)) throw unauthorized();
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.responded(request.routeOptions.url ?? 'unknown', reply.statusCode);
+  });
+
+  app.setErrorHandler(async (err, _request, reply) => {
+    let api: ApiError;
+    const e = err as { code?: string; statusCode?: number; message: string };
+    if (err instanceof ApiError) api = err;
+    else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') api = tooLarge(bodyLimit);
+    else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') api = new ApiError(415, 'Send the request body as JSON (Content-Type: application/json).', 'invalid_request_error', null, 'unsupported_media_type');
+    else if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (e.statusCode === 400 && e.code?.startsWith('FST_'))) api = badRequest(`The body is not valid JSON: ${e.message}`);
+    else api = toApiError(err);
+    if (reply.sent || reply.raw.headersSent) return;
+    await reply.status(api.status).send(api.body());
+  });
+  app.setNotFoundHandler(async (request) => {
+    throw routeNotFound(request.method, request.url);
+  });
+
+  app.get('/health', async (_request, reply) => {
+    if (host.state === 'ready') return { status: 'ok', model: host.id };
+    await reply.status(503).send({ status: host.state, error: host.error?.message });
+  });
+  app.get('/metrics', async (_request, reply) => {
+    await reply.type('text/plain; version=0.0.4').send(metrics.render(host));
+  });
+
+  const modelObject = () => ({ id: host.id, object: 'model', created: host.created, owned_by: 'cairn' });
+  app.get('/v1/models', async () => ({ object: 'list', data: [modelObject()] }));
+  app.get('/v1/models/:id', async (request) => {
+    const { id } = request.params as { id: string };
+    host.require(id);
+    return modelObject();
+  });
+  app.post('/v1/chat/completions', (request, reply) => chatCompletions(host, metrics, request, reply));
+  app.post('/v1/completions', (request, reply) => completions(host, metrics, request, reply));
+  registerOllamaRoutes(app, host, metrics, opts.version ?? '0.0.0');
+  return { app, metrics };
+}

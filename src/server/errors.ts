@@ -1,0 +1,63 @@
+/**
+ * API errors in OpenAI's JSON shape, `{ error: { message, type, param, code } }`, with the HTTP
+ * status that goes with each kind. Every failure path of the server answers through here.
+ */
+import { isCairnError } from '../util/errors.js';
+
+/** An error to send to an API client. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
+    super(message);
+  }
+
+  /** The response body. */
+  body(): { error: { message: string; type: string; param: string | null; code: string | null } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+/** 400 for a request the server cannot accept; `param` names the field. */
+export const badRequest = (message: string, param: string | null = null): ApiError =>
+  new ApiError(400, message, 'invalid_request_error', param, 'invalid_value');
+
+/** 401 for a missing or wrong API key. */
+export const unauthorized = (): ApiError =>
+  new ApiError(401, 'Missing or invalid API key: send "Authorization: Bearer <key>" with the key the server was started with.', 'authentication_error', null, 'invalid_api_key');
+
+/** 404 for an unknown model. */
+export const modelNotFound = (model: string, available: readonly string[]): ApiError =>
+  new ApiError(404, `The model "${model}" does not exist on this server. Available: ${available.join(', ')}.`, 'invalid_request_error', 'model', 'model_not_found');
+
+/** 404 for an unknown route. */
+export const routeNotFound = (method: string, url: string): ApiError =>
+  new ApiError(404, `No route ${method} ${url}. See GET /v1/models, POST /v1/chat/completions, POST /v1/completions.`, 'invalid_request_error', null, 'not_found');
+
+/** 413 for a body over the limit. */
+export const tooLarge = (limit: number): ApiError =>
+  new ApiError(413, `The request body is larger than the server's limit of ${limit} bytes.`, 'invalid_request_error', null, 'request_too_large');
+
+/** 429 when every slot is busy and the queue is full. */
+export const queueFull = (): ApiError =>
+  new ApiError(429, 'The server is busy: every slot is in use and the queue is full. Retry shortly.', 'rate_limit_error', null, 'queue_full');
+
+/** 503 while the model loads (or after it failed to load). */
+export const unavailable = (message: string): ApiError => new ApiError(503, message, 'unavailable_error', null, 'model_not_ready');
+
+/** Maps any thrown error to an ApiError (cairn's own errors keep their message). */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (isCairnError(err)) {
+    if (err.code === 'QUEUE_FULL') return queueFull();
+    if (err.code === 'SHUTTING_DOWN') return unavailable(err.message);
+    if (err.code === 'CONTEXT_FULL') return new ApiError(400, err.message, 'invalid_request_error', 'messages', 'context_length_exceeded');
+    if (err.code === 'BAD_ARGUMENT' || err.code === 'TEMPLATE_ERROR' || err.code === 'TOKENIZER_UNSUPPORTED') return badRequest(err.message);
+    return new ApiError(500, err.message, 'server_error', null, err.code);
+  }
+  return new ApiError(500, `Internal error: ${(err as Error)?.message ?? String(err)}`, 'server_error');
+}

@@ -1,0 +1,54 @@
+/**
+ * The model a server serves: loaded once in the background while the server already answers
+ * (503 until ready), kept loaded until shutdown. Routes ask the host for the model and its
+ * names.
+ */
+import { basename } from 'node:path';
+import type { LoadedModel } from '../engine/load.js';
+import { modelNotFound, unavailable } from './errors.js';
+
+/** Loading state of the served model. */
+export type HostState = 'loading' | 'ready' | 'failed';
+
+/** Holds the served model and its loading state. */
+export class ModelHost {
+  state: HostState = 'loading';
+  model: LoadedModel | undefined;
+  error: Error | undefined;
+  /** The id clients use in `model` (the file name without .gguf). */
+  readonly id: string;
+  readonly created = Math.floor(Date.now() / 1000);
+  /** Settles when loading ends (never rejects; see `state`). */
+  readonly ready: Promise<void>;
+
+  constructor(
+    readonly path: string,
+    load: () => Promise<LoadedModel>,
+    alias?: string,
+  ) {
+    this.id = alias ?? basename(path).replace(/\.gguf$/i, '');
+    this.ready = load().then(
+      (m) => {
+        this.model = m;
+        this.state = 'ready';
+      },
+      (err: Error) => {
+        this.error = err;
+        this.state = 'failed';
+      },
+    );
+  }
+
+  /** Names a request may use for this model: the id, the file name, and the path. */
+  get names(): string[] {
+    return [this.id, basename(this.path), this.path];
+  }
+
+  /** The loaded model, or the 404/503 a request for `name` should get. */
+  require(name?: string): LoadedModel {
+    if (name !== undefined && !this.names.includes(name)) throw modelNotFound(name, [this.id]);
+    if (this.state === 'loading') throw unavailable('The model is still loading; retry in a moment (GET /health says when it is ready).');
+    if (this.state === 'failed') throw unavailable(`The model failed to load: ${this.error?.message}`);
+    return this.model!;
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The Ollama API shapes many desktop clients speak: /api/chat, /api/generate (NDJSON streams by
+ * default), /api/tags, /api/show, /api/ps and /api/version. Options Ollama defines but cairn has
+ * no use for (num_ctx, num_thread, ...) are accepted and ignored, as Ollama itself does for
+ * options a model does not use.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { chatPrompt, type ChatMessage } from '../../engine/chat.js';
+import type { GenerationEvent, GenerationSummary } from '../../engine/engine.js';
+import type { LoadedModel } from '../../engine/load.js';
+import { Metadata } from '../../gguf/metadata.js';
+import { summarizeModel } from '../../model/summary.js';
+import { formatCount } from '../../util/format.js';
+import { badRequest, toApiError } from '../errors.js';
+import { startGeneration, stopList, type ServerGeneration } from '../generation.js';
+import type { ModelHost } from '../host.js';
+import type { ServerMetrics } from '../metrics.js';
+import { constraintForFormat } from '../response-format.js';
+import type { SamplerOptions } from '../../sampling/index.js';
+
+const options = z
+  .looseObject({
+    temperature: z.number().min(0).optional(),
+    top_p: z.number().min(0).max(1).optional(),
+    top_k: z.number().int().min(0).optional(),
+    min_p: z.number().min(0).max(1).optional(),
+    num_predict: z.number().int().optional(),
+    stop: z.union([z.string(), z.array(z.string())]).optional(),
+    seed: z.number().int().optional(),
+    repeat_penalty: z.number().min(0).optional(),
+    repeat_last_n: z.number().int().min(-1).optional(),
+    presence_penalty: z.number().optional(),
+    frequency_penalty: z.number().optional(),
+  })
+  .optional();
+
+const format = z.union([z.literal('json'), z.literal(''), z.record(z.string(), z.unknown())]).optional();
+
+const chatBody = z.looseObject({
+  model: z.string().min(1),
+  messages: z.array(z.looseObject({ role: z.string(), content: z.string().optional(), tool_calls: z.array(z.unknown()).optional() })),
+  stream: z.boolean().optional(),
+  options,
+  format,
+  tools: z.array(z.unknown()).optional(),
+  keep_alive: z.unknown().optional(),
+});
+
+const generateBody = z.looseObject({
+  model: z.string().min(1),
+  prompt: z.string().optional(),
+  system: z.string().optional(),
+  raw: z.boolean().optional(),
+  stream: z.boolean().optional(),
+  options,
+  format,
+  keep_alive: z.unknown().optional(),
+});
+
+type Options = z.infer<typeof options>;
+
+function sampler(o: Options): SamplerOptions {
+  return {
+    temperature: o?.temperature,
+    topP: o?.top_p,
+    topK: o?.top_k,
+    minP: o?.min_p,
+    seed: o?.seed,
+    repeatPenalty: o?.repeat_penalty,
+    repeatLastN: o?.repeat_last_n,
+    presencePenalty: o?.presence_penalty,
+    frequencyPenalty: o?.frequency_penalty,
+  };
+}
+
+function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const path = issue.path.map(String).join('.');
+    throw badRequest(`Invalid parameter '${path || '(body)'}': ${issue.message}.`, path || null);
+  }
+  return r.data;
+}
+
+function formatConstraint(model: LoadedModel, f: z.infer<typeof format>): ServerGeneration['constraint'] {
+  if (f === undefined || f === '') return undefined;
+  if (f === 'json') return constraintForFormat(model, { type: 'json_object' });
+  return constraintForFormat(model, { type: 'json_schema', json_schema: { schema: f } });
+}
+
+const ns = (ms: number) => Math.round(ms * 1e6);
+
+function doneFields(s: GenerationSummary, t0: number): Record<string, unknown> {
+  return {
+    done: true,
+    done_reason: s.finishReason === 'length' ? 'length' : 'stop',
+    total_duration: ns(performance.now() - t0),
+    load_duration: 0,
+    prompt_eval_count: s.promptTokens - s.cachedTokens,
+    prompt_eval_duration: ns(s.prefillMs),
+    eval_count: s.completionTokens,
+    eval_duration: ns(s.decodeMs),
+  };
+}
+
+/** Runs a generation and answers as NDJSON lines or one object; `piece` shapes each line. */
+async function answer(
+  reply: FastifyReply,
+  metrics: ServerMetrics,
+  stream: boolean,
+  events: AsyncIterable<GenerationEvent>,
+  abort: AbortController,
+  piece: (text: string) => Record<string, unknown>,
+  final: (s: GenerationSummary, all: string) => Record<string, unknown>,
+): Promise<void> {
+  metrics.requestStarted();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableEnded) abort.abort();
+  });
+  let summary: GenerationSummary | undefined;
+  if (!stream) {
+    for await (const ev of events) if (ev.type === 'done') summary = ev.summary;
+    metrics.requestEnded(summary);
+    if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error);
+    await reply.send(final(summary, summary.text));
+    return;
+  }
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache' });
+  for await (const ev of events) {
+    if (ev.type === 'done') {
+      summary = ev.summary;
+      break;
+    }
+    if (ev.text && !res.destroyed) res.write(JSON.stringify(piece(ev.text)) + '\n');
+  }
+  metrics.requestEnded(summary);
+  if (!res.destroyed) {
+    if (!summary || summary.finishReason === 'error') res.write(JSON.stringify({ error: toApiError(summary?.error).message }) + '\n');
+    else if (summary.finishReason !== 'abort') res.write(JSON.stringify(final(summary, '')) + '\n');
+    res.end();
+  }
+}
+
+/** Model details as /api/tags and /api/show report them. */
+function details(model: LoadedModel): Record<string, unknown> {
+  const s = summarizeModel(model.file);
+  return {
+    format: 'gguf',
+    family: s.architecture,
+    families: [s.architecture],
+    parameter_size: formatCount(s.parameters),
+    // The type holding the most bytes names the file's quantization (Q4_K for a Q4_K_M file).
+    quantization_level: s.quantization[0]?.type ?? 'unknown',
+  };
+}
+
+/** Registers the Ollama routes. */
+export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metrics: ServerMetrics, version: string): void {
+  app.get('/api/version', async () => ({ version }));
+
+  app.get('/api/tags', async () => {
+    const entry: Record<string, unknown> = { name: host.id, model: host.id, modified_at: new Date(host.created * 1000).toISOString(), size: 0, digest: '' };
+    if (host.model) {
+      entry.size = host.model.file.fileSize;
+      entry.details = details(host.model);
+    }
+    return { models: [entry] };
+  });
+
+  app.get('/api/ps', async () => ({
+    models: host.model ? [{ name: host.id, model: host.id, size: host.model.file.fileSize, details: details(host.model), expires_at: '9999-12-31T00:00:00Z' }] : [],
+  }));
+
+  app.post('/api/show', async (request) => {
+    const body = parse(z.looseObject({ model: z.string().optional(), name: z.string().optional() }), request.body);
+    const model = host.require(body.model ?? body.name ?? host.id);
+    const m = new Metadata(model.file);
+    return { details: details(model), template: m.string('tokenizer.chat_template') ?? '', model_info: { 'general.architecture': model.config.arch, 'general.parameter_count': summarizeModel(model.file).parameters } };
+  });
+
+  app.post('/api/chat', async (request, reply) => {
+    const body = parse(chatBody, request.body);
+    const model = host.require(body.model);
+    const messages = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }) as ChatMessage);
+    const abort = new AbortController();
+    const gen: ServerGeneration = {
+      prompt: chatPrompt(model, messages, { tools: body.tools as never }),
+      maxTokens: body.options?.num_predict !== undefined && body.options.num_predict >= 0 ? body.options.num_predict : undefined,
+      sampler: sampler(body.options),
+      stop: stopList(body.options?.stop),
+      constraint: formatConstraint(model, body.format),
+    };
+    const t0 = performance.now();
+    const created = () => new Date().toISOString();
+    await answer(
+      reply,
+      metrics,
+      body.stream ?? true,
+      startGeneration(model, gen, abort.signal),
+      abort,
+      (text) => ({ model: host.id, created_at: created(), message: { role: 'assistant', content: text }, done: false }),
+      (s, all) => ({ model: host.id, created_at: created(), message: { role: 'assistant', content: all }, ...doneFields(s, t0) }),
+    );
+  });
+
+  app.post('/api/generate', async (request, reply) => {
+    const body = parse(generateBody, request.body);
+    const model = host.require(body.model);
+    if (body.prompt === undefined || body.prompt === '') {
+      // Ollama answers an empty prompt by loading the model and reporting done.
+      return { model: host.id, created_at: new Date().toISOString(), response: '', done: true, done_reason: 'load' };
+    }
+    const prompt = body.raw
+      ? model.tokenizer.encode(body.prompt, { addSpecial: true, parseSpecial: true })
+      : chatPrompt(model, [...(body.system ? [{ role: 'system', content: body.system }] : []), { role: 'user', content: body.prompt }] as ChatMessage[]);
+    const abort = new AbortController();
+    const gen: ServerGeneration = {
+      prompt,
+      maxTokens: body.options?.num_predict !== undefined && body.options.num_predict >= 0 ? body.options.num_predict : undefined,
+      sampler: sampler(body.options),
+      stop: stopList(body.options?.stop),
+      constraint: formatConstraint(model, body.format),
+    };
+    const t0 = performance.now();
+    const created = () => new Date().toISOString();
+    await answer(
+      reply,
+      metrics,
+      body.stream ?? true,
+      startGeneration(model, gen, abort.signal),
+      abort,
+      (text) => ({ model: host.id, created_at: created(), response: text, done: false }),
+      (s, all) => ({ model: host.id, created_at: created(), response: all, ...doneFields(s, t0), context: [...prompt, ...s.tokens] }),
+    );
+  });
+}

@@ -1,0 +1,173 @@
+/**
+ * POST /v1/chat/completions: render the conversation with the model's chat template, generate,
+ * and answer as OpenAI does, streaming (SSE chunks) or not. With tools, the reply is parsed for
+ * tool calls in the template's format; with response_format, decoding is constrained to JSON.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { chatPrompt, modelChatTemplate, type ChatMessage } from '../../engine/chat.js';
+import type { LoadedModel } from '../../engine/load.js';
+import type { GenerationSummary } from '../../engine/engine.js';
+import { detectToolCallFormat, parseToolCalls, type ToolDefinition } from '../../tokenizer/chat/index.js';
+import { badRequest, toApiError } from '../errors.js';
+import { chatLogprob, samplerFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
+import type { ModelHost } from '../host.js';
+import type { ServerMetrics } from '../metrics.js';
+import { SseStream } from '../sse.js';
+import { constraintForFormat } from '../response-format.js';
+import { chatCompletionRequest, describeZodError, type ChatCompletionRequest } from './schemas.js';
+
+type FinishReason = 'stop' | 'length' | 'tool_calls';
+
+function finishReason(s: GenerationSummary): FinishReason {
+  return s.finishReason === 'length' ? 'length' : 'stop';
+}
+
+function usage(s: GenerationSummary): Record<string, unknown> {
+  return {
+    prompt_tokens: s.promptTokens,
+    completion_tokens: s.completionTokens,
+    total_tokens: s.promptTokens + s.completionTokens,
+    prompt_tokens_details: { cached_tokens: s.cachedTokens },
+  };
+}
+
+function messagesFor(req: ChatCompletionRequest): ChatMessage[] {
+  return req.messages.map((m) => ({
+    role: m.role === 'developer' ? 'system' : m.role,
+    content: m.content,
+    name: m.name,
+    tool_calls: m.tool_calls?.map((c) => ({ id: c.id, type: 'function' as const, function: c.function })),
+    tool_call_id: m.tool_call_id,
+    reasoning_content: m.reasoning_content,
+  }));
+}
+
+/** Prepares the generation of a validated request. */
+function prepare(model: LoadedModel, req: ChatCompletionRequest): { gen: ServerGeneration; tools?: ToolDefinition[] } {
+  const tools = req.tools && req.tools.length > 0 && req.tool_choice !== 'none' ? (req.tools as ToolDefinition[]) : undefined;
+  if (tools && req.response_format && req.response_format.type !== 'text') {
+    throw badRequest('response_format and tools cannot be combined', 'response_format');
+  }
+  const prompt = chatPrompt(model, messagesFor(req), { tools, variables: req.chat_template_kwargs });
+  const gen: ServerGeneration = {
+    prompt,
+    maxTokens: req.max_completion_tokens ?? req.max_tokens,
+    sampler: samplerFromApi(req),
+    stop: stopList(req.stop),
+    logprobs: req.logprobs ? (req.top_logprobs ?? 0) : undefined,
+    ignoreEos: req.ignore_eos,
+    constraint: req.response_format ? constraintForFormat(model, req.response_format) : undefined,
+  };
+  return { gen, tools };
+}
+
+/** Splits a finished reply into content and tool calls, in the template's format. */
+function toolCallsOf(model: LoadedModel, summary: GenerationSummary): { content: string | null; calls: unknown[] } | undefined {
+  const format = detectToolCallFormat(modelChatTemplate(model).source);
+  if (!format) return undefined;
+  const text = model.tokenizer.decode([...summary.tokens], { skipSpecial: false });
+  const parsed = parseToolCalls(text, format);
+  if (parsed.toolCalls.length === 0) return undefined;
+  return {
+    content: parsed.content === '' ? null : parsed.content,
+    calls: parsed.toolCalls.map((c, index) => ({
+      index,
+      id: c.id ?? `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`,
+      type: 'function',
+      function: { name: c.name, arguments: JSON.stringify(c.arguments) },
+    })),
+  };
+}
+
+/** Handles one chat completion request. */
+export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const parsed = chatCompletionRequest.safeParse(request.body);
+  if (!parsed.success) {
+    const { message, param } = describeZodError(parsed.error);
+    throw badRequest(message, param);
+  }
+  const req = parsed.data;
+  const model = host.require(req.model);
+  const { gen, tools } = prepare(model, req);
+  const id = `chatcmpl-${randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  const abort = new AbortController();
+  const events = startGeneration(model, gen, abort.signal);
+  metrics.requestStarted();
+
+  if (!req.stream) {
+    // The response closing before it was written means the client went away.
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableEnded) abort.abort();
+    });
+    const logprobs: unknown[] = [];
+    let summary: GenerationSummary | undefined;
+    for await (const ev of events) {
+      if (ev.type === 'token' && ev.logprobs) logprobs.push(chatLogprob(model, ev.logprobs));
+      if (ev.type === 'done') summary = ev.summary;
+    }
+    metrics.requestEnded(summary);
+    if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
+    const calls = tools ? toolCallsOf(model, summary) : undefined;
+    const message = calls
+      ? { role: 'assistant', content: calls.content, tool_calls: calls.calls.map((c) => ({ ...(c as object), index: undefined })) }
+      : { role: 'assistant', content: summary.text };
+    await reply.send({
+      id,
+      object: 'chat.completion',
+      created,
+      model: host.id,
+      system_fingerprint: 'cairn',
+      choices: [{ index: 0, message, logprobs: gen.logprobs !== undefined ? { content: logprobs } : null, finish_reason: calls ? 'tool_calls' : finishReason(summary) }],
+      usage: usage(summary),
+    });
+    return;
+  }
+
+  reply.hijack();
+  const sse = new SseStream(reply.raw, () => abort.abort());
+  const chunk = (delta: Record<string, unknown>, finish: string | null, logprobs?: unknown) => ({
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model: host.id,
+    system_fingerprint: 'cairn',
+    choices: [{ index: 0, delta, logprobs: logprobs ?? null, finish_reason: finish }],
+  });
+  sse.send(chunk({ role: 'assistant', content: '' }, null));
+  let summary: GenerationSummary | undefined;
+  for await (const ev of events) {
+    if (ev.type === 'done') {
+      summary = ev.summary;
+      break;
+    }
+    // With tools the reply may be a call, which is only known at the end.
+    if (tools) continue;
+    if (ev.text === '' && !(ev.type === 'token' && ev.logprobs)) continue;
+    const lp = ev.type === 'token' && ev.logprobs ? { content: [chatLogprob(model, ev.logprobs)] } : undefined;
+    sse.send(chunk({ content: ev.text }, null, lp));
+  }
+  metrics.requestEnded(summary);
+  if (!summary || summary.finishReason === 'error' || summary.finishReason === 'abort') {
+    if (summary?.finishReason !== 'abort') sse.send(toApiError(summary?.error ?? new Error('generation ended without a result')).body());
+    sse.end();
+    return;
+  }
+  let finish: string = finishReason(summary);
+  if (tools) {
+    const calls = toolCallsOf(model, summary);
+    if (calls) {
+      if (calls.content) sse.send(chunk({ content: calls.content }, null));
+      sse.send(chunk({ tool_calls: calls.calls }, null));
+      finish = 'tool_calls';
+    } else if (summary.text) {
+      sse.send(chunk({ content: summary.text }, null));
+    }
+  }
+  sse.send(chunk({}, finish));
+  if (req.stream_options?.include_usage) {
+    sse.send({ id, object: 'chat.completion.chunk', created, model: host.id, system_fingerprint: 'cairn', choices: [], usage: usage(summary) });
+  }
+  sse.done();
+}
