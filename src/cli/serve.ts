@@ -7,8 +7,6 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
-import { buildServer } from '../server/app.js';
-import { ModelHost } from '../server/host.js';
 import { addModelOptions, intArg } from './options.js';
 
 interface ServeFlags {
@@ -42,6 +40,9 @@ export function serveCommand(): Command {
     .option('--alias <name>', 'model name clients use (default: the file name)')
     .option('--body-limit <bytes>', 'largest request body', intArg(1024), 8 * 1024 * 1024)
     .action(async (o: ServeFlags) => {
+      // The server modules load only for this command, keeping other commands' start-up short.
+      const { buildServer } = await import('../server/app.js');
+      const { ModelHost } = await import('../server/host.js');
       const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
       const host = new ModelHost(
         o.model,
