@@ -39,17 +39,10 @@ static int threads_for(double work) {
   return n > 256 ? 256 : (int)n;
 }
 
-/* Share [*begin, *end) of `total` items for thread ith of nth. */
-static void share(int64_t total, int ith, int nth, int64_t *begin, int64_t *end) {
-  const int64_t per = (total + nth - 1) / nth;
-  *begin = per * ith < total ? per * ith : total;
-  *end = *begin + per < total ? *begin + per : total;
-}
-
-/* Like share() but with chunk starts aligned to CHUNK_ALIGN elements. */
-static void share_aligned(int64_t total, int ith, int nth, int64_t *begin, int64_t *end) {
+/* Share [*begin, *end) of `total` items for share ith of nth, starts rounded up to `align` items. */
+static void share(int64_t total, int ith, int nth, int64_t align, int64_t *begin, int64_t *end) {
   int64_t per = (total + nth - 1) / nth;
-  per = (per + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN;
+  per = (per + align - 1) / align * align;
   *begin = per * ith < total ? per * ith : total;
   *end = *begin + per < total ? *begin + per : total;
 }
@@ -67,7 +60,7 @@ typedef struct {
 static void rms_norm_job(void *ctx, int ith, int nth) {
   const rms_job *j = ctx;
   int64_t r0, r1;
-  share(j->rows, ith, nth, &r0, &r1);
+  share(j->rows, ith, nth, 1, &r0, &r1);
   for (int64_t r = r0; r < r1; r++) {
     const float *x = j->x + r * j->dim;
     /* ggml: mean in f32 from the f64 sum, then 1/sqrtf in f32. */
@@ -113,7 +106,7 @@ static void rope_job_fn(void *ctx, int ith, int nth) {
   const rope_job *j = ctx;
   float cache[ROPE_MAX_DIMS];
   int64_t i0, i1, cached_token = -1;
-  share(j->n_tokens * j->n_heads, ith, nth, &i0, &i1);
+  share(j->n_tokens * j->n_heads, ith, nth, 1, &i0, &i1);
   const int n_rot = j->p->n_rot, half = n_rot / 2;
   for (int64_t item = i0; item < i1; item++) {
     const int64_t t = item / j->n_heads;
@@ -168,7 +161,7 @@ static void softmax_row(const cairn_ops_table *t, float *x, int64_t n) {
 static void softmax_job_fn(void *ctx, int ith, int nth) {
   const softmax_job *j = ctx;
   int64_t r0, r1;
-  share(j->rows, ith, nth, &r0, &r1);
+  share(j->rows, ith, nth, 1, &r0, &r1);
   for (int64_t r = r0; r < r1; r++) softmax_row(j->t, j->x + r * j->cols, j->cols);
 }
 
@@ -218,7 +211,7 @@ typedef struct {
 static void ew_job_fn(void *ctx, int ith, int nth) {
   const ew_job *j = ctx;
   int64_t i0, i1;
-  share_aligned(j->n, ith, nth, &i0, &i1);
+  share(j->n, ith, nth, CHUNK_ALIGN, &i0, &i1);
   if (i0 >= i1) return;
   switch (j->kind) {
     case EW_SWIGLU: j->t->swiglu(j->a + i0, j->b + i0, j->out + i0, i1 - i0); break;
@@ -257,7 +250,7 @@ static void store_job_fn(void *ctx, int ith, int nth) {
   const store_job *j = ctx;
   int64_t r0, r1;
   /* Rows of k then rows of v, as one list of 2 * n_tokens copies. */
-  share(2 * j->n_tokens, ith, nth, &r0, &r1);
+  share(2 * j->n_tokens, ith, nth, 1, &r0, &r1);
   const size_t elem = j->kv_type ? 2 : 4;
   for (int64_t r = r0; r < r1; r++) {
     const int is_v = r >= j->n_tokens;
