@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cairn.h"
-#include "ops_f16.h"
+#include "quant_formats.h"
 #include "ops_table.h"
 #include "pool.h"
 
@@ -186,7 +186,7 @@ static float gelu_f32(float x) {
 static void gelu_table_init(void) {
   /* ggml stores gelu(h) as f16 for every f16 input h; we keep the same values as f32. */
   for (uint32_t h = 0; h < (1u << 16); h++) {
-    g_gelu_table[h] = ops_f16_to_f32(ops_f32_to_f16(gelu_f32(ops_f16_to_f32((uint16_t)h))));
+    g_gelu_table[h] = quant_half_to_f32(quant_f32_to_half(gelu_f32(quant_half_to_f32((uint16_t)h))));
   }
 }
 

@@ -8,7 +8,7 @@
 
 #include <math.h>
 
-#include "ops_f16.h"
+#include "quant_formats.h"
 #include "ops_table.h"
 
 static double portable_sum_squares(const float *x, int64_t n) {
@@ -53,7 +53,7 @@ static void portable_geglu(const float *g, const float *u, float *y, int64_t n, 
     } else if (x >= 10.0f) {
       y[i] = x * u[i];
     } else {
-      y[i] = table[ops_f32_to_f16(x)] * u[i];
+      y[i] = table[quant_f32_to_half(x)] * u[i];
     }
   }
 }
@@ -63,11 +63,11 @@ static void portable_add(const float *a, const float *b, float *y, int64_t n) {
 }
 
 static void portable_to_f16(const float *x, uint16_t *y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = ops_f32_to_f16(x[i]);
+  for (int64_t i = 0; i < n; i++) y[i] = quant_f32_to_half(x[i]);
 }
 
 static void portable_round_f16(float *x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) x[i] = ops_f16_to_f32(ops_f32_to_f16(x[i]));
+  for (int64_t i = 0; i < n; i++) x[i] = quant_half_to_f32(quant_f32_to_half(x[i]));
 }
 
 static void portable_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d,
@@ -76,7 +76,7 @@ static void portable_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t row
     const uint16_t *kr = k + r * stride;
     for (int64_t g = 0; g < nh; g++) {
       float sum = 0.0f;
-      for (int64_t i = 0; i < d; i++) sum += ops_f16_to_f32(kr[i]) * q[g * d + i];
+      for (int64_t i = 0; i < d; i++) sum += quant_half_to_f32(kr[i]) * q[g * d + i];
       out[g * out_stride + r] = sum * scale;
     }
   }
@@ -100,7 +100,7 @@ static void portable_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t ro
     const uint16_t *vr = v + r * stride;
     for (int64_t g = 0; g < nh; g++) {
       const float wr = w[g * w_stride + r];
-      for (int64_t i = 0; i < d; i++) out[g * d + i] += wr * ops_f16_to_f32(vr[i]);
+      for (int64_t i = 0; i < d; i++) out[g * d + i] += wr * quant_half_to_f32(vr[i]);
     }
   }
 }

@@ -163,7 +163,7 @@ static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 
 static inline __m256 load_k16(const uint16_t *p) { return load_f16(p); }
 static inline __m256 load_k32(const float *p) { return _mm256_loadu_ps(p); }
-static inline float scalar_k16(const uint16_t *p) { return ops_f16_to_f32(*p); }
+static inline float scalar_k16(const uint16_t *p) { return quant_half_to_f32(*p); }
 static inline float scalar_k32(const float *p) { return *p; }
 
 /*
@@ -269,7 +269,7 @@ static inline __attribute__((always_inline)) void wsum_heads(const uint16_t *v16
       float a = out[g * d + c];
       for (int64_t r = 0; r < rows; r++) {
         const int64_t at = r * stride + c;
-        a = fmaf(w[g * w_stride + r], v16 ? ops_f16_to_f32(v16[at]) : v32[at], a);
+        a = fmaf(w[g * w_stride + r], v16 ? quant_half_to_f32(v16[at]) : v32[at], a);
       }
       out[g * d + c] = a;
     }
