@@ -54,7 +54,11 @@ quant_act_layout quant_act_layout_for(int wtype, int cols) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16:
       l.row_bytes = pad64((size_t)cols * 4);
       break;
-    case CAIRN_Q8_0: case CAIRN_Q8_1:
+    case CAIRN_Q8_0:
+      l.d_off = (size_t)cols;
+      l.row_bytes = pad64(l.d_off + (size_t)(cols / QK) * 4);
+      break;
+    case CAIRN_Q8_1:
       l.d_off = (size_t)cols;
       l.aux_off = l.d_off + (size_t)(cols / QK) * 4;
       l.row_bytes = pad64(l.aux_off + (size_t)(cols / QK) * 4);

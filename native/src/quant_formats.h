@@ -128,7 +128,7 @@ static inline void quant_k_scale_min(const uint8_t *q, int j, uint8_t *sc, uint8
  *   F32  - the f32 row itself.
  *   F16  - f32 values rounded through half (products with half weights are exact in f32).
  *   BF16 - f32 values rounded through bfloat16.
- *   Q8_0 - int8 qs[cols]; float d[nb] (the f16-rounded block scales); int32 sum[nb] (sum of qs).
+ *   Q8_0 - int8 qs[cols]; float d[nb] (the f16-rounded block scales).
  *   Q8_1 - int8 qs[cols]; float d[nb]; float s[nb] (f16-rounded d * sum of qs, as llama stores it).
  *   Q8_K - int8 qs[cols]; float d[nb]; int16 bsums[cols / 16].
  * Rows are padded to 64 bytes.
@@ -136,7 +136,7 @@ static inline void quant_k_scale_min(const uint8_t *q, int j, uint8_t *sc, uint8
 typedef struct {
   int type;      /* the vec-dot type (CAIRN_F32, CAIRN_F16, CAIRN_BF16, CAIRN_Q8_0, CAIRN_Q8_1, CAIRN_Q8_K) */
   size_t d_off;  /* byte offset of the scales (quantized forms) */
-  size_t aux_off; /* byte offset of the sums / s / bsums */
+  size_t aux_off; /* byte offset of Q8_1's s or Q8_K's bsums */
   size_t row_bytes;
 } quant_act_layout;
 

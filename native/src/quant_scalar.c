@@ -39,10 +39,9 @@ static int convert_block_q8(const float *x, int8_t *qs, float *d) {
 void quant_convert_q8_0_scalar(const float *x, uint8_t *dst, int cols) {
   const int nb = cols / QK;
   float *d = (float *)(dst + cols);
-  int32_t *sums = (int32_t *)(dst + cols + (size_t)nb * 4);
   for (int b = 0; b < nb; b++) {
     float db;
-    sums[b] = convert_block_q8(x + QK * b, (int8_t *)dst + QK * b, &db);
+    convert_block_q8(x + QK * b, (int8_t *)dst + QK * b, &db);
     d[b] = quant_half_to_f32(quant_f32_to_half(db));
   }
 }

@@ -1,5 +1,8 @@
 /* AVX2 kernels of the quantized matmul (FMA, F16C; integer dots with maddubs). */
 #if defined(__x86_64__)
-#include "quant_kernels.h"
-const quant_kernel_table quant_kernels_avx2 = {{0}, {0}};
+#define QX_TABLE quant_kernels_avx2
+/* 16 ymm registers: 4 weight rows x 2 tokens of accumulators. */
+#define QX_R 4
+#define QX_T 2
+#include "quant_x86_kernels.h"
 #endif

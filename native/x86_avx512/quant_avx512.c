@@ -1,5 +1,7 @@
-/* AVX-512 kernels of the quantized matmul (VNNI integer dots). */
+/* AVX-512 kernels of the quantized matmul: VNNI integer dots, 32 registers for larger tiles. */
 #if defined(__x86_64__)
-#include "quant_kernels.h"
-const quant_kernel_table quant_kernels_avx512 = {{0}, {0}};
+#define QX_TABLE quant_kernels_avx512
+#define QX_R 4
+#define QX_T 4
+#include "quant_x86_kernels.h"
 #endif

@@ -1,0 +1,589 @@
+/*
+ * x86 kernels of the quantized matmul, written once and compiled twice: by native/x86_avx2 (AVX2,
+ * FMA, F16C: integer dots with maddubs) and by native/x86_avx512 (the same loops with AVX-512 VNNI
+ * dot instructions and more registers for larger tiles). The including file defines
+ * QX_TABLE (the table's name), QX_R and QX_T (weight rows x tokens per tile).
+ *
+ * Integer semantics are llama.cpp's: each block's quants are dotted exactly in integers, then
+ * scaled in f32. Unsigned weight quants (Q4_0's 0..15, Q5_0's 0..31, Q6_K's 0..63, and with VNNI
+ * Q8_0 + 128) are dotted as u8 x s8 and the offset is taken back lane by lane, so every int32 lane
+ * holds exactly the partial sum of (q - offset) * a that llama.cpp's lanes hold: the f32 rounding
+ * that follows is the same up to summation order.
+ */
+#ifndef CAIRN_QUANT_X86_KERNELS_H
+#define CAIRN_QUANT_X86_KERNELS_H
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant_kernels.h"
+
+#define QX_INLINE static inline __attribute__((always_inline))
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define QX_VNNI 1
+#else
+#define QX_VNNI 0
+#endif
+
+QX_INLINE float qx_hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+QX_INLINE int qx_hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+QX_INLINE int qx_hsum_i32_128(__m128i s) {
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+QX_INLINE float qx_half(const void *p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+/* init + Σ u8 * s8 over each group of 4 bytes, in 8 int32 lanes (u8 < 128 on the maddubs path). */
+QX_INLINE __m256i qx_dot_us(__m256i init, __m256i u, __m256i s) {
+#if QX_VNNI
+  return _mm256_dpbusd_epi32(init, u, s);
+#else
+  return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+/* acc + Σ (int16 pairs of p) * (int16 pairs of scale), in 8 int32 lanes. */
+QX_INLINE __m256i qx_dot_scaled(__m256i acc, __m256i p16, __m256i scale16) {
+#if QX_VNNI
+  return _mm256_dpwssd_epi32(acc, p16, scale16);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, scale16));
+#endif
+}
+
+/* Bytes 0xff where bit j of `bits` is set, for j < 32. */
+QX_INLINE __m256i qx_bits_to_bytes(uint32_t bits) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  return _mm256_movm_epi8((__mmask32)bits);
+#else
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32((int)bits),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i select = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+#endif
+}
+
+/* 32 nibbles: low nibbles of the 16 bytes, then high nibbles (ggml's element order). */
+QX_INLINE __m256i qx_nibbles(const uint8_t *qs) {
+  const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+/* ---- 32-element weight blocks: quants as u8, scale, min, and the offset to take back ---- */
+
+typedef struct {
+  __m256i q;
+  float d, m;
+} qx_w32;
+
+QX_INLINE void qx_load_q4_0(const uint8_t *row, int b, qx_w32 *o) {
+  const block_q4_0 *x = (const block_q4_0 *)row + b;
+  o->q = qx_nibbles(x->qs);
+  o->d = qx_half(&x->d);
+}
+
+QX_INLINE void qx_load_q4_1(const uint8_t *row, int b, qx_w32 *o) {
+  const block_q4_1 *x = (const block_q4_1 *)row + b;
+  o->q = qx_nibbles(x->qs);
+  o->d = qx_half(&x->d);
+  o->m = qx_half(&x->m);
+}
+
+QX_INLINE __m256i qx_q5(const uint8_t *qh, const uint8_t *qs) {
+  uint32_t bits;
+  memcpy(&bits, qh, 4);
+  return _mm256_or_si256(qx_nibbles(qs), _mm256_and_si256(qx_bits_to_bytes(bits), _mm256_set1_epi8(0x10)));
+}
+
+QX_INLINE void qx_load_q5_0(const uint8_t *row, int b, qx_w32 *o) {
+  const block_q5_0 *x = (const block_q5_0 *)row + b;
+  o->q = qx_q5(x->qh, x->qs);
+  o->d = qx_half(&x->d);
+}
+
+QX_INLINE void qx_load_q5_1(const uint8_t *row, int b, qx_w32 *o) {
+  const block_q5_1 *x = (const block_q5_1 *)row + b;
+  o->q = qx_q5(x->qh, x->qs);
+  o->d = qx_half(&x->d);
+  o->m = qx_half(&x->m);
+}
+
+/* Q8_0 weights: with VNNI as u8 = q + 128 (offset 128); without, signed (sign trick below). */
+QX_INLINE void qx_load_q8_0(const uint8_t *row, int b, qx_w32 *o) {
+  const block_q8_0 *x = (const block_q8_0 *)row + b;
+  const __m256i q = _mm256_loadu_si256((const __m256i *)x->qs);
+  o->q = QX_VNNI ? _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)) : q;
+  o->d = qx_half(&x->d);
+}
+
+/*
+ * -offset * (sum of each lane's 4 activations), offset a power of two: start values that turn
+ * Σ q*a into Σ (q - offset)*a lane by lane.
+ */
+QX_INLINE __m256i qx_offset_lanes(__m256i aq, int offset) {
+  const __m256i lane_sums = qx_dot_us(_mm256_setzero_si256(), _mm256_set1_epi8(1), aq);
+  return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, __builtin_ctz((unsigned)offset)));
+}
+
+/* Σ s8 * s8 by the sign trick: |w| as u8 times a with w's sign (|a| <= 127, so no saturation). */
+QX_INLINE __m256i qx_dot_ss(__m256i w, __m256i a) {
+  return qx_dot_us(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+/*
+ * One tile of R weight rows x T tokens over all blocks of a 32-element format. OFFSET is taken
+ * back as OFFSET * (activation block sum); SIGNED selects the sign-trick dot; HAS_MIN adds
+ * m * s (Q4_1/Q5_1 with Q8_1 activations).
+ */
+#define QX_TILE32(NAME, LOAD, OFFSET, SIGNED, HAS_MIN)                                                          \
+  QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
+                             size_t as, float *y, size_t ys) {                                                  \
+    const int nb = cols / QK;                                                                                   \
+    __m256 acc[QX_R][QX_T];                                                                                     \
+    float mins[QX_R][QX_T];                                                                                     \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) {                                                                             \
+        acc[r][t] = _mm256_setzero_ps();                                                                        \
+        mins[r][t] = 0;                                                                                         \
+      }                                                                                                         \
+    for (int b = 0; b < nb; b++) {                                                                              \
+      qx_w32 wb[QX_R];                                                                                          \
+      for (int r = 0; r < R; r++) LOAD(w + r * ws, b, &wb[r]);                                                  \
+      for (int t = 0; t < T; t++) {                                                                             \
+        const uint8_t *at = a + t * as;                                                                         \
+        const __m256i aq = _mm256_loadu_si256((const __m256i *)(at + QK * b));                                  \
+        const float da = ((const float *)(at + cols))[b];                                                       \
+        const uint8_t *aux = at + cols + (size_t)nb * 4 + (size_t)b * 4;                                        \
+        const __m256i init = OFFSET ? qx_offset_lanes(aq, OFFSET) : _mm256_setzero_si256();                     \
+        for (int r = 0; r < R; r++) {                                                                           \
+          const __m256i p = SIGNED ? qx_dot_ss(wb[r].q, aq) : qx_dot_us(init, wb[r].q, aq);                     \
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(wb[r].d * da), acc[r][t]);           \
+          if (HAS_MIN) {                                                                                        \
+            float s;                                                                                            \
+            memcpy(&s, aux, 4);                                                                                 \
+            mins[r][t] += wb[r].m * s;                                                                          \
+          }                                                                                                     \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]) + mins[r][t];                             \
+  }
+
+/* Walks an nr x nt block in tiles of QX_R x QX_T, with 1-wide tiles for the remainders. */
+#define QX_GEMM(NAME)                                                                                          \
+  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
+                   size_t ys) {                                                                                \
+    int r = 0;                                                                                                 \
+    for (; r + QX_R <= nr; r += QX_R) {                                                                        \
+      int t = 0;                                                                                               \
+      for (; t + QX_T <= nt; t += QX_T) NAME##_tile(QX_R, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+      for (; t < nt; t++) NAME##_tile(QX_R, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);         \
+    }                                                                                                          \
+    for (; r < nr; r++) {                                                                                      \
+      int t = 0;                                                                                               \
+      for (; t + QX_T <= nt; t += QX_T) NAME##_tile(1, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+      for (; t < nt; t++) NAME##_tile(1, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);             \
+    }                                                                                                          \
+  }
+
+QX_TILE32(qx_q4_0, qx_load_q4_0, 8, 0, 0)
+QX_TILE32(qx_q4_1, qx_load_q4_1, 0, 0, 1)
+QX_TILE32(qx_q5_0, qx_load_q5_0, 16, 0, 0)
+QX_TILE32(qx_q5_1, qx_load_q5_1, 0, 0, 1)
+#if QX_VNNI
+QX_TILE32(qx_q8_0, qx_load_q8_0, 128, 0, 0)
+#else
+QX_TILE32(qx_q8_0, qx_load_q8_0, 0, 1, 0)
+#endif
+QX_GEMM(qx_q4_0)
+QX_GEMM(qx_q4_1)
+QX_GEMM(qx_q5_0)
+QX_GEMM(qx_q5_1)
+QX_GEMM(qx_q8_0)
+
+/* ---- K formats with Q8_K activations ---- */
+
+/* Activation parts of super-block b of a Q8_K row of `cols`. */
+#define QX_Q8K(at, cols, b)                                                                \
+  const int8_t *aq = (const int8_t *)(at) + QK_K * (b);                                    \
+  const float da = ((const float *)((at) + (cols)))[b];                                     \
+  const int16_t *bsums = (const int16_t *)((at) + (cols) + (size_t)((cols) / QK_K) * 4) + 16 * (b)
+
+/* A Q4_K/Q5_K super-block of one row, unpacked: 8 vectors of 32 quants, scales, mins. */
+typedef struct {
+  __m256i q[8];
+  int16_t sc[8];
+  __m128i mins;
+  float d, dmin;
+} qx_k_scale_min;
+
+QX_INLINE void qx_unpack_scales(const uint8_t *scales, qx_k_scale_min *o) {
+  int16_t mins[8];
+  for (int j = 0; j < 8; j++) {
+    uint8_t sc, m;
+    quant_k_scale_min(scales, j, &sc, &m);
+    o->sc[j] = sc;
+    mins[j] = m;
+  }
+  o->mins = _mm_loadu_si128((const __m128i *)mins);
+}
+
+QX_INLINE void qx_unpack_q4_K(const uint8_t *row, int b, qx_k_scale_min *o) {
+  const block_q4_K *x = (const block_q4_K *)row + b;
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  for (int g = 0; g < 4; g++) {
+    const __m256i raw = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * g));
+    o->q[2 * g] = _mm256_and_si256(raw, low);
+    o->q[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+  }
+  qx_unpack_scales(x->scales, o);
+  o->d = qx_half(&x->d);
+  o->dmin = qx_half(&x->dmin);
+}
+
+QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
+  const block_q5_K *x = (const block_q5_K *)row + b;
+  const __m256i low = _mm256_set1_epi8(0x0f), bit = _mm256_set1_epi8(0x01);
+  const __m256i qh = _mm256_loadu_si256((const __m256i *)x->qh);
+  for (int g = 0; g < 4; g++) {
+    const __m256i raw = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * g));
+    /* Bit j of qh byte l is the fifth bit of element l of sub-block j; shifting 16-bit lanes keeps bit 0 clean. */
+    const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), bit), 4);
+    const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), bit), 4);
+    o->q[2 * g] = _mm256_or_si256(_mm256_and_si256(raw, low), h0);
+    o->q[2 * g + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), low), h1);
+  }
+  qx_unpack_scales(x->scales, o);
+  o->d = qx_half(&x->d);
+  o->dmin = qx_half(&x->dmin);
+}
+
+/* Sums of the 32-element halves' pairs of bsums: 8 int16 (each <= 32 * 127). */
+QX_INLINE __m128i qx_bsum_pairs(const int16_t *bsums) {
+  const __m128i lo = _mm_loadu_si128((const __m128i *)bsums), hi = _mm_loadu_si128((const __m128i *)(bsums + 8));
+  return _mm_hadd_epi16(lo, hi);
+}
+
+#define QX_TILE_SCALE_MIN(NAME, UNPACK)                                                                          \
+  QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
+                             size_t as, float *y, size_t ys) {                                                  \
+    const int nb = cols / QK_K;                                                                                 \
+    __m256 acc[QX_R][QX_T];                                                                                     \
+    float mins[QX_R][QX_T];                                                                                     \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) {                                                                             \
+        acc[r][t] = _mm256_setzero_ps();                                                                        \
+        mins[r][t] = 0;                                                                                         \
+      }                                                                                                         \
+    for (int b = 0; b < nb; b++) {                                                                              \
+      qx_k_scale_min wb[QX_R];                                                                                  \
+      for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
+      for (int t = 0; t < T; t++) {                                                                             \
+        QX_Q8K(a + t * as, cols, b);                                                                            \
+        const __m128i pairs = qx_bsum_pairs(bsums);                                                             \
+        for (int r = 0; r < R; r++) {                                                                           \
+          __m256i isum = _mm256_setzero_si256();                                                                \
+          for (int j = 0; j < 8; j++) {                                                                         \
+            const __m256i p16 =                                                                                 \
+                _mm256_maddubs_epi16(wb[r].q[j], _mm256_loadu_si256((const __m256i *)(aq + 32 * j)));           \
+            isum = qx_dot_scaled(isum, p16, _mm256_set1_epi16(wb[r].sc[j]));                                    \
+          }                                                                                                     \
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(wb[r].d * da), acc[r][t]);        \
+          mins[r][t] += (wb[r].dmin * da) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb[r].mins, pairs));          \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]) - mins[r][t];                             \
+  }
+
+QX_TILE_SCALE_MIN(qx_q4_K, qx_unpack_q4_K)
+QX_TILE_SCALE_MIN(qx_q5_K, qx_unpack_q5_K)
+QX_GEMM(qx_q4_K)
+QX_GEMM(qx_q5_K)
+
+/* A Q6_K super-block of one row: 8 vectors of 32 quants (0..63) and per-vector scale pairs. */
+typedef struct {
+  __m256i q[8];
+  __m256i sc[8]; /* int16: lanes 0-7 the scale of the vector's first 16 quants, 8-15 the second */
+  float d;
+} qx_q6;
+
+QX_INLINE void qx_unpack_q6_K(const uint8_t *row, int b, qx_q6 *o) {
+  const block_q6_K *x = (const block_q6_K *)row + b;
+  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(0x30);
+  for (int h = 0; h < 2; h++) {
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+    o->q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(hb, 4), two));
+    o->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(hb, 2), two));
+    o->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(hb, two));
+    o->q[4 * h + 3] =
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), _mm256_and_si256(_mm256_srli_epi16(hb, 2), two));
+  }
+  for (int i = 0; i < 8; i++) {
+    o->sc[i] = _mm256_set_m128i(_mm_set1_epi16((short)x->scales[2 * i + 1]), _mm_set1_epi16((short)x->scales[2 * i]));
+  }
+  o->d = qx_half(&x->d);
+}
+
+QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a,
+                            size_t as, float *y, size_t ys) {
+  const int nb = cols / QK_K;
+  __m256 acc[QX_R][QX_T];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+  for (int b = 0; b < nb; b++) {
+    qx_q6 wb[QX_R];
+    for (int r = 0; r < R; r++) qx_unpack_q6_K(w + r * ws, b, &wb[r]);
+    for (int t = 0; t < T; t++) {
+      QX_Q8K(a + t * as, cols, b);
+      (void)bsums;
+      /* Quants are stored + 32; 32 * a per int16 pair is taken back before scaling, as llama.cpp does. */
+      __m256i a32[8];
+      for (int i = 0; i < 8; i++) {
+        a32[i] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), _mm256_loadu_si256((const __m256i *)(aq + 32 * i)));
+      }
+      for (int r = 0; r < R; r++) {
+        __m256i isum = _mm256_setzero_si256();
+        for (int i = 0; i < 8; i++) {
+          const __m256i p16 = _mm256_maddubs_epi16(wb[r].q[i], _mm256_loadu_si256((const __m256i *)(aq + 32 * i)));
+          isum = qx_dot_scaled(isum, _mm256_sub_epi16(p16, a32[i]), wb[r].sc[i]);
+        }
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(wb[r].d * da), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]);
+}
+QX_GEMM(qx_q6_K)
+
+/* ---- float formats: products in f32, 8 lanes of f32 sums ---- */
+
+QX_INLINE __m256 qx_load_f32(const uint8_t *p) { return _mm256_loadu_ps((const float *)p); }
+QX_INLINE __m256 qx_load_f16(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+QX_INLINE __m256 qx_load_bf16(const uint8_t *p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+QX_INLINE float qx_scalar_f32(const uint8_t *p) {
+  float v;
+  memcpy(&v, p, 4);
+  return v;
+}
+QX_INLINE float qx_scalar_f16(const uint8_t *p) { return qx_half(p); }
+QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  return quant_bf16_to_f32(h);
+}
+
+#define QX_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
+  QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
+                             size_t as, float *y, size_t ys) {                                                  \
+    __m256 acc[QX_R][QX_T];                                                                                     \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();                                              \
+    int i = 0;                                                                                                  \
+    for (; i + 8 <= cols; i += 8) {                                                                             \
+      __m256 wv[QX_R];                                                                                          \
+      for (int r = 0; r < R; r++) wv[r] = LOAD(w + r * ws + (size_t)i * (ESIZE));                                \
+      for (int t = 0; t < T; t++) {                                                                             \
+        const __m256 av = _mm256_loadu_ps((const float *)(a + t * as) + i);                                     \
+        for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], av, acc[r][t]);                         \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) {                                                                             \
+        float s = qx_hsum(acc[r][t]);                                                                           \
+        const float *at = (const float *)(a + t * as);                                                          \
+        for (int k = i; k < cols; k++) s += SCALAR(w + r * ws + (size_t)k * (ESIZE)) * at[k];                   \
+        y[t * ys + r] = s;                                                                                      \
+      }                                                                                                         \
+  }
+
+QX_TILE_FLOAT(qx_f32, qx_load_f32, qx_scalar_f32, 4)
+QX_TILE_FLOAT(qx_f16, qx_load_f16, qx_scalar_f16, 2)
+QX_TILE_FLOAT(qx_bf16, qx_load_bf16, qx_scalar_bf16, 2)
+QX_GEMM(qx_f32)
+QX_GEMM(qx_f16)
+QX_GEMM(qx_bf16)
+
+/* ---- activation converters ---- */
+
+QX_INLINE __m256 qx_abs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+QX_INLINE float qx_hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+/* Rounds to nearest even and packs 32 int32 results of one block into 32 int8, in order. */
+QX_INLINE __m256i qx_pack_i8(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+  const __m256i a = _mm256_packs_epi32(i0, i1), b = _mm256_packs_epi32(i2, i3);
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* The CPU backend's Q8_0/Q8_1 block rule (see quant_scalar.c); returns the sum of the quants. */
+QX_INLINE int qx_convert_block_q8(const float *x, int8_t *qs, float *d) {
+  __m256 v[4];
+  __m256 amax = _mm256_setzero_ps();
+  for (int k = 0; k < 4; k++) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    amax = _mm256_max_ps(amax, qx_abs(v[k]));
+  }
+  const float m = qx_hmax(amax);
+  const __m256 id = _mm256_set1_ps(m != 0 ? 127.f / m : 0.f);
+  __m256i q[4];
+  __m256i sum = _mm256_setzero_si256();
+  for (int k = 0; k < 4; k++) {
+    q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    sum = _mm256_add_epi32(sum, q[k]);
+  }
+  _mm256_storeu_si256((__m256i *)qs, qx_pack_i8(q[0], q[1], q[2], q[3]));
+  *d = m / 127.f;
+  return qx_hsum_i32(sum);
+}
+
+static void qx_convert_q8_0(const float *x, uint8_t *dst, int cols) {
+  const int nb = cols / QK;
+  float *d = (float *)(dst + cols);
+  for (int b = 0; b < nb; b++) {
+    float db;
+    qx_convert_block_q8(x + QK * b, (int8_t *)dst + QK * b, &db);
+    d[b] = _cvtsh_ss(_cvtss_sh(db, 0));
+  }
+}
+
+static void qx_convert_q8_1(const float *x, uint8_t *dst, int cols) {
+  const int nb = cols / QK;
+  float *d = (float *)(dst + cols);
+  float *s = (float *)(dst + cols + (size_t)nb * 4);
+  for (int b = 0; b < nb; b++) {
+    float db;
+    const int sum = qx_convert_block_q8(x + QK * b, (int8_t *)dst + QK * b, &db);
+    d[b] = _cvtsh_ss(_cvtss_sh(db, 0));
+    s[b] = _cvtsh_ss(_cvtss_sh(db * sum, 0));
+  }
+}
+
+static void qx_convert_q8_K(const float *x, uint8_t *dst, int cols) {
+  const int nb = cols / QK_K;
+  float *d = (float *)(dst + cols);
+  int16_t *bsums = (int16_t *)(dst + cols + (size_t)nb * 4);
+  for (int b = 0; b < nb; b++) {
+    const float *xb = x + QK_K * b;
+    int8_t *q = (int8_t *)dst + QK_K * b;
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < QK_K; k += 8) amax = _mm256_max_ps(amax, qx_abs(_mm256_loadu_ps(xb + k)));
+    const float m = qx_hmax(amax);
+    if (m == 0) {
+      memset(q, 0, QK_K);
+      memset(bsums + 16 * b, 0, 32);
+      d[b] = 0;
+      continue;
+    }
+    /* ggml keeps the sign of the first element whose magnitude is the maximum. */
+    float max = m;
+    for (int k = 0; k < QK_K; k += 8) {
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(qx_abs(_mm256_loadu_ps(xb + k)), _mm256_set1_ps(m), _CMP_EQ_OQ));
+      if (hit) {
+        max = xb[k + __builtin_ctz((unsigned)hit)];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m256 vs = _mm256_set1_ps(iscale);
+    for (int g = 0; g < QK_K / 32; g++) {
+      __m256i i[4];
+      for (int k = 0; k < 4; k++) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xb + 32 * g + 8 * k), vs);
+        i[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)),
+                                _mm256_set1_epi32(127));
+      }
+      bsums[16 * b + 2 * g] = (int16_t)qx_hsum_i32(_mm256_add_epi32(i[0], i[1]));
+      bsums[16 * b + 2 * g + 1] = (int16_t)qx_hsum_i32(_mm256_add_epi32(i[2], i[3]));
+      _mm256_storeu_si256((__m256i *)(q + 32 * g), qx_pack_i8(i[0], i[1], i[2], i[3]));
+    }
+    d[b] = 1 / iscale;
+  }
+}
+
+static void qx_convert_f16(const float *x, uint8_t *dst, int cols) {
+  float *out = (float *)dst;
+  int i = 0;
+  for (; i + 8 <= cols; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < cols; i++) out[i] = quant_half_to_f32(quant_f32_to_half(x[i]));
+}
+
+static void qx_convert_bf16(const float *x, uint8_t *dst, int cols) {
+  float *out = (float *)dst;
+  int i = 0;
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i top = _mm256_set1_epi32((int)0xffff0000u), one = _mm256_set1_epi32(1);
+  for (; i + 8 <= cols; i += 8) {
+    const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+    const __m256i rounding = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(_mm256_srli_epi32(u, 16), one));
+    const __m256i rounded = _mm256_and_si256(_mm256_add_epi32(u, rounding), top);
+    const __m256i quiet = _mm256_and_si256(_mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), top);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+    _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_blendv_epi8(rounded, quiet, nan)));
+  }
+  for (; i < cols; i++) out[i] = quant_bf16_to_f32(quant_f32_to_bf16(x[i]));
+}
+
+const quant_kernel_table QX_TABLE = {
+    .convert =
+        {
+            [CAIRN_F16] = qx_convert_f16,
+            [CAIRN_BF16] = qx_convert_bf16,
+            [CAIRN_Q8_0] = qx_convert_q8_0,
+            [CAIRN_Q8_1] = qx_convert_q8_1,
+            [CAIRN_Q8_K] = qx_convert_q8_K,
+        },
+    .gemm =
+        {
+            [CAIRN_F32] = qx_f32,
+            [CAIRN_F16] = qx_f16,
+            [CAIRN_BF16] = qx_bf16,
+            [CAIRN_Q4_0] = qx_q4_0,
+            [CAIRN_Q4_1] = qx_q4_1,
+            [CAIRN_Q5_0] = qx_q5_0,
+            [CAIRN_Q5_1] = qx_q5_1,
+            [CAIRN_Q8_0] = qx_q8_0,
+            [CAIRN_Q4_K] = qx_q4_K,
+            [CAIRN_Q5_K] = qx_q5_K,
+            [CAIRN_Q6_K] = qx_q6_K,
+        },
+};
+
+#endif
