@@ -4,7 +4,7 @@
  * the new turn is read by the model.
  */
 import { Command } from 'commander';
-import { createInterface } from 'node:readline/promises';
+import { createInterface } from 'node:readline';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { addModelOptions, addSamplingOptions, intArg, samplerOptions, type SamplingFlags } from './options.js';
@@ -31,7 +31,7 @@ export function chatCommand(): Command {
   addSamplingOptions(cmd);
   cmd.action(async (o: ChatFlags) => {
     const model = await loadModel(o.model, { threads: o.threads, ctx: o.ctx, kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16 });
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY });
     const messages: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
     let current: AbortController | undefined;
     rl.on('SIGINT', () => {
@@ -40,37 +40,34 @@ export function chatCommand(): Command {
     });
     process.stderr.write(`${model.config.name}: ${model.config.nLayer} layers loaded. Type a message; /exit quits.\n`);
     try {
-      for (;;) {
-        let line: string;
-        try {
-          line = await rl.question('> ');
-        } catch {
-          break; // input closed
-        }
+      process.stdout.write('> ');
+      // Iterating the lines (rather than asking a question per turn) also works for piped input,
+      // where lines can arrive before the reply to the previous one is done.
+      for await (const line of rl) {
         const text = line.trim();
-        if (text === '') continue;
         if (text === '/exit' || text === '/quit') break;
         if (text === '/reset') {
           messages.splice(o.system ? 1 : 0);
           process.stderr.write('(conversation cleared)\n');
-          continue;
-        }
-        messages.push({ role: 'user', content: text });
-        const prompt = chatPrompt(model, messages, { template: o.template });
-        current = new AbortController();
-        let reply = '';
-        for await (const ev of model.engine.generate({ prompt, maxTokens: o.nPredict, sampler: samplerOptions(o), signal: current.signal })) {
-          if (ev.type === 'done') {
-            if (ev.summary.error) process.stderr.write(`\n(error: ${ev.summary.error.message})`);
-            if (ev.summary.finishReason === 'abort') process.stderr.write('\n(stopped)');
-            break;
+        } else if (text !== '') {
+          messages.push({ role: 'user', content: text });
+          const prompt = chatPrompt(model, messages, { template: o.template });
+          current = new AbortController();
+          let reply = '';
+          for await (const ev of model.engine.generate({ prompt, maxTokens: o.nPredict, sampler: samplerOptions(o), signal: current.signal })) {
+            if (ev.type === 'done') {
+              if (ev.summary.error) process.stderr.write(`\n(error: ${ev.summary.error.message})`);
+              if (ev.summary.finishReason === 'abort') process.stderr.write('\n(stopped)');
+              break;
+            }
+            reply += ev.text;
+            process.stdout.write(ev.text);
           }
-          reply += ev.text;
-          process.stdout.write(ev.text);
+          current = undefined;
+          process.stdout.write('\n');
+          messages.push({ role: 'assistant', content: reply });
         }
-        current = undefined;
-        process.stdout.write('\n');
-        messages.push({ role: 'assistant', content: reply });
+        process.stdout.write('> ');
       }
     } finally {
       rl.close();
