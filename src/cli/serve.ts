@@ -59,7 +59,9 @@ export function serveCommand(): Command {
       const { app } = buildServer(host, { apiKey, bodyLimit: o.bodyLimit, version: version() });
       const address = await app.listen({ host: o.host, port: o.port });
       process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1)\n`);
-      await host.ready;
+      // Yield once so the listening line is out before the synchronous part of loading starts.
+      await new Promise((r) => setImmediate(r));
+      await host.start();
       if (host.state === 'failed') {
         process.stderr.write(`cairn: ${host.error?.message}\n`);
         await app.close();

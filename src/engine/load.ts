@@ -99,6 +99,8 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   }
 }
 
+const YIELD_EVERY = 32 * 1024 * 1024;
+
 /** Reads every weight page once (sequentially, so the kernel reads ahead) with a progress bar. */
 async function prefetch(shards: readonly DecoderShard[], total: number, show: boolean, path: string): Promise<void> {
   const progress = new ProgressReporter(show ? `loading ${path}` : undefined, total);
@@ -108,9 +110,11 @@ async function prefetch(shards: readonly DecoderShard[], total: number, show: bo
   for (const shard of shards) {
     for (const m of matrixViews(shard.weights)) {
       for (let i = 0; i < m.length; i += page) sink ^= m[i];
+      const before = done;
       done += m.length;
       progress.update(done);
-      if (show) await new Promise((r) => setImmediate(r));
+      // Yield now and then so a server stays responsive (503 on /health) during a long load.
+      if (show || Math.floor(done / YIELD_EVERY) !== Math.floor(before / YIELD_EVERY)) await new Promise((r) => setImmediate(r));
     }
   }
   progress.stop();

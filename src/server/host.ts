@@ -18,16 +18,20 @@ export class ModelHost {
   /** The id clients use in `model` (the file name without .gguf). */
   readonly id: string;
   readonly created = Math.floor(Date.now() / 1000);
-  /** Settles when loading ends (never rejects; see `state`). */
-  readonly ready: Promise<void>;
+  /** Settles when loading ends (never rejects; see `state`). Starts with start(). */
+  ready: Promise<void> = new Promise(() => {});
 
   constructor(
     readonly path: string,
-    load: () => Promise<LoadedModel>,
+    private readonly load: () => Promise<LoadedModel>,
     alias?: string,
   ) {
     this.id = alias ?? basename(path).replace(/\.gguf$/i, '');
-    this.ready = load().then(
+  }
+
+  /** Starts loading (after the server listens, so clients see 503 rather than a refused connection). */
+  start(): Promise<void> {
+    this.ready = this.load().then(
       (m) => {
         this.model = m;
         this.state = 'ready';
@@ -37,6 +41,7 @@ export class ModelHost {
         this.state = 'failed';
       },
     );
+    return this.ready;
   }
 
   /** Names a request may use for this model: the id, the file name, and the path. */

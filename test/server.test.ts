@@ -1,0 +1,309 @@
+/**
+ * `cairn serve` as a real child process with stories260K, driven by the official `openai` client
+ * and by plain HTTP: greedy output equals `cairn generate`, sampling parameters act, concurrent
+ * streams equal serial runs, the prompt cache is hit, and every error has its status.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { fixture, missingFixture, ROOT } from './helpers/paths.js';
+import { startServer, type ServerProcess } from './helpers/server.js';
+
+const MODEL = fixture('models/stories260K.gguf');
+const skip = MODEL ? false : missingFixture('models/stories260K.gguf');
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^cairn_${name} (\\S+)$`, 'm').exec(text);
+  if (!m) throw new Error(`metric ${name} missing`);
+  return Number(m[1]);
+}
+
+async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
+  const r = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: r.status, json: await r.json().catch(() => undefined) };
+}
+
+describe('cairn serve with stories260K', { skip }, () => {
+  let server: ServerProcess;
+  let client: OpenAI;
+  const model = 'stories260K';
+
+  before(async () => {
+    server = await startServer(['-m', MODEL!, '--parallel', '4', '--ctx', '512', '--max-queue', '64']);
+    await server.ready();
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  after(async () => {
+    assert.equal(await server.stop(), 0, 'clean exit on SIGTERM');
+  });
+
+  test('GET /v1/models lists the model; /health is ok', async () => {
+    const list = await client.models.list();
+    assert.deepEqual(
+      list.data.map((m) => m.id),
+      [model],
+    );
+    assert.equal((await (await fetch(`${server.url}/health`)).json()).status, 'ok');
+  });
+
+  test('completions: greedy text equals cairn generate, streaming and not', async () => {
+    const cli = JSON.parse(
+      execFileSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', MODEL!, '-p', 'Once upon a time', '-n', '40', '--temperature', '0', '--json'], { encoding: 'utf8' }),
+    );
+    const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 40, temperature: 0 });
+    assert.equal(r.choices[0].text, cli.text);
+    assert.equal(r.choices[0].finish_reason, 'length');
+    assert.equal(r.usage?.completion_tokens, 40);
+    assert.equal(r.usage?.prompt_tokens, cli.prompt_tokens.length);
+    let streamed = '';
+    for await (const c of await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 40, temperature: 0, stream: true })) {
+      streamed += c.choices[0]?.text ?? '';
+    }
+    assert.equal(streamed, cli.text);
+  });
+
+  test('chat: streaming and non-streaming give the same greedy text, with usage', async () => {
+    const messages = [{ role: 'user' as const, content: 'Tell me a story about a cat.' }];
+    const full = await client.chat.completions.create({ model, messages, max_tokens: 48, temperature: 0 });
+    const text = full.choices[0].message.content ?? '';
+    assert.ok(text.length > 0);
+    let streamed = '';
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const c of await client.chat.completions.create({ model, messages, max_tokens: 48, temperature: 0, stream: true, stream_options: { include_usage: true } })) {
+      streamed += c.choices[0]?.delta?.content ?? '';
+      if (c.usage) usage = c.usage;
+    }
+    assert.equal(streamed, text);
+    assert.equal(usage?.completion_tokens, full.usage?.completion_tokens);
+    assert.equal(usage?.prompt_tokens, full.usage?.prompt_tokens);
+  });
+
+  test('stop strings (string or array) end the text before the stop', async () => {
+    const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 60, temperature: 0, stop: ' Lily' });
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    assert.ok(!r.choices[0].text.includes('Lily'));
+    assert.ok(r.choices[0].text.endsWith('named'), JSON.stringify(r.choices[0].text));
+    const c = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 60, temperature: 0, stop: ['.', '!'] });
+    assert.ok(!/[.!]/.test(c.choices[0].message.content ?? ''));
+  });
+
+  test('max_tokens and max_completion_tokens bound the reply', async () => {
+    const a = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, temperature: 0 });
+    assert.equal(a.usage?.completion_tokens, 5);
+    assert.equal(a.choices[0].finish_reason, 'length');
+    const b = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }], max_completion_tokens: 3, temperature: 0 });
+    assert.equal(b.usage?.completion_tokens, 3);
+  });
+
+  test('the same seed gives the same sampled text; another seed another text', async () => {
+    const ask = (seed: number) =>
+      client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 40, temperature: 1.2, top_p: 1, seed }).then((r) => r.choices[0].text);
+    const [a, b, c] = await Promise.all([ask(42), ask(42), ask(7)]);
+    assert.equal(a, b);
+    assert.notEqual(a, c);
+  });
+
+  test('logprobs: chosen token, its logprob and top alternatives for every token', async () => {
+    const r = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3 });
+    const content = r.choices[0].logprobs?.content ?? [];
+    assert.equal(content.length, 8);
+    for (const t of content) {
+      assert.ok(t.logprob <= 0);
+      assert.equal(t.top_logprobs.length, 3);
+      assert.equal(t.top_logprobs[0].token, t.token, 'greedy picks the most likely token');
+      assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob);
+    }
+    assert.equal(content.map((t) => t.token).join(''), r.choices[0].message.content);
+  });
+
+  test('response_format json_schema: the reply parses and matches the schema', async () => {
+    const schema = {
+      type: 'object',
+      properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer' }, happy: { type: 'boolean' } },
+      required: ['name', 'age', 'happy'],
+      additionalProperties: false,
+    };
+    for (const seed of [1, 2, 3]) {
+      const r = await client.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: 'Describe Lily as JSON.' }],
+        max_tokens: 80,
+        temperature: 1,
+        seed,
+        response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } },
+      });
+      const value = JSON.parse(r.choices[0].message.content ?? '');
+      assert.deepEqual(Object.keys(value).sort(), ['age', 'happy', 'name']);
+      assert.equal(typeof value.name, 'string');
+      assert.ok(Number.isInteger(value.age));
+      assert.equal(typeof value.happy, 'boolean');
+    }
+    const obj = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'JSON please' }], max_tokens: 60, temperature: 0.8, seed: 5, response_format: { type: 'json_object' } });
+    assert.equal(typeof JSON.parse(obj.choices[0].message.content ?? ''), 'object');
+  });
+
+  test('16 parallel streaming requests all complete with outputs identical to serial runs', async () => {
+    const prompts = Array.from({ length: 16 }, (_, i) => `Once upon a time there was a ${['cat', 'dog', 'bird', 'girl'][i % 4]} number ${i}`);
+    const run = async (prompt: string) => {
+      let text = '';
+      for await (const c of await client.completions.create({ model, prompt, max_tokens: 24, temperature: 0, stream: true })) text += c.choices[0]?.text ?? '';
+      return text;
+    };
+    const serial: string[] = [];
+    for (const p of prompts) serial.push(await run(p));
+    const parallel = await Promise.all(prompts.map(run));
+    assert.deepEqual(parallel, serial);
+  });
+
+  test('a second chat turn reuses the prompt cache: fewer tokens are prefilled', async () => {
+    const first = [{ role: 'user' as const, content: 'Tell me about a little girl named Lily who lived near a big park.' }];
+    const r1 = await client.chat.completions.create({ model, messages: first, max_tokens: 20, temperature: 0 });
+    const hitsBefore = await metric(server.url, 'prompt_cache_hits_total');
+    const second = [...first, { role: 'assistant' as const, content: r1.choices[0].message.content ?? '' }, { role: 'user' as const, content: 'What happened next?' }];
+    const r2 = await client.chat.completions.create({ model, messages: second, max_tokens: 20, temperature: 0 });
+    const cached = (r2.usage as { prompt_tokens_details?: { cached_tokens?: number } }).prompt_tokens_details?.cached_tokens ?? 0;
+    assert.ok(cached >= (r1.usage?.prompt_tokens ?? 0) - 1, `cached ${cached} of ${r2.usage?.prompt_tokens}`);
+    assert.ok((r2.usage?.prompt_tokens ?? 0) - cached < (r2.usage?.prompt_tokens ?? 0) / 2, 'most of the second prompt came from the cache');
+    assert.equal(await metric(server.url, 'prompt_cache_hits_total'), hitsBefore + 1);
+  });
+
+  test('errors: 400 names the field, 404 for unknown model and route, 415/400 for bad bodies', async () => {
+    const unknown = await post(server.url, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], temprature: 0.5 });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.json.error.message, /temprature/);
+    assert.equal(unknown.json.error.param, 'temprature');
+    const bad = await post(server.url, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], temperature: 7 });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.param, 'temperature');
+    const noMessages = await post(server.url, '/v1/chat/completions', { model });
+    assert.equal(noMessages.status, 400);
+    assert.match(noMessages.json.error.message, /messages/);
+    await assert.rejects(client.chat.completions.create({ model: 'gpt-17', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.NotFoundError && /gpt-17/.test(e.message));
+    const route = await fetch(`${server.url}/v1/nothing`);
+    assert.equal(route.status, 404);
+    assert.equal((await route.json()).error.code, 'not_found');
+    const notJson = await post(server.url, '/v1/chat/completions', '{"model": ');
+    assert.equal(notJson.status, 400);
+    assert.match(notJson.json.error.message, /JSON/);
+    const schema = await post(server.url, '/v1/chat/completions', {
+      model,
+      messages: [{ role: 'user', content: 'x' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '(?<=a)b' } } },
+    });
+    assert.equal(schema.status, 400);
+    // The server is still serving.
+    assert.equal((await client.completions.create({ model, prompt: 'Lily', max_tokens: 2, temperature: 0 })).choices.length, 1);
+  });
+
+  test('Ollama routes: /api/tags, /api/chat (NDJSON stream and single object), /api/generate', async () => {
+    const tags = await (await fetch(`${server.url}/api/tags`)).json();
+    assert.equal(tags.models[0].name, model);
+    assert.equal(tags.models[0].details.format, 'gguf');
+    const one = await post(server.url, '/api/chat', { model, messages: [{ role: 'user', content: 'Hi' }], stream: false, options: { temperature: 0, num_predict: 6 } });
+    assert.equal(one.status, 200);
+    assert.equal(one.json.done, true);
+    assert.equal(one.json.eval_count, 6);
+    const r = await fetch(`${server.url}/api/chat`, { method: 'POST', body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hi' }], options: { temperature: 0, num_predict: 6 } }) });
+    const lines = (await r.text()).trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.at(-1).done, true);
+    assert.equal(lines.slice(0, -1).map((l) => l.message.content).join(''), one.json.message.content);
+    const gen = await post(server.url, '/api/generate', { model, prompt: 'Once upon a time', raw: true, stream: false, options: { temperature: 0, num_predict: 10 } });
+    assert.equal(gen.json.done, true);
+    const viaOpenAi = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 10, temperature: 0 });
+    assert.equal(gen.json.response, viaOpenAi.choices[0].text);
+  });
+
+  test('/metrics reports requests, tokens, speeds, queue depth and memory in Prometheus text', async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    for (const name of ['requests_total', 'completion_tokens_total', 'prompt_tokens_total', 'decode_tokens_per_second', 'prefill_tokens_per_second', 'queue_depth', 'prompt_cache_hits_total', 'resident_memory_bytes']) {
+      assert.match(text, new RegExp(`^# TYPE cairn_${name} `, 'm'), name);
+    }
+    assert.ok((await metric(server.url, 'completion_tokens_total')) > 0);
+    assert.ok((await metric(server.url, 'resident_memory_bytes')) > 0);
+  });
+});
+
+describe('cairn serve limits and failures', { skip }, () => {
+  test('401 without the right API key; /health stays open', async () => {
+    const s = await startServer(['-m', MODEL!, '--api-key', 'sekret', '--ctx', '256']);
+    try {
+      await s.ready();
+      const none = await post(s.url, '/v1/completions', { model: 'stories260K', prompt: 'x' });
+      assert.equal(none.status, 401);
+      assert.equal(none.json.error.code, 'invalid_api_key');
+      const wrong = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'nope', maxRetries: 0 });
+      await assert.rejects(wrong.models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError);
+      const right = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'sekret', maxRetries: 0 });
+      assert.equal((await right.models.list()).data.length, 1);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test('413 for a body over --body-limit; 429 when the slot and the queue are full', async () => {
+    const s = await startServer(['-m', MODEL!, '--parallel', '1', '--max-queue', '0', '--body-limit', '2048', '--ctx', '512']);
+    try {
+      await s.ready();
+      const big = await post(s.url, '/v1/completions', { model: 'stories260K', prompt: 'x'.repeat(5000) });
+      assert.equal(big.status, 413);
+      assert.equal(big.json.error.code, 'request_too_large');
+      const long = post(s.url, '/v1/completions', { model: 'stories260K', prompt: 'Once', max_tokens: 400, temperature: 0, ignore_eos: true });
+      await new Promise((r) => setTimeout(r, 50));
+      const busy = await post(s.url, '/v1/completions', { model: 'stories260K', prompt: 'Lily', max_tokens: 5 });
+      assert.equal(busy.status, 429);
+      assert.equal(busy.json.error.code, 'queue_full');
+      assert.equal((await long).status, 200);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test('a client that disconnects mid-stream frees its slot at once', async () => {
+    const s = await startServer(['-m', MODEL!, '--parallel', '1', '--max-queue', '0', '--ctx', '512']);
+    try {
+      await s.ready();
+      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'x', maxRetries: 0 });
+      const abort = new AbortController();
+      const stream = await client.completions.create({ model: 'stories260K', prompt: 'Once', max_tokens: 480, temperature: 0, stream: true, ignore_eos: true } as never, { signal: abort.signal });
+      let chunks = 0;
+      try {
+        for await (const _ of stream as AsyncIterable<unknown>) if (++chunks === 3) abort.abort();
+      } catch {
+        // the client's own abort
+      }
+      const deadline = Date.now() + 5000;
+      while ((await metric(s.url, 'slots_busy')) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await metric(s.url, 'slots_busy'), 0);
+      // With one slot and no queue, this succeeds only because the first request's slot was freed.
+      const next = await client.completions.create({ model: 'stories260K', prompt: 'Lily', max_tokens: 4, temperature: 0 });
+      assert.equal(next.usage?.completion_tokens, 4);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test('SIGTERM ends in-flight streams with an error event and exits cleanly', async () => {
+    const s = await startServer(['-m', MODEL!, '--ctx', '512']);
+    await s.ready();
+    const r = await fetch(`${s.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 480, stream: true, ignore_eos: true }),
+    });
+    const reader = r.body!.getReader();
+    await reader.read();
+    s.proc.kill('SIGTERM');
+    let text = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    assert.match(text, /"error":\{"message":"[^"]*shutting down/);
+    assert.doesNotMatch(text, /\[DONE\]/);
+    assert.equal(await s.stop(), 0);
+  });
+});
