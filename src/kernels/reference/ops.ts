@@ -97,7 +97,7 @@ export function refSwiglu(gate: Float32Array, up: Float32Array, n: number, out: 
 /** ggml's tanh-approximated gelu in f32, with ggml's operation order. */
 export function geluF32(x: number): number {
   const a = f(0.044715);
-  const s = f(0.79788456080286535587989211986876);
+  const s = f(0.7978845608028654); // sqrt(2 / pi)
   const inner = f(f(s * x) * f(1 + f(f(a * x) * x)));
   return f(f(0.5 * x) * f(1 + f(Math.tanh(inner))));
 }
