@@ -129,7 +129,7 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   /* Several chunks per thread so a thread slowed by a neighbour does not hold everyone up. */
   const int64_t cap_rows = (int64_t)(CHUNK_WEIGHT_BYTES / w_stride);
   dc.chunk_rows = clampi(rows / ((int64_t)threads * 8), 16, (int)(cap_rows > 16 ? cap_rows : 16));
-  dc.chunk_rows = (dc.chunk_rows + 3) & ~3;
+  dc.chunk_rows = (dc.chunk_rows + 7) & ~7; /* whole tiles of 8 rows */
   dc.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20) & ~3;
   atomic_init(&dc.next_chunk, 0);
   const double macs = (double)rows * cols * n;

@@ -2,7 +2,9 @@
  * x86 kernels of the quantized matmul, written once and compiled twice: by native/x86_avx2 (AVX2,
  * FMA, F16C: integer dots with maddubs) and by native/x86_avx512 (the same loops with AVX-512 VNNI
  * dot instructions and more registers for larger tiles). The including file defines
- * QX_TABLE (the table's name), QX_R and QX_T (weight rows x tokens per tile).
+ * QX_TABLE (the table's name), QX_R and QX_T (weight rows x tokens per tile when there are
+ * enough tokens) and QX_RV (weight rows per tile for one token at a time: a matrix-vector
+ * product is bound by memory latency and bandwidth, and more rows in flight keep more of DRAM busy).
  *
  * Integer semantics are llama.cpp's: each block's quants are dotted exactly in integers, then
  * scaled in f32. Unsigned weight quants (Q4_0's 0..15, Q5_0's 0..31, Q6_K's 0..63, and with VNNI
@@ -20,6 +22,16 @@
 #include "quant_kernels.h"
 
 #define QX_INLINE static inline __attribute__((always_inline))
+
+/* Largest row count of any tile. */
+#define QX_RMAX (QX_RV > QX_R ? QX_RV : QX_R)
+/* How far ahead of the current block weight rows are prefetched, in bytes. */
+#define QX_PREFETCH_BYTES 1024
+
+/* Prefetches the cache lines `QX_PREFETCH_BYTES` after [p, p + bytes). */
+QX_INLINE void qx_prefetch(const uint8_t *p, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + QX_PREFETCH_BYTES + off, _MM_HINT_T0);
+}
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define QX_VNNI 1
@@ -161,15 +173,18 @@ QX_INLINE __m256i qx_dot_ss(__m256i w, __m256i a) {
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK;                                                                                   \
-    __m256 acc[QX_R][QX_T];                                                                                     \
-    float mins[QX_R][QX_T];                                                                                     \
+    const size_t bb = ws / (size_t)nb;                                                                          \
+    __m256 acc[QX_RMAX][QX_T];                                                                                  \
+    float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) {                                                                             \
         acc[r][t] = _mm256_setzero_ps();                                                                        \
         mins[r][t] = 0;                                                                                         \
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
-      qx_w32 wb[QX_R];                                                                                          \
+      qx_w32 wb[QX_RMAX];                                                                                       \
+      /* One prefetch per block: a block is about half a cache line. */                                         \
+      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + (size_t)b * bb) + QX_PREFETCH_BYTES, _MM_HINT_T0); \
       for (int r = 0; r < R; r++) LOAD(w + r * ws, b, &wb[r]);                                                  \
       for (int t = 0; t < T; t++) {                                                                             \
         const uint8_t *at = a + t * as;                                                                         \
@@ -192,15 +207,23 @@ QX_INLINE __m256i qx_dot_ss(__m256i w, __m256i a) {
       for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]) + mins[r][t];                             \
   }
 
-/* Walks an nr x nt block in tiles of QX_R x QX_T, with 1-wide tiles for the remainders. */
+/*
+ * Walks an nr x nt block: with fewer than QX_T tokens, tiles of QX_RV rows x 1 token; otherwise
+ * QX_R x QX_T tiles. Remainders use 1-wide tiles.
+ */
 #define QX_GEMM(NAME)                                                                                          \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     int r = 0;                                                                                                 \
-    for (; r + QX_R <= nr; r += QX_R) {                                                                        \
-      int t = 0;                                                                                               \
-      for (; t + QX_T <= nt; t += QX_T) NAME##_tile(QX_R, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
-      for (; t < nt; t++) NAME##_tile(QX_R, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);         \
+    if (nt < QX_T) {                                                                                           \
+      for (; r + QX_RV <= nr; r += QX_RV)                                                                      \
+        for (int t = 0; t < nt; t++) NAME##_tile(QX_RV, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+    } else {                                                                                                   \
+      for (; r + QX_R <= nr; r += QX_R) {                                                                      \
+        int t = 0;                                                                                             \
+        for (; t + QX_T <= nt; t += QX_T) NAME##_tile(QX_R, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+        for (; t < nt; t++) NAME##_tile(QX_R, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);       \
+      }                                                                                                        \
     }                                                                                                          \
     for (; r < nr; r++) {                                                                                      \
       int t = 0;                                                                                               \
@@ -291,15 +314,17 @@ QX_INLINE __m128i qx_bsum_pairs(const int16_t *bsums) {
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK_K;                                                                                 \
-    __m256 acc[QX_R][QX_T];                                                                                     \
-    float mins[QX_R][QX_T];                                                                                     \
+    const size_t bb = ws / (size_t)nb;                                                                          \
+    __m256 acc[QX_RMAX][QX_T];                                                                                  \
+    float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) {                                                                             \
         acc[r][t] = _mm256_setzero_ps();                                                                        \
         mins[r][t] = 0;                                                                                         \
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
-      qx_k_scale_min wb[QX_R];                                                                                  \
+      qx_k_scale_min wb[QX_RMAX];                                                                               \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);                                  \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QX_Q8K(a + t * as, cols, b);                                                                            \
@@ -354,11 +379,13 @@ QX_INLINE void qx_unpack_q6_K(const uint8_t *row, int b, qx_q6 *o) {
 QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a,
                             size_t as, float *y, size_t ys) {
   const int nb = cols / QK_K;
-  __m256 acc[QX_R][QX_T];
+  const size_t bb = ws / (size_t)nb;
+  __m256 acc[QX_RMAX][QX_T];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
   for (int b = 0; b < nb; b++) {
-    qx_q6 wb[QX_R];
+    qx_q6 wb[QX_RMAX];
+    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);
     for (int r = 0; r < R; r++) qx_unpack_q6_K(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
@@ -405,12 +432,12 @@ QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
 #define QX_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
-    __m256 acc[QX_R][QX_T];                                                                                     \
+    __m256 acc[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();                                              \
     int i = 0;                                                                                                  \
     for (; i + 8 <= cols; i += 8) {                                                                             \
-      __m256 wv[QX_R];                                                                                          \
+      __m256 wv[QX_RMAX];                                                                                       \
       for (int r = 0; r < R; r++) wv[r] = LOAD(w + r * ws + (size_t)i * (ESIZE));                                \
       for (int t = 0; t < T; t++) {                                                                             \
         const __m256 av = _mm256_loadu_ps((const float *)(a + t * as) + i);                                     \

@@ -1,8 +1,9 @@
 /* AVX2 kernels of the quantized matmul (FMA, F16C; integer dots with maddubs). */
 #if defined(__x86_64__)
 #define QX_TABLE quant_kernels_avx2
-/* 16 ymm registers: 4 weight rows x 2 tokens of accumulators. */
+/* 16 ymm registers: 4 weight rows x 2 tokens of accumulators; 8 rows for one token. */
 #define QX_R 4
 #define QX_T 2
+#define QX_RV 8
 #include "quant_x86_kernels.h"
 #endif
