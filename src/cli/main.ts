@@ -8,6 +8,7 @@ import { generateCommand } from './generate.js';
 import { chatCommand } from './chat.js';
 import { inspectCommand } from './inspect.js';
 import { serveCommand } from './serve.js';
+import { benchCommand } from './bench.js';
 import { readFileSync } from 'node:fs';
 
 function version(): string {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   program.addCommand(chatCommand());
   program.addCommand(inspectCommand());
   program.addCommand(serveCommand());
+  program.addCommand(benchCommand());
   return program;
 }
 

@@ -1,0 +1,26 @@
+/**
+ * Messages between `cairn bench` and its engine workers. Each engine runs in its own process so
+ * resident memory and load time are its own; the parent alternates runs between them so both see
+ * the same machine state.
+ */
+
+/** What the parent asks a worker to do. */
+export type BenchCommand =
+  | { type: 'prefill'; tokens: number }
+  | { type: 'decode'; tokens: number }
+  | { type: 'exit' };
+
+/** What a worker answers. */
+export type BenchReply =
+  | { type: 'loaded'; engine: string; loadMs: number; firstTokenMs: number; rssBytes: number; detail: string }
+  | { type: 'result'; seconds: number; tokens: number; rssBytes: number }
+  | { type: 'error'; message: string };
+
+/** How a worker is started (passed as JSON in argv). */
+export interface WorkerSpec {
+  readonly engine: 'cairn' | 'llama.cpp';
+  readonly model: string;
+  readonly threads: number;
+  readonly ctx: number;
+  readonly batch: number;
+}

@@ -1,0 +1,141 @@
+/**
+ * A benchmark worker: loads one model with one engine (cairn or llama.cpp through node-llama-cpp),
+ * reports load time, time to first token and resident memory, then runs prefill and decode passes
+ * on command. Started by `cairn bench` with child_process.fork.
+ */
+import type { BenchCommand, BenchReply, WorkerSpec } from './protocol.js';
+import { readGguf } from '../src/gguf/reader.js';
+import { readModelConfig } from '../src/model/config.js';
+
+interface Runner {
+  prefill(n: number): Promise<number>;
+  decode(n: number): Promise<number>;
+  rss(): number;
+}
+
+function send(m: BenchReply): void {
+  process.send!(m);
+}
+
+/** Token ids for a synthetic prompt: BOS then ordinary tokens, the same for both engines. */
+function promptIds(n: number, vocab: number): number[] {
+  const out = [1];
+  for (let i = 1; i < n; i++) out.push(300 + ((i * 7919) % Math.max(1, vocab - 300)));
+  return out;
+}
+
+function vocabSize(path: string): number {
+  return readModelConfig(readGguf(path)).nVocab;
+}
+
+async function cairnRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadMs: number; firstTokenMs: number; detail: string }> {
+  const t0 = performance.now();
+  const { loadModel } = await import('../src/engine/load.js');
+  const { cpuInfo } = await import('../src/kernels/index.js');
+  const model = await loadModel(spec.model, { threads: spec.threads, ctx: spec.ctx, maxBatch: spec.batch, progress: false });
+  const loadMs = performance.now() - t0;
+  const shard = model.shards;
+  const V = model.config.nVocab;
+  const forward = (tokens: number[], pos0: number, logitsRow: number) => {
+    let hidden: Float32Array | undefined;
+    for (const s of shard) {
+      hidden = s.forward({ nTokens: tokens.length, tokens: Int32Array.from(tokens), hidden, spans: [{ slot: 0, pos0, start: 0, n: tokens.length }], outputRows: [logitsRow] });
+    }
+    return hidden!;
+  };
+  const argmax = (l: Float32Array) => {
+    let b = 0;
+    for (let i = 1; i < V; i++) if (l[i] > l[b]) b = i;
+    return b;
+  };
+  forward([1], 0, 0);
+  const firstTokenMs = performance.now() - t0;
+  const info = cpuInfo();
+  return {
+    loadMs,
+    firstTokenMs,
+    detail: `kernels ${info.isa}, ${spec.threads} threads`,
+    runner: {
+      async prefill(n) {
+        const ids = promptIds(n, V);
+        const t = performance.now();
+        forward(ids, 0, n - 1);
+        return (performance.now() - t) / 1000;
+      },
+      async decode(n) {
+        let tok = argmax(forward([1], 0, 0));
+        const t = performance.now();
+        for (let i = 1; i <= n; i++) tok = argmax(forward([tok], i, 0));
+        return (performance.now() - t) / 1000;
+      },
+      rss: () => model.residentBytes(),
+    },
+  };
+}
+
+async function llamaCppRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadMs: number; firstTokenMs: number; detail: string }> {
+  let mod: typeof import('node-llama-cpp');
+  try {
+    mod = await import('node-llama-cpp');
+  } catch {
+    throw new Error('--vs-llama-cpp needs the node-llama-cpp package (a devDependency of cairn): run `npm install` in the cairn repository');
+  }
+  const t0 = performance.now();
+  const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: 'error' as never, progressLogs: false });
+  const model = await llama.loadModel({ modelPath: spec.model, gpuLayers: 0 });
+  const ctx = await model.createContext({ contextSize: spec.ctx, batchSize: spec.batch, threads: spec.threads, flashAttention: false });
+  const seq = ctx.getSequence();
+  const loadMs = performance.now() - t0;
+  const V = vocabSize(spec.model);
+  await seq.evaluateWithoutGeneratingNewTokens([1] as never);
+  const firstTokenMs = performance.now() - t0;
+  return {
+    loadMs,
+    firstTokenMs,
+    detail: `llama.cpp ${llama.buildType}, ${spec.threads} threads`,
+    runner: {
+      async prefill(n) {
+        await seq.clearHistory();
+        const ids = promptIds(n, V);
+        const t = performance.now();
+        await seq.evaluateWithoutGeneratingNewTokens(ids as never);
+        return (performance.now() - t) / 1000;
+      },
+      async decode(n) {
+        await seq.clearHistory();
+        let count = 0;
+        let t = 0;
+        for await (const _ of seq.evaluate([1] as never, { temperature: 0, yieldEogToken: true })) {
+          // The first token comes with the one-token prompt; time the n after it.
+          if (count === 0) t = performance.now();
+          if (++count > n) break;
+        }
+        return (performance.now() - t) / 1000;
+      },
+      rss: () => process.memoryUsage.rss(),
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2]) as WorkerSpec;
+  let r: Awaited<ReturnType<typeof cairnRunner>>;
+  try {
+    r = spec.engine === 'cairn' ? await cairnRunner(spec) : await llamaCppRunner(spec);
+  } catch (err) {
+    send({ type: 'error', message: (err as Error).message });
+    process.exit(1);
+  }
+  send({ type: 'loaded', engine: spec.engine, loadMs: r.loadMs, firstTokenMs: r.firstTokenMs, rssBytes: r.runner.rss(), detail: r.detail });
+  process.on('message', async (cmd: BenchCommand) => {
+    try {
+      if (cmd.type === 'exit') process.exit(0);
+      const seconds = cmd.type === 'prefill' ? await r.runner.prefill(cmd.tokens) : await r.runner.decode(cmd.tokens);
+      send({ type: 'result', seconds, tokens: cmd.tokens, rssBytes: r.runner.rss() });
+    } catch (err) {
+      send({ type: 'error', message: (err as Error).message });
+    }
+  });
+}
+
+void main();

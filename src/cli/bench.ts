@@ -1,0 +1,224 @@
+/**
+ * `cairn bench`: prefill and decode speed, load time and memory of a model, optionally side by side
+ * with llama.cpp (node-llama-cpp) on the same file, threads, context and batch, runs alternating
+ * between the two. `--make-model` writes random-weight models of real shapes to benchmark with.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
+import { readGguf } from '../gguf/reader.js';
+import { createKernels, cpuInfo } from '../kernels/index.js';
+import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticQuant } from '../model/synthetic.js';
+import { CairnError } from '../util/errors.js';
+import { formatBytes } from '../util/format.js';
+import { intArg } from './options.js';
+import type { BenchCommand, BenchReply, WorkerSpec } from '../../bench/protocol.js';
+
+const QUANTS: Record<string, SyntheticQuant> = {
+  F32: GgmlType.F32,
+  F16: GgmlType.F16,
+  BF16: GgmlType.BF16,
+  Q8_0: GgmlType.Q8_0,
+  Q4_0: GgmlType.Q4_0,
+  Q4_1: GgmlType.Q4_1,
+  Q5_0: GgmlType.Q5_0,
+  Q5_1: GgmlType.Q5_1,
+  Q4_K: GgmlType.Q4_K,
+  Q5_K: GgmlType.Q5_K,
+  Q6_K: GgmlType.Q6_K,
+  Q4_K_M: 'Q4_K_M',
+  Q5_K_M: 'Q5_K_M',
+};
+
+interface BenchFlags {
+  model?: string;
+  threads?: number;
+  promptTokens: number;
+  genTokens: number;
+  repetitions: number;
+  ctx: number;
+  vsLlamaCpp?: boolean;
+  json?: boolean;
+  makeModel?: string;
+  quant: string;
+  out?: string;
+  seed: number;
+}
+
+/** One engine's figures. */
+export interface EngineFigures {
+  engine: string;
+  detail: string;
+  loadMs: number;
+  firstTokenMs: number;
+  rssAfterLoadBytes: number;
+  peakRssBytes: number;
+  prefillTokensPerS: number;
+  decodeTokensPerS: number;
+  prefillRuns: number[];
+  decodeRuns: number[];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+class Worker {
+  private pending: ((r: BenchReply) => void) | undefined;
+  readonly loaded: Promise<Extract<BenchReply, { type: 'loaded' }>>;
+  private readonly proc: ChildProcess;
+
+  constructor(spec: WorkerSpec) {
+    const script = fileURLToPath(new URL('../../bench/worker.js', import.meta.url));
+    this.proc = fork(script, [JSON.stringify(spec)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.loaded = new Promise((resolve, reject) => {
+      this.pending = (r) => (r.type === 'loaded' ? resolve(r) : reject(new CairnError('BAD_ARGUMENT', `${spec.engine}: ${r.type === 'error' ? r.message : 'unexpected reply'}`)));
+    });
+    this.proc.on('message', (m: BenchReply) => {
+      const p = this.pending;
+      this.pending = undefined;
+      p?.(m);
+    });
+    this.proc.on('exit', (code) => {
+      const p = this.pending;
+      this.pending = undefined;
+      p?.({ type: 'error', message: `worker exited with code ${code}` });
+    });
+  }
+
+  run(cmd: BenchCommand): Promise<Extract<BenchReply, { type: 'result' }>> {
+    return new Promise((resolve, reject) => {
+      this.pending = (r) => (r.type === 'result' ? resolve(r) : reject(new CairnError('BAD_ARGUMENT', r.type === 'error' ? r.message : 'unexpected reply')));
+      this.proc.send(cmd);
+    });
+  }
+
+  close(): void {
+    if (this.proc.connected) this.proc.send({ type: 'exit' } satisfies BenchCommand);
+  }
+}
+
+/** Runs the benchmark and returns every figure. */
+export async function runBench(o: BenchFlags, progress: (line: string) => void): Promise<Record<string, unknown>> {
+  const model = o.model!;
+  const file = readGguf(model);
+  const threads = o.threads ?? cpuInfo().physicalCores;
+  const batch = Math.max(o.promptTokens, 1);
+  const engines: WorkerSpec['engine'][] = o.vsLlamaCpp ? ['cairn', 'llama.cpp'] : ['cairn'];
+  const figures: EngineFigures[] = [];
+  const workers: Worker[] = [];
+  try {
+    // Load one at a time, so load times do not compete.
+    for (const engine of engines) {
+      progress(`loading ${engine}`);
+      const w = new Worker({ engine, model, threads, ctx: o.ctx, batch });
+      workers.push(w);
+      const l = await w.loaded;
+      figures.push({ engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] });
+    }
+    const total = (o.repetitions + 1) * workers.length * 2;
+    let step = 0;
+    for (let rep = 0; rep <= o.repetitions; rep++) {
+      for (const kind of ['prefill', 'decode'] as const) {
+        const n = kind === 'prefill' ? o.promptTokens : o.genTokens;
+        if (n === 0) continue;
+        for (let i = 0; i < workers.length; i++) {
+          progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens on ${engines[i]} (${++step}/${total})`);
+          const r = await workers[i].run({ type: kind, tokens: n });
+          const f = figures[i];
+          f.peakRssBytes = Math.max(f.peakRssBytes, r.rssBytes);
+          if (rep > 0) (kind === 'prefill' ? f.prefillRuns : f.decodeRuns).push(n / r.seconds);
+        }
+      }
+    }
+  } finally {
+    workers.forEach((w) => w.close());
+  }
+  for (const f of figures) {
+    f.prefillTokensPerS = f.prefillRuns.length ? median(f.prefillRuns) : 0;
+    f.decodeTokensPerS = f.decodeRuns.length ? median(f.decodeRuns) : 0;
+  }
+  const weightBytes = file.tensors.reduce((a, t) => a + t.byteLength, 0);
+  const result: Record<string, unknown> = {
+    model,
+    threads,
+    ctx: o.ctx,
+    promptTokens: o.promptTokens,
+    genTokens: o.genTokens,
+    repetitions: o.repetitions,
+    weightBytes,
+    cpu: cpuInfo(),
+    engines: figures,
+  };
+  if (figures.length === 2) {
+    const [c, l] = figures;
+    result.ratios = {
+      prefill: c.prefillTokensPerS / l.prefillTokensPerS,
+      decode: c.decodeTokensPerS / l.decodeTokensPerS,
+      firstToken: c.firstTokenMs / l.firstTokenMs,
+      rssAfterLoad: c.rssAfterLoadBytes / l.rssAfterLoadBytes,
+    };
+  }
+  return result;
+}
+
+function render(r: Record<string, unknown>): string {
+  const engines = r.engines as EngineFigures[];
+  const lines = [`model ${r.model}: ${formatBytes(r.weightBytes as number)} of weights, ${r.threads} threads, context ${r.ctx}`];
+  lines.push(`${'engine'.padEnd(10)} ${'prefill tok/s'.padStart(14)} ${'decode tok/s'.padStart(13)} ${'load ms'.padStart(8)} ${'1st token ms'.padStart(13)} ${'RSS'.padStart(10)}`);
+  for (const f of engines) {
+    lines.push(
+      `${f.engine.padEnd(10)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${f.loadMs.toFixed(0).padStart(8)} ${f.firstTokenMs.toFixed(0).padStart(13)} ${formatBytes(f.rssAfterLoadBytes).padStart(10)}  (${f.detail})`,
+    );
+  }
+  const ratios = r.ratios as Record<string, number> | undefined;
+  if (ratios) {
+    lines.push(
+      `cairn / llama.cpp: prefill ${ratios.prefill.toFixed(2)}x, decode ${ratios.decode.toFixed(2)}x, first token ${ratios.firstToken.toFixed(2)}x the time, RSS ${ratios.rssAfterLoad.toFixed(2)}x`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The bench command. */
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('Measure prefill and decode speed, load time and memory (optionally side by side with llama.cpp); or write a benchmark model')
+    .option('-m, --model <file>', 'GGUF model to benchmark')
+    .option('-t, --threads <n>', 'threads (default: physical cores)', intArg(1))
+    .option('-p, --prompt-tokens <n>', 'prefill batch size in tokens', intArg(0), 512)
+    .option('-n, --gen-tokens <n>', 'tokens to decode', intArg(0), 128)
+    .option('-r, --repetitions <n>', 'measured runs (after one warm-up); the median is reported', intArg(1), 3)
+    .option('-c, --ctx <n>', 'context size', intArg(16), 2048)
+    .option('--vs-llama-cpp', 'also run llama.cpp (node-llama-cpp) on the same file and report ratios')
+    .option('--json', 'print one JSON object')
+    .option('--make-model <shape>', `write a random-weight model instead (${Object.keys(SYNTHETIC_SHAPES).join(', ')})`)
+    .addOption(new Option('--quant <type>', 'quantization of --make-model').choices(Object.keys(QUANTS)).default('Q8_0'))
+    .option('--out <file>', 'output file of --make-model')
+    .option('--seed <n>', 'random seed of --make-model', intArg(0), 1)
+    .action(async (o: BenchFlags) => {
+      if (o.makeModel !== undefined) {
+        const shape = SYNTHETIC_SHAPES[o.makeModel];
+        if (!shape) throw new InvalidArgumentError(`unknown shape "${o.makeModel}" (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
+        if (!o.out) throw new CairnError('BAD_ARGUMENT', '--make-model needs --out FILE');
+        const kernels = createKernels();
+        process.stderr.write(`writing ${o.makeModel} ${o.quant} to ${o.out}\n`);
+        writeSyntheticModel(o.out, { ...shape, quant: QUANTS[o.quant], seed: o.seed, name: `${o.makeModel}-${o.quant}` }, (type, src) => {
+          const out = new Uint8Array(ggmlRowBytes(type, src.length));
+          kernels.quantize(type, src, out, src.length);
+          return out;
+        });
+        return;
+      }
+      if (!o.model) throw new CairnError('BAD_ARGUMENT', 'give a model with -m FILE (or --make-model SHAPE --out FILE to write one)');
+      const tty = process.stderr.isTTY;
+      const result = await runBench(o, (line) => {
+        if (tty) process.stderr.write(`\r\x1b[K${line}`);
+      });
+      if (tty) process.stderr.write('\r\x1b[K');
+      process.stdout.write(o.json ? JSON.stringify(result, null, 2) + '\n' : render(result));
+    });
+}
