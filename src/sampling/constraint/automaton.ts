@@ -1,0 +1,149 @@
+/**
+ * A pushdown parser over bytes, run as a lazily built DFA. A parser configuration is a set of
+ * stacks; stacks are persistent linked lists of grammar positions, interned so that equal stacks
+ * are the same object. A set of stacks is interned as a DfaState, and each state remembers its
+ * successor per byte once computed, so the work of parsing a byte in a given configuration is done
+ * once and afterwards costs an array lookup.
+ */
+import { END, REFERENCE, TERMINAL, type Grammar } from './grammar.js';
+
+/** Deepest stack kept; deeper nesting is refused rather than grown without bound. */
+export const MAX_STACK_DEPTH = 1024;
+/** Interned stacks and states kept before the tables start afresh (live states stay valid). */
+const MAX_INTERNED_NODES = 1_000_000;
+const MAX_INTERNED_STATES = 200_000;
+
+/** One frame of a parser stack: a grammar position and, at a terminal, its lexer state. */
+export class StackNode {
+  constructor(
+    readonly id: number,
+    readonly pos: number,
+    readonly lex: number,
+    readonly next: StackNode | null,
+    readonly depth: number,
+  ) {}
+}
+
+/** A parser configuration: the stacks that are still alive after the bytes read so far. */
+export class DfaState {
+  /** Successor per byte: undefined until computed, null when the byte is refused. */
+  readonly transitions: (DfaState | null | undefined)[] = new Array<DfaState | null | undefined>(256).fill(undefined);
+  /** Allowed-token bitmap, filled in by whoever masks tokens with this state. */
+  mask: Uint32Array | undefined;
+
+  constructor(
+    readonly id: number,
+    /** Stacks whose top is a terminal that can take more bytes. */
+    readonly stacks: readonly StackNode[],
+    /** True when the bytes so far are a complete document. */
+    readonly accepting: boolean,
+  ) {}
+}
+
+/** Closure results: live stacks by id, plus whether the empty stack (done) was reached. */
+interface Closure {
+  stacks: Map<number, StackNode>;
+  accepting: boolean;
+  seen: Set<StackNode>;
+}
+
+/** The byte-level parser of one grammar; states are shared by every constraint using it. */
+export class Automaton {
+  private nodes = new Map<string, StackNode>();
+  private states = new Map<string, DfaState>();
+  private nextNodeId = 0;
+  private nextStateId = 0;
+  /** The state before any byte; undefined when the grammar matches nothing. */
+  readonly initial: DfaState | null;
+
+  constructor(readonly grammar: Grammar) {
+    const closure = this.newClosure();
+    for (const start of grammar.ruleStarts[grammar.start]) this.close(this.push(start, null), closure);
+    this.initial = this.stateOf(closure);
+  }
+
+  /** The state after one more byte, or null when the byte cannot come next. */
+  step(state: DfaState, byte: number): DfaState | null {
+    const known = state.transitions[byte];
+    if (known !== undefined) return known;
+    if (this.nodes.size > MAX_INTERNED_NODES || this.states.size > MAX_INTERNED_STATES) {
+      this.nodes = new Map();
+      this.states = new Map();
+    }
+    const closure = this.newClosure();
+    for (const node of state.stacks) {
+      const lex = this.grammar.lexerAt(node.pos).step(node.lex, byte);
+      if (lex >= 0) this.close(this.intern(node.pos, lex, node.next), closure);
+    }
+    const next = this.stateOf(closure);
+    state.transitions[byte] = next;
+    return next;
+  }
+
+  /** The state after a run of bytes, or null as soon as one is refused. */
+  advance(state: DfaState | null, bytes: Uint8Array): DfaState | null {
+    for (let i = 0; i < bytes.length && state !== null; i++) state = this.step(state, bytes[i]);
+    return state;
+  }
+
+  private newClosure(): Closure {
+    return { stacks: new Map(), accepting: false, seen: new Set() };
+  }
+
+  /** Adds to `out` every stack reachable from `node` without reading a byte. */
+  private close(node: StackNode | null, out: Closure): void {
+    if (node === null) {
+      out.accepting = true;
+      return;
+    }
+    if (out.seen.has(node)) return;
+    out.seen.add(node);
+    const g = this.grammar;
+    const kind = g.kinds[node.pos];
+    if (kind === TERMINAL) {
+      const lexer = g.lexerAt(node.pos);
+      if (lexer.hasMore(node.lex)) out.stacks.set(node.id, node);
+      if (lexer.accepts(node.lex)) this.close(this.after(node), out);
+    } else if (kind === REFERENCE) {
+      const rest = this.after(node);
+      if (rest !== null && rest.depth >= MAX_STACK_DEPTH) return;
+      for (const start of g.ruleStarts[g.args[node.pos]]) this.close(this.push(start, rest), out);
+    } else {
+      this.close(node.next, out);
+    }
+  }
+
+  /** The stack once the symbol on top is done; a finished alternative is popped right away, so
+   * right recursion (lists, repetitions) does not grow the stack. */
+  private after(node: StackNode): StackNode | null {
+    const pos = node.pos + 1;
+    return this.grammar.kinds[pos] === END ? node.next : this.push(pos, node.next);
+  }
+
+  private push(pos: number, next: StackNode | null): StackNode {
+    const g = this.grammar;
+    return this.intern(pos, g.kinds[pos] === TERMINAL ? g.lexerAt(pos).initial : 0, next);
+  }
+
+  private intern(pos: number, lex: number, next: StackNode | null): StackNode {
+    const key = `${pos},${lex},${next === null ? -1 : next.id}`;
+    let node = this.nodes.get(key);
+    if (node === undefined) {
+      node = new StackNode(this.nextNodeId++, pos, lex, next, next === null ? 1 : next.depth + 1);
+      this.nodes.set(key, node);
+    }
+    return node;
+  }
+
+  private stateOf(closure: Closure): DfaState | null {
+    if (closure.stacks.size === 0 && !closure.accepting) return null;
+    const stacks = [...closure.stacks.values()].sort((a, b) => a.id - b.id);
+    const key = (closure.accepting ? 'a' : 'n') + stacks.map((s) => s.id).join(',');
+    let state = this.states.get(key);
+    if (state === undefined) {
+      state = new DfaState(this.nextStateId++, stacks, closure.accepting);
+      this.states.set(key, state);
+    }
+    return state;
+  }
+}
