@@ -255,6 +255,199 @@ QX_GEMM(qx_q8_0)
   const float da = ((const float *)((at) + (cols)))[b];                                     \
   const int16_t *bsums = (const int16_t *)((at) + (cols) + (size_t)((cols) / QK_K) * 4) + 16 * (b)
 
+/* Sums of the 32-element halves' pairs of bsums: 8 int16 (each <= 32 * 127). */
+QX_INLINE __m128i qx_bsum_pairs(const int16_t *bsums) {
+  const __m128i lo = _mm_loadu_si128((const __m128i *)bsums), hi = _mm_loadu_si128((const __m128i *)(bsums + 8));
+  return _mm_hadd_epi16(lo, hi);
+}
+
+/*
+ * Scales and mins of a Q4_K/Q5_K super-block as int16: words 0-7 the scales, 8-15 the mins. Sub-blocks
+ * 0-3 keep 6 bits in bytes 0-3 (scales) and 4-7 (mins); 4-7 keep their low 4 bits in bytes 8-11 and
+ * their top 2 bits in the spare top bits of bytes 0-7.
+ */
+QX_INLINE __m256i qx_scales_mins16(const uint8_t *scales) {
+  uint32_t w[3];
+  memcpy(w, scales, 12);
+  const uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
+  const uint32_t sc_lo = w[0] & six, m_lo = w[1] & six;
+  const uint32_t sc_hi = (w[2] & four) | (((w[0] >> 6) & two) << 4);
+  const uint32_t m_hi = ((w[2] >> 4) & four) | (((w[1] >> 6) & two) << 4);
+  return _mm256_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi));
+}
+
+#if QX_VNNI && defined(__AVX512BW__)
+/*
+ * With AVX-512 the K formats run on 64-byte vectors: each holds two 32-element sub-blocks, so one
+ * maddubs + one dpwssd covers 64 quants. Q4_K/Q5_K's nibbles pair sub-blocks (0,2), (1,3), (4,6),
+ * (5,7); the activations are regrouped to match.
+ */
+typedef struct {
+  __m512i q[4];
+  __m512i sc[4];
+  __m128i mins;
+  float d, dmin;
+} qx_k512;
+
+QX_INLINE float qx_hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* Word index vectors picking scale `lo` for the first 16 words and `hi` for the last 16. */
+QX_INLINE __m512i qx_pick2(int lo, int hi) {
+  return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
+}
+
+QX_INLINE void qx_unpack_k512(const uint8_t *qs, const uint8_t *scales, const uint8_t *qh, quant_half d, quant_half dmin,
+                              qx_k512 *o) {
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  for (int half = 0; half < 2; half++) {
+    const __m512i raw = _mm512_loadu_si512((const void *)(qs + 64 * half));
+    o->q[2 * half] = _mm512_and_si512(raw, low);                             /* sub-blocks 4h+0, 4h+2 */
+    o->q[2 * half + 1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low); /* sub-blocks 4h+1, 4h+3 */
+  }
+  if (qh) {
+    /* Bit j of qh byte l is the fifth bit of element l of sub-block j. */
+    const __m512i bits = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+    const __m512i one = _mm512_set1_epi8(1);
+    for (int k = 0; k < 4; k++) {
+      const int j = 4 * (k >> 1) + (k & 1); /* first sub-block of vector k; the second is j + 2 */
+      const __m512i shift = qx_pick2(j, j + 2);
+      const __m512i h = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(bits, shift), one), 4);
+      o->q[k] = _mm512_or_si512(o->q[k], h);
+    }
+  }
+  const __m256i sm = qx_scales_mins16(scales);
+  const __m512i sm512 = _mm512_castsi256_si512(sm);
+  for (int k = 0; k < 4; k++) {
+    const int j = 4 * (k >> 1) + (k & 1);
+    o->sc[k] = _mm512_permutexvar_epi16(qx_pick2(j, j + 2), sm512);
+  }
+  o->mins = _mm256_extracti128_si256(sm, 1);
+  o->d = _cvtsh_ss(d);
+  o->dmin = _cvtsh_ss(dmin);
+}
+
+QX_INLINE void qx_unpack_q4_K512(const uint8_t *row, int b, qx_k512 *o) {
+  const block_q4_K *x = (const block_q4_K *)row + b;
+  qx_unpack_k512(x->qs, x->scales, NULL, x->d, x->dmin, o);
+}
+
+QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
+  const block_q5_K *x = (const block_q5_K *)row + b;
+  qx_unpack_k512(x->qs, x->scales, x->qh, x->d, x->dmin, o);
+}
+
+#define QX_TILE_SCALE_MIN(NAME, UNPACK)                                                                          \
+  QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
+                             size_t as, float *y, size_t ys) {                                                  \
+    const int nb = cols / QK_K;                                                                                 \
+    const size_t bb = ws / (size_t)nb;                                                                          \
+    __m512 acc[QX_RMAX][QX_T];                                                                                  \
+    float mins[QX_RMAX][QX_T];                                                                                  \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) {                                                                             \
+        acc[r][t] = _mm512_setzero_ps();                                                                        \
+        mins[r][t] = 0;                                                                                         \
+      }                                                                                                         \
+    for (int b = 0; b < nb; b++) {                                                                              \
+      qx_k512 wb[QX_RMAX];                                                                                      \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);                                  \
+      for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
+      for (int t = 0; t < T; t++) {                                                                             \
+        QX_Q8K(a + t * as, cols, b);                                                                            \
+        const __m128i pairs = qx_bsum_pairs(bsums);                                                             \
+        __m512i av[4];                                                                                          \
+        for (int h = 0; h < 2; h++) {                                                                           \
+          const __m512i x0 = _mm512_loadu_si512((const void *)(aq + 128 * h));                                  \
+          const __m512i x1 = _mm512_loadu_si512((const void *)(aq + 128 * h + 64));                             \
+          av[2 * h] = _mm512_shuffle_i64x2(x0, x1, 0x44);     /* sub-blocks 4h+0, 4h+2 */                      \
+          av[2 * h + 1] = _mm512_shuffle_i64x2(x0, x1, 0xee); /* sub-blocks 4h+1, 4h+3 */                      \
+        }                                                                                                       \
+        for (int r = 0; r < R; r++) {                                                                           \
+          __m512i isum = _mm512_setzero_si512();                                                                \
+          for (int k = 0; k < 4; k++) {                                                                         \
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(wb[r].q[k], av[k]), wb[r].sc[k]);             \
+          }                                                                                                     \
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wb[r].d * da), acc[r][t]);        \
+          mins[r][t] += (wb[r].dmin * da) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb[r].mins, pairs));          \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum512(acc[r][t]) - mins[r][t];                          \
+  }
+
+QX_TILE_SCALE_MIN(qx_q4_K, qx_unpack_q4_K512)
+QX_TILE_SCALE_MIN(qx_q5_K, qx_unpack_q5_K512)
+QX_GEMM(qx_q4_K)
+QX_GEMM(qx_q5_K)
+
+/* A Q6_K super-block of one row in 64-byte vectors: quants 0..63 and int16 scale vectors. */
+typedef struct {
+  __m512i q[4]; /* elements 64k .. 64k + 63 */
+  __m512i sc[4];
+  float d;
+} qx_q6_512;
+
+QX_INLINE void qx_unpack_q6_K512(const uint8_t *row, int b, qx_q6_512 *o) {
+  const block_q6_K *x = (const block_q6_K *)row + b;
+  const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x30);
+  for (int h = 0; h < 2; h++) {
+    const __m512i l = _mm512_loadu_si512((const void *)(x->ql + 64 * h)); /* quarters 0, 1 low bits | 2, 3 in high nibbles */
+    const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+    /* Quarter i's two high bits sit at bits 2i..2i+1 of qh; move them to bits 4-5. */
+    const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(hb, qx_pick2(4, 2)), two);
+    const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi16(hb, qx_pick2(0, 2)), two);
+    o->q[2 * h] = _mm512_or_si512(_mm512_and_si512(l, low), h01);
+    o->q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low), h23);
+  }
+  const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
+  for (int k = 0; k < 4; k++) {
+    /* Word i of vector k covers elements 64k + 2i, 2i + 1: 16-element group 4k + i / 8. */
+    const __m512i idx = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * k)),
+                                         _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                                                            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                           3));
+    o->sc[k] = _mm512_permutexvar_epi16(idx, sc16);
+  }
+  o->d = qx_half(&x->d);
+}
+
+QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a,
+                            size_t as, float *y, size_t ys) {
+  const int nb = cols / QK_K;
+  const size_t bb = ws / (size_t)nb;
+  __m512 acc[QX_RMAX][QX_T];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; b++) {
+    qx_q6_512 wb[QX_RMAX];
+    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);
+    for (int r = 0; r < R; r++) qx_unpack_q6_K512(w + r * ws, b, &wb[r]);
+    for (int t = 0; t < T; t++) {
+      QX_Q8K(a + t * as, cols, b);
+      (void)bsums;
+      __m512i av[4], a32[4];
+      for (int k = 0; k < 4; k++) {
+        av[k] = _mm512_loadu_si512((const void *)(aq + 64 * k));
+        /* Quants are stored + 32; take 32 * a back per int16 pair before scaling, as llama.cpp does. */
+        a32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), av[k]);
+      }
+      for (int r = 0; r < R; r++) {
+        __m512i isum = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+          const __m512i p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(wb[r].q[k], av[k]), a32[k]);
+          isum = _mm512_dpwssd_epi32(isum, p16, wb[r].sc[k]);
+        }
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wb[r].d * da), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum512(acc[r][t]);
+}
+QX_GEMM(qx_q6_K)
+
+#else
 /* A Q4_K/Q5_K super-block of one row, unpacked: 8 vectors of 32 quants, scales, mins. */
 typedef struct {
   __m256i q[8];
@@ -264,14 +457,9 @@ typedef struct {
 } qx_k_scale_min;
 
 QX_INLINE void qx_unpack_scales(const uint8_t *scales, qx_k_scale_min *o) {
-  int16_t mins[8];
-  for (int j = 0; j < 8; j++) {
-    uint8_t sc, m;
-    quant_k_scale_min(scales, j, &sc, &m);
-    o->sc[j] = sc;
-    mins[j] = m;
-  }
-  o->mins = _mm_loadu_si128((const __m128i *)mins);
+  const __m256i sm = qx_scales_mins16(scales);
+  _mm_storeu_si128((__m128i *)o->sc, _mm256_castsi256_si128(sm));
+  o->mins = _mm256_extracti128_si256(sm, 1);
 }
 
 QX_INLINE void qx_unpack_q4_K(const uint8_t *row, int b, qx_k_scale_min *o) {
@@ -302,12 +490,6 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
   qx_unpack_scales(x->scales, o);
   o->d = qx_half(&x->d);
   o->dmin = qx_half(&x->dmin);
-}
-
-/* Sums of the 32-element halves' pairs of bsums: 8 int16 (each <= 32 * 127). */
-QX_INLINE __m128i qx_bsum_pairs(const int16_t *bsums) {
-  const __m128i lo = _mm_loadu_si128((const __m128i *)bsums), hi = _mm_loadu_si128((const __m128i *)(bsums + 8));
-  return _mm_hadd_epi16(lo, hi);
 }
 
 #define QX_TILE_SCALE_MIN(NAME, UNPACK)                                                                          \
@@ -409,6 +591,8 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
     for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]);
 }
 QX_GEMM(qx_q6_K)
+#endif
+
 
 /* ---- float formats: products in f32, 8 lanes of f32 sums ---- */
 
