@@ -177,6 +177,44 @@ describe('native quantization kernels', { skip }, () => {
       }
     });
 
+    test(`matmul on ${isa} matches the reference on arbitrary quant bytes`, () => {
+      const a = addon!;
+      a.forceIsa(isa);
+      // Every quant bit pattern a file may hold (-128 in Q8_0, any scale code), with finite f16 scales.
+      const halfFields: Array<[GgmlType, number[]]> = [
+        [GgmlType.Q4_0, [0]],
+        [GgmlType.Q4_1, [0, 2]],
+        [GgmlType.Q5_0, [0]],
+        [GgmlType.Q5_1, [0, 2]],
+        [GgmlType.Q8_0, [0]],
+        [GgmlType.Q4_K, [0, 2]],
+        [GgmlType.Q5_K, [0, 2]],
+        [GgmlType.Q6_K, [208]],
+      ];
+      for (const [type, fields] of halfFields) {
+        const c = formatCodec(type);
+        const rows = 19;
+        const cols = c.blockSize * 3;
+        const r = rng(type * 101);
+        const w = new Uint8Array((rows * cols * c.blockBytes) / c.blockSize).map(() => Math.floor(r() * 256));
+        for (let off = 0; off < w.length; off += c.blockBytes) {
+          for (const f of fields) {
+            const h = Math.floor(r() * 0x3c00) | (r() < 0.5 ? 0x8000 : 0); // |value| < 1
+            w[off + f] = h & 0xff;
+            w[off + f + 1] = h >> 8;
+          }
+        }
+        for (const n of [1, 6]) {
+          const x = activations(n * cols, type + n);
+          const want = new Float32Array(n * rows);
+          refMatmul(w, type, rows, cols, x, n, want);
+          const got = new Float32Array(n * rows).fill(NaN);
+          a.matmul!(w, type, rows, cols, x, n, got);
+          assertClose(type, `${isa} arbitrary bytes n=${n}`, got, want, magnitudes(type, w, rows, cols, x, n));
+        }
+      }
+    });
+
     test(`matmul on ${isa} handles many rows split across threads`, () => {
       const a = addon!;
       a.forceIsa(isa);
