@@ -21,6 +21,8 @@ interface ServeFlags {
   kvType: string;
   alias?: string;
   bodyLimit: number;
+  cacheRam: number;
+  promptCacheDir?: string;
 }
 
 function version(): string {
@@ -39,6 +41,8 @@ export function serveCommand(): Command {
     .option('--max-queue <n>', 'requests that may wait for a slot before the server answers 429 (default: 4 x parallel)', intArg(0))
     .option('--alias <name>', 'model name clients use (default: the file name)')
     .option('--body-limit <bytes>', 'largest request body', intArg(1024), 8 * 1024 * 1024)
+    .option('--cache-ram <bytes>', 'memory for prompt prefixes kept beyond the KV slots (0 = only the slots)', intArg(0), 1024 * 1024 * 1024)
+    .option('--prompt-cache-dir <dir>', 'save the prompt cache here on shutdown and reuse it after a restart')
     .action(async (o: ServeFlags) => {
       // The server modules load only for this command, keeping other commands' start-up short.
       const { buildServer } = await import('../server/app.js');
@@ -53,6 +57,7 @@ export function serveCommand(): Command {
             slots: o.parallel,
             kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
             maxQueue: o.maxQueue ?? 4 * o.parallel,
+            promptCache: { budgetBytes: o.cacheRam, dir: o.promptCacheDir },
           }),
         o.alias,
       );
@@ -81,6 +86,8 @@ export function serveCommand(): Command {
         // Let in-flight streams write their error event before connections close.
         await new Promise((r) => setTimeout(r, 50));
         await app.close();
+        const saved = await m.engine.persistPromptCache();
+        if (saved > 0) process.stderr.write(`cairn: saved ${saved} prompt-cache entries to ${o.promptCacheDir}\n`);
         m.close();
       };
       process.once('SIGINT', () => void stop('SIGINT'));

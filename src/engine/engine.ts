@@ -12,6 +12,7 @@ import { CairnError } from '../util/errors.js';
 import { Sampler, StopMatcher, stepLogprobs, type SamplerOptions, type StepLogprobs } from '../sampling/index.js';
 import { AsyncQueue } from './async-queue.js';
 import type { ForwardRunner } from './runner.js';
+import { commonPrefix, PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 
 /** What the engine needs from a tokenizer. */
 export interface EngineTokenizer {
@@ -114,6 +115,8 @@ interface Sequence {
 export interface EngineOptions {
   /** Requests waiting for a slot beyond which submit() refuses (server answers 429). */
   readonly maxQueue?: number;
+  /** Keep prefixes of overwritten slots within this many bytes (0 = only what the slots hold). */
+  readonly promptCache?: PrefixCacheOptions;
 }
 
 /** Schedules generation requests over a ForwardRunner. */
@@ -125,6 +128,8 @@ export class Engine {
   private closed = false;
   private clock = 0;
   readonly maxQueue: number;
+  /** Saved prefixes beyond the slots, when configured. */
+  readonly prefixCache: PrefixCache | undefined;
   /** Counters for metrics. */
   readonly stats = { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0 };
 
@@ -135,6 +140,7 @@ export class Engine {
   ) {
     this.slots = Array.from({ length: runner.slots }, (_, id) => ({ id, cached: [], busy: false, lastUsed: 0 }));
     this.maxQueue = options.maxQueue ?? 64;
+    this.prefixCache = options.promptCache && options.promptCache.budgetBytes > 0 ? new PrefixCache(runner, options.promptCache) : undefined;
   }
 
   /** Requests waiting for a slot. */
@@ -227,7 +233,7 @@ export class Engine {
     for (const s of [...this.active, ...this.queue]) if (s.cancelled && !s.finished) this.finish(s, 'abort');
   }
 
-  /** Gives free slots to waiting requests, reusing the longest cached prefix. */
+  /** Gives free slots to waiting requests, reusing the longest cached prefix (slot or saved). */
   private async admit(): Promise<void> {
     while (this.queue.length > 0) {
       const free = this.slots.filter((s) => !s.busy);
@@ -243,13 +249,24 @@ export class Engine {
           bestLen = n;
         }
       }
+      const stored = this.prefixCache?.best(prompt);
       // At least the last prompt token must run to produce logits.
-      const reuse = Math.min(bestLen, prompt.length - 1);
+      const limit = prompt.length - 1;
       let slot: Slot;
-      if (best && !best.busy && reuse > 0) {
+      let reuse: number;
+      if (stored && stored.length > bestLen && Math.min(stored.length, limit) > 0) {
+        slot = this.leastRecentlyUsed(free);
+        await this.saveBeforeOverwrite(slot, prompt);
+        await this.prefixCache!.load(stored.key, slot.id);
+        reuse = Math.min(stored.length, limit);
+      } else if (best && !best.busy && Math.min(bestLen, limit) > 0) {
         slot = best;
+        reuse = Math.min(bestLen, limit);
+        await this.saveBeforeOverwrite(slot, prompt);
       } else {
-        slot = free.reduce((a, b) => (b.lastUsed < a.lastUsed ? b : a));
+        slot = this.leastRecentlyUsed(free);
+        reuse = best ? Math.min(bestLen, limit) : 0;
+        await this.saveBeforeOverwrite(slot, prompt);
         if (best && reuse > 0) await this.runner.copySlotPrefix(best.id, slot.id, reuse);
       }
       slot.busy = true;
@@ -262,6 +279,25 @@ export class Engine {
       this.stats.cachedTokens += reuse;
       this.active.push(seq);
     }
+  }
+
+  private leastRecentlyUsed(free: Slot[]): Slot {
+    return free.reduce((a, b) => (b.lastUsed < a.lastUsed ? b : a));
+  }
+
+  /** Before a slot's positions past the shared prefix are overwritten, keep its old prefix aside. */
+  private async saveBeforeOverwrite(slot: Slot, prompt: readonly number[]): Promise<void> {
+    const cache = this.prefixCache;
+    if (!cache || slot.cached.length - commonPrefix(slot.cached, prompt) < cache.minTokens) return;
+    await cache.save(slot.id, slot.cached);
+  }
+
+  /** Saves what the slots hold and writes the prompt cache to its directory (on shutdown). */
+  async persistPromptCache(): Promise<number> {
+    const cache = this.prefixCache;
+    if (!cache) return 0;
+    for (const s of this.slots) if (!s.busy) await cache.save(s.id, s.cached);
+    return cache.persist();
   }
 
   /** One batched forward step over every active sequence. */
@@ -381,11 +417,4 @@ export class Engine {
     });
     seq.out.close();
   }
-}
-
-function commonPrefix(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
 }

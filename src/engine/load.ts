@@ -3,6 +3,7 @@
  * shard(s) of the plan, their KV caches and the engine. A single machine runs the one-shard plan;
  * nothing here is specific to "local mode" beyond the runner that chains the shards in-process.
  */
+import { basename } from 'node:path';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
 import type { Kernels, KvType } from '../kernels/api.js';
@@ -38,6 +39,8 @@ export interface LoadOptions {
   /** Fault every weight page in before returning, so the first token is not slowed (default true). */
   readonly prefetch?: boolean;
   readonly maxQueue?: number;
+  /** Prompt cache beyond the KV slots: memory budget in bytes and optional directory. */
+  readonly promptCache?: { readonly budgetBytes: number; readonly dir?: string };
 }
 
 /** A loaded model, ready to generate. */
@@ -80,7 +83,12 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     });
     const mappedBytes = shards.reduce((a, s) => a + s.weights.bytes, 0);
     if (opts.prefetch ?? true) await prefetch(shards, mappedBytes, opts.progress ?? process.stderr.isTTY === true, path);
-    const engine = new Engine(new LocalRunner(shards), tokenizer, { maxQueue: opts.maxQueue });
+    const kvType = opts.kvType ?? GgmlType.F16;
+    const fingerprint = `${basename(path)}:${file.fileSize}:${file.dataOffset}:${file.tensors.length}:kv${kvType}:${specs.map((s) => `${s.layerStart}-${s.layerEnd}`).join(',')}`;
+    const engine = new Engine(new LocalRunner(shards), tokenizer, {
+      maxQueue: opts.maxQueue,
+      promptCache: opts.promptCache ? { ...opts.promptCache, fingerprint } : undefined,
+    });
     return {
       file,
       config,

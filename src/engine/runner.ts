@@ -5,6 +5,8 @@
  */
 import type { SeqSpan } from '../model/decoder.js';
 import type { DecoderShard } from '../model/decoder.js';
+import type { KvSnapshot } from '../model/kv-cache.js';
+import { CairnError } from '../util/errors.js';
 
 /** One forward step's input: token ids, the sequence spans they belong to, rows needing logits. */
 export interface ForwardRequest {
@@ -27,6 +29,16 @@ export interface ForwardRunner {
   forward(req: ForwardRequest): Promise<Float32Array>;
   /** Copies the first n cached positions of one slot to another. */
   copySlotPrefix(from: number, to: number, n: number): Promise<void>;
+  /** Copies the first n positions of a slot aside under `key` (prompt cache); returns the bytes held. */
+  saveSlot(slot: number, n: number, key: number): Promise<number>;
+  /** Writes a saved prefix back into a slot. */
+  loadSlot(key: number, slot: number): Promise<void>;
+  /** Forgets a saved prefix. */
+  dropSaved(key: number): Promise<void>;
+  /** A saved prefix as bytes (for the on-disk cache). */
+  exportSaved(key: number): Promise<Uint8Array>;
+  /** Takes a saved prefix from bytes written by exportSaved; returns the bytes held. */
+  importSaved(key: number, bytes: Uint8Array): Promise<number>;
 }
 
 /** Runs a model whose shards all live in this process, one after the other. */
@@ -52,7 +64,93 @@ export class LocalRunner implements ForwardRunner {
     return hidden!;
   }
 
+  private readonly saved = new Map<number, KvSnapshot[]>();
+
   async copySlotPrefix(from: number, to: number, n: number): Promise<void> {
     for (const shard of this.shards) shard.kv.copyPrefix(from, to, n);
   }
+
+  async saveSlot(slot: number, n: number, key: number): Promise<number> {
+    const snaps = this.shards.map((s) => s.kv.snapshot(slot, n));
+    this.saved.set(key, snaps);
+    return snapshotBytes(snaps);
+  }
+
+  async loadSlot(key: number, slot: number): Promise<void> {
+    const snaps = this.saved.get(key);
+    if (!snaps) throw new CairnError('BAD_ARGUMENT', `no saved prefix ${key}`);
+    this.shards.forEach((s, i) => s.kv.restore(snaps[i], slot));
+  }
+
+  async dropSaved(key: number): Promise<void> {
+    this.saved.delete(key);
+  }
+
+  async exportSaved(key: number): Promise<Uint8Array> {
+    const snaps = this.saved.get(key);
+    if (!snaps) throw new CairnError('BAD_ARGUMENT', `no saved prefix ${key}`);
+    return encodeSnapshots(snaps);
+  }
+
+  async importSaved(key: number, bytes: Uint8Array): Promise<number> {
+    const snaps = decodeSnapshots(bytes);
+    if (snaps.length !== this.shards.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix was made for another layout');
+    this.saved.set(key, snaps);
+    return snapshotBytes(snaps);
+  }
+}
+
+function snapshotBytes(snaps: readonly KvSnapshot[]): number {
+  return snaps.reduce((a, s) => a + s.layers.reduce((b, l) => b + l.length, 0), 0);
+}
+
+/** Layout: u32 shard count; per shard: u32 type, u32 tokens, u32 layers, per layer u32 length + bytes. */
+function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
+  const size = 4 + snaps.reduce((a, s) => a + 12 + s.layers.reduce((b, l) => b + 4 + l.length, 0), 0);
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  let o = 0;
+  const u32 = (v: number) => {
+    dv.setUint32(o, v, true);
+    o += 4;
+  };
+  u32(snaps.length);
+  for (const s of snaps) {
+    u32(s.type);
+    u32(s.tokens);
+    u32(s.layers.length);
+    for (const l of s.layers) {
+      u32(l.length);
+      out.set(l, o);
+      o += l.length;
+    }
+  }
+  return out;
+}
+
+function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let o = 0;
+  const u32 = () => {
+    if (o + 4 > bytes.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix is truncated');
+    const v = dv.getUint32(o, true);
+    o += 4;
+    return v;
+  };
+  const out: KvSnapshot[] = [];
+  const n = u32();
+  for (let i = 0; i < n; i++) {
+    const type = u32() as KvSnapshot['type'];
+    const tokens = u32();
+    const count = u32();
+    const layers: Uint8Array[] = [];
+    for (let j = 0; j < count; j++) {
+      const len = u32();
+      if (o + len > bytes.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix is truncated');
+      layers.push(bytes.slice(o, o + len));
+      o += len;
+    }
+    out.push({ type, tokens, layers });
+  }
+  return out;
 }

@@ -51,6 +51,33 @@ export class KvCache {
     return this.v[i][slot];
   }
 
+  /** Copies the first `n` positions of a slot out of the cache (one buffer per layer, keys then values). */
+  snapshot(slot: number, n: number): KvSnapshot {
+    const elem = this.type === GgmlType.F16 ? 2 : 4;
+    const kb = n * this.kRowElems * elem;
+    const vb = n * this.vRowElems * elem;
+    const layers = this.k.map((k, i) => {
+      const buf = new Uint8Array(kb + vb);
+      buf.set(k[slot].subarray(0, kb), 0);
+      buf.set(this.v[i][slot].subarray(0, vb), kb);
+      return buf;
+    });
+    return { type: this.type, tokens: n, layers };
+  }
+
+  /** Writes a snapshot back into a slot (positions [0, snapshot.tokens)). */
+  restore(s: KvSnapshot, slot: number): void {
+    const elem = this.type === GgmlType.F16 ? 2 : 4;
+    const kb = s.tokens * this.kRowElems * elem;
+    if (s.type !== this.type || s.layers.length !== this.k.length || s.tokens > this.ctxPerSlot) {
+      throw new RangeError('KV snapshot does not fit this cache');
+    }
+    s.layers.forEach((buf, i) => {
+      this.k[i][slot].set(buf.subarray(0, kb));
+      this.v[i][slot].set(buf.subarray(kb));
+    });
+  }
+
   /** Copies the first `n` positions of one slot into another (prompt-cache reuse). */
   copyPrefix(from: number, to: number, n: number): void {
     if (from === to || n === 0) return;
@@ -62,6 +89,14 @@ export class KvCache {
       this.v[i][to].set(this.v[i][from].subarray(0, vb));
     }
   }
+}
+
+/** A copy of a slot's first positions, held outside the cache (the prompt cache's entries). */
+export interface KvSnapshot {
+  readonly type: KvType;
+  readonly tokens: number;
+  /** One buffer per layer of the shard: keys of every position, then values. */
+  readonly layers: readonly Uint8Array[];
 }
 
 /** Bytes a KV cache of this shape would take (for memory estimates before allocating). */

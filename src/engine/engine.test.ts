@@ -1,0 +1,138 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
+import { createKernels } from '../kernels/index.js';
+import { writeSyntheticModel } from '../model/synthetic.js';
+import { loadModel, type LoadedModel } from './load.js';
+import type { GenerateRequest, GenerationSummary } from './engine.js';
+import { scratchDir } from '../../test/helpers/paths.js';
+
+const dir = scratchDir('engine');
+mkdirSync(dir, { recursive: true });
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const kernels = createKernels();
+const path = join(dir, 'model.gguf');
+writeSyntheticModel(path, { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 256, nVocab: 512, quant: GgmlType.Q8_0, seed: 11 }, (type, src) => {
+  const out = new Uint8Array(ggmlRowBytes(type, src.length));
+  kernels.quantize(type, src, out, src.length);
+  return out;
+});
+
+function prompt(seed: number, n: number): number[] {
+  return [1, ...Array.from({ length: n - 1 }, (_, i) => 259 + ((seed * 131 + i * 17) % 250))];
+}
+
+async function run(model: LoadedModel, req: Omit<GenerateRequest, 'sampler'> & { sampler?: GenerateRequest['sampler'] }): Promise<GenerationSummary> {
+  for await (const ev of model.engine.generate({ sampler: { temperature: 0 }, ignoreEos: true, ...req })) {
+    if (ev.type === 'done') return ev.summary;
+  }
+  throw new Error('no summary');
+}
+
+test('concurrent sequences decode in shared batches and give exactly their serial outputs', async () => {
+  const model = await loadModel(path, { ctx: 256, slots: 4, maxBatch: 64, progress: false });
+  try {
+    const prompts = [prompt(1, 40), prompt(2, 7), prompt(3, 90), prompt(4, 1), prompt(5, 33), prompt(6, 12)];
+    const serial: number[][] = [];
+    for (const p of prompts) serial.push([...(await run(model, { prompt: p, maxTokens: 20 })).tokens]);
+    const stepsBefore = model.engine.stats.steps;
+    const together = await Promise.all(prompts.map((p) => run(model, { prompt: p, maxTokens: 20 })));
+    assert.deepEqual(together.map((s) => [...s.tokens]), serial);
+    // Six sequences of 20 tokens in far fewer steps than 6 x 20: they were batched.
+    assert.ok(model.engine.stats.steps - stepsBefore < 60, `${model.engine.stats.steps - stepsBefore} steps`);
+  } finally {
+    model.close();
+  }
+});
+
+test('a longer prompt that extends an earlier one reuses its KV (slot cache) and gives the same tokens', async () => {
+  const model = await loadModel(path, { ctx: 256, slots: 1, progress: false });
+  try {
+    const base = prompt(7, 60);
+    const first = await run(model, { prompt: base, maxTokens: 10 });
+    const longer = [...base, ...first.tokens, 300, 301];
+    const cached = await run(model, { prompt: longer, maxTokens: 10 });
+    assert.ok(cached.cachedTokens >= base.length, `reused ${cached.cachedTokens}`);
+    const fresh = await loadModel(path, { ctx: 256, slots: 1, progress: false });
+    try {
+      const uncached = await run(fresh, { prompt: longer, maxTokens: 10 });
+      assert.equal(uncached.cachedTokens, 0);
+      assert.deepEqual(cached.tokens, uncached.tokens);
+    } finally {
+      fresh.close();
+    }
+  } finally {
+    model.close();
+  }
+});
+
+test('prompt cache: an overwritten slot is kept in memory, found again, and survives a restart on disk', async () => {
+  const cacheDir = join(dir, 'prompt-cache');
+  const opts = { ctx: 256, slots: 1, progress: false, promptCache: { budgetBytes: 64 << 20, dir: cacheDir } };
+  const a = prompt(8, 80);
+  const b = prompt(9, 50);
+  const model = await loadModel(path, opts);
+  let expected: readonly number[];
+  try {
+    expected = (await run(model, { prompt: [...a, 400], maxTokens: 8 })).tokens;
+    await run(model, { prompt: b, maxTokens: 8 }); // overwrites the only slot
+    const again = await run(model, { prompt: [...a, 400], maxTokens: 8 });
+    assert.ok(again.cachedTokens >= a.length, `reused ${again.cachedTokens} from the saved prefix`);
+    assert.deepEqual(again.tokens, expected);
+    assert.ok(model.engine.prefixCache!.bytes > 0);
+    assert.ok((await model.engine.persistPromptCache()) > 0);
+  } finally {
+    model.close();
+  }
+  assert.ok(readdirSync(cacheDir).some((f) => f.endsWith('.kv')));
+  const restarted = await loadModel(path, opts);
+  try {
+    const r = await run(restarted, { prompt: [...a, 400], maxTokens: 8 });
+    assert.ok(r.cachedTokens >= a.length, `after restart reused ${r.cachedTokens}`);
+    assert.deepEqual(r.tokens, expected);
+  } finally {
+    restarted.close();
+  }
+});
+
+test('the prompt cache stays within its byte budget', async () => {
+  const model = await loadModel(path, { ctx: 256, slots: 1, progress: false, promptCache: { budgetBytes: 200_000 } });
+  try {
+    for (let i = 0; i < 8; i++) await run(model, { prompt: prompt(20 + i, 100), maxTokens: 2 });
+    const cache = model.engine.prefixCache!;
+    assert.ok(cache.bytes <= 200_000 && cache.bytes > 0, `${cache.bytes} bytes`);
+  } finally {
+    model.close();
+  }
+});
+
+test('stopping iteration early cancels the sequence and frees its slot', async () => {
+  const model = await loadModel(path, { ctx: 256, slots: 1, progress: false });
+  try {
+    let n = 0;
+    for await (const ev of model.engine.generate({ prompt: prompt(30, 5), maxTokens: 200, sampler: { temperature: 0 }, ignoreEos: true })) {
+      if (ev.type === 'token' && ++n === 3) break;
+    }
+    const next = await run(model, { prompt: prompt(31, 5), maxTokens: 4 });
+    assert.equal(next.finishReason, 'length');
+    assert.equal(model.engine.activeCount, 0);
+  } finally {
+    model.close();
+  }
+});
+
+test('bad requests fail clearly: empty prompt, prompt longer than the context, ids outside the vocabulary', async () => {
+  const model = await loadModel(path, { ctx: 64, progress: false });
+  try {
+    assert.throws(() => model.engine.generate({ prompt: [], maxTokens: 1 }), /prompt is empty/);
+    assert.throws(() => model.engine.generate({ prompt: prompt(1, 80), maxTokens: 1 }), /context holds 64/);
+    assert.throws(() => model.engine.generate({ prompt: [1, 99999], maxTokens: 1 }), /outside the vocabulary/);
+    const ok = await run(model, { prompt: prompt(1, 10), maxTokens: 100 });
+    assert.equal(ok.finishReason, 'length');
+    assert.equal(ok.completionTokens, 64 - 10, 'generation stops when the context is full');
+  } finally {
+    model.close();
+  }
+});

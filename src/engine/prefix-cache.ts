@@ -1,0 +1,198 @@
+/**
+ * The prompt cache beyond the KV slots: when a slot is about to be overwritten, its cached prefix
+ * is copied aside (by the runner, which holds the bytes where the KV lives) and indexed here by
+ * its tokens. Entries are evicted least-recently-used to stay within a byte budget. With a
+ * directory, entries are also written to disk on shutdown and found again after a restart.
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import type { ForwardRunner } from './runner.js';
+
+/** One saved prefix. */
+interface Entry {
+  readonly key: number;
+  readonly tokens: readonly number[];
+  /** Bytes held in memory, or 0 while the entry is only on disk. */
+  bytes: number;
+  lastUsed: number;
+  /** File of the entry in the cache directory, once written or found there. */
+  file?: string;
+}
+
+/** Prompt-cache settings. */
+export interface PrefixCacheOptions {
+  /** Most bytes of saved prefixes held in memory. */
+  readonly budgetBytes: number;
+  /** Prefixes shorter than this are not worth saving. */
+  readonly minTokens?: number;
+  /** Directory for entries that outlive the process. */
+  readonly dir?: string;
+  /** Identifies the model and cache layout; entries from another model are ignored. */
+  readonly fingerprint?: string;
+}
+
+const MAGIC = 'cairn-kv1';
+
+/** Finds, saves and evicts prompt prefixes. */
+export class PrefixCache {
+  private readonly entries = new Map<number, Entry>();
+  private nextKey = 1;
+  private clock = 0;
+  private heldBytes = 0;
+  readonly minTokens: number;
+
+  constructor(
+    private readonly runner: ForwardRunner,
+    private readonly opts: PrefixCacheOptions,
+  ) {
+    this.minTokens = opts.minTokens ?? 16;
+    if (opts.dir) this.scanDir(opts.dir);
+  }
+
+  /** Bytes of saved prefixes in memory. */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Entries known (in memory or on disk). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The entry sharing the longest prefix with `prompt`, and that length. */
+  best(prompt: readonly number[]): { key: number; length: number } | undefined {
+    let best: Entry | undefined;
+    let bestLen = 0;
+    for (const e of this.entries.values()) {
+      const n = commonPrefix(e.tokens, prompt);
+      if (n > bestLen) {
+        best = e;
+        bestLen = n;
+      }
+    }
+    return best ? { key: best.key, length: bestLen } : undefined;
+  }
+
+  /** Copies a saved entry into a slot (reading it from disk first when needed). */
+  async load(key: number, slot: number): Promise<void> {
+    const e = this.entries.get(key);
+    if (!e) throw new Error(`prefix ${key} is gone`);
+    if (e.bytes === 0 && e.file) {
+      e.bytes = await this.runner.importSaved(key, readEntryFile(e.file).kv);
+      this.heldBytes += e.bytes;
+    }
+    e.lastUsed = ++this.clock;
+    await this.runner.loadSlot(key, slot);
+    await this.evict(key);
+  }
+
+  /** Saves a slot's first tokens unless they are short or already covered by an entry. */
+  async save(slot: number, tokens: readonly number[]): Promise<void> {
+    if (tokens.length < this.minTokens) return;
+    for (const e of this.entries.values()) {
+      if (e.tokens.length >= tokens.length && commonPrefix(e.tokens, tokens) === tokens.length) {
+        e.lastUsed = ++this.clock;
+        return;
+      }
+    }
+    const key = this.nextKey++;
+    const bytes = await this.runner.saveSlot(slot, tokens.length, key);
+    if (bytes > this.opts.budgetBytes) {
+      await this.runner.dropSaved(key);
+      return;
+    }
+    // An entry that is a prefix of the new one is now redundant.
+    for (const e of [...this.entries.values()]) {
+      if (e.tokens.length < tokens.length && commonPrefix(e.tokens, tokens) === e.tokens.length) await this.remove(e);
+    }
+    this.entries.set(key, { key, tokens: [...tokens], bytes, lastUsed: ++this.clock });
+    this.heldBytes += bytes;
+    await this.evict(key);
+  }
+
+  /** Writes every in-memory entry to the cache directory. */
+  async persist(): Promise<number> {
+    const dir = this.opts.dir;
+    if (!dir) return 0;
+    mkdirSync(dir, { recursive: true });
+    let written = 0;
+    for (const e of this.entries.values()) {
+      if (e.file || e.bytes === 0) continue;
+      const kv = await this.runner.exportSaved(e.key);
+      const name = createHash('sha256').update(`${this.opts.fingerprint}:${e.tokens.join(',')}`).digest('hex').slice(0, 32);
+      e.file = join(dir, `${name}.kv`);
+      writeEntryFile(e.file, { fingerprint: this.opts.fingerprint ?? '', tokens: e.tokens }, kv);
+      written++;
+    }
+    return written;
+  }
+
+  private scanDir(dir: string): void {
+    let names: string[];
+    try {
+      names = readdirSync(dir).filter((n) => n.endsWith('.kv'));
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      try {
+        const { header } = readEntryFile(join(dir, n), true);
+        if (header.fingerprint !== (this.opts.fingerprint ?? '')) continue;
+        const key = this.nextKey++;
+        this.entries.set(key, { key, tokens: header.tokens, bytes: 0, lastUsed: 0, file: join(dir, n) });
+      } catch {
+        // A damaged entry is skipped, never fatal.
+      }
+    }
+  }
+
+  private async remove(e: Entry): Promise<void> {
+    this.entries.delete(e.key);
+    if (e.bytes > 0) {
+      this.heldBytes -= e.bytes;
+      await this.runner.dropSaved(e.key);
+    }
+    if (e.file) rmSync(e.file, { force: true });
+  }
+
+  /** Frees memory until within budget, oldest first; on-disk copies survive eviction from memory. */
+  private async evict(keep: number): Promise<void> {
+    while (this.heldBytes > this.opts.budgetBytes) {
+      let victim: Entry | undefined;
+      for (const e of this.entries.values()) if (e.bytes > 0 && e.key !== keep && (!victim || e.lastUsed < victim.lastUsed)) victim = e;
+      if (!victim) return;
+      if (victim.file) {
+        this.heldBytes -= victim.bytes;
+        victim.bytes = 0;
+        await this.runner.dropSaved(victim.key);
+      } else {
+        await this.remove(victim);
+      }
+    }
+  }
+}
+
+/** File layout: magic line, JSON header line, then the runner's bytes. */
+function writeEntryFile(path: string, header: { fingerprint: string; tokens: readonly number[] }, kv: Uint8Array): void {
+  const head = Buffer.from(`${MAGIC}\n${JSON.stringify(header)}\n`);
+  writeFileSync(path, Buffer.concat([head, kv]));
+}
+
+function readEntryFile(path: string, headerOnly = false): { header: { fingerprint: string; tokens: number[] }; kv: Uint8Array } {
+  const buf = readFileSync(path);
+  const first = buf.indexOf(10);
+  const second = buf.indexOf(10, first + 1);
+  if (first < 0 || second < 0 || buf.subarray(0, first).toString() !== MAGIC) throw new Error(`${path}: not a prompt-cache entry`);
+  const header = JSON.parse(buf.subarray(first + 1, second).toString()) as { fingerprint: string; tokens: number[] };
+  if (!Array.isArray(header.tokens) || !header.tokens.every((t) => Number.isInteger(t))) throw new Error(`${path}: bad header`);
+  return { header, kv: headerOnly ? new Uint8Array(0) : new Uint8Array(buf.buffer, buf.byteOffset + second + 1, buf.length - second - 1) };
+}
+
+/** Length of the common prefix of two token lists. */
+export function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
