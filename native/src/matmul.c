@@ -75,7 +75,10 @@ typedef struct {
   size_t a_stride;
   float *y;
   int chunk_rows, token_block;
-  atomic_int next_chunk;
+  /* Work items: a chunk of weight rows times one group of token blocks (all of them when there
+   * are enough row chunks to keep every thread busy). */
+  int token_groups, items;
+  atomic_int next_item;
 } dot_ctx;
 
 static void dot_job(void *p, int ith, int nth) {
@@ -83,12 +86,17 @@ static void dot_job(void *p, int ith, int nth) {
   (void)nth;
   dot_ctx *c = (dot_ctx *)p;
   for (;;) {
-    const int chunk = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed);
-    const int64_t r0 = (int64_t)chunk * c->chunk_rows;
-    if (r0 >= c->rows) return;
+    const int item = atomic_fetch_add_explicit(&c->next_item, 1, memory_order_relaxed);
+    if (item >= c->items) return;
+    const int64_t r0 = (int64_t)(item / c->token_groups) * c->chunk_rows;
     const int nr = (int)(c->rows - r0 < c->chunk_rows ? c->rows - r0 : c->chunk_rows);
-    for (int t0 = 0; t0 < c->n; t0 += c->token_block) {
-      const int nt = c->n - t0 < c->token_block ? c->n - t0 : c->token_block;
+    int t_begin = 0, t_end = c->n;
+    if (c->token_groups > 1) {
+      t_begin = (item % c->token_groups) * c->token_block;
+      t_end = t_begin + c->token_block < c->n ? t_begin + c->token_block : c->n;
+    }
+    for (int t0 = t_begin; t0 < t_end; t0 += c->token_block) {
+      const int nt = t_end - t0 < c->token_block ? t_end - t0 : c->token_block;
       c->gemm(c->cols, c->w + (size_t)r0 * c->w_stride, c->w_stride, nr, c->a + (size_t)t0 * c->a_stride, c->a_stride,
               nt, c->y + (size_t)t0 * c->rows + (size_t)r0, (size_t)c->rows);
     }
@@ -124,17 +132,28 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
     a_stride = layout.row_bytes;
   }
   const size_t w_stride = quant_row_bytes(wtype, cols);
-  dot_ctx dc = {.gemm = k->gemm[wtype] ? k->gemm[wtype] : quant_kernels_scalar.gemm[wtype], .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w,
-                .w_stride = w_stride, .a = act, .a_stride = a_stride, .y = y};
+  dot_ctx dc = {.gemm = k->gemm[wtype] ? k->gemm[wtype] : quant_kernels_scalar.gemm[wtype],
+                .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w, .w_stride = w_stride,
+                .a = act, .a_stride = a_stride, .y = y};
   /* Several chunks per thread so a thread slowed by a neighbour does not hold everyone up. */
   const int64_t cap_rows = (int64_t)(CHUNK_WEIGHT_BYTES / w_stride);
   dc.chunk_rows = clampi(rows / ((int64_t)threads * 8), 16, (int)(cap_rows > 16 ? cap_rows : 16));
   dc.chunk_rows = (dc.chunk_rows + 7) & ~7; /* whole tiles of 8 rows */
   dc.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20) & ~3;
-  atomic_init(&dc.next_chunk, 0);
+  const int row_chunks = (int)((rows + dc.chunk_rows - 1) / dc.chunk_rows);
+  if (row_chunks < 2 * threads) {
+    /* Few weight rows: hand out blocks of tokens too, small enough that every thread gets work. */
+    const int groups = (2 * threads + row_chunks - 1) / row_chunks;
+    const int per_group = (int)(((int64_t)n + groups - 1) / groups + 3) & ~3;
+    if (per_group < dc.token_block) dc.token_block = per_group < 4 ? 4 : per_group;
+  }
+  const int token_blocks = (n + dc.token_block - 1) / dc.token_block;
+  dc.token_groups = row_chunks >= 2 * threads ? 1 : token_blocks;
+  dc.items = row_chunks * dc.token_groups;
+  atomic_init(&dc.next_item, 0);
   const double macs = (double)rows * cols * n;
-  if (macs < MIN_PARALLEL_MACS || rows <= dc.chunk_rows) dot_job(&dc, 0, 1);
-  else cairn_pool_run(dot_job, &dc);
+  if (macs < MIN_PARALLEL_MACS || dc.items == 1) dot_job(&dc, 0, 1);
+  else cairn_pool_run_n(dot_job, &dc, dc.items);
 out:
   pthread_mutex_unlock(&g_lock);
   return rc;
