@@ -3,7 +3,8 @@
  * hostname, ipv4, duration, ...) are annotations only: such strings are generated unconstrained.
  */
 
-const DATE = String.raw`\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])`;
+// Days per month are respected; February 29 is allowed in every year.
+const DATE = String.raw`\d{4}-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2\d))`;
 const TIME = String.raw`([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)`;
 const LABEL = String.raw`[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?`;
 
