@@ -8,6 +8,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -102,24 +104,45 @@ static void detect(cpu_report *r) {
 static void detect(cpu_report *r) { r->best = CAIRN_ISA_SCALAR; }
 #endif
 
-static void detect_once(void) { detect(&g_report); }
-
-cairn_isa cairn_isa_detect(void) {
-  pthread_once(&g_once, detect_once);
-  return g_report.best;
-}
-
-int cairn_isa_usable(cairn_isa isa) {
-  const cairn_isa best = cairn_isa_detect();
+/* Whether `isa` runs where `best` is the best level. */
+static int usable_below(cairn_isa best, cairn_isa isa) {
   if (isa == CAIRN_ISA_SCALAR) return 1;
   /* Levels are ordered within an architecture only: NEON never runs on x86 and vice versa. */
   if (best == CAIRN_ISA_NEON) return isa == CAIRN_ISA_NEON;
   return isa != CAIRN_ISA_NEON && isa <= best;
 }
 
+/*
+ * CAIRN_ISA=<scalar|avx2|avx512|neon> caps the level for the whole process (to compare paths or
+ * work around a problem in one of them); a level this CPU lacks is reported and ignored.
+ */
+static void apply_env_override(void) {
+  const char *want = getenv("CAIRN_ISA");
+  if (!want || !*want) return;
+  cairn_isa isa;
+  if (cairn_isa_parse(want, &isa) != 0 || !usable_below(g_report.best, isa)) {
+    fprintf(stderr, "cairn: ignoring CAIRN_ISA=%s (this CPU supports up to %s)\n", want, cairn_isa_name(g_report.best));
+    return;
+  }
+  if (isa != g_report.best) atomic_store(&g_forced, (int)isa);
+}
+
+static void detect_once(void) {
+  detect(&g_report);
+  apply_env_override();
+}
+
+cairn_isa cairn_isa_detect(void) {
+  pthread_once(&g_once, detect_once);
+  return g_report.best;
+}
+
+int cairn_isa_usable(cairn_isa isa) { return usable_below(cairn_isa_detect(), isa); }
+
 cairn_isa cairn_isa_active(void) {
+  const cairn_isa best = cairn_isa_detect(); /* first, so a CAIRN_ISA override is in place */
   const int forced = atomic_load_explicit(&g_forced, memory_order_relaxed);
-  return forced >= 0 ? (cairn_isa)forced : cairn_isa_detect();
+  return forced >= 0 ? (cairn_isa)forced : best;
 }
 
 int cairn_isa_force(cairn_isa isa) {

@@ -3,6 +3,7 @@
  * results for any thread count, workers started and stopped, asleep when idle) and memory readout.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
@@ -94,6 +95,19 @@ describe('cpu report and ISA choice', () => {
     }
     forceIsa(null);
     assert.equal(cpuInfo().isa, detectedIsa);
+  });
+
+  it('takes a starting level from CAIRN_ISA and ignores one it cannot run', () => {
+    const nativeUrl = new URL('./native.js', import.meta.url).href;
+    const script = `import { cpuInfo } from ${JSON.stringify(nativeUrl)}; console.log(cpuInfo().isa);`;
+    const run = (isa: string): { stdout: string; stderr: string } => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, CAIRN_ISA: isa }, encoding: 'utf8' });
+      return { stdout: r.stdout.trim(), stderr: r.stderr };
+    };
+    assert.equal(run('scalar').stdout, 'scalar');
+    const bogus = run('sse9');
+    assert.equal(bogus.stdout, cpuInfo().detectedIsa);
+    assert.match(bogus.stderr, /ignoring CAIRN_ISA=sse9/);
   });
 
   it('refuses unknown ISAs and ISAs this CPU lacks', () => {
