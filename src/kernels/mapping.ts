@@ -79,6 +79,9 @@ class ReadFileMapping implements FileMapping {
   }
 }
 
+/** The most fs.readFileSync returns in one buffer. */
+const MAX_READ_BYTES = 2 ** 31 - 1;
+
 function readWholeFile(path: string): Uint8Array {
   let size: number;
   try {
@@ -90,6 +93,9 @@ function readWholeFile(path: string): Uint8Array {
     throw new CairnError('FILE_NOT_FOUND', `cannot map '${path}': ${(err as Error).message}`, { cause: err });
   }
   if (size === 0) throw new CairnError('BAD_ARGUMENT', `cannot map '${path}': the file is empty`);
+  if (size > MAX_READ_BYTES) {
+    throw new CairnError('NATIVE_UNAVAILABLE', `cannot read '${path}' (${size} bytes) into memory; mapping it needs the native library: run \`npm run build:native\``);
+  }
   const buf = readFileSync(path);
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
