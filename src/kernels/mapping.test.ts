@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { randomF32, seededRandom } from '../../test/helpers/kernel-inputs.js';
 import { isCairnError } from '../util/errors.js';
-import { openMapping } from './mapping.js';
+import { openMapping, readIntoMemory } from './mapping.js';
 import { adviseWillNeed, mapFile } from './native.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cairn-map-'));
@@ -55,6 +55,18 @@ describe('file mappings', () => {
     m.close();
     assert.deepEqual(a, expected.subarray(8, 72), 'views outlive close()');
     expectError(() => m.view(0, 1), 'BAD_ARGUMENT', /mapping was closed/);
+  });
+
+  it('falls back to reading the file into memory, with the same views and errors', () => {
+    const m = readIntoMemory(path);
+    assert.equal(m.mapped, false);
+    assert.equal(m.size, size);
+    assert.deepEqual(m.view(4097, 1000), expected.subarray(4097, 5097));
+    expectError(() => m.view(size, 1), 'BAD_ARGUMENT', /outside/);
+    m.close();
+    expectError(() => m.view(0, 1), 'BAD_ARGUMENT', /closed/);
+    expectError(() => readIntoMemory(join(dir, 'nope.bin')), 'FILE_NOT_FOUND', /nope\.bin/);
+    expectError(() => readIntoMemory(dir), 'BAD_ARGUMENT', /is a directory/);
   });
 
   it('rejects ranges outside the file', () => {

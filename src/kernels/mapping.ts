@@ -100,12 +100,17 @@ function readWholeFile(path: string): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
+/** The fallback of openMapping without the native library: the whole file read into memory. */
+export function readIntoMemory(path: string): FileMapping {
+  return new ReadFileMapping(path, readWholeFile(path));
+}
+
 /**
  * Opens `path` read-only. Uses mmap through the native library; without it, reads the file into
  * memory. Errors (missing file, directory, empty file) are CairnErrors naming the path.
  */
 export function openMapping(path: string): FileMapping {
-  if (!isNativeAvailable()) return new ReadFileMapping(path, readWholeFile(path));
+  if (!isNativeAvailable()) return readIntoMemory(path);
   try {
     return new NativeFileMapping(path, loadNative().mapOpen(path));
   } catch (err) {
