@@ -36,7 +36,10 @@ describe('reference kernels check their arguments like the native ones', () => {
     bad(() => ref.softmax(x, 1, 0), /cols must be an integer >= 1/);
     bad(() => ref.add(x, x, 9, x), /a is too short/);
     bad(() => ref.rope(x, 1, 1, 8, new Int32Array(1), { nRot: 6, freqBase: 1e4, freqScale: 1, mode: 'sideways' as never }), /mode/);
-    bad(() => ref.rope(x, 1, 1, 8, new Int32Array(1), { nRot: 10, freqBase: 1e4, freqScale: 1, mode: 'neox' }), /nRot must be even and at most headDim/);
+    bad(
+      () => ref.rope(x, 1, 1, 8, new Int32Array(1), { nRot: 10, freqBase: 1e4, freqScale: 1, mode: 'neox' }),
+      /nRot must be even and at most headDim/,
+    );
     bad(() => ref.storeKv(x, x, new Uint8Array(8), new Uint8Array(64), 0, 4, 0, 2), /kCache is too short/);
     const p = { nTokens: 1, nHead: 3, nKvHead: 2, headDim: 2, pos0: 0, scale: 1, kvType: 0 as const };
     bad(() => ref.attention(x, new Uint8Array(64), new Uint8Array(64), p, x), /multiple of params.nKvHead/);

@@ -44,7 +44,14 @@ describe('file mappings', () => {
     const m = openMapping(path);
     assert.equal(m.mapped, true);
     assert.equal(m.size, size);
-    for (const [offset, length] of [[0, size], [1, 5], [4097, 1000], [size - 1, 1], [size, 0], [12345, 0]]) {
+    for (const [offset, length] of [
+      [0, size],
+      [1, 5],
+      [4097, 1000],
+      [size - 1, 1],
+      [size, 0],
+      [12345, 0],
+    ]) {
       assert.deepEqual(m.view(offset, length), expected.subarray(offset, offset + length), `[${offset}, +${length})`);
     }
     const a = m.view(8, 64);

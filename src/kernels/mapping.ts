@@ -94,7 +94,10 @@ function readWholeFile(path: string): Uint8Array {
   }
   if (size === 0) throw new CairnError('BAD_ARGUMENT', `cannot map '${path}': the file is empty`);
   if (size > MAX_READ_BYTES) {
-    throw new CairnError('NATIVE_UNAVAILABLE', `cannot read '${path}' (${size} bytes) into memory; mapping it needs the native library: run \`npm run build:native\``);
+    throw new CairnError(
+      'NATIVE_UNAVAILABLE',
+      `cannot read '${path}' (${size} bytes) into memory; mapping it needs the native library: run \`npm run build:native\``,
+    );
   }
   const buf = readFileSync(path);
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);

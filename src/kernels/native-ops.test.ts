@@ -138,7 +138,12 @@ for (const isa of cpuInfo().availableIsas) {
     it('storeKv writes exactly the reference bytes and leaves other rows alone', () => {
       const rand = seededRandom(15);
       for (const kvType of [0, 1] as KvType[]) {
-        for (const [rowElems, pos0, nTokens] of [[1, 0, 1], [33, 5, 7], [4097, 2, 3], [80, 0, 1]]) {
+        for (const [rowElems, pos0, nTokens] of [
+          [1, 0, 1],
+          [33, 5, 7],
+          [4097, 2, 3],
+          [80, 0, 1],
+        ]) {
           const size = kvType === 1 ? 2 : 4;
           const bytes = (pos0 + nTokens + 2) * rowElems * size;
           const k = randomF32(nTokens * rowElems, rand, 70000); // past f16's range too
@@ -218,7 +223,10 @@ describe('native float kernels reject bad arguments', () => {
     const ok: AttentionParams = { ...p, nHead: 2, pos0: 3 };
     expectBadArgument(() => native.attention(x, cache, cache, ok, new Float32Array(8)), /kCache is too short/);
     expectBadArgument(() => native.attention(x, cache, cache, { ...ok, pos0: 0 }, x), /out must not overlap q/);
-    expectBadArgument(() => native.attention(x, cache.subarray(1), cache, { ...ok, pos0: 0, kvType: 1 }, new Float32Array(8)), /kCache must start at a multiple of 2 bytes/);
+    expectBadArgument(
+      () => native.attention(x, cache.subarray(1), cache, { ...ok, pos0: 0, kvType: 1 }, new Float32Array(8)),
+      /kCache must start at a multiple of 2 bytes/,
+    );
     expectBadArgument(() => native.storeKv(x, x, cache, cache, 0, 4, 0, 2), /different memory/);
     expectBadArgument(() => native.storeKv(x, x, cache, new Uint8Array(64), 2 as KvType, 4, 0, 2), /kvType/);
   });

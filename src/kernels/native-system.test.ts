@@ -101,7 +101,10 @@ describe('cpu report and ISA choice', () => {
     const nativeUrl = new URL('./native.js', import.meta.url).href;
     const script = `import { cpuInfo } from ${JSON.stringify(nativeUrl)}; console.log(cpuInfo().isa);`;
     const run = (isa: string): { stdout: string; stderr: string } => {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, CAIRN_ISA: isa }, encoding: 'utf8' });
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, CAIRN_ISA: isa },
+        encoding: 'utf8',
+      });
       return { stdout: r.stdout.trim(), stderr: r.stderr };
     };
     assert.equal(run('scalar').stdout, 'scalar');
@@ -111,10 +114,16 @@ describe('cpu report and ISA choice', () => {
   });
 
   it('refuses unknown ISAs and ISAs this CPU lacks', () => {
-    assert.throws(() => forceIsa('sse9'), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && /unknown ISA 'sse9'/.test((e as Error).message));
+    assert.throws(
+      () => forceIsa('sse9'),
+      (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && /unknown ISA 'sse9'/.test((e as Error).message),
+    );
     const foreign = ['avx2', 'avx512', 'neon'].find((isa) => !cpuInfo().availableIsas.includes(isa));
     if (foreign) {
-      assert.throws(() => forceIsa(foreign), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && /cannot run/.test((e as Error).message));
+      assert.throws(
+        () => forceIsa(foreign),
+        (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && /cannot run/.test((e as Error).message),
+      );
     }
     assert.equal(cpuInfo().isa, cpuInfo().detectedIsa);
   });
@@ -153,7 +162,10 @@ describe('thread pool', () => {
 
   it('rejects thread counts out of range', () => {
     for (const bad of [0, -1, 1.5, 257]) {
-      assert.throws(() => kernels.setThreads(bad), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT'));
+      assert.throws(
+        () => kernels.setThreads(bad),
+        (e: unknown) => isCairnError(e, 'BAD_ARGUMENT'),
+      );
     }
   });
 

@@ -47,7 +47,16 @@ export interface NativeAddon {
   swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
   geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
   add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void;
-  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void;
+  storeKv(
+    k: Float32Array,
+    v: Float32Array,
+    kCache: Uint8Array,
+    vCache: Uint8Array,
+    kvType: KvType,
+    rowElems: number,
+    pos0: number,
+    nTokens: number,
+  ): void;
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
   /** Registered by the quantization part of the library once it is built in. */
   matmul?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
@@ -261,7 +270,16 @@ export class NativeKernels implements Kernels {
     }
   }
 
-  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void {
+  storeKv(
+    k: Float32Array,
+    v: Float32Array,
+    kCache: Uint8Array,
+    vCache: Uint8Array,
+    kvType: KvType,
+    rowElems: number,
+    pos0: number,
+    nTokens: number,
+  ): void {
     try {
       this.addon.storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens);
     } catch (err) {

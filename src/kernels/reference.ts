@@ -52,7 +52,8 @@ export class ReferenceKernels implements Kernels {
     }
     if (!(p.freqBase > 0)) throw new CairnError('BAD_ARGUMENT', 'params.freqBase must be positive');
     needFinite('params.freqScale', p.freqScale);
-    if (p.mode !== 'normal' && p.mode !== 'neox') throw new CairnError('BAD_ARGUMENT', `params.mode must be 'normal' or 'neox', got '${String(p.mode)}'`);
+    if (p.mode !== 'normal' && p.mode !== 'neox')
+      throw new CairnError('BAD_ARGUMENT', `params.mode must be 'normal' or 'neox', got '${String(p.mode)}'`);
     if (p.freqFactors) needLength('params.freqFactors', p.freqFactors, p.nRot / 2);
     refRope(x, nTokens, nHeads, headDim, positions, p);
   }
@@ -79,7 +80,16 @@ export class ReferenceKernels implements Kernels {
     refAdd(a, b, n, out);
   }
 
-  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void {
+  storeKv(
+    k: Float32Array,
+    v: Float32Array,
+    kCache: Uint8Array,
+    vCache: Uint8Array,
+    kvType: KvType,
+    rowElems: number,
+    pos0: number,
+    nTokens: number,
+  ): void {
     needKvType('kvType', kvType);
     needInt('rowElems', rowElems, 1);
     needInt('pos0', pos0, 0);

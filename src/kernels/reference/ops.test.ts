@@ -55,7 +55,7 @@ describe('reference float kernels', () => {
       refRope(y, 1, 1, headDim, new Int32Array([pos]), p);
       for (let i = 0; i < nRot / 2; i++) {
         const [a, b] = mode === 'neox' ? [i, i + nRot / 2] : [2 * i, 2 * i + 1];
-        const angle = (pos * 0.5 * 100 ** (-2 * i / nRot)) / factors[i];
+        const angle = (pos * 0.5 * 100 ** ((-2 * i) / nRot)) / factors[i];
         const c = Math.cos(angle);
         const s = Math.sin(angle);
         assert.ok(Math.abs(y[a] - (x[a] * c - x[b] * s)) < 1e-6, `${mode} pair ${i} first`);
@@ -89,18 +89,31 @@ describe('reference float kernels', () => {
     const n = g.length;
     const sw = new Float32Array(n);
     refSwiglu(g, u, n, sw);
-    assertClose(sw, Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]), { rtol: 1e-6, atol: 1e-30 }, 'swiglu');
+    assertClose(
+      sw,
+      Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]),
+      { rtol: 1e-6, atol: 1e-30 },
+      'swiglu',
+    );
     const ge = new Float32Array(n);
     refGeglu(g, u, n, ge);
     const gelu = (v: number): number => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
     // Inside (-10, 10) the input and the gelu value are each rounded to f16: about 2^-10 relative.
-    assertClose(ge, Array.from(g, (v, i) => gelu(v) * u[i]), { rtol: 2e-3, atol: 1e-6 }, 'geglu');
+    assertClose(
+      ge,
+      Array.from(g, (v, i) => gelu(v) * u[i]),
+      { rtol: 2e-3, atol: 1e-6 },
+      'geglu',
+    );
     assert.equal(ge[1], 0, 'gelu(-10) is exactly 0');
     assert.equal(ge[8], 30, 'gelu(10) is exactly 10');
     assert.equal(geluF16Table()[0x3c00], roundToF16(gelu(1)), 'table entry of 1.0');
     const sum = new Float32Array(n);
     refAdd(g, u, n, sum);
-    assert.deepEqual(sum, Float32Array.from(g, (v, i) => v + u[i]));
+    assert.deepEqual(
+      sum,
+      Float32Array.from(g, (v, i) => v + u[i]),
+    );
   });
 
   it('storeKv writes little-endian f32 or f16 rows at pos0', () => {

@@ -139,9 +139,21 @@ function view(bytes: Uint8Array): DataView {
 }
 
 /** Writes rows of k and v into cache rows [pos0, pos0 + nTokens), little-endian f32 or f16. */
-export function refStoreKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void {
+export function refStoreKv(
+  k: Float32Array,
+  v: Float32Array,
+  kCache: Uint8Array,
+  vCache: Uint8Array,
+  kvType: KvType,
+  rowElems: number,
+  pos0: number,
+  nTokens: number,
+): void {
   const size = kvElementBytes(kvType);
-  const pairs: [Float32Array, DataView][] = [[k, view(kCache)], [v, view(vCache)]];
+  const pairs: [Float32Array, DataView][] = [
+    [k, view(kCache)],
+    [v, view(vCache)],
+  ];
   for (const [src, dst] of pairs) {
     for (let i = 0; i < nTokens * rowElems; i++) {
       const at = (pos0 * rowElems + i) * size;
