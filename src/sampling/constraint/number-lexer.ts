@@ -174,6 +174,13 @@ export class NumberLexer implements Lexer {
     const b = options.bounds;
     const bounded = b && (b.minimum ?? b.maximum ?? b.exclusiveMinimum ?? b.exclusiveMaximum) !== undefined;
     this.range = bounded ? toRange(b, this.integer) : undefined;
+    const { lo, hi } = this.range ?? {};
+    if (lo && hi) {
+      const order = compareDecimal(lo.value, hi.value);
+      if (order > 0 || (order === 0 && (lo.exclusive || hi.exclusive))) {
+        throw new RangeError(`no ${this.integer ? 'integer' : 'number'} lies between the minimum and the maximum`);
+      }
+    }
     if (this.range && !this.feasible(parseNumberPrefix('')!)) {
       throw new RangeError(`no ${this.integer ? 'integer' : 'number'} of at most ${MAX_INTEGER_DIGITS} digits satisfies the bounds`);
     }
@@ -221,13 +228,17 @@ export class NumberLexer implements Lexer {
   private feasible(p: NumberParts): boolean {
     const range = this.range!;
     const unit: Decimal = this.integer ? { m: 1n, e: 0 } : FRACTION_STEP;
-    for (const [a0, b] of this.magnitudes(p, unit)) {
-      // Negative numbers must not be zero: "-0" would only restate 0.
-      const a = p.negative ? maxDecimal(a0, unit) : a0;
-      if (compareDecimal(a, b) > 0) continue;
-      const lo = p.negative ? { m: -b.m, e: b.e } : a;
-      const hi = p.negative ? { m: -a.m, e: a.e } : b;
-      if (above(hi, range.lo) && below(lo, range.hi)) return true;
+    // Before the first character the sign is still open.
+    const signs = p.integer === '' && !p.negative ? [false, true] : [p.negative];
+    for (const negative of signs) {
+      for (const [a0, b] of this.magnitudes(p, unit)) {
+        // Negative numbers must not be zero: "-0" would only restate 0.
+        const a = negative ? maxDecimal(a0, unit) : a0;
+        if (compareDecimal(a, b) > 0) continue;
+        const lo = negative ? { m: -b.m, e: b.e } : a;
+        const hi = negative ? { m: -a.m, e: a.e } : b;
+        if (above(hi, range.lo) && below(lo, range.hi)) return true;
+      }
     }
     return false;
   }
