@@ -3,15 +3,15 @@
  * does without flash attention: kq = k.q (q rounded to f16 for an F16 cache), soft_max_ext with
  * the scale, then kqv (weights rounded to f16 for an F16 cache), all accumulated in f32.
  *
- * The query heads that share a KV head are processed together, position by position, so each
- * cache row is read from memory once per group rather than once per head. Work items are
+ * The query heads that share a KV head are processed together over blocks of cache rows, so each
+ * row is read from memory and converted once per group rather than once per head. Work items are
  * (token, KV head, slice of its query heads), claimed from a counter heaviest first (later
  * tokens see more positions), so threads stay busy to the end.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 
 #include "ops.h"
 #include "ops_table.h"
