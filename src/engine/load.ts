@@ -13,6 +13,7 @@ import { DecoderShard } from '../model/decoder.js';
 import { KvCache } from '../model/kv-cache.js';
 import { validateShard, wholeModel, type ShardSpec } from '../model/shard.js';
 import { loadShardWeights, matrixViews } from '../model/weights.js';
+import { summarizeModel, type ModelSummary } from '../model/summary.js';
 import { tokenizerFromGguf, type Tokenizer } from '../tokenizer/index.js';
 import { CairnError } from '../util/errors.js';
 import { Engine } from './engine.js';
@@ -57,6 +58,8 @@ export interface LoadedModel {
   readonly kvBytes: number;
   /** Current resident memory of the process. */
   residentBytes(): number;
+  /** What the model is (architecture, parameters, quantization mix), for APIs that describe it. */
+  summary(): ModelSummary;
   /** Releases the mapping (the views become unreachable once the model is dropped). */
   close(): void;
 }
@@ -85,6 +88,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     if (opts.prefetch ?? true) await prefetch(shards, mappedBytes, opts.progress ?? process.stderr.isTTY === true, path);
     const kvType = opts.kvType ?? GgmlType.F16;
     const fingerprint = `${basename(path)}:${file.fileSize}:${file.dataOffset}:${file.tensors.length}:kv${kvType}:${specs.map((s) => `${s.layerStart}-${s.layerEnd}`).join(',')}`;
+    let summary: ModelSummary | undefined;
     const engine = new Engine(new LocalRunner(shards), tokenizer, {
       maxQueue: opts.maxQueue,
       promptCache: opts.promptCache ? { ...opts.promptCache, fingerprint } : undefined,
@@ -99,6 +103,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
       mappedBytes,
       kvBytes: shards.reduce((a, s) => a + s.kv.bytes, 0),
       residentBytes,
+      summary: () => (summary ??= summarizeModel(file, { ctx })),
       close: () => mapping.close(),
     };
   } catch (err) {

@@ -10,7 +10,6 @@ import { chatPrompt, type ChatMessage } from '../../engine/chat.js';
 import type { GenerationEvent, GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import { Metadata } from '../../gguf/metadata.js';
-import { summarizeModel } from '../../model/summary.js';
 import { formatCount } from '../../util/format.js';
 import { badRequest, toApiError } from '../errors.js';
 import { startGeneration, stopList, type ServerGeneration } from '../generation.js';
@@ -147,7 +146,7 @@ async function answer(
 
 /** Model details as /api/tags and /api/show report them. */
 function details(model: LoadedModel): Record<string, unknown> {
-  const s = summarizeModel(model.file);
+  const s = model.summary();
   return {
     format: 'gguf',
     family: s.architecture,
@@ -179,7 +178,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     const body = parse(z.looseObject({ model: z.string().optional(), name: z.string().optional() }), request.body);
     const model = host.require(body.model ?? body.name ?? host.id);
     const m = new Metadata(model.file);
-    return { details: details(model), template: m.string('tokenizer.chat_template') ?? '', model_info: { 'general.architecture': model.config.arch, 'general.parameter_count': summarizeModel(model.file).parameters } };
+    return { details: details(model), template: m.string('tokenizer.chat_template') ?? '', model_info: { 'general.architecture': model.config.arch, 'general.parameter_count': model.summary().parameters } };
   });
 
   app.post('/api/chat', async (request, reply) => {
