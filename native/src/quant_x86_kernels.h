@@ -25,12 +25,16 @@
 
 /* Largest row count of any tile. */
 #define QX_RMAX (QX_RV > QX_R ? QX_RV : QX_R)
-/* How far ahead of the current block weight rows are prefetched, in bytes. */
-#define QX_PREFETCH_BYTES 1024
 
-/* Prefetches the cache lines `QX_PREFETCH_BYTES` after [p, p + bytes). */
+/*
+ * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory, in R
+ * interleaved streams. While it works on block b of its rows it prefetches block b of the next
+ * R rows, so the next tile's stretch arrives at the pace this one is consumed and no tile starts
+ * with all its rows missing in cache. (Past the matrix end this touches nothing: prefetches
+ * never fault.)
+ */
 QX_INLINE void qx_prefetch(const uint8_t *p, size_t bytes) {
-  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + QX_PREFETCH_BYTES + off, _MM_HINT_T0);
+  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -184,7 +188,7 @@ QX_INLINE __m256i qx_dot_ss(__m256i w, __m256i a) {
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_w32 wb[QX_RMAX];                                                                                       \
       /* One prefetch per block: a block is about half a cache line. */                                         \
-      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + (size_t)b * bb) + QX_PREFETCH_BYTES, _MM_HINT_T0); \
+      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (r + R) * ws + (size_t)b * bb), _MM_HINT_T0);   \
       for (int r = 0; r < R; r++) LOAD(w + r * ws, b, &wb[r]);                                                  \
       for (int t = 0; t < T; t++) {                                                                             \
         const uint8_t *at = a + t * as;                                                                         \
@@ -350,7 +354,7 @@ QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k512 wb[QX_RMAX];                                                                                      \
-      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);                                  \
+      for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);                                  \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QX_Q8K(a + t * as, cols, b);                                                                            \
@@ -421,7 +425,7 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
     for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
   for (int b = 0; b < nb; b++) {
     qx_q6_512 wb[QX_RMAX];
-    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);
+    for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);
     for (int r = 0; r < R; r++) qx_unpack_q6_K512(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
@@ -506,7 +510,7 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k_scale_min wb[QX_RMAX];                                                                               \
-      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);                                  \
+      for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);                                  \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QX_Q8K(a + t * as, cols, b);                                                                            \
@@ -567,7 +571,7 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
     for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
   for (int b = 0; b < nb; b++) {
     qx_q6 wb[QX_RMAX];
-    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + (size_t)b * bb, bb);
+    for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);
     for (int r = 0; r < R; r++) qx_unpack_q6_K(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
@@ -594,7 +598,7 @@ QX_GEMM(qx_q6_K)
 #endif
 
 
-/* ---- float formats: products in f32, 8 lanes of f32 sums ---- */
+/* ---- float formats: products in f32, 8 lanes of f32 sums (their long rows stream well without prefetch) ---- */
 
 QX_INLINE __m256 qx_load_f32(const uint8_t *p) { return _mm256_loadu_ps((const float *)p); }
 QX_INLINE __m256 qx_load_f16(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
