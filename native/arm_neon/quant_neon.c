@@ -11,6 +11,14 @@
 #include "quant_kernels.h"
 
 #define QN_INLINE static inline __attribute__((always_inline))
+
+/*
+ * A tile reads R consecutive rows (one contiguous stretch) in R streams; while it works on block b
+ * it prefetches block b of the next R rows, so the next stretch arrives as this one is consumed.
+ */
+QN_INLINE void qn_prefetch(const uint8_t *p, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+}
 /* Weight rows x tokens per tile; rows per tile for one token. */
 #define QN_R 4
 #define QN_T 2
@@ -101,6 +109,7 @@ QN_INLINE void qn_load_q8_0(const uint8_t *row, int b, qn_w32 *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qn_w32 wb[QN_R];                                                                                          \
+      for (int r = 0; r < R; r++) __builtin_prefetch(w + (r + R) * ws + (size_t)b * (ws / (size_t)nb));          \
       for (int r = 0; r < R; r++) LOAD(w + r * ws, b, &wb[r]);                                                  \
       for (int t = 0; t < T; t++) {                                                                             \
         const uint8_t *at = a + t * as;                                                                         \
@@ -221,6 +230,7 @@ QN_INLINE void qn_unpack_q5_K(const uint8_t *row, int b, qn_k_scale_min *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qn_k_scale_min wb[QN_R];                                                                                  \
+      for (int r = 0; r < R; r++) qn_prefetch(w + (r + R) * ws + (size_t)b * (ws / (size_t)nb), ws / (size_t)nb); \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QN_Q8K(a + t * as, cols, b);                                                                            \
@@ -286,6 +296,7 @@ QN_INLINE void qn_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
     for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0);
   for (int b = 0; b < nb; b++) {
     qn_q6 wb[QN_R];
+    for (int r = 0; r < R; r++) qn_prefetch(w + (r + R) * ws + (size_t)b * (ws / (size_t)nb), ws / (size_t)nb);
     for (int r = 0; r < R; r++) qn_unpack_q6_K(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QN_Q8K(a + t * as, cols, b);
