@@ -16,7 +16,14 @@ export type CairnErrorCode =
   | 'BAD_ARGUMENT'
   | 'QUEUE_FULL'
   | 'SHUTTING_DOWN'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'CLUSTER_AUTH'
+  | 'CLUSTER_REFUSED'
+  | 'CLUSTER_PROTOCOL'
+  | 'CLUSTER_CLOSED'
+  | 'CLUSTER_TIMEOUT'
+  | 'CLUSTER_UNREACHABLE'
+  | 'CLUSTER_REMOTE';
 
 /** An error with a catalog code; `message` says what happened and, where it can, what to do. */
 export class CairnError extends Error {
