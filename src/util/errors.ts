@@ -15,6 +15,7 @@ export type CairnErrorCode =
   | 'CONTEXT_FULL'
   | 'BAD_ARGUMENT'
   | 'QUEUE_FULL'
+  | 'CLUSTER_PLAN'
   | 'SHUTTING_DOWN'
   | 'ABORTED'
   | 'CLUSTER_AUTH'

@@ -1,0 +1,40 @@
+/**
+ * The cost model: predicted decode speed of a plan. A decode step streams every stage's weights
+ * once (memory-bound: bytes / measured speed), and crosses every link once with one token's
+ * activations (latency + bytes / bandwidth), plus the hop back to the coordinator with the token id.
+ * With many sequences in flight the stages overlap, and throughput is set by the slowest stage.
+ */
+import type { LinkInfo, PlanRequest, PlanStage } from './types.js';
+
+function link(links: readonly LinkInfo[], from: string, to: string): LinkInfo | undefined {
+  return links.find((l) => (l.from === from && l.to === to) || (l.from === to && l.to === from));
+}
+
+/** Seconds one token spends crossing from stage `a`'s node to stage `b`'s node. */
+function hopSeconds(req: PlanRequest, from: string, to: string, bytes: number): number {
+  if (from === to) return 0;
+  const l = link(req.links, from, to);
+  // Unmeasured links are assumed to be gigabit Ethernet.
+  const latency = l?.latencySeconds ?? 150e-6;
+  const bw = l?.bytesPerSecond ?? 110e6;
+  return latency + bytes / bw;
+}
+
+/** Predicted single-sequence and pipelined decode speed of a plan. */
+export function predictPlan(req: PlanRequest, stages: readonly PlanStage[]): { predictedTokensPerSecond: number; predictedPipelinedTokensPerSecond: number } {
+  const m = req.model;
+  const speed = new Map(req.nodes.map((n) => [n.id, n.bytesPerSecond]));
+  let total = 0;
+  let slowest = 0;
+  stages.forEach((s, i) => {
+    let bytes = 0;
+    for (let l = s.layerStart; l < s.layerEnd; l++) bytes += m.layerBytes[l];
+    if (s.layerEnd === m.nLayer) bytes += m.headBytes;
+    const compute = bytes / (speed.get(s.nodeId) ?? 1);
+    const next = stages[i + 1];
+    const hop = next ? hopSeconds(req, s.nodeId, next.nodeId, m.activationBytesPerToken) : hopSeconds(req, s.nodeId, stages[0].nodeId, 4);
+    total += compute + hop;
+    slowest = Math.max(slowest, compute + hop);
+  });
+  return { predictedTokensPerSecond: 1 / total, predictedPipelinedTokensPerSecond: 1 / slowest };
+}

@@ -1,0 +1,70 @@
+/**
+ * What the planner reasons about: the model's sizes, the nodes (memory, speed) and the links
+ * between them; and what it produces: a plan of shards on nodes with its predicted speed.
+ */
+
+/** Sizes of a model, as the planner needs them (read from GGUF by the caller). */
+export interface ModelMeta {
+  readonly nLayer: number;
+  /** Weight bytes of each layer (length nLayer). */
+  readonly layerBytes: readonly number[];
+  /** Token embedding bytes (held by the stage with layer 0). */
+  readonly embedBytes: number;
+  /** Output norm + head bytes (held by the stage with the last layer). */
+  readonly headBytes: number;
+  /** KV-cache bytes per layer per token position. */
+  readonly kvBytesPerLayerToken: number;
+  /** Bytes of one token's hidden state on the wire (nEmbd x 2 for f16). */
+  readonly activationBytesPerToken: number;
+  /** Fixed per-stage working memory (activation buffers, logits). */
+  readonly workingBytes: number;
+}
+
+/** A node the plan may use. */
+export interface NodeInfo {
+  readonly id: string;
+  /** Bytes this node may use for weights, KV cache and activations. */
+  readonly memoryBytes: number;
+  /** Measured weight-streaming speed of a decode step, in bytes per second. */
+  readonly bytesPerSecond: number;
+  /** True for the coordinator (it receives requests and samples; it starts and ends the pipeline). */
+  readonly coordinator?: boolean;
+}
+
+/** A measured link between two nodes. */
+export interface LinkInfo {
+  readonly from: string;
+  readonly to: string;
+  /** One-way latency in seconds (half the measured round trip). */
+  readonly latencySeconds: number;
+  readonly bytesPerSecond: number;
+}
+
+/** One shard of the plan on one node. */
+export interface PlanStage {
+  readonly nodeId: string;
+  readonly layerStart: number;
+  readonly layerEnd: number;
+  readonly splitRank: number;
+  readonly splitCount: number;
+  /** Bytes the stage needs: weights, KV cache and working memory. */
+  readonly memoryBytes: number;
+}
+
+/** A plan: stages in pipeline order, and what the cost model predicts for it. */
+export interface Plan {
+  readonly stages: readonly PlanStage[];
+  /** Predicted decode tokens per second of one sequence. */
+  readonly predictedTokensPerSecond: number;
+  /** Predicted aggregate tokens per second with every stage busy (many sequences in flight). */
+  readonly predictedPipelinedTokensPerSecond: number;
+}
+
+/** Planning inputs besides the model. */
+export interface PlanRequest {
+  readonly model: ModelMeta;
+  readonly nodes: readonly NodeInfo[];
+  readonly links: readonly LinkInfo[];
+  /** KV positions to reserve per stage: context x slots. */
+  readonly kvTokens: number;
+}
