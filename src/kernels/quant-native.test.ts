@@ -286,4 +286,16 @@ describe('native quantization kernels', { skip }, () => {
     // Nothing was written by the failed calls.
     assert.ok(y.every((v) => v === 0) && out.every((v) => v === 0));
   });
+
+  test('empty products and conversions are no-ops', () => {
+    const a = addon!;
+    const w = quantized(GgmlType.Q4_K, 2, 256, 1);
+    const y = new Float32Array(4).fill(7);
+    a.matmul!(w, GgmlType.Q4_K, 0, 256, new Float32Array(256), 1, y);
+    a.matmul!(w, GgmlType.Q4_K, 2, 256, new Float32Array(0), 0, y);
+    a.getRows!(w, GgmlType.Q4_K, 256, new Int32Array(0), new Float32Array(0));
+    a.dequantize!(GgmlType.Q4_K, new Uint8Array(0), new Float32Array(0), 0);
+    a.quantize!(GgmlType.Q4_K, new Float32Array(0), new Uint8Array(0), 0);
+    assert.deepEqual([...y], [7, 7, 7, 7]);
+  });
 });
