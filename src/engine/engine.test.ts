@@ -6,7 +6,8 @@ import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { createKernels } from '../kernels/index.js';
 import { writeSyntheticModel } from '../model/synthetic.js';
 import { loadModel, type LoadedModel } from './load.js';
-import type { GenerateRequest, GenerationSummary } from './engine.js';
+import { Engine, type GenerateRequest, type GenerationSummary } from './engine.js';
+import type { ForwardRunner } from './runner.js';
 import { scratchDir } from '../../test/helpers/paths.js';
 
 const dir = scratchDir('engine');
@@ -132,6 +133,42 @@ test('bad requests fail clearly: empty prompt, prompt longer than the context, i
     const ok = await run(model, { prompt: prompt(1, 10), maxTokens: 100 });
     assert.equal(ok.finishReason, 'length');
     assert.equal(ok.completionTokens, 64 - 10, 'generation stops when the context is full');
+  } finally {
+    model.close();
+  }
+});
+
+test('with a pipeline depth of 2, two micro-batches are in flight at once and outputs equal serial runs', async () => {
+  const model = await loadModel(path, { ctx: 256, slots: 4, progress: false });
+  try {
+    const prompts = [prompt(40, 9), prompt(41, 20), prompt(42, 3), prompt(43, 15)];
+    const serial: number[][] = [];
+    for (const p of prompts) serial.push([...(await run(model, { prompt: p, maxTokens: 12 })).tokens]);
+
+    const inner = model.engine.runner;
+    let current = 0;
+    let peak = 0;
+    // A two-stage pipeline as the engine sees it: each step takes a while, off the main thread.
+    const piped: ForwardRunner = Object.assign(Object.create(inner) as ForwardRunner, {
+      pipelineDepth: 2,
+      forward: async (req: Parameters<ForwardRunner['forward']>[0]) => {
+        current++;
+        peak = Math.max(peak, current);
+        await new Promise((r) => setTimeout(r, 2));
+        const out = await inner.forward(req);
+        current--;
+        return { tokens: out.tokens.slice(), logprobs: out.logprobs, logits: out.logits.slice() };
+      },
+    });
+    const engine = new Engine(piped, model.tokenizer);
+    const results = await Promise.all(
+      prompts.map(async (p) => {
+        for await (const ev of engine.generate({ prompt: p, maxTokens: 12, sampler: { temperature: 0 }, ignoreEos: true })) if (ev.type === 'done') return [...ev.summary.tokens];
+        return [];
+      }),
+    );
+    assert.deepEqual(results, serial);
+    assert.equal(peak, 2, 'two steps overlapped');
   } finally {
     model.close();
   }

@@ -11,7 +11,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CairnError } from '../util/errors.js';
 import { Sampler, StopMatcher, stepLogprobs, type SamplerOptions, type StepLogprobs } from '../sampling/index.js';
 import { AsyncQueue } from './async-queue.js';
-import type { ForwardRunner } from './runner.js';
+import type { ForwardResult, ForwardRunner } from './runner.js';
 import { commonPrefix, PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 
 /** What the engine needs from a tokenizer. */
@@ -90,12 +90,21 @@ interface Slot {
 }
 
 interface Sequence {
+  /** Unique id, also the runner's key for the sequence's sampler. */
+  readonly id: number;
   readonly req: GenerateRequest;
   readonly out: AsyncQueue<GenerationEvent>;
-  readonly sampler: Sampler;
+  /** Sampler kept here for constrained sequences (they need the logits); others sample in the runner. */
+  readonly sampler: Sampler | undefined;
   readonly stopper: StopMatcher;
   readonly decoder: { push(id: number): string; flush(): string };
   slot?: Slot;
+  /** Micro-batch group: sequences of one group share a forward step; groups overlap in a pipeline. */
+  group: number;
+  /** True while a forward step of this sequence runs (its slot may not be reused until it ends). */
+  inFlight: boolean;
+  /** The runner holds sampling state for this sequence. */
+  registered: boolean;
   /** Prompt + generated tokens. */
   history: number[];
   /** Positions already in the KV cache. */
@@ -127,6 +136,8 @@ export class Engine {
   private running = false;
   private closed = false;
   private clock = 0;
+  private nextSeqId = 1;
+  private readonly busyGroups = new Set<number>();
   readonly maxQueue: number;
   /** Saved prefixes beyond the slots, when configured. */
   readonly prefixCache: PrefixCache | undefined;
@@ -170,9 +181,13 @@ export class Engine {
       }
     }
     const seq: Sequence = {
+      id: this.nextSeqId++,
       req,
       out: new AsyncQueue(),
-      sampler: new Sampler(req.sampler),
+      sampler: req.constraint ? new Sampler(req.sampler) : undefined,
+      group: 0,
+      inFlight: false,
+      registered: false,
       stopper: new StopMatcher(req.stop ?? []),
       decoder: this.tokenizer.streamDecoder(),
       history: [...req.prompt],
@@ -213,17 +228,33 @@ export class Engine {
     for (const s of [...this.active, ...this.queue]) this.finish(s, 'error', new CairnError('SHUTTING_DOWN', reason));
   }
 
+  /**
+   * The scheduler: admits waiting requests into free slots and keeps up to pipelineDepth forward
+   * steps in flight, one per micro-batch group, so pipeline stages work on different groups at
+   * once. With a depth of 1 it is the plain continuous-batching loop.
+   */
   private async loop(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    const inFlight = new Set<Promise<void>>();
     try {
       while (this.queue.length > 0 || this.active.length > 0) {
         this.reapCancelled();
         await this.admit();
-        if (this.active.length === 0) break;
-        await this.step();
+        for (let g = 0; g < this.runner.pipelineDepth; g++) {
+          if (this.busyGroups.has(g) || !this.active.some((s) => s.group === g)) continue;
+          this.busyGroups.add(g);
+          const p: Promise<void> = this.step(g).finally(() => {
+            this.busyGroups.delete(g);
+            inFlight.delete(p);
+          });
+          inFlight.add(p);
+        }
+        if (inFlight.size === 0) break;
+        await Promise.race(inFlight);
         await yieldToEventLoop();
       }
+      await Promise.all(inFlight);
     } finally {
       this.running = false;
     }
@@ -273,12 +304,23 @@ export class Engine {
       slot.lastUsed = ++this.clock;
       slot.cached = prompt.slice(0, reuse);
       seq.slot = slot;
+      seq.group = this.leastLoadedGroup();
+      if (!seq.sampler) {
+        await this.runner.startSequence(seq.id, { sampler: seq.req.sampler ?? {}, logprobs: seq.req.logprobs, history: seq.history });
+        seq.registered = true;
+      }
       seq.nPast = reuse;
       seq.cachedTokens = reuse;
       this.stats.promptTokens += prompt.length;
       this.stats.cachedTokens += reuse;
       this.active.push(seq);
     }
+  }
+
+  private leastLoadedGroup(): number {
+    const counts = new Array<number>(this.runner.pipelineDepth).fill(0);
+    for (const s of this.active) counts[s.group]++;
+    return counts.indexOf(Math.min(...counts));
   }
 
   private leastRecentlyUsed(free: Slot[]): Slot {
@@ -300,15 +342,16 @@ export class Engine {
     return cache.persist();
   }
 
-  /** One batched forward step over every active sequence. */
-  private async step(): Promise<void> {
+  /** One batched forward step over the active sequences of a group. */
+  private async step(group: number): Promise<void> {
     const budget = this.runner.maxBatch;
     const tokens: number[] = [];
     const spans: { slot: number; pos0: number; start: number; n: number }[] = [];
     const outputs: { seq: Sequence; row: number }[] = [];
     const inStep: { seq: Sequence; n: number }[] = [];
+    const mine = this.active.filter((s) => s.group === group && !s.finished);
     // Decoding sequences first (one token each), then prompt chunks with what is left.
-    const ordered = [...this.active.filter((s) => s.nPast >= s.req.prompt.length), ...this.active.filter((s) => s.nPast < s.req.prompt.length)];
+    const ordered = [...mine.filter((s) => s.nPast >= s.req.prompt.length), ...mine.filter((s) => s.nPast < s.req.prompt.length)];
     for (const seq of ordered) {
       const room = budget - tokens.length;
       if (room <= 0) break;
@@ -318,53 +361,67 @@ export class Engine {
       for (let i = 0; i < n; i++) tokens.push(seq.history[seq.nPast + i]);
       spans.push({ slot: seq.slot!.id, pos0: seq.nPast, start, n });
       inStep.push({ seq, n });
+      seq.inFlight = true;
       if (seq.nPast + n === seq.history.length) outputs.push({ seq, row: start + n - 1 });
     }
+    if (inStep.length === 0) return;
     this.stats.steps++;
-    let logits: Float32Array;
+    let result: ForwardResult;
     try {
-      logits = await this.runner.forward({
+      result = await this.runner.forward({
         nTokens: tokens.length,
         tokens: Int32Array.from(tokens),
         spans,
-        outputRows: outputs.map((o) => o.row),
+        outputs: outputs.map((o) => ({ row: o.row, seq: o.seq.id, mode: o.seq.sampler ? ('logits' as const) : ('sample' as const) })),
       });
     } catch (err) {
-      for (const { seq } of inStep) this.finish(seq, 'error', err as Error);
+      for (const { seq } of inStep) {
+        seq.inFlight = false;
+        this.finish(seq, 'error', err as Error);
+      }
       return;
     }
     for (const { seq, n } of inStep) {
-      seq.slot!.cached.push(...seq.history.slice(seq.nPast, seq.nPast + n));
+      seq.inFlight = false;
+      if (seq.slot) seq.slot.cached.push(...seq.history.slice(seq.nPast, seq.nPast + n));
       seq.nPast += n;
+      // A sequence finished while its step ran releases its slot now.
+      if (seq.finished) this.release(seq);
     }
     const V = this.runner.nVocab;
+    let k = 0;
     outputs.forEach(({ seq }, j) => {
-      if (seq.finished) return;
-      const row = logits.subarray(j * V, (j + 1) * V);
-      this.accept(seq, row);
+      if (seq.sampler) {
+        const row = result.logits.subarray(k * V, (k + 1) * V);
+        k++;
+        if (!seq.finished) this.acceptLogits(seq, row);
+      } else if (!seq.finished) {
+        this.accept(seq, result.tokens[j], result.logprobs[j]);
+      }
     });
   }
 
-  /** Samples the next token of a sequence from its logits and emits it. */
-  private accept(seq: Sequence, logits: Float32Array): void {
+  /** Samples a constrained sequence's next token here, from its masked logits. */
+  private acceptLogits(seq: Sequence, logits: Float32Array): void {
     if (seq.cancelled) return this.finish(seq, 'abort');
     let id: number;
     try {
-      let scores = logits;
-      const c = seq.req.constraint;
-      if (c) {
-        seq.masked ??= new Float32Array(logits.length);
-        seq.masked.set(logits);
-        c.mask(seq.masked);
-        scores = seq.masked;
-      }
-      id = seq.sampler.sample(scores, seq.history);
-      if (c && !this.tokenizer.isEog(id)) c.accept(id);
+      const c = seq.req.constraint!;
+      seq.masked ??= new Float32Array(logits.length);
+      seq.masked.set(logits);
+      c.mask(seq.masked);
+      id = seq.sampler!.sample(seq.masked, seq.history);
+      if (!this.tokenizer.isEog(id)) c.accept(id);
     } catch (err) {
       return this.finish(seq, 'error', err as Error);
     }
+    this.accept(seq, id, seq.req.logprobs !== undefined ? stepLogprobs(logits, id, seq.req.logprobs) : undefined);
+  }
+
+  /** Emits a sequence's next token and decides whether it goes on. */
+  private accept(seq: Sequence, id: number, lp: StepLogprobs | undefined): void {
+    if (seq.cancelled) return this.finish(seq, 'abort');
     if (seq.generated.length === 0) seq.tFirstToken = performance.now();
-    const lp = seq.req.logprobs !== undefined ? stepLogprobs(logits, id, seq.req.logprobs) : undefined;
     if (!seq.req.ignoreEos && this.tokenizer.isEog(id)) return this.finish(seq, 'stop');
     seq.generated.push(id);
     seq.history.push(id);
@@ -375,6 +432,20 @@ export class Engine {
     if (r.stopped || seq.req.constraint?.complete) return this.finish(seq, 'stop');
     if (seq.generated.length >= seq.req.maxTokens) return this.finish(seq, 'length');
     if (seq.history.length >= this.runner.ctxPerSlot) return this.finish(seq, 'length');
+  }
+
+  /** Gives a finished sequence's slot back and drops its runner-side sampler. */
+  private release(seq: Sequence): void {
+    if (seq.slot) {
+      seq.slot.busy = false;
+      // The slot's KV covers exactly the tokens that went through a forward pass.
+      seq.slot.cached.length = Math.min(seq.slot.cached.length, seq.nPast);
+      seq.slot = undefined;
+    }
+    if (seq.registered) {
+      seq.registered = false;
+      void this.runner.endSequence(seq.id).catch(() => {});
+    }
   }
 
   private finish(seq: Sequence, reason: FinishReason, error?: Error): void {
@@ -393,11 +464,7 @@ export class Engine {
     if (i >= 0) this.active.splice(i, 1);
     const q = this.queue.indexOf(seq);
     if (q >= 0) this.queue.splice(q, 1);
-    if (seq.slot) {
-      seq.slot.busy = false;
-      // The slot's KV covers exactly the tokens that went through a forward pass.
-      seq.slot.cached.length = Math.min(seq.slot.cached.length, seq.nPast);
-    }
+    if (!seq.inFlight) this.release(seq);
     const end = performance.now();
     const first = seq.tFirstToken || end;
     seq.out.push({

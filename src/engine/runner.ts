@@ -6,14 +6,35 @@
 import type { SeqSpan } from '../model/decoder.js';
 import type { DecoderShard } from '../model/decoder.js';
 import type { KvSnapshot } from '../model/kv-cache.js';
+import type { StepLogprobs } from '../sampling/index.js';
+import { SequenceSamplers, type SequenceSpec } from './sequence-samplers.js';
 import { CairnError } from '../util/errors.js';
 
-/** One forward step's input: token ids, the sequence spans they belong to, rows needing logits. */
+/** A batch row whose next token the step must produce. */
+export interface OutputRequest {
+  readonly row: number;
+  /** The sequence the row belongs to. */
+  readonly seq: number;
+  /** `sample`: the runner samples with the sequence's sampler; `logits`: return the row's logits. */
+  readonly mode: 'sample' | 'logits';
+}
+
+/** One forward step's input: token ids, the sequence spans they belong to, rows to output. */
 export interface ForwardRequest {
   readonly nTokens: number;
   readonly tokens: Int32Array;
   readonly spans: readonly SeqSpan[];
-  readonly outputRows: readonly number[];
+  readonly outputs: readonly OutputRequest[];
+}
+
+/** One forward step's output, in the order of the request's outputs. */
+export interface ForwardResult {
+  /** Sampled token per output (-1 for `logits` outputs). */
+  readonly tokens: Int32Array;
+  /** Logprobs per output, when the sequence asked for them. */
+  readonly logprobs: readonly (StepLogprobs | undefined)[];
+  /** nVocab logits per `logits` output, in order (valid until the next call). */
+  readonly logits: Float32Array;
 }
 
 /** Runs a whole model's forward pass. */
@@ -25,8 +46,14 @@ export interface ForwardRunner {
   readonly slots: number;
   /** Positions each slot holds. */
   readonly ctxPerSlot: number;
-  /** Returns outputRows.length x nVocab logits (valid until the next call). */
-  forward(req: ForwardRequest): Promise<Float32Array>;
+  /** Forward steps that can usefully be in flight at once (pipeline stages). */
+  readonly pipelineDepth: number;
+  /** Registers a sequence the runner will sample for. */
+  startSequence(seq: number, spec: SequenceSpec): Promise<void>;
+  /** Forgets a sequence. */
+  endSequence(seq: number): Promise<void>;
+  /** Runs one step; concurrent calls are allowed (they queue per stage). */
+  forward(req: ForwardRequest): Promise<ForwardResult>;
   /** Copies the first n cached positions of one slot to another. */
   copySlotPrefix(from: number, to: number, n: number): Promise<void>;
   /** Copies the first n positions of a slot aside under `key` (prompt cache); returns the bytes held. */
@@ -47,6 +74,8 @@ export class LocalRunner implements ForwardRunner {
   readonly maxBatch: number;
   readonly slots: number;
   readonly ctxPerSlot: number;
+  readonly pipelineDepth = 1;
+  private readonly samplers = new SequenceSamplers();
 
   constructor(private readonly shards: readonly DecoderShard[]) {
     const first = shards[0];
@@ -56,12 +85,20 @@ export class LocalRunner implements ForwardRunner {
     this.ctxPerSlot = Math.min(...shards.map((s) => s.kv.ctxPerSlot));
   }
 
-  async forward(req: ForwardRequest): Promise<Float32Array> {
+  async startSequence(seq: number, spec: SequenceSpec): Promise<void> {
+    this.samplers.start(seq, spec);
+  }
+
+  async endSequence(seq: number): Promise<void> {
+    this.samplers.end(seq);
+  }
+
+  async forward(req: ForwardRequest): Promise<ForwardResult> {
     let hidden: Float32Array | undefined;
     for (const shard of this.shards) {
-      hidden = shard.forward({ nTokens: req.nTokens, tokens: req.tokens, hidden, spans: req.spans, outputRows: req.outputRows });
+      hidden = shard.forward({ nTokens: req.nTokens, tokens: req.tokens, hidden, spans: req.spans, outputRows: req.outputs.map((o) => o.row) });
     }
-    return hidden!;
+    return sampleOutputs(this.samplers, req.outputs, hidden!, this.nVocab);
   }
 
   private readonly saved = new Map<number, KvSnapshot[]>();
@@ -98,6 +135,27 @@ export class LocalRunner implements ForwardRunner {
     this.saved.set(key, snaps);
     return snapshotBytes(snaps);
   }
+}
+
+/** Samples the `sample` outputs and packs the `logits` ones (shared by every runner's last stage). */
+export function sampleOutputs(samplers: SequenceSamplers, outputs: readonly OutputRequest[], logits: Float32Array, nVocab: number): ForwardResult {
+  const tokens = new Int32Array(outputs.length).fill(-1);
+  const logprobs: (StepLogprobs | undefined)[] = new Array(outputs.length);
+  const wanted = outputs.filter((o) => o.mode === 'logits').length;
+  const packed = wanted === outputs.length ? logits : new Float32Array(wanted * nVocab);
+  let k = 0;
+  outputs.forEach((o, j) => {
+    const row = logits.subarray(j * nVocab, (j + 1) * nVocab);
+    if (o.mode === 'sample') {
+      const r = samplers.sample(o.seq, row);
+      tokens[j] = r.token;
+      logprobs[j] = r.logprobs;
+    } else {
+      if (packed !== logits) packed.set(row, k * nVocab);
+      k++;
+    }
+  });
+  return { tokens, logprobs, logits: packed.subarray(0, wanted * nVocab) };
 }
 
 function snapshotBytes(snaps: readonly KvSnapshot[]): number {
