@@ -11,9 +11,12 @@ export interface Decimal {
 
 const DECIMAL_SYNTAX = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
 
+const POWERS: bigint[] = [1n];
+
 /** 10^k as a BigInt (k >= 0). */
 export function pow10(k: number): bigint {
-  return 10n ** BigInt(k);
+  while (POWERS.length <= k && POWERS.length < 400) POWERS.push(POWERS[POWERS.length - 1] * 10n);
+  return k < POWERS.length ? POWERS[k] : 10n ** BigInt(k);
 }
 
 /** Parses decimal text ("-12.5", "1e-7", "3E+2"); undefined when it is not one. */

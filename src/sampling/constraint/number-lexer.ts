@@ -49,6 +49,8 @@ interface NumberParts {
   exponent?: string;
 }
 
+/** Marks interned prefixes whose every completion is in range. */
+const FREE = 'F';
 const NUMBER_BYTES = Array.from('0123456789.eE+-', (c) => c.charCodeAt(0));
 /** The grid fractions live on: the value of the last allowed fraction digit. */
 const FRACTION_STEP: Decimal = { m: 1n, e: -MAX_FRACTION_DIGITS };
@@ -158,8 +160,8 @@ function toRange(bounds: NumberBounds, integer: boolean): Range {
 }
 
 /**
- * JSON number lexer. States are interned prefix texts: exact ones when bounds are checked, digit
- * -folded ones otherwise (where only the shape of the prefix matters).
+ * JSON number lexer. States are interned prefix texts: exact ones while bounds still decide what
+ * may follow, digit-folded ones otherwise (where only the shape of the prefix matters).
  */
 export class NumberLexer implements Lexer {
   readonly initial = 0;
@@ -188,19 +190,28 @@ export class NumberLexer implements Lexer {
 
   step(state: number, byte: number): number {
     if (!NUMBER_BYTES.includes(byte)) return -1;
-    const text = this.texts[state] + String.fromCharCode(byte);
+    const known = this.texts[state];
+    // Once every completion is in range ("F" prefix), only the shape of the rest matters.
+    const free = !this.range || known.startsWith(FREE);
+    const text = (free && this.range ? known.slice(FREE.length) : known) + String.fromCharCode(byte);
     const parts = parseNumberPrefix(text);
     if (!parts) return -1;
     if (this.integer && (parts.fraction !== undefined || parts.exponent !== undefined)) return -1;
-    if (this.range && (parts.exponent !== undefined || !this.feasible(parts))) return -1;
-    return this.intern(this.range ? text : foldDigits(text));
+    if (!this.range) return this.intern(foldDigits(text));
+    if (parts.exponent !== undefined) return -1;
+    if (free) return this.intern(FREE + foldDigits(text));
+    if (!this.feasible(parts)) return -1;
+    return this.intern(this.allInRange(parts) ? FREE + foldDigits(text) : text);
   }
 
   accepts(state: number): boolean {
-    const parts = parseNumberPrefix(this.texts[state]);
+    const known = this.texts[state];
+    const free = known.startsWith(FREE);
+    const text = free ? known.slice(FREE.length) : known;
+    const parts = parseNumberPrefix(text);
     if (!parts || !isComplete(parts)) return false;
-    if (!this.range) return true;
-    const value = parseDecimal(this.texts[state])!;
+    if (!this.range || free) return true;
+    const value = parseDecimal(text)!;
     if (value.m === 0n && parts.negative) return false;
     return above(value, this.range.lo) && below(value, this.range.hi);
   }
@@ -241,6 +252,20 @@ export class NumberLexer implements Lexer {
       }
     }
     return false;
+  }
+
+  /** True when every completion of the prefix is in range (and none is a negative zero). */
+  private allInRange(p: NumberParts): boolean {
+    if (p.integer === '') return false;
+    if (p.negative && /^[0.]*$/.test(p.integer + (p.fraction ?? ''))) return false;
+    const range = this.range!;
+    const unit: Decimal = this.integer ? { m: 1n, e: 0 } : FRACTION_STEP;
+    const intervals = this.magnitudes(p, unit);
+    const least = intervals[0][0];
+    const most = intervals[intervals.length - 1][1];
+    const lo = p.negative ? { m: -most.m, e: most.e } : least;
+    const hi = p.negative ? { m: -least.m, e: least.e } : most;
+    return above(lo, range.lo) && below(hi, range.hi);
   }
 
   /** Closed intervals covering every magnitude a completion of the prefix can have. */
