@@ -1,0 +1,19 @@
+/** Address checks for the rule "without a cluster key, only this machine may connect". */
+
+import { isIPv4, isIPv6 } from 'node:net';
+
+/**
+ * True for loopback addresses: 127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6
+ * (::ffff:127.x.y.z, which dual-stack sockets report). Host names are not resolved: a peer's
+ * address as reported by its socket is always numeric.
+ */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (!address) return false;
+  if (isIPv4(address)) return address.startsWith('127.');
+  if (!isIPv6(address)) return false;
+  // Scoped (link-local, "%eth0") addresses are never loopback, and the URL parser rejects them.
+  if (address.includes('%')) return false;
+  // The URL parser writes IPv6 in canonical form: "::1", and mapped IPv4 as "::ffff:7fxx:xxxx".
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  return canonical === '::1' || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(canonical);
+}
