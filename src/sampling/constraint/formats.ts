@@ -14,5 +14,6 @@ export const FORMAT_PATTERNS: Readonly<Record<string, string>> = {
   time: `^${TIME}$`,
   'date-time': `^${DATE}T${TIME}$`,
   uuid: String.raw`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`,
-  email: String.raw`^[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+)*@${LABEL}(\.${LABEL})+$`,
+  // The common subset of RFC 5322 addresses: no quoted local parts, no braces or slashes.
+  email: String.raw`^[A-Za-z0-9_%+-]+(\.[A-Za-z0-9_%+-]+)*@${LABEL}(\.${LABEL})+$`,
 };

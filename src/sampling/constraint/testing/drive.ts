@@ -14,21 +14,29 @@ export interface DriveResult {
   stuckAt?: number;
 }
 
-const CLOSERS = new Set(Array.from('"]},', (c) => c.charCodeAt(0)));
+/** ASCII punctuation that does not open a container: what closes strings and containers and
+ * separates the parts of formats. */
+function isPunctuation(b: number): boolean {
+  return b > 0x20 && b < 0x7f && !/[A-Za-z0-9[{]/.test(String.fromCharCode(b));
+}
 
-/** Ids of tokens made only of closing punctuation, which the drive favours as it goes on. */
+/**
+ * Ids of end-of-generation tokens and of tokens made only of such punctuation, which the drive
+ * favours as it goes on: a random walk over word pieces alone would rarely close a string or
+ * reach the '@' of an email address.
+ */
 export function closingTokens(vocab: ConstraintVocab): Set<number> {
   const out = new Set<number>();
   for (let id = 0; id < vocab.size; id++) {
     const p = vocab.piece(id);
-    if (vocab.isEog(id) || (p.length > 0 && p.every((b) => CLOSERS.has(b)))) out.add(id);
+    if (vocab.isEog(id) || (p.length > 0 && p.every(isPunctuation))) out.add(id);
   }
   return out;
 }
 
 /**
- * Random logits each step; after `patience` steps, closing tokens get a growing bonus so that
- * documents end. Gives up (finished false) after `maxSteps`.
+ * Random logits each step; after `patience` steps, on half the steps, closing tokens get a
+ * growing bonus so that documents end. Gives up (finished false) after `maxSteps`.
  */
 export function drive(
   constraint: TokenConstraint,
@@ -40,7 +48,9 @@ export function drive(
   const ids: number[] = [];
   for (let step = 0; step < options.maxSteps; step++) {
     for (let i = 0; i < logits.length; i++) logits[i] = rng.next();
-    if (step > options.patience) {
+    // Not every step: where a closer is always allowed (say '}' in some strings), other tokens
+    // must still get their turn.
+    if (step > options.patience && rng.next() < 0.5) {
       const bonus = (step - options.patience) / 10;
       for (const id of options.closers) logits[id] += bonus;
     }
