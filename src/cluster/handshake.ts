@@ -77,25 +77,27 @@ export function validateHello(value: unknown): HelloMessage | string {
   return v as unknown as HelloMessage;
 }
 
-/** Compares the peer's HELLO with ours; returns the refusal to send, or undefined when compatible. */
+/**
+ * Compares the peer's HELLO with ours; returns the refusal to send, or undefined when compatible.
+ * Reasons name the client and the server rather than "this node", since either side may be the
+ * one that reports them.
+ */
 export function checkPeerHello(own: HelloMessage, peer: HelloMessage): Refusal | undefined {
-  if (peer.protocol !== own.protocol) {
-    return { code: 'version', reason: `protocol version mismatch: this node speaks ${own.protocol}, the peer ${peer.protocol}` };
-  }
   if (peer.role === own.role) return { code: 'role', reason: `both ends claim the ${own.role} role` };
+  const client = own.role === 'client' ? own : peer;
+  const server = own.role === 'client' ? peer : own;
+  if (peer.protocol !== own.protocol) {
+    return { code: 'version', reason: `protocol version mismatch: the client speaks ${client.protocol}, the server ${server.protocol}` };
+  }
   if (peer.compatibility !== own.compatibility) {
     return {
       code: 'compatibility',
-      reason: `incompatible peers: this node runs "${own.compatibility}", the peer "${peer.compatibility}"`,
+      reason: `incompatible nodes: the client runs "${client.compatibility}", the server "${server.compatibility}"`,
     };
   }
   if (peer.keyed !== own.keyed) {
-    return {
-      code: 'auth',
-      reason: own.keyed
-        ? 'this node requires a cluster key and the peer has none; give both the same key'
-        : 'the peer requires a cluster key and this node has none; give both the same key',
-    };
+    const [withKey, without] = client.keyed ? ['client', 'server'] : ['server', 'client'];
+    return { code: 'auth', reason: `the ${withKey} requires a cluster key and the ${without} has none; give both the same key` };
   }
   return undefined;
 }
