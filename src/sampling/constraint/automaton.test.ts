@@ -40,14 +40,38 @@ const CASES: Case[] = [
   {
     name: 'json_object (no schema)',
     schema: undefined,
-    valid: ['{}', '{"a":1}', ' {\n  "a": [1, 2.5e-3, "x", null, true, false, {"b": {}}]\n}\n', '{"k\\u00e9\\n":"\\ud83e\\udd99 é 中"}', '{ "a" : -0 }'],
-    invalid: ['[1]|0', '"x"|0', '1|0', '{"a"}|4', '{"a":01}|6', '{a:1}|1', '{"a":1,}|7', '{"a":"\x01"}|6', '{"a":"\\x"}|7', '{"a":tru}|8', '{"a":1}{|7'],
+    valid: [
+      '{}',
+      '{"a":1}',
+      ' {\n  "a": [1, 2.5e-3, "x", null, true, false, {"b": {}}]\n}\n',
+      '{"k\\u00e9\\n":"\\ud83e\\udd99 é 中"}',
+      '{ "a" : -0 }',
+    ],
+    invalid: [
+      '[1]|0',
+      '"x"|0',
+      '1|0',
+      '{"a"}|4',
+      '{"a":01}|6',
+      '{a:1}|1',
+      '{"a":1,}|7',
+      '{"a":"\x01"}|6',
+      '{"a":"\\x"}|7',
+      '{"a":tru}|8',
+      '{"a":1}{|7',
+    ],
   },
   {
     name: 'object with required and optional properties, in schema order',
     schema: person,
     valid: ['{"name":"Ann","age":3}', '{ "name": "Ann", "age": 3, "email": "a@b" }', '{"name":"","age":-7}'],
-    invalid: ['{"age":3,"name":"Ann"}|2', '{"name":"Ann"}|13', '{"name":"Ann","age":3.5}|21', '{"name":"Ann","age":3,"x":1}|23', '{"name":1}|8'],
+    invalid: [
+      '{"age":3,"name":"Ann"}|2',
+      '{"name":"Ann"}|13',
+      '{"name":"Ann","age":3.5}|21',
+      '{"name":"Ann","age":3,"x":1}|23',
+      '{"name":1}|8',
+    ],
   },
   {
     name: 'additionalProperties as a schema',
@@ -75,7 +99,11 @@ const CASES: Case[] = [
   },
   {
     name: 'enum and const',
-    schema: { type: 'object', properties: { color: { enum: ['red', 'green', null, 3] }, kind: { const: 'x' } }, required: ['color', 'kind'] },
+    schema: {
+      type: 'object',
+      properties: { color: { enum: ['red', 'green', null, 3] }, kind: { const: 'x' } },
+      required: ['color', 'kind'],
+    },
     valid: ['{"color":"red","kind":"x"}', '{"color":null,"kind":"x"}', '{"color":3,"kind":"x"}'],
     invalid: ['{"color":"blue","kind":"x"}|10', '{"color":"red","kind":"y"}|23'],
   },
@@ -99,7 +127,12 @@ const CASES: Case[] = [
   },
   {
     name: 'allOf merges objects',
-    schema: { allOf: [{ type: 'object', properties: { a: { type: 'string' } }, required: ['a'] }, { properties: { b: { type: 'integer' } }, required: ['b'] }] },
+    schema: {
+      allOf: [
+        { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] },
+        { properties: { b: { type: 'integer' } }, required: ['b'] },
+      ],
+    },
     valid: ['{"a":"x","b":1}'],
     invalid: ['{"a":"x"}|8', '{"b":1}|2'],
   },
@@ -113,10 +146,17 @@ const CASES: Case[] = [
     name: 'formats',
     schema: {
       type: 'object',
-      properties: { d: { type: 'string', format: 'date' }, t: { type: 'string', format: 'date-time' }, u: { type: 'string', format: 'uuid' } },
+      properties: {
+        d: { type: 'string', format: 'date' },
+        t: { type: 'string', format: 'date-time' },
+        u: { type: 'string', format: 'uuid' },
+      },
       required: ['d', 't', 'u'],
     },
-    valid: ['{"d":"2024-02-29","t":"2024-01-31T23:59:60Z","u":"123e4567-e89b-12d3-a456-426614174000"}'.replace(':60Z', ':59Z'), '{"d":"1999-12-31","t":"2000-06-30T00:00:00.5+05:30","u":"AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"}'],
+    valid: [
+      '{"d":"2024-02-29","t":"2024-01-31T23:59:60Z","u":"123e4567-e89b-12d3-a456-426614174000"}'.replace(':60Z', ':59Z'),
+      '{"d":"1999-12-31","t":"2000-06-30T00:00:00.5+05:30","u":"AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"}',
+    ],
     invalid: ['{"d":"2024-02-30"|14', '{"d":"2024-04-31"|15', '{"d":"24-01-01"|8'],
   },
   {

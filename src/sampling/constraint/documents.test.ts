@@ -31,7 +31,11 @@ const SCHEMAS: Record<string, Obj> = {
   nested: {
     type: 'object',
     properties: {
-      user: { type: 'object', properties: { first: { type: 'string' }, tags: { type: 'array', items: { type: 'string', maxLength: 4 }, maxItems: 3 } }, required: ['first'] },
+      user: {
+        type: 'object',
+        properties: { first: { type: 'string' }, tags: { type: 'array', items: { type: 'string', maxLength: 4 }, maxItems: 3 } },
+        required: ['first'],
+      },
       points: { type: 'array', items: { type: 'array', prefixItems: [{ type: 'number' }, { type: 'number' }] }, minItems: 1, maxItems: 4 },
     },
     required: ['user', 'points'],
@@ -41,7 +45,11 @@ const SCHEMAS: Record<string, Obj> = {
     properties: {
       shape: {
         oneOf: [
-          { type: 'object', properties: { kind: { const: 'circle' }, r: { type: 'number', exclusiveMinimum: 0 } }, required: ['kind', 'r'] },
+          {
+            type: 'object',
+            properties: { kind: { const: 'circle' }, r: { type: 'number', exclusiveMinimum: 0 } },
+            required: ['kind', 'r'],
+          },
           { type: 'object', properties: { kind: { const: 'square' }, side: { type: 'integer', minimum: 1 } }, required: ['kind', 'side'] },
         ],
       },

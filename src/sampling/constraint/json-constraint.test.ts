@@ -23,7 +23,7 @@ import { validate } from './testing/schema-validator.js';
 import { tinyVocab } from './testing/tiny-vocab.js';
 
 const SCHEMAS: Record<string, JsonSchema | undefined> = {
-  'json_object': undefined,
+  json_object: undefined,
   person: {
     type: 'object',
     properties: {
@@ -48,14 +48,21 @@ const SCHEMAS: Record<string, JsonSchema | undefined> = {
   tool: {
     anyOf: [
       { type: 'object', properties: { name: { const: 'search' }, query: { type: 'string', maxLength: 30 } }, required: ['name', 'query'] },
-      { type: 'object', properties: { name: { const: 'add' }, a: { type: 'integer' }, b: { type: 'integer' } }, required: ['name', 'a', 'b'] },
+      {
+        type: 'object',
+        properties: { name: { const: 'add' }, a: { type: 'integer' }, b: { type: 'integer' } },
+        required: ['name', 'a', 'b'],
+      },
     ],
   },
   tree: {
     $defs: {
       node: {
         type: 'object',
-        properties: { label: { type: 'string', pattern: '^[a-z]{1,5}$' }, kids: { type: 'array', items: { $ref: '#/$defs/node' }, maxItems: 2 } },
+        properties: {
+          label: { type: 'string', pattern: '^[a-z]{1,5}$' },
+          kids: { type: 'array', items: { $ref: '#/$defs/node' }, maxItems: 2 },
+        },
         required: ['label', 'kids'],
       },
     },
@@ -72,7 +79,8 @@ function bytesOf(vocab: ConstraintVocab, ids: readonly number[]): string {
 function checkDocument(text: string, schema: JsonSchema | undefined): void {
   let value: unknown;
   assert.doesNotThrow(() => (value = JSON.parse(text)), `JSON.parse(${JSON.stringify(text)})`);
-  if (schema === undefined) assert.ok(typeof value === 'object' && value !== null && !Array.isArray(value), 'json_object output is an object');
+  if (schema === undefined)
+    assert.ok(typeof value === 'object' && value !== null && !Array.isArray(value), 'json_object output is an object');
   else assert.deepEqual(validate(value, schema), [], `${JSON.stringify(text)} validates`);
 }
 
@@ -84,7 +92,11 @@ function randomRuns(vocab: ConstraintVocab, runs: number, seed: number, patience
     for (let r = 0; r < runs; r++) {
       const constraint = jsonConstraint(vocab, schema);
       const result = drive(constraint, vocab, rng, { maxSteps: 3000, patience, closers });
-      assert.equal(result.stuckAt, undefined, `${name}: every token masked at step ${result.stuckAt} after ${JSON.stringify(bytesOf(vocab, result.ids))}`);
+      assert.equal(
+        result.stuckAt,
+        undefined,
+        `${name}: every token masked at step ${result.stuckAt} after ${JSON.stringify(bytesOf(vocab, result.ids))}`,
+      );
       assert.ok(result.finished, `${name}: run ${r} ended with an end-of-generation token`);
       assert.ok(constraint.complete);
       checkDocument(bytesOf(vocab, result.ids), schema);
@@ -105,13 +117,29 @@ function assertMaskMatchesBruteForce(vocab: ConstraintVocab, schema: JsonSchema 
       const piece = vocab.piece(id);
       const expected: boolean = vocab.isEog(id) ? state.accepting : piece.length > 0 && automaton.advance(state, piece) !== null;
       if (expected) allowed++;
-      assert.equal(isAllowed(mask, id), expected, `token ${id} ${JSON.stringify(new TextDecoder().decode(piece))} after ${JSON.stringify(prefix)}`);
+      assert.equal(
+        isAllowed(mask, id),
+        expected,
+        `token ${id} ${JSON.stringify(new TextDecoder().decode(piece))} after ${JSON.stringify(prefix)}`,
+      );
     }
     assert.ok(allowed > 0, `something is allowed after ${JSON.stringify(prefix)}`);
   }
 }
 
-const PERSON_PREFIXES = ['', ' ', '{', '{"name', '{"name":"Jo', '{"name":"Jo\\', '{"name":"J\xc3', '{"name": "x", "age": 1', '{"name":"x","age":13', '{"name":"x","age":1}', '{"name":"x","age":1,"tags":["a"'];
+const PERSON_PREFIXES = [
+  '',
+  ' ',
+  '{',
+  '{"name',
+  '{"name":"Jo',
+  '{"name":"Jo\\',
+  '{"name":"J\xc3',
+  '{"name": "x", "age": 1',
+  '{"name":"x","age":13',
+  '{"name":"x","age":1}',
+  '{"name":"x","age":1,"tags":["a"',
+];
 
 test('tiny vocabulary: random-logit generations end in valid documents for every schema', () => {
   randomRuns(tinyVocab(), 12, 100, 30);
@@ -119,7 +147,11 @@ test('tiny vocabulary: random-logit generations end in valid documents for every
 
 test('tiny vocabulary: masks equal a token-by-token check', () => {
   const vocab = tinyVocab();
-  assertMaskMatchesBruteForce(vocab, SCHEMAS.person, PERSON_PREFIXES.map((p) => p.replace('\xc3', 'é').slice(0, p.includes('\xc3') ? -1 : undefined)));
+  assertMaskMatchesBruteForce(
+    vocab,
+    SCHEMAS.person,
+    PERSON_PREFIXES.map((p) => p.replace('\xc3', 'é').slice(0, p.includes('\xc3') ? -1 : undefined)),
+  );
   assertMaskMatchesBruteForce(vocab, undefined, ['', '{"a":[1,{"b":', '{"k":"\\u00', '{}']);
   assertMaskMatchesBruteForce(vocab, SCHEMAS.event, ['{"id":"', '{"id":"123e4567-e89b-12d3-a456-426614174000","at":"2024-01-01T12:']);
 });
@@ -153,14 +185,21 @@ test('mask: end of generation only once complete, textless tokens never, padding
 
 test('mask: too few logits is a clear error', () => {
   const vocab = tinyVocab();
-  assert.throws(() => jsonConstraint(vocab).mask(new Float32Array(3)), (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /logits/.test(err.message));
+  assert.throws(
+    () => jsonConstraint(vocab).mask(new Float32Array(3)),
+    (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /logits/.test(err.message),
+  );
 });
 
 test('accept: refuses what mask removes, and keeps its state after refusing', () => {
   const vocab = tinyVocab();
   const c = jsonConstraint(vocab, { type: 'object', properties: { s: { type: 'string' } }, required: ['s'] });
   const refused = (id: number): void =>
-    assert.throws(() => c.accept(id), (err: unknown) => isCairnError(err, 'BAD_ARGUMENT'), `token ${id} is refused`);
+    assert.throws(
+      () => c.accept(id),
+      (err: unknown) => isCairnError(err, 'BAD_ARGUMENT'),
+      `token ${id} is refused`,
+    );
   refused(vocab.id('['));
   refused(0); // end of generation before the value is complete
   refused(2); // no text

@@ -93,7 +93,8 @@ class JsonConstraint implements TokenConstraint {
     if (this.ended) throw new CairnError('BAD_ARGUMENT', `token ${id} after end of generation`);
     const piece = this.vocab.piece(id);
     const next = piece.length === 0 ? null : this.compiled.automaton.advance(this.state, piece);
-    if (next === null) throw new CairnError('BAD_ARGUMENT', `token ${id} (${describe(this.vocab, id)}) is not allowed by the JSON constraint here`);
+    if (next === null)
+      throw new CairnError('BAD_ARGUMENT', `token ${id} (${describe(this.vocab, id)}) is not allowed by the JSON constraint here`);
     this.state = next;
   }
 }

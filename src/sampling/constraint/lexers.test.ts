@@ -48,7 +48,30 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 
 const STRING_BYTES = [
   ...encoder.encode('ab"\\/ubfnrtdD089AcCeF'),
-  0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc2, 0xc3, 0xa9, 0xe0, 0xa0, 0xed, 0x9f, 0xa0, 0xe4, 0xb8, 0xad, 0xf0, 0x9f, 0x90, 0xf4, 0x8f, 0x90, 0xf5, 0xff,
+  0x00,
+  0x1f,
+  0x7f,
+  0x80,
+  0xbf,
+  0xc2,
+  0xc3,
+  0xa9,
+  0xe0,
+  0xa0,
+  0xed,
+  0x9f,
+  0xa0,
+  0xe4,
+  0xb8,
+  0xad,
+  0xf0,
+  0x9f,
+  0x90,
+  0xf4,
+  0x8f,
+  0x90,
+  0xf5,
+  0xff,
 ];
 
 test('string content: accepted exactly when JSON.parse reads it as a well-formed string', () => {
@@ -67,7 +90,26 @@ test('string content: accepted exactly when JSON.parse reads it as a well-formed
 test('string content: a refused byte means no continuation could make it valid', () => {
   // Every prefix the lexer keeps alive must be completable: append the shortest closers.
   const lexer = new StringLexer({ minLength: 0, maxLength: Infinity });
-  const closers = ['', '0', '00', '000', '0000', '\\udc00', '0\\udc00', '00\\udc00', '000\\udc00', 'udc00', 'dc00', 'c00', '00', '\x80', '\x80\x80', '\x80\x80\x80', '\x90\x80\x80', '\xa0\x80'];
+  const closers = [
+    '',
+    '0',
+    '00',
+    '000',
+    '0000',
+    '\\udc00',
+    '0\\udc00',
+    '00\\udc00',
+    '000\\udc00',
+    'udc00',
+    'dc00',
+    'c00',
+    '00',
+    '\x80',
+    '\x80\x80',
+    '\x80\x80\x80',
+    '\x90\x80\x80',
+    '\xa0\x80',
+  ];
   const rng = new Prng(5);
   for (let i = 0; i < 20000; i++) {
     const bytes = Uint8Array.from({ length: 1 + rng.int(6) }, () => STRING_BYTES[rng.int(STRING_BYTES.length)]);

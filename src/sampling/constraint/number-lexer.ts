@@ -153,7 +153,13 @@ function toRange(bounds: NumberBounds, integer: boolean): Range {
     const limit = cands.reduce((a, b) => tighter(a, b, lower));
     if (!integer) return limit;
     const v = limit.value;
-    const whole = lower ? (limit.exclusive ? floorDecimal(v) + 1n : ceilDecimal(v)) : limit.exclusive ? ceilDecimal(v) - 1n : floorDecimal(v);
+    const whole = lower
+      ? limit.exclusive
+        ? floorDecimal(v) + 1n
+        : ceilDecimal(v)
+      : limit.exclusive
+        ? ceilDecimal(v) - 1n
+        : floorDecimal(v);
     return { value: { m: whole, e: 0 }, exclusive: false };
   };
   return { lo: pick(bounds.minimum, bounds.exclusiveMinimum, true), hi: pick(bounds.maximum, bounds.exclusiveMaximum, false) };

@@ -12,7 +12,34 @@ import { compileSchema } from './schema-compiler.js';
 import { runText } from './testing/byte-walk.js';
 import { utf8Sequences } from './utf8-ranges.js';
 
-const ALPHABET = ['a', 'b', 'c', 'A', 'Z', '0', '5', '9', '-', '_', '.', ' ', '\t', '\n', '"', '\\', '/', 'é', 'ß', '中', '🦙', '\u2028', '\u0001', '@', '[', '}'];
+const ALPHABET = [
+  'a',
+  'b',
+  'c',
+  'A',
+  'Z',
+  '0',
+  '5',
+  '9',
+  '-',
+  '_',
+  '.',
+  ' ',
+  '\t',
+  '\n',
+  '"',
+  '\\',
+  '/',
+  'é',
+  'ß',
+  '中',
+  '🦙',
+  '\u2028',
+  '\u0001',
+  '@',
+  '[',
+  '}',
+];
 
 function accepted(automaton: Automaton, value: string): boolean {
   return runText(automaton, JSON.stringify(value)).state?.accepting ?? false;
@@ -116,7 +143,11 @@ test('UTF-8 range splitting: each code point is spelled by exactly one sequence,
       let cp = rng.next() < 0.5 ? first + rng.int(last - first + 1) : rng.int(0x110000);
       if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xe000;
       const inside = cp >= first && cp <= last;
-      assert.equal(matches(encoder.encode(String.fromCodePoint(cp))), inside ? 1 : 0, `U+${cp.toString(16)} in [${first.toString(16)}, ${last.toString(16)}]`);
+      assert.equal(
+        matches(encoder.encode(String.fromCodePoint(cp))),
+        inside ? 1 : 0,
+        `U+${cp.toString(16)} in [${first.toString(16)}, ${last.toString(16)}]`,
+      );
     }
     // Every byte string a sequence allows decodes to one code point inside the range.
     for (const seq of sequences) {

@@ -62,7 +62,15 @@ test('malformed schemas give clear errors', () => {
   rejects({ $ref: '#/$defs/missing' }, 'does not resolve');
   rejects({ $ref: '#anchor' }, 'anchor');
   rejects({ type: 'string', pattern: '^a$', maxLength: 3 }, 'pattern together with minLength/maxLength');
-  rejects({ allOf: [{ type: 'string', pattern: 'a' }, { type: 'string', pattern: 'b' }] }, 'allOf combines two different values of "pattern"');
+  rejects(
+    {
+      allOf: [
+        { type: 'string', pattern: 'a' },
+        { type: 'string', pattern: 'b' },
+      ],
+    },
+    'allOf combines two different values of "pattern"',
+  );
 });
 
 test('schemas no document can satisfy are refused', () => {
@@ -71,7 +79,10 @@ test('schemas no document can satisfy are refused', () => {
   rejects({ allOf: [{ type: 'string' }, { type: 'integer' }] }, 'no JSON value');
   rejects({ type: 'object', required: ['b'], additionalProperties: false }, 'no JSON value');
   // A required recursion with no way out has no finite document.
-  rejects({ $defs: { n: { type: 'object', properties: { next: { $ref: '#/$defs/n' } }, required: ['next'] } }, $ref: '#/$defs/n' }, 'no JSON value');
+  rejects(
+    { $defs: { n: { type: 'object', properties: { next: { $ref: '#/$defs/n' } }, required: ['next'] } }, $ref: '#/$defs/n' },
+    'no JSON value',
+  );
 });
 
 test('an unsatisfiable branch is dropped, not offered', () => {

@@ -124,12 +124,18 @@ class SchemaCompiler {
     const choiceKey = 'anyOf' in schema ? 'anyOf' : 'oneOf' in schema ? 'oneOf' : undefined;
     if (choiceKey) {
       const list = schema[choiceKey];
-      if (!Array.isArray(list) || list.length === 0) throw schemaError(childPath(path, choiceKey), `${choiceKey} must be a non-empty array of schemas`);
+      if (!Array.isArray(list) || list.length === 0)
+        throw schemaError(childPath(path, choiceKey), `${choiceKey} must be a non-empty array of schemas`);
       const rest = siblings([choiceKey]);
       const hasRest = constraintKeywords(rest).length > 0;
       return list.map((alt: JsonSchema, i) => {
         const altPath = childPath(childPath(path, choiceKey), i);
-        const merged = hasRest ? mergeSchemas(this.root, [{ schema: rest, path }, { schema: alt, path: altPath }]) : alt;
+        const merged = hasRest
+          ? mergeSchemas(this.root, [
+              { schema: rest, path },
+              { schema: alt, path: altPath },
+            ])
+          : alt;
         return [this.g.ref(this.schema(merged, altPath))];
       });
     }
@@ -218,7 +224,8 @@ class SchemaCompiler {
     if (regex !== undefined) {
       const what = pattern !== undefined ? 'pattern' : 'format';
       if (pattern !== undefined && formatPattern !== undefined) throw schemaError(path, 'pattern together with format is not supported');
-      if (minLength !== undefined || maxLength !== undefined) throw schemaError(path, `${what} together with minLength/maxLength is not supported`);
+      if (minLength !== undefined || maxLength !== undefined)
+        throw schemaError(path, `${what} together with minLength/maxLength is not supported`);
       let node;
       try {
         node = parseRegex(regex);
@@ -325,14 +332,17 @@ class SchemaCompiler {
     let max = countKeyword(schema, 'maxItems', path) ?? Infinity;
     if (items === false) max = Math.min(max, prefix.length);
     const min = minItems ?? Math.min(prefix.length, max);
-    if (min > max) throw schemaError(path, `no array length satisfies minItems ${min} and maxItems ${max === Infinity ? 'unbounded' : max}`);
+    if (min > max)
+      throw schemaError(path, `no array length satisfies minItems ${min} and maxItems ${max === Infinity ? 'unbounded' : max}`);
     if (min > MAX_COUNTED_ITEMS || (max !== Infinity && max > MAX_COUNTED_ITEMS)) {
       throw schemaError(path, `minItems/maxItems above ${MAX_COUNTED_ITEMS} are not supported`);
     }
     const ws = this.ws;
     const comma = [ws, this.lit(','), ws];
     const elementRule = (i: number): number =>
-      i < prefix.length ? this.schema(prefix[i], childPath(childPath(path, 'prefixItems'), i)) : this.schema(items as JsonSchema, childPath(path, 'items'));
+      i < prefix.length
+        ? this.schema(prefix[i], childPath(childPath(path, 'prefixItems'), i))
+        : this.schema(items as JsonSchema, childPath(path, 'items'));
     // rest[i]: the rule for elements from index i on; from `loopFrom` on all indexes are alike.
     const loopFrom = Math.max(prefix.length, min, 1);
     const last = max === Infinity ? loopFrom : max;
@@ -375,7 +385,9 @@ class SchemaCompiler {
   }
 
   private anyString(): number {
-    return this.shared('string', () => [[this.lit('"'), this.g.terminal(new StringLexer({ minLength: 0, maxLength: Infinity })), this.lit('"')]]);
+    return this.shared('string', () => [
+      [this.lit('"'), this.g.terminal(new StringLexer({ minLength: 0, maxLength: Infinity })), this.lit('"')],
+    ]);
   }
 
   /** Any JSON object. */

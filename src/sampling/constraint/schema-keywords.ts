@@ -94,7 +94,8 @@ export function constraintKeywords(schema: SchemaObject): string[] {
 export function countKeyword(schema: SchemaObject, keyword: string, path: string): number | undefined {
   const v = schema[keyword];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw schemaError(childPath(path, keyword), `${keyword} must be a non-negative integer`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw schemaError(childPath(path, keyword), `${keyword} must be a non-negative integer`);
   return v;
 }
 

@@ -8,14 +8,16 @@ import type { JsonSchema } from './types.js';
 /** The subschema a local reference points at. */
 export function resolveRef(root: JsonSchema, ref: unknown, path: string): JsonSchema {
   if (typeof ref !== 'string') throw schemaError(path, '$ref must be a string');
-  if (!ref.startsWith('#')) throw schemaError(path, `$ref ${JSON.stringify(ref)} points outside this schema (only local references "#/..." are supported)`);
+  if (!ref.startsWith('#'))
+    throw schemaError(path, `$ref ${JSON.stringify(ref)} points outside this schema (only local references "#/..." are supported)`);
   let pointer: string;
   try {
     pointer = decodeURIComponent(ref.slice(1));
   } catch {
     throw schemaError(path, `$ref ${JSON.stringify(ref)} is not a valid URI fragment`);
   }
-  if (pointer !== '' && !pointer.startsWith('/')) throw schemaError(path, `$ref ${JSON.stringify(ref)} names an anchor; only JSON Pointer references are supported`);
+  if (pointer !== '' && !pointer.startsWith('/'))
+    throw schemaError(path, `$ref ${JSON.stringify(ref)} names an anchor; only JSON Pointer references are supported`);
   let node: unknown = root;
   for (const raw of pointer === '' ? [] : pointer.slice(1).split('/')) {
     const key = raw.replaceAll('~1', '/').replaceAll('~0', '~');

@@ -69,6 +69,13 @@ export class VocabTrie {
 
     const tokenStart = new Int32Array(bytes.length + 1);
     for (let i = 0; i < bytes.length; i++) tokenStart[i + 1] = tokenStart[i] + tokensPerNode[i];
-    return new VocabTrie(vocab.size, Uint8Array.from(bytes), Int32Array.from(end), tokenStart, Int32Array.from(tokenIds), Int32Array.from(eog));
+    return new VocabTrie(
+      vocab.size,
+      Uint8Array.from(bytes),
+      Int32Array.from(end),
+      tokenStart,
+      Int32Array.from(tokenIds),
+      Int32Array.from(eog),
+    );
   }
 }

@@ -81,7 +81,8 @@ export function randomDocument(automaton: Automaton, rng: Prng, options: { patie
     if (state.accepting && (bytes.length === 0 || rng.next() < options.stop)) return Uint8Array.from(out);
     if (bytes.length === 0) throw new Error(`dead end after ${JSON.stringify(new TextDecoder().decode(Uint8Array.from(out)))}`);
     const urge = Math.max(0, out.length - options.patience) / 50;
-    const pick = rng.next() < urge ? (firstStepToCompletion(automaton, state) ?? bytes[rng.int(bytes.length)]) : bytes[rng.int(bytes.length)];
+    const pick =
+      rng.next() < urge ? (firstStepToCompletion(automaton, state) ?? bytes[rng.int(bytes.length)]) : bytes[rng.int(bytes.length)];
     out.push(pick);
     state = automaton.step(state, pick)!;
   }

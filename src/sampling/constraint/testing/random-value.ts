@@ -52,14 +52,23 @@ function randomNumber(s: Obj, integer: boolean, rng: Prng): number {
 
 function resolve(root: Schema, ref: string): Schema {
   let node: unknown = root;
-  for (const part of ref.slice(2).split('/').filter((p) => p !== '')) node = (node as Obj)[part];
+  for (const part of ref
+    .slice(2)
+    .split('/')
+    .filter((p) => p !== ''))
+    node = (node as Obj)[part];
   return node as Schema;
 }
 
 /** A random value valid against `schema`; `depth` keeps recursive and open schemas small. */
 export function randomValue(schema: Schema, root: Schema, rng: Prng, depth = 0): unknown {
   if (schema === true || (typeof schema === 'object' && Object.keys(schema).length === 0)) {
-    return randomValue({ type: depth > 2 ? pick(rng, ['string', 'number', 'boolean', 'null']) : pick(rng, ['object', 'array', 'string', 'number']) }, root, rng, depth);
+    return randomValue(
+      { type: depth > 2 ? pick(rng, ['string', 'number', 'boolean', 'null']) : pick(rng, ['object', 'array', 'string', 'number']) },
+      root,
+      rng,
+      depth,
+    );
   }
   if (schema === false) throw new Error('no value matches false');
   const s = schema;
@@ -68,7 +77,8 @@ export function randomValue(schema: Schema, root: Schema, rng: Prng, depth = 0):
   if (choices) return randomValue(depth > 3 ? choices[choices.length - 1] : pick(rng, choices), root, rng, depth);
   if ('const' in s) return s.const;
   if (Array.isArray(s.enum)) return pick(rng, s.enum);
-  const types = s.type === undefined ? (s.properties ? ['object'] : s.items ? ['array'] : ['string']) : Array.isArray(s.type) ? s.type : [s.type];
+  const types =
+    s.type === undefined ? (s.properties ? ['object'] : s.items ? ['array'] : ['string']) : Array.isArray(s.type) ? s.type : [s.type];
   switch (pick(rng, types as string[])) {
     case 'null':
       return null;
@@ -87,9 +97,16 @@ export function randomValue(schema: Schema, root: Schema, rng: Prng, depth = 0):
     case 'array': {
       const prefix = (s.prefixItems ?? []) as Schema[];
       const min = typeof s.minItems === 'number' ? s.minItems : prefix.length;
-      const max = typeof s.maxItems === 'number' ? s.maxItems : s.items === undefined && prefix.length > 0 ? prefix.length : min + (depth > 2 ? 0 : 3);
+      const max =
+        typeof s.maxItems === 'number'
+          ? s.maxItems
+          : s.items === undefined && prefix.length > 0
+            ? prefix.length
+            : min + (depth > 2 ? 0 : 3);
       const n = min + rng.int(max - min + 1);
-      return Array.from({ length: n }, (_, i) => randomValue(i < prefix.length ? prefix[i] : ((s.items ?? true) as Schema), root, rng, depth + 1));
+      return Array.from({ length: n }, (_, i) =>
+        randomValue(i < prefix.length ? prefix[i] : ((s.items ?? true) as Schema), root, rng, depth + 1),
+      );
     }
     default: {
       const out: Obj = {};

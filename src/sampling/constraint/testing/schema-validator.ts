@@ -19,7 +19,11 @@ function isObj(v: unknown): v is Obj {
 
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (isObj(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`;
+  if (isObj(v))
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`)
+      .join(',')}}`;
   return JSON.stringify(v);
 }
 
@@ -67,7 +71,10 @@ function typeOk(type: string, v: unknown): boolean {
 
 function resolve(root: Schema, ref: string): Schema {
   let node: unknown = root;
-  for (const raw of ref.slice(2).split('/').filter((s) => s !== '')) {
+  for (const raw of ref
+    .slice(2)
+    .split('/')
+    .filter((s) => s !== '')) {
     node = (node as Obj)[decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~')];
   }
   if (node === undefined) throw new Error(`unresolvable $ref ${ref}`);
