@@ -168,10 +168,89 @@ QX_INLINE __m256i qx_dot_ss(__m256i w, __m256i a) {
   return qx_dot_us(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
 }
 
+#if QX_VNNI && defined(__AVX512BW__)
 /*
- * One tile of R weight rows x T tokens over all blocks of a 32-element format. OFFSET is taken
- * back as OFFSET * (activation block sum); SIGNED selects the sign-trick dot; HAS_MIN adds
- * m * s (Q4_1/Q5_1 with Q8_1 activations).
+ * With AVX-512 a tile steps through two blocks at a time in 64-byte vectors: one dpbusd covers
+ * 64 quants, and the f32 scaling is done for both blocks at once (lanes 0-7 block b, 8-15 block
+ * b + 1). An odd last block runs alone with the upper half zero.
+ */
+QX_INLINE __m512 qx_pair_ps(float lo, float hi) {
+  return _mm512_insertf32x8(_mm512_set1_ps(lo), _mm256_set1_ps(hi), 1);
+}
+
+QX_INLINE __m512i qx_offset_lanes512(__m512i aq, int offset) {
+  const __m512i lane_sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), aq);
+  return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(lane_sums, __builtin_ctz((unsigned)offset)));
+}
+
+/* One step (blocks b and, if `pair`, b + 1) of a tile: all T tokens against R prepared rows. */
+QX_INLINE void qx_step512(const int R, const int T, const int offset, const int has_min, const int pair, int cols,
+                          int nb, int b, const __m512i *wq, const __m512 *wd, const float *wm, const uint8_t *a,
+                          size_t as, __m512 (*acc)[QX_T], float (*mins)[QX_T]) {
+  for (int t = 0; t < T; t++) {
+    const uint8_t *at = a + t * as;
+    const float *d = (const float *)(at + cols);
+    const float *s = (const float *)(at + cols + (size_t)nb * 4);
+    const __m512i aq = pair ? _mm512_loadu_si512((const void *)(at + QK * b))
+                            : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(at + QK * b)));
+    const __m512 da = qx_pair_ps(d[b], pair ? d[b + 1] : 0.f);
+    const __m512i init = offset ? qx_offset_lanes512(aq, offset) : _mm512_setzero_si512();
+    for (int r = 0; r < R; r++) {
+      const __m512i p = _mm512_dpbusd_epi32(init, wq[r], aq);
+      acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(wd[r], da), acc[r][t]);
+      if (has_min) mins[r][t] += wm[2 * r] * s[b] + (pair ? wm[2 * r + 1] * s[b + 1] : 0.f);
+    }
+  }
+}
+
+#define QX_TILE32(NAME, LOAD, OFFSET, SIGNED, HAS_MIN)                                                          \
+  QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
+                             size_t as, float *y, size_t ys) {                                                  \
+    const int nb = cols / QK;                                                                                   \
+    const size_t bb = ws / (size_t)nb;                                                                          \
+    __m512 acc[QX_RMAX][QX_T];                                                                                  \
+    float mins[QX_RMAX][QX_T];                                                                                  \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) {                                                                             \
+        acc[r][t] = _mm512_setzero_ps();                                                                        \
+        mins[r][t] = 0;                                                                                         \
+      }                                                                                                         \
+    __m512i wq[QX_RMAX];                                                                                        \
+    __m512 wd[QX_RMAX];                                                                                         \
+    float wm[2 * QX_RMAX];                                                                                      \
+    int b = 0;                                                                                                  \
+    for (; b + 2 <= nb; b += 2) {                                                                               \
+      for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, 2 * bb);                        \
+      for (int r = 0; r < R; r++) {                                                                             \
+        qx_w32 lo, hi;                                                                                          \
+        LOAD(w + r * ws, b, &lo);                                                                               \
+        LOAD(w + r * ws, b + 1, &hi);                                                                           \
+        wq[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo.q), hi.q, 1);                                      \
+        wd[r] = qx_pair_ps(lo.d, hi.d);                                                                         \
+        wm[2 * r] = HAS_MIN ? lo.m : 0.f;                                                                       \
+        wm[2 * r + 1] = HAS_MIN ? hi.m : 0.f;                                                                   \
+      }                                                                                                         \
+      qx_step512(R, T, OFFSET, HAS_MIN, 1, cols, nb, b, wq, wd, wm, a, as, acc, mins);                          \
+    }                                                                                                           \
+    if (b < nb) {                                                                                               \
+      for (int r = 0; r < R; r++) {                                                                             \
+        qx_w32 lo;                                                                                              \
+        LOAD(w + r * ws, b, &lo);                                                                               \
+        wq[r] = _mm512_zextsi256_si512(lo.q);                                                                   \
+        wd[r] = qx_pair_ps(lo.d, 0.f);                                                                          \
+        wm[2 * r] = HAS_MIN ? lo.m : 0.f;                                                                       \
+        wm[2 * r + 1] = 0.f;                                                                                    \
+      }                                                                                                         \
+      qx_step512(R, T, OFFSET, HAS_MIN, 0, cols, nb, b, wq, wd, wm, a, as, acc, mins);                          \
+    }                                                                                                           \
+    for (int r = 0; r < R; r++)                                                                                 \
+      for (int t = 0; t < T; t++) y[t * ys + r] = _mm512_reduce_add_ps(acc[r][t]) + mins[r][t];                \
+  }
+#else
+/*
+ * One tile of R weight rows x T tokens over all blocks of a 32-element format. OFFSET (a power
+ * of two) is taken back lane by lane; SIGNED selects the sign-trick dot; HAS_MIN adds m * s
+ * (Q4_1/Q5_1 with Q8_1 activations).
  */
 #define QX_TILE32(NAME, LOAD, OFFSET, SIGNED, HAS_MIN)                                                          \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
@@ -210,6 +289,7 @@ QX_INLINE __m256i qx_dot_ss(__m256i w, __m256i a) {
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]) + mins[r][t];                             \
   }
+#endif
 
 /*
  * Walks an nr x nt block: with fewer than QX_T tokens, tiles of QX_RV rows x 1 token; otherwise
