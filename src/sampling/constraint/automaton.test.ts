@@ -239,3 +239,23 @@ test('automaton: nesting deeper than the stack limit is refused rather than grow
   assert.equal(run.state, null);
   assert.ok(run.consumed > 100);
 });
+
+test('automaton: forgetting learned states at the limits keeps results the same', () => {
+  const schema = { type: 'object', properties: { a: { type: 'array', items: { type: 'integer', minimum: -50, maximum: 50 } } } };
+  const full = new Automaton(compileSchema(schema));
+  const forgetful = new Automaton(compileSchema(schema), { maxNodes: 8, maxStates: 4 });
+  const docs = ['{"a":[1,-2,50]}', '{"a":[51]}', '{}', '{"a":[ -50 , 0 ]}', '{"a":[1,]}'];
+  for (const doc of docs) {
+    for (let n = 0; n <= doc.length; n++) {
+      const x = runText(full, doc.slice(0, n)).state;
+      const y = runText(forgetful, doc.slice(0, n)).state;
+      assert.equal(y === null, x === null, `alive after ${JSON.stringify(doc.slice(0, n))}`);
+      assert.equal(y?.accepting, x?.accepting, `complete after ${JSON.stringify(doc.slice(0, n))}`);
+    }
+  }
+  // A state held across a reset still steps correctly.
+  const held = runText(forgetful, '{"a":[5').state!;
+  runText(forgetful, '{"a":[1,2,3,4,5,6,7,8,9,10,-11,-12]}');
+  assert.ok(forgetful.advance(held, new TextEncoder().encode('0]}'))?.accepting);
+  assert.equal(forgetful.advance(held, new TextEncoder().encode('1]}')), null, '51 is above the maximum');
+});

@@ -9,9 +9,15 @@ import { END, REFERENCE, TERMINAL, type Grammar } from './grammar.js';
 
 /** Deepest stack kept; deeper nesting is refused rather than grown without bound. */
 export const MAX_STACK_DEPTH = 1024;
-/** Interned stacks and states kept before the tables start afresh (live states stay valid). */
-const MAX_INTERNED_NODES = 1_000_000;
-const MAX_INTERNED_STATES = 200_000;
+/** How much an automaton may learn before it forgets and starts afresh (live states stay valid). */
+export interface AutomatonLimits {
+  /** Interned stack nodes. */
+  maxNodes: number;
+  /** Interned states (each holds a 256-entry transition table). */
+  maxStates: number;
+}
+
+const DEFAULT_LIMITS: AutomatonLimits = { maxNodes: 500_000, maxStates: 50_000 };
 
 /** One frame of a parser stack: a grammar position and, at a terminal, its lexer state. */
 export class StackNode {
@@ -53,10 +59,13 @@ export class Automaton {
   private states = new Map<string, DfaState>();
   private nextNodeId = 0;
   private nextStateId = 0;
-  /** The state before any byte; undefined when the grammar matches nothing. */
+  /** The state before any byte; null when the grammar matches nothing. */
   readonly initial: DfaState | null;
 
-  constructor(readonly grammar: Grammar) {
+  constructor(
+    readonly grammar: Grammar,
+    private readonly limits: AutomatonLimits = DEFAULT_LIMITS,
+  ) {
     const closure = this.newClosure();
     for (const start of grammar.ruleStarts[grammar.start]) this.close(this.push(start, null), closure);
     this.initial = this.stateOf(closure);
@@ -66,10 +75,7 @@ export class Automaton {
   step(state: DfaState, byte: number): DfaState | null {
     const known = state.transitions[byte];
     if (known !== undefined) return known;
-    if (this.nodes.size > MAX_INTERNED_NODES || this.states.size > MAX_INTERNED_STATES) {
-      this.nodes = new Map();
-      this.states = new Map();
-    }
+    if (this.nodes.size > this.limits.maxNodes || this.states.size > this.limits.maxStates) this.forget();
     const closure = this.newClosure();
     for (const node of state.stacks) {
       const lex = this.grammar.lexerAt(node.pos).step(node.lex, byte);
@@ -84,6 +90,19 @@ export class Automaton {
   advance(state: DfaState | null, bytes: Uint8Array): DfaState | null {
     for (let i = 0; i < bytes.length && state !== null; i++) state = this.step(state, bytes[i]);
     return state;
+  }
+
+  /**
+   * Drops every learned transition and mask so the states (and their stacks) can be collected.
+   * States still held by constraints stay usable: their successors are simply recomputed.
+   */
+  private forget(): void {
+    for (const state of this.states.values()) {
+      state.transitions.fill(undefined);
+      state.mask = undefined;
+    }
+    this.nodes = new Map();
+    this.states = new Map();
   }
 
   private newClosure(): Closure {

@@ -255,3 +255,31 @@ for (const name of ['ggml-vocab-gpt-2.gguf', 'ggml-vocab-llama-spm.gguf']) {
     assertMaskMatchesBruteForce(vocab, SCHEMAS.person, ['', '{"name":"Jo', '{"name":"x","age":13', '{"name":"x","age":1}']);
   });
 }
+
+test('jsonConstraint: schemas differing only in property order are compiled apart', () => {
+  const vocab = tinyVocab();
+  const ab = { type: 'object', properties: { a: { type: 'null' }, b: { type: 'null' } }, required: ['a', 'b'] };
+  const ba = { type: 'object', properties: { b: { type: 'null' }, a: { type: 'null' } }, required: ['a', 'b'] };
+  const feed = (schema: JsonSchema, text: string): boolean => {
+    const c = jsonConstraint(vocab, schema);
+    for (const ch of text) c.accept(vocab.id(ch));
+    return c.complete;
+  };
+  assert.ok(feed(ab, '{"a":null,"b":null}'));
+  assert.ok(feed(ba, '{"b":null,"a":null}'));
+  assert.throws(
+    () => feed(ba, '{"a":null,"b":null}'),
+    (err: unknown) => isCairnError(err, 'BAD_ARGUMENT'),
+  );
+  const nested = { type: 'array', prefixItems: [ab, ba] };
+  assert.ok(feed(nested, '[{"a":null,"b":null},{"b":null,"a":null}]'));
+});
+
+test('jsonConstraint: a schema that is not plain JSON data is a clear error', () => {
+  const cyclic: Record<string, unknown> = { type: 'object' };
+  cyclic.properties = { self: cyclic };
+  assert.throws(
+    () => jsonConstraint(tinyVocab(), cyclic),
+    (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /plain JSON/.test(err.message),
+  );
+});

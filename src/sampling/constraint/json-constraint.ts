@@ -7,7 +7,7 @@ import { CairnError } from '../../util/errors.js';
 import type { DfaState } from './automaton.js';
 import { CompiledConstraint } from './compiled-constraint.js';
 import { compileSchema, type SchemaCompileOptions } from './schema-compiler.js';
-import { canonicalJson } from './schema-keywords.js';
+import { plainJson } from './schema-keywords.js';
 import { applyMask } from './token-mask.js';
 import type { ConstraintVocab, JsonSchema, TokenConstraint } from './types.js';
 import { VocabTrie } from './vocab-trie.js';
@@ -34,7 +34,8 @@ function vocabIndex(vocab: ConstraintVocab): VocabIndex {
 /** The compiled form of (vocab, schema), shared by every constraint asking for the same pair. */
 function compiledFor(vocab: ConstraintVocab, schema: JsonSchema | undefined, options: SchemaCompileOptions): CompiledConstraint {
   const index = vocabIndex(vocab);
-  const key = `${options.strict ? 's' : 'n'}${schema === undefined ? '' : canonicalJson(schema)}`;
+  // Key order matters (properties are generated in schema order), so no canonical sorting here.
+  const key = `${options.strict ? 's' : 'n'}${schema === undefined ? '' : plainJson(schema)}`;
   let compiled = index.compiled.get(key);
   if (compiled) {
     index.compiled.delete(key);
@@ -47,7 +48,7 @@ function compiledFor(vocab: ConstraintVocab, schema: JsonSchema | undefined, opt
   return compiled;
 }
 
-/** The bytes of a token for messages: its text where printable, else its bytes. */
+/** A token's text for messages (invalid UTF-8 shows as U+FFFD). */
 function describe(vocab: ConstraintVocab, id: number): string {
   return JSON.stringify(new TextDecoder().decode(vocab.piece(id)));
 }

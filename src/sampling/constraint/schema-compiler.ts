@@ -30,6 +30,7 @@ import {
   countKeyword,
   isSchemaObject,
   numberKeyword,
+  plainJson,
   schemaError,
   typeKeyword,
   type JsonType,
@@ -60,6 +61,7 @@ const ALL_TYPES: JsonType[] = ['object', 'array', 'string', 'number', 'boolean',
  * schemas, naming the keyword and where it is.
  */
 export function compileSchema(schema: JsonSchema | undefined, options: SchemaCompileOptions = {}): Grammar {
+  plainJson(schema);
   return new SchemaCompiler(schema ?? { type: 'object' }, options).compile();
 }
 
@@ -94,7 +96,8 @@ class SchemaCompiler {
     if (schema === false) return this.g.rule([]);
     if (!isSchemaObject(schema)) throw schemaError(path, 'a schema must be an object or a boolean');
     checkKeywords(schema, path);
-    const key = canonicalJson(Object.fromEntries(constraintKeywords(schema).map((k) => [k, schema[k]])));
+    // Key order is kept: two schemas listing the same properties in another order differ.
+    const key = plainJson(Object.fromEntries(constraintKeywords(schema).map((k) => [k, schema[k]])));
     const known = this.schemaRules.get(key);
     if (known !== undefined) return known;
     // Reserved before compiling the body, so a schema that contains itself refers to this rule.

@@ -129,3 +129,12 @@ export function canonicalJson(value: unknown): string {
   }
   return JSON.stringify(value) ?? 'null';
 }
+
+/** JSON text of a schema as given (key order kept); BAD_ARGUMENT when it is not plain JSON. */
+export function plainJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? 'null';
+  } catch (err) {
+    throw new CairnError('BAD_ARGUMENT', `a JSON schema must be plain JSON data: ${(err as Error).message}`);
+  }
+}
