@@ -167,3 +167,19 @@ test('validateSchemaSupport accepts undefined (any JSON object) and boolean true
   assert.ok(complete(undefined, '{}'));
   assert.ok(!complete(undefined, '[]'));
 });
+
+test('$ref into "definitions" and other local pointers, and the older tuple form of items', () => {
+  const schema = {
+    definitions: { 'a/b': { type: 'integer' } },
+    type: 'object',
+    properties: {
+      x: { $ref: '#/definitions/a~1b' },
+      y: { $ref: '#/properties/x' },
+      t: { type: 'array', items: [{ type: 'null' }, { type: 'boolean' }] },
+    },
+    required: ['x', 'y', 't'],
+  };
+  assert.ok(complete(schema, '{"x":1,"y":2,"t":[null,true]}'));
+  assert.ok(!complete(schema, '{"x":1,"y":"2","t":[null,true]}'));
+  assert.ok(!complete(schema, '{"x":1,"y":2,"t":[null,true,1]}'));
+});
