@@ -2,7 +2,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { type Socket, connect as netConnect } from 'node:net';
+import { type Socket, connect as netConnect, createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { type CairnError, isCairnError } from '../util/errors.js';
 import { Prng } from '../util/prng.js';
@@ -13,7 +13,7 @@ import { ControlFrame } from './control-frames.js';
 import { DType } from './dtype.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { type Frame, encodeFrame, frameJson, jsonPayload } from './frame.js';
-import { createHello } from './handshake.js';
+import { createHello, handshakeProof, handshakeTranscript } from './handshake.js';
 import { type ClusterServerOptions, ClusterServer } from './server.js';
 
 const servers: ClusterServer[] = [];
@@ -309,6 +309,40 @@ test('frames sent the instant a connection opens reach listeners attached after 
   const reply = await client.request(0x200, undefined, Buffer.from('ping'));
   assert.equal(reply.payload.toString(), 'ping');
   client.close();
+});
+
+test('a frame in the same TCP segment as the handshake READY is delivered, not dropped', async () => {
+  // A hand-written server that completes the handshake and sends its first application frame in
+  // the same write as READY, so both reach the client in one chunk.
+  const raw = createServer((socket) => {
+    const hello = jsonPayload(createHello('server', 'raw-server', 'raw', '', false));
+    let clientHello: Buffer | undefined;
+    const decoder = new FrameDecoder({
+      onFrame: (f) => {
+        if (f.type === ControlFrame.hello) {
+          clientHello = Buffer.from(f.payload);
+          const proof = handshakeProof(undefined, 'server', handshakeTranscript(clientHello, hello.payload));
+          socket.write(Buffer.concat(encodeFrame(ControlFrame.proof, undefined, proof)));
+        } else if (f.type === ControlFrame.ready) {
+          socket.write(Buffer.concat([...encodeFrame(ControlFrame.ready), ...encodeFrame(0x310, undefined, Buffer.from('right behind'))]));
+        }
+      },
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', () => {});
+    socket.write(Buffer.concat(encodeFrame(ControlFrame.hello, hello.meta, hello.payload)));
+  });
+  raw.listen(0, '127.0.0.1');
+  await once(raw, 'listening');
+  const { port } = raw.address() as { port: number };
+  const client = await connectPeer('127.0.0.1', port, { nodeId: 'c' });
+  const frame = await Promise.race([
+    once(client, 'frame').then(([f]) => f as Frame),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the frame behind READY was lost')), 2000)),
+  ]);
+  assert.equal(frame.payload.toString(), 'right behind');
+  client.destroy();
+  raw.close();
 });
 
 test('garbage after the handshake closes only that connection, with the reason sent to it', async () => {
