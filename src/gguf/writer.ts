@@ -113,15 +113,31 @@ function writeValue(sink: ByteSink, v: GgufValue): void {
   }
 }
 
-/** Writes a GGUF file. Throws if a tensor's data size does not match its type and dims. */
-export function writeGguf(path: string, spec: GgufSpec): void {
+/** A tensor's place in a file being written. */
+export interface GgufLayoutEntry {
+  readonly name: string;
+  /** Absolute offset of the tensor's data in the file. */
+  readonly offset: number;
+  readonly byteLength: number;
+}
+
+/** The header bytes of a GGUF file and where each tensor's data goes (for writing it in pieces). */
+export interface GgufLayout {
+  readonly header: Uint8Array;
+  readonly tensors: readonly GgufLayoutEntry[];
+  readonly alignment: number;
+  /** Size of the whole file. */
+  readonly fileSize: number;
+}
+
+/** Lays out a GGUF file: the header bytes and every tensor's offset and size (data not needed). */
+export function ggufLayout(spec: Omit<GgufSpec, 'tensors'> & { tensors: readonly Omit<GgufTensorSpec, 'data'>[] }): GgufLayout {
   const alignment = spec.alignment ?? GGUF_DEFAULT_ALIGNMENT;
   const entries = [...(spec.metadata instanceof Map ? spec.metadata.entries() : (spec.metadata as ReadonlyArray<readonly [string, GgufValue]>))];
   if (alignment !== GGUF_DEFAULT_ALIGNMENT && !entries.some(([k]) => k === 'general.alignment')) {
     entries.push(['general.alignment', { type: GgufValueType.UINT32, value: alignment }]);
   }
   const sizes = spec.tensors.map((t) => ggmlRowBytes(t.type, t.dims[0]) * t.dims.slice(1).reduce((a, b) => a * b, 1));
-
   const head = new ByteSink();
   head.u32(GGUF_MAGIC);
   head.u32(spec.version ?? 3);
@@ -133,27 +149,41 @@ export function writeGguf(path: string, spec: GgufSpec): void {
     writeValue(head, value);
   }
   let rel = 0;
+  const rels: number[] = [];
   spec.tensors.forEach((t, i) => {
     head.string(t.name);
     head.u32(t.dims.length);
     for (const d of t.dims) head.u64(d);
     head.u32(t.type);
     head.u64(rel);
+    rels.push(rel);
     rel += Math.ceil(sizes[i] / alignment) * alignment;
   });
   head.pad(alignment);
+  const header = head.bytes().slice();
+  return {
+    header,
+    alignment,
+    tensors: spec.tensors.map((t, i) => ({ name: t.name, offset: header.length + rels[i], byteLength: sizes[i] })),
+    fileSize: header.length + rel,
+  };
+}
 
+/** Writes a GGUF file. Throws if a tensor's data size does not match its type and dims. */
+export function writeGguf(path: string, spec: GgufSpec): void {
+  const layout = ggufLayout(spec);
   const fd = openSync(path, 'w');
   try {
-    writeAll(fd, head.bytes());
-    const zeros = new Uint8Array(alignment);
+    writeAll(fd, layout.header);
+    const zeros = new Uint8Array(layout.alignment);
     spec.tensors.forEach((t, i) => {
       const data = typeof t.data === 'function' ? t.data() : t.data;
-      if (data.length !== sizes[i]) {
-        throw new RangeError(`tensor "${t.name}": ${data.length} bytes given, ${sizes[i]} expected for its type and dims`);
+      const want = layout.tensors[i].byteLength;
+      if (data.length !== want) {
+        throw new RangeError(`tensor "${t.name}": ${data.length} bytes given, ${want} expected for its type and dims`);
       }
       writeAll(fd, data);
-      const pad = (alignment - (data.length % alignment)) % alignment;
+      const pad = (layout.alignment - (data.length % layout.alignment)) % layout.alignment;
       if (pad) writeAll(fd, zeros.subarray(0, pad));
     });
   } finally {
