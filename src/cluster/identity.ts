@@ -1,0 +1,103 @@
+/**
+ * Who a node is (a stable random id and a name) and what it offers (its info record). The id
+ * survives restarts when a state directory is given, so the cluster recognizes a node that comes
+ * back instead of counting it twice.
+ */
+
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { arch, availableParallelism, freemem, hostname, platform, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { CairnError } from '../util/errors.js';
+import { PROTOCOL_VERSION } from './handshake.js';
+
+/** A node's stable identity. */
+export interface NodeIdentity {
+  /** Random UUID, stable across restarts when persisted. */
+  readonly id: string;
+  /** Human-readable; defaults to the host name. */
+  readonly name: string;
+}
+
+/** What a node tells the cluster about itself. */
+export interface NodeInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly protocolVersion: number;
+  readonly cores: number;
+  readonly totalMemoryBytes: number;
+  readonly freeMemoryBytes: number;
+  readonly platform: string;
+  readonly arch: string;
+  /** Whatever the application adds (backend, measured matmul speed...); opaque to the cluster. */
+  readonly capabilities: Record<string, unknown>;
+}
+
+/** File name of the persisted identity inside the state directory. */
+export const IDENTITY_FILE = 'node-identity.json';
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Loads the node identity from `dir`, creating and saving a new one when none exists there.
+ * Without `dir` the identity is fresh for this process. `name` overrides the stored name.
+ * A corrupt identity file is a BAD_ARGUMENT error naming the file (deleting it makes a new node).
+ */
+export async function loadNodeIdentity(options: { dir?: string; name?: string } = {}): Promise<NodeIdentity> {
+  const name = options.name ?? hostname();
+  if (options.dir === undefined) return { id: randomUUID(), name };
+  const path = join(options.dir, IDENTITY_FILE);
+  let text: string | undefined;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CairnError('BAD_ARGUMENT', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (text !== undefined) {
+    const stored = parseIdentity(text);
+    if (!stored) throw new CairnError('BAD_ARGUMENT', `${path} is not a valid node identity; delete it to give this node a new id`);
+    const identity = { id: stored.id, name: options.name ?? stored.name };
+    if (identity.name !== stored.name) await saveIdentity(options.dir, path, identity);
+    return identity;
+  }
+  const identity = { id: randomUUID(), name };
+  await saveIdentity(options.dir, path, identity);
+  return identity;
+}
+
+/** The info record of this node as reachable at host:port, with current memory figures. */
+export function describeNode(identity: NodeIdentity, host: string, port: number, capabilities: Record<string, unknown> = {}): NodeInfo {
+  return {
+    id: identity.id,
+    name: identity.name,
+    host,
+    port,
+    protocolVersion: PROTOCOL_VERSION,
+    cores: availableParallelism(),
+    totalMemoryBytes: totalmem(),
+    freeMemoryBytes: freemem(),
+    platform: platform(),
+    arch: arch(),
+    capabilities,
+  };
+}
+
+function parseIdentity(text: string): NodeIdentity | undefined {
+  try {
+    const v = JSON.parse(text) as Record<string, unknown>;
+    if (typeof v?.id === 'string' && UUID_PATTERN.test(v.id) && typeof v.name === 'string') return { id: v.id, name: v.name };
+  } catch {
+    // Not JSON: reported by the caller with the file's path.
+  }
+  return undefined;
+}
+
+async function saveIdentity(dir: string, path: string, identity: NodeIdentity): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  // Write then rename, so a crash never leaves a half-written identity behind.
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(identity, null, 2)}\n`, 'utf8');
+  await rename(temporary, path);
+}
