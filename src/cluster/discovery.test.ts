@@ -1,0 +1,63 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { isCairnError } from '../util/errors.js';
+import { type DiscoveredPeer, Discovery } from './discovery.js';
+
+test('static peers are announced on start, keyed by address', async () => {
+  const discovery = new Discovery({ identity: { id: randomUUID(), name: 'a' }, port: 1, staticPeers: 'h1:5000,[::1]:5001', mdns: false });
+  const seen: DiscoveredPeer[] = [];
+  discovery.on('up', (p) => seen.push(p));
+  await discovery.start();
+  assert.deepEqual(
+    seen.map((p) => [p.key, p.host, p.port, p.source]),
+    [
+      ['addr:h1:5000', 'h1', 5000, 'static'],
+      ['addr:::1:5001', '::1', 5001, 'static'],
+    ],
+  );
+  assert.equal(discovery.mdnsActive, false);
+  await discovery.stop();
+});
+
+test('a bad static peer is reported before anything starts', () => {
+  assert.throws(
+    () => new Discovery({ identity: { id: randomUUID(), name: 'a' }, port: 1, staticPeers: ['ok:1', 'bad:port'] }),
+    (e) => isCairnError(e, 'BAD_ARGUMENT') && /bad:port/.test(e.message),
+  );
+});
+
+test('two nodes find each other over mDNS (skipped where multicast does not work)', async (t) => {
+  // A type of our own, so real cairn nodes on the network are neither seen nor disturbed.
+  const serviceType = `cairntest${process.pid}`;
+  const a = new Discovery({ identity: { id: randomUUID(), name: 'node-a' }, port: 41001, serviceType });
+  const b = new Discovery({ identity: { id: randomUUID(), name: 'node-b' }, port: 41002, serviceType });
+  const warnings: Error[] = [];
+  a.on('warning', (w) => warnings.push(w));
+  b.on('warning', (w) => warnings.push(w));
+  let timer: NodeJS.Timeout | undefined;
+  const found = new Promise<DiscoveredPeer | undefined>((resolve) => {
+    a.on('up', (peer) => {
+      if (peer.source === 'mdns') resolve(peer);
+    });
+    timer = setTimeout(() => resolve(undefined), 5000);
+  });
+  try {
+    await a.start();
+    await b.start();
+    const peer = await found;
+    if (!peer) {
+      t.skip(`no mDNS discovery within 5 s (multicast unavailable here${warnings.length ? `: ${warnings[0].message}` : ''})`);
+      return;
+    }
+    assert.equal(peer.name, 'node-b');
+    assert.equal(peer.port, 41002);
+    assert.equal(peer.protocolVersion, 1);
+    // A node never discovers itself.
+    assert.ok(a.peers().every((p) => p.name !== 'node-a'));
+  } finally {
+    clearTimeout(timer);
+    await a.stop();
+    await b.stop();
+  }
+});
