@@ -65,7 +65,8 @@ export function serveCommand(): Command {
       const address = await app.listen({ host: o.host, port: o.port });
       process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1)\n`);
       // Yield once so the listening line is out before the synchronous part of loading starts.
-      await new Promise((r) => setImmediate(r));
+      // CAIRN_LOAD_DELAY_MS stands in for a slow disk, so tests can watch a loading server answer 503.
+      await new Promise((r) => setTimeout(r, Number(process.env.CAIRN_LOAD_DELAY_MS ?? 0)));
       await host.start();
       if (host.state === 'failed') {
         process.stderr.write(`cairn: ${host.error?.message}\n`);

@@ -174,7 +174,8 @@ export class Engine {
     if (req.prompt.length >= this.runner.ctxPerSlot) {
       throw new CairnError('CONTEXT_FULL', `the prompt has ${req.prompt.length} tokens but the context holds ${this.runner.ctxPerSlot}; shorten it or raise --ctx`);
     }
-    if (this.queue.length >= this.maxQueue) throw new CairnError('QUEUE_FULL', `the queue is full (${this.maxQueue} waiting)`);
+    const freeSlots = this.slots.reduce((n, s) => n + (s.busy ? 0 : 1), 0);
+    if (this.queue.length >= freeSlots + this.maxQueue) throw new CairnError('QUEUE_FULL', `every slot is busy and the queue is full (${this.maxQueue} waiting)`);
     for (const id of req.prompt) {
       if (!(Number.isInteger(id) && id >= 0 && id < this.runner.nVocab)) {
         throw new CairnError('BAD_ARGUMENT', `prompt token ${id} is outside the vocabulary`);

@@ -34,6 +34,17 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   const bodyLimit = opts.bodyLimit ?? 8 * 1024 * 1024;
   const app = Fastify({ bodyLimit, logger: false, forceCloseConnections: true });
   const metrics = new ServerMetrics();
+  // Ollama clients often send JSON without a JSON content type; parse any body as JSON.
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(badRequest(`The body is not valid JSON: ${(err as Error).message}`), undefined);
+    }
+  });
 
   app.addHook('onRequest', async (request) => {
     if (!opts.apiKey || request.url === '/health') return;

@@ -53,7 +53,8 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}): 
     },
     async stop() {
       if (proc.exitCode !== null) return proc.exitCode;
-      proc.kill('SIGTERM');
+      // A second SIGTERM would force the exit; send one only if none was sent.
+      if (!proc.killed) proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
       const code = await exited;
       clearTimeout(timer);
