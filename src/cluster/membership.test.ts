@@ -70,7 +70,8 @@ test('a hung node (process stopped, socket still open) is marked down by missed 
     return;
   }
   const child = await startChild('worker-hang');
-  const membership = coordinator();
+  // The default heartbeat settings, which promise the 2 s bound.
+  const membership = coordinator({ heartbeatIntervalMs: undefined, downAfterMs: undefined });
   try {
     const up = once(membership, 'up');
     membership.addPeer({ host: '127.0.0.1', port: child.port });

@@ -61,6 +61,11 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
     return this.bound;
   }
 
+  /** True once listen() has bound an address. */
+  get listening(): boolean {
+    return this.bound !== undefined;
+  }
+
   /** Authenticated connections currently open. */
   get connections(): ReadonlySet<PeerConnection> {
     return this.open;
