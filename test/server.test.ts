@@ -174,6 +174,56 @@ describe('cairn serve with stories260K', { skip }, () => {
     }
   });
 
+  test('tools: tool_choice required or a named function returns a call whose arguments match the schema', async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [
+      {
+        type: 'function',
+        function: {
+          name: 'get_weather',
+          description: 'Weather in a city',
+          parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, unit: { type: 'string', enum: ['c', 'f'] } }, required: ['city', 'unit'] },
+        },
+      },
+      { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', maxLength: 8 } }, required: ['zone'] } } },
+    ];
+    const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
+    const r = await client.chat.completions.create({ model, messages, tools, tool_choice: 'required', max_tokens: 200, temperature: 0.7, seed: 3 });
+    assert.equal(r.choices[0].finish_reason, 'tool_calls');
+    const call = r.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+    assert.ok(['get_weather', 'get_time'].includes(call.function.name));
+    assert.match(call.id, /^call_/);
+    const args = JSON.parse(call.function.arguments);
+    if (call.function.name === 'get_weather') {
+      assert.equal(typeof args.city, 'string');
+      assert.ok(['c', 'f'].includes(args.unit));
+    } else {
+      assert.equal(typeof args.zone, 'string');
+    }
+    const named = await client.chat.completions.create({ model, messages, tools, tool_choice: { type: 'function', function: { name: 'get_time' } }, max_tokens: 200, temperature: 0.7, seed: 4, stream: true });
+    let streamedCall: { name?: string; arguments?: string } | undefined;
+    let finish: string | null = null;
+    for await (const c of named) {
+      const tc = c.choices[0]?.delta?.tool_calls?.[0];
+      if (tc) streamedCall = { name: tc.function?.name, arguments: tc.function?.arguments };
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(finish, 'tool_calls');
+    assert.equal(streamedCall?.name, 'get_time');
+    assert.equal(typeof JSON.parse(streamedCall!.arguments!).zone, 'string');
+    // The call and its result go back into the conversation.
+    const followUp = await client.chat.completions.create({
+      model,
+      messages: [...messages, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: call.id, content: '{"temp": 21}' }],
+      tools,
+      max_tokens: 10,
+      temperature: 0,
+    });
+    assert.equal(followUp.choices.length, 1);
+    const bad = await post(server.url, '/v1/chat/completions', { model, messages, tools, tool_choice: { type: 'function', function: { name: 'nope' } } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.param, 'tool_choice');
+  });
+
   test('16 parallel streaming requests all complete with outputs identical to serial runs', async () => {
     const prompts = Array.from({ length: 16 }, (_, i) => `Once upon a time there was a ${['cat', 'dog', 'bird', 'girl'][i % 4]} number ${i}`);
     const run = async (prompt: string) => {

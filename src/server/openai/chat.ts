@@ -43,13 +43,33 @@ function messagesFor(req: ChatCompletionRequest): ChatMessage[] {
   }));
 }
 
+/**
+ * With tool_choice `required` or a named function, the reply must be a call: decoding is
+ * constrained to `{"name": <tool>, "arguments": <its parameters>}`, whatever the template's own
+ * call syntax, and the reply is returned as that call.
+ */
+function forcedCallSchema(tools: ToolDefinition[], choice: ChatCompletionRequest['tool_choice']): Record<string, unknown> | undefined {
+  if (choice !== 'required' && (typeof choice !== 'object' || choice === null)) return undefined;
+  const allowed = typeof choice === 'object' ? tools.filter((t) => t.function.name === choice.function.name) : tools;
+  if (allowed.length === 0) throw badRequest(`tool_choice names "${(choice as { function: { name: string } }).function.name}", which is not among the tools`, 'tool_choice');
+  const one = (t: ToolDefinition) => ({
+    type: 'object',
+    properties: { name: { const: t.function.name }, arguments: t.function.parameters ?? { type: 'object' } },
+    required: ['name', 'arguments'],
+    additionalProperties: false,
+  });
+  return allowed.length === 1 ? one(allowed[0]) : { anyOf: allowed.map(one) };
+}
+
 /** Prepares the generation of a validated request. */
-function prepare(model: LoadedModel, req: ChatCompletionRequest): { gen: ServerGeneration; tools?: ToolDefinition[] } {
+function prepare(model: LoadedModel, req: ChatCompletionRequest): { gen: ServerGeneration; tools?: ToolDefinition[]; forced: boolean } {
   const tools = req.tools && req.tools.length > 0 && req.tool_choice !== 'none' ? (req.tools as ToolDefinition[]) : undefined;
   if (tools && req.response_format && req.response_format.type !== 'text') {
     throw badRequest('response_format and tools cannot be combined', 'response_format');
   }
+  const forced = tools ? forcedCallSchema(tools, req.tool_choice) : undefined;
   const prompt = chatPrompt(model, messagesFor(req), { tools, variables: req.chat_template_kwargs });
+  const format = forced ? ({ type: 'json_schema', json_schema: { schema: forced } } as const) : req.response_format;
   const gen: ServerGeneration = {
     prompt,
     maxTokens: req.max_completion_tokens ?? req.max_tokens,
@@ -57,9 +77,19 @@ function prepare(model: LoadedModel, req: ChatCompletionRequest): { gen: ServerG
     stop: stopList(req.stop),
     logprobs: req.logprobs ? (req.top_logprobs ?? 0) : undefined,
     ignoreEos: req.ignore_eos,
-    constraint: req.response_format ? constraintForFormat(model, req.response_format) : undefined,
+    constraint: format ? constraintForFormat(model, format) : undefined,
   };
-  return { gen, tools };
+  return { gen, tools, forced: forced !== undefined };
+}
+
+/** The call a forced reply holds (the constraint guarantees its shape once complete). */
+function forcedCall(summary: GenerationSummary): { content: null; calls: unknown[] } | undefined {
+  try {
+    const v = JSON.parse(summary.text) as { name: string; arguments: unknown };
+    return { content: null, calls: [{ index: 0, id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`, type: 'function', function: { name: v.name, arguments: JSON.stringify(v.arguments) } }] };
+  } catch {
+    return undefined; // cut off by max_tokens: returned as text with finish_reason length
+  }
 }
 
 /** Splits a finished reply into content and tool calls, in the template's format. */
@@ -89,7 +119,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   }
   const req = parsed.data;
   const model = host.require(req.model);
-  const { gen, tools } = prepare(model, req);
+  const { gen, tools, forced } = prepare(model, req);
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const abort = new AbortController();
@@ -109,7 +139,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     }
     metrics.requestEnded(summary);
     if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
-    const calls = tools ? toolCallsOf(model, summary) : undefined;
+    const calls = forced ? forcedCall(summary) : tools ? toolCallsOf(model, summary) : undefined;
     const message = calls
       ? { role: 'assistant', content: calls.content, tool_calls: calls.calls.map((c) => ({ ...(c as object), index: undefined })) }
       : { role: 'assistant', content: summary.text };
@@ -156,7 +186,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   }
   let finish: string = finishReason(summary);
   if (tools) {
-    const calls = toolCallsOf(model, summary);
+    const calls = forced ? forcedCall(summary) : toolCallsOf(model, summary);
     if (calls) {
       if (calls.content) sse.send(chunk({ content: calls.content }, null));
       sse.send(chunk({ tool_calls: calls.calls }, null));

@@ -30,9 +30,14 @@ test('llama-2 fallback: <<SYS>> block in the first [INST], BOS per turn, EOS aft
     builtinChatTemplate('llama-2').render(chat, tokens),
     '<s>[INST] <<SYS>>\nSYS\n<</SYS>>\n\nU1 [/INST] A1 </s><s>[INST] U2 [/INST]',
   );
+  // No tool role in this format: a tool result becomes a user turn that says what it is.
+  assert.equal(
+    builtinChatTemplate('llama-2').render([{ role: 'user', content: 'U' }, { role: 'assistant', content: 'A' }, { role: 'tool', content: '{"t": 1}' }], tokens),
+    '<s>[INST] U [/INST] A </s><s>[INST] Tool result: {"t": 1} [/INST]',
+  );
   assert.throws(
-    () => builtinChatTemplate('llama-2').render([{ role: 'tool', content: 'x' }], tokens),
-    (e) => isCairnError(e, 'TEMPLATE_ERROR') && /no 'tool' role/.test(e.message),
+    () => builtinChatTemplate('llama-2').render([{ role: 'narrator', content: 'x' }], tokens),
+    (e) => isCairnError(e, 'TEMPLATE_ERROR') && /no 'narrator' role/.test(e.message),
   );
 });
 

@@ -1,8 +1,9 @@
 /**
  * Built-in chat templates for model files that carry none, and the guess of which one fits a
  * vocabulary. Written in the same Jinja dialect as model templates, so one renderer serves both.
- * They render plain conversations; tool definitions are ignored and tool turns are only
- * supported where the format has a role for them (chatml: `tool`, llama-3: `ipython`).
+ * They render plain conversations; tool definitions are ignored. Tool results go in the format's
+ * role for them (chatml: `tool`, llama-3: `ipython`) or, where it has none (llama-2, mistral), in a
+ * user turn that says it is a tool result, so a conversation with tool turns still renders.
  */
 import { CairnError } from '../../util/errors.js';
 import { ChatTemplate } from './template.js';
@@ -37,11 +38,12 @@ const SOURCES: Record<BuiltinTemplateName, string> = {
   {%- set system = '' %}{%- set turns = messages %}
 {%- endif %}
 {%- for m in turns %}
-  {%- if m.role == 'user' %}
+  {%- if m.role == 'user' or m.role == 'tool' %}
+    {%- if m.role == 'tool' %}{%- set text = 'Tool result: ' + m.content | trim %}{%- else %}{%- set text = m.content | trim %}{%- endif %}
     {%- if loop.first and system %}
-      {{- bos_token + '[INST] <<SYS>>\n' + system + '\n<</SYS>>\n\n' + m.content | trim + ' [/INST]' }}
+      {{- bos_token + '[INST] <<SYS>>\n' + system + '\n<</SYS>>\n\n' + text + ' [/INST]' }}
     {%- else %}
-      {{- bos_token + '[INST] ' + m.content | trim + ' [/INST]' }}
+      {{- bos_token + '[INST] ' + text + ' [/INST]' }}
     {%- endif %}
   {%- elif m.role == 'assistant' %}
     {{- ' ' + m.content | trim + ' ' + eos_token }}
@@ -58,15 +60,16 @@ const SOURCES: Record<BuiltinTemplateName, string> = {
 {%- endif %}
 {%- set ns = namespace(last_user=-1) %}
 {%- for m in turns %}
-  {%- if m.role == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}
+  {%- if m.role == 'user' or m.role == 'tool' %}{%- set ns.last_user = loop.index0 %}{%- endif %}
 {%- endfor %}
 {{- bos_token }}
 {%- for m in turns %}
-  {%- if m.role == 'user' %}
+  {%- if m.role == 'user' or m.role == 'tool' %}
+    {%- if m.role == 'tool' %}{%- set text = 'Tool result: ' + m.content %}{%- else %}{%- set text = m.content %}{%- endif %}
     {%- if loop.index0 == ns.last_user and system %}
-      {{- '[INST] ' + system + '\n\n' + m.content + '[/INST]' }}
+      {{- '[INST] ' + system + '\n\n' + text + '[/INST]' }}
     {%- else %}
-      {{- '[INST] ' + m.content + '[/INST]' }}
+      {{- '[INST] ' + text + '[/INST]' }}
     {%- endif %}
   {%- elif m.role == 'assistant' %}
     {{- ' ' + m.content | trim + eos_token }}
