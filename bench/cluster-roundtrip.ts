@@ -21,7 +21,9 @@ const iterations = Number(process.argv[2] ?? 20000);
 function summarize(label: string, samplesUs: number[]): void {
   samplesUs.sort((a, b) => a - b);
   const at = (q: number): number => samplesUs[Math.min(samplesUs.length - 1, Math.floor(q * samplesUs.length))];
-  console.log(`${label.padEnd(44)} median ${at(0.5).toFixed(1).padStart(6)} us   p90 ${at(0.9).toFixed(1).padStart(6)} us   p99 ${at(0.99).toFixed(1).padStart(6)} us`);
+  console.log(
+    `${label.padEnd(44)} median ${at(0.5).toFixed(1).padStart(6)} us   p90 ${at(0.9).toFixed(1).padStart(6)} us   p99 ${at(0.99).toFixed(1).padStart(6)} us`,
+  );
 }
 
 async function roundTrips(connection: PeerConnection, payload: Uint8Array, dtype: DTypeCode, dims: number[]): Promise<number[]> {
@@ -76,7 +78,9 @@ async function main(): Promise<void> {
   summarize('frame request/reply, 64 B raw (one process)', await roundTrips(local, new Uint8Array(64), DType.raw, []));
   summarize('frame request/reply, 4096 f16 (one process)', await roundTrips(local, new Uint8Array(8192), DType.f16, [4096]));
   const localBandwidth = await measureBandwidth(local, { bytes: 64 * 1024 * 1024, rounds: 5 });
-  console.log(`64 MiB one-way within one process              median ${(localBandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(localBandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`);
+  console.log(
+    `64 MiB one-way within one process              median ${(localBandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(localBandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,
+  );
 
   const peer = await spawnPeer({ nodeId: 'bench-peer' });
   try {
@@ -84,7 +88,9 @@ async function main(): Promise<void> {
     summarize('frame request/reply, 64 B raw (two processes)', await roundTrips(remote, new Uint8Array(64), DType.raw, []));
     summarize('frame request/reply, 4096 f16 (two processes)', await roundTrips(remote, new Uint8Array(8192), DType.f16, [4096]));
     const bandwidth = await measureBandwidth(remote, { bytes: 64 * 1024 * 1024, rounds: 5 });
-    console.log(`64 MiB one-way to a second process             median ${(bandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(bandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`);
+    console.log(
+      `64 MiB one-way to a second process             median ${(bandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(bandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,
+    );
     remote.close();
   } finally {
     peer.child.kill('SIGKILL');

@@ -63,8 +63,10 @@ async function rawClient(port: number): Promise<{ socket: Socket; frames: Frame[
 }
 
 test('loopback addresses are recognized in every spelling a socket reports', () => {
-  for (const a of ['127.0.0.1', '127.255.0.9', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '::FFFF:127.3.2.1']) assert.ok(isLoopbackAddress(a), a);
-  for (const a of ['10.0.0.1', '128.0.0.1', '::ffff:10.0.0.1', '::2', 'fe80::1%eth0', 'localhost', '', undefined]) assert.ok(!isLoopbackAddress(a), String(a));
+  for (const a of ['127.0.0.1', '127.255.0.9', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '::FFFF:127.3.2.1'])
+    assert.ok(isLoopbackAddress(a), a);
+  for (const a of ['10.0.0.1', '128.0.0.1', '::ffff:10.0.0.1', '::2', 'fe80::1%eth0', 'localhost', '', undefined])
+    assert.ok(!isLoopbackAddress(a), String(a));
 });
 
 test('the same cluster key connects both ways and frames flow in both directions', async () => {
@@ -110,9 +112,17 @@ test('a wrong cluster key is refused on both sides with CLUSTER_AUTH, and the ke
 
 test('a key on one side only is refused with a message that says so', async () => {
   const keyed = await startServer({ clusterKey: 'k' });
-  await expectRejection(connectPeer('127.0.0.1', keyed.port, { nodeId: 'c' }), 'CLUSTER_AUTH', /the server requires a cluster key and the client has none/);
+  await expectRejection(
+    connectPeer('127.0.0.1', keyed.port, { nodeId: 'c' }),
+    'CLUSTER_AUTH',
+    /the server requires a cluster key and the client has none/,
+  );
   const keyless = await startServer();
-  await expectRejection(connectPeer('127.0.0.1', keyless.port, { nodeId: 'c', clusterKey: 'k' }), 'CLUSTER_AUTH', /the client requires a cluster key and the server has none/);
+  await expectRejection(
+    connectPeer('127.0.0.1', keyless.port, { nodeId: 'c', clusterKey: 'k' }),
+    'CLUSTER_AUTH',
+    /the client requires a cluster key and the server has none/,
+  );
 });
 
 test('a compatibility mismatch is refused with both values in the reason', async () => {
@@ -162,7 +172,11 @@ test('without a cluster key, a non-loopback peer is refused and told why', async
   const { server, port } = await startServer({ host: '0.0.0.0' });
   assert.equal(server.loopbackOnly, true);
   const refused = once(server, 'refused') as Promise<[CairnError, string]>;
-  await expectRejection(connectPeer(external.address, port, { nodeId: 'c' }), 'CLUSTER_REFUSED', /no cluster key and accepts only connections from this machine/);
+  await expectRejection(
+    connectPeer(external.address, port, { nodeId: 'c' }),
+    'CLUSTER_REFUSED',
+    /no cluster key and accepts only connections from this machine/,
+  );
   const [err, remote] = await refused;
   assert.ok(isCairnError(err, 'CLUSTER_REFUSED'));
   assert.ok(!isLoopbackAddress(remote));
@@ -281,7 +295,10 @@ test('requests fail clearly: timeout, remote error, no handler, abort, and closi
   const aborted = client.request(0x200, undefined, undefined, { signal: controller.signal });
   controller.abort();
   await expectRejection(aborted, 'ABORTED', /aborted/);
-  assert.throws(() => client.send(5), (e) => isCairnError(e, 'BAD_ARGUMENT'));
+  assert.throws(
+    () => client.send(5),
+    (e) => isCairnError(e, 'BAD_ARGUMENT'),
+  );
 
   const pending = client.request(0x200);
   const serverClosed = once(serverSide, 'close') as Promise<[CloseInfo]>;

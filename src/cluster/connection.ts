@@ -158,7 +158,14 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     });
     socket.on('close', () => this.onSocketClose());
 
-    this.ownHello = createHello(role, options.nodeId, options.name ?? options.nodeId, options.compatibility ?? '', this.key !== undefined, options.info);
+    this.ownHello = createHello(
+      role,
+      options.nodeId,
+      options.name ?? options.nodeId,
+      options.compatibility ?? '',
+      this.key !== undefined,
+      options.info,
+    );
     const hello = jsonPayload(this.ownHello);
     this.ownHelloBytes = hello.payload;
     this.handshakeTimer = setTimeout(
@@ -324,7 +331,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       try {
         this.dispatch(frame);
       } catch (err) {
-        this.failWith(new CairnError('CLUSTER_PROTOCOL', `frame handler failed: ${(err as Error).message}`, { cause: err }), `frame handler failed: ${(err as Error).message}`);
+        this.failWith(
+          new CairnError('CLUSTER_PROTOCOL', `frame handler failed: ${(err as Error).message}`, { cause: err }),
+          `frame handler failed: ${(err as Error).message}`,
+        );
         return;
       }
     }
@@ -396,7 +406,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       }
       this.beginClose({ reason: `peer closed the connection: ${reason}`, byPeer: true });
     } else {
-      this.failWith(new CairnError('CLUSTER_PROTOCOL', `unexpected transport frame type ${frame.type}`), `unexpected transport frame type ${frame.type}`);
+      this.failWith(
+        new CairnError('CLUSTER_PROTOCOL', `unexpected transport frame type ${frame.type}`),
+        `unexpected transport frame type ${frame.type}`,
+      );
     }
   }
 
@@ -447,7 +460,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return;
       }
       if (!verifyProof(this.key, this.peerHello.role, this.transcript!, frame.payload)) {
-        this.refuse({ code: 'auth', reason: 'the cluster keys differ (the proof of the key did not verify); give both nodes the same key' });
+        this.refuse({
+          code: 'auth',
+          reason: 'the cluster keys differ (the proof of the key did not verify); give both nodes the same key',
+        });
         return;
       }
       this.peerVerified = true;
@@ -530,7 +546,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     }
     this.state = 'closed';
     if (!wasOpen) {
-      this.settleReady(this.closeReason.error ?? new CairnError('CLUSTER_CLOSED', `connection closed during the handshake: ${this.closeReason.reason}`));
+      this.settleReady(
+        this.closeReason.error ?? new CairnError('CLUSTER_CLOSED', `connection closed during the handshake: ${this.closeReason.reason}`),
+      );
     }
     const pendingError = new CairnError('CLUSTER_CLOSED', `connection closed before the response arrived: ${this.closeReason.reason}`);
     for (const entry of this.pending.values()) {
@@ -544,7 +562,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   // ---- sending ----
 
-  private sendRequest(type: number, meta: FrameMeta | undefined, payload: ArrayBufferView | undefined, options?: RequestOptions): Promise<Frame> {
+  private sendRequest(
+    type: number,
+    meta: FrameMeta | undefined,
+    payload: ArrayBufferView | undefined,
+    options?: RequestOptions,
+  ): Promise<Frame> {
     if (this.state !== 'open') return Promise.reject(this.closedError());
     if (options?.signal?.aborted) return Promise.reject(new CairnError('ABORTED', 'request aborted before it was sent'));
     const requestId = this.allocateRequestId();
@@ -590,7 +613,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.writeFrame(type, 0, 0, meta, payload);
   }
 
-  private writeFrame(type: number, flags: number, requestId: number, meta: FrameMeta | undefined, payload: ArrayBufferView | undefined): boolean {
+  private writeFrame(
+    type: number,
+    flags: number,
+    requestId: number,
+    meta: FrameMeta | undefined,
+    payload: ArrayBufferView | undefined,
+  ): boolean {
     const body = payloadBytes(payload);
     const header = resolveFrameHeader(type, flags, requestId, meta, body.length);
     const encoded = this.encoder.encode(header, body);

@@ -52,15 +52,40 @@ function samples(prng: Prng): Sample[] {
   const out: Sample[] = [];
   const shapes = [[], [3], [2, 5], [1, 2, 3], [2, 1, 3, 2]];
   for (const dtype of [DType.f32, DType.f16, DType.i32] as DTypeCode[]) {
-    for (const dims of shapes) out.push({ type: 300, meta: { dtype, dims, sequence: out.length }, payload: randomBytes(prng, payloadSize(dtype, dims)), flags: 0, requestId: 0 });
+    for (const dims of shapes)
+      out.push({
+        type: 300,
+        meta: { dtype, dims, sequence: out.length },
+        payload: randomBytes(prng, payloadSize(dtype, dims)),
+        flags: 0,
+        requestId: 0,
+      });
   }
   for (const dims of [[32], [2, 64], [3, 1, 32], [1, 1, 1, 96]]) {
-    out.push({ type: 301, meta: { dtype: DType.q8_0, dims }, payload: randomBytes(prng, payloadSize(DType.q8_0, dims)), flags: 0, requestId: 0 });
+    out.push({
+      type: 301,
+      meta: { dtype: DType.q8_0, dims },
+      payload: randomBytes(prng, payloadSize(DType.q8_0, dims)),
+      flags: 0,
+      requestId: 0,
+    });
   }
   out.push({ type: 302, meta: { dtype: DType.raw }, payload: randomBytes(prng, 17), flags: FrameFlags.request, requestId: 7 });
-  out.push({ type: 303, meta: { dtype: DType.raw, dims: [9, 9] }, payload: randomBytes(prng, 5), flags: FrameFlags.response, requestId: 0xffffffff });
+  out.push({
+    type: 303,
+    meta: { dtype: DType.raw, dims: [9, 9] },
+    payload: randomBytes(prng, 5),
+    flags: FrameFlags.response,
+    requestId: 0xffffffff,
+  });
   out.push({ type: 304, meta: { dtype: DType.raw }, payload: Buffer.alloc(0), flags: 0, requestId: 0 });
-  out.push({ type: 0xffff, meta: { dtype: DType.json }, payload: Buffer.from('{"a":[1,2,"é"]}'), flags: FrameFlags.response | FrameFlags.error, requestId: 3 });
+  out.push({
+    type: 0xffff,
+    meta: { dtype: DType.json },
+    payload: Buffer.from('{"a":[1,2,"é"]}'),
+    flags: FrameFlags.response | FrameFlags.error,
+    requestId: 3,
+  });
   out.push({ type: 1, meta: { dtype: DType.f32, sequence: 0xfffffffe }, payload: randomBytes(prng, 12), flags: 0, requestId: 0 });
   return out;
 }
@@ -83,7 +108,13 @@ function encodeAll(list: Sample[]): Buffer {
 
 test('header bytes follow the documented little-endian layout', () => {
   const payload = Buffer.alloc(2 * 3 * 4);
-  const [header, body] = encodeFrame(0x1234, { dtype: DType.f32, dims: [2, 3], sequence: 0x01020304 }, payload, FrameFlags.request, 0xa0b0c0d0);
+  const [header, body] = encodeFrame(
+    0x1234,
+    { dtype: DType.f32, dims: [2, 3], sequence: 0x01020304 },
+    payload,
+    FrameFlags.request,
+    0xa0b0c0d0,
+  );
   assert.equal(header.length, FRAME_HEADER_BYTES);
   assert.equal(body, payload, 'the payload is passed through, not copied');
   const expected = Buffer.alloc(40);
@@ -191,7 +222,7 @@ test('fuzz: mutated streams in random chunks never throw and never allocate past
     // Sometimes also cut the stream short or append junk.
     const cutStream = prng.int(4) === 0 ? stream.subarray(0, prng.int(stream.length)) : stream;
     const chunks: Buffer[] = [];
-    for (let pos = 0; pos < cutStream.length; ) {
+    for (let pos = 0; pos < cutStream.length;) {
       const n = 1 + prng.int(200);
       chunks.push(cutStream.subarray(pos, pos + n));
       pos += n;
@@ -217,7 +248,10 @@ test('fuzz: mutated streams in random chunks never throw and never allocate past
 });
 
 test('sending an inconsistent frame is a BAD_ARGUMENT error', () => {
-  assert.throws(() => resolveFrameHeader(300, 0, 0, { dtype: DType.f32, dims: [3] }, 8), (e) => isCairnError(e, 'BAD_ARGUMENT'));
+  assert.throws(
+    () => resolveFrameHeader(300, 0, 0, { dtype: DType.f32, dims: [3] }, 8),
+    (e) => isCairnError(e, 'BAD_ARGUMENT'),
+  );
   assert.throws(() => resolveFrameHeader(300, 0, 0, { dtype: DType.f32 }, 7), /whole number of f32/);
   assert.throws(() => resolveFrameHeader(300, 0, 0, { dtype: DType.q8_0, dims: [31] }, 34), /divisible by 32/);
   assert.throws(() => resolveFrameHeader(300, 0, 0, { dims: [1, 2, 3, 4, 5] }, 0), /at most 4/);
@@ -240,7 +274,10 @@ test('typed views: f32 payloads read back as numbers, aligned or not', () => {
   const json = decodeChunks(encodeFrame(300, { dtype: DType.json }, Buffer.from('{"x":1}'))).frames[0];
   assert.deepEqual(frameJson(json), { x: 1 });
   const notJson = decodeChunks(encodeFrame(300, { dtype: DType.json }, Buffer.from('{x'))).frames[0];
-  assert.throws(() => frameJson(notJson), (e) => isCairnError(e, 'CLUSTER_PROTOCOL'));
+  assert.throws(
+    () => frameJson(notJson),
+    (e) => isCairnError(e, 'CLUSTER_PROTOCOL'),
+  );
 });
 
 test('the encoder never overwrites a buffer it handed out, across slab refills', () => {
@@ -249,7 +286,13 @@ test('the encoder never overwrites a buffer it handed out, across slab refills',
   const sent: Array<{ parts: Buffer[]; sample: Sample }> = [];
   for (let i = 0; i < 400; i++) {
     const size = prng.int(3) === 0 ? INLINE_PAYLOAD_BYTES + 1 + prng.int(100) : prng.int(3000);
-    const sample: Sample = { type: 500 + (i % 7), meta: { dtype: DType.raw, sequence: i }, payload: randomBytes(prng, size), flags: 0, requestId: 0 };
+    const sample: Sample = {
+      type: 500 + (i % 7),
+      meta: { dtype: DType.raw, sequence: i },
+      payload: randomBytes(prng, size),
+      flags: 0,
+      requestId: 0,
+    };
     const header = resolveFrameHeader(sample.type, 0, 0, sample.meta, size);
     const out = encoder.encode(header, sample.payload);
     const parts = Buffer.isBuffer(out) ? [out] : out;

@@ -125,7 +125,13 @@ export function readFrameHeader(source: Buffer, offset: number, maxPayloadBytes:
  * dtypes without dims get one dimension). Throws CairnError BAD_ARGUMENT for an inconsistent
  * choice, since that is a bug in the sender rather than something the wire did.
  */
-export function resolveFrameHeader(type: number, flags: number, requestId: number, meta: FrameMeta | undefined, payloadLength: number): FrameHeader {
+export function resolveFrameHeader(
+  type: number,
+  flags: number,
+  requestId: number,
+  meta: FrameMeta | undefined,
+  payloadLength: number,
+): FrameHeader {
   const dtype = meta?.dtype ?? DType.raw;
   const sequence = meta?.sequence ?? 0;
   if (!Number.isInteger(type) || type < 0 || type > 0xffff) throw new CairnError('BAD_ARGUMENT', `frame type ${type} is not a u16`);
@@ -134,7 +140,8 @@ export function resolveFrameHeader(type: number, flags: number, requestId: numbe
   let dims = meta?.dims ?? NO_DIMS;
   if (meta?.dims === undefined && isTypedDType(dtype)) {
     const length = defaultLength(dtype, payloadLength);
-    if (!Number.isInteger(length)) throw new CairnError('BAD_ARGUMENT', `${payloadLength} bytes are not a whole number of ${dtypeName(dtype)} values`);
+    if (!Number.isInteger(length))
+      throw new CairnError('BAD_ARGUMENT', `${payloadLength} bytes are not a whole number of ${dtypeName(dtype)} values`);
     dims = [length];
   }
   if (dims.length > MAX_FRAME_DIMS) throw new CairnError('BAD_ARGUMENT', `${dims.length} dims (at most ${MAX_FRAME_DIMS})`);
@@ -207,7 +214,8 @@ export function frameFloat16Bits(frame: Frame): Uint16Array {
 const EMPTY = Buffer.alloc(0);
 
 function expectDType(frame: Frame, dtype: DTypeCode): void {
-  if (frame.dtype !== dtype) throw new CairnError('CLUSTER_PROTOCOL', `expected a ${dtypeName(dtype)} frame, got ${dtypeName(frame.dtype)}`);
+  if (frame.dtype !== dtype)
+    throw new CairnError('CLUSTER_PROTOCOL', `expected a ${dtypeName(dtype)} frame, got ${dtypeName(frame.dtype)}`);
 }
 
 function isU32(n: number): boolean {

@@ -69,11 +69,13 @@ export function validateHello(value: unknown): HelloMessage | string {
   if (typeof v.protocol !== 'number' || !Number.isInteger(v.protocol)) return 'hello has no integer protocol version';
   if (v.role !== 'client' && v.role !== 'server') return 'hello role must be "client" or "server"';
   for (const field of ['nodeId', 'name', 'compatibility'] as const) {
-    if (typeof v[field] !== 'string' || (v[field] as string).length > MAX_TEXT) return `hello ${field} must be a string of at most ${MAX_TEXT} characters`;
+    if (typeof v[field] !== 'string' || (v[field] as string).length > MAX_TEXT)
+      return `hello ${field} must be a string of at most ${MAX_TEXT} characters`;
   }
   if (typeof v.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(v.nonce)) return 'hello nonce must be 32 bytes of hex';
   if (typeof v.keyed !== 'boolean') return 'hello keyed must be a boolean';
-  if (v.info !== undefined && (typeof v.info !== 'object' || v.info === null || Array.isArray(v.info))) return 'hello info must be an object';
+  if (v.info !== undefined && (typeof v.info !== 'object' || v.info === null || Array.isArray(v.info)))
+    return 'hello info must be an object';
   return v as unknown as HelloMessage;
 }
 

@@ -54,6 +54,10 @@ test('peer addresses parse in every usual spelling and reject the rest clearly',
     { host: 'b', port: 2 },
   ]);
   for (const bad of ['', 'host:', 'host:99999', 'host:0', 'host:12ab', '[::1', '[::1]x', '[notv6]:5', 'a b:1', ':80', '1:2:3:4:5']) {
-    assert.throws(() => parsePeerAddress(bad), (e) => isCairnError(e, 'BAD_ARGUMENT') && e.message.includes(`"${bad}"`), bad);
+    assert.throws(
+      () => parsePeerAddress(bad),
+      (e) => isCairnError(e, 'BAD_ARGUMENT') && e.message.includes(`"${bad}"`),
+      bad,
+    );
   }
 });

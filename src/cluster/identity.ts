@@ -53,7 +53,8 @@ export async function loadNodeIdentity(options: { dir?: string; name?: string } 
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CairnError('BAD_ARGUMENT', `cannot read ${path}: ${(err as Error).message}`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new CairnError('BAD_ARGUMENT', `cannot read ${path}: ${(err as Error).message}`);
   }
   if (text !== undefined) {
     const stored = parseIdentity(text);

@@ -57,7 +57,8 @@ export interface BandwidthOptions {
 export async function measureLatency(connection: PeerConnection, options: LatencyOptions = {}): Promise<LatencyMeasurement> {
   const samples = options.samples ?? 21;
   const warmup = options.warmup ?? 3;
-  if (!Number.isInteger(samples) || samples < 1) throw new CairnError('BAD_ARGUMENT', `latency samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(samples) || samples < 1)
+    throw new CairnError('BAD_ARGUMENT', `latency samples must be a positive integer, got ${samples}`);
   const request = { timeoutMs: options.timeoutMs ?? 5000 };
   for (let i = 0; i < warmup; i++) await connection.ping(options.payloadBytes ?? 0, request);
   const times: number[] = [];
@@ -74,8 +75,10 @@ export async function measureLatency(connection: PeerConnection, options: Latenc
 export async function measureBandwidth(connection: PeerConnection, options: BandwidthOptions = {}): Promise<BandwidthMeasurement> {
   const bytes = options.bytes ?? 8 * 1024 * 1024;
   const rounds = options.rounds ?? 3;
-  if (!Number.isInteger(bytes) || bytes < 1) throw new CairnError('BAD_ARGUMENT', `bandwidth probe size must be a positive integer, got ${bytes}`);
-  if (!Number.isInteger(rounds) || rounds < 1) throw new CairnError('BAD_ARGUMENT', `bandwidth rounds must be a positive integer, got ${rounds}`);
+  if (!Number.isInteger(bytes) || bytes < 1)
+    throw new CairnError('BAD_ARGUMENT', `bandwidth probe size must be a positive integer, got ${bytes}`);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new CairnError('BAD_ARGUMENT', `bandwidth rounds must be a positive integer, got ${rounds}`);
   const payload = Buffer.alloc(bytes);
   const request = { timeoutMs: options.timeoutMs ?? 30_000 };
   const rates: number[] = [];
@@ -90,7 +93,10 @@ export async function measureBandwidth(connection: PeerConnection, options: Band
 }
 
 /** Latency, then bandwidth, of one link. */
-export async function measureLink(connection: PeerConnection, options: { latency?: LatencyOptions; bandwidth?: BandwidthOptions } = {}): Promise<LinkMeasurement> {
+export async function measureLink(
+  connection: PeerConnection,
+  options: { latency?: LatencyOptions; bandwidth?: BandwidthOptions } = {},
+): Promise<LinkMeasurement> {
   const latency = await measureLatency(connection, options.latency);
   const bandwidth = await measureBandwidth(connection, options.bandwidth);
   return { latencyMs: latency.medianMs, bandwidthBytesPerSecond: bandwidth.bytesPerSecond, latency, bandwidth };

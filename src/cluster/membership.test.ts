@@ -32,7 +32,11 @@ async function startChild(nodeId: string): Promise<SpawnedPeer> {
 
 /** Resolves with the first 'down' event and how long after `since` it came. */
 function nextDown(membership: Membership, since: () => number): Promise<{ member: Member; reason: string; afterMs: number }> {
-  return (once(membership, 'down') as Promise<[Member, string]>).then(([member, reason]) => ({ member, reason, afterMs: performance.now() - since() }));
+  return (once(membership, 'down') as Promise<[Member, string]>).then(([member, reason]) => ({
+    member,
+    reason,
+    afterMs: performance.now() - since(),
+  }));
 }
 
 test('a node in another process comes up, gets heartbeats, and is down at once when killed', async () => {

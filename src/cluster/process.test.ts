@@ -19,8 +19,12 @@ test('two processes: handshake, typed frames, many requests, a large payload, li
   peer = await spawnPeer({ nodeId: 'child-node', name: 'child', clusterKey: KEY, compatibility: 'm1' });
   assert.notEqual(peer.pid, process.pid);
 
-  await assert.rejects(connectPeer('127.0.0.1', peer.port, { nodeId: 'parent', clusterKey: 'other', compatibility: 'm1' }), (e) => isCairnError(e, 'CLUSTER_AUTH'));
-  await assert.rejects(connectPeer('127.0.0.1', peer.port, { nodeId: 'parent', clusterKey: KEY, compatibility: 'm2' }), (e) => isCairnError(e, 'CLUSTER_REFUSED'));
+  await assert.rejects(connectPeer('127.0.0.1', peer.port, { nodeId: 'parent', clusterKey: 'other', compatibility: 'm1' }), (e) =>
+    isCairnError(e, 'CLUSTER_AUTH'),
+  );
+  await assert.rejects(connectPeer('127.0.0.1', peer.port, { nodeId: 'parent', clusterKey: KEY, compatibility: 'm2' }), (e) =>
+    isCairnError(e, 'CLUSTER_REFUSED'),
+  );
 
   const conn = await connectPeer('127.0.0.1', peer.port, { nodeId: 'parent', clusterKey: KEY, compatibility: 'm1' });
   assert.equal(conn.peer.nodeId, 'child-node');

@@ -87,7 +87,8 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
       }
     }
     const address = this.server.address();
-    if (address === null || typeof address === 'string') throw new CairnError('CLUSTER_UNREACHABLE', 'the cluster server has no TCP address');
+    if (address === null || typeof address === 'string')
+      throw new CairnError('CLUSTER_UNREACHABLE', 'the cluster server has no TCP address');
     this.bound = { host: address.address, port: address.port };
     return this.bound;
   }
@@ -122,7 +123,11 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
         code: 'loopback-only',
         reason: `node has no cluster key and accepts only connections from this machine (loopback); ${remote} was refused. Give every node the same cluster key to connect across machines`,
       });
-      this.emit('refused', new CairnError('CLUSTER_REFUSED', `refused ${remote}: no cluster key, so only loopback peers are accepted`), remote);
+      this.emit(
+        'refused',
+        new CairnError('CLUSTER_REFUSED', `refused ${remote}: no cluster key, so only loopback peers are accepted`),
+        remote,
+      );
       return;
     }
     const connection = new PeerConnection(socket, 'server', this.options);
