@@ -170,7 +170,7 @@ test('without a cluster key, a non-loopback peer is refused and told why', async
     return;
   }
   const { server, port } = await startServer({ host: '0.0.0.0' });
-  assert.equal(server.loopbackOnly, true);
+  assert.equal(server.address.loopbackOnly, true);
   const refused = once(server, 'refused') as Promise<[CairnError, string]>;
   await expectRejection(
     connectPeer(external.address, port, { nodeId: 'c' }),
@@ -185,6 +185,7 @@ test('without a cluster key, a non-loopback peer is refused and told why', async
   ok.close();
   // With a key, the same address is accepted.
   const keyed = await startServer({ host: '0.0.0.0', clusterKey: 'k' });
+  assert.equal(keyed.server.address.loopbackOnly, false);
   const remoteOk = await connectPeer(external.address, keyed.port, { nodeId: 'c', clusterKey: 'k' });
   assert.equal(remoteOk.peer.address, external.address);
   remoteOk.close();

@@ -98,7 +98,7 @@ export class FrameDecoder {
         // Whole payload in this chunk: hand out a view, no copy.
         const payload = chunk.subarray(pos, pos + length);
         pos += length;
-        this.onFrame({ ...header, payload });
+        this.onFrame(withPayload(header, payload));
       } else {
         this.pending = header;
         this.payload = this.allocate(length);
@@ -118,8 +118,22 @@ export class FrameDecoder {
       this.pending = undefined;
       this.payload = undefined;
       this.payloadFill = 0;
-      this.onFrame({ ...header, payload: target });
+      this.onFrame(withPayload(header, target));
     }
     return pos + take;
   }
+}
+
+/** A frame object of one fixed shape (cheaper for the engine than a spread). */
+function withPayload(h: FrameHeader, payload: Buffer): Frame {
+  return {
+    type: h.type,
+    flags: h.flags,
+    requestId: h.requestId,
+    sequence: h.sequence,
+    dtype: h.dtype,
+    dims: h.dims,
+    payloadLength: h.payloadLength,
+    payload,
+  };
 }

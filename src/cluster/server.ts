@@ -33,6 +33,8 @@ export interface ClusterServerEvents {
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
+  /** True when the server has no cluster key and so accepts only peers on this machine. */
+  readonly loopbackOnly: boolean;
 }
 
 /** Accepts authenticated cluster connections. */
@@ -89,7 +91,7 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
     const address = this.server.address();
     if (address === null || typeof address === 'string')
       throw new CairnError('CLUSTER_UNREACHABLE', 'the cluster server has no TCP address');
-    this.bound = { host: address.address, port: address.port };
+    this.bound = { host: address.address, port: address.port, loopbackOnly: this.loopbackOnly };
     return this.bound;
   }
 
