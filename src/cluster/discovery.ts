@@ -35,6 +35,11 @@ export interface DiscoveryOptions {
   readonly mdns?: boolean;
   /** Service type; tests use their own so they never see real nodes. Default "cairn". */
   readonly serviceType?: string;
+  /**
+   * Address of the one interface to announce and browse on (multicast goes out there only);
+   * default: the system's choice. Tests keep mDNS inside their own network namespace this way.
+   */
+  readonly interface?: string;
 }
 
 /** Events of a Discovery. */
@@ -81,7 +86,8 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     try {
       const { Bonjour } = await import('bonjour-service');
       if (this.stopped) return;
-      this.bonjour = new Bonjour({}, (err: Error) => this.warn(err));
+      // bonjour-service hands its options to multicast-dns, which takes the interface address.
+      this.bonjour = new Bonjour((this.options.interface ? { interface: this.options.interface } : {}) as ConstructorParameters<typeof Bonjour>[0], (err: Error) => this.warn(err));
       this.guardMulticastSocket(this.bonjour);
       const type = this.options.serviceType ?? MDNS_SERVICE_TYPE;
       const { id, name } = this.options.identity;
