@@ -17,7 +17,7 @@ import { summarizeModel, type ModelSummary } from '../model/summary.js';
 import { tokenizerFromGguf, type Tokenizer } from '../tokenizer/index.js';
 import { CairnError } from '../util/errors.js';
 import { Engine } from './engine.js';
-import { LocalRunner } from './runner.js';
+import { LocalRunner, type ForwardRunner } from './runner.js';
 import { ProgressReporter } from '../util/progress.js';
 
 /** How to load a model. */
@@ -64,52 +64,104 @@ export interface LoadedModel {
   close(): void;
 }
 
-/** Loads a GGUF model. Throws CairnError with a message naming the file and the problem. */
-export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+/** Shards of one model file loaded in this process, without an engine. */
+export interface LoadedShards {
+  readonly path: string;
+  readonly file: GgufFile;
+  readonly config: ModelConfig;
+  readonly kernels: Kernels;
+  readonly shards: readonly DecoderShard[];
+  readonly ctx: number;
+  readonly kvType: KvType;
+  readonly mappedBytes: number;
+  readonly kvBytes: number;
+  close(): void;
+}
+
+/** Maps a GGUF file and builds the given shards (default: the whole model) with their KV caches. */
+export async function loadShards(path: string, opts: LoadOptions = {}): Promise<LoadedShards> {
   const file = readGguf(path);
   const config = readModelConfig(file);
-  const tokenizer = tokenizerFromGguf(file);
   const kernels = createKernels({ backend: opts.backend, threads: opts.threads });
   const ctx = opts.ctx ?? Math.min(config.ctxTrain, 4096);
   if (!(Number.isInteger(ctx) && ctx >= 2)) throw new CairnError('BAD_ARGUMENT', `context size ${ctx} must be a whole number >= 2`);
   const slots = opts.slots ?? 1;
   const maxBatch = Math.min(opts.maxBatch ?? 512, ctx);
+  const kvType = opts.kvType ?? GgmlType.F16;
   const specs = opts.shards ?? [wholeModel(config)];
   specs.forEach((s) => validateShard(s, config));
-
   const mapping: FileMapping = openMapping(path);
   try {
     const shards = specs.map((spec) => {
       const weights = loadShardWeights(file, config, spec, (t) => mapping.view(t.offset, t.byteLength), kernels);
-      const kv = new KvCache(config, spec, slots, ctx, opts.kvType ?? GgmlType.F16);
+      const kv = new KvCache(config, spec, slots, ctx, kvType);
       return new DecoderShard(config, spec, weights, kv, kernels, maxBatch);
     });
     const mappedBytes = shards.reduce((a, s) => a + s.weights.bytes, 0);
     if (opts.prefetch ?? true) await prefetch(shards, mappedBytes, opts.progress ?? process.stderr.isTTY === true, path);
-    const kvType = opts.kvType ?? GgmlType.F16;
-    const fingerprint = `${basename(path)}:${file.fileSize}:${file.dataOffset}:${file.tensors.length}:kv${kvType}:${specs.map((s) => `${s.layerStart}-${s.layerEnd}`).join(',')}`;
-    let summary: ModelSummary | undefined;
-    const engine = new Engine(new LocalRunner(shards), tokenizer, {
-      maxQueue: opts.maxQueue,
-      promptCache: opts.promptCache ? { ...opts.promptCache, fingerprint } : undefined,
-    });
     return {
+      path,
       file,
       config,
-      tokenizer,
       kernels,
       shards,
-      engine,
+      ctx,
+      kvType,
       mappedBytes,
       kvBytes: shards.reduce((a, s) => a + s.kv.bytes, 0),
-      residentBytes,
-      summary: () => (summary ??= summarizeModel(file, { ctx })),
       close: () => mapping.close(),
     };
   } catch (err) {
     mapping.close();
     throw err;
   }
+}
+
+/** What a loaded model is made of when its runner is not (only) in this process. */
+export interface ModelParts {
+  readonly path: string;
+  readonly file: GgufFile;
+  readonly config: ModelConfig;
+  readonly kernels: Kernels;
+  /** Shards in this process (may be empty for a coordinator that computes nothing). */
+  readonly shards: readonly DecoderShard[];
+  readonly runner: ForwardRunner;
+  readonly ctx: number;
+  readonly kvType: KvType;
+  readonly mappedBytes: number;
+  readonly kvBytes: number;
+  close(): void;
+}
+
+/** Builds the engine and the model handle over any runner. */
+export function modelFromParts(parts: ModelParts, opts: Pick<LoadOptions, 'maxQueue' | 'promptCache'> = {}): LoadedModel {
+  const { file, path } = parts;
+  const tokenizer = tokenizerFromGguf(file);
+  const fingerprint = `${basename(path)}:${file.fileSize}:${file.dataOffset}:${file.tensors.length}:kv${parts.kvType}:${parts.config.nLayer}`;
+  const engine = new Engine(parts.runner, tokenizer, {
+    maxQueue: opts.maxQueue,
+    promptCache: opts.promptCache ? { ...opts.promptCache, fingerprint } : undefined,
+  });
+  let summary: ModelSummary | undefined;
+  return {
+    file,
+    config: parts.config,
+    tokenizer,
+    kernels: parts.kernels,
+    shards: parts.shards,
+    engine,
+    mappedBytes: parts.mappedBytes,
+    kvBytes: parts.kvBytes,
+    residentBytes,
+    summary: () => (summary ??= summarizeModel(file, { ctx: parts.ctx })),
+    close: () => parts.close(),
+  };
+}
+
+/** Loads a GGUF model. Throws CairnError with a message naming the file and the problem. */
+export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const loaded = await loadShards(path, opts);
+  return modelFromParts({ ...loaded, runner: new LocalRunner(loaded.shards) }, opts);
 }
 
 const YIELD_EVERY = 32 * 1024 * 1024;
