@@ -105,6 +105,8 @@ interface Sequence {
   inFlight: boolean;
   /** The runner holds sampling state for this sequence. */
   registered: boolean;
+  /** Runner epoch when the sequence got its slot; its KV is gone once the epoch changes. */
+  epoch: number;
   /** Prompt + generated tokens. */
   history: number[];
   /** Positions already in the KV cache. */
@@ -189,6 +191,7 @@ export class Engine {
       group: 0,
       inFlight: false,
       registered: false,
+      epoch: 0,
       stopper: new StopMatcher(req.stop ?? []),
       decoder: this.tokenizer.streamDecoder(),
       history: [...req.prompt],
@@ -265,56 +268,97 @@ export class Engine {
     for (const s of [...this.active, ...this.queue]) if (s.cancelled && !s.finished) this.finish(s, 'abort');
   }
 
+  private seenEpoch = 0;
+
+  /** After the runner rebuilt its caches, nothing cached is valid and running sequences lost their KV. */
+  private checkEpoch(): void {
+    const epoch = this.runner.epoch;
+    if (epoch === this.seenEpoch) return;
+    this.seenEpoch = epoch;
+    for (const s of this.slots) s.cached = [];
+    this.prefixCache?.clear();
+    for (const s of [...this.active]) {
+      if (s.epoch !== epoch && !s.inFlight) this.finish(s, 'error', new CairnError('CLUSTER_CLOSED', 'the cluster changed while this request ran; its cache is gone'));
+    }
+  }
+
   /** Gives free slots to waiting requests, reusing the longest cached prefix (slot or saved). */
   private async admit(): Promise<void> {
+    this.checkEpoch();
     while (this.queue.length > 0) {
       const free = this.slots.filter((s) => !s.busy);
       if (free.length === 0) return;
       const seq = this.queue.shift()!;
-      const prompt = seq.req.prompt;
-      let best: Slot | undefined;
-      let bestLen = 0;
-      for (const s of this.slots) {
-        const n = commonPrefix(s.cached, prompt);
-        if (n > bestLen || (n === bestLen && best && !s.busy && best.busy)) {
-          best = s;
-          bestLen = n;
+      try {
+        await this.admitOne(seq, free);
+        this.active.push(seq);
+      } catch (err) {
+        // The runner failed (a cluster node went away): this request fails, the engine goes on.
+        if (seq.slot) {
+          seq.slot.busy = false;
+          seq.slot.cached = [];
+          seq.slot = undefined;
         }
+        this.finish(seq, 'error', err as Error);
       }
-      const stored = this.prefixCache?.best(prompt);
-      // At least the last prompt token must run to produce logits.
-      const limit = prompt.length - 1;
-      let slot: Slot;
-      let reuse: number;
-      if (stored && stored.length > bestLen && Math.min(stored.length, limit) > 0) {
-        slot = this.leastRecentlyUsed(free);
-        await this.saveBeforeOverwrite(slot, prompt);
-        await this.prefixCache!.load(stored.key, slot.id);
-        reuse = Math.min(stored.length, limit);
-      } else if (best && !best.busy && Math.min(bestLen, limit) > 0) {
-        slot = best;
-        reuse = Math.min(bestLen, limit);
-        await this.saveBeforeOverwrite(slot, prompt);
-      } else {
-        slot = this.leastRecentlyUsed(free);
-        reuse = best ? Math.min(bestLen, limit) : 0;
-        await this.saveBeforeOverwrite(slot, prompt);
-        if (best && reuse > 0) await this.runner.copySlotPrefix(best.id, slot.id, reuse);
+    }
+  }
+
+  /** Picks a slot for a sequence, fills it with the longest cached prefix, registers its sampler. */
+  private async admitOne(seq: Sequence, free: Slot[]): Promise<void> {
+    const prompt = seq.req.prompt;
+    let best: Slot | undefined;
+    let bestLen = 0;
+    for (const s of this.slots) {
+      const n = commonPrefix(s.cached, prompt);
+      if (n > bestLen || (n === bestLen && best && !s.busy && best.busy)) {
+        best = s;
+        bestLen = n;
       }
-      slot.busy = true;
-      slot.lastUsed = ++this.clock;
-      slot.cached = prompt.slice(0, reuse);
-      seq.slot = slot;
-      seq.group = this.leastLoadedGroup();
-      if (!seq.sampler) {
-        await this.runner.startSequence(seq.id, { sampler: seq.req.sampler ?? {}, logprobs: seq.req.logprobs, history: seq.history });
-        seq.registered = true;
-      }
-      seq.nPast = reuse;
-      seq.cachedTokens = reuse;
-      this.stats.promptTokens += prompt.length;
-      this.stats.cachedTokens += reuse;
-      this.active.push(seq);
+    }
+    const stored = this.prefixCache?.best(prompt);
+    // At least the last prompt token must run to produce logits.
+    const limit = prompt.length - 1;
+    let slot: Slot;
+    let reuse: number;
+    if (stored && stored.length > bestLen && Math.min(stored.length, limit) > 0 && (await this.tryLoadStored(stored.key, (slot = this.leastRecentlyUsed(free)), prompt))) {
+      reuse = Math.min(stored.length, limit);
+    } else if (best && !best.busy && Math.min(bestLen, limit) > 0) {
+      slot = best;
+      reuse = Math.min(bestLen, limit);
+      await this.saveBeforeOverwrite(slot, prompt);
+    } else {
+      slot = this.leastRecentlyUsed(free);
+      reuse = best ? Math.min(bestLen, limit) : 0;
+      await this.saveBeforeOverwrite(slot, prompt);
+      if (best && reuse > 0) await this.runner.copySlotPrefix(best.id, slot.id, reuse);
+    }
+    slot.busy = true;
+    slot.lastUsed = ++this.clock;
+    slot.cached = prompt.slice(0, reuse);
+    seq.slot = slot;
+    seq.group = this.leastLoadedGroup();
+    seq.epoch = this.runner.epoch;
+    if (!seq.sampler) {
+      await this.runner.startSequence(seq.id, { sampler: seq.req.sampler ?? {}, logprobs: seq.req.logprobs, history: seq.history });
+      seq.registered = true;
+    }
+    seq.nPast = reuse;
+    seq.cachedTokens = reuse;
+    this.stats.promptTokens += prompt.length;
+    this.stats.cachedTokens += reuse;
+  }
+
+  /** Copies a saved prefix into a slot; a prefix that cannot be read (damaged file, other layout) is dropped. */
+  private async tryLoadStored(key: number, slot: Slot, prompt: readonly number[]): Promise<boolean> {
+    try {
+      await this.saveBeforeOverwrite(slot, prompt);
+      await this.prefixCache!.load(key, slot.id);
+      return true;
+    } catch {
+      await this.prefixCache!.forget(key);
+      slot.cached = [];
+      return false;
     }
   }
 
@@ -350,7 +394,7 @@ export class Engine {
     const spans: { slot: number; pos0: number; start: number; n: number }[] = [];
     const outputs: { seq: Sequence; row: number }[] = [];
     const inStep: { seq: Sequence; n: number }[] = [];
-    const mine = this.active.filter((s) => s.group === group && !s.finished);
+    const mine = this.active.filter((s) => s.group === group && !s.finished && s.epoch === this.runner.epoch);
     // Decoding sequences first (one token each), then prompt chunks with what is left.
     const ordered = [...mine.filter((s) => s.nPast >= s.req.prompt.length), ...mine.filter((s) => s.nPast < s.req.prompt.length)];
     for (const seq of ordered) {

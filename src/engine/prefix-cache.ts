@@ -111,6 +111,24 @@ export class PrefixCache {
     await this.evict(key);
   }
 
+  /** Drops one entry (it could not be used). */
+  async forget(key: number): Promise<void> {
+    const e = this.entries.get(key);
+    if (e) await this.remove(e);
+  }
+
+  /** Forgets every entry held in memory (the KV they came from was rebuilt); files stay. */
+  clear(): void {
+    for (const e of [...this.entries.values()]) {
+      if (e.file) {
+        e.bytes = 0;
+      } else {
+        this.entries.delete(e.key);
+      }
+    }
+    this.heldBytes = 0;
+  }
+
   /** Writes every in-memory entry to the cache directory. */
   async persist(): Promise<number> {
     const dir = this.opts.dir;

@@ -48,6 +48,11 @@ export interface ForwardRunner {
   readonly ctxPerSlot: number;
   /** Forward steps that can usefully be in flight at once (pipeline stages). */
   readonly pipelineDepth: number;
+  /**
+   * Changes when the runner's KV caches were rebuilt (a cluster re-planned): every cached prefix
+   * and every sequence in progress is then gone.
+   */
+  readonly epoch: number;
   /** Registers a sequence the runner will sample for. */
   startSequence(seq: number, spec: SequenceSpec): Promise<void>;
   /** Forgets a sequence. */
@@ -75,6 +80,7 @@ export class LocalRunner implements ForwardRunner {
   readonly slots: number;
   readonly ctxPerSlot: number;
   readonly pipelineDepth = 1;
+  readonly epoch = 0;
   private readonly samplers = new SequenceSamplers();
 
   constructor(private readonly shards: readonly DecoderShard[]) {

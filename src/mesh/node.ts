@@ -1,0 +1,263 @@
+/**
+ * A cluster node (`cairn node`): listens for a coordinator, reports what it can do, loads the
+ * shard it is given (from its own copy of the model, from its shard cache, or from tensors the
+ * coordinator streams), connects to the next stage, and runs steps. When the coordinator that
+ * loaded it goes away, it drops the shard and waits for the next one.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  ClusterServer,
+  connectPeer,
+  Discovery,
+  frameJson,
+  jsonPayload,
+  loadNodeIdentity,
+  type Frame,
+  type ListenAddress,
+  type PeerConnection,
+} from '../cluster/index.js';
+import { loadShards } from '../engine/load.js';
+import { createKernels, cpuInfo, type Kernels, type KvType } from '../kernels/index.js';
+import { CairnError } from '../util/errors.js';
+import { cacheDir, fileSha256 } from '../util/file-hash.js';
+import { ProgressReporter } from '../util/progress.js';
+import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { MeshFrame, type KvOp, type LoadReply, type LoadRequest, type NodeCapabilities, type SeqStart, type ShardTransferBegin } from './protocol.js';
+import { ShardReceiver } from './shard-files.js';
+import { Stage } from './stage.js';
+
+/** Version string both ends of a mesh connection must share. */
+export const MESH_COMPATIBILITY = 'cairn-mesh/1';
+
+/** Settings of a node. */
+export interface NodeOptions {
+  readonly host?: string;
+  readonly port?: number;
+  readonly clusterKey?: string;
+  readonly name?: string;
+  readonly threads?: number;
+  readonly maxMemory?: number;
+  /** Folder of GGUF files this node has (whole models, found by SHA-256). */
+  readonly modelsDir?: string;
+  /** Announce the node over mDNS (default: only when a cluster key is set). */
+  readonly mdns?: boolean;
+  readonly mdnsInterface?: string;
+  /** Where shards received from coordinators are kept. */
+  readonly shardDir?: string;
+  /** Progress and status lines (default: stderr). */
+  readonly log?: (line: string) => void;
+}
+
+/** A running node. */
+export class MeshNode {
+  private stage: Stage | undefined;
+  private owner: PeerConnection | undefined;
+  private next: PeerConnection | undefined;
+  private readonly receiver: ShardReceiver;
+  private readonly models = new Map<string, string>();
+  private discovery: Discovery | undefined;
+  capabilities!: NodeCapabilities;
+  address!: ListenAddress;
+
+  private constructor(
+    private readonly opts: NodeOptions,
+    private readonly server: ClusterServer,
+    private readonly kernels: Kernels,
+    private readonly nodeId: string,
+    private readonly name: string,
+  ) {
+    this.receiver = new ShardReceiver(opts.shardDir ?? (opts.modelsDir ? join(opts.modelsDir, '.cairn-shards') : join(cacheDir(), 'shards')));
+  }
+
+  /** Starts a node: measures it, indexes its models, listens and (optionally) announces itself. */
+  static async start(opts: NodeOptions): Promise<MeshNode> {
+    const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
+    const identity = await loadNodeIdentity({ name: opts.name });
+    const kernels = createKernels({ threads: opts.threads });
+    const server = new ClusterServer({
+      nodeId: identity.id,
+      name: identity.name,
+      clusterKey: opts.clusterKey,
+      compatibility: MESH_COMPATIBILITY,
+      host: opts.host,
+      port: opts.port ?? 0,
+    });
+    const node = new MeshNode({ ...opts, log }, server, kernels, identity.id, identity.name);
+    await node.indexModels();
+    const speed = measureMatvecSpeed(kernels);
+    node.address = await server.listen();
+    const info = cpuInfo();
+    node.capabilities = {
+      nodeId: identity.id,
+      name: identity.name,
+      memoryBytes: offeredMemory(opts.maxMemory),
+      bytesPerSecond: speed,
+      threads: info.threads,
+      isa: info.isa,
+      models: [...node.models.keys()],
+      host: node.address.host,
+      port: node.address.port,
+    };
+    server.on('connection', (conn) => node.attach(conn));
+    server.on('refused', (err, from) => log(`cairn node: refused ${from}: ${err.message}`));
+    if (opts.mdns ?? opts.clusterKey !== undefined) {
+      node.discovery = new Discovery({ identity, port: node.address.port, mdns: true, interface: opts.mdnsInterface });
+      node.discovery.on('warning', (w) => log(`cairn node: mDNS: ${w.message}`));
+      await node.discovery.start();
+    }
+    return node;
+  }
+
+  private log(line: string): void {
+    this.opts.log!(line);
+  }
+
+  private async indexModels(): Promise<void> {
+    const dir = this.opts.modelsDir;
+    if (!dir) return;
+    let names: string[];
+    try {
+      names = readdirSync(dir).filter((n) => n.endsWith('.gguf'));
+    } catch (err) {
+      throw new CairnError('FILE_NOT_FOUND', `--models-dir ${dir}: ${(err as Error).message}`);
+    }
+    for (const n of names) {
+      const path = join(dir, n);
+      const bar = new ProgressReporter(process.stderr.isTTY ? `hashing ${n}` : undefined, 1);
+      const sha = await fileSha256(path, (done, total) => bar.update(done / total));
+      bar.stop();
+      this.models.set(sha, path);
+    }
+  }
+
+  private attach(conn: PeerConnection): void {
+    conn.on('request', (frame) => void this.onRequest(conn, frame));
+    conn.on('frame', (frame) => this.onFrame(frame));
+    conn.on('close', () => {
+      if (conn === this.owner) this.unload(`the coordinator ${conn.peer.name} disconnected`);
+    });
+  }
+
+  private onFrame(frame: Frame): void {
+    if (frame.type === MeshFrame.forward) {
+      this.stage?.onForward(frame);
+    } else if (frame.type === MeshFrame.shardChunk) {
+      try {
+        this.receiver.chunk(frame.sequence, frame.payload);
+      } catch (err) {
+        this.log(`cairn node: shard transfer failed: ${(err as Error).message}`);
+        this.receiver.abort();
+      }
+    } else if (frame.type === MeshFrame.seqEnd) {
+      const { seq } = frameJson(frame) as { seq: number };
+      this.stage?.endSequence(seq);
+    }
+  }
+
+  private async onRequest(conn: PeerConnection, frame: Frame): Promise<void> {
+    const ok = (value: unknown) => {
+      const p = jsonPayload(value);
+      conn.reply(frame, frame.type, p.meta, p.payload);
+    };
+    try {
+      switch (frame.type) {
+        case MeshFrame.info:
+          return ok(this.capabilities);
+        case MeshFrame.load:
+          return ok(await this.load(conn, frameJson(frame) as LoadRequest));
+        case MeshFrame.shardBegin: {
+          const b = frameJson(frame) as ShardTransferBegin;
+          this.log(`cairn node: receiving layers ${b.layerStart}-${b.layerEnd - 1} (${(b.fileSize / 2 ** 20).toFixed(1)} MiB)`);
+          this.receiver.start(b);
+          return ok({});
+        }
+        case MeshFrame.shardEnd:
+          return ok({ path: this.receiver.finish() });
+        case MeshFrame.seqStart: {
+          const s = frameJson(frame) as SeqStart;
+          if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
+          this.stage.startSequence(s.seq, s.spec);
+          return ok({});
+        }
+        case MeshFrame.kv: {
+          if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
+          const { head, body } = splitKv(frame);
+          const r = await this.stage.kv(head, body);
+          if (r.data) conn.reply(frame, frame.type, {}, r.data);
+          else ok({ bytes: r.bytes ?? 0 });
+          return;
+        }
+        case MeshFrame.unload:
+          this.unload('unloaded by the coordinator');
+          return ok({});
+        default:
+          conn.replyError(frame, `unknown request type ${frame.type}`);
+      }
+    } catch (err) {
+      if (conn.isOpen) conn.replyError(frame, (err as Error).message);
+    }
+  }
+
+  /** Loads a shard from a local copy (whole model or cached shard), or says it needs the data. */
+  private async load(conn: PeerConnection, req: LoadRequest): Promise<LoadReply> {
+    this.unload('replaced by a new plan');
+    const whole = this.models.get(req.modelSha256);
+    const cached = this.receiver.pathFor(req.modelSha256, req.layerStart, req.layerEnd);
+    let path: string;
+    let source: 'model' | 'shard-cache' | 'transfer';
+    if (whole) {
+      path = whole;
+      source = 'model';
+    } else if (existsSync(cached)) {
+      path = cached;
+      source = 'shard-cache';
+    } else {
+      return { status: 'need-data' };
+    }
+    this.log(`cairn node: loading layers ${req.layerStart}-${req.layerEnd - 1} of ${req.modelName} from ${source === 'model' ? path : 'the shard cache'}`);
+    const loaded = await loadShards(path, {
+      threads: this.opts.threads,
+      ctx: req.ctx,
+      slots: req.slots,
+      kvType: req.kvType as KvType,
+      maxBatch: req.maxBatch,
+      shards: [{ layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 }],
+    });
+    try {
+      if (req.next) {
+        this.next = await connectPeer(req.next.host, req.next.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY });
+      }
+    } catch (err) {
+      loaded.close();
+      throw err;
+    }
+    this.owner = conn;
+    this.stage = new Stage(loaded, req.epoch, { next: this.next, coordinator: conn });
+    return { status: 'loaded', source };
+  }
+
+  private unload(reason: string): void {
+    if (!this.stage) return;
+    this.log(`cairn node: dropping its shard: ${reason}`);
+    this.stage.close();
+    this.stage = undefined;
+    this.next?.close('the plan changed');
+    this.next = undefined;
+    this.owner = undefined;
+  }
+
+  /** Stops listening and drops everything. */
+  async close(): Promise<void> {
+    this.unload('the node is stopping');
+    await this.discovery?.stop();
+    await this.server.close();
+  }
+}
+
+/** KV requests carry a JSON head; `import` adds the saved bytes after it. */
+function splitKv(frame: Frame): { head: KvOp; body: Buffer } {
+  const p = frame.payload;
+  const n = p.readUInt32LE(0);
+  return { head: JSON.parse(p.subarray(4, 4 + n).toString('utf8')) as KvOp, body: p.subarray(4 + n) };
+}

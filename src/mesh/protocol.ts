@@ -1,0 +1,147 @@
+/**
+ * The mesh's messages on top of the cluster transport: frame types, and the binary layout of the
+ * hot ones (a step's input travelling down the pipeline, its result coming back). Hot frames are
+ * a small JSON header and raw numbers: token ids as i32, hidden states as f16 (half the bytes of
+ * f32, no visible effect on greedy tokens at the precision activations are quantized to anyway).
+ */
+import { FIRST_APP_FRAME_TYPE } from '../cluster/index.js';
+import type { StepLogprobs } from '../sampling/index.js';
+import type { SequenceSpec } from '../engine/sequence-samplers.js';
+import { CairnError } from '../util/errors.js';
+
+/** Frame types of the mesh. */
+export const MeshFrame = {
+  /** request -> JSON NodeCapabilities */
+  info: FIRST_APP_FRAME_TYPE,
+  /** request JSON LoadRequest -> JSON LoadReply */
+  load: FIRST_APP_FRAME_TYPE + 1,
+  /** request JSON ShardTransferBegin -> JSON ok */
+  shardBegin: FIRST_APP_FRAME_TYPE + 2,
+  /** one-way raw bytes of the shard file, in order (sequence = chunk index) */
+  shardChunk: FIRST_APP_FRAME_TYPE + 3,
+  /** request -> JSON ok once every tensor's hash checked */
+  shardEnd: FIRST_APP_FRAME_TYPE + 4,
+  /** one-way step input (tokens or hidden states) */
+  forward: FIRST_APP_FRAME_TYPE + 5,
+  /** one-way step result from the last stage to the coordinator */
+  result: FIRST_APP_FRAME_TYPE + 6,
+  /** one-way: a stage failed a step */
+  stepError: FIRST_APP_FRAME_TYPE + 7,
+  /** request JSON {seq, spec} -> ok (to the last stage) */
+  seqStart: FIRST_APP_FRAME_TYPE + 8,
+  /** one-way JSON {seq} */
+  seqEnd: FIRST_APP_FRAME_TYPE + 9,
+  /** request JSON KvOp -> JSON {bytes} or raw bytes (export) */
+  kv: FIRST_APP_FRAME_TYPE + 10,
+  /** request -> ok: drop the loaded shard */
+  unload: FIRST_APP_FRAME_TYPE + 11,
+} as const;
+
+/** What a node reports about itself. */
+export interface NodeCapabilities {
+  readonly nodeId: string;
+  readonly name: string;
+  /** Bytes the node offers for weights, KV cache and activations. */
+  readonly memoryBytes: number;
+  /** Measured weight-streaming speed of a matrix-vector product, bytes per second. */
+  readonly bytesPerSecond: number;
+  readonly threads: number;
+  readonly isa: string;
+  /** SHA-256 of the whole model files it has in its models folder. */
+  readonly models: readonly string[];
+  /** Address other stages reach it at. */
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Coordinator -> node: load this shard. */
+export interface LoadRequest {
+  readonly modelSha256: string;
+  readonly modelName: string;
+  readonly layerStart: number;
+  readonly layerEnd: number;
+  readonly ctx: number;
+  readonly slots: number;
+  readonly kvType: number;
+  readonly maxBatch: number;
+  /** Where the next stage listens (undefined for the last stage). */
+  readonly next?: { readonly host: string; readonly port: number; readonly nodeId: string };
+  /** Plan generation, so frames of an old plan are told apart. */
+  readonly epoch: number;
+}
+
+/** Node -> coordinator. */
+export type LoadReply = { readonly status: 'loaded'; readonly source: 'model' | 'shard-cache' | 'transfer' } | { readonly status: 'need-data' };
+
+/** Coordinator -> node before streaming a shard file. */
+export interface ShardTransferBegin {
+  readonly modelSha256: string;
+  readonly layerStart: number;
+  readonly layerEnd: number;
+  readonly fileSize: number;
+  /** Every tensor's region in the shard file and its SHA-256. */
+  readonly tensors: readonly { readonly name: string; readonly offset: number; readonly byteLength: number; readonly sha256: string }[];
+  /** SHA-256 of the header bytes (everything before the first tensor). */
+  readonly headerSha256: string;
+}
+
+/** KV operations broadcast to every stage. */
+export type KvOp =
+  | { readonly op: 'copy'; readonly from: number; readonly to: number; readonly n: number }
+  | { readonly op: 'save'; readonly slot: number; readonly n: number; readonly key: number }
+  | { readonly op: 'load'; readonly key: number; readonly slot: number }
+  | { readonly op: 'drop'; readonly key: number }
+  | { readonly op: 'export'; readonly key: number }
+  | { readonly op: 'import'; readonly key: number };
+
+/** Start of a sequence on the last stage. */
+export interface SeqStart {
+  readonly seq: number;
+  readonly spec: SequenceSpec;
+}
+
+/** The JSON head of a forward frame. */
+export interface ForwardHead {
+  readonly epoch: number;
+  readonly step: number;
+  readonly nTokens: number;
+  /** [slot, pos0, start, n] per span. */
+  readonly spans: readonly (readonly [number, number, number, number])[];
+  /** [row, seq, mode (0 sample, 1 logits)] per output. */
+  readonly outputs: readonly (readonly [number, number, number])[];
+  /** `tokens`: i32 ids follow; `hidden`: f16 hidden states follow. */
+  readonly kind: 'tokens' | 'hidden';
+}
+
+/** The JSON head of a result frame; f32 logits of the `logits` outputs follow. */
+export interface ResultHead {
+  readonly epoch: number;
+  readonly step: number;
+  readonly tokens: readonly number[];
+  readonly logprobs: readonly (StepLogprobs | null)[];
+}
+
+/** Packs a JSON head and a binary body into one payload: u32 head length, head, body. */
+export function packMessage(head: unknown, body?: ArrayBufferView): Buffer {
+  const json = Buffer.from(JSON.stringify(head));
+  const bodyBytes = body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0);
+  const out = Buffer.allocUnsafe(4 + json.length + bodyBytes.length);
+  out.writeUInt32LE(json.length, 0);
+  json.copy(out, 4);
+  bodyBytes.copy(out, 4 + json.length);
+  return out;
+}
+
+/** Splits a payload made by packMessage. Throws CLUSTER_PROTOCOL for a malformed one. */
+export function unpackMessage<T>(payload: Buffer): { head: T; body: Buffer } {
+  if (payload.length < 4) throw new CairnError('CLUSTER_PROTOCOL', 'mesh message shorter than its length field');
+  const n = payload.readUInt32LE(0);
+  if (4 + n > payload.length) throw new CairnError('CLUSTER_PROTOCOL', 'mesh message head runs past the payload');
+  let head: T;
+  try {
+    head = JSON.parse(payload.subarray(4, 4 + n).toString('utf8')) as T;
+  } catch {
+    throw new CairnError('CLUSTER_PROTOCOL', 'mesh message head is not JSON');
+  }
+  return { head, body: payload.subarray(4 + n) };
+}

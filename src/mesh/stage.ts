@@ -1,0 +1,124 @@
+/**
+ * One pipeline stage on a node: its shard of the model with KV caches, the samplers of the
+ * sequences when it is the last stage, and the step loop: take a step's input (token ids or hidden
+ * states), run the layers, and pass hidden states to the next stage or, at the end, sample and
+ * send only token ids back to the coordinator.
+ */
+import type { Frame, PeerConnection } from '../cluster/index.js';
+import { DType } from '../cluster/index.js';
+import { LocalRunner } from '../engine/runner.js';
+import { sampleOutputs } from '../engine/runner.js';
+import type { LoadedShards } from '../engine/load.js';
+import { HiddenCodec } from './codec.js';
+import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
+import type { OutputRequest } from '../engine/runner.js';
+import { SequenceSamplers } from '../engine/sequence-samplers.js';
+
+/** Where a stage's output goes. */
+export interface StageLinks {
+  /** The next stage, or undefined when this is the last. */
+  readonly next?: PeerConnection;
+  /** The coordinator, which gets the results and step errors. */
+  readonly coordinator: PeerConnection;
+}
+
+/** A loaded stage that executes steps. */
+export class Stage {
+  private readonly codec: HiddenCodec;
+  /** KV operations and samplers reuse the local runner's code over this stage's shards. */
+  private readonly local: LocalRunner;
+  private readonly samplers = new SequenceSamplers();
+  readonly isFirst: boolean;
+  readonly isLast: boolean;
+
+  constructor(
+    readonly loaded: LoadedShards,
+    readonly epoch: number,
+    private readonly links: StageLinks,
+  ) {
+    this.codec = new HiddenCodec(loaded.kernels);
+    this.local = new LocalRunner(loaded.shards);
+    const shard = loaded.shards[0];
+    this.isFirst = shard.shard.layerStart === 0;
+    this.isLast = loaded.shards[loaded.shards.length - 1].shard.layerEnd === loaded.config.nLayer;
+  }
+
+  /** Runs one forward frame; errors go to the coordinator as a step error, never thrown. */
+  onForward(frame: Frame): void {
+    let head: ForwardHead | undefined;
+    try {
+      const msg = unpackMessage<ForwardHead>(frame.payload);
+      head = msg.head;
+      if (head.epoch !== this.epoch) return; // a step of an older plan
+      this.run(head, msg.body);
+    } catch (err) {
+      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: head?.step ?? -1, message: (err as Error).message })));
+    }
+  }
+
+  private run(head: ForwardHead, body: Buffer): void {
+    const D = this.loaded.config.nEmbd;
+    const n = head.nTokens;
+    const spans = head.spans.map(([slot, pos0, start, len]) => ({ slot, pos0, start, n: len }));
+    const outputs: OutputRequest[] = head.outputs.map(([row, seq, mode]) => ({ row, seq, mode: mode === 1 ? 'logits' : 'sample' }));
+    let tokens: Int32Array | undefined;
+    let hidden: Float32Array | undefined;
+    if (head.kind === 'tokens') {
+      if (body.length !== 4 * n) throw new Error(`step ${head.step}: ${body.length} bytes of token ids for ${n} tokens`);
+      tokens = body.byteOffset % 4 === 0 ? new Int32Array(body.buffer, body.byteOffset, n) : new Int32Array(body.slice().buffer);
+    } else {
+      if (body.length !== 2 * n * D) throw new Error(`step ${head.step}: ${body.length} bytes of hidden states for ${n} x ${D}`);
+      hidden = this.codec.decode(body, n * D);
+    }
+    let out: Float32Array | undefined;
+    for (const shard of this.loaded.shards) {
+      out = shard.forward({ nTokens: n, tokens, hidden, spans, outputRows: this.isLast ? outputs.map((o) => o.row) : undefined });
+      hidden = out;
+      tokens = undefined;
+    }
+    if (!this.isLast) {
+      const next = this.links.next!;
+      next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind: 'hidden' } satisfies ForwardHead, this.codec.encode(out!, n * D)));
+      return;
+    }
+    const result = sampleOutputs(this.samplers, outputs, out!, this.loaded.config.nVocab);
+    const resultHead: ResultHead = { epoch: this.epoch, step: head.step, tokens: Array.from(result.tokens), logprobs: result.logprobs.map((l) => l ?? null) };
+    this.links.coordinator.send(MeshFrame.result, { dtype: DType.raw }, packMessage(resultHead, result.logits));
+  }
+
+  /** Registers a sequence's sampler (last stage). */
+  startSequence(seq: number, spec: Parameters<SequenceSamplers['start']>[1]): void {
+    this.samplers.start(seq, spec);
+  }
+
+  /** Drops a sequence's sampler. */
+  endSequence(seq: number): void {
+    this.samplers.end(seq);
+  }
+
+  /** Applies a KV operation to this stage's caches; `export` returns the bytes. */
+  async kv(op: KvOp, body: Buffer): Promise<{ bytes?: number; data?: Uint8Array }> {
+    switch (op.op) {
+      case 'copy':
+        await this.local.copySlotPrefix(op.from, op.to, op.n);
+        return {};
+      case 'save':
+        return { bytes: await this.local.saveSlot(op.slot, op.n, op.key) };
+      case 'load':
+        await this.local.loadSlot(op.key, op.slot);
+        return {};
+      case 'drop':
+        await this.local.dropSaved(op.key);
+        return {};
+      case 'export':
+        return { data: await this.local.exportSaved(op.key) };
+      case 'import':
+        return { bytes: await this.local.importSaved(op.key, new Uint8Array(body)) };
+    }
+  }
+
+  /** Releases the shard's file mapping. */
+  close(): void {
+    this.loaded.close();
+  }
+}
