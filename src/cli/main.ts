@@ -9,6 +9,8 @@ import { chatCommand } from './chat.js';
 import { inspectCommand } from './inspect.js';
 import { serveCommand } from './serve.js';
 import { benchCommand } from './bench.js';
+import { nodeCommand } from './node.js';
+import { clusterCommand } from './cluster.js';
 import { readFileSync } from 'node:fs';
 
 function version(): string {
@@ -27,6 +29,8 @@ export function buildProgram(): Command {
   program.addCommand(inspectCommand());
   program.addCommand(serveCommand());
   program.addCommand(benchCommand());
+  program.addCommand(nodeCommand());
+  program.addCommand(clusterCommand());
   return program;
 }
 

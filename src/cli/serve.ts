@@ -23,6 +23,12 @@ interface ServeFlags {
   bodyLimit: number;
   cacheRam: number;
   promptCacheDir?: string;
+  cluster?: boolean;
+  peers?: string;
+  clusterKey?: string;
+  localCompute: boolean;
+  maxMemory?: number;
+  mdns?: boolean;
 }
 
 function version(): string {
@@ -43,25 +49,63 @@ export function serveCommand(): Command {
     .option('--body-limit <bytes>', 'largest request body', intArg(1024), 8 * 1024 * 1024)
     .option('--cache-ram <bytes>', 'memory for prompt prefixes kept beyond the KV slots (0 = only the slots)', intArg(0), 1024 * 1024 * 1024)
     .option('--prompt-cache-dir <dir>', 'save the prompt cache here on shutdown and reuse it after a restart')
+    .option('--cluster', 'run the model across cluster nodes (started with `cairn node`)')
+    .option('--peers <list>', 'nodes as host:port,host:port (with --cluster)')
+    .option('--cluster-key <key>', 'shared secret of the cluster (default: $CAIRN_CLUSTER_KEY)')
+    .option('--no-local-compute', 'with --cluster: this machine holds no layers, it only coordinates')
+    .option('--max-memory <bytes>', 'with --cluster: memory this machine offers for its layers', intArg(1))
+    .option('--mdns', 'with --cluster: also find nodes announced over mDNS on the local network')
     .action(async (o: ServeFlags) => {
       // The server modules load only for this command, keeping other commands' start-up short.
       const { buildServer } = await import('../server/app.js');
       const { ModelHost } = await import('../server/host.js');
       const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
+      const loadOptions = {
+        threads: o.threads,
+        ctx: o.ctx,
+        slots: o.parallel,
+        kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
+        maxQueue: o.maxQueue ?? 4 * o.parallel,
+        promptCache: { budgetBytes: o.cacheRam, dir: o.promptCacheDir },
+      } as const;
+      let coordinator: import('../mesh/coordinator.js').ClusterCoordinator | undefined;
       const host = new ModelHost(
         o.model,
-        () =>
-          loadModel(o.model, {
+        async () => {
+          if (!o.cluster) return loadModel(o.model, loadOptions);
+          const { ClusterCoordinator } = await import('../mesh/coordinator.js');
+          const { readGguf } = await import('../gguf/reader.js');
+          const { readModelConfig } = await import('../model/config.js');
+          const { createKernels } = await import('../kernels/index.js');
+          const { modelFromParts } = await import('../engine/load.js');
+          const file = readGguf(o.model);
+          const config = readModelConfig(file);
+          const ctx = o.ctx ?? Math.min(config.ctxTrain, 4096);
+          coordinator = await ClusterCoordinator.start({
+            modelPath: o.model,
+            file,
+            config,
+            peers: o.peers ? o.peers.split(',').map((p) => p.trim()).filter(Boolean) : [],
+            clusterKey: o.clusterKey ?? process.env.CAIRN_CLUSTER_KEY,
+            localCompute: o.localCompute,
             threads: o.threads,
-            ctx: o.ctx,
+            maxMemory: o.maxMemory,
+            ctx,
             slots: o.parallel,
-            kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
-            maxQueue: o.maxQueue ?? 4 * o.parallel,
-            promptCache: { budgetBytes: o.cacheRam, dir: o.promptCacheDir },
-          }),
+            kvType: loadOptions.kvType,
+            maxBatch: 512,
+            discoveryMs: o.mdns ? 2000 : 0,
+            progress: process.stderr.isTTY,
+          });
+          const c = coordinator;
+          return modelFromParts(
+            { path: o.model, file, config, kernels: createKernels({ threads: o.threads }), shards: [], runner: c, ctx, kvType: loadOptions.kvType, mappedBytes: 0, kvBytes: 0, close: () => void c.close() },
+            loadOptions,
+          );
+        },
         o.alias,
       );
-      const { app } = buildServer(host, { apiKey, bodyLimit: o.bodyLimit, version: version() });
+      const { app } = buildServer(host, { apiKey, bodyLimit: o.bodyLimit, version: version(), cluster: () => coordinator?.status() });
       const address = await app.listen({ host: o.host, port: o.port });
       process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1)\n`);
       // Yield once so the listening line is out before the synchronous part of loading starts.

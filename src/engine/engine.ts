@@ -284,6 +284,7 @@ export class Engine {
 
   /** Gives free slots to waiting requests, reusing the longest cached prefix (slot or saved). */
   private async admit(): Promise<void> {
+    if (this.queue.length > 0 && this.runner.settle) await this.runner.settle();
     this.checkEpoch();
     while (this.queue.length > 0) {
       const free = this.slots.filter((s) => !s.busy);

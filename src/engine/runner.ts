@@ -53,6 +53,8 @@ export interface ForwardRunner {
    * and every sequence in progress is then gone.
    */
   readonly epoch: number;
+  /** Resolves when the runner can take new sequences (a cluster that is re-planning first finishes). */
+  settle?(): Promise<void>;
   /** Registers a sequence the runner will sample for. */
   startSequence(seq: number, spec: SequenceSpec): Promise<void>;
   /** Forgets a sequence. */

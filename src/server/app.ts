@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import { ApiError, badRequest, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
 import type { ModelHost } from './host.js';
+import type { ClusterStatus } from '../mesh/coordinator.js';
 import { ServerMetrics } from './metrics.js';
 import { chatCompletions } from './openai/chat.js';
 import { completions } from './openai/completions.js';
@@ -19,6 +20,8 @@ export interface ServerOptions {
   readonly bodyLimit?: number;
   /** Reported by /api/version. */
   readonly version?: string;
+  /** The cluster's status, when the model runs on a cluster (GET /v1/cluster). */
+  readonly cluster?: () => ClusterStatus | undefined;
 }
 
 function keyMatches(header: string | undefined, key: string): boolean {
@@ -84,6 +87,11 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     const { id } = request.params as { id: string };
     host.require(id);
     return modelObject();
+  });
+  app.get('/v1/cluster', async () => {
+    const status = opts.cluster?.();
+    if (!status) throw new ApiError(404, host.state === 'loading' ? 'The cluster is still forming; retry in a moment.' : 'This server does not run a cluster (start it with --cluster).', 'invalid_request_error', null, 'not_a_cluster');
+    return status;
   });
   app.post('/v1/chat/completions', (request, reply) => chatCompletions(host, metrics, request, reply));
   app.post('/v1/completions', (request, reply) => completions(host, metrics, request, reply));

@@ -1,0 +1,49 @@
+/** `cairn cluster status`: the nodes, links, plan and memory of a running cluster coordinator. */
+import { Command } from 'commander';
+import { CairnError } from '../util/errors.js';
+import { formatBytes } from '../util/format.js';
+import type { ClusterStatus } from '../mesh/coordinator.js';
+
+/** The cluster command group. */
+export function clusterCommand(): Command {
+  const cluster = new Command('cluster').description('Inspect a running cluster');
+  cluster
+    .command('status')
+    .description('Show the nodes, links, plan and memory of a coordinator (cairn serve --cluster)')
+    .option('--url <url>', 'the coordinator\'s server', 'http://127.0.0.1:8080')
+    .option('--api-key <key>', 'API key of the server (default: $CAIRN_API_KEY)')
+    .option('--json', 'print one JSON object')
+    .action(async (o: { url: string; apiKey?: string; json?: boolean }) => {
+      const key = o.apiKey ?? process.env.CAIRN_API_KEY;
+      let r: Response;
+      try {
+        r = await fetch(`${o.url.replace(/\/$/, '')}/v1/cluster`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+      } catch (err) {
+        throw new CairnError('CLUSTER_UNREACHABLE', `cannot reach ${o.url}: ${(err as Error).message}. Is \`cairn serve --cluster\` running there?`);
+      }
+      const body = (await r.json().catch(() => undefined)) as (ClusterStatus & { error?: { message: string } }) | undefined;
+      if (!r.ok || !body) throw new CairnError('CLUSTER_REMOTE', `${o.url}: ${r.status} ${body?.error?.message ?? r.statusText}`);
+      if (o.json) {
+        process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(render(body));
+    });
+  return cluster;
+}
+
+function render(s: ClusterStatus): string {
+  const lines = [`cluster ${s.state}${s.error ? `: ${s.error}` : ''}, plan ${s.epoch}, model ${s.model.name} (${s.model.layers} layers)`, '', 'nodes:'];
+  for (const n of s.nodes) {
+    lines.push(`  ${(n.up ? 'up  ' : 'DOWN') + ' ' + n.name.padEnd(16)} ${n.address.padEnd(22)} ${formatBytes(n.memoryBytes).padStart(10)}  ${(n.bytesPerSecond / 1e9).toFixed(1)} GB/s  ${n.threads} threads ${n.isa}`);
+  }
+  if (s.links.length) {
+    lines.push('', 'links from the coordinator:');
+    for (const l of s.links) lines.push(`  ${l.to.padEnd(16)} ${(l.latencyMs * 1000).toFixed(0)} us round trip, ${l.megabytesPerSecond.toFixed(0)} MB/s`);
+  }
+  if (s.plan) {
+    lines.push('', `plan (predicted ${s.plan.predictedTokensPerSecond.toFixed(1)} tok/s for one stream, ${s.plan.predictedPipelinedTokensPerSecond.toFixed(1)} tok/s pipelined):`);
+    for (const st of s.plan.stages) lines.push(`  layers ${`${st.layerStart}-${st.layerEnd - 1}`.padEnd(8)} on ${st.name.padEnd(16)} ${formatBytes(st.memoryBytes)}`);
+  }
+  return lines.join('\n') + '\n';
+}

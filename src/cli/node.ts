@@ -1,0 +1,58 @@
+/** `cairn node`: a worker that holds part of a model for a coordinator (`cairn serve --cluster`). */
+import { Command } from 'commander';
+import { intArg } from './options.js';
+
+interface NodeFlags {
+  host?: string;
+  port: number;
+  clusterKey?: string;
+  name?: string;
+  threads?: number;
+  maxMemory?: number;
+  modelsDir?: string;
+  mdns?: boolean;
+  mdnsInterface?: string;
+}
+
+/** The node command. */
+export function nodeCommand(): Command {
+  return new Command('node')
+    .description('Run a cluster node: it waits for a coordinator (cairn serve --cluster) and holds the layers it is given')
+    .option('--host <addr>', 'address to listen on (default: 127.0.0.1 without a cluster key, all interfaces with one)')
+    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0), 7070)
+    .option('--cluster-key <key>', 'shared secret of the cluster; without one the node accepts only connections from this machine (default: $CAIRN_CLUSTER_KEY)')
+    .option('--name <name>', 'name shown in cluster status (default: the host name)')
+    .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
+    .option('--max-memory <bytes>', 'memory this node offers for weights and KV cache (default: 90% of free memory)', intArg(1))
+    .option('--models-dir <dir>', 'folder of GGUF files this node has; layers of those models load from here instead of over the network')
+    .option('--mdns', 'announce the node on the local network over mDNS (default: on with a cluster key)')
+    .option('--no-mdns', 'do not announce the node over mDNS')
+    .option('--mdns-interface <addr>', 'announce on the interface with this address only')
+    .action(async (o: NodeFlags) => {
+      const clusterKey = o.clusterKey ?? process.env.CAIRN_CLUSTER_KEY;
+      const { MeshNode } = await import('../mesh/node.js');
+      const node = await MeshNode.start({
+        host: o.host,
+        port: o.port,
+        clusterKey,
+        name: o.name,
+        threads: o.threads,
+        maxMemory: o.maxMemory,
+        modelsDir: o.modelsDir,
+        mdns: o.mdns,
+        mdnsInterface: o.mdnsInterface,
+      });
+      const a = node.address;
+      const c = node.capabilities;
+      process.stderr.write(
+        `cairn node ${c.name}: listening on ${a.host}:${a.port}${a.loopbackOnly ? ' (no cluster key: only connections from this machine are accepted)' : ''}; ` +
+          `offers ${(c.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${(c.bytesPerSecond / 1e9).toFixed(1)} GB/s, ${c.threads} threads (${c.isa})\n`,
+      );
+      const stop = async () => {
+        await node.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop());
+      process.once('SIGTERM', () => void stop());
+    });
+}
