@@ -42,7 +42,7 @@ function render(s: ClusterStatus): string {
     for (const l of s.links) lines.push(`  ${l.to.padEnd(16)} ${(l.latencyMs * 1000).toFixed(0)} us round trip, ${l.megabytesPerSecond.toFixed(0)} MB/s`);
   }
   if (s.plan) {
-    lines.push('', `plan (predicted ${s.plan.predictedTokensPerSecond.toFixed(1)} tok/s for one stream, ${s.plan.predictedPipelinedTokensPerSecond.toFixed(1)} tok/s pipelined):`);
+    lines.push('', `plan (predicted ${s.plan.predictedTokensPerSecond.toFixed(1)} tok/s for one stream, ${s.plan.predictedPipelinedTokensPerSecond.toFixed(1)} tok/s pipelined; activations travel as ${s.plan.activationDtype}):`);
     for (const st of s.plan.stages) lines.push(`  layers ${`${st.layerStart}-${st.layerEnd - 1}`.padEnd(8)} on ${st.name.padEnd(16)} ${formatBytes(st.memoryBytes)}`);
   }
   return lines.join('\n') + '\n';

@@ -1,6 +1,7 @@
 /**
- * Hidden states on the wire: f32 in memory, f16 in frames, converted by the native kernels (no
- * JS loop per element). Buffers grow once and are reused, so a step allocates nothing new.
+ * Hidden states on the wire: f32 as they are (exact: the pipeline then computes bit for bit what
+ * one machine computes), or f16 where the plan says links are slow enough for half the bytes to
+ * matter, converted by the native kernels. Buffers grow once and are reused.
  */
 import { GgmlType } from '../gguf/ggml-types.js';
 import type { Kernels } from '../kernels/index.js';
@@ -12,20 +13,21 @@ export class HiddenCodec {
 
   constructor(private readonly kernels: Kernels) {}
 
-  /** f16 bytes of the first n values of `x` (a view valid until the next call). */
-  encode(x: Float32Array, n: number): Uint8Array {
+  /** Wire bytes of the first n values of `x` (a view valid until the next call). */
+  encode(x: Float32Array, n: number, kind: 'hidden16' | 'hidden32'): Uint8Array {
+    if (kind === 'hidden32') return new Uint8Array(x.buffer, x.byteOffset, 4 * n);
     if (this.f16.length < 2 * n) this.f16 = new Uint8Array(2 * n);
     const out = this.f16.subarray(0, 2 * n);
     this.kernels.quantize(GgmlType.F16, x.subarray(0, n), out, n);
     return out;
   }
 
-  /** f32 values of n f16 values in `bytes` (a view valid until the next call). */
-  decode(bytes: Uint8Array, n: number): Float32Array {
+  /** f32 values of n wire values in `bytes` (a view valid until the next call). */
+  decode(bytes: Uint8Array, n: number, kind: 'hidden16' | 'hidden32'): Float32Array {
     if (this.f32.length < n) this.f32 = new Float32Array(n);
     const out = this.f32.subarray(0, n);
-    // The native kernels read typed arrays at any alignment, but a copy keeps the source free.
-    this.kernels.dequantize(GgmlType.F16, bytes.byteOffset % 2 === 0 ? bytes : bytes.slice(), out, n);
+    if (kind === 'hidden32') out.set(new Float32Array(Uint8Array.prototype.slice.call(bytes, 0, 4 * n).buffer));
+    else this.kernels.dequantize(GgmlType.F16, bytes, out, n);
     return out;
   }
 }

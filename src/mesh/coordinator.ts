@@ -89,6 +89,7 @@ export interface ClusterStatus {
     readonly stages: readonly { readonly nodeId: string; readonly name: string; readonly layerStart: number; readonly layerEnd: number; readonly memoryBytes: number }[];
     readonly predictedTokensPerSecond: number;
     readonly predictedPipelinedTokensPerSecond: number;
+    readonly activationDtype: 'f16' | 'f32';
   };
 }
 
@@ -255,7 +256,7 @@ export class ClusterCoordinator implements ForwardRunner {
       for (const st of stages) if (st.kind === 'local') st.loaded.close();
       throw err;
     }
-    this.pipeline = new Pipeline(stages, epoch, config.nVocab, config.nEmbd, (reason) => this.onBroken(reason));
+    this.pipeline = new Pipeline(stages, epoch, config.nVocab, config.nEmbd, (reason) => this.onBroken(reason), plan.activationDtype);
     this.plan = plan;
     this.epoch = epoch;
     this.failure = undefined;
@@ -399,6 +400,7 @@ export class ClusterCoordinator implements ForwardRunner {
         stages: this.plan.stages.map((s) => ({ nodeId: s.nodeId, name: this.nameOf(s.nodeId), layerStart: s.layerStart, layerEnd: s.layerEnd, memoryBytes: s.memoryBytes })),
         predictedTokensPerSecond: this.plan.predictedTokensPerSecond,
         predictedPipelinedTokensPerSecond: this.plan.predictedPipelinedTokensPerSecond,
+        activationDtype: this.plan.activationDtype,
       },
     };
   }

@@ -43,6 +43,7 @@ export class Pipeline {
     private readonly nVocab: number,
     private readonly nEmbd: number,
     private readonly onBroken: (reason: string) => void,
+    private readonly wire: 'f16' | 'f32' = 'f32',
   ) {
     const first = stages[0];
     if (first.kind === 'local') {
@@ -119,6 +120,7 @@ export class Pipeline {
       spans: req.spans.map((s) => [s.slot, s.pos0, s.start, s.n] as const),
       outputs: req.outputs.map((o) => [o.row, o.seq, o.mode === 'logits' ? 1 : 0] as const),
       kind: 'tokens',
+      wire: this.wire,
     };
     const first = this.stages[0];
     if (first.kind === 'local') {
@@ -130,7 +132,8 @@ export class Pipeline {
       if (isLast) return Promise.resolve(sampleOutputs(this.samplers, req.outputs, hidden!, this.nVocab));
       const promise = this.await(step);
       const next = this.stages[1] as Extract<PipelineStage, { kind: 'remote' }>;
-      next.conn.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind: 'hidden' } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd)));
+      const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
+      next.conn.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
       return promise;
     }
     const promise = this.await(step);

@@ -1,8 +1,8 @@
 /**
  * The mesh's messages on top of the cluster transport: frame types, and the binary layout of the
  * hot ones (a step's input travelling down the pipeline, its result coming back). Hot frames are
- * a small JSON header and raw numbers: token ids as i32, hidden states as f16 (half the bytes of
- * f32, no visible effect on greedy tokens at the precision activations are quantized to anyway).
+ * a small JSON header and raw numbers: token ids as i32, hidden states as f32, or f16 where the
+ * plan finds the links slow enough that half the bytes matter.
  */
 import { FIRST_APP_FRAME_TYPE } from '../cluster/index.js';
 import type { StepLogprobs } from '../sampling/index.js';
@@ -109,8 +109,10 @@ export interface ForwardHead {
   readonly spans: readonly (readonly [number, number, number, number])[];
   /** [row, seq, mode (0 sample, 1 logits)] per output. */
   readonly outputs: readonly (readonly [number, number, number])[];
-  /** `tokens`: i32 ids follow; `hidden`: f16 hidden states follow. */
-  readonly kind: 'tokens' | 'hidden';
+  /** `tokens`: i32 ids follow; `hidden16`/`hidden32`: f16 or f32 hidden states follow. */
+  readonly kind: 'tokens' | 'hidden16' | 'hidden32';
+  /** How hidden states travel between stages in this plan. */
+  readonly wire: 'f16' | 'f32';
 }
 
 /** The JSON head of a result frame; f32 logits of the `logits` outputs follow. */

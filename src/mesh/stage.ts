@@ -65,10 +65,11 @@ export class Stage {
     let hidden: Float32Array | undefined;
     if (head.kind === 'tokens') {
       if (body.length !== 4 * n) throw new Error(`step ${head.step}: ${body.length} bytes of token ids for ${n} tokens`);
-      tokens = body.byteOffset % 4 === 0 ? new Int32Array(body.buffer, body.byteOffset, n) : new Int32Array(body.slice().buffer);
+      tokens = body.byteOffset % 4 === 0 ? new Int32Array(body.buffer, body.byteOffset, n) : new Int32Array(Uint8Array.prototype.slice.call(body).buffer);
     } else {
-      if (body.length !== 2 * n * D) throw new Error(`step ${head.step}: ${body.length} bytes of hidden states for ${n} x ${D}`);
-      hidden = this.codec.decode(body, n * D);
+      const width = head.kind === 'hidden16' ? 2 : 4;
+      if (body.length !== width * n * D) throw new Error(`step ${head.step}: ${body.length} bytes of hidden states for ${n} x ${D}`);
+      hidden = this.codec.decode(body, n * D, head.kind);
     }
     let out: Float32Array | undefined;
     for (const shard of this.loaded.shards) {
@@ -78,7 +79,8 @@ export class Stage {
     }
     if (!this.isLast) {
       const next = this.links.next!;
-      next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind: 'hidden' } satisfies ForwardHead, this.codec.encode(out!, n * D)));
+      const kind = head.wire === 'f16' ? 'hidden16' : 'hidden32';
+      next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec.encode(out!, n * D, kind)));
       return;
     }
     const result = sampleOutputs(this.samplers, outputs, out!, this.loaded.config.nVocab);

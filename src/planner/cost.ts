@@ -20,8 +20,11 @@ function hopSeconds(req: PlanRequest, from: string, to: string, bytes: number): 
   return latency + bytes / bw;
 }
 
-/** Predicted single-sequence and pipelined decode speed of a plan. */
-export function predictPlan(req: PlanRequest, stages: readonly PlanStage[]): { predictedTokensPerSecond: number; predictedPipelinedTokensPerSecond: number } {
+/** Predicted single-sequence and pipelined decode speed of a plan, and its activation dtype. */
+export function predictPlan(
+  req: PlanRequest,
+  stages: readonly PlanStage[],
+): { predictedTokensPerSecond: number; predictedPipelinedTokensPerSecond: number; activationDtype: 'f16' | 'f32' } {
   const m = req.model;
   const speed = new Map(req.nodes.map((n) => [n.id, n.bytesPerSecond]));
   let total = 0;
@@ -36,5 +39,14 @@ export function predictPlan(req: PlanRequest, stages: readonly PlanStage[]): { p
     total += compute + hop;
     slowest = Math.max(slowest, compute + hop);
   });
-  return { predictedTokensPerSecond: 1 / total, predictedPipelinedTokensPerSecond: 1 / slowest };
+  // Sending f32 instead of f16 adds half the activation bytes on every hop between stages.
+  let extra = 0;
+  for (let i = 0; i + 1 < stages.length; i++) {
+    const from = stages[i].nodeId;
+    const to = stages[i + 1].nodeId;
+    if (from === to) continue;
+    const bw = link(req.links, from, to)?.bytesPerSecond ?? 110e6;
+    extra += m.activationBytesPerToken / bw;
+  }
+  return { predictedTokensPerSecond: 1 / total, predictedPipelinedTokensPerSecond: 1 / slowest, activationDtype: extra > 0.01 * total ? 'f16' : 'f32' };
 }

@@ -58,6 +58,11 @@ export interface Plan {
   readonly predictedTokensPerSecond: number;
   /** Predicted aggregate tokens per second with every stage busy (many sequences in flight). */
   readonly predictedPipelinedTokensPerSecond: number;
+  /**
+   * How hidden states travel between stages: f32 (exact) unless the links are slow enough that
+   * the extra bytes cost more than 1% of a token's time, then f16.
+   */
+  readonly activationDtype: 'f16' | 'f32';
 }
 
 /** Planning inputs besides the model. */
