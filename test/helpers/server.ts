@@ -19,8 +19,9 @@ export interface ServerProcess {
 }
 
 /** Starts `cairn serve` with the given arguments on a free port. */
-export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin/cairn.js'), 'serve', '--port', '0', ...args], {
+export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []): Promise<ServerProcess> {
+  const argv = [...prefix, process.execPath, join(ROOT, 'bin/cairn.js'), 'serve', '--port', '0', ...args];
+  const proc = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
