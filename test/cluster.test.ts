@@ -192,3 +192,23 @@ test('a node killed mid-request: an error event within 5 s, and the next request
     assert.equal(next.text, expected);
   });
 });
+
+test('with many sequences in flight the stages pipeline them, and every output equals its serial run', { timeout: 120_000 }, async () => {
+  const prompts = ['hello', 'a', 'the cat', 'zz top', 'once', 'xyz', 'b c d', 'ok'];
+  const serial = prompts.map((p) => generate(synthetic, p, 16));
+  await withCluster([[], []], ['-m', synthetic, '--parallel', '8'], async (s) => {
+    const together = await Promise.all(prompts.map((p) => complete(s.url, 'synthetic', p, 16)));
+    assert.deepEqual(
+      together.map((r) => r.text),
+      serial,
+    );
+  });
+});
+
+test('activations as f16 between stages (for slow links): half the bytes, and stories260K still gives its greedy text', { timeout: 120_000, skip: stories ? false : 'stories260K fixture absent' }, async () => {
+  const expected = generate(stories!, 'Once upon a time', 40);
+  await withCluster([[]], ['-m', stories!, '--activations', 'f16'], async (s) => {
+    assert.equal((await status(s.url)).plan!.activationDtype, 'f16');
+    assert.equal((await complete(s.url, 'stories260K', 'Once upon a time', 40)).text, expected);
+  });
+});

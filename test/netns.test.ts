@@ -116,3 +116,30 @@ test('nodes in separate network namespaces, over veth with netem delay, give the
     await Promise.all(nodes.map((n) => n.stop()));
   }
 });
+
+test('nodes announced over mDNS inside the namespaces are found without --peers', { timeout: 180_000 }, async (t) => {
+  if (typeof setup === 'string') return t.skip(setup);
+  const env = { XDG_CACHE_HOME: join(dir, 'cache-mdns') };
+  const nodes: NodeProcess[] = [];
+  let server: ServerProcess | undefined;
+  try {
+    for (const k of ['n1', 'n2'] as const) {
+      nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns-key', '--name', `m${k}`, '--mdns', '--mdns-interface', ADDR[k]], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
+    }
+    server = await startServer(['-m', model, '--cluster', '--mdns', '--mdns-interface', ADDR.coord, '--cluster-key', 'netns-key', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const h = fetchInCoordinator(`${server.url}/health`) as { status: string };
+      if (h.status === 'ok') break;
+      if (Date.now() > deadline) throw new Error(`not ready: ${server.stderr()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const status = fetchInCoordinator(`${server.url}/v1/cluster`) as { nodes: { name: string }[]; plan: { stages: unknown[] } };
+    if (status.nodes.length === 1) return t.skip(`no multicast between these namespaces: ${server.stderr().split('\n').filter((l) => /mDNS/.test(l)).join('; ') || 'no announcements seen'}`);
+    assert.deepEqual(status.nodes.map((n) => n.name).sort(), ['coordinator', 'mn1', 'mn2']);
+    assert.equal(status.plan.stages.length, 3);
+  } finally {
+    await server?.stop();
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+});

@@ -3,7 +3,7 @@
  * listens at once (503 while loading) and shuts down cleanly on SIGINT/SIGTERM: in-flight streams
  * end with an error event, nothing is left half-written.
  */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
@@ -29,6 +29,8 @@ interface ServeFlags {
   localCompute: boolean;
   maxMemory?: number;
   mdns?: boolean;
+  mdnsInterface?: string;
+  activations?: 'f16' | 'f32';
 }
 
 function version(): string {
@@ -55,6 +57,8 @@ export function serveCommand(): Command {
     .option('--no-local-compute', 'with --cluster: this machine holds no layers, it only coordinates')
     .option('--max-memory <bytes>', 'with --cluster: memory this machine offers for its layers', intArg(1))
     .option('--mdns', 'with --cluster: also find nodes announced over mDNS on the local network')
+    .option('--mdns-interface <addr>', 'with --mdns: look on the interface with this address only')
+    .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
     .action(async (o: ServeFlags) => {
       // The server modules load only for this command, keeping other commands' start-up short.
       const { buildServer } = await import('../server/app.js');
@@ -95,6 +99,8 @@ export function serveCommand(): Command {
             kvType: loadOptions.kvType,
             maxBatch: 512,
             discoveryMs: o.mdns ? 2000 : 0,
+            mdnsInterface: o.mdnsInterface,
+            activations: o.activations,
             progress: process.stderr.isTTY,
           });
           const c = coordinator;

@@ -56,6 +56,8 @@ export interface CoordinatorOptions {
   readonly mdnsInterface?: string;
   readonly log?: (line: string) => void;
   readonly progress?: boolean;
+  /** How hidden states travel between stages; default: the plan's choice from the links. */
+  readonly activations?: 'f16' | 'f32';
 }
 
 interface RemoteNode {
@@ -256,8 +258,9 @@ export class ClusterCoordinator implements ForwardRunner {
       for (const st of stages) if (st.kind === 'local') st.loaded.close();
       throw err;
     }
-    this.pipeline = new Pipeline(stages, epoch, config.nVocab, config.nEmbd, (reason) => this.onBroken(reason), plan.activationDtype);
-    this.plan = plan;
+    const wire = this.opts.activations ?? plan.activationDtype;
+    this.pipeline = new Pipeline(stages, epoch, config.nVocab, config.nEmbd, (reason) => this.onBroken(reason), wire);
+    this.plan = { ...plan, activationDtype: wire };
     this.epoch = epoch;
     this.failure = undefined;
   }

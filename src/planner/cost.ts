@@ -48,5 +48,5 @@ export function predictPlan(
     const bw = link(req.links, from, to)?.bytesPerSecond ?? 110e6;
     extra += m.activationBytesPerToken / bw;
   }
-  return { predictedTokensPerSecond: 1 / total, predictedPipelinedTokensPerSecond: 1 / slowest, activationDtype: extra > 0.01 * total ? 'f16' : 'f32' };
+  return { predictedTokensPerSecond: 1 / total, predictedPipelinedTokensPerSecond: 1 / slowest, activationDtype: extra > 0.05 * total ? 'f16' : 'f32' };
 }

@@ -87,7 +87,7 @@ test('hops cost latency; pipelined throughput is set by the slowest stage', () =
   const near = makePlan({ ...req(nodes), links: [{ from: 'a', to: 'b', latencySeconds: 20e-6, bytesPerSecond: 5e9 }] });
   const far = makePlan({ ...req(nodes), links: [{ from: 'a', to: 'b', latencySeconds: 5e-3, bytesPerSecond: 1e8 }] });
   assert.ok(far.predictedTokensPerSecond < near.predictedTokensPerSecond);
-  // Fast links carry exact f32 activations; where the extra bytes cost over 1% of a token's time
+  // Fast links carry exact f32 activations; where the extra bytes cost over 5% of a token's time
   // (fast nodes, a 1 MB/s link) half the bytes are worth the rounding.
   assert.equal(near.activationDtype, 'f32');
   const fastNodes = [node('a', 4000, 1e11, true), node('b', 4000, 1e11)];

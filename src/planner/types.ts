@@ -60,7 +60,7 @@ export interface Plan {
   readonly predictedPipelinedTokensPerSecond: number;
   /**
    * How hidden states travel between stages: f32 (exact) unless the links are slow enough that
-   * the extra bytes cost more than 1% of a token's time, then f16.
+   * the extra bytes cost more than 5% of a token's time, then f16.
    */
   readonly activationDtype: 'f16' | 'f32';
 }
