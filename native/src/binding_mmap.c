@@ -184,10 +184,20 @@ static napi_value map_file(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-/* adviseWillNeed(bufferOrView): true when the kernel accepted the read-ahead hint. */
+/*
+ * adviseWillNeed(bufferOrView, populate?): true when the kernel accepted the read-ahead hint.
+ * With populate, the pages are faulted in before it returns.
+ */
 static napi_value advise_will_need(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (args_get(env, info, "adviseWillNeed", 1, argv)) return NULL;
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) {
+    args_throw(env, "BAD_ARGUMENT", "adviseWillNeed expects an ArrayBuffer or a typed array");
+    return NULL;
+  }
+  bool populate = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &populate);
   void *data = NULL;
   size_t len = 0;
   bool is_ab = false, is_view = false;
@@ -211,7 +221,7 @@ static napi_value advise_will_need(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value result;
-  napi_get_boolean(env, cairn_advise_willneed(data, len) == 0, &result);
+  napi_get_boolean(env, (populate ? cairn_populate_read(data, len) : cairn_advise_willneed(data, len)) == 0, &result);
   return result;
 }
 

@@ -34,5 +34,7 @@ void cairn_map_release(cairn_mapping *m);
 
 /* Asks the kernel to read [p, p + len) ahead of use. Returns 0, or -1 if the kernel refused. */
 int cairn_advise_willneed(const void *p, size_t len);
+/* Faults a range of a mapping in now (so the first use does not wait on page faults). */
+int cairn_populate_read(const void *p, size_t len);
 
 #endif

@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
 import type { Kernels, KvType } from '../kernels/api.js';
-import { createKernels, openMapping, residentBytes, type FileMapping } from '../kernels/index.js';
+import { adviseWillNeed, createKernels, isNativeAvailable, openMapping, residentBytes, type FileMapping } from '../kernels/index.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
 import { DecoderShard } from '../model/decoder.js';
 import { KvCache } from '../model/kv-cache.js';
@@ -169,12 +169,13 @@ const YIELD_EVERY = 32 * 1024 * 1024;
 /** Reads every weight page once (sequentially, so the kernel reads ahead) with a progress bar. */
 async function prefetch(shards: readonly DecoderShard[], total: number, show: boolean, path: string): Promise<void> {
   const progress = new ProgressReporter(show ? `loading ${path}` : undefined, total);
-  const page = 4096;
   let done = 0;
+  const native = isNativeAvailable();
   let sink = 0;
   for (const shard of shards) {
     for (const m of matrixViews(shard.weights)) {
-      for (let i = 0; i < m.length; i += page) sink ^= m[i];
+      if (native) adviseWillNeed(m, true);
+      else for (let i = 0; i < m.length; i += 4096) sink ^= m[i];
       const before = done;
       done += m.length;
       progress.update(done);

@@ -40,7 +40,7 @@ export interface NativeAddon {
   mapRange(handle: NativeMapHandle, offset: number, length: number): ArrayBuffer;
   mapRelease(handle: NativeMapHandle): void;
   mapFile(path: string): { buffer: ArrayBuffer; size: number };
-  adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView): boolean;
+  adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView, populate?: boolean): boolean;
   rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void;
   softmax(x: Float32Array, rows: number, cols: number): void;
@@ -160,10 +160,13 @@ export function mapFile(path: string): { buffer: ArrayBuffer; size: number } {
   return call(() => addon.mapFile(path));
 }
 
-/** Asks the OS to read the pages under `bytes` ahead of use; false when it declined. */
-export function adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView): boolean {
+/**
+ * Asks the OS to read the pages under `bytes` ahead of use; false when it declined. With
+ * `populate`, the pages are faulted in before it returns (one system call, not a fault per page).
+ */
+export function adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView, populate = false): boolean {
   const addon = loadNative();
-  return call(() => addon.adviseWillNeed(bytes));
+  return call(() => addon.adviseWillNeed(bytes, populate));
 }
 
 function missing(what: string): never {
