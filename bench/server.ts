@@ -1,0 +1,139 @@
+/**
+ * Server benchmark: aggregate decode tokens/s of 1, 4 and 16 concurrent streams, and the time to
+ * first token of a second chat turn over a ~1000-token history, cached (the previous turn's KV is
+ * reused) against uncached; the same measured for llama.cpp through node-llama-cpp (N sequences of
+ * one context decoding together; a chat session's second prompt against a fresh session).
+ *
+ *   node dist/bench/server.js MODEL [--threads N]
+ */
+import { startServer, type ServerProcess } from '../test/helpers/server.js';
+
+const args = process.argv.slice(2);
+const model = args[0];
+const threadsArg = args.indexOf('--threads');
+const threads = threadsArg >= 0 ? Number(args[threadsArg + 1]) : 2;
+const name = model.replace(/^.*\//, '').replace(/\.gguf$/, '');
+const GEN = 48;
+
+/** ~1000 tokens of filler text for the synthetic vocabularies (and real ones). */
+function history(words: number): string {
+  const w = ['river', 'stone', 'light', 'north', 'quiet', 'market', 'window', 'garden', 'paper', 'silver', 'engine', 'forest'];
+  return Array.from({ length: words }, (_, i) => w[(i * 7) % w.length]).join(' ');
+}
+
+async function streamChat(url: string, messages: unknown[], maxTokens: number): Promise<{ ttftMs: number; tokens: number; text: string }> {
+  const t0 = performance.now();
+  const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages, max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true }) });
+  const reader = r.body!.getReader();
+  const dec = new TextDecoder();
+  let ttft = 0;
+  let tokens = 0;
+  let text = '';
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value);
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (!line.startsWith('data: {')) continue;
+      const c = JSON.parse(line.slice(6)) as { choices: { delta?: { content?: string } }[] };
+      const piece = c.choices[0]?.delta?.content;
+      if (piece) {
+        if (!ttft) ttft = performance.now() - t0;
+        tokens++;
+        text += piece;
+      }
+    }
+  }
+  return { ttftMs: ttft, tokens, text };
+}
+
+async function cairnFigures(): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  let s: ServerProcess = await startServer(['-m', model, '--threads', String(threads), '--parallel', '16', '--ctx', '1600', '--max-queue', '64']);
+  try {
+    await s.ready(600_000);
+    await streamChat(s.url, [{ role: 'user', content: 'warm up' }], 4);
+    const agg: Record<number, number> = {};
+    for (const n of [1, 4, 16]) {
+      const t0 = performance.now();
+      const all = await Promise.all(Array.from({ length: n }, (_, i) => streamChat(s.url, [{ role: 'user', content: `Story ${i}` }], GEN)));
+      agg[n] = all.reduce((a, x) => a + x.tokens, 0) / ((performance.now() - t0) / 1000);
+    }
+    out.aggregateDecodeTokensPerSecond = agg;
+  } finally {
+    await s.stop();
+  }
+  // Second turn over a long history: cached right after the first turn; uncached on a server
+  // whose one slot was just taken by another conversation and that keeps no prompt cache.
+  s = await startServer(['-m', model, '--threads', String(threads), '--parallel', '1', '--ctx', '1600', '--cache-ram', '0']);
+  try {
+    await s.ready(600_000);
+    const turn1 = [{ role: 'user', content: history(900) }];
+    const r1 = await streamChat(s.url, turn1, 16);
+    const turn2 = [...turn1, { role: 'assistant', content: r1.text }, { role: 'user', content: 'And then?' }];
+    const cached = await streamChat(s.url, turn2, 4);
+    await streamChat(s.url, [{ role: 'user', content: 'something else entirely' }], 4);
+    const uncached = await streamChat(s.url, turn2, 4);
+    out.secondTurnTtftMs = { cached: cached.ttftMs, uncached: uncached.ttftMs, speedup: uncached.ttftMs / cached.ttftMs };
+  } finally {
+    await s.stop();
+  }
+  return out;
+}
+
+async function llamaCppFigures(): Promise<Record<string, unknown>> {
+  const { getLlama, LlamaChatSession } = await import('node-llama-cpp');
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never, progressLogs: false });
+  const m = await llama.loadModel({ modelPath: model, gpuLayers: 0 });
+  const out: Record<string, unknown> = {};
+  const agg: Record<number, number> = {};
+  for (const n of [1, 4, 16]) {
+    const ctx = await m.createContext({ sequences: n, contextSize: 1600 * n, threads, flashAttention: false });
+    const t0 = performance.now();
+    const counts = await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const seq = ctx.getSequence();
+        let c = 0;
+        for await (const _t of seq.evaluate(m.tokenize(`Story ${i}`) as never, { temperature: 0, yieldEogToken: true })) if (++c >= GEN) break;
+        return c;
+      }),
+    );
+    agg[n] = counts.reduce((a, b) => a + b, 0) / ((performance.now() - t0) / 1000);
+    await ctx.dispose();
+  }
+  out.aggregateDecodeTokensPerSecond = agg;
+  const ttft = async (session: InstanceType<typeof LlamaChatSession>, text: string) => {
+    const t0 = performance.now();
+    let first = 0;
+    await session.prompt(text, { maxTokens: 4, temperature: 0, onTextChunk: () => (first ||= performance.now() - t0) });
+    return first;
+  };
+  const ctx = await m.createContext({ contextSize: 1600, threads, flashAttention: false });
+  const session = new LlamaChatSession({ contextSequence: ctx.getSequence() });
+  await session.prompt(history(900), { maxTokens: 16, temperature: 0 });
+  const cached = await ttft(session, 'And then?');
+  const history2 = session.getChatHistory();
+  await ctx.dispose();
+  const ctx2 = await m.createContext({ contextSize: 1600, threads, flashAttention: false });
+  const fresh = new LlamaChatSession({ contextSequence: ctx2.getSequence() });
+  fresh.setChatHistory(history2.slice(0, -2));
+  const uncached = await ttft(fresh, 'And then?');
+  await ctx2.dispose();
+  out.secondTurnTtftMs = { cached, uncached, speedup: uncached / cached };
+  await m.dispose();
+  return out;
+}
+
+async function main(): Promise<void> {
+  const cairn = await cairnFigures();
+  process.stderr.write(`cairn: ${JSON.stringify(cairn)}\n`);
+  const llamaCpp = await llamaCppFigures();
+  process.stdout.write(JSON.stringify({ model, threads, cairn, llamaCpp }, null, 2) + '\n');
+  process.exit(0);
+}
+
+void main();

@@ -1,0 +1,137 @@
+/*
+ * Kernel check without Node.js: runs every kernel on the portable (scalar) path and on the best
+ * path this CPU has, on random inputs of awkward sizes, and compares. It exists for machines and
+ * emulators where the Node.js addon cannot run, chiefly arm64 under qemu-aarch64 (see
+ * run-arm64.sh): the portable path is itself checked against the TypeScript twins by the test
+ * suite on x86, so agreement here carries that check over to the NEON kernels.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn.h"
+#include "matmul.h"
+#include "ops.h"
+#include "quant_formats.h"
+
+static unsigned long long rng = 88172645463325252ull;
+static double rnd(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (double)(rng >> 11) * (1.0 / 9007199254740992.0);
+}
+static float *randoms(size_t n, double scale) {
+  float *p = malloc(4 * n);
+  for (size_t i = 0; i < n; i++) p[i] = (float)((rnd() - 0.5) * scale);
+  return p;
+}
+
+static int fails = 0;
+static cairn_isa best;
+
+/* |a - b| <= tol * (|b| + 1) for every element. */
+static void compare(const char *what, const float *a, const float *b, size_t n, double tol) {
+  for (size_t i = 0; i < n; i++) {
+    if (!(fabs((double)a[i] - b[i]) <= tol * (fabs((double)b[i]) + 1.0))) {
+      if (fails++ < 20) printf("MISMATCH %s at %zu: scalar %.9g vs %s %.9g\n", what, i, a[i], cairn_isa_name(best), b[i]);
+      return;
+    }
+  }
+}
+
+static void check_matmul(void) {
+  const int types[] = {CAIRN_F32, CAIRN_F16, CAIRN_BF16, CAIRN_Q4_0, CAIRN_Q4_1, CAIRN_Q5_0, CAIRN_Q5_1, CAIRN_Q8_0, CAIRN_Q4_K, CAIRN_Q5_K, CAIRN_Q6_K};
+  const int shapes[][3] = {{1, 1, 1}, {31, 1, 17}, {33, 3, 2}, {9, 2, 5}, {67, 4, 1}, {40, 2, 9}};
+  for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+    const int type = types[ti], bs = quant_block_size(type);
+    for (int si = 0; si < 6; si++) {
+      const int rows = shapes[si][0], n = shapes[si][2];
+      const int cols = bs == 1 ? 96 * shapes[si][1] + 5 : (bs == 256 ? 256 : 32) * shapes[si][1];
+      float *wf = randoms((size_t)rows * cols, 2), *x = randoms((size_t)n * cols, 8);
+      uint8_t *w = malloc(quant_row_bytes(type, cols) * rows);
+      float *y0 = malloc(4ull * n * rows), *y1 = malloc(4ull * n * rows);
+      cairn_quantize(type, wf, w, (int64_t)rows * cols);
+      cairn_isa_force(CAIRN_ISA_SCALAR);
+      cairn_matmul(type, w, rows, cols, x, n, y0);
+      cairn_isa_force(best);
+      cairn_matmul(type, w, rows, cols, x, n, y1);
+      char what[64];
+      snprintf(what, sizeof what, "matmul type %d %dx%d n %d", type, rows, cols, n);
+      /* Same quantized integers; only float summation order differs. */
+      compare(what, y0, y1, (size_t)n * rows, 2e-4);
+      free(wf), free(x), free(w), free(y0), free(y1);
+    }
+  }
+}
+
+static void check_ops(void) {
+  const int64_t rows = 7, dim = 4097;
+  float *x = randoms(rows * dim, 6), *w = randoms(dim, 2), *a = malloc(4 * rows * dim), *b = malloc(4 * rows * dim);
+  cairn_isa_force(CAIRN_ISA_SCALAR);
+  cairn_rms_norm(x, w, rows, dim, 1e-5f, a);
+  cairn_isa_force(best);
+  cairn_rms_norm(x, w, rows, dim, 1e-5f, b);
+  compare("rms_norm", a, b, rows * dim, 1e-5);
+
+  memcpy(a, x, 4 * rows * dim), memcpy(b, x, 4 * rows * dim);
+  cairn_isa_force(CAIRN_ISA_SCALAR);
+  cairn_softmax(a, rows, dim);
+  cairn_isa_force(best);
+  cairn_softmax(b, rows, dim);
+  compare("softmax", a, b, rows * dim, 1e-5);
+
+  float *g = randoms(rows * dim, 8);
+  cairn_isa_force(CAIRN_ISA_SCALAR);
+  cairn_swiglu(g, x, rows * dim, a);
+  cairn_isa_force(best);
+  cairn_swiglu(g, x, rows * dim, b);
+  compare("swiglu", a, b, rows * dim, 1e-5);
+
+  const int64_t nt = 5, nh = 8, hd = 128;
+  int32_t pos[5] = {0, 3, 17, 200, 4096};
+  float ff[64];
+  for (int i = 0; i < 64; i++) ff[i] = 1.0f + (float)i / 9.0f;
+  for (int mode = 0; mode < 2; mode++) {
+    cairn_rope_params p = {.n_rot = 96, .freq_base = 500000.0f, .freq_scale = 0.5f, .neox = mode, .freq_factors = mode ? ff : NULL};
+    float *q = randoms(nt * nh * hd, 4);
+    memcpy(a, q, 4 * nt * nh * hd), memcpy(b, q, 4 * nt * nh * hd);
+    cairn_isa_force(CAIRN_ISA_SCALAR);
+    cairn_rope(a, nt, nh, hd, pos, &p);
+    cairn_isa_force(best);
+    cairn_rope(b, nt, nh, hd, pos, &p);
+    compare(mode ? "rope neox" : "rope normal", a, b, nt * nh * hd, 1e-5);
+    free(q);
+  }
+
+  for (int kv = 0; kv < 2; kv++) {
+    const int64_t n_kv = 2, ctx = 300, tokens = 3, pos0 = ctx - tokens;
+    const size_t row = n_kv * hd, elem = kv ? 2 : 4;
+    float *k = randoms(ctx * row, 3), *v = randoms(ctx * row, 3), *q = randoms(tokens * nh * hd, 3);
+    void *kc = calloc(ctx * row, elem), *vc = calloc(ctx * row, elem);
+    cairn_store_kv(k, v, kc, vc, kv, row, 0, ctx);
+    cairn_attention_params p = {.n_tokens = tokens, .n_head = nh, .n_kv_head = n_kv, .head_dim = hd, .pos0 = pos0, .scale = 0.088f, .kv_type = kv};
+    cairn_isa_force(CAIRN_ISA_SCALAR);
+    cairn_attention(q, kc, vc, &p, a);
+    cairn_isa_force(best);
+    cairn_attention(q, kc, vc, &p, b);
+    compare(kv ? "attention f16 cache" : "attention f32 cache", a, b, tokens * nh * hd, 1e-4);
+    free(k), free(v), free(q), free(kc), free(vc);
+  }
+  free(x), free(w), free(a), free(b), free(g);
+}
+
+int main(void) {
+  best = cairn_isa_detect();
+  printf("comparing the scalar kernels with %s\n", cairn_isa_name(best));
+  check_matmul();
+  check_ops();
+  if (fails) {
+    printf("%d FAILURES\n", fails);
+    return 1;
+  }
+  printf("all kernels agree\n");
+  return 0;
+}
