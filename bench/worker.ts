@@ -20,7 +20,9 @@ function send(m: BenchReply): void {
 /** Token ids for a synthetic prompt: BOS then ordinary tokens, the same for both engines. */
 function promptIds(n: number, vocab: number): number[] {
   const out = [1];
-  for (let i = 1; i < n; i++) out.push(300 + ((i * 7919) % Math.max(1, vocab - 300)));
+  // Ordinary tokens past the special and byte tokens that start most vocabularies.
+  const base = Math.min(300, vocab >> 1);
+  for (let i = 1; i < n; i++) out.push(base + ((i * 7919) % (vocab - base)));
   return out;
 }
 

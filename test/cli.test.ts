@@ -96,3 +96,19 @@ test('chat: reads turns from stdin and answers each using the chat template', ()
   assert.equal((r.stdout.match(/> /g) ?? []).length, 3);
   assert.match(r.stderr, /layers loaded/);
 });
+
+test('bench: figures for cairn (and llama.cpp with --vs-llama-cpp) as one JSON object', { timeout: 300_000 }, () => {
+  const r = cairn(['bench', '-m', model, '-p', '8', '-n', '4', '-r', '1', '--vs-llama-cpp', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual(
+    j.engines.map((e: { engine: string }) => e.engine),
+    ['cairn', 'llama.cpp'],
+  );
+  for (const e of j.engines) {
+    assert.ok(e.prefillTokensPerS > 0 && e.decodeTokensPerS > 0 && e.rssAfterLoadBytes > 0, JSON.stringify(e));
+  }
+  assert.ok(j.ratios.decode > 0 && j.bandwidthBytesPerSecond > 0);
+  const made = join(dir, 'made.gguf');
+  assert.equal(cairn(['bench', '--make-model', 'nope', '--out', made]).status, 1);
+});

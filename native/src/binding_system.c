@@ -7,6 +7,7 @@
 #include "cairn.h"
 #include "cpu_features.h"
 #include "pool.h"
+#include "membench.h"
 
 static napi_value str(napi_env env, const char *s) {
   napi_value v;
@@ -98,12 +99,28 @@ static napi_value resident_bytes(napi_env env, napi_callback_info info) {
   return num(env, bytes);
 }
 
+/* readBandwidth(bytes, runs): best memory read rate in bytes/s on the pool's threads. */
+static napi_value read_bandwidth(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double bytes = 512.0 * 1024 * 1024, runs = 5;
+  if (argc >= 1) napi_get_value_double(env, argv[0], &bytes);
+  if (argc >= 2) napi_get_value_double(env, argv[1], &runs);
+  if (!(bytes >= 4096 && bytes <= 64.0 * 1024 * 1024 * 1024) || !(runs >= 1 && runs <= 1000)) {
+    napi_throw_range_error(env, "BAD_ARGUMENT", "readBandwidth(bytes, runs): bytes in [4096, 64 GiB], runs in [1, 1000]");
+    return NULL;
+  }
+  return num(env, cairn_read_bandwidth((size_t)bytes, (int)runs));
+}
+
 void cairn_register_system(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"cpuInfo", NULL, cpu_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"forceIsa", NULL, force_isa, NULL, NULL, NULL, napi_enumerable, NULL},
       {"residentBytes", NULL, resident_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

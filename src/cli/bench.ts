@@ -8,7 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { readGguf } from '../gguf/reader.js';
-import { createKernels, cpuInfo } from '../kernels/index.js';
+import { createKernels, cpuInfo, readBandwidth } from '../kernels/index.js';
 import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticQuant } from '../model/synthetic.js';
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
@@ -142,6 +142,12 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     f.decodeTokensPerS = f.decodeRuns.length ? median(f.decodeRuns) : 0;
   }
   const weightBytes = file.tensors.reduce((a, t) => a + t.byteLength, 0);
+  // A decode step reads every weight once, except the embedding table (one row), unless the head is tied to it.
+  const tied = !file.tensors.some((t) => t.name === 'output.weight');
+  const embed = file.tensors.find((t) => t.name === 'token_embd.weight')?.byteLength ?? 0;
+  const bytesPerToken = weightBytes - (tied ? 0 : embed);
+  progress('measuring memory bandwidth');
+  const bandwidth = readBandwidth();
   const result: Record<string, unknown> = {
     model,
     threads,
@@ -150,6 +156,8 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     genTokens: o.genTokens,
     repetitions: o.repetitions,
     weightBytes,
+    bytesPerToken,
+    bandwidthBytesPerSecond: bandwidth,
     cpu: cpuInfo(),
     engines: figures,
   };
@@ -167,11 +175,16 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
 
 function render(r: Record<string, unknown>): string {
   const engines = r.engines as EngineFigures[];
-  const lines = [`model ${r.model}: ${formatBytes(r.weightBytes as number)} of weights, ${r.threads} threads, context ${r.ctx}`];
+  const bw = r.bandwidthBytesPerSecond as number;
+  const limit = bw / (r.bytesPerToken as number);
+  const lines = [
+    `model ${r.model}: ${formatBytes(r.weightBytes as number)} of weights, ${r.threads} threads, context ${r.ctx}`,
+    `memory read bandwidth ${(bw / 1e9).toFixed(1)} GB/s: decode can reach at most ${limit.toFixed(1)} tok/s (${formatBytes(r.bytesPerToken as number)} read per token)`,
+  ];
   lines.push(`${'engine'.padEnd(10)} ${'prefill tok/s'.padStart(14)} ${'decode tok/s'.padStart(13)} ${'load ms'.padStart(8)} ${'1st token ms'.padStart(13)} ${'RSS'.padStart(10)}`);
   for (const f of engines) {
     lines.push(
-      `${f.engine.padEnd(10)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${f.loadMs.toFixed(0).padStart(8)} ${f.firstTokenMs.toFixed(0).padStart(13)} ${formatBytes(f.rssAfterLoadBytes).padStart(10)}  (${f.detail})`,
+      `${f.engine.padEnd(10)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${f.loadMs.toFixed(0).padStart(8)} ${f.firstTokenMs.toFixed(0).padStart(13)} ${formatBytes(f.rssAfterLoadBytes).padStart(10)}  (${f.detail}; decode at ${((100 * f.decodeTokensPerS) / limit).toFixed(0)}% of the bandwidth limit)`,
     );
   }
   const ratios = r.ratios as Record<string, number> | undefined;

@@ -36,6 +36,7 @@ export interface NativeAddon {
   setThreads(n: number): void;
   forceIsa(isa: string | null): void;
   residentBytes(): number;
+  readBandwidth(bytes?: number, runs?: number): number;
   mapOpen(path: string): NativeMapHandle;
   mapRange(handle: NativeMapHandle, offset: number, length: number): ArrayBuffer;
   mapRelease(handle: NativeMapHandle): void;
@@ -158,6 +159,12 @@ export function forceIsa(isa: string | null): void {
 export function mapFile(path: string): { buffer: ArrayBuffer; size: number } {
   const addon = loadNative();
   return call(() => addon.mapFile(path));
+}
+
+/** Best memory read rate of this machine in bytes/s, on the kernel threads (a buffer of `bytes`). */
+export function readBandwidth(bytes = 512 << 20, runs = 5): number {
+  const addon = loadNative();
+  return call(() => addon.readBandwidth(bytes, runs));
 }
 
 /**
