@@ -225,6 +225,22 @@ static napi_value advise_will_need(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* evictFile(path): drops the file's pages from the page cache; true on success. */
+static napi_value evict_file(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096];
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok) {
+    napi_throw_type_error(env, "BAD_ARGUMENT", "evictFile expects a path");
+    return NULL;
+  }
+  napi_value result;
+  napi_get_boolean(env, cairn_evict_file(path) == 0, &result);
+  return result;
+}
+
 void cairn_register_mmap(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"mapOpen", NULL, map_open, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -232,6 +248,7 @@ void cairn_register_mmap(napi_env env, napi_value exports) {
       {"mapRelease", NULL, map_release, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseWillNeed", NULL, advise_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"evictFile", NULL, evict_file, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

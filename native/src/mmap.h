@@ -36,5 +36,7 @@ void cairn_map_release(cairn_mapping *m);
 int cairn_advise_willneed(const void *p, size_t len);
 /* Faults a range of a mapping in now (so the first use does not wait on page faults). */
 int cairn_populate_read(const void *p, size_t len);
+/* Drops a file's pages from the page cache (for cold-start benchmarks). 0 or -1. */
+int cairn_evict_file(const char *path);
 
 #endif

@@ -678,7 +678,7 @@ QX_GEMM(qx_q6_K)
 #endif
 
 
-/* ---- float formats: products in f32, 8 lanes of f32 sums (their long rows stream well without prefetch) ---- */
+/* ---- float formats: products in f32, 8 lanes of f32 sums; the next tile's rows are prefetched as for the quants ---- */
 
 QX_INLINE __m256 qx_load_f32(const uint8_t *p) { return _mm256_loadu_ps((const float *)p); }
 QX_INLINE __m256 qx_load_f16(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -706,6 +706,9 @@ QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
     int i = 0;                                                                                                  \
     for (; i + 8 <= cols; i += 8) {                                                                             \
       __m256 wv[QX_RMAX];                                                                                       \
+      /* Once per cache line of each row: ask for the same line of the next tile's rows. */                   \
+      if ((i * (ESIZE)) % 64 == 0)                                                                              \
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (r + R) * ws + (size_t)i * (ESIZE)), _MM_HINT_T0); \
       for (int r = 0; r < R; r++) wv[r] = LOAD(w + r * ws + (size_t)i * (ESIZE));                                \
       for (int t = 0; t < T; t++) {                                                                             \
         const __m256 av = _mm256_loadu_ps((const float *)(a + t * as) + i);                                     \

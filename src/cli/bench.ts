@@ -8,7 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { readGguf } from '../gguf/reader.js';
-import { createKernels, cpuInfo, readBandwidth } from '../kernels/index.js';
+import { createKernels, cpuInfo, evictFile, readBandwidth } from '../kernels/index.js';
 import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticQuant } from '../model/synthetic.js';
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
@@ -41,6 +41,7 @@ interface BenchFlags {
   vsLlamaCpp?: boolean;
   json?: boolean;
   makeModel?: string;
+  cold?: boolean;
   quant: string;
   out?: string;
   seed: number;
@@ -113,7 +114,8 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   try {
     // Load one at a time, so load times do not compete.
     for (const engine of engines) {
-      progress(`loading ${engine}`);
+      if (o.cold) evictFile(model);
+      progress(`loading ${engine}${o.cold ? ' from a cold page cache' : ''}`);
       const w = new Worker({ engine, model, threads, ctx: o.ctx, batch });
       workers.push(w);
       const l = await w.loaded;
@@ -152,6 +154,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     model,
     threads,
     ctx: o.ctx,
+    cold: o.cold ?? false,
     promptTokens: o.promptTokens,
     genTokens: o.genTokens,
     repetitions: o.repetitions,
@@ -208,6 +211,7 @@ export function benchCommand(): Command {
     .option('-c, --ctx <n>', 'context size', intArg(16), 2048)
     .option('--vs-llama-cpp', 'also run llama.cpp (node-llama-cpp) on the same file and report ratios')
     .option('--json', 'print one JSON object')
+    .option('--cold', 'drop the model file from the page cache before each engine loads it (cold-start load and first-token times)')
     .option('--make-model <shape>', `write a random-weight model instead (${Object.keys(SYNTHETIC_SHAPES).join(', ')})`)
     .addOption(new Option('--quant <type>', 'quantization of --make-model').choices(Object.keys(QUANTS)).default('Q8_0'))
     .option('--out <file>', 'output file of --make-model')

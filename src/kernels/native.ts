@@ -37,6 +37,7 @@ export interface NativeAddon {
   forceIsa(isa: string | null): void;
   residentBytes(): number;
   readBandwidth(bytes?: number, runs?: number): number;
+  evictFile(path: string): boolean;
   mapOpen(path: string): NativeMapHandle;
   mapRange(handle: NativeMapHandle, offset: number, length: number): ArrayBuffer;
   mapRelease(handle: NativeMapHandle): void;
@@ -159,6 +160,12 @@ export function forceIsa(isa: string | null): void {
 export function mapFile(path: string): { buffer: ArrayBuffer; size: number } {
   const addon = loadNative();
   return call(() => addon.mapFile(path));
+}
+
+/** Drops a file's pages from the OS page cache, so the next read comes from disk (cold-start benchmarks). */
+export function evictFile(path: string): boolean {
+  const addon = loadNative();
+  return call(() => addon.evictFile(path));
 }
 
 /** Best memory read rate of this machine in bytes/s, on the kernel threads (a buffer of `bytes`). */
