@@ -23,7 +23,7 @@ function history(words: number): string {
 
 async function streamChat(url: string, messages: unknown[], maxTokens: number): Promise<{ ttftMs: number; tokens: number; text: string }> {
   const t0 = performance.now();
-  const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages, max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true }) });
+  const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages, max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true, logprobs: true }) });
   const reader = r.body!.getReader();
   const dec = new TextDecoder();
   let ttft = 0;
@@ -39,9 +39,10 @@ async function streamChat(url: string, messages: unknown[], maxTokens: number): 
       const line = buf.slice(0, i);
       buf = buf.slice(i + 2);
       if (!line.startsWith('data: {')) continue;
-      const c = JSON.parse(line.slice(6)) as { choices: { delta?: { content?: string } }[] };
-      const piece = c.choices[0]?.delta?.content;
-      if (piece) {
+      // With logprobs every token comes as a chunk, even one whose text is not complete UTF-8 yet.
+      const c = JSON.parse(line.slice(6)) as { choices: { delta?: { content?: string }; logprobs?: { content?: unknown[] } | null }[] };
+      const piece = c.choices[0]?.delta?.content ?? '';
+      if (c.choices[0]?.logprobs?.content?.length) {
         if (!ttft) ttft = performance.now() - t0;
         tokens++;
         text += piece;
@@ -72,7 +73,15 @@ async function cairnFigures(): Promise<Record<string, unknown>> {
   s = await startServer(['-m', model, '--threads', String(threads), '--parallel', '1', '--ctx', '1600', '--cache-ram', '0']);
   try {
     await s.ready(600_000);
-    const turn1 = [{ role: 'user', content: history(900) }];
+    // Size the history to about 1000 tokens of this model's vocabulary.
+    const count = async (words: number) => {
+      const r = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages: [{ role: 'user', content: history(words) }], max_tokens: 1 }) });
+      return ((await r.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+    };
+    const words = Math.round((100 * 1000) / (await count(100)));
+    const turn1 = [{ role: 'user', content: history(words) }];
+    out.historyTokens = await count(words);
+    out.historyWords = words;
     const r1 = await streamChat(s.url, turn1, 16);
     const turn2 = [...turn1, { role: 'assistant', content: r1.text }, { role: 'user', content: 'And then?' }];
     const cached = await streamChat(s.url, turn2, 4);
@@ -85,7 +94,7 @@ async function cairnFigures(): Promise<Record<string, unknown>> {
   return out;
 }
 
-async function llamaCppFigures(): Promise<Record<string, unknown>> {
+async function llamaCppFigures(words: number): Promise<Record<string, unknown>> {
   const { getLlama, LlamaChatSession } = await import('node-llama-cpp');
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never, progressLogs: false });
   const m = await llama.loadModel({ modelPath: model, gpuLayers: 0 });
@@ -114,7 +123,8 @@ async function llamaCppFigures(): Promise<Record<string, unknown>> {
   };
   const ctx = await m.createContext({ contextSize: 1600, threads, flashAttention: false });
   const session = new LlamaChatSession({ contextSequence: ctx.getSequence() });
-  await session.prompt(history(900), { maxTokens: 16, temperature: 0 });
+  await session.prompt(history(words), { maxTokens: 16, temperature: 0 });
+  out.historyTokens = m.tokenize(history(words)).length;
   const cached = await ttft(session, 'And then?');
   const history2 = session.getChatHistory();
   await ctx.dispose();
@@ -131,7 +141,7 @@ async function llamaCppFigures(): Promise<Record<string, unknown>> {
 async function main(): Promise<void> {
   const cairn = await cairnFigures();
   process.stderr.write(`cairn: ${JSON.stringify(cairn)}\n`);
-  const llamaCpp = await llamaCppFigures();
+  const llamaCpp = await llamaCppFigures(cairn.historyWords as number);
   process.stdout.write(JSON.stringify({ model, threads, cairn, llamaCpp }, null, 2) + '\n');
   process.exit(0);
 }
