@@ -57,6 +57,7 @@ export class MeshNode {
   private readonly receiver: ShardReceiver;
   private readonly models = new Map<string, string>();
   private discovery: Discovery | undefined;
+  private receiving: { bar: ProgressReporter; done: number } | undefined;
   capabilities!: NodeCapabilities;
   address!: ListenAddress;
 
@@ -145,6 +146,7 @@ export class MeshNode {
     } else if (frame.type === MeshFrame.shardChunk) {
       try {
         this.receiver.chunk(frame.sequence, frame.payload);
+        if (this.receiving) this.receiving.bar.update((this.receiving.done += frame.payload.length));
       } catch (err) {
         this.log(`cairn node: shard transfer failed: ${(err as Error).message}`);
         this.receiver.abort();
@@ -170,10 +172,14 @@ export class MeshNode {
           const b = frameJson(frame) as ShardTransferBegin;
           this.log(`cairn node: receiving layers ${b.layerStart}-${b.layerEnd - 1} (${(b.fileSize / 2 ** 20).toFixed(1)} MiB)`);
           this.receiver.start(b);
+          this.receiving = { bar: new ProgressReporter(process.stderr.isTTY ? `receiving layers ${b.layerStart}-${b.layerEnd - 1}` : undefined, b.fileSize), done: 0 };
           return ok({});
         }
-        case MeshFrame.shardEnd:
+        case MeshFrame.shardEnd: {
+          this.receiving?.bar.stop();
+          this.receiving = undefined;
           return ok({ path: this.receiver.finish() });
+        }
         case MeshFrame.seqStart: {
           const s = frameJson(frame) as SeqStart;
           if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
