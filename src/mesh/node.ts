@@ -191,7 +191,7 @@ export class MeshNode {
           const { head, body } = splitKv(frame);
           const r = await this.stage.kv(head, body);
           if (r.data) conn.reply(frame, frame.type, {}, r.data);
-          else ok({ bytes: r.bytes ?? 0 });
+          else ok({ bytes: r.bytes });
           return;
         }
         case MeshFrame.unload:

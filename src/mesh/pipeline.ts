@@ -15,6 +15,7 @@ import { SequenceSamplers } from '../engine/sequence-samplers.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import { CairnError } from '../util/errors.js';
 import { HiddenCodec } from './codec.js';
+import { applyKvOp } from './kv-ops.js';
 import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
 
 /** A stage of the pipeline as the coordinator sees it. */
@@ -166,26 +167,7 @@ export class Pipeline {
   async kv(op: KvOp, parts?: readonly Uint8Array[]): Promise<{ bytes: number; data?: Uint8Array }[]> {
     return Promise.all(
       this.stages.map(async (s, i) => {
-        if (s.kind === 'local') {
-          const local = this.local!;
-          switch (op.op) {
-            case 'copy':
-              await local.copySlotPrefix(op.from, op.to, op.n);
-              return { bytes: 0 };
-            case 'save':
-              return { bytes: await local.saveSlot(op.slot, op.n, op.key) };
-            case 'load':
-              await local.loadSlot(op.key, op.slot);
-              return { bytes: 0 };
-            case 'drop':
-              await local.dropSaved(op.key);
-              return { bytes: 0 };
-            case 'export':
-              return { bytes: 0, data: await local.exportSaved(op.key) };
-            case 'import':
-              return { bytes: await local.importSaved(op.key, parts![i]) };
-          }
-        }
+        if (s.kind === 'local') return applyKvOp(this.local!, op, parts?.[i]);
         const reply = await s.conn.request(MeshFrame.kv, { dtype: DType.raw }, packMessage(op, op.op === 'import' ? parts![i] : undefined), { timeoutMs: 120_000 });
         if (op.op === 'export') return { bytes: 0, data: new Uint8Array(reply.payload) };
         return { bytes: (frameJson(reply) as { bytes: number }).bytes };

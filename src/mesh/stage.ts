@@ -10,6 +10,7 @@ import { LocalRunner } from '../engine/runner.js';
 import { sampleOutputs } from '../engine/runner.js';
 import type { LoadedShards } from '../engine/load.js';
 import { HiddenCodec } from './codec.js';
+import { applyKvOp } from './kv-ops.js';
 import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
 import type { OutputRequest } from '../engine/runner.js';
 import { SequenceSamplers } from '../engine/sequence-samplers.js';
@@ -99,24 +100,8 @@ export class Stage {
   }
 
   /** Applies a KV operation to this stage's caches; `export` returns the bytes. */
-  async kv(op: KvOp, body: Buffer): Promise<{ bytes?: number; data?: Uint8Array }> {
-    switch (op.op) {
-      case 'copy':
-        await this.local.copySlotPrefix(op.from, op.to, op.n);
-        return {};
-      case 'save':
-        return { bytes: await this.local.saveSlot(op.slot, op.n, op.key) };
-      case 'load':
-        await this.local.loadSlot(op.key, op.slot);
-        return {};
-      case 'drop':
-        await this.local.dropSaved(op.key);
-        return {};
-      case 'export':
-        return { data: await this.local.exportSaved(op.key) };
-      case 'import':
-        return { bytes: await this.local.importSaved(op.key, new Uint8Array(body)) };
-    }
+  kv(op: KvOp, body: Buffer): Promise<{ bytes: number; data?: Uint8Array }> {
+    return applyKvOp(this.local, op, new Uint8Array(body));
   }
 
   /** Releases the shard's file mapping. */

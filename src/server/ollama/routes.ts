@@ -144,6 +144,38 @@ async function answer(
   }
 }
 
+/** Runs one Ollama generation: the options become sampling settings, the shapes come from the route. */
+async function runOllama(
+  reply: FastifyReply,
+  metrics: ServerMetrics,
+  model: LoadedModel,
+  body: { stream?: boolean; options?: Options; format?: z.infer<typeof format> },
+  prompt: number[],
+  piece: (text: string, created: string) => Record<string, unknown>,
+  final: (s: GenerationSummary, all: string, created: string, done: Record<string, unknown>) => Record<string, unknown>,
+): Promise<void> {
+  const abort = new AbortController();
+  const numPredict = body.options?.num_predict;
+  const gen: ServerGeneration = {
+    prompt,
+    maxTokens: numPredict !== undefined && numPredict >= 0 ? numPredict : undefined,
+    sampler: sampler(body.options),
+    stop: stopList(body.options?.stop),
+    constraint: formatConstraint(model, body.format),
+  };
+  const t0 = performance.now();
+  const now = () => new Date().toISOString();
+  await answer(
+    reply,
+    metrics,
+    body.stream ?? true,
+    startGeneration(model, gen, abort.signal),
+    abort,
+    (text) => piece(text, now()),
+    (s, all) => final(s, all, now(), doneFields(s, t0)),
+  );
+}
+
 /** Model details as /api/tags and /api/show report them. */
 function details(model: LoadedModel): Record<string, unknown> {
   const s = model.summary();
@@ -185,24 +217,14 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     const body = parse(chatBody, request.body);
     const model = host.require(body.model);
     const messages = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }) as ChatMessage);
-    const abort = new AbortController();
-    const gen: ServerGeneration = {
-      prompt: chatPrompt(model, messages, { tools: body.tools as never }),
-      maxTokens: body.options?.num_predict !== undefined && body.options.num_predict >= 0 ? body.options.num_predict : undefined,
-      sampler: sampler(body.options),
-      stop: stopList(body.options?.stop),
-      constraint: formatConstraint(model, body.format),
-    };
-    const t0 = performance.now();
-    const created = () => new Date().toISOString();
-    await answer(
+    await runOllama(
       reply,
       metrics,
-      body.stream ?? true,
-      startGeneration(model, gen, abort.signal),
-      abort,
-      (text) => ({ model: host.id, created_at: created(), message: { role: 'assistant', content: text }, done: false }),
-      (s, all) => ({ model: host.id, created_at: created(), message: { role: 'assistant', content: all }, ...doneFields(s, t0) }),
+      model,
+      body,
+      chatPrompt(model, messages, { tools: body.tools as never }),
+      (text, created_at) => ({ model: host.id, created_at, message: { role: 'assistant', content: text }, done: false }),
+      (_s, all, created_at, done) => ({ model: host.id, created_at, message: { role: 'assistant', content: all }, ...done }),
     );
   });
 
@@ -216,24 +238,14 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     const prompt = body.raw
       ? model.tokenizer.encode(body.prompt, { addSpecial: true, parseSpecial: true })
       : chatPrompt(model, [...(body.system ? [{ role: 'system', content: body.system }] : []), { role: 'user', content: body.prompt }] as ChatMessage[]);
-    const abort = new AbortController();
-    const gen: ServerGeneration = {
-      prompt,
-      maxTokens: body.options?.num_predict !== undefined && body.options.num_predict >= 0 ? body.options.num_predict : undefined,
-      sampler: sampler(body.options),
-      stop: stopList(body.options?.stop),
-      constraint: formatConstraint(model, body.format),
-    };
-    const t0 = performance.now();
-    const created = () => new Date().toISOString();
-    await answer(
+    await runOllama(
       reply,
       metrics,
-      body.stream ?? true,
-      startGeneration(model, gen, abort.signal),
-      abort,
-      (text) => ({ model: host.id, created_at: created(), response: text, done: false }),
-      (s, all) => ({ model: host.id, created_at: created(), response: all, ...doneFields(s, t0), context: [...prompt, ...s.tokens] }),
+      model,
+      body,
+      prompt,
+      (text, created_at) => ({ model: host.id, created_at, response: text, done: false }),
+      (s, all, created_at, done) => ({ model: host.id, created_at, response: all, ...done, context: [...prompt, ...s.tokens] }),
     );
   });
 }
