@@ -123,11 +123,10 @@ export class ShardReceiver {
     let pos = this.written;
     const end = this.written + bytes.length;
     while (pos < end) {
-      const { index, start, stop } = this.regionAt(pos);
+      const { index, stop } = this.regionAt(pos);
       if (index !== this.region) this.finishRegion(index);
       const upto = Math.min(end, stop);
       if (index !== -2) this.hash.update(bytes.subarray(pos - this.written, upto - this.written));
-      void start;
       pos = upto;
     }
     this.written = end;
@@ -155,21 +154,21 @@ export class ShardReceiver {
     this.begin = undefined;
   }
 
-  /** Region of a file offset: -1 header, i >= 0 tensor i, -2 padding; with its [start, stop). */
-  private regionAt(pos: number): { index: number; start: number; stop: number } {
+  /** Region of a file offset: -1 header, i >= 0 tensor i, -2 padding; with where it stops. */
+  private regionAt(pos: number): { index: number; stop: number } {
     const b = this.begin!;
     const firstTensor = b.tensors.length ? b.tensors[0].offset : b.fileSize;
     if (pos < firstTensor) {
       // The header ends where its padding starts; padding bytes are not hashed.
-      return { index: -1, start: 0, stop: firstTensor };
+      return { index: -1, stop: firstTensor };
     }
     for (let i = 0; i < b.tensors.length; i++) {
       const t = b.tensors[i];
-      if (pos >= t.offset && pos < t.offset + t.byteLength) return { index: i, start: t.offset, stop: t.offset + t.byteLength };
+      if (pos >= t.offset && pos < t.offset + t.byteLength) return { index: i, stop: t.offset + t.byteLength };
       const nextStart = i + 1 < b.tensors.length ? b.tensors[i + 1].offset : b.fileSize;
-      if (pos >= t.offset + t.byteLength && pos < nextStart) return { index: -2, start: t.offset + t.byteLength, stop: nextStart };
+      if (pos >= t.offset + t.byteLength && pos < nextStart) return { index: -2, stop: nextStart };
     }
-    return { index: -2, start: pos, stop: b.fileSize };
+    return { index: -2, stop: b.fileSize };
   }
 
   private finishRegion(nextIndex: number): void {
