@@ -3,6 +3,6 @@
 #define QX_TABLE quant_kernels_avx512
 #define QX_R 4
 #define QX_T 4
-#define QX_RV 8
+#define QX_RV 4
 #include "quant_x86_kernels.h"
 #endif
