@@ -1,8 +1,8 @@
 /* AVX-512 kernels of the quantized matmul: VNNI integer dots, 32 registers for larger tiles. */
 #if defined(__x86_64__)
 #define QX_TABLE quant_kernels_avx512
-#define QX_R 4
-#define QX_T 4
+#define QX_R 3
+#define QX_T 8
 #define QX_RV 4
 #include "quant_x86_kernels.h"
 #endif
