@@ -120,6 +120,23 @@ QX_INLINE void qx_load_q4_0(const uint8_t *row, int b, qx_w32 *o) {
   o->d = qx_half(&x->d);
 }
 
+#if QX_VNNI && defined(__AVX512BW__)
+#define QX_INTERLEAVE 1
+/* Two Q4_0 blocks as one interleaved 64-byte vector (see qx_step512) and their scales. */
+QX_INLINE void qx_load2_q4_0(const uint8_t *row, int b, __m512i *q, float *d0, float *d1) {
+  const block_q4_0 *x = (const block_q4_0 *)row + b;
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[0].qs)),
+                                               _mm_loadu_si128((const __m128i *)x[1].qs), 1);
+  const __m512i lo_hi = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
+  *q = _mm512_and_si512(lo_hi, _mm512_set1_epi8(0x0f));
+  *d0 = qx_half(&x[0].d);
+  *d1 = qx_half(&x[1].d);
+}
+#else
+#define QX_INTERLEAVE 0
+#define qx_load2_q4_0 NULL
+#endif
+
 QX_INLINE void qx_load_q4_1(const uint8_t *row, int b, qx_w32 *o) {
   const block_q4_1 *x = (const block_q4_1 *)row + b;
   o->q = qx_nibbles(x->qs);
@@ -184,16 +201,33 @@ QX_INLINE __m512i qx_offset_lanes512(__m512i aq, int offset) {
 }
 
 /* One step (blocks b and, if `pair`, b + 1) of a tile: all T tokens against R prepared rows. */
-QX_INLINE void qx_step512(const int R, const int T, const int offset, const int has_min, const int pair, int cols,
-                          int nb, int b, const __m512i *wq, const __m512 *wd, const float *wm, const uint8_t *a,
+/*
+ * Interleaved pairs (`perm`): the weight vector holds [block b elements 0-15 | block b+1 elements
+ * 0-15 | block b 16-31 | block b+1 16-31], which nibble formats unpack with fewer instructions;
+ * the activations are permuted the same way once per token and block pair, and per-lane scales
+ * alternate between the blocks every 4 lanes. Every lane still sums the same 4 elements as in the
+ * plain layout, only in another position: lanes 4-7 and 8-11 trade places. Swapping them back
+ * before the final reduction (qx_unpermute) gives bit for bit the plain layout's result, and so
+ * keeps llama.cpp's partial sums (see the top of this file).
+ */
+QX_INLINE __m512 qx_unpermute(__m512 acc) {
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), acc);
+}
+QX_INLINE __m512 qx_pair_interleaved_ps(float lo, float hi) {
+  return _mm512_mask_blend_ps((__mmask16)0xF0F0, _mm512_set1_ps(lo), _mm512_set1_ps(hi));
+}
+
+QX_INLINE void qx_step512(const int R, const int T, const int offset, const int has_min, const int pair, const int perm,
+                          int cols, int nb, int b, const __m512i *wq, const __m512 *wd, const float *wm, const uint8_t *a,
                           size_t as, __m512 (*acc)[QX_T], float (*mins)[QX_T]) {
   for (int t = 0; t < T; t++) {
     const uint8_t *at = a + t * as;
     const float *d = (const float *)(at + cols);
     const float *s = (const float *)(at + cols + (size_t)nb * 4);
-    const __m512i aq = pair ? _mm512_loadu_si512((const void *)(at + QK * b))
-                            : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(at + QK * b)));
-    const __m512 da = qx_pair_ps(d[b], pair ? d[b + 1] : 0.f);
+    __m512i aq = pair ? _mm512_loadu_si512((const void *)(at + QK * b))
+                      : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(at + QK * b)));
+    if (perm) aq = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), aq);
+    const __m512 da = perm ? qx_pair_interleaved_ps(d[b], pair ? d[b + 1] : 0.f) : qx_pair_ps(d[b], pair ? d[b + 1] : 0.f);
     const __m512i init = offset ? qx_offset_lanes512(aq, offset) : _mm512_setzero_si512();
     for (int r = 0; r < R; r++) {
       const __m512i p = _mm512_dpbusd_epi32(init, wq[r], aq);
@@ -203,7 +237,12 @@ QX_INLINE void qx_step512(const int R, const int T, const int offset, const int 
   }
 }
 
-#define QX_TILE32(NAME, LOAD, OFFSET, SIGNED, HAS_MIN)                                                          \
+/* Formats without an interleaved loader name this one; with PERM 0 it is never called. */
+QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, float *d1) {
+  (void)row, (void)b, (void)q, (void)d0, (void)d1;
+}
+#define QX_TILE32(NAME, LOAD, OFFSET, SIGNED, HAS_MIN) QX_TILE32X(NAME, LOAD, OFFSET, SIGNED, HAS_MIN, 0, qx_load2_none)
+#define QX_TILE32X(NAME, LOAD, OFFSET, SIGNED, HAS_MIN, PERM, LOAD2)                                            \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK;                                                                                   \
@@ -222,6 +261,13 @@ QX_INLINE void qx_step512(const int R, const int T, const int offset, const int 
     for (; b + 2 <= nb; b += 2) {                                                                               \
       for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, 2 * bb);                        \
       for (int r = 0; r < R; r++) {                                                                             \
+        if (PERM) {                                                                                             \
+          float d0, d1;                                                                                         \
+          LOAD2(w + r * ws, b, &wq[r], &d0, &d1);                                                               \
+          wd[r] = qx_pair_interleaved_ps(d0, d1);                                                               \
+          wm[2 * r] = wm[2 * r + 1] = 0.f;                                                                      \
+          continue;                                                                                             \
+        }                                                                                                       \
         qx_w32 lo, hi;                                                                                          \
         LOAD(w + r * ws, b, &lo);                                                                               \
         LOAD(w + r * ws, b + 1, &hi);                                                                           \
@@ -230,21 +276,23 @@ QX_INLINE void qx_step512(const int R, const int T, const int offset, const int 
         wm[2 * r] = HAS_MIN ? lo.m : 0.f;                                                                       \
         wm[2 * r + 1] = HAS_MIN ? hi.m : 0.f;                                                                   \
       }                                                                                                         \
-      qx_step512(R, T, OFFSET, HAS_MIN, 1, cols, nb, b, wq, wd, wm, a, as, acc, mins);                          \
+      qx_step512(R, T, OFFSET, HAS_MIN, 1, PERM, cols, nb, b, wq, wd, wm, a, as, acc, mins);                    \
     }                                                                                                           \
     if (b < nb) {                                                                                               \
       for (int r = 0; r < R; r++) {                                                                             \
         qx_w32 lo;                                                                                              \
         LOAD(w + r * ws, b, &lo);                                                                               \
-        wq[r] = _mm512_zextsi256_si512(lo.q);                                                                   \
-        wd[r] = qx_pair_ps(lo.d, 0.f);                                                                          \
+        /* Interleaved: the lone block's halves go where a pair's first block would. */                        \
+        wq[r] = PERM ? _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), _mm512_zextsi256_si512(lo.q)) \
+                     : _mm512_zextsi256_si512(lo.q);                                                            \
+        wd[r] = PERM ? qx_pair_interleaved_ps(lo.d, 0.f) : qx_pair_ps(lo.d, 0.f);                               \
         wm[2 * r] = HAS_MIN ? lo.m : 0.f;                                                                       \
         wm[2 * r + 1] = 0.f;                                                                                    \
       }                                                                                                         \
-      qx_step512(R, T, OFFSET, HAS_MIN, 0, cols, nb, b, wq, wd, wm, a, as, acc, mins);                          \
+      qx_step512(R, T, OFFSET, HAS_MIN, 0, PERM, cols, nb, b, wq, wd, wm, a, as, acc, mins);                    \
     }                                                                                                           \
     for (int r = 0; r < R; r++)                                                                                 \
-      for (int t = 0; t < T; t++) y[t * ys + r] = _mm512_reduce_add_ps(acc[r][t]) + mins[r][t];                \
+      for (int t = 0; t < T; t++) y[t * ys + r] = _mm512_reduce_add_ps(PERM ? qx_unpermute(acc[r][t]) : acc[r][t]) + mins[r][t]; \
   }
 #else
 /*
@@ -252,6 +300,7 @@ QX_INLINE void qx_step512(const int R, const int T, const int offset, const int 
  * of two) is taken back lane by lane; SIGNED selects the sign-trick dot; HAS_MIN adds m * s
  * (Q4_1/Q5_1 with Q8_1 activations).
  */
+#define QX_TILE32X(NAME, LOAD, OFFSET, SIGNED, HAS_MIN, PERM, LOAD2) QX_TILE32(NAME, LOAD, OFFSET, SIGNED, HAS_MIN)
 #define QX_TILE32(NAME, LOAD, OFFSET, SIGNED, HAS_MIN)                                                          \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
@@ -316,7 +365,7 @@ QX_INLINE void qx_step512(const int R, const int T, const int offset, const int 
     }                                                                                                          \
   }
 
-QX_TILE32(qx_q4_0, qx_load_q4_0, 8, 0, 0)
+QX_TILE32X(qx_q4_0, qx_load_q4_0, 8, 0, 0, QX_INTERLEAVE, qx_load2_q4_0)
 QX_TILE32(qx_q4_1, qx_load_q4_1, 0, 0, 1)
 QX_TILE32(qx_q5_0, qx_load_q5_0, 16, 0, 0)
 QX_TILE32(qx_q5_1, qx_load_q5_1, 0, 0, 1)
