@@ -1,0 +1,54 @@
+/**
+ * Where a decode step's time goes: wraps the kernels of a one-shard model and times each kind of
+ * call over a run of single-token steps.
+ *
+ *   node dist/bench/profile.js MODEL [--tokens N]
+ */
+import { readGguf } from '../src/gguf/reader.js';
+import { GgmlType } from '../src/gguf/ggml-types.js';
+import { createKernels, openMapping, type Kernels } from '../src/kernels/index.js';
+import { readModelConfig } from '../src/model/config.js';
+import { DecoderShard } from '../src/model/decoder.js';
+import { KvCache } from '../src/model/kv-cache.js';
+import { wholeModel } from '../src/model/shard.js';
+import { loadShardWeights } from '../src/model/weights.js';
+
+const [path, ...rest] = process.argv.slice(2);
+const tokensArg = rest.indexOf('--tokens');
+const steps = tokensArg >= 0 ? Number(rest[tokensArg + 1]) : 32;
+const file = readGguf(path);
+const cfg = readModelConfig(file);
+const kernels = createKernels();
+const mapping = openMapping(path);
+const times = new Map<string, { ms: number; calls: number }>();
+const timed = Object.create(kernels) as Kernels;
+for (const name of ['matmul', 'rmsNorm', 'rope', 'attention', 'swiglu', 'storeKv', 'getRows', 'add'] as const) {
+  const inner = (kernels[name] as (...a: unknown[]) => void).bind(kernels);
+  (timed as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
+    const t = performance.now();
+    inner(...a);
+    const e = times.get(name) ?? { ms: 0, calls: 0 };
+    e.ms += performance.now() - t;
+    e.calls++;
+    times.set(name, e);
+  };
+}
+const spec = wholeModel(cfg);
+const weights = loadShardWeights(file, cfg, spec, (t) => mapping.view(t.offset, t.byteLength), kernels);
+const shard = new DecoderShard(cfg, spec, weights, new KvCache(cfg, spec, 1, steps + 16, GgmlType.F16), timed, 16);
+const run = (n: number) => {
+  let tok = 1;
+  for (let p = 0; p < n; p++) {
+    shard.forward({ nTokens: 1, tokens: Int32Array.from([tok]), spans: [{ slot: 0, pos0: p, start: 0, n: 1 }], outputRows: [0] });
+    tok = 300 + (p % 100);
+  }
+};
+run(4);
+times.clear();
+const t0 = performance.now();
+run(steps);
+const total = (performance.now() - t0) / steps;
+process.stdout.write(`${path}: ${total.toFixed(2)} ms per token\n`);
+for (const [name, e] of [...times].sort((a, b) => b[1].ms - a[1].ms)) {
+  process.stdout.write(`  ${name.padEnd(10)} ${(e.ms / steps).toFixed(3).padStart(8)} ms  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${((100 * e.ms) / steps / total).toFixed(1)}%\n`);
+}
