@@ -33,6 +33,8 @@ export interface DiscoveryOptions {
   readonly staticPeers?: string | readonly string[];
   /** Advertise and browse over mDNS. Default true. */
   readonly mdns?: boolean;
+  /** Announce this node (default true); a coordinator that only looks for nodes says false. */
+  readonly advertise?: boolean;
   /** Service type; tests use their own so they never see real nodes. Default "cairn". */
   readonly serviceType?: string;
   /**
@@ -87,17 +89,24 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
       const { Bonjour } = await import('bonjour-service');
       if (this.stopped) return;
       // bonjour-service hands its options to multicast-dns, which takes the interface address.
-      this.bonjour = new Bonjour((this.options.interface ? { interface: this.options.interface } : {}) as ConstructorParameters<typeof Bonjour>[0], (err: Error) => this.warn(err));
+      // multicast-dns binds to the interface address when given one, and a socket bound to a unicast
+      // address receives no multicast: bind to all addresses and send on the chosen interface.
+      this.bonjour = new Bonjour(
+        (this.options.interface ? { interface: this.options.interface, bind: '0.0.0.0' } : {}) as ConstructorParameters<typeof Bonjour>[0],
+        (err: Error) => this.warn(err),
+      );
       this.guardMulticastSocket(this.bonjour);
       const type = this.options.serviceType ?? MDNS_SERVICE_TYPE;
       const { id, name } = this.options.identity;
-      this.bonjour.publish({
-        // Instance names must be unique on the network; the id prefix keeps same-named hosts apart.
-        name: `${name}-${id.slice(0, 8)}`,
-        type,
-        port: this.options.port,
-        txt: { id, name, proto: String(PROTOCOL_VERSION) },
-      });
+      if (this.options.advertise !== false) {
+        this.bonjour.publish({
+          // Instance names must be unique on the network; the id prefix keeps same-named hosts apart.
+          name: `${name}-${id.slice(0, 8)}`,
+          type,
+          port: this.options.port,
+          txt: { id, name, proto: String(PROTOCOL_VERSION) },
+        });
+      }
       this.browser = this.bonjour.find({ type });
       this.browser.on('up', (service) => this.onServiceUp(service));
       this.browser.on('down', (service) => this.onServiceDown(service));

@@ -163,7 +163,8 @@ export class ClusterCoordinator implements ForwardRunner {
     }
     const addresses = parsePeerList([...this.opts.peers]).map((a) => ({ host: a.host, port: a.port }));
     if ((this.opts.discoveryMs ?? 0) > 0) {
-      this.discovery = new Discovery({ identity: { id: this.localId, name: 'coordinator' }, port: 0, mdns: true, interface: this.opts.mdnsInterface });
+      this.discovery = new Discovery({ identity: { id: this.localId, name: 'coordinator' }, port: 0, mdns: true, advertise: false, interface: this.opts.mdnsInterface });
+      this.discovery.on('warning', (w) => this.log(`cairn: mDNS: ${w.message}`));
       this.discovery.on('up', (p) => {
         if (p.source === 'mdns' && !addresses.some((a) => a.host === p.host && a.port === p.port)) addresses.push({ host: p.host, port: p.port });
       });
