@@ -114,6 +114,15 @@ static napi_value read_bandwidth(napi_env env, napi_callback_info info) {
   return num(env, cairn_read_bandwidth((size_t)bytes, (int)runs));
 }
 
+/* poolRest(): polling pool workers go to sleep at once. */
+static napi_value pool_rest(napi_env env, napi_callback_info info) {
+  (void)info;
+  cairn_pool_rest();
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
 void cairn_register_system(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"cpuInfo", NULL, cpu_info, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -121,6 +130,7 @@ void cairn_register_system(napi_env env, napi_value exports) {
       {"forceIsa", NULL, force_isa, NULL, NULL, NULL, napi_enumerable, NULL},
       {"residentBytes", NULL, resident_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"poolRest", NULL, pool_rest, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -42,6 +42,7 @@ static _Atomic uint64_t g_job;
 static atomic_int g_done;      /* shares of the current job finished */
 static atomic_int g_sleeping;  /* workers inside the condvar wait */
 static atomic_int g_quit;      /* tells workers to exit */
+static atomic_int g_rest;      /* bumped by cairn_pool_rest: polling workers go to sleep at once */
 static atomic_flag g_busy = ATOMIC_FLAG_INIT;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -85,11 +86,13 @@ static void claim_shares(uint64_t seq) {
 /* Waits until the job sequence moves past `seen`: poll first, then sleep. Returns the new word. */
 static uint64_t wait_for_job(uint64_t seen) {
   long long deadline = 0;
+  const int rest = atomic_load_explicit(&g_rest, memory_order_relaxed);
   for (unsigned i = 0;; i++) {
     const uint64_t w = atomic_load_explicit(&g_job, memory_order_acquire);
     if (WORD_SEQ(w) != seen) return w;
     cpu_relax();
     if ((i & 255) != 255) continue;
+    if (atomic_load_explicit(&g_rest, memory_order_relaxed) != rest) break;
     const long long t = now_ns();
     if (deadline == 0) {
       deadline = t + SPIN_NS;
@@ -121,6 +124,8 @@ static void *worker_main(void *arg) {
   }
   return NULL;
 }
+
+void cairn_pool_rest(void) { atomic_fetch_add_explicit(&g_rest, 1, memory_order_relaxed); }
 
 /* Publishes a new job word with `nth` shares (0 for shutdown) and wakes sleeping workers. */
 static uint64_t publish(int nth) {

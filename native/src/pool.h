@@ -21,6 +21,12 @@ void cairn_pool_set_threads(int n);
 int cairn_pool_threads(void);
 /* Runs fn on every thread and returns when all are done. Not re-entrant. */
 void cairn_pool_run(cairn_job_fn fn, void *ctx);
+/*
+ * Tells workers that are polling for the next job to sleep now instead of after their spin: the
+ * caller is about to wait on something else (a pipeline stage handing its step to another
+ * process), and the CPU is better left to whoever computes next.
+ */
+void cairn_pool_rest(void);
 /* Runs fn with at most `max_threads` threads (small jobs where waking everyone costs more). */
 void cairn_pool_run_n(cairn_job_fn fn, void *ctx, int max_threads);
 

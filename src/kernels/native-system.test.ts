@@ -12,7 +12,7 @@ import { isCairnError } from '../util/errors.js';
 import type { AttentionParams } from './api.js';
 import { createKernels, residentBytes } from './index.js';
 import { refStoreKv } from './reference/ops.js';
-import { cpuInfo, forceIsa, NativeKernels } from './native.js';
+import { cpuInfo, forceIsa, NativeKernels, restKernelThreads } from './native.js';
 
 const kernels = new NativeKernels();
 const initialThreads = cpuInfo().threads;
@@ -158,6 +158,22 @@ describe('thread pool', () => {
     assert.deepEqual(workerStates(), ['S', 'S']);
     kernels.setThreads(1);
     assert.equal(workerStates().length, 0);
+  });
+
+  it('keeps results exact when told to rest between dispatches', () => {
+    kernels.setThreads(3);
+    const before = runAll(8);
+    for (let i = 0; i < 50; i++) restKernelThreads();
+    const rested = runAll(8);
+    rested.forEach((out, i) => assert.deepEqual(out, before[i], `output ${i} after rest`));
+    const n = 70_000;
+    const a = randomF32(n, seededRandom(6));
+    const out = new Float32Array(n);
+    for (let i = 0; i < 500; i++) {
+      kernels.add(a, a, n, out);
+      restKernelThreads(); // workers drop out of their spin and must wake for the next job
+    }
+    assert.equal(out[n - 1], a[n - 1] * 2);
   });
 
   it('rejects thread counts out of range', () => {

@@ -37,6 +37,7 @@ export interface NativeAddon {
   forceIsa(isa: string | null): void;
   residentBytes(): number;
   readBandwidth(bytes?: number, runs?: number): number;
+  poolRest(): void;
   evictFile(path: string): boolean;
   mapOpen(path: string): NativeMapHandle;
   mapRange(handle: NativeMapHandle, offset: number, length: number): ArrayBuffer;
@@ -160,6 +161,14 @@ export function forceIsa(isa: string | null): void {
 export function mapFile(path: string): { buffer: ArrayBuffer; size: number } {
   const addon = loadNative();
   return call(() => addon.mapFile(path));
+}
+
+/**
+ * Tells the kernel threads that poll for work to sleep now: call it when this process hands its
+ * work to another one (a pipeline stage), so its threads do not hold the CPU the next one needs.
+ */
+export function restKernelThreads(): void {
+  if (isNativeAvailable()) loadNative().poolRest();
 }
 
 /** Drops a file's pages from the OS page cache, so the next read comes from disk (cold-start benchmarks). */

@@ -15,6 +15,7 @@ import { SequenceSamplers } from '../engine/sequence-samplers.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import { CairnError } from '../util/errors.js';
 import { HiddenCodec } from './codec.js';
+import { restKernelThreads } from '../kernels/index.js';
 import { applyKvOp } from './kv-ops.js';
 import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
 
@@ -135,6 +136,7 @@ export class Pipeline {
       const next = this.stages[1] as Extract<PipelineStage, { kind: 'remote' }>;
       const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
       next.conn.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
+      restKernelThreads();
       return promise;
     }
     const promise = this.await(step);

@@ -7,6 +7,7 @@
 import type { Frame, PeerConnection } from '../cluster/index.js';
 import { DType } from '../cluster/index.js';
 import { LocalRunner } from '../engine/runner.js';
+import { restKernelThreads } from '../kernels/index.js';
 import { sampleOutputs } from '../engine/runner.js';
 import type { LoadedShards } from '../engine/load.js';
 import { HiddenCodec } from './codec.js';
@@ -82,11 +83,13 @@ export class Stage {
       const next = this.links.next!;
       const kind = head.wire === 'f16' ? 'hidden16' : 'hidden32';
       next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec.encode(out!, n * D, kind)));
+      restKernelThreads();
       return;
     }
     const result = sampleOutputs(this.samplers, outputs, out!, this.loaded.config.nVocab);
     const resultHead: ResultHead = { epoch: this.epoch, step: head.step, tokens: Array.from(result.tokens), logprobs: result.logprobs.map((l) => l ?? null) };
     this.links.coordinator.send(MeshFrame.result, { dtype: DType.raw }, packMessage(resultHead, result.logits));
+    restKernelThreads();
   }
 
   /** Registers a sequence's sampler (last stage). */
