@@ -24,6 +24,10 @@
 #define CHUNK_WEIGHT_BYTES (192 * 1024)
 /* Bytes of converted activations per token block. */
 #define TOKEN_BLOCK_BYTES (256 * 1024)
+/* Tokens from which a batch takes the panel path: unpacking the weights is shared by its tokens. */
+#define PANEL_MIN_TOKENS 16
+/* Bytes of unpacked panels per chunk of weight rows (kept in L2 while every token tile passes). */
+#define PANEL_CHUNK_BYTES (384 * 1024)
 
 static const quant_kernel_table *active_kernels(void) {
   switch (cairn_isa_active()) {
@@ -37,21 +41,35 @@ static const quant_kernel_table *active_kernels(void) {
   }
 }
 
+/* The panel kernels of the active ISA, or NULL where it has none. */
+static const quant_panel_table *active_panels(void) {
+#if defined(__x86_64__)
+  if (cairn_isa_active() == CAIRN_ISA_AVX512) return &quant_panels_avx512;
+#endif
+  return NULL;
+}
+
 /* One matmul at a time owns the scratch (calls may come from several JS threads). */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *g_scratch;
 static size_t g_scratch_cap;
 
-static uint8_t *scratch(size_t bytes) {
-  if (bytes <= g_scratch_cap) return g_scratch;
-  const size_t cap = (bytes + bytes / 4 + 4095) & ~(size_t)4095;
+static uint8_t *g_panels;
+static size_t g_panels_cap;
+
+/* A grow-only, 64-byte aligned buffer (contents not kept when it grows). */
+static uint8_t *grow(uint8_t **buf, size_t *cap, size_t bytes) {
+  if (bytes <= *cap) return *buf;
+  const size_t want = (bytes + bytes / 4 + 4095) & ~(size_t)4095;
   void *p = NULL;
-  if (posix_memalign(&p, 64, cap) != 0) return NULL;
-  free(g_scratch);
-  g_scratch = (uint8_t *)p;
-  g_scratch_cap = cap;
-  return g_scratch;
+  if (posix_memalign(&p, 64, want) != 0) return NULL;
+  free(*buf);
+  *buf = (uint8_t *)p;
+  *cap = want;
+  return *buf;
 }
+
+static uint8_t *scratch(size_t bytes) { return grow(&g_scratch, &g_scratch_cap, bytes); }
 
 typedef struct {
   quant_convert_fn convert;
@@ -68,6 +86,11 @@ static void convert_job(void *p, int ith, int nth) {
 
 typedef struct {
   quant_gemm_fn gemm;
+  /* Panel path (gemm unused): prep values per token and one panel buffer per share. */
+  quant_panel_gemm_fn panel_gemm;
+  const int32_t *aux;
+  size_t aux_stride, panel_bytes;
+  uint8_t *panels;
   int cols, rows, n;
   const uint8_t *w;
   size_t w_stride;
@@ -82,7 +105,6 @@ typedef struct {
 } dot_ctx;
 
 static void dot_job(void *p, int ith, int nth) {
-  (void)ith;
   (void)nth;
   dot_ctx *c = (dot_ctx *)p;
   for (;;) {
@@ -95,12 +117,34 @@ static void dot_job(void *p, int ith, int nth) {
       t_begin = (item % c->token_groups) * c->token_block;
       t_end = t_begin + c->token_block < c->n ? t_begin + c->token_block : c->n;
     }
+    if (c->panel_gemm) {
+      /* Shares run one at a time per index, so share `ith` owns panel buffer `ith`. */
+      c->panel_gemm(c->cols, c->w + (size_t)r0 * c->w_stride, c->w_stride, nr, c->a + (size_t)t_begin * c->a_stride,
+                    c->a_stride, c->aux + (size_t)t_begin * c->aux_stride, c->aux_stride, t_end - t_begin,
+                    c->y + (size_t)t_begin * c->rows + (size_t)r0, (size_t)c->rows,
+                    c->panels + (size_t)ith * c->panel_bytes);
+      continue;
+    }
     for (int t0 = t_begin; t0 < t_end; t0 += c->token_block) {
       const int nt = t_end - t0 < c->token_block ? t_end - t0 : c->token_block;
       c->gemm(c->cols, c->w + (size_t)r0 * c->w_stride, c->w_stride, nr, c->a + (size_t)t0 * c->a_stride, c->a_stride,
               nt, c->y + (size_t)t0 * c->rows + (size_t)r0, (size_t)c->rows);
     }
   }
+}
+
+typedef struct {
+  quant_panel_prep_fn prep;
+  const uint8_t *a;
+  size_t a_stride;
+  int cols, n;
+  int32_t *aux;
+  size_t aux_stride;
+} prep_ctx;
+
+static void prep_job(void *p, int ith, int nth) {
+  const prep_ctx *c = (const prep_ctx *)p;
+  for (int t = ith; t < c->n; t += nth) c->prep(c->a + (size_t)t * c->a_stride, c->cols, c->aux + (size_t)t * c->aux_stride);
 }
 
 static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
@@ -119,8 +163,13 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   size_t a_stride = (size_t)cols * 4;
   /* An ISA table may leave a slot empty; the portable kernel fills it (same activation layout). */
   const quant_convert_fn convert = k->convert[layout.type] ? k->convert[layout.type] : quant_kernels_scalar.convert[layout.type];
+  const quant_panel_table *panels = active_panels();
+  const int use_panels = panels && panels->gemm[wtype] && n >= PANEL_MIN_TOKENS && convert;
+  /* The panel path's prep values go after the converted rows in the same scratch. */
+  const size_t act_bytes = (layout.row_bytes * (size_t)n + 63) & ~(size_t)63;
+  const size_t aux_stride = (size_t)(cols / QK);
   if (convert) {
-    uint8_t *buf = scratch(layout.row_bytes * (size_t)n);
+    uint8_t *buf = scratch(act_bytes + (use_panels ? aux_stride * 4 * (size_t)n : 0));
     if (!buf) {
       rc = -1;
       goto out;
@@ -135,11 +184,32 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   dot_ctx dc = {.gemm = k->gemm[wtype] ? k->gemm[wtype] : quant_kernels_scalar.gemm[wtype],
                 .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w, .w_stride = w_stride,
                 .a = act, .a_stride = a_stride, .y = y};
-  /* Several chunks per thread so a thread slowed by a neighbour does not hold everyone up. */
-  const int64_t cap_rows = (int64_t)(CHUNK_WEIGHT_BYTES / w_stride);
-  dc.chunk_rows = clampi(rows / ((int64_t)threads * 8), 16, (int)(cap_rows > 16 ? cap_rows : 16));
-  dc.chunk_rows = (dc.chunk_rows + 7) & ~7; /* whole tiles of 8 rows */
-  dc.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20) & ~3;
+  if (use_panels) {
+    prep_ctx pc = {panels->prep[wtype], act, a_stride, cols, n, (int32_t *)(g_scratch + act_bytes), aux_stride};
+    cairn_pool_run_n(prep_job, &pc, n);
+    dc.panel_gemm = panels->gemm[wtype];
+    dc.aux = pc.aux;
+    dc.aux_stride = aux_stride;
+    const size_t row_panel_bytes = quant_panel_bytes(cols, QUANT_PANEL_ROWS) / QUANT_PANEL_ROWS;
+    dc.chunk_rows = clampi((int64_t)(PANEL_CHUNK_BYTES / row_panel_bytes), QUANT_PANEL_ROWS, 1 << 20);
+    /* At least two chunks per thread when the matrix allows, whole panels always. */
+    const int balanced = clampi(rows / ((int64_t)threads * 2), QUANT_PANEL_ROWS, 1 << 20);
+    if (balanced < dc.chunk_rows) dc.chunk_rows = balanced;
+    dc.chunk_rows &= ~(QUANT_PANEL_ROWS - 1);
+    dc.panel_bytes = quant_panel_bytes(cols, dc.chunk_rows);
+    dc.panels = grow(&g_panels, &g_panels_cap, dc.panel_bytes * (size_t)threads);
+    if (!dc.panels) {
+      rc = -1;
+      goto out;
+    }
+    dc.token_block = n;
+  } else {
+    /* Several chunks per thread so a thread slowed by a neighbour does not hold everyone up. */
+    const int64_t cap_rows = (int64_t)(CHUNK_WEIGHT_BYTES / w_stride);
+    dc.chunk_rows = clampi(rows / ((int64_t)threads * 8), 16, (int)(cap_rows > 16 ? cap_rows : 16));
+    dc.chunk_rows = (dc.chunk_rows + 7) & ~7; /* whole tiles of 8 rows */
+    dc.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20) & ~3;
+  }
   const int row_chunks = (int)((rows + dc.chunk_rows - 1) / dc.chunk_rows);
   if (row_chunks < 2 * threads) {
     /* Few weight rows: hand out blocks of tokens too, small enough that every thread gets work. */

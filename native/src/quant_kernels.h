@@ -40,6 +40,35 @@ extern const quant_kernel_table quant_kernels_avx512;
 extern const quant_kernel_table quant_kernels_neon;
 #endif
 
+/*
+ * Prefill path for batches (native/x86_avx512/quant_panel_avx512.c): weight rows unpacked into
+ * panels of 16 rows whose vector lanes are the rows, shared by every token of the call.
+ *
+ * prep: per converted activation row, one int32 per 32-element block (the start value of that
+ * block's integer dot, which takes back the offset of the unsigned weight quants).
+ * gemm: like quant_gemm_fn over nr rows and nt tokens, with token t's prep values at
+ * aux + t * aux_stride and `panels` a private buffer of quant_panel_bytes(cols, nr).
+ */
+typedef void (*quant_panel_prep_fn)(const uint8_t *a, int cols, int32_t *aux);
+typedef void (*quant_panel_gemm_fn)(int cols, const uint8_t *w, size_t w_stride, int nr, const uint8_t *a,
+                                    size_t a_stride, const int32_t *aux, size_t aux_stride, int nt, float *y,
+                                    size_t y_stride, uint8_t *panels);
+
+typedef struct {
+  quant_panel_prep_fn prep[QUANT_MAX_TYPE];  /* indexed by weight type */
+  quant_panel_gemm_fn gemm[QUANT_MAX_TYPE];  /* indexed by weight type; NULL: no panel path */
+} quant_panel_table;
+
+/* Panel rows, and bytes of the panels of `rows` rows of `cols` (64-byte aligned buffer). */
+#define QUANT_PANEL_ROWS 16
+static inline size_t quant_panel_bytes(int cols, int rows) {
+  return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * (size_t)(cols / QK) * (8 * 64 + 64);
+}
+
+#if defined(__x86_64__)
+extern const quant_panel_table quant_panels_avx512;
+#endif
+
 /* Scalar converters, shared by the ISA tables that have no faster one. */
 void quant_convert_f16_scalar(const float *x, uint8_t *dst, int cols);
 void quant_convert_bf16_scalar(const float *x, uint8_t *dst, int cols);

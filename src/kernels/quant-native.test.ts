@@ -164,6 +164,9 @@ describe('native quantization kernels', { skip }, () => {
           [5, unit * 2, 5],
           [67, bs === 256 ? 1024 : 4096, 1],
           [40, unit * 4, 9],
+          // batches big enough for the panel path (16 rows per panel, partial last panel)
+          [16, unit, 16],
+          [37, unit * 6, 21],
         ];
         for (const [rows, cols, n] of shapes) {
           const w = quantized(type, rows, cols, rows * 31 + cols + type);
@@ -222,21 +225,22 @@ describe('native quantization kernels', { skip }, () => {
         const bs = formatCodec(type).blockSize;
         const rows = 4099;
         const cols = bs === 256 ? 256 : 64;
-        const n = 3;
         const w = quantized(type, rows, cols, 77 + type);
-        const x = activations(n * cols, 78);
-        const want = new Float32Array(n * rows);
-        refMatmul(w, type, rows, cols, x, n, want);
-        const results: Float32Array[] = [];
-        for (const threads of [1, 2]) {
-          a.setThreads(threads);
-          const got = new Float32Array(n * rows).fill(NaN);
-          a.matmul!(w, type, rows, cols, x, n, got);
-          assertClose(type, `${isa} rows=${rows} threads=${threads}`, got, want, magnitudes(type, w, rows, cols, x, n));
-          results.push(got);
+        for (const n of [3, 19]) {
+          const x = activations(n * cols, 78);
+          const want = new Float32Array(n * rows);
+          refMatmul(w, type, rows, cols, x, n, want);
+          const results: Float32Array[] = [];
+          for (const threads of [1, 2]) {
+            a.setThreads(threads);
+            const got = new Float32Array(n * rows).fill(NaN);
+            a.matmul!(w, type, rows, cols, x, n, got);
+            assertClose(type, `${isa} rows=${rows} n=${n} threads=${threads}`, got, want, magnitudes(type, w, rows, cols, x, n));
+            results.push(got);
+          }
+          a.setThreads(a.cpuInfo().physicalCores);
+          assertSameFloats(results[1], results[0], `${GgmlType[type]} on ${isa} n=${n}: 1 thread vs 2`);
         }
-        a.setThreads(a.cpuInfo().physicalCores);
-        assertSameFloats(results[1], results[0], `${GgmlType[type]} on ${isa}: 1 thread vs 2`);
       }
     });
   }
