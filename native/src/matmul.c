@@ -24,8 +24,6 @@
 #define CHUNK_WEIGHT_BYTES (192 * 1024)
 /* Bytes of converted activations per token block. */
 #define TOKEN_BLOCK_BYTES (256 * 1024)
-/* Tokens from which a batch takes the panel path: unpacking the weights is shared by its tokens. */
-#define PANEL_MIN_TOKENS 16
 /* Bytes of unpacked panels per chunk of weight rows (kept in L2 while every token tile passes). */
 #define PANEL_CHUNK_BYTES (384 * 1024)
 
@@ -164,10 +162,10 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   /* An ISA table may leave a slot empty; the portable kernel fills it (same activation layout). */
   const quant_convert_fn convert = k->convert[layout.type] ? k->convert[layout.type] : quant_kernels_scalar.convert[layout.type];
   const quant_panel_table *panels = active_panels();
-  const int use_panels = panels && panels->gemm[wtype] && n >= PANEL_MIN_TOKENS && convert;
+  const int use_panels = panels && panels->gemm[wtype] && n >= panels->min_tokens[wtype] && convert;
   /* The panel path's prep values go after the converted rows in the same scratch. */
   const size_t act_bytes = (layout.row_bytes * (size_t)n + 63) & ~(size_t)63;
-  const size_t aux_stride = (size_t)(cols / QK);
+  const size_t aux_stride = quant_panel_aux_count(cols);
   if (convert) {
     uint8_t *buf = scratch(act_bytes + (use_panels ? aux_stride * 4 * (size_t)n : 0));
     if (!buf) {

@@ -44,8 +44,9 @@ extern const quant_kernel_table quant_kernels_neon;
  * Prefill path for batches (native/x86_avx512/quant_panel_avx512.c): weight rows unpacked into
  * panels of 16 rows whose vector lanes are the rows, shared by every token of the call.
  *
- * prep: per converted activation row, one int32 per 32-element block (the start value of that
- * block's integer dot, which takes back the offset of the unsigned weight quants).
+ * prep: per converted activation row, up to cols / 16 int32 of per-block values (the start of a
+ * block's integer dot, which takes back the offset of unsigned weight quants, or the partner of
+ * the K-quant mins).
  * gemm: like quant_gemm_fn over nr rows and nt tokens, with token t's prep values at
  * aux + t * aux_stride and `panels` a private buffer of quant_panel_bytes(cols, nr).
  */
@@ -57,13 +58,18 @@ typedef void (*quant_panel_gemm_fn)(int cols, const uint8_t *w, size_t w_stride,
 typedef struct {
   quant_panel_prep_fn prep[QUANT_MAX_TYPE];  /* indexed by weight type */
   quant_panel_gemm_fn gemm[QUANT_MAX_TYPE];  /* indexed by weight type; NULL: no panel path */
+  /* Tokens from which the panel path beats the row tiles (unpacking is paid once per call). */
+  int min_tokens[QUANT_MAX_TYPE];
 } quant_panel_table;
 
-/* Panel rows, and bytes of the panels of `rows` rows of `cols` (64-byte aligned buffer). */
+/* Panel rows, bytes per 32 elements of a panel, and bytes of the panels of `rows` rows of `cols`. */
 #define QUANT_PANEL_ROWS 16
+#define QUANT_PANEL_BLOCK_BYTES (8 * 64 + 2 * 64)
 static inline size_t quant_panel_bytes(int cols, int rows) {
-  return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * (size_t)(cols / QK) * (8 * 64 + 64);
+  return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * (size_t)(cols / QK) * QUANT_PANEL_BLOCK_BYTES;
 }
+/* int32 prep values per activation row. */
+static inline size_t quant_panel_aux_count(int cols) { return (size_t)(cols / 16); }
 
 #if defined(__x86_64__)
 extern const quant_panel_table quant_panels_avx512;

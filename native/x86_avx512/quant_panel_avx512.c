@@ -1,78 +1,212 @@
 /*
- * Prefill kernels for many tokens at once (AVX-512 VNNI): weight rows are first unpacked into
- * panels of 16 rows in which each 32-bit lane of a vector belongs to another row, then every token
- * is dotted against a panel with one dpbusd per 4 elements of all 16 rows, its 4 activation bytes
- * broadcast straight from memory.
+ * Batch kernels (AVX-512 VNNI): weight rows are first unpacked into panels of 16 rows in which
+ * each 32-bit lane of a vector belongs to another row, then every token is dotted against a
+ * panel with one dpbusd per 4 elements of all 16 rows, its 4 activation bytes broadcast to every
+ * lane.
  *
- * Why: the row-major tiles (quant_x86_kernels.h) finish every dot product with a horizontal layout
+ * Why: the row-major tiles (quant_x86_kernels.h) finish every dot product in a horizontal layout
  * (one block's sum spread over 8 lanes), so each dpbusd needs its own int->float conversion and
  * scaling: about 6 instructions per 64 multiply-adds. In a panel the 16 lanes are 16 outputs, so a
- * block's conversion and scaling is shared by 16 rows: 12 instructions per 512 multiply-adds.
- * Unpacking costs one pass over the weights per call and is shared by all the call's tokens, which
- * is why matmul.c takes this path only for batches (prompts), never for decoding.
+ * block's conversion and scaling is shared by 16 rows: about 12 instructions per 512
+ * multiply-adds. Unpacking costs one pass over the weights per call, shared by all the call's
+ * tokens, which is why matmul.c takes this path only from a few tokens on (min_tokens below),
+ * never for a single token.
  *
  * Integer semantics stay llama.cpp's: each block's quants are dotted exactly in int32 (offsets
- * taken back through the per-block activation sums that the prep step computes), then scaled in
- * f32 by the weight and activation block scales.
+ * taken back through per-block activation sums that the prep step computes), then scaled in f32
+ * by the weight and activation block scales.
  */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "../src/quant_formats.h"
 #include "../src/quant_kernels.h"
 
 #define PANEL_ROWS QUANT_PANEL_ROWS
-/* Tokens per tile: 8 float sums and 8 int sums live next to the 8 weight vectors of a block. */
-#define PANEL_T 8
-/* Bytes of one block of a panel: 8 vectors of 16 rows x 4 quants, then 16 f32 scales. */
-#define PANEL_BLOCK_BYTES (8 * 64 + 64)
+/*
+ * Tokens per tile: their float and int sums live in registers next to the 8 weight vectors of a
+ * block. 6 measured best (14336x4096 Q4_0, 512 tokens, 2 threads: 4: 1201, 5: 1253, 6: 1288,
+ * 7: 1301, 8: 1045, 12: 1098 GFLOP/s); px_gemm's switch lists the tile sizes up to it.
+ */
+#define PANEL_T 6
+_Static_assert(PANEL_T == 6, "px_gemm's switch has tile sizes 1 to 6");
+/*
+ * Bytes of one 32-element block of a panel: 8 vectors of 16 rows x 4 quants, then two vectors
+ * of 16 f32: the block scales and, by format, the K-quant mins (-dmin * m) or Q6_K's scales of
+ * the block's second 16 elements.
+ */
+#define PANEL_BLOCK_BYTES (8 * 64 + 2 * 64)
+_Static_assert(PANEL_BLOCK_BYTES == QUANT_PANEL_BLOCK_BYTES, "quant_panel_bytes assumes this block size");
+
+/* How a block's integer dots become floats (see px_tile). */
+enum { PX_OFFSET = 0, PX_MIN = 1, PX_HALVES = 2 };
 
 #define PX_INLINE static inline __attribute__((always_inline))
 
-_Static_assert(PANEL_BLOCK_BYTES == 8 * 64 + 64, "quant_panel_bytes assumes this block size");
+/* An unaligned int32 that may alias activation bytes (4 of them go to every lane of a dpbusd). */
+typedef int32_t px_i32u __attribute__((aligned(1), may_alias));
 
-/* Row offsets of 16 rows as gather indices (rows past `nr` are masked off). */
-PX_INLINE __m512i px_row_index(size_t ws) {
-  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                            _mm512_set1_epi32((int)ws));
+/*
+ * The 16 rows of a panel. Rows past the matrix's last repeat row 0: their lanes compute
+ * something, but px_tile never stores them.
+ */
+PX_INLINE void px_rows(const uint8_t *w, size_t ws, int nr, const uint8_t *rows[PANEL_ROWS]) {
+  for (int r = 0; r < PANEL_ROWS; r++) rows[r] = w + (size_t)(r < nr ? r : 0) * ws;
 }
 
-PX_INLINE __m512i px_gather(__mmask16 live, __m512i idx, const uint8_t *base) {
-  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, base, 1);
+/*
+ * Dword j (j < 4) of the 16 bytes at rows[r] + off, for r = 0..15, into out[j] lane r: a 4x4
+ * dword transpose within each 128-bit lane, after loading rows k, k+4, k+8, k+12 into the
+ * lanes of register k (so that lane positions come out in row order). Row by row reads keep
+ * the weights streaming; a gather per dword measured 2-3x slower for the whole unpacking.
+ */
+PX_INLINE void px_transpose16(const uint8_t *const *rows, size_t off, __m512i out[4]) {
+  __m512i v[4];
+  for (int k = 0; k < 4; k++) {
+    __m512i x = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[k] + off)));
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 4] + off)), 1);
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 8] + off)), 2);
+    v[k] = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 12] + off)), 3);
+  }
+  const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
+  out[0] = _mm512_unpacklo_epi64(t0, t2);
+  out[1] = _mm512_unpackhi_epi64(t0, t2);
+  out[2] = _mm512_unpacklo_epi64(t1, t3);
+  out[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-/* The f16 scale in the low half of each gathered dword, as f32. */
-PX_INLINE __m512 px_half_lo(__m512i dw) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw)); }
+/* Byte i of 16 transposed bytes (px_transpose16's output) per lane: unsigned, and sign-extended. */
+PX_INLINE __m512i px_byte(const __m512i *v, int i) {
+  return _mm512_and_si512(_mm512_srli_epi32(v[i / 4], 8 * (i % 4)), _mm512_set1_epi32(0xff));
+}
+PX_INLINE __m512i px_sbyte(const __m512i *v, int i) {
+  return _mm512_srai_epi32(_mm512_slli_epi32(v[i / 4], 24 - 8 * (i % 4)), 24);
+}
+
+/* The f16 at rows[r] + off for each row, as 16 f32. */
+PX_INLINE __m512 px_halves(const uint8_t *const *rows, size_t off) {
+  uint16_t h[PANEL_ROWS];
+  for (int r = 0; r < PANEL_ROWS; r++) memcpy(h + r, rows[r] + off, 2);
+  return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+}
+
+PX_INLINE __m512i *px_block(uint8_t *panel, int b) { return (__m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES); }
 
 /* Q4_0 panel: quants as u8 0..15 (elements 4g..4g+3 in vector g), offset 8 via the activation sums. */
 static void px_pack_q4_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
-  const int nb = cols / QK;
-  const __mmask16 live = (__mmask16)((1u << nr) - 1);
-  const __m512i idx = px_row_index(ws), low = _mm512_set1_epi8(0x0f);
-  for (int b = 0; b < nb; b++) {
-    const uint8_t *blk = w + (size_t)b * sizeof(block_q4_0);
-    __m512i *out = (__m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES);
+  const uint8_t *rows[PANEL_ROWS];
+  px_rows(w, ws, nr, rows);
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  for (int b = 0; b < cols / QK; b++) {
+    const size_t off = (size_t)b * sizeof(block_q4_0);
+    __m512i *out = px_block(panel, b), v[4];
+    /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
+    px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
     for (int g = 0; g < 4; g++) {
-      const __m512i v = px_gather(live, idx, blk + 2 + 4 * g);
-      _mm512_store_si512(out + g, _mm512_and_si512(v, low));
-      _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
+      _mm512_store_si512(out + g, _mm512_and_si512(v[g], low));
+      _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
     }
-    _mm512_store_ps((float *)(out + 8), px_half_lo(px_gather(live, idx, blk)));
+    _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q4_0, d)));
   }
 }
 
 /* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
 static void px_pack_q8_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
-  const int nb = cols / QK;
-  const __mmask16 live = (__mmask16)((1u << nr) - 1);
-  const __m512i idx = px_row_index(ws), flip = _mm512_set1_epi8((char)0x80);
-  for (int b = 0; b < nb; b++) {
-    const uint8_t *blk = w + (size_t)b * sizeof(block_q8_0);
-    __m512i *out = (__m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES);
-    /* Rows past nr stay zero after the flip too: their scale is 0. */
-    for (int g = 0; g < 8; g++) _mm512_store_si512(out + g, _mm512_xor_si512(px_gather(live, idx, blk + 2 + 4 * g), flip));
-    _mm512_store_ps((float *)(out + 8), px_half_lo(px_gather(live, idx, blk)));
+  const uint8_t *rows[PANEL_ROWS];
+  px_rows(w, ws, nr, rows);
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int b = 0; b < cols / QK; b++) {
+    const size_t off = (size_t)b * sizeof(block_q8_0);
+    __m512i *out = px_block(panel, b), v[4];
+    for (int h = 0; h < 2; h++) {
+      px_transpose16(rows, off + offsetof(block_q8_0, qs) + 16 * h, v);
+      for (int g = 0; g < 4; g++) _mm512_store_si512(out + 4 * h + g, _mm512_xor_si512(v[g], flip));
+    }
+    _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q8_0, d)));
+  }
+}
+
+/*
+ * Q4_K panel: each 32-element sub-block is a panel block of u8 quants 0..15, with d * scale and
+ * -dmin * min per row (the mins meet the activation sums in px_tile).
+ */
+static void px_pack_q4_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
+  const uint8_t *rows[PANEL_ROWS];
+  px_rows(w, ws, nr, rows);
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  for (int B = 0; B < cols / QK_K; B++) {
+    const size_t off = (size_t)B * sizeof(block_q4_K);
+    /* Bytes 32j..32j+31 of qs: low nibbles are sub-block 2j, high nibbles sub-block 2j + 1. */
+    for (int j = 0; j < 4; j++) {
+      __m512i *even = px_block(panel, 8 * B + 2 * j), *odd = px_block(panel, 8 * B + 2 * j + 1), v[4];
+      for (int h = 0; h < 2; h++) {
+        px_transpose16(rows, off + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
+        for (int g = 0; g < 4; g++) {
+          _mm512_store_si512(even + 4 * h + g, _mm512_and_si512(v[g], low));
+          _mm512_store_si512(odd + 4 * h + g, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
+        }
+      }
+    }
+    /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
+    __m512i head[4];
+    px_transpose16(rows, off, head);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
+    const __m512 neg_dmin = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16))));
+    for (int sb = 0; sb < 8; sb++) {
+      /* quant_k_scale_min, lane by lane. */
+      __m512i sc, m;
+      if (sb < 4) {
+        sc = _mm512_and_si512(px_byte(head + 1, sb), _mm512_set1_epi32(63));
+        m = _mm512_and_si512(px_byte(head + 1, sb + 4), _mm512_set1_epi32(63));
+      } else {
+        const __m512i both = px_byte(head + 1, sb + 4);
+        sc = _mm512_or_si512(_mm512_and_si512(both, _mm512_set1_epi32(15)),
+                             _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb - 4), 6), 4));
+        m = _mm512_or_si512(_mm512_srli_epi32(both, 4), _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb), 6), 4));
+      }
+      float *f = (float *)(px_block(panel, 8 * B + sb) + 8);
+      _mm512_store_ps(f, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)));
+      _mm512_store_ps(f + PANEL_ROWS, _mm512_mul_ps(neg_dmin, _mm512_cvtepi32_ps(m)));
+    }
+  }
+}
+
+/* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), d * scale for each half-block. */
+static void px_pack_q6_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
+  const uint8_t *rows[PANEL_ROWS];
+  px_rows(w, ws, nr, rows);
+  const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
+  for (int B = 0; B < cols / QK_K; B++) {
+    const size_t off = (size_t)B * sizeof(block_q6_K);
+    /* Elements 128n + 32k + l: ql byte 64n + 32(k & 1) + l (high nibble when k >= 2), qh byte
+     * 32n + l (bits 2k, 2k + 1), as in ggml's dequantize_row_q6_K. */
+    for (int n = 0; n < 2; n++)
+      for (int h = 0; h < 2; h++) {
+        __m512i vh[4], vl[4];
+        px_transpose16(rows, off + offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
+        for (int odd = 0; odd < 2; odd++) {
+          px_transpose16(rows, off + offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
+          for (int hi = 0; hi < 2; hi++) {
+            const int k = odd + 2 * hi;
+            for (int g = 0; g < 4; g++) {
+              const __m512i lo4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 4) : vl[g], low);
+              const __m512i hi2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * k), two), 4);
+              _mm512_store_si512(px_block(panel, 8 * B + 4 * n + k) + 4 * h + g, _mm512_or_si512(lo4, hi2));
+            }
+          }
+        }
+      }
+    __m512i scales[4];
+    px_transpose16(rows, off + offsetof(block_q6_K, scales), scales);
+    const __m512 d = px_halves(rows, off + offsetof(block_q6_K, d));
+    for (int sb = 0; sb < 8; sb++) {
+      float *f = (float *)(px_block(panel, 8 * B + sb) + 8);
+      _mm512_store_ps(f, _mm512_mul_ps(d, _mm512_cvtepi32_ps(px_sbyte(scales, 2 * sb))));
+      _mm512_store_ps(f + PANEL_ROWS, _mm512_mul_ps(d, _mm512_cvtepi32_ps(px_sbyte(scales, 2 * sb + 1))));
+    }
   }
 }
 
@@ -98,31 +232,62 @@ PX_INLINE void px_block_sums(const uint8_t *a, int cols, int offset, int32_t *au
 static void px_prep_q4_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 8, aux); }
 static void px_prep_q8_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
 
+/* Q4_K: activation scale * sum of each 32-element block (f32 bits), the mins' partner. */
+static void px_prep_q4_K(const uint8_t *a, int cols, int32_t *aux) {
+  const float *d = (const float *)(a + cols);
+  const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
+  for (int b = 0; b < cols / QK; b++) {
+    const float v = d[b / 8] * (float)(bsums[2 * b] + bsums[2 * b + 1]);
+    memcpy(aux + b, &v, 4);
+  }
+}
+
+/* Q6_K: -32 * (sum of each 16 activations), the start of each half-block's integer dot. */
+static void px_prep_q6_K(const uint8_t *a, int cols, int32_t *aux) {
+  const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
+  for (int j = 0; j < cols / 16; j++) aux[j] = -32 * bsums[j];
+}
+
 /*
- * T tokens against one 16-row panel over all blocks: y[t][r] for the panel's live rows. Each
- * block's int sum starts from the token's offset correction; its 8 dpbusd take the activation
- * bytes as a broadcast memory operand.
+ * T tokens against one 16-row panel over all blocks: y[t][r] for the panel's live rows. By mode:
+ *   PX_OFFSET: the int sum starts from the token's offset correction (prep), one scale per block;
+ *   PX_MIN:    the int sum starts at 0; the mins vector times the prep value is added;
+ *   PX_HALVES: two int sums of 16 elements, each from its prep correction, each with its scale.
+ * `da_shift`: log2 of blocks per activation scale (0 for Q8_0 rows, 3 for Q8_K rows).
  */
-PX_INLINE void px_tile(const int T, int nb, const uint8_t *panel, const uint8_t *a, size_t as, const int32_t *aux,
-                       size_t aux_stride, int cols, __mmask16 live, float *y, size_t ys) {
+PX_INLINE void px_tile(const int T, const int mode, const int da_shift, int nb, const uint8_t *panel, const uint8_t *a,
+                       size_t as, const int32_t *aux, size_t aux_stride, int cols, __mmask16 live, float *y,
+                       size_t ys) {
   __m512 acc[PANEL_T];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
   for (int b = 0; b < nb; b++) {
     const __m512i *wv = (const __m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES);
-    const __m512 wd = _mm512_load_ps((const float *)(wv + 8));
+    const __m512 f0 = _mm512_load_ps((const float *)(wv + 8)), f1 = _mm512_load_ps((const float *)(wv + 9));
     __m512i w[8];
     for (int g = 0; g < 8; g++) w[g] = _mm512_load_si512(wv + g);
     for (int t = 0; t < T; t++) {
-      const uint8_t *at = a + (size_t)t * as + (size_t)QK * b;
-      __m512i s = _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]);
-      for (int g = 0; g < 8; g++) {
-        int32_t four;
-        memcpy(&four, at + 4 * g, 4);
-        s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four));
-      }
+      const uint8_t *at = a + (size_t)t * as;
+      const int32_t *xt = aux + (size_t)t * aux_stride;
+      const px_i32u *four = (const px_i32u *)(at + (size_t)QK * b);
       float da;
-      memcpy(&da, a + (size_t)t * as + cols + (size_t)b * 4, 4);
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd, _mm512_set1_ps(da)), acc[t]);
+      memcpy(&da, at + cols + (size_t)(b >> da_shift) * 4, 4);
+      const __m512 vda = _mm512_set1_ps(da);
+      if (mode == PX_HALVES) {
+        __m512i s0 = _mm512_set1_epi32(xt[2 * b]), s1 = _mm512_set1_epi32(xt[2 * b + 1]);
+        for (int g = 0; g < 4; g++) s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(four[g]));
+        for (int g = 4; g < 8; g++) s1 = _mm512_dpbusd_epi32(s1, w[g], _mm512_set1_epi32(four[g]));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(f0, vda), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(f1, vda), acc[t]);
+        continue;
+      }
+      __m512i s = mode == PX_OFFSET ? _mm512_set1_epi32(xt[b]) : _mm512_setzero_si512();
+      for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, vda), acc[t]);
+      if (mode == PX_MIN) {
+        float sum;
+        memcpy(&sum, xt + b, 4);
+        acc[t] = _mm512_fmadd_ps(f1, _mm512_set1_ps(sum), acc[t]);
+      }
     }
   }
   for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, live, acc[t]);
@@ -130,12 +295,16 @@ PX_INLINE void px_tile(const int T, int nb, const uint8_t *panel, const uint8_t 
 
 typedef void (*px_pack_fn)(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel);
 
+#define PX_TILE_CASE(N) \
+  case N: px_tile(N, mode, da_shift, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break
+
 /*
  * Unpacks the nr rows into panels, then walks the tokens in tiles of PANEL_T, each tile against
  * every panel while its activations are in cache.
  */
-PX_INLINE void px_gemm(px_pack_fn pack, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as,
-                       const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {
+PX_INLINE void px_gemm(px_pack_fn pack, const int mode, const int da_shift, int cols, const uint8_t *w, size_t ws, int nr,
+                       const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys,
+                       uint8_t *panels) {
   const int nb = cols / QK;
   const size_t panel_bytes = (size_t)nb * PANEL_BLOCK_BYTES;
   const int np = (nr + PANEL_ROWS - 1) / PANEL_ROWS;
@@ -153,31 +322,33 @@ PX_INLINE void px_gemm(px_pack_fn pack, int cols, const uint8_t *w, size_t ws, i
       const uint8_t *panel = panels + (size_t)p * panel_bytes;
       float *yt = y + (size_t)t0 * ys + (size_t)p * PANEL_ROWS;
       switch (T) {
-        case 8: px_tile(8, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
-        case 7: px_tile(7, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
-        case 6: px_tile(6, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
-        case 5: px_tile(5, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
-        case 4: px_tile(4, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
-        case 3: px_tile(3, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
-        case 2: px_tile(2, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
-        default: px_tile(1, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
+        PX_TILE_CASE(6);
+        PX_TILE_CASE(5);
+        PX_TILE_CASE(4);
+        PX_TILE_CASE(3);
+        PX_TILE_CASE(2);
+        default: px_tile(1, mode, da_shift, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
       }
     }
   }
 }
 
-static void px_gemm_q4_0(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
-                         size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {
-  px_gemm(px_pack_q4_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);
-}
+#define PX_GEMM(NAME, PACK, MODE, DA_SHIFT)                                                                    \
+  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux, \
+                   size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {                        \
+    px_gemm(PACK, MODE, DA_SHIFT, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);                 \
+  }
 
-static void px_gemm_q8_0(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
-                         size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {
-  px_gemm(px_pack_q8_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);
-}
+PX_GEMM(px_gemm_q4_0, px_pack_q4_0, PX_OFFSET, 0)
+PX_GEMM(px_gemm_q8_0, px_pack_q8_0, PX_OFFSET, 0)
+PX_GEMM(px_gemm_q4_K, px_pack_q4_K, PX_MIN, 3)
+PX_GEMM(px_gemm_q6_K, px_pack_q6_K, PX_HALVES, 3)
 
 const quant_panel_table quant_panels_avx512 = {
-    .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0},
-    .gemm = {[CAIRN_Q4_0] = px_gemm_q4_0, [CAIRN_Q8_0] = px_gemm_q8_0},
+    .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K},
+    .gemm = {[CAIRN_Q4_0] = px_gemm_q4_0, [CAIRN_Q8_0] = px_gemm_q8_0, [CAIRN_Q4_K] = px_gemm_q4_K, [CAIRN_Q6_K] = px_gemm_q6_K},
+    /* Crossovers measured on 4096x4096 and 14336x4096 matrices, 2 threads: Q6_K's unpacking
+     * (six bits from two places) costs the most. */
+    .min_tokens = {[CAIRN_Q4_0] = 4, [CAIRN_Q8_0] = 4, [CAIRN_Q4_K] = 4, [CAIRN_Q6_K] = 24},
 };
 #endif

@@ -164,9 +164,9 @@ describe('native quantization kernels', { skip }, () => {
           [5, unit * 2, 5],
           [67, bs === 256 ? 1024 : 4096, 1],
           [40, unit * 4, 9],
-          // batches big enough for the panel path (16 rows per panel, partial last panel)
+          // batches for the panel path (16 rows per panel, partial last panel; Q6_K from 24 tokens)
           [16, unit, 16],
-          [37, unit * 6, 21],
+          [37, unit * 6, 26],
         ];
         for (const [rows, cols, n] of shapes) {
           const w = quantized(type, rows, cols, rows * 31 + cols + type);
@@ -207,7 +207,7 @@ describe('native quantization kernels', { skip }, () => {
             w[off + f + 1] = h >> 8;
           }
         }
-        for (const n of [1, 6]) {
+        for (const n of [1, 6, 26]) {
           const x = activations(n * cols, type + n);
           const want = new Float32Array(n * rows);
           refMatmul(w, type, rows, cols, x, n, want);
@@ -226,7 +226,7 @@ describe('native quantization kernels', { skip }, () => {
         const rows = 4099;
         const cols = bs === 256 ? 256 : 64;
         const w = quantized(type, rows, cols, 77 + type);
-        for (const n of [3, 19]) {
+        for (const n of [3, 26]) {
           const x = activations(n * cols, 78);
           const want = new Float32Array(n * rows);
           refMatmul(w, type, rows, cols, x, n, want);
