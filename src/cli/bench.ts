@@ -111,7 +111,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   const engines: WorkerSpec['engine'][] = o.vsLlamaCpp ? ['cairn', 'llama.cpp'] : ['cairn'];
   const figures: EngineFigures[] = [];
   const workers: Worker[] = [];
-  let bandwidth = 0;
+  const bandwidths: number[] = [];
   try {
     // Load one at a time, so load times do not compete.
     for (const engine of engines) {
@@ -130,9 +130,9 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
         if (n === 0) continue;
         if (kind === 'decode') {
           // On a shared machine the bandwidth moves from minute to minute: measure it next to every
-          // decode run and keep the best, the figure the decode runs could have had.
+          // decode run, and judge the median decode speed against the median of these.
           progress('measuring memory bandwidth');
-          bandwidth = Math.max(bandwidth, readBandwidth());
+          bandwidths.push(readBandwidth());
         }
         for (let i = 0; i < workers.length; i++) {
           progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens on ${engines[i]} (${++step}/${total})`);
@@ -155,10 +155,11 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   const tied = !file.tensors.some((t) => t.name === 'output.weight');
   const embed = file.tensors.find((t) => t.name === 'token_embd.weight')?.byteLength ?? 0;
   const bytesPerToken = weightBytes - (tied ? 0 : embed);
-  if (bandwidth === 0) {
+  if (bandwidths.length === 0) {
     progress('measuring memory bandwidth');
-    bandwidth = readBandwidth();
+    bandwidths.push(readBandwidth());
   }
+  const bandwidth = median(bandwidths);
   const result: Record<string, unknown> = {
     model,
     threads,
