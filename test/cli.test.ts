@@ -109,6 +109,10 @@ test('bench: figures for cairn (and llama.cpp with --vs-llama-cpp) as one JSON o
     assert.ok(e.prefillTokensPerS > 0 && e.decodeTokensPerS > 0 && e.rssAfterLoadBytes > 0, JSON.stringify(e));
   }
   assert.ok(j.ratios.decode > 0 && j.bandwidthBytesPerSecond > 0);
+  // A skipped phase has no ratio rather than NaN.
+  const text = cairn(['bench', '-m', model, '-p', '0', '-n', '2', '-r', '1', '--vs-llama-cpp']);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /cairn \/ llama\.cpp: prefill n\/a, decode \d+\.\d+x/);
   const made = join(dir, 'made.gguf');
   assert.equal(cairn(['bench', '--make-model', 'nope', '--out', made]).status, 1);
 });

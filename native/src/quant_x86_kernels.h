@@ -3,8 +3,13 @@
  * FMA, F16C: integer dots with maddubs) and by native/x86_avx512 (the same loops with AVX-512 VNNI
  * dot instructions and more registers for larger tiles). The including file defines
  * QX_TABLE (the table's name), QX_R and QX_T (weight rows x tokens per tile when there are
- * enough tokens) and QX_RV (weight rows per tile for one token at a time: a matrix-vector
- * product is bound by memory latency and bandwidth, and more rows in flight keep more of DRAM busy).
+ * enough tokens) and QX_RV (weight rows per tile for one token at a time). A matrix-vector
+ * product is bound by memory bandwidth, and the fastest way through memory is one stream: with
+ * QX_RV 1 a thread reads its rows front to back, which the hardware prefetchers follow best.
+ * Measured on an AVX-512 machine (bench/RESULTS.md), against a plain read of memory: 4 rows in
+ * flight read at 75-80% of that rate, one row at 90-94% for Q8_0 and F16. QX_RV_FLOAT is the
+ * same for the float formats, whose one-row pace can be bound by the chain of adds instead (one
+ * f32 sum per row and token, so that a row's result does not depend on the tile it falls in).
  *
  * Integer semantics are llama.cpp's: each block's quants are dotted exactly in integers, then
  * scaled in f32. Unsigned weight quants (Q4_0's 0..15, Q5_0's 0..31, Q6_K's 0..63, and with VNNI
@@ -24,14 +29,15 @@
 #define QX_INLINE static inline __attribute__((always_inline))
 
 /* Largest row count of any tile. */
-#define QX_RMAX (QX_RV > QX_R ? QX_RV : QX_R)
+#define QX_MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define QX_RMAX QX_MAX2(QX_R, QX_MAX2(QX_RV, QX_RV_FLOAT))
 
 /*
- * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory, in R
- * interleaved streams. While it works on block b of its rows it prefetches block b of the next
- * R rows, so the next tile's stretch arrives at the pace this one is consumed and no tile starts
- * with all its rows missing in cache. (Past the matrix end this touches nothing: prefetches
- * never fault.)
+ * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory (in R
+ * interleaved streams when R > 1). While it works on block b of its rows it prefetches block b of
+ * the next R rows, so the next tile's stretch arrives at the pace this one is consumed and no tile
+ * starts with all its rows missing in cache; with one row this is a read-ahead of one row. (Past
+ * the matrix end this touches nothing: prefetches never fault.)
  */
 QX_INLINE void qx_prefetch(const uint8_t *p, size_t bytes) {
   for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
@@ -341,16 +347,17 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
 #endif
 
 /*
- * Walks an nr x nt block: with fewer than QX_T tokens, tiles of QX_RV rows x 1 token; otherwise
+ * Walks an nr x nt block: with fewer than QX_T tokens, tiles of RV rows x 1 token; otherwise
  * QX_R x QX_T tiles. Remainders use 1-wide tiles.
  */
-#define QX_GEMM(NAME)                                                                                          \
+#define QX_GEMM(NAME) QX_GEMM_RV(NAME, QX_RV)
+#define QX_GEMM_RV(NAME, RV)                                                                                   \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     int r = 0;                                                                                                 \
     if (nt < QX_T) {                                                                                           \
-      for (; r + QX_RV <= nr; r += QX_RV)                                                                      \
-        for (int t = 0; t < nt; t++) NAME##_tile(QX_RV, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+      for (; r + (RV) <= nr; r += (RV))                                                                        \
+        for (int t = 0; t < nt; t++) NAME##_tile((RV), 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
     } else {                                                                                                   \
       for (; r + QX_R <= nr; r += QX_R) {                                                                      \
         int t = 0;                                                                                             \
@@ -817,9 +824,9 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
 QX_TILE_FLOAT(qx_f32, qx_load_f32, qx_scalar_f32, 4)
 QX_TILE_FLOAT(qx_f16, qx_load_f16, qx_scalar_f16, 2)
 QX_TILE_FLOAT(qx_bf16, qx_load_bf16, qx_scalar_bf16, 2)
-QX_GEMM(qx_f32)
-QX_GEMM(qx_f16)
-QX_GEMM(qx_bf16)
+QX_GEMM_RV(qx_f32, QX_RV_FLOAT)
+QX_GEMM_RV(qx_f16, QX_RV_FLOAT)
+QX_GEMM_RV(qx_bf16, QX_RV_FLOAT)
 
 /* ---- activation converters ---- */
 

@@ -3,6 +3,7 @@
 #define QX_TABLE quant_kernels_avx512
 #define QX_R 3
 #define QX_T 8
-#define QX_RV 4
+#define QX_RV 1
+#define QX_RV_FLOAT 1
 #include "quant_x86_kernels.h"
 #endif

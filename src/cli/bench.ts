@@ -176,11 +176,13 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   };
   if (figures.length === 2) {
     const [c, l] = figures;
+    // A phase skipped with -p 0 or -n 0 has no ratio (null), not NaN.
+    const ratio = (a: number, b: number): number | null => (a > 0 && b > 0 ? a / b : null);
     result.ratios = {
-      prefill: c.prefillTokensPerS / l.prefillTokensPerS,
-      decode: c.decodeTokensPerS / l.decodeTokensPerS,
-      firstToken: c.firstTokenMs / l.firstTokenMs,
-      rssAfterLoad: c.rssAfterLoadBytes / l.rssAfterLoadBytes,
+      prefill: ratio(c.prefillTokensPerS, l.prefillTokensPerS),
+      decode: ratio(c.decodeTokensPerS, l.decodeTokensPerS),
+      firstToken: ratio(c.firstTokenMs, l.firstTokenMs),
+      rssAfterLoad: ratio(c.rssAfterLoadBytes, l.rssAfterLoadBytes),
     };
   }
   return result;
@@ -200,10 +202,11 @@ function render(r: Record<string, unknown>): string {
       `${f.engine.padEnd(10)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${f.loadMs.toFixed(0).padStart(8)} ${f.firstTokenMs.toFixed(0).padStart(13)} ${formatBytes(f.rssAfterLoadBytes).padStart(10)}  (${f.detail}; decode at ${((100 * f.decodeTokensPerS) / limit).toFixed(0)}% of the bandwidth limit)`,
     );
   }
-  const ratios = r.ratios as Record<string, number> | undefined;
+  const ratios = r.ratios as Record<string, number | null> | undefined;
   if (ratios) {
+    const x = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
     lines.push(
-      `cairn / llama.cpp: prefill ${ratios.prefill.toFixed(2)}x, decode ${ratios.decode.toFixed(2)}x, first token ${ratios.firstToken.toFixed(2)}x the time, RSS ${ratios.rssAfterLoad.toFixed(2)}x`,
+      `cairn / llama.cpp: prefill ${x(ratios.prefill)}, decode ${x(ratios.decode)}, first token ${x(ratios.firstToken)} the time, RSS ${x(ratios.rssAfterLoad)}`,
     );
   }
   return lines.join('\n') + '\n';
