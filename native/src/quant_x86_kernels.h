@@ -7,9 +7,12 @@
  * product is bound by memory bandwidth, and the fastest way through memory is one stream: with
  * QX_RV 1 a thread reads its rows front to back, which the hardware prefetchers follow best.
  * Measured on an AVX-512 machine (bench/RESULTS.md), against a plain read of memory: 4 rows in
- * flight read at 75-80% of that rate, one row at 90-94% for Q8_0 and F16. QX_RV_FLOAT is the
- * same for the float formats, whose one-row pace can be bound by the chain of adds instead (one
- * f32 sum per row and token, so that a row's result does not depend on the tile it falls in).
+ * flight read at 75-80% of that rate, one row at 90-94% for Q8_0 and F16. Two formats can be
+ * bound by instructions rather than memory with one row, and name their own row counts:
+ * QX_RV_NIBBLE for the 4- and 5-bit 32-blocks, whose unpacking and per-block activation work
+ * (shared by the rows of a tile) cost the most per byte; QX_RV_FLOAT for the float formats, where
+ * one row is one chain of adds (one f32 sum per row and token, so that a row's result does not
+ * depend on the tile it falls in).
  *
  * Integer semantics are llama.cpp's: each block's quants are dotted exactly in integers, then
  * scaled in f32. Unsigned weight quants (Q4_0's 0..15, Q5_0's 0..31, Q6_K's 0..63, and with VNNI
@@ -30,7 +33,7 @@
 
 /* Largest row count of any tile. */
 #define QX_MAX2(a, b) ((a) > (b) ? (a) : (b))
-#define QX_RMAX QX_MAX2(QX_R, QX_MAX2(QX_RV, QX_RV_FLOAT))
+#define QX_RMAX QX_MAX2(QX_MAX2(QX_R, QX_RV), QX_MAX2(QX_RV_NIBBLE, QX_RV_FLOAT))
 
 /*
  * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory (in R
@@ -381,10 +384,10 @@ QX_TILE32(qx_q8_0, qx_load_q8_0, 128, 0, 0)
 #else
 QX_TILE32(qx_q8_0, qx_load_q8_0, 0, 1, 0)
 #endif
-QX_GEMM(qx_q4_0)
-QX_GEMM(qx_q4_1)
-QX_GEMM(qx_q5_0)
-QX_GEMM(qx_q5_1)
+QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
+QX_GEMM_RV(qx_q4_1, QX_RV_NIBBLE)
+QX_GEMM_RV(qx_q5_0, QX_RV_NIBBLE)
+QX_GEMM_RV(qx_q5_1, QX_RV_NIBBLE)
 QX_GEMM(qx_q8_0)
 
 /* ---- K formats with Q8_K activations ---- */

@@ -4,6 +4,8 @@
 #define QX_R 3
 #define QX_T 8
 #define QX_RV 1
+/* Q4_0/Q5_0 rows: with one row the unpacking, not memory, would set the pace (see the header). */
+#define QX_RV_NIBBLE 4
 #define QX_RV_FLOAT 1
 #include "quant_x86_kernels.h"
 #endif
