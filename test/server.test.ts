@@ -8,8 +8,11 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { GgmlType } from '../src/gguf/ggml-types.js';
+import { readGguf } from '../src/gguf/reader.js';
+import { gv } from '../src/gguf/values.js';
+import { writeGguf } from '../src/gguf/writer.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { fixture, missingFixture, ROOT, scratchDir } from './helpers/paths.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
@@ -303,6 +306,55 @@ describe('cairn serve with stories260K', { skip }, () => {
     }
     assert.ok((await metric(server.url, 'completion_tokens_total')) > 0);
     assert.ok((await metric(server.url, 'resident_memory_bytes')) > 0);
+  });
+});
+
+describe('streaming with tools, template with a tool-call syntax', { skip }, () => {
+  let server: ServerProcess;
+  let client: OpenAI;
+  const dir = scratchDir('server-tools');
+  before(async () => {
+    // stories260K with a Hermes-style template: the server parses <tool_call> blocks out of replies.
+    const file = readGguf(MODEL!);
+    const bytes = readFileSync(MODEL!);
+    const metadata = new Map(file.metadata);
+    metadata.set(
+      'tokenizer.chat_template',
+      gv.str(
+        '{%- if tools %}System: call tools inside <tool_call></tool_call> tags.\n{%- endif %}' +
+          '{%- for m in messages %}{{ m.role }}: {{ m.content }}\n{%- endfor %}{%- if add_generation_prompt %}assistant:{%- endif %}',
+      ),
+    );
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'stories-tools.gguf');
+    writeGguf(path, {
+      metadata,
+      tensors: file.tensors.map((t) => ({ name: t.name, type: t.type, dims: t.dims, data: bytes.subarray(t.offset, t.offset + t.byteLength) })),
+    });
+    server = await startServer(['-m', path, '--ctx', '256']);
+    await server.ready();
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  after(async () => {
+    assert.equal(await server.stop(), 0);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('prose is streamed as it is generated, not held to the end, and matches the whole reply', async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }];
+    const request = { model: 'stories-tools', messages: [{ role: 'user' as const, content: 'Tell me a story' }], tools, max_tokens: 24, temperature: 0 };
+    const whole = await client.chat.completions.create(request);
+    assert.equal(whole.choices[0].message.tool_calls, undefined);
+    const chunks: string[] = [];
+    let finish: string | null = null;
+    for await (const c of await client.chat.completions.create({ ...request, stream: true })) {
+      const content = c.choices[0]?.delta?.content;
+      if (content) chunks.push(content);
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    assert.ok(chunks.length > 5, `content came in ${chunks.length} chunks`);
+    assert.equal(chunks.join(''), whole.choices[0].message.content);
+    assert.equal(finish, whole.choices[0].finish_reason);
   });
 });
 

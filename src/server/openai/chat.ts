@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { chatPrompt, modelChatTemplate, type ChatMessage } from '../../engine/chat.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { GenerationSummary } from '../../engine/engine.js';
-import { detectToolCallFormat, parseToolCalls, type ToolDefinition } from '../../tokenizer/chat/index.js';
+import { detectToolCallFormat, parseToolCalls, proseLength, type ToolDefinition } from '../../tokenizer/chat/index.js';
 import { badRequest, toApiError } from '../errors.js';
 import { chatLogprob, samplerFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
@@ -92,11 +92,14 @@ function forcedCall(summary: GenerationSummary): { content: null; calls: unknown
   }
 }
 
-/** Splits a finished reply into content and tool calls, in the template's format. */
-function toolCallsOf(model: LoadedModel, summary: GenerationSummary): { content: string | null; calls: unknown[] } | undefined {
+/**
+ * Splits a finished reply into content and tool calls, in the template's format. `from` skips
+ * that many characters of the reply's text (special tokens written out), already streamed as prose.
+ */
+function toolCallsOf(model: LoadedModel, summary: GenerationSummary, from = 0): { content: string | null; calls: unknown[] } | undefined {
   const format = detectToolCallFormat(modelChatTemplate(model).source);
   if (!format) return undefined;
-  const text = model.tokenizer.decode([...summary.tokens], { skipSpecial: false });
+  const text = model.tokenizer.decode([...summary.tokens], { skipSpecial: false }).slice(from);
   const parsed = parseToolCalls(text, format);
   if (parsed.toolCalls.length === 0) return undefined;
   return {
@@ -166,16 +169,34 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     choices: [{ index: 0, delta, logprobs: logprobs ?? null, finish_reason: finish }],
   });
   sse.send(chunk({ role: 'assistant', content: '' }, null));
+  // With tools the reply may hold calls, known only once complete. Text is streamed as long as it
+  // is prose for sure (see proseLength, judged on the text with special tokens written out, as
+  // the calls are parsed); from the first possible call on, the rest waits for the end.
+  const format = tools && !forced ? detectToolCallFormat(modelChatTemplate(model).source) : undefined;
+  const raw = format ? model.tokenizer.streamDecoder({ skipSpecial: false, sequenceStart: true }) : undefined;
+  let rawText = '';
+  let streamedRaw = 0; // characters of rawText whose content has been sent
+  const held: { rawEnd: number; text: string; lp?: unknown }[] = [];
   let summary: GenerationSummary | undefined;
   for await (const ev of events) {
     if (ev.type === 'done') {
       summary = ev.summary;
       break;
     }
-    // With tools the reply may be a call, which is only known at the end.
-    if (tools) continue;
-    if (ev.text === '' && !(ev.type === 'token' && ev.logprobs)) continue;
+    if (forced) continue; // the whole reply is the call
     const lp = ev.type === 'token' && ev.logprobs ? { content: [chatLogprob(model, ev.logprobs)] } : undefined;
+    if (raw && format) {
+      if (ev.type === 'token') rawText += raw.push(ev.id);
+      held.push({ rawEnd: rawText.length, text: ev.text, lp });
+      const prose = proseLength(rawText, format);
+      while (held.length > 0 && held[0].rawEnd <= prose) {
+        const h = held.shift()!;
+        streamedRaw = h.rawEnd;
+        if (h.text !== '' || h.lp) sse.send(chunk({ content: h.text }, null, h.lp));
+      }
+      continue;
+    }
+    if (ev.text === '' && !lp) continue;
     sse.send(chunk({ content: ev.text }, null, lp));
   }
   metrics.requestEnded(summary);
@@ -186,13 +207,18 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   }
   let finish: string = finishReason(summary);
   if (tools) {
-    const calls = forced ? forcedCall(summary) : toolCallsOf(model, summary);
+    const calls = forced ? forcedCall(summary) : toolCallsOf(model, summary, streamedRaw);
     if (calls) {
       if (calls.content) sse.send(chunk({ content: calls.content }, null));
       sse.send(chunk({ tool_calls: calls.calls }, null));
       finish = 'tool_calls';
-    } else if (summary.text) {
-      sse.send(chunk({ content: summary.text }, null));
+    } else if (forced) {
+      if (summary.text) sse.send(chunk({ content: summary.text }, null));
+    } else {
+      // No call after all: what was held is prose, sent in one chunk (with its tokens' logprobs).
+      const text = held.map((h) => h.text).join('');
+      const lps = held.flatMap((h) => (h.lp ? (h.lp as { content: unknown[] }).content : []));
+      if (text !== '' || lps.length > 0) sse.send(chunk({ content: text }, null, lps.length > 0 ? { content: lps } : undefined));
     }
   }
   sse.send(chunk({}, finish));

@@ -14,6 +14,7 @@ export {
 export {
   detectToolCallFormat,
   parseToolCalls,
+  proseLength,
   type ParsedToolCall,
   type ToolCallFormat,
   type ToolCallParse,

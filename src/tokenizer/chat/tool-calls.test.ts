@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { detectToolCallFormat, parseToolCalls } from './tool-calls.js';
+import { detectToolCallFormat, parseToolCalls, proseLength } from './tool-calls.js';
 
 test('hermes: one call with surrounding text', () => {
   const r = parseToolCalls(
@@ -81,4 +81,32 @@ test('the format is read from the template source', () => {
     'llama3',
   );
   assert.equal(detectToolCallFormat('{{ messages }}'), undefined);
+});
+
+test('proseLength: the start of a growing reply that can be streamed as content', () => {
+  // Hermes and Mistral: everything before the marker, holding back an end that may become one.
+  assert.equal(proseLength('Let me check. <tool', 'hermes'), 'Let me check. '.length);
+  assert.equal(proseLength('Let me check. <tool_call>{"na', 'hermes'), 'Let me check. '.length);
+  assert.equal(proseLength('a < b', 'hermes'), 'a < b'.length);
+  assert.equal(proseLength('x <', 'hermes'), 2);
+  assert.equal(proseLength('ok [TOOL', 'mistral'), 3);
+  assert.equal(proseLength('ok [TOOL_CALLS][{"name"', 'mistral'), 3);
+  assert.equal(proseLength('ok [1]', 'mistral'), 6);
+  // Llama 3: a call is the whole reply, so prose is known from its first character.
+  assert.equal(proseLength('  ', 'llama3'), 0);
+  assert.equal(proseLength(' {"name": "a"', 'llama3'), 0);
+  assert.equal(proseLength('<|python', 'llama3'), 0);
+  assert.equal(proseLength('<|python_tag|>{"na', 'llama3'), 0);
+  assert.equal(proseLength('Sunny today {', 'llama3'), 'Sunny today {'.length);
+  // Whatever follows, the prose found so far never turns into a call.
+  for (const [text, format] of [
+    ['Let me check. <tool', 'hermes'],
+    ['ok [TOOL', 'mistral'],
+    ['Sunny', 'llama3'],
+  ] as const) {
+    const n = proseLength(text, format);
+    const completed = text.slice(0, n) + '<tool_call>{"name": "a", "arguments": {}}</tool_call>[TOOL_CALLS][{"name": "a", "arguments": {}}]';
+    assert.ok(parseToolCalls(completed.slice(0, n), format).toolCalls.length === 0);
+    assert.equal(completed.slice(0, n), text.slice(0, n));
+  }
 });

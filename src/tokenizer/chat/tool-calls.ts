@@ -156,6 +156,41 @@ export function parseToolCalls(text: string, format: ToolCallFormat): ToolCallPa
   }
 }
 
+/** Length of the longest end of `text` that is a proper start of `marker`. */
+function partialMarkerAtEnd(text: string, marker: string): number {
+  for (let n = Math.min(marker.length - 1, text.length); n > 0; n--) {
+    if (marker.startsWith(text.slice(text.length - n))) return n;
+  }
+  return 0;
+}
+
+/**
+ * How much of a reply still being generated is prose for sure: the length of the start of `text`
+ * in which no tool call written in `format` can begin, whatever tokens follow. A server streams
+ * that much as content and holds the rest until the reply is complete and parsed.
+ */
+export function proseLength(text: string, format: ToolCallFormat): number {
+  const marked = (marker: string): number => {
+    const at = text.indexOf(marker);
+    return at >= 0 ? at : text.length - partialMarkerAtEnd(text, marker);
+  };
+  switch (format) {
+    case 'hermes':
+      return marked('<tool_call>');
+    case 'mistral':
+      return marked('[TOOL_CALLS]');
+    case 'llama3': {
+      // A call is the whole reply: prose once it starts with anything but `{` or the python tag.
+      const body = text.trimStart();
+      const TAG = '<|python_tag|>';
+      if (body === '' || body.startsWith('{') || TAG.startsWith(body) || body.startsWith(TAG)) return 0;
+      return text.length;
+    }
+    default:
+      return text.length;
+  }
+}
+
 /**
  * The tool-call format a chat template teaches, read from its source; undefined when it shows
  * none of the known markers.
