@@ -384,7 +384,78 @@ QX_TILE32(qx_q8_0, qx_load_q8_0, 128, 0, 0)
 #else
 QX_TILE32(qx_q8_0, qx_load_q8_0, 0, 1, 0)
 #endif
+#if QX_INTERLEAVE
+#define qx_q4_0_tiles_tile qx_q4_0_tile
+QX_GEMM_RV(qx_q4_0_tiles, QX_RV_NIBBLE)
+
+/*
+ * One token against Q4_0 rows, one row at a time. A tile's per-block activation work (the
+ * permuted quants, the offset lanes, the scale pair) is the same for every row: done here once
+ * per call into a per-thread buffer instead of once per row, which is what kept one-row tiles of
+ * Q4_0 bound by instructions (bench/RESULTS.md). Every row then reads as one stream. The
+ * operations per row and block pair are those of qx_q4_0_tile with R = T = 1, in the same order,
+ * so the results are the same bit for bit.
+ */
+typedef struct {
+  __m512i aq, init;
+} qx_q4_0_pair;
+
+QX_INLINE void qx_q4_0_prepare(int cols, const uint8_t *a, qx_q4_0_pair *p) {
+  const int nb = cols / QK;
+  const __m512i perm = _mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7);
+  int b = 0;
+  for (; b + 2 <= nb; b += 2, p++) {
+    p->aq = _mm512_permutexvar_epi64(perm, _mm512_loadu_si512((const void *)(a + QK * b)));
+    p->init = qx_offset_lanes512(p->aq, 8);
+  }
+  if (b < nb) { /* a lone last block, in the first block's place of a pair */
+    p->aq = _mm512_permutexvar_epi64(perm, _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(a + QK * b))));
+    p->init = qx_offset_lanes512(p->aq, 8);
+  }
+}
+
+QX_INLINE float qx_q4_0_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_q4_0_pair *p) {
+  const int nb = cols / QK;
+  const float *da = (const float *)(a + cols);
+  const size_t bb = ws / (size_t)nb;
+  __m512 acc = _mm512_setzero_ps();
+  int b = 0;
+  for (; b + 2 <= nb; b += 2, p++) {
+    qx_prefetch(w + ws + (size_t)b * bb, 2 * bb);
+    __m512i wq;
+    float d0, d1;
+    qx_load2_q4_0(w, b, &wq, &d0, &d1);
+    const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);
+    /* The scale products as scalars: the same f32 products the tiles form lane by lane. */
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(d0 * da[b], d1 * da[b + 1]), acc);
+  }
+  if (b < nb) {
+    qx_w32 lo;
+    qx_load_q4_0(w, b, &lo);
+    const __m512i wq = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), _mm512_zextsi256_si512(lo.q));
+    const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(lo.d * da[b], 0.f), acc);
+  }
+  return _mm512_reduce_add_ps(qx_unpermute(acc)) + 0.f; /* + 0: as the tiles add their (zero) mins */
+}
+
+static void qx_q4_0(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y,
+                    size_t ys) {
+  /* 128 bytes per block pair, read again for every row: kept within L1 (16 KiB, rows of up to
+   * 8192 elements); longer rows take the tiles, whose rows share that work instead. */
+  enum { PAIRS = 128 };
+  static __thread qx_q4_0_pair prepared[PAIRS];
+  const int pairs = (cols / QK + 1) / 2;
+  if (nt != 1 || pairs > PAIRS) {
+    qx_q4_0_tiles(cols, w, ws, nr, a, as, nt, y, ys);
+    return;
+  }
+  qx_q4_0_prepare(cols, a, prepared);
+  for (int r = 0; r < nr; r++) y[r] = qx_q4_0_row(cols, w + (size_t)r * ws, ws, a, prepared);
+}
+#else
 QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
+#endif
 QX_GEMM_RV(qx_q4_1, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_1, QX_RV_NIBBLE)

@@ -218,6 +218,28 @@ describe('native quantization kernels', { skip }, () => {
       }
     });
 
+    test(`matmul on ${isa}: a token's products are the same alone as in a small batch`, () => {
+      // Decode (one token) may take another code path than a batch; the numbers must not change.
+      const a = addon!;
+      a.forceIsa(isa);
+      for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16]) {
+        const bs = formatCodec(type).blockSize;
+        for (const cols of bs === 256 ? [512, 2816] : [96, 4128, 8192 + 64]) {
+          const rows = 37;
+          const n = 3;
+          const w = quantized(type, rows, cols, 5 + type);
+          const x = activations(n * cols, 6 + cols);
+          const batch = new Float32Array(n * rows);
+          a.matmul!(w, type, rows, cols, x, n, batch);
+          for (let t = 0; t < n; t++) {
+            const alone = new Float32Array(rows);
+            a.matmul!(w, type, rows, cols, x.subarray(t * cols, (t + 1) * cols), 1, alone);
+            assertSameFloats(alone, batch.subarray(t * rows, (t + 1) * rows), `${GgmlType[type]} on ${isa}, ${cols} columns, token ${t}`);
+          }
+        }
+      }
+    });
+
     test(`matmul on ${isa} handles many rows split across threads`, () => {
       const a = addon!;
       a.forceIsa(isa);
