@@ -1,6 +1,6 @@
 /**
  * Where a decode step's time goes: wraps the kernels of a one-shard model and times each kind of
- * call over a run of single-token steps.
+ * call over a run of single-token steps, and each matrix product by weight type and shape.
  *
  *   node dist/bench/profile.js MODEL [--tokens N]
  */
@@ -21,16 +21,28 @@ const cfg = readModelConfig(file);
 const kernels = createKernels();
 const mapping = openMapping(path);
 const times = new Map<string, { ms: number; calls: number }>();
+const shapes = new Map<string, { ms: number; calls: number; bytes: number }>();
 const timed = Object.create(kernels) as Kernels;
 for (const name of ['matmul', 'rmsNorm', 'rope', 'attention', 'swiglu', 'storeKv', 'getRows', 'add'] as const) {
   const inner = (kernels[name] as (...a: unknown[]) => void).bind(kernels);
   (timed as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
     const t = performance.now();
     inner(...a);
+    const ms = performance.now() - t;
     const e = times.get(name) ?? { ms: 0, calls: 0 };
-    e.ms += performance.now() - t;
+    e.ms += ms;
     e.calls++;
     times.set(name, e);
+    if (name === 'matmul') {
+      // Per weight type and shape, with the rate its bytes were read at.
+      const [w, type, rows, cols] = a as [Uint8Array, GgmlType, number, number];
+      const key = `${GgmlType[type]} ${rows}x${cols}`;
+      const m = shapes.get(key) ?? { ms: 0, calls: 0, bytes: 0 };
+      m.ms += ms;
+      m.calls++;
+      m.bytes += w.byteLength;
+      shapes.set(key, m);
+    }
   };
 }
 const spec = wholeModel(cfg);
@@ -45,10 +57,15 @@ const run = (n: number) => {
 };
 run(4);
 times.clear();
+shapes.clear();
 const t0 = performance.now();
 run(steps);
 const total = (performance.now() - t0) / steps;
 process.stdout.write(`${path}: ${total.toFixed(2)} ms per token\n`);
 for (const [name, e] of [...times].sort((a, b) => b[1].ms - a[1].ms)) {
   process.stdout.write(`  ${name.padEnd(10)} ${(e.ms / steps).toFixed(3).padStart(8)} ms  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${((100 * e.ms) / steps / total).toFixed(1)}%\n`);
+}
+process.stdout.write('matrix products by weight type and shape:\n');
+for (const [key, m] of [...shapes].sort((a, b) => b[1].ms - a[1].ms)) {
+  process.stdout.write(`  ${key.padEnd(20)} ${(m.ms / steps).toFixed(3).padStart(8)} ms  ${(m.calls / steps).toFixed(0).padStart(4)} calls  ${(m.bytes / (m.ms / 1e3) / 1e9).toFixed(1).padStart(6)} GB/s\n`);
 }
