@@ -147,6 +147,51 @@ static void prep_job(void *p, int ith, int nth) {
 
 static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
+/*
+ * One token (a decode step): each thread owns a contiguous range of rows and reads it front to
+ * back, one stream for the hardware prefetchers and no jumps over other threads' chunks; a thread
+ * done with its range takes pieces from the back of the others', so a thread slowed by a
+ * neighbour does not hold the product up. A range is one word: next row to take from the front
+ * (high half), end of what is left (low half).
+ */
+#define VEC_MAX_THREADS 256
+typedef struct {
+  quant_gemm_fn gemm;
+  int cols, piece;
+  const uint8_t *w;
+  size_t w_stride;
+  const uint8_t *a;
+  float *y;
+  _Atomic uint64_t range[VEC_MAX_THREADS];
+} vec_ctx;
+
+/* Takes up to `want` rows from the front (or the back) of a range; false when it is empty. */
+static int vec_take(_Atomic uint64_t *range, int want, int from_back, int *start, int *count) {
+  uint64_t v = atomic_load_explicit(range, memory_order_relaxed);
+  for (;;) {
+    const uint32_t f = (uint32_t)(v >> 32), b = (uint32_t)v;
+    if (f >= b) return 0;
+    const uint32_t c = b - f < (uint32_t)want ? b - f : (uint32_t)want;
+    const uint64_t next = from_back ? ((uint64_t)f << 32) | (b - c) : ((uint64_t)(f + c) << 32) | b;
+    if (atomic_compare_exchange_weak_explicit(range, &v, next, memory_order_relaxed, memory_order_relaxed)) {
+      *start = (int)(from_back ? b - c : f);
+      *count = (int)c;
+      return 1;
+    }
+  }
+}
+
+static void vec_job(void *p, int ith, int nth) {
+  vec_ctx *c = (vec_ctx *)p;
+  int start, count;
+  for (int k = 0; k < nth; k++) {
+    const int r = (ith + k) % nth;
+    while (vec_take(&c->range[r], c->piece, k > 0, &start, &count)) {
+      c->gemm(c->cols, c->w + (size_t)start * c->w_stride, c->w_stride, count, c->a, 0, 1, c->y + start, 0);
+    }
+  }
+}
+
 int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, int n, float *y) {
   if (wtype < 0 || wtype >= QUANT_MAX_TYPE || quant_vec_dot_type(wtype) < 0) return -1;
   const int bs = quant_block_size(wtype);
@@ -182,6 +227,25 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   dot_ctx dc = {.gemm = k->gemm[wtype] ? k->gemm[wtype] : quant_kernels_scalar.gemm[wtype],
                 .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w, .w_stride = w_stride,
                 .a = act, .a_stride = a_stride, .y = y};
+  if (n == 1 && threads > 1 && (double)rows * cols >= MIN_PARALLEL_MACS && rows >= 16 * threads) {
+    static vec_ctx vc;
+    vc.gemm = dc.gemm;
+    vc.cols = cols;
+    vc.w = dc.w;
+    vc.w_stride = w_stride;
+    vc.a = act;
+    vc.y = y;
+    const int nth = threads < VEC_MAX_THREADS ? threads : VEC_MAX_THREADS;
+    /* Ranges in whole 16-row units; pieces of about a sixteenth of a range. */
+    const int units = (rows + 15) / 16;
+    for (int t = 0; t < nth; t++) {
+      const int64_t lo = (int64_t)units * t / nth * 16, hi = t == nth - 1 ? rows : (int64_t)units * (t + 1) / nth * 16;
+      atomic_store_explicit(&vc.range[t], ((uint64_t)lo << 32) | (uint64_t)hi, memory_order_relaxed);
+    }
+    vc.piece = clampi(rows / ((int64_t)nth * 16), 16, 1 << 20) & ~15;
+    cairn_pool_run_n(vec_job, &vc, nth);
+    goto out;
+  }
   if (use_panels) {
     prep_ctx pc = {panels->prep[wtype], act, a_stride, cols, n, (int32_t *)(g_scratch + act_bytes), aux_stride};
     cairn_pool_run_n(prep_job, &pc, n);
