@@ -148,20 +148,24 @@ static void prep_job(void *p, int ith, int nth) {
 static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
 /*
- * One token (a decode step): each thread owns a contiguous range of rows and reads it front to
- * back, one stream for the hardware prefetchers and no jumps over other threads' chunks; a thread
+ * A few tokens (decode steps of up to VEC_MAX_TOKENS sequences): each thread owns a contiguous
+ * range of rows and reads it front to back, one stream for the hardware prefetchers and no jumps over other threads' chunks; a thread
  * done with its range takes pieces from the back of the others', so a thread slowed by a
  * neighbour does not hold the product up. A range is one word: next row to take from the front
  * (high half), end of what is left (low half).
  */
 #define VEC_MAX_THREADS 256
+#define VEC_MAX_TOKENS 4
 typedef struct {
   quant_gemm_fn gemm;
   int cols, piece;
   const uint8_t *w;
   size_t w_stride;
   const uint8_t *a;
+  size_t a_stride;
+  int n;
   float *y;
+  size_t y_stride;
   _Atomic uint64_t range[VEC_MAX_THREADS];
 } vec_ctx;
 
@@ -187,7 +191,7 @@ static void vec_job(void *p, int ith, int nth) {
   for (int k = 0; k < nth; k++) {
     const int r = (ith + k) % nth;
     while (vec_take(&c->range[r], c->piece, k > 0, &start, &count)) {
-      c->gemm(c->cols, c->w + (size_t)start * c->w_stride, c->w_stride, count, c->a, 0, 1, c->y + start, 0);
+      c->gemm(c->cols, c->w + (size_t)start * c->w_stride, c->w_stride, count, c->a, c->a_stride, c->n, c->y + start, c->y_stride);
     }
   }
 }
@@ -227,14 +231,17 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   dot_ctx dc = {.gemm = k->gemm[wtype] ? k->gemm[wtype] : quant_kernels_scalar.gemm[wtype],
                 .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w, .w_stride = w_stride,
                 .a = act, .a_stride = a_stride, .y = y};
-  if (n == 1 && threads > 1 && (double)rows * cols >= MIN_PARALLEL_MACS && rows >= 16 * threads) {
+  if (!use_panels && n <= VEC_MAX_TOKENS && threads > 1 && (double)rows * cols >= MIN_PARALLEL_MACS && rows >= 16 * threads) {
     static vec_ctx vc;
     vc.gemm = dc.gemm;
     vc.cols = cols;
     vc.w = dc.w;
     vc.w_stride = w_stride;
     vc.a = act;
+    vc.a_stride = a_stride;
+    vc.n = n;
     vc.y = y;
+    vc.y_stride = (size_t)rows;
     const int nth = threads < VEC_MAX_THREADS ? threads : VEC_MAX_THREADS;
     /* Ranges in whole 16-row units; pieces of about a sixteenth of a range. */
     const int units = (rows + 15) / 16;

@@ -350,28 +350,58 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
 #endif
 
 /*
- * Walks an nr x nt block: with fewer than QX_T tokens, tiles of RV rows x 1 token; otherwise
- * QX_R x QX_T tiles. Remainders use 1-wide tiles.
+ * Tiles of R rows x the last `left` (< QX_T) tokens of a block, with the token count a constant in
+ * each branch so the tile's loops unroll: one unpacking of each weight block serves them all.
+ */
+#if QX_T > 4
+#define QX_TAIL_WIDE(NAME, R, left, cols, w, ws, a, as, y, ys)                              \
+  case 4: NAME##_tile(R, 4, cols, w, ws, a, as, y, ys); break;                               \
+  case 5: NAME##_tile(R, 5, cols, w, ws, a, as, y, ys); break;                               \
+  case 6: NAME##_tile(R, 6, cols, w, ws, a, as, y, ys); break;                               \
+  case 7: NAME##_tile(R, 7, cols, w, ws, a, as, y, ys); break;
+#else
+#define QX_TAIL_WIDE(NAME, R, left, cols, w, ws, a, as, y, ys)
+#endif
+#if QX_T > 2
+#define QX_TAIL_MID(NAME, R, left, cols, w, ws, a, as, y, ys)                               \
+  case 2: NAME##_tile(R, 2, cols, w, ws, a, as, y, ys); break;                               \
+  case 3: NAME##_tile(R, 3, cols, w, ws, a, as, y, ys); break;
+#else
+#define QX_TAIL_MID(NAME, R, left, cols, w, ws, a, as, y, ys)
+#endif
+#define QX_TAIL(NAME, R, left, cols, w, ws, a, as, y, ys)                                   \
+  switch (left) {                                                                            \
+    case 0: break;                                                                           \
+    case 1: NAME##_tile(R, 1, cols, w, ws, a, as, y, ys); break;                             \
+    QX_TAIL_MID(NAME, R, left, cols, w, ws, a, as, y, ys)                                    \
+    QX_TAIL_WIDE(NAME, R, left, cols, w, ws, a, as, y, ys)                                   \
+    default: break;                                                                          \
+  }
+
+/*
+ * Walks an nr x nt block: one token in tiles of RV rows; more in QX_R x QX_T tiles, the last
+ * tokens of a block (fewer than QX_T) in one QX_R-row tile of their own width. Remainder rows use
+ * 1-row tiles. A row and token's sum is formed the same way in every tile shape, so the results do
+ * not depend on the tiling (nor on the number of threads, nor on the batch a token comes in).
  */
 #define QX_GEMM(NAME) QX_GEMM_RV(NAME, QX_RV)
 #define QX_GEMM_RV(NAME, RV)                                                                                   \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     int r = 0;                                                                                                 \
-    if (nt < QX_T) {                                                                                           \
-      for (; r + (RV) <= nr; r += (RV))                                                                        \
-        for (int t = 0; t < nt; t++) NAME##_tile((RV), 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+    if (nt == 1) {                                                                                             \
+      for (; r + (RV) <= nr; r += (RV)) NAME##_tile((RV), 1, cols, w + r * ws, ws, a, as, y + r, ys);          \
     } else {                                                                                                   \
       for (; r + QX_R <= nr; r += QX_R) {                                                                      \
         int t = 0;                                                                                             \
         for (; t + QX_T <= nt; t += QX_T) NAME##_tile(QX_R, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
-        for (; t < nt; t++) NAME##_tile(QX_R, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);       \
+        QX_TAIL(NAME, QX_R, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                 \
       }                                                                                                        \
     }                                                                                                          \
     for (; r < nr; r++) {                                                                                      \
       int t = 0;                                                                                               \
       for (; t + QX_T <= nt; t += QX_T) NAME##_tile(1, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
-      for (; t < nt; t++) NAME##_tile(1, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);             \
+      QX_TAIL(NAME, 1, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                      \
     }                                                                                                          \
   }
 
