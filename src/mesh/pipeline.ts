@@ -135,8 +135,8 @@ export class Pipeline {
       const promise = this.await(step);
       const next = this.stages[1] as Extract<PipelineStage, { kind: 'remote' }>;
       const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
+      restKernelThreads(); // before the send: see Stage.run
       next.conn.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
-      restKernelThreads();
       return promise;
     }
     const promise = this.await(step);

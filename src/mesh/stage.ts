@@ -82,14 +82,16 @@ export class Stage {
     if (!this.isLast) {
       const next = this.links.next!;
       const kind = head.wire === 'f16' ? 'hidden16' : 'hidden32';
-      next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec.encode(out!, n * D, kind)));
+      // Workers to sleep before anything else: spinning now would take a core from the next
+      // stage (on a shared machine) while this thread is still sending.
       restKernelThreads();
+      next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec.encode(out!, n * D, kind)));
       return;
     }
+    restKernelThreads();
     const result = sampleOutputs(this.samplers, outputs, out!, this.loaded.config.nVocab);
     const resultHead: ResultHead = { epoch: this.epoch, step: head.step, tokens: Array.from(result.tokens), logprobs: result.logprobs.map((l) => l ?? null) };
     this.links.coordinator.send(MeshFrame.result, { dtype: DType.raw }, packMessage(resultHead, result.logits));
-    restKernelThreads();
   }
 
   /** Registers a sequence's sampler (last stage). */
