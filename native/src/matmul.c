@@ -1,8 +1,9 @@
 /*
  * Driver of the quantized matmul, dequantize and quantize: validates the shapes, picks the active
  * ISA's kernels, converts the activation rows once per call into grow-only scratch, and splits
- * the dot products over the thread pool in chunks of weight rows. Within a chunk the kernels walk
- * blocks of tokens, so each weight row is read from memory once per call even for long prompts.
+ * the dot products over the thread pool: in chunks of weight rows for batches (within a chunk the
+ * kernels walk blocks of tokens, so each weight row is read from memory once per call even for
+ * long prompts), in one contiguous range of rows per thread for a few tokens (decode).
  */
 #include "matmul.h"
 
@@ -149,10 +150,10 @@ static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi 
 
 /*
  * A few tokens (decode steps of up to VEC_MAX_TOKENS sequences): each thread owns a contiguous
- * range of rows and reads it front to back, one stream for the hardware prefetchers and no jumps over other threads' chunks; a thread
- * done with its range takes pieces from the back of the others', so a thread slowed by a
- * neighbour does not hold the product up. A range is one word: next row to take from the front
- * (high half), end of what is left (low half).
+ * range of rows and reads it front to back, one stream for the hardware prefetchers and no jumps
+ * over other threads' chunks; a thread done with its range takes pieces from the back of the
+ * others', so a thread slowed by a neighbour does not hold the product up. A range is one word:
+ * next row to take from the front (high half), end of what is left (low half).
  */
 #define VEC_MAX_THREADS 256
 #define VEC_MAX_TOKENS 4
