@@ -420,14 +420,17 @@ QX_GEMM_RV(qx_q4_0_tiles, QX_RV_NIBBLE)
 
 /*
  * One token against Q4_0 rows, one row at a time. A tile's per-block activation work (the
- * permuted quants, the offset lanes, the scale pair) is the same for every row: done here once
+ * permuted quants and the offset lanes) is the same for every row: done here once
  * per call into a per-thread buffer instead of once per row, which is what kept one-row tiles of
  * Q4_0 bound by instructions (bench/RESULTS.md). Every row then reads as one stream. The
  * operations per row and block pair are those of qx_q4_0_tile with R = T = 1, in the same order,
  * so the results are the same bit for bit.
  */
+/* Unaligned vector members: the buffer lives in thread-local storage, whose alignment a
+ * dynamically loaded library cannot count on everywhere (it is asked for, below, as whole cache
+ * lines make the loads cheaper; correctness does not depend on it). */
 typedef struct {
-  __m512i aq, init;
+  __m512i_u aq, init;
 } qx_q4_0_pair;
 
 QX_INLINE void qx_q4_0_prepare(int cols, const uint8_t *a, qx_q4_0_pair *p) {
@@ -474,7 +477,7 @@ static void qx_q4_0(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t
   /* 128 bytes per block pair, read again for every row: kept within L1 (16 KiB, rows of up to
    * 8192 elements); longer rows take the tiles, whose rows share that work instead. */
   enum { PAIRS = 128 };
-  static __thread qx_q4_0_pair prepared[PAIRS];
+  static __thread qx_q4_0_pair prepared[PAIRS] __attribute__((aligned(64))); /* no split loads */
   const int pairs = (cols / QK + 1) / 2;
   if (nt != 1 || pairs > PAIRS) {
     qx_q4_0_tiles(cols, w, ws, nr, a, as, nt, y, ys);
