@@ -626,8 +626,71 @@ QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
 
 QX_TILE_SCALE_MIN(qx_q4_K, qx_unpack_q4_K512)
 QX_TILE_SCALE_MIN(qx_q5_K, qx_unpack_q5_K512)
-QX_GEMM(qx_q4_K)
-QX_GEMM(qx_q5_K)
+
+/*
+ * One token against Q4_K/Q5_K rows, one row at a time, as for Q4_0 (qx_q4_0): the activation work
+ * a tile does per super-block (regrouped quants, pairs of block sums) is the same for every row,
+ * so it is done once per call into a per-thread buffer. The per-row operations are those of the
+ * tile with R = T = 1, in the same order: the same results bit for bit.
+ */
+typedef struct {
+  __m512i_u av[4];
+  __m128i_u pairs;
+  uint8_t pad[48]; /* whole cache lines per super-block */
+} qx_k_prepared;
+
+/* Super-blocks per row the buffer holds (20 KiB: rows of up to 16384 elements). */
+#define QX_K_PREPARED_MAX 64
+
+QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
+  const int nb = cols / QK_K;
+  for (int b = 0; b < nb; b++, p++) {
+    QX_Q8K(a, cols, b);
+    (void)da;
+    p->pairs = qx_bsum_pairs(bsums);
+    for (int h = 0; h < 2; h++) {
+      const __m512i x0 = _mm512_loadu_si512((const void *)(aq + 128 * h));
+      const __m512i x1 = _mm512_loadu_si512((const void *)(aq + 128 * h + 64));
+      p->av[2 * h] = _mm512_shuffle_i64x2(x0, x1, 0x44);
+      p->av[2 * h + 1] = _mm512_shuffle_i64x2(x0, x1, 0xee);
+    }
+  }
+}
+
+#define QX_K_ROWS(NAME, UNPACK)                                                                                 \
+  QX_GEMM_RV(NAME##_tiles, QX_RV)                                                                              \
+  QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_k_prepared *p) { \
+    const int nb = cols / QK_K;                                                                                \
+    const size_t bb = ws / (size_t)nb;                                                                         \
+    const float *da = (const float *)(a + cols);                                                               \
+    __m512 acc = _mm512_setzero_ps();                                                                          \
+    float mins = 0;                                                                                            \
+    for (int b = 0; b < nb; b++, p++) {                                                                        \
+      qx_prefetch(w + ws + (size_t)b * bb, bb);                                                                \
+      qx_k512 wb;                                                                                              \
+      UNPACK(w, b, &wb);                                                                                       \
+      __m512i isum = _mm512_setzero_si512();                                                                   \
+      for (int k = 0; k < 4; k++) isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(wb.q[k], p->av[k]), wb.sc[k]); \
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wb.d * da[b]), acc);                      \
+      mins += (wb.dmin * da[b]) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb.mins, p->pairs));                  \
+    }                                                                                                          \
+    return qx_hsum512(acc) - mins;                                                                             \
+  }                                                                                                            \
+  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
+                   size_t ys) {                                                                                \
+    static __thread qx_k_prepared prepared[QX_K_PREPARED_MAX] __attribute__((aligned(64)));                    \
+    if (nt != 1 || cols / QK_K > QX_K_PREPARED_MAX) {                                                          \
+      NAME##_tiles(cols, w, ws, nr, a, as, nt, y, ys);                                                         \
+      return;                                                                                                  \
+    }                                                                                                          \
+    qx_k_prepare(cols, a, prepared);                                                                           \
+    for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, a, prepared);                \
+  }
+
+#define qx_q4_K_tiles_tile qx_q4_K_tile
+#define qx_q5_K_tiles_tile qx_q5_K_tile
+QX_K_ROWS(qx_q4_K, qx_unpack_q4_K512)
+QX_K_ROWS(qx_q5_K, qx_unpack_q5_K512)
 
 /* A Q6_K super-block of one row in 64-byte vectors: quants 0..63 and int16 scale vectors. */
 typedef struct {
