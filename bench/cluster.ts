@@ -8,6 +8,7 @@
 import { connectPeer, measureLatency } from '../src/cluster/index.js';
 import { MESH_COMPATIBILITY } from '../src/mesh/node.js';
 import { startNode, type NodeProcess } from '../test/helpers/node.js';
+import { sseEvents } from './sse-events.js';
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
 import { readFileSync } from 'node:fs';
 
@@ -26,22 +27,10 @@ async function stream(url: string, prompt: string, n: number): Promise<{ tokens:
   let first = 0;
   let count = 0;
   const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, prompt, max_tokens: n, temperature: 0, ignore_eos: true, stream: true }) });
-  const reader = r.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value);
-    let i: number;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (line.startsWith('data: {') && line.includes('"text"')) {
-        if (count === 0) first = performance.now();
-        count++;
-      }
-    }
+  for await (const c of sseEvents<{ choices: { text?: string }[] }>(r)) {
+    if (c.choices[0]?.text === undefined) continue;
+    if (count === 0) first = performance.now();
+    count++;
   }
   // Decode speed: tokens after the first, over the time since the first.
   return { tokens: count - 1, seconds: (performance.now() - (first || t0)) / 1000 };

@@ -7,6 +7,7 @@
  *   node dist/bench/server.js MODEL [--threads N]
  */
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
+import { sseEvents } from './sse-events.js';
 
 const args = process.argv.slice(2);
 const model = args[0];
@@ -24,29 +25,15 @@ function history(words: number): string {
 async function streamChat(url: string, messages: unknown[], maxTokens: number): Promise<{ ttftMs: number; tokens: number; text: string }> {
   const t0 = performance.now();
   const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages, max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true, logprobs: true }) });
-  const reader = r.body!.getReader();
-  const dec = new TextDecoder();
   let ttft = 0;
   let tokens = 0;
   let text = '';
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value);
-    let i: number;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (!line.startsWith('data: {')) continue;
-      // With logprobs every token comes as a chunk, even one whose text is not complete UTF-8 yet.
-      const c = JSON.parse(line.slice(6)) as { choices: { delta?: { content?: string }; logprobs?: { content?: unknown[] } | null }[] };
-      const piece = c.choices[0]?.delta?.content ?? '';
-      if (c.choices[0]?.logprobs?.content?.length) {
-        if (!ttft) ttft = performance.now() - t0;
-        tokens++;
-        text += piece;
-      }
+  for await (const c of sseEvents<{ choices: { delta?: { content?: string }; logprobs?: { content?: unknown[] } | null }[] }>(r)) {
+    // With logprobs every token comes as a chunk, even one whose text is not complete UTF-8 yet.
+    if (c.choices[0]?.logprobs?.content?.length) {
+      if (!ttft) ttft = performance.now() - t0;
+      tokens++;
+      text += c.choices[0]?.delta?.content ?? '';
     }
   }
   return { ttftMs: ttft, tokens, text };

@@ -87,6 +87,17 @@ function fetchInCoordinator(url: string, body?: unknown): unknown {
   return JSON.parse(out);
 }
 
+/** Waits until the server inside the coordinator namespace answers /health with ok (60 s at most). */
+async function coordinatorReady(server: ServerProcess): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const h = fetchInCoordinator(`${server.url}/health`) as { status: string };
+    if (h.status === 'ok') return;
+    if (Date.now() > deadline) throw new Error(`not ready: ${server.stderr()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 test('nodes in separate network namespaces, over veth with netem delay, give the single-node tokens', { timeout: 180_000 }, async (t) => {
   if (typeof setup === 'string') return t.skip(setup);
   if (!setup.netem) t.diagnostic('this kernel has no netem qdisc: the links run without added delay');
@@ -99,13 +110,7 @@ test('nodes in separate network namespaces, over veth with netem delay, give the
   try {
     for (const k of ['n1', 'n2'] as const) nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns-key', '--name', k], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
     server = await startServer(['-m', model, '--cluster', '--peers', `${ADDR.n1}:${nodes[0].port},${ADDR.n2}:${nodes[1].port}`, '--cluster-key', 'netns-key', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const h = fetchInCoordinator(`${server.url}/health`) as { status: string };
-      if (h.status === 'ok') break;
-      if (Date.now() > deadline) throw new Error(`not ready: ${server.stderr()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await coordinatorReady(server);
     const status = fetchInCoordinator(`${server.url}/v1/cluster`) as { plan: { stages: unknown[] }; links: { latencyMs: number }[] };
     assert.equal(status.plan.stages.length, 3);
     if (setup.netem) for (const l of status.links) assert.ok(l.latencyMs >= 2 * DELAY_MS * 0.9, `link round trip ${l.latencyMs} ms includes the netem delay`);
@@ -127,13 +132,7 @@ test('nodes announced over mDNS inside the namespaces are found without --peers'
       nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns-key', '--name', `m${k}`, '--mdns', '--mdns-interface', ADDR[k]], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
     }
     server = await startServer(['-m', model, '--cluster', '--mdns', '--mdns-interface', ADDR.coord, '--cluster-key', 'netns-key', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const h = fetchInCoordinator(`${server.url}/health`) as { status: string };
-      if (h.status === 'ok') break;
-      if (Date.now() > deadline) throw new Error(`not ready: ${server.stderr()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await coordinatorReady(server);
     const status = fetchInCoordinator(`${server.url}/v1/cluster`) as { nodes: { name: string }[]; plan: { stages: unknown[] } };
     if (status.nodes.length === 1) return t.skip(`no multicast between these namespaces: ${server.stderr().split('\n').filter((l) => /mDNS/.test(l)).join('; ') || 'no announcements seen'}`);
     assert.deepEqual(status.nodes.map((n) => n.name).sort(), ['coordinator', 'mn1', 'mn2']);

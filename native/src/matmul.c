@@ -53,6 +53,8 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *g_scratch;
 static size_t g_scratch_cap;
 
+unsigned quant_activation_generation;
+
 static uint8_t *g_panels;
 static size_t g_panels_cap;
 
@@ -158,15 +160,8 @@ static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi 
 #define VEC_MAX_THREADS 256
 #define VEC_MAX_TOKENS 4
 typedef struct {
-  quant_gemm_fn gemm;
-  int cols, piece;
-  const uint8_t *w;
-  size_t w_stride;
-  const uint8_t *a;
-  size_t a_stride;
-  int n;
-  float *y;
-  size_t y_stride;
+  const dot_ctx *dc; /* the product: kernel, weights, activations, output */
+  int piece;
   _Atomic uint64_t range[VEC_MAX_THREADS];
 } vec_ctx;
 
@@ -188,11 +183,12 @@ static int vec_take(_Atomic uint64_t *range, int want, int from_back, int *start
 
 static void vec_job(void *p, int ith, int nth) {
   vec_ctx *c = (vec_ctx *)p;
+  const dot_ctx *d = c->dc;
   int start, count;
   for (int k = 0; k < nth; k++) {
     const int r = (ith + k) % nth;
     while (vec_take(&c->range[r], c->piece, k > 0, &start, &count)) {
-      c->gemm(c->cols, c->w + (size_t)start * c->w_stride, c->w_stride, count, c->a, c->a_stride, c->n, c->y + start, c->y_stride);
+      d->gemm(d->cols, d->w + (size_t)start * d->w_stride, d->w_stride, count, d->a, d->a_stride, d->n, d->y + start, (size_t)d->rows);
     }
   }
 }
@@ -226,6 +222,7 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
     if ((int64_t)n * cols >= MIN_PARALLEL_CONVERT && n > 1) cairn_pool_run_n(convert_job, &cc, n);
     else convert_job(&cc, 0, 1);
     act = buf;
+    quant_activation_generation++;
     a_stride = layout.row_bytes;
   }
   const size_t w_stride = quant_row_bytes(wtype, cols);
@@ -233,16 +230,8 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
                 .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w, .w_stride = w_stride,
                 .a = act, .a_stride = a_stride, .y = y};
   if (!use_panels && n <= VEC_MAX_TOKENS && threads > 1 && (double)rows * cols >= MIN_PARALLEL_MACS && rows >= 16 * threads) {
-    static vec_ctx vc;
-    vc.gemm = dc.gemm;
-    vc.cols = cols;
-    vc.w = dc.w;
-    vc.w_stride = w_stride;
-    vc.a = act;
-    vc.a_stride = a_stride;
-    vc.n = n;
-    vc.y = y;
-    vc.y_stride = (size_t)rows;
+    static vec_ctx vc; /* ranges for up to 256 threads: kept off the stack (calls are serialized) */
+    vc.dc = &dc;
     const int nth = threads < VEC_MAX_THREADS ? threads : VEC_MAX_THREADS;
     /* Ranges in whole 16-row units; pieces of about a sixteenth of a range. */
     const int units = (rows + 15) / 16;

@@ -22,6 +22,14 @@ typedef void (*quant_convert_fn)(const float *x, uint8_t *dst, int cols);
 typedef void (*quant_gemm_fn)(int cols, const uint8_t *w, size_t w_stride, int nr, const uint8_t *a, size_t a_stride,
                               int nt, float *y, size_t y_stride);
 
+/*
+ * Bumped by the driver each time it writes new converted activations. A kernel that derives
+ * per-call data from the activations (the one-row decode kernels) keeps it per thread and redoes
+ * it only when this, the activation pointer or the row length changed: the driver calls a kernel
+ * many times per product, once per piece of rows.
+ */
+extern unsigned quant_activation_generation;
+
 /* Highest GGML type id the tables index. */
 #define QUANT_MAX_TYPE 31
 

@@ -46,6 +46,22 @@ QX_INLINE void qx_prefetch(const uint8_t *p, size_t bytes) {
   for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
 }
 
+/* Which activations a thread's prepared per-call data came from (see quant_activation_generation). */
+typedef struct {
+  unsigned generation;
+  const uint8_t *a;
+  int cols;
+} qx_prepared_for;
+
+/* True when `for` does not describe (a, cols) of the current call; it then does from now on. */
+QX_INLINE int qx_prepare_needed(qx_prepared_for *f, const uint8_t *a, int cols) {
+  if (f->generation == quant_activation_generation && f->a == a && f->cols == cols) return 0;
+  f->generation = quant_activation_generation;
+  f->a = a;
+  f->cols = cols;
+  return 1;
+}
+
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define QX_VNNI 1
 #else
@@ -479,12 +495,13 @@ static void qx_q4_0(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t
    * 8192 elements); longer rows take the tiles, whose rows share that work instead. */
   enum { PAIRS = 128 };
   static __thread qx_q4_0_pair prepared[PAIRS] __attribute__((aligned(64))); /* no split loads */
+  static __thread qx_prepared_for prepared_for;
   const int pairs = (cols / QK + 1) / 2;
   if (nt != 1 || pairs > PAIRS) {
     qx_q4_0_tiles(cols, w, ws, nr, a, as, nt, y, ys);
     return;
   }
-  qx_q4_0_prepare(cols, a, prepared);
+  if (qx_prepare_needed(&prepared_for, a, cols)) qx_q4_0_prepare(cols, a, prepared);
   for (int r = 0; r < nr; r++) y[r] = qx_q4_0_row(cols, w + (size_t)r * ws, ws, a, prepared);
 }
 #else
@@ -679,11 +696,12 @@ QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     static __thread qx_k_prepared prepared[QX_K_PREPARED_MAX] __attribute__((aligned(64)));                    \
+    static __thread qx_prepared_for prepared_for;                                                              \
     if (nt != 1 || cols / QK_K > QX_K_PREPARED_MAX) {                                                          \
       NAME##_tiles(cols, w, ws, nr, a, as, nt, y, ys);                                                         \
       return;                                                                                                  \
     }                                                                                                          \
-    qx_k_prepare(cols, a, prepared);                                                                           \
+    if (qx_prepare_needed(&prepared_for, a, cols)) qx_k_prepare(cols, a, prepared);                            \
     for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, a, prepared);                \
   }
 

@@ -173,7 +173,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   // is prose for sure (see proseLength, judged on the text with special tokens written out, as
   // the calls are parsed); from the first possible call on, the rest waits for the end.
   const format = tools && !forced ? detectToolCallFormat(modelChatTemplate(model).source) : undefined;
-  const raw = format ? model.tokenizer.streamDecoder({ skipSpecial: false, sequenceStart: true }) : undefined;
+  const gate = format ? { format, raw: model.tokenizer.streamDecoder({ skipSpecial: false, sequenceStart: true }) } : undefined;
   let rawText = '';
   let streamedRaw = 0; // characters of rawText whose content has been sent
   const held: { rawEnd: number; text: string; lp?: unknown }[] = [];
@@ -185,10 +185,10 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     }
     if (forced) continue; // the whole reply is the call
     const lp = ev.type === 'token' && ev.logprobs ? { content: [chatLogprob(model, ev.logprobs)] } : undefined;
-    if (raw && format) {
-      if (ev.type === 'token') rawText += raw.push(ev.id);
+    if (gate) {
+      if (ev.type === 'token') rawText += gate.raw.push(ev.id);
       held.push({ rawEnd: rawText.length, text: ev.text, lp });
-      const prose = proseLength(rawText, format);
+      const prose = proseLength(rawText, gate.format);
       while (held.length > 0 && held[0].rawEnd <= prose) {
         const h = held.shift()!;
         streamedRaw = h.rawEnd;
