@@ -11,10 +11,13 @@ import { connectPeer } from './connect.js';
 import type { CloseInfo, PeerConnection } from './connection.js';
 import { ControlFrame } from './control-frames.js';
 import { DType } from './dtype.js';
+import { deriveClusterSecretSync } from './cluster-key.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { type Frame, encodeFrame, frameJson, jsonPayload } from './frame.js';
-import { createHello, handshakeProof, handshakeTranscript } from './handshake.js';
+import { createHello } from './handshake.js';
+import { localClusterSecret } from './local-key.js';
 import { type ClusterServerOptions, ClusterServer } from './server.js';
+import { RawPeer } from './testing/raw-peer.js';
 
 const servers: ClusterServer[] = [];
 after(async () => {
@@ -92,22 +95,23 @@ test('the same cluster key connects both ways and frames flow in both directions
   client.close();
 });
 
-test('a wrong cluster key is refused on both sides with CLUSTER_AUTH, and the key never travels', async () => {
-  const { server, port } = await startServer({ clusterKey: 'right-key' });
+test('a wrong cluster key is refused on both sides with CLUSTER_AUTH, and neither key nor identity travels in the clear', async () => {
+  const { server, port } = await startServer({ clusterKey: 'right-key', name: 'secret-server-name' });
   const refused = once(server, 'refused') as Promise<[CairnError, string]>;
   await expectRejection(connectPeer('127.0.0.1', port, { nodeId: 'c', clusterKey: 'wrong-key' }), 'CLUSTER_AUTH', /cluster keys differ/);
   const [serverError] = await refused;
   assert.ok(isCairnError(serverError, 'CLUSTER_AUTH'), String(serverError));
   assert.equal(server.connections.size, 0);
 
-  // Capture the whole server side of a handshake: no frame carries the key.
-  const raw = await rawClient(port);
-  const hello = jsonPayload(createHello('client', 'raw', 'raw', '', true));
-  for (const part of encodeFrame(ControlFrame.hello, hello.meta, hello.payload)) raw.socket.write(part);
-  raw.socket.write(Buffer.concat(encodeFrame(ControlFrame.proof, undefined, Buffer.alloc(32))));
-  await raw.closed;
-  for (const f of raw.frames) assert.ok(!f.payload.includes(Buffer.from('right-key')));
-  assert.ok(raw.frames.some((f) => f.type === ControlFrame.refuse && /cluster keys differ/.test(JSON.stringify(frameJson(f)))));
+  // Capture everything the server sends to a peer with the wrong key: no key, no name, no id.
+  const socket = netConnect({ host: '127.0.0.1', port });
+  await once(socket, 'connect');
+  const raw = new RawPeer(socket, { role: 'client', secret: deriveClusterSecretSync('wrong-key') });
+  await once(socket, 'close');
+  const seen = Buffer.concat(raw.received);
+  for (const text of ['right-key', 'secret-server-name', 'server-id']) assert.ok(!seen.includes(Buffer.from(text)), text);
+  assert.ok(raw.frames.some((f) => f.type === ControlFrame.hello));
+  assert.ok(!raw.open);
 });
 
 test('a key on one side only is refused with a message that says so', async () => {
@@ -141,13 +145,13 @@ test('a peer speaking another protocol or frame version is told why and dropped'
   const { server, port } = await startServer();
   // Protocol version inside the hello.
   const raw = await rawClient(port);
-  const hello = { ...createHello('client', 'raw', 'raw', '', false), protocol: 99 };
+  const hello = { ...createHello('client', 'local').hello, protocol: 99 };
   const body = jsonPayload(hello);
   for (const part of encodeFrame(ControlFrame.hello, body.meta, body.payload)) raw.socket.write(part);
   await raw.closed;
   const refusal = raw.frames.find((f) => f.type === ControlFrame.refuse);
   assert.ok(refusal, 'a refuse frame arrives before the close');
-  assert.match(JSON.stringify(frameJson(refusal)), /protocol version mismatch: the client speaks 99, the server 1/);
+  assert.match(JSON.stringify(frameJson(refusal)), /protocol version mismatch: the client speaks 99, the server 2/);
 
   // Frame format version in the header.
   const raw2 = await rawClient(port);
@@ -333,22 +337,11 @@ test('a frame in the same TCP segment as the handshake READY is delivered, not d
   // A hand-written server that completes the handshake and sends its first application frame in
   // the same write as READY, so both reach the client in one chunk.
   const raw = createServer((socket) => {
-    const hello = jsonPayload(createHello('server', 'raw-server', 'raw', '', false));
-    let clientHello: Buffer | undefined;
-    const decoder = new FrameDecoder({
-      onFrame: (f) => {
-        if (f.type === ControlFrame.hello) {
-          clientHello = Buffer.from(f.payload);
-          const proof = handshakeProof(undefined, 'server', handshakeTranscript(clientHello, hello.payload));
-          socket.write(Buffer.concat(encodeFrame(ControlFrame.proof, undefined, proof)));
-        } else if (f.type === ControlFrame.ready) {
-          socket.write(Buffer.concat([...encodeFrame(ControlFrame.ready), ...encodeFrame(0x310, undefined, Buffer.from('right behind'))]));
-        }
-      },
+    new RawPeer(socket, {
+      role: 'server',
+      secret: localClusterSecret(),
+      behindReady: (peer) => peer.sealFrame(0x310, undefined, Buffer.from('right behind')),
     });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
-    socket.on('error', () => {});
-    socket.write(Buffer.concat(encodeFrame(ControlFrame.hello, hello.meta, hello.payload)));
   });
   raw.listen(0, '127.0.0.1');
   await once(raw, 'listening');
@@ -375,7 +368,7 @@ test('garbage after the handshake closes only that connection, with the reason s
   socket.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n' + 'z'.repeat(40)));
   const [info] = await badClosed;
   assert.equal(info.byPeer, true);
-  assert.match(info.reason, /malformed frame: bad magic/);
+  assert.match(info.reason, /bad record magic/);
   const [serverInfo] = await serverSideClosed;
   assert.ok(isCairnError(serverInfo.error, 'CLUSTER_PROTOCOL'));
 
@@ -392,6 +385,6 @@ test('a frame announcing more than the connection limit closes it without alloca
   const closed = once(client, 'close') as Promise<[CloseInfo]>;
   client.send(0x300, undefined, Buffer.alloc(2048));
   const [info] = await closed;
-  assert.match(info.reason, /exceeds this connection's limit of 1024/);
+  assert.match(info.reason, /exceeds the limit of 1024 for frame type 768/);
   assert.ok(!serverSide.isOpen);
 });

@@ -1,41 +1,52 @@
 /**
- * An authenticated connection to one peer: runs the handshake, then sends and delivers frames,
- * correlates requests with responses, answers the transport's own pings, and reports how and why
- * it closed. Nothing a peer sends can throw out of here: a malformed frame closes this connection
- * (telling the peer why) and leaves every other connection alone.
+ * A secure connection to one peer: runs the handshake (handshake.ts), then sends and delivers
+ * frames inside encrypted, authenticated records (record-layer.ts), correlates requests with
+ * responses, answers the transport's own pings, keeps quiet connections alive and drops dead ones,
+ * and reports how and why it closed. Nothing a peer sends can throw out of here: a malformed or
+ * forged frame closes this connection (telling the peer why where it can) and leaves every other
+ * connection alone.
  */
 
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { CairnError } from '../util/errors.js';
-import { ControlFrame } from './control-frames.js';
+import { type ClusterKeyKind, type ClusterSecret, deriveClusterSecretSync } from './cluster-key.js';
+import { CONTROL_PAYLOAD_LIMITS, ControlFrame } from './control-frames.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, FrameDecoder } from './frame-decoder.js';
+import { DType } from './dtype.js';
 import { FrameEncoder } from './frame-encoder.js';
 import {
   type Frame,
   type FrameMeta,
   FIRST_APP_FRAME_TYPE,
+  FRAME_HEADER_BYTES,
   FrameFlags,
   frameJson,
   jsonPayload,
   payloadBytes,
+  readFrameHeader,
   resolveFrameHeader,
 } from './frame.js';
 import {
   type HelloMessage,
+  type HelloState,
+  type IdentityMessage,
   type PeerRole,
   type Refusal,
+  checkCompatibility,
+  checkHelloVersion,
   checkPeerHello,
   createHello,
-  handshakeProof,
+  deriveSessionKeys,
   handshakeTranscript,
-  normalizeClusterKey,
   refusalError,
   validateHello,
+  validateIdentity,
   validateRefusal,
-  verifyProof,
 } from './handshake.js';
+import { localClusterSecret } from './local-key.js';
+import { RecordOpener, RecordSealer } from './record-layer.js';
 
 /** What every connection needs to know about this node and the cluster. */
 export interface ConnectionOptions {
@@ -43,18 +54,31 @@ export interface ConnectionOptions {
   readonly nodeId: string;
   /** This node's human-readable name. */
   readonly name?: string;
-  /** Shared secret of the cluster. Without one, only loopback connections are possible. */
-  readonly clusterKey?: string | Uint8Array;
-  /** Must equal the peer's exactly (the mesh puts model hash and version here). Default "". */
+  /**
+   * The cluster's key: its derived secret (deriveClusterSecret, the CLI's way), or the key's text
+   * (derived here, synchronously, once per process). Without one, the connection uses this
+   * machine's local key (local-key.ts), which only processes of the same user can read.
+   */
+  readonly clusterKey?: string | ClusterSecret;
+  /** Must equal the peer's exactly (the mesh puts its version here). Default "". */
   readonly compatibility?: string;
-  /** Sent to the peer in the handshake (e.g. the node's info record). */
+  /** Sent to the peer, encrypted, in the handshake (e.g. the node's info record). */
   readonly info?: Record<string, unknown>;
   /** A peer that has not completed the handshake by then is dropped. Default 5000 ms. */
   readonly handshakeTimeoutMs?: number;
   /** Default timeout of request(). Default 30000 ms. */
   readonly requestTimeoutMs?: number;
-  /** Largest payload accepted once authenticated. Default 1 GiB. */
+  /** Largest payload accepted once open, for application frames without a limit of their own. Default 64 MiB. */
   readonly maxPayloadBytes?: number;
+  /**
+   * Largest payload of an application frame of this type and flags (checked before anything is
+   * allocated); undefined falls back to maxPayloadBytes. Transport frames have fixed limits.
+   */
+  readonly payloadLimit?: (type: number, flags: number) => number | undefined;
+  /** An open connection that receives nothing for this long is dropped (0: never). Default 60000 ms. */
+  readonly idleTimeoutMs?: number;
+  /** An open connection that has sent nothing for this long sends a keepalive. Default 10000 ms. */
+  readonly keepAliveMs?: number;
 }
 
 /** Who is on the other end, as learned in the handshake. */
@@ -92,8 +116,7 @@ export interface PeerConnectionEvents {
   close: [info: CloseInfo];
 }
 
-/** Before authentication a peer may send only small frames. */
-const HANDSHAKE_MAX_PAYLOAD_BYTES = 64 * 1024;
+const JSON_META: FrameMeta = { dtype: DType.json };
 /** How long an orderly close waits for the peer to close its side. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -104,9 +127,20 @@ interface PendingRequest {
   readonly cleanup?: () => void;
 }
 
-type State = 'handshake' | 'open' | 'closing' | 'closed';
+/**
+ * hello: clear frames, waiting for the peer's HELLO; keyed: encrypted, exchanging identities;
+ * open: application traffic; closing: our side has ended.
+ */
+type State = 'hello' | 'keyed' | 'open' | 'closing' | 'closed';
 
-/** An authenticated, framed connection to one peer. Create with connectPeer() or ClusterServer. */
+/** The secret a connection uses for `clusterKey` as given. */
+export function resolveSecret(clusterKey: string | ClusterSecret | undefined): ClusterSecret {
+  if (clusterKey === undefined) return localClusterSecret();
+  if (typeof clusterKey === 'string') return deriveClusterSecretSync(clusterKey);
+  return clusterKey;
+}
+
+/** An authenticated, encrypted, framed connection to one peer. Create with connectPeer() or ClusterServer. */
 export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Which end of the TCP connection this side is. */
   readonly role: PeerRole;
@@ -114,23 +148,27 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   readonly ready: Promise<void>;
 
   private readonly socket: Socket;
-  private readonly key: Buffer | undefined;
+  private readonly secret: ClusterSecret;
   private readonly options: ConnectionOptions;
   private readonly decoder: FrameDecoder;
   private readonly encoder = new FrameEncoder();
   private readonly pending = new Map<number, PendingRequest>();
-  private state: State = 'handshake';
+  private state: State = 'hello';
   private nextRequestId = 1;
   private lastReceived = performance.now();
+  private lastSent = performance.now();
   private closeReason: CloseInfo | undefined;
   private socketError: Error | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
+  private livenessTimer: NodeJS.Timeout | undefined;
 
-  private readonly ownHello: HelloMessage;
+  private readonly own: HelloState;
   private readonly ownHelloBytes: Buffer;
-  private peerHello: HelloMessage | undefined;
-  private transcript: Buffer | undefined;
-  private peerVerified = false;
+  /** Bytes of the peer's HELLO frame gathered so far (the only cleartext a peer may send). */
+  private clearBytes: Buffer = Buffer.alloc(0);
+  private sealer: RecordSealer | undefined;
+  private opener: RecordOpener | undefined;
+  private peerIdentity: IdentityMessage | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private settleReady!: (err?: Error) => void;
   private identity: PeerIdentity | undefined;
@@ -142,13 +180,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.socket = socket;
     this.role = role;
     this.options = options;
-    this.key = normalizeClusterKey(options.clusterKey);
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (err) => (err ? reject(err) : resolve());
     });
     // A failed handshake is reported through `ready`; keep an unobserved rejection from crashing.
     this.ready.catch(() => {});
-    this.decoder = new FrameDecoder({ onFrame: (f) => this.onFrame(f), maxPayloadBytes: HANDSHAKE_MAX_PAYLOAD_BYTES });
+    this.decoder = new FrameDecoder({
+      onFrame: (f) => this.onFrame(f),
+      // Every frame type has its limit (payloadLimitFor); this is only the outer bound.
+      maxPayloadBytes: Number.MAX_SAFE_INTEGER,
+      limitFor: (type, flags) => this.payloadLimitFor(type, flags),
+    });
 
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
@@ -158,21 +200,24 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     });
     socket.on('close', () => this.onSocketClose());
 
-    this.ownHello = createHello(
-      role,
-      options.nodeId,
-      options.name ?? options.nodeId,
-      options.compatibility ?? '',
-      this.key !== undefined,
-      options.info,
-    );
-    const hello = jsonPayload(this.ownHello);
-    this.ownHelloBytes = hello.payload;
-    this.handshakeTimer = setTimeout(
-      () => this.refuse({ code: 'timeout', reason: `handshake not completed within ${this.options.handshakeTimeoutMs ?? 5000} ms` }),
-      options.handshakeTimeoutMs ?? 5000,
-    );
-    this.writeControl(ControlFrame.hello, hello.meta, hello.payload);
+    let secret: ClusterSecret | undefined;
+    let keyError: CairnError | undefined;
+    try {
+      secret = resolveSecret(options.clusterKey);
+    } catch (err) {
+      keyError = err instanceof CairnError ? err : new CairnError('CLUSTER_AUTH', (err as Error).message);
+    }
+    this.secret = secret ?? { psk: Buffer.alloc(32), kind: 'local' };
+    this.own = createHello(role, this.secret.kind);
+    this.ownHelloBytes = jsonPayload(this.own.hello).payload;
+    const timeoutMs = options.handshakeTimeoutMs ?? 5000;
+    this.handshakeTimer = setTimeout(() => this.refuse({ code: 'timeout', reason: `handshake not completed within ${timeoutMs} ms` }), timeoutMs);
+    if (keyError) {
+      // No usable key: say so locally and tell the peer only that we are leaving.
+      this.failHandshake(keyError, keyError.message, false);
+      return;
+    }
+    this.writeClear(ControlFrame.hello, this.ownHelloBytes);
   }
 
   /** The peer, once the handshake has succeeded. */
@@ -184,6 +229,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** True while frames can be sent. */
   get isOpen(): boolean {
     return this.state === 'open';
+  }
+
+  /** Which kind of key this connection authenticates with. */
+  get keyKind(): ClusterKeyKind {
+    return this.secret.kind;
   }
 
   /** performance.now() of the last bytes received from the peer (liveness for heartbeats). */
@@ -201,15 +251,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return this.pending.size;
   }
 
-  /** Largest payload accepted from the peer. */
+  /** Largest payload accepted from the peer for application frames without a limit of their own. */
   get maxPayloadBytes(): number {
-    return this.decoder.maxPayloadBytes;
-  }
-
-  /** Changes the largest payload accepted from the peer (applies from the next frame header). */
-  set maxPayloadBytes(bytes: number) {
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new CairnError('BAD_ARGUMENT', `payload limit ${bytes} is not a byte count`);
-    this.decoder.maxPayloadBytes = bytes;
+    return this.options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   }
 
   /**
@@ -258,7 +302,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** Answers a request with an error; the requester's promise rejects with CLUSTER_REMOTE and this message. */
   replyError(to: Frame, message: string): boolean {
-    const body = jsonPayload({ message });
+    const body = jsonPayload({ message: message.slice(0, 2000) });
     return this.sendResponse(to, to.type, FrameFlags.response | FrameFlags.error, body.meta, body.payload);
   }
 
@@ -277,12 +321,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Closes in an orderly way: the peer is told `reason`, pending requests fail with CLUSTER_CLOSED. */
   close(reason = 'closed by this node'): void {
     if (this.state === 'closed' || this.state === 'closing') return;
-    if (this.state === 'handshake') {
+    if (this.state !== 'open') {
       this.refuse({ code: 'shutting-down', reason });
       return;
     }
-    const goodbye = jsonPayload({ reason });
-    this.writeControl(ControlFrame.goodbye, goodbye.meta, goodbye.payload);
+    this.writeControl(ControlFrame.goodbye, jsonPayload({ reason }).payload);
     this.beginClose({ reason, byPeer: false });
   }
 
@@ -297,21 +340,81 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   private onData(chunk: Buffer): void {
     this.lastReceived = performance.now();
-    let failure: CairnError | undefined;
+    if (this.state === 'closed') return;
     try {
-      failure = this.decoder.push(chunk);
+      if (this.state === 'hello') {
+        this.onClearBytes(chunk);
+        return;
+      }
+      this.onRecordBytes(chunk);
     } catch (err) {
       // An application handler threw while handling a frame: that frame's stream position is lost.
       const error = new CairnError('CLUSTER_PROTOCOL', `frame handler failed: ${(err as Error).message}`, { cause: err });
-      this.failWith(error, `frame handler failed: ${(err as Error).message}`);
+      this.failWith(error, error.message);
+    }
+  }
+
+  /** Before the keys exist: gathers the peer's one cleartext frame (HELLO or REFUSE). */
+  private onClearBytes(chunk: Buffer): void {
+    this.clearBytes = this.clearBytes.length === 0 ? chunk : Buffer.concat([this.clearBytes, chunk]);
+    if (this.clearBytes.length < FRAME_HEADER_BYTES) return;
+    const header = readFrameHeader(this.clearBytes, 0, CONTROL_PAYLOAD_LIMITS[ControlFrame.hello]);
+    if (!('type' in header)) {
+      this.refuse({ code: 'protocol', reason: header.message });
       return;
     }
+    const end = FRAME_HEADER_BYTES + header.payloadLength;
+    if (this.clearBytes.length < end) return;
+    const payload = this.clearBytes.subarray(FRAME_HEADER_BYTES, end);
+    const rest = this.clearBytes.subarray(end);
+    this.clearBytes = Buffer.alloc(0);
+    const frame: Frame = { ...header, payload };
+    if (frame.type === ControlFrame.refuse) {
+      this.onClearRefusal(frame);
+      return;
+    }
+    if (frame.type !== ControlFrame.hello) {
+      this.refuse({ code: 'protocol', reason: `expected a hello, got frame type ${frame.type}` });
+      return;
+    }
+    this.onHello(frame);
+    if (this.state === 'keyed' && rest.length > 0) this.onRecordBytes(rest);
+  }
+
+  /** Once keyed: every byte is a record; a cleartext frame at a record boundary can only be a refusal. */
+  private onRecordBytes(chunk: Buffer): void {
+    const result = this.opener!.push(chunk);
+    if (result.kind === 'ok') return;
+    if (result.kind === 'cleartext') {
+      if (this.state === 'keyed') {
+        // The peer refused our HELLO before deriving keys (it has its reasons in the clear).
+        this.clearBytes = Buffer.alloc(0);
+        this.state = 'hello';
+        this.onClearBytes(result.rest);
+        return;
+      }
+      this.failWith(new CairnError('CLUSTER_PROTOCOL', 'the peer sent an unencrypted frame'), 'unencrypted frame on an encrypted connection');
+      return;
+    }
+    if (this.state === 'keyed' && result.error.code === 'CLUSTER_AUTH') {
+      this.failHandshake(
+        new CairnError('CLUSTER_AUTH', 'connection refused: the cluster keys differ (the peer\'s first encrypted message did not authenticate with this node\'s key), or something on the path altered the connection; give every node the same key'),
+        'the cluster keys differ',
+        false,
+      );
+      return;
+    }
+    this.failWith(result.error, result.error.message);
+  }
+
+  private onPlaintext(plaintext: Buffer): void {
+    const failure = this.decoder.push(plaintext);
     if (failure) this.failWith(failure, failure.message);
   }
 
   private onFrame(frame: Frame): void {
     if (this.state === 'closed') return;
-    if (this.state === 'handshake') {
+    if (this.state === 'keyed') {
       this.onHandshakeFrame(frame);
       return;
     }
@@ -331,10 +434,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       try {
         this.dispatch(frame);
       } catch (err) {
-        this.failWith(
-          new CairnError('CLUSTER_PROTOCOL', `frame handler failed: ${(err as Error).message}`, { cause: err }),
-          `frame handler failed: ${(err as Error).message}`,
-        );
+        const error = new CairnError('CLUSTER_PROTOCOL', `frame handler failed: ${(err as Error).message}`, { cause: err });
+        this.failWith(error, error.message);
         return;
       }
     }
@@ -380,7 +481,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       let message = 'the peer failed the request';
       try {
         const body = frameJson(frame) as { message?: unknown };
-        if (typeof body?.message === 'string') message = body.message;
+        if (typeof body?.message === 'string') message = body.message.slice(0, 2000);
       } catch {
         // Keep the generic message: the error body itself was unreadable.
       }
@@ -396,77 +497,106 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.sendResponse(frame, ControlFrame.pong, FrameFlags.response, undefined, frame.payload);
     } else if (frame.type === ControlFrame.sink && isRequest) {
       this.sendResponse(frame, ControlFrame.sinkAck, FrameFlags.response, undefined, undefined);
+    } else if (frame.type === ControlFrame.keepalive && !isRequest) {
+      // Its arrival already counted as traffic.
     } else if (frame.type === ControlFrame.goodbye || frame.type === ControlFrame.refuse) {
-      let reason = 'no reason given';
-      try {
-        const body = frameJson(frame) as { reason?: unknown };
-        if (typeof body?.reason === 'string') reason = body.reason;
-      } catch {
-        // An unreadable goodbye still means goodbye.
-      }
-      this.beginClose({ reason: `peer closed the connection: ${reason}`, byPeer: true });
+      this.beginClose({ reason: `peer closed the connection: ${readReason(frame)}`, byPeer: true });
     } else {
-      this.failWith(
-        new CairnError('CLUSTER_PROTOCOL', `unexpected transport frame type ${frame.type}`),
-        `unexpected transport frame type ${frame.type}`,
-      );
+      this.failWith(new CairnError('CLUSTER_PROTOCOL', `unexpected transport frame type ${frame.type}`), `unexpected transport frame type ${frame.type}`);
     }
+  }
+
+  /** The limit of each frame type; before the connection is open only handshake frames are small enough. */
+  private payloadLimitFor(type: number, flags: number): number | undefined {
+    if (type < FIRST_APP_FRAME_TYPE) return CONTROL_PAYLOAD_LIMITS[type] ?? 0;
+    if (this.state !== 'open') return 0;
+    const limit = this.options.payloadLimit?.(type, flags);
+    return Math.min(limit ?? this.maxPayloadBytes, Number.MAX_SAFE_INTEGER);
   }
 
   // ---- handshake ----
 
+  private onClearRefusal(frame: Frame): void {
+    let body: unknown;
+    try {
+      body = frameJson(frame);
+    } catch {
+      body = undefined;
+    }
+    const refusal = validateRefusal(body);
+    this.failHandshake(refusalError(refusal, true), `peer refused: ${refusal.reason}`, true);
+  }
+
+  private onHello(frame: Frame): void {
+    let value: unknown;
+    try {
+      value = frameJson(frame);
+    } catch (err) {
+      this.refuse({ code: 'protocol', reason: (err as Error).message });
+      return;
+    }
+    const versionRefusal = checkHelloVersion(this.role, value);
+    if (versionRefusal) {
+      this.refuse(versionRefusal);
+      return;
+    }
+    const parsed: HelloMessage | string = validateHello(value);
+    if (typeof parsed === 'string') {
+      this.refuse({ code: 'protocol', reason: parsed });
+      return;
+    }
+    const refusal = checkPeerHello(this.own.hello, parsed);
+    if (refusal) {
+      this.refuse(refusal);
+      return;
+    }
+    const peerBytes = frame.payload;
+    const transcript =
+      this.role === 'client' ? handshakeTranscript(this.ownHelloBytes, peerBytes) : handshakeTranscript(peerBytes, this.ownHelloBytes);
+    let keys;
+    try {
+      keys = deriveSessionKeys(this.secret.psk, this.role, this.own.privateKey, parsed.publicKey, transcript);
+    } catch (err) {
+      this.refuse({ code: 'protocol', reason: (err as Error).message });
+      return;
+    }
+    this.sealer = new RecordSealer(keys.send);
+    this.opener = new RecordOpener(keys.receive, (plaintext) => this.onPlaintext(plaintext));
+    this.state = 'keyed';
+    this.writeControl(ControlFrame.identity, jsonPayload(this.ownIdentity()).payload);
+  }
+
+  private ownIdentity(): IdentityMessage {
+    return {
+      nodeId: this.options.nodeId,
+      name: this.options.name ?? this.options.nodeId,
+      compatibility: this.options.compatibility ?? '',
+      info: this.options.info,
+    };
+  }
+
   private onHandshakeFrame(frame: Frame): void {
     if (frame.type === ControlFrame.refuse) {
-      let body: unknown;
-      try {
-        body = frameJson(frame);
-      } catch {
-        body = undefined;
-      }
-      const refusal = validateRefusal(body);
+      const refusal = validateRefusal(safeJson(frame));
       this.failHandshake(refusalError(refusal, true), `peer refused: ${refusal.reason}`, true);
       return;
     }
-    if (!this.peerHello) {
-      if (frame.type !== ControlFrame.hello) {
-        this.refuse({ code: 'protocol', reason: `expected a hello, got frame type ${frame.type}` });
+    if (!this.peerIdentity) {
+      if (frame.type !== ControlFrame.identity) {
+        this.refuse({ code: 'protocol', reason: `expected an identity, got frame type ${frame.type}` });
         return;
       }
-      let parsed: HelloMessage | string;
-      try {
-        parsed = validateHello(frameJson(frame));
-      } catch (err) {
-        parsed = (err as Error).message;
-      }
+      const parsed = validateIdentity(safeJson(frame));
       if (typeof parsed === 'string') {
         this.refuse({ code: 'protocol', reason: parsed });
         return;
       }
-      const refusal = checkPeerHello(this.ownHello, parsed);
+      const refusal = checkCompatibility(this.role, this.ownIdentity(), parsed);
       if (refusal) {
         this.refuse(refusal);
         return;
       }
-      this.peerHello = parsed;
-      const peerBytes = Buffer.from(frame.payload);
-      this.transcript =
-        this.role === 'client' ? handshakeTranscript(this.ownHelloBytes, peerBytes) : handshakeTranscript(peerBytes, this.ownHelloBytes);
-      this.writeControl(ControlFrame.proof, undefined, handshakeProof(this.key, this.role, this.transcript));
-      return;
-    }
-    if (!this.peerVerified) {
-      if (frame.type !== ControlFrame.proof) {
-        this.refuse({ code: 'protocol', reason: `expected a proof, got frame type ${frame.type}` });
-        return;
-      }
-      if (!verifyProof(this.key, this.peerHello.role, this.transcript!, frame.payload)) {
-        this.refuse({
-          code: 'auth',
-          reason: 'the cluster keys differ (the proof of the key did not verify); give both nodes the same key',
-        });
-        return;
-      }
-      this.peerVerified = true;
+      this.peerIdentity = parsed;
       this.writeControl(ControlFrame.ready);
       return;
     }
@@ -481,15 +611,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     clearTimeout(this.handshakeTimer);
     this.handshakeTimer = undefined;
     this.state = 'open';
-    this.decoder.maxPayloadBytes = this.options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-    const hello = this.peerHello!;
+    const peer = this.peerIdentity!;
     this.identity = {
-      nodeId: hello.nodeId,
-      name: hello.name,
-      info: hello.info,
+      nodeId: peer.nodeId,
+      name: peer.name,
+      info: peer.info,
       address: this.socket.remoteAddress ?? '',
       port: this.socket.remotePort ?? 0,
     };
+    this.startLiveness();
     // Frames behind the peer's READY (possibly in this very chunk) wait until whoever awaits
     // `ready` has attached its listeners: promise continuations run before setImmediate.
     this.held = [];
@@ -497,11 +627,31 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.settleReady();
   }
 
-  /** Refuses the handshake: tells the peer why, then closes. */
+  /** Keepalives on a quiet connection, and the idle timeout for a peer that went silent. */
+  private startLiveness(): void {
+    const idleMs = this.options.idleTimeoutMs ?? 60_000;
+    const keepAliveMs = this.options.keepAliveMs ?? 10_000;
+    if (idleMs <= 0 && keepAliveMs <= 0) return;
+    const period = Math.max(50, Math.min(keepAliveMs > 0 ? keepAliveMs : idleMs, idleMs > 0 ? idleMs / 2 : keepAliveMs));
+    this.livenessTimer = setInterval(() => {
+      if (this.state !== 'open') return;
+      const now = performance.now();
+      if (idleMs > 0 && now - this.lastReceived > idleMs) {
+        const why = `no data from the peer for ${Math.round((now - this.lastReceived) / 1000)} s (idle timeout)`;
+        this.destroy(why, new CairnError('CLUSTER_TIMEOUT', why));
+        return;
+      }
+      if (keepAliveMs > 0 && now - this.lastSent >= keepAliveMs) this.writeControl(ControlFrame.keepalive);
+    }, period);
+    this.livenessTimer.unref();
+  }
+
+  /** Refuses the handshake: tells the peer why (encrypted once keys exist), then closes. */
   private refuse(refusal: Refusal): void {
-    if (this.state !== 'handshake') return;
-    const body = jsonPayload(refusal);
-    this.writeControl(ControlFrame.refuse, body.meta, body.payload);
+    if (this.state !== 'hello' && this.state !== 'keyed') return;
+    const body = jsonPayload(refusal).payload;
+    if (this.state === 'hello') this.writeClear(ControlFrame.refuse, body);
+    else this.writeControl(ControlFrame.refuse, body);
     this.failHandshake(refusalError(refusal, false), refusal.reason, false);
   }
 
@@ -517,13 +667,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** Closes after a protocol violation, telling the peer why when the stream still allows it. */
   private failWith(error: CairnError, reason: string): void {
-    if (this.state === 'handshake') {
+    if (this.state === 'hello' || this.state === 'keyed') {
       this.refuse({ code: 'protocol', reason });
       return;
     }
     if (this.state !== 'open') return;
-    const goodbye = jsonPayload({ reason });
-    this.writeControl(ControlFrame.goodbye, goodbye.meta, goodbye.payload);
+    this.writeControl(ControlFrame.goodbye, jsonPayload({ reason }).payload);
     this.beginClose({ reason, error, byPeer: false });
   }
 
@@ -531,6 +680,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.state === 'closed' || this.state === 'closing') return;
     this.closeReason ??= info;
     this.state = 'closing';
+    clearInterval(this.livenessTimer);
     this.socket.end();
     this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
     this.closeTimer.unref();
@@ -540,6 +690,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const wasOpen = this.identity !== undefined;
     clearTimeout(this.closeTimer);
     clearTimeout(this.handshakeTimer);
+    clearInterval(this.livenessTimer);
     if (!this.closeReason) {
       const why = this.socketError ? `connection lost: ${this.socketError.message}` : 'the peer closed the connection';
       this.closeReason = { reason: why, error: new CairnError('CLUSTER_CLOSED', why, { cause: this.socketError }), byPeer: true };
@@ -608,9 +759,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return this.writeFrame(type, flags, to.requestId, meta, payload);
   }
 
-  private writeControl(type: number, meta?: FrameMeta, payload?: Buffer): void {
+  /** A transport frame inside the encrypted channel (json payloads only). */
+  private writeControl(type: number, payload?: Buffer): void {
+    if (this.socket.destroyed || this.socket.writableEnded || !this.sealer) return;
+    this.writeFrame(type, 0, 0, payload ? JSON_META : undefined, payload);
+  }
+
+  /** A handshake frame in the clear (HELLO or a refusal before keys exist). */
+  private writeClear(type: number, payload: Buffer): void {
     if (this.socket.destroyed || this.socket.writableEnded) return;
-    this.writeFrame(type, 0, 0, meta, payload);
+    const header = resolveFrameHeader(type, 0, 0, JSON_META, payload.length);
+    const encoded = this.encoder.encode(header, payload);
+    this.socket.write(Buffer.isBuffer(encoded) ? encoded : Buffer.concat(encoded));
   }
 
   private writeFrame(
@@ -623,11 +783,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const body = payloadBytes(payload);
     const header = resolveFrameHeader(type, flags, requestId, meta, body.length);
     const encoded = this.encoder.encode(header, body);
-    if (Buffer.isBuffer(encoded)) return this.socket.write(encoded);
-    // Header and payload leave in one writev without copying the payload.
+    const records = this.sealer!.seal(Buffer.isBuffer(encoded) ? [encoded] : encoded);
+    this.lastSent = performance.now();
+    // One writev for the whole frame; the sealed buffers are ours, so nothing the caller owns is kept.
     this.socket.cork();
-    this.socket.write(encoded[0]);
-    const ok = this.socket.write(encoded[1]);
+    let ok = true;
+    for (const r of records) ok = this.socket.write(r);
     this.socket.uncork();
     return ok;
   }
@@ -650,7 +811,20 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   }
 
   private closedError(): CairnError {
-    if (this.state === 'handshake') return new CairnError('CLUSTER_CLOSED', 'the connection is still in its handshake');
+    if (this.state === 'hello' || this.state === 'keyed') return new CairnError('CLUSTER_CLOSED', 'the connection is still in its handshake');
     return new CairnError('CLUSTER_CLOSED', `the connection is closed: ${this.closeReason?.reason ?? 'closed'}`);
   }
+}
+
+function safeJson(frame: Frame): unknown {
+  try {
+    return frameJson(frame);
+  } catch {
+    return undefined;
+  }
+}
+
+function readReason(frame: Frame): string {
+  const body = safeJson(frame) as { reason?: unknown } | undefined;
+  return typeof body?.reason === 'string' ? body.reason.slice(0, 1024) : 'no reason given';
 }

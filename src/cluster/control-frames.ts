@@ -5,11 +5,11 @@
 
 /** Transport-level frame types. */
 export const ControlFrame = {
-  /** Handshake step 1, both directions: json HelloMessage. */
+  /** Handshake step 1, both directions, in the clear: json HelloMessage. */
   hello: 1,
-  /** Handshake step 2: raw 32-byte HMAC proving knowledge of the cluster key. */
-  proof: 2,
-  /** Handshake step 3: "your proof checks out"; no payload. */
+  /** Handshake step 2, the first encrypted frame: json IdentityMessage. */
+  identity: 2,
+  /** Handshake step 3: "your identity checks out"; no payload. */
   ready: 3,
   /** The connection is refused: json `{ code, reason }`, then the sender closes. */
   refuse: 4,
@@ -21,4 +21,20 @@ export const ControlFrame = {
   /** Request whose payload is discarded and answered by `sinkAck` (bandwidth probe). */
   sink: 8,
   sinkAck: 9,
+  /** One-way, no payload: sent on a connection that has been quiet, so the peer knows it is alive. */
+  keepalive: 10,
 } as const;
+
+/** Largest payload of each transport frame type (a peer that sends more is dropped before anything is allocated). */
+export const CONTROL_PAYLOAD_LIMITS: Readonly<Record<number, number>> = {
+  [ControlFrame.hello]: 4096,
+  [ControlFrame.identity]: 64 * 1024,
+  [ControlFrame.ready]: 0,
+  [ControlFrame.refuse]: 4096,
+  [ControlFrame.goodbye]: 4096,
+  [ControlFrame.ping]: 1024 * 1024,
+  [ControlFrame.pong]: 1024 * 1024,
+  [ControlFrame.sink]: 32 * 1024 * 1024,
+  [ControlFrame.sinkAck]: 0,
+  [ControlFrame.keepalive]: 0,
+};

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { isCairnError } from '../util/errors.js';
 import { type DiscoveredPeer, Discovery } from './discovery.js';
+import { PROTOCOL_VERSION } from './handshake.js';
 
 test('static peers are announced on start, keyed by address', async () => {
   const discovery = new Discovery({ identity: { id: randomUUID(), name: 'a' }, port: 1, staticPeers: 'h1:5000,[::1]:5001', mdns: false });
@@ -54,7 +55,7 @@ test('two nodes find each other over mDNS on loopback (skipped where loopback ha
     }
     assert.equal(peer.name, 'node-b');
     assert.equal(peer.port, 41002);
-    assert.equal(peer.protocolVersion, 1);
+    assert.equal(peer.protocolVersion, PROTOCOL_VERSION);
     // A node never discovers itself.
     assert.ok(a.peers().every((p) => p.name !== 'node-a'));
   } finally {

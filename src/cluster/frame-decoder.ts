@@ -5,11 +5,15 @@
  * the header has passed every check, so a hostile length can never make us allocate beyond the limit.
  */
 
-import type { CairnError } from '../util/errors.js';
+import { CairnError } from '../util/errors.js';
 import { type Frame, type FrameHeader, FRAME_HEADER_BYTES, readFrameHeader } from './frame.js';
 
-/** Default payload limit: large enough to stream a big tensor in one frame. */
-export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
+/**
+ * Default payload limit of a frame type nobody sized: room for a large message, far from what a
+ * hostile peer could make a node hold per connection. Types that carry more (a slot's KV cache)
+ * get their own limit (FrameDecoderOptions.limitFor).
+ */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
 
 /** How a FrameDecoder is set up. */
 export interface FrameDecoderOptions {
@@ -17,6 +21,11 @@ export interface FrameDecoderOptions {
   readonly onFrame: (frame: Frame) => void;
   /** Frames announcing a longer payload are rejected before anything is allocated. */
   readonly maxPayloadBytes?: number;
+  /**
+   * The largest payload accepted for a frame of this type and flags (checked before anything is
+   * allocated); undefined means maxPayloadBytes. It never raises the limit above maxPayloadBytes.
+   */
+  readonly limitFor?: (type: number, flags: number) => number | undefined;
   /** Allocates the buffer for a payload split across chunks (tests substitute a spy). */
   readonly allocate?: (bytes: number) => Buffer;
 }
@@ -25,6 +34,7 @@ export interface FrameDecoderOptions {
 export class FrameDecoder {
   private readonly onFrame: (frame: Frame) => void;
   private readonly allocate: (bytes: number) => Buffer;
+  private readonly limitFor: ((type: number, flags: number) => number | undefined) | undefined;
   private maxPayload: number;
   /** Holds a header that arrived in pieces. */
   private readonly headerScratch = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
@@ -39,6 +49,7 @@ export class FrameDecoder {
     this.onFrame = options.onFrame;
     this.allocate = options.allocate ?? ((n) => Buffer.allocUnsafe(n));
     this.maxPayload = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.limitFor = options.limitFor;
   }
 
   /** The current payload limit in bytes. */
@@ -88,6 +99,15 @@ export class FrameDecoder {
         if (this.headerFill < FRAME_HEADER_BYTES) break;
         this.headerFill = 0;
         header = readFrameHeader(this.headerScratch, 0, this.maxPayload);
+      }
+      if ('type' in header && this.limitFor) {
+        const limit = this.limitFor(header.type, header.flags);
+        if (limit !== undefined && header.payloadLength > limit) {
+          header = new CairnError(
+            'CLUSTER_PROTOCOL',
+            `malformed frame: a payload of ${header.payloadLength} bytes exceeds the limit of ${limit} for frame type ${header.type}`,
+          );
+        }
       }
       if (!('type' in header)) {
         this.failure = header;

@@ -1,107 +1,151 @@
 /**
  * The connection handshake, as pure functions over its messages.
  *
- * Both sides send a HELLO (protocol version, role, node id and name, a fresh 32-byte nonce, the
- * application's compatibility string, whether they hold a cluster key). Each then proves it knows
- * the key with HMAC-SHA256(key, label || own role || SHA-256 of both HELLOs), which covers both
- * nonces, both roles and both ids, so a proof cannot be replayed on another connection nor
- * reflected back at its sender, and the key itself never travels. Each side answers a valid proof
- * with READY; a connection is open once a side has verified the peer's proof and received its READY.
+ * 1. Both sides send a HELLO in the clear: protocol version, role, a fresh 32-byte nonce, a fresh
+ *    X25519 public key, and which kind of key they hold (a cluster key, or this machine's local
+ *    key). Nothing else travels in the clear: names, ids and capabilities wait for encryption.
+ * 2. Each side computes the X25519 shared secret and derives one key per direction with HKDF over
+ *    (cluster secret || shared secret), salted with the digest of both HELLOs as sent. So the keys
+ *    need the cluster secret (a relay without it cannot derive them), are fresh per connection,
+ *    and a recording of the connection stays secret even if the cluster key leaks later (the
+ *    ephemeral private keys are gone). A recording alone also gives no way to test guesses of the
+ *    key offline: every key guess would also need an ephemeral private key.
+ * 3. From then on every byte is an AEAD record (record-layer.ts). Each side's first record carries
+ *    its IDENTITY (id, name, compatibility, info); that it authenticates at all proves the peer
+ *    holds the same key. A side answers a valid IDENTITY with READY; a connection is open once a
+ *    side has verified the peer's IDENTITY and received its READY.
+ *
+ * An attacker who runs a handshake himself (pretending to be a node) learns one record sealed
+ * with a key derived from the cluster secret, which lets him test guesses offline: that is why
+ * passphrases go through scrypt and weak ones are refused (cluster-key.ts).
  */
 
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { CairnError } from '../util/errors.js';
+import type { ClusterKeyKind } from './cluster-key.js';
 
 /** Version of the handshake and control-frame protocol. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Which end of the TCP connection a node is. */
 export type PeerRole = 'client' | 'server';
 
-/** The first message each side sends. */
+/** The first message each side sends, in the clear. */
 export interface HelloMessage {
   readonly protocol: number;
   readonly role: PeerRole;
-  readonly nodeId: string;
-  readonly name: string;
   /** 32 random bytes, hex. */
   readonly nonce: string;
-  /** Application-defined; both sides must match exactly (the mesh puts model hash and version here). */
+  /** The sender's ephemeral X25519 public key, 32 bytes, hex. */
+  readonly publicKey: string;
+  /** Whether the sender holds a cluster key or only this machine's local key (lets a mismatch be explained). */
+  readonly keyKind: ClusterKeyKind;
+}
+
+/** The second message each side sends, encrypted: who it is. */
+export interface IdentityMessage {
+  readonly nodeId: string;
+  readonly name: string;
+  /** Application-defined; both sides must match exactly (the mesh puts its version here). */
   readonly compatibility: string;
-  /** Whether the sender has a cluster key (lets a mismatch be explained). */
-  readonly keyed: boolean;
   /** Whatever the application wants its peers to know about this node (an opaque JSON object). */
   readonly info?: Record<string, unknown>;
 }
 
 /** Why a handshake was refused, as sent to the other side in a REFUSE frame. */
 export interface Refusal {
-  readonly code: 'version' | 'compatibility' | 'auth' | 'role' | 'loopback-only' | 'protocol' | 'timeout' | 'shutting-down';
+  readonly code: 'version' | 'compatibility' | 'auth' | 'role' | 'loopback-only' | 'protocol' | 'timeout' | 'shutting-down' | 'busy';
   readonly reason: string;
 }
 
-const PROOF_LABEL = Buffer.from('cairn-cluster-proof/1\0', 'utf8');
-const MAX_TEXT = 1024;
-
-/** The key as bytes; an empty or absent key means "no key" (loopback-only operation). */
-export function normalizeClusterKey(key: string | Uint8Array | undefined): Buffer | undefined {
-  if (key === undefined) return undefined;
-  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : Buffer.from(key);
-  return bytes.length === 0 ? undefined : bytes;
+/** A fresh ephemeral key pair and the HELLO that announces it. */
+export interface HelloState {
+  readonly hello: HelloMessage;
+  readonly privateKey: KeyObject;
 }
 
-/** A HELLO for this side with a fresh nonce. */
-export function createHello(
-  role: PeerRole,
-  nodeId: string,
-  name: string,
-  compatibility: string,
-  keyed: boolean,
-  info?: Record<string, unknown>,
-): HelloMessage {
-  return { protocol: PROTOCOL_VERSION, role, nodeId, name, nonce: randomBytes(32).toString('hex'), compatibility, keyed, info };
+/** The two directions' record keys of one connection. */
+export interface SessionKeys {
+  /** Seals what this side sends. */
+  readonly send: Buffer;
+  /** Opens what the peer sends. */
+  readonly receive: Buffer;
+}
+
+const MAX_TEXT = 1024;
+const KEY_LABEL = 'cairn-channel/2 keys';
+
+/** A HELLO for this side with a fresh nonce and ephemeral key. */
+export function createHello(role: PeerRole, keyKind: ClusterKeyKind): HelloState {
+  const { publicKey, privateKey } = generateKeyPairSync('x25519');
+  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
+  return {
+    hello: { protocol: PROTOCOL_VERSION, role, nonce: randomBytes(32).toString('hex'), publicKey: raw.toString('hex'), keyKind },
+    privateKey,
+  };
 }
 
 /** Checks the shape of a parsed HELLO; returns the message or a description of what is wrong. */
 export function validateHello(value: unknown): HelloMessage | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'hello is not a JSON object';
   const v = value as Record<string, unknown>;
-  if (typeof v.protocol !== 'number' || !Number.isInteger(v.protocol)) return 'hello has no integer protocol version';
+  if (v.protocol !== PROTOCOL_VERSION) return `hello protocol must be ${PROTOCOL_VERSION}`;
   if (v.role !== 'client' && v.role !== 'server') return 'hello role must be "client" or "server"';
-  for (const field of ['nodeId', 'name', 'compatibility'] as const) {
-    if (typeof v[field] !== 'string' || (v[field] as string).length > MAX_TEXT)
-      return `hello ${field} must be a string of at most ${MAX_TEXT} characters`;
-  }
   if (typeof v.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(v.nonce)) return 'hello nonce must be 32 bytes of hex';
-  if (typeof v.keyed !== 'boolean') return 'hello keyed must be a boolean';
-  if (v.info !== undefined && (typeof v.info !== 'object' || v.info === null || Array.isArray(v.info)))
-    return 'hello info must be an object';
-  return v as unknown as HelloMessage;
+  if (typeof v.publicKey !== 'string' || !/^[0-9a-f]{64}$/.test(v.publicKey)) return 'hello publicKey must be 32 bytes of hex';
+  if (v.keyKind !== 'cluster' && v.keyKind !== 'local') return 'hello keyKind must be "cluster" or "local"';
+  return { protocol: v.protocol, role: v.role, nonce: v.nonce, publicKey: v.publicKey, keyKind: v.keyKind };
 }
 
 /**
- * Compares the peer's HELLO with ours; returns the refusal to send, or undefined when compatible.
- * Reasons name the client and the server rather than "this node", since either side may be the
- * one that reports them.
+ * The protocol version a parsed HELLO claims (read first: a peer of another version may shape the
+ * rest differently), or a refusal: for a missing version, or one other than ours.
+ */
+export function checkHelloVersion(ownRole: PeerRole, value: unknown): Refusal | undefined {
+  const protocol = typeof value === 'object' && value !== null ? (value as Record<string, unknown>).protocol : undefined;
+  if (typeof protocol !== 'number' || !Number.isInteger(protocol)) return { code: 'protocol', reason: 'hello has no integer protocol version' };
+  if (protocol === PROTOCOL_VERSION) return undefined;
+  const [client, server] = ownRole === 'client' ? [PROTOCOL_VERSION, protocol] : [protocol, PROTOCOL_VERSION];
+  return { code: 'version', reason: `protocol version mismatch: the client speaks ${client}, the server ${server}; run the same cairn version on every node` };
+}
+
+/**
+ * Compares the peer's HELLO with ours; returns the refusal to send, or undefined when the two can
+ * go on. Both sides reach the same verdict. Reasons name the client and the server rather than
+ * "this node", since either side may be the one that reports them.
  */
 export function checkPeerHello(own: HelloMessage, peer: HelloMessage): Refusal | undefined {
   if (peer.role === own.role) return { code: 'role', reason: `both ends claim the ${own.role} role` };
-  const client = own.role === 'client' ? own : peer;
-  const server = own.role === 'client' ? peer : own;
-  if (peer.protocol !== own.protocol) {
-    return { code: 'version', reason: `protocol version mismatch: the client speaks ${client.protocol}, the server ${server.protocol}` };
-  }
-  if (peer.compatibility !== own.compatibility) {
+  if (peer.keyKind !== own.keyKind) {
+    const client = own.role === 'client' ? own : peer;
+    const [withKey, without] = client.keyKind === 'cluster' ? ['client', 'server'] : ['server', 'client'];
     return {
-      code: 'compatibility',
-      reason: `incompatible nodes: the client runs "${client.compatibility}", the server "${server.compatibility}"`,
+      code: 'auth',
+      reason:
+        `the ${withKey} requires a cluster key and the ${without} has none ` +
+        '(without --cluster-key a node uses only this machine\'s local key and accepts only local connections); give both the same key',
     };
   }
-  if (peer.keyed !== own.keyed) {
-    const [withKey, without] = client.keyed ? ['client', 'server'] : ['server', 'client'];
-    return { code: 'auth', reason: `the ${withKey} requires a cluster key and the ${without} has none; give both the same key` };
-  }
   return undefined;
+}
+
+/** Checks the shape of a parsed IDENTITY; returns it or what is wrong. */
+export function validateIdentity(value: unknown): IdentityMessage | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'identity is not a JSON object';
+  const v = value as Record<string, unknown>;
+  for (const field of ['nodeId', 'name', 'compatibility'] as const) {
+    if (typeof v[field] !== 'string' || (v[field] as string).length > MAX_TEXT)
+      return `identity ${field} must be a string of at most ${MAX_TEXT} characters`;
+  }
+  if (v.info !== undefined && (typeof v.info !== 'object' || v.info === null || Array.isArray(v.info))) return 'identity info must be an object';
+  return { nodeId: v.nodeId as string, name: v.name as string, compatibility: v.compatibility as string, info: v.info as Record<string, unknown> | undefined };
+}
+
+/** The refusal for differing compatibility strings, or undefined when they match. */
+export function checkCompatibility(role: PeerRole, own: IdentityMessage, peer: IdentityMessage): Refusal | undefined {
+  if (own.compatibility === peer.compatibility) return undefined;
+  const [client, server] = role === 'client' ? [own, peer] : [peer, own];
+  return { code: 'compatibility', reason: `incompatible nodes: the client runs "${client.compatibility}", the server "${server.compatibility}"` };
 }
 
 /** A digest binding both HELLOs (as sent, byte for byte), client first. */
@@ -112,19 +156,24 @@ export function handshakeTranscript(clientHello: Buffer, serverHello: Buffer): B
   return createHash('sha256').update(lengths).update(clientHello).update(serverHello).digest();
 }
 
-/** The proof that the side with `role` knows `key` (an absent key proves nothing but keeps one code path). */
-export function handshakeProof(key: Buffer | undefined, role: PeerRole, transcript: Buffer): Buffer {
-  return createHmac('sha256', key ?? Buffer.alloc(0))
-    .update(PROOF_LABEL)
-    .update(role)
-    .update(transcript)
-    .digest();
-}
-
-/** True when `proof` is the valid proof of `role`, compared in constant time. */
-export function verifyProof(key: Buffer | undefined, role: PeerRole, transcript: Buffer, proof: Buffer): boolean {
-  const expected = handshakeProof(key, role, transcript);
-  return proof.length === expected.length && timingSafeEqual(proof, expected);
+/**
+ * The record keys of this side from the cluster secret, its ephemeral private key, the peer's
+ * public key and the transcript. Throws CLUSTER_PROTOCOL for a peer key that gives no secret
+ * (a low-order point, which would make the keys depend on the cluster secret alone).
+ */
+export function deriveSessionKeys(psk: Buffer, role: PeerRole, privateKey: KeyObject, peerPublicKeyHex: string, transcript: Buffer): SessionKeys {
+  let shared: Buffer;
+  try {
+    const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(peerPublicKeyHex, 'hex').toString('base64url') }, format: 'jwk' });
+    shared = diffieHellman({ privateKey, publicKey });
+  } catch (err) {
+    throw new CairnError('CLUSTER_PROTOCOL', `the peer's handshake key is not usable: ${(err as Error).message}`);
+  }
+  if (shared.every((b) => b === 0)) throw new CairnError('CLUSTER_PROTOCOL', "the peer's handshake key is a low-order point");
+  const okm = Buffer.from(hkdfSync('sha256', Buffer.concat([psk, shared]), transcript, KEY_LABEL, 64));
+  const clientToServer = okm.subarray(0, 32);
+  const serverToClient = okm.subarray(32, 64);
+  return role === 'client' ? { send: clientToServer, receive: serverToClient } : { send: serverToClient, receive: clientToServer };
 }
 
 /** The error for a refused handshake; `byPeer` tells whether the other side refused or we did. */
@@ -136,7 +185,7 @@ export function refusalError(refusal: Refusal, byPeer: boolean): CairnError {
 
 /** Checks a REFUSE payload from the wire; anything odd becomes a generic protocol refusal. */
 export function validateRefusal(value: unknown): Refusal {
-  const codes: readonly string[] = ['version', 'compatibility', 'auth', 'role', 'loopback-only', 'protocol', 'timeout', 'shutting-down'];
+  const codes: readonly string[] = ['version', 'compatibility', 'auth', 'role', 'loopback-only', 'protocol', 'timeout', 'shutting-down', 'busy'];
   if (typeof value === 'object' && value !== null) {
     const v = value as Record<string, unknown>;
     if (typeof v.code === 'string' && codes.includes(v.code) && typeof v.reason === 'string') {

@@ -32,6 +32,18 @@ export {
   jsonPayload,
 } from './frame.js';
 export { PROTOCOL_VERSION } from './handshake.js';
+export {
+  type ClusterKeyKind,
+  type ClusterSecret,
+  GENERATED_KEY_PREFIX,
+  MIN_PASSPHRASE_CHARS,
+  checkKeyStrength,
+  deriveClusterSecret,
+  deriveClusterSecretSync,
+  generateClusterKey,
+  isGeneratedKey,
+} from './cluster-key.js';
+export { LOCAL_KEY_FILE, localClusterSecret, localKeyPath, stateDir } from './local-key.js';
 export { type NodeIdentity, type NodeInfo, describeNode, loadNodeIdentity } from './identity.js';
 export {
   type BandwidthMeasurement,

@@ -17,13 +17,15 @@ async function connect(): Promise<{ client: PeerConnection; serverSide: PeerConn
   return { client, serverSide: (await accepted)[0] };
 }
 
-test('loopback latency is positive and under 10 ms; bandwidth over 100 MB/s', async () => {
+// Speed itself is measured by bench/cluster-channel.ts, not asserted here: a busy machine is slow.
+test('link figures are consistent: positive latency and bandwidth, median within min..max, best at least the median', async () => {
   const { client } = await connect();
   const link = await measureLink(client, { bandwidth: { bytes: 4 * 1024 * 1024, rounds: 3 } });
-  assert.ok(link.latencyMs > 0 && link.latencyMs < 10, `latency ${link.latencyMs} ms`);
+  assert.ok(link.latencyMs > 0, `latency ${link.latencyMs} ms`);
   assert.ok(link.latency.minMs <= link.latencyMs && link.latencyMs <= link.latency.maxMs);
   assert.equal(link.latency.samples, 21);
-  assert.ok(link.bandwidthBytesPerSecond > 100e6, `bandwidth ${link.bandwidthBytesPerSecond / 1e6} MB/s`);
+  assert.ok(link.bandwidthBytesPerSecond > 0, `bandwidth ${link.bandwidthBytesPerSecond / 1e6} MB/s`);
+  assert.equal(link.bandwidth.rounds, 3);
   assert.ok(link.bandwidth.bestBytesPerSecond >= link.bandwidthBytesPerSecond);
   client.close();
 });

@@ -45,8 +45,9 @@ test('two processes: handshake, typed frames, many requests, a large payload, li
   assert.ok(createHash('sha256').update(bigEcho.payload).digest().equals(createHash('sha256').update(big).digest()));
 
   const link = await measureLink(conn, { bandwidth: { bytes: 4 * 1024 * 1024 } });
-  assert.ok(link.latencyMs > 0 && link.latencyMs < 10, `latency ${link.latencyMs} ms`);
-  assert.ok(link.bandwidthBytesPerSecond > 100e6, `bandwidth ${link.bandwidthBytesPerSecond / 1e6} MB/s`);
+  // Figures only, no speed: timing is for bench/, not for tests on a busy machine.
+  assert.ok(link.latencyMs > 0, `latency ${link.latencyMs} ms`);
+  assert.ok(link.bandwidthBytesPerSecond > 0 && link.bandwidth.bestBytesPerSecond >= link.bandwidthBytesPerSecond);
 
   const pending = conn.request(0x300, undefined, Buffer.alloc(0), { timeoutMs: 10_000 });
   const closed = once(conn, 'close') as Promise<[CloseInfo]>;

@@ -1,17 +1,20 @@
 /**
  * The listening side of the cluster transport. Every accepted socket goes through the handshake;
  * only authenticated connections are announced. Without a cluster key the server serves only
- * loopback peers, and tells anyone else why it refuses them.
+ * loopback peers (who must still prove this machine's local key), and tells anyone else why it
+ * refuses them. Connections are capped, and handshakes in progress more tightly, so that nobody
+ * can make a node hold an unbounded number of sockets.
  */
 
 import { EventEmitter } from 'node:events';
 import { type Server, type Socket, createServer } from 'node:net';
 import { CairnError } from '../util/errors.js';
 import { isLoopbackAddress } from './address.js';
-import { type ConnectionOptions, PeerConnection } from './connection.js';
+import type { ClusterSecret } from './cluster-key.js';
+import { type ConnectionOptions, PeerConnection, resolveSecret } from './connection.js';
 import { ControlFrame } from './control-frames.js';
 import { encodeFrame, jsonPayload } from './frame.js';
-import { type Refusal, normalizeClusterKey } from './handshake.js';
+import type { Refusal } from './handshake.js';
 
 /** Options of a ClusterServer. */
 export interface ClusterServerOptions extends ConnectionOptions {
@@ -19,6 +22,10 @@ export interface ClusterServerOptions extends ConnectionOptions {
   readonly host?: string;
   /** Port to bind; 0 (the default) picks a free one. */
   readonly port?: number;
+  /** Open connections at most; further peers are refused as busy. Default 64. */
+  readonly maxConnections?: number;
+  /** Connections still in their handshake at most (unauthenticated peers). Default 16. */
+  readonly maxHandshakes?: number;
 }
 
 /** Events of a ClusterServer. */
@@ -45,16 +52,19 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
   private readonly handshaking = new Set<PeerConnection>();
   private readonly rawSockets = new Set<Socket>();
   private bound: ListenAddress | undefined;
+  private readonly secret: ClusterSecret;
 
+  /** Throws CLUSTER_AUTH when the key cannot be had (the local key file unreadable, say). */
   constructor(options: ClusterServerOptions) {
     super();
-    this.options = options;
+    this.secret = resolveSecret(options.clusterKey);
+    this.options = { ...options, clusterKey: this.secret };
     this.server = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
   }
 
   /** True when this server has no cluster key and therefore refuses every non-loopback peer. */
   get loopbackOnly(): boolean {
-    return normalizeClusterKey(this.options.clusterKey) === undefined;
+    return this.secret.kind === 'local';
   }
 
   /** The bound address, once listening. */
@@ -130,6 +140,14 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
         new CairnError('CLUSTER_REFUSED', `refused ${remote}: no cluster key, so only loopback peers are accepted`),
         remote,
       );
+      return;
+    }
+    const maxHandshakes = this.options.maxHandshakes ?? 16;
+    const maxConnections = this.options.maxConnections ?? 64;
+    if (this.handshaking.size >= maxHandshakes || this.open.size + this.handshaking.size >= maxConnections) {
+      const why = this.handshaking.size >= maxHandshakes ? `${maxHandshakes} handshakes already in progress` : `${maxConnections} connections already open`;
+      this.refuseRaw(socket, { code: 'busy', reason: `the node is busy (${why}); try again later` });
+      this.emit('refused', new CairnError('CLUSTER_REFUSED', `refused ${remote}: ${why}`), remote);
       return;
     }
     const connection = new PeerConnection(socket, 'server', this.options);
