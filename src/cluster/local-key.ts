@@ -26,15 +26,13 @@ export function localKeyPath(): string {
   return join(stateDir(), LOCAL_KEY_FILE);
 }
 
-let cached: { path: string; secret: ClusterSecret } | undefined;
-
-/** The local key's secret, creating the key file on first use. Throws CLUSTER_AUTH saying what to do. */
+/**
+ * The local key's secret, creating the key file on first use. The file is read and checked on
+ * every call (a connection is rare next to a stat), so a key made readable to others stops being
+ * used at once. Throws CLUSTER_AUTH saying what to do.
+ */
 export function localClusterSecret(): ClusterSecret {
-  const path = localKeyPath();
-  if (cached?.path === path) return cached.secret;
-  const secret = deriveClusterSecretSync(readOrCreate(path), 'local');
-  cached = { path, secret };
-  return secret;
+  return deriveClusterSecretSync(readOrCreate(localKeyPath()), 'local');
 }
 
 function readOrCreate(path: string): string {

@@ -37,6 +37,13 @@ export const REKEY_RECORDS = 1 << 20;
 /** Bytes sealed with one key before both ends move to the next. */
 export const REKEY_BYTES = 2 ** 32;
 
+/** When both ends move to the next key (tests use small values; the ends must agree). */
+export interface RekeyLimits {
+  readonly records: number;
+  readonly bytes: number;
+}
+
+const DEFAULT_LIMITS: RekeyLimits = { records: REKEY_RECORDS, bytes: REKEY_BYTES };
 const CIPHER = 'aes-256-gcm';
 const REKEY_LABEL = 'cairn-channel/2 rekey';
 
@@ -48,7 +55,10 @@ class DirectionState {
   private bytesOnKey = 0;
   private readonly nonce = Buffer.alloc(12);
 
-  constructor(key: Buffer) {
+  constructor(
+    key: Buffer,
+    private readonly limits: RekeyLimits,
+  ) {
     this.key = Buffer.from(key);
   }
 
@@ -69,7 +79,7 @@ class DirectionState {
   used(bytes: number): void {
     this.recordsOnKey++;
     this.bytesOnKey += bytes;
-    if (this.recordsOnKey >= REKEY_RECORDS || this.bytesOnKey >= REKEY_BYTES) {
+    if (this.recordsOnKey >= this.limits.records || this.bytesOnKey >= this.limits.bytes) {
       this.key = Buffer.from(hkdfSync('sha256', this.key, Buffer.alloc(0), REKEY_LABEL, 32));
       this.recordsOnKey = 0;
       this.bytesOnKey = 0;
@@ -81,8 +91,8 @@ class DirectionState {
 export class RecordSealer {
   private readonly state: DirectionState;
 
-  constructor(key: Buffer) {
-    this.state = new DirectionState(key);
+  constructor(key: Buffer, limits: RekeyLimits = DEFAULT_LIMITS) {
+    this.state = new DirectionState(key, limits);
   }
 
   /**
@@ -149,8 +159,9 @@ export class RecordOpener {
   constructor(
     key: Buffer,
     private readonly onPlaintext: (plaintext: Buffer) => void,
+    limits: RekeyLimits = DEFAULT_LIMITS,
   ) {
-    this.state = new DirectionState(key);
+    this.state = new DirectionState(key, limits);
   }
 
   /** Records opened so far (0 means the peer has not yet proven its key). */
