@@ -137,9 +137,9 @@ test('weights come from the node\'s own copy, else over the network, and then fr
 });
 
 test('a node with another cluster key is refused, and the plan does without it', { timeout: 60_000 }, async () => {
-  const node = await startNode(['--cluster-key', 'alpha', '--host', '127.0.0.1'], { env });
+  const node = await startNode(['--cluster-key', 'alpha cluster passphrase', '--host', '127.0.0.1'], { env });
   try {
-    const s = await startServer(['-m', synthetic, '--cluster', '--peers', node.peer, '--cluster-key', 'beta', '--ctx', '256'], env);
+    const s = await startServer(['-m', synthetic, '--cluster', '--peers', node.peer, '--cluster-key', 'beta cluster passphrase', '--ctx', '256'], env);
     try {
       await s.ready();
       assert.match(s.stderr(), /not used: .*(key|auth)/i);
@@ -152,7 +152,7 @@ test('a node with another cluster key is refused, and the plan does without it',
       await s.stop();
     }
     // With no local compute and only that node, serving cannot start: it says why.
-    const none = await startServer(['-m', synthetic, '--cluster', '--peers', node.peer, '--cluster-key', 'beta', '--no-local-compute'], env);
+    const none = await startServer(['-m', synthetic, '--cluster', '--peers', node.peer, '--cluster-key', 'beta cluster passphrase', '--no-local-compute'], env);
     const code = await new Promise<number | null>((r) => none.proc.on('exit', (c) => r(c)));
     assert.equal(code, 1);
     assert.match(none.stderr(), /no nodes to run the model on/);

@@ -108,8 +108,8 @@ test('nodes in separate network namespaces, over veth with netem delay, give the
   const nodes: NodeProcess[] = [];
   let server: ServerProcess | undefined;
   try {
-    for (const k of ['n1', 'n2'] as const) nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns-key', '--name', k], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
-    server = await startServer(['-m', model, '--cluster', '--peers', `${ADDR.n1}:${nodes[0].port},${ADDR.n2}:${nodes[1].port}`, '--cluster-key', 'netns-key', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
+    for (const k of ['n1', 'n2'] as const) nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns cluster passphrase', '--name', k], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
+    server = await startServer(['-m', model, '--cluster', '--peers', `${ADDR.n1}:${nodes[0].port},${ADDR.n2}:${nodes[1].port}`, '--cluster-key', 'netns cluster passphrase', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
     await coordinatorReady(server);
     const status = fetchInCoordinator(`${server.url}/v1/cluster`) as { plan: { stages: unknown[] }; links: { latencyMs: number }[] };
     assert.equal(status.plan.stages.length, 3);
@@ -129,9 +129,9 @@ test('nodes announced over mDNS inside the namespaces are found without --peers'
   let server: ServerProcess | undefined;
   try {
     for (const k of ['n1', 'n2'] as const) {
-      nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns-key', '--name', `m${k}`, '--mdns', '--mdns-interface', ADDR[k]], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
+      nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns cluster passphrase', '--name', `m${k}`, '--mdns', '--mdns-interface', ADDR[k]], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
     }
-    server = await startServer(['-m', model, '--cluster', '--mdns', '--mdns-interface', ADDR.coord, '--cluster-key', 'netns-key', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
+    server = await startServer(['-m', model, '--cluster', '--mdns', '--mdns-interface', ADDR.coord, '--cluster-key', 'netns cluster passphrase', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
     await coordinatorReady(server);
     const status = fetchInCoordinator(`${server.url}/v1/cluster`) as { nodes: { name: string }[]; plan: { stages: unknown[] } };
     if (status.nodes.length === 1) return t.skip(`no multicast between these namespaces: ${server.stderr().split('\n').filter((l) => /mDNS/.test(l)).join('; ') || 'no announcements seen'}`);

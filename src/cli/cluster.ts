@@ -1,12 +1,35 @@
-/** `cairn cluster status`: the nodes, links, plan and memory of a running cluster coordinator. */
+/**
+ * `cairn cluster status`: the nodes, links, plan and memory of a running cluster coordinator.
+ * `cairn cluster key`: a fresh random cluster key, printed or written to a private file.
+ */
 import { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
 import type { ClusterStatus } from '../mesh/coordinator.js';
 
 /** The cluster command group. */
 export function clusterCommand(): Command {
-  const cluster = new Command('cluster').description('Inspect a running cluster');
+  const cluster = new Command('cluster').description('Inspect a running cluster, or make a cluster key');
+  cluster
+    .command('key')
+    .description('Print a fresh random 256-bit cluster key (give the same key to every node and to `cairn serve --cluster`)')
+    .option('--out <file>', 'write the key to this file, readable only by you, instead of printing it (use it with --cluster-key-file)')
+    .action(async (o: { out?: string }) => {
+      const { generateClusterKey } = await import('../cluster/index.js');
+      const key = generateClusterKey();
+      if (!o.out) {
+        process.stdout.write(`${key}\n`);
+        return;
+      }
+      try {
+        writeFileSync(o.out, `${key}\n`, { mode: 0o600, flag: 'wx' });
+      } catch (err) {
+        const exists = (err as NodeJS.ErrnoException).code === 'EEXIST';
+        throw new CairnError('BAD_ARGUMENT', exists ? `${o.out} already exists; remove it first or choose another file` : `cannot write ${o.out}: ${(err as Error).message}`);
+      }
+      process.stderr.write(`cairn: wrote a new cluster key to ${o.out}; copy it to every node and start them with --cluster-key-file ${o.out}\n`);
+    });
   cluster
     .command('status')
     .description('Show the nodes, links, plan and memory of a coordinator (cairn serve --cluster)')

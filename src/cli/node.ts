@@ -1,11 +1,10 @@
 /** `cairn node`: a worker that holds part of a model for a coordinator (`cairn serve --cluster`). */
 import { Command } from 'commander';
-import { intArg } from './options.js';
+import { addClusterKeyOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
 
-interface NodeFlags {
+interface NodeFlags extends ClusterKeyFlags {
   host?: string;
   port: number;
-  clusterKey?: string;
   name?: string;
   threads?: number;
   maxMemory?: number;
@@ -16,11 +15,12 @@ interface NodeFlags {
 
 /** The node command. */
 export function nodeCommand(): Command {
-  return new Command('node')
+  const cmd = new Command('node');
+  addClusterKeyOptions(cmd);
+  return cmd
     .description('Run a cluster node: it waits for a coordinator (cairn serve --cluster) and holds the layers it is given')
     .option('--host <addr>', 'address to listen on (default: 127.0.0.1 without a cluster key, all interfaces with one)')
     .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0), 7070)
-    .option('--cluster-key <key>', 'shared secret of the cluster; without one the node accepts only connections from this machine (default: $CAIRN_CLUSTER_KEY)')
     .option('--name <name>', 'name shown in cluster status (default: the host name)')
     .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
     .option('--max-memory <bytes>', 'memory this node offers for weights and KV cache (default: 90% of free memory)', intArg(1))
@@ -29,7 +29,7 @@ export function nodeCommand(): Command {
     .option('--no-mdns', 'do not announce the node over mDNS')
     .option('--mdns-interface <addr>', 'announce on the interface with this address only')
     .action(async (o: NodeFlags) => {
-      const clusterKey = o.clusterKey ?? process.env.CAIRN_CLUSTER_KEY;
+      const clusterKey = await clusterSecretFromFlags(o);
       const { MeshNode } = await import('../mesh/node.js');
       const node = await MeshNode.start({
         host: o.host,

@@ -77,3 +77,29 @@ export function samplerOptions(f: SamplingFlags): SamplerOptions {
     seed: f.seed,
   };
 }
+
+/** Cluster key flags as parsed by commander. */
+export interface ClusterKeyFlags {
+  clusterKey?: string;
+  clusterKeyFile?: string;
+  allowWeakKey?: boolean;
+}
+
+/** Adds --cluster-key, --cluster-key-file and --allow-weak-key. */
+export function addClusterKeyOptions(cmd: Command): Command {
+  return cmd
+    .option('--cluster-key-file <file>', 'file holding the cluster key (readable only by you); the way to keep the key out of `ps`')
+    .option('--cluster-key <key>', 'shared secret of the cluster (default: $CAIRN_CLUSTER_KEY); make one with `cairn cluster key`. Without a key, only processes of the same user on this machine can connect')
+    .option('--allow-weak-key', 'accept a passphrase shorter than 16 characters as the cluster key');
+}
+
+/**
+ * The cluster secret from the flags (undefined: this machine's local key), with warnings printed
+ * on stderr. Derivation of a passphrase takes about half a second, off the event loop.
+ */
+export async function clusterSecretFromFlags(flags: ClusterKeyFlags): Promise<import('../cluster/index.js').ClusterSecret | undefined> {
+  const { resolveClusterKey } = await import('../cluster/key-source.js');
+  const resolved = await resolveClusterKey({ key: flags.clusterKey, keyFile: flags.clusterKeyFile, allowWeak: flags.allowWeakKey });
+  for (const w of resolved.warnings) process.stderr.write(`cairn: note: ${w}\n`);
+  return resolved.secret;
+}

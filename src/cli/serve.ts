@@ -7,9 +7,9 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
-import { addModelOptions, intArg } from './options.js';
+import { addModelOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
 
-interface ServeFlags {
+interface ServeFlags extends ClusterKeyFlags {
   model: string;
   host: string;
   port: number;
@@ -25,7 +25,6 @@ interface ServeFlags {
   promptCacheDir?: string;
   cluster?: boolean;
   peers?: string;
-  clusterKey?: string;
   localCompute: boolean;
   maxMemory?: number;
   mdns?: boolean;
@@ -53,7 +52,9 @@ export function serveCommand(): Command {
     .option('--prompt-cache-dir <dir>', 'save the prompt cache here on shutdown and reuse it after a restart')
     .option('--cluster', 'run the model across cluster nodes (started with `cairn node`)')
     .option('--peers <list>', 'nodes as host:port,host:port (with --cluster)')
-    .option('--cluster-key <key>', 'shared secret of the cluster (default: $CAIRN_CLUSTER_KEY)')
+    .option('--cluster-key-file <file>', 'with --cluster: file holding the cluster key (readable only by you); keeps the key out of `ps`')
+    .option('--cluster-key <key>', 'with --cluster: shared secret of the cluster (default: $CAIRN_CLUSTER_KEY); make one with `cairn cluster key`')
+    .option('--allow-weak-key', 'with --cluster: accept a passphrase shorter than 16 characters')
     .option('--no-local-compute', 'with --cluster: this machine holds no layers, it only coordinates')
     .option('--max-memory <bytes>', 'with --cluster: memory this machine offers for its layers', intArg(1))
     .option('--mdns', 'with --cluster: also find nodes announced over mDNS on the local network')
@@ -64,6 +65,8 @@ export function serveCommand(): Command {
       const { buildServer } = await import('../server/app.js');
       const { ModelHost } = await import('../server/host.js');
       const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
+      // A bad or weak cluster key stops here, before anything listens.
+      const clusterKey = o.cluster ? await clusterSecretFromFlags(o) : undefined;
       const loadOptions = {
         threads: o.threads,
         ctx: o.ctx,
@@ -90,7 +93,7 @@ export function serveCommand(): Command {
             file,
             config,
             peers: o.peers ? o.peers.split(',').map((p) => p.trim()).filter(Boolean) : [],
-            clusterKey: o.clusterKey ?? process.env.CAIRN_CLUSTER_KEY,
+            clusterKey,
             localCompute: o.localCompute,
             threads: o.threads,
             maxMemory: o.maxMemory,

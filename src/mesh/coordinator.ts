@@ -14,6 +14,7 @@ import {
   measureLink,
   parsePeerList,
   type PeerConnection,
+  type ClusterSecret,
 } from '../cluster/index.js';
 import { loadShards, type LoadedShards } from '../engine/load.js';
 import type { ForwardRequest, ForwardResult, ForwardRunner } from '../engine/runner.js';
@@ -42,7 +43,8 @@ export interface CoordinatorOptions {
   readonly config: ModelConfig;
   /** "host:port" of nodes. */
   readonly peers: readonly string[];
-  readonly clusterKey?: string;
+  /** The cluster key (its text, or derived with deriveClusterSecret); none: this machine's local key. */
+  readonly clusterKey?: string | ClusterSecret;
   /** The coordinator also holds layers (default true). */
   readonly localCompute?: boolean;
   readonly threads?: number;

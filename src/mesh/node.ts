@@ -16,6 +16,7 @@ import {
   type Frame,
   type ListenAddress,
   type PeerConnection,
+  type ClusterSecret,
 } from '../cluster/index.js';
 import { loadShards } from '../engine/load.js';
 import { createKernels, cpuInfo, type Kernels, type KvType } from '../kernels/index.js';
@@ -34,7 +35,8 @@ export const MESH_COMPATIBILITY = 'cairn-mesh/1';
 export interface NodeOptions {
   readonly host?: string;
   readonly port?: number;
-  readonly clusterKey?: string;
+  /** The cluster key (its text, or derived with deriveClusterSecret); none: this machine's local key. */
+  readonly clusterKey?: string | ClusterSecret;
   readonly name?: string;
   readonly threads?: number;
   readonly maxMemory?: number;
