@@ -29,6 +29,7 @@ import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
 import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
 import { MESH_COMPATIBILITY } from './node.js';
 import { Pipeline, type PipelineStage } from './pipeline.js';
@@ -185,7 +186,14 @@ export class ClusterCoordinator implements ForwardRunner {
   private async connectNode(host: string, port: number): Promise<void> {
     let conn: PeerConnection;
     try {
-      conn = await connectPeer(host, port, { nodeId: this.localId, name: 'coordinator', clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY });
+      const sizes = this.receiveSizes();
+      conn = await connectPeer(host, port, {
+        nodeId: this.localId,
+        name: 'coordinator',
+        clusterKey: this.opts.clusterKey,
+        compatibility: MESH_COMPATIBILITY,
+        payloadLimit: (type, flags) => coordinatorReceiveLimit(type, flags, sizes),
+      });
     } catch (err) {
       this.log(`cairn: node ${host}:${port} not used: ${(err as Error).message}`);
       return;
@@ -202,6 +210,13 @@ export class ClusterCoordinator implements ForwardRunner {
       this.log(`cairn: node ${caps.name} (${host}:${port}) left: ${info.reason}`);
     });
     this.log(`cairn: node ${caps.name} at ${host}:${port}: ${(caps.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${(caps.bytesPerSecond / 1e9).toFixed(1)} GB/s, link ${(m.latency.medianMs * 1000).toFixed(0)} us round trip`);
+  }
+
+  /** The model's sizes that bound what nodes may send back (limits.ts). */
+  private receiveSizes(): StageSizes {
+    const { config, file } = this.opts;
+    const meta = modelMeta(file, config, this.opts.kvType === GgmlType.F32 ? 4 : 2, this.maxBatch);
+    return { maxBatch: this.maxBatch, nEmbd: config.nEmbd, nVocab: config.nVocab, slots: this.slots, kvBytesPerSlot: meta.kvBytesPerLayerToken * config.nLayer * this.ctxPerSlot };
   }
 
   private beat(): void {

@@ -24,8 +24,10 @@ import { CairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
 import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
-import { MeshFrame, type KvOp, type LoadReply, type LoadRequest, type NodeCapabilities, type SeqStart, type ShardTransferBegin } from './protocol.js';
+import { MeshFrame, unpackMessage, type LoadReply, type LoadRequest, type NodeCapabilities, type ShardTransferBegin } from './protocol.js';
+import { nodeReceiveLimit, type StageSizes } from './limits.js';
 import { ShardReceiver } from './shard-files.js';
+import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
 import { Stage } from './stage.js';
 
 /** Version string both ends of a mesh connection must share. */
@@ -78,7 +80,11 @@ export class MeshNode {
     const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
     const identity = await loadNodeIdentity({ name: opts.name });
     const kernels = createKernels({ threads: opts.threads });
+    // Limits follow the shard loaded at the time a frame arrives (none: only small messages).
+    const self: { node?: MeshNode } = {};
+    const payloadLimit = (type: number, flags: number): number => nodeReceiveLimit(type, flags, self.node?.stageSizes);
     const server = new ClusterServer({
+      payloadLimit,
       nodeId: identity.id,
       name: identity.name,
       clusterKey: opts.clusterKey,
@@ -87,6 +93,7 @@ export class MeshNode {
       port: opts.port ?? 0,
     });
     const node = new MeshNode({ ...opts, log }, server, kernels, identity.id, identity.name);
+    self.node = node;
     await node.indexModels();
     const speed = measureMatvecSpeed(kernels);
     node.address = await server.listen();
@@ -110,6 +117,11 @@ export class MeshNode {
       await node.discovery.start();
     }
     return node;
+  }
+
+  /** Sizes of the loaded stage, which bound what peers may send (undefined: nothing loaded). */
+  get stageSizes(): StageSizes | undefined {
+    return this.stage?.sizes;
   }
 
   private log(line: string): void {
@@ -154,8 +166,11 @@ export class MeshNode {
         this.receiver.abort();
       }
     } else if (frame.type === MeshFrame.seqEnd) {
-      const { seq } = frameJson(frame) as { seq: number };
-      this.stage?.endSequence(seq);
+      try {
+        this.stage?.endSequence(checkSeqEnd(frameJson(frame)).seq);
+      } catch (err) {
+        this.log(`cairn node: ignored a malformed sequence end: ${(err as Error).message}`);
+      }
     }
   }
 
@@ -183,15 +198,17 @@ export class MeshNode {
           return ok({ path: this.receiver.finish() });
         }
         case MeshFrame.seqStart: {
-          const s = frameJson(frame) as SeqStart;
           if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
+          const b = this.stage.bounds;
+          const s = checkSeqStart(frameJson(frame), b.nVocab, b.ctxPerSlot);
           this.stage.startSequence(s.seq, s.spec);
           return ok({});
         }
         case MeshFrame.kv: {
           if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
-          const { head, body } = splitKv(frame);
-          const r = await this.stage.kv(head, body);
+          const { head, body } = unpackMessage<unknown>(frame.payload);
+          const b = this.stage.bounds;
+          const r = await this.stage.kv(checkKvOp(head, b.slots, b.ctxPerSlot), body);
           if (r.data) conn.reply(frame, frame.type, {}, r.data);
           else ok({ bytes: r.bytes });
           return;
@@ -234,7 +251,7 @@ export class MeshNode {
     });
     try {
       if (req.next) {
-        this.next = await connectPeer(req.next.host, req.next.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY });
+        this.next = await connectPeer(req.next.host, req.next.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, undefined) });
       }
     } catch (err) {
       loaded.close();
@@ -261,11 +278,4 @@ export class MeshNode {
     await this.discovery?.stop();
     await this.server.close();
   }
-}
-
-/** KV requests carry a JSON head; `import` adds the saved bytes after it. */
-function splitKv(frame: Frame): { head: KvOp; body: Buffer } {
-  const p = frame.payload;
-  const n = p.readUInt32LE(0);
-  return { head: JSON.parse(p.subarray(4, 4 + n).toString('utf8')) as KvOp, body: p.subarray(4 + n) };
 }

@@ -15,6 +15,8 @@ import { applyKvOp } from './kv-ops.js';
 import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
 import type { OutputRequest } from '../engine/runner.js';
 import { SequenceSamplers } from '../engine/sequence-samplers.js';
+import type { StageSizes } from './limits.js';
+import { checkForwardHead, checkTokenIds, type StageBounds } from './validate.js';
 
 /** Where a stage's output goes. */
 export interface StageLinks {
@@ -45,17 +47,38 @@ export class Stage {
     this.isLast = loaded.shards[loaded.shards.length - 1].shard.layerEnd === loaded.config.nLayer;
   }
 
-  /** Runs one forward frame; errors go to the coordinator as a step error, never thrown. */
+  /** Runs one forward frame; errors (a malformed frame among them) go to the coordinator as a step error, never thrown. */
   onForward(frame: Frame): void {
-    let head: ForwardHead | undefined;
+    let step = -1;
     try {
-      const msg = unpackMessage<ForwardHead>(frame.payload);
-      head = msg.head;
-      if (head.epoch !== this.epoch) return; // a step of an older plan
-      this.run(head, msg.body);
+      const msg = unpackMessage<unknown>(frame.payload);
+      const raw = msg.head as { epoch?: unknown; step?: unknown } | null;
+      if (typeof raw?.epoch === 'number' && raw.epoch !== this.epoch) return; // a step of an older plan
+      if (typeof raw?.step === 'number' && Number.isSafeInteger(raw.step) && raw.step >= 0) step = raw.step;
+      this.run(checkForwardHead(msg.head, this.bounds), msg.body);
     } catch (err) {
-      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: head?.step ?? -1, message: (err as Error).message })));
+      const message = (err as Error).message.slice(0, 2000);
+      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step, message })));
     }
+  }
+
+  /** Sizes that bound the messages this stage receives (limits.ts). */
+  get sizes(): StageSizes {
+    const b = this.bounds;
+    return { maxBatch: b.maxBatch, nEmbd: this.loaded.config.nEmbd, nVocab: b.nVocab, slots: b.slots, kvBytesPerSlot: Math.ceil(this.loaded.kvBytes / b.slots) };
+  }
+
+  /** What a step may ask of this stage. */
+  get bounds(): StageBounds {
+
+    const shards = this.loaded.shards;
+    return {
+      maxBatch: Math.min(...shards.map((s) => s.maxBatch)),
+      slots: Math.min(...shards.map((s) => s.kv.slots)),
+      ctxPerSlot: Math.min(...shards.map((s) => s.kv.ctxPerSlot)),
+      nVocab: this.loaded.config.nVocab,
+      isFirst: this.isFirst,
+    };
   }
 
   private run(head: ForwardHead, body: Buffer): void {
@@ -68,6 +91,7 @@ export class Stage {
     if (head.kind === 'tokens') {
       if (body.length !== 4 * n) throw new Error(`step ${head.step}: ${body.length} bytes of token ids for ${n} tokens`);
       tokens = body.byteOffset % 4 === 0 ? new Int32Array(body.buffer, body.byteOffset, n) : new Int32Array(Uint8Array.prototype.slice.call(body).buffer);
+      checkTokenIds(tokens, this.loaded.config.nVocab);
     } else {
       const width = head.kind === 'hidden16' ? 2 : 4;
       if (body.length !== width * n * D) throw new Error(`step ${head.step}: ${body.length} bytes of hidden states for ${n} x ${D}`);
