@@ -14,7 +14,8 @@ import { ControlFrame } from './control-frames.js';
 import { DType } from './dtype.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { type Frame, FrameFlags, frameJson } from './frame.js';
-import { RECORD_HEADER_BYTES } from './record-layer.js';
+import { createHello, deriveSessionKeys, handshakeTranscript } from './handshake.js';
+import { RECORD_HEADER_BYTES, RecordOpener } from './record-layer.js';
 import { type ClusterServerOptions, ClusterServer } from './server.js';
 import { RawPeer } from './testing/raw-peer.js';
 import { startRelay, type Relay } from './testing/relay.js';
@@ -203,4 +204,26 @@ test('transport frames have fixed limits and application frames wait for the han
   const [err] = await refused;
   assert.match(err.message, /exceeds the limit of 0 for frame type 512|expected an identity/);
   await once(socket2, 'close');
+});
+
+test('a recorded handshake gives no way to test key guesses: not even the right key opens the recording', async () => {
+  const { port } = await echoServer();
+  const { relay, client } = await viaRelay(port);
+  await client.request(0x200, undefined, Buffer.from('recorded'));
+  client.close();
+  const toServer = Buffer.concat(relay.seen.toServer);
+  const toClient = Buffer.concat(relay.seen.toClient);
+  const [clientHello] = clearFrames(toServer);
+  const [serverHello] = clearFrames(toClient);
+  const transcript = handshakeTranscript(clientHello.payload, serverHello.payload);
+  const serverKey = (JSON.parse(serverHello.payload.toString()) as { publicKey: string }).publicKey;
+  const firstRecord = toServer.subarray(toServer.indexOf(0xcb));
+  // The attacker knows both hellos and tries guesses, the right one among them; lacking an
+  // ephemeral private key of either side, no guess derives the keys of the recording.
+  for (const guess of ['wrong guess', KEY]) {
+    const attacker = createHello('client', 'cluster');
+    const keys = deriveSessionKeys(deriveClusterSecretSync(guess).psk, 'client', attacker.privateKey, serverKey, transcript);
+    const opener = new RecordOpener(keys.send, () => assert.fail('a guess opened the recording'));
+    assert.equal(opener.push(firstRecord).kind, 'error', guess);
+  }
 });
