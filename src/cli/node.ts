@@ -9,6 +9,7 @@ interface NodeFlags extends ClusterKeyFlags {
   threads?: number;
   maxMemory?: number;
   modelsDir?: string;
+  cacheMaxBytes?: number;
   mdns?: boolean;
   mdnsInterface?: string;
 }
@@ -25,6 +26,7 @@ export function nodeCommand(): Command {
     .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
     .option('--max-memory <bytes>', 'memory this node offers for weights and KV cache (default: 90% of free memory)', intArg(1))
     .option('--models-dir <dir>', 'folder of GGUF files this node has; layers of those models load from here instead of over the network')
+    .option('--cache-max-bytes <bytes>', 'most disk space the cache of shards received from coordinators may take; least recently used shards go first (default: the free space of its disk less 10%)', intArg(0))
     .option('--mdns', 'announce the node on the local network over mDNS (default: on with a cluster key)')
     .option('--no-mdns', 'do not announce the node over mDNS')
     .option('--mdns-interface <addr>', 'announce on the interface with this address only')
@@ -39,6 +41,7 @@ export function nodeCommand(): Command {
         threads: o.threads,
         maxMemory: o.maxMemory,
         modelsDir: o.modelsDir,
+        cacheMaxBytes: o.cacheMaxBytes,
         mdns: o.mdns,
         mdnsInterface: o.mdnsInterface,
       });

@@ -34,7 +34,8 @@ import { modelMeta } from './model-meta.js';
 import { MESH_COMPATIBILITY } from './node.js';
 import { Pipeline, type PipelineStage } from './pipeline.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
-import { sendShard } from './shard-files.js';
+import { hasControlCharacter } from './load-request.js';
+import { prepareShard, sendShard, type PreparedShard } from './shard-files.js';
 import { randomUUID } from 'node:crypto';
 
 /** Settings of a coordinator. */
@@ -287,26 +288,46 @@ export class ClusterCoordinator implements ForwardRunner {
     return nodeId === this.localId ? 'coordinator' : (this.nodes.get(nodeId)?.caps.name ?? nodeId);
   }
 
-  /** Loads a stage on a node, streaming its tensors first when the node lacks them. */
+  /**
+   * Loads a stage on a node, streaming its tensors first when the node lacks them. A node without
+   * its own copy of the model is told the shard's manifest (hashes from this coordinator's copy),
+   * against which it checks any cached shard and every byte it receives.
+   */
   private async loadRemote(node: RemoteNode, req: LoadRequest): Promise<void> {
+    const range = `layers ${req.layerStart}-${req.layerEnd - 1}`;
+    let shard: PreparedShard | undefined;
+    const prepare = async (): Promise<PreparedShard> => {
+      const bar = new ProgressReporter(this.opts.progress ? `hashing ${range} for ${node.caps.name}` : undefined, 1);
+      try {
+        return await prepareShard(this.opts.modelPath, this.opts.file, this.modelSha, this.opts.config.nLayer, req.layerStart, req.layerEnd, (d, t) => bar.update(d / t));
+      } finally {
+        bar.stop();
+      }
+    };
     const ask = async () => {
-      const p = jsonPayload(req);
+      const p = jsonPayload(shard ? { ...req, shard: shard.manifest } : req);
       return frameJson(await node.conn.request(MeshFrame.load, p.meta, p.payload, { timeoutMs: 600_000 })) as LoadReply;
     };
+    if (!node.caps.models.includes(this.modelSha)) shard = await prepare();
     let reply = await ask();
+    if (reply.status === 'need-data' && !shard) {
+      shard = await prepare();
+      reply = await ask();
+    }
     if (reply.status === 'need-data') {
+      if (typeof reply.damaged === 'string' && !hasControlCharacter(reply.damaged)) this.log(`cairn: ${node.caps.name}: ${reply.damaged.slice(0, 500)}`);
       const mapping = openMapping(this.opts.modelPath);
-      const bar = new ProgressReporter(this.opts.progress ? `sending layers ${req.layerStart}-${req.layerEnd - 1} to ${node.caps.name}` : undefined, 1);
+      const bar = new ProgressReporter(this.opts.progress ? `sending ${range} to ${node.caps.name}` : undefined, 1);
       try {
-        this.log(`cairn: ${node.caps.name} lacks the model; sending the tensors of layers ${req.layerStart}-${req.layerEnd - 1}`);
-        await sendShard(node.conn, this.opts.file, this.modelSha, this.opts.config.nLayer, req.layerStart, req.layerEnd, (t) => mapping.view(t.offset, t.byteLength), (d, t) => bar.update(d / t));
+        this.log(`cairn: ${node.caps.name} lacks the model; sending the tensors of ${range}`);
+        await sendShard(node.conn, shard!, (t) => mapping.view(t.offset, t.byteLength), (d, t) => bar.update(d / t));
       } finally {
         bar.stop();
         mapping.close();
       }
       reply = await ask();
     }
-    if (reply.status !== 'loaded') throw new CairnError('CLUSTER_REMOTE', `node ${node.caps.name} could not load layers ${req.layerStart}-${req.layerEnd - 1}`);
+    if (reply.status !== 'loaded') throw new CairnError('CLUSTER_REMOTE', `node ${node.caps.name} could not load ${range}`);
   }
 
   private onBroken(reason: string): void {

@@ -4,7 +4,7 @@
  * coordinator streams), connects to the next stage, and runs steps. When the coordinator that
  * loaded it goes away, it drops the shard and waits for the next one.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ClusterServer,
@@ -19,14 +19,20 @@ import {
   type ClusterSecret,
 } from '../cluster/index.js';
 import { loadShards } from '../engine/load.js';
+import { readGguf } from '../gguf/reader.js';
 import { createKernels, cpuInfo, type Kernels, type KvType } from '../kernels/index.js';
+import { readModelConfig } from '../model/config.js';
+import { kvCacheBytes } from '../model/kv-cache.js';
 import { CairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
 import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
-import { MeshFrame, unpackMessage, type LoadReply, type LoadRequest, type NodeCapabilities, type ShardTransferBegin } from './protocol.js';
+import { validateLoadRequest } from './load-request.js';
 import { nodeReceiveLimit, type StageSizes } from './limits.js';
-import { ShardReceiver } from './shard-files.js';
+import { MeshFrame, unpackMessage, type LoadReply, type NodeCapabilities } from './protocol.js';
+import { ShardCache } from './shard-cache.js';
+import { describeLayers } from './shard-manifest.js';
+import { ShardReceiver } from './shard-receiver.js';
 import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
 import { Stage } from './stage.js';
 
@@ -49,6 +55,8 @@ export interface NodeOptions {
   readonly mdnsInterface?: string;
   /** Where shards received from coordinators are kept. */
   readonly shardDir?: string;
+  /** Most bytes the shard cache may hold (default: its disk's free space less 10%). */
+  readonly cacheMaxBytes?: number;
   /** Progress and status lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
@@ -58,10 +66,16 @@ export class MeshNode {
   private stage: Stage | undefined;
   private owner: PeerConnection | undefined;
   private next: PeerConnection | undefined;
+  private readonly cache: ShardCache;
   private readonly receiver: ShardReceiver;
   private readonly models = new Map<string, string>();
   private discovery: Discovery | undefined;
   private receiving: { bar: ProgressReporter; done: number } | undefined;
+  /** Cache digests of the shard loaded and the one being loaded: never evicted. */
+  private loadedDigest: string | undefined;
+  private loadingDigest: string | undefined;
+  /** Loads run one at a time, so two requests never leave two stages. */
+  private loadQueue: Promise<unknown> = Promise.resolve();
   capabilities!: NodeCapabilities;
   address!: ListenAddress;
 
@@ -72,7 +86,12 @@ export class MeshNode {
     private readonly nodeId: string,
     private readonly name: string,
   ) {
-    this.receiver = new ShardReceiver(opts.shardDir ?? (opts.modelsDir ? join(opts.modelsDir, '.cairn-shards') : join(cacheDir(), 'shards')));
+    this.cache = new ShardCache({
+      dir: opts.shardDir ?? (opts.modelsDir ? join(opts.modelsDir, '.cairn-shards') : join(cacheDir(), 'shards')),
+      maxBytes: opts.cacheMaxBytes,
+      log: (line) => this.log(`cairn node: shard cache: ${line}`),
+    });
+    this.receiver = new ShardReceiver(this.cache);
   }
 
   /** Starts a node: measures it, indexes its models, listens and (optionally) announces itself. */
@@ -148,23 +167,21 @@ export class MeshNode {
 
   private attach(conn: PeerConnection): void {
     conn.on('request', (frame) => void this.onRequest(conn, frame));
-    conn.on('frame', (frame) => this.onFrame(frame));
+    conn.on('frame', (frame) => this.onFrame(conn, frame));
     conn.on('close', () => {
+      if (this.receiver.abortFrom(conn)) {
+        this.stopReceiving();
+        this.log('cairn node: shard transfer dropped: the coordinator disconnected');
+      }
       if (conn === this.owner) this.unload(`the coordinator ${conn.peer.name} disconnected`);
     });
   }
 
-  private onFrame(frame: Frame): void {
+  private onFrame(conn: PeerConnection, frame: Frame): void {
     if (frame.type === MeshFrame.forward) {
       this.stage?.onForward(frame);
     } else if (frame.type === MeshFrame.shardChunk) {
-      try {
-        this.receiver.chunk(frame.sequence, frame.payload);
-        if (this.receiving) this.receiving.bar.update((this.receiving.done += frame.payload.length));
-      } catch (err) {
-        this.log(`cairn node: shard transfer failed: ${(err as Error).message}`);
-        this.receiver.abort();
-      }
+      this.onShardChunk(conn, frame);
     } else if (frame.type === MeshFrame.seqEnd) {
       try {
         this.stage?.endSequence(checkSeqEnd(frameJson(frame)).seq);
@@ -184,18 +201,18 @@ export class MeshNode {
         case MeshFrame.info:
           return ok(this.capabilities);
         case MeshFrame.load:
-          return ok(await this.load(conn, frameJson(frame) as LoadRequest));
+          return ok(await this.load(conn, frameJson(frame)));
         case MeshFrame.shardBegin: {
-          const b = frameJson(frame) as ShardTransferBegin;
-          this.log(`cairn node: receiving layers ${b.layerStart}-${b.layerEnd - 1} (${(b.fileSize / 2 ** 20).toFixed(1)} MiB)`);
-          this.receiver.start(b);
-          this.receiving = { bar: new ProgressReporter(process.stderr.isTTY ? `receiving layers ${b.layerStart}-${b.layerEnd - 1}` : undefined, b.fileSize), done: 0 };
+          this.stopReceiving();
+          const m = this.receiver.start(conn, frameJson(frame), this.pinned());
+          this.log(`cairn node: receiving ${describeLayers(m)} (${mib(m.fileSize)})`);
+          this.receiving = { bar: new ProgressReporter(process.stderr.isTTY ? `receiving ${describeLayers(m)}` : undefined, m.fileSize), done: 0 };
           return ok({});
         }
         case MeshFrame.shardEnd: {
-          this.receiving?.bar.stop();
-          this.receiving = undefined;
-          return ok({ path: this.receiver.finish() });
+          this.stopReceiving();
+          this.receiver.finish(conn);
+          return ok({});
         }
         case MeshFrame.seqStart: {
           if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
@@ -224,42 +241,96 @@ export class MeshNode {
     }
   }
 
-  /** Loads a shard from a local copy (whole model or cached shard), or says it needs the data. */
-  private async load(conn: PeerConnection, req: LoadRequest): Promise<LoadReply> {
+  private onShardChunk(conn: PeerConnection, frame: Frame): void {
+    try {
+      if (this.receiver.chunk(conn, frame.sequence, frame.payload) && this.receiving) {
+        this.receiving.bar.update((this.receiving.done += frame.payload.length));
+      }
+    } catch (err) {
+      // The partial file is gone already; tell the coordinator now rather than after the last chunk.
+      this.stopReceiving();
+      const reason = (err as Error).message;
+      this.log(`cairn node: shard transfer failed: ${reason}`);
+      const p = jsonPayload({ reason });
+      conn.write(MeshFrame.shardAbort, p.meta, p.payload).catch(() => {});
+    }
+  }
+
+  private stopReceiving(): void {
+    this.receiving?.bar.stop();
+    this.receiving = undefined;
+  }
+
+  private pinned(): Set<string> {
+    return new Set([this.loadedDigest, this.loadingDigest].filter((d): d is string => d !== undefined));
+  }
+
+  /** Loads a shard from a local copy (whole model or checked cached shard), or says it needs the data. */
+  private load(conn: PeerConnection, raw: unknown): Promise<LoadReply> {
+    const run = this.loadQueue.then(() => this.loadNow(conn, raw));
+    this.loadQueue = run.catch(() => {});
+    return run;
+  }
+
+  private async loadNow(conn: PeerConnection, raw: unknown): Promise<LoadReply> {
+    const req = validateLoadRequest(raw);
     this.unload('replaced by a new plan');
     const whole = this.models.get(req.modelSha256);
-    const cached = this.receiver.pathFor(req.modelSha256, req.layerStart, req.layerEnd);
     let path: string;
     let source: 'model' | 'shard-cache' | 'transfer';
+    let digest: string | undefined;
     if (whole) {
       path = whole;
       source = 'model';
-    } else if (existsSync(cached)) {
-      path = cached;
-      source = 'shard-cache';
     } else {
-      return { status: 'need-data' };
-    }
-    this.log(`cairn node: loading layers ${req.layerStart}-${req.layerEnd - 1} of ${req.modelName} from ${source === 'model' ? path : 'the shard cache'}`);
-    const loaded = await loadShards(path, {
-      threads: this.opts.threads,
-      ctx: req.ctx,
-      slots: req.slots,
-      kvType: req.kvType as KvType,
-      maxBatch: req.maxBatch,
-      shards: [{ layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 }],
-    });
-    try {
-      if (req.next) {
-        this.next = await connectPeer(req.next.host, req.next.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, undefined) });
+      if (!req.shard) {
+        throw new CairnError('BAD_ARGUMENT', `this node has no copy of ${req.modelName}, and the load request states no shard manifest to check a shard against`);
       }
-    } catch (err) {
-      loaded.close();
-      throw err;
+      let bar: ProgressReporter | undefined;
+      const found = await this.cache.find(req.shard, {
+        onCheck: (bytes) => {
+          this.log(`cairn node: checking the cached shard of ${describeLayers(req)} (${mib(bytes)}) against the coordinator's hashes`);
+          bar = new ProgressReporter(process.stderr.isTTY ? `checking ${describeLayers(req)}` : undefined, bytes);
+        },
+        onProgress: (done) => bar?.update(done),
+      });
+      bar?.stop();
+      if (found.path === undefined) return found.damaged ? { status: 'need-data', damaged: found.damaged } : { status: 'need-data' };
+      path = found.path;
+      digest = found.digest;
+      source = 'shard-cache';
     }
-    this.owner = conn;
-    this.stage = new Stage(loaded, req.epoch, { next: this.next, coordinator: conn });
-    return { status: 'loaded', source };
+    this.loadingDigest = digest;
+    try {
+      // The KV cache is allocated from these numbers: refuse what this node never offered.
+      const kvBytes = kvCacheBytes(readModelConfig(readGguf(path)), req.layerEnd - req.layerStart, req.ctx * req.slots, req.kvType as KvType);
+      if (kvBytes > this.capabilities.memoryBytes) {
+        throw new CairnError('BAD_ARGUMENT', `the load request asks for ${mib(kvBytes)} of KV cache; this node offers ${mib(this.capabilities.memoryBytes)} in all`);
+      }
+      this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName} from ${source === 'model' ? path : 'the shard cache'}`);
+      const loaded = await loadShards(path, {
+        threads: this.opts.threads,
+        ctx: req.ctx,
+        slots: req.slots,
+        kvType: req.kvType as KvType,
+        maxBatch: req.maxBatch,
+        shards: [{ layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 }],
+      });
+      try {
+        if (req.next) {
+          this.next = await connectPeer(req.next.host, req.next.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, undefined) });
+        }
+      } catch (err) {
+        loaded.close();
+        throw err;
+      }
+      this.owner = conn;
+      this.loadedDigest = digest;
+      this.stage = new Stage(loaded, req.epoch, { next: this.next, coordinator: conn });
+      return { status: 'loaded', source };
+    } finally {
+      this.loadingDigest = undefined;
+    }
   }
 
   private unload(reason: string): void {
@@ -267,6 +338,7 @@ export class MeshNode {
     this.log(`cairn node: dropping its shard: ${reason}`);
     this.stage.close();
     this.stage = undefined;
+    this.loadedDigest = undefined;
     this.next?.close('the plan changed');
     this.next = undefined;
     this.owner = undefined;
@@ -275,7 +347,13 @@ export class MeshNode {
   /** Stops listening and drops everything. */
   async close(): Promise<void> {
     this.unload('the node is stopping');
+    this.receiver.abort();
+    this.stopReceiving();
     await this.discovery?.stop();
     await this.server.close();
   }
+}
+
+function mib(n: number): string {
+  return `${(n / 2 ** 20).toFixed(1)} MiB`;
 }

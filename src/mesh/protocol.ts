@@ -15,7 +15,7 @@ export const MeshFrame = {
   info: FIRST_APP_FRAME_TYPE,
   /** request JSON LoadRequest -> JSON LoadReply */
   load: FIRST_APP_FRAME_TYPE + 1,
-  /** request JSON ShardTransferBegin -> JSON ok */
+  /** request JSON ShardTransferBegin (the shard's manifest) -> JSON ok once room is made for it */
   shardBegin: FIRST_APP_FRAME_TYPE + 2,
   /** one-way raw bytes of the shard file, in order (sequence = chunk index) */
   shardChunk: FIRST_APP_FRAME_TYPE + 3,
@@ -35,6 +35,8 @@ export const MeshFrame = {
   kv: FIRST_APP_FRAME_TYPE + 10,
   /** request -> ok: drop the loaded shard */
   unload: FIRST_APP_FRAME_TYPE + 11,
+  /** one-way JSON {reason}, node -> coordinator: the node gave up the shard transfer in progress */
+  shardAbort: FIRST_APP_FRAME_TYPE + 12,
 } as const;
 
 /** What a node reports about itself. */
@@ -54,7 +56,7 @@ export interface NodeCapabilities {
   readonly port: number;
 }
 
-/** Coordinator -> node: load this shard. */
+/** Coordinator -> node: load this shard. Every field is validated by the node (load-request.ts). */
 export interface LoadRequest {
   readonly modelSha256: string;
   readonly modelName: string;
@@ -68,22 +70,43 @@ export interface LoadRequest {
   readonly next?: { readonly host: string; readonly port: number; readonly nodeId: string };
   /** Plan generation, so frames of an old plan are told apart. */
   readonly epoch: number;
+  /**
+   * The shard file the node must hold, from the coordinator's own copy of the model. Needed by a
+   * node without its own copy: it loads a cached shard, or accepts a transfer, only as this file.
+   */
+  readonly shard?: ShardManifest;
 }
 
 /** Node -> coordinator. */
-export type LoadReply = { readonly status: 'loaded'; readonly source: 'model' | 'shard-cache' | 'transfer' } | { readonly status: 'need-data' };
+export type LoadReply =
+  | { readonly status: 'loaded'; readonly source: 'model' | 'shard-cache' | 'transfer' }
+  /** `damaged`: why a cached copy was deleted (e.g. which tensor no longer matched). */
+  | { readonly status: 'need-data'; readonly damaged?: string };
 
-/** Coordinator -> node before streaming a shard file. */
-export interface ShardTransferBegin {
+/** One tensor of a shard file: where its bytes lie, and their SHA-256. */
+export interface ShardTensorEntry {
+  readonly name: string;
+  readonly offset: number;
+  readonly byteLength: number;
+  readonly sha256: string;
+}
+
+/**
+ * A shard file byte for byte (validated by shard-manifest.ts): its size, the SHA-256 of its GGUF
+ * header (every byte before the first tensor) and every tensor's place and SHA-256, in file
+ * order. All other bytes are zero padding.
+ */
+export interface ShardManifest {
   readonly modelSha256: string;
   readonly layerStart: number;
   readonly layerEnd: number;
   readonly fileSize: number;
-  /** Every tensor's region in the shard file and its SHA-256. */
-  readonly tensors: readonly { readonly name: string; readonly offset: number; readonly byteLength: number; readonly sha256: string }[];
-  /** SHA-256 of the header bytes (everything before the first tensor). */
   readonly headerSha256: string;
+  readonly tensors: readonly ShardTensorEntry[];
 }
+
+/** Coordinator -> node before streaming a shard file: the file's manifest. */
+export type ShardTransferBegin = ShardManifest;
 
 /** KV operations broadcast to every stage. */
 export type KvOp =

@@ -1,0 +1,80 @@
+/**
+ * Validation of a load request from a peer: every field is checked for type and range before the
+ * node touches a file, a map or an allocation with it, and a clean copy (unknown fields dropped)
+ * is what the node then uses. A bad request fails with BAD_ARGUMENT naming the field.
+ */
+import { GgmlType } from '../gguf/ggml-types.js';
+import { CairnError } from '../util/errors.js';
+import type { LoadRequest } from './protocol.js';
+import { isSha256Hex, MAX_SHARD_LAYERS, validateShardManifest } from './shard-manifest.js';
+
+/** Largest context (tokens per slot) a load request may ask for. */
+export const MAX_LOAD_CTX = 1 << 24;
+/** Most sequence slots a load request may ask for. */
+export const MAX_LOAD_SLOTS = 4096;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function intIn(v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+}
+
+/** True when a string holds a C0 control character or DEL (which could forge log lines). */
+export function hasControlCharacter(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/** A short string without control characters (it may reach a log line). */
+function isLabel(v: unknown, max: number): v is string {
+  return typeof v === 'string' && v.length >= 1 && v.length <= max && !hasControlCharacter(v);
+}
+
+/** Checks every field of a load request from a peer; returns a clean copy. */
+export function validateLoadRequest(v: unknown): LoadRequest {
+  const bad = (why: string) => new CairnError('BAD_ARGUMENT', `load request: ${why}`);
+  if (!isRecord(v)) throw bad('not an object');
+  if (!isSha256Hex(v.modelSha256)) throw bad('modelSha256 is not 64 lowercase hex digits');
+  if (!isLabel(v.modelName, 256)) throw bad('modelName must be 1-256 characters without control characters');
+  if (!intIn(v.layerStart, 0, MAX_SHARD_LAYERS - 1)) throw bad(`layerStart must be a whole number in [0, ${MAX_SHARD_LAYERS})`);
+  if (!intIn(v.layerEnd, v.layerStart + 1, MAX_SHARD_LAYERS)) throw bad(`layerEnd must be a whole number in (layerStart, ${MAX_SHARD_LAYERS}]`);
+  if (!intIn(v.ctx, 2, MAX_LOAD_CTX)) throw bad(`ctx must be a whole number in [2, ${MAX_LOAD_CTX}]`);
+  if (!intIn(v.slots, 1, MAX_LOAD_SLOTS)) throw bad(`slots must be a whole number in [1, ${MAX_LOAD_SLOTS}]`);
+  if (v.kvType !== GgmlType.F16 && v.kvType !== GgmlType.F32) throw bad('kvType must be f16 or f32');
+  if (!intIn(v.maxBatch, 1, v.ctx)) throw bad('maxBatch must be a whole number in [1, ctx]');
+  if (!intIn(v.epoch, 0, Number.MAX_SAFE_INTEGER)) throw bad('epoch must be a whole number >= 0');
+  let next: LoadRequest['next'];
+  if (v.next !== undefined && v.next !== null) {
+    const n = v.next;
+    if (!isRecord(n)) throw bad('next is not an object');
+    if (!isLabel(n.host, 255) || /\s/.test(n.host)) throw bad('next.host is not a host name or address');
+    if (!intIn(n.port, 1, 65535)) throw bad('next.port is not a TCP port');
+    if (!isLabel(n.nodeId, 128)) throw bad('next.nodeId must be 1-128 characters without control characters');
+    next = { host: n.host, port: n.port, nodeId: n.nodeId };
+  }
+  let shard: LoadRequest['shard'];
+  if (v.shard !== undefined && v.shard !== null) {
+    shard = validateShardManifest(v.shard, 'load request: shard');
+    if (shard.modelSha256 !== v.modelSha256 || shard.layerStart !== v.layerStart || shard.layerEnd !== v.layerEnd) {
+      throw bad('the shard manifest is for another model or layer range');
+    }
+  }
+  return {
+    modelSha256: v.modelSha256,
+    modelName: v.modelName,
+    layerStart: v.layerStart,
+    layerEnd: v.layerEnd,
+    ctx: v.ctx,
+    slots: v.slots,
+    kvType: v.kvType,
+    maxBatch: v.maxBatch,
+    epoch: v.epoch,
+    ...(next ? { next } : {}),
+    ...(shard ? { shard } : {}),
+  };
+}
