@@ -211,7 +211,7 @@ export class MeshNode {
         }
         case MeshFrame.shardEnd: {
           this.stopReceiving();
-          this.receiver.finish(conn);
+          await this.receiver.finish(conn);
           return ok({});
         }
         case MeshFrame.seqStart: {
@@ -323,6 +323,13 @@ export class MeshNode {
       } catch (err) {
         loaded.close();
         throw err;
+      }
+      if (!conn.isOpen) {
+        // The coordinator left while this shard was loading: nobody would ever unload it.
+        loaded.close();
+        this.next?.close('the coordinator left');
+        this.next = undefined;
+        throw new CairnError('CLUSTER_CLOSED', 'the coordinator disconnected during the load');
       }
       this.owner = conn;
       this.loadedDigest = digest;

@@ -76,7 +76,7 @@ test('a shard holds only its layers (plus the embedding and head at the ends) an
   const rx = new ShardReceiver(cache);
   rx.start(owner, begin, noPins);
   chunks.forEach((c, i) => assert.ok(rx.chunk(owner, i, c)));
-  const path = rx.finish(owner);
+  const path = await rx.finish(owner);
   assert.equal(path, cache.shardPath(manifestDigest(shard.manifest)), 'named by the digest of its manifest');
   const loaded = readGguf(path);
   assert.equal(readModelConfig(loaded).nLayer, 4, 'metadata kept');
@@ -112,7 +112,7 @@ test('the manifest states the hashes of the model\'s own bytes, so another model
   }
   assert.ok(isCairnError(failure, 'BAD_ARGUMENT') && /tensor "[^"]+" does not match its SHA-256/.test(failure.message), String(failure));
   assert.deepEqual(readdirSync(cache.dir).filter((n) => n.endsWith('.gguf') || n.endsWith('.part')), [], 'nothing kept');
-  assert.throws(() => rx.finish(owner), /the shard transfer failed: tensor ".*" does not match/);
+  await assert.rejects(rx.finish(owner), /the shard transfer failed: tensor ".*" does not match/);
 });
 
 test('a corrupted, reordered, overlong or short transfer is refused and leaves no file behind', async () => {
@@ -141,7 +141,7 @@ test('a corrupted, reordered, overlong or short transfer is refused and leaves n
   assert.throws(() => rx.chunk(owner, 0, Buffer.concat([all, Buffer.alloc(1)])), /runs past its size/);
   rx.start(owner, begin, noPins);
   rx.chunk(owner, 0, all.subarray(0, 100));
-  assert.throws(() => rx.finish(owner), /ended at 100 of/);
+  await assert.rejects(rx.finish(owner), /ended at 100 of/);
   assert.deepEqual(readdirSync(cache.dir).filter((n) => n.endsWith('.gguf') || n.endsWith('.part')), []);
   assert.equal((await cache.find(shard.manifest)).path, undefined);
 });
@@ -157,7 +157,7 @@ test('a transfer that stops removes its partial file: a newer transfer, its conn
   const other = {};
   // Another connection's chunks and end do not touch this transfer.
   assert.equal(rx.chunk(other, 1, chunks[0].subarray(1000)), false);
-  assert.throws(() => rx.finish(other), /without a transfer/);
+  await assert.rejects(rx.finish(other), /without a transfer/);
   assert.equal(rx.abortFrom(other), false);
   assert.equal(leftovers(cache).length, 1);
   rx.start(other, begin, noPins); // a newer transfer replaces it
@@ -167,6 +167,13 @@ test('a transfer that stops removes its partial file: a newer transfer, its conn
   rx.start(owner, begin, noPins);
   rx.abort(); // the node stopping
   assert.deepEqual(leftovers(cache), []);
+  // Stopped while the complete file is being flushed to disk: nothing is moved into place.
+  rx.start(owner, begin, noPins);
+  chunks.forEach((c, i) => rx.chunk(owner, i, c));
+  const saving = rx.finish(owner);
+  rx.abort();
+  await assert.rejects(saving);
+  assert.deepEqual(readdirSync(cache.dir).filter((n) => n.endsWith('.gguf') || n.endsWith('.part')), []);
 });
 
 test('sendShard stops as soon as the node gives the transfer up, with the node\'s reason', async () => {

@@ -12,6 +12,7 @@ import { ggufLayout } from '../gguf/writer.js';
 import type { Frame, PeerConnection } from '../cluster/index.js';
 import { frameJson, jsonPayload } from '../cluster/index.js';
 import { CairnError } from '../util/errors.js';
+import { hasControlCharacter } from './load-request.js';
 import { MeshFrame, type ShardManifest } from './protocol.js';
 import { tensorSha256s } from './tensor-hashes.js';
 
@@ -81,7 +82,7 @@ export async function sendShard(
     if (frame.type !== MeshFrame.shardAbort) return;
     try {
       const { reason } = frameJson(frame) as { reason?: unknown };
-      refused = typeof reason === 'string' ? reason.slice(0, 1000) : 'no reason given';
+      refused = typeof reason === 'string' && !hasControlCharacter(reason) ? reason.slice(0, 1000) : 'no reason given';
     } catch {
       refused = 'no reason given';
     }

@@ -10,16 +10,16 @@ import { createHash } from 'node:crypto';
 import { CairnError } from '../util/errors.js';
 import type { ShardManifest, ShardTensorEntry } from './protocol.js';
 
-/** Most tensors one shard may list (real models have a few thousand). */
-export const MAX_SHARD_TENSORS = 1 << 16;
+/** Most tensors one shard may list (real models have a few thousand; this bounds a manifest to a few MB). */
+export const MAX_SHARD_TENSORS = 1 << 14;
 /** Highest layer index a shard may name. */
 export const MAX_SHARD_LAYERS = 1 << 16;
 /** Largest shard file accepted (256 TiB: far past any model, far below 2^53). */
 export const MAX_SHARD_FILE_BYTES = 2 ** 48;
 
 const HEX64 = /^[0-9a-f]{64}$/;
-/** Printable ASCII without spaces: every GGUF tensor name in use, and safe to quote in a message. */
-const TENSOR_NAME = /^[\x21-\x7e]{1,256}$/;
+/** Letters, digits and `_ . : + -`: every GGUF tensor name in use, and safe to quote in a message. */
+const TENSOR_NAME = /^[\w.:+-]{1,256}$/;
 
 /** True for 64 lowercase hex digits (a SHA-256 as cairn writes it). */
 export function isSha256Hex(v: unknown): v is string {
@@ -38,7 +38,7 @@ function intIn(v: unknown, min: number, max: number): v is number {
 /**
  * Checks every field of a manifest from a peer and returns a clean copy (unknown fields dropped).
  * Throws BAD_ARGUMENT naming the first bad field. Guarantees: hashes are 64 hex digits; layers
- * 0 <= start < end <= MAX_SHARD_LAYERS; 1..MAX_SHARD_TENSORS tensors with unique printable names,
+ * 0 <= start < end <= MAX_SHARD_LAYERS; 1..MAX_SHARD_TENSORS tensors with unique names of letters, digits and `_ . : + -`,
  * in file order, not overlapping, each at least one byte, the first after a non-empty header, the
  * last ending within fileSize <= MAX_SHARD_FILE_BYTES.
  */
@@ -59,7 +59,7 @@ export function validateShardManifest(v: unknown, what = 'shard manifest'): Shar
   for (let i = 0; i < v.tensors.length; i++) {
     const t: unknown = v.tensors[i];
     if (!isRecord(t)) throw bad(`tensor #${i} is not an object`);
-    if (typeof t.name !== 'string' || !TENSOR_NAME.test(t.name)) throw bad(`tensor #${i} has a bad name (1-256 printable ASCII characters)`);
+    if (typeof t.name !== 'string' || !TENSOR_NAME.test(t.name)) throw bad(`tensor #${i} has a bad name (1-256 letters, digits and _ . : + -)`);
     if (names.has(t.name)) throw bad(`tensor "${t.name}" is listed twice`);
     names.add(t.name);
     if (!intIn(t.offset, end, fileSize - 1)) throw bad(`tensor "${t.name}" offset must be a whole number in [${end}, ${fileSize}) (file order, no overlap)`);

@@ -5,8 +5,15 @@
  * moved into place only when complete and correct. A transfer that stops for any reason (a bad
  * or out-of-order chunk, a write error such as a full disk, a newer transfer, the coordinator
  * disconnecting, the node stopping) deletes its partial file.
+ *
+ * Chunks are written with synchronous writes: one chunk (8 MiB at most from cairn's sender) costs
+ * the event loop milliseconds, even when the kernel throttles a writer to the disk's speed, and
+ * a loop that waits for the disk stops reading the socket, which slows the sender to the disk's
+ * pace without buffering the transfer in memory. The final flush to disk, which may take seconds
+ * for a large shard, runs off the event loop.
  */
-import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsync, openSync, rmSync, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { CairnError } from '../util/errors.js';
 import type { ShardManifest } from './protocol.js';
 import type { ShardCache } from './shard-cache.js';
@@ -75,8 +82,8 @@ export class ShardReceiver {
     return true;
   }
 
-  /** Ends `owner`'s transfer: checks it is complete, and moves the file into the cache. Returns its path. */
-  finish(owner: object): string {
+  /** Ends `owner`'s transfer: checks it is complete, flushes it to disk, and moves it into the cache. Resolves with its path. */
+  async finish(owner: object): Promise<string> {
     const t = this.transfer;
     if (!t || t.owner !== owner) {
       const failed = this.failure?.owner === owner ? this.failure.reason : undefined;
@@ -85,7 +92,8 @@ export class ShardReceiver {
     }
     try {
       t.verifier.finish();
-      fsyncSync(t.fd!);
+      await fsyncAsync(t.fd!);
+      if (this.transfer !== t) throw new CairnError('BAD_ARGUMENT', 'the shard transfer was dropped while it was being saved');
       closeSync(t.fd!);
       t.fd = undefined;
       checkShardHeader(t.temp, t.manifest);
@@ -111,21 +119,24 @@ export class ShardReceiver {
 
   /** Drops any unfinished transfer and deletes its partial file. */
   abort(): void {
-    const t = this.transfer;
-    if (!t) return;
-    this.transfer = undefined;
+    if (this.transfer) this.drop(this.transfer);
+  }
+
+  private drop(t: Transfer): void {
+    if (this.transfer === t) this.transfer = undefined;
     if (t.fd !== undefined) {
       try {
         closeSync(t.fd);
       } catch {
         // already closed by the system; the file goes below either way
       }
+      t.fd = undefined;
     }
     rmSync(t.temp, { force: true });
   }
 
   private fail(t: Transfer, err: unknown): never {
-    this.abort();
+    this.drop(t);
     const code = (err as NodeJS.ErrnoException).code;
     const reason =
       code === 'ENOSPC' || code === 'EDQUOT'
@@ -137,6 +148,8 @@ export class ShardReceiver {
     throw new CairnError('BAD_ARGUMENT', reason, { cause: err });
   }
 }
+
+const fsyncAsync = promisify(fsync);
 
 function writeAll(fd: number, bytes: Uint8Array, position: number): void {
   let done = 0;
