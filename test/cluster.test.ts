@@ -2,8 +2,7 @@
  * The cluster with real processes on loopback: `cairn node` children and a `cairn serve --cluster`
  * coordinator. Greedy output over 1, 2 and 3 stages equals single-node `cairn generate`; memory
  * limits shape the plan; weights reach nodes from their own copy, over the network, or from their
- * shard cache; a wrong key is refused; a node killed mid-request fails that request quickly and the
- * next one runs on a new plan.
+ * shard cache; a wrong key is refused. (Nodes lost at any moment: cluster-resume.test.ts.)
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -159,39 +158,6 @@ test('a node with another cluster key is refused, and the plan does without it',
   } finally {
     await node.stop();
   }
-});
-
-test('a node killed mid-request: an error event within 5 s, and the next request succeeds on a new plan', { timeout: 120_000 }, async () => {
-  const expected = generate(synthetic, 'hello', 20);
-  await withCluster([[], []], ['-m', synthetic], async (s, nodes) => {
-    const before = await status(s.url);
-    const r = await fetch(`${s.url}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'synthetic', prompt: 'hello', max_tokens: 200, temperature: 0, stream: true, ignore_eos: true }),
-    });
-    const reader = r.body!.getReader();
-    await reader.read();
-    const killedAt = Date.now();
-    nodes[1].proc.kill('SIGKILL');
-    let text = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-    }
-    assert.ok(Date.now() - killedAt < 5000, 'the failure was reported within 5 s');
-    assert.match(text, /"error":\{"message":"[^"]*lost a node/);
-    let next = await complete(s.url, 'synthetic', 'hello', 20);
-    // The new plan may still be loading for a moment: the request waits for it.
-    assert.equal(next.status, 200);
-    assert.equal(next.text, expected);
-    const afterStatus = await status(s.url);
-    assert.equal(afterStatus.epoch, before.epoch + 1);
-    assert.ok(!afterStatus.plan!.stages.some((x) => x.nodeId === before.plan!.stages.find((st) => st.name !== 'coordinator' && !afterStatus.nodes.find((n) => n.id === st.nodeId)?.up)?.nodeId));
-    next = await complete(s.url, 'synthetic', 'hello', 20);
-    assert.equal(next.text, expected);
-  });
 });
 
 test('with many sequences in flight the stages pipeline them, and every output equals its serial run', { timeout: 120_000 }, async () => {

@@ -5,13 +5,19 @@
  * their prompt contribute a chunk, and a new request starts its prefill without waiting for the
  * others to finish. Each KV slot remembers the tokens it holds, so a request that shares a prefix
  * with an earlier one skips re-reading it (prompt cache). The engine knows nothing of networks: it
- * drives a ForwardRunner, local or remote.
+ * drives a ForwardRunner, local or remote. When a runner is rebuilt under running sequences (a
+ * cluster lost a node and re-planned), each sequence resumes on the new runner by reading its
+ * prompt and generated tokens again, with its sampler restored to where it was: the stream pauses
+ * and goes on with the tokens it would have had.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CairnError } from '../util/errors.js';
-import { Sampler, StopMatcher, stepLogprobs, type SamplerOptions, type StepLogprobs } from '../sampling/index.js';
+import { randomSeed, Sampler, StopMatcher, stepLogprobs, type SamplerOptions, type StepLogprobs } from '../sampling/index.js';
 import { AsyncQueue } from './async-queue.js';
-import type { ForwardResult, ForwardRunner } from './runner.js';
+import { ReadLog } from './read-log.js';
+import { checkForwardResult } from './result-check.js';
+import { RunnerInterrupted, type ForwardResult, type ForwardRunner } from './runner.js';
+import type { SequenceSpec } from './sequence-samplers.js';
 import { commonPrefix, PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 
 /** What the engine needs from a tokenizer. */
@@ -107,6 +113,14 @@ interface Sequence {
   registered: boolean;
   /** Runner epoch when the sequence got its slot; its KV is gone once the epoch changes. */
   epoch: number;
+  /** Its KV is gone (the runner was rebuilt): it must resume before its next step. */
+  lost: boolean;
+  /** Times it resumed or tried to; bounded, so a runner that keeps failing ends it. */
+  resumes: number;
+  /** The chunks its positions were first read in, to read them the same way after a resume. */
+  readonly reads: ReadLog;
+  /** The seed its sampler runs with, fixed here so that a resumed sampler continues the same stream. */
+  readonly seed: number;
   /** Prompt + generated tokens. */
   history: number[];
   /** Positions already in the KV cache. */
@@ -121,6 +135,11 @@ interface Sequence {
   finished: boolean;
   cancelled: boolean;
 }
+
+/** Times one sequence may resume (or wait to) before it fails: a runner that keeps breaking ends it. */
+const MAX_RESUMES = 20;
+/** Pause before trying again to resume sequences on a runner that is not ready yet. */
+const RESUME_RETRY_MS = 100;
 
 /** Engine options. */
 export interface EngineOptions {
@@ -192,6 +211,10 @@ export class Engine {
       inFlight: false,
       registered: false,
       epoch: 0,
+      lost: false,
+      resumes: 0,
+      reads: new ReadLog(),
+      seed: req.sampler?.seed === undefined || req.sampler.seed === -1 ? randomSeed() : req.sampler.seed,
       stopper: new StopMatcher(req.stop ?? []),
       decoder: this.tokenizer.streamDecoder(),
       history: [...req.prompt],
@@ -244,9 +267,12 @@ export class Engine {
     try {
       while (this.queue.length > 0 || this.active.length > 0) {
         this.reapCancelled();
+        if (this.runner.settle && (this.queue.length > 0 || this.active.some((s) => this.mustResume(s)))) await this.runner.settle();
+        this.checkEpoch();
+        await this.resumeLost();
         await this.admit();
         for (let g = 0; g < this.runner.pipelineDepth; g++) {
-          if (this.busyGroups.has(g) || !this.active.some((s) => s.group === g)) continue;
+          if (this.busyGroups.has(g) || !this.active.some((s) => s.group === g && this.canStep(s))) continue;
           this.busyGroups.add(g);
           const p: Promise<void> = this.step(g).finally(() => {
             this.busyGroups.delete(g);
@@ -254,14 +280,32 @@ export class Engine {
           });
           inFlight.add(p);
         }
-        if (inFlight.size === 0) break;
+        if (inFlight.size === 0) {
+          // Nothing can run: done, unless sequences wait for the runner to be rebuilt.
+          if (!this.active.some((s) => this.mustResume(s))) break;
+          await new Promise((r) => setTimeout(r, RESUME_RETRY_MS));
+          continue;
+        }
         await Promise.race(inFlight);
         await yieldToEventLoop();
       }
       await Promise.all(inFlight);
+    } catch (err) {
+      // Whatever a runner returns or throws ends the requests here, never the process.
+      const error = new CairnError('CLUSTER_REMOTE', `generation failed: ${(err as Error)?.message ?? String(err)}`);
+      for (const s of [...this.active, ...this.queue]) this.finish(s, 'error', error);
     } finally {
       this.running = false;
     }
+  }
+
+  /** A sequence whose KV went with a rebuilt runner. */
+  private mustResume(s: Sequence): boolean {
+    return !s.finished && !s.inFlight && (s.lost || s.epoch !== this.runner.epoch);
+  }
+
+  private canStep(s: Sequence): boolean {
+    return !s.finished && !s.lost && s.epoch === this.runner.epoch;
   }
 
   private reapCancelled(): void {
@@ -277,15 +321,54 @@ export class Engine {
     this.seenEpoch = epoch;
     for (const s of this.slots) s.cached = [];
     this.prefixCache?.clear();
-    for (const s of [...this.active]) {
-      if (s.epoch !== epoch && !s.inFlight) this.finish(s, 'error', new CairnError('CLUSTER_CLOSED', 'the cluster changed while this request ran; its cache is gone'));
+    for (const s of this.active) if (s.epoch !== epoch) s.lost = true;
+  }
+
+  /**
+   * Puts sequences whose KV is gone back on the runner: same slot, nothing cached, the sampler
+   * registered again with the tokens so far and the draws already made. Their next steps read the
+   * prompt and the generated tokens again, then decoding goes on.
+   */
+  private async resumeLost(): Promise<void> {
+    for (const seq of [...this.active]) {
+      if (!this.mustResume(seq)) continue;
+      if (seq.cancelled) {
+        this.finish(seq, 'abort');
+        continue;
+      }
+      if (++seq.resumes > MAX_RESUMES) {
+        this.finish(seq, 'error', new CairnError('CLUSTER_CLOSED', `the model's runner was rebuilt ${MAX_RESUMES} times while this request ran; giving up`));
+        continue;
+      }
+      seq.lost = true;
+      seq.nPast = 0;
+      seq.reads.rewind();
+      seq.epoch = this.runner.epoch;
+      // Same group where the new plan still has it: steps then hold the same sequences as before.
+      if (seq.group >= this.runner.pipelineDepth) seq.group = this.leastLoadedGroup(seq);
+      seq.slot!.cached = [];
+      if (seq.sampler) {
+        seq.lost = false;
+        continue;
+      }
+      try {
+        await this.runner.startSequence(seq.id, this.samplingSpec(seq));
+        seq.registered = true;
+        seq.lost = false;
+      } catch (err) {
+        // Interrupted again: the next round waits for the runner once more.
+        if (!(err instanceof RunnerInterrupted)) this.finish(seq, 'error', err as Error);
+      }
     }
+  }
+
+  /** How the runner samples for a sequence: its options with the fixed seed, its tokens so far, draws made. */
+  private samplingSpec(seq: Sequence): SequenceSpec {
+    return { sampler: { ...seq.req.sampler, seed: seq.seed }, logprobs: seq.req.logprobs, history: [...seq.history], drawn: seq.generated.length };
   }
 
   /** Gives free slots to waiting requests, reusing the longest cached prefix (slot or saved). */
   private async admit(): Promise<void> {
-    if (this.queue.length > 0 && this.runner.settle) await this.runner.settle();
-    this.checkEpoch();
     while (this.queue.length > 0) {
       const free = this.slots.filter((s) => !s.busy);
       if (free.length === 0) return;
@@ -294,12 +377,17 @@ export class Engine {
         await this.admitOne(seq, free);
         this.active.push(seq);
       } catch (err) {
-        // The runner failed (a cluster node went away): this request fails, the engine goes on.
         if (seq.slot) {
           seq.slot.busy = false;
           seq.slot.cached = [];
           seq.slot = undefined;
         }
+        if (err instanceof RunnerInterrupted && !seq.cancelled && ++seq.resumes <= MAX_RESUMES) {
+          // The runner is being rebuilt: the request waits for it at the head of the queue.
+          this.queue.unshift(seq);
+          return;
+        }
+        // The runner failed for good (the cluster cannot run the model): this request fails, the engine goes on.
         this.finish(seq, 'error', err as Error);
       }
     }
@@ -338,14 +426,16 @@ export class Engine {
     slot.lastUsed = ++this.clock;
     slot.cached = prompt.slice(0, reuse);
     seq.slot = slot;
-    seq.group = this.leastLoadedGroup();
+    seq.group = this.leastLoadedGroup(seq);
     seq.epoch = this.runner.epoch;
     if (!seq.sampler) {
-      await this.runner.startSequence(seq.id, { sampler: seq.req.sampler ?? {}, logprobs: seq.req.logprobs, history: seq.history });
+      await this.runner.startSequence(seq.id, this.samplingSpec(seq));
       seq.registered = true;
     }
     seq.nPast = reuse;
     seq.cachedTokens = reuse;
+    // A prefix from the cache was read elsewhere; a resume reads it in the biggest chunks a step takes.
+    for (let done = 0; done < reuse; done += this.runner.maxBatch) seq.reads.record(Math.min(this.runner.maxBatch, reuse - done));
     this.stats.promptTokens += prompt.length;
     this.stats.cachedTokens += reuse;
   }
@@ -363,9 +453,10 @@ export class Engine {
     }
   }
 
-  private leastLoadedGroup(): number {
-    const counts = new Array<number>(this.runner.pipelineDepth).fill(0);
-    for (const s of this.active) counts[s.group]++;
+  /** The micro-batch group with the fewest other sequences (the depth may have changed with a new plan). */
+  private leastLoadedGroup(seq: Sequence): number {
+    const counts = new Array<number>(Math.max(1, this.runner.pipelineDepth)).fill(0);
+    for (const s of this.active) if (s !== seq && s.group < counts.length) counts[s.group]++;
     return counts.indexOf(Math.min(...counts));
   }
 
@@ -395,14 +486,14 @@ export class Engine {
     const spans: { slot: number; pos0: number; start: number; n: number }[] = [];
     const outputs: { seq: Sequence; row: number }[] = [];
     const inStep: { seq: Sequence; n: number }[] = [];
-    const mine = this.active.filter((s) => s.group === group && !s.finished && s.epoch === this.runner.epoch);
+    const mine = this.active.filter((s) => s.group === group && this.canStep(s));
     // Decoding sequences first (one token each), then prompt chunks with what is left.
     const ordered = [...mine.filter((s) => s.nPast >= s.req.prompt.length), ...mine.filter((s) => s.nPast < s.req.prompt.length)];
     for (const seq of ordered) {
       const room = budget - tokens.length;
       if (room <= 0) break;
-      const pending = seq.history.length - seq.nPast;
-      const n = Math.min(pending, room);
+      const n = this.chunkFor(seq, room);
+      if (n === 0) continue;
       const start = tokens.length;
       for (let i = 0; i < n; i++) tokens.push(seq.history[seq.nPast + i]);
       spans.push({ slot: seq.slot!.id, pos0: seq.nPast, start, n });
@@ -414,16 +505,23 @@ export class Engine {
     this.stats.steps++;
     let result: ForwardResult;
     try {
+      const modes = outputs.map((o) => ({ mode: o.seq.sampler ? ('logits' as const) : ('sample' as const), logprobs: o.seq.sampler ? undefined : o.seq.req.logprobs }));
       result = await this.runner.forward({
         nTokens: tokens.length,
         tokens: Int32Array.from(tokens),
         spans,
-        outputs: outputs.map((o) => ({ row: o.row, seq: o.seq.id, mode: o.seq.sampler ? ('logits' as const) : ('sample' as const) })),
+        outputs: outputs.map((o, j) => ({ row: o.row, seq: o.seq.id, mode: modes[j].mode })),
       });
+      const bad = checkForwardResult(result, modes, this.runner.nVocab);
+      if (bad) throw new CairnError('CLUSTER_PROTOCOL', `the model's runner returned a malformed step result: ${bad}`);
     } catch (err) {
+      const interrupted = err instanceof RunnerInterrupted;
       for (const { seq } of inStep) {
         seq.inFlight = false;
-        this.finish(seq, 'error', err as Error);
+        // A runner being rebuilt costs the sequence nothing: it resumes on the new one.
+        if (interrupted && !seq.finished) seq.lost = true;
+        else if (seq.finished) this.release(seq);
+        else this.finish(seq, 'error', err as Error);
       }
       return;
     }
@@ -437,14 +535,37 @@ export class Engine {
     const V = this.runner.nVocab;
     let k = 0;
     outputs.forEach(({ seq }, j) => {
-      if (seq.sampler) {
-        const row = result.logits.subarray(k * V, (k + 1) * V);
-        k++;
-        if (!seq.finished) this.acceptLogits(seq, row);
-      } else if (!seq.finished) {
-        this.accept(seq, result.tokens[j], result.logprobs[j]);
+      try {
+        if (seq.sampler) {
+          const row = result.logits.subarray(k * V, (k + 1) * V);
+          k++;
+          if (!seq.finished) this.acceptLogits(seq, row);
+        } else if (!seq.finished) {
+          this.accept(seq, result.tokens[j], result.logprobs[j]);
+        }
+      } catch (err) {
+        this.finish(seq, 'error', err as Error);
       }
     });
+  }
+
+  /**
+   * How many of a sequence's pending tokens go into a step with `room` left: positions read before
+   * (a resumed sequence) in the chunks they were first read in, new ones as many as fit (logged).
+   */
+  private chunkFor(seq: Sequence, room: number): number {
+    const log = seq.reads;
+    if (seq.nPast < log.length) {
+      const chunk = log.chunkAt(seq.nPast);
+      if (chunk === undefined) return Math.min(log.length - seq.nPast, room);
+      // A chunk is never split (that would round differently); it waits for a step with room.
+      if (chunk > room && room < this.runner.maxBatch) return 0;
+      log.advance();
+      return Math.min(chunk, room);
+    }
+    const n = Math.min(seq.history.length - seq.nPast, room);
+    log.record(n);
+    return n;
   }
 
   /** Samples a constrained sequence's next token here, from its masked logits. */
@@ -490,7 +611,8 @@ export class Engine {
     }
     if (seq.registered) {
       seq.registered = false;
-      void this.runner.endSequence(seq.id).catch(() => {});
+      // Forgetting a sampler is best effort: a runner that fails at it (a node gone) loses nothing.
+      void (async () => this.runner.endSequence(seq.id))().catch(() => {});
     }
   }
 

@@ -50,11 +50,13 @@ export interface ForwardRunner {
   readonly pipelineDepth: number;
   /**
    * Changes when the runner's KV caches were rebuilt (a cluster re-planned): every cached prefix
-   * and every sequence in progress is then gone.
+   * and the KV of every sequence in progress is then gone (the engine resumes those sequences).
    */
   readonly epoch: number;
   /** Resolves when the runner can take new sequences (a cluster that is re-planning first finishes). */
   settle?(): Promise<void>;
+  /** Why the runner cannot run steps now (a cluster that lost the nodes it needs), else undefined. */
+  readonly unavailable?: string;
   /** Registers a sequence the runner will sample for. */
   startSequence(seq: number, spec: SequenceSpec): Promise<void>;
   /** Forgets a sequence. */
@@ -73,6 +75,18 @@ export interface ForwardRunner {
   exportSaved(key: number): Promise<Uint8Array>;
   /** Takes a saved prefix from bytes written by exportSaved; returns the bytes held. */
   importSaved(key: number, bytes: Uint8Array): Promise<number>;
+}
+
+/**
+ * A step or sequence call that failed because the runner is being rebuilt (a cluster lost a node
+ * and is re-planning). Nothing about the sequences is wrong: the engine waits for settle() and
+ * resumes them on the rebuilt runner by reading their tokens again.
+ */
+export class RunnerInterrupted extends CairnError {
+  constructor(message: string) {
+    super('CLUSTER_CLOSED', message);
+    this.name = 'RunnerInterrupted';
+  }
 }
 
 /** Runs a model whose shards all live in this process, one after the other. */

@@ -11,8 +11,14 @@ export interface SequenceSpec {
   readonly sampler: SamplerOptions;
   /** Report logprobs with this many alternatives (0 to 20); undefined = none. */
   readonly logprobs?: number;
-  /** Tokens so far (the prompt), for penalties. */
+  /** Tokens so far (the prompt, and what was generated before a resume), for penalties. */
   readonly history: readonly number[];
+  /**
+   * Tokens this sequence already sampled elsewhere (it resumes after its runner changed): the
+   * seeded random stream skips their draws, so a seeded sequence continues exactly as it would
+   * have. At most history.length.
+   */
+  readonly drawn?: number;
 }
 
 interface State {
@@ -27,7 +33,13 @@ export class SequenceSamplers {
 
   /** Registers a sequence. */
   start(seq: number, spec: SequenceSpec): void {
-    this.states.set(seq, { sampler: new Sampler(spec.sampler), logprobs: spec.logprobs, history: [...spec.history] });
+    const drawn = spec.drawn ?? 0;
+    if (!(Number.isSafeInteger(drawn) && drawn >= 0 && drawn <= spec.history.length)) {
+      throw new CairnError('BAD_ARGUMENT', `a sequence cannot have drawn ${String(drawn)} tokens with a history of ${spec.history.length}`);
+    }
+    const sampler = new Sampler(spec.sampler);
+    sampler.skip(drawn);
+    this.states.set(seq, { sampler, logprobs: spec.logprobs, history: [...spec.history] });
   }
 
   /** Forgets a sequence. */

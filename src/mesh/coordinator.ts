@@ -2,36 +2,33 @@
  * The coordinator of a cluster (`cairn serve --cluster`): finds the nodes (static peers, and mDNS
  * when asked), measures them and the links to them, makes a plan, loads every stage (streaming
  * weights to nodes that lack the model), and runs the pipeline as the engine's ForwardRunner.
- * When a node goes away, the steps in flight fail with a clear error, and the coordinator plans
- * again over the nodes that are left; the next request runs on the new plan.
+ *
+ * Nodes come and go at any moment, and none of that may leave a plan that names a node that is
+ * gone or take the server down. A node lost while a plan loads makes the coordinator plan again
+ * without it; a node lost while the plan runs interrupts the steps in flight (the engine resumes
+ * those sequences) and the coordinator plans again over the nodes left. Where they cannot hold
+ * the model, requests fail with the reason (also on /health) until a node comes back: known
+ * addresses are dialed again every few seconds, and a node that returns is taken into a new plan.
  */
 import { basename } from 'node:path';
-import {
-  connectPeer,
-  Discovery,
-  frameJson,
-  jsonPayload,
-  measureLink,
-  parsePeerList,
-  type PeerConnection,
-  type ClusterSecret,
-} from '../cluster/index.js';
-import { loadShards, type LoadedShards } from '../engine/load.js';
-import type { ForwardRequest, ForwardResult, ForwardRunner } from '../engine/runner.js';
+import { performance } from 'node:perf_hooks';
+import { Discovery, frameJson, jsonPayload, parsePeerList, type ClusterSecret } from '../cluster/index.js';
+import { loadShards } from '../engine/load.js';
+import { RunnerInterrupted, type ForwardRequest, type ForwardResult, type ForwardRunner } from '../engine/runner.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
 import { GgmlType } from '../gguf/ggml-types.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, openMapping, type KvType } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
 import { makePlan } from '../planner/plan.js';
-import type { LinkInfo, NodeInfo, Plan } from '../planner/types.js';
+import type { NodeInfo, Plan } from '../planner/types.js';
 import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
 import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
-import { MESH_COMPATIBILITY } from './node.js';
+import { NodeSet, type RemoteNode } from './node-set.js';
 import { Pipeline, type PipelineStage } from './pipeline.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
 import { hasControlCharacter } from './load-request.js';
@@ -55,22 +52,13 @@ export interface CoordinatorOptions {
   readonly slots: number;
   readonly kvType: KvType;
   readonly maxBatch: number;
-  /** Also look for nodes over mDNS for this long before planning (0 = static peers only). */
+  /** Also look for nodes over mDNS for this long before planning (0 = static peers only); the search goes on after. */
   readonly discoveryMs?: number;
   readonly mdnsInterface?: string;
   readonly log?: (line: string) => void;
   readonly progress?: boolean;
   /** How hidden states travel between stages; default: the plan's choice from the links. */
   readonly activations?: 'f16' | 'f32';
-}
-
-interface RemoteNode {
-  readonly conn: PeerConnection;
-  readonly caps: NodeCapabilities;
-  readonly host: string;
-  readonly port: number;
-  link: LinkInfo;
-  up: boolean;
 }
 
 /** What `cairn cluster status` shows. */
@@ -99,8 +87,18 @@ export interface ClusterStatus {
   };
 }
 
-const HEARTBEAT_MS = 400;
-const HEARTBEAT_TIMEOUT_MS = 1500;
+/** A node of the plan being loaded went down: plan again without it. */
+class PlanLost extends Error {}
+
+/** A stage could not be loaded on its node (the node is up but refused or failed). */
+class StageLoadFailed extends Error {
+  constructor(
+    readonly nodeId: string,
+    cause: Error,
+  ) {
+    super(cause.message, { cause });
+  }
+}
 
 /** Runs a model over the nodes of a cluster. */
 export class ClusterCoordinator implements ForwardRunner {
@@ -112,12 +110,14 @@ export class ClusterCoordinator implements ForwardRunner {
   private pipeline: Pipeline | undefined;
   private plan: Plan | undefined;
   private replanning: Promise<void> | undefined;
+  /** Why the next round of planning is wanted; `forced` unless only a better plan is sought. */
+  private wanted: { reason: string; forced: boolean } | undefined;
   private failure: string | undefined;
-  private readonly nodes = new Map<string, RemoteNode>();
+  private readonly nodes: NodeSet;
   private localCaps: NodeCapabilities | undefined;
   private modelSha = '';
-  private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
+  private started = false;
   private readonly localId = `local-${randomUUID().slice(0, 8)}`;
   private discovery: Discovery | undefined;
   private readonly log: (line: string) => void;
@@ -128,9 +128,28 @@ export class ClusterCoordinator implements ForwardRunner {
     this.slots = opts.slots;
     this.ctxPerSlot = opts.ctx;
     this.log = opts.log ?? ((line) => process.stderr.write(line + '\n'));
+    const sizes = this.receiveSizes();
+    this.nodes = new NodeSet({
+      localId: this.localId,
+      clusterKey: opts.clusterKey,
+      payloadLimit: (type, flags) => coordinatorReceiveLimit(type, flags, sizes),
+      log: this.log,
+      events: {
+        joined: (n) => this.replan(`node ${n.caps.name} (${n.host}:${n.port}) joined`, false),
+        left: (n) => {
+          // A node of the running plan breaks the pipeline (which asks for a new plan); one
+          // outside it changes nothing.
+          if (!this.pipeline) return;
+          if (this.plan?.stages.some((s) => s.nodeId === n.caps.nodeId)) this.pipeline.breakWith(`node ${n.caps.name} (${n.host}:${n.port}) left`);
+        },
+      },
+    });
   }
 
-  /** Finds the nodes, plans and loads; rejects with a clear error when the model cannot be placed. */
+  /**
+   * Finds the nodes, plans and loads. Rejects with a clear error when no plan can be made at all
+   * from the nodes reachable at start; after that, failures keep the coordinator up.
+   */
   static async start(opts: CoordinatorOptions): Promise<ClusterCoordinator> {
     const c = new ClusterCoordinator(opts);
     try {
@@ -144,6 +163,11 @@ export class ClusterCoordinator implements ForwardRunner {
 
   get pipelineDepth(): number {
     return this.pipeline?.stages.length ?? 1;
+  }
+
+  /** Why the cluster cannot run the model now (it lost nodes it needs), else undefined. */
+  get unavailable(): string | undefined {
+    return this.failure && `the cluster cannot run the model: ${this.failure}`;
   }
 
   private async startUp(): Promise<void> {
@@ -165,52 +189,28 @@ export class ClusterCoordinator implements ForwardRunner {
         port: 0,
       };
     }
-    const addresses = parsePeerList([...this.opts.peers]).map((a) => ({ host: a.host, port: a.port }));
+    const dials = parsePeerList([...this.opts.peers]).map((a) => this.nodes.add(a.host, a.port));
     if ((this.opts.discoveryMs ?? 0) > 0) {
       this.discovery = new Discovery({ identity: { id: this.localId, name: 'coordinator' }, port: 0, mdns: true, advertise: false, interface: this.opts.mdnsInterface });
       this.discovery.on('warning', (w) => this.log(`cairn: mDNS: ${w.message}`));
+      // Nodes found later are dialed as found, and taken into a new plan once they answer.
       this.discovery.on('up', (p) => {
-        if (p.source === 'mdns' && !addresses.some((a) => a.host === p.host && a.port === p.port)) addresses.push({ host: p.host, port: p.port });
+        if (p.source !== 'mdns') return;
+        const dial = this.nodes.add(p.host, p.port);
+        if (!this.started) dials.push(dial);
       });
       await this.discovery.start();
       await new Promise((r) => setTimeout(r, this.opts.discoveryMs));
     }
-    await Promise.all(addresses.map((a) => this.connectNode(a.host, a.port)));
-    if (!this.localCaps && this.nodes.size === 0) {
+    await Promise.all(dials);
+    if (!this.localCaps && this.nodes.up().length === 0) {
       throw new CairnError('CLUSTER_PLAN', 'no nodes to run the model on: give --peers host:port (nodes started with `cairn node`), or allow local compute');
     }
-    await this.planAndLoad();
-    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
-    this.heartbeat.unref();
-  }
-
-  private async connectNode(host: string, port: number): Promise<void> {
-    let conn: PeerConnection;
-    try {
-      const sizes = this.receiveSizes();
-      conn = await connectPeer(host, port, {
-        nodeId: this.localId,
-        name: 'coordinator',
-        clusterKey: this.opts.clusterKey,
-        compatibility: MESH_COMPATIBILITY,
-        payloadLimit: (type, flags) => coordinatorReceiveLimit(type, flags, sizes),
-      });
-    } catch (err) {
-      this.log(`cairn: node ${host}:${port} not used: ${(err as Error).message}`);
-      return;
-    }
-    const p = jsonPayload({});
-    const caps = frameJson(await conn.request(MeshFrame.info, p.meta, p.payload)) as NodeCapabilities;
-    const m = await measureLink(conn);
-    const link: LinkInfo = { from: this.localId, to: caps.nodeId, latencySeconds: m.latency.medianMs / 2000, bytesPerSecond: m.bandwidth.bytesPerSecond };
-    const node: RemoteNode = { conn, caps, host, port, link, up: true };
-    this.nodes.set(caps.nodeId, node);
-    conn.on('close', (info) => {
-      if (!node.up) return;
-      node.up = false;
-      this.log(`cairn: node ${caps.name} (${host}:${port}) left: ${info.reason}`);
-    });
-    this.log(`cairn: node ${caps.name} at ${host}:${port}: ${(caps.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${(caps.bytesPerSecond / 1e9).toFixed(1)} GB/s, link ${(m.latency.medianMs * 1000).toFixed(0)} us round trip`);
+    // Heartbeats and redials run while the first plan loads; joins start counting once it is up.
+    this.nodes.watch();
+    await this.establish();
+    this.started = true;
+    this.nodes.start();
   }
 
   /** The model's sizes that bound what nodes may send back (limits.ts). */
@@ -220,44 +220,98 @@ export class ClusterCoordinator implements ForwardRunner {
     return { maxBatch: this.maxBatch, nEmbd: config.nEmbd, nVocab: config.nVocab, slots: this.slots, kvBytesPerSlot: meta.kvBytesPerLayerToken * config.nLayer * this.ctxPerSlot };
   }
 
-  private beat(): void {
-    for (const n of this.nodes.values()) {
-      if (!n.up || !n.conn.isOpen) continue;
-      n.conn.ping(0, { timeoutMs: HEARTBEAT_TIMEOUT_MS }).catch(() => n.conn.destroy('no heartbeat reply'));
+  /** Node infos the planner may use: this machine (when it computes) and every node that is up, less `excluded`. */
+  private planInputs(excluded: ReadonlyMap<string, string> = new Map()): { infos: NodeInfo[]; remote: RemoteNode[] } {
+    const remote = this.nodes.up().filter((n) => !excluded.has(n.caps.nodeId));
+    const infos: NodeInfo[] = [
+      ...(this.localCaps && !excluded.has(this.localId) ? [{ id: this.localCaps.nodeId, memoryBytes: this.localCaps.memoryBytes, bytesPerSecond: this.localCaps.bytesPerSecond, coordinator: true }] : []),
+      ...remote.map((n) => ({ id: n.caps.nodeId, memoryBytes: n.caps.memoryBytes, bytesPerSecond: n.caps.bytesPerSecond })),
+    ];
+    return { infos, remote };
+  }
+
+  /** A plan over the nodes that are up (less `excluded`); throws CLUSTER_PLAN saying what is missing. */
+  private makePlan(excluded: ReadonlyMap<string, string> = new Map()): Plan {
+    const { file, config } = this.opts;
+    const kvBytes = this.opts.kvType === GgmlType.F32 ? 4 : 2;
+    const { infos, remote } = this.planInputs(excluded);
+    try {
+      if (infos.length === 0) throw new CairnError('CLUSTER_PLAN', 'no node is up');
+      return makePlan({ model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: remote.map((n) => n.link), kvTokens: this.opts.ctx * this.opts.slots });
+    } catch (err) {
+      const gone = this.nodes.all().filter((n) => !this.nodes.usable(n));
+      const notes = [
+        ...gone.map((n) => `node ${n.caps.name} (${n.host}:${n.port}) is down: ${n.downReason ?? 'connection closed'}`),
+        ...[...excluded].map(([id, why]) => `${this.nameOf(id)} could not load its layers: ${why}`),
+      ];
+      throw new CairnError('CLUSTER_PLAN', `${(err as Error).message}${notes.length ? `\n${notes.join('\n')}` : ''}`);
     }
   }
 
-  private async planAndLoad(): Promise<void> {
-    const { file, config } = this.opts;
-    const kvBytes = this.opts.kvType === GgmlType.F32 ? 4 : 2;
-    const up = [...this.nodes.values()].filter((n) => n.up && n.conn.isOpen);
-    const infos: NodeInfo[] = [
-      ...(this.localCaps ? [{ id: this.localCaps.nodeId, memoryBytes: this.localCaps.memoryBytes, bytesPerSecond: this.localCaps.bytesPerSecond, coordinator: true }] : []),
-      ...up.map((n) => ({ id: n.caps.nodeId, memoryBytes: n.caps.memoryBytes, bytesPerSecond: n.caps.bytesPerSecond })),
-    ];
-    const plan = makePlan({ model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: up.map((n) => n.link), kvTokens: this.opts.ctx * this.opts.slots });
+  /**
+   * Plans and loads until a plan runs: a node lost meanwhile, or one that fails to load its
+   * stage, is left out of the next try. Throws CLUSTER_PLAN once the nodes left cannot hold the model.
+   */
+  private async establish(): Promise<void> {
+    const excluded = new Map<string, string>();
+    for (;;) {
+      if (this.closed) throw new CairnError('SHUTTING_DOWN', 'the coordinator is stopping');
+      const plan = this.makePlan(excluded);
+      try {
+        await this.loadPlan(plan);
+        return;
+      } catch (err) {
+        if (this.closed) throw err;
+        const remote = plan.stages.filter((s) => s.nodeId !== this.localId);
+        const used = remote.map((s) => this.nodes.get(s.nodeId)).filter((n): n is RemoteNode => n !== undefined);
+        const lost = await this.nodes.confirm(used);
+        if (lost.length > 0 || used.length < remote.length) {
+          this.log(`cairn: lost ${lost.map((n) => `${n.caps.name} (${n.host}:${n.port})`).join(', ') || 'a node'} while loading plan ${this.epoch + 1}; planning again`);
+          continue;
+        }
+        if (!(err instanceof StageLoadFailed)) throw err;
+        excluded.set(err.nodeId, err.message);
+        this.log(`cairn: ${this.nameOf(err.nodeId)} could not load its layers (${err.message}); planning without it`);
+      }
+    }
+  }
+
+  /** Loads every stage of a plan and makes it the running one; throws PlanLost or StageLoadFailed. */
+  private async loadPlan(plan: Plan): Promise<void> {
     const epoch = this.epoch + 1;
     this.log(`cairn: plan ${epoch}: ${plan.stages.map((s) => `${this.nameOf(s.nodeId)} layers ${s.layerStart}-${s.layerEnd - 1}`).join(', ')}`);
+    const remoteOf = (nodeId: string): RemoteNode => {
+      const node = this.nodes.get(nodeId);
+      if (!node || !this.nodes.usable(node)) throw new PlanLost(`lost ${this.nameOf(nodeId)}`);
+      return node;
+    };
+    const checkAlive = () => plan.stages.forEach((s) => s.nodeId !== this.localId && remoteOf(s.nodeId));
     const stages: PipelineStage[] = [];
+    let pipeline: Pipeline | undefined;
     try {
       for (let i = 0; i < plan.stages.length; i++) {
+        checkAlive();
         const s = plan.stages[i];
         const nextStage = plan.stages[i + 1];
         if (s.nodeId === this.localId) {
-          const loaded: LoadedShards = await loadShards(this.opts.modelPath, {
-            threads: this.opts.threads,
-            ctx: this.opts.ctx,
-            slots: this.opts.slots,
-            kvType: this.opts.kvType,
-            maxBatch: this.maxBatch,
-            shards: [{ layerStart: s.layerStart, layerEnd: s.layerEnd, splitRank: 0, splitCount: 1 }],
-            progress: this.opts.progress,
-          });
-          stages.push({ kind: 'local', loaded, nodeId: s.nodeId, name: 'coordinator' });
+          try {
+            const loaded = await loadShards(this.opts.modelPath, {
+              threads: this.opts.threads,
+              ctx: this.opts.ctx,
+              slots: this.opts.slots,
+              kvType: this.opts.kvType,
+              maxBatch: this.maxBatch,
+              shards: [{ layerStart: s.layerStart, layerEnd: s.layerEnd, splitRank: 0, splitCount: 1 }],
+              progress: this.opts.progress,
+            });
+            stages.push({ kind: 'local', loaded, nodeId: s.nodeId, name: 'coordinator' });
+          } catch (err) {
+            throw new StageLoadFailed(s.nodeId, err as Error);
+          }
           continue;
         }
-        const node = this.nodes.get(s.nodeId)!;
-        const next = nextStage ? this.nodes.get(nextStage.nodeId) : undefined;
+        const node = remoteOf(s.nodeId);
+        const next = nextStage ? remoteOf(nextStage.nodeId) : undefined;
         const req: LoadRequest = {
           modelSha256: this.modelSha,
           modelName: basename(this.opts.modelPath),
@@ -270,18 +324,26 @@ export class ClusterCoordinator implements ForwardRunner {
           next: next ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
           epoch,
         };
-        await this.loadRemote(node, req);
+        try {
+          await this.loadRemote(node, req);
+        } catch (err) {
+          throw new StageLoadFailed(s.nodeId, err as Error);
+        }
         stages.push({ kind: 'remote', conn: node.conn, nodeId: s.nodeId, name: node.caps.name, layerStart: s.layerStart, layerEnd: s.layerEnd });
       }
+      checkAlive();
+      const wire = this.opts.activations ?? plan.activationDtype;
+      pipeline = new Pipeline(stages, epoch, this.opts.config.nVocab, this.opts.config.nEmbd, { broken: (reason) => this.replan(reason, true), misbehaved: (id, detail) => this.nodes.misbehaved(id, detail) }, wire);
+      // A node that left after its stage loaded is not in a running plan.
+      if (pipeline.broken) throw new PlanLost(pipeline.broken);
+      this.pipeline = pipeline;
+      this.plan = { ...plan, activationDtype: wire };
+      this.epoch = epoch;
     } catch (err) {
-      for (const st of stages) if (st.kind === 'local') st.loaded.close();
+      if (pipeline) await pipeline.close('the plan lost a node while loading');
+      else for (const st of stages) if (st.kind === 'local') st.loaded.close();
       throw err;
     }
-    const wire = this.opts.activations ?? plan.activationDtype;
-    this.pipeline = new Pipeline(stages, epoch, config.nVocab, config.nEmbd, (reason) => this.onBroken(reason), wire);
-    this.plan = { ...plan, activationDtype: wire };
-    this.epoch = epoch;
-    this.failure = undefined;
   }
 
   private nameOf(nodeId: string): string {
@@ -330,44 +392,78 @@ export class ClusterCoordinator implements ForwardRunner {
     if (reply.status !== 'loaded') throw new CairnError('CLUSTER_REMOTE', `node ${node.caps.name} could not load ${range}`);
   }
 
-  private onBroken(reason: string): void {
-    if (this.closed || this.replanning) return;
-    this.log(`cairn: ${reason}; planning again`);
-    const old = this.pipeline;
-    this.replanning = (async () => {
-      try {
-        await old?.close(reason);
-        await this.planAndLoad();
-        this.log(`cairn: plan ${this.epoch} ready`);
-      } catch (err) {
-        this.failure = (err as Error).message;
-        this.pipeline = undefined;
-        this.log(`cairn: the cluster cannot run the model any more: ${this.failure}`);
-      } finally {
-        this.replanning = undefined;
-      }
-    })();
+  /**
+   * Asks for a new plan. `forced`: the running one is broken (or gone); otherwise (a node joined)
+   * only a plan that differs from the running one, or any plan at all after a failure, is worth
+   * the pause. Requests that come while planning run are folded into one more round.
+   */
+  private replan(reason: string, forced: boolean): void {
+    if (this.closed || !this.started) return;
+    this.wanted = { reason: this.wanted?.forced && !forced ? this.wanted.reason : reason, forced: forced || (this.wanted?.forced ?? false) };
+    if (this.replanning) return;
+    this.replanning = this.replanRounds().finally(() => (this.replanning = undefined));
   }
 
+  private async replanRounds(): Promise<void> {
+    // Start with a yield, so that `replanning` is set before the first round does anything.
+    await Promise.resolve();
+    while (this.wanted && !this.closed) {
+      const { reason, forced } = this.wanted;
+      this.wanted = undefined;
+      if (!forced && !this.failure && this.pipeline && !this.pipeline.broken && !this.planWouldChange()) continue;
+      const t0 = performance.now();
+      this.log(`cairn: ${reason}; planning again`);
+      const old = this.pipeline;
+      this.pipeline = undefined;
+      this.plan = undefined;
+      await old?.close(reason);
+      try {
+        await this.establish();
+        this.failure = undefined;
+        this.log(`cairn: plan ${this.epoch} ready ${((performance.now() - t0) / 1000).toFixed(2)} s after: ${reason}`);
+      } catch (err) {
+        if (this.closed) return;
+        this.failure = (err as Error).message;
+        this.log(`cairn: the cluster cannot run the model now: ${this.failure}\ncairn: waiting for nodes to come back`);
+      }
+    }
+  }
+
+  /** True when a plan over the nodes up now differs from the running one. */
+  private planWouldChange(): boolean {
+    let next: Plan;
+    try {
+      next = this.makePlan();
+    } catch {
+      return false;
+    }
+    const key = (p: Plan | undefined) => JSON.stringify(p?.stages.map((s) => [s.nodeId, s.layerStart, s.layerEnd]));
+    return key(next) !== key(this.plan);
+  }
+
+  /** Resolves once no planning runs. */
   async settle(): Promise<void> {
     while (this.replanning) await this.replanning;
   }
 
   private current(): Pipeline {
-    if (this.failure) throw new CairnError('CLUSTER_PLAN', `the cluster cannot run the model: ${this.failure}`);
-    if (!this.pipeline || this.replanning) throw new CairnError('CLUSTER_CLOSED', 'the cluster is re-planning; retry shortly');
-    return this.pipeline;
+    if (this.closed) throw new CairnError('SHUTTING_DOWN', 'the coordinator is stopping');
+    const p = this.pipeline;
+    if (p && !p.broken) return p;
+    if (p?.broken && !this.replanning) this.replan(p.broken, true);
+    if (this.replanning) throw new RunnerInterrupted('the cluster is re-planning; the request goes on once the new plan is loaded');
+    throw new CairnError('CLUSTER_PLAN', this.unavailable ?? 'the cluster has no plan');
   }
 
   forward(req: ForwardRequest): Promise<ForwardResult> {
     try {
       return this.current().forward(req);
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err as Error);
     }
   }
 
-  startSequence(seq: number, spec: SequenceSpec): Promise<void> {
+  async startSequence(seq: number, spec: SequenceSpec): Promise<void> {
     return this.current().startSequence(seq, spec);
   }
 
@@ -406,13 +502,17 @@ export class ClusterCoordinator implements ForwardRunner {
 
   async importSaved(key: number, bytes: Uint8Array): Promise<number> {
     const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const bad = () => new CairnError('BAD_ARGUMENT', 'saved prefix is truncated or was made for another plan');
+    if (b.length < 4) throw bad();
     const count = b.readUInt32LE(0);
     const pipeline = this.current();
-    if (count !== pipeline.stages.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix was made for another plan');
+    if (count !== pipeline.stages.length) throw bad();
     const parts: Uint8Array[] = [];
     let o = 4;
     for (let i = 0; i < count; i++) {
+      if (o + 4 > b.length) throw bad();
       const n = b.readUInt32LE(o);
+      if (o + 4 + n > b.length) throw bad();
       parts.push(b.subarray(o + 4, o + 4 + n));
       o += 4 + n;
     }
@@ -421,15 +521,15 @@ export class ClusterCoordinator implements ForwardRunner {
 
   /** Nodes, links, the plan and its state. */
   status(): ClusterStatus {
-    const state = this.failure ? 'failed' : this.replanning ? 'replanning' : this.pipeline ? 'ready' : 'planning';
+    const state = this.replanning ? 'replanning' : this.failure ? 'failed' : this.pipeline ? 'ready' : 'planning';
     const nodes: ClusterStatus['nodes'][number][] = [];
     if (this.localCaps) {
       const c = this.localCaps;
       nodes.push({ id: c.nodeId, name: c.name, address: 'local', local: true, up: true, memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa });
     }
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodes.all()) {
       const c = n.caps;
-      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: n.up && n.conn.isOpen, memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa });
+      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: this.nodes.usable(n), memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa });
     }
     return {
       state,
@@ -437,7 +537,7 @@ export class ClusterCoordinator implements ForwardRunner {
       epoch: this.epoch,
       model: { name: basename(this.opts.modelPath), sha256: this.modelSha, layers: this.opts.config.nLayer },
       nodes,
-      links: [...this.nodes.values()].map((n) => ({ to: n.caps.name, latencyMs: n.link.latencySeconds * 2000, megabytesPerSecond: n.link.bytesPerSecond / 1e6 })),
+      links: this.nodes.all().map((n) => ({ to: n.caps.name, latencyMs: n.link.latencySeconds * 2000, megabytesPerSecond: n.link.bytesPerSecond / 1e6 })),
       plan: this.plan && {
         stages: this.plan.stages.map((s) => ({ nodeId: s.nodeId, name: this.nameOf(s.nodeId), layerStart: s.layerStart, layerEnd: s.layerEnd, memoryBytes: s.memoryBytes })),
         predictedTokensPerSecond: this.plan.predictedTokensPerSecond,
@@ -450,9 +550,10 @@ export class ClusterCoordinator implements ForwardRunner {
   /** Unloads every stage and closes every connection. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    await this.pipeline?.close('the coordinator is stopping');
-    for (const n of this.nodes.values()) n.conn.close('the coordinator is stopping');
+    const p = this.pipeline;
+    this.pipeline = undefined;
+    await p?.close('the coordinator is stopping');
+    this.nodes.close('the coordinator is stopping');
     await this.discovery?.stop();
   }
 }

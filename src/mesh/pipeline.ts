@@ -2,13 +2,19 @@
  * One plan, running: the stages in order (the first may be in this process), and the step
  * protocol over them. A step goes down the pipeline as token ids then hidden states; the last
  * stage samples and only token ids come back. Several steps may be in flight at once (one per
- * micro-batch group), each stage working on a different one. If any remote stage goes away, every
- * step in flight fails at once with an error naming the node, and the pipeline reports itself
- * broken so the coordinator can plan again.
+ * micro-batch group), each stage working on a different one.
+ *
+ * If a remote stage goes away, every step in flight is interrupted at once (RunnerInterrupted:
+ * the engine resumes those sequences on the next plan) and the pipeline reports itself broken so
+ * the coordinator can plan again. A result is checked against its step before anything uses it;
+ * a node that sends one that does not fit (a token outside the vocabulary, wrong counts, a step
+ * not in flight) is misbehaving: the steps in flight fail with a clear error and the node is
+ * dropped.
  */
 import { DType, frameJson, jsonPayload, type Frame, type PeerConnection } from '../cluster/index.js';
+import { checkForwardResult, type ExpectedOutput } from '../engine/result-check.js';
 import type { ForwardRequest, ForwardResult } from '../engine/runner.js';
-import { LocalRunner, sampleOutputs } from '../engine/runner.js';
+import { LocalRunner, RunnerInterrupted, sampleOutputs } from '../engine/runner.js';
 import type { LoadedShards } from '../engine/load.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
 import { SequenceSamplers } from '../engine/sequence-samplers.js';
@@ -17,17 +23,31 @@ import { CairnError } from '../util/errors.js';
 import { HiddenCodec } from './codec.js';
 import { restKernelThreads } from '../kernels/index.js';
 import { applyKvOp } from './kv-ops.js';
-import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
+import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp } from './protocol.js';
 
 /** A stage of the pipeline as the coordinator sees it. */
 export type PipelineStage =
   | { readonly kind: 'local'; readonly loaded: LoadedShards; readonly nodeId: string; readonly name: string }
   | { readonly kind: 'remote'; readonly conn: PeerConnection; readonly nodeId: string; readonly name: string; readonly layerStart: number; readonly layerEnd: number };
 
+type RemoteStage = Extract<PipelineStage, { kind: 'remote' }>;
+
+/** What a pipeline tells the coordinator that runs it. */
+export interface PipelineEvents {
+  /** A stage went away or could not read a step: the plan must be made again. */
+  broken(reason: string): void;
+  /** A node sent something that does not answer its step; it is being dropped. */
+  misbehaved(nodeId: string, detail: string): void;
+}
+
 interface Pending {
   resolve(r: ForwardResult): void;
   reject(e: Error): void;
+  readonly outputs: readonly ExpectedOutput[];
 }
+
+/** Longest node-supplied message repeated in an error. */
+const MAX_REMOTE_MESSAGE = 300;
 
 /** Runs steps over the stages of one plan. */
 export class Pipeline {
@@ -36,6 +56,8 @@ export class Pipeline {
   private readonly codec: HiddenCodec | undefined;
   private readonly local: LocalRunner | undefined;
   private readonly samplers = new SequenceSamplers();
+  /** Alternatives each registered sequence asked for, to check the logprobs that come back. */
+  private readonly logprobsOf = new Map<number, number | undefined>();
   private brokenReason: string | undefined;
   private readonly detach: (() => void)[] = [];
 
@@ -44,7 +66,7 @@ export class Pipeline {
     readonly epoch: number,
     private readonly nVocab: number,
     private readonly nEmbd: number,
-    private readonly onBroken: (reason: string) => void,
+    private readonly events: PipelineEvents,
     private readonly wire: 'f16' | 'f32' = 'f32',
   ) {
     const first = stages[0];
@@ -64,6 +86,9 @@ export class Pipeline {
         s.conn.off('close', onClose);
       });
     }
+    // A connection that closed before the listener was attached never says so again.
+    const gone = stages.find((s): s is RemoteStage => s.kind === 'remote' && !s.conn.isOpen);
+    if (gone) this.brokenReason = `node ${gone.name} (layers ${gone.layerStart}-${gone.layerEnd - 1}) disconnected`;
   }
 
   /** Why the pipeline broke, or undefined while it works. */
@@ -75,46 +100,94 @@ export class Pipeline {
     return this.stages[this.stages.length - 1];
   }
 
-  /** Fails everything in flight and marks the pipeline broken (once); `notify` asks for a new plan. */
+  /** Interrupts everything in flight and marks the pipeline broken (once); `notify` asks for a new plan. */
   breakWith(reason: string, notify = true): void {
     if (this.brokenReason) return;
     this.brokenReason = reason;
-    const err = new CairnError('CLUSTER_CLOSED', `the cluster lost a node: ${reason}; the request failed and the coordinator is planning again`);
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    if (notify) this.onBroken(reason);
+    this.failPending(new RunnerInterrupted(`the cluster lost a node (${reason}); the coordinator is planning again`));
+    if (notify) this.events.broken(reason);
   }
 
-  private onFrame(stage: PipelineStage, frame: Frame, isLast: boolean): void {
-    try {
-      if (frame.type === MeshFrame.result && isLast) {
-        const { head, body } = unpackMessage<ResultHead>(frame.payload);
-        if (head.epoch !== this.epoch) return;
-        const p = this.pending.get(head.step);
-        if (!p) return;
-        this.pending.delete(head.step);
-        const logits = body.length ? new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length)) : new Float32Array(0);
-        p.resolve({ tokens: Int32Array.from(head.tokens), logprobs: head.logprobs.map((l) => (l ?? undefined) as StepLogprobs | undefined), logits });
-      } else if (frame.type === MeshFrame.stepError) {
-        const e = frameJson(frame) as { epoch: number; step: number; message: string };
-        if (e.epoch !== this.epoch) return;
-        const p = this.pending.get(e.step);
-        if (p) {
-          this.pending.delete(e.step);
-          p.reject(new CairnError('CLUSTER_REMOTE', `node ${stage.name} failed a step: ${e.message}`));
-        } else if (e.step === -1) {
-          this.breakWith(`node ${stage.name} could not read a step: ${e.message}`);
-        }
+  private failPending(err: Error): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(err);
+  }
+
+  /** The error for a call made on a pipeline that is going away. */
+  private interrupted(): RunnerInterrupted {
+    return new RunnerInterrupted(`the cluster is re-planning after: ${this.brokenReason ?? 'a node left'}`);
+  }
+
+  /** A node sent something that does not answer its step: what is in flight fails, and the node goes. */
+  private misbehaved(stage: RemoteStage, detail: string): void {
+    const reason = `node ${stage.name} sent a bad result (${detail})`;
+    this.failPending(new CairnError('CLUSTER_PROTOCOL', `${reason}; the request failed and the node was dropped`));
+    this.breakWith(reason);
+    this.events.misbehaved(stage.nodeId, detail);
+    stage.conn.destroy(reason);
+  }
+
+  private onFrame(stage: RemoteStage, frame: Frame, isLast: boolean): void {
+    if (this.brokenReason) return;
+    if (frame.type === MeshFrame.result && isLast) {
+      let why: string | undefined;
+      try {
+        why = this.onResult(frame);
+      } catch (err) {
+        why = (err as Error).message;
       }
-    } catch (err) {
-      this.breakWith(`node ${stage.name} sent a malformed result: ${(err as Error).message}`);
+      if (why) this.misbehaved(stage, why);
+    } else if (frame.type === MeshFrame.stepError) {
+      let e: { epoch: unknown; step: unknown; message: unknown };
+      try {
+        e = frameJson(frame) as typeof e;
+      } catch {
+        return this.misbehaved(stage, 'a step error that is not JSON');
+      }
+      if (!isRecord(e) || !Number.isSafeInteger(e.epoch) || !Number.isSafeInteger(e.step) || typeof e.message !== 'string') return this.misbehaved(stage, 'a malformed step error');
+      if (e.epoch !== this.epoch) return;
+      const message = e.message.slice(0, MAX_REMOTE_MESSAGE);
+      const p = this.pending.get(e.step as number);
+      if (p) {
+        this.pending.delete(e.step as number);
+        p.reject(new CairnError('CLUSTER_REMOTE', `node ${stage.name} failed a step: ${message}`));
+      } else if (e.step === -1) {
+        this.breakWith(`node ${stage.name} could not read a step: ${message}`);
+      }
     }
+  }
+
+  /** Resolves a step from a result frame; returns what is wrong with the frame, if anything. */
+  private onResult(frame: Frame): string | undefined {
+    const { head, body } = unpackMessage<unknown>(frame.payload);
+    if (!isRecord(head) || !Number.isSafeInteger(head.epoch) || !Number.isSafeInteger(head.step)) return 'a result without a valid epoch and step';
+    if (head.epoch !== this.epoch) return undefined; // a step of an older plan
+    const p = this.pending.get(head.step as number);
+    if (!p) return `a result for step ${String(head.step)}, which is not in flight`;
+    const n = p.outputs.length;
+    const { tokens, logprobs } = head;
+    if (!Array.isArray(tokens) || tokens.length !== n) return `${Array.isArray(tokens) ? tokens.length : 'no'} token ids for ${n} outputs`;
+    if (!tokens.every((t) => Number.isSafeInteger(t) && (t as number) >= -1 && (t as number) < this.nVocab)) return `token ids outside the vocabulary of ${this.nVocab} (${tokens.find((t) => !(Number.isSafeInteger(t) && (t as number) >= -1 && (t as number) < this.nVocab))})`;
+    if (!Array.isArray(logprobs) || logprobs.length !== n) return `${Array.isArray(logprobs) ? logprobs.length : 'no'} logprobs entries for ${n} outputs`;
+    if (body.length % 4 !== 0) return `${body.length} bytes of logits`;
+    const result: ForwardResult = {
+      tokens: Int32Array.from(tokens as number[]),
+      logprobs: logprobs.map(fromWireLogprobs),
+      logits: body.length ? new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length)) : new Float32Array(0),
+    };
+    const why = checkForwardResult(result, p.outputs, this.nVocab);
+    if (why) return why;
+    this.pending.delete(head.step as number);
+    p.resolve(result);
+    return undefined;
   }
 
   /** Runs one step through every stage. */
   forward(req: ForwardRequest): Promise<ForwardResult> {
-    if (this.brokenReason) return Promise.reject(new CairnError('CLUSTER_CLOSED', `the cluster is re-planning after: ${this.brokenReason}`));
+    if (this.brokenReason) return Promise.reject(this.interrupted());
     const step = this.nextStep++;
+    const outputs: ExpectedOutput[] = req.outputs.map((o) => ({ mode: o.mode, logprobs: o.mode === 'sample' ? this.logprobsOf.get(o.seq) : undefined }));
     const head: ForwardHead = {
       epoch: this.epoch,
       step,
@@ -124,40 +197,50 @@ export class Pipeline {
       kind: 'tokens',
       wire: this.wire,
     };
-    const first = this.stages[0];
-    if (first.kind === 'local') {
-      let hidden: Float32Array | undefined;
-      const isLast = this.stages.length === 1;
-      for (const shard of first.loaded.shards) {
-        hidden = shard.forward({ nTokens: req.nTokens, tokens: req.tokens, hidden, spans: req.spans, outputRows: isLast ? req.outputs.map((o) => o.row) : undefined });
+    try {
+      const first = this.stages[0];
+      if (first.kind === 'local') {
+        let hidden: Float32Array | undefined;
+        const isLast = this.stages.length === 1;
+        for (const shard of first.loaded.shards) {
+          hidden = shard.forward({ nTokens: req.nTokens, tokens: req.tokens, hidden, spans: req.spans, outputRows: isLast ? req.outputs.map((o) => o.row) : undefined });
+        }
+        if (isLast) return Promise.resolve(sampleOutputs(this.samplers, req.outputs, hidden!, this.nVocab));
+        const next = this.stages[1] as RemoteStage;
+        const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
+        restKernelThreads(); // before the send: see Stage.run
+        return this.send(step, outputs, next, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
       }
-      if (isLast) return Promise.resolve(sampleOutputs(this.samplers, req.outputs, hidden!, this.nVocab));
-      const promise = this.await(step);
-      const next = this.stages[1] as Extract<PipelineStage, { kind: 'remote' }>;
-      const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
-      restKernelThreads(); // before the send: see Stage.run
-      next.conn.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
-      return promise;
+      return this.send(step, outputs, first, packMessage(head, req.tokens));
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
-    const promise = this.await(step);
-    first.conn.send(MeshFrame.forward, { dtype: DType.raw }, packMessage(head, req.tokens));
-    return promise;
   }
 
-  private await(step: number): Promise<ForwardResult> {
-    return new Promise((resolve, reject) => this.pending.set(step, { resolve, reject }));
+  /** Sends a step's input to a stage and waits for its result from the last one. */
+  private send(step: number, outputs: readonly ExpectedOutput[], to: RemoteStage, payload: Buffer): Promise<ForwardResult> {
+    if (!to.conn.isOpen) {
+      this.breakWith(`node ${to.name} (layers ${to.layerStart}-${to.layerEnd - 1}) disconnected`);
+      return Promise.reject(this.interrupted());
+    }
+    const promise = new Promise<ForwardResult>((resolve, reject) => this.pending.set(step, { resolve, reject, outputs }));
+    to.conn.send(MeshFrame.forward, { dtype: DType.raw }, payload);
+    return promise;
   }
 
   /** Registers a sequence with the stage that samples (the last). */
   async startSequence(seq: number, spec: SequenceSpec): Promise<void> {
+    if (this.brokenReason) throw this.interrupted();
+    this.logprobsOf.set(seq, spec.logprobs);
     const last = this.last;
     if (last.kind === 'local') return this.samplers.start(seq, spec);
     const p = jsonPayload({ seq, spec });
-    await last.conn.request(MeshFrame.seqStart, p.meta, p.payload);
+    await this.remote(last, () => last.conn.request(MeshFrame.seqStart, p.meta, p.payload));
   }
 
   /** Forgets a sequence's sampler. */
   async endSequence(seq: number): Promise<void> {
+    this.logprobsOf.delete(seq);
     const last = this.last;
     if (last.kind === 'local') return this.samplers.end(seq);
     if (!last.conn.isOpen) return;
@@ -167,23 +250,51 @@ export class Pipeline {
 
   /** Applies a KV operation on every stage; returns each stage's reply. */
   async kv(op: KvOp, parts?: readonly Uint8Array[]): Promise<{ bytes: number; data?: Uint8Array }[]> {
+    if (this.brokenReason) throw this.interrupted();
     return Promise.all(
       this.stages.map(async (s, i) => {
         if (s.kind === 'local') return applyKvOp(this.local!, op, parts?.[i]);
-        const reply = await s.conn.request(MeshFrame.kv, { dtype: DType.raw }, packMessage(op, op.op === 'import' ? parts![i] : undefined), { timeoutMs: 120_000 });
+        const reply = await this.remote(s, () => s.conn.request(MeshFrame.kv, { dtype: DType.raw }, packMessage(op, op.op === 'import' ? parts![i] : undefined), { timeoutMs: 120_000 }));
         if (op.op === 'export') return { bytes: 0, data: new Uint8Array(reply.payload) };
-        return { bytes: (frameJson(reply) as { bytes: number }).bytes };
+        const bytes = (frameJson(reply) as { bytes?: unknown }).bytes;
+        if (!(Number.isSafeInteger(bytes) && (bytes as number) >= 0)) throw new CairnError('CLUSTER_PROTOCOL', `node ${s.name} answered a KV operation with ${String(bytes)} bytes`);
+        return { bytes: bytes as number };
       }),
     );
+  }
+
+  /** A request to a stage; one that fails because the stage went away interrupts rather than fails. */
+  private async remote<T>(stage: RemoteStage, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (this.brokenReason || !stage.conn.isOpen) throw this.interrupted();
+      throw err;
+    }
   }
 
   /** Tells remote stages to drop their shards and releases the local one. */
   async close(reason: string): Promise<void> {
     this.breakWith(reason, false);
     for (const d of this.detach) d();
-    for (const s of this.stages) {
-      if (s.kind === 'local') s.loaded.close();
-      else if (s.conn.isOpen) await s.conn.request(MeshFrame.unload, jsonPayload({}).meta, jsonPayload({}).payload, { timeoutMs: 5000 }).catch(() => {});
-    }
+    const unload = jsonPayload({});
+    await Promise.all(
+      this.stages.map(async (s) => {
+        if (s.kind === 'local') s.loaded.close();
+        else if (s.conn.isOpen) await s.conn.request(MeshFrame.unload, unload.meta, unload.payload, { timeoutMs: 5000 }).catch(() => {});
+      }),
+    );
   }
+}
+
+/** A logprobs entry as JSON carries it: null for none, and null for a logprob of -Infinity. */
+function fromWireLogprobs(lp: unknown): StepLogprobs | undefined {
+  if (lp === null) return undefined;
+  if (!isRecord(lp)) return lp as StepLogprobs;
+  const top = Array.isArray(lp.top) ? lp.top.map((t: unknown) => (isRecord(t) ? { id: t.id, logprob: t.logprob ?? -Infinity } : t)) : lp.top;
+  return { id: lp.id, logprob: lp.logprob ?? -Infinity, top } as StepLogprobs;
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
 }

@@ -44,6 +44,17 @@ export class Sampler {
   }
 
   /**
+   * Moves the random stream past the draws of `tokens` earlier samples: a sampler rebuilt
+   * elsewhere (a sequence resumed on another machine) then goes on exactly where the old one
+   * stopped. Every sample at a temperature above 0 takes exactly one draw, so tokens = draws.
+   */
+  skip(tokens: number): void {
+    if (!(Number.isSafeInteger(tokens) && tokens >= 0)) throw new CairnError('BAD_ARGUMENT', `cannot skip ${tokens} draws`);
+    if (this.options.temperature === 0) return;
+    for (let i = 0; i < tokens; i++) this.rng.nextFloat();
+  }
+
+  /**
    * Chooses the next token. `logits` (one per vocabulary entry) is not modified. `history` holds
    * the token ids so far (prompt and generated, as the caller decides); penalties look at its tail.
    */
@@ -147,6 +158,8 @@ export class Sampler {
   /** Draws one of ids[0..count) with probability proportional to exp(logit / temperature). */
   private draw(count: number, temperature: number): number {
     const { work, ids, probs } = this;
+    // Drawn even when one candidate is left, so the stream's position counts sampled tokens.
+    const u = this.rng.nextFloat();
     if (count === 1) return ids[0];
     let max = -Infinity;
     for (let i = 0; i < count; i++) if (work[ids[i]] > max) max = work[ids[i]];
@@ -157,7 +170,7 @@ export class Sampler {
       probs[i] = e;
       sum += e;
     }
-    const target = this.rng.nextFloat() * sum;
+    const target = u * sum;
     let cum = 0;
     let lastPositive = 0;
     for (let i = 0; i < count; i++) {

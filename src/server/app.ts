@@ -74,8 +74,10 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   });
 
   app.get('/health', async (_request, reply) => {
-    if (host.state === 'ready') return { status: 'ok', model: host.id };
-    await reply.status(503).send({ status: host.state, error: host.error?.message });
+    // A cluster that lost the nodes it needs is up but cannot answer: 503 with the reason.
+    const down = host.state === 'ready' ? host.model?.engine.runner.unavailable : undefined;
+    if (host.state === 'ready' && !down) return { status: 'ok', model: host.id };
+    await reply.status(503).send({ status: down ? 'unavailable' : host.state, error: down ?? host.error?.message });
   });
   app.get('/metrics', async (_request, reply) => {
     await reply.type('text/plain; version=0.0.4').send(metrics.render(host));
