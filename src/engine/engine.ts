@@ -281,8 +281,8 @@ export class Engine {
           inFlight.add(p);
         }
         if (inFlight.size === 0) {
-          // Nothing can run: done, unless sequences wait for the runner to be rebuilt.
-          if (!this.active.some((s) => this.mustResume(s))) break;
+          // Nothing can run: done, unless requests wait for the runner to be rebuilt.
+          if (this.queue.length === 0 && !this.active.some((s) => this.mustResume(s))) break;
           await new Promise((r) => setTimeout(r, RESUME_RETRY_MS));
           continue;
         }

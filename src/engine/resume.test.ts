@@ -51,20 +51,22 @@ async function collect(engine: Engine, req: GenerateRequest): Promise<{ summary:
 }
 
 /**
- * A runner that is rebuilt under the engine, as a cluster that re-plans is: after `breakAfter`
- * steps the step in flight is interrupted, calls fail with RunnerInterrupted for a while, and then
- * a fresh model (empty KV caches, new samplers) takes over with a new epoch.
+ * A runner that is rebuilt under the engine, as a cluster that re-plans is: at the steps numbered
+ * in `breakAt.steps` (or the sequence starts in `breakAt.starts`) the call is interrupted, calls
+ * fail with RunnerInterrupted for a while, and then a fresh model (empty KV caches, new samplers)
+ * takes over with a new epoch.
  */
 class RebuiltRunner implements ForwardRunner {
   epoch = 1;
   steps = 0;
+  starts = 0;
   rebuilds = 0;
   private rebuilding: Promise<void> | undefined;
 
   constructor(
     private inner: ForwardRunner,
     private readonly next: () => Promise<LoadedModel>,
-    private readonly breakAfter: number[],
+    private readonly breakAt: { steps?: number[]; starts?: number[] },
   ) {}
 
   get nVocab() {
@@ -91,24 +93,28 @@ class RebuiltRunner implements ForwardRunner {
     while (this.rebuilding) await this.rebuilding;
   }
 
+  /** Starts a rebuild and returns the error of the call it interrupts. */
+  private rebuild(): RunnerInterrupted {
+    this.rebuilding = (async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      this.inner = (await this.next()).engine.runner;
+      this.epoch++;
+      this.rebuilds++;
+      this.rebuilding = undefined;
+    })();
+    return new RunnerInterrupted('a node left');
+  }
+
   async forward(req: ForwardRequest): Promise<ForwardResult> {
     this.check();
-    if (this.breakAfter.includes(++this.steps)) {
-      this.rebuilding = (async () => {
-        await new Promise((r) => setTimeout(r, 20));
-        this.inner = (await this.next()).engine.runner;
-        this.epoch++;
-        this.rebuilds++;
-        this.rebuilding = undefined;
-      })();
-      throw new RunnerInterrupted('a node left');
-    }
+    if (this.breakAt.steps?.includes(++this.steps)) throw this.rebuild();
     const r = await this.inner.forward(req);
     return { tokens: r.tokens.slice(), logprobs: r.logprobs, logits: r.logits.slice() };
   }
 
   async startSequence(seq: number, spec: Parameters<ForwardRunner['startSequence']>[1]) {
     this.check();
+    if (this.breakAt.starts?.includes(++this.starts)) throw this.rebuild();
     return this.inner.startSequence(seq, spec);
   }
   async endSequence(seq: number) {
@@ -137,7 +143,7 @@ class RebuiltRunner implements ForwardRunner {
   }
 }
 
-test('a runner rebuilt under running sequences: they resume and give exactly the tokens and logprobs of an undisturbed run', async () => {
+test('a runner rebuilt under running sequences: they resume and give exactly the tokens and logprobs of an undisturbed run', { timeout: 60_000 }, async () => {
   const models: LoadedModel[] = [await load()];
   try {
     const base = models[0];
@@ -148,11 +154,11 @@ test('a runner rebuilt under running sequences: they resume and give exactly the
       return m;
     };
     const first = await fresh();
-    // Rebuilt three times: while prompts are read, early in decoding, and late.
-    const runner = new RebuiltRunner(first.engine.runner, fresh, [1, 6, 40]);
+    // Rebuilt four times: while the first request is admitted, while prompts are read, early in decoding, and late.
+    const runner = new RebuiltRunner(first.engine.runner, fresh, { starts: [1], steps: [1, 6, 40] });
     const engine = new Engine(runner, first.tokenizer, { promptCache: { budgetBytes: 1 << 20 } });
     const resumed = await Promise.all(requests.map((r) => collect(engine, r)));
-    assert.equal(runner.rebuilds, 3);
+    assert.equal(runner.rebuilds, 4);
     for (const [i, r] of resumed.entries()) {
       assert.equal(r.summary.finishReason, 'length', r.summary.error?.message);
       assert.deepEqual(r.summary.tokens, undisturbed[i].summary.tokens, `request ${i}`);
