@@ -5,6 +5,7 @@
  * successor per byte once computed, so the work of parsing a byte in a given configuration is done
  * once and afterwards costs an array lookup.
  */
+import { CairnError } from '../../util/errors.js';
 import { END, REFERENCE, TERMINAL, type Grammar } from './grammar.js';
 
 /** Deepest stack kept; deeper nesting is refused rather than grown without bound. */
@@ -15,9 +16,21 @@ export interface AutomatonLimits {
   maxNodes: number;
   /** Interned states (each holds a 256-entry transition table). */
   maxStates: number;
+  /**
+   * Work (see `work`) one step may take: a step cannot be interrupted, so this bounds how long
+   * one holds the thread. Real grammars take a few thousand; ones that keep tens of thousands of
+   * parses open at once (nested optional repetitions) are refused as too complex.
+   */
+  maxStepWork?: number;
+  /**
+   * Stacks one state may hold (parses open at once). Real grammars within the schema size limits
+   * hold at most about a thousand (an enum or object key with a thousand choices); a state past
+   * this is refused as too complex, as work on it gets slower per stack as it grows.
+   */
+  maxStacks?: number;
 }
 
-const DEFAULT_LIMITS: AutomatonLimits = { maxNodes: 500_000, maxStates: 50_000 };
+const DEFAULT_LIMITS: AutomatonLimits = { maxNodes: 500_000, maxStates: 50_000, maxStepWork: 100_000, maxStacks: 4096 };
 
 /** One frame of a parser stack: a grammar position and, at a terminal, its lexer state. */
 export class StackNode {
@@ -59,6 +72,14 @@ export class Automaton {
   private states = new Map<string, DfaState>();
   private nextNodeId = 0;
   private nextStateId = 0;
+  /**
+   * Work done so far, counted in stack operations (lexer steps, closure visits, states interned),
+   * each weighted by its rough cost: a measure of time that does not depend on the machine or its
+   * load, for budgets on how long computing a mask may take.
+   */
+  work = 0;
+  /** `work` past which the current step is abandoned. */
+  private stepLimit = Infinity;
   /** The state before any byte; null when the grammar matches nothing. */
   readonly initial: DfaState | null;
 
@@ -66,6 +87,7 @@ export class Automaton {
     readonly grammar: Grammar,
     private readonly limits: AutomatonLimits = DEFAULT_LIMITS,
   ) {
+    this.startStep();
     const closure = this.newClosure();
     for (const start of grammar.ruleStarts[grammar.start]) this.close(this.push(start, null), closure);
     this.initial = this.stateOf(closure);
@@ -77,6 +99,8 @@ export class Automaton {
     if (known !== undefined) return known;
     if (this.nodes.size > this.limits.maxNodes || this.states.size > this.limits.maxStates) this.forget();
     const closure = this.newClosure();
+    this.startStep();
+    this.work += 2 * state.stacks.length;
     for (const node of state.stacks) {
       const lex = this.grammar.lexerAt(node.pos).step(node.lex, byte);
       if (lex >= 0) this.close(this.intern(node.pos, lex, node.next), closure);
@@ -105,6 +129,15 @@ export class Automaton {
     this.states = new Map();
   }
 
+  private startStep(): void {
+    this.stepLimit = this.work + (this.limits.maxStepWork ?? Infinity);
+  }
+
+  /** Throws when the current step is over its budget (see AutomatonLimits.maxStepWork). */
+  private checkStep(): void {
+    if (this.work > this.stepLimit) throw tooComplex(`one character leaves more than ${this.limits.maxStepWork} parser steps to take`);
+  }
+
   private newClosure(): Closure {
     return { stacks: new Map(), accepting: false, seen: new Set() };
   }
@@ -117,6 +150,8 @@ export class Automaton {
     }
     if (out.seen.has(node)) return;
     out.seen.add(node);
+    this.work += 2;
+    this.checkStep();
     const g = this.grammar;
     const kind = g.kinds[node.pos];
     if (kind === TERMINAL) {
@@ -156,6 +191,9 @@ export class Automaton {
 
   private stateOf(closure: Closure): DfaState | null {
     if (closure.stacks.size === 0 && !closure.accepting) return null;
+    if (closure.stacks.size > (this.limits.maxStacks ?? Infinity))
+      throw tooComplex(`more than ${this.limits.maxStacks} parses are open at once`);
+    this.work += 4 * closure.stacks.size;
     const stacks = [...closure.stacks.values()].sort((a, b) => a.id - b.id);
     const key = (closure.accepting ? 'a' : 'n') + stacks.map((s) => s.id).join(',');
     let state = this.states.get(key);
@@ -165,4 +203,11 @@ export class Automaton {
     }
     return state;
   }
+}
+
+function tooComplex(why: string): CairnError {
+  return new CairnError(
+    'BAD_ARGUMENT',
+    `the JSON schema is too complex to enforce: ${why} (nested optional repetitions or very large alternations keep too many parses open)`,
+  );
 }

@@ -12,7 +12,7 @@ import { Prng } from '../../util/prng.js';
 import { fixture, missingFixture } from '../../../test/helpers/paths.js';
 import { tokenizerFromGguf } from '../../tokenizer/index.js';
 import { CompiledConstraint } from './compiled-constraint.js';
-import { jsonConstraint } from './json-constraint.js';
+import { jsonConstraint, prepareJsonConstraint } from './json-constraint.js';
 import { compileSchema } from './schema-compiler.js';
 import { isAllowed } from './token-mask.js';
 import { constraintVocab } from './tokenizer-vocab.js';
@@ -282,4 +282,68 @@ test('jsonConstraint: a schema that is not plain JSON data is a clear error', ()
     () => jsonConstraint(tinyVocab(), cyclic),
     (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /plain JSON/.test(err.message),
   );
+});
+
+test('mask walks: run in slices, a walk gives the mask of one uninterrupted walk', () => {
+  const vocab = tinyVocab();
+  const trie = VocabTrie.build(vocab);
+  const cases: [string, string][] = [
+    ['json_object', ''],
+    ['json_object', '{"'],
+    ['person', '{"name": "'],
+    ['tool', '{"name": "search", "query": "'],
+  ];
+  for (const [name, prefix] of cases) {
+    const whole = new CompiledConstraint(compileSchema(SCHEMAS[name]), trie);
+    const sliced = new CompiledConstraint(compileSchema(SCHEMAS[name]), trie);
+    const bytes = new TextEncoder().encode(prefix);
+    const walk = sliced.walk(sliced.automaton.advance(sliced.automaton.initial, bytes)!);
+    let slices = 1;
+    while (!walk.run(100)) slices++;
+    assert.deepEqual(walk.bits, whole.maskOf(whole.automaton.advance(whole.automaton.initial, bytes)!), `${name} after ${prefix}`);
+    if (prefix.endsWith('"') && name !== 'json_object') assert.ok(slices > 1, `${name}: the walk inside a string was cut into slices`);
+  }
+});
+
+test('prepareJsonConstraint: the same constraint as jsonConstraint, compiled without holding the event loop', async () => {
+  const vocab = tinyVocab();
+  const schema = SCHEMAS.person;
+  let otherWorkRan = false;
+  setImmediate(() => (otherWorkRan = true));
+  const prepared = await prepareJsonConstraint(vocab, schema);
+  assert.ok(otherWorkRan, 'the event loop had a turn while compiling');
+  const direct = jsonConstraint(vocab, schema);
+  const a = new Float32Array(vocab.size);
+  const b = new Float32Array(vocab.size);
+  prepared.mask(a);
+  direct.mask(b);
+  assert.deepEqual(a, b);
+  await assert.rejects(
+    prepareJsonConstraint(vocab, JSON.parse('{"items":'.repeat(5000) + '{}' + '}'.repeat(5000)) as JsonSchema),
+    (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /too large/.test(err.message),
+  );
+});
+
+test('schemas that keep too many parses open are refused as too complex, not run for minutes', async () => {
+  const vocab = tinyVocab();
+  for (const pattern of ['^(.{0,100}){0,100}$', '^((a|ab|abc|abcd)*.{0,50}){0,20}$']) {
+    await assert.rejects(
+      (async () => {
+        const c = await prepareJsonConstraint(vocab, { type: 'string', pattern });
+        // What the first mask did not reach, generation does: walk on until refused.
+        const logits = new Float32Array(vocab.size);
+        for (const byte of new TextEncoder().encode('"abcabcabcabcabc')) {
+          c.mask(logits.fill(0));
+          const id = Array.from({ length: vocab.size }, (_, i) => i).find(
+            (i) => vocab.piece(i).length === 1 && vocab.piece(i)[0] === byte,
+          )!;
+          c.accept(id);
+        }
+      })(),
+      (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /too complex/.test(err.message),
+      pattern,
+    );
+  }
+  // The same patterns with small counts are fine.
+  await prepareJsonConstraint(vocab, { type: 'string', pattern: '^(.{0,4}){0,4}$' });
 });

@@ -3,11 +3,13 @@
  * step masks every token whose bytes would take the output off every valid document, so whatever
  * the sampler picks, the text stays a prefix of a document matching the schema.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CairnError } from '../../util/errors.js';
 import type { DfaState } from './automaton.js';
 import { CompiledConstraint } from './compiled-constraint.js';
 import { compileSchema, type SchemaCompileOptions } from './schema-compiler.js';
 import { plainJson } from './schema-keywords.js';
+import { checkSchemaLimits, DEFAULT_SCHEMA_LIMITS, type SchemaLimits } from './schema-limits.js';
 import { applyMask } from './token-mask.js';
 import type { ConstraintVocab, JsonSchema, TokenConstraint } from './types.js';
 import { VocabTrie } from './vocab-trie.js';
@@ -31,8 +33,18 @@ function vocabIndex(vocab: ConstraintVocab): VocabIndex {
   return index;
 }
 
-/** The compiled form of (vocab, schema), shared by every constraint asking for the same pair. */
-function compiledFor(vocab: ConstraintVocab, schema: JsonSchema | undefined, options: SchemaCompileOptions): CompiledConstraint {
+/** Options of a JSON constraint. */
+export interface JsonConstraintOptions extends SchemaCompileOptions {
+  /** Size limits checked before compiling (default DEFAULT_SCHEMA_LIMITS). */
+  limits?: SchemaLimits;
+}
+
+/**
+ * The compiled form of (vocab, schema), shared by every constraint asking for the same pair. A
+ * schema past the size limits, or one that overflows the stack while compiling, is BAD_ARGUMENT.
+ */
+function compiledFor(vocab: ConstraintVocab, schema: JsonSchema | undefined, options: JsonConstraintOptions): CompiledConstraint {
+  checkSchemaLimits(schema, options.limits ?? DEFAULT_SCHEMA_LIMITS);
   const index = vocabIndex(vocab);
   // Key order matters (properties are generated in schema order), so no canonical sorting here.
   const key = `${options.strict ? 's' : 'n'}${schema === undefined ? '' : plainJson(schema)}`;
@@ -40,7 +52,12 @@ function compiledFor(vocab: ConstraintVocab, schema: JsonSchema | undefined, opt
   if (compiled) {
     index.compiled.delete(key);
   } else {
-    compiled = new CompiledConstraint(compileSchema(schema, options), index.trie);
+    try {
+      compiled = new CompiledConstraint(compileSchema(schema, { strict: options.strict }), index.trie);
+    } catch (err) {
+      if (err instanceof RangeError) throw new CairnError('BAD_ARGUMENT', `the JSON schema is too large to compile: ${err.message}`);
+      throw err;
+    }
     if (compiled.automaton.initial === null) throw new CairnError('BAD_ARGUMENT', 'the JSON schema matches no document');
   }
   index.compiled.set(key, compiled);
@@ -106,6 +123,41 @@ class JsonConstraint implements TokenConstraint {
  * vocabulary trie is cached per vocab object, compiled schemas per vocab. Throws CairnError
  * BAD_ARGUMENT for unsupported or unsatisfiable schemas.
  */
-export function jsonConstraint(vocab: ConstraintVocab, schema?: JsonSchema, options: SchemaCompileOptions = {}): TokenConstraint {
+export function jsonConstraint(vocab: ConstraintVocab, schema?: JsonSchema, options: JsonConstraintOptions = {}): TokenConstraint {
   return new JsonConstraint(vocab, compiledFor(vocab, schema, options));
+}
+
+/** Mask work done between two yields to the event loop (a few milliseconds). */
+const WORK_PER_TURN = 200_000;
+
+/**
+ * As jsonConstraint, for a server: the size limits are checked first, the event loop gets a turn
+ * after compiling, and the first mask (usually the costliest: every alternative is still open) is
+ * computed in slices with a turn between each, so one request's schema does not hold up the
+ * others. A schema whose first mask passes the work limit is refused here, before generation.
+ */
+export async function prepareJsonConstraint(
+  vocab: ConstraintVocab,
+  schema?: JsonSchema,
+  options: JsonConstraintOptions = {},
+): Promise<TokenConstraint> {
+  checkSchemaLimits(schema, options.limits ?? DEFAULT_SCHEMA_LIMITS);
+  await nextTurn();
+  const compiled = compiledFor(vocab, schema, options);
+  const initial = compiled.automaton.initial!;
+  if (initial.mask === undefined) {
+    await nextTurn();
+    const walk = compiled.walk(initial);
+    while (!walk.run(WORK_PER_TURN)) await nextTurn();
+    compiled.keep(initial, walk.bits);
+  }
+  return new JsonConstraint(vocab, compiled);
+}
+
+/**
+ * Builds the vocabulary's trie now (it takes a moment for a large vocabulary), so the first
+ * request with a JSON constraint does not pay for it.
+ */
+export function warmJsonConstraints(vocab: ConstraintVocab): void {
+  vocabIndex(vocab);
 }
