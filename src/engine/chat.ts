@@ -5,7 +5,7 @@
  */
 import { Metadata } from '../gguf/metadata.js';
 import type { GgufFile } from '../gguf/reader.js';
-import { resolveChatTemplate, type BuiltinTemplateName, type ChatMessage, type ChatTemplate, type ToolDefinition } from '../tokenizer/chat/index.js';
+import { resolveChatTemplate, type BuiltinTemplateName, type ChatMessage, type ChatTemplate, type TemplateBudget, type ToolDefinition } from '../tokenizer/chat/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { CairnError } from '../util/errors.js';
 import { BUILTIN_TEMPLATE_NAMES } from '../tokenizer/chat/index.js';
@@ -25,6 +25,8 @@ export interface ChatPromptOptions {
   readonly tools?: readonly ToolDefinition[];
   readonly variables?: Readonly<Record<string, unknown>>;
   readonly addGenerationPrompt?: boolean;
+  /** Limits on the template's steps and time (see TemplateBudget). */
+  readonly budget?: TemplateBudget;
 }
 
 const cache = new WeakMap<GgufFile, Map<string, ChatTemplate>>();
@@ -52,14 +54,22 @@ export function modelChatTemplate(model: ChatModel, name?: string): ChatTemplate
 
 /** Renders a conversation with the model's template and returns the prompt's token ids. */
 export function chatPrompt(model: ChatModel, messages: readonly ChatMessage[], opts: ChatPromptOptions = {}): number[] {
+  return model.tokenizer.encode(chatText(model, messages, opts), { addSpecial: true, parseSpecial: true });
+}
+
+/**
+ * Renders a conversation with the model's template: the prompt as text, to be tokenized as
+ * chatPrompt does (with special tokens parsed and BOS added where the tokenizer adds it).
+ */
+export function chatText(model: ChatModel, messages: readonly ChatMessage[], opts: ChatPromptOptions = {}): string {
   const tok = model.tokenizer;
-  const text = modelChatTemplate(model, opts.template).render(messages, {
+  return modelChatTemplate(model, opts.template).render(messages, {
     bosToken: tok.bosId !== undefined ? tok.tokenText(tok.bosId) : '',
     eosToken: tok.eosId !== undefined ? tok.tokenText(tok.eosId) : '',
     addGenerationPrompt: opts.addGenerationPrompt ?? true,
     tools: opts.tools,
     variables: opts.variables,
     tokenizerAddsBos: tok.addBos,
+    budget: opts.budget,
   });
-  return tok.encode(text, { addSpecial: true, parseSpecial: true });
 }

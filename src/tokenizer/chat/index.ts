@@ -2,7 +2,7 @@
  * Chat templates: render OpenAI-style conversations with the model's Jinja template (or a
  * built-in fallback), and parse tool calls back out of generated text.
  */
-export { ChatTemplate, renderChat } from './template.js';
+export { ChatTemplate, DEFAULT_TEMPLATE_BUDGET, MAX_RANGE, renderChat, type TemplateBudget } from './template.js';
 export {
   BUILTIN_TEMPLATE_NAMES,
   builtinChatTemplate,

@@ -300,3 +300,26 @@ test('each real template teaches a tool-call format the parser reads back', () =
   const llamaTurn = llama.split('<|start_header_id|>assistant<|end_header_id|>\n\n')[1].split('<|eot_id|>')[0];
   assert.deepEqual(parseToolCalls(llamaTurn, 'llama3').toolCalls, [{ name: 'get_weather', arguments: { city: 'Paris' } }]);
 });
+
+test('a template that loops past its step budget is stopped with TEMPLATE_ERROR', () => {
+  const loop = ChatTemplate.compile('{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}', 'loop');
+  assert.throws(
+    () => loop.render(chat, { budget: { maxSteps: 100_000 } }),
+    (err: unknown) => isCairnError(err, 'TEMPLATE_ERROR') && /'loop' was stopped: it took more than 100000 steps/.test(err.message),
+  );
+  assert.throws(
+    () => loop.render(chat, { budget: { timeoutMs: 50 } }),
+    (err: unknown) => isCairnError(err, 'TEMPLATE_ERROR') && /was stopped: it ran for more than 50 ms/.test(err.message),
+  );
+  // Real templates need a few thousand steps for a long conversation.
+  const long = Array.from({ length: 200 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `turn ${i}` }));
+  assert.ok(load('qwen3.jinja').render(long, { budget: { maxSteps: 20_000 } }).includes('turn 199'));
+});
+
+test('range() refuses lists longer than MAX_RANGE before building them', () => {
+  assert.throws(
+    () => ChatTemplate.compile('{{ range(100000000)|length }}').render(chat),
+    (err: unknown) => isCairnError(err, 'TEMPLATE_ERROR') && /range\(\) of 100000000 numbers/.test(err.message),
+  );
+  assert.equal(ChatTemplate.compile('{{ range(1000)|length }}').render(chat), '1000');
+});

@@ -19,6 +19,69 @@ import type { ChatMessage, ChatRenderOptions } from './types.js';
 /** Thrown by the template's own `raise_exception(...)`, told apart from engine failures. */
 class TemplateRaised extends Error {}
 
+/** Thrown when a rendering runs past its budget. */
+class TemplateOverBudget extends Error {}
+
+/** How much one rendering may do (a model file's template is code from whoever made the file). */
+export interface TemplateBudget {
+  /** Most interpreter steps (expressions and statements evaluated). */
+  readonly maxSteps?: number;
+  /** Most wall-clock time, in milliseconds. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Defaults: far beyond what real templates need (a few thousand steps for a long conversation),
+ * far below what a loop over a hundred million items would take.
+ */
+export const DEFAULT_TEMPLATE_BUDGET: Required<TemplateBudget> = { maxSteps: 5_000_000, timeoutMs: 10_000 };
+
+/** Longest list `range()` builds; longer ones are refused before they take memory. */
+export const MAX_RANGE = 1_000_000;
+
+/** The parts of @huggingface/jinja's interpreter used here (its own typings do not resolve under ESM). */
+interface JinjaInterpreter {
+  run(program: unknown): { value: unknown };
+  evaluate(statement: unknown, environment: Environment): unknown;
+  /** Runs a list of statements: a loop's body, once per iteration, even when it is empty. */
+  evaluateBlock(statements: unknown, environment: Environment): unknown;
+}
+const JinjaInterpreterBase = Interpreter as unknown as new (env: Environment) => JinjaInterpreter;
+
+/**
+ * The interpreter, counting steps and watching the clock: every expression and statement passes
+ * through evaluate, every loop iteration through evaluateBlock.
+ */
+class BudgetedInterpreter extends JinjaInterpreterBase {
+  private steps = 0;
+  private readonly maxSteps: number;
+  private readonly timeoutMs: number;
+  private readonly deadline: number;
+
+  constructor(env: Environment, budget: TemplateBudget) {
+    super(env);
+    this.maxSteps = budget.maxSteps ?? DEFAULT_TEMPLATE_BUDGET.maxSteps;
+    this.timeoutMs = budget.timeoutMs ?? DEFAULT_TEMPLATE_BUDGET.timeoutMs;
+    this.deadline = performance.now() + this.timeoutMs;
+  }
+
+  /** Counts one step; once over, every later step throws too, in case the engine catches one. */
+  private tick(): void {
+    if (++this.steps > this.maxSteps) throw new TemplateOverBudget(`it took more than ${this.maxSteps} steps`);
+    if ((this.steps & 15) === 0 && performance.now() > this.deadline) throw new TemplateOverBudget(`it ran for more than ${this.timeoutMs} ms`);
+  }
+
+  override evaluate(statement: unknown, environment: Environment): unknown {
+    this.tick();
+    return super.evaluate(statement, environment);
+  }
+
+  override evaluateBlock(statements: unknown, environment: Environment): unknown {
+    this.tick();
+    return super.evaluateBlock(statements, environment);
+  }
+}
+
 /** Variable names the renderer sets itself; `variables` may not reuse them. */
 const RESERVED = new Set([
   'messages', 'tools', 'bos_token', 'eos_token', 'add_generation_prompt',
@@ -32,6 +95,8 @@ function range(start: number, stop?: number, step = 1): number[] {
     start = 0;
   }
   if (step === 0) throw new Error('range() step must not be zero');
+  const length = Math.ceil((stop - start) / step);
+  if (!(length <= MAX_RANGE)) throw new Error(`range() of ${length} numbers is longer than the limit of ${MAX_RANGE}`);
   const out: number[] = [];
   for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
   return out;
@@ -73,10 +138,10 @@ export class ChatTemplate {
     const env = this.environment(messages, options);
     let text: string;
     try {
-      const result = new Interpreter(env).run(this.compiled.parsed);
+      const result = new BudgetedInterpreter(env, options.budget ?? {}).run(this.compiled.parsed);
       text = String(result.value);
     } catch (err) {
-      const what = err instanceof TemplateRaised ? 'raised an error' : 'failed';
+      const what = err instanceof TemplateRaised ? 'raised an error' : err instanceof TemplateOverBudget ? 'was stopped' : 'failed';
       throw new CairnError('TEMPLATE_ERROR', `chat template${label(this.name)} ${what}: ${describe(err)}`, {
         cause: err,
       });

@@ -2,6 +2,7 @@
  * The shapes a chat request carries into a template: OpenAI-style messages, tool definitions and
  * tool calls, and the options of one rendering.
  */
+import type { TemplateBudget } from './template.js';
 
 /** One part of a multi-part message; only text parts can be rendered into a text prompt. */
 export interface ChatTextPart {
@@ -66,4 +67,6 @@ export interface ChatRenderOptions {
    * exactly one BOS.
    */
   readonly tokenizerAddsBos?: boolean;
+  /** Limits on the rendering's steps and time (default DEFAULT_TEMPLATE_BUDGET). */
+  readonly budget?: TemplateBudget;
 }
