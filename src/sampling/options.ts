@@ -106,7 +106,8 @@ function resolveBias(bias: SamplerOptions['logitBias']): { ids: Int32Array; valu
       bias instanceof Map ? bias.entries() : Object.entries(bias);
     for (const [key, value] of raw) {
       const id = typeof key === 'number' ? key : Number(key);
-      if (!Number.isInteger(id) || id < 0 || (typeof key === 'string' && key.trim() === '')) {
+      // Ids are stored as int32: a larger one would wrap around to another token's id.
+      if (!Number.isInteger(id) || id < 0 || id > 0x7fffffff || (typeof key === 'string' && key.trim() === '')) {
         throw bad(`logitBias key must be a token id (a non-negative integer), got ${String(key)}`);
       }
       if (typeof value !== 'number' || Number.isNaN(value) || value === Infinity) {
