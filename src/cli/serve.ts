@@ -30,6 +30,10 @@ interface ServeFlags extends ClusterKeyFlags {
   mdns?: boolean;
   mdnsInterface?: string;
   activations?: 'f16' | 'f32';
+  requestTimeout: number;
+  idleTimeout: number;
+  templateTimeout: number;
+  promptWorkers: number;
 }
 
 function version(): string {
@@ -48,6 +52,10 @@ export function serveCommand(): Command {
     .option('--max-queue <n>', 'requests that may wait for a slot before the server answers 429 (default: 4 x parallel)', intArg(0))
     .option('--alias <name>', 'model name clients use (default: the file name)')
     .option('--body-limit <bytes>', 'largest request body', intArg(1024), 8 * 1024 * 1024)
+    .option('--request-timeout <ms>', 'longest a client may take to send a request (headers and body); slower ones get 408', intArg(100), 30_000)
+    .option('--idle-timeout <ms>', 'close a connection after this long without traffic either way (0 = never)', intArg(0), 600_000)
+    .option('--template-timeout <ms>', "longest the model's chat template may run for one request; longer is a 400", intArg(10), 2000)
+    .option('--prompt-workers <n>', 'threads that render chat templates and tokenize prompts', intArg(1), 2)
     .option('--cache-ram <bytes>', 'memory for prompt prefixes kept beyond the KV slots (0 = only the slots)', intArg(0), 1024 * 1024 * 1024)
     .option('--prompt-cache-dir <dir>', 'save the prompt cache here on shutdown and reuse it after a restart')
     .option('--cluster', 'run the model across cluster nodes (started with `cairn node`)')
@@ -113,8 +121,16 @@ export function serveCommand(): Command {
           );
         },
         o.alias,
+        { promptWorkers: o.promptWorkers, templateTimeoutMs: o.templateTimeout },
       );
-      const { app } = buildServer(host, { apiKey, bodyLimit: o.bodyLimit, version: version(), cluster: () => coordinator?.status() });
+      const { app } = buildServer(host, {
+        apiKey,
+        bodyLimit: o.bodyLimit,
+        version: version(),
+        cluster: () => coordinator?.status(),
+        requestTimeoutMs: o.requestTimeout,
+        idleTimeoutMs: o.idleTimeout,
+      });
       const address = await app.listen({ host: o.host, port: o.port });
       process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1)\n`);
       // Yield once so the listening line is out before the synchronous part of loading starts.

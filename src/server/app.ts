@@ -22,6 +22,30 @@ export interface ServerOptions {
   readonly version?: string;
   /** The cluster's status, when the model runs on a cluster (GET /v1/cluster). */
   readonly cluster?: () => ClusterStatus | undefined;
+  /**
+   * Longest a client may take to send a whole request, headers and body, in ms (default 30 s);
+   * a slower one (a trickled body) gets 408 and is disconnected. Headers alone get at most 10 s.
+   */
+  readonly requestTimeoutMs?: number;
+  /**
+   * A connection with no traffic either way for this long is closed, in ms (default 10 min, what
+   * OpenAI's clients wait for a reply): a generation that has not produced its reply yet counts.
+   */
+  readonly idleTimeoutMs?: number;
+  /** A kept-alive connection with no request for this long is closed, in ms (default 10 s). */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+/** Node's own defaults would let a trickled request hold its connection forever (fastify's are 0). */
+function httpTimeouts(opts: ServerOptions): { requestTimeout: number; connectionTimeout: number; keepAliveTimeout: number; http: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } } {
+  const request = opts.requestTimeoutMs ?? 30_000;
+  return {
+    requestTimeout: request,
+    connectionTimeout: opts.idleTimeoutMs ?? 600_000,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 10_000,
+    // Node checks both timeouts at this interval, so it bounds how late a slow client is dropped.
+    http: { headersTimeout: Math.min(request, 10_000), requestTimeout: request, connectionsCheckingInterval: Math.min(Math.max(Math.floor(request / 4), 100), 5000) },
+  };
 }
 
 function keyMatches(header: string | undefined, key: string): boolean {
@@ -35,7 +59,9 @@ function keyMatches(header: string | undefined, key: string): boolean {
 /** Builds the server for a model host (not yet listening). */
 export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: FastifyInstance; metrics: ServerMetrics } {
   const bodyLimit = opts.bodyLimit ?? 8 * 1024 * 1024;
-  const app = Fastify({ bodyLimit, logger: false, forceCloseConnections: true });
+  const app = Fastify({ bodyLimit, logger: false, forceCloseConnections: true, ...httpTimeouts(opts) });
+  // Closing the server stops the prompt workers, even one stuck in a model's template.
+  app.addHook('onClose', async () => host.close());
   const metrics = new ServerMetrics();
   // Ollama clients often send JSON without a JSON content type; parse any body as JSON.
   app.removeContentTypeParser('text/plain');

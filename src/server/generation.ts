@@ -5,6 +5,7 @@
 import type { LoadedModel } from '../engine/load.js';
 import type { GenerateRequest, GenerationConstraint, GenerationEvent } from '../engine/engine.js';
 import type { SamplerOptions, StepLogprobs } from '../sampling/index.js';
+import { badRequest } from './errors.js';
 
 /** API sampling fields (OpenAI names and llama.cpp extensions), all optional. */
 export interface ApiSampling {
@@ -19,8 +20,39 @@ export interface ApiSampling {
   logit_bias?: Record<string, number> | null;
 }
 
+/** Token ids a request may name: those of the tokenizer that the model also has logits for. */
+export function vocabularySize(model: LoadedModel): number {
+  return Math.min(model.config.nVocab, model.tokenizer.vocabSize);
+}
+
+/**
+ * `logit_bias` with its keys checked as token ids of the model (decimal integers below the
+ * vocabulary size) and its values as finite numbers in [-100, 100], before any key becomes a
+ * number that could be narrowed (2^32 + 313 must not turn into token 313). Errors are 400s naming
+ * `param`.
+ */
+export function logitBiasFromApi(
+  bias: Readonly<Record<string, unknown>> | null | undefined,
+  model: LoadedModel,
+  param = 'logit_bias',
+): Map<number, number> | undefined {
+  if (bias === null || bias === undefined) return undefined;
+  const n = vocabularySize(model);
+  const out = new Map<number, number>();
+  for (const [key, value] of Object.entries(bias)) {
+    if (!/^\d+$/.test(key) || Number(key) >= n) {
+      throw badRequest(`logit_bias key "${key.slice(0, 32)}" is not a token id of this model (an integer from 0 to ${n - 1})`, param);
+    }
+    if (typeof value !== 'number' || !(value >= -100 && value <= 100)) {
+      throw badRequest(`logit_bias for token ${key} must be a number from -100 to 100`, param);
+    }
+    out.set(Number(key), value);
+  }
+  return out;
+}
+
 /** Sampler options for API fields; unset fields take llama.cpp server's defaults. */
-export function samplerFromApi(s: ApiSampling): SamplerOptions {
+export function samplerFromApi(s: ApiSampling, model: LoadedModel): SamplerOptions {
   const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
   return {
     temperature: opt(s.temperature),
@@ -31,7 +63,7 @@ export function samplerFromApi(s: ApiSampling): SamplerOptions {
     presencePenalty: opt(s.presence_penalty),
     frequencyPenalty: opt(s.frequency_penalty),
     seed: opt(s.seed),
-    logitBias: s.logit_bias ?? undefined,
+    logitBias: logitBiasFromApi(s.logit_bias, model),
   };
 }
 

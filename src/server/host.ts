@@ -1,11 +1,21 @@
 /**
  * The model a server serves: loaded once in the background while the server already answers
- * (503 until ready), kept loaded until shutdown. Routes ask the host for the model and its
- * names.
+ * (503 until ready), kept loaded until shutdown, with the workers that prepare its prompts
+ * (prompt-workers.ts). Routes ask the host for the model, its prompt workers and its names.
  */
 import { basename } from 'node:path';
 import type { LoadedModel } from '../engine/load.js';
 import { modelNotFound, unavailable } from './errors.js';
+import { PromptWorkers } from './prompt-workers.js';
+import { warmConstraints } from './response-format.js';
+
+/** How prompts are prepared. */
+export interface HostOptions {
+  /** Prompt worker threads (default 2). */
+  readonly promptWorkers?: number;
+  /** Longest a chat template may run for one request, in ms (default 2000). */
+  readonly templateTimeoutMs?: number;
+}
 
 /** Loading state of the served model. */
 export type HostState = 'loading' | 'ready' | 'failed';
@@ -14,6 +24,7 @@ export type HostState = 'loading' | 'ready' | 'failed';
 export class ModelHost {
   state: HostState = 'loading';
   model: LoadedModel | undefined;
+  private workers: PromptWorkers | undefined;
   error: Error | undefined;
   /** The id clients use in `model` (the file name without .gguf). */
   readonly id: string;
@@ -25,15 +36,15 @@ export class ModelHost {
     readonly path: string,
     private readonly load: () => Promise<LoadedModel>,
     alias?: string,
+    private readonly options: HostOptions = {},
   ) {
     this.id = alias ?? basename(path).replace(/\.gguf$/i, '');
   }
 
   /** Starts loading (after the server listens, so clients see 503 rather than a refused connection). */
   start(): Promise<void> {
-    this.ready = this.load().then(
-      (m) => {
-        this.model = m;
+    this.ready = this.loadAll().then(
+      () => {
         this.state = 'ready';
       },
       (err: Error) => {
@@ -44,12 +55,40 @@ export class ModelHost {
     return this.ready;
   }
 
+  private async loadAll(): Promise<void> {
+    const m = await this.load();
+    try {
+      this.workers = await PromptWorkers.start({
+        path: this.path,
+        ctx: m.engine.runner.ctxPerSlot,
+        workers: this.options.promptWorkers,
+        templateTimeoutMs: this.options.templateTimeoutMs,
+      });
+      warmConstraints(m);
+    } catch (err) {
+      m.close();
+      throw err;
+    }
+    this.model = m;
+  }
+
+  /** Stops the prompt workers (a render in progress is abandoned). */
+  async close(): Promise<void> {
+    await this.workers?.close();
+  }
+
+  /** The workers that render and tokenize prompts off the event loop (once ready; see require()). */
+  get prompts(): PromptWorkers {
+    if (!this.workers) throw unavailable('The model is still loading; retry in a moment (GET /health says when it is ready).');
+    return this.workers;
+  }
+
   /** Names a request may use for this model: the id, the file name, and the path. */
   get names(): string[] {
     return [this.id, basename(this.path), this.path];
   }
 
-  /** The loaded model, or the 404/503 a request for `name` should get. */
+  /** The loaded model, or the 404/503 a request for `name` should get. Once it returns, `prompts` is set. */
   require(name?: string): LoadedModel {
     if (name !== undefined && !this.names.includes(name)) throw modelNotFound(name, [this.id]);
     if (this.state === 'loading') throw unavailable('The model is still loading; retry in a moment (GET /health says when it is ready).');

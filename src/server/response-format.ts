@@ -1,34 +1,54 @@
 /**
- * OpenAI `response_format` as a decoding constraint: `json_object` allows any JSON object,
- * `json_schema` allows only documents that match the schema (checked for supported keywords up
- * front, so an unsupported schema is a 400, not a silently unconstrained reply).
+ * OpenAI `response_format` (and Ollama `format`, and forced tool calls) as a decoding constraint:
+ * `json_object` allows any JSON object, `json_schema` allows only documents that match the
+ * schema. Every problem with a schema (unsupported, unsatisfiable, too large, too deep, too
+ * complex to enforce) is a 400 naming the field, found before generation starts; compiling runs
+ * in slices so that it does not hold up other requests.
  */
 import type { GenerationConstraint } from '../engine/engine.js';
 import type { LoadedModel } from '../engine/load.js';
-import { constraintVocab, jsonConstraint, validateSchemaSupport, type JsonSchema } from '../sampling/constraint/index.js';
-import { CairnError } from '../util/errors.js';
+import {
+  checkSchemaLimits,
+  constraintVocab,
+  prepareJsonConstraint,
+  warmJsonConstraints,
+  type JsonSchema,
+} from '../sampling/constraint/index.js';
+import { isCairnError } from '../util/errors.js';
 import { badRequest } from './errors.js';
 
 /** The response_format field after validation. */
 export type ResponseFormat =
-  | { type: 'text' }
-  | { type: 'json_object' }
-  | { type: 'json_schema'; json_schema: { schema?: Record<string, unknown> } };
+  { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { schema?: Record<string, unknown> } };
 
-const vocabs = new WeakMap<object, ReturnType<typeof constraintVocab>>();
-
-/** A constraint for the format, or undefined for plain text. */
-export function constraintForFormat(model: LoadedModel, format: ResponseFormat): GenerationConstraint | undefined {
+/** A constraint for the format, or undefined for plain text; `param` names the field in errors. */
+export async function constraintForFormat(
+  model: LoadedModel,
+  format: ResponseFormat,
+  param = 'response_format.json_schema.schema',
+): Promise<GenerationConstraint | undefined> {
   if (format.type === 'text') return undefined;
-  let vocab = vocabs.get(model.tokenizer);
-  if (!vocab) vocabs.set(model.tokenizer, (vocab = constraintVocab(model.tokenizer)));
-  if (format.type === 'json_object') return jsonConstraint(vocab);
-  const schema = format.json_schema.schema ?? {};
+  const vocab = constraintVocab(model.tokenizer);
+  const schema = format.type === 'json_object' ? undefined : ((format.json_schema.schema ?? {}) as JsonSchema);
   try {
-    validateSchemaSupport(schema);
+    return await prepareJsonConstraint(vocab, schema);
   } catch (err) {
-    if (err instanceof CairnError) throw badRequest(err.message, 'response_format.json_schema.schema');
+    if (isCairnError(err, 'BAD_ARGUMENT')) throw badRequest(err.message, param);
     throw err;
   }
-  return jsonConstraint(vocab, schema as JsonSchema);
+}
+
+/** Throws a 400 naming `param` when a schema (one not compiled here, e.g. a tool's) passes the size limits. */
+export function checkSchemaSize(schema: unknown, param: string): void {
+  try {
+    checkSchemaLimits(schema);
+  } catch (err) {
+    if (isCairnError(err, 'BAD_ARGUMENT')) throw badRequest(err.message, param);
+    throw err;
+  }
+}
+
+/** Prepares what every constraint of this model shares (the vocabulary trie), at load time. */
+export function warmConstraints(model: LoadedModel): void {
+  warmJsonConstraints(constraintVocab(model.tokenizer));
 }

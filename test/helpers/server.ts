@@ -63,3 +63,46 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, p
     },
   };
 }
+
+/** What a health watch saw. */
+export interface HealthWatch {
+  /** Polls made. */
+  readonly polls: number;
+  /** The slowest answer, in ms (a poll that got no answer counts with the time it waited). */
+  readonly slowestMs: number;
+  /** Polls that did not answer 200, each as "status" or an error message. */
+  readonly failures: readonly string[];
+}
+
+/**
+ * Polls `${url}/health` one request after another (a pause of `everyMs` between them) until
+ * stopped, timing each answer: how a test sees whether the server's event loop stayed free.
+ */
+export function watchHealth(url: string, everyMs = 50, timeoutMs = 10_000): { stop(): Promise<HealthWatch> } {
+  let running = true;
+  let polls = 0;
+  let slowestMs = 0;
+  const failures: string[] = [];
+  const loop = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      try {
+        const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+        await r.arrayBuffer();
+        if (r.status !== 200) failures.push(String(r.status));
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+      polls++;
+      slowestMs = Math.max(slowestMs, performance.now() - t0);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { polls, slowestMs, failures };
+    },
+  };
+}

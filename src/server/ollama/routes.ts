@@ -6,16 +6,16 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { chatPrompt, type ChatMessage } from '../../engine/chat.js';
+import type { ChatMessage } from '../../engine/chat.js';
 import type { GenerationEvent, GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import { Metadata } from '../../gguf/metadata.js';
 import { formatCount } from '../../util/format.js';
 import { badRequest, toApiError } from '../errors.js';
-import { startGeneration, stopList, type ServerGeneration } from '../generation.js';
+import { logitBiasFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
-import { constraintForFormat } from '../response-format.js';
+import { checkSchemaSize, constraintForFormat } from '../response-format.js';
 import type { SamplerOptions } from '../../sampling/index.js';
 
 const options = z
@@ -31,6 +31,8 @@ const options = z
     repeat_last_n: z.number().int().min(-1).optional(),
     presence_penalty: z.number().optional(),
     frequency_penalty: z.number().optional(),
+    // Not an Ollama option; accepted with the OpenAI meaning (token id -> bias) for clients that send it.
+    logit_bias: z.record(z.string(), z.unknown()).optional(),
   })
   .optional();
 
@@ -59,8 +61,9 @@ const generateBody = z.looseObject({
 
 type Options = z.infer<typeof options>;
 
-function sampler(o: Options): SamplerOptions {
+function sampler(o: Options, model: LoadedModel): SamplerOptions {
   return {
+    logitBias: logitBiasFromApi(o?.logit_bias, model, 'options.logit_bias'),
     temperature: o?.temperature,
     topP: o?.top_p,
     topK: o?.top_k,
@@ -83,10 +86,10 @@ function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
   return r.data;
 }
 
-function formatConstraint(model: LoadedModel, f: z.infer<typeof format>): ServerGeneration['constraint'] {
+async function formatConstraint(model: LoadedModel, f: z.infer<typeof format>): Promise<ServerGeneration['constraint']> {
   if (f === undefined || f === '') return undefined;
-  if (f === 'json') return constraintForFormat(model, { type: 'json_object' });
-  return constraintForFormat(model, { type: 'json_schema', json_schema: { schema: f } });
+  if (f === 'json') return constraintForFormat(model, { type: 'json_object' }, 'format');
+  return constraintForFormat(model, { type: 'json_schema', json_schema: { schema: f } }, 'format');
 }
 
 const ns = (ms: number) => Math.round(ms * 1e6);
@@ -110,14 +113,10 @@ async function answer(
   metrics: ServerMetrics,
   stream: boolean,
   events: AsyncIterable<GenerationEvent>,
-  abort: AbortController,
   piece: (text: string) => Record<string, unknown>,
   final: (s: GenerationSummary, all: string) => Record<string, unknown>,
 ): Promise<void> {
   metrics.requestStarted();
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableEnded) abort.abort();
-  });
   let summary: GenerationSummary | undefined;
   if (!stream) {
     for await (const ev of events) if (ev.type === 'done') summary = ev.summary;
@@ -144,24 +143,40 @@ async function answer(
   }
 }
 
-/** Runs one Ollama generation: the options become sampling settings, the shapes come from the route. */
+/** An abort controller that fires when the client goes away before the response is written. */
+function clientGone(reply: FastifyReply): AbortController {
+  const abort = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableEnded) abort.abort();
+  });
+  return abort;
+}
+
+/**
+ * Runs one Ollama generation: the options become sampling settings, the shapes come from the
+ * route. Cheap checks come first, then the format's constraint, then the prompt (`prompt`,
+ * prepared by a prompt worker).
+ */
 async function runOllama(
   reply: FastifyReply,
   metrics: ServerMetrics,
   model: LoadedModel,
   body: { stream?: boolean; options?: Options; format?: z.infer<typeof format> },
-  prompt: number[],
+  abort: AbortController,
+  prompt: () => Promise<number[]>,
   piece: (text: string, created: string) => Record<string, unknown>,
-  final: (s: GenerationSummary, all: string, created: string, done: Record<string, unknown>) => Record<string, unknown>,
+  final: (s: GenerationSummary, all: string, created: string, done: Record<string, unknown>, prompt: number[]) => Record<string, unknown>,
 ): Promise<void> {
-  const abort = new AbortController();
   const numPredict = body.options?.num_predict;
+  const samplerOptions = sampler(body.options, model);
+  const constraint = await formatConstraint(model, body.format);
+  const ids = await prompt();
   const gen: ServerGeneration = {
-    prompt,
+    prompt: ids,
     maxTokens: numPredict !== undefined && numPredict >= 0 ? numPredict : undefined,
-    sampler: sampler(body.options),
+    sampler: samplerOptions,
     stop: stopList(body.options?.stop),
-    constraint: formatConstraint(model, body.format),
+    constraint,
   };
   const t0 = performance.now();
   const now = () => new Date().toISOString();
@@ -170,9 +185,8 @@ async function runOllama(
     metrics,
     body.stream ?? true,
     startGeneration(model, gen, abort.signal),
-    abort,
     (text) => piece(text, now()),
-    (s, all) => final(s, all, now(), doneFields(s, t0)),
+    (s, all) => final(s, all, now(), doneFields(s, t0), ids),
   );
 }
 
@@ -217,12 +231,15 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     const body = parse(chatBody, request.body);
     const model = host.require(body.model);
     const messages = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }) as ChatMessage);
+    body.tools?.forEach((t, i) => checkSchemaSize(t, `tools.${i}`));
+    const abort = clientGone(reply);
     await runOllama(
       reply,
       metrics,
       model,
       body,
-      chatPrompt(model, messages, { tools: body.tools as never }),
+      abort,
+      () => host.prompts.chat(messages, { tools: body.tools as never }, abort.signal),
       (text, created_at) => ({ model: host.id, created_at, message: { role: 'assistant', content: text }, done: false }),
       (_s, all, created_at, done) => ({ model: host.id, created_at, message: { role: 'assistant', content: all }, ...done }),
     );
@@ -235,17 +252,18 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
       // Ollama answers an empty prompt by loading the model and reporting done.
       return { model: host.id, created_at: new Date().toISOString(), response: '', done: true, done_reason: 'load' };
     }
-    const prompt = body.raw
-      ? model.tokenizer.encode(body.prompt, { addSpecial: true, parseSpecial: true })
-      : chatPrompt(model, [...(body.system ? [{ role: 'system', content: body.system }] : []), { role: 'user', content: body.prompt }] as ChatMessage[]);
+    const text = body.prompt;
+    const messages = [...(body.system ? [{ role: 'system', content: body.system }] : []), { role: 'user', content: text }] as ChatMessage[];
+    const abort = clientGone(reply);
     await runOllama(
       reply,
       metrics,
       model,
       body,
-      prompt,
+      abort,
+      () => (body.raw ? host.prompts.text(text, abort.signal) : host.prompts.chat(messages, {}, abort.signal)),
       (text, created_at) => ({ model: host.id, created_at, response: text, done: false }),
-      (s, all, created_at, done) => ({ model: host.id, created_at, response: all, ...done, context: [...prompt, ...s.tokens] }),
+      (s, all, created_at, done, prompt) => ({ model: host.id, created_at, response: all, ...done, context: [...prompt, ...s.tokens] }),
     );
   });
 }

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { chatPrompt, modelChatTemplate, type ChatMessage } from '../../engine/chat.js';
+import type { ChatMessage } from '../../engine/chat.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { GenerationSummary } from '../../engine/engine.js';
 import { detectToolCallFormat, parseToolCalls, proseLength, type ToolDefinition } from '../../tokenizer/chat/index.js';
@@ -14,7 +14,7 @@ import { chatLogprob, samplerFromApi, startGeneration, stopList, type ServerGene
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
-import { constraintForFormat } from '../response-format.js';
+import { checkSchemaSize, constraintForFormat } from '../response-format.js';
 import { chatCompletionRequest, describeZodError, type ChatCompletionRequest } from './schemas.js';
 
 type FinishReason = 'stop' | 'length' | 'tool_calls';
@@ -61,23 +61,30 @@ function forcedCallSchema(tools: ToolDefinition[], choice: ChatCompletionRequest
   return allowed.length === 1 ? one(allowed[0]) : { anyOf: allowed.map(one) };
 }
 
-/** Prepares the generation of a validated request. */
-function prepare(model: LoadedModel, req: ChatCompletionRequest): { gen: ServerGeneration; tools?: ToolDefinition[]; forced: boolean } {
+/**
+ * Prepares the generation of a validated request, cheapest checks first: sampling fields and
+ * schema sizes, then the constraint (compiled in slices), then the prompt (rendered and tokenized
+ * by a prompt worker).
+ */
+async function prepare(host: ModelHost, model: LoadedModel, req: ChatCompletionRequest, signal: AbortSignal): Promise<{ gen: ServerGeneration; tools?: ToolDefinition[]; forced: boolean }> {
   const tools = req.tools && req.tools.length > 0 && req.tool_choice !== 'none' ? (req.tools as ToolDefinition[]) : undefined;
   if (tools && req.response_format && req.response_format.type !== 'text') {
     throw badRequest('response_format and tools cannot be combined', 'response_format');
   }
+  const sampler = samplerFromApi(req, model);
+  req.tools?.forEach((t, i) => checkSchemaSize(t.function.parameters, `tools.${i}.function.parameters`));
   const forced = tools ? forcedCallSchema(tools, req.tool_choice) : undefined;
-  const prompt = chatPrompt(model, messagesFor(req), { tools, variables: req.chat_template_kwargs });
   const format = forced ? ({ type: 'json_schema', json_schema: { schema: forced } } as const) : req.response_format;
+  const constraint = format ? await constraintForFormat(model, format, forced ? 'tools' : undefined) : undefined;
+  const prompt = await host.prompts.chat(messagesFor(req), { tools, variables: req.chat_template_kwargs }, signal);
   const gen: ServerGeneration = {
     prompt,
     maxTokens: req.max_completion_tokens ?? req.max_tokens,
-    sampler: samplerFromApi(req),
+    sampler,
     stop: stopList(req.stop),
     logprobs: req.logprobs ? (req.top_logprobs ?? 0) : undefined,
     ignoreEos: req.ignore_eos,
-    constraint: format ? constraintForFormat(model, format) : undefined,
+    constraint,
   };
   return { gen, tools, forced: forced !== undefined };
 }
@@ -96,8 +103,8 @@ function forcedCall(summary: GenerationSummary): { content: null; calls: unknown
  * Splits a finished reply into content and tool calls, in the template's format. `from` skips
  * that many characters of the reply's text (special tokens written out), already streamed as prose.
  */
-function toolCallsOf(model: LoadedModel, summary: GenerationSummary, from = 0): { content: string | null; calls: unknown[] } | undefined {
-  const format = detectToolCallFormat(modelChatTemplate(model).source);
+function toolCallsOf(host: ModelHost, model: LoadedModel, summary: GenerationSummary, from = 0): { content: string | null; calls: unknown[] } | undefined {
+  const format = detectToolCallFormat(host.prompts.templateSource ?? '');
   if (!format) return undefined;
   const text = model.tokenizer.decode([...summary.tokens], { skipSpecial: false }).slice(from);
   const parsed = parseToolCalls(text, format);
@@ -122,18 +129,18 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   }
   const req = parsed.data;
   const model = host.require(req.model);
-  const { gen, tools, forced } = prepare(model, req);
+  const abort = new AbortController();
+  // The response closing before it was written means the client went away.
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableEnded) abort.abort();
+  });
+  const { gen, tools, forced } = await prepare(host, model, req, abort.signal);
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
-  const abort = new AbortController();
   const events = startGeneration(model, gen, abort.signal);
   metrics.requestStarted();
 
   if (!req.stream) {
-    // The response closing before it was written means the client went away.
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableEnded) abort.abort();
-    });
     const logprobs: unknown[] = [];
     let summary: GenerationSummary | undefined;
     for await (const ev of events) {
@@ -142,7 +149,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     }
     metrics.requestEnded(summary);
     if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
-    const calls = forced ? forcedCall(summary) : tools ? toolCallsOf(model, summary) : undefined;
+    const calls = forced ? forcedCall(summary) : tools ? toolCallsOf(host, model, summary) : undefined;
     const message = calls
       ? { role: 'assistant', content: calls.content, tool_calls: calls.calls.map((c) => ({ ...(c as object), index: undefined })) }
       : { role: 'assistant', content: summary.text };
@@ -172,7 +179,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   // With tools the reply may hold calls, known only once complete. Text is streamed as long as it
   // is prose for sure (see proseLength, judged on the text with special tokens written out, as
   // the calls are parsed); from the first possible call on, the rest waits for the end.
-  const format = tools && !forced ? detectToolCallFormat(modelChatTemplate(model).source) : undefined;
+  const format = tools && !forced ? detectToolCallFormat(host.prompts.templateSource ?? '') : undefined;
   const gate = format ? { format, raw: model.tokenizer.streamDecoder({ skipSpecial: false, sequenceStart: true }) } : undefined;
   let rawText = '';
   let streamedRaw = 0; // characters of rawText whose content has been sent
@@ -207,7 +214,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   }
   let finish: string = finishReason(summary);
   if (tools) {
-    const calls = forced ? forcedCall(summary) : toolCallsOf(model, summary, streamedRaw);
+    const calls = forced ? forcedCall(summary) : toolCallsOf(host, model, summary, streamedRaw);
     if (calls) {
       if (calls.content) sse.send(chunk({ content: calls.content }, null));
       sse.send(chunk({ tool_calls: calls.calls }, null));

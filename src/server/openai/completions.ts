@@ -7,19 +7,23 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { StepLogprobs } from '../../sampling/index.js';
+import { CairnError } from '../../util/errors.js';
 import { badRequest, toApiError } from '../errors.js';
-import { samplerFromApi, startGeneration, stopList, tokenView } from '../generation.js';
+import { samplerFromApi, startGeneration, stopList, tokenView, vocabularySize } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
 import { completionRequest, describeZodError, type CompletionRequest } from './schemas.js';
 
-function promptIds(model: LoadedModel, p: CompletionRequest['prompt']): number[] {
-  if (typeof p === 'string') return model.tokenizer.encode(p, { addSpecial: true, parseSpecial: true });
-  if (typeof p[0] === 'string') return model.tokenizer.encode(p[0], { addSpecial: true, parseSpecial: true });
+/** The prompt's token ids: text is tokenized by a prompt worker (after the byte check); ids are checked. */
+async function promptIds(host: ModelHost, model: LoadedModel, p: CompletionRequest['prompt'], signal: AbortSignal): Promise<number[]> {
+  if (typeof p === 'string') return host.prompts.text(p, signal);
+  if (typeof p[0] === 'string') return host.prompts.text(p[0], signal);
   const ids = (Array.isArray(p[0]) ? p[0] : p) as number[];
-  const n = model.config.nVocab;
-  const bad = ids.find((id) => id >= n);
+  const ctx = model.engine.runner.ctxPerSlot;
+  if (ids.length >= ctx) throw new CairnError('CONTEXT_FULL', `the prompt has ${ids.length} tokens but the context holds ${ctx}; shorten it or raise --ctx`);
+  const n = vocabularySize(model);
+  const bad = ids.find((id) => !(Number.isInteger(id) && id >= 0 && id < n));
   if (bad !== undefined) throw badRequest(`prompt token ${bad} is outside the vocabulary (0 to ${n - 1})`, 'prompt');
   return ids;
 }
@@ -51,11 +55,16 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   }
   const req = parsed.data;
   const model = host.require(req.model);
-  const prompt = promptIds(model, req.prompt);
+  const abort = new AbortController();
+  // The response closing before it was written means the client went away.
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableEnded) abort.abort();
+  });
+  const sampler = samplerFromApi(req, model);
+  const prompt = await promptIds(host, model, req.prompt, abort.signal);
   const echo = req.echo ? (typeof req.prompt === 'string' ? req.prompt : model.tokenizer.decode(prompt)) : '';
   const id = `cmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
-  const abort = new AbortController();
   const wantLogprobs = req.logprobs !== null && req.logprobs !== undefined;
   if (req.max_tokens === 0) {
     await reply.send({ id, object: 'text_completion', created, model: host.id, choices: [{ text: echo, index: 0, logprobs: null, finish_reason: 'length' }], usage: { prompt_tokens: prompt.length, completion_tokens: 0, total_tokens: prompt.length } });
@@ -66,7 +75,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     {
       prompt,
       maxTokens: req.max_tokens ?? 16,
-      sampler: samplerFromApi(req),
+      sampler,
       stop: stopList(req.stop),
       logprobs: wantLogprobs ? req.logprobs! : undefined,
       ignoreEos: req.ignore_eos,
@@ -76,9 +85,6 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   metrics.requestStarted();
 
   if (!req.stream) {
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableEnded) abort.abort();
-    });
     const steps: { lp: StepLogprobs; text: string }[] = [];
     let summary: GenerationSummary | undefined;
     for await (const ev of events) {

@@ -1,0 +1,64 @@
+/**
+ * A prompt worker (a worker thread): renders chat templates and tokenizes prompts for the server,
+ * so that neither a long prompt nor a model's template (code from whoever made the file) holds up
+ * the server's event loop. It reads the tokenizer and template from the model file itself.
+ * Protocol: see prompt-workers.ts.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { chatText, modelChatTemplate } from '../engine/chat.js';
+import { Metadata } from '../gguf/metadata.js';
+import { readGguf } from '../gguf/reader.js';
+import { tokenizerFromGguf } from '../tokenizer/index.js';
+import { CairnError, isCairnError } from '../util/errors.js';
+import { checkPromptBytes, promptByteLimit } from './prompt-bounds.js';
+import type { PromptJob, PromptWorkerData, WorkerMessage } from './prompt-workers.js';
+
+const data = workerData as PromptWorkerData;
+const port = parentPort!;
+const file = readGguf(data.path);
+const tokenizer = tokenizerFromGguf(file);
+const model = { file, tokenizer };
+const byteLimit = promptByteLimit(tokenizer, data.ctx);
+
+/** The template's source, for the server to recognize its tool-call syntax (even if it fails to compile). */
+function templateSource(): string | undefined {
+  try {
+    return modelChatTemplate(model).source;
+  } catch {
+    return new Metadata(file).string('tokenizer.chat_template');
+  }
+}
+
+function post(message: WorkerMessage, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+function tokenize(text: string): Int32Array {
+  checkPromptBytes(text, byteLimit, data.ctx);
+  const ids = Int32Array.from(tokenizer.encode(text, { addSpecial: true, parseSpecial: true }));
+  if (ids.length >= data.ctx) {
+    throw new CairnError(
+      'CONTEXT_FULL',
+      `the prompt has ${ids.length} tokens but the context holds ${data.ctx}; shorten it or raise --ctx`,
+    );
+  }
+  return ids;
+}
+
+port.on('message', (job: PromptJob) => {
+  try {
+    let text: string;
+    if (job.kind === 'chat') {
+      text = chatText(model, job.messages, { tools: job.tools, variables: job.variables, budget: data.budget });
+      post({ type: 'rendered', id: job.id });
+    } else {
+      text = job.text;
+    }
+    const ids = tokenize(text);
+    post({ type: 'done', id: job.id, ids }, [ids.buffer as ArrayBuffer]);
+  } catch (err) {
+    post({ type: 'failed', id: job.id, code: isCairnError(err) ? err.code : undefined, message: (err as Error)?.message ?? String(err) });
+  }
+});
+
+post({ type: 'ready', templateSource: templateSource(), byteLimit });
