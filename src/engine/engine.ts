@@ -147,6 +147,13 @@ export interface EngineOptions {
   readonly maxQueue?: number;
   /** Keep prefixes of overwritten slots within this many bytes (0 = only what the slots hold). */
   readonly promptCache?: PrefixCacheOptions;
+  /**
+   * A resumed sequence reads its tokens again in the chunks it first read them in (bit for bit the
+   * same KV, so the same greedy tokens) when that takes at most this many steps (default 256);
+   * past that it reads them in the biggest chunks a step takes, so a long generation pauses for
+   * about one prompt read rather than for as many steps as it generated tokens.
+   */
+  readonly exactReplaySteps?: number;
 }
 
 /** Schedules generation requests over a ForwardRunner. */
@@ -160,6 +167,7 @@ export class Engine {
   private nextSeqId = 1;
   private readonly busyGroups = new Set<number>();
   readonly maxQueue: number;
+  private readonly exactReplaySteps: number;
   /** Saved prefixes beyond the slots, when configured. */
   readonly prefixCache: PrefixCache | undefined;
   /** Counters for metrics. */
@@ -172,6 +180,7 @@ export class Engine {
   ) {
     this.slots = Array.from({ length: runner.slots }, (_, id) => ({ id, cached: [], busy: false, lastUsed: 0 }));
     this.maxQueue = options.maxQueue ?? 64;
+    this.exactReplaySteps = options.exactReplaySteps ?? 256;
     this.prefixCache = options.promptCache && options.promptCache.budgetBytes > 0 ? new PrefixCache(runner, options.promptCache) : undefined;
   }
 
@@ -342,7 +351,7 @@ export class Engine {
       }
       seq.lost = true;
       seq.nPast = 0;
-      seq.reads.rewind();
+      seq.reads.rewind(seq.reads.steps <= this.exactReplaySteps);
       seq.epoch = this.runner.epoch;
       // Same group where the new plan still has it: steps then hold the same sequences as before.
       if (seq.group >= this.runner.pipelineDepth) seq.group = this.leastLoadedGroup(seq);

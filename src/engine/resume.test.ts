@@ -107,14 +107,16 @@ class RebuiltRunner implements ForwardRunner {
 
   async forward(req: ForwardRequest): Promise<ForwardResult> {
     this.check();
-    if (this.breakAt.steps?.includes(++this.steps)) throw this.rebuild();
+    this.steps++;
+    if (this.breakAt.steps?.includes(this.steps)) throw this.rebuild();
     const r = await this.inner.forward(req);
     return { tokens: r.tokens.slice(), logprobs: r.logprobs, logits: r.logits.slice() };
   }
 
   async startSequence(seq: number, spec: Parameters<ForwardRunner['startSequence']>[1]) {
     this.check();
-    if (this.breakAt.starts?.includes(++this.starts)) throw this.rebuild();
+    this.starts++;
+    if (this.breakAt.starts?.includes(this.starts)) throw this.rebuild();
     return this.inner.startSequence(seq, spec);
   }
   async endSequence(seq: number) {
@@ -143,27 +145,59 @@ class RebuiltRunner implements ForwardRunner {
   }
 }
 
-test('a runner rebuilt under running sequences: they resume and give exactly the tokens and logprobs of an undisturbed run', { timeout: 60_000 }, async () => {
-  const models: LoadedModel[] = [await load()];
-  try {
-    const base = models[0];
-    const undisturbed = await Promise.all(requests.map((r) => collect(base.engine, r)));
-    const fresh = async () => {
-      const m = await load();
-      models.push(m);
-      return m;
-    };
-    const first = await fresh();
-    // Rebuilt four times: while the first request is admitted, while prompts are read, early in decoding, and late.
-    const runner = new RebuiltRunner(first.engine.runner, fresh, { starts: [1], steps: [1, 6, 40] });
-    const engine = new Engine(runner, first.tokenizer, { promptCache: { budgetBytes: 1 << 20 } });
-    const resumed = await Promise.all(requests.map((r) => collect(engine, r)));
-    assert.equal(runner.rebuilds, 4);
-    for (const [i, r] of resumed.entries()) {
-      assert.equal(r.summary.finishReason, 'length', r.summary.error?.message);
-      assert.deepEqual(r.summary.tokens, undisturbed[i].summary.tokens, `request ${i}`);
-      assert.deepEqual(r.logprobs, undisturbed[i].logprobs, `logprobs of request ${i}`);
+test(
+  'a runner rebuilt under running sequences: they resume and give exactly the tokens and logprobs of an undisturbed run',
+  { timeout: 60_000 },
+  async () => {
+    const models: LoadedModel[] = [await load()];
+    try {
+      const base = models[0];
+      const undisturbed = await Promise.all(requests.map((r) => collect(base.engine, r)));
+      const fresh = async () => {
+        const m = await load();
+        models.push(m);
+        return m;
+      };
+      const first = await fresh();
+      // Rebuilt four times: while the first request is admitted, while prompts are read, early in decoding, and late.
+      const runner = new RebuiltRunner(first.engine.runner, fresh, { starts: [1], steps: [1, 6, 40] });
+      const engine = new Engine(runner, first.tokenizer, { promptCache: { budgetBytes: 1 << 20 } });
+      const resumed = await Promise.all(requests.map((r) => collect(engine, r)));
+      assert.equal(runner.rebuilds, 4);
+      for (const [i, r] of resumed.entries()) {
+        assert.equal(r.summary.finishReason, 'length', r.summary.error?.message);
+        assert.deepEqual(r.summary.tokens, undisturbed[i].summary.tokens, `request ${i}`);
+        assert.deepEqual(r.logprobs, undisturbed[i].logprobs, `logprobs of request ${i}`);
+      }
+    } finally {
+      for (const m of models) m.close();
     }
+  },
+);
+
+test('a long history resumes in big chunks when reading it token by token would take too many steps', { timeout: 60_000 }, async () => {
+  const models: LoadedModel[] = [];
+  const fresh = async () => {
+    const m = await load();
+    models.push(m);
+    return m;
+  };
+  try {
+    const req = requests[0];
+    const first = await fresh();
+    const undisturbed = await collect(new Engine(first.engine.runner, first.tokenizer), req);
+    const steady = new RebuiltRunner((await fresh()).engine.runner, fresh, {});
+    await collect(new Engine(steady, first.tokenizer), req);
+    // Rebuilt after 30 steps: 1 prompt chunk and 29 single tokens to read again, over the limit of 8.
+    const runner = new RebuiltRunner((await fresh()).engine.runner, fresh, { steps: [30] });
+    const r = await collect(new Engine(runner, first.tokenizer, { exactReplaySteps: 8 }), req);
+    assert.equal(r.summary.finishReason, 'length', r.summary.error?.message);
+    assert.equal(r.summary.tokens.length, req.maxTokens);
+    assert.deepEqual(r.summary.tokens.slice(0, 29), undisturbed.summary.tokens.slice(0, 29), 'what was sent before the rebuild stays');
+    assert.ok(
+      runner.steps <= steady.steps + 3,
+      `${runner.steps} steps with the rebuild, ${steady.steps} without: the history was read in one or two`,
+    );
   } finally {
     for (const m of models) m.close();
   }
