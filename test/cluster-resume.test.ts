@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
@@ -345,6 +346,60 @@ test(
         );
       },
     );
+  },
+);
+
+/** A port nothing listens on now (it was free a moment ago). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+test(
+  'a node that was down at start joins mid-stream: it is taken into a new plan and the stream goes on unchanged',
+  { timeout: 180_000 },
+  async () => {
+    const [expected] = expectedStreams();
+    const latePort = await freePort();
+    const nodes = [await startNode([], { env })];
+    const s = await startServer(['-m', model, '--cluster', '--peers', `${nodes[0].peer},127.0.0.1:${latePort}`, '--ctx', String(CTX)], env);
+    try {
+      await s.ready(90_000);
+      assert.match(s.stderr(), new RegExp(`node 127.0.0.1:${latePort} not used`));
+      const before = await status(s.url);
+      let late: Promise<NodeProcess> | undefined;
+      let joinedAt = 0;
+      // The stream is held still (its node stopped, well within the heartbeat limit) while the late node starts and is dialed.
+      const got = await stream(s.url, greedy, (count) => {
+        if (count !== 10) return;
+        nodes[0].proc.kill('SIGSTOP');
+        late = startNode(['--port', String(latePort)], { env }).then(async (n) => {
+          const until = Date.now() + 6000;
+          while (!/joined; planning again/.test(s.stderr()) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+          if (/joined; planning again/.test(s.stderr())) joinedAt = Date.now();
+          nodes[0].proc.kill('SIGCONT');
+          return n;
+        });
+      });
+      assert.ok(late, 'the late node was started mid-stream');
+      nodes.push(await late);
+      assert.equal(got.error, undefined);
+      assert.equal(got.text, expected, 'the stream equals its undisturbed run');
+      assert.ok(joinedAt > 0 && got.arrivals.some((t) => t > joinedAt), 'the node joined while the stream ran');
+      assert.match(s.stderr(), new RegExp(`:${latePort}\\) joined; planning again`));
+      const after = await status(s.url);
+      assert.ok(after.epoch > before.epoch);
+      assert.ok(
+        after.plan!.stages.some((x) => x.nodeId === idOf(after, nodes[1])),
+        'the late node holds layers',
+      );
+    } finally {
+      await s.stop();
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
   },
 );
 
