@@ -3,6 +3,7 @@
  * for /health to say ready, and stops it (SIGTERM, then SIGKILL if it hangs).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { ROOT } from './paths.js';
 
@@ -74,35 +75,54 @@ export interface HealthWatch {
   readonly failures: readonly string[];
 }
 
+/** The poll loop of watchHealth, run in a worker thread of its own. */
+const HEALTH_POLLER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { url, everyMs, timeoutMs } = workerData;
+let running = true;
+let polls = 0;
+let slowestMs = 0;
+const failures = [];
+parentPort.on('message', () => (running = false));
+(async () => {
+  while (running) {
+    const t0 = performance.now();
+    try {
+      const r = await fetch(url + '/health', { signal: AbortSignal.timeout(timeoutMs) });
+      await r.arrayBuffer();
+      if (r.status !== 200) failures.push(String(r.status));
+    } catch (err) {
+      failures.push(err.message);
+    }
+    polls++;
+    slowestMs = Math.max(slowestMs, performance.now() - t0);
+    if (polls === 1) parentPort.postMessage('polling');
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  parentPort.postMessage({ polls, slowestMs, failures });
+})();
+`;
+
 /**
  * Polls `${url}/health` one request after another (a pause of `everyMs` between them) until
- * stopped, timing each answer: how a test sees whether the server's event loop stayed free.
+ * stopped, timing each answer: how a test sees whether the server's event loop stayed free. The
+ * polls run in a worker thread, so a test busy with its own load does not delay them.
  */
-export function watchHealth(url: string, everyMs = 50, timeoutMs = 10_000): { stop(): Promise<HealthWatch> } {
-  let running = true;
-  let polls = 0;
-  let slowestMs = 0;
-  const failures: string[] = [];
-  const loop = (async () => {
-    while (running) {
-      const t0 = performance.now();
-      try {
-        const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(timeoutMs) });
-        await r.arrayBuffer();
-        if (r.status !== 200) failures.push(String(r.status));
-      } catch (err) {
-        failures.push((err as Error).message);
-      }
-      polls++;
-      slowestMs = Math.max(slowestMs, performance.now() - t0);
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  })();
+export function watchHealth(url: string, everyMs = 50, timeoutMs = 10_000): { started: Promise<void>; stop(): Promise<HealthWatch> } {
+  const worker = new Worker(HEALTH_POLLER, { eval: true, workerData: { url, everyMs, timeoutMs } });
+  let started!: () => void;
+  const result = new Promise<HealthWatch>((resolve, reject) => {
+    worker.on('message', (m: HealthWatch | 'polling') => (m === 'polling' ? started() : resolve(m)));
+    worker.once('error', reject);
+  });
   return {
+    /** Settles once the first poll was answered. */
+    started: new Promise<void>((resolve) => (started = resolve)),
     async stop() {
-      running = false;
-      await loop;
-      return { polls, slowestMs, failures };
+      worker.postMessage('stop');
+      const seen = await result;
+      await worker.terminate();
+      return seen;
     },
   };
 }
