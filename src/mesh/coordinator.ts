@@ -211,6 +211,8 @@ export class ClusterCoordinator implements ForwardRunner {
     await this.establish();
     this.started = true;
     this.nodes.start();
+    // A node that answered while the first plan loaded was not announced: take it in now if it helps.
+    this.replan('nodes joined while the first plan loaded', false);
   }
 
   /** The model's sizes that bound what nodes may send back (limits.ts). */
