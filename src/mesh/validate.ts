@@ -99,6 +99,8 @@ export function checkSeqStart(value: unknown, nVocab: number, ctxPerSlot: number
   const history = list(spec.history, 'history', ctxPerSlot);
   for (let i = 0; i < history.length; i++) int(history[i], `history token ${i}`, 0, nVocab - 1);
   const logprobs = spec.logprobs === undefined || spec.logprobs === null ? undefined : int(spec.logprobs, 'logprobs', 0, 20);
+  // Random draws already made (a sequence resumed on a new plan): bounded by its history.
+  const drawn = spec.drawn === undefined ? undefined : int(spec.drawn, 'drawn', 0, history.length);
   const sampler = object(spec.sampler ?? {}, 'sampler');
   if (sampler.logitBias !== undefined) {
     const bias = object(sampler.logitBias, 'logitBias');
@@ -108,7 +110,7 @@ export function checkSeqStart(value: unknown, nVocab: number, ctxPerSlot: number
       if (!/^(0|[1-9]\d{0,9})$/.test(k) || Number(k) >= nVocab) throw bad(`logitBias key ${k.slice(0, 20)} is not a token id of the vocabulary`);
     }
   }
-  return { seq, spec: { ...spec, sampler, logprobs, history: history as number[] } as SequenceSpec };
+  return { seq, spec: { ...spec, sampler, logprobs, drawn, history: history as number[] } as SequenceSpec };
 }
 
 /** Checks a sequence end. */
