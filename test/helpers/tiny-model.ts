@@ -15,7 +15,18 @@ export const TINY_VOCAB = 1000;
 
 /** Writes the tiny model to `path`, with `chatTemplate` as its tokenizer.chat_template when given. */
 export function writeTinyModel(path: string, chatTemplate?: string): void {
-  const spec = { arch: 'llama', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: TINY_VOCAB, ctx: 2048, quant: GgmlType.F32, seed: 11 } as const;
+  const spec = {
+    arch: 'llama',
+    nEmbd: 64,
+    nLayer: 2,
+    nHead: 4,
+    nKvHead: 2,
+    nFf: 128,
+    nVocab: TINY_VOCAB,
+    ctx: 2048,
+    quant: GgmlType.F32,
+    seed: 11,
+  } as const;
   writeSyntheticModel(path, spec, () => {
     throw new Error('F32 needs no quantizer');
   });
@@ -26,7 +37,12 @@ export function writeTinyModel(path: string, chatTemplate?: string): void {
   metadata.set('tokenizer.chat_template', gv.str(chatTemplate));
   writeGguf(`${path}.tmp`, {
     metadata,
-    tensors: file.tensors.map((t) => ({ name: t.name, type: t.type, dims: t.dims, data: bytes.subarray(t.offset, t.offset + t.byteLength) })),
+    tensors: file.tensors.map((t) => ({
+      name: t.name,
+      type: t.type,
+      dims: t.dims,
+      data: bytes.subarray(t.offset, t.offset + t.byteLength),
+    })),
   });
   renameSync(`${path}.tmp`, path);
 }
