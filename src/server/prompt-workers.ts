@@ -165,13 +165,19 @@ export class PromptWorkers {
 
   private dispatch(): void {
     for (const slot of this.slots) {
-      if (this.waiting.length === 0) return;
-      if (!slot.ready || slot.pending) continue;
-      const p = this.waiting.shift()!;
-      slot.pending = p;
-      slot.worker.postMessage(p.job);
-      const chat = p.job.kind === 'chat';
-      this.watch(slot, chat ? this.templateTimeoutMs + TEMPLATE_GRACE_MS : JOB_TIMEOUT_MS, chat);
+      while (slot.ready && !slot.pending && this.waiting.length > 0) {
+        const p = this.waiting.shift()!;
+        try {
+          slot.worker.postMessage(p.job);
+        } catch (err) {
+          // A value that cannot be copied to a thread (not plain data): this request fails alone.
+          this.settle(p, new CairnError('BAD_ARGUMENT', `the request cannot be prepared: ${(err as Error).message}`));
+          continue;
+        }
+        slot.pending = p;
+        const chat = p.job.kind === 'chat';
+        this.watch(slot, chat ? this.templateTimeoutMs + TEMPLATE_GRACE_MS : JOB_TIMEOUT_MS, chat);
+      }
     }
   }
 
