@@ -783,13 +783,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const body = payloadBytes(payload);
     const header = resolveFrameHeader(type, flags, requestId, meta, body.length);
     const encoded = this.encoder.encode(header, body);
-    const records = this.sealer!.seal(Buffer.isBuffer(encoded) ? [encoded] : encoded);
     this.lastSent = performance.now();
-    // One writev for the whole frame; the sealed buffers are ours, so nothing the caller owns is kept.
-    this.socket.cork();
     let ok = true;
-    for (const r of records) ok = this.socket.write(r);
-    this.socket.uncork();
+    // One writev per record, sent as soon as it is sealed: the peer opens the first records of a
+    // large frame while the rest is still being sealed. The buffers are ours; nothing the caller
+    // owns is kept.
+    this.sealer!.seal(Buffer.isBuffer(encoded) ? [encoded] : encoded, (record) => {
+      this.socket.cork();
+      for (const b of record) ok = this.socket.write(b);
+      this.socket.uncork();
+    });
     return ok;
   }
 

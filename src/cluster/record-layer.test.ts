@@ -14,7 +14,7 @@ test('sealed frames open to the same bytes wherever the stream is cut, and large
   const prng = new Prng(5);
   const { sealer, opener, out } = pair();
   const frames = [Buffer.from('small'), randomBytes(MAX_RECORD_PLAINTEXT), randomBytes(3 * MAX_RECORD_PLAINTEXT + 17), Buffer.alloc(1)];
-  const stream = Buffer.concat(frames.flatMap((f) => sealer.seal([f.subarray(0, 3), f.subarray(3)])));
+  const stream = Buffer.concat(frames.flatMap((f) => sealer.sealAll([f.subarray(0, 3), f.subarray(3)])));
   // 1 + 1 + 4 + 1 records, each header + tag.
   assert.equal(stream.length, frames.reduce((a, f) => a + f.length, 0) + 7 * (RECORD_HEADER_BYTES + RECORD_TAG_BYTES));
   for (let at = 0; at < stream.length; ) {
@@ -44,7 +44,7 @@ test('a flipped bit, a replayed, reordered or dropped record each fail authentic
   ];
   for (const [name, tamper] of cases) {
     const { sealer, opener, out } = pair();
-    const records = [sealer.seal([Buffer.from('first frame')]), sealer.seal([Buffer.from('second frame')])];
+    const records = [sealer.sealAll([Buffer.from('first frame')]), sealer.sealAll([Buffer.from('second frame')])];
     const result = opener.push(tamper(records));
     assert.equal(result.kind, 'error', name);
     // Nothing after the tampered record is ever delivered, and the opener stays failed.
@@ -56,7 +56,7 @@ test('a flipped bit, a replayed, reordered or dropped record each fail authentic
 test('a record under another key is an authentication failure of the first record', () => {
   const sealer = new RecordSealer(randomBytes(32));
   const opener = new RecordOpener(randomBytes(32), () => assert.fail('nothing may be delivered'));
-  const result = opener.push(Buffer.concat(sealer.seal([Buffer.from('hello')])));
+  const result = opener.push(Buffer.concat(sealer.sealAll([Buffer.from('hello')])));
   assert.equal(result.kind, 'error');
   assert.equal((result as Extract<OpenResult, { kind: 'error' }>).error.code, 'CLUSTER_AUTH');
 });
@@ -73,7 +73,7 @@ test('an oversized record length is refused from its header, before its body is 
 test('a cleartext frame at a record boundary is reported with its bytes, anything else is an error', () => {
   const { sealer, opener } = pair();
   const clear = Buffer.from([0xca, 1, 4, 0]);
-  const result = opener.push(Buffer.concat([...sealer.seal([Buffer.from('x')]), clear]));
+  const result = opener.push(Buffer.concat([...sealer.sealAll([Buffer.from('x')]), clear]));
   assert.equal(result.kind, 'cleartext');
   assert.ok((result as Extract<OpenResult, { kind: 'cleartext' }>).rest.equals(clear));
   assert.equal(pair().opener.push(Buffer.from('GET / HTTP/1.1')).kind, 'error');
@@ -87,7 +87,7 @@ test('both ends ratchet their keys at the same record, and a side that did not r
   const opener = new RecordOpener(key, (p) => got.push(p.toString()), limits);
   const stale = new RecordOpener(key, () => {}, { records: 1000, bytes: 1 << 30 });
   for (let i = 0; i < 10; i++) {
-    const bytes = Buffer.concat(sealer.seal([Buffer.from(`m${i}`)]));
+    const bytes = Buffer.concat(sealer.sealAll([Buffer.from(`m${i}`)]));
     assert.equal(opener.push(bytes).kind, 'ok');
     const r = stale.push(bytes);
     assert.equal(r.kind, i < 3 ? 'ok' : 'error', `record ${i}`);

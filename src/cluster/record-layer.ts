@@ -96,13 +96,13 @@ export class RecordSealer {
   }
 
   /**
-   * Seals the concatenation of `parts` (one frame: header, then payload) into records and returns
-   * the buffers to write, in order. The parts themselves are not modified or kept.
+   * Seals the concatenation of `parts` (one frame: header, then payload) into records, handing
+   * each record's buffers to `emit` as soon as it is sealed (so a large frame goes out while the
+   * rest of it is still being sealed). The parts themselves are not modified or kept.
    */
-  seal(parts: readonly Buffer[]): Buffer[] {
+  seal(parts: readonly Buffer[], emit: (record: Buffer[]) => void): void {
     let total = 0;
     for (const p of parts) total += p.length;
-    const out: Buffer[] = [];
     let partIndex = 0;
     let partOffset = 0;
     let left = total;
@@ -115,12 +115,12 @@ export class RecordSealer {
       header.writeUInt32LE(size + RECORD_TAG_BYTES, 4);
       const cipher = createCipheriv(CIPHER, this.state.current, this.state.nextNonce());
       cipher.setAAD(header);
-      out.push(header);
+      const record = [header];
       let need = size;
       while (need > 0) {
         const part = parts[partIndex];
         const take = Math.min(need, part.length - partOffset);
-        if (take > 0) out.push(cipher.update(take === part.length ? part : part.subarray(partOffset, partOffset + take)));
+        if (take > 0) record.push(cipher.update(take === part.length ? part : part.subarray(partOffset, partOffset + take)));
         partOffset += take;
         need -= take;
         if (partOffset === part.length) {
@@ -129,10 +129,17 @@ export class RecordSealer {
         }
       }
       cipher.final();
-      out.push(cipher.getAuthTag());
+      record.push(cipher.getAuthTag());
       this.state.used(size);
       left -= size;
+      emit(record);
     } while (left > 0);
+  }
+
+  /** The records of `parts` as one list of buffers (tests, and callers that write them together). */
+  sealAll(parts: readonly Buffer[]): Buffer[] {
+    const out: Buffer[] = [];
+    this.seal(parts, (record) => out.push(...record));
     return out;
   }
 }
@@ -152,6 +159,7 @@ export class RecordOpener {
   private readonly header = Buffer.alloc(RECORD_HEADER_BYTES);
   private headerFill = 0;
   private body: Buffer | undefined;
+  private scratch: Buffer | undefined;
   private bodyFill = 0;
   private failure: CairnError | undefined;
   private opened = 0;
@@ -198,7 +206,9 @@ export class RecordOpener {
           if (result) return result;
           continue;
         }
-        this.body = Buffer.allocUnsafe(length);
+        // One buffer, reused: a record is opened (and its bytes copied out) before the next arrives.
+        this.scratch ??= Buffer.allocUnsafe(MAX_RECORD_PLAINTEXT + RECORD_TAG_BYTES);
+        this.body = this.scratch.subarray(0, length);
         this.bodyFill = 0;
       }
       const body = this.body;

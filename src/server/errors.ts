@@ -57,6 +57,13 @@ export function toApiError(err: unknown): ApiError {
     if (err.code === 'SHUTTING_DOWN') return unavailable(err.message);
     if (err.code === 'CONTEXT_FULL') return new ApiError(400, err.message, 'invalid_request_error', 'messages', 'context_length_exceeded');
     if (err.code === 'BAD_ARGUMENT' || err.code === 'TEMPLATE_ERROR' || err.code === 'TOKENIZER_UNSUPPORTED') return badRequest(err.message);
+    // The cluster cannot run the model right now (a node lost, a plan being made): retry later.
+    if (err.code === 'CLUSTER_PLAN' || err.code === 'CLUSTER_CLOSED' || err.code === 'CLUSTER_TIMEOUT' || err.code === 'CLUSTER_UNREACHABLE')
+      return new ApiError(503, err.message, 'unavailable_error', null, 'cluster_unavailable');
+    // A node answered with something wrong: the fault is upstream of this server.
+    if (err.code === 'CLUSTER_REMOTE' || err.code === 'CLUSTER_PROTOCOL') return new ApiError(502, err.message, 'server_error', null, 'cluster_node_error');
+    // Nobody reads this answer (the client left); the status keeps /metrics honest.
+    if (err.code === 'ABORTED') return new ApiError(499, err.message, 'invalid_request_error', null, 'client_closed_request');
     return new ApiError(500, err.message, 'server_error', null, err.code);
   }
   return new ApiError(500, `Internal error: ${(err as Error)?.message ?? String(err)}`, 'server_error');

@@ -64,7 +64,7 @@ export class RawPeer {
 
   /** The sealed records of a frame, not written (for tests that replay, reorder or corrupt them). */
   sealFrame(type: number, meta?: FrameMeta, payload?: Buffer, flags = 0, requestId = 0): Buffer[] {
-    return this.sealer!.seal(encodeFrame(type, meta, payload, flags, requestId));
+    return this.sealer!.sealAll(encodeFrame(type, meta, payload, flags, requestId));
   }
 
   private onData(chunk: Buffer): void {
