@@ -96,6 +96,16 @@ QN_INLINE void qn_load_q8_0(const uint8_t *row, int b, qn_w32 *o) {
   o->d = qn_half(&x->d);
 }
 
+/* MXFP4: each nibble looked up as its doubled E2M1 code (signed); the scale is the E8M0 byte halved. */
+QN_INLINE void qn_load_mxfp4(const uint8_t *row, int b, qn_w32 *o) {
+  const block_mxfp4 *x = (const block_mxfp4 *)row + b;
+  const int8x16_t table = vld1q_s8(quant_mxfp4_values);
+  const uint8x16_t raw = vld1q_u8(x->qs);
+  o->q0 = vqtbl1q_s8(table, vandq_u8(raw, vdupq_n_u8(0x0f)));
+  o->q1 = vqtbl1q_s8(table, vshrq_n_u8(raw, 4));
+  o->d = quant_e8m0_half(x->e);
+}
+
 #define QN_TILE32(NAME, LOAD, HAS_MIN)                                                                         \
   QN_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
@@ -153,11 +163,13 @@ QN_TILE32(qn_q4_1, qn_load_q4_1, 1)
 QN_TILE32(qn_q5_0, qn_load_q5_0, 0)
 QN_TILE32(qn_q5_1, qn_load_q5_1, 1)
 QN_TILE32(qn_q8_0, qn_load_q8_0, 0)
+QN_TILE32(qn_mxfp4, qn_load_mxfp4, 0)
 QN_GEMM(qn_q4_0)
 QN_GEMM(qn_q4_1)
 QN_GEMM(qn_q5_0)
 QN_GEMM(qn_q5_1)
 QN_GEMM(qn_q8_0)
+QN_GEMM(qn_mxfp4)
 
 /* ---- K formats ---- */
 
@@ -377,6 +389,7 @@ const quant_kernel_table quant_kernels_neon = {
             [CAIRN_Q5_0] = qn_q5_0,
             [CAIRN_Q5_1] = qn_q5_1,
             [CAIRN_Q8_0] = qn_q8_0,
+            [CAIRN_MXFP4] = qn_mxfp4,
             [CAIRN_Q4_K] = qn_q4_K,
             [CAIRN_Q5_K] = qn_q5_K,
             [CAIRN_Q6_K] = qn_q6_K,

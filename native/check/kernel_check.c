@@ -43,7 +43,7 @@ static void compare(const char *what, const float *a, const float *b, size_t n, 
 }
 
 static void check_matmul(void) {
-  const int types[] = {CAIRN_F32, CAIRN_F16, CAIRN_BF16, CAIRN_Q4_0, CAIRN_Q4_1, CAIRN_Q5_0, CAIRN_Q5_1, CAIRN_Q8_0, CAIRN_Q4_K, CAIRN_Q5_K, CAIRN_Q6_K};
+  const int types[] = {CAIRN_F32, CAIRN_F16, CAIRN_BF16, CAIRN_Q4_0, CAIRN_Q4_1, CAIRN_Q5_0, CAIRN_Q5_1, CAIRN_Q8_0, CAIRN_Q4_K, CAIRN_Q5_K, CAIRN_Q6_K, CAIRN_MXFP4};
   const int shapes[][3] = {{1, 1, 1}, {31, 1, 17}, {33, 3, 2}, {9, 2, 5}, {67, 4, 1}, {40, 2, 9}};
   for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const int type = types[ti], bs = quant_block_size(type);

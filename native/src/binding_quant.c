@@ -115,6 +115,7 @@ static const char *type_name(int type) {
     case CAIRN_Q5_K: return "Q5_K";
     case CAIRN_Q6_K: return "Q6_K";
     case CAIRN_Q8_K: return "Q8_K";
+    case CAIRN_MXFP4: return "MXFP4";
     default: return "?";
   }
 }

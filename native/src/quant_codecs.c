@@ -12,7 +12,7 @@
 int quant_block_size(int type) {
   switch (type) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return 1;
-    case CAIRN_Q4_0: case CAIRN_Q4_1: case CAIRN_Q5_0: case CAIRN_Q5_1: case CAIRN_Q8_0: case CAIRN_Q8_1: return QK;
+    case CAIRN_Q4_0: case CAIRN_Q4_1: case CAIRN_Q5_0: case CAIRN_Q5_1: case CAIRN_Q8_0: case CAIRN_Q8_1: case CAIRN_MXFP4: return QK;
     case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_Q8_K: return QK_K;
     default: return 0;
   }
@@ -32,6 +32,7 @@ size_t quant_block_bytes(int type) {
     case CAIRN_Q5_K: return sizeof(block_q5_K);
     case CAIRN_Q6_K: return sizeof(block_q6_K);
     case CAIRN_Q8_K: return sizeof(block_q8_K);
+    case CAIRN_MXFP4: return sizeof(block_mxfp4);
     default: return 0;
   }
 }
@@ -39,7 +40,7 @@ size_t quant_block_bytes(int type) {
 int quant_vec_dot_type(int wtype) {
   switch (wtype) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return wtype;
-    case CAIRN_Q4_0: case CAIRN_Q5_0: case CAIRN_Q8_0: return CAIRN_Q8_0;
+    case CAIRN_Q4_0: case CAIRN_Q5_0: case CAIRN_Q8_0: case CAIRN_MXFP4: return CAIRN_Q8_0;
     case CAIRN_Q4_1: case CAIRN_Q5_1: return CAIRN_Q8_1;
     case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: return CAIRN_Q8_K;
     default: return -1;
@@ -182,6 +183,14 @@ static void decode_q6_K(const block_q6_K *b, float *y) {
   }
 }
 
+static void decode_mxfp4(const block_mxfp4 *b, float *y) {
+  const float d = quant_e8m0_half(b->e);
+  for (int j = 0; j < QK / 2; j++) {
+    y[j] = quant_mxfp4_values[b->qs[j] & 0xf] * d;
+    y[j + QK / 2] = quant_mxfp4_values[b->qs[j] >> 4] * d;
+  }
+}
+
 static void decode_q8_K(const block_q8_K *b, float *y) {
   for (int j = 0; j < QK_K; j++) y[j] = b->d * b->qs[j];
 }
@@ -218,6 +227,7 @@ int quant_decode_blocks(int type, const void *src, float *dst, int64_t nb) {
     DECODE(CAIRN_Q5_K, decode_q5_K, QK_K)
     DECODE(CAIRN_Q6_K, decode_q6_K, QK_K)
     DECODE(CAIRN_Q8_K, decode_q8_K, QK_K)
+    DECODE(CAIRN_MXFP4, decode_mxfp4, QK)
 #undef DECODE
     default: return -1;
   }
@@ -359,6 +369,35 @@ static void encode_q8_K(const float *x, block_q8_K *b) {
   b->d = 1 / iscale;
 }
 
+/* The code whose value times d is nearest x, the first on ties (ggml's best_index_mxfp4). */
+static int mxfp4_nearest(float x, float d) {
+  int best = 0;
+  float best_err = fabsf(quant_mxfp4_values[0] * d - x);
+  for (int i = 1; i < 16; i++) {
+    const float err = fabsf(quant_mxfp4_values[i] * d - x);
+    if (err < best_err) {
+      best = i;
+      best_err = err;
+    }
+  }
+  return best;
+}
+
+/* ggml's quantize_row_mxfp4_ref: exponent floor(log2f(amax)) - 2 + 127, then the nearest code. */
+static void encode_mxfp4(const float *x, block_mxfp4 *b) {
+  float amax = 0;
+  for (int j = 0; j < QK; j++) {
+    if (amax < fabsf(x[j])) amax = fabsf(x[j]);
+  }
+  /* Through int, so an exponent below 0 (amax under 2^-125) wraps as ggml's x86 build does. */
+  const uint8_t e = amax > 0.0f ? (uint8_t)(int)(floorf(log2f(amax)) - 2 + 127) : 0;
+  const float d = quant_e8m0_half(e);
+  b->e = e;
+  for (int j = 0; j < QK / 2; j++) {
+    b->qs[j] = (uint8_t)(mxfp4_nearest(x[j], d) | (mxfp4_nearest(x[j + QK / 2], d) << 4));
+  }
+}
+
 int quant_encode_blocks(int type, const float *src, void *dst, int64_t nb) {
   uint8_t *d = (uint8_t *)dst;
   switch (type) {
@@ -389,6 +428,7 @@ int quant_encode_blocks(int type, const float *src, void *dst, int64_t nb) {
     ENCODE(CAIRN_Q5_K, quant_encode_q5_K, QK_K)
     ENCODE(CAIRN_Q6_K, quant_encode_q6_K, QK_K)
     ENCODE(CAIRN_Q8_K, encode_q8_K, QK_K)
+    ENCODE(CAIRN_MXFP4, encode_mxfp4, QK)
 #undef ENCODE
     default: return -1;
   }

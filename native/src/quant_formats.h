@@ -29,6 +29,8 @@ typedef struct QUANT_PACKED { quant_half d, dmin; uint8_t scales[12]; uint8_t qs
 typedef struct QUANT_PACKED { quant_half d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 typedef struct QUANT_PACKED { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; quant_half d; } block_q6_K;
 typedef struct QUANT_PACKED { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+/* MXFP4: an E8M0 scale byte, then 32 E2M1 codes (x[j] in the low nibble of qs[j], x[j + 16] high). */
+typedef struct QUANT_PACKED { uint8_t e; uint8_t qs[QK / 2]; } block_mxfp4;
 
 _Static_assert(sizeof(block_q4_0) == 18, "Q4_0 block");
 _Static_assert(sizeof(block_q4_1) == 20, "Q4_1 block");
@@ -40,6 +42,10 @@ _Static_assert(sizeof(block_q4_K) == 144, "Q4_K block");
 _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block");
 _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block");
 _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block");
+_Static_assert(sizeof(block_mxfp4) == 17, "MXFP4 block");
+
+/* The E2M1 codes doubled, as ggml's kvalues_mxfp4 (code 8, E2M1's -0, is the integer 0). */
+static const int8_t quant_mxfp4_values[16] __attribute__((unused)) = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 /* Elements per block and bytes per block of a type; 0 for a type the kernels do not handle. */
 int quant_block_size(int type);
@@ -91,6 +97,11 @@ static inline quant_half quant_f32_to_half(float f) {
   const uint32_t rest = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
   if (rest > half || (rest == half && (h & 1))) h++;
   return sign | (uint16_t)h;
+}
+
+/* Half the value of an E8M0 scale byte, 2^(e - 128) (ggml_e8m0_to_fp32_half): the factor of the doubled codes. */
+static inline float quant_e8m0_half(uint8_t e) {
+  return quant_bits_f32(e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23);
 }
 
 static inline float quant_bf16_to_f32(uint16_t h) { return quant_bits_f32((uint32_t)h << 16); }

@@ -31,7 +31,7 @@ typedef void (*quant_gemm_fn)(int cols, const uint8_t *w, size_t w_stride, int n
 extern unsigned quant_activation_generation;
 
 /* Highest GGML type id the tables index. */
-#define QUANT_MAX_TYPE 31
+#define QUANT_MAX_TYPE 40
 
 typedef struct {
   /* Indexed by the vec-dot type; NULL for F32 (the row is used as is). */

@@ -213,6 +213,23 @@ static float dot_q8_0(int cols, const uint8_t *w, const uint8_t *a) {
   return sum;
 }
 
+/* MXFP4 with Q8_0 activations: ggml's block scale d_a * e8m0/2 times the integer dot of the doubled codes. */
+static float dot_mxfp4(int cols, const uint8_t *w, const uint8_t *a) {
+  Q8_ROW(a, cols);
+  (void)aux;
+  const block_mxfp4 *x = (const block_mxfp4 *)w;
+  float sum = 0;
+  for (int b = 0; b < cols / QK; b++) {
+    const int8_t *q = aq + QK * b;
+    int sumi = 0;
+    for (int j = 0; j < QK / 2; j++) {
+      sumi += quant_mxfp4_values[x[b].qs[j] & 0xf] * q[j] + quant_mxfp4_values[x[b].qs[j] >> 4] * q[j + QK / 2];
+    }
+    sum += (ad[b] * quant_e8m0_half(x[b].e)) * sumi;
+  }
+  return sum;
+}
+
 /* Activation parts of a Q8_K row. */
 #define Q8K_ROW(a, cols)                                  \
   const int8_t *aq = (const int8_t *)(a);                 \
@@ -309,6 +326,7 @@ GEMM(gemm_q4_1, dot_q4_1)
 GEMM(gemm_q5_0, dot_q5_0)
 GEMM(gemm_q5_1, dot_q5_1)
 GEMM(gemm_q8_0, dot_q8_0)
+GEMM(gemm_mxfp4, dot_mxfp4)
 GEMM(gemm_q4_K, dot_q4_K)
 GEMM(gemm_q5_K, dot_q5_K)
 GEMM(gemm_q6_K, dot_q6_K)
@@ -333,6 +351,7 @@ const quant_kernel_table quant_kernels_scalar = {
             [CAIRN_Q5_0] = gemm_q5_0,
             [CAIRN_Q5_1] = gemm_q5_1,
             [CAIRN_Q8_0] = gemm_q8_0,
+            [CAIRN_MXFP4] = gemm_mxfp4,
             [CAIRN_Q4_K] = gemm_q4_K,
             [CAIRN_Q5_K] = gemm_q5_K,
             [CAIRN_Q6_K] = gemm_q6_K,

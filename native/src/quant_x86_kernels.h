@@ -197,6 +197,18 @@ QX_INLINE void qx_load_q8_0(const uint8_t *row, int b, qx_w32 *o) {
 }
 
 /*
+ * MXFP4 weights: each nibble looked up as its doubled E2M1 code + 16 (4..28, unsigned), so the
+ * blocks take the unsigned dot with offset 16 like Q5_0; the scale is the E8M0 byte halved.
+ */
+QX_INLINE void qx_load_mxfp4(const uint8_t *row, int b, qx_w32 *o) {
+  const block_mxfp4 *x = (const block_mxfp4 *)row + b;
+  const __m256i table = _mm256_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4,
+                                         16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4);
+  o->q = _mm256_shuffle_epi8(table, qx_nibbles(x->qs));
+  o->d = quant_e8m0_half(x->e);
+}
+
+/*
  * -offset * (sum of each lane's 4 activations), offset a power of two: start values that turn
  * Σ q*a into Σ (q - offset)*a lane by lane.
  */
@@ -425,6 +437,7 @@ QX_TILE32X(qx_q4_0, qx_load_q4_0, 8, 0, 0, QX_INTERLEAVE, qx_load2_q4_0)
 QX_TILE32(qx_q4_1, qx_load_q4_1, 0, 0, 1)
 QX_TILE32(qx_q5_0, qx_load_q5_0, 16, 0, 0)
 QX_TILE32(qx_q5_1, qx_load_q5_1, 0, 0, 1)
+QX_TILE32(qx_mxfp4, qx_load_mxfp4, 16, 0, 0)
 #if QX_VNNI
 QX_TILE32(qx_q8_0, qx_load_q8_0, 128, 0, 0)
 #else
@@ -510,6 +523,7 @@ QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q4_1, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_1, QX_RV_NIBBLE)
+QX_GEMM_RV(qx_mxfp4, QX_RV_NIBBLE)
 QX_GEMM(qx_q8_0)
 
 /* ---- K formats with Q8_K activations ---- */
@@ -1164,6 +1178,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q5_0] = qx_q5_0,
             [CAIRN_Q5_1] = qx_q5_1,
             [CAIRN_Q8_0] = qx_q8_0,
+            [CAIRN_MXFP4] = qx_mxfp4,
             [CAIRN_Q4_K] = qx_q4_K,
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = qx_q6_K,

@@ -90,7 +90,7 @@ const TABLE: ReadonlyMap<number, GgmlTypeInfo> = new Map<number, GgmlTypeInfo>([
   [GgmlType.BF16, info('BF16', 1, 2, true)],
   [GgmlType.TQ1_0, info('TQ1_0', 256, 54)],
   [GgmlType.TQ2_0, info('TQ2_0', 256, 66)],
-  [GgmlType.MXFP4, info('MXFP4', 32, 17)],
+  [GgmlType.MXFP4, info('MXFP4', 32, 17, true)],
 ]);
 
 /** Geometry of a GGML type, or undefined for an id this table does not know. */

@@ -48,7 +48,7 @@ export interface Kernels {
 
   /**
    * y[t, r] = dot(W[r, :], x[t, :]) for t < n, r < rows, with activations converted the way
-   * llama.cpp does for the weight type (F16 -> f16, BF16 -> bf16, Q4_0/Q5_0/Q8_0 -> Q8_0,
+   * llama.cpp does for the weight type (F16 -> f16, BF16 -> bf16, Q4_0/Q5_0/Q8_0/MXFP4 -> Q8_0,
    * Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K).
    */
   matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;

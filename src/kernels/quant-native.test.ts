@@ -28,6 +28,7 @@ const WEIGHT_TYPES = [
   GgmlType.Q4_K,
   GgmlType.Q5_K,
   GgmlType.Q6_K,
+  GgmlType.MXFP4,
 ];
 const CODEC_TYPES = [...WEIGHT_TYPES, GgmlType.Q8_1, GgmlType.Q8_K];
 
@@ -193,6 +194,7 @@ describe('native quantization kernels', { skip }, () => {
         [GgmlType.Q4_K, [0, 2]],
         [GgmlType.Q5_K, [0, 2]],
         [GgmlType.Q6_K, [208]],
+        [GgmlType.MXFP4, []], // E8M0 scale bytes below
       ];
       for (const [type, fields] of halfFields) {
         const c = formatCodec(type);
@@ -206,6 +208,8 @@ describe('native quantization kernels', { skip }, () => {
             w[off + f] = h & 0xff;
             w[off + f + 1] = h >> 8;
           }
+          // E8M0: scales 2^-28 .. 2^1 (sums stay finite), and the subnormal bytes 0 and 1.
+          if (type === GgmlType.MXFP4) w[off] = r() < 0.1 ? Math.floor(r() * 2) : 100 + Math.floor(r() * 30);
         }
         for (const n of [1, 6, 26]) {
           const x = activations(n * cols, type + n);
@@ -222,7 +226,7 @@ describe('native quantization kernels', { skip }, () => {
       // Decode (one token) may take another code path than a batch; the numbers must not change.
       const a = addon!;
       a.forceIsa(isa);
-      for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.F16]) {
+      for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
         for (const cols of bs === 256 ? [512, 2816, 256 * 65] : [96, 4128, 8192 + 64]) {
           const rows = 37;
@@ -243,7 +247,7 @@ describe('native quantization kernels', { skip }, () => {
     test(`matmul on ${isa} handles many rows split across threads`, () => {
       const a = addon!;
       a.forceIsa(isa);
-      for (const type of [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16]) {
+      for (const type of [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
         const rows = 4099;
         const cols = bs === 256 ? 256 : 64;

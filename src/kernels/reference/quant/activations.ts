@@ -20,6 +20,7 @@ export function vecDotType(wtype: GgmlType): GgmlType {
     case GgmlType.Q4_0:
     case GgmlType.Q5_0:
     case GgmlType.Q8_0:
+    case GgmlType.MXFP4:
       return GgmlType.Q8_0;
     case GgmlType.Q4_1:
     case GgmlType.Q5_1:

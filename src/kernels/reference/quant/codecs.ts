@@ -7,6 +7,7 @@ import { dequantizeQ8_K, quantizeQ8_K } from './activation-quants.js';
 import { dequantizeBF16, dequantizeF16, dequantizeF32, quantizeBF16, quantizeF16, quantizeF32 } from './float-formats.js';
 import { dequantizeQ4_K, dequantizeQ5_K, dequantizeQ6_K } from './k-quants.js';
 import { quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from './k-quantize.js';
+import { dequantizeMXFP4, quantizeMXFP4 } from './mxfp4.js';
 import {
   dequantizeQ4_0,
   dequantizeQ4_1,
@@ -59,6 +60,7 @@ const CODECS: ReadonlyMap<number, FormatCodec> = new Map(
     codec(GgmlType.Q5_K, 256, 176, dequantizeQ5_K, quantizeQ5_K),
     codec(GgmlType.Q6_K, 256, 210, dequantizeQ6_K, quantizeQ6_K),
     codec(GgmlType.Q8_K, 256, 292, dequantizeQ8_K, quantizeQ8_K),
+    codec(GgmlType.MXFP4, 32, 17, dequantizeMXFP4, quantizeMXFP4),
   ].map((c) => [c.type, c]),
 );
 

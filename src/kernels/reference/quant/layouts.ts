@@ -11,6 +11,7 @@
  * - Q5_K  (256 el, 176 B): f16 d, f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128].
  * - Q6_K  (256 el, 210 B): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d.
  * - Q8_K  (256 el, 292 B): f32 d; i8 qs[256]; i16 bsums[16] (sums of each 16 quants).
+ * - MXFP4 (32 el, 17 B): u8 e (E8M0 scale); u8 qs[16] (E2M1 codes: x[j] low nibble, x[j+16] high).
  */
 
 /** Elements per block of the 32-element formats. */
@@ -30,6 +31,7 @@ export const BLOCK_BYTES = {
   Q5_K: 176,
   Q6_K: 210,
   Q8_K: 292,
+  MXFP4: 17,
 } as const;
 
 /** Offsets inside a Q6_K block (its f16 scale comes last). */

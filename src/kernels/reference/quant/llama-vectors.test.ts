@@ -22,6 +22,7 @@ const TYPES: Record<string, GgmlType> = {
   Q5_K: GgmlType.Q5_K,
   Q6_K: GgmlType.Q6_K,
   Q8_K: GgmlType.Q8_K,
+  MXFP4: GgmlType.MXFP4,
 };
 
 test('reference quantizers reproduce llama.cpp byte for byte', () => {

@@ -17,7 +17,7 @@ export function llamaVectorInput(seed: number): Float32Array {
   return x;
 }
 
-/** ggml's quantize_row_<type>_ref (and fp32->fp16/bf16) of input 1, as hex. */
+/** ggml's quantize_row_<type>_ref (and fp32->fp16/bf16) of input 1, as hex. MXFP4 pairs with Q8_0 activations. */
 export const LLAMA_QUANT_REF: Record<string, string> = {
   F16:
     '2542fb3d47ada4be79c26bd10344de40d83ac6b999c0c1c3f344be422d3fee3271bde0c184c44f4477419e3cc3b600c0' +
@@ -84,6 +84,10 @@ export const LLAMA_QUANT_REF: Record<string, string> = {
     'faf50f0a0601fcf8f3740804fffaf6f10b0602fdf9f40e090500fbf7f20c0703fef9f50f0a0501fcf8f30d0804fffaf6' +
     'f10b0602fdf8f40e090400fbf7f20c0703fef9f5a1ffdaff1c00e5ffe0ff0e00f4ff180000002400ecff10005e00feff' +
     '0300eaff',
+  MXFP4:
+    '8201909010190f010190901919010190907f06b5d3e06b5d2e96c4e2fa6c4e16a5d4802c0493b1c04f3b1c94a2c1594a' +
+    '2c04937f5d3e06b5d3e06c5d2e96c4e17a6c4e1680493b2c04a3b7c04a3b1c94a2c1594a2c7fe16a5d3e06b5d3e96c5d' +
+    '2f96c4e17a5d82909010190906019090101909019190107fa5d4e16b5d3e06b5d2e96c4e2f96c4e1',
 };
 
 /** llama.cpp CPU backend's activation quantization (from_float) of input 2, as hex. */
@@ -144,4 +148,5 @@ export const LLAMA_VEC_DOT: Record<string, number> = {
   Q4_K: -65.5428466796875,
   Q5_K: -42.264892578125,
   Q6_K: -52.189453125,
+  MXFP4: -463.11810302734375,
 };

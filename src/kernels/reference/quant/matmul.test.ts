@@ -18,6 +18,7 @@ const WEIGHT_TYPES: Array<[GgmlType, number, number]> = [
   [GgmlType.Q4_K, 256, 144],
   [GgmlType.Q5_K, 256, 176],
   [GgmlType.Q6_K, 256, 210],
+  [GgmlType.MXFP4, 32, 17],
 ];
 
 function randomFloats(n: number, seed: number): Float32Array {

@@ -9,6 +9,7 @@ import { readF32 } from './float-formats.js';
 import { bf16ToF32, readFp16 } from './half.js';
 import { q6Quant } from './k-quants.js';
 import { BLOCK_BYTES, kScaleMin, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
+import { e8m0Half, MXFP4, MXFP4_VALUES } from './mxfp4.js';
 
 const f = Math.fround;
 
@@ -94,6 +95,18 @@ function dotQ8_0(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
   return sum;
 }
 
+/** MXFP4 with Q8_0 activations: the block scale is d_a * e8m0/2 (ggml's order), times the integer dot. */
+function dotMXFP4(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.MXFP4;
+    const ab = b * BLOCK_BYTES.Q8_0;
+    const sumi = blockDot32((j) => MXFP4_VALUES[j < 16 ? w[wb + MXFP4.qs + j] & 0xf : w[wb + MXFP4.qs + j - 16] >> 4], a, ab + 2);
+    sum = f(sum + f(f(readFp16(a, ab) * e8m0Half(w[wb + MXFP4.e])) * sumi));
+  }
+  return sum;
+}
+
 /** Q4_K and Q5_K: Σ_j scale_j · (quants · activations of sub-block j), minus the mins term. */
 function dotScaleMinK(w: Uint8Array, wo: number, a: Uint8Array, nb: number, five: boolean): number {
   const blockBytes = five ? BLOCK_BYTES.Q5_K : BLOCK_BYTES.Q4_K;
@@ -169,6 +182,8 @@ export function vecDot(wtype: GgmlType, w: Uint8Array, wo: number, act: Activati
       return dotQ5_1(w, wo, a, cols / QK);
     case GgmlType.Q8_0:
       return dotQ8_0(w, wo, a, cols / QK);
+    case GgmlType.MXFP4:
+      return dotMXFP4(w, wo, a, cols / QK);
     case GgmlType.Q4_K:
       return dotScaleMinK(w, wo, a, cols / QK_K, false);
     case GgmlType.Q5_K:
