@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cairn.h"
+#include "experts.h"
 #include "matmul.h"
 #include "ops.h"
 #include "quant_formats.h"
@@ -63,6 +64,43 @@ static void check_matmul(void) {
       /* Same quantized integers; only float summation order differs. */
       compare(what, y0, y1, (size_t)n * rows, 2e-4);
       free(wf), free(x), free(w), free(y0), free(y1);
+    }
+  }
+}
+
+/* Expert products: scalar vs the best path, and on the best path each pair vs its expert's dense product. */
+static void check_experts(void) {
+  const int types[] = {CAIRN_F16, CAIRN_Q4_0, CAIRN_Q8_0, CAIRN_MXFP4, CAIRN_Q4_K, CAIRN_Q6_K};
+  const int n_experts = 6, n_used = 3, rows = 37;
+  for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+    const int type = types[ti], cols = quant_block_size(type) == 256 ? 512 : 96;
+    for (int n_tokens = 1; n_tokens <= 9; n_tokens += 8) {
+      const int pairs = n_tokens * n_used;
+      const size_t row_bytes = quant_row_bytes(type, cols);
+      float *wf = randoms((size_t)n_experts * rows * cols, 2), *x = randoms((size_t)n_tokens * cols, 8);
+      uint8_t *w = malloc(row_bytes * rows * n_experts);
+      cairn_quantize(type, wf, w, (int64_t)n_experts * rows * cols);
+      int32_t *ids = malloc(4 * (size_t)pairs);
+      for (int p = 0; p < pairs; p++) ids[p] = (int32_t)(rnd() * (n_experts - 1)); /* the last expert stays unused */
+      const size_t bytes = cairn_expert_batch_bytes(type, n_experts, n_used, cols, n_tokens);
+      void *batch = malloc(bytes);
+      float *y0 = malloc(4ull * pairs * rows), *y1 = malloc(4ull * pairs * rows), *dense = malloc(4ull * rows);
+      cairn_expert_batch_init(batch, bytes, type, n_experts, n_used, cols, n_tokens);
+      cairn_isa_force(CAIRN_ISA_SCALAR);
+      cairn_expert_prepare(batch, bytes, type, x, n_tokens, ids, 0);
+      cairn_expert_matmul(batch, bytes, type, w, rows, y0, NULL);
+      cairn_isa_force(best);
+      cairn_expert_prepare(batch, bytes, type, x, n_tokens, ids, 0);
+      cairn_expert_matmul(batch, bytes, type, w, rows, y1, NULL);
+      char what[64];
+      snprintf(what, sizeof what, "experts type %d, %d tokens", type, n_tokens);
+      compare(what, y0, y1, (size_t)pairs * rows, 2e-4);
+      for (int p = 0; p < pairs; p++) {
+        cairn_matmul(type, w + (size_t)ids[p] * rows * row_bytes, rows, cols, x + (size_t)(p / n_used) * cols, 1, dense);
+        snprintf(what, sizeof what, "experts type %d pair %d vs dense", type, p);
+        compare(what, dense, y1 + (size_t)p * rows, rows, 0);
+      }
+      free(wf), free(x), free(w), free(ids), free(batch), free(y0), free(y1), free(dense);
     }
   }
 }
@@ -127,6 +165,7 @@ int main(void) {
   best = cairn_isa_detect();
   printf("comparing the scalar kernels with %s\n", cairn_isa_name(best));
   check_matmul();
+  check_experts();
   check_ops();
   if (fails) {
     printf("%d FAILURES\n", fails);

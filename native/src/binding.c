@@ -9,6 +9,7 @@ static napi_value init(napi_env env, napi_value exports) {
   cairn_register_mmap(env, exports);
   cairn_register_ops(env, exports);
   cairn_register_quant(env, exports);
+  cairn_register_experts(env, exports);
   return exports;
 }
 

@@ -155,6 +155,21 @@ static napi_value swiglu(napi_env env, napi_callback_info info) {
   return args_undefined(env);
 }
 
+/* swigluOai(gate, up, n, alpha, limit, out) */
+static napi_value swiglu_oai(napi_env env, napi_callback_info info) {
+  napi_value v[6];
+  float *g, *u, *out, alpha, limit;
+  int64_t n;
+  if (args_get(env, info, "swigluOai", 6, v) || args_int(env, v[2], "n", 0, ARGS_MAX_SAFE_INT / 4, &n) ||
+      args_f32(env, v[0], "gate", n, &g) || args_f32(env, v[1], "up", n, &u) || args_float(env, v[3], "alpha", &alpha) ||
+      args_float(env, v[4], "limit", &limit) || args_f32(env, v[5], "out", n, &out) ||
+      args_same_or_disjoint(env, "out", out, "gate", g, n * 4) || args_same_or_disjoint(env, "out", out, "up", u, n * 4)) {
+    return NULL;
+  }
+  cairn_swiglu_oai(g, u, n, alpha, limit, out);
+  return args_undefined(env);
+}
+
 /* geglu(gate, up, n, out) */
 static napi_value geglu(napi_env env, napi_callback_info info) {
   float *g, *u, *out;
@@ -270,6 +285,7 @@ void cairn_register_ops(napi_env env, napi_value exports) {
       {"softmax", NULL, softmax, NULL, NULL, NULL, napi_enumerable, NULL},
       {"swiglu", NULL, swiglu, NULL, NULL, NULL, napi_enumerable, NULL},
       {"geglu", NULL, geglu, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"swigluOai", NULL, swiglu_oai, NULL, NULL, NULL, napi_enumerable, NULL},
       {"add", NULL, add, NULL, NULL, NULL, napi_enumerable, NULL},
       {"storeKv", NULL, store_kv, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_enumerable, NULL},

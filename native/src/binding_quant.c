@@ -100,7 +100,7 @@ static int disjoint(napi_env env, const char *a_name, const typed_view *a, const
   return -1;
 }
 
-static const char *type_name(int type) {
+const char *quant_type_name(int type) {
   switch (type) {
     case CAIRN_F32: return "F32";
     case CAIRN_F16: return "F16";
@@ -137,7 +137,7 @@ static int get_elements(napi_env env, napi_value v, const char *name, int type, 
   if (get_int(env, v, name, lo, MAX_COUNT, out)) return -1;
   const int bs = quant_block_size(type);
   if (*out % bs != 0) {
-    throw_fmt(env, 1, "%s needs a multiple of %d elements, got %s = %lld", type_name(type), bs, name, (long long)*out);
+    throw_fmt(env, 1, "%s needs a multiple of %d elements, got %s = %lld", quant_type_name(type), bs, name, (long long)*out);
     return -1;
   }
   return 0;
@@ -160,7 +160,7 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (quant_vec_dot_type(type) < 0) {
-    throw_fmt(env, 1, "matmul does not support weights of type %s (%d)", type_name(type), type);
+    throw_fmt(env, 1, "matmul does not support weights of type %s (%d)", quant_type_name(type), type);
     return NULL;
   }
   if (get_int(env, a[2], "rows", 0, MAX_COUNT, &rows) || get_elements(env, a[3], "cols", type, 1, &cols) ||
@@ -169,7 +169,7 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char why[96];
-  snprintf(why, sizeof why, "%lld rows of %lld %s", (long long)rows, (long long)cols, type_name(type));
+  snprintf(why, sizeof why, "%lld rows of %lld %s", (long long)rows, (long long)cols, quant_type_name(type));
   if (need(env, &w, "w", (double)rows * (double)quant_row_bytes(type, cols), "bytes", why)) return NULL;
   snprintf(why, sizeof why, "%lld rows of %lld", (long long)n, (long long)cols);
   if (need(env, &x, "x", (double)n * (double)cols, "floats", why)) return NULL;
@@ -231,7 +231,7 @@ static napi_value js_dequantize(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char why[64];
-  snprintf(why, sizeof why, "%lld elements of %s", (long long)n, type_name(type));
+  snprintf(why, sizeof why, "%lld elements of %s", (long long)n, quant_type_name(type));
   if (need(env, &src, "src", (double)quant_row_bytes(type, n), "bytes", why) ||
       need(env, &dst, "dst", (double)n, "floats", "the elements") || disjoint(env, "dst", &dst, "src", &src)) {
     return NULL;
@@ -252,7 +252,7 @@ static napi_value js_quantize(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char why[64];
-  snprintf(why, sizeof why, "%lld elements of %s", (long long)n, type_name(type));
+  snprintf(why, sizeof why, "%lld elements of %s", (long long)n, quant_type_name(type));
   if (need(env, &src, "src", (double)n, "floats", "the elements") ||
       need(env, &dst, "dst", (double)quant_row_bytes(type, n), "bytes", why) || disjoint(env, "dst", &dst, "src", &src)) {
     return NULL;

@@ -4,4 +4,6 @@
 #include <node_api.h>
 /* Adds the quantization and matmul functions to the addon's exports. */
 void cairn_register_quant(napi_env env, napi_value exports);
+/* The name of a type the quantization kernels handle ("?" for others). */
+const char *quant_type_name(int type);
 #endif

@@ -28,7 +28,7 @@
 /* Bytes of unpacked panels per chunk of weight rows (kept in L2 while every token tile passes). */
 #define PANEL_CHUNK_BYTES (384 * 1024)
 
-static const quant_kernel_table *active_kernels(void) {
+const quant_kernel_table *quant_active_kernels(void) {
   switch (cairn_isa_active()) {
 #if defined(__x86_64__)
     case CAIRN_ISA_AVX512: return &quant_kernels_avx512;
@@ -50,6 +50,9 @@ static const quant_panel_table *active_panels(void) {
 
 /* One matmul at a time owns the scratch (calls may come from several JS threads). */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void quant_lock(void) { pthread_mutex_lock(&g_lock); }
+void quant_unlock(void) { pthread_mutex_unlock(&g_lock); }
 static uint8_t *g_scratch;
 static size_t g_scratch_cap;
 
@@ -198,7 +201,7 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   const int bs = quant_block_size(wtype);
   if (rows < 0 || n < 0 || cols <= 0 || cols % bs != 0) return -1;
   if (rows == 0 || n == 0) return 0;
-  const quant_kernel_table *k = active_kernels();
+  const quant_kernel_table *k = quant_active_kernels();
   const quant_act_layout layout = quant_act_layout_for(wtype, cols);
   int rc = 0;
   pthread_mutex_lock(&g_lock);

@@ -197,7 +197,7 @@ static const float *gelu_table(void) {
 
 /* ---- elementwise: swiglu, geglu, add ---- */
 
-typedef enum { EW_SWIGLU, EW_GEGLU, EW_ADD } ew_kind;
+typedef enum { EW_SWIGLU, EW_GEGLU, EW_ADD, EW_SWIGLU_OAI } ew_kind;
 
 typedef struct {
   const cairn_ops_table *t;
@@ -206,7 +206,18 @@ typedef struct {
   float *out;
   int64_t n;
   const float *table;
+  float alpha, limit; /* swiglu_oai */
 } ew_job;
+
+/* ggml's swiglu_oai loop, operation for operation (std::min and std::clamp keep a NaN input). */
+static void swiglu_oai_span(const float *g, const float *u, float *y, int64_t n, float alpha, float limit) {
+  for (int64_t i = 0; i < n; i++) {
+    const float x = limit < g[i] ? limit : g[i];
+    const float v = u[i] < -limit ? -limit : limit < u[i] ? limit : u[i];
+    const float glu = x / (1.f + expf(alpha * (-x)));
+    y[i] = glu * (v + 1.f);
+  }
+}
 
 static void ew_job_fn(void *ctx, int ith, int nth) {
   const ew_job *j = ctx;
@@ -217,11 +228,12 @@ static void ew_job_fn(void *ctx, int ith, int nth) {
     case EW_SWIGLU: j->t->swiglu(j->a + i0, j->b + i0, j->out + i0, i1 - i0); break;
     case EW_GEGLU: j->t->geglu(j->a + i0, j->b + i0, j->out + i0, i1 - i0, j->table); break;
     case EW_ADD: j->t->add(j->a + i0, j->b + i0, j->out + i0, i1 - i0); break;
+    case EW_SWIGLU_OAI: swiglu_oai_span(j->a + i0, j->b + i0, j->out + i0, i1 - i0, j->alpha, j->limit); break;
   }
 }
 
 static void run_elementwise(ew_kind kind, const float *a, const float *b, int64_t n, float *out, double cost) {
-  ew_job j = {cairn_ops_active(), kind, a, b, out, n, NULL};
+  ew_job j = {cairn_ops_active(), kind, a, b, out, n, NULL, 0, 0};
   if (kind == EW_GEGLU) j.table = gelu_table();
   cairn_pool_run_n(ew_job_fn, &j, threads_for(cost * (double)n));
 }
@@ -235,6 +247,11 @@ void cairn_geglu(const float *gate, const float *up, int64_t n, float *out) {
 }
 
 void cairn_add(const float *a, const float *b, int64_t n, float *out) { run_elementwise(EW_ADD, a, b, n, out, 0.5); }
+
+void cairn_swiglu_oai(const float *gate, const float *up, int64_t n, float alpha, float limit, float *out) {
+  ew_job j = {cairn_ops_active(), EW_SWIGLU_OAI, gate, up, out, n, NULL, alpha, limit};
+  cairn_pool_run_n(ew_job_fn, &j, threads_for(8.0 * (double)n));
+}
 
 /* ---- KV cache store ---- */
 

@@ -30,6 +30,12 @@ void cairn_softmax(float *x, int64_t rows, int64_t cols);
 /* out = silu(gate) * up. out may alias either input. */
 void cairn_swiglu(const float *gate, const float *up, int64_t n, float *out);
 
+/*
+ * gpt-oss's gated unit (ggml's swiglu_oai): g = min(gate, limit), u = clamp(up, -limit, limit),
+ * out = g / (1 + expf(alpha * -g)) * (u + 1). out may alias either input.
+ */
+void cairn_swiglu_oai(const float *gate, const float *up, int64_t n, float alpha, float limit, float *out);
+
 /* out = gelu(gate) * up with llama.cpp's f16 table of tanh-approximated gelu. out may alias. */
 void cairn_geglu(const float *gate, const float *up, int64_t n, float *out);
 

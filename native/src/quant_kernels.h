@@ -41,6 +41,16 @@ typedef struct {
 } quant_kernel_table;
 
 extern const quant_kernel_table quant_kernels_scalar;
+
+/* The table of the active ISA level (empty slots: use quant_kernels_scalar's). */
+const quant_kernel_table *quant_active_kernels(void);
+
+/*
+ * The lock of the product drivers (matmul.c, experts.c): held while a product uses its scratch
+ * and bumps quant_activation_generation, so calls from several JS threads take turns.
+ */
+void quant_lock(void);
+void quant_unlock(void);
 #if defined(__x86_64__)
 extern const quant_kernel_table quant_kernels_avx2;
 extern const quant_kernel_table quant_kernels_avx512;

@@ -41,6 +41,33 @@ export interface AttentionParams {
   kvType: KvType;
 }
 
+/**
+ * Which activation row each (token, expert slot) pair of an expert product reads: `token` - one row
+ * per token, shared by all the experts it was routed to (the gate and up products of a MoE layer);
+ * `slot` - one row per pair (the down product, whose input is each expert's own output).
+ */
+export type ExpertInput = 'token' | 'slot';
+
+/**
+ * Activations of the expert products of one Mixture-of-Experts layer, converted once for the weight
+ * type's dot products and grouped by expert. Made once per shard by `Kernels.createExpertBatch` (its
+ * memory is reused every step), filled by `prepareExperts`, read by any number of `expertMatmul`
+ * calls: the gate and up products of the same input share one preparation. A batch belongs to the
+ * Kernels object that made it.
+ */
+export interface ExpertBatch {
+  /** Experts of the layer (the outermost dimension of its 3-D expert tensors). */
+  readonly nExperts: number;
+  /** Experts each token is routed to. */
+  readonly nUsed: number;
+  /** Elements per activation row (the weights' `cols`). */
+  readonly cols: number;
+  /** Most tokens one preparation may hold. */
+  readonly maxTokens: number;
+  /** Tokens of the current preparation (0 before the first). */
+  readonly nTokens: number;
+}
+
 /** The kernels used by model code. Every method is synchronous and runs on the kernel thread pool. */
 export interface Kernels {
   /** Implementation name, e.g. `native-avx512` or `reference`. */
@@ -52,6 +79,39 @@ export interface Kernels {
    * Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K).
    */
   matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
+
+  /**
+   * A reusable holder of expert-product activations: up to `maxTokens` tokens of `cols` routed to
+   * `nUsed` of `nExperts` experts each, sized for weights of `wtype`: a batch made for a float type
+   * (F32, F16, BF16) holds activations for any weight type, one made for a quantized type (4x
+   * smaller) for any quantized type.
+   */
+  createExpertBatch(wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): ExpertBatch;
+
+  /**
+   * Converts the activations once for weights of `wtype` (as matmul does) and groups the (token,
+   * slot) pairs by expert. `ids` holds nTokens x nUsed expert ids in [0, nExperts) (the router's
+   * choice, slot s of token t at t * nUsed + s); `x` holds nTokens rows of cols (input `token`) or
+   * nTokens * nUsed rows in pair order (input `slot`). Every id is checked before any work.
+   */
+  prepareExperts(batch: ExpertBatch, wtype: GgmlType, x: Float32Array, nTokens: number, ids: Int32Array, input: ExpertInput): void;
+
+  /**
+   * The expert products of a prepared batch: y[(t * nUsed + s) * rows + r] = dot(W[e][r, :], the
+   * activation row of (t, s)) (+ bias[e * rows + r]) with e = ids[t * nUsed + s]. `w` is the 3-D
+   * expert tensor as stored in GGUF (nExperts x rows x cols of wtype, experts outermost), used in
+   * place; wtype must pair with the activation form the batch was prepared for. Each expert's
+   * weights are read once for all the tokens routed to it; experts and their rows are split over
+   * the thread pool. y must not overlap w, bias or the batch.
+   */
+  expertMatmul(batch: ExpertBatch, w: Uint8Array, wtype: GgmlType, rows: number, y: Float32Array, bias?: Float32Array): void;
+
+  /**
+   * The weighted sum of a MoE layer's expert outputs: out[t, :] = Σ_s weights[t * nUsed + s] *
+   * y[(t * nUsed + s), :] for rows of `dim`, each product rounded, then added in slot order (as
+   * llama.cpp does). out must not overlap y.
+   */
+  moeCombine(y: Float32Array, weights: Float32Array, nTokens: number, nUsed: number, dim: number, out: Float32Array): void;
 
   /** out[i, :] = dequantized row ids[i] of W (rows x cols of wtype). */
   getRows(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void;
@@ -76,6 +136,12 @@ export interface Kernels {
 
   /** out[i] = silu(gate[i]) * up[i] for i < n. out may alias gate or up. */
   swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+
+  /**
+   * gpt-oss's gated unit (ggml's swiglu_oai): with g = min(gate[i], limit) and u = clamp(up[i],
+   * -limit, limit), out[i] = g / (1 + exp(-alpha * g)) * (u + 1) for i < n. out may alias.
+   */
+  swigluOai(gate: Float32Array, up: Float32Array, n: number, alpha: number, limit: number, out: Float32Array): void;
 
   /** out[i] = gelu(gate[i]) * up[i] (tanh approximation, as llama.cpp) for i < n. out may alias. */
   geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;

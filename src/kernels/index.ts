@@ -7,7 +7,7 @@ import type { Kernels } from './api.js';
 import { isNativeAvailable, loadNative, NativeKernels } from './native.js';
 import { ReferenceKernels } from './reference.js';
 
-export type { AttentionParams, Kernels, KvType, RopeMode, RopeParams } from './api.js';
+export type { AttentionParams, ExpertBatch, ExpertInput, Kernels, KvType, RopeMode, RopeParams } from './api.js';
 export { openMapping, type FileMapping } from './mapping.js';
 export { NativeKernels, cpuInfo, forceIsa, adviseWillNeed, mapFile, isNativeAvailable, readBandwidth, evictFile, restKernelThreads, type CpuInfo } from './native.js';
 export { ReferenceKernels } from './reference.js';

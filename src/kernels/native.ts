@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError, type CairnErrorCode } from '../util/errors.js';
-import type { AttentionParams, Kernels, KvType, RopeParams } from './api.js';
+import type { AttentionParams, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams } from './api.js';
 
 /** What the library reports about the CPU and itself. */
 export interface CpuInfo {
@@ -49,6 +49,7 @@ export interface NativeAddon {
   softmax(x: Float32Array, rows: number, cols: number): void;
   swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
   geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
+  swigluOai(gate: Float32Array, up: Float32Array, n: number, alpha: number, limit: number, out: Float32Array): void;
   add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void;
   storeKv(
     k: Float32Array,
@@ -66,6 +67,12 @@ export interface NativeAddon {
   getRows?(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void;
   dequantize?(type: GgmlType, src: Uint8Array, dst: Float32Array, n: number): void;
   quantize?(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number): void;
+  /** The Mixture-of-Experts kernels; a batch is a Uint8Array whose layout the library owns. */
+  expertBatchBytes(wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): number;
+  expertBatchInit(batch: Uint8Array, wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): void;
+  prepareExperts(batch: Uint8Array, wtype: GgmlType, x: Float32Array, nTokens: number, ids: Int32Array, perSlot: boolean): void;
+  expertMatmul(batch: Uint8Array, w: Uint8Array, wtype: GgmlType, rows: number, y: Float32Array, bias?: Float32Array): void;
+  moeCombine(y: Float32Array, weights: Float32Array, nTokens: number, nUsed: number, dim: number, out: Float32Array): void;
 }
 
 const PACKAGE_NAME = 'cairn-llm';
@@ -196,6 +203,30 @@ function missing(what: string): never {
   throw new CairnError('NATIVE_UNAVAILABLE', `${what} is not available in this build of the native library`);
 }
 
+/** An expert batch of the native library: its buffer (allocated once) and shape. */
+export class NativeExpertBatch implements ExpertBatch {
+  nTokens = 0;
+  /** The library's view of the batch; only the library reads or writes it. */
+  readonly buffer: Uint8Array;
+
+  constructor(
+    addon: NativeAddon,
+    wtype: GgmlType,
+    readonly nExperts: number,
+    readonly nUsed: number,
+    readonly cols: number,
+    readonly maxTokens: number,
+  ) {
+    this.buffer = new Uint8Array(call(() => addon.expertBatchBytes(wtype, nExperts, nUsed, cols, maxTokens)));
+    call(() => addon.expertBatchInit(this.buffer, wtype, nExperts, nUsed, cols, maxTokens));
+  }
+}
+
+function nativeBatch(batch: ExpertBatch): NativeExpertBatch {
+  if (!(batch instanceof NativeExpertBatch)) throw new CairnError('BAD_ARGUMENT', 'the expert batch was made by other kernels than these');
+  return batch;
+}
+
 /**
  * The kernels of the native library, on its thread pool. Methods call the addon directly (no
  * closure per call: they run per layer and token) and turn its errors into CairnErrors.
@@ -216,6 +247,37 @@ export class NativeKernels implements Kernels {
     const fn = this.addon.matmul ?? missing('matmul');
     try {
       fn(w, wtype, rows, cols, x, n, y);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  createExpertBatch(wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): ExpertBatch {
+    return new NativeExpertBatch(this.addon, wtype, nExperts, nUsed, cols, maxTokens);
+  }
+
+  prepareExperts(batch: ExpertBatch, wtype: GgmlType, x: Float32Array, nTokens: number, ids: Int32Array, input: ExpertInput): void {
+    const b = nativeBatch(batch);
+    if (input !== 'token' && input !== 'slot') throw new CairnError('BAD_ARGUMENT', `input must be 'token' or 'slot', got '${String(input)}'`);
+    try {
+      this.addon.prepareExperts(b.buffer, wtype, x, nTokens, ids, input === 'slot');
+    } catch (err) {
+      throw asCairnError(err);
+    }
+    b.nTokens = nTokens;
+  }
+
+  expertMatmul(batch: ExpertBatch, w: Uint8Array, wtype: GgmlType, rows: number, y: Float32Array, bias?: Float32Array): void {
+    try {
+      this.addon.expertMatmul(nativeBatch(batch).buffer, w, wtype, rows, y, bias);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  moeCombine(y: Float32Array, weights: Float32Array, nTokens: number, nUsed: number, dim: number, out: Float32Array): void {
+    try {
+      this.addon.moeCombine(y, weights, nTokens, nUsed, dim, out);
     } catch (err) {
       throw asCairnError(err);
     }
@@ -283,6 +345,14 @@ export class NativeKernels implements Kernels {
   geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
     try {
       this.addon.geglu(gate, up, n, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  swigluOai(gate: Float32Array, up: Float32Array, n: number, alpha: number, limit: number, out: Float32Array): void {
+    try {
+      this.addon.swigluOai(gate, up, n, alpha, limit, out);
     } catch (err) {
       throw asCairnError(err);
     }

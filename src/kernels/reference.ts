@@ -5,9 +5,21 @@
  */
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError } from '../util/errors.js';
-import type { AttentionParams, Kernels, KvType, RopeParams } from './api.js';
+import type { AttentionParams, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams } from './api.js';
 import { needFinite, needInt, needKvType, needLength } from './reference/checks.js';
-import { kvElementBytes, refAdd, refAttention, refGeglu, refRmsNorm, refRope, refSoftmax, refStoreKv, refSwiglu } from './reference/ops.js';
+import { ReferenceExpertBatch, refMoeCombine } from './reference/experts.js';
+import {
+  kvElementBytes,
+  refAdd,
+  refAttention,
+  refGeglu,
+  refRmsNorm,
+  refRope,
+  refSoftmax,
+  refStoreKv,
+  refSwiglu,
+  refSwigluOai,
+} from './reference/ops.js';
 import { refDequantize, refGetRows, refMatmul, refQuantize } from './reference/quant/index.js';
 
 /** The reference implementation of every kernel. */
@@ -16,6 +28,22 @@ export class ReferenceKernels implements Kernels {
 
   matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void {
     refMatmul(w, wtype, rows, cols, x, n, y);
+  }
+
+  createExpertBatch(wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): ExpertBatch {
+    return new ReferenceExpertBatch(wtype, nExperts, nUsed, cols, maxTokens);
+  }
+
+  prepareExperts(batch: ExpertBatch, wtype: GgmlType, x: Float32Array, nTokens: number, ids: Int32Array, input: ExpertInput): void {
+    ownBatch(batch).prepare(wtype, x, nTokens, ids, input);
+  }
+
+  expertMatmul(batch: ExpertBatch, w: Uint8Array, wtype: GgmlType, rows: number, y: Float32Array, bias?: Float32Array): void {
+    ownBatch(batch).matmul(w, wtype, rows, y, bias);
+  }
+
+  moeCombine(y: Float32Array, weights: Float32Array, nTokens: number, nUsed: number, dim: number, out: Float32Array): void {
+    refMoeCombine(y, weights, nTokens, nUsed, dim, out);
   }
 
   getRows(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void {
@@ -75,6 +103,13 @@ export class ReferenceKernels implements Kernels {
     refGeglu(gate, up, n, out);
   }
 
+  swigluOai(gate: Float32Array, up: Float32Array, n: number, alpha: number, limit: number, out: Float32Array): void {
+    checkBinary('gate', gate, 'up', up, n, out);
+    needFinite('alpha', alpha);
+    needFinite('limit', limit);
+    refSwigluOai(gate, up, n, alpha, limit, out);
+  }
+
   add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void {
     checkBinary('a', a, 'b', b, n, out);
     refAdd(a, b, n, out);
@@ -125,6 +160,11 @@ export class ReferenceKernels implements Kernels {
   setThreads(n: number): void {
     needInt('threads', n, 1);
   }
+}
+
+function ownBatch(batch: ExpertBatch): ReferenceExpertBatch {
+  if (!(batch instanceof ReferenceExpertBatch)) throw new CairnError('BAD_ARGUMENT', 'the expert batch was made by other kernels than these');
+  return batch;
 }
 
 function checkBinary(aName: string, a: Float32Array, bName: string, b: Float32Array, n: number, out: Float32Array): void {

@@ -94,6 +94,17 @@ export function refSwiglu(gate: Float32Array, up: Float32Array, n: number, out: 
   }
 }
 
+/** ggml's swiglu_oai (gpt-oss): min(g, limit) / (1 + exp(alpha * -g')) * (clamp(u, -limit, limit) + 1). */
+export function refSwigluOai(gate: Float32Array, up: Float32Array, n: number, alpha: number, limit: number, out: Float32Array): void {
+  const a = f(alpha);
+  const l = f(limit);
+  for (let i = 0; i < n; i++) {
+    const g = Math.min(gate[i], l);
+    const u = Math.min(Math.max(up[i], -l), l);
+    out[i] = f(f(g / f(1 + f(Math.exp(f(a * -g))))) * f(u + 1));
+  }
+}
+
 /** ggml's tanh-approximated gelu in f32, with ggml's operation order. */
 export function geluF32(x: number): number {
   const a = f(0.044715);
