@@ -8,10 +8,8 @@ import { readGguf } from '../src/gguf/reader.js';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { createKernels, openMapping, type Kernels } from '../src/kernels/index.js';
 import { readModelConfig } from '../src/model/config.js';
-import { DecoderShard } from '../src/model/decoder.js';
-import { KvCache } from '../src/model/kv-cache.js';
+import { loadShard } from '../src/model/build-shard.js';
 import { wholeModel } from '../src/model/shard.js';
-import { loadShardWeights } from '../src/model/weights.js';
 
 const [path, ...rest] = process.argv.slice(2);
 const tokensArg = rest.indexOf('--tokens');
@@ -46,8 +44,7 @@ for (const name of ['matmul', 'rmsNorm', 'rope', 'attention', 'swiglu', 'storeKv
   };
 }
 const spec = wholeModel(cfg);
-const weights = loadShardWeights(file, cfg, spec, (t) => mapping.view(t.offset, t.byteLength), kernels);
-const shard = new DecoderShard(cfg, spec, weights, new KvCache(cfg, spec, 1, steps + 16, GgmlType.F16), timed, 16);
+const shard = loadShard(file, cfg, spec, (t) => mapping.view(t.offset, t.byteLength), timed, { slots: 1, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: 16 });
 const run = (n: number) => {
   let tok = 1;
   for (let p = 0; p < n; p++) {

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { readGguf } from '../gguf/reader.js';
 import { adviseWillNeed, createKernels, cpuInfo, evictFile, openMapping, readBandwidth } from '../kernels/index.js';
+import { readModelConfig } from '../model/config.js';
+import { modelBytes } from '../model/model-bytes.js';
 import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticQuant } from '../model/synthetic.js';
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
@@ -159,10 +161,8 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     f.decodeTokensPerS = f.decodeRuns.length ? median(f.decodeRuns) : 0;
   }
   const weightBytes = file.tensors.reduce((a, t) => a + t.byteLength, 0);
-  // A decode step reads every weight once, except the embedding table (one row), unless the head is tied to it.
-  const tied = !file.tensors.some((t) => t.name === 'output.weight');
-  const embed = file.tensors.find((t) => t.name === 'token_embd.weight')?.byteLength ?? 0;
-  const bytesPerToken = weightBytes - (tied ? 0 : embed);
+  // What a decode step reads per token, as the model's family accounts for it (one embedding row, every layer, the head).
+  const bytesPerToken = modelBytes(file, readModelConfig(file)).activePerToken;
   if (bandwidths.length === 0) {
     progress('measuring memory bandwidth');
     bandwidths.push(readBandwidth());

@@ -42,10 +42,12 @@ function render(s: ModelSummary, tensors: boolean, loaded?: { rssBytes: number; 
   row('architecture', `${s.architecture}${s.name ? ` (${s.name})` : ''}${s.config ? '' : ` (cannot run: ${s.unsupportedReason})`}`);
   row('parameters', `${formatCount(s.parameters)} in ${s.tensors.length} tensors, ${formatBytes(s.tensorBytes)}`);
   const c = s.config;
-  if (c) {
-    row('shape', `${c.nLayer} layers, embedding ${c.nEmbd}, ${c.nHead} heads (${c.nKvHead} KV) of ${c.headDim}, FFN ${c.nFf}, vocab ${c.nVocab}`);
+  if (c && s.family) {
+    row('family', s.family.name);
+    row('shape', s.family.shape);
     row('rope', `${c.rope.mode}, base ${c.rope.freqBase}, ${c.rope.nRot} dims${c.rope.freqScale !== 1 ? `, scale ${c.rope.freqScale}` : ''}`);
   }
+  if (s.bytes) row('per token', `${formatBytes(s.bytes.activePerToken)} of weights read per decoded token (of ${formatBytes(s.bytes.total)} held)`);
   row('context', s.contextLength !== undefined ? `${s.contextLength} tokens (trained)` : 'unknown');
   row('quantization', s.quantization.map((q) => `${q.type} ${((100 * q.bytes) / s.tensorBytes).toFixed(1)}% (${q.tensors})`).join(', '));
   const t = s.tokenizer;

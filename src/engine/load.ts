@@ -9,10 +9,9 @@ import { readGguf, type GgufFile } from '../gguf/reader.js';
 import type { Kernels, KvType } from '../kernels/api.js';
 import { adviseWillNeed, createKernels, isNativeAvailable, openMapping, residentBytes, type FileMapping } from '../kernels/index.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
-import { DecoderShard } from '../model/decoder.js';
-import { KvCache } from '../model/kv-cache.js';
+import type { DecoderShard } from '../model/decoder.js';
+import { loadShard } from '../model/build-shard.js';
 import { validateShard, wholeModel, type ShardSpec } from '../model/shard.js';
-import { loadShardWeights, matrixViews } from '../model/weights.js';
 import { summarizeModel, type ModelSummary } from '../model/summary.js';
 import { tokenizerFromGguf, type Tokenizer } from '../tokenizer/index.js';
 import { CairnError } from '../util/errors.js';
@@ -92,11 +91,9 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
   specs.forEach((s) => validateShard(s, config));
   const mapping: FileMapping = openMapping(path);
   try {
-    const shards = specs.map((spec) => {
-      const weights = loadShardWeights(file, config, spec, (t) => mapping.view(t.offset, t.byteLength), kernels);
-      const kv = new KvCache(config, spec, slots, ctx, kvType);
-      return new DecoderShard(config, spec, weights, kv, kernels, maxBatch);
-    });
+    const shards = specs.map((spec) =>
+      loadShard(file, config, spec, (t) => mapping.view(t.offset, t.byteLength), kernels, { slots, ctx, kvType, maxBatch }),
+    );
     const mappedBytes = shards.reduce((a, s) => a + s.weights.bytes, 0);
     if (opts.prefetch ?? true) await prefetch(shards, mappedBytes, opts.progress ?? process.stderr.isTTY === true, path);
     return {
@@ -173,7 +170,7 @@ async function prefetch(shards: readonly DecoderShard[], total: number, show: bo
   const native = isNativeAvailable();
   let sink = 0;
   for (const shard of shards) {
-    for (const m of matrixViews(shard.weights)) {
+    for (const m of shard.weights.views) {
       if (native) adviseWillNeed(m, true);
       else for (let i = 0; i < m.length; i += 4096) sink ^= m[i];
       const before = done;

@@ -1,34 +1,28 @@
 /**
- * The sizes the planner needs, read from a GGUF file's tensor index: bytes per layer, the
- * embedding and the head, KV bytes per token, and the working memory of a stage.
+ * The sizes the planner needs, from the model's family (its declarations over the file's tensor
+ * index): bytes per layer, the embedding and the head, KV bytes per token, and the working memory
+ * of a stage.
  */
 import type { GgufFile } from '../gguf/reader.js';
 import type { ModelConfig } from '../model/config.js';
-import { activationBytes } from '../model/summary.js';
+import { kvRows } from '../model/kv-cache.js';
+import { surveyModel } from '../model/model-bytes.js';
+import { wholeModel } from '../model/shard.js';
 import type { ModelMeta } from '../planner/types.js';
 
 /** Planner sizes of a model for a KV element size (2 for f16, 4 for f32) and batch. */
 export function modelMeta(file: GgufFile, cfg: ModelConfig, kvElementBytes: number, maxBatch: number): ModelMeta {
-  const layerBytes = new Array<number>(cfg.nLayer).fill(0);
-  let embedBytes = 0;
-  let headBytes = 0;
-  let output = 0;
-  for (const t of file.tensors) {
-    const m = /^blk\.(\d+)\./.exec(t.name);
-    if (m && Number(m[1]) < cfg.nLayer) layerBytes[Number(m[1])] += t.byteLength;
-    else if (t.name === 'token_embd.weight') embedBytes = t.byteLength;
-    else if (t.name === 'output.weight') output = t.byteLength;
-    else if (t.name === 'output_norm.weight') headBytes += t.byteLength;
-  }
-  // A tied head reads the embedding matrix, which the last stage then holds too.
-  headBytes += output || embedBytes;
+  const { bytes, activationBytes } = surveyModel(file, cfg, maxBatch);
+  // The planner takes one KV size for every layer: the largest, so no stage is given too little.
+  const kvElems = Math.max(...kvRows(cfg, wholeModel(cfg)).map((r) => r.k + r.v));
   return {
     nLayer: cfg.nLayer,
-    layerBytes,
-    embedBytes,
-    headBytes,
-    kvBytesPerLayerToken: cfg.nKvHead * (cfg.headDim + cfg.headDimV) * kvElementBytes,
+    layerBytes: bytes.layers.map((p) => p.total),
+    embedBytes: bytes.embed.total,
+    headBytes: bytes.head.total,
+    kvBytesPerLayerToken: kvElems * kvElementBytes,
     activationBytesPerToken: cfg.nEmbd * 2,
-    workingBytes: activationBytes(cfg, maxBatch) + (64 << 20),
+    // Tensors every stage holds once (rope factors) are small; they ride with the working memory.
+    workingBytes: activationBytes + bytes.shared.total + (64 << 20),
   };
 }

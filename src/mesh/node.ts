@@ -303,7 +303,7 @@ export class MeshNode {
     this.loadingDigest = digest;
     try {
       // The KV cache is allocated from these numbers: refuse what this node never offered.
-      const kvBytes = kvCacheBytes(readModelConfig(readGguf(path)), req.layerEnd - req.layerStart, req.ctx * req.slots, req.kvType as KvType);
+      const kvBytes = kvCacheBytes(readModelConfig(readGguf(path)), req, req.ctx * req.slots, req.kvType as KvType);
       if (kvBytes > this.capabilities.memoryBytes) {
         throw new CairnError('BAD_ARGUMENT', `the load request asks for ${mib(kvBytes)} of KV cache; this node offers ${mib(this.capabilities.memoryBytes)} in all`);
       }

@@ -12,20 +12,18 @@ import { ggufLayout } from '../gguf/writer.js';
 import type { Frame, PeerConnection } from '../cluster/index.js';
 import { frameJson, jsonPayload } from '../cluster/index.js';
 import { CairnError } from '../util/errors.js';
+import { readModelConfig } from '../model/config.js';
+import { shardTensorNames } from '../model/model-bytes.js';
 import { hasControlCharacter } from './load-request.js';
 import { MeshFrame, type ShardManifest } from './protocol.js';
 import { tensorSha256s } from './tensor-hashes.js';
 
-/** The tensors a shard [start, end) of a model needs. */
+/** The tensors a shard [start, end) of a model needs, as the model's family declares them, in file order. */
 export function shardTensors(file: GgufFile, nLayer: number, start: number, end: number): GgufTensorInfo[] {
-  const tied = !file.tensors.some((t) => t.name === 'output.weight');
-  return file.tensors.filter((t) => {
-    const m = /^blk\.(\d+)\./.exec(t.name);
-    if (m) return Number(m[1]) >= start && Number(m[1]) < end;
-    if (t.name === 'token_embd.weight') return start === 0 || (end === nLayer && tied);
-    if (t.name === 'output_norm.weight' || t.name === 'output.weight') return end === nLayer;
-    return true; // rope_freqs and any other global tensor: small, and every stage may need it
-  });
+  const cfg = readModelConfig(file);
+  if (cfg.nLayer !== nLayer) throw new CairnError('BAD_ARGUMENT', `${file.path} has ${cfg.nLayer} layers, not ${nLayer}`);
+  const needed = new Set(shardTensorNames(file, cfg, { layerStart: start, layerEnd: end }));
+  return file.tensors.filter((t) => needed.has(t.name));
 }
 
 /** A shard file as the coordinator will send it: its manifest, header bytes and source tensors. */

@@ -1,44 +1,71 @@
 /**
  * The KV cache of one shard: for each of its layers, `slots` independent sequences of up to
- * `ctxPerSlot` positions, in f16 (default, as llama.cpp) or f32. Views are made once at
- * construction so the forward pass never allocates.
+ * `ctxPerSlot` positions, in f16 (default, as llama.cpp) or f32. Each layer's row shape comes from
+ * its family (layers may differ: latent attention caches one compressed row, some layers none of
+ * their values). Views are made once at construction so the forward pass never allocates.
  */
 import { GgmlType } from '../gguf/ggml-types.js';
 import type { KvType } from '../kernels/api.js';
 import type { ModelConfig } from './config.js';
-import type { ShardSpec } from './shard.js';
+import type { KvRowShape } from './family.js';
+import { familyOf } from './registry.js';
+import { checkLayerRange, type ShardSpec } from './shard.js';
+
+/** Bytes of one cache element. */
+function elementBytes(type: KvType): number {
+  return type === GgmlType.F16 ? 2 : 4;
+}
+
+/** The KV row shape of each layer in [layerStart, layerEnd), as the model's family says. */
+export function kvRows(cfg: ModelConfig, range: Pick<ShardSpec, 'layerStart' | 'layerEnd'>): KvRowShape[] {
+  checkLayerRange(range, cfg);
+  const family = familyOf(cfg);
+  const rows: KvRowShape[] = [];
+  for (let l = range.layerStart; l < range.layerEnd; l++) rows.push(family.layerPlan(cfg, l).kv);
+  return rows;
+}
+
+/** Bytes a KV cache of layers [layerStart, layerEnd) would take for `tokens` positions (memory estimates before allocating). */
+export function kvCacheBytes(
+  cfg: ModelConfig,
+  range: Pick<ShardSpec, 'layerStart' | 'layerEnd'>,
+  tokens: number,
+  type: KvType = GgmlType.F16,
+): number {
+  return kvRows(cfg, range).reduce((a, r) => a + (r.k + r.v), 0) * tokens * elementBytes(type);
+}
 
 /** Per-layer, per-slot key and value storage. */
 export class KvCache {
   readonly type: KvType;
   readonly slots: number;
   readonly ctxPerSlot: number;
-  /** Elements in one cached key row (all KV heads of one position). */
-  readonly kRowElems: number;
-  readonly vRowElems: number;
+  /** Elements of one cached position, per layer of the shard. */
+  readonly rows: readonly KvRowShape[];
   /** Total bytes held. */
   readonly bytes: number;
   private readonly k: Uint8Array[][]; // [layer - layerStart][slot]
   private readonly v: Uint8Array[][];
 
-  constructor(cfg: ModelConfig, shard: ShardSpec, slots: number, ctxPerSlot: number, type: KvType = GgmlType.F16) {
+  constructor(rows: readonly KvRowShape[], slots: number, ctxPerSlot: number, type: KvType = GgmlType.F16) {
     this.type = type;
     this.slots = slots;
     this.ctxPerSlot = ctxPerSlot;
-    this.kRowElems = cfg.nKvHead * cfg.headDim;
-    this.vRowElems = cfg.nKvHead * cfg.headDimV;
-    const elem = type === GgmlType.F16 ? 2 : 4;
-    const kSlot = ctxPerSlot * this.kRowElems * elem;
-    const vSlot = ctxPerSlot * this.vRowElems * elem;
+    this.rows = rows;
+    const elem = elementBytes(type);
     this.k = [];
     this.v = [];
-    for (let l = shard.layerStart; l < shard.layerEnd; l++) {
+    let bytes = 0;
+    for (const row of rows) {
+      const kSlot = ctxPerSlot * row.k * elem;
+      const vSlot = ctxPerSlot * row.v * elem;
       const kBuf = new ArrayBuffer(kSlot * slots);
       const vBuf = new ArrayBuffer(vSlot * slots);
       this.k.push(Array.from({ length: slots }, (_, s) => new Uint8Array(kBuf, s * kSlot, kSlot)));
       this.v.push(Array.from({ length: slots }, (_, s) => new Uint8Array(vBuf, s * vSlot, vSlot)));
+      bytes += (kSlot + vSlot) * slots;
     }
-    this.bytes = (kSlot + vSlot) * slots * (shard.layerEnd - shard.layerStart);
+    this.bytes = bytes;
   }
 
   /** Key storage of a slot in the shard's i-th layer (i counts from the shard's first layer). */
@@ -51,12 +78,16 @@ export class KvCache {
     return this.v[i][slot];
   }
 
+  /** Bytes of the first n positions' keys and values in layer i. */
+  private prefixBytes(i: number, n: number): { kb: number; vb: number } {
+    const elem = elementBytes(this.type);
+    return { kb: n * this.rows[i].k * elem, vb: n * this.rows[i].v * elem };
+  }
+
   /** Copies the first `n` positions of a slot out of the cache (one buffer per layer, keys then values). */
   snapshot(slot: number, n: number): KvSnapshot {
-    const elem = this.type === GgmlType.F16 ? 2 : 4;
-    const kb = n * this.kRowElems * elem;
-    const vb = n * this.vRowElems * elem;
     const layers = this.k.map((k, i) => {
+      const { kb, vb } = this.prefixBytes(i, n);
       const buf = new Uint8Array(kb + vb);
       buf.set(k[slot].subarray(0, kb), 0);
       buf.set(this.v[i][slot].subarray(0, vb), kb);
@@ -67,12 +98,12 @@ export class KvCache {
 
   /** Writes a snapshot back into a slot (positions [0, snapshot.tokens)). */
   restore(s: KvSnapshot, slot: number): void {
-    const elem = this.type === GgmlType.F16 ? 2 : 4;
-    const kb = s.tokens * this.kRowElems * elem;
     if (s.type !== this.type || s.layers.length !== this.k.length || s.tokens > this.ctxPerSlot) {
       throw new RangeError('KV snapshot does not fit this cache');
     }
     s.layers.forEach((buf, i) => {
+      const { kb, vb } = this.prefixBytes(i, s.tokens);
+      if (buf.length !== kb + vb) throw new RangeError('KV snapshot does not fit this cache');
       this.k[i][slot].set(buf.subarray(0, kb));
       this.v[i][slot].set(buf.subarray(kb));
     });
@@ -81,10 +112,8 @@ export class KvCache {
   /** Copies the first `n` positions of one slot into another (prompt-cache reuse). */
   copyPrefix(from: number, to: number, n: number): void {
     if (from === to || n === 0) return;
-    const elem = this.type === GgmlType.F16 ? 2 : 4;
-    const kb = n * this.kRowElems * elem;
-    const vb = n * this.vRowElems * elem;
     for (let i = 0; i < this.k.length; i++) {
+      const { kb, vb } = this.prefixBytes(i, n);
       this.k[i][to].set(this.k[i][from].subarray(0, kb));
       this.v[i][to].set(this.v[i][from].subarray(0, vb));
     }
@@ -97,10 +126,4 @@ export interface KvSnapshot {
   readonly tokens: number;
   /** One buffer per layer of the shard: keys of every position, then values. */
   readonly layers: readonly Uint8Array[];
-}
-
-/** Bytes a KV cache of this shape would take (for memory estimates before allocating). */
-export function kvCacheBytes(cfg: ModelConfig, layers: number, tokens: number, type: KvType = GgmlType.F16): number {
-  const elem = type === GgmlType.F16 ? 2 : 4;
-  return layers * tokens * cfg.nKvHead * (cfg.headDim + cfg.headDimV) * elem;
 }

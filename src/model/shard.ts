@@ -29,8 +29,8 @@ export function isLastShard(s: ShardSpec, cfg: ModelConfig): boolean {
   return s.layerEnd === cfg.nLayer;
 }
 
-/** Checks a shard against a model; throws BAD_ARGUMENT naming the problem. */
-export function validateShard(s: ShardSpec, cfg: ModelConfig): void {
+/** Throws BAD_ARGUMENT unless [layerStart, layerEnd) is a non-empty range of the model's layers. */
+export function checkLayerRange(s: Pick<ShardSpec, 'layerStart' | 'layerEnd'>, cfg: ModelConfig): void {
   const ok =
     Number.isInteger(s.layerStart) &&
     Number.isInteger(s.layerEnd) &&
@@ -38,6 +38,11 @@ export function validateShard(s: ShardSpec, cfg: ModelConfig): void {
     s.layerEnd <= cfg.nLayer &&
     s.layerStart < s.layerEnd;
   if (!ok) throw new CairnError('BAD_ARGUMENT', `shard layers [${s.layerStart}, ${s.layerEnd}) are not a range within the model's ${cfg.nLayer} layers`);
+}
+
+/** Checks a shard against a model; throws BAD_ARGUMENT naming the problem. */
+export function validateShard(s: ShardSpec, cfg: ModelConfig): void {
+  checkLayerRange(s, cfg);
   if (!(s.splitCount >= 1 && s.splitRank >= 0 && s.splitRank < s.splitCount)) {
     throw new CairnError('BAD_ARGUMENT', `shard split ${s.splitRank}/${s.splitCount} is not a valid rank`);
   }

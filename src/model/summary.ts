@@ -9,6 +9,9 @@ import { readModelConfig, type ModelConfig } from './config.js';
 import { kvCacheBytes } from './kv-cache.js';
 import type { KvType } from '../kernels/api.js';
 import { GgmlType } from '../gguf/ggml-types.js';
+import { surveyModel, type ModelBytes } from './model-bytes.js';
+import { familyOf } from './registry.js';
+import { wholeModel } from './shard.js';
 
 /** A model's description and memory estimate. */
 export interface ModelSummary {
@@ -19,6 +22,10 @@ export interface ModelSummary {
   readonly name?: string;
   /** Config, when the architecture is one cairn runs. */
   readonly config?: ModelConfig;
+  /** The family's name and its one-line description of the shape, when cairn runs the model. */
+  readonly family?: { readonly name: string; readonly shape: string };
+  /** Bytes held and read per token, by part, when cairn runs the model. */
+  readonly bytes?: ModelBytes;
   readonly unsupportedReason?: string;
   readonly parameters: number;
   readonly tensorBytes: number;
@@ -28,12 +35,6 @@ export interface ModelSummary {
   readonly tokenizer: { model?: string; pre?: string; tokens: number; bos?: number; eos?: number; hasChatTemplate: boolean };
   readonly memory?: { ctx: number; kvType: string; weightsBytes: number; kvCacheBytes: number; activationBytes: number; totalBytes: number };
   readonly tensors: { name: string; type: string; dims: readonly number[]; bytes: number }[];
-}
-
-/** Activation buffers of a shard for `batch` tokens (f32), plus one logits row per batch token. */
-export function activationBytes(cfg: ModelConfig, batch: number): number {
-  const perToken = 4 * (3 * cfg.nEmbd + 2 * cfg.nHead * cfg.headDim + 2 * cfg.nKvHead * cfg.headDim + 2 * cfg.nFf);
-  return batch * perToken + 4 * cfg.nVocab * Math.min(batch, 8);
 }
 
 /** Describes a GGUF file; `ctx` (default: the trained context, capped at 4096) sizes the estimate. */
@@ -53,20 +54,25 @@ export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: Kv
   }
   let config: ModelConfig | undefined;
   let unsupportedReason: string | undefined;
+  let memory: ModelSummary['memory'];
+  let bytes: ModelBytes | undefined;
+  let family: ModelSummary['family'];
+  const kvType = opts.kvType ?? GgmlType.F16;
   try {
-    config = readModelConfig(file);
+    const cfg = readModelConfig(file);
+    const survey = surveyModel(file, cfg, opts.batch ?? 512);
+    const ctx = opts.ctx ?? Math.min(cfg.ctxTrain, 4096);
+    const kv = kvCacheBytes(cfg, wholeModel(cfg), ctx, kvType);
+    const act = survey.activationBytes;
+    memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: tensorBytes, kvCacheBytes: kv, activationBytes: act, totalBytes: tensorBytes + kv + act };
+    const f = familyOf(cfg);
+    family = { name: f.name, shape: f.describe(cfg) };
+    bytes = survey.bytes;
+    config = cfg;
   } catch (err) {
     unsupportedReason = (err as Error).message;
   }
   const arch = m.string('general.architecture') ?? 'unknown';
-  const kvType = opts.kvType ?? GgmlType.F16;
-  let memory: ModelSummary['memory'];
-  if (config) {
-    const ctx = opts.ctx ?? Math.min(config.ctxTrain, 4096);
-    const kv = kvCacheBytes(config, config.nLayer, ctx, kvType);
-    const act = activationBytes(config, opts.batch ?? 512);
-    memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: tensorBytes, kvCacheBytes: kv, activationBytes: act, totalBytes: tensorBytes + kv + act };
-  }
   return {
     path: file.path,
     fileBytes: file.fileSize,
@@ -74,6 +80,8 @@ export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: Kv
     architecture: arch,
     name: m.string('general.name'),
     config,
+    family,
+    bytes,
     unsupportedReason,
     parameters,
     tensorBytes,

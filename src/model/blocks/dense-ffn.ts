@@ -1,0 +1,58 @@
+/**
+ * The dense SwiGLU feed-forward block: down(silu(gate(h)) * up(h)). Tensor names are llama.cpp's
+ * under the layer prefix the family gives. A Mixture-of-Experts FFN is another FfnBlock beside it
+ * (a router, banks of such experts addressed one by one, optional shared experts); a family picks
+ * per layer which one a layer has.
+ */
+import type { TensorSource, Matrix } from '../tensor-source.js';
+import type { SyntheticTensors } from '../synthetic-tensors.js';
+import type { FfnBlock, StepContext } from './types.js';
+import type { Scratch, Workspace } from './workspace.js';
+
+/** The weights of one dense FFN. */
+export interface DenseFfnWeights {
+  readonly gate: Matrix;
+  readonly up: Matrix;
+  readonly down: Matrix;
+}
+
+/** Declares a dense FFN's tensors under `prefix`: nEmbd -> nFf -> nEmbd. */
+export function declareDenseFfn(src: TensorSource, prefix: string, nEmbd: number, nFf: number): DenseFfnWeights {
+  return {
+    gate: src.matrix(prefix + 'ffn_gate.weight', nFf, nEmbd),
+    up: src.matrix(prefix + 'ffn_up.weight', nFf, nEmbd),
+    down: src.matrix(prefix + 'ffn_down.weight', nEmbd, nFf),
+  };
+}
+
+/** Writes a dense FFN's tensors into a synthetic model. */
+export function synthesizeDenseFfn(out: SyntheticTensors, prefix: string, layer: number, nEmbd: number, nFf: number): void {
+  out.matrix(prefix + 'ffn_gate.weight', nFf, nEmbd, 1 / Math.sqrt(nEmbd), layer);
+  out.matrix(prefix + 'ffn_up.weight', nFf, nEmbd, 1 / Math.sqrt(nEmbd), layer);
+  out.matrix(prefix + 'ffn_down.weight', nEmbd, nFf, 1 / Math.sqrt(nFf), layer);
+}
+
+/** The forward step of a dense FFN. */
+export class DenseFfn implements FfnBlock {
+  private readonly gate: Scratch;
+  private readonly up: Scratch;
+
+  constructor(
+    private readonly w: DenseFfnWeights,
+    ws: Workspace,
+  ) {
+    this.gate = ws.buffer('ffn.gate', w.gate.rows);
+    this.up = ws.buffer('ffn.up', w.up.rows);
+  }
+
+  forward(h: Float32Array, out: Float32Array, step: StepContext): void {
+    const { kernels, n } = step;
+    const { gate, up, down } = this.w;
+    const g = this.gate.rows(n);
+    const u = this.up.rows(n);
+    kernels.matmul(gate.data, gate.type, gate.rows, gate.cols, h, n, g);
+    kernels.matmul(up.data, up.type, up.rows, up.cols, h, n, u);
+    kernels.swiglu(g, u, g.length, g);
+    kernels.matmul(down.data, down.type, down.rows, down.cols, g, n, out);
+  }
+}

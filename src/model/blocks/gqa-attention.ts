@@ -1,0 +1,190 @@
+/**
+ * Grouped-query attention (Llama, Mistral, Qwen2, Qwen3): Q/K/V projections with optional biases,
+ * optional per-head RMSNorm of queries and keys, rotary positions, causal attention over the
+ * layer's KV cache (each KV head shared by nHead / nKvHead query heads), and the output projection.
+ * Tensor names are llama.cpp's under the layer prefix the family gives (`blk.N.`).
+ */
+import { CairnError } from '../../util/errors.js';
+import { GgmlType } from '../../gguf/ggml-types.js';
+import type { AttentionParams } from '../../kernels/api.js';
+import type { ModelConfig, RopeConfig } from '../config.js';
+import type { KvRowShape } from '../family.js';
+import type { TensorSource } from '../tensor-source.js';
+import type { SyntheticTensors } from '../synthetic-tensors.js';
+import { applyLinear, type Linear } from './linear.js';
+import { Rope, ROPE_FREQS } from './rope.js';
+import type { AttentionBlock, StepContext } from './types.js';
+import { rowRange, type Scratch, type Workspace } from './workspace.js';
+
+/** The sizes of a GQA block. */
+export interface GqaShape {
+  readonly nEmbd: number;
+  readonly nHead: number;
+  readonly nKvHead: number;
+  readonly headDim: number;
+  /** Epsilon of the per-head Q/K norms. */
+  readonly rmsEps: number;
+  readonly rope: RopeConfig;
+}
+
+/** Which optional tensors a family's GQA layers have, as llama.cpp loads them. */
+export interface GqaTensors {
+  /** Q/K/V biases: always (Qwen2), when the file has them (Llama), or never. */
+  readonly qkvBias: 'required' | 'optional' | 'none';
+  /** Output projection bias when the file has one (Llama). */
+  readonly outputBias: boolean;
+  /** Per-head RMSNorm of queries and keys (Qwen3). */
+  readonly qkNorm: boolean;
+  /** Llama 3 rope frequency factors (`rope_freqs.weight`, one for all layers) when the file has them. */
+  readonly ropeFreqs: boolean;
+}
+
+/** The weights of one GQA block. */
+export interface GqaWeights {
+  readonly q: Linear;
+  readonly k: Linear;
+  readonly v: Linear;
+  readonly o: Linear;
+  readonly qNorm?: Float32Array;
+  readonly kNorm?: Float32Array;
+  readonly ropeFreqs?: Float32Array;
+}
+
+/** The GQA shape of a config; value heads must be as wide as key heads here. */
+export function gqaShape(cfg: ModelConfig): GqaShape {
+  return { nEmbd: cfg.nEmbd, nHead: cfg.nHead, nKvHead: cfg.nKvHead, headDim: cfg.headDim, rmsEps: cfg.rmsEps, rope: cfg.rope };
+}
+
+/** Throws MODEL_UNSUPPORTED when a config's heads do not fit this block. */
+export function checkGqaConfig(cfg: ModelConfig, path: string): void {
+  if (cfg.headDimV !== cfg.headDim) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${path}: value head size ${cfg.headDimV} differs from key head size ${cfg.headDim}, which grouped-query attention here does not support`,
+    );
+  }
+}
+
+/** One cached position: every KV head's key and value. */
+export function gqaKvRow(s: GqaShape): KvRowShape {
+  return { k: s.nKvHead * s.headDim, v: s.nKvHead * s.headDim };
+}
+
+/** Declares a GQA block's tensors under `prefix`. */
+export function declareGqa(src: TensorSource, prefix: string, s: GqaShape, t: GqaTensors): GqaWeights {
+  const qDim = s.nHead * s.headDim;
+  const kvDim = s.nKvHead * s.headDim;
+  const q = src.matrix(prefix + 'attn_q.weight', qDim, s.nEmbd);
+  const k = src.matrix(prefix + 'attn_k.weight', kvDim, s.nEmbd);
+  const v = src.matrix(prefix + 'attn_v.weight', kvDim, s.nEmbd);
+  const o = src.matrix(prefix + 'attn_output.weight', s.nEmbd, qDim);
+  const bias = (name: string, len: number) =>
+    t.qkvBias === 'required'
+      ? src.vector(prefix + name, len)
+      : t.qkvBias === 'optional'
+        ? src.optionalVector(prefix + name, len)
+        : undefined;
+  const bq = bias('attn_q.bias', qDim);
+  const bk = bias('attn_k.bias', kvDim);
+  const bv = bias('attn_v.bias', kvDim);
+  const bo = t.outputBias ? src.optionalVector(prefix + 'attn_output.bias', s.nEmbd) : undefined;
+  return {
+    q: { w: q, bias: bq },
+    k: { w: k, bias: bk },
+    v: { w: v, bias: bv },
+    o: { w: o, bias: bo },
+    qNorm: t.qkNorm ? src.vector(prefix + 'attn_q_norm.weight', s.headDim) : undefined,
+    kNorm: t.qkNorm ? src.vector(prefix + 'attn_k_norm.weight', s.headDim) : undefined,
+    ropeFreqs: t.ropeFreqs ? src.sharedVector(ROPE_FREQS, s.rope.nRot / 2, false) : undefined,
+  };
+}
+
+/** Writes a GQA block's tensors into a synthetic model (the required ones; optional biases are left out). */
+export function synthesizeGqa(
+  out: SyntheticTensors,
+  prefix: string,
+  layer: number,
+  s: Pick<GqaShape, 'nEmbd' | 'nHead' | 'nKvHead' | 'headDim'>,
+  t: GqaTensors,
+): void {
+  const e = s.nEmbd;
+  const qDim = s.nHead * s.headDim;
+  const kvDim = s.nKvHead * s.headDim;
+  out.matrix(prefix + 'attn_q.weight', qDim, e, 1 / Math.sqrt(e), layer);
+  out.matrix(prefix + 'attn_k.weight', kvDim, e, 1 / Math.sqrt(e), layer);
+  out.matrix(prefix + 'attn_v.weight', kvDim, e, 1 / Math.sqrt(e), layer);
+  out.matrix(prefix + 'attn_output.weight', e, qDim, 1 / Math.sqrt(qDim), layer);
+  if (t.qkvBias === 'required') {
+    out.f32(prefix + 'attn_q.bias', [qDim], 0.1);
+    out.f32(prefix + 'attn_k.bias', [kvDim], 0.1);
+    out.f32(prefix + 'attn_v.bias', [kvDim], 0.1);
+  }
+  if (t.qkNorm) {
+    out.f32(prefix + 'attn_q_norm.weight', [s.headDim], 0.1, 1);
+    out.f32(prefix + 'attn_k_norm.weight', [s.headDim], 0.1, 1);
+  }
+}
+
+/** The forward step of a GQA block. */
+export class GqaAttention implements AttentionBlock {
+  private readonly q: Scratch;
+  private readonly k: Scratch;
+  private readonly v: Scratch;
+  private readonly attn: Scratch;
+  private readonly rope: Rope;
+  private readonly params: AttentionParams;
+
+  constructor(
+    private readonly s: GqaShape,
+    private readonly w: GqaWeights,
+    ws: Workspace,
+  ) {
+    const qDim = s.nHead * s.headDim;
+    const kvDim = s.nKvHead * s.headDim;
+    this.q = ws.buffer('attn.q', qDim);
+    this.k = ws.buffer('attn.k', kvDim);
+    this.v = ws.buffer('attn.v', kvDim);
+    this.attn = ws.buffer('attn.out', qDim);
+    this.rope = new Rope(s.rope, w.ropeFreqs);
+    this.params = {
+      nTokens: 0,
+      nHead: s.nHead,
+      nKvHead: s.nKvHead,
+      headDim: s.headDim,
+      pos0: 0,
+      scale: 1 / Math.sqrt(s.headDim),
+      kvType: GgmlType.F16,
+    };
+  }
+
+  forward(h: Float32Array, out: Float32Array, step: StepContext): void {
+    const { s, w } = this;
+    const { kernels, kv, n, positions } = step;
+    const hd = s.headDim;
+    const qDim = s.nHead * hd;
+    const kvDim = s.nKvHead * hd;
+    const q = this.q.rows(n);
+    const k = this.k.rows(n);
+    const v = this.v.rows(n);
+    applyLinear(kernels, w.q, h, n, q);
+    applyLinear(kernels, w.k, h, n, k);
+    applyLinear(kernels, w.v, h, n, v);
+    if (w.qNorm) kernels.rmsNorm(q, w.qNorm, n * s.nHead, hd, s.rmsEps, q);
+    if (w.kNorm) kernels.rmsNorm(k, w.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
+    this.rope.apply(kernels, q, n, s.nHead, hd, positions);
+    this.rope.apply(kernels, k, n, s.nKvHead, hd, positions);
+
+    const attn = this.attn.rows(n);
+    const p = this.params;
+    p.kvType = kv.type;
+    for (const sp of step.spans) {
+      const kc = kv.keys(step.layer, sp.slot);
+      const vc = kv.values(step.layer, sp.slot);
+      kernels.storeKv(rowRange(k, sp.start, sp.n, kvDim), rowRange(v, sp.start, sp.n, kvDim), kc, vc, kv.type, kvDim, sp.pos0, sp.n);
+      p.nTokens = sp.n;
+      p.pos0 = sp.pos0;
+      kernels.attention(rowRange(q, sp.start, sp.n, qDim), kc, vc, p, rowRange(attn, sp.start, sp.n, qDim));
+    }
+    applyLinear(kernels, w.o, attn, n, out);
+  }
+}

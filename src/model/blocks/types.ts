@@ -1,0 +1,53 @@
+/**
+ * The parts a shard's forward pass is assembled from. A family builds, for its layer range, one
+ * `DecoderLayer` per layer out of an `AttentionBlock` and an `FfnBlock` (so neighbouring layers may
+ * use different kinds: dense and Mixture-of-Experts FFNs, GQA and latent attention), plus the
+ * shard's input (token embedding or incoming hidden states) and output (head or hidden states).
+ * Blocks own their weights and take their scratch from the shard's Workspace at construction; the
+ * kernels and the batch come with each step, so building a block computes nothing.
+ */
+import type { Kernels } from '../../kernels/api.js';
+import type { ShardBatch, SeqSpan } from '../batch.js';
+import type { KvCache } from '../kv-cache.js';
+
+/** What one step of one layer needs besides its weights; one object per shard, updated in place. */
+export interface StepContext {
+  readonly kernels: Kernels;
+  readonly kv: KvCache;
+  /** Tokens in the batch. */
+  n: number;
+  spans: readonly SeqSpan[];
+  /** Position of each batch row (n entries). */
+  positions: Int32Array;
+  /** Index of the running layer within the shard: its layer in the shard's KV cache. */
+  layer: number;
+}
+
+/** One transformer layer: updates the residual stream x (n x nEmbd) in place. */
+export interface DecoderLayer {
+  forward(x: Float32Array, step: StepContext): void;
+}
+
+/** Token mixing: reads the normalized stream h (n x nEmbd), writes its output (n x nEmbd) to out. */
+export interface AttentionBlock {
+  forward(h: Float32Array, out: Float32Array, step: StepContext): void;
+}
+
+/** Per-token transformation: reads h (n x nEmbd), writes out (n x nEmbd). */
+export interface FfnBlock {
+  forward(h: Float32Array, out: Float32Array, step: StepContext): void;
+}
+
+/** Where a shard's residual stream comes from: token ids (first shard) or the previous shard's hidden states. */
+export interface ShardInput {
+  /** Throws BAD_ARGUMENT when the batch lacks what this input reads, or holds ids outside the vocabulary. */
+  check(batch: ShardBatch): void;
+  /** Writes the batch's first residual stream into x (n x nEmbd). */
+  read(batch: ShardBatch, x: Float32Array, kernels: Kernels): void;
+}
+
+/** What a shard returns: hidden states for the next shard, or (last shard) logits. */
+export interface ShardOutput {
+  /** Returns a view of internal memory, valid until the next call. */
+  write(batch: ShardBatch, x: Float32Array, kernels: Kernels): Float32Array;
+}

@@ -1,0 +1,89 @@
+/**
+ * A shard's activation memory: named f32 buffers sized once for `maxBatch` tokens and shared by
+ * every block that asks for the same name (all layers of a shard run one after the other, so their
+ * q, k, v, ... can live in one buffer). Blocks ask at construction; the shard allocates once, after
+ * the last block is built; a dry build (memory estimates) never allocates and reads `bytes`.
+ */
+
+interface Slot {
+  elems: number;
+  data: Float32Array;
+}
+
+const EMPTY: Float32Array = new Float32Array(0);
+
+/** The shard's named scratch buffers. */
+export class Workspace {
+  private readonly slots = new Map<string, Slot>();
+  private readonly handles: Scratch[] = [];
+  private allocated = false;
+
+  constructor(readonly maxBatch: number) {}
+
+  /**
+   * Reserves `perToken` floats per batch token under `name` and returns a handle to them. Blocks
+   * whose data is alive at the same time must use different names.
+   */
+  buffer(name: string, perToken: number): Scratch {
+    if (this.allocated) throw new Error(`workspace buffer "${name}" asked for after allocation`);
+    let slot = this.slots.get(name);
+    if (!slot) this.slots.set(name, (slot = { elems: 0, data: EMPTY }));
+    slot.elems = Math.max(slot.elems, perToken * this.maxBatch);
+    const h = new Scratch(slot, perToken);
+    this.handles.push(h);
+    return h;
+  }
+
+  /** Allocates every buffer asked for (once). */
+  allocate(): void {
+    if (this.allocated) return;
+    for (const s of this.slots.values()) s.data = new Float32Array(s.elems);
+    for (const h of this.handles) h.reset();
+    this.allocated = true;
+  }
+
+  /** Bytes the buffers take (allocated or not). */
+  get bytes(): number {
+    let n = 0;
+    for (const s of this.slots.values()) n += 4 * s.elems;
+    return n;
+  }
+}
+
+/** One block's view of a workspace buffer. */
+export class Scratch {
+  private n = -1;
+  private view: Float32Array = EMPTY;
+
+  constructor(
+    private readonly slot: Slot,
+    /** Floats per batch token. */
+    readonly perToken: number,
+  ) {}
+
+  /**
+   * The first n tokens' rows. The view is kept while n stays the same, so a run of decode steps
+   * (or of equal prefill chunks) creates no objects.
+   */
+  rows(n: number): Float32Array {
+    if (n !== this.n) {
+      this.view = this.slot.data.subarray(0, n * this.perToken);
+      this.n = n;
+    }
+    return this.view;
+  }
+
+  /** Forgets the kept view (the buffer was allocated). */
+  reset(): void {
+    this.n = -1;
+    this.view = EMPTY;
+  }
+}
+
+/**
+ * Rows [start, start + count) of `a`, a view of n rows of `width`: `a` itself when that is all of
+ * it (one sequence in the batch: no new object), else a subarray.
+ */
+export function rowRange(a: Float32Array, start: number, count: number, width: number): Float32Array {
+  return start === 0 && count * width === a.length ? a : a.subarray(start * width, (start + count) * width);
+}

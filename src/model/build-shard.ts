@@ -1,0 +1,60 @@
+/**
+ * Assembling a shard from its model's family: the input, one layer per layer of the range, the
+ * output, each declared through a TensorSource into its own model part. Loading maps the data;
+ * a dry build (no data, no allocation) gives the byte accounting and the activation memory.
+ */
+import type { GgufFile } from '../gguf/reader.js';
+import type { Kernels, KvType } from '../kernels/api.js';
+import type { ModelConfig } from './config.js';
+import { DecoderShard, type ShardParts } from './decoder.js';
+import { GgufTensorSource, type TensorBytes } from './gguf-tensor-source.js';
+import { KvCache, kvRows } from './kv-cache.js';
+import { familyOf } from './registry.js';
+import { isFirstShard, isLastShard, type ShardSpec } from './shard.js';
+import { HIDDEN_OUTPUT } from './blocks/output-head.js';
+import { HiddenInput } from './blocks/token-embedding.js';
+import type { DecoderLayer } from './blocks/types.js';
+import { Workspace } from './blocks/workspace.js';
+
+/** The runtime sizes of a loaded shard. */
+export interface ShardOptions {
+  /** Sequences that can be in flight at once. */
+  readonly slots: number;
+  /** Positions per sequence slot. */
+  readonly ctx: number;
+  readonly kvType: KvType;
+  /** Most tokens per forward call. */
+  readonly maxBatch: number;
+}
+
+/** Declares a shard's parts through `src` (the embedding, each layer and the head into their own part) and builds them. */
+export function declareShard(cfg: ModelConfig, spec: ShardSpec, src: GgufTensorSource, ws: Workspace): ShardParts {
+  const family = familyOf(cfg);
+  const stream = ws.buffer('stream', cfg.nEmbd);
+  src.enter('embed');
+  const input = isFirstShard(spec) ? family.input(cfg, src, ws) : new HiddenInput(cfg.nEmbd);
+  const layers: DecoderLayer[] = [];
+  for (let l = spec.layerStart; l < spec.layerEnd; l++) {
+    src.enter(l);
+    layers.push(family.layer(cfg, l, src, ws));
+  }
+  src.enter('head');
+  const output = isLastShard(spec, cfg) ? family.output(cfg, src, ws) : HIDDEN_OUTPUT;
+  return { input, layers, output, stream };
+}
+
+/** Builds a shard over the mapped file (`bytesOf` gives a tensor's data), checking every tensor against the config. */
+export function loadShard(
+  file: GgufFile,
+  cfg: ModelConfig,
+  spec: ShardSpec,
+  bytesOf: TensorBytes,
+  kernels: Kernels,
+  opts: ShardOptions,
+): DecoderShard {
+  const src = new GgufTensorSource(file, { bytesOf, kernels });
+  const ws = new Workspace(opts.maxBatch);
+  const parts = declareShard(cfg, spec, src, ws);
+  const kv = new KvCache(kvRows(cfg, spec), opts.slots, opts.ctx, opts.kvType);
+  return new DecoderShard(cfg, spec, parts, { bytes: src.totalBytes, views: src.views() }, kv, kernels, ws);
+}

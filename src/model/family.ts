@@ -1,0 +1,90 @@
+/**
+ * A model family: everything cairn knows about one kind of architecture, in one file under
+ * families/ (as mlx-lm's models/): the GGUF keys of its hyperparameters, what each layer is made of
+ * (and so its KV cache row), the tensors of each part (through a TensorSource, which also makes the
+ * byte accounting: held and read per token, per layer, embedding and head), its forward pass over
+ * a layer range assembled from the shared blocks/, and how to write a random-weight model of it.
+ * The registry maps GGUF architecture names to families; nothing outside model/ derives a shape.
+ */
+import type { Metadata } from '../gguf/metadata.js';
+import type { ModelConfig } from './config.js';
+import type { DecoderLayer, ShardInput, ShardOutput } from './blocks/types.js';
+import type { Workspace } from './blocks/workspace.js';
+import type { TensorSource } from './tensor-source.js';
+import type { SyntheticModelSpec, SyntheticShape, SyntheticTensors } from './synthetic-tensors.js';
+
+/** Elements one position takes in a layer's KV cache. */
+export interface KvRowShape {
+  /** Key elements: KV heads x key head size for GQA; for latent attention, the latent plus its RoPE part. */
+  readonly k: number;
+  /** Value elements (0 where a layer caches one row serving both, as latent attention does). */
+  readonly v: number;
+}
+
+/**
+ * A layer's attention as planning and `inspect` see it. `gqa` covers multi-head, multi-query and
+ * grouped-query attention; latent attention (DeepSeek's MLA) joins as its own kind.
+ */
+export interface GqaAttentionPlan {
+  readonly kind: 'gqa';
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+/** Every attention kind a layer may have. */
+export type AttentionPlan = GqaAttentionPlan;
+
+/**
+ * A layer's feed-forward block. A Mixture-of-Experts layer joins as `{ kind: 'moe', experts,
+ * used, shared, width }`, its expert tensors declared through the TensorSource so that each
+ * expert is addressable on its own (expert placement) and counts used / experts of its bytes as
+ * read per token.
+ */
+export interface DenseFfnPlan {
+  readonly kind: 'dense';
+  /** Hidden width. */
+  readonly width: number;
+}
+
+/** Every FFN kind a layer may have. */
+export type FfnPlan = DenseFfnPlan;
+
+/** What one layer is made of, known from the config alone (before any tensor is read). */
+export interface LayerPlan {
+  readonly attention: AttentionPlan;
+  readonly ffn: FfnPlan;
+  readonly kv: KvRowShape;
+}
+
+/** How a family writes random-weight models of its architectures. */
+export interface SyntheticFamily {
+  /** Named shapes of real models of the family (random weights), for benchmarks. */
+  readonly shapes: Readonly<Record<string, SyntheticShape>>;
+  /** Declares the model's tensors (in file order) and its `<arch>.*` metadata. */
+  write(spec: SyntheticModelSpec, out: SyntheticTensors): void;
+}
+
+/**
+ * One architecture family. Methods taking a config are called only with a config this family's
+ * readConfig made (the registry finds the family by `cfg.arch`).
+ */
+export interface ModelFamily<C extends ModelConfig = ModelConfig> {
+  /** Human name, e.g. `Llama / Mistral`. */
+  readonly name: string;
+  /** The GGUF `general.architecture` names this family runs: its keys in the registry. */
+  readonly architectures: readonly string[];
+  /** Reads the `<arch>.*` hyperparameters; a variant or feature the family cannot run yet fails here, naming it. */
+  readConfig(meta: Metadata, arch: string): C;
+  /** What layer `layer` is made of. */
+  layerPlan(cfg: C, layer: number): LayerPlan;
+  /** One line describing the shape, for `cairn inspect`. */
+  describe(cfg: C): string;
+  /** The first shard's input: declares the token embedding and returns the block that embeds ids. */
+  input(cfg: C, src: TensorSource, ws: Workspace): ShardInput;
+  /** Declares layer `layer`'s tensors and builds its forward step. */
+  layer(cfg: C, layer: number, src: TensorSource, ws: Workspace): DecoderLayer;
+  /** The last shard's output: declares the final norm and head and returns the block that makes logits. */
+  output(cfg: C, src: TensorSource, ws: Workspace): ShardOutput;
+  readonly synthetic: SyntheticFamily;
+}

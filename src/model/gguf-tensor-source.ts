@@ -1,0 +1,177 @@
+/**
+ * The TensorSource over a GGUF file's tensor index. It checks every declared tensor (present,
+ * shape, a type the kernels compute with) and adds its bytes to the model part being declared:
+ * all of them to the part's total, and what a decode step reads of them (a matrix in full, one row
+ * of an embedding table) to its active bytes. Given the mapped file it returns views of the data
+ * (a loaded shard); without, it returns empty placeholders (a dry build: accounting and estimates).
+ */
+import { CairnError } from '../util/errors.js';
+import { GgmlType, ggmlRowBytes, ggmlTypeInfo, ggmlTypeName } from '../gguf/ggml-types.js';
+import type { GgufFile, GgufTensorInfo } from '../gguf/reader.js';
+import type { Kernels } from '../kernels/api.js';
+import type { Matrix, TensorSource } from './tensor-source.js';
+
+/** Returns the bytes of a tensor in the file (a mapped view, not a copy). */
+export type TensorBytes = (t: GgufTensorInfo) => Uint8Array;
+
+/** A part of a model: a layer (by number), the token embedding, the output head, or tensors every shard holds once. */
+export type ModelPart = number | 'embed' | 'head' | 'shared';
+
+/** Bytes of a model part: held in memory, and read by a decode step per token. */
+export interface PartBytes {
+  readonly total: number;
+  readonly activePerToken: number;
+}
+
+interface Tally {
+  total: number;
+  activePerToken: number;
+  names: Set<string>;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/** Checks declared tensors against a file, accounts for their bytes per part, and (when loading) returns their data. */
+export class GgufTensorSource implements TensorSource {
+  readonly path: string;
+  private readonly byName: Map<string, GgufTensorInfo>;
+  private part: ModelPart = 'shared';
+  private readonly tallies = new Map<ModelPart, Tally>();
+  private readonly unique = new Map<string, Uint8Array>();
+  private readonly shared = new Map<string, Float32Array | undefined>();
+  private readonly zeros = new Map<number, Float32Array>();
+
+  /** `load` gives the mapped data and the kernels that turn small non-f32 vectors into f32; without it, a dry build. */
+  constructor(
+    private readonly file: GgufFile,
+    private readonly load?: { readonly bytesOf: TensorBytes; readonly kernels: Kernels },
+  ) {
+    this.path = file.path;
+    this.byName = new Map(file.tensors.map((t) => [t.name, t]));
+  }
+
+  /** Makes the following declarations belong to `part`. */
+  enter(part: ModelPart): void {
+    this.part = part;
+  }
+
+  /** Bytes of a part declared so far. */
+  bytesOf(part: ModelPart): PartBytes {
+    const t = this.tallies.get(part);
+    return { total: t?.total ?? 0, activePerToken: t?.activePerToken ?? 0 };
+  }
+
+  /** Bytes of all distinct tensors declared (a tensor two parts need counts once). */
+  get totalBytes(): number {
+    let n = 0;
+    for (const name of this.unique.keys()) n += this.byName.get(name)!.byteLength;
+    return n;
+  }
+
+  /** Names of the distinct tensors declared, in the order first declared. */
+  names(): string[] {
+    return [...this.unique.keys()];
+  }
+
+  /** The data of every distinct tensor declared, in file order (for reading pages in ahead). */
+  views(): Uint8Array[] {
+    return [...this.unique.entries()].sort((a, b) => this.byName.get(a[0])!.offset - this.byName.get(b[0])!.offset).map((e) => e[1]);
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  matrix(name: string, rows: number, cols: number): Matrix {
+    return this.declareMatrix(name, rows, cols, true, rows)!;
+  }
+
+  optionalMatrix(name: string, rows: number, cols: number): Matrix | undefined {
+    return this.declareMatrix(name, rows, cols, false, rows);
+  }
+
+  embedding(name: string, rows: number, cols: number): Matrix {
+    return this.declareMatrix(name, rows, cols, true, 1)!;
+  }
+
+  vector(name: string, len: number): Float32Array {
+    return this.declareVector(name, len, true)!;
+  }
+
+  optionalVector(name: string, len: number): Float32Array | undefined {
+    return this.declareVector(name, len, false);
+  }
+
+  sharedVector(name: string, len: number, required: boolean): Float32Array | undefined {
+    if (this.shared.has(name)) return this.shared.get(name);
+    const part = this.part;
+    this.part = 'shared';
+    try {
+      const v = this.declareVector(name, len, required);
+      this.shared.set(name, v);
+      return v;
+    } finally {
+      this.part = part;
+    }
+  }
+
+  private find(name: string, required: boolean): GgufTensorInfo | undefined {
+    const t = this.byName.get(name);
+    if (!t && required) throw new CairnError('GGUF_MALFORMED', `${this.path}: tensor "${name}" is missing`);
+    return t;
+  }
+
+  /** Adds a tensor to the current part (once per part), `activeBytes` of it read per token. */
+  private count(t: GgufTensorInfo, activeBytes: number): Uint8Array {
+    let tally = this.tallies.get(this.part);
+    if (!tally) this.tallies.set(this.part, (tally = { total: 0, activePerToken: 0, names: new Set() }));
+    if (!tally.names.has(t.name)) {
+      tally.names.add(t.name);
+      tally.total += t.byteLength;
+      tally.activePerToken += activeBytes;
+    }
+    let data = this.unique.get(t.name);
+    if (!data) this.unique.set(t.name, (data = this.load ? this.load.bytesOf(t) : NO_BYTES));
+    return data;
+  }
+
+  private declareMatrix(name: string, rows: number, cols: number, required: boolean, activeRows: number): Matrix | undefined {
+    const t = this.find(name, required);
+    if (!t) return undefined;
+    const misshapen = t.dims[0] !== cols || (t.dims[1] ?? 1) !== rows || t.dims.slice(2).some((d) => d !== 1);
+    if (misshapen) {
+      throw new CairnError('GGUF_MALFORMED', `${this.path}: tensor "${name}" has dims [${t.dims.join(', ')}], expected [${cols}, ${rows}]`);
+    }
+    if (!ggmlTypeInfo(t.type)?.supported) {
+      throw new CairnError(
+        'MODEL_UNSUPPORTED',
+        `${this.path}: tensor "${name}" has type ${ggmlTypeName(t.type)}, which cairn cannot compute with yet`,
+      );
+    }
+    const active = activeRows === rows ? t.byteLength : activeRows * ggmlRowBytes(t.type, cols);
+    return { name, type: t.type, rows, cols, data: this.count(t, active) };
+  }
+
+  private declareVector(name: string, len: number, required: boolean): Float32Array | undefined {
+    const t = this.find(name, required);
+    if (!t) return undefined;
+    if (t.elements !== len)
+      throw new CairnError('GGUF_MALFORMED', `${this.path}: tensor "${name}" has ${t.elements} elements, expected ${len}`);
+    if (t.type !== GgmlType.F32 && !ggmlTypeInfo(t.type)?.supported) {
+      throw new CairnError('MODEL_UNSUPPORTED', `${this.path}: tensor "${name}" has type ${ggmlTypeName(t.type)}`);
+    }
+    const data = this.count(t, t.byteLength);
+    if (!this.load) return this.zeroVector(len);
+    if (t.type === GgmlType.F32) return new Float32Array(data.buffer, data.byteOffset, len);
+    const out = new Float32Array(len);
+    this.load.kernels.dequantize(t.type, data, out, len);
+    return out;
+  }
+
+  /** Dry builds share one zero vector per length (nothing reads them). */
+  private zeroVector(len: number): Float32Array {
+    let z = this.zeros.get(len);
+    if (!z) this.zeros.set(len, (z = new Float32Array(len)));
+    return z;
+  }
+}

@@ -1,0 +1,34 @@
+/** The model families cairn runs, by GGUF architecture name (`general.architecture`). */
+import { CairnError } from '../util/errors.js';
+import type { ModelConfig } from './config.js';
+import type { ModelFamily } from './family.js';
+import { llamaFamily } from './families/llama.js';
+import { qwen2Family } from './families/qwen2.js';
+import { qwen3Family } from './families/qwen3.js';
+
+/** Every family, in the order `inspect` and `bench` list them. */
+export const MODEL_FAMILIES: readonly ModelFamily[] = [llamaFamily, qwen2Family, qwen3Family];
+
+const BY_ARCH = new Map<string, ModelFamily>(MODEL_FAMILIES.flatMap((f) => f.architectures.map((a) => [a, f] as const)));
+
+/** GGUF architecture names with a family. */
+export function supportedArchitectures(): string[] {
+  return [...BY_ARCH.keys()];
+}
+
+/** The family of a GGUF architecture; an unknown one fails naming itself and the supported ones. */
+export function familyFor(arch: string, path?: string): ModelFamily {
+  const f = BY_ARCH.get(arch);
+  if (!f) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${path ? `${path}: ` : ''}architecture "${arch}" is not supported (supported: ${supportedArchitectures().join(', ')})`,
+    );
+  }
+  return f;
+}
+
+/** The family that made a config. */
+export function familyOf(cfg: ModelConfig): ModelFamily {
+  return familyFor(cfg.arch);
+}

@@ -1,0 +1,125 @@
+/**
+ * What a family writes a random-weight model through: its tensors (random values from a stream per
+ * tensor name, quantized the way llama.cpp's mixes quantize them) and its metadata keys, in order.
+ */
+import { GgmlType, ggmlRowBytes, ggmlTypeInfo } from '../gguf/ggml-types.js';
+import type { GgufValue } from '../gguf/values.js';
+import type { GgufTensorSpec } from '../gguf/writer.js';
+import { Prng } from '../util/prng.js';
+
+/** The quantization of a synthetic model: one type for all matrices, or a llama.cpp-style mix. */
+export type SyntheticQuant = GgmlType | 'Q4_K_M' | 'Q5_K_M';
+
+/** Shape and content of a synthetic model; each family reads the fields its models have. */
+export interface SyntheticModelSpec {
+  /** GGUF architecture name: picks the family that writes the file. */
+  readonly arch: string;
+  readonly nEmbd: number;
+  readonly nLayer: number;
+  readonly nHead: number;
+  readonly nKvHead: number;
+  readonly nFf: number;
+  readonly nVocab: number;
+  /** Per-head size; defaults to nEmbd / nHead (Qwen3 sets it independently). */
+  readonly headDim?: number;
+  readonly ctx?: number;
+  readonly ropeBase?: number;
+  /** Output head shares the embedding matrix. */
+  readonly tied?: boolean;
+  /** Write a Llama 3 style `rope_freqs.weight` tensor. */
+  readonly ropeFreqs?: boolean;
+  readonly quant: SyntheticQuant;
+  readonly seed: number;
+  readonly name?: string;
+}
+
+/** A named model shape, without quantization and seed. */
+export type SyntheticShape = Omit<SyntheticModelSpec, 'quant' | 'seed'>;
+
+/** Converts f32 values to a GGML type's bytes (a kernel implementation's quantize). */
+export type Quantizer = (type: GgmlType, src: Float32Array) => Uint8Array;
+
+/** The type llama.cpp's mixes give a tensor (Q4_K_M/Q5_K_M: Q6_K for output, and for attn_v/ffn_down on some layers). */
+function tensorType(quant: SyntheticQuant, name: string, layer: number, nLayer: number): GgmlType {
+  if (typeof quant === 'number') return quant;
+  const base = quant === 'Q4_K_M' ? GgmlType.Q4_K : GgmlType.Q5_K;
+  if (name === 'output.weight') return GgmlType.Q6_K;
+  // llama.cpp's use_more_bits: the first and last eighth of layers, and every third in between.
+  const moreBits = layer < nLayer / 8 || layer >= (7 * nLayer) / 8 || (layer - Math.floor(nLayer / 8)) % 3 === 2;
+  if ((name.endsWith('attn_v.weight') || name.endsWith('ffn_down.weight')) && moreBits) return GgmlType.Q6_K;
+  return base;
+}
+
+/** FNV-1a hash of a tensor name, to derive per-tensor random streams. */
+function hashName(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Collects a synthetic model's tensors and architecture metadata in the order they are declared. */
+export class SyntheticTensors {
+  readonly tensors: GgufTensorSpec[] = [];
+  readonly metadata: [string, GgufValue][] = [];
+
+  constructor(
+    private readonly spec: SyntheticModelSpec,
+    private readonly quantize: Quantizer,
+  ) {}
+
+  /**
+   * Uniform values with the requested mean and standard deviation. Each tensor draws from its own
+   * stream (seed + name), so tensors can be generated lazily, one at a time, and a
+   * multi-gigabyte model never sits in memory as f32.
+   */
+  private values(name: string, n: number, std: number, mean = 0): Float32Array {
+    const rng = new Prng((this.spec.seed ^ hashName(name)) >>> 0);
+    const a = new Float32Array(n);
+    const halfWidth = std * Math.sqrt(3);
+    for (let i = 0; i < n; i++) a[i] = mean + halfWidth * (2 * rng.next() - 1);
+    return a;
+  }
+
+  /** An f32 tensor of random values (norm weights, biases). */
+  f32(name: string, dims: number[], std: number, mean = 0): void {
+    const v = this.values(
+      name,
+      dims.reduce((a, b) => a * b, 1),
+      std,
+      mean,
+    );
+    this.tensors.push({ name, type: GgmlType.F32, dims, data: new Uint8Array(v.buffer) });
+  }
+
+  /** A rows x cols matrix in the spec's quantization for layer `layer`; F16 where the type's block does not divide a row. */
+  matrix(name: string, rows: number, cols: number, std: number, layer = 0): void {
+    let type = tensorType(this.spec.quant, name, layer, this.spec.nLayer);
+    if (cols % ggmlTypeInfo(type)!.blockSize !== 0) type = GgmlType.F16;
+    this.tensors.push({
+      name,
+      type,
+      dims: [cols, rows],
+      data: () => {
+        const v = this.values(name, rows * cols, std);
+        const bytes = type === GgmlType.F32 ? new Uint8Array(v.buffer) : this.quantize(type, v);
+        if (bytes.length !== ggmlRowBytes(type, cols) * rows) throw new Error(`quantizer returned ${bytes.length} bytes for ${name}`);
+        return bytes;
+      },
+    });
+  }
+
+  /** An f32 tensor of given values. */
+  constant(name: string, values: Float32Array): void {
+    this.tensors.push({
+      name,
+      type: GgmlType.F32,
+      dims: [values.length],
+      data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+    });
+  }
+
+  /** A metadata key of the architecture. */
+  meta(key: string, value: GgufValue): void {
+    this.metadata.push([key, value]);
+  }
+}
