@@ -37,6 +37,8 @@ export interface ShardWeights {
 /** A loaded shard: its parts, KV cache and preallocated activations. */
 export class DecoderShard {
   readonly maxBatch: number;
+  /** Bytes of the shard's activation buffers (its Workspace). */
+  readonly activationBytes: number;
   private readonly positions: Int32Array;
   private positionsView: Int32Array;
   private readonly step: StepContext;
@@ -52,6 +54,7 @@ export class DecoderShard {
   ) {
     this.maxBatch = ws.maxBatch;
     ws.allocate();
+    this.activationBytes = ws.bytes;
     this.positions = new Int32Array(ws.maxBatch);
     this.positionsView = this.positions.subarray(0, 0);
     this.step = { kernels, kv, n: 0, spans: [], positions: this.positionsView, layer: 0 };

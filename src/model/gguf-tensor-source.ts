@@ -9,7 +9,7 @@ import { CairnError } from '../util/errors.js';
 import { GgmlType, ggmlRowBytes, ggmlTypeInfo, ggmlTypeName } from '../gguf/ggml-types.js';
 import type { GgufFile, GgufTensorInfo } from '../gguf/reader.js';
 import type { Kernels } from '../kernels/api.js';
-import type { Matrix, TensorSource } from './tensor-source.js';
+import type { ExpertBank, Matrix, TensorSource } from './tensor-source.js';
 
 /** Returns the bytes of a tensor in the file (a mapped view, not a copy). */
 export type TensorBytes = (t: GgufTensorInfo) => Uint8Array;
@@ -94,6 +94,22 @@ export class GgufTensorSource implements TensorSource {
     return this.declareMatrix(name, rows, cols, true, 1)!;
   }
 
+  experts(name: string, count: number, rows: number, cols: number, used: number): ExpertBank {
+    const t = this.find(name, true)!;
+    if (t.dims.length !== 3 || t.dims[0] !== cols || t.dims[1] !== rows || t.dims[2] !== count) {
+      throw new CairnError(
+        'GGUF_MALFORMED',
+        `${this.path}: tensor "${name}" has dims [${t.dims.join(', ')}], expected [${cols}, ${rows}, ${count}]`,
+      );
+    }
+    this.checkComputable(t);
+    if (!(Number.isInteger(used) && used >= 1 && used <= count)) {
+      throw new CairnError('GGUF_MALFORMED', `${this.path}: ${used} experts used per token of ${count} in "${name}"`);
+    }
+    const expertBytes = rows * ggmlRowBytes(t.type, cols);
+    return { name, type: t.type, rows, cols, count, expertBytes, data: this.count(t, used * expertBytes) };
+  }
+
   vector(name: string, len: number): Float32Array {
     return this.declareVector(name, len, true)!;
   }
@@ -142,14 +158,18 @@ export class GgufTensorSource implements TensorSource {
     if (misshapen) {
       throw new CairnError('GGUF_MALFORMED', `${this.path}: tensor "${name}" has dims [${t.dims.join(', ')}], expected [${cols}, ${rows}]`);
     }
+    this.checkComputable(t);
+    const active = activeRows === rows ? t.byteLength : activeRows * ggmlRowBytes(t.type, cols);
+    return { name, type: t.type, rows, cols, data: this.count(t, active) };
+  }
+
+  private checkComputable(t: GgufTensorInfo): void {
     if (!ggmlTypeInfo(t.type)?.supported) {
       throw new CairnError(
         'MODEL_UNSUPPORTED',
-        `${this.path}: tensor "${name}" has type ${ggmlTypeName(t.type)}, which cairn cannot compute with yet`,
+        `${this.path}: tensor "${t.name}" has type ${ggmlTypeName(t.type)}, which cairn cannot compute with yet`,
       );
     }
-    const active = activeRows === rows ? t.byteLength : activeRows * ggmlRowBytes(t.type, cols);
-    return { name, type: t.type, rows, cols, data: this.count(t, active) };
   }
 
   private declareVector(name: string, len: number, required: boolean): Float32Array | undefined {

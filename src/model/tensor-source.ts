@@ -16,6 +16,30 @@ export interface Matrix {
   readonly data: Uint8Array;
 }
 
+/**
+ * The matrices of `count` experts of one Mixture-of-Experts layer, rows x cols each, stored as one
+ * 3-D tensor (GGUF dims [cols, rows, count]) and used in place: expert e is the e-th run of
+ * `expertBytes` bytes, so a shard can address (and later hold) experts one by one.
+ */
+export interface ExpertBank {
+  readonly name: string;
+  readonly type: GgmlType;
+  readonly rows: number;
+  readonly cols: number;
+  readonly count: number;
+  /** Bytes of one expert's matrix. */
+  readonly expertBytes: number;
+  /** The whole bank. */
+  readonly data: Uint8Array;
+}
+
+/** Expert e of a bank as a matrix (a view of the bank's data, not a copy). */
+export function expertMatrix(bank: ExpertBank, e: number): Matrix {
+  if (!(Number.isInteger(e) && e >= 0 && e < bank.count)) throw new RangeError(`expert ${e} of ${bank.count}`);
+  const data = bank.data.length === 0 ? bank.data : bank.data.subarray(e * bank.expertBytes, (e + 1) * bank.expertBytes);
+  return { name: `${bank.name}[${e}]`, type: bank.type, rows: bank.rows, cols: bank.cols, data };
+}
+
 /** Where a family's declarations go; every method throws a clear error for a missing or misshapen tensor. */
 export interface TensorSource {
   /** The model file's path (for messages). */
@@ -28,6 +52,11 @@ export interface TensorSource {
   optionalMatrix(name: string, rows: number, cols: number): Matrix | undefined;
   /** A token embedding table of rows x cols: a token reads one row of it. */
   embedding(name: string, rows: number, cols: number): Matrix;
+  /**
+   * A bank of `count` expert matrices of rows x cols, of which a token uses `used`: `used / count`
+   * of its bytes count as read per token.
+   */
+  experts(name: string, count: number, rows: number, cols: number, used: number): ExpertBank;
   /** A vector of `len` elements as f32 (norm weights, biases). */
   vector(name: string, len: number): Float32Array;
   /** Like vector(), or undefined when the file has no such tensor. */

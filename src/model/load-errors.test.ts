@@ -1,0 +1,137 @@
+/**
+ * A model cairn cannot run fails at load with a message naming what it is: an architecture
+ * without a family, a family's variant not run yet (Mixtral under `llama`), a head layout a block
+ * cannot take, or a tensor missing or misshapen. Files are synthetic models re-written the way
+ * other tools would write them.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { GgmlType } from '../gguf/ggml-types.js';
+import { readGguf } from '../gguf/reader.js';
+import { gv } from '../gguf/values.js';
+import { createKernels } from '../kernels/index.js';
+import { isCairnError } from '../util/errors.js';
+import { loadShard } from './build-shard.js';
+import { readModelConfig } from './config.js';
+import { wholeModel } from './shard.js';
+import { summarizeModel } from './summary.js';
+import { writeSyntheticModel, type SyntheticShape } from './synthetic.js';
+import { rewriteGguf, type GgufEdit } from '../../test/helpers/rewrite-gguf.js';
+import { scratchDir } from '../../test/helpers/paths.js';
+
+const dir = scratchDir('load-errors');
+mkdirSync(dir, { recursive: true });
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const kernels = createKernels({ backend: 'reference' });
+const noQuantizer = () => {
+  throw new Error('F32 needs no quantizer');
+};
+
+function variant(shape: SyntheticShape, name: string, edit: GgufEdit): string {
+  const base = join(dir, `${shape.arch}-base.gguf`);
+  writeSyntheticModel(base, { ...shape, quant: GgmlType.F32, seed: 1 }, noQuantizer);
+  const path = join(dir, `${name}.gguf`);
+  rewriteGguf(base, path, edit);
+  return path;
+}
+
+/** Reads the config and builds the whole model, as loading does. */
+function load(path: string): void {
+  const file = readGguf(path);
+  const cfg = readModelConfig(file);
+  const bytes = readFileSync(path);
+  loadShard(file, cfg, wholeModel(cfg), (t) => bytes.subarray(t.offset, t.offset + t.byteLength), kernels, {
+    slots: 1,
+    ctx: 8,
+    kvType: GgmlType.F32,
+    maxBatch: 4,
+  });
+}
+
+const llama: SyntheticShape = { arch: 'llama', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300 };
+
+/** Mixtral as llama.cpp writes it: architecture `llama`, expert counts, a router and 3-D expert tensors instead of the dense FFN. */
+function mixtral(): string {
+  const experts = 4;
+  const zeros = (n: number) => new Uint8Array(4 * n);
+  const add = [0, 1].flatMap((l) => [
+    { name: `blk.${l}.ffn_gate_inp.weight`, type: GgmlType.F32, dims: [64, experts], data: zeros(64 * experts) },
+    { name: `blk.${l}.ffn_gate_exps.weight`, type: GgmlType.F32, dims: [64, 128, experts], data: zeros(64 * 128 * experts) },
+    { name: `blk.${l}.ffn_up_exps.weight`, type: GgmlType.F32, dims: [64, 128, experts], data: zeros(64 * 128 * experts) },
+    { name: `blk.${l}.ffn_down_exps.weight`, type: GgmlType.F32, dims: [128, 64, experts], data: zeros(128 * 64 * experts) },
+  ]);
+  return variant(llama, 'mixtral', {
+    metadata: { 'llama.expert_count': gv.u32(experts), 'llama.expert_used_count': gv.u32(2) },
+    keep: (n) => !/ffn_(gate|up|down)\.weight$/.test(n),
+    add,
+  });
+}
+
+test('a Mixtral file (llama with experts) is refused naming Mixture-of-Experts, not a missing tensor', () => {
+  const path = mixtral();
+  const expected = /mixtral\.gguf: Mixture-of-Experts Llama \(Mixtral: llama\.expert_count = 4\) is not supported yet/;
+  assert.throws(
+    () => load(path),
+    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && expected.test(e.message),
+  );
+  const summary = summarizeModel(readGguf(path));
+  assert.equal(summary.config, undefined);
+  assert.match(summary.unsupportedReason ?? '', expected, 'inspect says why it cannot run');
+});
+
+test('a llama file with expert_count 0 is a dense Llama and loads', () => {
+  load(variant(llama, 'llama-0-experts', { metadata: { 'llama.expert_count': gv.u32(0) } }));
+});
+
+test('an unknown architecture names itself and the supported ones', () => {
+  const path = variant(llama, 'mamba', { metadata: { 'general.architecture': gv.str('mamba') } });
+  assert.throws(
+    () => load(path),
+    (e) =>
+      isCairnError(e, 'MODEL_UNSUPPORTED') &&
+      /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3\)/.test(e.message),
+  );
+});
+
+test("a family's required tensors must be there: Qwen3's Q/K norms, Qwen2's Q/K/V biases", () => {
+  const qwen3 = variant({ ...llama, arch: 'qwen3', headDim: 32 }, 'qwen3-no-knorm', { keep: (n) => n !== 'blk.1.attn_k_norm.weight' });
+  assert.throws(
+    () => load(qwen3),
+    (e) => isCairnError(e, 'GGUF_MALFORMED') && /tensor "blk\.1\.attn_k_norm\.weight" is missing/.test(e.message),
+  );
+  const qwen2 = variant({ ...llama, arch: 'qwen2' }, 'qwen2-no-bias', { keep: (n) => n !== 'blk.0.attn_v.bias' });
+  assert.throws(
+    () => load(qwen2),
+    (e) => isCairnError(e, 'GGUF_MALFORMED') && /tensor "blk\.0\.attn_v\.bias" is missing/.test(e.message),
+  );
+});
+
+test('a misshapen tensor is named with its dims and the dims the config asks for', () => {
+  const path = variant(llama, 'llama-bad-k', {
+    keep: (n) => n !== 'blk.1.attn_k.weight',
+    add: [{ name: 'blk.1.attn_k.weight', type: GgmlType.F32, dims: [64, 16], data: new Uint8Array(4 * 64 * 16) }],
+  });
+  assert.throws(
+    () => load(path),
+    (e) => isCairnError(e, 'GGUF_MALFORMED') && /"blk\.1\.attn_k\.weight" has dims \[64, 16\], expected \[64, 32\]/.test(e.message),
+  );
+});
+
+test('features a family does not run yet are named: value heads of another size, YaRN rope scaling', () => {
+  const wideV = variant({ ...llama, arch: 'qwen3', headDim: 16 }, 'qwen3-wide-v', {
+    metadata: { 'qwen3.attention.value_length': gv.u32(32) },
+  });
+  assert.throws(
+    () => readModelConfig(readGguf(wideV)),
+    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /value head size 32 differs from key head size 16/.test(e.message),
+  );
+  const yarn = variant(llama, 'llama-yarn', {
+    metadata: { 'llama.rope.scaling.type': gv.str('yarn'), 'llama.rope.scaling.factor': gv.f32(4) },
+  });
+  assert.throws(
+    () => readModelConfig(readGguf(yarn)),
+    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /YaRN rope scaling is not supported yet/.test(e.message),
+  );
+});
