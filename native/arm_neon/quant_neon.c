@@ -103,7 +103,7 @@ QN_INLINE void qn_load_mxfp4(const uint8_t *row, int b, qn_w32 *o) {
   const uint8x16_t raw = vld1q_u8(x->qs);
   o->q0 = vqtbl1q_s8(table, vandq_u8(raw, vdupq_n_u8(0x0f)));
   o->q1 = vqtbl1q_s8(table, vshrq_n_u8(raw, 4));
-  o->d = quant_e8m0_half(x->e);
+  o->d = quant_e8m0_half_table[x->e];
 }
 
 #define QN_TILE32(NAME, LOAD, HAS_MIN)                                                                         \

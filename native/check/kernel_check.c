@@ -163,6 +163,9 @@ static void check_ops(void) {
 
 int main(void) {
   best = cairn_isa_detect();
+  for (int e = 0; e < 256; e++) {
+    if (quant_e8m0_half_table[e] != quant_e8m0_half((uint8_t)e)) printf("MISMATCH e8m0 table at %d\n", e), fails++;
+  }
   printf("comparing the scalar kernels with %s\n", cairn_isa_name(best));
   check_matmul();
   check_experts();

@@ -157,9 +157,21 @@ QX_INLINE void qx_load2_q4_0(const uint8_t *row, int b, __m512i *q, float *d0, f
   *d0 = qx_half(&x[0].d);
   *d1 = qx_half(&x[1].d);
 }
+/* Two MXFP4 blocks the same way, each nibble then looked up as its doubled code + 16. */
+QX_INLINE void qx_load2_mxfp4(const uint8_t *row, int b, __m512i *q, float *d0, float *d1) {
+  const block_mxfp4 *x = (const block_mxfp4 *)row + b;
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[0].qs)),
+                                               _mm_loadu_si128((const __m128i *)x[1].qs), 1);
+  const __m512i lo_hi = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
+  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
+  *q = _mm512_shuffle_epi8(table, _mm512_and_si512(lo_hi, _mm512_set1_epi8(0x0f)));
+  *d0 = quant_e8m0_half_table[x[0].e];
+  *d1 = quant_e8m0_half_table[x[1].e];
+}
 #else
 #define QX_INTERLEAVE 0
 #define qx_load2_q4_0 NULL
+#define qx_load2_mxfp4 NULL
 #endif
 
 QX_INLINE void qx_load_q4_1(const uint8_t *row, int b, qx_w32 *o) {
@@ -205,7 +217,7 @@ QX_INLINE void qx_load_mxfp4(const uint8_t *row, int b, qx_w32 *o) {
   const __m256i table = _mm256_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4,
                                          16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4);
   o->q = _mm256_shuffle_epi8(table, qx_nibbles(x->qs));
-  o->d = quant_e8m0_half(x->e);
+  o->d = quant_e8m0_half_table[x->e];
 }
 
 /*
@@ -437,93 +449,97 @@ QX_TILE32X(qx_q4_0, qx_load_q4_0, 8, 0, 0, QX_INTERLEAVE, qx_load2_q4_0)
 QX_TILE32(qx_q4_1, qx_load_q4_1, 0, 0, 1)
 QX_TILE32(qx_q5_0, qx_load_q5_0, 16, 0, 0)
 QX_TILE32(qx_q5_1, qx_load_q5_1, 0, 0, 1)
-QX_TILE32(qx_mxfp4, qx_load_mxfp4, 16, 0, 0)
+QX_TILE32X(qx_mxfp4, qx_load_mxfp4, 16, 0, 0, QX_INTERLEAVE, qx_load2_mxfp4)
 #if QX_VNNI
 QX_TILE32(qx_q8_0, qx_load_q8_0, 128, 0, 0)
 #else
 QX_TILE32(qx_q8_0, qx_load_q8_0, 0, 1, 0)
 #endif
 #if QX_INTERLEAVE
-#define qx_q4_0_tiles_tile qx_q4_0_tile
-QX_GEMM_RV(qx_q4_0_tiles, QX_RV_NIBBLE)
-
 /*
- * One token against Q4_0 rows, one row at a time. A tile's per-block activation work (the
- * permuted quants and the offset lanes) is the same for every row: done here once
- * per call into a per-thread buffer instead of once per row, which is what kept one-row tiles of
- * Q4_0 bound by instructions (bench/RESULTS.md). Every row then reads as one stream. The
- * operations per row and block pair are those of qx_q4_0_tile with R = T = 1, in the same order,
- * so the results are the same bit for bit.
+ * One token against Q4_0 (or MXFP4) rows, one row at a time. A tile's per-block activation work
+ * (the permuted quants and the offset lanes) is the same for every row: done here once per call
+ * into a per-thread buffer instead of once per row, which is what kept one-row tiles of Q4_0
+ * bound by instructions (bench/RESULTS.md). Every row then reads as one stream. The operations per
+ * row and block pair are those of the format's tile with R = T = 1, in the same order, so the
+ * results are the same bit for bit.
  */
 /* Unaligned vector members: the buffer lives in thread-local storage, whose alignment a
  * dynamically loaded library cannot count on everywhere (it is asked for, below, as whole cache
  * lines make the loads cheaper; correctness does not depend on it). */
 typedef struct {
   __m512i_u aq, init;
-} qx_q4_0_pair;
+} qx_pair_prepared;
 
-QX_INLINE void qx_q4_0_prepare(int cols, const uint8_t *a, qx_q4_0_pair *p) {
+QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p, const int offset) {
   const int nb = cols / QK;
   const __m512i perm = _mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7);
   int b = 0;
   for (; b + 2 <= nb; b += 2, p++) {
     p->aq = _mm512_permutexvar_epi64(perm, _mm512_loadu_si512((const void *)(a + QK * b)));
-    p->init = qx_offset_lanes512(p->aq, 8);
+    p->init = qx_offset_lanes512(p->aq, offset);
   }
   if (b < nb) { /* a lone last block, in the first block's place of a pair */
     p->aq = _mm512_permutexvar_epi64(perm, _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(a + QK * b))));
-    p->init = qx_offset_lanes512(p->aq, 8);
+    p->init = qx_offset_lanes512(p->aq, offset);
   }
 }
 
-QX_INLINE float qx_q4_0_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_q4_0_pair *p) {
-  const int nb = cols / QK;
-  const float *da = (const float *)(a + cols);
-  const size_t bb = ws / (size_t)nb;
-  __m512 acc = _mm512_setzero_ps();
-  int b = 0;
-  for (; b + 2 <= nb; b += 2, p++) {
-    /* One prefetch per step: a step moves 36 bytes on, so every line of the next row is asked for. */
-    _mm_prefetch((const char *)(w + ws + (size_t)b * bb), _MM_HINT_T0);
-    __m512i wq;
-    float d0, d1;
-    qx_load2_q4_0(w, b, &wq, &d0, &d1);
-    const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);
-    /* The scale products as scalars: the same f32 products the tiles form lane by lane. */
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(d0 * da[b], d1 * da[b + 1]), acc);
+/* NAME: the gemm of a 32-element format with an interleaved pair loader (LOAD2) and quant offset. */
+#define QX_PAIR_ROWS(NAME, LOAD, LOAD2, OFFSET)                                                                  \
+  QX_GEMM_RV(NAME##_tiles, QX_RV_NIBBLE)                                                                         \
+  QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_pair_prepared *p) { \
+    const int nb = cols / QK;                                                                                    \
+    const float *da = (const float *)(a + cols);                                                                 \
+    const size_t bb = ws / (size_t)nb;                                                                           \
+    __m512 acc = _mm512_setzero_ps();                                                                            \
+    int b = 0;                                                                                                   \
+    for (; b + 2 <= nb; b += 2, p++) {                                                                           \
+      /* One prefetch per step: a step moves ~36 bytes on, so every line of the next row is asked for. */       \
+      _mm_prefetch((const char *)(w + ws + (size_t)b * bb), _MM_HINT_T0);                                        \
+      __m512i wq;                                                                                                \
+      float d0, d1;                                                                                              \
+      LOAD2(w, b, &wq, &d0, &d1);                                                                                \
+      const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);                                               \
+      /* The scale products as scalars: the same f32 products the tiles form lane by lane. */                   \
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(d0 * da[b], d1 * da[b + 1]), acc);   \
+    }                                                                                                            \
+    if (b < nb) {                                                                                                \
+      qx_w32 lo;                                                                                                 \
+      LOAD(w, b, &lo);                                                                                           \
+      const __m512i wq = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), _mm512_zextsi256_si512(lo.q)); \
+      const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);                                               \
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(lo.d * da[b], 0.f), acc);            \
+    }                                                                                                            \
+    return _mm512_reduce_add_ps(qx_unpermute(acc)) + 0.f; /* + 0: as the tiles add their (zero) mins */          \
+  }                                                                                                              \
+  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y,  \
+                   size_t ys) {                                                                                  \
+    /* 128 bytes per block pair, read again for every row: kept within L1 (16 KiB, rows of up to 8192            \
+     * elements); longer rows take the tiles, whose rows share that work instead. */                             \
+    enum { PAIRS = 128 };                                                                                        \
+    static __thread qx_pair_prepared prepared[PAIRS] __attribute__((aligned(64))); /* no split loads */          \
+    static __thread qx_prepared_for prepared_for;                                                                \
+    const int pairs = (cols / QK + 1) / 2;                                                                       \
+    if (nt != 1 || pairs > PAIRS) {                                                                              \
+      NAME##_tiles(cols, w, ws, nr, a, as, nt, y, ys);                                                           \
+      return;                                                                                                    \
+    }                                                                                                            \
+    if (qx_prepare_needed(&prepared_for, a, cols)) qx_pairs_prepare(cols, a, prepared, OFFSET);                  \
+    for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, a, prepared);                  \
   }
-  if (b < nb) {
-    qx_w32 lo;
-    qx_load_q4_0(w, b, &lo);
-    const __m512i wq = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), _mm512_zextsi256_si512(lo.q));
-    const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(lo.d * da[b], 0.f), acc);
-  }
-  return _mm512_reduce_add_ps(qx_unpermute(acc)) + 0.f; /* + 0: as the tiles add their (zero) mins */
-}
 
-static void qx_q4_0(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y,
-                    size_t ys) {
-  /* 128 bytes per block pair, read again for every row: kept within L1 (16 KiB, rows of up to
-   * 8192 elements); longer rows take the tiles, whose rows share that work instead. */
-  enum { PAIRS = 128 };
-  static __thread qx_q4_0_pair prepared[PAIRS] __attribute__((aligned(64))); /* no split loads */
-  static __thread qx_prepared_for prepared_for;
-  const int pairs = (cols / QK + 1) / 2;
-  if (nt != 1 || pairs > PAIRS) {
-    qx_q4_0_tiles(cols, w, ws, nr, a, as, nt, y, ys);
-    return;
-  }
-  if (qx_prepare_needed(&prepared_for, a, cols)) qx_q4_0_prepare(cols, a, prepared);
-  for (int r = 0; r < nr; r++) y[r] = qx_q4_0_row(cols, w + (size_t)r * ws, ws, a, prepared);
-}
+#define qx_q4_0_tiles_tile qx_q4_0_tile
+#define qx_mxfp4_tiles_tile qx_mxfp4_tile
+QX_PAIR_ROWS(qx_q4_0, qx_load_q4_0, qx_load2_q4_0, 8)
+QX_PAIR_ROWS(qx_mxfp4, qx_load_mxfp4, qx_load2_mxfp4, 16)
 #else
 QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
+QX_GEMM_RV(qx_mxfp4, QX_RV_NIBBLE)
 #endif
 QX_GEMM_RV(qx_q4_1, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_1, QX_RV_NIBBLE)
-QX_GEMM_RV(qx_mxfp4, QX_RV_NIBBLE)
 QX_GEMM(qx_q8_0)
 
 /* ---- K formats with Q8_K activations ---- */
