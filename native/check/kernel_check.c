@@ -74,7 +74,7 @@ static void check_experts(void) {
   const int n_experts = 6, n_used = 3, rows = 37;
   for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const int type = types[ti], cols = quant_block_size(type) == 256 ? 512 : 96;
-    for (int n_tokens = 1; n_tokens <= 9; n_tokens += 8) {
+    for (int n_tokens = 1; n_tokens <= 17; n_tokens += 8) {
       const int pairs = n_tokens * n_used;
       const size_t row_bytes = quant_row_bytes(type, cols);
       float *wf = randoms((size_t)n_experts * rows * cols, 2), *x = randoms((size_t)n_tokens * cols, 8);
@@ -84,7 +84,7 @@ static void check_experts(void) {
       for (int p = 0; p < pairs; p++) ids[p] = (int32_t)(rnd() * (n_experts - 1)); /* the last expert stays unused */
       const size_t bytes = cairn_expert_batch_bytes(type, n_experts, n_used, cols, n_tokens);
       void *batch = malloc(bytes);
-      float *y0 = malloc(4ull * pairs * rows), *y1 = malloc(4ull * pairs * rows), *dense = malloc(4ull * rows);
+      float *y0 = malloc(4ull * pairs * rows), *y1 = malloc(4ull * pairs * rows), *dense = malloc(4ull * pairs * rows);
       cairn_expert_batch_init(batch, bytes, type, n_experts, n_used, cols, n_tokens);
       cairn_isa_force(CAIRN_ISA_SCALAR);
       cairn_expert_prepare(batch, bytes, type, x, n_tokens, ids, 0);
@@ -95,11 +95,22 @@ static void check_experts(void) {
       char what[64];
       snprintf(what, sizeof what, "experts type %d, %d tokens", type, n_tokens);
       compare(what, y0, y1, (size_t)pairs * rows, 2e-4);
-      for (int p = 0; p < pairs; p++) {
-        cairn_matmul(type, w + (size_t)ids[p] * rows * row_bytes, rows, cols, x + (size_t)(p / n_used) * cols, 1, dense);
-        snprintf(what, sizeof what, "experts type %d pair %d vs dense", type, p);
-        compare(what, dense, y1 + (size_t)p * rows, rows, 0);
+      /* Each expert with all its tokens, as a dense matmul (batches may take panel kernels in both). */
+      float *xe = malloc(4ull * pairs * cols);
+      for (int e = 0; e < n_experts; e++) {
+        int n = 0;
+        for (int p = 0; p < pairs; p++) {
+          if (ids[p] == e) memcpy(xe + (size_t)n++ * cols, x + (size_t)(p / n_used) * cols, 4ull * cols);
+        }
+        if (n == 0) continue;
+        cairn_matmul(type, w + (size_t)e * rows * row_bytes, rows, cols, xe, n, dense);
+        for (int p = 0, i = 0; p < pairs; p++) {
+          if (ids[p] != e) continue;
+          snprintf(what, sizeof what, "experts type %d pair %d vs dense", type, p);
+          compare(what, dense + (size_t)i++ * rows, y1 + (size_t)p * rows, rows, 0);
+        }
       }
+      free(xe);
       free(wf), free(x), free(w), free(ids), free(batch), free(y0), free(y1), free(dense);
     }
   }

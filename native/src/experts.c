@@ -5,7 +5,9 @@
  * expert x one chunk of its weight rows, heaviest experts first, to the thread pool; each item
  * runs the matmul kernels over all the tokens routed to that expert, so an expert's weights are
  * read from memory once per product however many tokens use it, and both one token's few experts
- * (decode) and a batch's many (prefill) spread over every thread.
+ * (decode) and a batch's many (prefill) spread over every thread. An expert with as many tokens
+ * as matmul would take the panel kernels for (quant_kernels.h) takes them here too, so each
+ * pair's result equals a dense matmul of its expert with the expert's tokens.
  */
 #include "experts.h"
 
@@ -196,6 +198,12 @@ int cairn_expert_prepare(void *buf, size_t bytes, int wtype, const float *x, int
 
 typedef struct {
   quant_gemm_fn gemm;
+  /* Panel path for experts with at least panel_min tokens (panel_gemm NULL: none). */
+  quant_panel_gemm_fn panel_gemm;
+  int panel_min;
+  const int32_t *aux; /* panel prep values per grouped row */
+  size_t aux_stride, panel_bytes;
+  uint8_t *panels; /* per share */
   int cols, rows;
   const uint8_t *w;
   size_t w_stride, expert_bytes;
@@ -232,6 +240,18 @@ static void product_job(void *p, int ith, int nth) {
     const int nr = c->rows - r0 < c->chunk_rows ? c->rows - r0 : c->chunk_rows;
     const int pos0 = c->off[e], n_e = c->off[e + 1] - pos0;
     const uint8_t *we = c->w + (size_t)e * c->expert_bytes + (size_t)r0 * c->w_stride;
+    if (c->panel_gemm && n_e >= c->panel_min) {
+      /* Shares run one at a time per index, so share `ith` owns panel and output buffer `ith`. */
+      float *tmp = c->tmp + (size_t)ith * c->tmp_floats;
+      for (int t0 = 0; t0 < n_e; t0 += c->token_block) {
+        const int nt = n_e - t0 < c->token_block ? n_e - t0 : c->token_block;
+        c->panel_gemm(c->cols, we, c->w_stride, nr, c->a + (size_t)(pos0 + t0) * c->a_stride, c->a_stride,
+                      c->aux + (size_t)(pos0 + t0) * c->aux_stride, c->aux_stride, nt, tmp, (size_t)nr,
+                      c->panels + (size_t)ith * c->panel_bytes);
+        for (int i = 0; i < nt; i++) put_row(c, e, pos0 + t0 + i, r0, nr, tmp + (size_t)i * nr);
+      }
+      continue;
+    }
     for (int t0 = 0; t0 < n_e; t0 += c->token_block) {
       const int nt = n_e - t0 < c->token_block ? n_e - t0 : c->token_block;
       const uint8_t *a = c->a + (size_t)(pos0 + t0) * c->a_stride;
@@ -277,6 +297,27 @@ static int by_tokens_desc(const void *a, const void *b) {
 
 static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
+typedef struct {
+  quant_panel_prep_fn prep;
+  const uint8_t *a;
+  size_t a_stride;
+  int cols;
+  const int32_t *off, *active;
+  int n_panel_experts; /* the first n of `active` (most tokens first) take the panels */
+  int32_t *aux;
+  size_t aux_stride;
+} aux_ctx;
+
+static void aux_job(void *p, int ith, int nth) {
+  const aux_ctx *c = (const aux_ctx *)p;
+  for (int i = ith; i < c->n_panel_experts; i += nth) {
+    const int e = c->active[i];
+    for (int pos = c->off[e]; pos < c->off[e + 1]; pos++) {
+      c->prep(c->a + (size_t)pos * c->a_stride, c->cols, c->aux + (size_t)pos * c->aux_stride);
+    }
+  }
+}
+
 int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w, int rows, float *y, const float *bias) {
   batch_layout l;
   const batch_header *h = header_of(buf, bytes, &l);
@@ -318,8 +359,18 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   c.tmp_floats = (size_t)c.token_block * (size_t)c.chunk_rows;
   const double macs = (double)pairs * rows * h->cols;
   const int shares = macs < MIN_PARALLEL_MACS ? 1 : c.items < threads ? c.items : threads;
-  const size_t active_bytes = pad64((size_t)n_active * 4);
-  uint8_t *s = scratch(active_bytes + (size_t)shares * c.tmp_floats * 4);
+  /* Panels as matmul takes them: where the ISA has them for the type, from min_tokens tokens. */
+  const quant_panel_table *panels = quant_active_panels();
+  if (panels && panels->gemm[wtype] && vt != CAIRN_F32) {
+    c.panel_gemm = panels->gemm[wtype];
+    c.panel_min = panels->min_tokens[wtype];
+    c.aux_stride = quant_panel_aux_count(h->cols);
+    c.panel_bytes = pad64(quant_panel_bytes(h->cols, c.chunk_rows));
+  }
+  const size_t active_bytes = pad64((size_t)n_active * 4), tmp_bytes = pad64((size_t)shares * c.tmp_floats * 4);
+  const size_t aux_bytes = c.panel_gemm ? pad64((size_t)pairs * c.aux_stride * 4) : 0;
+  const size_t panel_bytes = c.panel_gemm ? (size_t)shares * c.panel_bytes : 0;
+  uint8_t *s = scratch(active_bytes + tmp_bytes + aux_bytes + panel_bytes);
   if (!s) {
     rc = -2;
     goto out;
@@ -332,6 +383,21 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   qsort(active, (size_t)n_active, 4, by_tokens_desc);
   c.active = active;
   c.tmp = (float *)(s + active_bytes);
+  if (c.panel_gemm) {
+    /* Most tokens first: the experts that take the panels lead the list. */
+    int n_panel = 0;
+    while (n_panel < n_active && off[active[n_panel] + 1] - off[active[n_panel]] >= c.panel_min) n_panel++;
+    if (n_panel == 0) {
+      c.panel_gemm = NULL;
+    } else {
+      aux_ctx ac = {panels->prep[wtype], c.a, c.a_stride, h->cols, off, active, n_panel,
+                    (int32_t *)(s + active_bytes + tmp_bytes), c.aux_stride};
+      if (shares > 1 && n_panel > 1) cairn_pool_run_n(aux_job, &ac, n_panel);
+      else aux_job(&ac, 0, 1);
+      c.aux = ac.aux;
+      c.panels = s + active_bytes + tmp_bytes + aux_bytes;
+    }
+  }
   atomic_init(&c.next_item, 0);
   if (shares <= 1) product_job(&c, 0, 1);
   else cairn_pool_run_n(product_job, &c, shares);

@@ -41,7 +41,7 @@ const quant_kernel_table *quant_active_kernels(void) {
 }
 
 /* The panel kernels of the active ISA, or NULL where it has none. */
-static const quant_panel_table *active_panels(void) {
+const quant_panel_table *quant_active_panels(void) {
 #if defined(__x86_64__)
   if (cairn_isa_active() == CAIRN_ISA_AVX512) return &quant_panels_avx512;
 #endif
@@ -210,7 +210,7 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   size_t a_stride = (size_t)cols * 4;
   /* An ISA table may leave a slot empty; the portable kernel fills it (same activation layout). */
   const quant_convert_fn convert = k->convert[layout.type] ? k->convert[layout.type] : quant_kernels_scalar.convert[layout.type];
-  const quant_panel_table *panels = active_panels();
+  const quant_panel_table *panels = quant_active_panels();
   const int use_panels = panels && panels->gemm[wtype] && n >= panels->min_tokens[wtype] && convert;
   /* The panel path's prep values go after the converted rows in the same scratch. */
   const size_t act_bytes = (layout.row_bytes * (size_t)n + 63) & ~(size_t)63;

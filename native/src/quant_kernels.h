@@ -92,6 +92,8 @@ static inline size_t quant_panel_aux_count(int cols) { return (size_t)(cols / 16
 #if defined(__x86_64__)
 extern const quant_panel_table quant_panels_avx512;
 #endif
+/* The panel kernels of the active ISA, or NULL where it has none. */
+const quant_panel_table *quant_active_panels(void);
 
 /* Scalar converters, shared by the ISA tables that have no faster one. */
 void quant_convert_f16_scalar(const float *x, uint8_t *dst, int cols);

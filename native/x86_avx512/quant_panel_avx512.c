@@ -113,6 +113,26 @@ static void px_pack_q4_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t 
   }
 }
 
+/* MXFP4 panel: the doubled E2M1 codes + 16 as u8 (4..28), offset 16 via the activation sums. */
+static void px_pack_mxfp4(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
+  const uint8_t *rows[PANEL_ROWS];
+  px_rows(w, ws, nr, rows);
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
+  for (int b = 0; b < cols / QK; b++) {
+    const size_t off = (size_t)b * sizeof(block_mxfp4);
+    __m512i *out = px_block(panel, b), v[4];
+    /* As Q4_0: qs byte j holds element j (low nibble) and j + 16 (high nibble). */
+    px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
+    for (int g = 0; g < 4; g++) {
+      _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
+      _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
+    }
+    float *d = (float *)(out + 8);
+    for (int r = 0; r < PANEL_ROWS; r++) d[r] = quant_e8m0_half_table[rows[r][off + offsetof(block_mxfp4, e)]];
+  }
+}
+
 /* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
 static void px_pack_q8_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
   const uint8_t *rows[PANEL_ROWS];
@@ -231,6 +251,7 @@ PX_INLINE void px_block_sums(const uint8_t *a, int cols, int offset, int32_t *au
 
 static void px_prep_q4_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 8, aux); }
 static void px_prep_q8_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
+static void px_prep_mxfp4(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 16, aux); }
 
 /* Q4_K: activation scale * sum of each 32-element block (f32 bits), the mins' partner. */
 static void px_prep_q4_K(const uint8_t *a, int cols, int32_t *aux) {
@@ -341,14 +362,17 @@ PX_INLINE void px_gemm(px_pack_fn pack, const int mode, const int da_shift, int 
 
 PX_GEMM(px_gemm_q4_0, px_pack_q4_0, PX_OFFSET, 0)
 PX_GEMM(px_gemm_q8_0, px_pack_q8_0, PX_OFFSET, 0)
+PX_GEMM(px_gemm_mxfp4, px_pack_mxfp4, PX_OFFSET, 0)
 PX_GEMM(px_gemm_q4_K, px_pack_q4_K, PX_MIN, 3)
 PX_GEMM(px_gemm_q6_K, px_pack_q6_K, PX_HALVES, 3)
 
 const quant_panel_table quant_panels_avx512 = {
-    .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K},
-    .gemm = {[CAIRN_Q4_0] = px_gemm_q4_0, [CAIRN_Q8_0] = px_gemm_q8_0, [CAIRN_Q4_K] = px_gemm_q4_K, [CAIRN_Q6_K] = px_gemm_q6_K},
+    .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
+             [CAIRN_MXFP4] = px_prep_mxfp4},
+    .gemm = {[CAIRN_Q4_0] = px_gemm_q4_0, [CAIRN_Q8_0] = px_gemm_q8_0, [CAIRN_Q4_K] = px_gemm_q4_K, [CAIRN_Q6_K] = px_gemm_q6_K,
+             [CAIRN_MXFP4] = px_gemm_mxfp4},
     /* Crossovers measured on 4096x4096 and 14336x4096 matrices, 2 threads: Q6_K's unpacking
      * (six bits from two places) costs the most. */
-    .min_tokens = {[CAIRN_Q4_0] = 4, [CAIRN_Q8_0] = 4, [CAIRN_Q4_K] = 4, [CAIRN_Q6_K] = 24},
+    .min_tokens = {[CAIRN_Q4_0] = 4, [CAIRN_Q8_0] = 4, [CAIRN_Q4_K] = 4, [CAIRN_Q6_K] = 24, [CAIRN_MXFP4] = 4},
 };
 #endif
