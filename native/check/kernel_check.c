@@ -71,10 +71,13 @@ static void check_matmul(void) {
 /* Expert products: scalar vs the best path, and on the best path each pair vs its expert's dense product. */
 static void check_experts(void) {
   const int types[] = {CAIRN_F16, CAIRN_Q4_0, CAIRN_Q8_0, CAIRN_MXFP4, CAIRN_Q4_K, CAIRN_Q6_K};
-  const int n_experts = 6, n_used = 3, rows = 37;
+  const int n_experts = 6, n_used = 3;
+  /* One token over many rows (the decode split over threads), then batches (with panels where the ISA has them). */
+  const int cases[][2] = {{1, 600}, {9, 37}, {17, 37}};
   for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const int type = types[ti], cols = quant_block_size(type) == 256 ? 512 : 96;
-    for (int n_tokens = 1; n_tokens <= 17; n_tokens += 8) {
+    for (int ci = 0; ci < 3; ci++) {
+      const int n_tokens = cases[ci][0], rows = cases[ci][1];
       const int pairs = n_tokens * n_used;
       const size_t row_bytes = quant_row_bytes(type, cols);
       float *wf = randoms((size_t)n_experts * rows * cols, 2), *x = randoms((size_t)n_tokens * cols, 8);

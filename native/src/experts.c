@@ -229,43 +229,96 @@ static void put_row(const product_ctx *c, int e, int pos, int r0, int nr, const 
   }
 }
 
+/* Rows [r0, r0 + nr) (nr <= chunk_rows) of expert e against all the tokens routed to it, on share ith. */
+static void run_rows(const product_ctx *c, int ith, int e, int r0, int nr) {
+  const int pos0 = c->off[e], n_e = c->off[e + 1] - pos0;
+  const uint8_t *we = c->w + (size_t)e * c->expert_bytes + (size_t)r0 * c->w_stride;
+  if (c->panel_gemm && n_e >= c->panel_min) {
+    /* Shares run one at a time per index, so share `ith` owns panel and output buffer `ith`. */
+    float *tmp = c->tmp + (size_t)ith * c->tmp_floats;
+    for (int t0 = 0; t0 < n_e; t0 += c->token_block) {
+      const int nt = n_e - t0 < c->token_block ? n_e - t0 : c->token_block;
+      c->panel_gemm(c->cols, we, c->w_stride, nr, c->a + (size_t)(pos0 + t0) * c->a_stride, c->a_stride,
+                    c->aux + (size_t)(pos0 + t0) * c->aux_stride, c->aux_stride, nt, tmp, (size_t)nr,
+                    c->panels + (size_t)ith * c->panel_bytes);
+      for (int i = 0; i < nt; i++) put_row(c, e, pos0 + t0 + i, r0, nr, tmp + (size_t)i * nr);
+    }
+    return;
+  }
+  for (int t0 = 0; t0 < n_e; t0 += c->token_block) {
+    const int nt = n_e - t0 < c->token_block ? n_e - t0 : c->token_block;
+    const uint8_t *a = c->a + (size_t)(pos0 + t0) * c->a_stride;
+    if (nt == 1) {
+      /* One token: straight into its output row. */
+      float *dst = c->y + (size_t)c->order[pos0 + t0] * c->rows + r0;
+      c->gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, 1, dst, (size_t)c->rows);
+      if (c->bias) put_row(c, e, pos0 + t0, r0, nr, dst);
+      continue;
+    }
+    /* Several: their rows of y are scattered, so the tile goes through this share's buffer. */
+    float *tmp = c->tmp + (size_t)ith * c->tmp_floats;
+    c->gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, nt, tmp, (size_t)nr);
+    for (int i = 0; i < nt; i++) put_row(c, e, pos0 + t0 + i, r0, nr, tmp + (size_t)i * nr);
+  }
+}
+
+/* Batches: work items of one expert x one chunk of rows, heaviest experts first. */
 static void product_job(void *p, int ith, int nth) {
   (void)nth;
   product_ctx *c = (product_ctx *)p;
   for (;;) {
     const int item = atomic_fetch_add_explicit(&c->next_item, 1, memory_order_relaxed);
     if (item >= c->items) return;
-    const int e = c->active[item / c->chunks];
     const int r0 = (item % c->chunks) * c->chunk_rows;
-    const int nr = c->rows - r0 < c->chunk_rows ? c->rows - r0 : c->chunk_rows;
-    const int pos0 = c->off[e], n_e = c->off[e + 1] - pos0;
-    const uint8_t *we = c->w + (size_t)e * c->expert_bytes + (size_t)r0 * c->w_stride;
-    if (c->panel_gemm && n_e >= c->panel_min) {
-      /* Shares run one at a time per index, so share `ith` owns panel and output buffer `ith`. */
-      float *tmp = c->tmp + (size_t)ith * c->tmp_floats;
-      for (int t0 = 0; t0 < n_e; t0 += c->token_block) {
-        const int nt = n_e - t0 < c->token_block ? n_e - t0 : c->token_block;
-        c->panel_gemm(c->cols, we, c->w_stride, nr, c->a + (size_t)(pos0 + t0) * c->a_stride, c->a_stride,
-                      c->aux + (size_t)(pos0 + t0) * c->aux_stride, c->aux_stride, nt, tmp, (size_t)nr,
-                      c->panels + (size_t)ith * c->panel_bytes);
-        for (int i = 0; i < nt; i++) put_row(c, e, pos0 + t0 + i, r0, nr, tmp + (size_t)i * nr);
-      }
-      continue;
+    run_rows(c, ith, c->active[item / c->chunks], r0, c->rows - r0 < c->chunk_rows ? c->rows - r0 : c->chunk_rows);
+  }
+}
+
+/*
+ * A few tokens (decode): memory-bound, so each thread reads one contiguous stretch, as matmul's
+ * one-token path does: the active experts' rows laid end to end (expert i's row r is row
+ * i * rows + r) are cut into one range per thread; a thread done with its own takes pieces from
+ * the back of the others'. A range is one word: next row from the front (high half), end (low).
+ */
+#define RANGE_MAX_THREADS 256
+#define RANGE_MAX_TOKENS 4
+typedef struct {
+  const product_ctx *pc;
+  int piece;
+  _Atomic uint64_t range[RANGE_MAX_THREADS];
+} range_ctx;
+
+static int range_take(_Atomic uint64_t *range, int want, int from_back, int *start, int *count) {
+  uint64_t v = atomic_load_explicit(range, memory_order_relaxed);
+  for (;;) {
+    const uint32_t f = (uint32_t)(v >> 32), b = (uint32_t)v;
+    if (f >= b) return 0;
+    const uint32_t n = b - f < (uint32_t)want ? b - f : (uint32_t)want;
+    const uint64_t next = from_back ? ((uint64_t)f << 32) | (b - n) : ((uint64_t)(f + n) << 32) | b;
+    if (atomic_compare_exchange_weak_explicit(range, &v, next, memory_order_relaxed, memory_order_relaxed)) {
+      *start = (int)(from_back ? b - n : f);
+      *count = (int)n;
+      return 1;
     }
-    for (int t0 = 0; t0 < n_e; t0 += c->token_block) {
-      const int nt = n_e - t0 < c->token_block ? n_e - t0 : c->token_block;
-      const uint8_t *a = c->a + (size_t)(pos0 + t0) * c->a_stride;
-      if (nt == 1) {
-        /* One token: straight into its output row. */
-        float *dst = c->y + (size_t)c->order[pos0 + t0] * c->rows + r0;
-        c->gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, 1, dst, (size_t)c->rows);
-        if (c->bias) put_row(c, e, pos0 + t0, r0, nr, dst);
-        continue;
+  }
+}
+
+static void range_job(void *p, int ith, int nth) {
+  range_ctx *rc = (range_ctx *)p;
+  const product_ctx *c = rc->pc;
+  int start, count;
+  for (int k = 0; k < nth; k++) {
+    const int r = (ith + k) % nth;
+    while (range_take(&rc->range[r], rc->piece, k > 0, &start, &count)) {
+      /* A piece may span the end of one expert and the start of the next. */
+      while (count > 0) {
+        const int r0 = start % c->rows;
+        int n = c->rows - r0 < count ? c->rows - r0 : count;
+        if (n > c->chunk_rows) n = c->chunk_rows;
+        run_rows(c, ith, c->active[start / c->rows], r0, n);
+        start += n;
+        count -= n;
       }
-      /* Several: their rows of y are scattered, so the tile goes through this share's buffer. */
-      float *tmp = c->tmp + (size_t)ith * c->tmp_floats;
-      c->gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, nt, tmp, (size_t)nr);
-      for (int i = 0; i < nt; i++) put_row(c, e, pos0 + t0 + i, r0, nr, tmp + (size_t)i * nr);
     }
   }
 }
@@ -330,10 +383,11 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   const int n_experts = h->n_experts, pairs = h->n_tokens * h->n_used;
   /* The grouping must be a partition of the pairs before any of it is used as an index. */
   if (off[0] != 0 || off[n_experts] != pairs) return -1;
-  int n_active = 0;
+  int n_active = 0, max_tokens = 0;
   for (int e = 0; e < n_experts; e++) {
     if (off[e + 1] < off[e]) return -1;
     n_active += off[e + 1] > off[e];
+    if (off[e + 1] - off[e] > max_tokens) max_tokens = off[e + 1] - off[e];
   }
   for (int i = 0; i < pairs; i++) {
     if (order[i] < 0 || order[i] >= pairs) return -1;
@@ -358,15 +412,20 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   c.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / c.a_stride), 4, 1 << 20) & ~3;
   c.tmp_floats = (size_t)c.token_block * (size_t)c.chunk_rows;
   const double macs = (double)pairs * rows * h->cols;
-  const int shares = macs < MIN_PARALLEL_MACS ? 1 : c.items < threads ? c.items : threads;
   /* Panels as matmul takes them: where the ISA has them for the type, from min_tokens tokens. */
   const quant_panel_table *panels = quant_active_panels();
-  if (panels && panels->gemm[wtype] && vt != CAIRN_F32) {
+  if (panels && panels->gemm[wtype] && vt != CAIRN_F32 && max_tokens >= panels->min_tokens[wtype]) {
     c.panel_gemm = panels->gemm[wtype];
     c.panel_min = panels->min_tokens[wtype];
     c.aux_stride = quant_panel_aux_count(h->cols);
     c.panel_bytes = pad64(quant_panel_bytes(h->cols, c.chunk_rows));
   }
+  const int use_ranges = threads > 1 && macs >= MIN_PARALLEL_MACS && max_tokens <= RANGE_MAX_TOKENS && !c.panel_gemm &&
+                         (int64_t)n_active * rows <= INT32_MAX;
+  const int shares = use_ranges ? (threads < RANGE_MAX_THREADS ? threads : RANGE_MAX_THREADS)
+                     : macs < MIN_PARALLEL_MACS ? 1
+                     : c.items < threads ? c.items
+                                         : threads;
   const size_t active_bytes = pad64((size_t)n_active * 4), tmp_bytes = pad64((size_t)shares * c.tmp_floats * 4);
   const size_t aux_bytes = c.panel_gemm ? pad64((size_t)pairs * c.aux_stride * 4) : 0;
   const size_t panel_bytes = c.panel_gemm ? (size_t)shares * c.panel_bytes : 0;
@@ -399,8 +458,23 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
     }
   }
   atomic_init(&c.next_item, 0);
-  if (shares <= 1) product_job(&c, 0, 1);
-  else cairn_pool_run_n(product_job, &c, shares);
+  if (use_ranges) {
+    static range_ctx rc; /* up to 256 ranges: kept off the stack (calls are serialized by quant_lock) */
+    rc.pc = &c;
+    const int64_t total = (int64_t)n_active * rows, units = (total + 15) / 16;
+    for (int t = 0; t < shares; t++) {
+      const int64_t lo = units * t / shares * 16, hi = t == shares - 1 ? total : units * (t + 1) / shares * 16;
+      atomic_store_explicit(&rc.range[t], ((uint64_t)(lo < total ? lo : total) << 32) | (uint64_t)(hi < total ? hi : total),
+                            memory_order_relaxed);
+    }
+    /* Pieces of about a sixteenth of a range, whole tiles, at most a chunk (the output buffer). */
+    rc.piece = clampi(total / ((int64_t)shares * 16), 16, c.chunk_rows > 16 ? c.chunk_rows : 16) & ~15;
+    cairn_pool_run_n(range_job, &rc, shares);
+  } else if (shares <= 1) {
+    product_job(&c, 0, 1);
+  } else {
+    cairn_pool_run_n(product_job, &c, shares);
+  }
 out:
   quant_unlock();
   return rc;
