@@ -5,7 +5,10 @@
  * and out-of-range fields, prompts far over the context, schemas thousands of levels deep, token
  * ids past the vocabulary, bodies over the limit). Every response must be a success or the 4xx
  * its request deserves, /health must answer within a second all along, and the server's resident
- * memory after the load must be within 10% of what it was after a warm-up.
+ * memory must stay flat: sampled every second, its typical level over the last quarter of the load
+ * is within 15% of the highest it reached during the warm-up and the first half. Peaks, not single
+ * readings, are the reference: the process's RSS swings by tens of MiB with garbage collection and
+ * allocator growth (its live JS heap stays ~20 MiB), while a leak keeps climbing past them.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,12 +21,12 @@ import { startServer, watchHealth, type ServerProcess } from './helpers/server.j
 import { writeTinyModel } from './helpers/tiny-model.js';
 
 const CLIENTS = 64;
-/** Load before the first memory reading (caches fill, heaps reach their working size). */
-const WARMUP_MS = 12_000;
-/** Load between the two memory readings. */
+/** Load before the measured load (caches fill, heaps reach their working size). */
+const WARMUP_MS = 16_000;
+/** The measured load. */
 const LOAD_MS = 48_000;
-/** Quiet time before each memory reading. */
-const SETTLE_MS = 3000;
+/** How often resident memory is read. */
+const SAMPLE_MS = 1000;
 const BODY_LIMIT = 1024 * 1024;
 /** Longest pause of a client between two requests. */
 const PAUSE_MS = 100;
@@ -211,23 +214,29 @@ test('64 clients for a minute: no unexpected answer, /health always within a sec
   const counts = new Map<string, number>();
   const pid = server.proc.pid!;
 
+  const samples: { at: number; rss: number }[] = [];
+  const sampler = setInterval(() => samples.push({ at: Date.now(), rss: rss(pid) }), SAMPLE_MS);
+  const start = Date.now();
   await load(WARMUP_MS, 1000, unexpected, counts);
-  await new Promise((r) => setTimeout(r, SETTLE_MS));
-  const rssStart = rss(pid);
+  const loadStart = Date.now();
   await load(LOAD_MS, 2000, unexpected, counts);
-  await new Promise((r) => setTimeout(r, SETTLE_MS));
-  const rssEnd = rss(pid);
+  clearInterval(sampler);
+  const early = samples.filter((s) => s.at >= start && s.at <= loadStart + LOAD_MS / 2).map((s) => s.rss);
+  const late = samples.filter((s) => s.at >= loadStart + (LOAD_MS * 3) / 4).map((s) => s.rss);
+  assert.ok(early.length > 10 && late.length > 5, `too few memory samples (${early.length}, ${late.length})`);
+  const rssStart = Math.max(...early);
+  const rssEnd = late.sort((a, b) => a - b)[late.length >> 1];
   const seen = await health.stop();
 
   const mb = (b: number) => (b / 2 ** 20).toFixed(1);
   t.diagnostic(`requests: ${[...counts].map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  t.diagnostic(`/health: ${seen.polls} polls, slowest ${seen.slowestMs.toFixed(0)} ms; RSS ${mb(rssStart)} MiB after warm-up, ${mb(rssEnd)} MiB at the end`);
+  t.diagnostic(`/health: ${seen.polls} polls, slowest ${seen.slowestMs.toFixed(0)} ms; RSS peak ${mb(rssStart)} MiB over warm-up and first half, median ${mb(rssEnd)} MiB over the last quarter`);
   assert.deepEqual(unexpected.slice(0, 10), [], `${unexpected.length} unexpected outcomes`);
   for (const [name, n] of counts) assert.ok(n > 0, `no ${name} request was made`);
   assert.deepEqual(seen.failures, []);
   assert.ok(seen.polls > 300, `only ${seen.polls} health polls`);
   assert.ok(seen.slowestMs < 1000, `/health took ${seen.slowestMs.toFixed(0)} ms`);
-  assert.ok(Math.abs(rssEnd - rssStart) <= 0.1 * rssStart, `RSS went from ${mb(rssStart)} to ${mb(rssEnd)} MiB`);
+  assert.ok(rssEnd <= 1.15 * rssStart, `RSS went from a peak of ${mb(rssStart)} to ${mb(rssEnd)} MiB`);
   // Still serving, and nothing is left running.
   const after = await post('/v1/completions', { model, prompt: 'Once upon a time', max_tokens: 4, temperature: 0 });
   assert.equal(after.status, 200);
