@@ -1,8 +1,9 @@
 /**
- * Grouped-query attention (Llama, Mistral, Qwen2, Qwen3): Q/K/V projections with optional biases,
- * optional per-head RMSNorm of queries and keys, rotary positions, causal attention over the
- * layer's KV cache (each KV head shared by nHead / nKvHead query heads), and the output projection.
- * Tensor names are llama.cpp's under the layer prefix the family gives (`blk.N.`).
+ * Grouped-query attention (Llama, Mistral, Qwen2, Qwen3, gpt-oss): Q/K/V projections with optional
+ * biases, optional per-head RMSNorm of queries and keys, rotary positions, causal attention over
+ * the layer's KV cache (each KV head shared by nHead / nKvHead query heads), optionally with
+ * attention sinks and a sliding window (attention-sinks.ts, sliding-window.ts), and the output
+ * projection. Tensor names are llama.cpp's under the layer prefix the family gives (`blk.N.`).
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType } from '../../gguf/ggml-types.js';
@@ -12,6 +13,7 @@ import type { KvRowShape } from '../family.js';
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
 import { applyLinear, type Linear } from './linear.js';
+import { SinkAttention } from './attention-sinks.js';
 import { Rope, ROPE_FREQS } from './rope.js';
 import type { AttentionBlock, StepContext } from './types.js';
 import { rowRange, type Scratch, type Workspace } from './workspace.js';
@@ -25,14 +27,16 @@ export interface GqaShape {
   /** Epsilon of the per-head Q/K norms. */
   readonly rmsEps: number;
   readonly rope: RopeConfig;
+  /** Positions a query sees on this layer, itself included (a sliding window); 0 or absent: all before it. */
+  readonly window?: number;
 }
 
 /** Which optional tensors a family's GQA layers have, as llama.cpp loads them. */
 export interface GqaTensors {
   /** Q/K/V biases: always (Qwen2), when the file has them (Llama), or never. */
   readonly qkvBias: 'required' | 'optional' | 'none';
-  /** Output projection bias when the file has one (Llama). */
-  readonly outputBias: boolean;
+  /** Output projection bias: when the file has one (true, Llama), always (gpt-oss), or never. */
+  readonly outputBias: boolean | 'required';
   /** Per-head RMSNorm of queries and keys (Qwen3). */
   readonly qkNorm: boolean;
   /** Llama 3 rope frequency factors (`rope_freqs.weight`, one for all layers) when the file has them. */
@@ -48,6 +52,8 @@ export interface GqaWeights {
   readonly qNorm?: Float32Array;
   readonly kNorm?: Float32Array;
   readonly ropeFreqs?: Float32Array;
+  /** One sink logit per query head (attention-sinks.ts). */
+  readonly sinks?: Float32Array;
 }
 
 /** The GQA shape of a config; value heads must be as wide as key heads here. */
@@ -87,7 +93,12 @@ export function declareGqa(src: TensorSource, prefix: string, s: GqaShape, t: Gq
   const bq = bias('attn_q.bias', qDim);
   const bk = bias('attn_k.bias', kvDim);
   const bv = bias('attn_v.bias', kvDim);
-  const bo = t.outputBias ? src.optionalVector(prefix + 'attn_output.bias', s.nEmbd) : undefined;
+  const bo =
+    t.outputBias === 'required'
+      ? src.vector(prefix + 'attn_output.bias', s.nEmbd)
+      : t.outputBias
+        ? src.optionalVector(prefix + 'attn_output.bias', s.nEmbd)
+        : undefined;
   return {
     q: { w: q, bias: bq },
     k: { w: k, bias: bk },
@@ -133,6 +144,8 @@ export class GqaAttention implements AttentionBlock {
   private readonly attn: Scratch;
   private readonly rope: Rope;
   private readonly params: AttentionParams;
+  /** Attention in TypeScript where the kernel cannot express the layer (sinks, a window). */
+  private readonly sinkAttention?: SinkAttention;
 
   constructor(
     private readonly s: GqaShape,
@@ -155,6 +168,7 @@ export class GqaAttention implements AttentionBlock {
       scale: 1 / Math.sqrt(s.headDim),
       kvType: GgmlType.F16,
     };
+    if (w.sinks || s.window) this.sinkAttention = new SinkAttention();
   }
 
   forward(h: Float32Array, out: Float32Array, step: StepContext): void {
@@ -183,7 +197,10 @@ export class GqaAttention implements AttentionBlock {
       kernels.storeKv(rowRange(k, sp.start, sp.n, kvDim), rowRange(v, sp.start, sp.n, kvDim), kc, vc, kv.type, kvDim, sp.pos0, sp.n);
       p.nTokens = sp.n;
       p.pos0 = sp.pos0;
-      kernels.attention(rowRange(q, sp.start, sp.n, qDim), kc, vc, p, rowRange(attn, sp.start, sp.n, qDim));
+      const qs = rowRange(q, sp.start, sp.n, qDim);
+      const os = rowRange(attn, sp.start, sp.n, qDim);
+      if (this.sinkAttention) this.sinkAttention.attend(qs, kc, vc, p, w.sinks, s.window ?? 0, os);
+      else kernels.attention(qs, kc, vc, p, os);
     }
     applyLinear(kernels, w.o, attn, n, out);
   }

@@ -1,0 +1,43 @@
+/**
+ * Sliding-window attention (gpt-oss; llama.cpp's `LLAMA_SWA_TYPE_STANDARD`): on the layers a
+ * pattern picks, a query at position p sees only the `size` positions ending at p (itself and the
+ * size - 1 before it); the other layers see the whole context. The cache keeps every position on
+ * both kinds of layer, so windowed layers only narrow what they read.
+ */
+import { CairnError } from '../../util/errors.js';
+
+/** A model's sliding windows: their length and which layers have one. */
+export interface SlidingWindow {
+  /** Positions a query sees, itself included. */
+  readonly size: number;
+  /**
+   * llama.cpp's `sliding_window_pattern`: in each run of `period` layers all but the last slide
+   * (period 2: layers 0, 2, 4, ... slide); 0 makes every layer slide, 1 none.
+   */
+  readonly period: number;
+}
+
+/** Throws when a window cannot be run: a zero size would mask every position, itself included. */
+export function checkSlidingWindow(w: SlidingWindow, path: string): void {
+  if (!(Number.isInteger(w.size) && w.size >= 1)) {
+    throw new CairnError('GGUF_MALFORMED', `${path}: sliding window of ${w.size} positions (at least 1 needed)`);
+  }
+  if (!(Number.isInteger(w.period) && w.period >= 0)) {
+    throw new CairnError('GGUF_MALFORMED', `${path}: sliding window pattern ${w.period} is not a layer count`);
+  }
+}
+
+/** True when `layer` attends through the window (llama_hparams::set_swa_pattern, dense_first = false). */
+export function isSlidingLayer(w: SlidingWindow, layer: number): boolean {
+  return w.period === 0 || layer % w.period < w.period - 1;
+}
+
+/** The window of `layer` in positions, or 0 when the layer sees the whole context. */
+export function layerWindow(w: SlidingWindow | undefined, layer: number): number {
+  return w && isSlidingLayer(w, layer) ? w.size : 0;
+}
+
+/** First position a query at `pos` sees through a window of `size` (0: no window): llama.cpp masks p0 when pos - p0 >= size. */
+export function firstVisible(pos: number, size: number): number {
+  return size > 0 ? Math.max(0, pos - size + 1) : 0;
+}
