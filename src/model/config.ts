@@ -17,6 +17,24 @@ export interface RopeConfig {
   readonly freqBase: number;
   /** Linear position scale (1 / the linear scaling factor); 1 for none. */
   readonly freqScale: number;
+  /** ggml's rope_ext extension (YaRN) where the file asks for it; plain rotation when absent. */
+  readonly yarn?: YarnConfig;
+}
+
+/**
+ * The parameters ggml's rope_ext takes beyond plain rotation, as llama.cpp sets them per context:
+ * YaRN's ramp between interpolated and extrapolated frequencies and its magnitude correction.
+ */
+export interface YarnConfig {
+  /** Weight of the extrapolation ramp: 1 for YaRN, 0 for a plain rotation scaled by attnFactor. */
+  readonly extFactor: number;
+  /** The attention factor passed to every rope op (cos and sin are scaled by it). */
+  readonly attnFactor: number;
+  /** Rotations per original context at which the ramp starts (ggml's beta_fast) and ends (beta_slow). */
+  readonly betaFast: number;
+  readonly betaSlow: number;
+  /** Context length the model was trained with before scaling (n_ctx_orig_yarn). */
+  readonly origCtx: number;
 }
 
 /** What every family knows of its model's shape; a family's own config extends it. */

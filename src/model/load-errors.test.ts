@@ -119,7 +119,7 @@ test('a misshapen tensor is named with its dims and the dims the config asks for
   );
 });
 
-test('features a family does not run yet are named: value heads of another size, YaRN rope scaling', () => {
+test('features a family does not run yet are named: value heads of another size, LongRoPE scaling', () => {
   const wideV = variant({ ...llama, arch: 'qwen3', headDim: 16 }, 'qwen3-wide-v', {
     metadata: { 'qwen3.attention.value_length': gv.u32(32) },
   });
@@ -127,11 +127,15 @@ test('features a family does not run yet are named: value heads of another size,
     () => readModelConfig(readGguf(wideV)),
     (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /value head size 32 differs from key head size 16/.test(e.message),
   );
+  const longrope = variant(llama, 'llama-longrope', {
+    metadata: { 'llama.rope.scaling.type': gv.str('longrope'), 'llama.rope.scaling.factor': gv.f32(4) },
+  });
+  assert.throws(
+    () => readModelConfig(readGguf(longrope)),
+    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /rope scaling "longrope" is not supported/.test(e.message),
+  );
   const yarn = variant(llama, 'llama-yarn', {
     metadata: { 'llama.rope.scaling.type': gv.str('yarn'), 'llama.rope.scaling.factor': gv.f32(4) },
   });
-  assert.throws(
-    () => readModelConfig(readGguf(yarn)),
-    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /YaRN rope scaling is not supported yet/.test(e.message),
-  );
+  assert.equal(readModelConfig(readGguf(yarn)).rope.yarn?.extFactor, 1, 'YaRN loads');
 });

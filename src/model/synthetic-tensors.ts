@@ -28,6 +28,8 @@ export interface SyntheticModelSpec {
   readonly tied?: boolean;
   /** Write a Llama 3 style `rope_freqs.weight` tensor. */
   readonly ropeFreqs?: boolean;
+  /** YaRN rope scaling: its factor and the original context, as llama.cpp's converters write them. */
+  readonly yarn?: { readonly factor: number; readonly origCtx: number };
   readonly quant: SyntheticQuant;
   readonly seed: number;
   readonly name?: string;

@@ -7,11 +7,21 @@ import { CairnError } from '../../util/errors.js';
 import type { Metadata } from '../../gguf/metadata.js';
 import { gv } from '../../gguf/values.js';
 import type { RopeMode } from '../../kernels/api.js';
-import type { ModelConfig } from '../config.js';
+import type { ModelConfig, RopeConfig } from '../config.js';
+import { YARN_BETA_FAST, YARN_BETA_SLOW, yarnAttnFactor } from '../blocks/yarn-rope.js';
 import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
 
+/** What a family adds to the shared keys. */
+export interface DecoderKeyOptions {
+  /**
+   * YaRN's mscale_all_dim, for families that read `rope.scaling.yarn_log_multiplier` (deepseek2):
+   * it changes the attention factor llama.cpp passes to the rope ops.
+   */
+  readonly yarnLogMul?: number;
+}
+
 /** Reads the shared decoder keys of `arch`; `ropeMode` is the family's rotation layout. */
-export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode): ModelConfig {
+export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode, opts: DecoderKeyOptions = {}): ModelConfig {
   const path = m.file.path;
   const k = (suffix: string) => `${arch}.${suffix}`;
   const nEmbd = m.requireNumber(k('embedding_length'));
@@ -34,13 +44,9 @@ export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode)
   const nVocab = m.number(k('vocab_size')) ?? tokens?.length;
   if (!nVocab) throw new CairnError('GGUF_MALFORMED', `${path}: vocabulary size unknown (no tokenizer.ggml.tokens)`);
 
-  const scalingType = m.string(k('rope.scaling.type'));
-  const scalingFactor = m.number(k('rope.scaling.factor')) ?? 0;
-  let freqScale = m.number(k('rope.freq_scale')) ?? 1;
-  if (scalingType === 'linear' && scalingFactor > 0) freqScale = 1 / scalingFactor;
-  if (scalingType === 'yarn') {
-    throw new CairnError('MODEL_UNSUPPORTED', `${path}: YaRN rope scaling is not supported yet`);
-  }
+  const ctxTrain = m.number(k('context_length')) ?? 2048;
+  const nRot = m.number(k('rope.dimension_count')) ?? headDim;
+  const freqBase = m.number(k('rope.freq_base')) ?? 10000;
   return {
     arch,
     name: m.string('general.name') ?? arch,
@@ -52,15 +58,46 @@ export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode)
     headDimV,
     nFf,
     nVocab,
-    ctxTrain: m.number(k('context_length')) ?? 2048,
+    ctxTrain,
     rmsEps: m.number(k('attention.layer_norm_rms_epsilon')) ?? 1e-5,
-    rope: {
-      mode: ropeMode,
-      nRot: m.number(k('rope.dimension_count')) ?? headDim,
-      freqBase: m.number(k('rope.freq_base')) ?? 10000,
-      freqScale,
-    },
+    rope: { mode: ropeMode, nRot, freqBase, ...readRopeScaling(m, arch, ctxTrain, opts) },
   };
+}
+
+/** Rope scaling types llama.cpp knows that cairn runs (`longrope` is Phi-3's, with factor tensors). */
+const ROPE_SCALING_TYPES = ['none', 'linear', 'yarn'];
+
+/**
+ * The rope scaling keys as llama.cpp reads them (llama-model.cpp load_hparams) and turns them into
+ * per-context rope constants (llama-context.cpp): the type defaults to linear, the factor (or the
+ * older `rope.scale_linear`) sets freqScale = 1/factor unless the type is none, YaRN sets the ramp
+ * and the attention factor, and `rope.scaling.attn_factor` scales every rotation.
+ */
+function readRopeScaling(m: Metadata, arch: string, ctxTrain: number, opts: DecoderKeyOptions): Pick<RopeConfig, 'freqScale' | 'yarn'> {
+  const path = m.file.path;
+  const k = (suffix: string) => `${arch}.${suffix}`;
+  const type = m.string(k('rope.scaling.type')) ?? 'linear';
+  if (!ROPE_SCALING_TYPES.includes(type)) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${path}: rope scaling "${type}" is not supported (supported: ${ROPE_SCALING_TYPES.join(', ')})`,
+    );
+  }
+  const factor = m.number(k('rope.scaling.factor')) ?? m.number(k('rope.scale_linear')) ?? 0;
+  if (!(Number.isFinite(factor) && factor >= 0))
+    throw new CairnError('GGUF_MALFORMED', `${path}: rope scaling factor ${factor} is not a non-negative number`);
+  const freqScale = type === 'none' || factor === 0 ? 1 : Math.fround(1 / Math.fround(factor));
+  const ropeAttnFactor = m.number(k('rope.scaling.attn_factor')) ?? 1;
+  if (!(Number.isFinite(ropeAttnFactor) && ropeAttnFactor > 0)) {
+    throw new CairnError('GGUF_MALFORMED', `${path}: rope attention factor ${ropeAttnFactor} is not a positive number`);
+  }
+  const extFactor = type === 'yarn' ? 1 : 0;
+  const attnFactor = yarnAttnFactor({ freqScale, extFactor, logMul: opts.yarnLogMul, deepseek2: arch === 'deepseek2', ropeAttnFactor });
+  if (extFactor === 0 && attnFactor === 1) return { freqScale };
+  const origCtx = m.number(k('rope.scaling.original_context_length')) ?? ctxTrain;
+  if (!(Number.isInteger(origCtx) && origCtx > 0))
+    throw new CairnError('GGUF_MALFORMED', `${path}: rope original context ${origCtx} is not a positive integer`);
+  return { freqScale, yarn: { extFactor, attnFactor, betaFast: YARN_BETA_FAST, betaSlow: YARN_BETA_SLOW, origCtx } };
 }
 
 /** Per-layer arrays must be uniform for the families that read them through here. */
@@ -86,6 +123,11 @@ export function writeDecoderKeys(spec: SyntheticModelSpec, out: SyntheticTensors
   out.meta(`${a}.attention.layer_norm_rms_epsilon`, gv.f32(1e-6));
   out.meta(`${a}.rope.freq_base`, gv.f32(spec.ropeBase ?? 10000));
   out.meta(`${a}.rope.dimension_count`, gv.u32(hd));
+  if (spec.yarn) {
+    out.meta(`${a}.rope.scaling.type`, gv.str('yarn'));
+    out.meta(`${a}.rope.scaling.factor`, gv.f32(spec.yarn.factor));
+    out.meta(`${a}.rope.scaling.original_context_length`, gv.u32(spec.yarn.origCtx));
+  }
   if (spec.headDim !== undefined) {
     out.meta(`${a}.attention.key_length`, gv.u32(hd));
     out.meta(`${a}.attention.value_length`, gv.u32(hd));
