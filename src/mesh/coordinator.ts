@@ -219,7 +219,7 @@ export class ClusterCoordinator implements ForwardRunner {
   private receiveSizes(): StageSizes {
     const { config, file } = this.opts;
     const meta = modelMeta(file, config, this.opts.kvType === GgmlType.F32 ? 4 : 2, this.maxBatch);
-    return { maxBatch: this.maxBatch, nEmbd: config.nEmbd, nVocab: config.nVocab, slots: this.slots, kvBytesPerSlot: meta.kvBytesPerLayerToken * config.nLayer * this.ctxPerSlot };
+    return { maxBatch: this.maxBatch, nEmbd: config.nEmbd, nVocab: config.nVocab, slots: this.slots, kvBytesPerSlot: meta.kvBytesPerToken.reduce((a, b) => a + b, 0) * this.ctxPerSlot };
   }
 
   /** Node infos the planner may use: this machine (when it computes) and every node that is up, less `excluded`. */

@@ -1,6 +1,7 @@
 /**
- * The cost model: predicted decode speed of a plan. A decode step streams every stage's weights
- * once (memory-bound: bytes / measured speed), and crosses every link once with one token's
+ * The cost model: predicted decode speed of a plan. A decode step streams the weights each stage
+ * reads per token once (memory-bound: active bytes / measured speed; a Mixture-of-Experts layer
+ * reads only its chosen experts, so its stage is sized by total bytes but timed by active ones), and crosses every link once with one token's
  * activations (latency + bytes / bandwidth), plus the hop back to the coordinator with the token id.
  * With many sequences in flight the stages overlap, and throughput is set by the slowest stage.
  */
@@ -31,8 +32,8 @@ export function predictPlan(
   let slowest = 0;
   stages.forEach((s, i) => {
     let bytes = 0;
-    for (let l = s.layerStart; l < s.layerEnd; l++) bytes += m.layerBytes[l];
-    if (s.layerEnd === m.nLayer) bytes += m.headBytes;
+    for (let l = s.layerStart; l < s.layerEnd; l++) bytes += m.layerActiveBytes[l];
+    if (s.layerEnd === m.nLayer) bytes += m.headActiveBytes;
     const compute = bytes / (speed.get(s.nodeId) ?? 1);
     const next = stages[i + 1];
     const hop = next ? hopSeconds(req, s.nodeId, next.nodeId, m.activationBytesPerToken) : hopSeconds(req, s.nodeId, stages[0].nodeId, 4);

@@ -8,9 +8,11 @@ const MB = 1 << 20;
 const model: ModelMeta = {
   nLayer: 12,
   layerBytes: Array(12).fill(100 * MB),
+  layerActiveBytes: Array(12).fill(100 * MB),
   embedBytes: 50 * MB,
   headBytes: 60 * MB,
-  kvBytesPerLayerToken: 1024,
+  headActiveBytes: 60 * MB,
+  kvBytesPerToken: Array(12).fill(1024),
   activationBytesPerToken: 4096,
   workingBytes: 10 * MB,
 };
@@ -94,4 +96,33 @@ test('hops cost latency; pipelined throughput is set by the slowest stage', () =
   const slowLink = makePlan({ ...req(fastNodes), links: [{ from: 'a', to: 'b', latencySeconds: 1e-3, bytesPerSecond: 1e6 }] });
   assert.equal(slowLink.activationDtype, 'f16');
   assert.ok(near.predictedPipelinedTokensPerSecond > 1.8 * near.predictedTokensPerSecond);
+});
+
+test('a Mixture-of-Experts model: stages sized by the bytes held, speed predicted from the bytes read per token', () => {
+  // 12 layers holding 100 MB each of which a token reads 10 MB (its chosen experts and attention);
+  // latent attention's KV rows are smaller on some layers.
+  const moe: ModelMeta = { ...model, layerActiveBytes: Array(12).fill(10 * MB), kvBytesPerToken: model.kvBytesPerToken.map((b, l) => (l % 2 ? b / 4 : b)) };
+  const r: PlanRequest = { model: moe, nodes: [node('a', 500, 1e9, true), node('b', 1200, 1e9)], links: [], kvTokens: 1024 };
+  const p = makePlan(r);
+  assertContiguous(p);
+  for (const s of p.stages) {
+    let held = moe.workingBytes;
+    for (let l = s.layerStart; l < s.layerEnd; l++) held += moe.layerBytes[l] + moe.kvBytesPerToken[l] * 1024;
+    if (s.layerStart === 0) held += moe.embedBytes;
+    if (s.layerEnd === 12) held += moe.headBytes;
+    assert.equal(s.memoryBytes, held);
+  }
+  // Node a cannot hold half the layers: memory, not speed, bounds its share.
+  assert.ok(layers(p).a <= 4, JSON.stringify(layers(p)));
+  const read = 12 * 10 * MB + 60 * MB;
+  const hop = 150e-6 + 4096 / 110e6 + 150e-6 + 4 / 110e6;
+  const expected = 1 / (read / 1e9 + hop);
+  assert.ok(Math.abs(p.predictedTokensPerSecond - expected) / expected < 0.01, `${p.predictedTokensPerSecond} vs ${expected}`);
+  // The same model read whole would be about 8x slower: the prediction did not use held bytes.
+  const dense = makePlan({ ...r, model: { ...moe, layerActiveBytes: moe.layerBytes, headActiveBytes: moe.headBytes } });
+  assert.ok(p.predictedTokensPerSecond > 5 * dense.predictedTokensPerSecond);
+});
+
+test('sizes that disagree with the layer count are refused', () => {
+  assert.throws(() => makePlan({ ...req([node('a', 4000, 1e9, true)]), model: { ...model, layerActiveBytes: [1] } }), /inconsistent/);
 });

@@ -14,7 +14,7 @@ import type { Plan, PlanRequest, PlanStage } from './types.js';
 export function stageBytes(req: PlanRequest, start: number, end: number): number {
   const m = req.model;
   let bytes = m.workingBytes;
-  for (let l = start; l < end; l++) bytes += m.layerBytes[l] + m.kvBytesPerLayerToken * req.kvTokens;
+  for (let l = start; l < end; l++) bytes += m.layerBytes[l] + m.kvBytesPerToken[l] * req.kvTokens;
   if (start === 0) bytes += m.embedBytes;
   if (end === m.nLayer) bytes += m.headBytes;
   return bytes;
@@ -24,11 +24,11 @@ export function stageBytes(req: PlanRequest, start: number, end: number): number
 export function makePlan(req: PlanRequest): Plan {
   const { model } = req;
   if (req.nodes.length === 0) throw new CairnError('CLUSTER_PLAN', 'no nodes to plan over');
-  if (model.nLayer < 1 || model.layerBytes.length !== model.nLayer) throw new CairnError('CLUSTER_PLAN', 'model sizes are inconsistent');
+  if (model.nLayer < 1 || [model.layerBytes, model.layerActiveBytes, model.kvBytesPerToken].some((a) => a.length !== model.nLayer)) throw new CairnError('CLUSTER_PLAN', 'model sizes are inconsistent');
   // Coordinator first; the others in a stable order (fastest first, then by id).
   const nodes = [...req.nodes].sort((a, b) => Number(!!b.coordinator) - Number(!!a.coordinator) || b.bytesPerSecond - a.bytesPerSecond || a.id.localeCompare(b.id));
   const usable = nodes.filter((n) => n.memoryBytes > model.workingBytes);
-  const perLayer = model.layerBytes.reduce((a, b) => a + b, 0) / model.nLayer + model.kvBytesPerLayerToken * req.kvTokens;
+  const perLayer = (model.layerBytes.reduce((a, b) => a + b, 0) + model.kvBytesPerToken.reduce((a, b) => a + b, 0) * req.kvTokens) / model.nLayer;
 
   // Layers each node could hold at most (ignoring which end it sits at: refined below).
   const cap = usable.map((n) => Math.max(0, Math.floor((n.memoryBytes - model.workingBytes) / perLayer)));

@@ -6,14 +6,21 @@
 /** Sizes of a model, as the planner needs them (read from GGUF by the caller). */
 export interface ModelMeta {
   readonly nLayer: number;
-  /** Weight bytes of each layer (length nLayer). */
+  /** Weight bytes each layer holds (length nLayer): what sizes a stage's memory. */
   readonly layerBytes: readonly number[];
+  /**
+   * Weight bytes each layer reads per decoded token (length nLayer): what sets a stage's speed.
+   * Equal to layerBytes for dense layers; a Mixture-of-Experts layer reads only its chosen experts.
+   */
+  readonly layerActiveBytes: readonly number[];
   /** Token embedding bytes (held by the stage with layer 0). */
   readonly embedBytes: number;
   /** Output norm + head bytes (held by the stage with the last layer). */
   readonly headBytes: number;
-  /** KV-cache bytes per layer per token position. */
-  readonly kvBytesPerLayerToken: number;
+  /** Output norm + head bytes read per decoded token. */
+  readonly headActiveBytes: number;
+  /** KV-cache bytes per token position of each layer (length nLayer; latent attention caches less). */
+  readonly kvBytesPerToken: readonly number[];
   /** Bytes of one token's hidden state on the wire (nEmbd x 2 for f16). */
   readonly activationBytesPerToken: number;
   /** Fixed per-stage working memory (activation buffers, logits). */
