@@ -51,6 +51,7 @@ test('inspect prints architecture, parameters, quantization mix, tokenizer, tens
   assert.match(r.stdout, /tokenizer +llama, 300 tokens/);
   assert.match(r.stdout, /memory .* for 1024 tokens/);
   assert.match(r.stdout, /blk\.1\.ffn_down\.weight +Q8_0/);
+  assert.match(r.stdout, /per token .* read per decoded token .* parameters active/);
   const j = JSON.parse(cairn(['inspect', model, '--json', '--ctx', '1024', '--load']).stdout);
   assert.equal(j.architecture, 'llama');
   assert.equal(j.config.nLayer, 2);
@@ -58,6 +59,9 @@ test('inspect prints architecture, parameters, quantization mix, tokenizer, tens
   // KV cache: 2 layers x 1024 positions x 2 KV heads x (16 + 16) dims x 2 bytes.
   assert.equal(j.memory.kvCacheBytes, 2 * 1024 * 2 * 32 * 2);
   assert.ok(j.parameters > 0 && j.tensors.length === 3 + 2 * 9);
+  // Dense: every parameter but the other tokens' embedding rows is used per token.
+  assert.equal(j.bytes.parameters, j.parameters);
+  assert.ok(j.bytes.activeParameters > 0.5 * j.parameters && j.bytes.activeParameters <= j.parameters);
   assert.ok(j.loaded.rssBytes > 0 && j.loaded.mappedBytes > 0);
 });
 

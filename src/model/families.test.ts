@@ -44,6 +44,8 @@ function model(arch: string, quant: GgmlType): { path: string; file: GgufFile } 
 
 const bytesOf = (file: GgufFile, pred: (name: string) => boolean) =>
   file.tensors.filter((t) => pred(t.name)).reduce((a, t) => a + t.byteLength, 0);
+const paramsOf = (file: GgufFile, pred: (name: string) => boolean) =>
+  file.tensors.filter((t) => pred(t.name)).reduce((a, t) => a + t.elements, 0);
 
 test('every family is registered under its GGUF architecture names, and every named benchmark shape has one', () => {
   assert.deepEqual(supportedArchitectures(), ['llama', 'qwen2', 'qwen3']);
@@ -60,13 +62,15 @@ for (const arch of Object.keys(SHAPES)) {
     const tied = !file.tensors.some((t) => t.name === 'output.weight');
     const embed = file.tensors.find((t) => t.name === 'token_embd.weight')!;
     for (let l = 0; l < cfg.nLayer; l++) {
-      const layer = bytesOf(file, (n) => n.startsWith(`blk.${l}.`));
-      assert.deepEqual(bytes.layers[l], { total: layer, activePerToken: layer }, `layer ${l}`);
+      const inLayer = (n: string) => n.startsWith(`blk.${l}.`);
+      const [layer, params] = [bytesOf(file, inLayer), paramsOf(file, inLayer)];
+      assert.deepEqual(bytes.layers[l], { total: layer, activePerToken: layer, parameters: params, activeParameters: params }, `layer ${l}`);
     }
     const row = ggmlRowBytes(embed.type, cfg.nEmbd);
-    assert.deepEqual(bytes.embed, { total: embed.byteLength, activePerToken: row });
-    const head = bytesOf(file, (n) => n === 'output_norm.weight' || n === (tied ? 'token_embd.weight' : 'output.weight'));
-    assert.deepEqual(bytes.head, { total: head, activePerToken: head });
+    assert.deepEqual(bytes.embed, { total: embed.byteLength, activePerToken: row, parameters: embed.elements, activeParameters: cfg.nEmbd });
+    const inHead = (n: string) => n === 'output_norm.weight' || n === (tied ? 'token_embd.weight' : 'output.weight');
+    const [head, headParams] = [bytesOf(file, inHead), paramsOf(file, inHead)];
+    assert.deepEqual(bytes.head, { total: head, activePerToken: head, parameters: headParams, activeParameters: headParams });
     const shared = bytesOf(file, (n) => n === 'rope_freqs.weight');
     assert.equal(bytes.shared.total, shared);
     assert.equal(shared > 0, arch === 'llama', 'only the llama model carries rope factors');
@@ -74,6 +78,10 @@ for (const arch of Object.keys(SHAPES)) {
     assert.equal(bytes.total, all, 'every tensor of the file is used, and counted once');
     // Every weight is read once per token, except the embedding table: one row of it (and all of it when it is the head).
     assert.equal(bytes.activePerToken, all - embed.byteLength + row + (tied ? embed.byteLength : 0));
+    // Parameters: each counted once; a token uses all but the embedding rows of other tokens (all of them when tied).
+    const params = paramsOf(file, () => true);
+    assert.equal(bytes.parameters, params);
+    assert.equal(bytes.activeParameters, params - (tied ? 0 : embed.elements - cfg.nEmbd));
   });
 
   test(`${arch}: KV cache and activations of a loaded shard are the sizes the family estimates`, () => {

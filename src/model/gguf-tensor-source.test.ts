@@ -60,7 +60,7 @@ test('an expert bank is addressed expert by expert in place; a token reads `used
     assert.equal(m.data.buffer, bytes.buffer, 'a view of the file data, not a copy');
   }
   assert.throws(() => expertMatrix(bank, 4), RangeError);
-  assert.deepEqual(src.bytesOf(0), { total: 4 * one, activePerToken: 2 * one });
+  assert.deepEqual(src.bytesOf(0), { total: 4 * one, activePerToken: 2 * one, parameters: 4 * 3 * 64, activeParameters: 2 * 3 * 64 });
   assert.throws(
     () => src.experts('blk.0.ffn_up_exps.weight', 8, 3, 64, 2),
     (e) => isCairnError(e, 'GGUF_MALFORMED') && /has dims \[64, 3, 4\], expected \[64, 3, 8\]/.test(e.message),
@@ -82,10 +82,11 @@ test('a dry build checks and accounts like a load, without data; shared tensors 
   dry.enter('embed');
   const table = dry.embedding('token_embd.weight', 10, 64);
   assert.equal(table.data.length, 0, 'no data in a dry build');
-  assert.deepEqual(dry.bytesOf('embed'), { total: info('token_embd.weight').byteLength, activePerToken: ggmlRowBytes(GgmlType.Q8_0, 64) });
-  assert.deepEqual(dry.bytesOf(0), { total: 256, activePerToken: 256 });
-  assert.deepEqual(dry.bytesOf(1), { total: 0, activePerToken: 0 });
-  assert.deepEqual(dry.bytesOf('shared'), { total: 32, activePerToken: 32 });
+  assert.deepEqual(dry.bytesOf('embed'), { total: info('token_embd.weight').byteLength, activePerToken: ggmlRowBytes(GgmlType.Q8_0, 64), parameters: 640, activeParameters: 64 });
+  assert.deepEqual(dry.bytesOf(0), { total: 256, activePerToken: 256, parameters: 64, activeParameters: 64 });
+  assert.deepEqual(dry.bytesOf(1), { total: 0, activePerToken: 0, parameters: 0, activeParameters: 0 });
+  assert.deepEqual(dry.bytesOf('shared'), { total: 32, activePerToken: 32, parameters: 8, activeParameters: 8 });
+  assert.equal(dry.totalParameters, 640 + 64 + 8);
   assert.equal(dry.totalBytes, info('token_embd.weight').byteLength + 256 + 32);
   assert.throws(() => dry.vector('blk.0.ffn_norm.weight', 32), /has 64 elements, expected 32/);
   assert.equal(dry.optionalMatrix('output.weight', 10, 64), undefined);

@@ -17,15 +17,20 @@ export type TensorBytes = (t: GgufTensorInfo) => Uint8Array;
 /** A part of a model: a layer (by number), the token embedding, the output head, or tensors every shard holds once. */
 export type ModelPart = number | 'embed' | 'head' | 'shared';
 
-/** Bytes of a model part: held in memory, and read by a decode step per token. */
+/** Bytes of a model part: held in memory, and read by a decode step per token; likewise its parameters. */
 export interface PartBytes {
   readonly total: number;
   readonly activePerToken: number;
+  readonly parameters: number;
+  /** Parameters a token uses: all of a dense part, the chosen experts' share of an expert bank, one row of an embedding. */
+  readonly activeParameters: number;
 }
 
 interface Tally {
   total: number;
   activePerToken: number;
+  parameters: number;
+  activeParameters: number;
   names: Set<string>;
 }
 
@@ -58,7 +63,21 @@ export class GgufTensorSource implements TensorSource {
   /** Bytes of a part declared so far. */
   bytesOf(part: ModelPart): PartBytes {
     const t = this.tallies.get(part);
-    return { total: t?.total ?? 0, activePerToken: t?.activePerToken ?? 0 };
+    return { total: t?.total ?? 0, activePerToken: t?.activePerToken ?? 0, parameters: t?.parameters ?? 0, activeParameters: t?.activeParameters ?? 0 };
+  }
+
+  /** Parameters of all distinct tensors declared (a tensor two parts need counts once). */
+  get totalParameters(): number {
+    let n = 0;
+    for (const name of this.unique.keys()) n += this.byName.get(name)!.elements;
+    return n;
+  }
+
+  /** True when two parts declared a tensor in common (a head tied to the embedding). */
+  partsShare(a: ModelPart, b: ModelPart): boolean {
+    const x = this.tallies.get(a)?.names;
+    const y = this.tallies.get(b)?.names;
+    return !!x && !!y && [...x].some((n) => y.has(n));
   }
 
   /** Bytes of all distinct tensors declared (a tensor two parts need counts once). */
@@ -140,11 +159,14 @@ export class GgufTensorSource implements TensorSource {
   /** Adds a tensor to the current part (once per part), `activeBytes` of it read per token. */
   private count(t: GgufTensorInfo, activeBytes: number): Uint8Array {
     let tally = this.tallies.get(this.part);
-    if (!tally) this.tallies.set(this.part, (tally = { total: 0, activePerToken: 0, names: new Set() }));
+    if (!tally) this.tallies.set(this.part, (tally = { total: 0, activePerToken: 0, parameters: 0, activeParameters: 0, names: new Set() }));
     if (!tally.names.has(t.name)) {
       tally.names.add(t.name);
       tally.total += t.byteLength;
       tally.activePerToken += activeBytes;
+      tally.parameters += t.elements;
+      // Active bytes are whole rows or whole experts, so this share of the elements is exact.
+      tally.activeParameters += t.byteLength > 0 ? Math.round((t.elements * activeBytes) / t.byteLength) : 0;
     }
     let data = this.unique.get(t.name);
     if (!data) this.unique.set(t.name, (data = this.load ? this.load.bytesOf(t) : NO_BYTES));

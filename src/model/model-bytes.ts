@@ -27,6 +27,10 @@ export interface ModelBytes {
   readonly total: number;
   /** Bytes a decode step reads per token: every part's active bytes. */
   readonly activePerToken: number;
+  /** Parameters of the tensors the model uses (a tensor two parts share counts once). */
+  readonly parameters: number;
+  /** Parameters a token uses: the whole of a dense model; a Mixture-of-Experts model's chosen experts only. */
+  readonly activeParameters: number;
 }
 
 /** A model's bytes and the activation memory of a shard running `batch` tokens at once. */
@@ -45,9 +49,12 @@ export function surveyModel(file: GgufFile, cfg: ModelConfig, batch = 1): ModelS
   const embed = src.bytesOf('embed');
   const head = src.bytesOf('head');
   const shared = src.bytesOf('shared');
-  const activePerToken = [embed, head, shared, ...layers].reduce((a, p) => a + p.activePerToken, 0);
+  const parts = [embed, head, shared, ...layers];
+  const activePerToken = parts.reduce((a, p) => a + p.activePerToken, 0);
+  // A tied head uses the whole embedding table, which covers the row the embedding reads.
+  const activeParameters = parts.reduce((a, p) => a + p.activeParameters, 0) - (src.partsShare('embed', 'head') ? embed.activeParameters : 0);
   return {
-    bytes: { layers, embed, head, shared, total: src.totalBytes, activePerToken },
+    bytes: { layers, embed, head, shared, total: src.totalBytes, activePerToken, parameters: src.totalParameters, activeParameters },
     activationBytes: ws.bytes + 4 * cfg.nVocab * Math.min(batch, 8),
   };
 }
