@@ -35,20 +35,34 @@ export interface GqaAttentionPlan {
 /** Every attention kind a layer may have. */
 export type AttentionPlan = GqaAttentionPlan;
 
-/**
- * A layer's feed-forward block. A Mixture-of-Experts layer joins as `{ kind: 'moe', experts,
- * used, shared, width }`, its expert tensors declared through the TensorSource so that each
- * expert is addressable on its own (expert placement) and counts used / experts of its bytes as
- * read per token.
- */
+/** A layer's dense feed-forward block. */
 export interface DenseFfnPlan {
   readonly kind: 'dense';
   /** Hidden width. */
   readonly width: number;
 }
 
+/**
+ * A Mixture-of-Experts layer's feed-forward block. Its expert tensors are declared through the
+ * TensorSource's `experts()`, so each expert is addressable on its own (expert placement) and
+ * used / experts of their bytes count as read per token.
+ */
+export interface MoeFfnPlan {
+  readonly kind: 'moe';
+  /** Routed experts. */
+  readonly experts: number;
+  /** Routed experts each token uses. */
+  readonly used: number;
+  /** Shared experts every token uses (0: none). */
+  readonly shared: number;
+  /** Hidden width of one routed expert. */
+  readonly width: number;
+  /** Total hidden width of the shared experts (0: none). */
+  readonly sharedWidth: number;
+}
+
 /** Every FFN kind a layer may have. */
-export type FfnPlan = DenseFfnPlan;
+export type FfnPlan = DenseFfnPlan | MoeFfnPlan;
 
 /** What one layer is made of, known from the config alone (before any tensor is read). */
 export interface LayerPlan {

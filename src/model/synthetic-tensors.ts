@@ -30,9 +30,37 @@ export interface SyntheticModelSpec {
   readonly ropeFreqs?: boolean;
   /** YaRN rope scaling: its factor and the original context, as llama.cpp's converters write them. */
   readonly yarn?: { readonly factor: number; readonly origCtx: number };
+  /** Mixture-of-Experts layers (the families that have them read it). */
+  readonly moe?: SyntheticMoe;
   readonly quant: SyntheticQuant;
   readonly seed: number;
   readonly name?: string;
+}
+
+/** The Mixture-of-Experts part of a synthetic model's shape. */
+export interface SyntheticMoe {
+  readonly experts: number;
+  /** Experts each token uses. */
+  readonly used: number;
+  /** Hidden width of one routed expert. */
+  readonly width: number;
+  /** Shared experts (each of `width`, or of `sharedWidth` in all where a family sets it apart). */
+  readonly shared?: number;
+  /** Total hidden width of the shared experts, where the family's files give it on its own (Qwen2-MoE). */
+  readonly sharedWidth?: number;
+  /** Leading layers with a dense FFN of nFf. */
+  readonly leadingDense?: number;
+  /** Routing by sigmoid (with a score-correction bias) instead of softmax, where the family's files choose. */
+  readonly sigmoid?: boolean;
+  /** Normalize the chosen weights, where the family's files choose. */
+  readonly normalize?: boolean;
+  /** Scale of the chosen weights, where the family's files choose. */
+  readonly scale?: number;
+  /** Group-limited routing: groups, and groups a token may use. */
+  readonly groups?: number;
+  readonly groupsUsed?: number;
+  /** Multi-token-prediction layers after the model's layers (GLM), which inference skips. */
+  readonly nextn?: number;
 }
 
 /** A named model shape, without quantization and seed. */
@@ -48,7 +76,7 @@ function tensorType(quant: SyntheticQuant, name: string, layer: number, nLayer: 
   if (name === 'output.weight') return GgmlType.Q6_K;
   // llama.cpp's use_more_bits: the first and last eighth of layers, and every third in between.
   const moreBits = layer < nLayer / 8 || layer >= (7 * nLayer) / 8 || (layer - Math.floor(nLayer / 8)) % 3 === 2;
-  if ((name.endsWith('attn_v.weight') || name.endsWith('ffn_down.weight')) && moreBits) return GgmlType.Q6_K;
+  if ((name.endsWith('attn_v.weight') || /ffn_down(_exps|_shexp)?\.weight$/.test(name)) && moreBits) return GgmlType.Q6_K;
   return base;
 }
 
@@ -106,6 +134,32 @@ export class SyntheticTensors {
         const bytes = type === GgmlType.F32 ? new Uint8Array(v.buffer) : this.quantize(type, v);
         if (bytes.length !== ggmlRowBytes(type, cols) * rows) throw new Error(`quantizer returned ${bytes.length} bytes for ${name}`);
         return bytes;
+      },
+    });
+  }
+
+  /**
+   * A bank of `count` expert matrices of rows x cols (GGUF dims [cols, rows, count]), quantized as
+   * matrix() would quantize one of them; each expert draws from its own stream and is made one at
+   * a time, so a large bank never sits in memory as f32.
+   */
+  experts(name: string, count: number, rows: number, cols: number, std: number, layer = 0): void {
+    let type = tensorType(this.spec.quant, name, layer, this.spec.nLayer);
+    if (cols % ggmlTypeInfo(type)!.blockSize !== 0) type = GgmlType.F16;
+    const expertBytes = ggmlRowBytes(type, cols) * rows;
+    this.tensors.push({
+      name,
+      type,
+      dims: [cols, rows, count],
+      data: () => {
+        const all = new Uint8Array(expertBytes * count);
+        for (let e = 0; e < count; e++) {
+          const v = this.values(`${name}#${e}`, rows * cols, std);
+          const bytes = type === GgmlType.F32 ? new Uint8Array(v.buffer) : this.quantize(type, v);
+          if (bytes.length !== expertBytes) throw new Error(`quantizer returned ${bytes.length} bytes for expert ${e} of ${name}`);
+          all.set(bytes, e * expertBytes);
+        }
+        return all;
       },
     });
   }

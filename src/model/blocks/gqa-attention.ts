@@ -37,8 +37,8 @@ export interface GqaTensors {
   readonly qkvBias: 'required' | 'optional' | 'none';
   /** Output projection bias: when the file has one (true, Llama), always (gpt-oss), or never. */
   readonly outputBias: boolean | 'required';
-  /** Per-head RMSNorm of queries and keys (Qwen3). */
-  readonly qkNorm: boolean;
+  /** Per-head RMSNorm of queries and keys: always (Qwen3), when the file has them (GLM-4.5), or never. */
+  readonly qkNorm: boolean | 'optional';
   /** Llama 3 rope frequency factors (`rope_freqs.weight`, one for all layers) when the file has them. */
   readonly ropeFreqs: boolean;
 }
@@ -104,10 +104,14 @@ export function declareGqa(src: TensorSource, prefix: string, s: GqaShape, t: Gq
     k: { w: k, bias: bk },
     v: { w: v, bias: bv },
     o: { w: o, bias: bo },
-    qNorm: t.qkNorm ? src.vector(prefix + 'attn_q_norm.weight', s.headDim) : undefined,
-    kNorm: t.qkNorm ? src.vector(prefix + 'attn_k_norm.weight', s.headDim) : undefined,
+    qNorm: headNorm(src, prefix + 'attn_q_norm.weight', s.headDim, t.qkNorm),
+    kNorm: headNorm(src, prefix + 'attn_k_norm.weight', s.headDim, t.qkNorm),
     ropeFreqs: t.ropeFreqs ? src.sharedVector(ROPE_FREQS, s.rope.nRot / 2, false) : undefined,
   };
+}
+
+function headNorm(src: TensorSource, name: string, len: number, which: GqaTensors['qkNorm']): Float32Array | undefined {
+  return which === true ? src.vector(name, len) : which === 'optional' ? src.optionalVector(name, len) : undefined;
 }
 
 /** Writes a GQA block's tensors into a synthetic model (the required ones; optional biases are left out). */
@@ -130,7 +134,7 @@ export function synthesizeGqa(
     out.f32(prefix + 'attn_k.bias', [kvDim], 0.1);
     out.f32(prefix + 'attn_v.bias', [kvDim], 0.1);
   }
-  if (t.qkNorm) {
+  if (t.qkNorm === true) {
     out.f32(prefix + 'attn_q_norm.weight', [s.headDim], 0.1, 1);
     out.f32(prefix + 'attn_k_norm.weight', [s.headDim], 0.1, 1);
   }

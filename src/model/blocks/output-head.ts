@@ -20,9 +20,14 @@ export interface OutputHeadWeights {
   readonly head: Matrix;
 }
 
-/** Declares the final norm and the head, which is the embedding table when the file has no `output.weight`. */
-export function declareOutputHead(src: TensorSource, nVocab: number, nEmbd: number): OutputHeadWeights {
-  const head = src.optionalMatrix(OUTPUT_TENSORS.head, nVocab, nEmbd) ?? src.matrix(TOKEN_EMBEDDING, nVocab, nEmbd);
+/**
+ * Declares the final norm and the head, which is the embedding table when the file has no
+ * `output.weight` (unless the family's files always have one: `tiedAllowed` false).
+ */
+export function declareOutputHead(src: TensorSource, nVocab: number, nEmbd: number, tiedAllowed = true): OutputHeadWeights {
+  const head = tiedAllowed
+    ? (src.optionalMatrix(OUTPUT_TENSORS.head, nVocab, nEmbd) ?? src.matrix(TOKEN_EMBEDDING, nVocab, nEmbd))
+    : src.matrix(OUTPUT_TENSORS.head, nVocab, nEmbd);
   return { norm: src.vector(OUTPUT_TENSORS.norm, nEmbd), head };
 }
 

@@ -11,6 +11,7 @@ interface Slot {
 }
 
 const EMPTY: Float32Array = new Float32Array(0);
+const EMPTY_INTS: Int32Array = new Int32Array(0);
 
 /** The shard's named scratch buffers. */
 export class Workspace {
@@ -54,6 +55,8 @@ export class Workspace {
 export class Scratch {
   private n = -1;
   private view: Float32Array = EMPTY;
+  private intN = -1;
+  private intView: Int32Array = EMPTY_INTS;
 
   constructor(
     private readonly slot: Slot,
@@ -73,10 +76,25 @@ export class Scratch {
     return this.view;
   }
 
-  /** Forgets the kept view (the buffer was allocated). */
+  /**
+   * The first n tokens' rows as 32-bit integers (expert ids), over the same memory as rows(n):
+   * a block uses a buffer either way, never both at once. Kept per n like rows().
+   */
+  ints(n: number): Int32Array {
+    if (n !== this.intN) {
+      const d = this.slot.data;
+      this.intView = new Int32Array(d.buffer, d.byteOffset, n * this.perToken);
+      this.intN = n;
+    }
+    return this.intView;
+  }
+
+  /** Forgets the kept views (the buffer was allocated). */
   reset(): void {
     this.n = -1;
     this.view = EMPTY;
+    this.intN = -1;
+    this.intView = EMPTY_INTS;
   }
 }
 

@@ -18,6 +18,11 @@ export interface DecoderKeyOptions {
    * it changes the attention factor llama.cpp passes to the rope ops.
    */
   readonly yarnLogMul?: number;
+  /**
+   * False for a family whose layers may all be Mixture-of-Experts: llama.cpp's default
+   * `feed_forward_length` is 0, and nFf is then 0.
+   */
+  readonly ffnRequired?: boolean;
 }
 
 /** Reads the shared decoder keys of `arch`; `ropeMode` is the family's rotation layout. */
@@ -38,8 +43,8 @@ export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode,
   if (!Number.isInteger(headDim) || headDim <= 0) {
     throw new CairnError('GGUF_MALFORMED', `${path}: head dimension ${headDim} is not a positive integer`);
   }
-  const nFf = uniform(path, k('feed_forward_length'), m.numberOrArray(k('feed_forward_length')));
-  if (!nFf) throw new CairnError('GGUF_MALFORMED', `${path}: "${k('feed_forward_length')}" is missing`);
+  const nFf = uniform(path, k('feed_forward_length'), m.numberOrArray(k('feed_forward_length'))) ?? (opts.ffnRequired === false ? 0 : undefined);
+  if (nFf === undefined || (nFf === 0 && opts.ffnRequired !== false)) throw new CairnError('GGUF_MALFORMED', `${path}: "${k('feed_forward_length')}" is missing`);
   const tokens = m.strings('tokenizer.ggml.tokens');
   const nVocab = m.number(k('vocab_size')) ?? tokens?.length;
   if (!nVocab) throw new CairnError('GGUF_MALFORMED', `${path}: vocabulary size unknown (no tokenizer.ggml.tokens)`);
@@ -100,8 +105,8 @@ function readRopeScaling(m: Metadata, arch: string, ctxTrain: number, opts: Deco
   return { freqScale, yarn: { extFactor, attnFactor, betaFast: YARN_BETA_FAST, betaSlow: YARN_BETA_SLOW, origCtx } };
 }
 
-/** Per-layer arrays must be uniform for the families that read them through here. */
-function uniform(path: string, key: string, v: number | ArrayLike<number> | undefined): number | undefined {
+/** Per-layer arrays must be uniform for the families that read them through here; throws MODEL_UNSUPPORTED naming the key otherwise. */
+export function uniform(path: string, key: string, v: number | ArrayLike<number> | undefined): number | undefined {
   if (v === undefined || typeof v === 'number') return v;
   const first = v[0];
   for (let i = 1; i < v.length; i++) {
@@ -110,19 +115,23 @@ function uniform(path: string, key: string, v: number | ArrayLike<number> | unde
   return first;
 }
 
-/** Writes the shared decoder keys of a synthetic model. */
-export function writeDecoderKeys(spec: SyntheticModelSpec, out: SyntheticTensors): void {
+/**
+ * Writes the shared decoder keys of a synthetic model; `blockCount` (default nLayer) counts layers
+ * inference skips too (GLM's multi-token prediction), `ropeDims` (default the head size) is a
+ * partial rotation.
+ */
+export function writeDecoderKeys(spec: SyntheticModelSpec, out: SyntheticTensors, opts: { blockCount?: number; ropeDims?: number } = {}): void {
   const a = spec.arch;
   const hd = spec.headDim ?? spec.nEmbd / spec.nHead;
   out.meta(`${a}.context_length`, gv.u32(spec.ctx ?? 2048));
   out.meta(`${a}.embedding_length`, gv.u32(spec.nEmbd));
-  out.meta(`${a}.block_count`, gv.u32(spec.nLayer));
+  out.meta(`${a}.block_count`, gv.u32(opts.blockCount ?? spec.nLayer));
   out.meta(`${a}.feed_forward_length`, gv.u32(spec.nFf));
   out.meta(`${a}.attention.head_count`, gv.u32(spec.nHead));
   out.meta(`${a}.attention.head_count_kv`, gv.u32(spec.nKvHead));
   out.meta(`${a}.attention.layer_norm_rms_epsilon`, gv.f32(1e-6));
   out.meta(`${a}.rope.freq_base`, gv.f32(spec.ropeBase ?? 10000));
-  out.meta(`${a}.rope.dimension_count`, gv.u32(hd));
+  out.meta(`${a}.rope.dimension_count`, gv.u32(opts.ropeDims ?? hd));
   if (spec.yarn) {
     out.meta(`${a}.rope.scaling.type`, gv.str('yarn'));
     out.meta(`${a}.rope.scaling.factor`, gv.f32(spec.yarn.factor));
