@@ -43,8 +43,10 @@ export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode,
   if (!Number.isInteger(headDim) || headDim <= 0) {
     throw new CairnError('GGUF_MALFORMED', `${path}: head dimension ${headDim} is not a positive integer`);
   }
-  const nFf = uniform(path, k('feed_forward_length'), m.numberOrArray(k('feed_forward_length'))) ?? (opts.ffnRequired === false ? 0 : undefined);
-  if (nFf === undefined || (nFf === 0 && opts.ffnRequired !== false)) throw new CairnError('GGUF_MALFORMED', `${path}: "${k('feed_forward_length')}" is missing`);
+  const nFf =
+    uniform(path, k('feed_forward_length'), m.numberOrArray(k('feed_forward_length'))) ?? (opts.ffnRequired === false ? 0 : undefined);
+  if (nFf === undefined || (nFf === 0 && opts.ffnRequired !== false))
+    throw new CairnError('GGUF_MALFORMED', `${path}: "${k('feed_forward_length')}" is missing`);
   const tokens = m.strings('tokenizer.ggml.tokens');
   const nVocab = m.number(k('vocab_size')) ?? tokens?.length;
   if (!nVocab) throw new CairnError('GGUF_MALFORMED', `${path}: vocabulary size unknown (no tokenizer.ggml.tokens)`);
@@ -120,7 +122,11 @@ export function uniform(path: string, key: string, v: number | ArrayLike<number>
  * inference skips too (GLM's multi-token prediction), `ropeDims` (default the head size) is a
  * partial rotation.
  */
-export function writeDecoderKeys(spec: SyntheticModelSpec, out: SyntheticTensors, opts: { blockCount?: number; ropeDims?: number } = {}): void {
+export function writeDecoderKeys(
+  spec: SyntheticModelSpec,
+  out: SyntheticTensors,
+  opts: { blockCount?: number; ropeDims?: number } = {},
+): void {
   const a = spec.arch;
   const hd = spec.headDim ?? spec.nEmbd / spec.nHead;
   out.meta(`${a}.context_length`, gv.u32(spec.ctx ?? 2048));

@@ -1,0 +1,278 @@
+/**
+ * The Mixture-of-Experts feed-forward block (llama.cpp's build_moe_ffn plus the shared experts the
+ * families add after it): a router picks `used` of the layer's experts per token and weighs them;
+ * each chosen expert is a SwiGLU FFN whose matrices are one slice of the layer's 3-D expert
+ * tensors (ExpertBank, used in place, addressable expert by expert); the weighted outputs are
+ * summed in the router's order; shared experts (one dense SwiGLU of their total width, optionally
+ * behind Qwen2-MoE's sigmoid gate) are added after the routed sum.
+ *
+ * The expert products go through the kernels' ExpertBatch API: a token's activation is converted
+ * once for the expert weights and shared by the gate and up products; tokens are grouped by expert
+ * so each expert's weights are read once per step. Batches are made on a shard's first step and
+ * shared by all its MoE layers; a step allocates nothing.
+ */
+import { GgmlType } from '../../gguf/ggml-types.js';
+import type { ExpertBatch, Kernels } from '../../kernels/api.js';
+import { vecDotType } from '../../kernels/reference/quant/activations.js';
+import type { ExpertBank, Matrix, TensorSource } from '../tensor-source.js';
+import type { SyntheticTensors } from '../synthetic-tensors.js';
+import { DenseFfn, type DenseFfnWeights } from './dense-ffn.js';
+import {
+  MoeRouter,
+  declareMoeRouter,
+  synthesizeMoeRouter,
+  type MoeRouterTensors,
+  type MoeRouterWeights,
+  type MoeRouting,
+} from './moe-router.js';
+import type { FfnBlock, StepContext } from './types.js';
+import type { Scratch, Workspace } from './workspace.js';
+
+/**
+ * The gated unit of each expert: `silu` is SwiGLU, silu(gate) * up (every family but gpt-oss);
+ * `swiglu-oai` is gpt-oss's clamped variant (alpha 1.702, limit 7).
+ */
+export type MoeActivation = 'silu' | 'swiglu-oai';
+
+/** gpt-oss's swiglu_oai constants, hard-coded in llama.cpp. */
+export const SWIGLU_OAI = { alpha: 1.702, limit: 7.0 } as const;
+
+/** The sizes and rules of one MoE block. */
+export interface MoeFfnShape {
+  readonly nEmbd: number;
+  /** Hidden width of one routed expert. */
+  readonly width: number;
+  readonly routing: MoeRouting;
+  readonly activation: MoeActivation;
+  /** Total hidden width of the shared experts (0: none). */
+  readonly sharedWidth: number;
+  /** The shared experts' output is scaled by sigmoid(ffn_gate_inp_shexp · x) (Qwen2-MoE). */
+  readonly sharedGated: boolean;
+}
+
+/** Which optional MoE tensors a family's files have, as llama.cpp loads them. */
+export interface MoeFfnTensors {
+  readonly router: MoeRouterTensors;
+  /** The experts' gate tensor: always, or (llama only) when present, the unit being silu(up) without it. */
+  readonly gate: 'required' | 'optional';
+  /** Per-expert biases of the gate, up and down products (gpt-oss). */
+  readonly expertBiases: boolean;
+}
+
+/** The weights of one MoE block. */
+export interface MoeFfnWeights {
+  readonly router: MoeRouterWeights;
+  readonly gate?: ExpertBank;
+  readonly up: ExpertBank;
+  readonly down: ExpertBank;
+  /** experts x width (gate, up) and experts x nEmbd (down) biases. */
+  readonly gateBias?: Float32Array;
+  readonly upBias?: Float32Array;
+  readonly downBias?: Float32Array;
+  readonly shared?: DenseFfnWeights;
+  /** The shared experts' gate vector (nEmbd). */
+  readonly sharedGate?: Matrix;
+}
+
+/** llama.cpp's names of a layer's MoE tensors (under `blk.N.`). */
+export const MOE_TENSORS = {
+  gate: 'ffn_gate_exps',
+  up: 'ffn_up_exps',
+  down: 'ffn_down_exps',
+  sharedGate: 'ffn_gate_inp_shexp.weight',
+  shared: { gate: 'ffn_gate_shexp.weight', up: 'ffn_up_shexp.weight', down: 'ffn_down_shexp.weight' },
+} as const;
+
+/** Declares an MoE block's tensors under `prefix` (llama.cpp's order: router, experts, shared experts). */
+export function declareMoeFfn(src: TensorSource, prefix: string, s: MoeFfnShape, t: MoeFfnTensors): MoeFfnWeights {
+  const { experts: E, used: k } = s.routing;
+  const router = declareMoeRouter(src, prefix, s.nEmbd, E, t.router);
+  const bank = (name: string, rows: number, cols: number) => src.experts(`${prefix}${name}.weight`, E, rows, cols, k);
+  const gate =
+    t.gate === 'required' || src.has(`${prefix}${MOE_TENSORS.gate}.weight`) ? bank(MOE_TENSORS.gate, s.width, s.nEmbd) : undefined;
+  const down = bank(MOE_TENSORS.down, s.nEmbd, s.width);
+  const up = bank(MOE_TENSORS.up, s.width, s.nEmbd);
+  const bias = (name: string, rows: number) => (t.expertBiases ? src.vector(`${prefix}${name}.bias`, E * rows) : undefined);
+  const gateBias = gate ? bias(MOE_TENSORS.gate, s.width) : undefined;
+  const upBias = bias(MOE_TENSORS.up, s.width);
+  const downBias = bias(MOE_TENSORS.down, s.nEmbd);
+  let shared: DenseFfnWeights | undefined;
+  let sharedGate: Matrix | undefined;
+  if (s.sharedWidth > 0) {
+    if (s.sharedGated) sharedGate = src.matrix(prefix + MOE_TENSORS.sharedGate, 1, s.nEmbd);
+    shared = {
+      gate: src.matrix(prefix + MOE_TENSORS.shared.gate, s.sharedWidth, s.nEmbd),
+      up: src.matrix(prefix + MOE_TENSORS.shared.up, s.sharedWidth, s.nEmbd),
+      down: src.matrix(prefix + MOE_TENSORS.shared.down, s.nEmbd, s.sharedWidth),
+    };
+  }
+  return { router, gate, up, down, gateBias, upBias, downBias, shared, sharedGate };
+}
+
+/** Writes an MoE block's tensors into a synthetic model (every expert's gate; biases and shared experts as the shape says). */
+export function synthesizeMoeFfn(out: SyntheticTensors, prefix: string, layer: number, s: MoeFfnShape, t: MoeFfnTensors): void {
+  const { nEmbd: e, width: w } = s;
+  const E = s.routing.experts;
+  synthesizeMoeRouter(out, prefix, e, E, t.router);
+  out.experts(`${prefix}${MOE_TENSORS.gate}.weight`, E, w, e, 1 / Math.sqrt(e), layer);
+  out.experts(`${prefix}${MOE_TENSORS.down}.weight`, E, e, w, 1 / Math.sqrt(w), layer);
+  out.experts(`${prefix}${MOE_TENSORS.up}.weight`, E, w, e, 1 / Math.sqrt(e), layer);
+  if (t.expertBiases) {
+    out.f32(`${prefix}${MOE_TENSORS.gate}.bias`, [w, E], 0.1);
+    out.f32(`${prefix}${MOE_TENSORS.up}.bias`, [w, E], 0.1);
+    out.f32(`${prefix}${MOE_TENSORS.down}.bias`, [e, E], 0.1);
+  }
+  if (s.sharedWidth > 0) {
+    if (s.sharedGated) out.f32(prefix + MOE_TENSORS.sharedGate, [e], 1 / Math.sqrt(e));
+    out.matrix(prefix + MOE_TENSORS.shared.gate, s.sharedWidth, e, 1 / Math.sqrt(e), layer);
+    out.matrix(prefix + MOE_TENSORS.shared.up, s.sharedWidth, e, 1 / Math.sqrt(e), layer);
+    out.matrix(prefix + MOE_TENSORS.shared.down, e, s.sharedWidth, 1 / Math.sqrt(s.sharedWidth), layer);
+  }
+}
+
+/** Weight types whose products take float activations (a batch for them holds any activation form). */
+function takesFloatActivations(t: GgmlType): boolean {
+  return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16;
+}
+
+/**
+ * The expert batches of one shard, shared by its MoE layers (they run one after the other): one
+ * per kernels object, activation class (float or quantized), experts, used and columns.
+ */
+class ExpertBatches {
+  private readonly batches = new Map<string, ExpertBatch>();
+
+  constructor(private readonly maxTokens: number) {}
+
+  get(kernels: Kernels, wtype: GgmlType, experts: number, used: number, cols: number): ExpertBatch {
+    const float = takesFloatActivations(wtype);
+    const key = `${float ? 'f' : 'q'}/${experts}/${used}/${cols}`;
+    let b = this.batches.get(key);
+    if (!b) this.batches.set(key, (b = kernels.createExpertBatch(float ? GgmlType.F32 : wtype, experts, used, cols, this.maxTokens)));
+    return b;
+  }
+}
+
+const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, ExpertBatches>>();
+
+function shardBatches(ws: Workspace, kernels: Kernels): ExpertBatches {
+  let byKernels = SHARD_BATCHES.get(ws);
+  if (!byKernels) SHARD_BATCHES.set(ws, (byKernels = new WeakMap()));
+  let b = byKernels.get(kernels);
+  if (!b) byKernels.set(kernels, (b = new ExpertBatches(ws.maxBatch)));
+  return b;
+}
+
+/** The batches one MoE block uses, resolved on its first step with a given kernels object. */
+interface ResolvedBatches {
+  readonly kernels: Kernels;
+  readonly gateUp: ExpertBatch;
+  /**
+   * The gate's batch: the up product's (prepared again, after the up product, when the gate's
+   * weights take another activation form), or one of the other class (float or quantized).
+   */
+  readonly gate: ExpertBatch;
+  readonly down: ExpertBatch;
+}
+
+/** f32 silu as ggml's scalar path computes it: x / (1 + expf(-x)). */
+function silu(x: number): number {
+  return Math.fround(x / Math.fround(1 + Math.fround(Math.exp(-x))));
+}
+
+/** The forward step of an MoE block. */
+export class MoeFfn implements FfnBlock {
+  readonly router: MoeRouter;
+  private readonly ids: Scratch;
+  private readonly weights: Scratch;
+  private readonly gateOut: Scratch;
+  private readonly upOut: Scratch;
+  private readonly downOut: Scratch;
+  private readonly sharedOut?: Scratch;
+  private readonly sharedGateOut?: Scratch;
+  private readonly sharedFfn?: DenseFfn;
+  private batches?: ResolvedBatches;
+  /** The gate and up products take the same activation form: one preparation serves both. */
+  private readonly gateSharesUp: boolean;
+
+  constructor(
+    private readonly s: MoeFfnShape,
+    private readonly w: MoeFfnWeights,
+    private readonly ws: Workspace,
+  ) {
+    const { used: k } = s.routing;
+    this.router = new MoeRouter(s.routing, w.router, ws);
+    this.ids = ws.buffer('moe.ids', k);
+    this.weights = ws.buffer('moe.weights', k);
+    this.gateOut = ws.buffer('moe.gate', k * s.width);
+    this.upOut = ws.buffer('moe.up', k * s.width);
+    this.downOut = ws.buffer('moe.down', k * s.nEmbd);
+    this.gateSharesUp = !w.gate || vecDotType(w.gate.type) === vecDotType(w.up.type);
+    if (w.shared) {
+      this.sharedFfn = new DenseFfn(w.shared, ws);
+      this.sharedOut = ws.buffer('moe.shared', s.nEmbd);
+      if (w.sharedGate) this.sharedGateOut = ws.buffer('moe.shared.gate', 1);
+    }
+  }
+
+  forward(h: Float32Array, out: Float32Array, step: StepContext): void {
+    const { kernels, n } = step;
+    const { s, w } = this;
+    const { used: k } = s.routing;
+    const ids = this.ids.ints(n);
+    const weights = this.weights.rows(n);
+    this.router.route(h, n, kernels, ids, weights);
+
+    const b = this.resolve(kernels);
+    const u = this.upOut.rows(n);
+    kernels.prepareExperts(b.gateUp, w.up.type, h, n, ids, 'token');
+    kernels.expertMatmul(b.gateUp, w.up.data, w.up.type, s.width, u, w.upBias);
+    const act = this.gateOut.rows(n);
+    const len = n * k * s.width;
+    if (w.gate) {
+      if (!this.gateSharesUp) kernels.prepareExperts(b.gate, w.gate.type, h, n, ids, 'token');
+      kernels.expertMatmul(b.gate, w.gate.data, w.gate.type, s.width, act, w.gateBias);
+      if (s.activation === 'silu') kernels.swiglu(act, u, len, act);
+      else kernels.swigluOai(act, u, len, SWIGLU_OAI.alpha, SWIGLU_OAI.limit, act);
+    } else {
+      // llama without a gate tensor: the unit is silu(up).
+      for (let i = 0; i < len; i++) act[i] = silu(u[i]);
+    }
+    const y = this.downOut.rows(n);
+    kernels.prepareExperts(b.down, w.down.type, act, n, ids, 'slot');
+    kernels.expertMatmul(b.down, w.down.data, w.down.type, s.nEmbd, y, w.downBias);
+    kernels.moeCombine(y, weights, n, k, s.nEmbd, out);
+    if (this.sharedFfn) this.addShared(h, out, step);
+  }
+
+  /** out += shared(h), or out += shared(h) * sigmoid(gate · h) per token (llama.cpp: silu(g) / g). */
+  private addShared(h: Float32Array, out: Float32Array, step: StepContext): void {
+    const { kernels, n } = step;
+    const d = this.s.nEmbd;
+    const sh = this.sharedOut!.rows(n);
+    this.sharedFfn!.forward(h, sh, step);
+    const gw = this.w.sharedGate;
+    if (!gw) {
+      kernels.add(out, sh, n * d, out);
+      return;
+    }
+    const g = this.sharedGateOut!.rows(n);
+    kernels.matmul(gw.data, gw.type, 1, d, h, n, g);
+    for (let t = 0; t < n; t++) {
+      const gate = Math.fround(silu(g[t]) / g[t]);
+      for (let i = t * d; i < (t + 1) * d; i++) out[i] = Math.fround(out[i] + Math.fround(sh[i] * gate));
+    }
+  }
+
+  private resolve(kernels: Kernels): ResolvedBatches {
+    const b = this.batches;
+    if (b && b.kernels === kernels) return b;
+    const { s, w } = this;
+    const { experts: E, used: k } = s.routing;
+    const shard = shardBatches(this.ws, kernels);
+    const gateUp = shard.get(kernels, w.up.type, E, k, s.nEmbd);
+    const gate = w.gate ? shard.get(kernels, w.gate.type, E, k, s.nEmbd) : gateUp;
+    const down = shard.get(kernels, w.down.type, E, k, s.width);
+    return (this.batches = { kernels, gateUp, gate, down });
+  }
+}
