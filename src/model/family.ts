@@ -23,7 +23,7 @@ export interface KvRowShape {
 
 /**
  * A layer's attention as planning and `inspect` see it. `gqa` covers multi-head, multi-query and
- * grouped-query attention; latent attention (DeepSeek's MLA) joins as its own kind.
+ * grouped-query attention; `mla` is DeepSeek's latent attention.
  */
 export interface GqaAttentionPlan {
   readonly kind: 'gqa';
@@ -32,8 +32,26 @@ export interface GqaAttentionPlan {
   readonly headDim: number;
 }
 
+/**
+ * Multi-head latent attention (DeepSeek V2/V3, Kimi K2): every head's keys and values are
+ * projections of one per-token latent, which (with the shared rotated key part) is all it caches.
+ */
+export interface MlaAttentionPlan {
+  readonly kind: 'mla';
+  readonly heads: number;
+  /** Rank of the query bottleneck (0: queries projected directly). */
+  readonly qLora: number;
+  /** Rank of the cached key/value latent. */
+  readonly kvLora: number;
+  /** Per-head key dims without rotation, and rotated dims (shared by all heads in the cache). */
+  readonly nope: number;
+  readonly ropeDim: number;
+  /** Per-head value size. */
+  readonly vDim: number;
+}
+
 /** Every attention kind a layer may have. */
-export type AttentionPlan = GqaAttentionPlan;
+export type AttentionPlan = GqaAttentionPlan | MlaAttentionPlan;
 
 /** A layer's dense feed-forward block. */
 export interface DenseFfnPlan {

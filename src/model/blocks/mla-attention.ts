@@ -1,0 +1,260 @@
+/**
+ * Multi-head latent attention (DeepSeek V2/V3/R1, Kimi K2) in the absorbed form llama.cpp runs for
+ * prefill and decode alike (src/models/deepseek2.cpp): each token's keys and values are one
+ * compressed latent c (kv_lora_rank, RMS-normed) plus one roped key part k_pe shared by all heads,
+ * and that row of kvLora + rope elements is all the KV cache holds. Queries come from the hidden
+ * state directly (`attn_q`, V2-Lite) or through their own low-rank bottleneck (`attn_q_a`, norm,
+ * `attn_q_b`); each head's non-rotated query part is absorbed into latent space by that head's
+ * `attn_k_b` (W_UK^T), so attention is multi-query attention with one "head" of kvLora + rope whose
+ * values are the latent itself; each head's latent output is decompressed by `attn_v_b` (W_UV) to
+ * the value head size before the output projection. The score scale is DeepSeek's: YaRN's
+ * magnitude correction squared over sqrt(key head size), the key head size being nope + rope.
+ */
+import { CairnError } from '../../util/errors.js';
+import { GgmlType } from '../../gguf/ggml-types.js';
+import type { AttentionParams, Kernels, KvType } from '../../kernels/api.js';
+import type { RopeConfig } from '../config.js';
+import type { KvRowShape, MlaAttentionPlan } from '../family.js';
+import { expertMatrix, type ExpertBank, type Matrix, type TensorSource } from '../tensor-source.js';
+import { applyLinear } from './linear.js';
+import type { AttentionBlock, StepContext } from './types.js';
+import { YarnRope } from './yarn-rope.js';
+import { rowRange, type Scratch, type Workspace } from './workspace.js';
+
+/** The sizes of an MLA block. */
+export interface MlaShape {
+  readonly nEmbd: number;
+  readonly nHead: number;
+  /** Rank of the query bottleneck; 0 where queries are projected directly (V2-Lite). */
+  readonly qLora: number;
+  /** Rank of the key/value latent (kv_lora_rank): the cached part every head shares. */
+  readonly kvLora: number;
+  /** Per-head query/key dims without rotation (qk_nope_head_dim). */
+  readonly nope: number;
+  /** Rotated dims, per query head and of the one shared key part (qk_rope_head_dim). */
+  readonly ropeDim: number;
+  /** Per-head value size (v_head_dim). */
+  readonly vDim: number;
+  /** Epsilon of the query and latent norms. */
+  readonly rmsEps: number;
+  readonly rope: RopeConfig;
+  /** The attention score scale (mlaKqScale). */
+  readonly kqScale: number;
+}
+
+const f = Math.fround;
+const logf = (x: number): number => f(Math.log(f(x)));
+
+/**
+ * DeepSeek's attention score scale as llama.cpp computes it (deepseek2.cpp graph): the rope ops'
+ * attention factor with the context's YaRN cancellation undone, times 1 + 0.1 x mscale_all_dim x
+ * ln(factor), squared, over sqrt(key head size). `logMul` is mscale_all_dim (the file's
+ * `rope.scaling.yarn_log_multiplier` / 0.1; 0 without it).
+ */
+export function mlaKqScale(rope: RopeConfig, keyHeadSize: number, logMul: number): number {
+  const lnScale = logf(f(1 / f(rope.freqScale)));
+  const attnFactor = f(rope.yarn?.attnFactor ?? 1);
+  const attnFactorOrg = f(attnFactor * f(1 + f(f(0.1) * lnScale)));
+  const mscale = f(attnFactorOrg * f(1 + f(f(f(0.1) * f(logMul)) * lnScale)));
+  return f(f(mscale * mscale) / f(Math.sqrt(keyHeadSize)));
+}
+
+/** The layer plan's view of an MLA block. */
+export function mlaAttentionPlan(s: MlaShape): MlaAttentionPlan {
+  return { kind: 'mla', heads: s.nHead, qLora: s.qLora, kvLora: s.kvLora, nope: s.nope, ropeDim: s.ropeDim, vDim: s.vDim };
+}
+
+/** One cached position: the latent and the roped key part, and no separate values. */
+export function mlaKvRow(s: Pick<MlaShape, 'kvLora' | 'ropeDim'>): KvRowShape {
+  return { k: s.kvLora + s.ropeDim, v: 0 };
+}
+
+/** llama.cpp's tensor names of an MLA block, under the layer prefix. */
+export const MLA_TENSORS = {
+  q: 'attn_q.weight',
+  qA: 'attn_q_a.weight',
+  qANorm: 'attn_q_a_norm.weight',
+  qB: 'attn_q_b.weight',
+  kvA: 'attn_kv_a_mqa.weight',
+  kvANorm: 'attn_kv_a_norm.weight',
+  kB: 'attn_k_b.weight',
+  vB: 'attn_v_b.weight',
+  /** Older converters' unsplit W_UK/W_UV, used by llama.cpp without absorption. */
+  kvB: 'attn_kv_b.weight',
+  o: 'attn_output.weight',
+} as const;
+
+/** The weights of one MLA block. */
+export interface MlaWeights {
+  /** nHead x (nope + rope) queries straight from the hidden state (no query bottleneck). */
+  readonly q?: Matrix;
+  /** The query bottleneck: down (qLora x nEmbd), its norm, up (nHead x (nope + rope) x qLora). */
+  readonly qA?: Matrix;
+  readonly qANorm?: Float32Array;
+  readonly qB?: Matrix;
+  /** (kvLora + rope) x nEmbd: the latent, then the key's rotated part. */
+  readonly kvA: Matrix;
+  readonly kvANorm: Float32Array;
+  /** Per head, kvLora x nope: W_UK transposed, absorbing the query's nope part into latent space. */
+  readonly kB: ExpertBank;
+  /** Per head, vDim x kvLora: W_UV, decompressing the latent output into the value head. */
+  readonly vB: ExpertBank;
+  /** nEmbd x (nHead x vDim). */
+  readonly o: Matrix;
+}
+
+/** Throws MODEL_UNSUPPORTED for a shape this block cannot run, naming the file. */
+export function checkMlaShape(s: MlaShape, path: string): void {
+  const bad = (msg: string) => new CairnError('MODEL_UNSUPPORTED', `${path}: multi-head latent attention ${msg}`);
+  for (const [name, v] of [
+    ['heads', s.nHead],
+    ['kv_lora_rank', s.kvLora],
+    ['rope dims', s.ropeDim],
+    ['value head size', s.vDim],
+  ] as const) {
+    if (!(Number.isInteger(v) && v >= 1)) throw bad(`with ${v} ${name}`);
+  }
+  if (!(Number.isInteger(s.nope) && s.nope >= 1))
+    throw bad(`with a key head of ${s.nope + s.ropeDim} not longer than its ${s.ropeDim} rope dims`);
+  if (!(Number.isInteger(s.qLora) && s.qLora >= 0)) throw bad(`with q_lora_rank ${s.qLora}`);
+  if (s.ropeDim % 2 !== 0) throw bad(`with an odd number of rope dims (${s.ropeDim})`);
+}
+
+/** Declares an MLA block's tensors under `prefix` (llama.cpp's order); files of older converters are refused by name. */
+export function declareMla(src: TensorSource, prefix: string, s: MlaShape): MlaWeights {
+  const qk = s.nope + s.ropeDim;
+  if (src.has(prefix + MLA_TENSORS.kvB) && !src.has(prefix + MLA_TENSORS.kB)) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${src.path}: "${prefix + MLA_TENSORS.kvB}" without "${prefix + MLA_TENSORS.kB}" is a DeepSeek file from an older converter (no MLA keys); reconvert it with a current llama.cpp`,
+    );
+  }
+  const qANorm = s.qLora > 0 ? src.vector(prefix + MLA_TENSORS.qANorm, s.qLora) : undefined;
+  const kvANorm = src.vector(prefix + MLA_TENSORS.kvANorm, s.kvLora);
+  const qA = s.qLora > 0 ? src.matrix(prefix + MLA_TENSORS.qA, s.qLora, s.nEmbd) : undefined;
+  const qB = s.qLora > 0 ? src.matrix(prefix + MLA_TENSORS.qB, s.nHead * qk, s.qLora) : undefined;
+  const q = s.qLora > 0 ? undefined : src.matrix(prefix + MLA_TENSORS.q, s.nHead * qk, s.nEmbd);
+  const kvA = src.matrix(prefix + MLA_TENSORS.kvA, s.kvLora + s.ropeDim, s.nEmbd);
+  // Every head's slice of k_b and v_b is read by every token.
+  const kB = src.experts(prefix + MLA_TENSORS.kB, s.nHead, s.kvLora, s.nope, s.nHead);
+  const vB = src.experts(prefix + MLA_TENSORS.vB, s.nHead, s.vDim, s.kvLora, s.nHead);
+  const o = src.matrix(prefix + MLA_TENSORS.o, s.nEmbd, s.nHead * s.vDim);
+  return { q, qA, qANorm, qB, kvA, kvANorm, kB, vB, o };
+}
+
+/**
+ * Writes n rows of `row` f32 elements into a key-only cache at positions [pos0, pos0 + n), in the
+ * cache's type (f16 rounded to nearest even, as llama.cpp's set_rows).
+ */
+function storeLatent(kernels: Kernels, rows: Float32Array, cache: Uint8Array, type: KvType, row: number, pos0: number, n: number): void {
+  const elem = type === GgmlType.F16 ? 2 : 4;
+  const end = (pos0 + n) * row * elem;
+  if (rows.length !== n * row || end > cache.byteLength) throw new RangeError(`MLA cache write of ${n} rows at ${pos0} does not fit`);
+  const dst = cache.subarray(pos0 * row * elem, end);
+  if (type === GgmlType.F16) kernels.quantize(GgmlType.F16, rows, dst, n * row);
+  else dst.set(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
+}
+
+/** The forward step of an MLA block. */
+export class MlaAttention implements AttentionBlock {
+  private readonly qa?: Scratch;
+  private readonly q: Scratch;
+  private readonly kv: Scratch;
+  private readonly qAbs: Scratch;
+  private readonly lat: Scratch;
+  private readonly gathered: Scratch;
+  private readonly head: Scratch;
+  private readonly heads: Scratch;
+  private readonly rope: YarnRope;
+  private readonly params: AttentionParams;
+  private readonly kHeads: Matrix[];
+  private readonly vHeads: Matrix[];
+
+  constructor(
+    private readonly s: MlaShape,
+    private readonly w: MlaWeights,
+    ws: Workspace,
+  ) {
+    const qk = s.nope + s.ropeDim;
+    const row = s.kvLora + s.ropeDim;
+    if (s.qLora > 0) this.qa = ws.buffer('mla.qa', s.qLora);
+    this.q = ws.buffer('attn.q', s.nHead * qk);
+    this.kv = ws.buffer('attn.k', row);
+    this.qAbs = ws.buffer('mla.qabs', s.nHead * row);
+    this.lat = ws.buffer('attn.out', s.nHead * row);
+    this.gathered = ws.buffer('mla.head.in', Math.max(s.nope, s.kvLora));
+    this.head = ws.buffer('mla.head.out', Math.max(s.kvLora, s.vDim));
+    this.heads = ws.buffer('mla.heads', s.nHead * s.vDim);
+    this.rope = new YarnRope(s.rope);
+    this.kHeads = Array.from({ length: s.nHead }, (_, h) => expertMatrix(w.kB, h));
+    this.vHeads = Array.from({ length: s.nHead }, (_, h) => expertMatrix(w.vB, h));
+    this.params = { nTokens: 0, nHead: s.nHead, nKvHead: 1, headDim: row, pos0: 0, scale: s.kqScale, kvType: GgmlType.F16 };
+  }
+
+  forward(h: Float32Array, out: Float32Array, step: StepContext): void {
+    const { s, w } = this;
+    const { kernels, kv, n, positions } = step;
+    const qk = s.nope + s.ropeDim;
+    const row = s.kvLora + s.ropeDim;
+
+    // Queries: n x nHead x [nope | rope].
+    const q = this.q.rows(n);
+    if (w.q) applyLinear(kernels, { w: w.q }, h, n, q);
+    else {
+      const qa = this.qa!.rows(n);
+      applyLinear(kernels, { w: w.qA! }, h, n, qa);
+      kernels.rmsNorm(qa, w.qANorm!, n, s.qLora, s.rmsEps, qa);
+      applyLinear(kernels, { w: w.qB! }, qa, n, q);
+    }
+    // The cached row: n x [latent | k_pe], the latent normed, k_pe roped.
+    const kvRow = this.kv.rows(n);
+    applyLinear(kernels, { w: w.kvA }, h, n, kvRow);
+    for (let t = 0; t < n; t++) {
+      const c = kvRow.subarray(t * row, t * row + s.kvLora);
+      kernels.rmsNorm(c, w.kvANorm, 1, s.kvLora, s.rmsEps, c);
+    }
+    this.rope.applyAt(kvRow, n, 1, positions, { tokenStride: row, headStride: row, offset: s.kvLora });
+    this.rope.applyAt(q, n, s.nHead, positions, { tokenStride: s.nHead * qk, headStride: qk, offset: s.nope });
+
+    // Absorbed queries: n x nHead x [W_UK^T q_nope | q_pe], one product per head over all tokens.
+    const qAbs = this.qAbs.rows(n);
+    const gathered = this.gathered.rows(n);
+    const head = this.head.rows(n);
+    for (let hd = 0; hd < s.nHead; hd++) {
+      for (let t = 0; t < n; t++) {
+        const from = (t * s.nHead + hd) * qk;
+        gathered.set(q.subarray(from, from + s.nope), t * s.nope);
+        qAbs.set(q.subarray(from + s.nope, from + qk), (t * s.nHead + hd) * row + s.kvLora);
+      }
+      const kB = this.kHeads[hd];
+      kernels.matmul(kB.data, kB.type, kB.rows, kB.cols, gathered.subarray(0, n * s.nope), n, head.subarray(0, n * s.kvLora));
+      for (let t = 0; t < n; t++) qAbs.set(head.subarray(t * s.kvLora, (t + 1) * s.kvLora), (t * s.nHead + hd) * row);
+    }
+
+    // Multi-query attention over the latent cache; the values are each row's latent (its first kvLora
+    // elements), so the kernel reads the key cache as values too and the rope part of its output is unused.
+    const lat = this.lat.rows(n);
+    const p = this.params;
+    p.kvType = kv.type;
+    for (const sp of step.spans) {
+      const kc = kv.keys(step.layer, sp.slot);
+      storeLatent(kernels, rowRange(kvRow, sp.start, sp.n, row), kc, kv.type, row, sp.pos0, sp.n);
+      p.nTokens = sp.n;
+      p.pos0 = sp.pos0;
+      kernels.attention(rowRange(qAbs, sp.start, sp.n, s.nHead * row), kc, kc, p, rowRange(lat, sp.start, sp.n, s.nHead * row));
+    }
+
+    // Each head's latent output decompressed by W_UV: n x nHead x vDim.
+    const heads = this.heads.rows(n);
+    for (let hd = 0; hd < s.nHead; hd++) {
+      for (let t = 0; t < n; t++) {
+        const from = (t * s.nHead + hd) * row;
+        gathered.set(lat.subarray(from, from + s.kvLora), t * s.kvLora);
+      }
+      const vB = this.vHeads[hd];
+      kernels.matmul(vB.data, vB.type, vB.rows, vB.cols, gathered.subarray(0, n * s.kvLora), n, head.subarray(0, n * s.vDim));
+      for (let t = 0; t < n; t++) heads.set(head.subarray(t * s.vDim, (t + 1) * s.vDim), (t * s.nHead + hd) * s.vDim);
+    }
+    applyLinear(kernels, { w: w.o }, heads, n, out);
+  }
+}
