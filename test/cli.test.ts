@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
@@ -119,4 +119,43 @@ test('bench: figures for cairn (and llama.cpp with --vs-llama-cpp) as one JSON o
   assert.match(text.stdout, /cairn \/ llama\.cpp: prefill n\/a, decode \d+\.\d+x/);
   const made = join(dir, 'made.gguf');
   assert.equal(cairn(['bench', '--make-model', 'nope', '--out', made]).status, 1);
+});
+
+test('bench --llama-bench: a llama-bench binary runs in alternating rounds on the same file and threads, and gets its ratios', { timeout: 120_000 }, () => {
+  // A stand-in with llama-bench's command line and JSON output, which logs how it was called.
+  const fake = join(dir, 'llama-bench');
+  const log = join(dir, 'llama-bench.log');
+  writeFileSync(
+    fake,
+    `#!${process.execPath}
+const a = process.argv.slice(2);
+const v = (k) => a[a.indexOf(k) + 1];
+require('fs').appendFileSync(${JSON.stringify(log)}, a.join(' ') + '\\n');
+const p = Number(v('-p')), n = Number(v('-n'));
+console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt: p, n_gen: n, n_threads: Number(v('-t')), avg_ts: p ? 1000 : 1, stddev_ts: 0 }]));
+`,
+  );
+  chmodSync(fake, 0o755);
+  const r = cairn(['bench', '-m', model, '-p', '8', '-n', '4', '-r', '2', '-t', '1', '--llama-bench', fake, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual(j.engines.map((e: { engine: string }) => e.engine), ['cairn', 'llama-bench']);
+  const lb = j.engines[1];
+  assert.deepEqual([lb.prefillRuns, lb.decodeRuns], [[1000, 1000], [1, 1]]);
+  assert.match(lb.detail, /build 7 \(abc1234\)/);
+  assert.ok(Math.abs(j.ratiosToLlamaBench.decode - j.engines[0].decodeTokensPerS) < 1e-9);
+  assert.equal(j.ratiosToLlamaBench.rssAfterLoad, null, 'llama-bench reports no RSS');
+  // Warm-up and two rounds of each phase, each on the model with the same threads.
+  const calls = readFileSync(log, 'utf8').trim().split('\n');
+  assert.equal(calls.length, 6);
+  for (const c of calls) assert.match(c, new RegExp(`-m ${model.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} -t 1 -r 1 -o json`));
+  assert.equal(calls.filter((c) => / -p 8 -n 0$/.test(c)).length, 3);
+  assert.equal(calls.filter((c) => / -p 0 -n 4$/.test(c)).length, 3);
+
+  const text = cairn(['bench', '-m', model, '-p', '0', '-n', '2', '-r', '1', '--llama-bench', fake]);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /cairn \/ llama-bench: prefill n\/a, decode \d+\.\d+x/);
+  const missing = cairn(['bench', '-m', model, '--llama-bench', join(dir, 'nope')]);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /no such file/);
 });

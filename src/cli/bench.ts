@@ -1,7 +1,7 @@
 /**
  * `cairn bench`: prefill and decode speed, load time and memory of a model, optionally side by side
- * with llama.cpp (node-llama-cpp) on the same file, threads, context and batch, runs alternating
- * between the two. `--make-model` writes random-weight models of real shapes to benchmark with.
+ * with llama.cpp (node-llama-cpp, and/or a llama-bench binary built for the machine) on the same
+ * file, threads, context and batch, measured runs alternating between the engines. `--make-model` writes random-weight models of real shapes to benchmark with.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -16,6 +16,7 @@ import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
 import { intArg } from './options.js';
 import type { BenchCommand, BenchReply, WorkerSpec } from '../../bench/protocol.js';
+import { LlamaBench } from './bench-llama-bench.js';
 
 const QUANTS: Record<string, SyntheticQuant> = {
   F32: GgmlType.F32,
@@ -41,6 +42,7 @@ interface BenchFlags {
   repetitions: number;
   ctx: number;
   vsLlamaCpp?: boolean;
+  llamaBench?: string;
   json?: boolean;
   makeModel?: string;
   cold?: boolean;
@@ -111,7 +113,9 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   const threads = o.threads ?? cpuInfo().physicalCores;
   const batch = Math.max(o.promptTokens, 1);
   const engines: WorkerSpec['engine'][] = o.vsLlamaCpp ? ['cairn', 'llama.cpp'] : ['cairn'];
+  const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch) : undefined;
   const figures: EngineFigures[] = [];
+  const benchFigures: EngineFigures = { engine: 'llama-bench', detail: '', loadMs: 0, firstTokenMs: 0, rssAfterLoadBytes: 0, peakRssBytes: 0, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
   const workers: Worker[] = [];
   const bandwidths: number[] = [];
   try {
@@ -132,7 +136,8 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
       const l = await w.loaded;
       figures.push({ engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] });
     }
-    const total = (o.repetitions + 1) * workers.length * 2;
+    if (llamaBench) figures.push(benchFigures);
+    const total = (o.repetitions + 1) * figures.length * 2;
     let step = 0;
     for (let rep = 0; rep <= o.repetitions; rep++) {
       for (const kind of ['prefill', 'decode'] as const) {
@@ -150,6 +155,12 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
           const f = figures[i];
           f.peakRssBytes = Math.max(f.peakRssBytes, r.rssBytes);
           if (rep > 0) (kind === 'prefill' ? f.prefillRuns : f.decodeRuns).push(n / r.seconds);
+        }
+        if (llamaBench) {
+          progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens on llama-bench (${++step}/${total})`);
+          const tps = await llamaBench.run(kind, n);
+          benchFigures.detail = llamaBench.detail;
+          if (rep > 0) (kind === 'prefill' ? benchFigures.prefillRuns : benchFigures.decodeRuns).push(tps);
         }
       }
     }
@@ -182,17 +193,17 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     cpu: cpuInfo(),
     engines: figures,
   };
-  if (figures.length === 2) {
-    const [c, l] = figures;
-    // A phase skipped with -p 0 or -n 0 has no ratio (null), not NaN.
-    const ratio = (a: number, b: number): number | null => (a > 0 && b > 0 ? a / b : null);
-    result.ratios = {
-      prefill: ratio(c.prefillTokensPerS, l.prefillTokensPerS),
-      decode: ratio(c.decodeTokensPerS, l.decodeTokensPerS),
-      firstToken: ratio(c.firstTokenMs, l.firstTokenMs),
-      rssAfterLoad: ratio(c.rssAfterLoadBytes, l.rssAfterLoadBytes),
-    };
-  }
+  // A phase skipped with -p 0 or -n 0, or a figure an engine does not report, has no ratio (null), not NaN.
+  const ratio = (a: number, b: number): number | null => (a > 0 && b > 0 ? a / b : null);
+  const ratiosTo = (l: EngineFigures) => ({
+    prefill: ratio(figures[0].prefillTokensPerS, l.prefillTokensPerS),
+    decode: ratio(figures[0].decodeTokensPerS, l.decodeTokensPerS),
+    firstToken: ratio(figures[0].firstTokenMs, l.firstTokenMs),
+    rssAfterLoad: ratio(figures[0].rssAfterLoadBytes, l.rssAfterLoadBytes),
+  });
+  const nodeLlama = figures.find((f) => f.engine === 'llama.cpp');
+  if (nodeLlama) result.ratios = ratiosTo(nodeLlama);
+  if (llamaBench) result.ratiosToLlamaBench = ratiosTo(benchFigures);
   return result;
 }
 
@@ -204,18 +215,18 @@ function render(r: Record<string, unknown>): string {
     `model ${r.model}: ${formatBytes(r.weightBytes as number)} of weights, ${r.threads} threads, context ${r.ctx}`,
     `memory read bandwidth ${(bw / 1e9).toFixed(1)} GB/s: decode can reach at most ${limit.toFixed(1)} tok/s (${formatBytes(r.bytesPerToken as number)} read per token)`,
   ];
-  lines.push(`${'engine'.padEnd(10)} ${'prefill tok/s'.padStart(14)} ${'decode tok/s'.padStart(13)} ${'load ms'.padStart(8)} ${'1st token ms'.padStart(13)} ${'RSS'.padStart(10)}`);
+  lines.push(`${'engine'.padEnd(11)} ${'prefill tok/s'.padStart(14)} ${'decode tok/s'.padStart(13)} ${'load ms'.padStart(8)} ${'1st token ms'.padStart(13)} ${'RSS'.padStart(10)}`);
+  // llama-bench reports speeds only: its load, first token and RSS are shown as n/a.
+  const known = (v: number, text: string) => (v > 0 ? text : 'n/a');
   for (const f of engines) {
     lines.push(
-      `${f.engine.padEnd(10)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${f.loadMs.toFixed(0).padStart(8)} ${f.firstTokenMs.toFixed(0).padStart(13)} ${formatBytes(f.rssAfterLoadBytes).padStart(10)}  (${f.detail}; decode at ${((100 * f.decodeTokensPerS) / limit).toFixed(0)}% of the bandwidth limit)`,
+      `${f.engine.padEnd(11)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${known(f.loadMs, f.loadMs.toFixed(0)).padStart(8)} ${known(f.firstTokenMs, f.firstTokenMs.toFixed(0)).padStart(13)} ${known(f.rssAfterLoadBytes, formatBytes(f.rssAfterLoadBytes)).padStart(10)}  (${f.detail}; decode at ${((100 * f.decodeTokensPerS) / limit).toFixed(0)}% of the bandwidth limit)`,
     );
   }
-  const ratios = r.ratios as Record<string, number | null> | undefined;
-  if (ratios) {
-    const x = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
-    lines.push(
-      `cairn / llama.cpp: prefill ${x(ratios.prefill)}, decode ${x(ratios.decode)}, first token ${x(ratios.firstToken)} the time, RSS ${x(ratios.rssAfterLoad)}`,
-    );
+  const x = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
+  for (const [key, peer] of [['ratios', 'llama.cpp'], ['ratiosToLlamaBench', 'llama-bench']] as const) {
+    const ratios = r[key] as Record<string, number | null> | undefined;
+    if (ratios) lines.push(`cairn / ${peer}: prefill ${x(ratios.prefill)}, decode ${x(ratios.decode)}, first token ${x(ratios.firstToken)} the time, RSS ${x(ratios.rssAfterLoad)}`);
   }
   return lines.join('\n') + '\n';
 }
@@ -231,6 +242,7 @@ export function benchCommand(): Command {
     .option('-r, --repetitions <n>', 'measured runs (after one warm-up); the median is reported', intArg(1), 3)
     .option('-c, --ctx <n>', 'context size', intArg(16), 2048)
     .option('--vs-llama-cpp', 'also run llama.cpp (node-llama-cpp) on the same file and report ratios')
+    .option('--llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine) in alternating rounds and report ratios')
     .option('--json', 'print one JSON object')
     .option('--cold', 'drop the model file from the page cache before each engine loads it (cold-start load and first-token times)')
     .option('--make-model <shape>', `write a random-weight model instead (${Object.keys(SYNTHETIC_SHAPES).join(', ')})`)

@@ -1,0 +1,68 @@
+/**
+ * A llama.cpp build of the user's own (its `llama-bench` binary) as a peer of `cairn bench`: one
+ * llama-bench run per measured round, alternating with the other engines, so that all of them see
+ * the machine in the same state. llama-bench loads the model for every run and reports only speeds
+ * (its own mean over `-r 1` run after its warm-up), so load time, first token and RSS stay empty.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { CairnError } from '../util/errors.js';
+
+/** What one llama-bench run printed for one test (`-o json`). */
+interface LlamaBenchRow {
+  readonly n_prompt: number;
+  readonly n_gen: number;
+  readonly avg_ts: number;
+  readonly build_commit?: string;
+  readonly build_number?: number;
+  readonly cpu_info?: string;
+  readonly flash_attn?: unknown;
+}
+
+/** Longest one llama-bench run may take. */
+const RUN_TIMEOUT_MS = 30 * 60_000;
+
+/** Runs a llama-bench binary on one model, thread count and batch. */
+export class LlamaBench {
+  /** Build and settings, for the report (known after the first run). */
+  detail = 'llama-bench';
+
+  constructor(
+    private readonly binary: string,
+    private readonly model: string,
+    private readonly threads: number,
+    private readonly batch: number,
+  ) {
+    if (!existsSync(binary)) throw new CairnError('BAD_ARGUMENT', `--llama-bench ${binary}: no such file (give the path of a llama-bench binary built from llama.cpp)`);
+  }
+
+  /** Seconds per token of a prefill of `tokens` (kind 'prefill') or a decode of `tokens` (kind 'decode'), as tokens per second. */
+  async run(kind: 'prefill' | 'decode', tokens: number): Promise<number> {
+    const args = ['-m', this.model, '-t', String(this.threads), '-r', '1', '-o', 'json', '-fa', '0', '-b', String(Math.max(this.batch, 1)), '-ub', String(Math.max(this.batch, 1))];
+    args.push(...(kind === 'prefill' ? ['-p', String(tokens), '-n', '0'] : ['-p', '0', '-n', String(tokens)]));
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(this.binary, args, { maxBuffer: 16 << 20, timeout: RUN_TIMEOUT_MS }, (err, out, errOut) => {
+        if (err) reject(new CairnError('BAD_ARGUMENT', `llama-bench failed: ${(errOut || err.message).trim().split('\n').slice(-3).join(' | ')}`));
+        else resolve(out);
+      });
+    });
+    const row = parseRows(stdout).find((r) => (kind === 'prefill' ? r.n_prompt === tokens && r.n_gen === 0 : r.n_gen === tokens && r.n_prompt === 0));
+    if (!row) throw new CairnError('BAD_ARGUMENT', `llama-bench printed no ${kind} result for ${tokens} tokens`);
+    this.detail = `llama-bench build ${row.build_number ?? '?'} (${row.build_commit ?? '?'}), flash attention off`;
+    return row.avg_ts;
+  }
+}
+
+/** The rows of llama-bench's JSON output; anything else is an error naming what was wrong. */
+export function parseRows(stdout: string): LlamaBenchRow[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout);
+  } catch {
+    throw new CairnError('BAD_ARGUMENT', `llama-bench did not print JSON: ${stdout.slice(0, 200)}`);
+  }
+  if (!Array.isArray(parsed)) throw new CairnError('BAD_ARGUMENT', 'llama-bench JSON is not an array of results');
+  return parsed.filter(
+    (r): r is LlamaBenchRow => typeof r === 'object' && r !== null && Number.isFinite((r as LlamaBenchRow).avg_ts) && Number.isInteger((r as LlamaBenchRow).n_prompt) && Number.isInteger((r as LlamaBenchRow).n_gen),
+  );
+}
