@@ -1,16 +1,18 @@
 /**
  * Attention with sinks and sliding windows against the attention kernel's reference twin: without
  * either it computes exactly what the kernel computes; a window is exactly the kernel run over the
- * window's rows; sinks match the softmax-with-an-extra-entry formula; and the layer pattern is
- * llama.cpp's.
+ * window's rows; sinks match the softmax-with-an-extra-entry formula; the models' path through
+ * matrix products (native and reference) agrees with it; and the layer pattern is llama.cpp's.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GgmlType } from '../../gguf/ggml-types.js';
 import type { AttentionParams, KvType } from '../../kernels/api.js';
 import { ReferenceKernels } from '../../kernels/reference.js';
+import { createKernels } from '../../kernels/index.js';
 import { Prng } from '../../util/prng.js';
 import { SinkAttention } from './attention-sinks.js';
+import { SinkAttentionProducts } from './sink-attention-products.js';
 import { firstVisible, isSlidingLayer } from './sliding-window.js';
 
 const ref = new ReferenceKernels();
@@ -104,6 +106,41 @@ test('sinks: each head gives exp(sink) of the softmax mass to no value', () => {
   new SinkAttention().attend(q, kc, vc, p, new Float32Array(NH).fill(60), 0, big);
   assert.ok(big.every((x) => Math.abs(x) < 1e-20));
 });
+
+for (const [kname, kernels] of [
+  ['native', createKernels()],
+  ['reference', ref],
+] as const) {
+  test(`${kname} products: the same attention as the TypeScript twin, for every window, with and without sinks, one token or many`, () => {
+    for (const type of [GgmlType.F32, GgmlType.F16] as const) {
+      // 23 positions: not a multiple of any block, so the products' odd row lengths are exercised.
+      for (const t of [1, 5]) {
+        const { kc, vc, q, p } = setup(type, 23, t);
+        const products = new SinkAttentionProducts();
+        for (const sinks of [undefined, Float32Array.from([-1, 0.5, 2, 6])]) {
+          for (const w of [0, 1, 4, 30]) {
+            const want = new Float32Array(q.length);
+            new SinkAttention().attend(q, kc, vc, p, sinks, w, want);
+            const got = new Float32Array(q.length).fill(NaN);
+            products.attend(kernels, q, kc, vc, p, sinks, w, got);
+            // Only the summation order differs (and, rarely, an f16 rounding of a weight it moves).
+            const tol = type === GgmlType.F16 ? 2e-3 : 1e-5;
+            for (let i = 0; i < q.length; i++) {
+              assert.ok(
+                Math.abs(got[i] - want[i]) <= tol,
+                `${name(type)} tokens ${t} window ${w} sinks ${!!sinks} [${i}]: ${got[i]} vs ${want[i]}`,
+              );
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+function name(type: KvType): string {
+  return type === GgmlType.F16 ? 'F16' : 'F32';
+}
 
 test('sliding layers follow llama.cpp pattern: all but the last of every period', () => {
   const layers = (period: number) => Array.from({ length: 6 }, (_, l) => isSlidingLayer({ size: 8, period }, l));

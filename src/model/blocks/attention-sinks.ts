@@ -9,7 +9,8 @@
  * in TypeScript, exactly in the order and precision of the attention kernel (and of llama.cpp
  * without flash attention): scores f32(q.k) * scale with q rounded to f16 for an F16 cache, the
  * window masking positions it does not cover, weights rounded to f16 before the product with an
- * F16 V. It stands in for the kernel, which knows neither sinks nor windows.
+ * F16 V. It is the twin the models' path (sink-attention-products.ts, through matrix products)
+ * is checked against; the attention kernel knows neither sinks nor windows.
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType } from '../../gguf/ggml-types.js';
@@ -27,9 +28,9 @@ export function declareAttentionSinks(src: TensorSource, prefix: string, nHead: 
   return src.vector(prefix + ATTN_SINKS, nHead);
 }
 
-/** Writes a layer's sinks into a synthetic model: logits around the size of the scores, so they matter. */
+/** Writes a layer's sinks into a synthetic model: logits around the largest scores (a few units), so they take a real share. */
 export function synthesizeAttentionSinks(out: SyntheticTensors, prefix: string, nHead: number): void {
-  out.f32(prefix + ATTN_SINKS, [nHead], 1);
+  out.f32(prefix + ATTN_SINKS, [nHead], 1, 3);
 }
 
 const f = Math.fround;
@@ -38,6 +39,13 @@ const f = Math.fround;
 function toF16(x: number): number {
   return fp16ToF32(f32ToFp16(x));
 }
+
+/** Every f16 bit pattern's value, so that the loops below read an F16 cache with one lookup per element. */
+const F16_VALUES: Float32Array = (() => {
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) t[h] = fp16ToF32(h);
+  return t;
+})();
 
 /** Attention with sinks and a sliding window over one sequence's cache; holds its scratch between calls. */
 export class SinkAttention {
@@ -67,8 +75,8 @@ export class SinkAttention {
       throw new CairnError('BAD_ARGUMENT', 'attention: q or out too short');
     if (nHead % nKvHead !== 0) throw new CairnError('BAD_ARGUMENT', `attention: ${nHead} heads are not a multiple of ${nKvHead} KV heads`);
     if (sinks && sinks.length !== nHead) throw new CairnError('BAD_ARGUMENT', `attention: ${sinks.length} sinks for ${nHead} heads`);
-    const k = cacheView(kCache, half, nPos * row, 'kCache');
-    const v = cacheView(vCache, half, nPos * row, 'vCache');
+    const k = cacheArray(kCache, half, nPos * row, 'kCache');
+    const v = cacheArray(vCache, half, nPos * row, 'vCache');
     if (this.scores.length < nPos) this.scores = new Float32Array(nPos);
     if (this.q.length < d) {
       this.q = new Float32Array(d);
@@ -84,17 +92,11 @@ export class SinkAttention {
         const kvOff = Math.floor(h / group) * d;
         const qOff = (t * nHead + h) * d;
         for (let i = 0; i < d; i++) qh[i] = half ? toF16(q[qOff + i]) : q[qOff + i];
-        let max = -Infinity;
-        for (let j = first; j <= pos; j++) {
-          let dot = 0;
-          const kOff = j * row + kvOff;
-          for (let i = 0; i < d; i++) dot += k(kOff + i) * qh[i];
-          const s = f(f(dot) * scale);
-          scores[j] = s;
-          if (s > max) max = s;
-        }
+        const max0 = half
+          ? scoresF16(k as Uint16Array, qh, d, row, kvOff, first, pos, scale, scores)
+          : scoresF32(k as Float32Array, qh, d, row, kvOff, first, pos, scale, scores);
         const sink = sinks ? sinks[h] : -Infinity;
-        if (sink > max) max = sink;
+        const max = sink > max0 ? sink : max0;
         let sum = 0;
         for (let j = first; j <= pos; j++) {
           const e = f(Math.exp(f(scores[j] - max)));
@@ -104,30 +106,102 @@ export class SinkAttention {
         if (sinks) sum += f(Math.exp(f(sink - max)));
         const inv = f(1 / sum);
         acc.fill(0, 0, d);
-        for (let j = first; j <= pos; j++) {
-          const w = f(scores[j] * inv);
-          const wj = half ? toF16(w) : w;
-          const vOff = j * row + kvOff;
-          for (let i = 0; i < d; i++) acc[i] += wj * v(vOff + i);
-        }
+        if (half) weighF16(v as Uint16Array, scores, inv, d, row, kvOff, first, pos, acc);
+        else weighF32(v as Float32Array, scores, inv, d, row, kvOff, first, pos, acc);
         for (let i = 0; i < d; i++) out[qOff + i] = acc[i];
       }
     }
   }
 }
 
-/** Element reader of a cache of `elems` elements (f16 or f32, little-endian as storeKv writes them). */
-function cacheView(cache: Uint8Array, half: boolean, elems: number, name: string): (i: number) => number {
+/** Scores f32(q.k) * scale of positions [first, pos] into scores; returns their maximum. */
+function scoresF16(
+  k: Uint16Array,
+  qh: Float32Array,
+  d: number,
+  row: number,
+  kvOff: number,
+  first: number,
+  pos: number,
+  scale: number,
+  scores: Float32Array,
+): number {
+  let max = -Infinity;
+  for (let j = first; j <= pos; j++) {
+    let dot = 0;
+    const o = j * row + kvOff;
+    for (let i = 0; i < d; i++) dot += F16_VALUES[k[o + i]] * qh[i];
+    const s = f(f(dot) * scale);
+    scores[j] = s;
+    if (s > max) max = s;
+  }
+  return max;
+}
+
+function scoresF32(
+  k: Float32Array,
+  qh: Float32Array,
+  d: number,
+  row: number,
+  kvOff: number,
+  first: number,
+  pos: number,
+  scale: number,
+  scores: Float32Array,
+): number {
+  let max = -Infinity;
+  for (let j = first; j <= pos; j++) {
+    let dot = 0;
+    const o = j * row + kvOff;
+    for (let i = 0; i < d; i++) dot += k[o + i] * qh[i];
+    const s = f(f(dot) * scale);
+    scores[j] = s;
+    if (s > max) max = s;
+  }
+  return max;
+}
+
+/** acc += w_j * v_j over positions [first, pos], w_j = f16(e_j * inv) as llama.cpp rounds the weights for an F16 V. */
+function weighF16(
+  v: Uint16Array,
+  e: Float32Array,
+  inv: number,
+  d: number,
+  row: number,
+  kvOff: number,
+  first: number,
+  pos: number,
+  acc: Float64Array,
+): void {
+  for (let j = first; j <= pos; j++) {
+    const w = toF16(f(e[j] * inv));
+    const o = j * row + kvOff;
+    for (let i = 0; i < d; i++) acc[i] += w * F16_VALUES[v[o + i]];
+  }
+}
+
+function weighF32(
+  v: Float32Array,
+  e: Float32Array,
+  inv: number,
+  d: number,
+  row: number,
+  kvOff: number,
+  first: number,
+  pos: number,
+  acc: Float64Array,
+): void {
+  for (let j = first; j <= pos; j++) {
+    const w = f(e[j] * inv);
+    const o = j * row + kvOff;
+    for (let i = 0; i < d; i++) acc[i] += w * v[o + i];
+  }
+}
+
+/** A cache of `elems` elements as a typed array (f16 bits or f32), copied where its bytes are not aligned. */
+function cacheArray(cache: Uint8Array, half: boolean, elems: number, name: string): Uint16Array | Float32Array {
   const size = half ? 2 : 4;
   if (cache.byteLength < elems * size) throw new CairnError('BAD_ARGUMENT', `attention: ${name} holds fewer than ${elems} elements`);
-  if (cache.byteOffset % size === 0) {
-    if (half) {
-      const a = new Uint16Array(cache.buffer, cache.byteOffset, elems);
-      return (i) => fp16ToF32(a[i]);
-    }
-    const a = new Float32Array(cache.buffer, cache.byteOffset, elems);
-    return (i) => a[i];
-  }
-  const dv = new DataView(cache.buffer, cache.byteOffset, cache.byteLength);
-  return half ? (i) => fp16ToF32(dv.getUint16(2 * i, true)) : (i) => dv.getFloat32(4 * i, true);
+  const bytes = cache.byteOffset % size === 0 ? cache : cache.slice(0, elems * size);
+  return half ? new Uint16Array(bytes.buffer, bytes.byteOffset, elems) : new Float32Array(bytes.buffer, bytes.byteOffset, elems);
 }

@@ -1,0 +1,150 @@
+/**
+ * Attention with sinks and a sliding window (attention-sinks.ts) through the kernels' matrix
+ * products, as llama.cpp computes attention without flash attention: per KV head, the scores are
+ * one product of the cached keys (F16 or F32, the cache's type) with the group's queries, which the
+ * product converts as llama.cpp converts them (to f16 for an F16 cache); the softmax with the sink
+ * and the window mask runs here; the output is one product of the cached values, transposed (as
+ * llama.cpp keeps V), with the weights, converted the same way. The products run natively on the
+ * thread pool, so a long prompt costs what a matrix product costs rather than a TypeScript loop.
+ *
+ * The keys of one KV head are strided in the cache (positions x KV heads x head size), so each
+ * call first gathers them, and transposes the values, over the positions the span can see.
+ */
+import { CairnError } from '../../util/errors.js';
+import { GgmlType } from '../../gguf/ggml-types.js';
+import type { AttentionParams, Kernels } from '../../kernels/api.js';
+import { firstVisible } from './sliding-window.js';
+
+const f = Math.fround;
+
+/** Grouped-query attention with sinks and a window over one sequence's cache; holds its scratch between calls. */
+export class SinkAttentionProducts {
+  private keys = new Uint8Array(0);
+  private valuesT = new Uint8Array(0);
+  private x = new Float32Array(0);
+  private scores = new Float32Array(0);
+  private o = new Float32Array(0);
+
+  /**
+   * As SinkAttention.attend (q: nTokens x nHead x headDim at positions pos0 + t; caches as storeKv
+   * wrote them; out like q; one sink logit per query head or none; a window of `window`
+   * positions, 0 for none), with the products on `kernels`.
+   */
+  attend(
+    kernels: Kernels,
+    q: Float32Array,
+    kCache: Uint8Array,
+    vCache: Uint8Array,
+    p: AttentionParams,
+    sinks: Float32Array | undefined,
+    window: number,
+    out: Float32Array,
+  ): void {
+    const { nTokens: n, nHead, nKvHead, headDim: d, pos0 } = p;
+    const half = p.kvType === GgmlType.F16;
+    const type = half ? GgmlType.F16 : GgmlType.F32;
+    const size = half ? 2 : 4;
+    const row = nKvHead * d;
+    const end = pos0 + n;
+    if (q.length < n * nHead * d || out.length < n * nHead * d) throw new CairnError('BAD_ARGUMENT', 'attention: q or out too short');
+    if (nHead % nKvHead !== 0) throw new CairnError('BAD_ARGUMENT', `attention: ${nHead} heads are not a multiple of ${nKvHead} KV heads`);
+    if (sinks && sinks.length !== nHead) throw new CairnError('BAD_ARGUMENT', `attention: ${sinks.length} sinks for ${nHead} heads`);
+    const kc = elements(kCache, half, end * row, 'kCache');
+    const vc = elements(vCache, half, end * row, 'vCache');
+
+    // Positions any token of the span sees: from the first token's window start to the last token.
+    const lo = firstVisible(pos0, window);
+    const m = end - lo;
+    const group = nHead / nKvHead;
+    const rows = n * group;
+    this.reserve(m * d * size, rows * d, rows * m);
+    const keys = half ? new Uint16Array(this.keys.buffer, 0, m * d) : new Float32Array(this.keys.buffer, 0, m * d);
+    const valuesT = half ? new Uint16Array(this.valuesT.buffer, 0, m * d) : new Float32Array(this.valuesT.buffer, 0, m * d);
+    const keyBytes = this.keys.subarray(0, m * d * size);
+    const valueBytes = this.valuesT.subarray(0, m * d * size);
+    const { x, scores, o } = this;
+    const scale = f(p.scale);
+
+    for (let g = 0; g < nKvHead; g++) {
+      for (let j = 0; j < m; j++) {
+        const at = (lo + j) * row + g * d;
+        keys.set(kc.subarray(at, at + d), j * d);
+        for (let i = 0; i < d; i++) valuesT[i * m + j] = vc[at + i];
+      }
+      // The group's query heads are adjacent within each token.
+      for (let t = 0; t < n; t++) {
+        const at = (t * nHead + g * group) * d;
+        x.set(q.subarray(at, at + group * d), t * group * d);
+      }
+      kernels.matmul(keyBytes, type, m, d, x, rows, scores);
+      for (let t = 0; t < n; t++) {
+        const pos = pos0 + t;
+        const first = firstVisible(pos, window) - lo;
+        const last = pos - lo;
+        for (let hh = 0; hh < group; hh++) {
+          const r = (t * group + hh) * m;
+          softmaxWithSink(scores, r, m, first, last, scale, sinks ? sinks[g * group + hh] : undefined);
+        }
+      }
+      kernels.matmul(valueBytes, type, d, m, scores, rows, o);
+      for (let t = 0; t < n; t++) {
+        out.set(o.subarray(t * group * d, (t + 1) * group * d), (t * nHead + g * group) * d);
+      }
+    }
+  }
+
+  private reserve(cacheBytes: number, xLen: number, scoreLen: number): void {
+    // Whole elements of either width; 4-byte aligned for the f32 views.
+    if (this.keys.byteLength < cacheBytes) {
+      const bytes = Math.ceil(cacheBytes / 4) * 4;
+      this.keys = new Uint8Array(bytes);
+      this.valuesT = new Uint8Array(bytes);
+    }
+    if (this.x.length < xLen) {
+      this.x = new Float32Array(xLen);
+      this.o = new Float32Array(xLen);
+    }
+    if (this.scores.length < scoreLen) this.scores = new Float32Array(scoreLen);
+  }
+}
+
+/**
+ * ggml's soft_max_ext on one row of m scores at s[r..r+m): positions [first, last] visible (the
+ * rest masked to weight 0), scores scaled in f32, the sink (unscaled) in the maximum and the f64
+ * sum, weights e * f32(1 / sum).
+ */
+function softmaxWithSink(
+  s: Float32Array,
+  r: number,
+  m: number,
+  first: number,
+  last: number,
+  scale: number,
+  sink: number | undefined,
+): void {
+  let max = sink ?? -Infinity;
+  for (let j = first; j <= last; j++) {
+    const v = f(s[r + j] * scale);
+    s[r + j] = v;
+    if (v > max) max = v;
+  }
+  let sum = 0;
+  for (let j = first; j <= last; j++) {
+    const e = f(Math.exp(f(s[r + j] - max)));
+    s[r + j] = e;
+    sum += e;
+  }
+  if (sink !== undefined) sum += f(Math.exp(f(sink - max)));
+  const inv = f(1 / sum);
+  for (let j = first; j <= last; j++) s[r + j] = f(s[r + j] * inv);
+  s.fill(0, r, r + first);
+  s.fill(0, r + last + 1, r + m);
+}
+
+/** A cache's first `elems` elements as f16 bits or f32 values, copied where its bytes are not aligned. */
+function elements(cache: Uint8Array, half: boolean, elems: number, name: string): Uint16Array | Float32Array {
+  const size = half ? 2 : 4;
+  if (cache.byteLength < elems * size) throw new CairnError('BAD_ARGUMENT', `attention: ${name} holds fewer than ${elems} elements`);
+  const bytes = cache.byteOffset % size === 0 ? cache : cache.slice(0, elems * size);
+  return half ? new Uint16Array(bytes.buffer, bytes.byteOffset, elems) : new Float32Array(bytes.buffer, bytes.byteOffset, elems);
+}
