@@ -35,6 +35,13 @@ export interface SyntheticModelSpec {
   readonly quant: SyntheticQuant;
   readonly seed: number;
   readonly name?: string;
+  /**
+   * Build matrices and expert banks of more rows than this from a pool of this many random rows,
+   * quantized once and copied to the rows in a seeded random order: a benchmark model of tens of
+   * gigabytes is written in minutes instead of hours (quantizing K-quants is the slow part), with
+   * the same bytes to read per token. Unset: every row is drawn on its own (what tests use).
+   */
+  readonly pooledRows?: number;
 }
 
 /** The Mixture-of-Experts part of a synthetic model's shape. */
@@ -130,6 +137,8 @@ export class SyntheticTensors {
       type,
       dims: [cols, rows],
       data: () => {
+        const pooled = this.pooled(name, type, rows, cols, std);
+        if (pooled) return pooled;
         const v = this.values(name, rows * cols, std);
         const bytes = type === GgmlType.F32 ? new Uint8Array(v.buffer) : this.quantize(type, v);
         if (bytes.length !== ggmlRowBytes(type, cols) * rows) throw new Error(`quantizer returned ${bytes.length} bytes for ${name}`);
@@ -152,6 +161,8 @@ export class SyntheticTensors {
       type,
       dims: [cols, rows, count],
       data: () => {
+        const pooled = this.pooled(name, type, rows * count, cols, std);
+        if (pooled) return pooled;
         const all = new Uint8Array(expertBytes * count);
         for (let e = 0; e < count; e++) {
           const v = this.values(`${name}#${e}`, rows * cols, std);
@@ -162,6 +173,23 @@ export class SyntheticTensors {
         return all;
       },
     });
+  }
+
+  /** `rows` rows copied from a pool of spec.pooledRows random rows, when the spec asks for it and there are more rows than that. */
+  private pooled(name: string, type: GgmlType, rows: number, cols: number, std: number): Uint8Array | undefined {
+    const size = this.spec.pooledRows;
+    if (size === undefined || rows <= size) return undefined;
+    const v = this.values(`${name}#pool`, size * cols, std);
+    const pool = type === GgmlType.F32 ? new Uint8Array(v.buffer) : this.quantize(type, v);
+    const rowBytes = ggmlRowBytes(type, cols);
+    if (pool.length !== rowBytes * size) throw new Error(`quantizer returned ${pool.length} bytes for the row pool of ${name}`);
+    const out = new Uint8Array(rowBytes * rows);
+    const rng = new Prng((this.spec.seed ^ hashName(`${name}#order`)) >>> 0);
+    for (let r = 0; r < rows; r++) {
+      const p = rng.int(size);
+      out.set(pool.subarray(p * rowBytes, (p + 1) * rowBytes), r * rowBytes);
+    }
+    return out;
   }
 
   /** An f32 tensor of given values. */
