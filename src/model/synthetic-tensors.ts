@@ -32,6 +32,8 @@ export interface SyntheticModelSpec {
   readonly yarn?: { readonly factor: number; readonly origCtx: number };
   /** Mixture-of-Experts layers (the families that have them read it). */
   readonly moe?: SyntheticMoe;
+  /** Multi-head latent attention (deepseek2). */
+  readonly mla?: SyntheticMla;
   readonly quant: SyntheticQuant;
   readonly seed: number;
   readonly name?: string;
@@ -68,6 +70,21 @@ export interface SyntheticMoe {
   readonly groupsUsed?: number;
   /** Multi-token-prediction layers after the model's layers (GLM), which inference skips. */
   readonly nextn?: number;
+}
+
+/** The latent attention part of a synthetic model's shape (DeepSeek's names in comments). */
+export interface SyntheticMla {
+  /** Query bottleneck rank (q_lora_rank); 0 for direct queries. */
+  readonly qLora: number;
+  /** Latent rank (kv_lora_rank). */
+  readonly kvLora: number;
+  /** Per-head key dims without rotation (qk_nope_head_dim) and rotated dims (qk_rope_head_dim). */
+  readonly nope: number;
+  readonly ropeDim: number;
+  /** Per-head value size (v_head_dim). */
+  readonly vDim: number;
+  /** YaRN's mscale_all_dim (written as rope.scaling.yarn_log_multiplier = 0.1 x it); with spec.yarn. */
+  readonly mscaleAllDim?: number;
 }
 
 /** A named model shape, without quantization and seed. */

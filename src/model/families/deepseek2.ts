@@ -1,0 +1,247 @@
+/**
+ * DeepSeek V2, V2-Lite, V3, R1 and Kimi K2 (GGUF architecture `deepseek2`, llama.cpp's
+ * src/models/deepseek2.cpp): multi-head latent attention (blocks/mla-attention.ts) with
+ * adjacent-pair rope and YaRN (DeepSeek's mscale in the score scale), leading dense SwiGLU layers,
+ * then Mixture-of-Experts layers: softmax routing (V2) or sigmoid with the score-correction bias
+ * and group-limited top-k (V3, R1, K2), normalized and scaled weights, and shared experts added
+ * after the routed sum.
+ *
+ * As llama.cpp, "lite" models (26 or 27 layers, or 48 with a 128256-token vocabulary) never read
+ * `q_lora_rank` and project queries directly; the file's `yarn_beta_fast/slow` are ignored (32 and
+ * 1 always: Kimi K2 ropes differently from its Hugging Face config, as in llama.cpp).
+ */
+import { CairnError } from '../../util/errors.js';
+import { gv } from '../../gguf/values.js';
+import type { Metadata } from '../../gguf/metadata.js';
+import { DenseFfn, declareDenseFfn, synthesizeDenseFfn } from '../blocks/dense-ffn.js';
+import {
+  MLA_TENSORS,
+  MlaAttention,
+  checkMlaShape,
+  declareMla,
+  mlaAttentionPlan,
+  mlaKqScale,
+  mlaKvRow,
+  type MlaShape,
+} from '../blocks/mla-attention.js';
+import { MoeFfn, declareMoeFfn, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
+import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
+import { synthesizeOutputHead } from '../blocks/output-head.js';
+import { synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
+import type { FfnBlock } from '../blocks/types.js';
+import type { ModelFamily } from '../family.js';
+import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
+import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
+import { denseDecoderInput, denseDecoderOutput } from './dense-decoder.js';
+import { describeMoe, isMoeLayer, moeFfnPlan, readMoeConfig, writeMoeKeys, type MoeModelConfig } from './moe-keys.js';
+
+/** A deepseek2 model's shape: the MoE part and the latent attention of every layer. */
+export interface Deepseek2Config extends MoeModelConfig {
+  readonly mla: MlaShape;
+}
+
+const f = Math.fround;
+
+/** llama.cpp's router tensors of deepseek2: the score-correction bias where the file has it (V3, K2). */
+const MOE_TENSORS_READ: MoeFfnTensors = { router: { logitBias: false, selectionBias: 'optional' }, gate: 'required', expertBiases: false };
+
+/** llama.cpp's "lite" rule (deepseek2.cpp load_arch_hparams): these models have no query bottleneck. */
+function isLite(nLayer: number, nVocab: number): boolean {
+  return nLayer === 27 || nLayer === 26 || (nLayer === 48 && nVocab === 128256);
+}
+
+function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
+  const path = m.file.path;
+  const k = (suffix: string) => `${arch}.${suffix}`;
+  const nextn = m.number(k('nextn_predict_layers')) ?? 0;
+  if (nextn !== 0) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${path}: multi-token-prediction layers ("${k('nextn_predict_layers')}" = ${nextn}) are not supported for ${arch}`,
+    );
+  }
+  const temperature = m.number(k('attention.temperature_scale')) ?? 0;
+  if (temperature !== 0)
+    throw new CairnError('MODEL_UNSUPPORTED', `${path}: attention temperature scaling (Mistral Large 3) is not supported`);
+  const keyMla = m.number(k('attention.key_length_mla')) ?? 0;
+  const valueMla = m.number(k('attention.value_length_mla')) ?? 0;
+  if (keyMla === 0 || valueMla === 0) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${path}: DeepSeek file without latent attention keys ("${k('attention.key_length_mla')}"): files of older converters (attn_kv_b) are not supported; reconvert it with a current llama.cpp`,
+    );
+  }
+  const logMulKey = m.number(k('rope.scaling.yarn_log_multiplier'));
+  // The converter stores 0.1 x mscale_all_dim; llama.cpp divides it back in f32.
+  const yarnLogMul = logMulKey === undefined ? 0 : f(f(logMulKey) / f(0.1));
+  const base = readDecoderConfig(m, arch, 'normal', { yarnLogMul, ffnRequired: false });
+  const kvLora = m.requireNumber(k('attention.kv_lora_rank'));
+  const qLora = isLite(base.nLayer, base.nVocab) ? 0 : m.requireNumber(k('attention.q_lora_rank'));
+  const ropeDim = base.rope.nRot;
+  if (base.nKvHead !== 1) {
+    throw new CairnError(
+      'GGUF_MALFORMED',
+      `${path}: latent attention caches one row per token, but "${k('attention.head_count_kv')}" is ${base.nKvHead}`,
+    );
+  }
+  // The cache row llama.cpp sizes from key_length / value_length must be the latent and rope part.
+  if (base.headDim !== kvLora + ropeDim || base.headDimV !== kvLora) {
+    throw new CairnError(
+      'GGUF_MALFORMED',
+      `${path}: key/value lengths ${base.headDim}/${base.headDimV} are not the latent cache row (${kvLora} + ${ropeDim} / ${kvLora})`,
+    );
+  }
+  const mla: MlaShape = {
+    nEmbd: base.nEmbd,
+    nHead: base.nHead,
+    qLora,
+    kvLora,
+    nope: keyMla - ropeDim,
+    ropeDim,
+    vDim: valueMla,
+    rmsEps: base.rmsEps,
+    rope: base.rope,
+    kqScale: mlaKqScale(base.rope, keyMla, yarnLogMul),
+  };
+  checkMlaShape(mla, path);
+  // GLM-4.7-Flash files (also deepseek2) default to sigmoid routing, DeepSeek V2's to softmax.
+  const glmLite = (base.nLayer === 47 || base.nLayer === 48) && base.nVocab === 154880;
+  const moe = readMoeConfig(m, arch, base.nLayer, base.nFf, {
+    width: { required: true, fallback: 0 },
+    gating: { default: glmLite ? 'sigmoid' : 'softmax' },
+    normalize: 'read',
+    readScale: true,
+    shared: 'count',
+    readLeadingDense: true,
+  });
+  if (moe.shared < 1) throw new CairnError('MODEL_UNSUPPORTED', `${path}: ${arch} without shared experts is not supported`);
+  // The family's own view of heads: keys of nope + rope, values of vDim (the cache holds neither).
+  return { ...base, headDim: keyMla, headDimV: valueMla, moe, mla };
+}
+
+/** The MoE FFN of a deepseek2 layer. */
+function moeShape(cfg: Deepseek2Config): MoeFfnShape {
+  return {
+    nEmbd: cfg.nEmbd,
+    width: cfg.moe.width,
+    routing: cfg.moe.routing,
+    activation: 'silu',
+    sharedWidth: cfg.moe.sharedWidth,
+    sharedGated: false,
+  };
+}
+
+/** The deepseek2 family. */
+export const deepseek2Family: ModelFamily<Deepseek2Config> = {
+  name: 'DeepSeek V2 / V3 / Kimi K2',
+  architectures: ['deepseek2'],
+  readConfig: readDeepseek2Config,
+  layerPlan: (cfg, l) => ({
+    attention: mlaAttentionPlan(cfg.mla),
+    ffn: isMoeLayer(cfg, l) ? moeFfnPlan(cfg.moe) : { kind: 'dense', width: cfg.nFf },
+    kv: mlaKvRow(cfg.mla),
+  }),
+  describe(cfg) {
+    const a = cfg.mla;
+    const q = a.qLora > 0 ? `queries via rank ${a.qLora}` : 'direct queries';
+    return `${cfg.nLayer} layers, embedding ${cfg.nEmbd}, ${a.nHead} latent-attention heads (keys ${a.nope}+${a.ropeDim}, values ${a.vDim}, latent ${a.kvLora}, ${q}), dense FFN ${cfg.nFf}, ${describeMoe(cfg.moe)}, vocab ${cfg.nVocab}`;
+  },
+  input: (cfg, src) => denseDecoderInput(cfg, src),
+  layer(cfg, l, src, ws) {
+    const p = `blk.${l}.`;
+    const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
+    const attention = new MlaAttention(cfg.mla, declareMla(src, p, cfg.mla), ws);
+    const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
+    let ffn: FfnBlock;
+    if (isMoeLayer(cfg, l)) {
+      if (src.has(`${p}ffn_gate_up_exps.weight`)) {
+        throw new CairnError(
+          'MODEL_UNSUPPORTED',
+          `${src.path}: merged expert gate/up tensors ("${p}ffn_gate_up_exps.weight") are not supported`,
+        );
+      }
+      ffn = new MoeFfn(moeShape(cfg), declareMoeFfn(src, p, moeShape(cfg), MOE_TENSORS_READ), ws);
+    } else {
+      ffn = new DenseFfn(declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf), ws);
+    }
+    return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
+  },
+  output: (cfg, src) => denseDecoderOutput(cfg, src),
+  synthetic: {
+    shapes: {
+      // DeepSeek-V2-Lite at its real shape (15.7B parameters, 2.4B active per token).
+      'deepseek-v2-lite': {
+        arch: 'deepseek2',
+        nEmbd: 2048,
+        nLayer: 27,
+        nHead: 16,
+        nKvHead: 1,
+        nFf: 10944,
+        nVocab: 102400,
+        ctx: 163840,
+        yarn: { factor: 40, origCtx: 4096 },
+        mla: { qLora: 0, kvLora: 512, nope: 128, ropeDim: 64, vDim: 128, mscaleAllDim: 0.707 },
+        moe: { experts: 64, used: 6, width: 1408, shared: 2, leadingDense: 1, sigmoid: false, normalize: false, scale: 1 },
+      },
+    },
+    write: writeDeepseek2,
+  },
+};
+
+/** Writes a synthetic deepseek2 model: tensors in llama.cpp's order, then its keys. */
+function writeDeepseek2(spec: SyntheticModelSpec, out: SyntheticTensors): void {
+  const a = spec.mla;
+  const moe = spec.moe;
+  if (!a || !moe) throw new Error('a deepseek2 synthetic model needs its mla and moe shapes');
+  const e = spec.nEmbd;
+  const qk = a.nope + a.ropeDim;
+  const sigmoid = moe.sigmoid !== false;
+  synthesizeTokenEmbedding(out, spec.nVocab, e, spec.tied ?? false);
+  synthesizeOutputHead(out, spec.nVocab, e, spec.tied ?? false);
+  const moeFfn: MoeFfnShape = {
+    nEmbd: e,
+    width: moe.width,
+    routing: {
+      experts: moe.experts,
+      used: moe.used,
+      gating: sigmoid ? 'sigmoid' : 'softmax',
+      normalize: false,
+      scale: 0,
+      groups: 0,
+      groupsUsed: 0,
+    },
+    activation: 'silu',
+    sharedWidth: (moe.shared ?? 1) * moe.width,
+    sharedGated: false,
+  };
+  const written: MoeFfnTensors = { ...MOE_TENSORS_READ, router: { logitBias: false, selectionBias: sigmoid ? 'required' : 'none' } };
+  for (let l = 0; l < spec.nLayer; l++) {
+    const p = `blk.${l}.`;
+    synthesizePreNorm(out, p, 'attention', e);
+    if (a.qLora > 0) out.f32(p + MLA_TENSORS.qANorm, [a.qLora], 0.1, 1);
+    out.f32(p + MLA_TENSORS.kvANorm, [a.kvLora], 0.1, 1);
+    if (a.qLora > 0) {
+      out.matrix(p + MLA_TENSORS.qA, a.qLora, e, 1 / Math.sqrt(e), l);
+      out.matrix(p + MLA_TENSORS.qB, spec.nHead * qk, a.qLora, 1 / Math.sqrt(a.qLora), l);
+    } else {
+      out.matrix(p + MLA_TENSORS.q, spec.nHead * qk, e, 1 / Math.sqrt(e), l);
+    }
+    out.matrix(p + MLA_TENSORS.kvA, a.kvLora + a.ropeDim, e, 1 / Math.sqrt(e), l);
+    out.experts(p + MLA_TENSORS.kB, spec.nHead, a.kvLora, a.nope, 1 / Math.sqrt(a.nope), l);
+    out.experts(p + MLA_TENSORS.vB, spec.nHead, a.vDim, a.kvLora, 1 / Math.sqrt(a.kvLora), l);
+    out.matrix(p + MLA_TENSORS.o, e, spec.nHead * a.vDim, 1 / Math.sqrt(spec.nHead * a.vDim), l);
+    synthesizePreNorm(out, p, 'ffn', e);
+    if (l < (moe.leadingDense ?? 0)) synthesizeDenseFfn(out, p, l, e, spec.nFf);
+    else synthesizeMoeFfn(out, p, l, moeFfn, written);
+  }
+  writeDecoderKeys(spec, out, { ropeDims: a.ropeDim });
+  const k = (suffix: string) => `${spec.arch}.${suffix}`;
+  out.meta(k('attention.key_length'), gv.u32(a.kvLora + a.ropeDim));
+  out.meta(k('attention.value_length'), gv.u32(a.kvLora));
+  out.meta(k('attention.key_length_mla'), gv.u32(qk));
+  out.meta(k('attention.value_length_mla'), gv.u32(a.vDim));
+  out.meta(k('attention.q_lora_rank'), gv.u32(a.qLora));
+  out.meta(k('attention.kv_lora_rank'), gv.u32(a.kvLora));
+  if (spec.yarn && a.mscaleAllDim !== undefined) out.meta(k('rope.scaling.yarn_log_multiplier'), gv.f32(0.1 * a.mscaleAllDim));
+  writeMoeKeys(spec, out, { width: true, gating: true, norm: true, scale: true, shared: 'count', leadingDense: true });
+}
