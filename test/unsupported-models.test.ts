@@ -61,6 +61,6 @@ test('an unknown architecture: generate names it and the supported ones', () => 
   rewriteGguf(base, path, { metadata: { 'general.architecture': gv.str('mamba') } });
   const gen = cairn(['generate', '-m', path, '-p', 'hello', '-n', '2']);
   assert.equal(gen.status, 1);
-  assert.match(gen.stderr, /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, deepseek2\)/);
+  assert.match(gen.stderr, /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, deepseek2, gpt-oss\)/);
   assert.doesNotMatch(gen.stderr, /\n\s+at /);
 });

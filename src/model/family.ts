@@ -30,6 +30,8 @@ export interface GqaAttentionPlan {
   readonly heads: number;
   readonly kvHeads: number;
   readonly headDim: number;
+  /** Positions a query sees on a sliding-window layer (itself included); absent: the whole context. */
+  readonly window?: number;
 }
 
 /**

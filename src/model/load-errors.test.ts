@@ -91,7 +91,7 @@ test('an unknown architecture names itself and the supported ones', () => {
     () => load(path),
     (e) =>
       isCairnError(e, 'MODEL_UNSUPPORTED') &&
-      /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, deepseek2\)/.test(e.message),
+      /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, deepseek2, gpt-oss\)/.test(e.message),
   );
 });
 

@@ -3,12 +3,13 @@ import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { ModelFamily } from './family.js';
 import { deepseek2Family } from './families/deepseek2.js';
+import { gptOssFamily } from './families/gpt-oss.js';
 import { llamaFamily } from './families/llama.js';
 import { qwen2Family } from './families/qwen2.js';
 import { qwen3Family } from './families/qwen3.js';
 
 /** Every family, in the order `inspect` and `bench` list them. */
-export const MODEL_FAMILIES: readonly ModelFamily[] = [llamaFamily, qwen2Family, qwen3Family, deepseek2Family];
+export const MODEL_FAMILIES: readonly ModelFamily[] = [llamaFamily, qwen2Family, qwen3Family, deepseek2Family, gptOssFamily];
 
 const BY_ARCH = new Map<string, ModelFamily>(MODEL_FAMILIES.flatMap((f) => f.architectures.map((a) => [a, f] as const)));
 

@@ -34,6 +34,8 @@ export interface SyntheticModelSpec {
   readonly moe?: SyntheticMoe;
   /** Multi-head latent attention (deepseek2). */
   readonly mla?: SyntheticMla;
+  /** Positions a sliding-window layer sees (gpt-oss). */
+  readonly slidingWindow?: number;
   readonly quant: SyntheticQuant;
   readonly seed: number;
   readonly name?: string;
@@ -70,6 +72,8 @@ export interface SyntheticMoe {
   readonly groupsUsed?: number;
   /** Multi-token-prediction layers after the model's layers (GLM), which inference skips. */
   readonly nextn?: number;
+  /** Type of the routed experts' tensors; default: the spec's quantization (gpt-oss files have MXFP4 experts). */
+  readonly expertType?: GgmlType;
 }
 
 /** The latent attention part of a synthetic model's shape (DeepSeek's names in comments). */
@@ -165,12 +169,12 @@ export class SyntheticTensors {
   }
 
   /**
-   * A bank of `count` expert matrices of rows x cols (GGUF dims [cols, rows, count]), quantized as
-   * matrix() would quantize one of them; each expert draws from its own stream and is made one at
-   * a time, so a large bank never sits in memory as f32.
+   * A bank of `count` expert matrices of rows x cols (GGUF dims [cols, rows, count]), in the spec's
+   * expert type if it has one, else quantized as matrix() would quantize one of them; each expert
+   * draws from its own stream and is made one at a time, so a large bank never sits in memory as f32.
    */
   experts(name: string, count: number, rows: number, cols: number, std: number, layer = 0): void {
-    let type = tensorType(this.spec.quant, name, layer, this.spec.nLayer);
+    let type = this.spec.moe?.expertType ?? tensorType(this.spec.quant, name, layer, this.spec.nLayer);
     if (cols % ggmlTypeInfo(type)!.blockSize !== 0) type = GgmlType.F16;
     const expertBytes = ggmlRowBytes(type, cols) * rows;
     this.tensors.push({
