@@ -12,10 +12,10 @@
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType } from '../../gguf/ggml-types.js';
-import type { AttentionParams, Kernels, KvType } from '../../kernels/api.js';
+import type { AttentionParams, ExpertBatch, Kernels, KvType } from '../../kernels/api.js';
 import type { RopeConfig } from '../config.js';
 import type { KvRowShape, MlaAttentionPlan } from '../family.js';
-import { expertMatrix, type ExpertBank, type Matrix, type TensorSource } from '../tensor-source.js';
+import type { ExpertBank, Matrix, TensorSource } from '../tensor-source.js';
 import { applyLinear } from './linear.js';
 import type { AttentionBlock, StepContext } from './types.js';
 import { YarnRope } from './yarn-rope.js';
@@ -142,6 +142,30 @@ export function declareMla(src: TensorSource, prefix: string, s: MlaShape): MlaW
   return { q, qA, qANorm, qB, kvA, kvANorm, kB, vB, o };
 }
 
+/** Weight types whose products take float activations: a batch made for F32 serves them all. */
+function takesFloatActivations(t: GgmlType): boolean {
+  return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16;
+}
+
+const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, Map<string, ExpertBatch>>>();
+
+/**
+ * The activation batch of the per-head products of `cols` for weights of `type`, one per shard
+ * (workspace), kernels object and shape: the layers of a shard run one after the other, so they
+ * share it, and a 61-layer model holds one instead of 61.
+ */
+function shardBatch(ws: Workspace, kernels: Kernels, type: GgmlType, heads: number, cols: number): ExpertBatch {
+  let byKernels = SHARD_BATCHES.get(ws);
+  if (!byKernels) SHARD_BATCHES.set(ws, (byKernels = new WeakMap()));
+  let batches = byKernels.get(kernels);
+  if (!batches) byKernels.set(kernels, (batches = new Map()));
+  const float = takesFloatActivations(type);
+  const key = `${float ? 'f' : 'q'}/${heads}/${cols}`;
+  let b = batches.get(key);
+  if (!b) batches.set(key, (b = kernels.createExpertBatch(float ? GgmlType.F32 : type, heads, heads, cols, ws.maxBatch)));
+  return b;
+}
+
 /**
  * Writes n rows of `row` f32 elements into a key-only cache at positions [pos0, pos0 + n), in the
  * cache's type (f16 rounded to nearest even, as llama.cpp's set_rows).
@@ -167,13 +191,14 @@ export class MlaAttention implements AttentionBlock {
   private readonly heads: Scratch;
   private readonly rope: YarnRope;
   private readonly params: AttentionParams;
-  private readonly kHeads: Matrix[];
-  private readonly vHeads: Matrix[];
+  /** Expert ids of the per-head products: token t's slot h is head h. */
+  private readonly headIds: Int32Array;
+  private batches?: { readonly kernels: Kernels; readonly k: ExpertBatch; readonly v: ExpertBatch };
 
   constructor(
     private readonly s: MlaShape,
     private readonly w: MlaWeights,
-    ws: Workspace,
+    private readonly ws: Workspace,
   ) {
     const qk = s.nope + s.ropeDim;
     const row = s.kvLora + s.ropeDim;
@@ -182,12 +207,11 @@ export class MlaAttention implements AttentionBlock {
     this.kv = ws.buffer('attn.k', row);
     this.qAbs = ws.buffer('mla.qabs', s.nHead * row);
     this.lat = ws.buffer('attn.out', s.nHead * row);
-    this.gathered = ws.buffer('mla.head.in', Math.max(s.nope, s.kvLora));
-    this.head = ws.buffer('mla.head.out', Math.max(s.kvLora, s.vDim));
+    this.gathered = ws.buffer('mla.heads.in', s.nHead * Math.max(s.nope, s.kvLora));
+    this.head = ws.buffer('mla.heads.absorbed', s.nHead * s.kvLora);
     this.heads = ws.buffer('mla.heads', s.nHead * s.vDim);
     this.rope = new YarnRope(s.rope);
-    this.kHeads = Array.from({ length: s.nHead }, (_, h) => expertMatrix(w.kB, h));
-    this.vHeads = Array.from({ length: s.nHead }, (_, h) => expertMatrix(w.vB, h));
+    this.headIds = Int32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead);
     this.params = { nTokens: 0, nHead: s.nHead, nKvHead: 1, headDim: row, pos0: 0, scale: s.kqScale, kvType: GgmlType.F16 };
   }
 
@@ -216,20 +240,20 @@ export class MlaAttention implements AttentionBlock {
     this.rope.applyAt(kvRow, n, 1, positions, { tokenStride: row, headStride: row, offset: s.kvLora });
     this.rope.applyAt(q, n, s.nHead, positions, { tokenStride: s.nHead * qk, headStride: qk, offset: s.nope });
 
-    // Absorbed queries: n x nHead x [W_UK^T q_nope | q_pe], one product per head over all tokens.
+    // Absorbed queries: n x nHead x [W_UK^T q_nope | q_pe]. The heads' products run as one expert
+    // product (each head an "expert" every token uses), so each head's k_b is read once per step.
+    const { k: kBatch, v: vBatch } = this.resolve(kernels);
+    const ids = this.headIds.subarray(0, n * s.nHead);
     const qAbs = this.qAbs.rows(n);
-    const gathered = this.gathered.rows(n);
-    const head = this.head.rows(n);
-    for (let hd = 0; hd < s.nHead; hd++) {
-      for (let t = 0; t < n; t++) {
-        const from = (t * s.nHead + hd) * qk;
-        gathered.set(q.subarray(from, from + s.nope), t * s.nope);
-        qAbs.set(q.subarray(from + s.nope, from + qk), (t * s.nHead + hd) * row + s.kvLora);
-      }
-      const kB = this.kHeads[hd];
-      kernels.matmul(kB.data, kB.type, kB.rows, kB.cols, gathered.subarray(0, n * s.nope), n, head.subarray(0, n * s.kvLora));
-      for (let t = 0; t < n; t++) qAbs.set(head.subarray(t * s.kvLora, (t + 1) * s.kvLora), (t * s.nHead + hd) * row);
+    const nopes = this.gathered.rows(n).subarray(0, n * s.nHead * s.nope);
+    for (let i = 0; i < n * s.nHead; i++) {
+      nopes.set(q.subarray(i * qk, i * qk + s.nope), i * s.nope);
+      qAbs.set(q.subarray(i * qk + s.nope, (i + 1) * qk), i * row + s.kvLora);
     }
+    const absorbed = this.head.rows(n);
+    kernels.prepareExperts(kBatch, w.kB.type, nopes, n, ids, 'slot');
+    kernels.expertMatmul(kBatch, w.kB.data, w.kB.type, s.kvLora, absorbed);
+    for (let i = 0; i < n * s.nHead; i++) qAbs.set(absorbed.subarray(i * s.kvLora, (i + 1) * s.kvLora), i * row);
 
     // Multi-query attention over the latent cache; the values are each row's latent (its first kvLora
     // elements), so the kernel reads the key cache as values too and the rope part of its output is unused.
@@ -244,17 +268,24 @@ export class MlaAttention implements AttentionBlock {
       kernels.attention(rowRange(qAbs, sp.start, sp.n, s.nHead * row), kc, kc, p, rowRange(lat, sp.start, sp.n, s.nHead * row));
     }
 
-    // Each head's latent output decompressed by W_UV: n x nHead x vDim.
+    // Each head's latent output decompressed by W_UV: n x nHead x vDim, the output projection's input.
+    const latents = this.gathered.rows(n).subarray(0, n * s.nHead * s.kvLora);
+    for (let i = 0; i < n * s.nHead; i++) latents.set(lat.subarray(i * row, i * row + s.kvLora), i * s.kvLora);
     const heads = this.heads.rows(n);
-    for (let hd = 0; hd < s.nHead; hd++) {
-      for (let t = 0; t < n; t++) {
-        const from = (t * s.nHead + hd) * row;
-        gathered.set(lat.subarray(from, from + s.kvLora), t * s.kvLora);
-      }
-      const vB = this.vHeads[hd];
-      kernels.matmul(vB.data, vB.type, vB.rows, vB.cols, gathered.subarray(0, n * s.kvLora), n, head.subarray(0, n * s.vDim));
-      for (let t = 0; t < n; t++) heads.set(head.subarray(t * s.vDim, (t + 1) * s.vDim), (t * s.nHead + hd) * s.vDim);
-    }
+    kernels.prepareExperts(vBatch, w.vB.type, latents, n, ids, 'slot');
+    kernels.expertMatmul(vBatch, w.vB.data, w.vB.type, s.vDim, heads);
     applyLinear(kernels, { w: w.o }, heads, n, out);
+  }
+
+  /** The per-head products' activation batches, made on the first step with a kernels object. */
+  private resolve(kernels: Kernels): { k: ExpertBatch; v: ExpertBatch } {
+    if (this.batches?.kernels === kernels) return this.batches;
+    const { s, w } = this;
+    this.batches = {
+      kernels,
+      k: shardBatch(this.ws, kernels, w.kB.type, s.nHead, s.nope),
+      v: shardBatch(this.ws, kernels, w.vB.type, s.nHead, s.kvLora),
+    };
+    return this.batches;
   }
 }
