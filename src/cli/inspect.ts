@@ -47,6 +47,10 @@ function render(s: ModelSummary, tensors: boolean, loaded?: { rssBytes: number; 
     row('shape', s.family.shape);
     row('rope', `${c.rope.mode}, base ${c.rope.freqBase}, ${c.rope.nRot} dims${c.rope.freqScale !== 1 ? `, scale ${c.rope.freqScale}` : ''}`);
   }
+  if (s.experts) {
+    const e = s.experts;
+    row('experts', `${e.routed} routed (${e.used} used per token)${e.shared ? ` + ${e.shared} shared` : ''}, width ${e.width}, in ${e.layers} of ${c?.nLayer ?? '?'} layers`);
+  }
   if (s.bytes) row('per token', `${formatBytes(s.bytes.activePerToken)} of weights read per decoded token (of ${formatBytes(s.bytes.total)} held); ${formatCount(s.bytes.activeParameters)} of ${formatCount(s.bytes.parameters)} parameters active`);
   row('context', s.contextLength !== undefined ? `${s.contextLength} tokens (trained)` : 'unknown');
   row('quantization', s.quantization.map((q) => `${q.type} ${((100 * q.bytes) / s.tensorBytes).toFixed(1)}% (${q.tensors})`).join(', '));

@@ -26,6 +26,8 @@ export interface ModelSummary {
   readonly family?: { readonly name: string; readonly shape: string };
   /** Bytes held and read per token, by part, when cairn runs the model. */
   readonly bytes?: ModelBytes;
+  /** A Mixture-of-Experts model's experts (as its first expert layer has them) and where they are. */
+  readonly experts?: ExpertSummary;
   readonly unsupportedReason?: string;
   readonly parameters: number;
   readonly tensorBytes: number;
@@ -35,6 +37,29 @@ export interface ModelSummary {
   readonly tokenizer: { model?: string; pre?: string; tokens: number; bos?: number; eos?: number; hasChatTemplate: boolean };
   readonly memory?: { ctx: number; kvType: string; weightsBytes: number; kvCacheBytes: number; activationBytes: number; totalBytes: number };
   readonly tensors: { name: string; type: string; dims: readonly number[]; bytes: number }[];
+}
+
+/** The experts of a Mixture-of-Experts model. */
+export interface ExpertSummary {
+  /** Routed experts per layer. */
+  readonly routed: number;
+  /** Routed experts a token uses. */
+  readonly used: number;
+  /** Shared experts every token uses. */
+  readonly shared: number;
+  /** Hidden width of one routed expert. */
+  readonly width: number;
+  /** Layers with experts (the others are dense). */
+  readonly layers: number;
+}
+
+/** The experts of a model whose family plans Mixture-of-Experts layers; undefined for a dense model. */
+export function expertSummary(cfg: ModelConfig): ExpertSummary | undefined {
+  const f = familyOf(cfg);
+  const moe = Array.from({ length: cfg.nLayer }, (_, l) => f.layerPlan(cfg, l).ffn).filter((p) => p.kind === 'moe');
+  if (moe.length === 0) return undefined;
+  const first = moe[0];
+  return { routed: first.experts, used: first.used, shared: first.shared, width: first.width, layers: moe.length };
 }
 
 /** Describes a GGUF file; `ctx` (default: the trained context, capped at 4096) sizes the estimate. */
@@ -57,6 +82,7 @@ export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: Kv
   let memory: ModelSummary['memory'];
   let bytes: ModelBytes | undefined;
   let family: ModelSummary['family'];
+  let experts: ExpertSummary | undefined;
   const kvType = opts.kvType ?? GgmlType.F16;
   try {
     const cfg = readModelConfig(file);
@@ -68,6 +94,7 @@ export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: Kv
     const f = familyOf(cfg);
     family = { name: f.name, shape: f.describe(cfg) };
     bytes = survey.bytes;
+    experts = expertSummary(cfg);
     config = cfg;
   } catch (err) {
     unsupportedReason = (err as Error).message;
@@ -82,6 +109,7 @@ export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: Kv
     config,
     family,
     bytes,
+    experts,
     unsupportedReason,
     parameters,
     tensorBytes,
