@@ -113,12 +113,17 @@ for (const [kname, kernels] of [
 ] as const) {
   test(`${kname} products: the same attention as the TypeScript twin, for every window, with and without sinks, one token or many`, () => {
     for (const type of [GgmlType.F32, GgmlType.F16] as const) {
-      // 23 positions: not a multiple of any block, so the products' odd row lengths are exercised.
-      for (const t of [1, 5]) {
-        const { kc, vc, q, p } = setup(type, 23, t);
+      // 23 positions: not a multiple of any block, so the products' odd row lengths are exercised;
+      // 150 tokens after 10: several chunks of the products, each over its own positions.
+      for (const [n, t] of [
+        [23, 1],
+        [23, 5],
+        [160, 150],
+      ]) {
+        const { kc, vc, q, p } = setup(type, n, t);
         const products = new SinkAttentionProducts();
         for (const sinks of [undefined, Float32Array.from([-1, 0.5, 2, 6])]) {
-          for (const w of [0, 1, 4, 30]) {
+          for (const w of [0, 1, 4, 30, 70]) {
             const want = new Float32Array(q.length);
             new SinkAttention().attend(q, kc, vc, p, sinks, w, want);
             const got = new Float32Array(q.length).fill(NaN);

@@ -8,7 +8,7 @@
  * thread pool, so a long prompt costs what a matrix product costs rather than a TypeScript loop.
  *
  * The keys of one KV head are strided in the cache (positions x KV heads x head size), so each
- * call first gathers them, and transposes the values, over the positions the span can see.
+ * chunk of tokens first gathers them, and transposes the values, over the positions it can see.
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType } from '../../gguf/ggml-types.js';
@@ -16,6 +16,13 @@ import type { AttentionParams, Kernels } from '../../kernels/api.js';
 import { firstVisible } from './sliding-window.js';
 
 const f = Math.fround;
+
+/**
+ * Tokens whose attention one pair of products computes: a chunk sees only the positions up to its
+ * last token (and, on a windowed layer, from its first token's window), so chunks of a long
+ * prompt skip most of the masked part of the scores.
+ */
+const CHUNK = 64;
 
 /** Grouped-query attention with sinks and a window over one sequence's cache; holds its scratch between calls. */
 export class SinkAttentionProducts {
@@ -42,8 +49,6 @@ export class SinkAttentionProducts {
   ): void {
     const { nTokens: n, nHead, nKvHead, headDim: d, pos0 } = p;
     const half = p.kvType === GgmlType.F16;
-    const type = half ? GgmlType.F16 : GgmlType.F32;
-    const size = half ? 2 : 4;
     const row = nKvHead * d;
     const end = pos0 + n;
     if (q.length < n * nHead * d || out.length < n * nHead * d) throw new CairnError('BAD_ARGUMENT', 'attention: q or out too short');
@@ -51,12 +56,32 @@ export class SinkAttentionProducts {
     if (sinks && sinks.length !== nHead) throw new CairnError('BAD_ARGUMENT', `attention: ${sinks.length} sinks for ${nHead} heads`);
     const kc = elements(kCache, half, end * row, 'kCache');
     const vc = elements(vCache, half, end * row, 'vCache');
+    for (let c = 0; c < n; c += CHUNK) this.chunk(kernels, q, kc, vc, p, sinks, window, out, c, Math.min(CHUNK, n - c));
+  }
 
-    // Positions any token of the span sees: from the first token's window start to the last token.
-    const lo = firstVisible(pos0, window);
-    const m = end - lo;
+  /** Tokens [t0, t0 + count) of the span, over the positions they can see. */
+  private chunk(
+    kernels: Kernels,
+    q: Float32Array,
+    kc: Uint16Array | Float32Array,
+    vc: Uint16Array | Float32Array,
+    p: AttentionParams,
+    sinks: Float32Array | undefined,
+    window: number,
+    out: Float32Array,
+    t0: number,
+    count: number,
+  ): void {
+    const { nHead, nKvHead, headDim: d, pos0 } = p;
+    const half = p.kvType === GgmlType.F16;
+    const type = half ? GgmlType.F16 : GgmlType.F32;
+    const size = half ? 2 : 4;
+    const row = nKvHead * d;
+    // Positions any token of the chunk sees: from its first token's window start to its last token.
+    const lo = firstVisible(pos0 + t0, window);
+    const m = pos0 + t0 + count - lo;
     const group = nHead / nKvHead;
-    const rows = n * group;
+    const rows = count * group;
     this.reserve(m * d * size, rows * d, rows * m);
     const keys = half ? new Uint16Array(this.keys.buffer, 0, m * d) : new Float32Array(this.keys.buffer, 0, m * d);
     const valuesT = half ? new Uint16Array(this.valuesT.buffer, 0, m * d) : new Float32Array(this.valuesT.buffer, 0, m * d);
@@ -72,13 +97,13 @@ export class SinkAttentionProducts {
         for (let i = 0; i < d; i++) valuesT[i * m + j] = vc[at + i];
       }
       // The group's query heads are adjacent within each token.
-      for (let t = 0; t < n; t++) {
-        const at = (t * nHead + g * group) * d;
+      for (let t = 0; t < count; t++) {
+        const at = ((t0 + t) * nHead + g * group) * d;
         x.set(q.subarray(at, at + group * d), t * group * d);
       }
       kernels.matmul(keyBytes, type, m, d, x, rows, scores);
-      for (let t = 0; t < n; t++) {
-        const pos = pos0 + t;
+      for (let t = 0; t < count; t++) {
+        const pos = pos0 + t0 + t;
         const first = firstVisible(pos, window) - lo;
         const last = pos - lo;
         for (let hh = 0; hh < group; hh++) {
@@ -87,8 +112,8 @@ export class SinkAttentionProducts {
         }
       }
       kernels.matmul(valueBytes, type, d, m, scores, rows, o);
-      for (let t = 0; t < n; t++) {
-        out.set(o.subarray(t * group * d, (t + 1) * group * d), (t * nHead + g * group) * d);
+      for (let t = 0; t < count; t++) {
+        out.set(o.subarray(t * group * d, (t + 1) * group * d), ((t0 + t) * nHead + g * group) * d);
       }
     }
   }
