@@ -18,7 +18,9 @@ import { surveyModel } from '../model-bytes.js';
 import { familyOf } from '../registry.js';
 import type { ShardSpec } from '../shard.js';
 import { wholeModel } from '../shard.js';
-import { writeSyntheticModel, type SyntheticShape } from '../synthetic.js';
+import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticShape } from '../synthetic.js';
+import { SyntheticTensors } from '../synthetic-tensors.js';
+import { gptOssFamily } from './gpt-oss.js';
 import type { DecoderShard } from '../decoder.js';
 import type { GptOssConfig } from './gpt-oss.js';
 import { rewriteGguf, type GgufEdit } from '../../../test/helpers/rewrite-gguf.js';
@@ -211,4 +213,28 @@ test('gpt-oss: a file without sinks or the output bias fails at load naming the 
       missing,
     );
   }
+});
+
+test('the gpt-oss-20b benchmark shape is gpt-oss-20b: 20.9B parameters, 3.6B read per token, MXFP4 experts, window 128, YaRN x32', () => {
+  const shape = SYNTHETIC_SHAPES['gpt-oss-20b'];
+  assert.equal(shape.arch, 'gpt-oss');
+  const spec = { ...shape, quant: GgmlType.Q8_0, seed: 1 };
+  const out = new SyntheticTensors(spec, quantize);
+  gptOssFamily.synthetic.write(spec, out);
+  const elems = (t: { dims: readonly number[] }) => t.dims.reduce((a, b) => a * b, 1);
+  const total = out.tensors.reduce((a, t) => a + elems(t), 0);
+  const routed = out.tensors.filter((t) => t.name.endsWith('_exps.weight'));
+  const routedElems = routed.reduce((a, t) => a + elems(t), 0);
+  const embed = elems(out.tensors.find((t) => t.name === 'token_embd.weight')!);
+  const active = total - routedElems + (routedElems * 4) / 32 - embed;
+  assert.ok(Math.abs(total / 1e9 - 20.9) < 0.1, `${total / 1e9}B parameters`);
+  assert.ok(Math.abs(active / 1e9 - 3.6) < 0.1, `${active / 1e9}B active`);
+  assert.equal(routed.length, 3 * 24);
+  assert.ok(routed.every((t) => t.type === GgmlType.MXFP4));
+  assert.deepEqual(out.tensors.find((t) => t.name === 'blk.23.ffn_down_exps.weight')!.dims, [2880, 2880, 32]);
+  const meta = new Map(out.metadata);
+  assert.deepEqual(meta.get('gpt-oss.attention.sliding_window'), gv.u32(128));
+  assert.deepEqual(meta.get('gpt-oss.rope.scaling.type'), gv.str('yarn'));
+  assert.deepEqual(meta.get('gpt-oss.rope.scaling.factor'), gv.f32(32));
+  assert.deepEqual(meta.get('gpt-oss.expert_used_count'), gv.u32(4));
 });

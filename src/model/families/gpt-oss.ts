@@ -123,7 +123,7 @@ function describe(cfg: GptOssConfig): string {
   const windowed = Array.from({ length: cfg.nLayer }, (_, l) => isSlidingLayer(cfg.window, l)).filter(Boolean).length;
   return (
     `${cfg.nLayer} layers, embedding ${cfg.nEmbd}, ${cfg.nHead} heads (${cfg.nKvHead} KV) of ${cfg.headDim} with sinks, ` +
-    `window ${cfg.window.size} on ${windowed} layers, ${describeMoe(cfg.moe)}, vocab ${cfg.nVocab}`
+    `window ${cfg.window.size} on ${windowed} layer${windowed === 1 ? '' : 's'}, ${describeMoe(cfg.moe)}, vocab ${cfg.nVocab}`
   );
 }
 
