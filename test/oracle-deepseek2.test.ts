@@ -3,7 +3,8 @@
  * shape (direct queries, softmax routing, two shared experts) and a DeepSeek-V3-like one (query
  * bottleneck, sigmoid routing with the score-correction bias, group-limited top-k, normalized and
  * scaled weights), both with a dense first layer and YaRN over a short original context, in F32,
- * Q8_0 and a K-quant mix. Greedy tokens equal llama.cpp's up to a near-tie of its own logits (see
+ * Q8_0 and a K-quant mix; and the V2-Lite-like shape as older converters wrote it (an unsplit
+ * attn_kv_b, which llama.cpp runs as plain multi-head attention and cairn splits and absorbs). Greedy tokens equal llama.cpp's up to a near-tie of its own logits (see
  * test/llamacpp-oracle.test.ts); with F32 weights and cache the next-token distributions agree
  * closely too. And the KV cache of a loaded model is measured to be the latent size.
  */
@@ -40,6 +41,9 @@ const V2_LITE: SyntheticShape = {
   moe: { experts: 16, used: 4, width: 64, shared: 2, leadingDense: 1, sigmoid: false, normalize: false, scale: 1 },
 };
 
+/** V2-Lite-like as older converters wrote it: an unsplit attn_kv_b, which llama.cpp runs without absorption. */
+const V2_LITE_UNSPLIT: SyntheticShape = { ...V2_LITE, nKvHead: 4, mla: { ...V2_LITE.mla!, unsplit: true } };
+
 const V3: SyntheticShape = {
   ...COMMON,
   nLayer: 4,
@@ -74,6 +78,10 @@ const CASES: Case[] = [
   ['V2-Lite-like Q8_0', V2_LITE, GgmlType.Q8_0, GgmlType.F16, 0.3],
   ['V3-like Q8_0', V3, GgmlType.Q8_0, GgmlType.F16, 0.3],
   ['V2-Lite-like Q4_K_M', V2_LITE, 'Q4_K_M', GgmlType.F16, Infinity],
+  ['V2-Lite-like unsplit attn_kv_b F32', V2_LITE_UNSPLIT, GgmlType.F32, GgmlType.F32, 1e-3],
+  // llama.cpp quantizes the latent for attn_kv_b and caches f16 keys and values; the absorbed form
+  // rounds at other points (the latent in the f16 cache, the heads' latent outputs to Q8_0): ~0.4.
+  ['V2-Lite-like unsplit attn_kv_b Q8_0', V2_LITE_UNSPLIT, GgmlType.Q8_0, GgmlType.F16, Infinity],
   ['V3-like Q4_K_M', V3, 'Q4_K_M', GgmlType.F16, Infinity],
 ];
 

@@ -89,6 +89,8 @@ export interface SyntheticMla {
   readonly vDim: number;
   /** YaRN's mscale_all_dim (written as rope.scaling.yarn_log_multiplier = 0.1 x it); with spec.yarn. */
   readonly mscaleAllDim?: number;
+  /** Write older converters' files: an unsplit attn_kv_b, no MLA keys, every head a KV head (nKvHead = nHead). */
+  readonly unsplit?: boolean;
 }
 
 /** A named model shape, without quantization and seed. */

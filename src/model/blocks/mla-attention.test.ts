@@ -7,14 +7,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GgmlType } from '../../gguf/ggml-types.js';
+import { GgmlType, ggmlRowBytes } from '../../gguf/ggml-types.js';
 import { createKernels, ReferenceKernels } from '../../kernels/index.js';
 import type { Kernels } from '../../kernels/api.js';
 import type { RopeConfig } from '../config.js';
 import { KvCache } from '../kv-cache.js';
 import type { ExpertBank, Matrix } from '../tensor-source.js';
 import { Prng } from '../../util/prng.js';
-import { MlaAttention, mlaKqScale, mlaKvRow, type MlaShape, type MlaWeights } from './mla-attention.js';
+import { MlaAttention, mlaKqScale, mlaKvRow, mlaSplitKvB, type MlaShape, type MlaWeights } from './mla-attention.js';
 import type { StepContext } from './types.js';
 import { Workspace } from './workspace.js';
 import { YARN_BETA_FAST, YARN_BETA_SLOW, yarnAttnFactor } from './yarn-rope.js';
@@ -156,8 +156,8 @@ class NaiveMla {
     const ckv = matVec(f32(w.kvA), s.kvLora + s.ropeDim, s.nEmbd, x);
     this.latents.push(rmsNorm(ckv.subarray(0, s.kvLora), w.kvANorm, s.rmsEps));
     this.kPes.push(ropeRef(ckv.slice(s.kvLora), pos, s.rope));
-    const kB = f32(w.kB);
-    const vB = f32(w.vB);
+    const kB = f32(w.kB!);
+    const vB = f32(w.vB!);
     const heads = new Float64Array(s.nHead * s.vDim);
     for (let h = 0; h < s.nHead; h++) {
       const qNope = q.subarray(h * qk, h * qk + s.nope);
@@ -333,4 +333,66 @@ test("DeepSeek's score scale for real models' YaRN settings (llama.cpp's values)
   assert.ok(Math.abs(scale(32, 1) - 0.13086081) < 1e-7, 'Kimi K2');
   const plain: RopeConfig = { mode: 'normal', nRot: 64, freqBase: 10000, freqScale: 1 };
   assert.equal(mlaKqScale(plain, 192, 0), f(1 / f(Math.sqrt(192))), 'no scaling: 1/sqrt(key head size)');
+});
+
+test("older converters' unsplit attn_kv_b, split at load, computes what k_b and v_b compute", () => {
+  const kernels = createKernels();
+  const logMul = 1;
+  const s = shapeOf(24, yarnRope(8, 40, 16, logMul), logMul);
+  const w = makeWeights(s, 11);
+  // attn_kv_b: per head, W_UK (nope rows of kvLora; k_b transposed), then W_UV (v_b as it is).
+  const per = s.nope + s.vDim;
+  const kB = f32(w.kB!);
+  const vB = f32(w.vB!);
+  const kvB = new Float32Array(s.nHead * per * s.kvLora);
+  for (let h = 0; h < s.nHead; h++) {
+    for (let d = 0; d < s.nope; d++)
+      for (let c = 0; c < s.kvLora; c++) kvB[(h * per + d) * s.kvLora + c] = kB[(h * s.kvLora + c) * s.nope + d];
+    kvB.set(vB.subarray(h * s.vDim * s.kvLora, (h + 1) * s.vDim * s.kvLora), (h * per + s.nope) * s.kvLora);
+  }
+  const unsplit: MlaWeights = {
+    ...w,
+    kB: undefined,
+    vB: undefined,
+    kvB: { name: 'kv_b', type: GgmlType.F32, rows: s.nHead * per, cols: s.kvLora, data: new Uint8Array(kvB.buffer) },
+  };
+  const run = (weights: MlaWeights, shape: MlaShape) => {
+    const ws = new Workspace(8);
+    const block = new MlaAttention(shape, weights, ws);
+    ws.allocate();
+    const kv = new KvCache([mlaKvRow(shape)], 1, 16, GgmlType.F16);
+    const rng = new Weights(8);
+    const outs: number[] = [];
+    const x = rng.values(4 * s.nEmbd, 1);
+    outs.push(...runBlock(kernels, shape, kv, block, x, [{ slot: 0, pos0: 0, start: 0, n: 4 }], Int32Array.of(0, 1, 2, 3)));
+    for (let t = 4; t < 12; t++) {
+      outs.push(...runBlock(kernels, shape, kv, block, rng.values(s.nEmbd, 1), [{ slot: 0, pos0: t, start: 0, n: 1 }], Int32Array.of(t)));
+    }
+    return outs;
+  };
+  assert.deepEqual(run(unsplit, { ...s, unsplit: true }), run(w, s));
+
+  // Quantized: W_UV's rows are copied as they are, W_UK's dequantized into the f32 transpose.
+  const rows = s.nHead * per;
+  const q8 = new Uint8Array(ggmlRowBytes(GgmlType.Q8_0, s.kvLora) * rows);
+  kernels.quantize(GgmlType.Q8_0, kvB, q8, kvB.length);
+  const split = mlaSplitKvB({ name: 'kv_b', type: GgmlType.Q8_0, rows, cols: s.kvLora, data: q8 }, s);
+  const deq = new Float32Array(kvB.length);
+  kernels.dequantize(GgmlType.Q8_0, q8, deq, deq.length);
+  const rb = ggmlRowBytes(GgmlType.Q8_0, s.kvLora);
+  assert.equal(split.vB.type, GgmlType.Q8_0);
+  assert.deepEqual(
+    split.vB.data.subarray(rb * s.vDim, 2 * rb * s.vDim),
+    q8.subarray((per + s.nope) * rb, 2 * per * rb),
+    "head 1's W_UV rows",
+  );
+  const kT = f32(split.kB);
+  assert.equal(kT[(1 * s.kvLora + 5) * s.nope + 3], deq[(1 * per + 3) * s.kvLora + 5], "head 1's W_UK[3][5]");
+  // A dry build (no data) gets empty banks of the right shape.
+  const dry = mlaSplitKvB({ name: 'kv_b', type: GgmlType.Q8_0, rows, cols: s.kvLora, data: new Uint8Array(0) }, s);
+  assert.equal(dry.kB.data.length + dry.vB.data.length, 0);
+  assert.throws(
+    () => mlaSplitKvB({ name: 'kv_b', type: GgmlType.F32, rows: rows - 1, cols: s.kvLora, data: new Uint8Array(0) }, s),
+    /not the heads/,
+  );
 });

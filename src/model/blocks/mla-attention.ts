@@ -11,7 +11,8 @@
  * magnitude correction squared over sqrt(key head size), the key head size being nope + rope.
  */
 import { CairnError } from '../../util/errors.js';
-import { GgmlType } from '../../gguf/ggml-types.js';
+import { GgmlType, ggmlRowBytes } from '../../gguf/ggml-types.js';
+import { refDequantize } from '../../kernels/reference/quant/index.js';
 import type { AttentionParams, ExpertBatch, Kernels, KvType } from '../../kernels/api.js';
 import type { RopeConfig } from '../config.js';
 import type { KvRowShape, MlaAttentionPlan } from '../family.js';
@@ -40,6 +41,11 @@ export interface MlaShape {
   readonly rope: RopeConfig;
   /** The attention score scale (mlaKqScale). */
   readonly kqScale: number;
+  /**
+   * The file has older converters' unsplit `attn_kv_b` (per head, W_UK's nope rows then W_UV's vDim
+   * rows) instead of `attn_k_b` / `attn_v_b`; the block splits it at load (mlaSplitKvB).
+   */
+  readonly unsplit?: boolean;
 }
 
 const f = Math.fround;
@@ -96,9 +102,11 @@ export interface MlaWeights {
   readonly kvA: Matrix;
   readonly kvANorm: Float32Array;
   /** Per head, kvLora x nope: W_UK transposed, absorbing the query's nope part into latent space. */
-  readonly kB: ExpertBank;
+  readonly kB?: ExpertBank;
   /** Per head, vDim x kvLora: W_UV, decompressing the latent output into the value head. */
-  readonly vB: ExpertBank;
+  readonly vB?: ExpertBank;
+  /** Instead of kB and vB (older files): nHead x (nope + vDim) rows of kvLora, each head's W_UK then W_UV. */
+  readonly kvB?: Matrix;
   /** nEmbd x (nHead x vDim). */
   readonly o: Matrix;
 }
@@ -123,10 +131,10 @@ export function checkMlaShape(s: MlaShape, path: string): void {
 /** Declares an MLA block's tensors under `prefix` (llama.cpp's order); files of older converters are refused by name. */
 export function declareMla(src: TensorSource, prefix: string, s: MlaShape): MlaWeights {
   const qk = s.nope + s.ropeDim;
-  if (src.has(prefix + MLA_TENSORS.kvB) && !src.has(prefix + MLA_TENSORS.kB)) {
+  if (!s.unsplit && src.has(prefix + MLA_TENSORS.kvB) && !src.has(prefix + MLA_TENSORS.kB)) {
     throw new CairnError(
       'MODEL_UNSUPPORTED',
-      `${src.path}: "${prefix + MLA_TENSORS.kvB}" without "${prefix + MLA_TENSORS.kB}" is a DeepSeek file from an older converter (no MLA keys); reconvert it with a current llama.cpp`,
+      `${src.path}: "${prefix + MLA_TENSORS.kvB}" without "${prefix + MLA_TENSORS.kB}" in a file with latent attention keys (older converters' files have none)`,
     );
   }
   const qANorm = s.qLora > 0 ? src.vector(prefix + MLA_TENSORS.qANorm, s.qLora) : undefined;
@@ -135,11 +143,64 @@ export function declareMla(src: TensorSource, prefix: string, s: MlaShape): MlaW
   const qB = s.qLora > 0 ? src.matrix(prefix + MLA_TENSORS.qB, s.nHead * qk, s.qLora) : undefined;
   const q = s.qLora > 0 ? undefined : src.matrix(prefix + MLA_TENSORS.q, s.nHead * qk, s.nEmbd);
   const kvA = src.matrix(prefix + MLA_TENSORS.kvA, s.kvLora + s.ropeDim, s.nEmbd);
+  if (s.unsplit) {
+    const kvB = src.matrix(prefix + MLA_TENSORS.kvB, s.nHead * (s.nope + s.vDim), s.kvLora);
+    return { q, qA, qANorm, qB, kvA, kvANorm, kvB, o: src.matrix(prefix + MLA_TENSORS.o, s.nEmbd, s.nHead * s.vDim) };
+  }
   // Every head's slice of k_b and v_b is read by every token.
   const kB = src.experts(prefix + MLA_TENSORS.kB, s.nHead, s.kvLora, s.nope, s.nHead);
   const vB = src.experts(prefix + MLA_TENSORS.vB, s.nHead, s.vDim, s.kvLora, s.nHead);
   const o = src.matrix(prefix + MLA_TENSORS.o, s.nEmbd, s.nHead * s.vDim);
   return { q, qA, qANorm, qB, kvA, kvANorm, kB, vB, o };
+}
+
+/**
+ * W_UK and W_UV as k_b and v_b from older converters' unsplit `attn_kv_b`: each head's W_UV rows
+ * are copied as they are (a bank of vDim x kvLora in the file's type); its W_UK (nope x kvLora) is
+ * dequantized and transposed into an f32 bank of kvLora x nope, which no quantized layout can hold
+ * without requantizing. A dry build (no data) gets empty banks. llama.cpp runs these files without
+ * absorption, caching every head's keys and values; the absorbed form computes the same attention
+ * (up to rounding) from the latent cache.
+ */
+export function mlaSplitKvB(kvB: Matrix, s: Pick<MlaShape, 'nHead' | 'kvLora' | 'nope' | 'vDim'>): { kB: ExpertBank; vB: ExpertBank } {
+  const per = s.nope + s.vDim;
+  const rowBytes = ggmlRowBytes(kvB.type, s.kvLora);
+  if (kvB.rows !== s.nHead * per || kvB.cols !== s.kvLora)
+    throw new RangeError(`${kvB.name}: ${kvB.rows} x ${kvB.cols} is not the heads' W_UK and W_UV`);
+  const dry = kvB.data.length === 0;
+  if (!dry && kvB.data.length !== kvB.rows * rowBytes) throw new RangeError(`${kvB.name}: ${kvB.data.length} bytes for ${kvB.rows} rows`);
+  const vData = new Uint8Array(dry ? 0 : s.nHead * s.vDim * rowBytes);
+  const kF32 = new Float32Array(dry ? 0 : s.nHead * s.kvLora * s.nope);
+  if (!dry) {
+    const row = new Float32Array(s.kvLora);
+    for (let h = 0; h < s.nHead; h++) {
+      vData.set(kvB.data.subarray((h * per + s.nope) * rowBytes, (h + 1) * per * rowBytes), h * s.vDim * rowBytes);
+      for (let d = 0; d < s.nope; d++) {
+        refDequantize(kvB.type, kvB.data.subarray((h * per + d) * rowBytes, (h * per + d + 1) * rowBytes), row, s.kvLora);
+        for (let c = 0; c < s.kvLora; c++) kF32[(h * s.kvLora + c) * s.nope + d] = row[c];
+      }
+    }
+  }
+  return {
+    kB: {
+      name: `${kvB.name}[W_UK^T]`,
+      type: GgmlType.F32,
+      rows: s.kvLora,
+      cols: s.nope,
+      count: s.nHead,
+      expertBytes: s.kvLora * s.nope * 4,
+      data: new Uint8Array(kF32.buffer),
+    },
+    vB: {
+      name: `${kvB.name}[W_UV]`,
+      type: kvB.type,
+      rows: s.vDim,
+      cols: s.kvLora,
+      count: s.nHead,
+      expertBytes: s.vDim * rowBytes,
+      data: vData,
+    },
+  };
 }
 
 /** Weight types whose products take float activations: a batch made for F32 serves them all. */
@@ -194,6 +255,8 @@ export class MlaAttention implements AttentionBlock {
   /** Expert ids of the per-head products: token t's slot h is head h. */
   private readonly headIds: Int32Array;
   private batches?: { readonly kernels: Kernels; readonly k: ExpertBatch; readonly v: ExpertBatch };
+  private readonly kB: ExpertBank;
+  private readonly vB: ExpertBank;
 
   constructor(
     private readonly s: MlaShape,
@@ -211,6 +274,9 @@ export class MlaAttention implements AttentionBlock {
     this.head = ws.buffer('mla.heads.absorbed', s.nHead * s.kvLora);
     this.heads = ws.buffer('mla.heads', s.nHead * s.vDim);
     this.rope = new YarnRope(s.rope);
+    const split = w.kvB ? mlaSplitKvB(w.kvB, s) : undefined;
+    this.kB = split?.kB ?? w.kB!;
+    this.vB = split?.vB ?? w.vB!;
     this.headIds = Int32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead);
     this.params = { nTokens: 0, nHead: s.nHead, nKvHead: 1, headDim: row, pos0: 0, scale: s.kqScale, kvType: GgmlType.F16 };
   }
@@ -251,8 +317,8 @@ export class MlaAttention implements AttentionBlock {
       qAbs.set(q.subarray(i * qk + s.nope, (i + 1) * qk), i * row + s.kvLora);
     }
     const absorbed = this.head.rows(n);
-    kernels.prepareExperts(kBatch, w.kB.type, nopes, n, ids, 'slot');
-    kernels.expertMatmul(kBatch, w.kB.data, w.kB.type, s.kvLora, absorbed);
+    kernels.prepareExperts(kBatch, this.kB.type, nopes, n, ids, 'slot');
+    kernels.expertMatmul(kBatch, this.kB.data, this.kB.type, s.kvLora, absorbed);
     for (let i = 0; i < n * s.nHead; i++) qAbs.set(absorbed.subarray(i * s.kvLora, (i + 1) * s.kvLora), i * row);
 
     // Multi-query attention over the latent cache; the values are each row's latent (its first kvLora
@@ -272,19 +338,19 @@ export class MlaAttention implements AttentionBlock {
     const latents = this.gathered.rows(n).subarray(0, n * s.nHead * s.kvLora);
     for (let i = 0; i < n * s.nHead; i++) latents.set(lat.subarray(i * row, i * row + s.kvLora), i * s.kvLora);
     const heads = this.heads.rows(n);
-    kernels.prepareExperts(vBatch, w.vB.type, latents, n, ids, 'slot');
-    kernels.expertMatmul(vBatch, w.vB.data, w.vB.type, s.vDim, heads);
+    kernels.prepareExperts(vBatch, this.vB.type, latents, n, ids, 'slot');
+    kernels.expertMatmul(vBatch, this.vB.data, this.vB.type, s.vDim, heads);
     applyLinear(kernels, { w: w.o }, heads, n, out);
   }
 
   /** The per-head products' activation batches, made on the first step with a kernels object. */
   private resolve(kernels: Kernels): { k: ExpertBatch; v: ExpertBatch } {
     if (this.batches?.kernels === kernels) return this.batches;
-    const { s, w } = this;
+    const s = this.s;
     this.batches = {
       kernels,
-      k: shardBatch(this.ws, kernels, w.kB.type, s.nHead, s.nope),
-      v: shardBatch(this.ws, kernels, w.vB.type, s.nHead, s.kvLora),
+      k: shardBatch(this.ws, kernels, this.kB.type, s.nHead, s.nope),
+      v: shardBatch(this.ws, kernels, this.vB.type, s.nHead, s.kvLora),
     };
     return this.batches;
   }

@@ -6,6 +6,11 @@
  * and group-limited top-k (V3, R1, K2), normalized and scaled weights, and shared experts added
  * after the routed sum.
  *
+ * Files of older converters (no `*_mla` keys, an unsplit `attn_kv_b`) run too: llama.cpp runs them
+ * as plain multi-head attention caching every head's keys and values; here the projection is split
+ * at load and they run absorbed like the others, caching only the latent (same attention up to
+ * rounding, a fraction of the cache).
+ *
  * As llama.cpp, "lite" models (26 or 27 layers, or 48 with a 128256-token vocabulary) never read
  * `q_lora_rank` and project queries directly; the file's `yarn_beta_fast/slow` are ignored (32 and
  * 1 always: Kimi K2 ropes differently from its Hugging Face config, as in llama.cpp).
@@ -65,10 +70,12 @@ function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
     throw new CairnError('MODEL_UNSUPPORTED', `${path}: attention temperature scaling (Mistral Large 3) is not supported`);
   const keyMla = m.number(k('attention.key_length_mla')) ?? 0;
   const valueMla = m.number(k('attention.value_length_mla')) ?? 0;
-  if (keyMla === 0 || valueMla === 0) {
+  // Older converters wrote no MLA keys and an unsplit attn_kv_b; llama.cpp runs those files too.
+  const unsplit = keyMla === 0 && valueMla === 0;
+  if (!unsplit && (keyMla === 0 || valueMla === 0)) {
     throw new CairnError(
-      'MODEL_UNSUPPORTED',
-      `${path}: DeepSeek file without latent attention keys ("${k('attention.key_length_mla')}"): files of older converters (attn_kv_b) are not supported; reconvert it with a current llama.cpp`,
+      'GGUF_MALFORMED',
+      `${path}: "${k('attention.key_length_mla')}" and "${k('attention.value_length_mla')}" come together`,
     );
   }
   const logMulKey = m.number(k('rope.scaling.yarn_log_multiplier'));
@@ -78,30 +85,44 @@ function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
   const kvLora = m.requireNumber(k('attention.kv_lora_rank'));
   const qLora = isLite(base.nLayer, base.nVocab) ? 0 : m.requireNumber(k('attention.q_lora_rank'));
   const ropeDim = base.rope.nRot;
-  if (base.nKvHead !== 1) {
-    throw new CairnError(
-      'GGUF_MALFORMED',
-      `${path}: latent attention caches one row per token, but "${k('attention.head_count_kv')}" is ${base.nKvHead}`,
-    );
+  if (unsplit) {
+    // Every head has its own keys and values there (llama.cpp: multi-head attention over them).
+    if (base.nKvHead !== base.nHead) {
+      throw new CairnError(
+        'GGUF_MALFORMED',
+        `${path}: ${base.nKvHead} KV heads for ${base.nHead} heads in a file without latent attention keys`,
+      );
+    }
+  } else {
+    if (base.nKvHead !== 1) {
+      throw new CairnError(
+        'GGUF_MALFORMED',
+        `${path}: latent attention caches one row per token, but "${k('attention.head_count_kv')}" is ${base.nKvHead}`,
+      );
+    }
+    // The cache row llama.cpp sizes from key_length / value_length must be the latent and rope part.
+    if (base.headDim !== kvLora + ropeDim || base.headDimV !== kvLora) {
+      throw new CairnError(
+        'GGUF_MALFORMED',
+        `${path}: key/value lengths ${base.headDim}/${base.headDimV} are not the latent cache row (${kvLora} + ${ropeDim} / ${kvLora})`,
+      );
+    }
   }
-  // The cache row llama.cpp sizes from key_length / value_length must be the latent and rope part.
-  if (base.headDim !== kvLora + ropeDim || base.headDimV !== kvLora) {
-    throw new CairnError(
-      'GGUF_MALFORMED',
-      `${path}: key/value lengths ${base.headDim}/${base.headDimV} are not the latent cache row (${kvLora} + ${ropeDim} / ${kvLora})`,
-    );
-  }
+  // Per-head key and value sizes: the *_mla keys, or (older files) the plain ones.
+  const keyLength = unsplit ? base.headDim : keyMla;
+  const valueLength = unsplit ? base.headDimV : valueMla;
   const mla: MlaShape = {
     nEmbd: base.nEmbd,
     nHead: base.nHead,
     qLora,
     kvLora,
-    nope: keyMla - ropeDim,
+    nope: keyLength - ropeDim,
     ropeDim,
-    vDim: valueMla,
+    vDim: valueLength,
     rmsEps: base.rmsEps,
     rope: base.rope,
-    kqScale: mlaKqScale(base.rope, keyMla, yarnLogMul),
+    kqScale: mlaKqScale(base.rope, keyLength, yarnLogMul),
+    unsplit,
   };
   checkMlaShape(mla, path);
   // GLM-4.7-Flash files (also deepseek2) default to sigmoid routing, DeepSeek V2's to softmax.
@@ -116,7 +137,7 @@ function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
   });
   if (moe.shared < 1) throw new CairnError('MODEL_UNSUPPORTED', `${path}: ${arch} without shared experts is not supported`);
   // The family's own view of heads: keys of nope + rope, values of vDim (the cache holds neither).
-  return { ...base, headDim: keyMla, headDimV: valueMla, moe, mla };
+  return { ...base, headDim: keyLength, headDimV: valueLength, moe, mla };
 }
 
 /** The MoE FFN of a deepseek2 layer. */
@@ -227,8 +248,12 @@ function writeDeepseek2(spec: SyntheticModelSpec, out: SyntheticTensors): void {
       out.matrix(p + MLA_TENSORS.q, spec.nHead * qk, e, 1 / Math.sqrt(e), l);
     }
     out.matrix(p + MLA_TENSORS.kvA, a.kvLora + a.ropeDim, e, 1 / Math.sqrt(e), l);
-    out.experts(p + MLA_TENSORS.kB, spec.nHead, a.kvLora, a.nope, 1 / Math.sqrt(a.nope), l);
-    out.experts(p + MLA_TENSORS.vB, spec.nHead, a.vDim, a.kvLora, 1 / Math.sqrt(a.kvLora), l);
+    if (a.unsplit) {
+      out.matrix(p + MLA_TENSORS.kvB, spec.nHead * (a.nope + a.vDim), a.kvLora, 1 / Math.sqrt(a.kvLora), l);
+    } else {
+      out.experts(p + MLA_TENSORS.kB, spec.nHead, a.kvLora, a.nope, 1 / Math.sqrt(a.nope), l);
+      out.experts(p + MLA_TENSORS.vB, spec.nHead, a.vDim, a.kvLora, 1 / Math.sqrt(a.kvLora), l);
+    }
     out.matrix(p + MLA_TENSORS.o, e, spec.nHead * a.vDim, 1 / Math.sqrt(spec.nHead * a.vDim), l);
     synthesizePreNorm(out, p, 'ffn', e);
     if (l < (moe.leadingDense ?? 0)) synthesizeDenseFfn(out, p, l, e, spec.nFf);
@@ -236,10 +261,15 @@ function writeDeepseek2(spec: SyntheticModelSpec, out: SyntheticTensors): void {
   }
   writeDecoderKeys(spec, out, { ropeDims: a.ropeDim });
   const k = (suffix: string) => `${spec.arch}.${suffix}`;
-  out.meta(k('attention.key_length'), gv.u32(a.kvLora + a.ropeDim));
-  out.meta(k('attention.value_length'), gv.u32(a.kvLora));
-  out.meta(k('attention.key_length_mla'), gv.u32(qk));
-  out.meta(k('attention.value_length_mla'), gv.u32(a.vDim));
+  if (a.unsplit) {
+    out.meta(k('attention.key_length'), gv.u32(qk));
+    out.meta(k('attention.value_length'), gv.u32(a.vDim));
+  } else {
+    out.meta(k('attention.key_length'), gv.u32(a.kvLora + a.ropeDim));
+    out.meta(k('attention.value_length'), gv.u32(a.kvLora));
+    out.meta(k('attention.key_length_mla'), gv.u32(qk));
+    out.meta(k('attention.value_length_mla'), gv.u32(a.vDim));
+  }
   out.meta(k('attention.q_lora_rank'), gv.u32(a.qLora));
   out.meta(k('attention.kv_lora_rank'), gv.u32(a.kvLora));
   if (spec.yarn && a.mscaleAllDim !== undefined) out.meta(k('rope.scaling.yarn_log_multiplier'), gv.f32(0.1 * a.mscaleAllDim));
