@@ -30,6 +30,8 @@ export interface SyntheticModelSpec {
   readonly ropeFreqs?: boolean;
   /** YaRN rope scaling: its factor and the original context, as llama.cpp's converters write them. */
   readonly yarn?: { readonly factor: number; readonly origCtx: number };
+  /** Also write the attention's optional tensors the family's files may have: Q/K/V biases, per-head Q/K norms. */
+  readonly attnExtras?: { readonly qkvBias?: boolean; readonly qkNorm?: boolean };
   /** Mixture-of-Experts layers (the families that have them read it). */
   readonly moe?: SyntheticMoe;
   /** Multi-head latent attention (deepseek2). */

@@ -114,13 +114,17 @@ function headNorm(src: TensorSource, name: string, len: number, which: GqaTensor
   return which === true ? src.vector(name, len) : which === 'optional' ? src.optionalVector(name, len) : undefined;
 }
 
-/** Writes a GQA block's tensors into a synthetic model (the required ones; optional biases are left out). */
+/**
+ * Writes a GQA block's tensors into a synthetic model: the required ones, and the optional Q/K/V
+ * biases and Q/K norms where `extras` asks for them.
+ */
 export function synthesizeGqa(
   out: SyntheticTensors,
   prefix: string,
   layer: number,
   s: Pick<GqaShape, 'nEmbd' | 'nHead' | 'nKvHead' | 'headDim'>,
   t: GqaTensors,
+  extras: { readonly qkvBias?: boolean; readonly qkNorm?: boolean } = {},
 ): void {
   const e = s.nEmbd;
   const qDim = s.nHead * s.headDim;
@@ -129,12 +133,12 @@ export function synthesizeGqa(
   out.matrix(prefix + 'attn_k.weight', kvDim, e, 1 / Math.sqrt(e), layer);
   out.matrix(prefix + 'attn_v.weight', kvDim, e, 1 / Math.sqrt(e), layer);
   out.matrix(prefix + 'attn_output.weight', e, qDim, 1 / Math.sqrt(qDim), layer);
-  if (t.qkvBias === 'required') {
+  if (t.qkvBias === 'required' || (t.qkvBias === 'optional' && extras.qkvBias)) {
     out.f32(prefix + 'attn_q.bias', [qDim], 0.1);
     out.f32(prefix + 'attn_k.bias', [kvDim], 0.1);
     out.f32(prefix + 'attn_v.bias', [kvDim], 0.1);
   }
-  if (t.qkNorm === true) {
+  if (t.qkNorm === true || (t.qkNorm === 'optional' && extras.qkNorm)) {
     out.f32(prefix + 'attn_q_norm.weight', [s.headDim], 0.1, 1);
     out.f32(prefix + 'attn_k_norm.weight', [s.headDim], 0.1, 1);
   }

@@ -7,8 +7,12 @@ import type { SyntheticTensors } from '../synthetic-tensors.js';
 import type { AttentionBlock, DecoderLayer, FfnBlock, StepContext } from './types.js';
 import type { Scratch, Workspace } from './workspace.js';
 
-/** Norm weights of a pre-norm layer, by llama.cpp's names: before attention and before the FFN. */
-export const PRE_NORMS = { attention: 'attn_norm.weight', ffn: 'ffn_norm.weight' } as const;
+/**
+ * Norm weights of a pre-norm layer, by llama.cpp's names: before attention and before the FFN
+ * (`ffn_norm`; GLM-4.5 and gpt-oss call theirs `post_attention_norm`, after HF's name, though it is
+ * the same pre-FFN norm).
+ */
+export const PRE_NORMS = { attention: 'attn_norm.weight', ffn: 'ffn_norm.weight', postAttention: 'post_attention_norm.weight' } as const;
 
 /** Declares one of a pre-norm layer's norm weights under `prefix`. */
 export function declarePreNorm(src: TensorSource, prefix: string, which: keyof typeof PRE_NORMS, nEmbd: number): Float32Array {

@@ -53,8 +53,11 @@ const GATING_FUNCS: Record<number, MoeGating | undefined> = { 1: 'softmax', 2: '
 
 /** What a family reads or hard-codes besides the keys every MoE architecture has. */
 export interface MoeKeyRules {
-  /** Expert width: `expert_feed_forward_length` (required or not), else this fallback. */
-  readonly width: { readonly required: boolean; readonly fallback: number };
+  /**
+   * Expert width: `expert_feed_forward_length` (required, optional, or not read), else llama.cpp's
+   * fallback: the dense width (Mixtral) or nFf / used (Qwen MoE), as integers divide.
+   */
+  readonly width: { readonly key: 'required' | 'optional' | 'none'; readonly fallback: 'nFf' | 'nFf/used' };
   /** The gating when the file has no `expert_gating_func` (or the family does not read it: `fixed`). */
   readonly gating: { readonly fixed?: MoeGating; readonly default?: MoeGating };
   /** Normalization: hard-coded, or read from `expert_weights_norm` (default false). */
@@ -80,9 +83,12 @@ export function readMoeConfig(m: Metadata, arch: string, nLayer: number, nFf: nu
       'GGUF_MALFORMED',
       `${path}: the model has expert layers but no expert is used per token ("${k('expert_used_count')}")`,
     );
-  const width =
-    uniform(path, k('expert_feed_forward_length'), m.numberOrArray(k('expert_feed_forward_length'))) ??
-    (rules.width.required ? undefined : rules.width.fallback);
+  const fallback = rules.width.fallback === 'nFf' ? nFf : Math.floor(nFf / used);
+  const widthKey =
+    rules.width.key === 'none'
+      ? undefined
+      : uniform(path, k('expert_feed_forward_length'), m.numberOrArray(k('expert_feed_forward_length')));
+  const width = widthKey ?? (rules.width.key === 'required' ? undefined : fallback);
   if (!width || !Number.isInteger(width) || width <= 0) {
     throw new CairnError(
       'GGUF_MALFORMED',
