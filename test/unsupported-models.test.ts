@@ -32,28 +32,30 @@ writeSyntheticModel(
   },
 );
 
-test('a Mixtral file: generate names Mixture-of-Experts Llama, inspect says it cannot run and why', () => {
-  const path = join(dir, 'mixtral.gguf');
-  const experts = 8;
+test('a Mixtral file of an older converter (a tensor per expert): generate names it, inspect says it cannot run and why', () => {
+  const path = join(dir, 'mixtral-split.gguf');
+  const experts = 2;
   rewriteGguf(base, path, {
-    metadata: { 'llama.expert_count': gv.u32(experts), 'llama.expert_used_count': gv.u32(2) },
+    metadata: { 'llama.expert_count': gv.u32(experts), 'llama.expert_used_count': gv.u32(1) },
     keep: (n) => !/ffn_(gate|up|down)\.weight$/.test(n),
     add: [0, 1].flatMap((l) => [
       { name: `blk.${l}.ffn_gate_inp.weight`, type: GgmlType.F32, dims: [64, experts], data: new Uint8Array(4 * 64 * experts) },
-      { name: `blk.${l}.ffn_gate_exps.weight`, type: GgmlType.F32, dims: [64, 128, experts], data: new Uint8Array(4 * 64 * 128 * experts) },
-      { name: `blk.${l}.ffn_up_exps.weight`, type: GgmlType.F32, dims: [64, 128, experts], data: new Uint8Array(4 * 64 * 128 * experts) },
-      { name: `blk.${l}.ffn_down_exps.weight`, type: GgmlType.F32, dims: [128, 64, experts], data: new Uint8Array(4 * 128 * 64 * experts) },
+      ...[0, 1].flatMap((e) => [
+        { name: `blk.${l}.ffn_gate.${e}.weight`, type: GgmlType.F32, dims: [64, 128], data: new Uint8Array(4 * 64 * 128) },
+        { name: `blk.${l}.ffn_up.${e}.weight`, type: GgmlType.F32, dims: [64, 128], data: new Uint8Array(4 * 64 * 128) },
+        { name: `blk.${l}.ffn_down.${e}.weight`, type: GgmlType.F32, dims: [128, 64], data: new Uint8Array(4 * 128 * 64) },
+      ]),
     ]),
   });
-  const why = /Mixture-of-Experts Llama \(Mixtral: llama\.expert_count = 8\) is not supported yet/;
+  const why = /Mixtral with one tensor per expert \("blk\.0\.ffn_gate\.0\.weight", written by converters before 2024\) is not supported/;
   const gen = cairn(['generate', '-m', path, '-p', 'hello', '-n', '2']);
   assert.equal(gen.status, 1);
-  assert.match(gen.stderr, /^cairn: .*mixtral\.gguf: /);
+  assert.match(gen.stderr, /^cairn: .*mixtral-split\.gguf: /);
   assert.match(gen.stderr, why);
   assert.doesNotMatch(gen.stderr, /is missing|\n\s+at /, 'no missing-tensor message, no stack trace');
   const inspect = cairn(['inspect', path, '--no-tensors']);
   assert.equal(inspect.status, 0, inspect.stderr);
-  assert.match(inspect.stdout, /architecture llama .*\(cannot run: .*Mixture-of-Experts Llama \(Mixtral/);
+  assert.match(inspect.stdout, /architecture llama .*\(cannot run: .*Mixtral with one tensor per expert/);
 });
 
 test('an unknown architecture: generate names it and the supported ones', () => {
@@ -61,6 +63,9 @@ test('an unknown architecture: generate names it and the supported ones', () => 
   rewriteGguf(base, path, { metadata: { 'general.architecture': gv.str('mamba') } });
   const gen = cairn(['generate', '-m', path, '-p', 'hello', '-n', '2']);
   assert.equal(gen.status, 1);
-  assert.match(gen.stderr, /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, deepseek2, gpt-oss\)/);
+  assert.match(
+    gen.stderr,
+    /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, deepseek2, glm4moe, gpt-oss\)/,
+  );
   assert.doesNotMatch(gen.stderr, /\n\s+at /);
 });

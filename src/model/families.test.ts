@@ -48,10 +48,10 @@ const paramsOf = (file: GgufFile, pred: (name: string) => boolean) =>
   file.tensors.filter((t) => pred(t.name)).reduce((a, t) => a + t.elements, 0);
 
 test('every family is registered under its GGUF architecture names, and every named benchmark shape has one', () => {
-  assert.deepEqual(supportedArchitectures(), ['llama', 'qwen2', 'qwen3', 'deepseek2', 'gpt-oss']);
+  assert.deepEqual(supportedArchitectures(), ['llama', 'qwen2', 'qwen3', 'qwen2moe', 'qwen3moe', 'deepseek2', 'glm4moe', 'gpt-oss']);
   for (const f of MODEL_FAMILIES)
     for (const [name, shape] of Object.entries(f.synthetic.shapes)) assert.ok(f.architectures.includes(shape.arch), name);
-  assert.deepEqual(Object.keys(SYNTHETIC_SHAPES), ['llama-1b', 'llama-8b', 'qwen3-0.6b', 'deepseek-v2-lite', 'gpt-oss-20b']);
+  assert.deepEqual(Object.keys(SYNTHETIC_SHAPES), ['llama-1b', 'llama-8b', 'qwen3-0.6b', 'qwen3-moe-15b-a2b', 'deepseek-v2-lite', 'gpt-oss-20b']);
 });
 
 for (const arch of Object.keys(SHAPES)) {

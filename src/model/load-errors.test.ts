@@ -1,6 +1,6 @@
 /**
  * A model cairn cannot run fails at load with a message naming what it is: an architecture
- * without a family, a family's variant not run yet (Mixtral under `llama`), a head layout a block
+ * without a family, a family's variant not run (Mixtral files of older converters), a head layout a block
  * cannot take, or a tensor missing or misshapen. Files are synthetic models re-written the way
  * other tools would write them.
  */
@@ -69,16 +69,31 @@ function mixtral(): string {
   });
 }
 
-test('a Mixtral file (llama with experts) is refused naming Mixture-of-Experts, not a missing tensor', () => {
+test('a Mixtral file (llama with experts) loads as a Mixture of Experts; one written with a tensor per expert is refused by name', () => {
   const path = mixtral();
-  const expected = /mixtral\.gguf: Mixture-of-Experts Llama \(Mixtral: llama\.expert_count = 4\) is not supported yet/;
+  load(path);
+  const summary = summarizeModel(readGguf(path));
+  assert.equal(summary.unsupportedReason, undefined);
+  assert.match(summary.family?.shape ?? '', /experts 2 of 4 of 128/);
+  // Converters before 2024 wrote blk.N.ffn_gate.E.weight per expert; llama.cpp no longer loads those.
+  const legacy = variant(llama, 'mixtral-split', {
+    metadata: { 'llama.expert_count': gv.u32(2), 'llama.expert_used_count': gv.u32(1) },
+    keep: (n) => !/ffn_(gate|up|down)\.weight$/.test(n),
+    add: [0, 1].flatMap((l) =>
+      [0, 1].flatMap((e) => [
+        { name: `blk.${l}.ffn_gate.${e}.weight`, type: GgmlType.F32, dims: [64, 128], data: new Uint8Array(4 * 64 * 128) },
+        { name: `blk.${l}.ffn_up.${e}.weight`, type: GgmlType.F32, dims: [64, 128], data: new Uint8Array(4 * 64 * 128) },
+        { name: `blk.${l}.ffn_down.${e}.weight`, type: GgmlType.F32, dims: [128, 64], data: new Uint8Array(4 * 128 * 64) },
+      ]),
+    ),
+  });
+  const expected =
+    /mixtral-split\.gguf: Mixtral with one tensor per expert \("blk\.0\.ffn_gate\.0\.weight", written by converters before 2024\) is not supported/;
   assert.throws(
-    () => load(path),
+    () => load(legacy),
     (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && expected.test(e.message),
   );
-  const summary = summarizeModel(readGguf(path));
-  assert.equal(summary.config, undefined);
-  assert.match(summary.unsupportedReason ?? '', expected, 'inspect says why it cannot run');
+  assert.match(summarizeModel(readGguf(legacy)).unsupportedReason ?? '', expected, 'inspect says why it cannot run');
 });
 
 test('a llama file with expert_count 0 is a dense Llama and loads', () => {
@@ -91,7 +106,9 @@ test('an unknown architecture names itself and the supported ones', () => {
     () => load(path),
     (e) =>
       isCairnError(e, 'MODEL_UNSUPPORTED') &&
-      /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, deepseek2, gpt-oss\)/.test(e.message),
+      /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, deepseek2, glm4moe, gpt-oss\)/.test(
+        e.message,
+      ),
   );
 });
 

@@ -3,13 +3,25 @@ import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { ModelFamily } from './family.js';
 import { deepseek2Family } from './families/deepseek2.js';
+import { glm4MoeFamily } from './families/glm4moe.js';
 import { gptOssFamily } from './families/gpt-oss.js';
 import { llamaFamily } from './families/llama.js';
 import { qwen2Family } from './families/qwen2.js';
 import { qwen3Family } from './families/qwen3.js';
+import { qwen2MoeFamily } from './families/qwen2moe.js';
+import { qwen3MoeFamily } from './families/qwen3moe.js';
 
 /** Every family, in the order `inspect` and `bench` list them. */
-export const MODEL_FAMILIES: readonly ModelFamily[] = [llamaFamily, qwen2Family, qwen3Family, deepseek2Family, gptOssFamily];
+export const MODEL_FAMILIES: readonly ModelFamily[] = [
+  llamaFamily,
+  qwen2Family,
+  qwen3Family,
+  qwen2MoeFamily as ModelFamily,
+  qwen3MoeFamily as ModelFamily,
+  deepseek2Family,
+  glm4MoeFamily as ModelFamily,
+  gptOssFamily,
+];
 
 const BY_ARCH = new Map<string, ModelFamily>(MODEL_FAMILIES.flatMap((f) => f.architectures.map((a) => [a, f] as const)));
 
