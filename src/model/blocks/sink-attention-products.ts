@@ -93,8 +93,11 @@ export class SinkAttentionProducts {
     for (let g = 0; g < nKvHead; g++) {
       for (let j = 0; j < m; j++) {
         const at = (lo + j) * row + g * d;
-        keys.set(kc.subarray(at, at + d), j * d);
-        for (let i = 0; i < d; i++) valuesT[i * m + j] = vc[at + i];
+        // Element loops rather than subarray copies: a view per row would be garbage by the thousand.
+        for (let i = 0; i < d; i++) {
+          keys[j * d + i] = kc[at + i];
+          valuesT[i * m + j] = vc[at + i];
+        }
       }
       // The group's query heads are adjacent within each token.
       for (let t = 0; t < count; t++) {
