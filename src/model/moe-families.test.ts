@@ -18,9 +18,10 @@ import { loadShard } from './build-shard.js';
 import { readModelConfig } from './config.js';
 import { kvCacheBytes } from './kv-cache.js';
 import { shardTensorNames, surveyModel } from './model-bytes.js';
-import { familyOf } from './registry.js';
+import { familyFor, familyOf } from './registry.js';
 import { wholeModel, type ShardSpec } from './shard.js';
-import { writeSyntheticModel, type SyntheticShape } from './synthetic.js';
+import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticShape } from './synthetic.js';
+import { SyntheticTensors } from './synthetic-tensors.js';
 import type { DecoderShard } from './decoder.js';
 import { rewriteGguf, type GgufEdit } from '../../test/helpers/rewrite-gguf.js';
 import { scratchDir } from '../../test/helpers/paths.js';
@@ -291,4 +292,30 @@ test('Qwen MoE files without expert_feed_forward_length take llama.cpp fallback:
   load(path);
   const cfg = readModelConfig(readGguf(path));
   assert.deepEqual(familyOf(cfg).layerPlan(cfg, 0).ffn, { kind: 'moe', experts: 8, used: 3, shared: 0, width: 32, sharedWidth: 0 });
+});
+
+test('the qwen3-moe-15b-a2b benchmark shape is Qwen3-30B-A3B (30.5B parameters, 3.0B per token) with half its layers', () => {
+  const shape = SYNTHETIC_SHAPES['qwen3-moe-15b-a2b'];
+  assert.equal(shape.arch, 'qwen3moe');
+  assert.equal(shape.nLayer, 24);
+  /** Parameters held and read per token (the embedding table is a lookup) of the shape with nLayer layers. */
+  const count = (nLayer: number) => {
+    const spec = { ...shape, nLayer, quant: GgmlType.Q8_0, seed: 1 };
+    const out = new SyntheticTensors(spec, quantize);
+    familyFor(spec.arch).synthetic.write(spec, out);
+    const elems = (t: { dims: readonly number[] }) => t.dims.reduce((a, b) => a * b, 1);
+    const total = out.tensors.reduce((a, t) => a + elems(t), 0);
+    const routed = out.tensors.filter((t) => t.name.endsWith('_exps.weight')).reduce((a, t) => a + elems(t), 0);
+    const embed = elems(out.tensors.find((t) => t.name === 'token_embd.weight')!);
+    return { total: total / 1e9, active: (total - routed + (routed * 8) / 128 - embed) / 1e9, meta: new Map(out.metadata) };
+  };
+  const real = count(48);
+  assert.ok(Math.abs(real.total - 30.5) < 0.1, `${real.total}B parameters with 48 layers`);
+  assert.ok(Math.abs(real.active - 3.0) < 0.1, `${real.active}B per token with 48 layers`);
+  const half = count(24);
+  assert.ok(Math.abs(half.total - 15.6) < 0.1, `${half.total}B parameters`);
+  assert.ok(Math.abs(half.active - 1.7) < 0.1, `${half.active}B per token`);
+  assert.deepEqual(half.meta.get('qwen3moe.expert_count'), gv.u32(128));
+  assert.deepEqual(half.meta.get('qwen3moe.expert_used_count'), gv.u32(8));
+  assert.deepEqual(half.meta.get('qwen3moe.expert_feed_forward_length'), gv.u32(768));
 });
