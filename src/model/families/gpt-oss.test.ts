@@ -84,6 +84,15 @@ test('gpt-oss: even layers slide (llama.cpp pattern 2), the pattern key and the 
     [0, 1, 2].map((l) => windowOf(cfg3, l)),
     [WINDOW, WINDOW, undefined],
   );
+  // A per-layer array is not a pattern llama.cpp reads: it keeps every other layer.
+  const arr = model('pattern-array', GgmlType.F32, {
+    metadata: { 'gpt-oss.attention.sliding_window_pattern': gv.u32s([1, 1, 1]) },
+  });
+  const cfgArr = readModelConfig(arr.file);
+  assert.deepEqual(
+    [0, 1, 2].map((l) => windowOf(cfgArr, l)),
+    [WINDOW, undefined, WINDOW],
+  );
   assert.equal((cfg as GptOssConfig).freqBaseSwa, cfg.rope.freqBase, 'the windowed layers rope like the others by default');
   const swa = model('swa-base', GgmlType.F32, { metadata: { 'gpt-oss.rope.freq_base_swa': gv.f32(5000) } });
   assert.equal((readModelConfig(swa.file) as GptOssConfig).freqBaseSwa, 5000);

@@ -26,7 +26,7 @@ import { OUTPUT_TENSORS, OutputHead, declareOutputHead } from '../blocks/output-
 import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
 import { checkSlidingWindow, isSlidingLayer, layerWindow, type SlidingWindow } from '../blocks/sliding-window.js';
 import { TokenEmbedding, declareTokenEmbedding, synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
-import { readDecoderConfig, uniform, writeDecoderKeys } from './decoder-keys.js';
+import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
 import { describeMoe, moeFfnPlan, readMoeConfig, writeMoeKeys, type MoeConfig, type MoeKeyRules } from './moe-keys.js';
 
 /** gpt-oss's hyperparameters beyond the shared decoder's. */
@@ -88,7 +88,9 @@ function readGptOssConfig(m: Metadata, arch: string): GptOssConfig {
 
   const size = m.number(k('attention.sliding_window'));
   if (size === undefined) throw new CairnError('GGUF_MALFORMED', `${path}: "${k('attention.sliding_window')}" is missing`);
-  const period = uniform(path, k('attention.sliding_window_pattern'), m.numberOrArray(k('attention.sliding_window_pattern'))) ?? 2;
+  // llama.cpp reads the pattern as one number and ignores a per-layer array (keeping its default of 2).
+  const pattern = m.numberOrArray(k('attention.sliding_window_pattern'));
+  const period = typeof pattern === 'number' ? pattern : 2;
   const window = { size, period };
   checkSlidingWindow(window, path);
   const freqBaseSwa = m.number(k('rope.freq_base_swa')) ?? base.rope.freqBase;
