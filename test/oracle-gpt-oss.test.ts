@@ -42,18 +42,20 @@ const MXFP4 = { ...SHAPE.moe!, expertType: GgmlType.MXFP4 };
 /** Wide enough for K-quant blocks (256) in every matrix, experts included. */
 const WIDE: SyntheticShape = { ...SHAPE, nEmbd: 256, nHead: 8, nKvHead: 2, moe: { experts: 8, used: 4, width: 256 } };
 
-const CASES: [string, SyntheticShape, SyntheticQuant, GgmlType.F16 | GgmlType.F32][] = [
+/** name, shape, weights, KV cache, prompt length (past 64 tokens, the prompt's attention runs in several chunks). */
+const CASES: [string, SyntheticShape, SyntheticQuant, GgmlType.F16 | GgmlType.F32, number?][] = [
   ['F32, F32 KV cache', SHAPE, GgmlType.F32, GgmlType.F32],
   ['MXFP4 experts, Q8_0 elsewhere', { ...SHAPE, moe: MXFP4 }, GgmlType.Q8_0, GgmlType.F16],
+  ['MXFP4 experts, Q8_0 elsewhere, a 100-token prompt', { ...SHAPE, moe: MXFP4 }, GgmlType.Q8_0, GgmlType.F16, 100],
   ['MXFP4 experts, Q4_K_M elsewhere', { ...WIDE, moe: { ...WIDE.moe!, expertType: GgmlType.MXFP4 } }, 'Q4_K_M', GgmlType.F16],
   ['Q4_K_M, K-quant experts', WIDE, 'Q4_K_M', GgmlType.F16],
 ];
 
-for (const [name, shape, quant, kv] of CASES) {
+for (const [name, shape, quant, kv, promptLength = 3 * WINDOW] of CASES) {
   test(`gpt-oss ${name}: greedy tokens equal llama.cpp's past the sliding window`, { timeout: 300_000 }, async () => {
     const path = join(dir, `${name.replace(/\W+/g, '-')}.gguf`);
     writeSyntheticModel(path, { ...shape, quant, seed: 7 }, quantizeWithKernels);
-    const prompt = oraclePrompt(shape.nVocab, 3 * WINDOW);
+    const prompt = oraclePrompt(shape.nVocab, promptLength);
     const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: kv === GgmlType.F16 ? 'F16' : 'F32' });
     assertVaried(oracle);
     assertSameGreedy(await cairnGreedy(path, prompt, 24, kv), oracle);
