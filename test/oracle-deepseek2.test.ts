@@ -83,6 +83,8 @@ const CASES: Case[] = [
   // rounds at other points (the latent in the f16 cache, the heads' latent outputs to Q8_0): ~0.4.
   ['V2-Lite-like unsplit attn_kv_b Q8_0', V2_LITE_UNSPLIT, GgmlType.Q8_0, GgmlType.F16, Infinity],
   ['V3-like Q4_K_M', V3, 'Q4_K_M', GgmlType.F16, Infinity],
+  // With a multi-token-prediction block after the layers (GLM-4.7-Flash), which both engines skip.
+  ['V3-like with an MTP block F32', { ...V3, moe: { ...V3.moe!, nextn: 1 } }, GgmlType.F32, GgmlType.F32, 1e-3],
 ];
 
 for (const [name, shape, quant, kvType, tolerance] of CASES) {

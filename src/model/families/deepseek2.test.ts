@@ -171,7 +171,12 @@ test('files deepseek2 cannot run fail at load, naming what they are', () => {
       /key_length_mla" and ".*value_length_mla" come together/,
       'GGUF_MALFORMED',
     ],
-    ['nextn', { metadata: { 'deepseek2.nextn_predict_layers': gv.u32(1) } }, /multi-token-prediction layers/, 'MODEL_UNSUPPORTED'],
+    [
+      'nextn',
+      { metadata: { 'deepseek2.nextn_predict_layers': gv.u32(3) } },
+      /3 multi-token-prediction layers of 3 blocks/,
+      'GGUF_MALFORMED',
+    ],
     ['kv-heads', { metadata: { 'deepseek2.attention.head_count_kv': gv.u32(4) } }, /head_count_kv" is 4/, 'GGUF_MALFORMED'],
     ['key-length', { metadata: { 'deepseek2.attention.key_length': gv.u32(24) } }, /not the latent cache row/, 'GGUF_MALFORMED'],
     ['no-shared', { metadata: { 'deepseek2.expert_shared_count': gv.u32(0) } }, /without shared experts/, 'MODEL_UNSUPPORTED'],

@@ -11,6 +11,9 @@
  * at load and they run absorbed like the others, caching only the latent (same attention up to
  * rounding, a fraction of the cache).
  *
+ * Multi-token-prediction blocks (`nextn_predict_layers`, GLM-4.7-Flash) are skipped, as llama.cpp
+ * skips them.
+ *
  * As llama.cpp, "lite" models (26 or 27 layers, or 48 with a 128256-token vocabulary) never read
  * `q_lora_rank` and project queries directly; the file's `yarn_beta_fast/slow` are ignored (32 and
  * 1 always: Kimi K2 ropes differently from its Hugging Face config, as in llama.cpp).
@@ -58,13 +61,6 @@ function isLite(nLayer: number, nVocab: number): boolean {
 function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
   const path = m.file.path;
   const k = (suffix: string) => `${arch}.${suffix}`;
-  const nextn = m.number(k('nextn_predict_layers')) ?? 0;
-  if (nextn !== 0) {
-    throw new CairnError(
-      'MODEL_UNSUPPORTED',
-      `${path}: multi-token-prediction layers ("${k('nextn_predict_layers')}" = ${nextn}) are not supported for ${arch}`,
-    );
-  }
   const temperature = m.number(k('attention.temperature_scale')) ?? 0;
   if (temperature !== 0)
     throw new CairnError('MODEL_UNSUPPORTED', `${path}: attention temperature scaling (Mistral Large 3) is not supported`);
@@ -81,7 +77,14 @@ function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
   const logMulKey = m.number(k('rope.scaling.yarn_log_multiplier'));
   // The converter stores 0.1 x mscale_all_dim; llama.cpp divides it back in f32.
   const yarnLogMul = logMulKey === undefined ? 0 : f(f(logMulKey) / f(0.1));
-  const base = readDecoderConfig(m, arch, 'normal', { yarnLogMul, ffnRequired: false });
+  const all = readDecoderConfig(m, arch, 'normal', { yarnLogMul, ffnRequired: false });
+  // Multi-token-prediction blocks (GLM-4.7-Flash) follow the model's layers in block_count; inference
+  // skips them, as llama.cpp does without load_mtp.
+  const nextn = m.number(k('nextn_predict_layers')) ?? 0;
+  if (!(Number.isInteger(nextn) && nextn >= 0 && nextn < all.nLayer)) {
+    throw new CairnError('GGUF_MALFORMED', `${path}: ${nextn} multi-token-prediction layers of ${all.nLayer} blocks`);
+  }
+  const base = { ...all, nLayer: all.nLayer - nextn };
   const kvLora = m.requireNumber(k('attention.kv_lora_rank'));
   const qLora = isLite(base.nLayer, base.nVocab) ? 0 : m.requireNumber(k('attention.q_lora_rank'));
   const ropeDim = base.rope.nRot;
@@ -236,7 +239,8 @@ function writeDeepseek2(spec: SyntheticModelSpec, out: SyntheticTensors): void {
     sharedGated: false,
   };
   const written: MoeFfnTensors = { ...MOE_TENSORS_READ, router: { logitBias: false, selectionBias: sigmoid ? 'required' : 'none' } };
-  for (let l = 0; l < spec.nLayer; l++) {
+  const nextn = moe.nextn ?? 0;
+  for (let l = 0; l < spec.nLayer + nextn; l++) {
     const p = `blk.${l}.`;
     synthesizePreNorm(out, p, 'attention', e);
     if (a.qLora > 0) out.f32(p + MLA_TENSORS.qANorm, [a.qLora], 0.1, 1);
@@ -258,8 +262,16 @@ function writeDeepseek2(spec: SyntheticModelSpec, out: SyntheticTensors): void {
     synthesizePreNorm(out, p, 'ffn', e);
     if (l < (moe.leadingDense ?? 0)) synthesizeDenseFfn(out, p, l, e, spec.nFf);
     else synthesizeMoeFfn(out, p, l, moeFfn, written);
+    if (l >= spec.nLayer) {
+      // A multi-token-prediction block: a full layer and its own projections, which inference skips.
+      out.matrix(`${p}nextn.eh_proj.weight`, e, 2 * e, 1 / Math.sqrt(2 * e), l);
+      out.f32(`${p}nextn.enorm.weight`, [e], 0.1, 1);
+      out.f32(`${p}nextn.hnorm.weight`, [e], 0.1, 1);
+      out.f32(`${p}nextn.shared_head_norm.weight`, [e], 0.1, 1);
+    }
   }
-  writeDecoderKeys(spec, out, { ropeDims: a.ropeDim });
+  writeDecoderKeys(spec, out, { ropeDims: a.ropeDim, blockCount: spec.nLayer + nextn });
+  if (nextn > 0) out.meta(`${spec.arch}.nextn_predict_layers`, gv.u32(nextn));
   const k = (suffix: string) => `${spec.arch}.${suffix}`;
   if (a.unsplit) {
     out.meta(k('attention.key_length'), gv.u32(qk));
