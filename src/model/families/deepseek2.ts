@@ -167,7 +167,7 @@ export const deepseek2Family: ModelFamily<Deepseek2Config> = {
   }),
   describe(cfg) {
     const a = cfg.mla;
-    const q = a.qLora > 0 ? `queries via rank ${a.qLora}` : 'direct queries';
+    const q = (a.qLora > 0 ? `queries via rank ${a.qLora}` : 'direct queries') + (a.unsplit ? ', attn_kv_b split at load' : '');
     return `${cfg.nLayer} layers, embedding ${cfg.nEmbd}, ${a.nHead} latent-attention heads (keys ${a.nope}+${a.ropeDim}, values ${a.vDim}, latent ${a.kvLora}, ${q}), dense FFN ${cfg.nFf}, ${describeMoe(cfg.moe)}, vocab ${cfg.nVocab}`;
   },
   input: (cfg, src) => denseDecoderInput(cfg, src),
