@@ -24,13 +24,42 @@ const f = Math.fround;
  */
 const CHUNK = 64;
 
-/** Grouped-query attention with sinks and a window over one sequence's cache; holds its scratch between calls. */
+/** Most scores (f32) one chunk holds: far into a long context a chunk has fewer tokens, so its scratch stays within 16 MiB. */
+const SCORE_BUDGET = 1 << 22;
+
+/**
+ * The gathered keys, transposed values, queries, scores and outputs of one chunk. One set serves
+ * every layer of every shard in the process: attention calls are synchronous and never nest, and
+ * a set per layer would hold tens of megabytes each on long contexts.
+ */
+class ProductScratch {
+  keys = new Uint8Array(0);
+  valuesT = new Uint8Array(0);
+  x = new Float32Array(0);
+  scores = new Float32Array(0);
+  o = new Float32Array(0);
+
+  reserve(cacheBytes: number, xLen: number, scoreLen: number): void {
+    // Whole elements of either width; 4-byte aligned for the f32 views.
+    if (this.keys.byteLength < cacheBytes) {
+      const bytes = Math.ceil(cacheBytes / 4) * 4;
+      this.keys = new Uint8Array(bytes);
+      this.valuesT = new Uint8Array(bytes);
+    }
+    if (this.x.length < xLen) {
+      this.x = new Float32Array(xLen);
+      this.o = new Float32Array(xLen);
+    }
+    if (this.scores.length < scoreLen) this.scores = new Float32Array(scoreLen);
+  }
+}
+
+const scratch = new ProductScratch();
+
+/** Grouped-query attention with sinks and a window over one sequence's cache. */
 export class SinkAttentionProducts {
-  private keys = new Uint8Array(0);
-  private valuesT = new Uint8Array(0);
-  private x = new Float32Array(0);
-  private scores = new Float32Array(0);
-  private o = new Float32Array(0);
+  /** @param scoreBudget most scores one chunk of tokens holds (tests make it small to exercise the split). */
+  constructor(private readonly scoreBudget = SCORE_BUDGET) {}
 
   /**
    * As SinkAttention.attend (q: nTokens x nHead x headDim at positions pos0 + t; caches as storeKv
@@ -56,7 +85,14 @@ export class SinkAttentionProducts {
     if (sinks && sinks.length !== nHead) throw new CairnError('BAD_ARGUMENT', `attention: ${sinks.length} sinks for ${nHead} heads`);
     const kc = elements(kCache, half, end * row, 'kCache');
     const vc = elements(vCache, half, end * row, 'vCache');
-    for (let c = 0; c < n; c += CHUNK) this.chunk(kernels, q, kc, vc, p, sinks, window, out, c, Math.min(CHUNK, n - c));
+    const group = nHead / nKvHead;
+    for (let c = 0; c < n;) {
+      let count = Math.min(CHUNK, n - c);
+      const lo = firstVisible(pos0 + c, window);
+      while (count > 1 && count * group * (pos0 + c + count - lo) > this.scoreBudget) count = Math.ceil(count / 2);
+      this.chunk(kernels, q, kc, vc, p, sinks, window, out, c, count);
+      c += count;
+    }
   }
 
   /** Tokens [t0, t0 + count) of the span, over the positions they can see. */
@@ -82,12 +118,12 @@ export class SinkAttentionProducts {
     const m = pos0 + t0 + count - lo;
     const group = nHead / nKvHead;
     const rows = count * group;
-    this.reserve(m * d * size, rows * d, rows * m);
-    const keys = half ? new Uint16Array(this.keys.buffer, 0, m * d) : new Float32Array(this.keys.buffer, 0, m * d);
-    const valuesT = half ? new Uint16Array(this.valuesT.buffer, 0, m * d) : new Float32Array(this.valuesT.buffer, 0, m * d);
-    const keyBytes = this.keys.subarray(0, m * d * size);
-    const valueBytes = this.valuesT.subarray(0, m * d * size);
-    const { x, scores, o } = this;
+    scratch.reserve(m * d * size, rows * d, rows * m);
+    const keys = half ? new Uint16Array(scratch.keys.buffer, 0, m * d) : new Float32Array(scratch.keys.buffer, 0, m * d);
+    const valuesT = half ? new Uint16Array(scratch.valuesT.buffer, 0, m * d) : new Float32Array(scratch.valuesT.buffer, 0, m * d);
+    const keyBytes = scratch.keys.subarray(0, m * d * size);
+    const valueBytes = scratch.valuesT.subarray(0, m * d * size);
+    const { x, scores, o } = scratch;
     const scale = f(p.scale);
 
     for (let g = 0; g < nKvHead; g++) {
@@ -119,20 +155,6 @@ export class SinkAttentionProducts {
         out.set(o.subarray(t * group * d, (t + 1) * group * d), ((t0 + t) * nHead + g * group) * d);
       }
     }
-  }
-
-  private reserve(cacheBytes: number, xLen: number, scoreLen: number): void {
-    // Whole elements of either width; 4-byte aligned for the f32 views.
-    if (this.keys.byteLength < cacheBytes) {
-      const bytes = Math.ceil(cacheBytes / 4) * 4;
-      this.keys = new Uint8Array(bytes);
-      this.valuesT = new Uint8Array(bytes);
-    }
-    if (this.x.length < xLen) {
-      this.x = new Float32Array(xLen);
-      this.o = new Float32Array(xLen);
-    }
-    if (this.scores.length < scoreLen) this.scores = new Float32Array(scoreLen);
   }
 }
 
