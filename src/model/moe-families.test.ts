@@ -285,13 +285,23 @@ test('MoE files llama.cpp would refuse, or cairn cannot run, fail at load naming
   }
 });
 
-test('Qwen MoE files without expert_feed_forward_length take llama.cpp fallback: feed_forward_length / experts used', () => {
+test("Qwen MoE widths missing or 0 take llama.cpp's fallbacks: feed_forward_length / experts used, and feed_forward_length for the shared expert", () => {
   // 3 used of experts 32 wide: feed_forward_length 98 gives 32 as integers divide.
   const shape: SyntheticShape = { ...SHAPES.qwen3moe, nFf: 98, moe: { experts: 8, used: 3, width: 32 } };
-  const path = variant(shape, 'qwen3-fallback', { metadata: { 'qwen3moe.expert_feed_forward_length': undefined } });
+  for (const [name, width] of [
+    ['qwen3-no-width', undefined],
+    ['qwen3-zero-width', gv.u32(0)],
+  ] as const) {
+    const path = variant(shape, name, { metadata: { 'qwen3moe.expert_feed_forward_length': width } });
+    load(path);
+    const cfg = readModelConfig(readGguf(path));
+    assert.deepEqual(familyOf(cfg).layerPlan(cfg, 0).ffn, { kind: 'moe', experts: 8, used: 3, shared: 0, width: 32, sharedWidth: 0 }, name);
+  }
+  // The shared expert is feed_forward_length (96) wide when its own key is 0.
+  const path = variant(SHAPES.qwen2moe, 'qwen2-zero-shared', { metadata: { 'qwen2moe.expert_shared_feed_forward_length': gv.u32(0) } });
   load(path);
   const cfg = readModelConfig(readGguf(path));
-  assert.deepEqual(familyOf(cfg).layerPlan(cfg, 0).ffn, { kind: 'moe', experts: 8, used: 3, shared: 0, width: 32, sharedWidth: 0 });
+  assert.deepEqual(familyOf(cfg).layerPlan(cfg, 0).ffn, { kind: 'moe', experts: 6, used: 2, shared: 1, width: 32, sharedWidth: 96 });
 });
 
 test('the qwen3-moe-15b-a2b benchmark shape is Qwen3-30B-A3B (30.5B parameters, 3.0B per token) with half its layers', () => {

@@ -131,7 +131,7 @@ function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
   // GLM-4.7-Flash files (also deepseek2) default to sigmoid routing, DeepSeek V2's to softmax.
   const glmLite = (base.nLayer === 47 || base.nLayer === 48) && base.nVocab === 154880;
   const moe = readMoeConfig(m, arch, base.nLayer, base.nFf, {
-    width: { key: 'required', fallback: 'nFf/used' },
+    width: { key: 'required' },
     gating: { default: glmLite ? 'sigmoid' : 'softmax' },
     normalize: 'read',
     readScale: true,

@@ -49,7 +49,7 @@ const MOE_TENSOR_SET: MoeFfnTensors = { router: { logitBias: true, selectionBias
  * are not read); no shared experts or leading dense layers.
  */
 const MOE_RULES: MoeKeyRules = {
-  width: { key: 'required', fallback: 'nFf/used' },
+  width: { key: 'required' },
   gating: { fixed: 'softmax-selected' },
   normalize: false,
   readScale: false,

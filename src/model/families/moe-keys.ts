@@ -54,10 +54,11 @@ const GATING_FUNCS: Record<number, MoeGating | undefined> = { 1: 'softmax', 2: '
 /** What a family reads or hard-codes besides the keys every MoE architecture has. */
 export interface MoeKeyRules {
   /**
-   * Expert width: `expert_feed_forward_length` (required, optional, or not read), else llama.cpp's
-   * fallback: the dense width (Mixtral) or nFf / used (Qwen MoE), as integers divide.
+   * Expert width: `expert_feed_forward_length` (required, optional, or not read); where the family
+   * has one, llama.cpp's fallback for a missing or zero key: the dense width (Mixtral) or nFf / used
+   * (Qwen MoE, GLM-4.5), as integers divide.
    */
-  readonly width: { readonly key: 'required' | 'optional' | 'none'; readonly fallback: 'nFf' | 'nFf/used' };
+  readonly width: { readonly key: 'required' | 'optional' | 'none'; readonly fallback?: 'nFf' | 'nFf/used' };
   /** The gating when the file has no `expert_gating_func` (or the family does not read it: `fixed`). */
   readonly gating: { readonly fixed?: MoeGating; readonly default?: MoeGating };
   /** Normalization: hard-coded, or read from `expert_weights_norm` (default false). */
@@ -83,12 +84,13 @@ export function readMoeConfig(m: Metadata, arch: string, nLayer: number, nFf: nu
       'GGUF_MALFORMED',
       `${path}: the model has expert layers but no expert is used per token ("${k('expert_used_count')}")`,
     );
-  const fallback = rules.width.fallback === 'nFf' ? nFf : Math.floor(nFf / used);
+  const fallback = rules.width.fallback === 'nFf' ? nFf : rules.width.fallback === 'nFf/used' ? Math.floor(nFf / used) : undefined;
   const widthKey =
     rules.width.key === 'none'
       ? undefined
       : uniform(path, k('expert_feed_forward_length'), m.numberOrArray(k('expert_feed_forward_length')));
-  const width = widthKey ?? (rules.width.key === 'required' ? undefined : fallback);
+  // As llama.cpp: a required key must be there, but a width of 0 means the fallback either way.
+  const width = widthKey === undefined ? (rules.width.key === 'required' ? undefined : fallback) : widthKey || fallback;
   if (!width || !Number.isInteger(width) || width <= 0) {
     throw new CairnError(
       'GGUF_MALFORMED',
@@ -125,7 +127,7 @@ export function readMoeConfig(m: Metadata, arch: string, nLayer: number, nFf: nu
     sharedWidth = shared * width;
   } else if (rules.shared === 'gated') {
     shared = 1;
-    sharedWidth = m.number(k('expert_shared_feed_forward_length')) ?? nFf;
+    sharedWidth = m.number(k('expert_shared_feed_forward_length')) || nFf;
     if (!(Number.isInteger(sharedWidth) && sharedWidth > 0)) {
       throw new CairnError(
         'GGUF_MALFORMED',
