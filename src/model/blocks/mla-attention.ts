@@ -9,6 +9,8 @@
  * values are the latent itself; each head's latent output is decompressed by `attn_v_b` (W_UV) to
  * the value head size before the output projection. The score scale is DeepSeek's: YaRN's
  * magnitude correction squared over sqrt(key head size), the key head size being nope + rope.
+ * Older converters' files hold W_UK and W_UV unsplit (`attn_kv_b`); they are split at load and run
+ * the same way (mlaSplitKvB).
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType, ggmlRowBytes } from '../../gguf/ggml-types.js';
@@ -128,7 +130,11 @@ export function checkMlaShape(s: MlaShape, path: string): void {
   if (s.ropeDim % 2 !== 0) throw bad(`with an odd number of rope dims (${s.ropeDim})`);
 }
 
-/** Declares an MLA block's tensors under `prefix` (llama.cpp's order); files of older converters are refused by name. */
+/**
+ * Declares an MLA block's tensors under `prefix` (llama.cpp's order): `attn_k_b` and `attn_v_b`, or
+ * for older converters' files (`s.unsplit`) `attn_kv_b`; an MLA file with `attn_kv_b` in their
+ * place (which llama.cpp refuses too) is refused by name.
+ */
 export function declareMla(src: TensorSource, prefix: string, s: MlaShape): MlaWeights {
   const qk = s.nope + s.ropeDim;
   if (!s.unsplit && src.has(prefix + MLA_TENSORS.kvB) && !src.has(prefix + MLA_TENSORS.kB)) {
