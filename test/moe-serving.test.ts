@@ -29,6 +29,11 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const base = { nEmbd: 128, nLayer: 4, nHead: 4, nKvHead: 2, nFf: 256, nVocab: 400 };
 /** One small model per MoE architecture, routing as its real files do. */
 const MODELS: [name: string, shape: SyntheticShape][] = [
+  // Mixtral's experts are feed_forward_length wide (its files have no expert width of their own).
+  ['mixtral', { ...base, arch: 'llama', moe: { experts: 8, used: 2, width: base.nFf } }],
+  ['qwen2moe', { ...base, arch: 'qwen2moe', moe: { experts: 8, used: 2, width: 64, shared: 1, sharedWidth: 128 } }],
+  ['qwen3moe', { ...base, arch: 'qwen3moe', headDim: 48, moe: { experts: 8, used: 2, width: 64, normalize: true } }],
+  ['glm4moe', { ...base, arch: 'glm4moe', moe: { experts: 8, used: 2, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, groups: 2, groupsUsed: 1 } }],
   ['gpt-oss', { ...base, arch: 'gpt-oss', headDim: 32, slidingWindow: 16, moe: { experts: 8, used: 2, width: 64 } }],
   [
     'deepseek2',
