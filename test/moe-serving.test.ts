@@ -45,6 +45,18 @@ const MODELS: [name: string, shape: SyntheticShape][] = [
       moe: { experts: 8, used: 2, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, groups: 4, groupsUsed: 2 },
     },
   ],
+  // Mixtral and Qwen2-MoE are built as these two are (the same GQA decoder with experts).
+  ['qwen3moe', { ...base, arch: 'qwen3moe', headDim: 32, moe: { experts: 8, used: 2, width: 64 } }],
+  [
+    'glm4moe',
+    {
+      ...base,
+      arch: 'glm4moe',
+      headDim: 32,
+      attnExtras: { qkvBias: true, qkNorm: true },
+      moe: { experts: 8, used: 2, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5 },
+    },
+  ],
 ];
 
 function prompt(seed: number, n: number, nVocab: number): number[] {
