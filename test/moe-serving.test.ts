@@ -33,7 +33,7 @@ const MODELS: [name: string, shape: SyntheticShape][] = [
   ['mixtral', { ...base, arch: 'llama', moe: { experts: 8, used: 2, width: base.nFf } }],
   ['qwen2moe', { ...base, arch: 'qwen2moe', moe: { experts: 8, used: 2, width: 64, shared: 1, sharedWidth: 128 } }],
   ['qwen3moe', { ...base, arch: 'qwen3moe', headDim: 48, moe: { experts: 8, used: 2, width: 64, normalize: true } }],
-  ['glm4moe', { ...base, arch: 'glm4moe', moe: { experts: 8, used: 2, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, groups: 2, groupsUsed: 1 } }],
+  ['glm4moe', { ...base, arch: 'glm4moe', attnExtras: { qkvBias: true, qkNorm: true }, moe: { experts: 8, used: 2, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, groups: 2, groupsUsed: 1 } }],
   ['gpt-oss', { ...base, arch: 'gpt-oss', headDim: 32, slidingWindow: 16, moe: { experts: 8, used: 2, width: 64 } }],
   [
     'deepseek2',
@@ -43,18 +43,6 @@ const MODELS: [name: string, shape: SyntheticShape][] = [
       nKvHead: 1,
       mla: { qLora: 48, kvLora: 64, nope: 32, ropeDim: 16, vDim: 32 },
       moe: { experts: 8, used: 2, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, groups: 4, groupsUsed: 2 },
-    },
-  ],
-  // Mixtral and Qwen2-MoE are built as these two are (the same GQA decoder with experts).
-  ['qwen3moe', { ...base, arch: 'qwen3moe', headDim: 32, moe: { experts: 8, used: 2, width: 64 } }],
-  [
-    'glm4moe',
-    {
-      ...base,
-      arch: 'glm4moe',
-      headDim: 32,
-      attnExtras: { qkvBias: true, qkNorm: true },
-      moe: { experts: 8, used: 2, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5 },
     },
   ],
 ];
