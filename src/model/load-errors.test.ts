@@ -75,7 +75,7 @@ test('a Mixtral file (llama with experts) loads as a Mixture of Experts; one wri
   const summary = summarizeModel(readGguf(path));
   assert.equal(summary.unsupportedReason, undefined);
   assert.match(summary.family?.shape ?? '', /experts 2 of 4 of 128/);
-  // Converters before 2024 wrote blk.N.ffn_gate.E.weight per expert; llama.cpp no longer loads those.
+  // Converters before April 2024 wrote blk.N.ffn_gate.E.weight per expert; llama.cpp no longer loads those.
   const legacy = variant(llama, 'mixtral-split', {
     metadata: { 'llama.expert_count': gv.u32(2), 'llama.expert_used_count': gv.u32(1) },
     keep: (n) => !/ffn_(gate|up|down)\.weight$/.test(n),
@@ -88,7 +88,7 @@ test('a Mixtral file (llama with experts) loads as a Mixture of Experts; one wri
     ),
   });
   const expected =
-    /mixtral-split\.gguf: Mixtral with one tensor per expert \("blk\.0\.ffn_gate\.0\.weight", written by converters before 2024\) is not supported/;
+    /mixtral-split\.gguf: Mixtral with one tensor per expert \("blk\.0\.ffn_gate\.0\.weight", written by converters before April 2024\) is not supported/;
   assert.throws(
     () => load(legacy),
     (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && expected.test(e.message),

@@ -50,7 +50,7 @@ const MOE_KEYS: MoeKeyRules = {
   readLeadingDense: false,
 };
 
-/** Pre-2024 Mixtral files: each expert's matrices as tensors of their own. */
+/** Mixtral files converted before April 2024: each expert's matrices as tensors of their own. */
 const LEGACY_EXPERT = /^blk\.\d+\.ffn_(gate|up|down)\.\d+\.weight$/;
 
 /** Mixtral's config when the file has experts. */
@@ -62,7 +62,7 @@ function readLlama(meta: Metadata, arch: string): ModelConfig | MoeModelConfig {
   if (split) {
     throw new CairnError(
       'MODEL_UNSUPPORTED',
-      `${meta.file.path}: Mixtral with one tensor per expert ("${split.name}", written by converters before 2024) is not supported; llama.cpp no longer loads it either: convert the model again`,
+      `${meta.file.path}: Mixtral with one tensor per expert ("${split.name}", written by converters before April 2024) is not supported; llama.cpp no longer loads it either: convert the model again`,
     );
   }
   return { ...cfg, moe: readMoeConfig(meta, arch, cfg.nLayer, cfg.nFf, MOE_KEYS) };
