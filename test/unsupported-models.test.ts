@@ -47,7 +47,8 @@ test('a Mixtral file of an older converter (a tensor per expert): generate names
       ]),
     ]),
   });
-  const why = /Mixtral with one tensor per expert \("blk\.0\.ffn_gate\.0\.weight", written by converters before April 2024\) is not supported/;
+  const why =
+    /Mixtral with one tensor per expert \("blk\.0\.ffn_gate\.0\.weight", written by converters before April 2024\) is not supported/;
   const gen = cairn(['generate', '-m', path, '-p', 'hello', '-n', '2']);
   assert.equal(gen.status, 1);
   assert.match(gen.stderr, /^cairn: .*mixtral-split\.gguf: /);
