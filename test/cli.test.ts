@@ -65,6 +65,14 @@ test('inspect prints architecture, parameters, quantization mix, tokenizer, tens
   assert.ok(j.loaded.rssBytes > 0 && j.loaded.mappedBytes > 0);
 });
 
+test('inspect names YaRN rope scaling: its factor and the trained context', () => {
+  const path = join(dir, 'yarn.gguf');
+  writeSyntheticModel(path, { arch: 'qwen3', nEmbd: 64, nLayer: 1, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, ctx: 131072, yarn: { factor: 4, origCtx: 32768 }, quant: GgmlType.F32, seed: 1 }, (_t, src) => new Uint8Array(src.buffer));
+  const r = cairn(['inspect', path, '--no-tensors']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /rope +neox, base \d+, 16 dims, YaRN x4 of 32768 trained positions\n/);
+});
+
 test('a malformed model file gives one clear line and exit status 1, not a stack trace', () => {
   const bad = join(dir, 'bad.gguf');
   writeFileSync(bad, Buffer.from('GGUF\x03\x00\x00\x00garbage'));
