@@ -17,6 +17,7 @@ import { formatBytes } from '../util/format.js';
 import { intArg } from './options.js';
 import type { BenchCommand, BenchReply, WorkerSpec } from '../../bench/protocol.js';
 import { LlamaBench } from './bench-llama-bench.js';
+import { ProgressReporter } from '../util/progress.js';
 
 const QUANTS: Record<string, SyntheticQuant> = {
   F32: GgmlType.F32,
@@ -257,11 +258,17 @@ export function benchCommand(): Command {
         const kernels = createKernels();
         process.stderr.write(`writing ${o.makeModel} ${o.quant} to ${o.out}\n`);
         // Rows from a pool of 1024 per tensor: the same bytes per token, written in minutes rather than hours.
-        writeSyntheticModel(o.out, { ...shape, quant: QUANTS[o.quant], seed: o.seed, name: `${o.makeModel}-${o.quant}`, pooledRows: 1024 }, (type, src) => {
+        let bar: ProgressReporter | undefined;
+        const quantize = (type: GgmlType, src: Float32Array) => {
           const out = new Uint8Array(ggmlRowBytes(type, src.length));
           kernels.quantize(type, src, out, src.length);
           return out;
+        };
+        writeSyntheticModel(o.out, { ...shape, quant: QUANTS[o.quant], seed: o.seed, name: `${o.makeModel}-${o.quant}`, pooledRows: 1024 }, quantize, (done, total) => {
+          bar ??= new ProgressReporter(process.stderr.isTTY ? `writing ${o.out}` : undefined, total);
+          bar.update(done);
         });
+        bar?.stop();
         return;
       }
       if (!o.model) throw new CairnError('BAD_ARGUMENT', 'give a model with -m FILE (or --make-model SHAPE --out FILE to write one)');

@@ -169,9 +169,11 @@ export function ggufLayout(spec: Omit<GgufSpec, 'tensors'> & { tensors: readonly
   };
 }
 
-/** Writes a GGUF file. Throws if a tensor's data size does not match its type and dims. */
-export function writeGguf(path: string, spec: GgufSpec): void {
+/** Writes a GGUF file, telling `onProgress` the tensor bytes written after each tensor. Throws if a tensor's data size does not match its type and dims. */
+export function writeGguf(path: string, spec: GgufSpec, onProgress?: (doneBytes: number, totalBytes: number) => void): void {
   const layout = ggufLayout(spec);
+  const total = layout.tensors.reduce((a, t) => a + t.byteLength, 0);
+  let done = 0;
   const fd = openSync(path, 'w');
   try {
     writeAll(fd, layout.header);
@@ -185,6 +187,8 @@ export function writeGguf(path: string, spec: GgufSpec): void {
       writeAll(fd, data);
       const pad = (layout.alignment - (data.length % layout.alignment)) % layout.alignment;
       if (pad) writeAll(fd, zeros.subarray(0, pad));
+      done += want;
+      onProgress?.(done, total);
     });
   } finally {
     closeSync(fd);

@@ -27,11 +27,12 @@ function rowsOf(path: string, name: string): string[] {
   return Array.from({ length: t.byteLength / rowBytes }, (_, r) => Buffer.from(bytes.subarray(r * rowBytes, (r + 1) * rowBytes)).toString('hex'));
 }
 
-test('pooled rows: big matrices are copies of at most pooledRows distinct rows, small ones and the file layout unchanged', () => {
+test('pooled rows: big matrices are copies of at most pooledRows distinct rows, small ones and the file layout unchanged; K-quant fallbacks; progress', () => {
   const plain = join(dir, 'plain.gguf');
   const pooled = join(dir, 'pooled.gguf');
   writeSyntheticModel(plain, spec, quantize);
-  writeSyntheticModel(pooled, { ...spec, pooledRows: 100 }, quantize);
+  const progress: [number, number][] = [];
+  writeSyntheticModel(pooled, { ...spec, pooledRows: 100 }, quantize, (done, total) => progress.push([done, total]));
   const a = readGguf(plain);
   const b = readGguf(pooled);
   assert.deepEqual(
@@ -44,6 +45,14 @@ test('pooled rows: big matrices are copies of at most pooledRows distinct rows, 
   const distinct = new Set(rows).size;
   assert.ok(distinct <= 100 && distinct > 80, `${distinct} distinct rows`);
   assert.equal(new Set(rowsOf(plain, 'blk.0.ffn_gate.weight')).size, 256);
+  // Progress after every tensor, up to all of their bytes.
+  const dataBytes = b.tensors.reduce((n, t) => n + t.byteLength, 0);
+  assert.equal(progress.length, b.tensors.length);
+  assert.deepEqual(progress.at(-1), [dataBytes, dataBytes]);
+  assert.ok(progress.every(([d], i) => i === 0 || d > progress[i - 1][0]));
+  // Rows of 64 do not fit Q4_K's 256-blocks: llama.cpp's fallback (Q5_0), not F16.
+  assert.equal(a.tensors.find((t) => t.name === 'blk.0.attn_q.weight')!.type, GgmlType.Q5_0);
+  assert.equal(a.tensors.find((t) => t.name === 'blk.0.ffn_down.weight')!.type, GgmlType.Q4_K);
   // 64 rows (attn_q) stay as they are without a pool.
   assert.deepEqual(rowsOf(pooled, 'blk.0.attn_q.weight'), rowsOf(plain, 'blk.0.attn_q.weight'));
 });

@@ -112,6 +112,18 @@ function tensorType(quant: SyntheticQuant, name: string, layer: number, nLayer: 
   return base;
 }
 
+/**
+ * The type llama.cpp's quantizer gives a tensor whose rows the wanted type's block does not divide:
+ * a 32-block type of about the same size for the K-quants (Q4_K -> Q5_0, Q5_K -> Q5_1,
+ * Q6_K -> Q8_0), F16 when that does not fit either.
+ */
+function fittingType(type: GgmlType, cols: number): GgmlType {
+  if (cols % ggmlTypeInfo(type)!.blockSize === 0) return type;
+  const fallback: Partial<Record<GgmlType, GgmlType>> = { [GgmlType.Q4_K]: GgmlType.Q5_0, [GgmlType.Q5_K]: GgmlType.Q5_1, [GgmlType.Q6_K]: GgmlType.Q8_0 };
+  const next = fallback[type];
+  return next !== undefined && cols % ggmlTypeInfo(next)!.blockSize === 0 ? next : GgmlType.F16;
+}
+
 /** FNV-1a hash of a tensor name, to derive per-tensor random streams. */
 function hashName(name: string): number {
   let h = 0x811c9dc5;
@@ -153,10 +165,10 @@ export class SyntheticTensors {
     this.tensors.push({ name, type: GgmlType.F32, dims, data: new Uint8Array(v.buffer) });
   }
 
-  /** A rows x cols matrix in the spec's quantization for layer `layer`; F16 where the type's block does not divide a row. */
+  /** A rows x cols matrix in the spec's quantization for layer `layer`; where the type's block does not divide a row, llama.cpp's fallback type. */
   matrix(name: string, rows: number, cols: number, std: number, layer = 0): void {
     let type = tensorType(this.spec.quant, name, layer, this.spec.nLayer);
-    if (cols % ggmlTypeInfo(type)!.blockSize !== 0) type = GgmlType.F16;
+    type = fittingType(type, cols);
     this.tensors.push({
       name,
       type,
@@ -179,7 +191,7 @@ export class SyntheticTensors {
    */
   experts(name: string, count: number, rows: number, cols: number, std: number, layer = 0): void {
     let type = this.spec.moe?.expertType ?? tensorType(this.spec.quant, name, layer, this.spec.nLayer);
-    if (cols % ggmlTypeInfo(type)!.blockSize !== 0) type = GgmlType.F16;
+    type = fittingType(type, cols);
     const expertBytes = ggmlRowBytes(type, cols) * rows;
     this.tensors.push({
       name,

@@ -39,8 +39,8 @@ export function syntheticVocab(n: number): { tokens: string[]; scores: number[];
   return { tokens, scores: tokens.map((_, i) => (i < 259 ? 0 : -i)), types };
 }
 
-/** Writes a synthetic model to `path`. Matrices whose row length the type's block does not divide stay F16. */
-export function writeSyntheticModel(path: string, spec: SyntheticModelSpec, quantize: Quantizer): void {
+/** Writes a synthetic model to `path`. Matrices whose row length the type's block does not divide get llama.cpp's fallback type (Q5_0 for Q4_K, ..., else F16). */
+export function writeSyntheticModel(path: string, spec: SyntheticModelSpec, quantize: Quantizer, onProgress?: (doneBytes: number, totalBytes: number) => void): void {
   const out = new SyntheticTensors(spec, quantize);
   familyFor(spec.arch).synthetic.write(spec, out);
   const a = spec.arch;
@@ -60,7 +60,7 @@ export function writeSyntheticModel(path: string, spec: SyntheticModelSpec, quan
     ['tokenizer.ggml.unknown_token_id', gv.u32(0)],
     ['tokenizer.ggml.add_bos_token', gv.bool(true)],
   ];
-  writeGguf(path, { metadata, tensors: out.tensors });
+  writeGguf(path, { metadata, tensors: out.tensors }, onProgress);
 }
 
 /** llama.cpp's general.file_type numbers for the mixes we write. */
