@@ -125,7 +125,9 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
       // file the page cache had dropped, and the second finds it cached.
       progress('reading the model into the page cache');
       const mapping = openMapping(model);
-      if (mapping.mapped) adviseWillNeed(mapping.view(0, mapping.size), true);
+      // In pieces: one view may not pass 4 GiB (a Node.js Buffer limit), and models do.
+      const piece = 1 << 30;
+      if (mapping.mapped) for (let at = 0; at < mapping.size; at += piece) adviseWillNeed(mapping.view(at, Math.min(piece, mapping.size - at)), true);
       mapping.close();
     }
     // Load one at a time, so load times do not compete.
