@@ -21,11 +21,17 @@ const mapping = openMapping(path);
 const times = new Map<string, { ms: number; calls: number }>();
 const shapes = new Map<string, { ms: number; calls: number; bytes: number }>();
 const timed = Object.create(kernels) as Kernels;
-for (const name of ['matmul', 'rmsNorm', 'rope', 'attention', 'swiglu', 'storeKv', 'getRows', 'add'] as const) {
-  const inner = (kernels[name] as (...a: unknown[]) => void).bind(kernels);
+// Every kernel call is timed (expert products, routing, attention with sinks alike); what the
+// kernels do not cover is the TypeScript between them.
+const kernelNames = Object.keys(kernels).filter((k) => typeof (kernels as unknown as Record<string, unknown>)[k] === 'function');
+for (let proto = Object.getPrototypeOf(kernels); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+  for (const k of Object.getOwnPropertyNames(proto)) if (k !== 'constructor' && typeof (kernels as unknown as Record<string, unknown>)[k] === 'function' && !kernelNames.includes(k)) kernelNames.push(k);
+}
+for (const name of kernelNames) {
+  const inner = ((kernels as unknown as Record<string, (...a: unknown[]) => unknown>)[name]).bind(kernels);
   (timed as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
     const t = performance.now();
-    inner(...a);
+    const result = inner(...a);
     const ms = performance.now() - t;
     const e = times.get(name) ?? { ms: 0, calls: 0 };
     e.ms += ms;
@@ -41,6 +47,7 @@ for (const name of ['matmul', 'rmsNorm', 'rope', 'attention', 'swiglu', 'storeKv
       m.bytes += w.byteLength;
       shapes.set(key, m);
     }
+    return result;
   };
 }
 const spec = wholeModel(cfg);
@@ -59,6 +66,8 @@ const t0 = performance.now();
 run(steps);
 const total = (performance.now() - t0) / steps;
 process.stdout.write(`${path}: ${total.toFixed(2)} ms per token\n`);
+const inKernels = [...times.values()].reduce((a, e) => a + e.ms, 0) / steps;
+process.stdout.write(`  (outside the kernels: ${(total - inKernels).toFixed(3)} ms, ${((100 * (total - inKernels)) / total).toFixed(1)}%)\n`);
 for (const [name, e] of [...times].sort((a, b) => b[1].ms - a[1].ms)) {
   process.stdout.write(`  ${name.padEnd(10)} ${(e.ms / steps).toFixed(3).padStart(8)} ms  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${((100 * e.ms) / steps / total).toFixed(1)}%\n`);
 }
