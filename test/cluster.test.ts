@@ -81,18 +81,26 @@ for (const [name, path, prompt] of models) {
       ['2 stages (coordinator + 1 node)', 1, true],
       ['3 stages (coordinator + 2 nodes)', 2, true],
     ] as const) {
-      test(label, { timeout: 120_000 }, async () => {
-        await withCluster(
-          Array.from({ length: nodeCount }, () => []),
-          ['-m', path()!, ...(local ? [] : ['--no-local-compute'])],
-          async (s) => {
-            const st = await status(s.url);
-            assert.equal(st.plan!.stages.length, nodeCount + (local ? 1 : 0));
-            const r = await complete(s.url, name, prompt, 40);
-            assert.equal(r.status, 200);
-            assert.equal(r.text, expected);
-          },
-        );
+      test(label, { timeout: 240_000 }, async () => {
+        // The plan follows measured speeds: on a busy machine a node may measure so slow that it
+        // rightly gets no layers. Up to three clusters are started to see the wanted stage count.
+        const wanted = nodeCount + (local ? 1 : 0);
+        for (let attempt = 1; ; attempt++) {
+          const done = await withCluster(
+            Array.from({ length: nodeCount }, () => []),
+            ['-m', path()!, ...(local ? [] : ['--no-local-compute'])],
+            async (s) => {
+              const st = await status(s.url);
+              if (st.plan!.stages.length !== wanted && attempt < 3) return false;
+              assert.equal(st.plan!.stages.length, wanted);
+              const r = await complete(s.url, name, prompt, 40);
+              assert.equal(r.status, 200);
+              assert.equal(r.text, expected);
+              return true;
+            },
+          );
+          if (done) break;
+        }
       });
     }
   });
