@@ -14,17 +14,8 @@ import { checkGqaConfig, type GqaTensors } from '../blocks/gqa-attention.js';
 import type { ModelFamily } from '../family.js';
 import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
-import { denseDecoderInput } from './dense-decoder.js';
 import { readMoeConfig, writeMoeKeys, type MoeKeyRules, type MoeModelConfig } from './moe-keys.js';
-import {
-  describeMoeDecoder,
-  moeDecoderLayer,
-  moeDecoderLayerPlan,
-  moeDecoderOutput,
-  synthesizeMoeDecoder,
-  syntheticMoeConfig,
-  type MoeDecoderParts,
-} from './moe-decoder.js';
+import { moeDecoderMethods, synthesizeMoeDecoder, syntheticMoeConfig, type MoeDecoderParts } from './moe-decoder.js';
 
 /** llama.cpp's GLM-4.5 loader. */
 const ATTENTION: GqaTensors = { qkvBias: 'optional', outputBias: false, qkNorm: 'optional', ropeFreqs: false };
@@ -83,11 +74,7 @@ export const glm4MoeFamily: ModelFamily<MoeModelConfig> = {
   name: 'GLM-4.5',
   architectures: ['glm4moe'],
   readConfig: readGlm4Moe,
-  layerPlan: moeDecoderLayerPlan,
-  describe: describeMoeDecoder,
-  input: (cfg, src) => denseDecoderInput(cfg, src),
-  layer: (cfg, l, src, ws) => moeDecoderLayer(cfg, l, src, ws, PARTS),
-  output: (cfg, src) => moeDecoderOutput(cfg, src, PARTS),
+  ...moeDecoderMethods(PARTS),
   synthetic: {
     shapes: {},
     write(spec, out) {

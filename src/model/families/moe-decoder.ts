@@ -5,7 +5,7 @@
  * families differ in their keys (moe-keys.ts), their attention's optional tensors, the name of the
  * pre-FFN norm and which router and expert tensors their files have.
  */
-import type { LayerPlan } from '../family.js';
+import type { LayerPlan, ModelFamily } from '../family.js';
 import { DenseFfn, declareDenseFfn, synthesizeDenseFfn } from '../blocks/dense-ffn.js';
 import { GqaAttention, declareGqa, gqaShape, synthesizeGqa, type GqaTensors } from '../blocks/gqa-attention.js';
 import { MoeFfn, declareMoeFfn, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
@@ -17,7 +17,7 @@ import type { DecoderLayer, ShardOutput } from '../blocks/types.js';
 import type { Workspace } from '../blocks/workspace.js';
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
-import { denseDecoderLayerPlan } from './dense-decoder.js';
+import { denseDecoderInput, denseDecoderLayerPlan } from './dense-decoder.js';
 import { describeMoe, isMoeLayer, moeFfnPlan, type MoeConfig, type MoeModelConfig } from './moe-keys.js';
 
 /** What a family's MoE decoder layers are made of, beyond the config. */
@@ -117,4 +117,15 @@ export function synthesizeMoeDecoder(
     if (l >= m.leadingDense) synthesizeMoeFfn(out, p, l, ffn, parts.moe);
     else synthesizeDenseFfn(out, p, l, e, spec.nFf);
   }
+}
+
+/** The methods every GQA Mixture-of-Experts family shares: plan, description, and its parts' input, layers and output. */
+export function moeDecoderMethods(parts: MoeDecoderParts): Pick<ModelFamily<MoeModelConfig>, 'layerPlan' | 'describe' | 'input' | 'layer' | 'output'> {
+  return {
+    layerPlan: moeDecoderLayerPlan,
+    describe: describeMoeDecoder,
+    input: (cfg, src) => denseDecoderInput(cfg, src),
+    layer: (cfg, l, src, ws) => moeDecoderLayer(cfg, l, src, ws, parts),
+    output: (cfg, src) => moeDecoderOutput(cfg, src, parts),
+  };
 }

@@ -9,17 +9,8 @@ import type { Metadata } from '../../gguf/metadata.js';
 import { checkGqaConfig, type GqaTensors } from '../blocks/gqa-attention.js';
 import type { ModelFamily } from '../family.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
-import { denseDecoderInput } from './dense-decoder.js';
 import { readMoeConfig, writeMoeKeys, type MoeKeyRules, type MoeModelConfig } from './moe-keys.js';
-import {
-  describeMoeDecoder,
-  moeDecoderLayer,
-  moeDecoderLayerPlan,
-  moeDecoderOutput,
-  synthesizeMoeDecoder,
-  syntheticMoeConfig,
-  type MoeDecoderParts,
-} from './moe-decoder.js';
+import { moeDecoderMethods, synthesizeMoeDecoder, syntheticMoeConfig, type MoeDecoderParts } from './moe-decoder.js';
 
 /** llama.cpp's Qwen2-MoE loader: Q/K/V biases optional, no output bias, `output.weight` required. */
 const ATTENTION: GqaTensors = { qkvBias: 'optional', outputBias: false, qkNorm: false, ropeFreqs: false };
@@ -49,11 +40,7 @@ export const qwen2MoeFamily: ModelFamily<MoeModelConfig> = {
   name: 'Qwen2-MoE',
   architectures: ['qwen2moe'],
   readConfig: readQwen2Moe,
-  layerPlan: moeDecoderLayerPlan,
-  describe: describeMoeDecoder,
-  input: (cfg, src) => denseDecoderInput(cfg, src),
-  layer: (cfg, l, src, ws) => moeDecoderLayer(cfg, l, src, ws, PARTS),
-  output: (cfg, src) => moeDecoderOutput(cfg, src, PARTS),
+  ...moeDecoderMethods(PARTS),
   synthetic: {
     shapes: {},
     write(spec, out) {

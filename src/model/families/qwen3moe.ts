@@ -8,17 +8,8 @@ import type { Metadata } from '../../gguf/metadata.js';
 import { checkGqaConfig, type GqaTensors } from '../blocks/gqa-attention.js';
 import type { ModelFamily } from '../family.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
-import { denseDecoderInput } from './dense-decoder.js';
 import { readMoeConfig, writeMoeKeys, type MoeKeyRules, type MoeModelConfig } from './moe-keys.js';
-import {
-  describeMoeDecoder,
-  moeDecoderLayer,
-  moeDecoderLayerPlan,
-  moeDecoderOutput,
-  synthesizeMoeDecoder,
-  syntheticMoeConfig,
-  type MoeDecoderParts,
-} from './moe-decoder.js';
+import { moeDecoderMethods, synthesizeMoeDecoder, syntheticMoeConfig, type MoeDecoderParts } from './moe-decoder.js';
 
 /** llama.cpp's Qwen3-MoE loader: Q/K norms required, Q/K/V biases where the file has them. */
 const ATTENTION: GqaTensors = { qkvBias: 'optional', outputBias: false, qkNorm: true, ropeFreqs: false };
@@ -48,11 +39,7 @@ export const qwen3MoeFamily: ModelFamily<MoeModelConfig> = {
   name: 'Qwen3-MoE',
   architectures: ['qwen3moe'],
   readConfig: readQwen3Moe,
-  layerPlan: moeDecoderLayerPlan,
-  describe: describeMoeDecoder,
-  input: (cfg, src) => denseDecoderInput(cfg, src),
-  layer: (cfg, l, src, ws) => moeDecoderLayer(cfg, l, src, ws, PARTS),
-  output: (cfg, src) => moeDecoderOutput(cfg, src, PARTS),
+  ...moeDecoderMethods(PARTS),
   synthetic: {
     shapes: {
       // Qwen3-30B-A3B with 24 of its 48 layers (half its weights, the same active width per layer).
