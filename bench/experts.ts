@@ -2,7 +2,7 @@
  * Expert products of a Mixture-of-Experts layer at the shapes of real models, for one token
  * (decode) and a batch (prefill), against the machine's memory bandwidth.
  *
- *   node dist/bench/experts.js [--threads N] [--tokens 1,64] [--model qwen3-30b-a3b,gpt-oss-20b] [--layers L] [--json]
+ *   node dist/bench/experts.js [--threads N] [--tokens 1,64] [--model qwen3-30b-a3b,gpt-oss-20b] [--layers L] [--mapped] [--json]
  *
  * A step is what one MoE layer does: prepare the input once (shared by the gate and up products),
  * gate and up products, the gated unit, prepare the expert outputs, the down product, the weighted
@@ -13,7 +13,19 @@
  * of a 512 MiB buffer on the kernel threads (readBandwidth), measured after each case.
  */
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from '../src/gguf/ggml-types.js';
-import { cpuInfo, createKernels, readBandwidth, type ExpertBatch, type Kernels } from '../src/kernels/index.js';
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  adviseWillNeed,
+  cpuInfo,
+  createKernels,
+  evictFile,
+  openMapping,
+  readBandwidth,
+  type ExpertBatch,
+  type Kernels,
+} from '../src/kernels/index.js';
 
 interface MoeShape {
   name: string;
@@ -111,6 +123,30 @@ interface Result {
   perExpertLoopMs: number;
 }
 
+/**
+ * --mapped: the layers' weights written to a file and used from its mapping, as a model's are
+ * (page-cache pages rather than the process's own), to compare the two.
+ */
+function mapLayers(layers: Layer[]): void {
+  const path = join(tmpdir(), `cairn-experts-${process.pid}.bin`);
+  const fd = openSync(path, 'w');
+  for (const l of layers) for (const t of [l.gate, l.up, l.down]) writeSync(fd, t);
+  closeSync(fd);
+  // Read back through the mapping, as a model's file is on its first load (the pages written
+  // above are dropped from the page cache first).
+  evictFile(path);
+  const mapping = openMapping(path);
+  unlinkSync(path);
+  adviseWillNeed(mapping.view(0, mapping.size), true);
+  let at = 0;
+  for (const l of layers) {
+    for (const key of ['gate', 'up', 'down'] as const) {
+      l[key] = mapping.view(at, l[key].byteLength);
+      at += l[key].byteLength;
+    }
+  }
+}
+
 function bench(k: Kernels, shape: MoeShape, nTokens: number, nLayers: number, threads: number): Result {
   const { hidden, ffn, nExperts, nUsed } = shape;
   const layers: Layer[] = [];
@@ -120,6 +156,7 @@ function bench(k: Kernels, shape: MoeShape, nTokens: number, nLayers: number, th
     // Distinct copies per layer (and per product), so a step never finds its weights in cache.
     layers.push({ gate: gateTensor.slice(), up: gateTensor.slice(), down: downTensor.slice() });
   }
+  if (process.argv.includes('--mapped')) mapLayers(layers);
   const pairs = nTokens * nUsed;
   const x = new Float32Array(nTokens * hidden).map(() => random() - 0.5);
   const ids = new Int32Array(pairs);

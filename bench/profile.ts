@@ -5,11 +5,12 @@
  *   node dist/bench/profile.js MODEL [--tokens N]
  */
 import { readGguf } from '../src/gguf/reader.js';
-import { GgmlType } from '../src/gguf/ggml-types.js';
-import { createKernels, openMapping, type Kernels } from '../src/kernels/index.js';
+import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
+import { adviseWillNeed, createKernels, openMapping, type ExpertBatch, type Kernels } from '../src/kernels/index.js';
 import { readModelConfig } from '../src/model/config.js';
 import { loadShard } from '../src/model/build-shard.js';
 import { wholeModel } from '../src/model/shard.js';
+import { preferLargePages } from '../src/engine/large-pages.js';
 
 const [path, ...rest] = process.argv.slice(2);
 const tokensArg = rest.indexOf('--tokens');
@@ -18,6 +19,17 @@ const file = readGguf(path);
 const cfg = readModelConfig(file);
 const kernels = createKernels();
 const mapping = openMapping(path);
+// Fault the whole file in first (as `cairn bench` and a load do): otherwise the first use of each
+// expert pays its page faults inside the timed steps.
+const populate = async () => {
+  if (mapping.mapped) for (let at = 0; at < mapping.size; at += 1 << 30) adviseWillNeed(mapping.view(at, Math.min(1 << 30, mapping.size - at)), true);
+};
+await populate();
+// As a load does: the weights on huge pages where the OS can (see src/engine/large-pages.ts).
+const largest = file.tensors.reduce((a, t) => (t.byteLength > a.byteLength ? t : a));
+process.stdout.write(`huge pages: ${await preferLargePages(mapping, mapping.size, { offset: largest.offset, length: largest.byteLength }, populate)}\n`);
+// Distinct experts of each batch's last preparation (the bytes its products read).
+const routed = new Map<ExpertBatch, number>();
 const times = new Map<string, { ms: number; calls: number }>();
 const shapes = new Map<string, { ms: number; calls: number; bytes: number }>();
 const timed = Object.create(kernels) as Kernels;
@@ -37,6 +49,10 @@ for (const name of kernelNames) {
     e.ms += ms;
     e.calls++;
     times.set(name, e);
+    if (name === 'prepareExperts') {
+      const [batch, , , n, ids] = a as [ExpertBatch, GgmlType, Float32Array, number, Int32Array];
+      routed.set(batch, new Set(ids.subarray(0, n * batch.nUsed)).size);
+    }
     if (name === 'matmul') {
       // Per weight type and shape, with the rate its bytes were read at.
       const [w, type, rows, cols] = a as [Uint8Array, GgmlType, number, number];
@@ -47,11 +63,24 @@ for (const name of kernelNames) {
       m.bytes += w.byteLength;
       shapes.set(key, m);
     }
+    if (name === 'expertMatmul') {
+      // Expert products by weight type and output rows; the bytes are those of the experts used.
+      const [batch, , type, rows] = a as [ExpertBatch, Uint8Array, GgmlType, number];
+      const used = routed.get(batch) ?? 0;
+      const key = `experts ${GgmlType[type]} ${rows}x${batch.cols}`;
+      const m = shapes.get(key) ?? { ms: 0, calls: 0, bytes: 0 };
+      m.ms += ms;
+      m.calls++;
+      m.bytes += used * rows * ggmlRowBytes(type, batch.cols);
+      shapes.set(key, m);
+    }
     return result;
   };
 }
 const spec = wholeModel(cfg);
-const shard = loadShard(file, cfg, spec, (t) => mapping.view(t.offset, t.byteLength), timed, { slots: 1, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: 16 });
+// CAIRN_PROFILE_COPY=1: weights copied out of the mapping into process memory (to compare the two).
+const copy = process.env.CAIRN_PROFILE_COPY === "1";
+const shard = loadShard(file, cfg, spec, (t) => (copy ? mapping.view(t.offset, t.byteLength).slice() : mapping.view(t.offset, t.byteLength)), timed, { slots: 1, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: 16 });
 const run = (n: number) => {
   let tok = 1;
   for (let p = 0; p < n; p++) {

@@ -169,6 +169,34 @@ static napi_value map_release(napi_env env, napi_callback_info info) {
   return args_undefined(env);
 }
 
+/* mapLargeBytes(handle): bytes of the mapping mapped with huge pages, or -1 where unknown. */
+static napi_value map_large_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[1], v;
+  map_handle *h;
+  if (args_get(env, info, "mapLargeBytes", 1, argv) || get_handle(env, argv[0], &h)) return NULL;
+  napi_create_double(env, h->m ? (double)cairn_map_large_bytes(h->m) : -1, &v);
+  return v;
+}
+
+/*
+ * mapDropRange(handle, offset, length): drops those bytes of the file from this mapping and from
+ * the page cache, so the next read reads them again; true when the kernel accepted both.
+ */
+static napi_value map_drop_range(napi_env env, napi_callback_info info) {
+  napi_value argv[3], v;
+  map_handle *h;
+  int64_t offset, length;
+  if (args_get(env, info, "mapDropRange", 3, argv) || get_handle(env, argv[0], &h)) return NULL;
+  if (!h->m) {
+    args_throw(env, "BAD_ARGUMENT", "the mapping handle was already released");
+    return NULL;
+  }
+  const double size = (double)cairn_map_size(h->m);
+  if (args_int(env, argv[1], "offset", 0, size, &offset) || args_int(env, argv[2], "length", 0, size, &length)) return NULL;
+  napi_get_boolean(env, cairn_map_drop_range(h->m, (uint64_t)offset, (uint64_t)length) == 0, &v);
+  return v;
+}
+
 /* mapFile(path): { buffer, size } viewing the whole file. */
 static napi_value map_file(napi_env env, napi_callback_info info) {
   napi_value argv[1], obj;
@@ -246,6 +274,8 @@ void cairn_register_mmap(napi_env env, napi_value exports) {
       {"mapOpen", NULL, map_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapRange", NULL, map_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapRelease", NULL, map_release, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapLargeBytes", NULL, map_large_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapDropRange", NULL, map_drop_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseWillNeed", NULL, advise_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
       {"evictFile", NULL, evict_file, NULL, NULL, NULL, napi_enumerable, NULL},

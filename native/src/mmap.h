@@ -32,6 +32,19 @@ void cairn_map_retain(cairn_mapping *m);
 /* Drops one reference; the last one unmaps the file and frees `m`. */
 void cairn_map_release(cairn_mapping *m);
 
+/*
+ * Bytes of the mapping the kernel maps with huge-page (PMD) entries, from /proc/self/smaps; -1
+ * where that cannot be read (not Linux, or no such mapping listed).
+ */
+int64_t cairn_map_large_bytes(const cairn_mapping *m);
+/*
+ * Unmaps [offset, offset + length) of the file from this mapping's page tables and asks the
+ * kernel to drop those pages from the page cache (pages another mapping still maps stay). The
+ * next read through the mapping reads the file again, in huge folios where the kernel can.
+ * 0, or -1 when the kernel refused.
+ */
+int cairn_map_drop_range(cairn_mapping *m, uint64_t offset, uint64_t length);
+
 /* Asks the kernel to read [p, p + len) ahead of use. Returns 0, or -1 if the kernel refused. */
 int cairn_advise_willneed(const void *p, size_t len);
 /* Faults a range of a mapping in now (so the first use does not wait on page faults). */

@@ -38,12 +38,21 @@
 /*
  * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory (in R
  * interleaved streams when R > 1). While it works on block b of its rows it prefetches block b of
- * the next R rows, so the next tile's stretch arrives at the pace this one is consumed and no tile
- * starts with all its rows missing in cache; with one row this is a read-ahead of one row. (Past
- * the matrix end this touches nothing: prefetches never fault.)
+ * a tile ahead, so the stretch arrives at the pace this one is consumed and no tile starts with
+ * all its rows missing in cache. The tile ahead is the next one, or as many on as make at least
+ * QX_PF_MIN bytes: short rows (an expert's down projection is 432-630 bytes a row) would otherwise
+ * ask for lines only a few hundred bytes ahead, and the hardware prefetchers stop at every 4 KiB
+ * page boundary. (Past the matrix end this touches nothing: prefetches never fault.)
  */
 QX_INLINE void qx_prefetch(const uint8_t *p, size_t bytes) {
   for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+}
+
+#define QX_PF_MIN 4096
+/* Bytes from a tile of R rows of ws bytes to the tile its prefetches ask for. */
+QX_INLINE size_t qx_ahead(int R, size_t ws) {
+  const size_t tile = (size_t)R * ws;
+  return tile >= QX_PF_MIN ? tile : tile * ((QX_PF_MIN + tile - 1) / tile);
 }
 
 /* Which activations a thread's prepared per-call data came from (see quant_activation_generation). */
@@ -308,7 +317,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
     float wm[2 * QX_RMAX];                                                                                      \
     int b = 0;                                                                                                  \
     for (; b + 2 <= nb; b += 2) {                                                                               \
-      for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, 2 * bb);                        \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, 2 * bb);                        \
       for (int r = 0; r < R; r++) {                                                                             \
         if (PERM) {                                                                                             \
           float d0, d1;                                                                                         \
@@ -365,7 +374,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_w32 wb[QX_RMAX];                                                                                       \
       /* One prefetch per block: a block is about half a cache line. */                                         \
-      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (r + R) * ws + (size_t)b * bb), _MM_HINT_T0);   \
+      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb), _MM_HINT_T0);   \
       for (int r = 0; r < R; r++) LOAD(w + r * ws, b, &wb[r]);                                                  \
       for (int t = 0; t < T; t++) {                                                                             \
         const uint8_t *at = a + t * as;                                                                         \
@@ -496,7 +505,7 @@ QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p,
     int b = 0;                                                                                                   \
     for (; b + 2 <= nb; b += 2, p++) {                                                                           \
       /* One prefetch per step: a step moves ~36 bytes on, so every line of the next row is asked for. */       \
-      _mm_prefetch((const char *)(w + ws + (size_t)b * bb), _MM_HINT_T0);                                        \
+      _mm_prefetch((const char *)(w + qx_ahead(1, ws) + (size_t)b * bb), _MM_HINT_T0);                                        \
       __m512i wq;                                                                                                \
       float d0, d1;                                                                                              \
       LOAD2(w, b, &wq, &d0, &d1);                                                                                \
@@ -645,7 +654,7 @@ QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k512 wb[QX_RMAX];                                                                                      \
-      for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);                                  \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);                                  \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QX_Q8K(a + t * as, cols, b);                                                                            \
@@ -713,7 +722,7 @@ QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
     __m512 acc = _mm512_setzero_ps();                                                                          \
     float mins = 0;                                                                                            \
     for (int b = 0; b < nb; b++, p++) {                                                                        \
-      qx_prefetch(w + ws + (size_t)b * bb, bb);                                                                \
+      qx_prefetch(w + qx_ahead(1, ws) + (size_t)b * bb, bb);                                                                \
       qx_k512 wb;                                                                                              \
       UNPACK(w, b, &wb);                                                                                       \
       __m512i isum = _mm512_setzero_si512();                                                                   \
@@ -780,7 +789,7 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
     for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
   for (int b = 0; b < nb; b++) {
     qx_q6_512 wb[QX_RMAX];
-    for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);
+    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);
     for (int r = 0; r < R; r++) qx_unpack_q6_K512(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
@@ -865,7 +874,7 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k_scale_min wb[QX_RMAX];                                                                               \
-      for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);                                  \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);                                  \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QX_Q8K(a + t * as, cols, b);                                                                            \
@@ -926,7 +935,7 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
     for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
   for (int b = 0; b < nb; b++) {
     qx_q6 wb[QX_RMAX];
-    for (int r = 0; r < R; r++) qx_prefetch(w + (r + R) * ws + (size_t)b * bb, bb);
+    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);
     for (int r = 0; r < R; r++) qx_unpack_q6_K(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
@@ -984,7 +993,7 @@ QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
       __m256 wv[QX_RMAX];                                                                                       \
       /* Once per cache line of each row: ask for the same line of the next tile's rows. */                   \
       if ((i * (ESIZE)) % 64 == 0)                                                                              \
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (r + R) * ws + (size_t)i * (ESIZE)), _MM_HINT_T0); \
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + qx_ahead(R, ws) + (size_t)i * (ESIZE)), _MM_HINT_T0); \
       for (int r = 0; r < R; r++) wv[r] = LOAD(w + r * ws + (size_t)i * (ESIZE));                                \
       for (int t = 0; t < T; t++) {                                                                             \
         const __m256 av = _mm256_loadu_ps((const float *)(a + t * as) + i);                                     \
@@ -1020,7 +1029,7 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
     for (; i + 16 <= cols; i += 16) {                                                                           \
       __m512 wv[QX_RMAX];                                                                                       \
       if ((i * (ESIZE)) % 64 == 0)                                                                              \
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (r + R) * ws + (size_t)i * (ESIZE)), _MM_HINT_T0); \
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + qx_ahead(R, ws) + (size_t)i * (ESIZE)), _MM_HINT_T0); \
       for (int r = 0; r < R; r++) wv[r] = LOAD##16(w + r * ws + (size_t)i * (ESIZE));                          \
       for (int t = 0; t < T; t++) {                                                                             \
         const __m512 av = _mm512_loadu_ps((const float *)(a + t * as) + i);                                     \

@@ -16,6 +16,7 @@ import { summarizeModel, type ModelSummary } from '../model/summary.js';
 import { tokenizerFromGguf, type Tokenizer } from '../tokenizer/index.js';
 import { CairnError } from '../util/errors.js';
 import { Engine } from './engine.js';
+import { preferLargePages, type ProbeRange } from './large-pages.js';
 import { LocalRunner, type ForwardRunner } from './runner.js';
 import { ProgressReporter } from '../util/progress.js';
 
@@ -91,11 +92,21 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
   specs.forEach((s) => validateShard(s, config));
   const mapping: FileMapping = openMapping(path);
   try {
-    const shards = specs.map((spec) =>
-      loadShard(file, config, spec, (t) => mapping.view(t.offset, t.byteLength), kernels, { slots, ctx, kvType, maxBatch }),
-    );
+    // The largest tensor the shards use: where preferLargePages probes.
+    let largest: ProbeRange | undefined;
+    const view = (t: { offset: number; byteLength: number }) => {
+      if (!largest || t.byteLength > largest.length) largest = { offset: t.offset, length: t.byteLength };
+      return mapping.view(t.offset, t.byteLength);
+    };
+    const shards = specs.map((spec) => loadShard(file, config, spec, view, kernels, { slots, ctx, kvType, maxBatch }));
     const mappedBytes = shards.reduce((a, s) => a + s.weights.bytes, 0);
-    if (opts.prefetch ?? true) await prefetch(shards, mappedBytes, opts.progress ?? process.stderr.isTTY === true, path);
+    if (opts.prefetch ?? true) {
+      const show = opts.progress ?? process.stderr.isTTY === true;
+      await prefetch(shards, mappedBytes, show, `loading ${path}`);
+      await preferLargePages(mapping, mappedBytes, largest, () =>
+        prefetch(shards, mappedBytes, show, `reading ${path} again into huge pages (once)`),
+      );
+    }
     return {
       path,
       file,
@@ -164,8 +175,8 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
 const YIELD_EVERY = 32 * 1024 * 1024;
 
 /** Reads every weight page once (sequentially, so the kernel reads ahead) with a progress bar. */
-async function prefetch(shards: readonly DecoderShard[], total: number, show: boolean, path: string): Promise<void> {
-  const progress = new ProgressReporter(show ? `loading ${path}` : undefined, total);
+async function prefetch(shards: readonly DecoderShard[], total: number, show: boolean, label: string): Promise<void> {
+  const progress = new ProgressReporter(show ? label : undefined, total);
   let done = 0;
   const native = isNativeAvailable();
   let sink = 0;

@@ -16,6 +16,16 @@ export interface FileMapping {
   readonly mapped: boolean;
   /** Bytes [offset, offset + length) of the file, without copying when mapped. */
   view(offset: number, length: number): Uint8Array;
+  /**
+   * Bytes of the mapping the OS maps with huge pages (2 MiB on x86-64), or undefined where that
+   * cannot be known (not Linux, not mapped).
+   */
+  largePageBytes(): number | undefined;
+  /**
+   * Drops [offset, offset + length) of the file from this mapping and from the OS page cache, so
+   * that the next read reads it from the file again; false where the OS declined or cannot.
+   */
+  dropPages(offset: number, length: number): boolean;
   /** Drops this handle's hold on the file; existing views stay valid. Idempotent. */
   close(): void;
 }
@@ -48,6 +58,18 @@ class NativeFileMapping implements FileMapping {
     }
   }
 
+  largePageBytes(): number | undefined {
+    if (!this.handle) return undefined;
+    const bytes = loadNative().mapLargeBytes(this.handle);
+    return bytes >= 0 ? bytes : undefined;
+  }
+
+  dropPages(offset: number, length: number): boolean {
+    if (!this.handle) return false;
+    checkRange(this.path, this.size, offset, length);
+    return loadNative().mapDropRange(this.handle, offset, length);
+  }
+
   close(): void {
     if (this.handle) loadNative().mapRelease(this.handle);
     this.handle = undefined;
@@ -72,6 +94,14 @@ class ReadFileMapping implements FileMapping {
     if (!this.bytes) throw new CairnError('BAD_ARGUMENT', `${this.path}: the mapping was closed`);
     checkRange(this.path, this.size, offset, length);
     return this.bytes.subarray(offset, offset + length);
+  }
+
+  largePageBytes(): number | undefined {
+    return undefined;
+  }
+
+  dropPages(): boolean {
+    return false;
   }
 
   close(): void {

@@ -42,6 +42,8 @@ export interface NativeAddon {
   mapOpen(path: string): NativeMapHandle;
   mapRange(handle: NativeMapHandle, offset: number, length: number): ArrayBuffer;
   mapRelease(handle: NativeMapHandle): void;
+  mapLargeBytes(handle: NativeMapHandle): number;
+  mapDropRange(handle: NativeMapHandle, offset: number, length: number): boolean;
   mapFile(path: string): { buffer: ArrayBuffer; size: number };
   adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView, populate?: boolean): boolean;
   rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void;
