@@ -138,7 +138,16 @@ test('bench --llama-bench: a llama-bench binary runs in alternating rounds on th
     `#!${process.execPath}
 const a = process.argv.slice(2);
 const v = (k) => a[a.indexOf(k) + 1];
-require('fs').appendFileSync(${JSON.stringify(log)}, a.join(' ') + '\\n');
+const fs = require('fs');
+// Whether a bench worker (an engine loaded by the same cairn bench) is alive beside this run.
+const sibling = fs.readdirSync('/proc').filter((d) => /^\\d+$/.test(d)).some((d) => {
+  try {
+    const stat = fs.readFileSync('/proc/' + d + '/stat', 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return ppid === process.ppid && fs.readFileSync('/proc/' + d + '/cmdline', 'utf8').includes('worker.js');
+  } catch { return false; }
+});
+fs.appendFileSync(${JSON.stringify(log)}, a.join(' ') + (sibling ? ' (beside an engine)' : '') + '\\n');
 const p = Number(v('-p')), n = Number(v('-n'));
 console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt: p, n_gen: n, n_threads: Number(v('-t')), avg_ts: p ? 1000 : 1, stddev_ts: 0 }]));
 `,
@@ -157,8 +166,19 @@ console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt
   const calls = readFileSync(log, 'utf8').trim().split('\n');
   assert.equal(calls.length, 6);
   for (const c of calls) assert.match(c, new RegExp(`-m ${model.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} -t 1 -r 1 -o json`));
-  assert.equal(calls.filter((c) => / -p 8 -n 0$/.test(c)).length, 3);
-  assert.equal(calls.filter((c) => / -p 0 -n 4$/.test(c)).length, 3);
+  assert.equal(calls.filter((c) => / -p 8 -n 0 \(beside an engine\)$/.test(c)).length, 3, 'alternating rounds: the engine stays loaded');
+  assert.equal(calls.filter((c) => / -p 0 -n 4 \(beside an engine\)$/.test(c)).length, 3);
+
+  // One at a time: llama-bench runs after the engines have exited, and still gets its rounds.
+  writeFileSync(log, '');
+  const alone = cairn(['bench', '-m', model, '-p', '8', '-n', '4', '-r', '1', '-t', '1', '--llama-bench', fake, '--one-at-a-time', '--json']);
+  assert.equal(alone.status, 0, alone.stderr);
+  const ja = JSON.parse(alone.stdout);
+  assert.equal(ja.oneAtATime, true);
+  assert.deepEqual(ja.engines.map((e: { engine: string; decodeRuns: number[] }) => [e.engine, e.decodeRuns.length]), [['cairn', 1], ['llama-bench', 1]]);
+  const aloneCalls = readFileSync(log, 'utf8').trim().split('\n');
+  assert.equal(aloneCalls.length, 4);
+  for (const c of aloneCalls) assert.doesNotMatch(c, /beside an engine/);
 
   const text = cairn(['bench', '-m', model, '-p', '0', '-n', '2', '-r', '1', '--llama-bench', fake]);
   assert.equal(text.status, 0, text.stderr);

@@ -5,6 +5,8 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { fork, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { readGguf } from '../gguf/reader.js';
@@ -45,6 +47,7 @@ interface BenchFlags {
   vsLlamaCpp?: boolean;
   llamaBench?: string;
   json?: boolean;
+  oneAtATime?: boolean;
   makeModel?: string;
   cold?: boolean;
   quant: string;
@@ -102,9 +105,58 @@ class Worker {
     });
   }
 
-  close(): void {
+  /** Asks the worker to exit; resolves once it has (its memory is free again). */
+  close(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve();
+    const exited = new Promise<void>((resolve) => this.proc.once('exit', () => resolve()));
     if (this.proc.connected) this.proc.send({ type: 'exit' } satisfies BenchCommand);
+    else this.proc.kill();
+    return exited;
   }
+}
+
+/** An engine as the measured rounds see it. */
+interface Participant {
+  readonly figures: EngineFigures;
+  /** One measured run: tokens per second. */
+  run(kind: 'prefill' | 'decode', tokens: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * A warm-up round and `repetitions` measured rounds, each a prefill run then a decode run of every
+ * participant in turn (so a drift of the machine's speed touches them alike); the memory
+ * bandwidth is measured before every decode run.
+ */
+async function rounds(parts: readonly Participant[], o: BenchFlags, bandwidths: number[], progress: (line: string) => void): Promise<void> {
+  const total = (o.repetitions + 1) * parts.length * 2;
+  let step = 0;
+  for (let rep = 0; rep <= o.repetitions; rep++) {
+    for (const kind of ['prefill', 'decode'] as const) {
+      const n = kind === 'prefill' ? o.promptTokens : o.genTokens;
+      if (n === 0) continue;
+      if (kind === 'decode') {
+        // On a shared machine the bandwidth moves from minute to minute: measure it next to every
+        // decode run, and take the best as the limit no decode run can pass.
+        progress('measuring memory bandwidth');
+        bandwidths.push(readBandwidth());
+      }
+      for (const p of parts) {
+        progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens on ${p.figures.engine} (${++step}/${total})`);
+        const tps = await p.run(kind, n);
+        if (rep > 0) (kind === 'prefill' ? p.figures.prefillRuns : p.figures.decodeRuns).push(tps);
+      }
+    }
+  }
+}
+
+/**
+ * Whether the engines would not fit in memory together: cairn maps the file (its page cache),
+ * llama.cpp and llama-bench each hold up to ~1.8x the file in repacked copies of the weights.
+ */
+export function enginesFitTogether(fileBytes: number, llamaCpp: boolean, llamaBench: boolean, memoryBytes: number): boolean {
+  const need = fileBytes * (1 + (llamaCpp ? 1.8 : 0) + (llamaBench ? 1.8 : 0));
+  return need <= 0.85 * memoryBytes;
 }
 
 /** Runs the benchmark and returns every figure. */
@@ -119,6 +171,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   const benchFigures: EngineFigures = { engine: 'llama-bench', detail: '', loadMs: 0, firstTokenMs: 0, rssAfterLoadBytes: 0, peakRssBytes: 0, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
   const workers: Worker[] = [];
   const bandwidths: number[] = [];
+  const oneAtATime = o.oneAtATime ?? !enginesFitTogether(statSync(model).size, engines.includes('llama.cpp'), llamaBench !== undefined, totalmem());
   try {
     if (!o.cold) {
       // Warm means warm for every engine: otherwise the first to load pays for whatever of the
@@ -131,44 +184,57 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
       mapping.close();
     }
     // Load one at a time, so load times do not compete.
-    for (const engine of engines) {
+    const load = async (engine: WorkerSpec['engine']): Promise<Participant> => {
       if (o.cold) evictFile(model);
       progress(`loading ${engine}${o.cold ? ' from a cold page cache' : ''}`);
       const w = new Worker({ engine, model, threads, ctx: o.ctx, batch });
       workers.push(w);
       const l = await w.loaded;
-      figures.push({ engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] });
-    }
-    if (llamaBench) figures.push(benchFigures);
-    const total = (o.repetitions + 1) * figures.length * 2;
-    let step = 0;
-    for (let rep = 0; rep <= o.repetitions; rep++) {
-      for (const kind of ['prefill', 'decode'] as const) {
-        const n = kind === 'prefill' ? o.promptTokens : o.genTokens;
-        if (n === 0) continue;
-        if (kind === 'decode') {
-          // On a shared machine the bandwidth moves from minute to minute: measure it next to every
-          // decode run, and take the best as the limit no decode run can pass.
-          progress('measuring memory bandwidth');
-          bandwidths.push(readBandwidth());
-        }
-        for (let i = 0; i < workers.length; i++) {
-          progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens on ${engines[i]} (${++step}/${total})`);
-          const r = await workers[i].run({ type: kind, tokens: n });
-          const f = figures[i];
+      const f: EngineFigures = { engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
+      figures.push(f);
+      return {
+        figures: f,
+        run: async (kind, n) => {
+          const r = await w.run({ type: kind, tokens: n });
           f.peakRssBytes = Math.max(f.peakRssBytes, r.rssBytes);
-          if (rep > 0) (kind === 'prefill' ? f.prefillRuns : f.decodeRuns).push(n / r.seconds);
-        }
-        if (llamaBench) {
-          progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens on llama-bench (${++step}/${total})`);
-          const tps = await llamaBench.run(kind, n);
-          benchFigures.detail = llamaBench.detail;
-          if (rep > 0) (kind === 'prefill' ? benchFigures.prefillRuns : benchFigures.decodeRuns).push(tps);
-        }
+          return n / r.seconds;
+        },
+        close: () => w.close(),
+      };
+    };
+    const benchParticipant = (lb: LlamaBench): Participant => ({
+      figures: benchFigures,
+      run: async (kind, n) => {
+        const tps = await lb.run(kind, n);
+        benchFigures.detail = lb.detail;
+        return tps;
+      },
+      close: async () => {},
+    });
+    if (oneAtATime) {
+      // Engines that would not fit in memory together run one after another, each alone in memory:
+      // side by side, the page cache of a mapped file is what the others' copies push out.
+      progress('the engines do not fit in memory together: one at a time');
+      for (const engine of engines) {
+        const p = await load(engine);
+        await rounds([p], o, bandwidths, progress);
+        await p.close();
       }
+      if (llamaBench) {
+        figures.push(benchFigures);
+        await rounds([benchParticipant(llamaBench)], o, bandwidths, progress);
+      }
+    } else {
+      const parts: Participant[] = [];
+      for (const engine of engines) parts.push(await load(engine));
+      if (llamaBench) {
+        figures.push(benchFigures);
+        parts.push(benchParticipant(llamaBench));
+      }
+      await rounds(parts, o, bandwidths, progress);
     }
   } finally {
-    workers.forEach((w) => w.close());
+    await Promise.all(workers.map((w) => w.close()));
   }
   for (const f of figures) {
     f.prefillTokensPerS = f.prefillRuns.length ? median(f.prefillRuns) : 0;
@@ -187,6 +253,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     threads,
     ctx: o.ctx,
     cold: o.cold ?? false,
+    oneAtATime,
     promptTokens: o.promptTokens,
     genTokens: o.genTokens,
     repetitions: o.repetitions,
@@ -218,6 +285,7 @@ function render(r: Record<string, unknown>): string {
     `model ${r.model}: ${formatBytes(r.weightBytes as number)} of weights, ${r.threads} threads, context ${r.ctx}`,
     `memory read bandwidth ${(bw / 1e9).toFixed(1)} GB/s: decode can reach at most ${limit.toFixed(1)} tok/s (${formatBytes(r.bytesPerToken as number)} read per token)`,
   ];
+  if (r.oneAtATime && engines.length > 1) lines.push('engines run one after another, each alone in memory (together they would not fit)');
   lines.push(`${'engine'.padEnd(11)} ${'prefill tok/s'.padStart(14)} ${'decode tok/s'.padStart(13)} ${'load ms'.padStart(8)} ${'1st token ms'.padStart(13)} ${'RSS'.padStart(10)}`);
   // llama-bench reports speeds only: its load, first token and RSS are shown as n/a.
   const known = (v: number, text: string) => (v > 0 ? text : 'n/a');
@@ -247,6 +315,7 @@ export function benchCommand(): Command {
     .option('--vs-llama-cpp', 'also run llama.cpp (node-llama-cpp) on the same file and report ratios')
     .option('--llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine) in alternating rounds and report ratios')
     .option('--json', 'print one JSON object')
+    .option('--one-at-a-time', 'run the engines one after another, each alone in memory (the default when they would not fit together)')
     .option('--cold', 'drop the model file from the page cache before each engine loads it (cold-start load and first-token times)')
     .option('--make-model <shape>', `write a random-weight model instead (${Object.keys(SYNTHETIC_SHAPES).join(', ')})`)
     .addOption(new Option('--quant <type>', 'quantization of --make-model').choices(Object.keys(QUANTS)).default('Q8_0'))
