@@ -305,6 +305,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK;                                                                                   \
     const size_t bb = ws / (size_t)nb;                                                                          \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m512 acc[QX_RMAX][QX_T];                                                                                  \
     float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
@@ -317,7 +318,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
     float wm[2 * QX_RMAX];                                                                                      \
     int b = 0;                                                                                                  \
     for (; b + 2 <= nb; b += 2) {                                                                               \
-      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, 2 * bb);                        \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + ahead + (size_t)b * bb, 2 * bb);                        \
       for (int r = 0; r < R; r++) {                                                                             \
         if (PERM) {                                                                                             \
           float d0, d1;                                                                                         \
@@ -364,6 +365,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK;                                                                                   \
     const size_t bb = ws / (size_t)nb;                                                                          \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m256 acc[QX_RMAX][QX_T];                                                                                  \
     float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
@@ -374,7 +376,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_w32 wb[QX_RMAX];                                                                                       \
       /* One prefetch per block: a block is about half a cache line. */                                         \
-      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb), _MM_HINT_T0);   \
+      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)b * bb), _MM_HINT_T0);   \
       for (int r = 0; r < R; r++) LOAD(w + r * ws, b, &wb[r]);                                                  \
       for (int t = 0; t < T; t++) {                                                                             \
         const uint8_t *at = a + t * as;                                                                         \
@@ -501,11 +503,12 @@ QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p,
     const int nb = cols / QK;                                                                                    \
     const float *da = (const float *)(a + cols);                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                           \
+    const size_t ahead = qx_ahead(1, ws);                                                                        \
     __m512 acc = _mm512_setzero_ps();                                                                            \
     int b = 0;                                                                                                   \
     for (; b + 2 <= nb; b += 2, p++) {                                                                           \
       /* One prefetch per step: a step moves ~36 bytes on, so every line of the next row is asked for. */       \
-      _mm_prefetch((const char *)(w + qx_ahead(1, ws) + (size_t)b * bb), _MM_HINT_T0);                                        \
+      _mm_prefetch((const char *)(w + ahead + (size_t)b * bb), _MM_HINT_T0);                                        \
       __m512i wq;                                                                                                \
       float d0, d1;                                                                                              \
       LOAD2(w, b, &wq, &d0, &d1);                                                                                \
@@ -619,13 +622,23 @@ QX_INLINE void qx_unpack_k512(const uint8_t *qs, const uint8_t *scales, const ui
       o->q[k] = _mm512_or_si512(o->q[k], h);
     }
   }
-  const __m256i sm = qx_scales_mins16(scales);
-  const __m512i sm512 = _mm512_castsi256_si512(sm);
+  /* Scales and mins as bytes (8 + 8), unpacked in vector registers (see qx_scales_mins16). */
+  const __m128i v = _mm_loadu_si128((const __m128i *)scales); /* 12 bytes used; the block runs on past them */
+  const __m128i a = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i lo = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 2),
+                                    _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  const __m128i sm8 = _mm_or_si128(lo, top); /* bytes 0-7 scales, 8-15 mins */
+  const __m512i sm512 = _mm512_broadcast_i32x4(sm8);
   for (int k = 0; k < 4; k++) {
     const int j = 4 * (k >> 1) + (k & 1);
-    o->sc[k] = _mm512_permutexvar_epi16(qx_pick2(j, j + 2), sm512);
+    /* Words 0-15 take scale j, 16-31 scale j + 2: byte pairs (scale, 0) from the lane's copy
+       (a byte shuffle: cheaper than a word permutation on every AVX-512 core). */
+    const __m512i ctrl =
+        _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | j)), _mm256_set1_epi16((short)(0x8000 | (j + 2))), 1);
+    o->sc[k] = _mm512_shuffle_epi8(sm512, ctrl);
   }
-  o->mins = _mm256_extracti128_si256(sm, 1);
+  o->mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm8, 8));
   o->d = _cvtsh_ss(d);
   o->dmin = _cvtsh_ss(dmin);
 }
@@ -645,6 +658,7 @@ QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK_K;                                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                          \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m512 acc[QX_RMAX][QX_T];                                                                                  \
     float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
@@ -654,7 +668,7 @@ QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k512 wb[QX_RMAX];                                                                                      \
-      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);                                  \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);                                  \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QX_Q8K(a + t * as, cols, b);                                                                            \
@@ -718,11 +732,12 @@ QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
   QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_k_prepared *p) { \
     const int nb = cols / QK_K;                                                                                \
     const size_t bb = ws / (size_t)nb;                                                                         \
+    const size_t ahead = qx_ahead(1, ws);                                                                      \
     const float *da = (const float *)(a + cols);                                                               \
     __m512 acc = _mm512_setzero_ps();                                                                          \
     float mins = 0;                                                                                            \
     for (int b = 0; b < nb; b++, p++) {                                                                        \
-      qx_prefetch(w + qx_ahead(1, ws) + (size_t)b * bb, bb);                                                                \
+      qx_prefetch(w + ahead + (size_t)b * bb, bb);                                                                \
       qx_k512 wb;                                                                                              \
       UNPACK(w, b, &wb);                                                                                       \
       __m512i isum = _mm512_setzero_si512();                                                                   \
@@ -784,12 +799,13 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
                             size_t as, float *y, size_t ys) {
   const int nb = cols / QK_K;
   const size_t bb = ws / (size_t)nb;
+  const size_t ahead = qx_ahead(R, ws);
   __m512 acc[QX_RMAX][QX_T];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
   for (int b = 0; b < nb; b++) {
     qx_q6_512 wb[QX_RMAX];
-    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);
+    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);
     for (int r = 0; r < R; r++) qx_unpack_q6_K512(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
@@ -865,6 +881,7 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK_K;                                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                          \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m256 acc[QX_RMAX][QX_T];                                                                                  \
     float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
@@ -874,7 +891,7 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k_scale_min wb[QX_RMAX];                                                                               \
-      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);                                  \
+      for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);                                  \
       for (int r = 0; r < R; r++) UNPACK(w + r * ws, b, &wb[r]);                                                \
       for (int t = 0; t < T; t++) {                                                                             \
         QX_Q8K(a + t * as, cols, b);                                                                            \
@@ -930,12 +947,13 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
                             size_t as, float *y, size_t ys) {
   const int nb = cols / QK_K;
   const size_t bb = ws / (size_t)nb;
+  const size_t ahead = qx_ahead(R, ws);
   __m256 acc[QX_RMAX][QX_T];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
   for (int b = 0; b < nb; b++) {
     qx_q6 wb[QX_RMAX];
-    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + qx_ahead(R, ws) + (size_t)b * bb, bb);
+    for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);
     for (int r = 0; r < R; r++) qx_unpack_q6_K(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
@@ -989,11 +1007,12 @@ QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();                                              \
     int i = 0;                                                                                                  \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     for (; i + 8 <= cols; i += 8) {                                                                             \
       __m256 wv[QX_RMAX];                                                                                       \
       /* Once per cache line of each row: ask for the same line of the next tile's rows. */                   \
       if ((i * (ESIZE)) % 64 == 0)                                                                              \
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + qx_ahead(R, ws) + (size_t)i * (ESIZE)), _MM_HINT_T0); \
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)i * (ESIZE)), _MM_HINT_T0); \
       for (int r = 0; r < R; r++) wv[r] = LOAD(w + r * ws + (size_t)i * (ESIZE));                                \
       for (int t = 0; t < T; t++) {                                                                             \
         const __m256 av = _mm256_loadu_ps((const float *)(a + t * as) + i);                                     \
@@ -1026,10 +1045,11 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                                              \
     int i = 0;                                                                                                  \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     for (; i + 16 <= cols; i += 16) {                                                                           \
       __m512 wv[QX_RMAX];                                                                                       \
       if ((i * (ESIZE)) % 64 == 0)                                                                              \
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + qx_ahead(R, ws) + (size_t)i * (ESIZE)), _MM_HINT_T0); \
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)i * (ESIZE)), _MM_HINT_T0); \
       for (int r = 0; r < R; r++) wv[r] = LOAD##16(w + r * ws + (size_t)i * (ESIZE));                          \
       for (int t = 0; t < T; t++) {                                                                             \
         const __m512 av = _mm512_loadu_ps((const float *)(a + t * as) + i);                                     \
