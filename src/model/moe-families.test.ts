@@ -18,6 +18,7 @@ import { loadShard } from './build-shard.js';
 import { readModelConfig } from './config.js';
 import { kvCacheBytes } from './kv-cache.js';
 import { shardTensorNames, surveyModel } from './model-bytes.js';
+import { summarizeModel } from './summary.js';
 import { familyFor, familyOf } from './registry.js';
 import { wholeModel, type ShardSpec } from './shard.js';
 import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticShape } from './synthetic.js';
@@ -132,6 +133,8 @@ for (const name of Object.keys(SHAPES)) {
     const nextn = bytesOf(file, (n) => n.startsWith(`blk.${cfg.nLayer}.`));
     assert.equal(nextn > 0, name === 'glm4moe');
     assert.equal(bytes.total, bytesOf(file, () => true) - nextn, 'every tensor is counted once, but for the skipped prediction layer');
+    // The memory estimate counts the weights the model uses, not the skipped layer's.
+    assert.equal(summarizeModel(file, { ctx: 32 }).memory?.weightsBytes, bytes.total);
   });
 
   test(`${name}: two shards in a row compute exactly what the whole model computes, for batched sequences`, () => {

@@ -29,7 +29,9 @@ export interface ModelSummary {
   /** A Mixture-of-Experts model's experts (as its first expert layer has them) and where they are. */
   readonly experts?: ExpertSummary;
   readonly unsupportedReason?: string;
+  /** Parameters of every tensor in the file (`bytes.parameters`: those the model uses). */
   readonly parameters: number;
+  /** Bytes of every tensor in the file (`bytes.total`: those the model uses). */
   readonly tensorBytes: number;
   /** Tensor count and bytes per GGML type. */
   readonly quantization: { type: string; tensors: number; bytes: number; parameters: number }[];
@@ -90,7 +92,9 @@ export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: Kv
     const ctx = opts.ctx ?? Math.min(cfg.ctxTrain, 4096);
     const kv = kvCacheBytes(cfg, wholeModel(cfg), ctx, kvType);
     const act = survey.activationBytes;
-    memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: tensorBytes, kvCacheBytes: kv, activationBytes: act, totalBytes: tensorBytes + kv + act };
+    // The weights the model uses: a file may carry tensors it skips (multi-token-prediction blocks).
+    const weights = survey.bytes.total;
+    memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: weights, kvCacheBytes: kv, activationBytes: act, totalBytes: weights + kv + act };
     const f = familyOf(cfg);
     family = { name: f.name, shape: f.describe(cfg) };
     bytes = survey.bytes;
