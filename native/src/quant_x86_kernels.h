@@ -177,10 +177,26 @@ QX_INLINE void qx_load2_mxfp4(const uint8_t *row, int b, __m512i *q, float *d0, 
   *d0 = quant_e8m0_half_table[x[0].e];
   *d1 = quant_e8m0_half_table[x[1].e];
 }
+/* Two Q5_0 blocks the same way, each element's fifth bit (qh) set from a 64-bit mask in that order. */
+QX_INLINE void qx_load2_q5_0(const uint8_t *row, int b, __m512i *q, float *d0, float *d1) {
+  const block_q5_0 *x = (const block_q5_0 *)row + b;
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[0].qs)),
+                                               _mm_loadu_si128((const __m128i *)x[1].qs), 1);
+  const __m512i lo_hi = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
+  uint32_t h0, h1;
+  memcpy(&h0, x[0].qh, 4);
+  memcpy(&h1, x[1].qh, 4);
+  const __mmask64 high = (uint64_t)(h0 & 0xffff) | (uint64_t)(h1 & 0xffff) << 16 | (uint64_t)(h0 >> 16) << 32 |
+                         (uint64_t)(h1 >> 16) << 48;
+  *q = _mm512_or_si512(_mm512_and_si512(lo_hi, _mm512_set1_epi8(0x0f)), _mm512_maskz_mov_epi8(high, _mm512_set1_epi8(0x10)));
+  *d0 = qx_half(&x[0].d);
+  *d1 = qx_half(&x[1].d);
+}
 #else
 #define QX_INTERLEAVE 0
 #define qx_load2_q4_0 NULL
 #define qx_load2_mxfp4 NULL
+#define qx_load2_q5_0 NULL
 #endif
 
 QX_INLINE void qx_load_q4_1(const uint8_t *row, int b, qx_w32 *o) {
@@ -458,7 +474,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
 
 QX_TILE32X(qx_q4_0, qx_load_q4_0, 8, 0, 0, QX_INTERLEAVE, qx_load2_q4_0)
 QX_TILE32(qx_q4_1, qx_load_q4_1, 0, 0, 1)
-QX_TILE32(qx_q5_0, qx_load_q5_0, 16, 0, 0)
+QX_TILE32X(qx_q5_0, qx_load_q5_0, 16, 0, 0, QX_INTERLEAVE, qx_load2_q5_0)
 QX_TILE32(qx_q5_1, qx_load_q5_1, 0, 0, 1)
 QX_TILE32X(qx_mxfp4, qx_load_mxfp4, 16, 0, 0, QX_INTERLEAVE, qx_load2_mxfp4)
 #if QX_VNNI
@@ -549,8 +565,8 @@ QX_PAIR_ROWS(qx_mxfp4, qx_load_mxfp4, qx_load2_mxfp4, 16)
 QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_mxfp4, QX_RV_NIBBLE)
 #endif
-QX_GEMM_RV(qx_q4_1, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_0, QX_RV_NIBBLE)
+QX_GEMM_RV(qx_q4_1, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_1, QX_RV_NIBBLE)
 QX_GEMM(qx_q8_0)
 
