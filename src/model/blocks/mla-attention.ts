@@ -16,6 +16,7 @@ import { CairnError } from '../../util/errors.js';
 import { GgmlType, ggmlRowBytes } from '../../gguf/ggml-types.js';
 import { refDequantize } from '../../kernels/reference/quant/index.js';
 import type { AttentionParams, ExpertBatch, Kernels, KvType } from '../../kernels/api.js';
+import { expertBatchBytes, takesFloatActivations } from '../../kernels/expert-batch-bytes.js';
 import type { RopeConfig } from '../config.js';
 import type { KvRowShape, MlaAttentionPlan } from '../family.js';
 import type { ExpertBank, Matrix, TensorSource } from '../tensor-source.js';
@@ -210,9 +211,6 @@ export function mlaSplitKvB(kvB: Matrix, s: Pick<MlaShape, 'nHead' | 'kvLora' | 
 }
 
 /** Weight types whose products take float activations: a batch made for F32 serves them all. */
-function takesFloatActivations(t: GgmlType): boolean {
-  return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16;
-}
 
 const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, Map<string, ExpertBatch>>>();
 
@@ -221,13 +219,23 @@ const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, Map<string, Expert
  * (workspace), kernels object and shape: the layers of a shard run one after the other, so they
  * share it, and a 61-layer model holds one instead of 61.
  */
+function mlaBatchKey(type: GgmlType, heads: number, cols: number): string {
+  return `mla/${takesFloatActivations(type) ? 'f' : 'q'}/${heads}/${cols}`;
+}
+
+/** Counts the shard's batch for these per-head products in its memory (a dry build allocates nothing). */
+function reserveShardBatch(ws: Workspace, type: GgmlType, heads: number, cols: number): void {
+  const float = takesFloatActivations(type);
+  ws.reserveAside(mlaBatchKey(type, heads, cols), expertBatchBytes(float ? GgmlType.F32 : type, heads, heads, cols, ws.maxBatch));
+}
+
 function shardBatch(ws: Workspace, kernels: Kernels, type: GgmlType, heads: number, cols: number): ExpertBatch {
   let byKernels = SHARD_BATCHES.get(ws);
   if (!byKernels) SHARD_BATCHES.set(ws, (byKernels = new WeakMap()));
   let batches = byKernels.get(kernels);
   if (!batches) byKernels.set(kernels, (batches = new Map()));
   const float = takesFloatActivations(type);
-  const key = `${float ? 'f' : 'q'}/${heads}/${cols}`;
+  const key = mlaBatchKey(type, heads, cols);
   let b = batches.get(key);
   if (!b) batches.set(key, (b = kernels.createExpertBatch(float ? GgmlType.F32 : type, heads, heads, cols, ws.maxBatch)));
   return b;
@@ -283,6 +291,8 @@ export class MlaAttention implements AttentionBlock {
     const split = w.kvB ? mlaSplitKvB(w.kvB, s) : undefined;
     this.kB = split?.kB ?? w.kB!;
     this.vB = split?.vB ?? w.vB!;
+    reserveShardBatch(ws, this.kB.type, s.nHead, s.nope);
+    reserveShardBatch(ws, this.vB.type, s.nHead, s.kvLora);
     this.headIds = Int32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead);
     this.params = { nTokens: 0, nHead: s.nHead, nKvHead: 1, headDim: row, pos0: 0, scale: s.kqScale, kvType: GgmlType.F16 };
   }

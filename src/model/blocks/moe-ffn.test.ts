@@ -15,6 +15,7 @@ import { MoeFfn, SWIGLU_OAI, type MoeActivation, type MoeFfnWeights } from './mo
 import type { MoeRouting } from './moe-router.js';
 import type { StepContext } from './types.js';
 import { Workspace } from './workspace.js';
+import { expertBatchBytes } from '../../kernels/expert-batch-bytes.js';
 
 const kernels = createKernels();
 const f = Math.fround;
@@ -272,4 +273,34 @@ test('the shared gate and the routed weights matter: dropping either changes the
   block({ ...c, routing: { ...c.routing, normalize: true } }, w, 1).forward(h, normalized, step(1));
   assert.notDeepEqual(full, ungated);
   assert.notDeepEqual(full, normalized);
+});
+
+test("the block counts its shard's expert batches in the workspace, at the bytes the kernels then allocate", () => {
+  const c: Case = {
+    nEmbd: 256,
+    width: 96,
+    routing: { experts: 6, used: 2, gating: 'softmax', normalize: false, scale: 1, groups: 0, groupsUsed: 0 },
+    types: { gate: GgmlType.Q8_0, up: GgmlType.Q4_K, down: GgmlType.F16 },
+  };
+  const made: number[] = [];
+  const recording = Object.create(kernels) as typeof kernels;
+  recording.createExpertBatch = (...a: Parameters<typeof kernels.createExpertBatch>) => {
+    const b = kernels.createExpertBatch(...a);
+    made.push(expertBatchBytes(...a));
+    // The native kernels' batch is the size the estimate computes.
+    if ('buffer' in b) assert.equal((b as { buffer: Uint8Array }).buffer.byteLength, made[made.length - 1]);
+    return b;
+  };
+  const ws = new Workspace(5);
+  const shape = { nEmbd: c.nEmbd, width: c.width, routing: c.routing, activation: 'silu' as const, sharedWidth: 0, sharedGated: false };
+  const b = new MoeFfn(shape, weightsFor(c, 11), ws);
+  // A second block of the shard shares its batches: nothing more is counted.
+  const reserved = ws.asideBytes;
+  new MoeFfn(shape, weightsFor(c, 12), ws);
+  assert.equal(ws.asideBytes, reserved);
+  ws.allocate();
+  b.forward(randoms(new Prng(3), 3 * c.nEmbd, 1), new Float32Array(3 * c.nEmbd), { kernels: recording, n: 3 } as unknown as StepContext);
+  // Q8_0 gate and Q4_K up take quantized activations over the same columns (one batch); the F16 down another.
+  assert.equal(made.length, 2);
+  assert.equal(reserved, made[0] + made[1]);
 });

@@ -14,6 +14,7 @@
 import { GgmlType } from '../../gguf/ggml-types.js';
 import type { ExpertBatch, Kernels } from '../../kernels/api.js';
 import { vecDotType } from '../../kernels/reference/quant/activations.js';
+import { expertBatchBytes, takesFloatActivations } from '../../kernels/expert-batch-bytes.js';
 import type { ExpertBank, Matrix, TensorSource } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
 import { DenseFfn, type DenseFfnWeights } from './dense-ffn.js';
@@ -130,11 +131,6 @@ export function synthesizeMoeFfn(out: SyntheticTensors, prefix: string, layer: n
   }
 }
 
-/** Weight types whose products take float activations (a batch for them holds any activation form). */
-function takesFloatActivations(t: GgmlType): boolean {
-  return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16;
-}
-
 /**
  * The expert batches of one shard, shared by its MoE layers (they run one after the other): one
  * per kernels object, activation class (float or quantized), experts, used and columns.
@@ -146,11 +142,22 @@ class ExpertBatches {
 
   get(kernels: Kernels, wtype: GgmlType, experts: number, used: number, cols: number): ExpertBatch {
     const float = takesFloatActivations(wtype);
-    const key = `${float ? 'f' : 'q'}/${experts}/${used}/${cols}`;
+    const key = batchKey(wtype, experts, used, cols);
     let b = this.batches.get(key);
     if (!b) this.batches.set(key, (b = kernels.createExpertBatch(float ? GgmlType.F32 : wtype, experts, used, cols, this.maxTokens)));
     return b;
   }
+}
+
+/** A batch's key among a shard's: its activation class (float or quantized), experts, used and columns. */
+function batchKey(wtype: GgmlType, experts: number, used: number, cols: number): string {
+  return `moe/${takesFloatActivations(wtype) ? 'f' : 'q'}/${experts}/${used}/${cols}`;
+}
+
+/** Counts a batch the block will ask its shard for in the shard's memory (a dry build allocates nothing). */
+function reserveBatch(ws: Workspace, wtype: GgmlType, experts: number, used: number, cols: number): void {
+  const float = takesFloatActivations(wtype);
+  ws.reserveAside(batchKey(wtype, experts, used, cols), expertBatchBytes(float ? GgmlType.F32 : wtype, experts, used, cols, ws.maxBatch));
 }
 
 const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, ExpertBatches>>();
@@ -208,6 +215,9 @@ export class MoeFfn implements FfnBlock {
     this.upOut = ws.buffer('moe.up', k * s.width);
     this.downOut = ws.buffer('moe.down', k * s.nEmbd);
     this.gateSharesUp = !w.gate || vecDotType(w.gate.type) === vecDotType(w.up.type);
+    reserveBatch(ws, w.up.type, s.routing.experts, k, s.nEmbd);
+    if (w.gate) reserveBatch(ws, w.gate.type, s.routing.experts, k, s.nEmbd);
+    reserveBatch(ws, w.down.type, s.routing.experts, k, s.width);
     if (w.shared) {
       this.sharedFfn = new DenseFfn(w.shared, ws);
       this.sharedOut = ws.buffer('moe.shared', s.nEmbd);

@@ -16,6 +16,7 @@ const EMPTY_INTS: Int32Array = new Int32Array(0);
 /** The shard's named scratch buffers. */
 export class Workspace {
   private readonly slots = new Map<string, Slot>();
+  private readonly aside = new Map<string, number>();
   private readonly handles: Scratch[] = [];
   private allocated = false;
 
@@ -35,6 +36,14 @@ export class Workspace {
     return h;
   }
 
+  /**
+   * Counts a buffer of `bytes` that a block allocates itself (expert batches, shared by the blocks
+   * that name it alike): in `bytes`, once per name, at the largest size asked for.
+   */
+  reserveAside(name: string, bytes: number): void {
+    this.aside.set(name, Math.max(this.aside.get(name) ?? 0, bytes));
+  }
+
   /** Allocates every buffer asked for (once). */
   allocate(): void {
     if (this.allocated) return;
@@ -43,11 +52,18 @@ export class Workspace {
     this.allocated = true;
   }
 
-  /** Bytes the buffers take (allocated or not). */
+  /** Bytes reserved aside (see reserveAside). */
+  get asideBytes(): number {
+    let n = 0;
+    for (const b of this.aside.values()) n += b;
+    return n;
+  }
+
+  /** Bytes the buffers take (allocated or not), those reserved aside included. */
   get bytes(): number {
     let n = 0;
     for (const s of this.slots.values()) n += 4 * s.elems;
-    return n;
+    return n + this.asideBytes;
   }
 }
 
