@@ -8,6 +8,7 @@
  * (token, KV head, slice of its query heads), claimed from a counter heaviest first (later
  * tokens see more positions), so threads stay busy to the end.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -101,7 +102,9 @@ static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_
     tab->round_f16(qf, nh * d);
     qk = qf;
   }
-  for (int64_t i0 = 0; i0 < n_ctx; i0 += ROW_BLOCK) {
+  /* A sliding window hides every position but the last `window`. */
+  const int64_t first = p->window > 0 && n_ctx > p->window ? n_ctx - p->window : 0, n_vis = n_ctx - first;
+  for (int64_t i0 = first; i0 < n_ctx; i0 += ROW_BLOCK) {
     const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
     if (half) {
       tab->dot_rows_f16((const uint16_t *)j->kc + i0 * row + head_off, row, rows, qk, nh, d, p->scale, scores + i0, stride);
@@ -109,16 +112,21 @@ static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_
       tab->dot_rows_f32((const float *)j->kc + i0 * row + head_off, row, rows, qk, nh, d, p->scale, scores + i0, stride);
     }
   }
-  /* soft_max_ext: exp(s - max) summed in f64, each weight e * f32(1/sum); f16 weights for an F16 V. */
+  /* soft_max_ext: exp(s - max) summed in f64, each weight e * f32(1/sum); f16 weights for an F16 V.
+     A sink joins the maximum and adds expf(sink - max) to the sum, unscaled. */
   for (int64_t g = 0; g < nh; g++) {
-    float *s = scores + g * stride;
-    const float m = tab->max(s, n_ctx);
-    tab->scale(s, (float)(1.0 / tab->exp_sum(s, m, s, n_ctx)), n_ctx);
-    if (half) tab->round_f16(s, n_ctx);
+    float *s = scores + g * stride + first;
+    float m = tab->max(s, n_vis);
+    const float sink = p->sinks ? p->sinks[h0 + g] : 0.f;
+    if (p->sinks && sink > m) m = sink;
+    double sum = tab->exp_sum(s, m, s, n_vis);
+    if (p->sinks) sum += (double)expf(sink - m);
+    tab->scale(s, (float)(1.0 / sum), n_vis);
+    if (half) tab->round_f16(s, n_vis);
   }
   /* kqv */
   memset(o, 0, (size_t)(nh * d) * sizeof(float));
-  for (int64_t i0 = 0; i0 < n_ctx; i0 += ROW_BLOCK) {
+  for (int64_t i0 = first; i0 < n_ctx; i0 += ROW_BLOCK) {
     const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
     if (half) {
       tab->wsum_rows_f16((const uint16_t *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nh, d, o);

@@ -242,6 +242,14 @@ static int attention_params(napi_env env, napi_value o, cairn_attention_params *
                (long long)p->n_head, (long long)p->n_kv_head);
     return -1;
   }
+  /* Optional: sinks (one f32 per query head) and a sliding window (0: none). */
+  napi_value sinks, window;
+  p->sinks = NULL;
+  p->window = 0;
+  if (obj_prop(env, o, "params", "sinks", &sinks)) return -1;
+  if (!is_nullish(env, sinks) && args_f32(env, sinks, "params.sinks", p->n_head, (float **)&p->sinks)) return -1;
+  if (obj_prop(env, o, "params", "window", &window)) return -1;
+  if (!is_nullish(env, window) && args_int(env, window, "params.window", 0, MAX_DIM, &p->window)) return -1;
   return 0;
 }
 

@@ -54,6 +54,10 @@ typedef struct {
   int64_t n_tokens, n_head, n_kv_head, head_dim, pos0;
   float scale;
   int kv_type; /* 0: f32 cache; 1: f16 cache */
+  /* One sink logit per query head (gpt-oss), joining each softmax as an entry without a value; NULL: none. */
+  const float *sinks;
+  /* A token sees only the last `window` positions (itself included); 0: all of them. */
+  int64_t window;
 } cairn_attention_params;
 
 /* Returns 0, or -1 when the scratch memory could not be allocated. */

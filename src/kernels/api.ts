@@ -39,6 +39,13 @@ export interface AttentionParams {
   /** Score scale, usually 1/sqrt(headDim). */
   scale: number;
   kvType: KvType;
+  /**
+   * One sink logit per query head (gpt-oss): it joins each softmax of its head as one more entry
+   * without a value (the maximum includes it; it adds expf(sink - max) to the sum, unscaled).
+   */
+  sinks?: Float32Array;
+  /** A sliding window: each token sees only the last `window` positions, itself included (0 or absent: all). */
+  window?: number;
 }
 
 /**
@@ -154,7 +161,16 @@ export interface Kernels {
    * [pos0, pos0 + nTokens), converting to the cache type. Caches are Uint8Array views of
    * maxTokens x nKvHead x headDim elements of kvType.
    */
-  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void;
+  storeKv(
+    k: Float32Array,
+    v: Float32Array,
+    kCache: Uint8Array,
+    vCache: Uint8Array,
+    kvType: KvType,
+    rowElems: number,
+    pos0: number,
+    nTokens: number,
+  ): void;
 
   /**
    * Causal grouped-query attention for one sequence: q is nTokens x nHead x headDim (f32),

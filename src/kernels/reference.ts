@@ -145,6 +145,8 @@ export class ReferenceKernels implements Kernels {
     needInt('params.pos0', p.pos0, 0);
     needFinite('params.scale', p.scale);
     needKvType('params.kvType', p.kvType);
+    if (p.window !== undefined) needInt('params.window', p.window, 0);
+    if (p.sinks !== undefined) needLength('params.sinks', p.sinks, p.nHead);
     if (p.nHead % p.nKvHead !== 0) {
       throw new CairnError('BAD_ARGUMENT', `params.nHead (${p.nHead}) must be a multiple of params.nKvHead (${p.nKvHead})`);
     }

@@ -69,14 +69,16 @@ export function refRope(x: Float32Array, nTokens: number, nHeads: number, headDi
 }
 
 /** Softmax of x[off, off + n) in place: exp(x - max) summed in f64, scaled by f32(1/sum). */
-function softmaxRow(x: Float32Array, off: number, n: number): void {
-  let max = -Infinity;
+/** Softmax of x[off, off + n) in place; a sink (gpt-oss) joins it as an entry without a value. */
+function softmaxRow(x: Float32Array, off: number, n: number, sink?: number): void {
+  let max = sink ?? -Infinity;
   for (let i = 0; i < n; i++) if (x[off + i] > max) max = x[off + i];
   let sum = 0;
   for (let i = 0; i < n; i++) {
     x[off + i] = Math.exp(f(x[off + i] - max));
     sum += x[off + i];
   }
+  if (sink !== undefined) sum += f(Math.exp(f(sink - max)));
   const inv = f(1 / sum);
   for (let i = 0; i < n; i++) x[off + i] *= inv;
 }
@@ -183,7 +185,8 @@ function cacheReader(cache: Uint8Array, kvType: KvType): (i: number) => number {
 /**
  * Causal GQA for one sequence, as llama.cpp without flash attention: scores = f32(q.k) * scale,
  * softmax, then the weighted sum of V. With an F16 cache, q and the weights are rounded to f16
- * first (ggml converts the f32 operand of an F16 matmul).
+ * first (ggml converts the f32 operand of an F16 matmul). Sinks and a sliding window as
+ * AttentionParams describes them (the model twin is model/blocks/attention-sinks.ts).
  */
 export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
   const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
@@ -200,15 +203,16 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
       const kvOff = Math.floor(h / group) * d;
       const qOff = (t * nHead + h) * d;
       for (let i = 0; i < d; i++) qh[i] = half ? roundToF16(q[qOff + i]) : q[qOff + i];
-      for (let j = 0; j < nCtx; j++) {
+      const first = p.window && nCtx > p.window ? nCtx - p.window : 0;
+      for (let j = first; j < nCtx; j++) {
         let dot = 0;
         for (let i = 0; i < d; i++) dot += k(j * row + kvOff + i) * qh[i];
         scores[j] = f(dot) * f(p.scale);
       }
-      softmaxRow(scores, 0, nCtx);
+      softmaxRow(scores, first, nCtx - first, p.sinks?.[h]);
       for (let i = 0; i < d; i++) {
         let acc = 0;
-        for (let j = 0; j < nCtx; j++) acc += (half ? roundToF16(scores[j]) : scores[j]) * v(j * row + kvOff + i);
+        for (let j = first; j < nCtx; j++) acc += (half ? roundToF16(scores[j]) : scores[j]) * v(j * row + kvOff + i);
         out[qOff + i] = acc;
       }
     }

@@ -12,7 +12,6 @@ import { ReferenceKernels } from '../../kernels/reference.js';
 import { createKernels } from '../../kernels/index.js';
 import { Prng } from '../../util/prng.js';
 import { SinkAttention } from './attention-sinks.js';
-import { SinkAttentionProducts } from './sink-attention-products.js';
 import { firstVisible, isSlidingLayer } from './sliding-window.js';
 
 const ref = new ReferenceKernels();
@@ -111,24 +110,22 @@ for (const [kname, kernels] of [
   ['native', createKernels()],
   ['reference', ref],
 ] as const) {
-  test(`${kname} products: the same attention as the TypeScript twin, for every window, with and without sinks, one token or many`, () => {
+  test(`${kname} attention kernel: the same attention as the TypeScript twin, for every window, with and without sinks, one token or many`, () => {
     for (const type of [GgmlType.F32, GgmlType.F16] as const) {
-      // 23 positions: not a multiple of any block, so the products' odd row lengths are exercised;
-      // 150 tokens after 10: several chunks of the products, each over its own positions.
+      // 23 positions: not a multiple of any block of the kernel; 150 tokens after 10: windows that
+      // start anywhere in the kernel's row blocks.
       for (const [n, t] of [
         [23, 1],
         [23, 5],
         [160, 150],
       ]) {
         const { kc, vc, q, p } = setup(type, n, t);
-        // A small score budget splits long chunks further, down to one token.
-        const products = new SinkAttentionProducts(t > 64 ? 2000 : undefined);
         for (const sinks of [undefined, Float32Array.from([-1, 0.5, 2, 6])]) {
           for (const w of [0, 1, 4, 30, 70]) {
             const want = new Float32Array(q.length);
             new SinkAttention().attend(q, kc, vc, p, sinks, w, want);
             const got = new Float32Array(q.length).fill(NaN);
-            products.attend(kernels, q, kc, vc, p, sinks, w, got);
+            kernels.attention(q, kc, vc, { ...p, sinks, window: w }, got);
             // Only the summation order differs (and, rarely, an f16 rounding of a weight it moves).
             const tol = type === GgmlType.F16 ? 2e-3 : 1e-5;
             for (let i = 0; i < q.length; i++) {

@@ -9,8 +9,8 @@
  * in TypeScript, exactly in the order and precision of the attention kernel (and of llama.cpp
  * without flash attention): scores f32(q.k) * scale with q rounded to f16 for an F16 cache, the
  * window masking positions it does not cover, weights rounded to f16 before the product with an
- * F16 V. It is the twin the models' path (sink-attention-products.ts, through matrix products)
- * is checked against; the attention kernel knows neither sinks nor windows.
+ * F16 V. It is the twin the attention kernels (native and reference, which take sinks and a
+ * window in their parameters) are checked against.
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType } from '../../gguf/ggml-types.js';

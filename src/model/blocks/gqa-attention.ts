@@ -13,7 +13,6 @@ import type { KvRowShape } from '../family.js';
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
 import { applyLinear, type Linear } from './linear.js';
-import { SinkAttentionProducts } from './sink-attention-products.js';
 import { Rope, ROPE_FREQS } from './rope.js';
 import type { AttentionBlock, StepContext } from './types.js';
 import { rowRange, type Scratch, type Workspace } from './workspace.js';
@@ -152,8 +151,6 @@ export class GqaAttention implements AttentionBlock {
   private readonly attn: Scratch;
   private readonly rope: Rope;
   private readonly params: AttentionParams;
-  /** Attention through matrix products where the attention kernel cannot express the layer (sinks, a window). */
-  private readonly sinkAttention?: SinkAttentionProducts;
 
   constructor(
     private readonly s: GqaShape,
@@ -175,8 +172,9 @@ export class GqaAttention implements AttentionBlock {
       pos0: 0,
       scale: 1 / Math.sqrt(s.headDim),
       kvType: GgmlType.F16,
+      sinks: w.sinks,
+      window: s.window ?? 0,
     };
-    if (w.sinks || s.window) this.sinkAttention = new SinkAttentionProducts();
   }
 
   forward(h: Float32Array, out: Float32Array, step: StepContext): void {
@@ -207,8 +205,7 @@ export class GqaAttention implements AttentionBlock {
       p.pos0 = sp.pos0;
       const qs = rowRange(q, sp.start, sp.n, qDim);
       const os = rowRange(attn, sp.start, sp.n, qDim);
-      if (this.sinkAttention) this.sinkAttention.attend(kernels, qs, kc, vc, p, w.sinks, s.window ?? 0, os);
-      else kernels.attention(qs, kc, vc, p, os);
+      kernels.attention(qs, kc, vc, p, os);
     }
     applyLinear(kernels, w.o, attn, n, out);
   }
