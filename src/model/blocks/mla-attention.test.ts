@@ -371,6 +371,17 @@ test("older converters' unsplit attn_kv_b, split at load, computes what k_b and 
     return outs;
   };
   assert.deepEqual(run(unsplit, { ...s, unsplit: true }), run(w, s));
+  // The memory estimate counts the split copies: what the unsplit file's block holds beyond the other's.
+  const aside = (weights: MlaWeights, shape: MlaShape) => {
+    const ws = new Workspace(8);
+    new MlaAttention(shape, weights, ws);
+    return ws.asideBytes;
+  };
+  assert.equal(
+    aside(unsplit, { ...s, unsplit: true }) - aside(w, s),
+    s.nHead * (s.kvLora * s.nope * 4 + s.vDim * s.kvLora * 4),
+    'W_UK transposed as f32 and W_UV copied, per head',
+  );
 
   // Quantized: W_UV's rows are copied as they are, W_UK's dequantized into the f32 transpose.
   const rows = s.nHead * per;

@@ -291,6 +291,9 @@ export class MlaAttention implements AttentionBlock {
     const split = w.kvB ? mlaSplitKvB(w.kvB, s) : undefined;
     this.kB = split?.kB ?? w.kB!;
     this.vB = split?.vB ?? w.vB!;
+    // The split copies are this layer's own memory beyond the mapped file (W_UK as f32).
+    if (split)
+      ws.reserveAside(`mla-split/${w.kvB!.name}`, s.nHead * (s.kvLora * s.nope * 4 + s.vDim * ggmlRowBytes(w.kvB!.type, s.kvLora)));
     reserveShardBatch(ws, this.kB.type, s.nHead, s.nope);
     reserveShardBatch(ws, this.vB.type, s.nHead, s.kvLora);
     this.headIds = Int32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead);
