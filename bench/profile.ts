@@ -79,8 +79,9 @@ for (const name of kernelNames) {
 }
 const spec = wholeModel(cfg);
 // CAIRN_PROFILE_COPY=1: weights copied out of the mapping into process memory (to compare the two).
-const copy = process.env.CAIRN_PROFILE_COPY === "1";
-const shard = loadShard(file, cfg, spec, (t) => (copy ? mapping.view(t.offset, t.byteLength).slice() : mapping.view(t.offset, t.byteLength)), timed, { slots: 1, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: 16 });
+const copy = process.env.CAIRN_PROFILE_COPY === '1';
+const weight = (t: { offset: number; byteLength: number }) => mapping.view(t.offset, t.byteLength);
+const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, { slots: 1, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: 16 });
 const run = (n: number) => {
   let tok = 1;
   for (let p = 0; p < n; p++) {

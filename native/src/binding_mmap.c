@@ -135,25 +135,33 @@ static int get_handle(napi_env env, napi_value v, map_handle **out) {
   return 0;
 }
 
+/*
+ * The (handle, offset, length) arguments of `name`: a live mapping and a byte range inside its
+ * file. 0, or -1 with a JS exception pending.
+ */
+static int range_args(napi_env env, napi_callback_info info, const char *name, map_handle **h, int64_t *offset,
+                      int64_t *length) {
+  napi_value argv[3];
+  if (args_get(env, info, name, 3, argv) || get_handle(env, argv[0], h)) return -1;
+  if (!(*h)->m) {
+    args_throw(env, "BAD_ARGUMENT", "the mapping handle was already released");
+    return -1;
+  }
+  const double size = (double)cairn_map_size((*h)->m);
+  if (args_int(env, argv[1], "offset", 0, size, offset) || args_int(env, argv[2], "length", 0, size, length)) return -1;
+  if ((uint64_t)*offset + (uint64_t)*length > cairn_map_size((*h)->m)) {
+    args_throw(env, "BAD_ARGUMENT", "range [%lld, %lld) runs past the end of the %.0f-byte file", (long long)*offset,
+               (long long)(*offset + *length), size);
+    return -1;
+  }
+  return 0;
+}
+
 /* mapRange(handle, offset, length): ArrayBuffer viewing those bytes of the file. */
 static napi_value map_range(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
   map_handle *h;
   int64_t offset, length;
-  if (args_get(env, info, "mapRange", 3, argv) || get_handle(env, argv[0], &h)) return NULL;
-  if (!h->m) {
-    args_throw(env, "BAD_ARGUMENT", "the mapping handle was already released");
-    return NULL;
-  }
-  const double size = (double)cairn_map_size(h->m);
-  if (args_int(env, argv[1], "offset", 0, size, &offset) || args_int(env, argv[2], "length", 0, size, &length)) {
-    return NULL;
-  }
-  if ((uint64_t)offset + (uint64_t)length > cairn_map_size(h->m)) {
-    args_throw(env, "BAD_ARGUMENT", "range [%lld, %lld) runs past the end of the %.0f-byte file", (long long)offset,
-               (long long)(offset + length), size);
-    return NULL;
-  }
+  if (range_args(env, info, "mapRange", &h, &offset, &length)) return NULL;
   return make_view(env, h->m, offset, length);
 }
 
@@ -183,16 +191,10 @@ static napi_value map_large_bytes(napi_env env, napi_callback_info info) {
  * the page cache, so the next read reads them again; true when the kernel accepted both.
  */
 static napi_value map_drop_range(napi_env env, napi_callback_info info) {
-  napi_value argv[3], v;
+  napi_value v;
   map_handle *h;
   int64_t offset, length;
-  if (args_get(env, info, "mapDropRange", 3, argv) || get_handle(env, argv[0], &h)) return NULL;
-  if (!h->m) {
-    args_throw(env, "BAD_ARGUMENT", "the mapping handle was already released");
-    return NULL;
-  }
-  const double size = (double)cairn_map_size(h->m);
-  if (args_int(env, argv[1], "offset", 0, size, &offset) || args_int(env, argv[2], "length", 0, size, &length)) return NULL;
+  if (range_args(env, info, "mapDropRange", &h, &offset, &length)) return NULL;
   napi_get_boolean(env, cairn_map_drop_range(h->m, (uint64_t)offset, (uint64_t)length) == 0, &v);
   return v;
 }

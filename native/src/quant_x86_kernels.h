@@ -156,39 +156,38 @@ QX_INLINE void qx_load_q4_0(const uint8_t *row, int b, qx_w32 *o) {
 
 #if QX_VNNI && defined(__AVX512BW__)
 #define QX_INTERLEAVE 1
-/* Two Q4_0 blocks as one interleaved 64-byte vector (see qx_step512) and their scales. */
+/* The nibbles of two 16-byte quant arrays as one interleaved 64-byte vector (see qx_step512): low nibbles of both, then high. */
+QX_INLINE __m512i qx_nibbles2(const uint8_t *qs0, const uint8_t *qs1) {
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
+                                               _mm_loadu_si128((const __m128i *)qs1), 1);
+  const __m512i lo_hi = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
+  return _mm512_and_si512(lo_hi, _mm512_set1_epi8(0x0f));
+}
+
+/* Two Q4_0 blocks as one interleaved 64-byte vector and their scales. */
 QX_INLINE void qx_load2_q4_0(const uint8_t *row, int b, __m512i *q, float *d0, float *d1) {
   const block_q4_0 *x = (const block_q4_0 *)row + b;
-  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[0].qs)),
-                                               _mm_loadu_si128((const __m128i *)x[1].qs), 1);
-  const __m512i lo_hi = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
-  *q = _mm512_and_si512(lo_hi, _mm512_set1_epi8(0x0f));
+  *q = qx_nibbles2(x[0].qs, x[1].qs);
   *d0 = qx_half(&x[0].d);
   *d1 = qx_half(&x[1].d);
 }
 /* Two MXFP4 blocks the same way, each nibble then looked up as its doubled code + 16. */
 QX_INLINE void qx_load2_mxfp4(const uint8_t *row, int b, __m512i *q, float *d0, float *d1) {
   const block_mxfp4 *x = (const block_mxfp4 *)row + b;
-  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[0].qs)),
-                                               _mm_loadu_si128((const __m128i *)x[1].qs), 1);
-  const __m512i lo_hi = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
   const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
-  *q = _mm512_shuffle_epi8(table, _mm512_and_si512(lo_hi, _mm512_set1_epi8(0x0f)));
+  *q = _mm512_shuffle_epi8(table, qx_nibbles2(x[0].qs, x[1].qs));
   *d0 = quant_e8m0_half_table[x[0].e];
   *d1 = quant_e8m0_half_table[x[1].e];
 }
 /* Two Q5_0 blocks the same way, each element's fifth bit (qh) set from a 64-bit mask in that order. */
 QX_INLINE void qx_load2_q5_0(const uint8_t *row, int b, __m512i *q, float *d0, float *d1) {
   const block_q5_0 *x = (const block_q5_0 *)row + b;
-  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[0].qs)),
-                                               _mm_loadu_si128((const __m128i *)x[1].qs), 1);
-  const __m512i lo_hi = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
   uint32_t h0, h1;
   memcpy(&h0, x[0].qh, 4);
   memcpy(&h1, x[1].qh, 4);
   const __mmask64 high = (uint64_t)(h0 & 0xffff) | (uint64_t)(h1 & 0xffff) << 16 | (uint64_t)(h0 >> 16) << 32 |
                          (uint64_t)(h1 >> 16) << 48;
-  *q = _mm512_or_si512(_mm512_and_si512(lo_hi, _mm512_set1_epi8(0x0f)), _mm512_maskz_mov_epi8(high, _mm512_set1_epi8(0x10)));
+  *q = _mm512_or_si512(qx_nibbles2(x[0].qs, x[1].qs), _mm512_maskz_mov_epi8(high, _mm512_set1_epi8(0x10)));
   *d0 = qx_half(&x[0].d);
   *d1 = qx_half(&x[1].d);
 }
@@ -585,19 +584,23 @@ QX_INLINE __m128i qx_bsum_pairs(const int16_t *bsums) {
 }
 
 /*
- * Scales and mins of a Q4_K/Q5_K super-block as int16: words 0-7 the scales, 8-15 the mins. Sub-blocks
+ * Scales and mins of a Q4_K/Q5_K super-block as bytes: 0-7 the scales, 8-15 the mins. Sub-blocks
  * 0-3 keep 6 bits in bytes 0-3 (scales) and 4-7 (mins); 4-7 keep their low 4 bits in bytes 8-11 and
- * their top 2 bits in the spare top bits of bytes 0-7.
+ * their top 2 bits in the spare top bits of bytes 0-7. Unpacked in vector registers: the dwords
+ * [w0, w2, w1, w2 >> 4] masked to 6 or 4 bits, and the top bits of w0 and w1 moved to bits 4-5.
+ * Reads 16 bytes (12 used): the block runs on past them.
  */
-QX_INLINE __m256i qx_scales_mins16(const uint8_t *scales) {
-  uint32_t w[3];
-  memcpy(w, scales, 12);
-  const uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
-  const uint32_t sc_lo = w[0] & six, m_lo = w[1] & six;
-  const uint32_t sc_hi = (w[2] & four) | (((w[0] >> 6) & two) << 4);
-  const uint32_t m_hi = ((w[2] >> 4) & four) | (((w[1] >> 6) & two) << 4);
-  return _mm256_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi));
+QX_INLINE __m128i qx_scales_mins8(const uint8_t *scales) {
+  const __m128i v = _mm_loadu_si128((const __m128i *)scales);
+  const __m128i a = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i lo = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 2),
+                                    _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm_or_si128(lo, top);
 }
+
+/* The same as int16: words 0-7 the scales, 8-15 the mins. */
+QX_INLINE __m256i qx_scales_mins16(const uint8_t *scales) { return _mm256_cvtepu8_epi16(qx_scales_mins8(scales)); }
 
 #if QX_VNNI && defined(__AVX512BW__)
 /*
@@ -638,13 +641,7 @@ QX_INLINE void qx_unpack_k512(const uint8_t *qs, const uint8_t *scales, const ui
       o->q[k] = _mm512_or_si512(o->q[k], h);
     }
   }
-  /* Scales and mins as bytes (8 + 8), unpacked in vector registers (see qx_scales_mins16). */
-  const __m128i v = _mm_loadu_si128((const __m128i *)scales); /* 12 bytes used; the block runs on past them */
-  const __m128i a = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4));
-  const __m128i lo = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
-  const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 2),
-                                    _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
-  const __m128i sm8 = _mm_or_si128(lo, top); /* bytes 0-7 scales, 8-15 mins */
+  const __m128i sm8 = qx_scales_mins8(scales); /* bytes 0-7 scales, 8-15 mins */
   const __m512i sm512 = _mm512_broadcast_i32x4(sm8);
   for (int k = 0; k < 4; k++) {
     const int j = 4 * (k >> 1) + (k & 1);

@@ -161,16 +161,7 @@ export interface Kernels {
    * [pos0, pos0 + nTokens), converting to the cache type. Caches are Uint8Array views of
    * maxTokens x nKvHead x headDim elements of kvType.
    */
-  storeKv(
-    k: Float32Array,
-    v: Float32Array,
-    kCache: Uint8Array,
-    vCache: Uint8Array,
-    kvType: KvType,
-    rowElems: number,
-    pos0: number,
-    nTokens: number,
-  ): void;
+  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void;
 
   /**
    * Causal grouped-query attention for one sequence: q is nTokens x nHead x headDim (f32),

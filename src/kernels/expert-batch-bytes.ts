@@ -14,7 +14,10 @@ export function takesFloatActivations(t: GgmlType): boolean {
   return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16;
 }
 
-/** Bytes a batch of `maxTokens` tokens x `nUsed` of `nExperts` experts, `cols` wide, holds. */
+/**
+ * Bytes a batch of `maxTokens` tokens x `nUsed` of `nExperts` experts, `cols` wide, holds when made
+ * for weights of `wtype` (every float type gives the F32 batch's size, every quantized type the same).
+ */
 export function expertBatchBytes(wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): number {
   const rowCap = takesFloatActivations(wtype)
     ? pad64(cols * 4)

@@ -210,14 +210,11 @@ export function mlaSplitKvB(kvB: Matrix, s: Pick<MlaShape, 'nHead' | 'kvLora' | 
   };
 }
 
-/** Weight types whose products take float activations: a batch made for F32 serves them all. */
-
 const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, Map<string, ExpertBatch>>>();
 
 /**
- * The activation batch of the per-head products of `cols` for weights of `type`, one per shard
- * (workspace), kernels object and shape: the layers of a shard run one after the other, so they
- * share it, and a 61-layer model holds one instead of 61.
+ * A per-head batch's key among a shard's: activation class (float or quantized; a batch made for
+ * F32 serves every float type), heads and columns.
  */
 function mlaBatchKey(type: GgmlType, heads: number, cols: number): string {
   return `mla/${takesFloatActivations(type) ? 'f' : 'q'}/${heads}/${cols}`;
@@ -225,10 +222,14 @@ function mlaBatchKey(type: GgmlType, heads: number, cols: number): string {
 
 /** Counts the shard's batch for these per-head products in its memory (a dry build allocates nothing). */
 function reserveShardBatch(ws: Workspace, type: GgmlType, heads: number, cols: number): void {
-  const float = takesFloatActivations(type);
-  ws.reserveAside(mlaBatchKey(type, heads, cols), expertBatchBytes(float ? GgmlType.F32 : type, heads, heads, cols, ws.maxBatch));
+  ws.reserveAside(mlaBatchKey(type, heads, cols), expertBatchBytes(type, heads, heads, cols, ws.maxBatch));
 }
 
+/**
+ * The activation batch of the per-head products of `cols` for weights of `type`, one per shard
+ * (workspace), kernels object and shape: the layers of a shard run one after the other, so they
+ * share it, and a 61-layer model holds one instead of 61.
+ */
 function shardBatch(ws: Workspace, kernels: Kernels, type: GgmlType, heads: number, cols: number): ExpertBatch {
   let byKernels = SHARD_BATCHES.get(ws);
   if (!byKernels) SHARD_BATCHES.set(ws, (byKernels = new WeakMap()));

@@ -156,8 +156,7 @@ function batchKey(wtype: GgmlType, experts: number, used: number, cols: number):
 
 /** Counts a batch the block will ask its shard for in the shard's memory (a dry build allocates nothing). */
 function reserveBatch(ws: Workspace, wtype: GgmlType, experts: number, used: number, cols: number): void {
-  const float = takesFloatActivations(wtype);
-  ws.reserveAside(batchKey(wtype, experts, used, cols), expertBatchBytes(float ? GgmlType.F32 : wtype, experts, used, cols, ws.maxBatch));
+  ws.reserveAside(batchKey(wtype, experts, used, cols), expertBatchBytes(wtype, experts, used, cols, ws.maxBatch));
 }
 
 const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, ExpertBatches>>();
