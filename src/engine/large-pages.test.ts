@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { adviseWillNeed, isNativeAvailable, openMapping } from '../kernels/index.js';
+import { adviseWillNeed, isNativeAvailable, openMapping, type FileMapping } from '../kernels/index.js';
 import { preferLargePages, transparentHugePages } from './large-pages.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cairn-large-pages-'));
@@ -80,6 +80,42 @@ describe('huge pages for weights', { skip: !isNativeAvailable() && 'needs the na
     }
     assert.ok(sameBytes(whole, expected), 'the bytes are those of the file');
     m.close();
+  });
+
+  it('moves a file again when more than a tenth of it sits on small pages', async (t) => {
+    const mode = transparentHugePages();
+    if (mode !== 'always' && mode !== 'madvise') return t.skip('the OS offers no transparent huge pages');
+    // A mapping that counts its huge pages as the OS would for a file read partly through read():
+    // readahead brings that part back on pages too small to map whole (not reproducible on demand
+    // with a real file, so the count is played here).
+    const size = 1024 * MIB;
+    let large = 0.8 * size;
+    const drops: Array<[number, number]> = [];
+    const fake: FileMapping = {
+      path: 'weights.bin',
+      size,
+      mapped: true,
+      view: (_offset, length) => {
+        if (length === 8 * MIB) large += length; // the probe's read comes back on huge pages
+        return new Uint8Array(MIB);
+      },
+      largePageBytes: () => large,
+      dropPages: (offset, length) => {
+        drops.push([offset, length]);
+        large = Math.max(0, large - length);
+        return true;
+      },
+      close: () => {},
+    };
+    let rereads = 0;
+    const outcome = await preferLargePages(fake, size, { offset: 0, length: size }, async () => {
+      rereads++;
+      large = size;
+    });
+    assert.equal(outcome, 'moved', '80% on huge pages is not enough');
+    assert.equal(rereads, 1);
+    assert.deepEqual(drops.at(-1), [0, size], 'the whole file is dropped before the reread');
+    assert.equal(await preferLargePages(fake, size, undefined, () => Promise.reject(new Error('read again'))), 'large');
   });
 
   it('is not tried when turned off, for small weights, or without a mapping', async () => {
