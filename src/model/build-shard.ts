@@ -3,6 +3,7 @@
  * output, each declared through a TensorSource into its own model part. Loading maps the data;
  * a dry build (no data, no allocation) gives the byte accounting and the activation memory.
  */
+import { CairnError } from '../util/errors.js';
 import type { GgufFile } from '../gguf/reader.js';
 import type { Kernels, KvType } from '../kernels/api.js';
 import type { ModelConfig } from './config.js';
@@ -10,7 +11,7 @@ import { DecoderShard, type ShardParts } from './decoder.js';
 import { GgufTensorSource, type TensorBytes } from './gguf-tensor-source.js';
 import { KvCache, kvRows } from './kv-cache.js';
 import { familyOf } from './registry.js';
-import { isFirstShard, isLastShard, type ShardSpec } from './shard.js';
+import { isFirstShard, isLastShard, tensorSplitOf, type ShardSpec } from './shard.js';
 import { HIDDEN_OUTPUT } from './blocks/output-head.js';
 import { HiddenInput } from './blocks/token-embedding.js';
 import type { DecoderLayer } from './blocks/types.js';
@@ -39,8 +40,30 @@ export function declareShard(cfg: ModelConfig, spec: ShardSpec, src: GgufTensorS
     layers.push(family.layer(cfg, l, src, ws));
   }
   src.enter('head');
-  const output = isLastShard(spec, cfg) ? family.output(cfg, src, ws) : HIDDEN_OUTPUT;
+  // In a tensor-parallel group, rank 0 alone makes the logits (every rank ends with the whole stream).
+  const output = isLastShard(spec, cfg) && spec.splitRank === 0 ? family.output(cfg, src, ws) : HIDDEN_OUTPUT;
   return { input, layers, output, stream };
+}
+
+/**
+ * Throws MODEL_UNSUPPORTED for a tensor-parallel rank of layers that cannot be split yet: grouped-
+ * query attention and dense FFNs split by heads and columns; Mixture-of-Experts FFNs and latent
+ * attention not yet.
+ */
+export function checkSplittable(cfg: ModelConfig, spec: ShardSpec): void {
+  if (spec.splitCount <= 1) return;
+  const family = familyOf(cfg);
+  for (let l = spec.layerStart; l < spec.layerEnd; l++) {
+    const plan = family.layerPlan(cfg, l);
+    const what =
+      plan.attention.kind !== 'gqa' ? 'latent attention (MLA)' : plan.ffn.kind !== 'dense' ? 'Mixture-of-Experts FFN' : undefined;
+    if (what) {
+      throw new CairnError(
+        'MODEL_UNSUPPORTED',
+        `layer ${l} of this ${family.name} model has ${what}, which tensor parallelism does not split yet; use a pipeline plan`,
+      );
+    }
+  }
 }
 
 /** Builds a shard over the mapped file (`bytesOf` gives a tensor's data), checking every tensor against the config. */
@@ -52,8 +75,9 @@ export function loadShard(
   kernels: Kernels,
   opts: ShardOptions,
 ): DecoderShard {
-  const src = new GgufTensorSource(file, { bytesOf, kernels });
+  const src = new GgufTensorSource(file, { bytesOf, kernels }, tensorSplitOf(spec));
   const ws = new Workspace(opts.maxBatch);
+  checkSplittable(cfg, spec);
   const parts = declareShard(cfg, spec, src, ws);
   const kv = new KvCache(kvRows(cfg, spec), opts.slots, opts.ctx, opts.kvType);
   return new DecoderShard(cfg, spec, parts, { bytes: src.totalBytes, views: src.views() }, kv, kernels, ws);

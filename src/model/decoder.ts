@@ -57,7 +57,12 @@ export class DecoderShard {
     this.activationBytes = ws.bytes;
     this.positions = new Int32Array(ws.maxBatch);
     this.positionsView = this.positions.subarray(0, 0);
-    this.step = { kernels, kv, n: 0, spans: [], positions: this.positionsView, layer: 0 };
+    this.step = { kernels, kv, n: 0, spans: [], positions: this.positionsView, layer: 0, split: shard.splitCount > 1 };
+  }
+
+  /** True for a tensor-parallel rank: run it with forwardSteps(). */
+  get isSplit(): boolean {
+    return this.shard.splitCount > 1;
   }
 
   /**
@@ -65,6 +70,19 @@ export class DecoderShard {
    * nTokens x nEmbd hidden states, or (last shard) outputRows.length x nVocab logits.
    */
   forward(batch: ShardBatch): Float32Array {
+    if (this.isSplit) throw new CairnError('BAD_ARGUMENT', 'a tensor-parallel rank runs with its group (forwardSteps)');
+    const steps = this.forwardSteps(batch);
+    for (let r = steps.next(); ; r = steps.next()) if (r.done) return r.value;
+  }
+
+  /**
+   * The forward pass of a tensor-parallel rank, one partial sum at a time: yields each partial sum
+   * (nTokens x nEmbd, a view of internal memory) that the caller must replace, in place, with the
+   * sum over the group's ranks before resuming; returns what forward() returns. Every rank of the
+   * group must run the same batch. The rank that holds the head (rank 0 of the last shard) returns
+   * logits; the others return the final hidden states.
+   */
+  *forwardSteps(batch: ShardBatch): Generator<Float32Array, Float32Array, void> {
     const n = batch.nTokens;
     this.checkBatch(batch);
     const { parts, step } = this;
@@ -80,7 +98,7 @@ export class DecoderShard {
     const layers = parts.layers;
     for (let i = 0; i < layers.length; i++) {
       step.layer = i;
-      layers[i].forward(x, step);
+      yield* layers[i].forward(x, step);
     }
     return parts.output.write(batch, x, step.kernels);
   }

@@ -10,6 +10,7 @@ import { GgmlType, ggmlRowBytes, ggmlTypeInfo, ggmlTypeName } from '../gguf/ggml
 import type { GgufFile, GgufTensorInfo } from '../gguf/reader.js';
 import type { Kernels } from '../kernels/api.js';
 import type { ExpertBank, Matrix, TensorSource } from './tensor-source.js';
+import type { Range, TensorSplit } from './tensor-split.js';
 
 /** Returns the bytes of a tensor in the file (a mapped view, not a copy). */
 export type TensorBytes = (t: GgufTensorInfo) => Uint8Array;
@@ -36,6 +37,12 @@ interface Tally {
 
 const NO_BYTES = new Uint8Array(0);
 
+/** What a shard holds of a tensor declared in part (a tensor-parallel slice): its bytes and their data. */
+interface Held {
+  readonly bytes: number;
+  readonly data: (whole: Uint8Array) => Uint8Array;
+}
+
 /** Checks declared tensors against a file, accounts for their bytes per part, and (when loading) returns their data. */
 export class GgufTensorSource implements TensorSource {
   readonly path: string;
@@ -43,13 +50,19 @@ export class GgufTensorSource implements TensorSource {
   private part: ModelPart = 'shared';
   private readonly tallies = new Map<ModelPart, Tally>();
   private readonly unique = new Map<string, Uint8Array>();
+  /** Bytes held of each distinct tensor declared (all of it unless a slice). */
+  private readonly heldBytes = new Map<string, number>();
   private readonly shared = new Map<string, Float32Array | undefined>();
   private readonly zeros = new Map<number, Float32Array>();
 
-  /** `load` gives the mapped data and the kernels that turn small non-f32 vectors into f32; without it, a dry build. */
+  /**
+   * `load` gives the mapped data and the kernels that turn small non-f32 vectors into f32; without
+   * it, a dry build. `split`: the tensor-parallel rank the shard is (its blocks declare slices).
+   */
   constructor(
     private readonly file: GgufFile,
     private readonly load?: { readonly bytesOf: TensorBytes; readonly kernels: Kernels },
+    readonly split?: TensorSplit,
   ) {
     this.path = file.path;
     this.byName = new Map(file.tensors.map((t) => [t.name, t]));
@@ -69,7 +82,10 @@ export class GgufTensorSource implements TensorSource {
   /** Parameters of all distinct tensors declared (a tensor two parts need counts once). */
   get totalParameters(): number {
     let n = 0;
-    for (const name of this.unique.keys()) n += this.byName.get(name)!.elements;
+    for (const [name, held] of this.heldBytes) {
+      const t = this.byName.get(name)!;
+      n += t.byteLength > 0 ? Math.round((t.elements * held) / t.byteLength) : 0;
+    }
     return n;
   }
 
@@ -83,7 +99,7 @@ export class GgufTensorSource implements TensorSource {
   /** Bytes of all distinct tensors declared (a tensor two parts need counts once). */
   get totalBytes(): number {
     let n = 0;
-    for (const name of this.unique.keys()) n += this.byName.get(name)!.byteLength;
+    for (const held of this.heldBytes.values()) n += held;
     return n;
   }
 
@@ -107,6 +123,38 @@ export class GgufTensorSource implements TensorSource {
 
   optionalMatrix(name: string, rows: number, cols: number): Matrix | undefined {
     return this.declareMatrix(name, rows, cols, false, rows);
+  }
+
+  matrixRows(name: string, rows: number, cols: number, range: Range): Matrix {
+    const t = this.checkMatrix(name, rows, cols, true)!;
+    const [r0, r1] = this.checkRange(name, range, rows, 1);
+    const rowBytes = ggmlRowBytes(t.type, cols);
+    const bytes = (r1 - r0) * rowBytes;
+    const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(r0 * rowBytes, r1 * rowBytes) });
+    return { name, type: t.type, rows: r1 - r0, cols, data };
+  }
+
+  matrixColumns(name: string, rows: number, cols: number, range: Range): Matrix {
+    const t = this.checkMatrix(name, rows, cols, true)!;
+    const block = ggmlTypeInfo(t.type)!.blockSize;
+    const [c0, c1] = this.checkRange(name, range, cols, block);
+    const rowBytes = ggmlRowBytes(t.type, cols);
+    const from = ggmlRowBytes(t.type, c0);
+    const width = ggmlRowBytes(t.type, c1 - c0);
+    const copy = (whole: Uint8Array) => {
+      const out = new Uint8Array(rows * width);
+      for (let r = 0; r < rows; r++) out.set(whole.subarray(r * rowBytes + from, r * rowBytes + from + width), r * width);
+      return out;
+    };
+    const data = this.count(t, rows * width, { bytes: rows * width, data: copy });
+    return { name, type: t.type, rows, cols: c1 - c0, data };
+  }
+
+  vectorRange(name: string, len: number, range: Range, required: boolean): Float32Array | undefined {
+    const v = this.declareVector(name, len, required);
+    if (!v) return undefined;
+    const [a, b] = this.checkRange(name, range, len, 1);
+    return v.subarray(a, b);
   }
 
   embedding(name: string, rows: number, cols: number): Matrix {
@@ -156,24 +204,46 @@ export class GgufTensorSource implements TensorSource {
     return t;
   }
 
-  /** Adds a tensor to the current part (once per part), `activeBytes` of it read per token. */
-  private count(t: GgufTensorInfo, activeBytes: number): Uint8Array {
+  /**
+   * Adds a tensor to the current part (once per part), `activeBytes` of it read per token; `held`:
+   * the slice of it the shard holds (default all of it).
+   */
+  private count(t: GgufTensorInfo, activeBytes: number, held?: Held): Uint8Array {
+    const heldBytes = held?.bytes ?? t.byteLength;
+    const elements = (bytes: number) => (t.byteLength > 0 ? Math.round((t.elements * bytes) / t.byteLength) : 0);
     let tally = this.tallies.get(this.part);
     if (!tally) this.tallies.set(this.part, (tally = { total: 0, activePerToken: 0, parameters: 0, activeParameters: 0, names: new Set() }));
     if (!tally.names.has(t.name)) {
       tally.names.add(t.name);
-      tally.total += t.byteLength;
+      tally.total += heldBytes;
       tally.activePerToken += activeBytes;
-      tally.parameters += t.elements;
+      tally.parameters += elements(heldBytes);
       // Active bytes are whole rows or whole experts, so this share of the elements is exact.
-      tally.activeParameters += t.byteLength > 0 ? Math.round((t.elements * activeBytes) / t.byteLength) : 0;
+      tally.activeParameters += elements(activeBytes);
     }
     let data = this.unique.get(t.name);
-    if (!data) this.unique.set(t.name, (data = this.load ? this.load.bytesOf(t) : NO_BYTES));
+    if (!data) {
+      data = this.load ? (held ? held.data(this.load.bytesOf(t)) : this.load.bytesOf(t)) : NO_BYTES;
+      this.unique.set(t.name, data);
+      this.heldBytes.set(t.name, heldBytes);
+    }
     return data;
   }
 
-  private declareMatrix(name: string, rows: number, cols: number, required: boolean, activeRows: number): Matrix | undefined {
+  /** Checks that [start, end) is a non-empty range within `size` on multiples of `unit`. */
+  private checkRange(name: string, range: Range, size: number, unit: number): Range {
+    const [a, b] = range;
+    const ok = Number.isInteger(a) && Number.isInteger(b) && a >= 0 && b <= size && a < b && a % unit === 0 && b % unit === 0;
+    if (!ok) {
+      throw new CairnError(
+        'MODEL_UNSUPPORTED',
+        `${this.path}: tensor "${name}" cannot be split at [${a}, ${b}) of ${size}${unit > 1 ? ` (its blocks are ${unit} elements)` : ''}; choose fewer ranks or other shares`,
+      );
+    }
+    return range;
+  }
+
+  private checkMatrix(name: string, rows: number, cols: number, required: boolean): GgufTensorInfo | undefined {
     const t = this.find(name, required);
     if (!t) return undefined;
     const misshapen = t.dims[0] !== cols || (t.dims[1] ?? 1) !== rows || t.dims.slice(2).some((d) => d !== 1);
@@ -181,6 +251,12 @@ export class GgufTensorSource implements TensorSource {
       throw new CairnError('GGUF_MALFORMED', `${this.path}: tensor "${name}" has dims [${t.dims.join(', ')}], expected [${cols}, ${rows}]`);
     }
     this.checkComputable(t);
+    return t;
+  }
+
+  private declareMatrix(name: string, rows: number, cols: number, required: boolean, activeRows: number): Matrix | undefined {
+    const t = this.checkMatrix(name, rows, cols, required);
+    if (!t) return undefined;
     const active = activeRows === rows ? t.byteLength : activeRows * ggmlRowBytes(t.type, cols);
     return { name, type: t.type, rows, cols, data: this.count(t, active) };
   }

@@ -9,19 +9,34 @@ import type { KvType } from '../kernels/api.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
 import { familyOf } from './registry.js';
-import { checkLayerRange, type ShardSpec } from './shard.js';
+import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
+import { headRange } from './tensor-split.js';
 
 /** Bytes of one cache element. */
 function elementBytes(type: KvType): number {
   return type === GgmlType.F16 ? 2 : 4;
 }
 
-/** The KV row shape of each layer in [layerStart, layerEnd), as the model's family says. */
-export function kvRows(cfg: ModelConfig, range: Pick<ShardSpec, 'layerStart' | 'layerEnd'>): KvRowShape[] {
+/**
+ * The KV row shape of each layer in [layerStart, layerEnd), as the model's family says; for a
+ * tensor-parallel rank, of the KV heads it holds (tensor-split.ts).
+ */
+export function kvRows(cfg: ModelConfig, range: Pick<ShardSpec, 'layerStart' | 'layerEnd'> & Partial<ShardSpec>): KvRowShape[] {
   checkLayerRange(range, cfg);
   const family = familyOf(cfg);
+  const split = range.splitCount !== undefined ? tensorSplitOf(range as ShardSpec) : undefined;
   const rows: KvRowShape[] = [];
-  for (let l = range.layerStart; l < range.layerEnd; l++) rows.push(family.layerPlan(cfg, l).kv);
+  for (let l = range.layerStart; l < range.layerEnd; l++) {
+    const plan = family.layerPlan(cfg, l);
+    const a = plan.attention;
+    if (split && a.kind === 'gqa') {
+      const kv = headRange(a.heads, a.kvHeads, a.headDim, split).kvHeads;
+      const share = (kv[1] - kv[0]) / a.kvHeads;
+      rows.push({ k: plan.kv.k * share, v: plan.kv.v * share });
+    } else {
+      rows.push(plan.kv);
+    }
+  }
   return rows;
 }
 

@@ -5,6 +5,7 @@
  */
 import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
+import { checkSplit, type TensorSplit } from './tensor-split.js';
 
 /** Which part of a model a shard holds. */
 export interface ShardSpec {
@@ -12,6 +13,13 @@ export interface ShardSpec {
   readonly layerEnd: number;
   readonly splitRank: number;
   readonly splitCount: number;
+  /** Relative share of each rank of the split (splitCount entries); absent: equal shares. */
+  readonly splitShares?: readonly number[];
+}
+
+/** The tensor split of a shard, or undefined when it holds its layers whole. */
+export function tensorSplitOf(s: ShardSpec): TensorSplit | undefined {
+  return s.splitCount > 1 ? { rank: s.splitRank, count: s.splitCount, shares: s.splitShares } : undefined;
 }
 
 /** The shard that holds the whole model. */
@@ -43,10 +51,5 @@ export function checkLayerRange(s: Pick<ShardSpec, 'layerStart' | 'layerEnd'>, c
 /** Checks a shard against a model; throws BAD_ARGUMENT naming the problem. */
 export function validateShard(s: ShardSpec, cfg: ModelConfig): void {
   checkLayerRange(s, cfg);
-  if (!(s.splitCount >= 1 && s.splitRank >= 0 && s.splitRank < s.splitCount)) {
-    throw new CairnError('BAD_ARGUMENT', `shard split ${s.splitRank}/${s.splitCount} is not a valid rank`);
-  }
-  if (s.splitCount > 1) {
-    throw new CairnError('MODEL_UNSUPPORTED', 'tensor-parallel splits (more than one rank per layer range) are not supported yet');
-  }
+  checkSplit({ rank: s.splitRank, count: s.splitCount, shares: s.splitShares });
 }

@@ -6,6 +6,7 @@
  * views of the mapped file; only small vectors become f32.
  */
 import type { GgmlType } from '../gguf/ggml-types.js';
+import type { Range, TensorSplit } from './tensor-split.js';
 
 /** A weight matrix of `rows` x `cols` in its file type. */
 export interface Matrix {
@@ -44,12 +45,21 @@ export function expertMatrix(bank: ExpertBank, e: number): Matrix {
 export interface TensorSource {
   /** The model file's path (for messages). */
   readonly path: string;
+  /** The tensor-parallel rank the declarations are for (undefined: whole layers, tensor-split.ts). */
+  readonly split?: TensorSplit;
   /** True when the file has a tensor of this name. */
   has(name: string): boolean;
   /** A rows x cols weight matrix (GGUF dims [cols, rows]), read in full by every token. */
   matrix(name: string, rows: number, cols: number): Matrix;
   /** Like matrix(), or undefined when the file has no such tensor. */
   optionalMatrix(name: string, rows: number, cols: number): Matrix | undefined;
+  /** Rows [start, end) of a rows x cols matrix (an output range of a projection): a view, not a copy. */
+  matrixRows(name: string, rows: number, cols: number, range: Range): Matrix;
+  /**
+   * Columns [start, end) of a rows x cols matrix (an input range of a projection), held as their
+   * own compact copy; the range must start and end on quantization blocks of the tensor's type.
+   */
+  matrixColumns(name: string, rows: number, cols: number, range: Range): Matrix;
   /** A token embedding table of rows x cols: a token reads one row of it. */
   embedding(name: string, rows: number, cols: number): Matrix;
   /**
@@ -61,6 +71,8 @@ export interface TensorSource {
   vector(name: string, len: number): Float32Array;
   /** Like vector(), or undefined when the file has no such tensor. */
   optionalVector(name: string, len: number): Float32Array | undefined;
+  /** Elements [start, end) of a vector of `len` (a bias of a split projection), or undefined when absent and not required. */
+  vectorRange(name: string, len: number, range: Range, required: boolean): Float32Array | undefined;
   /**
    * A vector every layer may declare but the shard holds once (llama's `rope_freqs`): counted in
    * no layer's bytes but in the shard's shared bytes; the same array comes back each time.

@@ -8,6 +8,7 @@ import type { TensorSource, Matrix } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
 import type { FfnBlock, StepContext } from './types.js';
 import type { Scratch, Workspace } from './workspace.js';
+import { columnRange } from '../tensor-split.js';
 
 /** The weights of one dense FFN. */
 export interface DenseFfnWeights {
@@ -16,8 +17,20 @@ export interface DenseFfnWeights {
   readonly down: Matrix;
 }
 
-/** Declares a dense FFN's tensors under `prefix`: nEmbd -> nFf -> nEmbd. */
+/**
+ * Declares a dense FFN's tensors under `prefix`: nEmbd -> nFf -> nEmbd. A tensor-parallel rank
+ * (`src.split`) holds a range of the hidden columns: those rows of gate and up, those columns of
+ * down, whose product is then a partial sum.
+ */
 export function declareDenseFfn(src: TensorSource, prefix: string, nEmbd: number, nFf: number): DenseFfnWeights {
+  if (src.split) {
+    const cols = columnRange(nFf, src.split);
+    return {
+      gate: src.matrixRows(prefix + 'ffn_gate.weight', nFf, nEmbd, cols),
+      up: src.matrixRows(prefix + 'ffn_up.weight', nFf, nEmbd, cols),
+      down: src.matrixColumns(prefix + 'ffn_down.weight', nEmbd, nFf, cols),
+    };
+  }
   return {
     gate: src.matrix(prefix + 'ffn_gate.weight', nFf, nEmbd),
     up: src.matrix(prefix + 'ffn_up.weight', nFf, nEmbd),

@@ -16,6 +16,7 @@ import { applyLinear, type Linear } from './linear.js';
 import { Rope, ROPE_FREQS } from './rope.js';
 import type { AttentionBlock, StepContext } from './types.js';
 import { rowRange, type Scratch, type Workspace } from './workspace.js';
+import { headRange, type HeadSplit } from '../tensor-split.js';
 
 /** The sizes of a GQA block. */
 export interface GqaShape {
@@ -51,8 +52,14 @@ export interface GqaWeights {
   readonly qNorm?: Float32Array;
   readonly kNorm?: Float32Array;
   readonly ropeFreqs?: Float32Array;
-  /** One sink logit per query head (attention-sinks.ts). */
+  /** One sink logit per query head (attention-sinks.ts), all of the layer's heads. */
   readonly sinks?: Float32Array;
+  /**
+   * The heads a tensor-parallel rank holds (tensor-split.ts): q, k, v and their biases are those
+   * heads' rows, o those heads' columns (its output a partial sum; its bias on rank 0 alone).
+   * Absent: all heads.
+   */
+  readonly heads?: HeadSplit;
 }
 
 /** The GQA shape of a config; value heads must be as wide as key heads here. */
@@ -75,30 +82,41 @@ export function gqaKvRow(s: GqaShape): KvRowShape {
   return { k: s.nKvHead * s.headDim, v: s.nKvHead * s.headDim };
 }
 
-/** Declares a GQA block's tensors under `prefix`. */
+/** The KV row of a tensor-parallel rank: the KV heads it holds. */
+export function gqaSplitKvRow(s: Pick<GqaShape, 'nHead' | 'nKvHead' | 'headDim'>, heads: HeadSplit): KvRowShape {
+  const n = heads.kvHeads[1] - heads.kvHeads[0];
+  return { k: n * s.headDim, v: n * s.headDim };
+}
+
+/** Declares a GQA block's tensors under `prefix` (a tensor-parallel rank's heads when `src.split` says so). */
 export function declareGqa(src: TensorSource, prefix: string, s: GqaShape, t: GqaTensors): GqaWeights {
-  const qDim = s.nHead * s.headDim;
-  const kvDim = s.nKvHead * s.headDim;
-  const q = src.matrix(prefix + 'attn_q.weight', qDim, s.nEmbd);
-  const k = src.matrix(prefix + 'attn_k.weight', kvDim, s.nEmbd);
-  const v = src.matrix(prefix + 'attn_v.weight', kvDim, s.nEmbd);
-  const o = src.matrix(prefix + 'attn_output.weight', s.nEmbd, qDim);
-  const bias = (name: string, len: number) =>
-    t.qkvBias === 'required'
-      ? src.vector(prefix + name, len)
-      : t.qkvBias === 'optional'
-        ? src.optionalVector(prefix + name, len)
-        : undefined;
-  const bq = bias('attn_q.bias', qDim);
-  const bk = bias('attn_k.bias', kvDim);
-  const bv = bias('attn_v.bias', kvDim);
-  const bo =
+  const hd = s.headDim;
+  const qDim = s.nHead * hd;
+  const kvDim = s.nKvHead * hd;
+  const heads = src.split ? headRange(s.nHead, s.nKvHead, hd, src.split) : undefined;
+  const qRows: readonly [number, number] = heads ? [heads.heads[0] * hd, heads.heads[1] * hd] : [0, qDim];
+  const kvRows: readonly [number, number] = heads ? [heads.kvHeads[0] * hd, heads.kvHeads[1] * hd] : [0, kvDim];
+  const q = heads ? src.matrixRows(prefix + 'attn_q.weight', qDim, s.nEmbd, qRows) : src.matrix(prefix + 'attn_q.weight', qDim, s.nEmbd);
+  const k = heads ? src.matrixRows(prefix + 'attn_k.weight', kvDim, s.nEmbd, kvRows) : src.matrix(prefix + 'attn_k.weight', kvDim, s.nEmbd);
+  const v = heads ? src.matrixRows(prefix + 'attn_v.weight', kvDim, s.nEmbd, kvRows) : src.matrix(prefix + 'attn_v.weight', kvDim, s.nEmbd);
+  const o = heads
+    ? src.matrixColumns(prefix + 'attn_output.weight', s.nEmbd, qDim, qRows)
+    : src.matrix(prefix + 'attn_output.weight', s.nEmbd, qDim);
+  const bias = (name: string, len: number, range: readonly [number, number]) =>
+    t.qkvBias === 'none' ? undefined : src.vectorRange(prefix + name, len, range, t.qkvBias === 'required');
+  const bq = bias('attn_q.bias', qDim, qRows);
+  const bk = bias('attn_k.bias', kvDim, kvRows);
+  const bv = bias('attn_v.bias', kvDim, kvRows);
+  const outputBias = () =>
     t.outputBias === 'required'
       ? src.vector(prefix + 'attn_output.bias', s.nEmbd)
       : t.outputBias
         ? src.optionalVector(prefix + 'attn_output.bias', s.nEmbd)
         : undefined;
+  // The partial sums of the ranks add up to the output: its bias joins one of them.
+  const bo = !src.split || src.split.rank === 0 ? outputBias() : undefined;
   return {
+    heads,
     q: { w: q, bias: bq },
     k: { w: k, bias: bk },
     v: { w: v, bias: bv },
@@ -145,6 +163,7 @@ export function synthesizeGqa(
 
 /** The forward step of a GQA block. */
 export class GqaAttention implements AttentionBlock {
+  private readonly s: GqaShape;
   private readonly q: Scratch;
   private readonly k: Scratch;
   private readonly v: Scratch;
@@ -153,10 +172,15 @@ export class GqaAttention implements AttentionBlock {
   private readonly params: AttentionParams;
 
   constructor(
-    private readonly s: GqaShape,
+    shape: GqaShape,
     private readonly w: GqaWeights,
     ws: Workspace,
   ) {
+    // A tensor-parallel rank runs its own heads as a block of that many heads.
+    const s: GqaShape = w.heads
+      ? { ...shape, nHead: w.heads.heads[1] - w.heads.heads[0], nKvHead: w.heads.kvHeads[1] - w.heads.kvHeads[0] }
+      : shape;
+    this.s = s;
     const qDim = s.nHead * s.headDim;
     const kvDim = s.nKvHead * s.headDim;
     this.q = ws.buffer('attn.q', qDim);
@@ -172,7 +196,7 @@ export class GqaAttention implements AttentionBlock {
       pos0: 0,
       scale: 1 / Math.sqrt(s.headDim),
       kvType: GgmlType.F16,
-      sinks: w.sinks,
+      sinks: w.sinks && w.heads ? w.sinks.subarray(w.heads.heads[0], w.heads.heads[1]) : w.sinks,
       window: s.window ?? 0,
     };
   }

@@ -41,16 +41,18 @@ export class PreNormLayer implements DecoderLayer {
     this.t = ws.buffer('layer.out', attnNorm.length);
   }
 
-  forward(x: Float32Array, step: StepContext): void {
+  *forward(x: Float32Array, step: StepContext): Generator<Float32Array, void, void> {
     const { kernels, n } = step;
     const d = this.attnNorm.length;
     const h = this.h.rows(n);
     const t = this.t.rows(n);
     kernels.rmsNorm(x, this.attnNorm, n, d, this.eps, h);
     this.attention.forward(h, t, step);
+    if (step.split) yield t;
     kernels.add(x, t, n * d, x);
     kernels.rmsNorm(x, this.ffnNorm, n, d, this.eps, h);
     this.ffn.forward(h, t, step);
+    if (step.split) yield t;
     kernels.add(x, t, n * d, x);
   }
 }

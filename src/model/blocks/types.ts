@@ -21,11 +21,17 @@ export interface StepContext {
   positions: Int32Array;
   /** Index of the running layer within the shard: its layer in the shard's KV cache. */
   layer: number;
+  /** True on a tensor-parallel rank: blocks' outputs are partial sums the group adds up. */
+  readonly split?: boolean;
 }
 
-/** One transformer layer: updates the residual stream x (n x nEmbd) in place. */
+/**
+ * One transformer layer: updates the residual stream x (n x nEmbd) in place. On a tensor-parallel
+ * rank (`step.split`) it yields each partial sum (n x nEmbd) that must hold the group's total, added
+ * up in place, before it is resumed; unsplit it yields nothing.
+ */
 export interface DecoderLayer {
-  forward(x: Float32Array, step: StepContext): void;
+  forward(x: Float32Array, step: StepContext): Generator<Float32Array, void, void>;
 }
 
 /** Token mixing: reads the normalized stream h (n x nEmbd), writes its output (n x nEmbd) to out. */
