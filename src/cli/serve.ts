@@ -30,6 +30,7 @@ interface ServeFlags extends ClusterKeyFlags {
   mdns?: boolean;
   mdnsInterface?: string;
   activations?: 'f16' | 'f32';
+  parallelism: 'auto' | 'pipeline' | 'tensor';
   requestTimeout: number;
   idleTimeout: number;
   templateTimeout: number;
@@ -67,6 +68,11 @@ export function serveCommand(): Command {
     .option('--max-memory <bytes>', 'with --cluster: memory this machine offers for its layers', intArg(1))
     .option('--mdns', 'with --cluster: also find nodes announced over mDNS on the local network')
     .option('--mdns-interface <addr>', 'with --mdns: look on the interface with this address only')
+    .addOption(
+      new Option('--parallelism <kind>', 'with --cluster: pipeline (layer ranges), tensor (every layer split over the nodes) or auto (the planner chooses)')
+        .choices(['auto', 'pipeline', 'tensor'])
+        .default('auto'),
+    )
     .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
     .action(async (o: ServeFlags) => {
       // The server modules load only for this command, keeping other commands' start-up short.
@@ -112,6 +118,7 @@ export function serveCommand(): Command {
             discoveryMs: o.mdns ? 2000 : 0,
             mdnsInterface: o.mdnsInterface,
             activations: o.activations,
+            parallelism: o.parallelism,
             progress: process.stderr.isTTY,
           });
           const c = coordinator;

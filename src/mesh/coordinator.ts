@@ -20,8 +20,8 @@ import { GgmlType } from '../gguf/ggml-types.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, openMapping, type KvType } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
-import { makePlan } from '../planner/plan.js';
-import type { NodeInfo, Plan } from '../planner/types.js';
+import { makePlan, stageBytes } from '../planner/plan.js';
+import type { NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
 import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
@@ -59,6 +59,11 @@ export interface CoordinatorOptions {
   readonly progress?: boolean;
   /** How hidden states travel between stages; default: the plan's choice from the links. */
   readonly activations?: 'f16' | 'f32';
+  /**
+   * `pipeline`: consecutive layer ranges, one per node; `tensor`: every layer split over all the
+   * nodes (one tensor-parallel group, shares by measured speed); `auto` (default): the planner's choice.
+   */
+  readonly parallelism?: 'auto' | 'pipeline' | 'tensor';
 }
 
 /** What `cairn cluster status` shows. */
@@ -80,7 +85,17 @@ export interface ClusterStatus {
   }[];
   readonly links: readonly { readonly to: string; readonly latencyMs: number; readonly megabytesPerSecond: number }[];
   readonly plan?: {
-    readonly stages: readonly { readonly nodeId: string; readonly name: string; readonly layerStart: number; readonly layerEnd: number; readonly memoryBytes: number }[];
+    /** One entry per node: a stage, or a rank of a tensor-parallel group (same layers, rank r of count, its share). */
+    readonly stages: readonly {
+      readonly nodeId: string;
+      readonly name: string;
+      readonly layerStart: number;
+      readonly layerEnd: number;
+      readonly memoryBytes: number;
+      readonly splitRank: number;
+      readonly splitCount: number;
+      readonly splitShare: number;
+    }[];
     readonly predictedTokensPerSecond: number;
     readonly predictedPipelinedTokensPerSecond: number;
     readonly activationDtype: 'f16' | 'f32';
@@ -239,7 +254,9 @@ export class ClusterCoordinator implements ForwardRunner {
     const { infos, remote } = this.planInputs(excluded);
     try {
       if (infos.length === 0) throw new CairnError('CLUSTER_PLAN', 'no node is up');
-      return makePlan({ model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: remote.map((n) => n.link), kvTokens: this.opts.ctx * this.opts.slots });
+      const req = { model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: remote.map((n) => n.link), kvTokens: this.opts.ctx * this.opts.slots };
+      if (this.opts.parallelism === 'tensor') return tensorPlan(req, this.localId);
+      return makePlan(req);
     } catch (err) {
       const gone = this.nodes.all().filter((n) => !this.nodes.usable(n));
       const notes = [
@@ -281,7 +298,7 @@ export class ClusterCoordinator implements ForwardRunner {
   /** Loads every stage of a plan and makes it the running one; throws PlanLost or StageLoadFailed. */
   private async loadPlan(plan: Plan): Promise<void> {
     const epoch = this.epoch + 1;
-    this.log(`cairn: plan ${epoch}: ${plan.stages.map((s) => `${this.nameOf(s.nodeId)} layers ${s.layerStart}-${s.layerEnd - 1}`).join(', ')}`);
+    this.log(`cairn: plan ${epoch}: ${plan.stages.map((s) => `${this.nameOf(s.nodeId)} layers ${s.layerStart}-${s.layerEnd - 1}${s.splitCount > 1 ? ` (rank ${s.splitRank} of ${s.splitCount})` : ''}`).join(', ')}`);
     const remoteOf = (nodeId: string): RemoteNode => {
       const node = this.nodes.get(nodeId);
       if (!node || !this.nodes.usable(node)) throw new PlanLost(`lost ${this.nameOf(nodeId)}`);
@@ -289,13 +306,17 @@ export class ClusterCoordinator implements ForwardRunner {
     };
     const checkAlive = () => plan.stages.forEach((s) => s.nodeId !== this.localId && remoteOf(s.nodeId));
     const stages: PipelineStage[] = [];
+    const followers: Extract<PipelineStage, { kind: 'remote' }>[] = [];
     let pipeline: Pipeline | undefined;
+    const groups = groupStages(plan.stages);
     try {
-      for (let i = 0; i < plan.stages.length; i++) {
+      for (let i = 0; i < groups.length; i++) {
         checkAlive();
-        const s = plan.stages[i];
-        const nextStage = plan.stages[i + 1];
+        const group = groups[i];
+        const s = group[0];
+        const nextGroup = groups[i + 1];
         if (s.nodeId === this.localId) {
+          if (group.length > 1) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', 'the coordinator cannot be a rank of a tensor-parallel group'));
           try {
             const loaded = await loadShards(this.opts.modelPath, {
               threads: this.opts.threads,
@@ -312,30 +333,47 @@ export class ClusterCoordinator implements ForwardRunner {
           }
           continue;
         }
-        const node = remoteOf(s.nodeId);
-        const next = nextStage ? remoteOf(nextStage.nodeId) : undefined;
-        const req: LoadRequest = {
-          modelSha256: this.modelSha,
-          modelName: basename(this.opts.modelPath),
-          layerStart: s.layerStart,
-          layerEnd: s.layerEnd,
-          ctx: this.opts.ctx,
-          slots: this.opts.slots,
-          kvType: this.opts.kvType,
-          maxBatch: this.maxBatch,
-          next: next ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
-          epoch,
-        };
-        try {
-          await this.loadRemote(node, req);
-        } catch (err) {
-          throw new StageLoadFailed(s.nodeId, err as Error);
+        const nodes = group.map((r) => remoteOf(r.nodeId));
+        const next = nextGroup ? remoteOf(nextGroup[0].nodeId) : undefined;
+        const peers = nodes.map((n) => ({ host: n.host, port: n.port, nodeId: n.caps.nodeId }));
+        for (let rank = 0; rank < group.length; rank++) {
+          const r = group[rank];
+          const node = nodes[rank];
+          const req: LoadRequest = {
+            modelSha256: this.modelSha,
+            modelName: basename(this.opts.modelPath),
+            layerStart: r.layerStart,
+            layerEnd: r.layerEnd,
+            ctx: this.opts.ctx,
+            slots: this.opts.slots,
+            kvType: this.opts.kvType,
+            maxBatch: this.maxBatch,
+            // Rank 0 passes the group's output on; the other ranks send only to their group.
+            next: next && rank === 0 ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
+            group: group.length > 1 ? { rank, shares: r.splitShares ?? group.map(() => 1), peers } : undefined,
+            epoch,
+          };
+          try {
+            await this.loadRemote(node, req);
+          } catch (err) {
+            throw new StageLoadFailed(r.nodeId, err as Error);
+          }
+          const member = { kind: 'remote', conn: node.conn, nodeId: r.nodeId, name: node.caps.name, layerStart: r.layerStart, layerEnd: r.layerEnd } as const;
+          if (rank === 0) stages.push(member);
+          else followers.push(member);
         }
-        stages.push({ kind: 'remote', conn: node.conn, nodeId: s.nodeId, name: node.caps.name, layerStart: s.layerStart, layerEnd: s.layerEnd });
       }
       checkAlive();
       const wire = this.opts.activations ?? plan.activationDtype;
-      pipeline = new Pipeline(stages, epoch, this.opts.config.nVocab, this.opts.config.nEmbd, { broken: (reason) => this.replan(reason, true), misbehaved: (id, detail) => this.nodes.misbehaved(id, detail) }, wire);
+      pipeline = new Pipeline(
+        stages,
+        epoch,
+        this.opts.config.nVocab,
+        this.opts.config.nEmbd,
+        { broken: (reason) => this.replan(reason, true), misbehaved: (id, detail) => this.nodes.misbehaved(id, detail) },
+        wire,
+        followers,
+      );
       // A node that left after its stage loaded is not in a running plan.
       if (pipeline.broken) throw new PlanLost(pipeline.broken);
       this.pipeline = pipeline;
@@ -439,7 +477,7 @@ export class ClusterCoordinator implements ForwardRunner {
     } catch {
       return false;
     }
-    const key = (p: Plan | undefined) => JSON.stringify(p?.stages.map((s) => [s.nodeId, s.layerStart, s.layerEnd]));
+    const key = (p: Plan | undefined) => JSON.stringify(p?.stages.map((s) => [s.nodeId, s.layerStart, s.layerEnd, s.splitRank, s.splitCount, s.splitShares]));
     return key(next) !== key(this.plan);
   }
 
@@ -508,7 +546,7 @@ export class ClusterCoordinator implements ForwardRunner {
     if (b.length < 4) throw bad();
     const count = b.readUInt32LE(0);
     const pipeline = this.current();
-    if (count !== pipeline.stages.length) throw bad();
+    if (count !== pipeline.members.length) throw bad();
     const parts: Uint8Array[] = [];
     let o = 4;
     for (let i = 0; i < count; i++) {
@@ -541,7 +579,16 @@ export class ClusterCoordinator implements ForwardRunner {
       nodes,
       links: this.nodes.all().map((n) => ({ to: n.caps.name, latencyMs: n.link.latencySeconds * 2000, megabytesPerSecond: n.link.bytesPerSecond / 1e6 })),
       plan: this.plan && {
-        stages: this.plan.stages.map((s) => ({ nodeId: s.nodeId, name: this.nameOf(s.nodeId), layerStart: s.layerStart, layerEnd: s.layerEnd, memoryBytes: s.memoryBytes })),
+        stages: this.plan.stages.map((s) => ({
+          nodeId: s.nodeId,
+          name: this.nameOf(s.nodeId),
+          layerStart: s.layerStart,
+          layerEnd: s.layerEnd,
+          memoryBytes: s.memoryBytes,
+          splitRank: s.splitRank,
+          splitCount: s.splitCount,
+          splitShare: s.splitShares ? s.splitShares[s.splitRank] / s.splitShares.reduce((a, b) => a + b, 0) : 1,
+        })),
         predictedTokensPerSecond: this.plan.predictedTokensPerSecond,
         predictedPipelinedTokensPerSecond: this.plan.predictedPipelinedTokensPerSecond,
         activationDtype: this.plan.activationDtype,
@@ -558,4 +605,48 @@ export class ClusterCoordinator implements ForwardRunner {
     this.nodes.close('the coordinator is stopping');
     await this.discovery?.stop();
   }
+}
+
+/** Consecutive plan entries of one layer range split over several ranks form one group (one pipeline stage). */
+function groupStages(stages: readonly PlanStage[]): PlanStage[][] {
+  const groups: PlanStage[][] = [];
+  for (const s of stages) {
+    const last = groups[groups.length - 1];
+    if (last && s.splitCount > 1 && s.splitRank > 0 && last[0].layerStart === s.layerStart && last[0].layerEnd === s.layerEnd) last.push(s);
+    else groups.push([s]);
+  }
+  for (const g of groups) {
+    if (g.length !== g[0].splitCount || g.some((s, r) => s.splitRank !== r)) {
+      throw new CairnError('CLUSTER_PLAN', `the plan's ranks of layers ${g[0].layerStart}-${g[0].layerEnd - 1} do not form a whole group`);
+    }
+  }
+  return groups;
+}
+
+/**
+ * Every layer split over every remote node as one tensor-parallel group, each rank's share in
+ * proportion to its measured speed (`--parallelism tensor`); the coordinator takes no layers.
+ */
+function tensorPlan(req: PlanRequest, localId: string): Plan {
+  const nodes = req.nodes.filter((n) => n.id !== localId);
+  if (nodes.length < 2) throw new CairnError('CLUSTER_PLAN', `a tensor-parallel plan needs at least 2 nodes besides the coordinator; ${nodes.length} ${nodes.length === 1 ? 'is' : 'are'} up`);
+  const speeds = nodes.map((n) => n.bytesPerSecond);
+  const top = Math.max(...speeds);
+  // Shares rounded to a few digits, so that every rank computes the same cuts from them.
+  const shares = speeds.map((v) => Math.max(1, Math.round((1000 * v) / top)));
+  const total = shares.reduce((a, b) => a + b, 0);
+  const whole = stageBytes(req, 0, req.model.nLayer);
+  const stages: PlanStage[] = nodes.map((n, rank) => ({
+    nodeId: n.id,
+    layerStart: 0,
+    layerEnd: req.model.nLayer,
+    splitRank: rank,
+    splitCount: nodes.length,
+    splitShares: shares,
+    memoryBytes: Math.ceil((whole * shares[rank]) / total),
+  }));
+  const short = stages.find((s, i) => s.memoryBytes > nodes[i].memoryBytes);
+  if (short) throw new CairnError('CLUSTER_PLAN', `node ${short.nodeId} offers less memory than its share of the model needs`);
+  const pipelined = makePlan({ ...req, nodes });
+  return { ...pipelined, stages };
 }

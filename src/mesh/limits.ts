@@ -41,6 +41,8 @@ export function nodeReceiveLimit(type: number, flags: number, sizes: StageSizes 
       return SHARD_CHUNK;
     case MeshFrame.forward:
       return sizes ? HEAD + sizes.maxBatch * sizes.nEmbd * 4 : HEAD;
+    case MeshFrame.partial:
+      return sizes ? SMALL + sizes.maxBatch * sizes.nEmbd * 4 : SMALL;
     case MeshFrame.kv:
       return sizes ? SMALL + sizes.kvBytesPerSlot : SMALL;
     default:

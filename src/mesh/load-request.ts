@@ -5,11 +5,13 @@
  */
 import { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError } from '../util/errors.js';
-import type { LoadRequest } from './protocol.js';
+import type { GroupSpec, LoadRequest, PeerRef } from './protocol.js';
 import { isSha256Hex, MAX_SHARD_LAYERS, validateShardManifest } from './shard-manifest.js';
 
 /** Largest context (tokens per slot) a load request may ask for. */
 export const MAX_LOAD_CTX = 1 << 24;
+/** Most ranks of a tensor-parallel group. */
+export const MAX_GROUP_RANKS = 64;
 /** Most sequence slots a load request may ask for. */
 export const MAX_LOAD_SLOTS = 4096;
 
@@ -48,14 +50,26 @@ export function validateLoadRequest(v: unknown): LoadRequest {
   if (v.kvType !== GgmlType.F16 && v.kvType !== GgmlType.F32) throw bad('kvType must be f16 or f32');
   if (!intIn(v.maxBatch, 1, v.ctx)) throw bad('maxBatch must be a whole number in [1, ctx]');
   if (!intIn(v.epoch, 0, Number.MAX_SAFE_INTEGER)) throw bad('epoch must be a whole number >= 0');
-  let next: LoadRequest['next'];
-  if (v.next !== undefined && v.next !== null) {
-    const n = v.next;
-    if (!isRecord(n)) throw bad('next is not an object');
-    if (!isLabel(n.host, 255) || /\s/.test(n.host)) throw bad('next.host is not a host name or address');
-    if (!intIn(n.port, 1, 65535)) throw bad('next.port is not a TCP port');
-    if (!isLabel(n.nodeId, 128)) throw bad('next.nodeId must be 1-128 characters without control characters');
-    next = { host: n.host, port: n.port, nodeId: n.nodeId };
+  const peer = (n: unknown, what: string): PeerRef => {
+    if (!isRecord(n)) throw bad(`${what} is not an object`);
+    if (!isLabel(n.host, 255) || /\s/.test(n.host)) throw bad(`${what}.host is not a host name or address`);
+    if (!intIn(n.port, 1, 65535)) throw bad(`${what}.port is not a TCP port`);
+    if (!isLabel(n.nodeId, 128)) throw bad(`${what}.nodeId must be 1-128 characters without control characters`);
+    return { host: n.host, port: n.port, nodeId: n.nodeId };
+  };
+  const next = v.next !== undefined && v.next !== null ? peer(v.next, 'next') : undefined;
+  let group: GroupSpec | undefined;
+  if (v.group !== undefined && v.group !== null) {
+    const g = v.group;
+    if (!isRecord(g)) throw bad('group is not an object');
+    if (!Array.isArray(g.peers) || g.peers.length < 2 || g.peers.length > MAX_GROUP_RANKS) throw bad(`group.peers must list 2 to ${MAX_GROUP_RANKS} nodes`);
+    const peers = g.peers.map((p, i) => peer(p, `group.peers[${i}]`));
+    if (new Set(peers.map((p) => p.nodeId)).size !== peers.length) throw bad('group.peers names a node twice');
+    if (!intIn(g.rank, 0, peers.length - 1)) throw bad('group.rank is not a rank of the group');
+    if (!Array.isArray(g.shares) || g.shares.length !== peers.length || !g.shares.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0 && x <= 1e9)) {
+      throw bad('group.shares must be one positive number per rank');
+    }
+    group = { rank: g.rank, shares: g.shares as number[], peers };
   }
   let shard: LoadRequest['shard'];
   if (v.shard !== undefined && v.shard !== null) {
@@ -75,6 +89,7 @@ export function validateLoadRequest(v: unknown): LoadRequest {
     maxBatch: v.maxBatch,
     epoch: v.epoch,
     ...(next ? { next } : {}),
+    ...(group ? { group } : {}),
     ...(shard ? { shard } : {}),
   };
 }

@@ -34,7 +34,8 @@ import { ShardCache } from './shard-cache.js';
 import { describeLayers } from './shard-manifest.js';
 import { ShardReceiver } from './shard-receiver.js';
 import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
-import { Stage } from './stage.js';
+import { Stage, type StageLinks } from './stage.js';
+import { TensorGroup } from './tensor-group.js';
 
 /** Version string both ends of a mesh connection must share. */
 export const MESH_COMPATIBILITY = 'cairn-mesh/1';
@@ -66,6 +67,8 @@ export class MeshNode {
   private stage: Stage | undefined;
   private owner: PeerConnection | undefined;
   private next: PeerConnection | undefined;
+  /** Connections to the other ranks of this node's tensor-parallel group (by rank; none at its own). */
+  private groupPeers: (PeerConnection | undefined)[] = [];
   private readonly cache: ShardCache;
   private readonly receiver: ShardReceiver;
   private readonly models = new Map<string, string>();
@@ -180,6 +183,8 @@ export class MeshNode {
   private onFrame(conn: PeerConnection, frame: Frame): void {
     if (frame.type === MeshFrame.forward) {
       this.stage?.onForward(frame);
+    } else if (frame.type === MeshFrame.partial) {
+      this.stage?.onPartial(conn.peer.nodeId, frame);
     } else if (frame.type === MeshFrame.shardChunk) {
       this.onShardChunk(conn, frame);
     } else if (frame.type === MeshFrame.seqEnd) {
@@ -314,26 +319,39 @@ export class MeshNode {
         slots: req.slots,
         kvType: req.kvType as KvType,
         maxBatch: req.maxBatch,
-        shards: [{ layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 }],
+        shards: [
+          req.group
+            ? { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: req.group.rank, splitCount: req.group.peers.length, splitShares: req.group.shares }
+            : { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 },
+        ],
       });
+      const dial = (p: { host: string; port: number }) =>
+        connectPeer(p.host, p.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, undefined) });
       try {
-        if (req.next) {
-          this.next = await connectPeer(req.next.host, req.next.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, undefined) });
-        }
+        if (req.next) this.next = await dial(req.next);
+        // The other ranks of the group: this node sends its partial sums (and, as rank 0, each
+        // step's input) over its own connection to each; theirs come in over theirs.
+        if (req.group) this.groupPeers = await Promise.all(req.group.peers.map((p, r) => (r === req.group!.rank ? undefined : dial(p))));
       } catch (err) {
         loaded.close();
+        this.dropLinks('the load failed');
         throw err;
       }
       if (!conn.isOpen) {
         // The coordinator left while this shard was loading: nobody would ever unload it.
         loaded.close();
-        this.next?.close('the coordinator left');
-        this.next = undefined;
+        this.dropLinks('the coordinator left');
         throw new CairnError('CLUSTER_CLOSED', 'the coordinator disconnected during the load');
       }
       this.owner = conn;
       this.loadedDigest = digest;
-      this.stage = new Stage(loaded, req.epoch, { next: this.next, coordinator: conn });
+      let group: StageLinks['group'];
+      if (req.group) {
+        const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId));
+        for (const peer of this.groupPeers) peer?.on('close', () => exchange.break(new CairnError('CLUSTER_CLOSED', `rank ${peer.peer.name} of the tensor-parallel group disconnected`)));
+        group = { exchange, followers: req.group.rank === 0 ? this.groupPeers.filter((p): p is PeerConnection => p !== undefined) : [] };
+      }
+      this.stage = new Stage(loaded, req.epoch, { next: this.next, coordinator: conn, group });
       return { status: 'loaded', source };
     } finally {
       this.loadingDigest = undefined;
@@ -346,9 +364,16 @@ export class MeshNode {
     this.stage.close();
     this.stage = undefined;
     this.loadedDigest = undefined;
-    this.next?.close('the plan changed');
-    this.next = undefined;
+    this.dropLinks('the plan changed');
     this.owner = undefined;
+  }
+
+  /** Closes the connections to the next stage and to the group's other ranks. */
+  private dropLinks(reason: string): void {
+    this.next?.close(reason);
+    this.next = undefined;
+    for (const p of this.groupPeers) p?.close(reason);
+    this.groupPeers = [];
   }
 
   /** Stops listening and drops everything. */

@@ -61,6 +61,11 @@ export class Pipeline {
   private brokenReason: string | undefined;
   private readonly detach: (() => void)[] = [];
 
+  /**
+   * `stages`: the chain a step goes down (for a tensor-parallel group, its rank 0, which hands each
+   * step to the group's other ranks); `followers`: those other ranks, which take part in KV
+   * operations and whose failures and departures break the pipeline like a stage's.
+   */
   constructor(
     readonly stages: readonly PipelineStage[],
     readonly epoch: number,
@@ -68,6 +73,7 @@ export class Pipeline {
     private readonly nEmbd: number,
     private readonly events: PipelineEvents,
     private readonly wire: 'f16' | 'f32' = 'f32',
+    readonly followers: readonly RemoteStage[] = [],
   ) {
     const first = stages[0];
     if (first.kind === 'local') {
@@ -75,7 +81,7 @@ export class Pipeline {
       this.local = new LocalRunner(first.loaded.shards);
     }
     const last = stages[stages.length - 1];
-    for (const s of stages) {
+    for (const s of this.members) {
       if (s.kind !== 'remote') continue;
       const onFrame = (f: Frame) => this.onFrame(s, f, s === last);
       const onClose = () => this.breakWith(`node ${s.name} (layers ${s.layerStart}-${s.layerEnd - 1}) disconnected`);
@@ -87,8 +93,13 @@ export class Pipeline {
       });
     }
     // A connection that closed before the listener was attached never says so again.
-    const gone = stages.find((s): s is RemoteStage => s.kind === 'remote' && !s.conn.isOpen);
+    const gone = this.members.find((s): s is RemoteStage => s.kind === 'remote' && !s.conn.isOpen);
     if (gone) this.brokenReason = `node ${gone.name} (layers ${gone.layerStart}-${gone.layerEnd - 1}) disconnected`;
+  }
+
+  /** Every node of the plan: the stages, then the groups' other ranks (KV operations go to all). */
+  get members(): readonly PipelineStage[] {
+    return [...this.stages, ...this.followers];
   }
 
   /** Why the pipeline broke, or undefined while it works. */
@@ -252,7 +263,7 @@ export class Pipeline {
   async kv(op: KvOp, parts?: readonly Uint8Array[]): Promise<{ bytes: number; data?: Uint8Array }[]> {
     if (this.brokenReason) throw this.interrupted();
     return Promise.all(
-      this.stages.map(async (s, i) => {
+      this.members.map(async (s, i) => {
         if (s.kind === 'local') return applyKvOp(this.local!, op, parts?.[i]);
         const reply = await this.remote(s, () => s.conn.request(MeshFrame.kv, { dtype: DType.raw }, packMessage(op, op.op === 'import' ? parts![i] : undefined), { timeoutMs: 120_000 }));
         if (op.op === 'export') return { bytes: 0, data: new Uint8Array(reply.payload) };
@@ -279,7 +290,7 @@ export class Pipeline {
     for (const d of this.detach) d();
     const unload = jsonPayload({});
     await Promise.all(
-      this.stages.map(async (s) => {
+      this.members.map(async (s) => {
         if (s.kind === 'local') s.loaded.close();
         else if (s.conn.isOpen) await s.conn.request(MeshFrame.unload, unload.meta, unload.payload, { timeoutMs: 5000 }).catch(() => {});
       }),

@@ -37,7 +37,36 @@ export const MeshFrame = {
   unload: FIRST_APP_FRAME_TYPE + 11,
   /** one-way JSON {reason}, node -> coordinator: the node gave up the shard transfer in progress */
   shardAbort: FIRST_APP_FRAME_TYPE + 12,
+  /** one-way, rank -> the other ranks of its tensor-parallel group: a partial sum (PartialHead + f32) */
+  partial: FIRST_APP_FRAME_TYPE + 13,
 } as const;
+
+/** Where a peer node listens. */
+export interface PeerRef {
+  readonly host: string;
+  readonly port: number;
+  readonly nodeId: string;
+}
+
+/**
+ * A stage's tensor-parallel group, as its load request states it: this node is rank `rank` of the
+ * `peers` (every rank's node, in rank order), holding its share of every layer (model/tensor-split.ts).
+ */
+export interface GroupSpec {
+  readonly rank: number;
+  /** Relative share of each rank. */
+  readonly shares: readonly number[];
+  readonly peers: readonly PeerRef[];
+}
+
+/** The JSON head of a partial-sum frame; f32 values (the step's tokens x nEmbd) follow. */
+export interface PartialHead {
+  readonly epoch: number;
+  readonly step: number;
+  /** Which partial sum of the step (two per layer: after attention, after the FFN). */
+  readonly index: number;
+  readonly rank: number;
+}
 
 /** What a node reports about itself. */
 export interface NodeCapabilities {
@@ -66,8 +95,10 @@ export interface LoadRequest {
   readonly slots: number;
   readonly kvType: number;
   readonly maxBatch: number;
-  /** Where the next stage listens (undefined for the last stage). */
-  readonly next?: { readonly host: string; readonly port: number; readonly nodeId: string };
+  /** Where the next stage listens (undefined for the last stage); for a group, its rank 0. */
+  readonly next?: PeerRef;
+  /** The stage's tensor-parallel group (undefined: this node holds the layers whole). */
+  readonly group?: GroupSpec;
   /** Plan generation, so frames of an old plan are told apart. */
   readonly epoch: number;
   /**

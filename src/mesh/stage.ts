@@ -11,12 +11,15 @@ import { restKernelThreads } from '../kernels/index.js';
 import { sampleOutputs } from '../engine/runner.js';
 import type { LoadedShards } from '../engine/load.js';
 import { HiddenCodec } from './codec.js';
+import { CairnError } from '../util/errors.js';
 import { applyKvOp } from './kv-ops.js';
 import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
 import type { OutputRequest } from '../engine/runner.js';
 import { SequenceSamplers } from '../engine/sequence-samplers.js';
 import type { StageSizes } from './limits.js';
 import { checkForwardHead, checkTokenIds, type StageBounds } from './validate.js';
+import type { TensorGroup } from './tensor-group.js';
+import type { ShardBatch } from '../model/decoder.js';
 
 /** Where a stage's output goes. */
 export interface StageLinks {
@@ -24,6 +27,12 @@ export interface StageLinks {
   readonly next?: PeerConnection;
   /** The coordinator, which gets the results and step errors. */
   readonly coordinator: PeerConnection;
+  /**
+   * This node's tensor-parallel group, when the stage is one rank of it: every rank runs every
+   * step (rank 0 passes each step's input on to the others) and adds up partial sums with them;
+   * rank 0 alone sends the stage's output on.
+   */
+  readonly group?: { readonly exchange: TensorGroup; readonly followers: readonly PeerConnection[] };
 }
 
 /** A loaded stage that executes steps. */
@@ -34,6 +43,8 @@ export class Stage {
   private readonly samplers = new SequenceSamplers();
   readonly isFirst: boolean;
   readonly isLast: boolean;
+  /** Steps of a group rank run one after another, in the order they came (the same on every rank). */
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(
     readonly loaded: LoadedShards,
@@ -49,17 +60,39 @@ export class Stage {
 
   /** Runs one forward frame; errors (a malformed frame among them) go to the coordinator as a step error, never thrown. */
   onForward(frame: Frame): void {
+    const group = this.links.group;
+    if (group) {
+      // Rank 0 hands the step to the other ranks first, so all start it at once.
+      for (const f of group.followers) if (f.isOpen) f.send(MeshFrame.forward, { dtype: DType.raw }, frame.payload);
+      this.queue = this.queue.then(() => this.step(frame));
+      return;
+    }
+    void this.step(frame);
+  }
+
+  private async step(frame: Frame): Promise<void> {
     let step = -1;
     try {
       const msg = unpackMessage<unknown>(frame.payload);
       const raw = msg.head as { epoch?: unknown; step?: unknown } | null;
       if (typeof raw?.epoch === 'number' && raw.epoch !== this.epoch) return; // a step of an older plan
       if (typeof raw?.step === 'number' && Number.isSafeInteger(raw.step) && raw.step >= 0) step = raw.step;
-      this.run(checkForwardHead(msg.head, this.bounds), msg.body);
+      const head = checkForwardHead(msg.head, this.bounds);
+      if (this.links.group) await this.runGroupStep(head, msg.body);
+      else this.run(head, msg.body);
     } catch (err) {
+      // A rank that fails a step its group has begun leaves the others waiting on its partial sums:
+      // the group is broken, and the step error says so (step -1: the plan must be made again).
+      const group = this.links.group?.exchange;
+      if (group && !group.broken) group.break(err as Error);
       const message = (err as Error).message.slice(0, 2000);
-      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step, message })));
+      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: group ? -1 : step, message })));
     }
+  }
+
+  /** A partial sum from another rank of this stage's group. */
+  onPartial(fromNodeId: string, frame: Frame): void {
+    this.links.group?.exchange.onPartial(fromNodeId, frame);
   }
 
   /** Sizes that bound the messages this stage receives (limits.ts). */
@@ -81,11 +114,11 @@ export class Stage {
     };
   }
 
-  private run(head: ForwardHead, body: Buffer): void {
+  /** The batch a forward frame carries (token ids or hidden states). */
+  private batchOf(head: ForwardHead, body: Buffer): ShardBatch {
     const D = this.loaded.config.nEmbd;
     const n = head.nTokens;
     const spans = head.spans.map(([slot, pos0, start, len]) => ({ slot, pos0, start, n: len }));
-    const outputs: OutputRequest[] = head.outputs.map(([row, seq, mode]) => ({ row, seq, mode: mode === 1 ? 'logits' : 'sample' }));
     let tokens: Int32Array | undefined;
     let hidden: Float32Array | undefined;
     if (head.kind === 'tokens') {
@@ -97,23 +130,58 @@ export class Stage {
       if (body.length !== width * n * D) throw new Error(`step ${head.step}: ${body.length} bytes of hidden states for ${n} x ${D}`);
       hidden = this.codec.decode(body, n * D, head.kind);
     }
+    return { nTokens: n, tokens, hidden, spans, outputRows: this.isLast ? head.outputs.map(([row]) => row) : undefined };
+  }
+
+  private run(head: ForwardHead, body: Buffer): void {
+    let batch = this.batchOf(head, body);
     let out: Float32Array | undefined;
     for (const shard of this.loaded.shards) {
-      out = shard.forward({ nTokens: n, tokens, hidden, spans, outputRows: this.isLast ? outputs.map((o) => o.row) : undefined });
-      hidden = out;
-      tokens = undefined;
+      out = shard.forward(batch);
+      batch = { ...batch, tokens: undefined, hidden: out };
     }
+    this.deliver(head, out!);
+  }
+
+  /** One step of a group rank: the forward pass, adding up each partial sum with the other ranks. */
+  private async runGroupStep(head: ForwardHead, body: Buffer): Promise<void> {
+    const group = this.links.group!.exchange;
+    let batch = this.batchOf(head, body);
+    let out: Float32Array | undefined;
+    let index = 0;
+    for (const shard of this.loaded.shards) {
+      const steps = shard.forwardSteps(batch);
+      for (let r = steps.next(); ; r = steps.next()) {
+        if (r.done) {
+          out = r.value;
+          break;
+        }
+        // The kernel threads rest while this thread waits on the network (a shared machine's
+        // other ranks need the cores).
+        restKernelThreads();
+        await group.allReduce(head.step, index++, r.value);
+      }
+      batch = { ...batch, tokens: undefined, hidden: out };
+    }
+    if (group.rank === 0) this.deliver(head, out!);
+  }
+
+  /** Sends a step's output on: hidden states to the next stage, or (last) sampled tokens to the coordinator. */
+  private deliver(head: ForwardHead, out: Float32Array): void {
+    const D = this.loaded.config.nEmbd;
+    const n = head.nTokens;
+    const outputs: OutputRequest[] = head.outputs.map(([row, seq, mode]) => ({ row, seq, mode: mode === 1 ? 'logits' : 'sample' }));
     if (!this.isLast) {
       const next = this.links.next!;
       const kind = head.wire === 'f16' ? 'hidden16' : 'hidden32';
       // Workers to sleep before anything else: spinning now would take a core from the next
       // stage (on a shared machine) while this thread is still sending.
       restKernelThreads();
-      next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec.encode(out!, n * D, kind)));
+      next.send(MeshFrame.forward, { dtype: DType.raw }, packMessage({ ...head, kind } satisfies ForwardHead, this.codec.encode(out, n * D, kind)));
       return;
     }
     restKernelThreads();
-    const result = sampleOutputs(this.samplers, outputs, out!, this.loaded.config.nVocab);
+    const result = sampleOutputs(this.samplers, outputs, out, this.loaded.config.nVocab);
     const resultHead: ResultHead = { epoch: this.epoch, step: head.step, tokens: Array.from(result.tokens), logprobs: result.logprobs.map((l) => l ?? null) };
     this.links.coordinator.send(MeshFrame.result, { dtype: DType.raw }, packMessage(resultHead, result.logits));
   }
@@ -133,8 +201,9 @@ export class Stage {
     return applyKvOp(this.local, op, new Uint8Array(body));
   }
 
-  /** Releases the shard's file mapping. */
+  /** Releases the shard's file mapping (and fails what waits on the group). */
   close(): void {
+    this.links.group?.exchange.break(new CairnError('CLUSTER_CLOSED', 'the stage was unloaded'));
     this.loaded.close();
   }
 }

@@ -1,0 +1,137 @@
+/**
+ * The all-reduce of a tensor-parallel group, on one node: after each attention-output and FFN-down
+ * product every rank holds a partial sum of the same tokens x nEmbd values, and must continue with
+ * the group's total. Direct exchange: each rank sends its partial to every other rank and adds the
+ * k partials in rank order, so every rank computes the same sum bit for bit and the ranks'
+ * residual streams stay equal without a second exchange. (A ring would send less per rank for
+ * large tensors; a decode step's partials are one token's hidden state, where one round of
+ * direct sends costs the least latency.)
+ *
+ * Partials of a peer may arrive before this rank reaches that point of the step (a faster peer);
+ * they wait, bounded: a peer that sends more than a few steps ahead, a partial of the wrong size,
+ * or one naming another rank, breaks the group, which fails what waits on it.
+ */
+import { DType, type Frame, type PeerConnection } from '../cluster/index.js';
+import { CairnError } from '../util/errors.js';
+import { MeshFrame, packMessage, unpackMessage, type PartialHead } from './protocol.js';
+
+/** Partial sums from peers that may wait for this rank (two per layer of a few steps). */
+const MAX_EARLY = 4096;
+
+interface Slot {
+  readonly parts: (Float32Array | undefined)[];
+  got: number;
+  waiter?: { resolve(): void; reject(err: Error): void };
+}
+
+/** One rank's side of its group's exchanges. */
+export class TensorGroup {
+  private readonly slots = new Map<string, Slot>();
+  private failure: Error | undefined;
+  private readonly failed: ((err: Error) => void)[] = [];
+
+  /**
+   * `peers[r]`: the connection this rank sends to rank r over (undefined at its own rank);
+   * `nodeIds[r]`: the node that must be the sender of rank r's partials.
+   */
+  constructor(
+    readonly rank: number,
+    readonly epoch: number,
+    private readonly peers: readonly (PeerConnection | undefined)[],
+    private readonly nodeIds: readonly string[],
+  ) {}
+
+  get count(): number {
+    return this.peers.length;
+  }
+
+  /** Why the group broke, or undefined while it works. */
+  get broken(): Error | undefined {
+    return this.failure;
+  }
+
+  /** Calls `listener` once if the group breaks. */
+  onBreak(listener: (err: Error) => void): void {
+    if (this.failure) listener(this.failure);
+    else this.failed.push(listener);
+  }
+
+  /** Replaces `values` with the sum over the group's ranks of their partial `index` of `step`. */
+  async allReduce(step: number, index: number, values: Float32Array): Promise<void> {
+    if (this.failure) throw this.failure;
+    const payload = packMessage({ epoch: this.epoch, step, index, rank: this.rank } satisfies PartialHead, values);
+    for (const conn of this.peers) {
+      if (!conn) continue;
+      if (!conn.isOpen) this.break(new CairnError('CLUSTER_CLOSED', `a rank of the tensor-parallel group disconnected`));
+      else conn.send(MeshFrame.partial, { dtype: DType.raw }, payload);
+    }
+    const key = `${step}/${index}`;
+    const slot = this.slotOf(key);
+    slot.parts[this.rank] = values;
+    slot.got++;
+    if (slot.got < this.count) {
+      await new Promise<void>((resolve, reject) => (slot.waiter = { resolve, reject }));
+    }
+    if (this.failure) throw this.failure;
+    this.slots.delete(key);
+    const n = values.length;
+    for (const p of slot.parts) {
+      if (!p || p.length !== n) throw this.fail(`a partial sum of ${p?.length ?? 0} values where this rank has ${n}`);
+    }
+    // Rank order on every rank: the same float additions everywhere, so the same sums.
+    const sum = slot.parts[0] === values ? Float32Array.from(values) : slot.parts[0]!;
+    for (let r = 1; r < this.count; r++) {
+      const p = slot.parts[r]!;
+      for (let i = 0; i < n; i++) sum[i] += p[i];
+    }
+    values.set(sum);
+  }
+
+  /** A partial-sum frame from `fromNodeId`. */
+  onPartial(fromNodeId: string, frame: Frame): void {
+    if (this.failure) return;
+    let head: PartialHead;
+    let body: Buffer;
+    try {
+      ({ head, body } = unpackMessage<PartialHead>(frame.payload));
+    } catch (err) {
+      return void this.fail((err as Error).message);
+    }
+    if (typeof head !== 'object' || head === null || head.epoch !== this.epoch) return; // another plan's
+    const { step, index, rank } = head;
+    if (!Number.isSafeInteger(step) || !Number.isSafeInteger(index) || step < 0 || index < 0)
+      return void this.fail('a partial sum without a valid step');
+    if (!Number.isSafeInteger(rank) || rank < 0 || rank >= this.count || rank === this.rank || this.nodeIds[rank] !== fromNodeId) {
+      return void this.fail(`node ${fromNodeId} sent a partial sum as rank ${String(rank)}`);
+    }
+    if (body.length % 4 !== 0) return void this.fail(`a partial sum of ${body.length} bytes`);
+    const key = `${step}/${index}`;
+    if (!this.slots.has(key) && this.slots.size >= MAX_EARLY) return void this.fail(`node ${fromNodeId} sent partial sums too far ahead`);
+    const slot = this.slotOf(key);
+    if (slot.parts[rank]) return void this.fail(`node ${fromNodeId} sent partial ${index} of step ${step} twice`);
+    slot.parts[rank] = new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
+    slot.got++;
+    if (slot.got === this.count) slot.waiter?.resolve();
+  }
+
+  /** Breaks the group: whatever waits fails with `err`, and so does every later exchange. */
+  break(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    for (const slot of this.slots.values()) slot.waiter?.reject(err);
+    this.slots.clear();
+    for (const f of this.failed.splice(0)) f(err);
+  }
+
+  /** Breaks the group over a peer's bad message; returns the error. */
+  private fail(why: string): Error {
+    this.break(new CairnError('CLUSTER_PROTOCOL', `tensor-parallel group: ${why}`));
+    return this.failure!;
+  }
+
+  private slotOf(key: string): Slot {
+    let slot = this.slots.get(key);
+    if (!slot) this.slots.set(key, (slot = { parts: new Array<Float32Array | undefined>(this.count).fill(undefined), got: 0 }));
+    return slot;
+  }
+}
