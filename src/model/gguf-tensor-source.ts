@@ -151,10 +151,14 @@ export class GgufTensorSource implements TensorSource {
   }
 
   vectorRange(name: string, len: number, range: Range, required: boolean): Float32Array | undefined {
-    const v = this.declareVector(name, len, required);
-    if (!v) return undefined;
+    const t = this.find(name, required);
+    if (!t) return undefined;
     const [a, b] = this.checkRange(name, range, len, 1);
-    return v.subarray(a, b);
+    if (t.type !== GgmlType.F32 || t.elements !== len) return this.declareVector(name, len, required)!.subarray(a, b);
+    // An F32 vector's range is a view of the file: only it is held.
+    const bytes = 4 * (b - a);
+    const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(4 * a, 4 * b) });
+    return this.load ? new Float32Array(data.buffer, data.byteOffset, b - a) : this.zeroVector(b - a);
   }
 
   embedding(name: string, rows: number, cols: number): Matrix {
@@ -162,6 +166,24 @@ export class GgufTensorSource implements TensorSource {
   }
 
   experts(name: string, count: number, rows: number, cols: number, used: number): ExpertBank {
+    const t = this.checkExperts(name, count, rows, cols, used);
+    const expertBytes = rows * ggmlRowBytes(t.type, cols);
+    return { name, type: t.type, rows, cols, count, expertBytes, data: this.count(t, used * expertBytes) };
+  }
+
+  expertsRange(name: string, count: number, rows: number, cols: number, used: number, range: Range): ExpertBank {
+    const t = this.checkExperts(name, count, rows, cols, used);
+    const [e0, e1] = this.checkRange(name, range, count, 1);
+    const expertBytes = rows * ggmlRowBytes(t.type, cols);
+    const held = (e1 - e0) * expertBytes;
+    // A rank computes, on average, its share of the experts a token chooses.
+    const active = Math.round((used * held) / count);
+    const data = this.count(t, active, { bytes: held, data: (whole) => whole.subarray(e0 * expertBytes, e1 * expertBytes) });
+    return { name, type: t.type, rows, cols, count: e1 - e0, expertBytes, data, first: e0 };
+  }
+
+  /** Checks a 3-D expert tensor's dims and type and the experts used per token. */
+  private checkExperts(name: string, count: number, rows: number, cols: number, used: number): GgufTensorInfo {
     const t = this.find(name, true)!;
     if (t.dims.length !== 3 || t.dims[0] !== cols || t.dims[1] !== rows || t.dims[2] !== count) {
       throw new CairnError(
@@ -173,8 +195,7 @@ export class GgufTensorSource implements TensorSource {
     if (!(Number.isInteger(used) && used >= 1 && used <= count)) {
       throw new CairnError('GGUF_MALFORMED', `${this.path}: ${used} experts used per token of ${count} in "${name}"`);
     }
-    const expertBytes = rows * ggmlRowBytes(t.type, cols);
-    return { name, type: t.type, rows, cols, count, expertBytes, data: this.count(t, used * expertBytes) };
+    return t;
   }
 
   vector(name: string, len: number): Float32Array {
@@ -218,7 +239,8 @@ export class GgufTensorSource implements TensorSource {
       tally.total += heldBytes;
       tally.activePerToken += activeBytes;
       tally.parameters += elements(heldBytes);
-      // Active bytes are whole rows or whole experts, so this share of the elements is exact.
+      // Active bytes are whole rows or whole experts (a rank's average share of the chosen experts
+      // aside), so this share of the elements is exact.
       tally.activeParameters += elements(activeBytes);
     }
     let data = this.unique.get(t.name);

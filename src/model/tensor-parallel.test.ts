@@ -18,7 +18,8 @@ import { kvCacheBytes } from './kv-cache.js';
 import { wholeModel, type ShardSpec } from './shard.js';
 import { writeSyntheticModel, type SyntheticShape } from './synthetic.js';
 import type { SyntheticQuant } from './synthetic-tensors.js';
-import type { DecoderShard, ShardBatch } from './decoder.js';
+import type { ShardBatch } from './decoder.js';
+import { runGroup } from './tensor-group.js';
 import { columnRange, headRange, proportionalCuts, splitAlignment } from './tensor-split.js';
 import { scratchDir } from '../../test/helpers/paths.js';
 
@@ -99,25 +100,6 @@ test('heads are cut in whole KV groups on aligned columns, or inside one group w
     (e) => isCairnError(e, 'MODEL_UNSUPPORTED'),
   );
 });
-
-/** Runs a tensor-parallel group on one batch: every rank in lockstep, partial sums added in rank order. */
-function runGroup(ranks: readonly DecoderShard[], batch: ShardBatch): Float32Array {
-  const steps = ranks.map((r) => r.forwardSteps(batch));
-  let results = steps.map((s) => s.next());
-  while (!results[0].done) {
-    assert.ok(
-      results.every((r) => !r.done),
-      'every rank yields the same partial sums',
-    );
-    const parts = results.map((r) => r.value as Float32Array);
-    const sum = new Float32Array(parts[0].length);
-    for (const p of parts) for (let i = 0; i < sum.length; i++) sum[i] += p[i];
-    for (const p of parts) p.set(sum);
-    results = steps.map((s) => s.next());
-  }
-  assert.ok(results.every((r) => r.done));
-  return results[0].value as Float32Array;
-}
 
 const SHAPES: Record<string, SyntheticShape> = {
   // Llama with rope factors: 8 heads of 16 in 4 KV groups.
@@ -233,11 +215,10 @@ for (const { shape, quant, shares: splits } of CASES) {
         const [a, b] = [expected.logits[i], got.logits[i]];
         const scale = Math.max(...a.map(Math.abs));
         const diff = Math.max(...a.map((x, j) => Math.abs(x - b[j])));
-        // Only the summation order of the partial sums changes (F32: ~3e-7 of the largest logit;
-        // Q8_0: none, its products are exact integer sums). With K-quants, a sum that lands on the
-        // other side of a rounding step when the next layer's activations are quantized to 8 bits
-        // moves a logit by up to ~1%.
-        const tolerance = typeof quant === 'number' ? 1e-5 : 2e-2;
+        // Only the order of float additions changes (F32: ~3e-7 of the largest logit). With
+        // quantized weights the activations are quantized to 8 bits before each product, and a
+        // sum that lands on the other side of a rounding step moves a logit by up to ~1%.
+        const tolerance = quant === GgmlType.F32 ? 1e-5 : 2e-2;
         assert.ok(diff <= tolerance * scale, `step ${i}, shares ${shares}: logits differ by ${diff} (scale ${scale})`);
       }
       // The same greedy picks, but where the whole model's own top two are a near-tie.
@@ -252,21 +233,22 @@ for (const { shape, quant, shares: splits } of CASES) {
           );
         }),
       );
-      // Each rank holds only its slices of the layers' matrices; the embedding (every rank embeds
-      // its tokens), rope factors and the layers' vectors are held by every rank, the head by rank 0.
+      // Each rank holds only its slices of the layers' matrices and Q/K/V biases; the embedding
+      // (every rank embeds its tokens), rope factors and the layers' norms are held by every rank,
+      // the head and the output bias by rank 0.
       const held = ranks.reduce((a, r) => a + r.weights.bytes, 0);
       const everyRank = file.tensors
         .filter(
           (t) =>
             t.name === 'token_embd.weight' ||
             t.name === 'rope_freqs.weight' ||
-            (t.name.startsWith('blk.') && t.dims.length === 1 && !t.name.endsWith('attn_output.bias')),
+            (t.name.startsWith('blk.') && t.dims.length === 1 && !/attn_(output|q|k|v)\.bias$/.test(t.name)),
         )
         .reduce((a, t) => a + t.byteLength, 0);
       // A KV head that ranks share (more ranks than KV heads) is held by each of them.
       const heads = shares.map((_, rank) => headRange(cfg.nHead, cfg.nKvHead, cfg.headDim, { rank, count: shares.length, shares }));
       const kvHeadsHeld = heads.reduce((a, h) => a + h.kvHeads[1] - h.kvHeads[0], 0);
-      const kvWeights = file.tensors.filter((t) => /attn_[kv]\.weight$/.test(t.name)).reduce((a, t) => a + t.byteLength, 0);
+      const kvWeights = file.tensors.filter((t) => /attn_[kv]\.(weight|bias)$/.test(t.name)).reduce((a, t) => a + t.byteLength, 0);
       const sharedKv = ((kvHeadsHeld - cfg.nKvHead) * kvWeights) / cfg.nKvHead;
       assert.equal(held, whole.weights.bytes + (shares.length - 1) * everyRank + sharedKv, `shares ${shares}: bytes held by the ranks`);
       // KV caches hold each rank's KV heads only.

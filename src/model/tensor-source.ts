@@ -30,8 +30,10 @@ export interface ExpertBank {
   readonly count: number;
   /** Bytes of one expert's matrix. */
   readonly expertBytes: number;
-  /** The whole bank. */
+  /** The whole bank (a tensor-parallel rank's: its experts only, expert `first` at the start). */
   readonly data: Uint8Array;
+  /** The layer's id of the bank's first expert: 0 unless a rank holds a range of them (expertsRange). */
+  readonly first?: number;
 }
 
 /** Expert e of a bank as a matrix (a view of the bank's data, not a copy). */
@@ -67,11 +69,21 @@ export interface TensorSource {
    * of its bytes count as read per token.
    */
   experts(name: string, count: number, rows: number, cols: number, used: number): ExpertBank;
+  /**
+   * Experts [start, end) of a bank of `count` (a tensor-parallel rank's): a bank of end - start
+   * experts (its `first` = start), a view of the file, not a copy. Held: those experts' bytes; read
+   * per token: `used` x held / count experts, the share of the chosen experts a rank computes on
+   * average.
+   */
+  expertsRange(name: string, count: number, rows: number, cols: number, used: number, range: Range): ExpertBank;
   /** A vector of `len` elements as f32 (norm weights, biases). */
   vector(name: string, len: number): Float32Array;
   /** Like vector(), or undefined when the file has no such tensor. */
   optionalVector(name: string, len: number): Float32Array | undefined;
-  /** Elements [start, end) of a vector of `len` (a bias of a split projection), or undefined when absent and not required. */
+  /**
+   * Elements [start, end) of a vector of `len` (a bias of a split projection), or undefined when
+   * absent and not required; only that range counts as held where it is a view (an F32 tensor).
+   */
   vectorRange(name: string, len: number, range: Range, required: boolean): Float32Array | undefined;
   /**
    * A vector every layer may declare but the shard holds once (llama's `rope_freqs`): counted in

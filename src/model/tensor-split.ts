@@ -12,6 +12,11 @@
  * holds whole groups, or, with more ranks than KV heads, part of one group (its KV head is then
  * replicated on the ranks that share the group). The ranges depend on the config and the split
  * alone, so every rank, the planner and memory estimates compute the same ones.
+ *
+ * Mixture-of-Experts layers split by experts: a rank holds a contiguous range of each layer's
+ * routed experts (at least one each) and computes only the tokens routed to them, its share of the
+ * weighted sum a partial sum; the router is replicated. Latent attention (MLA) splits by heads like
+ * grouped-query attention, every rank computing (and caching) the whole shared latent.
  */
 import { CairnError } from '../util/errors.js';
 
@@ -129,4 +134,36 @@ export function headRange(nHead: number, nKvHead: number, headDim: number, s: Te
   const cuts = proportionalCuts(group / unitHeads, ranks);
   const local = s.rank - groupCuts[g];
   return { heads: [g * group + cuts[local] * unitHeads, g * group + cuts[local + 1] * unitHeads], kvHeads: [g, g + 1] };
+}
+
+/**
+ * The routed experts [start, end) a rank holds of a Mixture-of-Experts layer of `nExperts`: cut in
+ * proportion to the shares, every rank at least one (MODEL_UNSUPPORTED with fewer experts than ranks).
+ */
+export function expertRange(nExperts: number, s: TensorSplit): Range {
+  checkSplit(s);
+  if (s.count === 1) return [0, nExperts];
+  if (nExperts < s.count) throw new CairnError('MODEL_UNSUPPORTED', `${nExperts} experts cannot be split over ${s.count} ranks`);
+  const cuts = proportionalCuts(nExperts, sharesOf(s));
+  return [cuts[s.rank], cuts[s.rank + 1]];
+}
+
+/**
+ * The heads [start, end) a rank holds of a latent-attention (MLA) block of nHead heads whose values
+ * are vDim wide: cut where the output projection's nHead x vDim columns allow (the same boundaries as
+ * headRange with as many KV heads as heads).
+ */
+export function latentHeadRange(nHead: number, vDim: number, s: TensorSplit): Range {
+  checkSplit(s);
+  if (s.count === 1) return [0, nHead];
+  const align = splitAlignment(nHead * vDim, s.count);
+  const unitHeads = align / gcd(align, vDim);
+  if (nHead % unitHeads !== 0 || nHead / unitHeads < s.count) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${nHead} latent-attention heads of ${vDim} values cannot be split over ${s.count} ranks at ${align}-element boundaries`,
+    );
+  }
+  const cuts = proportionalCuts(nHead / unitHeads, sharesOf(s));
+  return [cuts[s.rank] * unitHeads, cuts[s.rank + 1] * unitHeads];
 }
