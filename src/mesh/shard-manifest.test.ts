@@ -103,6 +103,9 @@ test('the digest changes with every field, and the regions cover the file once',
 
 test('a load request with any bad field is refused; a good one comes back clean', () => {
   assert.deepEqual(validateLoadRequest({ ...load, junk: 1 }), load);
+  const peer = (nodeId: string) => ({ host: '127.0.0.1', port: 7000, nodeId });
+  const group = { rank: 1, shares: [2, 1], peers: [peer('a'), peer('b')] };
+  assert.deepEqual(validateLoadRequest({ ...load, group: { ...group, extra: true } }), { ...load, group });
   const { next: _n, shard: _s, ...bare } = load;
   assert.deepEqual(validateLoadRequest(bare), bare);
   const cases: [Patch, RegExp][] = [
@@ -125,6 +128,14 @@ test('a load request with any bad field is refused; a good one comes back clean'
     [{ shard: { ...manifest, layerStart: 'x' } }, /shard: layerStart/],
     [{ shard: { ...manifest, modelSha256: h('9') } }, /another model or layer range/],
     [{ shard: { ...manifest, layerStart: 0, layerEnd: 4 } }, /another model or layer range/],
+    [{ group: [] }, /group is not an object/],
+    [{ group: { rank: 0, shares: [1], peers: [peer('a')] } }, /group\.peers must list 2/],
+    [{ group: { rank: 2, shares: [1, 1], peers: [peer('a'), peer('b')] } }, /group\.rank/],
+    [{ group: { rank: 0, shares: [1, 1], peers: [peer('a'), peer('a')] } }, /names a node twice/],
+    [{ group: { rank: 0, shares: [1, -1], peers: [peer('a'), peer('b')] } }, /group\.shares/],
+    [{ group: { rank: 0, shares: [1], peers: [peer('a'), peer('b')] } }, /group\.shares/],
+    [{ group: { rank: 0, shares: [1, 1], peers: [peer('a'), { ...peer('b'), host: 'x\ny' }] } }, /group\.peers\[1\]\.host/],
+    [{ group: { rank: 0, shares: [1, 1], peers: Array.from({ length: 65 }, (_, i) => peer(`n${i}`)) } }, /group\.peers must list 2 to 64/],
   ];
   for (const [patch, why] of cases) {
     assert.throws(() => validateLoadRequest({ ...load, ...patch }), (e) => isCairnError(e, 'BAD_ARGUMENT') && why.test(e.message), JSON.stringify(patch));

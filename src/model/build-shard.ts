@@ -3,7 +3,7 @@
  * output, each declared through a TensorSource into its own model part. Loading maps the data;
  * a dry build (no data, no allocation) gives the byte accounting and the activation memory.
  */
-import { CairnError } from '../util/errors.js';
+import { CairnError, isCairnError } from '../util/errors.js';
 import type { GgufFile } from '../gguf/reader.js';
 import type { Kernels, KvType } from '../kernels/api.js';
 import type { ModelConfig } from './config.js';
@@ -16,6 +16,7 @@ import { HIDDEN_OUTPUT } from './blocks/output-head.js';
 import { HiddenInput } from './blocks/token-embedding.js';
 import type { DecoderLayer } from './blocks/types.js';
 import { Workspace } from './blocks/workspace.js';
+import { columnRange, expertRange, headRange, latentHeadRange } from './tensor-split.js';
 
 /** The runtime sizes of a loaded shard. */
 export interface ShardOptions {
@@ -46,22 +47,37 @@ export function declareShard(cfg: ModelConfig, spec: ShardSpec, src: GgufTensorS
 }
 
 /**
- * Throws MODEL_UNSUPPORTED for a tensor-parallel rank of layers that cannot be split yet: grouped-
- * query attention and dense FFNs split by heads and columns; Mixture-of-Experts FFNs and latent
- * attention not yet.
+ * Throws MODEL_UNSUPPORTED, naming the layer and its part, for a tensor-parallel rank of layers
+ * that cannot be cut that many ways in those proportions: grouped-query and latent attention split
+ * by heads, dense FFNs and shared experts by hidden columns, routed experts by expert (at least one
+ * per rank). Whether a weight type's blocks allow the column cuts is checked as the tensors load.
  */
 export function checkSplittable(cfg: ModelConfig, spec: ShardSpec): void {
-  if (spec.splitCount <= 1) return;
+  const split = tensorSplitOf(spec);
+  if (!split) return;
   const family = familyOf(cfg);
   for (let l = spec.layerStart; l < spec.layerEnd; l++) {
-    const plan = family.layerPlan(cfg, l);
-    const what =
-      plan.attention.kind !== 'gqa' ? 'latent attention (MLA)' : plan.ffn.kind !== 'dense' ? 'Mixture-of-Experts FFN' : undefined;
-    if (what) {
-      throw new CairnError(
-        'MODEL_UNSUPPORTED',
-        `layer ${l} of this ${family.name} model has ${what}, which tensor parallelism does not split yet; use a pipeline plan`,
-      );
+    const { attention: a, ffn } = family.layerPlan(cfg, l);
+    const parts: [string, () => unknown][] = [
+      a.kind === 'gqa'
+        ? ['attention', () => headRange(a.heads, a.kvHeads, a.headDim, split)]
+        : ['latent attention (MLA)', () => latentHeadRange(a.heads, a.vDim, split)],
+    ];
+    if (ffn.kind === 'dense') parts.push(['FFN', () => columnRange(ffn.width, split)]);
+    else {
+      parts.push(['Mixture-of-Experts FFN', () => expertRange(ffn.experts, split)]);
+      if (ffn.sharedWidth > 0) parts.push(['shared experts', () => columnRange(ffn.sharedWidth, split)]);
+    }
+    for (const [what, cut] of parts) {
+      try {
+        cut();
+      } catch (e) {
+        if (!isCairnError(e, 'MODEL_UNSUPPORTED')) throw e;
+        throw new CairnError(
+          'MODEL_UNSUPPORTED',
+          `layer ${l} of this ${family.name} model: its ${what} cannot be split this way (${e.message}); use fewer ranks or a pipeline plan`,
+        );
+      }
     }
   }
 }

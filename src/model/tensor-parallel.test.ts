@@ -266,47 +266,6 @@ for (const { shape, quant, shares: splits } of CASES) {
   });
 }
 
-test('a Mixture-of-Experts model refuses a tensor split by name', () => {
-  const path = join(dir, 'moe.gguf');
-  writeSyntheticModel(
-    path,
-    {
-      arch: 'qwen3moe',
-      nEmbd: 64,
-      nLayer: 1,
-      nHead: 4,
-      nKvHead: 2,
-      headDim: 16,
-      nFf: 64,
-      nVocab: 300,
-      moe: { experts: 4, used: 2, width: 32 },
-      quant: GgmlType.F32,
-      seed: 3,
-    },
-    quantize,
-  );
-  const file = readGguf(path);
-  const cfg = readModelConfig(file);
-  const mapped = readFileSync(path);
-  assert.throws(
-    () =>
-      loadShard(
-        file,
-        cfg,
-        { ...wholeModel(cfg), splitRank: 0, splitCount: 2 },
-        (t) => mapped.subarray(t.offset, t.offset + t.byteLength),
-        kernels,
-        {
-          slots: 1,
-          ctx: 8,
-          kvType: GgmlType.F32,
-          maxBatch: 2,
-        },
-      ),
-    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /Mixture-of-Experts/.test(e.message),
-  );
-});
-
 function argmax(v: Float32Array): number {
   let best = 0;
   for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;

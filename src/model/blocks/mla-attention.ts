@@ -11,6 +11,12 @@
  * magnitude correction squared over sqrt(key head size), the key head size being nope + rope.
  * Older converters' files hold W_UK and W_UV unsplit (`attn_kv_b`); they are split at load and run
  * the same way (mlaSplitKvB).
+ *
+ * A tensor-parallel rank (tensor-split.ts) holds a range of the heads (latentHeadRange): their rows
+ * of the query projection, their k_b and v_b slices (or attn_kv_b rows), their columns of the output
+ * projection, whose product is then a partial sum. The latent and its rope part do not depend on
+ * the heads: every rank computes them (kv_a, its norm and the query bottleneck are replicated) and
+ * caches the whole row, so the cache is the same on every rank.
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType, ggmlRowBytes } from '../../gguf/ggml-types.js';
@@ -20,6 +26,7 @@ import { expertBatchBytes, takesFloatActivations } from '../../kernels/expert-ba
 import type { RopeConfig } from '../config.js';
 import type { KvRowShape, MlaAttentionPlan } from '../family.js';
 import type { ExpertBank, Matrix, TensorSource } from '../tensor-source.js';
+import { latentHeadRange, type Range } from '../tensor-split.js';
 import { applyLinear } from './linear.js';
 import type { AttentionBlock, StepContext } from './types.js';
 import { YarnRope } from './yarn-rope.js';
@@ -112,6 +119,11 @@ export interface MlaWeights {
   readonly kvB?: Matrix;
   /** nEmbd x (nHead x vDim). */
   readonly o: Matrix;
+  /**
+   * The heads [start, end) a tensor-parallel rank holds: q / q_b, k_b, v_b (or kv_b) are those
+   * heads' parts, o those heads' columns. Absent: all heads.
+   */
+  readonly heads?: Range;
 }
 
 /** Throws MODEL_UNSUPPORTED for a shape this block cannot run, naming the file. */
@@ -138,6 +150,14 @@ export function checkMlaShape(s: MlaShape, path: string): void {
  */
 export function declareMla(src: TensorSource, prefix: string, s: MlaShape): MlaWeights {
   const qk = s.nope + s.ropeDim;
+  const heads = src.split ? latentHeadRange(s.nHead, s.vDim, src.split) : undefined;
+  // Rows of `per` elements per head: a rank's heads' rows (a view), or all of them.
+  const headRows = (name: string, per: number, cols: number) =>
+    heads ? src.matrixRows(name, s.nHead * per, cols, [heads[0] * per, heads[1] * per]) : src.matrix(name, s.nHead * per, cols);
+  const o = () =>
+    heads
+      ? src.matrixColumns(prefix + MLA_TENSORS.o, s.nEmbd, s.nHead * s.vDim, [heads[0] * s.vDim, heads[1] * s.vDim])
+      : src.matrix(prefix + MLA_TENSORS.o, s.nEmbd, s.nHead * s.vDim);
   if (!s.unsplit && src.has(prefix + MLA_TENSORS.kvB) && !src.has(prefix + MLA_TENSORS.kB)) {
     throw new CairnError(
       'MODEL_UNSUPPORTED',
@@ -147,18 +167,19 @@ export function declareMla(src: TensorSource, prefix: string, s: MlaShape): MlaW
   const qANorm = s.qLora > 0 ? src.vector(prefix + MLA_TENSORS.qANorm, s.qLora) : undefined;
   const kvANorm = src.vector(prefix + MLA_TENSORS.kvANorm, s.kvLora);
   const qA = s.qLora > 0 ? src.matrix(prefix + MLA_TENSORS.qA, s.qLora, s.nEmbd) : undefined;
-  const qB = s.qLora > 0 ? src.matrix(prefix + MLA_TENSORS.qB, s.nHead * qk, s.qLora) : undefined;
-  const q = s.qLora > 0 ? undefined : src.matrix(prefix + MLA_TENSORS.q, s.nHead * qk, s.nEmbd);
+  const qB = s.qLora > 0 ? headRows(prefix + MLA_TENSORS.qB, qk, s.qLora) : undefined;
+  const q = s.qLora > 0 ? undefined : headRows(prefix + MLA_TENSORS.q, qk, s.nEmbd);
   const kvA = src.matrix(prefix + MLA_TENSORS.kvA, s.kvLora + s.ropeDim, s.nEmbd);
   if (s.unsplit) {
-    const kvB = src.matrix(prefix + MLA_TENSORS.kvB, s.nHead * (s.nope + s.vDim), s.kvLora);
-    return { q, qA, qANorm, qB, kvA, kvANorm, kvB, o: src.matrix(prefix + MLA_TENSORS.o, s.nEmbd, s.nHead * s.vDim) };
+    const kvB = headRows(prefix + MLA_TENSORS.kvB, s.nope + s.vDim, s.kvLora);
+    return { q, qA, qANorm, qB, kvA, kvANorm, kvB, o: o(), heads };
   }
   // Every head's slice of k_b and v_b is read by every token.
-  const kB = src.experts(prefix + MLA_TENSORS.kB, s.nHead, s.kvLora, s.nope, s.nHead);
-  const vB = src.experts(prefix + MLA_TENSORS.vB, s.nHead, s.vDim, s.kvLora, s.nHead);
-  const o = src.matrix(prefix + MLA_TENSORS.o, s.nEmbd, s.nHead * s.vDim);
-  return { q, qA, qANorm, qB, kvA, kvANorm, kB, vB, o };
+  const bank = (name: string, rows: number, cols: number) =>
+    heads ? src.expertsRange(name, s.nHead, rows, cols, s.nHead, heads) : src.experts(name, s.nHead, rows, cols, s.nHead);
+  const kB = bank(prefix + MLA_TENSORS.kB, s.kvLora, s.nope);
+  const vB = bank(prefix + MLA_TENSORS.vB, s.vDim, s.kvLora);
+  return { q, qA, qANorm, qB, kvA, kvANorm, kB, vB, o: o(), heads };
 }
 
 /**
@@ -273,11 +294,16 @@ export class MlaAttention implements AttentionBlock {
   private readonly kB: ExpertBank;
   private readonly vB: ExpertBank;
 
+  private readonly s: MlaShape;
+
   constructor(
-    private readonly s: MlaShape,
+    shape: MlaShape,
     private readonly w: MlaWeights,
     private readonly ws: Workspace,
   ) {
+    // A tensor-parallel rank runs its own heads as a block of that many heads.
+    const s: MlaShape = w.heads ? { ...shape, nHead: w.heads[1] - w.heads[0] } : shape;
+    this.s = s;
     const qk = s.nope + s.ropeDim;
     const row = s.kvLora + s.ropeDim;
     if (s.qLora > 0) this.qa = ws.buffer('mla.qa', s.qLora);

@@ -10,12 +10,21 @@
  * once for the expert weights and shared by the gate and up products; tokens are grouped by expert
  * so each expert's weights are read once per step. Batches are made on a shard's first step and
  * shared by all its MoE layers; a step allocates nothing.
+ *
+ * A tensor-parallel rank (tensor-split.ts) holds a contiguous range of the routed experts and the
+ * shared experts' hidden columns in proportion to its share. Every rank routes every token over all
+ * the experts (the router is replicated), then computes only the (token, slot) pairs routed to the
+ * experts it holds, each pair a row of its own (so a decode step reads only the held experts some
+ * token chose), and adds weight x output into its token's row: the rank's output is a partial sum,
+ * its pairs' share of the routed sum plus its columns' share of the shared experts (the Qwen2-MoE
+ * gate scales every rank's share alike), which the group adds up.
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
 import type { ExpertBatch, Kernels } from '../../kernels/api.js';
 import { vecDotType } from '../../kernels/reference/quant/activations.js';
 import { expertBatchBytes, takesFloatActivations } from '../../kernels/expert-batch-bytes.js';
 import type { ExpertBank, Matrix, TensorSource } from '../tensor-source.js';
+import { columnRange, expertRange, type Range } from '../tensor-split.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
 import { DenseFfn, type DenseFfnWeights } from './dense-ffn.js';
 import {
@@ -73,6 +82,12 @@ export interface MoeFfnWeights {
   readonly shared?: DenseFfnWeights;
   /** The shared experts' gate vector (nEmbd). */
   readonly sharedGate?: Matrix;
+  /**
+   * The routed experts [start, end) a tensor-parallel rank holds: the banks and biases hold those
+   * experts only (bank expert i is the layer's expert start + i), the shared experts a range of
+   * their columns. Absent: all of them.
+   */
+  readonly experts?: Range;
 }
 
 /** llama.cpp's names of a layer's MoE tensors (under `blk.N.`). */
@@ -84,16 +99,26 @@ export const MOE_TENSORS = {
   shared: { gate: 'ffn_gate_shexp.weight', up: 'ffn_up_shexp.weight', down: 'ffn_down_shexp.weight' },
 } as const;
 
-/** Declares an MoE block's tensors under `prefix` (llama.cpp's order: router, experts, shared experts). */
+/**
+ * Declares an MoE block's tensors under `prefix` (llama.cpp's order: router, experts, shared
+ * experts); a tensor-parallel rank's (`src.split`) range of the experts and of the shared columns.
+ */
 export function declareMoeFfn(src: TensorSource, prefix: string, s: MoeFfnShape, t: MoeFfnTensors): MoeFfnWeights {
   const { experts: E, used: k } = s.routing;
   const router = declareMoeRouter(src, prefix, s.nEmbd, E, t.router);
-  const bank = (name: string, rows: number, cols: number) => src.experts(`${prefix}${name}.weight`, E, rows, cols, k);
+  const range = src.split ? expertRange(E, src.split) : undefined;
+  const bank = (name: string, rows: number, cols: number) =>
+    range ? src.expertsRange(`${prefix}${name}.weight`, E, rows, cols, k, range) : src.experts(`${prefix}${name}.weight`, E, rows, cols, k);
   const gate =
     t.gate === 'required' || src.has(`${prefix}${MOE_TENSORS.gate}.weight`) ? bank(MOE_TENSORS.gate, s.width, s.nEmbd) : undefined;
   const down = bank(MOE_TENSORS.down, s.nEmbd, s.width);
   const up = bank(MOE_TENSORS.up, s.width, s.nEmbd);
-  const bias = (name: string, rows: number) => (t.expertBiases ? src.vector(`${prefix}${name}.bias`, E * rows) : undefined);
+  const bias = (name: string, rows: number) =>
+    !t.expertBiases
+      ? undefined
+      : range
+        ? src.vectorRange(`${prefix}${name}.bias`, E * rows, [range[0] * rows, range[1] * rows], true)
+        : src.vector(`${prefix}${name}.bias`, E * rows);
   const gateBias = gate ? bias(MOE_TENSORS.gate, s.width) : undefined;
   const upBias = bias(MOE_TENSORS.up, s.width);
   const downBias = bias(MOE_TENSORS.down, s.nEmbd);
@@ -101,13 +126,24 @@ export function declareMoeFfn(src: TensorSource, prefix: string, s: MoeFfnShape,
   let sharedGate: Matrix | undefined;
   if (s.sharedWidth > 0) {
     if (s.sharedGated) sharedGate = src.matrix(prefix + MOE_TENSORS.sharedGate, 1, s.nEmbd);
-    shared = {
-      gate: src.matrix(prefix + MOE_TENSORS.shared.gate, s.sharedWidth, s.nEmbd),
-      up: src.matrix(prefix + MOE_TENSORS.shared.up, s.sharedWidth, s.nEmbd),
-      down: src.matrix(prefix + MOE_TENSORS.shared.down, s.nEmbd, s.sharedWidth),
-    };
+    const names = MOE_TENSORS.shared;
+    if (src.split) {
+      // As a dense FFN splits: rows of gate and up, columns of down.
+      const cols = columnRange(s.sharedWidth, src.split);
+      shared = {
+        gate: src.matrixRows(prefix + names.gate, s.sharedWidth, s.nEmbd, cols),
+        up: src.matrixRows(prefix + names.up, s.sharedWidth, s.nEmbd, cols),
+        down: src.matrixColumns(prefix + names.down, s.nEmbd, s.sharedWidth, cols),
+      };
+    } else {
+      shared = {
+        gate: src.matrix(prefix + names.gate, s.sharedWidth, s.nEmbd),
+        up: src.matrix(prefix + names.up, s.sharedWidth, s.nEmbd),
+        down: src.matrix(prefix + names.down, s.nEmbd, s.sharedWidth),
+      };
+    }
   }
-  return { router, gate, up, down, gateBias, upBias, downBias, shared, sharedGate };
+  return { router, gate, up, down, gateBias, upBias, downBias, shared, sharedGate, experts: range };
 }
 
 /** Writes an MoE block's tensors into a synthetic model (every expert's gate; biases and shared experts as the shape says). */
@@ -133,30 +169,29 @@ export function synthesizeMoeFfn(out: SyntheticTensors, prefix: string, layer: n
 
 /**
  * The expert batches of one shard, shared by its MoE layers (they run one after the other): one
- * per kernels object, activation class (float or quantized), experts, used and columns.
+ * per kernels object, activation class (float or quantized), experts, used, columns and rows (the
+ * shard's batch tokens, or a tensor-parallel rank's pairs: `used` rows of one expert each per token).
  */
 class ExpertBatches {
   private readonly batches = new Map<string, ExpertBatch>();
 
-  constructor(private readonly maxTokens: number) {}
-
-  get(kernels: Kernels, wtype: GgmlType, experts: number, used: number, cols: number): ExpertBatch {
+  get(kernels: Kernels, wtype: GgmlType, experts: number, used: number, cols: number, tokens: number): ExpertBatch {
     const float = takesFloatActivations(wtype);
-    const key = batchKey(wtype, experts, used, cols);
+    const key = batchKey(wtype, experts, used, cols, tokens);
     let b = this.batches.get(key);
-    if (!b) this.batches.set(key, (b = kernels.createExpertBatch(float ? GgmlType.F32 : wtype, experts, used, cols, this.maxTokens)));
+    if (!b) this.batches.set(key, (b = kernels.createExpertBatch(float ? GgmlType.F32 : wtype, experts, used, cols, tokens)));
     return b;
   }
 }
 
-/** A batch's key among a shard's: its activation class (float or quantized), experts, used and columns. */
-function batchKey(wtype: GgmlType, experts: number, used: number, cols: number): string {
-  return `moe/${takesFloatActivations(wtype) ? 'f' : 'q'}/${experts}/${used}/${cols}`;
+/** A batch's key among a shard's: its activation class (float or quantized), experts, used, columns and tokens. */
+function batchKey(wtype: GgmlType, experts: number, used: number, cols: number, tokens: number): string {
+  return `moe/${takesFloatActivations(wtype) ? 'f' : 'q'}/${experts}/${used}/${cols}/${tokens}`;
 }
 
 /** Counts a batch the block will ask its shard for in the shard's memory (a dry build allocates nothing). */
-function reserveBatch(ws: Workspace, wtype: GgmlType, experts: number, used: number, cols: number): void {
-  ws.reserveAside(batchKey(wtype, experts, used, cols), expertBatchBytes(wtype, experts, used, cols, ws.maxBatch));
+function reserveBatch(ws: Workspace, wtype: GgmlType, experts: number, used: number, cols: number, tokens: number): void {
+  ws.reserveAside(batchKey(wtype, experts, used, cols, tokens), expertBatchBytes(wtype, experts, used, cols, tokens));
 }
 
 const SHARD_BATCHES = new WeakMap<Workspace, WeakMap<Kernels, ExpertBatches>>();
@@ -165,7 +200,7 @@ function shardBatches(ws: Workspace, kernels: Kernels): ExpertBatches {
   let byKernels = SHARD_BATCHES.get(ws);
   if (!byKernels) SHARD_BATCHES.set(ws, (byKernels = new WeakMap()));
   let b = byKernels.get(kernels);
-  if (!b) byKernels.set(kernels, (b = new ExpertBatches(ws.maxBatch)));
+  if (!b) byKernels.set(kernels, (b = new ExpertBatches()));
   return b;
 }
 
@@ -186,6 +221,28 @@ function silu(x: number): number {
   return Math.fround(x / Math.fround(1 + Math.fround(Math.exp(-x))));
 }
 
+/**
+ * A tensor-parallel rank's experts and the scratch of the (token, slot) pairs routed to them: each
+ * pair's expert within the rank's bank, its token, its weight and (a row per pair) its token's input.
+ */
+interface LocalExperts {
+  /** The layer's id of the rank's first expert, and how many it holds. */
+  readonly first: number;
+  readonly held: number;
+  readonly ids: Scratch;
+  readonly tokens: Scratch;
+  readonly weights: Scratch;
+  readonly input: Scratch;
+}
+
+/** The shape of a block's expert batches: the whole layer's per token, or a rank's per pair. */
+interface BatchShape {
+  readonly experts: number;
+  readonly used: number;
+  /** Most rows one preparation holds. */
+  readonly tokens: number;
+}
+
 /** The forward step of an MoE block. */
 export class MoeFfn implements FfnBlock {
   readonly router: MoeRouter;
@@ -197,6 +254,8 @@ export class MoeFfn implements FfnBlock {
   private readonly sharedOut?: Scratch;
   private readonly sharedGateOut?: Scratch;
   private readonly sharedFfn?: DenseFfn;
+  private readonly local?: LocalExperts;
+  private readonly batchShape: BatchShape;
   private batches?: ResolvedBatches;
   /** The gate and up products take the same activation form: one preparation serves both. */
   private readonly gateSharesUp: boolean;
@@ -210,13 +269,30 @@ export class MoeFfn implements FfnBlock {
     this.router = new MoeRouter(s.routing, w.router, ws);
     this.ids = ws.buffer('moe.ids', k);
     this.weights = ws.buffer('moe.weights', k);
+    // A rank's pairs are at most the tokens' k slots: these hold them as well.
     this.gateOut = ws.buffer('moe.gate', k * s.width);
     this.upOut = ws.buffer('moe.up', k * s.width);
     this.downOut = ws.buffer('moe.down', k * s.nEmbd);
     this.gateSharesUp = !w.gate || vecDotType(w.gate.type) === vecDotType(w.up.type);
-    reserveBatch(ws, w.up.type, s.routing.experts, k, s.nEmbd);
-    if (w.gate) reserveBatch(ws, w.gate.type, s.routing.experts, k, s.nEmbd);
-    reserveBatch(ws, w.down.type, s.routing.experts, k, s.width);
+    if (w.experts) {
+      const [first, end] = w.experts;
+      this.local = {
+        first,
+        held: end - first,
+        ids: ws.buffer('moe.pair.ids', k),
+        tokens: ws.buffer('moe.pair.tokens', k),
+        weights: ws.buffer('moe.pair.weights', k),
+        input: ws.buffer('moe.pair.in', k * s.nEmbd),
+      };
+      // Each pair is a row of its own, routed to one of the rank's experts.
+      this.batchShape = { experts: end - first, used: 1, tokens: ws.maxBatch * k };
+    } else {
+      this.batchShape = { experts: s.routing.experts, used: k, tokens: ws.maxBatch };
+    }
+    const { experts, used, tokens } = this.batchShape;
+    reserveBatch(ws, w.up.type, experts, used, s.nEmbd, tokens);
+    if (w.gate) reserveBatch(ws, w.gate.type, experts, used, s.nEmbd, tokens);
+    reserveBatch(ws, w.down.type, experts, used, s.width, tokens);
     if (w.shared) {
       this.sharedFfn = new DenseFfn(w.shared, ws);
       this.sharedOut = ws.buffer('moe.shared', s.nEmbd);
@@ -226,20 +302,34 @@ export class MoeFfn implements FfnBlock {
 
   forward(h: Float32Array, out: Float32Array, step: StepContext): void {
     const { kernels, n } = step;
-    const { s, w } = this;
+    const { s } = this;
     const { used: k } = s.routing;
     const ids = this.ids.ints(n);
     const weights = this.weights.rows(n);
     this.router.route(h, n, kernels, ids, weights);
+    if (this.local) this.localExperts(h, ids, weights, out, step);
+    else {
+      const y = this.runExperts(kernels, h, n, ids, n * k, n);
+      kernels.moeCombine(y, weights, n, k, s.nEmbd, out);
+    }
+    if (this.sharedFfn) this.addShared(h, out, step);
+  }
 
+  /**
+   * The expert products of `rows` prepared rows of x (`pairs` (row, slot) pairs routed by `ids`):
+   * up, gate, the gated unit, down. Returns the pairs' outputs (pairs x nEmbd, in pair order) in
+   * scratch sized for n tokens.
+   */
+  private runExperts(kernels: Kernels, x: Float32Array, rows: number, ids: Int32Array, pairs: number, n: number): Float32Array {
+    const { s, w } = this;
     const b = this.resolve(kernels);
     const u = this.upOut.rows(n);
-    kernels.prepareExperts(b.gateUp, w.up.type, h, n, ids, 'token');
+    kernels.prepareExperts(b.gateUp, w.up.type, x, rows, ids, 'token');
     kernels.expertMatmul(b.gateUp, w.up.data, w.up.type, s.width, u, w.upBias);
     const act = this.gateOut.rows(n);
-    const len = n * k * s.width;
+    const len = pairs * s.width;
     if (w.gate) {
-      if (!this.gateSharesUp) kernels.prepareExperts(b.gate, w.gate.type, h, n, ids, 'token');
+      if (!this.gateSharesUp) kernels.prepareExperts(b.gate, w.gate.type, x, rows, ids, 'token');
       kernels.expertMatmul(b.gate, w.gate.data, w.gate.type, s.width, act, w.gateBias);
       if (s.activation === 'silu') kernels.swiglu(act, u, len, act);
       else kernels.swigluOai(act, u, len, SWIGLU_OAI.alpha, SWIGLU_OAI.limit, act);
@@ -248,10 +338,43 @@ export class MoeFfn implements FfnBlock {
       for (let i = 0; i < len; i++) act[i] = silu(u[i]);
     }
     const y = this.downOut.rows(n);
-    kernels.prepareExperts(b.down, w.down.type, act, n, ids, 'slot');
+    kernels.prepareExperts(b.down, w.down.type, act, rows, ids, 'slot');
     kernels.expertMatmul(b.down, w.down.data, w.down.type, s.nEmbd, y, w.downBias);
-    kernels.moeCombine(y, weights, n, k, s.nEmbd, out);
-    if (this.sharedFfn) this.addShared(h, out, step);
+    return y;
+  }
+
+  /**
+   * A tensor-parallel rank's share of the routed sum: the (token, slot) pairs routed to its experts,
+   * in token then slot order, each its own row; out[t] = Σ weight x output over token t's pairs
+   * (each product rounded, then added, as moeCombine does), zero for a token with none.
+   */
+  private localExperts(h: Float32Array, ids: Int32Array, weights: Float32Array, out: Float32Array, step: StepContext): void {
+    const { kernels, n } = step;
+    const d = this.s.nEmbd;
+    const k = this.s.routing.used;
+    const L = this.local!;
+    const pairIds = L.ids.ints(n);
+    const tokens = L.tokens.ints(n);
+    const pairWeights = L.weights.rows(n);
+    const x = L.input.rows(n);
+    let m = 0;
+    for (let i = 0; i < n * k; i++) {
+      const e = ids[i] - L.first;
+      if (e < 0 || e >= L.held) continue;
+      const t = (i / k) | 0;
+      pairIds[m] = e;
+      tokens[m] = t;
+      pairWeights[m] = weights[i];
+      for (let j = 0, from = t * d, to = m * d; j < d; j++) x[to + j] = h[from + j];
+      m++;
+    }
+    out.fill(0, 0, n * d);
+    if (m === 0) return;
+    const y = this.runExperts(kernels, x, m, pairIds, m, n);
+    for (let p = 0; p < m; p++) {
+      const wt = pairWeights[p];
+      for (let j = 0, o = tokens[p] * d, r = p * d; j < d; j++) out[o + j] += Math.fround(wt * y[r + j]);
+    }
   }
 
   /** out += shared(h), or out += shared(h) * sigmoid(gate · h) per token (llama.cpp: silu(g) / g). */
@@ -277,11 +400,11 @@ export class MoeFfn implements FfnBlock {
     const b = this.batches;
     if (b && b.kernels === kernels) return b;
     const { s, w } = this;
-    const { experts: E, used: k } = s.routing;
+    const { experts, used, tokens } = this.batchShape;
     const shard = shardBatches(this.ws, kernels);
-    const gateUp = shard.get(kernels, w.up.type, E, k, s.nEmbd);
-    const gate = w.gate ? shard.get(kernels, w.gate.type, E, k, s.nEmbd) : gateUp;
-    const down = shard.get(kernels, w.down.type, E, k, s.width);
+    const gateUp = shard.get(kernels, w.up.type, experts, used, s.nEmbd, tokens);
+    const gate = w.gate ? shard.get(kernels, w.gate.type, experts, used, s.nEmbd, tokens) : gateUp;
+    const down = shard.get(kernels, w.down.type, experts, used, s.width, tokens);
     return (this.batches = { kernels, gateUp, gate, down });
   }
 }
