@@ -55,12 +55,12 @@ export function choosePlan(req: PlanRequest): PlanChoice {
     return { candidates, why: `no plan fits the nodes: ${why}` };
   }
   const next = fitting[1];
-  const tps = (c: Candidate) => `${score(c).toPrecision(3)} tok/s`;
-  const why = `${chosen.label}: the fastest ${what} among the ${fitting.length} plans that fit (${tps(chosen)}${next ? `; next ${next.label} at ${tps(next)}` : ''})`;
+  const tps = (c: Candidate) => `${score(c) >= 100 ? score(c).toFixed(0) : score(c).toPrecision(3)} tok/s`;
+  const why = `${chosen.label}: the fastest ${what} among the ${fitting.length} plan${fitting.length === 1 ? '' : 's'} that fit (${tps(chosen)}${next ? `; next ${next.label} at ${tps(next)}` : ''})`;
   return { candidates, chosen, why };
 }
 
-/** Layers split over the nodes one after another (makePlan's ranges), or by speed alone when they do not fit. */
+/** Layers split over the nodes one after another: makePlan's ranges, or where it finds none, ranges by speed (which then do not fit). */
 export function pipelinePlan(req: PlanRequest): Candidate {
   return pipelineCandidate(req, rankOrder(req.nodes));
 }
@@ -77,13 +77,11 @@ function pipelineCandidate(req: PlanRequest, nodes: readonly NodeInfo[]): Candid
       req,
       used.map((n) => ({ nodes: [n], mode: 'tensor' })),
     )!;
-    const problem = err.message.split('\n')[0];
-    groups = groups.map((g, i) => (i === 0 ? { ...g, problem: g.problem ?? problem } : g));
   }
   return scoreGroups(req, 'pipeline', `pipeline x${groups.length}`, groups);
 }
 
-/** Every layer split over `nodes` by heads and FFN columns (one node: the whole model on it). */
+/** Every layer split over `nodes` by heads, FFN columns and routed experts (one node: the whole model on it). */
 export function tensorPlan(req: PlanRequest, nodes: readonly NodeInfo[]): Candidate {
   return scoreGroups(req, 'tensor', `tensor x${nodes.length}`, [makeGroup(req, nodes, 'tensor', 0, req.model.nLayer)]);
 }

@@ -6,6 +6,7 @@
  * and spreads the routed experts, sending each node only the tokens routed to it. Rank 0 is the
  * coordinator where the group has it, and holds the embedding (first stage) and the head (last).
  */
+import { formatBytes } from '../util/format.js';
 import { cappedShares } from './apportion.js';
 import { allReduce, exchangeBytes, type AllReduceCost } from './all-reduce.js';
 import { placeExperts, touchProbability } from './experts.js';
@@ -175,8 +176,10 @@ function finish(req: PlanRequest, g: Group): Group {
   const mem = groupMemory(req, g);
   const over = g.nodes.map((n, i) => [n, mem[i]] as const).filter(([n, b]) => b > n.memoryBytes);
   if (over.length === 0) return g;
-  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
-  return { ...g, problem: `does not fit: ${over.map(([n, b]) => `${n.id} needs ${gib(b)} of ${gib(n.memoryBytes)}`).join(', ')}` };
+  return {
+    ...g,
+    problem: `does not fit: ${over.map(([n, b]) => `${n.id} needs ${formatBytes(b)} of ${formatBytes(n.memoryBytes)}`).join(', ')}`,
+  };
 }
 
 /**

@@ -9,6 +9,7 @@
  * give their FLOP/s), each sequence position attending to half the prompt on average.
  */
 import { groupMemory, groupStep, type Group } from './group.js';
+import { formatBytes } from '../util/format.js';
 import { hopSeconds, linkBetween } from './links.js';
 import type { Candidate, PlanKind, PlanRequest, PlanStage } from './types.js';
 
@@ -86,7 +87,10 @@ export function scoreGroups(req: PlanRequest, kind: PlanKind, label: string, gro
       nodes.push({ nodeId: n.id, memoryBytes: mem[r], limitBytes: n.memoryBytes, fits: mem[r] <= n.memoryBytes });
     });
   });
-  const problem = groups.find((g) => g.problem)?.problem;
+  const over = nodes.filter((n) => !n.fits);
+  const problem = over.length
+    ? `does not fit: ${over.map((n) => `${n.nodeId} needs ${formatBytes(n.memoryBytes)} of ${formatBytes(n.limitBytes)}`).join(', ')}`
+    : groups.find((g) => g.problem)?.problem;
   // The all-reduce of the group that spends most on it per token.
   let allReduce: Candidate['allReduce'];
   steps.forEach((st, s) => {
