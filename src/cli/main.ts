@@ -11,6 +11,7 @@ import { serveCommand } from './serve.js';
 import { benchCommand } from './bench.js';
 import { nodeCommand } from './node.js';
 import { clusterCommand } from './cluster.js';
+import { planCommand } from './plan.js';
 import { readFileSync } from 'node:fs';
 
 function version(): string {
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   program.addCommand(benchCommand());
   program.addCommand(nodeCommand());
   program.addCommand(clusterCommand());
+  program.addCommand(planCommand());
   return program;
 }
 
