@@ -83,7 +83,11 @@ async function status(url: string): Promise<ClusterStatus> {
   return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterStatus;
 }
 
-async function withGroup<T>(nodeArgs: string[][], fn: (s: ServerProcess, nodes: NodeProcess[]) => Promise<T>): Promise<T> {
+async function withGroup<T>(
+  nodeArgs: string[][],
+  fn: (s: ServerProcess, nodes: NodeProcess[]) => Promise<T>,
+  serveArgs: string[] = [],
+): Promise<T> {
   const nodes: NodeProcess[] = [];
   let server: ServerProcess | undefined;
   try {
@@ -100,6 +104,7 @@ async function withGroup<T>(nodeArgs: string[][], fn: (s: ServerProcess, nodes: 
         nodes.map((n) => n.peer).join(','),
         '--ctx',
         '256',
+        ...serveArgs,
       ],
       env,
     );
@@ -176,5 +181,22 @@ test(
       const st = await status(s.url);
       assert.equal(st.plan!.stages.length, 2);
     });
+  },
+);
+
+test(
+  'ranks that exchange q8 partial sums serve completions (their exactness: src/mesh/exchange-codec.test.ts)',
+  { timeout: 180_000 },
+  async () => {
+    await withGroup(
+      [[], []],
+      async (s, nodes) => {
+        const r = await complete(s.url, 'hello', 20);
+        assert.equal(r.status, 200, r.error);
+        assert.ok(r.text.length > 0);
+        for (const n of nodes) assert.match(n.stderr(), /as rank [01] of 2 \(partial sums in q8\)/);
+      },
+      ['--exchange', 'q8'],
+    );
   },
 );

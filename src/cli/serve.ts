@@ -31,6 +31,7 @@ interface ServeFlags extends ClusterKeyFlags {
   mdnsInterface?: string;
   activations?: 'f16' | 'f32';
   parallelism: 'auto' | 'pipeline' | 'tensor';
+  exchange?: 'f32' | 'f16' | 'q8';
   requestTimeout: number;
   idleTimeout: number;
   templateTimeout: number;
@@ -72,6 +73,13 @@ export function serveCommand(): Command {
       new Option('--parallelism <kind>', 'with --cluster: pipeline (layer ranges), tensor (every layer split over the nodes) or auto (the planner chooses)')
         .choices(['auto', 'pipeline', 'tensor'])
         .default('auto'),
+    )
+    .addOption(
+      new Option('--exchange <type>', 'with --cluster: how tensor-parallel ranks exchange partial sums: f32 (exact), f16 (half the bytes) or q8 (about a quarter)').choices([
+        'f32',
+        'f16',
+        'q8',
+      ]),
     )
     .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
     .action(async (o: ServeFlags) => {
@@ -119,6 +127,7 @@ export function serveCommand(): Command {
             mdnsInterface: o.mdnsInterface,
             activations: o.activations,
             parallelism: o.parallelism,
+            exchange: o.exchange,
             progress: process.stderr.isTTY,
           });
           const c = coordinator;

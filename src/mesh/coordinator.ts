@@ -64,6 +64,8 @@ export interface CoordinatorOptions {
    * nodes (one tensor-parallel group, shares by measured speed); `auto` (default): the planner's choice.
    */
   readonly parallelism?: 'auto' | 'pipeline' | 'tensor';
+  /** How a tensor-parallel group's partial sums travel (mesh/exchange-codec.ts); default f32 (exact). */
+  readonly exchange?: 'f32' | 'f16' | 'q8';
 }
 
 /** What `cairn cluster status` shows. */
@@ -350,7 +352,7 @@ export class ClusterCoordinator implements ForwardRunner {
             maxBatch: this.maxBatch,
             // Rank 0 passes the group's output on; the other ranks send only to their group.
             next: next && rank === 0 ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
-            group: group.length > 1 ? { rank, shares: r.splitShares ?? group.map(() => 1), peers } : undefined,
+            group: group.length > 1 ? { rank, shares: r.splitShares ?? group.map(() => 1), peers, exchange: this.opts.exchange } : undefined,
             epoch,
           };
           try {

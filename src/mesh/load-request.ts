@@ -69,7 +69,8 @@ export function validateLoadRequest(v: unknown): LoadRequest {
     if (!Array.isArray(g.shares) || g.shares.length !== peers.length || !g.shares.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0 && x <= 1e9)) {
       throw bad('group.shares must be one positive number per rank');
     }
-    group = { rank: g.rank, shares: g.shares as number[], peers };
+    if (g.exchange !== undefined && g.exchange !== 'f32' && g.exchange !== 'f16' && g.exchange !== 'q8') throw bad('group.exchange must be f32, f16 or q8');
+    group = { rank: g.rank, shares: g.shares as number[], peers, ...(g.exchange ? { exchange: g.exchange } : {}) };
   }
   let shard: LoadRequest['shard'];
   if (v.shard !== undefined && v.shard !== null) {

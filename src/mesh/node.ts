@@ -36,6 +36,7 @@ import { ShardReceiver } from './shard-receiver.js';
 import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
 import { Stage, type StageLinks } from './stage.js';
 import { TensorGroup } from './tensor-group.js';
+import { ExchangeCodec } from './exchange-codec.js';
 
 /** Version string both ends of a mesh connection must share. */
 export const MESH_COMPATIBILITY = 'cairn-mesh/1';
@@ -312,7 +313,8 @@ export class MeshNode {
       if (kvBytes > this.capabilities.memoryBytes) {
         throw new CairnError('BAD_ARGUMENT', `the load request asks for ${mib(kvBytes)} of KV cache; this node offers ${mib(this.capabilities.memoryBytes)} in all`);
       }
-      this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName} from ${source === 'model' ? path : 'the shard cache'}`);
+      const rank = req.group ? ` as rank ${req.group.rank} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'})` : '';
+      this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName}${rank} from ${source === 'model' ? path : 'the shard cache'}`);
       const loaded = await loadShards(path, {
         threads: this.opts.threads,
         ctx: req.ctx,
@@ -347,7 +349,13 @@ export class MeshNode {
       this.loadedDigest = digest;
       let group: StageLinks['group'];
       if (req.group) {
-        const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId));
+        if (req.group.exchange === 'q8' && loaded.config.nEmbd % 32 !== 0) {
+          loaded.close();
+          this.dropLinks('the load failed');
+          throw new CairnError('BAD_ARGUMENT', `q8 exchanges need an embedding size that is a multiple of 32, not ${loaded.config.nEmbd}; use f16`);
+        }
+        const codec = req.group.exchange && req.group.exchange !== 'f32' ? new ExchangeCodec(this.kernels, req.group.exchange) : undefined;
+        const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId), codec);
         for (const peer of this.groupPeers) peer?.on('close', () => exchange.break(new CairnError('CLUSTER_CLOSED', `rank ${peer.peer.name} of the tensor-parallel group disconnected`)));
         group = { exchange, followers: req.group.rank === 0 ? this.groupPeers.filter((p): p is PeerConnection => p !== undefined) : [] };
       }

@@ -57,6 +57,8 @@ export interface GroupSpec {
   /** Relative share of each rank. */
   readonly shares: readonly number[];
   readonly peers: readonly PeerRef[];
+  /** How partial sums travel (exchange-codec.ts); default f32. */
+  readonly exchange?: 'f32' | 'f16' | 'q8';
 }
 
 /** The JSON head of a partial-sum frame; f32 values (the step's tokens x nEmbd) follow. */

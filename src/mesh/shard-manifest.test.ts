@@ -135,6 +135,7 @@ test('a load request with any bad field is refused; a good one comes back clean'
     [{ group: { rank: 0, shares: [1, -1], peers: [peer('a'), peer('b')] } }, /group\.shares/],
     [{ group: { rank: 0, shares: [1], peers: [peer('a'), peer('b')] } }, /group\.shares/],
     [{ group: { rank: 0, shares: [1, 1], peers: [peer('a'), { ...peer('b'), host: 'x\ny' }] } }, /group\.peers\[1\]\.host/],
+    [{ group: { rank: 0, shares: [1, 1], peers: [peer('a'), peer('b')], exchange: 'bf16' } }, /group\.exchange/],
     [{ group: { rank: 0, shares: [1, 1], peers: Array.from({ length: 65 }, (_, i) => peer(`n${i}`)) } }, /group\.peers must list 2 to 64/],
   ];
   for (const [patch, why] of cases) {

@@ -72,7 +72,7 @@ test("a peer's bad partial breaks the group with a clear error", async () => {
       (g) => g.onPartial('node-1', { type: MeshFrame.partial, payload: Buffer.from([2, 0, 0, 0, 0x7b, 0x7b]) } as unknown as Frame),
     ],
     [
-      'bytes',
+      '3 bytes where this rank has 8',
       (g) =>
         g.onPartial('node-1', {
           type: MeshFrame.partial,
@@ -80,7 +80,7 @@ test("a peer's bad partial breaks the group with a clear error", async () => {
         } as unknown as Frame),
     ],
     [
-      'values where this rank has',
+      '12 bytes where this rank has 8',
       (g) => g.onPartial('node-1', partialFrame({ epoch: 1, step: 1, index: 0, rank: 1 }, Float32Array.of(1, 2, 3))),
     ],
     [

@@ -13,13 +13,15 @@
  */
 import { DType, type Frame, type PeerConnection } from '../cluster/index.js';
 import { CairnError } from '../util/errors.js';
+import type { ExchangeCodec } from './exchange-codec.js';
 import { MeshFrame, packMessage, unpackMessage, type PartialHead } from './protocol.js';
 
 /** Partial sums from peers that may wait for this rank (two per layer of a few steps). */
 const MAX_EARLY = 4096;
 
 interface Slot {
-  readonly parts: (Float32Array | undefined)[];
+  /** Wire bytes of each peer's partial (undefined at this rank's own index and until it comes). */
+  readonly parts: (Uint8Array | undefined)[];
   got: number;
   waiter?: { resolve(): void; reject(err: Error): void };
 }
@@ -32,13 +34,15 @@ export class TensorGroup {
 
   /**
    * `peers[r]`: the connection this rank sends to rank r over (undefined at its own rank);
-   * `nodeIds[r]`: the node that must be the sender of rank r's partials.
+   * `nodeIds[r]`: the node that must be the sender of rank r's partials; `codec`: how partials
+   * travel (exchange-codec.ts; default f32).
    */
   constructor(
     readonly rank: number,
     readonly epoch: number,
     private readonly peers: readonly (PeerConnection | undefined)[],
     private readonly nodeIds: readonly string[],
+    private readonly codec?: ExchangeCodec,
   ) {}
 
   get count(): number {
@@ -59,7 +63,9 @@ export class TensorGroup {
   /** Replaces `values` with the sum over the group's ranks of their partial `index` of `step`. */
   async allReduce(step: number, index: number, values: Float32Array): Promise<void> {
     if (this.failure) throw this.failure;
-    const payload = packMessage({ epoch: this.epoch, step, index, rank: this.rank } satisfies PartialHead, values);
+    // Encoding rounds `values` to what the peers will decode, so every rank adds the same numbers.
+    const wire = this.codec ? this.codec.encode(values) : new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    const payload = packMessage({ epoch: this.epoch, step, index, rank: this.rank } satisfies PartialHead, wire);
     for (const conn of this.peers) {
       if (!conn) continue;
       if (!conn.isOpen) this.break(new CairnError('CLUSTER_CLOSED', `a rank of the tensor-parallel group disconnected`));
@@ -67,7 +73,6 @@ export class TensorGroup {
     }
     const key = `${step}/${index}`;
     const slot = this.slotOf(key);
-    slot.parts[this.rank] = values;
     slot.got++;
     if (slot.got < this.count) {
       await new Promise<void>((resolve, reject) => (slot.waiter = { resolve, reject }));
@@ -75,13 +80,16 @@ export class TensorGroup {
     if (this.failure) throw this.failure;
     this.slots.delete(key);
     const n = values.length;
-    for (const p of slot.parts) {
-      if (!p || p.length !== n) throw this.fail(`a partial sum of ${p?.length ?? 0} values where this rank has ${n}`);
-    }
+    const bytes = this.codec ? this.codec.bytesFor(n) : 4 * n;
+    const parts = slot.parts.map((p, r) => {
+      if (r === this.rank) return values;
+      if (!p || p.length !== bytes) throw this.fail(`a partial sum of ${p?.length ?? 0} bytes where this rank has ${bytes}`);
+      return this.codec ? this.codec.decode(p, n) : new Float32Array(p.buffer, p.byteOffset, n);
+    });
     // Rank order on every rank: the same float additions everywhere, so the same sums.
-    const sum = slot.parts[0] === values ? Float32Array.from(values) : slot.parts[0]!;
+    const sum = Float32Array.from(parts[0]);
     for (let r = 1; r < this.count; r++) {
-      const p = slot.parts[r]!;
+      const p = parts[r];
       for (let i = 0; i < n; i++) sum[i] += p[i];
     }
     values.set(sum);
@@ -104,12 +112,12 @@ export class TensorGroup {
     if (!Number.isSafeInteger(rank) || rank < 0 || rank >= this.count || rank === this.rank || this.nodeIds[rank] !== fromNodeId) {
       return void this.fail(`node ${fromNodeId} sent a partial sum as rank ${String(rank)}`);
     }
-    if (body.length % 4 !== 0) return void this.fail(`a partial sum of ${body.length} bytes`);
     const key = `${step}/${index}`;
     if (!this.slots.has(key) && this.slots.size >= MAX_EARLY) return void this.fail(`node ${fromNodeId} sent partial sums too far ahead`);
     const slot = this.slotOf(key);
     if (slot.parts[rank]) return void this.fail(`node ${fromNodeId} sent partial ${index} of step ${step} twice`);
-    slot.parts[rank] = new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
+    // A copy, 4-byte aligned for the f32 view: the frame's buffer is not this rank's to keep.
+    slot.parts[rank] = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
     slot.got++;
     if (slot.got === this.count) slot.waiter?.resolve();
   }
@@ -131,7 +139,7 @@ export class TensorGroup {
 
   private slotOf(key: string): Slot {
     let slot = this.slots.get(key);
-    if (!slot) this.slots.set(key, (slot = { parts: new Array<Float32Array | undefined>(this.count).fill(undefined), got: 0 }));
+    if (!slot) this.slots.set(key, (slot = { parts: new Array<Uint8Array | undefined>(this.count).fill(undefined), got: 0 }));
     return slot;
   }
 }

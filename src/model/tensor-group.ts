@@ -9,10 +9,11 @@ import type { DecoderShard, ShardBatch } from './decoder.js';
 
 /**
  * Runs a group's ranks (rank order) on one batch; returns what rank 0 returns (logits where it
- * holds the head, else the final hidden states). Throws BAD_ARGUMENT when the ranks do not yield
- * the same number of partial sums of the same size.
+ * holds the head, else the final hidden states). `round`: applied to each partial sum before it is
+ * added (what a lossy exchange does to it). Throws BAD_ARGUMENT when the ranks do not yield the
+ * same number of partial sums of the same size.
  */
-export function runGroup(ranks: readonly DecoderShard[], batch: ShardBatch): Float32Array {
+export function runGroup(ranks: readonly DecoderShard[], batch: ShardBatch, round?: (partial: Float32Array) => void): Float32Array {
   if (ranks.length === 0) throw new CairnError('BAD_ARGUMENT', 'a tensor-parallel group needs at least one rank');
   const steps = ranks.map((r) => r.forwardSteps(batch));
   let results = steps.map((s) => s.next());
@@ -23,6 +24,7 @@ export function runGroup(ranks: readonly DecoderShard[], batch: ShardBatch): Flo
         throw new CairnError('BAD_ARGUMENT', 'the ranks of a tensor-parallel group must yield the same partial sums');
       }
       parts.push(r.value);
+      round?.(r.value);
     }
     const sum = new Float32Array(parts[0].length);
     for (const p of parts) for (let i = 0; i < sum.length; i++) sum[i] += p[i];
