@@ -183,9 +183,17 @@ async function liveNodes(
   try {
     await Promise.all(parsePeerList(peers).map((a) => set.add(a.host, a.port)));
     const up = set.up();
+    // Nodes go by name; two of one name (two nodes on one host) by name and address.
+    const idOf = new Map(
+      up.map((n) => {
+        const name = n.caps.name || n.caps.nodeId;
+        const twice = up.filter((m) => (m.caps.name || m.caps.nodeId) === name).length > 1 || name === localId;
+        return [n, twice ? `${name}@${n.host}:${n.port}` : name];
+      }),
+    );
     for (const n of up) {
       nodes.push({
-        id: n.caps.name || n.caps.nodeId,
+        id: idOf.get(n)!,
         memoryBytes: n.caps.memoryBytes,
         bytesPerSecond: n.caps.bytesPerSecond,
         cores: n.caps.threads,
@@ -195,7 +203,7 @@ async function liveNodes(
     if (nodes.length === 0) throw new CairnError('CLUSTER_UNREACHABLE', `no node answered: ${notes.join('; ')}`);
     if (!nodes.some((n) => n.coordinator)) nodes[0] = { ...nodes[0], coordinator: true };
     // Links were measured from here; between two peers assume the slower of their links to here.
-    const here = new Map(up.map((n) => [n.caps.name || n.caps.nodeId, n.link]));
+    const here = new Map(up.map((n) => [idOf.get(n)!, n.link]));
     const links: LinkInfo[] = [];
     const ids = nodes.map((n) => n.id);
     for (let i = 0; i < ids.length; i++) {
