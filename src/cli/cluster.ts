@@ -65,8 +65,16 @@ function render(s: ClusterStatus): string {
     for (const l of s.links) lines.push(`  ${l.to.padEnd(16)} ${(l.latencyMs * 1000).toFixed(0)} us round trip, ${l.megabytesPerSecond.toFixed(0)} MB/s`);
   }
   if (s.plan) {
-    lines.push('', `plan (predicted ${s.plan.predictedTokensPerSecond.toFixed(1)} tok/s for one stream, ${s.plan.predictedPipelinedTokensPerSecond.toFixed(1)} tok/s pipelined; activations travel as ${s.plan.activationDtype}):`);
-    for (const st of s.plan.stages) lines.push(`  layers ${`${st.layerStart}-${st.layerEnd - 1}`.padEnd(8)} on ${st.name.padEnd(16)} ${formatBytes(st.memoryBytes)}`);
+    const measured = s.plan.measuredTokensPerSecond;
+    lines.push(
+      '',
+      `plan: one stream predicted ${s.plan.predictedTokensPerSecond.toFixed(1)} tok/s, measured ${measured === undefined ? '(no decode yet)' : `${measured.toFixed(1)} tok/s`}; ` +
+        `${s.plan.predictedPipelinedTokensPerSecond.toFixed(1)} tok/s predicted with every stage busy; activations travel as ${s.plan.activationDtype}`,
+    );
+    for (const st of s.plan.stages) {
+      const rank = st.splitCount > 1 ? ` rank ${st.splitRank + 1}/${st.splitCount} (${(100 * st.splitShare).toFixed(0)}% of each layer)` : '';
+      lines.push(`  layers ${`${st.layerStart}-${st.layerEnd - 1}`.padEnd(8)} on ${st.name.padEnd(16)} ${formatBytes(st.memoryBytes)}${rank}`);
+    }
   }
   return lines.join('\n') + '\n';
 }

@@ -100,6 +100,8 @@ export interface ClusterStatus {
     }[];
     readonly predictedTokensPerSecond: number;
     readonly predictedPipelinedTokensPerSecond: number;
+    /** Measured one-stream decode speed of the running plan (recent lone decode steps); absent before any. */
+    readonly measuredTokensPerSecond?: number;
     readonly activationDtype: 'f16' | 'f32';
   };
 }
@@ -593,6 +595,7 @@ export class ClusterCoordinator implements ForwardRunner {
         })),
         predictedTokensPerSecond: this.plan.predictedTokensPerSecond,
         predictedPipelinedTokensPerSecond: this.plan.predictedPipelinedTokensPerSecond,
+        measuredTokensPerSecond: this.pipeline?.measuredTokensPerSecond,
         activationDtype: this.plan.activationDtype,
       },
     };

@@ -11,6 +11,7 @@
  * not in flight) is misbehaving: the steps in flight fail with a clear error and the node is
  * dropped.
  */
+import { performance } from 'node:perf_hooks';
 import { DType, frameJson, jsonPayload, type Frame, type PeerConnection } from '../cluster/index.js';
 import { checkForwardResult, type ExpectedOutput } from '../engine/result-check.js';
 import type { ForwardRequest, ForwardResult } from '../engine/runner.js';
@@ -60,6 +61,8 @@ export class Pipeline {
   private readonly logprobsOf = new Map<number, number | undefined>();
   private brokenReason: string | undefined;
   private readonly detach: (() => void)[] = [];
+  /** Recent one-sequence decode steps (one token in, one sampled out): seconds each, newest last. */
+  private readonly decodeSeconds: number[] = [];
 
   /**
    * `stages`: the chain a step goes down (for a tensor-parallel group, its rank 0, which hands each
@@ -194,8 +197,33 @@ export class Pipeline {
     return undefined;
   }
 
+  /**
+   * Tokens per second of one sequence decoding alone, as measured over the last steps that were
+   * exactly that (one token in, one sampled out); undefined before there are any.
+   */
+  get measuredTokensPerSecond(): number | undefined {
+    const s = this.decodeSeconds;
+    if (s.length === 0) return undefined;
+    const sorted = [...s].sort((a, b) => a - b);
+    return 1 / sorted[sorted.length >> 1];
+  }
+
   /** Runs one step through every stage. */
   forward(req: ForwardRequest): Promise<ForwardResult> {
+    const result = this.forwardStep(req);
+    if (req.nTokens !== 1 || req.outputs.length !== 1 || this.pending.size > 1) return result;
+    // A lone decode step (nothing else in flight): its round trip is the plan's one-stream speed.
+    const t0 = performance.now();
+    return result.then((r) => {
+      if (this.pending.size === 0) {
+        this.decodeSeconds.push((performance.now() - t0) / 1000);
+        if (this.decodeSeconds.length > 64) this.decodeSeconds.shift();
+      }
+      return r;
+    });
+  }
+
+  private forwardStep(req: ForwardRequest): Promise<ForwardResult> {
     if (this.brokenReason) return Promise.reject(this.interrupted());
     const step = this.nextStep++;
     const outputs: ExpectedOutput[] = req.outputs.map((o) => ({ mode: o.mode, logprobs: o.mode === 'sample' ? this.logprobsOf.get(o.seq) : undefined }));
