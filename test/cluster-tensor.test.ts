@@ -136,7 +136,9 @@ for (const ranks of [2, 3]) {
         // The status shows the ranks and the measured one-stream speed beside the prediction.
         const measured = (await status(s.url)).plan!.measuredTokensPerSecond;
         assert.ok(measured !== undefined && measured > 0, `measured ${measured}`);
-        const shown = execFileSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'cluster', 'status', '--url', s.url], { encoding: 'utf8' });
+        const shown = execFileSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'cluster', 'status', '--url', s.url], {
+          encoding: 'utf8',
+        });
         assert.match(shown, new RegExp(`rank ${ranks}/${ranks} \\(\\d+% of each layer\\)`));
         assert.match(shown, /one stream predicted [\d.]+ tok\/s, measured [\d.]+ tok\/s/);
         // Two requests at once: steps of both sequences go through the group together.
