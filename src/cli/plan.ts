@@ -325,10 +325,10 @@ function render(
   out.push(line([`  ${head[0]}`, ...head.slice(1)]));
   for (const r of rows) out.push(line(r));
   out.push('');
-  out.push(chosen ? `chosen: ${why}` : why);
-  const problems = candidates.filter((c) => c.problem && c !== chosen);
-  if (!chosen || problems.length) {
-    for (const c of chosen ? [] : candidates.filter((x) => x.problem)) out.push(`  ${c.label}: ${c.problem}`);
+  if (chosen) out.push(`chosen: ${why}`);
+  else {
+    out.push('no plan fits the nodes:');
+    for (const c of candidates.filter((x) => x.problem)) out.push(`  ${c.label}: ${c.problem}`);
   }
   for (const n of notes) out.push(`note: ${n}`);
   return out.join('\n') + '\n';

@@ -264,14 +264,15 @@ test('the objective picks among the plans that fit', () => {
   assert.match(agg.why, /aggregate decode at batch 64/);
 });
 
-test('a model without a shape plans as before: a pipeline only', () => {
+test('a model without a shape plans as before: pipelines only (the coordinator alone, and all nodes)', () => {
   const m = dense8b();
   const { shape: _shape, ...bare } = m;
   const nodes = [node('a', 64, 40, { coordinator: true }), node('b', 64, 40)];
   const all = planCandidates(req(bare, nodes));
   assert.deepEqual(
-    all.map((c) => c.kind),
-    ['pipeline'],
+    all.map((c) => c.label),
+    ['pipeline x1', 'pipeline x2'],
   );
-  assert.ok(all[0].fits && all[0].decodeTokensPerSecond > 0);
+  assert.ok(all.every((c) => c.fits && c.decodeTokensPerSecond > 0));
+  assert.equal(all[0].stages[0].nodeId, 'a');
 });

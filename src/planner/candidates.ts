@@ -1,6 +1,6 @@
 /**
  * The plans the planner weighs, and the choice among them. For the given nodes it scores:
- *  - pipeline: makePlan's consecutive layer ranges, one node each;
+ *  - pipeline: makePlan's consecutive layer ranges, one node each (and the coordinator alone);
  *  - tensor x k (k = 2..n): every layer split over the coordinator and the k-1 fastest others;
  *  - expert x k (Mixture-of-Experts models): routed experts spread over the same k nodes;
  *  - hybrid: fast-linked nodes grouped (tensor or expert groups, whichever is faster), the groups
@@ -22,6 +22,8 @@ export function planCandidates(req: PlanRequest): Candidate[] {
   const nodes = rankOrder(req.nodes);
   if (nodes.length === 0) return [];
   const out: Candidate[] = [pipelineCandidate(req, nodes)];
+  // The coordinator alone: where the model fits one machine, often the plan to beat.
+  if (nodes.length > 1) out.unshift(pipelineCandidate({ ...req, nodes: [nodes[0]] }, [nodes[0]]));
   const { shape, splittable } = shapeOf(req.model);
   if (!splittable) return out;
   const moe = shape.layers.some((l) => l.experts > 1);
