@@ -276,3 +276,11 @@ test('a model without a shape plans as before: pipelines only (the coordinator a
   assert.ok(all.every((c) => c.fits && c.decodeTokensPerSecond > 0));
   assert.equal(all[0].stages[0].nodeId, 'a');
 });
+
+test('kinds: a runner that cannot run expert plans leaves them out', () => {
+  const nodes = [node('a', 40, 60, { coordinator: true }), node('b', 40, 30)];
+  const r = req(moe(), nodes, { defaultLink: fastLink, kinds: ['pipeline', 'tensor'] });
+  const kinds = new Set(planCandidates(r).map((c) => c.kind));
+  assert.deepEqual([...kinds].sort(), ['pipeline', 'tensor']);
+  assert.notEqual(choosePlan(r).chosen?.kind, 'expert');
+});

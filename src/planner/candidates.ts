@@ -17,8 +17,13 @@ import { makePlan } from './plan.js';
 import { scoreGroups } from './score.js';
 import type { Candidate, NodeInfo, PlanChoice, PlanRequest } from './types.js';
 
-/** Every candidate plan over the request's nodes, scored. */
+/** Every candidate plan over the request's nodes (of the kinds it allows), scored. */
 export function planCandidates(req: PlanRequest): Candidate[] {
+  const all = allCandidates(req);
+  return req.kinds ? all.filter((c) => req.kinds!.includes(c.kind)) : all;
+}
+
+function allCandidates(req: PlanRequest): Candidate[] {
   const nodes = rankOrder(req.nodes);
   if (nodes.length === 0) return [];
   const out: Candidate[] = [pipelineCandidate(req, nodes)];

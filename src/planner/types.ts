@@ -180,6 +180,8 @@ export interface PlanRequest {
   readonly exchangeDtype?: ExchangeDtype;
   /** What the choice maximizes among plans that fit (default: decode speed of one sequence). */
   readonly objective?: 'decode' | 'aggregate' | 'prefill';
+  /** The kinds of plan to consider (default: all); a runner that cannot run a kind leaves it out. */
+  readonly kinds?: readonly PlanKind[];
 }
 
 /** The kinds of plan the planner scores. */
