@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connectPeer } from '../src/cluster/connect.js';
-import { DType } from '../src/cluster/dtype.js';
+import { FRAME_HEADER_BYTES } from '../src/cluster/frame.js';
 import { measureBandwidth } from '../src/cluster/links.js';
 import { MAX_RECORD_PLAINTEXT, RecordOpener, RecordSealer } from '../src/cluster/record-layer.js';
 import { spawnPeer } from '../src/cluster/testing/spawn-peer.js';
@@ -101,7 +101,7 @@ async function bareThroughput(port: number): Promise<number> {
 
 async function main(): Promise<void> {
   console.log(`encrypted cluster channel, loopback (AES-256-GCM records of up to ${MAX_RECORD_PLAINTEXT / 1024} KiB)`);
-  const seal16 = cryptoOnly(ACTIVATION + 40, 20_000);
+  const seal16 = cryptoOnly(ACTIVATION + FRAME_HEADER_BYTES, 20_000);
   const sealBig = cryptoOnly(MAX_RECORD_PLAINTEXT, 2000);
   console.log(`seal + open, one 16 KB activation frame (one process)   ${seal16.toFixed(1)} us`);
   console.log(`seal + open, ${MAX_RECORD_PLAINTEXT / 1024} KiB record (one process)            ${((MAX_RECORD_PLAINTEXT / sealBig) * 1e6 / 1e9).toFixed(2)} GB/s`);
@@ -111,11 +111,11 @@ async function main(): Promise<void> {
   try {
     const conn = await connectPeer('127.0.0.1', peer.port, { nodeId: 'bench-client' });
     const activation = new Float32Array(ACTIVATION / 4).map((_, i) => Math.sin(i));
-    for (let i = 0; i < 500; i++) await conn.request(0x300, { dtype: DType.f32, dims: [4096] }, activation);
+    for (let i = 0; i < 500; i++) await conn.request(0x300, undefined, activation);
     const times: number[] = [];
     for (let i = 0; i < iterations; i++) {
       const t = performance.now();
-      await conn.request(0x300, { dtype: DType.f32, dims: [4096] }, activation);
+      await conn.request(0x300, undefined, activation);
       times.push((performance.now() - t) * 1000);
     }
     const secureRtt = median(times);

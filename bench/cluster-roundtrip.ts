@@ -11,7 +11,7 @@ import { type Socket, connect as netConnect, createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connectPeer } from '../src/cluster/connect.js';
 import type { PeerConnection } from '../src/cluster/connection.js';
-import { type DTypeCode, DType } from '../src/cluster/dtype.js';
+import { type DTypeCode, DType } from '../src/cluster/frame.js';
 import { measureBandwidth } from '../src/cluster/links.js';
 import { ClusterServer } from '../src/cluster/server.js';
 import { spawnPeer } from '../src/cluster/testing/spawn-peer.js';
@@ -26,12 +26,12 @@ function summarize(label: string, samplesUs: number[]): void {
   );
 }
 
-async function roundTrips(connection: PeerConnection, payload: Uint8Array, dtype: DTypeCode, dims: number[]): Promise<number[]> {
+async function roundTrips(connection: PeerConnection, payload: Uint8Array, dtype: DTypeCode): Promise<number[]> {
   const warmup = Math.min(2000, iterations);
   const times: number[] = [];
   for (let i = 0; i < warmup + iterations; i++) {
     const start = performance.now();
-    await connection.request(0x300, { dtype, dims, sequence: i }, payload);
+    await connection.request(0x300, { dtype, sequence: i }, payload);
     if (i >= warmup) times.push((performance.now() - start) * 1000);
   }
   return times;
@@ -72,11 +72,11 @@ async function main(): Promise<void> {
   summarize('bare TCP ping-pong, 64 B (one process)', await bareTcp());
 
   const server = new ClusterServer({ nodeId: 'bench-server' });
-  server.on('connection', (c) => c.on('request', (f) => c.reply(f, 0x301, { dtype: f.dtype, dims: f.dims }, f.payload)));
+  server.on('connection', (c) => c.on('request', (f) => c.reply(f, 0x301, { dtype: f.dtype }, f.payload)));
   const { port } = await server.listen();
   const local = await connectPeer('127.0.0.1', port, { nodeId: 'bench-client' });
-  summarize('frame request/reply, 64 B raw (one process)', await roundTrips(local, new Uint8Array(64), DType.raw, []));
-  summarize('frame request/reply, 4096 f16 (one process)', await roundTrips(local, new Uint8Array(8192), DType.f16, [4096]));
+  summarize('frame request/reply, 64 B raw (one process)', await roundTrips(local, new Uint8Array(64), DType.raw));
+  summarize('frame request/reply, 8 KiB raw (one process)', await roundTrips(local, new Uint8Array(8192), DType.raw));
   const localBandwidth = await measureBandwidth(local, { bytes: 64 * 1024 * 1024, rounds: 5 });
   console.log(
     `64 MiB one-way within one process              median ${(localBandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(localBandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,
@@ -85,8 +85,8 @@ async function main(): Promise<void> {
   const peer = await spawnPeer({ nodeId: 'bench-peer' });
   try {
     const remote = await connectPeer('127.0.0.1', peer.port, { nodeId: 'bench-client' });
-    summarize('frame request/reply, 64 B raw (two processes)', await roundTrips(remote, new Uint8Array(64), DType.raw, []));
-    summarize('frame request/reply, 4096 f16 (two processes)', await roundTrips(remote, new Uint8Array(8192), DType.f16, [4096]));
+    summarize('frame request/reply, 64 B raw (two processes)', await roundTrips(remote, new Uint8Array(64), DType.raw));
+    summarize('frame request/reply, 8 KiB raw (two processes)', await roundTrips(remote, new Uint8Array(8192), DType.raw));
     const bandwidth = await measureBandwidth(remote, { bytes: 64 * 1024 * 1024, rounds: 5 });
     console.log(
       `64 MiB one-way to a second process             median ${(bandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(bandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,

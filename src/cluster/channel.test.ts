@@ -11,9 +11,8 @@ import { deriveClusterSecretSync } from './cluster-key.js';
 import { connectPeer } from './connect.js';
 import type { CloseInfo, PeerConnection } from './connection.js';
 import { ControlFrame } from './control-frames.js';
-import { DType } from './dtype.js';
 import { FrameDecoder } from './frame-decoder.js';
-import { type Frame, FrameFlags, frameJson } from './frame.js';
+import { type Frame, DType, FrameFlags, frameJson } from './frame.js';
 import { createHello, deriveSessionKeys, handshakeTranscript } from './handshake.js';
 import { RECORD_HEADER_BYTES, RecordOpener } from './record-layer.js';
 import { type ClusterServerOptions, ClusterServer } from './server.js';
@@ -32,7 +31,7 @@ after(async () => {
 async function echoServer(options: Partial<ClusterServerOptions> = {}): Promise<{ server: ClusterServer; port: number }> {
   const server = new ClusterServer({ nodeId: 'node-id-4410', name: 'node-name-4410', clusterKey: KEY, compatibility: 'c', ...options });
   servers.push(server);
-  server.on('connection', (conn) => conn.on('request', (f) => conn.reply(f, 0x201, { dtype: f.dtype, dims: f.dims }, f.payload)));
+  server.on('connection', (conn) => conn.on('request', (f) => conn.reply(f, 0x201, { dtype: f.dtype }, f.payload)));
   const { port } = await server.listen();
   return { server, port };
 }

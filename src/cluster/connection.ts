@@ -14,11 +14,11 @@ import { CairnError } from '../util/errors.js';
 import { type ClusterKeyKind, type ClusterSecret, deriveClusterSecretSync } from './cluster-key.js';
 import { CONTROL_PAYLOAD_LIMITS, ControlFrame } from './control-frames.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, FrameDecoder } from './frame-decoder.js';
-import { DType } from './dtype.js';
 import { FrameEncoder } from './frame-encoder.js';
 import {
   type Frame,
   type FrameMeta,
+  DType,
   FIRST_APP_FRAME_TYPE,
   FRAME_HEADER_BYTES,
   FrameFlags,

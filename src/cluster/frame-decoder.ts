@@ -152,7 +152,6 @@ function withPayload(h: FrameHeader, payload: Buffer): Frame {
     requestId: h.requestId,
     sequence: h.sequence,
     dtype: h.dtype,
-    dims: h.dims,
     payloadLength: h.payloadLength,
     payload,
   };

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCairnError } from '../util/errors.js';
-import { IDENTITY_FILE, describeNode, loadNodeIdentity } from './identity.js';
+import { IDENTITY_FILE, loadNodeIdentity } from './identity.js';
 import { DEFAULT_CLUSTER_PORT, parsePeerAddress, parsePeerList } from './peer-address.js';
 
 test('a persisted identity keeps its id across loads; a rename is saved', async () => {
@@ -32,16 +32,6 @@ test('a corrupt identity file is a clear error naming the file', async () => {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-});
-
-test('the info record describes this machine and carries capabilities untouched', () => {
-  const info = describeNode({ id: 'x', name: 'n' }, '10.0.0.2', 4000, { backend: 'cpu', gflops: 12.5 });
-  assert.equal(info.host, '10.0.0.2');
-  assert.equal(info.port, 4000);
-  assert.ok(info.cores >= 1);
-  assert.equal(info.totalMemoryBytes, totalmem());
-  assert.ok(info.freeMemoryBytes > 0 && info.freeMemoryBytes <= info.totalMemoryBytes);
-  assert.deepEqual(info.capabilities, { backend: 'cpu', gflops: 12.5 });
 });
 
 test('peer addresses parse in every usual spelling and reject the rest clearly', () => {

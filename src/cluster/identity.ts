@@ -1,15 +1,13 @@
 /**
- * Who a node is (a stable random id and a name) and what it offers (its info record). The id
- * survives restarts when a state directory is given, so the cluster recognizes a node that comes
- * back instead of counting it twice.
+ * Who a node is: a stable random id and a name. The id survives restarts when a state directory
+ * is given, so the cluster recognizes a node that comes back instead of counting it twice.
  */
 
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { arch, availableParallelism, freemem, hostname, platform, totalmem } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CairnError } from '../util/errors.js';
-import { PROTOCOL_VERSION } from './handshake.js';
 
 /** A node's stable identity. */
 export interface NodeIdentity {
@@ -17,22 +15,6 @@ export interface NodeIdentity {
   readonly id: string;
   /** Human-readable; defaults to the host name. */
   readonly name: string;
-}
-
-/** What a node tells the cluster about itself. */
-export interface NodeInfo {
-  readonly id: string;
-  readonly name: string;
-  readonly host: string;
-  readonly port: number;
-  readonly protocolVersion: number;
-  readonly cores: number;
-  readonly totalMemoryBytes: number;
-  readonly freeMemoryBytes: number;
-  readonly platform: string;
-  readonly arch: string;
-  /** Whatever the application adds (backend, measured matmul speed...); opaque to the cluster. */
-  readonly capabilities: Record<string, unknown>;
 }
 
 /** File name of the persisted identity inside the state directory. */
@@ -66,23 +48,6 @@ export async function loadNodeIdentity(options: { dir?: string; name?: string } 
   const identity = { id: randomUUID(), name };
   await saveIdentity(options.dir, path, identity);
   return identity;
-}
-
-/** The info record of this node as reachable at host:port, with current memory figures. */
-export function describeNode(identity: NodeIdentity, host: string, port: number, capabilities: Record<string, unknown> = {}): NodeInfo {
-  return {
-    id: identity.id,
-    name: identity.name,
-    host,
-    port,
-    protocolVersion: PROTOCOL_VERSION,
-    cores: availableParallelism(),
-    totalMemoryBytes: totalmem(),
-    freeMemoryBytes: freemem(),
-    platform: platform(),
-    arch: arch(),
-    capabilities,
-  };
 }
 
 function parseIdentity(text: string): NodeIdentity | undefined {

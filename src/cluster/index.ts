@@ -1,6 +1,8 @@
 /**
- * The cluster transport: node identity, discovery, membership, authenticated framed connections
- * and link measurement. Knows nothing of models; the mesh builds on it.
+ * The cluster transport: who a node is (identity), how nodes find each other (mDNS and static
+ * peers), the secure framed connection between two of them (handshake, encrypted records, frames of
+ * raw bytes or JSON, requests and responses, keepalives) and link measurement. It moves bytes and
+ * knows nothing of models; the mesh (mesh/) runs a plan over it.
  */
 
 export { isLoopbackAddress } from './address.js';
@@ -14,20 +16,18 @@ export {
   PeerConnection,
 } from './connection.js';
 export { type DiscoveredPeer, type DiscoveryEvents, type DiscoveryOptions, Discovery, MDNS_SERVICE_TYPE } from './discovery.js';
-export { type DTypeCode, DType, Q8_0_BLOCK_BYTES, Q8_0_BLOCK_VALUES, dtypeName, typedPayloadBytes } from './dtype.js';
 export { DEFAULT_MAX_PAYLOAD_BYTES, FrameDecoder } from './frame-decoder.js';
 export {
+  type DTypeCode,
   type Frame,
   type FrameHeader,
   type FrameMeta,
+  DType,
   FIRST_APP_FRAME_TYPE,
   FRAME_HEADER_BYTES,
   FRAME_VERSION,
   FrameFlags,
   encodeFrame,
-  frameFloat16Bits,
-  frameFloat32,
-  frameInt32,
   frameJson,
   jsonPayload,
 } from './frame.js';
@@ -44,7 +44,7 @@ export {
   isGeneratedKey,
 } from './cluster-key.js';
 export { LOCAL_KEY_FILE, localClusterSecret, localKeyPath, stateDir } from './local-key.js';
-export { type NodeIdentity, type NodeInfo, describeNode, loadNodeIdentity } from './identity.js';
+export { type NodeIdentity, loadNodeIdentity } from './identity.js';
 export {
   type BandwidthMeasurement,
   type LatencyMeasurement,
@@ -53,6 +53,5 @@ export {
   measureLatency,
   measureLink,
 } from './links.js';
-export { type Member, type MemberState, type MembershipEvents, type MembershipOptions, Membership } from './membership.js';
 export { type PeerAddress, DEFAULT_CLUSTER_PORT, parsePeerAddress, parsePeerList } from './peer-address.js';
 export { type ClusterServerEvents, type ClusterServerOptions, type ListenAddress, ClusterServer } from './server.js';

@@ -184,7 +184,7 @@ test('sendShard stops as soon as the node gives the transfer up, with the node\'
     write: async () => {
       if (++writes === 1) {
         const p = jsonPayload({ reason: 'this node\'s disk is full (ENOSPC)' });
-        conn.emit('frame', { type: MeshFrame.shardAbort, flags: 0, requestId: 0, sequence: 0, dtype: p.meta.dtype!, dims: [], payloadLength: p.payload.length, payload: p.payload });
+        conn.emit('frame', { type: MeshFrame.shardAbort, flags: 0, requestId: 0, sequence: 0, dtype: p.meta.dtype!, payloadLength: p.payload.length, payload: p.payload });
       }
     },
   }) as unknown as PeerConnection;

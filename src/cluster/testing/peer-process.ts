@@ -1,7 +1,7 @@
 /**
  * A cluster node in its own process, for tests and benchmarks that need a real second process.
  * Reads its settings as JSON from argv[2], listens, prints `{"port": N}` as one line on stdout,
- * and answers every request by echoing its dtype, shape and payload (type ECHO_FRAME_TYPE).
+ * and answers every request by echoing its payload type, sequence and payload (type ECHO_FRAME_TYPE).
  * It exits when its stdin closes, so it never outlives the process that started it.
  */
 
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const server = new ClusterServer({ ...settings, host: settings.host ?? '127.0.0.1' });
   server.on('connection', (connection) => {
     connection.on('request', (frame) => {
-      connection.reply(frame, ECHO_FRAME_TYPE, { dtype: frame.dtype, dims: frame.dims, sequence: frame.sequence }, frame.payload);
+      connection.reply(frame, ECHO_FRAME_TYPE, { dtype: frame.dtype, sequence: frame.sequence }, frame.payload);
     });
   });
   const address = await server.listen();

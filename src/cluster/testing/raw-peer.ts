@@ -7,9 +7,8 @@
 import type { Socket } from 'node:net';
 import type { ClusterSecret } from '../cluster-key.js';
 import { ControlFrame } from '../control-frames.js';
-import { DType } from '../dtype.js';
 import { FrameDecoder } from '../frame-decoder.js';
-import { type Frame, type FrameMeta, FRAME_HEADER_BYTES, encodeFrame, jsonPayload, readFrameHeader } from '../frame.js';
+import { type Frame, type FrameMeta, DType, FRAME_HEADER_BYTES, encodeFrame, jsonPayload, readFrameHeader } from '../frame.js';
 import { type HelloMessage, type IdentityMessage, type PeerRole, createHello, deriveSessionKeys, handshakeTranscript } from '../handshake.js';
 import { RecordOpener, RecordSealer } from '../record-layer.js';
 
