@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { connectPeer } from '../src/cluster/index.js';
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { createKernels } from '../src/kernels/index.js';
+import { MESH_COMPATIBILITY } from '../src/mesh/node.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { isCairnError } from '../src/util/errors.js';
 import { startNode } from './helpers/node.js';
@@ -95,11 +96,11 @@ test('a node without a key authenticates loopback peers too: only a process with
   try {
     // Another local user has another local key (and cannot read this one).
     process.env.CAIRN_STATE_DIR = join(dir, 'state-other-user');
-    await assert.rejects(connectPeer('127.0.0.1', node.port, { nodeId: 'intruder', compatibility: 'cairn-mesh/1' }), (e) =>
+    await assert.rejects(connectPeer('127.0.0.1', node.port, { nodeId: 'intruder', compatibility: MESH_COMPATIBILITY }), (e) =>
       isCairnError(e, 'CLUSTER_AUTH'),
     );
     process.env.CAIRN_STATE_DIR = mine;
-    const conn = await connectPeer('127.0.0.1', node.port, { nodeId: 'owner', compatibility: 'cairn-mesh/1' });
+    const conn = await connectPeer('127.0.0.1', node.port, { nodeId: 'owner', compatibility: MESH_COMPATIBILITY });
     assert.ok(conn.isOpen);
     conn.close();
   } finally {

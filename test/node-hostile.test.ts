@@ -13,9 +13,10 @@ import { connectPeer, DType, type Frame, frameJson, jsonPayload, type PeerConnec
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { createKernels } from '../src/kernels/index.js';
 import { MESH_COMPATIBILITY } from '../src/mesh/node.js';
-import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type LoadRequest, type ResultHead } from '../src/mesh/protocol.js';
+import { MeshFrame, type ForwardHead, type LoadRequest, type ResultHead } from '../src/mesh/protocol.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { fileSha256 } from '../src/util/file-hash.js';
+import { packMessage, unpackMessage } from '../src/util/message-framing.js';
 import { isCairnError } from '../src/util/errors.js';
 import { Prng } from '../src/util/prng.js';
 import { startNode, type NodeProcess } from './helpers/node.js';

@@ -9,6 +9,7 @@ import type { KvSnapshot } from '../model/kv-cache.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import { SequenceSamplers, type SequenceSpec } from './sequence-samplers.js';
 import { CairnError } from '../util/errors.js';
+import { packMessage, unpackMessage } from '../util/message-framing.js';
 
 /** A batch row whose next token the step must produce. */
 export interface OutputRequest {
@@ -184,53 +185,31 @@ function snapshotBytes(snaps: readonly KvSnapshot[]): number {
   return snaps.reduce((a, s) => a + s.layers.reduce((b, l) => b + l.length, 0), 0);
 }
 
-/** Layout: u32 shard count; per shard: u32 type, u32 tokens, u32 layers, per layer u32 length + bytes. */
-function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
-  const size = 4 + snaps.reduce((a, s) => a + 12 + s.layers.reduce((b, l) => b + 4 + l.length, 0), 0);
-  const out = new Uint8Array(size);
-  const dv = new DataView(out.buffer);
-  let o = 0;
-  const u32 = (v: number) => {
-    dv.setUint32(o, v, true);
-    o += 4;
-  };
-  u32(snaps.length);
-  for (const s of snaps) {
-    u32(s.type);
-    u32(s.tokens);
-    u32(s.layers.length);
-    for (const l of s.layers) {
-      u32(l.length);
-      out.set(l, o);
-      o += l.length;
-    }
-  }
-  return out;
+/** The layout of a saved prefix's bytes: per shard, its KV type, positions and number of layers. */
+interface SnapshotsHead {
+  readonly shards: readonly { readonly type: number; readonly tokens: number; readonly layers: number }[];
 }
 
+/** A saved prefix as bytes: one message (util/message-framing.ts) of a SnapshotsHead and every shard's layers in order. */
+function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
+  const head: SnapshotsHead = { shards: snaps.map((s) => ({ type: s.type, tokens: s.tokens, layers: s.layers.length })) };
+  return packMessage(head, ...snaps.flatMap((s) => s.layers));
+}
+
+/** The snapshots in bytes written by encodeSnapshots (layers copied out); BAD_ARGUMENT when they do not hold them. */
 function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let o = 0;
-  const u32 = () => {
-    if (o + 4 > bytes.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix is truncated');
-    const v = dv.getUint32(o, true);
-    o += 4;
-    return v;
-  };
-  const out: KvSnapshot[] = [];
-  const n = u32();
-  for (let i = 0; i < n; i++) {
-    const type = u32() as KvSnapshot['type'];
-    const tokens = u32();
-    const count = u32();
-    const layers: Uint8Array[] = [];
-    for (let j = 0; j < count; j++) {
-      const len = u32();
-      if (o + len > bytes.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix is truncated');
-      layers.push(bytes.slice(o, o + len));
-      o += len;
-    }
-    out.push({ type, tokens, layers });
+  const { head, bodies } = unpackMessage<Partial<SnapshotsHead> | null>(bytes, { what: 'saved prefix', code: 'BAD_ARGUMENT' });
+  const shards = head?.shards;
+  const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+  if (!Array.isArray(shards) || !shards.every((s: SnapshotsHead['shards'][number] | null) => count(s?.type) && count(s?.tokens) && count(s?.layers))) {
+    throw new CairnError('BAD_ARGUMENT', 'malformed saved prefix: its head does not describe the shards');
   }
-  return out;
+  const layers = shards.reduce((a, s) => a + s.layers, 0);
+  if (layers !== bodies.length) throw new CairnError('BAD_ARGUMENT', `malformed saved prefix: ${bodies.length} layers where its head names ${layers}`);
+  let next = 0;
+  return shards.map((s) => ({
+    type: s.type as KvSnapshot['type'],
+    tokens: s.tokens,
+    layers: bodies.slice(next, (next += s.layers)).map((b) => new Uint8Array(b)),
+  }));
 }

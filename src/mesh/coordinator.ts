@@ -24,12 +24,13 @@ import { makePlan, stageBytes } from '../planner/plan.js';
 import type { NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
 import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
+import { packParts, unpackParts } from '../util/message-framing.js';
 import { ProgressReporter } from '../util/progress.js';
 import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
 import { NodeSet, type RemoteNode } from './node-set.js';
-import { Pipeline, type PipelineStage } from './pipeline.js';
+import { Pipeline, type RemoteStageHandle, type StageHandle } from './pipeline.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
 import { hasControlCharacter } from './load-request.js';
 import { prepareShard, sendShard, type PreparedShard } from './shard-files.js';
@@ -309,8 +310,8 @@ export class ClusterCoordinator implements ForwardRunner {
       return node;
     };
     const checkAlive = () => plan.stages.forEach((s) => s.nodeId !== this.localId && remoteOf(s.nodeId));
-    const stages: PipelineStage[] = [];
-    const followers: Extract<PipelineStage, { kind: 'remote' }>[] = [];
+    const stages: StageHandle[] = [];
+    const followers: RemoteStageHandle[] = [];
     let pipeline: Pipeline | undefined;
     const groups = groupStages(plan.stages);
     try {
@@ -531,34 +532,16 @@ export class ClusterCoordinator implements ForwardRunner {
     if (this.pipeline && !this.pipeline.broken) await this.pipeline.kv({ op: 'drop', key });
   }
 
-  /** Saved prefixes of all stages in one buffer: u32 stage count, then u32 length + bytes per stage. */
+  /** Saved prefixes of every node of the plan in one buffer: one part per node, in the order of pipeline.members (util/message-framing.ts). */
   async exportSaved(key: number): Promise<Uint8Array> {
-    const parts = (await this.current().kv({ op: 'export', key })).map((r) => r.data!);
-    const out = Buffer.alloc(4 + parts.reduce((a, p) => a + 4 + p.length, 0));
-    let o = out.writeUInt32LE(parts.length, 0);
-    for (const p of parts) {
-      o = out.writeUInt32LE(p.length, o);
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return packParts((await this.current().kv({ op: 'export', key })).map((r) => r.data!));
   }
 
   async importSaved(key: number, bytes: Uint8Array): Promise<number> {
-    const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const bad = () => new CairnError('BAD_ARGUMENT', 'saved prefix is truncated or was made for another plan');
-    if (b.length < 4) throw bad();
-    const count = b.readUInt32LE(0);
     const pipeline = this.current();
-    if (count !== pipeline.members.length) throw bad();
-    const parts: Uint8Array[] = [];
-    let o = 4;
-    for (let i = 0; i < count; i++) {
-      if (o + 4 > b.length) throw bad();
-      const n = b.readUInt32LE(o);
-      if (o + 4 + n > b.length) throw bad();
-      parts.push(b.subarray(o + 4, o + 4 + n));
-      o += 4 + n;
+    const parts = unpackParts(bytes, { what: 'saved prefix', code: 'BAD_ARGUMENT' });
+    if (parts.length !== pipeline.members.length) {
+      throw new CairnError('BAD_ARGUMENT', `the saved prefix holds the caches of ${parts.length} nodes, this plan has ${pipeline.members.length} (it was made for another plan)`);
     }
     return (await pipeline.kv({ op: 'import', key }, parts)).reduce((a, r) => a + r.bytes, 0);
   }

@@ -1,8 +1,9 @@
 /**
  * A cluster node (`cairn node`): listens for a coordinator, reports what it can do, loads the
  * shard it is given (from its own copy of the model, from its shard cache, or from tensors the
- * coordinator streams), connects to the next stage, and runs steps. When the coordinator that
- * loaded it goes away, it drops the shard and waits for the next one.
+ * coordinator streams), connects to the next stage and to the other ranks of its tensor-parallel
+ * group, and runs steps in a StageRunner. When the coordinator that loaded it goes away, it drops
+ * the shard and waits for the next one.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,17 +30,18 @@ import { ProgressReporter } from '../util/progress.js';
 import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { validateLoadRequest } from './load-request.js';
 import { nodeReceiveLimit, type StageSizes } from './limits.js';
-import { MeshFrame, unpackMessage, type LoadReply, type NodeCapabilities } from './protocol.js';
+import { MeshFrame, type LoadReply, type NodeCapabilities } from './protocol.js';
+import { unpackMessage } from '../util/message-framing.js';
 import { ShardCache } from './shard-cache.js';
 import { describeLayers } from './shard-manifest.js';
 import { ShardReceiver } from './shard-receiver.js';
 import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
-import { Stage, type StageLinks } from './stage.js';
+import { StageRunner, type StageLinks } from './stage-runner.js';
 import { TensorGroup } from './tensor-group.js';
 import { ExchangeCodec } from './exchange-codec.js';
 
 /** Version string both ends of a mesh connection must share. */
-export const MESH_COMPATIBILITY = 'cairn-mesh/1';
+export const MESH_COMPATIBILITY = 'cairn-mesh/2';
 
 /** Settings of a node. */
 export interface NodeOptions {
@@ -65,7 +67,7 @@ export interface NodeOptions {
 
 /** A running node. */
 export class MeshNode {
-  private stage: Stage | undefined;
+  private stage: StageRunner | undefined;
   private owner: PeerConnection | undefined;
   private next: PeerConnection | undefined;
   /** Connections to the other ranks of this node's tensor-parallel group (by rank; none at its own). */
@@ -229,9 +231,11 @@ export class MeshNode {
         }
         case MeshFrame.kv: {
           if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
-          const { head, body } = unpackMessage<unknown>(frame.payload);
+          const { head, bodies } = unpackMessage(frame.payload, { what: 'KV operation' });
           const b = this.stage.bounds;
-          const r = await this.stage.kv(checkKvOp(head, b.slots, b.ctxPerSlot), body);
+          const op = checkKvOp(head, b.slots, b.ctxPerSlot);
+          if (bodies.length !== (op.op === 'import' ? 1 : 0)) throw new CairnError('CLUSTER_PROTOCOL', `malformed KV operation: ${op.op} with ${bodies.length} bodies`);
+          const r = await this.stage.kv(op, bodies[0]);
           if (r.data) conn.reply(frame, frame.type, {}, r.data);
           else ok({ bytes: r.bytes });
           return;
@@ -359,7 +363,7 @@ export class MeshNode {
         for (const peer of this.groupPeers) peer?.on('close', () => exchange.break(new CairnError('CLUSTER_CLOSED', `rank ${peer.peer.name} of the tensor-parallel group disconnected`)));
         group = { exchange, followers: req.group.rank === 0 ? this.groupPeers.filter((p): p is PeerConnection => p !== undefined) : [] };
       }
-      this.stage = new Stage(loaded, req.epoch, { next: this.next, coordinator: conn, group });
+      this.stage = new StageRunner(loaded, req.epoch, { next: this.next, coordinator: conn, group });
       return { status: 'loaded', source };
     } finally {
       this.loadingDigest = undefined;

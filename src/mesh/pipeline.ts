@@ -1,6 +1,7 @@
 /**
- * One plan, running: the stages in order (the first may be in this process), and the step
- * protocol over them. A step goes down the pipeline as token ids then hidden states; the last
+ * One plan, running, as the coordinator drives it: a handle on each stage in order (the first may
+ * be in this process; a remote one is a connection to the node whose StageRunner runs it, or to
+ * rank 0 of its tensor-parallel group), and the step protocol over them. A step goes down the pipeline as token ids then hidden states; the last
  * stage samples and only token ids come back. Several steps may be in flight at once (one per
  * micro-batch group), each stage working on a different one.
  *
@@ -24,14 +25,16 @@ import { CairnError } from '../util/errors.js';
 import { HiddenCodec } from './codec.js';
 import { restKernelThreads } from '../kernels/index.js';
 import { applyKvOp } from './kv-ops.js';
-import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp } from './protocol.js';
+import { MeshFrame, type ForwardHead, type KvOp } from './protocol.js';
+import { packMessage, unpackMessage } from '../util/message-framing.js';
 
-/** A stage of the pipeline as the coordinator sees it. */
-export type PipelineStage =
+/** The coordinator's handle on a stage of the pipeline: its shards in this process, or the connection to the node that runs it. */
+export type StageHandle =
   | { readonly kind: 'local'; readonly loaded: LoadedShards; readonly nodeId: string; readonly name: string }
   | { readonly kind: 'remote'; readonly conn: PeerConnection; readonly nodeId: string; readonly name: string; readonly layerStart: number; readonly layerEnd: number };
 
-type RemoteStage = Extract<PipelineStage, { kind: 'remote' }>;
+/** The handle on a stage another node runs. */
+export type RemoteStageHandle = Extract<StageHandle, { kind: 'remote' }>;
 
 /** What a pipeline tells the coordinator that runs it. */
 export interface PipelineEvents {
@@ -70,13 +73,13 @@ export class Pipeline {
    * operations and whose failures and departures break the pipeline like a stage's.
    */
   constructor(
-    readonly stages: readonly PipelineStage[],
+    readonly stages: readonly StageHandle[],
     readonly epoch: number,
     private readonly nVocab: number,
     private readonly nEmbd: number,
     private readonly events: PipelineEvents,
     private readonly wire: 'f16' | 'f32' = 'f32',
-    readonly followers: readonly RemoteStage[] = [],
+    readonly followers: readonly RemoteStageHandle[] = [],
   ) {
     const first = stages[0];
     if (first.kind === 'local') {
@@ -96,12 +99,12 @@ export class Pipeline {
       });
     }
     // A connection that closed before the listener was attached never says so again.
-    const gone = this.members.find((s): s is RemoteStage => s.kind === 'remote' && !s.conn.isOpen);
+    const gone = this.members.find((s): s is RemoteStageHandle => s.kind === 'remote' && !s.conn.isOpen);
     if (gone) this.brokenReason = `node ${gone.name} (layers ${gone.layerStart}-${gone.layerEnd - 1}) disconnected`;
   }
 
   /** Every node of the plan: the stages, then the groups' other ranks (KV operations go to all). */
-  get members(): readonly PipelineStage[] {
+  get members(): readonly StageHandle[] {
     return [...this.stages, ...this.followers];
   }
 
@@ -110,7 +113,7 @@ export class Pipeline {
     return this.brokenReason;
   }
 
-  private get last(): PipelineStage {
+  private get last(): StageHandle {
     return this.stages[this.stages.length - 1];
   }
 
@@ -134,7 +137,7 @@ export class Pipeline {
   }
 
   /** A node sent something that does not answer its step: what is in flight fails, and the node goes. */
-  private misbehaved(stage: RemoteStage, detail: string): void {
+  private misbehaved(stage: RemoteStageHandle, detail: string): void {
     const reason = `node ${stage.name} sent a bad result (${detail})`;
     this.failPending(new CairnError('CLUSTER_PROTOCOL', `${reason}; the request failed and the node was dropped`));
     this.breakWith(reason);
@@ -142,7 +145,7 @@ export class Pipeline {
     stage.conn.destroy(reason);
   }
 
-  private onFrame(stage: RemoteStage, frame: Frame, isLast: boolean): void {
+  private onFrame(stage: RemoteStageHandle, frame: Frame, isLast: boolean): void {
     if (this.brokenReason) return;
     if (frame.type === MeshFrame.result && isLast) {
       let why: string | undefined;
@@ -174,7 +177,8 @@ export class Pipeline {
 
   /** Resolves a step from a result frame; returns what is wrong with the frame, if anything. */
   private onResult(frame: Frame): string | undefined {
-    const { head, body } = unpackMessage<unknown>(frame.payload);
+    const { head, bodies } = unpackMessage(frame.payload, { bodies: 1, what: 'result message' });
+    const body = bodies[0];
     if (!isRecord(head) || !Number.isSafeInteger(head.epoch) || !Number.isSafeInteger(head.step)) return 'a result without a valid epoch and step';
     if (head.epoch !== this.epoch) return undefined; // a step of an older plan
     const p = this.pending.get(head.step as number);
@@ -245,9 +249,9 @@ export class Pipeline {
           hidden = shard.forward({ nTokens: req.nTokens, tokens: req.tokens, hidden, spans: req.spans, outputRows: isLast ? req.outputs.map((o) => o.row) : undefined });
         }
         if (isLast) return Promise.resolve(sampleOutputs(this.samplers, req.outputs, hidden!, this.nVocab));
-        const next = this.stages[1] as RemoteStage;
+        const next = this.stages[1] as RemoteStageHandle;
         const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
-        restKernelThreads(); // before the send: see Stage.run
+        restKernelThreads(); // before the send: see StageRunner.deliver
         return this.send(step, outputs, next, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
       }
       return this.send(step, outputs, first, packMessage(head, req.tokens));
@@ -257,7 +261,7 @@ export class Pipeline {
   }
 
   /** Sends a step's input to a stage and waits for its result from the last one. */
-  private send(step: number, outputs: readonly ExpectedOutput[], to: RemoteStage, payload: Buffer): Promise<ForwardResult> {
+  private send(step: number, outputs: readonly ExpectedOutput[], to: RemoteStageHandle, payload: Buffer): Promise<ForwardResult> {
     if (!to.conn.isOpen) {
       this.breakWith(`node ${to.name} (layers ${to.layerStart}-${to.layerEnd - 1}) disconnected`);
       return Promise.reject(this.interrupted());
@@ -293,7 +297,7 @@ export class Pipeline {
     return Promise.all(
       this.members.map(async (s, i) => {
         if (s.kind === 'local') return applyKvOp(this.local!, op, parts?.[i]);
-        const reply = await this.remote(s, () => s.conn.request(MeshFrame.kv, { dtype: DType.raw }, packMessage(op, op.op === 'import' ? parts![i] : undefined), { timeoutMs: 120_000 }));
+        const reply = await this.remote(s, () => s.conn.request(MeshFrame.kv, { dtype: DType.raw }, op.op === 'import' ? packMessage(op, parts![i]) : packMessage(op), { timeoutMs: 120_000 }));
         if (op.op === 'export') return { bytes: 0, data: new Uint8Array(reply.payload) };
         const bytes = (frameJson(reply) as { bytes?: unknown }).bytes;
         if (!(Number.isSafeInteger(bytes) && (bytes as number) >= 0)) throw new CairnError('CLUSTER_PROTOCOL', `node ${s.name} answered a KV operation with ${String(bytes)} bytes`);
@@ -303,7 +307,7 @@ export class Pipeline {
   }
 
   /** A request to a stage; one that fails because the stage went away interrupts rather than fails. */
-  private async remote<T>(stage: RemoteStage, call: () => Promise<T>): Promise<T> {
+  private async remote<T>(stage: RemoteStageHandle, call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (err) {

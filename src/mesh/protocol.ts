@@ -1,13 +1,14 @@
 /**
- * The mesh's messages on top of the cluster transport: frame types, and the binary layout of the
- * hot ones (a step's input travelling down the pipeline, its result coming back). Hot frames are
- * a small JSON header and raw numbers: token ids as i32, hidden states as f32, or f16 where the
- * plan finds the links slow enough that half the bytes matter.
+ * The mesh's messages on top of the cluster transport: frame types, and what each carries. Small
+ * ones are JSON frames. The hot ones (a step's input travelling down the pipeline, its result
+ * coming back, a partial sum within a tensor-parallel group) and KV operations are raw frames
+ * holding one message of util/message-framing.ts: a JSON head (the interfaces below) and a binary
+ * body: token ids as i32, hidden states as f32, or f16 where the plan finds the links slow enough
+ * that half the bytes matter.
  */
 import { FIRST_APP_FRAME_TYPE } from '../cluster/index.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
-import { CairnError } from '../util/errors.js';
 
 /** Frame types of the mesh. */
 export const MeshFrame = {
@@ -21,23 +22,23 @@ export const MeshFrame = {
   shardChunk: FIRST_APP_FRAME_TYPE + 3,
   /** request -> JSON ok once every tensor's hash checked */
   shardEnd: FIRST_APP_FRAME_TYPE + 4,
-  /** one-way step input (tokens or hidden states) */
+  /** one-way step input: message ForwardHead + token ids or hidden states */
   forward: FIRST_APP_FRAME_TYPE + 5,
-  /** one-way step result from the last stage to the coordinator */
+  /** one-way step result from the last stage to the coordinator: message ResultHead + logits */
   result: FIRST_APP_FRAME_TYPE + 6,
-  /** one-way: a stage failed a step */
+  /** one-way JSON {epoch, step, message}: a stage failed a step */
   stepError: FIRST_APP_FRAME_TYPE + 7,
   /** request JSON {seq, spec} -> ok (to the last stage) */
   seqStart: FIRST_APP_FRAME_TYPE + 8,
   /** one-way JSON {seq} */
   seqEnd: FIRST_APP_FRAME_TYPE + 9,
-  /** request JSON KvOp -> JSON {bytes} or raw bytes (export) */
+  /** request message KvOp (+ the bytes to import) -> JSON {bytes} or raw bytes (export) */
   kv: FIRST_APP_FRAME_TYPE + 10,
   /** request -> ok: drop the loaded shard */
   unload: FIRST_APP_FRAME_TYPE + 11,
   /** one-way JSON {reason}, node -> coordinator: the node gave up the shard transfer in progress */
   shardAbort: FIRST_APP_FRAME_TYPE + 12,
-  /** one-way, rank -> the other ranks of its tensor-parallel group: a partial sum (PartialHead + f32) */
+  /** one-way, rank -> the other ranks of its tensor-parallel group: message PartialHead + the partial sum */
   partial: FIRST_APP_FRAME_TYPE + 13,
 } as const;
 
@@ -177,29 +178,4 @@ export interface ResultHead {
   readonly step: number;
   readonly tokens: readonly number[];
   readonly logprobs: readonly (StepLogprobs | null)[];
-}
-
-/** Packs a JSON head and a binary body into one payload: u32 head length, head, body. */
-export function packMessage(head: unknown, body?: ArrayBufferView): Buffer {
-  const json = Buffer.from(JSON.stringify(head));
-  const bodyBytes = body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0);
-  const out = Buffer.allocUnsafe(4 + json.length + bodyBytes.length);
-  out.writeUInt32LE(json.length, 0);
-  json.copy(out, 4);
-  bodyBytes.copy(out, 4 + json.length);
-  return out;
-}
-
-/** Splits a payload made by packMessage. Throws CLUSTER_PROTOCOL for a malformed one. */
-export function unpackMessage<T>(payload: Buffer): { head: T; body: Buffer } {
-  if (payload.length < 4) throw new CairnError('CLUSTER_PROTOCOL', 'mesh message shorter than its length field');
-  const n = payload.readUInt32LE(0);
-  if (4 + n > payload.length) throw new CairnError('CLUSTER_PROTOCOL', 'mesh message head runs past the payload');
-  let head: T;
-  try {
-    head = JSON.parse(payload.subarray(4, 4 + n).toString('utf8')) as T;
-  } catch {
-    throw new CairnError('CLUSTER_PROTOCOL', 'mesh message head is not JSON');
-  }
-  return { head, body: payload.subarray(4 + n) };
 }

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Frame, PeerConnection } from '../cluster/index.js';
 import { isCairnError } from '../util/errors.js';
-import { MeshFrame, packMessage } from './protocol.js';
+import { packMessage, packParts } from '../util/message-framing.js';
+import { MeshFrame } from './protocol.js';
 import { TensorGroup } from './tensor-group.js';
 
 /** A connection that hands what it sends to a receiving function, on a later tick (as a socket would). */
@@ -69,14 +70,15 @@ test("a peer's bad partial breaks the group with a clear error", async () => {
     ['valid step', (g) => g.onPartial('node-1', partialFrame({ epoch: 1, step: -1, index: 0, rank: 1 }, Float32Array.of(1, 2)))],
     [
       'not JSON',
-      (g) => g.onPartial('node-1', { type: MeshFrame.partial, payload: Buffer.from([2, 0, 0, 0, 0x7b, 0x7b]) } as unknown as Frame),
+      (g) =>
+        g.onPartial('node-1', { type: MeshFrame.partial, payload: packParts([Buffer.from('{{'), Buffer.alloc(8)]) } as unknown as Frame),
     ],
     [
       '3 bytes where this rank has 8',
       (g) =>
         g.onPartial('node-1', {
           type: MeshFrame.partial,
-          payload: Buffer.concat([packMessage({ epoch: 1, step: 1, index: 0, rank: 1 }), Buffer.from([1, 2, 3])]),
+          payload: packMessage({ epoch: 1, step: 1, index: 0, rank: 1 }, Buffer.from([1, 2, 3])),
         } as unknown as Frame),
     ],
     [

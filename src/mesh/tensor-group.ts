@@ -14,7 +14,8 @@
 import { DType, type Frame, type PeerConnection } from '../cluster/index.js';
 import { CairnError } from '../util/errors.js';
 import type { ExchangeCodec } from './exchange-codec.js';
-import { MeshFrame, packMessage, unpackMessage, type PartialHead } from './protocol.js';
+import { packMessage, unpackMessage } from '../util/message-framing.js';
+import { MeshFrame, type PartialHead } from './protocol.js';
 
 /** Partial sums from peers that may wait for this rank (two per layer of a few steps). */
 const MAX_EARLY = 4096;
@@ -101,7 +102,9 @@ export class TensorGroup {
     let head: PartialHead;
     let body: Buffer;
     try {
-      ({ head, body } = unpackMessage<PartialHead>(frame.payload));
+      const message = unpackMessage<PartialHead>(frame.payload, { bodies: 1, what: 'partial sum' });
+      head = message.head;
+      body = message.bodies[0];
     } catch (err) {
       return void this.fail((err as Error).message);
     }

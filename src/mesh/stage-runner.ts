@@ -1,8 +1,10 @@
 /**
- * One pipeline stage on a node: its shard of the model with KV caches, the samplers of the
- * sequences when it is the last stage, and the step loop: take a step's input (token ids or hidden
- * states), run the layers, and pass hidden states to the next stage or, at the end, sample and
- * send only token ids back to the coordinator.
+ * A stage as the node that runs it holds it (the coordinator's side of a stage is a StageHandle,
+ * pipeline.ts): the node's shard of the model with KV caches, the samplers of the sequences when
+ * it is the last stage, and the step loop: take a step's input (token ids or hidden states), run
+ * the layers (as one rank of a tensor-parallel group, adding up partial sums with the other ranks
+ * after each product that needs it), and pass hidden states to the next stage or, at the end,
+ * sample and send only token ids back to the coordinator.
  */
 import type { Frame, PeerConnection } from '../cluster/index.js';
 import { DType } from '../cluster/index.js';
@@ -13,7 +15,8 @@ import type { LoadedShards } from '../engine/load.js';
 import { HiddenCodec } from './codec.js';
 import { CairnError } from '../util/errors.js';
 import { applyKvOp } from './kv-ops.js';
-import { MeshFrame, packMessage, unpackMessage, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
+import { MeshFrame, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
+import { packMessage, unpackMessage } from '../util/message-framing.js';
 import type { OutputRequest } from '../engine/runner.js';
 import { SequenceSamplers } from '../engine/sequence-samplers.js';
 import type { StageSizes } from './limits.js';
@@ -21,7 +24,7 @@ import { checkForwardHead, checkTokenIds, type StageBounds } from './validate.js
 import type { TensorGroup } from './tensor-group.js';
 import type { ShardBatch } from '../model/decoder.js';
 
-/** Where a stage's output goes. */
+/** Where a stage runner's output goes. */
 export interface StageLinks {
   /** The next stage, or undefined when this is the last. */
   readonly next?: PeerConnection;
@@ -35,8 +38,8 @@ export interface StageLinks {
   readonly group?: { readonly exchange: TensorGroup; readonly followers: readonly PeerConnection[] };
 }
 
-/** A loaded stage that executes steps. */
-export class Stage {
+/** One node's loaded stage of a plan, executing the steps sent to it. */
+export class StageRunner {
   private readonly codec: HiddenCodec;
   /** KV operations and samplers reuse the local runner's code over this stage's shards. */
   private readonly local: LocalRunner;
@@ -73,13 +76,13 @@ export class Stage {
   private async step(frame: Frame): Promise<void> {
     let step = -1;
     try {
-      const msg = unpackMessage<unknown>(frame.payload);
+      const msg = unpackMessage(frame.payload, { bodies: 1, what: 'forward message' });
       const raw = msg.head as { epoch?: unknown; step?: unknown } | null;
       if (typeof raw?.epoch === 'number' && raw.epoch !== this.epoch) return; // a step of an older plan
       if (typeof raw?.step === 'number' && Number.isSafeInteger(raw.step) && raw.step >= 0) step = raw.step;
       const head = checkForwardHead(msg.head, this.bounds);
-      if (this.links.group) await this.runGroupStep(head, msg.body);
-      else this.run(head, msg.body);
+      if (this.links.group) await this.runGroupStep(head, msg.bodies[0]);
+      else this.run(head, msg.bodies[0]);
     } catch (err) {
       // A rank that fails a step its group has begun leaves the others waiting on its partial sums:
       // the group is broken, and the step error says so (step -1: the plan must be made again).
@@ -196,9 +199,9 @@ export class Stage {
     this.samplers.end(seq);
   }
 
-  /** Applies a KV operation to this stage's caches; `export` returns the bytes. */
-  kv(op: KvOp, body: Buffer): Promise<{ bytes: number; data?: Uint8Array }> {
-    return applyKvOp(this.local, op, new Uint8Array(body));
+  /** Applies a KV operation to this stage's caches; `import` takes `body` (copied), `export` returns the bytes. */
+  kv(op: KvOp, body?: Buffer): Promise<{ bytes: number; data?: Uint8Array }> {
+    return applyKvOp(this.local, op, body);
   }
 
   /** Releases the shard's file mapping (and fails what waits on the group). */
