@@ -208,3 +208,37 @@ test(
     );
   },
 );
+
+test(
+  'a hybrid plan (the coordinator holds the first layers, a group of 2 nodes the rest) gives the single-node greedy tokens',
+  { timeout: 180_000 },
+  async () => {
+    const nodes: NodeProcess[] = [];
+    let server: ServerProcess | undefined;
+    try {
+      for (let i = 0; i < 2; i++) nodes.push(await startNode([], { env }));
+      server = await startServer(
+        ['-m', model, '--cluster', '--parallelism', 'hybrid', '--peers', nodes.map((n) => n.peer).join(','), '--ctx', '256'],
+        env,
+      );
+      await server.ready();
+      const stages = (await status(server.url)).plan!.stages;
+      assert.equal(stages.length, 3);
+      assert.deepEqual(
+        stages.map((x) => [x.splitRank, x.splitCount]),
+        [
+          [0, 1],
+          [0, 2],
+          [1, 2],
+        ],
+      );
+      assert.ok(stages[0].layerStart === 0 && stages[0].layerEnd === stages[1].layerStart && stages[1].layerEnd === 4);
+      const r = await complete(server.url, 'hello', 30);
+      assert.equal(r.status, 200, r.error);
+      assert.equal(r.text, generate('hello', 30));
+    } finally {
+      await server?.stop();
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  },
+);

@@ -30,7 +30,7 @@ interface ServeFlags extends ClusterKeyFlags {
   mdns?: boolean;
   mdnsInterface?: string;
   activations?: 'f16' | 'f32';
-  parallelism: 'auto' | 'pipeline' | 'tensor';
+  parallelism: 'auto' | 'pipeline' | 'tensor' | 'hybrid';
   exchange?: 'f32' | 'f16' | 'q8';
   requestTimeout: number;
   idleTimeout: number;
@@ -70,8 +70,11 @@ export function serveCommand(): Command {
     .option('--mdns', 'with --cluster: also find nodes announced over mDNS on the local network')
     .option('--mdns-interface <addr>', 'with --mdns: look on the interface with this address only')
     .addOption(
-      new Option('--parallelism <kind>', 'with --cluster: pipeline (layer ranges), tensor (every layer split over the nodes) or auto (the planner chooses)')
-        .choices(['auto', 'pipeline', 'tensor'])
+      new Option(
+        '--parallelism <kind>',
+        'with --cluster: pipeline (layer ranges), tensor (every layer split over the nodes), hybrid (a stage, then a group of the other nodes) or auto (the planner chooses)',
+      )
+        .choices(['auto', 'pipeline', 'tensor', 'hybrid'])
         .default('auto'),
     )
     .addOption(

@@ -3,7 +3,9 @@
  * stream quantized weights through a matrix-vector product (the work of a decode step), on a
  * matrix larger than any CPU cache so the figure is memory bandwidth, not cache bandwidth.
  */
-import { freemem } from 'node:os';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { freemem, hostname } from 'node:os';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import type { Kernels } from '../kernels/index.js';
 
@@ -35,4 +37,24 @@ export function measureMatvecSpeed(kernels: Kernels, bytes = 96 << 20, runs = 9)
 /** Memory a node offers: the --max-memory limit as given, or 90% of what is free now. */
 export function offeredMemory(maxMemory?: number): number {
   return maxMemory ?? Math.floor(freemem() * 0.9);
+}
+
+/**
+ * An id of the machine this process runs on, the same for every process on it (network namespaces
+ * included) and different between machines: a hash of the OS's machine id and boot id, or of the
+ * host name where those are missing. Nodes with one machine id share its cores and memory
+ * bandwidth, which the planner must know.
+ */
+export function machineId(): string {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  const source = [read('/etc/machine-id') || read('/var/lib/dbus/machine-id'), read('/proc/sys/kernel/random/boot_id'), hostname()].join(
+    '/',
+  );
+  return createHash('sha256').update(source).digest('hex').slice(0, 16);
 }

@@ -20,13 +20,14 @@ import { GgmlType } from '../gguf/ggml-types.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, openMapping, type KvType } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
-import { makePlan, stageBytes } from '../planner/plan.js';
-import type { NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
+import { makePlan } from '../planner/plan.js';
+import type { NodeInfo, Plan, PlanStage } from '../planner/types.js';
+import { chooseRunnable } from './plan-choice.js';
 import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
 import { packParts, unpackParts } from '../util/message-framing.js';
 import { ProgressReporter } from '../util/progress.js';
-import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
 import { NodeSet, type RemoteNode } from './node-set.js';
@@ -64,7 +65,7 @@ export interface CoordinatorOptions {
    * `pipeline`: consecutive layer ranges, one per node; `tensor`: every layer split over all the
    * nodes (one tensor-parallel group, shares by measured speed); `auto` (default): the planner's choice.
    */
-  readonly parallelism?: 'auto' | 'pipeline' | 'tensor';
+  readonly parallelism?: 'auto' | 'pipeline' | 'tensor' | 'hybrid';
   /** How a tensor-parallel group's partial sums travel (mesh/exchange-codec.ts); default f32 (exact). */
   readonly exchange?: 'f32' | 'f16' | 'q8';
 }
@@ -204,6 +205,7 @@ export class ClusterCoordinator implements ForwardRunner {
         bytesPerSecond: measureMatvecSpeed(kernels),
         threads: info.threads,
         isa: info.isa,
+        machine: machineId(),
         models: [this.modelSha],
         host: '127.0.0.1',
         port: 0,
@@ -245,9 +247,18 @@ export class ClusterCoordinator implements ForwardRunner {
   /** Node infos the planner may use: this machine (when it computes) and every node that is up, less `excluded`. */
   private planInputs(excluded: ReadonlyMap<string, string> = new Map()): { infos: NodeInfo[]; remote: RemoteNode[] } {
     const remote = this.nodes.up().filter((n) => !excluded.has(n.caps.nodeId));
+    // Nodes on one machine (the same machine id) share its cores and memory bandwidth.
+    const info = (c: NodeCapabilities, coordinator: boolean): NodeInfo => ({
+      id: c.nodeId,
+      memoryBytes: c.memoryBytes,
+      bytesPerSecond: c.bytesPerSecond,
+      cores: c.threads,
+      ...(c.machine ? { machine: c.machine } : {}),
+      ...(coordinator ? { coordinator: true } : {}),
+    });
     const infos: NodeInfo[] = [
-      ...(this.localCaps && !excluded.has(this.localId) ? [{ id: this.localCaps.nodeId, memoryBytes: this.localCaps.memoryBytes, bytesPerSecond: this.localCaps.bytesPerSecond, coordinator: true }] : []),
-      ...remote.map((n) => ({ id: n.caps.nodeId, memoryBytes: n.caps.memoryBytes, bytesPerSecond: n.caps.bytesPerSecond })),
+      ...(this.localCaps && !excluded.has(this.localId) ? [info(this.localCaps, true)] : []),
+      ...remote.map((n) => info(n.caps, false)),
     ];
     return { infos, remote };
   }
@@ -260,8 +271,9 @@ export class ClusterCoordinator implements ForwardRunner {
     try {
       if (infos.length === 0) throw new CairnError('CLUSTER_PLAN', 'no node is up');
       const req = { model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: remote.map((n) => n.link), kvTokens: this.opts.ctx * this.opts.slots };
-      if (this.opts.parallelism === 'tensor') return tensorPlan(req, this.localId);
-      return makePlan(req);
+      const parallelism = this.opts.parallelism ?? 'auto';
+      if (parallelism === 'pipeline') return makePlan(req);
+      return chooseRunnable(req, this.localId, parallelism, this.opts.exchange);
     } catch (err) {
       const gone = this.nodes.all().filter((n) => !this.nodes.usable(n));
       const notes = [
@@ -609,32 +621,4 @@ function groupStages(stages: readonly PlanStage[]): PlanStage[][] {
     }
   }
   return groups;
-}
-
-/**
- * Every layer split over every remote node as one tensor-parallel group, each rank's share in
- * proportion to its measured speed (`--parallelism tensor`); the coordinator takes no layers.
- */
-function tensorPlan(req: PlanRequest, localId: string): Plan {
-  const nodes = req.nodes.filter((n) => n.id !== localId);
-  if (nodes.length < 2) throw new CairnError('CLUSTER_PLAN', `a tensor-parallel plan needs at least 2 nodes besides the coordinator; ${nodes.length} ${nodes.length === 1 ? 'is' : 'are'} up`);
-  const speeds = nodes.map((n) => n.bytesPerSecond);
-  const top = Math.max(...speeds);
-  // Shares rounded to a few digits, so that every rank computes the same cuts from them.
-  const shares = speeds.map((v) => Math.max(1, Math.round((1000 * v) / top)));
-  const total = shares.reduce((a, b) => a + b, 0);
-  const whole = stageBytes(req, 0, req.model.nLayer);
-  const stages: PlanStage[] = nodes.map((n, rank) => ({
-    nodeId: n.id,
-    layerStart: 0,
-    layerEnd: req.model.nLayer,
-    splitRank: rank,
-    splitCount: nodes.length,
-    splitShares: shares,
-    memoryBytes: Math.ceil((whole * shares[rank]) / total),
-  }));
-  const short = stages.find((s, i) => s.memoryBytes > nodes[i].memoryBytes);
-  if (short) throw new CairnError('CLUSTER_PLAN', `node ${short.nodeId} offers less memory than its share of the model needs`);
-  const pipelined = makePlan({ ...req, nodes });
-  return { ...pipelined, stages };
 }

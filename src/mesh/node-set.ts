@@ -271,6 +271,7 @@ function checkCapabilities(x: unknown): NodeCapabilities {
     !amount(c.bytesPerSecond) ||
     !(Number.isSafeInteger(c.threads) && (c.threads as number) >= 0) ||
     typeof c.isa !== 'string' ||
+    !(c.machine === undefined || (typeof c.machine === 'string' && /^[0-9a-f]{1,64}$/.test(c.machine))) ||
     !Array.isArray(c.models)
   ) {
     throw new Error('its description of itself is malformed');

@@ -27,7 +27,7 @@ import { kvCacheBytes } from '../model/kv-cache.js';
 import { CairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
-import { measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { validateLoadRequest } from './load-request.js';
 import { nodeReceiveLimit, type StageSizes } from './limits.js';
 import { MeshFrame, type LoadReply, type NodeCapabilities } from './protocol.js';
@@ -130,6 +130,7 @@ export class MeshNode {
       bytesPerSecond: speed,
       threads: info.threads,
       isa: info.isa,
+      machine: machineId(),
       models: [...node.models.keys()],
       host: node.address.host,
       port: node.address.port,

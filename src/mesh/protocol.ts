@@ -81,6 +81,8 @@ export interface NodeCapabilities {
   readonly bytesPerSecond: number;
   readonly threads: number;
   readonly isa: string;
+  /** Id of the machine the node runs on (capabilities.ts machineId): nodes with one id share it. */
+  readonly machine?: string;
   /** SHA-256 of the whole model files it has in its models folder. */
   readonly models: readonly string[];
   /** Address other stages reach it at. */

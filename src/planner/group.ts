@@ -60,12 +60,15 @@ export function partOf(g: Group, shape: ModelShape, l: number, r: number): Layer
   if (g.nodes.length === 1) return WHOLE;
   const layer = shape.layers[l];
   if (g.mode === 'expert') {
-    const [a, b] = g.experts![r];
+    if (!g.experts) return WHOLE;
+    const [a, b] = g.experts[r];
     const experts = layer.experts > 0 ? (b - a) / layer.experts : 0;
     return { heads: 1, kv: 1, columns: 1, experts, attention: r === 0 };
   }
-  const h = g.heads![r];
-  const cols = g.columns!.get(layer.ffnWidth)?.[r];
+  // A group that cannot be split (it carries a problem, and does not fit) is costed as if whole.
+  const h = g.heads?.[r];
+  if (!h) return WHOLE;
+  const cols = g.columns?.get(layer.ffnWidth)?.[r];
   const ex = g.experts?.[r];
   return {
     heads: (h.heads[1] - h.heads[0]) / shape.nHead,

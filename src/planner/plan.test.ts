@@ -126,3 +126,38 @@ test('a Mixture-of-Experts model: stages sized by the bytes held, speed predicte
 test('sizes that disagree with the layer count are refused', () => {
   assert.throws(() => makePlan({ ...req([node('a', 4000, 1e9, true)]), model: { ...model, layerActiveBytes: [1] } }), /inconsistent/);
 });
+
+test('a model whose layers cannot be split still gets scored candidates (the split ones marked as not fitting)', async () => {
+  const { choosePlan } = await import('./candidates.js');
+  const shaped: ModelMeta = {
+    ...model,
+    shape: {
+      nEmbd: 64,
+      nHead: 8,
+      nKvHead: 4,
+      headDim: 8,
+      nVocab: 512,
+      blockSize: 32,
+      headParameters: 64 * 512,
+      headWeightType: 'F32',
+      // An FFN width of 172 has no 32-element cut.
+      layers: Array.from({ length: 12 }, () => ({
+        attentionBytes: 40 * MB,
+        kvProjectionBytes: 20 * MB,
+        denseFfnBytes: 40 * MB,
+        expertBytes: 0,
+        experts: 0,
+        expertsUsed: 0,
+        sharedExpertBytes: 0,
+        replicatedBytes: 0,
+        activeParameters: 25e6,
+        ffnWidth: 172,
+        weightType: 'F32',
+      })),
+    },
+  };
+  const choice = choosePlan({ ...req([node('a', 4000, 1e9, true), node('b', 4000, 1e9)]), model: shaped });
+  const tensor = choice.candidates.filter((c) => c.kind === 'tensor');
+  assert.ok(tensor.length > 0 && tensor.every((c) => !c.fits && /172/.test(c.problem ?? '')), JSON.stringify(tensor.map((c) => c.problem)));
+  assert.ok(choice.chosen && choice.chosen.kind === 'pipeline');
+});

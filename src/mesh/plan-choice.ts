@@ -1,0 +1,103 @@
+/**
+ * Which plan the coordinator runs, from the planner's candidates: the kinds this mesh can run
+ * (pipelines, and tensor-parallel groups of remote nodes, alone or as pipeline stages) and the
+ * user's --parallelism.
+ */
+import { choosePlan, hybridPlan, pipelinePlan, tensorPlan } from '../planner/candidates.js';
+import { makePlan } from '../planner/plan.js';
+import type { Candidate, Plan, PlanRequest } from '../planner/types.js';
+import { CairnError } from '../util/errors.js';
+
+/** A candidate of the planner as the plan the coordinator runs. */
+function asPlan(c: Candidate): Plan {
+  return {
+    stages: c.stages,
+    predictedTokensPerSecond: c.decodeTokensPerSecond,
+    predictedPipelinedTokensPerSecond: c.aggregateTokensPerSecond,
+    activationDtype: c.activationDtype,
+  };
+}
+
+/** How much faster a plan with tensor groups must be predicted to be before `auto` leaves a pipeline for it. */
+const GROUP_MARGIN = 1.1;
+
+/**
+ * The planner's choice among the plans this mesh runs (`hybrid`: a stage of its own, the
+ * coordinator's where it computes, ahead of a group of the other nodes): pipelines, and tensor-parallel groups of
+ * remote nodes (alone or as pipeline stages). The coordinator does not take part in a group (it
+ * is not reachable by the other ranks), so a group that includes it is left out. `tensor`: every
+ * layer split over all the remote nodes. `auto`: makePlan's pipeline over every node (a node added
+ * is a node used), unless a plan with groups that also uses every node is predicted faster at
+ * decoding one sequence by GROUP_MARGIN (its exchanges are what the cost model knows least about).
+ */
+export function chooseRunnable(
+  req: PlanRequest,
+  localId: string,
+  parallelism: 'auto' | 'tensor' | 'hybrid',
+  exchange?: 'f32' | 'f16' | 'q8',
+): Plan {
+  const withExchange: PlanRequest = { ...req, exchangeDtype: exchange ?? 'f32' };
+  if (parallelism === 'hybrid') {
+    // A stage of its own (the coordinator's, or the first node's), then the other nodes as one group.
+    const local = req.nodes.filter((n) => n.id === localId);
+    const remote = req.nodes.filter((n) => n.id !== localId);
+    const groups = local.length ? [local, remote] : [remote.slice(0, 1), remote.slice(1)];
+    if (groups[1].length < 2) {
+      throw new CairnError(
+        'CLUSTER_PLAN',
+        `a hybrid plan needs a group of at least 2 nodes after the first stage; ${req.nodes.length} node${req.nodes.length === 1 ? ' is' : 's are'} up`,
+      );
+    }
+    const c = hybridPlan(withExchange, groups);
+    if (!c?.fits)
+      throw new CairnError(
+        'CLUSTER_PLAN',
+        `a stage followed by a group of ${groups[1].length} nodes does not fit: ${c?.problem ?? 'the layers cannot be split so'}`,
+      );
+    return asPlan(c);
+  }
+  if (parallelism === 'tensor') {
+    const remote = req.nodes.filter((n) => n.id !== localId);
+    if (remote.length < 2) {
+      throw new CairnError(
+        'CLUSTER_PLAN',
+        `a tensor-parallel plan needs at least 2 nodes besides the coordinator; ${remote.length} ${remote.length === 1 ? 'is' : 'are'} up`,
+      );
+    }
+    const c = tensorPlan({ ...withExchange, nodes: remote }, remote);
+    if (!c.fits)
+      throw new CairnError(
+        'CLUSTER_PLAN',
+        `every layer split over the ${remote.length} nodes does not fit: ${c.problem ?? 'not enough memory'}`,
+      );
+    return asPlan(c);
+  }
+  const pipeline = makePlan(req);
+  const scored = pipelinePlan(withExchange);
+  const all = new Set(req.nodes.map((n) => n.id));
+  // The planner's groups put the coordinator first; this mesh runs groups of remote nodes, so
+  // their candidates are added: every layer split over the remote nodes, and the coordinator's
+  // own stage ahead of such a group.
+  const local = req.nodes.filter((n) => n.id === localId);
+  const remote = req.nodes.filter((n) => n.id !== localId);
+  const extra: Candidate[] = [];
+  if (remote.length >= 2) {
+    extra.push(tensorPlan({ ...withExchange, nodes: remote }, remote));
+    if (local.length) {
+      const h = hybridPlan(withExchange, [local, remote]);
+      if (h) extra.push(h);
+    }
+  }
+  const runnable = [...choosePlan({ ...withExchange, kinds: ['tensor', 'hybrid'] }).candidates, ...extra].filter(
+    (c) => c.fits && !c.stages.some((s) => s.splitCount > 1 && s.nodeId === localId),
+  );
+  const usesAll = runnable.filter((c) => new Set(c.stages.map((s) => s.nodeId)).size === all.size);
+  const grouped = usesAll.sort((a, b) => b.decodeTokensPerSecond - a.decodeTokensPerSecond)[0];
+  if (grouped && grouped.decodeTokensPerSecond > GROUP_MARGIN * scored.decodeTokensPerSecond) return asPlan(grouped);
+  // The pipeline as makePlan cut it, with the cost model's predictions of it.
+  return {
+    ...pipeline,
+    predictedTokensPerSecond: scored.decodeTokensPerSecond,
+    predictedPipelinedTokensPerSecond: scored.aggregateTokensPerSecond,
+  };
+}
