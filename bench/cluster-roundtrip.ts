@@ -77,9 +77,9 @@ async function main(): Promise<void> {
   const local = await connectPeer('127.0.0.1', port, { nodeId: 'bench-client' });
   summarize('frame request/reply, 64 B raw (one process)', await roundTrips(local, new Uint8Array(64), DType.raw));
   summarize('frame request/reply, 8 KiB raw (one process)', await roundTrips(local, new Uint8Array(8192), DType.raw));
-  const localBandwidth = await measureBandwidth(local, { bytes: 64 * 1024 * 1024, rounds: 5 });
+  const localBandwidth = await measureBandwidth(local, { bytes: 16 * 1024 * 1024, rounds: 5 });
   console.log(
-    `64 MiB one-way within one process              median ${(localBandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(localBandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,
+    `16 MiB one-way within one process              median ${(localBandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(localBandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,
   );
 
   const peer = await spawnPeer({ nodeId: 'bench-peer' });
@@ -87,9 +87,9 @@ async function main(): Promise<void> {
     const remote = await connectPeer('127.0.0.1', peer.port, { nodeId: 'bench-client' });
     summarize('frame request/reply, 64 B raw (two processes)', await roundTrips(remote, new Uint8Array(64), DType.raw));
     summarize('frame request/reply, 8 KiB raw (two processes)', await roundTrips(remote, new Uint8Array(8192), DType.raw));
-    const bandwidth = await measureBandwidth(remote, { bytes: 64 * 1024 * 1024, rounds: 5 });
+    const bandwidth = await measureBandwidth(remote, { bytes: 16 * 1024 * 1024, rounds: 5 });
     console.log(
-      `64 MiB one-way to a second process             median ${(bandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(bandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,
+      `16 MiB one-way to a second process             median ${(bandwidth.bytesPerSecond / 1e9).toFixed(2)} GB/s   best ${(bandwidth.bestBytesPerSecond / 1e9).toFixed(2)} GB/s`,
     );
     remote.close();
   } finally {
