@@ -30,6 +30,7 @@ import type { SyntheticQuant } from './synthetic-tensors.js';
 import { runGroup } from './tensor-group.js';
 import { expertRange, headRange, latentHeadRange, type TensorSplit } from './tensor-split.js';
 import { scratchDir } from '../../test/helpers/paths.js';
+import { greedyTwo } from '../../test/helpers/greedy-two.js';
 
 const dir = scratchDir('tensor-parallel-moe');
 mkdirSync(dir, { recursive: true });
@@ -328,48 +329,20 @@ class ExpertReads {
   }
 }
 
-/** Greedy decoding of two sequences prefilled together; `forced`: feed these tokens instead of its own picks. */
+/** Greedy decoding of two sequences prefilled together (greedyTwo), recording what each decode step reads. */
 function decode(run: (b: ShardBatch) => Float32Array, nVocab: number, readers: ExpertReads[], forced?: number[][]) {
-  const logits: Float32Array[] = [];
-  const picked: number[][] = [];
   /** Per decode step, what each reader recorded. */
   const reads: Map<string, BankRead>[][] = [];
-  const tokens = [
-    [1, 260, 270],
-    [1, 280],
-  ];
-  let out = run({
-    nTokens: 5,
-    tokens: Int32Array.from([...tokens[0], ...tokens[1]]),
-    spans: [
-      { slot: 0, pos0: 0, start: 0, n: 3 },
-      { slot: 1, pos0: 0, start: 3, n: 2 },
-    ],
-    outputRows: [2, 4],
-  });
-  for (let step = 0; step < 6; step++) {
-    logits.push(out.slice());
-    const picks = [0, 1].map((s) => argmax(out.subarray(s * nVocab, (s + 1) * nVocab)));
-    picked.push(picks);
-    const next = forced ? forced.map((t, s) => t[tokens[s].length]) : picks;
+  const result = greedyTwo(run, nVocab, forced, (step) => {
     for (const r of readers) {
       r.reads.clear();
       r.on = true;
     }
-    out = run({
-      nTokens: 2,
-      tokens: Int32Array.from(next),
-      spans: [
-        { slot: 0, pos0: tokens[0].length, start: 0, n: 1 },
-        { slot: 1, pos0: tokens[1].length, start: 1, n: 1 },
-      ],
-      outputRows: [0, 1],
-    });
+    step();
     for (const r of readers) r.on = false;
     reads.push(readers.map((r) => new Map(r.reads)));
-    next.forEach((t, s) => tokens[s].push(t));
-  }
-  return { tokens, logits, picked, reads };
+  });
+  return { ...result, reads };
 }
 
 for (const { shape, quant, shares: splits = TWO_AND_THREE } of CASES) {
@@ -602,9 +575,3 @@ test('a split the experts cannot take is refused naming the layer and its expert
       ),
   );
 });
-
-function argmax(v: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
-  return best;
-}

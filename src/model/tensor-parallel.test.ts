@@ -22,6 +22,7 @@ import type { ShardBatch } from './decoder.js';
 import { runGroup } from './tensor-group.js';
 import { columnRange, headRange, proportionalCuts, splitAlignment } from './tensor-split.js';
 import { scratchDir } from '../../test/helpers/paths.js';
+import { greedyTwo } from '../../test/helpers/greedy-two.js';
 
 const dir = scratchDir('tensor-parallel');
 mkdirSync(dir, { recursive: true });
@@ -169,43 +170,7 @@ for (const { shape, quant, shares: splits } of CASES) {
         kvType: GgmlType.F32,
         maxBatch: 8,
       });
-    // Greedy decoding; `forced`: feed these tokens instead of its own picks (so a near-tie that
-    // picks differently does not change what the later steps compare).
-    const decode = (run: (b: ShardBatch) => Float32Array, forced?: number[][]) => {
-      // Two sequences prefilled together, then greedy steps of both.
-      const logits: Float32Array[] = [];
-      const picked: number[][] = [];
-      const tokens = [
-        [1, 260, 270],
-        [1, 280],
-      ];
-      let out = run({
-        nTokens: 5,
-        tokens: Int32Array.from([...tokens[0], ...tokens[1]]),
-        spans: [
-          { slot: 0, pos0: 0, start: 0, n: 3 },
-          { slot: 1, pos0: 0, start: 3, n: 2 },
-        ],
-        outputRows: [2, 4],
-      });
-      for (let step = 0; step < 6; step++) {
-        logits.push(out.slice());
-        const picks = [0, 1].map((s) => argmax(out.subarray(s * cfg.nVocab, (s + 1) * cfg.nVocab)));
-        picked.push(picks);
-        const next = forced ? forced.map((t, s) => t[tokens[s].length]) : picks;
-        out = run({
-          nTokens: 2,
-          tokens: Int32Array.from(next),
-          spans: [
-            { slot: 0, pos0: tokens[0].length, start: 0, n: 1 },
-            { slot: 1, pos0: tokens[1].length, start: 1, n: 1 },
-          ],
-          outputRows: [0, 1],
-        });
-        next.forEach((t, s) => tokens[s].push(t));
-      }
-      return { tokens, logits, picked };
-    };
+    const decode = (run: (b: ShardBatch) => Float32Array, forced?: number[][]) => greedyTwo(run, cfg.nVocab, forced);
     const whole = build(wholeModel(cfg));
     const expected = decode((b) => whole.forward(b));
     for (const shares of splits) {
@@ -264,10 +229,4 @@ for (const { shape, quant, shares: splits } of CASES) {
       );
     }
   });
-}
-
-function argmax(v: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
-  return best;
 }
