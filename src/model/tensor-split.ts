@@ -19,6 +19,7 @@
  * grouped-query attention, every rank computing (and caching) the whole shared latent.
  */
 import { CairnError } from '../util/errors.js';
+import { proportionalCuts as cutsOf } from '../util/proportional-cuts.js';
 
 /** A rank of a tensor-parallel group: rank `rank` of `count`, with optional relative shares. */
 export interface TensorSplit {
@@ -56,21 +57,12 @@ export function checkSplit(s: TensorSplit): void {
 
 /**
  * Cuts `units` whole units into `count` consecutive ranges in proportion to `shares`, every range
- * at least one unit. Returns the count + 1 boundaries.
+ * at least one unit (util/proportional-cuts.ts). Returns the count + 1 boundaries; throws
+ * MODEL_UNSUPPORTED when there are fewer units than ranks.
  */
 export function proportionalCuts(units: number, shares: readonly number[]): number[] {
-  const count = shares.length;
-  if (units < count) throw new CairnError('MODEL_UNSUPPORTED', `${units} parts cannot be split over ${count} ranks`);
-  const total = shares.reduce((a, b) => a + b, 0);
-  const cuts = [0];
-  let sum = 0;
-  for (let r = 0; r < count - 1; r++) {
-    sum += shares[r];
-    // Nearest cut to the proportional point, leaving one unit for each rank on either side.
-    const want = Math.round((units * sum) / total);
-    cuts.push(Math.min(units - (count - 1 - r), Math.max(cuts[r] + 1, want)));
-  }
-  cuts.push(units);
+  const cuts = cutsOf(units, shares);
+  if (!cuts) throw new CairnError('MODEL_UNSUPPORTED', `${units} parts cannot be split over ${shares.length} ranks`);
   return cuts;
 }
 
