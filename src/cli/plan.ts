@@ -197,7 +197,7 @@ async function liveNodes(
         memoryBytes: n.caps.memoryBytes,
         bytesPerSecond: n.caps.bytesPerSecond,
         cores: n.caps.threads,
-        machine: n.host,
+        machine: n.caps.machine ?? n.host,
       });
     }
     if (nodes.length === 0) throw new CairnError('CLUSTER_UNREACHABLE', `no node answered: ${notes.join('; ')}`);

@@ -20,6 +20,7 @@ import { GgmlType } from '../gguf/ggml-types.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, openMapping, type KvType } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
+import { peerLinks } from '../planner/links.js';
 import { makePlan } from '../planner/plan.js';
 import type { NodeInfo, Plan, PlanStage } from '../planner/types.js';
 import { chooseRunnable } from './plan-choice.js';
@@ -270,7 +271,9 @@ export class ClusterCoordinator implements ForwardRunner {
     const { infos, remote } = this.planInputs(excluded);
     try {
       if (infos.length === 0) throw new CairnError('CLUSTER_PLAN', 'no node is up');
-      const req = { model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: remote.map((n) => n.link), kvTokens: this.opts.ctx * this.opts.slots };
+      // Links between two nodes are not measured: the slower of their links to this machine.
+      const measured = remote.map((n) => n.link);
+      const req = { model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: [...measured, ...peerLinks(measured)], kvTokens: this.opts.ctx * this.opts.slots };
       const parallelism = this.opts.parallelism ?? 'auto';
       if (parallelism === 'pipeline') return makePlan(req);
       return chooseRunnable(req, this.localId, parallelism, this.opts.exchange);

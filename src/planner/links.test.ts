@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_LINK, SAME_MACHINE_LINK, hopSeconds, linkBetween, worstLink } from './links.js';
+import { DEFAULT_LINK, SAME_MACHINE_LINK, hopSeconds, linkBetween, peerLinks, worstLink } from './links.js';
 import type { NodeInfo } from './types.js';
 
 const node = (id: string, machine?: string): NodeInfo => ({ id, memoryBytes: 1e9, bytesPerSecond: 1e9, machine });
@@ -28,4 +28,20 @@ test('a hop costs latency plus bytes over bandwidth; a group is as slow as its w
     ],
   };
   assert.deepEqual(worstLink(req, ['a', 'b', 'c']), { latencySeconds: 2e-5, bytesPerSecond: 5e9 });
+});
+
+test('links between peers are estimated as the slower of their measured links to the coordinator', () => {
+  const measured = [
+    { from: 'co', to: 'a', latencySeconds: 1e-4, bytesPerSecond: 1e9 },
+    { from: 'co', to: 'b', latencySeconds: 3e-4, bytesPerSecond: 5e9 },
+    { from: 'co', to: 'c', latencySeconds: 2e-4, bytesPerSecond: 2e8 },
+  ];
+  assert.deepEqual(peerLinks(measured), [
+    { from: 'a', to: 'b', latencySeconds: 3e-4, bytesPerSecond: 1e9 },
+    { from: 'a', to: 'c', latencySeconds: 2e-4, bytesPerSecond: 2e8 },
+    { from: 'b', to: 'c', latencySeconds: 3e-4, bytesPerSecond: 2e8 },
+  ]);
+  // Estimated links take precedence over the idealized same-machine link.
+  const req = { nodes: [node('a', 'm'), node('b', 'm')], links: peerLinks(measured.slice(0, 2)) };
+  assert.equal(linkBetween(req, 'a', 'b').latencySeconds, 3e-4);
 });

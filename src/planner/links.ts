@@ -44,3 +44,27 @@ export function worstLink(req: Pick<PlanRequest, 'links' | 'nodes' | 'defaultLin
   }
   return { latencySeconds: latency, bytesPerSecond: bw };
 }
+
+/**
+ * Links between every two of `measured`'s nodes, estimated from links measured from one node (the
+ * coordinator) to each of them: the slower of the two (largest latency, smallest bandwidth). A
+ * coordinator measures only its own links; between two of its peers this is the best it knows,
+ * and it carries what each peer's messages cost to process, which an idealized link would not.
+ */
+export function peerLinks(measured: readonly LinkInfo[]): LinkInfo[] {
+  const out: LinkInfo[] = [];
+  for (let i = 0; i < measured.length; i++) {
+    for (let j = i + 1; j < measured.length; j++) {
+      const a = measured[i];
+      const b = measured[j];
+      if (a.to === b.to) continue;
+      out.push({
+        from: a.to,
+        to: b.to,
+        latencySeconds: Math.max(a.latencySeconds, b.latencySeconds),
+        bytesPerSecond: Math.min(a.bytesPerSecond, b.bytesPerSecond),
+      });
+    }
+  }
+  return out;
+}
