@@ -87,13 +87,14 @@ export class TensorGroup {
       if (!p || p.length !== bytes) throw this.fail(`a partial sum of ${p?.length ?? 0} bytes where this rank has ${bytes}`);
       return this.codec ? this.codec.decode(p, n) : new Float32Array(p.buffer, p.byteOffset, n);
     });
-    // Rank order on every rank: the same float additions everywhere, so the same sums.
-    const sum = Float32Array.from(parts[0]);
+    // Rank order on every rank: the same float additions everywhere, so the same sums. The sum
+    // starts from rank 0's partial: this rank's own values, or the copy it received (its to change).
+    const sum = parts[0];
     for (let r = 1; r < this.count; r++) {
       const p = parts[r];
       for (let i = 0; i < n; i++) sum[i] += p[i];
     }
-    values.set(sum);
+    if (sum !== values) values.set(sum);
   }
 
   /** A partial-sum frame from `fromNodeId`. */

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
+import { GgmlType } from '../gguf/ggml-types.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
 import type { ExpertBatch, Kernels } from '../kernels/api.js';
 import { expertBatchBytes } from '../kernels/expert-batch-bytes.js';
@@ -30,17 +30,14 @@ import type { SyntheticQuant } from './synthetic-tensors.js';
 import { runGroup } from './tensor-group.js';
 import { expertRange, headRange, latentHeadRange, type TensorSplit } from './tensor-split.js';
 import { scratchDir } from '../../test/helpers/paths.js';
+import { quantizeWithKernels } from '../../test/helpers/oracle-greedy.js';
 import { greedyTwo } from '../../test/helpers/greedy-two.js';
 
 const dir = scratchDir('tensor-parallel-moe');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const kernels = createKernels();
-const quantize = (type: GgmlType, src: Float32Array) => {
-  const out = new Uint8Array(ggmlRowBytes(type, src.length));
-  kernels.quantize(type, src, out, src.length);
-  return out;
-};
+const quantize = quantizeWithKernels;
 
 test('experts are cut in proportion to the shares, at least one per rank', () => {
   const ranges = (experts: number, shares: number[]) =>

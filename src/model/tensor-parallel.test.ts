@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
+import { GgmlType } from '../gguf/ggml-types.js';
 import { readGguf } from '../gguf/reader.js';
 import { createKernels } from '../kernels/index.js';
 import { isCairnError } from '../util/errors.js';
@@ -22,17 +22,14 @@ import type { ShardBatch } from './decoder.js';
 import { runGroup } from './tensor-group.js';
 import { columnRange, headRange, proportionalCuts, splitAlignment } from './tensor-split.js';
 import { scratchDir } from '../../test/helpers/paths.js';
+import { quantizeWithKernels } from '../../test/helpers/oracle-greedy.js';
 import { greedyTwo } from '../../test/helpers/greedy-two.js';
 
 const dir = scratchDir('tensor-parallel');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const kernels = createKernels();
-const quantize = (type: GgmlType, src: Float32Array) => {
-  const out = new Uint8Array(ggmlRowBytes(type, src.length));
-  kernels.quantize(type, src, out, src.length);
-  return out;
-};
+const quantize = quantizeWithKernels;
 
 test('cuts follow the shares, every rank gets at least one unit', () => {
   assert.deepEqual(proportionalCuts(8, [1, 1]), [0, 4, 8]);
