@@ -21,7 +21,12 @@ export interface ServerProcess {
 
 /** Starts `cairn serve` with the given arguments on a free port. */
 export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []): Promise<ServerProcess> {
-  const argv = [...prefix, process.execPath, join(ROOT, 'bin/cairn.js'), 'serve', '--port', '0', ...args];
+  // Cluster tests compare answers with one process bit for bit, which holds with hidden states sent
+  // as f32. Left to choose, a coordinator on a busy machine may measure loopback slow enough to pick
+  // f16 (and then its rounding at stage boundaries moves with every new plan); a test that wants
+  // f16 says so.
+  const wire = args.includes('--cluster') && !args.includes('--activations') ? ['--activations', 'f32'] : [];
+  const argv = [...prefix, process.execPath, join(ROOT, 'bin/cairn.js'), 'serve', '--port', '0', ...args, ...wire];
   const proc = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
