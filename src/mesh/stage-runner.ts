@@ -162,6 +162,7 @@ export class StageRunner {
         // The kernel threads rest while this thread waits on the network (a shared machine's
         // other ranks need the cores).
         restKernelThreads();
+        if (!(r.value instanceof Float32Array)) throw new CairnError('BAD_ARGUMENT', 'an expert-parallel home runs with its expert ranks');
         await group.allReduce(head.step, index++, r.value);
       }
       batch = { ...batch, tokens: undefined, hidden: out };

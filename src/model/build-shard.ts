@@ -11,7 +11,9 @@ import { DecoderShard, type ShardParts } from './decoder.js';
 import { GgufTensorSource, type TensorBytes } from './gguf-tensor-source.js';
 import { KvCache, kvRows } from './kv-cache.js';
 import { familyOf } from './registry.js';
-import { isFirstShard, isLastShard, tensorSplitOf, type ShardSpec } from './shard.js';
+import { expertSplitOf, isFirstShard, isLastShard, tensorSplitOf, type ShardSpec } from './shard.js';
+import { ExpertShard } from './expert-shard.js';
+import type { MoeFfn } from './blocks/moe-ffn.js';
 import { HIDDEN_OUTPUT } from './blocks/output-head.js';
 import { HiddenInput } from './blocks/token-embedding.js';
 import type { DecoderLayer } from './blocks/types.js';
@@ -53,6 +55,8 @@ export function declareShard(cfg: ModelConfig, spec: ShardSpec, src: GgufTensorS
  * per rank). Whether a weight type's blocks allow the column cuts is checked as the tensors load.
  */
 export function checkSplittable(cfg: ModelConfig, spec: ShardSpec): void {
+  const experts = expertSplitOf(spec);
+  if (experts) return checkExpertSplittable(cfg, spec);
   const split = tensorSplitOf(spec);
   if (!split) return;
   const family = familyOf(cfg);
@@ -82,6 +86,33 @@ export function checkSplittable(cfg: ModelConfig, spec: ShardSpec): void {
   }
 }
 
+/**
+ * Throws MODEL_UNSUPPORTED for an expert-parallel group over layers without routed experts, or
+ * with fewer experts in a layer than ranks.
+ */
+function checkExpertSplittable(cfg: ModelConfig, spec: ShardSpec): void {
+  const family = familyOf(cfg);
+  const split = expertSplitOf(spec)!;
+  let moe = 0;
+  for (let l = spec.layerStart; l < spec.layerEnd; l++) {
+    const { ffn } = family.layerPlan(cfg, l);
+    if (ffn.kind !== 'moe') continue;
+    moe++;
+    try {
+      expertRange(ffn.experts, split);
+    } catch (e) {
+      if (!isCairnError(e, 'MODEL_UNSUPPORTED')) throw e;
+      throw new CairnError('MODEL_UNSUPPORTED', `layer ${l} of this ${family.name} model: ${e.message}; use fewer ranks`);
+    }
+  }
+  if (moe === 0 || !family.routedExperts) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `layers ${spec.layerStart}-${spec.layerEnd - 1} of this ${family.name} model have no routed experts to spread; use a tensor or pipeline plan`,
+    );
+  }
+}
+
 /** Builds a shard over the mapped file (`bytesOf` gives a tensor's data), checking every tensor against the config. */
 export function loadShard(
   file: GgufFile,
@@ -91,10 +122,43 @@ export function loadShard(
   kernels: Kernels,
   opts: ShardOptions,
 ): DecoderShard {
-  const src = new GgufTensorSource(file, { bytesOf, kernels }, tensorSplitOf(spec));
+  const experts = expertSplitOf(spec);
+  if (experts && experts.rank > 0) {
+    throw new CairnError('BAD_ARGUMENT', `rank ${experts.rank} of an expert-parallel group holds routed experts only (loadExpertShard)`);
+  }
+  const src = new GgufTensorSource(file, { bytesOf, kernels }, tensorSplitOf(spec), experts);
   const ws = new Workspace(opts.maxBatch);
   checkSplittable(cfg, spec);
   const parts = declareShard(cfg, spec, src, ws);
   const kv = new KvCache(kvRows(cfg, spec), opts.slots, opts.ctx, opts.kvType);
   return new DecoderShard(cfg, spec, parts, { bytes: src.totalBytes, views: src.views() }, kv, kernels, ws);
+}
+
+/**
+ * Builds an expert rank (rank > 0 of an expert-parallel group) over the mapped file: its range of
+ * the routed experts of each MoE layer of the range, and activations for `maxBatch` tokens.
+ */
+export function loadExpertShard(
+  file: GgufFile,
+  cfg: ModelConfig,
+  spec: ShardSpec,
+  bytesOf: TensorBytes,
+  kernels: Kernels,
+  maxBatch: number,
+): ExpertShard {
+  const split = expertSplitOf(spec);
+  if (!split || split.rank === 0) throw new CairnError('BAD_ARGUMENT', 'an expert rank is a rank after the first of an expert-parallel group');
+  checkExpertSplittable(cfg, spec);
+  const family = familyOf(cfg);
+  const src = new GgufTensorSource(file, { bytesOf, kernels }, undefined, split);
+  const ws = new Workspace(maxBatch);
+  const layers: (MoeFfn | undefined)[] = [];
+  const used: number[] = [];
+  for (let l = spec.layerStart; l < spec.layerEnd; l++) {
+    src.enter(l);
+    const plan = family.layerPlan(cfg, l).ffn;
+    layers.push(plan.kind === 'moe' ? family.routedExperts!(cfg, l, src, ws) : undefined);
+    used.push(plan.kind === 'moe' ? plan.used : 0);
+  }
+  return new ExpertShard(cfg, spec, layers, used, { bytes: src.totalBytes, views: src.views() }, kernels, ws);
 }

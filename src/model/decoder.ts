@@ -12,7 +12,7 @@ import type { ShardBatch } from './batch.js';
 import type { ModelConfig } from './config.js';
 import type { KvCache } from './kv-cache.js';
 import type { ShardSpec } from './shard.js';
-import type { DecoderLayer, ShardInput, ShardOutput, StepContext } from './blocks/types.js';
+import type { DecoderLayer, LayerYield, ShardInput, ShardOutput, StepContext } from './blocks/types.js';
 import type { Scratch, Workspace } from './blocks/workspace.js';
 
 export type { SeqSpan, ShardBatch } from './batch.js';
@@ -57,10 +57,10 @@ export class DecoderShard {
     this.activationBytes = ws.bytes;
     this.positions = new Int32Array(ws.maxBatch);
     this.positionsView = this.positions.subarray(0, 0);
-    this.step = { kernels, kv, n: 0, spans: [], positions: this.positionsView, layer: 0, split: shard.splitCount > 1 };
+    this.step = { kernels, kv, n: 0, spans: [], positions: this.positionsView, layer: 0, split: shard.splitCount > 1 && shard.splitMode !== 'expert' };
   }
 
-  /** True for a tensor-parallel rank: run it with forwardSteps(). */
+  /** True for a rank of a group (tensor-parallel, or an expert-parallel home): run it with forwardSteps(). */
   get isSplit(): boolean {
     return this.shard.splitCount > 1;
   }
@@ -70,19 +70,20 @@ export class DecoderShard {
    * nTokens x nEmbd hidden states, or (last shard) outputRows.length x nVocab logits.
    */
   forward(batch: ShardBatch): Float32Array {
-    if (this.isSplit) throw new CairnError('BAD_ARGUMENT', 'a tensor-parallel rank runs with its group (forwardSteps)');
+    if (this.isSplit) throw new CairnError('BAD_ARGUMENT', 'a rank of a tensor- or expert-parallel group runs with its group (forwardSteps)');
     const steps = this.forwardSteps(batch);
     for (let r = steps.next(); ; r = steps.next()) if (r.done) return r.value;
   }
 
   /**
-   * The forward pass of a tensor-parallel rank, one partial sum at a time: yields each partial sum
-   * (nTokens x nEmbd, a view of internal memory) that the caller must replace, in place, with the
-   * sum over the group's ranks before resuming; returns what forward() returns. Every rank of the
-   * group must run the same batch. The rank that holds the head (rank 0 of the last shard) returns
-   * logits; the others return the final hidden states.
+   * The forward pass of a group's rank, one exchange at a time. A tensor-parallel rank yields each
+   * partial sum (nTokens x nEmbd, a view of internal memory) that the caller must replace, in place,
+   * with the sum over the group's ranks before resuming; every rank of the group runs the same
+   * batch. An expert-parallel home yields an ExpertDispatch per MoE layer, whose `result` the caller
+   * fills with the other ranks' expert outputs. Returns what forward() returns: the rank that holds
+   * the head (rank 0 of the last shard) logits, the others the final hidden states.
    */
-  *forwardSteps(batch: ShardBatch): Generator<Float32Array, Float32Array, void> {
+  *forwardSteps(batch: ShardBatch): Generator<LayerYield, Float32Array, void> {
     const n = batch.nTokens;
     this.checkBatch(batch);
     const { parts, step } = this;

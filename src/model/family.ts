@@ -10,6 +10,7 @@ import type { Metadata } from '../gguf/metadata.js';
 import type { ModelConfig } from './config.js';
 import type { DecoderLayer, ShardInput, ShardOutput } from './blocks/types.js';
 import type { Workspace } from './blocks/workspace.js';
+import type { MoeFfn } from './blocks/moe-ffn.js';
 import type { TensorSource } from './tensor-source.js';
 import type { SyntheticModelSpec, SyntheticShape, SyntheticTensors } from './synthetic-tensors.js';
 
@@ -118,6 +119,11 @@ export interface ModelFamily<C extends ModelConfig = ModelConfig> {
   input(cfg: C, src: TensorSource, ws: Workspace): ShardInput;
   /** Declares layer `layer`'s tensors and builds its forward step. */
   layer(cfg: C, layer: number, src: TensorSource, ws: Workspace): DecoderLayer;
+  /**
+   * An expert rank's part of layer `layer` (`src.expertSplit`): its range of the routed experts,
+   * or undefined for a layer without them. Absent for families without Mixture-of-Experts layers.
+   */
+  routedExperts?(cfg: C, layer: number, src: TensorSource, ws: Workspace): MoeFfn | undefined;
   /** The last shard's output: declares the final norm and head and returns the block that makes logits. */
   output(cfg: C, src: TensorSource, ws: Workspace): ShardOutput;
   readonly synthetic: SyntheticFamily;

@@ -57,12 +57,14 @@ export class GgufTensorSource implements TensorSource {
 
   /**
    * `load` gives the mapped data and the kernels that turn small non-f32 vectors into f32; without
-   * it, a dry build. `split`: the tensor-parallel rank the shard is (its blocks declare slices).
+   * it, a dry build. `split`: the tensor-parallel rank the shard is (its blocks declare slices);
+   * `expertSplit`: the expert-parallel rank (its MoE blocks declare their range of the experts).
    */
   constructor(
     private readonly file: GgufFile,
     private readonly load?: { readonly bytesOf: TensorBytes; readonly kernels: Kernels },
     readonly split?: TensorSplit,
+    readonly expertSplit?: TensorSplit,
   ) {
     this.path = file.path;
     this.byName = new Map(file.tensors.map((t) => [t.name, t]));

@@ -1,7 +1,9 @@
 /**
- * The shard: a layer range [layerStart, layerEnd) of a model and a tensor split (rank r of n).
+ * The shard: a layer range [layerStart, layerEnd) of a model and a split (rank r of n).
  * A whole model on one machine is the one-shard plan; pipeline stages are shards with consecutive
- * ranges; tensor-parallel ranks share a range with different splits.
+ * ranges; tensor-parallel ranks share a range with different splits. An expert-parallel group
+ * shares a range too: its home (rank 0) holds the layers whole but for the routed experts of the
+ * other ranks, which hold only those (expert-shard.ts).
  */
 import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
@@ -15,11 +17,21 @@ export interface ShardSpec {
   readonly splitCount: number;
   /** Relative share of each rank of the split (splitCount entries); absent: equal shares. */
   readonly splitShares?: readonly number[];
+  /** How the split divides the layers: every block (`tensor`, the default) or the routed experts only. */
+  readonly splitMode?: SplitMode;
 }
 
-/** The tensor split of a shard, or undefined when it holds its layers whole. */
+/** How a group of ranks divides its layers. */
+export type SplitMode = 'tensor' | 'expert';
+
+/** The tensor split of a shard, or undefined when it holds its layers whole (or splits only experts). */
 export function tensorSplitOf(s: ShardSpec): TensorSplit | undefined {
-  return s.splitCount > 1 ? { rank: s.splitRank, count: s.splitCount, shares: s.splitShares } : undefined;
+  return s.splitCount > 1 && s.splitMode !== 'expert' ? { rank: s.splitRank, count: s.splitCount, shares: s.splitShares } : undefined;
+}
+
+/** The expert split of a shard of an expert-parallel group, or undefined. */
+export function expertSplitOf(s: ShardSpec): TensorSplit | undefined {
+  return s.splitCount > 1 && s.splitMode === 'expert' ? { rank: s.splitRank, count: s.splitCount, shares: s.splitShares } : undefined;
 }
 
 /** The shard that holds the whole model. */
@@ -52,4 +64,7 @@ export function checkLayerRange(s: Pick<ShardSpec, 'layerStart' | 'layerEnd'>, c
 export function validateShard(s: ShardSpec, cfg: ModelConfig): void {
   checkLayerRange(s, cfg);
   checkSplit({ rank: s.splitRank, count: s.splitCount, shares: s.splitShares });
+  if (s.splitMode !== undefined && s.splitMode !== 'tensor' && s.splitMode !== 'expert') {
+    throw new CairnError('BAD_ARGUMENT', `split mode ${JSON.stringify(s.splitMode)} is neither tensor nor expert`);
+  }
 }

@@ -19,8 +19,9 @@ export function runGroup(ranks: readonly DecoderShard[], batch: ShardBatch, roun
   let results = steps.map((s) => s.next());
   while (!results[0].done) {
     const parts: Float32Array[] = [];
+    const size = results[0].value instanceof Float32Array ? results[0].value.length : -1;
     for (const r of results) {
-      if (r.done || r.value.length !== results[0].value.length) {
+      if (r.done || !(r.value instanceof Float32Array) || r.value.length !== size) {
         throw new CairnError('BAD_ARGUMENT', 'the ranks of a tensor-parallel group must yield the same partial sums');
       }
       parts.push(r.value);

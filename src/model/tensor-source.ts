@@ -49,6 +49,11 @@ export interface TensorSource {
   readonly path: string;
   /** The tensor-parallel rank the declarations are for (undefined: whole layers, tensor-split.ts). */
   readonly split?: TensorSplit;
+  /**
+   * The expert-parallel rank the declarations are for: MoE blocks declare only its range of the
+   * routed experts (tensor-split.ts's expertRange), everything else whole. Never with `split`.
+   */
+  readonly expertSplit?: TensorSplit;
   /** True when the file has a tensor of this name. */
   has(name: string): boolean;
   /** A rows x cols weight matrix (GGUF dims [cols, rows]), read in full by every token. */

@@ -160,7 +160,7 @@ function check(c: Case, n: number, seed: number, tolerance = 1e-5): void {
   const used = new Set<number>();
   for (let t = 0; t < n; t++) {
     const row = h.subarray(t * c.nEmbd, (t + 1) * c.nEmbd);
-    b.router.route(row, 1, kernels, ids, weights);
+    b.router!.route(row, 1, kernels, ids, weights);
     ids.forEach((e) => used.add(e));
     const want = referenceToken(c, w, row, ids, weights);
     const one = new Float32Array(c.nEmbd);

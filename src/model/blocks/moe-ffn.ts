@@ -18,8 +18,14 @@
  * token chose), and adds weight x output into its token's row: the rank's output is a partial sum,
  * its pairs' share of the routed sum plus its columns' share of the shared experts (the Qwen2-MoE
  * gate scales every rank's share alike), which the group adds up.
+ *
+ * In an expert-parallel group the home rank holds the block whole but for the other ranks' routed
+ * experts: it routes, computes the pairs routed to its own experts and the shared experts, and hands
+ * the rest to its group as an ExpertDispatch (takeDispatch); an expert rank holds only its range of
+ * the routed experts (no router) and computes the pairs of the tokens sent to it (computeRouted).
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
+import { CairnError } from '../../util/errors.js';
 import type { ExpertBatch, Kernels } from '../../kernels/api.js';
 import { vecDotType } from '../../kernels/reference/quant/activations.js';
 import { expertBatchBytes, takesFloatActivations } from '../../kernels/expert-batch-bytes.js';
@@ -35,7 +41,7 @@ import {
   type MoeRouterWeights,
   type MoeRouting,
 } from './moe-router.js';
-import type { FfnBlock, StepContext } from './types.js';
+import type { ExpertDispatch, FfnBlock, StepContext } from './types.js';
 import type { Scratch, Workspace } from './workspace.js';
 
 /**
@@ -71,7 +77,8 @@ export interface MoeFfnTensors {
 
 /** The weights of one MoE block. */
 export interface MoeFfnWeights {
-  readonly router: MoeRouterWeights;
+  /** Absent on an expert rank of an expert-parallel group: it computes pairs routed by its home. */
+  readonly router?: MoeRouterWeights;
   readonly gate?: ExpertBank;
   readonly up: ExpertBank;
   readonly down: ExpertBank;
@@ -88,6 +95,8 @@ export interface MoeFfnWeights {
    * their columns. Absent: all of them.
    */
   readonly experts?: Range;
+  /** The other experts are held by the ranks of an expert-parallel group (this is its home). */
+  readonly dispatch?: boolean;
 }
 
 /** llama.cpp's names of a layer's MoE tensors (under `blk.N.`). */
@@ -104,24 +113,10 @@ export const MOE_TENSORS = {
  * experts); a tensor-parallel rank's (`src.split`) range of the experts and of the shared columns.
  */
 export function declareMoeFfn(src: TensorSource, prefix: string, s: MoeFfnShape, t: MoeFfnTensors): MoeFfnWeights {
-  const { experts: E, used: k } = s.routing;
+  const E = s.routing.experts;
   const router = declareMoeRouter(src, prefix, s.nEmbd, E, t.router);
-  const range = src.split ? expertRange(E, src.split) : undefined;
-  const bank = (name: string, rows: number, cols: number) =>
-    range ? src.expertsRange(`${prefix}${name}.weight`, E, rows, cols, k, range) : src.experts(`${prefix}${name}.weight`, E, rows, cols, k);
-  const gate =
-    t.gate === 'required' || src.has(`${prefix}${MOE_TENSORS.gate}.weight`) ? bank(MOE_TENSORS.gate, s.width, s.nEmbd) : undefined;
-  const down = bank(MOE_TENSORS.down, s.nEmbd, s.width);
-  const up = bank(MOE_TENSORS.up, s.width, s.nEmbd);
-  const bias = (name: string, rows: number) =>
-    !t.expertBiases
-      ? undefined
-      : range
-        ? src.vectorRange(`${prefix}${name}.bias`, E * rows, [range[0] * rows, range[1] * rows], true)
-        : src.vector(`${prefix}${name}.bias`, E * rows);
-  const gateBias = gate ? bias(MOE_TENSORS.gate, s.width) : undefined;
-  const upBias = bias(MOE_TENSORS.up, s.width);
-  const downBias = bias(MOE_TENSORS.down, s.nEmbd);
+  const split = src.split ?? src.expertSplit;
+  const routed = declareRoutedBanks(src, prefix, s, t, split ? expertRange(E, split) : undefined);
   let shared: DenseFfnWeights | undefined;
   let sharedGate: Matrix | undefined;
   if (s.sharedWidth > 0) {
@@ -143,7 +138,43 @@ export function declareMoeFfn(src: TensorSource, prefix: string, s: MoeFfnShape,
       };
     }
   }
-  return { router, gate, up, down, gateBias, upBias, downBias, shared, sharedGate, experts: range };
+  return { router, ...routed, shared, sharedGate, ...(src.expertSplit ? { dispatch: true } : {}) };
+}
+
+/**
+ * Declares what an expert rank of an expert-parallel group (`src.expertSplit`) holds of an MoE
+ * block: its range of the routed experts and their biases, no router, no shared experts.
+ */
+export function declareRoutedExperts(src: TensorSource, prefix: string, s: MoeFfnShape, t: MoeFfnTensors): MoeFfnWeights {
+  if (!src.expertSplit) throw new CairnError('BAD_ARGUMENT', 'routed experts alone are declared for an expert-parallel rank');
+  return declareRoutedBanks(src, prefix, s, t, expertRange(s.routing.experts, src.expertSplit));
+}
+
+/** The routed experts' banks and biases: experts [start, end) of `range`, or all of them. */
+function declareRoutedBanks(
+  src: TensorSource,
+  prefix: string,
+  s: MoeFfnShape,
+  t: MoeFfnTensors,
+  range: Range | undefined,
+): Pick<MoeFfnWeights, 'gate' | 'up' | 'down' | 'gateBias' | 'upBias' | 'downBias' | 'experts'> {
+  const { experts: E, used: k } = s.routing;
+  const bank = (name: string, rows: number, cols: number) =>
+    range ? src.expertsRange(`${prefix}${name}.weight`, E, rows, cols, k, range) : src.experts(`${prefix}${name}.weight`, E, rows, cols, k);
+  const gate =
+    t.gate === 'required' || src.has(`${prefix}${MOE_TENSORS.gate}.weight`) ? bank(MOE_TENSORS.gate, s.width, s.nEmbd) : undefined;
+  const down = bank(MOE_TENSORS.down, s.nEmbd, s.width);
+  const up = bank(MOE_TENSORS.up, s.width, s.nEmbd);
+  const bias = (name: string, rows: number) =>
+    !t.expertBiases
+      ? undefined
+      : range
+        ? src.vectorRange(`${prefix}${name}.bias`, E * rows, [range[0] * rows, range[1] * rows], true)
+        : src.vector(`${prefix}${name}.bias`, E * rows);
+  const gateBias = gate ? bias(MOE_TENSORS.gate, s.width) : undefined;
+  const upBias = bias(MOE_TENSORS.up, s.width);
+  const downBias = bias(MOE_TENSORS.down, s.nEmbd);
+  return { gate, up, down, gateBias, upBias, downBias, experts: range };
 }
 
 /** Writes an MoE block's tensors into a synthetic model (every expert's gate; biases and shared experts as the shape says). */
@@ -245,7 +276,8 @@ interface BatchShape {
 
 /** The forward step of an MoE block. */
 export class MoeFfn implements FfnBlock {
-  readonly router: MoeRouter;
+  /** Absent on an expert rank (computeRouted only). */
+  readonly router?: MoeRouter;
   private readonly ids: Scratch;
   private readonly weights: Scratch;
   private readonly gateOut: Scratch;
@@ -259,6 +291,9 @@ export class MoeFfn implements FfnBlock {
   private batches?: ResolvedBatches;
   /** The gate and up products take the same activation form: one preparation serves both. */
   private readonly gateSharesUp: boolean;
+  /** An expert-parallel home: the other ranks' outputs, and the step's dispatch until taken. */
+  private readonly remote?: Scratch;
+  private pending?: ExpertDispatch;
 
   constructor(
     private readonly s: MoeFfnShape,
@@ -266,7 +301,8 @@ export class MoeFfn implements FfnBlock {
     private readonly ws: Workspace,
   ) {
     const { used: k } = s.routing;
-    this.router = new MoeRouter(s.routing, w.router, ws);
+    if (w.router) this.router = new MoeRouter(s.routing, w.router, ws);
+    if (w.dispatch) this.remote = ws.buffer('moe.remote', s.nEmbd);
     this.ids = ws.buffer('moe.ids', k);
     this.weights = ws.buffer('moe.weights', k);
     // A rank's pairs are at most the tokens' k slots: these hold them as well.
@@ -304,15 +340,42 @@ export class MoeFfn implements FfnBlock {
     const { kernels, n } = step;
     const { s } = this;
     const { used: k } = s.routing;
+    if (!this.router) throw new CairnError('BAD_ARGUMENT', 'an expert rank computes only the tokens routed to it (computeRouted)');
     const ids = this.ids.ints(n);
     const weights = this.weights.rows(n);
     this.router.route(h, n, kernels, ids, weights);
-    if (this.local) this.localExperts(h, ids, weights, out, step);
+    if (this.local) this.localExperts(h, ids, weights, out, kernels, n);
     else {
       const y = this.runExperts(kernels, h, n, ids, n * k, n);
       kernels.moeCombine(y, weights, n, k, s.nEmbd, out);
     }
     if (this.sharedFfn) this.addShared(h, out, step);
+    if (this.remote) {
+      const result = this.remote.rows(n);
+      result.fill(0);
+      this.pending = { kind: 'experts', layer: step.layer, n, input: h, ids, weights, result };
+    }
+  }
+
+  takeDispatch(): ExpertDispatch | undefined {
+    const d = this.pending;
+    this.pending = undefined;
+    return d;
+  }
+
+  /** The experts this block holds: [first, end) of the layer's. */
+  get heldExperts(): Range {
+    return this.w.experts ?? [0, this.s.routing.experts];
+  }
+
+  /**
+   * An expert rank's work: out (n x nEmbd) = for each of the n tokens of h, Σ weight x output over
+   * its chosen experts (ids, weights: n x used) that this block holds; zero rows where it holds none.
+   * Ids of experts held elsewhere (or of none) are passed over.
+   */
+  computeRouted(h: Float32Array, n: number, ids: Int32Array, weights: Float32Array, out: Float32Array, kernels: Kernels): void {
+    if (!this.local) throw new CairnError('BAD_ARGUMENT', 'computeRouted runs on a rank that holds a range of the experts');
+    this.localExperts(h, ids, weights, out, kernels, n);
   }
 
   /**
@@ -348,8 +411,7 @@ export class MoeFfn implements FfnBlock {
    * in token then slot order, each its own row; out[t] = Σ weight x output over token t's pairs
    * (each product rounded, then added, as moeCombine does), zero for a token with none.
    */
-  private localExperts(h: Float32Array, ids: Int32Array, weights: Float32Array, out: Float32Array, step: StepContext): void {
-    const { kernels, n } = step;
+  private localExperts(h: Float32Array, ids: Int32Array, weights: Float32Array, out: Float32Array, kernels: Kernels, n: number): void {
     const d = this.s.nEmbd;
     const k = this.s.routing.used;
     const L = this.local!;

@@ -4,7 +4,7 @@
  */
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
-import type { AttentionBlock, DecoderLayer, FfnBlock, StepContext } from './types.js';
+import type { AttentionBlock, DecoderLayer, FfnBlock, LayerYield, StepContext } from './types.js';
 import type { Scratch, Workspace } from './workspace.js';
 
 /**
@@ -41,7 +41,7 @@ export class PreNormLayer implements DecoderLayer {
     this.t = ws.buffer('layer.out', attnNorm.length);
   }
 
-  *forward(x: Float32Array, step: StepContext): Generator<Float32Array, void, void> {
+  *forward(x: Float32Array, step: StepContext): Generator<LayerYield, void, void> {
     const { kernels, n } = step;
     const d = this.attnNorm.length;
     const h = this.h.rows(n);
@@ -52,6 +52,11 @@ export class PreNormLayer implements DecoderLayer {
     kernels.add(x, t, n * d, x);
     kernels.rmsNorm(x, this.ffnNorm, n, d, this.eps, h);
     this.ffn.forward(h, t, step);
+    const remote = this.ffn.takeDispatch?.();
+    if (remote) {
+      yield remote;
+      kernels.add(t, remote.result, n * d, t);
+    }
     if (step.split) yield t;
     kernels.add(x, t, n * d, x);
   }

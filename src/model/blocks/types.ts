@@ -26,12 +26,37 @@ export interface StepContext {
 }
 
 /**
+ * The routed experts of one MoE layer that other ranks hold (expert parallelism): the FFN's input
+ * rows, each token's chosen experts and weights, and where their weighted outputs go. The caller
+ * sends each rank the tokens routed to its experts, and adds what comes back into `result`.
+ */
+export interface ExpertDispatch {
+  readonly kind: 'experts';
+  /** Index of the layer within the shard. */
+  readonly layer: number;
+  /** Tokens. */
+  readonly n: number;
+  /** n x nEmbd: the FFN's (normalized) input. */
+  readonly input: Float32Array;
+  /** n x used: each token's chosen experts (the layer's ids) in the router's order. */
+  readonly ids: Int32Array;
+  /** n x used: their weights. */
+  readonly weights: Float32Array;
+  /** n x nEmbd, zero: the sum of the other ranks' weighted expert outputs goes here. */
+  readonly result: Float32Array;
+}
+
+/** What a layer yields to its group: a partial sum to add up (tensor parallelism) or experts held elsewhere. */
+export type LayerYield = Float32Array | ExpertDispatch;
+
+/**
  * One transformer layer: updates the residual stream x (n x nEmbd) in place. On a tensor-parallel
  * rank (`step.split`) it yields each partial sum (n x nEmbd) that must hold the group's total, added
- * up in place, before it is resumed; unsplit it yields nothing.
+ * up in place, before it is resumed; on the home rank of an expert-parallel group it yields an
+ * ExpertDispatch per MoE layer; otherwise it yields nothing.
  */
 export interface DecoderLayer {
-  forward(x: Float32Array, step: StepContext): Generator<Float32Array, void, void>;
+  forward(x: Float32Array, step: StepContext): Generator<LayerYield, void, void>;
 }
 
 /** Token mixing: reads the normalized stream h (n x nEmbd), writes its output (n x nEmbd) to out. */
@@ -42,6 +67,11 @@ export interface AttentionBlock {
 /** Per-token transformation: reads h (n x nEmbd), writes out (n x nEmbd). */
 export interface FfnBlock {
   forward(h: Float32Array, out: Float32Array, step: StepContext): void;
+  /**
+   * After forward(), the experts of the step that other ranks hold (an expert-parallel home's MoE
+   * block), or undefined; out then lacks their outputs until `result` is added to it.
+   */
+  takeDispatch?(): ExpertDispatch | undefined;
 }
 
 /** Where a shard's residual stream comes from: token ids (first shard) or the previous shard's hidden states. */

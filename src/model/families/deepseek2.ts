@@ -32,7 +32,7 @@ import {
   mlaKvRow,
   type MlaShape,
 } from '../blocks/mla-attention.js';
-import { MoeFfn, declareMoeFfn, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
+import { MoeFfn, declareMoeFfn, declareRoutedExperts, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
 import { synthesizeOutputHead } from '../blocks/output-head.js';
 import { synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
@@ -190,6 +190,8 @@ export const deepseek2Family: ModelFamily<Deepseek2Config> = {
     }
     return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
   },
+  routedExperts: (cfg, l, src, ws) =>
+    isMoeLayer(cfg, l) ? new MoeFfn(moeShape(cfg), declareRoutedExperts(src, `blk.${l}.`, moeShape(cfg), MOE_TENSORS_READ), ws) : undefined,
   output: (cfg, src) => denseDecoderOutput(cfg, src),
   synthetic: {
     shapes: {

@@ -20,7 +20,7 @@ import type { LayerPlan, ModelFamily } from '../family.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
 import { declareAttentionSinks, synthesizeAttentionSinks } from '../blocks/attention-sinks.js';
 import { GqaAttention, declareGqa, gqaKvRow, gqaShape, synthesizeGqa, type GqaShape, type GqaTensors } from '../blocks/gqa-attention.js';
-import { MOE_TENSORS, MoeFfn, declareMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
+import { MOE_TENSORS, MoeFfn, declareMoeFfn, declareRoutedExperts, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
 import { synthesizeMoeRouter } from '../blocks/moe-router.js';
 import { OUTPUT_TENSORS, OutputHead, declareOutputHead } from '../blocks/output-head.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
@@ -165,6 +165,7 @@ export const gptOssFamily: ModelFamily<GptOssConfig> = {
     const ffn = new MoeFfn(moeShape(cfg), declareMoeFfn(src, p, moeShape(cfg), MOE_TENSOR_SET), ws);
     return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
   },
+  routedExperts: (cfg, l, src, ws) => new MoeFfn(moeShape(cfg), declareRoutedExperts(src, `blk.${l}.`, moeShape(cfg), MOE_TENSOR_SET), ws),
   // Never tied to the embedding: llama.cpp requires output.weight.
   output: (cfg, src) => new OutputHead(declareOutputHead(src, cfg.nVocab, cfg.nEmbd, false), cfg.rmsEps),
   synthetic: {

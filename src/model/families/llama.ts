@@ -18,6 +18,7 @@ import {
   moeDecoderLayer,
   moeDecoderLayerPlan,
   moeDecoderOutput,
+  moeDecoderRoutedExperts,
   synthesizeMoeDecoder,
   syntheticMoeConfig,
   type MoeDecoderParts,
@@ -78,6 +79,7 @@ export const llamaFamily: ModelFamily = {
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer: (cfg, l, src, ws) =>
     isMoeConfig(cfg) ? moeDecoderLayer(cfg, l, src, ws, MOE_PARTS) : denseDecoderLayer(cfg, l, src, ws, TENSORS),
+  routedExperts: (cfg, l, src, ws) => (isMoeConfig(cfg) ? moeDecoderRoutedExperts(cfg, l, src, ws, MOE_PARTS) : undefined),
   output: (cfg, src) => (isMoeConfig(cfg) ? moeDecoderOutput(cfg, src, MOE_PARTS) : denseDecoderOutput(cfg, src)),
   synthetic: {
     shapes: {

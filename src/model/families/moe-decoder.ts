@@ -8,7 +8,7 @@
 import type { LayerPlan, ModelFamily } from '../family.js';
 import { DenseFfn, declareDenseFfn, synthesizeDenseFfn } from '../blocks/dense-ffn.js';
 import { GqaAttention, declareGqa, gqaShape, synthesizeGqa, type GqaTensors } from '../blocks/gqa-attention.js';
-import { MoeFfn, declareMoeFfn, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
+import { MoeFfn, declareMoeFfn, declareRoutedExperts, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
 import { OutputHead, declareOutputHead, synthesizeOutputHead } from '../blocks/output-head.js';
 import { synthesizeRopeFreqs } from '../blocks/rope.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm, type PRE_NORMS } from '../blocks/pre-norm-layer.js';
@@ -67,6 +67,13 @@ export function moeDecoderLayer(cfg: MoeModelConfig, l: number, src: TensorSourc
   return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
 }
 
+/** An expert rank's part of layer `l`: its range of the routed experts (none in the leading dense layers). */
+export function moeDecoderRoutedExperts(cfg: MoeModelConfig, l: number, src: TensorSource, ws: Workspace, parts: MoeDecoderParts): MoeFfn | undefined {
+  if (!isMoeLayer(cfg, l)) return undefined;
+  const s = moeFfnShape(cfg.nEmbd, cfg.moe);
+  return new MoeFfn(s, declareRoutedExperts(src, `blk.${l}.`, s, parts.moe), ws);
+}
+
 /** The MoE shape of a synthetic model (spec.moe), as a family with these shared experts reads it back. */
 export function syntheticMoeConfig(spec: SyntheticModelSpec, sharedGated = false): MoeConfig {
   const moe = spec.moe;
@@ -120,8 +127,11 @@ export function synthesizeMoeDecoder(
 }
 
 /** The methods every GQA Mixture-of-Experts family shares: plan, description, and its parts' input, layers and output. */
-export function moeDecoderMethods(parts: MoeDecoderParts): Pick<ModelFamily<MoeModelConfig>, 'layerPlan' | 'describe' | 'input' | 'layer' | 'output'> {
+export function moeDecoderMethods(
+  parts: MoeDecoderParts,
+): Pick<ModelFamily<MoeModelConfig>, 'layerPlan' | 'describe' | 'input' | 'layer' | 'routedExperts' | 'output'> {
   return {
+    routedExperts: (cfg, l, src, ws) => moeDecoderRoutedExperts(cfg, l, src, ws, parts),
     layerPlan: moeDecoderLayerPlan,
     describe: describeMoeDecoder,
     input: (cfg, src) => denseDecoderInput(cfg, src),
