@@ -72,7 +72,14 @@ function render(s: ClusterStatus): string {
         `${s.plan.predictedPipelinedTokensPerSecond.toFixed(1)} tok/s predicted with every stage busy; activations travel as ${s.plan.activationDtype}`,
     );
     for (const st of s.plan.stages) {
-      const rank = st.splitCount > 1 ? ` rank ${st.splitRank + 1}/${st.splitCount} (${(100 * st.splitShare).toFixed(0)}% of each layer)` : '';
+      const share = `${(100 * st.splitShare).toFixed(0)}%`;
+      const part =
+        st.splitMode === 'expert'
+          ? st.splitRank === 0
+            ? `home: attention, shared parts and ${share} of the routed experts`
+            : `${share} of the routed experts`
+          : `${share} of each layer`;
+      const rank = st.splitCount > 1 ? ` rank ${st.splitRank + 1}/${st.splitCount} (${part})` : '';
       lines.push(`  layers ${`${st.layerStart}-${st.layerEnd - 1}`.padEnd(8)} on ${st.name.padEnd(16)} ${formatBytes(st.memoryBytes)}${rank}`);
     }
   }

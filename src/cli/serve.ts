@@ -30,7 +30,7 @@ interface ServeFlags extends ClusterKeyFlags {
   mdns?: boolean;
   mdnsInterface?: string;
   activations?: 'f16' | 'f32';
-  parallelism: 'auto' | 'pipeline' | 'tensor' | 'hybrid';
+  parallelism: 'auto' | 'pipeline' | 'tensor' | 'expert' | 'hybrid';
   exchange?: 'f32' | 'f16' | 'q8';
   requestTimeout: number;
   idleTimeout: number;
@@ -72,9 +72,9 @@ export function serveCommand(): Command {
     .addOption(
       new Option(
         '--parallelism <kind>',
-        'with --cluster: pipeline (layer ranges), tensor (every layer split over the nodes), hybrid (a stage, then a group of the other nodes) or auto (the planner chooses)',
+        'with --cluster: pipeline (layer ranges), tensor (every layer split over the nodes), expert (a Mixture-of-Experts model\'s routed experts spread over the nodes, the first holding the rest), hybrid (a stage, then a group of the other nodes) or auto (the planner chooses)',
       )
-        .choices(['auto', 'pipeline', 'tensor', 'hybrid'])
+        .choices(['auto', 'pipeline', 'tensor', 'expert', 'hybrid'])
         .default('auto'),
     )
     .addOption(

@@ -10,7 +10,8 @@ import type { Kernels, KvType } from '../kernels/api.js';
 import { adviseWillNeed, createKernels, isNativeAvailable, openMapping, residentBytes, type FileMapping } from '../kernels/index.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
 import type { DecoderShard } from '../model/decoder.js';
-import { loadShard } from '../model/build-shard.js';
+import { loadExpertShard, loadShard } from '../model/build-shard.js';
+import type { ExpertShard } from '../model/expert-shard.js';
 import { validateShard, wholeModel, type ShardSpec } from '../model/shard.js';
 import { summarizeModel, type ModelSummary } from '../model/summary.js';
 import { tokenizerFromGguf, type Tokenizer } from '../tokenizer/index.js';
@@ -125,6 +126,48 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
   }
 }
 
+/** An expert rank of an expert-parallel group loaded in this process (model/expert-shard.ts). */
+export interface LoadedExpertRank {
+  readonly path: string;
+  readonly file: GgufFile;
+  readonly config: ModelConfig;
+  readonly kernels: Kernels;
+  readonly expert: ExpertShard;
+  readonly mappedBytes: number;
+  close(): void;
+}
+
+/** Maps a GGUF file and builds an expert rank (`spec`: rank > 0 of an expert-parallel group) for up to `maxBatch` tokens a step. */
+export async function loadExpertRank(
+  path: string,
+  spec: ShardSpec,
+  opts: Pick<LoadOptions, 'threads' | 'backend' | 'maxBatch' | 'prefetch' | 'progress'> = {},
+): Promise<LoadedExpertRank> {
+  const file = readGguf(path);
+  const config = readModelConfig(file);
+  validateShard(spec, config);
+  const kernels = createKernels({ backend: opts.backend, threads: opts.threads });
+  const mapping: FileMapping = openMapping(path);
+  try {
+    let largest: ProbeRange | undefined;
+    const view = (t: { offset: number; byteLength: number }) => {
+      if (!largest || t.byteLength > largest.length) largest = { offset: t.offset, length: t.byteLength };
+      return mapping.view(t.offset, t.byteLength);
+    };
+    const expert = loadExpertShard(file, config, spec, view, kernels, opts.maxBatch ?? 512);
+    const mappedBytes = expert.weights.bytes;
+    if (opts.prefetch ?? true) {
+      const show = opts.progress ?? process.stderr.isTTY === true;
+      await prefetch([expert], mappedBytes, show, `loading experts of ${path}`);
+      await preferLargePages(mapping, mappedBytes, largest, () => prefetch([expert], mappedBytes, show, `reading ${path} again into huge pages (once)`));
+    }
+    return { path, file, config, kernels, expert, mappedBytes, close: () => mapping.close() };
+  } catch (err) {
+    mapping.close();
+    throw err;
+  }
+}
+
 /** What a loaded model is made of when its runner is not (only) in this process. */
 export interface ModelParts {
   readonly path: string;
@@ -175,7 +218,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
 const YIELD_EVERY = 32 * 1024 * 1024;
 
 /** Reads every weight page once (sequentially, so the kernel reads ahead) with a progress bar. */
-async function prefetch(shards: readonly DecoderShard[], total: number, show: boolean, label: string): Promise<void> {
+async function prefetch(shards: readonly Pick<DecoderShard, 'weights'>[], total: number, show: boolean, label: string): Promise<void> {
   const progress = new ProgressReporter(show ? label : undefined, total);
   let done = 0;
   const native = isNativeAvailable();

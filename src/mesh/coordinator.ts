@@ -66,7 +66,7 @@ export interface CoordinatorOptions {
    * `pipeline`: consecutive layer ranges, one per node; `tensor`: every layer split over all the
    * nodes (one tensor-parallel group, shares by measured speed); `auto` (default): the planner's choice.
    */
-  readonly parallelism?: 'auto' | 'pipeline' | 'tensor' | 'hybrid';
+  readonly parallelism?: 'auto' | 'pipeline' | 'tensor' | 'expert' | 'hybrid';
   /** How a tensor-parallel group's partial sums travel (mesh/exchange-codec.ts); default f32 (exact). */
   readonly exchange?: 'f32' | 'f16' | 'q8';
 }
@@ -100,6 +100,8 @@ export interface ClusterStatus {
       readonly splitRank: number;
       readonly splitCount: number;
       readonly splitShare: number;
+      /** How its group splits the layers: `tensor` (every block) or `expert` (the routed experts; rank 0 holds the rest). */
+      readonly splitMode?: 'tensor' | 'expert';
     }[];
     readonly predictedTokensPerSecond: number;
     readonly predictedPipelinedTokensPerSecond: number;
@@ -327,6 +329,7 @@ export class ClusterCoordinator implements ForwardRunner {
     const checkAlive = () => plan.stages.forEach((s) => s.nodeId !== this.localId && remoteOf(s.nodeId));
     const stages: StageHandle[] = [];
     const followers: RemoteStageHandle[] = [];
+    const expertRanks: RemoteStageHandle[] = [];
     let pipeline: Pipeline | undefined;
     const groups = groupStages(plan.stages);
     try {
@@ -336,7 +339,7 @@ export class ClusterCoordinator implements ForwardRunner {
         const s = group[0];
         const nextGroup = groups[i + 1];
         if (s.nodeId === this.localId) {
-          if (group.length > 1) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', 'the coordinator cannot be a rank of a tensor-parallel group'));
+          if (group.length > 1) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', 'the coordinator cannot be a rank of a tensor- or expert-parallel group'));
           try {
             const loaded = await loadShards(this.opts.modelPath, {
               threads: this.opts.threads,
@@ -356,6 +359,8 @@ export class ClusterCoordinator implements ForwardRunner {
         const nodes = group.map((r) => remoteOf(r.nodeId));
         const next = nextGroup ? remoteOf(nextGroup[0].nodeId) : undefined;
         const peers = nodes.map((n) => ({ host: n.host, port: n.port, nodeId: n.caps.nodeId }));
+        // An expert group's plan entries name its home; the other ranks hold routed experts only.
+        const mode = group.length > 1 && s.home !== undefined ? ('expert' as const) : ('tensor' as const);
         for (let rank = 0; rank < group.length; rank++) {
           const r = group[rank];
           const node = nodes[rank];
@@ -370,7 +375,10 @@ export class ClusterCoordinator implements ForwardRunner {
             maxBatch: this.maxBatch,
             // Rank 0 passes the group's output on; the other ranks send only to their group.
             next: next && rank === 0 ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
-            group: group.length > 1 ? { rank, shares: r.splitShares ?? group.map(() => 1), peers, exchange: this.opts.exchange } : undefined,
+            group:
+              group.length > 1
+                ? { rank, shares: r.splitShares ?? group.map(() => 1), peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange }) }
+                : undefined,
             epoch,
           };
           try {
@@ -380,6 +388,7 @@ export class ClusterCoordinator implements ForwardRunner {
           }
           const member = { kind: 'remote', conn: node.conn, nodeId: r.nodeId, name: node.caps.name, layerStart: r.layerStart, layerEnd: r.layerEnd } as const;
           if (rank === 0) stages.push(member);
+          else if (mode === 'expert') expertRanks.push(member);
           else followers.push(member);
         }
       }
@@ -393,6 +402,7 @@ export class ClusterCoordinator implements ForwardRunner {
         { broken: (reason) => this.replan(reason, true), misbehaved: (id, detail) => this.nodes.misbehaved(id, detail) },
         wire,
         followers,
+        expertRanks,
       );
       // A node that left after its stage loaded is not in a running plan.
       if (pipeline.broken) throw new PlanLost(pipeline.broken);
@@ -590,6 +600,7 @@ export class ClusterCoordinator implements ForwardRunner {
           splitRank: s.splitRank,
           splitCount: s.splitCount,
           splitShare: s.splitShares ? s.splitShares[s.splitRank] / s.splitShares.reduce((a, b) => a + b, 0) : 1,
+          ...(s.splitCount > 1 ? { splitMode: s.home !== undefined ? ('expert' as const) : ('tensor' as const) } : {}),
         })),
         predictedTokensPerSecond: this.plan.predictedTokensPerSecond,
         predictedPipelinedTokensPerSecond: this.plan.predictedPipelinedTokensPerSecond,

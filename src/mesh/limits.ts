@@ -31,6 +31,8 @@ const SHARD_CHUNK = 16 * MIB;
 
 /** The limit of a frame a node receives (from its coordinator or the previous stage). `sizes` is undefined until a shard is loaded. */
 export function nodeReceiveLimit(type: number, flags: number, sizes: StageSizes | undefined): number {
+  // An expert rank's answer to its home: its outputs for at most a step's tokens.
+  if (type === MeshFrame.experts && (flags & FrameFlags.response) !== 0) return sizes ? SMALL + sizes.maxBatch * sizes.nEmbd * 4 : SMALL;
   if ((flags & FrameFlags.response) !== 0) return SMALL;
   switch (type) {
     case MeshFrame.load:
@@ -43,6 +45,9 @@ export function nodeReceiveLimit(type: number, flags: number, sizes: StageSizes 
       return sizes ? HEAD + sizes.maxBatch * sizes.nEmbd * 4 : HEAD;
     case MeshFrame.partial:
       return sizes ? SMALL + sizes.maxBatch * sizes.nEmbd * 4 : SMALL;
+    case MeshFrame.experts:
+      // Inputs (nEmbd f32) plus ids and weights (used x 8 bytes, used < nEmbd / 2 in any model) per token.
+      return sizes ? SMALL + 2 * sizes.maxBatch * sizes.nEmbd * 4 : SMALL;
     case MeshFrame.kv:
       return sizes ? SMALL + sizes.kvBytesPerSlot : SMALL;
     default:

@@ -70,7 +70,8 @@ export function validateLoadRequest(v: unknown): LoadRequest {
       throw bad('group.shares must be one positive number per rank');
     }
     if (g.exchange !== undefined && g.exchange !== 'f32' && g.exchange !== 'f16' && g.exchange !== 'q8') throw bad('group.exchange must be f32, f16 or q8');
-    group = { rank: g.rank, shares: g.shares as number[], peers, ...(g.exchange ? { exchange: g.exchange } : {}) };
+    if (g.mode !== undefined && g.mode !== 'tensor' && g.mode !== 'expert') throw bad('group.mode must be tensor or expert');
+    group = { rank: g.rank, shares: g.shares as number[], peers, ...(g.exchange ? { exchange: g.exchange } : {}), ...(g.mode ? { mode: g.mode } : {}) };
   }
   let shard: LoadRequest['shard'];
   if (v.shard !== undefined && v.shard !== null) {

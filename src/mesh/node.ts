@@ -11,6 +11,7 @@ import {
   ClusterServer,
   connectPeer,
   Discovery,
+  DType,
   frameJson,
   jsonPayload,
   loadNodeIdentity,
@@ -19,7 +20,7 @@ import {
   type PeerConnection,
   type ClusterSecret,
 } from '../cluster/index.js';
-import { loadShards } from '../engine/load.js';
+import { loadExpertRank, loadShards } from '../engine/load.js';
 import { readGguf } from '../gguf/reader.js';
 import { createKernels, cpuInfo, type Kernels, type KvType } from '../kernels/index.js';
 import { readModelConfig } from '../model/config.js';
@@ -30,7 +31,7 @@ import { ProgressReporter } from '../util/progress.js';
 import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { validateLoadRequest } from './load-request.js';
 import { nodeReceiveLimit, type StageSizes } from './limits.js';
-import { MeshFrame, type LoadReply, type NodeCapabilities } from './protocol.js';
+import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
 import { unpackMessage } from '../util/message-framing.js';
 import { ShardCache } from './shard-cache.js';
 import { describeLayers } from './shard-manifest.js';
@@ -39,6 +40,9 @@ import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
 import { StageRunner, type StageLinks } from './stage-runner.js';
 import { TensorGroup } from './tensor-group.js';
 import { ExchangeCodec } from './exchange-codec.js';
+import { ExpertDispatcher } from './expert-dispatch.js';
+import { ExpertRankRunner } from './expert-rank.js';
+import type { ShardSpec } from '../model/shard.js';
 
 /** Version string both ends of a mesh connection must share. */
 export const MESH_COMPATIBILITY = 'cairn-mesh/2';
@@ -68,6 +72,8 @@ export interface NodeOptions {
 /** A running node. */
 export class MeshNode {
   private stage: StageRunner | undefined;
+  /** The expert rank this node holds instead of a stage (rank > 0 of an expert-parallel group). */
+  private expertRank: ExpertRankRunner | undefined;
   private owner: PeerConnection | undefined;
   private next: PeerConnection | undefined;
   /** Connections to the other ranks of this node's tensor-parallel group (by rank; none at its own). */
@@ -147,7 +153,7 @@ export class MeshNode {
 
   /** Sizes of the loaded stage, which bound what peers may send (undefined: nothing loaded). */
   get stageSizes(): StageSizes | undefined {
-    return this.stage?.sizes;
+    return this.stage?.sizes ?? this.expertRank?.sizes;
   }
 
   private log(line: string): void {
@@ -241,6 +247,12 @@ export class MeshNode {
           else ok({ bytes: r.bytes });
           return;
         }
+        case MeshFrame.experts: {
+          if (!this.expertRank) throw new CairnError('BAD_ARGUMENT', 'this node holds no experts');
+          const out = this.expertRank.answer(conn.peer.nodeId, frame);
+          conn.reply(frame, frame.type, { dtype: DType.raw }, out);
+          return;
+        }
         case MeshFrame.unload:
           this.unload('unloaded by the coordinator');
           return ok({});
@@ -313,12 +325,18 @@ export class MeshNode {
     }
     this.loadingDigest = digest;
     try {
+      const expertRank = req.group?.mode === 'expert' && req.group.rank > 0;
+      if (expertRank) return await this.loadExpertRank(conn, req, path, source, digest);
       // The KV cache is allocated from these numbers: refuse what this node never offered.
       const kvBytes = kvCacheBytes(readModelConfig(readGguf(path)), req, req.ctx * req.slots, req.kvType as KvType);
       if (kvBytes > this.capabilities.memoryBytes) {
         throw new CairnError('BAD_ARGUMENT', `the load request asks for ${mib(kvBytes)} of KV cache; this node offers ${mib(this.capabilities.memoryBytes)} in all`);
       }
-      const rank = req.group ? ` as rank ${req.group.rank} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'})` : '';
+      const rank = !req.group
+        ? ''
+        : req.group.mode === 'expert'
+          ? ` as the home of an expert-parallel group of ${req.group.peers.length}`
+          : ` as rank ${req.group.rank} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'})`;
       this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName}${rank} from ${source === 'model' ? path : 'the shard cache'}`);
       const loaded = await loadShards(path, {
         threads: this.opts.threads,
@@ -328,7 +346,14 @@ export class MeshNode {
         maxBatch: req.maxBatch,
         shards: [
           req.group
-            ? { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: req.group.rank, splitCount: req.group.peers.length, splitShares: req.group.shares }
+            ? {
+                layerStart: req.layerStart,
+                layerEnd: req.layerEnd,
+                splitRank: req.group.rank,
+                splitCount: req.group.peers.length,
+                splitShares: req.group.shares,
+                ...(req.group.mode === 'expert' ? { splitMode: 'expert' as const } : {}),
+              }
             : { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 },
         ],
       });
@@ -337,7 +362,8 @@ export class MeshNode {
       try {
         if (req.next) this.next = await dial(req.next);
         // The other ranks of the group: this node sends its partial sums (and, as rank 0, each
-        // step's input) over its own connection to each; theirs come in over theirs.
+        // step's input) over its own connection to each; theirs come in over theirs. An expert
+        // group's home sends its requests to the expert ranks and takes their answers on the same.
         if (req.group) this.groupPeers = await Promise.all(req.group.peers.map((p, r) => (r === req.group!.rank ? undefined : dial(p))));
       } catch (err) {
         loaded.close();
@@ -353,7 +379,10 @@ export class MeshNode {
       this.owner = conn;
       this.loadedDigest = digest;
       let group: StageLinks['group'];
-      if (req.group) {
+      if (req.group?.mode === 'expert') {
+        const ranks = this.groupPeers.slice(1).filter((p): p is PeerConnection => p !== undefined);
+        group = { experts: new ExpertDispatcher(loaded.config, loaded.shards[0].shard, req.epoch, ranks), followers: [] };
+      } else if (req.group) {
         if (req.group.exchange === 'q8' && loaded.config.nEmbd % 32 !== 0) {
           loaded.close();
           this.dropLinks('the load failed');
@@ -371,7 +400,30 @@ export class MeshNode {
     }
   }
 
+  /** Loads rank > 0 of an expert-parallel group: its routed experts only; it dials no one (its home dials it). */
+  private async loadExpertRank(conn: PeerConnection, req: LoadRequest, path: string, source: 'model' | 'shard-cache' | 'transfer', digest: string | undefined): Promise<LoadReply> {
+    const g = req.group!;
+    const spec: ShardSpec = { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: g.rank, splitCount: g.peers.length, splitShares: g.shares, splitMode: 'expert' };
+    this.log(`cairn node: loading the routed experts of ${describeLayers(req)} of ${req.modelName} as expert rank ${g.rank} of ${g.peers.length} from ${source === 'model' ? path : 'the shard cache'}`);
+    const loaded = await loadExpertRank(path, spec, { threads: this.opts.threads, maxBatch: req.maxBatch });
+    if (!conn.isOpen) {
+      loaded.close();
+      throw new CairnError('CLUSTER_CLOSED', 'the coordinator disconnected during the load');
+    }
+    this.owner = conn;
+    this.loadedDigest = digest;
+    this.expertRank = new ExpertRankRunner(loaded, req.epoch, g.peers[0].nodeId);
+    return { status: 'loaded', source };
+  }
+
   private unload(reason: string): void {
+    if (this.expertRank) {
+      this.log(`cairn node: dropping its experts: ${reason}`);
+      this.expertRank.close();
+      this.expertRank = undefined;
+      this.loadedDigest = undefined;
+      this.owner = undefined;
+    }
     if (!this.stage) return;
     this.log(`cairn node: dropping its shard: ${reason}`);
     this.stage.close();

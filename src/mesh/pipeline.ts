@@ -70,7 +70,9 @@ export class Pipeline {
   /**
    * `stages`: the chain a step goes down (for a tensor-parallel group, its rank 0, which hands each
    * step to the group's other ranks); `followers`: those other ranks, which take part in KV
-   * operations and whose failures and departures break the pipeline like a stage's.
+   * operations and whose failures and departures break the pipeline like a stage's;
+   * `expertRanks`: the expert ranks of expert-parallel groups, which hold no KV cache but whose
+   * departure breaks the pipeline too.
    */
   constructor(
     readonly stages: readonly StageHandle[],
@@ -80,6 +82,7 @@ export class Pipeline {
     private readonly events: PipelineEvents,
     private readonly wire: 'f16' | 'f32' = 'f32',
     readonly followers: readonly RemoteStageHandle[] = [],
+    readonly expertRanks: readonly RemoteStageHandle[] = [],
   ) {
     const first = stages[0];
     if (first.kind === 'local') {
@@ -87,7 +90,7 @@ export class Pipeline {
       this.local = new LocalRunner(first.loaded.shards);
     }
     const last = stages[stages.length - 1];
-    for (const s of this.members) {
+    for (const s of this.nodes) {
       if (s.kind !== 'remote') continue;
       const onFrame = (f: Frame) => this.onFrame(s, f, s === last);
       const onClose = () => this.breakWith(`node ${s.name} (layers ${s.layerStart}-${s.layerEnd - 1}) disconnected`);
@@ -99,13 +102,18 @@ export class Pipeline {
       });
     }
     // A connection that closed before the listener was attached never says so again.
-    const gone = this.members.find((s): s is RemoteStageHandle => s.kind === 'remote' && !s.conn.isOpen);
+    const gone = this.nodes.find((s): s is RemoteStageHandle => s.kind === 'remote' && !s.conn.isOpen);
     if (gone) this.brokenReason = `node ${gone.name} (layers ${gone.layerStart}-${gone.layerEnd - 1}) disconnected`;
   }
 
-  /** Every node of the plan: the stages, then the groups' other ranks (KV operations go to all). */
+  /** The nodes with KV caches: the stages, then the tensor groups' other ranks (KV operations go to all). */
   get members(): readonly StageHandle[] {
     return [...this.stages, ...this.followers];
+  }
+
+  /** Every node of the plan: the members, then the expert ranks. */
+  get nodes(): readonly StageHandle[] {
+    return [...this.members, ...this.expertRanks];
   }
 
   /** Why the pipeline broke, or undefined while it works. */
@@ -322,7 +330,7 @@ export class Pipeline {
     for (const d of this.detach) d();
     const unload = jsonPayload({});
     await Promise.all(
-      this.members.map(async (s) => {
+      this.nodes.map(async (s) => {
         if (s.kind === 'local') s.loaded.close();
         else if (s.conn.isOpen) await s.conn.request(MeshFrame.unload, unload.meta, unload.payload, { timeoutMs: 5000 }).catch(() => {});
       }),

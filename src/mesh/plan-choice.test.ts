@@ -121,3 +121,33 @@ test("hybrid: the coordinator's stage, then a group of the other nodes", () => {
   );
   assert.throws(() => chooseRunnable(request(['a'], 300e-6, 110e6), 'coord', 'hybrid'), /at least 2 nodes/);
 });
+
+// A Mixture-of-Experts model of the same size: each layer's FFN is 64 routed experts (8 used).
+const moeModel: ModelMeta = {
+  ...model,
+  layerActiveBytes: Array(L).fill(71e6 + 187e6 / 8),
+  shape: {
+    ...model.shape!,
+    layers: model.shape!.layers.map((l) => ({ ...l, denseFfnBytes: 0, expertBytes: 187e6, experts: 64, expertsUsed: 8, ffnWidth: 1792 })),
+  },
+};
+
+test('expert spreads the routed experts over the remote nodes, the first their home; a dense model cannot', () => {
+  const plan = chooseRunnable({ ...request(['a', 'b', 'c'], 300e-6, 110e6), model: moeModel }, 'coord', 'expert');
+  assert.deepEqual(
+    plan.stages.map((s) => [s.nodeId, s.layerStart, s.layerEnd, s.splitRank, s.splitCount, s.home]),
+    [
+      ['a', 0, L, 0, 3, true],
+      ['b', 0, L, 1, 3, false],
+      ['c', 0, L, 2, 3, false],
+    ],
+  );
+  assert.throws(
+    () => chooseRunnable(request(['a', 'b'], 300e-6, 110e6), 'coord', 'expert'),
+    (e) => isCairnError(e, 'CLUSTER_PLAN') && /Mixture-of-Experts/.test(e.message),
+  );
+  assert.throws(
+    () => chooseRunnable({ ...request(['a'], 300e-6, 110e6), model: moeModel }, 'coord', 'expert'),
+    (e) => isCairnError(e, 'CLUSTER_PLAN') && /at least 2 nodes/.test(e.message),
+  );
+});

@@ -1,9 +1,10 @@
 /**
  * Which plan the coordinator runs, from the planner's candidates: the kinds this mesh can run
- * (pipelines, and tensor-parallel groups of remote nodes, alone or as pipeline stages) and the
- * user's --parallelism.
+ * (pipelines, and tensor- or expert-parallel groups of remote nodes, alone or as pipeline stages)
+ * and the user's --parallelism.
  */
-import { choosePlan, hybridPlan, pipelinePlan, tensorPlan } from '../planner/candidates.js';
+import { choosePlan, expertPlan, hybridPlan, pipelinePlan, tensorPlan } from '../planner/candidates.js';
+import { shapeOf } from '../planner/model-shape.js';
 import { makePlan } from '../planner/plan.js';
 import type { Candidate, Plan, PlanRequest } from '../planner/types.js';
 import { CairnError } from '../util/errors.js';
@@ -26,14 +27,15 @@ const GROUP_MARGIN = 1.1;
  * coordinator's where it computes, ahead of a group of the other nodes): pipelines, and tensor-parallel groups of
  * remote nodes (alone or as pipeline stages). The coordinator does not take part in a group (it
  * is not reachable by the other ranks), so a group that includes it is left out. `tensor`: every
- * layer split over all the remote nodes. `auto`: makePlan's pipeline over every node (a node added
+ * layer split over all the remote nodes; `expert`: the routed experts of a Mixture-of-Experts model
+ * spread over them, the first holding the rest. `auto`: makePlan's pipeline over every node (a node added
  * is a node used), unless a plan with groups that also uses every node is predicted faster at
  * decoding one sequence by GROUP_MARGIN (its exchanges are what the cost model knows least about).
  */
 export function chooseRunnable(
   req: PlanRequest,
   localId: string,
-  parallelism: 'auto' | 'tensor' | 'hybrid',
+  parallelism: 'auto' | 'tensor' | 'expert' | 'hybrid',
   exchange?: 'f32' | 'f16' | 'q8',
 ): Plan {
   const withExchange: PlanRequest = { ...req, exchangeDtype: exchange ?? 'f32' };
@@ -56,13 +58,22 @@ export function chooseRunnable(
       );
     return asPlan(c);
   }
-  if (parallelism === 'tensor') {
+  const moe = shapeOf(req.model).shape.layers.some((l) => l.experts > 1);
+  if (parallelism === 'tensor' || parallelism === 'expert') {
     const remote = req.nodes.filter((n) => n.id !== localId);
+    const what = parallelism === 'tensor' ? 'tensor-parallel' : 'expert-parallel';
     if (remote.length < 2) {
       throw new CairnError(
         'CLUSTER_PLAN',
-        `a tensor-parallel plan needs at least 2 nodes besides the coordinator; ${remote.length} ${remote.length === 1 ? 'is' : 'are'} up`,
+        `a ${what} plan needs at least 2 nodes besides the coordinator; ${remote.length} ${remote.length === 1 ? 'is' : 'are'} up`,
       );
+    }
+    if (parallelism === 'expert') {
+      if (!moe) throw new CairnError('CLUSTER_PLAN', 'an expert-parallel plan needs a Mixture-of-Experts model; this one has no routed experts');
+      const c = expertPlan({ ...withExchange, nodes: remote }, remote);
+      if (!c.fits)
+        throw new CairnError('CLUSTER_PLAN', `the experts spread over the ${remote.length} nodes do not fit: ${c.problem ?? 'not enough memory'}`);
+      return asPlan(c);
     }
     const c = tensorPlan({ ...withExchange, nodes: remote }, remote);
     if (!c.fits)
@@ -83,12 +94,13 @@ export function chooseRunnable(
   const extra: Candidate[] = [];
   if (remote.length >= 2) {
     extra.push(tensorPlan({ ...withExchange, nodes: remote }, remote));
+    if (moe) extra.push(expertPlan({ ...withExchange, nodes: remote }, remote));
     if (local.length) {
       const h = hybridPlan(withExchange, [local, remote]);
       if (h) extra.push(h);
     }
   }
-  const runnable = [...choosePlan({ ...withExchange, kinds: ['tensor', 'hybrid'] }).candidates, ...extra].filter(
+  const runnable = [...choosePlan({ ...withExchange, kinds: ['tensor', 'expert', 'hybrid'] }).candidates, ...extra].filter(
     (c) => c.fits && !c.stages.some((s) => s.splitCount > 1 && s.nodeId === localId),
   );
   const usesAll = runnable.filter((c) => new Set(c.stages.map((s) => s.nodeId)).size === all.size);

@@ -40,6 +40,11 @@ export const MeshFrame = {
   shardAbort: FIRST_APP_FRAME_TYPE + 12,
   /** one-way, rank -> the other ranks of its tensor-parallel group: message PartialHead + the partial sum */
   partial: FIRST_APP_FRAME_TYPE + 13,
+  /**
+   * request, an expert-parallel home -> one of its expert ranks: message ExpertStepHead + the
+   * tokens' FFN inputs (f32), chosen experts (int32) and weights (f32) -> raw f32 outputs
+   */
+  experts: FIRST_APP_FRAME_TYPE + 14,
 } as const;
 
 /** Where a peer node listens. */
@@ -60,6 +65,24 @@ export interface GroupSpec {
   readonly peers: readonly PeerRef[];
   /** How partial sums travel (exchange-codec.ts); default f32. */
   readonly exchange?: 'f32' | 'f16' | 'q8';
+  /**
+   * `tensor` (default): every rank holds a slice of every block and all add up partial sums.
+   * `expert`: rank 0 (the home) holds the layers but for the other ranks' routed experts, which
+   * hold only those and compute the tokens the home sends them.
+   */
+  readonly mode?: 'tensor' | 'expert';
+}
+
+/**
+ * The head of an expert request: which plan, step and layer (of the group's range), and how many
+ * tokens (those routed to the rank's experts) follow as inputs (n x nEmbd f32), chosen experts and
+ * weights (n x used each, int32 and f32).
+ */
+export interface ExpertStepHead {
+  readonly epoch: number;
+  readonly step: number;
+  readonly layer: number;
+  readonly n: number;
 }
 
 /** The JSON head of a partial-sum frame; f32 values (the step's tokens x nEmbd) follow. */

@@ -22,6 +22,7 @@ import { SequenceSamplers } from '../engine/sequence-samplers.js';
 import type { StageSizes } from './limits.js';
 import { checkForwardHead, checkTokenIds, type StageBounds } from './validate.js';
 import type { TensorGroup } from './tensor-group.js';
+import type { ExpertDispatcher } from './expert-dispatch.js';
 import type { ShardBatch } from '../model/decoder.js';
 
 /** Where a stage runner's output goes. */
@@ -33,9 +34,12 @@ export interface StageLinks {
   /**
    * This node's tensor-parallel group, when the stage is one rank of it: every rank runs every
    * step (rank 0 passes each step's input on to the others) and adds up partial sums with them;
-   * rank 0 alone sends the stage's output on.
+   * rank 0 alone sends the stage's output on. Or, as the home of an expert-parallel group, the
+   * expert ranks it sends each MoE layer's routed tokens to (they run no steps of their own).
    */
-  readonly group?: { readonly exchange: TensorGroup; readonly followers: readonly PeerConnection[] };
+  readonly group?:
+    | { readonly exchange: TensorGroup; readonly experts?: undefined; readonly followers: readonly PeerConnection[] }
+    | { readonly exchange?: undefined; readonly experts: ExpertDispatcher; readonly followers: readonly PeerConnection[] };
 }
 
 /** One node's loaded stage of a plan, executing the steps sent to it. */
@@ -86,16 +90,17 @@ export class StageRunner {
     } catch (err) {
       // A rank that fails a step its group has begun leaves the others waiting on its partial sums:
       // the group is broken, and the step error says so (step -1: the plan must be made again).
+      // So does a home whose expert rank failed it.
       const group = this.links.group?.exchange;
       if (group && !group.broken) group.break(err as Error);
       const message = (err as Error).message.slice(0, 2000);
-      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: group ? -1 : step, message })));
+      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: this.links.group ? -1 : step, message })));
     }
   }
 
   /** A partial sum from another rank of this stage's group. */
   onPartial(fromNodeId: string, frame: Frame): void {
-    this.links.group?.exchange.onPartial(fromNodeId, frame);
+    this.links.group?.exchange?.onPartial(fromNodeId, frame);
   }
 
   /** Sizes that bound the messages this stage receives (limits.ts). */
@@ -148,7 +153,7 @@ export class StageRunner {
 
   /** One step of a group rank: the forward pass, adding up each partial sum with the other ranks. */
   private async runGroupStep(head: ForwardHead, body: Buffer): Promise<void> {
-    const group = this.links.group!.exchange;
+    const { exchange: group, experts } = this.links.group!;
     let batch = this.batchOf(head, body);
     let out: Float32Array | undefined;
     let index = 0;
@@ -162,12 +167,17 @@ export class StageRunner {
         // The kernel threads rest while this thread waits on the network (a shared machine's
         // other ranks need the cores).
         restKernelThreads();
-        if (!(r.value instanceof Float32Array)) throw new CairnError('BAD_ARGUMENT', 'an expert-parallel home runs with its expert ranks');
-        await group.allReduce(head.step, index++, r.value);
+        if (r.value instanceof Float32Array) {
+          if (!group) throw new CairnError('BAD_ARGUMENT', 'a tensor-parallel rank runs with its group');
+          await group.allReduce(head.step, index++, r.value);
+        } else {
+          if (!experts) throw new CairnError('BAD_ARGUMENT', 'an expert-parallel home runs with its expert ranks');
+          await experts.dispatch(head.step, r.value);
+        }
       }
       batch = { ...batch, tokens: undefined, hidden: out };
     }
-    if (group.rank === 0) this.deliver(head, out!);
+    if (!group || group.rank === 0) this.deliver(head, out!);
   }
 
   /** Sends a step's output on: hidden states to the next stage, or (last) sampled tokens to the coordinator. */
@@ -207,7 +217,7 @@ export class StageRunner {
 
   /** Releases the shard's file mapping (and fails what waits on the group). */
   close(): void {
-    this.links.group?.exchange.break(new CairnError('CLUSTER_CLOSED', 'the stage was unloaded'));
+    this.links.group?.exchange?.break(new CairnError('CLUSTER_CLOSED', 'the stage was unloaded'));
     this.loaded.close();
   }
 }
