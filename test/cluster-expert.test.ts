@@ -3,7 +3,8 @@
  * (`cairn serve --cluster --parallelism expert --no-local-compute`) running a Mixture-of-Experts
  * model: the first node (the home) holds attention, the router, the shared expert and its share of
  * the routed experts; the others hold only theirs and are sent the tokens routed to them. The
- * greedy output equals single-node `cairn generate` over 2 and 3 nodes; the status names the home;
+ * greedy output equals single-node `cairn generate` over 2 and 3 nodes; the nodes, which lack the
+ * model, are sent only what they hold (an expert rank its experts); the status names the home;
  * an expert rank that dies costs the requests in flight nothing worse than a clear error and the
  * server keeps serving; a dense model refuses the plan with the reason.
  */
@@ -88,7 +89,16 @@ for (const ranks of [2, 3]) {
   test(`the routed experts spread over ${ranks} nodes give the single-node greedy tokens`, { timeout: 240_000 }, async () => {
     const expected = generate('hello', 30);
     await withGroup(ranks, async (s, nodes) => {
-      const plan = (await status(s.url)).plan!;
+      const st = await status(s.url);
+      const plan = st.plan!;
+      // The nodes lack the model: each was sent a shard file, an expert rank only its experts.
+      const received = plan.stages.map((x) => {
+        const port = st.nodes.find((n) => n.id === x.nodeId)!.address.split(':').pop();
+        const m = /receiving layers \S+ \(([\d.]+) MiB\)/.exec(nodes.find((n) => String(n.port) === port)!.stderr());
+        assert.ok(m, `rank ${x.splitRank} was sent its shard`);
+        return Number(m[1]);
+      });
+      for (let r = 1; r < ranks; r++) assert.ok(received[r] < received[0] / 2, `expert rank ${r} received ${received[r]} MiB, the home ${received[0]} MiB`);
       assert.deepEqual(
         plan.stages.map((x) => [x.layerStart, x.layerEnd, x.splitRank, x.splitCount, x.splitMode]),
         Array.from({ length: ranks }, (_, r) => [0, 3, r, ranks, 'expert']),

@@ -431,7 +431,12 @@ export class ClusterCoordinator implements ForwardRunner {
     const prepare = async (): Promise<PreparedShard> => {
       const bar = new ProgressReporter(this.opts.progress ? `hashing ${range} for ${node.caps.name}` : undefined, 1);
       try {
-        return await prepareShard(this.opts.modelPath, this.opts.file, this.modelSha, this.opts.config.nLayer, req.layerStart, req.layerEnd, (d, t) => bar.update(d / t));
+        // A rank of a group is sent only what it reads of its layers.
+        const g = req.group;
+        const spec = g
+          ? { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: g.rank, splitCount: g.peers.length, splitShares: g.shares, ...(g.mode ? { splitMode: g.mode } : {}) }
+          : { layerStart: req.layerStart, layerEnd: req.layerEnd };
+        return await prepareShard(this.opts.modelPath, this.opts.file, this.modelSha, this.opts.config.nLayer, spec, (d, t) => bar.update(d / t));
       } finally {
         bar.stop();
       }

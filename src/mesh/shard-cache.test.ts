@@ -35,7 +35,7 @@ const sha = createHash('sha256').update(bytes).digest('hex');
 const noPins = new Set<string>();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const shard = (start: number, end: number): Promise<PreparedShard> => prepareShard(model, file, sha, 4, start, end);
+const shard = (start: number, end: number): Promise<PreparedShard> => prepareShard(model, file, sha, 4, { layerStart: start, layerEnd: end });
 
 /** Receives a shard into a cache as a node would; returns its path. */
 function store(cache: ShardCache, s: PreparedShard, source = bytes): Promise<string> {
@@ -45,11 +45,12 @@ function store(cache: ShardCache, s: PreparedShard, source = bytes): Promise<str
   rx.chunk(owner, 0, s.header);
   let at = s.header.length;
   let seq = 1;
-  s.tensors.forEach((t, i) => {
+  s.pieces.forEach((p, i) => {
     const want = s.manifest.tensors[i].offset;
     if (want > at) rx.chunk(owner, seq++, new Uint8Array(want - at));
-    rx.chunk(owner, seq++, source.subarray(t.offset, t.offset + t.byteLength));
-    at = want + t.byteLength;
+    const t = p.source;
+    rx.chunk(owner, seq++, p.extract(source.subarray(t.offset, t.offset + t.byteLength)));
+    at = want + p.byteLength;
   });
   if (s.manifest.fileSize > at) rx.chunk(owner, seq++, new Uint8Array(s.manifest.fileSize - at));
   return rx.finish(owner);
@@ -106,7 +107,7 @@ test('a file put under a shard\'s name by anyone else, or with an index entry th
   const otherPath = join(dir, 'other.gguf');
   writeSyntheticModel(otherPath, { ...shape, seed: 6 }, quantize);
   const elsewhere = new ShardCache({ dir: join(dir, 'elsewhere') });
-  const wrong = await prepareShard(otherPath, readGguf(otherPath), 'c'.repeat(64), 4, 0, 2);
+  const wrong = await prepareShard(otherPath, readGguf(otherPath), 'c'.repeat(64), 4, { layerStart: 0, layerEnd: 2 });
   const wrongFile = await store(elsewhere, wrong, readFileSync(otherPath));
   const cache = new ShardCache({ dir: join(dir, 'planted') });
   copyFileSync(wrongFile, cache.shardPath(digest));

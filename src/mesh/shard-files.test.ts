@@ -69,7 +69,7 @@ test('a shard holds only its layers (plus the embedding and head at the ends) an
   assert.ok(names(0, 2).includes('token_embd.weight'));
   // Tied head: the last stage needs the embedding matrix too.
   assert.ok(names(2, 4).includes('token_embd.weight') && names(2, 4).includes('output_norm.weight'));
-  const shard = await prepareShard(model, file, sha, 4, 2, 4);
+  const shard = await prepareShard(model, file, sha, 4, { layerStart: 2, layerEnd: 4 });
   const { begin, chunks } = await recordTransfer(shard);
   assert.deepEqual(begin, shard.manifest, 'the transfer announces the manifest of the load request');
   const cache = cacheAt('cache');
@@ -89,8 +89,8 @@ test('a shard holds only its layers (plus the embedding and head at the ends) an
 });
 
 test('the manifest states the hashes of the model\'s own bytes, so another model\'s bytes are refused naming the tensor', async () => {
-  const shard = await prepareShard(model, file, sha, 4, 0, 2);
-  for (const [i, t] of shard.tensors.entries()) {
+  const shard = await prepareShard(model, file, sha, 4, { layerStart: 0, layerEnd: 2 });
+  for (const [i, { source: t }] of shard.pieces.entries()) {
     assert.equal(shard.manifest.tensors[i].sha256, createHash('sha256').update(bytes.subarray(t.offset, t.offset + t.byteLength)).digest('hex'), t.name);
   }
   // Same shapes, other weights: a sender holding another file cannot pass it off as this model.
@@ -116,7 +116,7 @@ test('the manifest states the hashes of the model\'s own bytes, so another model
 });
 
 test('a corrupted, reordered, overlong or short transfer is refused and leaves no file behind', async () => {
-  const shard = await prepareShard(model, file, sha, 4, 0, 2);
+  const shard = await prepareShard(model, file, sha, 4, { layerStart: 0, layerEnd: 2 });
   const { begin, chunks } = await recordTransfer(shard);
   const cache = cacheAt('bad');
   const rx = new ShardReceiver(cache);
@@ -147,7 +147,7 @@ test('a corrupted, reordered, overlong or short transfer is refused and leaves n
 });
 
 test('a transfer that stops removes its partial file: a newer transfer, its connection closing, the node stopping', async () => {
-  const shard = await prepareShard(model, file, sha, 4, 0, 4);
+  const shard = await prepareShard(model, file, sha, 4, { layerStart: 0, layerEnd: 4 });
   const { begin, chunks } = await recordTransfer(shard);
   const cache = cacheAt('stops');
   const rx = new ShardReceiver(cache);
@@ -177,7 +177,7 @@ test('a transfer that stops removes its partial file: a newer transfer, its conn
 });
 
 test('sendShard stops as soon as the node gives the transfer up, with the node\'s reason', async () => {
-  const shard = await prepareShard(model, file, sha, 4, 0, 4);
+  const shard = await prepareShard(model, file, sha, 4, { layerStart: 0, layerEnd: 4 });
   let writes = 0;
   const conn: PeerConnection = Object.assign(new EventEmitter(), {
     request: async () => ({}),
@@ -198,9 +198,9 @@ test('sendShard stops as soon as the node gives the transfer up, with the node\'
 });
 
 test('the tensor hashes of a model are kept by the model\'s SHA-256 and not recomputed', async () => {
-  const first = await prepareShard(model, file, sha, 4, 1, 3);
+  const first = await prepareShard(model, file, sha, 4, { layerStart: 1, layerEnd: 3 });
   let hashed = 0;
-  const again = await prepareShard(model, file, sha, 4, 1, 3, (done) => (hashed = done));
+  const again = await prepareShard(model, file, sha, 4, { layerStart: 1, layerEnd: 3 }, (done) => (hashed = done));
   assert.equal(hashed, 0);
   assert.deepEqual(again.manifest, first.manifest);
   assert.ok(existsSync(join(dir, 'xdg', 'cairn', 'tensor-hashes', `${sha}.json`)));

@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { GgufTensorInfo } from '../gguf/reader.js';
 import { CairnError } from '../util/errors.js';
 import { cacheDir } from '../util/file-hash.js';
 import { isSha256Hex } from './shard-manifest.js';
@@ -47,13 +46,25 @@ function writeStore(modelSha256: string, hashes: Map<string, string>): void {
 }
 
 /**
- * SHA-256 (hex) of each tensor's bytes in the model file at `path`, whose whole-file SHA-256 is
- * `modelSha256`. `onProgress` gets bytes hashed so far out of the bytes that needed hashing.
+ * Bytes of the model file to hash as one: a tensor (`offset`, `byteLength`), a contiguous slice of
+ * one, or (`columns`) the same bytes of each of `rows` rows of `rowBytes` from `offset`, gathered.
+ * `name` keys the result in the store, so a slice is named apart from its tensor.
+ */
+export interface HashedBytes {
+  readonly name: string;
+  readonly offset: number;
+  readonly byteLength: number;
+  readonly columns?: { readonly rows: number; readonly rowBytes: number; readonly from: number; readonly width: number };
+}
+
+/**
+ * SHA-256 (hex) of each tensor's (or slice's) bytes in the model file at `path`, whose whole-file
+ * SHA-256 is `modelSha256`. `onProgress` gets bytes read so far out of the bytes that needed hashing.
  */
 export async function tensorSha256s(
   path: string,
   modelSha256: string,
-  tensors: readonly GgufTensorInfo[],
+  tensors: readonly HashedBytes[],
   onProgress?: (done: number, total: number) => void,
 ): Promise<string[]> {
   if (!isSha256Hex(modelSha256)) throw new CairnError('BAD_ARGUMENT', 'model hash is not 64 hex digits');
@@ -71,7 +82,23 @@ export async function tensorSha256s(
       const buf = Buffer.allocUnsafe(Math.min(READ_PIECE, Math.max(1, total)));
       for (const t of missing) {
         const hash = createHash('sha256');
-        for (let at = 0; at < t.byteLength; ) {
+        const c = t.columns;
+        // Gathered columns: whole rows are read (as many as fit the buffer), their columns hashed.
+        const rowsPerRead = c ? Math.max(1, Math.floor(buf.length / c.rowBytes)) : 0;
+        const big = c && c.rowBytes > buf.length ? Buffer.allocUnsafe(c.rowBytes) : buf;
+        for (let r = 0; c && r < c.rows; r += rowsPerRead) {
+          const n = Math.min(rowsPerRead, c.rows - r);
+          const want = n * c.rowBytes;
+          for (let got = 0; got < want; ) {
+            const { bytesRead } = await handle.read(big, got, want - got, t.offset + r * c.rowBytes + got);
+            if (bytesRead === 0) throw new CairnError('GGUF_MALFORMED', `${path}: tensor "${t.name}" runs past the end of the file`);
+            got += bytesRead;
+          }
+          for (let i = 0; i < n; i++) hash.update(big.subarray(i * c.rowBytes + c.from, i * c.rowBytes + c.from + c.width));
+          done += want;
+          onProgress?.(done, total);
+        }
+        for (let at = 0; !c && at < t.byteLength; ) {
           const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, t.byteLength - at), t.offset + at);
           if (bytesRead === 0) throw new CairnError('GGUF_MALFORMED', `${path}: tensor "${t.name}" runs past the end of the file`);
           hash.update(buf.subarray(0, bytesRead));

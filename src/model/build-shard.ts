@@ -148,10 +148,21 @@ export function loadExpertShard(
 ): ExpertShard {
   const split = expertSplitOf(spec);
   if (!split || split.rank === 0) throw new CairnError('BAD_ARGUMENT', 'an expert rank is a rank after the first of an expert-parallel group');
-  checkExpertSplittable(cfg, spec);
-  const family = familyOf(cfg);
   const src = new GgufTensorSource(file, { bytesOf, kernels }, undefined, split);
   const ws = new Workspace(maxBatch);
+  const { layers, used } = declareExpertShard(cfg, spec, src, ws);
+  return new ExpertShard(cfg, spec, layers, used, { bytes: src.totalBytes, views: src.views() }, kernels, ws);
+}
+
+/** Declares an expert rank's tensors through `src` (made with the rank's expert split) and builds its experts by layer. */
+export function declareExpertShard(
+  cfg: ModelConfig,
+  spec: ShardSpec,
+  src: GgufTensorSource,
+  ws: Workspace,
+): { layers: (MoeFfn | undefined)[]; used: number[] } {
+  checkExpertSplittable(cfg, spec);
+  const family = familyOf(cfg);
   const layers: (MoeFfn | undefined)[] = [];
   const used: number[] = [];
   for (let l = spec.layerStart; l < spec.layerEnd; l++) {
@@ -160,5 +171,5 @@ export function loadExpertShard(
     layers.push(plan.kind === 'moe' ? family.routedExperts!(cfg, l, src, ws) : undefined);
     used.push(plan.kind === 'moe' ? plan.used : 0);
   }
-  return new ExpertShard(cfg, spec, layers, used, { bytes: src.totalBytes, views: src.views() }, kernels, ws);
+  return { layers, used };
 }

@@ -11,6 +11,7 @@ import type { GgufFile, GgufTensorInfo } from '../gguf/reader.js';
 import type { Kernels } from '../kernels/api.js';
 import type { ExpertBank, Matrix, TensorSource } from './tensor-source.js';
 import type { Range, TensorSplit } from './tensor-split.js';
+import { fullDims, readSlices, tensorBytes, type TensorSlice } from './tensor-slices.js';
 
 /** Returns the bytes of a tensor in the file (a mapped view, not a copy). */
 export type TensorBytes = (t: GgufTensorInfo) => Uint8Array;
@@ -41,6 +42,8 @@ const NO_BYTES = new Uint8Array(0);
 interface Held {
   readonly bytes: number;
   readonly data: (whole: Uint8Array) => Uint8Array;
+  /** Which slice of the tensor this is, where a shard file can hold it alone. */
+  readonly slice?: TensorSlice;
 }
 
 /** Checks declared tensors against a file, accounts for their bytes per part, and (when loading) returns their data. */
@@ -53,6 +56,10 @@ export class GgufTensorSource implements TensorSource {
   /** Bytes held of each distinct tensor declared (all of it unless a slice). */
   private readonly heldBytes = new Map<string, number>();
   private readonly shared = new Map<string, Float32Array | undefined>();
+  /** Tensors of which the file holds a slice: the slice, and the stored tensor. */
+  private readonly stored = new Map<string, { readonly slice: TensorSlice; readonly real: GgufTensorInfo }>();
+  /** The slice declared of each distinct tensor (undefined: all of it). */
+  private readonly declaredSlices = new Map<string, TensorSlice | undefined>();
   private readonly zeros = new Map<number, Float32Array>();
 
   /**
@@ -68,6 +75,14 @@ export class GgufTensorSource implements TensorSource {
   ) {
     this.path = file.path;
     this.byName = new Map(file.tensors.map((t) => [t.name, t]));
+    // A shard file that holds slices: the source checks declarations against the whole tensors
+    // they came from, and serves the slices from the stored bytes.
+    for (const [name, slice] of readSlices(file)) {
+      const t = this.byName.get(name)!;
+      const dims = fullDims(t.dims, slice);
+      this.stored.set(name, { slice, real: t });
+      this.byName.set(name, { ...t, dims, byteLength: tensorBytes(t.type, dims), elements: dims.reduce((a, b) => a * b, 1) });
+    }
   }
 
   /** Makes the following declarations belong to `part`. */
@@ -110,6 +125,11 @@ export class GgufTensorSource implements TensorSource {
     return [...this.unique.keys()];
   }
 
+  /** The slice of each distinct tensor declared that a shard file may hold alone (undefined: all of it), in the order first declared. */
+  slices(): Map<string, TensorSlice | undefined> {
+    return new Map(this.declaredSlices);
+  }
+
   /** The data of every distinct tensor declared, in file order (for reading pages in ahead). */
   views(): Uint8Array[] {
     return [...this.unique.entries()].sort((a, b) => this.byName.get(a[0])!.offset - this.byName.get(b[0])!.offset).map((e) => e[1]);
@@ -132,7 +152,8 @@ export class GgufTensorSource implements TensorSource {
     const [r0, r1] = this.checkRange(name, range, rows, 1);
     const rowBytes = ggmlRowBytes(t.type, cols);
     const bytes = (r1 - r0) * rowBytes;
-    const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(r0 * rowBytes, r1 * rowBytes) });
+    const slice: TensorSlice | undefined = t.dims.length === 2 ? { kind: 'outer', start: r0, end: r1, full: rows } : undefined;
+    const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(r0 * rowBytes, r1 * rowBytes), slice });
     return { name, type: t.type, rows: r1 - r0, cols, data };
   }
 
@@ -148,7 +169,8 @@ export class GgufTensorSource implements TensorSource {
       for (let r = 0; r < rows; r++) out.set(whole.subarray(r * rowBytes + from, r * rowBytes + from + width), r * width);
       return out;
     };
-    const data = this.count(t, rows * width, { bytes: rows * width, data: copy });
+    const slice: TensorSlice | undefined = t.dims.length === 2 ? { kind: 'columns', start: c0, end: c1, full: cols } : undefined;
+    const data = this.count(t, rows * width, { bytes: rows * width, data: copy, slice });
     return { name, type: t.type, rows, cols: c1 - c0, data };
   }
 
@@ -159,7 +181,8 @@ export class GgufTensorSource implements TensorSource {
     if (t.type !== GgmlType.F32 || t.elements !== len) return this.declareVector(name, len, required)!.subarray(a, b);
     // An F32 vector's range is a view of the file: only it is held.
     const bytes = 4 * (b - a);
-    const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(4 * a, 4 * b) });
+    const slice: TensorSlice | undefined = t.dims.length === 1 ? { kind: 'outer', start: a, end: b, full: len } : undefined;
+    const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(4 * a, 4 * b), slice });
     return this.load ? new Float32Array(data.buffer, data.byteOffset, b - a) : this.zeroVector(b - a);
   }
 
@@ -180,7 +203,8 @@ export class GgufTensorSource implements TensorSource {
     const held = (e1 - e0) * expertBytes;
     // A rank computes, on average, its share of the experts a token chooses.
     const active = Math.round((used * held) / count);
-    const data = this.count(t, active, { bytes: held, data: (whole) => whole.subarray(e0 * expertBytes, e1 * expertBytes) });
+    const slice: TensorSlice = { kind: 'outer', start: e0, end: e1, full: count };
+    const data = this.count(t, active, { bytes: held, data: (whole) => whole.subarray(e0 * expertBytes, e1 * expertBytes), slice });
     return { name, type: t.type, rows, cols, count: e1 - e0, expertBytes, data, first: e0 };
   }
 
@@ -247,11 +271,32 @@ export class GgufTensorSource implements TensorSource {
     }
     let data = this.unique.get(t.name);
     if (!data) {
-      data = this.load ? (held ? held.data(this.load.bytesOf(t)) : this.load.bytesOf(t)) : NO_BYTES;
+      data = this.load ? this.dataOf(t, held) : NO_BYTES;
       this.unique.set(t.name, data);
       this.heldBytes.set(t.name, heldBytes);
+      this.declaredSlices.set(t.name, held?.slice);
     }
     return data;
+  }
+
+  /** A declared tensor's bytes: all of it, or the slice `held` asks for (from the file's slice where it holds one). */
+  private dataOf(t: GgufTensorInfo, held: Held | undefined): Uint8Array {
+    const load = this.load!;
+    const stored = this.stored.get(t.name);
+    if (!stored) return held ? held.data(load.bytesOf(t)) : load.bytesOf(t);
+    const want = held?.slice;
+    const s = stored.slice;
+    const fits = want && want.kind === s.kind && (s.kind === 'outer' ? s.start <= want.start && want.end <= s.end : s.start === want.start && s.end === want.end);
+    if (!fits) {
+      throw new CairnError(
+        'MODEL_UNSUPPORTED',
+        `${this.path}: this shard holds ${s.kind === 'outer' ? 'part' : 'some columns'} [${s.start}, ${s.end}) of tensor "${t.name}", not what this split reads; it was made for another plan`,
+      );
+    }
+    const bytes = load.bytesOf(stored.real);
+    if (s.kind === 'columns') return bytes;
+    const unit = t.byteLength / s.full;
+    return bytes.subarray((want.start - s.start) * unit, (want.end - s.start) * unit);
   }
 
   /** Checks that [start, end) is a non-empty range within `size` on multiples of `unit`. */

@@ -6,9 +6,10 @@
  */
 import type { GgufFile } from '../gguf/reader.js';
 import type { ModelConfig } from './config.js';
-import { declareShard } from './build-shard.js';
+import { checkSplittable, declareExpertShard, declareShard } from './build-shard.js';
 import { GgufTensorSource, type PartBytes } from './gguf-tensor-source.js';
-import { wholeModel, type ShardSpec } from './shard.js';
+import { expertSplitOf, tensorSplitOf, wholeModel, type ShardSpec } from './shard.js';
+import type { TensorSlice } from './tensor-slices.js';
 import { Workspace } from './blocks/workspace.js';
 
 export type { PartBytes } from './gguf-tensor-source.js';
@@ -69,4 +70,21 @@ export function shardTensorNames(file: GgufFile, cfg: ModelConfig, range: Pick<S
   const src = new GgufTensorSource(file);
   declareShard(cfg, { layerStart: range.layerStart, layerEnd: range.layerEnd, splitRank: 0, splitCount: 1 }, src, new Workspace(1));
   return src.names();
+}
+
+/**
+ * What a shard reads of each tensor, in the order first declared: all of it (undefined) or a slice
+ * a shard file may hold alone (tensor-slices.ts). A tensor- or expert-parallel rank reads slices of
+ * its split tensors; an expert rank only its experts.
+ */
+export function shardTensorSlices(file: GgufFile, cfg: ModelConfig, spec: ShardSpec): Map<string, TensorSlice | undefined> {
+  const experts = expertSplitOf(spec);
+  const src = new GgufTensorSource(file, undefined, tensorSplitOf(spec), experts);
+  const ws = new Workspace(1);
+  if (experts && experts.rank > 0) declareExpertShard(cfg, spec, src, ws);
+  else {
+    checkSplittable(cfg, spec);
+    declareShard(cfg, spec, src, ws);
+  }
+  return src.slices();
 }
