@@ -203,6 +203,20 @@ test(
   },
 );
 
+test('three ranks that add up their partial sums around a ring give the single-node greedy tokens', { timeout: 240_000 }, async () => {
+  const expected = generate('hello', 30);
+  await withGroup(
+    [[], [], []],
+    async (s, nodes) => {
+      const r = await complete(s.url, 'hello', 30);
+      assert.equal(r.status, 200, r.error);
+      assert.equal(r.text, expected);
+      for (const n of nodes) assert.match(n.stderr(), /as rank [012] of 3 \(partial sums in f32; ring all-reduce\)/);
+    },
+    ['--all-reduce', 'ring'],
+  );
+});
+
 test(
   'ranks that exchange q8 partial sums serve completions (their exactness: src/mesh/exchange-codec.test.ts)',
   { timeout: 180_000 },

@@ -32,6 +32,7 @@ interface ServeFlags extends ClusterKeyFlags {
   activations?: 'f16' | 'f32';
   parallelism: 'auto' | 'pipeline' | 'tensor' | 'expert' | 'hybrid';
   exchange?: 'f32' | 'f16' | 'q8';
+  allReduce: 'auto' | 'direct' | 'ring';
   requestTimeout: number;
   idleTimeout: number;
   templateTimeout: number;
@@ -84,6 +85,14 @@ export function serveCommand(): Command {
         'q8',
       ]),
     )
+    .addOption(
+      new Option(
+        '--all-reduce <kind>',
+        'with --cluster: how tensor-parallel groups of 3 or more nodes add up partial sums: direct (one round, every node to every other), ring (2(n-1) rounds of 1/n of the values each) or auto (whichever the measured links make cheaper for each exchange)',
+      )
+        .choices(['auto', 'direct', 'ring'])
+        .default('auto'),
+    )
     .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
     .action(async (o: ServeFlags) => {
       // The server modules load only for this command, keeping other commands' start-up short.
@@ -131,6 +140,7 @@ export function serveCommand(): Command {
             activations: o.activations,
             parallelism: o.parallelism,
             exchange: o.exchange,
+            allReduce: o.allReduce,
             progress: process.stderr.isTTY,
           });
           const c = coordinator;

@@ -20,9 +20,9 @@ import { GgmlType } from '../gguf/ggml-types.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, openMapping, type KvType } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
-import { peerLinks } from '../planner/links.js';
+import { peerLinks, worstLink } from '../planner/links.js';
 import { makePlan } from '../planner/plan.js';
-import type { NodeInfo, Plan, PlanStage } from '../planner/types.js';
+import type { NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
 import { chooseRunnable } from './plan-choice.js';
 import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
@@ -67,6 +67,8 @@ export interface CoordinatorOptions {
    * nodes (one tensor-parallel group, shares by measured speed); `auto` (default): the planner's choice.
    */
   readonly parallelism?: 'auto' | 'pipeline' | 'tensor' | 'expert' | 'hybrid';
+  /** How tensor-parallel groups of 3 or more add up partial sums: by their link (auto), or always direct or ring. */
+  readonly allReduce?: 'auto' | 'direct' | 'ring';
   /** How a tensor-parallel group's partial sums travel (mesh/exchange-codec.ts); default f32 (exact). */
   readonly exchange?: 'f32' | 'f16' | 'q8';
 }
@@ -143,6 +145,8 @@ export class ClusterCoordinator implements ForwardRunner {
   private closed = false;
   private started = false;
   private readonly localId = `local-${randomUUID().slice(0, 8)}`;
+  /** What the last plan was made from: the links a group's all-reduce chooses its algorithm by. */
+  private planRequest: PlanRequest | undefined;
   private discovery: Discovery | undefined;
   private readonly log: (line: string) => void;
 
@@ -276,6 +280,7 @@ export class ClusterCoordinator implements ForwardRunner {
       // Links between two nodes are not measured: the slower of their links to this machine.
       const measured = remote.map((n) => n.link);
       const req = { model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: [...measured, ...peerLinks(measured)], kvTokens: this.opts.ctx * this.opts.slots };
+      this.planRequest = req;
       const parallelism = this.opts.parallelism ?? 'auto';
       if (parallelism === 'pipeline') return makePlan(req);
       return chooseRunnable(req, this.localId, parallelism, this.opts.exchange);
@@ -361,6 +366,8 @@ export class ClusterCoordinator implements ForwardRunner {
         const peers = nodes.map((n) => ({ host: n.host, port: n.port, nodeId: n.caps.nodeId }));
         // An expert group's plan entries name its home; the other ranks hold routed experts only.
         const mode = group.length > 1 && s.home !== undefined ? ('expert' as const) : ('tensor' as const);
+        const worst = this.planRequest && group.length > 2 ? worstLink(this.planRequest, group.map((r) => r.nodeId)) : undefined;
+        const link = worst ? { latencySeconds: worst.latencySeconds, bytesPerSecond: worst.bytesPerSecond } : undefined;
         for (let rank = 0; rank < group.length; rank++) {
           const r = group[rank];
           const node = nodes[rank];
@@ -377,7 +384,7 @@ export class ClusterCoordinator implements ForwardRunner {
             next: next && rank === 0 ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
             group:
               group.length > 1
-                ? { rank, shares: r.splitShares ?? group.map(() => 1), peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange }) }
+                ? { rank, shares: r.splitShares ?? group.map(() => 1), peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange, ...(link ? { link } : {}), ...(this.opts.allReduce ? { allReduce: this.opts.allReduce } : {}) }) }
                 : undefined,
             epoch,
           };

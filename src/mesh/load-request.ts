@@ -71,7 +71,23 @@ export function validateLoadRequest(v: unknown): LoadRequest {
     }
     if (g.exchange !== undefined && g.exchange !== 'f32' && g.exchange !== 'f16' && g.exchange !== 'q8') throw bad('group.exchange must be f32, f16 or q8');
     if (g.mode !== undefined && g.mode !== 'tensor' && g.mode !== 'expert') throw bad('group.mode must be tensor or expert');
-    group = { rank: g.rank, shares: g.shares as number[], peers, ...(g.exchange ? { exchange: g.exchange } : {}), ...(g.mode ? { mode: g.mode } : {}) };
+    let link: GroupSpec['link'];
+    if (g.link !== undefined && g.link !== null) {
+      const l = g.link;
+      const positive = (x: unknown, max: number) => typeof x === 'number' && Number.isFinite(x) && x > 0 && x <= max;
+      if (!isRecord(l) || !positive(l.latencySeconds, 60) || !positive(l.bytesPerSecond, 1e15)) throw bad('group.link must give a positive latency (s) and bandwidth (bytes/s)');
+      link = { latencySeconds: l.latencySeconds as number, bytesPerSecond: l.bytesPerSecond as number };
+    }
+    if (g.allReduce !== undefined && g.allReduce !== 'auto' && g.allReduce !== 'direct' && g.allReduce !== 'ring') throw bad('group.allReduce must be auto, direct or ring');
+    group = {
+      ...(g.allReduce ? { allReduce: g.allReduce } : {}),
+      rank: g.rank,
+      shares: g.shares as number[],
+      peers,
+      ...(g.exchange ? { exchange: g.exchange } : {}),
+      ...(g.mode ? { mode: g.mode } : {}),
+      ...(link ? { link } : {}),
+    };
   }
   let shard: LoadRequest['shard'];
   if (v.shard !== undefined && v.shard !== null) {

@@ -336,7 +336,7 @@ export class MeshNode {
         ? ''
         : req.group.mode === 'expert'
           ? ` as the home of an expert-parallel group of ${req.group.peers.length}`
-          : ` as rank ${req.group.rank} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'})`;
+          : ` as rank ${req.group.rank} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'}${req.group.allReduce && req.group.allReduce !== 'auto' ? `; ${req.group.allReduce} all-reduce` : ''})`;
       this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName}${rank} from ${source === 'model' ? path : 'the shard cache'}`);
       const loaded = await loadShards(path, {
         threads: this.opts.threads,
@@ -389,7 +389,7 @@ export class MeshNode {
           throw new CairnError('BAD_ARGUMENT', `q8 exchanges need an embedding size that is a multiple of 32, not ${loaded.config.nEmbd}; use f16`);
         }
         const codec = req.group.exchange && req.group.exchange !== 'f32' ? new ExchangeCodec(this.kernels, req.group.exchange) : undefined;
-        const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId), codec);
+        const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId), codec, req.group.link, req.group.allReduce);
         for (const peer of this.groupPeers) peer?.on('close', () => exchange.break(new CairnError('CLUSTER_CLOSED', `rank ${peer.peer.name} of the tensor-parallel group disconnected`)));
         group = { exchange, followers: req.group.rank === 0 ? this.groupPeers.filter((p): p is PeerConnection => p !== undefined) : [] };
       }

@@ -66,6 +66,13 @@ export interface GroupSpec {
   /** How partial sums travel (exchange-codec.ts); default f32. */
   readonly exchange?: 'f32' | 'f16' | 'q8';
   /**
+   * The slowest link between the group's ranks, as the coordinator estimates it: with it (and 3
+   * ranks or more) each all-reduce takes a ring where that costs less than direct exchange.
+   */
+  readonly link?: { readonly latencySeconds: number; readonly bytesPerSecond: number };
+  /** The all-reduce to use: `auto` (default: by the link), or always `direct` or `ring` (3 ranks or more). */
+  readonly allReduce?: 'auto' | 'direct' | 'ring';
+  /**
    * `tensor` (default): every rank holds a slice of every block and all add up partial sums.
    * `expert`: rank 0 (the home) holds the layers but for the other ranks' routed experts, which
    * hold only those and compute the tokens the home sends them.
@@ -92,6 +99,11 @@ export interface PartialHead {
   /** Which partial sum of the step (two per layer: after attention, after the FFN). */
   readonly index: number;
   readonly rank: number;
+  /**
+   * A ring all-reduce's message: its step around the ring (0 to 2(k-1) - 1: reduce-scatter, then
+   * all-gather), carrying one chunk of the values. Absent: direct exchange, the whole partial.
+   */
+  readonly phase?: number;
 }
 
 /** What a node reports about itself. */

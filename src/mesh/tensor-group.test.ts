@@ -2,7 +2,10 @@
  * The all-reduce of a tensor-parallel group, ranks wired together in one process: every rank ends
  * with the same sum (added in rank order), partials that come early wait, and a peer's bad partial
  * (wrong rank, wrong size, malformed, too far ahead, twice) breaks the group with a clear error
- * instead of a wrong sum or unbounded memory.
+ * instead of a wrong sum or unbounded memory. Groups of 3 or more that know a link on which a ring
+ * costs less sum large partials around a ring: every rank again ends with the same bits, in f32
+ * and compressed, and a ring chunk from anyone but the previous rank, of the wrong size, out of the
+ * ring's steps or twice breaks the group.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +13,9 @@ import type { Frame, PeerConnection } from '../cluster/index.js';
 import { isCairnError } from '../util/errors.js';
 import { packMessage, packParts } from '../util/message-framing.js';
 import { MeshFrame } from './protocol.js';
-import { TensorGroup } from './tensor-group.js';
+import { TensorGroup, ringChunks } from './tensor-group.js';
+import { ExchangeCodec } from './exchange-codec.js';
+import { createKernels } from '../kernels/index.js';
 
 /** A connection that hands what it sends to a receiving function, on a later tick (as a socket would). */
 function wire(deliver: (frame: Frame) => void): PeerConnection {
@@ -24,15 +29,18 @@ function wire(deliver: (frame: Frame) => void): PeerConnection {
 }
 
 /** `count` ranks, each connected to every other. */
-function groupOf(count: number, epoch = 1): TensorGroup[] {
+function groupOf(count: number, epoch = 1, link?: { latencySeconds: number; bytesPerSecond: number }, codec?: ExchangeCodec): TensorGroup[] {
   const ids = Array.from({ length: count }, (_, r) => `node-${r}`);
   const groups: TensorGroup[] = [];
   for (let rank = 0; rank < count; rank++) {
     const peers = ids.map((_, to) => (to === rank ? undefined : wire((f) => groups[to].onPartial(ids[rank], f))));
-    groups.push(new TensorGroup(rank, epoch, peers, ids));
+    groups.push(new TensorGroup(rank, epoch, peers, ids, codec, link));
   }
   return groups;
 }
+
+/** A link on which a ring beats direct exchange for a few KiB: little latency, little bandwidth. */
+const SLOW_WIDE = { latencySeconds: 1e-6, bytesPerSecond: 1e6 };
 
 const partialFrame = (head: unknown, values: Float32Array) =>
   ({ type: MeshFrame.partial, payload: packMessage(head, values) }) as unknown as Frame;
@@ -123,4 +131,76 @@ test('partials of another plan are ignored; breaking the group fails what waits'
   g.break(new Error('rank 1 disconnected'));
   await assert.rejects(waiting, /rank 1 disconnected/);
   assert.match(told!.message, /rank 1 disconnected/);
+});
+
+test('ring chunks cover the values in order, cut on whole 32-value blocks', () => {
+  assert.deepEqual(ringChunks(4096, 3), [
+    [0, 1376],
+    [1376, 2720],
+    [2720, 4096],
+  ]);
+  for (const [n, k] of [
+    [96, 3],
+    [1000, 4],
+    [2048 * 7, 5],
+  ]) {
+    const c = ringChunks(n, k);
+    assert.equal(c[0][0], 0);
+    assert.equal(c[k - 1][1], n);
+    for (let i = 1; i < k; i++) assert.equal(c[i][0], c[i - 1][1]);
+    for (let i = 0; i < k - 1; i++) assert.equal(c[i][1] % 32, 0);
+  }
+});
+
+test('a ring all-reduce: every rank ends with the same bits, the sum of the partials (f32, f16 and q8)', async () => {
+  const kernels = createKernels();
+  for (const dtype of [undefined, 'f16', 'q8'] as const) {
+    for (const count of [3, 4, 5]) {
+      const codec = dtype ? new ExchangeCodec(kernels, dtype) : undefined;
+      const groups = groupOf(count, 1, SLOW_WIDE, codec);
+      const n = 4096;
+      assert.equal(groups[0].algorithmFor(n), 'ring');
+      assert.equal(groups[0].algorithmFor(32), 'direct', 'a partial too small to cut k ways goes direct');
+      const parts = groups.map((_, r) => Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(r * 7 + i) * (1 + (i % 5)))));
+      const exact = new Float64Array(n);
+      for (const p of parts) for (let i = 0; i < n; i++) exact[i] += p[i];
+      await Promise.all(groups.map((g, r) => g.allReduce(3, 1, parts[r])));
+      for (let r = 1; r < count; r++) assert.deepEqual(parts[r], parts[0], `${dtype ?? 'f32'}, ${count} ranks: rank ${r} has rank 0's bits`);
+      // f32: only the order of additions differs; compressed: each hop rounds.
+      const tolerance = dtype === undefined ? 1e-5 : dtype === 'f16' ? 2e-2 : 2e-1;
+      for (let i = 0; i < n; i++) assert.ok(Math.abs(parts[0][i] - exact[i]) <= tolerance, `${dtype ?? 'f32'}: value ${i}: ${parts[0][i]} vs ${exact[i]}`);
+    }
+  }
+});
+
+test('without a link, or with two ranks, the group exchanges directly', () => {
+  assert.equal(groupOf(4)[0].algorithmFor(1 << 20), 'direct');
+  assert.equal(groupOf(2, 1, SLOW_WIDE)[0].algorithmFor(1 << 20), 'direct');
+  // On a fast link with real latency, a decode step's partial (one token) goes direct.
+  assert.equal(groupOf(4, 1, { latencySeconds: 50e-6, bytesPerSecond: 1.25e9 })[0].algorithmFor(4096), 'direct');
+});
+
+test("a ring chunk from anyone but the previous rank, of the wrong size, out of the ring's steps or twice breaks the group", async () => {
+  const n = 4096;
+  const chunk0 = Float32Array.from({ length: 1376 }, () => 1);
+  const cases: [string, (g: TensorGroup) => void][] = [
+    ['not the previous rank', (g) => g.onPartial('node-1', partialFrame({ epoch: 1, step: 1, index: 0, rank: 1, phase: 0 }, chunk0))],
+    ['ring step 4', (g) => g.onPartial('node-2', partialFrame({ epoch: 1, step: 1, index: 0, rank: 2, phase: 4 }, chunk0))],
+    ['ring step -1', (g) => g.onPartial('node-2', partialFrame({ epoch: 1, step: 1, index: 0, rank: 2, phase: -1 }, chunk0))],
+    ['sent ring step 0', (g) => g.onPartial('node-2', partialFrame({ epoch: 1, step: 1, index: 0, rank: 2, phase: '0' }, chunk0))],
+    ['a ring chunk of 8 bytes', (g) => g.onPartial('node-2', partialFrame({ epoch: 1, step: 1, index: 0, rank: 2, phase: 0 }, Float32Array.of(1, 2)))],
+    [
+      'twice',
+      (g) => {
+        g.onPartial('node-2', partialFrame({ epoch: 1, step: 1, index: 0, rank: 2, phase: 1 }, chunk0));
+        g.onPartial('node-2', partialFrame({ epoch: 1, step: 1, index: 0, rank: 2, phase: 1 }, chunk0));
+      },
+    ],
+  ];
+  for (const [why, send] of cases) {
+    const g = new TensorGroup(0, 1, [undefined, wire(() => {}), wire(() => {})], ['node-0', 'node-1', 'node-2'], undefined, SLOW_WIDE);
+    const waiting = g.allReduce(1, 0, new Float32Array(n));
+    send(g);
+    await assert.rejects(waiting, (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && e.message.includes(why), why);
+  }
 });

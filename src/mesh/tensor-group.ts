@@ -3,9 +3,13 @@
  * product every rank holds a partial sum of the same tokens x nEmbd values, and must continue with
  * the group's total. Direct exchange: each rank sends its partial to every other rank and adds the
  * k partials in rank order, so every rank computes the same sum bit for bit and the ranks'
- * residual streams stay equal without a second exchange. (A ring would send less per rank for
- * large tensors; a decode step's partials are one token's hidden state, where one round of
- * direct sends costs the least latency.)
+ * residual streams stay equal without a second exchange. Where the group knows its link and a
+ * ring costs less (3 ranks or more and a large partial: a prompt's many tokens), the ranks run a
+ * ring instead: k-1 steps of reduce-scatter, each rank sending one k-th of the values to the next
+ * and adding what the previous sends, then k-1 steps of all-gather, in which the rank that
+ * finished a chunk's sum passes its bytes on unchanged, so every rank again ends with the same
+ * bits. (The planner's cost model, planner/all-reduce.ts, makes the choice; a decode step's
+ * partial is one token's hidden state, where one round of direct sends costs the least.)
  *
  * Partials of a peer may arrive before this rank reaches that point of the step (a faster peer);
  * they wait, bounded: a peer that sends more than a few steps ahead, a partial of the wrong size,
@@ -14,6 +18,7 @@
 import { DType, type Frame, type PeerConnection } from '../cluster/index.js';
 import { CairnError } from '../util/errors.js';
 import type { ExchangeCodec } from './exchange-codec.js';
+import { allReduce as allReduceCost } from '../planner/all-reduce.js';
 import { packMessage, unpackMessage } from '../util/message-framing.js';
 import { MeshFrame, type PartialHead } from './protocol.js';
 
@@ -27,9 +32,22 @@ interface Slot {
   waiter?: { resolve(): void; reject(err: Error): void };
 }
 
+/** A ring step's one message from the previous rank, or whoever waits for it. */
+interface RingSlot {
+  data?: Uint8Array;
+  waiter?: { resolve(): void; reject(err: Error): void };
+}
+
+/** Chunks of a ring: k ranges of `n` values cut at multiples of 32 (whole Q8_0 blocks). */
+export function ringChunks(n: number, k: number): [number, number][] {
+  const cut = (c: number) => (c === k ? n : Math.min(n, Math.round((n * c) / k / 32) * 32));
+  return Array.from({ length: k }, (_, c) => [cut(c), cut(c + 1)] as [number, number]);
+}
+
 /** One rank's side of its group's exchanges. */
 export class TensorGroup {
   private readonly slots = new Map<string, Slot>();
+  private readonly ring = new Map<string, RingSlot>();
   private failure: Error | undefined;
   private readonly failed: ((err: Error) => void)[] = [];
 
@@ -44,7 +62,20 @@ export class TensorGroup {
     private readonly peers: readonly (PeerConnection | undefined)[],
     private readonly nodeIds: readonly string[],
     private readonly codec?: ExchangeCodec,
+    /** The slowest link between the ranks: with it, large all-reduces of 3 ranks or more take a ring. */
+    private readonly link?: { readonly latencySeconds: number; readonly bytesPerSecond: number },
+    /** `direct` or `ring`: always that one (a ring where it can cut the values k ways); default by the link. */
+    private readonly choice: 'auto' | 'direct' | 'ring' = 'auto',
   ) {}
+
+  /** How the all-reduce of `n` values goes: the same answer on every rank (same inputs). */
+  algorithmFor(n: number): 'direct' | 'ring' {
+    if (this.choice === 'direct' || this.count < 3 || n < 32 * this.count) return 'direct';
+    if (this.choice === 'ring') return 'ring';
+    if (!this.link) return 'direct';
+    const bytes = this.codec ? this.codec.bytesFor(n) : 4 * n;
+    return allReduceCost(this.count, bytes, this.link).algorithm === 'ring' ? 'ring' : 'direct';
+  }
 
   get count(): number {
     return this.peers.length;
@@ -64,6 +95,7 @@ export class TensorGroup {
   /** Replaces `values` with the sum over the group's ranks of their partial `index` of `step`. */
   async allReduce(step: number, index: number, values: Float32Array): Promise<void> {
     if (this.failure) throw this.failure;
+    if (this.algorithmFor(values.length) === 'ring') return this.ringAllReduce(step, index, values);
     // Encoding rounds `values` to what the peers will decode, so every rank adds the same numbers.
     const wire = this.codec ? this.codec.encode(values) : new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
     const payload = packMessage({ epoch: this.epoch, step, index, rank: this.rank } satisfies PartialHead, wire);
@@ -97,6 +129,52 @@ export class TensorGroup {
     if (sum !== values) values.set(sum);
   }
 
+  /** The ring all-reduce (see the file's comment). */
+  private async ringAllReduce(step: number, index: number, values: Float32Array): Promise<void> {
+    const k = this.count;
+    const r = this.rank;
+    const chunks = ringChunks(values.length, k);
+    const next = this.peers[(r + 1) % k];
+    const send = (phase: number, wire: Uint8Array) => {
+      if (!next?.isOpen) throw this.fail('the next rank of the ring disconnected');
+      next.send(MeshFrame.partial, { dtype: DType.raw }, packMessage({ epoch: this.epoch, step, index, rank: r, phase } satisfies PartialHead, wire));
+    };
+    const bytesOf = (c: number) => (this.codec ? this.codec.bytesFor(chunks[c][1] - chunks[c][0]) : 4 * (chunks[c][1] - chunks[c][0]));
+    const view = (c: number) => values.subarray(chunks[c][0], chunks[c][1]);
+    const encode = (v: Float32Array) => (this.codec ? this.codec.encode(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+    const decode = (b: Uint8Array, n: number) => (this.codec ? this.codec.decode(b, n) : new Float32Array(b.buffer, b.byteOffset, n));
+    // Reduce-scatter: after k-1 steps this rank holds the whole sum of chunk r + 1.
+    for (let s = 0; s < k - 1; s++) {
+      send(s, encode(view((r - s + k) % k)));
+      const c = (r - s - 1 + k) % k;
+      const got = await this.ringTake(step, index, s, bytesOf(c));
+      const mine = view(c);
+      const theirs = decode(got, mine.length);
+      for (let i = 0; i < mine.length; i++) mine[i] += theirs[i];
+    }
+    // All-gather: the finished chunk's bytes go round unchanged (its owner keeps what it sends).
+    let wire = encode(view((r + 1) % k));
+    for (let s = 0; s < k - 1; s++) {
+      send(k - 1 + s, wire);
+      const c = (r - s + k) % k;
+      wire = await this.ringTake(step, index, k - 1 + s, bytesOf(c));
+      view(c).set(decode(wire, chunks[c][1] - chunks[c][0]));
+    }
+  }
+
+  /** Waits for the previous rank's message of a ring step; checks its size. */
+  private async ringTake(step: number, index: number, phase: number, bytes: number): Promise<Uint8Array> {
+    const key = `${step}/${index}/${phase}`;
+    let slot = this.ring.get(key);
+    if (!slot) this.ring.set(key, (slot = {}));
+    if (!slot.data) await new Promise<void>((resolve, reject) => (slot!.waiter = { resolve, reject }));
+    if (this.failure) throw this.failure;
+    this.ring.delete(key);
+    const data = slot.data!;
+    if (data.length !== bytes) throw this.fail(`a ring chunk of ${data.length} bytes where this rank has ${bytes}`);
+    return data;
+  }
+
   /** A partial-sum frame from `fromNodeId`. */
   onPartial(fromNodeId: string, frame: Frame): void {
     if (this.failure) return;
@@ -110,12 +188,13 @@ export class TensorGroup {
       return void this.fail((err as Error).message);
     }
     if (typeof head !== 'object' || head === null || head.epoch !== this.epoch) return; // another plan's
-    const { step, index, rank } = head;
+    const { step, index, rank, phase } = head;
     if (!Number.isSafeInteger(step) || !Number.isSafeInteger(index) || step < 0 || index < 0)
       return void this.fail('a partial sum without a valid step');
     if (!Number.isSafeInteger(rank) || rank < 0 || rank >= this.count || rank === this.rank || this.nodeIds[rank] !== fromNodeId) {
       return void this.fail(`node ${fromNodeId} sent a partial sum as rank ${String(rank)}`);
     }
+    if (phase !== undefined) return this.onRingChunk(fromNodeId, step, index, rank, phase, body);
     const key = `${step}/${index}`;
     if (!this.slots.has(key) && this.slots.size >= MAX_EARLY) return void this.fail(`node ${fromNodeId} sent partial sums too far ahead`);
     const slot = this.slotOf(key);
@@ -126,12 +205,28 @@ export class TensorGroup {
     if (slot.got === this.count) slot.waiter?.resolve();
   }
 
+  /** A ring step's chunk: only from the previous rank, once, within the ring's steps. */
+  private onRingChunk(fromNodeId: string, step: number, index: number, rank: number, phase: unknown, body: Buffer): void {
+    const k = this.count;
+    if (!Number.isSafeInteger(phase) || (phase as number) < 0 || (phase as number) >= 2 * (k - 1)) return void this.fail(`node ${fromNodeId} sent ring step ${String(phase)}`);
+    if (rank !== (this.rank - 1 + k) % k) return void this.fail(`node ${fromNodeId} (rank ${rank}) is not the previous rank of the ring`);
+    const key = `${step}/${index}/${String(phase)}`;
+    if (!this.ring.has(key) && this.ring.size + this.slots.size >= MAX_EARLY) return void this.fail(`node ${fromNodeId} sent partial sums too far ahead`);
+    let slot = this.ring.get(key);
+    if (!slot) this.ring.set(key, (slot = {}));
+    if (slot.data) return void this.fail(`node ${fromNodeId} sent ring step ${String(phase)} of step ${step} twice`);
+    slot.data = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
+    slot.waiter?.resolve();
+  }
+
   /** Breaks the group: whatever waits fails with `err`, and so does every later exchange. */
   break(err: Error): void {
     if (this.failure) return;
     this.failure = err;
     for (const slot of this.slots.values()) slot.waiter?.reject(err);
     this.slots.clear();
+    for (const slot of this.ring.values()) slot.waiter?.reject(err);
+    this.ring.clear();
     for (const f of this.failed.splice(0)) f(err);
   }
 
