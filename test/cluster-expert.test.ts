@@ -70,13 +70,19 @@ async function status(url: string): Promise<ClusterStatus> {
   return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterStatus;
 }
 
+let groups = 0;
+
 async function withGroup<T>(count: number, fn: (s: ServerProcess, nodes: NodeProcess[]) => Promise<T>, file = model): Promise<T> {
   const nodes: NodeProcess[] = [];
   let server: ServerProcess | undefined;
+  // A shard cache of its own: an expert rank's shard depends only on its experts, so one cached by
+  // an earlier group could serve a rank of this one (as it should), and nothing would be sent.
+  const fresh = { XDG_CACHE_HOME: join(cache, `group-${++groups}`) };
+  mkdirSync(fresh.XDG_CACHE_HOME, { recursive: true });
   try {
-    for (let i = 0; i < count; i++) nodes.push(await startNode([], { env }));
+    for (let i = 0; i < count; i++) nodes.push(await startNode([], { env: fresh }));
     const args = ['-m', file, '--cluster', '--no-local-compute', '--parallelism', 'expert', '--peers', nodes.map((n) => n.peer).join(','), '--ctx', '256'];
-    server = await startServer(args, env);
+    server = await startServer(args, fresh);
     await server.ready();
     return await fn(server, nodes);
   } finally {
