@@ -128,6 +128,30 @@ for (const ranks of [2, 3]) {
   });
 }
 
+test('the coordinator as the home and one node holding experts give the single-node greedy tokens', { timeout: 240_000 }, async () => {
+  const expected = generate('hello', 30);
+  const node = await startNode([], { env });
+  const s = await startServer(['-m', model, '--cluster', '--parallelism', 'expert', '--peers', node.peer, '--ctx', '256'], env);
+  try {
+    await s.ready();
+    const plan = (await status(s.url)).plan!;
+    assert.deepEqual(
+      plan.stages.map((x) => [x.name, x.splitRank, x.splitMode]),
+      [
+        ['coordinator', 0, 'expert'],
+        [plan.stages[1].name, 1, 'expert'],
+      ],
+    );
+    const r = await complete(s.url, 'hello', 30);
+    assert.equal(r.status, 200, r.error);
+    assert.equal(r.text, expected);
+    assert.match(node.stderr(), /as expert rank 1 of 2/);
+  } finally {
+    await s.stop();
+    await node.stop();
+  }
+});
+
 test('an expert rank that dies mid-request: the request ends cleanly or resumes, and the server keeps serving', { timeout: 240_000 }, async () => {
   await withGroup(3, async (s, nodes) => {
     const plan = (await status(s.url)).plan!;

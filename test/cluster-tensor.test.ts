@@ -203,6 +203,41 @@ test(
   },
 );
 
+test('the coordinator as rank 0 and one node split every layer and give the single-node greedy tokens; losing the node, the coordinator serves alone', { timeout: 240_000 }, async () => {
+  const expected = generate('hello', 30);
+  const node = await startNode([], { env });
+  const s = await startServer(['-m', model, '--cluster', '--parallelism', 'tensor', '--peers', node.peer, '--ctx', '256'], env);
+  try {
+    await s.ready();
+    const st = await status(s.url);
+    assert.deepEqual(
+      st.plan!.stages.map((x) => [x.name, x.splitRank, x.splitCount]),
+      [
+        ['coordinator', 0, 2],
+        [st.nodes.find((n) => !n.local)!.name, 1, 2],
+      ],
+    );
+    const r = await complete(s.url, 'hello', 30);
+    assert.equal(r.status, 200, r.error);
+    assert.equal(r.text, expected);
+    const both = await Promise.all([complete(s.url, 'hello', 12), complete(s.url, 'world', 12)]);
+    assert.deepEqual(
+      both.map((x) => x.text),
+      [generate('hello', 12), generate('world', 12)],
+    );
+    assert.match(node.stderr(), /as rank 1 of 2/);
+    // The node goes: a tensor plan needs two nodes, so the coordinator reports it cannot run the
+    // plan asked for, and requests fail with that reason rather than hang.
+    await node.stop();
+    const after = await complete(s.url, 'hello', 5);
+    assert.notEqual(after.status, 200);
+    assert.match(after.error ?? '', /at least 2 nodes/);
+  } finally {
+    await s.stop();
+    await node.stop();
+  }
+});
+
 test('three ranks that add up their partial sums around a ring give the single-node greedy tokens', { timeout: 240_000 }, async () => {
   const expected = generate('hello', 30);
   await withGroup(

@@ -32,7 +32,10 @@ import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js'
 import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
 import { NodeSet, type RemoteNode } from './node-set.js';
-import { Pipeline, type RemoteStageHandle, type StageHandle } from './pipeline.js';
+import { Pipeline, type LocalGroup, type RemoteStageHandle, type StageHandle } from './pipeline.js';
+import { ExpertDispatcher } from './expert-dispatch.js';
+import { ExchangeCodec } from './exchange-codec.js';
+import { TensorGroup } from './tensor-group.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
 import { hasControlCharacter } from './load-request.js';
 import { prepareShard, sendShard, type PreparedShard } from './shard-files.js';
@@ -343,31 +346,85 @@ export class ClusterCoordinator implements ForwardRunner {
         const group = groups[i];
         const s = group[0];
         const nextGroup = groups[i + 1];
+        const mode = group.length > 1 && s.home !== undefined ? ('expert' as const) : ('tensor' as const);
+        const worst = this.planRequest && group.length > 2 ? worstLink(this.planRequest, group.map((r) => r.nodeId)) : undefined;
+        const link = worst ? { latencySeconds: worst.latencySeconds, bytesPerSecond: worst.bytesPerSecond } : undefined;
+        const shares = s.splitShares ?? group.map(() => 1);
         if (s.nodeId === this.localId) {
-          if (group.length > 1) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', 'the coordinator cannot be a rank of a tensor- or expert-parallel group'));
+          if (i > 0) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', "the coordinator's layers must be the first stage"));
+          if (group.some((r, rank) => rank > 0 && r.nodeId === this.localId)) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', 'the coordinator can only be rank 0 of its group'));
+          let loaded: Awaited<ReturnType<typeof loadShards>>;
+          const split = group.length > 1 ? { splitRank: 0, splitCount: group.length, splitShares: shares, ...(mode === 'expert' ? { splitMode: mode } : {}) } : { splitRank: 0, splitCount: 1 };
           try {
-            const loaded = await loadShards(this.opts.modelPath, {
+            loaded = await loadShards(this.opts.modelPath, {
               threads: this.opts.threads,
               ctx: this.opts.ctx,
               slots: this.opts.slots,
               kvType: this.opts.kvType,
               maxBatch: this.maxBatch,
-              shards: [{ layerStart: s.layerStart, layerEnd: s.layerEnd, splitRank: 0, splitCount: 1 }],
+              shards: [{ layerStart: s.layerStart, layerEnd: s.layerEnd, ...split }],
               progress: this.opts.progress,
             });
-            stages.push({ kind: 'local', loaded, nodeId: s.nodeId, name: 'coordinator' });
           } catch (err) {
             throw new StageLoadFailed(s.nodeId, err as Error);
+          }
+          if (group.length === 1) {
+            stages.push({ kind: 'local', loaded, nodeId: s.nodeId, name: 'coordinator' });
+            continue;
+          }
+          // The other ranks reach this process over the connections it holds to them.
+          try {
+            const nodes = group.slice(1).map((r) => remoteOf(r.nodeId));
+            const peers = [{ host: '', port: 0, nodeId: this.localId, coordinator: true }, ...nodes.map((n) => ({ host: n.host, port: n.port, nodeId: n.caps.nodeId }))];
+            for (let rank = 1; rank < group.length; rank++) {
+              const r = group[rank];
+              const node = nodes[rank - 1];
+              const req: LoadRequest = {
+                modelSha256: this.modelSha,
+                modelName: basename(this.opts.modelPath),
+                layerStart: r.layerStart,
+                layerEnd: r.layerEnd,
+                ctx: this.opts.ctx,
+                slots: this.opts.slots,
+                kvType: this.opts.kvType,
+                maxBatch: this.maxBatch,
+                group: { rank, shares, peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange, ...(link ? { link } : {}), ...(this.opts.allReduce ? { allReduce: this.opts.allReduce } : {}) }) },
+                epoch,
+              };
+              try {
+                await this.loadRemote(node, req);
+              } catch (err) {
+                throw new StageLoadFailed(r.nodeId, err as Error);
+              }
+              const member = { kind: 'remote', conn: node.conn, nodeId: r.nodeId, name: node.caps.name, layerStart: r.layerStart, layerEnd: r.layerEnd } as const;
+              if (mode === 'expert') expertRanks.push(member);
+              else followers.push(member);
+            }
+            const conns = nodes.map((n) => n.conn);
+            const localGroup: LocalGroup =
+              mode === 'expert'
+                ? { experts: new ExpertDispatcher(loaded.config, loaded.shards[0].shard, epoch, conns) }
+                : {
+                    exchange: new TensorGroup(
+                      0,
+                      epoch,
+                      [undefined, ...conns],
+                      group.map((r) => r.nodeId),
+                      this.opts.exchange && this.opts.exchange !== 'f32' ? new ExchangeCodec(loaded.kernels, this.opts.exchange) : undefined,
+                      link,
+                      this.opts.allReduce,
+                    ),
+                  };
+            stages.push({ kind: 'local', loaded, nodeId: s.nodeId, name: 'coordinator', group: localGroup });
+          } catch (err) {
+            loaded.close();
+            throw err;
           }
           continue;
         }
         const nodes = group.map((r) => remoteOf(r.nodeId));
         const next = nextGroup ? remoteOf(nextGroup[0].nodeId) : undefined;
         const peers = nodes.map((n) => ({ host: n.host, port: n.port, nodeId: n.caps.nodeId }));
-        // An expert group's plan entries name its home; the other ranks hold routed experts only.
-        const mode = group.length > 1 && s.home !== undefined ? ('expert' as const) : ('tensor' as const);
-        const worst = this.planRequest && group.length > 2 ? worstLink(this.planRequest, group.map((r) => r.nodeId)) : undefined;
-        const link = worst ? { latencySeconds: worst.latencySeconds, bytesPerSecond: worst.bytesPerSecond } : undefined;
         for (let rank = 0; rank < group.length; rank++) {
           const r = group[rank];
           const node = nodes[rank];
@@ -384,7 +441,7 @@ export class ClusterCoordinator implements ForwardRunner {
             next: next && rank === 0 ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
             group:
               group.length > 1
-                ? { rank, shares: r.splitShares ?? group.map(() => 1), peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange, ...(link ? { link } : {}), ...(this.opts.allReduce ? { allReduce: this.opts.allReduce } : {}) }) }
+                ? { rank, shares, peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange, ...(link ? { link } : {}), ...(this.opts.allReduce ? { allReduce: this.opts.allReduce } : {}) }) }
                 : undefined,
             epoch,
           };

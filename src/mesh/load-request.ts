@@ -52,6 +52,10 @@ export function validateLoadRequest(v: unknown): LoadRequest {
   if (!intIn(v.epoch, 0, Number.MAX_SAFE_INTEGER)) throw bad('epoch must be a whole number >= 0');
   const peer = (n: unknown, what: string): PeerRef => {
     if (!isRecord(n)) throw bad(`${what} is not an object`);
+    if (n.coordinator === true) {
+      if (!isLabel(n.nodeId, 128)) throw bad(`${what}.nodeId must be 1-128 characters without control characters`);
+      return { host: '', port: 0, nodeId: n.nodeId, coordinator: true };
+    }
     if (!isLabel(n.host, 255) || /\s/.test(n.host)) throw bad(`${what}.host is not a host name or address`);
     if (!intIn(n.port, 1, 65535)) throw bad(`${what}.port is not a TCP port`);
     if (!isLabel(n.nodeId, 128)) throw bad(`${what}.nodeId must be 1-128 characters without control characters`);
@@ -65,6 +69,7 @@ export function validateLoadRequest(v: unknown): LoadRequest {
     if (!Array.isArray(g.peers) || g.peers.length < 2 || g.peers.length > MAX_GROUP_RANKS) throw bad(`group.peers must list 2 to ${MAX_GROUP_RANKS} nodes`);
     const peers = g.peers.map((p, i) => peer(p, `group.peers[${i}]`));
     if (new Set(peers.map((p) => p.nodeId)).size !== peers.length) throw bad('group.peers names a node twice');
+    if (peers.filter((p) => p.coordinator).length > 1) throw bad('group.peers names more than one coordinator');
     if (!intIn(g.rank, 0, peers.length - 1)) throw bad('group.rank is not a rank of the group');
     if (!Array.isArray(g.shares) || g.shares.length !== peers.length || !g.shares.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0 && x <= 1e9)) {
       throw bad('group.shares must be one positive number per rank');

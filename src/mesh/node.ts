@@ -78,6 +78,8 @@ export class MeshNode {
   private next: PeerConnection | undefined;
   /** Connections to the other ranks of this node's tensor-parallel group (by rank; none at its own). */
   private groupPeers: (PeerConnection | undefined)[] = [];
+  /** The connections of groupPeers this node opened (the ones it closes). */
+  private dialed: PeerConnection[] = [];
   private readonly cache: ShardCache;
   private readonly receiver: ShardReceiver;
   private readonly models = new Map<string, string>();
@@ -364,7 +366,17 @@ export class MeshNode {
         // The other ranks of the group: this node sends its partial sums (and, as rank 0, each
         // step's input) over its own connection to each; theirs come in over theirs. An expert
         // group's home sends its requests to the expert ranks and takes their answers on the same.
-        if (req.group) this.groupPeers = await Promise.all(req.group.peers.map((p, r) => (r === req.group!.rank ? undefined : dial(p))));
+        // A rank that is the coordinator is reached over the connection this request came on.
+        const viaCoordinator = req.group?.peers.find((p) => p.coordinator);
+        if (viaCoordinator && viaCoordinator.nodeId !== conn.peer.nodeId) {
+          throw new CairnError('BAD_ARGUMENT', `load request: the group's coordinator rank ${viaCoordinator.nodeId} is not the node that sent it`);
+        }
+        const dialGroup = async (p: LoadRequest['next'] & object): Promise<PeerConnection> => {
+          const c = await dial(p);
+          this.dialed.push(c);
+          return c;
+        };
+        if (req.group) this.groupPeers = await Promise.all(req.group.peers.map((p, r) => (r === req.group!.rank ? undefined : p.coordinator ? conn : dialGroup(p))));
       } catch (err) {
         loaded.close();
         this.dropLinks('the load failed');
@@ -390,7 +402,8 @@ export class MeshNode {
         }
         const codec = req.group.exchange && req.group.exchange !== 'f32' ? new ExchangeCodec(this.kernels, req.group.exchange) : undefined;
         const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId), codec, req.group.link, req.group.allReduce);
-        for (const peer of this.groupPeers) peer?.on('close', () => exchange.break(new CairnError('CLUSTER_CLOSED', `rank ${peer.peer.name} of the tensor-parallel group disconnected`)));
+        // (The coordinator's connection, where it is a rank, unloads the stage when it closes.)
+        for (const peer of this.dialed) peer.on('close', () => exchange.break(new CairnError('CLUSTER_CLOSED', `rank ${peer.peer.name} of the tensor-parallel group disconnected`)));
         group = { exchange, followers: req.group.rank === 0 ? this.groupPeers.filter((p): p is PeerConnection => p !== undefined) : [] };
       }
       this.stage = new StageRunner(loaded, req.epoch, { next: this.next, coordinator: conn, group });
@@ -437,7 +450,9 @@ export class MeshNode {
   private dropLinks(reason: string): void {
     this.next?.close(reason);
     this.next = undefined;
-    for (const p of this.groupPeers) p?.close(reason);
+    // Only what this node dialed: a rank that is the coordinator is reached over its own connection.
+    for (const p of this.dialed) p.close(reason);
+    this.dialed = [];
     this.groupPeers = [];
   }
 

@@ -27,10 +27,19 @@ import { restKernelThreads } from '../kernels/index.js';
 import { applyKvOp } from './kv-ops.js';
 import { MeshFrame, type ForwardHead, type KvOp } from './protocol.js';
 import { packMessage, unpackMessage } from '../util/message-framing.js';
+import type { TensorGroup } from './tensor-group.js';
+import type { ExpertDispatcher } from './expert-dispatch.js';
+
+/**
+ * The coordinator as rank 0 of its stage's group: a tensor-parallel group (it hands each step to the
+ * other ranks and adds up partial sums with them over its connections to them) or an
+ * expert-parallel group's home (it sends the expert ranks their tokens).
+ */
+export type LocalGroup = { readonly exchange: TensorGroup; readonly experts?: undefined } | { readonly exchange?: undefined; readonly experts: ExpertDispatcher };
 
 /** The coordinator's handle on a stage of the pipeline: its shards in this process, or the connection to the node that runs it. */
 export type StageHandle =
-  | { readonly kind: 'local'; readonly loaded: LoadedShards; readonly nodeId: string; readonly name: string }
+  | { readonly kind: 'local'; readonly loaded: LoadedShards; readonly nodeId: string; readonly name: string; readonly group?: LocalGroup }
   | { readonly kind: 'remote'; readonly conn: PeerConnection; readonly nodeId: string; readonly name: string; readonly layerStart: number; readonly layerEnd: number };
 
 /** The handle on a stage another node runs. */
@@ -56,6 +65,8 @@ const MAX_REMOTE_MESSAGE = 300;
 /** Runs steps over the stages of one plan. */
 export class Pipeline {
   private readonly pending = new Map<number, Pending>();
+  /** The coordinator's group steps, one after another. */
+  private groupQueue: Promise<void> = Promise.resolve();
   private nextStep = 1;
   private readonly codec: HiddenCodec | undefined;
   private readonly local: LocalRunner | undefined;
@@ -129,6 +140,9 @@ export class Pipeline {
   breakWith(reason: string, notify = true): void {
     if (this.brokenReason) return;
     this.brokenReason = reason;
+    // A local rank waiting on its group's partial sums stops waiting.
+    const first = this.stages[0];
+    if (first.kind === 'local') first.group?.exchange?.break(new RunnerInterrupted(`the cluster lost a node (${reason})`));
     this.failPending(new RunnerInterrupted(`the cluster lost a node (${reason}); the coordinator is planning again`));
     if (notify) this.events.broken(reason);
   }
@@ -155,6 +169,11 @@ export class Pipeline {
 
   private onFrame(stage: RemoteStageHandle, frame: Frame, isLast: boolean): void {
     if (this.brokenReason) return;
+    const first = this.stages[0];
+    if (frame.type === MeshFrame.partial && first.kind === 'local' && first.group?.exchange) {
+      first.group.exchange.onPartial(stage.nodeId, frame);
+      return;
+    }
     if (frame.type === MeshFrame.result && isLast) {
       let why: string | undefined;
       try {
@@ -250,6 +269,15 @@ export class Pipeline {
     };
     try {
       const first = this.stages[0];
+      if (first.kind === 'local' && first.group) {
+        // Steps of a group run one after another, in the same order on every rank.
+        const run = this.groupQueue.then(() => this.runLocalGroup(first, first.group!, req, step, head, outputs));
+        this.groupQueue = run.then(
+          () => undefined,
+          () => undefined,
+        );
+        return run;
+      }
       if (first.kind === 'local') {
         let hidden: Float32Array | undefined;
         const isLast = this.stages.length === 1;
@@ -266,6 +294,56 @@ export class Pipeline {
     } catch (err) {
       return Promise.reject(err as Error);
     }
+  }
+
+  /**
+   * One step of the coordinator's group: the other ranks of a tensor group are handed the step
+   * first; this rank runs its shards, adding up partial sums with them (or sending expert ranks
+   * their tokens), then samples (last stage) or passes the hidden states on.
+   */
+  private async runLocalGroup(
+    first: Extract<StageHandle, { kind: 'local' }>,
+    group: LocalGroup,
+    req: ForwardRequest,
+    step: number,
+    head: ForwardHead,
+    outputs: readonly ExpectedOutput[],
+  ): Promise<ForwardResult> {
+    if (this.brokenReason) throw this.interrupted();
+    if (group.exchange) {
+      const message = packMessage(head, req.tokens);
+      for (const f of this.followers) {
+        if (!f.conn.isOpen) throw this.interrupted();
+        f.conn.send(MeshFrame.forward, { dtype: DType.raw }, message);
+      }
+    }
+    const isLast = this.stages.length === 1;
+    let hidden: Float32Array | undefined;
+    let index = 0;
+    try {
+      for (const shard of first.loaded.shards) {
+        const steps = shard.forwardSteps({ nTokens: req.nTokens, tokens: hidden ? undefined : req.tokens, hidden, spans: req.spans, outputRows: isLast ? req.outputs.map((o) => o.row) : undefined });
+        for (let r = steps.next(); ; r = steps.next()) {
+          if (r.done) {
+            hidden = r.value;
+            break;
+          }
+          restKernelThreads();
+          if (r.value instanceof Float32Array) await group.exchange!.allReduce(step, index++, r.value);
+          else await group.experts!.dispatch(step, r.value);
+        }
+      }
+    } catch (err) {
+      if (this.brokenReason) throw this.interrupted();
+      // A group that cannot finish a step is broken: the plan is made again.
+      this.breakWith(`the coordinator's group failed a step: ${(err as Error).message}`);
+      throw this.interrupted();
+    }
+    if (isLast) return sampleOutputs(this.samplers, req.outputs, hidden!, this.nVocab);
+    const next = this.stages[1] as RemoteStageHandle;
+    const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
+    restKernelThreads();
+    return this.send(step, outputs, next, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
   }
 
   /** Sends a step's input to a stage and waits for its result from the last one. */

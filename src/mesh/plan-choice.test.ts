@@ -1,8 +1,8 @@
 /**
  * The coordinator's choice of plan: `auto` keeps the pipeline over every node unless a plan with
  * tensor-parallel groups is predicted clearly faster (fast links between separate machines), the
- * coordinator is never a rank of a group, `tensor` splits every layer over the remote nodes, and
- * a cluster that cannot hold the model gets makePlan's shortfall.
+ * coordinator is only ever rank 0 of the first stage, `tensor` splits every layer over every node
+ * that computes, and a cluster that cannot hold the model gets makePlan's shortfall.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,30 +71,41 @@ test('auto keeps the pipeline over every node on slow links', () => {
   assert.deepEqual(new Set(plan.stages.map((s) => s.nodeId)), new Set(['coord', 'a', 'b', 'c']));
 });
 
-test('auto takes tensor-parallel groups where fast links make them clearly faster, never with the coordinator as a rank', () => {
+test('auto takes tensor-parallel groups where fast links make them clearly faster, the coordinator only as rank 0 of the first stage', () => {
   const plan = chooseRunnable(request(['a', 'b', 'c'], 3e-6, 50 * GB), 'coord', 'auto');
   assert.ok(
     plan.stages.some((s) => s.splitCount > 1),
     `a plan with groups: ${JSON.stringify(plan.stages.map((s) => [s.nodeId, s.splitRank, s.splitCount]))}`,
   );
-  assert.ok(plan.stages.every((s) => s.splitCount === 1 || s.nodeId !== 'coord'));
+  assert.ok(plan.stages.every((s, i) => s.nodeId !== 'coord' || (i === 0 && s.splitRank === 0)));
   assert.deepEqual(new Set(plan.stages.map((s) => s.nodeId)), new Set(['coord', 'a', 'b', 'c']), 'every node is used');
   const pipeline = chooseRunnable(request(['a', 'b', 'c'], 3e-3, 50e6), 'coord', 'auto');
   assert.ok(plan.predictedTokensPerSecond > pipeline.predictedTokensPerSecond);
 });
 
-test('tensor splits every layer over the remote nodes, and needs two of them', () => {
+test('tensor splits every layer over every node that computes, the coordinator as rank 0, and needs two of them', () => {
   const plan = chooseRunnable(request(['a', 'b', 'c'], 300e-6, 110e6), 'coord', 'tensor');
   assert.deepEqual(
     plan.stages.map((s) => [s.nodeId, s.layerStart, s.layerEnd, s.splitRank, s.splitCount]),
     [
-      ['a', 0, L, 0, 3],
-      ['b', 0, L, 1, 3],
-      ['c', 0, L, 2, 3],
+      ['coord', 0, L, 0, 4],
+      ['a', 0, L, 1, 4],
+      ['b', 0, L, 2, 4],
+      ['c', 0, L, 3, 4],
+    ],
+  );
+  // Without local compute the coordinator is not among the nodes: the remote ones split it.
+  const remote = request(['a', 'b'], 300e-6, 110e6);
+  const noLocal = chooseRunnable({ ...remote, nodes: remote.nodes.filter((n) => n.id !== 'coord') }, 'coord', 'tensor');
+  assert.deepEqual(
+    noLocal.stages.map((s) => [s.nodeId, s.splitRank]),
+    [
+      ['a', 0],
+      ['b', 1],
     ],
   );
   assert.throws(
-    () => chooseRunnable(request(['a'], 300e-6, 110e6), 'coord', 'tensor'),
+    () => chooseRunnable(request([], 300e-6, 110e6), 'coord', 'tensor'),
     (e) => isCairnError(e, 'CLUSTER_PLAN') && /at least 2 nodes/.test(e.message),
   );
 });
@@ -132,14 +143,24 @@ const moeModel: ModelMeta = {
   },
 };
 
-test('expert spreads the routed experts over the remote nodes, the first their home; a dense model cannot', () => {
+test('expert spreads the routed experts over the nodes, the coordinator (or the first node) their home; a dense model cannot', () => {
   const plan = chooseRunnable({ ...request(['a', 'b', 'c'], 300e-6, 110e6), model: moeModel }, 'coord', 'expert');
   assert.deepEqual(
     plan.stages.map((s) => [s.nodeId, s.layerStart, s.layerEnd, s.splitRank, s.splitCount, s.home]),
     [
-      ['a', 0, L, 0, 3, true],
-      ['b', 0, L, 1, 3, false],
-      ['c', 0, L, 2, 3, false],
+      ['coord', 0, L, 0, 4, true],
+      ['a', 0, L, 1, 4, false],
+      ['b', 0, L, 2, 4, false],
+      ['c', 0, L, 3, 4, false],
+    ],
+  );
+  const remote = { ...request(['a', 'b'], 300e-6, 110e6), model: moeModel };
+  const noLocal = chooseRunnable({ ...remote, nodes: remote.nodes.filter((n) => n.id !== 'coord') }, 'coord', 'expert');
+  assert.deepEqual(
+    noLocal.stages.map((s) => [s.nodeId, s.home]),
+    [
+      ['a', true],
+      ['b', false],
     ],
   );
   assert.throws(
@@ -147,7 +168,7 @@ test('expert spreads the routed experts over the remote nodes, the first their h
     (e) => isCairnError(e, 'CLUSTER_PLAN') && /Mixture-of-Experts/.test(e.message),
   );
   assert.throws(
-    () => chooseRunnable({ ...request(['a'], 300e-6, 110e6), model: moeModel }, 'coord', 'expert'),
+    () => chooseRunnable({ ...request([], 300e-6, 110e6), model: moeModel }, 'coord', 'expert'),
     (e) => isCairnError(e, 'CLUSTER_PLAN') && /at least 2 nodes/.test(e.message),
   );
 });

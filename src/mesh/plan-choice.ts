@@ -24,11 +24,11 @@ const GROUP_MARGIN = 1.1;
 
 /**
  * The planner's choice among the plans this mesh runs (`hybrid`: a stage of its own, the
- * coordinator's where it computes, ahead of a group of the other nodes): pipelines, and tensor-parallel groups of
- * remote nodes (alone or as pipeline stages). The coordinator does not take part in a group (it
- * is not reachable by the other ranks), so a group that includes it is left out. `tensor`: every
- * layer split over all the remote nodes; `expert`: the routed experts of a Mixture-of-Experts model
- * spread over them, the first holding the rest. `auto`: makePlan's pipeline over every node (a node added
+ * coordinator's where it computes, ahead of a group of the other nodes): pipelines, and tensor- or
+ * expert-parallel groups (alone or as pipeline stages). The coordinator, where it computes, is
+ * rank 0 of its group (the other ranks reach it over the connections it holds to them), and its
+ * stage the first. `tensor`: every layer split over every node that computes; `expert`: the routed
+ * experts of a Mixture-of-Experts model spread over them, the first holding the rest. `auto`: makePlan's pipeline over every node (a node added
  * is a node used), unless a plan with groups that also uses every node is predicted faster at
  * decoding one sequence by GROUP_MARGIN (its exchanges are what the cost model knows least about).
  */
@@ -60,27 +60,23 @@ export function chooseRunnable(
   }
   const moe = shapeOf(req.model).shape.layers.some((l) => l.experts > 1);
   if (parallelism === 'tensor' || parallelism === 'expert') {
-    const remote = req.nodes.filter((n) => n.id !== localId);
+    // Every node that computes, the coordinator (where it does) as rank 0.
+    const all = req.nodes;
     const what = parallelism === 'tensor' ? 'tensor-parallel' : 'expert-parallel';
-    if (remote.length < 2) {
+    if (all.length < 2) {
       throw new CairnError(
         'CLUSTER_PLAN',
-        `a ${what} plan needs at least 2 nodes besides the coordinator; ${remote.length} ${remote.length === 1 ? 'is' : 'are'} up`,
+        `a ${what} plan needs at least 2 nodes that compute (the coordinator counts unless --no-local-compute); ${all.length} ${all.length === 1 ? 'is' : 'are'} up`,
       );
     }
     if (parallelism === 'expert') {
       if (!moe) throw new CairnError('CLUSTER_PLAN', 'an expert-parallel plan needs a Mixture-of-Experts model; this one has no routed experts');
-      const c = expertPlan({ ...withExchange, nodes: remote }, remote);
-      if (!c.fits)
-        throw new CairnError('CLUSTER_PLAN', `the experts spread over the ${remote.length} nodes do not fit: ${c.problem ?? 'not enough memory'}`);
+      const c = expertPlan(withExchange, all);
+      if (!c.fits) throw new CairnError('CLUSTER_PLAN', `the experts spread over the ${all.length} nodes do not fit: ${c.problem ?? 'not enough memory'}`);
       return asPlan(c);
     }
-    const c = tensorPlan({ ...withExchange, nodes: remote }, remote);
-    if (!c.fits)
-      throw new CairnError(
-        'CLUSTER_PLAN',
-        `every layer split over the ${remote.length} nodes does not fit: ${c.problem ?? 'not enough memory'}`,
-      );
+    const c = tensorPlan(withExchange, all);
+    if (!c.fits) throw new CairnError('CLUSTER_PLAN', `every layer split over the ${all.length} nodes does not fit: ${c.problem ?? 'not enough memory'}`);
     return asPlan(c);
   }
   const pipeline = makePlan(req);
@@ -100,8 +96,9 @@ export function chooseRunnable(
       if (h) extra.push(h);
     }
   }
+  // The coordinator takes part only as rank 0 of the first stage (rankOrder puts it there).
   const runnable = [...choosePlan({ ...withExchange, kinds: ['tensor', 'expert', 'hybrid'] }).candidates, ...extra].filter(
-    (c) => c.fits && !c.stages.some((s) => s.splitCount > 1 && s.nodeId === localId),
+    (c) => c.fits && c.stages.every((s, i) => s.nodeId !== localId || (i === 0 && s.splitRank === 0)),
   );
   const usesAll = runnable.filter((c) => new Set(c.stages.map((s) => s.nodeId)).size === all.size);
   const grouped = usesAll.sort((a, b) => b.decodeTokensPerSecond - a.decodeTokensPerSecond)[0];

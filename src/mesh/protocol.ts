@@ -52,6 +52,11 @@ export interface PeerRef {
   readonly host: string;
   readonly port: number;
   readonly nodeId: string;
+  /**
+   * A rank that is the coordinator itself (it listens nowhere): reached over the connection the
+   * load request came on, which must be that node's (host and port are then empty).
+   */
+  readonly coordinator?: boolean;
 }
 
 /**
