@@ -112,6 +112,11 @@ for (const ranks of [2, 3]) {
       const r = await complete(s.url, 'hello', 30);
       assert.equal(r.status, 200, r.error);
       assert.equal(r.text, expected);
+      // A long prompt: one step carries more than 64 KiB of hidden states to and from each rank.
+      const long = 'hello world, the cat sat on the mat. '.repeat(4);
+      const longR = await complete(s.url, long, 8);
+      assert.equal(longR.status, 200, longR.error);
+      assert.equal(longR.text, generate(long, 8));
       // Two requests at once: their tokens go to the expert ranks together.
       const both = await Promise.all([complete(s.url, 'hello', 12), complete(s.url, 'world', 12)]);
       assert.deepEqual(
@@ -145,6 +150,10 @@ test('the coordinator as the home and one node holding experts give the single-n
     const r = await complete(s.url, 'hello', 30);
     assert.equal(r.status, 200, r.error);
     assert.equal(r.text, expected);
+    const long = 'hello world, the cat sat on the mat. '.repeat(4);
+    const longR = await complete(s.url, long, 8);
+    assert.equal(longR.status, 200, longR.error);
+    assert.equal(longR.text, generate(long, 8));
     assert.match(node.stderr(), /as expert rank 1 of 2/);
   } finally {
     await s.stop();

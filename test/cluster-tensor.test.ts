@@ -226,6 +226,11 @@ test('the coordinator as rank 0 and one node split every layer and give the sing
       [generate('hello', 12), generate('world', 12)],
     );
     assert.match(node.stderr(), /as rank 1 of 2/);
+    // A long prompt: each partial sum of its first step is larger than 64 KiB.
+    const long = 'hello world, the cat sat on the mat. '.repeat(4);
+    const longR = await complete(s.url, long, 8);
+    assert.equal(longR.status, 200, longR.error);
+    assert.equal(longR.text, generate(long, 8));
     // The node goes: a tensor plan needs two nodes, so the coordinator reports it cannot run the
     // plan asked for, and requests fail with that reason rather than hang.
     await node.stop();

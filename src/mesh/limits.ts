@@ -58,6 +58,8 @@ export function nodeReceiveLimit(type: number, flags: number, sizes: StageSizes 
 /** The limit of a frame the coordinator receives from a node of a plan with these sizes. */
 export function coordinatorReceiveLimit(type: number, flags: number, sizes: StageSizes): number {
   if (type === MeshFrame.kv && (flags & FrameFlags.response) !== 0) return SMALL + sizes.kvBytesPerSlot;
+  // As rank 0 of a group: the other ranks' partial sums, and expert ranks' answers, of a step's tokens.
+  if (type === MeshFrame.partial || (type === MeshFrame.experts && (flags & FrameFlags.response) !== 0)) return SMALL + sizes.maxBatch * sizes.nEmbd * 4;
   // Logits come back only for rows sampled here (constrained sequences): one per sequence at most.
   if (type === MeshFrame.result) return HEAD + sizes.slots * sizes.nVocab * 4;
   return SMALL;

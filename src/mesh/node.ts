@@ -360,7 +360,7 @@ export class MeshNode {
         ],
       });
       const dial = (p: { host: string; port: number }) =>
-        connectPeer(p.host, p.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, undefined) });
+        connectPeer(p.host, p.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, this.stageSizes) });
       try {
         if (req.next) this.next = await dial(req.next);
         // The other ranks of the group: this node sends its partial sums (and, as rank 0, each
