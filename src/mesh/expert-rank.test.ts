@@ -99,6 +99,7 @@ test('the home sends each expert rank only the tokens routed to it and adds thei
     // 3 tokens: expert ranges of 3 ranks over 8 experts are [0,3), [3,6), [6,8).
     const d: ExpertDispatch = {
       kind: 'experts',
+      phase: 'send',
       layer: 1,
       n: 3,
       input: new Float32Array(3 * D).fill(1),

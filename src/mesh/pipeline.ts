@@ -320,6 +320,8 @@ export class Pipeline {
     const isLast = this.stages.length === 1;
     let hidden: Float32Array | undefined;
     let index = 0;
+    // An expert dispatch in flight: sent at `send`, awaited at `collect`.
+    let inFlight: Promise<void> | undefined;
     try {
       for (const shard of first.loaded.shards) {
         const steps = shard.forwardSteps({ nTokens: req.nTokens, tokens: hidden ? undefined : req.tokens, hidden, spans: req.spans, outputRows: isLast ? req.outputs.map((o) => o.row) : undefined });
@@ -328,9 +330,15 @@ export class Pipeline {
             hidden = r.value;
             break;
           }
-          restKernelThreads();
+          if (r.value instanceof Float32Array || r.value.phase === 'collect') restKernelThreads();
           if (r.value instanceof Float32Array) await group.exchange!.allReduce(step, index++, r.value);
-          else await group.experts!.dispatch(step, r.value);
+          else if (r.value.phase === 'send') {
+            inFlight = group.experts!.dispatch(step, r.value);
+            inFlight.catch(() => {}); // awaited at collect
+          } else {
+            await inFlight;
+            inFlight = undefined;
+          }
         }
       }
     } catch (err) {

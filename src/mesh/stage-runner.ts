@@ -157,6 +157,8 @@ export class StageRunner {
     let batch = this.batchOf(head, body);
     let out: Float32Array | undefined;
     let index = 0;
+    // An expert dispatch in flight: sent at `send`, awaited at `collect`.
+    let inFlight: Promise<void> | undefined;
     for (const shard of this.loaded.shards) {
       const steps = shard.forwardSteps(batch);
       for (let r = steps.next(); ; r = steps.next()) {
@@ -165,14 +167,20 @@ export class StageRunner {
           break;
         }
         // The kernel threads rest while this thread waits on the network (a shared machine's
-        // other ranks need the cores).
-        restKernelThreads();
+        // other ranks need the cores); not when it sends experts their tokens and computes on.
+        if (r.value instanceof Float32Array || r.value.phase === 'collect') restKernelThreads();
         if (r.value instanceof Float32Array) {
           if (!group) throw new CairnError('BAD_ARGUMENT', 'a tensor-parallel rank runs with its group');
           await group.allReduce(head.step, index++, r.value);
         } else {
           if (!experts) throw new CairnError('BAD_ARGUMENT', 'an expert-parallel home runs with its expert ranks');
-          await experts.dispatch(head.step, r.value);
+          if (r.value.phase === 'send') {
+            inFlight = experts.dispatch(head.step, r.value);
+            inFlight.catch(() => {}); // awaited at collect
+          } else {
+            await inFlight;
+            inFlight = undefined;
+          }
         }
       }
       batch = { ...batch, tokens: undefined, hidden: out };

@@ -63,6 +63,8 @@ export function runExpertGroup(
     if (r.done) return r.value;
     const y = r.value;
     if (y instanceof Float32Array) throw new CairnError('BAD_ARGUMENT', 'a tensor-parallel rank runs with runGroup, not in an expert group');
+    // In one process the ranks answer at once; at `collect` everything is in.
+    if (y.phase === 'collect') continue;
     ranks.forEach((rank, i) => {
       const held = rank.held(y.layer);
       if (!held) throw new CairnError('BAD_ARGUMENT', `expert rank ${i + 1} holds no experts of layer ${y.layer}`);

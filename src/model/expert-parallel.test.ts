@@ -123,6 +123,7 @@ for (const { shape, quant } of CASES) {
 test('routedRows picks the tokens with a chosen expert in a range, in order, each once', () => {
   const d = {
     kind: 'experts' as const,
+    phase: 'send' as const,
     layer: 0,
     n: 4,
     input: new Float32Array(4),

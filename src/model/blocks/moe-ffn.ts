@@ -21,7 +21,8 @@
  *
  * In an expert-parallel group the home rank holds the block whole but for the other ranks' routed
  * experts: it routes, computes the pairs routed to its own experts and the shared experts, and hands
- * the rest to its group as an ExpertDispatch (takeDispatch); an expert rank holds only its range of
+ * the rest to its group as an ExpertDispatch (forwardSteps: sent right after routing, so the other
+ * ranks compute while the home does, and collected after); an expert rank holds only its range of
  * the routed experts (no router) and computes the pairs of the tokens sent to it (computeRouted).
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
@@ -291,9 +292,8 @@ export class MoeFfn implements FfnBlock {
   private batches?: ResolvedBatches;
   /** The gate and up products take the same activation form: one preparation serves both. */
   private readonly gateSharesUp: boolean;
-  /** An expert-parallel home: the other ranks' outputs, and the step's dispatch until taken. */
+  /** An expert-parallel home: the other ranks' outputs. */
   private readonly remote?: Scratch;
-  private pending?: ExpertDispatch;
 
   constructor(
     private readonly s: MoeFfnShape,
@@ -337,6 +337,17 @@ export class MoeFfn implements FfnBlock {
   }
 
   forward(h: Float32Array, out: Float32Array, step: StepContext): void {
+    if (this.remote) throw new CairnError('BAD_ARGUMENT', 'an expert-parallel home runs with its group (forwardSteps)');
+    const steps = this.forwardSteps(h, out, step);
+    while (!steps.next().done);
+  }
+
+  /**
+   * The block's step: route; on an expert-parallel home, yield the dispatch (`send`) before
+   * computing this rank's experts and the shared ones, yield it again (`collect`) and add the other
+   * ranks' outputs (out = own pairs + shared + theirs).
+   */
+  *forwardSteps(h: Float32Array, out: Float32Array, step: StepContext): Generator<ExpertDispatch, void, void> {
     const { kernels, n } = step;
     const { s } = this;
     const { used: k } = s.routing;
@@ -344,23 +355,24 @@ export class MoeFfn implements FfnBlock {
     const ids = this.ids.ints(n);
     const weights = this.weights.rows(n);
     this.router.route(h, n, kernels, ids, weights);
+    let d: ExpertDispatch | undefined;
+    if (this.remote) {
+      const result = this.remote.rows(n);
+      result.fill(0);
+      d = { kind: 'experts', phase: 'send', layer: step.layer, n, input: h, ids, weights, result };
+      yield d;
+    }
     if (this.local) this.localExperts(h, ids, weights, out, kernels, n);
     else {
       const y = this.runExperts(kernels, h, n, ids, n * k, n);
       kernels.moeCombine(y, weights, n, k, s.nEmbd, out);
     }
     if (this.sharedFfn) this.addShared(h, out, step);
-    if (this.remote) {
-      const result = this.remote.rows(n);
-      result.fill(0);
-      this.pending = { kind: 'experts', layer: step.layer, n, input: h, ids, weights, result };
+    if (d) {
+      d.phase = 'collect';
+      yield d;
+      kernels.add(out, d.result, n * s.nEmbd, out);
     }
-  }
-
-  takeDispatch(): ExpertDispatch | undefined {
-    const d = this.pending;
-    this.pending = undefined;
-    return d;
   }
 
   /** The experts this block holds: [first, end) of the layer's. */

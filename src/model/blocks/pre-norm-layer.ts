@@ -51,12 +51,8 @@ export class PreNormLayer implements DecoderLayer {
     if (step.split) yield t;
     kernels.add(x, t, n * d, x);
     kernels.rmsNorm(x, this.ffnNorm, n, d, this.eps, h);
-    this.ffn.forward(h, t, step);
-    const remote = this.ffn.takeDispatch?.();
-    if (remote) {
-      yield remote;
-      kernels.add(t, remote.result, n * d, t);
-    }
+    if (this.ffn.forwardSteps) yield* this.ffn.forwardSteps(h, t, step);
+    else this.ffn.forward(h, t, step);
     if (step.split) yield t;
     kernels.add(x, t, n * d, x);
   }

@@ -27,11 +27,14 @@ export interface StepContext {
 
 /**
  * The routed experts of one MoE layer that other ranks hold (expert parallelism): the FFN's input
- * rows, each token's chosen experts and weights, and where their weighted outputs go. The caller
- * sends each rank the tokens routed to its experts, and adds what comes back into `result`.
+ * rows, each token's chosen experts and weights, and where their weighted outputs go. It is yielded
+ * twice: at `send`, right after routing, the caller sends each rank the tokens routed to its
+ * experts (without waiting: the home computes its own experts meanwhile); at `collect`, the caller
+ * adds what came back into `result` before resuming.
  */
 export interface ExpertDispatch {
   readonly kind: 'experts';
+  phase: 'send' | 'collect';
   /** Index of the layer within the shard. */
   readonly layer: number;
   /** Tokens. */
@@ -68,10 +71,10 @@ export interface AttentionBlock {
 export interface FfnBlock {
   forward(h: Float32Array, out: Float32Array, step: StepContext): void;
   /**
-   * After forward(), the experts of the step that other ranks hold (an expert-parallel home's MoE
-   * block), or undefined; out then lacks their outputs until `result` is added to it.
+   * forward() one exchange at a time, for a block whose work other ranks share (an expert-parallel
+   * home's MoE block yields its ExpertDispatch at `send` and at `collect`); others yield nothing.
    */
-  takeDispatch?(): ExpertDispatch | undefined;
+  forwardSteps?(h: Float32Array, out: Float32Array, step: StepContext): Generator<ExpertDispatch, void, void>;
 }
 
 /** Where a shard's residual stream comes from: token ids (first shard) or the previous shard's hidden states. */
