@@ -2,13 +2,16 @@
  * Tensor parallelism on this machine: the latency of one all-reduce of a token's hidden state
  * between two ranks (over loopback TCP with the cluster's encryption, both ranks in this process),
  * and single-stream decode of one node against a tensor-parallel group and a pipeline at the same
- * total threads (1 node x T threads; 2 ranks x T/2; 2 stages x T/2), runs alternating between them.
+ * total threads (1 node x T threads; 2 ranks x T/2; 2 stages x T/2), and for a Mixture-of-Experts
+ * model an expert-parallel group too (2 ranks x T/2), runs alternating between them.
  *
  *   node dist/bench/tensor.js MODEL [--threads T] [--tokens N] [--rounds R]
  */
 import { ClusterServer, connectPeer, type PeerConnection } from '../src/cluster/index.js';
+import { dirname } from 'node:path';
 import { readGguf } from '../src/gguf/reader.js';
 import { readModelConfig } from '../src/model/config.js';
+import { familyOf } from '../src/model/registry.js';
 import { MESH_COMPATIBILITY } from '../src/mesh/node.js';
 import { MeshFrame } from '../src/mesh/protocol.js';
 import { TensorGroup } from '../src/mesh/tensor-group.js';
@@ -56,8 +59,9 @@ async function stream(url: string, prompt: string, n: number): Promise<number> {
   let first = 0;
   let count = 0;
   const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, prompt, max_tokens: n, temperature: 0, ignore_eos: true, stream: true }) });
-  for await (const c of sseEvents<{ choices: { text?: string }[] }>(r)) {
-    if (c.choices[0]?.text === undefined) continue;
+  for await (const c of sseEvents<{ choices?: { text?: string }[]; error?: { message?: string } }>(r)) {
+    if (c.error) throw new Error(`${url}: ${c.error.message ?? 'an error event'}`);
+    if (c.choices?.[0]?.text === undefined) continue;
     if (count === 0) first = performance.now();
     count++;
   }
@@ -74,7 +78,8 @@ interface Deployment {
 async function deploy(label: string, nodeCount: number, extra: string[]): Promise<Deployment> {
   const half = String(Math.max(1, threads / 2));
   const nodes: NodeProcess[] = [];
-  for (let i = 0; i < nodeCount; i++) nodes.push(await startNode(['--threads', half]));
+  // The nodes map the same file (one copy in the page cache for every deployment), not shards sent to them.
+  for (let i = 0; i < nodeCount; i++) nodes.push(await startNode(['--threads', half, '--models-dir', dirname(model)]));
   const base = ['-m', model, '--ctx', '512'];
   const server = await startServer(nodeCount === 0 ? [...base, '--threads', String(threads)] : [...base, '--threads', half, '--cluster', '--peers', nodes.map((n) => n.peer).join(','), ...extra]);
   await server.ready(600_000);
@@ -92,6 +97,8 @@ async function main(): Promise<void> {
     deployments.push(await deploy(`1 node x ${threads} threads`, 0, []));
     deployments.push(await deploy(`tensor: 2 ranks x ${threads / 2}`, 2, ['--parallelism', 'tensor', '--no-local-compute']));
     deployments.push(await deploy(`pipeline: 2 stages x ${threads / 2}`, 1, ['--parallelism', 'pipeline']));
+    const moe = Array.from({ length: cfg.nLayer }, (_, l) => familyOf(cfg).layerPlan(cfg, l).ffn.kind).includes('moe');
+    if (moe) deployments.push(await deploy(`expert: 2 ranks x ${threads / 2}`, 2, ['--parallelism', 'expert', '--no-local-compute']));
     const runs: Record<string, number[]> = Object.fromEntries(deployments.map((d) => [d.label, []]));
     for (let r = 0; r < rounds; r++) for (const d of deployments) runs[d.label].push(await stream(d.server.url, 'Once upon a time', tokens));
     results.decodeTokensPerSecond = Object.fromEntries(deployments.map((d) => [d.label, median(runs[d.label])]));
