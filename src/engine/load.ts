@@ -91,35 +91,49 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
   const kvType = opts.kvType ?? GgmlType.F16;
   const specs = opts.shards ?? [wholeModel(config)];
   specs.forEach((s) => validateShard(s, config));
+  const { built: shards, mapping, mappedBytes } = await mapAndBuild(path, opts, `loading ${path}`, (view) =>
+    specs.map((spec) => loadShard(file, config, spec, view, kernels, { slots, ctx, kvType, maxBatch })),
+  );
+  return {
+    path,
+    file,
+    config,
+    kernels,
+    shards,
+    ctx,
+    kvType,
+    mappedBytes,
+    kvBytes: shards.reduce((a, s) => a + s.kv.bytes, 0),
+    close: () => mapping.close(),
+  };
+}
+
+/**
+ * Maps `path`, builds parts over it (`build` gets the view of each tensor), and reads their weights
+ * in (huge pages where the kernel gives them) unless `opts.prefetch` is false. The mapping closes
+ * if anything fails.
+ */
+async function mapAndBuild<T extends Pick<DecoderShard, 'weights'>>(
+  path: string,
+  opts: Pick<LoadOptions, 'prefetch' | 'progress'>,
+  label: string,
+  build: (view: (t: { offset: number; byteLength: number }) => Uint8Array) => T[],
+): Promise<{ built: T[]; mapping: FileMapping; mappedBytes: number }> {
   const mapping: FileMapping = openMapping(path);
   try {
-    // The largest tensor the shards use: where preferLargePages probes.
+    // The largest tensor the parts use: where preferLargePages probes.
     let largest: ProbeRange | undefined;
-    const view = (t: { offset: number; byteLength: number }) => {
+    const built = build((t) => {
       if (!largest || t.byteLength > largest.length) largest = { offset: t.offset, length: t.byteLength };
       return mapping.view(t.offset, t.byteLength);
-    };
-    const shards = specs.map((spec) => loadShard(file, config, spec, view, kernels, { slots, ctx, kvType, maxBatch }));
-    const mappedBytes = shards.reduce((a, s) => a + s.weights.bytes, 0);
+    });
+    const mappedBytes = built.reduce((a, s) => a + s.weights.bytes, 0);
     if (opts.prefetch ?? true) {
       const show = opts.progress ?? process.stderr.isTTY === true;
-      await prefetch(shards, mappedBytes, show, `loading ${path}`);
-      await preferLargePages(mapping, mappedBytes, largest, () =>
-        prefetch(shards, mappedBytes, show, `reading ${path} again into huge pages (once)`),
-      );
+      await prefetch(built, mappedBytes, show, label);
+      await preferLargePages(mapping, mappedBytes, largest, () => prefetch(built, mappedBytes, show, `reading ${path} again into huge pages (once)`));
     }
-    return {
-      path,
-      file,
-      config,
-      kernels,
-      shards,
-      ctx,
-      kvType,
-      mappedBytes,
-      kvBytes: shards.reduce((a, s) => a + s.kv.bytes, 0),
-      close: () => mapping.close(),
-    };
+    return { built, mapping, mappedBytes };
   } catch (err) {
     mapping.close();
     throw err;
@@ -147,25 +161,10 @@ export async function loadExpertRank(
   const config = readModelConfig(file);
   validateShard(spec, config);
   const kernels = createKernels({ backend: opts.backend, threads: opts.threads });
-  const mapping: FileMapping = openMapping(path);
-  try {
-    let largest: ProbeRange | undefined;
-    const view = (t: { offset: number; byteLength: number }) => {
-      if (!largest || t.byteLength > largest.length) largest = { offset: t.offset, length: t.byteLength };
-      return mapping.view(t.offset, t.byteLength);
-    };
-    const expert = loadExpertShard(file, config, spec, view, kernels, opts.maxBatch ?? 512);
-    const mappedBytes = expert.weights.bytes;
-    if (opts.prefetch ?? true) {
-      const show = opts.progress ?? process.stderr.isTTY === true;
-      await prefetch([expert], mappedBytes, show, `loading experts of ${path}`);
-      await preferLargePages(mapping, mappedBytes, largest, () => prefetch([expert], mappedBytes, show, `reading ${path} again into huge pages (once)`));
-    }
-    return { path, file, config, kernels, expert, mappedBytes, close: () => mapping.close() };
-  } catch (err) {
-    mapping.close();
-    throw err;
-  }
+  const { built, mapping, mappedBytes } = await mapAndBuild(path, opts, `loading experts of ${path}`, (view) => [
+    loadExpertShard(file, config, spec, view, kernels, opts.maxBatch ?? 512),
+  ]);
+  return { path, file, config, kernels, expert: built[0], mappedBytes, close: () => mapping.close() };
 }
 
 /** What a loaded model is made of when its runner is not (only) in this process. */

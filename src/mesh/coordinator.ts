@@ -36,7 +36,7 @@ import { Pipeline, type LocalGroup, type RemoteStageHandle, type StageHandle } f
 import { ExpertDispatcher } from './expert-dispatch.js';
 import { ExchangeCodec } from './exchange-codec.js';
 import { TensorGroup } from './tensor-group.js';
-import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
+import { MeshFrame, type GroupSpec, type LoadReply, type LoadRequest, type NodeCapabilities, type PeerRef } from './protocol.js';
 import { hasControlCharacter } from './load-request.js';
 import { prepareShard, sendShard, type PreparedShard } from './shard-files.js';
 import { randomUUID } from 'node:crypto';
@@ -350,6 +350,10 @@ export class ClusterCoordinator implements ForwardRunner {
         const worst = this.planRequest && group.length > 2 ? worstLink(this.planRequest, group.map((r) => r.nodeId)) : undefined;
         const link = worst ? { latencySeconds: worst.latencySeconds, bytesPerSecond: worst.bytesPerSecond } : undefined;
         const shares = s.splitShares ?? group.map(() => 1);
+        const groupSpec = (rank: number, peers: PeerRef[]): GroupSpec | undefined =>
+          group.length > 1
+            ? { rank, shares, peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange, ...(link ? { link } : {}), ...(this.opts.allReduce ? { allReduce: this.opts.allReduce } : {}) }) }
+            : undefined;
         if (s.nodeId === this.localId) {
           if (i > 0) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', "the coordinator's layers must be the first stage"));
           if (group.some((r, rank) => rank > 0 && r.nodeId === this.localId)) throw new StageLoadFailed(s.nodeId, new CairnError('CLUSTER_PLAN', 'the coordinator can only be rank 0 of its group'));
@@ -377,26 +381,7 @@ export class ClusterCoordinator implements ForwardRunner {
             const nodes = group.slice(1).map((r) => remoteOf(r.nodeId));
             const peers = [{ host: '', port: 0, nodeId: this.localId, coordinator: true }, ...nodes.map((n) => ({ host: n.host, port: n.port, nodeId: n.caps.nodeId }))];
             for (let rank = 1; rank < group.length; rank++) {
-              const r = group[rank];
-              const node = nodes[rank - 1];
-              const req: LoadRequest = {
-                modelSha256: this.modelSha,
-                modelName: basename(this.opts.modelPath),
-                layerStart: r.layerStart,
-                layerEnd: r.layerEnd,
-                ctx: this.opts.ctx,
-                slots: this.opts.slots,
-                kvType: this.opts.kvType,
-                maxBatch: this.maxBatch,
-                group: { rank, shares, peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange, ...(link ? { link } : {}), ...(this.opts.allReduce ? { allReduce: this.opts.allReduce } : {}) }) },
-                epoch,
-              };
-              try {
-                await this.loadRemote(node, req);
-              } catch (err) {
-                throw new StageLoadFailed(r.nodeId, err as Error);
-              }
-              const member = { kind: 'remote', conn: node.conn, nodeId: r.nodeId, name: node.caps.name, layerStart: r.layerStart, layerEnd: r.layerEnd } as const;
+              const member = await this.loadRank(group[rank], nodes[rank - 1], epoch, groupSpec(rank, peers));
               if (mode === 'expert') expertRanks.push(member);
               else followers.push(member);
             }
@@ -426,31 +411,8 @@ export class ClusterCoordinator implements ForwardRunner {
         const next = nextGroup ? remoteOf(nextGroup[0].nodeId) : undefined;
         const peers = nodes.map((n) => ({ host: n.host, port: n.port, nodeId: n.caps.nodeId }));
         for (let rank = 0; rank < group.length; rank++) {
-          const r = group[rank];
-          const node = nodes[rank];
-          const req: LoadRequest = {
-            modelSha256: this.modelSha,
-            modelName: basename(this.opts.modelPath),
-            layerStart: r.layerStart,
-            layerEnd: r.layerEnd,
-            ctx: this.opts.ctx,
-            slots: this.opts.slots,
-            kvType: this.opts.kvType,
-            maxBatch: this.maxBatch,
-            // Rank 0 passes the group's output on; the other ranks send only to their group.
-            next: next && rank === 0 ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
-            group:
-              group.length > 1
-                ? { rank, shares, peers, ...(mode === 'expert' ? { mode } : { exchange: this.opts.exchange, ...(link ? { link } : {}), ...(this.opts.allReduce ? { allReduce: this.opts.allReduce } : {}) }) }
-                : undefined,
-            epoch,
-          };
-          try {
-            await this.loadRemote(node, req);
-          } catch (err) {
-            throw new StageLoadFailed(r.nodeId, err as Error);
-          }
-          const member = { kind: 'remote', conn: node.conn, nodeId: r.nodeId, name: node.caps.name, layerStart: r.layerStart, layerEnd: r.layerEnd } as const;
+          // Rank 0 passes the group's output on; the other ranks send only to their group.
+          const member = await this.loadRank(group[rank], nodes[rank], epoch, groupSpec(rank, peers), rank === 0 ? next : undefined);
           if (rank === 0) stages.push(member);
           else if (mode === 'expert') expertRanks.push(member);
           else followers.push(member);
@@ -478,6 +440,29 @@ export class ClusterCoordinator implements ForwardRunner {
       else for (const st of stages) if (st.kind === 'local') st.loaded.close();
       throw err;
     }
+  }
+
+  /** Loads one plan entry on its node (a stage, or a rank of `group`); `next`: where its output goes. */
+  private async loadRank(r: PlanStage, node: RemoteNode, epoch: number, group: GroupSpec | undefined, next?: RemoteNode): Promise<RemoteStageHandle> {
+    const req: LoadRequest = {
+      modelSha256: this.modelSha,
+      modelName: basename(this.opts.modelPath),
+      layerStart: r.layerStart,
+      layerEnd: r.layerEnd,
+      ctx: this.opts.ctx,
+      slots: this.opts.slots,
+      kvType: this.opts.kvType,
+      maxBatch: this.maxBatch,
+      next: next ? { host: next.host, port: next.port, nodeId: next.caps.nodeId } : undefined,
+      group,
+      epoch,
+    };
+    try {
+      await this.loadRemote(node, req);
+    } catch (err) {
+      throw new StageLoadFailed(r.nodeId, err as Error);
+    }
+    return { kind: 'remote', conn: node.conn, nodeId: r.nodeId, name: node.caps.name, layerStart: r.layerStart, layerEnd: r.layerEnd };
   }
 
   private nameOf(nodeId: string): string {
