@@ -253,18 +253,13 @@ describe('cairn serve with stories260K', { skip }, () => {
     assert.equal(await metric(server.url, 'prompt_cache_hits_total'), hitsBefore + 1);
   });
 
-  test('errors: 400 names the field, 404 for unknown model and route, 415/400 for bad bodies', async () => {
-    const unknown = await post(server.url, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], temprature: 0.5 });
-    assert.equal(unknown.status, 400);
-    assert.match(unknown.json.error.message, /temprature/);
-    assert.equal(unknown.json.error.param, 'temprature');
+  test('errors: 400 names the field, 404 for an unknown route, 415/400 for bad bodies', async () => {
     const bad = await post(server.url, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], temperature: 7 });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.param, 'temperature');
     const noMessages = await post(server.url, '/v1/chat/completions', { model });
     assert.equal(noMessages.status, 400);
     assert.match(noMessages.json.error.message, /messages/);
-    await assert.rejects(client.chat.completions.create({ model: 'gpt-17', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.NotFoundError && /gpt-17/.test(e.message));
     const route = await fetch(`${server.url}/v1/nothing`);
     assert.equal(route.status, 404);
     assert.equal(((await route.json()) as { error: { code: string } }).error.code, 'not_found');

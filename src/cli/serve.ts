@@ -37,6 +37,8 @@ interface ServeFlags extends ClusterKeyFlags {
   idleTimeout: number;
   templateTimeout: number;
   promptWorkers: number;
+  strictModelNames?: boolean;
+  logLevel: 'info' | 'debug';
 }
 
 function version(): string {
@@ -94,6 +96,8 @@ export function serveCommand(): Command {
         .default('auto'),
     )
     .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
+    .option('--strict-model-names', "answer 404 to a request naming another model than this one (by default any name is served and echoed back, as clients configured for another server's model expect)")
+    .addOption(new Option('--log-level <level>', 'debug also tells, once per field, the request fields cairn ignores').choices(['info', 'debug']).default('info'))
     .action(async (o: ServeFlags) => {
       // The server modules load only for this command, keeping other commands' start-up short.
       const { buildServer } = await import('../server/app.js');
@@ -150,7 +154,13 @@ export function serveCommand(): Command {
           );
         },
         o.alias,
-        { promptWorkers: o.promptWorkers, templateTimeoutMs: o.templateTimeout },
+        {
+          promptWorkers: o.promptWorkers,
+          templateTimeoutMs: o.templateTimeout,
+          strictModelNames: o.strictModelNames,
+          onUnknownField:
+            o.logLevel === 'debug' ? (field) => process.stderr.write(`cairn: ignoring the request field "${field.slice(0, 100)}", which cairn does not know (said once per field)\n`) : undefined,
+        },
       );
       const { app } = buildServer(host, {
         apiKey,

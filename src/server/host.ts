@@ -15,6 +15,13 @@ export interface HostOptions {
   readonly promptWorkers?: number;
   /** Longest a chat template may run for one request, in ms (default 2000). */
   readonly templateTimeoutMs?: number;
+  /**
+   * Answer only to the model's own names (404 otherwise). By default a server with one model
+   * serves it whatever name a client was configured with, and echoes that name back.
+   */
+  readonly strictModelNames?: boolean;
+  /** Told once per request field cairn does not know and ignores (a debug log line). */
+  readonly onUnknownField?: (field: string) => void;
 }
 
 /** Loading state of the served model. */
@@ -88,9 +95,25 @@ export class ModelHost {
     return [this.id, basename(this.path), this.path];
   }
 
+  /** The name to answer with for a request that named `requested`: that name (as OpenAI echoes the model), or the id. */
+  nameFor(requested: string | undefined): string {
+    return requested ?? this.id;
+  }
+
+  /** Notes request fields that are ignored: each is told once (onUnknownField). */
+  ignored(fields: readonly string[]): void {
+    for (const f of fields) {
+      if (this.told.has(f) || this.told.size >= 1000) continue;
+      this.told.add(f);
+      this.options.onUnknownField?.(f);
+    }
+  }
+
+  private readonly told = new Set<string>();
+
   /** The loaded model, or the 404/503 a request for `name` should get. Once it returns, `prompts` is set. */
   require(name?: string): LoadedModel {
-    if (name !== undefined && !this.names.includes(name)) throw modelNotFound(name, [this.id]);
+    if (name !== undefined && this.options.strictModelNames && !this.names.includes(name)) throw modelNotFound(name, [this.id]);
     if (this.state === 'loading') throw unavailable('The model is still loading; retry in a moment (GET /health says when it is ready).');
     if (this.state === 'failed') throw unavailable(`The model failed to load: ${this.error?.message}`);
     return this.model!;

@@ -15,7 +15,7 @@ import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
-import { chatCompletionRequest, describeZodError, type ChatCompletionRequest } from './schemas.js';
+import { chatCompletionRequest, describeZodError, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
 
 type FinishReason = 'stop' | 'length' | 'tool_calls';
 
@@ -127,6 +127,9 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     const { message, param } = describeZodError(parsed.error);
     throw badRequest(message, param);
   }
+  const refused = unsupportedField(request.body);
+  if (refused) throw badRequest(refused.message, refused.param);
+  host.ignored(unknownFields(request.body, 'chat'));
   const req = parsed.data;
   const model = host.require(req.model);
   const abort = new AbortController();
@@ -157,7 +160,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
       id,
       object: 'chat.completion',
       created,
-      model: host.id,
+      model: host.nameFor(req.model),
       system_fingerprint: 'cairn',
       choices: [{ index: 0, message, logprobs: gen.logprobs !== undefined ? { content: logprobs } : null, finish_reason: calls ? 'tool_calls' : finishReason(summary) }],
       usage: usage(summary),
@@ -171,7 +174,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     id,
     object: 'chat.completion.chunk',
     created,
-    model: host.id,
+    model: host.nameFor(req.model),
     system_fingerprint: 'cairn',
     choices: [{ index: 0, delta, logprobs: logprobs ?? null, finish_reason: finish }],
   });
@@ -230,7 +233,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   }
   sse.send(chunk({}, finish));
   if (req.stream_options?.include_usage) {
-    sse.send({ id, object: 'chat.completion.chunk', created, model: host.id, system_fingerprint: 'cairn', choices: [], usage: usage(summary) });
+    sse.send({ id, object: 'chat.completion.chunk', created, model: host.nameFor(req.model), system_fingerprint: 'cairn', choices: [], usage: usage(summary) });
   }
   sse.done();
 }

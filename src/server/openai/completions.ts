@@ -13,7 +13,7 @@ import { samplerFromApi, startGeneration, stopList, tokenView, vocabularySize } 
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
-import { completionRequest, describeZodError, type CompletionRequest } from './schemas.js';
+import { completionRequest, describeZodError, unknownFields, type CompletionRequest } from './schemas.js';
 
 /** The prompt's token ids: text is tokenized by a prompt worker (after the byte check); ids are checked. */
 async function promptIds(host: ModelHost, model: LoadedModel, p: CompletionRequest['prompt'], signal: AbortSignal): Promise<number[]> {
@@ -53,6 +53,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     const { message, param } = describeZodError(parsed.error);
     throw badRequest(message, param);
   }
+  host.ignored(unknownFields(request.body, 'completion'));
   const req = parsed.data;
   const model = host.require(req.model);
   const abort = new AbortController();
@@ -67,7 +68,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   const created = Math.floor(Date.now() / 1000);
   const wantLogprobs = req.logprobs !== null && req.logprobs !== undefined;
   if (req.max_tokens === 0) {
-    await reply.send({ id, object: 'text_completion', created, model: host.id, choices: [{ text: echo, index: 0, logprobs: null, finish_reason: 'length' }], usage: { prompt_tokens: prompt.length, completion_tokens: 0, total_tokens: prompt.length } });
+    await reply.send({ id, object: 'text_completion', created, model: host.nameFor(req.model), choices: [{ text: echo, index: 0, logprobs: null, finish_reason: 'length' }], usage: { prompt_tokens: prompt.length, completion_tokens: 0, total_tokens: prompt.length } });
     return;
   }
   const events = startGeneration(
@@ -97,7 +98,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
       id,
       object: 'text_completion',
       created,
-      model: host.id,
+      model: host.nameFor(req.model),
       system_fingerprint: 'cairn',
       choices: [{ text: echo + summary.text, index: 0, logprobs: wantLogprobs ? legacyLogprobs(model, steps, echo.length) : null, finish_reason: summary.finishReason === 'length' ? 'length' : 'stop' }],
       usage: usage(summary),
@@ -111,7 +112,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     id,
     object: 'text_completion',
     created,
-    model: host.id,
+    model: host.nameFor(req.model),
     system_fingerprint: 'cairn',
     choices: [{ text, index: 0, logprobs, finish_reason: finish }],
   });
@@ -135,6 +136,6 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     return;
   }
   sse.send(chunk('', summary.finishReason === 'length' ? 'length' : 'stop'));
-  if (req.stream_options?.include_usage) sse.send({ id, object: 'text_completion', created, model: host.id, choices: [], usage: usage(summary) });
+  if (req.stream_options?.include_usage) sse.send({ id, object: 'text_completion', created, model: host.nameFor(req.model), choices: [], usage: usage(summary) });
   sse.done();
 }

@@ -1,22 +1,25 @@
 /**
- * Request bodies of the OpenAI API as zod schemas. Unknown fields are refused (strict objects) so
- * a misspelled parameter is a 400 that names it, not a silently ignored setting. Fields OpenAI
- * defines but cairn does not act on are accepted only where ignoring them changes nothing
- * (`user`, `store`, `metadata`).
+ * Request bodies of the OpenAI API as zod schemas. Clients are sloppy in what they send: the
+ * official SDKs send an assistant message back with the fields they added to it (`parsed`,
+ * `annotations`, `audio: null`, `function_call: null`), front ends pass user parameters through
+ * (`reasoning_effort`), proxies add their own (`cache_control`). Unknown fields are therefore
+ * dropped (unknownFields() lists them, for a debug log line), while the known ones are checked,
+ * and fields that would change what the answer means, which cairn cannot honour (legacy
+ * `functions`, audio output, images in the input), are refused by name (unsupportedField()).
  */
 import { z } from 'zod';
 
-const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+const textPart = z.object({ type: z.literal('text'), text: z.string() });
 
-const toolCall = z.strictObject({
+const toolCall = z.object({
   id: z.string().optional(),
   type: z.literal('function').optional(),
-  function: z.strictObject({ name: z.string(), arguments: z.string() }),
+  function: z.object({ name: z.string(), arguments: z.string() }),
   index: z.number().int().optional(),
 });
 
 /** One chat message. `developer` is OpenAI's newer name for `system`. */
-export const chatMessage = z.strictObject({
+export const chatMessage = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
   content: z.union([z.string(), z.array(textPart), z.null()]).optional(),
   name: z.string().optional(),
@@ -26,9 +29,9 @@ export const chatMessage = z.strictObject({
   refusal: z.string().nullable().optional(),
 });
 
-const toolDefinition = z.strictObject({
+const toolDefinition = z.object({
   type: z.literal('function'),
-  function: z.strictObject({
+  function: z.object({
     name: z.string().min(1),
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
@@ -51,7 +54,7 @@ const sampling = {
   seed: z.number().int().nullable().optional(),
   stop,
   stream: z.boolean().nullable().optional(),
-  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
   n: z.literal(1, { message: 'only n = 1 is supported' }).nullable().optional(),
   logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullable().optional(),
   user: z.string().optional(),
@@ -59,11 +62,11 @@ const sampling = {
 };
 
 const responseFormat = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('text') }),
-  z.strictObject({ type: z.literal('json_object') }),
-  z.strictObject({
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
     type: z.literal('json_schema'),
-    json_schema: z.strictObject({
+    json_schema: z.object({
       name: z.string().optional(),
       description: z.string().optional(),
       schema: z.record(z.string(), z.unknown()).optional(),
@@ -73,7 +76,7 @@ const responseFormat = z.discriminatedUnion('type', [
 ]);
 
 /** POST /v1/chat/completions */
-export const chatCompletionRequest = z.strictObject({
+export const chatCompletionRequest = z.object({
   ...sampling,
   messages: z.array(chatMessage).min(1),
   max_tokens: z.number().int().min(1).nullable().optional(),
@@ -83,7 +86,7 @@ export const chatCompletionRequest = z.strictObject({
   response_format: responseFormat.nullable().optional(),
   tools: z.array(toolDefinition).nullable().optional(),
   tool_choice: z
-    .union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string() }) })])
+    .union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })])
     .nullable()
     .optional(),
   parallel_tool_calls: z.boolean().nullable().optional(),
@@ -93,7 +96,7 @@ export const chatCompletionRequest = z.strictObject({
 });
 
 /** POST /v1/completions */
-export const completionRequest = z.strictObject({
+export const completionRequest = z.object({
   ...sampling,
   prompt: z.union([z.string(), z.array(z.string()).length(1), z.array(z.number().int().min(0)).min(1), z.array(z.array(z.number().int().min(0)).min(1)).length(1)]),
   max_tokens: z.number().int().min(0).nullable().optional(),
@@ -105,6 +108,67 @@ export const completionRequest = z.strictObject({
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
 export type CompletionRequest = z.infer<typeof completionRequest>;
+
+/** The fields of an object schema's shape. */
+function keysOf(schema: z.ZodObject): Set<string> {
+  return new Set(Object.keys(schema.shape));
+}
+
+const CHAT_KEYS = keysOf(chatCompletionRequest);
+const COMPLETION_KEYS = keysOf(completionRequest);
+const MESSAGE_KEYS = keysOf(chatMessage);
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The fields of a request body that cairn does not know and ignores, by path (`reasoning_effort`,
+ * `messages[].annotations`), each once.
+ */
+export function unknownFields(body: unknown, kind: 'chat' | 'completion'): string[] {
+  if (!isRecord(body)) return [];
+  const out = new Set<string>();
+  const known = kind === 'chat' ? CHAT_KEYS : COMPLETION_KEYS;
+  for (const k of Object.keys(body)) if (!known.has(k)) out.add(k);
+  if (kind === 'chat' && Array.isArray(body.messages)) {
+    for (const m of body.messages) if (isRecord(m)) for (const k of Object.keys(m)) if (!MESSAGE_KEYS.has(k)) out.add(`messages[].${k}`);
+  }
+  return [...out];
+}
+
+/** Nothing set: absent, null, false, or an empty list. */
+function unset(v: unknown): boolean {
+  return v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0);
+}
+
+/**
+ * A field of a chat request that would change what the answer means and that cairn cannot honour,
+ * with why, or undefined. (Ignoring these would answer another question than the one asked.)
+ */
+export function unsupportedField(body: unknown): { param: string; message: string } | undefined {
+  if (!isRecord(body)) return undefined;
+  if (!unset(body.functions) || !unset(body.function_call)) {
+    return { param: unset(body.functions) ? 'function_call' : 'functions', message: "Legacy 'functions' / 'function_call' are not supported; send 'tools' / 'tool_choice'." };
+  }
+  if (Array.isArray(body.modalities) && body.modalities.some((m) => m !== 'text')) {
+    return { param: 'modalities', message: 'Only text output is supported (modalities: ["text"]).' };
+  }
+  if (!unset(body.audio)) return { param: 'audio', message: 'Audio output is not supported.' };
+  if (!unset(body.prediction)) return { param: 'prediction', message: 'Predicted outputs are not supported.' };
+  if (!unset(body.web_search_options)) return { param: 'web_search_options', message: 'Web search is not supported.' };
+  if (Array.isArray(body.messages)) {
+    for (const [i, m] of body.messages.entries()) {
+      if (!isRecord(m) || !Array.isArray(m.content)) continue;
+      const part = m.content.find((p) => isRecord(p) && p.type !== 'text');
+      if (part) {
+        const type = isRecord(part) ? String(part.type) : 'unknown';
+        return { param: `messages.${i}.content`, message: `Content parts of type '${type}' are not supported: this model reads text.` };
+      }
+    }
+  }
+  return undefined;
+}
 
 /** Turns a zod failure into one sentence naming the field. */
 export function describeZodError(err: z.ZodError): { message: string; param: string | null } {

@@ -1,0 +1,117 @@
+/**
+ * What clients send as they are: the official `openai` client sending an assistant message back as
+ * it returned it, front ends and proxies adding fields of their own (`reasoning_effort`,
+ * `cache_control`, anything), a client configured with another model's name. All of it is served;
+ * the fields cairn ignores are told once each at `--log-level debug`; fields that would change
+ * what the answer means and that cairn cannot honour get 400 naming them; and
+ * `--strict-model-names` brings back 404 for other names.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { scratchDir } from './helpers/paths.js';
+import { startServer, type ServerProcess } from './helpers/server.js';
+import { writeTinyModel } from './helpers/tiny-model.js';
+
+const dir = scratchDir('server-lenient');
+const modelPath = join(dir, 'tiny.gguf');
+let server: ServerProcess;
+let client: OpenAI;
+
+before(async () => {
+  mkdirSync(dir, { recursive: true });
+  writeTinyModel(modelPath);
+  server = await startServer(['-m', modelPath, '--ctx', '512', '--log-level', 'debug']);
+  await server.ready();
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+after(async () => {
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function post(path: string, body: unknown): Promise<{ status: number; json: any }> {
+  const r = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: r.status, json: await r.json().catch(() => undefined) };
+}
+
+test("the assistant message goes back as the SDK returned it, with the fields it added; extra fields are ignored and told once", async () => {
+  const first = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 4, temperature: 0 });
+  const reply = first.choices[0].message;
+  // As the Python SDK's model_dump() and the JS SDK's finalMessage() add them.
+  const sentBack = { ...reply, annotations: [], audio: null, function_call: null, parsed: null };
+  // Fields of other servers and proxies, passed through by front ends.
+  const extra = { reasoning_effort: 'low', cache_control: { type: 'ephemeral' }, my_custom_knob: 3 };
+  const second = await client.chat.completions.create({
+    model: 'tiny',
+    messages: [{ role: 'user', content: 'Hello' }, sentBack as OpenAI.Chat.ChatCompletionMessageParam, { role: 'user', content: 'And then?' }],
+    max_tokens: 4,
+    temperature: 0,
+    ...(extra as object),
+  });
+  assert.equal(second.choices.length, 1);
+  assert.ok(second.usage!.completion_tokens > 0);
+  // Ignoring them changes nothing: the same answer as without them.
+  const plain = await client.chat.completions.create({
+    model: 'tiny',
+    messages: [{ role: 'user', content: 'Hello' }, { role: 'assistant', content: reply.content }, { role: 'user', content: 'And then?' }],
+    max_tokens: 4,
+    temperature: 0,
+  });
+  assert.equal(second.choices[0].message.content, plain.choices[0].message.content);
+  // A misspelled parameter is ignored too (and told), but a known one out of range is still a 400.
+  assert.equal((await post('/v1/completions', { model: 'tiny', prompt: 'a', max_tokens: 2, temprature: 1 })).status, 200);
+  const bad = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'x' }], temperature: 7 });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.param, 'temperature');
+  await post('/v1/completions', { model: 'tiny', prompt: 'a', max_tokens: 2, temprature: 1 });
+  const log = server.stderr();
+  for (const field of ['reasoning_effort', 'cache_control', 'my_custom_knob', 'messages[].annotations', 'messages[].parsed', 'temprature']) {
+    const told = log.split('\n').filter((l) => l.includes(`ignoring the request field "${field}"`));
+    assert.equal(told.length, 1, `${field} told once:\n${log}`);
+  }
+});
+
+test('fields that would change the answer and cannot be honoured are refused by name', async () => {
+  const base = { model: 'tiny', messages: [{ role: 'user', content: 'x' }] };
+  const cases: [Record<string, unknown>, string][] = [
+    [{ ...base, functions: [{ name: 'f', parameters: {} }] }, 'functions'],
+    [{ ...base, function_call: 'auto' }, 'function_call'],
+    [{ ...base, modalities: ['text', 'audio'] }, 'modalities'],
+    [{ ...base, audio: { voice: 'alloy', format: 'wav' } }, 'audio'],
+    [{ ...base, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:,' } }] }] }, 'messages.0.content'],
+    [{ ...base, n: 2 }, 'n'],
+  ];
+  for (const [body, param] of cases) {
+    const r = await post('/v1/chat/completions', body);
+    assert.equal(r.status, 400, JSON.stringify(body));
+    assert.equal(r.json.error.param, param);
+  }
+  // What they look like when off is fine: null, false, text only.
+  const off = await post('/v1/chat/completions', { ...base, max_tokens: 2, functions: null, function_call: null, audio: null, modalities: ['text'] });
+  assert.equal(off.status, 200);
+});
+
+test("a client configured with another model's name is served, and the name comes back", async () => {
+  const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
+  assert.equal(r.model, 'gpt-4o');
+  const c = await client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'a', max_tokens: 2 });
+  assert.equal(c.model, 'gpt-3.5-turbo-instruct');
+  const stream = await client.chat.completions.create({ model: 'llama3:latest', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, stream: true });
+  for await (const chunk of stream) assert.equal(chunk.model, 'llama3:latest');
+});
+
+test('--strict-model-names answers 404 to other names', async () => {
+  const strict = await startServer(['-m', modelPath, '--ctx', '256', '--strict-model-names']);
+  try {
+    await strict.ready();
+    const c = new OpenAI({ baseURL: `${strict.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    await assert.rejects(c.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.NotFoundError && /gpt-4o/.test(e.message));
+    assert.equal((await c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 1 })).model, 'tiny');
+  } finally {
+    await strict.stop();
+  }
+});
