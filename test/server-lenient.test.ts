@@ -111,7 +111,31 @@ test('--strict-model-names answers 404 to other names', async () => {
     const c = new OpenAI({ baseURL: `${strict.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     await assert.rejects(c.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.NotFoundError && /gpt-4o/.test(e.message));
     assert.equal((await c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 1 })).model, 'tiny');
+    // Ollama's tag on the model's own name is still the model.
+    const tagged = await fetch(`${strict.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'tiny:latest', prompt: 'a', stream: false, options: { num_predict: 1 } }) });
+    assert.equal(tagged.status, 200);
+    const other = await fetch(`${strict.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'llama3:latest', prompt: 'a', stream: false }) });
+    assert.equal(other.status, 404);
+    assert.match(((await other.json()) as { error: string }).error, /llama3/);
   } finally {
     await strict.stop();
   }
+});
+
+test("Ollama's clients: errors as a string under `error`, the root answers, tagged names are served", async () => {
+  const root = await fetch(`${server.url}/`);
+  assert.equal(root.status, 200);
+  assert.equal(await root.text(), 'Ollama is running');
+  assert.equal((await fetch(`${server.url}/`, { method: 'HEAD' })).status, 200);
+  const bad = await post('/api/chat', { model: 'tiny', messages: 'not a list' });
+  assert.equal(bad.status, 400);
+  assert.equal(typeof bad.json.error, 'string');
+  assert.ok(bad.json.error.length > 0);
+  const tagged = await post('/api/chat', { model: 'tiny:latest', messages: [{ role: 'user', content: 'Hi' }], stream: false, options: { num_predict: 2 } });
+  assert.equal(tagged.status, 200);
+  assert.equal(tagged.json.done, true);
+  // OpenAI routes keep OpenAI's error shape.
+  const openai = await post('/v1/chat/completions', { model: 'tiny', messages: 'not a list' });
+  assert.equal(typeof openai.json.error, 'object');
+  assert.equal(openai.json.error.type, 'invalid_request_error');
 });

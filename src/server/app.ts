@@ -84,7 +84,7 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     metrics.responded(request.routeOptions.url ?? 'unknown', reply.statusCode);
   });
 
-  app.setErrorHandler(async (err, _request, reply) => {
+  app.setErrorHandler(async (err, request, reply) => {
     let api: ApiError;
     const e = err as { code?: string; statusCode?: number; message: string };
     if (err instanceof ApiError) api = err;
@@ -93,8 +93,12 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     else if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (e.statusCode === 400 && e.code?.startsWith('FST_'))) api = badRequest(`The body is not valid JSON: ${e.message}`);
     else api = toApiError(err);
     if (reply.sent || reply.raw.headersSent) return;
-    await reply.status(api.status).send(api.body());
+    // Ollama's clients read `error` as a string (an object prints as [object Object]).
+    if (request.url.startsWith('/api/')) await reply.status(api.status).send({ error: api.message });
+    else await reply.status(api.status).send(api.body());
   });
+  // Ollama's clients and front ends probe the root to see that a server is up.
+  app.get('/', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('Ollama is running'));
   app.setNotFoundHandler(async (request) => {
     throw routeNotFound(request.method, request.url);
   });

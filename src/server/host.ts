@@ -113,7 +113,8 @@ export class ModelHost {
 
   /** The loaded model, or the 404/503 a request for `name` should get. Once it returns, `prompts` is set. */
   require(name?: string): LoadedModel {
-    if (name !== undefined && this.options.strictModelNames && !this.names.includes(name)) throw modelNotFound(name, [this.id]);
+    // Ollama's clients add a tag (`model:latest`); the model's own names, tagged `latest`, are its names too.
+    if (name !== undefined && this.options.strictModelNames && !this.names.includes(name.replace(/:latest$/, ''))) throw modelNotFound(name, [this.id]);
     if (this.state === 'loading') throw unavailable('The model is still loading; retry in a moment (GET /health says when it is ready).');
     if (this.state === 'failed') throw unavailable(`The model failed to load: ${this.error?.message}`);
     return this.model!;
