@@ -139,3 +139,29 @@ test("Ollama's clients: errors as a string under `error`, the root answers, tagg
   assert.equal(typeof openai.json.error, 'object');
   assert.equal(openai.json.error.type, 'invalid_request_error');
 });
+
+test('--cors-origin: a page of that origin may call the API (preflight answered, headers on answers and errors); others get no CORS headers; without it, none', async () => {
+  const s = await startServer(['-m', modelPath, '--ctx', '256', '--cors-origin', 'http://localhost:3000', '--api-key', 'k-123']);
+  try {
+    await s.ready();
+    const preflight = await fetch(`${s.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization' },
+    });
+    assert.ok(preflight.status === 204 || preflight.status === 200, `preflight ${preflight.status}`);
+    assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://localhost:3000');
+    assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /authorization/i);
+    const ok = await fetch(`${s.url}/v1/models`, { headers: { origin: 'http://localhost:3000', authorization: 'Bearer k-123' } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('access-control-allow-origin'), 'http://localhost:3000');
+    const denied = await fetch(`${s.url}/v1/models`, { headers: { origin: 'http://localhost:3000' } });
+    assert.equal(denied.status, 401);
+    assert.equal(denied.headers.get('access-control-allow-origin'), 'http://localhost:3000', 'the browser can read the 401');
+    const other = await fetch(`${s.url}/v1/models`, { headers: { origin: 'http://evil.example', authorization: 'Bearer k-123' } });
+    assert.equal(other.headers.get('access-control-allow-origin'), null);
+  } finally {
+    await s.stop();
+  }
+  const none = await fetch(`${server.url}/v1/models`, { headers: { origin: 'http://localhost:3000' } });
+  assert.equal(none.headers.get('access-control-allow-origin'), null);
+});

@@ -38,6 +38,7 @@ interface ServeFlags extends ClusterKeyFlags {
   templateTimeout: number;
   promptWorkers: number;
   strictModelNames?: boolean;
+  corsOrigin?: string;
   logLevel: 'info' | 'debug';
 }
 
@@ -96,6 +97,7 @@ export function serveCommand(): Command {
         .default('auto'),
     )
     .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
+    .option('--cors-origin <origins>', "web pages of these origins (comma-separated, e.g. http://localhost:3000; or '*' for any) may call the API from a browser (default: none, only the server's own origin)")
     .option('--strict-model-names', "answer 404 to a request naming another model than this one (by default any name is served and echoed back, as clients configured for another server's model expect)")
     .addOption(new Option('--log-level <level>', 'debug also tells, once per field, the request fields cairn ignores').choices(['info', 'debug']).default('info'))
     .action(async (o: ServeFlags) => {
@@ -169,6 +171,7 @@ export function serveCommand(): Command {
         cluster: () => coordinator?.status(),
         requestTimeoutMs: o.requestTimeout,
         idleTimeoutMs: o.idleTimeout,
+        corsOrigins: o.corsOrigin === undefined ? undefined : o.corsOrigin.trim() === '*' ? '*' : o.corsOrigin.split(',').map((s) => s.trim()).filter(Boolean),
       });
       const address = await app.listen({ host: o.host, port: o.port });
       process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1)\n`);

@@ -2,7 +2,8 @@
  * The HTTP server: OpenAI routes under /v1, Ollama routes under /api, /health and /metrics, with
  * API-key checks, body limits and every error answered as OpenAI-style JSON.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import cors from '@fastify/cors';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import { ApiError, badRequest, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
 import type { ModelHost } from './host.js';
@@ -34,6 +35,11 @@ export interface ServerOptions {
   readonly idleTimeoutMs?: number;
   /** A kept-alive connection with no request for this long is closed, in ms (default 10 s). */
   readonly keepAliveTimeoutMs?: number;
+  /**
+   * Web pages of these origins (or of any, '*') may call the API from a browser: CORS headers and
+   * preflight answers. Absent: none (browsers then allow only pages of the server's own origin).
+   */
+  readonly corsOrigins?: readonly string[] | '*';
 }
 
 /** Node's own defaults would let a trickled request hold its connection forever (fastify's are 0). */
@@ -75,11 +81,18 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     }
   });
 
-  app.addHook('onRequest', async (request) => {
-    if (!opts.apiKey || request.url === '/health') return;
+  const requireKey = async (request: FastifyRequest) => {
+    // A browser's preflight never carries the key; the request that follows it does.
+    if (!opts.apiKey || request.url === '/health' || (opts.corsOrigins && request.method === 'OPTIONS')) return;
     const header = request.headers.authorization ?? (request.headers['x-api-key'] ? `Bearer ${String(request.headers['x-api-key'])}` : undefined);
     if (!keyMatches(header, opts.apiKey)) throw unauthorized();
-  });
+  };
+  if (opts.corsOrigins) {
+    // CORS first, so that errors (a 401 among them) carry its headers and browsers show them.
+    const origin = opts.corsOrigins === '*' ? '*' : [...opts.corsOrigins];
+    void app.register(cors, { origin, methods: ['GET', 'HEAD', 'POST', 'OPTIONS'], allowedHeaders: ['Content-Type', 'Authorization', 'X-Api-Key'], maxAge: 600 });
+    void app.after(() => app.addHook('onRequest', requireKey));
+  } else app.addHook('onRequest', requireKey);
   app.addHook('onResponse', async (request, reply) => {
     metrics.responded(request.routeOptions.url ?? 'unknown', reply.statusCode);
   });
