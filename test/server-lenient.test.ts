@@ -134,6 +134,12 @@ test("Ollama's clients: errors as a string under `error`, the root answers, tagg
   const tagged = await post('/api/chat', { model: 'tiny:latest', messages: [{ role: 'user', content: 'Hi' }], stream: false, options: { num_predict: 2 } });
   assert.equal(tagged.status, 200);
   assert.equal(tagged.json.done, true);
+  // Options are range-checked as the OpenAI routes' fields are.
+  for (const o of [{ temperature: 5 }, { top_p: 2 }, { presence_penalty: 9 }, { num_predict: -3 }]) {
+    const r = await post('/api/generate', { model: 'tiny', prompt: 'a', stream: false, options: o });
+    assert.equal(r.status, 400, JSON.stringify(o));
+    assert.match(r.json.error, new RegExp(Object.keys(o)[0]));
+  }
   // OpenAI routes keep OpenAI's error shape.
   const openai = await post('/v1/chat/completions', { model: 'tiny', messages: 'not a list' });
   assert.equal(typeof openai.json.error, 'object');

@@ -20,17 +20,19 @@ import type { SamplerOptions } from '../../sampling/index.js';
 
 const options = z
   .looseObject({
-    temperature: z.number().min(0).optional(),
+    // The same ranges as the OpenAI routes: a temperature of 5 samples noise until the length limit.
+    temperature: z.number().min(0).max(2).optional(),
     top_p: z.number().min(0).max(1).optional(),
     top_k: z.number().int().min(0).optional(),
     min_p: z.number().min(0).max(1).optional(),
-    num_predict: z.number().int().optional(),
+    // -1: until the model stops or the context is full; -2: fill the context (Ollama's meanings).
+    num_predict: z.number().int().min(-2).optional(),
     stop: z.union([z.string(), z.array(z.string())]).optional(),
     seed: z.number().int().optional(),
-    repeat_penalty: z.number().min(0).optional(),
+    repeat_penalty: z.number().min(0).max(10).optional(),
     repeat_last_n: z.number().int().min(-1).optional(),
-    presence_penalty: z.number().optional(),
-    frequency_penalty: z.number().optional(),
+    presence_penalty: z.number().min(-2).max(2).optional(),
+    frequency_penalty: z.number().min(-2).max(2).optional(),
     // Not an Ollama option; accepted with the OpenAI meaning (token id -> bias) for clients that send it.
     logit_bias: z.record(z.string(), z.unknown()).optional(),
   })
