@@ -171,3 +171,31 @@ test('--cors-origin: a page of that origin may call the API (preflight answered,
   const none = await fetch(`${server.url}/v1/models`, { headers: { origin: 'http://localhost:3000' } });
   assert.equal(none.headers.get('access-control-allow-origin'), null);
 });
+
+test("llama-server's extras: /tokenize and /detokenize round-trip, /props and /slots describe the server", async () => {
+  const t = await post('/tokenize', { content: 'hello world' });
+  assert.equal(t.status, 200);
+  assert.ok(Array.isArray(t.json.tokens) && t.json.tokens.length > 0 && t.json.tokens.every((x: unknown) => Number.isInteger(x)));
+  const withBos = await post('/tokenize', { content: 'hello world', add_special: true });
+  assert.equal(withBos.json.tokens.length, t.json.tokens.length + 1, 'add_special adds the BOS');
+  const pieces = await post('/tokenize', { content: 'hello world', with_pieces: true });
+  assert.deepEqual(
+    pieces.json.tokens.map((p: { id: number }) => p.id),
+    t.json.tokens,
+  );
+  assert.ok(pieces.json.tokens.every((p: { piece: unknown }) => typeof p.piece === 'string'));
+  const back = await post('/detokenize', { tokens: t.json.tokens });
+  assert.equal(back.status, 200);
+  assert.match(back.json.content, /hello world/);
+  // Out of the vocabulary, or not a list of ids: 400.
+  assert.equal((await post('/detokenize', { tokens: [999999] })).status, 400);
+  assert.equal((await post('/detokenize', { tokens: 'abc' })).status, 400);
+  assert.equal((await post('/tokenize', { content: 3 })).status, 400);
+  const props = (await (await fetch(`${server.url}/props`)).json()) as { total_slots: number; n_ctx: number; default_generation_settings: { params: { temperature: number } } };
+  assert.ok(props.total_slots >= 1);
+  assert.equal(props.n_ctx, 512);
+  assert.equal(typeof props.default_generation_settings.params.temperature, 'number');
+  const slots = (await (await fetch(`${server.url}/slots`)).json()) as { id: number; is_processing: boolean }[];
+  assert.equal(slots.length, props.total_slots);
+  assert.ok(slots.every((s, i) => s.id === i && s.is_processing === false));
+});

@@ -194,6 +194,11 @@ export class Engine {
     return this.active.length;
   }
 
+  /** Each slot: whether a sequence holds it, and how many tokens of KV it keeps. */
+  slotStates(): { id: number; busy: boolean; cached: number }[] {
+    return this.slots.map((s) => ({ id: s.id, busy: s.busy, cached: s.cached.length }));
+  }
+
   /**
    * Starts a generation and returns its event stream. Throws CONTEXT_FULL when the prompt cannot
    * fit a slot, QUEUE_FULL when too many requests wait, BAD_ARGUMENT for an empty or invalid prompt.
