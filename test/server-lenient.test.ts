@@ -199,3 +199,15 @@ test("llama-server's extras: /tokenize and /detokenize round-trip, /props and /s
   assert.equal(slots.length, props.total_slots);
   assert.ok(slots.every((s, i) => s.id === i && s.is_processing === false));
 });
+
+test('/api/show tells what Ollama clients read: context length, parameters, template, capabilities', async () => {
+  const r = await post('/api/show', { model: 'tiny' });
+  assert.equal(r.status, 200);
+  assert.equal(r.json.model_info['llama.context_length'], 2048, 'the context the model was trained for');
+  assert.equal(r.json.model_info['llama.block_count'], 2);
+  assert.match(r.json.parameters, /^num_ctx 512$/m, 'the context each request gets here');
+  assert.match(r.json.parameters, /^temperature 0\.8$/m);
+  assert.ok(r.json.capabilities.includes('completion'));
+  assert.equal(typeof r.json.template, 'string');
+  assert.ok(!Number.isNaN(Date.parse(r.json.modified_at)));
+});

@@ -16,7 +16,7 @@ import { logitBiasFromApi, startGeneration, stopList, type ServerGeneration } fr
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
-import type { SamplerOptions } from '../../sampling/index.js';
+import { SAMPLER_DEFAULTS, type SamplerOptions } from '../../sampling/index.js';
 
 const options = z
   .looseObject({
@@ -226,7 +226,33 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     const body = parse(z.looseObject({ model: z.string().optional(), name: z.string().optional() }), request.body);
     const model = host.require(body.model ?? body.name ?? host.id);
     const m = new Metadata(model.file);
-    return { details: details(model), template: m.string('tokenizer.chat_template') ?? '', model_info: { 'general.architecture': model.config.arch, 'general.parameter_count': model.summary().parameters } };
+    const template = m.string('tokenizer.chat_template') ?? '';
+    const arch = model.config.arch;
+    const ctx = model.engine.runner.ctxPerSlot;
+    // Ollama's "parameters": one `name value` line each; clients read num_ctx from it.
+    const parameters = [
+      `num_ctx ${ctx}`,
+      `temperature ${SAMPLER_DEFAULTS.temperature}`,
+      `top_k ${SAMPLER_DEFAULTS.topK}`,
+      `top_p ${SAMPLER_DEFAULTS.topP}`,
+      `min_p ${SAMPLER_DEFAULTS.minP}`,
+      `repeat_penalty ${SAMPLER_DEFAULTS.repeatPenalty}`,
+    ].join('\n');
+    return {
+      details: details(model),
+      template,
+      parameters,
+      modified_at: new Date(host.created * 1000).toISOString(),
+      // A template that reads `tools` can be given them.
+      capabilities: ['completion', ...(/\btools\b/.test(template) ? ['tools'] : [])],
+      model_info: {
+        'general.architecture': arch,
+        'general.parameter_count': model.summary().parameters,
+        [`${arch}.context_length`]: model.config.ctxTrain,
+        [`${arch}.embedding_length`]: model.config.nEmbd,
+        [`${arch}.block_count`]: model.config.nLayer,
+      },
+    };
   });
 
   app.post('/api/chat', async (request, reply) => {
