@@ -211,3 +211,37 @@ test('/api/show tells what Ollama clients read: context length, parameters, temp
   assert.equal(typeof r.json.template, 'string');
   assert.ok(!Number.isNaN(Date.parse(r.json.modified_at)));
 });
+
+test('one log line per request: method, path, status, tokens, time; --log-format json for machines', async () => {
+  const before = server.stderr().length;
+  await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, temperature: 0 });
+  const s = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, temperature: 0, stream: true });
+  for await (const chunk of s) void chunk;
+  await fetch(`${server.url}/v1/nothing%0Aforged`);
+  await new Promise((r) => setTimeout(r, 100));
+  const lines = server.stderr().slice(before).split('\n');
+  const chat = lines.filter((l) => /^cairn: POST \/v1\/chat\/completions 200 \d+\+3 tokens \d+ ms$/.test(l));
+  assert.equal(chat.length, 2, lines.join('\n'));
+  assert.ok(lines.some((l) => /^cairn: GET \/v1\/nothing%0Aforged 404 \d+ ms$/.test(l)), 'the path as sent, on one line');
+  assert.ok(!lines.some((l) => /GET \/health/.test(l)), 'health polls are not logged');
+
+  const j = await startServer(['-m', modelPath, '--ctx', '256', '--log-format', 'json']);
+  try {
+    await j.ready();
+    await fetch(`${j.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: 'a', max_tokens: 2 }) });
+    await new Promise((r) => setTimeout(r, 100));
+    const entry = j
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { method: string; path: string; status: number; completion_tokens: number; ms: number })
+      .find((e) => e.path === '/v1/completions');
+    assert.ok(entry);
+    assert.equal(entry.method, 'POST');
+    assert.equal(entry.status, 200);
+    assert.equal(entry.completion_tokens, 2);
+    assert.ok(entry.ms >= 0);
+  } finally {
+    await j.stop();
+  }
+});

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { addModelOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
+import type { RequestLogEntry } from '../server/app.js';
 
 interface ServeFlags extends ClusterKeyFlags {
   model: string;
@@ -39,6 +40,7 @@ interface ServeFlags extends ClusterKeyFlags {
   promptWorkers: number;
   strictModelNames?: boolean;
   corsOrigin?: string;
+  logFormat: 'text' | 'json';
   logLevel: 'info' | 'debug';
 }
 
@@ -98,6 +100,7 @@ export function serveCommand(): Command {
     )
     .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
     .option('--cors-origin <origins>', "web pages of these origins (comma-separated, e.g. http://localhost:3000; or '*' for any) may call the API from a browser (default: none, only the server's own origin)")
+    .addOption(new Option('--log-format <format>', 'the line logged for each request (stderr): text, or json for machines').choices(['text', 'json']).default('text'))
     .option('--strict-model-names', "answer 404 to a request naming another model than this one (by default any name is served and echoed back, as clients configured for another server's model expect)")
     .addOption(new Option('--log-level <level>', 'debug also tells, once per field, the request fields cairn ignores').choices(['info', 'debug']).default('info'))
     .action(async (o: ServeFlags) => {
@@ -171,6 +174,7 @@ export function serveCommand(): Command {
         cluster: () => coordinator?.status(),
         requestTimeoutMs: o.requestTimeout,
         idleTimeoutMs: o.idleTimeout,
+        logRequest: (e) => process.stderr.write(requestLine(e, o.logFormat) + '\n'),
         corsOrigins: o.corsOrigin === undefined ? undefined : o.corsOrigin.trim() === '*' ? '*' : o.corsOrigin.split(',').map((s) => s.trim()).filter(Boolean),
       });
       const address = await app.listen({ host: o.host, port: o.port });
@@ -206,4 +210,15 @@ export function serveCommand(): Command {
       process.once('SIGTERM', () => void stop('SIGTERM'));
     });
   return cmd;
+}
+
+/** A request's log line: `cairn: POST /v1/chat/completions 200 12+30 tokens 153 ms`, or one JSON object. */
+function requestLine(e: RequestLogEntry, format: 'text' | 'json'): string {
+  if (format === 'json') {
+    return JSON.stringify({ time: new Date().toISOString(), method: e.method, path: e.path, status: e.status, prompt_tokens: e.promptTokens, completion_tokens: e.completionTokens, ms: e.ms });
+  }
+  // A path is the client's: no control characters reach the log.
+  const path = e.path.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 200);
+  const tokens = e.promptTokens !== undefined ? ` ${e.promptTokens}+${e.completionTokens} tokens` : '';
+  return `cairn: ${e.method} ${path} ${e.status}${tokens} ${e.ms} ms`;
 }

@@ -5,6 +5,7 @@
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { ApiError, badRequest, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
 import type { ModelHost } from './host.js';
 import type { ClusterStatus } from '../mesh/coordinator.js';
@@ -36,11 +37,25 @@ export interface ServerOptions {
   readonly idleTimeoutMs?: number;
   /** A kept-alive connection with no request for this long is closed, in ms (default 10 s). */
   readonly keepAliveTimeoutMs?: number;
+  /** Told once per request as its response ends (not /health and /metrics, which are polled). */
+  readonly logRequest?: (entry: RequestLogEntry) => void;
   /**
    * Web pages of these origins (or of any, '*') may call the API from a browser: CORS headers and
    * preflight answers. Absent: none (browsers then allow only pages of the server's own origin).
    */
   readonly corsOrigins?: readonly string[] | '*';
+}
+
+/** One request, as the request log tells it. */
+export interface RequestLogEntry {
+  readonly method: string;
+  /** The path, without the query. */
+  readonly path: string;
+  readonly status: number;
+  /** Prompt and generated tokens, where the request generated. */
+  readonly promptTokens?: number;
+  readonly completionTokens?: number;
+  readonly ms: number;
 }
 
 /** Node's own defaults would let a trickled request hold its connection forever (fastify's are 0). */
@@ -97,6 +112,19 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   app.addHook('onResponse', async (request, reply) => {
     metrics.responded(request.routeOptions.url ?? 'unknown', reply.statusCode);
   });
+  if (opts.logRequest) {
+    const log = opts.logRequest;
+    app.addHook('onRequest', async (request, reply) => {
+      const path = request.url.split('?')[0];
+      if (path === '/health' || path === '/metrics') return;
+      const t0 = performance.now();
+      // 'close' comes for every response, streamed (hijacked) ones included.
+      reply.raw.once('close', () => {
+        const tokens = metrics.tokensOf(reply.raw);
+        log({ method: request.method, path, status: reply.raw.statusCode, promptTokens: tokens?.prompt, completionTokens: tokens?.completion, ms: Math.round(performance.now() - t0) });
+      });
+    });
+  }
 
   app.setErrorHandler(async (err, request, reply) => {
     let api: ApiError;

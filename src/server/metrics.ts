@@ -27,10 +27,19 @@ export class ServerMetrics {
     this.inFlight++;
   }
 
-  /** A generation ended (summary undefined when it never produced one). */
-  requestEnded(s: GenerationSummary | undefined): void {
+  /** Tokens of each response's generation (for its request log line), by the response it went to. */
+  private readonly byResponse = new WeakMap<object, { prompt: number; completion: number }>();
+
+  /** The tokens of the generation answered on `response`, if one ended there. */
+  tokensOf(response: object): { prompt: number; completion: number } | undefined {
+    return this.byResponse.get(response);
+  }
+
+  /** A generation ended (summary undefined when it never produced one); `response`: where it was answered. */
+  requestEnded(s: GenerationSummary | undefined, response?: object): void {
     this.inFlight = Math.max(0, this.inFlight - 1);
     if (!s) return;
+    if (response) this.byResponse.set(response, { prompt: s.promptTokens, completion: s.completionTokens });
     this.promptTokens += s.promptTokens;
     this.cachedTokens += s.cachedTokens;
     if (s.cachedTokens > 0) this.cacheHits++;

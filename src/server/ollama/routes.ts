@@ -122,7 +122,7 @@ async function answer(
   let summary: GenerationSummary | undefined;
   if (!stream) {
     for await (const ev of events) if (ev.type === 'done') summary = ev.summary;
-    metrics.requestEnded(summary);
+    metrics.requestEnded(summary, reply.raw);
     if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error);
     await reply.send(final(summary, summary.text));
     return;
@@ -137,7 +137,7 @@ async function answer(
     }
     if (ev.text && !res.destroyed) res.write(JSON.stringify(piece(ev.text)) + '\n');
   }
-  metrics.requestEnded(summary);
+  metrics.requestEnded(summary, reply.raw);
   if (!res.destroyed) {
     if (!summary || summary.finishReason === 'error') res.write(JSON.stringify({ error: toApiError(summary?.error).message }) + '\n');
     else if (summary.finishReason !== 'abort') res.write(JSON.stringify(final(summary, '')) + '\n');

@@ -150,7 +150,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
       if (ev.type === 'token' && ev.logprobs) logprobs.push(chatLogprob(model, ev.logprobs));
       if (ev.type === 'done') summary = ev.summary;
     }
-    metrics.requestEnded(summary);
+    metrics.requestEnded(summary, reply.raw);
     if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
     const calls = forced ? forcedCall(summary) : tools ? toolCallsOf(host, model, summary) : undefined;
     const message = calls
@@ -209,7 +209,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     if (ev.text === '' && !lp) continue;
     sse.send(chunk({ content: ev.text }, null, lp));
   }
-  metrics.requestEnded(summary);
+  metrics.requestEnded(summary, reply.raw);
   if (!summary || summary.finishReason === 'error' || summary.finishReason === 'abort') {
     if (summary?.finishReason !== 'abort') sse.send(toApiError(summary?.error ?? new Error('generation ended without a result')).body());
     sse.end();

@@ -92,7 +92,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
       if (ev.type === 'token' && ev.logprobs) steps.push({ lp: ev.logprobs, text: ev.text });
       if (ev.type === 'done') summary = ev.summary;
     }
-    metrics.requestEnded(summary);
+    metrics.requestEnded(summary, reply.raw);
     if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
     await reply.send({
       id,
@@ -129,7 +129,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     offset += ev.text.length;
     sse.send(chunk(ev.text, null, lp));
   }
-  metrics.requestEnded(summary);
+  metrics.requestEnded(summary, reply.raw);
   if (!summary || summary.finishReason === 'error' || summary.finishReason === 'abort') {
     if (summary?.finishReason !== 'abort') sse.send(toApiError(summary?.error ?? new Error('generation ended without a result')).body());
     sse.end();
