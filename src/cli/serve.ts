@@ -218,7 +218,7 @@ function requestLine(e: RequestLogEntry, format: 'text' | 'json'): string {
     return JSON.stringify({ time: new Date().toISOString(), method: e.method, path: e.path, status: e.status, prompt_tokens: e.promptTokens, completion_tokens: e.completionTokens, ms: e.ms });
   }
   // A path is the client's: no control characters reach the log.
-  const path = e.path.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 200);
+  const path = Array.from(e.path.slice(0, 200), (c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? '?' : c)).join('');
   const tokens = e.promptTokens !== undefined ? ` ${e.promptTokens}+${e.completionTokens} tokens` : '';
   return `cairn: ${e.method} ${path} ${e.status}${tokens} ${e.ms} ms`;
 }
