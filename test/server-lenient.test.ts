@@ -245,3 +245,18 @@ test('one log line per request: method, path, status, tokens, time; --log-format
     await j.stop();
   }
 });
+
+test('/metrics has histograms of time to first token, inter-token latency and request duration, by model', async () => {
+  await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, temperature: 0 });
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  for (const name of ['time_to_first_token_seconds', 'inter_token_latency_seconds', 'request_duration_seconds']) {
+    assert.match(text, new RegExp(`^# TYPE cairn_${name} histogram$`, 'm'));
+    const count = Number(new RegExp(`^cairn_${name}_count\\{model="tiny"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+    assert.ok(count >= 1, `${name}: ${count} observations`);
+    const inf = Number(new RegExp(`^cairn_${name}_bucket\\{model="tiny",le="\\+Inf"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+    assert.equal(inf, count, `${name}: the +Inf bucket holds every observation`);
+    // Buckets are cumulative: never fewer at a larger bound.
+    const buckets = [...text.matchAll(new RegExp(`^cairn_${name}_bucket\\{model="tiny",le="[^"]+"\\} (\\d+)$`, 'gm'))].map((m) => Number(m[1]));
+    for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i] >= buckets[i - 1]);
+  }
+});

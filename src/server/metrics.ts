@@ -1,9 +1,46 @@
 /**
  * Server counters in Prometheus text format (GET /metrics): requests, tokens, prefill and decode
- * speed, queue depth, prompt-cache hits and memory.
+ * speed, queue depth, prompt-cache hits and memory, and histograms of time to first token,
+ * inter-token latency and request duration, labelled by model.
  */
+import { performance } from 'node:perf_hooks';
 import type { GenerationSummary } from '../engine/engine.js';
 import type { ModelHost } from './host.js';
+
+/** A Prometheus histogram: cumulative counts of observations at or below each bound, their sum and count. */
+export class Histogram {
+  private readonly counts: number[];
+  private sum = 0;
+  private count = 0;
+
+  /** `bounds`: upper bounds, ascending (seconds). */
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = bounds.map(() => 0);
+  }
+
+  observe(v: number): void {
+    if (!Number.isFinite(v) || v < 0) return;
+    for (let i = 0; i < this.bounds.length; i++) if (v <= this.bounds[i]) this.counts[i]++;
+    this.sum += v;
+    this.count++;
+  }
+
+  /** The sample lines of metric `name` with labels `labels` (e.g. `model="x"`). */
+  lines(name: string, labels: string): string[] {
+    const sep = labels ? ',' : '';
+    return [
+      ...this.bounds.map((b, i) => `${name}_bucket{${labels}${sep}le="${b}"} ${this.counts[i]}`),
+      `${name}_bucket{${labels}${sep}le="+Inf"} ${this.count}`,
+      `${name}_sum${labels ? `{${labels}}` : ''} ${this.sum}`,
+      `${name}_count${labels ? `{${labels}}` : ''} ${this.count}`,
+    ];
+  }
+}
+
+/** Bounds in seconds: from a fast token (5 ms) to a long request (10 min). */
+const TTFT_BOUNDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const ITL_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const DURATION_BOUNDS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 /** Counts what the server did. */
 export class ServerMetrics {
@@ -21,10 +58,16 @@ export class ServerMetrics {
   private lastPrefillTps = 0;
   private lastDecodeTps = 0;
 
-  /** A generation started. */
-  requestStarted(): void {
+  private readonly ttft = new Histogram(TTFT_BOUNDS);
+  private readonly interToken = new Histogram(ITL_BOUNDS);
+  private readonly duration = new Histogram(DURATION_BOUNDS);
+  private readonly startedAt = new WeakMap<object, number>();
+
+  /** A generation started; `response`: where it is answered (its duration is measured from now). */
+  requestStarted(response?: object): void {
     this.requests++;
     this.inFlight++;
+    if (response) this.startedAt.set(response, performance.now());
   }
 
   /** Tokens of each response's generation (for its request log line), by the response it went to. */
@@ -40,6 +83,11 @@ export class ServerMetrics {
     this.inFlight = Math.max(0, this.inFlight - 1);
     if (!s) return;
     if (response) this.byResponse.set(response, { prompt: s.promptTokens, completion: s.completionTokens });
+    const t0 = response ? this.startedAt.get(response) : undefined;
+    if (t0 !== undefined) this.duration.observe((performance.now() - t0) / 1000);
+    // The engine's prefill time runs from the request's arrival to its first token.
+    if (s.completionTokens > 0) this.ttft.observe(s.prefillMs / 1000);
+    if (s.completionTokens > 1) this.interToken.observe(s.decodeMs / 1000 / (s.completionTokens - 1));
     this.promptTokens += s.promptTokens;
     this.cachedTokens += s.cachedTokens;
     if (s.cachedTokens > 0) this.cacheHits++;
@@ -95,6 +143,13 @@ export class ServerMetrics {
     metric('resident_memory_bytes', 'gauge', 'Resident memory of the process.', [['', host.model?.residentBytes() ?? process.memoryUsage.rss()]]);
     metric('kv_cache_bytes', 'gauge', 'Bytes allocated for the KV cache.', [['', host.model?.kvBytes ?? 0]]);
     metric('model_loaded', 'gauge', '1 when the model is ready.', [['', host.state === 'ready' ? 1 : 0]]);
+    const model = `model="${host.id.replace(/["\\\n]/g, '_')}"`;
+    const histogram = (name: string, help: string, h: Histogram) => {
+      lines.push(`# HELP cairn_${name} ${help}`, `# TYPE cairn_${name} histogram`, ...h.lines(`cairn_${name}`, model));
+    };
+    histogram('time_to_first_token_seconds', 'From a request reaching the engine to its first token.', this.ttft);
+    histogram('inter_token_latency_seconds', "Mean time between a request's generated tokens.", this.interToken);
+    histogram('request_duration_seconds', 'From a generation starting to its end.', this.duration);
     return lines.join('\n') + '\n';
   }
 }

@@ -118,7 +118,7 @@ async function answer(
   piece: (text: string) => Record<string, unknown>,
   final: (s: GenerationSummary, all: string) => Record<string, unknown>,
 ): Promise<void> {
-  metrics.requestStarted();
+  metrics.requestStarted(reply.raw);
   let summary: GenerationSummary | undefined;
   if (!stream) {
     for await (const ev of events) if (ev.type === 'done') summary = ev.summary;

@@ -141,7 +141,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const events = startGeneration(model, gen, abort.signal);
-  metrics.requestStarted();
+  metrics.requestStarted(reply.raw);
 
   if (!req.stream) {
     const logprobs: unknown[] = [];

@@ -83,7 +83,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     },
     abort.signal,
   );
-  metrics.requestStarted();
+  metrics.requestStarted(reply.raw);
 
   if (!req.stream) {
     const steps: { lp: StepLogprobs; text: string }[] = [];
