@@ -15,10 +15,10 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
-import type { ClusterStatus } from '../src/mesh/coordinator.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
 import { startNode, type NodeProcess } from './helpers/node.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
+import { complete, status } from './helpers/cluster-client.js';
 import { quantizeWithKernels } from './helpers/oracle-greedy.js';
 
 const dir = scratchDir('cluster-expert');
@@ -56,18 +56,16 @@ function generate(prompt: string, n: number): string {
   return JSON.parse(execFileSync(process.execPath, argv, { encoding: 'utf8' })).text as string;
 }
 
-async function complete(url: string, prompt: string, n: number): Promise<{ status: number; text: string; error?: string }> {
-  const r = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'moe', prompt, max_tokens: n, temperature: 0, ignore_eos: true }),
-  });
-  const j = (await r.json()) as { choices?: { text: string }[]; error?: { message: string } };
-  return { status: r.status, text: j.choices?.[0]?.text ?? '', error: j.error?.message };
-}
 
-async function status(url: string): Promise<ClusterStatus> {
-  return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterStatus;
+/**
+ * A prompt of ~125 tokens: one step carries more than 64 KiB of hidden states to and from each
+ * rank; its continuation equals one process's.
+ */
+async function longPromptMatches(url: string): Promise<void> {
+  const long = 'hello world, the cat sat on the mat. '.repeat(4);
+  const r = await complete(url, long, 8);
+  assert.equal(r.status, 200, r.error);
+  assert.equal(r.text, generate(long, 8));
 }
 
 let groups = 0;
@@ -112,11 +110,7 @@ for (const ranks of [2, 3]) {
       const r = await complete(s.url, 'hello', 30);
       assert.equal(r.status, 200, r.error);
       assert.equal(r.text, expected);
-      // A long prompt: one step carries more than 64 KiB of hidden states to and from each rank.
-      const long = 'hello world, the cat sat on the mat. '.repeat(4);
-      const longR = await complete(s.url, long, 8);
-      assert.equal(longR.status, 200, longR.error);
-      assert.equal(longR.text, generate(long, 8));
+      await longPromptMatches(s.url);
       // Two requests at once: their tokens go to the expert ranks together.
       const both = await Promise.all([complete(s.url, 'hello', 12), complete(s.url, 'world', 12)]);
       assert.deepEqual(
@@ -150,10 +144,7 @@ test('the coordinator as the home and one node holding experts give the single-n
     const r = await complete(s.url, 'hello', 30);
     assert.equal(r.status, 200, r.error);
     assert.equal(r.text, expected);
-    const long = 'hello world, the cat sat on the mat. '.repeat(4);
-    const longR = await complete(s.url, long, 8);
-    assert.equal(longR.status, 200, longR.error);
-    assert.equal(longR.text, generate(long, 8));
+    await longPromptMatches(s.url);
     assert.match(node.stderr(), /as expert rank 1 of 2/);
   } finally {
     await s.stop();

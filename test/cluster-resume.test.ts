@@ -25,6 +25,7 @@ import { stageBytes } from '../src/planner/plan.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
 import { startNode, type NodeProcess } from './helpers/node.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
+import { complete, status } from './helpers/cluster-client.js';
 
 const dir = scratchDir('cluster-resume');
 const cache = join(dir, 'cache');
@@ -116,19 +117,6 @@ async function stream(url: string, body: Record<string, unknown>, onPiece?: (cou
   return out;
 }
 
-async function complete(url: string, prompt: string, n: number): Promise<{ status: number; text: string; error?: string }> {
-  const r = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'synthetic', prompt, max_tokens: n, temperature: 0, ignore_eos: true }),
-  });
-  const j = (await r.json()) as { choices?: { text: string }[]; error?: { message: string } };
-  return { status: r.status, text: j.choices?.[0]?.text ?? '', error: j.error?.message };
-}
-
-async function status(url: string): Promise<ClusterStatus> {
-  return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterStatus;
-}
 
 async function health(url: string): Promise<{ status: number; body: { status: string; error?: string } }> {
   const r = await fetch(`${url}/health`);

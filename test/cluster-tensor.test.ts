@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { createKernels } from '../src/kernels/index.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
-import type { ClusterStatus } from '../src/mesh/coordinator.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
 import { startNode, type NodeProcess } from './helpers/node.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
+import { complete, status } from './helpers/cluster-client.js';
 
 const dir = scratchDir('cluster-tensor');
 const cache = join(dir, 'cache');
@@ -69,19 +69,6 @@ function generate(prompt: string, n: number): string {
   ).text as string;
 }
 
-async function complete(url: string, prompt: string, n: number): Promise<{ status: number; text: string; error?: string }> {
-  const r = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'synthetic', prompt, max_tokens: n, temperature: 0, ignore_eos: true }),
-  });
-  const j = (await r.json()) as { choices?: { text: string }[]; error?: { message: string } };
-  return { status: r.status, text: j.choices?.[0]?.text ?? '', error: j.error?.message };
-}
-
-async function status(url: string): Promise<ClusterStatus> {
-  return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterStatus;
-}
 
 async function withGroup<T>(
   nodeArgs: string[][],

@@ -32,12 +32,13 @@ import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js'
 import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
 import { NodeSet, type RemoteNode } from './node-set.js';
-import { Pipeline, type LocalGroup, type RemoteStageHandle, type StageHandle } from './pipeline.js';
+import { Pipeline, type RemoteStageHandle, type StageHandle } from './pipeline.js';
+import type { GroupExchange } from './group-step.js';
 import { ExpertDispatcher } from './expert-dispatch.js';
 import { ExchangeCodec } from './exchange-codec.js';
 import { TensorGroup } from './tensor-group.js';
 import { MeshFrame, type GroupSpec, type LoadReply, type LoadRequest, type NodeCapabilities, type PeerRef } from './protocol.js';
-import { hasControlCharacter } from './load-request.js';
+import { hasControlCharacter, shardSpecOf } from './load-request.js';
 import { prepareShard, sendShard, type PreparedShard } from './shard-files.js';
 import { randomUUID } from 'node:crypto';
 
@@ -386,7 +387,7 @@ export class ClusterCoordinator implements ForwardRunner {
               else followers.push(member);
             }
             const conns = nodes.map((n) => n.conn);
-            const localGroup: LocalGroup =
+            const localGroup: GroupExchange =
               mode === 'expert'
                 ? { experts: new ExpertDispatcher(loaded.config, loaded.shards[0].shard, epoch, conns) }
                 : {
@@ -481,11 +482,7 @@ export class ClusterCoordinator implements ForwardRunner {
       const bar = new ProgressReporter(this.opts.progress ? `hashing ${range} for ${node.caps.name}` : undefined, 1);
       try {
         // A rank of a group is sent only what it reads of its layers.
-        const g = req.group;
-        const spec = g
-          ? { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: g.rank, splitCount: g.peers.length, splitShares: g.shares, ...(g.mode ? { splitMode: g.mode } : {}) }
-          : { layerStart: req.layerStart, layerEnd: req.layerEnd };
-        return await prepareShard(this.opts.modelPath, this.opts.file, this.modelSha, this.opts.config.nLayer, spec, (d, t) => bar.update(d / t));
+        return await prepareShard(this.opts.modelPath, this.opts.file, this.modelSha, this.opts.config.nLayer, shardSpecOf(req), (d, t) => bar.update(d / t));
       } finally {
         bar.stop();
       }

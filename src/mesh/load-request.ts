@@ -5,6 +5,7 @@
  */
 import { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError } from '../util/errors.js';
+import type { ShardSpec } from '../model/shard.js';
 import type { GroupSpec, LoadRequest, PeerRef } from './protocol.js';
 import { isSha256Hex, MAX_SHARD_LAYERS, validateShardManifest } from './shard-manifest.js';
 
@@ -115,4 +116,11 @@ export function validateLoadRequest(v: unknown): LoadRequest {
     ...(group ? { group } : {}),
     ...(shard ? { shard } : {}),
   };
+}
+
+/** The shard a load request asks for: its layers, and its rank of a group where it is one. */
+export function shardSpecOf(req: Pick<LoadRequest, 'layerStart' | 'layerEnd' | 'group'>): ShardSpec {
+  const g = req.group;
+  if (!g) return { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 };
+  return { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: g.rank, splitCount: g.peers.length, splitShares: g.shares, ...(g.mode ? { splitMode: g.mode } : {}) };
 }

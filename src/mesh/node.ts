@@ -29,7 +29,7 @@ import { CairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
 import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js';
-import { validateLoadRequest } from './load-request.js';
+import { shardSpecOf, validateLoadRequest } from './load-request.js';
 import { nodeReceiveLimit, type StageSizes } from './limits.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
 import { unpackMessage } from '../util/message-framing.js';
@@ -42,7 +42,6 @@ import { TensorGroup } from './tensor-group.js';
 import { ExchangeCodec } from './exchange-codec.js';
 import { ExpertDispatcher } from './expert-dispatch.js';
 import { ExpertRankRunner } from './expert-rank.js';
-import type { ShardSpec } from '../model/shard.js';
 
 /** Version string both ends of a mesh connection must share. */
 export const MESH_COMPATIBILITY = 'cairn-mesh/2';
@@ -346,18 +345,7 @@ export class MeshNode {
         slots: req.slots,
         kvType: req.kvType as KvType,
         maxBatch: req.maxBatch,
-        shards: [
-          req.group
-            ? {
-                layerStart: req.layerStart,
-                layerEnd: req.layerEnd,
-                splitRank: req.group.rank,
-                splitCount: req.group.peers.length,
-                splitShares: req.group.shares,
-                ...(req.group.mode === 'expert' ? { splitMode: 'expert' as const } : {}),
-              }
-            : { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: 0, splitCount: 1 },
-        ],
+        shards: [shardSpecOf(req)],
       });
       const dial = (p: { host: string; port: number }) =>
         connectPeer(p.host, p.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, this.stageSizes) });
@@ -416,9 +404,8 @@ export class MeshNode {
   /** Loads rank > 0 of an expert-parallel group: its routed experts only; it dials no one (its home dials it). */
   private async loadExpertRank(conn: PeerConnection, req: LoadRequest, path: string, source: 'model' | 'shard-cache' | 'transfer', digest: string | undefined): Promise<LoadReply> {
     const g = req.group!;
-    const spec: ShardSpec = { layerStart: req.layerStart, layerEnd: req.layerEnd, splitRank: g.rank, splitCount: g.peers.length, splitShares: g.shares, splitMode: 'expert' };
     this.log(`cairn node: loading the routed experts of ${describeLayers(req)} of ${req.modelName} as expert rank ${g.rank} of ${g.peers.length} from ${source === 'model' ? path : 'the shard cache'}`);
-    const loaded = await loadExpertRank(path, spec, { threads: this.opts.threads, maxBatch: req.maxBatch });
+    const loaded = await loadExpertRank(path, shardSpecOf(req), { threads: this.opts.threads, maxBatch: req.maxBatch });
     if (!conn.isOpen) {
       loaded.close();
       throw new CairnError('CLUSTER_CLOSED', 'the coordinator disconnected during the load');

@@ -27,19 +27,16 @@ import { restKernelThreads } from '../kernels/index.js';
 import { applyKvOp } from './kv-ops.js';
 import { MeshFrame, type ForwardHead, type KvOp } from './protocol.js';
 import { packMessage, unpackMessage } from '../util/message-framing.js';
-import type { TensorGroup } from './tensor-group.js';
-import type { ExpertDispatcher } from './expert-dispatch.js';
+import { runGroupStep, type GroupExchange } from './group-step.js';
 
 /**
- * The coordinator as rank 0 of its stage's group: a tensor-parallel group (it hands each step to the
- * other ranks and adds up partial sums with them over its connections to them) or an
- * expert-parallel group's home (it sends the expert ranks their tokens).
+ * The coordinator's handle on a stage of the pipeline: its shards in this process, or the connection
+ * to the node that runs it. A local stage's `group`: the coordinator is rank 0 of a tensor-parallel
+ * group (it hands each step to the other ranks and adds up partial sums over its connections to
+ * them) or an expert-parallel group's home.
  */
-export type LocalGroup = { readonly exchange: TensorGroup; readonly experts?: undefined } | { readonly exchange?: undefined; readonly experts: ExpertDispatcher };
-
-/** The coordinator's handle on a stage of the pipeline: its shards in this process, or the connection to the node that runs it. */
 export type StageHandle =
-  | { readonly kind: 'local'; readonly loaded: LoadedShards; readonly nodeId: string; readonly name: string; readonly group?: LocalGroup }
+  | { readonly kind: 'local'; readonly loaded: LoadedShards; readonly nodeId: string; readonly name: string; readonly group?: GroupExchange }
   | { readonly kind: 'remote'; readonly conn: PeerConnection; readonly nodeId: string; readonly name: string; readonly layerStart: number; readonly layerEnd: number };
 
 /** The handle on a stage another node runs. */
@@ -303,7 +300,7 @@ export class Pipeline {
    */
   private async runLocalGroup(
     first: Extract<StageHandle, { kind: 'local' }>,
-    group: LocalGroup,
+    group: GroupExchange,
     req: ForwardRequest,
     step: number,
     head: ForwardHead,
@@ -318,40 +315,21 @@ export class Pipeline {
       }
     }
     const isLast = this.stages.length === 1;
-    let hidden: Float32Array | undefined;
-    let index = 0;
-    // An expert dispatch in flight: sent at `send`, awaited at `collect`.
-    let inFlight: Promise<void> | undefined;
+    let hidden: Float32Array;
     try {
-      for (const shard of first.loaded.shards) {
-        const steps = shard.forwardSteps({ nTokens: req.nTokens, tokens: hidden ? undefined : req.tokens, hidden, spans: req.spans, outputRows: isLast ? req.outputs.map((o) => o.row) : undefined });
-        for (let r = steps.next(); ; r = steps.next()) {
-          if (r.done) {
-            hidden = r.value;
-            break;
-          }
-          if (r.value instanceof Float32Array || r.value.phase === 'collect') restKernelThreads();
-          if (r.value instanceof Float32Array) await group.exchange!.allReduce(step, index++, r.value);
-          else if (r.value.phase === 'send') {
-            inFlight = group.experts!.dispatch(step, r.value);
-            inFlight.catch(() => {}); // awaited at collect
-          } else {
-            await inFlight;
-            inFlight = undefined;
-          }
-        }
-      }
+      const batch = { nTokens: req.nTokens, tokens: req.tokens, spans: req.spans, outputRows: isLast ? req.outputs.map((o) => o.row) : undefined };
+      hidden = await runGroupStep(first.loaded.shards, batch, step, group);
     } catch (err) {
       if (this.brokenReason) throw this.interrupted();
       // A group that cannot finish a step is broken: the plan is made again.
       this.breakWith(`the coordinator's group failed a step: ${(err as Error).message}`);
       throw this.interrupted();
     }
-    if (isLast) return sampleOutputs(this.samplers, req.outputs, hidden!, this.nVocab);
+    if (isLast) return sampleOutputs(this.samplers, req.outputs, hidden, this.nVocab);
     const next = this.stages[1] as RemoteStageHandle;
     const kind = this.wire === 'f16' ? 'hidden16' : 'hidden32';
     restKernelThreads();
-    return this.send(step, outputs, next, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden!, req.nTokens * this.nEmbd, kind)));
+    return this.send(step, outputs, next, packMessage({ ...head, kind } satisfies ForwardHead, this.codec!.encode(hidden, req.nTokens * this.nEmbd, kind)));
   }
 
   /** Sends a step's input to a stage and waits for its result from the last one. */

@@ -21,8 +21,7 @@ import type { OutputRequest } from '../engine/runner.js';
 import { SequenceSamplers } from '../engine/sequence-samplers.js';
 import type { StageSizes } from './limits.js';
 import { checkForwardHead, checkTokenIds, type StageBounds } from './validate.js';
-import type { TensorGroup } from './tensor-group.js';
-import type { ExpertDispatcher } from './expert-dispatch.js';
+import { runGroupStep, type GroupExchange } from './group-step.js';
 import type { ShardBatch } from '../model/decoder.js';
 
 /** Where a stage runner's output goes. */
@@ -37,9 +36,7 @@ export interface StageLinks {
    * rank 0 alone sends the stage's output on. Or, as the home of an expert-parallel group, the
    * expert ranks it sends each MoE layer's routed tokens to (they run no steps of their own).
    */
-  readonly group?:
-    | { readonly exchange: TensorGroup; readonly experts?: undefined; readonly followers: readonly PeerConnection[] }
-    | { readonly exchange?: undefined; readonly experts: ExpertDispatcher; readonly followers: readonly PeerConnection[] };
+  readonly group?: GroupExchange & { readonly followers: readonly PeerConnection[] };
 }
 
 /** One node's loaded stage of a plan, executing the steps sent to it. */
@@ -153,39 +150,9 @@ export class StageRunner {
 
   /** One step of a group rank: the forward pass, adding up each partial sum with the other ranks. */
   private async runGroupStep(head: ForwardHead, body: Buffer): Promise<void> {
-    const { exchange: group, experts } = this.links.group!;
-    let batch = this.batchOf(head, body);
-    let out: Float32Array | undefined;
-    let index = 0;
-    // An expert dispatch in flight: sent at `send`, awaited at `collect`.
-    let inFlight: Promise<void> | undefined;
-    for (const shard of this.loaded.shards) {
-      const steps = shard.forwardSteps(batch);
-      for (let r = steps.next(); ; r = steps.next()) {
-        if (r.done) {
-          out = r.value;
-          break;
-        }
-        // The kernel threads rest while this thread waits on the network (a shared machine's
-        // other ranks need the cores); not when it sends experts their tokens and computes on.
-        if (r.value instanceof Float32Array || r.value.phase === 'collect') restKernelThreads();
-        if (r.value instanceof Float32Array) {
-          if (!group) throw new CairnError('BAD_ARGUMENT', 'a tensor-parallel rank runs with its group');
-          await group.allReduce(head.step, index++, r.value);
-        } else {
-          if (!experts) throw new CairnError('BAD_ARGUMENT', 'an expert-parallel home runs with its expert ranks');
-          if (r.value.phase === 'send') {
-            inFlight = experts.dispatch(head.step, r.value);
-            inFlight.catch(() => {}); // awaited at collect
-          } else {
-            await inFlight;
-            inFlight = undefined;
-          }
-        }
-      }
-      batch = { ...batch, tokens: undefined, hidden: out };
-    }
-    if (!group || group.rank === 0) this.deliver(head, out!);
+    const group = this.links.group!;
+    const out = await runGroupStep(this.loaded.shards, this.batchOf(head, body), head.step, group);
+    if (!group.exchange || group.exchange.rank === 0) this.deliver(head, out);
   }
 
   /** Sends a step's output on: hidden states to the next stage, or (last) sampled tokens to the coordinator. */

@@ -8,6 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { badRequest } from './errors.js';
+import { parseBody } from './parse-body.js';
 import type { ModelHost } from './host.js';
 import { SAMPLER_DEFAULTS } from '../sampling/options.js';
 
@@ -19,20 +20,11 @@ const tokenizeBody = z.object({
 
 const detokenizeBody = z.object({ tokens: z.array(z.number().int().min(0)) });
 
-function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
-  const r = schema.safeParse(body);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const path = issue.path.map(String).join('.');
-    throw badRequest(`Invalid parameter '${path || '(body)'}': ${issue.message}.`, path || null);
-  }
-  return r.data;
-}
 
 /** Registers /tokenize, /detokenize, /props and /slots. */
 export function registerLlamaServerRoutes(app: FastifyInstance, host: ModelHost): void {
   app.post('/tokenize', async (request) => {
-    const body = parse(tokenizeBody, request.body);
+    const body = parseBody(tokenizeBody, request.body);
     const model = host.require();
     let ids = await host.prompts.text(body.content);
     // The workers tokenize as prompts are read (with BOS); llama-server adds it only when asked.
@@ -43,7 +35,7 @@ export function registerLlamaServerRoutes(app: FastifyInstance, host: ModelHost)
   });
 
   app.post('/detokenize', async (request) => {
-    const body = parse(detokenizeBody, request.body);
+    const body = parseBody(detokenizeBody, request.body);
     const model = host.require();
     const limit = model.engine.runner.ctxPerSlot;
     if (body.tokens.length > limit) throw badRequest(`${body.tokens.length} tokens are more than the context holds (${limit})`, 'tokens');

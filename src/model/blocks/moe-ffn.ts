@@ -336,43 +336,57 @@ export class MoeFfn implements FfnBlock {
     }
   }
 
+  /** True on an expert-parallel home: run it with forwardSteps(). */
+  get dispatches(): boolean {
+    return this.remote !== undefined;
+  }
+
   forward(h: Float32Array, out: Float32Array, step: StepContext): void {
     if (this.remote) throw new CairnError('BAD_ARGUMENT', 'an expert-parallel home runs with its group (forwardSteps)');
-    const steps = this.forwardSteps(h, out, step);
-    while (!steps.next().done);
+    const { ids, weights } = this.route(h, step);
+    this.computeHeld(h, ids, weights, out, step);
   }
 
   /**
-   * The block's step: route; on an expert-parallel home, yield the dispatch (`send`) before
-   * computing this rank's experts and the shared ones, yield it again (`collect`) and add the other
-   * ranks' outputs (out = own pairs + shared + theirs).
+   * An expert-parallel home's step: route, yield the dispatch (`send`) before computing this rank's
+   * experts and the shared ones, yield it again (`collect`) and add the other ranks' outputs
+   * (out = own pairs + shared + theirs).
    */
   *forwardSteps(h: Float32Array, out: Float32Array, step: StepContext): Generator<ExpertDispatch, void, void> {
-    const { kernels, n } = step;
-    const { s } = this;
-    const { used: k } = s.routing;
+    if (!this.remote) return this.forward(h, out, step);
+    const { n } = step;
+    const { ids, weights } = this.route(h, step);
+    const result = this.remote.rows(n);
+    result.fill(0);
+    const d: ExpertDispatch = { kind: 'experts', phase: 'send', layer: step.layer, n, input: h, ids, weights, result };
+    yield d;
+    this.computeHeld(h, ids, weights, out, step);
+    d.phase = 'collect';
+    yield d;
+    step.kernels.add(out, d.result, n * this.s.nEmbd, out);
+  }
+
+  /** Each token's chosen experts and weights (n x used, in scratch). */
+  private route(h: Float32Array, step: StepContext): { ids: Int32Array; weights: Float32Array } {
     if (!this.router) throw new CairnError('BAD_ARGUMENT', 'an expert rank computes only the tokens routed to it (computeRouted)');
+    const { kernels, n } = step;
     const ids = this.ids.ints(n);
     const weights = this.weights.rows(n);
     this.router.route(h, n, kernels, ids, weights);
-    let d: ExpertDispatch | undefined;
-    if (this.remote) {
-      const result = this.remote.rows(n);
-      result.fill(0);
-      d = { kind: 'experts', phase: 'send', layer: step.layer, n, input: h, ids, weights, result };
-      yield d;
-    }
+    return { ids, weights };
+  }
+
+  /** out = the routed experts this block holds (all, or a rank's pairs) for the routing given, plus the shared experts. */
+  private computeHeld(h: Float32Array, ids: Int32Array, weights: Float32Array, out: Float32Array, step: StepContext): void {
+    const { kernels, n } = step;
+    const { s } = this;
+    const k = s.routing.used;
     if (this.local) this.localExperts(h, ids, weights, out, kernels, n);
     else {
       const y = this.runExperts(kernels, h, n, ids, n * k, n);
       kernels.moeCombine(y, weights, n, k, s.nEmbd, out);
     }
     if (this.sharedFfn) this.addShared(h, out, step);
-    if (d) {
-      d.phase = 'collect';
-      yield d;
-      kernels.add(out, d.result, n * s.nEmbd, out);
-    }
   }
 
   /** The experts this block holds: [first, end) of the layer's. */

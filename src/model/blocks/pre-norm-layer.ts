@@ -51,7 +51,8 @@ export class PreNormLayer implements DecoderLayer {
     if (step.split) yield t;
     kernels.add(x, t, n * d, x);
     kernels.rmsNorm(x, this.ffnNorm, n, d, this.eps, h);
-    if (this.ffn.forwardSteps) yield* this.ffn.forwardSteps(h, t, step);
+    // Only an expert-parallel home's block runs as a generator: an unsplit step makes none.
+    if (this.ffn.dispatches) yield* this.ffn.forwardSteps!(h, t, step);
     else this.ffn.forward(h, t, step);
     if (step.split) yield t;
     kernels.add(x, t, n * d, x);

@@ -70,9 +70,11 @@ export interface AttentionBlock {
 /** Per-token transformation: reads h (n x nEmbd), writes out (n x nEmbd). */
 export interface FfnBlock {
   forward(h: Float32Array, out: Float32Array, step: StepContext): void;
+  /** True for a block whose work other ranks share: it runs with forwardSteps(). */
+  readonly dispatches?: boolean;
   /**
-   * forward() one exchange at a time, for a block whose work other ranks share (an expert-parallel
-   * home's MoE block yields its ExpertDispatch at `send` and at `collect`); others yield nothing.
+   * forward() one exchange at a time, for a block that dispatches (an expert-parallel home's MoE
+   * block yields its ExpertDispatch at `send` and at `collect`).
    */
   forwardSteps?(h: Float32Array, out: Float32Array, step: StepContext): Generator<ExpertDispatch, void, void>;
 }

@@ -11,7 +11,8 @@ import type { GenerationEvent, GenerationSummary } from '../../engine/engine.js'
 import type { LoadedModel } from '../../engine/load.js';
 import { Metadata } from '../../gguf/metadata.js';
 import { formatCount } from '../../util/format.js';
-import { badRequest, toApiError } from '../errors.js';
+import { toApiError } from '../errors.js';
+import { parseBody } from '../parse-body.js';
 import { logitBiasFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -78,15 +79,6 @@ function sampler(o: Options, model: LoadedModel): SamplerOptions {
   };
 }
 
-function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
-  const r = schema.safeParse(body);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const path = issue.path.map(String).join('.');
-    throw badRequest(`Invalid parameter '${path || '(body)'}': ${issue.message}.`, path || null);
-  }
-  return r.data;
-}
 
 async function formatConstraint(model: LoadedModel, f: z.infer<typeof format>): Promise<ServerGeneration['constraint']> {
   if (f === undefined || f === '') return undefined;
@@ -223,7 +215,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
   }));
 
   app.post('/api/show', async (request) => {
-    const body = parse(z.looseObject({ model: z.string().optional(), name: z.string().optional() }), request.body);
+    const body = parseBody(z.looseObject({ model: z.string().optional(), name: z.string().optional() }), request.body);
     const model = host.require(body.model ?? body.name ?? host.id);
     const m = new Metadata(model.file);
     const template = m.string('tokenizer.chat_template') ?? '';
@@ -256,7 +248,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
   });
 
   app.post('/api/chat', async (request, reply) => {
-    const body = parse(chatBody, request.body);
+    const body = parseBody(chatBody, request.body);
     const model = host.require(body.model);
     const messages = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }) as ChatMessage);
     body.tools?.forEach((t, i) => checkSchemaSize(t, `tools.${i}`));
@@ -274,7 +266,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
   });
 
   app.post('/api/generate', async (request, reply) => {
-    const body = parse(generateBody, request.body);
+    const body = parseBody(generateBody, request.body);
     const model = host.require(body.model);
     if (body.prompt === undefined || body.prompt === '') {
       // Ollama answers an empty prompt by loading the model and reporting done.

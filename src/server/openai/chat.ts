@@ -9,13 +9,14 @@ import type { ChatMessage } from '../../engine/chat.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { GenerationSummary } from '../../engine/engine.js';
 import { detectToolCallFormat, parseToolCalls, proseLength, type ToolDefinition } from '../../tokenizer/chat/index.js';
+import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { chatLogprob, samplerFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
-import { chatCompletionRequest, describeZodError, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
+import { chatCompletionRequest, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
 
 type FinishReason = 'stop' | 'length' | 'tool_calls';
 
@@ -122,15 +123,10 @@ function toolCallsOf(host: ModelHost, model: LoadedModel, summary: GenerationSum
 
 /** Handles one chat completion request. */
 export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const parsed = chatCompletionRequest.safeParse(request.body);
-  if (!parsed.success) {
-    const { message, param } = describeZodError(parsed.error);
-    throw badRequest(message, param);
-  }
+  const req = parseBody(chatCompletionRequest, request.body);
   const refused = unsupportedField(request.body);
   if (refused) throw badRequest(refused.message, refused.param);
   host.ignored(unknownFields(request.body, 'chat'));
-  const req = parsed.data;
   const model = host.require(req.model);
   const abort = new AbortController();
   // The response closing before it was written means the client went away.

@@ -8,12 +8,13 @@ import type { GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { StepLogprobs } from '../../sampling/index.js';
 import { CairnError } from '../../util/errors.js';
+import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { samplerFromApi, startGeneration, stopList, tokenView, vocabularySize } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
-import { completionRequest, describeZodError, unknownFields, type CompletionRequest } from './schemas.js';
+import { completionRequest, unknownFields, type CompletionRequest } from './schemas.js';
 
 /** The prompt's token ids: text is tokenized by a prompt worker (after the byte check); ids are checked. */
 async function promptIds(host: ModelHost, model: LoadedModel, p: CompletionRequest['prompt'], signal: AbortSignal): Promise<number[]> {
@@ -48,13 +49,8 @@ function usage(s: GenerationSummary): Record<string, unknown> {
 
 /** Handles one text completion request. */
 export async function completions(host: ModelHost, metrics: ServerMetrics, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const parsed = completionRequest.safeParse(request.body);
-  if (!parsed.success) {
-    const { message, param } = describeZodError(parsed.error);
-    throw badRequest(message, param);
-  }
+  const req = parseBody(completionRequest, request.body);
   host.ignored(unknownFields(request.body, 'completion'));
-  const req = parsed.data;
   const model = host.require(req.model);
   const abort = new AbortController();
   // The response closing before it was written means the client went away.
