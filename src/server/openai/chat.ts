@@ -49,7 +49,7 @@ function messagesFor(req: ChatCompletionRequest): ChatMessage[] {
  * constrained to `{"name": <tool>, "arguments": <its parameters>}`, whatever the template's own
  * call syntax, and the reply is returned as that call.
  */
-function forcedCallSchema(tools: ToolDefinition[], choice: ChatCompletionRequest['tool_choice']): Record<string, unknown> | undefined {
+export function forcedCallSchema(tools: ToolDefinition[], choice: ChatCompletionRequest['tool_choice']): Record<string, unknown> | undefined {
   if (choice !== 'required' && (typeof choice !== 'object' || choice === null)) return undefined;
   const allowed = typeof choice === 'object' ? tools.filter((t) => t.function.name === choice.function.name) : tools;
   if (allowed.length === 0) throw badRequest(`tool_choice names "${(choice as { function: { name: string } }).function.name}", which is not among the tools`, 'tool_choice');
@@ -91,7 +91,7 @@ async function prepare(host: ModelHost, model: LoadedModel, req: ChatCompletionR
 }
 
 /** The call a forced reply holds (the constraint guarantees its shape once complete). */
-function forcedCall(summary: GenerationSummary): { content: null; calls: unknown[] } | undefined {
+export function forcedCall(summary: GenerationSummary): { content: null; calls: unknown[] } | undefined {
   try {
     const v = JSON.parse(summary.text) as { name: string; arguments: unknown };
     return { content: null, calls: [{ index: 0, id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`, type: 'function', function: { name: v.name, arguments: JSON.stringify(v.arguments) } }] };
@@ -104,7 +104,7 @@ function forcedCall(summary: GenerationSummary): { content: null; calls: unknown
  * Splits a finished reply into content and tool calls, in the template's format. `from` skips
  * that many characters of the reply's text (special tokens written out), already streamed as prose.
  */
-function toolCallsOf(host: ModelHost, model: LoadedModel, summary: GenerationSummary, from = 0): { content: string | null; calls: unknown[] } | undefined {
+export function toolCallsOf(host: ModelHost, model: LoadedModel, summary: GenerationSummary, from = 0): { content: string | null; calls: unknown[] } | undefined {
   const format = detectToolCallFormat(host.prompts.templateSource ?? '');
   if (!format) return undefined;
   const text = model.tokenizer.decode([...summary.tokens], { skipSpecial: false }).slice(from);
