@@ -173,3 +173,52 @@ test('with a pipeline depth of 2, two micro-batches are in flight at once and ou
     model.close();
   }
 });
+
+/** Lets only `id` come next: the engine then reports `id`'s logprob from the unmasked logits. */
+function only(id: number): NonNullable<GenerateRequest['constraint']> {
+  let done = false;
+  return {
+    mask(logits) {
+      const keep = logits[id];
+      logits.fill(-Infinity);
+      logits[id] = keep;
+    },
+    accept() {
+      done = true;
+    },
+    get complete() {
+      return done;
+    },
+  };
+}
+
+test("prompt logprobs: every prompt token's logprob, as a generation after its prefix would see it, read in several steps", async () => {
+  const model = await loadModel(path, { ctx: 256, slots: 2, maxBatch: 16, progress: false });
+  try {
+    const p = prompt(9, 40);
+    // A cached prefix must not skip positions: warm the cache with the same prompt first.
+    await run(model, { prompt: p, maxTokens: 1 });
+    let told: readonly import('../sampling/index.js').StepLogprobs[] | undefined;
+    let summary: GenerationSummary | undefined;
+    for await (const ev of model.engine.generate({ prompt: p, maxTokens: 0, promptLogprobs: 3, sampler: { temperature: 0 } })) {
+      if (ev.type === 'prompt') told = ev.logprobs;
+      if (ev.type === 'token') assert.fail('max_tokens 0 generates nothing');
+      if (ev.type === 'done') summary = ev.summary;
+    }
+    assert.equal(summary?.finishReason, 'length');
+    assert.equal(summary?.completionTokens, 0);
+    assert.equal(told?.length, p.length - 1);
+    for (const i of [1, 2, 15, 16, 17, 39]) {
+      let ref: import('../sampling/index.js').StepLogprobs | undefined;
+      for await (const ev of model.engine.generate({ prompt: p.slice(0, i), maxTokens: 1, logprobs: 3, sampler: { temperature: 0 }, constraint: only(p[i]) })) {
+        if (ev.type === 'token') ref = ev.logprobs;
+      }
+      const got: import('../sampling/index.js').StepLogprobs = told![i - 1];
+      assert.equal(got.id, p[i]);
+      assert.ok(Math.abs(got.logprob - ref!.logprob) < 1e-3, `token ${i}: ${got.logprob} vs ${ref!.logprob}`);
+      assert.deepEqual(got.top.map((t) => t.id), ref!.top.map((t) => t.id));
+    }
+  } finally {
+    model.close();
+  }
+});

@@ -34,13 +34,19 @@ export interface EngineTokenizer {
 export interface GenerateRequest {
   /** Prompt token ids (with BOS where the model wants it). */
   readonly prompt: readonly number[];
-  /** Most tokens to generate. */
+  /** Most tokens to generate (0: only read the prompt, for its logprobs). */
   readonly maxTokens: number;
   readonly sampler?: SamplerOptions;
   /** Stop strings: generation ends before the first one appears; its text is not emitted. */
   readonly stop?: readonly string[];
   /** When set, each token carries its logprob and this many alternatives (0 to 20). */
   readonly logprobs?: number;
+  /**
+   * When set, every prompt token after the first gets its logprob and this many alternatives (0 to
+   * 20), told in one `prompt` event before the first generated token. Such a prompt is read whole:
+   * a position taken from the prompt cache has no logits.
+   */
+  readonly promptLogprobs?: number;
   /** Keep going past end-of-generation tokens. */
   readonly ignoreEos?: boolean;
   readonly signal?: AbortSignal;
@@ -69,6 +75,11 @@ export type GenerationEvent =
   | { readonly type: 'token'; readonly id: number; readonly text: string; readonly logprobs?: StepLogprobs }
   /** Text released at the end that belongs to no single token (held back for a stop string or UTF-8). */
   | { readonly type: 'text'; readonly text: string }
+  /**
+   * The logprobs of prompt tokens 1..n-1 (as the request's promptLogprobs asked), once the prompt
+   * is read. Its text is empty, so that a consumer of text alone may pass over it.
+   */
+  | { readonly type: 'prompt'; readonly text: ''; readonly logprobs: readonly StepLogprobs[] }
   | { readonly type: 'done'; readonly summary: GenerationSummary };
 
 /** Totals and timings of a finished generation. */
@@ -130,6 +141,9 @@ interface Sequence {
   text: string;
   /** Masked copy of the logits, for constrained sequences. */
   masked?: Float32Array;
+  /** Logprobs of prompt tokens 1..n-1 as their rows come (promptLogprobs), and whether they were told. */
+  promptLogprobs?: (StepLogprobs | undefined)[];
+  promptTold?: boolean;
   tStart: number;
   tFirstToken: number;
   finished: boolean;
@@ -420,8 +434,8 @@ export class Engine {
       }
     }
     const stored = this.prefixCache?.best(prompt);
-    // At least the last prompt token must run to produce logits.
-    const limit = prompt.length - 1;
+    // At least the last prompt token must run to produce logits; for prompt logprobs, every one.
+    const limit = seq.req.promptLogprobs !== undefined ? 0 : prompt.length - 1;
     let slot: Slot;
     let reuse: number;
     if (stored && stored.length > bestLen && Math.min(stored.length, limit) > 0 && (await this.tryLoadStored(stored.key, (slot = this.leastRecentlyUsed(free)), prompt))) {
@@ -498,7 +512,8 @@ export class Engine {
     const budget = this.runner.maxBatch;
     const tokens: number[] = [];
     const spans: { slot: number; pos0: number; start: number; n: number }[] = [];
-    const outputs: { seq: Sequence; row: number }[] = [];
+    // `scores`: the row gives the logprob of prompt token `scores` (promptLogprobs).
+    const outputs: { seq: Sequence; row: number; scores?: number }[] = [];
     const inStep: { seq: Sequence; n: number }[] = [];
     const mine = this.active.filter((s) => s.group === group && this.canStep(s));
     // Decoding sequences first (one token each), then prompt chunks with what is left.
@@ -506,20 +521,24 @@ export class Engine {
     for (const seq of ordered) {
       const room = budget - tokens.length;
       if (room <= 0) break;
-      const n = this.chunkFor(seq, room);
+      const scoring = seq.req.promptLogprobs !== undefined && seq.nPast < seq.req.prompt.length - 1;
+      const n = this.chunkFor(seq, scoring ? Math.min(room, this.scoreRows) : room);
       if (n === 0) continue;
       const start = tokens.length;
       for (let i = 0; i < n; i++) tokens.push(seq.history[seq.nPast + i]);
       spans.push({ slot: seq.slot!.id, pos0: seq.nPast, start, n });
       inStep.push({ seq, n });
       seq.inFlight = true;
+      if (scoring) {
+        for (let i = 0; i < n && seq.nPast + i + 1 < seq.req.prompt.length; i++) outputs.push({ seq, row: start + i, scores: seq.nPast + i + 1 });
+      }
       if (seq.nPast + n === seq.history.length) outputs.push({ seq, row: start + n - 1 });
     }
     if (inStep.length === 0) return;
     this.stats.steps++;
     let result: ForwardResult;
     try {
-      const modes = outputs.map((o) => ({ mode: o.seq.sampler ? ('logits' as const) : ('sample' as const), logprobs: o.seq.sampler ? undefined : o.seq.req.logprobs }));
+      const modes = outputs.map((o) => (o.seq.sampler || o.scores !== undefined ? { mode: 'logits' as const, logprobs: undefined } : { mode: 'sample' as const, logprobs: o.seq.req.logprobs }));
       result = await this.runner.forward({
         nTokens: tokens.length,
         tokens: Int32Array.from(tokens),
@@ -548,8 +567,15 @@ export class Engine {
     }
     const V = this.runner.nVocab;
     let k = 0;
-    outputs.forEach(({ seq }, j) => {
+    outputs.forEach(({ seq, scores }, j) => {
       try {
+        if (scores !== undefined) {
+          const row = result.logits.subarray(k * V, (k + 1) * V);
+          k++;
+          if (!seq.finished) this.scorePrompt(seq, scores, row);
+          return;
+        }
+        if (seq.req.promptLogprobs !== undefined && !seq.promptTold && !seq.finished) this.tellPromptLogprobs(seq);
         if (seq.sampler) {
           const row = result.logits.subarray(k * V, (k + 1) * V);
           k++;
@@ -582,6 +608,33 @@ export class Engine {
     return n;
   }
 
+  /**
+   * Rows of prompt logprobs one step outputs at most: each is a whole vocabulary of logits to carry
+   * back (over the network, in a cluster), so a scored prompt is read in chunks of about 16 MiB of them.
+   */
+  private get scoreRows(): number {
+    return Math.max(1, Math.floor((16 << 20) / (4 * this.runner.nVocab)));
+  }
+
+  /** Keeps the logprob of prompt token `at` (a resumed sequence reads its rows again: the first is kept). */
+  private scorePrompt(seq: Sequence, at: number, logits: Float32Array): void {
+    const lps = (seq.promptLogprobs ??= new Array<StepLogprobs | undefined>(seq.req.prompt.length - 1));
+    lps[at - 1] ??= stepLogprobs(logits, seq.req.prompt[at], seq.req.promptLogprobs!);
+  }
+
+  /** Tells the prompt's logprobs, once all its rows came, before the first generated token. */
+  private tellPromptLogprobs(seq: Sequence): void {
+    seq.promptTold = true;
+    const lps = seq.promptLogprobs ?? [];
+    const all: StepLogprobs[] = [];
+    for (let i = 0; i < seq.req.prompt.length - 1; i++) {
+      const lp = lps[i];
+      if (!lp) throw new CairnError('CLUSTER_PROTOCOL', `the logprob of prompt token ${i + 1} never came`);
+      all.push(lp);
+    }
+    seq.out.push({ type: 'prompt', text: '', logprobs: all });
+  }
+
   /** Samples a constrained sequence's next token here, from its masked logits. */
   private acceptLogits(seq: Sequence, logits: Float32Array): void {
     if (seq.cancelled) return this.finish(seq, 'abort');
@@ -602,6 +655,7 @@ export class Engine {
   /** Emits a sequence's next token and decides whether it goes on. */
   private accept(seq: Sequence, id: number, lp: StepLogprobs | undefined): void {
     if (seq.cancelled) return this.finish(seq, 'abort');
+    if (seq.req.maxTokens <= 0) return this.finish(seq, 'length');
     if (seq.generated.length === 0) seq.tFirstToken = performance.now();
     if (!seq.req.ignoreEos && this.tokenizer.isEog(id)) return this.finish(seq, 'stop');
     seq.generated.push(id);
