@@ -33,9 +33,9 @@ function post(message: WorkerMessage, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
 }
 
-function tokenize(text: string): Int32Array {
+function tokenize(text: string, plain = false): Int32Array {
   checkPromptBytes(text, byteLimit, data.ctx);
-  const ids = Int32Array.from(tokenizer.encode(text, { addSpecial: true, parseSpecial: true }));
+  const ids = Int32Array.from(tokenizer.encode(text, { addSpecial: !plain, parseSpecial: !plain }));
   if (ids.length >= data.ctx) {
     throw new CairnError(
       'CONTEXT_FULL',
@@ -48,13 +48,15 @@ function tokenize(text: string): Int32Array {
 port.on('message', (job: PromptJob) => {
   try {
     let text: string;
+    let plain = false;
     if (job.kind === 'chat') {
       text = chatText(model, job.messages, { tools: job.tools, variables: job.variables, budget: data.budget });
       post({ type: 'rendered', id: job.id });
     } else {
       text = job.text;
+      plain = job.plain === true;
     }
-    const ids = tokenize(text);
+    const ids = tokenize(text, plain);
     post({ type: 'done', id: job.id, ids }, [ids.buffer as ArrayBuffer]);
   } catch (err) {
     post({ type: 'failed', id: job.id, code: isCairnError(err) ? err.code : undefined, message: (err as Error)?.message ?? String(err) });

@@ -30,7 +30,8 @@ export type PromptJob =
       readonly tools?: readonly ToolDefinition[];
       readonly variables?: Readonly<Record<string, unknown>>;
     }
-  | { readonly id: number; readonly kind: 'text'; readonly text: string };
+  /** `plain`: no BOS and special-token text read as text (a piece placed between tokens the caller adds). */
+  | { readonly id: number; readonly kind: 'text'; readonly text: string; readonly plain?: boolean };
 
 /** A message from a worker. */
 export type WorkerMessage =
@@ -114,10 +115,13 @@ export class PromptWorkers {
     return this.submit({ id: this.nextId++, kind: 'chat', messages, tools: opts.tools, variables: opts.variables }, signal);
   }
 
-  /** Token ids of a text (BOS added where the tokenizer adds it, special tokens parsed). */
-  text(text: string, signal?: AbortSignal): Promise<number[]> {
+  /**
+   * Token ids of a text (BOS added where the tokenizer adds it, special tokens parsed); with
+   * `plain`, neither: the text alone, as a piece of a prompt the caller assembles.
+   */
+  text(text: string, signal?: AbortSignal, opts: { plain?: boolean } = {}): Promise<number[]> {
     checkPromptBytes(text, this.byteLimit, this.opts.ctx);
-    return this.submit({ id: this.nextId++, kind: 'text', text }, signal);
+    return this.submit({ id: this.nextId++, kind: 'text', text, plain: opts.plain }, signal);
   }
 
   /** Terminates every worker; jobs still waiting or running fail with SHUTTING_DOWN. */
