@@ -31,6 +31,11 @@ export class SseStream {
     if (!this.closed) this.res.write(`data: ${JSON.stringify(payload)}\n\n`);
   }
 
+  /** Sends one named event (`event: <name>`) with a JSON payload, as the Responses API streams. */
+  event(name: string, payload: unknown): void {
+    if (!this.closed) this.res.write(`event: ${name}\ndata: ${JSON.stringify(payload)}\n\n`);
+  }
+
   /** Sends `data: [DONE]` and ends the response. */
   done(): void {
     if (this.closed) return;
