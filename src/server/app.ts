@@ -12,6 +12,7 @@ import type { ClusterStatus } from '../mesh/coordinator.js';
 import { ServerMetrics } from './metrics.js';
 import { chatCompletions } from './openai/chat.js';
 import { completions } from './openai/completions.js';
+import { registerResponsesRoutes } from './openai/responses.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
 import { registerLlamaServerRoutes } from './llama-server-routes.js';
 
@@ -169,6 +170,7 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   });
   app.post('/v1/chat/completions', (request, reply) => chatCompletions(host, metrics, request, reply));
   app.post('/v1/completions', (request, reply) => completions(host, metrics, request, reply));
+  registerResponsesRoutes(app, host, metrics);
   registerOllamaRoutes(app, host, metrics, opts.version ?? '0.0.0');
   registerLlamaServerRoutes(app, host);
   return { app, metrics };
