@@ -278,6 +278,22 @@ test('function tools streamed: tool_choice required gives the call events, and f
   assert.equal(callOf(whole).arguments, call.arguments);
 });
 
+test('function tools, auto: prose is streamed as it comes (no call in it) and equals the chat route answer with the same tools', async () => {
+  const request = { model, input: 'Tell me a story', tools: [weatherTool], max_output_tokens: 24, temperature: 0 };
+  const whole = await client.responses.create(request);
+  const chat = await viaChat([{ role: 'user', content: 'Tell me a story' }], 24, [chatWeatherTool]);
+  assert.equal(whole.usage!.input_tokens, chat.promptTokens);
+  assert.equal(whole.output_text, chat.text);
+  assert.equal(whole.output.filter((o) => o.type === 'function_call').length, 0);
+  // The tools are in the prompt.
+  const without = await client.responses.create({ ...request, tools: undefined });
+  assert.ok(without.usage!.input_tokens < whole.usage!.input_tokens);
+  const deltas: string[] = [];
+  for await (const ev of client.responses.stream(request)) if (ev.type === 'response.output_text.delta') deltas.push(ev.delta);
+  assert.ok(deltas.length > 3, `text came in ${deltas.length} deltas`);
+  assert.equal(deltas.join(''), whole.output_text);
+});
+
 test('text.format json_schema: the text parses and matches the schema; json_object gives an object', async () => {
   const schema = {
     type: 'object',
@@ -313,6 +329,25 @@ test('max_output_tokens: a reply cut short is incomplete, with the reason', asyn
   for await (const ev of stream) types.push(ev.type);
   assert.equal(types.at(-1), 'response.incomplete');
   assert.equal((await stream.finalResponse()).output_text, r.output_text);
+});
+
+test('truncation: a conversation over the context is a 400, or with auto loses its oldest turns (the instructions stay)', async () => {
+  const turn = (i: number) => `Turn ${i}: the little cat sat on the warm mat and looked at the birds in the tall green tree. `.repeat(6);
+  const input = Array.from({ length: 11 }, (_, i) => ({ role: i % 2 === 0 ? ('user' as const) : ('assistant' as const), content: turn(i) }));
+  const request = { model, input, instructions: 'Be kind.', max_output_tokens: 4, temperature: 0 };
+  const refused = await post('/v1/responses', request);
+  assert.equal(refused.status, 400);
+  assert.equal(refused.json.error.code, 'context_length_exceeded');
+  const r = await client.responses.create({ ...request, truncation: 'auto' });
+  assert.equal(r.truncation, 'auto');
+  assert.ok(r.usage!.input_tokens < 2048);
+  // The prompt is the chat conversation of the instructions and the last turns.
+  let match: number | undefined;
+  for (let k = 1; k < input.length && match === undefined; k++) {
+    const chat = await viaChat([{ role: 'system', content: 'Be kind.' }, ...input.slice(input.length - k)], 4);
+    if (chat.promptTokens === r.usage!.input_tokens && chat.text === r.output_text) match = k;
+  }
+  assert.ok(match !== undefined && match > 1, `kept ${match} turns`);
 });
 
 test('what cannot be honoured is refused by name: images, files, built-in tools, other item types, background runs', async () => {

@@ -12,7 +12,7 @@ import type { ChatMessage } from '../../engine/chat.js';
 import type { GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import { detectToolCallFormat, type ToolDefinition } from '../../tokenizer/chat/index.js';
-import { isCairnError } from '../../util/errors.js';
+import { CairnError, isCairnError } from '../../util/errors.js';
 import { ApiError, badRequest, toApiError } from '../errors.js';
 import { samplerFromApi, startGeneration, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
@@ -94,20 +94,30 @@ function chatFormat(format: NonNullable<NonNullable<ResponseCreateRequest['text'
 }
 
 /**
- * The prompt of a conversation. With truncation `auto`, a conversation over the context loses its
- * oldest turns (after the leading system messages; 1, 2, 4, ... of them, so that few renders are
- * tried) until it fits; with `disabled` (OpenAI's default) it is a 400.
+ * The prompt of the instructions and a conversation, and the conversation as it went into it.
+ * With truncation `auto`, a conversation over the context loses its oldest turns (after its
+ * leading system messages; 1, 2, 4, ... of them, so that few renders are tried) until it fits;
+ * with `disabled` (OpenAI's default) it is a 400. What was dropped is dropped from what is kept
+ * for follow-ups too (they would drop it again), which also bounds what a chain of them holds.
  */
-async function render(host: ModelHost, messages: ChatMessage[], tools: ToolDefinition[] | undefined, auto: boolean, signal: AbortSignal): Promise<number[]> {
-  const head = messages.findIndex((m) => m.role !== 'system');
-  const fixed = head < 0 ? messages.length : head;
-  const turns = messages.length - fixed;
+async function render(
+  host: ModelHost,
+  instructions: readonly ChatMessage[],
+  conversation: readonly ChatMessage[],
+  tools: ToolDefinition[] | undefined,
+  auto: boolean,
+  signal: AbortSignal,
+): Promise<{ prompt: number[]; conversation: readonly ChatMessage[] }> {
+  const head = conversation.findIndex((m) => m.role !== 'system');
+  const fixed = head < 0 ? conversation.length : head;
+  const turns = conversation.length - fixed;
   for (let drop = 0; ; drop = Math.min(Math.max(1, drop * 2), turns - 1)) {
-    let kept = messages.slice(fixed + drop);
+    let tail = conversation.slice(fixed + drop);
     // A tool result whose call was dropped would answer nothing.
-    while (kept.length > 1 && kept[0].role === 'tool') kept = kept.slice(1);
+    while (tail.length > 1 && tail[0].role === 'tool') tail = tail.slice(1);
+    const kept = drop === 0 ? conversation : [...conversation.slice(0, fixed), ...tail];
     try {
-      return await host.prompts.chat([...messages.slice(0, fixed), ...kept], { tools }, signal);
+      return { prompt: await host.prompts.chat([...instructions, ...kept], { tools }, signal), conversation: kept };
     } catch (err) {
       if (!auto || !isCairnError(err, 'CONTEXT_FULL') || drop >= turns - 1) throw err;
     }
@@ -115,13 +125,20 @@ async function render(host: ModelHost, messages: ChatMessage[], tools: ToolDefin
 }
 
 /** Prepares the generation, cheapest checks first (as the chat route does). */
-async function prepare(host: ModelHost, model: LoadedModel, req: ResponseCreateRequest, messages: ChatMessage[], signal: AbortSignal): Promise<{ gen: ServerGeneration; tools?: ToolDefinition[]; forced: boolean }> {
+async function prepare(
+  host: ModelHost,
+  model: LoadedModel,
+  req: ResponseCreateRequest,
+  conversation: readonly ChatMessage[],
+  signal: AbortSignal,
+): Promise<{ gen: ServerGeneration; tools?: ToolDefinition[]; forced: boolean; conversation: readonly ChatMessage[] }> {
   const tools = req.tools && req.tools.length > 0 && req.tool_choice !== 'none'
     ? req.tools.map((t): ToolDefinition => ({ type: 'function', function: { name: t.name, description: t.description ?? undefined, parameters: t.parameters ?? undefined } }))
     : undefined;
   const format = req.text?.format ?? undefined;
   if (tools && format && format.type !== 'text') throw badRequest('text.format and tools cannot be combined', 'text.format');
-  if (messages.length === 0) throw badRequest("Send 'input': a string, or a list of items.", 'input');
+  const instructions: ChatMessage[] = req.instructions ? [{ role: 'system', content: req.instructions }] : [];
+  if (instructions.length + conversation.length === 0) throw badRequest("Send 'input': a string, or a list of items.", 'input');
   const sampler = samplerFromApi({ temperature: req.temperature, top_p: req.top_p }, model);
   req.tools?.forEach((t, i) => checkSchemaSize(t.parameters, `tools.${i}.parameters`));
   const forced = tools ? forcedCallSchema(tools, chatToolChoice(req.tool_choice)) : undefined;
@@ -130,8 +147,8 @@ async function prepare(host: ModelHost, model: LoadedModel, req: ResponseCreateR
     : format
       ? await constraintForFormat(model, chatFormat(format), 'text.format.schema')
       : undefined;
-  const prompt = await render(host, messages, tools, req.truncation === 'auto', signal);
-  return { gen: { prompt, maxTokens: req.max_output_tokens, sampler, constraint }, tools, forced: forced !== undefined };
+  const r = await render(host, instructions, conversation, tools, req.truncation === 'auto', signal);
+  return { gen: { prompt: r.prompt, maxTokens: req.max_output_tokens, sampler, constraint }, tools, forced: forced !== undefined, conversation: r.conversation };
 }
 
 /**
@@ -163,14 +180,13 @@ async function createResponse(host: ModelHost, metrics: ServerMetrics, store: Re
     if (!previous) throw responseNotFound(req.previous_response_id, 'previous_response_id');
     earlier = previous.conversation;
   }
-  const conversation = [...earlier, ...messagesOfInput(input)];
-  const instructions: ChatMessage[] = req.instructions ? [{ role: 'system', content: req.instructions }] : [];
+  const given = [...earlier, ...messagesOfInput(input)];
   const abort = new AbortController();
   // The response closing before it was written means the client went away.
   reply.raw.on('close', () => {
     if (!reply.raw.writableEnded) abort.abort();
   });
-  const { gen, tools, forced } = await prepare(host, model, req, [...instructions, ...conversation], abort.signal);
+  const { gen, tools, forced, conversation } = await prepare(host, model, req, given, abort.signal);
   const echo: Echo = { id: newId('resp'), createdAt: Math.floor(Date.now() / 1000), model: host.nameFor(req.model), req };
   const how = { forced, tools, parallel: req.parallel_tool_calls !== false };
   const events = startGeneration(model, gen, abort.signal);
@@ -187,6 +203,7 @@ async function createResponse(host: ModelHost, metrics: ServerMetrics, store: Re
     let summary: GenerationSummary | undefined;
     for await (const ev of events) if (ev.type === 'done') summary = ev.summary;
     metrics.requestEnded(summary, reply.raw);
+    if (summary?.finishReason === 'abort') throw toApiError(new CairnError('ABORTED', 'the client closed the request'));
     if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
     await reply.send(finished(summary, replyOf(host, model, summary, how, newId('msg'))));
     return;
