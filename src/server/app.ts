@@ -15,6 +15,8 @@ import { completions } from './openai/completions.js';
 import { registerResponsesRoutes } from './openai/responses.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
 import { registerLlamaServerRoutes } from './llama-server-routes.js';
+import { registerAnthropicRoutes } from './anthropic/routes.js';
+import { anthropicErrorBody, isAnthropicPath } from './anthropic/errors.js';
 
 /** Server settings. */
 export interface ServerOptions {
@@ -138,6 +140,7 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     if (reply.sent || reply.raw.headersSent) return;
     // Ollama's clients read `error` as a string (an object prints as [object Object]).
     if (request.url.startsWith('/api/')) await reply.status(api.status).send({ error: api.message });
+    else if (isAnthropicPath(request.url)) await reply.status(api.status).send(anthropicErrorBody(api));
     else await reply.status(api.status).send(api.body());
   });
   // Ollama's clients and front ends probe the root to see that a server is up.
@@ -173,5 +176,6 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   registerResponsesRoutes(app, host, metrics);
   registerOllamaRoutes(app, host, metrics, opts.version ?? '0.0.0');
   registerLlamaServerRoutes(app, host);
+  registerAnthropicRoutes(app, host, metrics);
   return { app, metrics };
 }
