@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { zodTextFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
 import { scratchDir } from './helpers/paths.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
 import { writeTinyModel } from './helpers/tiny-model.js';
@@ -310,6 +312,10 @@ test('text.format json_schema: the text parses and matches the schema; json_obje
   assert.ok(Number.isInteger(v.age) && v.age >= 0 && v.age <= 120);
   assert.ok(['cat', 'dog'].includes(v.pet));
   assert.equal((r.text?.format as { name: string }).name, 'person');
+  // The client's own structured-output helper: a zod schema in, the parsed object out.
+  const Pet = z.object({ kind: z.enum(['cat', 'dog', 'bird']), legs: z.number().int().min(0).max(8) });
+  const parsed = await client.responses.parse({ model, input: 'A pet', text: { format: zodTextFormat(Pet, 'pet') }, max_output_tokens: 200, temperature: 0 });
+  assert.deepEqual(parsed.output_parsed, Pet.parse(JSON.parse(parsed.output_text)));
   const obj = await client.responses.create({ model, input: 'Any JSON', text: { format: { type: 'json_object' } }, max_output_tokens: 200, temperature: 0 });
   const o = JSON.parse(obj.output_text);
   assert.ok(typeof o === 'object' && o !== null && !Array.isArray(o));
@@ -338,6 +344,8 @@ test('truncation: a conversation over the context is a 400, or with auto loses i
   const refused = await post('/v1/responses', request);
   assert.equal(refused.status, 400);
   assert.equal(refused.json.error.code, 'context_length_exceeded');
+  assert.equal(refused.json.error.param, 'input');
+  assert.match(refused.json.error.message, /truncation/);
   const r = await client.responses.create({ ...request, truncation: 'auto' });
   assert.equal(r.truncation, 'auto');
   assert.ok(r.usage!.input_tokens < 2048);

@@ -119,7 +119,9 @@ async function render(
     try {
       return { prompt: await host.prompts.chat([...instructions, ...kept], { tools }, signal), conversation: kept };
     } catch (err) {
-      if (!auto || !isCairnError(err, 'CONTEXT_FULL') || drop >= turns - 1) throw err;
+      if (!isCairnError(err, 'CONTEXT_FULL')) throw err;
+      if (!auto) throw new ApiError(400, `${err.message} (or send truncation: 'auto' to drop the oldest turns)`, 'invalid_request_error', 'input', 'context_length_exceeded');
+      if (drop >= turns - 1) throw new ApiError(400, err.message, 'invalid_request_error', 'input', 'context_length_exceeded');
     }
   }
 }
