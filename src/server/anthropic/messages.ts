@@ -21,6 +21,8 @@ import { ProseGate } from './prose-gate.js';
 import { messagesRequest, unknownFields, unsupportedContent, type MessagesRequest } from './schemas.js';
 import { MessageStream, type AnthropicUsage } from './stream.js';
 
+const PING_INTERVAL_MS = 10_000;
+
 /** An id in Anthropic's form: the prefix and 24 hex digits. */
 function newId(prefix: 'msg_' | 'toolu_'): string {
   return prefix + randomUUID().replace(/-/g, '').slice(0, 24);
@@ -142,13 +144,20 @@ async function streamMessage(host: ModelHost, model: LoadedModel, metrics: Serve
   const format = s.tools && !s.forced ? detectToolCallFormat(host.prompts.templateSource ?? '') : undefined;
   const gate = format ? new ProseGate(model, format) : undefined;
   let summary: GenerationSummary | undefined;
-  for await (const ev of s.events) {
-    if (ev.type === 'done') {
-      summary = ev.summary;
-      break;
+  // As Anthropic does, pings keep a quiet stream alive for proxies and idle timeouts, while a long
+  // prompt is read or a forced call is decoded without deltas.
+  const keepAlive = setInterval(() => out.ping(), PING_INTERVAL_MS);
+  try {
+    for await (const ev of s.events) {
+      if (ev.type === 'done') {
+        summary = ev.summary;
+        break;
+      }
+      if (s.forced || ev.type === 'prompt') continue;
+      out.text(gate ? gate.push(ev) : ev.text);
     }
-    if (s.forced || ev.type === 'prompt') continue;
-    out.text(gate ? gate.push(ev) : ev.text);
+  } finally {
+    clearInterval(keepAlive);
   }
   metrics.requestEnded(summary, reply.raw);
   if (!summary || summary.finishReason === 'error' || summary.finishReason === 'abort') {

@@ -26,6 +26,11 @@ export class MessageStream {
   /** message_start with the message as known before generating, then a ping. */
   start(message: Record<string, unknown>): void {
     this.sse.event('message_start', { type: 'message_start', message });
+    this.ping();
+  }
+
+  /** A ping: traffic on a stream that is waiting for its next token (a long prompt being read). */
+  ping(): void {
     this.sse.event('ping', { type: 'ping' });
   }
 
