@@ -97,8 +97,11 @@ export const messagesRequest = z.object({
   service_tier: z.unknown().optional(),
 });
 
-/** POST /v1/messages/count_tokens: the fields that make the prompt. */
-export const countTokensRequest = z.object(fields);
+/**
+ * POST /v1/messages/count_tokens: the fields that make the prompt. Those of generation are
+ * known too (a client may send the request it is about to make) and have no effect.
+ */
+export const countTokensRequest = messagesRequest.extend({ max_tokens: messagesRequest.shape.max_tokens.optional() });
 
 export type MessagesRequest = z.infer<typeof messagesRequest>;
 export type CountTokensRequest = z.infer<typeof countTokensRequest>;
