@@ -22,4 +22,9 @@ export interface ShardBatch {
   readonly spans: readonly SeqSpan[];
   /** Batch rows that need logits (last shard); each gets one row of nVocab in the result. */
   readonly outputRows?: ArrayLike<number>;
+  /**
+   * The last shard returns the outputRows' hidden states after the final norm (nEmbd each, in an
+   * array of their own) instead of logits: what an embedding is pooled from.
+   */
+  readonly hiddenStates?: boolean;
 }

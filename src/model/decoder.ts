@@ -10,7 +10,7 @@ import { CairnError } from '../util/errors.js';
 import type { Kernels } from '../kernels/api.js';
 import type { ShardBatch } from './batch.js';
 import type { ModelConfig } from './config.js';
-import type { KvCache } from './kv-cache.js';
+import { KvCache } from './kv-cache.js';
 import type { ShardSpec } from './shard.js';
 import type { DecoderLayer, LayerYield, ShardInput, ShardOutput, StepContext } from './blocks/types.js';
 import type { Scratch, Workspace } from './blocks/workspace.js';
@@ -50,7 +50,7 @@ export class DecoderShard {
     readonly weights: ShardWeights,
     readonly kv: KvCache,
     kernels: Kernels,
-    ws: Workspace,
+    private readonly ws: Workspace,
   ) {
     this.maxBatch = ws.maxBatch;
     ws.allocate();
@@ -58,6 +58,17 @@ export class DecoderShard {
     this.positions = new Int32Array(ws.maxBatch);
     this.positionsView = this.positions.subarray(0, 0);
     this.step = { kernels, kv, n: 0, spans: [], positions: this.positionsView, layer: 0, split: shard.splitCount > 1 && shard.splitMode !== 'expert' };
+  }
+
+  /**
+   * The same layers, weights and activation buffers over a new one-slot KV cache of `ctx`
+   * positions: a pass of its own beside the engine's slots (embeddings). Its forward calls and
+   * this shard's share the activations, which is safe because each call runs to its end
+   * synchronously; what a call returns must be read (or copied) before the next.
+   */
+  twin(ctx: number): DecoderShard {
+    const kv = new KvCache(this.kv.rows, 1, ctx, this.kv.type);
+    return new DecoderShard(this.cfg, this.shard, this.parts, this.weights, kv, this.step.kernels, this.ws);
   }
 
   /** True for a rank of a group (tensor-parallel, or an expert-parallel home): run it with forwardSteps(). */

@@ -10,6 +10,7 @@ import { qwen2Family } from './families/qwen2.js';
 import { qwen3Family } from './families/qwen3.js';
 import { qwen2MoeFamily } from './families/qwen2moe.js';
 import { qwen3MoeFamily } from './families/qwen3moe.js';
+import { isEncoderArchitecture } from './encoders/registry.js';
 
 /** Every family, in the order `inspect` and `bench` list them. */
 export const MODEL_FAMILIES: readonly ModelFamily[] = [
@@ -33,6 +34,12 @@ export function supportedArchitectures(): string[] {
 /** The family of a GGUF architecture; an unknown one fails naming itself and the supported ones. */
 export function familyFor(arch: string, path?: string): ModelFamily {
   const f = BY_ARCH.get(arch);
+  if (!f && isEncoderArchitecture(arch)) {
+    throw new CairnError(
+      'MODEL_UNSUPPORTED',
+      `${path ? `${path}: ` : ''}"${arch}" is an embedding model: it runs whole on one machine (cairn serve without --cluster) and makes embeddings only`,
+    );
+  }
   if (!f) {
     throw new CairnError(
       'MODEL_UNSUPPORTED',

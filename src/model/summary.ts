@@ -12,6 +12,8 @@ import { GgmlType } from '../gguf/ggml-types.js';
 import { surveyModel, type ModelBytes } from './model-bytes.js';
 import { familyOf } from './registry.js';
 import { wholeModel } from './shard.js';
+import { encoderFamilyFor, isEncoderArchitecture, readEncoderFileConfig } from './encoders/registry.js';
+import { encoderActivationBytes, encoderBytes } from './encoders/build.js';
 
 /** A model's description and memory estimate. */
 export interface ModelSummary {
@@ -86,24 +88,36 @@ export function summarizeModel(file: GgufFile, opts: { ctx?: number; kvType?: Kv
   let family: ModelSummary['family'];
   let experts: ExpertSummary | undefined;
   const kvType = opts.kvType ?? GgmlType.F16;
+  const arch = m.string('general.architecture') ?? 'unknown';
   try {
-    const cfg = readModelConfig(file);
-    const survey = surveyModel(file, cfg, opts.batch ?? 512);
-    const ctx = opts.ctx ?? Math.min(cfg.ctxTrain, 4096);
-    const kv = kvCacheBytes(cfg, wholeModel(cfg), ctx, kvType);
-    const act = survey.activationBytes;
-    // The weights the model uses: a file may carry tensors it skips (multi-token-prediction blocks).
-    const weights = survey.bytes.total;
-    memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: weights, kvCacheBytes: kv, activationBytes: act, totalBytes: weights + kv + act };
-    const f = familyOf(cfg);
-    family = { name: f.name, shape: f.describe(cfg) };
-    bytes = survey.bytes;
-    experts = expertSummary(cfg);
-    config = cfg;
+    if (isEncoderArchitecture(arch)) {
+      // An embedding model: no KV cache, its activations sized for the longest input.
+      const cfg = readEncoderFileConfig(m);
+      const ctx = opts.ctx ?? Math.min(cfg.ctxTrain, 4096);
+      const weights = encoderBytes(file, cfg).bytes;
+      const act = encoderActivationBytes(cfg, ctx);
+      memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: weights, kvCacheBytes: 0, activationBytes: act, totalBytes: weights + act };
+      const f = encoderFamilyFor(arch);
+      family = { name: `${f.name} (embeddings only)`, shape: f.describe(cfg) };
+      config = cfg;
+    } else {
+      const cfg = readModelConfig(file);
+      const survey = surveyModel(file, cfg, opts.batch ?? 512);
+      const ctx = opts.ctx ?? Math.min(cfg.ctxTrain, 4096);
+      const kv = kvCacheBytes(cfg, wholeModel(cfg), ctx, kvType);
+      const act = survey.activationBytes;
+      // The weights the model uses: a file may carry tensors it skips (multi-token-prediction blocks).
+      const weights = survey.bytes.total;
+      memory = { ctx, kvType: ggmlTypeName(kvType), weightsBytes: weights, kvCacheBytes: kv, activationBytes: act, totalBytes: weights + kv + act };
+      const f = familyOf(cfg);
+      family = { name: f.name, shape: f.describe(cfg) };
+      bytes = survey.bytes;
+      experts = expertSummary(cfg);
+      config = cfg;
+    }
   } catch (err) {
     unsupportedReason = (err as Error).message;
   }
-  const arch = m.string('general.architecture') ?? 'unknown';
   return {
     path: file.path,
     fileBytes: file.fileSize,

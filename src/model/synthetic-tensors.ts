@@ -38,6 +38,8 @@ export interface SyntheticModelSpec {
   readonly mla?: SyntheticMla;
   /** Positions a sliding-window layer sees (gpt-oss). */
   readonly slidingWindow?: number;
+  /** The pooling an embedding model's file names (encoders write it; default mean). */
+  readonly pooling?: 'none' | 'mean' | 'cls' | 'last';
   readonly quant: SyntheticQuant;
   readonly seed: number;
   readonly name?: string;

@@ -8,6 +8,7 @@ import { GgmlType } from '../gguf/ggml-types.js';
 import { gv, type GgufValue } from '../gguf/values.js';
 import { writeGguf } from '../gguf/writer.js';
 import { familyFor, MODEL_FAMILIES } from './registry.js';
+import { encoderFamilyFor, isEncoderArchitecture } from './encoders/registry.js';
 import { SyntheticTensors, type Quantizer, type SyntheticModelSpec, type SyntheticQuant, type SyntheticShape } from './synthetic-tensors.js';
 
 export type { Quantizer, SyntheticModelSpec, SyntheticQuant, SyntheticShape } from './synthetic-tensors.js';
@@ -42,7 +43,7 @@ export function syntheticVocab(n: number): { tokens: string[]; scores: number[];
 /** Writes a synthetic model to `path`. Matrices whose row length the type's block does not divide get llama.cpp's fallback type (Q5_0 for Q4_K, ..., else F16). */
 export function writeSyntheticModel(path: string, spec: SyntheticModelSpec, quantize: Quantizer, onProgress?: (doneBytes: number, totalBytes: number) => void): void {
   const out = new SyntheticTensors(spec, quantize);
-  familyFor(spec.arch).synthetic.write(spec, out);
+  (isEncoderArchitecture(spec.arch) ? encoderFamilyFor(spec.arch) : familyFor(spec.arch)).synthetic.write(spec, out);
   const a = spec.arch;
   const vocab = syntheticVocab(spec.nVocab);
   const metadata: [string, GgufValue][] = [
@@ -51,15 +52,20 @@ export function writeSyntheticModel(path: string, spec: SyntheticModelSpec, quan
     ['general.file_type', gv.u32(fileType(spec.quant))],
     ['general.quantization_version', gv.u32(2)],
     ...out.metadata,
-    ['tokenizer.ggml.model', gv.str('llama')],
-    ['tokenizer.ggml.tokens', gv.strs(vocab.tokens)],
-    ['tokenizer.ggml.scores', gv.f32s(vocab.scores)],
-    ['tokenizer.ggml.token_type', gv.i32s(vocab.types)],
-    ['tokenizer.ggml.bos_token_id', gv.u32(1)],
-    ['tokenizer.ggml.eos_token_id', gv.u32(2)],
-    ['tokenizer.ggml.unknown_token_id', gv.u32(0)],
-    ['tokenizer.ggml.add_bos_token', gv.bool(true)],
   ];
+  // A family that writes its own vocabulary (an encoder's WordPiece one) keeps it.
+  if (!out.metadata.some(([k]) => k === 'tokenizer.ggml.model')) {
+    metadata.push(
+      ['tokenizer.ggml.model', gv.str('llama')],
+      ['tokenizer.ggml.tokens', gv.strs(vocab.tokens)],
+      ['tokenizer.ggml.scores', gv.f32s(vocab.scores)],
+      ['tokenizer.ggml.token_type', gv.i32s(vocab.types)],
+      ['tokenizer.ggml.bos_token_id', gv.u32(1)],
+      ['tokenizer.ggml.eos_token_id', gv.u32(2)],
+      ['tokenizer.ggml.unknown_token_id', gv.u32(0)],
+      ['tokenizer.ggml.add_bos_token', gv.bool(true)],
+    );
+  }
   writeGguf(path, { metadata, tensors: out.tensors }, onProgress);
 }
 

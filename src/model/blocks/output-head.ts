@@ -73,6 +73,7 @@ export class OutputHead implements ShardOutput {
     if (prefix) input = m === n ? x : x.subarray(0, m * D);
     else for (let j = 0; j < m; j++) g.set(x.subarray(rows[j] * D, (rows[j] + 1) * D), j * D);
     kernels.rmsNorm(input, norm, m, D, this.eps, g);
+    if (batch.hiddenStates) return g.slice();
     const out = this.logitRows(m * V);
     kernels.matmul(head.data, head.type, head.rows, head.cols, g, m, out);
     return out;
