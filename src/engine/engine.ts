@@ -168,6 +168,8 @@ export interface EngineOptions {
    * about one prompt read rather than for as many steps as it generated tokens.
    */
   readonly exactReplaySteps?: number;
+  /** The model makes embeddings only (an encoder): generate() refuses with this reason (BAD_ARGUMENT). */
+  readonly refuseGeneration?: string;
 }
 
 /** Schedules generation requests over a ForwardRunner. */
@@ -182,6 +184,7 @@ export class Engine {
   private readonly busyGroups = new Set<number>();
   readonly maxQueue: number;
   private readonly exactReplaySteps: number;
+  private readonly refusal: string | undefined;
   /** Saved prefixes beyond the slots, when configured. */
   readonly prefixCache: PrefixCache | undefined;
   /** Counters for metrics. */
@@ -195,6 +198,7 @@ export class Engine {
     this.slots = Array.from({ length: runner.slots }, (_, id) => ({ id, cached: [], busy: false, lastUsed: 0 }));
     this.maxQueue = options.maxQueue ?? 64;
     this.exactReplaySteps = options.exactReplaySteps ?? 256;
+    this.refusal = options.refuseGeneration;
     this.prefixCache = options.promptCache && options.promptCache.budgetBytes > 0 ? new PrefixCache(runner, options.promptCache) : undefined;
   }
 
@@ -219,6 +223,7 @@ export class Engine {
    */
   generate(req: GenerateRequest): AsyncIterable<GenerationEvent> {
     if (this.closed) throw new CairnError('SHUTTING_DOWN', 'the engine is shutting down');
+    if (this.refusal) throw new CairnError('BAD_ARGUMENT', this.refusal);
     if (req.prompt.length === 0) throw new CairnError('BAD_ARGUMENT', 'the prompt is empty: give at least one token');
     if (req.prompt.length >= this.runner.ctxPerSlot) {
       throw new CairnError('CONTEXT_FULL', `the prompt has ${req.prompt.length} tokens but the context holds ${this.runner.ctxPerSlot}; shorten it or raise --ctx`);

@@ -20,6 +20,11 @@ import { Engine } from './engine.js';
 import { preferLargePages, type ProbeRange } from './large-pages.js';
 import { LocalRunner, type ForwardRunner } from './runner.js';
 import { ProgressReporter } from '../util/progress.js';
+import { Metadata } from '../gguf/metadata.js';
+import { readPooling, type Pooling } from '../model/pooling.js';
+import { isEncoderArchitecture } from '../model/encoders/registry.js';
+import { DecoderEmbedder, type Embedder } from './embed.js';
+import { loadEncoderModel } from './load-encoder.js';
 
 /** How to load a model. */
 export interface LoadOptions {
@@ -53,6 +58,8 @@ export interface LoadedModel {
   readonly kernels: Kernels;
   readonly shards: readonly DecoderShard[];
   readonly engine: Engine;
+  /** Makes embeddings (every model: a decoder's from its final norm, an encoder's as it was trained). */
+  readonly embedder: Embedder;
   /** Bytes of the file the shards reference (mapped, not copied). */
   readonly mappedBytes: number;
   /** Bytes of KV cache allocated. */
@@ -113,7 +120,7 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
  * in (huge pages where the kernel gives them) unless `opts.prefetch` is false. The mapping closes
  * if anything fails.
  */
-async function mapAndBuild<T extends Pick<DecoderShard, 'weights'>>(
+export async function mapAndBuild<T extends Pick<DecoderShard, 'weights'>>(
   path: string,
   opts: Pick<LoadOptions, 'prefetch' | 'progress'>,
   label: string,
@@ -200,6 +207,7 @@ export function modelFromParts(parts: ModelParts, opts: Pick<LoadOptions, 'maxQu
     kernels: parts.kernels,
     shards: parts.shards,
     engine,
+    embedder: new DecoderEmbedder(parts.shards, poolingOf(file, parts.config.arch), parts.ctx, parts.config.nVocab, parts.config.nEmbd),
     mappedBytes: parts.mappedBytes,
     kvBytes: parts.kvBytes,
     residentBytes,
@@ -208,8 +216,19 @@ export function modelFromParts(parts: ModelParts, opts: Pick<LoadOptions, 'maxQu
   };
 }
 
+/** The file's pooling for embeddings, or the error reading it gave (embeddings then fail, generation does not). */
+function poolingOf(file: GgufFile, arch: string): Pooling | undefined | Error {
+  try {
+    return readPooling(new Metadata(file), arch);
+  } catch (err) {
+    return err as Error;
+  }
+}
+
 /** Loads a GGUF model. Throws CairnError with a message naming the file and the problem. */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const arch = new Metadata(readGguf(path)).string('general.architecture');
+  if (arch !== undefined && isEncoderArchitecture(arch)) return loadEncoderModel(path, opts);
   const loaded = await loadShards(path, opts);
   return modelFromParts({ ...loaded, runner: new LocalRunner(loaded.shards) }, opts);
 }
