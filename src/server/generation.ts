@@ -81,6 +81,8 @@ export interface ServerGeneration {
   readonly sampler: SamplerOptions;
   readonly stop?: string[];
   readonly logprobs?: number;
+  /** Logprobs of the prompt's tokens too, with this many alternatives (echo with logprobs). */
+  readonly promptLogprobs?: number;
   readonly ignoreEos?: boolean;
   readonly constraint?: GenerationConstraint;
 }
@@ -90,10 +92,12 @@ export function startGeneration(model: LoadedModel, g: ServerGeneration, signal:
   const room = model.engine.runner.ctxPerSlot - g.prompt.length;
   const req: GenerateRequest = {
     prompt: g.prompt,
-    maxTokens: Math.max(1, Math.min(g.maxTokens ?? room, room)),
+    // 0 reads the prompt only (for its logprobs).
+    maxTokens: g.maxTokens === 0 ? 0 : Math.max(1, Math.min(g.maxTokens ?? room, room)),
     sampler: g.sampler,
     stop: g.stop,
     logprobs: g.logprobs,
+    promptLogprobs: g.promptLogprobs,
     ignoreEos: g.ignoreEos,
     constraint: g.constraint,
     signal,

@@ -167,7 +167,8 @@ async function runOllama(
   const ids = await prompt();
   const gen: ServerGeneration = {
     prompt: ids,
-    maxTokens: numPredict !== undefined && numPredict >= 0 ? numPredict : undefined,
+    // As Ollama's runner: a positive num_predict limits, 0 and negatives do not.
+    maxTokens: numPredict !== undefined && numPredict > 0 ? numPredict : undefined,
     sampler: samplerOptions,
     stop: stopList(body.options?.stop),
     constraint,

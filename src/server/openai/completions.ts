@@ -1,56 +1,106 @@
 /**
- * POST /v1/completions: the legacy text-completion API. The prompt is text (tokenized with BOS and
- * special tokens, as llama.cpp's server does) or token ids (used as given).
+ * POST /v1/completions: the legacy text-completion API in full. Prompts: text, token ids, or a list
+ * of either (one choice each); `suffix` for fill-in-the-middle; `n` choices per prompt sharing the
+ * prompt's KV; `echo` repeats the prompt, and with `logprobs` scores its tokens too (with
+ * `max_tokens: 0`, only that: how evaluation harnesses score continuations). `best_of` > `n`
+ * is refused: it would rank candidates the answer never shows.
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { StepLogprobs } from '../../sampling/index.js';
-import { CairnError } from '../../util/errors.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
-import { samplerFromApi, startGeneration, stopList, tokenView, vocabularySize } from '../generation.js';
+import { samplerFromApi, stopList, tokenView, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
+import { generateChoices } from '../parallel-choices.js';
 import { SseStream } from '../sse.js';
+import { completionPrompts, type CompletionPrompt } from './completion-prompts.js';
 import { completionRequest, unknownFields, type CompletionRequest } from './schemas.js';
 
-/** The prompt's token ids: text is tokenized by a prompt worker (after the byte check); ids are checked. */
-async function promptIds(host: ModelHost, model: LoadedModel, p: CompletionRequest['prompt'], signal: AbortSignal): Promise<number[]> {
-  if (typeof p === 'string') return host.prompts.text(p, signal);
-  if (typeof p[0] === 'string') return host.prompts.text(p[0], signal);
-  const ids = (Array.isArray(p[0]) ? p[0] : p) as number[];
-  const ctx = model.engine.runner.ctxPerSlot;
-  if (ids.length >= ctx) throw new CairnError('CONTEXT_FULL', `the prompt has ${ids.length} tokens but the context holds ${ctx}; shorten it or raise --ctx`);
-  const n = vocabularySize(model);
-  const bad = ids.find((id) => !(Number.isInteger(id) && id >= 0 && id < n));
-  if (bad !== undefined) throw badRequest(`prompt token ${bad} is outside the vocabulary (0 to ${n - 1})`, 'prompt');
-  return ids;
-}
+/** Most choices one request may ask for (prompts x n): each takes a slot while it runs. */
+const MAX_CHOICES = 64;
 
-/** Legacy logprobs object for a run of steps, with text offsets from `offset0`. */
-function legacyLogprobs(model: LoadedModel, steps: { lp: StepLogprobs; text: string }[], offset0: number): unknown {
-  let offset = offset0;
-  const out = { tokens: [] as string[], token_logprobs: [] as number[], top_logprobs: [] as Record<string, number>[], text_offset: [] as number[] };
-  for (const { lp, text } of steps) {
-    out.tokens.push(tokenView(model, lp.id).token);
-    out.token_logprobs.push(lp.logprob);
-    out.top_logprobs.push(Object.fromEntries(lp.top.map((t) => [tokenView(model, t.id).token, t.logprob])));
-    out.text_offset.push(offset);
-    offset += text.length;
+/** A legacy logprobs object, built token by token with text offsets into the choice's text. */
+class LegacyLogprobs {
+  readonly tokens: string[] = [];
+  readonly token_logprobs: (number | null)[] = [];
+  readonly top_logprobs: (Record<string, number> | null)[] = [];
+  readonly text_offset: number[] = [];
+
+  constructor(private readonly model: LoadedModel) {}
+
+  /** A token with its logprob (null: the prompt's first token, which nothing predicts). */
+  add(id: number, lp: StepLogprobs | undefined, offset: number): void {
+    this.tokens.push(tokenView(this.model, id).token);
+    this.token_logprobs.push(lp ? lp.logprob : null);
+    this.top_logprobs.push(lp ? Object.fromEntries(lp.top.map((t) => [tokenView(this.model, t.id).token, t.logprob])) : null);
+    this.text_offset.push(offset);
   }
-  return out;
+
+  /** The prompt's tokens, their offsets following the prompt's decoded text. */
+  addPrompt(ids: readonly number[], lps: readonly StepLogprobs[]): void {
+    const decoder = this.model.tokenizer.streamDecoder({ sequenceStart: true });
+    let offset = 0;
+    ids.forEach((id, i) => {
+      this.add(id, i === 0 ? undefined : lps[i - 1], offset);
+      offset += decoder.push(id).length;
+    });
+  }
+
+  get empty(): boolean {
+    return this.tokens.length === 0;
+  }
+
+  toJSON(): unknown {
+    return { tokens: this.tokens, token_logprobs: this.token_logprobs, top_logprobs: this.top_logprobs, text_offset: this.text_offset };
+  }
 }
 
-function usage(s: GenerationSummary): Record<string, unknown> {
-  return { prompt_tokens: s.promptTokens, completion_tokens: s.completionTokens, total_tokens: s.promptTokens + s.completionTokens };
+/** The state of one choice as its events come. */
+interface Choice {
+  readonly prompt: CompletionPrompt;
+  text: string;
+  readonly logprobs?: LegacyLogprobs;
+  summary?: GenerationSummary;
 }
+
+function refuseUnsupported(req: CompletionRequest): void {
+  const n = req.n ?? 1;
+  if (req.best_of !== undefined && req.best_of !== null && req.best_of !== n) {
+    throw badRequest(
+      req.best_of < n
+        ? `best_of (${req.best_of}) must be at least n (${n})`
+        : `best_of > n is not supported: it ranks candidates server-side by logprob and returns only the best; ask for n = ${req.best_of} choices with logprobs and pick yourself`,
+      'best_of',
+    );
+  }
+  if (req.suffix !== undefined && req.suffix !== null && req.echo) throw badRequest('echo cannot be combined with suffix', 'echo');
+}
+
+function usage(choices: readonly Choice[], prompts: readonly CompletionPrompt[]): Record<string, number> {
+  const prompt = prompts.reduce((a, p) => a + p.ids.length, 0);
+  const completion = choices.reduce((a, c) => a + (c.summary?.completionTokens ?? 0), 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** The choices' totals as one summary, for the metrics and the request log (the first choice's timings). */
+function combined(choices: readonly Choice[]): GenerationSummary | undefined {
+  const first = choices[0].summary;
+  if (!first) return undefined;
+  const sum = (f: (s: GenerationSummary) => number) => choices.reduce((a, c) => a + (c.summary ? f(c.summary) : 0), 0);
+  return { ...first, promptTokens: sum((s) => s.promptTokens), cachedTokens: sum((s) => s.cachedTokens), completionTokens: sum((s) => s.completionTokens) };
+}
+
+const finishReason = (s: GenerationSummary): 'stop' | 'length' => (s.finishReason === 'length' ? 'length' : 'stop');
 
 /** Handles one text completion request. */
 export async function completions(host: ModelHost, metrics: ServerMetrics, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const req = parseBody(completionRequest, request.body);
   host.ignored(unknownFields(request.body, 'completion'));
+  refuseUnsupported(req);
   const model = host.require(req.model);
   const abort = new AbortController();
   // The response closing before it was written means the client went away.
@@ -58,80 +108,119 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     if (!reply.raw.writableEnded) abort.abort();
   });
   const sampler = samplerFromApi(req, model);
-  const prompt = await promptIds(host, model, req.prompt, abort.signal);
-  const echo = req.echo ? (typeof req.prompt === 'string' ? req.prompt : model.tokenizer.decode(prompt)) : '';
+  const n = req.n ?? 1;
+  const prompts = await completionPrompts(host, model, req, abort.signal);
+  if (prompts.length * n > MAX_CHOICES) throw badRequest(`${prompts.length} prompts x n = ${n} asks for ${prompts.length * n} choices; at most ${MAX_CHOICES} per request`, 'n');
+  const wantLogprobs = req.logprobs !== null && req.logprobs !== undefined;
+  const scorePrompt = req.echo === true && wantLogprobs;
+  const maxTokens = req.max_tokens ?? 16;
+  const choices: Choice[] = prompts.flatMap((prompt) => Array.from({ length: n }, () => ({ prompt, text: '', logprobs: wantLogprobs ? new LegacyLogprobs(model) : undefined })));
   const id = `cmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
-  const wantLogprobs = req.logprobs !== null && req.logprobs !== undefined;
-  if (req.max_tokens === 0) {
-    await reply.send({ id, object: 'text_completion', created, model: host.nameFor(req.model), choices: [{ text: echo, index: 0, logprobs: null, finish_reason: 'length' }], usage: { prompt_tokens: prompt.length, completion_tokens: 0, total_tokens: prompt.length } });
+  const name = host.nameFor(req.model);
+  const echoOf = (c: Choice) => (req.echo ? c.prompt.text : '');
+
+  // Echo alone, with nothing to generate or score, needs no forward pass.
+  if (maxTokens === 0 && !scorePrompt) {
+    const out = choices.map((c, index) => ({ text: echoOf(c), index, logprobs: null, finish_reason: 'length' }));
+    if (!req.stream) {
+      await reply.send({ id, object: 'text_completion', created, model: name, system_fingerprint: 'cairn', choices: out, usage: usage(choices, prompts) });
+      return;
+    }
+    reply.hijack();
+    const sse = new SseStream(reply.raw, () => abort.abort());
+    for (const o of out) sse.send({ id, object: 'text_completion', created, model: name, system_fingerprint: 'cairn', choices: [o] });
+    if (req.stream_options?.include_usage) sse.send({ id, object: 'text_completion', created, model: name, choices: [], usage: usage(choices, prompts) });
+    sse.done();
     return;
   }
-  const events = startGeneration(
-    model,
-    {
-      prompt,
-      maxTokens: req.max_tokens ?? 16,
+  const plans = prompts.map((prompt) => {
+    const gen: ServerGeneration = {
+      prompt: prompt.ids,
+      maxTokens,
       sampler,
       stop: stopList(req.stop),
       logprobs: wantLogprobs ? req.logprobs! : undefined,
+      promptLogprobs: scorePrompt ? req.logprobs! : undefined,
       ignoreEos: req.ignore_eos,
-    },
-    abort.signal,
-  );
+    };
+    return { gen, n };
+  });
+  const events = generateChoices(model, plans, abort.signal);
   metrics.requestStarted(reply.raw);
 
   if (!req.stream) {
-    const steps: { lp: StepLogprobs; text: string }[] = [];
-    let summary: GenerationSummary | undefined;
-    for await (const ev of events) {
-      if (ev.type === 'token' && ev.logprobs) steps.push({ lp: ev.logprobs, text: ev.text });
-      if (ev.type === 'done') summary = ev.summary;
+    for await (const { index, event } of events) {
+      const c = choices[index];
+      if (event.type === 'prompt') c.logprobs?.addPrompt(c.prompt.ids, event.logprobs);
+      else if (event.type === 'token') c.logprobs?.add(event.id, event.logprobs, echoOf(c).length + c.text.length);
+      if (event.type === 'done') c.summary = event.summary;
+      else c.text += event.text;
     }
-    metrics.requestEnded(summary, reply.raw);
-    if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
+    metrics.requestEnded(combined(choices), reply.raw);
+    const failed = choices.find((c) => !c.summary || c.summary.finishReason === 'error');
+    if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'));
     await reply.send({
       id,
       object: 'text_completion',
       created,
-      model: host.nameFor(req.model),
+      model: name,
       system_fingerprint: 'cairn',
-      choices: [{ text: echo + summary.text, index: 0, logprobs: wantLogprobs ? legacyLogprobs(model, steps, echo.length) : null, finish_reason: summary.finishReason === 'length' ? 'length' : 'stop' }],
-      usage: usage(summary),
+      choices: choices.map((c, index) => ({ text: echoOf(c) + c.summary!.text, index, logprobs: c.logprobs ?? null, finish_reason: finishReason(c.summary!) })),
+      usage: usage(choices, prompts),
     });
     return;
   }
 
   reply.hijack();
   const sse = new SseStream(reply.raw, () => abort.abort());
-  const chunk = (text: string, finish: string | null, logprobs: unknown = null) => ({
+  const chunk = (index: number, text: string, finish: string | null, logprobs: unknown = null) => ({
     id,
     object: 'text_completion',
     created,
-    model: host.nameFor(req.model),
+    model: name,
     system_fingerprint: 'cairn',
-    choices: [{ text, index: 0, logprobs, finish_reason: finish }],
+    choices: [{ text, index, logprobs, finish_reason: finish }],
   });
-  if (echo) sse.send(chunk(echo, null));
-  let offset = echo.length;
-  let summary: GenerationSummary | undefined;
-  for await (const ev of events) {
-    if (ev.type === 'done') {
-      summary = ev.summary;
-      break;
+  // Without prompt scores the echo goes first; with them it goes with them, once the prompt is read.
+  if (!scorePrompt) choices.forEach((c, index) => req.echo && sse.send(chunk(index, echoOf(c), null)));
+  let error: Error | undefined;
+  try {
+    for await (const { index, event } of events) {
+      const c = choices[index];
+      if (event.type === 'done') {
+        c.summary = event.summary;
+        if (event.summary.finishReason === 'error' || event.summary.finishReason === 'abort') {
+          error ??= event.summary.error ?? new Error('generation ended without a result');
+          if (event.summary.finishReason === 'abort') break;
+          continue;
+        }
+        sse.send(chunk(index, '', finishReason(event.summary)));
+        continue;
+      }
+      if (event.type === 'prompt') {
+        const lp = new LegacyLogprobs(model);
+        lp.addPrompt(c.prompt.ids, event.logprobs);
+        sse.send(chunk(index, echoOf(c), null, lp));
+        continue;
+      }
+      const offset = echoOf(c).length + c.text.length;
+      c.text += event.text;
+      if (event.type === 'token' && event.logprobs) {
+        const lp = new LegacyLogprobs(model);
+        lp.add(event.id, event.logprobs, offset);
+        sse.send(chunk(index, event.text, null, lp));
+      } else if (event.text !== '') sse.send(chunk(index, event.text, null));
     }
-    if (ev.text === '' && !(ev.type === 'token' && ev.logprobs)) continue;
-    const lp = ev.type === 'token' && ev.logprobs ? legacyLogprobs(model, [{ lp: ev.logprobs, text: ev.text }], offset) : null;
-    offset += ev.text.length;
-    sse.send(chunk(ev.text, null, lp));
+  } catch (err) {
+    error = err as Error;
   }
-  metrics.requestEnded(summary, reply.raw);
-  if (!summary || summary.finishReason === 'error' || summary.finishReason === 'abort') {
-    if (summary?.finishReason !== 'abort') sse.send(toApiError(summary?.error ?? new Error('generation ended without a result')).body());
+  metrics.requestEnded(combined(choices), reply.raw);
+  if (error || choices.some((c) => !c.summary)) {
+    if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result')).body());
     sse.end();
     return;
   }
-  sse.send(chunk('', summary.finishReason === 'length' ? 'length' : 'stop'));
-  if (req.stream_options?.include_usage) sse.send({ id, object: 'text_completion', created, model: host.nameFor(req.model), choices: [], usage: usage(summary) });
+  if (req.stream_options?.include_usage) sse.send({ id, object: 'text_completion', created, model: name, choices: [], usage: usage(choices, prompts) });
   sse.done();
 }

@@ -98,12 +98,13 @@ export const chatCompletionRequest = z.object({
 /** POST /v1/completions */
 export const completionRequest = z.object({
   ...sampling,
-  prompt: z.union([z.string(), z.array(z.string()).length(1), z.array(z.number().int().min(0)).min(1), z.array(z.array(z.number().int().min(0)).min(1)).length(1)]),
+  prompt: z.union([z.string(), z.array(z.string()).min(1).max(64), z.array(z.number().int().min(0)).min(1), z.array(z.array(z.number().int().min(0)).min(1)).min(1).max(64)]),
   max_tokens: z.number().int().min(0).nullable().optional(),
   logprobs: z.number().int().min(0).max(5).nullable().optional(),
   echo: z.boolean().nullable().optional(),
-  suffix: z.null().optional(),
-  best_of: z.literal(1).nullable().optional(),
+  suffix: z.string().nullable().optional(),
+  n: z.number().int().min(1).max(64).nullable().optional(),
+  best_of: z.number().int().min(1).nullable().optional(),
 });
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;

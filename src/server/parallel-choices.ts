@@ -1,0 +1,75 @@
+/**
+ * Several choices of one request (`n` > 1, or one per prompt of an array prompt) generated at
+ * once, their events merged into one stream tagged with the choice's index. The choices of one
+ * prompt share its KV: the first reads the prompt alone, and the others start once it has (its
+ * first event), so the engine copies the prompt's KV from its slot instead of reading it again.
+ */
+import type { GenerationEvent } from '../engine/engine.js';
+import type { LoadedModel } from '../engine/load.js';
+import { startGeneration, type ServerGeneration } from './generation.js';
+
+/** One choice's event. */
+export interface ChoiceEvent {
+  readonly index: number;
+  readonly event: GenerationEvent;
+}
+
+/** What to generate: per prompt, its generation and how many choices it gets. */
+export interface ChoicePlan {
+  readonly gen: ServerGeneration;
+  /** Choices of this prompt; their indices follow on from the previous prompt's. */
+  readonly n: number;
+}
+
+/**
+ * Generates every choice of `plans` and yields their events as they come, each choice's in order.
+ * With a seed, choice i of a prompt samples with seed + i (the same seed would give n copies).
+ * Stopping the iteration (or aborting `signal`) stops every choice.
+ */
+export async function* generateChoices(model: LoadedModel, plans: readonly ChoicePlan[], signal: AbortSignal): AsyncGenerator<ChoiceEvent> {
+  const iterators: { index: number; it: AsyncIterator<GenerationEvent> }[] = [];
+  const pending = new Map<number, Promise<{ k: number; r: IteratorResult<GenerationEvent> }>>();
+  const start = (index: number, gen: ServerGeneration) => {
+    const k = iterators.length;
+    iterators.push({ index, it: startGeneration(model, gen, signal)[Symbol.asyncIterator]() });
+    pending.set(k, next(k));
+  };
+  const next = (k: number) => iterators[k].it.next().then((r) => ({ k, r }));
+  // The choices after a prompt's first wait for its first event: by then its prompt is read.
+  const waiting = new Map<number, () => void>();
+  let index = 0;
+  try {
+    for (const plan of plans) {
+      const first = index;
+      start(first, plan.gen);
+      if (plan.n > 1) {
+        waiting.set(iterators.length - 1, () => {
+          for (let i = 1; i < plan.n; i++) start(first + i, withSeedOffset(plan.gen, i));
+        });
+      }
+      index += plan.n;
+    }
+    while (pending.size > 0) {
+      const { k, r } = await Promise.race(pending.values());
+      const then = waiting.get(k);
+      if (then) {
+        waiting.delete(k);
+        then();
+      }
+      if (r.done) {
+        pending.delete(k);
+        continue;
+      }
+      pending.set(k, next(k));
+      yield { index: iterators[k].index, event: r.value };
+    }
+  } finally {
+    // A consumer that stops early stops every choice (each frees its slot).
+    await Promise.all(iterators.map(({ it }) => it.return?.()));
+  }
+}
+
+function withSeedOffset(gen: ServerGeneration, i: number): ServerGeneration {
+  const seed = gen.sampler.seed;
+  return seed === undefined || seed === -1 ? gen : { ...gen, sampler: { ...gen.sampler, seed: (seed + i) >>> 0 } };
+}
