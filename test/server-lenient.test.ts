@@ -152,11 +152,14 @@ test('--cors-origin: a page of that origin may call the API (preflight answered,
     await s.ready();
     const preflight = await fetch(`${s.url}/v1/chat/completions`, {
       method: 'OPTIONS',
-      headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization' },
+      // As the SDKs' browser builds ask: their own headers besides the key.
+      headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization,x-stainless-os,anthropic-version' },
     });
     assert.ok(preflight.status === 204 || preflight.status === 200, `preflight ${preflight.status}`);
     assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://localhost:3000');
-    assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /authorization/i);
+    for (const h of ['authorization', 'x-stainless-os', 'anthropic-version']) assert.match(preflight.headers.get('access-control-allow-headers') ?? '', new RegExp(h, 'i'));
+    const del = await fetch(`${s.url}/v1/responses/resp_x`, { method: 'OPTIONS', headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'DELETE' } });
+    assert.match(del.headers.get('access-control-allow-methods') ?? '', /DELETE/);
     const ok = await fetch(`${s.url}/v1/models`, { headers: { origin: 'http://localhost:3000', authorization: 'Bearer k-123' } });
     assert.equal(ok.status, 200);
     assert.equal(ok.headers.get('access-control-allow-origin'), 'http://localhost:3000');

@@ -109,7 +109,9 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   if (opts.corsOrigins) {
     // CORS first, so that errors (a 401 among them) carry its headers and browsers show them.
     const origin = opts.corsOrigins === '*' ? '*' : [...opts.corsOrigins];
-    void app.register(cors, { origin, methods: ['GET', 'HEAD', 'POST', 'OPTIONS'], allowedHeaders: ['Content-Type', 'Authorization', 'X-Api-Key'], maxAge: 600 });
+    // The request headers a preflight names are allowed as asked (the origin is what is checked):
+    // the SDKs send headers of their own (x-stainless-*, anthropic-version, ...) that a fixed list misses.
+    void app.register(cors, { origin, methods: ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'], maxAge: 600 });
     void app.after(() => app.addHook('onRequest', requireKey));
   } else app.addHook('onRequest', requireKey);
   app.addHook('onResponse', async (request, reply) => {
