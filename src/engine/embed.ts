@@ -91,10 +91,11 @@ export class EncoderEmbedder implements Embedder {
     return this.turns.run(async () => {
       const out: Float32Array[] = [];
       for (let i = 0; i < inputs.length; ) {
-        // Inputs in order, packed while they fit ENCODER_PACK rows (a longer one runs alone).
+        // Inputs in order, packed while they fit ENCODER_PACK rows and the encoder (a longer one runs alone).
+        const pack = Math.min(ENCODER_PACK, this.maxTokens);
         let rows = inputs[i].length;
         let j = i + 1;
-        while (j < inputs.length && rows + inputs[j].length <= ENCODER_PACK) rows += inputs[j++].length;
+        while (j < inputs.length && rows + inputs[j].length <= pack) rows += inputs[j++].length;
         const tokens = new Int32Array(rows);
         const spans: EncoderSpan[] = [];
         for (let k = i, at = 0; k < j; k++) {

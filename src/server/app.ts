@@ -16,6 +16,8 @@ import { registerResponsesRoutes } from './openai/responses.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
 import { registerLlamaServerRoutes } from './llama-server-routes.js';
 import { registerAnthropicRoutes } from './anthropic/routes.js';
+import { registerEmbeddingsRoute } from './openai/embeddings.js';
+import { registerOllamaEmbedRoutes } from './ollama/embed.js';
 import { anthropicErrorBody, isAnthropicPath } from './anthropic/errors.js';
 
 /** Server settings. */
@@ -179,5 +181,7 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   registerOllamaRoutes(app, host, metrics, opts.version ?? '0.0.0');
   registerLlamaServerRoutes(app, host);
   registerAnthropicRoutes(app, host, metrics);
+  registerEmbeddingsRoute(app, host);
+  registerOllamaEmbedRoutes(app, host);
   return { app, metrics };
 }

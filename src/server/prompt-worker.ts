@@ -33,10 +33,10 @@ function post(message: WorkerMessage, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
 }
 
-function tokenize(text: string, plain = false): Int32Array {
-  checkPromptBytes(text, byteLimit, data.ctx);
+function tokenize(text: string, plain = false, uncapped = false): Int32Array {
+  if (!uncapped) checkPromptBytes(text, byteLimit, data.ctx);
   const ids = Int32Array.from(tokenizer.encode(text, { addSpecial: !plain, parseSpecial: !plain }));
-  if (ids.length >= data.ctx) {
+  if (!uncapped && ids.length >= data.ctx) {
     throw new CairnError(
       'CONTEXT_FULL',
       `the prompt has ${ids.length} tokens but the context holds ${data.ctx}; shorten it or raise --ctx`,
@@ -49,14 +49,16 @@ port.on('message', (job: PromptJob) => {
   try {
     let text: string;
     let plain = false;
+    let uncapped = false;
     if (job.kind === 'chat') {
       text = chatText(model, job.messages, { tools: job.tools, variables: job.variables, budget: data.budget });
       post({ type: 'rendered', id: job.id });
     } else {
       text = job.text;
       plain = job.plain === true;
+      uncapped = job.uncapped === true;
     }
-    const ids = tokenize(text, plain);
+    const ids = tokenize(text, plain, uncapped);
     post({ type: 'done', id: job.id, ids }, [ids.buffer as ArrayBuffer]);
   } catch (err) {
     post({ type: 'failed', id: job.id, code: isCairnError(err) ? err.code : undefined, message: (err as Error)?.message ?? String(err) });

@@ -30,8 +30,11 @@ export type PromptJob =
       readonly tools?: readonly ToolDefinition[];
       readonly variables?: Readonly<Record<string, unknown>>;
     }
-  /** `plain`: no BOS and special-token text read as text (a piece placed between tokens the caller adds). */
-  | { readonly id: number; readonly kind: 'text'; readonly text: string; readonly plain?: boolean };
+  /**
+   * `plain`: no BOS and special-token text read as text (a piece placed between tokens the caller adds).
+   * `uncapped`: every token however many, unchecked against the context (the caller bounds them).
+   */
+  | { readonly id: number; readonly kind: 'text'; readonly text: string; readonly plain?: boolean; readonly uncapped?: boolean };
 
 /** A message from a worker. */
 export type WorkerMessage =
@@ -117,11 +120,12 @@ export class PromptWorkers {
 
   /**
    * Token ids of a text (BOS added where the tokenizer adds it, special tokens parsed); with
-   * `plain`, neither: the text alone, as a piece of a prompt the caller assembles.
+   * `plain`, neither: the text alone, as a piece of a prompt the caller assembles. With `uncapped`,
+   * all its tokens however many (embeddings truncate or refuse them themselves).
    */
-  text(text: string, signal?: AbortSignal, opts: { plain?: boolean } = {}): Promise<number[]> {
-    checkPromptBytes(text, this.byteLimit, this.opts.ctx);
-    return this.submit({ id: this.nextId++, kind: 'text', text, plain: opts.plain }, signal);
+  text(text: string, signal?: AbortSignal, opts: { plain?: boolean; uncapped?: boolean } = {}): Promise<number[]> {
+    if (!opts.uncapped) checkPromptBytes(text, this.byteLimit, this.opts.ctx);
+    return this.submit({ id: this.nextId++, kind: 'text', text, plain: opts.plain, uncapped: opts.uncapped }, signal);
   }
 
   /** Terminates every worker; jobs still waiting or running fail with SHUTTING_DOWN. */
