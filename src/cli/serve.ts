@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
+import { CairnError } from '../util/errors.js';
 import { addModelOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
 import type { RequestLogEntry } from '../server/app.js';
 
@@ -42,6 +43,7 @@ interface ServeFlags extends ClusterKeyFlags {
   corsOrigin?: string;
   logFormat: 'text' | 'json';
   logLevel: 'info' | 'debug';
+  keepAlive: string;
 }
 
 function version(): string {
@@ -102,6 +104,7 @@ export function serveCommand(): Command {
     .option('--cors-origin <origins>', "web pages of these origins (comma-separated, e.g. http://localhost:3000; or '*' for any) may call the API from a browser (default: none, only the server's own origin)")
     .addOption(new Option('--log-format <format>', 'the line logged for each request (stderr): text, or json for machines').choices(['text', 'json']).default('text'))
     .option('--strict-model-names', "answer 404 to a request naming another model than this one (by default any name is served and echoed back, as clients configured for another server's model expect)")
+    .option('--keep-alive <duration>', "how long the model stays loaded after its last request: a duration (5m, 1h30m), 0 (unload when idle) or -1 (until shutdown); Ollama requests' keep_alive changes it. Not with --cluster", '-1')
     .addOption(new Option('--log-level <level>', 'debug also tells, once per field, the request fields cairn ignores').choices(['info', 'debug']).default('info'))
     .action(async (o: ServeFlags) => {
       // The server modules load only for this command, keeping other commands' start-up short.
@@ -110,6 +113,13 @@ export function serveCommand(): Command {
       const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
       // A bad or weak cluster key stops here, before anything listens.
       const clusterKey = o.cluster ? await clusterSecretFromFlags(o) : undefined;
+      const { keepAliveMs } = await import('../server/keep-alive.js');
+      let keepAlive: number | undefined;
+      try {
+        keepAlive = keepAliveMs(o.keepAlive);
+      } catch {
+        throw new CairnError('BAD_ARGUMENT', `--keep-alive ${o.keepAlive}: give a duration such as 5m or 1h30m, 0 (unload when idle) or -1 (keep loaded)`);
+      }
       const loadOptions = {
         threads: o.threads,
         ctx: o.ctx,
@@ -163,6 +173,10 @@ export function serveCommand(): Command {
           promptWorkers: o.promptWorkers,
           templateTimeoutMs: o.templateTimeout,
           strictModelNames: o.strictModelNames,
+          keepAliveMs: keepAlive,
+          // A cluster's nodes hold their shards for as long as it is formed: it is never unloaded.
+          unloadable: !o.cluster,
+          onLifecycle: (event) => process.stderr.write(`cairn: ${host.id} ${event === 'unloaded' ? 'unloaded (keep_alive ran out; the next request loads it again)' : 'loaded again'}\n`),
           onUnknownField:
             o.logLevel === 'debug' ? (field) => process.stderr.write(`cairn: ignoring the request field "${field.slice(0, 100)}", which cairn does not know (said once per field)\n`) : undefined,
         },
@@ -190,6 +204,7 @@ export function serveCommand(): Command {
         return;
       }
       const m = host.model!;
+      // The first request's end starts the keep-alive clock; until then the model waits for one.
       process.stderr.write(
         `cairn: ${host.id} ready: ${m.config.nLayer} layers, ${o.parallel} slots of ${m.engine.runner.ctxPerSlot} tokens${apiKey ? ', API key required' : ''}\n`,
       );
@@ -198,13 +213,16 @@ export function serveCommand(): Command {
         if (stopping) return;
         stopping = true;
         process.stderr.write(`cairn: ${signal}: shutting down\n`);
-        m.engine.shutdown('the server is shutting down');
+        // The model now, which keep_alive may have unloaded (or loaded again) since start-up.
+        const now = host.model;
+        now?.engine.shutdown('the server is shutting down');
         // Let in-flight streams write their error event before connections close.
         await new Promise((r) => setTimeout(r, 50));
         await app.close();
-        const saved = await m.engine.persistPromptCache();
+        if (!now) return;
+        const saved = await now.engine.persistPromptCache();
         if (saved > 0) process.stderr.write(`cairn: saved ${saved} prompt-cache entries to ${o.promptCacheDir}\n`);
-        m.close();
+        now.close();
       };
       process.once('SIGINT', () => void stop('SIGINT'));
       process.once('SIGTERM', () => void stop('SIGTERM'));

@@ -14,6 +14,7 @@ import { chatCompletions } from './openai/chat.js';
 import { completions } from './openai/completions.js';
 import { registerResponsesRoutes } from './openai/responses.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
+import { registerKeepAlive } from './keep-alive.js';
 import { registerLlamaServerRoutes } from './llama-server-routes.js';
 import { registerAnthropicRoutes } from './anthropic/routes.js';
 import { registerEmbeddingsRoute } from './openai/embeddings.js';
@@ -26,7 +27,7 @@ export interface ServerOptions {
   readonly apiKey?: string;
   /** Largest request body in bytes (default 8 MiB). */
   readonly bodyLimit?: number;
-  /** Reported by /api/version. */
+  /** cairn's version (reported by /props as its build_info). */
   readonly version?: string;
   /** The cluster's status, when the model runs on a cluster (GET /v1/cluster). */
   readonly cluster?: () => ClusterStatus | undefined;
@@ -153,10 +154,14 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     throw routeNotFound(request.method, request.url);
   });
 
+  registerKeepAlive(app, host);
+
   app.get('/health', async (_request, reply) => {
     // A cluster that lost the nodes it needs is up but cannot answer: 503 with the reason.
     const down = host.state === 'ready' ? host.model?.engine.runner.unavailable : undefined;
     if (host.state === 'ready' && !down) return { status: 'ok', model: host.id };
+    // Unloaded by keep_alive: the server answers, loading the model again on the next request.
+    if (host.state === 'unloaded') return { status: 'ok', model: host.id, loaded: false };
     await reply.status(503).send({ status: down ? 'unavailable' : host.state, error: down ?? host.error?.message });
   });
   app.get('/metrics', async (_request, reply) => {
@@ -178,8 +183,8 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   app.post('/v1/chat/completions', (request, reply) => chatCompletions(host, metrics, request, reply));
   app.post('/v1/completions', (request, reply) => completions(host, metrics, request, reply));
   registerResponsesRoutes(app, host, metrics);
-  registerOllamaRoutes(app, host, metrics, opts.version ?? '0.0.0');
-  registerLlamaServerRoutes(app, host);
+  registerOllamaRoutes(app, host, metrics);
+  registerLlamaServerRoutes(app, host, opts.version);
   registerAnthropicRoutes(app, host, metrics);
   registerEmbeddingsRoute(app, host);
   registerOllamaEmbedRoutes(app, host);

@@ -22,7 +22,7 @@ const detokenizeBody = z.object({ tokens: z.array(z.number().int().min(0)) });
 
 
 /** Registers /tokenize, /detokenize, /props and /slots. */
-export function registerLlamaServerRoutes(app: FastifyInstance, host: ModelHost): void {
+export function registerLlamaServerRoutes(app: FastifyInstance, host: ModelHost, version = '0.0.0'): void {
   app.post('/tokenize', async (request) => {
     const body = parseBody(tokenizeBody, request.body);
     const model = host.require();
@@ -66,7 +66,7 @@ export function registerLlamaServerRoutes(app: FastifyInstance, host: ModelHost)
           frequency_penalty: SAMPLER_DEFAULTS.frequencyPenalty,
         },
       },
-      build_info: 'cairn',
+      build_info: `cairn ${version}`,
     };
   });
 

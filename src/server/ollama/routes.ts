@@ -17,6 +17,7 @@ import { logitBiasFromApi, startGeneration, stopList, type ServerGeneration } fr
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
+import { keepAliveMs, onlyUnloads } from '../keep-alive.js';
 import { SAMPLER_DEFAULTS, type SamplerOptions } from '../../sampling/index.js';
 
 const options = z
@@ -185,6 +186,50 @@ async function runOllama(
   );
 }
 
+/** /api/show's answer for the loaded model. */
+function showBody(host: ModelHost, model: LoadedModel): Record<string, unknown> {
+  const m = new Metadata(model.file);
+  const template = m.string('tokenizer.chat_template') ?? '';
+  const arch = model.config.arch;
+  const ctx = model.engine.runner.ctxPerSlot;
+  // Ollama's "parameters": one `name value` line each; clients read num_ctx from it.
+  const parameters = [
+    `num_ctx ${ctx}`,
+    `temperature ${SAMPLER_DEFAULTS.temperature}`,
+    `top_k ${SAMPLER_DEFAULTS.topK}`,
+    `top_p ${SAMPLER_DEFAULTS.topP}`,
+    `min_p ${SAMPLER_DEFAULTS.minP}`,
+    `repeat_penalty ${SAMPLER_DEFAULTS.repeatPenalty}`,
+  ].join('\n');
+  return {
+    details: details(model),
+    template,
+    parameters,
+    modified_at: new Date(host.created * 1000).toISOString(),
+    // A template that reads `tools` can be given them.
+    capabilities: ['completion', ...(/\btools\b/.test(template) ? ['tools'] : [])],
+    model_info: {
+      'general.architecture': arch,
+      'general.parameter_count': model.summary().parameters,
+      [`${arch}.context_length`]: model.config.ctxTrain,
+      [`${arch}.embedding_length`]: model.config.nEmbd,
+      [`${arch}.block_count`]: model.config.nLayer,
+    },
+  };
+}
+
+/**
+ * Ollama's answer to a request with nothing to generate: it loads the model (the keep-alive hook
+ * did) and says `load`, or with keep_alive 0 lets it go and says `unload`.
+ */
+function loadOrUnload(host: ModelHost, body: { model: string; keep_alive?: unknown; messages?: unknown }): Record<string, unknown> {
+  const unload = onlyUnloads(body, keepAliveMs(body.keep_alive));
+  if (unload) host.requireName(body.model);
+  else host.require(body.model);
+  const done = { created_at: new Date().toISOString(), done: true, done_reason: unload ? 'unload' : 'load' };
+  return body.messages !== undefined ? { model: host.nameFor(body.model), ...done, message: { role: 'assistant', content: '' } } : { model: host.nameFor(body.model), ...done };
+}
+
 /** Model details as /api/tags and /api/show report them. */
 function details(model: LoadedModel): Record<string, unknown> {
   const s = model.summary();
@@ -198,58 +243,56 @@ function details(model: LoadedModel): Record<string, unknown> {
   };
 }
 
+/**
+ * The Ollama version /api/version reports: clients gate features on it (tools, structured outputs,
+ * thinking), so it names the Ollama release whose API these routes follow, not cairn's own version.
+ */
+export const OLLAMA_API_VERSION = '0.16.0';
+
 /** Registers the Ollama routes. */
-export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metrics: ServerMetrics, version: string): void {
-  app.get('/api/version', async () => ({ version }));
+export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metrics: ServerMetrics): void {
+  app.get('/api/version', async () => ({ version: OLLAMA_API_VERSION }));
+
+  // What listing and describing the model need, kept from when it was loaded: they answer while
+  // keep_alive has it unloaded without loading it again.
+  let described: { of: LoadedModel; size: number; details: Record<string, unknown>; show: Record<string, unknown> } | undefined;
+  const describe = () => {
+    const m = host.model;
+    if (m && host.state === 'ready' && described?.of !== m) described = { of: m, size: m.file.fileSize, details: details(m), show: showBody(host, m) };
+    return described;
+  };
 
   app.get('/api/tags', async () => {
     const entry: Record<string, unknown> = { name: host.id, model: host.id, modified_at: new Date(host.created * 1000).toISOString(), size: 0, digest: '' };
-    if (host.model) {
-      entry.size = host.model.file.fileSize;
-      entry.details = details(host.model);
+    const d = describe();
+    if (d) {
+      entry.size = d.size;
+      entry.details = d.details;
     }
     return { models: [entry] };
   });
 
-  app.get('/api/ps', async () => ({
-    models: host.model ? [{ name: host.id, model: host.id, size: host.model.file.fileSize, details: details(host.model), expires_at: '9999-12-31T00:00:00Z' }] : [],
-  }));
+  app.get('/api/ps', async () => {
+    const d = host.state === 'ready' ? describe() : undefined;
+    // Ollama reports a model kept forever with an expiry far in the future.
+    const expires = Number.isFinite(host.expiresAt) ? new Date(host.expiresAt).toISOString() : '9999-12-31T00:00:00Z';
+    return { models: d ? [{ name: host.id, model: host.id, size: d.size, size_vram: 0, digest: '', details: d.details, expires_at: expires }] : [] };
+  });
 
   app.post('/api/show', async (request) => {
     const body = parseBody(z.looseObject({ model: z.string().optional(), name: z.string().optional() }), request.body);
-    const model = host.require(body.model ?? body.name ?? host.id);
-    const m = new Metadata(model.file);
-    const template = m.string('tokenizer.chat_template') ?? '';
-    const arch = model.config.arch;
-    const ctx = model.engine.runner.ctxPerSlot;
-    // Ollama's "parameters": one `name value` line each; clients read num_ctx from it.
-    const parameters = [
-      `num_ctx ${ctx}`,
-      `temperature ${SAMPLER_DEFAULTS.temperature}`,
-      `top_k ${SAMPLER_DEFAULTS.topK}`,
-      `top_p ${SAMPLER_DEFAULTS.topP}`,
-      `min_p ${SAMPLER_DEFAULTS.minP}`,
-      `repeat_penalty ${SAMPLER_DEFAULTS.repeatPenalty}`,
-    ].join('\n');
-    return {
-      details: details(model),
-      template,
-      parameters,
-      modified_at: new Date(host.created * 1000).toISOString(),
-      // A template that reads `tools` can be given them.
-      capabilities: ['completion', ...(/\btools\b/.test(template) ? ['tools'] : [])],
-      model_info: {
-        'general.architecture': arch,
-        'general.parameter_count': model.summary().parameters,
-        [`${arch}.context_length`]: model.config.ctxTrain,
-        [`${arch}.embedding_length`]: model.config.nEmbd,
-        [`${arch}.block_count`]: model.config.nLayer,
-      },
-    };
+    const name = body.model ?? body.name ?? host.id;
+    if (host.state === 'unloaded' && described) {
+      host.requireName(name);
+      return described.show;
+    }
+    host.require(name);
+    return describe()!.show;
   });
 
   app.post('/api/chat', async (request, reply) => {
     const body = parseBody(chatBody, request.body);
+    if (body.messages.length === 0) return loadOrUnload(host, body);
     const model = host.require(body.model);
     const messages = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }) as ChatMessage);
     body.tools?.forEach((t, i) => checkSchemaSize(t, `tools.${i}`));
@@ -268,11 +311,8 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
 
   app.post('/api/generate', async (request, reply) => {
     const body = parseBody(generateBody, request.body);
+    if (body.prompt === undefined || body.prompt === '') return { ...loadOrUnload(host, body), response: '' };
     const model = host.require(body.model);
-    if (body.prompt === undefined || body.prompt === '') {
-      // Ollama answers an empty prompt by loading the model and reporting done.
-      return { model: host.id, created_at: new Date().toISOString(), response: '', done: true, done_reason: 'load' };
-    }
     const text = body.prompt;
     const messages = [...(body.system ? [{ role: 'system', content: body.system }] : []), { role: 'user', content: text }] as ChatMessage[];
     const abort = clientGone(reply);
