@@ -47,7 +47,7 @@ function render(s: ModelSummary, tensors: boolean, loaded?: { rssBytes: number; 
     row('shape', s.family.shape);
     const y = c.rope.yarn;
     const yarn = y && y.extFactor > 0 ? `, YaRN x${+(1 / c.rope.freqScale).toFixed(3)} of ${y.origCtx} trained positions${y.attnFactor !== 1 ? `, attention factor ${+y.attnFactor.toFixed(4)}` : ''}` : '';
-    row('rope', `${c.rope.mode}, base ${c.rope.freqBase}, ${c.rope.nRot} dims${c.rope.freqScale !== 1 && !yarn ? `, scale ${c.rope.freqScale}` : ''}${yarn}`);
+    if (c.rope.nRot > 0) row('rope', `${c.rope.mode}, base ${c.rope.freqBase}, ${c.rope.nRot} dims${c.rope.freqScale !== 1 && !yarn ? `, scale ${c.rope.freqScale}` : ''}${yarn}`);
   }
   if (s.experts) {
     const e = s.experts;

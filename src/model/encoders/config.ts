@@ -67,7 +67,9 @@ export function readEncoderConfig(meta: Metadata, arch: string, kind: EncoderKin
   if (pooling === 'rank') {
     throw new CairnError('MODEL_UNSUPPORTED', `${path}: this ${arch} model is a reranker (pooling "rank", a classification head), which is not supported; embedding models are`);
   }
-  return { ...base, kind, normEps, tokenTypes, pooling, causal: meta.bool(k('attention.causal')) ?? true };
+  // Learned positions: nothing is rotated (nRot 0 says so to whoever describes the model).
+  const rope = kind.positions === 'rope' ? base.rope : { ...base.rope, nRot: 0 };
+  return { ...base, rope, kind, normEps, tokenTypes, pooling, causal: meta.bool(k('attention.causal')) ?? true };
 }
 
 /** `12 layers, embedding 768, 12 heads of 64, FFN 3072 (GELU), vocab 30522, absolute positions, mean pooling`. */
