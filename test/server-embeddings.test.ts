@@ -208,3 +208,14 @@ test('a decoder model: unit vectors from its final norm, while a chat generates 
   const viaOllama = await new Ollama({ host: tiny.url }).embed({ model: 'tiny', input: 'short text' });
   assert.ok(maxDiff(viaOllama.embeddings[0], e2.data[0].embedding) < 1e-6);
 });
+
+test("keep_alive 0 on /api/embed: the texts are embedded, then the model unloads; the next such request loads it again", async () => {
+  const first = await post(bert.url, '/api/embed', { model: 'bert', input: TEXTS[0], keep_alive: 0 });
+  assert.equal(first.status, 200);
+  const unloaded = async () => ((await (await fetch(`${bert.url}/health`)).json()) as { loaded?: boolean }).loaded === false;
+  for (let i = 0; i < 200 && !(await unloaded()); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(await unloaded(), 'unloaded once idle');
+  const again = await post(bert.url, '/api/embed', { model: 'bert', input: TEXTS[0], keep_alive: 0 });
+  assert.equal(again.status, 200, JSON.stringify(again.json));
+  assert.deepEqual(again.json.embeddings, first.json.embeddings);
+});

@@ -48,8 +48,9 @@ function usesModel(request: FastifyRequest): boolean {
  */
 export function onlyUnloads(body: unknown, keepAlive: number | undefined): boolean {
   if (keepAlive !== 0 || typeof body !== 'object' || body === null) return false;
-  const b = body as { prompt?: unknown; messages?: unknown };
-  return (b.prompt === undefined || b.prompt === '') && (b.messages === undefined || (Array.isArray(b.messages) && b.messages.length === 0));
+  const b = body as { prompt?: unknown; messages?: unknown; input?: unknown };
+  const none = (v: unknown) => v === undefined || v === '' || (Array.isArray(v) && v.length === 0);
+  return none(b.prompt) && none(b.messages) && none(b.input);
 }
 
 /** Holds the model for every request that uses it, and applies the request's keep_alive as it ends. */
