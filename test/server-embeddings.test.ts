@@ -188,6 +188,10 @@ test('an embedding model answers generation routes with 400: it only makes embed
   const o = await post(bert.url, '/api/generate', { model: 'bert', prompt: 'hi', stream: false });
   assert.equal(o.status, 400);
   assert.match(o.json.error, /only makes embeddings/);
+  // Ollama's clients (Open WebUI) tell embedding models by their capabilities.
+  const show = await post(bert.url, '/api/show', { model: 'bert' });
+  assert.deepEqual(show.json.capabilities, ['embedding']);
+  assert.ok((await post(tiny.url, '/api/show', { model: 'tiny' })).json.capabilities.includes('completion'));
 });
 
 test('a decoder model: unit vectors from its final norm, while a chat generates exactly as it does alone', async () => {

@@ -47,6 +47,7 @@ export async function loadEncoderModel(path: string, opts: LoadOptions = {}): Pr
     shards: [],
     engine,
     embedder: new EncoderEmbedder(encoder, sequencePooling(config.pooling)),
+    embeddingOnly: true,
     mappedBytes,
     kvBytes: 0,
     residentBytes,

@@ -60,6 +60,8 @@ export interface LoadedModel {
   readonly engine: Engine;
   /** Makes embeddings (every model: a decoder's from its final norm, an encoder's as it was trained). */
   readonly embedder: Embedder;
+  /** True for a model that makes embeddings only (an encoder): its engine refuses to generate. */
+  readonly embeddingOnly?: boolean;
   /** Bytes of the file the shards reference (mapped, not copied). */
   readonly mappedBytes: number;
   /** Bytes of KV cache allocated. */

@@ -207,7 +207,7 @@ function showBody(host: ModelHost, model: LoadedModel): Record<string, unknown> 
     parameters,
     modified_at: new Date(host.created * 1000).toISOString(),
     // A template that reads `tools` can be given them.
-    capabilities: ['completion', ...(/\btools\b/.test(template) ? ['tools'] : [])],
+    capabilities: model.embeddingOnly ? ['embedding'] : ['completion', ...(/\btools\b/.test(template) ? ['tools'] : [])],
     model_info: {
       'general.architecture': arch,
       'general.parameter_count': model.summary().parameters,
