@@ -3,7 +3,7 @@
  * with llama.cpp (node-llama-cpp, and/or a llama-bench binary built for the machine) on the same
  * file, threads, context and batch, measured runs alternating between the engines. `--make-model` writes random-weight models of real shapes to benchmark with.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { fork, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
@@ -17,6 +17,7 @@ import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticQuant } from '../m
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
 import { intArg } from './options.js';
+import { checkOutputFile } from './user-errors.js';
 import type { BenchCommand, BenchReply, WorkerSpec } from '../../bench/protocol.js';
 import { LlamaBench } from './bench-llama-bench.js';
 import { ProgressReporter } from '../util/progress.js';
@@ -324,8 +325,9 @@ export function benchCommand(): Command {
     .action(async (o: BenchFlags) => {
       if (o.makeModel !== undefined) {
         const shape = SYNTHETIC_SHAPES[o.makeModel];
-        if (!shape) throw new InvalidArgumentError(`unknown shape "${o.makeModel}" (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
+        if (!shape) throw new CairnError('BAD_ARGUMENT', `--make-model: unknown shape "${o.makeModel}" (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
         if (!o.out) throw new CairnError('BAD_ARGUMENT', '--make-model needs --out FILE');
+        checkOutputFile(o.out);
         const kernels = createKernels();
         process.stderr.write(`writing ${o.makeModel} ${o.quant} to ${o.out}\n`);
         // Rows from a pool of 1024 per tensor: the same bytes per token, written in minutes rather than hours.

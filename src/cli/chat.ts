@@ -31,7 +31,10 @@ export function chatCommand(): Command {
   addSamplingOptions(cmd);
   cmd.action(async (o: ChatFlags) => {
     const model = await loadModel(o.model, { threads: o.threads, ctx: o.ctx, kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16 });
-    const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY });
+    // In a terminal, readline echoes what is typed, edits the line and keeps a history (up/down);
+    // with piped input it only reads lines.
+    const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
+    const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty, historySize: 200, prompt: '> ' });
     const messages: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
     let current: AbortController | undefined;
     rl.on('SIGINT', () => {
@@ -39,8 +42,9 @@ export function chatCommand(): Command {
       else rl.close();
     });
     process.stderr.write(`${model.config.name}: ${model.config.nLayer} layers loaded. Type a message; /exit quits.\n`);
+    const prompt = () => (tty ? rl.prompt() : process.stdout.write('> '));
     try {
-      process.stdout.write('> ');
+      prompt();
       // Iterating the lines (rather than asking a question per turn) also works for piped input,
       // where lines can arrive before the reply to the previous one is done.
       for await (const line of rl) {
@@ -67,7 +71,7 @@ export function chatCommand(): Command {
           process.stdout.write('\n');
           messages.push({ role: 'assistant', content: reply });
         }
-        process.stdout.write('> ');
+        prompt();
       }
     } finally {
       rl.close();

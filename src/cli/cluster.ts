@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
-import { CairnError } from '../util/errors.js';
+import { CairnError, isCairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
 import type { ClusterStatus } from '../mesh/coordinator.js';
 
@@ -37,15 +37,16 @@ export function clusterCommand(): Command {
     .option('--api-key <key>', 'API key of the server (default: $CAIRN_API_KEY)')
     .option('--json', 'print one JSON object')
     .action(async (o: { url: string; apiKey?: string; json?: boolean }) => {
-      const key = o.apiKey ?? process.env.CAIRN_API_KEY;
-      let r: Response;
+      let body: ClusterStatus;
       try {
-        r = await fetch(`${o.url.replace(/\/$/, '')}/v1/cluster`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+        body = await fetchStatus(o.url, o.apiKey ?? process.env.CAIRN_API_KEY);
       } catch (err) {
-        throw new CairnError('CLUSTER_UNREACHABLE', `cannot reach ${o.url}: ${(err as Error).message}. Is \`cairn serve --cluster\` running there?`);
+        if (!o.json || !isCairnError(err)) throw err;
+        // A script asked for JSON: it gets JSON on stdout, errors too (and a non-zero exit).
+        process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message } }, null, 2) + '\n');
+        process.exitCode = 1;
+        return;
       }
-      const body = (await r.json().catch(() => undefined)) as (ClusterStatus & { error?: { message: string } }) | undefined;
-      if (!r.ok || !body) throw new CairnError('CLUSTER_REMOTE', `${o.url}: ${r.status} ${body?.error?.message ?? r.statusText}`);
       if (o.json) {
         process.stdout.write(JSON.stringify(body, null, 2) + '\n');
         return;
@@ -53,6 +54,19 @@ export function clusterCommand(): Command {
       process.stdout.write(render(body));
     });
   return cluster;
+}
+
+/** The coordinator's status, or a CairnError saying why there is none. */
+async function fetchStatus(url: string, key: string | undefined): Promise<ClusterStatus> {
+  let r: Response;
+  try {
+    r = await fetch(`${url.replace(/\/$/, '')}/v1/cluster`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+  } catch (err) {
+    throw new CairnError('CLUSTER_UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}. Is \`cairn serve --cluster\` running there?`);
+  }
+  const body = (await r.json().catch(() => undefined)) as (ClusterStatus & { error?: { message: string } }) | undefined;
+  if (!r.ok || !body) throw new CairnError('CLUSTER_REMOTE', `${url}: ${r.status} ${body?.error?.message ?? r.statusText}`);
+  return body;
 }
 
 function render(s: ClusterStatus): string {

@@ -17,6 +17,26 @@ interface GenerateFlags extends SamplingFlags {
   stop?: string[];
   ignoreEos?: boolean;
   backend?: 'native' | 'reference';
+  verbose?: boolean;
+}
+
+/** The prompt: the text given, or with `-p -` all of stdin (as text, UTF-8). */
+async function readPrompt(p: string): Promise<string> {
+  if (p !== '-') return p;
+  if (process.stdin.isTTY) process.stderr.write('cairn: reading the prompt from stdin (end it with Ctrl+D)\n');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** One line of timings for --verbose. */
+function timingLine(promptTokens: number, s: GenerationSummary | undefined): string {
+  const evaluated = promptTokens - (s?.cachedTokens ?? 0);
+  const prefill = s?.prefillMs ?? 0;
+  const decode = s?.decodeMs ?? 0;
+  const generated = s?.completionTokens ?? 0;
+  const rate = (n: number, ms: number) => (ms > 0 ? `${((n * 1000) / ms).toFixed(1)} tok/s` : '-');
+  return `cairn: prompt ${promptTokens} tokens (${evaluated} read) in ${prefill.toFixed(0)} ms, ${rate(evaluated, prefill)}; generated ${generated} tokens in ${decode.toFixed(0)} ms, ${rate(Math.max(0, generated - 1), decode)}${s ? `; finish: ${s.finishReason}` : ''}`;
 }
 
 /** The generate command. */
@@ -24,15 +44,18 @@ export function generateCommand(): Command {
   const cmd = new Command('generate').description('Generate a continuation of a prompt (streams only the new text to stdout)');
   addModelOptions(cmd);
   cmd
-    .requiredOption('-p, --prompt <text>', 'prompt text (BOS is added when the model wants it; special tokens are parsed)')
+    .requiredOption('-p, --prompt <text>', "prompt text, or '-' to read it from stdin (BOS is added when the model wants it; special tokens are parsed)")
     .option('-n, --n-predict <n>', 'most tokens to generate', intArg(0), 128)
     .option('--stop <text>', 'stop before this text (repeatable)', collect)
     .option('--ignore-eos', 'keep generating past end-of-generation tokens')
-    .option('--json', 'print one JSON object with ids, text, timings and memory instead of streaming');
+    .option('--json', 'print one JSON object with ids, text, timings and memory instead of streaming')
+    .option('--verbose', 'print a line of timings (prompt and generation speed) to stderr at the end');
   addSamplingOptions(cmd);
   cmd.option('--backend <name>', 'kernel backend: native or reference (slow, for checking)', 'native');
   cmd.action(async (o: GenerateFlags) => {
     if (o.backend !== 'native' && o.backend !== 'reference') throw new CairnError('BAD_ARGUMENT', `--backend must be native or reference, got "${o.backend}"`);
+    // Read before loading: a prompt from a pipe is there at once; the model may take a while.
+    const text = await readPrompt(o.prompt);
     const model = await loadModel(o.model, {
       threads: o.threads,
       ctx: o.ctx,
@@ -41,7 +64,8 @@ export function generateCommand(): Command {
       progress: !o.json && process.stderr.isTTY,
     });
     try {
-      const prompt = model.tokenizer.encode(o.prompt, { addSpecial: true, parseSpecial: true });
+      const prompt = model.tokenizer.encode(text, { addSpecial: true, parseSpecial: true });
+      if (prompt.length === 0) throw new CairnError('BAD_ARGUMENT', 'the prompt is empty (and this model adds no BOS): give some text with -p');
       let summary: GenerationSummary | undefined;
       if (o.nPredict > 0) {
         for await (const ev of model.engine.generate({
@@ -77,6 +101,7 @@ export function generateCommand(): Command {
       } else {
         process.stdout.write('\n');
       }
+      if (o.verbose) process.stderr.write(timingLine(prompt.length, summary) + '\n');
     } finally {
       model.close();
     }

@@ -1,9 +1,11 @@
 /**
- * The `cairn` command line: one file per command, registered here. Errors cairn raises on purpose
- * print as one line with what to do; anything else prints its stack, since it is a bug.
+ * The `cairn` command line: one file per command, registered here. Errors cairn raises on purpose,
+ * and system errors a user causes (user-errors.ts), print as one line with what to do; anything
+ * else prints its stack, since it is a bug.
  */
 import { Command, CommanderError } from 'commander';
 import { isCairnError } from '../util/errors.js';
+import { userErrorLine } from './user-errors.js';
 import { generateCommand } from './generate.js';
 import { chatCommand } from './chat.js';
 import { inspectCommand } from './inspect.js';
@@ -47,8 +49,9 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode;
       return;
     }
-    if (isCairnError(err)) {
-      process.stderr.write(`cairn: ${err.message}\n`);
+    const line = isCairnError(err) ? err.message : userErrorLine(err);
+    if (line !== undefined) {
+      process.stderr.write(`cairn: ${line}\n`);
       process.exitCode = 1;
       return;
     }

@@ -21,7 +21,7 @@ export function nodeCommand(): Command {
   return cmd
     .description('Run a cluster node: it waits for a coordinator (cairn serve --cluster) and holds the layers it is given')
     .option('--host <addr>', 'address to listen on (default: 127.0.0.1 without a cluster key, all interfaces with one)')
-    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0), 7070)
+    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0, 65535), 7070)
     .option('--name <name>', 'name shown in cluster status (default: the host name)')
     .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
     .option('--max-memory <bytes>', 'memory this node offers for weights and KV cache (default: 90% of free memory)', intArg(1))

@@ -6,10 +6,12 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { SamplerOptions } from '../sampling/index.js';
 
 /** Parses a whole number >= min. */
-export function intArg(min: number): (v: string) => number {
+export function intArg(min: number, max = Infinity): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}, got "${v}"`);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(max === Infinity ? `expected a whole number >= ${min}, got "${v}"` : `expected a whole number from ${min} to ${max}, got "${v}"`);
+    }
     return n;
   };
 }

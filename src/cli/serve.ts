@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
+import { checkModelFile } from './user-errors.js';
 import { addModelOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
 import type { RequestLogEntry } from '../server/app.js';
 
@@ -56,7 +57,7 @@ export function serveCommand(): Command {
   addModelOptions(cmd);
   cmd
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
-    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0), 8080)
+    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0, 65535), 8080)
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" on every request (default: $CAIRN_API_KEY)')
     .option('--parallel <n>', 'sequences decoded together (KV slots)', intArg(1), 4)
     .option('--max-queue <n>', 'requests that may wait for a slot before the server answers 429 (default: 4 x parallel)', intArg(0))
@@ -111,6 +112,8 @@ export function serveCommand(): Command {
       const { buildServer } = await import('../server/app.js');
       const { ModelHost } = await import('../server/host.js');
       const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
+      // A missing model file is told before anything listens.
+      checkModelFile(o.model);
       // A bad or weak cluster key stops here, before anything listens.
       const clusterKey = o.cluster ? await clusterSecretFromFlags(o) : undefined;
       const { keepAliveMs } = await import('../server/keep-alive.js');

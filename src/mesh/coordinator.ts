@@ -203,8 +203,8 @@ export class ClusterCoordinator implements ForwardRunner {
   }
 
   private async startUp(): Promise<void> {
-    const bar = new ProgressReporter(this.opts.progress ? `hashing ${basename(this.opts.modelPath)}` : undefined, 1);
-    this.modelSha = await fileSha256(this.opts.modelPath, (d, t) => bar.update(d / t));
+    const bar = new ProgressReporter(this.opts.progress ? `hashing ${basename(this.opts.modelPath)}` : undefined);
+    this.modelSha = await fileSha256(this.opts.modelPath, (d, t) => bar.update(d, t));
     bar.stop();
     if (this.opts.localCompute ?? true) {
       const kernels = createKernels({ threads: this.opts.threads });
@@ -479,10 +479,10 @@ export class ClusterCoordinator implements ForwardRunner {
     const range = `layers ${req.layerStart}-${req.layerEnd - 1}`;
     let shard: PreparedShard | undefined;
     const prepare = async (): Promise<PreparedShard> => {
-      const bar = new ProgressReporter(this.opts.progress ? `hashing ${range} for ${node.caps.name}` : undefined, 1);
+      const bar = new ProgressReporter(this.opts.progress ? `hashing ${range} for ${node.caps.name}` : undefined);
       try {
         // A rank of a group is sent only what it reads of its layers.
-        return await prepareShard(this.opts.modelPath, this.opts.file, this.modelSha, this.opts.config.nLayer, shardSpecOf(req), (d, t) => bar.update(d / t));
+        return await prepareShard(this.opts.modelPath, this.opts.file, this.modelSha, this.opts.config.nLayer, shardSpecOf(req), (d, t) => bar.update(d, t));
       } finally {
         bar.stop();
       }
@@ -500,10 +500,10 @@ export class ClusterCoordinator implements ForwardRunner {
     if (reply.status === 'need-data') {
       if (typeof reply.damaged === 'string' && !hasControlCharacter(reply.damaged)) this.log(`cairn: ${node.caps.name}: ${reply.damaged.slice(0, 500)}`);
       const mapping = openMapping(this.opts.modelPath);
-      const bar = new ProgressReporter(this.opts.progress ? `sending ${range} to ${node.caps.name}` : undefined, 1);
+      const bar = new ProgressReporter(this.opts.progress ? `sending ${range} to ${node.caps.name}` : undefined);
       try {
         this.log(`cairn: ${node.caps.name} lacks the model; sending the tensors of ${range}`);
-        await sendShard(node.conn, shard!, (t) => mapping.view(t.offset, t.byteLength), (d, t) => bar.update(d / t));
+        await sendShard(node.conn, shard!, (t) => mapping.view(t.offset, t.byteLength), (d, t) => bar.update(d, t));
       } finally {
         bar.stop();
         mapping.close();

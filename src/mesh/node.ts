@@ -172,8 +172,8 @@ export class MeshNode {
     }
     for (const n of names) {
       const path = join(dir, n);
-      const bar = new ProgressReporter(process.stderr.isTTY ? `hashing ${n}` : undefined, 1);
-      const sha = await fileSha256(path, (done, total) => bar.update(done / total));
+      const bar = new ProgressReporter(process.stderr.isTTY ? `hashing ${n}` : undefined);
+      const sha = await fileSha256(path, (done, total) => bar.update(done, total));
       bar.stop();
       this.models.set(sha, path);
     }
