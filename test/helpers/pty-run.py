@@ -1,0 +1,49 @@
+"""Runs a command in a pseudo-terminal, types the given keystrokes (each after the output so far
+contains its cue), and prints everything the terminal showed. Used by tests of interactive commands.
+Usage: pty-run.py <json: {"argv": [...], "steps": [[cue, keys], ...], "timeout": s}>"""
+import json, os, pty, select, sys, time
+
+spec = json.loads(sys.argv[1])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(spec["argv"][0], spec["argv"])
+out = b""
+seen = 0  # each cue is looked for in what came after the previous one
+deadline = time.time() + spec.get("timeout", 60)
+
+def read_until(cue):
+    global out, seen
+    while cue.encode() not in out[seen:]:
+        if time.time() > deadline:
+            raise SystemExit("timed out waiting for %r; the terminal showed:\n%s" % (cue, out.decode("utf8", "replace")))
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise SystemExit("the command ended before %r; the terminal showed:\n%s" % (cue, out.decode("utf8", "replace")))
+            out += chunk
+    seen = out.index(cue.encode(), seen) + len(cue.encode())
+
+for cue, keys in spec["steps"]:
+    read_until(cue)
+    # Typed a key at a time, as a person would.
+    for ch in keys:
+        os.write(fd, ch.encode())
+        time.sleep(0.01)
+# Drain until the command ends.
+while time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf8", "replace"))
+sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
