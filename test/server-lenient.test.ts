@@ -41,13 +41,13 @@ async function post(path: string, body: unknown): Promise<{ status: number; json
 test("the assistant message goes back as the SDK returned it, with the fields it added; extra fields are ignored and told once", async () => {
   const first = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 4, temperature: 0 });
   const reply = first.choices[0].message;
-  // As the Python SDK's model_dump() and the JS SDK's finalMessage() add them.
-  const sentBack = { ...reply, annotations: [], audio: null, function_call: null, parsed: null };
+  // As the Python SDK's model_dump() (absent fields as null) and the JS SDK's finalMessage() add them.
+  const sentBack = { ...reply, annotations: [], audio: null, function_call: null, tool_calls: null, parsed: null };
   // Fields of other servers and proxies, passed through by front ends.
   const extra = { reasoning_effort: 'low', cache_control: { type: 'ephemeral' }, my_custom_knob: 3 };
   const second = await client.chat.completions.create({
     model: 'tiny',
-    messages: [{ role: 'user', content: 'Hello' }, sentBack as OpenAI.Chat.ChatCompletionMessageParam, { role: 'user', content: 'And then?' }],
+    messages: [{ role: 'user', content: 'Hello' }, sentBack as unknown as OpenAI.Chat.ChatCompletionMessageParam, { role: 'user', content: 'And then?' }],
     max_tokens: 4,
     temperature: 0,
     ...(extra as object),

@@ -37,10 +37,10 @@ function messagesFor(req: ChatCompletionRequest): ChatMessage[] {
   return req.messages.map((m) => ({
     role: m.role === 'developer' ? 'system' : m.role,
     content: m.content,
-    name: m.name,
+    name: m.name ?? undefined,
     tool_calls: m.tool_calls?.map((c) => ({ id: c.id, type: 'function' as const, function: c.function })),
-    tool_call_id: m.tool_call_id,
-    reasoning_content: m.reasoning_content,
+    tool_call_id: m.tool_call_id ?? undefined,
+    reasoning_content: m.reasoning_content ?? undefined,
   }));
 }
 

@@ -22,10 +22,11 @@ const toolCall = z.object({
 export const chatMessage = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
   content: z.union([z.string(), z.array(textPart), z.null()]).optional(),
-  name: z.string().optional(),
-  tool_calls: z.array(toolCall).optional(),
-  tool_call_id: z.string().optional(),
-  reasoning_content: z.string().optional(),
+  // Python's model_dump() sends the fields it does not have as null (`tool_calls: None`).
+  name: z.string().nullish(),
+  tool_calls: z.array(toolCall).nullish(),
+  tool_call_id: z.string().nullish(),
+  reasoning_content: z.string().nullish(),
   refusal: z.string().nullable().optional(),
 });
 
