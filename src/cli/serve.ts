@@ -208,9 +208,8 @@ export function serveCommand(): Command {
       }
       const m = host.model!;
       // The first request's end starts the keep-alive clock; until then the model waits for one.
-      process.stderr.write(
-        `cairn: ${host.id} ready: ${m.config.nLayer} layers, ${o.parallel} slots of ${m.engine.runner.ctxPerSlot} tokens${apiKey ? ', API key required' : ''}\n`,
-      );
+      const serving = m.embeddingOnly ? 'embeddings only' : `${o.parallel} slots of ${m.engine.runner.ctxPerSlot} tokens`;
+      process.stderr.write(`cairn: ${host.id} ready: ${m.config.nLayer} layers, ${serving}${apiKey ? ', API key required' : ''}\n`);
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;

@@ -36,7 +36,7 @@ export const modelNotFound = (model: string, available: readonly string[]): ApiE
 
 /** 404 for an unknown route. */
 export const routeNotFound = (method: string, url: string): ApiError =>
-  new ApiError(404, `No route ${method} ${url}. See GET /v1/models, POST /v1/chat/completions, POST /v1/completions.`, 'invalid_request_error', null, 'not_found');
+  new ApiError(404, `No route ${method} ${url.slice(0, 200)}. See GET /v1/models, POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages, /v1/embeddings, and Ollama's /api/chat, /api/generate, /api/embed.`, 'invalid_request_error', null, 'not_found');
 
 /** 413 for a body over the limit. */
 export const tooLarge = (limit: number): ApiError =>
