@@ -112,10 +112,10 @@ export function serveCommand(): Command {
       const { buildServer } = await import('../server/app.js');
       const { ModelHost } = await import('../server/host.js');
       const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
-      // A missing model file is told before anything listens.
-      checkModelFile(o.model);
       // A bad or weak cluster key stops here, before anything listens.
       const clusterKey = o.cluster ? await clusterSecretFromFlags(o) : undefined;
+      // So does a missing model file.
+      checkModelFile(o.model);
       const { keepAliveMs } = await import('../server/keep-alive.js');
       let keepAlive: number | undefined;
       try {
