@@ -208,13 +208,13 @@ test('a final assistant turn is the start of the answer (prefill): generation co
   const messages: Anthropic.MessageParam[] = [{ role: 'user', content: 'Hello' }];
   const prefill = 'Once upon';
   const m = await client.messages.create({ model: 'tiny', max_tokens: 8, ...GREEDY, messages: [...messages, { role: 'assistant', content: prefill }] });
-  // The same prompt built by hand: the rendered conversation, then the prefill's own tokens.
+  // The same prompt built by hand: the rendered conversation with the prefill after it, tokenized together.
   const rendered = (await post('/tokenize', { content: 'user: Hello\nassistant:', add_special: true })).json.tokens as number[];
-  const tail = (await post('/tokenize', { content: prefill })).json.tokens as number[];
+  const whole = (await post('/tokenize', { content: `user: Hello\nassistant:${prefill}`, add_special: true })).json.tokens as number[];
   const count = await client.messages.countTokens({ model: 'tiny', messages: [...messages, { role: 'assistant', content: prefill }] });
-  assert.equal(count.input_tokens, rendered.length + tail.length);
+  assert.equal(count.input_tokens, whole.length);
   assert.equal((await client.messages.countTokens({ model: 'tiny', messages })).input_tokens, rendered.length);
-  const raw = await openai.completions.create({ model: 'tiny', prompt: [...rendered, ...tail], max_tokens: 8, temperature: 0 });
+  const raw = await openai.completions.create({ model: 'tiny', prompt: whole, max_tokens: 8, temperature: 0 });
   assert.equal(textOf(m), raw.choices[0].text, 'the answer holds only what follows the prefill');
 });
 

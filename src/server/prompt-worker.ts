@@ -51,7 +51,8 @@ port.on('message', (job: PromptJob) => {
     let plain = false;
     let uncapped = false;
     if (job.kind === 'chat') {
-      text = chatText(model, job.messages, { tools: job.tools, variables: job.variables, budget: data.budget });
+      // A continuation is tokenized with the conversation, as the model would read its own answer.
+      text = chatText(model, job.messages, { tools: job.tools, variables: job.variables, budget: data.budget }) + (job.continuation ?? '');
       post({ type: 'rendered', id: job.id });
     } else {
       text = job.text;

@@ -29,6 +29,8 @@ export type PromptJob =
       readonly messages: readonly ChatMessage[];
       readonly tools?: readonly ToolDefinition[];
       readonly variables?: Readonly<Record<string, unknown>>;
+      /** Text that follows the rendered conversation (the start of the answer), tokenized with it. */
+      readonly continuation?: string;
     }
   /**
    * `plain`: no BOS and special-token text read as text (a piece placed between tokens the caller adds).
@@ -112,10 +114,10 @@ export class PromptWorkers {
   /** Token ids of a conversation rendered with the model's chat template. */
   chat(
     messages: readonly ChatMessage[],
-    opts: { tools?: readonly ToolDefinition[]; variables?: Readonly<Record<string, unknown>> } = {},
+    opts: { tools?: readonly ToolDefinition[]; variables?: Readonly<Record<string, unknown>>; continuation?: string } = {},
     signal?: AbortSignal,
   ): Promise<number[]> {
-    return this.submit({ id: this.nextId++, kind: 'chat', messages, tools: opts.tools, variables: opts.variables }, signal);
+    return this.submit({ id: this.nextId++, kind: 'chat', messages, tools: opts.tools, variables: opts.variables, continuation: opts.continuation }, signal);
   }
 
   /**

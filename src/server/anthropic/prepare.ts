@@ -1,6 +1,6 @@
 /**
  * From a validated Messages request to what the engine runs: the prompt (the conversation
- * rendered by a prompt worker, then a prefilled answer's start, tokenized as plain text), the
+ * rendered by a prompt worker with a prefilled answer's start after it, tokenized together), the
  * sampler, stop sequences, and a decoding constraint where tool_choice forces a call or
  * output_config asks for JSON.
  */
@@ -27,11 +27,10 @@ export async function promptOf(host: ModelHost, req: CountTokensRequest, signal:
   req.tools?.forEach((t, i) => checkSchemaSize(t.input_schema, `tools.${i}.input_schema`));
   const { messages, prefill } = conversationOf(req);
   const tools = toolDefinitions(req);
-  const rendered = await host.prompts.chat(messages, { tools }, signal);
-  if (prefill === undefined) return { prompt: rendered, tools };
-  // After the rendered turn's opening: no BOS, and the client's text read as text.
-  const tail = await host.prompts.text(prefill, signal, { plain: true });
-  return { prompt: [...rendered, ...tail], tools, prefill };
+  // The prefill is tokenized with the rendered conversation, as the model would have read its own
+  // answer so far (on its own, a SentencePiece tokenizer would start it with a word boundary).
+  const prompt = await host.prompts.chat(messages, { tools, continuation: prefill }, signal);
+  return { prompt, tools, prefill };
 }
 
 /** tool_choice in the OpenAI terms forcedCallSchema takes. */
