@@ -483,12 +483,12 @@ QX_TILE32(qx_q8_0, qx_load_q8_0, 0, 1, 0)
 #endif
 #if QX_INTERLEAVE
 /*
- * One token against Q4_0 (or MXFP4) rows, one row at a time. A tile's per-block activation work
+ * One token against Q4_0 (or MXFP4, Q5_0) rows, a few rows at a time. A tile's per-block activation work
  * (the permuted quants and the offset lanes) is the same for every row: done here once per call
  * into a per-thread buffer instead of once per row, which is what kept one-row tiles of Q4_0
- * bound by instructions (bench/RESULTS.md). Every row then reads as one stream. The operations per
- * row and block pair are those of the format's tile with R = T = 1, in the same order, so the
- * results are the same bit for bit.
+ * bound by instructions (bench/RESULTS.md). The rows a thread runs at once are adjacent, so they
+ * read as one stretch of memory. The operations per row and block pair are those of the format's
+ * tile with R = T = 1, in the same order, so the results are the same bit for bit.
  */
 /* Unaligned vector members: the buffer lives in thread-local storage, whose alignment a
  * dynamically loaded library cannot count on everywhere (it is asked for, below, as whole cache
@@ -511,34 +511,51 @@ QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p,
   }
 }
 
+/*
+ * Rows a thread runs at once on this path. Each row's sum is one chain of dependent adds (one per
+ * block pair, in order, so that results do not depend on the tiling): alone, a row waits on that
+ * chain; 4 rows side by side (still adjacent memory, prefetched a whole 4-row tile ahead) keep
+ * the vector units busy. Single thread, L2-resident 256x2880 MXFP4: 1 row 25, 2 rows 28, 4 rows
+ * 32 GB/s; 2 threads over memory, 2880x2880: 46 -> 49 GB/s (bench/RESULTS.md).
+ */
+#ifndef QX_PAIR_RV
+#define QX_PAIR_RV 4
+#endif
 /* NAME: the gemm of a 32-element format with an interleaved pair loader (LOAD2) and quant offset. */
 #define QX_PAIR_ROWS(NAME, LOAD, LOAD2, OFFSET)                                                                  \
   QX_GEMM_RV(NAME##_tiles, QX_RV_NIBBLE)                                                                         \
-  QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_pair_prepared *p) { \
+  /* R (1..4) rows at once: each row's sum is its own chain of adds, formed as with one row alone. */               \
+  QX_INLINE void NAME##_rows(const int R, int cols, const uint8_t *w, size_t ws, const uint8_t *a,                \
+                             const qx_pair_prepared *p, float *y) {                                              \
     const int nb = cols / QK;                                                                                    \
     const float *da = (const float *)(a + cols);                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                           \
-    const size_t ahead = qx_ahead(1, ws);                                                                        \
-    __m512 acc = _mm512_setzero_ps();                                                                            \
+    const size_t ahead = qx_ahead(R, ws);                                                                        \
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};                                                  \
     int b = 0;                                                                                                   \
     for (; b + 2 <= nb; b += 2, p++) {                                                                           \
-      /* One prefetch per step: a step moves ~36 bytes on, so every line of the next row is asked for. */       \
-      _mm_prefetch((const char *)(w + ahead + (size_t)b * bb), _MM_HINT_T0);                                        \
-      __m512i wq;                                                                                                \
-      float d0, d1;                                                                                              \
-      LOAD2(w, b, &wq, &d0, &d1);                                                                                \
-      const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);                                               \
-      /* The scale products as scalars: the same f32 products the tiles form lane by lane. */                   \
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(d0 * da[b], d1 * da[b + 1]), acc);   \
+      for (int r = 0; r < R; r++) {                                                                              \
+        /* One prefetch per step: a step moves ~36 bytes on, so every line of the next rows is asked for. */    \
+        _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)b * bb), _MM_HINT_T0);                          \
+        __m512i wq;                                                                                              \
+        float d0, d1;                                                                                            \
+        LOAD2(w + r * ws, b, &wq, &d0, &d1);                                                                     \
+        const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);                                             \
+        /* The scale products as scalars: the same f32 products the tiles form lane by lane. */                 \
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(d0 * da[b], d1 * da[b + 1]), acc[r]); \
+      }                                                                                                          \
     }                                                                                                            \
     if (b < nb) {                                                                                                \
-      qx_w32 lo;                                                                                                 \
-      LOAD(w, b, &lo);                                                                                           \
-      const __m512i wq = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), _mm512_zextsi256_si512(lo.q)); \
-      const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);                                               \
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(lo.d * da[b], 0.f), acc);            \
+      for (int r = 0; r < R; r++) {                                                                              \
+        qx_w32 lo;                                                                                               \
+        LOAD(w + r * ws, b, &lo);                                                                                \
+        const __m512i wq = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), _mm512_zextsi256_si512(lo.q)); \
+        const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);                                             \
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(lo.d * da[b], 0.f), acc[r]);    \
+      }                                                                                                          \
     }                                                                                                            \
-    return _mm512_reduce_add_ps(qx_unpermute(acc)) + 0.f; /* + 0: as the tiles add their (zero) mins */          \
+    /* + 0: as the tiles add their (zero) mins */                                                                \
+    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(qx_unpermute(acc[r])) + 0.f;                         \
   }                                                                                                              \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y,  \
                    size_t ys) {                                                                                  \
@@ -553,18 +570,22 @@ QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p,
       return;                                                                                                    \
     }                                                                                                            \
     if (qx_prepare_needed(&prepared_for, a, cols)) qx_pairs_prepare(cols, a, prepared, OFFSET);                  \
-    for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, a, prepared);                  \
+    int r = 0;                                                                                                   \
+    for (; r + QX_PAIR_RV <= nr; r += QX_PAIR_RV) NAME##_rows(QX_PAIR_RV, cols, w + (size_t)r * ws, ws, a, prepared, y + r); \
+    for (; r < nr; r++) NAME##_rows(1, cols, w + (size_t)r * ws, ws, a, prepared, y + r);                         \
   }
 
 #define qx_q4_0_tiles_tile qx_q4_0_tile
 #define qx_mxfp4_tiles_tile qx_mxfp4_tile
+#define qx_q5_0_tiles_tile qx_q5_0_tile
 QX_PAIR_ROWS(qx_q4_0, qx_load_q4_0, qx_load2_q4_0, 8)
 QX_PAIR_ROWS(qx_mxfp4, qx_load_mxfp4, qx_load2_mxfp4, 16)
+QX_PAIR_ROWS(qx_q5_0, qx_load_q5_0, qx_load2_q5_0, 16)
 #else
 QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_mxfp4, QX_RV_NIBBLE)
-#endif
 QX_GEMM_RV(qx_q5_0, QX_RV_NIBBLE)
+#endif
 QX_GEMM_RV(qx_q4_1, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_q5_1, QX_RV_NIBBLE)
 QX_GEMM(qx_q8_0)

@@ -226,7 +226,7 @@ describe('native quantization kernels', { skip }, () => {
       // Decode (one token) may take another code path than a batch; the numbers must not change.
       const a = addon!;
       a.forceIsa(isa);
-      for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.F16]) {
+      for (const type of [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
         for (const cols of bs === 256 ? [512, 2816, 256 * 65] : [96, 4128, 8192 + 64]) {
           const rows = 37;
