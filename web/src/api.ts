@@ -1,0 +1,22 @@
+/** Calls to the server's API with the tab's key; a 401 shows the login field. */
+import { authHeaders, requireLogin } from './auth';
+
+/** An API error with the server's message. */
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** fetch() with the key; throws ApiFailure on an error status (its message from the body). */
+export async function apiFetch(path: string, init: RequestInit = {}): Promise<Response> {
+  const r = await fetch(path, { ...init, headers: { ...authHeaders(), ...(init.headers as Record<string, string> | undefined) } });
+  if (r.ok) return r;
+  if (r.status === 401) requireLogin();
+  const body = (await r.json().catch(() => undefined)) as { error?: { message?: string } | string } | undefined;
+  const message = typeof body?.error === 'string' ? body.error : (body?.error?.message ?? `${r.status} ${r.statusText}`);
+  throw new ApiFailure(r.status, message);
+}

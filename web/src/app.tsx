@@ -1,0 +1,75 @@
+/**
+ * The dashboard: a nav over four views (Chat, Live, Cluster, Models) chosen by the URL's hash,
+ * one live feed shared by all of them, and the login field when the server wants a key.
+ */
+import { useEffect, useState } from 'preact/hooks';
+import { isLoginNeeded, onAuthChange } from './auth';
+import { useFeed } from './feed';
+import { Login } from './login';
+import { ChatView } from './views/chat';
+import { ClusterView } from './views/cluster';
+import { LiveView } from './views/live';
+import { ModelsView } from './views/models';
+
+const VIEWS = [
+  { id: 'chat', label: 'Chat' },
+  { id: 'live', label: 'Live' },
+  { id: 'cluster', label: 'Cluster' },
+  { id: 'models', label: 'Models' },
+] as const;
+type ViewId = (typeof VIEWS)[number]['id'];
+
+function viewOfHash(): ViewId {
+  const h = location.hash.slice(1);
+  return VIEWS.some((v) => v.id === h) ? (h as ViewId) : 'chat';
+}
+
+/** The whole app. */
+export function App() {
+  const [view, setView] = useState<ViewId>(viewOfHash);
+  const [login, setLogin] = useState(isLoginNeeded());
+  const feed = useFeed();
+  useEffect(() => {
+    const onHash = () => setView(viewOfHash());
+    addEventListener('hashchange', onHash);
+    const off = onAuthChange(() => setLogin(isLoginNeeded()));
+    return () => {
+      removeEventListener('hashchange', onHash);
+      off();
+    };
+  }, []);
+  useEffect(() => {
+    document.title = `cairn · ${VIEWS.find((v) => v.id === view)!.label}`;
+  }, [view]);
+  const model = feed.snapshot?.model;
+  return (
+    <>
+      <header>
+        <h1>cairn</h1>
+        <nav aria-label="Views">
+          {VIEWS.map((v) => (
+            <a key={v.id} href={`#${v.id}`} aria-current={v.id === view ? 'page' : undefined}>
+              {v.label}
+            </a>
+          ))}
+        </nav>
+        <p class="status" role="status">
+          <span class={`dot ${feed.connected ? 'on' : 'off'}`} aria-hidden="true" />
+          {feed.connected ? (model ? `${model.id} · ${model.state}` : 'connected') : 'offline'}
+        </p>
+      </header>
+      <main>
+        {login ? (
+          <Login />
+        ) : (
+          <>
+            {view === 'chat' && <ChatView model={model?.id ?? 'default'} />}
+            {view === 'live' && <LiveView history={feed.history} />}
+            {view === 'cluster' && <ClusterView snapshot={feed.snapshot} />}
+            {view === 'models' && <ModelsView model={model ?? null} />}
+          </>
+        )}
+      </main>
+    </>
+  );
+}

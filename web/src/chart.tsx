@@ -1,0 +1,60 @@
+/**
+ * A uPlot time-series chart that follows its container's width and redraws when its data change
+ * (the data come from the app's one live feed; charts never fetch on their own).
+ */
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+
+/** One line of a chart. */
+export interface Line {
+  readonly label: string;
+  readonly color: string;
+  /** Draw points only (per-request values). */
+  readonly points?: boolean;
+}
+
+/** A chart of `lines` over `data` ([times in s, ...one array per line]). */
+export function Chart({ title, lines, data, unit }: { title: string; lines: readonly Line[]; data: uPlot.AlignedData; unit: string }) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+
+  useEffect(() => {
+    const el = box.current!;
+    const opts: uPlot.Options = {
+      width: Math.max(el.clientWidth, 200),
+      height: 180,
+      legend: { show: true },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max || 0, 1) * 1.1] } },
+      axes: [{ stroke: 'currentColor', grid: { stroke: 'rgba(128,128,128,0.2)' } }, { stroke: 'currentColor', label: unit, grid: { stroke: 'rgba(128,128,128,0.2)' } }],
+      series: [
+        {},
+        ...lines.map((l) => ({
+          label: l.label,
+          stroke: l.color,
+          width: 2,
+          spanGaps: !l.points,
+          ...(l.points ? { paths: () => null, points: { show: true, size: 6, fill: l.color } } : { points: { show: false } }),
+        })),
+      ],
+    };
+    plot.current = new uPlot(opts, data, el);
+    const resize = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(el.clientWidth, 200), height: 180 }));
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      plot.current?.destroy();
+      plot.current = null;
+    };
+    // The chart is built once; data changes go through setData below.
+  }, []);
+
+  useEffect(() => plot.current?.setData(data), [data]);
+
+  return (
+    <figure class="chart">
+      <figcaption>{title}</figcaption>
+      <div ref={box} role="img" aria-label={`${title} over the last minutes`} />
+    </figure>
+  );
+}

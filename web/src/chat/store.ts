@@ -1,0 +1,68 @@
+/**
+ * Conversations kept in this browser (localStorage): each with its messages, system prompt and
+ * sampling settings. Nothing of them is sent anywhere but to this server's chat endpoint.
+ */
+
+/** Sampling settings of a conversation (unset: the server's defaults). */
+export interface Sampling {
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  max_tokens?: number;
+  seed?: number;
+}
+
+/** Speed and size of one reply. */
+export interface ReplyStats {
+  promptTokens?: number;
+  completionTokens: number;
+  /** Generated tokens per second, first token to last. */
+  tokensPerSecond?: number;
+  /** From sending to the first token, in ms. */
+  ttftMs?: number;
+}
+
+/** One message. */
+export interface Message {
+  role: 'user' | 'assistant';
+  content: string;
+  stats?: ReplyStats;
+  /** The reply was stopped or failed: the error or "stopped". */
+  note?: string;
+}
+
+/** One conversation. */
+export interface Conversation {
+  id: string;
+  title: string;
+  system: string;
+  sampling: Sampling;
+  messages: Message[];
+  updated: number;
+}
+
+const KEY = 'cairn.conversations';
+
+/** The stored conversations, newest first. */
+export function loadConversations(): Conversation[] {
+  try {
+    const v = JSON.parse(localStorage.getItem(KEY) ?? '[]') as unknown;
+    return Array.isArray(v) ? (v as Conversation[]).filter((c) => c && typeof c.id === 'string' && Array.isArray(c.messages)) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Stores the conversations (a full storage keeps the previous state). */
+export function saveConversations(list: readonly Conversation[]): void {
+  try {
+    localStorage.setItem(KEY, JSON.stringify(list));
+  } catch {
+    // Storage full or disabled: the conversation lives on in the page until it closes.
+  }
+}
+
+/** A new empty conversation. */
+export function newConversation(): Conversation {
+  return { id: crypto.randomUUID(), title: 'New chat', system: '', sampling: {}, messages: [], updated: Date.now() };
+}

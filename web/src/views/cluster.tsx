@@ -1,0 +1,170 @@
+/**
+ * The cluster as a graph: the coordinator and its nodes, links labelled with their measured
+ * latency and bandwidth, each node's role in the plan, memory, load and power; a node that is down
+ * is drawn red. Without a cluster it shows this machine alone. A table repeats it all as text.
+ */
+import type { ClusterInfo, DashboardSnapshot, MachineSample } from '../../../src/dashboard/wire.js';
+import { bytes, num, percent } from '../format';
+
+interface NodeRow {
+  readonly id: string;
+  readonly name: string;
+  readonly address: string;
+  readonly local: boolean;
+  readonly up: boolean;
+  readonly role: string;
+  readonly usedBytes: number | null;
+  readonly offeredBytes: number | null;
+  /** Load and power are read on this machine only; remote nodes do not report them. */
+  readonly machine: MachineSample | null;
+}
+
+type Stage = NonNullable<ClusterInfo['plan']>['stages'][number];
+
+function roleOf(stages: readonly Stage[]): string {
+  if (!stages.length) return 'no layers';
+  return stages
+    .map((s) => {
+      const layers = `layers ${s.layerStart}–${s.layerEnd - 1}`;
+      return s.splitCount > 1 ? `${layers}, ${s.splitMode ?? 'tensor'} rank ${s.splitRank + 1}/${s.splitCount} (${percent(s.splitShare)})` : layers;
+    })
+    .join('; ');
+}
+
+function rowsOf(s: DashboardSnapshot): NodeRow[] {
+  const c = s.cluster;
+  if (!c) {
+    const layers = s.model.layers;
+    return [
+      {
+        id: 'local',
+        name: 'this machine',
+        address: 'local',
+        local: true,
+        up: s.model.state !== 'failed',
+        role: layers ? `all ${layers} layers` : s.model.state,
+        usedBytes: s.model.residentBytes,
+        offeredBytes: s.machine.totalMemoryBytes,
+        machine: s.machine,
+      },
+    ];
+  }
+  return c.nodes.map((n) => {
+    const stages = c.plan?.stages.filter((st) => st.nodeId === n.id) ?? [];
+    return {
+      id: n.id,
+      name: n.name,
+      address: n.address,
+      local: n.local,
+      up: n.up,
+      role: roleOf(stages),
+      usedBytes: stages.length ? stages.reduce((a, st) => a + st.memoryBytes, 0) : null,
+      offeredBytes: n.memoryBytes,
+      machine: n.local ? s.machine : null,
+    };
+  });
+}
+
+const W = 640;
+const H = 360;
+
+/** The cluster view of the latest snapshot. */
+export function ClusterView({ snapshot }: { snapshot: DashboardSnapshot | null }) {
+  if (!snapshot) return <p class="hint">Waiting for the live feed…</p>;
+  const rows = rowsOf(snapshot);
+  const c = snapshot.cluster;
+  // The coordinator (or this machine) in the middle, the other nodes on a circle around it.
+  const hub = rows.find((r) => r.local) ?? rows[0];
+  const others = rows.filter((r) => r !== hub);
+  const pos = new Map<string, { x: number; y: number }>([[hub.id, others.length ? { x: W / 2, y: H / 2 } : { x: W / 2, y: H / 2 }]]);
+  others.forEach((r, i) => {
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / others.length;
+    pos.set(r.id, { x: W / 2 + Math.cos(a) * (W / 2 - 110), y: H / 2 + Math.sin(a) * (H / 2 - 60) });
+  });
+  const linkTo = (r: NodeRow) => c?.links.find((l) => l.to === r.name);
+  return (
+    <div class="cluster">
+      <p class="plan" data-testid="plan">
+        {c ? (
+          <>
+            Cluster <strong>{c.state}</strong> (plan {c.epoch}) · {c.model.name}, {c.model.layers} layers · predicted {num(c.plan?.predictedTokensPerSecond)} tok/s
+            (pipelined {num(c.plan?.predictedPipelinedTokensPerSecond)}) · measured {num(c.plan?.measuredTokensPerSecond)} tok/s
+            {c.error ? ` · ${c.error}` : ''}
+          </>
+        ) : (
+          <>One machine: {snapshot.model.id} runs here (start with --cluster to spread it over nodes).</>
+        )}
+      </p>
+      <svg class="graph" viewBox={`0 0 ${W} ${H}`} role="img" aria-label="Nodes and links of the cluster (details in the table below)">
+        {others.map((r) => {
+          const a = pos.get(hub.id)!;
+          const b = pos.get(r.id)!;
+          const l = linkTo(r);
+          return (
+            <g key={`link-${r.id}`} class={`link ${r.up ? '' : 'down'}`}>
+              <line x1={a.x} y1={a.y} x2={b.x} y2={b.y} />
+              <text x={(a.x + b.x) / 2} y={(a.y + b.y) / 2 - 6} text-anchor="middle">
+                {l ? `${num(l.latencyMs, 2)} ms · ${num(l.megabytesPerSecond, 0)} MB/s` : 'n/a'}
+              </text>
+            </g>
+          );
+        })}
+        {rows.map((r) => {
+          const p = pos.get(r.id)!;
+          return (
+            <g key={r.id} class={`node ${r.up ? 'up' : 'down'}`} data-node={r.name} data-up={String(r.up)} transform={`translate(${p.x - 95},${p.y - 34})`}>
+              <rect width="190" height="68" rx="8" />
+              <text x="95" y="20" text-anchor="middle" class="name">
+                {r.name}
+                {r.up ? '' : ' (down)'}
+              </text>
+              <text x="95" y="38" text-anchor="middle">
+                {r.role}
+              </text>
+              <text x="95" y="56" text-anchor="middle">
+                {bytes(r.usedBytes)} / {bytes(r.offeredBytes)}
+              </text>
+            </g>
+          );
+        })}
+      </svg>
+      <div class="table-wrap">
+        <table>
+          <caption>Nodes</caption>
+          <thead>
+            <tr>
+              <th scope="col">Node</th>
+              <th scope="col">State</th>
+              <th scope="col">Role in the plan</th>
+              <th scope="col">Memory used / offered</th>
+              <th scope="col">CPU load</th>
+              <th scope="col">Power</th>
+              <th scope="col">Link</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r) => {
+              const l = linkTo(r);
+              return (
+                <tr key={r.id} class={r.up ? '' : 'down'}>
+                  <th scope="row">
+                    {r.name} <span class="muted">{r.address}</span>
+                  </th>
+                  <td>{r.up ? 'up' : 'down'}</td>
+                  <td>{r.role}</td>
+                  <td>
+                    {bytes(r.usedBytes)} / {bytes(r.offeredBytes)}
+                  </td>
+                  <td>{percent(r.machine?.cpuLoad)}</td>
+                  <td>{num(r.machine?.powerWatts, 1, ' W')}</td>
+                  <td>{l ? `${num(l.latencyMs, 2)} ms, ${num(l.megabytesPerSecond, 0)} MB/s` : r.local ? '—' : 'n/a'}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+      <p class="hint">CPU load and power are read on the machine that serves; other nodes do not report them yet (n/a).</p>
+    </div>
+  );
+}
