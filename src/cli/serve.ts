@@ -184,7 +184,10 @@ export function serveCommand(): Command {
             o.logLevel === 'debug' ? (field) => process.stderr.write(`cairn: ignoring the request field "${field.slice(0, 100)}", which cairn does not know (said once per field)\n`) : undefined,
         },
       );
-      const { app } = buildServer(host, {
+      const { DashboardAssets } = await import('../dashboard/assets.js');
+      // The web app, where this install has it built (dist/web); the API works without it.
+      const web = DashboardAssets.load();
+      const { app, metrics } = buildServer(host, {
         apiKey,
         bodyLimit: o.bodyLimit,
         version: version(),
@@ -193,9 +196,11 @@ export function serveCommand(): Command {
         idleTimeoutMs: o.idleTimeout,
         logRequest: (e) => process.stderr.write(requestLine(e, o.logFormat) + '\n'),
         corsOrigins: o.corsOrigin === undefined ? undefined : o.corsOrigin.trim() === '*' ? '*' : o.corsOrigin.split(',').map((s) => s.trim()).filter(Boolean),
+        webApp: web,
       });
+      if (web) (await import('../dashboard/routes.js')).registerDashboard(app, web, { host, metrics, cluster: () => coordinator?.status() });
       const address = await app.listen({ host: o.host, port: o.port });
-      process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1)\n`);
+      process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1${web ? `, dashboard at ${address}/` : ''})\n`);
       // Yield once so the listening line is out before the synchronous part of loading starts.
       // CAIRN_LOAD_DELAY_MS stands in for a slow disk, so tests can watch a loading server answer 503.
       await new Promise((r) => setTimeout(r, Number(process.env.CAIRN_LOAD_DELAY_MS ?? 0)));

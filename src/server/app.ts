@@ -3,7 +3,7 @@
  * API-key checks, body limits and every error answered as OpenAI-style JSON.
  */
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { ApiError, badRequest, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
@@ -50,6 +50,32 @@ export interface ServerOptions {
    * preflight answers. Absent: none (browsers then allow only pages of the server's own origin).
    */
   readonly corsOrigins?: readonly string[] | '*';
+  /**
+   * A web app for browsers: its page answers `GET /` when the request accepts text/html (anything
+   * else still gets Ollama's probe answer). Its page and static files need no API key: they hold no
+   * data, and the calls the app makes carry the key.
+   */
+  readonly webApp?: WebApp;
+}
+
+/** A web app served beside the API (see ServerOptions.webApp). */
+export interface WebApp {
+  /** Sends the app's page. */
+  sendPage(reply: FastifyReply): Promise<unknown>;
+  /** True for the path (without its query) of one of the app's static files. */
+  isAsset(path: string): boolean;
+}
+
+/** True for a browser asking for a page (its Accept names text/html). */
+function wantsHtml(request: FastifyRequest): boolean {
+  return /\btext\/html\b/i.test(String(request.headers.accept ?? '').slice(0, 1024));
+}
+
+/** The web app's page and files, which need no key (GET and HEAD only). */
+function isPublicWebRequest(request: FastifyRequest, web: WebApp | undefined): boolean {
+  if (!web || (request.method !== 'GET' && request.method !== 'HEAD')) return false;
+  const path = request.url.split('?')[0];
+  return (path === '/' && wantsHtml(request)) || web.isAsset(path);
 }
 
 /** One request, as the request log tells it. */
@@ -105,7 +131,7 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
 
   const requireKey = async (request: FastifyRequest) => {
     // A browser's preflight never carries the key; the request that follows it does.
-    if (!opts.apiKey || request.url === '/health' || (opts.corsOrigins && request.method === 'OPTIONS')) return;
+    if (!opts.apiKey || request.url === '/health' || (opts.corsOrigins && request.method === 'OPTIONS') || isPublicWebRequest(request, opts.webApp)) return;
     const header = request.headers.authorization ?? (request.headers['x-api-key'] ? `Bearer ${String(request.headers['x-api-key'])}` : undefined);
     if (!keyMatches(header, opts.apiKey)) throw unauthorized();
   };
@@ -148,8 +174,12 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     else if (isAnthropicPath(request.url)) await reply.status(api.status).send(anthropicErrorBody(api));
     else await reply.status(api.status).send(api.body());
   });
-  // Ollama's clients and front ends probe the root to see that a server is up.
-  app.get('/', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('Ollama is running'));
+  // Ollama's clients and front ends probe the root to see that a server is up; browsers get the app.
+  app.get('/', async (request, reply) => {
+    void reply.header('Vary', 'Accept');
+    if (opts.webApp && wantsHtml(request)) return opts.webApp.sendPage(reply);
+    return reply.type('text/plain; charset=utf-8').send('Ollama is running');
+  });
   app.setNotFoundHandler(async (request) => {
     throw routeNotFound(request.method, request.url);
   });

@@ -42,8 +42,25 @@ const TTFT_BOUNDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const ITL_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const DURATION_BOUNDS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
+/** One generation that ended, as the dashboard charts it. */
+export interface EndedRequest {
+  /** Its place in the order requests ended (1, 2, ...). */
+  readonly seq: number;
+  readonly completionTokens: number;
+  /** Decode speed (tokens after the first per second); 0 with fewer than two tokens. */
+  readonly decodeTokensPerSecond: number;
+  /** From reaching the engine to its first token, in ms. */
+  readonly ttftMs: number;
+}
+
+/** Ended requests kept for the dashboard: enough for several seconds of a busy server. */
+const RECENT_KEPT = 256;
+
 /** Counts what the server did. */
 export class ServerMetrics {
+  /** The last requests that ended, oldest first (at most RECENT_KEPT). */
+  readonly recent: EndedRequest[] = [];
+  private endedSeq = 0;
   private requests = 0;
   private inFlight = 0;
   private readonly byStatus = new Map<string, number>();
@@ -70,6 +87,11 @@ export class ServerMetrics {
     if (response) this.startedAt.set(response, performance.now());
   }
 
+  /** Generations running or queued. */
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
   /** Tokens of each response's generation (for its request log line), by the response it went to. */
   private readonly byResponse = new WeakMap<object, { prompt: number; completion: number }>();
 
@@ -88,6 +110,9 @@ export class ServerMetrics {
     // The engine's prefill time runs from the request's arrival to its first token.
     if (s.completionTokens > 0) this.ttft.observe(s.prefillMs / 1000);
     if (s.completionTokens > 1) this.interToken.observe(s.decodeMs / 1000 / (s.completionTokens - 1));
+    const decodeTokensPerSecond = s.completionTokens > 1 && s.decodeMs > 0 ? (s.completionTokens - 1) / (s.decodeMs / 1000) : 0;
+    this.recent.push({ seq: ++this.endedSeq, completionTokens: s.completionTokens, decodeTokensPerSecond, ttftMs: s.prefillMs });
+    if (this.recent.length > RECENT_KEPT) this.recent.shift();
     this.promptTokens += s.promptTokens;
     this.cachedTokens += s.cachedTokens;
     if (s.cachedTokens > 0) this.cacheHits++;

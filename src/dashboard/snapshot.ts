@@ -1,0 +1,101 @@
+/**
+ * Builds the dashboard's snapshot once a second from the model host, the server's metrics, the
+ * engine's counters and the cluster's status, and keeps the last minutes of live samples.
+ */
+import type { ModelHost } from '../server/host.js';
+import type { ServerMetrics } from '../server/metrics.js';
+import type { ServerOptions } from '../server/app.js';
+import { MachineSampler } from './machine.js';
+import type { ClusterInfo, DashboardSnapshot, LiveSample, ModelInfo } from './wire.js';
+
+/** Live samples kept: five minutes at one a second. */
+export const HISTORY_SECONDS = 300;
+/** Window of the prompt-cache hit rate, in samples. */
+const CACHE_WINDOW = 60;
+
+/** Where the numbers come from. */
+export interface SnapshotSources {
+  readonly host: ModelHost;
+  readonly metrics: ServerMetrics;
+  readonly cluster?: ServerOptions['cluster'];
+}
+
+type EngineStats = { promptTokens: number; cachedTokens: number; generatedTokens: number };
+
+/** Takes one snapshot per call (call it once a second) and remembers the live part. */
+export class Snapshotter {
+  readonly history: LiveSample[] = [];
+  private readonly machine = new MachineSampler();
+  private lastStats: { of: object; stats: EngineStats } | undefined;
+  private lastAt = performance.now();
+  private lastSeq = 0;
+  /** Prompt and cached tokens of each of the last CACHE_WINDOW samples. */
+  private readonly promptWindow: { prompt: number; cached: number }[] = [];
+  private summary: { of: object; value: { architecture: string; parameters: number; quantization: readonly { type: string }[] } } | undefined;
+
+  constructor(private readonly sources: SnapshotSources) {}
+
+  /** The snapshot of now; its live part joins the history. */
+  take(): DashboardSnapshot {
+    const live = this.live();
+    this.history.push(live);
+    if (this.history.length > HISTORY_SECONDS) this.history.shift();
+    const status = this.sources.cluster?.();
+    // The coordinator's status has the shape the wire type names (checked here at compile time).
+    const cluster: ClusterInfo | null = status ?? null;
+    return { model: this.model(), live, machine: this.machine.sample(), cluster };
+  }
+
+  private live(): LiveSample {
+    const { host, metrics } = this.sources;
+    const now = performance.now();
+    const seconds = Math.max((now - this.lastAt) / 1000, 1e-3);
+    this.lastAt = now;
+    const engine = host.model?.engine;
+    // Keep_alive may have replaced the engine (and its counters) since the last sample.
+    const stats: EngineStats = engine ? { ...engine.stats } : { promptTokens: 0, cachedTokens: 0, generatedTokens: 0 };
+    const before = engine && this.lastStats?.of === engine ? this.lastStats.stats : stats;
+    this.lastStats = engine ? { of: engine, stats } : undefined;
+    const ended = metrics.recent.filter((r) => r.seq > this.lastSeq);
+    if (ended.length) this.lastSeq = ended[ended.length - 1].seq;
+    this.promptWindow.push({ prompt: stats.promptTokens - before.promptTokens, cached: stats.cachedTokens - before.cachedTokens });
+    if (this.promptWindow.length > CACHE_WINDOW) this.promptWindow.shift();
+    const prompt = this.promptWindow.reduce((a, w) => a + w.prompt, 0);
+    const cached = this.promptWindow.reduce((a, w) => a + w.cached, 0);
+    const first = ended.filter((r) => r.completionTokens > 0);
+    return {
+      t: Date.now(),
+      tokensPerSecond: (stats.generatedTokens - before.generatedTokens) / seconds,
+      promptTokensPerSecond: (stats.promptTokens - before.promptTokens) / seconds,
+      inFlight: metrics.requestsInFlight,
+      queued: engine?.queued ?? 0,
+      busySlots: engine?.activeCount ?? 0,
+      ttftMs: first.length ? first.reduce((a, r) => a + r.ttftMs, 0) / first.length : null,
+      requestTokensPerSecond: ended.filter((r) => r.decodeTokensPerSecond > 0).map((r) => r.decodeTokensPerSecond),
+      cacheHitRate: prompt > 0 ? cached / prompt : null,
+    };
+  }
+
+  private model(): ModelInfo {
+    const { host } = this.sources;
+    const m = host.model;
+    // The summary walks every tensor: once per loaded model.
+    if (m && this.summary?.of !== m) this.summary = { of: m, value: m.summary() };
+    const s = m ? this.summary?.value : undefined;
+    return {
+      id: host.id,
+      state: host.state,
+      architecture: s?.architecture ?? null,
+      quantization: s?.quantization[0]?.type ?? null,
+      parameters: s?.parameters ?? null,
+      layers: m?.config.nLayer ?? null,
+      contextTrain: m?.config.ctxTrain ?? null,
+      contextPerSlot: m?.engine.runner.ctxPerSlot ?? null,
+      slots: m?.engine.runner.slots ?? null,
+      fileBytes: m?.file.fileSize ?? null,
+      kvBytes: m?.kvBytes ?? null,
+      residentBytes: m?.residentBytes() ?? process.memoryUsage.rss(),
+      embeddingOnly: m?.embeddingOnly ?? false,
+    };
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * What the dashboard's event feed sends, shared by the server (src/dashboard) and the web app
+ * (web/): plain data only, so the browser build can import these types without Node's.
+ */
+
+/** The served model, as the Models view shows it. */
+export interface ModelInfo {
+  readonly id: string;
+  /** Loading state: loading, ready, failed or unloaded (keep_alive ran out). */
+  readonly state: string;
+  readonly architecture: string | null;
+  /** The tensor type holding the most bytes (Q4_K for a Q4_K_M file). */
+  readonly quantization: string | null;
+  readonly parameters: number | null;
+  readonly layers: number | null;
+  readonly contextTrain: number | null;
+  readonly contextPerSlot: number | null;
+  readonly slots: number | null;
+  readonly fileBytes: number | null;
+  readonly kvBytes: number | null;
+  readonly residentBytes: number;
+  readonly embeddingOnly: boolean;
+}
+
+/** One second of serving. */
+export interface LiveSample {
+  /** ms since the epoch. */
+  readonly t: number;
+  /** Tokens generated over the last second, all requests together. */
+  readonly tokensPerSecond: number;
+  /** Prompt tokens admitted over the last second. */
+  readonly promptTokensPerSecond: number;
+  readonly inFlight: number;
+  readonly queued: number;
+  readonly busySlots: number;
+  /** Mean time to first token of the requests that ended this second (null: none ended). */
+  readonly ttftMs: number | null;
+  /** Decode speed of each request that ended this second. */
+  readonly requestTokensPerSecond: readonly number[];
+  /** Share of prompt tokens served from the prompt cache over the last minute (null: no prompt). */
+  readonly cacheHitRate: number | null;
+}
+
+/** This machine's load. */
+export interface MachineSample {
+  /** Busy share of all cores over the last second, 0..1 (null: not readable). */
+  readonly cpuLoad: number | null;
+  /** Package power in watts from RAPL (null: not readable here). */
+  readonly powerWatts: number | null;
+  readonly totalMemoryBytes: number;
+  readonly freeMemoryBytes: number;
+}
+
+/** A cluster as `GET /v1/cluster` reports it (the fields the dashboard reads). */
+export interface ClusterInfo {
+  readonly state: string;
+  readonly error?: string;
+  readonly epoch: number;
+  readonly model: { readonly name: string; readonly layers: number };
+  readonly nodes: readonly {
+    readonly id: string;
+    readonly name: string;
+    readonly address: string;
+    readonly local: boolean;
+    readonly up: boolean;
+    readonly memoryBytes: number;
+    readonly threads: number;
+    readonly isa: string;
+  }[];
+  /** From the coordinator to each node. */
+  readonly links: readonly { readonly to: string; readonly latencyMs: number; readonly megabytesPerSecond: number }[];
+  readonly plan?: {
+    readonly stages: readonly {
+      readonly nodeId: string;
+      readonly name: string;
+      readonly layerStart: number;
+      readonly layerEnd: number;
+      readonly memoryBytes: number;
+      readonly splitRank: number;
+      readonly splitCount: number;
+      readonly splitShare: number;
+      readonly splitMode?: 'tensor' | 'expert';
+    }[];
+    readonly predictedTokensPerSecond: number;
+    readonly predictedPipelinedTokensPerSecond: number;
+    readonly measuredTokensPerSecond?: number;
+  };
+}
+
+/** One event of the feed, sent every second. */
+export interface DashboardSnapshot {
+  readonly model: ModelInfo;
+  readonly live: LiveSample;
+  /** The machine the server runs on. */
+  readonly machine: MachineSample;
+  /** The cluster, when the model runs on one. */
+  readonly cluster: ClusterInfo | null;
+}
+
+/** The first event of the feed: the live samples of the last minutes, oldest first. */
+export interface DashboardHistory {
+  readonly samples: readonly LiveSample[];
+}
