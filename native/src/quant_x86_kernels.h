@@ -495,19 +495,23 @@ QX_TILE32(qx_q8_0, qx_load_q8_0, 0, 1, 0)
  * lines make the loads cheaper; correctness does not depend on it). */
 typedef struct {
   __m512i_u aq, init;
+  __m512_u da; /* the pair's activation scales, interleaved as the tiles' per-lane scales */
 } qx_pair_prepared;
 
 QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p, const int offset) {
   const int nb = cols / QK;
+  const float *da = (const float *)(a + cols);
   const __m512i perm = _mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7);
   int b = 0;
   for (; b + 2 <= nb; b += 2, p++) {
     p->aq = _mm512_permutexvar_epi64(perm, _mm512_loadu_si512((const void *)(a + QK * b)));
     p->init = qx_offset_lanes512(p->aq, offset);
+    p->da = qx_pair_interleaved_ps(da[b], da[b + 1]);
   }
   if (b < nb) { /* a lone last block, in the first block's place of a pair */
     p->aq = _mm512_permutexvar_epi64(perm, _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(a + QK * b))));
     p->init = qx_offset_lanes512(p->aq, offset);
+    p->da = qx_pair_interleaved_ps(da[b], 0.f);
   }
 }
 
@@ -521,8 +525,23 @@ QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p,
 #ifndef QX_PAIR_RV
 #define QX_PAIR_RV 4
 #endif
-/* NAME: the gemm of a 32-element format with an interleaved pair loader (LOAD2) and quant offset. */
-#define QX_PAIR_ROWS(NAME, LOAD, LOAD2, OFFSET)                                                                  \
+/* The weight scales of block pair b as the tiles' per-lane vector, from the loader's d0, d1. */
+#define qx_scales2_loaded(row, b, d0, d1) qx_pair_interleaved_ps(d0, d1)
+/*
+ * MXFP4's straight from the E8M0 table: two broadcast loads (one into lanes 4-7, 12-15 under a
+ * mask) instead of two table loads, two broadcasts from registers and a blend, which made the
+ * scales cost as much as the dot itself (bench/RESULTS.md).
+ */
+QX_INLINE __m512 qx_scales2_mxfp4(const uint8_t *row, int b, float d0, float d1) {
+  (void)d0, (void)d1;
+  const block_mxfp4 *x = (const block_mxfp4 *)row + b;
+  return _mm512_mask_mov_ps(_mm512_set1_ps(quant_e8m0_half_table[x[0].e]), (__mmask16)0xF0F0,
+                            _mm512_set1_ps(quant_e8m0_half_table[x[1].e]));
+}
+
+/* NAME: the gemm of a 32-element format with an interleaved pair loader (LOAD2), the pair's weight
+ * scales as a vector (SCALES2) and quant offset. */
+#define QX_PAIR_ROWS(NAME, LOAD, LOAD2, SCALES2, OFFSET)                                                         \
   QX_GEMM_RV(NAME##_tiles, QX_RV_NIBBLE)                                                                         \
   /* R (1..4) rows at once: each row's sum is its own chain of adds, formed as with one row alone. */               \
   QX_INLINE void NAME##_rows(const int R, int cols, const uint8_t *w, size_t ws, const uint8_t *a,                \
@@ -541,8 +560,8 @@ QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p,
         float d0, d1;                                                                                            \
         LOAD2(w + r * ws, b, &wq, &d0, &d1);                                                                     \
         const __m512i dot = _mm512_dpbusd_epi32(p->init, wq, p->aq);                                             \
-        /* The scale products as scalars: the same f32 products the tiles form lane by lane. */                 \
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), qx_pair_interleaved_ps(d0 * da[b], d1 * da[b + 1]), acc[r]); \
+        /* Lane by lane the same f32 products (weight scale x activation scale) as the tiles form. */           \
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(SCALES2(w + r * ws, b, d0, d1), p->da), acc[r]); \
       }                                                                                                          \
     }                                                                                                            \
     if (b < nb) {                                                                                                \
@@ -578,9 +597,9 @@ QX_INLINE void qx_pairs_prepare(int cols, const uint8_t *a, qx_pair_prepared *p,
 #define qx_q4_0_tiles_tile qx_q4_0_tile
 #define qx_mxfp4_tiles_tile qx_mxfp4_tile
 #define qx_q5_0_tiles_tile qx_q5_0_tile
-QX_PAIR_ROWS(qx_q4_0, qx_load_q4_0, qx_load2_q4_0, 8)
-QX_PAIR_ROWS(qx_mxfp4, qx_load_mxfp4, qx_load2_mxfp4, 16)
-QX_PAIR_ROWS(qx_q5_0, qx_load_q5_0, qx_load2_q5_0, 16)
+QX_PAIR_ROWS(qx_q4_0, qx_load_q4_0, qx_load2_q4_0, qx_scales2_loaded, 8)
+QX_PAIR_ROWS(qx_mxfp4, qx_load_mxfp4, qx_load2_mxfp4, qx_scales2_mxfp4, 16)
+QX_PAIR_ROWS(qx_q5_0, qx_load_q5_0, qx_load2_q5_0, qx_scales2_loaded, 16)
 #else
 QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_mxfp4, QX_RV_NIBBLE)
