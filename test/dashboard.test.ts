@@ -48,11 +48,76 @@ async function openPage(width = 1280, height = 900): Promise<{ page: Page; error
   return { page, errors };
 }
 
+/** Keeps what the page showed when a test failed (failed-N.png beside the other screenshots). */
+async function failed(page: Page, n: number): Promise<void> {
+  await page.screenshot({ path: join(shots, `failed-${n}.png`), fullPage: true }).catch(() => undefined);
+}
+
 async function view(page: Page, name: string): Promise<void> {
   await page.getByRole('link', { name }).click();
   // Browser-side code as text: this file is compiled without the DOM's types.
   await page.waitForFunction(`document.querySelector('nav a[aria-current="page"]')?.textContent === ${JSON.stringify(name)}`);
 }
+
+describe('dashboard over plain HTTP (no browser needed)', () => {
+  let server: ServerProcess;
+  before(async () => {
+    mkdirSync(dir, { recursive: true });
+    if (!existsSync(model)) writeTinyModel(model);
+    server = await startServer(['-m', model, '--threads', '1', '--api-key', 'k1']);
+    await server.ready();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('GET / gives browsers the page (no key, strict CSP, no-cache) and other clients what they got before', async () => {
+    const key = { authorization: 'Bearer k1' };
+    const probe = await fetch(`${server.url}/`, { headers: { ...key, accept: '*/*' } });
+    assert.equal(await probe.text(), 'Ollama is running');
+    assert.equal((await fetch(`${server.url}/`)).status, 401);
+    const page = await fetch(`${server.url}/`, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.equal(page.headers.get('cache-control'), 'no-cache');
+    assert.match(page.headers.get('vary') ?? '', /Accept/);
+    assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'; style-src 'self'/);
+    const html = await page.text();
+    assert.doesNotMatch(html, /<script>|<style|style=|https?:\/\//, 'nothing inline, nothing from elsewhere');
+    const js = /src="(\/dashboard\/assets\/app-[A-Z0-9]+\.js)"/.exec(html)?.[1];
+    assert.ok(js, html);
+    const asset = await fetch(server.url + js);
+    assert.equal(asset.status, 200);
+    assert.equal(asset.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.match(asset.headers.get('content-type') ?? '', /^text\/javascript/);
+    // A file the build did not make is no public file: without the key it is a 401 like any path.
+    assert.equal((await fetch(`${server.url}/dashboard/assets/app-NOPE.js`, { headers: key })).status, 404);
+    assert.equal((await fetch(`${server.url}/dashboard/assets/..%2F..%2Fpackage.json`, { headers: key })).status, 404);
+    assert.equal((await fetch(`${server.url}/dashboard/assets/app-NOPE.js`)).status, 401);
+  });
+
+  test('the live feed needs the key and starts with the last minutes, then a snapshot a second', async () => {
+    assert.equal((await fetch(`${server.url}/v1/dashboard/events`)).status, 401);
+    const abort = new AbortController();
+    const r = await fetch(`${server.url}/v1/dashboard/events`, { headers: { authorization: 'Bearer k1' }, signal: abort.signal });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
+    let text = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of r.body!) {
+      text += decoder.decode(chunk as Uint8Array, { stream: true });
+      if (text.includes('event: snapshot')) break;
+    }
+    abort.abort();
+    assert.match(text, /^event: history\ndata: \{"samples":\[/);
+    const snapshot = JSON.parse(/event: snapshot\ndata: (.*)\n/.exec(text)![1]) as { model: { id: string; architecture: string }; live: { tokensPerSecond: number }; machine: { totalMemoryBytes: number }; cluster: unknown };
+    assert.equal(snapshot.model.id, 'tiny');
+    assert.equal(snapshot.model.architecture, 'llama');
+    assert.equal(typeof snapshot.live.tokensPerSecond, 'number');
+    assert.ok(snapshot.machine.totalMemoryBytes > 0);
+    assert.equal(snapshot.cluster, null);
+  });
+});
 
 describe('dashboard on one machine', { skip }, () => {
   let server: ServerProcess;
@@ -104,6 +169,48 @@ describe('dashboard on one machine', { skip }, () => {
       await page.locator('[data-node="this machine"][data-up="true"]').waitFor();
       await page.screenshot({ path: join(shots, 'cluster-one-machine.png'), fullPage: true });
       assert.deepEqual(errors, []);
+    } catch (err) {
+      await failed(page, 1);
+      throw err;
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('a reply is Markdown with its raw HTML shown as text and unsafe links dropped; Stop ends a reply midway', async () => {
+    const { page, errors } = await openPage();
+    try {
+      await page.goto(server.url + '/');
+      // A stored conversation whose reply tries to run script.
+      const hostile = '**bold** `code`\n\n<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=1)\n\n```js\nlet a = 1;\n```';
+      const conversation = { id: 'x1', title: 'hostile', system: '', sampling: {}, updated: 1, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: hostile }] };
+      await page.evaluate(`localStorage.setItem('cairn.conversations', ${JSON.stringify(JSON.stringify([conversation]))})`);
+      await page.reload();
+      const md = page.locator('.message.assistant .markdown').first();
+      await md.locator('strong').getByText('bold').waitFor();
+      assert.equal(await md.locator('pre code').textContent(), 'let a = 1;\n');
+      assert.equal(await md.locator('img').count(), 0);
+      assert.equal(await md.locator('a').count(), 0);
+      assert.match((await md.textContent()) ?? '', /<img src=x onerror="window.pwned=1">/);
+      assert.equal(await page.evaluate('window.pwned'), undefined);
+
+      // A long reply (the whole context), stopped once some of it has streamed in.
+      await page.getByRole('button', { name: 'New chat' }).click();
+      await page.getByLabel('Message').fill('Tell me a long story');
+      await page.keyboard.press('Enter');
+      const reply = page.locator('.message.assistant').last();
+      await page.waitForFunction(`(document.querySelector('.message.assistant:last-child .markdown')?.textContent ?? '').length > 20`);
+      await page.getByRole('button', { name: 'Stop' }).click();
+      await reply.locator('.note').getByText('stopped').waitFor();
+      assert.ok(((await reply.locator('.markdown').textContent()) ?? '').length > 20);
+      await page.getByRole('button', { name: 'Send' }).waitFor();
+      assert.deepEqual(
+        errors.filter((e) => !/aborted/i.test(e)),
+        [],
+      );
+    } catch (err) {
+      await failed(page, 2);
+      throw err;
     } finally {
       await page.close();
     }
@@ -123,6 +230,9 @@ describe('dashboard on one machine', { skip }, () => {
       await page.waitForFunction(`location.hash === '#live'`);
       await page.screenshot({ path: join(shots, 'phone-live.png'), fullPage: true });
       assert.deepEqual(errors, []);
+    } catch (err) {
+      await failed(page, 3);
+      throw err;
     } finally {
       await page.close();
     }
@@ -157,11 +267,12 @@ describe('dashboard with --api-key', { skip }, () => {
       await page.reload();
       await page.getByRole('status').getByText('tiny · ready').waitFor();
       await page.getByLabel('Message').waitFor();
+    } catch (err) {
+      await failed(page, 4);
+      throw err;
     } finally {
       await page.close();
     }
-    // The feed itself needs the key.
-    assert.equal((await fetch(`${server.url}/v1/dashboard/events`)).status, 401);
   });
 });
 
@@ -187,6 +298,11 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       const nodes = page.locator('.graph .node');
       await page.waitForFunction(`document.querySelectorAll('.graph .node[data-up="true"]').length === 2`);
       assert.equal(await nodes.count(), 2);
+      // The plan splits the layers over both nodes, and the links carry their measurements.
+      assert.match((await page.locator('.graph .node', { hasText: 'coordinator' }).textContent()) ?? '', /layer 0/);
+      assert.match((await nodes.filter({ hasNotText: 'coordinator' }).textContent()) ?? '', /layer 1/);
+      assert.match((await page.locator('.graph .link text').textContent()) ?? '', /[\d.]+ ms · \d+ MB\/s/);
+      assert.match((await page.getByTestId('plan').textContent()) ?? '', /plan 1\b.*predicted [\d.]+ tok\/s/);
       await page.screenshot({ path: join(shots, 'cluster.png'), fullPage: true });
 
       await view(page, 'Chat');
@@ -194,14 +310,22 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       await page.getByLabel('Max tokens').fill('12');
       await page.getByLabel('Message').fill('Hi cluster');
       await page.getByRole('button', { name: 'Send' }).click();
-      await page.locator('.message.assistant').last().locator('.stats').waitFor({ timeout: 30_000 });
+      // The reply's token line, or the note saying why there is none.
+      const ended = page.locator('.message.assistant').last().locator('.stats, .note');
+      await ended.waitFor({ timeout: 30_000 });
+      assert.match((await ended.textContent()) ?? '', /12 tokens/);
 
       await view(page, 'Cluster');
       await node.stop();
       // The feed says so within a few seconds (the coordinator sees the connection drop).
       await page.locator('.graph .node[data-up="false"]').waitFor({ timeout: 15_000 });
       await page.screenshot({ path: join(shots, 'cluster-node-down.png'), fullPage: true });
-      await page.getByTestId('plan').getByText(/plan [1-9]/).waitFor({ timeout: 30_000 });
+      // The re-plan: a new plan in which the coordinator holds every layer.
+      await page.getByTestId('plan').getByText(/Cluster ready \(plan [2-9]\)/).waitFor({ timeout: 30_000 });
+      await page.locator('.graph .node', { hasText: 'coordinator' }).getByText('layers 0–1').waitFor();
+    } catch (err) {
+      await failed(page, 5);
+      throw err;
     } finally {
       await page.close();
     }

@@ -5,7 +5,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { DashboardHistory, DashboardSnapshot, LiveSample } from '../../src/dashboard/wire.js';
 import { ApiFailure, apiFetch } from './api';
-import { onAuthChange } from './auth';
+import { apiKey, onAuthChange } from './auth';
 import { readSse } from './sse';
 
 /** Live samples kept in the browser: five minutes. */
@@ -29,6 +29,7 @@ export function useFeed(): FeedState {
     let waitingForKey = false;
     const connect = async () => {
       abort = new AbortController();
+      const key = apiKey();
       try {
         const r = await apiFetch('/v1/dashboard/events', { signal: abort.signal, headers: { Accept: 'text/event-stream' } });
         setState((s) => ({ ...s, connected: true, error: null }));
@@ -45,9 +46,12 @@ export function useFeed(): FeedState {
         setState((s) => ({ ...s, connected: false, error: 'The feed ended; reconnecting.' }));
       } catch (err) {
         if (stopped) return;
-        waitingForKey = err instanceof ApiFailure && err.status === 401;
+        const refused = err instanceof ApiFailure && err.status === 401;
         setState((s) => ({ ...s, connected: false, error: (err as Error).message }));
-        if (waitingForKey) return;
+        // Refused: wait for a key, or try at once with one given meanwhile.
+        if (refused && apiKey() !== key) return void connect();
+        waitingForKey = refused;
+        if (refused) return;
       }
       retry = window.setTimeout(() => void connect(), 2000);
     };

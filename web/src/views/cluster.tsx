@@ -25,7 +25,7 @@ function roleOf(stages: readonly Stage[]): string {
   if (!stages.length) return 'no layers';
   return stages
     .map((s) => {
-      const layers = `layers ${s.layerStart}–${s.layerEnd - 1}`;
+      const layers = s.layerEnd - s.layerStart === 1 ? `layer ${s.layerStart}` : `layers ${s.layerStart}–${s.layerEnd - 1}`;
       return s.splitCount > 1 ? `${layers}, ${s.splitMode ?? 'tensor'} rank ${s.splitRank + 1}/${s.splitCount} (${percent(s.splitShare)})` : layers;
     })
     .join('; ');
@@ -73,13 +73,15 @@ export function ClusterView({ snapshot }: { snapshot: DashboardSnapshot | null }
   if (!snapshot) return <p class="hint">Waiting for the live feed…</p>;
   const rows = rowsOf(snapshot);
   const c = snapshot.cluster;
-  // The coordinator (or this machine) in the middle, the other nodes on a circle around it.
+  // The coordinator (or this machine) in the middle, the other nodes on a circle around it; one
+  // other node sits beside it, which keeps the drawing short.
   const hub = rows.find((r) => r.local) ?? rows[0];
   const others = rows.filter((r) => r !== hub);
-  const pos = new Map<string, { x: number; y: number }>([[hub.id, others.length ? { x: W / 2, y: H / 2 } : { x: W / 2, y: H / 2 }]]);
+  const h = others.length > 1 ? H : 100;
+  const pos = new Map<string, { x: number; y: number }>([[hub.id, { x: others.length === 1 ? 120 : W / 2, y: h / 2 }]]);
   others.forEach((r, i) => {
-    const a = -Math.PI / 2 + (2 * Math.PI * i) / others.length;
-    pos.set(r.id, { x: W / 2 + Math.cos(a) * (W / 2 - 110), y: H / 2 + Math.sin(a) * (H / 2 - 60) });
+    const a = others.length === 1 ? 0 : -Math.PI / 2 + (2 * Math.PI * i) / others.length;
+    pos.set(r.id, others.length === 1 ? { x: W - 120, y: h / 2 } : { x: W / 2 + Math.cos(a) * (W / 2 - 110), y: H / 2 + Math.sin(a) * (H / 2 - 60) });
   });
   const linkTo = (r: NodeRow) => c?.links.find((l) => l.to === r.name);
   return (
@@ -95,7 +97,7 @@ export function ClusterView({ snapshot }: { snapshot: DashboardSnapshot | null }
           <>One machine: {snapshot.model.id} runs here (start with --cluster to spread it over nodes).</>
         )}
       </p>
-      <svg class="graph" viewBox={`0 0 ${W} ${H}`} role="img" aria-label="Nodes and links of the cluster (details in the table below)">
+      <svg class="graph" viewBox={`0 0 ${W} ${h}`} role="img" aria-label="Nodes and links of the cluster (details in the table below)">
         {others.map((r) => {
           const a = pos.get(hub.id)!;
           const b = pos.get(r.id)!;
