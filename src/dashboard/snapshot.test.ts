@@ -1,0 +1,70 @@
+/** The dashboard's snapshots: speeds from the engine's counters, per-request numbers from the metrics, hit rate, history bound. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ServerMetrics } from '../server/metrics.js';
+import type { ModelHost } from '../server/host.js';
+import type { GenerationSummary } from '../engine/engine.js';
+import { HISTORY_SECONDS, Snapshotter } from './snapshot.js';
+
+function fakeHost() {
+  const engine = { stats: { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0 }, queued: 1, activeCount: 2, runner: { ctxPerSlot: 512, slots: 4 } };
+  const model = {
+    engine,
+    config: { nLayer: 2, ctxTrain: 2048 },
+    file: { fileSize: 1000 },
+    kvBytes: 64,
+    embeddingOnly: false,
+    residentBytes: () => 4096,
+    summary: () => ({ architecture: 'llama', parameters: 123, quantization: [{ type: 'Q8_0' }] }),
+  };
+  return { host: { id: 'm', state: 'ready', model } as unknown as ModelHost, engine };
+}
+
+const summary = (completionTokens: number, prefillMs: number, decodeMs: number): GenerationSummary =>
+  ({ finishReason: 'length', promptTokens: 10, cachedTokens: 4, completionTokens, tokens: [], text: '', prefillMs, decodeMs }) as unknown as GenerationSummary;
+
+test('a snapshot tells speeds since the last one, the requests that ended, the model and the prompt-cache hit rate', () => {
+  const { host, engine } = fakeHost();
+  const metrics = new ServerMetrics();
+  const snaps = new Snapshotter({ host, metrics });
+  snaps.take();
+  engine.stats.generatedTokens += 50;
+  engine.stats.promptTokens += 100;
+  engine.stats.cachedTokens += 25;
+  metrics.requestStarted();
+  metrics.requestStarted();
+  metrics.requestEnded(summary(11, 30, 500));
+  const s = snaps.take();
+  assert.ok(s.live.tokensPerSecond > 50, `${s.live.tokensPerSecond}`); // 50 tokens in well under a second
+  assert.equal(s.live.inFlight, 1);
+  assert.equal(s.live.queued, 1);
+  assert.equal(s.live.busySlots, 2);
+  assert.equal(s.live.ttftMs, 30);
+  assert.deepEqual(s.live.requestTokensPerSecond, [20]); // 10 tokens after the first in 0.5 s
+  assert.equal(s.live.cacheHitRate, 0.25);
+  assert.deepEqual(
+    { arch: s.model.architecture, quant: s.model.quantization, ctx: s.model.contextPerSlot, slots: s.model.slots, layers: s.model.layers },
+    { arch: 'llama', quant: 'Q8_0', ctx: 512, slots: 4, layers: 2 },
+  );
+  assert.equal(s.cluster, null);
+  // A request is counted once.
+  const next = snaps.take();
+  assert.deepEqual(next.live.requestTokensPerSecond, []);
+  assert.equal(next.live.ttftMs, null);
+  assert.equal(next.live.tokensPerSecond, 0);
+});
+
+test('the history keeps the last five minutes only', () => {
+  const { host } = fakeHost();
+  const snaps = new Snapshotter({ host, metrics: new ServerMetrics() });
+  for (let i = 0; i < HISTORY_SECONDS + 20; i++) snaps.take();
+  assert.equal(snaps.history.length, HISTORY_SECONDS);
+});
+
+test('without a model (loading) the snapshot still answers', () => {
+  const host = { id: 'm', state: 'loading', model: undefined } as unknown as ModelHost;
+  const s = new Snapshotter({ host, metrics: new ServerMetrics() }).take();
+  assert.equal(s.model.state, 'loading');
+  assert.equal(s.model.architecture, null);
+  assert.equal(s.live.tokensPerSecond, 0);
+});
