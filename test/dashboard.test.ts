@@ -195,7 +195,10 @@ describe('dashboard on one machine', { skip }, () => {
       assert.equal(await page.evaluate('window.pwned'), undefined);
 
       // A long reply (the whole context), stopped once some of it has streamed in.
+      // Greedy, so the reply is the same on every run (and runs long: this prompt meets no end-of-text early).
       await page.getByRole('button', { name: 'New chat' }).click();
+      await page.getByText('System prompt and sampling').click();
+      await page.getByLabel('Temperature').fill('0');
       await page.getByLabel('Message').fill('Tell me a long story');
       await page.keyboard.press('Enter');
       const reply = page.locator('.message.assistant').last();
@@ -323,6 +326,11 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       // The re-plan: a new plan in which the coordinator holds every layer.
       await page.getByTestId('plan').getByText(/Cluster ready \(plan [2-9]\)/).waitFor({ timeout: 30_000 });
       await page.locator('.graph .node', { hasText: 'coordinator' }).getByText('layers 0–1').waitFor();
+      // The page keeps the changes it saw: plan 1 with both nodes, then the node down, then the new plan.
+      const log = (await page.getByTestId('plan-log').textContent()) ?? '';
+      assert.match(log, /plan 1: ready(?!\s*\(down)/);
+      assert.match(log, /down: vm|down: [^)]+/);
+      assert.match(log, /plan [2-9]: ready/);
     } catch (err) {
       await failed(page, 5);
       throw err;

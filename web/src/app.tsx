@@ -6,6 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { isLoginNeeded, onAuthChange } from './auth';
 import { useFeed } from './feed';
 import { Login } from './login';
+import { usePlanLog } from './plan-log';
 import { ChatView } from './views/chat';
 import { ClusterView } from './views/cluster';
 import { LiveView } from './views/live';
@@ -29,6 +30,7 @@ export function App() {
   const [view, setView] = useState<ViewId>(viewOfHash);
   const [login, setLogin] = useState(isLoginNeeded());
   const feed = useFeed();
+  const planLog = usePlanLog(feed.snapshot?.cluster);
   useEffect(() => {
     const onHash = () => setView(viewOfHash());
     addEventListener('hashchange', onHash);
@@ -65,7 +67,7 @@ export function App() {
           <>
             {view === 'chat' && <ChatView model={model?.id ?? 'default'} />}
             {view === 'live' && <LiveView history={feed.history} />}
-            {view === 'cluster' && <ClusterView snapshot={feed.snapshot} />}
+            {view === 'cluster' && <ClusterView snapshot={feed.snapshot} planLog={planLog} />}
             {view === 'models' && <ModelsView model={model ?? null} />}
           </>
         )}

@@ -81,7 +81,7 @@ export function ChatView({ model }: { model: string }) {
       </aside>
       <section class="thread" aria-label="Conversation">
         <Settings conversation={current} onChange={(c) => update(current.id, () => c)} />
-        <ol class="messages" aria-live="polite">
+        <ol class="messages" aria-live="polite" aria-busy={busy}>
           {current.messages.map((m, i) => (
             <li key={i} class={`message ${m.role}`}>
               <span class="who">{m.role === 'user' ? 'You' : 'Model'}</span>

@@ -5,6 +5,7 @@
  */
 import type { ClusterInfo, DashboardSnapshot, MachineSample } from '../../../src/dashboard/wire.js';
 import { bytes, num, percent } from '../format';
+import type { PlanChange } from '../plan-log';
 
 interface NodeRow {
   readonly id: string;
@@ -68,8 +69,8 @@ function rowsOf(s: DashboardSnapshot): NodeRow[] {
 const W = 640;
 const H = 360;
 
-/** The cluster view of the latest snapshot. */
-export function ClusterView({ snapshot }: { snapshot: DashboardSnapshot | null }) {
+/** The cluster view of the latest snapshot, with the plan changes this page saw. */
+export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot | null; planLog: readonly PlanChange[] }) {
   if (!snapshot) return <p class="hint">Waiting for the live feed…</p>;
   const rows = rowsOf(snapshot);
   const c = snapshot.cluster;
@@ -167,6 +168,19 @@ export function ClusterView({ snapshot }: { snapshot: DashboardSnapshot | null }
         </table>
       </div>
       <p class="hint">CPU load and power are read on the machine that serves; other nodes do not report them yet (n/a).</p>
+      {c && planLog.length > 0 && (
+        <section aria-label="Plan changes">
+          <h2 class="small">Plan changes</h2>
+          <ol class="plan-log" data-testid="plan-log">
+            {planLog.map((p) => (
+              <li key={`${p.at}-${p.epoch}-${p.state}`}>
+                <time dateTime={new Date(p.at).toISOString()}>{new Date(p.at).toLocaleTimeString()}</time> plan {p.epoch}: {p.state}
+                {p.down.length ? ` (down: ${p.down.join(', ')})` : ''}
+              </li>
+            ))}
+          </ol>
+        </section>
+      )}
     </div>
   );
 }
