@@ -2,7 +2,7 @@
 // Bundles the dashboard (web/) with esbuild into dist/web: index.html plus content-hashed files
 // under dist/web/assets, which `cairn serve` serves with long cache lifetimes.
 import { build } from 'esbuild';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,6 +10,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist/web');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'assets'), { recursive: true });
+
+/** The libraries the bundle holds, whose licences ship with it. */
+const BUNDLED = ['preact', 'uplot', 'marked'];
 
 const result = await build({
   absWorkingDir: root,
@@ -23,8 +26,8 @@ const result = await build({
   assetNames: '[name]-[hash]',
   jsx: 'automatic',
   jsxImportSource: 'preact',
-  // The bundled libraries' licence texts go to a file of their own beside the bundle.
-  legalComments: 'linked',
+  legalComments: 'none',
+  banner: { js: `/*! cairn dashboard; bundles ${BUNDLED.join(', ')} (MIT): see licenses.txt beside index.html */` },
   metafile: true,
   logLevel: 'warning',
 });
@@ -37,4 +40,11 @@ const page = readFileSync(join(root, 'web/index.html'), 'utf8')
   .replace('%APP_CSS%', `/dashboard/assets/${css}`)
   .replace('%APP_JS%', `/dashboard/assets/${js}`);
 writeFileSync(join(out, 'index.html'), page);
+const licenses = BUNDLED.map((name) => {
+  const dir = join(root, 'node_modules', name);
+  const file = readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
+  if (!file) throw new Error(`build-web: ${name} has no licence file`);
+  return `${name}\n${'='.repeat(name.length)}\n\n${readFileSync(join(dir, file), 'utf8').trim()}\n`;
+});
+writeFileSync(join(out, 'licenses.txt'), licenses.join('\n'));
 console.log(`build-web: dist/web/assets/${js}, ${css}`);
