@@ -48,15 +48,31 @@ async function openPage(width = 1280, height = 900): Promise<{ page: Page; error
   return { page, errors };
 }
 
-/** Keeps what the page showed when a test failed (failed-N.png beside the other screenshots). */
-async function failed(page: Page, n: number): Promise<void> {
+/**
+ * Waits until the browser-side expression `expr` is true. Polled from here: Playwright's own
+ * waitForFunction re-evaluates text with eval inside the page, which the page's CSP forbids.
+ */
+async function until(page: Page, expr: string, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await page.evaluate(expr))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${expr}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+/**
+ * Keeps what the page showed when a test failed (failed-N.png beside the other screenshots) and
+ * returns the error with the end of what the server said (a crashed server tells why).
+ */
+async function failed(page: Page, n: number, err: unknown, server: ServerProcess): Promise<Error> {
   await page.screenshot({ path: join(shots, `failed-${n}.png`), fullPage: true }).catch(() => undefined);
+  return new Error(`${(err as Error).message}\nserver (exit ${server.proc.exitCode ?? server.proc.signalCode ?? 'none'}): ${server.stderr().slice(-2000)}`, { cause: err });
 }
 
 async function view(page: Page, name: string): Promise<void> {
   await page.getByRole('link', { name }).click();
   // Browser-side code as text: this file is compiled without the DOM's types.
-  await page.waitForFunction(`document.querySelector('nav a[aria-current="page"]')?.textContent === ${JSON.stringify(name)}`);
+  await until(page, `document.querySelector('nav a[aria-current="page"]')?.textContent === ${JSON.stringify(name)}`);
 }
 
 describe('dashboard over plain HTTP (no browser needed)', () => {
@@ -156,7 +172,7 @@ describe('dashboard on one machine', { skip }, () => {
       await page.locator('.message.user', { hasText: 'Hello there' }).waitFor();
 
       await view(page, 'Live');
-      await page.waitForFunction(`Number(document.querySelector('[data-testid="live-samples"]')?.textContent?.split(' ')[0]) > 1`);
+      await until(page, `Number(document.querySelector('[data-testid="live-samples"]')?.textContent?.split(' ')[0]) > 1`);
       assert.equal(await page.locator('.chart canvas').count(), 4);
       await page.screenshot({ path: join(shots, 'live.png'), fullPage: true });
 
@@ -170,8 +186,7 @@ describe('dashboard on one machine', { skip }, () => {
       await page.screenshot({ path: join(shots, 'cluster-one-machine.png'), fullPage: true });
       assert.deepEqual(errors, []);
     } catch (err) {
-      await failed(page, 1);
-      throw err;
+      throw await failed(page, 1, err, server);
     } finally {
       await page.close();
     }
@@ -202,7 +217,7 @@ describe('dashboard on one machine', { skip }, () => {
       await page.getByLabel('Message').fill('Tell me a long story');
       await page.keyboard.press('Enter');
       const reply = page.locator('.message.assistant').last();
-      await page.waitForFunction(`(document.querySelector('.message.assistant:last-child .markdown')?.textContent ?? '').length > 20`);
+      await until(page, `(document.querySelector('.message.assistant:last-child .markdown')?.textContent ?? '').length > 20`);
       await page.getByRole('button', { name: 'Stop' }).click();
       await reply.locator('.note').getByText('stopped').waitFor();
       assert.ok(((await reply.locator('.markdown').textContent()) ?? '').length > 20);
@@ -212,8 +227,7 @@ describe('dashboard on one machine', { skip }, () => {
         [],
       );
     } catch (err) {
-      await failed(page, 2);
-      throw err;
+      throw await failed(page, 2, err, server);
     } finally {
       await page.close();
     }
@@ -224,18 +238,23 @@ describe('dashboard on one machine', { skip }, () => {
     try {
       await page.goto(server.url + '/#chat');
       await page.getByLabel('Message').waitFor();
-      const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
-      assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+      for (const name of ['Chat', 'Live', 'Cluster', 'Models']) {
+        await view(page, name);
+        await page.waitForTimeout(200);
+        const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
+        assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the screen`);
+      }
+      await page.screenshot({ path: join(shots, 'phone-cluster.png'), fullPage: true });
+      await view(page, 'Chat');
       // Tab to the nav's Live link and follow it with Enter.
       await page.locator('nav a').first().focus();
       await page.keyboard.press('Tab');
       await page.keyboard.press('Enter');
-      await page.waitForFunction(`location.hash === '#live'`);
+      await until(page, `location.hash === '#live'`);
       await page.screenshot({ path: join(shots, 'phone-live.png'), fullPage: true });
       assert.deepEqual(errors, []);
     } catch (err) {
-      await failed(page, 3);
-      throw err;
+      throw await failed(page, 3, err, server);
     } finally {
       await page.close();
     }
@@ -271,8 +290,7 @@ describe('dashboard with --api-key', { skip }, () => {
       await page.getByRole('status').getByText('tiny · ready').waitFor();
       await page.getByLabel('Message').waitFor();
     } catch (err) {
-      await failed(page, 4);
-      throw err;
+      throw await failed(page, 4, err, server);
     } finally {
       await page.close();
     }
@@ -299,7 +317,7 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       await page.goto(server.url + '/#cluster');
       await page.getByTestId('plan').getByText(/Cluster ready/).waitFor();
       const nodes = page.locator('.graph .node');
-      await page.waitForFunction(`document.querySelectorAll('.graph .node[data-up="true"]').length === 2`);
+      await until(page, `document.querySelectorAll('.graph .node[data-up="true"]').length === 2`);
       assert.equal(await nodes.count(), 2);
       // The plan splits the layers over both nodes, and the links carry their measurements.
       assert.match((await page.locator('.graph .node', { hasText: 'coordinator' }).textContent()) ?? '', /layer 0/);
@@ -332,8 +350,8 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       assert.match(log, /down: vm|down: [^)]+/);
       assert.match(log, /plan [2-9]: ready/);
     } catch (err) {
-      await failed(page, 5);
-      throw err;
+      const e = await failed(page, 5, err, server);
+      throw new Error(`${e.message}\nnode: ${node.stderr().slice(-1000)}`, { cause: err });
     } finally {
       await page.close();
     }

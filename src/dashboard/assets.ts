@@ -47,10 +47,12 @@ export class DashboardAssets implements WebApp {
     return new DashboardAssets(readFileSync(index), files);
   }
 
+  /** True for a file of this build (served without the key). */
   isAsset(path: string): boolean {
     return this.files.has(path);
   }
 
+  /** Sends the page with its security headers. */
   async sendPage(reply: FastifyReply): Promise<unknown> {
     // The page names the hashed files of this build: always ask again.
     return reply.headers({ ...SECURITY_HEADERS, 'Cache-Control': 'no-cache' }).type('text/html; charset=utf-8').send(this.page);

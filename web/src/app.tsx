@@ -55,9 +55,9 @@ export function App() {
             </a>
           ))}
         </nav>
-        <p class="status" role="status">
+        <p class="status" role="status" title={feed.error ?? undefined}>
           <span class={`dot ${feed.connected ? 'on' : 'off'}`} aria-hidden="true" />
-          {feed.connected ? (model ? `${model.id} · ${model.state}` : 'connected') : 'offline'}
+          {feed.connected ? (model ? `${model.id} · ${model.state}` : 'connected') : login ? 'API key needed' : 'offline, retrying'}
         </p>
       </header>
       <main>
