@@ -42,9 +42,10 @@ export class EventFeeds {
     return this.feeds.size < MAX_FEEDS;
   }
 
-  /** Turns `res` into a feed: headers, the history, then a snapshot each second until it closes. */
-  open(res: ServerResponse): void {
+  /** Turns `res` into a feed: `headers` and its own, the history, then a snapshot each second until it closes. */
+  open(res: ServerResponse, headers: Readonly<Record<string, string | number | readonly string[] | undefined>> = {}): void {
     res.writeHead(200, {
+      ...headers,
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store',
       Connection: 'keep-alive',
