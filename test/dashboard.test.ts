@@ -30,7 +30,10 @@ before(async () => {
   mkdirSync(dir, { recursive: true });
   mkdirSync(shots, { recursive: true });
   writeTinyModel(model);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
 });
 after(async () => {
   await browser?.close();
@@ -66,7 +69,10 @@ async function until(page: Page, expr: string, timeoutMs = 30_000): Promise<void
  */
 async function failed(page: Page, n: number, err: unknown, server: ServerProcess): Promise<Error> {
   await page.screenshot({ path: join(shots, `failed-${n}.png`), fullPage: true }).catch(() => undefined);
-  return new Error(`${(err as Error).message}\nserver (exit ${server.proc.exitCode ?? server.proc.signalCode ?? 'none'}): ${server.stderr().slice(-2000)}`, { cause: err });
+  return new Error(
+    `${(err as Error).message}\nserver (exit ${server.proc.exitCode ?? server.proc.signalCode ?? 'none'}): ${server.stderr().slice(-2000)}`,
+    { cause: err },
+  );
 }
 
 async function view(page: Page, name: string): Promise<void> {
@@ -126,7 +132,12 @@ describe('dashboard over plain HTTP (no browser needed)', () => {
     }
     abort.abort();
     assert.match(text, /^event: history\ndata: \{"samples":\[/);
-    const snapshot = JSON.parse(/event: snapshot\ndata: (.*)\n/.exec(text)![1]) as { model: { id: string; architecture: string }; live: { tokensPerSecond: number }; machine: { totalMemoryBytes: number }; cluster: unknown };
+    const snapshot = JSON.parse(/event: snapshot\ndata: (.*)\n/.exec(text)![1]) as {
+      model: { id: string; architecture: string };
+      live: { tokensPerSecond: number };
+      machine: { totalMemoryBytes: number };
+      cluster: unknown;
+    };
     assert.equal(snapshot.model.id, 'tiny');
     assert.equal(snapshot.model.architecture, 'llama');
     assert.equal(typeof snapshot.live.tokensPerSecond, 'number');
@@ -151,7 +162,8 @@ describe('dashboard on one machine', { skip }, () => {
       const response = await page.goto(server.url + '/');
       assert.equal(response?.status(), 200);
       const csp = response?.headers()['content-security-policy'] ?? '';
-      for (const part of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]) assert.ok(csp.includes(part), csp);
+      for (const part of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"])
+        assert.ok(csp.includes(part), csp);
       await page.getByRole('status').getByText('tiny · ready').waitFor();
 
       // Chat: settings, then a message; the reply streams in and gets its token line.
@@ -197,8 +209,19 @@ describe('dashboard on one machine', { skip }, () => {
     try {
       await page.goto(server.url + '/');
       // A stored conversation whose reply tries to run script.
-      const hostile = '**bold** `code`\n\n<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=1)\n\n```js\nlet a = 1;\n```';
-      const conversation = { id: 'x1', title: 'hostile', system: '', sampling: {}, updated: 1, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: hostile }] };
+      const hostile =
+        '**bold** `code`\n\n<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=1)\n\n```js\nlet a = 1;\n```';
+      const conversation = {
+        id: 'x1',
+        title: 'hostile',
+        system: '',
+        sampling: {},
+        updated: 1,
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: hostile },
+        ],
+      };
       await page.evaluate(`localStorage.setItem('cairn.conversations', ${JSON.stringify(JSON.stringify([conversation]))})`);
       await page.reload();
       const md = page.locator('.message.assistant .markdown').first();
@@ -303,7 +326,10 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
   const env = { XDG_CACHE_HOME: join(dir, 'cache') };
   before(async () => {
     node = await startNode([], { env });
-    server = await startServer(['-m', model, '--threads', '1', '--cluster', '--peers', node.peer, '--parallelism', 'pipeline', '--ctx', '256'], env);
+    server = await startServer(
+      ['-m', model, '--threads', '1', '--cluster', '--peers', node.peer, '--parallelism', 'pipeline', '--ctx', '256'],
+      env,
+    );
     await server.ready();
   });
   after(async () => {
@@ -315,7 +341,10 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
     const { page } = await openPage();
     try {
       await page.goto(server.url + '/#cluster');
-      await page.getByTestId('plan').getByText(/Cluster ready/).waitFor();
+      await page
+        .getByTestId('plan')
+        .getByText(/Cluster ready/)
+        .waitFor();
       const nodes = page.locator('.graph .node');
       await until(page, `document.querySelectorAll('.graph .node[data-up="true"]').length === 2`);
       assert.equal(await nodes.count(), 2);
@@ -342,13 +371,21 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       await page.locator('.graph .node[data-up="false"]').waitFor({ timeout: 15_000 });
       await page.screenshot({ path: join(shots, 'cluster-node-down.png'), fullPage: true });
       // The re-plan: a new plan in which the coordinator holds every layer.
-      await page.getByTestId('plan').getByText(/Cluster ready \(plan [2-9]\)/).waitFor({ timeout: 30_000 });
+      await page
+        .getByTestId('plan')
+        .getByText(/Cluster ready \(plan [2-9]\)/)
+        .waitFor({ timeout: 30_000 });
       await page.locator('.graph .node', { hasText: 'coordinator' }).getByText('layers 0–1').waitFor();
       // The page keeps the changes it saw: plan 1 with both nodes, then the node down, then the new plan.
       const log = (await page.getByTestId('plan-log').textContent()) ?? '';
       assert.match(log, /plan 1: ready(?!\s*\(down)/);
       assert.match(log, /down: vm|down: [^)]+/);
       assert.match(log, /plan [2-9]: ready/);
+      // Live adds the plan's predicted and measured speed for a cluster.
+      await view(page, 'Live');
+      await page.getByText('Cluster plan: one-stream speed').waitFor();
+      assert.equal(await page.locator('.chart canvas').count(), 5);
+      await page.screenshot({ path: join(shots, 'cluster-live.png'), fullPage: true });
     } catch (err) {
       const e = await failed(page, 5, err, server);
       throw new Error(`${e.message}\nnode: ${node.stderr().slice(-1000)}`, { cause: err });

@@ -55,7 +55,10 @@ export class DashboardAssets implements WebApp {
   /** Sends the page with its security headers. */
   async sendPage(reply: FastifyReply): Promise<unknown> {
     // The page names the hashed files of this build: always ask again.
-    return reply.headers({ ...SECURITY_HEADERS, 'Cache-Control': 'no-cache' }).type('text/html; charset=utf-8').send(this.page);
+    return reply
+      .headers({ ...SECURITY_HEADERS, 'Cache-Control': 'no-cache' })
+      .type('text/html; charset=utf-8')
+      .send(this.page);
   }
 
   /** Sends the file at `path`, or returns false when there is none. */
@@ -63,7 +66,10 @@ export class DashboardAssets implements WebApp {
     const file = this.files.get(path);
     if (!file) return false;
     // Names carry their content's hash: a name never changes content.
-    await reply.headers({ ...SECURITY_HEADERS, 'Cache-Control': 'public, max-age=31536000, immutable' }).type(file.type).send(file.body);
+    await reply
+      .headers({ ...SECURITY_HEADERS, 'Cache-Control': 'public, max-age=31536000, immutable' })
+      .type(file.type)
+      .send(file.body);
     return true;
   }
 }

@@ -27,7 +27,8 @@ export function registerDashboard(app: FastifyInstance, assets: DashboardAssets,
 
   // No HEAD twin: a HEAD request would hold a feed open that sends nothing.
   app.get(EVENTS_PATH, { exposeHeadRoute: false }, async (_request, reply) => {
-    if (!feeds.hasRoom) throw new ApiError(429, 'Too many dashboard feeds are open; close one and retry.', 'rate_limit_error', null, 'too_many_feeds');
+    if (!feeds.hasRoom)
+      throw new ApiError(429, 'Too many dashboard feeds are open; close one and retry.', 'rate_limit_error', null, 'too_many_feeds');
     // Headers set by hooks so far (CORS, with --cors-origin) go out with the stream's own.
     const headers = reply.getHeaders();
     reply.hijack();

@@ -7,7 +7,12 @@ import type { GenerationSummary } from '../engine/engine.js';
 import { HISTORY_SECONDS, Snapshotter } from './snapshot.js';
 
 function fakeHost() {
-  const engine = { stats: { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0 }, queued: 1, activeCount: 2, runner: { ctxPerSlot: 512, slots: 4 } };
+  const engine = {
+    stats: { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0 },
+    queued: 1,
+    activeCount: 2,
+    runner: { ctxPerSlot: 512, slots: 4 },
+  };
   const model = {
     engine,
     config: { nLayer: 2, ctxTrain: 2048 },
@@ -21,7 +26,16 @@ function fakeHost() {
 }
 
 const summary = (completionTokens: number, prefillMs: number, decodeMs: number): GenerationSummary =>
-  ({ finishReason: 'length', promptTokens: 10, cachedTokens: 4, completionTokens, tokens: [], text: '', prefillMs, decodeMs }) as unknown as GenerationSummary;
+  ({
+    finishReason: 'length',
+    promptTokens: 10,
+    cachedTokens: 4,
+    completionTokens,
+    tokens: [],
+    text: '',
+    prefillMs,
+    decodeMs,
+  }) as unknown as GenerationSummary;
 
 test('a snapshot tells speeds since the last one, the requests that ended, the model and the prompt-cache hit rate', () => {
   const { host, engine } = fakeHost();

@@ -31,22 +31,23 @@ export class Snapshotter {
   private lastSeq = 0;
   /** Prompt and cached tokens of each of the last CACHE_WINDOW samples. */
   private readonly promptWindow: { prompt: number; cached: number }[] = [];
-  private summary: { of: object; value: { architecture: string; parameters: number; quantization: readonly { type: string }[] } } | undefined;
+  private summary:
+    { of: object; value: { architecture: string; parameters: number; quantization: readonly { type: string }[] } } | undefined;
 
   constructor(private readonly sources: SnapshotSources) {}
 
   /** The snapshot of now; its live part joins the history. */
   take(): DashboardSnapshot {
-    const live = this.live();
+    const status = this.sources.cluster?.();
+    const live = this.live(status?.plan);
     this.history.push(live);
     if (this.history.length > HISTORY_SECONDS) this.history.shift();
-    const status = this.sources.cluster?.();
     // The coordinator's status has the shape the wire type names (checked here at compile time).
     const cluster: ClusterInfo | null = status ?? null;
     return { model: this.model(), live, machine: this.machine.sample(), cluster };
   }
 
-  private live(): LiveSample {
+  private live(plan: ClusterInfo['plan']): LiveSample {
     const { host, metrics } = this.sources;
     const now = performance.now();
     const seconds = Math.max((now - this.lastAt) / 1000, 1e-3);
@@ -73,6 +74,8 @@ export class Snapshotter {
       ttftMs: first.length ? first.reduce((a, r) => a + r.ttftMs, 0) / first.length : null,
       requestTokensPerSecond: ended.filter((r) => r.decodeTokensPerSecond > 0).map((r) => r.decodeTokensPerSecond),
       cacheHitRate: prompt > 0 ? cached / prompt : null,
+      planPredictedTokensPerSecond: plan?.predictedTokensPerSecond ?? null,
+      planMeasuredTokensPerSecond: plan?.measuredTokensPerSecond ?? null,
     };
   }
 

@@ -39,6 +39,9 @@ export interface LiveSample {
   readonly requestTokensPerSecond: readonly number[];
   /** Share of prompt tokens served from the prompt cache over the last minute (null: no prompt). */
   readonly cacheHitRate: number | null;
+  /** A cluster's plan: its predicted one-stream speed, and the one measured (null: no cluster, or not measured yet). */
+  readonly planPredictedTokensPerSecond: number | null;
+  readonly planMeasuredTokensPerSecond: number | null;
 }
 
 /** This machine's load. */

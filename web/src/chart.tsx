@@ -5,6 +5,11 @@
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 
+/** A time of day as hh:mm:ss. */
+function clock(seconds: number): string {
+  return new Date(seconds * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+}
+
 /** One line of a chart. */
 export interface Line {
   readonly label: string;
@@ -26,7 +31,17 @@ export function Chart({ title, lines, data, unit }: { title: string; lines: read
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max || 0, 1) * 1.1] } },
-      axes: [{ stroke: 'currentColor', grid: { stroke: 'rgba(128,128,128,0.2)' } }, { stroke: 'currentColor', label: unit, grid: { stroke: 'rgba(128,128,128,0.2)' } }],
+      axes: [
+        // Whole seconds at most: samples come once a second.
+        {
+          stroke: 'currentColor',
+          grid: { stroke: 'rgba(128,128,128,0.2)' },
+          space: 70,
+          incrs: [1, 5, 10, 15, 30, 60, 120, 300],
+          values: (_u, splits) => splits.map(clock),
+        },
+        { stroke: 'currentColor', label: unit, grid: { stroke: 'rgba(128,128,128,0.2)' } },
+      ],
       series: [
         {},
         ...lines.map((l) => ({

@@ -22,7 +22,14 @@ export function Login() {
         </p>
       )}
       <label for="api-key">API key</label>
-      <input id="api-key" type="password" autocomplete="current-password" value={key} onInput={(e) => setKey(e.currentTarget.value)} required />
+      <input
+        id="api-key"
+        type="password"
+        autocomplete="current-password"
+        value={key}
+        onInput={(e) => setKey(e.currentTarget.value)}
+        required
+      />
       <button type="submit">Log in</button>
     </form>
   );

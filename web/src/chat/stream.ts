@@ -13,8 +13,16 @@ interface Chunk {
 }
 
 /** Streams the assistant's reply to `c`'s messages; `onText` gets the whole text so far. */
-export async function streamReply(model: string, c: Conversation, onText: (text: string) => void, signal: AbortSignal): Promise<ReplyStats> {
-  const messages = [...(c.system.trim() ? [{ role: 'system', content: c.system }] : []), ...c.messages.map((m) => ({ role: m.role, content: m.content }))];
+export async function streamReply(
+  model: string,
+  c: Conversation,
+  onText: (text: string) => void,
+  signal: AbortSignal,
+): Promise<ReplyStats> {
+  const messages = [
+    ...(c.system.trim() ? [{ role: 'system', content: c.system }] : []),
+    ...c.messages.map((m) => ({ role: m.role, content: m.content })),
+  ];
   const t0 = performance.now();
   const r = await apiFetch('/v1/chat/completions', {
     method: 'POST',

@@ -22,14 +22,19 @@ export function ChatView({ model }: { model: string }) {
 
   useEffect(() => saveConversations(list), [list]);
 
-  const update = (id: string, f: (c: Conversation) => Conversation) => setList((l) => l.map((c) => (c.id === id ? { ...f(c), updated: Date.now() } : c)));
+  const update = (id: string, f: (c: Conversation) => Conversation) =>
+    setList((l) => l.map((c) => (c.id === id ? { ...f(c), updated: Date.now() } : c)));
 
   const send = async () => {
     const text = draft.trim();
     if (!text || busy) return;
     setDraft('');
     const id = current.id;
-    const withUser: Conversation = { ...current, title: current.messages.length ? current.title : text.slice(0, 40), messages: [...current.messages, { role: 'user', content: text }] };
+    const withUser: Conversation = {
+      ...current,
+      title: current.messages.length ? current.title : text.slice(0, 40),
+      messages: [...current.messages, { role: 'user', content: text }],
+    };
     const setReply = (m: Message) => update(id, (c) => ({ ...c, messages: [...withUser.messages, m] }));
     update(id, () => withUser);
     setReply({ role: 'assistant', content: '' });
@@ -85,7 +90,11 @@ export function ChatView({ model }: { model: string }) {
           {current.messages.map((m, i) => (
             <li key={i} class={`message ${m.role}`}>
               <span class="who">{m.role === 'user' ? 'You' : 'Model'}</span>
-              {m.role === 'assistant' ? <div class="markdown" dangerouslySetInnerHTML={{ __html: renderMarkdown(m.content) }} /> : <p class="plain">{m.content}</p>}
+              {m.role === 'assistant' ? (
+                <div class="markdown" dangerouslySetInnerHTML={{ __html: renderMarkdown(m.content) }} />
+              ) : (
+                <p class="plain">{m.content}</p>
+              )}
               {m.stats && <ReplyLine stats={m.stats} />}
               {m.note && <p class="note">{m.note}</p>}
             </li>
@@ -150,7 +159,10 @@ function Settings({ conversation, onChange }: { conversation: Conversation; onCh
         placeholder="default"
         onInput={(e) => {
           const v = e.currentTarget.value === '' ? undefined : Number(e.currentTarget.value);
-          onChange({ ...conversation, sampling: { ...conversation.sampling, [name]: v !== undefined && Number.isFinite(v) ? v : undefined } });
+          onChange({
+            ...conversation,
+            sampling: { ...conversation.sampling, [name]: v !== undefined && Number.isFinite(v) ? v : undefined },
+          });
         }}
       />
     </label>

@@ -27,7 +27,9 @@ function roleOf(stages: readonly Stage[]): string {
   return stages
     .map((s) => {
       const layers = s.layerEnd - s.layerStart === 1 ? `layer ${s.layerStart}` : `layers ${s.layerStart}–${s.layerEnd - 1}`;
-      return s.splitCount > 1 ? `${layers}, ${s.splitMode ?? 'tensor'} rank ${s.splitRank + 1}/${s.splitCount} (${percent(s.splitShare)})` : layers;
+      return s.splitCount > 1
+        ? `${layers}, ${s.splitMode ?? 'tensor'} rank ${s.splitRank + 1}/${s.splitCount} (${percent(s.splitShare)})`
+        : layers;
     })
     .join('; ');
 }
@@ -82,7 +84,10 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
   const pos = new Map<string, { x: number; y: number }>([[hub.id, { x: others.length === 1 ? 120 : W / 2, y: h / 2 }]]);
   others.forEach((r, i) => {
     const a = others.length === 1 ? 0 : -Math.PI / 2 + (2 * Math.PI * i) / others.length;
-    pos.set(r.id, others.length === 1 ? { x: W - 120, y: h / 2 } : { x: W / 2 + Math.cos(a) * (W / 2 - 110), y: H / 2 + Math.sin(a) * (H / 2 - 60) });
+    pos.set(
+      r.id,
+      others.length === 1 ? { x: W - 120, y: h / 2 } : { x: W / 2 + Math.cos(a) * (W / 2 - 110), y: H / 2 + Math.sin(a) * (H / 2 - 60) },
+    );
   });
   const linkTo = (r: NodeRow) => c?.links.find((l) => l.to === r.name);
   return (
@@ -90,8 +95,9 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
       <p class="plan" data-testid="plan">
         {c ? (
           <>
-            Cluster <strong>{c.state}</strong> (plan {c.epoch}) · {c.model.name}, {c.model.layers} layers · predicted {num(c.plan?.predictedTokensPerSecond)} tok/s
-            (pipelined {num(c.plan?.predictedPipelinedTokensPerSecond)}) · measured {num(c.plan?.measuredTokensPerSecond)} tok/s
+            Cluster <strong>{c.state}</strong> (plan {c.epoch}) · {c.model.name}, {c.model.layers} layers · predicted{' '}
+            {num(c.plan?.predictedTokensPerSecond)} tok/s (pipelined {num(c.plan?.predictedPipelinedTokensPerSecond)}) · measured{' '}
+            {num(c.plan?.measuredTokensPerSecond)} tok/s
             {c.error ? ` · ${c.error}` : ''}
           </>
         ) : (
@@ -115,7 +121,13 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
         {rows.map((r) => {
           const p = pos.get(r.id)!;
           return (
-            <g key={r.id} class={`node ${r.up ? 'up' : 'down'}`} data-node={r.name} data-up={String(r.up)} transform={`translate(${p.x - 95},${p.y - 34})`}>
+            <g
+              key={r.id}
+              class={`node ${r.up ? 'up' : 'down'}`}
+              data-node={r.name}
+              data-up={String(r.up)}
+              transform={`translate(${p.x - 95},${p.y - 34})`}
+            >
               <rect width="190" height="68" rx="8" />
               <text x="95" y="20" text-anchor="middle" class="name">
                 {r.name}

@@ -11,10 +11,16 @@ export function LiveView({ history }: { history: readonly LiveSample[] }) {
     const t = history.map((s) => s.t / 1000);
     const col = (f: (s: LiveSample) => number | null) => history.map(f);
     return {
-      speed: [t, col((s) => s.tokensPerSecond), col((s) => (s.requestTokensPerSecond.length ? Math.max(...s.requestTokensPerSecond) : null))] as uPlot.AlignedData,
+      speed: [
+        t,
+        col((s) => s.tokensPerSecond),
+        col((s) => (s.requestTokensPerSecond.length ? Math.max(...s.requestTokensPerSecond) : null)),
+      ] as uPlot.AlignedData,
       ttft: [t, col((s) => s.ttftMs)] as uPlot.AlignedData,
       queue: [t, col((s) => s.inFlight), col((s) => s.queued)] as uPlot.AlignedData,
       cache: [t, col((s) => (s.cacheHitRate === null ? null : s.cacheHitRate * 100))] as uPlot.AlignedData,
+      plan: [t, col((s) => s.planPredictedTokensPerSecond), col((s) => s.planMeasuredTokensPerSecond)] as uPlot.AlignedData,
+      hasPlan: history.some((s) => s.planPredictedTokensPerSecond !== null),
     };
   }, [history]);
   const last = history[history.length - 1];
@@ -62,6 +68,17 @@ export function LiveView({ history }: { history: readonly LiveSample[] }) {
           ]}
         />
         <Chart title="Prompt-cache hit rate" unit="%" data={charts.cache} lines={[{ label: 'hit rate', color: '#0b7285' }]} />
+        {charts.hasPlan && (
+          <Chart
+            title="Cluster plan: one-stream speed"
+            unit="tok/s"
+            data={charts.plan}
+            lines={[
+              { label: 'predicted', color: '#868e96' },
+              { label: 'measured', color: '#e8590c' },
+            ]}
+          />
+        )}
       </div>
     </div>
   );
