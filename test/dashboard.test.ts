@@ -63,6 +63,11 @@ async function until(page: Page, expr: string, timeoutMs = 30_000): Promise<void
   }
 }
 
+/** Saves a screenshot of the page's content (its body, without the empty viewport below it). */
+async function shot(page: Page, name: string): Promise<void> {
+  await page.locator('body').screenshot({ path: join(shots, name) });
+}
+
 /**
  * Keeps what the page showed when a test failed (failed-N.png beside the other screenshots) and
  * returns the error with the end of what the server said (a crashed server tells why).
@@ -178,7 +183,7 @@ describe('dashboard on one machine', { skip }, () => {
       const stats = await reply.locator('.stats').textContent();
       assert.match(stats ?? '', /\d+ prompt \+ 24 tokens · [\d.]+ tok\/s/);
       assert.ok(((await reply.locator('.markdown').textContent()) ?? '').length > 0, 'the reply has text');
-      await page.screenshot({ path: join(shots, 'chat.png'), fullPage: true });
+      await shot(page, 'chat.png');
       // The conversation is kept in the browser.
       await page.reload();
       await page.locator('.message.user', { hasText: 'Hello there' }).waitFor();
@@ -186,16 +191,16 @@ describe('dashboard on one machine', { skip }, () => {
       await view(page, 'Live');
       await until(page, `Number(document.querySelector('[data-testid="live-samples"]')?.textContent?.split(' ')[0]) > 1`);
       assert.equal(await page.locator('.chart canvas').count(), 4);
-      await page.screenshot({ path: join(shots, 'live.png'), fullPage: true });
+      await shot(page, 'live.png');
 
       await view(page, 'Models');
       assert.equal(await page.getByTestId('model-architecture').textContent(), 'llama');
       assert.equal(await page.getByTestId('model-quantization').textContent(), 'F32');
-      await page.screenshot({ path: join(shots, 'models.png'), fullPage: true });
+      await shot(page, 'models.png');
 
       await view(page, 'Cluster');
       await page.locator('[data-node="this machine"][data-up="true"]').waitFor();
-      await page.screenshot({ path: join(shots, 'cluster-one-machine.png'), fullPage: true });
+      await shot(page, 'cluster-one-machine.png');
       assert.deepEqual(errors, []);
     } catch (err) {
       throw await failed(page, 1, err, server);
@@ -267,14 +272,14 @@ describe('dashboard on one machine', { skip }, () => {
         const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
         assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the screen`);
       }
-      await page.screenshot({ path: join(shots, 'phone-cluster.png'), fullPage: true });
+      await shot(page, 'phone-cluster.png');
       await view(page, 'Chat');
       // Tab to the nav's Live link and follow it with Enter.
       await page.locator('nav a').first().focus();
       await page.keyboard.press('Tab');
       await page.keyboard.press('Enter');
       await until(page, `location.hash === '#live'`);
-      await page.screenshot({ path: join(shots, 'phone-live.png'), fullPage: true });
+      await shot(page, 'phone-live.png');
       assert.deepEqual(errors, []);
     } catch (err) {
       throw await failed(page, 3, err, server);
@@ -303,7 +308,7 @@ describe('dashboard with --api-key', { skip }, () => {
       await field.fill('wrong-key');
       await page.getByRole('button', { name: 'Log in' }).click();
       await page.getByRole('alert').getByText('The server refused that key.').waitFor();
-      await page.screenshot({ path: join(shots, 'login.png'), fullPage: true });
+      await shot(page, 'login.png');
       await field.fill('right-key');
       await page.getByRole('button', { name: 'Log in' }).click();
       await page.getByRole('status').getByText('tiny · ready').waitFor();
@@ -353,7 +358,7 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       assert.match((await nodes.filter({ hasNotText: 'coordinator' }).textContent()) ?? '', /layer 1/);
       assert.match((await page.locator('.graph .link text').textContent()) ?? '', /[\d.]+ ms · \d+ MB\/s/);
       assert.match((await page.getByTestId('plan').textContent()) ?? '', /plan 1\b.*predicted [\d.]+ tok\/s/);
-      await page.screenshot({ path: join(shots, 'cluster.png'), fullPage: true });
+      await shot(page, 'cluster.png');
 
       await view(page, 'Chat');
       await page.getByText('System prompt and sampling').click();
@@ -369,7 +374,7 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       await node.stop();
       // The feed says so within a few seconds (the coordinator sees the connection drop).
       await page.locator('.graph .node[data-up="false"]').waitFor({ timeout: 15_000 });
-      await page.screenshot({ path: join(shots, 'cluster-node-down.png'), fullPage: true });
+      await shot(page, 'cluster-node-down.png');
       // The re-plan: a new plan in which the coordinator holds every layer.
       await page
         .getByTestId('plan')
@@ -385,7 +390,7 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       await view(page, 'Live');
       await page.getByText('Cluster plan: one-stream speed').waitFor();
       assert.equal(await page.locator('.chart canvas').count(), 5);
-      await page.screenshot({ path: join(shots, 'cluster-live.png'), fullPage: true });
+      await shot(page, 'cluster-live.png');
     } catch (err) {
       const e = await failed(page, 5, err, server);
       throw new Error(`${e.message}\nnode: ${node.stderr().slice(-1000)}`, { cause: err });
