@@ -264,8 +264,12 @@ describe('dashboard on one machine', { skip }, () => {
   test('at phone width (390 px) nothing overflows sideways and the nav works from the keyboard', async () => {
     const { page, errors } = await openPage(390, 844);
     try {
+      // As on a page opened over plain HTTP from another machine, which has no crypto.randomUUID.
+      await page.addInitScript('delete Crypto.prototype.randomUUID');
       await page.goto(server.url + '/#chat');
       await page.getByLabel('Message').waitFor();
+      await page.getByRole('button', { name: 'New chat' }).click();
+      assert.equal(await page.locator('.conversations li').count(), 2);
       for (const name of ['Chat', 'Live', 'Cluster', 'Models']) {
         await view(page, name);
         await page.waitForTimeout(200);

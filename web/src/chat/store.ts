@@ -62,7 +62,12 @@ export function saveConversations(list: readonly Conversation[]): void {
   }
 }
 
+/** A random id; crypto.randomUUID exists only on secure pages, and the dashboard is often opened over plain HTTP on a LAN. */
+function randomId(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 /** A new empty conversation. */
 export function newConversation(): Conversation {
-  return { id: crypto.randomUUID(), title: 'New chat', system: '', sampling: {}, messages: [], updated: Date.now() };
+  return { id: randomId(), title: 'Untitled', system: '', sampling: {}, messages: [], updated: Date.now() };
 }
