@@ -1,12 +1,21 @@
 /**
- * This machine's CPU load (from /proc/stat, else the load average) and package power (from Linux
- * RAPL where readable; null elsewhere), sampled by differences between calls.
+ * This machine's CPU load (from /proc/stat, else the load average) and power: Linux RAPL energy
+ * counters of every CPU package where readable, else hwmon power sensors; null where neither is.
+ * Load and RAPL power are measured between calls.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, freemem, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
 import type { MachineSample } from './wire.js';
 
-const RAPL = '/sys/class/powercap/intel-rapl:0';
+/** Where the kernel tells load and power (tests point these at a fake tree). */
+export interface MachinePaths {
+  readonly procStat: string;
+  /** /sys/class: its powercap/intel-rapl:N packages and hwmon/hwmonN sensors. */
+  readonly sysClass: string;
+}
+
+const LINUX: MachinePaths = { procStat: '/proc/stat', sysClass: '/sys/class' };
 
 function readText(path: string): string | undefined {
   try {
@@ -16,9 +25,23 @@ function readText(path: string): string | undefined {
   }
 }
 
+function readNumber(path: string): number | undefined {
+  const text = readText(path);
+  const v = text === undefined ? NaN : Number(text.trim());
+  return Number.isFinite(v) ? v : undefined;
+}
+
+function list(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
 /** Busy and total jiffies of all cores, from /proc/stat's first line. */
-function cpuTimes(): { busy: number; total: number } | undefined {
-  const line = readText('/proc/stat')?.split('\n', 1)[0];
+function cpuTimes(procStat: string): { busy: number; total: number } | undefined {
+  const line = readText(procStat)?.split('\n', 1)[0];
   if (!line?.startsWith('cpu ')) return undefined;
   const v = line.trim().split(/\s+/).slice(1).map(Number);
   if (v.length < 4 || v.some((x) => !Number.isFinite(x))) return undefined;
@@ -27,36 +50,74 @@ function cpuTimes(): { busy: number; total: number } | undefined {
   return { busy: total - idle, total };
 }
 
+/** A RAPL package's energy counter (µJ) and where it wraps. */
+interface RaplPackage {
+  readonly energy: string;
+  readonly range: number | undefined;
+}
+
 /** Samples this machine; each call measures since the previous one. */
 export class MachineSampler {
-  private cpu = cpuTimes();
-  private energy = this.readEnergy();
+  private cpu: { busy: number; total: number } | undefined;
+  /** Top-level RAPL domains (intel-rapl:0, :1, ...: one per package; their subdomains are parts of them). */
+  private readonly packages: RaplPackage[];
+  /** hwmon sensors of power in µW (power1_average or power1_input). */
+  private readonly sensors: string[];
+  private energy: number[] | undefined;
   private energyAt = performance.now();
-  private readonly energyRange = Number(readText(`${RAPL}/max_energy_range_uj`) ?? NaN);
 
-  private readEnergy(): number | undefined {
-    const v = Number(readText(`${RAPL}/energy_uj`));
-    return Number.isFinite(v) ? v : undefined;
+  constructor(private readonly paths: MachinePaths = LINUX) {
+    this.cpu = cpuTimes(paths.procStat);
+    const powercap = join(paths.sysClass, 'powercap');
+    this.packages = list(powercap)
+      .filter((d) => /^intel-rapl:\d+$/.test(d))
+      .map((d) => ({ energy: join(powercap, d, 'energy_uj'), range: readNumber(join(powercap, d, 'max_energy_range_uj')) }))
+      .filter((p) => readNumber(p.energy) !== undefined);
+    const hwmon = join(paths.sysClass, 'hwmon');
+    this.sensors = this.packages.length
+      ? []
+      : list(hwmon)
+          .map((d) => ['power1_average', 'power1_input'].map((f) => join(hwmon, d, f)).find((p) => readNumber(p) !== undefined))
+          .filter((p): p is string => p !== undefined);
+    this.energy = this.readEnergy();
+  }
+
+  private readEnergy(): number[] | undefined {
+    if (!this.packages.length) return undefined;
+    const values = this.packages.map((p) => readNumber(p.energy));
+    return values.every((v) => v !== undefined) ? (values as number[]) : undefined;
+  }
+
+  private power(): number | null {
+    if (this.sensors.length) {
+      const uw = this.sensors.map(readNumber);
+      return uw.every((v) => v !== undefined) ? (uw as number[]).reduce((a, b) => a + b, 0) / 1e6 : null;
+    }
+    const energy = this.readEnergy();
+    const now = performance.now();
+    const before = this.energy;
+    const seconds = (now - this.energyAt) / 1000;
+    this.energy = energy;
+    this.energyAt = now;
+    if (!energy || !before || seconds <= 0) return null;
+    let joules = 0;
+    for (let i = 0; i < energy.length; i++) {
+      // A counter wraps at its max_energy_range_uj.
+      let d = energy[i] - before[i];
+      if (d < 0 && this.packages[i].range !== undefined) d += this.packages[i].range!;
+      if (d < 0) return null;
+      joules += d / 1e6;
+    }
+    return joules / seconds;
   }
 
   /** Load and power since the last call. */
   sample(): MachineSample {
-    const cpu = cpuTimes();
+    const cpu = cpuTimes(this.paths.procStat);
     let cpuLoad: number | null = null;
     if (cpu && this.cpu && cpu.total > this.cpu.total) cpuLoad = (cpu.busy - this.cpu.busy) / (cpu.total - this.cpu.total);
     else if (!cpu) cpuLoad = Math.min(1, loadavg()[0] / availableParallelism());
     this.cpu = cpu;
-    const energy = this.readEnergy();
-    const now = performance.now();
-    let powerWatts: number | null = null;
-    if (energy !== undefined && this.energy !== undefined && now > this.energyAt) {
-      // The counter wraps at max_energy_range_uj.
-      let d = energy - this.energy;
-      if (d < 0 && Number.isFinite(this.energyRange)) d += this.energyRange;
-      if (d >= 0) powerWatts = d / 1e6 / ((now - this.energyAt) / 1000);
-    }
-    this.energy = energy;
-    this.energyAt = now;
-    return { cpuLoad, powerWatts, totalMemoryBytes: totalmem(), freeMemoryBytes: freemem() };
+    return { cpuLoad, powerWatts: this.power(), totalMemoryBytes: totalmem(), freeMemoryBytes: freemem() };
   }
 }

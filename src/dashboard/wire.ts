@@ -48,7 +48,7 @@ export interface LiveSample {
 export interface MachineSample {
   /** Busy share of all cores over the last second, 0..1 (null: not readable). */
   readonly cpuLoad: number | null;
-  /** Package power in watts from RAPL (null: not readable here). */
+  /** Power in watts: RAPL packages, else hwmon sensors (null: neither readable here). */
   readonly powerWatts: number | null;
   readonly totalMemoryBytes: number;
   readonly freeMemoryBytes: number;
