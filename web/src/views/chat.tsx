@@ -2,7 +2,7 @@
  * Chat: a conversation list kept in the browser, a streamed reply rendered as Markdown with a stop
  * button, a system prompt and sampling settings, and tokens and speed under each reply.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { renderMarkdown } from '../markdown';
 import { loadConversations, newConversation, saveConversations, type Conversation, type Message, type Sampling } from '../chat/store';
 import { streamReply } from '../chat/stream';
@@ -20,7 +20,12 @@ export function ChatView({ model }: { model: string }) {
   const abort = useRef<AbortController | null>(null);
   const current = list.find((c) => c.id === currentId) ?? list[0];
 
-  useEffect(() => saveConversations(list), [list]);
+  // While a reply streams, store at most twice a second rather than on every token.
+  useEffect(() => {
+    if (!busy) return saveConversations(list);
+    const t = setTimeout(() => saveConversations(list), 500);
+    return () => clearTimeout(t);
+  }, [list, busy]);
 
   const update = (id: string, f: (c: Conversation) => Conversation) =>
     setList((l) => l.map((c) => (c.id === id ? { ...f(c), updated: Date.now() } : c)));
@@ -90,11 +95,7 @@ export function ChatView({ model }: { model: string }) {
           {current.messages.map((m, i) => (
             <li key={i} class={`message ${m.role}`}>
               <span class="who">{m.role === 'user' ? 'You' : 'Model'}</span>
-              {m.role === 'assistant' ? (
-                <div class="markdown" dangerouslySetInnerHTML={{ __html: renderMarkdown(m.content) }} />
-              ) : (
-                <p class="plain">{m.content}</p>
-              )}
+              {m.role === 'assistant' ? <Markdown text={m.content} /> : <p class="plain">{m.content}</p>}
               {m.stats && <ReplyLine stats={m.stats} />}
               {m.note && <p class="note">{m.note}</p>}
             </li>
@@ -134,6 +135,12 @@ export function ChatView({ model }: { model: string }) {
       </section>
     </div>
   );
+}
+
+/** A reply as HTML, parsed again only when its text changes (not on every token of another reply). */
+function Markdown({ text }: { text: string }) {
+  const html = useMemo(() => renderMarkdown(text), [text]);
+  return <div class="markdown" dangerouslySetInnerHTML={{ __html: html }} />;
 }
 
 function ReplyLine({ stats }: { stats: NonNullable<Message['stats']> }) {
