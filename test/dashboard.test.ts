@@ -1,11 +1,13 @@
 /**
- * The dashboard in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by
- * playwright-core against real `cairn serve` processes on loopback. One machine: the page loads
- * under its Content-Security-Policy without console errors, a chat message gets a streamed reply
- * with its token counts, the Live, Models and Cluster views fill from the live feed, the layout
- * holds at phone width, and with --api-key the login field keeps a wrong key out and lets the
- * right one in. A 2-node cluster: both nodes and the plan show, and a killed node turns red.
- * Screenshots of each view go to dist/test-screenshots/.
+ * The dashboard against real `cairn serve` processes on loopback. Over plain HTTP: GET / for
+ * browsers and for other clients, the files' cache headers, the live feed behind the key. In a
+ * real browser, headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core: the page
+ * loads under its Content-Security-Policy without console errors, a chat message gets a streamed
+ * reply with its token counts, Markdown keeps raw HTML as text, Stop ends a reply midway, the Live,
+ * Models and Cluster views fill from the feed, the layout holds at phone width, and with --api-key
+ * the login field keeps a wrong key out and lets the right one in. A 2-node cluster: both nodes and
+ * the plan show, a killed node turns red and the re-plan shows. Screenshots of each view go to
+ * dist/test-screenshots/.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -40,7 +42,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A page that records console errors and failed requests. */
+/** A page that records console errors (failed requests among them) and uncaught exceptions. */
 async function openPage(width = 1280, height = 900): Promise<{ page: Page; errors: string[] }> {
   const page = await browser!.newPage({ viewport: { width, height } });
   const errors: string[] = [];
