@@ -323,6 +323,10 @@ describe('dashboard with --api-key', { skip }, () => {
       await page.reload();
       await page.getByRole('status').getByText('tiny · ready').waitFor();
       await page.getByLabel('Message').waitFor();
+      // Forgetting the key asks for it again.
+      await page.getByRole('button', { name: 'Forget key' }).click();
+      await page.getByLabel('API key').waitFor();
+      assert.equal(await page.evaluate(`sessionStorage.getItem('cairn.apiKey')`), null);
     } catch (err) {
       throw await failed(page, 4, err, server);
     } finally {

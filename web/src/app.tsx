@@ -3,7 +3,7 @@
  * one live feed shared by all of them, and the login field when the server wants a key.
  */
 import { useEffect, useState } from 'preact/hooks';
-import { isLoginNeeded, onAuthChange } from './auth';
+import { apiKey, isLoginNeeded, onAuthChange, setApiKey } from './auth';
 import { useFeed } from './feed';
 import { Login } from './login';
 import { usePlanLog } from './plan-log';
@@ -59,6 +59,19 @@ export function App() {
           <span class={`dot ${feed.connected ? 'on' : 'off'}`} aria-hidden="true" />
           {feed.connected ? (model ? `${model.id} · ${model.state}` : 'connected') : login ? 'API key needed' : 'offline, retrying'}
         </p>
+        {apiKey() !== null && !login && (
+          <button
+            type="button"
+            class="quiet"
+            onClick={() => {
+              // Forget the key and start again: every open call and the feed go with the old one.
+              setApiKey('');
+              location.reload();
+            }}
+          >
+            Forget key
+          </button>
+        )}
       </header>
       <main>
         {login ? (
