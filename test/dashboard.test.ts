@@ -277,15 +277,14 @@ describe('dashboard on one machine', { skip }, () => {
         await page.waitForTimeout(200);
         const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
         assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the screen`);
+        await shot(page, `phone-${name.toLowerCase()}.png`);
       }
-      await shot(page, 'phone-cluster.png');
       await view(page, 'Chat');
       // Tab to the nav's Live link and follow it with Enter.
       await page.locator('nav a').first().focus();
       await page.keyboard.press('Tab');
       await page.keyboard.press('Enter');
       await until(page, `location.hash === '#live'`);
-      await shot(page, 'phone-live.png');
       assert.deepEqual(errors, []);
     } catch (err) {
       throw await failed(page, 3, err, server);
