@@ -246,3 +246,15 @@ export class SyntheticTensors {
     this.metadata.push([key, value]);
   }
 }
+
+/** The i-th word of the synthetic vocabularies: a, b, ..., z, ba, ... (digits of i in base 26, lowest first). */
+export function syntheticWord(i: number): string {
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  let word = '';
+  let k = i;
+  do {
+    word += letters[k % 26];
+    k = Math.floor(k / 26);
+  } while (k > 0);
+  return word;
+}

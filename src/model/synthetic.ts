@@ -9,7 +9,7 @@ import { gv, type GgufValue } from '../gguf/values.js';
 import { writeGguf } from '../gguf/writer.js';
 import { familyFor, MODEL_FAMILIES } from './registry.js';
 import { encoderFamilyFor, isEncoderArchitecture } from './encoders/registry.js';
-import { SyntheticTensors, type Quantizer, type SyntheticModelSpec, type SyntheticQuant, type SyntheticShape } from './synthetic-tensors.js';
+import { SyntheticTensors, syntheticWord, type Quantizer, type SyntheticModelSpec, type SyntheticQuant, type SyntheticShape } from './synthetic-tensors.js';
 
 export type { Quantizer, SyntheticModelSpec, SyntheticQuant, SyntheticShape } from './synthetic-tensors.js';
 
@@ -24,15 +24,8 @@ export function syntheticVocab(n: number): { tokens: string[]; scores: number[];
     tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
     types.push(6);
   }
-  const letters = 'abcdefghijklmnopqrstuvwxyz';
   for (let i = 0; tokens.length < n; i++) {
-    let word = '';
-    let k = i;
-    do {
-      word += letters[k % 26];
-      k = Math.floor(k / 26);
-    } while (k > 0);
-    tokens.push((i % 2 === 0 ? '▁' : '') + word);
+    tokens.push((i % 2 === 0 ? '▁' : '') + syntheticWord(i));
     types.push(1);
   }
   tokens.length = n;

@@ -5,7 +5,7 @@
  * file tokenizes text as a real one does.
  */
 import { gv } from '../../gguf/values.js';
-import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
+import { syntheticWord, type SyntheticModelSpec, type SyntheticTensors } from '../synthetic-tensors.js';
 
 /** llama.cpp's numbers of the pooling types. */
 const POOLING_NUMBER = { none: 0, mean: 1, cls: 2, last: 3 } as const;
@@ -52,15 +52,9 @@ export function wordPieceVocab(n: number): { tokens: string[]; types: number[] }
     tokens.push(names[i] ?? `[unused${i}]`);
     types.push(names[i] ? 3 : 1);
   }
-  const letters = 'abcdefghijklmnopqrstuvwxyz';
-  for (const c of letters) tokens.push(`\u2581${c}`, c);
+  for (const c of 'abcdefghijklmnopqrstuvwxyz') tokens.push(`\u2581${c}`, c);
   for (let i = 26; tokens.length < n; i++) {
-    let word = '';
-    let k = i;
-    do {
-      word += letters[k % 26];
-      k = Math.floor(k / 26);
-    } while (k > 0);
+    const word = syntheticWord(i);
     tokens.push(i % 2 === 0 ? `\u2581${word}` : word);
   }
   tokens.length = n;

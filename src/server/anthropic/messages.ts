@@ -17,7 +17,7 @@ import { forcedCall, toolCallsOf } from '../openai/chat.js';
 import { parseBody } from '../parse-body.js';
 import { SseStream } from '../sse.js';
 import { prepareMessage } from './prepare.js';
-import { ProseGate } from './prose-gate.js';
+import { ProseGate } from '../prose-gate.js';
 import { messagesRequest, unknownFields, unsupportedContent, type MessagesRequest } from './schemas.js';
 import { MessageStream, type AnthropicUsage } from './stream.js';
 
@@ -165,10 +165,10 @@ async function streamMessage(host: ModelHost, model: LoadedModel, metrics: Serve
     else out.error(toApiError(summary?.error ?? new Error('generation ended without a result')));
     return;
   }
-  const { text, calls } = replyOf(host, model, summary, s.tools, s.forced, gate?.passedRaw ?? 0);
+  const { text, calls } = replyOf(host, model, summary, s.tools, s.forced, gate?.streamedRaw ?? 0);
   if (text !== undefined) out.text(text);
   else if (s.forced) out.text(summary.text);
-  else out.text(gate?.heldText() ?? '');
+  else out.text(gate?.rest() ?? '');
   for (const call of calls) {
     const block = toolUseOf(call);
     out.toolUse(block.id, block.name, block.input);

@@ -2,11 +2,9 @@
  * Streaming a response as the Responses API does: named server-sent events, each with its
  * sequence number, in the order the official clients accumulate them (response.created, the
  * message item and its text part, text deltas, their done events, function call items, and the
- * final response.completed / incomplete / failed). And the gate that tells which generated text is
- * prose for sure, to stream at once, when a tool call in the template's syntax could still follow.
+ * final response.completed / incomplete / failed). Which text may stream at once while a tool call
+ * could still follow is the shared ProseGate's (../prose-gate.ts).
  */
-import type { LoadedModel } from '../../engine/load.js';
-import { proseLength, type ToolCallFormat } from '../../tokenizer/chat/index.js';
 import type { SseStream } from '../sse.js';
 import { functionCallItem, messageItem, outputTextPart, type Reply } from './responses-items.js';
 
@@ -75,45 +73,5 @@ export class ResponseEvents {
       this.emit('response.function_call_arguments.done', { item_id: c.id, output_index: index, name: c.name, arguments: c.arguments });
       this.emit('response.output_item.done', { output_index: index, item: functionCallItem(c, 'completed') });
     }
-  }
-}
-
-/**
- * Which generated text can be streamed now. Without a tool-call format all of it; with one, text
- * is released as long as it is prose for sure (proseLength, judged on the text with special tokens
- * written out, as the calls are parsed), and from the first possible call on it is held.
- */
-export class ProseGate {
-  private raw = '';
-  private readonly held: { rawEnd: number; text: string }[] = [];
-  private readonly decoder: ReturnType<LoadedModel['tokenizer']['streamDecoder']> | undefined;
-  /** Characters of the raw text whose text has been released. */
-  streamedRaw = 0;
-
-  constructor(
-    model: LoadedModel,
-    private readonly format: ToolCallFormat | undefined,
-  ) {
-    this.decoder = format ? model.tokenizer.streamDecoder({ skipSpecial: false, sequenceStart: true }) : undefined;
-  }
-
-  /** A generated token's (or released) text in; the text that may be streamed now out. */
-  push(ev: { type: 'token'; id: number; text: string } | { type: 'text'; text: string }): string {
-    if (!this.format || !this.decoder) return ev.text;
-    if (ev.type === 'token') this.raw += this.decoder.push(ev.id);
-    this.held.push({ rawEnd: this.raw.length, text: ev.text });
-    const prose = proseLength(this.raw, this.format);
-    let out = '';
-    while (this.held.length > 0 && this.held[0].rawEnd <= prose) {
-      const h = this.held.shift()!;
-      this.streamedRaw = h.rawEnd;
-      out += h.text;
-    }
-    return out;
-  }
-
-  /** The text still held (all of it prose, when the reply turned out to hold no call). */
-  rest(): string {
-    return this.held.map((h) => h.text).join('');
   }
 }

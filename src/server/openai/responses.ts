@@ -24,7 +24,8 @@ import { forcedCall, forcedCallSchema, toolCallsOf } from './chat.js';
 import { ResponseStore } from './response-store.js';
 import { assistantTurn, messagesOfInput, newId, outputOf, replyCalls, type Reply } from './responses-items.js';
 import { responseCreateRequest, responseInputItems, unknownResponseFields, unsupportedResponseField, type ResponseCreateRequest } from './responses-schemas.js';
-import { ProseGate, ResponseEvents } from './responses-stream.js';
+import { ResponseEvents } from './responses-stream.js';
+import { ProseGate } from '../prose-gate.js';
 
 /** 404 for a response this server does not keep. */
 function responseNotFound(id: string, param: string | null): ApiError {
