@@ -1,6 +1,6 @@
 /**
- * Which generated text can be streamed now, for the chat-shaped APIs that parse tool calls from a
- * finished reply (Anthropic's Messages, OpenAI's Responses). Without a tool-call format all of it;
+ * Which generated text can be streamed now, for the routes that parse tool calls from a finished
+ * reply (chat completions, Anthropic's Messages, OpenAI's Responses). Without a tool-call format all of it;
  * with one, text is released as long as it is prose for sure (proseLength, judged on the reply
  * with special tokens written out, as calls are parsed), and from the first possible call on it
  * is held until the reply is complete and parsed.
@@ -8,10 +8,24 @@
 import type { LoadedModel } from '../engine/load.js';
 import { proseLength, type ToolCallFormat } from '../tokenizer/chat/index.js';
 
+/** A piece of the reply as it came, with what the route keeps beside it (its token's logprobs). */
+export interface GatedPiece<T> {
+  readonly rawEnd: number;
+  readonly text: string;
+  readonly extra?: T;
+}
+
+/** A generation event's text (a token's, with its id, or text released at the end). */
+export interface GeneratedPiece {
+  readonly type: string;
+  readonly id?: number;
+  readonly text: string;
+}
+
 /** Lets through the streamed text that cannot be part of a tool call. */
-export class ProseGate {
+export class ProseGate<T = never> {
   private raw = '';
-  private readonly held: { rawEnd: number; text: string }[] = [];
+  private readonly held: GatedPiece<T>[] = [];
   private readonly decoder: { push(id: number): string } | undefined;
   /** Characters of the reply (special tokens written out) whose text has been let through. */
   streamedRaw = 0;
@@ -24,21 +38,32 @@ export class ProseGate {
   }
 
   /** Takes one generated piece; returns the text that may be sent now (held text included). */
-  push(ev: { type: 'token'; id: number; text: string } | { type: 'text'; text: string }): string {
-    if (!this.format || !this.decoder) return ev.text;
-    if (ev.type === 'token') this.raw += this.decoder.push(ev.id);
-    this.held.push({ rawEnd: this.raw.length, text: ev.text });
+  push(ev: GeneratedPiece): string {
+    if (!this.format) return ev.text;
+    return this.release(ev).map((p) => p.text).join('');
+  }
+
+  /** Takes one generated piece with its `extra`; returns the pieces that may be sent now, in order. */
+  release(ev: GeneratedPiece, extra?: T): GatedPiece<T>[] {
+    if (!this.format || !this.decoder) return [{ rawEnd: 0, text: ev.text, extra }];
+    if (ev.type === 'token' && ev.id !== undefined) this.raw += this.decoder.push(ev.id);
+    this.held.push({ rawEnd: this.raw.length, text: ev.text, extra });
     const prose = proseLength(this.raw, this.format);
-    let out = '';
+    const out: GatedPiece<T>[] = [];
     while (this.held.length > 0 && this.held[0].rawEnd <= prose) {
       const h = this.held.shift()!;
       this.streamedRaw = h.rawEnd;
-      out += h.text;
+      out.push(h);
     }
     return out;
   }
 
-  /** The text still held (all of it prose, when the reply turned out to hold no call). */
+  /** The pieces still held (all of them prose, when the reply turned out to hold no call). */
+  heldPieces(): readonly GatedPiece<T>[] {
+    return this.held;
+  }
+
+  /** The text still held. */
   rest(): string {
     return this.held.map((h) => h.text).join('');
   }

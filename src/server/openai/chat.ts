@@ -8,13 +8,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/chat.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { GenerationSummary } from '../../engine/engine.js';
-import { detectToolCallFormat, parseToolCalls, proseLength, type ToolDefinition } from '../../tokenizer/chat/index.js';
+import { detectToolCallFormat, parseToolCalls, type ToolDefinition } from '../../tokenizer/chat/index.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { chatLogprob, samplerFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
+import { ProseGate } from '../prose-gate.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
 import { chatCompletionRequest, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
 
@@ -176,13 +177,9 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   });
   sse.send(chunk({ role: 'assistant', content: '' }, null));
   // With tools the reply may hold calls, known only once complete. Text is streamed as long as it
-  // is prose for sure (see proseLength, judged on the text with special tokens written out, as
-  // the calls are parsed); from the first possible call on, the rest waits for the end.
+  // is prose for sure (ProseGate); from the first possible call on, the rest waits for the end.
   const format = tools && !forced ? detectToolCallFormat(host.prompts.templateSource ?? '') : undefined;
-  const gate = format ? { format, raw: model.tokenizer.streamDecoder({ skipSpecial: false, sequenceStart: true }) } : undefined;
-  let rawText = '';
-  let streamedRaw = 0; // characters of rawText whose content has been sent
-  const held: { rawEnd: number; text: string; lp?: unknown }[] = [];
+  const gate = format ? new ProseGate<{ content: unknown[] }>(model, format) : undefined;
   let summary: GenerationSummary | undefined;
   for await (const ev of events) {
     if (ev.type === 'done') {
@@ -192,14 +189,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     if (forced) continue; // the whole reply is the call
     const lp = ev.type === 'token' && ev.logprobs ? { content: [chatLogprob(model, ev.logprobs)] } : undefined;
     if (gate) {
-      if (ev.type === 'token') rawText += gate.raw.push(ev.id);
-      held.push({ rawEnd: rawText.length, text: ev.text, lp });
-      const prose = proseLength(rawText, gate.format);
-      while (held.length > 0 && held[0].rawEnd <= prose) {
-        const h = held.shift()!;
-        streamedRaw = h.rawEnd;
-        if (h.text !== '' || h.lp) sse.send(chunk({ content: h.text }, null, h.lp));
-      }
+      for (const h of gate.release(ev, lp)) if (h.text !== '' || h.extra) sse.send(chunk({ content: h.text }, null, h.extra));
       continue;
     }
     if (ev.text === '' && !lp) continue;
@@ -213,7 +203,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   }
   let finish: string = finishReason(summary);
   if (tools) {
-    const calls = forced ? forcedCall(summary) : toolCallsOf(host, model, summary, streamedRaw);
+    const calls = forced ? forcedCall(summary) : toolCallsOf(host, model, summary, gate?.streamedRaw ?? 0);
     if (calls) {
       if (calls.content) sse.send(chunk({ content: calls.content }, null));
       sse.send(chunk({ tool_calls: calls.calls }, null));
@@ -222,8 +212,9 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
       if (summary.text) sse.send(chunk({ content: summary.text }, null));
     } else {
       // No call after all: what was held is prose, sent in one chunk (with its tokens' logprobs).
+      const held = gate?.heldPieces() ?? [];
       const text = held.map((h) => h.text).join('');
-      const lps = held.flatMap((h) => (h.lp ? (h.lp as { content: unknown[] }).content : []));
+      const lps = held.flatMap((h) => h.extra?.content ?? []);
       if (text !== '' || lps.length > 0) sse.send(chunk({ content: text }, null, lps.length > 0 ? { content: lps } : undefined));
     }
   }
