@@ -24,7 +24,11 @@ export type CairnErrorCode =
   | 'CLUSTER_CLOSED'
   | 'CLUSTER_TIMEOUT'
   | 'CLUSTER_UNREACHABLE'
-  | 'CLUSTER_REMOTE';
+  | 'CLUSTER_REMOTE'
+  | 'HUB_AUTH'
+  | 'HUB_NOT_FOUND'
+  | 'HUB_UNREACHABLE'
+  | 'HUB_INTEGRITY';
 
 /** An error with a catalog code; `message` says what happened and, where it can, what to do. */
 export class CairnError extends Error {
