@@ -1,4 +1,4 @@
-/** The dashboard's snapshots: speeds from the engine's counters, per-request numbers from the metrics, hit rate, history bound. */
+/** The dashboard's snapshots: speeds from the engine's counters, per-request numbers and the ended requests from the metrics, hit rate, history bound. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ServerMetrics } from '../server/metrics.js';
@@ -56,6 +56,12 @@ test('a snapshot tells speeds since the last one, the requests that ended, the m
   assert.equal(s.live.ttftMs, 30);
   assert.deepEqual(s.live.requestTokensPerSecond, [20]); // 10 tokens after the first in 0.5 s
   assert.equal(s.live.cacheHitRate, 0.25);
+  // The fake engine holds no sequences; the request that ended is listed.
+  assert.deepEqual([s.requests.running, s.requests.runningTotal], [[], 0]);
+  assert.deepEqual(
+    s.requests.finished.map((r) => [r.seq, r.completionTokens, r.tokensPerSecond, r.ttftMs]),
+    [[1, 11, 20, 30]],
+  );
   assert.deepEqual(
     { arch: s.model.architecture, quant: s.model.quantization, ctx: s.model.contextPerSlot, slots: s.model.slots, layers: s.model.layers },
     { arch: 'llama', quant: 'Q8_0', ctx: 512, slots: 4, layers: 2 },

@@ -1,11 +1,13 @@
 /**
  * Builds the dashboard's snapshot once a second from the model host, the server's metrics, the
- * engine's counters and the cluster's status, and keeps the last minutes of live samples.
+ * engine's counters and the requests it holds, and the cluster's status, and keeps the last minutes of
+ * live samples.
  */
 import type { ModelHost } from '../server/host.js';
 import type { ServerMetrics } from '../server/metrics.js';
 import type { ServerOptions } from '../server/app.js';
 import { MachineSampler } from './machine.js';
+import { finishedRequests, runningRequests } from './requests.js';
 import type { ClusterInfo, DashboardSnapshot, LiveSample, ModelInfo } from './wire.js';
 
 /** Live samples kept: five minutes at one a second. */
@@ -44,7 +46,10 @@ export class Snapshotter {
     if (this.history.length > HISTORY_SECONDS) this.history.shift();
     // The coordinator's status has the shape the wire type names (checked here at compile time).
     const cluster: ClusterInfo | null = status ?? null;
-    return { model: this.model(), live, machine: this.machine.sample(), cluster };
+    const { host, metrics } = this.sources;
+    const running = runningRequests(host.model?.engine, host.id);
+    const requests = { running: running.list, runningTotal: running.total, finished: finishedRequests(metrics.recent) };
+    return { model: this.model(), live, requests, machine: this.machine.sample(), cluster };
   }
 
   private live(plan: ClusterInfo['plan']): LiveSample {

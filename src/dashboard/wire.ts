@@ -90,10 +90,53 @@ export interface ClusterInfo {
   };
 }
 
+/** A request the engine holds now: waiting for a slot, reading its prompt, or generating. */
+export interface RunningRequest {
+  /** The engine's number for it (counting from 1 since the model loaded). */
+  readonly id: number;
+  readonly model: string;
+  readonly phase: 'queued' | 'prompt' | 'generating';
+  readonly promptTokens: number;
+  /** Tokens generated so far. */
+  readonly tokens: number;
+  /** The most it may generate. */
+  readonly maxTokens: number;
+  /** Decode speed so far: tokens after the first, per second since the first (null: fewer than two yet). */
+  readonly tokensPerSecond: number | null;
+  /** Since it reached the engine, in ms. */
+  readonly elapsedMs: number;
+  /** Time to its first token in ms (null: none yet). */
+  readonly ttftMs: number | null;
+}
+
+/** A request that ended. */
+export interface FinishedRequest {
+  /** Its place in the order requests ended (1, 2, ...). */
+  readonly seq: number;
+  /** ms since the epoch. */
+  readonly endedAt: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Decode speed: tokens after the first per second (0: fewer than two tokens). */
+  readonly tokensPerSecond: number;
+  readonly ttftMs: number;
+}
+
+/** The requests of this moment and the last ones that ended. */
+export interface RequestsInfo {
+  /** Oldest first, at most MAX_RUNNING_LISTED of them (src/dashboard/requests.ts). */
+  readonly running: readonly RunningRequest[];
+  /** How many the engine holds in all; more than `running` lists when it was cut. */
+  readonly runningTotal: number;
+  /** Newest first, at most the last 20. */
+  readonly finished: readonly FinishedRequest[];
+}
+
 /** One event of the feed, sent every second. */
 export interface DashboardSnapshot {
   readonly model: ModelInfo;
   readonly live: LiveSample;
+  readonly requests: RequestsInfo;
   /** The machine the server runs on. */
   readonly machine: MachineSample;
   /** The cluster, when the model runs on one. */

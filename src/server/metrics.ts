@@ -46,6 +46,9 @@ const DURATION_BOUNDS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 export interface EndedRequest {
   /** Its place in the order requests ended (1, 2, ...). */
   readonly seq: number;
+  /** When it ended, in ms since the epoch. */
+  readonly endedAt: number;
+  readonly promptTokens: number;
   readonly completionTokens: number;
   /** Decode speed (tokens after the first per second); 0 with fewer than two tokens. */
   readonly decodeTokensPerSecond: number;
@@ -111,7 +114,14 @@ export class ServerMetrics {
     if (s.completionTokens > 0) this.ttft.observe(s.prefillMs / 1000);
     if (s.completionTokens > 1) this.interToken.observe(s.decodeMs / 1000 / (s.completionTokens - 1));
     const decodeTokensPerSecond = s.completionTokens > 1 && s.decodeMs > 0 ? (s.completionTokens - 1) / (s.decodeMs / 1000) : 0;
-    this.recent.push({ seq: ++this.endedSeq, completionTokens: s.completionTokens, decodeTokensPerSecond, ttftMs: s.prefillMs });
+    this.recent.push({
+      seq: ++this.endedSeq,
+      endedAt: Date.now(),
+      promptTokens: s.promptTokens,
+      completionTokens: s.completionTokens,
+      decodeTokensPerSecond,
+      ttftMs: s.prefillMs,
+    });
     if (this.recent.length > RECENT_KEPT) this.recent.shift();
     this.promptTokens += s.promptTokens;
     this.cachedTokens += s.cachedTokens;
