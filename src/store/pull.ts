@@ -1,0 +1,142 @@
+/**
+ * `cairn pull`: fetches a GGUF model from the Hugging Face hub into the store. The repository is
+ * read at one commit (so the parts of a model never mix revisions), every file is verified against
+ * the hub's SHA-256 before the store keeps it, a file the store already holds is not fetched again,
+ * and the parts of a multi-part model are joined into one model file. Progress is told as Ollama's
+ * /api/pull tells it, so the CLI's bar and the Ollama route share one source.
+ */
+import { rmSync } from 'node:fs';
+import { mkdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CairnError } from '../util/errors.js';
+import { rememberFileSha256 } from '../util/file-hash.js';
+import { ggmlTypeName } from '../gguf/ggml-types.js';
+import { Metadata } from '../gguf/metadata.js';
+import { readGguf, type GgufFile } from '../gguf/reader.js';
+import { downloadFile } from './download.js';
+import { chooseGguf, type GgufChoice } from './gguf-choice.js';
+import type { HubClient } from './hub-client.js';
+import { formatHubRef, type HubRef } from './hub-ref.js';
+import { mergeSplitParts } from './merge-parts.js';
+import type { ModelStore, StoredModel, StoredModelFile } from './model-store.js';
+
+/** One step of a pull, in the shape of Ollama's /api/pull progress lines. */
+export interface PullEvent {
+  readonly status: string;
+  /** `sha256:HEX` of the file being fetched. */
+  readonly digest?: string;
+  readonly total?: number;
+  readonly completed?: number;
+}
+
+/** What a pull needs. */
+export interface PullOptions {
+  readonly store: ModelStore;
+  readonly client: HubClient;
+  /** Parallel connections per file (default 4). */
+  readonly connections?: number;
+  readonly onEvent?: (e: PullEvent) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** The name a pulled model is stored under: `hf:owner/repo:TAG`, or its path where the file has no tag or was named by path. */
+export function storedName(ref: HubRef, choice: GgufChoice): string {
+  if (!ref.file && choice.tag) return formatHubRef({ repo: ref.repo, revision: ref.revision, tag: choice.tag });
+  return formatHubRef({ repo: ref.repo, revision: ref.revision, file: choice.parts[0].path });
+}
+
+/** The type most of a model's weight bytes have (its quantization where the file name gives none). */
+export function dominantType(file: GgufFile): string {
+  const bytes = new Map<number, number>();
+  for (const t of file.tensors) if (t.dims.length >= 2) bytes.set(t.type, (bytes.get(t.type) ?? 0) + t.byteLength);
+  const best = [...bytes.entries()].sort((a, b) => b[1] - a[1])[0];
+  return best ? ggmlTypeName(best[0]) : 'unknown';
+}
+
+/** What the store records of a model file it now holds. */
+export function describeModel(path: string, name: string, tag: string | undefined, sha256: string, size: number, source: StoredModel['source']): StoredModel {
+  const file = readGguf(path);
+  const meta = new Metadata(file);
+  const architecture = meta.string('general.architecture') ?? 'unknown';
+  const ctx = meta.number(`${architecture}.context_length`);
+  let parameters = 0;
+  for (const t of file.tensors) parameters += t.elements;
+  return {
+    name,
+    sha256,
+    size,
+    architecture,
+    quantization: tag ?? dominantType(file),
+    parameters,
+    contextLength: ctx !== undefined && Number.isSafeInteger(ctx) && ctx > 0 ? ctx : undefined,
+    pulledAt: new Date().toISOString(),
+    source,
+  };
+}
+
+/** Pulls the model `ref` names into the store (or finds it there) and returns it. */
+export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredModelFile> {
+  const { store, client } = opts;
+  const tell = (e: PullEvent) => opts.onEvent?.(e);
+  tell({ status: 'pulling manifest' });
+  const listing = await client.listRepo(ref.repo, ref.revision, opts.signal);
+  const choice = chooseGguf(listing, ref);
+  const missing = choice.parts.find((p) => !p.sha256);
+  if (missing) {
+    throw new CairnError('BAD_ARGUMENT', `${ref.repo}: the hub states no SHA-256 for ${missing.path}, so it cannot be verified; cairn pulls only files stored with Git LFS`);
+  }
+  const files = choice.parts.map((p) => ({ path: p.path, size: p.size, sha256: p.sha256! }));
+  const name = storedName(ref, choice);
+  const source = { repo: ref.repo, commit: listing.commit, endpoint: client.endpoint, files };
+  const already = store.bySourceFiles(files.map((f) => f.sha256));
+  if (already) {
+    // Stored before (maybe under another name): nothing to fetch.
+    const model = already.name === name ? already : store.add({ ...already, name, pulledAt: new Date().toISOString() });
+    tell({ status: 'success' });
+    return model;
+  }
+  await mkdir(store.blobsDir, { recursive: true });
+  for (const f of files) {
+    const digest = `sha256:${f.sha256}`;
+    if (store.hasBlob(f.sha256, f.size)) {
+      tell({ status: `pulling ${f.sha256.slice(0, 12)}`, digest, total: f.size, completed: f.size });
+      continue;
+    }
+    tell({ status: `pulling ${f.sha256.slice(0, 12)}`, digest, total: f.size, completed: 0 });
+    await downloadFile({
+      client,
+      url: client.fileUrl(ref.repo, listing.commit, f.path),
+      dest: store.blobPath(f.sha256),
+      size: f.size,
+      sha256: f.sha256,
+      connections: opts.connections,
+      signal: opts.signal,
+      onProgress: (completed, total) => tell({ status: `pulling ${f.sha256.slice(0, 12)}`, digest, total, completed }),
+    });
+  }
+  tell({ status: 'verifying sha256 digest' });
+  let sha256 = files[0].sha256;
+  let size = files[0].size;
+  if (files.length > 1) {
+    tell({ status: `joining ${files.length} parts` });
+    const temp = join(store.blobsDir, `joining-${process.pid}-${Date.now()}.tmp`);
+    try {
+      sha256 = await mergeSplitParts(
+        files.map((f) => store.blobPath(f.sha256)),
+        temp,
+      );
+      await rename(temp, store.blobPath(sha256));
+    } finally {
+      rmSync(temp, { force: true });
+    }
+    // The parts are not kept: the joined file holds all of them, and a later pull of the same
+    // parts finds it by its source (bySourceFiles).
+    for (const f of files) if (f.sha256 !== sha256 && !store.byBlob(f.sha256)) rmSync(store.blobPath(f.sha256), { force: true });
+    size = readGguf(store.blobPath(sha256)).fileSize;
+  }
+  tell({ status: 'writing manifest' });
+  const model = store.add(describeModel(store.blobPath(sha256), name, choice.tag, sha256, size, source));
+  rememberFileSha256(model.path, sha256);
+  tell({ status: 'success' });
+  return model;
+}
