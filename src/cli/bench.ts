@@ -3,6 +3,7 @@
  * with llama.cpp (node-llama-cpp, and/or a llama-bench binary built for the machine) on the same
  * file, threads, context and batch, measured runs alternating between the engines. `--make-model` writes random-weight models of real shapes to benchmark with.
  */
+import { resolveModelArg } from './model-arg.js';
 import { Command, Option } from 'commander';
 import { fork, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
@@ -307,7 +308,7 @@ function render(r: Record<string, unknown>): string {
 export function benchCommand(): Command {
   return new Command('bench')
     .description('Measure prefill and decode speed, load time and memory (optionally side by side with llama.cpp); or write a benchmark model')
-    .option('-m, --model <file>', 'GGUF model to benchmark')
+    .option('-m, --model <model>', 'GGUF model to benchmark: a file, a stored model, or hf:OWNER/REPO:TAG')
     .option('-t, --threads <n>', 'threads (default: physical cores)', intArg(1))
     .option('-p, --prompt-tokens <n>', 'prefill batch size in tokens', intArg(0), 512)
     .option('-n, --gen-tokens <n>', 'tokens to decode', intArg(0), 128)
@@ -345,6 +346,7 @@ export function benchCommand(): Command {
         return;
       }
       if (!o.model) throw new CairnError('BAD_ARGUMENT', 'give a model with -m FILE (or --make-model SHAPE --out FILE to write one)');
+      o.model = (await resolveModelArg(o.model)).path;
       const tty = process.stderr.isTTY;
       const result = await runBench(o, (line) => {
         if (tty) process.stderr.write(`\r\x1b[K${line}`);

@@ -3,6 +3,7 @@
  * re-renders the whole conversation; the engine's prompt cache finds the shared prefix, so only
  * the new turn is read by the model.
  */
+import { resolveModelArg } from './model-arg.js';
 import { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { GgmlType } from '../gguf/ggml-types.js';
@@ -30,6 +31,7 @@ export function chatCommand(): Command {
     .option('--template <name>', 'use a built-in chat template (llama-2, llama-3, chatml, mistral) instead of the file\'s');
   addSamplingOptions(cmd);
   cmd.action(async (o: ChatFlags) => {
+    o.model = (await resolveModelArg(o.model)).path;
     const model = await loadModel(o.model, { threads: o.threads, ctx: o.ctx, kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16 });
     // In a terminal, readline echoes what is typed, edits the line and keeps a history (up/down);
     // with piped input it only reads lines.

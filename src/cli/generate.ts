@@ -1,4 +1,5 @@
 /** `cairn generate`: continue a prompt, streaming only the continuation to stdout. */
+import { resolveModelArg } from './model-arg.js';
 import { Command } from 'commander';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
@@ -56,6 +57,7 @@ export function generateCommand(): Command {
     if (o.backend !== 'native' && o.backend !== 'reference') throw new CairnError('BAD_ARGUMENT', `--backend must be native or reference, got "${o.backend}"`);
     // Read before loading: a prompt from a pipe is there at once; the model may take a while.
     const text = await readPrompt(o.prompt);
+    o.model = (await resolveModelArg(o.model)).path;
     const model = await loadModel(o.model, {
       threads: o.threads,
       ctx: o.ctx,

@@ -1,4 +1,5 @@
 /** `cairn inspect FILE`: what a GGUF model is and what it needs to run. */
+import { resolveModelArg } from './model-arg.js';
 import { Command, Option } from 'commander';
 import { readGguf } from '../gguf/reader.js';
 import { summarizeModel, type ModelSummary } from '../model/summary.js';
@@ -11,7 +12,7 @@ import { loadModel } from '../engine/load.js';
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description('Describe a GGUF model: architecture, parameters, quantization mix, tokenizer, tensors and memory needed')
-    .argument('<file>', 'GGUF model file')
+    .argument('<model>', 'GGUF model: a file, a stored model (cairn ls), or hf:OWNER/REPO:TAG')
     .option('-c, --ctx <n>', 'context size for the memory estimate (default: trained context, at most 4096)', intArg(1))
     .addOption(new Option('--kv-type <type>', 'KV cache type for the estimate').choices(['f16', 'f32']).default('f16'))
     .option('--load', 'also load the model and report resident memory after loading')
@@ -19,6 +20,7 @@ export function inspectCommand(): Command {
     .option('--json', 'print one JSON object')
     .action(async (file: string, o: { ctx?: number; kvType: string; load?: boolean; tensors: boolean; json?: boolean }) => {
       const kvType = o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16;
+      file = (await resolveModelArg(file, { quiet: o.json })).path;
       const summary = summarizeModel(readGguf(file), { ctx: o.ctx, kvType });
       let loaded: { rssBytes: number; mappedBytes: number } | undefined;
       if (o.load) {

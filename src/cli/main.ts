@@ -14,6 +14,8 @@ import { benchCommand } from './bench.js';
 import { nodeCommand } from './node.js';
 import { clusterCommand } from './cluster.js';
 import { planCommand } from './plan.js';
+import { pullCommand } from './pull.js';
+import { lsCommand, rmCommand } from './models.js';
 import { readFileSync } from 'node:fs';
 
 function version(): string {
@@ -35,6 +37,9 @@ export function buildProgram(): Command {
   program.addCommand(nodeCommand());
   program.addCommand(clusterCommand());
   program.addCommand(planCommand());
+  program.addCommand(pullCommand());
+  program.addCommand(lsCommand());
+  program.addCommand(rmCommand());
   return program;
 }
 

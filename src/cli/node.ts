@@ -33,6 +33,7 @@ export function nodeCommand(): Command {
     .action(async (o: NodeFlags) => {
       const clusterKey = await clusterSecretFromFlags(o);
       const { MeshNode } = await import('../mesh/node.js');
+      const { publishedFiles } = await import('./published-files.js');
       const node = await MeshNode.start({
         host: o.host,
         port: o.port,
@@ -44,6 +45,7 @@ export function nodeCommand(): Command {
         cacheMaxBytes: o.cacheMaxBytes,
         mdns: o.mdns,
         mdnsInterface: o.mdnsInterface,
+        published: publishedFiles(),
       });
       const a = node.address;
       const c = node.capabilities;

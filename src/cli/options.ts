@@ -35,7 +35,7 @@ export function collect(v: string, prev: string[] = []): string[] {
 /** Adds -m/--model, --threads, --ctx and --kv-type. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <file>', 'GGUF model file')
+    .requiredOption('-m, --model <model>', 'GGUF model: a file, a stored model (cairn ls), or hf:OWNER/REPO:TAG (pulled on first use)')
     .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
     .option('-c, --ctx <n>', 'context size in tokens (default: the model\'s, at most 4096)', intArg(16))
     .addOption(new Option('--kv-type <type>', 'KV cache element type').choices(['f16', 'f32']).default('f16'));

@@ -7,6 +7,7 @@
  * speed of one sequence, the aggregate at a batch and the prefill speed, whether it fits, and the
  * plan cairn would choose with why.
  */
+import { resolveModelArg } from './model-arg.js';
 import { Command, Option } from 'commander';
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
@@ -70,7 +71,7 @@ export function planCommand(): Command {
     .description(
       'Predict how a model runs on a set of nodes: every candidate plan with memory per node and predicted speeds, and the one cairn chooses',
     )
-    .requiredOption('-m, --model <file>', 'GGUF model file')
+    .requiredOption('-m, --model <model>', 'GGUF model: a file, a stored model (cairn ls), or hf:OWNER/REPO:TAG')
     .option('--nodes <file>', 'nodes.json describing the machines (see below); they need not be here')
     .option('--cluster', 'ask live nodes (started with `cairn node`) what they offer, and measure the links to them')
     .option('--peers <list>', 'with --cluster: nodes as host:port,host:port')
@@ -103,6 +104,7 @@ export function planCommand(): Command {
       const { readModelConfig } = await import('../model/config.js');
       const { modelMeta } = await import('../mesh/model-meta.js');
       const { choosePlan } = await import('../planner/candidates.js');
+      o.model = (await resolveModelArg(o.model, { quiet: o.json })).path;
       const file = readGguf(o.model);
       const config = readModelConfig(file);
       const ctx = o.ctx ?? Math.min(config.ctxTrain, 4096);

@@ -9,6 +9,7 @@ import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
 import { checkModelFile } from './user-errors.js';
+import { defaultStore, hubSourceOf, resolveModelArg, storeCatalog } from './model-arg.js';
 import { addModelOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
 import type { RequestLogEntry } from '../server/app.js';
 
@@ -114,8 +115,11 @@ export function serveCommand(): Command {
       const apiKey = o.apiKey ?? process.env.CAIRN_API_KEY;
       // A bad or weak cluster key stops here, before anything listens.
       const clusterKey = o.cluster ? await clusterSecretFromFlags(o) : undefined;
-      // So does a missing model file.
+      // So does a missing model file; a stored name or hf: model is found (or pulled) here.
+      const resolved = await resolveModelArg(o.model);
+      o.model = resolved.path;
       checkModelFile(o.model);
+      const store = defaultStore();
       const { keepAliveMs } = await import('../server/keep-alive.js');
       let keepAlive: number | undefined;
       try {
@@ -164,6 +168,7 @@ export function serveCommand(): Command {
             exchange: o.exchange,
             allReduce: o.allReduce,
             progress: process.stderr.isTTY,
+            hubSource: hubSourceOf(store, o.model),
           });
           const c = coordinator;
           return modelFromParts(
@@ -171,7 +176,7 @@ export function serveCommand(): Command {
             loadOptions,
           );
         },
-        o.alias,
+        o.alias ?? resolved.storedName,
         {
           promptWorkers: o.promptWorkers,
           templateTimeoutMs: o.templateTimeout,
@@ -197,6 +202,7 @@ export function serveCommand(): Command {
         logRequest: (e) => process.stderr.write(requestLine(e, o.logFormat) + '\n'),
         corsOrigins: o.corsOrigin === undefined ? undefined : o.corsOrigin.trim() === '*' ? '*' : o.corsOrigin.split(',').map((s) => s.trim()).filter(Boolean),
         webApp: web,
+        models: storeCatalog(store),
       });
       if (web) (await import('../dashboard/routes.js')).registerDashboard(app, web, { host, metrics, cluster: () => coordinator?.status() });
       const address = await app.listen({ host: o.host, port: o.port });

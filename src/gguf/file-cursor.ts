@@ -1,6 +1,7 @@
 /**
- * A forward-only little-endian reader over a file descriptor that reads in chunks, checks every
- * read against the file's size, and so can never be made to allocate more than the file holds.
+ * A forward-only little-endian reader over a file descriptor (or the first bytes of a file held in
+ * memory, such as a header fetched with a ranged read) that reads in chunks, checks every read
+ * against the file's size, and so can never be made to allocate more than the file holds.
  */
 import { readSync } from 'node:fs';
 
@@ -13,6 +14,9 @@ export class TruncatedError extends Error {
   }
 }
 
+/** Reads bytes at a file position into a buffer; returns how many (0: none are there). */
+export type ReadAt = (buf: Buffer, off: number, len: number, pos: number) => number;
+
 /** Reads primitive values from a file, sequentially, with bounds checks. */
 export class FileCursor {
   private buf: Buffer = Buffer.alloc(0);
@@ -20,10 +24,15 @@ export class FileCursor {
   private pos = 0; // absolute file offset
   private readonly decoder = new TextDecoder('utf-8', { fatal: false });
 
+  private readonly readAt: ReadAt;
+
+  /** `source`: a file descriptor, or a function that reads (the first bytes of) the file. */
   constructor(
-    private readonly fd: number,
+    source: number | ReadAt,
     readonly fileSize: number,
-  ) {}
+  ) {
+    this.readAt = typeof source === 'number' ? (buf, off, len, pos) => readSync(source, buf, off, len, pos) : source;
+  }
 
   /** Absolute offset of the next byte to read. */
   get offset(): number {
@@ -44,11 +53,13 @@ export class FileCursor {
     const next = Buffer.allocUnsafe(size);
     let got = 0;
     while (got < size) {
-      const r = readSync(this.fd, next, got, size - got, this.pos + got);
-      if (r === 0) throw new TruncatedError(size - got, this.pos + got);
+      const r = this.readAt(next, got, size - got, this.pos + got);
+      if (r === 0) break;
       got += r;
     }
-    this.buf = next;
+    // Fewer bytes than a chunk will do (a source that holds only the header); fewer than asked will not.
+    if (got < n) throw new TruncatedError(n - got, this.pos + got);
+    this.buf = got < size ? next.subarray(0, got) : next;
     this.bufStart = this.pos;
     return 0;
   }
@@ -113,9 +124,10 @@ export class FileCursor {
     }
     if (n > this.remaining) throw new TruncatedError(n, this.fileSize);
     const out = new Uint8Array(n);
+    const view = Buffer.from(out.buffer, out.byteOffset, n);
     let got = 0;
     while (got < n) {
-      const r = readSync(this.fd, out, got, n - got, this.pos + got);
+      const r = this.readAt(view, got, n - got, this.pos + got);
       if (r === 0) throw new TruncatedError(n - got, this.pos + got);
       got += r;
     }

@@ -75,6 +75,31 @@ export function readGguf(path: string): GgufFile {
   }
 }
 
+/** Thrown by readGgufPrefix when the header runs past the bytes given: fetch at least `needed` bytes and try again. */
+export class GgufPrefixShort extends Error {
+  constructor(readonly needed: number) {
+    super(`the GGUF header runs past the first ${needed - 1} bytes`);
+  }
+}
+
+/**
+ * Reads the header of a GGUF file of `fileSize` bytes from its first bytes only (`prefix`, e.g.
+ * a ranged read of a remote file); `name` names it in errors. Throws GgufPrefixShort when the
+ * header is longer than the prefix, and CairnError (GGUF_MALFORMED, ...) as readGguf does.
+ */
+export function readGgufPrefix(name: string, prefix: Uint8Array, fileSize: number): GgufFile {
+  if (!Number.isSafeInteger(fileSize) || fileSize < prefix.length) throw malformed(name, `a size of ${fileSize} bytes is less than the ${prefix.length} bytes read`);
+  const bytes = Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength);
+  const cur = new FileCursor((buf, off, len, pos) => (pos >= bytes.length ? 0 : bytes.copy(buf, off, pos, Math.min(bytes.length, pos + len))), fileSize);
+  try {
+    return parse(name, cur);
+  } catch (err) {
+    if (err instanceof TruncatedError && err.at >= prefix.length && err.at < fileSize) throw new GgufPrefixShort(err.at + err.wanted);
+    if (err instanceof TruncatedError) throw malformed(name, `truncated (${err.message})`);
+    throw err;
+  }
+}
+
 function parse(path: string, cur: FileCursor): GgufFile {
   if (cur.fileSize < 4) throw malformed(path, `file is ${cur.fileSize} bytes, too short for a GGUF header`);
   const magic = cur.u32();

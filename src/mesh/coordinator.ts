@@ -12,7 +12,7 @@
  */
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Discovery, frameJson, jsonPayload, parsePeerList, type ClusterSecret } from '../cluster/index.js';
+import { Discovery, frameJson, jsonPayload, parsePeerList, type ClusterSecret, type Frame } from '../cluster/index.js';
 import { loadShards } from '../engine/load.js';
 import { RunnerInterrupted, type ForwardRequest, type ForwardResult, type ForwardRunner } from '../engine/runner.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
@@ -40,6 +40,7 @@ import { TensorGroup } from './tensor-group.js';
 import { MeshFrame, type GroupSpec, type LoadReply, type LoadRequest, type NodeCapabilities, type PeerRef } from './protocol.js';
 import { hasControlCharacter, shardSpecOf } from './load-request.js';
 import { prepareShard, sendShard, type PreparedShard } from './shard-files.js';
+import type { HubShardSource } from './hub-shard.js';
 import { randomUUID } from 'node:crypto';
 
 /** Settings of a coordinator. */
@@ -64,6 +65,11 @@ export interface CoordinatorOptions {
   readonly mdnsInterface?: string;
   readonly log?: (line: string) => void;
   readonly progress?: boolean;
+  /**
+   * Where the model is published (the hub repository and commit it was pulled from): nodes that
+   * lack it fetch their shard's bytes from there, and are sent them only where that fails.
+   */
+  readonly hubSource?: HubShardSource;
   /** How hidden states travel between stages; default: the plan's choice from the links. */
   readonly activations?: 'f16' | 'f32';
   /**
@@ -93,6 +99,8 @@ export interface ClusterStatus {
     readonly bytesPerSecond: number;
     readonly threads: number;
     readonly isa: string;
+    /** The node's shard on its way to it (from the hub, or sent by this coordinator), while it is. */
+    readonly transfer?: { readonly from: 'hub' | 'coordinator'; readonly done: number; readonly total: number };
   }[];
   readonly links: readonly { readonly to: string; readonly latencyMs: number; readonly megabytesPerSecond: number }[];
   readonly plan?: {
@@ -144,6 +152,8 @@ export class ClusterCoordinator implements ForwardRunner {
   private wanted: { reason: string; forced: boolean } | undefined;
   private failure: string | undefined;
   private readonly nodes: NodeSet;
+  /** Shards on their way to nodes now, by node id (for status). */
+  private readonly transfers = new Map<string, { from: 'hub' | 'coordinator'; done: number; total: number }>();
   private localCaps: NodeCapabilities | undefined;
   private modelSha = '';
   private closed = false;
@@ -487,30 +497,60 @@ export class ClusterCoordinator implements ForwardRunner {
         bar.stop();
       }
     };
+    // The hub is offered once: after it failed, the shard comes from here.
+    let offerHub = this.opts.hubSource !== undefined;
     const ask = async () => {
-      const p = jsonPayload(shard ? { ...req, shard: shard.manifest } : req);
-      return frameJson(await node.conn.request(MeshFrame.load, p.meta, p.payload, { timeoutMs: 600_000 })) as LoadReply;
+      const hub = shard && offerHub ? this.opts.hubSource : undefined;
+      const p = jsonPayload(shard ? { ...req, shard: shard.manifest, ...(hub ? { hub } : {}) } : req);
+      // Fetching from the hub takes as long as the download: allow for 1 MB/s at least.
+      const timeoutMs = 600_000 + (hub && shard ? Math.ceil(shard.manifest.fileSize / 1000) : 0);
+      return frameJson(await node.conn.request(MeshFrame.load, p.meta, p.payload, { timeoutMs })) as LoadReply;
     };
-    if (!node.caps.models.includes(this.modelSha)) shard = await prepare();
-    let reply = await ask();
-    if (reply.status === 'need-data' && !shard) {
-      shard = await prepare();
-      reply = await ask();
-    }
-    if (reply.status === 'need-data') {
-      if (typeof reply.damaged === 'string' && !hasControlCharacter(reply.damaged)) this.log(`cairn: ${node.caps.name}: ${reply.damaged.slice(0, 500)}`);
-      const mapping = openMapping(this.opts.modelPath);
-      const bar = new ProgressReporter(this.opts.progress ? `sending ${range} to ${node.caps.name}` : undefined);
+    const onProgress = (frame: Frame) => {
+      if (frame.type !== MeshFrame.shardProgress) return;
       try {
-        this.log(`cairn: ${node.caps.name} lacks the model; sending the tensors of ${range}`);
-        await sendShard(node.conn, shard!, (t) => mapping.view(t.offset, t.byteLength), (d, t) => bar.update(d, t));
-      } finally {
-        bar.stop();
-        mapping.close();
+        const { done, total } = frameJson(frame) as { done?: unknown; total?: unknown };
+        if (typeof done === 'number' && typeof total === 'number' && Number.isSafeInteger(done) && Number.isSafeInteger(total) && done >= 0 && done <= total) {
+          this.transfers.set(node.caps.nodeId, { from: 'hub', done, total });
+        }
+      } catch {
+        // A malformed progress note only goes untold.
       }
-      reply = await ask();
+    };
+    node.conn.on('frame', onProgress);
+    try {
+      if (!node.caps.models.includes(this.modelSha)) shard = await prepare();
+      let reply = await ask();
+      if (reply.status === 'need-data' && !shard) {
+        shard = await prepare();
+        reply = await ask();
+      }
+      if (reply.status === 'need-data' && typeof reply.hubFailed === 'string' && offerHub) {
+        if (!hasControlCharacter(reply.hubFailed)) this.log(`cairn: ${node.caps.name} could not fetch ${range} from the hub: ${reply.hubFailed.slice(0, 500)}`);
+        offerHub = false;
+      }
+      if (reply.status === 'need-data') {
+        if (typeof reply.damaged === 'string' && !hasControlCharacter(reply.damaged)) this.log(`cairn: ${node.caps.name}: ${reply.damaged.slice(0, 500)}`);
+        const mapping = openMapping(this.opts.modelPath);
+        const bar = new ProgressReporter(this.opts.progress ? `sending ${range} to ${node.caps.name}` : undefined);
+        try {
+          this.log(`cairn: ${node.caps.name} lacks the model; sending the tensors of ${range}`);
+          await sendShard(node.conn, shard!, (t) => mapping.view(t.offset, t.byteLength), (d, t) => {
+            bar.update(d, t);
+            this.transfers.set(node.caps.nodeId, { from: 'coordinator', done: d, total: t });
+          });
+        } finally {
+          bar.stop();
+          mapping.close();
+        }
+        reply = await ask();
+      }
+      if (reply.status !== 'loaded') throw new CairnError('CLUSTER_REMOTE', `node ${node.caps.name} could not load ${range}`);
+      if (reply.source === 'hub') this.log(`cairn: ${node.caps.name} fetched ${range} from the hub`);
+    } finally {
+      node.conn.off('frame', onProgress);
+      this.transfers.delete(node.caps.nodeId);
     }
-    if (reply.status !== 'loaded') throw new CairnError('CLUSTER_REMOTE', `node ${node.caps.name} could not load ${range}`);
   }
 
   /**
@@ -632,7 +672,8 @@ export class ClusterCoordinator implements ForwardRunner {
     }
     for (const n of this.nodes.all()) {
       const c = n.caps;
-      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: this.nodes.usable(n), memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa });
+      const transfer = this.transfers.get(c.nodeId);
+      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: this.nodes.usable(n), memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa, ...(transfer ? { transfer } : {}) });
     }
     return {
       state,

@@ -8,6 +8,7 @@ import { CairnError } from '../util/errors.js';
 import type { ShardSpec } from '../model/shard.js';
 import type { GroupSpec, LoadRequest, PeerRef } from './protocol.js';
 import { isSha256Hex, MAX_SHARD_LAYERS, validateShardManifest } from './shard-manifest.js';
+import { validateHubSource } from './hub-shard.js';
 
 /** Largest context (tokens per slot) a load request may ask for. */
 export const MAX_LOAD_CTX = 1 << 24;
@@ -102,6 +103,11 @@ export function validateLoadRequest(v: unknown): LoadRequest {
       throw bad('the shard manifest is for another model or layer range');
     }
   }
+  let hub: LoadRequest['hub'];
+  if (v.hub !== undefined && v.hub !== null) {
+    if (!shard) throw bad('hub without a shard manifest to check the fetched bytes against');
+    hub = validateHubSource(v.hub);
+  }
   return {
     modelSha256: v.modelSha256,
     modelName: v.modelName,
@@ -115,6 +121,7 @@ export function validateLoadRequest(v: unknown): LoadRequest {
     ...(next ? { next } : {}),
     ...(group ? { group } : {}),
     ...(shard ? { shard } : {}),
+    ...(hub ? { hub } : {}),
   };
 }
 

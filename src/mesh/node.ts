@@ -34,7 +34,8 @@ import { nodeReceiveLimit, type StageSizes } from './limits.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
 import { unpackMessage } from '../util/message-framing.js';
 import { ShardCache } from './shard-cache.js';
-import { describeLayers } from './shard-manifest.js';
+import { describeLayers, manifestDigest } from './shard-manifest.js';
+import { fetchShardFromHub, type PublishedFiles } from './hub-shard.js';
 import { ShardReceiver } from './shard-receiver.js';
 import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
 import { StageRunner, type StageLinks } from './stage-runner.js';
@@ -66,6 +67,8 @@ export interface NodeOptions {
   readonly cacheMaxBytes?: number;
   /** Progress and status lines (default: stderr). */
   readonly log?: (line: string) => void;
+  /** Reads published model files (the hub), so a shard can be fetched from there rather than sent by the coordinator. */
+  readonly published?: PublishedFiles;
 }
 
 /** A running node. */
@@ -301,7 +304,7 @@ export class MeshNode {
     this.unload('replaced by a new plan');
     const whole = this.models.get(req.modelSha256);
     let path: string;
-    let source: 'model' | 'shard-cache' | 'transfer';
+    let source: 'model' | 'shard-cache' | 'transfer' | 'hub';
     let digest: string | undefined;
     if (whole) {
       path = whole;
@@ -319,10 +322,23 @@ export class MeshNode {
         onProgress: (done) => bar?.update(done),
       });
       bar?.stop();
-      if (found.path === undefined) return found.damaged ? { status: 'need-data', damaged: found.damaged } : { status: 'need-data' };
-      path = found.path;
-      digest = found.digest;
-      source = 'shard-cache';
+      if (found.path === undefined) {
+        const damaged = found.damaged ? { damaged: found.damaged } : {};
+        if (!req.hub || !this.opts.published) return { status: 'need-data', ...damaged };
+        try {
+          path = await this.fetchFromHub(conn, req);
+        } catch (err) {
+          const why = (err as Error).message;
+          this.log(`cairn node: could not fetch ${describeLayers(req)} from ${this.opts.published.where}: ${why}`);
+          return { status: 'need-data', ...damaged, hubFailed: why.slice(0, 1000) };
+        }
+        digest = manifestDigest(req.shard);
+        source = 'hub';
+      } else {
+        path = found.path;
+        digest = found.digest;
+        source = 'shard-cache';
+      }
     }
     this.loadingDigest = digest;
     try {
@@ -402,7 +418,45 @@ export class MeshNode {
   }
 
   /** Loads rank > 0 of an expert-parallel group: its routed experts only; it dials no one (its home dials it). */
-  private async loadExpertRank(conn: PeerConnection, req: LoadRequest, path: string, source: 'model' | 'shard-cache' | 'transfer', digest: string | undefined): Promise<LoadReply> {
+  /**
+   * Fetches the shard a load request describes from where the model is published, telling the
+   * coordinator the bytes fetched (at most twice a second) for its status.
+   */
+  private async fetchFromHub(conn: PeerConnection, req: LoadRequest): Promise<string> {
+    const manifest = req.shard!;
+    this.stopReceiving();
+    this.log(`cairn node: fetching ${describeLayers(req)} (${mib(manifest.fileSize)}) from ${this.opts.published!.where}: ${req.hub!.repo}`);
+    const bar = new ProgressReporter(process.stderr.isTTY ? `fetching ${describeLayers(req)}` : undefined, manifest.fileSize);
+    let told = 0;
+    const tell = (done: number, total: number) => {
+      bar.update(done, total);
+      const now = Date.now();
+      if (now - told < 500 && done < total) return;
+      told = now;
+      const p = jsonPayload({ done, total });
+      if (conn.isOpen) conn.write(MeshFrame.shardProgress, p.meta, p.payload).catch(() => {});
+    };
+    const gone = new AbortController();
+    const onClose = () => gone.abort();
+    conn.on('close', onClose);
+    try {
+      return await fetchShardFromHub({
+        files: this.opts.published!,
+        source: req.hub!,
+        manifest,
+        spec: shardSpecOf(req),
+        receiver: this.receiver,
+        pinned: this.pinned(),
+        onProgress: tell,
+        signal: gone.signal,
+      });
+    } finally {
+      bar.stop();
+      conn.off('close', onClose);
+    }
+  }
+
+  private async loadExpertRank(conn: PeerConnection, req: LoadRequest, path: string, source: 'model' | 'shard-cache' | 'transfer' | 'hub', digest: string | undefined): Promise<LoadReply> {
     const g = req.group!;
     this.log(`cairn node: loading the routed experts of ${describeLayers(req)} of ${req.modelName} as expert rank ${g.rank} of ${g.peers.length} from ${source === 'model' ? path : 'the shard cache'}`);
     const loaded = await loadExpertRank(path, shardSpecOf(req), { threads: this.opts.threads, maxBatch: req.maxBatch });

@@ -9,6 +9,7 @@
 import { FIRST_APP_FRAME_TYPE } from '../cluster/index.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
+import type { HubShardSource } from './hub-shard.js';
 
 /** Frame types of the mesh. */
 export const MeshFrame = {
@@ -45,6 +46,8 @@ export const MeshFrame = {
    * tokens' FFN inputs (f32), chosen experts (int32) and weights (f32) -> raw f32 outputs
    */
   experts: FIRST_APP_FRAME_TYPE + 14,
+  /** one-way JSON {done, total}, node -> coordinator: bytes of its shard fetched from the hub so far */
+  shardProgress: FIRST_APP_FRAME_TYPE + 15,
 } as const;
 
 /** Where a peer node listens. */
@@ -151,13 +154,18 @@ export interface LoadRequest {
    * node without its own copy: it loads a cached shard, or accepts a transfer, only as this file.
    */
   readonly shard?: ShardManifest;
+  /**
+   * Where the model is published (with `shard`): a node without the shard fetches its bytes from
+   * there (hub-shard.ts), or answers need-data with why it could not.
+   */
+  readonly hub?: HubShardSource;
 }
 
 /** Node -> coordinator. */
 export type LoadReply =
-  | { readonly status: 'loaded'; readonly source: 'model' | 'shard-cache' | 'transfer' }
-  /** `damaged`: why a cached copy was deleted (e.g. which tensor no longer matched). */
-  | { readonly status: 'need-data'; readonly damaged?: string };
+  | { readonly status: 'loaded'; readonly source: 'model' | 'shard-cache' | 'transfer' | 'hub' }
+  /** `damaged`: why a cached copy was deleted (e.g. which tensor no longer matched); `hubFailed`: why fetching from the hub failed. */
+  | { readonly status: 'need-data'; readonly damaged?: string; readonly hubFailed?: string };
 
 /** One tensor of a shard file: where its bytes lie, and their SHA-256. */
 export interface ShardTensorEntry {

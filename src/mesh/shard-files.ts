@@ -88,19 +88,20 @@ function pieceOf(t: GgufTensorInfo, slice: TensorSlice | undefined): ShardPiece 
   };
 }
 
+/** A shard file's layout: its header bytes and its pieces, with each piece's offset in the file. */
+export interface ShardLayout {
+  readonly header: Uint8Array;
+  readonly pieces: readonly ShardPiece[];
+  readonly offsets: readonly number[];
+  readonly fileSize: number;
+}
+
 /**
- * Lays out the shard `spec` of the model at `modelPath` (whose SHA-256 is `modelSha256`): its
- * layers, and for a rank of a group only the slices it reads, and writes its manifest from the
- * model's own bytes. `onProgress` follows the hashing of what was not hashed before.
+ * Lays out the shard `spec` of a model (`file`, its header): its layers, and for a rank of a group
+ * only the slices it reads. The same header gives the same layout, byte for byte, wherever it is
+ * computed: on the coordinator from its copy, or on a node from the header of the published file.
  */
-export async function prepareShard(
-  modelPath: string,
-  file: GgufFile,
-  modelSha256: string,
-  nLayer: number,
-  spec: Pick<ShardSpec, 'layerStart' | 'layerEnd'> & Partial<ShardSpec>,
-  onProgress?: (done: number, total: number) => void,
-): Promise<PreparedShard> {
+export function layoutShard(file: GgufFile, nLayer: number, spec: Pick<ShardSpec, 'layerStart' | 'layerEnd'> & Partial<ShardSpec>): ShardLayout {
   const { layerStart: start, layerEnd: end } = spec;
   let pieces: ShardPiece[];
   if ((spec.splitCount ?? 1) > 1) {
@@ -114,14 +115,32 @@ export async function prepareShard(
   const sliced = new Map(pieces.filter((p) => p.slice).map((p) => [p.source.name, p.slice!]));
   const metadata = sliced.size ? [...file.metadata, slicesMetadata(sliced)] : file.metadata;
   const layout = ggufLayout({ version: 3, alignment: file.alignment, metadata, tensors: pieces.map((p) => ({ name: p.source.name, type: p.source.type, dims: p.dims })) });
+  return { header: layout.header, pieces, offsets: layout.tensors.map((t) => t.offset), fileSize: layout.fileSize };
+}
+
+/**
+ * Lays out the shard `spec` of the model at `modelPath` (whose SHA-256 is `modelSha256`) and
+ * writes its manifest from the model's own bytes. `onProgress` follows the hashing of what was
+ * not hashed before.
+ */
+export async function prepareShard(
+  modelPath: string,
+  file: GgufFile,
+  modelSha256: string,
+  nLayer: number,
+  spec: Pick<ShardSpec, 'layerStart' | 'layerEnd'> & Partial<ShardSpec>,
+  onProgress?: (done: number, total: number) => void,
+): Promise<PreparedShard> {
+  const layout = layoutShard(file, nLayer, spec);
+  const { pieces } = layout;
   const hashes = await tensorSha256s(modelPath, modelSha256, pieces.map((p) => p.hashed), onProgress);
   const manifest: ShardManifest = {
     modelSha256,
-    layerStart: start,
-    layerEnd: end,
+    layerStart: spec.layerStart,
+    layerEnd: spec.layerEnd,
     fileSize: layout.fileSize,
     headerSha256: createHash('sha256').update(layout.header).digest('hex'),
-    tensors: pieces.map((p, i) => ({ name: p.source.name, offset: layout.tensors[i].offset, byteLength: p.byteLength, sha256: hashes[i] })),
+    tensors: pieces.map((p, i) => ({ name: p.source.name, offset: layout.offsets[i], byteLength: p.byteLength, sha256: hashes[i] })),
   };
   return { manifest, header: layout.header, pieces };
 }

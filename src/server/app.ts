@@ -2,6 +2,7 @@
  * The HTTP server: OpenAI routes under /v1, Ollama routes under /api, /health and /metrics, with
  * API-key checks, body limits and every error answered as OpenAI-style JSON.
  */
+import { openAiModel, registerPullRoute, type CatalogModel, type ModelCatalog } from './model-catalog.js';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
@@ -56,6 +57,8 @@ export interface ServerOptions {
    * data, and the calls the app makes carry the key.
    */
   readonly webApp?: WebApp;
+  /** The models stored on this machine: listed beside the loaded one, and filled by /api/pull. */
+  readonly models?: ModelCatalog;
 }
 
 /** A web app served beside the API (see ServerOptions.webApp). */
@@ -199,7 +202,8 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   });
 
   const modelObject = () => ({ id: host.id, object: 'model', created: host.created, owned_by: 'cairn' });
-  app.get('/v1/models', async () => ({ object: 'list', data: [modelObject()] }));
+  // The loaded model first, then what the store holds besides it.
+  app.get('/v1/models', async () => ({ object: 'list', data: [modelObject(), ...storedBesides(opts.models, host).map(openAiModel)] }));
   app.get('/v1/models/:id', async (request) => {
     const { id } = request.params as { id: string };
     host.require(id);
@@ -213,10 +217,22 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
   app.post('/v1/chat/completions', (request, reply) => chatCompletions(host, metrics, request, reply));
   app.post('/v1/completions', (request, reply) => completions(host, metrics, request, reply));
   registerResponsesRoutes(app, host, metrics);
-  registerOllamaRoutes(app, host, metrics);
+  registerOllamaRoutes(app, host, metrics, () => storedBesides(opts.models, host));
+  registerPullRoute(app, opts.models);
   registerLlamaServerRoutes(app, host, opts.version);
   registerAnthropicRoutes(app, host, metrics);
   registerEmbeddingsRoute(app, host);
   registerOllamaEmbedRoutes(app, host);
   return { app, metrics };
+}
+
+/** Stored models other than the one being served (the same file listed once). */
+function storedBesides(models: ModelCatalog | undefined, host: ModelHost): readonly CatalogModel[] {
+  if (!models) return [];
+  try {
+    return models.list().filter((m) => m.name !== host.id && !host.path.endsWith(`sha256-${m.sha256}`));
+  } catch {
+    // An unreadable store lists nothing; the loaded model is still served.
+    return [];
+  }
 }

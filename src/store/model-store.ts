@@ -18,6 +18,8 @@ export interface SourceFile {
   readonly path: string;
   readonly size: number;
   readonly sha256: string;
+  /** Bytes of its GGUF header (where its tensor data starts): a node fetching its shard reads exactly these first. */
+  readonly headerBytes?: number;
 }
 
 /** Where a stored model came from. */
@@ -78,7 +80,7 @@ export function checkStoredModel(v: unknown): StoredModel | undefined {
   const files: SourceFile[] = [];
   for (const f of s.files as unknown[]) {
     if (!isRecord(f) || !text(f.path) || !count(f.size) || typeof f.sha256 !== 'string' || !HEX64.test(f.sha256)) return undefined;
-    files.push({ path: f.path, size: f.size, sha256: f.sha256 });
+    files.push({ path: f.path, size: f.size, sha256: f.sha256, ...(count(f.headerBytes) && f.headerBytes <= f.size ? { headerBytes: f.headerBytes } : {}) });
   }
   return {
     name: v.name,

@@ -115,6 +115,8 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
     });
   }
   tell({ status: 'verifying sha256 digest' });
+  // Where each file's tensor data starts, for nodes that fetch only their shard from the hub.
+  const withHeaders = files.map((f) => ({ ...f, headerBytes: readGguf(store.blobPath(f.sha256)).dataOffset }));
   let sha256 = files[0].sha256;
   let size = files[0].size;
   if (files.length > 1) {
@@ -135,7 +137,7 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
     size = readGguf(store.blobPath(sha256)).fileSize;
   }
   tell({ status: 'writing manifest' });
-  const model = store.add(describeModel(store.blobPath(sha256), name, choice.tag, sha256, size, source));
+  const model = store.add(describeModel(store.blobPath(sha256), name, choice.tag, sha256, size, { ...source, files: withHeaders }));
   rememberFileSha256(model.path, sha256);
   tell({ status: 'success' });
   return model;

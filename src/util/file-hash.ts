@@ -56,3 +56,20 @@ export async function fileSha256(path: string, onProgress?: (done: number, total
   }
   return sha256;
 }
+
+/**
+ * Records a file's SHA-256 known by other means (a download verified as it was stored), so the
+ * next fileSha256 of it does not read gigabytes again. Cached while its size and mtime hold.
+ */
+export function rememberFileSha256(path: string, sha256: string): void {
+  try {
+    const abs = resolve(path);
+    const st = statSync(abs);
+    const fresh = readCache();
+    fresh[abs] = { size: st.size, mtimeMs: st.mtimeMs, sha256 };
+    mkdirSync(dirname(cachePath()), { recursive: true });
+    writeFileSync(cachePath(), JSON.stringify(fresh));
+  } catch {
+    // Only costs a hash later.
+  }
+}

@@ -12,6 +12,7 @@ import type { LoadedModel } from '../../engine/load.js';
 import { Metadata } from '../../gguf/metadata.js';
 import { formatCount } from '../../util/format.js';
 import { toApiError } from '../errors.js';
+import { ollamaTag, type CatalogModel } from '../model-catalog.js';
 import { parseBody } from '../parse-body.js';
 import { logitBiasFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
@@ -249,8 +250,8 @@ function details(model: LoadedModel): Record<string, unknown> {
  */
 export const OLLAMA_API_VERSION = '0.16.0';
 
-/** Registers the Ollama routes. */
-export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metrics: ServerMetrics): void {
+/** Registers the Ollama routes; `stored` gives the other models of the store, which /api/tags lists after the loaded one. */
+export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metrics: ServerMetrics, stored: () => readonly CatalogModel[] = () => []): void {
   app.get('/api/version', async () => ({ version: OLLAMA_API_VERSION }));
 
   // What listing and describing the model need, kept from when it was loaded: they answer while
@@ -269,7 +270,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
       entry.size = d.size;
       entry.details = d.details;
     }
-    return { models: [entry] };
+    return { models: [entry, ...stored().map(ollamaTag)] };
   });
 
   app.get('/api/ps', async () => {
