@@ -47,7 +47,8 @@ export async function readPartialState(path: string, size: number, sha256: strin
   const j = json as Record<string, unknown>;
   if (j.version !== 1 || j.size !== size || (j.sha256 ?? undefined) !== sha256) return undefined;
   const chunkBytes = j.chunkBytes;
-  if (typeof chunkBytes !== 'number' || !Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > MAX_CHUNK_BYTES) return undefined;
+  if (typeof chunkBytes !== 'number' || !Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > MAX_CHUNK_BYTES)
+    return undefined;
   const chunks = Math.ceil(size / chunkBytes);
   if (!Array.isArray(j.done)) return undefined;
   const done = new Set<number>();

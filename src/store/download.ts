@@ -234,7 +234,7 @@ async function fetchChunks(run: Run, connections: number): Promise<void> {
 
   const fetchRange = async (start: number, end: number): Promise<void> => {
     let pos = start;
-    for (let attempt = 0; ; ) {
+    for (let attempt = 0; ;) {
       const before = pos;
       try {
         for await (const chunk of await run.client.openRange(run.url, pos, end, stop.signal)) {

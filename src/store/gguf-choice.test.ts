@@ -69,7 +69,10 @@ test('chooseGguf: by tag in any case, Q4_K not matching Q4_K_M', () => {
     (err: unknown) => isCairnError(err, 'HUB_NOT_FOUND') && /no GGUF file tagged Q4_K\b/.test(err.message),
   );
   // A tag typed without the UD- prefix still finds the Unsloth dynamic quant.
-  const ud = listing([['Model-UD-Q4_K_XL.gguf', 10], ['Model-Q8_0.gguf', 20]]);
+  const ud = listing([
+    ['Model-UD-Q4_K_XL.gguf', 10],
+    ['Model-Q8_0.gguf', 20],
+  ]);
   assert.equal(chooseGguf(ud, parseHubRef('hf:o/r:Q4_K_XL')).parts[0].path, 'Model-UD-Q4_K_XL.gguf');
 });
 
@@ -90,7 +93,10 @@ test('chooseGguf: by path, a part gives the whole set', () => {
 });
 
 test('chooseGguf: with no tag, the only model or a listing of all', () => {
-  const one = listing([['Model-Q4_0.gguf', 10], ['mmproj-x.gguf', 5]]);
+  const one = listing([
+    ['Model-Q4_0.gguf', 10],
+    ['mmproj-x.gguf', 5],
+  ]);
   assert.equal(chooseGguf(one, parseHubRef('hf:o/r')).tag, 'Q4_0');
   assert.throws(
     () => chooseGguf(repo, parseHubRef('hf:o/r')),
@@ -118,11 +124,20 @@ test('chooseGguf: a tag in several folders prefers the shortest path, a tie list
   ]);
   assert.throws(
     () => chooseGguf(tie, parseHubRef('hf:o/r:Q4_K_M')),
-    (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && err.message.includes('a/Model-Q4_K_M.gguf') && err.message.includes('b/Model-Q4_K_M.gguf'),
+    (err: unknown) =>
+      isCairnError(err, 'BAD_ARGUMENT') && err.message.includes('a/Model-Q4_K_M.gguf') && err.message.includes('b/Model-Q4_K_M.gguf'),
   );
 });
 
 test('describeChoices: aligned columns', () => {
-  const text = describeChoices(ggufChoices(listing([['M-Q4_0.gguf', 1000], ['M-F16.gguf', 3 * MiB], ['plain.gguf', 5]]).files));
+  const text = describeChoices(
+    ggufChoices(
+      listing([
+        ['M-Q4_0.gguf', 1000],
+        ['M-F16.gguf', 3 * MiB],
+        ['plain.gguf', 5],
+      ]).files,
+    ),
+  );
   assert.equal(text, ['  -          5 B  plain.gguf', '  Q4_0    1000 B  M-Q4_0.gguf', '  F16   3.00 MiB  M-F16.gguf'].join('\n'));
 });

@@ -90,7 +90,10 @@ function nameHasTag(name: string, tag: string): boolean {
   for (let i = n.indexOf(t); i >= 0; i = n.indexOf(t, i + 1)) {
     const before = i === 0 ? '' : n[i - 1];
     const after = n.slice(i + t.length);
-    if ((before === '' || '-._'.includes(before)) && (after === '' || /^[-.]/.test(after) || /^_(?!(?:K|NL|XXS|XS|S|M|L|XL|[0-9])(?:$|[-._]))/.test(after))) {
+    if (
+      (before === '' || '-._'.includes(before)) &&
+      (after === '' || /^[-.]/.test(after) || /^_(?!(?:K|NL|XXS|XS|S|M|L|XL|[0-9])(?:$|[-._]))/.test(after))
+    ) {
       return true;
     }
   }
@@ -131,7 +134,10 @@ export function chooseGguf(listing: RepoListing, ref: HubRef): GgufChoice {
   }
   if (choices.length === 1) return choices[0];
   if (choices.length === 0) {
-    throw new CairnError('HUB_NOT_FOUND', `\`${repo}\` has no GGUF model files: look for a repo with GGUF in its name (often OWNER/MODEL-GGUF)`);
+    throw new CairnError(
+      'HUB_NOT_FOUND',
+      `\`${repo}\` has no GGUF model files: look for a repo with GGUF in its name (often OWNER/MODEL-GGUF)`,
+    );
   }
   throw new CairnError('BAD_ARGUMENT', `\`${repo}\` offers ${choices.length} GGUF models.${offer(repo, choices)}`);
 }

@@ -6,7 +6,7 @@
  */
 import { CairnError } from '../util/errors.js';
 import { abortedError, droppedError, headerValue, type HubTarget } from './hub-errors.js';
-import { HubHttp, readBounded, type HubResponse } from './hub-http.js';
+import { dropBody, HubHttp, readBounded, type HubResponse } from './hub-http.js';
 import { isCommitSha, nextLink, parseModelInfo, parseTreePage, type HubFile } from './hub-listing.js';
 import { isSafeRepoPath, isValidRepoId, isValidRevision } from './repo-names.js';
 
@@ -100,7 +100,10 @@ function malformed(what: string, origin: string): CairnError {
 
 function unquoteEtag(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
-  const s = v.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  const s = v
+    .trim()
+    .replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
   return s === '' ? undefined : s;
 }
 
@@ -230,7 +233,8 @@ export class HubClient {
       size = safeInt(headerValue(res.headers, 'content-length'));
       acceptRanges = /\bbytes\b/i.test(headerValue(res.headers, 'accept-ranges') ?? '');
     } catch (err) {
-      const statusLike = err instanceof CairnError && ['HUB_AUTH', 'HUB_NOT_FOUND', 'HUB_UNREACHABLE'].includes(err.code) && err.cause === undefined;
+      const statusLike =
+        err instanceof CairnError && ['HUB_AUTH', 'HUB_NOT_FOUND', 'HUB_UNREACHABLE'].includes(err.code) && err.cause === undefined;
       if (!statusLike) throw err;
       res = await this.http.send('GET', url, target, { signal, headers: { range: 'bytes=0-0' } });
       await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
@@ -279,11 +283,11 @@ export class HubClient {
     if (res.status === 206) {
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headerValue(res.headers, 'content-range') ?? '');
       if (!m || Number(m[1]) !== start || Number(m[2]) !== end - 1) {
-        res.body.destroy();
+        dropBody(res.body);
         throw malformed(`bytes other than the range asked for (${start}-${end - 1})`, origin);
       }
     } else if (res.status !== 200 || start !== 0 || safeInt(headerValue(res.headers, 'content-length')) !== length) {
-      res.body.destroy();
+      dropBody(res.body);
       throw new CairnError(
         'HUB_UNREACHABLE',
         `${origin} answered ${res.status} without the byte range asked for (${start}-${end - 1}) of ${target.path ?? 'a file'}: run the command again; with a proxy, check it passes Range requests`,
@@ -321,6 +325,6 @@ async function* bodyOf(res: HubResponse, length: number, signal?: AbortSignal): 
     if (signal?.aborted) throw abortedError();
     throw droppedError(err, res.url.origin);
   } finally {
-    if (!finished) res.body.destroy();
+    if (!finished) dropBody(res.body);
   }
 }

@@ -125,9 +125,13 @@ export function unreachableError(err: unknown, origin: string, ctx: HubErrorCont
 export function droppedError(err: unknown, origin: string): CairnError {
   const code = networkErrorCode(err);
   const what = code === 'UND_ERR_BODY_TIMEOUT' ? 'no data arrived for too long' : (code ?? String(err));
-  return new CairnError('HUB_UNREACHABLE', `the connection to ${origin} broke during a download (${what}): run the command again to resume`, {
-    cause: err,
-  });
+  return new CairnError(
+    'HUB_UNREACHABLE',
+    `the connection to ${origin} broke during a download (${what}): run the command again to resume`,
+    {
+      cause: err,
+    },
+  );
 }
 
 /** The error for a cancelled request. */

@@ -7,14 +7,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { CairnError } from '../util/errors.js';
-import {
-  abortedError,
-  headerValue,
-  statusError,
-  unreachableError,
-  type HubErrorContext,
-  type HubTarget,
-} from './hub-errors.js';
+import { abortedError, headerValue, statusError, unreachableError, type HubErrorContext, type HubTarget } from './hub-errors.js';
 
 /** Settings of the transport. */
 export interface HubHttpOptions {
@@ -56,6 +49,15 @@ async function discard(body: Dispatcher.ResponseData['body']): Promise<void> {
   } catch {
     // A body that fails to drain costs only its connection.
   }
+}
+
+/**
+ * Closes a body we stop reading. undici reports a destroyed body as an 'error' event, which with
+ * no listener would crash the process; nobody needs that error, so it is swallowed here.
+ */
+export function dropBody(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 /** Sends requests to the hub and whatever it redirects to. */
@@ -173,12 +175,7 @@ export class HubHttp {
 }
 
 /** Reads a whole body, refusing more than `maxBytes` (a hostile server could send without end). */
-export async function readBounded(
-  res: HubResponse,
-  maxBytes: number,
-  what: string,
-  signal?: AbortSignal,
-): Promise<Uint8Array> {
+export async function readBounded(res: HubResponse, maxBytes: number, what: string, signal?: AbortSignal): Promise<Uint8Array> {
   const declared = Number(headerValue(res.headers, 'content-length'));
   if (Number.isFinite(declared) && declared > maxBytes) {
     await discard(res.body);
@@ -190,7 +187,7 @@ export async function readBounded(
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       total += chunk.length;
       if (total > maxBytes) {
-        res.body.destroy();
+        dropBody(res.body);
         throw tooBig(res.url, what, maxBytes);
       }
       chunks.push(chunk);

@@ -31,7 +31,11 @@ test('parseHubRef: pasted browser URLs', () => {
     revision: 'main',
     file: 'Model x-Q4_K_M.gguf',
   });
-  assert.deepEqual(parseHubRef('https://huggingface.co/o/r/resolve/abc123/d/m.gguf'), { repo: 'o/r', revision: 'abc123', file: 'd/m.gguf' });
+  assert.deepEqual(parseHubRef('https://huggingface.co/o/r/resolve/abc123/d/m.gguf'), {
+    repo: 'o/r',
+    revision: 'abc123',
+    file: 'd/m.gguf',
+  });
   assert.deepEqual(parseHubRef('https://huggingface.co/o/r/tree/main'), { repo: 'o/r', revision: 'main' });
   assert.deepEqual(parseHubRef('https://huggingface.co/o/r/'), { repo: 'o/r', revision: 'main' });
 });

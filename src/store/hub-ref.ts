@@ -28,8 +28,7 @@ const TAG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Prefixes of the URL forms (matched lower-cased), longest first. */
 const URL_PREFIXES = ['https://huggingface.co/', 'https://hf.co/', 'huggingface.co/', 'hf.co/'];
 
-const EXAMPLE =
-  'write it as hf:OWNER/REPO[:TAG] or hf:OWNER/REPO/PATH/FILE.gguf, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M';
+const EXAMPLE = 'write it as hf:OWNER/REPO[:TAG] or hf:OWNER/REPO/PATH/FILE.gguf, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M';
 
 function bad(spec: string, why: string): CairnError {
   const shown = spec.length > 120 ? `${spec.slice(0, 120)}...` : spec;

@@ -38,14 +38,7 @@ export function isSafeRepoPath(path: string): boolean {
   if (path.length === 0 || path.length > MAX_REPO_PATH) return false;
   const segments = path.split('/');
   return segments.every(
-    (s) =>
-      s.length > 0 &&
-      s.length <= 255 &&
-      s !== '.' &&
-      s !== '..' &&
-      !BAD_SEGMENT_CHAR.test(s) &&
-      s.trim() === s &&
-      !s.endsWith('.'),
+    (s) => s.length > 0 && s.length <= 255 && s !== '.' && s !== '..' && !BAD_SEGMENT_CHAR.test(s) && s.trim() === s && !s.endsWith('.'),
   );
 }
 
