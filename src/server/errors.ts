@@ -62,6 +62,10 @@ export function toApiError(err: unknown): ApiError {
       return new ApiError(503, err.message, 'unavailable_error', null, 'cluster_unavailable');
     // A node answered with something wrong: the fault is upstream of this server.
     if (err.code === 'CLUSTER_REMOTE' || err.code === 'CLUSTER_PROTOCOL') return new ApiError(502, err.message, 'server_error', null, 'cluster_node_error');
+    // The hub refused, lacks or mangled what a pull asked for, or cannot be reached: upstream faults.
+    if (err.code === 'HUB_AUTH' || err.code === 'HUB_NOT_FOUND') return new ApiError(err.code === 'HUB_AUTH' ? 403 : 404, err.message, 'invalid_request_error', 'model', err.code.toLowerCase());
+    if (err.code === 'HUB_UNREACHABLE' || err.code === 'HUB_INTEGRITY') return new ApiError(502, err.message, 'server_error', null, err.code.toLowerCase());
+    if (err.code === 'FILE_NOT_FOUND') return new ApiError(404, err.message, 'invalid_request_error', 'model', 'model_not_found');
     // Nobody reads this answer (the client left); the status keeps /metrics honest.
     if (err.code === 'ABORTED') return new ApiError(499, err.message, 'invalid_request_error', null, 'client_closed_request');
     return new ApiError(500, err.message, 'server_error', null, err.code);
