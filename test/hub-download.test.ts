@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -656,6 +656,37 @@ test('proxies come from the environment (lower-case too), NO_PROXY goes direct',
   } finally {
     proxy.closeAllConnections();
     await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    await hub.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('download: a record for another file is ignored and the partial started over; a wrong size is refused', async () => {
+  const hub = await startMockHub({ 'o/model': modelRepo });
+  const client = clientFor(hub);
+  const dir = await tempDir();
+  try {
+    const listing = await client.listRepo('o/model', 'main');
+    const file = listing.files.find((f) => f.path === 'Model-IQ4_XS.gguf')!;
+    const url = client.fileUrl('o/model', listing.commit, file.path);
+    const dest = join(dir, 'model.gguf');
+    await writeFile(`${dest}.partial`, Buffer.alloc(file.size, 7));
+    const other = { version: 1, size: file.size, sha256: 'ee'.repeat(32), chunkBytes: 4096, done: [0, 1, 2] };
+    await writeFile(`${dest}.partial.json`, JSON.stringify(other));
+    await downloadFile({ client, url, dest, size: file.size, sha256: file.sha256!, chunkBytes: 4096 });
+    assert.ok((await readFile(dest)).equals(small));
+    assert.equal(
+      hub.log.reduce((n, l) => n + l.end - l.start, 0),
+      small.length,
+      'every chunk fetched',
+    );
+
+    await assert.rejects(
+      downloadFile({ client, url, dest: join(dir, 'x.gguf'), size: file.size + 1 }),
+      (err: unknown) => isCairnError(err, 'HUB_INTEGRITY') && /reports/.test(err.message),
+    );
+  } finally {
+    await client.close();
     await hub.close();
     await rm(dir, { recursive: true, force: true });
   }
