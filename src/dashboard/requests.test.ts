@@ -15,9 +15,13 @@ test('a generating request shows its tokens and speed so far; the one waiting fo
   const dir = scratchDir('dashboard-requests');
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'm.gguf');
-  writeSyntheticModel(path, { arch: 'llama', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, ctx: 512, quant: GgmlType.F32, seed: 3 }, () => {
-    throw new Error('F32 needs no quantizer');
-  });
+  writeSyntheticModel(
+    path,
+    { arch: 'llama', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, ctx: 512, quant: GgmlType.F32, seed: 3 },
+    () => {
+      throw new Error('F32 needs no quantizer');
+    },
+  );
   const model = await loadModel(path, { ctx: 512, slots: 1, threads: 1, progress: false });
   try {
     assert.deepEqual(runningRequests(model.engine, 'm'), { list: [], total: 0 });
@@ -52,7 +56,16 @@ test('a generating request shows its tokens and speed so far; the one waiting fo
 test('ended requests are listed newest first, the last few only', () => {
   const metrics = new ServerMetrics();
   const summary = (n: number) =>
-    ({ finishReason: 'length', promptTokens: 3, cachedTokens: 0, completionTokens: n, tokens: [], text: '', prefillMs: 10, decodeMs: 100 }) as unknown as GenerationSummary;
+    ({
+      finishReason: 'length',
+      promptTokens: 3,
+      cachedTokens: 0,
+      completionTokens: n,
+      tokens: [],
+      text: '',
+      prefillMs: 10,
+      decodeMs: 100,
+    }) as unknown as GenerationSummary;
   for (let i = 1; i <= FINISHED_LISTED + 5; i++) {
     metrics.requestStarted();
     metrics.requestEnded(summary(i + 1));

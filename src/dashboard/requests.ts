@@ -49,7 +49,11 @@ function held(engine: Engine): { queued: SequenceView[]; active: SequenceView[] 
 }
 
 /** The requests `engine` holds at `now` (performance.now()), oldest first, at most MAX_RUNNING_LISTED; and how many in all. */
-export function runningRequests(engine: Engine | undefined, model: string, now = performance.now()): { list: RunningRequest[]; total: number } {
+export function runningRequests(
+  engine: Engine | undefined,
+  model: string,
+  now = performance.now(),
+): { list: RunningRequest[]; total: number } {
   if (!engine) return { list: [], total: 0 };
   const { queued, active } = held(engine);
   const all = [

@@ -55,9 +55,17 @@ export function App() {
             </a>
           ))}
         </nav>
-        <p class="status" role="status" title={feed.error ?? undefined}>
-          <span class={`dot ${feed.connected ? 'on' : 'off'}`} aria-hidden="true" />
-          {feed.connected ? (model ? `${model.id} · ${model.state}` : 'connected') : login ? 'API key needed' : 'offline, retrying'}
+        <p class="status" role="status" data-state={login ? 'login' : feed.status} title={feed.error ?? undefined}>
+          <span class={`dot ${feed.status === 'connected' ? 'on' : feed.status === 'reconnecting' ? 'wait' : 'off'}`} aria-hidden="true" />
+          {login || feed.status === 'login'
+            ? 'API key needed'
+            : feed.status === 'connected'
+              ? model
+                ? `${model.id} · ${model.state}`
+                : 'connected'
+              : feed.status === 'reconnecting'
+                ? 'reconnecting…'
+                : 'connecting…'}
         </p>
         {apiKey() !== null && !login && (
           <button
@@ -79,7 +87,7 @@ export function App() {
         ) : (
           <>
             {view === 'chat' && <ChatView model={model?.id ?? 'default'} />}
-            {view === 'live' && <LiveView history={feed.history} />}
+            {view === 'live' && <LiveView history={feed.history} requests={feed.snapshot?.requests ?? null} status={feed.status} />}
             {view === 'cluster' && <ClusterView snapshot={feed.snapshot} planLog={planLog} />}
             {view === 'models' && <ModelsView model={model ?? null} />}
           </>

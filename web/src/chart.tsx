@@ -18,13 +18,27 @@ export interface Line {
   readonly points?: boolean;
 }
 
-/** A chart of `lines` over `data` ([times in s, ...one array per line]). */
-export function Chart({ title, lines, data, unit }: { title: string; lines: readonly Line[]; data: uPlot.AlignedData; unit: string }) {
+/** A chart of `lines` over `data` ([times in s, ...one array per line]); `summary` adds to what a screen reader hears of it. */
+export function Chart({
+  title,
+  lines,
+  data,
+  unit,
+  summary,
+}: {
+  title: string;
+  lines: readonly Line[];
+  data: uPlot.AlignedData;
+  unit: string;
+  summary?: string;
+}) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
 
   useEffect(() => {
     const el = box.current!;
+    // A canvas knows no CSS colour: the axes take the text colour of the page's scheme at each draw.
+    const ink = () => getComputedStyle(el).color;
     const opts: uPlot.Options = {
       width: Math.max(el.clientWidth, 200),
       height: 180,
@@ -34,13 +48,13 @@ export function Chart({ title, lines, data, unit }: { title: string; lines: read
       axes: [
         // Whole seconds at most: samples come once a second.
         {
-          stroke: 'currentColor',
+          stroke: ink,
           grid: { stroke: 'rgba(128,128,128,0.2)' },
           space: 70,
           incrs: [1, 5, 10, 15, 30, 60, 120, 300],
           values: (_u, splits) => splits.map(clock),
         },
-        { stroke: 'currentColor', label: unit, grid: { stroke: 'rgba(128,128,128,0.2)' } },
+        { stroke: ink, label: unit, grid: { stroke: 'rgba(128,128,128,0.2)' } },
       ],
       series: [
         {},
@@ -48,7 +62,8 @@ export function Chart({ title, lines, data, unit }: { title: string; lines: read
           label: l.label,
           stroke: l.color,
           width: 2,
-          spanGaps: !l.points,
+          // A missing value (no data that second, or the feed away) breaks the line.
+          spanGaps: false,
           ...(l.points ? { paths: () => null, points: { show: true, size: 6, fill: l.color } } : { points: { show: false } }),
         })),
       ],
@@ -56,7 +71,12 @@ export function Chart({ title, lines, data, unit }: { title: string; lines: read
     plot.current = new uPlot(opts, data, el);
     const resize = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(el.clientWidth, 200), height: 180 }));
     resize.observe(el);
+    // The scheme changed (light to dark or back): draw the axes again in its colours.
+    const scheme = matchMedia('(prefers-color-scheme: dark)');
+    const recolor = () => plot.current?.redraw(false);
+    scheme.addEventListener('change', recolor);
     return () => {
+      scheme.removeEventListener('change', recolor);
       resize.disconnect();
       plot.current?.destroy();
       plot.current = null;
@@ -69,7 +89,7 @@ export function Chart({ title, lines, data, unit }: { title: string; lines: read
   return (
     <figure class="chart">
       <figcaption>{title}</figcaption>
-      <div ref={box} role="img" aria-label={`${title} over the last minutes`} />
+      <div ref={box} role="img" aria-label={`${title} over the last minutes${summary ? `: ${summary}` : ''}`} />
     </figure>
   );
 }
