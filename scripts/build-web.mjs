@@ -11,8 +11,8 @@ const out = join(root, 'dist/web');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'assets'), { recursive: true });
 
-/** The libraries the bundle holds, whose licences ship with it. */
-const BUNDLED = ['preact', 'uplot', 'marked'];
+/** The libraries the bundle holds, with their licences (the texts ship with it). */
+const BUNDLED = { preact: 'MIT', uplot: 'MIT', marked: 'MIT', 'highlight.js': 'BSD-3-Clause' };
 
 const result = await build({
   absWorkingDir: root,
@@ -27,7 +27,11 @@ const result = await build({
   jsx: 'automatic',
   jsxImportSource: 'preact',
   legalComments: 'none',
-  banner: { js: `/*! cairn dashboard; bundles ${BUNDLED.join(', ')} (MIT): see licenses.txt beside index.html */` },
+  banner: {
+    js: `/*! cairn dashboard; bundles ${Object.entries(BUNDLED)
+      .map(([name, licence]) => `${name} (${licence})`)
+      .join(', ')}: see licenses.txt beside index.html */`,
+  },
   metafile: true,
   logLevel: 'warning',
 });
@@ -40,7 +44,7 @@ const page = readFileSync(join(root, 'web/index.html'), 'utf8')
   .replace('%APP_CSS%', `/dashboard/assets/${css}`)
   .replace('%APP_JS%', `/dashboard/assets/${js}`);
 writeFileSync(join(out, 'index.html'), page);
-const licenses = BUNDLED.map((name) => {
+const licenses = Object.keys(BUNDLED).map((name) => {
   const dir = join(root, 'node_modules', name);
   const file = readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
   if (!file) throw new Error(`build-web: ${name} has no licence file`);

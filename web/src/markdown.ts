@@ -1,8 +1,47 @@
 /**
  * Markdown to HTML for model replies. A reply is untrusted text: raw HTML in it is shown as text,
  * links keep only http(s) and mailto targets, and images become links (nothing loads by itself).
+ * Fenced code gets a language label, a Copy button and syntax highlighting (highlight.js, whose
+ * output is escaped text in spans with classes only: the page's CSP allows no inline style) for the
+ * languages registered below; others are shown as plain text.
  */
 import { Marked, type Tokens } from 'marked';
+import hljs from 'highlight.js/lib/core';
+import bash from 'highlight.js/lib/languages/bash';
+import c from 'highlight.js/lib/languages/c';
+import cpp from 'highlight.js/lib/languages/cpp';
+import css from 'highlight.js/lib/languages/css';
+import diff from 'highlight.js/lib/languages/diff';
+import go from 'highlight.js/lib/languages/go';
+import javascript from 'highlight.js/lib/languages/javascript';
+import json from 'highlight.js/lib/languages/json';
+import python from 'highlight.js/lib/languages/python';
+import rust from 'highlight.js/lib/languages/rust';
+import shell from 'highlight.js/lib/languages/shell';
+import sql from 'highlight.js/lib/languages/sql';
+import typescript from 'highlight.js/lib/languages/typescript';
+import xml from 'highlight.js/lib/languages/xml';
+import yaml from 'highlight.js/lib/languages/yaml';
+
+// The languages models write most; each adds a few KiB to the bundle.
+for (const [name, language] of Object.entries({
+  bash,
+  c,
+  cpp,
+  css,
+  diff,
+  go,
+  javascript,
+  json,
+  python,
+  rust,
+  shell,
+  sql,
+  typescript,
+  xml,
+  yaml,
+}))
+  hljs.registerLanguage(name, language);
 
 /** HTML-escapes text. */
 export function escapeHtml(s: string): string {
@@ -13,6 +52,22 @@ function safeHref(href: string): string | undefined {
   return /^(https?:|mailto:)/i.test(href.trim()) ? href.trim() : undefined;
 }
 
+/** A fenced block: its label and Copy button above the code, highlighted when its language is known. */
+function codeBlock(token: Tokens.Code): string {
+  // The info string's first word names the language (```python title="x" -> python).
+  const lang = (/^\S*/.exec(token.lang ?? '')?.[0] ?? '').slice(0, 32);
+  const text = token.text.replace(/\n$/, '') + '\n';
+  const language = lang ? hljs.getLanguage(lang) : undefined;
+  const body = language ? hljs.highlight(text, { language: lang, ignoreIllegals: true }).value : escapeHtml(text);
+  const label = escapeHtml(language?.name ?? (lang || 'text'));
+  const cls = language ? ` class="hljs language-${escapeHtml(lang.toLowerCase())}"` : '';
+  return (
+    `<div class="code-block"><div class="code-head"><span class="code-lang">${label}</span>` +
+    `<button type="button" class="copy" aria-label="Copy ${label} code">Copy</button></div>` +
+    `<pre><code${cls}>${body}</code></pre></div>\n`
+  );
+}
+
 const marked = new Marked({
   gfm: true,
   async: false,
@@ -20,6 +75,7 @@ const marked = new Marked({
     html(token: Tokens.HTML | Tokens.Tag): string {
       return escapeHtml(token.text);
     },
+    code: codeBlock,
     link(token: Tokens.Link): string {
       const text = this.parser.parseInline(token.tokens);
       const href = safeHref(token.href);
@@ -36,4 +92,35 @@ const marked = new Marked({
 /** The HTML of a Markdown text, safe to insert. */
 export function renderMarkdown(text: string): string {
   return marked.parse(text, { async: false });
+}
+
+/**
+ * Copies the text of `code` to the clipboard. Pages opened over plain HTTP from another machine
+ * have no clipboard API: there the code is selected and copied the old way, and when even that is
+ * refused it stays selected for the reader to copy. Resolves to what happened.
+ */
+export async function copyCode(code: HTMLElement): Promise<'copied' | 'selected'> {
+  const text = code.textContent ?? '';
+  if (window.isSecureContext && navigator.clipboard) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return 'copied';
+    } catch {
+      // Refused (no permission, page not focused): fall through to the selection.
+    }
+  }
+  const selection = getSelection();
+  if (!selection) return 'selected';
+  const range = document.createRange();
+  range.selectNodeContents(code);
+  selection.removeAllRanges();
+  selection.addRange(range);
+  let copied = false;
+  try {
+    copied = document.execCommand('copy');
+  } catch {
+    copied = false;
+  }
+  if (copied) selection.removeAllRanges();
+  return copied ? 'copied' : 'selected';
 }

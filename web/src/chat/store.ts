@@ -35,6 +35,8 @@ export interface Message {
 export interface Conversation {
   id: string;
   title: string;
+  /** The title was given by hand: the first message does not replace it. */
+  named?: boolean;
   system: string;
   sampling: Sampling;
   messages: Message[];
@@ -42,6 +44,7 @@ export interface Conversation {
 }
 
 const KEY = 'cairn.conversations';
+const CURRENT_KEY = 'cairn.currentConversation';
 
 /** The stored conversations, newest first. */
 export function loadConversations(): Conversation[] {
@@ -62,9 +65,33 @@ export function saveConversations(list: readonly Conversation[]): void {
   }
 }
 
+/** The id of the conversation open last (kept so that it stays open across views and reloads). */
+export function loadCurrentId(): string | null {
+  try {
+    return localStorage.getItem(CURRENT_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** Remembers the open conversation. */
+export function saveCurrentId(id: string): void {
+  try {
+    localStorage.setItem(CURRENT_KEY, id);
+  } catch {
+    // Storage disabled: the first conversation opens next time.
+  }
+}
+
 /** A random id; crypto.randomUUID exists only on secure pages, and the dashboard is often opened over plain HTTP on a LAN. */
 function randomId(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** `c` under the name `title` (blank: unchanged); names are kept to 200 characters. */
+export function renamed(c: Conversation, title: string): Conversation {
+  const t = title.trim().slice(0, 200);
+  return t && t !== c.title ? { ...c, title: t, named: true } : c;
 }
 
 /** A new empty conversation. */

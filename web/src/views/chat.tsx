@@ -1,10 +1,21 @@
 /**
- * Chat: a conversation list kept in the browser, a streamed reply rendered as Markdown with a stop
- * button, a system prompt and sampling settings, and tokens and speed under each reply.
+ * Chat: a conversation list kept in the browser (each can be renamed), a streamed reply rendered as
+ * Markdown (code highlighted, with a Copy button) with a stop button, a system prompt and sampling
+ * settings, and tokens and speed under each reply.
  */
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { renderMarkdown } from '../markdown';
-import { loadConversations, newConversation, saveConversations, type Conversation, type Message, type Sampling } from '../chat/store';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { copyCode, renderMarkdown } from '../markdown';
+import {
+  loadConversations,
+  loadCurrentId,
+  newConversation,
+  renamed,
+  saveConversations,
+  saveCurrentId,
+  type Conversation,
+  type Message,
+  type Sampling,
+} from '../chat/store';
 import { streamReply } from '../chat/stream';
 import { num } from '../format';
 
@@ -14,11 +25,18 @@ export function ChatView({ model }: { model: string }) {
     const stored = loadConversations();
     return stored.length ? stored : [newConversation()];
   });
-  const [currentId, setCurrentId] = useState(list[0].id);
+  const [currentId, setCurrentId] = useState(() => {
+    const kept = loadCurrentId();
+    return list.some((c) => c.id === kept) ? kept! : list[0].id;
+  });
   const [draft, setDraft] = useState('');
   const [busy, setBusy] = useState(false);
+  /** What the last Copy button did, for screen readers. */
+  const [copyNote, setCopyNote] = useState('');
   const abort = useRef<AbortController | null>(null);
   const current = list.find((c) => c.id === currentId) ?? list[0];
+
+  useEffect(() => saveCurrentId(current.id), [current.id]);
 
   // While a reply streams, store at most twice a second rather than on every token.
   useEffect(() => {
@@ -37,7 +55,7 @@ export function ChatView({ model }: { model: string }) {
     const id = current.id;
     const withUser: Conversation = {
       ...current,
-      title: current.messages.length ? current.title : text.slice(0, 40),
+      title: current.messages.length || current.named ? current.title : text.slice(0, 40),
       messages: [...current.messages, { role: 'user', content: text }],
     };
     const setReply = (m: Message) => update(id, (c) => ({ ...c, messages: [...withUser.messages, m] }));
@@ -78,14 +96,14 @@ export function ChatView({ model }: { model: string }) {
         </button>
         <ul>
           {list.map((c) => (
-            <li key={c.id} class={c.id === current.id ? 'current' : ''}>
-              <button type="button" class="link" aria-current={c.id === current.id ? 'true' : undefined} onClick={() => setCurrentId(c.id)}>
-                {c.title}
-              </button>
-              <button type="button" class="icon" aria-label={`Delete conversation ${c.title}`} onClick={() => remove(c.id)}>
-                ×
-              </button>
-            </li>
+            <ConversationItem
+              key={c.id}
+              conversation={c}
+              current={c.id === current.id}
+              onSelect={() => setCurrentId(c.id)}
+              onRename={(title) => setList((l) => l.map((x) => (x.id === c.id ? renamed(x, title) : x)))}
+              onDelete={() => remove(c.id)}
+            />
           ))}
         </ul>
       </aside>
@@ -95,12 +113,15 @@ export function ChatView({ model }: { model: string }) {
           {current.messages.map((m, i) => (
             <li key={i} class={`message ${m.role}`}>
               <span class="who">{m.role === 'user' ? 'You' : 'Model'}</span>
-              {m.role === 'assistant' ? <Markdown text={m.content} /> : <p class="plain">{m.content}</p>}
+              {m.role === 'assistant' ? <Markdown text={m.content} onCopy={setCopyNote} /> : <p class="plain">{m.content}</p>}
               {m.stats && <ReplyLine stats={m.stats} />}
               {m.note && <p class="note">{m.note}</p>}
             </li>
           ))}
         </ol>
+        <p class="sr-only" aria-live="polite">
+          {copyNote}
+        </p>
         <form
           class="composer"
           onSubmit={(e) => {
@@ -137,10 +158,114 @@ export function ChatView({ model }: { model: string }) {
   );
 }
 
-/** A reply as HTML, parsed again only when its text changes (not on every token of another reply). */
-function Markdown({ text }: { text: string }) {
+/** How long a Copy button says what it did. */
+const COPY_NOTE_MS = 2000;
+
+/**
+ * A reply as HTML, parsed again only when its text changes (not on every token of another reply).
+ * Its code blocks' Copy buttons are part of that HTML: one click handler here serves them all.
+ */
+function Markdown({ text, onCopy }: { text: string; onCopy: (note: string) => void }) {
   const html = useMemo(() => renderMarkdown(text), [text]);
-  return <div class="markdown" dangerouslySetInnerHTML={{ __html: html }} />;
+  const onClick = async (e: MouseEvent) => {
+    const button = (e.target as Element | null)?.closest?.('button.copy');
+    const code = button?.closest('.code-block')?.querySelector('code');
+    if (!(button instanceof HTMLButtonElement) || !code) return;
+    const done = await copyCode(code);
+    const note = done === 'copied' ? 'Copied' : 'Selected: press Ctrl+C';
+    button.textContent = note;
+    onCopy(done === 'copied' ? 'Code copied to the clipboard.' : 'The code is selected; copy it with Ctrl+C.');
+    setTimeout(() => {
+      if (button.textContent === note) button.textContent = 'Copy';
+      onCopy('');
+    }, COPY_NOTE_MS);
+  };
+  return <div class="markdown" onClick={(e) => void onClick(e)} dangerouslySetInnerHTML={{ __html: html }} />;
+}
+
+/** One conversation in the list: open it, rename it in place (Enter keeps, Escape drops), delete it. */
+function ConversationItem({
+  conversation: c,
+  current,
+  onSelect,
+  onRename,
+  onDelete,
+}: {
+  conversation: Conversation;
+  current: boolean;
+  onSelect: () => void;
+  onRename: (title: string) => void;
+  onDelete: () => void;
+}) {
+  const [editing, setEditing] = useState(false);
+  const [value, setValue] = useState('');
+  const input = useRef<HTMLInputElement>(null);
+  const renameButton = useRef<HTMLButtonElement>(null);
+  /** Set once Enter, Escape or a blur ended the edit, so that the blur of the removed field does nothing more. */
+  const ended = useRef(false);
+  /** Focus goes back to the Rename button after Enter or Escape (a blur means it went elsewhere on purpose). */
+  const refocus = useRef(false);
+  // Before the next key press: keys typed right after the one that opened the field go into it.
+  useLayoutEffect(() => {
+    if (editing) {
+      input.current?.focus();
+      input.current?.select();
+    } else if (refocus.current) {
+      refocus.current = false;
+      renameButton.current?.focus();
+    }
+  }, [editing]);
+  const start = () => {
+    ended.current = false;
+    setValue(c.title);
+    setEditing(true);
+  };
+  const end = (save: boolean, backToButton: boolean) => {
+    if (ended.current) return;
+    ended.current = true;
+    if (save) onRename(value);
+    refocus.current = backToButton;
+    setEditing(false);
+  };
+  return (
+    <li class={current ? 'current' : ''}>
+      {editing ? (
+        <input
+          ref={input}
+          class="rename"
+          type="text"
+          value={value}
+          maxLength={200}
+          aria-label={`New name of conversation ${c.title}`}
+          onInput={(e) => setValue(e.currentTarget.value)}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.isComposing) {
+              e.preventDefault();
+              end(true, true);
+            } else if (e.key === 'Escape') {
+              e.preventDefault();
+              end(false, true);
+            }
+          }}
+          onBlur={() => end(true, false)}
+        />
+      ) : (
+        <button type="button" class="link" aria-current={current ? 'true' : undefined} onClick={onSelect}>
+          {c.title}
+        </button>
+      )}
+      {!editing && (
+        <button ref={renameButton} type="button" class="icon" aria-label={`Rename conversation ${c.title}`} title="Rename" onClick={start}>
+          <svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false">
+            <path d="M11.5 1.5l3 3L5 14H2v-3z M9.5 3.5l3 3" fill="none" stroke="currentColor" stroke-width="1.5" stroke-linejoin="round" />
+          </svg>
+        </button>
+      )}
+      <button type="button" class="icon" aria-label={`Delete conversation ${c.title}`} title="Delete" onClick={onDelete}>
+        ×
+      </button>
+    </li>
+  );
 }
 
 function ReplyLine({ stats }: { stats: NonNullable<Message['stats']> }) {
