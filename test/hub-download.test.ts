@@ -691,3 +691,31 @@ test('download: a record for another file is ignored and the partial started ove
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('probe: a download server that refuses HEAD is asked with a one-byte ranged GET', async () => {
+  const commit = 'd'.repeat(40);
+  const server = await startServer((req, res) => {
+    if (req.url!.startsWith('/o/r/resolve/')) {
+      res.writeHead(302, { location: '/cdn/x', 'x-linked-size': '100', 'x-linked-etag': `"${'ab'.repeat(32)}"`, 'x-repo-commit': commit });
+      res.end();
+    } else if (req.method === 'HEAD') {
+      res.writeHead(403).end();
+    } else if (req.headers.range === 'bytes=0-0') {
+      res.writeHead(206, { 'content-range': 'bytes 0-0/100', 'content-length': 1 }).end('x');
+    } else {
+      res.writeHead(500).end();
+    }
+  });
+  const client = new HubClient({ endpoint: server.url, env: {} });
+  try {
+    assert.deepEqual(await client.probe(client.fileUrl('o/r', commit, 'm.gguf')), {
+      size: 100,
+      etag: 'ab'.repeat(32),
+      commit,
+      acceptRanges: true,
+    });
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
