@@ -3,10 +3,15 @@
  * browsers and for other clients, the files' cache headers, the live feed behind the key. In a
  * real browser, headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core: the page
  * loads under its Content-Security-Policy without console errors, a chat message gets a streamed
- * reply with its token counts, Markdown keeps raw HTML as text, Stop ends a reply midway, the Live,
- * Models and Cluster views fill from the feed, the layout holds at phone width, and with --api-key
- * the login field keeps a wrong key out and lets the right one in. A 2-node cluster: both nodes and
- * the plan show, a killed node turns red and the re-plan shows. Screenshots of each view go to
+ * reply with its token counts, Markdown keeps raw HTML as text, code blocks are highlighted with a
+ * label and a Copy button that works from the keyboard, Stop ends a reply midway, a conversation
+ * renamed in the list keeps its name after a reload, the Live, Models and Cluster views fill from
+ * the feed, the layout holds at phone width (light and dark), and with --api-key the login field
+ * keeps a wrong key out and lets the right one in. On a slower model: a request running now is
+ * listed in Live with its speed so far, and once it ended with its final speed; the feed says it is
+ * reconnecting while the server hangs (stopped) and once it is killed, and comes back to it and to a
+ * new server on the same port without counting a sample twice. A 2-node cluster: both nodes and the
+ * plan show, a killed node turns red and the re-plan shows. Screenshots of each view go to
  * dist/test-screenshots/.
  */
 import { after, before, describe, test } from 'node:test';
@@ -18,12 +23,16 @@ import { ROOT, scratchDir } from './helpers/paths.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
 import { startNode, type NodeProcess } from './helpers/node.js';
 import { writeTinyModel } from './helpers/tiny-model.js';
+import { GgmlType } from '../src/gguf/ggml-types.js';
+import { writeSyntheticModel } from '../src/model/synthetic.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (Debian's chromium package; .ci/run installs it)`;
 const shots = join(ROOT, 'dist/test-screenshots');
 const dir = scratchDir('dashboard');
 const model = join(dir, 'tiny.gguf');
+/** Some 300 tokens a second on one thread here: a long reply runs for seconds, long enough to watch. */
+const slowModel = join(dir, 'slow.gguf');
 
 let browser: Browser | undefined;
 
@@ -32,6 +41,13 @@ before(async () => {
   mkdirSync(dir, { recursive: true });
   mkdirSync(shots, { recursive: true });
   writeTinyModel(model);
+  writeSyntheticModel(
+    slowModel,
+    { arch: 'llama', nEmbd: 256, nLayer: 4, nHead: 4, nKvHead: 2, nFf: 512, nVocab: 1000, ctx: 4096, quant: GgmlType.F32, seed: 11 },
+    () => {
+      throw new Error('F32 needs no quantizer');
+    },
+  );
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
@@ -81,6 +97,31 @@ async function failed(page: Page, n: number, err: unknown, server: ServerProcess
     { cause: err },
   );
 }
+
+/** Stores `conversations` as the page's chat history (the page then reloads to show them). */
+async function seedConversations(page: Page, conversations: readonly object[]): Promise<void> {
+  await page.evaluate(`localStorage.setItem('cairn.conversations', ${JSON.stringify(JSON.stringify(conversations))})`);
+  await page.reload();
+}
+
+/** A stored conversation of one question and `reply`. */
+function conversationWith(id: string, title: string, reply: string): object {
+  return {
+    id,
+    title,
+    system: '',
+    sampling: {},
+    updated: 1,
+    messages: [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: reply },
+    ],
+  };
+}
+
+/** A reply with a Python block and an unlabelled one holding markup. */
+const PYTHON = 'def greet(name):\n    # say hello\n    return f"Hello, {name}!"\n';
+const CODE_REPLY = `Here it is:\n\n\`\`\`python\n${PYTHON}\`\`\`\n\nAnd \`inline\`.\n\n\`\`\`\nplain <b>text</b>\n\`\`\``;
 
 async function view(page: Page, name: string): Promise<void> {
   await page.getByRole('link', { name }).click();
@@ -192,7 +233,9 @@ describe('dashboard on one machine', { skip }, () => {
 
       await view(page, 'Live');
       await until(page, `Number(document.querySelector('[data-testid="live-samples"]')?.textContent?.split(' ')[0]) > 1`);
-      assert.equal(await page.locator('.chart canvas').count(), 4);
+      assert.equal(await page.locator('.chart canvas').count(), 5);
+      // The reply above ended: it is listed with its speed.
+      await until(page, `Number(document.querySelector('[data-testid="finished-tps"]')?.textContent) > 0`);
       await shot(page, 'live.png');
 
       await view(page, 'Models');
@@ -263,22 +306,122 @@ describe('dashboard on one machine', { skip }, () => {
     }
   });
 
-  test('at phone width (390 px) nothing overflows sideways and the nav works from the keyboard', async () => {
+  test('code in a reply is highlighted under a language label, and its Copy button copies it from the keyboard', async () => {
+    const { page, errors } = await openPage();
+    try {
+      await page.goto(server.url + '/');
+      await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+      await seedConversations(page, [conversationWith('c1', 'code', CODE_REPLY)]);
+      const blocks = page.locator('.message.assistant .code-block');
+      await blocks.first().waitFor();
+      assert.equal(await blocks.count(), 2);
+      const py = blocks.first();
+      assert.equal(await py.locator('.code-lang').textContent(), 'Python');
+      assert.equal(await py.locator('code.hljs.language-python .hljs-keyword').first().textContent(), 'def');
+      assert.equal(await py.locator('.hljs-comment').textContent(), '# say hello');
+      assert.ok((await py.locator('.hljs-string').count()) > 0);
+      assert.equal(await py.locator('pre code').textContent(), PYTHON);
+      // Classes only: the CSP would refuse inline styles (and the console would say so).
+      assert.equal(await page.locator('.markdown [style]').count(), 0);
+      // Code of no known language is plain text, its markup shown as text.
+      const plain = blocks.nth(1);
+      assert.equal(await plain.locator('.code-lang').textContent(), 'text');
+      assert.equal(await plain.locator('pre code').textContent(), 'plain <b>text</b>\n');
+      assert.equal(await plain.locator('b').count(), 0);
+      // The Copy button from the keyboard: focused, Enter copies.
+      const copy = page.getByRole('button', { name: 'Copy Python code' });
+      await copy.focus();
+      await page.keyboard.press('Enter');
+      await until(page, `document.querySelector('.code-block button.copy')?.textContent === 'Copied'`);
+      assert.equal(await page.evaluate('navigator.clipboard.readText()'), PYTHON);
+      assert.equal(await page.evaluate(`document.activeElement?.getAttribute('aria-label')`), 'Copy Python code');
+      // It says so to screen readers too, and goes back to "Copy".
+      await page.locator('[aria-live="polite"]', { hasText: 'Code copied' }).waitFor({ state: 'attached' });
+      await until(page, `document.querySelector('.code-block button.copy')?.textContent === 'Copy'`, 5000);
+      await shot(page, 'chat-code.png');
+      assert.deepEqual(errors, []);
+    } catch (err) {
+      throw await failed(page, 6, err, server);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('a conversation is renamed in the list from the keyboard (Escape drops, Enter keeps) and keeps its name after a reload', async () => {
+    const { page, errors } = await openPage();
+    try {
+      await page.goto(server.url + '/');
+      await seedConversations(page, [conversationWith('r1', 'First question', 'An answer.')]);
+      const rename = (title: string) => page.getByRole('button', { name: `Rename conversation ${title}` });
+      const focused = `document.activeElement?.getAttribute('aria-label')`;
+      await rename('First question').focus();
+      await page.keyboard.press('Enter');
+      const field = page.getByRole('textbox', { name: 'New name of conversation First question' });
+      await field.waitFor();
+      assert.equal(await page.evaluate(`document.activeElement?.classList.contains('rename')`), true);
+      // The old name is selected: typing replaces it. Escape drops the edit, and focus returns to the button.
+      await page.keyboard.type('Not this');
+      await page.keyboard.press('Escape');
+      await rename('First question').waitFor();
+      assert.equal(await page.evaluate(focused), 'Rename conversation First question');
+      await page.keyboard.press('Enter');
+      await page.keyboard.type('Trip plans');
+      await page.keyboard.press('Enter');
+      await rename('Trip plans').waitFor();
+      assert.equal(await page.evaluate(focused), 'Rename conversation Trip plans');
+      await page.reload();
+      await page.locator('.conversations button.link', { hasText: 'Trip plans' }).waitFor();
+      assert.equal(await page.locator('.conversations button.link', { hasText: 'First question' }).count(), 0);
+      // A new conversation named before its first message keeps its name when the message is sent.
+      await page.getByRole('button', { name: 'New chat' }).click();
+      await rename('Untitled').click();
+      await page.getByRole('textbox', { name: 'New name of conversation Untitled' }).fill('Named first');
+      await page.keyboard.press('Enter');
+      await page.getByText('System prompt and sampling').click();
+      await page.getByLabel('Max tokens').fill('4');
+      await page.getByLabel('Message').fill('Hello');
+      await page.keyboard.press('Enter');
+      await page.locator('.message.assistant').last().locator('.stats').waitFor();
+      await rename('Named first').waitFor();
+      await page.reload();
+      await page.locator('.conversations button.link', { hasText: 'Named first' }).waitFor();
+      assert.deepEqual(errors, []);
+    } catch (err) {
+      throw await failed(page, 7, err, server);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('at phone width (390 px) nothing overflows sideways, in light and dark, and the nav works from the keyboard', async () => {
     const { page, errors } = await openPage(390, 844);
     try {
       // As on a page opened over plain HTTP from another machine, which has no crypto.randomUUID.
       await page.addInitScript('delete Crypto.prototype.randomUUID');
       await page.goto(server.url + '/#chat');
+      await seedConversations(page, [conversationWith('p1', 'Code sample', CODE_REPLY)]);
       await page.getByLabel('Message').waitFor();
       await page.getByRole('button', { name: 'New chat' }).click();
       assert.equal(await page.locator('.conversations li').count(), 2);
-      for (const name of ['Chat', 'Live', 'Cluster', 'Models']) {
-        await view(page, name);
+      // Back to the one with code, which the screenshots show.
+      await page.locator('.conversations button.link', { hasText: 'Code sample' }).click();
+      const fits = async (what: string) => {
         await page.waitForTimeout(200);
         const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
-        assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the screen`);
+        assert.ok(overflow <= 0, `${what}: the page is ${overflow}px wider than the screen`);
+      };
+      for (const name of ['Chat', 'Live', 'Cluster', 'Models']) {
+        await view(page, name);
+        await fits(name);
         await shot(page, `phone-${name.toLowerCase()}.png`);
       }
+      await page.emulateMedia({ colorScheme: 'dark' });
+      for (const name of ['Chat', 'Live']) {
+        await view(page, name);
+        await fits(`${name} (dark)`);
+        await shot(page, `phone-${name.toLowerCase()}-dark.png`);
+      }
+      await page.emulateMedia({ colorScheme: 'light' });
       await view(page, 'Chat');
       // Tab to the nav's Live link and follow it with Enter.
       await page.locator('nav a').first().focus();
@@ -288,6 +431,141 @@ describe('dashboard on one machine', { skip }, () => {
       assert.deepEqual(errors, []);
     } catch (err) {
       throw await failed(page, 3, err, server);
+    } finally {
+      await page.close();
+    }
+  });
+});
+
+/** Starts a streamed chat completion of `maxTokens` greedy tokens; resolves once its first piece came, with what waits for its end. */
+async function streamedRequest(url: string, maxTokens: number): Promise<{ done: Promise<void> }> {
+  const r = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'slow',
+      messages: [{ role: 'user', content: 'Tell me a long story' }],
+      max_tokens: maxTokens,
+      temperature: 0,
+      stream: true,
+    }),
+  });
+  assert.equal(r.status, 200);
+  const reader = r.body!.getReader();
+  let text = '';
+  const decoder = new TextDecoder();
+  while (!text.includes('"content":"') || text.split('"content":').length < 3) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the stream ended early: ${text}`);
+    text += decoder.decode(value, { stream: true });
+  }
+  const done = (async () => {
+    while (!(await reader.read()).done);
+  })();
+  return { done };
+}
+
+describe('dashboard on a slower model: requests one by one, and a feed that comes back', { skip }, () => {
+  let server: ServerProcess;
+  before(async () => {
+    server = await startServer(['-m', slowModel, '--threads', '1', '--parallel', '2']);
+    await server.ready();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  const samples = `Number(document.querySelector('[data-testid="live-samples"]')?.textContent?.split(' ')[0])`;
+  /**
+   * True when the Live view holds no more samples than one a second (and a little for timers that
+   * fire a millisecond early): a history sent again and counted twice would hold far more.
+   */
+  const noTwice = `(() => {
+    const el = document.querySelector('[data-testid="live-samples"]');
+    const n = Number(el.textContent.split(' ')[0]);
+    return n <= (Number(el.dataset.to) - Number(el.dataset.from)) / 1000 + 2;
+  })()`;
+
+  test('a running request is listed with its speed so far, then with its final speed once it ended', async () => {
+    const { page, errors } = await openPage();
+    try {
+      await page.goto(server.url + '/#live');
+      await page.getByRole('status').getByText('slow · ready').waitFor();
+      await page.getByTestId('running-none').waitFor();
+      const request = await streamedRequest(server.url, 1500);
+      // Listed within a snapshot or two, generating, with a speed above zero.
+      await until(page, `Number(document.querySelector('[data-testid="running-tps"]')?.textContent) > 0`, 15_000);
+      const row = page.getByTestId('running-requests').locator('tbody tr').first();
+      const cells = await row.locator('th, td').allTextContents();
+      assert.match(cells[0], /^#\d+$/);
+      assert.equal(cells[1], 'slow');
+      assert.equal(cells[2], 'generating');
+      assert.match(cells[3], /^\d+ \/ 1500$/);
+      assert.ok(Number(cells[3].split(' ')[0]) > 0, cells[3]);
+      await shot(page, 'live-running.png');
+      await request.done;
+      // Gone from the running list; the ended list and the per-request chart have it.
+      await page.getByTestId('running-none').waitFor({ timeout: 10_000 });
+      const ended = page.getByTestId('finished-requests').locator('tbody tr').first();
+      await ended.waitFor();
+      const endedCells = await ended.locator('th, td').allTextContents();
+      assert.equal(endedCells[2], '1500');
+      assert.ok(Number(endedCells[3]) > 0, endedCells[3]);
+      assert.match((await page.getByRole('img', { name: /^Speed of each request/ }).getAttribute('aria-label')) ?? '', /: 1 request ended/);
+      await shot(page, 'live-ended.png');
+      assert.deepEqual(errors, []);
+    } catch (err) {
+      throw await failed(page, 8, err, server);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('the feed says it is reconnecting while the server hangs or is gone, and comes back to it or to a new server on the same port', async () => {
+    const { page } = await openPage();
+    const status = `document.querySelector('header .status')?.dataset.state`;
+    try {
+      await page.goto(server.url + '/#live');
+      await until(page, `${status} === 'connected' && ${samples} > 2`);
+      // The server stopped (as a hung process or a machine gone from the network: no answer, no
+      // closed connection): reconnecting once the feed is silent, then the same server's history
+      // again when it goes on, counted once.
+      server.proc.kill('SIGSTOP');
+      try {
+        await until(page, `${status} === 'reconnecting'`, 15_000);
+        await page.getByTestId('feed-lost').waitFor();
+      } finally {
+        server.proc.kill('SIGCONT');
+      }
+      await until(page, `${status} === 'connected'`, 20_000);
+      const before = (await page.evaluate(samples)) as number;
+      await until(page, `${samples} > ${before}`, 10_000);
+      assert.equal(await page.evaluate(noTwice), true);
+      assert.equal(await page.getByTestId('feed-lost').count(), 0);
+
+      // The server killed: reconnecting, with the samples so far kept.
+      const port = new URL(server.url).port;
+      const kept = (await page.evaluate(samples)) as number;
+      server.proc.kill('SIGKILL');
+      await server.stop();
+      await until(page, `${status} === 'reconnecting'`, 15_000);
+      await page.getByRole('status').getByText('reconnecting…').waitFor();
+      await page.getByTestId('feed-lost').waitFor();
+      await shot(page, 'live-reconnecting.png');
+      assert.ok(((await page.evaluate(samples)) as number) >= kept);
+
+      // A new server on the same port: connected again, and its snapshots arrive.
+      server = await startServer(['-m', slowModel, '--threads', '1', '--port', port]);
+      assert.equal(new URL(server.url).port, port);
+      await until(page, `${status} === 'connected'`, 20_000);
+      await page.getByRole('status').getByText('slow · ready').waitFor({ timeout: 20_000 });
+      const now = (await page.evaluate(samples)) as number;
+      await until(page, `${samples} >= ${now + 2}`, 10_000);
+      assert.equal(await page.evaluate(noTwice), true);
+      assert.ok(((await page.evaluate(samples)) as number) > kept, 'the samples from before the restart are kept');
+      assert.equal(await page.getByTestId('feed-lost').count(), 0);
+    } catch (err) {
+      throw await failed(page, 9, err, server);
     } finally {
       await page.close();
     }
@@ -399,7 +677,7 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       // Live adds the plan's predicted and measured speed for a cluster.
       await view(page, 'Live');
       await page.getByText('Cluster plan: one-stream speed').waitFor();
-      assert.equal(await page.locator('.chart canvas').count(), 5);
+      assert.equal(await page.locator('.chart canvas').count(), 6);
       await shot(page, 'cluster-live.png');
     } catch (err) {
       const e = await failed(page, 5, err, server);

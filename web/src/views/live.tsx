@@ -109,7 +109,7 @@ export function LiveView({
           title="Speed of each request (as it ended)"
           unit="tok/s"
           data={charts.perRequest}
-          summary={`${charts.ended} requests ended in these minutes`}
+          summary={`${charts.ended} ${charts.ended === 1 ? 'request' : 'requests'} ended in these minutes`}
           lines={[
             { label: 'fastest', color: '#d9480f', points: true },
             { label: 'median', color: '#845ef7', points: true },
