@@ -169,6 +169,8 @@ export function serveCommand(): Command {
             allReduce: o.allReduce,
             progress: process.stderr.isTTY,
             hubSource: hubSourceOf(store, o.model),
+            // Status (and shard downloads in progress) can be read while the plan loads.
+            onCreated: (c) => (coordinator = c),
           });
           const c = coordinator;
           return modelFromParts(

@@ -7,7 +7,7 @@ import type { ModelHost } from '../server/host.js';
 import type { ServerMetrics } from '../server/metrics.js';
 import type { ServerOptions } from '../server/app.js';
 import { MachineSampler } from './machine.js';
-import { finishedRequests, runningRequests } from './requests.js';
+import { finishedRequests, runningRequests } from '../server/held-requests.js';
 import type { ClusterInfo, DashboardSnapshot, LiveSample, ModelInfo } from './wire.js';
 
 /** Live samples kept: five minutes at one a second. */

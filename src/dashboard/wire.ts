@@ -124,7 +124,7 @@ export interface FinishedRequest {
 
 /** The requests of this moment and the last ones that ended. */
 export interface RequestsInfo {
-  /** Oldest first, at most MAX_RUNNING_LISTED of them (src/dashboard/requests.ts). */
+  /** Oldest first, at most MAX_RUNNING_LISTED of them (src/server/held-requests.ts). */
   readonly running: readonly RunningRequest[];
   /** How many the engine holds in all; more than `running` lists when it was cut. */
   readonly runningTotal: number;

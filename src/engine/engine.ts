@@ -150,6 +150,21 @@ interface Sequence {
   cancelled: boolean;
 }
 
+/** A sequence the engine holds, as status pages show it. */
+export interface HeldSequence {
+  readonly id: number;
+  /** Waiting for a slot. */
+  readonly queued: boolean;
+  readonly promptTokens: number;
+  /** Tokens generated so far. */
+  readonly generated: number;
+  readonly maxTokens: number;
+  /** When it was submitted (performance.now()). */
+  readonly tStart: number;
+  /** When its first token came (performance.now()); 0 before. */
+  readonly tFirstToken: number;
+}
+
 /** Times one sequence may resume (or wait to) before it fails: a runner that keeps breaking ends it. */
 const MAX_RESUMES = 20;
 /** Pause before trying again to resume sequences on a runner that is not ready yet. */
@@ -199,7 +214,8 @@ export class Engine {
     this.maxQueue = options.maxQueue ?? 64;
     this.exactReplaySteps = options.exactReplaySteps ?? 256;
     this.refusal = options.refuseGeneration;
-    this.prefixCache = options.promptCache && options.promptCache.budgetBytes > 0 ? new PrefixCache(runner, options.promptCache) : undefined;
+    this.prefixCache =
+      options.promptCache && options.promptCache.budgetBytes > 0 ? new PrefixCache(runner, options.promptCache) : undefined;
   }
 
   /** Requests waiting for a slot. */
@@ -210,6 +226,23 @@ export class Engine {
   /** Sequences holding a slot. */
   get activeCount(): number {
     return this.active.length;
+  }
+
+  /** The sequences not finished yet, waiting or holding a slot, oldest first (a copy: for status pages). */
+  heldSequences(): HeldSequence[] {
+    const view = (s: Sequence, queued: boolean): HeldSequence => ({
+      id: s.id,
+      queued,
+      promptTokens: s.req.prompt.length,
+      generated: s.generated.length,
+      maxTokens: s.req.maxTokens,
+      tStart: s.tStart,
+      tFirstToken: s.tFirstToken,
+    });
+    return [
+      ...this.active.filter((s) => !s.finished).map((s) => view(s, false)),
+      ...this.queue.filter((s) => !s.finished).map((s) => view(s, true)),
+    ].sort((a, b) => a.id - b.id);
   }
 
   /** Each slot: whether a sequence holds it, and how many tokens of KV it keeps. */
@@ -226,10 +259,14 @@ export class Engine {
     if (this.refusal) throw new CairnError('BAD_ARGUMENT', this.refusal);
     if (req.prompt.length === 0) throw new CairnError('BAD_ARGUMENT', 'the prompt is empty: give at least one token');
     if (req.prompt.length >= this.runner.ctxPerSlot) {
-      throw new CairnError('CONTEXT_FULL', `the prompt has ${req.prompt.length} tokens but the context holds ${this.runner.ctxPerSlot}; shorten it or raise --ctx`);
+      throw new CairnError(
+        'CONTEXT_FULL',
+        `the prompt has ${req.prompt.length} tokens but the context holds ${this.runner.ctxPerSlot}; shorten it or raise --ctx`,
+      );
     }
     const freeSlots = this.slots.reduce((n, s) => n + (s.busy ? 0 : 1), 0);
-    if (this.queue.length >= freeSlots + this.maxQueue) throw new CairnError('QUEUE_FULL', `every slot is busy and the queue is full (${this.maxQueue} waiting)`);
+    if (this.queue.length >= freeSlots + this.maxQueue)
+      throw new CairnError('QUEUE_FULL', `every slot is busy and the queue is full (${this.maxQueue} waiting)`);
     for (const id of req.prompt) {
       if (!(Number.isInteger(id) && id >= 0 && id < this.runner.nVocab)) {
         throw new CairnError('BAD_ARGUMENT', `prompt token ${id} is outside the vocabulary`);
@@ -370,7 +407,11 @@ export class Engine {
         continue;
       }
       if (++seq.resumes > MAX_RESUMES) {
-        this.finish(seq, 'error', new CairnError('CLUSTER_CLOSED', `the model's runner was rebuilt ${MAX_RESUMES} times while this request ran; giving up`));
+        this.finish(
+          seq,
+          'error',
+          new CairnError('CLUSTER_CLOSED', `the model's runner was rebuilt ${MAX_RESUMES} times while this request ran; giving up`),
+        );
         continue;
       }
       seq.lost = true;
@@ -397,7 +438,12 @@ export class Engine {
 
   /** How the runner samples for a sequence: its options with the fixed seed, its tokens so far, draws made. */
   private samplingSpec(seq: Sequence): SequenceSpec {
-    return { sampler: { ...seq.req.sampler, seed: seq.seed }, logprobs: seq.req.logprobs, history: [...seq.history], drawn: seq.generated.length };
+    return {
+      sampler: { ...seq.req.sampler, seed: seq.seed },
+      logprobs: seq.req.logprobs,
+      history: [...seq.history],
+      drawn: seq.generated.length,
+    };
   }
 
   /** Gives free slots to waiting requests, reusing the longest cached prefix (slot or saved). */
@@ -443,7 +489,12 @@ export class Engine {
     const limit = seq.req.promptLogprobs !== undefined ? 0 : prompt.length - 1;
     let slot: Slot;
     let reuse: number;
-    if (stored && stored.length > bestLen && Math.min(stored.length, limit) > 0 && (await this.tryLoadStored(stored.key, (slot = this.leastRecentlyUsed(free)), prompt))) {
+    if (
+      stored &&
+      stored.length > bestLen &&
+      Math.min(stored.length, limit) > 0 &&
+      (await this.tryLoadStored(stored.key, (slot = this.leastRecentlyUsed(free)), prompt))
+    ) {
       reuse = Math.min(stored.length, limit);
     } else if (best && !best.busy && Math.min(bestLen, limit) > 0) {
       slot = best;
@@ -535,7 +586,8 @@ export class Engine {
       inStep.push({ seq, n });
       seq.inFlight = true;
       if (scoring) {
-        for (let i = 0; i < n && seq.nPast + i + 1 < seq.req.prompt.length; i++) outputs.push({ seq, row: start + i, scores: seq.nPast + i + 1 });
+        for (let i = 0; i < n && seq.nPast + i + 1 < seq.req.prompt.length; i++)
+          outputs.push({ seq, row: start + i, scores: seq.nPast + i + 1 });
       }
       if (seq.nPast + n === seq.history.length) outputs.push({ seq, row: start + n - 1 });
     }
@@ -543,7 +595,11 @@ export class Engine {
     this.stats.steps++;
     let result: ForwardResult;
     try {
-      const modes = outputs.map((o) => (o.seq.sampler || o.scores !== undefined ? { mode: 'logits' as const, logprobs: undefined } : { mode: 'sample' as const, logprobs: o.seq.req.logprobs }));
+      const modes = outputs.map((o) =>
+        o.seq.sampler || o.scores !== undefined
+          ? { mode: 'logits' as const, logprobs: undefined }
+          : { mode: 'sample' as const, logprobs: o.seq.req.logprobs },
+      );
       result = await this.runner.forward({
         nTokens: tokens.length,
         tokens: Int32Array.from(tokens),

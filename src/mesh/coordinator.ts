@@ -70,6 +70,8 @@ export interface CoordinatorOptions {
    * lack it fetch their shard's bytes from there, and are sent them only where that fails.
    */
   readonly hubSource?: HubShardSource;
+  /** Given the coordinator as soon as it exists, so its status can be read while it plans and loads. */
+  readonly onCreated?: (c: ClusterCoordinator) => void;
   /** How hidden states travel between stages; default: the plan's choice from the links. */
   readonly activations?: 'f16' | 'f32';
   /**
@@ -194,6 +196,7 @@ export class ClusterCoordinator implements ForwardRunner {
    */
   static async start(opts: CoordinatorOptions): Promise<ClusterCoordinator> {
     const c = new ClusterCoordinator(opts);
+    opts.onCreated?.(c);
     try {
       await c.startUp();
     } catch (err) {

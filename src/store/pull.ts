@@ -18,6 +18,7 @@ import { chooseGguf, type GgufChoice } from './gguf-choice.js';
 import type { HubClient } from './hub-client.js';
 import { formatHubRef, type HubRef } from './hub-ref.js';
 import { mergeSplitParts } from './merge-parts.js';
+import { withPullLock } from './pull-lock.js';
 import type { ModelStore, StoredModel, StoredModelFile } from './model-store.js';
 
 /** One step of a pull, in the shape of Ollama's /api/pull progress lines. */
@@ -54,7 +55,14 @@ export function dominantType(file: GgufFile): string {
 }
 
 /** What the store records of a model file it now holds. */
-export function describeModel(path: string, name: string, tag: string | undefined, sha256: string, size: number, source: StoredModel['source']): StoredModel {
+export function describeModel(
+  path: string,
+  name: string,
+  tag: string | undefined,
+  sha256: string,
+  size: number,
+  source: StoredModel['source'],
+): StoredModel {
   const file = readGguf(path);
   const meta = new Metadata(file);
   const architecture = meta.string('general.architecture') ?? 'unknown';
@@ -83,7 +91,10 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
   const choice = chooseGguf(listing, ref);
   const missing = choice.parts.find((p) => !p.sha256);
   if (missing) {
-    throw new CairnError('BAD_ARGUMENT', `${ref.repo}: the hub states no SHA-256 for ${missing.path}, so it cannot be verified; cairn pulls only files stored with Git LFS`);
+    throw new CairnError(
+      'BAD_ARGUMENT',
+      `${ref.repo}: the hub states no SHA-256 for ${missing.path}, so it cannot be verified; cairn pulls only files stored with Git LFS`,
+    );
   }
   const files = choice.parts.map((p) => ({ path: p.path, size: p.size, sha256: p.sha256! }));
   const name = storedName(ref, choice);
@@ -103,16 +114,21 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
       continue;
     }
     tell({ status: `pulling ${f.sha256.slice(0, 12)}`, digest, total: f.size, completed: 0 });
-    await downloadFile({
-      client,
-      url: client.fileUrl(ref.repo, listing.commit, f.path),
-      dest: store.blobPath(f.sha256),
-      size: f.size,
-      sha256: f.sha256,
-      connections: opts.connections,
-      signal: opts.signal,
-      onProgress: (completed, total) => tell({ status: `pulling ${f.sha256.slice(0, 12)}`, digest, total, completed }),
+    await withPullLock(`${store.blobPath(f.sha256)}.lock`, async () => {
+      // Another pull may have finished it while this one waited.
+      if (store.hasBlob(f.sha256, f.size)) return;
+      await downloadFile({
+        client,
+        url: client.fileUrl(ref.repo, listing.commit, f.path),
+        dest: store.blobPath(f.sha256),
+        size: f.size,
+        sha256: f.sha256,
+        connections: opts.connections,
+        signal: opts.signal,
+        onProgress: (completed, total) => tell({ status: `pulling ${f.sha256.slice(0, 12)}`, digest, total, completed }),
+      });
     });
+    tell({ status: `pulling ${f.sha256.slice(0, 12)}`, digest, total: f.size, completed: f.size });
   }
   tell({ status: 'verifying sha256 digest' });
   // Where each file's tensor data starts, for nodes that fetch only their shard from the hub.

@@ -35,7 +35,7 @@ export class ProgressReporter {
       this.t0 = performance.now();
       this.bar = new cliProgress.SingleBar(
         {
-          format: `${this.title} [{bar}] {percentage}% {value_h} of {total_h} {rate_h}`,
+          format: `${this.title} [{bar}] {percentage}% {value_h} of {total_h} {rate_h} {eta_h}`,
           stream: process.stderr,
           hideCursor: true,
           clearOnComplete: true,
@@ -44,12 +44,14 @@ export class ProgressReporter {
         },
         cliProgress.Presets.shades_classic,
       );
-      this.bar.start(this.total, 0, { value_h: formatMiB(0), total_h: formatMiB(this.total), rate_h: '' });
+      this.bar.start(this.total, 0, { value_h: formatMiB(0), total_h: formatMiB(this.total), rate_h: '', eta_h: '' });
     }
     const seconds = (performance.now() - this.t0) / 1000;
-    const rate = seconds > 0.2 ? `${formatMiB(done / seconds)}/s` : '';
+    const perSecond = seconds > 0.2 ? done / seconds : 0;
+    const rate = perSecond > 0 ? `${formatMiB(perSecond)}/s` : '';
+    const eta = perSecond > 0 && done < this.total ? `${formatDuration((this.total - done) / perSecond)} left` : '';
     this.bar.setTotal(this.total);
-    this.bar.update(Math.min(done, this.total), { value_h: formatMiB(done), total_h: formatMiB(this.total), rate_h: rate });
+    this.bar.update(Math.min(done, this.total), { value_h: formatMiB(done), total_h: formatMiB(this.total), rate_h: rate, eta_h: eta });
   }
 
   /** Erases the bar; later updates draw nothing. */
@@ -63,4 +65,12 @@ export class ProgressReporter {
 /** Bytes in MiB (or GiB past 1 GiB), for a bar's figures. */
 export function formatMiB(n: number): string {
   return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` : `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+/** Seconds as "42s", "3m05s" or "1h02m", for a bar's time left. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }

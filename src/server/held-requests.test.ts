@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { writeSyntheticModel } from '../model/synthetic.js';
-import { ServerMetrics } from '../server/metrics.js';
+import { ServerMetrics } from './metrics.js';
 import type { GenerationSummary } from '../engine/engine.js';
 import { scratchDir } from '../../test/helpers/paths.js';
-import { FINISHED_LISTED, finishedRequests, runningRequests } from './requests.js';
+import { FINISHED_LISTED, finishedRequests, runningRequests } from './held-requests.js';
 
 test('a generating request shows its tokens and speed so far; the one waiting for the slot shows as queued', async () => {
   const dir = scratchDir('dashboard-requests');
