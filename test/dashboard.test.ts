@@ -16,7 +16,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { ModelStore } from '../src/store/model-store.js';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ROOT, scratchDir } from './helpers/paths.js';
@@ -197,7 +199,22 @@ describe('dashboard over plain HTTP (no browser needed)', () => {
 describe('dashboard on one machine', { skip }, () => {
   let server: ServerProcess;
   before(async () => {
-    server = await startServer(['-m', model, '--threads', '1', '--parallel', '2']);
+    // A store holding one model (as `cairn pull` leaves it), which the Models view lists.
+    const store = new ModelStore(join(dir, 'store'));
+    const sha256 = createHash('sha256').update(readFileSync(model)).digest('hex');
+    mkdirSync(store.blobsDir, { recursive: true });
+    copyFileSync(model, store.blobPath(sha256));
+    const size = statSync(model).size;
+    store.add({
+      name: 'hf:tester/tiny-GGUF:F32',
+      sha256,
+      size,
+      architecture: 'llama',
+      quantization: 'F32',
+      pulledAt: new Date().toISOString(),
+      source: { repo: 'tester/tiny-GGUF', commit: '0'.repeat(40), endpoint: 'http://127.0.0.1:1', files: [{ path: 'tiny-F32.gguf', size, sha256 }] },
+    });
+    server = await startServer(['-m', model, '--threads', '1', '--parallel', '2'], { CAIRN_HOME: store.root });
     await server.ready();
   });
   after(async () => {
@@ -241,6 +258,8 @@ describe('dashboard on one machine', { skip }, () => {
       await view(page, 'Models');
       assert.equal(await page.getByTestId('model-architecture').textContent(), 'llama');
       assert.equal(await page.getByTestId('model-quantization').textContent(), 'F32');
+      // And what is stored on disk.
+      await page.getByTestId('stored-models').getByText('hf:tester/tiny-GGUF:F32').waitFor();
       await shot(page, 'models.png');
 
       await view(page, 'Cluster');
@@ -645,6 +664,11 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       assert.match((await nodes.filter({ hasNotText: 'coordinator' }).textContent()) ?? '', /layer 1/);
       assert.match((await page.locator('.graph .link text').textContent()) ?? '', /[\d.]+ ms · \d+ MB\/s/);
       assert.match((await page.getByTestId('plan').textContent()) ?? '', /plan 1\b.*predicted [\d.]+ tok\/s/);
+      // The node's own CPU load, as it reports it (its power is n/a where RAPL is not readable).
+      await until(
+        page,
+        `[...document.querySelectorAll('.cluster table tbody tr')].some((tr) => !(tr.querySelector('th')?.textContent ?? '').includes('coordinator') && /\\d+ %/.test(tr.children[4]?.textContent ?? ''))`,
+      );
       await shot(page, 'cluster.png');
 
       await view(page, 'Chat');

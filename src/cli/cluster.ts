@@ -73,6 +73,9 @@ function render(s: ClusterStatus): string {
   const lines = [`cluster ${s.state}${s.error ? `: ${s.error}` : ''}, plan ${s.epoch}, model ${s.model.name} (${s.model.layers} layers)`, '', 'nodes:'];
   for (const n of s.nodes) {
     lines.push(`  ${(n.up ? 'up  ' : 'DOWN') + ' ' + n.name.padEnd(16)} ${n.address.padEnd(22)} ${formatBytes(n.memoryBytes).padStart(10)}  ${(n.bytesPerSecond / 1e9).toFixed(1)} GB/s  ${n.threads} threads ${n.isa}`);
+    if (n.cpuLoad !== undefined || n.powerWatts !== undefined) {
+      lines.push(`       CPU ${n.cpuLoad == null ? 'n/a' : `${(100 * n.cpuLoad).toFixed(0)}%`}, power ${n.powerWatts == null ? 'n/a' : `${n.powerWatts.toFixed(1)} W`}`);
+    }
     const t = n.transfer;
     if (t) lines.push(`       ${t.from === 'hub' ? 'fetching its shard from the hub' : 'receiving its shard from the coordinator'}: ${t.total > 0 ? ((100 * t.done) / t.total).toFixed(0) : 0}% (${formatBytes(t.done)} of ${formatBytes(t.total)})`);
   }

@@ -34,6 +34,12 @@ export function nodeCommand(): Command {
       const clusterKey = await clusterSecretFromFlags(o);
       const { MeshNode } = await import('../mesh/node.js');
       const { publishedFiles } = await import('./published-files.js');
+      const { MachineSampler } = await import('../dashboard/machine.js');
+      const machine = new MachineSampler();
+      const machineSampler = () => () => {
+        const { cpuLoad, powerWatts } = machine.sample();
+        return { cpuLoad, powerWatts };
+      };
       const node = await MeshNode.start({
         host: o.host,
         port: o.port,
@@ -46,6 +52,7 @@ export function nodeCommand(): Command {
         mdns: o.mdns,
         mdnsInterface: o.mdnsInterface,
         published: publishedFiles(),
+        sampleMachine: machineSampler(),
       });
       const a = node.address;
       const c = node.capabilities;

@@ -206,7 +206,7 @@ export function serveCommand(): Command {
         webApp: web,
         models: storeCatalog(store),
       });
-      if (web) (await import('../dashboard/routes.js')).registerDashboard(app, web, { host, metrics, cluster: () => coordinator?.status() });
+      if (web) (await import('../dashboard/routes.js')).registerDashboard(app, web, { host, metrics, cluster: () => coordinator?.status(), stored: () => store.list() });
       const address = await app.listen({ host: o.host, port: o.port });
       process.stderr.write(`cairn: listening on ${address} (OpenAI API at ${address}/v1${web ? `, dashboard at ${address}/` : ''})\n`);
       // Yield once so the listening line is out before the synchronous part of loading starts.

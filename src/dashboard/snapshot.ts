@@ -8,18 +8,25 @@ import type { ServerMetrics } from '../server/metrics.js';
 import type { ServerOptions } from '../server/app.js';
 import { MachineSampler } from './machine.js';
 import { finishedRequests, runningRequests } from '../server/held-requests.js';
-import type { ClusterInfo, DashboardSnapshot, LiveSample, ModelInfo } from './wire.js';
+import type { CatalogModel } from '../server/model-catalog.js';
+import type { ClusterInfo, DashboardSnapshot, LiveSample, ModelInfo, StoredModelInfo } from './wire.js';
 
 /** Live samples kept: five minutes at one a second. */
 export const HISTORY_SECONDS = 300;
 /** Window of the prompt-cache hit rate, in samples. */
 const CACHE_WINDOW = 60;
+/** Stored models listed at most. */
+export const STORED_LISTED = 200;
+/** How often the store is read again. */
+const STORED_EVERY_MS = 5000;
 
 /** Where the numbers come from. */
 export interface SnapshotSources {
   readonly host: ModelHost;
   readonly metrics: ServerMetrics;
   readonly cluster?: ServerOptions['cluster'];
+  /** The models stored on this machine. */
+  readonly stored?: () => readonly CatalogModel[];
 }
 
 type EngineStats = { promptTokens: number; cachedTokens: number; generatedTokens: number };
@@ -36,6 +43,8 @@ export class Snapshotter {
   private summary:
     { of: object; value: { architecture: string; parameters: number; quantization: readonly { type: string }[] } } | undefined;
 
+  private stored: { at: number; models: StoredModelInfo[] } | undefined;
+
   constructor(private readonly sources: SnapshotSources) {}
 
   /** The snapshot of now; its live part joins the history. */
@@ -49,7 +58,7 @@ export class Snapshotter {
     const { host, metrics } = this.sources;
     const running = runningRequests(host.model?.engine, host.id);
     const requests = { running: running.list, runningTotal: running.total, finished: finishedRequests(metrics.recent) };
-    return { model: this.model(), live, requests, machine: this.machine.sample(), cluster };
+    return { model: this.model(), live, requests, machine: this.machine.sample(), cluster, stored: this.storedModels() };
   }
 
   private live(plan: ClusterInfo['plan']): LiveSample {
@@ -82,6 +91,25 @@ export class Snapshotter {
       planPredictedTokensPerSecond: plan?.predictedTokensPerSecond ?? null,
       planMeasuredTokensPerSecond: plan?.measuredTokensPerSecond ?? null,
     };
+  }
+
+  /** The store's models, read at most every STORED_EVERY_MS (it is a folder of files). */
+  private storedModels(): StoredModelInfo[] | null {
+    const list = this.sources.stored;
+    if (!list) return null;
+    const now = performance.now();
+    if (!this.stored || now - this.stored.at > STORED_EVERY_MS) {
+      let models: StoredModelInfo[] = [];
+      try {
+        models = list()
+          .slice(0, STORED_LISTED)
+          .map((m) => ({ name: m.name, size: m.size, architecture: m.architecture, quantization: m.quantization, pulledAt: m.pulledAt }));
+      } catch {
+        // An unreadable store lists nothing.
+      }
+      this.stored = { at: now, models };
+    }
+    return this.stored.models;
   }
 
   private model(): ModelInfo {

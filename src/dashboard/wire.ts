@@ -69,6 +69,11 @@ export interface ClusterInfo {
     readonly memoryBytes: number;
     readonly threads: number;
     readonly isa: string;
+    /** A remote node's CPU load (0..1) and power in watts as it reports them (null: not readable there; absent: not reported yet). */
+    readonly cpuLoad?: number | null;
+    readonly powerWatts?: number | null;
+    /** Its shard on its way to it, while it is. */
+    readonly transfer?: { readonly from: 'hub' | 'coordinator'; readonly done: number; readonly total: number };
   }[];
   /** From the coordinator to each node. */
   readonly links: readonly { readonly to: string; readonly latencyMs: number; readonly megabytesPerSecond: number }[];
@@ -141,6 +146,18 @@ export interface DashboardSnapshot {
   readonly machine: MachineSample;
   /** The cluster, when the model runs on one. */
   readonly cluster: ClusterInfo | null;
+  /** The models stored on this machine (`cairn pull`), at most STORED_LISTED; null where the server keeps no store. */
+  readonly stored: readonly StoredModelInfo[] | null;
+}
+
+/** A model stored on disk. */
+export interface StoredModelInfo {
+  readonly name: string;
+  readonly size: number;
+  readonly architecture: string;
+  readonly quantization: string;
+  /** ISO 8601. */
+  readonly pulledAt: string;
 }
 
 /** The first event of the feed: the live samples of the last minutes, oldest first. */

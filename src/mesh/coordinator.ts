@@ -41,6 +41,7 @@ import { MeshFrame, type GroupSpec, type LoadReply, type LoadRequest, type NodeC
 import { hasControlCharacter, shardSpecOf } from './load-request.js';
 import { prepareShard, sendShard, type PreparedShard } from './shard-files.js';
 import type { HubShardSource } from './hub-shard.js';
+import { NodeLoads } from './node-loads.js';
 import { randomUUID } from 'node:crypto';
 
 /** Settings of a coordinator. */
@@ -101,6 +102,9 @@ export interface ClusterStatus {
     readonly bytesPerSecond: number;
     readonly threads: number;
     readonly isa: string;
+    /** Its machine's CPU load (0..1) and power in watts as it reports them (null: not readable there; absent: not reported yet). */
+    readonly cpuLoad?: number | null;
+    readonly powerWatts?: number | null;
     /** The node's shard on its way to it (from the hub, or sent by this coordinator), while it is. */
     readonly transfer?: { readonly from: 'hub' | 'coordinator'; readonly done: number; readonly total: number };
   }[];
@@ -156,6 +160,8 @@ export class ClusterCoordinator implements ForwardRunner {
   private readonly nodes: NodeSet;
   /** Shards on their way to nodes now, by node id (for status). */
   private readonly transfers = new Map<string, { from: 'hub' | 'coordinator'; done: number; total: number }>();
+  /** Each remote node's CPU load and power, as it reports them. */
+  private readonly loads = new NodeLoads(() => this.nodes.up().map((n) => ({ id: n.caps.nodeId, conn: n.conn })));
   private localCaps: NodeCapabilities | undefined;
   private modelSha = '';
   private closed = false;
@@ -257,6 +263,7 @@ export class ClusterCoordinator implements ForwardRunner {
     await this.establish();
     this.started = true;
     this.nodes.start();
+    this.loads.start();
     // A node that answered while the first plan loaded was not announced: take it in now if it helps.
     this.replan('nodes joined while the first plan loaded', false);
   }
@@ -676,7 +683,8 @@ export class ClusterCoordinator implements ForwardRunner {
     for (const n of this.nodes.all()) {
       const c = n.caps;
       const transfer = this.transfers.get(c.nodeId);
-      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: this.nodes.usable(n), memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa, ...(transfer ? { transfer } : {}) });
+      const load = this.loads.get(c.nodeId);
+      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: this.nodes.usable(n), memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa, ...(load ?? {}), ...(transfer ? { transfer } : {}) });
     }
     return {
       state,
@@ -708,6 +716,7 @@ export class ClusterCoordinator implements ForwardRunner {
   /** Unloads every stage and closes every connection. */
   async close(): Promise<void> {
     this.closed = true;
+    this.loads.stop();
     const p = this.pipeline;
     this.pipeline = undefined;
     await p?.close('the coordinator is stopping');

@@ -36,6 +36,7 @@ import { unpackMessage } from '../util/message-framing.js';
 import { ShardCache } from './shard-cache.js';
 import { describeLayers, manifestDigest } from './shard-manifest.js';
 import { fetchShardFromHub, type PublishedFiles } from './hub-shard.js';
+import type { MachineLoad } from './node-loads.js';
 import { ShardReceiver } from './shard-receiver.js';
 import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
 import { StageRunner, type StageLinks } from './stage-runner.js';
@@ -69,6 +70,8 @@ export interface NodeOptions {
   readonly log?: (line: string) => void;
   /** Reads published model files (the hub), so a shard can be fetched from there rather than sent by the coordinator. */
   readonly published?: PublishedFiles;
+  /** Reads this machine's CPU load and power (for the coordinator's status); absent: reported as unknown. */
+  readonly sampleMachine?: () => MachineLoad;
 }
 
 /** A running node. */
@@ -219,6 +222,8 @@ export class MeshNode {
       switch (frame.type) {
         case MeshFrame.info:
           return ok(this.capabilities);
+        case MeshFrame.machine:
+          return ok(this.opts.sampleMachine?.() ?? { cpuLoad: null, powerWatts: null });
         case MeshFrame.load:
           return ok(await this.load(conn, frameJson(frame)));
         case MeshFrame.shardBegin: {

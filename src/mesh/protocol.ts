@@ -48,6 +48,8 @@ export const MeshFrame = {
   experts: FIRST_APP_FRAME_TYPE + 14,
   /** one-way JSON {done, total}, node -> coordinator: bytes of its shard fetched from the hub so far */
   shardProgress: FIRST_APP_FRAME_TYPE + 15,
+  /** request -> JSON {cpuLoad, powerWatts}: the node's machine as it reads it (null: not readable) */
+  machine: FIRST_APP_FRAME_TYPE + 16,
 } as const;
 
 /** Where a peer node listens. */

@@ -89,7 +89,7 @@ export function App() {
             {view === 'chat' && <ChatView model={model?.id ?? 'default'} />}
             {view === 'live' && <LiveView history={feed.history} requests={feed.snapshot?.requests ?? null} status={feed.status} />}
             {view === 'cluster' && <ClusterView snapshot={feed.snapshot} planLog={planLog} />}
-            {view === 'models' && <ModelsView model={model ?? null} />}
+            {view === 'models' && <ModelsView model={model ?? null} stored={feed.snapshot?.stored ?? null} />}
           </>
         )}
       </main>

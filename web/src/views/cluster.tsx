@@ -16,8 +16,10 @@ interface NodeRow {
   readonly role: string;
   readonly usedBytes: number | null;
   readonly offeredBytes: number | null;
-  /** Load and power are read on this machine only; remote nodes do not report them. */
-  readonly machine: MachineSample | null;
+  /** Load and power: this machine's own sample, or what a remote node reports of its machine. */
+  readonly machine: Pick<MachineSample, 'cpuLoad' | 'powerWatts'> | null;
+  /** Its shard on its way to it, while it is. */
+  readonly transfer?: { readonly from: 'hub' | 'coordinator'; readonly done: number; readonly total: number };
 }
 
 type Stage = NonNullable<ClusterInfo['plan']>['stages'][number];
@@ -63,7 +65,8 @@ function rowsOf(s: DashboardSnapshot): NodeRow[] {
       role: roleOf(stages),
       usedBytes: stages.length ? stages.reduce((a, st) => a + st.memoryBytes, 0) : null,
       offeredBytes: n.memoryBytes,
-      machine: n.local ? s.machine : null,
+      machine: n.local ? s.machine : { cpuLoad: n.cpuLoad ?? null, powerWatts: n.powerWatts ?? null },
+      transfer: n.transfer,
     };
   });
 }
@@ -166,7 +169,15 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
                     {r.name} <span class="muted">{r.address}</span>
                   </th>
                   <td>{r.up ? 'up' : 'down'}</td>
-                  <td>{r.role}</td>
+                  <td>
+                    {r.role}
+                    {r.transfer && (
+                      <div class="muted" data-testid="transfer">
+                        {r.transfer.from === 'hub' ? 'fetching its shard from the hub' : 'receiving its shard'}:{' '}
+                        <progress max={r.transfer.total} value={r.transfer.done} aria-label={`shard download of ${r.name}`} /> {bytes(r.transfer.done)} / {bytes(r.transfer.total)}
+                      </div>
+                    )}
+                  </td>
                   <td>
                     {bytes(r.usedBytes)} / {bytes(r.offeredBytes)}
                   </td>
@@ -179,7 +190,7 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
           </tbody>
         </table>
       </div>
-      <p class="hint">CPU load and power are read on the machine that serves; other nodes do not report them yet (n/a).</p>
+      <p class="hint">CPU load and power as each machine reads them (n/a where it cannot: power needs Linux RAPL or hwmon sensors readable without root).</p>
       {c && planLog.length > 0 && (
         <section aria-label="Plan changes">
           <h2 class="small">Plan changes</h2>

@@ -1,9 +1,9 @@
-/** Models: what is loaded, its architecture, quantization, context and memory. */
-import type { ModelInfo } from '../../../src/dashboard/wire.js';
+/** Models: what is loaded (architecture, quantization, context, memory), and what is stored on disk. */
+import type { ModelInfo, StoredModelInfo } from '../../../src/dashboard/wire.js';
 import { bytes, count } from '../format';
 
 /** The models view. */
-export function ModelsView({ model }: { model: ModelInfo | null }) {
+export function ModelsView({ model, stored }: { model: ModelInfo | null; stored?: readonly StoredModelInfo[] | null }) {
   if (!model) return <p class="hint">Waiting for the live feed…</p>;
   const rows: [string, string][] = [
     ['Name', model.id],
@@ -33,6 +33,42 @@ export function ModelsView({ model }: { model: ModelInfo | null }) {
           ))}
         </tbody>
       </table>
+      {stored && (
+        <div class="table-wrap">
+          <table data-testid="stored-models">
+            <caption>On disk ({stored.length})</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Size</th>
+                <th scope="col">Quantization</th>
+                <th scope="col">Architecture</th>
+                <th scope="col">Pulled</th>
+              </tr>
+            </thead>
+            <tbody>
+              {stored.length === 0 && (
+                <tr>
+                  <td colSpan={5} class="muted">
+                    None yet: <code>cairn pull hf:OWNER/REPO:TAG</code> fetches one.
+                  </td>
+                </tr>
+              )}
+              {stored.map((m) => (
+                <tr key={m.name}>
+                  <th scope="row">{m.name}</th>
+                  <td>{bytes(m.size)}</td>
+                  <td>{m.quantization}</td>
+                  <td>{m.architecture}</td>
+                  <td>
+                    <time dateTime={m.pulledAt}>{new Date(m.pulledAt).toLocaleString()}</time>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
     </div>
   );
 }
