@@ -12,6 +12,7 @@ function fakeHost() {
     queued: 1,
     activeCount: 2,
     runner: { ctxPerSlot: 512, slots: 4 },
+    heldSequences: () => [],
   };
   const model = {
     engine,
