@@ -40,7 +40,10 @@ export async function resolveModel(spec: string, opts: ResolveOptions): Promise<
     const model = await pullModel(ref, { store: opts.store, client: (opts.client ?? (() => new HubClient()))(), onEvent: opts.onEvent, signal: opts.signal });
     return { path: model.path, storedName: model.name, pulled: true };
   }
-  if (existsSync(spec) && statSync(spec).isFile()) return { path: spec, pulled: false };
+  if (existsSync(spec)) {
+    if (statSync(spec).isDirectory()) throw new CairnError('BAD_ARGUMENT', `${spec} is a directory; give the path of a .gguf model file with -m`);
+    return { path: spec, pulled: false };
+  }
   const stored = looksLikeName(spec) ? opts.store.find(spec) : undefined;
   if (stored) return { path: stored.path, storedName: stored.name, pulled: false };
   throw new CairnError(
