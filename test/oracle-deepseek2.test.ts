@@ -68,14 +68,15 @@ type Case = [string, SyntheticShape, SyntheticQuant, GgmlType.F16 | GgmlType.F32
 /**
  * name, shape, weights, cache, the largest log-probability gap allowed along llama.cpp's own
  * continuation. F32 weights and cache agree to ~1e-5 (a score scale without DeepSeek's mscale is
- * off by ~0.3); Q8_0 activations and an F16 cache add rounding flips of ~0.1. With K-quants a
+ * off by ~0.3); Q8_0 activations and an F16 cache add rounding flips of ~0.1 (up to 0.36 for
+ * V2-Lite-like on an AVX2-only machine, where both engines take their AVX2 paths). With K-quants a
  * rounding flip now and then moves a token's expert choice, which moves its logits by more (up to
  * ~2 here), so those cases compare greedy tokens only, as test/llamacpp-oracle.test.ts does.
  */
 const CASES: Case[] = [
   ['V2-Lite-like F32', V2_LITE, GgmlType.F32, GgmlType.F32, 1e-3],
   ['V3-like F32', V3, GgmlType.F32, GgmlType.F32, 1e-3],
-  ['V2-Lite-like Q8_0', V2_LITE, GgmlType.Q8_0, GgmlType.F16, 0.3],
+  ['V2-Lite-like Q8_0', V2_LITE, GgmlType.Q8_0, GgmlType.F16, 0.5],
   ['V3-like Q8_0', V3, GgmlType.Q8_0, GgmlType.F16, 0.3],
   ['V2-Lite-like Q4_K_M', V2_LITE, 'Q4_K_M', GgmlType.F16, Infinity],
   ['V2-Lite-like unsplit attn_kv_b F32', V2_LITE_UNSPLIT, GgmlType.F32, GgmlType.F32, 1e-3],
