@@ -6,8 +6,9 @@
 
 /** What the parent asks a worker to do. */
 export type BenchCommand =
-  | { type: 'prefill'; tokens: number }
-  | { type: 'decode'; tokens: number }
+  /** `depth`: tokens already in the KV cache before the measured ones (0: an empty cache). */
+  | { type: 'prefill'; tokens: number; depth?: number }
+  | { type: 'decode'; tokens: number; depth?: number }
   | { type: 'exit' };
 
 /** What a worker answers. */
@@ -23,4 +24,6 @@ export interface WorkerSpec {
   readonly threads: number;
   readonly ctx: number;
   readonly batch: number;
+  /** llama.cpp: run with flash attention (cairn's attention is what it is). */
+  readonly flashAttention?: boolean;
 }

@@ -8,8 +8,10 @@ import { readGguf } from '../src/gguf/reader.js';
 import { readModelConfig } from '../src/model/config.js';
 
 interface Runner {
-  prefill(n: number): Promise<number>;
-  decode(n: number): Promise<number>;
+  /** Seconds for a prefill of n tokens after `depth` tokens already in the cache. */
+  prefill(n: number, depth: number): Promise<number>;
+  /** Seconds for n decode steps after `depth` tokens already in the cache. */
+  decode(n: number, depth: number): Promise<number>;
   rss(): number;
 }
 
@@ -17,7 +19,7 @@ function send(m: BenchReply): void {
   process.send!(m);
 }
 
-/** Token ids for a synthetic prompt: BOS then ordinary tokens, the same for both engines. */
+/** Token ids for a synthetic prompt (and for filling the cache to a depth): BOS then ordinary tokens, the same for both engines. */
 function promptIds(n: number, vocab: number): number[] {
   const out = [1];
   // Ordinary tokens past the special and byte tokens that start most vocabularies.
@@ -53,21 +55,34 @@ async function cairnRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadMs: 
   forward([1], 0, 0);
   const firstTokenMs = performance.now() - t0;
   const info = cpuInfo();
+  // Positions [0, filled) of the cache hold the depth tokens; measured runs write after them only.
+  let filled = 0;
+  const fill = (depth: number) => {
+    if (filled === depth) return;
+    const ids = promptIds(depth, V);
+    for (let at = 0; at < depth; at += spec.batch) {
+      const piece = ids.slice(at, at + spec.batch);
+      forward(piece, at, piece.length - 1);
+    }
+    filled = depth;
+  };
   return {
     loadMs,
     firstTokenMs,
     detail: `kernels ${info.isa}, ${spec.threads} threads`,
     runner: {
-      async prefill(n) {
+      async prefill(n, depth) {
+        fill(depth);
         const ids = promptIds(n, V);
         const t = performance.now();
-        forward(ids, 0, n - 1);
+        forward(ids, depth, n - 1);
         return (performance.now() - t) / 1000;
       },
-      async decode(n) {
-        let tok = argmax(forward([1], 0, 0));
+      async decode(n, depth) {
+        fill(depth);
+        let tok = argmax(forward([1], depth, 0));
         const t = performance.now();
-        for (let i = 1; i <= n; i++) tok = argmax(forward([tok], i, 0));
+        for (let i = 1; i <= n; i++) tok = argmax(forward([tok], depth + i, 0));
         return (performance.now() - t) / 1000;
       },
       rss: () => model.residentBytes(),
@@ -85,26 +100,38 @@ async function llamaCppRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadM
   const t0 = performance.now();
   const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: 'error' as never, progressLogs: false });
   const model = await llama.loadModel({ modelPath: spec.model, gpuLayers: 0 });
-  const ctx = await model.createContext({ contextSize: spec.ctx, batchSize: spec.batch, threads: spec.threads, flashAttention: false });
+  const flash = spec.flashAttention ?? false;
+  const ctx = await model.createContext({ contextSize: spec.ctx, batchSize: spec.batch, threads: spec.threads, flashAttention: flash });
   const seq = ctx.getSequence();
   const loadMs = performance.now() - t0;
   const V = vocabSize(spec.model);
   await seq.evaluateWithoutGeneratingNewTokens([1] as never);
   const firstTokenMs = performance.now() - t0;
+  // The sequence holding exactly the `depth` fill tokens: filled once, what runs add is erased.
+  let filled = -1;
+  const toDepth = async (depth: number) => {
+    if (filled !== depth) {
+      await seq.clearHistory();
+      if (depth > 0) await seq.evaluateWithoutGeneratingNewTokens(promptIds(depth, V) as never);
+      filled = depth;
+    } else if (seq.nextTokenIndex > depth) {
+      await seq.eraseContextTokenRanges([{ start: depth, end: seq.nextTokenIndex }]);
+    }
+  };
   return {
     loadMs,
     firstTokenMs,
-    detail: `llama.cpp ${llama.buildType}, ${spec.threads} threads`,
+    detail: `llama.cpp ${llama.buildType}, ${spec.threads} threads, flash attention ${flash ? 'on' : 'off'}`,
     runner: {
-      async prefill(n) {
-        await seq.clearHistory();
+      async prefill(n, depth) {
+        await toDepth(depth);
         const ids = promptIds(n, V);
         const t = performance.now();
         await seq.evaluateWithoutGeneratingNewTokens(ids as never);
         return (performance.now() - t) / 1000;
       },
-      async decode(n) {
-        await seq.clearHistory();
+      async decode(n, depth) {
+        await toDepth(depth);
         let count = 0;
         let t = 0;
         for await (const _ of seq.evaluate([1] as never, { temperature: 0, yieldEogToken: true })) {
@@ -132,7 +159,8 @@ async function main(): Promise<void> {
   process.on('message', async (cmd: BenchCommand) => {
     try {
       if (cmd.type === 'exit') process.exit(0);
-      const seconds = cmd.type === 'prefill' ? await r.runner.prefill(cmd.tokens) : await r.runner.decode(cmd.tokens);
+      const depth = cmd.depth ?? 0;
+      const seconds = cmd.type === 'prefill' ? await r.runner.prefill(cmd.tokens, depth) : await r.runner.decode(cmd.tokens, depth);
       send({ type: 'result', seconds, tokens: cmd.tokens, rssBytes: r.runner.rss() });
     } catch (err) {
       send({ type: 'error', message: (err as Error).message });

@@ -149,7 +149,8 @@ const sibling = fs.readdirSync('/proc').filter((d) => /^\\d+$/.test(d)).some((d)
 });
 fs.appendFileSync(${JSON.stringify(log)}, a.join(' ') + (sibling ? ' (beside an engine)' : '') + '\\n');
 const p = Number(v('-p')), n = Number(v('-n'));
-console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt: p, n_gen: n, n_threads: Number(v('-t')), avg_ts: p ? 1000 : 1, stddev_ts: 0 }]));
+const d = a.includes('-d') ? Number(v('-d')) : 0;
+console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt: p, n_gen: n, n_depth: d, n_threads: Number(v('-t')), avg_ts: (p ? 1000 : 1) / (1 + d / 1000), stddev_ts: 0 }]));
 `,
   );
   chmodSync(fake, 0o755);
@@ -186,4 +187,37 @@ console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt
   const missing = cairn(['bench', '-m', model, '--llama-bench', join(dir, 'nope')]);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /no such file/);
+});
+
+test('bench --depth: each engine measured after that many tokens in the KV cache, with llama.cpp at its best settings', { timeout: 300_000 }, () => {
+  const fake = join(dir, 'llama-bench');
+  const log = join(dir, 'llama-bench.log');
+  writeFileSync(log, '');
+  const r = cairn(['bench', '-m', model, '-p', '8', '-n', '4', '-r', '1', '-t', '1', '--depth', '0,40', '--vs-llama-cpp', '--llama-bench', fake, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.flashAttention, true, 'auto: flash attention for llama.cpp once the cache is not empty');
+  assert.ok(j.ctx >= 40 + 8, `context ${j.ctx} holds the deepest fill and the measured tokens`);
+  assert.deepEqual(
+    j.depths.map((d: { depth: number }) => d.depth),
+    [0, 40],
+  );
+  for (const d of j.depths) {
+    assert.deepEqual(
+      d.engines.map((e: { engine: string }) => e.engine),
+      ['cairn', 'llama.cpp', 'llama-bench'],
+    );
+    for (const e of d.engines) assert.ok(e.prefillTokensPerS > 0 && e.decodeTokensPerS > 0, JSON.stringify(e));
+    assert.ok(d.ratios.decode > 0 && d.ratiosToLlamaBench.decode > 0);
+  }
+  // llama-bench's own figure at depth 40 is the one for depth 40 (the stand-in slows with depth).
+  assert.ok(j.depths[1].engines[2].prefillTokensPerS < j.depths[0].engines[2].prefillTokensPerS);
+  assert.match(j.depths[1].engines[1].detail, /flash attention on/);
+  const calls = readFileSync(log, 'utf8').trim().split('\n');
+  assert.ok(calls.some((c) => / -fa 1 .* -d 40\b/.test(c)), calls.join('\n'));
+  assert.ok(calls.every((c) => / -fa 1 /.test(c)));
+  // Depths read as llama-bench writes them; a bad one is refused.
+  const bad = cairn(['bench', '-m', model, '--depth', '4k,x']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /0,4k,16k/);
 });

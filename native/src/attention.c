@@ -77,63 +77,85 @@ typedef struct {
   uint8_t *scratch;
   size_t per_share;
   int64_t slice;       /* query heads per item */
-  int64_t slices;      /* items per (token, KV head) */
+  int64_t slices;      /* items per (tile, KV head) */
+  int64_t tile;        /* tokens per item */
+  int64_t tiles;
   int64_t n_items;
   atomic_llong next;   /* next unclaimed item */
 } attn_job;
 
 /* Cache rows per block: a block of K or V stays in L1 while the heads of a slice use it. */
 #define ROW_BLOCK 64
+/* Most tokens per tile, and the most bytes of scores one tile may hold. */
+#define MAX_TILE 16
+#define TILE_SCORE_BYTES (2u << 20)
 
-/* Query heads [h0, h0 + nh) of token t, all reading KV head kvh. */
-static void attend_slice(attn_job *j, int64_t t, int64_t kvh, int64_t h0, int64_t nh, float *scores, float *qf) {
+static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
+  return p->window > 0 && n_ctx > p->window ? n_ctx - p->window : 0;
+}
+
+/*
+ * Query heads [h0, h0 + nh) of tokens [t0, t0 + nt), all reading KV head kvh. The tile's query
+ * vectors go through each block of K and V rows together, so a prompt read at depth reads the cache
+ * once per tile rather than once per token. Each vector's arithmetic is the same as alone (the rows
+ * a token does not see get weight 0, which adds exact zeros), so results do not depend on the tiling.
+ */
+static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh, int64_t h0, int64_t nh, float *scores, float *qf,
+                        float *acc) {
   const cairn_attention_params *p = j->p;
   const cairn_ops_table *tab = j->t;
-  const int64_t d = p->head_dim, n_ctx = p->pos0 + t + 1, stride = score_stride(p);
+  const int64_t d = p->head_dim, stride = score_stride(p), nv = nt * nh;
   const int64_t row = p->n_kv_head * d, head_off = kvh * d;
-  const float *q = j->q + (t * p->n_head + h0) * d;
-  float *o = j->out + (t * p->n_head + h0) * d;
   const int half = p->kv_type == 1;
-
+  /* The tile's query vectors side by side: token by token, its heads of the slice. */
+  for (int64_t ti = 0; ti < nt; ti++) memcpy(qf + ti * nh * d, j->q + ((t0 + ti) * p->n_head + h0) * d, (size_t)(nh * d) * sizeof(float));
   /* kq: with an F16 cache ggml converts q to f16 first (kept here as f32 values). */
-  const float *qk = q;
-  if (half) {
-    memcpy(qf, q, (size_t)(nh * d) * sizeof(float));
-    tab->round_f16(qf, nh * d);
-    qk = qf;
-  }
-  /* A sliding window hides every position but the last `window`. */
-  const int64_t first = p->window > 0 && n_ctx > p->window ? n_ctx - p->window : 0, n_vis = n_ctx - first;
-  for (int64_t i0 = first; i0 < n_ctx; i0 += ROW_BLOCK) {
-    const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
+  if (half) tab->round_f16(qf, nv * d);
+  const int64_t n_last = p->pos0 + t0 + nt, first_all = visible_from(p, p->pos0 + t0 + 1);
+  for (int64_t i0 = first_all; i0 < n_last; i0 += ROW_BLOCK) {
+    const int64_t rows = n_last - i0 < ROW_BLOCK ? n_last - i0 : ROW_BLOCK;
     if (half) {
-      tab->dot_rows_f16((const uint16_t *)j->kc + i0 * row + head_off, row, rows, qk, nh, d, p->scale, scores + i0, stride);
+      tab->dot_rows_f16((const uint16_t *)j->kc + i0 * row + head_off, row, rows, qf, nv, d, p->scale, scores + i0, stride);
     } else {
-      tab->dot_rows_f32((const float *)j->kc + i0 * row + head_off, row, rows, qk, nh, d, p->scale, scores + i0, stride);
+      tab->dot_rows_f32((const float *)j->kc + i0 * row + head_off, row, rows, qf, nv, d, p->scale, scores + i0, stride);
     }
   }
-  /* soft_max_ext: exp(s - max) summed in f64, each weight e * f32(1/sum); f16 weights for an F16 V.
-     A sink joins the maximum and adds expf(sink - max) to the sum, unscaled. */
-  for (int64_t g = 0; g < nh; g++) {
-    float *s = scores + g * stride + first;
-    float m = tab->max(s, n_vis);
-    const float sink = p->sinks ? p->sinks[h0 + g] : 0.f;
-    if (p->sinks && sink > m) m = sink;
-    double sum = tab->exp_sum(s, m, s, n_vis);
-    if (p->sinks) sum += (double)expf(sink - m);
-    tab->scale(s, (float)(1.0 / sum), n_vis);
-    if (half) tab->round_f16(s, n_vis);
+  /* soft_max_ext over each token's visible rows: exp(s - max) summed in f64, each weight e * f32(1/sum);
+     f16 weights for an F16 V. A sink joins the maximum and adds expf(sink - max) to the sum, unscaled.
+     Rows a token does not see (later in the tile, or out of its window) get weight 0. */
+  for (int64_t ti = 0; ti < nt; ti++) {
+    const int64_t n_ctx = p->pos0 + t0 + ti + 1, first = visible_from(p, n_ctx), n_vis = n_ctx - first;
+    for (int64_t g = 0; g < nh; g++) {
+      float *v = scores + (ti * nh + g) * stride;
+      float *s = v + first;
+      float m = tab->max(s, n_vis);
+      const float sink = p->sinks ? p->sinks[h0 + g] : 0.f;
+      if (p->sinks && sink > m) m = sink;
+      double sum = tab->exp_sum(s, m, s, n_vis);
+      if (p->sinks) sum += (double)expf(sink - m);
+      tab->scale(s, (float)(1.0 / sum), n_vis);
+      if (half) tab->round_f16(s, n_vis);
+      if (first > first_all) memset(v + first_all, 0, (size_t)(first - first_all) * sizeof(float));
+      if (n_last > n_ctx) memset(v + n_ctx, 0, (size_t)(n_last - n_ctx) * sizeof(float));
+    }
   }
   /* kqv */
-  memset(o, 0, (size_t)(nh * d) * sizeof(float));
-  for (int64_t i0 = first; i0 < n_ctx; i0 += ROW_BLOCK) {
-    const int64_t rows = n_ctx - i0 < ROW_BLOCK ? n_ctx - i0 : ROW_BLOCK;
+  memset(acc, 0, (size_t)(nv * d) * sizeof(float));
+  for (int64_t i0 = first_all; i0 < n_last; i0 += ROW_BLOCK) {
+    const int64_t rows = n_last - i0 < ROW_BLOCK ? n_last - i0 : ROW_BLOCK;
     if (half) {
-      tab->wsum_rows_f16((const uint16_t *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nh, d, o);
+      tab->wsum_rows_f16((const uint16_t *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nv, d, acc);
     } else {
-      tab->wsum_rows_f32((const float *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nh, d, o);
+      tab->wsum_rows_f32((const float *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nv, d, acc);
     }
   }
+  for (int64_t ti = 0; ti < nt; ti++) memcpy(j->out + ((t0 + ti) * p->n_head + h0) * d, acc + ti * nh * d, (size_t)(nh * d) * sizeof(float));
+}
+
+/* Scratch of one thread: the tile's scores, its query vectors and its outputs. */
+static size_t share_bytes(const cairn_attention_params *p, int64_t tile, int64_t slice) {
+  const size_t vectors = (size_t)(tile * slice);
+  return (vectors * (size_t)score_stride(p) * sizeof(float) + 2 * vectors * (size_t)p->head_dim * sizeof(float) + 63) & ~(size_t)63;
 }
 
 static void attention_share(void *ctx, int ith, int nth) {
@@ -141,17 +163,20 @@ static void attention_share(void *ctx, int ith, int nth) {
   attn_job *j = ctx;
   const cairn_attention_params *p = j->p;
   uint8_t *mine = j->scratch + (size_t)ith * j->per_share;
+  const size_t vectors = (size_t)(j->tile * j->slice);
   float *scores = (float *)mine;
-  float *qf = (float *)(mine + (size_t)(j->slice * score_stride(p)) * sizeof(float));
-  const int64_t group = p->n_head / p->n_kv_head, per_token = p->n_kv_head * j->slices;
+  float *qf = scores + vectors * (size_t)score_stride(p);
+  float *acc = qf + vectors * (size_t)p->head_dim;
+  const int64_t group = p->n_head / p->n_kv_head, per_tile = p->n_kv_head * j->slices;
   for (;;) {
     const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     if (item >= j->n_items) return;
-    const int64_t t = p->n_tokens - 1 - item / per_token; /* last tokens first: they cost most */
-    const int64_t kvh = (item % per_token) / j->slices, slice = item % j->slices;
+    const int64_t tile = j->tiles - 1 - item / per_tile; /* last tokens first: they cost most */
+    const int64_t t0 = tile * j->tile, nt = p->n_tokens - t0 < j->tile ? p->n_tokens - t0 : j->tile;
+    const int64_t kvh = (item % per_tile) / j->slices, slice = item % j->slices;
     const int64_t h0 = kvh * group + slice * j->slice;
     const int64_t nh = group - slice * j->slice < j->slice ? group - slice * j->slice : j->slice;
-    attend_slice(j, t, kvh, h0, nh, scores, qf);
+    attend_tile(j, t0, nt, kvh, h0, nh, scores, qf, acc);
   }
 }
 
@@ -161,19 +186,22 @@ int cairn_attention(const float *q, const void *k_cache, const void *v_cache, co
   /* Two passes over the visible cache rows per query head. */
   const double work = 2.0 * (double)p->n_tokens * p->n_head * (double)(p->pos0 + 1 + p->n_tokens / 2) * p->head_dim;
   int nth = work < MIN_PARALLEL_WORK ? 1 : cairn_pool_threads();
+  /* Tokens per tile: as many as keep the tile's scores small, while every thread gets items. */
+  int64_t tile = p->n_tokens < MAX_TILE ? p->n_tokens : MAX_TILE;
+  while (tile > 1 && (size_t)(tile * group * score_stride(p)) * sizeof(float) > TILE_SCORE_BYTES) tile = (tile + 1) / 2;
+  while (tile > 1 && ((p->n_tokens + tile - 1) / tile) * p->n_kv_head < 2 * (int64_t)nth) tile = (tile + 1) / 2;
+  const int64_t tiles = (p->n_tokens + tile - 1) / tile;
   /* Split a KV head's query heads into slices only when there are too few items to go round. */
   int64_t slice = group;
-  while (slice > 1 && p->n_tokens * p->n_kv_head * ((group + slice - 1) / slice) < 2 * (int64_t)nth) {
+  while (slice > 1 && tiles * p->n_kv_head * ((group + slice - 1) / slice) < 2 * (int64_t)nth) {
     slice = (slice + 1) / 2;
   }
-  const int64_t slices = (group + slice - 1) / slice, n_items = p->n_tokens * p->n_kv_head * slices;
+  const int64_t slices = (group + slice - 1) / slice, n_items = tiles * p->n_kv_head * slices;
   if (nth > n_items) nth = (int)n_items;
-  const size_t per_share =
-      ((size_t)(slice * score_stride(p)) * sizeof(float) + (size_t)(slice * p->head_dim) * sizeof(float) + 63) &
-      ~(size_t)63;
+  const size_t per_share = share_bytes(p, tile, slice);
   uint8_t *buf = scratch(per_share * (size_t)nth);
   if (!buf) return -1;
-  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, slice, slices, n_items, 0};
+  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, slice, slices, tile, tiles, n_items, 0};
   cairn_pool_run_n(attention_share, &j, nth);
   return 0;
 }

@@ -12,6 +12,8 @@ import { CairnError } from '../util/errors.js';
 interface LlamaBenchRow {
   readonly n_prompt: number;
   readonly n_gen: number;
+  /** Tokens in the cache before the measured ones (`-d`; absent from older builds: 0). */
+  readonly n_depth?: number;
   readonly avg_ts: number;
   readonly build_commit?: string;
   readonly build_number?: number;
@@ -32,23 +34,27 @@ export class LlamaBench {
     private readonly model: string,
     private readonly threads: number,
     private readonly batch: number,
+    private readonly flashAttention = false,
   ) {
     if (!existsSync(binary)) throw new CairnError('BAD_ARGUMENT', `--llama-bench ${binary}: no such file (give the path of a llama-bench binary built from llama.cpp)`);
   }
 
   /** Seconds per token of a prefill of `tokens` (kind 'prefill') or a decode of `tokens` (kind 'decode'), as tokens per second. */
-  async run(kind: 'prefill' | 'decode', tokens: number): Promise<number> {
-    const args = ['-m', this.model, '-t', String(this.threads), '-r', '1', '-o', 'json', '-fa', '0', '-b', String(Math.max(this.batch, 1)), '-ub', String(Math.max(this.batch, 1))];
+  async run(kind: 'prefill' | 'decode', tokens: number, depth = 0): Promise<number> {
+    const args = ['-m', this.model, '-t', String(this.threads), '-r', '1', '-o', 'json', '-fa', this.flashAttention ? '1' : '0', '-b', String(Math.max(this.batch, 1)), '-ub', String(Math.max(this.batch, 1))];
     args.push(...(kind === 'prefill' ? ['-p', String(tokens), '-n', '0'] : ['-p', '0', '-n', String(tokens)]));
+    if (depth > 0) args.push('-d', String(depth));
     const stdout = await new Promise<string>((resolve, reject) => {
       execFile(this.binary, args, { maxBuffer: 16 << 20, timeout: RUN_TIMEOUT_MS }, (err, out, errOut) => {
         if (err) reject(new CairnError('BAD_ARGUMENT', `llama-bench failed: ${(errOut || err.message).trim().split('\n').slice(-3).join(' | ')}`));
         else resolve(out);
       });
     });
-    const row = parseRows(stdout).find((r) => (kind === 'prefill' ? r.n_prompt === tokens && r.n_gen === 0 : r.n_gen === tokens && r.n_prompt === 0));
-    if (!row) throw new CairnError('BAD_ARGUMENT', `llama-bench printed no ${kind} result for ${tokens} tokens`);
-    this.detail = `llama-bench build ${row.build_number ?? '?'} (${row.build_commit ?? '?'}), flash attention off`;
+    const row = parseRows(stdout).find(
+      (r) => (r.n_depth ?? 0) === depth && (kind === 'prefill' ? r.n_prompt === tokens && r.n_gen === 0 : r.n_gen === tokens && r.n_prompt === 0),
+    );
+    if (!row) throw new CairnError('BAD_ARGUMENT', `llama-bench printed no ${kind} result for ${tokens} tokens${depth ? ` at depth ${depth}` : ''}`);
+    this.detail = `llama-bench build ${row.build_number ?? '?'} (${row.build_commit ?? '?'}), flash attention ${this.flashAttention ? 'on' : 'off'}`;
     return row.avg_ts;
   }
 }

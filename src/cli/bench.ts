@@ -4,7 +4,7 @@
  * file, threads, context and batch, measured runs alternating between the engines. `--make-model` writes random-weight models of real shapes to benchmark with.
  */
 import { resolveModelArg } from './model-arg.js';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { fork, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
@@ -55,6 +55,19 @@ interface BenchFlags {
   quant: string;
   out?: string;
   seed: number;
+  depth: number[];
+  flashAttention: 'on' | 'off' | 'auto';
+}
+
+/** Parses `--depth`: comma-separated token counts, `k` for 1024 (`0,4k,16k`). */
+export function parseDepths(v: string): number[] {
+  const out = v.split(',').map((x) => {
+    const m = /^\s*(\d+)(k?)\s*$/i.exec(x);
+    const n = m ? Number(m[1]) * (m[2] ? 1024 : 1) : NaN;
+    if (!Number.isSafeInteger(n) || n < 0 || n > 1 << 22) throw new InvalidArgumentError(`expected token counts such as 0,4k,16k, got "${v}"`);
+    return n;
+  });
+  return [...new Set(out)].sort((a, b) => a - b);
 }
 
 /** One engine's figures. */
@@ -119,10 +132,22 @@ class Worker {
 
 /** An engine as the measured rounds see it. */
 interface Participant {
-  readonly figures: EngineFigures;
-  /** One measured run: tokens per second. */
-  run(kind: 'prefill' | 'decode', tokens: number): Promise<number>;
+  readonly engine: string;
+  /** Its figures at one depth. */
+  figuresAt(depth: number): EngineFigures;
+  /** One measured run after `depth` tokens in the cache: tokens per second. */
+  run(kind: 'prefill' | 'decode', tokens: number, depth: number): Promise<number>;
   close(): Promise<void>;
+}
+
+/** Figures of one engine at several depths, each made on first use from the load's figures. */
+function figuresByDepth(base: () => EngineFigures): (depth: number) => EngineFigures {
+  const at = new Map<number, EngineFigures>();
+  return (depth) => {
+    let f = at.get(depth);
+    if (!f) at.set(depth, (f = { ...base(), prefillRuns: [], decodeRuns: [] }));
+    return f;
+  };
 }
 
 /**
@@ -130,7 +155,7 @@ interface Participant {
  * participant in turn (so a drift of the machine's speed touches them alike); the memory
  * bandwidth is measured before every decode run.
  */
-async function rounds(parts: readonly Participant[], o: BenchFlags, bandwidths: number[], progress: (line: string) => void): Promise<void> {
+async function rounds(parts: readonly Participant[], o: BenchFlags, depth: number, bandwidths: number[], progress: (line: string) => void): Promise<void> {
   const total = (o.repetitions + 1) * parts.length * 2;
   let step = 0;
   for (let rep = 0; rep <= o.repetitions; rep++) {
@@ -144,9 +169,10 @@ async function rounds(parts: readonly Participant[], o: BenchFlags, bandwidths: 
         bandwidths.push(readBandwidth());
       }
       for (const p of parts) {
-        progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens on ${p.figures.engine} (${++step}/${total})`);
-        const tps = await p.run(kind, n);
-        if (rep > 0) (kind === 'prefill' ? p.figures.prefillRuns : p.figures.decodeRuns).push(tps);
+        progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens${depth ? ` at depth ${depth}` : ''} on ${p.engine} (${++step}/${total})`);
+        const tps = await p.run(kind, n, depth);
+        const f = p.figuresAt(depth);
+        if (rep > 0) (kind === 'prefill' ? f.prefillRuns : f.decodeRuns).push(tps);
       }
     }
   }
@@ -167,10 +193,16 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   const file = readGguf(model);
   const threads = o.threads ?? cpuInfo().physicalCores;
   const batch = Math.max(o.promptTokens, 1);
+  const depths = o.depth?.length ? o.depth : [0];
+  const deepest = Math.max(...depths);
+  // Room for the deepest fill and the measured tokens after it.
+  const ctx = Math.max(o.ctx, deepest + Math.max(o.promptTokens, o.genTokens + 1) + 1);
+  // llama.cpp's best settings for the run: flash attention pays off with a full cache.
+  const flash = o.flashAttention === 'on' || (o.flashAttention === 'auto' && deepest > 0);
   const engines: WorkerSpec['engine'][] = o.vsLlamaCpp ? ['cairn', 'llama.cpp'] : ['cairn'];
-  const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch) : undefined;
-  const figures: EngineFigures[] = [];
-  const benchFigures: EngineFigures = { engine: 'llama-bench', detail: '', loadMs: 0, firstTokenMs: 0, rssAfterLoadBytes: 0, peakRssBytes: 0, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
+  const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch, flash) : undefined;
+  const participants: Participant[] = [];
+  const benchBase: EngineFigures = { engine: 'llama-bench', detail: '', loadMs: 0, firstTokenMs: 0, rssAfterLoadBytes: 0, peakRssBytes: 0, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
   const workers: Worker[] = [];
   const bandwidths: number[] = [];
   const oneAtATime = o.oneAtATime ?? !enginesFitTogether(statSync(model).size, engines.includes('llama.cpp'), llamaBench !== undefined, totalmem());
@@ -189,59 +221,70 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     const load = async (engine: WorkerSpec['engine']): Promise<Participant> => {
       if (o.cold) evictFile(model);
       progress(`loading ${engine}${o.cold ? ' from a cold page cache' : ''}`);
-      const w = new Worker({ engine, model, threads, ctx: o.ctx, batch });
+      const w = new Worker({ engine, model, threads, ctx, batch, flashAttention: flash });
       workers.push(w);
       const l = await w.loaded;
-      const f: EngineFigures = { engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
-      figures.push(f);
-      return {
-        figures: f,
-        run: async (kind, n) => {
-          const r = await w.run({ type: kind, tokens: n });
+      const base: EngineFigures = { engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
+      const figuresAt = figuresByDepth(() => base);
+      const p: Participant = {
+        engine,
+        figuresAt,
+        run: async (kind, n, depth) => {
+          const r = await w.run({ type: kind, tokens: n, depth });
+          const f = figuresAt(depth);
           f.peakRssBytes = Math.max(f.peakRssBytes, r.rssBytes);
           return n / r.seconds;
         },
         close: () => w.close(),
       };
+      participants.push(p);
+      return p;
     };
-    const benchParticipant = (lb: LlamaBench): Participant => ({
-      figures: benchFigures,
-      run: async (kind, n) => {
-        const tps = await lb.run(kind, n);
-        benchFigures.detail = lb.detail;
-        return tps;
-      },
-      close: async () => {},
-    });
+    const benchParticipant = (lb: LlamaBench): Participant => {
+      const figuresAt = figuresByDepth(() => ({ ...benchBase, detail: lb.detail }));
+      const p: Participant = {
+        engine: 'llama-bench',
+        figuresAt,
+        run: async (kind, n, depth) => {
+          const tps = await lb.run(kind, n, depth);
+          figuresAt(depth).detail = lb.detail;
+          return tps;
+        },
+        close: async () => {},
+      };
+      participants.push(p);
+      return p;
+    };
     if (oneAtATime) {
       // Engines that would not fit in memory together run one after another, each alone in memory:
       // side by side, the page cache of a mapped file is what the others' copies push out.
       progress('the engines do not fit in memory together: one at a time');
       for (const engine of engines) {
         const p = await load(engine);
-        await rounds([p], o, bandwidths, progress);
+        for (const depth of depths) await rounds([p], o, depth, bandwidths, progress);
         await p.close();
       }
       if (llamaBench) {
-        figures.push(benchFigures);
-        await rounds([benchParticipant(llamaBench)], o, bandwidths, progress);
+        const p = benchParticipant(llamaBench);
+        for (const depth of depths) await rounds([p], o, depth, bandwidths, progress);
       }
     } else {
       const parts: Participant[] = [];
       for (const engine of engines) parts.push(await load(engine));
-      if (llamaBench) {
-        figures.push(benchFigures);
-        parts.push(benchParticipant(llamaBench));
-      }
-      await rounds(parts, o, bandwidths, progress);
+      if (llamaBench) parts.push(benchParticipant(llamaBench));
+      for (const depth of depths) await rounds(parts, o, depth, bandwidths, progress);
     }
   } finally {
     await Promise.all(workers.map((w) => w.close()));
   }
-  for (const f of figures) {
-    f.prefillTokensPerS = f.prefillRuns.length ? median(f.prefillRuns) : 0;
-    f.decodeTokensPerS = f.decodeRuns.length ? median(f.decodeRuns) : 0;
-  }
+  const figuresAt = (depth: number): EngineFigures[] =>
+    participants.map((p) => {
+      const f = p.figuresAt(depth);
+      f.prefillTokensPerS = f.prefillRuns.length ? median(f.prefillRuns) : 0;
+      f.decodeTokensPerS = f.decodeRuns.length ? median(f.decodeRuns) : 0;
+      return f;
+    });
+  const figures = figuresAt(depths[0]);
   const weightBytes = file.tensors.reduce((a, t) => a + t.byteLength, 0);
   // What a decode step reads per token, as the model's family accounts for it (one embedding row, every layer, the head).
   const bytesPerToken = modelBytes(file, readModelConfig(file)).activePerToken;
@@ -253,7 +296,8 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   const result: Record<string, unknown> = {
     model,
     threads,
-    ctx: o.ctx,
+    ctx,
+    flashAttention: flash,
     cold: o.cold ?? false,
     oneAtATime,
     promptTokens: o.promptTokens,
@@ -267,39 +311,55 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   };
   // A phase skipped with -p 0 or -n 0, or a figure an engine does not report, has no ratio (null), not NaN.
   const ratio = (a: number, b: number): number | null => (a > 0 && b > 0 ? a / b : null);
-  const ratiosTo = (l: EngineFigures) => ({
-    prefill: ratio(figures[0].prefillTokensPerS, l.prefillTokensPerS),
-    decode: ratio(figures[0].decodeTokensPerS, l.decodeTokensPerS),
-    firstToken: ratio(figures[0].firstTokenMs, l.firstTokenMs),
-    rssAfterLoad: ratio(figures[0].rssAfterLoadBytes, l.rssAfterLoadBytes),
+  const ratiosTo = (c: EngineFigures, l: EngineFigures) => ({
+    prefill: ratio(c.prefillTokensPerS, l.prefillTokensPerS),
+    decode: ratio(c.decodeTokensPerS, l.decodeTokensPerS),
+    firstToken: ratio(c.firstTokenMs, l.firstTokenMs),
+    rssAfterLoad: ratio(c.rssAfterLoadBytes, l.rssAfterLoadBytes),
   });
-  const nodeLlama = figures.find((f) => f.engine === 'llama.cpp');
-  if (nodeLlama) result.ratios = ratiosTo(nodeLlama);
-  if (llamaBench) result.ratiosToLlamaBench = ratiosTo(benchFigures);
+  const ratiosOf = (fs: EngineFigures[]) => {
+    const out: Record<string, unknown> = {};
+    const nodeLlama = fs.find((f) => f.engine === 'llama.cpp');
+    const bench = fs.find((f) => f.engine === 'llama-bench');
+    if (nodeLlama) out.ratios = ratiosTo(fs[0], nodeLlama);
+    if (bench) out.ratiosToLlamaBench = ratiosTo(fs[0], bench);
+    return out;
+  };
+  Object.assign(result, ratiosOf(figures));
+  // Every depth asked for (`--depth`), each with its own figures and ratios.
+  if (depths.length > 1 || depths[0] > 0) {
+    result.depths = depths.map((depth) => {
+      const fs = figuresAt(depth);
+      return { depth, engines: fs, ...ratiosOf(fs) };
+    });
+  }
   return result;
 }
 
 function render(r: Record<string, unknown>): string {
-  const engines = r.engines as EngineFigures[];
   const bw = r.bandwidthBytesPerSecond as number;
   const limit = bw / (r.bytesPerToken as number);
   const lines = [
     `model ${r.model}: ${formatBytes(r.weightBytes as number)} of weights, ${r.threads} threads, context ${r.ctx}`,
-    `memory read bandwidth ${(bw / 1e9).toFixed(1)} GB/s: decode can reach at most ${limit.toFixed(1)} tok/s (${formatBytes(r.bytesPerToken as number)} read per token)`,
+    `memory read bandwidth ${(bw / 1e9).toFixed(1)} GB/s: decode can reach at most ${limit.toFixed(1)} tok/s (${formatBytes(r.bytesPerToken as number)} read per token, the KV cache not counted)`,
   ];
+  const engines = r.engines as EngineFigures[];
   if (r.oneAtATime && engines.length > 1) lines.push('engines run one after another, each alone in memory (together they would not fit)');
-  lines.push(`${'engine'.padEnd(11)} ${'prefill tok/s'.padStart(14)} ${'decode tok/s'.padStart(13)} ${'load ms'.padStart(8)} ${'1st token ms'.padStart(13)} ${'RSS'.padStart(10)}`);
-  // llama-bench reports speeds only: its load, first token and RSS are shown as n/a.
-  const known = (v: number, text: string) => (v > 0 ? text : 'n/a');
-  for (const f of engines) {
-    lines.push(
-      `${f.engine.padEnd(11)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${known(f.loadMs, f.loadMs.toFixed(0)).padStart(8)} ${known(f.firstTokenMs, f.firstTokenMs.toFixed(0)).padStart(13)} ${known(f.rssAfterLoadBytes, formatBytes(f.rssAfterLoadBytes)).padStart(10)}  (${f.detail}; decode at ${((100 * f.decodeTokensPerS) / limit).toFixed(0)}% of the bandwidth limit)`,
-    );
-  }
-  const x = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
-  for (const [key, peer] of [['ratios', 'llama.cpp'], ['ratiosToLlamaBench', 'llama-bench']] as const) {
-    const ratios = r[key] as Record<string, number | null> | undefined;
-    if (ratios) lines.push(`cairn / ${peer}: prefill ${x(ratios.prefill)}, decode ${x(ratios.decode)}, first token ${x(ratios.firstToken)} the time, RSS ${x(ratios.rssAfterLoad)}`);
+  const depths = r.depths as { depth: number; engines: EngineFigures[]; ratios?: Record<string, number | null>; ratiosToLlamaBench?: Record<string, number | null> }[] | undefined;
+  for (const d of depths ?? [{ depth: 0, engines, ratios: r.ratios as Record<string, number | null>, ratiosToLlamaBench: r.ratiosToLlamaBench as Record<string, number | null> }]) {
+    if (depths) lines.push('', `after ${d.depth} tokens in the KV cache:`);
+    lines.push(`${'engine'.padEnd(11)} ${'prefill tok/s'.padStart(14)} ${'decode tok/s'.padStart(13)} ${'load ms'.padStart(8)} ${'1st token ms'.padStart(13)} ${'RSS'.padStart(10)}`);
+    // llama-bench reports speeds only: its load, first token and RSS are shown as n/a.
+    const known = (v: number, text: string) => (v > 0 ? text : 'n/a');
+    for (const f of d.engines) {
+      lines.push(
+        `${f.engine.padEnd(11)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${known(f.loadMs, f.loadMs.toFixed(0)).padStart(8)} ${known(f.firstTokenMs, f.firstTokenMs.toFixed(0)).padStart(13)} ${known(f.rssAfterLoadBytes, formatBytes(f.rssAfterLoadBytes)).padStart(10)}  (${f.detail}; decode at ${((100 * f.decodeTokensPerS) / limit).toFixed(0)}% of the bandwidth limit)`,
+      );
+    }
+    const x = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
+    for (const [ratios, peer] of [[d.ratios, 'llama.cpp'], [d.ratiosToLlamaBench, 'llama-bench']] as const) {
+      if (ratios) lines.push(`cairn / ${peer}: prefill ${x(ratios.prefill)}, decode ${x(ratios.decode)}, first token ${x(ratios.firstToken)} the time, RSS ${x(ratios.rssAfterLoad)}`);
+    }
   }
   return lines.join('\n') + '\n';
 }
@@ -316,6 +376,8 @@ export function benchCommand(): Command {
     .option('-c, --ctx <n>', 'context size', intArg(16), 2048)
     .option('--vs-llama-cpp', 'also run llama.cpp (node-llama-cpp) on the same file and report ratios')
     .option('--llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine) in alternating rounds and report ratios')
+    .option('-d, --depth <tokens>', 'tokens already in the KV cache before the measured ones, as llama-bench -d (comma-separated, k = 1024: 0,4k,16k)', parseDepths, [0])
+    .addOption(new Option('--flash-attention <mode>', "llama.cpp's flash attention in the runs (auto: on when --depth goes past 0, where it helps)").choices(['on', 'off', 'auto']).default('auto'))
     .option('--json', 'print one JSON object')
     .option('--one-at-a-time', 'run the engines one after another, each alone in memory (the default when they would not fit together)')
     .option('--cold', 'drop the model file from the page cache before each engine loads it (cold-start load and first-token times)')

@@ -160,6 +160,29 @@ for (const isa of cpuInfo().availableIsas) {
       }
     });
 
+    it('attention of a prompt read in tiles equals each token attended alone, bit for bit (windows and sinks too)', () => {
+      const rand = seededRandom(17);
+      for (const kvType of [0, 1] as KvType[]) {
+        for (const [window, sinks] of [[0, false], [37, false], [0, true], [53, true]] as const) {
+          const nKvHead = 2, ratio = 4, headDim = 64, nHead = nKvHead * ratio, pos0 = 150, nTokens = 45;
+          const row = nKvHead * headDim, ctx = pos0 + nTokens, size = kvType === 1 ? 2 : 4;
+          const kCache = new Uint8Array(ctx * row * size);
+          const vCache = new Uint8Array(ctx * row * size);
+          refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
+          const q = randomF32(nTokens * nHead * headDim, rand, 3);
+          const p: AttentionParams = { nTokens, nHead, nKvHead, headDim, pos0, scale: 1 / Math.sqrt(headDim), kvType, window, sinks: sinks ? randomF32(nHead, rand, 2) : undefined };
+          const all = new Float32Array(q.length);
+          native.attention(q, kCache, vCache, p, all);
+          const per = nHead * headDim;
+          for (let t = 0; t < nTokens; t++) {
+            const one = new Float32Array(per);
+            native.attention(q.slice(t * per, (t + 1) * per), kCache, vCache, { ...p, nTokens: 1, pos0: pos0 + t }, one);
+            assert.deepEqual(all.subarray(t * per, (t + 1) * per), one, `token ${t}, kv${kvType}, window ${window}, sinks ${sinks}`);
+          }
+        }
+      }
+    });
+
     it('attention matches the reference: head dims, token counts, GQA ratios, positions, cache types', () => {
       const rand = seededRandom(16);
       // 36 is no multiple of the vector widths: the kernels' tails run.
