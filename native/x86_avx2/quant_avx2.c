@@ -1,9 +1,15 @@
 /* AVX2 kernels of the quantized matmul (FMA, F16C; integer dots with maddubs). */
 #if defined(__x86_64__)
 #define QX_TABLE quant_kernels_avx2
-/* 16 ymm registers: 4 weight rows x 2 tokens of accumulators; one row at a time for one token. */
-#define QX_R 4
-#define QX_T 2
+/*
+ * 16 ymm registers: 1 weight row x 8 tokens of accumulators for a prompt, so that each block's
+ * unpacking (the costly part on AVX2: maddubs needs the nibbles spread and the K-quants' scales and
+ * mins) serves 8 tokens. Measured on an AVX2-only AMD EPYC (bench/RESULTS.md), prefill of 128
+ * tokens: 4x2 15.9 / 40.0 / 25.8 tok/s (llama-1b Q4_K_M / qwen3-0.6b Q8_0 / Q4_0), 2x4 22.9 / - / -,
+ * 2x6 26.0 / 43.0 / 35.7, 1x8 26.4 / 47.1 / 34.0. One row at a time for one token.
+ */
+#define QX_R 1
+#define QX_T 8
 #define QX_RV 1
 /* Q4_0/Q5_0 rows: with one row the unpacking, not memory, would set the pace (see the header). */
 #define QX_RV_NIBBLE 8
