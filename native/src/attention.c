@@ -78,6 +78,7 @@ typedef struct {
   size_t per_share;
   int64_t slice;       /* query heads per item */
   int64_t slices;      /* items per (tile, KV head) */
+  int64_t span;        /* KV heads per item */
   int64_t tile;        /* tokens per item */
   int64_t tiles;
   int64_t n_items;
@@ -95,66 +96,87 @@ static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
 }
 
 /*
- * Query heads [h0, h0 + nh) of tokens [t0, t0 + nt), all reading KV head kvh. The tile's query
- * vectors go through each block of K and V rows together, so a prompt read at depth reads the cache
- * once per tile rather than once per token. Each vector's arithmetic is the same as alone (the rows
- * a token does not see get weight 0, which adds exact zeros), so results do not depend on the tiling.
+ * Tokens [t0, t0 + nt) against KV heads [kvh0, kvh0 + nkv): for each of those KV heads, its query
+ * heads of slice `si`. The tile's query vectors go through each block of K and V rows together, so
+ * a prompt read at depth reads the cache once per tile rather than once per token; and the KV heads
+ * of an item are read side by side in each cache row (a row holds every KV head), so one decode
+ * token's threads stream contiguous stretches of the cache rather than a head's slice of every
+ * row. Each vector's arithmetic is the same as alone (the rows a token does not see get weight 0,
+ * which adds exact zeros), so results depend neither on the tiling nor on the grouping.
  */
-static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh, int64_t h0, int64_t nh, float *scores, float *qf,
+static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64_t nkv, int64_t si, float *scores, float *qf,
                         float *acc) {
   const cairn_attention_params *p = j->p;
   const cairn_ops_table *tab = j->t;
-  const int64_t d = p->head_dim, stride = score_stride(p), nv = nt * nh;
-  const int64_t row = p->n_kv_head * d, head_off = kvh * d;
+  const int64_t d = p->head_dim, stride = score_stride(p), group = p->n_head / p->n_kv_head;
+  const int64_t hs = si * j->slice, nh = group - hs < j->slice ? group - hs : j->slice, nv = nt * nh;
+  const int64_t row = p->n_kv_head * d;
   const int half = p->kv_type == 1;
-  /* The tile's query vectors side by side: token by token, its heads of the slice. */
-  for (int64_t ti = 0; ti < nt; ti++) memcpy(qf + ti * nh * d, j->q + ((t0 + ti) * p->n_head + h0) * d, (size_t)(nh * d) * sizeof(float));
+  /* Each KV head's query vectors side by side: token by token, its heads of the slice. */
+  for (int64_t k = 0; k < nkv; k++) {
+    const int64_t h0 = (kvh0 + k) * group + hs;
+    for (int64_t ti = 0; ti < nt; ti++) memcpy(qf + (k * nt + ti) * nh * d, j->q + ((t0 + ti) * p->n_head + h0) * d, (size_t)(nh * d) * sizeof(float));
+  }
   /* kq: with an F16 cache ggml converts q to f16 first (kept here as f32 values). */
-  if (half) tab->round_f16(qf, nv * d);
+  if (half) tab->round_f16(qf, nkv * nv * d);
   const int64_t n_last = p->pos0 + t0 + nt, first_all = visible_from(p, p->pos0 + t0 + 1);
   for (int64_t i0 = first_all; i0 < n_last; i0 += ROW_BLOCK) {
     const int64_t rows = n_last - i0 < ROW_BLOCK ? n_last - i0 : ROW_BLOCK;
-    if (half) {
-      tab->dot_rows_f16((const uint16_t *)j->kc + i0 * row + head_off, row, rows, qf, nv, d, p->scale, scores + i0, stride);
-    } else {
-      tab->dot_rows_f32((const float *)j->kc + i0 * row + head_off, row, rows, qf, nv, d, p->scale, scores + i0, stride);
+    for (int64_t k = 0; k < nkv; k++) {
+      const int64_t off = i0 * row + (kvh0 + k) * d;
+      float *sk = scores + k * nv * stride + i0;
+      if (half) {
+        tab->dot_rows_f16((const uint16_t *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, stride);
+      } else {
+        tab->dot_rows_f32((const float *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, stride);
+      }
     }
   }
   /* soft_max_ext over each token's visible rows: exp(s - max) summed in f64, each weight e * f32(1/sum);
      f16 weights for an F16 V. A sink joins the maximum and adds expf(sink - max) to the sum, unscaled.
      Rows a token does not see (later in the tile, or out of its window) get weight 0. */
-  for (int64_t ti = 0; ti < nt; ti++) {
-    const int64_t n_ctx = p->pos0 + t0 + ti + 1, first = visible_from(p, n_ctx), n_vis = n_ctx - first;
-    for (int64_t g = 0; g < nh; g++) {
-      float *v = scores + (ti * nh + g) * stride;
-      float *s = v + first;
-      float m = tab->max(s, n_vis);
-      const float sink = p->sinks ? p->sinks[h0 + g] : 0.f;
-      if (p->sinks && sink > m) m = sink;
-      double sum = tab->exp_sum(s, m, s, n_vis);
-      if (p->sinks) sum += (double)expf(sink - m);
-      tab->scale(s, (float)(1.0 / sum), n_vis);
-      if (half) tab->round_f16(s, n_vis);
-      if (first > first_all) memset(v + first_all, 0, (size_t)(first - first_all) * sizeof(float));
-      if (n_last > n_ctx) memset(v + n_ctx, 0, (size_t)(n_last - n_ctx) * sizeof(float));
+  for (int64_t k = 0; k < nkv; k++) {
+    const int64_t h0 = (kvh0 + k) * group + hs;
+    for (int64_t ti = 0; ti < nt; ti++) {
+      const int64_t n_ctx = p->pos0 + t0 + ti + 1, first = visible_from(p, n_ctx), n_vis = n_ctx - first;
+      for (int64_t g = 0; g < nh; g++) {
+        float *v = scores + ((k * nt + ti) * nh + g) * stride;
+        float *s = v + first;
+        float m = tab->max(s, n_vis);
+        const float sink = p->sinks ? p->sinks[h0 + g] : 0.f;
+        if (p->sinks && sink > m) m = sink;
+        double sum = tab->exp_sum(s, m, s, n_vis);
+        if (p->sinks) sum += (double)expf(sink - m);
+        tab->scale(s, (float)(1.0 / sum), n_vis);
+        if (half) tab->round_f16(s, n_vis);
+        if (first > first_all) memset(v + first_all, 0, (size_t)(first - first_all) * sizeof(float));
+        if (n_last > n_ctx) memset(v + n_ctx, 0, (size_t)(n_last - n_ctx) * sizeof(float));
+      }
     }
   }
   /* kqv */
-  memset(acc, 0, (size_t)(nv * d) * sizeof(float));
+  memset(acc, 0, (size_t)(nkv * nv * d) * sizeof(float));
   for (int64_t i0 = first_all; i0 < n_last; i0 += ROW_BLOCK) {
     const int64_t rows = n_last - i0 < ROW_BLOCK ? n_last - i0 : ROW_BLOCK;
-    if (half) {
-      tab->wsum_rows_f16((const uint16_t *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nv, d, acc);
-    } else {
-      tab->wsum_rows_f32((const float *)j->vc + i0 * row + head_off, row, rows, scores + i0, stride, nv, d, acc);
+    for (int64_t k = 0; k < nkv; k++) {
+      const int64_t off = i0 * row + (kvh0 + k) * d;
+      const float *wk = scores + k * nv * stride + i0;
+      if (half) {
+        tab->wsum_rows_f16((const uint16_t *)j->vc + off, row, rows, wk, stride, nv, d, acc + k * nv * d);
+      } else {
+        tab->wsum_rows_f32((const float *)j->vc + off, row, rows, wk, stride, nv, d, acc + k * nv * d);
+      }
     }
   }
-  for (int64_t ti = 0; ti < nt; ti++) memcpy(j->out + ((t0 + ti) * p->n_head + h0) * d, acc + ti * nh * d, (size_t)(nh * d) * sizeof(float));
+  for (int64_t k = 0; k < nkv; k++) {
+    const int64_t h0 = (kvh0 + k) * group + hs;
+    for (int64_t ti = 0; ti < nt; ti++) memcpy(j->out + ((t0 + ti) * p->n_head + h0) * d, acc + (k * nt + ti) * nh * d, (size_t)(nh * d) * sizeof(float));
+  }
 }
 
-/* Scratch of one thread: the tile's scores, its query vectors and its outputs. */
-static size_t share_bytes(const cairn_attention_params *p, int64_t tile, int64_t slice) {
-  const size_t vectors = (size_t)(tile * slice);
+/* Scratch of one thread: the scores, query vectors and outputs of `span` KV heads' tiles. */
+static size_t share_bytes(const cairn_attention_params *p, int64_t tile, int64_t slice, int64_t span) {
+  const size_t vectors = (size_t)(tile * slice * span);
   return (vectors * (size_t)score_stride(p) * sizeof(float) + 2 * vectors * (size_t)p->head_dim * sizeof(float) + 63) & ~(size_t)63;
 }
 
@@ -163,20 +185,19 @@ static void attention_share(void *ctx, int ith, int nth) {
   attn_job *j = ctx;
   const cairn_attention_params *p = j->p;
   uint8_t *mine = j->scratch + (size_t)ith * j->per_share;
-  const size_t vectors = (size_t)(j->tile * j->slice);
+  const size_t vectors = (size_t)(j->tile * j->slice * j->span);
   float *scores = (float *)mine;
   float *qf = scores + vectors * (size_t)score_stride(p);
   float *acc = qf + vectors * (size_t)p->head_dim;
-  const int64_t group = p->n_head / p->n_kv_head, per_tile = p->n_kv_head * j->slices;
+  const int64_t groups = (p->n_kv_head + j->span - 1) / j->span, per_tile = groups * j->slices;
   for (;;) {
     const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     if (item >= j->n_items) return;
     const int64_t tile = j->tiles - 1 - item / per_tile; /* last tokens first: they cost most */
     const int64_t t0 = tile * j->tile, nt = p->n_tokens - t0 < j->tile ? p->n_tokens - t0 : j->tile;
-    const int64_t kvh = (item % per_tile) / j->slices, slice = item % j->slices;
-    const int64_t h0 = kvh * group + slice * j->slice;
-    const int64_t nh = group - slice * j->slice < j->slice ? group - slice * j->slice : j->slice;
-    attend_tile(j, t0, nt, kvh, h0, nh, scores, qf, acc);
+    const int64_t kvh0 = ((item % per_tile) / j->slices) * j->span, si = item % j->slices;
+    const int64_t nkv = p->n_kv_head - kvh0 < j->span ? p->n_kv_head - kvh0 : j->span;
+    attend_tile(j, t0, nt, kvh0, nkv, si, scores, qf, acc);
   }
 }
 
@@ -191,17 +212,25 @@ int cairn_attention(const float *q, const void *k_cache, const void *v_cache, co
   while (tile > 1 && (size_t)(tile * group * score_stride(p)) * sizeof(float) > TILE_SCORE_BYTES) tile = (tile + 1) / 2;
   while (tile > 1 && ((p->n_tokens + tile - 1) / tile) * p->n_kv_head < 2 * (int64_t)nth) tile = (tile + 1) / 2;
   const int64_t tiles = (p->n_tokens + tile - 1) / tile;
+  /* One tile (a decode token): each thread takes a run of KV heads, read side by side in every
+     cache row, as long as the scores of the run stay small. */
+  int64_t span = 1;
+  if (tiles == 1 && p->n_kv_head >= nth) {
+    span = (p->n_kv_head + nth - 1) / nth;
+    while (span > 1 && (size_t)(span * tile * group * score_stride(p)) * sizeof(float) > TILE_SCORE_BYTES) span = (span + 1) / 2;
+  }
+  const int64_t spans = (p->n_kv_head + span - 1) / span;
   /* Split a KV head's query heads into slices only when there are too few items to go round. */
   int64_t slice = group;
-  while (slice > 1 && tiles * p->n_kv_head * ((group + slice - 1) / slice) < 2 * (int64_t)nth) {
+  while (slice > 1 && tiles * spans * ((group + slice - 1) / slice) < (span > 1 ? (int64_t)nth : 2 * (int64_t)nth)) {
     slice = (slice + 1) / 2;
   }
-  const int64_t slices = (group + slice - 1) / slice, n_items = tiles * p->n_kv_head * slices;
+  const int64_t slices = (group + slice - 1) / slice, n_items = tiles * spans * slices;
   if (nth > n_items) nth = (int)n_items;
-  const size_t per_share = share_bytes(p, tile, slice);
+  const size_t per_share = share_bytes(p, tile, slice, span);
   uint8_t *buf = scratch(per_share * (size_t)nth);
   if (!buf) return -1;
-  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, slice, slices, tile, tiles, n_items, 0};
+  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, slice, slices, span, tile, tiles, n_items, 0};
   cairn_pool_run_n(attention_share, &j, nth);
   return 0;
 }
