@@ -14,11 +14,11 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
+import { GgmlType } from '../src/gguf/ggml-types.js';
 import { readGguf } from '../src/gguf/reader.js';
-import { createKernels } from '../src/kernels/index.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { complete, status } from './helpers/cluster-client.js';
+import { quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { startMockHub, type MockHub } from './helpers/mock-hub.js';
 import { startNode, type NodeProcess } from './helpers/node.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
@@ -36,16 +36,10 @@ let expected = '';
 
 before(async () => {
   mkdirSync(dir, { recursive: true });
-  const kernels = createKernels();
-  const quantize = (type: GgmlType, src: Float32Array) => {
-    const out = new Uint8Array(ggmlRowBytes(type, src.length));
-    kernels.quantize(type, src, out, src.length);
-    return out;
-  };
   // 6 layers of about 1.6 MiB each (Q8_0), so memory limits of a few MiB shape the plan.
   const shape = { arch: 'llama', nEmbd: 512, nLayer: 6, nHead: 8, nKvHead: 4, nFf: 1024, nVocab: 1000, quant: GgmlType.Q8_0 } as const;
-  writeSyntheticModel(model, { ...shape, seed: 41 }, quantize);
-  writeSyntheticModel(impostor, { ...shape, seed: 42 }, quantize);
+  writeSyntheticModel(model, { ...shape, seed: 41 }, quantizeWithKernels);
+  writeSyntheticModel(impostor, { ...shape, seed: 42 }, quantizeWithKernels);
   hub = await startMockHub({
     [REPO]: { files: { [FILE]: new Uint8Array(readFileSync(model)) } },
     // Same name and header, other weights: what a hub serving something else would give.

@@ -12,12 +12,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
+import { GgmlType } from '../src/gguf/ggml-types.js';
 import { readGguf } from '../src/gguf/reader.js';
 import { GgufValueType, type GgufValue } from '../src/gguf/values.js';
 import { writeGguf } from '../src/gguf/writer.js';
-import { createKernels } from '../src/kernels/index.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
+import { quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { startMockHub, type MockHub } from './helpers/mock-hub.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
 import { startServer } from './helpers/server.js';
@@ -91,15 +91,9 @@ function blobs(): string[] {
 before(async () => {
   mkdirSync(dir, { recursive: true });
   home = join(dir, 'home');
-  const kernels = createKernels();
-  const quantize = (type: GgmlType, src: Float32Array) => {
-    const out = new Uint8Array(ggmlRowBytes(type, src.length));
-    kernels.quantize(type, src, out, src.length);
-    return out;
-  };
   const shape = { arch: 'llama', nEmbd: 128, nLayer: 4, nHead: 4, nKvHead: 2, nFf: 256, nVocab: 300, seed: 5 } as const;
-  writeSyntheticModel(join(dir, 'q8.gguf'), { ...shape, quant: GgmlType.Q8_0 }, quantize);
-  writeSyntheticModel(join(dir, 'f32.gguf'), { ...shape, quant: GgmlType.F32 }, quantize);
+  writeSyntheticModel(join(dir, 'q8.gguf'), { ...shape, quant: GgmlType.Q8_0 }, quantizeWithKernels);
+  writeSyntheticModel(join(dir, 'f32.gguf'), { ...shape, quant: GgmlType.F32 }, quantizeWithKernels);
   q8 = new Uint8Array(readFileSync(join(dir, 'q8.gguf')));
   f32 = new Uint8Array(readFileSync(join(dir, 'f32.gguf')));
   parts = splitInTwo(join(dir, 'f32.gguf'));

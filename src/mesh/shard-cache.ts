@@ -47,6 +47,7 @@ import { CairnError } from '../util/errors.js';
 import type { ShardManifest } from './protocol.js';
 import { describeLayers, isSha256Hex, manifestDigest } from './shard-manifest.js';
 import { verifyShardFile } from './shard-verify.js';
+import { processAlive } from '../util/process-alive.js';
 
 /** Settings of a shard cache. */
 export interface ShardCacheOptions {
@@ -85,14 +86,6 @@ function mib(n: number): string {
   return `${(n / 2 ** 20).toFixed(1)} MiB`;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 interface IndexEntry {
   readonly v: 1;

@@ -5,17 +5,10 @@
  */
 import { openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { CairnError } from '../util/errors.js';
+import { processAlive } from '../util/process-alive.js';
 
 const inProcess = new Map<string, Promise<unknown>>();
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function takeFileLock(path: string): void {
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -32,7 +25,7 @@ function takeFileLock(path: string): void {
       } catch {
         // Gone meanwhile: try again.
       }
-      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
         throw new CairnError('BAD_ARGUMENT', `another cairn process (pid ${pid}) is downloading this file; wait for it to finish, or stop it`);
       }
       rmSync(path, { force: true });
