@@ -26,10 +26,12 @@ const dir = scratchDir('model-store');
 const REPO = 'tester/tiny-llama-GGUF';
 const GATED = 'tester/gated-GGUF';
 const BAD = 'tester/bad-hash-GGUF';
+const ALIEN = 'tester/alien-GGUF';
 const TOKEN = 'hf_test_token_0123456789';
 let q8 = new Uint8Array();
 let f32 = new Uint8Array();
 let parts: Uint8Array[] = [];
+let alien = new Uint8Array();
 let hub: MockHub;
 let home = '';
 
@@ -97,6 +99,12 @@ before(async () => {
   q8 = new Uint8Array(readFileSync(join(dir, 'q8.gguf')));
   f32 = new Uint8Array(readFileSync(join(dir, 'f32.gguf')));
   parts = splitInTwo(join(dir, 'f32.gguf'));
+  // An architecture cairn does not run, with a megabyte of weights behind its header.
+  writeGguf(join(dir, 'alien.gguf'), {
+    metadata: [['general.architecture', { type: GgufValueType.STRING, value: 'alien' }]],
+    tensors: [{ name: 'blk.0.weight', type: GgmlType.F32, dims: [512, 512], data: new Uint8Array(512 * 512 * 4) }],
+  });
+  alien = new Uint8Array(readFileSync(join(dir, 'alien.gguf')));
   hub = await startMockHub({
     [REPO]: {
       files: {
@@ -109,6 +117,7 @@ before(async () => {
     },
     [GATED]: { files: { 'gated-Q8_0.gguf': q8 }, token: TOKEN },
     [BAD]: { files: { 'bad-Q8_0.gguf': q8 }, wrongSha: ['bad-Q8_0.gguf'] },
+    [ALIEN]: { files: { 'alien-F32.gguf': alien } },
   });
 });
 
@@ -194,6 +203,19 @@ test('a file whose SHA-256 differs from the hub\'s is refused and nothing is kep
     readdirSync(join(home, 'blobs')).filter((n) => n.includes('partial')),
     [],
   );
+});
+
+test('a model cairn cannot run is refused from its header, before its weights are fetched; --force fetches it', async () => {
+  const before = hub.log.length;
+  const r = await cairn(['pull', `hf:${ALIEN}:F32`]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot run this model.*nothing was downloaded/);
+  const read = hub.log.slice(before).filter((l) => l.path === 'alien-F32.gguf').reduce((a, l) => a + (l.end - l.start), 0);
+  assert.ok(read < alien.length / 2, `read ${read} of ${alien.length} bytes`);
+  assert.ok(!(JSON.parse((await cairn(['ls', '--json'])).stdout) as { name: string }[]).some((m) => m.name.includes('alien')));
+  const forced = await cairn(['pull', '--force', `hf:${ALIEN}:F32`]);
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.equal((await cairn(['rm', `hf:${ALIEN}:F32`])).status, 0);
 });
 
 test('rm removes a name; the file goes with its last name', async () => {

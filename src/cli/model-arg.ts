@@ -5,6 +5,9 @@
  */
 import { basename, resolve } from 'node:path';
 import { ProgressReporter } from '../util/progress.js';
+import { CairnError } from '../util/errors.js';
+import type { GgufFile } from '../gguf/reader.js';
+import { summarizeModel } from '../model/summary.js';
 import { cairnHome } from '../store/home.js';
 import { ModelStore } from '../store/model-store.js';
 import type { PullEvent } from '../store/pull.js';
@@ -50,7 +53,7 @@ export function pullProgress(quiet = false): { onEvent: (e: PullEvent) => void; 
 export async function resolveModelArg(spec: string, opts: { quiet?: boolean } = {}): Promise<ResolvedModel> {
   const progress = pullProgress(opts.quiet);
   try {
-    const r = await resolveModel(spec, { store: defaultStore(), onEvent: progress.onEvent });
+    const r = await resolveModel(spec, { store: defaultStore(), onEvent: progress.onEvent, check: checkRunnable });
     if (r.pulled && !opts.quiet) process.stderr.write(`cairn: pulled ${r.storedName} (${basename(r.path)})\n`);
     return r;
   } finally {
@@ -66,7 +69,7 @@ export function storeCatalog(store: ModelStore): ModelCatalog {
       const { HubClient } = await import('../store/hub-client.js');
       const { parseHubRef } = await import('../store/hub-ref.js');
       const { pullModel } = await import('../store/pull.js');
-      await pullModel(parseHubRef(name), { store, client: new HubClient(), onEvent, signal });
+      await pullModel(parseHubRef(name), { store, client: new HubClient(), onEvent, signal, check: checkRunnable });
     },
   };
 }
@@ -79,4 +82,15 @@ export function hubSourceOf(store: ModelStore, path: string): HubShardSource | u
   const m = store.list().find((s) => s.path === resolve(path));
   if (!m || !/^[0-9a-f]{40}$/.test(m.source.commit)) return undefined;
   return { repo: m.source.repo, commit: m.source.commit, files: m.source.files.map((f) => ({ path: f.path, size: f.size, ...(f.headerBytes !== undefined ? { headerBytes: f.headerBytes } : {}) })) };
+}
+
+/**
+ * Refuses, before a pull downloads it, a model cairn cannot run (an architecture or a tensor type
+ * it does not compute), judged from its header as `cairn inspect` judges a file.
+ */
+export function checkRunnable(header: GgufFile): void {
+  const s = summarizeModel(header);
+  if (!s.config) {
+    throw new CairnError('MODEL_UNSUPPORTED', `${header.path}: cairn cannot run this model (${s.unsupportedReason ?? 'unknown reason'}); nothing was downloaded. \`cairn pull --force\` fetches it anyway`);
+  }
 }

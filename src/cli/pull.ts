@@ -1,11 +1,12 @@
 /** `cairn pull`: fetch a GGUF model from the Hugging Face hub into the local store. */
 import { Command } from 'commander';
 import { intArg } from './options.js';
-import { defaultStore, pullProgress } from './model-arg.js';
+import { checkRunnable, defaultStore, pullProgress } from './model-arg.js';
 
 interface PullFlags {
   connections: number;
   json?: boolean;
+  force?: boolean;
 }
 
 const HELP = `
@@ -26,6 +27,7 @@ export function pullCommand(): Command {
     .argument('<model>', 'hf:OWNER/REPO[:QUANT | /PATH.gguf]')
     .option('--connections <n>', 'parallel connections per file', intArg(1, 16), 4)
     .option('--json', 'print the stored model as JSON when done')
+    .option('--force', 'download even a model cairn cannot run (by default its header is checked first)')
     .addHelpText('after', HELP)
     .action(async (spec: string, o: PullFlags) => {
       const { HubClient } = await import('../store/hub-client.js');
@@ -49,7 +51,7 @@ export function pullCommand(): Command {
       const stop = () => ac.abort();
       process.once('SIGINT', stop);
       try {
-        const model = await pullModel(ref, { store: defaultStore(), client, connections: o.connections, onEvent: progress.onEvent, signal: ac.signal });
+        const model = await pullModel(ref, { store: defaultStore(), client, connections: o.connections, onEvent: progress.onEvent, signal: ac.signal, check: o.force ? undefined : checkRunnable });
         progress.stop();
         if (o.json) process.stdout.write(JSON.stringify(model, null, 2) + '\n');
         else process.stdout.write(`${model.name}: ${(model.size / 2 ** 30).toFixed(2)} GiB, ${model.architecture}, ${model.quantization}\n  use it with: cairn serve -m ${model.name}\n`);

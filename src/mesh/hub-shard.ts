@@ -13,7 +13,8 @@
  */
 import { createHash } from 'node:crypto';
 import { CairnError } from '../util/errors.js';
-import { GgufPrefixShort, readGgufPrefix, type GgufFile } from '../gguf/reader.js';
+import type { GgufFile } from '../gguf/reader.js';
+import { MAX_REMOTE_HEADER_BYTES, readRemoteGgufHeader } from '../gguf/remote-header.js';
 import { joinSplitParts } from '../gguf/split-parts.js';
 import { readModelConfig } from '../model/config.js';
 import type { ShardSpec } from '../model/shard.js';
@@ -46,9 +47,6 @@ const COMMIT = /^[0-9a-f]{40}$/;
 const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$/;
 const MAX_FILES = 256;
 const MAX_FILE_BYTES = 2 ** 48;
-/** Longest GGUF header read (vocabularies of a few hundred thousand tokens take tens of MB). */
-const MAX_HEADER_BYTES = 512 << 20;
-const FIRST_HEADER_READ = 256 << 10;
 /** Bytes handed to the receiver at once (the hub's body arrives in small pieces). */
 const BATCH = 4 << 20;
 
@@ -71,33 +69,15 @@ export function validateHubSource(v: unknown): HubShardSource {
     }
     if (typeof f.size !== 'number' || !Number.isSafeInteger(f.size) || f.size < 8 || f.size > MAX_FILE_BYTES) throw bad(`files[${i}].size is not a file size`);
     const hb = f.headerBytes;
-    if (hb !== undefined && (typeof hb !== 'number' || !Number.isSafeInteger(hb) || hb < 8 || hb > Math.min(f.size, MAX_HEADER_BYTES))) throw bad(`files[${i}].headerBytes is out of range`);
+    if (hb !== undefined && (typeof hb !== 'number' || !Number.isSafeInteger(hb) || hb < 8 || hb > Math.min(f.size, MAX_REMOTE_HEADER_BYTES))) throw bad(`files[${i}].headerBytes is out of range`);
     return { path, size: f.size, ...(hb !== undefined ? { headerBytes: hb as number } : {}) };
   });
   return { repo: v.repo, commit: v.commit, files };
 }
 
 /** Reads a published file's GGUF header: `headerBytes` when known, else growing reads until it parses. */
-async function readHeader(files: PublishedFiles, src: HubShardSource, f: HubShardSource['files'][number], signal?: AbortSignal): Promise<GgufFile> {
-  const name = `${src.repo}/${f.path}`;
-  let length = Math.min(f.size, f.headerBytes ?? FIRST_HEADER_READ);
-  let prefix = await files.read(src.repo, src.commit, f.path, 0, length, signal);
-  for (;;) {
-    try {
-      return readGgufPrefix(name, prefix, f.size);
-    } catch (err) {
-      if (!(err instanceof GgufPrefixShort)) throw err;
-      if (err.needed > MAX_HEADER_BYTES) throw new CairnError('GGUF_MALFORMED', `${name}: its header is longer than ${MAX_HEADER_BYTES >> 20} MiB`);
-      // Only what is missing is read: the bytes already here are kept.
-      const next = Math.min(f.size, MAX_HEADER_BYTES, Math.max(err.needed, length * 2));
-      const more = await files.read(src.repo, src.commit, f.path, length, next - length, signal);
-      const grown = new Uint8Array(next);
-      grown.set(prefix);
-      grown.set(more, length);
-      prefix = grown;
-      length = next;
-    }
-  }
+function readHeader(files: PublishedFiles, src: HubShardSource, f: HubShardSource['files'][number], signal?: AbortSignal): Promise<GgufFile> {
+  return readRemoteGgufHeader(`${src.repo}/${f.path}`, f.size, (start, length) => files.read(src.repo, src.commit, f.path, start, length, signal), f.headerBytes);
 }
 
 /** What a node-side hub fetch needs. */

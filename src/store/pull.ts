@@ -13,6 +13,8 @@ import { rememberFileSha256 } from '../util/file-hash.js';
 import { ggmlTypeName } from '../gguf/ggml-types.js';
 import { Metadata } from '../gguf/metadata.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
+import { readRemoteGgufHeader } from '../gguf/remote-header.js';
+import { joinSplitParts } from '../gguf/split-parts.js';
 import { downloadFile } from './download.js';
 import { chooseGguf, type GgufChoice } from './gguf-choice.js';
 import type { HubClient } from './hub-client.js';
@@ -38,6 +40,12 @@ export interface PullOptions {
   readonly connections?: number;
   readonly onEvent?: (e: PullEvent) => void;
   readonly signal?: AbortSignal;
+  /**
+   * Checks the model from its header before anything is downloaded (read from the hub by byte
+   * ranges; a multi-part model as its parts join): throws to refuse it, e.g. a model cairn cannot
+   * run, so that a pull does not fetch gigabytes only to fail at load.
+   */
+  readonly check?: (header: GgufFile) => void;
 }
 
 /** The name a pulled model is stored under: `hf:owner/repo:TAG`, or its path where the file has no tag or was named by path. */
@@ -105,6 +113,15 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
     const model = already.name === name ? already : store.add({ ...already, name, pulledAt: new Date().toISOString() });
     tell({ status: 'success' });
     return model;
+  }
+  if (opts.check) {
+    tell({ status: 'reading the model header' });
+    const headers: GgufFile[] = [];
+    for (const f of files) {
+      const url = client.fileUrl(ref.repo, listing.commit, f.path);
+      headers.push(await readRemoteGgufHeader(`${ref.repo}/${f.path}`, f.size, (start, length) => client.readRange(url, start, length, opts.signal)));
+    }
+    opts.check(headers.length === 1 ? headers[0] : joinSplitParts(`${ref.repo}/${files[0].path}`, headers).file);
   }
   await mkdir(store.blobsDir, { recursive: true });
   for (const f of files) {

@@ -8,7 +8,7 @@ import { CairnError } from '../util/errors.js';
 import { HubClient } from './hub-client.js';
 import { formatHubRef, isHubRef, parseHubRef } from './hub-ref.js';
 import { ModelStore } from './model-store.js';
-import { pullModel, type PullEvent } from './pull.js';
+import { pullModel, type PullEvent, type PullOptions } from './pull.js';
 
 /** How a model argument is resolved. */
 export interface ResolveOptions {
@@ -19,6 +19,8 @@ export interface ResolveOptions {
   readonly client?: () => HubClient;
   readonly onEvent?: (e: PullEvent) => void;
   readonly signal?: AbortSignal;
+  /** Checks a model to be pulled from its header first (PullOptions.check). */
+  readonly check?: PullOptions['check'];
 }
 
 /** A model argument resolved to a file. */
@@ -37,7 +39,7 @@ export async function resolveModel(spec: string, opts: ResolveOptions): Promise<
     const stored = opts.store.find(formatHubRef(ref));
     if (stored) return { path: stored.path, storedName: stored.name, pulled: false };
     if (opts.pull === false) throw new CairnError('FILE_NOT_FOUND', `${spec} is not in the model store; run \`cairn pull ${spec}\` first`);
-    const model = await pullModel(ref, { store: opts.store, client: (opts.client ?? (() => new HubClient()))(), onEvent: opts.onEvent, signal: opts.signal });
+    const model = await pullModel(ref, { store: opts.store, client: (opts.client ?? (() => new HubClient()))(), onEvent: opts.onEvent, signal: opts.signal, check: opts.check });
     return { path: model.path, storedName: model.name, pulled: true };
   }
   if (existsSync(spec)) {
