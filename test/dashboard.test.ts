@@ -214,7 +214,8 @@ describe('dashboard on one machine', { skip }, () => {
       pulledAt: new Date().toISOString(),
       source: { repo: 'tester/tiny-GGUF', commit: '0'.repeat(40), endpoint: 'http://127.0.0.1:1', files: [{ path: 'tiny-F32.gguf', size, sha256 }] },
     });
-    server = await startServer(['-m', model, '--threads', '1', '--parallel', '2'], { CAIRN_HOME: store.root });
+    // Slots of 8192 tokens: a reply that runs to the end of its context takes long enough to be stopped midway on a busy machine.
+    server = await startServer(['-m', model, '--threads', '1', '--parallel', '2', '--ctx', '8192'], { CAIRN_HOME: store.root });
     await server.ready();
   });
   after(async () => {

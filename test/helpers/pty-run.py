@@ -27,8 +27,28 @@ def read_until(cue):
             out += chunk
     seen = out.index(cue.encode(), seen) + len(cue.encode())
 
+def read_quiet(seconds):
+    # The cue can show up in what the terminal redraws while the command is still busy (a prompt
+    # redrawn as a line is edited): wait until it has said nothing for a while before typing on.
+    global out
+    last = time.time()
+    while time.time() - last < seconds:
+        if time.time() > deadline:
+            return
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out += chunk
+            last = time.time()
+
 for cue, keys in spec["steps"]:
     read_until(cue)
+    read_quiet(spec.get("quiet", 0.5))
     # Typed a key at a time, as a person would.
     for ch in keys:
         os.write(fd, ch.encode())
@@ -44,6 +64,19 @@ while time.time() < deadline:
         if not chunk:
             break
         out += chunk
-_, status = os.waitpid(pid, 0)
+# Wait for it to end, at most until the deadline; a command that does not end is killed and said so.
+status = None
+while status is None:
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = st
+    elif time.time() > deadline:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        sys.stdout.write(out.decode("utf8", "replace"))
+        sys.stderr.write("the command did not end by the deadline\n")
+        sys.exit(2)
+    else:
+        time.sleep(0.05)
 sys.stdout.write(out.decode("utf8", "replace"))
 sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
