@@ -5,7 +5,7 @@
  * and the parts of a multi-part model are joined into one model file. Progress is told as Ollama's
  * /api/pull tells it, so the CLI's bar and the Ollama route share one source.
  */
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CairnError } from '../util/errors.js';
@@ -167,7 +167,7 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
     // The parts are not kept: the joined file holds all of them, and a later pull of the same
     // parts finds it by its source (bySourceFiles).
     for (const f of files) if (f.sha256 !== sha256 && !store.byBlob(f.sha256)) rmSync(store.blobPath(f.sha256), { force: true });
-    size = readGguf(store.blobPath(sha256)).fileSize;
+    size = statSync(store.blobPath(sha256)).size;
   }
   tell({ status: 'writing manifest' });
   const model = store.add(describeModel(store.blobPath(sha256), name, choice.tag, sha256, size, { ...source, files: withHeaders }));

@@ -11,39 +11,39 @@ out = b""
 seen = 0  # each cue is looked for in what came after the previous one
 deadline = time.time() + spec.get("timeout", 60)
 
+def read_some(wait):
+    """Appends what the terminal shows within `wait` seconds; "" if nothing came, None once it ended."""
+    global out
+    r, _, _ = select.select([fd], [], [], wait)
+    if not r:
+        return ""
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        return None
+    if not chunk:
+        return None
+    out += chunk
+    return chunk
+
 def read_until(cue):
-    global out, seen
+    global seen
     while cue.encode() not in out[seen:]:
         if time.time() > deadline:
             raise SystemExit("timed out waiting for %r; the terminal showed:\n%s" % (cue, out.decode("utf8", "replace")))
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise SystemExit("the command ended before %r; the terminal showed:\n%s" % (cue, out.decode("utf8", "replace")))
-            out += chunk
+        if read_some(0.1) is None:
+            raise SystemExit("the command ended before %r; the terminal showed:\n%s" % (cue, out.decode("utf8", "replace")))
     seen = out.index(cue.encode(), seen) + len(cue.encode())
 
 def read_quiet(seconds):
     # The cue can show up in what the terminal redraws while the command is still busy (a prompt
     # redrawn as a line is edited): wait until it has said nothing for a while before typing on.
-    global out
     last = time.time()
-    while time.time() - last < seconds:
-        if time.time() > deadline:
+    while time.time() - last < seconds and time.time() < deadline:
+        chunk = read_some(0.05)
+        if chunk is None:
             return
-        r, _, _ = select.select([fd], [], [], 0.05)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                return
-            if not chunk:
-                return
-            out += chunk
+        if chunk:
             last = time.time()
 
 for cue, keys in spec["steps"]:
@@ -54,16 +54,8 @@ for cue, keys in spec["steps"]:
         os.write(fd, ch.encode())
         time.sleep(0.01)
 # Drain until the command ends.
-while time.time() < deadline:
-    r, _, _ = select.select([fd], [], [], 0.1)
-    if r:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
+while time.time() < deadline and read_some(0.1) is not None:
+    pass
 # Wait for it to end, at most until the deadline; a command that does not end is killed and said so.
 status = None
 while status is None:
