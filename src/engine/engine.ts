@@ -19,6 +19,8 @@ import { checkForwardResult } from './result-check.js';
 import { RunnerInterrupted, type ForwardResult, type ForwardRunner } from './runner.js';
 import type { SequenceSpec } from './sequence-samplers.js';
 import { commonPrefix, PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
+import { DraftPacer } from './draft-pacer.js';
+import type { DraftSource } from './draft-source.js';
 
 /** What the engine needs from a tokenizer. */
 export interface EngineTokenizer {
@@ -55,6 +57,11 @@ export interface GenerateRequest {
    * ends with finish reason `stop` once the constraint reports its value complete.
    */
   readonly constraint?: GenerationConstraint;
+  /**
+   * Most draft tokens checked per step for this request (speculative decoding, when the engine has
+   * a draft source); 0 turns it off. Output is the same either way: only the speed differs.
+   */
+  readonly maxDraft?: number;
 }
 
 /** A token-level constraint on generated text. */
@@ -96,6 +103,9 @@ export interface GenerationSummary {
   readonly stop?: string;
   readonly prefillMs: number;
   readonly decodeMs: number;
+  /** Draft tokens checked (speculative decoding) and how many of them were kept. */
+  readonly draftTokens: number;
+  readonly acceptedDraftTokens: number;
 }
 
 interface Slot {
@@ -148,6 +158,10 @@ interface Sequence {
   tFirstToken: number;
   finished: boolean;
   cancelled: boolean;
+  /** Draft length (speculative decoding), when the sequence drafts. */
+  readonly pacer: DraftPacer | undefined;
+  draftTokens: number;
+  acceptedDraftTokens: number;
 }
 
 /** A sequence the engine holds, as status pages show it. */
@@ -185,6 +199,15 @@ export interface EngineOptions {
   readonly exactReplaySteps?: number;
   /** The model makes embeddings only (an encoder): generate() refuses with this reason (BAD_ARGUMENT). */
   readonly refuseGeneration?: string;
+  /** Speculative decoding: where drafts come from and the most draft tokens a step checks per sequence. */
+  readonly speculation?: { readonly source: DraftSource; readonly maxDraft: number };
+}
+
+/** The tokens of one sequence in a step, and the draft among them (speculative decoding). */
+interface StepPart {
+  readonly seq: Sequence;
+  readonly n: number;
+  readonly draft?: readonly number[];
 }
 
 /** Schedules generation requests over a ForwardRunner. */
@@ -203,7 +226,9 @@ export class Engine {
   /** Saved prefixes beyond the slots, when configured. */
   readonly prefixCache: PrefixCache | undefined;
   /** Counters for metrics. */
-  readonly stats = { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0 };
+  readonly stats = { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0, draftTokens: 0, acceptedDraftTokens: 0 };
+  /** Speculative decoding, when configured. */
+  readonly speculation: EngineOptions['speculation'];
 
   constructor(
     readonly runner: ForwardRunner,
@@ -214,6 +239,7 @@ export class Engine {
     this.maxQueue = options.maxQueue ?? 64;
     this.exactReplaySteps = options.exactReplaySteps ?? 256;
     this.refusal = options.refuseGeneration;
+    this.speculation = options.speculation && options.speculation.maxDraft > 0 ? options.speculation : undefined;
     this.prefixCache =
       options.promptCache && options.promptCache.budgetBytes > 0 ? new PrefixCache(runner, options.promptCache) : undefined;
   }
@@ -296,6 +322,9 @@ export class Engine {
       tFirstToken: 0,
       finished: false,
       cancelled: false,
+      pacer: this.draftLimit(req) > 0 ? new DraftPacer(this.draftLimit(req)) : undefined,
+      draftTokens: 0,
+      acceptedDraftTokens: 0,
     };
     if (req.prompt.length === 1 && req.prompt[0] === this.tokenizer.bosId) seq.decoder.push(req.prompt[0]);
     if (req.signal?.aborted) {
@@ -317,6 +346,15 @@ export class Engine {
         },
       }),
     };
+  }
+
+  /** Most draft tokens per step for a request: the engine's, lowered by the request's; 0 = none. */
+  private draftLimit(req: GenerateRequest): number {
+    const max = this.speculation?.maxDraft ?? 0;
+    // A constrained request is sampled here from masked logits, which drafts do not go through.
+    if (max <= 0 || req.constraint) return 0;
+    const asked = req.maxDraft;
+    return asked === undefined ? max : Math.max(0, Math.min(max, Math.floor(asked)));
   }
 
   /** Ends every queued and running generation with an error event and refuses new ones. */
@@ -569,14 +607,27 @@ export class Engine {
     const tokens: number[] = [];
     const spans: { slot: number; pos0: number; start: number; n: number }[] = [];
     // `scores`: the row gives the logprob of prompt token `scores` (promptLogprobs).
-    const outputs: { seq: Sequence; row: number; scores?: number }[] = [];
-    const inStep: { seq: Sequence; n: number }[] = [];
+    // `draft`: the draft token the next row reads (speculative decoding).
+    const outputs: { seq: Sequence; row: number; scores?: number; draft?: number }[] = [];
+    const inStep: StepPart[] = [];
     const mine = this.active.filter((s) => s.group === group && this.canStep(s));
-    // Decoding sequences first (one token each), then prompt chunks with what is left.
+    // Decoding sequences first (one token each, with their drafts), then prompt chunks with what is left.
     const ordered = [...mine.filter((s) => s.nPast >= s.req.prompt.length), ...mine.filter((s) => s.nPast < s.req.prompt.length)];
+    const drafts = await this.draftsFor(ordered);
     for (const seq of ordered) {
       const room = budget - tokens.length;
       if (room <= 0) break;
+      const draft = drafts?.get(seq)?.slice(0, room - 1);
+      if (draft && draft.length > 0 && !seq.finished) {
+        // The pending token and the draft after it, every row sampled (runner.ts, OutputRequest.draft).
+        const start = tokens.length;
+        tokens.push(seq.history[seq.nPast], ...draft);
+        spans.push({ slot: seq.slot!.id, pos0: seq.nPast, start, n: 1 + draft.length });
+        inStep.push({ seq, n: 1 + draft.length, draft });
+        seq.inFlight = true;
+        for (let i = 0; i <= draft.length; i++) outputs.push({ seq, row: start + i, draft: draft[i] });
+        continue;
+      }
       const scoring = seq.req.promptLogprobs !== undefined && seq.nPast < seq.req.prompt.length - 1;
       const n = this.chunkFor(seq, scoring ? Math.min(room, this.scoreRows) : room);
       if (n === 0) continue;
@@ -598,13 +649,13 @@ export class Engine {
       const modes = outputs.map((o) =>
         o.seq.sampler || o.scores !== undefined
           ? { mode: 'logits' as const, logprobs: undefined }
-          : { mode: 'sample' as const, logprobs: o.seq.req.logprobs },
+          : { mode: 'sample' as const, logprobs: o.seq.req.logprobs, seq: o.seq.id, draft: o.draft },
       );
       result = await this.runner.forward({
         nTokens: tokens.length,
         tokens: Int32Array.from(tokens),
         spans,
-        outputs: outputs.map((o, j) => ({ row: o.row, seq: o.seq.id, mode: modes[j].mode })),
+        outputs: outputs.map((o, j) => ({ row: o.row, seq: o.seq.id, mode: modes[j].mode, draft: o.draft })),
       });
       const bad = checkForwardResult(result, modes, this.runner.nVocab);
       if (bad) throw new CairnError('CLUSTER_PROTOCOL', `the model's runner returned a malformed step result: ${bad}`);
@@ -619,10 +670,25 @@ export class Engine {
       }
       return;
     }
-    for (const { seq, n } of inStep) {
+    for (const part of inStep) {
+      const { seq } = part;
       seq.inFlight = false;
-      if (seq.slot) seq.slot.cached.push(...seq.history.slice(seq.nPast, seq.nPast + n));
-      seq.nPast += n;
+      if (part.draft) {
+        // The KV of the pending token and of the draft tokens the model agreed with is kept; the
+        // rows of the rest are left past nPast, where the next step writes over them.
+        const kept = this.keptDraft(part, outputs, result.tokens);
+        seq.reads.record(1 + kept);
+        if (seq.slot) seq.slot.cached.push(seq.history[seq.nPast], ...part.draft.slice(0, kept));
+        seq.nPast += 1 + kept;
+        seq.draftTokens += part.draft.length;
+        seq.acceptedDraftTokens += kept;
+        this.stats.draftTokens += part.draft.length;
+        this.stats.acceptedDraftTokens += kept;
+        seq.pacer?.record(part.draft.length, kept);
+      } else {
+        if (seq.slot) seq.slot.cached.push(...seq.history.slice(seq.nPast, seq.nPast + part.n));
+        seq.nPast += part.n;
+      }
       // A sequence finished while its step ran releases its slot now.
       if (seq.finished) this.release(seq);
     }
@@ -641,13 +707,52 @@ export class Engine {
           const row = result.logits.subarray(k * V, (k + 1) * V);
           k++;
           if (!seq.finished) this.acceptLogits(seq, row);
-        } else if (!seq.finished) {
+        } else if (!seq.finished && result.tokens[j] !== -1) {
+          // -1: a row after a rejected draft token, not sampled.
           this.accept(seq, result.tokens[j], result.logprobs[j]);
         }
       } catch (err) {
         this.finish(seq, 'error', err as Error);
       }
     });
+  }
+
+  /**
+   * Drafts for the decoding sequences of a step that may speculate now: one pending token, not
+   * replaying a resume, with room left in their length and context. Undefined without speculation.
+   */
+  private async draftsFor(seqs: readonly Sequence[]): Promise<Map<Sequence, number[]> | undefined> {
+    const spec = this.speculation;
+    if (!spec) return undefined;
+    const asking: { seq: Sequence; max: number }[] = [];
+    for (const seq of seqs) {
+      if (!seq.pacer || seq.finished || seq.cancelled || seq.generated.length === 0) continue;
+      if (seq.nPast !== seq.history.length - 1 || seq.nPast < seq.reads.length) continue;
+      // Each kept draft token is one more generated token and one more position.
+      const max = Math.min(seq.req.maxTokens - seq.generated.length - 1, this.runner.ctxPerSlot - 1 - seq.nPast, this.runner.maxBatch - 1);
+      if (max <= 0) continue;
+      const want = seq.pacer.next();
+      if (want > 0) asking.push({ seq, max: Math.min(want, max) });
+    }
+    if (asking.length === 0) return undefined;
+    const proposed = await spec.source.propose(asking.map(({ seq, max }) => ({ seq: seq.id, history: seq.history, max })));
+    const drafts = new Map<Sequence, number[]>();
+    asking.forEach(({ seq, max }, i) => {
+      const d = proposed[i];
+      // A source's draft is checked like any input: only token ids of the model, at most `max`.
+      if (!Array.isArray(d) || d.length === 0) return;
+      const ok = d.slice(0, max).every((t) => Number.isInteger(t) && t >= 0 && t < this.runner.nVocab);
+      if (ok) drafts.set(seq, d.slice(0, max));
+    });
+    return drafts;
+  }
+
+  /** Draft tokens of a step part that the model agreed with: the leading ones its rows sampled. */
+  private keptDraft(part: StepPart, outputs: readonly { seq: Sequence; draft?: number }[], tokens: Int32Array): number {
+    const first = outputs.findIndex((o) => o.seq === part.seq);
+    let kept = 0;
+    while (kept < part.draft!.length && tokens[first + kept] === part.draft![kept]) kept++;
+    return kept;
   }
 
   /**
@@ -738,6 +843,7 @@ export class Engine {
       seq.slot.cached.length = Math.min(seq.slot.cached.length, seq.nPast);
       seq.slot = undefined;
     }
+    if (seq.pacer) this.speculation?.source.forget(seq.id);
     if (seq.registered) {
       seq.registered = false;
       // Forgetting a sampler is best effort: a runner that fails at it (a node gone) loses nothing.
@@ -777,6 +883,8 @@ export class Engine {
         stop: seq.stopper.stop,
         prefillMs: first - seq.tStart,
         decodeMs: end - first,
+        draftTokens: seq.draftTokens,
+        acceptedDraftTokens: seq.acceptedDraftTokens,
       },
     });
     seq.out.close();

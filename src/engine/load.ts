@@ -25,6 +25,7 @@ import { readPooling, type Pooling } from '../model/pooling.js';
 import { isEncoderArchitecture } from '../model/encoders/registry.js';
 import { DecoderEmbedder, type Embedder } from './embed.js';
 import { loadEncoderModel } from './load-encoder.js';
+import { buildSpeculation, type DraftLoader, type SpeculationOptions } from './speculation.js';
 
 /** How to load a model. */
 export interface LoadOptions {
@@ -48,6 +49,8 @@ export interface LoadOptions {
   readonly maxQueue?: number;
   /** Prompt cache beyond the KV slots: memory budget in bytes and optional directory. */
   readonly promptCache?: { readonly budgetBytes: number; readonly dir?: string };
+  /** Speculative decoding (default: prompt lookup, up to 8 draft tokens a step). */
+  readonly speculation?: SpeculationOptions;
 }
 
 /** A loaded model, ready to generate. */
@@ -192,14 +195,28 @@ export interface ModelParts {
   close(): void;
 }
 
-/** Builds the engine and the model handle over any runner. */
-export function modelFromParts(parts: ModelParts, opts: Pick<LoadOptions, 'maxQueue' | 'promptCache'> = {}): LoadedModel {
+/**
+ * Builds the engine and the model handle over any runner, with its speculation (a draft model loads
+ * here, in this process, for as many slots as the runner has).
+ */
+export async function modelFromParts(
+  parts: ModelParts,
+  opts: Pick<LoadOptions, 'maxQueue' | 'promptCache' | 'speculation' | 'threads' | 'backend' | 'progress'> = {},
+): Promise<LoadedModel> {
   const { file, path } = parts;
   const tokenizer = tokenizerFromGguf(file);
   const fingerprint = `${basename(path)}:${file.fileSize}:${file.dataOffset}:${file.tensors.length}:kv${parts.kvType}:${parts.config.nLayer}`;
+  const closers = [() => parts.close()];
+  const speculation = await buildSpeculation(
+    opts.speculation,
+    { file, nVocab: parts.config.nVocab, slots: parts.runner.slots, ctx: parts.runner.ctxPerSlot, threads: opts.threads, backend: opts.backend, progress: opts.progress },
+    loadDraft,
+    (close) => closers.push(close),
+  );
   const engine = new Engine(parts.runner, tokenizer, {
     maxQueue: opts.maxQueue,
     promptCache: opts.promptCache ? { ...opts.promptCache, fingerprint } : undefined,
+    speculation,
   });
   let summary: ModelSummary | undefined;
   return {
@@ -214,9 +231,15 @@ export function modelFromParts(parts: ModelParts, opts: Pick<LoadOptions, 'maxQu
     kvBytes: parts.kvBytes,
     residentBytes,
     summary: () => (summary ??= summarizeModel(file, { ctx: parts.ctx })),
-    close: () => parts.close(),
+    close: () => closers.forEach((c) => c()),
   };
 }
+
+/** Loads a draft model whole, in this process, without a prompt cache or engine of its own. */
+const loadDraft: DraftLoader = async (path, opts) => {
+  const loaded = await loadShards(path, opts);
+  return { file: loaded.file, runner: new LocalRunner(loaded.shards), close: () => loaded.close() };
+};
 
 /** The file's pooling for embeddings, or the error reading it gave (embeddings then fail, generation does not). */
 function poolingOf(file: GgufFile, arch: string): Pooling | undefined | Error {
@@ -232,7 +255,12 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   const arch = new Metadata(readGguf(path)).string('general.architecture');
   if (arch !== undefined && isEncoderArchitecture(arch)) return loadEncoderModel(path, opts);
   const loaded = await loadShards(path, opts);
-  return modelFromParts({ ...loaded, runner: new LocalRunner(loaded.shards) }, opts);
+  try {
+    return await modelFromParts({ ...loaded, runner: new LocalRunner(loaded.shards) }, opts);
+  } catch (err) {
+    loaded.close();
+    throw err;
+  }
 }
 
 const YIELD_EVERY = 32 * 1024 * 1024;

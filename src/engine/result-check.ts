@@ -11,6 +11,9 @@ export interface ExpectedOutput {
   readonly mode: 'sample' | 'logits';
   /** Alternatives asked for with each sampled token; undefined = no logprobs. */
   readonly logprobs?: number;
+  /** The sequence, and the draft token its next row reads (speculative decoding: OutputRequest.draft). */
+  readonly seq?: number;
+  readonly draft?: number;
 }
 
 /** Why `result` does not answer a step with these outputs, or undefined when it does. */
@@ -24,6 +27,8 @@ export function checkForwardResult(result: ForwardResult, outputs: readonly Expe
   const wanted = outputs.reduce((n, o) => n + (o.mode === 'logits' ? 1 : 0), 0);
   if (!(logits instanceof Float32Array) || logits.length !== wanted * nVocab)
     return `${describeLength(logits)} logits for ${wanted} rows of ${nVocab}`;
+  // Sequences whose draft was wrong at an earlier output: their later outputs carry nothing.
+  const missed = new Set<number>();
   for (let j = 0; j < outputs.length; j++) {
     const o = outputs[j];
     const id = tokens[j];
@@ -33,7 +38,12 @@ export function checkForwardResult(result: ForwardResult, outputs: readonly Expe
       if (lp !== undefined) return `output ${j} returns logits but carries logprobs`;
       continue;
     }
+    if (o.seq !== undefined && missed.has(o.seq)) {
+      if (id !== -1 || lp !== undefined) return `output ${j} follows a rejected draft but carries a token`;
+      continue;
+    }
     if (!isTokenId(id, nVocab)) return `token id ${id} of output ${j} is outside the vocabulary of ${nVocab}`;
+    if (o.seq !== undefined && o.draft !== undefined && id !== o.draft) missed.add(o.seq);
     if (o.logprobs === undefined) {
       if (lp !== undefined) return `output ${j} carries logprobs nobody asked for`;
       continue;

@@ -18,6 +18,13 @@ export interface OutputRequest {
   readonly seq: number;
   /** `sample`: the runner samples with the sequence's sampler; `logits`: return the row's logits. */
   readonly mode: 'sample' | 'logits';
+  /**
+   * Speculative decoding: the draft token the batch reads at the sequence's next row. When the
+   * token sampled here differs from it, the draft is wrong from there on: the sequence's later
+   * outputs in this step are not sampled (token -1, no draw taken), so its sampler's history and
+   * random stream stay exactly those of plain decoding.
+   */
+  readonly draft?: number;
 }
 
 /** One forward step's input: token ids, the sequence spans they belong to, rows to output. */
@@ -166,13 +173,17 @@ export function sampleOutputs(samplers: SequenceSamplers, outputs: readonly Outp
   const logprobs: (StepLogprobs | undefined)[] = new Array(outputs.length);
   const wanted = outputs.filter((o) => o.mode === 'logits').length;
   const packed = wanted === outputs.length ? logits : new Float32Array(wanted * nVocab);
+  // Sequences whose draft was wrong at an earlier output of this step.
+  let missed: Set<number> | undefined;
   let k = 0;
   outputs.forEach((o, j) => {
     const row = logits.subarray(j * nVocab, (j + 1) * nVocab);
     if (o.mode === 'sample') {
+      if (missed?.has(o.seq)) return;
       const r = samplers.sample(o.seq, row);
       tokens[j] = r.token;
       logprobs[j] = r.logprobs;
+      if (o.draft !== undefined && r.token !== o.draft) (missed ??= new Set()).add(o.seq);
     } else {
       if (packed !== logits) packed.set(row, k * nVocab);
       k++;

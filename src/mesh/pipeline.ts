@@ -254,13 +254,13 @@ export class Pipeline {
   private forwardStep(req: ForwardRequest): Promise<ForwardResult> {
     if (this.brokenReason) return Promise.reject(this.interrupted());
     const step = this.nextStep++;
-    const outputs: ExpectedOutput[] = req.outputs.map((o) => ({ mode: o.mode, logprobs: o.mode === 'sample' ? this.logprobsOf.get(o.seq) : undefined }));
+    const outputs: ExpectedOutput[] = req.outputs.map((o) => ({ mode: o.mode, logprobs: o.mode === 'sample' ? this.logprobsOf.get(o.seq) : undefined, seq: o.seq, draft: o.draft }));
     const head: ForwardHead = {
       epoch: this.epoch,
       step,
       nTokens: req.nTokens,
       spans: req.spans.map((s) => [s.slot, s.pos0, s.start, s.n] as const),
-      outputs: req.outputs.map((o) => [o.row, o.seq, o.mode === 'logits' ? 1 : 0] as const),
+      outputs: req.outputs.map((o) => (o.draft === undefined ? [o.row, o.seq, o.mode === 'logits' ? 1 : 0] : [o.row, o.seq, 0, o.draft])),
       kind: 'tokens',
       wire: this.wire,
     };

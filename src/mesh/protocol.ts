@@ -216,8 +216,11 @@ export interface ForwardHead {
   readonly nTokens: number;
   /** [slot, pos0, start, n] per span. */
   readonly spans: readonly (readonly [number, number, number, number])[];
-  /** [row, seq, mode (0 sample, 1 logits)] per output. */
-  readonly outputs: readonly (readonly [number, number, number])[];
+  /**
+   * [row, seq, mode (0 sample, 1 logits)] per output, or [row, seq, 0, draft] for a sampled row
+   * whose next row reads a draft token (speculative decoding: OutputRequest.draft).
+   */
+  readonly outputs: readonly (readonly [number, number, number] | readonly [number, number, number, number])[];
   /** `tokens`: i32 ids follow; `hidden16`/`hidden32`: f16 or f32 hidden states follow. */
   readonly kind: 'tokens' | 'hidden16' | 'hidden32';
   /** How hidden states travel between stages in this plan. */

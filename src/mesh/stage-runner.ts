@@ -159,7 +159,7 @@ export class StageRunner {
   private deliver(head: ForwardHead, out: Float32Array): void {
     const D = this.loaded.config.nEmbd;
     const n = head.nTokens;
-    const outputs: OutputRequest[] = head.outputs.map(([row, seq, mode]) => ({ row, seq, mode: mode === 1 ? 'logits' : 'sample' }));
+    const outputs: OutputRequest[] = head.outputs.map(([row, seq, mode, draft]) => ({ row, seq, mode: mode === 1 ? 'logits' : 'sample', draft }));
     if (!this.isLast) {
       const next = this.links.next!;
       const kind = head.wire === 'f16' ? 'hidden16' : 'hidden32';

@@ -65,15 +65,17 @@ export function checkForwardHead(value: unknown, b: StageBounds): ForwardHead {
   const rows = new Set<number>();
   let logitsRows = 0;
   const outputs = list(v.outputs, 'outputs', nTokens).map((o, i) => {
-    const t = list(o, `output ${i}`, 3);
-    if (t.length !== 3) throw bad(`output ${i} must be [row, seq, mode]`);
+    const t = list(o, `output ${i}`, 4);
+    if (t.length !== 3 && t.length !== 4) throw bad(`output ${i} must be [row, seq, mode] or [row, seq, 0, draft]`);
     const row = int(t[0], `output ${i} row`, 0, nTokens - 1);
     if (rows.has(row)) throw bad(`row ${row} is asked for twice`);
     rows.add(row);
     const seq = int(t[1], `output ${i} seq`, 0, Number.MAX_SAFE_INTEGER);
-    const mode = int(t[2], `output ${i} mode`, 0, 1);
+    const mode = int(t[2], `output ${i} mode`, 0, t.length === 4 ? 0 : 1);
     if (mode === 1) logitsRows++;
-    return [row, seq, mode] as const;
+    if (t.length === 3) return [row, seq, mode] as const;
+    // A draft token is checked against the vocabulary where it is compared (the last stage).
+    return [row, seq, mode, int(t[3], `output ${i} draft`, 0, 0x7fffffff)] as const;
   });
   if (logitsRows > b.slots) throw bad(`${logitsRows} rows of logits asked for; a step holds at most ${b.slots} (one per slot)`);
   const kind = v.kind;
