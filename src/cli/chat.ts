@@ -8,10 +8,10 @@ import { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
-import { addModelOptions, addSamplingOptions, intArg, samplerOptions, type SamplingFlags } from './options.js';
+import { addModelOptions, addSamplingOptions, addSpeculationOptions, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags } from './options.js';
 import { chatPrompt, type ChatMessage } from '../engine/chat.js';
 
-interface ChatFlags extends SamplingFlags {
+interface ChatFlags extends SamplingFlags, SpeculationFlags {
   model: string;
   threads?: number;
   ctx?: number;
@@ -30,9 +30,16 @@ export function chatCommand(): Command {
     .option('-n, --n-predict <n>', 'most tokens per reply', intArg(1), 1024)
     .option('--template <name>', 'use a built-in chat template (llama-2, llama-3, chatml, mistral) instead of the file\'s');
   addSamplingOptions(cmd);
+  addSpeculationOptions(cmd);
   cmd.action(async (o: ChatFlags) => {
     o.model = (await resolveModelArg(o.model)).path;
-    const model = await loadModel(o.model, { threads: o.threads, ctx: o.ctx, kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16 });
+    const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel)).path : undefined;
+    const model = await loadModel(o.model, {
+      threads: o.threads,
+      ctx: o.ctx,
+      kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
+      speculation: { maxDraft: o.draftMax, draftModel },
+    });
     // In a terminal, readline echoes what is typed, edits the line and keeps a history (up/down);
     // with piped input it only reads lines.
     const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;

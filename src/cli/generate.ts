@@ -4,10 +4,10 @@ import { Command } from 'commander';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
-import { addModelOptions, addSamplingOptions, collect, intArg, samplerOptions, type SamplingFlags } from './options.js';
+import { addModelOptions, addSamplingOptions, addSpeculationOptions, collect, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags } from './options.js';
 import type { GenerationSummary } from '../engine/engine.js';
 
-interface GenerateFlags extends SamplingFlags {
+interface GenerateFlags extends SamplingFlags, SpeculationFlags {
   model: string;
   prompt: string;
   nPredict: number;
@@ -37,7 +37,8 @@ function timingLine(promptTokens: number, s: GenerationSummary | undefined): str
   const decode = s?.decodeMs ?? 0;
   const generated = s?.completionTokens ?? 0;
   const rate = (n: number, ms: number) => (ms > 0 ? `${((n * 1000) / ms).toFixed(1)} tok/s` : '-');
-  return `cairn: prompt ${promptTokens} tokens (${evaluated} read) in ${prefill.toFixed(0)} ms, ${rate(evaluated, prefill)}; generated ${generated} tokens in ${decode.toFixed(0)} ms, ${rate(Math.max(0, generated - 1), decode)}${s ? `; finish: ${s.finishReason}` : ''}`;
+  const drafts = s && s.draftTokens > 0 ? `; drafts ${s.acceptedDraftTokens}/${s.draftTokens} kept` : '';
+  return `cairn: prompt ${promptTokens} tokens (${evaluated} read) in ${prefill.toFixed(0)} ms, ${rate(evaluated, prefill)}; generated ${generated} tokens in ${decode.toFixed(0)} ms, ${rate(Math.max(0, generated - 1), decode)}${drafts}${s ? `; finish: ${s.finishReason}` : ''}`;
 }
 
 /** The generate command. */
@@ -52,18 +53,21 @@ export function generateCommand(): Command {
     .option('--json', 'print one JSON object with ids, text, timings and memory instead of streaming')
     .option('--verbose', 'print a line of timings (prompt and generation speed) to stderr at the end');
   addSamplingOptions(cmd);
+  addSpeculationOptions(cmd);
   cmd.option('--backend <name>', 'kernel backend: native or reference (slow, for checking)', 'native');
   cmd.action(async (o: GenerateFlags) => {
     if (o.backend !== 'native' && o.backend !== 'reference') throw new CairnError('BAD_ARGUMENT', `--backend must be native or reference, got "${o.backend}"`);
     // Read before loading: a prompt from a pipe is there at once; the model may take a while.
     const text = await readPrompt(o.prompt);
     o.model = (await resolveModelArg(o.model)).path;
+    const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel)).path : undefined;
     const model = await loadModel(o.model, {
       threads: o.threads,
       ctx: o.ctx,
       kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
       backend: o.backend,
       progress: !o.json && process.stderr.isTTY,
+      speculation: { maxDraft: o.draftMax, draftModel },
     });
     try {
       const prompt = model.tokenizer.encode(text, { addSpecial: true, parseSpecial: true });
@@ -96,6 +100,11 @@ export function generateCommand(): Command {
             timings: {
               prefill_tokens_per_s: prefillS > 0 ? evaluated / prefillS : 0,
               decode_tokens_per_s: decodeS > 0 && tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
+            },
+            speculation: {
+              source: model.engine.speculation?.source.name ?? 'off',
+              draft_tokens: summary?.draftTokens ?? 0,
+              accepted_draft_tokens: summary?.acceptedDraftTokens ?? 0,
             },
             memory: { rss_bytes: model.residentBytes(), mapped_bytes: model.mappedBytes, kv_cache_bytes: model.kvBytes },
           }) + '\n',

@@ -105,3 +105,16 @@ export async function clusterSecretFromFlags(flags: ClusterKeyFlags): Promise<im
   for (const w of resolved.warnings) process.stderr.write(`cairn: note: ${w}\n`);
   return resolved.secret;
 }
+
+/** Adds --draft-max and --draft-model (speculative decoding). */
+export function addSpeculationOptions(cmd: Command): Command {
+  return cmd
+    .option('--draft-max <n>', 'speculative decoding: most draft tokens checked per step (0 = off; same output either way)', intArg(0, 64), 8)
+    .option('--draft-model <model>', 'speculative decoding: a small model of the same vocabulary drafts (default: drafts from prompt lookup)');
+}
+
+/** Speculation flags as parsed by commander. */
+export interface SpeculationFlags {
+  draftMax: number;
+  draftModel?: string;
+}

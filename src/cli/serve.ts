@@ -10,10 +10,10 @@ import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
 import { checkModelFile } from './user-errors.js';
 import { defaultStore, hubSourceOf, resolveModelArg, storeCatalog } from './model-arg.js';
-import { addModelOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
+import { addModelOptions, addSpeculationOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags, type SpeculationFlags } from './options.js';
 import type { RequestLogEntry } from '../server/app.js';
 
-interface ServeFlags extends ClusterKeyFlags {
+interface ServeFlags extends ClusterKeyFlags, SpeculationFlags {
   model: string;
   host: string;
   port: number;
@@ -56,6 +56,7 @@ function version(): string {
 export function serveCommand(): Command {
   const cmd = new Command('serve').description('Serve a model over an OpenAI-compatible (and Ollama-compatible) HTTP API');
   addModelOptions(cmd);
+  addSpeculationOptions(cmd);
   cmd
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0, 65535), 8080)
@@ -119,6 +120,8 @@ export function serveCommand(): Command {
       const resolved = await resolveModelArg(o.model);
       o.model = resolved.path;
       checkModelFile(o.model);
+      const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel)).path : undefined;
+      if (draftModel) checkModelFile(draftModel);
       const store = defaultStore();
       const { keepAliveMs } = await import('../server/keep-alive.js');
       let keepAlive: number | undefined;
@@ -134,6 +137,7 @@ export function serveCommand(): Command {
         kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
         maxQueue: o.maxQueue ?? 4 * o.parallel,
         promptCache: { budgetBytes: o.cacheRam, dir: o.promptCacheDir },
+        speculation: { maxDraft: o.draftMax, draftModel },
       } as const;
       let coordinator: import('../mesh/coordinator.js').ClusterCoordinator | undefined;
       const host = new ModelHost(

@@ -85,6 +85,8 @@ export interface ServerGeneration {
   readonly promptLogprobs?: number;
   readonly ignoreEos?: boolean;
   readonly constraint?: GenerationConstraint;
+  /** Most draft tokens per step (speculative decoding; 0 = off; default: the server's). */
+  readonly maxDraft?: number;
 }
 
 /** Starts a generation; aborting `signal` (client gone) stops it and frees its slot. */
@@ -100,6 +102,7 @@ export function startGeneration(model: LoadedModel, g: ServerGeneration, signal:
     promptLogprobs: g.promptLogprobs,
     ignoreEos: g.ignoreEos,
     constraint: g.constraint,
+    maxDraft: g.maxDraft,
     signal,
   };
   return model.engine.generate(req);

@@ -75,6 +75,8 @@ export class ServerMetrics {
   private decodeTokens = 0;
   private decodeSeconds = 0;
   private cacheHits = 0;
+  private draftTokens = 0;
+  private acceptedDraftTokens = 0;
   private lastPrefillTps = 0;
   private lastDecodeTps = 0;
 
@@ -127,6 +129,8 @@ export class ServerMetrics {
     this.cachedTokens += s.cachedTokens;
     if (s.cachedTokens > 0) this.cacheHits++;
     this.completionTokens += s.completionTokens;
+    this.draftTokens += s.draftTokens;
+    this.acceptedDraftTokens += s.acceptedDraftTokens;
     const evaluated = s.promptTokens - s.cachedTokens;
     if (s.prefillMs > 0 && evaluated > 0) {
       this.prefillTokens += evaluated;
@@ -171,6 +175,8 @@ export class ServerMetrics {
     metric('prompt_cached_tokens_total', 'counter', 'Prompt tokens served from the prompt cache.', [['', this.cachedTokens]]);
     metric('prompt_cache_hits_total', 'counter', 'Requests that reused a cached prefix.', [['', this.cacheHits]]);
     metric('completion_tokens_total', 'counter', 'Tokens generated.', [['', this.completionTokens]]);
+    metric('draft_tokens_total', 'counter', 'Draft tokens checked (speculative decoding).', [['', this.draftTokens]]);
+    metric('draft_tokens_accepted_total', 'counter', 'Draft tokens kept (speculative decoding): tokens generated without a step of their own.', [['', this.acceptedDraftTokens]]);
     metric('prefill_tokens_per_second', 'gauge', 'Prefill speed of the last request.', [['', this.lastPrefillTps]]);
     metric('decode_tokens_per_second', 'gauge', 'Decode speed of the last request.', [['', this.lastDecodeTps]]);
     metric('prefill_tokens_per_second_avg', 'gauge', 'Prefill speed over all requests.', [['', this.prefillSeconds ? this.prefillTokens / this.prefillSeconds : 0]]);

@@ -86,6 +86,7 @@ async function prepare(host: ModelHost, model: LoadedModel, req: ChatCompletionR
     stop: stopList(req.stop),
     logprobs: req.logprobs ? (req.top_logprobs ?? 0) : undefined,
     ignoreEos: req.ignore_eos,
+    maxDraft: req['speculative.n_max'],
     constraint,
   };
   return { gen, tools, forced: forced !== undefined };

@@ -143,6 +143,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
       logprobs: wantLogprobs ? req.logprobs! : undefined,
       promptLogprobs: scorePrompt ? req.logprobs! : undefined,
       ignoreEos: req.ignore_eos,
+      maxDraft: req['speculative.n_max'],
     };
     return { gen, n };
   });

@@ -60,6 +60,8 @@ const sampling = {
   logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullable().optional(),
   user: z.string().optional(),
   ignore_eos: z.boolean().optional(),
+  /** llama.cpp server's name: most draft tokens checked per step for this request (0 = no speculative decoding). */
+  'speculative.n_max': z.number().int().min(0).max(64).optional(),
 };
 
 const responseFormat = z.discriminatedUnion('type', [
