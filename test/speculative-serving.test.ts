@@ -35,7 +35,7 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const PROMPTS = ['hello', 'one two three one two three one', 'the cat sat', 'a b c d e f'];
-const TOKENS = 64;
+const TOKENS = 96;
 
 async function complete(client: OpenAI, prompt: string, nMax?: number): Promise<string> {
   const body = { model: 'm', prompt, max_tokens: TOKENS, temperature: 0, ignore_eos: true, ...(nMax === undefined ? {} : { 'speculative.n_max': nMax }) };

@@ -20,6 +20,7 @@ import { RunnerInterrupted, type ForwardResult, type ForwardRunner } from './run
 import type { SequenceSpec } from './sequence-samplers.js';
 import { commonPrefix, PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { DraftPacer } from './draft-pacer.js';
+import { StepCosts } from './step-costs.js';
 import type { DraftSource } from './draft-source.js';
 
 /** What the engine needs from a tokenizer. */
@@ -199,8 +200,12 @@ export interface EngineOptions {
   readonly exactReplaySteps?: number;
   /** The model makes embeddings only (an encoder): generate() refuses with this reason (BAD_ARGUMENT). */
   readonly refuseGeneration?: string;
-  /** Speculative decoding: where drafts come from and the most draft tokens a step checks per sequence. */
-  readonly speculation?: { readonly source: DraftSource; readonly maxDraft: number };
+  /**
+   * Speculative decoding: where drafts come from and the most draft tokens a step checks per
+   * sequence. Draft lengths follow the measured cost of steps unless `unpaced` (then they follow
+   * acceptance alone: runs that must draft whatever the machine's timing, as tests).
+   */
+  readonly speculation?: { readonly source: DraftSource; readonly maxDraft: number; readonly unpaced?: boolean };
 }
 
 /** The tokens of one sequence in a step, and the draft among them (speculative decoding). */
@@ -229,6 +234,8 @@ export class Engine {
   readonly stats = { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, steps: 0, draftTokens: 0, acceptedDraftTokens: 0 };
   /** Speculative decoding, when configured. */
   readonly speculation: EngineOptions['speculation'];
+  /** What steps cost by size, measured: speculative decoding drafts only where it pays. */
+  private readonly stepCosts = new StepCosts();
 
   constructor(
     readonly runner: ForwardRunner,
@@ -651,12 +658,14 @@ export class Engine {
           ? { mode: 'logits' as const, logprobs: undefined }
           : { mode: 'sample' as const, logprobs: o.seq.req.logprobs, seq: o.seq.id, draft: o.draft },
       );
+      const t0 = performance.now();
       result = await this.runner.forward({
         nTokens: tokens.length,
         tokens: Int32Array.from(tokens),
         spans,
         outputs: outputs.map((o, j) => ({ row: o.row, seq: o.seq.id, mode: modes[j].mode, draft: o.draft })),
       });
+      if (this.speculation) this.stepCosts.record(tokens.length, performance.now() - t0);
       const bad = checkForwardResult(result, modes, this.runner.nVocab);
       if (bad) throw new CairnError('CLUSTER_PROTOCOL', `the model's runner returned a malformed step result: ${bad}`);
     } catch (err) {
@@ -725,14 +734,19 @@ export class Engine {
     const spec = this.speculation;
     if (!spec) return undefined;
     const asking: { seq: Sequence; max: number }[] = [];
+    // Tokens the step holds so far: one per decoding sequence, and the drafts given out.
+    let base = seqs.filter((s) => s.nPast >= s.req.prompt.length).length;
     for (const seq of seqs) {
       if (!seq.pacer || seq.finished || seq.cancelled || seq.generated.length === 0) continue;
       if (seq.nPast !== seq.history.length - 1 || seq.nPast < seq.reads.length) continue;
       // Each kept draft token is one more generated token and one more position.
       const max = Math.min(seq.req.maxTokens - seq.generated.length - 1, this.runner.ctxPerSlot - 1 - seq.nPast, this.runner.maxBatch - 1);
       if (max <= 0) continue;
-      const want = seq.pacer.next();
-      if (want > 0) asking.push({ seq, max: Math.min(want, max) });
+      const want = Math.min(seq.pacer.next(spec.unpaced ? undefined : this.stepCosts, Math.max(1, base)), max);
+      if (want > 0) {
+        asking.push({ seq, max: want });
+        base += want;
+      }
     }
     if (asking.length === 0) return undefined;
     const proposed = await spec.source.propose(asking.map(({ seq, max }) => ({ seq: seq.id, history: seq.history, max })));

@@ -23,6 +23,8 @@ export interface SpeculationOptions {
   readonly draftModel?: string;
   /** A source given directly (tests, embedders of the engine); wins over draftModel. */
   readonly source?: DraftSource;
+  /** Draft whatever steps cost (lengths follow acceptance alone): for tests that must see drafts. */
+  readonly unpaced?: boolean;
 }
 
 /** What the loader of a draft model needs to know of the target model. */
@@ -51,14 +53,15 @@ export async function buildSpeculation(
   target: DraftTarget,
   load: DraftLoader,
   onClose: (close: () => void) => void,
-): Promise<{ source: DraftSource; maxDraft: number } | undefined> {
+): Promise<{ source: DraftSource; maxDraft: number; unpaced?: boolean } | undefined> {
   const maxDraft = opts?.maxDraft ?? DEFAULT_MAX_DRAFT;
   if (!(Number.isInteger(maxDraft) && maxDraft >= 0 && maxDraft <= 64)) {
     throw new CairnError('BAD_ARGUMENT', `--draft-max ${String(maxDraft)} must be a whole number from 0 (off) to 64`);
   }
   if (maxDraft === 0) return undefined;
-  if (opts?.source) return { source: opts.source, maxDraft };
-  if (!opts?.draftModel) return { source: new PromptLookup(), maxDraft };
+  const unpaced = opts?.unpaced;
+  if (opts?.source) return { source: opts.source, maxDraft, unpaced };
+  if (!opts?.draftModel) return { source: new PromptLookup(), maxDraft, unpaced };
   const draft = await load(opts.draftModel, {
     slots: target.slots,
     ctx: target.ctx,
@@ -75,7 +78,7 @@ export async function buildSpeculation(
     throw err;
   }
   onClose(() => draft.close());
-  return { source: new DraftModel(`draft model ${basename(opts.draftModel)}`, draft.runner), maxDraft };
+  return { source: new DraftModel(`draft model ${basename(opts.draftModel)}`, draft.runner), maxDraft, unpaced };
 }
 
 /** Throws BAD_ARGUMENT unless the draft model's tokens are the model's (ids beyond the shorter list aside). */

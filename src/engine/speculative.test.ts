@@ -107,8 +107,8 @@ for (const [family, shape] of Object.entries(FAMILIES)) {
       for (const sampler of [{ temperature: 0 }, { temperature: 0.9, topK: 40, seed: 11 }] as SamplerOptions[]) {
         const expected = await run(plain.engine, PROMPT, TOKENS, sampler);
         assert.equal(expected.draftTokens, 0);
-        const drafts = new ScriptedDrafts(PROMPT, expected.tokens, 5, shape.nVocab);
-        const spec = await loadModel(path, { ...opts, speculation: { source: drafts, maxDraft: 6 } });
+        const drafts = new ScriptedDrafts(PROMPT, expected.tokens, 4, shape.nVocab);
+        const spec = await loadModel(path, { ...opts, speculation: { source: drafts, maxDraft: 6, unpaced: true } });
         models.push(spec);
         const got = await run(spec.engine, PROMPT, TOKENS, sampler);
         assert.deepEqual(got.tokens, expected.tokens, `temperature ${sampler.temperature}`);
@@ -117,7 +117,7 @@ for (const [family, shape] of Object.entries(FAMILIES)) {
         // Each kept draft token is a generated token that took no step of its own.
         assert.ok(spec.engine.stats.steps < plain.engine.stats.steps, `${spec.engine.stats.steps} steps vs ${plain.engine.stats.steps}`);
       }
-      const lookup = await loadModel(path, opts);
+      const lookup = await loadModel(path, { ...opts, speculation: { unpaced: true } });
       models.push(lookup);
       const expected = await run(plain.engine, PROMPT, TOKENS, { temperature: 0 });
       const got = await run(lookup.engine, PROMPT, TOKENS, { temperature: 0 });
@@ -141,7 +141,7 @@ test('a draft model of the same vocabulary: same tokens, drafts verified; anothe
   try {
     const expected = await run(plain.engine, PROMPT, TOKENS, { temperature: 0 });
     for (const draftModel of [same, other]) {
-      const spec = await loadModel(path, { ...opts, speculation: { draftModel, maxDraft: 5 } });
+      const spec = await loadModel(path, { ...opts, speculation: { draftModel, maxDraft: 5, unpaced: true } });
       models.push(spec);
       // Two at once: both sequences draft in the same passes of the draft model.
       const [a, b] = await Promise.all([run(spec.engine, PROMPT, TOKENS, { temperature: 0 }), run(spec.engine, PROMPT.slice(0, 6), TOKENS, { temperature: 0 })]);
