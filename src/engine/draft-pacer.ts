@@ -29,7 +29,8 @@ export function expectedTokens(k: number, p: number): number {
 export class DraftPacer {
   private misses = 0;
   private wait = 0;
-  private idle = 0;
+  // The first step that could draft probes at once: a sequence that repeats from the start gains from the start.
+  private idle = PROBE_EVERY - 1;
   // Draft tokens kept and tried, decayed: the estimate starts at 0.5 from one token's worth.
   private kept = 0.5;
   private tried = 1;
