@@ -48,6 +48,7 @@ interface BenchFlags {
   ctx: number;
   vsLlamaCpp?: boolean;
   llamaBench?: string;
+  vsLlamaBench?: string;
   json?: boolean;
   oneAtATime?: boolean;
   makeModel?: string;
@@ -375,7 +376,8 @@ export function benchCommand(): Command {
     .option('-r, --repetitions <n>', 'measured runs (after one warm-up); the median is reported', intArg(1), 3)
     .option('-c, --ctx <n>', 'context size', intArg(16), 2048)
     .option('--vs-llama-cpp', 'also run llama.cpp (node-llama-cpp) on the same file and report ratios')
-    .option('--llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine) in alternating rounds and report ratios')
+    .option('--vs-llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine: bash bench/build-llama-bench.sh) in alternating rounds and report ratios')
+    .addOption(new Option('--llama-bench <path>', 'the same as --vs-llama-bench').hideHelp())
     .option('-d, --depth <tokens>', 'tokens already in the KV cache before the measured ones, as llama-bench -d (comma-separated, k = 1024: 0,4k,16k)', parseDepths, [0])
     .addOption(new Option('--flash-attention <mode>', "llama.cpp's flash attention in the runs (auto: on when --depth goes past 0, where it helps)").choices(['on', 'off', 'auto']).default('auto'))
     .option('--json', 'print one JSON object')
@@ -408,6 +410,7 @@ export function benchCommand(): Command {
         return;
       }
       if (!o.model) throw new CairnError('BAD_ARGUMENT', 'give a model with -m FILE (or --make-model SHAPE --out FILE to write one)');
+      o.llamaBench ??= o.vsLlamaBench;
       o.model = (await resolveModelArg(o.model)).path;
       const tty = process.stderr.isTTY;
       const result = await runBench(o, (line) => {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own `llama-bench` for this machine (GGML_NATIVE: every instruction set this
+# CPU has) from the very llama.cpp source node-llama-cpp bundles, so `cairn bench --vs-llama-bench`
+# compares with llama.cpp as its users build it, not only with node-llama-cpp's prebuilt binaries.
+#
+#   bash bench/build-llama-bench.sh [OUT_DIR]    (default: .bench/llama.cpp; about 7-15 minutes on 2 cores)
+#
+# Prints the path of the built binary on its last line. Needs cmake and a C++ compiler; works
+# offline (the source is in node_modules).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${1:-$root/.bench/llama.cpp}"
+bundle="$root/node_modules/node-llama-cpp/llama/gitRelease.bundle"
+if [ ! -f "$bundle" ]; then
+  echo "build-llama-bench: $bundle is missing; run npm install first (node-llama-cpp is a devDependency)" >&2
+  exit 1
+fi
+for tool in cmake git c++; do
+  command -v "$tool" >/dev/null || { echo "build-llama-bench: $tool is missing (apt-get install cmake git g++)" >&2; exit 1; }
+done
+if [ ! -d "$out/src/.git" ]; then
+  rm -rf "$out/src"
+  mkdir -p "$out"
+  git clone --quiet "$bundle" "$out/src"
+fi
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S "$out/src" -B "$out/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >/dev/null
+cmake --build "$out/build" --target llama-bench -j "$(nproc)"
+bin="$out/build/bin/llama-bench"
+[ -x "$bin" ] || { echo "build-llama-bench: the build ended without $bin" >&2; exit 1; }
+echo "$bin"
