@@ -17,6 +17,8 @@
 #include "ops.h"
 #include "ops_table.h"
 #include "pool.h"
+#include "quant_codecs.h"
+#include "quant_formats.h"
 
 /* Element operations below which one thread does the whole op. */
 #define MIN_PARALLEL_WORK 32768
@@ -91,6 +93,42 @@ typedef struct {
 #define MAX_TILE 16
 #define TILE_SCORE_BYTES (2u << 20)
 
+/*
+ * Q8_0 cache: scores of `nv` query vectors (quantized to Q8_0 as ggml's flash attention quantizes
+ * q for a Q8_0 K) against `rows` cache rows of one KV head, `stride` bytes apart: per block, the
+ * integer dot times both scales, summed in f32 over the blocks, times `scale`.
+ */
+static void dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *qq, int64_t nv, int64_t d, float scale,
+                        float *out, int64_t out_stride) {
+  const int64_t nb = d / QK, hb = nb * (int64_t)sizeof(block_q8_0);
+  for (int64_t r = 0; r < rows; r++) {
+    const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
+    for (int64_t x = 0; x < nv; x++) {
+      const block_q8_0 *qb = (const block_q8_0 *)(qq + x * hb);
+      float sum = 0.f;
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t isum = 0;
+        for (int i = 0; i < QK; i++) isum += (int32_t)kb[b].qs[i] * (int32_t)qb[b].qs[i];
+        sum += (float)isum * (quant_half_to_f32(kb[b].d) * quant_half_to_f32(qb[b].d));
+      }
+      out[x * out_stride + r] = sum * scale;
+    }
+  }
+}
+
+/* Q8_0 cache: acc[x] += w[x][r] * v[r] over `rows` rows of one KV head, each dequantized once into `tmp`. */
+static void wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nv, int64_t d,
+                         float *acc, float *tmp) {
+  for (int64_t r = 0; r < rows; r++) {
+    quant_decode_blocks(CAIRN_KV_Q8_0, v + r * stride, tmp, d / QK);
+    for (int64_t x = 0; x < nv; x++) {
+      const float wx = w[x * w_stride + r];
+      float *a = acc + x * d;
+      for (int64_t i = 0; i < d; i++) a[i] += wx * tmp[i];
+    }
+  }
+}
+
 static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
   return p->window > 0 && n_ctx > p->window ? n_ctx - p->window : 0;
 }
@@ -105,13 +143,15 @@ static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
  * which adds exact zeros), so results depend neither on the tiling nor on the grouping.
  */
 static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64_t nkv, int64_t si, float *scores, float *qf,
-                        float *acc) {
+                        float *acc, uint8_t *qq) {
   const cairn_attention_params *p = j->p;
   const cairn_ops_table *tab = j->t;
   const int64_t d = p->head_dim, stride = score_stride(p), group = p->n_head / p->n_kv_head;
   const int64_t hs = si * j->slice, nh = group - hs < j->slice ? group - hs : j->slice, nv = nt * nh;
   const int64_t row = p->n_kv_head * d;
-  const int half = p->kv_type == 1;
+  const int half = p->kv_type == CAIRN_KV_F16, q8 = p->kv_type == CAIRN_KV_Q8_0;
+  /* Bytes of a cache row (every KV head) and of one KV head's part of it. */
+  const int64_t row_bytes = cairn_kv_bytes(p->kv_type, row), head_bytes = cairn_kv_bytes(p->kv_type, d);
   /* Each KV head's query vectors side by side: token by token, its heads of the slice. */
   for (int64_t k = 0; k < nkv; k++) {
     const int64_t h0 = (kvh0 + k) * group + hs;
@@ -119,13 +159,16 @@ static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64
   }
   /* kq: with an F16 cache ggml converts q to f16 first (kept here as f32 values). */
   if (half) tab->round_f16(qf, nkv * nv * d);
+  if (q8) quant_encode_blocks(CAIRN_KV_Q8_0, qf, qq, nkv * nv * d / QK);
   const int64_t n_last = p->pos0 + t0 + nt, first_all = visible_from(p, p->pos0 + t0 + 1);
   for (int64_t i0 = first_all; i0 < n_last; i0 += ROW_BLOCK) {
     const int64_t rows = n_last - i0 < ROW_BLOCK ? n_last - i0 : ROW_BLOCK;
     for (int64_t k = 0; k < nkv; k++) {
       const int64_t off = i0 * row + (kvh0 + k) * d;
       float *sk = scores + k * nv * stride + i0;
-      if (half) {
+      if (q8) {
+        dot_rows_q8(j->kc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, stride);
+      } else if (half) {
         tab->dot_rows_f16((const uint16_t *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, stride);
       } else {
         tab->dot_rows_f32((const float *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, stride);
@@ -161,7 +204,10 @@ static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64
     for (int64_t k = 0; k < nkv; k++) {
       const int64_t off = i0 * row + (kvh0 + k) * d;
       const float *wk = scores + k * nv * stride + i0;
-      if (half) {
+      if (q8) {
+        /* The quantized queries are done with: their bytes hold one dequantized V row. */
+        wsum_rows_q8(j->vc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, wk, stride, nv, d, acc + k * nv * d, (float *)qq);
+      } else if (half) {
         tab->wsum_rows_f16((const uint16_t *)j->vc + off, row, rows, wk, stride, nv, d, acc + k * nv * d);
       } else {
         tab->wsum_rows_f32((const float *)j->vc + off, row, rows, wk, stride, nv, d, acc + k * nv * d);
@@ -177,7 +223,7 @@ static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64
 /* Scratch of one thread: the scores, query vectors and outputs of `span` KV heads' tiles. */
 static size_t share_bytes(const cairn_attention_params *p, int64_t tile, int64_t slice, int64_t span) {
   const size_t vectors = (size_t)(tile * slice * span);
-  return (vectors * (size_t)score_stride(p) * sizeof(float) + 2 * vectors * (size_t)p->head_dim * sizeof(float) + 63) & ~(size_t)63;
+  return (vectors * (size_t)score_stride(p) * sizeof(float) + 3 * vectors * (size_t)p->head_dim * sizeof(float) + 63) & ~(size_t)63;
 }
 
 static void attention_share(void *ctx, int ith, int nth) {
@@ -189,6 +235,8 @@ static void attention_share(void *ctx, int ith, int nth) {
   float *scores = (float *)mine;
   float *qf = scores + vectors * (size_t)score_stride(p);
   float *acc = qf + vectors * (size_t)p->head_dim;
+  /* Q8_0 cache: the quantized queries (at most 34/32 of a byte per element), later one V row of floats. */
+  uint8_t *qq = (uint8_t *)(acc + vectors * (size_t)p->head_dim);
   const int64_t groups = (p->n_kv_head + j->span - 1) / j->span, per_tile = groups * j->slices;
   for (;;) {
     const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -197,7 +245,7 @@ static void attention_share(void *ctx, int ith, int nth) {
     const int64_t t0 = tile * j->tile, nt = p->n_tokens - t0 < j->tile ? p->n_tokens - t0 : j->tile;
     const int64_t kvh0 = ((item % per_tile) / j->slices) * j->span, si = item % j->slices;
     const int64_t nkv = p->n_kv_head - kvh0 < j->span ? p->n_kv_head - kvh0 : j->span;
-    attend_tile(j, t0, nt, kvh0, nkv, si, scores, qf, acc);
+    attend_tile(j, t0, nt, kvh0, nkv, si, scores, qf, acc, qq);
   }
 }
 

@@ -188,10 +188,14 @@ static napi_value add(napi_env env, napi_callback_info info) {
   return args_undefined(env);
 }
 
-/* KV cache element type: GGML F32 (0) or F16 (1). */
+/* KV cache element type: GGML F32 (0), F16 (1) or Q8_0 (8). */
 static int kv_type_arg(napi_env env, napi_value v, const char *name, int *out) {
   int64_t t;
-  if (args_int(env, v, name, 0, 1, &t)) return -1;
+  if (args_int(env, v, name, 0, 8, &t)) return -1;
+  if (t != CAIRN_KV_F32 && t != CAIRN_KV_F16 && t != CAIRN_KV_Q8_0) {
+    args_throw(env, "BAD_ARGUMENT", "%s must be 0 (F32), 1 (F16) or 8 (Q8_0), got %lld", name, (long long)t);
+    return -1;
+  }
   *out = (int)t;
   return 0;
 }
@@ -203,17 +207,21 @@ static napi_value store_kv(napi_env env, napi_callback_info info) {
   int kv_type;
   float *k, *v;
   uint8_t *kc, *vc;
-  if (args_get(env, info, "storeKv", 8, a) || kv_type_arg(env, a[4], "kvType (0 = F32, 1 = F16)", &kv_type) ||
+  if (args_get(env, info, "storeKv", 8, a) || kv_type_arg(env, a[4], "kvType", &kv_type) ||
       args_int(env, a[5], "rowElems", 1, MAX_DIM, &row_elems) || args_int(env, a[6], "pos0", 0, MAX_DIM, &pos0) ||
       args_int(env, a[7], "nTokens", 0, MAX_DIM, &n_tokens) ||
       args_mul(env, "nTokens * rowElems", n_tokens, row_elems, &total) ||
       args_mul(env, "(pos0 + nTokens) * rowElems", pos0 + n_tokens, row_elems, &cache_elems)) {
     return NULL;
   }
-  const int64_t elem = kv_type ? 2 : 4;
+  if (kv_type == CAIRN_KV_Q8_0 && row_elems % 32 != 0) {
+    args_throw(env, "BAD_ARGUMENT", "a Q8_0 cache needs rowElems (%lld) to be a multiple of 32", (long long)row_elems);
+    return NULL;
+  }
+  const size_t align = kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(kv_type, 1);
   if (args_f32(env, a[0], "k", total, &k) || args_f32(env, a[1], "v", total, &v) ||
-      args_u8(env, a[2], "kCache", cache_elems * elem, (size_t)elem, &kc) ||
-      args_u8(env, a[3], "vCache", cache_elems * elem, (size_t)elem, &vc)) {
+      args_u8(env, a[2], "kCache", cairn_kv_bytes(kv_type, cache_elems), align, &kc) ||
+      args_u8(env, a[3], "vCache", cairn_kv_bytes(kv_type, cache_elems), align, &vc)) {
     return NULL;
   }
   if (kc == vc && cache_elems > 0) {
@@ -234,7 +242,11 @@ static int attention_params(napi_env env, napi_value o, cairn_attention_params *
     return -1;
   }
   napi_value kv;
-  if (obj_prop(env, o, "params", "kvType", &kv) || kv_type_arg(env, kv, "params.kvType (0 = F32, 1 = F16)", &p->kv_type)) {
+  if (obj_prop(env, o, "params", "kvType", &kv) || kv_type_arg(env, kv, "params.kvType", &p->kv_type)) {
+    return -1;
+  }
+  if (p->kv_type == CAIRN_KV_Q8_0 && p->head_dim % 32 != 0) {
+    args_throw(env, "BAD_ARGUMENT", "a Q8_0 cache needs params.headDim (%lld) to be a multiple of 32", (long long)p->head_dim);
     return -1;
   }
   if (p->n_head % p->n_kv_head != 0) {
@@ -267,9 +279,9 @@ static napi_value attention(napi_env env, napi_callback_info info) {
       args_mul(env, "(pos0 + nTokens) * nKvHead * headDim", p.pos0 + p.n_tokens, kv_row, &cache_elems)) {
     return NULL;
   }
-  const int64_t elem = p.kv_type ? 2 : 4;
-  if (args_f32(env, a[0], "q", q_elems, &q) || args_u8(env, a[1], "kCache", cache_elems * elem, (size_t)elem, &kc) ||
-      args_u8(env, a[2], "vCache", cache_elems * elem, (size_t)elem, &vc) ||
+  const size_t align = p.kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(p.kv_type, 1);
+  if (args_f32(env, a[0], "q", q_elems, &q) || args_u8(env, a[1], "kCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &kc) ||
+      args_u8(env, a[2], "vCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &vc) ||
       args_f32(env, a[4], "out", q_elems, &out)) {
     return NULL;
   }

@@ -4,6 +4,7 @@
  * waking the workers costs about as much as a few thousand element operations.
  */
 #include "ops.h"
+#include "quant_codecs.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -268,13 +269,15 @@ static void store_job_fn(void *ctx, int ith, int nth) {
   int64_t r0, r1;
   /* Rows of k then rows of v, as one list of 2 * n_tokens copies. */
   share(2 * j->n_tokens, ith, nth, 1, &r0, &r1);
-  const size_t elem = j->kv_type ? 2 : 4;
+  const size_t row_bytes = (size_t)cairn_kv_bytes(j->kv_type, j->row_elems);
   for (int64_t r = r0; r < r1; r++) {
     const int is_v = r >= j->n_tokens;
     const int64_t t = is_v ? r - j->n_tokens : r;
     const float *src = (is_v ? j->v : j->k) + t * j->row_elems;
-    uint8_t *dst = (is_v ? j->vc : j->kc) + (size_t)(j->pos0 + t) * j->row_elems * elem;
-    if (j->kv_type) {
+    uint8_t *dst = (is_v ? j->vc : j->kc) + (size_t)(j->pos0 + t) * row_bytes;
+    if (j->kv_type == CAIRN_KV_Q8_0) {
+      quant_encode_blocks(CAIRN_KV_Q8_0, src, dst, j->row_elems / 32);
+    } else if (j->kv_type == CAIRN_KV_F16) {
       j->t->to_f16(src, (uint16_t *)dst, j->row_elems);
     } else {
       memcpy(dst, src, (size_t)j->row_elems * 4);

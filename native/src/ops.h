@@ -42,9 +42,20 @@ void cairn_geglu(const float *gate, const float *up, int64_t n, float *out);
 /* out = a + b. out may alias either input. */
 void cairn_add(const float *a, const float *b, int64_t n, float *out);
 
+/* KV cache element types: GGML's numbers. */
+#define CAIRN_KV_F32 0
+#define CAIRN_KV_F16 1
+#define CAIRN_KV_Q8_0 8
+
+/* Bytes of `elems` cache elements of a type (Q8_0: elems a multiple of 32, 34 bytes per 32). */
+static inline int64_t cairn_kv_bytes(int kv_type, int64_t elems) {
+  return kv_type == CAIRN_KV_Q8_0 ? elems / 32 * 34 : elems * (kv_type == CAIRN_KV_F16 ? 2 : 4);
+}
+
 /*
  * Copies n_tokens rows of row_elems f32 values from k and v into rows [pos0, pos0 + n_tokens) of
- * the caches, as f32 (kv_type 0) or f16 (kv_type 1, rounded to nearest even).
+ * the caches, as f32 (kv_type 0), f16 (kv_type 1, rounded to nearest even) or Q8_0 blocks (kv_type
+ * 8, ggml's reference quantizer; row_elems a multiple of 32).
  */
 void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int kv_type, int64_t row_elems,
                     int64_t pos0, int64_t n_tokens);
@@ -53,7 +64,7 @@ void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache
 typedef struct {
   int64_t n_tokens, n_head, n_kv_head, head_dim, pos0;
   float scale;
-  int kv_type; /* 0: f32 cache; 1: f16 cache */
+  int kv_type; /* CAIRN_KV_F32, CAIRN_KV_F16 or CAIRN_KV_Q8_0 (head_dim a multiple of 32) */
   /* One sink logit per query head (gpt-oss), joining each softmax as an entry without a value; NULL: none. */
   const float *sinks;
   /* A token sees only the last `window` positions (itself included); 0: all of them. */

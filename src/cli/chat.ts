@@ -6,9 +6,8 @@
 import { resolveModelArg } from './model-arg.js';
 import { Command } from 'commander';
 import { createInterface } from 'node:readline';
-import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
-import { addModelOptions, addSamplingOptions, addSpeculationOptions, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags } from './options.js';
+import { addModelOptions, addSamplingOptions, addSpeculationOptions, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
 import { chatPrompt, type ChatMessage } from '../engine/chat.js';
 
 interface ChatFlags extends SamplingFlags, SpeculationFlags {
@@ -37,7 +36,7 @@ export function chatCommand(): Command {
     const model = await loadModel(o.model, {
       threads: o.threads,
       ctx: o.ctx,
-      kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
+      kvType: kvTypeOf(o.kvType),
       speculation: { maxDraft: o.draftMax, draftModel },
     });
     // In a terminal, readline echoes what is typed, edits the line and keeps a history (up/down);

@@ -1,10 +1,9 @@
 /** `cairn generate`: continue a prompt, streaming only the continuation to stdout. */
 import { resolveModelArg } from './model-arg.js';
 import { Command } from 'commander';
-import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
-import { addModelOptions, addSamplingOptions, addSpeculationOptions, collect, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags } from './options.js';
+import { addModelOptions, addSamplingOptions, addSpeculationOptions, collect, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
 import type { GenerationSummary } from '../engine/engine.js';
 
 interface GenerateFlags extends SamplingFlags, SpeculationFlags {
@@ -64,7 +63,7 @@ export function generateCommand(): Command {
     const model = await loadModel(o.model, {
       threads: o.threads,
       ctx: o.ctx,
-      kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
+      kvType: kvTypeOf(o.kvType),
       backend: o.backend,
       progress: !o.json && process.stderr.isTTY,
       speculation: { maxDraft: o.draftMax, draftModel },

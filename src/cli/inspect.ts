@@ -3,9 +3,8 @@ import { resolveModelArg } from './model-arg.js';
 import { Command, Option } from 'commander';
 import { readGguf } from '../gguf/reader.js';
 import { summarizeModel, type ModelSummary } from '../model/summary.js';
-import { GgmlType } from '../gguf/ggml-types.js';
 import { formatBytes, formatCount } from '../util/format.js';
-import { intArg } from './options.js';
+import { intArg, KV_TYPES, kvTypeOf } from './options.js';
 import { loadModel } from '../engine/load.js';
 
 /** The inspect command. */
@@ -14,12 +13,12 @@ export function inspectCommand(): Command {
     .description('Describe a GGUF model: architecture, parameters, quantization mix, tokenizer, tensors and memory needed')
     .argument('<model>', 'GGUF model: a file, a stored model (cairn ls), or hf:OWNER/REPO:TAG')
     .option('-c, --ctx <n>', 'context size for the memory estimate (default: trained context, at most 4096)', intArg(1))
-    .addOption(new Option('--kv-type <type>', 'KV cache type for the estimate').choices(['f16', 'f32']).default('f16'))
+    .addOption(new Option('--kv-type <type>', 'KV cache type for the estimate').choices(KV_TYPES).default('f16'))
     .option('--load', 'also load the model and report resident memory after loading')
     .option('--no-tensors', 'leave out the tensor table')
     .option('--json', 'print one JSON object')
     .action(async (file: string, o: { ctx?: number; kvType: string; load?: boolean; tensors: boolean; json?: boolean }) => {
-      const kvType = o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16;
+      const kvType = kvTypeOf(o.kvType);
       file = (await resolveModelArg(file, { quiet: o.json })).path;
       const summary = summarizeModel(readGguf(file), { ctx: o.ctx, kvType });
       let loaded: { rssBytes: number; mappedBytes: number } | undefined;

@@ -12,7 +12,8 @@ import { Command, Option } from 'commander';
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
 import type { Candidate, LinkInfo, NodeInfo, PlanRequest } from '../planner/types.js';
-import { addClusterKeyOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
+import { addClusterKeyOptions, clusterSecretFromFlags, intArg, KV_TYPES, kvTypeOf, type ClusterKeyFlags } from './options.js';
+import { kvElementBytes } from '../kernels/api.js';
 import { readNodesFile } from './plan-nodes.js';
 
 interface PlanFlags extends ClusterKeyFlags {
@@ -25,7 +26,7 @@ interface PlanFlags extends ClusterKeyFlags {
   threads?: number;
   ctx?: number;
   parallel: number;
-  kvType: 'f16' | 'f32';
+  kvType: 'f16' | 'f32' | 'q8_0';
   batch: number;
   prompt: number;
   context: number;
@@ -80,7 +81,7 @@ export function planCommand(): Command {
     .option('-t, --threads <n>', 'threads for measuring this machine (default: physical cores)', intArg(1))
     .option('-c, --ctx <n>', "context per sequence (default: the model's, at most 4096)", intArg(16))
     .option('--parallel <n>', 'sequences to hold KV cache for, as `cairn serve --parallel`', intArg(1), 1)
-    .addOption(new Option('--kv-type <type>', 'KV cache element type').choices(['f16', 'f32']).default('f16'))
+    .addOption(new Option('--kv-type <type>', 'KV cache element type').choices(KV_TYPES).default('f16'))
     .option('--batch <n>', 'sequences decoded together for the aggregate prediction', intArg(1), 8)
     .option('--prompt <n>', 'prompt tokens for the prefill prediction', intArg(1), 512)
     .option('--context <n>', 'positions already cached when decoding (their KV rows are read every step)', intArg(0), 0)
@@ -108,7 +109,7 @@ export function planCommand(): Command {
       const file = readGguf(o.model);
       const config = readModelConfig(file);
       const ctx = o.ctx ?? Math.min(config.ctxTrain, 4096);
-      const model = modelMeta(file, config, o.kvType === 'f32' ? 4 : 2, Math.min(512, ctx));
+      const model = modelMeta(file, config, kvElementBytes(kvTypeOf(o.kvType)), Math.min(512, ctx));
       const found = o.nodes ? { ...readNodesFile(o.nodes), source: o.nodes, notes: [] as string[] } : await liveNodes(o, config);
       const req: PlanRequest = {
         model,

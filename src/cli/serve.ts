@@ -5,12 +5,11 @@
  */
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
 import { checkModelFile } from './user-errors.js';
 import { defaultStore, hubSourceOf, resolveModelArg, storeCatalog } from './model-arg.js';
-import { addModelOptions, addSpeculationOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags, type SpeculationFlags } from './options.js';
+import { addModelOptions, addSpeculationOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags, type SpeculationFlags, kvTypeOf } from './options.js';
 import type { RequestLogEntry } from '../server/app.js';
 
 interface ServeFlags extends ClusterKeyFlags, SpeculationFlags {
@@ -134,7 +133,7 @@ export function serveCommand(): Command {
         threads: o.threads,
         ctx: o.ctx,
         slots: o.parallel,
-        kvType: o.kvType === 'f32' ? GgmlType.F32 : GgmlType.F16,
+        kvType: kvTypeOf(o.kvType),
         maxQueue: o.maxQueue ?? 4 * o.parallel,
         promptCache: { budgetBytes: o.cacheRam, dir: o.promptCacheDir },
         speculation: { maxDraft: o.draftMax, draftModel },

@@ -10,8 +10,16 @@
  */
 import type { GgmlType } from '../gguf/ggml-types.js';
 
-/** Element type of a KV cache. */
-export type KvType = GgmlType.F32 | GgmlType.F16;
+/**
+ * Element type of a KV cache: f32, f16 (llama.cpp's default) or Q8_0 (blocks of 32 int8 values and
+ * an f16 scale: 34 bytes per 32 elements, about half of f16; head dimensions a multiple of 32).
+ */
+export type KvType = GgmlType.F32 | GgmlType.F16 | GgmlType.Q8_0;
+
+/** Bytes per cache element of a KV type (Q8_0: 34/32, exact for whole blocks). */
+export function kvElementBytes(type: KvType): number {
+  return type === 8 ? 34 / 32 : type === 1 ? 2 : 4;
+}
 
 /** Rotary embedding layout: `normal` rotates adjacent pairs (llama), `neox` rotates halves (qwen). */
 export type RopeMode = 'normal' | 'neox';

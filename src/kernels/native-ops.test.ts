@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { assertClose, randomF32, seededRandom, type Tolerance } from '../../test/helpers/kernel-inputs.js';
-import type { AttentionParams, KvType, RopeParams } from './api.js';
+import { kvElementBytes, type AttentionParams, type KvType, type RopeParams } from './api.js';
 import { cpuInfo, forceIsa, NativeKernels } from './native.js';
 import { isCairnError } from '../util/errors.js';
 import { refAdd, refAttention, refGeglu, refRmsNorm, refRope, refSoftmax, refStoreKv, refSwiglu } from './reference/ops.js';
@@ -137,14 +137,18 @@ for (const isa of cpuInfo().availableIsas) {
 
     it('storeKv writes exactly the reference bytes and leaves other rows alone', () => {
       const rand = seededRandom(15);
-      for (const kvType of [0, 1] as KvType[]) {
+      for (const kvType of [0, 1, 8] as KvType[]) {
         for (const [rowElems, pos0, nTokens] of [
           [1, 0, 1],
           [33, 5, 7],
           [4097, 2, 3],
           [80, 0, 1],
+          [32, 3, 2],
+          [4096, 1, 3],
         ]) {
-          const size = kvType === 1 ? 2 : 4;
+          // Q8_0 rows are whole blocks of 32.
+          if (kvType === 8 && rowElems % 32 !== 0) continue;
+          const size = kvElementBytes(kvType);
           const bytes = (pos0 + nTokens + 2) * rowElems * size;
           const k = randomF32(nTokens * rowElems, rand, 70000); // past f16's range too
           const v = randomF32(nTokens * rowElems, rand, 1e-6); // f16 subnormals
@@ -162,10 +166,10 @@ for (const isa of cpuInfo().availableIsas) {
 
     it('attention of a prompt read in tiles equals each token attended alone, bit for bit (windows and sinks too)', () => {
       const rand = seededRandom(17);
-      for (const kvType of [0, 1] as KvType[]) {
+      for (const kvType of [0, 1, 8] as KvType[]) {
         for (const [window, sinks] of [[0, false], [37, false], [0, true], [53, true]] as const) {
           const nKvHead = 2, ratio = 4, headDim = 64, nHead = nKvHead * ratio, pos0 = 150, nTokens = 45;
-          const row = nKvHead * headDim, ctx = pos0 + nTokens, size = kvType === 1 ? 2 : 4;
+          const row = nKvHead * headDim, ctx = pos0 + nTokens, size = kvElementBytes(kvType);
           const kCache = new Uint8Array(ctx * row * size);
           const vCache = new Uint8Array(ctx * row * size);
           refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
@@ -191,12 +195,13 @@ for (const isa of cpuInfo().availableIsas) {
         for (const ratio of [1, 2, 3, 4, 5]) {
           for (const nTokens of [1, 7]) {
             for (const pos0 of [0, 45]) {
-              for (const kvType of [0, 1] as KvType[]) {
+              for (const kvType of [0, 1, 8] as KvType[]) {
+                if (kvType === 8 && headDim % 32 !== 0) continue;
                 const nKvHead = 2;
                 const nHead = nKvHead * ratio;
                 const row = nKvHead * headDim;
                 const ctx = pos0 + nTokens;
-                const size = kvType === 1 ? 2 : 4;
+                const size = kvElementBytes(kvType);
                 const kCache = new Uint8Array(ctx * row * size);
                 const vCache = new Uint8Array(ctx * row * size);
                 refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
@@ -207,7 +212,7 @@ for (const isa of cpuInfo().availableIsas) {
                 const got = new Float32Array(q.length);
                 native.attention(q, kCache, vCache, p, got);
                 const label = `attention d${headDim} gqa${ratio} t${nTokens} p${pos0} kv${kvType}`;
-                assertClose(got, want, kvType === 1 ? ATTN_F16_TOL : ATTN_F32_TOL, label);
+                assertClose(got, want, kvType === 0 ? ATTN_F32_TOL : ATTN_F16_TOL, label);
               }
             }
           }

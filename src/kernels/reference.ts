@@ -131,6 +131,7 @@ export class ReferenceKernels implements Kernels {
     needInt('nTokens', nTokens, 0);
     needLength('k', k, nTokens * rowElems);
     needLength('v', v, nTokens * rowElems);
+    if (kvType === 8 && rowElems % 32 !== 0) throw new CairnError('BAD_ARGUMENT', `a Q8_0 cache needs rowElems (${rowElems}) to be a multiple of 32`);
     const bytes = (pos0 + nTokens) * rowElems * kvElementBytes(kvType);
     needLength('kCache', kCache, bytes);
     needLength('vCache', vCache, bytes);
@@ -145,6 +146,7 @@ export class ReferenceKernels implements Kernels {
     needInt('params.pos0', p.pos0, 0);
     needFinite('params.scale', p.scale);
     needKvType('params.kvType', p.kvType);
+    if (p.kvType === 8 && p.headDim % 32 !== 0) throw new CairnError('BAD_ARGUMENT', `a Q8_0 cache needs params.headDim (${p.headDim}) to be a multiple of 32`);
     if (p.window !== undefined) needInt('params.window', p.window, 0);
     if (p.sinks !== undefined) needLength('params.sinks', p.sinks, p.nHead);
     if (p.nHead % p.nKvHead !== 0) {

@@ -16,7 +16,8 @@ import { Discovery, frameJson, jsonPayload, parsePeerList, type ClusterSecret, t
 import { loadShards } from '../engine/load.js';
 import { RunnerInterrupted, type ForwardRequest, type ForwardResult, type ForwardRunner } from '../engine/runner.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
-import { GgmlType } from '../gguf/ggml-types.js';
+import { kvElementBytes } from '../kernels/api.js';
+import { checkKvType } from '../model/kv-cache.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, openMapping, type KvType } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
@@ -201,6 +202,8 @@ export class ClusterCoordinator implements ForwardRunner {
    * from the nodes reachable at start; after that, failures keep the coordinator up.
    */
   static async start(opts: CoordinatorOptions): Promise<ClusterCoordinator> {
+    // A cache type the model cannot use fails here, before any node is asked to load.
+    checkKvType(opts.config, opts.kvType);
     const c = new ClusterCoordinator(opts);
     opts.onCreated?.(c);
     try {
@@ -271,7 +274,7 @@ export class ClusterCoordinator implements ForwardRunner {
   /** The model's sizes that bound what nodes may send back (limits.ts). */
   private receiveSizes(): StageSizes {
     const { config, file } = this.opts;
-    const meta = modelMeta(file, config, this.opts.kvType === GgmlType.F32 ? 4 : 2, this.maxBatch);
+    const meta = modelMeta(file, config, kvElementBytes(this.opts.kvType), this.maxBatch);
     return { maxBatch: this.maxBatch, nEmbd: config.nEmbd, nVocab: config.nVocab, slots: this.slots, kvBytesPerSlot: meta.kvBytesPerToken.reduce((a, b) => a + b, 0) * this.ctxPerSlot };
   }
 
@@ -297,7 +300,7 @@ export class ClusterCoordinator implements ForwardRunner {
   /** A plan over the nodes that are up (less `excluded`); throws CLUSTER_PLAN saying what is missing. */
   private makePlan(excluded: ReadonlyMap<string, string> = new Map()): Plan {
     const { file, config } = this.opts;
-    const kvBytes = this.opts.kvType === GgmlType.F32 ? 4 : 2;
+    const kvBytes = kvElementBytes(this.opts.kvType);
     const { infos, remote } = this.planInputs(excluded);
     try {
       if (infos.length === 0) throw new CairnError('CLUSTER_PLAN', 'no node is up');

@@ -49,7 +49,7 @@ export function validateLoadRequest(v: unknown): LoadRequest {
   if (!intIn(v.layerEnd, v.layerStart + 1, MAX_SHARD_LAYERS)) throw bad(`layerEnd must be a whole number in (layerStart, ${MAX_SHARD_LAYERS}]`);
   if (!intIn(v.ctx, 2, MAX_LOAD_CTX)) throw bad(`ctx must be a whole number in [2, ${MAX_LOAD_CTX}]`);
   if (!intIn(v.slots, 1, MAX_LOAD_SLOTS)) throw bad(`slots must be a whole number in [1, ${MAX_LOAD_SLOTS}]`);
-  if (v.kvType !== GgmlType.F16 && v.kvType !== GgmlType.F32) throw bad('kvType must be f16 or f32');
+  if (v.kvType !== GgmlType.F16 && v.kvType !== GgmlType.F32 && v.kvType !== GgmlType.Q8_0) throw bad('kvType must be f16, f32 or q8_0');
   if (!intIn(v.maxBatch, 1, v.ctx)) throw bad('maxBatch must be a whole number in [1, ctx]');
   if (!intIn(v.epoch, 0, Number.MAX_SAFE_INTEGER)) throw bad('epoch must be a whole number >= 0');
   const peer = (n: unknown, what: string): PeerRef => {

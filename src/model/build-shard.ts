@@ -9,7 +9,7 @@ import type { Kernels, KvType } from '../kernels/api.js';
 import type { ModelConfig } from './config.js';
 import { DecoderShard, type ShardParts } from './decoder.js';
 import { GgufTensorSource, type TensorBytes } from './gguf-tensor-source.js';
-import { KvCache, kvRows } from './kv-cache.js';
+import { checkKvType, KvCache, kvRows } from './kv-cache.js';
 import { familyOf } from './registry.js';
 import { expertSplitOf, isFirstShard, isLastShard, tensorSplitOf, type ShardSpec } from './shard.js';
 import { ExpertShard } from './expert-shard.js';
@@ -126,6 +126,7 @@ export function loadShard(
   if (experts && experts.rank > 0) {
     throw new CairnError('BAD_ARGUMENT', `rank ${experts.rank} of an expert-parallel group holds routed experts only (loadExpertShard)`);
   }
+  checkKvType(cfg, opts.kvType);
   const src = new GgufTensorSource(file, { bytesOf, kernels }, tensorSplitOf(spec), experts);
   const ws = new Workspace(opts.maxBatch);
   checkSplittable(cfg, spec);

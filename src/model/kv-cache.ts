@@ -5,7 +5,8 @@
  * their values). Views are made once at construction so the forward pass never allocates.
  */
 import { GgmlType } from '../gguf/ggml-types.js';
-import type { KvType } from '../kernels/api.js';
+import { kvElementBytes, type KvType } from '../kernels/api.js';
+import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
 import { familyOf } from './registry.js';
@@ -13,8 +14,24 @@ import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
 
 /** Bytes of one cache element. */
-function elementBytes(type: KvType): number {
-  return type === GgmlType.F16 ? 2 : 4;
+const elementBytes = kvElementBytes;
+
+/**
+ * Throws BAD_ARGUMENT when the model's layers cannot cache in `type`: a Q8_0 cache needs grouped-
+ * query attention with head sizes in whole blocks of 32 (latent attention keeps f16 or f32).
+ */
+export function checkKvType(cfg: ModelConfig, type: KvType): void {
+  if (type !== GgmlType.Q8_0) return;
+  const family = familyOf(cfg);
+  for (let l = 0; l < cfg.nLayer; l++) {
+    const a = family.layerPlan(cfg, l).attention;
+    if (a.kind !== 'gqa') {
+      throw new CairnError('BAD_ARGUMENT', `a q8_0 KV cache is not available for ${cfg.arch}'s latent attention (MLA): use --kv-type f16`);
+    }
+    if (a.headDim % 32 !== 0) {
+      throw new CairnError('BAD_ARGUMENT', `a q8_0 KV cache needs head sizes in blocks of 32, and ${cfg.arch} layer ${l} has ${a.headDim}: use --kv-type f16`);
+    }
+  }
 }
 
 /**
@@ -63,6 +80,7 @@ export class KvCache {
   private readonly v: Uint8Array[][];
 
   constructor(rows: readonly KvRowShape[], slots: number, ctxPerSlot: number, type: KvType = GgmlType.F16) {
+    if (type === GgmlType.Q8_0 && rows.some((r) => r.k % 32 !== 0 || r.v % 32 !== 0)) throw new RangeError('a Q8_0 KV cache needs rows in whole blocks of 32');
     this.type = type;
     this.slots = slots;
     this.ctxPerSlot = ctxPerSlot;

@@ -21,5 +21,5 @@ export function needFinite(name: string, v: number): void {
 
 /** Requires a KV cache type id: 0 (F32) or 1 (F16). */
 export function needKvType(name: string, v: number): void {
-  if (v !== 0 && v !== 1) throw new CairnError('BAD_ARGUMENT', `${name} must be 0 (F32) or 1 (F16), got ${v}`);
+  if (v !== 0 && v !== 1 && v !== 8) throw new CairnError('BAD_ARGUMENT', `${name} must be 0 (F32), 1 (F16) or 8 (Q8_0), got ${v}`);
 }

@@ -4,8 +4,10 @@
  * them; sums that ggml keeps in f32 lanes are accumulated here in f64, which is the exact
  * result the native lanes approximate, so tests can bound the native error against it.
  */
-import type { AttentionParams, KvType, RopeParams } from '../api.js';
-import { f32ToFp16, fp16ToF32 } from './quant/index.js';
+import { kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
+import { f32ToFp16, fp16ToF32, refDequantize, refQuantize } from './quant/index.js';
+
+export { kvElementBytes };
 
 const f = Math.fround;
 
@@ -143,9 +145,6 @@ export function refAdd(a: Float32Array, b: Float32Array, n: number, out: Float32
 }
 
 /** Bytes of one cache element. */
-export function kvElementBytes(kvType: KvType): number {
-  return kvType === 1 ? 2 : 4;
-}
 
 function view(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -162,6 +161,19 @@ export function refStoreKv(
   pos0: number,
   nTokens: number,
 ): void {
+  if (kvType === 8) {
+    // Q8_0: each row as whole blocks of ggml's reference quantizer.
+    const rowBytes = rowElems * kvElementBytes(kvType);
+    for (const [src, dst] of [
+      [k, kCache],
+      [v, vCache],
+    ] as const) {
+      for (let t = 0; t < nTokens; t++) {
+        refQuantize(8, src.subarray(t * rowElems, (t + 1) * rowElems), dst.subarray((pos0 + t) * rowBytes, (pos0 + t + 1) * rowBytes), rowElems);
+      }
+    }
+    return;
+  }
   const size = kvElementBytes(kvType);
   const pairs: [Float32Array, DataView][] = [
     [k, view(kCache)],
@@ -176,10 +188,24 @@ export function refStoreKv(
   }
 }
 
-/** Reads element `i` of a cache as a number. */
-function cacheReader(cache: Uint8Array, kvType: KvType): (i: number) => number {
+/** Reads element `i` of a cache (of `elems` elements) as a number. */
+function cacheReader(cache: Uint8Array, kvType: KvType, elems: number): (i: number) => number {
+  if (kvType === 8) {
+    const all = new Float32Array(elems);
+    refDequantize(8, cache, all, elems);
+    return (i) => all[i];
+  }
   const dv = view(cache);
   return kvType === 1 ? (i) => fp16ToF32(dv.getUint16(i * 2, true)) : (i) => dv.getFloat32(i * 4, true);
+}
+
+/** A query vector as a Q8_0 cache's scores see it: quantized to Q8_0 (ggml quantizes q for a Q8_0 K). */
+function roundToQ8(x: Float32Array): Float32Array {
+  const bytes = new Uint8Array((x.length / 32) * 34);
+  refQuantize(8, x, bytes, x.length);
+  const out = new Float32Array(x.length);
+  refDequantize(8, bytes, out, x.length);
+  return out;
 }
 
 /**
@@ -190,9 +216,10 @@ function cacheReader(cache: Uint8Array, kvType: KvType): (i: number) => number {
  */
 export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
   const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
-  const k = cacheReader(kCache, p.kvType);
-  const v = cacheReader(vCache, p.kvType);
+  const k = cacheReader(kCache, p.kvType, (pos0 + nTokens) * nKvHead * d);
+  const v = cacheReader(vCache, p.kvType, (pos0 + nTokens) * nKvHead * d);
   const half = p.kvType === 1;
+  const q8 = p.kvType === 8;
   const row = nKvHead * d;
   const group = nHead / nKvHead;
   const scores = new Float32Array(pos0 + nTokens);
@@ -202,7 +229,8 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
     for (let h = 0; h < nHead; h++) {
       const kvOff = Math.floor(h / group) * d;
       const qOff = (t * nHead + h) * d;
-      for (let i = 0; i < d; i++) qh[i] = half ? roundToF16(q[qOff + i]) : q[qOff + i];
+      const qv = q8 ? roundToQ8(q.subarray(qOff, qOff + d)) : undefined;
+      for (let i = 0; i < d; i++) qh[i] = qv ? qv[i] : half ? roundToF16(q[qOff + i]) : q[qOff + i];
       const first = p.window && nCtx > p.window ? nCtx - p.window : 0;
       for (let j = first; j < nCtx; j++) {
         let dot = 0;

@@ -1,0 +1,108 @@
+/**
+ * KV cache types: a Q8_0 cache (34 bytes per 32 elements) scores text as an F16 one does within a
+ * small error, round-trips through snapshots (the prompt cache) and slot copies byte for byte, and
+ * is refused, naming why, where a model cannot use it (latent attention, head sizes not in blocks
+ * of 32).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
+import { createKernels } from '../kernels/index.js';
+import { loadModel, type LoadedModel } from '../engine/load.js';
+import type { StepLogprobs } from '../sampling/index.js';
+import { writeSyntheticModel, type SyntheticShape } from './synthetic.js';
+import { KvCache } from './kv-cache.js';
+import { scratchDir } from '../../test/helpers/paths.js';
+
+const dir = scratchDir('kv-types');
+mkdirSync(dir, { recursive: true });
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const kernels = createKernels();
+const quantize = (type: GgmlType, src: Float32Array) => {
+  const out = new Uint8Array(ggmlRowBytes(type, src.length));
+  kernels.quantize(type, src, out, src.length);
+  return out;
+};
+function file(name: string, shape: SyntheticShape): string {
+  const path = join(dir, `${name}.gguf`);
+  writeSyntheticModel(path, { ...shape, quant: GgmlType.Q8_0, seed: 4 }, quantize);
+  return path;
+}
+const QWEN3: SyntheticShape = { arch: 'qwen3', nEmbd: 128, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 300 };
+
+async function score(m: LoadedModel, prompt: number[]): Promise<readonly StepLogprobs[]> {
+  for await (const ev of m.engine.generate({ prompt, maxTokens: 0, promptLogprobs: 0 })) if (ev.type === 'prompt') return ev.logprobs;
+  throw new Error('no prompt logprobs');
+}
+
+test('a Q8_0 cache scores a prompt within a small error of F16, in about half the bytes', async () => {
+  const path = file('qwen3', QWEN3);
+  const prompt = Array.from({ length: 120 }, (_, i) => (i * 37 + 11) % 300);
+  const opts = { ctx: 160, prefetch: false, progress: false, speculation: { maxDraft: 0 } } as const;
+  const f16 = await loadModel(path, { ...opts, kvType: GgmlType.F16 });
+  const q8 = await loadModel(path, { ...opts, kvType: GgmlType.Q8_0 });
+  try {
+    assert.equal(q8.kvBytes / f16.kvBytes, 34 / 64);
+    const [a, b] = [await score(f16, prompt), await score(q8, prompt)];
+    const diffs = a.map((x, i) => Math.abs(x.logprob - b[i].logprob));
+    const mean = diffs.reduce((s, d) => s + d, 0) / diffs.length;
+    assert.ok(mean < 0.05, `mean log-probability difference ${mean}`);
+    assert.ok(diffs.some((d) => d > 0), 'the Q8_0 cache is really used (its rounding shows)');
+  } finally {
+    f16.close();
+    q8.close();
+  }
+});
+
+test('a Q8_0 cache round-trips through snapshots and slot copies; a prompt-cache hit gives the fresh tokens', async () => {
+  const kv = new KvCache([{ k: 64, v: 64 }, { k: 32, v: 96 }], 3, 40, GgmlType.Q8_0);
+  for (let i = 0; i < 2; i++) for (let s = 0; s < 3; s++) for (const buf of [kv.keys(i, s), kv.values(i, s)]) buf.forEach((_, j) => (buf[j] = (j * 7 + s + i) & 0xff));
+  const snap = kv.snapshot(0, 17);
+  assert.equal(snap.layers[0].length, 17 * (64 + 64) * (34 / 32));
+  kv.restore(snap, 2);
+  kv.copyPrefix(0, 1, 17);
+  for (let i = 0; i < 2; i++) {
+    for (const s of [1, 2]) {
+      const n = 17 * (34 / 32);
+      assert.deepEqual(kv.keys(i, s).subarray(0, n * kv.rows[i].k), kv.keys(i, 0).subarray(0, n * kv.rows[i].k));
+      assert.deepEqual(kv.values(i, s).subarray(0, n * kv.rows[i].v), kv.values(i, 0).subarray(0, n * kv.rows[i].v));
+    }
+  }
+  assert.throws(() => new KvCache([{ k: 48, v: 48 }], 1, 8, GgmlType.Q8_0), /whole blocks of 32/);
+
+  const path = file('qwen3-cache', QWEN3);
+  const m = await loadModel(path, { ctx: 128, slots: 1, kvType: GgmlType.Q8_0, prefetch: false, progress: false, promptCache: { budgetBytes: 1 << 20 }, speculation: { maxDraft: 0 } });
+  try {
+    const run = async (prompt: number[]) => {
+      for await (const ev of m.engine.generate({ prompt, maxTokens: 12, sampler: { temperature: 0 }, ignoreEos: true })) if (ev.type === 'done') return ev.summary;
+      throw new Error('no summary');
+    };
+    const a = [1, 5, 9, 13, 17, 21, 25, 29, 33, 37];
+    const first = await run(a);
+    await run([2, 4, 6, 8]); // the slot is overwritten; the first prefix is saved aside
+    const again = await run(a);
+    assert.ok(again.cachedTokens > 0, 'the saved Q8_0 prefix was reused');
+    assert.deepEqual(again.tokens, first.tokens);
+  } finally {
+    m.close();
+  }
+});
+
+test('a Q8_0 cache is refused where the model cannot use it, saying why', async () => {
+  const llama16 = file('llama-hd16', { arch: 'llama', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300 });
+  await assert.rejects(loadModel(llama16, { ctx: 64, kvType: GgmlType.Q8_0, prefetch: false, progress: false }), /blocks of 32.*16: use --kv-type f16/);
+  const mla = file('deepseek2', {
+    arch: 'deepseek2',
+    nEmbd: 64,
+    nLayer: 2,
+    nHead: 4,
+    nKvHead: 1,
+    nFf: 128,
+    nVocab: 300,
+    mla: { qLora: 32, kvLora: 32, nope: 16, ropeDim: 8, vDim: 16, mscaleAllDim: 1 },
+    moe: { experts: 4, used: 2, width: 32, shared: 1, leadingDense: 1 },
+  });
+  await assert.rejects(loadModel(mla, { ctx: 64, kvType: GgmlType.Q8_0, prefetch: false, progress: false }), /latent attention \(MLA\)/);
+});
