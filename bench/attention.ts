@@ -3,9 +3,10 @@
  * positions already in the KV cache, in the shapes of llama-1b (32 query heads, 8 KV heads of 64)
  * and qwen3-0.6b (16 / 8 of 128), F16 cache, timed over repeated calls.
  *
- *   node dist/bench/attention.js [--depths 0,4096,16384] [--tokens 128] [--reps 5]
+ *   node dist/bench/attention.js [--depths 0,4096,16384] [--tokens 128] [--reps 5] [--kv-type f16|q8_0|f32]
  */
 import { createKernels } from '../src/kernels/index.js';
+import { kvElementBytes, type KvType } from '../src/kernels/api.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {
@@ -15,6 +16,9 @@ const arg = (name: string, fallback: string) => {
 const depths = arg('--depths', '0,4096,16384').split(',').map(Number);
 const tokens = Number(arg('--tokens', '128'));
 const reps = Number(arg('--reps', '5'));
+const kvType = ({ f32: 0, f16: 1, q8_0: 8 } as Record<string, KvType>)[arg('--kv-type', 'f16')];
+if (kvType === undefined) throw new Error('--kv-type must be f16, q8_0 or f32');
+const elem = kvElementBytes(kvType);
 const kernels = createKernels();
 const shapes = [
   { name: 'llama-1b', nHead: 32, nKvHead: 8, headDim: 64 },
@@ -25,14 +29,14 @@ for (const s of shapes) {
   for (const depth of depths) {
     const ctx = depth + tokens;
     const row = s.nKvHead * s.headDim;
-    const kCache = new Uint8Array(ctx * row * 2);
-    const vCache = new Uint8Array(ctx * row * 2);
+    const kCache = new Uint8Array(ctx * row * elem);
+    const vCache = new Uint8Array(ctx * row * elem);
     const kv = new Float32Array(ctx * row).map(() => Math.random() - 0.5);
-    kernels.storeKv(kv, kv, kCache, vCache, 1, row, 0, ctx);
+    kernels.storeKv(kv, kv, kCache, vCache, kvType, row, 0, ctx);
     const time = (n: number) => {
       const q = new Float32Array(n * s.nHead * s.headDim).map(() => Math.random() - 0.5);
       const out = new Float32Array(q.length);
-      const p = { nTokens: n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: s.headDim, pos0: depth + tokens - n, scale: 1 / Math.sqrt(s.headDim), kvType: 1 as const };
+      const p = { nTokens: n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: s.headDim, pos0: depth + tokens - n, scale: 1 / Math.sqrt(s.headDim), kvType };
       kernels.attention(q, kCache, vCache, p, out);
       const runs: number[] = [];
       for (let r = 0; r < reps; r++) {
@@ -45,9 +49,9 @@ for (const s of shapes) {
     const prompt = time(tokens);
     const decode = time(1);
     // K and V rows a decode token reads: its whole visible cache, once.
-    const kvBytes = 2 * (depth + tokens) * row * 2;
+    const kvBytes = 2 * (depth + tokens) * row * elem;
     process.stdout.write(
-      `${s.name} depth ${depth}: prompt of ${tokens} ${prompt.toFixed(2)} ms (${((tokens / prompt) * 1000).toFixed(0)} tok/s per layer); ` +
+      `${s.name} ${arg('--kv-type', 'f16')} depth ${depth}: prompt of ${tokens} ${prompt.toFixed(2)} ms (${((tokens / prompt) * 1000).toFixed(0)} tok/s per layer); ` +
         `decode ${decode.toFixed(3)} ms (${(kvBytes / decode / 1e6).toFixed(1)} GB/s of KV)\n`,
     );
   }

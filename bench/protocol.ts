@@ -26,4 +26,6 @@ export interface WorkerSpec {
   readonly batch: number;
   /** llama.cpp: run with flash attention (cairn's attention is what it is). */
   readonly flashAttention?: boolean;
+  /** KV cache type of every engine (default f16). */
+  readonly kvType?: 'f16' | 'f32' | 'q8_0';
 }

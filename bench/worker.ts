@@ -36,7 +36,8 @@ async function cairnRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadMs: 
   const t0 = performance.now();
   const { loadModel } = await import('../src/engine/load.js');
   const { cpuInfo } = await import('../src/kernels/index.js');
-  const model = await loadModel(spec.model, { threads: spec.threads, ctx: spec.ctx, maxBatch: spec.batch, progress: false });
+  const { kvTypeOf } = await import('../src/cli/options.js');
+  const model = await loadModel(spec.model, { threads: spec.threads, ctx: spec.ctx, maxBatch: spec.batch, progress: false, kvType: kvTypeOf(spec.kvType ?? 'f16') });
   const loadMs = performance.now() - t0;
   const shard = model.shards;
   const V = model.config.nVocab;
@@ -101,7 +102,15 @@ async function llamaCppRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadM
   const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: 'error' as never, progressLogs: false });
   const model = await llama.loadModel({ modelPath: spec.model, gpuLayers: 0 });
   const flash = spec.flashAttention ?? false;
-  const ctx = await model.createContext({ contextSize: spec.ctx, batchSize: spec.batch, threads: spec.threads, flashAttention: flash });
+  const kv = ({ f16: 'F16', f32: 'F32', q8_0: 'Q8_0' } as const)[spec.kvType ?? 'f16'];
+  const ctx = await model.createContext({
+    contextSize: spec.ctx,
+    batchSize: spec.batch,
+    threads: spec.threads,
+    flashAttention: flash,
+    experimentalKvCacheKeyType: kv,
+    experimentalKvCacheValueType: kv,
+  });
   const seq = ctx.getSequence();
   const loadMs = performance.now() - t0;
   const V = vocabSize(spec.model);
@@ -121,7 +130,7 @@ async function llamaCppRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadM
   return {
     loadMs,
     firstTokenMs,
-    detail: `llama.cpp ${llama.buildType}, ${spec.threads} threads, flash attention ${flash ? 'on' : 'off'}`,
+    detail: `llama.cpp ${llama.buildType}, ${spec.threads} threads, flash attention ${flash ? 'on' : 'off'}, KV ${kv}`,
     runner: {
       async prefill(n, depth) {
         await toDepth(depth);

@@ -93,42 +93,6 @@ typedef struct {
 #define MAX_TILE 16
 #define TILE_SCORE_BYTES (2u << 20)
 
-/*
- * Q8_0 cache: scores of `nv` query vectors (quantized to Q8_0 as ggml's flash attention quantizes
- * q for a Q8_0 K) against `rows` cache rows of one KV head, `stride` bytes apart: per block, the
- * integer dot times both scales, summed in f32 over the blocks, times `scale`.
- */
-static void dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *qq, int64_t nv, int64_t d, float scale,
-                        float *out, int64_t out_stride) {
-  const int64_t nb = d / QK, hb = nb * (int64_t)sizeof(block_q8_0);
-  for (int64_t r = 0; r < rows; r++) {
-    const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
-    for (int64_t x = 0; x < nv; x++) {
-      const block_q8_0 *qb = (const block_q8_0 *)(qq + x * hb);
-      float sum = 0.f;
-      for (int64_t b = 0; b < nb; b++) {
-        int32_t isum = 0;
-        for (int i = 0; i < QK; i++) isum += (int32_t)kb[b].qs[i] * (int32_t)qb[b].qs[i];
-        sum += (float)isum * (quant_half_to_f32(kb[b].d) * quant_half_to_f32(qb[b].d));
-      }
-      out[x * out_stride + r] = sum * scale;
-    }
-  }
-}
-
-/* Q8_0 cache: acc[x] += w[x][r] * v[r] over `rows` rows of one KV head, each dequantized once into `tmp`. */
-static void wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nv, int64_t d,
-                         float *acc, float *tmp) {
-  for (int64_t r = 0; r < rows; r++) {
-    quant_decode_blocks(CAIRN_KV_Q8_0, v + r * stride, tmp, d / QK);
-    for (int64_t x = 0; x < nv; x++) {
-      const float wx = w[x * w_stride + r];
-      float *a = acc + x * d;
-      for (int64_t i = 0; i < d; i++) a[i] += wx * tmp[i];
-    }
-  }
-}
-
 static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
   return p->window > 0 && n_ctx > p->window ? n_ctx - p->window : 0;
 }
@@ -167,7 +131,7 @@ static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64
       const int64_t off = i0 * row + (kvh0 + k) * d;
       float *sk = scores + k * nv * stride + i0;
       if (q8) {
-        dot_rows_q8(j->kc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, stride);
+        tab->dot_rows_q8(j->kc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, stride);
       } else if (half) {
         tab->dot_rows_f16((const uint16_t *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, stride);
       } else {
@@ -205,8 +169,7 @@ static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64
       const int64_t off = i0 * row + (kvh0 + k) * d;
       const float *wk = scores + k * nv * stride + i0;
       if (q8) {
-        /* The quantized queries are done with: their bytes hold one dequantized V row. */
-        wsum_rows_q8(j->vc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, wk, stride, nv, d, acc + k * nv * d, (float *)qq);
+        tab->wsum_rows_q8(j->vc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, wk, stride, nv, d, acc + k * nv * d);
       } else if (half) {
         tab->wsum_rows_f16((const uint16_t *)j->vc + off, row, rows, wk, stride, nv, d, acc + k * nv * d);
       } else {
@@ -235,7 +198,7 @@ static void attention_share(void *ctx, int ith, int nth) {
   float *scores = (float *)mine;
   float *qf = scores + vectors * (size_t)score_stride(p);
   float *acc = qf + vectors * (size_t)p->head_dim;
-  /* Q8_0 cache: the quantized queries (at most 34/32 of a byte per element), later one V row of floats. */
+  /* Q8_0 cache: the quantized queries (34/32 of a byte per element). */
   uint8_t *qq = (uint8_t *)(acc + vectors * (size_t)p->head_dim);
   const int64_t groups = (p->n_kv_head + j->span - 1) / j->span, per_tile = groups * j->slices;
   for (;;) {

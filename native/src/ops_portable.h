@@ -116,12 +116,42 @@ static void portable_wsum_rows_f32(const float *v, int64_t stride, int64_t rows,
   }
 }
 
+static void portable_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
+                                 float scale, float *out, int64_t out_stride) {
+  const int64_t nb = d / QK;
+  for (int64_t r = 0; r < rows; r++) {
+    const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
+    for (int64_t g = 0; g < nh; g++) {
+      const block_q8_0 *qb = (const block_q8_0 *)q + g * nb;
+      float sum = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t isum = 0;
+        for (int i = 0; i < QK; i++) isum += (int32_t)kb[b].qs[i] * (int32_t)qb[b].qs[i];
+        sum += (float)isum * (quant_half_to_f32(kb[b].d) * quant_half_to_f32(qb[b].d));
+      }
+      out[g * out_stride + r] = sum * scale;
+    }
+  }
+}
+
+static void portable_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
+                                  int64_t nh, int64_t d, float *out) {
+  for (int64_t r = 0; r < rows; r++) {
+    const block_q8_0 *vb = (const block_q8_0 *)(v + r * stride);
+    for (int64_t g = 0; g < nh; g++) {
+      const float wr = w[g * w_stride + r];
+      for (int64_t i = 0; i < d; i++) out[g * d + i] += wr * (quant_half_to_f32(vb[i / QK].d) * (float)vb[i / QK].qs[i % QK]);
+    }
+  }
+}
+
 /* The whole portable table, for groups with no hand-written kernels. */
 #define CAIRN_PORTABLE_OPS_TABLE                                                                       \
   {                                                                                                    \
     portable_sum_squares, portable_scale_mul, portable_scale, portable_max, portable_exp_sum,          \
         portable_swiglu, portable_geglu, portable_add, portable_to_f16, portable_round_f16,            \
-        portable_dot_rows_f16, portable_dot_rows_f32, portable_wsum_rows_f16, portable_wsum_rows_f32   \
+        portable_dot_rows_f16, portable_dot_rows_f32, portable_wsum_rows_f16, portable_wsum_rows_f32,  \
+        portable_dot_rows_q8, portable_wsum_rows_q8                                                    \
   }
 
 #endif

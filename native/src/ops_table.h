@@ -46,6 +46,15 @@ typedef struct {
                         int64_t d, float *out);
   void (*wsum_rows_f32)(const float *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
                         int64_t d, float *out);
+  /*
+   * The same over a Q8_0 cache (`stride` in bytes; d a multiple of 32). Scores: queries given as
+   * Q8_0 blocks (d/32 blocks of 34 bytes each, one query after another), per block the integer dot
+   * times both scales, summed in f32. Weighted sums: each V row dequantized, f32 accumulation.
+   */
+  void (*dot_rows_q8)(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d, float scale,
+                      float *out, int64_t out_stride);
+  void (*wsum_rows_q8)(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
+                       int64_t d, float *out);
 } cairn_ops_table;
 
 /* The table of the active ISA level (see cairn_isa_active). */

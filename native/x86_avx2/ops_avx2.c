@@ -300,9 +300,88 @@ static void avx2_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, con
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
+/* Signed 8-bit dot of 32 pairs as 8 int32 lanes (maddubs needs one unsigned side: |k| and q*sign(k)). */
+static inline __m256i dot_i8(__m256i k, __m256i q) {
+  const __m256i prod = _mm256_maddubs_epi16(_mm256_sign_epi8(k, k), _mm256_sign_epi8(q, k));
+  return _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
+}
+
+/*
+ * Q8_0 scores: per block the integer dot (exact), as 8 lanes scaled by both block scales and added
+ * up in f32 across the blocks, then one horizontal sum. Each K block is loaded once for all heads.
+ */
+static void avx2_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
+                             float scale, float *out, int64_t out_stride) {
+  const int64_t nb = d / QK;
+  for (int64_t g0 = 0; g0 < nh; g0 += 4) {
+    const int ng = nh - g0 < 4 ? (int)(nh - g0) : 4;
+    const block_q8_0 *qb = (const block_q8_0 *)q + g0 * nb;
+    for (int64_t r = 0; r < rows; r++) {
+      const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
+      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int64_t b = 0; b < nb; b++) {
+        const __m256i kv = _mm256_loadu_si256((const __m256i *)kb[b].qs);
+        const float dk = quant_half_to_f32(kb[b].d);
+        for (int g = 0; g < ng; g++) {
+          const block_q8_0 *x = qb + g * nb + b;
+          const __m256 dot = _mm256_cvtepi32_ps(dot_i8(kv, _mm256_loadu_si256((const __m256i *)x->qs)));
+          acc[g] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dk * quant_half_to_f32(x->d)), acc[g]);
+        }
+      }
+      for (int g = 0; g < ng; g++) out[(g0 + g) * out_stride + r] = hsum8(acc[g]) * scale;
+    }
+  }
+}
+
+/*
+ * Q8_0 weighted sums for up to four heads: 16 output columns per head in registers while the rows
+ * stream past, each half block dequantized once for all heads.
+ */
+static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w,
+                                                                int64_t w_stride, const int ng, int64_t d, float *out) {
+  for (int64_t c = 0; c < d; c += 16) {
+    __m256 acc[4][2];
+    for (int g = 0; g < ng; g++) {
+      acc[g][0] = _mm256_loadu_ps(out + g * d + c);
+      acc[g][1] = _mm256_loadu_ps(out + g * d + c + 8);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+      const block_q8_0 *b = (const block_q8_0 *)(v + r * stride) + c / QK;
+      const __m256 dv = _mm256_set1_ps(quant_half_to_f32(b->d));
+      const __m128i x = _mm_loadu_si128((const __m128i *)(b->qs + c % QK));
+      const __m256 v0 = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)));
+      const __m256 v1 = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8))));
+      for (int g = 0; g < ng; g++) {
+        const __m256 wr = _mm256_set1_ps(w[g * w_stride + r]);
+        acc[g][0] = _mm256_fmadd_ps(wr, v0, acc[g][0]);
+        acc[g][1] = _mm256_fmadd_ps(wr, v1, acc[g][1]);
+      }
+    }
+    for (int g = 0; g < ng; g++) {
+      _mm256_storeu_ps(out + g * d + c, acc[g][0]);
+      _mm256_storeu_ps(out + g * d + c + 8, acc[g][1]);
+    }
+  }
+}
+
+static void avx2_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
+                              int64_t d, float *out) {
+  for (int64_t g = 0; g < nh; g += 4) {
+    const float *wg = w + g * w_stride;
+    float *og = out + g * d;
+    switch (nh - g < 4 ? nh - g : 4) {
+      case 1: wsum_heads_q8(v, stride, rows, wg, w_stride, 1, d, og); break;
+      case 2: wsum_heads_q8(v, stride, rows, wg, w_stride, 2, d, og); break;
+      case 3: wsum_heads_q8(v, stride, rows, wg, w_stride, 3, d, og); break;
+      default: wsum_heads_q8(v, stride, rows, wg, w_stride, 4, d, og); break;
+    }
+  }
+}
+
 const cairn_ops_table cairn_ops_avx2 = {
     avx2_sum_squares,   avx2_scale_mul,     avx2_scale,         avx2_max,          avx2_exp_sum,
     avx2_swiglu,        avx2_geglu,         avx2_add,           avx2_to_f16,       avx2_round_f16,
-    avx2_dot_rows_f16,  avx2_dot_rows_f32,  avx2_wsum_rows_f16, avx2_wsum_rows_f32,
+    avx2_dot_rows_f16,  avx2_dot_rows_f32,  avx2_wsum_rows_f16, avx2_wsum_rows_f32, avx2_dot_rows_q8,
+    avx2_wsum_rows_q8,
 };
 #endif

@@ -263,6 +263,6 @@ const cairn_ops_table cairn_ops_avx512 = {
     avx512_sum_squares,   avx512_scale_mul,     avx512_scale,         avx512_max,
     avx512_exp_sum,       avx512_swiglu,        avx512_geglu,         avx512_add,
     avx512_to_f16,        avx512_round_f16,     avx512_dot_rows_f16,  avx512_dot_rows_f32,
-    avx512_wsum_rows_f16, avx512_wsum_rows_f32,
+    avx512_wsum_rows_f16, avx512_wsum_rows_f32, portable_dot_rows_q8, portable_wsum_rows_q8,
 };
 #endif

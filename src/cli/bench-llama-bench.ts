@@ -35,6 +35,7 @@ export class LlamaBench {
     private readonly threads: number,
     private readonly batch: number,
     private readonly flashAttention = false,
+    private readonly kvType: 'f16' | 'f32' | 'q8_0' = 'f16',
   ) {
     if (!existsSync(binary)) throw new CairnError('BAD_ARGUMENT', `--llama-bench ${binary}: no such file (give the path of a llama-bench binary built from llama.cpp)`);
   }
@@ -44,6 +45,7 @@ export class LlamaBench {
     const args = ['-m', this.model, '-t', String(this.threads), '-r', '1', '-o', 'json', '-fa', this.flashAttention ? '1' : '0', '-b', String(Math.max(this.batch, 1)), '-ub', String(Math.max(this.batch, 1))];
     args.push(...(kind === 'prefill' ? ['-p', String(tokens), '-n', '0'] : ['-p', '0', '-n', String(tokens)]));
     if (depth > 0) args.push('-d', String(depth));
+    if (this.kvType !== 'f16') args.push('-ctk', this.kvType, '-ctv', this.kvType);
     const stdout = await new Promise<string>((resolve, reject) => {
       execFile(this.binary, args, { maxBuffer: 16 << 20, timeout: RUN_TIMEOUT_MS }, (err, out, errOut) => {
         if (err) reject(new CairnError('BAD_ARGUMENT', `llama-bench failed: ${(errOut || err.message).trim().split('\n').slice(-3).join(' | ')}`));
@@ -54,7 +56,7 @@ export class LlamaBench {
       (r) => (r.n_depth ?? 0) === depth && (kind === 'prefill' ? r.n_prompt === tokens && r.n_gen === 0 : r.n_gen === tokens && r.n_prompt === 0),
     );
     if (!row) throw new CairnError('BAD_ARGUMENT', `llama-bench printed no ${kind} result for ${tokens} tokens${depth ? ` at depth ${depth}` : ''}`);
-    this.detail = `llama-bench build ${row.build_number ?? '?'} (${row.build_commit ?? '?'}), flash attention ${this.flashAttention ? 'on' : 'off'}`;
+    this.detail = `llama-bench build ${row.build_number ?? '?'} (${row.build_commit ?? '?'}), flash attention ${this.flashAttention ? 'on' : 'off'}, KV ${this.kvType}`;
     return row.avg_ts;
   }
 }

@@ -58,6 +58,7 @@ interface BenchFlags {
   seed: number;
   depth: number[];
   flashAttention: 'on' | 'off' | 'auto';
+  kvType: 'f16' | 'f32' | 'q8_0';
 }
 
 /** Parses `--depth`: comma-separated token counts, `k` for 1024 (`0,4k,16k`). */
@@ -199,9 +200,13 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   // Room for the deepest fill and the measured tokens after it.
   const ctx = Math.max(o.ctx, deepest + Math.max(o.promptTokens, o.genTokens + 1) + 1);
   // llama.cpp's best settings for the run: flash attention pays off with a full cache.
-  const flash = o.flashAttention === 'on' || (o.flashAttention === 'auto' && deepest > 0);
+  // llama.cpp quantizes a V cache only with flash attention.
+  const flash = o.flashAttention === 'on' || (o.flashAttention === 'auto' && (deepest > 0 || o.kvType === 'q8_0'));
+  if (o.kvType === 'q8_0' && o.flashAttention === 'off' && (o.vsLlamaCpp || o.llamaBench)) {
+    throw new CairnError('BAD_ARGUMENT', "llama.cpp needs flash attention for a q8_0 KV cache: leave --flash-attention at auto or on");
+  }
   const engines: WorkerSpec['engine'][] = o.vsLlamaCpp ? ['cairn', 'llama.cpp'] : ['cairn'];
-  const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch, flash) : undefined;
+  const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch, flash, o.kvType) : undefined;
   const participants: Participant[] = [];
   const benchBase: EngineFigures = { engine: 'llama-bench', detail: '', loadMs: 0, firstTokenMs: 0, rssAfterLoadBytes: 0, peakRssBytes: 0, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
   const workers: Worker[] = [];
@@ -222,7 +227,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     const load = async (engine: WorkerSpec['engine']): Promise<Participant> => {
       if (o.cold) evictFile(model);
       progress(`loading ${engine}${o.cold ? ' from a cold page cache' : ''}`);
-      const w = new Worker({ engine, model, threads, ctx, batch, flashAttention: flash });
+      const w = new Worker({ engine, model, threads, ctx, batch, flashAttention: flash, kvType: o.kvType });
       workers.push(w);
       const l = await w.loaded;
       const base: EngineFigures = { engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
@@ -379,7 +384,8 @@ export function benchCommand(): Command {
     .option('--vs-llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine: bash bench/build-llama-bench.sh) in alternating rounds and report ratios')
     .addOption(new Option('--llama-bench <path>', 'the same as --vs-llama-bench').hideHelp())
     .option('-d, --depth <tokens>', 'tokens already in the KV cache before the measured ones, as llama-bench -d (comma-separated, k = 1024: 0,4k,16k)', parseDepths, [0])
-    .addOption(new Option('--flash-attention <mode>', "llama.cpp's flash attention in the runs (auto: on when --depth goes past 0, where it helps)").choices(['on', 'off', 'auto']).default('auto'))
+    .addOption(new Option('--kv-type <type>', 'KV cache type of every engine').choices(['f16', 'f32', 'q8_0']).default('f16'))
+    .addOption(new Option('--flash-attention <mode>', "llama.cpp's flash attention in the runs (auto: on when --depth goes past 0, where it helps, and for a q8_0 KV cache, which needs it)").choices(['on', 'off', 'auto']).default('auto'))
     .option('--json', 'print one JSON object')
     .option('--one-at-a-time', 'run the engines one after another, each alone in memory (the default when they would not fit together)')
     .option('--cold', 'drop the model file from the page cache before each engine loads it (cold-start load and first-token times)')
