@@ -51,9 +51,22 @@ test('the pacer drafts long where extra tokens are cheap, not at all where they 
   assert.ok(sure.acceptance > 0.9);
   assert.equal(sure.next(cheap), 8);
   assert.equal(sure.next(dear), 0, 'no draft yields more than a plain step when each token costs one');
-  // Now and then one token is drafted anyway, to see whether the text started to repeat.
+  // Now and then one token is drafted anyway, to see whether the text started to repeat; after
+  // each probe that failed, half as often.
   const probes = Array.from({ length: 64 }, () => sure.next(dear));
   assert.deepEqual([probes.filter((k) => k === 1).length, probes.filter((k) => k > 1).length], [2, 0]);
+  const rare = new DraftPacer(8);
+  for (let i = 0; i < 20; i++) rare.record(4, 0);
+  const at: number[] = [];
+  for (let step = 0; step < 600; step++) {
+    if (rare.next(dear) > 0) {
+      at.push(step);
+      rare.record(1, 0);
+    }
+  }
+  const gaps = at.slice(1).map((x, i) => x - at[i]);
+  assert.ok(gaps.length >= 2 && gaps.every((g, i) => i === 0 || g >= gaps[i - 1]), `probe gaps ${gaps.join(',')} widen`);
+  assert.ok(gaps.at(-1)! >= 256, `probe gaps ${gaps.join(',')} reach 256`);
   // A draft of middling acceptance on a middling machine: some length between.
   const middling = new StepCosts();
   for (let n = 1; n <= 17; n++) middling.record(n, 100 + 40 * (n - 1));

@@ -15,9 +15,11 @@ const KEEP = 0.7;
 const MARGIN = 1.05;
 /**
  * Steps without a draft (because none paid) after which one draft token is tried anyway, so the
- * acceptance estimate follows text that started to repeat: at most one extra row in this many steps.
+ * acceptance estimate follows text that started to repeat: at most one extra row in this many
+ * steps, and twice as many after each probe that failed (up to MAX_PROBE_EVERY).
  */
 const PROBE_EVERY = 32;
+const MAX_PROBE_EVERY = 256;
 
 /** Tokens a draft of k yields on average when each draft token is kept with probability p (the pending token's own included). */
 export function expectedTokens(k: number, p: number): number {
@@ -31,9 +33,12 @@ export class DraftPacer {
   private wait = 0;
   // The first step that could draft probes at once: a sequence that repeats from the start gains from the start.
   private idle = PROBE_EVERY - 1;
-  // Draft tokens kept and tried, decayed: the estimate starts at 0.5 from one token's worth.
-  private kept = 0.5;
-  private tried = 1;
+  private probeEvery = PROBE_EVERY;
+  private probing = false;
+  // Draft tokens kept and tried, decayed: the estimate starts at 0.5 from half a token's worth,
+  // so a few drafts move it.
+  private kept = 0.25;
+  private tried = 0.5;
 
   constructor(private readonly max: number) {}
 
@@ -68,9 +73,11 @@ export class DraftPacer {
         bestRate = rate;
       }
     }
+    this.probing = false;
     if (best > 0) this.idle = 0;
-    else if (++this.idle >= PROBE_EVERY) {
+    else if (++this.idle >= this.probeEvery) {
       this.idle = 0;
+      this.probing = true;
       return 1;
     }
     return best;
@@ -86,9 +93,12 @@ export class DraftPacer {
     if (accepted === 0) {
       this.misses++;
       this.wait = Math.min(MAX_WAIT, 2 ** this.misses - 1);
+      if (this.probing) this.probeEvery = Math.min(MAX_PROBE_EVERY, this.probeEvery * 2);
     } else {
       this.misses = 0;
+      this.probeEvery = PROBE_EVERY;
     }
+    this.probing = false;
   }
 }
 
