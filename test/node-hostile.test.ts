@@ -106,6 +106,9 @@ test('malformed steps, sequences and KV operations each fail alone with a clear 
     ['a number as a string', goodHead(14, { nTokens: '3' }), TOKENS, /nTokens must be an integer/],
     ['an unknown kind', goodHead(15, { kind: 'weights' }), TOKENS, /unknown step kind/],
     ['a body of the wrong size', goodHead(16), new Int32Array(2), /bytes of token ids for 3 tokens/],
+    ['a draft on a logits row', goodHead(17, { outputs: [[2, 1, 1, 5]] }), TOKENS, /output 0 mode must be an integer in \[0, 0\]/],
+    ['a draft token that is no integer', goodHead(18, { outputs: [[1, 1, 0, 2.5]] }), TOKENS, /output 0 draft must be an integer/],
+    ['an output of five fields', goodHead(19, { outputs: [[1, 1, 0, 5, 6]] }), TOKENS, /output 0 has 5 entries|must be \[row, seq, mode\] or \[row, seq, 0, draft\]/],
   ];
   for (const [name, head, body, pattern] of bad) {
     const r = await step(conn, head, body);
@@ -129,6 +132,12 @@ test('malformed steps, sequences and KV operations each fail alone with a clear 
   await request(conn, MeshFrame.seqStart, { seq: 3, spec: { sampler: { temperature: 0 }, history: [1, 5, 9] } });
   const again = await step(conn, goodHead(20, { outputs: [[2, 3, 0]] }), TOKENS);
   assert.deepEqual(again.result?.tokens, [token]);
+  // A draft checked at the last stage: a wrong draft token at row 1 leaves row 2 unsampled (-1);
+  // any draft value, even one past the vocabulary, is only compared.
+  await request(conn, MeshFrame.seqStart, { seq: 4, spec: { sampler: { temperature: 0 }, history: [1, 5] } });
+  const drafted = await step(conn, goodHead(21, { outputs: [[1, 4, 0, 1e9], [2, 4, 0]] }), TOKENS);
+  assert.ok(drafted.result, drafted.error);
+  assert.equal(drafted.result.tokens[1], -1);
   conn.close();
 });
 
