@@ -1,10 +1,11 @@
 /**
- * Server benchmark: aggregate decode tokens/s of 1, 4 and 16 concurrent streams, and the time to
- * first token of a second chat turn over a ~1000-token history, cached (the previous turn's KV is
- * reused) against uncached; the same measured for llama.cpp through node-llama-cpp (N sequences of
+ * Server benchmark: aggregate decode tokens/s of 1, 4 and 16 concurrent streams; the time to first
+ * token of a new request of ~250 tokens (a prompt no cache holds) alone and while 15 other streams decode (cairn); and the
+ * time to first token of a second chat turn over a ~1000-token history, cached (the previous
+ * turn's KV is reused) against uncached; the same measured for llama.cpp through node-llama-cpp (N sequences of
  * one context decoding together; a chat session's second prompt against a fresh session).
  *
- *   node dist/bench/server.js MODEL [--threads N]
+ *   node dist/bench/server.js MODEL [--threads N] [--ttft-only]   (--ttft-only: just cairn's new-request first token)
  */
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
 import { sseEvents } from './sse-events.js';
@@ -15,14 +16,15 @@ const threadsArg = args.indexOf('--threads');
 const threads = threadsArg >= 0 ? Number(args[threadsArg + 1]) : 2;
 const name = model.replace(/^.*\//, '').replace(/\.gguf$/, '');
 const GEN = 48;
+const ttftOnly = args.includes('--ttft-only');
 
 /** ~1000 tokens of filler text for the synthetic vocabularies (and real ones). */
-function history(words: number): string {
+function history(words: number, shift = 0): string {
   const w = ['river', 'stone', 'light', 'north', 'quiet', 'market', 'window', 'garden', 'paper', 'silver', 'engine', 'forest'];
-  return Array.from({ length: words }, (_, i) => w[(i * 7) % w.length]).join(' ');
+  return Array.from({ length: words }, (_, i) => w[(i * 7 + shift) % w.length]).join(' ');
 }
 
-async function streamChat(url: string, messages: unknown[], maxTokens: number): Promise<{ ttftMs: number; tokens: number; text: string }> {
+async function streamChat(url: string, messages: unknown[], maxTokens: number, onFirstToken?: () => void): Promise<{ ttftMs: number; tokens: number; text: string }> {
   const t0 = performance.now();
   const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages, max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true, logprobs: true }) });
   let ttft = 0;
@@ -31,7 +33,10 @@ async function streamChat(url: string, messages: unknown[], maxTokens: number): 
   for await (const c of sseEvents<{ choices: { delta?: { content?: string }; logprobs?: { content?: unknown[] } | null }[] }>(r)) {
     // With logprobs every token comes as a chunk, even one whose text is not complete UTF-8 yet.
     if (c.choices[0]?.logprobs?.content?.length) {
-      if (!ttft) ttft = performance.now() - t0;
+      if (!ttft) {
+        ttft = performance.now() - t0;
+        onFirstToken?.();
+      }
       tokens++;
       text += c.choices[0]?.delta?.content ?? '';
     }
@@ -46,15 +51,29 @@ async function cairnFigures(): Promise<Record<string, unknown>> {
     await s.ready(600_000);
     await streamChat(s.url, [{ role: 'user', content: 'warm up' }], 4);
     const agg: Record<number, number> = {};
-    for (const n of [1, 4, 16]) {
+    for (const n of ttftOnly ? [] : [1, 4, 16]) {
       const t0 = performance.now();
       const all = await Promise.all(Array.from({ length: n }, (_, i) => streamChat(s.url, [{ role: 'user', content: `Story ${i}` }], GEN)));
       agg[n] = all.reduce((a, x) => a + x.tokens, 0) / ((performance.now() - t0) / 1000);
     }
-    out.aggregateDecodeTokensPerSecond = agg;
+    if (!ttftOnly) out.aggregateDecodeTokensPerSecond = agg;
+    // A new request's first token alone, then while 15 streams decode (they all started first);
+    // the two prompts differ from their first word, so neither reuses the other's KV.
+    const alone = await streamChat(s.url, [{ role: 'user', content: history(60, 1) }], 1);
+    const firstTokens: Promise<void>[] = [];
+    const others = Array.from({ length: 15 }, (_, i) => {
+      let seen!: () => void;
+      firstTokens.push(new Promise<void>((r) => (seen = r)));
+      return streamChat(s.url, [{ role: 'user', content: `Tale ${i}` }], 4 * GEN, seen);
+    });
+    await Promise.all(firstTokens);
+    const loaded = await streamChat(s.url, [{ role: 'user', content: history(60, 2) }], 1);
+    await Promise.all(others);
+    out.newRequestTtftMs = { alone: alone.ttftMs, while15Decode: loaded.ttftMs, ratio: loaded.ttftMs / alone.ttftMs };
   } finally {
     await s.stop();
   }
+  if (ttftOnly) return out;
   // Second turn over a long history: cached right after the first turn; uncached on a server
   // whose one slot was just taken by another conversation and that keeps no prompt cache.
   s = await startServer(['-m', model, '--threads', String(threads), '--parallel', '1', '--ctx', '1600', '--cache-ram', '0']);
@@ -128,7 +147,7 @@ async function llamaCppFigures(words: number): Promise<Record<string, unknown>> 
 async function main(): Promise<void> {
   const cairn = await cairnFigures();
   process.stderr.write(`cairn: ${JSON.stringify(cairn)}\n`);
-  const llamaCpp = await llamaCppFigures(cairn.historyWords as number);
+  const llamaCpp = ttftOnly ? undefined : await llamaCppFigures(cairn.historyWords as number);
   process.stdout.write(JSON.stringify({ model, threads, cairn, llamaCpp }, null, 2) + '\n');
   process.exit(0);
 }
