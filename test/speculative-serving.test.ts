@@ -10,12 +10,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
-import { createKernels } from '../src/kernels/index.js';
-import { writeSyntheticModel } from '../src/model/synthetic.js';
+import { GgmlType } from '../src/gguf/ggml-types.js';
 import { scratchDir } from './helpers/paths.js';
 import { startNode, type NodeProcess } from './helpers/node.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
+import { writeSyntheticFile } from './helpers/synthetic-file.js';
 
 const dir = scratchDir('speculative-serving');
 const model = join(dir, 'synthetic.gguf');
@@ -23,14 +22,9 @@ const env = { XDG_CACHE_HOME: join(dir, 'cache') };
 
 before(() => {
   mkdirSync(dir, { recursive: true });
-  const kernels = createKernels();
   // A random-weight model falls into loops after a few dozen greedy tokens: prompt lookup then
   // drafts well, and before that it drafts from the few repeats of the prompt and misses.
-  writeSyntheticModel(model, { arch: 'llama', nEmbd: 512, nLayer: 6, nHead: 8, nKvHead: 4, nFf: 1024, nVocab: 1000, quant: GgmlType.Q8_0, seed: 21 }, (type, src) => {
-    const out = new Uint8Array(ggmlRowBytes(type, src.length));
-    kernels.quantize(type, src, out, src.length);
-    return out;
-  });
+  writeSyntheticFile(model, { arch: 'llama', nEmbd: 512, nLayer: 6, nHead: 8, nKvHead: 4, nFf: 1024, nVocab: 1000, quant: GgmlType.Q8_0, seed: 21 });
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -8,11 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
-import { createKernels } from '../kernels/index.js';
-import { writeSyntheticModel, type SyntheticShape } from '../model/synthetic.js';
+import { GgmlType } from '../gguf/ggml-types.js';
+import type { SyntheticShape } from '../model/synthetic.js';
 import type { SamplerOptions } from '../sampling/index.js';
 import { scratchDir } from '../../test/helpers/paths.js';
+import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
 import type { DraftRequest, DraftSource } from './draft-source.js';
 import { loadModel, type LoadedModel } from './load.js';
 import type { Engine, GenerationSummary } from './engine.js';
@@ -20,12 +20,6 @@ import type { Engine, GenerationSummary } from './engine.js';
 const dir = scratchDir('speculative');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-const kernels = createKernels();
-const quantize = (type: GgmlType, src: Float32Array) => {
-  const out = new Uint8Array(ggmlRowBytes(type, src.length));
-  kernels.quantize(type, src, out, src.length);
-  return out;
-};
 
 /** One small model of every family (and the block kinds they are built from). */
 const FAMILIES: Record<string, SyntheticShape> = {
@@ -61,7 +55,7 @@ const FAMILIES: Record<string, SyntheticShape> = {
 
 function modelFile(name: string, shape: SyntheticShape, quant: GgmlType, seed = 3): string {
   const path = join(dir, `${name}-${quant}-${seed}.gguf`);
-  writeSyntheticModel(path, { ...shape, quant, seed }, quantize);
+  writeSyntheticFile(path, { ...shape, quant, seed });
   return path;
 }
 

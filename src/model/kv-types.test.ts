@@ -8,26 +8,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
-import { createKernels } from '../kernels/index.js';
+import { GgmlType } from '../gguf/ggml-types.js';
 import { loadModel, type LoadedModel } from '../engine/load.js';
 import type { StepLogprobs } from '../sampling/index.js';
-import { writeSyntheticModel, type SyntheticShape } from './synthetic.js';
+import type { SyntheticShape } from './synthetic.js';
 import { KvCache } from './kv-cache.js';
 import { scratchDir } from '../../test/helpers/paths.js';
+import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
 
 const dir = scratchDir('kv-types');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-const kernels = createKernels();
-const quantize = (type: GgmlType, src: Float32Array) => {
-  const out = new Uint8Array(ggmlRowBytes(type, src.length));
-  kernels.quantize(type, src, out, src.length);
-  return out;
-};
 function file(name: string, shape: SyntheticShape): string {
   const path = join(dir, `${name}.gguf`);
-  writeSyntheticModel(path, { ...shape, quant: GgmlType.Q8_0, seed: 4 }, quantize);
+  writeSyntheticFile(path, { ...shape, quant: GgmlType.Q8_0, seed: 4 });
   return path;
 }
 const QWEN3: SyntheticShape = { arch: 'qwen3', nEmbd: 128, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 300 };
