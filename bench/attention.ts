@@ -5,19 +5,18 @@
  *
  *   node dist/bench/attention.js [--depths 0,4096,16384] [--tokens 128] [--reps 5] [--kv-type f16|q8_0|f32]
  */
+import { flag } from './args.js';
 import { createKernels } from '../src/kernels/index.js';
-import { kvElementBytes, type KvType } from '../src/kernels/api.js';
+import { kvElementBytes } from '../src/kernels/api.js';
+import { KV_TYPES, kvTypeOf } from '../src/cli/options.js';
 
 const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const depths = arg('--depths', '0,4096,16384').split(',').map(Number);
-const tokens = Number(arg('--tokens', '128'));
-const reps = Number(arg('--reps', '5'));
-const kvType = ({ f32: 0, f16: 1, q8_0: 8 } as Record<string, KvType>)[arg('--kv-type', 'f16')];
-if (kvType === undefined) throw new Error('--kv-type must be f16, q8_0 or f32');
+const depths = flag(args, '--depths', '0,4096,16384').split(',').map(Number);
+const tokens = Number(flag(args, '--tokens', '128'));
+const reps = Number(flag(args, '--reps', '5'));
+const kvFlag = flag(args, '--kv-type', 'f16');
+if (!KV_TYPES.includes(kvFlag)) throw new Error(`--kv-type must be one of ${KV_TYPES.join(', ')}`);
+const kvType = kvTypeOf(kvFlag);
 const elem = kvElementBytes(kvType);
 const kernels = createKernels();
 const shapes = [
@@ -51,7 +50,7 @@ for (const s of shapes) {
     // K and V rows a decode token reads: its whole visible cache, once.
     const kvBytes = 2 * (depth + tokens) * row * elem;
     process.stdout.write(
-      `${s.name} ${arg('--kv-type', 'f16')} depth ${depth}: prompt of ${tokens} ${prompt.toFixed(2)} ms (${((tokens / prompt) * 1000).toFixed(0)} tok/s per layer); ` +
+      `${s.name} ${kvFlag} depth ${depth}: prompt of ${tokens} ${prompt.toFixed(2)} ms (${((tokens / prompt) * 1000).toFixed(0)} tok/s per layer); ` +
         `decode ${decode.toFixed(3)} ms (${(kvBytes / decode / 1e6).toFixed(1)} GB/s of KV)\n`,
     );
   }

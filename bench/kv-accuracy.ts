@@ -9,22 +9,19 @@
  * The prompt is the model's own greedy text after a short start, so it is text the model finds
  * likely (a random-weight model's logits are otherwise flat).
  */
+import { flag } from './args.js';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import type { StepLogprobs } from '../src/sampling/index.js';
 
 const args = process.argv.slice(2);
-const arg = (name: string, fallback?: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
 const path = args[0];
 if (!path || path.startsWith('--')) {
   process.stderr.write('usage: node dist/bench/kv-accuracy.js MODEL [--tokens 512] [--threads N]\n');
   process.exit(2);
 }
-const tokens = Number(arg('--tokens', '512'));
-const threads = arg('--threads') ? Number(arg('--threads')) : undefined;
+const tokens = Number(flag(args, '--tokens', '512'));
+const threads = flag(args, '--threads') ? Number(flag(args, '--threads')) : undefined;
 const ctx = tokens + 64;
 
 async function score(m: LoadedModel, prompt: number[]): Promise<readonly StepLogprobs[]> {

@@ -13,29 +13,26 @@
  * chance 1 - P: the speed of checking drafts on this machine at a chosen acceptance, for a model
  * (random weights) whose text nothing could predict. P = 0 is the case of drafts always rejected.
  */
+import { flag } from './args.js';
 import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import type { GenerationSummary } from '../src/engine/engine.js';
 import type { DraftRequest, DraftSource } from '../src/engine/draft-source.js';
 import { Xoshiro128 } from '../src/sampling/index.js';
 
 const args = process.argv.slice(2);
-const arg = (name: string, fallback?: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
 const path = args[0];
 if (!path || path.startsWith('--')) {
   process.stderr.write('usage: node dist/bench/speculative.js MODEL [--draft-model FILE] [--draft-max 8] [--tokens 128] [--rounds 3] [--temperature 0] [--prompt TEXT | --repeat-prompt]\n');
   process.exit(2);
 }
-const tokens = Number(arg('--tokens', '128'));
-const rounds = Number(arg('--rounds', '3'));
-const temperature = Number(arg('--temperature', '0'));
-const threads = arg('--threads') ? Number(arg('--threads')) : undefined;
-const maxDraft = Number(arg('--draft-max', '8'));
+const tokens = Number(flag(args, '--tokens', '128'));
+const rounds = Number(flag(args, '--rounds', '3'));
+const temperature = Number(flag(args, '--temperature', '0'));
+const threads = flag(args, '--threads') ? Number(flag(args, '--threads')) : undefined;
+const maxDraft = Number(flag(args, '--draft-max', '8'));
 const STORY =
   'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. One day, she saw a big, red ball under a tree. She ran to the ball and picked it up. Her friend Tom came and said, "Can I play with the ball too?" Lily said, "Yes, let us play together!" They played all day and had lots of fun.';
-const prompt = args.includes('--repeat-prompt') ? `${STORY}\n\n${STORY.slice(0, 60)}` : (arg('--prompt', 'Once upon a time') as string);
+const prompt = args.includes('--repeat-prompt') ? `${STORY}\n\n${STORY.slice(0, 60)}` : (flag(args, '--prompt', 'Once upon a time') as string);
 const ctx = 2048;
 
 /** Drafts from known right tokens, each made wrong with chance 1 - acceptance. */
@@ -61,13 +58,13 @@ class OracleDrafts implements DraftSource {
 
 const plain = await loadModel(path, { ctx, threads, progress: false, speculation: { maxDraft: 0 } });
 const ids = plain.tokenizer.encode(prompt, { addSpecial: true, parseSpecial: false });
-const oracleAt = arg('--oracle-acceptance');
+const oracleAt = flag(args, '--oracle-acceptance');
 const oracle = oracleAt === undefined ? undefined : new OracleDrafts(Number(oracleAt), ids.length, plain.config.nVocab);
 const spec = await loadModel(path, {
   ctx,
   threads,
   progress: false,
-  speculation: { maxDraft, draftModel: arg('--draft-model'), unpaced: args.includes('--unpaced'), source: oracle },
+  speculation: { maxDraft, draftModel: flag(args, '--draft-model'), unpaced: args.includes('--unpaced'), source: oracle },
 });
 
 async function run(m: LoadedModel): Promise<GenerationSummary> {

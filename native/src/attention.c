@@ -186,7 +186,9 @@ static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64
 /* Scratch of one thread: the scores, query vectors and outputs of `span` KV heads' tiles. */
 static size_t share_bytes(const cairn_attention_params *p, int64_t tile, int64_t slice, int64_t span) {
   const size_t vectors = (size_t)(tile * slice * span);
-  return (vectors * (size_t)score_stride(p) * sizeof(float) + 3 * vectors * (size_t)p->head_dim * sizeof(float) + 63) & ~(size_t)63;
+  /* A Q8_0 cache also holds the quantized queries. */
+  const size_t quantized = p->kv_type == CAIRN_KV_Q8_0 ? vectors * (size_t)cairn_kv_bytes(CAIRN_KV_Q8_0, p->head_dim) : 0;
+  return (vectors * (size_t)score_stride(p) * sizeof(float) + 2 * vectors * (size_t)p->head_dim * sizeof(float) + quantized + 63) & ~(size_t)63;
 }
 
 static void attention_share(void *ctx, int ith, int nth) {

@@ -88,6 +88,7 @@ export class DraftModel implements DraftSource {
   private async pass(work: readonly Drafting[], take: (w: Drafting) => number): Promise<Drafting[]> {
     const tokens: number[] = [];
     const spans: { slot: number; pos0: number; start: number; n: number }[] = [];
+    const read: Drafting[] = []; // the request of each span
     const outputs: OutputRequest[] = [];
     const guessed: Drafting[] = [];
     const left: Drafting[] = [];
@@ -102,6 +103,7 @@ export class DraftModel implements DraftSource {
       const start = tokens.length;
       for (let i = 0; i < n; i++) tokens.push(this.tokenAt(w, w.nPast + i));
       spans.push({ slot: w.held.slot, pos0: w.nPast, start, n });
+      read.push(w);
       if (n === want) {
         outputs.push({ row: start + n - 1, seq: 0, mode: 'logits' });
         guessed.push(w);
@@ -112,11 +114,11 @@ export class DraftModel implements DraftSource {
     const result = await this.runner.forward({ nTokens: tokens.length, tokens: Int32Array.from(tokens), spans, outputs });
     const V = this.runner.nVocab;
     if (result.logits.length !== guessed.length * V) throw new CairnError('CLUSTER_PROTOCOL', 'the draft model returned the wrong number of rows');
-    for (const s of spans) {
-      const w = work.find((x) => x.held.slot === s.slot)!;
-      for (let i = 0; i < s.n; i++) w.held.cached.push(this.tokenAt(w, w.nPast + i));
+    spans.forEach((s, i) => {
+      const w = read[i];
+      for (let t = 0; t < s.n; t++) w.held.cached.push(this.tokenAt(w, w.nPast + t));
       w.nPast += s.n;
-    }
+    });
     guessed.forEach((w, k) => w.draft.push(argmax(result.logits.subarray(k * V, (k + 1) * V))));
     return left;
   }

@@ -208,11 +208,11 @@ export interface EngineOptions {
   readonly speculation?: { readonly source: DraftSource; readonly maxDraft: number; readonly unpaced?: boolean };
 }
 
-/** The tokens of one sequence in a step, and the draft among them (speculative decoding). */
+/** The tokens of one sequence in a step, and the draft among them with its first output (speculative decoding). */
 interface StepPart {
   readonly seq: Sequence;
   readonly n: number;
-  readonly draft?: readonly number[];
+  readonly draft?: { readonly tokens: readonly number[]; readonly firstOutput: number };
 }
 
 /** Schedules generation requests over a ForwardRunner. */
@@ -305,6 +305,7 @@ export class Engine {
         throw new CairnError('BAD_ARGUMENT', `prompt token ${id} is outside the vocabulary`);
       }
     }
+    const draftLimit = this.draftLimit(req);
     const seq: Sequence = {
       id: this.nextSeqId++,
       req,
@@ -329,7 +330,7 @@ export class Engine {
       tFirstToken: 0,
       finished: false,
       cancelled: false,
-      pacer: this.draftLimit(req) > 0 ? new DraftPacer(this.draftLimit(req)) : undefined,
+      pacer: draftLimit > 0 ? new DraftPacer(draftLimit) : undefined,
       draftTokens: 0,
       acceptedDraftTokens: 0,
     };
@@ -630,7 +631,7 @@ export class Engine {
         const start = tokens.length;
         tokens.push(seq.history[seq.nPast], ...draft);
         spans.push({ slot: seq.slot!.id, pos0: seq.nPast, start, n: 1 + draft.length });
-        inStep.push({ seq, n: 1 + draft.length, draft });
+        inStep.push({ seq, n: 1 + draft.length, draft: { tokens: draft, firstOutput: outputs.length } });
         seq.inFlight = true;
         for (let i = 0; i <= draft.length; i++) outputs.push({ seq, row: start + i, draft: draft[i] });
         continue;
@@ -683,17 +684,20 @@ export class Engine {
       const { seq } = part;
       seq.inFlight = false;
       if (part.draft) {
-        // The KV of the pending token and of the draft tokens the model agreed with is kept; the
-        // rows of the rest are left past nPast, where the next step writes over them.
-        const kept = this.keptDraft(part, outputs, result.tokens);
+        // The KV of the pending token and of the draft tokens the model agreed with (the leading
+        // ones its rows sampled) is kept; the rows of the rest are left past nPast, where the next
+        // step writes over them.
+        const { tokens: draft, firstOutput } = part.draft;
+        let kept = 0;
+        while (kept < draft.length && result.tokens[firstOutput + kept] === draft[kept]) kept++;
         seq.reads.record(1 + kept);
-        if (seq.slot) seq.slot.cached.push(seq.history[seq.nPast], ...part.draft.slice(0, kept));
+        if (seq.slot) seq.slot.cached.push(seq.history[seq.nPast], ...draft.slice(0, kept));
         seq.nPast += 1 + kept;
-        seq.draftTokens += part.draft.length;
+        seq.draftTokens += draft.length;
         seq.acceptedDraftTokens += kept;
-        this.stats.draftTokens += part.draft.length;
+        this.stats.draftTokens += draft.length;
         this.stats.acceptedDraftTokens += kept;
-        seq.pacer?.record(part.draft.length, kept);
+        seq.pacer?.record(draft.length, kept);
       } else {
         if (seq.slot) seq.slot.cached.push(...seq.history.slice(seq.nPast, seq.nPast + part.n));
         seq.nPast += part.n;
@@ -752,21 +756,11 @@ export class Engine {
     const proposed = await spec.source.propose(asking.map(({ seq, max }) => ({ seq: seq.id, history: seq.history, max })));
     const drafts = new Map<Sequence, number[]>();
     asking.forEach(({ seq, max }, i) => {
-      const d = proposed[i];
       // A source's draft is checked like any input: only token ids of the model, at most `max`.
-      if (!Array.isArray(d) || d.length === 0) return;
-      const ok = d.slice(0, max).every((t) => Number.isInteger(t) && t >= 0 && t < this.runner.nVocab);
-      if (ok) drafts.set(seq, d.slice(0, max));
+      const d = Array.isArray(proposed[i]) ? proposed[i].slice(0, max) : [];
+      if (d.length > 0 && d.every((t) => Number.isInteger(t) && t >= 0 && t < this.runner.nVocab)) drafts.set(seq, d);
     });
     return drafts;
-  }
-
-  /** Draft tokens of a step part that the model agreed with: the leading ones its rows sampled. */
-  private keptDraft(part: StepPart, outputs: readonly { seq: Sequence; draft?: number }[], tokens: Int32Array): number {
-    const first = outputs.findIndex((o) => o.seq === part.seq);
-    let kept = 0;
-    while (kept < part.draft!.length && tokens[first + kept] === part.draft![kept]) kept++;
-    return kept;
   }
 
   /**

@@ -13,6 +13,7 @@ import type { SyntheticShape } from '../model/synthetic.js';
 import type { SamplerOptions } from '../sampling/index.js';
 import { scratchDir } from '../../test/helpers/paths.js';
 import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
+import { MOE_SHAPES } from '../../test/helpers/moe-shapes.js';
 import type { DraftRequest, DraftSource } from './draft-source.js';
 import { loadModel, type LoadedModel } from './load.js';
 import type { Engine, GenerationSummary } from './engine.js';
@@ -26,31 +27,8 @@ const FAMILIES: Record<string, SyntheticShape> = {
   llama: { arch: 'llama', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, ropeFreqs: true },
   qwen2: { arch: 'qwen2', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, nFf: 96, nVocab: 300, tied: true },
   qwen3: { arch: 'qwen3', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 1, headDim: 32, nFf: 128, nVocab: 300 },
-  mixtral: { arch: 'llama', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, nFf: 64, nVocab: 300, moe: { experts: 4, used: 2, width: 64 } },
-  qwen3moe: { arch: 'qwen3moe', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 1, headDim: 32, nFf: 128, nVocab: 300, tied: true, moe: { experts: 8, used: 3, width: 32 } },
-  deepseek2: {
-    arch: 'deepseek2',
-    nEmbd: 64,
-    nLayer: 3,
-    nHead: 4,
-    nKvHead: 1,
-    nFf: 128,
-    nVocab: 300,
-    mla: { qLora: 32, kvLora: 32, nope: 16, ropeDim: 8, vDim: 16, mscaleAllDim: 1 },
-    moe: { experts: 8, used: 2, width: 32, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, groups: 4, groupsUsed: 2 },
-  },
-  'gpt-oss': {
-    arch: 'gpt-oss',
-    nEmbd: 64,
-    nLayer: 3,
-    nHead: 4,
-    nKvHead: 2,
-    headDim: 16,
-    nFf: 64,
-    nVocab: 300,
-    slidingWindow: 8,
-    moe: { experts: 4, used: 2, width: 32, expertType: GgmlType.MXFP4 },
-  },
+  // The Mixture-of-Experts families as the parallelism tests build them (latent attention, sinks and windows among them).
+  ...MOE_SHAPES,
 };
 
 function modelFile(name: string, shape: SyntheticShape, quant: GgmlType, seed = 3): string {

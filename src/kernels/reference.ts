@@ -5,11 +5,10 @@
  */
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError } from '../util/errors.js';
-import type { AttentionParams, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams } from './api.js';
+import { kvElementBytes, type AttentionParams, type ExpertBatch, type ExpertInput, type Kernels, type KvType, type RopeParams } from './api.js';
 import { needFinite, needInt, needKvType, needLength } from './reference/checks.js';
 import { ReferenceExpertBatch, refMoeCombine } from './reference/experts.js';
 import {
-  kvElementBytes,
   refAdd,
   refAttention,
   refGeglu,

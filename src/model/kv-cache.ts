@@ -13,9 +13,6 @@ import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
 
-/** Bytes of one cache element. */
-const elementBytes = kvElementBytes;
-
 /**
  * Throws BAD_ARGUMENT when the model's layers cannot cache in `type`: a Q8_0 cache needs grouped-
  * query attention with head sizes in whole blocks of 32 (latent attention keeps f16 or f32).
@@ -64,7 +61,7 @@ export function kvCacheBytes(
   tokens: number,
   type: KvType = GgmlType.F16,
 ): number {
-  return kvRows(cfg, range).reduce((a, r) => a + (r.k + r.v), 0) * tokens * elementBytes(type);
+  return kvRows(cfg, range).reduce((a, r) => a + (r.k + r.v), 0) * tokens * kvElementBytes(type);
 }
 
 /** Per-layer, per-slot key and value storage. */
@@ -85,7 +82,7 @@ export class KvCache {
     this.slots = slots;
     this.ctxPerSlot = ctxPerSlot;
     this.rows = rows;
-    const elem = elementBytes(type);
+    const elem = kvElementBytes(type);
     this.k = [];
     this.v = [];
     let bytes = 0;
@@ -113,7 +110,7 @@ export class KvCache {
 
   /** Bytes of the first n positions' keys and values in layer i. */
   private prefixBytes(i: number, n: number): { kb: number; vb: number } {
-    const elem = elementBytes(this.type);
+    const elem = kvElementBytes(this.type);
     return { kb: n * this.rows[i].k * elem, vb: n * this.rows[i].v * elem };
   }
 

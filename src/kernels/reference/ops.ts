@@ -7,7 +7,6 @@
 import { kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
 import { f32ToFp16, fp16ToF32, refDequantize, refQuantize } from './quant/index.js';
 
-export { kvElementBytes };
 
 const f = Math.fround;
 
