@@ -6,6 +6,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
+import { writeSyntheticFile } from './helpers/synthetic-file.js';
 import { createKernels } from '../src/kernels/index.js';
 import { ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
@@ -30,6 +31,9 @@ writeSyntheticModel(
     return out;
   },
 );
+// Heads of 32: a model a Q8_0 KV cache can hold (the one above has heads of 16).
+const model32 = join(dir, 'tiny-q8-heads32.gguf');
+writeSyntheticFile(model32, { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, quant: GgmlType.Q8_0, seed: 3 });
 
 test('every command has --help', () => {
   const top = cairn(['--help']);
@@ -99,6 +103,23 @@ test('generate: the same seed gives the same sampled text; --json reports ids an
   const c = JSON.parse(cairn(['generate', '-m', model, '-p', 'hello', '-n', '12', '--temperature', '1', '--seed', '43', '--json', '--ignore-eos']).stdout);
   assert.equal(c.tokens.length, 12);
   assert.ok(a.prompt_tokens[0] === 1, 'BOS first');
+});
+
+test('generate: speculative decoding is on by default and reported in --json, same tokens with it off; --kv-type q8_0 where the heads allow it', () => {
+  const base = ['generate', '-m', model, '-p', 'hello hello hello', '-n', '24', '--temperature', '0', '--ignore-eos', '--json'];
+  const on = JSON.parse(cairn(base).stdout);
+  const off = JSON.parse(cairn([...base, '--draft-max', '0']).stdout);
+  assert.equal(on.speculation.source, 'lookup');
+  assert.deepEqual(off.speculation, { source: 'off', draft_tokens: 0, accepted_draft_tokens: 0 });
+  assert.ok(on.speculation.accepted_draft_tokens <= on.speculation.draft_tokens);
+  assert.deepEqual(on.tokens, off.tokens);
+  const refused = cairn(['generate', '-m', model, '-p', 'hi', '-n', '2', '--kv-type', 'q8_0']);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /q8_0 KV cache needs head sizes in blocks of 32.*use --kv-type f16/);
+  const q8 = cairn(['generate', '-m', model32, '-p', 'hi', '-n', '4', '--kv-type', 'q8_0', '--json', '--ignore-eos']);
+  assert.equal(q8.status, 0, q8.stderr);
+  const f16 = JSON.parse(cairn(['generate', '-m', model32, '-p', 'hi', '-n', '4', '--json', '--ignore-eos']).stdout);
+  assert.ok(JSON.parse(q8.stdout).memory.kv_cache_bytes < f16.memory.kv_cache_bytes * 0.6, 'about half the cache bytes');
 });
 
 test('chat: reads turns from stdin and answers each using the chat template', () => {
@@ -172,7 +193,7 @@ console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt
 
   // One at a time: llama-bench runs after the engines have exited, and still gets its rounds.
   writeFileSync(log, '');
-  const alone = cairn(['bench', '-m', model, '-p', '8', '-n', '4', '-r', '1', '-t', '1', '--llama-bench', fake, '--one-at-a-time', '--json']);
+  const alone = cairn(['bench', '-m', model32, '-p', '8', '-n', '4', '-r', '1', '-t', '1', '--vs-llama-bench', fake, '--one-at-a-time', '--kv-type', 'q8_0', '--json']);
   assert.equal(alone.status, 0, alone.stderr);
   const ja = JSON.parse(alone.stdout);
   assert.equal(ja.oneAtATime, true);
@@ -180,6 +201,8 @@ console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt
   const aloneCalls = readFileSync(log, 'utf8').trim().split('\n');
   assert.equal(aloneCalls.length, 4);
   for (const c of aloneCalls) assert.doesNotMatch(c, /beside an engine/);
+  // The same KV type for llama-bench, with the flash attention its quantized V cache needs.
+  for (const c of aloneCalls) assert.match(c, / -fa 1 .* -ctk q8_0 -ctv q8_0/);
 
   const text = cairn(['bench', '-m', model, '-p', '0', '-n', '2', '-r', '1', '--llama-bench', fake]);
   assert.equal(text.status, 0, text.stderr);
