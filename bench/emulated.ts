@@ -159,6 +159,8 @@ async function main(): Promise<void> {
           };
           const measured = [...runs].sort((a, b) => a - b)[1];
           const predicted = status.plan.predictedTokensPerSecond;
+          // A tensor group's measured all-reduce, as the coordinator logs it (mesh/exchange-probe.ts).
+          const probe = /one all-reduce of a token took ([\d.]+) ms \(estimated ([\d.]+) ms\)/.exec(server.stderr());
           rows.push({
             link,
             delayed,
@@ -169,8 +171,11 @@ async function main(): Promise<void> {
             ratio: measured / predicted,
             runs,
             coordinatorMeasured: status.plan.measuredTokensPerSecond,
+            ...(probe ? { allReduceMs: Number(probe[1]), estimatedAllReduceMs: Number(probe[2]) } : {}),
           });
-          process.stderr.write(`${link} ${parallelism}: predicted ${predicted.toFixed(2)}, measured ${measured.toFixed(2)} tok/s\n`);
+          process.stderr.write(
+            `${link} ${parallelism}: predicted ${predicted.toFixed(2)}, measured ${measured.toFixed(2)} tok/s${probe ? ` (one all-reduce ${probe[1]} ms, estimated before it ran ${probe[2]} ms)` : ''}\n`,
+          );
         } finally {
           await server?.stop();
           await Promise.all(nodes.map((n) => n.stop()));

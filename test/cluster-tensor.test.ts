@@ -117,6 +117,13 @@ for (const ranks of [2, 3]) {
           Array.from({ length: ranks }, (_, r) => [0, 4, r, ranks]),
         );
         assert.ok(Math.abs(plan.stages.reduce((a, x) => a + x.splitShare, 0) - 1) < 1e-9);
+        // The group's all-reduce was measured between its ranks before the first step, and the
+        // prediction is made with it.
+        assert.equal(plan.exchanges.length, 1);
+        assert.equal(plan.exchanges[0].names.length, ranks);
+        assert.ok(plan.exchanges[0].measuredMs > 0 && plan.exchanges[0].measuredMs < 1000, `${plan.exchanges[0].measuredMs} ms`);
+        assert.ok(Number.isFinite(plan.predictedTokensPerSecond) && plan.predictedTokensPerSecond > 0);
+        assert.match(s.stderr(), /group .+: one all-reduce of a token took [\d.]+ ms \(estimated [\d.]+ ms\)/);
         const r = await complete(s.url, 'hello', 40);
         assert.equal(r.status, 200, r.error);
         assert.equal(r.text, expected);
@@ -128,6 +135,7 @@ for (const ranks of [2, 3]) {
         });
         assert.match(shown, new RegExp(`rank ${ranks}/${ranks} \\(\\d+% of each layer\\)`));
         assert.match(shown, /one stream predicted [\d.]+ tok\/s, measured [\d.]+ tok\/s/);
+        assert.match(shown, /group .+: one all-reduce of a token [\d.]+ ms measured \([\d.]+ ms estimated from the links\)/);
         // Two requests at once: steps of both sequences go through the group together.
         const both = await Promise.all([complete(s.url, 'hello', 20), complete(s.url, 'world', 20)]);
         assert.deepEqual(

@@ -1,6 +1,6 @@
 /**
  * A live `cairn node` against a peer that holds the key but sends what it likes: every malformed
- * step, sequence and KV message fails only itself with a clear error, oversized frames close only
+ * step, sequence, KV message and exchange probe fails only itself with a clear error, oversized frames close only
  * that connection, and a seeded stream of random frames never takes the node down. Afterwards the
  * node still loads and runs a correct step.
  */
@@ -126,6 +126,15 @@ test('malformed steps, sequences and KV operations each fail alone with a clear 
   await kv({ op: 'save', slot: 1e9, n: 1, key: 1 }, /slot must be an integer in \[0, 1\]/);
   await kv({ op: 'copy', from: 0, to: 1, n: 1e6 }, /n must be an integer in \[0, 64\]/);
   await kv({ op: 'rm -rf' }, /unknown KV operation/);
+  // Exchange probes: only for a rank of a tensor-parallel group, of this plan, of bounded size.
+  await rejects(MeshFrame.exchangeProbe, { epoch: 1, rounds: 10, values: 64 }, /not a rank of a tensor-parallel group/);
+  await rejects(MeshFrame.exchangeProbe, { epoch: 7, rounds: 10, values: 64 }, /exchange probe of plan 7; this node runs plan 1/);
+  await rejects(MeshFrame.exchangeProbe, { epoch: 1, rounds: 1e12, values: 64 }, /rounds must be an integer in \[2, 4000\]/);
+  await rejects(MeshFrame.exchangeProbe, { epoch: 1, rounds: 10, values: 1e9 }, /values must be an integer in \[1, 64\]/);
+  await rejects(MeshFrame.exchangeProbe, 'probe', /exchange probe is not an object/);
+  const stranger = await connect();
+  await assert.rejects(request(stranger, MeshFrame.exchangeProbe, { epoch: 1, rounds: 10, values: 64 }), (e) => isCairnError(e, 'CLUSTER_REMOTE') && /only the coordinator that loaded the stage/.test(e.message));
+  stranger.close();
   conn.send(MeshFrame.seqEnd, jsonPayload({ seq: 'all' }).meta, jsonPayload({ seq: 'all' }).payload);
 
   // After all of it, the same step gives the same token.

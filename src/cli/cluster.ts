@@ -101,6 +101,9 @@ function render(s: ClusterStatus): string {
       const rank = st.splitCount > 1 ? ` rank ${st.splitRank + 1}/${st.splitCount} (${part})` : '';
       lines.push(`  layers ${`${st.layerStart}-${st.layerEnd - 1}`.padEnd(8)} on ${st.name.padEnd(16)} ${formatBytes(st.memoryBytes)}${rank}`);
     }
+    for (const x of s.plan.exchanges ?? []) {
+      lines.push(`  group ${x.names.join(' + ')}: one all-reduce of a token ${x.measuredMs.toFixed(2)} ms measured (${x.estimatedMs.toFixed(2)} ms estimated from the links)`);
+    }
   }
   return lines.join('\n') + '\n';
 }

@@ -21,9 +21,12 @@ import { checkKvType } from '../model/kv-cache.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, openMapping, type KvType } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
+import { allReduce, exchangeBytes } from '../planner/all-reduce.js';
 import { peerLinks, worstLink } from '../planner/links.js';
+import { scorePlan } from '../planner/plan-score.js';
 import { makePlan } from '../planner/plan.js';
-import type { NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
+import type { LinkInfo, NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
+import { measuredGroupLinks, probeGroup, PROBE_ROUNDS, type ProbeRank } from './exchange-probe.js';
 import { chooseRunnable } from './plan-choice.js';
 import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
@@ -129,6 +132,8 @@ export interface ClusterStatus {
     /** Measured one-stream decode speed of the running plan (recent lone decode steps); absent before any. */
     readonly measuredTokensPerSecond?: number;
     readonly activationDtype: 'f16' | 'f32';
+    /** Each tensor-parallel group's all-reduce of one token, measured before its first step and as estimated before (the prediction uses the measured one). */
+    readonly exchanges: readonly { readonly names: readonly string[]; readonly measuredMs: number; readonly estimatedMs: number }[];
   };
 }
 
@@ -170,6 +175,10 @@ export class ClusterCoordinator implements ForwardRunner {
   private readonly localId = `local-${randomUUID().slice(0, 8)}`;
   /** What the last plan was made from: the links a group's all-reduce chooses its algorithm by. */
   private planRequest: PlanRequest | undefined;
+  /** Links between ranks of tensor-parallel groups as their exchanges measured them. */
+  private exchangeLinks: LinkInfo[] = [];
+  /** The running plan's measured all-reduces (status). */
+  private exchangeProbes: { names: string[]; measuredMs: number; estimatedMs: number }[] = [];
   private discovery: Discovery | undefined;
   private readonly log: (line: string) => void;
 
@@ -306,7 +315,10 @@ export class ClusterCoordinator implements ForwardRunner {
       if (infos.length === 0) throw new CairnError('CLUSTER_PLAN', 'no node is up');
       // Links between two nodes are not measured: the slower of their links to this machine.
       const measured = remote.map((n) => n.link);
-      const req = { model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: [...measured, ...peerLinks(measured)], kvTokens: this.opts.ctx * this.opts.slots };
+      // Links between ranks that an earlier plan's exchanges measured come first (probeExchanges).
+      const ids = new Set(infos.map((n) => n.id));
+      const exchanged = this.exchangeLinks.filter((l) => ids.has(l.from) && ids.has(l.to));
+      const req = { model: modelMeta(file, config, kvBytes, this.maxBatch), nodes: infos, links: [...exchanged, ...measured, ...peerLinks(measured)], kvTokens: this.opts.ctx * this.opts.slots };
       this.planRequest = req;
       const parallelism = this.opts.parallelism ?? 'auto';
       if (parallelism === 'pipeline') return makePlan(req);
@@ -456,14 +468,68 @@ export class ClusterCoordinator implements ForwardRunner {
       );
       // A node that left after its stage loaded is not in a running plan.
       if (pipeline.broken) throw new PlanLost(pipeline.broken);
+      const predicted = await this.probeExchanges(plan, groups, stages, epoch);
+      if (pipeline.broken) throw new PlanLost(pipeline.broken);
       this.pipeline = pipeline;
-      this.plan = { ...plan, activationDtype: wire };
+      this.plan = { ...predicted, activationDtype: wire };
       this.epoch = epoch;
     } catch (err) {
       if (pipeline) await pipeline.close('the plan lost a node while loading');
       else for (const st of stages) if (st.kind === 'local') st.loaded.close();
       throw err;
     }
+  }
+
+  /**
+   * Measures an all-reduce inside each tensor-parallel group of a plan just loaded (exchange-probe.ts),
+   * keeps the links it implies for later plans, and returns the plan predicted again with them. A
+   * probe that fails leaves the estimate (a rank lost meanwhile breaks the pipeline, which the
+   * caller checks).
+   */
+  private async probeExchanges(plan: Plan, groups: readonly (readonly PlanStage[])[], stages: readonly StageHandle[], epoch: number): Promise<Plan> {
+    this.exchangeProbes = [];
+    const base = this.planRequest;
+    if (!base) return plan;
+    const dtype = this.opts.exchange ?? 'f32';
+    const values = this.opts.config.nEmbd;
+    const found: LinkInfo[] = [];
+    const probes: typeof this.exchangeProbes = [];
+    for (const group of groups) {
+      if (group.length < 2 || group.some((r) => r.home !== undefined)) continue;
+      const ids = group.map((r) => r.nodeId);
+      const ranks: ProbeRank[] = [];
+      for (const id of ids) {
+        if (id === this.localId) {
+          const local = stages.find((st) => st.kind === 'local')?.group?.exchange;
+          if (!local) return plan;
+          ranks.push({ nodeId: id, local });
+        } else {
+          const node = this.nodes.get(id);
+          if (!node) return plan;
+          ranks.push({ nodeId: id, conn: node.conn });
+        }
+      }
+      try {
+        const seconds = await probeGroup(ranks, { epoch, rounds: PROBE_ROUNDS, values });
+        const estimated = allReduce(ids.length, exchangeBytes(values, dtype), worstLink(base, ids), 'direct').seconds;
+        const names = ids.map((id) => this.nameOf(id));
+        this.log(`cairn: group ${names.join(' + ')}: one all-reduce of a token took ${(seconds * 1000).toFixed(2)} ms (estimated ${(estimated * 1000).toFixed(2)} ms)`);
+        probes.push({ names, measuredMs: seconds * 1000, estimatedMs: estimated * 1000 });
+        found.push(...measuredGroupLinks(base, ids, seconds, values, dtype));
+      } catch (err) {
+        this.log(`cairn: could not measure the exchanges of group ${ids.map((id) => this.nameOf(id)).join(' + ')}: ${(err as Error).message}`);
+      }
+    }
+    this.exchangeProbes = probes;
+    if (found.length === 0) return plan;
+    const pair = (l: LinkInfo) => [l.from, l.to].sort().join(' ');
+    const fresh = new Set(found.map(pair));
+    this.exchangeLinks = [...found, ...this.exchangeLinks.filter((l) => !fresh.has(pair(l)))];
+    const req: PlanRequest = { ...base, links: [...found, ...base.links] };
+    this.planRequest = req;
+    const c = scorePlan({ ...req, exchangeDtype: dtype }, plan.stages);
+    if (!c?.fits) return plan;
+    return { ...plan, predictedTokensPerSecond: c.decodeTokensPerSecond, predictedPipelinedTokensPerSecond: c.aggregateTokensPerSecond };
   }
 
   /** Loads one plan entry on its node (a stage, or a rank of `group`); `next`: where its output goes. */
@@ -712,6 +778,7 @@ export class ClusterCoordinator implements ForwardRunner {
         predictedPipelinedTokensPerSecond: this.plan.predictedPipelinedTokensPerSecond,
         measuredTokensPerSecond: this.pipeline?.measuredTokensPerSecond,
         activationDtype: this.plan.activationDtype,
+        exchanges: this.exchangeProbes,
       },
     };
   }

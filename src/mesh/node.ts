@@ -38,7 +38,7 @@ import { describeLayers, manifestDigest } from './shard-manifest.js';
 import { fetchShardFromHub, type PublishedFiles } from './hub-shard.js';
 import type { MachineLoad } from './node-loads.js';
 import { ShardReceiver } from './shard-receiver.js';
-import { checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
+import { checkExchangeProbe, checkKvOp, checkSeqEnd, checkSeqStart } from './validate.js';
 import { StageRunner, type StageLinks } from './stage-runner.js';
 import { TensorGroup } from './tensor-group.js';
 import { ExchangeCodec } from './exchange-codec.js';
@@ -261,6 +261,12 @@ export class MeshNode {
           const out = this.expertRank.answer(conn.peer.nodeId, frame);
           conn.reply(frame, frame.type, { dtype: DType.raw }, out);
           return;
+        }
+        case MeshFrame.exchangeProbe: {
+          if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
+          if (conn !== this.owner) throw new CairnError('BAD_ARGUMENT', 'only the coordinator that loaded the stage may probe its group');
+          const probe = checkExchangeProbe(frameJson(frame), this.stage.epoch, this.stage.sizes.nEmbd);
+          return ok({ seconds: await this.stage.probeExchange(probe) });
         }
         case MeshFrame.unload:
           this.unload('unloaded by the coordinator');

@@ -50,7 +50,19 @@ export const MeshFrame = {
   shardProgress: FIRST_APP_FRAME_TYPE + 15,
   /** request -> JSON {cpuLoad, powerWatts}: the node's machine as it reads it (null: not readable) */
   machine: FIRST_APP_FRAME_TYPE + 16,
+  /**
+   * request JSON ExchangeProbe, coordinator -> every rank of a tensor-parallel group at once ->
+   * JSON {seconds}: the median time of one all-reduce between the ranks (TensorGroup.probe)
+   */
+  exchangeProbe: FIRST_APP_FRAME_TYPE + 17,
 } as const;
+
+/** A probe of a tensor-parallel group's exchanges: `rounds` all-reduces of `values` f32 values each. */
+export interface ExchangeProbe {
+  readonly epoch: number;
+  readonly rounds: number;
+  readonly values: number;
+}
 
 /** Where a peer node listens. */
 export interface PeerRef {

@@ -15,7 +15,7 @@ import type { LoadedShards } from '../engine/load.js';
 import { HiddenCodec } from './codec.js';
 import { CairnError } from '../util/errors.js';
 import { applyKvOp } from './kv-ops.js';
-import { MeshFrame, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
+import { MeshFrame, type ExchangeProbe, type ForwardHead, type KvOp, type ResultHead } from './protocol.js';
 import { packMessage, unpackMessage } from '../util/message-framing.js';
 import type { OutputRequest } from '../engine/runner.js';
 import { SequenceSamplers } from '../engine/sequence-samplers.js';
@@ -98,6 +98,13 @@ export class StageRunner {
   /** A partial sum from another rank of this stage's group. */
   onPartial(fromNodeId: string, frame: Frame): void {
     this.links.group?.exchange?.onPartial(fromNodeId, frame);
+  }
+
+  /** Runs an exchange probe with the other ranks of this stage's tensor-parallel group (TensorGroup.probe). */
+  probeExchange(probe: ExchangeProbe): Promise<number> {
+    const exchange = this.links.group?.exchange;
+    if (!exchange) throw new CairnError('BAD_ARGUMENT', 'this stage is not a rank of a tensor-parallel group');
+    return exchange.probe(probe.rounds, probe.values);
   }
 
   /** Sizes that bound the messages this stage receives (limits.ts). */

@@ -204,3 +204,17 @@ test("a ring chunk from anyone but the previous rank, of the wrong size, out of 
     await assert.rejects(waiting, (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && e.message.includes(why), why);
   }
 });
+
+test('a probe times all-reduces on every rank at once, then the group sums steps as before', async () => {
+  const groups = groupOf(3);
+  const seconds = await Promise.all(groups.map((g) => g.probe(20, 64)));
+  for (const s of seconds) assert.ok(Number.isFinite(s) && s >= 0 && s < 5, `probe median ${s} s`);
+  // Nothing of the probe is left waiting: a step after it sums as usual.
+  const parts = groups.map((_, r) => Float32Array.of(r + 1, 2 * (r + 1)));
+  await Promise.all(groups.map((g, r) => g.allReduce(0, 0, parts[r])));
+  for (const p of parts) assert.deepEqual([...p], [6, 12]);
+  // Out-of-range probes are refused before anything is sent.
+  for (const [rounds, n] of [[1, 8], [1e9, 8], [10, 0], [10, 1.5]] as const) {
+    await assert.rejects(groups[0].probe(rounds, n), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT'));
+  }
+});

@@ -25,6 +25,11 @@ import { MeshFrame, type PartialHead } from './protocol.js';
 /** Partial sums from peers that may wait for this rank (two per layer of a few steps). */
 const MAX_EARLY = 4096;
 
+/** Indices of a probe's all-reduces start here, far above any step's (two per layer). */
+const PROBE_INDEX = 2 ** 40;
+/** Most all-reduces one probe may make. */
+export const MAX_PROBE_ROUNDS = 4000;
+
 interface Slot {
   /** Wire bytes of each peer's partial (undefined at this rank's own index and until it comes). */
   readonly parts: (Uint8Array | undefined)[];
@@ -127,6 +132,29 @@ export class TensorGroup {
       for (let i = 0; i < n; i++) sum[i] += p[i];
     }
     if (sum !== values) values.set(sum);
+  }
+
+  /**
+   * Times `rounds` all-reduces of `n` values, one after another as a decode step makes them, and
+   * returns the median seconds of the later half (the earlier ones warm the path: the JIT, the
+   * connections' buffers). Every rank of the group must run the same probe at the same time, and
+   * before the group's first step: this is the measured cost of an exchange between the ranks
+   * themselves (framing, encryption, both sides' event loops, the link), which the planner
+   * otherwise estimates from the links to the coordinator.
+   */
+  async probe(rounds: number, n: number): Promise<number> {
+    if (!Number.isInteger(rounds) || rounds < 2 || rounds > MAX_PROBE_ROUNDS) throw new CairnError('BAD_ARGUMENT', `a probe of ${rounds} all-reduces`);
+    if (!Number.isInteger(n) || n < 1) throw new CairnError('BAD_ARGUMENT', `a probe of ${n} values`);
+    const values = new Float32Array(n);
+    const times: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      values.fill(0);
+      const start = performance.now();
+      await this.allReduce(0, PROBE_INDEX + i, values);
+      if (i >= rounds >> 1) times.push((performance.now() - start) / 1000);
+    }
+    times.sort((a, b) => a - b);
+    return times[times.length >> 1];
   }
 
   /** The ring all-reduce (see the file's comment). */

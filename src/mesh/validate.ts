@@ -6,7 +6,8 @@
  */
 import { CairnError } from '../util/errors.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
-import type { ForwardHead, KvOp, SeqStart } from './protocol.js';
+import type { ExchangeProbe, ForwardHead, KvOp, SeqStart } from './protocol.js';
+import { MAX_PROBE_ROUNDS } from './tensor-group.js';
 
 /** What a stage can hold, against which a step is checked. */
 export interface StageBounds {
@@ -113,6 +114,14 @@ export function checkSeqStart(value: unknown, nVocab: number, ctxPerSlot: number
     }
   }
   return { seq, spec: { ...spec, sampler, logprobs, drawn, history: history as number[] } as SequenceSpec };
+}
+
+/** Checks an exchange probe: its epoch that of the loaded stage, at most a token's hidden state (nEmbd values) per all-reduce. */
+export function checkExchangeProbe(value: unknown, epoch: number, nEmbd: number): ExchangeProbe {
+  const v = object(value, 'exchange probe');
+  const e = int(v.epoch, 'epoch', 0, Number.MAX_SAFE_INTEGER);
+  if (e !== epoch) throw bad(`an exchange probe of plan ${e}; this node runs plan ${epoch}`);
+  return { epoch: e, rounds: int(v.rounds, 'rounds', 2, MAX_PROBE_ROUNDS), values: int(v.values, 'values', 1, nEmbd) };
 }
 
 /** Checks a sequence end. */
