@@ -84,6 +84,12 @@ QX_INLINE float qx_hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+QX_INLINE float qx_hsum128(__m128 s) {
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
 QX_INLINE int qx_hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
@@ -915,17 +921,22 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
 QX_GEMM(qx_q6_K)
 
 #else
+/* Word j (< 8) of each 128-bit half in every word: one byte shuffle with a constant pattern, not a store and a broadcast. */
+QX_INLINE __m256i qx_word_all(__m256i v, int j) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
+}
+
 /* A Q4_K/Q5_K super-block of one row, unpacked: 8 vectors of 32 quants, scales, mins. */
 typedef struct {
   __m256i q[8];
-  int16_t sc[8];
+  __m256i sc; /* the 8 scales as int16, in both 128-bit halves */
   __m128i mins;
   float d, dmin;
 } qx_k_scale_min;
 
 QX_INLINE void qx_unpack_scales(const uint8_t *scales, qx_k_scale_min *o) {
   const __m256i sm = qx_scales_mins16(scales);
-  _mm_storeu_si128((__m128i *)o->sc, _mm256_castsi256_si128(sm));
+  o->sc = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
   o->mins = _mm256_extracti128_si256(sm, 1);
 }
 
@@ -966,11 +977,11 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
     const size_t bb = ws / (size_t)nb;                                                                          \
     const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m256 acc[QX_RMAX][QX_T];                                                                                  \
-    float mins[QX_RMAX][QX_T];                                                                                  \
+    __m128 mins[QX_RMAX][QX_T];                                                                                 \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) {                                                                             \
         acc[r][t] = _mm256_setzero_ps();                                                                        \
-        mins[r][t] = 0;                                                                                         \
+        mins[r][t] = _mm_setzero_ps();                                                                          \
       }                                                                                                         \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k_scale_min wb[QX_RMAX];                                                                               \
@@ -984,15 +995,16 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
           for (int j = 0; j < 8; j++) {                                                                         \
             const __m256i p16 =                                                                                 \
                 _mm256_maddubs_epi16(wb[r].q[j], _mm256_loadu_si256((const __m256i *)(aq + 32 * j)));           \
-            isum = qx_dot_scaled(isum, p16, _mm256_set1_epi16(wb[r].sc[j]));                                    \
+            isum = qx_dot_scaled(isum, p16, qx_word_all(wb[r].sc, j));                                          \
           }                                                                                                     \
           acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(wb[r].d * da), acc[r][t]);        \
-          mins[r][t] += (wb[r].dmin * da) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb[r].mins, pairs));          \
+          /* The mins' 4 lanes summed across blocks as floats, one horizontal sum per row at the end. */          \
+          mins[r][t] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_madd_epi16(wb[r].mins, pairs)), _mm_set1_ps(wb[r].dmin * da), mins[r][t]); \
         }                                                                                                       \
       }                                                                                                         \
     }                                                                                                           \
     for (int r = 0; r < R; r++)                                                                                 \
-      for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]) - mins[r][t];                             \
+      for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum(acc[r][t]) - qx_hsum128(mins[r][t]);                 \
   }
 
 QX_TILE_SCALE_MIN(qx_q4_K, qx_unpack_q4_K)
@@ -1004,6 +1016,7 @@ QX_GEMM(qx_q5_K)
 typedef struct {
   __m256i q[8];
   __m256i sc[8]; /* int16: lanes 0-7 the scale of the vector's first 16 quants, 8-15 the second */
+  __m256i sc16; /* the 16 scales as int16, in element order (scale j: elements 16j..16j+15) */
   float d;
 } qx_q6;
 
@@ -1023,6 +1036,7 @@ QX_INLINE void qx_unpack_q6_K(const uint8_t *row, int b, qx_q6 *o) {
   for (int i = 0; i < 8; i++) {
     o->sc[i] = _mm256_set_m128i(_mm_set1_epi16((short)x->scales[2 * i + 1]), _mm_set1_epi16((short)x->scales[2 * i]));
   }
+  o->sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
   o->d = qx_half(&x->d);
 }
 
@@ -1040,17 +1054,14 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
     for (int r = 0; r < R; r++) qx_unpack_q6_K(w + r * ws, b, &wb[r]);
     for (int t = 0; t < T; t++) {
       QX_Q8K(a + t * as, cols, b);
-      (void)bsums;
-      /* Quants are stored + 32; 32 * a per int16 pair is taken back before scaling, as llama.cpp does. */
-      __m256i a32[8];
-      for (int i = 0; i < 8; i++) {
-        a32[i] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), _mm256_loadu_si256((const __m256i *)(aq + 32 * i)));
-      }
+      /* Quants are stored + 32: 32 x (each 16 elements' scale x their activations' sum, the Q8_K
+       * bsums) is taken back from the integer sum, one product for the block instead of 8. */
+      const __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
       for (int r = 0; r < R; r++) {
-        __m256i isum = _mm256_setzero_si256();
+        __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(wb[r].sc16, bs), 5));
         for (int i = 0; i < 8; i++) {
           const __m256i p16 = _mm256_maddubs_epi16(wb[r].q[i], _mm256_loadu_si256((const __m256i *)(aq + 32 * i)));
-          isum = qx_dot_scaled(isum, _mm256_sub_epi16(p16, a32[i]), wb[r].sc[i]);
+          isum = qx_dot_scaled(isum, p16, wb[r].sc[i]);
         }
         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(wb[r].d * da), acc[r][t]);
       }
