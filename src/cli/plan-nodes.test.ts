@@ -8,7 +8,7 @@ test('a nodes file: units, counted nodes, links, the default link; unknown field
     {
       comment: 'two studios and four Pis',
       nodes: [
-        { id: 'studio', memory: '192GiB', bandwidth: '800GB/s', flops: '28TFLOPS', cores: 24, machine: 'm1', color: 'silver' },
+        { id: 'studio', memory: '192GiB', bandwidth: '800GB/s', flops: '28TFLOPS', cores: 24, machine: 'm1', machineBandwidth: '820GB/s', color: 'silver' },
         { id: 'pi', count: 4, memory: '7GiB', bandwidth: 4e9, bandwidthByType: { Q4_K: '2.5GB/s' }, overhead: '1ms' },
       ],
       links: [{ from: 'studio', to: 'pi2', latency: '150us', bandwidth: '1Gbit/s' }],
@@ -27,6 +27,7 @@ test('a nodes file: units, counted nodes, links, the default link; unknown field
     flopsPerSecond: 28e12,
     cores: 24,
     machine: 'm1',
+    machineBytesPerSecond: 820e9,
     coordinator: true,
   });
   assert.deepEqual(f.nodes[2].bytesPerSecondByType, { Q4_K: 2.5e9 });

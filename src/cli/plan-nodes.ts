@@ -13,6 +13,8 @@
  *     "defaultLink": { "latency": "5us", "bandwidth": "10GB/s" }
  *   }
  *
+ * Nodes with the same `machine` share it; `machineBandwidth` (the machine's speed on all its cores)
+ * lets them share only what they exceed of it, else each gets a part by its cores.
  * A node with `count` stands for that many alike, named id1..idN. The first node (or the one with
  * `"coordinator": true`) serves the API.
  */
@@ -46,6 +48,7 @@ const nodeSchema = z.object({
   flops: flops.optional(),
   cores: z.number().int().min(1).optional(),
   machine: z.string().min(1).optional(),
+  machineBandwidth: rate.optional(),
   coordinator: z.boolean().optional(),
   overhead: duration.optional(),
   count: z.number().int().min(1).max(256).optional(),
@@ -108,6 +111,7 @@ export function parseNodesFile(json: unknown, source: string): NodesFile {
         ...(n.flops !== undefined ? { flopsPerSecond: n.flops } : {}),
         ...(n.cores !== undefined ? { cores: n.cores } : {}),
         ...(n.machine !== undefined ? { machine: n.machine } : {}),
+        ...(n.machineBandwidth !== undefined ? { machineBytesPerSecond: n.machineBandwidth } : {}),
         ...(n.overhead !== undefined ? { stepOverheadSeconds: n.overhead } : {}),
         ...(n.coordinator && i === 1 ? { coordinator: true } : {}),
       });

@@ -55,6 +55,7 @@ bare numbers (bytes, bytes/s, seconds); unknown fields are ignored.
   bandwidthByType  read speed for some GGML weight types, where they differ (Q4_K often slower)
   flops            compute rate for prompts and large batches (default: 4 FLOP per byte/s of bandwidth)
   cores, machine   nodes with the same machine share its bandwidth, in proportion to their cores
+  machineBandwidth the machine's speed on all its cores: its nodes then share only what they exceed of it
   overhead         fixed time a step costs on the node (default 50us)
   count            that many nodes alike, named id1..idN
   coordinator      the node that serves the API (default: the first)
@@ -201,6 +202,7 @@ async function liveNodes(
         bytesPerSecond: n.caps.bytesPerSecond,
         cores: n.caps.threads,
         machine: n.caps.machine ?? n.host,
+        ...(n.caps.machineBytesPerSecond ? { machineBytesPerSecond: n.caps.machineBytesPerSecond } : {}),
       });
     }
     if (nodes.length === 0) throw new CairnError('CLUSTER_UNREACHABLE', `no node answered: ${notes.join('; ')}`);
@@ -239,15 +241,18 @@ async function liveNodes(
 /** This machine as a node: the memory it offers and its measured matrix-vector speed (as `cairn node` measures itself). */
 async function measureHere(o: PlanFlags, id: string): Promise<NodeInfo> {
   const { createKernels, cpuInfo } = await import('../kernels/index.js');
-  const { measureMatvecSpeed, offeredMemory } = await import('../mesh/capabilities.js');
+  const { machineId, measureMachineSpeed, measureMatvecSpeed, offeredMemory } = await import('../mesh/capabilities.js');
   const kernels = createKernels({ threads: o.threads });
+  const speed = measureMatvecSpeed(kernels);
   return {
     id,
     coordinator: true,
     memoryBytes: offeredMemory(o.maxMemory),
-    bytesPerSecond: measureMatvecSpeed(kernels),
+    bytesPerSecond: speed,
+    machineBytesPerSecond: measureMachineSpeed(kernels, speed),
     cores: o.threads ?? cpuInfo().threads,
-    machine: '127.0.0.1',
+    // The id `cairn node` reports, so that nodes on this machine are known to share it.
+    machine: machineId(),
   };
 }
 

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { freemem, hostname } from 'node:os';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
-import type { Kernels } from '../kernels/index.js';
+import { cpuInfo, type Kernels } from '../kernels/index.js';
 
 /** Bytes per second of a Q8_0 matrix-vector product over `bytes` of weights (median of runs). */
 export function measureMatvecSpeed(kernels: Kernels, bytes = 96 << 20, runs = 9): number {
@@ -32,6 +32,22 @@ export function measureMatvecSpeed(kernels: Kernels, bytes = 96 << 20, runs = 9)
   }
   times.sort((a, b) => a - b);
   return w.length / (times[runs >> 1] / 1000);
+}
+
+/**
+ * The same product's speed on the whole machine (as many kernel threads as it has physical
+ * cores), given the node's own speed on its threads: the planner slows nodes that share a machine
+ * only as far as their speeds add up to more than this. The kernels' thread count is put back.
+ */
+export function measureMachineSpeed(kernels: Kernels, ownSpeed: number): number {
+  const { threads, physicalCores } = cpuInfo();
+  if (physicalCores <= threads) return ownSpeed;
+  kernels.setThreads(physicalCores);
+  try {
+    return Math.max(ownSpeed, measureMatvecSpeed(kernels));
+  } finally {
+    kernels.setThreads(threads);
+  }
 }
 
 /** Memory a node offers: the --max-memory limit as given, or 90% of what is free now. */

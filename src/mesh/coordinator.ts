@@ -32,7 +32,7 @@ import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
 import { packParts, unpackParts } from '../util/message-framing.js';
 import { ProgressReporter } from '../util/progress.js';
-import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { machineId, measureMachineSpeed, measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
 import { NodeSet, type RemoteNode } from './node-set.js';
@@ -240,14 +240,16 @@ export class ClusterCoordinator implements ForwardRunner {
     if (this.opts.localCompute ?? true) {
       const kernels = createKernels({ threads: this.opts.threads });
       const info = cpuInfo();
+      const speed = measureMatvecSpeed(kernels);
       this.localCaps = {
         nodeId: this.localId,
         name: 'coordinator',
         memoryBytes: offeredMemory(this.opts.maxMemory),
-        bytesPerSecond: measureMatvecSpeed(kernels),
+        bytesPerSecond: speed,
         threads: info.threads,
         isa: info.isa,
         machine: machineId(),
+        machineBytesPerSecond: measureMachineSpeed(kernels, speed),
         models: [this.modelSha],
         host: '127.0.0.1',
         port: 0,
@@ -297,6 +299,7 @@ export class ClusterCoordinator implements ForwardRunner {
       bytesPerSecond: c.bytesPerSecond,
       cores: c.threads,
       ...(c.machine ? { machine: c.machine } : {}),
+      ...(c.machineBytesPerSecond ? { machineBytesPerSecond: c.machineBytesPerSecond } : {}),
       ...(coordinator ? { coordinator: true } : {}),
     });
     const infos: NodeInfo[] = [

@@ -272,6 +272,7 @@ function checkCapabilities(x: unknown): NodeCapabilities {
     !(Number.isSafeInteger(c.threads) && (c.threads as number) >= 0) ||
     typeof c.isa !== 'string' ||
     !(c.machine === undefined || (typeof c.machine === 'string' && /^[0-9a-f]{1,64}$/.test(c.machine))) ||
+    !(c.machineBytesPerSecond === undefined || amount(c.machineBytesPerSecond)) ||
     !Array.isArray(c.models)
   ) {
     throw new Error('its description of itself is malformed');

@@ -28,7 +28,7 @@ import { kvCacheBytes } from '../model/kv-cache.js';
 import { CairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
-import { machineId, measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { machineId, measureMachineSpeed, measureMatvecSpeed, offeredMemory } from './capabilities.js';
 import { shardSpecOf, validateLoadRequest } from './load-request.js';
 import { nodeReceiveLimit, type StageSizes } from './limits.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
@@ -144,6 +144,7 @@ export class MeshNode {
       threads: info.threads,
       isa: info.isa,
       machine: machineId(),
+      machineBytesPerSecond: measureMachineSpeed(kernels, speed),
       models: [...node.models.keys()],
       host: node.address.host,
       port: node.address.port,

@@ -140,6 +140,8 @@ export interface NodeCapabilities {
   readonly isa: string;
   /** Id of the machine the node runs on (capabilities.ts machineId): nodes with one id share it. */
   readonly machine?: string;
+  /** The same product's speed on all the machine's cores (capabilities.ts measureMachineSpeed). */
+  readonly machineBytesPerSecond?: number;
   /** SHA-256 of the whole model files it has in its models folder. */
   readonly models: readonly string[];
   /** Address other stages reach it at. */

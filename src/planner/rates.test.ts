@@ -19,6 +19,23 @@ test('nodes on one machine share it while both compute, in proportion to their c
   assert.equal(ratesOf(a, [a, b]).flops, 5e9 * DEFAULT_FLOPS_PER_BYTE);
 });
 
+test("where the machine's own speed is known, nodes on it are slowed only as far as their speeds exceed it", () => {
+  // Two one-thread nodes of 9 GB/s on a box that reads 15 GB/s with all its cores: each keeps 15/18.
+  const a = n('a', { machine: 'box', cores: 1, bytesPerSecond: 9e9, machineBytesPerSecond: 15e9 });
+  const b = n('b', { machine: 'box', cores: 1, bytesPerSecond: 9e9, machineBytesPerSecond: 15e9 });
+  assert.ok(Math.abs(machineShare(a, [a, b]) - 15 / 18) < 1e-12);
+  // Together below the machine: nothing shared that either lacks.
+  const slow = n('slow', { machine: 'box', bytesPerSecond: 4e9, machineBytesPerSecond: 15e9 });
+  assert.equal(machineShare(slow, [slow, a]), 1);
+  // Two nodes that each use the whole machine (all its cores): half each, as by cores.
+  const w1 = n('w1', { machine: 'm', cores: 2, bytesPerSecond: 15e9, machineBytesPerSecond: 15e9 });
+  const w2 = n('w2', { machine: 'm', cores: 2, bytesPerSecond: 15e9, machineBytesPerSecond: 15e9 });
+  assert.equal(machineShare(w1, [w1, w2]), 0.5);
+  // One node that does not know its machine's speed: the rule by cores for all of them.
+  const old = n('old', { machine: 'box', cores: 1, bytesPerSecond: 9e9 });
+  assert.equal(machineShare(a, [a, old]), 0.5);
+});
+
 test('read speed by weight type, else the node speed; work is the slower of reading and computing', () => {
   const r = ratesOf(n('a', { bytesPerSecondByType: { Q4_K: 5e9 }, flopsPerSecond: 1e11 }));
   assert.equal(r.read('Q4_K'), 5e9);

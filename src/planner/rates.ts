@@ -1,8 +1,11 @@
 /**
  * How fast a node reads weights and computes while others work beside it. A node's figures are
  * measured (or given) with the machine to itself; nodes that run on one machine (same `machine`)
- * and compute at the same time share its memory bandwidth and cores, each in proportion to its
- * cores (equally when cores are not given): two nodes on one 2-core box each get half.
+ * and compute at the same time share it. Where the machine's own speed is known (all its cores
+ * at once, `machineBytesPerSecond`), they are slowed only as far as their speeds add up to more
+ * than it: two one-thread nodes on a 2-core box each keep a core, and lose only what their reads
+ * together exceed of its memory. Where it is not, each gets a part in proportion to its cores
+ * (equally when cores are not given): two nodes on one 2-core box each get half.
  */
 import type { NodeInfo } from './types.js';
 
@@ -28,6 +31,11 @@ export function machineShare(node: NodeInfo, busy: readonly NodeInfo[]): number 
   if (node.machine === undefined) return 1;
   const peers = busy.filter((n) => n.machine === node.machine && n.id !== node.id);
   if (peers.length === 0) return 1;
+  const machine = [node, ...peers].map((n) => n.machineBytesPerSecond);
+  if (machine.every((m) => m !== undefined && m > 0)) {
+    const demand = node.bytesPerSecond + peers.reduce((a, n) => a + n.bytesPerSecond, 0);
+    return Math.min(1, Math.min(...(machine as number[])) / demand);
+  }
   const cores = (n: NodeInfo) => n.cores ?? 1;
   return cores(node) / (cores(node) + peers.reduce((a, n) => a + cores(n), 0));
 }

@@ -101,6 +101,11 @@ export interface NodeInfo {
   readonly cores?: number;
   /** The machine the node runs on: nodes with the same id share its cores and memory bandwidth. */
   readonly machine?: string;
+  /**
+   * The matrix-vector read speed of the node's whole machine (all its cores at once), bytes per
+   * second: nodes sharing the machine are slowed only where their own speeds add up to more.
+   */
+  readonly machineBytesPerSecond?: number;
   /** Fixed time per step this node adds (sampling, framing, dispatch), seconds. */
   readonly stepOverheadSeconds?: number;
 }
