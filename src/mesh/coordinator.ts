@@ -26,7 +26,7 @@ import { peerLinks, worstLink } from '../planner/links.js';
 import { scorePlan } from '../planner/plan-score.js';
 import { makePlan } from '../planner/plan.js';
 import type { LinkInfo, NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
-import { measuredGroupLinks, probeGroup, PROBE_ROUNDS, type ProbeRank } from './exchange-probe.js';
+import { measuredGroupLinks, probeGroup, probeRounds, type ProbeRank } from './exchange-probe.js';
 import { chooseRunnable } from './plan-choice.js';
 import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
@@ -513,8 +513,8 @@ export class ClusterCoordinator implements ForwardRunner {
         }
       }
       try {
-        const seconds = await probeGroup(ranks, { epoch, rounds: PROBE_ROUNDS, values });
         const estimated = allReduce(ids.length, exchangeBytes(values, dtype), worstLink(base, ids), 'direct').seconds;
+        const seconds = await probeGroup(ranks, { epoch, rounds: probeRounds(estimated), values });
         const names = ids.map((id) => this.nameOf(id));
         this.log(`cairn: group ${names.join(' + ')}: one all-reduce of a token took ${(seconds * 1000).toFixed(2)} ms (estimated ${(estimated * 1000).toFixed(2)} ms)`);
         probes.push({ names, measuredMs: seconds * 1000, estimatedMs: estimated * 1000 });

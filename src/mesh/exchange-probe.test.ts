@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { allReduceSeconds, exchangeBytes } from '../planner/all-reduce.js';
 import type { PlanRequest } from '../planner/types.js';
-import { measuredGroupLinks, probeGroup } from './exchange-probe.js';
+import { measuredGroupLinks, probeGroup, probeRounds, PROBE_ROUNDS } from './exchange-probe.js';
 import type { TensorGroup } from './tensor-group.js';
 import { DType } from '../cluster/index.js';
 
@@ -45,4 +45,11 @@ test("a group's probe is its slowest rank's, and a rank's nonsense answer is ref
     probeGroup([{ nodeId: 'a', local: local(1e-4) }, { nodeId: 'b', conn: liar as never }], { epoch: 1, rounds: 4, values: 8 }),
     /answered an exchange probe/,
   );
+});
+
+test('a probe takes its full rounds on fast links and fewer on slow ones, never fewer than 20', () => {
+  assert.equal(probeRounds(100e-6), PROBE_ROUNDS);
+  assert.equal(probeRounds(10e-3), 200);
+  assert.equal(probeRounds(1), 20);
+  assert.equal(probeRounds(0), PROBE_ROUNDS);
 });

@@ -16,8 +16,18 @@ import { CairnError } from '../util/errors.js';
 import { MeshFrame, type ExchangeProbe } from './protocol.js';
 import type { TensorGroup } from './tensor-group.js';
 
-/** All-reduces of a probe: the first half warms the path up, the median of the second is kept. */
+/** All-reduces of a probe at most: the first half warms the path up, the median of the second is kept. */
 export const PROBE_ROUNDS = 600;
+/** Fewest all-reduces of a probe. */
+const MIN_PROBE_ROUNDS = 20;
+/** Seconds a probe aims to take at most, by the estimate of one all-reduce (slow links get fewer rounds). */
+const PROBE_BUDGET_SECONDS = 2;
+
+/** Rounds of a probe whose all-reduces are estimated at `estimatedSeconds` each. */
+export function probeRounds(estimatedSeconds: number): number {
+  const fit = Math.floor(PROBE_BUDGET_SECONDS / Math.max(estimatedSeconds, 1e-9));
+  return Math.max(MIN_PROBE_ROUNDS, Math.min(PROBE_ROUNDS, fit));
+}
 /** A probe that takes longer than this fails (a rank that never joins it). */
 const PROBE_TIMEOUT_MS = 60_000;
 
