@@ -2,50 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { choosePlan, expertPlan, hybridPlan, pipelinePlan, planCandidates, tensorPlan } from './candidates.js';
 import type { LayerShape, ModelMeta, NodeInfo, PlanRequest } from './types.js';
+import { denseModel } from '../../test/helpers/planner-models.js';
 
 const GB = 1e9;
 
 /** A dense model of Llama-3-8B's shape at 8 bits per weight (1 byte each). */
 function dense8b(): ModelMeta {
-  const nEmbd = 4096;
-  const nFf = 14336;
-  const nLayer = 32;
-  const layer: LayerShape = {
-    attentionBytes: 2 * nEmbd * nEmbd,
-    kvProjectionBytes: 2 * nEmbd * 1024,
-    denseFfnBytes: 3 * nEmbd * nFf,
-    expertBytes: 0,
-    experts: 0,
-    expertsUsed: 0,
-    sharedExpertBytes: 0,
-    replicatedBytes: 2 * nEmbd * 4,
-    activeParameters: 2 * nEmbd * nEmbd + 2 * nEmbd * 1024 + 3 * nEmbd * nFf,
-    ffnWidth: nFf,
-    weightType: 'Q8_0',
-  };
-  const bytes = layer.attentionBytes + layer.kvProjectionBytes + layer.denseFfnBytes + layer.replicatedBytes;
-  return {
-    nLayer,
-    layerBytes: Array(nLayer).fill(bytes),
-    layerActiveBytes: Array(nLayer).fill(bytes),
-    embedBytes: 128256 * nEmbd,
-    headBytes: 128256 * nEmbd,
-    headActiveBytes: 128256 * nEmbd,
-    kvBytesPerToken: Array(nLayer).fill(2 * 1024 * 2),
-    activationBytesPerToken: nEmbd * 2,
-    workingBytes: 256 << 20,
-    shape: {
-      nEmbd,
-      nHead: 32,
-      nKvHead: 8,
-      headDim: 128,
-      nVocab: 128256,
-      blockSize: 32,
-      layers: Array(nLayer).fill(layer),
-      headParameters: 128256 * nEmbd,
-      headWeightType: 'Q8_0',
-    },
-  };
+  return denseModel({ nEmbd: 4096, nFf: 14336, nLayer: 32, nHead: 32, nKvHead: 8, nVocab: 128256, workingBytes: 256 << 20 });
 }
 
 /** A Mixture-of-Experts model: 24 layers of 64 experts (4 used) of 24 MB each, attention 60 MB. */

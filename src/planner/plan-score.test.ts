@@ -8,50 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hybridPlan, pipelinePlan, tensorPlan } from './candidates.js';
 import { scorePlan } from './plan-score.js';
-import type { LayerShape, ModelMeta, NodeInfo, PlanRequest } from './types.js';
+import type { NodeInfo, PlanRequest } from './types.js';
+import { denseModel } from '../../test/helpers/planner-models.js';
 
 /** 16 layers of width 2048 (FFN 8192) at one byte per weight. */
-function model(): ModelMeta {
-  const nEmbd = 2048;
-  const nFf = 8192;
-  const nLayer = 16;
-  const layer: LayerShape = {
-    attentionBytes: 2 * nEmbd * nEmbd,
-    kvProjectionBytes: 2 * nEmbd * 512,
-    denseFfnBytes: 3 * nEmbd * nFf,
-    expertBytes: 0,
-    experts: 0,
-    expertsUsed: 0,
-    sharedExpertBytes: 0,
-    replicatedBytes: 2 * nEmbd * 4,
-    activeParameters: 2 * nEmbd * nEmbd + 2 * nEmbd * 512 + 3 * nEmbd * nFf,
-    ffnWidth: nFf,
-    weightType: 'Q8_0',
-  };
-  const bytes = layer.attentionBytes + layer.kvProjectionBytes + layer.denseFfnBytes + layer.replicatedBytes;
-  return {
-    nLayer,
-    layerBytes: Array(nLayer).fill(bytes),
-    layerActiveBytes: Array(nLayer).fill(bytes),
-    embedBytes: 32000 * nEmbd,
-    headBytes: 32000 * nEmbd,
-    headActiveBytes: 32000 * nEmbd,
-    kvBytesPerToken: Array(nLayer).fill(2 * 512 * 2),
-    activationBytesPerToken: nEmbd * 2,
-    workingBytes: 64 << 20,
-    shape: {
-      nEmbd,
-      nHead: 16,
-      nKvHead: 4,
-      headDim: 128,
-      nVocab: 32000,
-      blockSize: 32,
-      layers: Array(nLayer).fill(layer),
-      headParameters: 32000 * nEmbd,
-      headWeightType: 'Q8_0',
-    },
-  };
-}
+const model = () => denseModel({ nEmbd: 2048, nFf: 8192, nLayer: 16, nHead: 16, nKvHead: 4, nVocab: 32000, workingBytes: 64 << 20 });
 
 const nodes: NodeInfo[] = [
   { id: 'c', coordinator: true, memoryBytes: 16e9, bytesPerSecond: 40e9 },
