@@ -241,15 +241,13 @@ async function liveNodes(
 /** This machine as a node: the memory it offers and its measured matrix-vector speed (as `cairn node` measures itself). */
 async function measureHere(o: PlanFlags, id: string): Promise<NodeInfo> {
   const { createKernels, cpuInfo } = await import('../kernels/index.js');
-  const { machineId, measureMachineSpeed, measureMatvecSpeed, offeredMemory } = await import('../mesh/capabilities.js');
+  const { machineId, measureSpeeds, offeredMemory } = await import('../mesh/capabilities.js');
   const kernels = createKernels({ threads: o.threads });
-  const speed = measureMatvecSpeed(kernels);
   return {
     id,
     coordinator: true,
     memoryBytes: offeredMemory(o.maxMemory),
-    bytesPerSecond: speed,
-    machineBytesPerSecond: measureMachineSpeed(kernels, speed),
+    ...measureSpeeds(kernels),
     cores: o.threads ?? cpuInfo().threads,
     // The id `cairn node` reports, so that nodes on this machine are known to share it.
     machine: machineId(),

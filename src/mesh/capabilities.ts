@@ -10,7 +10,7 @@ import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { cpuInfo, type Kernels } from '../kernels/index.js';
 
 /** Bytes per second of a Q8_0 matrix-vector product over `bytes` of weights (median of runs). */
-export function measureMatvecSpeed(kernels: Kernels, bytes = 96 << 20, runs = 9): number {
+function measureMatvecSpeed(kernels: Kernels, bytes = 96 << 20, runs = 9): number {
   const cols = 4096;
   const rowBytes = ggmlRowBytes(GgmlType.Q8_0, cols);
   const rows = Math.max(1, Math.floor(bytes / rowBytes));
@@ -35,16 +35,18 @@ export function measureMatvecSpeed(kernels: Kernels, bytes = 96 << 20, runs = 9)
 }
 
 /**
- * The same product's speed on the whole machine (as many kernel threads as it has physical
- * cores), given the node's own speed on its threads: the planner slows nodes that share a machine
- * only as far as their speeds add up to more than this. The kernels' thread count is put back.
+ * A node's speeds: the product above on its own kernel threads, and on the whole machine (as many
+ * threads as it has physical cores; the same figure where the node already uses them all). The
+ * planner slows nodes that share a machine only as far as their speeds add up to more than the
+ * machine's. The kernels' thread count is put back.
  */
-export function measureMachineSpeed(kernels: Kernels, ownSpeed: number): number {
+export function measureSpeeds(kernels: Kernels): { bytesPerSecond: number; machineBytesPerSecond: number } {
+  const bytesPerSecond = measureMatvecSpeed(kernels);
   const { threads, physicalCores } = cpuInfo();
-  if (physicalCores <= threads) return ownSpeed;
+  if (physicalCores <= threads) return { bytesPerSecond, machineBytesPerSecond: bytesPerSecond };
   kernels.setThreads(physicalCores);
   try {
-    return Math.max(ownSpeed, measureMatvecSpeed(kernels));
+    return { bytesPerSecond, machineBytesPerSecond: Math.max(bytesPerSecond, measureMatvecSpeed(kernels)) };
   } finally {
     kernels.setThreads(threads);
   }

@@ -32,7 +32,7 @@ import { CairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
 import { packParts, unpackParts } from '../util/message-framing.js';
 import { ProgressReporter } from '../util/progress.js';
-import { machineId, measureMachineSpeed, measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { machineId, measureSpeeds, offeredMemory } from './capabilities.js';
 import { coordinatorReceiveLimit, type StageSizes } from './limits.js';
 import { modelMeta } from './model-meta.js';
 import { NodeSet, type RemoteNode } from './node-set.js';
@@ -240,16 +240,14 @@ export class ClusterCoordinator implements ForwardRunner {
     if (this.opts.localCompute ?? true) {
       const kernels = createKernels({ threads: this.opts.threads });
       const info = cpuInfo();
-      const speed = measureMatvecSpeed(kernels);
       this.localCaps = {
         nodeId: this.localId,
         name: 'coordinator',
         memoryBytes: offeredMemory(this.opts.maxMemory),
-        bytesPerSecond: speed,
+        ...measureSpeeds(kernels),
         threads: info.threads,
         isa: info.isa,
         machine: machineId(),
-        machineBytesPerSecond: measureMachineSpeed(kernels, speed),
         models: [this.modelSha],
         host: '127.0.0.1',
         port: 0,
@@ -497,30 +495,26 @@ export class ClusterCoordinator implements ForwardRunner {
     const values = this.opts.config.nEmbd;
     const found: LinkInfo[] = [];
     const probes: typeof this.exchangeProbes = [];
+    const local = stages.find((st) => st.kind === 'local')?.group?.exchange;
+    const rankOf = (nodeId: string): ProbeRank | undefined => {
+      if (nodeId === this.localId) return local && { nodeId, local };
+      const node = this.nodes.get(nodeId);
+      return node && { nodeId, conn: node.conn };
+    };
     for (const group of groups) {
       if (group.length < 2 || group.some((r) => r.home !== undefined)) continue;
       const ids = group.map((r) => r.nodeId);
-      const ranks: ProbeRank[] = [];
-      for (const id of ids) {
-        if (id === this.localId) {
-          const local = stages.find((st) => st.kind === 'local')?.group?.exchange;
-          if (!local) return plan;
-          ranks.push({ nodeId: id, local });
-        } else {
-          const node = this.nodes.get(id);
-          if (!node) return plan;
-          ranks.push({ nodeId: id, conn: node.conn });
-        }
-      }
+      const names = ids.map((id) => this.nameOf(id));
+      const ranks = ids.map(rankOf);
+      if (ranks.some((r) => r === undefined)) continue;
       try {
         const estimated = allReduce(ids.length, exchangeBytes(values, dtype), worstLink(base, ids), 'direct').seconds;
-        const seconds = await probeGroup(ranks, { epoch, rounds: probeRounds(estimated), values });
-        const names = ids.map((id) => this.nameOf(id));
+        const seconds = await probeGroup(ranks as ProbeRank[], { epoch, rounds: probeRounds(estimated), values });
         this.log(`cairn: group ${names.join(' + ')}: one all-reduce of a token took ${(seconds * 1000).toFixed(2)} ms (estimated ${(estimated * 1000).toFixed(2)} ms)`);
         probes.push({ names, measuredMs: seconds * 1000, estimatedMs: estimated * 1000 });
         found.push(...measuredGroupLinks(base, ids, seconds, values, dtype));
       } catch (err) {
-        this.log(`cairn: could not measure the exchanges of group ${ids.map((id) => this.nameOf(id)).join(' + ')}: ${(err as Error).message}`);
+        this.log(`cairn: could not measure the exchanges of group ${names.join(' + ')}: ${(err as Error).message}`);
       }
     }
     this.exchangeProbes = probes;

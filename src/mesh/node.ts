@@ -28,7 +28,7 @@ import { kvCacheBytes } from '../model/kv-cache.js';
 import { CairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
-import { machineId, measureMachineSpeed, measureMatvecSpeed, offeredMemory } from './capabilities.js';
+import { machineId, measureSpeeds, offeredMemory } from './capabilities.js';
 import { shardSpecOf, validateLoadRequest } from './load-request.js';
 import { nodeReceiveLimit, type StageSizes } from './limits.js';
 import { MeshFrame, type LoadReply, type LoadRequest, type NodeCapabilities } from './protocol.js';
@@ -133,18 +133,18 @@ export class MeshNode {
     const node = new MeshNode({ ...opts, log }, server, kernels, identity.id, identity.name);
     self.node = node;
     await node.indexModels();
-    const speed = measureMatvecSpeed(kernels);
+    const speeds = measureSpeeds(kernels);
     node.address = await server.listen();
     const info = cpuInfo();
     node.capabilities = {
       nodeId: identity.id,
       name: identity.name,
       memoryBytes: offeredMemory(opts.maxMemory),
-      bytesPerSecond: speed,
+      bytesPerSecond: speeds.bytesPerSecond,
       threads: info.threads,
       isa: info.isa,
       machine: machineId(),
-      machineBytesPerSecond: measureMachineSpeed(kernels, speed),
+      machineBytesPerSecond: speeds.machineBytesPerSecond,
       models: [...node.models.keys()],
       host: node.address.host,
       port: node.address.port,

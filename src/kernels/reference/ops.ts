@@ -7,7 +7,6 @@
 import { kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
 import { f32ToFp16, fp16ToF32, refDequantize, refQuantize } from './quant/index.js';
 
-
 const f = Math.fround;
 
 /** `v` rounded to f32, then to the nearest IEEE half (ties to even), as a number. */
