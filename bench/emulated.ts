@@ -1,11 +1,15 @@
 /**
  * Emulated clusters: nodes in network namespaces of their own, joined through a bridge by veth
- * pairs whose `tc netem` adds a one-way latency and caps the rate (e.g. 0.1 ms / 10 Gbit, 1 ms /
- * 1 Gbit), a coordinator in another namespace. For each link setting and each parallelism (a
- * pipeline and a tensor-parallel group over the same nodes), the coordinator's predicted
- * one-stream decode speed against the speed measured by streaming a completion. The nodes share
- * this machine's cores and memory (the planner is told so by their machine id). Needs root
- * (namespaces); everything it creates it removes.
+ * pairs, a coordinator in another namespace, every link slowed to a one-way latency and a rate
+ * (e.g. 0.1 ms / 10 Gbit, 1 ms / 1 Gbit): by `tc netem` on each namespace's egress where the
+ * kernel has it, else by bench/delay-relay.c in the bridge's namespace, which every connection to
+ * a node then goes through (the coordinator is given the relay's addresses as the nodes', so the
+ * nodes reach each other through it too; each host's egress is paced as netem's would be). For
+ * each link setting and each parallelism (a pipeline and a tensor-parallel group over the same
+ * nodes), the coordinator's predicted one-stream decode speed against the speed measured by
+ * streaming a completion. The nodes share this machine's cores and memory (the planner is told so
+ * by their machine id). Needs root (namespaces) and, without netem, a C compiler; everything it
+ * creates it removes.
  *
  *   node dist/bench/emulated.js MODEL [--nodes 2] [--threads 1] [--tokens 48] [--links 0.1ms/10gbit,1ms/1gbit] [--plans pipeline,tensor]
  */
@@ -14,6 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNode, type NodeProcess } from '../test/helpers/node.js';
+import { buildDelayRelay, parseLinkShape, startDelayRelay, type DelayRelay } from './delay-relay.js';
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
 
 const args = process.argv.slice(2);
@@ -32,6 +37,8 @@ const tag = `e${process.pid % 100000}`;
 const hub = `${tag}-hub`;
 const nsOf = (i: number) => `${tag}-${i}`; // 0: the coordinator
 const addrOf = (i: number) => `10.214.0.${i + 1}`;
+/** Where the relay (in the hub) takes connections for node i, when links are emulated by it. */
+const relayAddrOf = (i: number) => `10.214.0.${i + 101}`;
 const dir = mkdtempSync(join(tmpdir(), 'cairn-emulated-'));
 
 function ip(...a: string[]): void {
@@ -42,6 +49,8 @@ function setUp(): void {
   ip('netns', 'add', hub);
   ip('netns', 'exec', hub, 'ip', 'link', 'add', 'br0', 'type', 'bridge');
   ip('netns', 'exec', hub, 'ip', 'link', 'set', 'br0', 'up');
+  ip('netns', 'exec', hub, 'ip', 'link', 'set', 'lo', 'up');
+  for (let i = 1; i <= nodeCount; i++) ip('netns', 'exec', hub, 'ip', 'addr', 'add', `${relayAddrOf(i)}/24`, 'dev', 'br0');
   for (let i = 0; i <= nodeCount; i++) {
     const ns = nsOf(i);
     ip('netns', 'add', ns);
@@ -55,21 +64,18 @@ function setUp(): void {
 }
 
 /**
- * Every namespace's egress gets `delay` and `rate` (one way between two nodes is one delay).
- * Where the kernel has no netem, the rate alone is capped with a token bucket (tbf) and the
- * latency is the veth pair's own; returns whether the delay was applied.
+ * Every namespace's egress gets `tc netem` delay and rate (one way between two nodes is one
+ * delay); returns false, with every qdisc left as it was, where the kernel has no netem.
  */
-function shape(link: string): boolean {
+function shapeWithNetem(link: string): boolean {
   const [delay, rate] = link.split('/');
-  let delayed = true;
   for (let i = 0; i <= nodeCount; i++) {
-    const tc = (...q: string[]) => spawnSync('ip', ['netns', 'exec', nsOf(i), 'tc', 'qdisc', 'replace', 'dev', 'v0', 'root', ...q]);
-    if (tc('netem', 'delay', delay, 'rate', rate).status === 0) continue;
-    delayed = false;
-    const r = tc('tbf', 'rate', rate, 'burst', '256kb', 'latency', '100ms');
-    if (r.status !== 0) throw new Error(`tc: ${r.stderr.toString()}`);
+    const r = spawnSync('ip', ['netns', 'exec', nsOf(i), 'tc', 'qdisc', 'replace', 'dev', 'v0', 'root', 'netem', 'delay', delay, 'rate', rate]);
+    if (r.status === 0) continue;
+    for (let j = 0; j < i; j++) spawnSync('ip', ['netns', 'exec', nsOf(j), 'tc', 'qdisc', 'del', 'dev', 'v0', 'root']);
+    return false;
   }
-  return delayed;
+  return true;
 }
 
 function tearDown(): void {
@@ -113,12 +119,14 @@ async function main(): Promise<void> {
   setUp();
   try {
     for (const link of links) {
-      const delayed = shape(link);
-      if (!delayed) process.stderr.write(`${link}: this kernel has no netem: the rate is capped, the latency is the veth pair's own\n`);
+      const shape = parseLinkShape(link);
+      const netem = shapeWithNetem(link);
+      if (!netem) process.stderr.write(`${link}: this kernel has no netem: links go through bench/delay-relay.c\n`);
       for (const parallelism of plans) {
         const env = { XDG_CACHE_HOME: join(dir, 'cache') };
         const nodes: NodeProcess[] = [];
         let server: ServerProcess | undefined;
+        let relay: DelayRelay | undefined;
         try {
           // Across namespaces the nodes need a cluster key (without one they accept only this machine's loopback).
           const key = ['--cluster-key-file', join(dir, 'cluster.key')];
@@ -129,7 +137,14 @@ async function main(): Promise<void> {
                 env,
               }),
             );
-          const peers = nodes.map((n, i) => `${addrOf(i + 1)}:${n.port}`).join(',');
+          if (!netem)
+            relay = await startDelayRelay(
+              buildDelayRelay(join(dir, 'relay')),
+              shape,
+              nodes.map((n, i) => ({ listen: `${relayAddrOf(i + 1)}:${n.port}`, target: `${addrOf(i + 1)}:${n.port}` })),
+              ['ip', 'netns', 'exec', hub],
+            );
+          const peers = nodes.map((n, i) => `${netem ? addrOf(i + 1) : relayAddrOf(i + 1)}:${n.port}`).join(',');
           server = await startServer(
             [
               '-m',
@@ -163,7 +178,7 @@ async function main(): Promise<void> {
           const probe = /one all-reduce of a token took ([\d.]+) ms \(estimated ([\d.]+) ms\)/.exec(server.stderr());
           rows.push({
             link,
-            delayed,
+            emulation: netem ? 'netem' : 'relay',
             parallelism,
             stages: status.plan.stages.length,
             predicted,
@@ -179,6 +194,7 @@ async function main(): Promise<void> {
         } finally {
           await server?.stop();
           await Promise.all(nodes.map((n) => n.stop()));
+          await relay?.stop();
         }
       }
     }
