@@ -167,6 +167,17 @@ static inline float scalar_k16(const uint16_t *p) { return quant_half_to_f32(*p)
 static inline float scalar_k32(const float *p) { return *p; }
 
 /*
+ * Cache rows ahead of the one in use that the score and weighted-sum loops ask for: a thread reads
+ * one KV head's slice of each row, rows a whole cache row apart, a stride the hardware prefetchers
+ * lose at every 4 KiB page, so without this a decode token at depth waits on memory for each row.
+ */
+#define ROWS_AHEAD 16
+
+static inline void prefetch_row(const void *p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+}
+
+/*
  * Score kernels. Every (row, head) score is the lane-wise sum over the first d - d % 8 columns,
  * the same reduce4 tree, then the leftover columns in order, whether four rows (one head) or four
  * heads (one row) were computed together, so the grouping never changes a result.
@@ -180,7 +191,37 @@ static inline float scalar_k32(const float *p) { return *p; }
     for (; g + 3 <= nh; g += 4) {                                                                               \
       const int ng = nh - g < 4 ? (int)(nh - g) : 4;                                                            \
       const float *qs[4] = {q + g * d, q + (g + 1) * d, q + (g + 2) * d, ng == 4 ? q + (g + 3) * d : q + g * d}; \
-      for (int64_t r = 0; r < rows; r++) {                                                                      \
+      int64_t r = 0;                                                                                            \
+      /* Two rows at a time: each query load serves two rows (loads, not products, bound this loop). */         \
+      for (; r + 2 <= rows; r += 2) {                                                                           \
+        const KT *kr = k + r * stride, *kr1 = kr + stride;                                                      \
+        prefetch_row(kr + ROWS_AHEAD * stride, d * (int64_t)sizeof(KT));                                        \
+        prefetch_row(kr1 + ROWS_AHEAD * stride, d * (int64_t)sizeof(KT));                                       \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;         \
+        for (int64_t i = 0; i < dv; i += 8) {                                                                   \
+          const __m256 kv = LOAD(kr + i), kv1 = LOAD(kr1 + i);                                                  \
+          const __m256 q0 = _mm256_loadu_ps(qs[0] + i), q1 = _mm256_loadu_ps(qs[1] + i);                        \
+          a0 = _mm256_fmadd_ps(kv, q0, a0);                                                                     \
+          b0 = _mm256_fmadd_ps(kv1, q0, b0);                                                                    \
+          a1 = _mm256_fmadd_ps(kv, q1, a1);                                                                     \
+          b1 = _mm256_fmadd_ps(kv1, q1, b1);                                                                    \
+          const __m256 q2 = _mm256_loadu_ps(qs[2] + i), q3 = _mm256_loadu_ps(qs[3] + i);                        \
+          a2 = _mm256_fmadd_ps(kv, q2, a2);                                                                     \
+          b2 = _mm256_fmadd_ps(kv1, q2, b2);                                                                    \
+          a3 = _mm256_fmadd_ps(kv, q3, a3);                                                                     \
+          b3 = _mm256_fmadd_ps(kv1, q3, b3);                                                                    \
+        }                                                                                                       \
+        float s1[4];                                                                                            \
+        _mm_storeu_ps(s, reduce4(a0, a1, a2, a3));                                                              \
+        _mm_storeu_ps(s1, reduce4(b0, b1, b2, b3));                                                             \
+        for (int j = 0; j < ng; j++) {                                                                          \
+          for (int64_t i = dv; i < d; i++) s[j] += SCALAR(kr + i) * qs[j][i];                                   \
+          for (int64_t i = dv; i < d; i++) s1[j] += SCALAR(kr1 + i) * qs[j][i];                                 \
+          out[(g + j) * out_stride + r] = s[j] * scale;                                                         \
+          out[(g + j) * out_stride + r + 1] = s1[j] * scale;                                                    \
+        }                                                                                                       \
+      }                                                                                                         \
+      for (; r < rows; r++) {                                                                                   \
         const KT *kr = k + r * stride;                                                                          \
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                             \
         for (int64_t i = 0; i < dv; i += 8) {                                                                   \
@@ -202,6 +243,7 @@ static inline float scalar_k32(const float *p) { return *p; }
       float *og = out + g * out_stride;                                                                         \
       for (int64_t r = 0; r < rows; r += 4) {                                                                   \
         const int nr = rows - r < 4 ? (int)(rows - r) : 4;                                                      \
+        for (int j = 0; j < 4; j++) prefetch_row(k + (r + ROWS_AHEAD + j) * stride, d * (int64_t)sizeof(KT));   \
         const KT *ks[4] = {k + r * stride, nr > 1 ? k + (r + 1) * stride : k + r * stride,                      \
                            nr > 2 ? k + (r + 2) * stride : k + r * stride,                                      \
                            nr > 3 ? k + (r + 3) * stride : k + r * stride};                                     \
@@ -241,6 +283,7 @@ static inline __attribute__((always_inline)) void wsum_heads(const uint16_t *v16
     }
     for (int64_t r = 0; r < rows; r++) {
       const int64_t at = r * stride + c;
+      if (c == 0) prefetch_row(v16 ? (const void *)(v16 + at + ROWS_AHEAD * stride) : (const void *)(v32 + at + ROWS_AHEAD * stride), d * (v16 ? 2 : 4));
       const __m256 v0 = v16 ? load_f16(v16 + at) : _mm256_loadu_ps(v32 + at);
       const __m256 v1 = v16 ? load_f16(v16 + at + 8) : _mm256_loadu_ps(v32 + at + 8);
       for (int g = 0; g < ng; g++) {
@@ -316,8 +359,13 @@ static void avx2_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, con
   for (int64_t g0 = 0; g0 < nh; g0 += 4) {
     const int ng = nh - g0 < 4 ? (int)(nh - g0) : 4;
     const block_q8_0 *qb = (const block_q8_0 *)q + g0 * nb;
+    /* The queries' block scales, converted once for all the rows. */
+    float qd[4 * nb];
+    for (int g = 0; g < ng; g++)
+      for (int64_t b = 0; b < nb; b++) qd[g * nb + b] = quant_half_to_f32(qb[g * nb + b].d);
     for (int64_t r = 0; r < rows; r++) {
       const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
+      prefetch_row(k + (r + ROWS_AHEAD) * stride, nb * (int64_t)sizeof(block_q8_0));
       __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
       for (int64_t b = 0; b < nb; b++) {
         const __m256i kv = _mm256_loadu_si256((const __m256i *)kb[b].qs);
@@ -325,7 +373,7 @@ static void avx2_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, con
         for (int g = 0; g < ng; g++) {
           const block_q8_0 *x = qb + g * nb + b;
           const __m256 dot = _mm256_cvtepi32_ps(dot_i8(kv, _mm256_loadu_si256((const __m256i *)x->qs)));
-          acc[g] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dk * quant_half_to_f32(x->d)), acc[g]);
+          acc[g] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dk * qd[g * nb + b]), acc[g]);
         }
       }
       for (int g = 0; g < ng; g++) out[(g0 + g) * out_stride + r] = hsum8(acc[g]) * scale;
@@ -346,6 +394,7 @@ static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v
       acc[g][1] = _mm256_loadu_ps(out + g * d + c + 8);
     }
     for (int64_t r = 0; r < rows; r++) {
+      if (c == 0) prefetch_row(v + (r + ROWS_AHEAD) * stride, d / QK * (int64_t)sizeof(block_q8_0));
       const block_q8_0 *b = (const block_q8_0 *)(v + r * stride) + c / QK;
       const __m256 dv = _mm256_set1_ps(quant_half_to_f32(b->d));
       const __m128i x = _mm_loadu_si128((const __m128i *)(b->qs + c % QK));
