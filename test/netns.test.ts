@@ -1,8 +1,10 @@
 /**
  * The cluster across hosts: a coordinator and two nodes in network namespaces of their own, joined
- * by veth pairs on a bridge (in a fourth namespace), with `tc netem` delay on every link where the
- * kernel has netem. Traffic stays inside these namespaces, which the test creates and removes.
- * Skipped, with the reason, where the kernel (or the user) may not create namespaces.
+ * by veth pairs on a bridge (in a fourth namespace), every link delayed: by `tc netem` where the
+ * kernel has netem, else by bench/delay-relay.c in the bridge's namespace, which the coordinator
+ * is given as the nodes' addresses (so the nodes reach each other through it too). Traffic stays
+ * inside these namespaces, which the test creates and removes. Skipped, with the reason, where the
+ * kernel (or the user) may not create namespaces.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,10 +17,13 @@ import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
 import { startNode, type NodeProcess } from './helpers/node.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
+import { buildDelayRelay, startDelayRelay, type DelayRelay } from '../bench/delay-relay.js';
 
 const tag = `c${process.pid % 100000}`;
 const NS = { hub: `${tag}-hub`, coord: `${tag}-co`, n1: `${tag}-n1`, n2: `${tag}-n2` };
 const ADDR = { coord: '10.213.0.1', n1: '10.213.0.2', n2: '10.213.0.3' };
+/** Where the relay takes connections for each node, when the kernel has no netem. */
+const RELAY_ADDR = { n1: '10.213.0.102', n2: '10.213.0.103' };
 const DELAY_MS = 2;
 const dir = scratchDir('netns');
 
@@ -37,6 +42,8 @@ function setUp(): { netem: boolean } | string {
   if (probe.status !== 0) return `cannot create network namespaces here: ${probe.stderr.trim()}`;
   inNs(NS.hub, 'ip', 'link', 'add', 'br0', 'type', 'bridge');
   inNs(NS.hub, 'ip', 'link', 'set', 'br0', 'up');
+  inNs(NS.hub, 'ip', 'link', 'set', 'lo', 'up');
+  for (const a of Object.values(RELAY_ADDR)) inNs(NS.hub, 'ip', 'addr', 'add', `${a}/24`, 'dev', 'br0');
   let netem = true;
   for (const [key, ns] of [['coord', NS.coord], ['n1', NS.n1], ['n2', NS.n2]] as const) {
     ip('netns', 'add', ns);
@@ -82,6 +89,22 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/**
+ * The --peers for two nodes: their own addresses over netem, else the relay's (started here, with
+ * the same one-way delay; the caller stops it).
+ */
+async function peersOf(nodes: NodeProcess[]): Promise<{ peers: string; relay?: DelayRelay }> {
+  const keys = ['n1', 'n2'] as const;
+  if (typeof setup !== 'string' && setup.netem) return { peers: nodes.map((n, i) => `${ADDR[keys[i]]}:${n.port}`).join(',') };
+  const relay = await startDelayRelay(
+    buildDelayRelay(join(dir, 'relay')),
+    { delayMs: DELAY_MS, rateBitsPerSecond: 0 },
+    nodes.map((n, i) => ({ listen: `${RELAY_ADDR[keys[i]]}:${n.port}`, target: `${ADDR[keys[i]]}:${n.port}` })),
+    ['ip', 'netns', 'exec', NS.hub],
+  );
+  return { peers: nodes.map((n, i) => `${RELAY_ADDR[keys[i]]}:${n.port}`).join(','), relay };
+}
+
 /** Runs fetch inside the coordinator's namespace (its server is only reachable there). */
 function fetchInCoordinator(url: string, body?: unknown): unknown {
   const script = join(dir, 'fetch.mjs');
@@ -106,27 +129,32 @@ async function coordinatorReady(server: ServerProcess): Promise<void> {
   }
 }
 
-test('nodes in separate network namespaces, over veth with netem delay, give the single-node tokens', { timeout: 180_000 }, async (t) => {
+test('nodes in separate network namespaces, over delayed links, give the single-node tokens', { timeout: 180_000 }, async (t) => {
   if (typeof setup === 'string') return t.skip(setup);
-  if (!setup.netem) t.diagnostic('this kernel has no netem qdisc: the links run without added delay');
+  if (!setup.netem) t.diagnostic('this kernel has no netem qdisc: the links go through bench/delay-relay.c');
   const expected = JSON.parse(
     execFileSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', model, '-p', 'hi', '-n', '24', '--temperature', '0', '--ignore-eos', '--json', '--ctx', '256'], { encoding: 'utf8' }),
   ).text as string;
   const env = { XDG_CACHE_HOME: join(dir, 'cache') };
   const nodes: NodeProcess[] = [];
   let server: ServerProcess | undefined;
+  let relay: DelayRelay | undefined;
   try {
     for (const k of ['n1', 'n2'] as const) nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns cluster passphrase', '--name', k], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
-    server = await startServer(['-m', model, '--cluster', '--peers', `${ADDR.n1}:${nodes[0].port},${ADDR.n2}:${nodes[1].port}`, '--cluster-key', 'netns cluster passphrase', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
+    const links = await peersOf(nodes);
+    relay = links.relay;
+    server = await startServer(['-m', model, '--cluster', '--peers', links.peers, '--cluster-key', 'netns cluster passphrase', '--ctx', '256'], env, ['ip', 'netns', 'exec', NS.coord]);
     await coordinatorReady(server);
     const status = fetchInCoordinator(`${server.url}/v1/cluster`) as { plan: { stages: unknown[] }; links: { latencyMs: number }[] };
     assert.equal(status.plan.stages.length, 3);
-    if (setup.netem) for (const l of status.links) assert.ok(l.latencyMs >= 2 * DELAY_MS * 0.9, `link round trip ${l.latencyMs} ms includes the netem delay`);
+    assert.ok(status.links.length >= 2);
+    for (const l of status.links) assert.ok(l.latencyMs >= 2 * DELAY_MS * 0.9, `link round trip ${l.latencyMs} ms includes the delay`);
     const r = fetchInCoordinator(`${server.url}/v1/completions`, { model: 'model', prompt: 'hi', max_tokens: 24, temperature: 0, ignore_eos: true }) as { choices: { text: string }[] };
     assert.equal(r.choices[0].text, expected);
   } finally {
     await server?.stop();
     await Promise.all(nodes.map((n) => n.stop()));
+    await relay?.stop();
   }
 });
 
@@ -151,7 +179,7 @@ test('nodes announced over mDNS inside the namespaces are found without --peers'
   }
 });
 
-test('a tensor-parallel group across namespaces, over veth with netem delay, gives the single-node tokens', { timeout: 180_000 }, async (t) => {
+test('a tensor-parallel group across namespaces, over delayed links, gives the single-node tokens', { timeout: 180_000 }, async (t) => {
   if (typeof setup === 'string') return t.skip(setup);
   const expected = JSON.parse(
     execFileSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', f32Model, '-p', 'hi', '-n', '16', '--temperature', '0', '--ignore-eos', '--json', '--ctx', '256'], { encoding: 'utf8' }),
@@ -159,10 +187,13 @@ test('a tensor-parallel group across namespaces, over veth with netem delay, giv
   const env = { XDG_CACHE_HOME: join(dir, 'cache-tensor') };
   const nodes: NodeProcess[] = [];
   let server: ServerProcess | undefined;
+  let relay: DelayRelay | undefined;
   try {
     for (const k of ['n1', 'n2'] as const) nodes.push(await startNode(['--host', ADDR[k], '--cluster-key', 'netns cluster passphrase', '--name', `t${k}`], { prefix: ['ip', 'netns', 'exec', NS[k]], env }));
+    const links = await peersOf(nodes);
+    relay = links.relay;
     server = await startServer(
-      ['-m', f32Model, '--cluster', '--no-local-compute', '--parallelism', 'tensor', '--peers', `${ADDR.n1}:${nodes[0].port},${ADDR.n2}:${nodes[1].port}`, '--cluster-key', 'netns cluster passphrase', '--ctx', '256'],
+      ['-m', f32Model, '--cluster', '--no-local-compute', '--parallelism', 'tensor', '--peers', links.peers, '--cluster-key', 'netns cluster passphrase', '--ctx', '256'],
       env,
       ['ip', 'netns', 'exec', NS.coord],
     );
@@ -175,5 +206,6 @@ test('a tensor-parallel group across namespaces, over veth with netem delay, giv
   } finally {
     await server?.stop();
     await Promise.all(nodes.map((n) => n.stop()));
+    await relay?.stop();
   }
 });
