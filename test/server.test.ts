@@ -132,6 +132,64 @@ describe('cairn serve with stories260K', { skip }, () => {
     assert.equal(content.map((t) => t.token).join(''), r.choices[0].message.content);
   });
 
+  test('chat n choices: greedy ones agree, sampled ones follow seed + i, each holds its own JSON constraint, streamed chunks come tagged by index', async () => {
+    const messages = [{ role: 'user' as const, content: 'Tell me about a cat named Tom.' }];
+    const one = await client.chat.completions.create({ model, messages, max_tokens: 12, temperature: 0 });
+    const three = await client.chat.completions.create({ model, messages, max_tokens: 12, temperature: 0, n: 3 });
+    assert.deepEqual(three.choices.map((c) => c.index), [0, 1, 2]);
+    for (const c of three.choices) assert.equal(c.message.content, one.choices[0].message.content);
+    assert.equal(three.usage!.prompt_tokens, one.usage!.prompt_tokens, 'the prompt is counted once');
+    assert.equal(three.usage!.completion_tokens, 3 * one.usage!.completion_tokens);
+    const sampled = { model, messages, max_tokens: 16, temperature: 1.5 };
+    const n2 = await client.chat.completions.create({ ...sampled, n: 2, seed: 40 });
+    const s40 = await client.chat.completions.create({ ...sampled, seed: 40 });
+    const s41 = await client.chat.completions.create({ ...sampled, seed: 41 });
+    assert.equal(n2.choices[0].message.content, s40.choices[0].message.content);
+    assert.equal(n2.choices[1].message.content, s41.choices[0].message.content);
+    assert.notEqual(s40.choices[0].message.content, s41.choices[0].message.content, 'two seeds sampled the same 16 tokens');
+    // A constraint follows one output: shared by two choices, the second would break the first's JSON.
+    // (The request of the json_schema test below, its seeds 1, 2 and 3 as one request's choices.)
+    const schema = {
+      type: 'object',
+      properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer' }, happy: { type: 'boolean' } },
+      required: ['name', 'age', 'happy'],
+      additionalProperties: false,
+    };
+    const json = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: 'Describe Lily as JSON.' }],
+      max_tokens: 400,
+      temperature: 1,
+      seed: 1,
+      n: 3,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } },
+    });
+    for (const c of json.choices) {
+      assert.equal(c.finish_reason, 'stop', 'the document was completed');
+      assert.deepEqual(Object.keys(JSON.parse(c.message.content ?? '')).sort(), ['age', 'happy', 'name']);
+    }
+    // Streamed: every chunk names its choice, each choice starts and finishes once, texts equal the whole answer's.
+    const stream = await client.chat.completions.create({ ...sampled, n: 2, seed: 40, stream: true, stream_options: { include_usage: true } });
+    const texts = ['', ''];
+    const roles = [0, 0];
+    const finished = [0, 0];
+    let streamedUsage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      if (chunk.usage) streamedUsage = chunk.usage;
+      for (const c of chunk.choices) {
+        if (c.delta.role) roles[c.index]++;
+        texts[c.index] += c.delta.content ?? '';
+        if (c.finish_reason) finished[c.index]++;
+      }
+    }
+    assert.deepEqual(roles, [1, 1]);
+    assert.deepEqual(finished, [1, 1]);
+    assert.deepEqual(texts, n2.choices.map((c) => c.message.content));
+    assert.equal(streamedUsage?.completion_tokens, n2.usage!.completion_tokens);
+    // More choices than a request may ask for is a clear error.
+    await assert.rejects(client.chat.completions.create({ model, messages, max_tokens: 2, n: 65 }), (err: { status?: number }) => err.status === 400);
+  });
+
   test('response_format json_schema: the reply parses and matches the schema', async () => {
     const schema = {
       type: 'object',

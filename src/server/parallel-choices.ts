@@ -4,7 +4,7 @@
  * prompt share its KV: the first reads the prompt alone, and the others start once it has (its
  * first event), so the engine copies the prompt's KV from its slot instead of reading it again.
  */
-import type { GenerationEvent } from '../engine/engine.js';
+import type { GenerationEvent, GenerationSummary } from '../engine/engine.js';
 import type { LoadedModel } from '../engine/load.js';
 import { startGeneration, type ServerGeneration } from './generation.js';
 
@@ -19,6 +19,8 @@ export interface ChoicePlan {
   readonly gen: ServerGeneration;
   /** Choices of this prompt; their indices follow on from the previous prompt's. */
   readonly n: number;
+  /** Choice i's generation (i >= 1) where it needs state of its own, such as a constraint; default: `gen`. */
+  readonly choice?: (i: number) => ServerGeneration;
 }
 
 /**
@@ -44,7 +46,7 @@ export async function* generateChoices(model: LoadedModel, plans: readonly Choic
       start(first, plan.gen);
       if (plan.n > 1) {
         waiting.set(iterators.length - 1, () => {
-          for (let i = 1; i < plan.n; i++) start(first + i, withSeedOffset(plan.gen, i));
+          for (let i = 1; i < plan.n; i++) start(first + i, withSeedOffset(plan.choice?.(i) ?? plan.gen, i));
         });
       }
       index += plan.n;
@@ -72,4 +74,12 @@ export async function* generateChoices(model: LoadedModel, plans: readonly Choic
 function withSeedOffset(gen: ServerGeneration, i: number): ServerGeneration {
   const seed = gen.sampler.seed;
   return seed === undefined || seed === -1 ? gen : { ...gen, sampler: { ...gen.sampler, seed: (seed + i) >>> 0 } };
+}
+
+/** The choices' totals as one summary, for the metrics and the request log (the first choice's timings). */
+export function combinedSummary(summaries: readonly (GenerationSummary | undefined)[]): GenerationSummary | undefined {
+  const first = summaries[0];
+  if (!first) return undefined;
+  const sum = (f: (s: GenerationSummary) => number) => summaries.reduce((a, s) => a + (s ? f(s) : 0), 0);
+  return { ...first, promptTokens: sum((s) => s.promptTokens), cachedTokens: sum((s) => s.cachedTokens), completionTokens: sum((s) => s.completionTokens) };
 }

@@ -7,11 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/chat.js';
 import type { LoadedModel } from '../../engine/load.js';
-import type { GenerationSummary } from '../../engine/engine.js';
+import type { GenerationConstraint, GenerationSummary } from '../../engine/engine.js';
 import { detectToolCallFormat, parseToolCalls, type ToolDefinition } from '../../tokenizer/chat/index.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
-import { chatLogprob, samplerFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
+import { chatLogprob, samplerFromApi, stopList, type ServerGeneration } from '../generation.js';
+import { combinedSummary, generateChoices } from '../parallel-choices.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
@@ -25,12 +26,15 @@ function finishReason(s: GenerationSummary): FinishReason {
   return s.finishReason === 'length' ? 'length' : 'stop';
 }
 
-function usage(s: GenerationSummary): Record<string, unknown> {
+/** Usage of all the choices: the prompt once (as OpenAI counts it), every choice's completion. */
+function usage(summaries: readonly GenerationSummary[]): Record<string, unknown> {
+  const prompt = summaries[0].promptTokens;
+  const completion = summaries.reduce((a, s) => a + s.completionTokens, 0);
   return {
-    prompt_tokens: s.promptTokens,
-    completion_tokens: s.completionTokens,
-    total_tokens: s.promptTokens + s.completionTokens,
-    prompt_tokens_details: { cached_tokens: s.cachedTokens },
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: summaries[0].cachedTokens },
   };
 }
 
@@ -68,7 +72,13 @@ export function forcedCallSchema(tools: ToolDefinition[], choice: ChatCompletion
  * schema sizes, then the constraint (compiled in slices), then the prompt (rendered and tokenized
  * by a prompt worker).
  */
-async function prepare(host: ModelHost, model: LoadedModel, req: ChatCompletionRequest, signal: AbortSignal): Promise<{ gen: ServerGeneration; tools?: ToolDefinition[]; forced: boolean }> {
+async function prepare(
+  host: ModelHost,
+  model: LoadedModel,
+  req: ChatCompletionRequest,
+  n: number,
+  signal: AbortSignal,
+): Promise<{ gen: ServerGeneration; choice: (i: number) => ServerGeneration; tools?: ToolDefinition[]; forced: boolean }> {
   const tools = req.tools && req.tools.length > 0 && req.tool_choice !== 'none' ? (req.tools as ToolDefinition[]) : undefined;
   if (tools && req.response_format && req.response_format.type !== 'text') {
     throw badRequest('response_format and tools cannot be combined', 'response_format');
@@ -77,7 +87,11 @@ async function prepare(host: ModelHost, model: LoadedModel, req: ChatCompletionR
   req.tools?.forEach((t, i) => checkSchemaSize(t.function.parameters, `tools.${i}.function.parameters`));
   const forced = tools ? forcedCallSchema(tools, req.tool_choice) : undefined;
   const format = forced ? ({ type: 'json_schema', json_schema: { schema: forced } } as const) : req.response_format;
-  const constraint = format ? await constraintForFormat(model, format, forced ? 'tools' : undefined) : undefined;
+  // A constraint follows one output token by token: each choice gets its own (the schema is
+  // compiled once and cached, so the others cost little).
+  const constraints: (GenerationConstraint | undefined)[] = [];
+  for (let i = 0; i < (format ? n : 0); i++) constraints.push(await constraintForFormat(model, format!, forced ? 'tools' : undefined));
+  const constraint = constraints[0];
   const prompt = await host.prompts.chat(messagesFor(req), { tools, variables: req.chat_template_kwargs }, signal);
   const gen: ServerGeneration = {
     prompt,
@@ -89,7 +103,7 @@ async function prepare(host: ModelHost, model: LoadedModel, req: ChatCompletionR
     maxDraft: req['speculative.n_max'],
     constraint,
   };
-  return { gen, tools, forced: forced !== undefined };
+  return { gen, choice: (i) => (constraints[i] ? { ...gen, constraint: constraints[i] } : gen), tools, forced: forced !== undefined };
 }
 
 /** The call a forced reply holds (the constraint guarantees its shape once complete). */
@@ -135,93 +149,116 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   reply.raw.on('close', () => {
     if (!reply.raw.writableEnded) abort.abort();
   });
-  const { gen, tools, forced } = await prepare(host, model, req, abort.signal);
+  const n = req.n ?? 1;
+  const { gen, choice, tools, forced } = await prepare(host, model, req, n, abort.signal);
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
-  const events = startGeneration(model, gen, abort.signal);
+  const events = generateChoices(model, [{ gen, n, choice }], abort.signal);
   metrics.requestStarted(reply.raw);
 
   if (!req.stream) {
-    const logprobs: unknown[] = [];
-    let summary: GenerationSummary | undefined;
-    for await (const ev of events) {
-      if (ev.type === 'token' && ev.logprobs) logprobs.push(chatLogprob(model, ev.logprobs));
-      if (ev.type === 'done') summary = ev.summary;
+    const states = Array.from({ length: n }, () => ({ logprobs: [] as unknown[], summary: undefined as GenerationSummary | undefined }));
+    for await (const { index, event: ev } of events) {
+      if (ev.type === 'token' && ev.logprobs) states[index].logprobs.push(chatLogprob(model, ev.logprobs));
+      if (ev.type === 'done') states[index].summary = ev.summary;
     }
-    metrics.requestEnded(summary, reply.raw);
-    if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
-    const calls = forced ? forcedCall(summary) : tools ? toolCallsOf(host, model, summary) : undefined;
-    const message = calls
-      ? { role: 'assistant', content: calls.content, tool_calls: calls.calls.map((c) => ({ ...(c as object), index: undefined })) }
-      : { role: 'assistant', content: summary.text };
+    metrics.requestEnded(combinedSummary(states.map((c) => c.summary)), reply.raw);
+    const failed = states.find((c) => !c.summary || c.summary.finishReason === 'error');
+    if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'));
+    const summaries = states.map((c) => c.summary!);
     await reply.send({
       id,
       object: 'chat.completion',
       created,
       model: host.nameFor(req.model),
       system_fingerprint: 'cairn',
-      choices: [{ index: 0, message, logprobs: gen.logprobs !== undefined ? { content: logprobs } : null, finish_reason: calls ? 'tool_calls' : finishReason(summary) }],
-      usage: usage(summary),
+      choices: states.map((c, index) => {
+        const summary = summaries[index];
+        const calls = forced ? forcedCall(summary) : tools ? toolCallsOf(host, model, summary) : undefined;
+        const message = calls
+          ? { role: 'assistant', content: calls.content, tool_calls: calls.calls.map((call) => ({ ...(call as object), index: undefined })) }
+          : { role: 'assistant', content: summary.text };
+        return { index, message, logprobs: gen.logprobs !== undefined ? { content: c.logprobs } : null, finish_reason: calls ? 'tool_calls' : finishReason(summary) };
+      }),
+      usage: usage(summaries),
     });
     return;
   }
 
   reply.hijack();
   const sse = new SseStream(reply.raw, () => abort.abort());
-  const chunk = (delta: Record<string, unknown>, finish: string | null, logprobs?: unknown) => ({
+  const chunk = (index: number, delta: Record<string, unknown>, finish: string | null, logprobs?: unknown) => ({
     id,
     object: 'chat.completion.chunk',
     created,
     model: host.nameFor(req.model),
     system_fingerprint: 'cairn',
-    choices: [{ index: 0, delta, logprobs: logprobs ?? null, finish_reason: finish }],
+    choices: [{ index, delta, logprobs: logprobs ?? null, finish_reason: finish }],
   });
-  sse.send(chunk({ role: 'assistant', content: '' }, null));
   // With tools the reply may hold calls, known only once complete. Text is streamed as long as it
   // is prose for sure (ProseGate); from the first possible call on, the rest waits for the end.
   const format = tools && !forced ? detectToolCallFormat(host.prompts.templateSource ?? '') : undefined;
-  const gate = format ? new ProseGate<{ content: unknown[] }>(model, format) : undefined;
-  let summary: GenerationSummary | undefined;
-  for await (const ev of events) {
-    if (ev.type === 'done') {
-      summary = ev.summary;
-      break;
+  const states = Array.from({ length: n }, () => ({
+    gate: format ? new ProseGate<{ content: unknown[] }>(model, format) : undefined,
+    summary: undefined as GenerationSummary | undefined,
+  }));
+  for (let index = 0; index < n; index++) sse.send(chunk(index, { role: 'assistant', content: '' }, null));
+  /** A choice's end: what it held back (tool calls, or prose after all), then its finish reason. */
+  const finish = (index: number, summary: GenerationSummary) => {
+    const gate = states[index].gate;
+    let reason: string = finishReason(summary);
+    if (tools) {
+      const calls = forced ? forcedCall(summary) : toolCallsOf(host, model, summary, gate?.streamedRaw ?? 0);
+      if (calls) {
+        if (calls.content) sse.send(chunk(index, { content: calls.content }, null));
+        sse.send(chunk(index, { tool_calls: calls.calls }, null));
+        reason = 'tool_calls';
+      } else if (forced) {
+        if (summary.text) sse.send(chunk(index, { content: summary.text }, null));
+      } else {
+        // No call after all: what was held is prose, sent in one chunk (with its tokens' logprobs).
+        const held = gate?.heldPieces() ?? [];
+        const text = held.map((h) => h.text).join('');
+        const lps = held.flatMap((h) => h.extra?.content ?? []);
+        if (text !== '' || lps.length > 0) sse.send(chunk(index, { content: text }, null, lps.length > 0 ? { content: lps } : undefined));
+      }
     }
-    if (forced) continue; // the whole reply is the call
-    const lp = ev.type === 'token' && ev.logprobs ? { content: [chatLogprob(model, ev.logprobs)] } : undefined;
-    if (gate) {
-      for (const h of gate.release(ev, lp)) if (h.text !== '' || h.extra) sse.send(chunk({ content: h.text }, null, h.extra));
-      continue;
+    sse.send(chunk(index, {}, reason));
+  };
+  let error: Error | undefined;
+  try {
+    for await (const { index, event: ev } of events) {
+      const c = states[index];
+      if (ev.type === 'done') {
+        c.summary = ev.summary;
+        if (ev.summary.finishReason === 'error' || ev.summary.finishReason === 'abort') {
+          error ??= ev.summary.error ?? new Error('generation ended without a result');
+          if (ev.summary.finishReason === 'abort') break;
+          continue;
+        }
+        finish(index, ev.summary);
+        continue;
+      }
+      if (forced) continue; // the whole reply is the call
+      const lp = ev.type === 'token' && ev.logprobs ? { content: [chatLogprob(model, ev.logprobs)] } : undefined;
+      if (c.gate) {
+        for (const h of c.gate.release(ev, lp)) if (h.text !== '' || h.extra) sse.send(chunk(index, { content: h.text }, null, h.extra));
+        continue;
+      }
+      if (ev.text === '' && !lp) continue;
+      sse.send(chunk(index, { content: ev.text }, null, lp));
     }
-    if (ev.text === '' && !lp) continue;
-    sse.send(chunk({ content: ev.text }, null, lp));
+  } catch (err) {
+    error = err as Error;
   }
-  metrics.requestEnded(summary, reply.raw);
-  if (!summary || summary.finishReason === 'error' || summary.finishReason === 'abort') {
-    if (summary?.finishReason !== 'abort') sse.send(toApiError(summary?.error ?? new Error('generation ended without a result')).body());
+  metrics.requestEnded(combinedSummary(states.map((c) => c.summary)), reply.raw);
+  if (error || states.some((c) => !c.summary)) {
+    if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result')).body());
     sse.end();
     return;
   }
-  let finish: string = finishReason(summary);
-  if (tools) {
-    const calls = forced ? forcedCall(summary) : toolCallsOf(host, model, summary, gate?.streamedRaw ?? 0);
-    if (calls) {
-      if (calls.content) sse.send(chunk({ content: calls.content }, null));
-      sse.send(chunk({ tool_calls: calls.calls }, null));
-      finish = 'tool_calls';
-    } else if (forced) {
-      if (summary.text) sse.send(chunk({ content: summary.text }, null));
-    } else {
-      // No call after all: what was held is prose, sent in one chunk (with its tokens' logprobs).
-      const held = gate?.heldPieces() ?? [];
-      const text = held.map((h) => h.text).join('');
-      const lps = held.flatMap((h) => h.extra?.content ?? []);
-      if (text !== '' || lps.length > 0) sse.send(chunk({ content: text }, null, lps.length > 0 ? { content: lps } : undefined));
-    }
-  }
-  sse.send(chunk({}, finish));
   if (req.stream_options?.include_usage) {
-    sse.send({ id, object: 'chat.completion.chunk', created, model: host.nameFor(req.model), system_fingerprint: 'cairn', choices: [], usage: usage(summary) });
+    sse.send({ id, object: 'chat.completion.chunk', created, model: host.nameFor(req.model), system_fingerprint: 'cairn', choices: [], usage: usage(states.map((c) => c.summary!)) });
   }
   sse.done();
 }

@@ -15,7 +15,7 @@ import { badRequest, toApiError } from '../errors.js';
 import { samplerFromApi, stopList, tokenView, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
-import { generateChoices } from '../parallel-choices.js';
+import { combinedSummary, generateChoices } from '../parallel-choices.js';
 import { SseStream } from '../sse.js';
 import { completionPrompts, type CompletionPrompt } from './completion-prompts.js';
 import { completionRequest, unknownFields, type CompletionRequest } from './schemas.js';
@@ -86,14 +86,6 @@ function usage(choices: readonly Choice[], prompts: readonly CompletionPrompt[])
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-/** The choices' totals as one summary, for the metrics and the request log (the first choice's timings). */
-function combined(choices: readonly Choice[]): GenerationSummary | undefined {
-  const first = choices[0].summary;
-  if (!first) return undefined;
-  const sum = (f: (s: GenerationSummary) => number) => choices.reduce((a, c) => a + (c.summary ? f(c.summary) : 0), 0);
-  return { ...first, promptTokens: sum((s) => s.promptTokens), cachedTokens: sum((s) => s.cachedTokens), completionTokens: sum((s) => s.completionTokens) };
-}
-
 const finishReason = (s: GenerationSummary): 'stop' | 'length' => (s.finishReason === 'length' ? 'length' : 'stop');
 
 /** Handles one text completion request. */
@@ -158,7 +150,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
       if (event.type === 'done') c.summary = event.summary;
       else c.text += event.text;
     }
-    metrics.requestEnded(combined(choices), reply.raw);
+    metrics.requestEnded(combinedSummary(choices.map((c) => c.summary)), reply.raw);
     const failed = choices.find((c) => !c.summary || c.summary.finishReason === 'error');
     if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'));
     await reply.send({
@@ -216,7 +208,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   } catch (err) {
     error = err as Error;
   }
-  metrics.requestEnded(combined(choices), reply.raw);
+  metrics.requestEnded(combinedSummary(choices.map((c) => c.summary)), reply.raw);
   if (error || choices.some((c) => !c.summary)) {
     if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result')).body());
     sse.end();

@@ -56,7 +56,8 @@ const sampling = {
   stop,
   stream: z.boolean().nullable().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
-  n: z.literal(1, { message: 'only n = 1 is supported' }).nullable().optional(),
+  /** Choices per request (per prompt for text completions), generated side by side. */
+  n: z.number().int().min(1).max(64).nullable().optional(),
   logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullable().optional(),
   user: z.string().optional(),
   ignore_eos: z.boolean().optional(),
@@ -106,7 +107,6 @@ export const completionRequest = z.object({
   logprobs: z.number().int().min(0).max(5).nullable().optional(),
   echo: z.boolean().nullable().optional(),
   suffix: z.string().nullable().optional(),
-  n: z.number().int().min(1).max(64).nullable().optional(),
   best_of: z.number().int().min(1).nullable().optional(),
 });
 
