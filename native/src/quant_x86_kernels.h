@@ -1012,13 +1012,23 @@ QX_TILE_SCALE_MIN(qx_q5_K, qx_unpack_q5_K)
 QX_GEMM(qx_q4_K)
 QX_GEMM(qx_q5_K)
 
-/* A Q6_K super-block of one row: 8 vectors of 32 quants (0..63) and per-vector scale pairs. */
+/* A Q6_K super-block of one row: 8 vectors of 32 quants (0..63) and its 16 scales. */
 typedef struct {
   __m256i q[8];
-  __m256i sc[8]; /* int16: lanes 0-7 the scale of the vector's first 16 quants, 8-15 the second */
   __m256i sc16; /* the 16 scales as int16, in element order (scale j: elements 16j..16j+15) */
+  __m256i lo, hi; /* scales 0-7 and 8-15 as int16, each in both 128-bit halves */
   float d;
 } qx_q6;
+
+/*
+ * Vector i's scale pair as int16 lanes: 0-7 the scale of its first 16 quants, 8-15 the second's.
+ * One byte shuffle of a constant pattern, not two scalar broadcasts and an insert per vector.
+ */
+QX_INLINE __m256i qx_q6_scales(const qx_q6 *b, int i) {
+  const short a = (short)(2 * (i & 3));
+  const __m256i pick = _mm256_setr_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * a)), _mm_set1_epi16((short)(0x0100 + 0x0202 * (a + 1))));
+  return _mm256_shuffle_epi8(i < 4 ? b->lo : b->hi, pick);
+}
 
 QX_INLINE void qx_unpack_q6_K(const uint8_t *row, int b, qx_q6 *o) {
   const block_q6_K *x = (const block_q6_K *)row + b;
@@ -1033,10 +1043,9 @@ QX_INLINE void qx_unpack_q6_K(const uint8_t *row, int b, qx_q6 *o) {
     o->q[4 * h + 3] =
         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), _mm256_and_si256(_mm256_srli_epi16(hb, 2), two));
   }
-  for (int i = 0; i < 8; i++) {
-    o->sc[i] = _mm256_set_m128i(_mm_set1_epi16((short)x->scales[2 * i + 1]), _mm_set1_epi16((short)x->scales[2 * i]));
-  }
   o->sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+  o->lo = _mm256_permute2x128_si256(o->sc16, o->sc16, 0x00);
+  o->hi = _mm256_permute2x128_si256(o->sc16, o->sc16, 0x11);
   o->d = qx_half(&x->d);
 }
 
@@ -1061,7 +1070,7 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
         __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(wb[r].sc16, bs), 5));
         for (int i = 0; i < 8; i++) {
           const __m256i p16 = _mm256_maddubs_epi16(wb[r].q[i], _mm256_loadu_si256((const __m256i *)(aq + 32 * i)));
-          isum = qx_dot_scaled(isum, p16, wb[r].sc[i]);
+          isum = qx_dot_scaled(isum, p16, qx_q6_scales(&wb[r], i));
         }
         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(wb[r].d * da), acc[r][t]);
       }
