@@ -83,3 +83,36 @@ export function combinedSummary(summaries: readonly (GenerationSummary | undefin
   const sum = (f: (s: GenerationSummary) => number) => summaries.reduce((a, s) => a + (s ? f(s) : 0), 0);
   return { ...first, promptTokens: sum((s) => s.promptTokens), cachedTokens: sum((s) => s.cachedTokens), completionTokens: sum((s) => s.completionTokens) };
 }
+
+/**
+ * Drives a streamed reply's choices: `onEvent` gets each event of a choice before its end,
+ * `onFinish` each choice that ends well. Returns every choice's summary (undefined where none came)
+ * and the first failure: a choice's error or abort (an abort stops them all), or the events throwing.
+ */
+export async function streamChoices(
+  events: AsyncIterable<ChoiceEvent>,
+  n: number,
+  onEvent: (index: number, event: Exclude<GenerationEvent, { type: 'done' }>) => void,
+  onFinish: (index: number, summary: GenerationSummary) => void,
+): Promise<{ summaries: (GenerationSummary | undefined)[]; error?: Error }> {
+  const summaries: (GenerationSummary | undefined)[] = new Array(n).fill(undefined);
+  let error: Error | undefined;
+  try {
+    for await (const { index, event } of events) {
+      if (event.type !== 'done') {
+        onEvent(index, event);
+        continue;
+      }
+      summaries[index] = event.summary;
+      if (event.summary.finishReason === 'error' || event.summary.finishReason === 'abort') {
+        error ??= event.summary.error ?? new Error('generation ended without a result');
+        if (event.summary.finishReason === 'abort') break;
+        continue;
+      }
+      onFinish(index, event.summary);
+    }
+  } catch (err) {
+    error = err as Error;
+  }
+  return { summaries, error };
+}

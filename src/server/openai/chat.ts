@@ -12,7 +12,7 @@ import { detectToolCallFormat, parseToolCalls, type ToolDefinition } from '../..
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { chatLogprob, samplerFromApi, stopList, type ServerGeneration } from '../generation.js';
-import { combinedSummary, generateChoices } from '../parallel-choices.js';
+import { combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
@@ -198,14 +198,11 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   // With tools the reply may hold calls, known only once complete. Text is streamed as long as it
   // is prose for sure (ProseGate); from the first possible call on, the rest waits for the end.
   const format = tools && !forced ? detectToolCallFormat(host.prompts.templateSource ?? '') : undefined;
-  const states = Array.from({ length: n }, () => ({
-    gate: format ? new ProseGate<{ content: unknown[] }>(model, format) : undefined,
-    summary: undefined as GenerationSummary | undefined,
-  }));
+  const gates = Array.from({ length: n }, () => (format ? new ProseGate<{ content: unknown[] }>(model, format) : undefined));
   for (let index = 0; index < n; index++) sse.send(chunk(index, { role: 'assistant', content: '' }, null));
   /** A choice's end: what it held back (tool calls, or prose after all), then its finish reason. */
   const finish = (index: number, summary: GenerationSummary) => {
-    const gate = states[index].gate;
+    const gate = gates[index];
     let reason: string = finishReason(summary);
     if (tools) {
       const calls = forced ? forcedCall(summary) : toolCallsOf(host, model, summary, gate?.streamedRaw ?? 0);
@@ -225,40 +222,30 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     }
     sse.send(chunk(index, {}, reason));
   };
-  let error: Error | undefined;
-  try {
-    for await (const { index, event: ev } of events) {
-      const c = states[index];
-      if (ev.type === 'done') {
-        c.summary = ev.summary;
-        if (ev.summary.finishReason === 'error' || ev.summary.finishReason === 'abort') {
-          error ??= ev.summary.error ?? new Error('generation ended without a result');
-          if (ev.summary.finishReason === 'abort') break;
-          continue;
-        }
-        finish(index, ev.summary);
-        continue;
-      }
-      if (forced) continue; // the whole reply is the call
+  const { summaries, error } = await streamChoices(
+    events,
+    n,
+    (index, ev) => {
+      if (forced) return; // the whole reply is the call
       const lp = ev.type === 'token' && ev.logprobs ? { content: [chatLogprob(model, ev.logprobs)] } : undefined;
-      if (c.gate) {
-        for (const h of c.gate.release(ev, lp)) if (h.text !== '' || h.extra) sse.send(chunk(index, { content: h.text }, null, h.extra));
-        continue;
+      const gate = gates[index];
+      if (gate) {
+        for (const h of gate.release(ev, lp)) if (h.text !== '' || h.extra) sse.send(chunk(index, { content: h.text }, null, h.extra));
+        return;
       }
-      if (ev.text === '' && !lp) continue;
+      if (ev.text === '' && !lp) return;
       sse.send(chunk(index, { content: ev.text }, null, lp));
-    }
-  } catch (err) {
-    error = err as Error;
-  }
-  metrics.requestEnded(combinedSummary(states.map((c) => c.summary)), reply.raw);
-  if (error || states.some((c) => !c.summary)) {
+    },
+    finish,
+  );
+  metrics.requestEnded(combinedSummary(summaries), reply.raw);
+  if (error || summaries.some((s) => !s)) {
     if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result')).body());
     sse.end();
     return;
   }
   if (req.stream_options?.include_usage) {
-    sse.send({ id, object: 'chat.completion.chunk', created, model: host.nameFor(req.model), system_fingerprint: 'cairn', choices: [], usage: usage(states.map((c) => c.summary!)) });
+    sse.send({ id, object: 'chat.completion.chunk', created, model: host.nameFor(req.model), system_fingerprint: 'cairn', choices: [], usage: usage(summaries as GenerationSummary[]) });
   }
   sse.done();
 }

@@ -15,7 +15,7 @@ import { badRequest, toApiError } from '../errors.js';
 import { samplerFromApi, stopList, tokenView, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
-import { combinedSummary, generateChoices } from '../parallel-choices.js';
+import { combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
 import { SseStream } from '../sse.js';
 import { completionPrompts, type CompletionPrompt } from './completion-prompts.js';
 import { completionRequest, unknownFields, type CompletionRequest } from './schemas.js';
@@ -177,25 +177,16 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   });
   // Without prompt scores the echo goes first; with them it goes with them, once the prompt is read.
   if (!scorePrompt) choices.forEach((c, index) => req.echo && sse.send(chunk(index, echoOf(c), null)));
-  let error: Error | undefined;
-  try {
-    for await (const { index, event } of events) {
+  const { summaries, error } = await streamChoices(
+    events,
+    choices.length,
+    (index, event) => {
       const c = choices[index];
-      if (event.type === 'done') {
-        c.summary = event.summary;
-        if (event.summary.finishReason === 'error' || event.summary.finishReason === 'abort') {
-          error ??= event.summary.error ?? new Error('generation ended without a result');
-          if (event.summary.finishReason === 'abort') break;
-          continue;
-        }
-        sse.send(chunk(index, '', finishReason(event.summary)));
-        continue;
-      }
       if (event.type === 'prompt') {
         const lp = new LegacyLogprobs(model);
         lp.addPrompt(c.prompt.ids, event.logprobs);
         sse.send(chunk(index, echoOf(c), null, lp));
-        continue;
+        return;
       }
       const offset = echoOf(c).length + c.text.length;
       c.text += event.text;
@@ -204,12 +195,12 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
         lp.add(event.id, event.logprobs, offset);
         sse.send(chunk(index, event.text, null, lp));
       } else if (event.text !== '') sse.send(chunk(index, event.text, null));
-    }
-  } catch (err) {
-    error = err as Error;
-  }
-  metrics.requestEnded(combinedSummary(choices.map((c) => c.summary)), reply.raw);
-  if (error || choices.some((c) => !c.summary)) {
+    },
+    (index, summary) => sse.send(chunk(index, '', finishReason(summary))),
+  );
+  summaries.forEach((s, i) => (choices[i].summary = s));
+  metrics.requestEnded(combinedSummary(summaries), reply.raw);
+  if (error || summaries.some((s) => !s)) {
     if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result')).body());
     sse.end();
     return;
