@@ -1,12 +1,29 @@
 /*
- * Causal grouped-query attention over one sequence's KV cache, computed as llama.cpp's CPU path
- * does without flash attention: kq = k.q (q rounded to f16 for an F16 cache), soft_max_ext with
- * the scale, then kqv (weights rounded to f16 for an F16 cache), all accumulated in f32.
+ * Causal grouped-query attention over one sequence's KV cache, fused and tiled: no score row over
+ * the whole context is ever formed. The cache is cut into chunks of ATTN_CHUNK rows at fixed
+ * positions (0, ATTN_CHUNK, 2 ATTN_CHUNK, ...). For each query vector and chunk, the kernel takes
+ * the scores kq = k.q * scale (q rounded to f16 for an F16 cache, quantized to Q8_0 for a Q8_0
+ * cache, as ggml converts it), their maximum m, the weights exp(s - m) with their sum l (f64),
+ * and the weighted sum of the chunk's V rows (f32). The chunks' states are then merged in order
+ * of position (online softmax: the running maximum, sum and vector rescaled by exp of the
+ * difference of maxima), a sink logit joins last, and the vector is divided by the sum. A token
+ * whose visible rows all lie in one chunk (every token of a context up to ATTN_CHUNK) gets the
+ * unfused arithmetic instead, bit for bit what it was before this kernel was fused (llama.cpp's
+ * CPU path without flash attention: softmax with the sink, weights rounded to f16 for an F16
+ * cache, then the weighted sum): random-weight models compared with llama.cpp are that sensitive.
  *
- * The query heads that share a KV head are processed together over blocks of cache rows, so each
- * row is read from memory and converted once per group rather than once per head. Work items are
- * (token, KV head, slice of its query heads), claimed from a counter heaviest first (later
- * tokens see more positions), so threads stay busy to the end.
+ * Because chunk boundaries are fixed positions and the merge always runs in chunk order, a token's
+ * result depends on neither its batch, its tile nor the number of threads: a prompt verified in
+ * one pass gives each token exactly what it gets decoded alone (speculative decoding relies on
+ * this).
+ *
+ * Two ways to share the work. A prompt (many tiles of tokens, or many KV heads) gives each item a
+ * tile of tokens and one KV head's query heads, and the item folds the chunks in as it reads them.
+ * A decode token (one tile) gives each item one chunk of the cache rows, every KV head side by
+ * side, so each thread streams whole stretches of the cache; the chunks' states go to a buffer
+ * and a second pass merges them per query vector. Within an item the query heads that share a KV
+ * head go through each block of cache rows together, so each row is read and converted once per
+ * group and tile rather than once per head and token.
  */
 #include <math.h>
 #include <pthread.h>
@@ -64,11 +81,28 @@ static void *scratch(size_t bytes) {
 
 /* ---- the job ---- */
 
-/*
- * Floats between the score rows of two heads: the positions rounded up to a cache line, plus one
- * more line so rows of a power-of-two length do not alias in the cache (or in store forwarding).
- */
-static int64_t score_stride(const cairn_attention_params *p) { return ((p->pos0 + p->n_tokens + 15) & ~15) + 16; }
+/* Cache rows per chunk: the fixed boundaries of the online softmax (src/kernels/api.ts ATTENTION_CHUNK). */
+#define ATTN_CHUNK 256
+/* Floats between the score rows of two query vectors: a chunk plus one cache line, so rows of a
+   power-of-two length do not alias in the cache (or in store forwarding). */
+#define SCORE_STRIDE (ATTN_CHUNK + 16)
+/* Cache rows per block: a block of K or V stays in L1 while the heads of a slice use it. */
+#define ROW_BLOCK 16
+/* Most tokens per tile, and the most bytes of scores one tile may hold. */
+#define MAX_TILE 16
+#define TILE_SCORE_BYTES (256u << 10)
+/* Most bytes of stored chunk states for the chunk-per-item split. */
+#define MAX_STATE_BYTES (32u << 20)
+
+/* The online-softmax state of a set of query vectors: per vector its maximum, its sum (f64) and its
+   weighted sum of V rows (d floats); a sum of WHOLE marks a vector that sees only this chunk, its
+   weighted sum already the output. */
+#define WHOLE (-1.0)
+typedef struct {
+  float *m;
+  double *l;
+  float *acc;
+} attn_state;
 
 typedef struct {
   const cairn_ops_table *t;
@@ -78,172 +112,303 @@ typedef struct {
   float *out;
   uint8_t *scratch;
   size_t per_share;
-  int64_t slice;       /* query heads per item */
-  int64_t slices;      /* items per (tile, KV head) */
-  int64_t span;        /* KV heads per item */
-  int64_t tile;        /* tokens per item */
+  attn_state chunks; /* chunk per item: every (token, head, chunk) state, [token][head][chunk] */
+  int64_t n_chunks;  /* chunks of the whole visible cache */
+  int split;         /* 1: items are chunks (states stored, merged in a second pass); 0: items fold their chunks */
+  int64_t slice;     /* query heads per item */
+  int64_t slices;    /* items per (tile, KV head) */
+  int64_t span;      /* KV heads per item */
+  int64_t tile;      /* tokens per item */
   int64_t tiles;
   int64_t n_items;
-  atomic_llong next;   /* next unclaimed item */
+  atomic_llong next; /* next unclaimed item */
 } attn_job;
-
-/* Cache rows per block: a block of K or V stays in L1 while the heads of a slice use it. */
-#define ROW_BLOCK 64
-/* Most tokens per tile, and the most bytes of scores one tile may hold. */
-#define MAX_TILE 16
-#define TILE_SCORE_BYTES (2u << 20)
 
 static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
   return p->window > 0 && n_ctx > p->window ? n_ctx - p->window : 0;
 }
 
+/* Per-item geometry: tokens [t0, t0 + nt), KV heads [kvh0, kvh0 + nkv), query heads [hs, hs + nh) of each. */
+typedef struct {
+  int64_t t0, nt, kvh0, nkv, hs, nh;
+} attn_item;
+
+/* Vector index within an item: KV head k, token ti, query head g of the slice. */
+static inline int64_t item_vector(const attn_item *it, int64_t k, int64_t ti, int64_t g) { return (k * it->nt + ti) * it->nh + g; }
+
+/* The item's query vectors, side by side as the row kernels take them, converted as ggml converts q for the cache's type. */
+static void load_queries(const attn_job *j, const attn_item *it, float *qf, uint8_t *qq) {
+  const cairn_attention_params *p = j->p;
+  const int64_t d = p->head_dim, group = p->n_head / p->n_kv_head, nv = it->nt * it->nh;
+  for (int64_t k = 0; k < it->nkv; k++) {
+    const int64_t h0 = (it->kvh0 + k) * group + it->hs;
+    for (int64_t ti = 0; ti < it->nt; ti++) {
+      memcpy(qf + item_vector(it, k, ti, 0) * d, j->q + ((it->t0 + ti) * p->n_head + h0) * d, (size_t)(it->nh * d) * sizeof(float));
+    }
+  }
+  if (p->kv_type == CAIRN_KV_F16) j->t->round_f16(qf, it->nkv * nv * d);
+  if (p->kv_type == CAIRN_KV_Q8_0) quant_encode_blocks(CAIRN_KV_Q8_0, qf, qq, it->nkv * nv * d / QK);
+}
+
 /*
- * Tokens [t0, t0 + nt) against KV heads [kvh0, kvh0 + nkv): for each of those KV heads, its query
- * heads of slice `si`. The tile's query vectors go through each block of K and V rows together, so
- * a prompt read at depth reads the cache once per tile rather than once per token; and the KV heads
- * of an item are read side by side in each cache row (a row holds every KV head), so one decode
- * token's threads stream contiguous stretches of the cache rather than a head's slice of every
- * row. Each vector's arithmetic is the same as alone (the rows a token does not see get weight 0,
- * which adds exact zeros), so results depend neither on the tiling nor on the grouping.
+ * The state of chunk c for each of the item's vectors: m, l and the weighted V sum (a vector that
+ * sees no row of the chunk gets l = 0). Rows a token does not see (later in its tile, or out of
+ * its window) get weight 0, which adds exact zeros, so a vector's state is the same as alone.
  */
-static void attend_tile(attn_job *j, int64_t t0, int64_t nt, int64_t kvh0, int64_t nkv, int64_t si, float *scores, float *qf,
-                        float *acc, uint8_t *qq) {
+static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const float *qf, const uint8_t *qq, float *scores,
+                        attn_state st) {
   const cairn_attention_params *p = j->p;
   const cairn_ops_table *tab = j->t;
-  const int64_t d = p->head_dim, stride = score_stride(p), group = p->n_head / p->n_kv_head;
-  const int64_t hs = si * j->slice, nh = group - hs < j->slice ? group - hs : j->slice, nv = nt * nh;
-  const int64_t row = p->n_kv_head * d;
+  const int64_t d = p->head_dim, nv = it->nt * it->nh, row = p->n_kv_head * d, group = p->n_head / p->n_kv_head;
   const int half = p->kv_type == CAIRN_KV_F16, q8 = p->kv_type == CAIRN_KV_Q8_0;
-  /* Bytes of a cache row (every KV head) and of one KV head's part of it. */
   const int64_t row_bytes = cairn_kv_bytes(p->kv_type, row), head_bytes = cairn_kv_bytes(p->kv_type, d);
-  /* Each KV head's query vectors side by side: token by token, its heads of the slice. */
-  for (int64_t k = 0; k < nkv; k++) {
-    const int64_t h0 = (kvh0 + k) * group + hs;
-    for (int64_t ti = 0; ti < nt; ti++) memcpy(qf + (k * nt + ti) * nh * d, j->q + ((t0 + ti) * p->n_head + h0) * d, (size_t)(nh * d) * sizeof(float));
+  const int64_t n_last = p->pos0 + it->t0 + it->nt, first_all = visible_from(p, p->pos0 + it->t0 + 1);
+  const int64_t lo = c * ATTN_CHUNK, hi = lo + ATTN_CHUNK < n_last ? lo + ATTN_CHUNK : n_last;
+  const int64_t start = lo > first_all ? lo : first_all;
+  const int64_t n_vec = it->nkv * nv;
+  if (start >= hi) {
+    for (int64_t v = 0; v < n_vec; v++) st.m[v] = -INFINITY, st.l[v] = 0;
+    return;
   }
-  /* kq: with an F16 cache ggml converts q to f16 first (kept here as f32 values). */
-  if (half) tab->round_f16(qf, nkv * nv * d);
-  if (q8) quant_encode_blocks(CAIRN_KV_Q8_0, qf, qq, nkv * nv * d / QK);
-  const int64_t n_last = p->pos0 + t0 + nt, first_all = visible_from(p, p->pos0 + t0 + 1);
-  for (int64_t i0 = first_all; i0 < n_last; i0 += ROW_BLOCK) {
-    const int64_t rows = n_last - i0 < ROW_BLOCK ? n_last - i0 : ROW_BLOCK;
-    for (int64_t k = 0; k < nkv; k++) {
-      const int64_t off = i0 * row + (kvh0 + k) * d;
-      float *sk = scores + k * nv * stride + i0;
+  for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
+    const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK;
+    for (int64_t k = 0; k < it->nkv; k++) {
+      const int64_t off = i0 * row + (it->kvh0 + k) * d;
+      float *sk = scores + k * nv * SCORE_STRIDE + (i0 - lo);
       if (q8) {
-        tab->dot_rows_q8(j->kc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, stride);
+        tab->dot_rows_q8(j->kc + i0 * row_bytes + (it->kvh0 + k) * head_bytes, row_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, SCORE_STRIDE);
       } else if (half) {
-        tab->dot_rows_f16((const uint16_t *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, stride);
+        tab->dot_rows_f16((const uint16_t *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
       } else {
-        tab->dot_rows_f32((const float *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, stride);
+        tab->dot_rows_f32((const float *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
       }
     }
   }
-  /* soft_max_ext over each token's visible rows: exp(s - max) summed in f64, each weight e * f32(1/sum);
-     f16 weights for an F16 V. A sink joins the maximum and adds expf(sink - max) to the sum, unscaled.
-     Rows a token does not see (later in the tile, or out of its window) get weight 0. */
-  for (int64_t k = 0; k < nkv; k++) {
-    const int64_t h0 = (kvh0 + k) * group + hs;
-    for (int64_t ti = 0; ti < nt; ti++) {
-      const int64_t n_ctx = p->pos0 + t0 + ti + 1, first = visible_from(p, n_ctx), n_vis = n_ctx - first;
-      for (int64_t g = 0; g < nh; g++) {
-        float *v = scores + ((k * nt + ti) * nh + g) * stride;
-        float *s = v + first;
-        float m = tab->max(s, n_vis);
-        const float sink = p->sinks ? p->sinks[h0 + g] : 0.f;
-        if (p->sinks && sink > m) m = sink;
-        double sum = tab->exp_sum(s, m, s, n_vis);
-        if (p->sinks) sum += (double)expf(sink - m);
-        tab->scale(s, (float)(1.0 / sum), n_vis);
-        if (half) tab->round_f16(s, n_vis);
-        if (first > first_all) memset(v + first_all, 0, (size_t)(first - first_all) * sizeof(float));
-        if (n_last > n_ctx) memset(v + n_ctx, 0, (size_t)(n_last - n_ctx) * sizeof(float));
+  for (int64_t k = 0; k < it->nkv; k++) {
+    for (int64_t ti = 0; ti < it->nt; ti++) {
+      const int64_t n_ctx = p->pos0 + it->t0 + ti + 1, first = visible_from(p, n_ctx);
+      const int64_t a = start > first ? start : first, b = hi < n_ctx ? hi : n_ctx;
+      for (int64_t g = 0; g < it->nh; g++) {
+        const int64_t v = item_vector(it, k, ti, g);
+        float *w = scores + v * SCORE_STRIDE - lo;
+        if (a >= b) {
+          memset(w + start, 0, (size_t)(hi - start) * sizeof(float));
+          st.m[v] = -INFINITY, st.l[v] = 0;
+          continue;
+        }
+        float m = tab->max(w + a, b - a);
+        if (first / ATTN_CHUNK == (n_ctx - 1) / ATTN_CHUNK) {
+          /* All the token sees lies in this chunk: the unfused arithmetic (llama.cpp's without flash
+             attention), weights normalized (and rounded to f16 for an F16 cache) before the
+             weighted sum, which is then the output itself. */
+          const int64_t h = (it->kvh0 + k) * group + it->hs + g;
+          const float sink = p->sinks ? p->sinks[h] : 0.f;
+          if (p->sinks && sink > m) m = sink;
+          double sum = tab->exp_sum(w + a, m, w + a, b - a);
+          if (p->sinks) sum += (double)expf(sink - m);
+          tab->scale(w + a, (float)(1.0 / sum), b - a);
+          if (half) tab->round_f16(w + a, b - a);
+          st.m[v] = 0, st.l[v] = WHOLE;
+        } else {
+          st.m[v] = m;
+          st.l[v] = tab->exp_sum(w + a, m, w + a, b - a);
+        }
+        if (a > start) memset(w + start, 0, (size_t)(a - start) * sizeof(float));
+        if (hi > b) memset(w + b, 0, (size_t)(hi - b) * sizeof(float));
       }
     }
   }
-  /* kqv */
-  memset(acc, 0, (size_t)(nkv * nv * d) * sizeof(float));
-  for (int64_t i0 = first_all; i0 < n_last; i0 += ROW_BLOCK) {
-    const int64_t rows = n_last - i0 < ROW_BLOCK ? n_last - i0 : ROW_BLOCK;
-    for (int64_t k = 0; k < nkv; k++) {
-      const int64_t off = i0 * row + (kvh0 + k) * d;
-      const float *wk = scores + k * nv * stride + i0;
+  memset(st.acc, 0, (size_t)(n_vec * d) * sizeof(float));
+  for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
+    const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK;
+    for (int64_t k = 0; k < it->nkv; k++) {
+      const int64_t off = i0 * row + (it->kvh0 + k) * d;
+      const float *wk = scores + k * nv * SCORE_STRIDE + (i0 - lo);
+      float *acc = st.acc + k * nv * d;
       if (q8) {
-        tab->wsum_rows_q8(j->vc + i0 * row_bytes + (kvh0 + k) * head_bytes, row_bytes, rows, wk, stride, nv, d, acc + k * nv * d);
+        tab->wsum_rows_q8(j->vc + i0 * row_bytes + (it->kvh0 + k) * head_bytes, row_bytes, rows, wk, SCORE_STRIDE, nv, d, acc);
       } else if (half) {
-        tab->wsum_rows_f16((const uint16_t *)j->vc + off, row, rows, wk, stride, nv, d, acc + k * nv * d);
+        tab->wsum_rows_f16((const uint16_t *)j->vc + off, row, rows, wk, SCORE_STRIDE, nv, d, acc);
       } else {
-        tab->wsum_rows_f32((const float *)j->vc + off, row, rows, wk, stride, nv, d, acc + k * nv * d);
+        tab->wsum_rows_f32((const float *)j->vc + off, row, rows, wk, SCORE_STRIDE, nv, d, acc);
       }
     }
-  }
-  for (int64_t k = 0; k < nkv; k++) {
-    const int64_t h0 = (kvh0 + k) * group + hs;
-    for (int64_t ti = 0; ti < nt; ti++) memcpy(j->out + ((t0 + ti) * p->n_head + h0) * d, acc + (k * nt + ti) * nh * d, (size_t)(nh * d) * sizeof(float));
   }
 }
 
-/* Scratch of one thread: the scores, query vectors and outputs of `span` KV heads' tiles. */
+/*
+ * Folds a chunk's state (m, l, acc) into a running one (*rm, *rl, racc): both rescaled to the larger
+ * maximum. An empty running state (rl 0) takes the chunk's as it is, as it does a WHOLE state (the
+ * vector's only chunk); an empty chunk changes nothing.
+ */
+static void merge_state(float *rm, double *rl, float *racc, float m, double l, const float *acc, int64_t d) {
+  if (l == 0) return;
+  if (*rl == 0 || l == WHOLE) {
+    *rm = m, *rl = l;
+    memcpy(racc, acc, (size_t)d * sizeof(float));
+    return;
+  }
+  const float mx = *rm > m ? *rm : m, a = expf(*rm - mx), b = expf(m - mx);
+  *rl = *rl * a + l * b;
+  for (int64_t i = 0; i < d; i++) racc[i] = racc[i] * a + acc[i] * b;
+  *rm = mx;
+}
+
+/* out = acc / l, after the head's sink (if any) joined the softmax as an entry without a value. */
+static void finish_vector(const cairn_attention_params *p, int64_t h, float m, double l, const float *acc, float *out) {
+  const int64_t d = p->head_dim;
+  if (l == WHOLE) {
+    if (out != acc) memcpy(out, acc, (size_t)d * sizeof(float));
+    return;
+  }
+  float a = 1.f;
+  if (p->sinks) {
+    const float sink = p->sinks[h], mx = m > sink ? m : sink;
+    a = expf(m - mx);
+    l = l * a + (double)expf(sink - mx);
+  }
+  const float inv = (float)(1.0 / l);
+  for (int64_t i = 0; i < d; i++) out[i] = (acc[i] * a) * inv;
+}
+
+/* Item number -> its geometry; with the chunk split, also its chunk. */
+static attn_item item_of(const attn_job *j, int64_t item, int64_t *chunk) {
+  const cairn_attention_params *p = j->p;
+  const int64_t group = p->n_head / p->n_kv_head, groups = (p->n_kv_head + j->span - 1) / j->span;
+  const int64_t per_chunk = groups * j->slices, per_tile = per_chunk * (j->split ? j->n_chunks : 1);
+  const int64_t tile = j->tiles - 1 - item / per_tile; /* last tokens first: they cost most */
+  const int64_t in_tile = item % per_tile;
+  *chunk = j->split ? j->n_chunks - 1 - in_tile / per_chunk : 0;
+  attn_item it;
+  it.t0 = tile * j->tile;
+  it.nt = p->n_tokens - it.t0 < j->tile ? p->n_tokens - it.t0 : j->tile;
+  it.kvh0 = ((in_tile % per_chunk) / j->slices) * j->span;
+  it.nkv = p->n_kv_head - it.kvh0 < j->span ? p->n_kv_head - it.kvh0 : j->span;
+  it.hs = (in_tile % j->slices) * j->slice;
+  it.nh = group - it.hs < j->slice ? group - it.hs : j->slice;
+  return it;
+}
+
+/* Scratch of one thread: scores of one chunk, queries, a chunk's state and a running state. */
 static size_t share_bytes(const cairn_attention_params *p, int64_t tile, int64_t slice, int64_t span) {
-  const size_t vectors = (size_t)(tile * slice * span);
+  const size_t vectors = (size_t)(tile * slice * span), d = (size_t)p->head_dim;
   /* A Q8_0 cache also holds the quantized queries. */
   const size_t quantized = p->kv_type == CAIRN_KV_Q8_0 ? vectors * (size_t)cairn_kv_bytes(CAIRN_KV_Q8_0, p->head_dim) : 0;
-  return (vectors * (size_t)score_stride(p) * sizeof(float) + 2 * vectors * (size_t)p->head_dim * sizeof(float) + quantized + 63) & ~(size_t)63;
+  const size_t floats = vectors * (SCORE_STRIDE + 3 * d + 2);
+  return (2 * vectors * sizeof(double) + floats * sizeof(float) + quantized + 63) & ~(size_t)63;
 }
 
 static void attention_share(void *ctx, int ith, int nth) {
   (void)nth;
   attn_job *j = ctx;
   const cairn_attention_params *p = j->p;
-  uint8_t *mine = j->scratch + (size_t)ith * j->per_share;
+  const int64_t d = p->head_dim, group = p->n_head / p->n_kv_head;
   const size_t vectors = (size_t)(j->tile * j->slice * j->span);
-  float *scores = (float *)mine;
-  float *qf = scores + vectors * (size_t)score_stride(p);
-  float *acc = qf + vectors * (size_t)p->head_dim;
-  /* Q8_0 cache: the quantized queries (34/32 of a byte per element). */
-  uint8_t *qq = (uint8_t *)(acc + vectors * (size_t)p->head_dim);
-  const int64_t groups = (p->n_kv_head + j->span - 1) / j->span, per_tile = groups * j->slices;
+  uint8_t *mine = j->scratch + (size_t)ith * j->per_share;
+  double *cl = (double *)mine, *rl = cl + vectors;
+  float *scores = (float *)(rl + vectors);
+  float *qf = scores + vectors * SCORE_STRIDE;
+  float *cacc = qf + vectors * d, *racc = cacc + vectors * d;
+  float *cm = racc + vectors * d, *rm = cm + vectors;
+  uint8_t *qq = (uint8_t *)(rm + vectors);
   for (;;) {
     const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     if (item >= j->n_items) return;
-    const int64_t tile = j->tiles - 1 - item / per_tile; /* last tokens first: they cost most */
-    const int64_t t0 = tile * j->tile, nt = p->n_tokens - t0 < j->tile ? p->n_tokens - t0 : j->tile;
-    const int64_t kvh0 = ((item % per_tile) / j->slices) * j->span, si = item % j->slices;
-    const int64_t nkv = p->n_kv_head - kvh0 < j->span ? p->n_kv_head - kvh0 : j->span;
-    attend_tile(j, t0, nt, kvh0, nkv, si, scores, qf, acc, qq);
+    int64_t c;
+    const attn_item it = item_of(j, item, &c);
+    const int64_t nv = it.nt * it.nh;
+    load_queries(j, &it, qf, qq);
+    if (j->split) {
+      chunk_state(j, &it, c, qf, qq, scores, (attn_state){cm, cl, cacc});
+      /* Into the buffer, [token][head][chunk]. */
+      for (int64_t k = 0; k < it.nkv; k++) {
+        for (int64_t ti = 0; ti < it.nt; ti++) {
+          for (int64_t g = 0; g < it.nh; g++) {
+            const int64_t v = item_vector(&it, k, ti, g), h = (it.kvh0 + k) * group + it.hs + g;
+            const int64_t s = ((it.t0 + ti) * p->n_head + h) * j->n_chunks + c;
+            j->chunks.m[s] = cm[v], j->chunks.l[s] = cl[v];
+            if (cl[v] != 0) memcpy(j->chunks.acc + s * d, cacc + v * d, (size_t)d * sizeof(float));
+          }
+        }
+      }
+      continue;
+    }
+    const int64_t n_vec = it.nkv * nv;
+    for (int64_t v = 0; v < n_vec; v++) rm[v] = -INFINITY, rl[v] = 0;
+    const int64_t n_last = p->pos0 + it.t0 + it.nt, first_all = visible_from(p, p->pos0 + it.t0 + 1);
+    for (int64_t ch = first_all / ATTN_CHUNK; ch * ATTN_CHUNK < n_last; ch++) {
+      chunk_state(j, &it, ch, qf, qq, scores, (attn_state){cm, cl, cacc});
+      for (int64_t v = 0; v < n_vec; v++) merge_state(rm + v, rl + v, racc + v * d, cm[v], cl[v], cacc + v * d, d);
+    }
+    for (int64_t k = 0; k < it.nkv; k++) {
+      for (int64_t ti = 0; ti < it.nt; ti++) {
+        for (int64_t g = 0; g < it.nh; g++) {
+          const int64_t v = item_vector(&it, k, ti, g), h = (it.kvh0 + k) * group + it.hs + g;
+          finish_vector(p, h, rm[v], rl[v], racc + v * d, j->out + ((it.t0 + ti) * p->n_head + h) * d);
+        }
+      }
+    }
+  }
+}
+
+/* The second pass of the chunk split: each query vector's chunk states merged in chunk order. */
+static void merge_share(void *ctx, int ith, int nth) {
+  attn_job *j = ctx;
+  const cairn_attention_params *p = j->p;
+  const int64_t d = p->head_dim, n_vec = p->n_tokens * p->n_head;
+  const int64_t v0 = n_vec * ith / nth, v1 = n_vec * (ith + 1) / nth;
+  for (int64_t v = v0; v < v1; v++) {
+    float m = -INFINITY;
+    double l = 0;
+    float *acc = j->out + v * d;
+    const int64_t s0 = v * j->n_chunks;
+    for (int64_t c = 0; c < j->n_chunks; c++) merge_state(&m, &l, acc, j->chunks.m[s0 + c], j->chunks.l[s0 + c], j->chunks.acc + (s0 + c) * d, d);
+    finish_vector(p, v % p->n_head, m, l, acc, acc);
   }
 }
 
 int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
                     float *out) {
-  const int64_t group = p->n_head / p->n_kv_head;
+  const int64_t group = p->n_head / p->n_kv_head, d = p->head_dim;
   /* Two passes over the visible cache rows per query head. */
-  const double work = 2.0 * (double)p->n_tokens * p->n_head * (double)(p->pos0 + 1 + p->n_tokens / 2) * p->head_dim;
+  const double work = 2.0 * (double)p->n_tokens * p->n_head * (double)(p->pos0 + 1 + p->n_tokens / 2) * d;
   int nth = work < MIN_PARALLEL_WORK ? 1 : cairn_pool_threads();
   /* Tokens per tile: as many as keep the tile's scores small, while every thread gets items. */
   int64_t tile = p->n_tokens < MAX_TILE ? p->n_tokens : MAX_TILE;
-  while (tile > 1 && (size_t)(tile * group * score_stride(p)) * sizeof(float) > TILE_SCORE_BYTES) tile = (tile + 1) / 2;
+  while (tile > 1 && (size_t)(tile * group * SCORE_STRIDE) * sizeof(float) > TILE_SCORE_BYTES) tile = (tile + 1) / 2;
   while (tile > 1 && ((p->n_tokens + tile - 1) / tile) * p->n_kv_head < 2 * (int64_t)nth) tile = (tile + 1) / 2;
   const int64_t tiles = (p->n_tokens + tile - 1) / tile;
-  /* One tile (a decode token): each thread takes a run of KV heads, read side by side in every
-     cache row, as long as the scores of the run stay small. */
-  int64_t span = 1;
-  if (tiles == 1 && p->n_kv_head >= nth) {
-    span = (p->n_kv_head + nth - 1) / nth;
-    while (span > 1 && (size_t)(span * tile * group * score_stride(p)) * sizeof(float) > TILE_SCORE_BYTES) span = (span + 1) / 2;
+  const int64_t n_chunks = (p->pos0 + p->n_tokens + ATTN_CHUNK - 1) / ATTN_CHUNK;
+  /* One tile (a decode token), or too few (tile, KV head) items to go round: split the cache into
+     its chunks instead, each item every KV head of a chunk's rows (fewer heads per item only when
+     chunks are few too), when the chunks' states fit. */
+  const size_t state_bytes = (size_t)(p->n_tokens * p->n_head * n_chunks) * ((size_t)d * sizeof(float) + sizeof(float) + sizeof(double));
+  const int split = nth > 1 && n_chunks > 1 && state_bytes <= MAX_STATE_BYTES && (tiles == 1 || tiles * p->n_kv_head < 2 * (int64_t)nth);
+  int64_t span = 1, slice = group;
+  if (split) {
+    span = p->n_kv_head;
+    while (span > 1 && (size_t)(span * tile * group * SCORE_STRIDE) * sizeof(float) > TILE_SCORE_BYTES) span = (span + 1) / 2;
+    while (span > 1 && tiles * n_chunks * ((p->n_kv_head + span - 1) / span) < 2 * (int64_t)nth) span = (span + 1) / 2;
+  } else {
+    /* Split a KV head's query heads into slices only when there are too few items to go round. */
+    while (slice > 1 && tiles * p->n_kv_head * ((group + slice - 1) / slice) < 2 * (int64_t)nth) slice = (slice + 1) / 2;
   }
-  const int64_t spans = (p->n_kv_head + span - 1) / span;
-  /* Split a KV head's query heads into slices only when there are too few items to go round. */
-  int64_t slice = group;
-  while (slice > 1 && tiles * spans * ((group + slice - 1) / slice) < (span > 1 ? (int64_t)nth : 2 * (int64_t)nth)) {
-    slice = (slice + 1) / 2;
-  }
-  const int64_t slices = (group + slice - 1) / slice, n_items = tiles * spans * slices;
-  if (nth > n_items) nth = (int)n_items;
+  const int64_t spans = (p->n_kv_head + span - 1) / span, slices = (group + slice - 1) / slice;
+  const int64_t n_items = tiles * spans * slices * (split ? n_chunks : 1);
+  int item_threads = nth > n_items ? (int)n_items : nth;
   const size_t per_share = share_bytes(p, tile, slice, span);
-  uint8_t *buf = scratch(per_share * (size_t)nth);
+  const size_t states = split ? state_bytes + 64 : 0;
+  uint8_t *buf = scratch(per_share * (size_t)item_threads + states);
   if (!buf) return -1;
-  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, slice, slices, span, tile, tiles, n_items, 0};
-  cairn_pool_run_n(attention_share, &j, nth);
+  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, {0}, n_chunks, split, slice, slices, span, tile, tiles, n_items, 0};
+  if (split) {
+    const size_t n_states = (size_t)(p->n_tokens * p->n_head * n_chunks);
+    uint8_t *sb = buf + per_share * (size_t)item_threads;
+    j.chunks.l = (double *)sb;
+    j.chunks.m = (float *)(j.chunks.l + n_states);
+    j.chunks.acc = j.chunks.m + n_states;
+  }
+  cairn_pool_run_n(attention_share, &j, item_threads);
+  if (split) cairn_pool_run_n(merge_share, &j, nth);
   return 0;
 }

@@ -36,6 +36,12 @@ export interface RopeParams {
   freqFactors?: Float32Array;
 }
 
+/**
+ * Cache rows per chunk of the fused attention: its online softmax merges chunks that start at
+ * multiples of this position (native/src/attention.c ATTN_CHUNK says the same).
+ */
+export const ATTENTION_CHUNK = 256;
+
 /** One sequence's attention over its KV cache. */
 export interface AttentionParams {
   nTokens: number;
@@ -174,8 +180,9 @@ export interface Kernels {
   /**
    * Causal grouped-query attention for one sequence: q is nTokens x nHead x headDim (f32),
    * caches hold positions [0, pos0 + nTokens) as stored by storeKv; out is nTokens x nHead x headDim.
-   * With an F16 cache, q and the softmax weights are rounded to f16 before their products
-   * (as llama.cpp does), with f32 accumulation.
+   * Fused (online softmax over chunks of ATTENTION_CHUNK cache rows at fixed positions, merged in
+   * order), so a token's result never depends on its batch or the thread count. With an F16 cache
+   * q is rounded to f16 before its products (as llama.cpp does), with f32 accumulation.
    */
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { assertClose, randomF32, seededRandom, type Tolerance } from '../../test/helpers/kernel-inputs.js';
-import { kvElementBytes, type AttentionParams, type KvType, type RopeParams } from './api.js';
+import { ATTENTION_CHUNK, kvElementBytes, type AttentionParams, type KvType, type RopeParams } from './api.js';
 import { cpuInfo, forceIsa, NativeKernels } from './native.js';
 import { isCairnError } from '../util/errors.js';
 import { refAdd, refAttention, refGeglu, refRmsNorm, refRope, refSoftmax, refStoreKv, refSwiglu } from './reference/ops.js';
@@ -167,8 +167,9 @@ for (const isa of cpuInfo().availableIsas) {
     it('attention of a prompt read in tiles equals each token attended alone, bit for bit (windows and sinks too)', () => {
       const rand = seededRandom(17);
       for (const kvType of [0, 1, 8] as KvType[]) {
-        for (const [window, sinks] of [[0, false], [37, false], [0, true], [53, true]] as const) {
-          const nKvHead = 2, ratio = 4, headDim = 64, nHead = nKvHead * ratio, pos0 = 150, nTokens = 45;
+        // pos0 700: the context spans several chunks of the fused kernel, windows cross their edges.
+        for (const [pos0, window, sinks] of [[150, 0, false], [150, 37, false], [150, 0, true], [150, 53, true], [700, 0, false], [700, 300, true], [700, 257, false]] as const) {
+          const nKvHead = 2, ratio = 4, headDim = 64, nHead = nKvHead * ratio, nTokens = 45;
           const row = nKvHead * headDim, ctx = pos0 + nTokens, size = kvElementBytes(kvType);
           const kCache = new Uint8Array(ctx * row * size);
           const vCache = new Uint8Array(ctx * row * size);
@@ -181,8 +182,36 @@ for (const isa of cpuInfo().availableIsas) {
           for (let t = 0; t < nTokens; t++) {
             const one = new Float32Array(per);
             native.attention(q.slice(t * per, (t + 1) * per), kCache, vCache, { ...p, nTokens: 1, pos0: pos0 + t }, one);
-            assert.deepEqual(all.subarray(t * per, (t + 1) * per), one, `token ${t}, kv${kvType}, window ${window}, sinks ${sinks}`);
+            assert.deepEqual(all.subarray(t * per, (t + 1) * per), one, `token ${t}, kv${kvType}, at ${pos0}, window ${window}, sinks ${sinks}`);
           }
+        }
+      }
+    });
+
+    it('attention over contexts of several chunks matches the reference: chunk edges, windows, sinks', () => {
+      const rand = seededRandom(18);
+      const cases = [
+        { pos0: ATTENTION_CHUNK - 3, nTokens: 9, window: 0, sinks: false },
+        { pos0: 2 * ATTENTION_CHUNK, nTokens: 1, window: 0, sinks: true },
+        { pos0: 3 * ATTENTION_CHUNK + 17, nTokens: 5, window: ATTENTION_CHUNK + 1, sinks: false },
+        { pos0: 3 * ATTENTION_CHUNK + 17, nTokens: 1, window: 40, sinks: true },
+        { pos0: 5 * ATTENTION_CHUNK - 1, nTokens: 2, window: 0, sinks: false },
+      ];
+      for (const c of cases) {
+        for (const kvType of [0, 1, 8] as KvType[]) {
+          const nKvHead = 2, nHead = 6, headDim = 32;
+          const row = nKvHead * headDim, ctx = c.pos0 + c.nTokens, size = kvElementBytes(kvType);
+          const kCache = new Uint8Array(ctx * row * size);
+          const vCache = new Uint8Array(ctx * row * size);
+          refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
+          // Larger queries make the scores peak, so merging chunks of very different maxima is tested.
+          const q = randomF32(c.nTokens * nHead * headDim, rand, 6);
+          const p: AttentionParams = { nTokens: c.nTokens, nHead, nKvHead, headDim, pos0: c.pos0, scale: 1 / Math.sqrt(headDim), kvType, window: c.window, sinks: c.sinks ? randomF32(nHead, rand, 4) : undefined };
+          const want = new Float32Array(q.length);
+          refAttention(q, kCache, vCache, p, want);
+          const got = new Float32Array(q.length);
+          native.attention(q, kCache, vCache, p, got);
+          assertClose(got, want, kvType === 0 ? ATTN_F32_TOL : ATTN_F16_TOL, `attention kv${kvType} ${JSON.stringify(c)}`);
         }
       }
     });

@@ -66,6 +66,10 @@ function runAll(seed: number): Float32Array[] {
   const attn = new Float32Array(p.nTokens * p.nHead * p.headDim);
   kernels.attention(randomF32(attn.length, rand), kCache, vCache, p, attn);
   outs.push(attn);
+  // One decode token: with threads, each takes chunks of the cache (states merged in a second pass).
+  const one = new Float32Array(p.nHead * p.headDim);
+  kernels.attention(randomF32(one.length, rand), kCache, vCache, { ...p, nTokens: 1, pos0: ctx - 1 }, one);
+  outs.push(one);
   return outs;
 }
 

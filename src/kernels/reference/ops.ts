@@ -4,7 +4,7 @@
  * them; sums that ggml keeps in f32 lanes are accumulated here in f64, which is the exact
  * result the native lanes approximate, so tests can bound the native error against it.
  */
-import { kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
+import { ATTENTION_CHUNK, kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
 import { f32ToFp16, fp16ToF32, refDequantize, refQuantize } from './quant/index.js';
 
 const f = Math.fround;
@@ -70,17 +70,17 @@ export function refRope(x: Float32Array, nTokens: number, nHeads: number, headDi
 
 /** Softmax of x[off, off + n) in place: exp(x - max) summed in f64, scaled by f32(1/sum). */
 /** Softmax of x[off, off + n) in place; a sink (gpt-oss) joins it as an entry without a value. */
-function softmaxRow(x: Float32Array, off: number, n: number, sink?: number): void {
+function softmaxRow(x: Float64Array | Float32Array, off: number, n: number, sink?: number): void {
   let max = sink ?? -Infinity;
   for (let i = 0; i < n; i++) if (x[off + i] > max) max = x[off + i];
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    x[off + i] = Math.exp(f(x[off + i] - max));
+    x[off + i] = f(Math.exp(f(x[off + i] - max)));
     sum += x[off + i];
   }
   if (sink !== undefined) sum += f(Math.exp(f(sink - max)));
   const inv = f(1 / sum);
-  for (let i = 0; i < n; i++) x[off + i] *= inv;
+  for (let i = 0; i < n; i++) x[off + i] = f(x[off + i] * inv);
 }
 
 /** Softmax of each of `rows` rows of `cols`, in place. */
@@ -207,9 +207,13 @@ function roundToQ8(x: Float32Array): Float32Array {
 }
 
 /**
- * Causal GQA for one sequence, as llama.cpp without flash attention: scores = f32(q.k) * scale,
- * softmax, then the weighted sum of V. With an F16 cache, q and the weights are rounded to f16
- * first (ggml converts the f32 operand of an F16 matmul). Sinks and a sliding window as
+ * Causal GQA for one sequence, fused as the native kernel computes it (native/src/attention.c):
+ * per query vector, the cache in chunks of ATTENTION_CHUNK rows at fixed positions; per chunk the
+ * scores f32(q.k) * scale (q rounded to f16 for an F16 cache, to Q8_0 for a Q8_0 cache), their
+ * maximum m, the weights exp(s - m) with their sum, and the weighted sum of V; the chunks merged in
+ * order (online softmax), a sink joining last, the vector divided by the sum. A vector whose visible
+ * rows lie in one chunk takes llama.cpp's unfused path instead: softmax (with the sink), weights
+ * rounded to f16 for an F16 cache, then the weighted sum. Sinks and a sliding window as
  * AttentionParams describes them (the model twin is model/blocks/attention-sinks.ts).
  */
 export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
@@ -220,8 +224,10 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
   const q8 = p.kvType === 8;
   const row = nKvHead * d;
   const group = nHead / nKvHead;
-  const scores = new Float32Array(pos0 + nTokens);
+  const weights = new Float64Array(ATTENTION_CHUNK);
   const qh = new Float64Array(d);
+  const acc = new Float64Array(d);
+  const chunkAcc = new Float64Array(d);
   for (let t = 0; t < nTokens; t++) {
     const nCtx = pos0 + t + 1;
     for (let h = 0; h < nHead; h++) {
@@ -230,17 +236,61 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
       const qv = q8 ? roundToQ8(q.subarray(qOff, qOff + d)) : undefined;
       for (let i = 0; i < d; i++) qh[i] = qv ? qv[i] : half ? roundToF16(q[qOff + i]) : q[qOff + i];
       const first = p.window && nCtx > p.window ? nCtx - p.window : 0;
-      for (let j = first; j < nCtx; j++) {
+      const score = (j: number) => {
         let dot = 0;
         for (let i = 0; i < d; i++) dot += k(j * row + kvOff + i) * qh[i];
-        scores[j] = f(dot) * f(p.scale);
+        return f(f(dot) * f(p.scale));
+      };
+      if (Math.floor(first / ATTENTION_CHUNK) === Math.floor((nCtx - 1) / ATTENTION_CHUNK)) {
+        // All it sees lies in one chunk: unfused, as llama.cpp without flash attention.
+        for (let j = first; j < nCtx; j++) weights[j - first] = score(j);
+        softmaxRow(weights, 0, nCtx - first, p.sinks?.[h]);
+        for (let i = 0; i < d; i++) {
+          let sum = 0;
+          for (let j = first; j < nCtx; j++) sum += (half ? roundToF16(weights[j - first]) : weights[j - first]) * v(j * row + kvOff + i);
+          out[qOff + i] = sum;
+        }
+        continue;
       }
-      softmaxRow(scores, first, nCtx - first, p.sinks?.[h]);
-      for (let i = 0; i < d; i++) {
-        let acc = 0;
-        for (let j = first; j < nCtx; j++) acc += (half ? roundToF16(scores[j]) : scores[j]) * v(j * row + kvOff + i);
-        out[qOff + i] = acc;
+      let max = -Infinity;
+      let sum = 0;
+      for (let lo = first - (first % ATTENTION_CHUNK); lo < nCtx; lo += ATTENTION_CHUNK) {
+        const a = Math.max(lo, first);
+        const b = Math.min(lo + ATTENTION_CHUNK, nCtx);
+        let m = -Infinity;
+        for (let j = a; j < b; j++) {
+          weights[j - a] = score(j);
+          m = Math.max(m, weights[j - a]);
+        }
+        let l = 0;
+        chunkAcc.fill(0);
+        for (let j = a; j < b; j++) {
+          const w = f(Math.exp(f(weights[j - a] - m)));
+          l += w;
+          for (let i = 0; i < d; i++) chunkAcc[i] += w * v(j * row + kvOff + i);
+        }
+        if (sum === 0) {
+          max = m;
+          sum = l;
+          for (let i = 0; i < d; i++) acc[i] = f(chunkAcc[i]);
+          continue;
+        }
+        const mx = Math.max(max, m);
+        const ra = f(Math.exp(f(max - mx)));
+        const rb = f(Math.exp(f(m - mx)));
+        sum = sum * ra + l * rb;
+        for (let i = 0; i < d; i++) acc[i] = f(f(acc[i] * ra) + f(f(chunkAcc[i]) * rb));
+        max = mx;
       }
+      let scale = 1;
+      const sink = p.sinks?.[h];
+      if (sink !== undefined) {
+        const mx = Math.max(max, sink);
+        scale = f(Math.exp(f(max - mx)));
+        sum = sum * scale + f(Math.exp(f(sink - mx)));
+      }
+      const inv = f(1 / sum);
+      for (let i = 0; i < d; i++) out[qOff + i] = f(f(acc[i] * scale) * inv);
     }
   }
 }
