@@ -68,8 +68,10 @@ export function refRope(x: Float32Array, nTokens: number, nHeads: number, headDi
   }
 }
 
-/** Softmax of x[off, off + n) in place: exp(x - max) summed in f64, scaled by f32(1/sum). */
-/** Softmax of x[off, off + n) in place; a sink (gpt-oss) joins it as an entry without a value. */
+/**
+ * Softmax of x[off, off + n) in place: exp(x - max) summed in f64, scaled by f32(1/sum); a sink
+ * (gpt-oss) joins it as an entry without a value.
+ */
 function softmaxRow(x: Float64Array | Float32Array, off: number, n: number, sink?: number): void {
   let max = sink ?? -Infinity;
   for (let i = 0; i < n; i++) if (x[off + i] > max) max = x[off + i];

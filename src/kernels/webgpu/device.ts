@@ -1,0 +1,124 @@
+/**
+ * Opening a GPU through WebGPU (Dawn, from the optional npm package `webgpu`): Metal on macOS,
+ * Vulkan on Linux, Direct3D 12 on Windows, or Mesa's software Vulkan (lavapipe) where no GPU is
+ * present. Everything here is optional: without the package, without an adapter, or with one too
+ * small, the caller gets a reason it can show in one line, and cairn computes on the CPU.
+ */
+/// <reference types="@webgpu/types" />
+import { CairnError } from '../../util/errors.js';
+
+/** What the adapter is, as the user would recognize it. */
+export interface GpuAdapterSummary {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+  /** True for a CPU-backed implementation such as lavapipe (correct, not fast). */
+  readonly software: boolean;
+}
+
+/** An opened device and what it can do. */
+export interface GpuContext {
+  readonly device: GPUDevice;
+  readonly adapter: GpuAdapterSummary;
+  /** The adapter has shader-f16 and it was enabled. */
+  readonly f16: boolean;
+  /** The adapter has subgroups and they were enabled. */
+  readonly subgroups: boolean;
+  /** Largest storage buffer one binding may see, in bytes. */
+  readonly maxBinding: number;
+  /** Largest buffer, in bytes. */
+  readonly maxBuffer: number;
+}
+
+/** The module shape of the `webgpu` package that is used here. */
+interface WebGpuModule {
+  create(options: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+let gpuEntry: Promise<GPU> | undefined;
+
+/** Loads the `webgpu` package once (its GPU entry point), or throws GPU_UNAVAILABLE saying why. */
+async function loadGpu(): Promise<GPU> {
+  gpuEntry ??= (async () => {
+    let mod: WebGpuModule;
+    try {
+      mod = (await import('webgpu')) as unknown as WebGpuModule;
+    } catch (e) {
+      throw new CairnError(
+        'GPU_UNAVAILABLE',
+        `the optional package "webgpu" is not installed or does not load on this platform (${(e as Error).message.split('\n')[0]}); run \`npm install webgpu\` to use the GPU`,
+        { cause: e },
+      );
+    }
+    // WebGPU's constants (GPUBufferUsage and friends) are globals in a browser; Dawn exports them.
+    for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) Object.assign(globalThis, { [k]: v });
+    return mod.create([]);
+  })();
+  try {
+    return await gpuEntry;
+  } catch (e) {
+    gpuEntry = undefined;
+    throw e;
+  }
+}
+
+/** Names lavapipe and the other CPU-backed adapters give themselves. */
+function isSoftware(info: GPUAdapterInfo): boolean {
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+  return /llvmpipe|lavapipe|swiftshader|software|warp/.test(text);
+}
+
+/** Options of openGpu. */
+export interface OpenGpuOptions {
+  /** Refuse adapters whose largest buffer is below this many bytes. */
+  readonly minBufferBytes?: number;
+}
+
+/**
+ * Opens the first high-performance adapter with shader-f16 and subgroups enabled where it has them,
+ * and the largest buffers it allows. Throws GPU_UNAVAILABLE with the reason when there is none.
+ */
+export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext> {
+  const gpu = await loadGpu();
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) {
+    throw new CairnError(
+      'GPU_UNAVAILABLE',
+      'no WebGPU adapter was found (no Vulkan, Metal or Direct3D 12 driver; on Debian, Mesa 25 from bookworm-backports provides one: apt install -t bookworm-backports mesa-vulkan-drivers)',
+    );
+  }
+  const info = adapter.info;
+  const summary: GpuAdapterSummary = {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    software: isSoftware(info),
+  };
+  const maxBuffer = adapter.limits.maxBufferSize;
+  if (options.minBufferBytes !== undefined && maxBuffer < options.minBufferBytes) {
+    throw new CairnError('GPU_UNAVAILABLE', `the GPU adapter (${describeAdapter(summary)}) allows buffers of at most ${maxBuffer} bytes, below the ${options.minBufferBytes} needed`);
+  }
+  const f16 = adapter.features.has('shader-f16');
+  const subgroups = adapter.features.has('subgroups');
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (f16) requiredFeatures.push('shader-f16');
+  if (subgroups) requiredFeatures.push('subgroups' as GPUFeatureName);
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+      maxBufferSize: maxBuffer,
+      maxStorageBuffersPerShaderStage: Math.min(adapter.limits.maxStorageBuffersPerShaderStage, 8),
+    },
+  });
+  return { device, adapter: summary, f16, subgroups, maxBinding: device.limits.maxStorageBufferBindingSize, maxBuffer: device.limits.maxBufferSize };
+}
+
+/** One line naming an adapter, e.g. `llvmpipe (software)`. */
+export function describeAdapter(a: GpuAdapterSummary): string {
+  const name = a.description || [a.vendor, a.architecture, a.device].filter(Boolean).join(' ') || 'unnamed adapter';
+  return a.software ? `${name} (software)` : name;
+}

@@ -1,0 +1,217 @@
+/**
+ * The GPU kernels against their CPU twins, on whatever WebGPU adapter this machine has (in CI,
+ * Mesa's lavapipe: Vulkan run on the CPU, correct rather than fast), at awkward sizes. The GPU keeps
+ * activations in f32 and sums in f32 where the CPU quantizes activations for quantized weights and
+ * sums some things in f64, so the tolerances are those of f32 arithmetic over the sizes used; an
+ * error of indexing, unpacking or masking shows up orders of magnitude above them. Without the
+ * optional `webgpu` package or an adapter, every test here is skipped and says why.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { assertClose, randomF32, seededRandom } from '../../../test/helpers/kernel-inputs.js';
+import { GgmlType, ggmlTypeName } from '../../gguf/ggml-types.js';
+import { isCairnError } from '../../util/errors.js';
+import { refDequantize, refQuantize } from '../reference/quant/codecs.js';
+import { refAdd, refAttention, refRmsNorm, refRope, refStoreKv, refSwiglu } from '../reference/ops.js';
+import type { AttentionParams, RopeParams } from '../api.js';
+import { describeAdapter } from './device.js';
+import { WebGpuKernels } from './gpu-kernels.js';
+import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
+
+let gpu: WebGpuKernels | undefined;
+let why = '';
+try {
+  gpu = await WebGpuKernels.open();
+  process.stdout.write(`# GPU kernels on ${describeAdapter(gpu.gpu.adapter)}\n`);
+} catch (e) {
+  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
+  why = `no GPU to test on: ${(e as Error).message}`;
+  process.stdout.write(`# ${why}\n`);
+}
+after(() => gpu?.destroy());
+const skip = gpu ? false : why;
+
+/** f64 dot products of dequantized weights with x: the exact value both engines approximate. */
+function dequantizedMatmul(w: Uint8Array, type: GgmlType, rows: number, cols: number, x: Float32Array, n: number): { y: Float64Array; mag: Float64Array } {
+  const wf = new Float32Array(rows * cols);
+  refDequantize(type, w, wf, rows * cols);
+  const y = new Float64Array(n * rows);
+  const mag = new Float64Array(n * rows);
+  for (let t = 0; t < n; t++) {
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      let m = 0;
+      for (let c = 0; c < cols; c++) {
+        const p = wf[r * cols + c] * x[t * cols + c];
+        s += p;
+        m += Math.abs(p);
+      }
+      y[t * rows + r] = s;
+      mag[t * rows + r] = m;
+    }
+  }
+  return { y, mag };
+}
+
+describe('GPU weight products', { skip }, () => {
+  for (const type of GPU_WEIGHT_TYPES) {
+    it(`matmul of ${ggmlTypeName(type)} weights in their file layout equals the dequantized product`, async () => {
+      const g = gpu!;
+      const rand = seededRandom(40 + type);
+      const block = gpuWeightFormat(type)!.blockElems;
+      // Float rows of a length no vector width divides; quantized rows of one to three blocks.
+      const shapes = block === 1 ? [[37, 36, 1], [5, 100, 3]] : [[37, block, 1], [9, 3 * block, 3]];
+      for (const [rows, cols, n] of shapes) {
+        const wf = randomF32(rows * cols, rand);
+        const bytes = (rows * cols * gpuWeightFormat(type)!.blockBytes) / block;
+        const w = new Uint8Array(bytes);
+        refQuantize(type, wf, w, rows * cols);
+        const x = randomF32(n * cols, rand, 2);
+        const { y: want, mag } = dequantizedMatmul(w, type, rows, cols, x, n);
+        const wt = g.upload(w);
+        const xt = g.upload(x);
+        const yt = g.tensor(n * rows * 4);
+        g.matmul(wt, type, rows, cols, xt, n, yt);
+        const got = await g.readF32(yt, n * rows);
+        for (let i = 0; i < got.length; i++) {
+          const err = Math.abs(got[i] - want[i]);
+          assert.ok(err <= 1e-5 * mag[i] + 1e-6, `${ggmlTypeName(type)} ${rows}x${cols} n${n}: y[${i}] = ${got[i]}, want ${want[i]}`);
+        }
+      }
+    });
+  }
+
+  it('reaches rows past the first grid dimension and a weight at an offset in its buffer', async () => {
+    const g = gpu!;
+    const rand = seededRandom(7);
+    const rows = 33_000;
+    const cols = 32;
+    const w = new Uint8Array(64 + (rows * cols * 34) / 32);
+    const wf = randomF32(rows * cols, rand);
+    refQuantize(GgmlType.Q8_0, wf, w.subarray(64), rows * cols);
+    const x = randomF32(cols, rand);
+    const { y: want, mag } = dequantizedMatmul(w.subarray(64), GgmlType.Q8_0, rows, cols, x, 1);
+    const yt = g.tensor(rows * 4);
+    g.matmul(g.upload(w), GgmlType.Q8_0, rows, cols, g.upload(x), 1, yt, 64);
+    const got = await g.readF32(yt, rows);
+    for (const i of [0, 1, 32_767, 32_768, rows - 1]) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * mag[i] + 1e-6, `row ${i}: ${got[i]} vs ${want[i]}`);
+  });
+
+  it('refuses shapes that do not fit its tensors, and types it cannot read', () => {
+    const g = gpu!;
+    const t = g.tensor(64);
+    const bad = (f: () => void, re: RegExp) => assert.throws(f, (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && re.test((e as Error).message));
+    bad(() => g.matmul(t, GgmlType.Q8_0, 2, 32, t, 1, t), /w holds 64 bytes/);
+    bad(() => g.matmul(t, GgmlType.Q8_0, 1, 33, t, 1, t), /not a multiple of 32/);
+    bad(() => g.matmul(t, GgmlType.F32, 4, 4, t, 2, g.tensor(16)), /y holds 16 bytes/);
+    bad(() => g.matmul(t, GgmlType.IQ2_XXS, 1, 256, t, 1, t), /do not read IQ2_XXS/);
+    bad(() => g.matmul(t, GgmlType.F32, -1, 4, t, 1, t), /rows must be a non-negative integer/);
+    bad(() => g.tensor(Number.NaN), /bytes must be/);
+  });
+});
+
+describe('GPU float kernels', { skip }, () => {
+  it('rmsNorm, swiglu and add equal their CPU twins', async () => {
+    const g = gpu!;
+    const rand = seededRandom(3);
+    const rows = 5;
+    const dim = 300;
+    const x = randomF32(rows * dim, rand, 3);
+    const w = randomF32(dim, rand);
+    const want = new Float32Array(rows * dim);
+    refRmsNorm(x, w, rows, dim, 1e-5, want);
+    const xt = g.upload(x);
+    g.rmsNorm(xt, g.upload(w), rows, dim, 1e-5, xt); // in place, as the CPU kernel allows
+    assertClose(await g.readF32(xt, rows * dim), want, { rtol: 2e-6, atol: 1e-7 }, 'rmsNorm');
+
+    const n = 70_001; // more workgroups than one grid row of threads covers in one go
+    const a = randomF32(n, rand, 8);
+    const b = randomF32(n, rand);
+    const at = g.upload(a);
+    const bt = g.upload(b);
+    const out = g.tensor(n * 4);
+    const wantS = new Float32Array(n);
+    refSwiglu(a, b, n, wantS);
+    g.swiglu(at, bt, n, out);
+    assertClose(await g.readF32(out, n), wantS, { rtol: 1e-6, atol: 1e-7 }, 'swiglu');
+    const wantA = new Float32Array(n);
+    refAdd(a, b, n, wantA);
+    g.add(at, bt, n, out);
+    assertClose(await g.readF32(out, n), wantA, { rtol: 0, atol: 0 }, 'add');
+  });
+
+  it('rope rotates as the CPU does: normal and neox, partial rotation, frequency factors', async () => {
+    const g = gpu!;
+    const rand = seededRandom(4);
+    const nTokens = 3;
+    const nHeads = 5;
+    const headDim = 48;
+    const positions = Int32Array.from([0, 17, 4099]);
+    const cases: RopeParams[] = [
+      { nRot: 48, freqBase: 10000, freqScale: 1, mode: 'normal' },
+      { nRot: 32, freqBase: 500000, freqScale: 0.25, mode: 'neox' },
+      { nRot: 48, freqBase: 10000, freqScale: 1, mode: 'normal', freqFactors: Float32Array.from({ length: 24 }, (_, i) => 1 + i / 8) },
+    ];
+    for (const p of cases) {
+      const x = randomF32(nTokens * nHeads * headDim, rand);
+      const want = x.slice();
+      refRope(want, nTokens, nHeads, headDim, positions, p);
+      const xt = g.upload(x);
+      g.rope(xt, nTokens, nHeads, headDim, positions, p);
+      assertClose(await g.readF32(xt, x.length), want, { rtol: 1e-6, atol: 1e-6 }, `rope ${p.mode} nRot ${p.nRot}`);
+    }
+  });
+
+  it('stores keys and values into an F16 cache as the CPU does', async () => {
+    const g = gpu!;
+    const rand = seededRandom(5);
+    const row = 24;
+    const pos0 = 3;
+    const n = 4;
+    const k = randomF32(n * row, rand, 5);
+    const v = randomF32(n * row, rand, 5);
+    const wantK = new Uint8Array((pos0 + n) * row * 2);
+    const wantV = new Uint8Array((pos0 + n) * row * 2);
+    refStoreKv(k, v, wantK, wantV, 1, row, pos0, n);
+    const kc = g.tensor(wantK.length);
+    const vc = g.tensor(wantV.length);
+    g.storeKvF16(g.upload(k), g.upload(v), kc, vc, row, pos0, n);
+    const gotK = new Uint16Array(await g.read(kc));
+    const gotV = new Uint16Array(await g.read(vc));
+    const wk = new Uint16Array(wantK.buffer);
+    const wv = new Uint16Array(wantV.buffer);
+    // Round to nearest on both sides; a half-way case may go either way on a GPU: one unit at most.
+    for (let i = 0; i < wk.length; i++) {
+      assert.ok(Math.abs(gotK[i] - wk[i]) <= 1 && Math.abs(gotV[i] - wv[i]) <= 1, `element ${i}: ${gotK[i]}/${gotV[i]} vs ${wk[i]}/${wv[i]}`);
+    }
+    assert.equal(gotK[0], 0, 'rows before pos0 untouched');
+  });
+
+  it('attention over an F16 cache equals the CPU twin: GQA ratios, head sizes, depth, windows, sinks', async () => {
+    const g = gpu!;
+    const rand = seededRandom(6);
+    const cases = [
+      { nHead: 4, nKvHead: 4, headDim: 64, pos0: 0, nTokens: 9, window: 0, sinks: false },
+      { nHead: 6, nKvHead: 2, headDim: 36, pos0: 70, nTokens: 5, window: 0, sinks: false },
+      { nHead: 8, nKvHead: 2, headDim: 128, pos0: 300, nTokens: 3, window: 0, sinks: true },
+      { nHead: 4, nKvHead: 1, headDim: 256, pos0: 130, nTokens: 2, window: 67, sinks: false },
+      { nHead: 6, nKvHead: 3, headDim: 64, pos0: 520, nTokens: 4, window: 129, sinks: true },
+    ];
+    for (const c of cases) {
+      const row = c.nKvHead * c.headDim;
+      const ctx = c.pos0 + c.nTokens;
+      const kCache = new Uint8Array(ctx * row * 2);
+      const vCache = new Uint8Array(ctx * row * 2);
+      refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 1, row, 0, ctx);
+      const q = randomF32(c.nTokens * c.nHead * c.headDim, rand, 4);
+      const sinks = c.sinks ? randomF32(c.nHead, rand, 3) : undefined;
+      const p: AttentionParams = { nTokens: c.nTokens, nHead: c.nHead, nKvHead: c.nKvHead, headDim: c.headDim, pos0: c.pos0, scale: 1 / Math.sqrt(c.headDim), kvType: 1, window: c.window, sinks };
+      const want = new Float32Array(q.length);
+      refAttention(q, kCache, vCache, p, want);
+      const out = g.tensor(q.length * 4);
+      g.attention(g.upload(q), g.upload(kCache), g.upload(vCache), { ...p, sinks: sinks && g.upload(sinks) }, out);
+      // The CPU rounds the weights to f16 for contexts within one chunk; the GPU keeps them f32.
+      assertClose(await g.readF32(out, q.length), want, { rtol: 0, atol: 2 ** -10 }, `attention ${JSON.stringify(c)}`);
+    }
+  });
+});

@@ -1,0 +1,299 @@
+/**
+ * The GPU kernels over tensors that live on the device: weights uploaded once in their GGUF block
+ * layout (never dequantized whole), activations and KV caches as device buffers. Every call records
+ * its dispatch into one pending command encoder; nothing goes to the GPU until `flush` (or a `read`,
+ * which flushes first), so the kernels of a layer, or of a whole step, run without a host round
+ * trip between them. Each kernel has a CPU twin (src/kernels/reference) that tests compare it to.
+ */
+/// <reference types="@webgpu/types" />
+import { CairnError } from '../../util/errors.js';
+import { GgmlType, ggmlTypeName } from '../../gguf/ggml-types.js';
+import { ropeAngles } from '../reference/ops.js';
+import type { RopeParams } from '../api.js';
+import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
+import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
+import { ADD, ATTENTION_F16, matmulWgsl, RMS_NORM, ROPE, STORE_KV_F16, SWIGLU, WG } from './wgsl-ops.js';
+
+/** A buffer on the device and the bytes of it that hold data. */
+export interface GpuTensor {
+  readonly buffer: GPUBuffer;
+  readonly bytes: number;
+}
+
+/** Attention over an F16 cache on the device (the CPU kernel's AttentionParams, less the cache type). */
+export interface GpuAttentionParams {
+  readonly nTokens: number;
+  readonly nHead: number;
+  readonly nKvHead: number;
+  readonly headDim: number;
+  readonly pos0: number;
+  readonly scale: number;
+  /** Positions a token sees, itself included; 0: all. */
+  readonly window?: number;
+  /** One sink logit per query head, on the device. */
+  readonly sinks?: GpuTensor;
+}
+
+/** Most workgroups along the first grid dimension; more go to the second. */
+const GRID_X = 32768;
+
+function bad(message: string): never {
+  throw new CairnError('BAD_ARGUMENT', message);
+}
+
+function checkCount(name: string, v: number): void {
+  if (!(Number.isInteger(v) && v >= 0 && v < 2 ** 31)) bad(`${name} must be a non-negative integer below 2^31 (got ${v})`);
+}
+
+/** The GPU kernels of one device. */
+export class WebGpuKernels {
+  readonly name = 'webgpu';
+  private encoder: GPUCommandEncoder | undefined;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /** Uniform and table buffers of recorded dispatches, released once those are submitted. */
+  private transient: GPUBuffer[] = [];
+  private readonly empty: GpuTensor;
+
+  constructor(readonly gpu: GpuContext) {
+    this.empty = this.tensor(16);
+  }
+
+  /** Opens the GPU (openGpu) and makes its kernels; throws GPU_UNAVAILABLE saying why it cannot. */
+  static async open(options?: OpenGpuOptions): Promise<WebGpuKernels> {
+    return new WebGpuKernels(await openGpu(options));
+  }
+
+  private get device(): GPUDevice {
+    return this.gpu.device;
+  }
+
+  /** A zeroed device tensor of `bytes` (rounded up to whole words, plus one word for unaligned reads). */
+  tensor(bytes: number): GpuTensor {
+    checkCount('bytes', bytes);
+    const size = Math.max(16, (bytes + 7) & ~3);
+    if (size > this.gpu.maxBuffer) bad(`a tensor of ${bytes} bytes is larger than the GPU allows (${this.gpu.maxBuffer})`);
+    const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    return { buffer, bytes };
+  }
+
+  /** A device tensor holding a copy of `data` (weights in their file layout, or f32 activations). */
+  upload(data: ArrayBufferView): GpuTensor {
+    const t = this.tensor(data.byteLength);
+    this.write(t, data);
+    return t;
+  }
+
+  /** Copies `data` into `t` at byte `offset` (ordered before every dispatch recorded after it is flushed). */
+  write(t: GpuTensor, data: ArrayBufferView, offset = 0): void {
+    if (offset < 0 || offset + data.byteLength > t.bytes) bad(`writing ${data.byteLength} bytes at ${offset} into a tensor of ${t.bytes}`);
+    this.flush();
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    // writeBuffer takes whole words: the tail goes padded.
+    const whole = data.byteLength & ~3;
+    if (whole > 0) this.device.queue.writeBuffer(t.buffer, offset, bytes, 0, whole);
+    if (whole < data.byteLength) {
+      const tail = new Uint8Array(4);
+      tail.set(bytes.subarray(whole));
+      this.device.queue.writeBuffer(t.buffer, offset + whole, tail);
+    }
+  }
+
+  /** Runs what was recorded, then copies `bytes` of `t` (from byte `offset`) back to the host. */
+  async read(t: GpuTensor, bytes = t.bytes, offset = 0): Promise<ArrayBuffer> {
+    if (offset < 0 || offset + bytes > t.bytes || offset % 4 !== 0) bad(`reading ${bytes} bytes at ${offset} of a tensor of ${t.bytes}`);
+    const size = (bytes + 3) & ~3;
+    const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.pending();
+    enc.copyBufferToBuffer(t.buffer, offset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+      return staging.getMappedRange().slice(0, bytes);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** f32 values of `t`, read back. */
+  async readF32(t: GpuTensor, count = t.bytes / 4): Promise<Float32Array> {
+    return new Float32Array(await this.read(t, count * 4));
+  }
+
+  /** Submits the recorded dispatches. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = undefined;
+    for (const b of this.transient) b.destroy();
+    this.transient = [];
+  }
+
+  /** Waits until the device has finished everything submitted. */
+  async finish(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Releases the device. The kernels must not be used afterwards. */
+  destroy(): void {
+    this.flush();
+    this.device.destroy();
+  }
+
+  /**
+   * y[t * rows + r] = dot(row r of W, x[t]) for t < n: W is rows x cols of wtype in its GGUF layout
+   * (starting at byte wOffset of w), x is n x cols f32, y n x rows f32. Activations stay f32 (no
+   * quantizing as the CPU does for quantized weights), so results match the CPU's to rounding.
+   */
+  matmul(w: GpuTensor, wtype: GgmlType, rows: number, cols: number, x: GpuTensor, n: number, y: GpuTensor, wOffset = 0): void {
+    const f = gpuWeightFormat(wtype);
+    if (!f) bad(`the GPU kernels do not read ${ggmlTypeName(wtype)} weights yet`);
+    for (const [k, v] of [['rows', rows], ['cols', cols], ['n', n], ['wOffset', wOffset]] as const) checkCount(k, v);
+    if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
+    const rowBytes = (cols / f.blockElems) * f.blockBytes;
+    if (wOffset + rows * rowBytes > w.bytes) bad(`w holds ${w.bytes} bytes, less than ${rows} rows of ${rowBytes} from ${wOffset}`);
+    if (x.bytes < n * cols * 4) bad(`x holds ${x.bytes} bytes, less than ${n} x ${cols} f32`);
+    if (y.bytes < n * rows * 4) bad(`y holds ${y.bytes} bytes, less than ${n} x ${rows} f32`);
+    if (rows === 0 || n === 0) return;
+    const pipeline = this.pipeline(`matmul-${wtype}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
+    const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, 0, 0, 0]));
+    this.dispatch(pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
+  }
+
+  /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim. out may be x. */
+  rmsNorm(x: GpuTensor, weight: GpuTensor, rows: number, dim: number, eps: number, out: GpuTensor): void {
+    checkCount('rows', rows);
+    checkCount('dim', dim);
+    if (x.bytes < rows * dim * 4 || out.bytes < rows * dim * 4 || weight.bytes < dim * 4) bad('rmsNorm: a tensor is too small');
+    if (rows === 0) return;
+    const params = this.uniform(new Uint32Array([rows, dim, new Uint32Array(new Float32Array([eps]).buffer)[0], 0]));
+    const input = x.buffer === out.buffer ? this.copyOf(x, rows * dim * 4) : x.buffer;
+    this.dispatch(this.pipeline('rmsnorm', () => RMS_NORM), [input, weight.buffer, out.buffer, params], rows);
+  }
+
+  /** Rotates x (nTokens x nHeads x headDim) in place at `positions`, as the CPU's rope (normal or neox). */
+  rope(x: GpuTensor, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void {
+    if (p.nRot % 2 !== 0 || p.nRot > headDim || p.nRot <= 0) bad(`nRot must be even and at most headDim (got ${p.nRot})`);
+    if (positions.length < nTokens) bad('positions is too short');
+    if (x.bytes < nTokens * nHeads * headDim * 4) bad('rope: x is too small');
+    const half = p.nRot / 2;
+    const table = new Float32Array(nTokens * p.nRot);
+    for (let t = 0; t < nTokens; t++) {
+      const { cos, sin } = ropeAngles(positions[t], p);
+      table.set(cos, t * p.nRot);
+      table.set(sin, t * p.nRot + half);
+    }
+    const tab = this.transientUpload(table);
+    const params = this.uniform(new Uint32Array([nTokens, nHeads, headDim, p.nRot, p.mode === 'neox' ? 1 : 0, 0, 0, 0]));
+    this.dispatchThreads(this.pipeline('rope', () => ROPE), [x.buffer, tab, params], nTokens * nHeads * half);
+  }
+
+  /** out[i] = silu(gate[i]) * up[i] for i < n. */
+  swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
+    this.binary('swiglu', SWIGLU, gate, up, n, out);
+  }
+
+  /** out[i] = a[i] + b[i] for i < n. */
+  add(a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
+    this.binary('add', ADD, a, b, n, out);
+  }
+
+  /** Writes nTokens rows of rowElems f32 keys and values into rows [pos0, pos0 + nTokens) of F16 caches. */
+  storeKvF16(k: GpuTensor, v: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, rowElems: number, pos0: number, nTokens: number): void {
+    if (rowElems % 2 !== 0) bad(`an F16 cache on the GPU needs rows of an even number of elements (got ${rowElems})`);
+    const n = nTokens * rowElems;
+    if (k.bytes < n * 4 || v.bytes < n * 4) bad('storeKv: k or v is too small');
+    if (kCache.bytes < (pos0 + nTokens) * rowElems * 2 || vCache.bytes < (pos0 + nTokens) * rowElems * 2) bad('storeKv: a cache is too small');
+    if (n === 0) return;
+    const params = this.uniform(new Uint32Array([n / 2, rowElems, pos0, 0]));
+    this.dispatchThreads(this.pipeline('storekv', () => STORE_KV_F16), [k.buffer, v.buffer, kCache.buffer, vCache.buffer, params], n / 2);
+  }
+
+  /** Causal GQA of p.nTokens query rows over F16 caches holding positions [0, pos0 + nTokens). */
+  attention(q: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, p: GpuAttentionParams, out: GpuTensor): void {
+    const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
+    if (!(nKvHead > 0 && nHead % nKvHead === 0)) bad(`nHead ${nHead} must be a multiple of nKvHead ${nKvHead}`);
+    if (!(d > 0 && d <= 256 && d % 2 === 0)) bad(`the GPU attention takes even head sizes up to 256 (got ${d})`);
+    const per = nTokens * nHead * d * 4;
+    if (q.bytes < per || out.bytes < per) bad('attention: q or out is too small');
+    const cache = (pos0 + nTokens) * nKvHead * d * 2;
+    if (kCache.bytes < cache || vCache.bytes < cache) bad('attention: a cache is too small');
+    if (p.sinks && p.sinks.bytes < nHead * 4) bad('attention: sinks is too small');
+    if (nTokens === 0) return;
+    const params = new Uint32Array([nTokens, nHead, nKvHead, d, pos0, p.window ?? 0, p.sinks ? 1 : 0, 0]);
+    new Float32Array(params.buffer).set([p.scale], 7);
+    const u = this.uniform(params);
+    const pipeline = this.pipeline('attention-f16', () => ATTENTION_F16);
+    const enc = this.pending().beginComputePass();
+    enc.setPipeline(pipeline);
+    enc.setBindGroup(0, this.bind(pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u]));
+    enc.dispatchWorkgroups(nHead, nTokens);
+    enc.end();
+  }
+
+  private binary(name: string, wgsl: string, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
+    checkCount('n', n);
+    if (a.bytes < n * 4 || b.bytes < n * 4 || out.bytes < n * 4) bad(`${name}: a tensor is shorter than ${n} f32`);
+    if (n === 0) return;
+    const params = this.uniform(new Uint32Array([n, 0, 0, 0]));
+    this.dispatchThreads(this.pipeline(name, () => wgsl), [a.buffer, b.buffer, out.buffer, params], n);
+  }
+
+  private pending(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private pipeline(key: string, source: () => string): GPUComputePipeline {
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: source() });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  private uniform(data: Uint32Array): GPUBuffer {
+    const b = this.device.createBuffer({ size: Math.max(16, data.byteLength), usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+    new Uint32Array(b.getMappedRange()).set(data);
+    b.unmap();
+    this.transient.push(b);
+    return b;
+  }
+
+  private transientUpload(data: Float32Array): GPUBuffer {
+    const b = this.device.createBuffer({ size: Math.max(16, data.byteLength), usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
+    new Float32Array(b.getMappedRange()).set(data);
+    b.unmap();
+    this.transient.push(b);
+    return b;
+  }
+
+  /** A copy of t's first `bytes` (for kernels whose input and output may be the same tensor). */
+  private copyOf(t: GpuTensor, bytes: number): GPUBuffer {
+    const size = (bytes + 3) & ~3;
+    const b = this.device.createBuffer({ size: Math.max(16, size), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    this.pending().copyBufferToBuffer(t.buffer, 0, b, 0, size);
+    this.transient.push(b);
+    return b;
+  }
+
+  private bind(pipeline: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
+    return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+  }
+
+  /** One workgroup per item (a row), items past GRID_X on the second grid dimension. */
+  private dispatch(pipeline: GPUComputePipeline, buffers: GPUBuffer[], items: number): void {
+    const enc = this.pending().beginComputePass();
+    enc.setPipeline(pipeline);
+    enc.setBindGroup(0, this.bind(pipeline, buffers));
+    enc.dispatchWorkgroups(Math.min(items, GRID_X), Math.ceil(items / GRID_X));
+    enc.end();
+  }
+
+  /** One thread per item, WG to a workgroup. */
+  private dispatchThreads(pipeline: GPUComputePipeline, buffers: GPUBuffer[], items: number): void {
+    this.dispatch(pipeline, buffers, Math.ceil(items / WG));
+  }
+}

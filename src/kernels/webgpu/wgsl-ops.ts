@@ -1,0 +1,247 @@
+/**
+ * WGSL of the GPU kernels other than the weight products: RMS norm, RoPE (angles from a table the
+ * host computes once per step, as the CPU's rope cache), SwiGLU, add, storing keys and values into
+ * an F16 cache, and attention over that cache (online softmax over chunks of 64 positions: no
+ * score row over the whole context). Each mirrors its CPU twin in src/kernels/reference/ops.ts.
+ * Sums are f32 here (the CPU keeps some in f64), so GPU and CPU agree to rounding, not bit for bit.
+ */
+
+/** Workgroup size of the row kernels (matmul, norm, attention): a multiple of every GPU's SIMD width. */
+export const WG = 64;
+
+/** Tree reduction over `red` (WG floats) in uniform control flow; leaves the result in red[0]. */
+const REDUCE = (op: string) => /* wgsl */ `
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k >>= 1u) {
+    if (li < k) { red[li] = ${op}(red[li], red[li + k]); }
+    workgroupBarrier();
+  }`;
+
+/**
+ * y[t * rows + r] (+ y_off) = dot(row r of W, x[t]) for t < n: one workgroup per row, its threads
+ * over the row's blocks, then a tree sum. Rows beyond 32768 go to the second grid dimension.
+ */
+export function matmulWgsl(bytes: string, format: string, blockElems: number, blockBytes: number): string {
+  return /* wgsl */ `
+struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;
+var<workgroup> red: array<f32, ${WG}>;
+${bytes}
+${format}
+fn add2(a: f32, b: f32) -> f32 { return a + b; }
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let r = wg.x + wg.y * 32768u;
+  if (r >= P.rows) { return; }
+  let nb = P.cols / ${blockElems}u;
+  let rb = P.w_off + r * P.row_bytes;
+  for (var t = 0u; t < P.n; t++) {
+    let xo = P.x_off + t * P.cols;
+    var s = 0.0;
+    for (var b = li; b < nb; b += ${WG}u) { s += block_dot(rb + b * ${blockBytes}u, xo + b * ${blockElems}u); }
+    red[li] = s;
+    ${REDUCE('add2')}
+    if (li == 0u) { y[P.y_off + t * P.rows + r] = red[0]; }
+    workgroupBarrier();
+  }
+}
+`;
+}
+
+/** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row. */
+export const RMS_NORM = /* wgsl */ `
+struct Params { rows: u32, dim: u32, eps: f32, pad: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> weight: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;
+var<workgroup> red: array<f32, ${WG}>;
+fn add2(a: f32, b: f32) -> f32 { return a + b; }
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let r = wg.x + wg.y * 32768u;
+  if (r >= P.rows) { return; }
+  let o = r * P.dim;
+  var s = 0.0;
+  for (var i = li; i < P.dim; i += ${WG}u) { s += x[o + i] * x[o + i]; }
+  red[li] = s;
+  ${REDUCE('add2')}
+  let scale = 1.0 / sqrt(red[0] / f32(P.dim) + P.eps);
+  for (var i = li; i < P.dim; i += ${WG}u) { out[o + i] = (x[o + i] * scale) * weight[i]; }
+}
+`;
+
+/**
+ * Rotates x (tokens x heads x headDim) in place by the angles in `table` (per token: nRot/2 cosines
+ * then nRot/2 sines): normal mode pairs (2i, 2i+1), neox pairs (i, i + nRot/2). One thread per pair.
+ */
+export const ROPE = /* wgsl */ `
+struct Params { tokens: u32, heads: u32, head_dim: u32, n_rot: u32, neox: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<uniform> P: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let half = P.n_rot / 2u;
+  let idx = gid.x + gid.y * nwg.x * ${WG}u;
+  if (idx >= P.tokens * P.heads * half) { return; }
+  let i = idx % half;
+  let th = idx / half;
+  let t = th / P.heads;
+  let base = th * P.head_dim;
+  var a = base + 2u * i;
+  var b = a + 1u;
+  if (P.neox != 0u) { a = base + i; b = a + half; }
+  let c = table[t * P.n_rot + i];
+  let s = table[t * P.n_rot + half + i];
+  let x0 = x[a];
+  let x1 = x[b];
+  x[a] = x0 * c - x1 * s;
+  x[b] = x0 * s + x1 * c;
+}
+`;
+
+/** out[i] = silu(gate[i]) * up[i]. */
+export const SWIGLU = /* wgsl */ `
+struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read> gate: array<f32>;
+@group(0) @binding(1) var<storage, read> up: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= P.n) { return; }
+  let g = gate[i];
+  out[i] = g / (1.0 + exp(-g)) * up[i];
+}
+`;
+
+/** out[i] = a[i] + b[i]. */
+export const ADD = /* wgsl */ `
+struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= P.n) { return; }
+  out[i] = a[i] + b[i];
+}
+`;
+
+/**
+ * Rows [pos0, pos0 + n) of an F16 cache (row_elems even: each u32 holds two halves) from f32 rows;
+ * one thread per pair of elements, keys and values alike.
+ */
+export const STORE_KV_F16 = /* wgsl */ `
+struct Params { pairs: u32, row_elems: u32, pos0: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> v: array<f32>;
+@group(0) @binding(2) var<storage, read_write> kc: array<u32>;
+@group(0) @binding(3) var<storage, read_write> vc: array<u32>;
+@group(0) @binding(4) var<uniform> P: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= P.pairs) { return; }
+  let at = P.pos0 * P.row_elems / 2u + i;
+  kc[at] = pack2x16float(vec2f(k[2u * i], k[2u * i + 1u]));
+  vc[at] = pack2x16float(vec2f(v[2u * i], v[2u * i + 1u]));
+}
+`;
+
+/**
+ * Causal grouped-query attention of n tokens over an F16 cache, one workgroup per (head, token):
+ * chunks of WG positions, one score per thread (q rounded to f16 first, as the CPU does for an F16
+ * cache), the chunk's maximum and sum by tree reduction, the running state rescaled (online
+ * softmax), each thread accumulating head_dim / WG of the output's dimensions. A sliding window
+ * and sink logits as the CPU kernel has them. head_dim at most 256, even.
+ */
+export const ATTENTION_F16 = /* wgsl */ `
+struct Params {
+  n_tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32,
+  pos0: u32, window: u32, has_sinks: u32, scale: f32,
+}
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> kc: array<u32>;
+@group(0) @binding(2) var<storage, read> vc: array<u32>;
+@group(0) @binding(3) var<storage, read> sinks: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<uniform> P: Params;
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> red: array<f32, ${WG}>;
+var<workgroup> wts: array<f32, ${WG}>;
+const LOWEST = -3.0e38;
+fn v_at(e: u32) -> f32 { let v = unpack2x16float(vc[e >> 1u]); return select(v.x, v.y, (e & 1u) == 1u); }
+fn max2(a: f32, b: f32) -> f32 { return max(a, b); }
+fn add2(a: f32, b: f32) -> f32 { return a + b; }
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let h = wg.x;
+  let t = wg.y;
+  let d = P.head_dim;
+  let kvh = h / (P.n_head / P.n_kv_head);
+  let row = P.n_kv_head * d;
+  let qo = (t * P.n_head + h) * d;
+  for (var i = li; i < d; i += ${WG}u) { qs[i] = unpack2x16float(pack2x16float(vec2f(q[qo + i], 0.0))).x; }
+  workgroupBarrier();
+  let n_ctx = P.pos0 + t + 1u;
+  var first = 0u;
+  if (P.window > 0u && n_ctx > P.window) { first = n_ctx - P.window; }
+  var m = LOWEST;
+  var l = 0.0;
+  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  for (var c0 = first; c0 < n_ctx; c0 += ${WG}u) {
+    let j = c0 + li;
+    var s = LOWEST;
+    if (j < n_ctx) {
+      let ko = j * row + kvh * d;
+      var dt = 0.0;
+      for (var i = 0u; i < d; i += 2u) {
+        let kv = unpack2x16float(kc[(ko + i) >> 1u]);
+        dt += kv.x * qs[i] + kv.y * qs[i + 1u];
+      }
+      s = dt * P.scale;
+    }
+    red[li] = s;
+    ${REDUCE('max2')}
+    let mc = max(m, red[0]);
+    var e = 0.0;
+    if (j < n_ctx) { e = exp(s - mc); }
+    workgroupBarrier();
+    wts[li] = e;
+    red[li] = e;
+    ${REDUCE('add2')}
+    let a = exp(m - mc);
+    l = l * a + red[0];
+    m = mc;
+    let rows = min(${WG}u, n_ctx - c0);
+    for (var k = 0u; k < 4u; k++) {
+      let dim = li + k * ${WG}u;
+      if (dim < d) {
+        var s2 = 0.0;
+        for (var r = 0u; r < rows; r++) { s2 += wts[r] * v_at((c0 + r) * row + kvh * d + dim); }
+        acc[k] = acc[k] * a + s2;
+      }
+    }
+    workgroupBarrier();
+  }
+  var a = 1.0;
+  if (P.has_sinks != 0u) {
+    let sink = sinks[h];
+    let mx = max(m, sink);
+    a = exp(m - mx);
+    l = l * a + exp(sink - mx);
+  }
+  for (var k = 0u; k < 4u; k++) {
+    let dim = li + k * ${WG}u;
+    if (dim < d) { out[qo + dim] = acc[k] * a / l; }
+  }
+}
+`;

@@ -1,0 +1,173 @@
+/**
+ * WGSL that reads GGUF weights in place, in their block layout: a weight buffer is an array of u32
+ * holding the file's bytes, and each type has a `block_dot(b, xo)` that returns the dot product of
+ * the block at byte offset b with the f32 activations x[xo ..]. Blocks of Q8_0 (34 bytes), Q4_0
+ * (18) and Q6_K (210) start at any even byte, so words are read unaligned (two loads and a shift).
+ * Float types are "blocks" of one element, so any row length works.
+ */
+import { GgmlType } from '../../gguf/ggml-types.js';
+
+/** A weight type the GPU kernels read: elements per block, bytes per block, and its WGSL. */
+export interface GpuWeightFormat {
+  readonly blockElems: number;
+  readonly blockBytes: number;
+  /** WGSL defining `fn block_dot(b: u32, xo: u32) -> f32` over bindings `w` and `x`. */
+  readonly wgsl: string;
+}
+
+/** Byte, half and signed-byte readers over `w: array<u32>`. */
+export const WGSL_BYTES = /* wgsl */ `
+fn word_at(o: u32) -> u32 {
+  let i = o >> 2u;
+  let sh = (o & 3u) * 8u;
+  if (sh == 0u) { return w[i]; }
+  return (w[i] >> sh) | (w[i + 1u] << (32u - sh));
+}
+fn byte_at(o: u32) -> u32 { return (w[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu; }
+fn u16_at(o: u32) -> u32 { return word_at(o) & 0xffffu; }
+fn f16_at(o: u32) -> f32 { return unpack2x16float(u16_at(o)).x; }
+fn i8x4(v: u32) -> vec4f {
+  return vec4f(f32(i32(v << 24u) >> 24u), f32(i32(v << 16u) >> 24u), f32(i32(v << 8u) >> 24u), f32(i32(v) >> 24u));
+}
+fn u8x4(v: u32) -> vec4u { return vec4u(v & 0xffu, (v >> 8u) & 0xffu, (v >> 16u) & 0xffu, v >> 24u); }
+fn x4(o: u32) -> vec4f { return vec4f(x[o], x[o + 1u], x[o + 2u], x[o + 3u]); }
+`;
+
+const F32 = /* wgsl */ `
+fn block_dot(b: u32, xo: u32) -> f32 { return bitcast<f32>(word_at(b)) * x[xo]; }
+`;
+
+const F16 = /* wgsl */ `
+fn block_dot(b: u32, xo: u32) -> f32 { return f16_at(b) * x[xo]; }
+`;
+
+const BF16 = /* wgsl */ `
+fn block_dot(b: u32, xo: u32) -> f32 { return bitcast<f32>(u16_at(b) << 16u) * x[xo]; }
+`;
+
+const Q8_0 = /* wgsl */ `
+fn block_dot(b: u32, xo: u32) -> f32 {
+  var s = 0.0;
+  for (var i = 0u; i < 8u; i++) { s += dot(i8x4(word_at(b + 2u + 4u * i)), x4(xo + 4u * i)); }
+  return f16_at(b) * s;
+}
+`;
+
+const Q4_0 = /* wgsl */ `
+fn block_dot(b: u32, xo: u32) -> f32 {
+  var s = 0.0;
+  for (var i = 0u; i < 4u; i++) {
+    let q = u8x4(word_at(b + 2u + 4u * i));
+    s += dot(vec4f(q & vec4u(15u)) - 8.0, x4(xo + 4u * i)) + dot(vec4f(q >> vec4u(4u)) - 8.0, x4(xo + 16u + 4u * i));
+  }
+  return f16_at(b) * s;
+}
+`;
+
+/** K-quant 6-bit scale and min j of the 12 packed bytes at byte offset o (ggml's get_scale_min_k4). */
+const K_SCALES = /* wgsl */ `
+fn scale_min(o: u32, j: u32) -> vec2f {
+  if (j < 4u) { return vec2f(f32(byte_at(o + j) & 63u), f32(byte_at(o + j + 4u) & 63u)); }
+  let sc = (byte_at(o + j + 4u) & 15u) | ((byte_at(o + j - 4u) >> 6u) << 4u);
+  let m = (byte_at(o + j + 4u) >> 4u) | ((byte_at(o + j) >> 6u) << 4u);
+  return vec2f(f32(sc), f32(m));
+}
+`;
+
+const Q4_K = /* wgsl */ `
+${K_SCALES}
+fn block_dot(b: u32, xo: u32) -> f32 {
+  let d = f16_at(b);
+  let dmin = f16_at(b + 2u);
+  var acc = 0.0;
+  for (var j = 0u; j < 4u; j++) {
+    let lo = scale_min(b + 4u, 2u * j);
+    let hi = scale_min(b + 4u, 2u * j + 1u);
+    var s1 = 0.0; var s2 = 0.0; var x1 = 0.0; var x2 = 0.0;
+    for (var l = 0u; l < 32u; l += 4u) {
+      let q = u8x4(word_at(b + 16u + 32u * j + l));
+      let xa = x4(xo + 64u * j + l);
+      let xb = x4(xo + 64u * j + 32u + l);
+      s1 += dot(vec4f(q & vec4u(15u)), xa);
+      s2 += dot(vec4f(q >> vec4u(4u)), xb);
+      x1 += xa.x + xa.y + xa.z + xa.w;
+      x2 += xb.x + xb.y + xb.z + xb.w;
+    }
+    acc += d * lo.x * s1 - dmin * lo.y * x1 + d * hi.x * s2 - dmin * hi.y * x2;
+  }
+  return acc;
+}
+`;
+
+const Q5_K = /* wgsl */ `
+${K_SCALES}
+fn block_dot(b: u32, xo: u32) -> f32 {
+  let d = f16_at(b);
+  let dmin = f16_at(b + 2u);
+  var acc = 0.0;
+  for (var j = 0u; j < 4u; j++) {
+    let lo = scale_min(b + 4u, 2u * j);
+    let hi = scale_min(b + 4u, 2u * j + 1u);
+    var s1 = 0.0; var s2 = 0.0; var x1 = 0.0; var x2 = 0.0;
+    for (var l = 0u; l < 32u; l += 4u) {
+      let q = u8x4(word_at(b + 48u + 32u * j + l));
+      let h = u8x4(word_at(b + 16u + l));
+      let h1 = select(vec4u(0u), vec4u(16u), (h & vec4u(1u << (2u * j))) != vec4u(0u));
+      let h2 = select(vec4u(0u), vec4u(16u), (h & vec4u(2u << (2u * j))) != vec4u(0u));
+      let xa = x4(xo + 64u * j + l);
+      let xb = x4(xo + 64u * j + 32u + l);
+      s1 += dot(vec4f((q & vec4u(15u)) + h1), xa);
+      s2 += dot(vec4f((q >> vec4u(4u)) + h2), xb);
+      x1 += xa.x + xa.y + xa.z + xa.w;
+      x2 += xb.x + xb.y + xb.z + xb.w;
+    }
+    acc += d * lo.x * s1 - dmin * lo.y * x1 + d * hi.x * s2 - dmin * hi.y * x2;
+  }
+  return acc;
+}
+`;
+
+const Q6_K = /* wgsl */ `
+fn q6_scale(o: u32) -> f32 { return f32(i32(byte_at(o) << 24u) >> 24u); }
+fn block_dot(b: u32, xo: u32) -> f32 {
+  var acc = 0.0;
+  for (var n = 0u; n < 2u; n++) {
+    let ql = b + 64u * n;
+    let qh = b + 128u + 32u * n;
+    let sc = b + 192u + 8u * n;
+    let xn = xo + 128u * n;
+    for (var l = 0u; l < 32u; l += 4u) {
+      let is = l / 16u;
+      let a = u8x4(word_at(ql + l));
+      let c = u8x4(word_at(ql + 32u + l));
+      let h = u8x4(word_at(qh + l));
+      let q1 = vec4f((a & vec4u(15u)) | ((h & vec4u(3u)) << vec4u(4u))) - 32.0;
+      let q2 = vec4f((c & vec4u(15u)) | (((h >> vec4u(2u)) & vec4u(3u)) << vec4u(4u))) - 32.0;
+      let q3 = vec4f((a >> vec4u(4u)) | (((h >> vec4u(4u)) & vec4u(3u)) << vec4u(4u))) - 32.0;
+      let q4 = vec4f((c >> vec4u(4u)) | (((h >> vec4u(6u)) & vec4u(3u)) << vec4u(4u))) - 32.0;
+      acc += q6_scale(sc + is) * dot(q1, x4(xn + l)) + q6_scale(sc + is + 2u) * dot(q2, x4(xn + 32u + l))
+        + q6_scale(sc + is + 4u) * dot(q3, x4(xn + 64u + l)) + q6_scale(sc + is + 6u) * dot(q4, x4(xn + 96u + l));
+    }
+  }
+  return f16_at(b + 208u) * acc;
+}
+`;
+
+const FORMATS = new Map<GgmlType, GpuWeightFormat>([
+  [GgmlType.F32, { blockElems: 1, blockBytes: 4, wgsl: F32 }],
+  [GgmlType.F16, { blockElems: 1, blockBytes: 2, wgsl: F16 }],
+  [GgmlType.BF16, { blockElems: 1, blockBytes: 2, wgsl: BF16 }],
+  [GgmlType.Q8_0, { blockElems: 32, blockBytes: 34, wgsl: Q8_0 }],
+  [GgmlType.Q4_0, { blockElems: 32, blockBytes: 18, wgsl: Q4_0 }],
+  [GgmlType.Q4_K, { blockElems: 256, blockBytes: 144, wgsl: Q4_K }],
+  [GgmlType.Q5_K, { blockElems: 256, blockBytes: 176, wgsl: Q5_K }],
+  [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K }],
+]);
+
+/** The GPU format of a weight type, or undefined where the GPU kernels do not read it yet. */
+export function gpuWeightFormat(type: GgmlType): GpuWeightFormat | undefined {
+  return FORMATS.get(type);
+}
+
+/** The weight types the GPU kernels read. */
+export const GPU_WEIGHT_TYPES: readonly GgmlType[] = [...FORMATS.keys()];
