@@ -52,6 +52,8 @@ export async function loadEncoderModel(path: string, opts: LoadOptions = {}): Pr
     kvBytes: 0,
     residentBytes,
     summary: () => (summary ??= summarizeModel(file, { ctx })),
+    // Encoders run on the CPU; `auto` says so.
+    placement: { backend: 'cpu', note: opts.compute === 'auto' ? 'computing on the CPU: encoder models do not run on the GPU yet' : undefined },
     close: () => mapping.close(),
   };
 }

@@ -25,6 +25,7 @@ import { readPooling, type Pooling } from '../model/pooling.js';
 import { isEncoderArchitecture } from '../model/encoders/registry.js';
 import { DecoderEmbedder, type Embedder } from './embed.js';
 import { loadEncoderModel } from './load-encoder.js';
+import { loadGpuParts, tryGpuParts, type ComputeBackend, type Placement } from './load-gpu.js';
 import { buildSpeculation, type DraftLoader, type SpeculationOptions } from './speculation.js';
 
 /** How to load a model. */
@@ -51,6 +52,11 @@ export interface LoadOptions {
   readonly promptCache?: { readonly budgetBytes: number; readonly dir?: string };
   /** Speculative decoding (default: prompt lookup, up to 8 draft tokens a step). */
   readonly speculation?: SpeculationOptions;
+  /**
+   * Where the layers run (load-gpu.ts): `cpu` (the default), `gpu` (an error when no GPU runs this
+   * model), or `auto` (a hardware GPU that runs it, else the CPU, saying why in `placement.note`).
+   */
+  readonly compute?: ComputeBackend;
 }
 
 /** A loaded model, ready to generate. */
@@ -73,6 +79,8 @@ export interface LoadedModel {
   residentBytes(): number;
   /** What the model is (architecture, parameters, quantization mix), for APIs that describe it. */
   summary(): ModelSummary;
+  /** Where the layers run: the CPU, or a GPU and its adapter. */
+  readonly placement: Placement;
   /** Releases the mapping (the views become unreachable once the model is dropped). */
   close(): void;
 }
@@ -192,6 +200,8 @@ export interface ModelParts {
   readonly kvType: KvType;
   readonly mappedBytes: number;
   readonly kvBytes: number;
+  /** Where the layers run (default: the CPU). */
+  readonly placement?: Placement;
   close(): void;
 }
 
@@ -231,6 +241,7 @@ export async function modelFromParts(
     kvBytes: parts.kvBytes,
     residentBytes,
     summary: () => (summary ??= summarizeModel(file, { ctx: parts.ctx })),
+    placement: parts.placement ?? { backend: 'cpu' },
     close: () => closers.forEach((c) => c()),
   };
 }
@@ -253,10 +264,28 @@ function poolingOf(file: GgufFile, arch: string): Pooling | undefined | Error {
 /** Loads a GGUF model. Throws CairnError with a message naming the file and the problem. */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const arch = new Metadata(readGguf(path)).string('general.architecture');
-  if (arch !== undefined && isEncoderArchitecture(arch)) return loadEncoderModel(path, opts);
+  if (arch !== undefined && isEncoderArchitecture(arch)) {
+    if (opts.compute === 'gpu') throw new CairnError('MODEL_UNSUPPORTED', `${path}: encoder models (${arch}) do not run on the GPU yet; use --backend cpu`);
+    return loadEncoderModel(path, opts);
+  }
+  let placement: Placement = { backend: 'cpu' };
+  if (opts.compute === 'gpu' || opts.compute === 'auto') {
+    const gpu = opts.compute === 'gpu' ? await loadGpuParts(path, opts) : await tryGpuParts(path, opts);
+    if ('runner' in gpu) {
+      try {
+        return await modelFromParts(gpu, opts);
+      } catch (err) {
+        gpu.close();
+        throw err;
+      }
+    }
+    placement = { backend: 'cpu', note: gpu.note };
+  } else if (opts.compute !== undefined && opts.compute !== 'cpu') {
+    throw new CairnError('BAD_ARGUMENT', `compute backend must be auto, cpu or gpu (got "${String(opts.compute)}")`);
+  }
   const loaded = await loadShards(path, opts);
   try {
-    return await modelFromParts({ ...loaded, runner: new LocalRunner(loaded.shards) }, opts);
+    return await modelFromParts({ ...loaded, runner: new LocalRunner(loaded.shards), placement }, opts);
   } catch (err) {
     loaded.close();
     throw err;

@@ -192,7 +192,8 @@ export function sampleOutputs(samplers: SequenceSamplers, outputs: readonly Outp
   return { tokens, logprobs, logits: packed.subarray(0, wanted * nVocab) };
 }
 
-function snapshotBytes(snaps: readonly KvSnapshot[]): number {
+/** Bytes the snapshots hold. */
+export function snapshotBytes(snaps: readonly KvSnapshot[]): number {
   return snaps.reduce((a, s) => a + s.layers.reduce((b, l) => b + l.length, 0), 0);
 }
 
@@ -202,13 +203,13 @@ interface SnapshotsHead {
 }
 
 /** A saved prefix as bytes: one message (util/message-framing.ts) of a SnapshotsHead and every shard's layers in order. */
-function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
+export function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
   const head: SnapshotsHead = { shards: snaps.map((s) => ({ type: s.type, tokens: s.tokens, layers: s.layers.length })) };
   return packMessage(head, ...snaps.flatMap((s) => s.layers));
 }
 
 /** The snapshots in bytes written by encodeSnapshots (layers copied out); BAD_ARGUMENT when they do not hold them. */
-function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
+export function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
   const { head, bodies } = unpackMessage<Partial<SnapshotsHead> | null>(bytes, { what: 'saved prefix', code: 'BAD_ARGUMENT' });
   const shards = head?.shards;
   const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;

@@ -6,6 +6,8 @@
  * a layer range assembled from the shared blocks/, and how to write a random-weight model of it.
  * The registry maps GGUF architecture names to families; nothing outside model/ derives a shape.
  */
+import type { GpuDecoderLayer, GpuOutputHead } from './gpu/gpu-blocks.js';
+import type { GpuWorkspace } from './gpu/gpu-workspace.js';
 import type { Metadata } from '../gguf/metadata.js';
 import type { ModelConfig } from './config.js';
 import type { DecoderLayer, ShardInput, ShardOutput } from './blocks/types.js';
@@ -126,5 +128,13 @@ export interface ModelFamily<C extends ModelConfig = ModelConfig> {
   routedExperts?(cfg: C, layer: number, src: TensorSource, ws: Workspace): MoeFfn | undefined;
   /** The last shard's output: declares the final norm and head and returns the block that makes logits. */
   output(cfg: C, src: TensorSource, ws: Workspace): ShardOutput;
+  /**
+   * The family's layers and head on a GPU (gpu/), declared through the same TensorSource; absent
+   * where the family runs on the CPU only. A layer it cannot run there throws MODEL_UNSUPPORTED.
+   */
+  readonly gpu?: {
+    layer(cfg: C, layer: number, src: TensorSource, ws: GpuWorkspace): GpuDecoderLayer;
+    output(cfg: C, src: TensorSource, ws: GpuWorkspace): GpuOutputHead;
+  };
   readonly synthetic: SyntheticFamily;
 }

@@ -28,14 +28,15 @@ export function oraclePrompt(nVocab: number, length = 11, seed = 99): number[] {
   return [1, ...Array.from({ length }, () => 259 + rng.int(nVocab - 259))];
 }
 
-/** cairn's greedy continuation of `prompt` on a model file. */
+/** cairn's greedy continuation of `prompt` on a model file, its layers on the CPU or the GPU. */
 export async function cairnGreedy(
   path: string,
   prompt: readonly number[],
   steps: number,
   kvType: GgmlType.F16 | GgmlType.F32,
+  compute: 'cpu' | 'gpu' = 'cpu',
 ): Promise<readonly number[]> {
-  const model = await loadModel(path, { ctx: 256, kvType, progress: false });
+  const model = await loadModel(path, { ctx: 256, kvType, progress: false, compute });
   try {
     for await (const ev of model.engine.generate({ prompt, maxTokens: steps, sampler: { temperature: 0 }, ignoreEos: true })) {
       if (ev.type === 'done') {
@@ -102,7 +103,8 @@ export async function cairnLogProbsAlong(
   }
 }
 
-function logSoftmax(logits: Float32Array): Float64Array {
+/** Log-probabilities of a row of logits. */
+export function logSoftmax(logits: Float32Array): Float64Array {
   let max = -Infinity;
   for (const v of logits) max = Math.max(max, v);
   let sum = 0;

@@ -92,7 +92,7 @@ describe('GPU weight products', { skip }, () => {
     const x = randomF32(cols, rand);
     const { y: want, mag } = dequantizedMatmul(w.subarray(64), GgmlType.Q8_0, rows, cols, x, 1);
     const yt = g.tensor(rows * 4);
-    g.matmul(g.upload(w), GgmlType.Q8_0, rows, cols, g.upload(x), 1, yt, 64);
+    g.matmul(g.upload(w), GgmlType.Q8_0, rows, cols, g.upload(x), 1, yt, { wOffset: 64 });
     const got = await g.readF32(yt, rows);
     for (const i of [0, 1, 32_767, 32_768, rows - 1]) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * mag[i] + 1e-6, `row ${i}: ${got[i]} vs ${want[i]}`);
   });
@@ -104,6 +104,7 @@ describe('GPU weight products', { skip }, () => {
     bad(() => g.matmul(t, GgmlType.Q8_0, 2, 32, t, 1, t), /w holds 64 bytes/);
     bad(() => g.matmul(t, GgmlType.Q8_0, 1, 33, t, 1, t), /not a multiple of 32/);
     bad(() => g.matmul(t, GgmlType.F32, 4, 4, t, 2, g.tensor(16)), /y holds 16 bytes/);
+    bad(() => g.matmul(t, GgmlType.F32, 4, 4, t, 1, t, { yStride: 3 }), /yStride 3 is below rows 4/);
     bad(() => g.matmul(t, GgmlType.IQ2_XXS, 1, 256, t, 1, t), /do not read IQ2_XXS/);
     bad(() => g.matmul(t, GgmlType.F32, -1, 4, t, 1, t), /rows must be a non-negative integer/);
     bad(() => g.tensor(Number.NaN), /bytes must be/);

@@ -12,7 +12,7 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
-import { ADD, ATTENTION_F16, matmulWgsl, RMS_NORM, ROPE, STORE_KV_F16, SWIGLU, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulWgsl, RMS_NORM, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** A buffer on the device and the bytes of it that hold data. */
 export interface GpuTensor {
@@ -32,6 +32,14 @@ export interface GpuAttentionParams {
   readonly window?: number;
   /** One sink logit per query head, on the device. */
   readonly sinks?: GpuTensor;
+}
+
+/** Where a matmul's operands start, and the row stride of its output (f32 elements; w in bytes). */
+export interface MatmulOffsets {
+  readonly wOffset?: number;
+  readonly xOffset?: number;
+  readonly yOffset?: number;
+  readonly yStride?: number;
 }
 
 /** Most workgroups along the first grid dimension; more go to the second. */
@@ -141,23 +149,42 @@ export class WebGpuKernels {
   }
 
   /**
-   * y[t * rows + r] = dot(row r of W, x[t]) for t < n: W is rows x cols of wtype in its GGUF layout
-   * (starting at byte wOffset of w), x is n x cols f32, y n x rows f32. Activations stay f32 (no
-   * quantizing as the CPU does for quantized weights), so results match the CPU's to rounding.
+   * y[yOffset + t * yStride + r] = dot(row r of W, x[xOffset + t * cols ..]) for t < n (yStride
+   * defaults to rows): W is rows x cols of wtype in its GGUF layout, from byte wOffset of w; offsets
+   * and strides count f32 elements. Activations stay f32 (no quantizing as the CPU does for
+   * quantized weights), so results match the CPU's to rounding.
    */
-  matmul(w: GpuTensor, wtype: GgmlType, rows: number, cols: number, x: GpuTensor, n: number, y: GpuTensor, wOffset = 0): void {
+  matmul(w: GpuTensor, wtype: GgmlType, rows: number, cols: number, x: GpuTensor, n: number, y: GpuTensor, at: MatmulOffsets = {}): void {
     const f = gpuWeightFormat(wtype);
     if (!f) bad(`the GPU kernels do not read ${ggmlTypeName(wtype)} weights yet`);
-    for (const [k, v] of [['rows', rows], ['cols', cols], ['n', n], ['wOffset', wOffset]] as const) checkCount(k, v);
+    const { wOffset = 0, xOffset = 0, yOffset = 0, yStride = rows } = at;
+    for (const [k, v] of [['rows', rows], ['cols', cols], ['n', n], ['wOffset', wOffset], ['xOffset', xOffset], ['yOffset', yOffset], ['yStride', yStride]] as const) checkCount(k, v);
     if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
+    if (yStride < rows) bad(`yStride ${yStride} is below rows ${rows}`);
     const rowBytes = (cols / f.blockElems) * f.blockBytes;
     if (wOffset + rows * rowBytes > w.bytes) bad(`w holds ${w.bytes} bytes, less than ${rows} rows of ${rowBytes} from ${wOffset}`);
-    if (x.bytes < n * cols * 4) bad(`x holds ${x.bytes} bytes, less than ${n} x ${cols} f32`);
-    if (y.bytes < n * rows * 4) bad(`y holds ${y.bytes} bytes, less than ${n} x ${rows} f32`);
+    if (x.bytes < (xOffset + n * cols) * 4) bad(`x holds ${x.bytes} bytes, less than ${n} x ${cols} f32 from ${xOffset}`);
+    if (n > 0 && y.bytes < (yOffset + (n - 1) * yStride + rows) * 4) bad(`y holds ${y.bytes} bytes, less than ${n} rows of ${yStride} f32 from ${yOffset}`);
     if (rows === 0 || n === 0) return;
     const pipeline = this.pipeline(`matmul-${wtype}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
-    const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, 0, 0, 0]));
+    const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, xOffset, yOffset, yStride]));
     this.dispatch(pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
+  }
+
+  /** y[r * dim + i] += bias[i] for `rows` rows of dim. */
+  addBias(y: GpuTensor, bias: GpuTensor, rows: number, dim: number): void {
+    checkCount('rows', rows);
+    checkCount('dim', dim);
+    if (y.bytes < rows * dim * 4 || bias.bytes < dim * 4) bad('addBias: a tensor is too small');
+    if (rows === 0 || dim === 0) return;
+    const params = this.uniform(new Uint32Array([rows * dim, dim, 0, 0]));
+    this.dispatchThreads(this.pipeline('addbias', () => ADD_BIAS), [y.buffer, bias.buffer, params], rows * dim);
+  }
+
+  /** Copies `bytes` from byte srcOffset of src to byte dstOffset of dst, in order with the dispatches. */
+  copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, bytes: number): void {
+    if (srcOffset % 4 || dstOffset % 4 || bytes % 4 || srcOffset + bytes > src.bytes || dstOffset + bytes > dst.bytes) bad(`copying ${bytes} bytes from ${srcOffset} to ${dstOffset}`);
+    if (bytes > 0) this.pending().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
 
   /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim. out may be x. */
@@ -188,39 +215,47 @@ export class WebGpuKernels {
     this.dispatchThreads(this.pipeline('rope', () => ROPE), [x.buffer, tab, params], nTokens * nHeads * half);
   }
 
-  /** out[i] = silu(gate[i]) * up[i] for i < n. */
+  /** out[i] = silu(gate[i]) * up[i] for i < n. out may be gate or up. */
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
-    this.binary('swiglu', SWIGLU, gate, up, n, out);
+    this.binary('swiglu', SWIGLU, SWIGLU_IN_PLACE, false, gate, up, n, out);
   }
 
-  /** out[i] = a[i] + b[i] for i < n. */
+  /** out[i] = a[i] + b[i] for i < n. out may be a or b. */
   add(a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
-    this.binary('add', ADD, a, b, n, out);
+    this.binary('add', ADD, ADD_IN_PLACE, true, a, b, n, out);
   }
 
-  /** Writes nTokens rows of rowElems f32 keys and values into rows [pos0, pos0 + nTokens) of F16 caches. */
-  storeKvF16(k: GpuTensor, v: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, rowElems: number, pos0: number, nTokens: number): void {
+  /**
+   * Writes nTokens rows of rowElems f32 keys and values (from row srcRow of k and v) into rows
+   * [pos0, pos0 + nTokens) of F16 caches.
+   */
+  storeKvF16(k: GpuTensor, v: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, rowElems: number, pos0: number, nTokens: number, srcRow = 0): void {
+    for (const [name, x] of [['rowElems', rowElems], ['pos0', pos0], ['nTokens', nTokens], ['srcRow', srcRow]] as const) checkCount(name, x);
     if (rowElems % 2 !== 0) bad(`an F16 cache on the GPU needs rows of an even number of elements (got ${rowElems})`);
     const n = nTokens * rowElems;
-    if (k.bytes < n * 4 || v.bytes < n * 4) bad('storeKv: k or v is too small');
+    if (k.bytes < (srcRow * rowElems + n) * 4 || v.bytes < (srcRow * rowElems + n) * 4) bad('storeKv: k or v is too small');
     if (kCache.bytes < (pos0 + nTokens) * rowElems * 2 || vCache.bytes < (pos0 + nTokens) * rowElems * 2) bad('storeKv: a cache is too small');
     if (n === 0) return;
-    const params = this.uniform(new Uint32Array([n / 2, rowElems, pos0, 0]));
+    const params = this.uniform(new Uint32Array([n / 2, rowElems, pos0, srcRow * rowElems]));
     this.dispatchThreads(this.pipeline('storekv', () => STORE_KV_F16), [k.buffer, v.buffer, kCache.buffer, vCache.buffer, params], n / 2);
   }
 
-  /** Causal GQA of p.nTokens query rows over F16 caches holding positions [0, pos0 + nTokens). */
-  attention(q: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, p: GpuAttentionParams, out: GpuTensor): void {
+  /**
+   * Causal GQA of p.nTokens query rows (from row `row` of q, written to the same rows of out) over
+   * F16 caches holding positions [0, pos0 + nTokens).
+   */
+  attention(q: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, p: GpuAttentionParams, out: GpuTensor, row = 0): void {
     const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
+    for (const [name, x] of [['nTokens', nTokens], ['nHead', nHead], ['nKvHead', nKvHead], ['pos0', pos0], ['row', row]] as const) checkCount(name, x);
     if (!(nKvHead > 0 && nHead % nKvHead === 0)) bad(`nHead ${nHead} must be a multiple of nKvHead ${nKvHead}`);
     if (!(d > 0 && d <= 256 && d % 2 === 0)) bad(`the GPU attention takes even head sizes up to 256 (got ${d})`);
-    const per = nTokens * nHead * d * 4;
-    if (q.bytes < per || out.bytes < per) bad('attention: q or out is too small');
+    const end = (row + nTokens) * nHead * d * 4;
+    if (q.bytes < end || out.bytes < end) bad('attention: q or out is too small');
     const cache = (pos0 + nTokens) * nKvHead * d * 2;
     if (kCache.bytes < cache || vCache.bytes < cache) bad('attention: a cache is too small');
     if (p.sinks && p.sinks.bytes < nHead * 4) bad('attention: sinks is too small');
     if (nTokens === 0) return;
-    const params = new Uint32Array([nTokens, nHead, nKvHead, d, pos0, p.window ?? 0, p.sinks ? 1 : 0, 0]);
+    const params = new Uint32Array([nTokens, nHead, nKvHead, d, pos0, p.window ?? 0, p.sinks ? 1 : 0, 0, row * nHead * d, 0, 0, 0]);
     new Float32Array(params.buffer).set([p.scale], 7);
     const u = this.uniform(params);
     const pipeline = this.pipeline('attention-f16', () => ATTENTION_F16);
@@ -231,12 +266,20 @@ export class WebGpuKernels {
     enc.end();
   }
 
-  private binary(name: string, wgsl: string, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
+  private binary(name: string, wgsl: string, inPlace: string, commutes: boolean, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
     checkCount('n', n);
     if (a.bytes < n * 4 || b.bytes < n * 4 || out.bytes < n * 4) bad(`${name}: a tensor is shorter than ${n} f32`);
     if (n === 0) return;
     const params = this.uniform(new Uint32Array([n, 0, 0, 0]));
-    this.dispatchThreads(this.pipeline(name, () => wgsl), [a.buffer, b.buffer, out.buffer, params], n);
+    if (out.buffer === a.buffer) {
+      this.dispatchThreads(this.pipeline(`${name}-in-place`, () => inPlace), [a.buffer, b.buffer, params], n);
+    } else if (out.buffer === b.buffer && commutes) {
+      this.dispatchThreads(this.pipeline(`${name}-in-place`, () => inPlace), [b.buffer, a.buffer, params], n);
+    } else if (out.buffer === b.buffer) {
+      this.dispatchThreads(this.pipeline(name, () => wgsl), [a.buffer, this.copyOf(b, n * 4), params, out.buffer], n);
+    } else {
+      this.dispatchThreads(this.pipeline(name, () => wgsl), [a.buffer, b.buffer, params, out.buffer], n);
+    }
   }
 
   private pending(): GPUCommandEncoder {
@@ -255,7 +298,8 @@ export class WebGpuKernels {
   }
 
   private uniform(data: Uint32Array): GPUBuffer {
-    const b = this.device.createBuffer({ size: Math.max(16, data.byteLength), usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+    // Uniform structs are sized in whole 16-byte units.
+    const b = this.device.createBuffer({ size: Math.max(16, (data.byteLength + 15) & ~15), usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
     new Uint32Array(b.getMappedRange()).set(data);
     b.unmap();
     this.transient.push(b);

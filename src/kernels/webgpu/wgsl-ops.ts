@@ -18,12 +18,13 @@ const REDUCE = (op: string) => /* wgsl */ `
   }`;
 
 /**
- * y[t * rows + r] (+ y_off) = dot(row r of W, x[t]) for t < n: one workgroup per row, its threads
- * over the row's blocks, then a tree sum. Rows beyond 32768 go to the second grid dimension.
+ * y[y_off + t * y_stride + r] = dot(row r of W, x[x_off + t * cols ..]) for t < n: one workgroup
+ * per row, its threads over the row's blocks, then a tree sum. Rows beyond 32768 go to the second
+ * grid dimension.
  */
 export function matmulWgsl(bytes: string, format: string, blockElems: number, blockBytes: number): string {
   return /* wgsl */ `
-struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, pad: u32 }
+struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, y_stride: u32 }
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -44,7 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var b = li; b < nb; b += ${WG}u) { s += block_dot(rb + b * ${blockBytes}u, xo + b * ${blockElems}u); }
     red[li] = s;
     ${REDUCE('add2')}
-    if (li == 0u) { y[P.y_off + t * P.rows + r] = red[0]; }
+    if (li == 0u) { y[P.y_off + t * P.y_stride + r] = red[0]; }
     workgroupBarrier();
   }
 }
@@ -104,43 +105,54 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
-/** out[i] = silu(gate[i]) * up[i]. */
-export const SWIGLU = /* wgsl */ `
+/**
+ * An element-wise op of two f32 tensors: out[i] = expr(a[i], b[i]) for i < n, or in place into a
+ * (WebGPU does not let one buffer be bound for reading and writing in the same dispatch).
+ */
+function binaryWgsl(expr: string, inPlace: boolean): string {
+  return /* wgsl */ `
 struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> gate: array<f32>;
-@group(0) @binding(1) var<storage, read> up: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> P: Params;
+@group(0) @binding(0) var<storage, ${inPlace ? 'read_write' : 'read'}> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+${inPlace ? '' : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'}
+@group(0) @binding(2) var<uniform> P: Params;
+fn op(x: f32, y: f32) -> f32 { return ${expr}; }
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= P.n) { return; }
-  let g = gate[i];
-  out[i] = g / (1.0 + exp(-g)) * up[i];
+  ${inPlace ? 'a[i] = op(a[i], b[i]);' : 'out[i] = op(a[i], b[i]);'}
 }
 `;
+}
 
-/** out[i] = a[i] + b[i]. */
-export const ADD = /* wgsl */ `
-struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> P: Params;
+/** silu(gate) * up, and its in-place form (into gate). */
+export const SWIGLU = binaryWgsl('x / (1.0 + exp(-x)) * y', false);
+export const SWIGLU_IN_PLACE = binaryWgsl('x / (1.0 + exp(-x)) * y', true);
+/** a + b, and its in-place form (into a). */
+export const ADD = binaryWgsl('x + y', false);
+export const ADD_IN_PLACE = binaryWgsl('x + y', true);
+
+/** y[r * dim + i] += bias[i] for rows of dim. */
+export const ADD_BIAS = /* wgsl */ `
+struct Params { n: u32, dim: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<uniform> P: Params;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= P.n) { return; }
-  out[i] = a[i] + b[i];
+  y[i] = y[i] + bias[i % P.dim];
 }
 `;
 
 /**
- * Rows [pos0, pos0 + n) of an F16 cache (row_elems even: each u32 holds two halves) from f32 rows;
- * one thread per pair of elements, keys and values alike.
+ * Rows [pos0, pos0 + n) of an F16 cache (row_elems even: each u32 holds two halves) from f32 rows
+ * starting at element src_off; one thread per pair of elements, keys and values alike.
  */
 export const STORE_KV_F16 = /* wgsl */ `
-struct Params { pairs: u32, row_elems: u32, pos0: u32, pad: u32 }
+struct Params { pairs: u32, row_elems: u32, pos0: u32, src_off: u32 }
 @group(0) @binding(0) var<storage, read> k: array<f32>;
 @group(0) @binding(1) var<storage, read> v: array<f32>;
 @group(0) @binding(2) var<storage, read_write> kc: array<u32>;
@@ -151,8 +163,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= P.pairs) { return; }
   let at = P.pos0 * P.row_elems / 2u + i;
-  kc[at] = pack2x16float(vec2f(k[2u * i], k[2u * i + 1u]));
-  vc[at] = pack2x16float(vec2f(v[2u * i], v[2u * i + 1u]));
+  let e = P.src_off + 2u * i;
+  kc[at] = pack2x16float(vec2f(k[e], k[e + 1u]));
+  vc[at] = pack2x16float(vec2f(v[e], v[e + 1u]));
 }
 `;
 
@@ -161,12 +174,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * chunks of WG positions, one score per thread (q rounded to f16 first, as the CPU does for an F16
  * cache), the chunk's maximum and sum by tree reduction, the running state rescaled (online
  * softmax), each thread accumulating head_dim / WG of the output's dimensions. A sliding window
- * and sink logits as the CPU kernel has them. head_dim at most 256, even.
+ * and sink logits as the CPU kernel has them. head_dim at most 256, even. q and out rows start at
+ * element q_off.
  */
 export const ATTENTION_F16 = /* wgsl */ `
 struct Params {
   n_tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32,
   pos0: u32, window: u32, has_sinks: u32, scale: f32,
+  q_off: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
@@ -188,7 +203,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let d = P.head_dim;
   let kvh = h / (P.n_head / P.n_kv_head);
   let row = P.n_kv_head * d;
-  let qo = (t * P.n_head + h) * d;
+  let qo = P.q_off + (t * P.n_head + h) * d;
   for (var i = li; i < d; i += ${WG}u) { qs[i] = unpack2x16float(pack2x16float(vec2f(q[qo + i], 0.0))).x; }
   workgroupBarrier();
   let n_ctx = P.pos0 + t + 1u;

@@ -5,7 +5,7 @@
  * their config keys, their attention's optional tensors (GqaTensors) and their rope layout.
  */
 import type { ModelConfig } from '../config.js';
-import type { LayerPlan } from '../family.js';
+import type { LayerPlan, ModelFamily } from '../family.js';
 import { DenseFfn, declareDenseFfn, synthesizeDenseFfn } from '../blocks/dense-ffn.js';
 import { GqaAttention, declareGqa, gqaKvRow, gqaShape, synthesizeGqa, type GqaTensors } from '../blocks/gqa-attention.js';
 import { OutputHead, declareOutputHead, synthesizeOutputHead } from '../blocks/output-head.js';
@@ -16,6 +16,8 @@ import type { DecoderLayer, ShardInput, ShardOutput } from '../blocks/types.js';
 import type { Workspace } from '../blocks/workspace.js';
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
+import { GpuDenseFfn, GpuGqaAttention, GpuOutputHead, GpuPreNormLayer, type GpuDecoderLayer } from '../gpu/gpu-blocks.js';
+import type { GpuWorkspace } from '../gpu/gpu-workspace.js';
 
 /** Every layer: GQA attention and a dense FFN of nFf. */
 export function denseDecoderLayerPlan(cfg: ModelConfig): LayerPlan {
@@ -50,6 +52,30 @@ export function denseDecoderLayer(cfg: ModelConfig, l: number, src: TensorSource
   const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
   const ffn = new DenseFfn(declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf), ws);
   return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
+}
+
+/** Layer `l` on the GPU: the same declarations as denseDecoderLayer, run by the GPU blocks. */
+export function denseDecoderGpuLayer(cfg: ModelConfig, l: number, src: TensorSource, ws: GpuWorkspace, tensors: GqaTensors): GpuDecoderLayer {
+  const p = `blk.${l}.`;
+  const shape = gqaShape(cfg);
+  const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
+  const attention = new GpuGqaAttention(shape, declareGqa(src, p, shape, tensors), ws);
+  const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
+  const ffn = new GpuDenseFfn(declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf), ws);
+  return new GpuPreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
+}
+
+/** The final norm and head on the GPU. */
+export function denseDecoderGpuOutput(cfg: ModelConfig, src: TensorSource, ws: GpuWorkspace): GpuOutputHead {
+  return new GpuOutputHead(declareOutputHead(src, cfg.nVocab, cfg.nEmbd), cfg.rmsEps, ws);
+}
+
+/** The dense decoder's GPU parts for a family whose attention has these tensors. */
+export function denseDecoderGpu(tensors: GqaTensors): NonNullable<ModelFamily['gpu']> {
+  return {
+    layer: (cfg, l, src, ws) => denseDecoderGpuLayer(cfg, l, src, ws, tensors),
+    output: (cfg, src, ws) => denseDecoderGpuOutput(cfg, src, ws),
+  };
 }
 
 /** Writes every tensor of a synthetic model of this shape, in llama.cpp's order. */

@@ -27,6 +27,8 @@ import {
   denseDecoderInput,
   denseDecoderLayer,
   denseDecoderLayerPlan,
+  denseDecoderGpuLayer,
+  denseDecoderGpuOutput,
   denseDecoderOutput,
   describeDenseDecoder,
   synthesizeDenseDecoder,
@@ -81,6 +83,13 @@ export const llamaFamily: ModelFamily = {
     isMoeConfig(cfg) ? moeDecoderLayer(cfg, l, src, ws, MOE_PARTS) : denseDecoderLayer(cfg, l, src, ws, TENSORS),
   routedExperts: (cfg, l, src, ws) => (isMoeConfig(cfg) ? moeDecoderRoutedExperts(cfg, l, src, ws, MOE_PARTS) : undefined),
   output: (cfg, src) => (isMoeConfig(cfg) ? moeDecoderOutput(cfg, src, MOE_PARTS) : denseDecoderOutput(cfg, src)),
+  gpu: {
+    layer(cfg, l, src, ws) {
+      if (isMoeConfig(cfg)) throw new CairnError('MODEL_UNSUPPORTED', 'Mixture-of-Experts layers do not run on the GPU yet; use --backend cpu');
+      return denseDecoderGpuLayer(cfg, l, src, ws, TENSORS);
+    },
+    output: (cfg, src, ws) => denseDecoderGpuOutput(cfg, src, ws),
+  },
   synthetic: {
     shapes: {
       'llama-1b': { arch: 'llama', nEmbd: 2048, nLayer: 16, nHead: 32, nKvHead: 8, nFf: 8192, nVocab: 32000, ctx: 4096, ropeBase: 500000 },

@@ -10,6 +10,7 @@ import {
   denseDecoderInput,
   denseDecoderLayer,
   denseDecoderLayerPlan,
+  denseDecoderGpu,
   denseDecoderOutput,
   describeDenseDecoder,
   synthesizeDenseDecoder,
@@ -32,6 +33,7 @@ export const qwen2Family: ModelFamily = {
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer: (cfg, l, src, ws) => denseDecoderLayer(cfg, l, src, ws, TENSORS),
   output: (cfg, src) => denseDecoderOutput(cfg, src),
+  gpu: denseDecoderGpu(TENSORS),
   synthetic: {
     shapes: {},
     write(spec, out) {

@@ -11,6 +11,7 @@ import {
   denseDecoderInput,
   denseDecoderLayer,
   denseDecoderLayerPlan,
+  denseDecoderGpu,
   denseDecoderOutput,
   describeDenseDecoder,
   synthesizeDenseDecoder,
@@ -33,6 +34,7 @@ export const qwen3Family: ModelFamily = {
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer: (cfg, l, src, ws) => denseDecoderLayer(cfg, l, src, ws, TENSORS),
   output: (cfg, src) => denseDecoderOutput(cfg, src),
+  gpu: denseDecoderGpu(TENSORS),
   synthetic: {
     shapes: {
       'qwen3-0.6b': {

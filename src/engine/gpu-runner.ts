@@ -1,0 +1,89 @@
+/**
+ * The engine's runner over a model whose layers run on the GPU (model/gpu/): the same sampling,
+ * prompt-cache snapshots (in the CPU cache's layout) and slot copies as LocalRunner, with the KV
+ * cache on the device. Steps queue one after another: the device runs one at a time anyway.
+ */
+import type { KvSnapshot } from '../model/kv-cache.js';
+import type { GpuDecoderShard } from '../model/gpu/gpu-shard.js';
+import { CairnError } from '../util/errors.js';
+import { decodeSnapshots, encodeSnapshots, sampleOutputs, snapshotBytes, type ForwardRequest, type ForwardResult, type ForwardRunner } from './runner.js';
+import { SequenceSamplers, type SequenceSpec } from './sequence-samplers.js';
+
+/** Runs steps on one GPU shard holding the whole model. */
+export class GpuRunner implements ForwardRunner {
+  readonly nVocab: number;
+  readonly maxBatch: number;
+  readonly slots: number;
+  readonly ctxPerSlot: number;
+  readonly pipelineDepth = 1;
+  readonly epoch = 0;
+  private readonly samplers = new SequenceSamplers();
+  private readonly saved = new Map<number, KvSnapshot>();
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly shard: GpuDecoderShard) {
+    this.nVocab = shard.cfg.nVocab;
+    this.maxBatch = shard.opts.maxBatch;
+    this.slots = shard.opts.slots;
+    this.ctxPerSlot = shard.opts.ctx;
+  }
+
+  async startSequence(seq: number, spec: SequenceSpec): Promise<void> {
+    this.samplers.start(seq, spec);
+  }
+
+  async endSequence(seq: number): Promise<void> {
+    this.samplers.end(seq);
+  }
+
+  forward(req: ForwardRequest): Promise<ForwardResult> {
+    return this.serial(async () => {
+      const logits = await this.shard.forward({ nTokens: req.nTokens, tokens: req.tokens, spans: req.spans, outputRows: req.outputs.map((o) => o.row) });
+      return sampleOutputs(this.samplers, req.outputs, logits, this.nVocab);
+    });
+  }
+
+  copySlotPrefix(from: number, to: number, n: number): Promise<void> {
+    return this.serial(async () => this.shard.kv.copyPrefix(from, to, n));
+  }
+
+  saveSlot(slot: number, n: number, key: number): Promise<number> {
+    return this.serial(async () => {
+      const snap = await this.shard.kv.snapshot(slot, n);
+      this.saved.set(key, snap);
+      return snapshotBytes([snap]);
+    });
+  }
+
+  loadSlot(key: number, slot: number): Promise<void> {
+    return this.serial(async () => this.shard.kv.restore(this.savedOf(key), slot));
+  }
+
+  async dropSaved(key: number): Promise<void> {
+    this.saved.delete(key);
+  }
+
+  async exportSaved(key: number): Promise<Uint8Array> {
+    return encodeSnapshots([this.savedOf(key)]);
+  }
+
+  async importSaved(key: number, bytes: Uint8Array): Promise<number> {
+    const snaps = decodeSnapshots(bytes);
+    if (snaps.length !== 1) throw new CairnError('BAD_ARGUMENT', 'saved prefix was made for another layout');
+    this.saved.set(key, snaps[0]);
+    return snapshotBytes(snaps);
+  }
+
+  private savedOf(key: number): KvSnapshot {
+    const s = this.saved.get(key);
+    if (!s) throw new CairnError('BAD_ARGUMENT', `no saved prefix ${key}`);
+    return s;
+  }
+
+  /** Runs `f` after every call before it has settled, so device work and reads never interleave. */
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(f, f);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Choosing where a model's layers run (`--backend auto|cpu|gpu`) and loading it onto a GPU. `gpu`
+ * insists (no adapter, or a model the GPU blocks cannot run, is an error naming why); `auto` takes a
+ * hardware GPU that runs the model and otherwise stays on the CPU with a one-line note saying why
+ * (a software adapter such as lavapipe is correct but slower than the CPU engine, so auto passes it
+ * by); `cpu` never opens a GPU.
+ */
+import { readGguf, type GgufFile } from '../gguf/reader.js';
+import { GgmlType } from '../gguf/ggml-types.js';
+import { createKernels, openMapping } from '../kernels/index.js';
+import { describeAdapter } from '../kernels/webgpu/device.js';
+import { WebGpuKernels } from '../kernels/webgpu/gpu-kernels.js';
+import { readModelConfig, type ModelConfig } from '../model/config.js';
+import { loadGpuShard, type GpuDecoderShard } from '../model/gpu/gpu-shard.js';
+import { CairnError, isCairnError } from '../util/errors.js';
+import { GpuRunner } from './gpu-runner.js';
+import type { ModelParts } from './load.js';
+
+/** Where the layers of a model run. */
+export type ComputeBackend = 'auto' | 'cpu' | 'gpu';
+
+/** Where a loaded model runs, for `generate --json`, `inspect` and the node's advertisement. */
+export interface Placement {
+  readonly backend: 'cpu' | 'gpu';
+  /** The GPU adapter, in one line (gpu only). */
+  readonly adapter?: string;
+  /** Why `auto` stayed on the CPU. */
+  readonly note?: string;
+}
+
+/** What loading onto the GPU needs from LoadOptions. */
+export interface GpuLoadOptions {
+  readonly ctx?: number;
+  readonly slots?: number;
+  readonly maxBatch?: number;
+  readonly kvType?: number;
+  readonly threads?: number;
+}
+
+/** A model loaded onto a GPU: the parts modelFromParts builds an engine from, and its placement. */
+export interface GpuModelParts extends ModelParts {
+  readonly placement: Placement;
+  readonly shard: GpuDecoderShard;
+}
+
+/** Loads the whole model onto `gpu` (opening one when not given); throws GPU_UNAVAILABLE or MODEL_UNSUPPORTED saying why it cannot. */
+export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: WebGpuKernels): Promise<GpuModelParts> {
+  const file: GgufFile = readGguf(path);
+  const config: ModelConfig = readModelConfig(file);
+  if (opts.kvType !== undefined && opts.kvType !== GgmlType.F16) throw new CairnError('MODEL_UNSUPPORTED', 'the GPU backend keeps its KV cache in F16 only; drop --kv-type or use --backend cpu');
+  const ctx = opts.ctx ?? Math.min(config.ctxTrain, 4096);
+  if (!(Number.isInteger(ctx) && ctx >= 2)) throw new CairnError('BAD_ARGUMENT', `context size ${ctx} must be a whole number >= 2`);
+  const slots = opts.slots ?? 1;
+  const maxBatch = Math.min(opts.maxBatch ?? 512, ctx);
+  const device = gpu ?? (await WebGpuKernels.open());
+  const kernels = createKernels({ threads: opts.threads });
+  const mapping = openMapping(path);
+  try {
+    // Weights are copied to the device as they are declared; the mapping is only read once.
+    const shard = loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch });
+    await device.finish();
+    mapping.close();
+    return {
+      path,
+      file,
+      config,
+      kernels,
+      shards: [],
+      runner: new GpuRunner(shard),
+      ctx,
+      kvType: GgmlType.F16,
+      mappedBytes: shard.weightBytes,
+      kvBytes: shard.kv.bytes,
+      placement: { backend: 'gpu', adapter: describeAdapter(device.gpu.adapter) },
+      shard,
+      close: () => {
+        if (!gpu) device.destroy();
+      },
+    };
+  } catch (e) {
+    mapping.close();
+    if (!gpu) device.destroy();
+    throw e;
+  }
+}
+
+/**
+ * For `auto`: the GPU parts when a hardware adapter runs this model, else undefined and the reason
+ * (one line) the CPU was chosen.
+ */
+export async function tryGpuParts(path: string, opts: GpuLoadOptions): Promise<GpuModelParts | { note: string }> {
+  let gpu: WebGpuKernels;
+  try {
+    gpu = await WebGpuKernels.open();
+  } catch (e) {
+    if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
+    return { note: `computing on the CPU: ${e.message}` };
+  }
+  if (gpu.gpu.adapter.software) {
+    gpu.destroy();
+    return { note: `computing on the CPU: the only GPU adapter is ${describeAdapter(gpu.gpu.adapter)} (ask for it with --backend gpu)` };
+  }
+  try {
+    const parts = await loadGpuParts(path, opts, gpu);
+    return { ...parts, close: () => gpu.destroy() };
+  } catch (e) {
+    gpu.destroy();
+    if (!isCairnError(e, 'MODEL_UNSUPPORTED') && !isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
+    return { note: `computing on the CPU: ${e.message}` };
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The shared blocks of a dense decoder on the GPU: the same weights the CPU blocks declare
+ * (GqaWeights, DenseFfnWeights, the norms, the head), uploaded once, and the same sequence of
+ * kernels over device tensors, recorded into one command encoder: a step's layers run on the device
+ * without a host round trip; only the logits come back.
+ */
+import { CairnError } from '../../util/errors.js';
+import type { RopeParams } from '../../kernels/api.js';
+import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import type { SeqSpan } from '../batch.js';
+import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
+import type { DenseFfnWeights } from '../blocks/dense-ffn.js';
+import type { Linear } from '../blocks/linear.js';
+import type { OutputHeadWeights } from '../blocks/output-head.js';
+import { gpuMatmul, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
+
+/** A GPU shard's KV cache: per layer and slot, F16 keys and values of ctx positions. */
+export interface GpuKv {
+  keys(layer: number, slot: number): GpuTensor;
+  values(layer: number, slot: number): GpuTensor;
+}
+
+/** What one step of one layer needs besides its weights. */
+export interface GpuStep {
+  readonly gpu: WebGpuKernels;
+  readonly kv: GpuKv;
+  n: number;
+  spans: readonly SeqSpan[];
+  positions: Int32Array;
+  layer: number;
+}
+
+/** One layer on the GPU: updates the residual stream x (n x nEmbd) in place. */
+export interface GpuDecoderLayer {
+  forward(x: GpuTensor, step: GpuStep): void;
+}
+
+/** A projection on the device: W x (+ b). */
+interface GpuLinear {
+  readonly w: GpuMatrix;
+  readonly bias?: GpuTensor;
+}
+
+function linear(ws: GpuWorkspace, w: Linear): GpuLinear {
+  return { w: ws.matrix(w.w), bias: w.bias && ws.vector(w.bias) };
+}
+
+function applyLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number, y: GpuTensor): void {
+  gpuMatmul(gpu, lin.w, x, n, y);
+  if (lin.bias) gpu.addBias(y, lin.bias, n, lin.w.rows);
+}
+
+/** Grouped-query attention over the layer's F16 cache. */
+export class GpuGqaAttention {
+  private readonly q: GpuLinear;
+  private readonly k: GpuLinear;
+  private readonly v: GpuLinear;
+  private readonly o: GpuLinear;
+  private readonly qNorm?: GpuTensor;
+  private readonly kNorm?: GpuTensor;
+  private readonly sq: GpuScratch;
+  private readonly sk: GpuScratch;
+  private readonly sv: GpuScratch;
+  private readonly sa: GpuScratch;
+  private readonly rope: RopeParams;
+
+  constructor(
+    private readonly s: GqaShape,
+    w: GqaWeights,
+    ws: GpuWorkspace,
+  ) {
+    if (w.heads) throw new CairnError('MODEL_UNSUPPORTED', 'a tensor-parallel rank does not run on the GPU yet');
+    if (w.sinks || s.window) throw new CairnError('MODEL_UNSUPPORTED', 'attention sinks and sliding windows do not run on the GPU yet');
+    if (s.rope.yarn) throw new CairnError('MODEL_UNSUPPORTED', 'YaRN rope scaling does not run on the GPU yet');
+    this.q = linear(ws, w.q);
+    this.k = linear(ws, w.k);
+    this.v = linear(ws, w.v);
+    this.o = linear(ws, w.o);
+    this.qNorm = w.qNorm && ws.vector(w.qNorm);
+    this.kNorm = w.kNorm && ws.vector(w.kNorm);
+    this.sq = ws.buffer('attn.q', s.nHead * s.headDim);
+    this.sk = ws.buffer('attn.k', s.nKvHead * s.headDim);
+    this.sv = ws.buffer('attn.v', s.nKvHead * s.headDim);
+    this.sa = ws.buffer('attn.out', s.nHead * s.headDim);
+    this.rope = { mode: s.rope.mode, nRot: s.rope.nRot, freqBase: s.rope.freqBase, freqScale: s.rope.freqScale, freqFactors: w.ropeFreqs };
+  }
+
+  forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void {
+    const { s } = this;
+    const { gpu, n, positions } = step;
+    const hd = s.headDim;
+    const q = this.sq.t;
+    const k = this.sk.t;
+    const v = this.sv.t;
+    applyLinear(gpu, this.q, h, n, q);
+    applyLinear(gpu, this.k, h, n, k);
+    applyLinear(gpu, this.v, h, n, v);
+    if (this.qNorm) gpu.rmsNorm(q, this.qNorm, n * s.nHead, hd, s.rmsEps, q);
+    if (this.kNorm) gpu.rmsNorm(k, this.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
+    gpu.rope(q, n, s.nHead, hd, positions, this.rope);
+    gpu.rope(k, n, s.nKvHead, hd, positions, this.rope);
+    const attn = this.sa.t;
+    for (const sp of step.spans) {
+      const kc = step.kv.keys(step.layer, sp.slot);
+      const vc = step.kv.values(step.layer, sp.slot);
+      gpu.storeKvF16(k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
+      gpu.attention(q, kc, vc, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd) }, attn, sp.start);
+    }
+    applyLinear(gpu, this.o, attn, n, out);
+  }
+}
+
+/** The dense SwiGLU FFN. */
+export class GpuDenseFfn {
+  private readonly gate: GpuMatrix;
+  private readonly up: GpuMatrix;
+  private readonly down: GpuMatrix;
+  private readonly sg: GpuScratch;
+  private readonly su: GpuScratch;
+
+  constructor(w: DenseFfnWeights, ws: GpuWorkspace) {
+    this.gate = ws.matrix(w.gate);
+    this.up = ws.matrix(w.up);
+    this.down = ws.matrix(w.down);
+    this.sg = ws.buffer('ffn.gate', w.gate.rows);
+    this.su = ws.buffer('ffn.up', w.up.rows);
+  }
+
+  forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void {
+    const { gpu, n } = step;
+    const g = this.sg.t;
+    const u = this.su.t;
+    gpuMatmul(gpu, this.gate, h, n, g);
+    gpuMatmul(gpu, this.up, h, n, u);
+    gpu.swiglu(g, u, n * this.gate.rows, g);
+    gpuMatmul(gpu, this.down, g, n, out);
+  }
+}
+
+/** x += attention(norm(x)); x += ffn(norm(x)). */
+export class GpuPreNormLayer implements GpuDecoderLayer {
+  private readonly attnNorm: GpuTensor;
+  private readonly ffnNorm: GpuTensor;
+  private readonly h: GpuScratch;
+  private readonly t: GpuScratch;
+
+  constructor(
+    attnNorm: Float32Array,
+    private readonly attention: GpuGqaAttention,
+    ffnNorm: Float32Array,
+    private readonly ffn: GpuDenseFfn,
+    private readonly eps: number,
+    ws: GpuWorkspace,
+    private readonly dim = attnNorm.length,
+  ) {
+    this.attnNorm = ws.vector(attnNorm);
+    this.ffnNorm = ws.vector(ffnNorm);
+    this.h = ws.buffer('layer.normed', attnNorm.length);
+    this.t = ws.buffer('layer.out', attnNorm.length);
+  }
+
+  forward(x: GpuTensor, step: GpuStep): void {
+    const { gpu, n } = step;
+    const h = this.h.t;
+    const t = this.t.t;
+    gpu.rmsNorm(x, this.attnNorm, n, this.dim, this.eps, h);
+    this.attention.forward(h, t, step);
+    gpu.add(x, t, n * this.dim, x);
+    gpu.rmsNorm(x, this.ffnNorm, n, this.dim, this.eps, h);
+    this.ffn.forward(h, t, step);
+    gpu.add(x, t, n * this.dim, x);
+  }
+}
+
+/** The final norm and head of the rows asked for; logits are read back (the step's one transfer out). */
+export class GpuOutputHead {
+  private readonly norm: GpuTensor;
+  private readonly head: GpuMatrix;
+  private readonly g: GpuScratch;
+  private readonly logits: GpuScratch;
+
+  constructor(
+    w: OutputHeadWeights,
+    private readonly eps: number,
+    ws: GpuWorkspace,
+  ) {
+    this.norm = ws.vector(w.norm);
+    this.head = ws.matrix(w.head);
+    this.g = ws.buffer('head.rows', w.head.cols);
+    this.logits = ws.buffer('head.logits', w.head.rows);
+  }
+
+  /** Logits (rows.length x nVocab) of the given batch rows of x. */
+  async write(gpu: WebGpuKernels, x: GpuTensor, rows: ArrayLike<number>): Promise<Float32Array> {
+    const D = this.head.cols;
+    const V = this.head.rows;
+    const m = rows.length;
+    const g = this.g.t;
+    for (let j = 0; j < m; j++) gpu.copy(x, rows[j] * D * 4, g, j * D * 4, D * 4);
+    gpu.rmsNorm(g, this.norm, m, D, this.eps, g);
+    gpuMatmul(gpu, this.head, g, m, this.logits.t);
+    return new Float32Array(await gpu.read(this.logits.t, m * V * 4));
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * A whole model on the GPU: the family's token embedding on the host (one row per token, uploaded
+ * with the batch), its layers and head as GPU blocks (gpu-blocks.ts) over device weights, and an F16
+ * KV cache per layer and slot on the device. A forward call records every layer's kernels into one
+ * command encoder and reads back only the logits, so it is asynchronous where the CPU shard's is not.
+ */
+import { CairnError } from '../../util/errors.js';
+import type { Kernels } from '../../kernels/api.js';
+import type { WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import type { GgufFile } from '../../gguf/reader.js';
+import type { ShardBatch } from '../batch.js';
+import type { ModelConfig } from '../config.js';
+import { GgufTensorSource, type TensorBytes } from '../gguf-tensor-source.js';
+import { kvRows } from '../kv-cache.js';
+import { familyOf } from '../registry.js';
+import { wholeModel } from '../shard.js';
+import type { ShardInput } from '../blocks/types.js';
+import { Workspace } from '../blocks/workspace.js';
+import type { GpuDecoderLayer, GpuOutputHead, GpuStep } from './gpu-blocks.js';
+import { GpuWorkspace, type GpuScratch } from './gpu-workspace.js';
+import { GpuKvCache } from './gpu-kv-cache.js';
+
+/** Sizes of a GPU shard. */
+export interface GpuShardOptions {
+  readonly slots: number;
+  readonly ctx: number;
+  readonly maxBatch: number;
+}
+
+/** A loaded model whose layers and head run on the GPU. */
+export class GpuDecoderShard {
+  private readonly host: Float32Array;
+  private readonly positions: Int32Array;
+  private readonly step: GpuStep;
+  private readonly lastRow = [0];
+
+  constructor(
+    readonly cfg: ModelConfig,
+    private readonly gpu: WebGpuKernels,
+    private readonly kernels: Kernels,
+    private readonly input: ShardInput,
+    private readonly layers: readonly GpuDecoderLayer[],
+    private readonly output: GpuOutputHead,
+    private readonly stream: GpuScratch,
+    private readonly ws: GpuWorkspace,
+    readonly kv: GpuKvCache,
+    readonly opts: GpuShardOptions,
+  ) {
+    this.host = new Float32Array(opts.maxBatch * cfg.nEmbd);
+    this.positions = new Int32Array(opts.maxBatch);
+    this.step = { gpu, kv, n: 0, spans: [], positions: this.positions, layer: 0 };
+  }
+
+  /** Bytes of weights on the device. */
+  get weightBytes(): number {
+    return this.ws.weightBytes;
+  }
+
+  /**
+   * Runs the model on a batch of token ids; returns logits for batch.outputRows (default: the last
+   * row), outputRows.length x nVocab, in an array of their own.
+   */
+  async forward(batch: ShardBatch): Promise<Float32Array> {
+    const n = batch.nTokens;
+    this.check(batch);
+    this.input.check(batch);
+    const x = this.host.subarray(0, n * this.cfg.nEmbd);
+    this.input.read(batch, x, this.kernels);
+    this.gpu.write(this.stream.t, x);
+    for (const s of batch.spans) for (let i = 0; i < s.n; i++) this.positions[s.start + i] = s.pos0 + i;
+    const step = this.step;
+    step.n = n;
+    step.spans = batch.spans;
+    step.positions = this.positions.subarray(0, n);
+    for (let l = 0; l < this.layers.length; l++) {
+      step.layer = l;
+      this.layers[l].forward(this.stream.t, step);
+    }
+    let rows: ArrayLike<number> | undefined = batch.outputRows;
+    if (!rows) {
+      this.lastRow[0] = n - 1;
+      rows = this.lastRow;
+    }
+    for (let j = 0; j < rows.length; j++) if (!(rows[j] >= 0 && rows[j] < n)) throw new CairnError('BAD_ARGUMENT', `output row ${rows[j]} is outside the batch`);
+    return this.output.write(this.gpu, this.stream.t, rows);
+  }
+
+  private check(batch: ShardBatch): void {
+    const n = batch.nTokens;
+    if (!(Number.isInteger(n) && n >= 1 && n <= this.opts.maxBatch)) throw new CairnError('BAD_ARGUMENT', `batch of ${n} tokens (1 to ${this.opts.maxBatch} allowed)`);
+    let covered = 0;
+    for (const s of batch.spans) {
+      if (!(s.slot >= 0 && s.slot < this.opts.slots)) throw new CairnError('BAD_ARGUMENT', `KV slot ${s.slot} does not exist`);
+      if (s.start !== covered || !(s.n >= 1)) throw new CairnError('BAD_ARGUMENT', 'sequence spans must cover the batch in order');
+      if (!(s.pos0 >= 0 && s.pos0 + s.n <= this.opts.ctx)) {
+        throw new CairnError('CONTEXT_FULL', `context full: positions up to ${s.pos0 + s.n} do not fit the ${this.opts.ctx}-token context`);
+      }
+      covered += s.n;
+    }
+    if (covered !== n) throw new CairnError('BAD_ARGUMENT', 'sequence spans must cover the batch');
+  }
+}
+
+/**
+ * Builds a whole model on the GPU over the mapped file, or throws MODEL_UNSUPPORTED naming what the
+ * GPU backend cannot run yet (a family without GPU blocks, a weight type, a feature).
+ */
+export function loadGpuShard(file: GgufFile, cfg: ModelConfig, bytesOf: TensorBytes, kernels: Kernels, gpu: WebGpuKernels, opts: GpuShardOptions): GpuDecoderShard {
+  const family = familyOf(cfg);
+  if (!family.gpu) throw new CairnError('MODEL_UNSUPPORTED', `${family.name} models do not run on the GPU yet; use --backend cpu`);
+  const src = new GgufTensorSource(file, { bytesOf, kernels });
+  const ws = new GpuWorkspace(gpu, opts.maxBatch);
+  const stream = ws.buffer('stream', cfg.nEmbd);
+  src.enter('embed');
+  const input = family.input(cfg, src, new Workspace(opts.maxBatch));
+  const layers: GpuDecoderLayer[] = [];
+  for (let l = 0; l < cfg.nLayer; l++) {
+    src.enter(l);
+    layers.push(family.gpu.layer(cfg, l, src, ws));
+  }
+  src.enter('head');
+  const output = family.gpu.output(cfg, src, ws);
+  ws.allocate();
+  const kv = new GpuKvCache(gpu, kvRows(cfg, wholeModel(cfg)), opts.slots, opts.ctx);
+  return new GpuDecoderShard(cfg, gpu, kernels, input, layers, output, stream, ws, kv, opts);
+}

@@ -1,0 +1,91 @@
+/**
+ * A GPU shard's device memory besides its weights: named f32 activation tensors sized once for
+ * `maxBatch` tokens and shared by every block that asks for the same name (as the CPU Workspace),
+ * and the weight uploads, each matrix cut into row ranges no larger than one binding may see.
+ */
+import { CairnError } from '../../util/errors.js';
+import { ggmlRowBytes, type GgmlType } from '../../gguf/ggml-types.js';
+import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import { gpuWeightFormat } from '../../kernels/webgpu/wgsl-weights.js';
+import type { Matrix } from '../tensor-source.js';
+
+/** A named activation tensor; `t` is set when the workspace allocates. */
+export interface GpuScratch {
+  readonly name: string;
+  readonly perToken: number;
+  t: GpuTensor;
+}
+
+/** A weight matrix on the device: row ranges, each its own tensor. */
+export interface GpuMatrix {
+  readonly name: string;
+  readonly type: GgmlType;
+  readonly rows: number;
+  readonly cols: number;
+  readonly parts: readonly { readonly t: GpuTensor; readonly rowStart: number; readonly rows: number }[];
+}
+
+/** The activation tensors and uploads of one GPU shard. */
+export class GpuWorkspace {
+  private readonly scratch = new Map<string, GpuScratch[]>();
+  private readonly sizes = new Map<string, number>();
+  private allocated = false;
+  /** Bytes uploaded (weights) and allocated (activations). */
+  weightBytes = 0;
+  activationBytes = 0;
+
+  constructor(
+    readonly gpu: WebGpuKernels,
+    readonly maxBatch: number,
+  ) {}
+
+  /** Reserves `perToken` floats per batch token under `name` (shared with every block using that name). */
+  buffer(name: string, perToken: number): GpuScratch {
+    if (this.allocated) throw new Error(`GPU workspace buffer "${name}" asked for after allocation`);
+    const h: GpuScratch = { name, perToken, t: undefined as unknown as GpuTensor };
+    const list = this.scratch.get(name) ?? [];
+    list.push(h);
+    this.scratch.set(name, list);
+    this.sizes.set(name, Math.max(this.sizes.get(name) ?? 0, perToken * this.maxBatch * 4));
+    return h;
+  }
+
+  /** Allocates every named tensor once; blocks' handles point at them from now on. */
+  allocate(): void {
+    if (this.allocated) return;
+    this.allocated = true;
+    for (const [name, list] of this.scratch) {
+      const bytes = this.sizes.get(name)!;
+      const t = this.gpu.tensor(bytes);
+      this.activationBytes += bytes;
+      for (const h of list) h.t = t;
+    }
+  }
+
+  /** An f32 vector (a norm's weights, a bias) on the device. */
+  vector(v: Float32Array): GpuTensor {
+    this.weightBytes += v.byteLength;
+    return this.gpu.upload(v);
+  }
+
+  /** A weight matrix in its file layout on the device, cut into row ranges that fit one binding. */
+  matrix(m: Matrix): GpuMatrix {
+    if (!gpuWeightFormat(m.type)) {
+      throw new CairnError('MODEL_UNSUPPORTED', `tensor ${m.name} is of a type the GPU kernels do not read yet; run this model on the CPU (--backend cpu)`);
+    }
+    const rowBytes = ggmlRowBytes(m.type, m.cols);
+    const perPart = Math.max(1, Math.floor((this.gpu.gpu.maxBinding - 8) / rowBytes));
+    const parts = [];
+    for (let r = 0; r < m.rows; r += perPart) {
+      const rows = Math.min(perPart, m.rows - r);
+      parts.push({ t: this.gpu.upload(m.data.subarray(r * rowBytes, (r + rows) * rowBytes)), rowStart: r, rows });
+    }
+    this.weightBytes += m.data.byteLength;
+    return { name: m.name, type: m.type, rows: m.rows, cols: m.cols, parts };
+  }
+}
+
+/** y (n x rows) = x (n x cols) W^T from row `xRow` of x, each part of W writing its rows. */
+export function gpuMatmul(gpu: WebGpuKernels, w: GpuMatrix, x: GpuTensor, n: number, y: GpuTensor): void {
+  for (const p of w.parts) gpu.matmul(p.t, w.type, p.rows, w.cols, x, n, y, { yOffset: p.rowStart, yStride: w.rows });
+}

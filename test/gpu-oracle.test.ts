@@ -1,0 +1,114 @@
+/**
+ * The GPU backend against the external oracle: the dense families' random-weight models (the shapes
+ * of test/llamacpp-oracle.test.ts), their layers on the GPU through WebGPU (in CI, Mesa's lavapipe),
+ * must give llama.cpp's greedy tokens, up to a near-tie of llama.cpp's own logits. The GPU keeps
+ * activations in f32 where llama.cpp's CPU path quantizes them for quantized weights (as llama.cpp's
+ * own GPU backends do), so quantized models differ from the oracle by that rounding too. Without the
+ * optional `webgpu` package or an adapter, these tests are skipped and say why.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { GgmlType } from '../src/gguf/ggml-types.js';
+import { writeSyntheticModel, type SyntheticModelSpec, type SyntheticQuant } from '../src/model/synthetic.js';
+import { WebGpuKernels } from '../src/kernels/webgpu/gpu-kernels.js';
+import { describeAdapter } from '../src/kernels/webgpu/device.js';
+import { loadModel } from '../src/engine/load.js';
+import { isCairnError } from '../src/util/errors.js';
+import { llamaCppGreedy } from './helpers/llama-cpp.js';
+import { assertSameGreedy, assertVaried, cairnGreedy, logSoftmax, maxLogProbGap, oraclePrompt, quantizeWithKernels } from './helpers/oracle-greedy.js';
+import { loadGpuParts } from '../src/engine/load-gpu.js';
+import type { OracleStep } from './helpers/llama-cpp.js';
+import { scratchDir } from './helpers/paths.js';
+
+let skip: string | false = false;
+try {
+  const gpu = await WebGpuKernels.open();
+  process.stdout.write(`# GPU backend on ${describeAdapter(gpu.gpu.adapter)}\n`);
+  gpu.destroy();
+} catch (e) {
+  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
+  skip = `no GPU to test on: ${(e as Error).message}`;
+  process.stdout.write(`# ${skip}\n`);
+}
+
+const dir = scratchDir('gpu-oracle');
+mkdirSync(dir, { recursive: true });
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+const ARCHS: Record<string, Omit<SyntheticModelSpec, 'quant' | 'seed'>> = {
+  llama: { arch: 'llama', nEmbd: 256, nLayer: 3, nHead: 8, nKvHead: 2, nFf: 512, nVocab: 1000, ropeBase: 500000, ropeFreqs: true },
+  qwen2: { arch: 'qwen2', nEmbd: 256, nLayer: 3, nHead: 4, nKvHead: 2, nFf: 512, nVocab: 1000, ropeBase: 1000000, tied: true },
+  qwen3: { arch: 'qwen3', nEmbd: 256, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 128, nFf: 512, nVocab: 1000, ropeBase: 1000000 },
+};
+/**
+ * Weights, and for float weights (f32 activations on both sides) the largest log-probability gap
+ * allowed along llama.cpp's continuation: both engines keep an F16 cache, llama.cpp rounds the
+ * attention weights to f16 where the GPU keeps them f32.
+ */
+const QUANTS: [string, SyntheticQuant, number?][] = [
+  ['F32', GgmlType.F32, 0.015],
+  ['F16', GgmlType.F16, 0.03],
+  ['Q8_0', GgmlType.Q8_0],
+  ['Q4_K_M', 'Q4_K_M'],
+];
+
+/** The GPU's next-token log-probabilities along llama.cpp's continuation (teacher-forced). */
+async function gpuLogProbsAlong(path: string, prompt: readonly number[], oracle: readonly OracleStep[]): Promise<Float64Array[]> {
+  const parts = await loadGpuParts(path, { ctx: 256 });
+  try {
+    const out: Float64Array[] = [];
+    let logits = await parts.shard.forward({ nTokens: prompt.length, tokens: Int32Array.from(prompt), spans: [{ slot: 0, pos0: 0, start: 0, n: prompt.length }] });
+    for (let i = 0; i < oracle.length; i++) {
+      out.push(logSoftmax(logits));
+      if (i + 1 < oracle.length) {
+        const pos0 = prompt.length + i;
+        logits = await parts.shard.forward({ nTokens: 1, tokens: Int32Array.of(oracle[i].token), spans: [{ slot: 0, pos0, start: 0, n: 1 }] });
+      }
+    }
+    return out;
+  } finally {
+    parts.close();
+  }
+}
+
+for (const [arch, shape] of Object.entries(ARCHS)) {
+  for (const [qname, quant, tolerance] of QUANTS) {
+    test(`GPU backend, ${arch} ${qname}: greedy tokens equal llama.cpp's`, { skip, timeout: 300_000 }, async (t) => {
+      const path = join(dir, `${arch}-${qname}.gguf`);
+      writeSyntheticModel(path, { ...shape, quant, seed: 11 }, quantizeWithKernels);
+      const prompt = oraclePrompt(shape.nVocab);
+      const oracle = await llamaCppGreedy(path, prompt, 32, { kvType: 'F16' });
+      assertVaried(oracle);
+      assertSameGreedy(await cairnGreedy(path, prompt, 32, GgmlType.F16, 'gpu'), oracle);
+      if (tolerance === undefined) return;
+      const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
+      t.diagnostic(`largest log-probability gap ${gap}`);
+      assert.ok(gap < tolerance, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+    });
+  }
+}
+
+test('GPU backend: the model says where it runs; families and caches the GPU cannot run are refused by name', { skip, timeout: 300_000 }, async () => {
+  const path = join(dir, 'placement.gguf');
+  writeSyntheticModel(path, { ...ARCHS.qwen3, quant: GgmlType.Q8_0, seed: 3 }, quantizeWithKernels);
+  const model = await loadModel(path, { ctx: 64, compute: 'gpu', progress: false });
+  try {
+    assert.equal(model.placement.backend, 'gpu');
+    assert.ok(model.placement.adapter && model.placement.adapter.length > 0);
+  } finally {
+    model.close();
+  }
+  await assert.rejects(loadModel(path, { ctx: 64, compute: 'gpu', kvType: GgmlType.Q8_0, progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /F16 only/.test((e as Error).message));
+  const moe = join(dir, 'moe.gguf');
+  writeSyntheticModel(moe, { ...ARCHS.llama, quant: GgmlType.Q8_0, seed: 3, moe: { experts: 4, used: 2, width: 256 } }, quantizeWithKernels);
+  await assert.rejects(loadModel(moe, { ctx: 64, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /Mixture-of-Experts/.test((e as Error).message));
+  // auto passes a software adapter by, saying so, and runs on the CPU.
+  const auto = await loadModel(path, { ctx: 64, compute: 'auto', progress: false });
+  try {
+    assert.equal(auto.placement.backend, auto.placement.note ? 'cpu' : 'gpu');
+  } finally {
+    auto.close();
+  }
+});
