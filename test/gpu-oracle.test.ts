@@ -20,7 +20,8 @@ import { llamaCppGreedy } from './helpers/llama-cpp.js';
 import { assertSameGreedy, assertVaried, cairnGreedy, logSoftmax, maxLogProbGap, oraclePrompt, quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import type { OracleStep } from './helpers/llama-cpp.js';
-import { scratchDir } from './helpers/paths.js';
+import { ROOT, scratchDir } from './helpers/paths.js';
+import { spawnSync } from 'node:child_process';
 
 let skip: string | false = false;
 try {
@@ -111,4 +112,26 @@ test('GPU backend: the model says where it runs; families and caches the GPU can
   } finally {
     auto.close();
   }
+});
+
+test('cairn generate --backend: gpu runs there and says on which adapter, auto says why it stayed on the CPU, a model the GPU cannot run fails by name', { skip, timeout: 300_000 }, () => {
+  const path = join(dir, 'cli.gguf');
+  writeSyntheticModel(path, { ...ARCHS.llama, quant: GgmlType.F32, seed: 5 }, quantizeWithKernels);
+  const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', path, '-p', 'hello', '-n', '6', '--temperature', '0', '--json', ...args], { encoding: 'utf8', timeout: 120_000 });
+  const gpu = run('--backend', 'gpu');
+  assert.equal(gpu.status, 0, gpu.stderr);
+  const g = JSON.parse(gpu.stdout);
+  assert.equal(g.backend.name, 'gpu');
+  assert.ok(typeof g.backend.adapter === 'string' && g.backend.adapter.length > 0);
+  assert.equal(g.tokens.length, 6);
+  const auto = JSON.parse(run('--backend', 'auto').stdout);
+  if (auto.backend.name === 'cpu') assert.match(auto.backend.note, /computing on the CPU: /);
+  const cpu = JSON.parse(run('--backend', 'cpu').stdout);
+  assert.deepEqual(cpu.backend, { name: 'cpu', adapter: null, note: null });
+  const moe = join(dir, 'cli-moe.gguf');
+  writeSyntheticModel(moe, { ...ARCHS.llama, quant: GgmlType.Q8_0, seed: 3, moe: { experts: 4, used: 2, width: 256 } }, quantizeWithKernels);
+  const refused = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', moe, '-p', 'hi', '-n', '2', '--backend', 'gpu'], { encoding: 'utf8', timeout: 120_000 });
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /Mixture-of-Experts layers do not run on the GPU yet; use --backend cpu/);
+  assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
 });

@@ -7,7 +7,7 @@ import { resolveModelArg } from './model-arg.js';
 import { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { loadModel } from '../engine/load.js';
-import { addModelOptions, addSamplingOptions, addSpeculationOptions, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
+import { addModelOptions, addSamplingOptions, addSpeculationOptions, backendOptions, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
 import { chatPrompt, type ChatMessage } from '../engine/chat.js';
 
 interface ChatFlags extends SamplingFlags, SpeculationFlags {
@@ -15,6 +15,7 @@ interface ChatFlags extends SamplingFlags, SpeculationFlags {
   threads?: number;
   ctx?: number;
   kvType: string;
+  backend: string;
   system?: string;
   nPredict: number;
   template?: string;
@@ -37,8 +38,10 @@ export function chatCommand(): Command {
       threads: o.threads,
       ctx: o.ctx,
       kvType: kvTypeOf(o.kvType),
+      ...backendOptions(o.backend),
       speculation: { maxDraft: o.draftMax, draftModel },
     });
+    if (model.placement.note) process.stderr.write(`cairn: ${model.placement.note}\n`);
     // In a terminal, readline echoes what is typed, edits the line and keeps a history (up/down);
     // with piped input it only reads lines.
     const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;

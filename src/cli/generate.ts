@@ -3,7 +3,7 @@ import { resolveModelArg } from './model-arg.js';
 import { Command } from 'commander';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
-import { addModelOptions, addSamplingOptions, addSpeculationOptions, collect, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
+import { addModelOptions, addSamplingOptions, addSpeculationOptions, backendOptions, collect, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
 import type { GenerationSummary } from '../engine/engine.js';
 
 interface GenerateFlags extends SamplingFlags, SpeculationFlags {
@@ -16,7 +16,7 @@ interface GenerateFlags extends SamplingFlags, SpeculationFlags {
   json?: boolean;
   stop?: string[];
   ignoreEos?: boolean;
-  backend?: 'native' | 'reference';
+  backend: string;
   verbose?: boolean;
 }
 
@@ -53,9 +53,7 @@ export function generateCommand(): Command {
     .option('--verbose', 'print a line of timings (prompt and generation speed) to stderr at the end');
   addSamplingOptions(cmd);
   addSpeculationOptions(cmd);
-  cmd.option('--backend <name>', 'kernel backend: native or reference (slow, for checking)', 'native');
   cmd.action(async (o: GenerateFlags) => {
-    if (o.backend !== 'native' && o.backend !== 'reference') throw new CairnError('BAD_ARGUMENT', `--backend must be native or reference, got "${o.backend}"`);
     // Read before loading: a prompt from a pipe is there at once; the model may take a while.
     const text = await readPrompt(o.prompt);
     o.model = (await resolveModelArg(o.model)).path;
@@ -64,10 +62,11 @@ export function generateCommand(): Command {
       threads: o.threads,
       ctx: o.ctx,
       kvType: kvTypeOf(o.kvType),
-      backend: o.backend,
+      ...backendOptions(o.backend),
       progress: !o.json && process.stderr.isTTY,
       speculation: { maxDraft: o.draftMax, draftModel },
     });
+    if (model.placement.note && (o.verbose || process.stderr.isTTY)) process.stderr.write(`cairn: ${model.placement.note}\n`);
     try {
       const prompt = model.tokenizer.encode(text, { addSpecial: true, parseSpecial: true });
       if (prompt.length === 0) throw new CairnError('BAD_ARGUMENT', 'the prompt is empty (and this model adds no BOS): give some text with -p');
@@ -106,6 +105,7 @@ export function generateCommand(): Command {
               accepted_draft_tokens: summary?.acceptedDraftTokens ?? 0,
             },
             memory: { rss_bytes: model.residentBytes(), mapped_bytes: model.mappedBytes, kv_cache_bytes: model.kvBytes },
+            backend: { name: model.placement.backend, adapter: model.placement.adapter ?? null, note: model.placement.note ?? null },
           }) + '\n',
         );
       } else {

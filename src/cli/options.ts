@@ -34,13 +34,31 @@ export function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
 }
 
-/** Adds -m/--model, --threads, --ctx and --kv-type. */
+/** Adds -m/--model, --threads, --ctx, --kv-type and --backend. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .requiredOption('-m, --model <model>', 'GGUF model: a file, a stored model (cairn ls), or hf:OWNER/REPO:TAG (pulled on first use)')
     .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
     .option('-c, --ctx <n>', 'context size in tokens (default: the model\'s, at most 4096)', intArg(16))
-    .addOption(new Option('--kv-type <type>', 'KV cache element type (q8_0: about half the memory of f16, a small accuracy cost)').choices(KV_TYPES).default('f16'));
+    .addOption(new Option('--kv-type <type>', 'KV cache element type (q8_0: about half the memory of f16, a small accuracy cost)').choices(KV_TYPES).default('f16'))
+    .addOption(
+      new Option(
+        '--backend <name>',
+        'where the layers run: cpu; gpu (through WebGPU: Metal, Vulkan, Direct3D 12; an error when no GPU runs the model); auto (a hardware GPU when one runs the model, else the CPU, saying why); reference (the TypeScript kernels on the CPU: slow, for checking)',
+      )
+        .choices(BACKENDS)
+        .default('cpu'),
+    );
+}
+
+/** The --backend choices. */
+export const BACKENDS = ['cpu', 'gpu', 'auto', 'reference'];
+
+/** The load options a --backend flag stands for. */
+export function backendOptions(flag: string): { compute: 'cpu' | 'gpu' | 'auto'; backend?: 'reference' } {
+  if (flag === 'reference') return { compute: 'cpu', backend: 'reference' };
+  if (flag === 'cpu' || flag === 'gpu' || flag === 'auto') return { compute: flag };
+  throw new InvalidArgumentError(`--backend must be one of ${BACKENDS.join(', ')}, got "${flag}"`);
 }
 
 /** The --kv-type choices. */

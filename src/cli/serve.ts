@@ -9,7 +9,7 @@ import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
 import { checkModelFile } from './user-errors.js';
 import { defaultStore, hubSourceOf, resolveModelArg, storeCatalog } from './model-arg.js';
-import { addModelOptions, addSpeculationOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags, type SpeculationFlags, kvTypeOf } from './options.js';
+import { addModelOptions, addSpeculationOptions, backendOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags, type SpeculationFlags, kvTypeOf } from './options.js';
 import type { RequestLogEntry } from '../server/app.js';
 
 interface ServeFlags extends ClusterKeyFlags, SpeculationFlags {
@@ -22,6 +22,7 @@ interface ServeFlags extends ClusterKeyFlags, SpeculationFlags {
   ctx?: number;
   threads?: number;
   kvType: string;
+  backend: string;
   alias?: string;
   bodyLimit: number;
   cacheRam: number;
@@ -129,7 +130,9 @@ export function serveCommand(): Command {
       } catch {
         throw new CairnError('BAD_ARGUMENT', `--keep-alive ${o.keepAlive}: give a duration such as 5m or 1h30m, 0 (unload when idle) or -1 (keep loaded)`);
       }
+      if (o.cluster && o.backend !== 'cpu') throw new CairnError('BAD_ARGUMENT', `--backend ${o.backend} with --cluster: a cluster's nodes compute on their CPUs for now; drop --backend`);
       const loadOptions = {
+        ...backendOptions(o.backend),
         threads: o.threads,
         ctx: o.ctx,
         slots: o.parallel,
@@ -142,7 +145,12 @@ export function serveCommand(): Command {
       const host = new ModelHost(
         o.model,
         async () => {
-          if (!o.cluster) return loadModel(o.model, loadOptions);
+          if (!o.cluster) {
+            const m = await loadModel(o.model, loadOptions);
+            if (m.placement.note) process.stderr.write(`cairn: ${m.placement.note}\n`);
+            else if (m.placement.adapter) process.stderr.write(`cairn: layers on the GPU (${m.placement.adapter})\n`);
+            return m;
+          }
           const { ClusterCoordinator } = await import('../mesh/coordinator.js');
           const { readGguf } = await import('../gguf/reader.js');
           const { readModelConfig } = await import('../model/config.js');

@@ -57,8 +57,9 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
   const mapping = openMapping(path);
   try {
     // Weights are copied to the device as they are declared; the mapping is only read once.
-    const shard = loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch });
-    await device.finish();
+    const shard = await device.checked(`the model ${path}`, () =>
+      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch }),
+    );
     mapping.close();
     return {
       path,

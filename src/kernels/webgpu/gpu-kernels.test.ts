@@ -111,6 +111,77 @@ describe('GPU weight products', { skip }, () => {
   });
 });
 
+describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
+  it('matmul reads x from a row and writes y at an offset with a stride; addBias adds per row', async () => {
+    const g = gpu!;
+    const rand = seededRandom(8);
+    const rows = 7;
+    const cols = 64;
+    const w = new Uint8Array((rows * cols * 34) / 32);
+    refQuantize(GgmlType.Q8_0, randomF32(rows * cols, rand), w, rows * cols);
+    const x = randomF32(3 * cols, rand);
+    const { y: want } = dequantizedMatmul(w, GgmlType.Q8_0, rows, cols, x.subarray(cols), 2);
+    const stride = 10;
+    const yt = g.upload(new Float32Array(2 + 2 * stride).fill(-1));
+    g.matmul(g.upload(w), GgmlType.Q8_0, rows, cols, g.upload(x), 2, yt, { xOffset: cols, yOffset: 2, yStride: stride });
+    const bias = randomF32(stride, rand);
+    const got = await g.readF32(yt);
+    for (let t = 0; t < 2; t++) {
+      for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[2 + t * stride + r] - want[t * rows + r]) < 1e-4, `y[${t}, ${r}]`);
+      for (let r = rows; r < stride && 2 + t * stride + r < got.length; r++) assert.equal(got[2 + t * stride + r], -1, 'outside the rows: untouched');
+    }
+    assert.equal(got[0], -1);
+    const bt = g.tensor(2 * stride * 4);
+    g.write(bt, got.subarray(2, 2 + 2 * stride));
+    g.addBias(bt, g.upload(bias), 2, stride);
+    const biased = await g.readF32(bt);
+    for (let i = 0; i < 2 * stride; i++) assert.equal(biased[i], Math.fround(got[2 + i] + bias[i % stride]));
+  });
+
+  it('add and swiglu write into either input; storeKv and attention start at a row', async () => {
+    const g = gpu!;
+    const rand = seededRandom(9);
+    const n = 1000;
+    const a = randomF32(n, rand, 4);
+    const b = randomF32(n, rand);
+    const sw = new Float32Array(n);
+    refSwiglu(a, b, n, sw);
+    for (const into of ['a', 'b'] as const) {
+      const at = g.upload(a);
+      const bt = g.upload(b);
+      g.swiglu(at, bt, n, into === 'a' ? at : bt);
+      assertClose(await g.readF32(into === 'a' ? at : bt, n), sw, { rtol: 1e-6, atol: 1e-7 }, `swiglu into ${into}`);
+      const at2 = g.upload(a);
+      const bt2 = g.upload(b);
+      g.add(at2, bt2, n, into === 'a' ? at2 : bt2);
+      const sum = await g.readF32(into === 'a' ? at2 : bt2, n);
+      for (let i = 0; i < n; i++) assert.equal(sum[i], Math.fround(a[i] + b[i]));
+    }
+    // Two sequences' rows in one batch: the second's keys start at row 3 of k, its queries at row 3 of q.
+    const nHead = 4;
+    const nKvHead = 2;
+    const headDim = 32;
+    const row = nKvHead * headDim;
+    const k = randomF32(5 * row, rand);
+    const v = randomF32(5 * row, rand);
+    const kc = g.tensor(2 * row * 2);
+    const vc = g.tensor(2 * row * 2);
+    g.storeKvF16(g.upload(k), g.upload(v), kc, vc, row, 0, 2, 3);
+    const wantK = new Uint8Array(2 * row * 2);
+    const wantV = new Uint8Array(2 * row * 2);
+    refStoreKv(k.subarray(3 * row), v.subarray(3 * row), wantK, wantV, 1, row, 0, 2);
+    const q = randomF32(5 * nHead * headDim, rand);
+    const p: AttentionParams = { nTokens: 2, nHead, nKvHead, headDim, pos0: 0, scale: 0.2, kvType: 1 };
+    const want = new Float32Array(2 * nHead * headDim);
+    refAttention(q.subarray(3 * nHead * headDim), wantK, wantV, p, want);
+    const out = g.tensor(q.length * 4);
+    g.attention(g.upload(q), kc, vc, { ...p, sinks: undefined }, out, 3);
+    const got = await g.readF32(out);
+    assertClose(got.subarray(3 * nHead * headDim), want, { rtol: 0, atol: 2 ** -10 }, 'attention from row 3');
+    assert.deepEqual(got.subarray(0, 3 * nHead * headDim), new Float32Array(3 * nHead * headDim), 'rows before it untouched');
+  });
+});
+
 describe('GPU float kernels', { skip }, () => {
   it('rmsNorm, swiglu and add equal their CPU twins', async () => {
     const g = gpu!;

@@ -142,6 +142,30 @@ export class WebGpuKernels {
     await this.device.queue.onSubmittedWorkDone();
   }
 
+  /**
+   * Runs `f` (allocations, uploads, dispatches) and waits for the device, turning what the device
+   * reports asynchronously into errors: running out of its memory is GPU_UNAVAILABLE (saying so),
+   * anything it found invalid an Error naming it.
+   */
+  async checked<T>(what: string, f: () => T): Promise<T> {
+    const device = this.device;
+    device.pushErrorScope('validation');
+    device.pushErrorScope('out-of-memory');
+    let result: { ok: true; value: T } | { ok: false; error: unknown };
+    try {
+      result = { ok: true, value: f() };
+    } catch (error) {
+      result = { ok: false, error };
+    }
+    await this.finish();
+    const oom = await device.popErrorScope();
+    const invalid = await device.popErrorScope();
+    if (oom) throw new CairnError('GPU_UNAVAILABLE', `${what} does not fit the GPU's memory (${oom.message}); use --backend cpu`);
+    if (invalid) throw new Error(`${what}: the GPU refused a command: ${invalid.message}`);
+    if (!result.ok) throw result.error;
+    return result.value;
+  }
+
   /** Releases the device. The kernels must not be used afterwards. */
   destroy(): void {
     this.flush();
