@@ -135,3 +135,40 @@ test('cairn generate --backend: gpu runs there and says on which adapter, auto s
   assert.match(refused.stderr, /Mixture-of-Experts layers do not run on the GPU yet; use --backend cpu/);
   assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
 });
+
+test('GPU backend under the engine: concurrent sequences give exactly their serial outputs, a longer prompt reuses the cached prefix', { skip, timeout: 300_000 }, async () => {
+  const path = join(dir, 'engine.gguf');
+  const shape = ARCHS.qwen2;
+  writeSyntheticModel(path, { ...shape, quant: GgmlType.Q8_0, seed: 8 }, quantizeWithKernels);
+  const run = async (model: Awaited<ReturnType<typeof loadModel>>, prompt: number[], maxTokens: number) => {
+    for await (const ev of model.engine.generate({ prompt, maxTokens, sampler: { temperature: 0 }, ignoreEos: true })) {
+      if (ev.type === 'done') {
+        if (ev.summary.error) throw ev.summary.error;
+        return ev.summary;
+      }
+    }
+    throw new Error('no summary');
+  };
+  const model = await loadModel(path, { ctx: 256, slots: 3, maxBatch: 64, compute: 'gpu', progress: false });
+  try {
+    const prompts = [oraclePrompt(shape.nVocab, 30, 1), oraclePrompt(shape.nVocab, 5, 2), oraclePrompt(shape.nVocab, 50, 3)];
+    const serial: number[][] = [];
+    for (const p of prompts) serial.push([...(await run(model, p, 12)).tokens]);
+    assert.ok(new Set(serial.flat()).size > 6, 'varied outputs');
+    const together = await Promise.all(prompts.map((p) => run(model, p, 12)));
+    assert.deepEqual(together.map((s) => [...s.tokens]), serial);
+    const longer = [...prompts[2], ...serial[2], 300, 301];
+    const cached = await run(model, longer, 8);
+    assert.ok(cached.cachedTokens >= prompts[2].length, `reused ${cached.cachedTokens}`);
+    const fresh = await loadModel(path, { ctx: 256, slots: 1, compute: 'gpu', progress: false });
+    try {
+      const uncached = await run(fresh, longer, 8);
+      assert.equal(uncached.cachedTokens, 0);
+      assert.deepEqual([...cached.tokens], [...uncached.tokens]);
+    } finally {
+      fresh.close();
+    }
+  } finally {
+    model.close();
+  }
+});
