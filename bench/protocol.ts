@@ -28,4 +28,6 @@ export interface WorkerSpec {
   readonly flashAttention?: boolean;
   /** KV cache type of every engine (default f16). */
   readonly kvType?: 'f16' | 'f32' | 'q8_0';
+  /** Where the layers run: the CPU (default) or the GPU (cairn through WebGPU; llama.cpp its GPU build, every layer offloaded). */
+  readonly backend?: 'cpu' | 'gpu';
 }

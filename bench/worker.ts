@@ -37,15 +37,24 @@ async function cairnRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadMs: 
   const { loadModel } = await import('../src/engine/load.js');
   const { cpuInfo } = await import('../src/kernels/index.js');
   const { kvTypeOf } = await import('../src/cli/options.js');
-  const model = await loadModel(spec.model, { threads: spec.threads, ctx: spec.ctx, maxBatch: spec.batch, progress: false, kvType: kvTypeOf(spec.kvType ?? 'f16') });
+  const { loadGpuParts } = await import('../src/engine/load-gpu.js');
+  // On the GPU the whole model is one shard; on the CPU, the shards of the loaded model.
+  const gpu = spec.backend === 'gpu' ? await loadGpuParts(spec.model, { threads: spec.threads, ctx: spec.ctx, maxBatch: spec.batch, kvType: kvTypeOf(spec.kvType ?? 'f16') }) : undefined;
+  const model = gpu
+    ? undefined
+    : await loadModel(spec.model, { threads: spec.threads, ctx: spec.ctx, maxBatch: spec.batch, progress: false, kvType: kvTypeOf(spec.kvType ?? 'f16') });
   const loadMs = performance.now() - t0;
-  const shard = model.shards;
-  const V = model.config.nVocab;
-  const forward = (tokens: number[], pos0: number, logitsRow: number) => {
+  const V = (gpu ?? model)!.config.nVocab;
+  const batchOf = (tokens: number[], pos0: number, logitsRow: number) => ({
+    nTokens: tokens.length,
+    tokens: Int32Array.from(tokens),
+    spans: [{ slot: 0, pos0, start: 0, n: tokens.length }],
+    outputRows: [logitsRow],
+  });
+  const forward = async (tokens: number[], pos0: number, logitsRow: number): Promise<Float32Array> => {
+    if (gpu) return gpu.shard.forward(batchOf(tokens, pos0, logitsRow));
     let hidden: Float32Array | undefined;
-    for (const s of shard) {
-      hidden = s.forward({ nTokens: tokens.length, tokens: Int32Array.from(tokens), hidden, spans: [{ slot: 0, pos0, start: 0, n: tokens.length }], outputRows: [logitsRow] });
-    }
+    for (const s of model!.shards) hidden = s.forward({ ...batchOf(tokens, pos0, logitsRow), hidden });
     return hidden!;
   };
   const argmax = (l: Float32Array) => {
@@ -53,40 +62,40 @@ async function cairnRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadMs: 
     for (let i = 1; i < V; i++) if (l[i] > l[b]) b = i;
     return b;
   };
-  forward([1], 0, 0);
+  await forward([1], 0, 0);
   const firstTokenMs = performance.now() - t0;
   const info = cpuInfo();
   // Positions [0, filled) of the cache hold the depth tokens; measured runs write after them only.
   let filled = 0;
-  const fill = (depth: number) => {
+  const fill = async (depth: number) => {
     if (filled === depth) return;
     const ids = promptIds(depth, V);
     for (let at = 0; at < depth; at += spec.batch) {
       const piece = ids.slice(at, at + spec.batch);
-      forward(piece, at, piece.length - 1);
+      await forward(piece, at, piece.length - 1);
     }
     filled = depth;
   };
   return {
     loadMs,
     firstTokenMs,
-    detail: `kernels ${info.isa}, ${spec.threads} threads`,
+    detail: gpu ? `GPU ${gpu.placement.adapter}` : `kernels ${info.isa}, ${spec.threads} threads`,
     runner: {
       async prefill(n, depth) {
-        fill(depth);
+        await fill(depth);
         const ids = promptIds(n, V);
         const t = performance.now();
-        forward(ids, depth, n - 1);
+        await forward(ids, depth, n - 1);
         return (performance.now() - t) / 1000;
       },
       async decode(n, depth) {
-        fill(depth);
-        let tok = argmax(forward([1], depth, 0));
+        await fill(depth);
+        let tok = argmax(await forward([1], depth, 0));
         const t = performance.now();
-        for (let i = 1; i <= n; i++) tok = argmax(forward([tok], depth + i, 0));
+        for (let i = 1; i <= n; i++) tok = argmax(await forward([tok], depth + i, 0));
         return (performance.now() - t) / 1000;
       },
-      rss: () => model.residentBytes(),
+      rss: () => (model ? model.residentBytes() : process.memoryUsage().rss),
     },
   };
 }
@@ -99,8 +108,10 @@ async function llamaCppRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadM
     throw new Error('--vs-llama-cpp needs the node-llama-cpp package (a devDependency of cairn): run `npm install` in the cairn repository');
   }
   const t0 = performance.now();
-  const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: 'error' as never, progressLogs: false });
-  const model = await llama.loadModel({ modelPath: spec.model, gpuLayers: 0 });
+  const gpu = spec.backend === 'gpu';
+  const llama = await mod.getLlama({ gpu: gpu ? 'auto' : false, build: 'never', logLevel: 'error' as never, progressLogs: false });
+  if (gpu && llama.gpu === false) throw new Error('--backend gpu: node-llama-cpp found no GPU build that runs here (Vulkan, CUDA or Metal)');
+  const model = await llama.loadModel({ modelPath: spec.model, gpuLayers: gpu ? 'max' : 0 });
   const flash = spec.flashAttention ?? false;
   const kv = ({ f16: 'F16', f32: 'F32', q8_0: 'Q8_0' } as const)[spec.kvType ?? 'f16'];
   const ctx = await model.createContext({
@@ -130,7 +141,7 @@ async function llamaCppRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadM
   return {
     loadMs,
     firstTokenMs,
-    detail: `llama.cpp ${llama.buildType}, ${spec.threads} threads, flash attention ${flash ? 'on' : 'off'}, KV ${kv}`,
+    detail: `llama.cpp ${llama.buildType}${gpu ? ` on ${String(llama.gpu)}` : ''}, ${spec.threads} threads, flash attention ${flash ? 'on' : 'off'}, KV ${kv}`,
     runner: {
       async prefill(n, depth) {
         await toDepth(depth);

@@ -59,6 +59,7 @@ interface BenchFlags {
   depth: number[];
   flashAttention: 'on' | 'off' | 'auto';
   kvType: 'f16' | 'f32' | 'q8_0';
+  backend: 'cpu' | 'gpu';
 }
 
 /** Parses `--depth`: comma-separated token counts, `k` for 1024 (`0,4k,16k`). */
@@ -206,6 +207,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     throw new CairnError('BAD_ARGUMENT', "llama.cpp needs flash attention for a q8_0 KV cache: leave --flash-attention at auto or on");
   }
   const engines: WorkerSpec['engine'][] = o.vsLlamaCpp ? ['cairn', 'llama.cpp'] : ['cairn'];
+  if (o.backend === 'gpu' && o.llamaBench) throw new CairnError('BAD_ARGUMENT', '--backend gpu compares with node-llama-cpp\'s GPU build (--vs-llama-cpp); --vs-llama-bench runs on the CPU');
   const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch, flash, o.kvType) : undefined;
   const participants: Participant[] = [];
   const benchBase: EngineFigures = { engine: 'llama-bench', detail: '', loadMs: 0, firstTokenMs: 0, rssAfterLoadBytes: 0, peakRssBytes: 0, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
@@ -227,7 +229,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     const load = async (engine: WorkerSpec['engine']): Promise<Participant> => {
       if (o.cold) evictFile(model);
       progress(`loading ${engine}${o.cold ? ' from a cold page cache' : ''}`);
-      const w = new Worker({ engine, model, threads, ctx, batch, flashAttention: flash, kvType: o.kvType });
+      const w = new Worker({ engine, model, threads, ctx, batch, flashAttention: flash, kvType: o.kvType, backend: o.backend });
       workers.push(w);
       const l = await w.loaded;
       const base: EngineFigures = { engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
@@ -304,6 +306,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     threads,
     ctx,
     flashAttention: flash,
+    backend: o.backend,
     cold: o.cold ?? false,
     oneAtATime,
     promptTokens: o.promptTokens,
@@ -385,6 +388,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--llama-bench <path>', 'the same as --vs-llama-bench').hideHelp())
     .option('-d, --depth <tokens>', 'tokens already in the KV cache before the measured ones, as llama-bench -d (comma-separated, k = 1024: 0,4k,16k)', parseDepths, [0])
     .addOption(new Option('--kv-type <type>', 'KV cache type of every engine').choices(['f16', 'f32', 'q8_0']).default('f16'))
+    .addOption(new Option('--backend <name>', "where every engine runs the layers: cpu, or gpu (cairn through WebGPU, llama.cpp's GPU build with every layer offloaded)").choices(['cpu', 'gpu']).default('cpu'))
     .addOption(new Option('--flash-attention <mode>', "llama.cpp's flash attention in the runs (auto: on when --depth goes past 0, where it helps, and for a q8_0 KV cache, which needs it)").choices(['on', 'off', 'auto']).default('auto'))
     .option('--json', 'print one JSON object')
     .option('--one-at-a-time', 'run the engines one after another, each alone in memory (the default when they would not fit together)')

@@ -25,6 +25,8 @@ export interface GpuContext {
   readonly f16: boolean;
   /** The adapter has subgroups and they were enabled. */
   readonly subgroups: boolean;
+  /** The largest subgroup the adapter forms (0 without subgroups). */
+  readonly subgroupMaxSize: number;
   /** Largest storage buffer one binding may see, in bytes. */
   readonly maxBinding: number;
   /** Largest buffer, in bytes. */
@@ -114,7 +116,10 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext>
       maxStorageBuffersPerShaderStage: Math.min(adapter.limits.maxStorageBuffersPerShaderStage, 8),
     },
   });
-  return { device, adapter: summary, f16, subgroups, maxBinding: device.limits.maxStorageBufferBindingSize, maxBuffer: device.limits.maxBufferSize };
+  const sgMax = (info as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 0;
+  // Kernels give each subgroup a row of a 64-invocation workgroup: sizes that divide it, or none.
+  const useSubgroups = subgroups && sgMax > 0 && sgMax <= 64 && 64 % sgMax === 0;
+  return { device, adapter: summary, f16, subgroups: useSubgroups, subgroupMaxSize: useSubgroups ? sgMax : 0, maxBinding: device.limits.maxStorageBufferBindingSize, maxBuffer: device.limits.maxBufferSize };
 }
 
 /** One line naming an adapter, e.g. `llvmpipe (software)`. */

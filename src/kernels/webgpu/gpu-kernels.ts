@@ -12,7 +12,7 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulWgsl, RMS_NORM, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulSubgroupWgsl, matmulWgsl, RMS_NORM, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** A buffer on the device and the bytes of it that hold data. */
 export interface GpuTensor {
@@ -190,9 +190,15 @@ export class WebGpuKernels {
     if (x.bytes < (xOffset + n * cols) * 4) bad(`x holds ${x.bytes} bytes, less than ${n} x ${cols} f32 from ${xOffset}`);
     if (n > 0 && y.bytes < (yOffset + (n - 1) * yStride + rows) * 4) bad(`y holds ${y.bytes} bytes, less than ${n} rows of ${yStride} f32 from ${yOffset}`);
     if (rows === 0 || n === 0) return;
-    const pipeline = this.pipeline(`matmul-${wtype}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
     const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, xOffset, yOffset, yStride]));
-    this.dispatch(pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
+    if (this.gpu.subgroups) {
+      // A row per subgroup: at least 64 / (largest subgroup) rows per workgroup.
+      const pipeline = this.pipeline(`matmul-sg-${wtype}`, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
+      this.dispatch(pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
+    } else {
+      const pipeline = this.pipeline(`matmul-${wtype}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
+      this.dispatch(pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
+    }
   }
 
   /** y[r * dim + i] += bias[i] for `rows` rows of dim. */

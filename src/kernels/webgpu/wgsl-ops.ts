@@ -52,6 +52,43 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 }
 
+/**
+ * The same product with subgroups: each subgroup takes one row (its lanes over the row's blocks, one
+ * subgroupAdd), so no workgroup barrier is needed; 64 / subgroup_size rows per workgroup. Assumes
+ * subgroups of consecutive invocations, as Vulkan, Metal and Direct3D 12 form them for a 1-D
+ * workgroup.
+ */
+export function matmulSubgroupWgsl(bytes: string, format: string, blockElems: number, blockBytes: number): string {
+  return /* wgsl */ `
+enable subgroups;
+diagnostic(off, subgroup_uniformity);
+struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, y_stride: u32 }
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;
+${bytes}
+${format}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let r = (wg.x + wg.y * 32768u) * (${WG}u / sgs) + li / sgs;
+  let live = r < P.rows;
+  let nb = P.cols / ${blockElems}u;
+  let rb = P.w_off + r * P.row_bytes;
+  for (var t = 0u; t < P.n; t++) {
+    var s = 0.0;
+    if (live) {
+      let xo = P.x_off + t * P.cols;
+      for (var b = lane; b < nb; b += sgs) { s += block_dot(rb + b * ${blockBytes}u, xo + b * ${blockElems}u); }
+    }
+    let total = subgroupAdd(s);
+    if (live && lane == 0u) { y[P.y_off + t * P.y_stride + r] = total; }
+  }
+}
+`;
+}
+
 /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row. */
 export const RMS_NORM = /* wgsl */ `
 struct Params { rows: u32, dim: u32, eps: f32, pad: u32 }
