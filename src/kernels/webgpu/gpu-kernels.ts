@@ -12,7 +12,19 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulSubgroupWgsl, matmulWgsl, RMS_NORM, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulSubgroupWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+
+/** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
+export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
+  const half = p.nRot / 2;
+  const table = new Float32Array(nTokens * p.nRot);
+  for (let t = 0; t < nTokens; t++) {
+    const { cos, sin } = ropeAngles(positions[t], p);
+    table.set(cos, t * p.nRot);
+    table.set(sin, t * p.nRot + half);
+  }
+  return table;
+}
 
 /** A buffer on the device and the bytes of it that hold data. */
 export interface GpuTensor {
@@ -44,6 +56,17 @@ export interface MatmulOffsets {
 
 /** Most workgroups along the first grid dimension; more go to the second. */
 const GRID_X = 32768;
+/** Dispatches per flush before the parameter buffer is full (then it flushes early), and the bytes each may use. */
+const PARAM_SLOTS = 2048;
+const PARAM_SLOT_BYTES = 256;
+/** Bind groups kept for reuse before the cache starts again. */
+const MAX_BIND_GROUPS = 8192;
+
+/** A dispatch's parameters: a slot of the shared uniform buffer. */
+interface ParamSlot {
+  readonly slot: number;
+  readonly bytes: number;
+}
 
 function bad(message: string): never {
   throw new CairnError('BAD_ARGUMENT', message);
@@ -57,12 +80,29 @@ function checkCount(name: string, v: number): void {
 export class WebGpuKernels {
   readonly name = 'webgpu';
   private encoder: GPUCommandEncoder | undefined;
+  /** The compute pass dispatches go into until a copy or a flush ends it. */
+  private pass: GPUComputePassEncoder | undefined;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
-  /** Uniform and table buffers of recorded dispatches, released once those are submitted. */
+  /** Buffers of recorded work made for one call, released once it is submitted. */
   private transient: GPUBuffer[] = [];
+  private readonly transientSet = new WeakSet<GPUBuffer>();
   private readonly empty: GpuTensor;
+  /**
+   * Every dispatch's parameters, one slot each in one uniform buffer written once per flush: a
+   * step's dispatches then bind the same (buffers, slot) as the step before, and their bind
+   * groups come from a cache instead of being made again.
+   */
+  private readonly params: GPUBuffer;
+  private readonly paramStaging = new Uint32Array((PARAM_SLOTS * PARAM_SLOT_BYTES) / 4);
+  private paramSlots = 0;
+  private readonly slotBytes: number;
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
 
   constructor(readonly gpu: GpuContext) {
+    this.slotBytes = Math.max(PARAM_SLOT_BYTES, gpu.device.limits.minUniformBufferOffsetAlignment);
+    this.params = gpu.device.createBuffer({ size: PARAM_SLOTS * this.slotBytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.empty = this.tensor(16);
   }
 
@@ -111,8 +151,8 @@ export class WebGpuKernels {
     if (offset < 0 || offset + bytes > t.bytes || offset % 4 !== 0) bad(`reading ${bytes} bytes at ${offset} of a tensor of ${t.bytes}`);
     const size = (bytes + 3) & ~3;
     const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = this.pending();
-    enc.copyBufferToBuffer(t.buffer, offset, staging, 0, size);
+    this.endPass();
+    this.pending().copyBufferToBuffer(t.buffer, offset, staging, 0, size);
     this.flush();
     try {
       await staging.mapAsync(GPUMapMode.READ);
@@ -130,6 +170,12 @@ export class WebGpuKernels {
   /** Submits the recorded dispatches. */
   flush(): void {
     if (!this.encoder) return;
+    this.endPass();
+    if (this.paramSlots > 0) {
+      const staging = new Uint8Array(this.paramStaging.buffer, 0, this.paramSlots * this.slotBytes);
+      this.device.queue.writeBuffer(this.params, 0, staging);
+      this.paramSlots = 0;
+    }
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = undefined;
     for (const b of this.transient) b.destroy();
@@ -194,10 +240,10 @@ export class WebGpuKernels {
     if (this.gpu.subgroups) {
       // A row per subgroup: at least 64 / (largest subgroup) rows per workgroup.
       const pipeline = this.pipeline(`matmul-sg-${wtype}`, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
-      this.dispatch(pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
+      this.dispatch(`matmul-sg-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
     } else {
       const pipeline = this.pipeline(`matmul-${wtype}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
-      this.dispatch(pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
+      this.dispatch(`matmul-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
     }
   }
 
@@ -208,13 +254,15 @@ export class WebGpuKernels {
     if (y.bytes < rows * dim * 4 || bias.bytes < dim * 4) bad('addBias: a tensor is too small');
     if (rows === 0 || dim === 0) return;
     const params = this.uniform(new Uint32Array([rows * dim, dim, 0, 0]));
-    this.dispatchThreads(this.pipeline('addbias', () => ADD_BIAS), [y.buffer, bias.buffer, params], rows * dim);
+    this.dispatchThreads('addbias', this.pipeline('addbias', () => ADD_BIAS), [y.buffer, bias.buffer, params], rows * dim);
   }
 
   /** Copies `bytes` from byte srcOffset of src to byte dstOffset of dst, in order with the dispatches. */
   copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, bytes: number): void {
     if (srcOffset % 4 || dstOffset % 4 || bytes % 4 || srcOffset + bytes > src.bytes || dstOffset + bytes > dst.bytes) bad(`copying ${bytes} bytes from ${srcOffset} to ${dstOffset}`);
-    if (bytes > 0) this.pending().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+    if (bytes === 0) return;
+    this.endPass();
+    this.pending().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
 
   /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim. out may be x. */
@@ -224,25 +272,28 @@ export class WebGpuKernels {
     if (x.bytes < rows * dim * 4 || out.bytes < rows * dim * 4 || weight.bytes < dim * 4) bad('rmsNorm: a tensor is too small');
     if (rows === 0) return;
     const params = this.uniform(new Uint32Array([rows, dim, new Uint32Array(new Float32Array([eps]).buffer)[0], 0]));
-    const input = x.buffer === out.buffer ? this.copyOf(x, rows * dim * 4) : x.buffer;
-    this.dispatch(this.pipeline('rmsnorm', () => RMS_NORM), [input, weight.buffer, out.buffer, params], rows);
+    if (x.buffer === out.buffer) this.dispatch('rmsnorm-in-place', this.pipeline('rmsnorm-in-place', () => RMS_NORM_IN_PLACE), [x.buffer, weight.buffer, params], rows);
+    else this.dispatch('rmsnorm', this.pipeline('rmsnorm', () => RMS_NORM), [x.buffer, weight.buffer, params, out.buffer], rows);
   }
 
-  /** Rotates x (nTokens x nHeads x headDim) in place at `positions`, as the CPU's rope (normal or neox). */
-  rope(x: GpuTensor, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void {
+  /**
+   * Rotates x (nTokens x nHeads x headDim) in place, as the CPU's rope (normal or neox): at
+   * `positions`, or by a table made once for the step with ropeTable and written to the device
+   * (every layer of a step shares it).
+   */
+  rope(x: GpuTensor, nTokens: number, nHeads: number, headDim: number, positions: Int32Array | GpuTensor, p: RopeParams): void {
     if (p.nRot % 2 !== 0 || p.nRot > headDim || p.nRot <= 0) bad(`nRot must be even and at most headDim (got ${p.nRot})`);
-    if (positions.length < nTokens) bad('positions is too short');
     if (x.bytes < nTokens * nHeads * headDim * 4) bad('rope: x is too small');
-    const half = p.nRot / 2;
-    const table = new Float32Array(nTokens * p.nRot);
-    for (let t = 0; t < nTokens; t++) {
-      const { cos, sin } = ropeAngles(positions[t], p);
-      table.set(cos, t * p.nRot);
-      table.set(sin, t * p.nRot + half);
+    let table: GPUBuffer;
+    if (positions instanceof Int32Array) {
+      if (positions.length < nTokens) bad('positions is too short');
+      table = this.transientUpload(ropeTable(positions, nTokens, p));
+    } else {
+      if (positions.bytes < nTokens * p.nRot * 4) bad('rope: the table is too small');
+      table = positions.buffer;
     }
-    const tab = this.transientUpload(table);
     const params = this.uniform(new Uint32Array([nTokens, nHeads, headDim, p.nRot, p.mode === 'neox' ? 1 : 0, 0, 0, 0]));
-    this.dispatchThreads(this.pipeline('rope', () => ROPE), [x.buffer, tab, params], nTokens * nHeads * half);
+    this.dispatchThreads('rope', this.pipeline('rope', () => ROPE), [x.buffer, table, params], (nTokens * nHeads * p.nRot) / 2);
   }
 
   /** out[i] = silu(gate[i]) * up[i] for i < n. out may be gate or up. */
@@ -267,7 +318,7 @@ export class WebGpuKernels {
     if (kCache.bytes < (pos0 + nTokens) * rowElems * 2 || vCache.bytes < (pos0 + nTokens) * rowElems * 2) bad('storeKv: a cache is too small');
     if (n === 0) return;
     const params = this.uniform(new Uint32Array([n / 2, rowElems, pos0, srcRow * rowElems]));
-    this.dispatchThreads(this.pipeline('storekv', () => STORE_KV_F16), [k.buffer, v.buffer, kCache.buffer, vCache.buffer, params], n / 2);
+    this.dispatchThreads('storekv', this.pipeline('storekv', () => STORE_KV_F16), [k.buffer, v.buffer, kCache.buffer, vCache.buffer, params], n / 2);
   }
 
   /**
@@ -289,11 +340,7 @@ export class WebGpuKernels {
     new Float32Array(params.buffer).set([p.scale], 7);
     const u = this.uniform(params);
     const pipeline = this.pipeline('attention-f16', () => ATTENTION_F16);
-    const enc = this.pending().beginComputePass();
-    enc.setPipeline(pipeline);
-    enc.setBindGroup(0, this.bind(pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u]));
-    enc.dispatchWorkgroups(nHead, nTokens);
-    enc.end();
+    this.dispatchGrid('attention-f16', pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u], nHead, nTokens);
   }
 
   private binary(name: string, wgsl: string, inPlace: string, commutes: boolean, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
@@ -302,19 +349,24 @@ export class WebGpuKernels {
     if (n === 0) return;
     const params = this.uniform(new Uint32Array([n, 0, 0, 0]));
     if (out.buffer === a.buffer) {
-      this.dispatchThreads(this.pipeline(`${name}-in-place`, () => inPlace), [a.buffer, b.buffer, params], n);
+      this.dispatchThreads(`${name}-in-place`, this.pipeline(`${name}-in-place`, () => inPlace), [a.buffer, b.buffer, params], n);
     } else if (out.buffer === b.buffer && commutes) {
-      this.dispatchThreads(this.pipeline(`${name}-in-place`, () => inPlace), [b.buffer, a.buffer, params], n);
+      this.dispatchThreads(`${name}-in-place`, this.pipeline(`${name}-in-place`, () => inPlace), [b.buffer, a.buffer, params], n);
     } else if (out.buffer === b.buffer) {
-      this.dispatchThreads(this.pipeline(name, () => wgsl), [a.buffer, this.copyOf(b, n * 4), params, out.buffer], n);
+      this.dispatchThreads(name, this.pipeline(name, () => wgsl), [a.buffer, this.copyOf(b, n * 4), params, out.buffer], n);
     } else {
-      this.dispatchThreads(this.pipeline(name, () => wgsl), [a.buffer, b.buffer, params, out.buffer], n);
+      this.dispatchThreads(name, this.pipeline(name, () => wgsl), [a.buffer, b.buffer, params, out.buffer], n);
     }
   }
 
   private pending(): GPUCommandEncoder {
     this.encoder ??= this.device.createCommandEncoder();
     return this.encoder;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = undefined;
   }
 
   private pipeline(key: string, source: () => string): GPUComputePipeline {
@@ -327,20 +379,21 @@ export class WebGpuKernels {
     return p;
   }
 
-  private uniform(data: Uint32Array): GPUBuffer {
+  /** A slot of the parameter buffer holding `data` for the next dispatch (flushing first when full). */
+  private uniform(data: Uint32Array): ParamSlot {
+    if (data.byteLength > PARAM_SLOT_BYTES) throw new Error('dispatch parameters past their slot');
+    if (this.paramSlots === PARAM_SLOTS) this.flush();
+    const slot = this.paramSlots++;
+    this.paramStaging.set(data, (slot * this.slotBytes) / 4);
     // Uniform structs are sized in whole 16-byte units.
-    const b = this.device.createBuffer({ size: Math.max(16, (data.byteLength + 15) & ~15), usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
-    new Uint32Array(b.getMappedRange()).set(data);
-    b.unmap();
-    this.transient.push(b);
-    return b;
+    return { slot, bytes: Math.max(16, (data.byteLength + 15) & ~15) };
   }
 
   private transientUpload(data: Float32Array): GPUBuffer {
     const b = this.device.createBuffer({ size: Math.max(16, data.byteLength), usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
     new Float32Array(b.getMappedRange()).set(data);
     b.unmap();
-    this.transient.push(b);
+    this.keepUntilFlush(b);
     return b;
   }
 
@@ -348,26 +401,56 @@ export class WebGpuKernels {
   private copyOf(t: GpuTensor, bytes: number): GPUBuffer {
     const size = (bytes + 3) & ~3;
     const b = this.device.createBuffer({ size: Math.max(16, size), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    this.endPass();
     this.pending().copyBufferToBuffer(t.buffer, 0, b, 0, size);
-    this.transient.push(b);
+    this.keepUntilFlush(b);
     return b;
   }
 
-  private bind(pipeline: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
-    return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+  private keepUntilFlush(b: GPUBuffer): void {
+    this.transient.push(b);
+    this.transientSet.add(b);
+  }
+
+  private idOf(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
+  }
+
+  /** The bind group of these buffers and parameter slot, from the cache unless a buffer is made for this call only. */
+  private bind(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[]): GPUBindGroup {
+    const entries = buffers.map((b, binding) =>
+      b instanceof GPUBuffer ? { binding, resource: { buffer: b } } : { binding, resource: { buffer: this.params, offset: b.slot * this.slotBytes, size: b.bytes } },
+    );
+    const cacheable = buffers.every((b) => !(b instanceof GPUBuffer) || !this.transientSet.has(b));
+    if (!cacheable) return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const id = `${key}|${buffers.map((b) => (b instanceof GPUBuffer ? this.idOf(b) : `s${b.slot}:${b.bytes}`)).join(',')}`;
+    let g = this.bindGroups.get(id);
+    if (!g) {
+      // Buffers of models and steps long gone would otherwise keep their groups alive.
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroups.set(id, g);
+    }
+    return g;
+  }
+
+  private dispatchGrid(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], x: number, y: number): void {
+    const group = this.bind(key, pipeline, buffers);
+    this.pass ??= this.pending().beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(x, y);
   }
 
   /** One workgroup per item (a row), items past GRID_X on the second grid dimension. */
-  private dispatch(pipeline: GPUComputePipeline, buffers: GPUBuffer[], items: number): void {
-    const enc = this.pending().beginComputePass();
-    enc.setPipeline(pipeline);
-    enc.setBindGroup(0, this.bind(pipeline, buffers));
-    enc.dispatchWorkgroups(Math.min(items, GRID_X), Math.ceil(items / GRID_X));
-    enc.end();
+  private dispatch(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], items: number): void {
+    this.dispatchGrid(key, pipeline, buffers, Math.min(items, GRID_X), Math.ceil(items / GRID_X));
   }
 
   /** One thread per item, WG to a workgroup. */
-  private dispatchThreads(pipeline: GPUComputePipeline, buffers: GPUBuffer[], items: number): void {
-    this.dispatch(pipeline, buffers, Math.ceil(items / WG));
+  private dispatchThreads(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], items: number): void {
+    this.dispatch(key, pipeline, buffers, Math.ceil(items / WG));
   }
 }

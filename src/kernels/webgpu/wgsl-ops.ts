@@ -89,13 +89,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 }
 
-/** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row. */
-export const RMS_NORM = /* wgsl */ `
+/** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row; or in place into x. */
+function rmsNormWgsl(inPlace: boolean): string {
+  return /* wgsl */ `
 struct Params { rows: u32, dim: u32, eps: f32, pad: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, ${inPlace ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> P: Params;
+${inPlace ? '' : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'}
+@group(0) @binding(2) var<uniform> P: Params;
 var<workgroup> red: array<f32, ${WG}>;
 fn add2(a: f32, b: f32) -> f32 { return a + b; }
 @compute @workgroup_size(${WG})
@@ -108,9 +109,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   red[li] = s;
   ${REDUCE('add2')}
   let scale = 1.0 / sqrt(red[0] / f32(P.dim) + P.eps);
-  for (var i = li; i < P.dim; i += ${WG}u) { out[o + i] = (x[o + i] * scale) * weight[i]; }
+  for (var i = li; i < P.dim; i += ${WG}u) { ${inPlace ? 'x' : 'out'}[o + i] = (x[o + i] * scale) * weight[i]; }
 }
 `;
+}
+
+export const RMS_NORM = rmsNormWgsl(false);
+export const RMS_NORM_IN_PLACE = rmsNormWgsl(true);
 
 /**
  * Rotates x (tokens x heads x headDim) in place by the angles in `table` (per token: nRot/2 cosines

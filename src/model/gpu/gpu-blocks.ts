@@ -28,6 +28,8 @@ export interface GpuStep {
   spans: readonly SeqSpan[];
   positions: Int32Array;
   layer: number;
+  /** The step's rope angles for these parameters on the device (made once per step, shared by the layers). */
+  ropeTable(p: RopeParams): GpuTensor;
 }
 
 /** One layer on the GPU: updates the residual stream x (n x nEmbd) in place. */
@@ -87,7 +89,7 @@ export class GpuGqaAttention {
 
   forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void {
     const { s } = this;
-    const { gpu, n, positions } = step;
+    const { gpu, n } = step;
     const hd = s.headDim;
     const q = this.sq.t;
     const k = this.sk.t;
@@ -97,8 +99,9 @@ export class GpuGqaAttention {
     applyLinear(gpu, this.v, h, n, v);
     if (this.qNorm) gpu.rmsNorm(q, this.qNorm, n * s.nHead, hd, s.rmsEps, q);
     if (this.kNorm) gpu.rmsNorm(k, this.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
-    gpu.rope(q, n, s.nHead, hd, positions, this.rope);
-    gpu.rope(k, n, s.nKvHead, hd, positions, this.rope);
+    const table = step.ropeTable(this.rope);
+    gpu.rope(q, n, s.nHead, hd, table, this.rope);
+    gpu.rope(k, n, s.nKvHead, hd, table, this.rope);
     const attn = this.sa.t;
     for (const sp of step.spans) {
       const kc = step.kv.keys(step.layer, sp.slot);

@@ -6,7 +6,8 @@
  */
 import { CairnError } from '../../util/errors.js';
 import type { Kernels } from '../../kernels/api.js';
-import type { WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import { ropeTable, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import type { RopeParams } from '../../kernels/api.js';
 import type { GgufFile } from '../../gguf/reader.js';
 import type { ShardBatch } from '../batch.js';
 import type { ModelConfig } from '../config.js';
@@ -48,8 +49,32 @@ export class GpuDecoderShard {
   ) {
     this.host = new Float32Array(opts.maxBatch * cfg.nEmbd);
     this.positions = new Int32Array(opts.maxBatch);
-    this.step = { gpu, kv, n: 0, spans: [], positions: this.positions, layer: 0 };
+    this.step = { gpu, kv, n: 0, spans: [], positions: this.positions, layer: 0, ropeTable: (p) => this.ropeTable(p) };
   }
+
+  private stepNumber = 0;
+  private readonly tables = new Map<string, { t: GpuTensor; step: number }>();
+  private readonly factorIds = new WeakMap<Float32Array, number>();
+
+  /** The rope angles of this step's positions for `p`, written to the device once per step. */
+  private ropeTable(p: RopeParams): GpuTensor {
+    let ff = 0;
+    if (p.freqFactors) {
+      let id = this.factorIds.get(p.freqFactors);
+      if (id === undefined) this.factorIds.set(p.freqFactors, (id = ++this.nextFactorId));
+      ff = id;
+    }
+    const key = `${p.mode}|${p.nRot}|${p.freqBase}|${p.freqScale}|${ff}`;
+    let e = this.tables.get(key);
+    if (!e) this.tables.set(key, (e = { t: this.gpu.tensor(this.opts.maxBatch * p.nRot * 4), step: -1 }));
+    if (e.step !== this.stepNumber) {
+      this.gpu.write(e.t, ropeTable(this.step.positions, this.step.n, p));
+      e.step = this.stepNumber;
+    }
+    return e.t;
+  }
+
+  private nextFactorId = 0;
 
   /** Bytes of weights on the device. */
   get weightBytes(): number {
@@ -69,6 +94,7 @@ export class GpuDecoderShard {
     this.gpu.write(this.stream.t, x);
     for (const s of batch.spans) for (let i = 0; i < s.n; i++) this.positions[s.start + i] = s.pos0 + i;
     const step = this.step;
+    this.stepNumber++;
     step.n = n;
     step.spans = batch.spans;
     step.positions = this.positions.subarray(0, n);
