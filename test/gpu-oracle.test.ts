@@ -55,20 +55,27 @@ const QUANTS: [string, SyntheticQuant, number?][] = [
   ['Q4_K_M', 'Q4_K_M'],
 ];
 
+/** Next-token log-probabilities of loaded GPU parts (a CPU shard in front, if any) along llama.cpp's continuation (teacher-forced). */
+async function alongOracle(parts: Awaited<ReturnType<typeof loadGpuParts>>, prompt: readonly number[], oracle: readonly OracleStep[]): Promise<Float64Array[]> {
+  const step = async (tokens: number[], pos0: number) => {
+    const batch = { nTokens: tokens.length, tokens: Int32Array.from(tokens), spans: [{ slot: 0, pos0, start: 0, n: tokens.length }] };
+    const hidden = parts.shards[0]?.forward(batch);
+    return parts.shard.forward(hidden ? { ...batch, tokens: undefined, hidden } : batch);
+  };
+  const out: Float64Array[] = [];
+  let logits = await step([...prompt], 0);
+  for (let i = 0; i < oracle.length; i++) {
+    out.push(logSoftmax(logits));
+    if (i + 1 < oracle.length) logits = await step([oracle[i].token], prompt.length + i);
+  }
+  return out;
+}
+
 /** The GPU's next-token log-probabilities along llama.cpp's continuation (teacher-forced). */
 async function gpuLogProbsAlong(path: string, prompt: readonly number[], oracle: readonly OracleStep[]): Promise<Float64Array[]> {
   const parts = await loadGpuParts(path, { ctx: 256 });
   try {
-    const out: Float64Array[] = [];
-    let logits = await parts.shard.forward({ nTokens: prompt.length, tokens: Int32Array.from(prompt), spans: [{ slot: 0, pos0: 0, start: 0, n: prompt.length }] });
-    for (let i = 0; i < oracle.length; i++) {
-      out.push(logSoftmax(logits));
-      if (i + 1 < oracle.length) {
-        const pos0 = prompt.length + i;
-        logits = await parts.shard.forward({ nTokens: 1, tokens: Int32Array.of(oracle[i].token), spans: [{ slot: 0, pos0, start: 0, n: 1 }] });
-      }
-    }
-    return out;
+    return await alongOracle(parts, prompt, oracle);
   } finally {
     parts.close();
   }
@@ -90,6 +97,30 @@ for (const [arch, shape] of Object.entries(ARCHS)) {
     });
   }
 }
+
+test('GPU backend with --gpu-layers: the first layers on the CPU, the last on the GPU, give llama.cpp\'s greedy tokens and log-probabilities', { skip, timeout: 300_000 }, async (t) => {
+  const path = join(dir, 'split.gguf');
+  writeSyntheticModel(path, { ...ARCHS.llama, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);
+  const prompt = oraclePrompt(ARCHS.llama.nVocab);
+  const oracle = await llamaCppGreedy(path, prompt, 32, { kvType: 'F16' });
+  const model = await loadModel(path, { ctx: 256, compute: 'gpu', gpuLayers: 2, progress: false });
+  try {
+    const ids: number[] = [];
+    for await (const ev of model.engine.generate({ prompt, maxTokens: 32, sampler: { temperature: 0 }, ignoreEos: true })) if (ev.type === 'done') ids.push(...ev.summary.tokens);
+    assertSameGreedy(ids, oracle);
+  } finally {
+    model.close();
+  }
+  const parts = await loadGpuParts(path, { ctx: 256, gpuLayers: 2 });
+  try {
+    assert.equal(parts.shards.length, 1, 'one CPU shard in front');
+    const gap = maxLogProbGap(await alongOracle(parts, prompt, oracle), oracle);
+    t.diagnostic(`largest log-probability gap ${gap}`);
+    assert.ok(gap < 0.015, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+  } finally {
+    parts.close();
+  }
+});
 
 test('GPU backend: the model says where it runs; families and caches the GPU cannot run are refused by name', { skip, timeout: 300_000 }, async () => {
   const path = join(dir, 'placement.gguf');
@@ -127,7 +158,12 @@ test('cairn generate --backend: gpu runs there and says on which adapter, auto s
   const auto = JSON.parse(run('--backend', 'auto').stdout);
   if (auto.backend.name === 'cpu') assert.match(auto.backend.note, /computing on the CPU: /);
   const cpu = JSON.parse(run('--backend', 'cpu').stdout);
-  assert.deepEqual(cpu.backend, { name: 'cpu', adapter: null, note: null });
+  assert.deepEqual(cpu.backend, { name: 'cpu', adapter: null, gpu_layers: 0, note: null });
+  const split = JSON.parse(run('--backend', 'gpu', '--gpu-layers', '2').stdout);
+  assert.equal(split.backend.gpu_layers, 2);
+  const refusedSplit = run('--gpu-layers', '2');
+  assert.notEqual(refusedSplit.status, 0);
+  assert.match(refusedSplit.stderr, /--gpu-layers goes with --backend gpu or auto/);
   const moe = join(dir, 'cli-moe.gguf');
   writeSyntheticModel(moe, { ...ARCHS.llama, quant: GgmlType.Q8_0, seed: 3, moe: { experts: 4, used: 2, width: 256 } }, quantizeWithKernels);
   const refused = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', moe, '-p', 'hi', '-n', '2', '--backend', 'gpu'], { encoding: 'utf8', timeout: 120_000 });
@@ -136,8 +172,9 @@ test('cairn generate --backend: gpu runs there and says on which adapter, auto s
   assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
 });
 
-test('GPU backend under the engine: concurrent sequences give exactly their serial outputs, a longer prompt reuses the cached prefix', { skip, timeout: 300_000 }, async () => {
-  const path = join(dir, 'engine.gguf');
+for (const gpuLayers of [undefined, 1]) {
+test(`GPU backend under the engine${gpuLayers ? `, the first layers on the CPU (--gpu-layers ${gpuLayers})` : ''}: concurrent sequences give exactly their serial outputs, a longer prompt reuses the cached prefix`, { skip, timeout: 300_000 }, async () => {
+  const path = join(dir, `engine-${gpuLayers ?? 'all'}.gguf`);
   const shape = ARCHS.qwen2;
   writeSyntheticModel(path, { ...shape, quant: GgmlType.Q8_0, seed: 8 }, quantizeWithKernels);
   const run = async (model: Awaited<ReturnType<typeof loadModel>>, prompt: number[], maxTokens: number) => {
@@ -149,7 +186,8 @@ test('GPU backend under the engine: concurrent sequences give exactly their seri
     }
     throw new Error('no summary');
   };
-  const model = await loadModel(path, { ctx: 256, slots: 3, maxBatch: 64, compute: 'gpu', progress: false });
+  const model = await loadModel(path, { ctx: 256, slots: 3, maxBatch: 64, compute: 'gpu', gpuLayers, progress: false });
+  assert.equal(model.placement.gpuLayers, gpuLayers ?? shape.nLayer);
   try {
     const prompts = [oraclePrompt(shape.nVocab, 30, 1), oraclePrompt(shape.nVocab, 5, 2), oraclePrompt(shape.nVocab, 50, 3)];
     const serial: number[][] = [];
@@ -160,7 +198,8 @@ test('GPU backend under the engine: concurrent sequences give exactly their seri
     const longer = [...prompts[2], ...serial[2], 300, 301];
     const cached = await run(model, longer, 8);
     assert.ok(cached.cachedTokens >= prompts[2].length, `reused ${cached.cachedTokens}`);
-    const fresh = await loadModel(path, { ctx: 256, slots: 1, compute: 'gpu', progress: false });
+    // A fresh model that ran no step before: the same tokens, on the CPU alone (greedy, up to the rounding of f32 activations).
+    const fresh = await loadModel(path, { ctx: 256, slots: 1, compute: 'gpu', gpuLayers, progress: false });
     try {
       const uncached = await run(fresh, longer, 8);
       assert.equal(uncached.cachedTokens, 0);
@@ -172,3 +211,4 @@ test('GPU backend under the engine: concurrent sequences give exactly their seri
     model.close();
   }
 });
+}

@@ -16,6 +16,7 @@ interface ChatFlags extends SamplingFlags, SpeculationFlags {
   ctx?: number;
   kvType: string;
   backend: string;
+  gpuLayers?: number;
   system?: string;
   nPredict: number;
   template?: string;
@@ -38,7 +39,7 @@ export function chatCommand(): Command {
       threads: o.threads,
       ctx: o.ctx,
       kvType: kvTypeOf(o.kvType),
-      ...backendOptions(o.backend),
+      ...backendOptions(o),
       speculation: { maxDraft: o.draftMax, draftModel },
     });
     if (model.placement.note) process.stderr.write(`cairn: ${model.placement.note}\n`);

@@ -17,6 +17,7 @@ interface GenerateFlags extends SamplingFlags, SpeculationFlags {
   stop?: string[];
   ignoreEos?: boolean;
   backend: string;
+  gpuLayers?: number;
   verbose?: boolean;
 }
 
@@ -62,7 +63,7 @@ export function generateCommand(): Command {
       threads: o.threads,
       ctx: o.ctx,
       kvType: kvTypeOf(o.kvType),
-      ...backendOptions(o.backend),
+      ...backendOptions(o),
       progress: !o.json && process.stderr.isTTY,
       speculation: { maxDraft: o.draftMax, draftModel },
     });
@@ -105,7 +106,7 @@ export function generateCommand(): Command {
               accepted_draft_tokens: summary?.acceptedDraftTokens ?? 0,
             },
             memory: { rss_bytes: model.residentBytes(), mapped_bytes: model.mappedBytes, kv_cache_bytes: model.kvBytes },
-            backend: { name: model.placement.backend, adapter: model.placement.adapter ?? null, note: model.placement.note ?? null },
+            backend: { name: model.placement.backend, adapter: model.placement.adapter ?? null, gpu_layers: model.placement.gpuLayers ?? 0, note: model.placement.note ?? null },
           }) + '\n',
         );
       } else {

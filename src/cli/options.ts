@@ -6,6 +6,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { SamplerOptions } from '../sampling/index.js';
 import { GgmlType } from '../gguf/ggml-types.js';
 import type { KvType } from '../kernels/api.js';
+import { CairnError } from '../util/errors.js';
 
 /** Parses a whole number >= min. */
 export function intArg(min: number, max = Infinity): (v: string) => number {
@@ -48,17 +49,20 @@ export function addModelOptions(cmd: Command): Command {
       )
         .choices(BACKENDS)
         .default('cpu'),
-    );
+    )
+    .option('--gpu-layers <n>', 'with --backend gpu or auto: run only the last n layers (and the head) on the GPU, the others on the CPU, for a GPU whose memory is short (as llama.cpp\'s -ngl)', intArg(1));
 }
 
 /** The --backend choices. */
 export const BACKENDS = ['cpu', 'gpu', 'auto', 'reference'];
 
-/** The load options a --backend flag stands for. */
-export function backendOptions(flag: string): { compute: 'cpu' | 'gpu' | 'auto'; backend?: 'reference' } {
+/** The load options the --backend and --gpu-layers flags stand for. */
+export function backendOptions(o: { backend: string; gpuLayers?: number }): { compute: 'cpu' | 'gpu' | 'auto'; backend?: 'reference'; gpuLayers?: number } {
+  const flag = o.backend;
+  if (o.gpuLayers !== undefined && flag !== 'gpu' && flag !== 'auto') throw new CairnError('BAD_ARGUMENT', `--gpu-layers goes with --backend gpu or auto (not ${flag})`);
   if (flag === 'reference') return { compute: 'cpu', backend: 'reference' };
-  if (flag === 'cpu' || flag === 'gpu' || flag === 'auto') return { compute: flag };
-  throw new InvalidArgumentError(`--backend must be one of ${BACKENDS.join(', ')}, got "${flag}"`);
+  if (flag === 'cpu' || flag === 'gpu' || flag === 'auto') return { compute: flag, gpuLayers: o.gpuLayers };
+  throw new CairnError('BAD_ARGUMENT', `--backend must be one of ${BACKENDS.join(', ')}, got "${flag}"`);
 }
 
 /** The --kv-type choices. */

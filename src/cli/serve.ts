@@ -23,6 +23,7 @@ interface ServeFlags extends ClusterKeyFlags, SpeculationFlags {
   threads?: number;
   kvType: string;
   backend: string;
+  gpuLayers?: number;
   alias?: string;
   bodyLimit: number;
   cacheRam: number;
@@ -132,7 +133,7 @@ export function serveCommand(): Command {
       }
       if (o.cluster && o.backend !== 'cpu') throw new CairnError('BAD_ARGUMENT', `--backend ${o.backend} with --cluster: a cluster's nodes compute on their CPUs for now; drop --backend`);
       const loadOptions = {
-        ...backendOptions(o.backend),
+        ...backendOptions(o),
         threads: o.threads,
         ctx: o.ctx,
         slots: o.parallel,

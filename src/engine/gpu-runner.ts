@@ -1,9 +1,11 @@
 /**
- * The engine's runner over a model whose layers run on the GPU (model/gpu/): the same sampling,
- * prompt-cache snapshots (in the CPU cache's layout) and slot copies as LocalRunner, with the KV
- * cache on the device. Steps queue one after another: the device runs one at a time anyway.
+ * The engine's runner over a model whose layers run on the GPU (model/gpu/), the first ones
+ * optionally on the CPU (`--gpu-layers`): the same sampling, prompt-cache snapshots (in the CPU
+ * cache's layout, one per part) and slot copies as LocalRunner, with the GPU's KV cache on the
+ * device. Steps queue one after another: the device runs one at a time anyway.
  */
 import type { KvSnapshot } from '../model/kv-cache.js';
+import type { DecoderShard } from '../model/decoder.js';
 import type { GpuDecoderShard } from '../model/gpu/gpu-shard.js';
 import { CairnError } from '../util/errors.js';
 import { decodeSnapshots, encodeSnapshots, sampleOutputs, snapshotBytes, type ForwardRequest, type ForwardResult, type ForwardRunner } from './runner.js';
@@ -18,10 +20,14 @@ export class GpuRunner implements ForwardRunner {
   readonly pipelineDepth = 1;
   readonly epoch = 0;
   private readonly samplers = new SequenceSamplers();
-  private readonly saved = new Map<number, KvSnapshot>();
+  private readonly saved = new Map<number, KvSnapshot[]>();
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly shard: GpuDecoderShard) {
+  constructor(
+    private readonly shard: GpuDecoderShard,
+    /** The first layers, on the CPU (they hand their hidden states to the GPU shard). */
+    private readonly front?: DecoderShard,
+  ) {
     this.nVocab = shard.cfg.nVocab;
     this.maxBatch = shard.opts.maxBatch;
     this.slots = shard.opts.slots;
@@ -38,25 +44,35 @@ export class GpuRunner implements ForwardRunner {
 
   forward(req: ForwardRequest): Promise<ForwardResult> {
     return this.serial(async () => {
-      const logits = await this.shard.forward({ nTokens: req.nTokens, tokens: req.tokens, spans: req.spans, outputRows: req.outputs.map((o) => o.row) });
+      const outputRows = req.outputs.map((o) => o.row);
+      // The CPU's layers return every row's hidden state (a shard that is not the last has no head).
+      const hidden = this.front?.forward({ nTokens: req.nTokens, tokens: req.tokens, spans: req.spans, outputRows });
+      const logits = await this.shard.forward({ nTokens: req.nTokens, tokens: hidden ? undefined : req.tokens, hidden, spans: req.spans, outputRows });
       return sampleOutputs(this.samplers, req.outputs, logits, this.nVocab);
     });
   }
 
   copySlotPrefix(from: number, to: number, n: number): Promise<void> {
-    return this.serial(async () => this.shard.kv.copyPrefix(from, to, n));
+    return this.serial(async () => {
+      this.front?.kv.copyPrefix(from, to, n);
+      this.shard.kv.copyPrefix(from, to, n);
+    });
   }
 
   saveSlot(slot: number, n: number, key: number): Promise<number> {
     return this.serial(async () => {
-      const snap = await this.shard.kv.snapshot(slot, n);
-      this.saved.set(key, snap);
-      return snapshotBytes([snap]);
+      const snaps = [...(this.front ? [this.front.kv.snapshot(slot, n)] : []), await this.shard.kv.snapshot(slot, n)];
+      this.saved.set(key, snaps);
+      return snapshotBytes(snaps);
     });
   }
 
   loadSlot(key: number, slot: number): Promise<void> {
-    return this.serial(async () => this.shard.kv.restore(this.savedOf(key), slot));
+    return this.serial(async () => {
+      const snaps = this.savedOf(key);
+      if (this.front) this.front.kv.restore(snaps[0], slot);
+      this.shard.kv.restore(snaps[snaps.length - 1], slot);
+    });
   }
 
   async dropSaved(key: number): Promise<void> {
@@ -64,17 +80,17 @@ export class GpuRunner implements ForwardRunner {
   }
 
   async exportSaved(key: number): Promise<Uint8Array> {
-    return encodeSnapshots([this.savedOf(key)]);
+    return encodeSnapshots(this.savedOf(key));
   }
 
   async importSaved(key: number, bytes: Uint8Array): Promise<number> {
     const snaps = decodeSnapshots(bytes);
-    if (snaps.length !== 1) throw new CairnError('BAD_ARGUMENT', 'saved prefix was made for another layout');
-    this.saved.set(key, snaps[0]);
+    if (snaps.length !== (this.front ? 2 : 1)) throw new CairnError('BAD_ARGUMENT', 'saved prefix was made for another layout');
+    this.saved.set(key, snaps);
     return snapshotBytes(snaps);
   }
 
-  private savedOf(key: number): KvSnapshot {
+  private savedOf(key: number): KvSnapshot[] {
     const s = this.saved.get(key);
     if (!s) throw new CairnError('BAD_ARGUMENT', `no saved prefix ${key}`);
     return s;

@@ -14,7 +14,7 @@ import { readModelConfig, type ModelConfig } from '../model/config.js';
 import { loadGpuShard, type GpuDecoderShard } from '../model/gpu/gpu-shard.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { GpuRunner } from './gpu-runner.js';
-import type { ModelParts } from './load.js';
+import { loadShards, type LoadedShards, type ModelParts } from './load.js';
 
 /** Where the layers of a model run. */
 export type ComputeBackend = 'auto' | 'cpu' | 'gpu';
@@ -26,6 +26,8 @@ export interface Placement {
   readonly adapter?: string;
   /** Why `auto` stayed on the CPU. */
   readonly note?: string;
+  /** Layers on the GPU (the last ones; the others on the CPU), gpu only. */
+  readonly gpuLayers?: number;
 }
 
 /** What loading onto the GPU needs from LoadOptions. */
@@ -35,6 +37,8 @@ export interface GpuLoadOptions {
   readonly maxBatch?: number;
   readonly kvType?: number;
   readonly threads?: number;
+  /** Layers on the GPU, the last ones (default: all); the first ones then run on the CPU. */
+  readonly gpuLayers?: number;
 }
 
 /** A model loaded onto a GPU: the parts modelFromParts builds an engine from, and its placement. */
@@ -52,34 +56,44 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
   if (!(Number.isInteger(ctx) && ctx >= 2)) throw new CairnError('BAD_ARGUMENT', `context size ${ctx} must be a whole number >= 2`);
   const slots = opts.slots ?? 1;
   const maxBatch = Math.min(opts.maxBatch ?? 512, ctx);
+  const gpuLayers = Math.min(opts.gpuLayers ?? config.nLayer, config.nLayer);
+  if (!(Number.isInteger(gpuLayers) && gpuLayers >= 1)) throw new CairnError('BAD_ARGUMENT', `--gpu-layers ${opts.gpuLayers}: give a whole number of layers from 1 (or run on the CPU with --backend cpu)`);
+  const layerStart = config.nLayer - gpuLayers;
   const device = gpu ?? (await WebGpuKernels.open());
   const kernels = createKernels({ threads: opts.threads });
   const mapping = openMapping(path);
+  let front: LoadedShards | undefined;
   try {
     // Weights are copied to the device as they are declared; the mapping is only read once.
     const shard = await device.checked(`the model ${path}`, () =>
-      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch }),
+      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch, layerStart }),
     );
     mapping.close();
+    if (layerStart > 0) {
+      front = await loadShards(path, { threads: opts.threads, ctx, slots, maxBatch, kvType: GgmlType.F16, progress: false, shards: [{ layerStart: 0, layerEnd: layerStart, splitRank: 0, splitCount: 1 }] });
+    }
+    const cpu = front;
     return {
       path,
       file,
       config,
       kernels,
-      shards: [],
-      runner: new GpuRunner(shard),
+      shards: cpu?.shards ?? [],
+      runner: new GpuRunner(shard, cpu?.shards[0]),
       ctx,
       kvType: GgmlType.F16,
-      mappedBytes: shard.weightBytes,
-      kvBytes: shard.kv.bytes,
-      placement: { backend: 'gpu', adapter: describeAdapter(device.gpu.adapter) },
+      mappedBytes: shard.weightBytes + (cpu?.mappedBytes ?? 0),
+      kvBytes: shard.kv.bytes + (cpu?.kvBytes ?? 0),
+      placement: { backend: 'gpu', adapter: describeAdapter(device.gpu.adapter), gpuLayers },
       shard,
       close: () => {
+        cpu?.close();
         if (!gpu) device.destroy();
       },
     };
   } catch (e) {
     mapping.close();
+    front?.close();
     if (!gpu) device.destroy();
     throw e;
   }
@@ -103,7 +117,13 @@ export async function tryGpuParts(path: string, opts: GpuLoadOptions): Promise<G
   }
   try {
     const parts = await loadGpuParts(path, opts, gpu);
-    return { ...parts, close: () => gpu.destroy() };
+    return {
+      ...parts,
+      close: () => {
+        parts.close();
+        gpu.destroy();
+      },
+    };
   } catch (e) {
     gpu.destroy();
     if (!isCairnError(e, 'MODEL_UNSUPPORTED') && !isCairnError(e, 'GPU_UNAVAILABLE')) throw e;

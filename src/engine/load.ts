@@ -57,6 +57,8 @@ export interface LoadOptions {
    * model), or `auto` (a hardware GPU that runs it, else the CPU, saying why in `placement.note`).
    */
   readonly compute?: ComputeBackend;
+  /** With a GPU: how many of the last layers run there (default all; the first ones then on the CPU). */
+  readonly gpuLayers?: number;
 }
 
 /** A loaded model, ready to generate. */
@@ -236,7 +238,14 @@ export async function modelFromParts(
     kernels: parts.kernels,
     shards: parts.shards,
     engine,
-    embedder: new DecoderEmbedder(parts.shards, poolingOf(file, parts.config.arch), parts.ctx, parts.config.nVocab, parts.config.nEmbd),
+    // A model on the GPU has no CPU shards of its head: its embedder says so rather than pooling a part.
+    embedder: new DecoderEmbedder(
+      parts.placement?.backend === 'gpu' ? [] : parts.shards,
+      parts.placement?.backend === 'gpu' ? new Error('embeddings are made on the CPU: load the model with --backend cpu') : poolingOf(file, parts.config.arch),
+      parts.ctx,
+      parts.config.nVocab,
+      parts.config.nEmbd,
+    ),
     mappedBytes: parts.mappedBytes,
     kvBytes: parts.kvBytes,
     residentBytes,

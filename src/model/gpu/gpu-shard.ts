@@ -14,18 +14,23 @@ import type { ModelConfig } from '../config.js';
 import { GgufTensorSource, type TensorBytes } from '../gguf-tensor-source.js';
 import { kvRows } from '../kv-cache.js';
 import { familyOf } from '../registry.js';
-import { wholeModel } from '../shard.js';
 import type { ShardInput } from '../blocks/types.js';
 import { Workspace } from '../blocks/workspace.js';
+import { HiddenInput } from '../blocks/token-embedding.js';
 import type { GpuDecoderLayer, GpuOutputHead, GpuStep } from './gpu-blocks.js';
 import { GpuWorkspace, type GpuScratch } from './gpu-workspace.js';
 import { GpuKvCache } from './gpu-kv-cache.js';
 
-/** Sizes of a GPU shard. */
+/** Sizes of a GPU shard, and the layers it holds. */
 export interface GpuShardOptions {
   readonly slots: number;
   readonly ctx: number;
   readonly maxBatch: number;
+  /**
+   * The first layer on the GPU (default 0): the layers before it run on the CPU, and this shard
+   * takes their hidden states (as llama.cpp's --n-gpu-layers keeps the last layers on the GPU).
+   */
+  readonly layerStart?: number;
 }
 
 /** A loaded model whose layers and head run on the GPU. */
@@ -82,8 +87,9 @@ export class GpuDecoderShard {
   }
 
   /**
-   * Runs the model on a batch of token ids; returns logits for batch.outputRows (default: the last
-   * row), outputRows.length x nVocab, in an array of their own.
+   * Runs the model on a batch of token ids (or, when the first layers run on the CPU, their hidden
+   * states); returns logits for batch.outputRows (default: the last row), outputRows.length x
+   * nVocab, in an array of their own.
    */
   async forward(batch: ShardBatch): Promise<Float32Array> {
     const n = batch.nTokens;
@@ -134,19 +140,23 @@ export class GpuDecoderShard {
 export function loadGpuShard(file: GgufFile, cfg: ModelConfig, bytesOf: TensorBytes, kernels: Kernels, gpu: WebGpuKernels, opts: GpuShardOptions): GpuDecoderShard {
   const family = familyOf(cfg);
   if (!family.gpu) throw new CairnError('MODEL_UNSUPPORTED', `${family.name} models do not run on the GPU yet; use --backend cpu`);
+  const layerStart = opts.layerStart ?? 0;
+  if (!(Number.isInteger(layerStart) && layerStart >= 0 && layerStart < cfg.nLayer)) {
+    throw new CairnError('BAD_ARGUMENT', `the GPU's first layer ${layerStart} is not one of the model's ${cfg.nLayer} layers`);
+  }
   const src = new GgufTensorSource(file, { bytesOf, kernels });
   const ws = new GpuWorkspace(gpu, opts.maxBatch);
   const stream = ws.buffer('stream', cfg.nEmbd);
   src.enter('embed');
-  const input = family.input(cfg, src, new Workspace(opts.maxBatch));
+  const input = layerStart === 0 ? family.input(cfg, src, new Workspace(opts.maxBatch)) : new HiddenInput(cfg.nEmbd);
   const layers: GpuDecoderLayer[] = [];
-  for (let l = 0; l < cfg.nLayer; l++) {
+  for (let l = layerStart; l < cfg.nLayer; l++) {
     src.enter(l);
     layers.push(family.gpu.layer(cfg, l, src, ws));
   }
   src.enter('head');
   const output = family.gpu.output(cfg, src, ws);
   ws.allocate();
-  const kv = new GpuKvCache(gpu, kvRows(cfg, wholeModel(cfg)), opts.slots, opts.ctx);
+  const kv = new GpuKvCache(gpu, kvRows(cfg, { layerStart, layerEnd: cfg.nLayer }), opts.slots, opts.ctx);
   return new GpuDecoderShard(cfg, gpu, kernels, input, layers, output, stream, ws, kv, opts);
 }
