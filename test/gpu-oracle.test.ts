@@ -161,6 +161,10 @@ test('cairn generate --backend: gpu runs there and says on which adapter, auto s
   assert.deepEqual(cpu.backend, { name: 'cpu', adapter: null, gpu_layers: 0, note: null });
   const split = JSON.parse(run('--backend', 'gpu', '--gpu-layers', '2').stdout);
   assert.equal(split.backend.gpu_layers, 2);
+  const inspect = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'inspect', path, '--load', '--backend', 'gpu', '--gpu-layers', '2', '--json', '--no-tensors'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(inspect.status, 0, inspect.stderr);
+  const layers = JSON.parse(inspect.stdout).loaded.layers;
+  assert.deepEqual([layers.cpu, layers.gpu], [[0, 1], [1, 3]], 'inspect --load: where the layers run');
   const refusedSplit = run('--gpu-layers', '2');
   assert.notEqual(refusedSplit.status, 0);
   assert.match(refusedSplit.stderr, /--gpu-layers goes with --backend gpu or auto/);

@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { readGguf } from '../gguf/reader.js';
 import { summarizeModel, type ModelSummary } from '../model/summary.js';
 import { formatBytes, formatCount } from '../util/format.js';
-import { intArg, KV_TYPES, kvTypeOf } from './options.js';
+import { BACKENDS, backendOptions, intArg, KV_TYPES, kvTypeOf } from './options.js';
 import { loadModel } from '../engine/load.js';
 
 /** The inspect command. */
@@ -14,17 +14,30 @@ export function inspectCommand(): Command {
     .argument('<model>', 'GGUF model: a file, a stored model (cairn ls), or hf:OWNER/REPO:TAG')
     .option('-c, --ctx <n>', 'context size for the memory estimate (default: trained context, at most 4096)', intArg(1))
     .addOption(new Option('--kv-type <type>', 'KV cache type for the estimate').choices(KV_TYPES).default('f16'))
-    .option('--load', 'also load the model and report resident memory after loading')
+    .option('--load', 'also load the model and report resident memory after loading, and where its layers run')
+    .addOption(new Option('--backend <name>', 'with --load: where the layers run (see cairn generate --help)').choices(BACKENDS).default('cpu'))
+    .option('--gpu-layers <n>', 'with --load and --backend gpu or auto: the last n layers on the GPU', intArg(1))
     .option('--no-tensors', 'leave out the tensor table')
     .option('--json', 'print one JSON object')
-    .action(async (file: string, o: { ctx?: number; kvType: string; load?: boolean; tensors: boolean; json?: boolean }) => {
+    .action(async (file: string, o: { ctx?: number; kvType: string; load?: boolean; tensors: boolean; json?: boolean; backend: string; gpuLayers?: number }) => {
       const kvType = kvTypeOf(o.kvType);
       file = (await resolveModelArg(file, { quiet: o.json })).path;
       const summary = summarizeModel(readGguf(file), { ctx: o.ctx, kvType });
-      let loaded: { rssBytes: number; mappedBytes: number } | undefined;
+      let loaded: Loaded | undefined;
       if (o.load) {
-        const model = await loadModel(file, { ctx: summary.memory?.ctx, kvType, progress: !o.json });
-        loaded = { rssBytes: model.residentBytes(), mappedBytes: model.mappedBytes };
+        const model = await loadModel(file, { ctx: summary.memory?.ctx, kvType, progress: !o.json, ...backendOptions(o) });
+        const n = model.config.nLayer;
+        const gpu = model.placement.backend === 'gpu' ? (model.placement.gpuLayers ?? n) : 0;
+        loaded = {
+          rssBytes: model.residentBytes(),
+          mappedBytes: model.mappedBytes,
+          layers: {
+            cpu: gpu < n ? [0, n - gpu] : null,
+            gpu: gpu > 0 ? [n - gpu, n] : null,
+            adapter: model.placement.adapter ?? null,
+            note: model.placement.note ?? null,
+          },
+        };
         model.close();
       }
       if (o.json) {
@@ -36,7 +49,14 @@ export function inspectCommand(): Command {
     });
 }
 
-function render(s: ModelSummary, tensors: boolean, loaded?: { rssBytes: number; mappedBytes: number }): string {
+/** What --load adds: memory after loading, and which layers run where ([start, end) or null). */
+interface Loaded {
+  rssBytes: number;
+  mappedBytes: number;
+  layers: { cpu: [number, number] | null; gpu: [number, number] | null; adapter: string | null; note: string | null };
+}
+
+function render(s: ModelSummary, tensors: boolean, loaded?: Loaded): string {
   const lines: string[] = [];
   const row = (k: string, v: string) => lines.push(`${k.padEnd(13)}${v}`);
   row('file', `${s.path} (${formatBytes(s.fileBytes)}, GGUF v${s.ggufVersion})`);
@@ -66,7 +86,13 @@ function render(s: ModelSummary, tensors: boolean, loaded?: { rssBytes: number; 
       `${formatBytes(m.totalBytes)} for ${m.ctx} tokens: weights ${formatBytes(m.weightsBytes)} (mapped from the file) + KV cache ${formatBytes(m.kvCacheBytes)} (${m.kvType}) + activations ${formatBytes(m.activationBytes)}`,
     );
   }
-  if (loaded) row('loaded', `resident ${formatBytes(loaded.rssBytes)} after load (file mapped: ${formatBytes(loaded.mappedBytes)})`);
+  if (loaded) {
+    row('loaded', `resident ${formatBytes(loaded.rssBytes)} after load (file mapped: ${formatBytes(loaded.mappedBytes)})`);
+    const l = loaded.layers;
+    const range = (r: [number, number]) => (r[1] - r[0] === 1 ? `layer ${r[0]}` : `layers ${r[0]}-${r[1] - 1}`);
+    const where = [l.cpu && `${range(l.cpu)} on the CPU`, l.gpu && `${range(l.gpu)} and the head on the GPU (${l.adapter})`].filter(Boolean).join(', ');
+    row('runs on', `${where}${l.note ? ` (${l.note})` : ''}`);
+  }
   if (tensors) {
     lines.push('', `${'tensor'.padEnd(32)} ${'type'.padEnd(6)} ${'dims'.padEnd(20)} bytes`);
     for (const x of s.tensors) lines.push(`${x.name.padEnd(32)} ${x.type.padEnd(6)} ${`[${x.dims.join(', ')}]`.padEnd(20)} ${formatBytes(x.bytes)}`);
