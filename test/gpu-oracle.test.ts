@@ -98,6 +98,24 @@ for (const [arch, shape] of Object.entries(ARCHS)) {
   }
 }
 
+for (const [arch, shape] of [
+  ['llama', { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 256, nVocab: 600, ctx: 256, yarn: { factor: 8, origCtx: 32 } }],
+  ['qwen3', { arch: 'qwen3', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 64, nFf: 256, nVocab: 600, ctx: 256, ropeBase: 1e6, yarn: { factor: 16, origCtx: 24 } }],
+] as const) {
+  test(`GPU backend, ${arch} F32 with YaRN scaling: greedy tokens and log-probabilities equal llama.cpp's`, { skip, timeout: 300_000 }, async (t) => {
+    const path = join(dir, `yarn-${arch}.gguf`);
+    writeSyntheticModel(path, { ...shape, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);
+    const prompt = oraclePrompt(shape.nVocab, 20);
+    const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'F16' });
+    assertVaried(oracle);
+    assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.F16, 'gpu'), oracle);
+    // A rope without YaRN's ramp and magnitude is off by 0.3 to 4.
+    const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
+    t.diagnostic(`largest log-probability gap ${gap}`);
+    assert.ok(gap < 0.015, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+  });
+}
+
 test('GPU backend with --gpu-layers: the first layers on the CPU, the last on the GPU, give llama.cpp\'s greedy tokens and log-probabilities', { skip, timeout: 300_000 }, async (t) => {
   const path = join(dir, 'split.gguf');
   writeSyntheticModel(path, { ...ARCHS.llama, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);

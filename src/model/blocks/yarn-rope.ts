@@ -150,6 +150,21 @@ export class YarnRope {
     this.cachedPos = pos;
   }
 
+  /**
+   * The cos and sin of every pair at each of n positions, per token the nRot / 2 cosines then the
+   * sines (the layout the GPU's rope reads), magnitude included.
+   */
+  table(positions: Int32Array, n: number): Float32Array {
+    const half = this.nRot / 2;
+    const out = new Float32Array(n * this.nRot);
+    for (let t = 0; t < n; t++) {
+      this.angles(positions[t]);
+      out.set(this.cos, t * this.nRot);
+      out.set(this.sin, t * this.nRot + half);
+    }
+    return out;
+  }
+
   /** Rotates x (n tokens x heads x headDim, contiguous) in place; dims past nRot pass through. */
   apply(x: Float32Array, n: number, heads: number, headDim: number, positions: Int32Array): void {
     this.applyAt(x, n, heads, positions, { tokenStride: heads * headDim, headStride: headDim, offset: 0 });

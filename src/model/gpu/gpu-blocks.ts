@@ -6,7 +6,8 @@
  */
 import { CairnError } from '../../util/errors.js';
 import type { RopeParams } from '../../kernels/api.js';
-import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import { ropeTable, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import { YarnRope } from '../blocks/yarn-rope.js';
 import type { SeqSpan } from '../batch.js';
 import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
 import type { DenseFfnWeights } from '../blocks/dense-ffn.js';
@@ -28,8 +29,21 @@ export interface GpuStep {
   spans: readonly SeqSpan[];
   positions: Int32Array;
   layer: number;
-  /** The step's rope angles for these parameters on the device (made once per step, shared by the layers). */
-  ropeTable(p: RopeParams): GpuTensor;
+  /**
+   * The step's rope angles on the device, made by `fill` once per step for each `key` (the layers
+   * with the same rotation share them).
+   */
+  ropeTable(key: string, nRot: number, fill: (positions: Int32Array, n: number) => Float32Array): GpuTensor;
+}
+
+const factorIds = new WeakMap<Float32Array, number>();
+let nextFactorId = 0;
+
+/** A number naming a frequency-factor array (all layers share one: rope_freqs). */
+function ropeFactorsId(f: Float32Array): number {
+  let id = factorIds.get(f);
+  if (id === undefined) factorIds.set(f, (id = ++nextFactorId));
+  return id;
 }
 
 /** One layer on the GPU: updates the residual stream x (n x nEmbd) in place. */
@@ -73,7 +87,7 @@ export class GpuGqaAttention {
   ) {
     if (w.heads) throw new CairnError('MODEL_UNSUPPORTED', 'a tensor-parallel rank does not run on the GPU yet');
     if (w.sinks || s.window) throw new CairnError('MODEL_UNSUPPORTED', 'attention sinks and sliding windows do not run on the GPU yet');
-    if (s.rope.yarn) throw new CairnError('MODEL_UNSUPPORTED', 'YaRN rope scaling does not run on the GPU yet');
+
     this.q = linear(ws, w.q);
     this.k = linear(ws, w.k);
     this.v = linear(ws, w.v);
@@ -85,7 +99,15 @@ export class GpuGqaAttention {
     this.sv = ws.buffer('attn.v', s.nKvHead * s.headDim);
     this.sa = ws.buffer('attn.out', s.nHead * s.headDim);
     this.rope = { mode: s.rope.mode, nRot: s.rope.nRot, freqBase: s.rope.freqBase, freqScale: s.rope.freqScale, freqFactors: w.ropeFreqs };
+    // The host computes the angles as the CPU's rope does (YaRN's ramp and magnitude included).
+    const yarn = s.rope.yarn ? new YarnRope(s.rope, w.ropeFreqs) : undefined;
+    const rope = this.rope;
+    this.fillTable = yarn ? (positions, n) => yarn.table(positions, n) : (positions, n) => ropeTable(positions, n, rope);
+    this.tableKey = `${JSON.stringify({ ...s.rope, freqFactors: undefined })}|${w.ropeFreqs ? ropeFactorsId(w.ropeFreqs) : 0}`;
   }
+
+  private readonly fillTable: (positions: Int32Array, n: number) => Float32Array;
+  private readonly tableKey: string;
 
   forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void {
     const { s } = this;
@@ -99,7 +121,7 @@ export class GpuGqaAttention {
     applyLinear(gpu, this.v, h, n, v);
     if (this.qNorm) gpu.rmsNorm(q, this.qNorm, n * s.nHead, hd, s.rmsEps, q);
     if (this.kNorm) gpu.rmsNorm(k, this.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
-    const table = step.ropeTable(this.rope);
+    const table = step.ropeTable(this.tableKey, this.rope.nRot, this.fillTable);
     gpu.rope(q, n, s.nHead, hd, table, this.rope);
     gpu.rope(k, n, s.nKvHead, hd, table, this.rope);
     const attn = this.sa.t;

@@ -6,8 +6,7 @@
  */
 import { CairnError } from '../../util/errors.js';
 import type { Kernels } from '../../kernels/api.js';
-import { ropeTable, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
-import type { RopeParams } from '../../kernels/api.js';
+import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import type { GgufFile } from '../../gguf/reader.js';
 import type { ShardBatch } from '../batch.js';
 import type { ModelConfig } from '../config.js';
@@ -54,32 +53,23 @@ export class GpuDecoderShard {
   ) {
     this.host = new Float32Array(opts.maxBatch * cfg.nEmbd);
     this.positions = new Int32Array(opts.maxBatch);
-    this.step = { gpu, kv, n: 0, spans: [], positions: this.positions, layer: 0, ropeTable: (p) => this.ropeTable(p) };
+    this.step = { gpu, kv, n: 0, spans: [], positions: this.positions, layer: 0, ropeTable: (key, nRot, fill) => this.ropeTable(key, nRot, fill) };
   }
 
   private stepNumber = 0;
   private readonly tables = new Map<string, { t: GpuTensor; step: number }>();
-  private readonly factorIds = new WeakMap<Float32Array, number>();
 
-  /** The rope angles of this step's positions for `p`, written to the device once per step. */
-  private ropeTable(p: RopeParams): GpuTensor {
-    let ff = 0;
-    if (p.freqFactors) {
-      let id = this.factorIds.get(p.freqFactors);
-      if (id === undefined) this.factorIds.set(p.freqFactors, (id = ++this.nextFactorId));
-      ff = id;
-    }
-    const key = `${p.mode}|${p.nRot}|${p.freqBase}|${p.freqScale}|${ff}`;
+  /** The rope angles of this step's positions under `key`, written to the device once per step. */
+  private ropeTable(key: string, nRot: number, fill: (positions: Int32Array, n: number) => Float32Array): GpuTensor {
     let e = this.tables.get(key);
-    if (!e) this.tables.set(key, (e = { t: this.gpu.tensor(this.opts.maxBatch * p.nRot * 4), step: -1 }));
+    if (!e) this.tables.set(key, (e = { t: this.gpu.tensor(this.opts.maxBatch * nRot * 4), step: -1 }));
     if (e.step !== this.stepNumber) {
-      this.gpu.write(e.t, ropeTable(this.step.positions, this.step.n, p));
+      this.gpu.write(e.t, fill(this.step.positions, this.step.n));
       e.step = this.stepNumber;
     }
     return e.t;
   }
 
-  private nextFactorId = 0;
 
   /** Bytes of weights on the device. */
   get weightBytes(): number {
