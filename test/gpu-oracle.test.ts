@@ -151,6 +151,8 @@ test('GPU backend: the model says where it runs; families and caches the GPU can
     model.close();
   }
   await assert.rejects(loadModel(path, { ctx: 64, compute: 'gpu', kvType: GgmlType.Q8_0, progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /F16 only/.test((e as Error).message));
+  // 16M positions: a layer's cache of 8 GiB, past what any GPU lets one kernel see.
+  await assert.rejects(loadModel(path, { ctx: 1 << 24, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /use --ctx \d+ or less/.test((e as Error).message));
   const moe = join(dir, 'moe.gguf');
   writeSyntheticModel(moe, { ...ARCHS.llama, quant: GgmlType.Q8_0, seed: 3, moe: { experts: 4, used: 2, width: 256 } }, quantizeWithKernels);
   await assert.rejects(loadModel(moe, { ctx: 64, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /Mixture-of-Experts/.test((e as Error).message));

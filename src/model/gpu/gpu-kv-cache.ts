@@ -27,6 +27,11 @@ export class GpuKvCache implements GpuKv {
     let bytes = 0;
     for (const r of rows) {
       if (r.k !== r.v || r.k % 2 !== 0) throw new CairnError('MODEL_UNSUPPORTED', 'keys and values of different (or odd) sizes do not run on the GPU yet');
+      // A kernel sees a layer's cache of one sequence through one binding.
+      if (ctxPerSlot * r.k * 2 > gpu.gpu.maxBinding) {
+        const most = Math.floor(gpu.gpu.maxBinding / (r.k * 2));
+        throw new CairnError('MODEL_UNSUPPORTED', `a context of ${ctxPerSlot} tokens needs a KV cache larger than the GPU lets one kernel see (${gpu.gpu.maxBinding} bytes); use --ctx ${most} or less, or --backend cpu`);
+      }
       this.k.push(Array.from({ length: slots }, () => gpu.tensor(ctxPerSlot * r.k * 2)));
       this.v.push(Array.from({ length: slots }, () => gpu.tensor(ctxPerSlot * r.v * 2)));
       bytes += slots * ctxPerSlot * (r.k + r.v) * 2;

@@ -56,6 +56,9 @@ export class GpuWorkspace {
     this.allocated = true;
     for (const [name, list] of this.scratch) {
       const bytes = this.sizes.get(name)!;
+      if (bytes > this.gpu.gpu.maxBinding) {
+        throw new CairnError('MODEL_UNSUPPORTED', `activations of ${this.maxBatch} tokens (${name}) are larger than the GPU lets one kernel see (${this.gpu.gpu.maxBinding} bytes); use a smaller batch or --backend cpu`);
+      }
       const t = this.gpu.tensor(bytes);
       this.activationBytes += bytes;
       for (const h of list) h.t = t;
