@@ -81,6 +81,30 @@ describe('GPU weight products', { skip }, () => {
     });
   }
 
+  it('gives each token of a batch exactly what it gets alone (tiles of tokens), every weight type', async () => {
+    const g = gpu!;
+    const rand = seededRandom(12);
+    for (const type of GPU_WEIGHT_TYPES) {
+      const block = gpuWeightFormat(type)!.blockElems;
+      const rows = 5;
+      const cols = block === 1 ? 40 : 2 * block;
+      const w = new Uint8Array((rows * cols * gpuWeightFormat(type)!.blockBytes) / block);
+      refQuantize(type, randomF32(rows * cols, rand), w, rows * cols);
+      const n = 11; // a full tile of tokens and part of another
+      const x = randomF32(n * cols, rand);
+      const wt = g.upload(w);
+      const xt = g.upload(x);
+      const all = g.tensor(n * rows * 4);
+      g.matmul(wt, type, rows, cols, xt, n, all);
+      const together = await g.readF32(all, n * rows);
+      for (const t of [0, 7, 8, 10]) {
+        const one = g.tensor(rows * 4);
+        g.matmul(wt, type, rows, cols, g.upload(x.subarray(t * cols, (t + 1) * cols)), 1, one);
+        assert.deepEqual(await g.readF32(one, rows), together.subarray(t * rows, (t + 1) * rows), `${ggmlTypeName(type)} token ${t}`);
+      }
+    }
+  });
+
   it('reaches rows past the first grid dimension and a weight at an offset in its buffer', async () => {
     const g = gpu!;
     const rand = seededRandom(7);

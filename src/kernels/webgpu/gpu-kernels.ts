@@ -12,7 +12,7 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulSubgroupWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -237,8 +237,11 @@ export class WebGpuKernels {
     if (n > 0 && y.bytes < (yOffset + (n - 1) * yStride + rows) * 4) bad(`y holds ${y.bytes} bytes, less than ${n} rows of ${yStride} f32 from ${yOffset}`);
     if (rows === 0 || n === 0) return;
     const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, xOffset, yOffset, yStride]));
-    if (this.gpu.subgroups) {
-      // A row per subgroup: at least 64 / (largest subgroup) rows per workgroup.
+    if (this.gpu.subgroups && f.w4) {
+      // A row per subgroup (at least 64 / (largest subgroup) rows per workgroup), tiles of tokens.
+      const pipeline = this.pipeline(`matmul-tiled-${wtype}`, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes));
+      this.dispatch(`matmul-tiled-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
+    } else if (this.gpu.subgroups) {
       const pipeline = this.pipeline(`matmul-sg-${wtype}`, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
       this.dispatch(`matmul-sg-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
     } else {

@@ -89,6 +89,55 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 }
 
+/** Tokens whose sums one pass over a row's weights accumulates in the multi-token product. */
+export const TOKEN_TILE = 8;
+
+/**
+ * The subgroup product over tiles of TOKEN_TILE tokens: each lane decodes four weights at a time
+ * (w4) once for every token of the tile. A token's sum runs in the same order whatever the tile
+ * holds, so a token's result does not depend on its batch.
+ */
+export function matmulTiledWgsl(bytes: string, w4: string, blockElems: number, blockBytes: number): string {
+  return /* wgsl */ `
+enable subgroups;
+diagnostic(off, subgroup_uniformity);
+struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, y_stride: u32 }
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;
+${bytes}
+${w4}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let r = (wg.x + wg.y * 32768u) * (${WG}u / sgs) + li / sgs;
+  let live = r < P.rows;
+  let nb = P.cols / ${blockElems}u;
+  let rb = P.w_off + r * P.row_bytes;
+  for (var t0 = 0u; t0 < P.n; t0 += ${TOKEN_TILE}u) {
+    let nt = min(${TOKEN_TILE}u, P.n - t0);
+    var acc: array<f32, ${TOKEN_TILE}>;
+    for (var tt = 0u; tt < ${TOKEN_TILE}u; tt++) { acc[tt] = 0.0; }
+    if (live) {
+      for (var b = lane; b < nb; b += sgs) {
+        let wb = rb + b * ${blockBytes}u;
+        let xb = P.x_off + t0 * P.cols + b * ${blockElems}u;
+        for (var i = 0u; i < ${blockElems}u; i += 4u) {
+          let wv = w4(wb, i);
+          for (var tt = 0u; tt < nt; tt++) { acc[tt] += dot(wv, x4(xb + tt * P.cols + i)); }
+        }
+      }
+    }
+    for (var tt = 0u; tt < ${TOKEN_TILE}u; tt++) {
+      let total = subgroupAdd(acc[tt]);
+      if (live && lane == 0u && tt < nt) { y[P.y_off + (t0 + tt) * P.y_stride + r] = total; }
+    }
+  }
+}
+`;
+}
+
 /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row; or in place into x. */
 function rmsNormWgsl(inPlace: boolean): string {
   return /* wgsl */ `

@@ -13,6 +13,11 @@ export interface GpuWeightFormat {
   readonly blockBytes: number;
   /** WGSL defining `fn block_dot(b: u32, xo: u32) -> f32` over bindings `w` and `x`. */
   readonly wgsl: string;
+  /**
+   * For block types: WGSL defining `fn w4(b: u32, i: u32) -> vec4f`, the weights i..i+3 of the block
+   * at byte b (i a multiple of 4), which the multi-token product decodes once for several tokens.
+   */
+  readonly w4?: string;
 }
 
 /** Byte, half and signed-byte readers over `w: array<u32>`. */
@@ -153,15 +158,69 @@ fn block_dot(b: u32, xo: u32) -> f32 {
 }
 `;
 
+const Q8_0_W4 = /* wgsl */ `
+fn w4(b: u32, i: u32) -> vec4f { return f16_at(b) * i8x4(word_at(b + 2u + i)); }
+`;
+
+const Q4_0_W4 = /* wgsl */ `
+fn w4(b: u32, i: u32) -> vec4f {
+  let q = u8x4(word_at(b + 2u + (i & 15u)));
+  let nib = select(q & vec4u(15u), q >> vec4u(4u), i >= 16u);
+  return f16_at(b) * (vec4f(nib) - 8.0);
+}
+`;
+
+const Q4_K_W4 = /* wgsl */ `
+${K_SCALES}
+fn w4(b: u32, i: u32) -> vec4f {
+  let j = i / 32u;
+  let q = u8x4(word_at(b + 16u + 32u * (j / 2u) + (i & 31u)));
+  let nib = select(q & vec4u(15u), q >> vec4u(4u), (j & 1u) == 1u);
+  let sm = scale_min(b + 4u, j);
+  return f16_at(b) * sm.x * vec4f(nib) - f16_at(b + 2u) * sm.y;
+}
+`;
+
+const Q5_K_W4 = /* wgsl */ `
+${K_SCALES}
+fn w4(b: u32, i: u32) -> vec4f {
+  let j = i / 32u;
+  let l = i & 31u;
+  let q = u8x4(word_at(b + 48u + 32u * (j / 2u) + l));
+  let h = u8x4(word_at(b + 16u + l));
+  let hi = (j & 1u) == 1u;
+  let nib = select(q & vec4u(15u), q >> vec4u(4u), hi);
+  let bit = select(1u, 2u, hi) << (2u * (j / 2u));
+  let v = nib + select(vec4u(0u), vec4u(16u), (h & vec4u(bit)) != vec4u(0u));
+  let sm = scale_min(b + 4u, j);
+  return f16_at(b) * sm.x * vec4f(v) - f16_at(b + 2u) * sm.y;
+}
+`;
+
+const Q6_K_W4 = /* wgsl */ `
+fn w4(b: u32, i: u32) -> vec4f {
+  let n = i / 128u;
+  let r = i & 127u;
+  let quarter = r / 32u;
+  let l = r & 31u;
+  let ql = u8x4(word_at(b + 64u * n + l + select(0u, 32u, (quarter & 1u) == 1u)));
+  let qh = u8x4(word_at(b + 128u + 32u * n + l));
+  let low = select(ql & vec4u(15u), ql >> vec4u(4u), quarter >= 2u);
+  let q = low | (((qh >> vec4u(2u * quarter)) & vec4u(3u)) << vec4u(4u));
+  let sc = f32(i32(byte_at(b + 192u + 8u * n + l / 16u + 2u * quarter) << 24u) >> 24u);
+  return f16_at(b + 208u) * sc * (vec4f(q) - 32.0);
+}
+`;
+
 const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.F32, { blockElems: 1, blockBytes: 4, wgsl: F32 }],
   [GgmlType.F16, { blockElems: 1, blockBytes: 2, wgsl: F16 }],
   [GgmlType.BF16, { blockElems: 1, blockBytes: 2, wgsl: BF16 }],
-  [GgmlType.Q8_0, { blockElems: 32, blockBytes: 34, wgsl: Q8_0 }],
-  [GgmlType.Q4_0, { blockElems: 32, blockBytes: 18, wgsl: Q4_0 }],
-  [GgmlType.Q4_K, { blockElems: 256, blockBytes: 144, wgsl: Q4_K }],
-  [GgmlType.Q5_K, { blockElems: 256, blockBytes: 176, wgsl: Q5_K }],
-  [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K }],
+  [GgmlType.Q8_0, { blockElems: 32, blockBytes: 34, wgsl: Q8_0, w4: Q8_0_W4 }],
+  [GgmlType.Q4_0, { blockElems: 32, blockBytes: 18, wgsl: Q4_0, w4: Q4_0_W4 }],
+  [GgmlType.Q4_K, { blockElems: 256, blockBytes: 144, wgsl: Q4_K, w4: Q4_K_W4 }],
+  [GgmlType.Q5_K, { blockElems: 256, blockBytes: 176, wgsl: Q5_K, w4: Q5_K_W4 }],
+  [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K, w4: Q6_K_W4 }],
 ]);
 
 /** The GPU format of a weight type, or undefined where the GPU kernels do not read it yet. */
