@@ -21,6 +21,7 @@ import { assertSameGreedy, assertVaried, cairnGreedy, logSoftmax, maxLogProbGap,
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import type { OracleStep } from './helpers/llama-cpp.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
+import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 
 let skip: string | false = false;
@@ -165,7 +166,7 @@ test('GPU backend: the model says where it runs; families and caches the GPU can
   }
 });
 
-test('cairn generate --backend: gpu runs there and says on which adapter, auto says why it stayed on the CPU, a model the GPU cannot run fails by name', { skip, timeout: 300_000 }, () => {
+test('cairn generate and serve --backend: gpu runs there and says on which adapter, auto says why it stayed on the CPU, a model the GPU cannot run fails by name', { skip, timeout: 300_000 }, async () => {
   const path = join(dir, 'cli.gguf');
   writeSyntheticModel(path, { ...ARCHS.llama, quant: GgmlType.F32, seed: 5 }, quantizeWithKernels);
   const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', path, '-p', 'hello', '-n', '6', '--temperature', '0', '--json', ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -185,6 +186,18 @@ test('cairn generate --backend: gpu runs there and says on which adapter, auto s
   assert.equal(inspect.status, 0, inspect.stderr);
   const layers = JSON.parse(inspect.stdout).loaded.layers;
   assert.deepEqual([layers.cpu, layers.gpu], [[0, 1], [1, 3]], 'inspect --load: where the layers run');
+  // The server says where it runs.
+  const server = await startServer(['-m', path, '--ctx', '128', '--backend', 'gpu', '--gpu-layers', '2']);
+  try {
+    await server.ready();
+    const props = (await (await fetch(`${server.url}/props`)).json()) as { model_alias: string; backend: { name: string; adapter: string; gpu_layers: number } };
+    assert.equal(props.backend.name, 'gpu');
+    assert.equal(props.backend.gpu_layers, 2);
+    const r = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: props.model_alias, prompt: 'hello', max_tokens: 4, temperature: 0 }) });
+    assert.equal(r.status, 200, await r.clone().text());
+  } finally {
+    await server.stop();
+  }
   const refusedSplit = run('--gpu-layers', '2');
   assert.notEqual(refusedSplit.status, 0);
   assert.match(refusedSplit.stderr, /--gpu-layers goes with --backend gpu or auto/);

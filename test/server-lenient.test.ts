@@ -193,8 +193,9 @@ test("llama-server's extras: /tokenize and /detokenize round-trip, /props and /s
   assert.equal((await post('/detokenize', { tokens: [999999] })).status, 400);
   assert.equal((await post('/detokenize', { tokens: 'abc' })).status, 400);
   assert.equal((await post('/tokenize', { content: 3 })).status, 400);
-  const props = (await (await fetch(`${server.url}/props`)).json()) as { total_slots: number; n_ctx: number; default_generation_settings: { params: { temperature: number } } };
+  const props = (await (await fetch(`${server.url}/props`)).json()) as { total_slots: number; n_ctx: number; default_generation_settings: { params: { temperature: number } }; backend: unknown };
   assert.ok(props.total_slots >= 1);
+  assert.deepEqual(props.backend, { name: 'cpu', adapter: null, gpu_layers: 0 });
   assert.equal(props.n_ctx, 512);
   assert.equal(typeof props.default_generation_settings.params.temperature, 'number');
   const slots = (await (await fetch(`${server.url}/slots`)).json()) as { id: number; is_processing: boolean }[];

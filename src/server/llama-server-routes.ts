@@ -67,6 +67,8 @@ export function registerLlamaServerRoutes(app: FastifyInstance, host: ModelHost,
         },
       },
       build_info: `cairn ${version}`,
+      // Where the layers run (cairn's own field): the CPU, or a GPU and its adapter.
+      backend: { name: model.placement.backend, adapter: model.placement.adapter ?? null, gpu_layers: model.placement.gpuLayers ?? 0 },
     };
   });
 
