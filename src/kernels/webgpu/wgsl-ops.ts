@@ -9,6 +9,13 @@
 /** Workgroup size of the row kernels (matmul, norm, attention): a multiple of every GPU's SIMD width. */
 export const WG = 64;
 
+/** The parameters and bindings every weight product shares (gpu-kernels.ts binds them in this order). */
+const MATMUL_BINDINGS = /* wgsl */ `struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, y_stride: u32 }
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> P: Params;`;
+
 /** Tree reduction over `red` (WG floats) in uniform control flow; leaves the result in red[0]. */
 const REDUCE = (op: string) => /* wgsl */ `
   workgroupBarrier();
@@ -24,11 +31,7 @@ const REDUCE = (op: string) => /* wgsl */ `
  */
 export function matmulWgsl(bytes: string, format: string, blockElems: number, blockBytes: number): string {
   return /* wgsl */ `
-struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, y_stride: u32 }
-@group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> P: Params;
+${MATMUL_BINDINGS}
 var<workgroup> red: array<f32, ${WG}>;
 ${bytes}
 ${format}
@@ -62,11 +65,7 @@ export function matmulSubgroupWgsl(bytes: string, format: string, blockElems: nu
   return /* wgsl */ `
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
-struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, y_stride: u32 }
-@group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> P: Params;
+${MATMUL_BINDINGS}
 ${bytes}
 ${format}
 @compute @workgroup_size(${WG})
@@ -101,11 +100,7 @@ export function matmulTiledWgsl(bytes: string, w4: string, blockElems: number, b
   return /* wgsl */ `
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
-struct Params { rows: u32, cols: u32, n: u32, row_bytes: u32, w_off: u32, x_off: u32, y_off: u32, y_stride: u32 }
-@group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> P: Params;
+${MATMUL_BINDINGS}
 ${bytes}
 ${w4}
 @compute @workgroup_size(${WG})
