@@ -310,4 +310,61 @@ describe('GPU float kernels', { skip }, () => {
       assertClose(await g.readF32(out, q.length), want, { rtol: 0, atol: 2 ** -10 }, `attention ${JSON.stringify(c)}`);
     }
   });
+
+  it('latent attention (MLA): one KV head whose values are the first elements of its keys, keys past 256, output rows of the value size', async () => {
+    const g = gpu!;
+    const rand = seededRandom(7);
+    for (const c of [
+      { nHead: 4, kvLora: 96, rope: 32, pos0: 40, nTokens: 3 },
+      { nHead: 2, kvLora: 512, rope: 64, pos0: 70, nTokens: 2 },
+    ]) {
+      const row = c.kvLora + c.rope;
+      const ctx = c.pos0 + c.nTokens;
+      const cache = new Uint8Array(ctx * row * 2);
+      refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), cache, new Uint8Array(ctx * row * 2), 1, row, 0, ctx);
+      const q = randomF32(c.nTokens * c.nHead * row, rand, 2);
+      const p: AttentionParams = { nTokens: c.nTokens, nHead: c.nHead, nKvHead: 1, headDim: row, pos0: c.pos0, scale: 0.07, kvType: 1 };
+      // The CPU block reads the cache as values too and uses the first kvLora of each output head.
+      const whole = new Float32Array(c.nTokens * c.nHead * row);
+      refAttention(q, cache, cache, p, whole);
+      const want = new Float32Array(c.nTokens * c.nHead * c.kvLora);
+      for (let i = 0; i < c.nTokens * c.nHead; i++) want.set(whole.subarray(i * row, i * row + c.kvLora), i * c.kvLora);
+      const ct = g.upload(cache);
+      const out = g.tensor(want.length * 4);
+      g.attention(g.upload(q), ct, ct, { ...p, sinks: undefined, vDim: c.kvLora, vRow: row }, out);
+      assertClose(await g.readF32(out, want.length), want, { rtol: 0, atol: 2 ** -10 }, `latent attention ${JSON.stringify(c)}`);
+    }
+  });
+
+  it('rope and rmsNorm at strides: a part of each head (the rotated dims of MLA), the latent part of each row', async () => {
+    const g = gpu!;
+    const rand = seededRandom(8);
+    const nTokens = 3;
+    const nHeads = 4;
+    const nope = 24;
+    const nRot = 16;
+    const qk = nope + nRot;
+    const positions = Int32Array.from([5, 6, 300]);
+    const p: RopeParams = { nRot, freqBase: 10000, freqScale: 1, mode: 'normal' };
+    const x = randomF32(nTokens * nHeads * qk, rand);
+    // The CPU twin over the rotated parts gathered, scattered back.
+    const parts = new Float32Array(nTokens * nHeads * nRot);
+    for (let i = 0; i < nTokens * nHeads; i++) parts.set(x.subarray(i * qk + nope, (i + 1) * qk), i * nRot);
+    refRope(parts, nTokens, nHeads, nRot, positions, p);
+    const want = x.slice();
+    for (let i = 0; i < nTokens * nHeads; i++) want.set(parts.subarray(i * nRot, (i + 1) * nRot), i * qk + nope);
+    const xt = g.upload(x);
+    g.rope(xt, nTokens, nHeads, qk, positions, p, { tokenStride: nHeads * qk, headStride: qk, offset: nope });
+    assertClose(await g.readF32(xt, x.length), want, { rtol: 1e-6, atol: 1e-6 }, 'rope of each head\'s last dims');
+
+    const dim = 100;
+    const stride = 130;
+    const y = randomF32(nTokens * stride, rand, 3);
+    const w = randomF32(dim, rand);
+    const wantN = y.slice();
+    for (let t = 0; t < nTokens; t++) refRmsNorm(y.subarray(t * stride, t * stride + dim), w, 1, dim, 1e-6, wantN.subarray(t * stride, t * stride + dim));
+    const yt = g.upload(y);
+    g.rmsNorm(yt, g.upload(w), nTokens, dim, 1e-6, yt, stride);
+    assertClose(await g.readF32(yt, y.length), wantN, { rtol: 2e-6, atol: 1e-7 }, 'rmsNorm of the first dim of rows of stride');
+  });
 });

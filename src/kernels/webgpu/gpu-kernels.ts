@@ -12,7 +12,7 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -44,6 +44,19 @@ export interface GpuAttentionParams {
   readonly window?: number;
   /** One sink logit per query head, on the device. */
   readonly sinks?: GpuTensor;
+  /** Elements of a key cache row (default nKvHead x headDim). */
+  readonly kRow?: number;
+  /** Value elements per KV head, and so per output head (default headDim). */
+  readonly vDim?: number;
+  /** Elements of a value cache row (default nKvHead x vDim). */
+  readonly vRow?: number;
+}
+
+/** Where rope finds each head: head h of token t starts at t x tokenStride + h x headStride + offset. */
+export interface RopeLayout {
+  readonly tokenStride: number;
+  readonly headStride: number;
+  readonly offset: number;
 }
 
 /** Where a matmul's operands start, and the row stride of its output (f32 elements; w in bytes). */
@@ -268,25 +281,31 @@ export class WebGpuKernels {
     this.pending().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
 
-  /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim. out may be x. */
-  rmsNorm(x: GpuTensor, weight: GpuTensor, rows: number, dim: number, eps: number, out: GpuTensor): void {
+  /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim `stride` apart (default dim). out may be x. */
+  rmsNorm(x: GpuTensor, weight: GpuTensor, rows: number, dim: number, eps: number, out: GpuTensor, stride = dim): void {
     checkCount('rows', rows);
     checkCount('dim', dim);
-    if (x.bytes < rows * dim * 4 || out.bytes < rows * dim * 4 || weight.bytes < dim * 4) bad('rmsNorm: a tensor is too small');
+    checkCount('stride', stride);
+    if (stride < dim) bad(`rmsNorm: stride ${stride} is below dim ${dim}`);
+    const end = rows > 0 ? ((rows - 1) * stride + dim) * 4 : 0;
+    if (x.bytes < end || out.bytes < end || weight.bytes < dim * 4) bad('rmsNorm: a tensor is too small');
     if (rows === 0) return;
-    const params = this.uniform(new Uint32Array([rows, dim, new Uint32Array(new Float32Array([eps]).buffer)[0], 0]));
+    const params = this.uniform(new Uint32Array([rows, dim, new Uint32Array(new Float32Array([eps]).buffer)[0], stride]));
     if (x.buffer === out.buffer) this.dispatch('rmsnorm-in-place', this.pipeline('rmsnorm-in-place', () => RMS_NORM_IN_PLACE), [x.buffer, weight.buffer, params], rows);
     else this.dispatch('rmsnorm', this.pipeline('rmsnorm', () => RMS_NORM), [x.buffer, weight.buffer, params, out.buffer], rows);
   }
 
   /**
-   * Rotates x (nTokens x nHeads x headDim) in place, as the CPU's rope (normal or neox): at
-   * `positions`, or by a table made once for the step with ropeTable and written to the device
-   * (every layer of a step shares it).
+   * Rotates x (nTokens x nHeads x headDim, or as `layout` says) in place, as the CPU's rope (normal
+   * or neox): at `positions`, or by a table made once for the step with ropeTable and written to
+   * the device (every layer of a step shares it).
    */
-  rope(x: GpuTensor, nTokens: number, nHeads: number, headDim: number, positions: Int32Array | GpuTensor, p: RopeParams): void {
+  rope(x: GpuTensor, nTokens: number, nHeads: number, headDim: number, positions: Int32Array | GpuTensor, p: RopeParams, layout?: RopeLayout): void {
+    const { tokenStride = nHeads * headDim, headStride = headDim, offset = 0 } = layout ?? {};
+    for (const [name, v] of [['nTokens', nTokens], ['nHeads', nHeads], ['tokenStride', tokenStride], ['headStride', headStride], ['offset', offset]] as const) checkCount(name, v);
     if (p.nRot % 2 !== 0 || p.nRot > headDim || p.nRot <= 0) bad(`nRot must be even and at most headDim (got ${p.nRot})`);
-    if (x.bytes < nTokens * nHeads * headDim * 4) bad('rope: x is too small');
+    if (nTokens === 0 || nHeads === 0) return;
+    if (x.bytes < ((nTokens - 1) * tokenStride + (nHeads - 1) * headStride + offset + p.nRot) * 4) bad('rope: x is too small');
     let table: GPUBuffer;
     if (positions instanceof Int32Array) {
       if (positions.length < nTokens) bad('positions is too short');
@@ -295,7 +314,7 @@ export class WebGpuKernels {
       if (positions.bytes < nTokens * p.nRot * 4) bad('rope: the table is too small');
       table = positions.buffer;
     }
-    const params = this.uniform(new Uint32Array([nTokens, nHeads, headDim, p.nRot, p.mode === 'neox' ? 1 : 0, 0, 0, 0]));
+    const params = this.uniform(new Uint32Array([nTokens, nHeads, tokenStride, p.nRot, p.mode === 'neox' ? 1 : 0, headStride, offset, 0]));
     this.dispatchThreads('rope', this.pipeline('rope', () => ROPE), [x.buffer, table, params], (nTokens * nHeads * p.nRot) / 2);
   }
 
@@ -326,24 +345,42 @@ export class WebGpuKernels {
 
   /**
    * Causal GQA of p.nTokens query rows (from row `row` of q, written to the same rows of out) over
-   * F16 caches holding positions [0, pos0 + nTokens).
+   * F16 caches holding positions [0, pos0 + nTokens). kCache and vCache may be one tensor (latent
+   * attention's values are its keys' first elements).
    */
   attention(q: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, p: GpuAttentionParams, out: GpuTensor, row = 0): void {
     const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
-    for (const [name, x] of [['nTokens', nTokens], ['nHead', nHead], ['nKvHead', nKvHead], ['pos0', pos0], ['row', row]] as const) checkCount(name, x);
+    const { vDim = d, kRow = nKvHead * d } = p;
+    const vRow = p.vRow ?? nKvHead * vDim;
+    for (const [name, x] of [['nTokens', nTokens], ['nHead', nHead], ['nKvHead', nKvHead], ['pos0', pos0], ['row', row], ['kRow', kRow], ['vRow', vRow], ['vDim', vDim]] as const) checkCount(name, x);
     if (!(nKvHead > 0 && nHead % nKvHead === 0)) bad(`nHead ${nHead} must be a multiple of nKvHead ${nKvHead}`);
-    if (!(d > 0 && d <= 256 && d % 2 === 0)) bad(`the GPU attention takes even head sizes up to 256 (got ${d})`);
-    const end = (row + nTokens) * nHead * d * 4;
-    if (q.bytes < end || out.bytes < end) bad('attention: q or out is too small');
-    const cache = (pos0 + nTokens) * nKvHead * d * 2;
-    if (kCache.bytes < cache || vCache.bytes < cache) bad('attention: a cache is too small');
+    if (!(d > 0 && d <= ATTENTION_MAX_KEY && d % 2 === 0)) bad(`the GPU attention takes even key head sizes up to ${ATTENTION_MAX_KEY} (got ${d})`);
+    if (!(vDim > 0 && vDim <= ATTENTION_MAX_VALUE)) bad(`the GPU attention takes value head sizes up to ${ATTENTION_MAX_VALUE} (got ${vDim})`);
+    if (kRow < nKvHead * d || kRow % 2 !== 0 || vRow < nKvHead * vDim) bad('attention: cache rows shorter than their heads (or odd)');
+    if (q.bytes < (row + nTokens) * nHead * d * 4 || out.bytes < (row + nTokens) * nHead * vDim * 4) bad('attention: q or out is too small');
+    const n = pos0 + nTokens;
+    if (kCache.bytes < n * kRow * 2 || vCache.bytes < ((n - 1) * vRow + nKvHead * vDim) * 2) bad('attention: a cache is too small');
     if (p.sinks && p.sinks.bytes < nHead * 4) bad('attention: sinks is too small');
     if (nTokens === 0) return;
-    const params = new Uint32Array([nTokens, nHead, nKvHead, d, pos0, p.window ?? 0, p.sinks ? 1 : 0, 0, row * nHead * d, 0, 0, 0]);
+    const params = new Uint32Array([nTokens, nHead, nKvHead, d, pos0, p.window ?? 0, p.sinks ? 1 : 0, 0, row * nHead * d, kRow, vDim, vRow, row * nHead * vDim, 0, 0, 0]);
     new Float32Array(params.buffer).set([p.scale], 7);
     const u = this.uniform(params);
     const pipeline = this.pipeline('attention-f16', () => ATTENTION_F16);
     this.dispatchGrid('attention-f16', pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u], nHead, nTokens);
+  }
+
+  /**
+   * Records a dispatch of a kernel defined outside this file (expert-kernels.ts): `bindings` in
+   * binding order, a Uint32Array being the dispatch's parameters (a uniform); `workgroups` one per
+   * item (spread over a second grid dimension past GRID_X), or an explicit [x, y] grid. The caller
+   * checks sizes and offsets as this file's kernels do.
+   */
+  run(key: string, source: () => string, bindings: readonly (GpuTensor | Uint32Array)[], workgroups: number | readonly [number, number]): void {
+    const buffers = bindings.map((b) => (b instanceof Uint32Array ? this.uniform(b) : b.buffer));
+    const pipeline = this.pipeline(key, source);
+    if (typeof workgroups === 'number') {
+      if (workgroups > 0) this.dispatch(key, pipeline, buffers, workgroups);
+    } else if (workgroups[0] > 0 && workgroups[1] > 0) this.dispatchGrid(key, pipeline, buffers, workgroups[0], workgroups[1]);
   }
 
   private binary(name: string, wgsl: string, inPlace: string, commutes: boolean, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {

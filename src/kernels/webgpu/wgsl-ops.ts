@@ -133,10 +133,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 }
 
-/** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row; or in place into x. */
+/**
+ * out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row of dim, rows `stride`
+ * apart in x and out (MLA norms the latent part of each cached row); or in place into x.
+ */
 function rmsNormWgsl(inPlace: boolean): string {
   return /* wgsl */ `
-struct Params { rows: u32, dim: u32, eps: f32, pad: u32 }
+struct Params { rows: u32, dim: u32, eps: f32, stride: u32 }
 @group(0) @binding(0) var<storage, ${inPlace ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 ${inPlace ? '' : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'}
@@ -147,7 +150,7 @@ fn add2(a: f32, b: f32) -> f32 { return a + b; }
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let r = wg.x + wg.y * 32768u;
   if (r >= P.rows) { return; }
-  let o = r * P.dim;
+  let o = r * P.stride;
   var s = 0.0;
   for (var i = li; i < P.dim; i += ${WG}u) { s += x[o + i] * x[o + i]; }
   red[li] = s;
@@ -162,11 +165,12 @@ export const RMS_NORM = rmsNormWgsl(false);
 export const RMS_NORM_IN_PLACE = rmsNormWgsl(true);
 
 /**
- * Rotates x (tokens x heads x headDim) in place by the angles in `table` (per token: nRot/2 cosines
- * then nRot/2 sines): normal mode pairs (2i, 2i+1), neox pairs (i, i + nRot/2). One thread per pair.
+ * Rotates x in place by the angles in `table` (per token: nRot/2 cosines then nRot/2 sines): head h
+ * of token t starts at t * token_stride + h * head_stride + offset; normal mode pairs (2i, 2i+1),
+ * neox pairs (i, i + nRot/2). One thread per pair.
  */
 export const ROPE = /* wgsl */ `
-struct Params { tokens: u32, heads: u32, head_dim: u32, n_rot: u32, neox: u32, pad0: u32, pad1: u32, pad2: u32 }
+struct Params { tokens: u32, heads: u32, token_stride: u32, n_rot: u32, neox: u32, head_stride: u32, offset: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> table: array<f32>;
 @group(0) @binding(2) var<uniform> P: Params;
@@ -178,7 +182,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let i = idx % half;
   let th = idx / half;
   let t = th / P.heads;
-  let base = th * P.head_dim;
+  let base = t * P.token_stride + (th % P.heads) * P.head_stride + P.offset;
   var a = base + 2u * i;
   var b = a + 1u;
   if (P.neox != 0u) { a = base + i; b = a + half; }
@@ -255,19 +259,28 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
+/** Most key elements per head the GPU attention takes (its query row lives in workgroup memory). */
+export const ATTENTION_MAX_KEY = 1024;
+/** Most value elements per head (each of the WG threads accumulates up to ATTENTION_ACC of them). */
+export const ATTENTION_ACC = 8;
+export const ATTENTION_MAX_VALUE = ATTENTION_ACC * WG;
+
 /**
  * Causal grouped-query attention of n tokens over an F16 cache, one workgroup per (head, token):
  * chunks of WG positions, one score per thread (q rounded to f16 first, as the CPU does for an F16
  * cache), the chunk's maximum and sum by tree reduction, the running state rescaled (online
- * softmax), each thread accumulating head_dim / WG of the output's dimensions. A sliding window
- * and sink logits as the CPU kernel has them. head_dim at most 256, even. q and out rows start at
- * element q_off.
+ * softmax), each thread accumulating up to ATTENTION_ACC of the output's dimensions. A sliding
+ * window and sink logits as the CPU kernel has them. Keys of head_dim (even) per KV head in rows of
+ * k_row; values of v_dim per KV head in rows of v_row (the values may be the keys' own cache, as
+ * latent attention reads its latent); output rows of n_head x v_dim. q rows start at element q_off,
+ * output rows at out_off.
  */
 export const ATTENTION_F16 = /* wgsl */ `
 struct Params {
   n_tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32,
   pos0: u32, window: u32, has_sinks: u32, scale: f32,
-  q_off: u32, pad0: u32, pad1: u32, pad2: u32,
+  q_off: u32, k_row: u32, v_dim: u32, v_row: u32,
+  out_off: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
@@ -275,7 +288,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> sinks: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> P: Params;
-var<workgroup> qs: array<f32, 256>;
+var<workgroup> qs: array<f32, ${ATTENTION_MAX_KEY}>;
 var<workgroup> red: array<f32, ${WG}>;
 var<workgroup> wts: array<f32, ${WG}>;
 const LOWEST = -3.0e38;
@@ -287,8 +300,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let h = wg.x;
   let t = wg.y;
   let d = P.head_dim;
+  let vd = P.v_dim;
   let kvh = h / (P.n_head / P.n_kv_head);
-  let row = P.n_kv_head * d;
   let qo = P.q_off + (t * P.n_head + h) * d;
   for (var i = li; i < d; i += ${WG}u) { qs[i] = unpack2x16float(pack2x16float(vec2f(q[qo + i], 0.0))).x; }
   workgroupBarrier();
@@ -297,12 +310,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   if (P.window > 0u && n_ctx > P.window) { first = n_ctx - P.window; }
   var m = LOWEST;
   var l = 0.0;
-  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  var acc: array<f32, ${ATTENTION_ACC}>;
+  for (var k = 0u; k < ${ATTENTION_ACC}u; k++) { acc[k] = 0.0; }
   for (var c0 = first; c0 < n_ctx; c0 += ${WG}u) {
     let j = c0 + li;
     var s = LOWEST;
     if (j < n_ctx) {
-      let ko = j * row + kvh * d;
+      let ko = j * P.k_row + kvh * d;
       var dt = 0.0;
       for (var i = 0u; i < d; i += 2u) {
         let kv = unpack2x16float(kc[(ko + i) >> 1u]);
@@ -323,11 +337,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     l = l * a + red[0];
     m = mc;
     let rows = min(${WG}u, n_ctx - c0);
-    for (var k = 0u; k < 4u; k++) {
+    for (var k = 0u; k < ${ATTENTION_ACC}u; k++) {
       let dim = li + k * ${WG}u;
-      if (dim < d) {
+      if (dim < vd) {
         var s2 = 0.0;
-        for (var r = 0u; r < rows; r++) { s2 += wts[r] * v_at((c0 + r) * row + kvh * d + dim); }
+        for (var r = 0u; r < rows; r++) { s2 += wts[r] * v_at((c0 + r) * P.v_row + kvh * vd + dim); }
         acc[k] = acc[k] * a + s2;
       }
     }
@@ -340,9 +354,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     a = exp(m - mx);
     l = l * a + exp(sink - mx);
   }
-  for (var k = 0u; k < 4u; k++) {
+  let oo = P.out_off + (t * P.n_head + h) * vd;
+  for (var k = 0u; k < ${ATTENTION_ACC}u; k++) {
     let dim = li + k * ${WG}u;
-    if (dim < d) { out[qo + dim] = acc[k] * a / l; }
+    if (dim < vd) { out[oo + dim] = acc[k] * a / l; }
   }
 }
 `;

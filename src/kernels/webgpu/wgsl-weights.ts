@@ -2,7 +2,7 @@
  * WGSL that reads GGUF weights in place, in their block layout: a weight buffer is an array of u32
  * holding the file's bytes, and each type has a `block_dot(b, xo)` that returns the dot product of
  * the block at byte offset b with the f32 activations x[xo ..]. Blocks of Q8_0 (34 bytes), Q4_0
- * (18) and Q6_K (210) start at any even byte, so words are read unaligned (two loads and a shift).
+ * (18), Q6_K (210) and MXFP4 (17) start at any byte, so words are read unaligned (two loads and a shift).
  * Float types are "blocks" of one element, so any row length works.
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
@@ -212,6 +212,34 @@ fn w4(b: u32, i: u32) -> vec4f {
 }
 `;
 
+/** MXFP4's E2M1 codes as ggml's doubled integers, and its E8M0 scale halved (ggml_e8m0_to_fp32_half). */
+const MXFP4_COMMON = /* wgsl */ `
+var<private> MXV: array<f32, 16> = array<f32, 16>(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0);
+fn mx_half(b: u32) -> f32 { let e = byte_at(b); return bitcast<f32>(select((e - 1u) << 23u, 0x00200000u << e, e < 2u)); }
+fn mx4(q: vec4u) -> vec4f { return vec4f(MXV[q.x], MXV[q.y], MXV[q.z], MXV[q.w]); }
+`;
+
+/** 17-byte blocks: the scale byte, then 16 bytes whose low nibbles are x[0..16) and high nibbles x[16..32). */
+const MXFP4 = /* wgsl */ `
+${MXFP4_COMMON}
+fn block_dot(b: u32, xo: u32) -> f32 {
+  var s = 0.0;
+  for (var i = 0u; i < 4u; i++) {
+    let q = u8x4(word_at(b + 1u + 4u * i));
+    s += dot(mx4(q & vec4u(15u)), x4(xo + 4u * i)) + dot(mx4(q >> vec4u(4u)), x4(xo + 16u + 4u * i));
+  }
+  return mx_half(b) * s;
+}
+`;
+
+const MXFP4_W4 = /* wgsl */ `
+${MXFP4_COMMON}
+fn w4(b: u32, i: u32) -> vec4f {
+  let q = u8x4(word_at(b + 1u + (i & 15u)));
+  return mx_half(b) * mx4(select(q & vec4u(15u), q >> vec4u(4u), i >= 16u));
+}
+`;
+
 const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.F32, { blockElems: 1, blockBytes: 4, wgsl: F32 }],
   [GgmlType.F16, { blockElems: 1, blockBytes: 2, wgsl: F16 }],
@@ -221,6 +249,7 @@ const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.Q4_K, { blockElems: 256, blockBytes: 144, wgsl: Q4_K, w4: Q4_K_W4 }],
   [GgmlType.Q5_K, { blockElems: 256, blockBytes: 176, wgsl: Q5_K, w4: Q5_K_W4 }],
   [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K, w4: Q6_K_W4 }],
+  [GgmlType.MXFP4, { blockElems: 32, blockBytes: 17, wgsl: MXFP4, w4: MXFP4_W4 }],
 ]);
 
 /** The GPU format of a weight type, or undefined where the GPU kernels do not read it yet. */
