@@ -17,9 +17,9 @@ import { describeAdapter } from '../src/kernels/webgpu/device.js';
 import { loadModel } from '../src/engine/load.js';
 import { isCairnError } from '../src/util/errors.js';
 import { llamaCppGreedy } from './helpers/llama-cpp.js';
-import { assertSameGreedy, assertVaried, cairnGreedy, logSoftmax, maxLogProbGap, oraclePrompt, quantizeWithKernels } from './helpers/oracle-greedy.js';
+import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePrompt, quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { loadGpuParts } from '../src/engine/load-gpu.js';
-import type { OracleStep } from './helpers/llama-cpp.js';
+import { alongOracle, gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
@@ -55,32 +55,6 @@ const QUANTS: [string, SyntheticQuant, number?][] = [
   ['Q8_0', GgmlType.Q8_0],
   ['Q4_K_M', 'Q4_K_M'],
 ];
-
-/** Next-token log-probabilities of loaded GPU parts (a CPU shard in front, if any) along llama.cpp's continuation (teacher-forced). */
-async function alongOracle(parts: Awaited<ReturnType<typeof loadGpuParts>>, prompt: readonly number[], oracle: readonly OracleStep[]): Promise<Float64Array[]> {
-  const step = async (tokens: number[], pos0: number) => {
-    const batch = { nTokens: tokens.length, tokens: Int32Array.from(tokens), spans: [{ slot: 0, pos0, start: 0, n: tokens.length }] };
-    const hidden = parts.shards[0]?.forward(batch);
-    return parts.shard.forward(hidden ? { ...batch, tokens: undefined, hidden } : batch);
-  };
-  const out: Float64Array[] = [];
-  let logits = await step([...prompt], 0);
-  for (let i = 0; i < oracle.length; i++) {
-    out.push(logSoftmax(logits));
-    if (i + 1 < oracle.length) logits = await step([oracle[i].token], prompt.length + i);
-  }
-  return out;
-}
-
-/** The GPU's next-token log-probabilities along llama.cpp's continuation (teacher-forced). */
-async function gpuLogProbsAlong(path: string, prompt: readonly number[], oracle: readonly OracleStep[]): Promise<Float64Array[]> {
-  const parts = await loadGpuParts(path, { ctx: 256 });
-  try {
-    return await alongOracle(parts, prompt, oracle);
-  } finally {
-    parts.close();
-  }
-}
 
 for (const [arch, shape] of Object.entries(ARCHS)) {
   for (const [qname, quant, tolerance] of QUANTS) {
@@ -141,7 +115,7 @@ test('GPU backend with --gpu-layers: the first layers on the CPU, the last on th
   }
 });
 
-test('GPU backend: the model says where it runs; families and caches the GPU cannot run are refused by name', { skip, timeout: 300_000 }, async () => {
+test('GPU backend: the model says where it runs; caches the GPU cannot hold are refused by name', { skip, timeout: 300_000 }, async () => {
   const path = join(dir, 'placement.gguf');
   writeSyntheticModel(path, { ...ARCHS.qwen3, quant: GgmlType.Q8_0, seed: 3 }, quantizeWithKernels);
   const model = await loadModel(path, { ctx: 64, compute: 'gpu', progress: false });
@@ -154,9 +128,6 @@ test('GPU backend: the model says where it runs; families and caches the GPU can
   await assert.rejects(loadModel(path, { ctx: 64, compute: 'gpu', kvType: GgmlType.Q8_0, progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /F16 only/.test((e as Error).message));
   // 16M positions: a layer's cache of 8 GiB, past what any GPU lets one kernel see.
   await assert.rejects(loadModel(path, { ctx: 1 << 24, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /use --ctx \d+ or less/.test((e as Error).message));
-  const moe = join(dir, 'moe.gguf');
-  writeSyntheticModel(moe, { ...ARCHS.llama, quant: GgmlType.Q8_0, seed: 3, moe: { experts: 4, used: 2, width: 256 } }, quantizeWithKernels);
-  await assert.rejects(loadModel(moe, { ctx: 64, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /Mixture-of-Experts/.test((e as Error).message));
   // auto passes a software adapter by, saying so, and runs on the CPU.
   const auto = await loadModel(path, { ctx: 64, compute: 'auto', progress: false });
   try {
@@ -166,7 +137,7 @@ test('GPU backend: the model says where it runs; families and caches the GPU can
   }
 });
 
-test('cairn generate and serve --backend: gpu runs there and says on which adapter, auto says why it stayed on the CPU, a model the GPU cannot run fails by name', { skip, timeout: 300_000 }, async () => {
+test('cairn generate and serve --backend: gpu runs there and says on which adapter, auto says why it stayed on the CPU, a cache the GPU cannot hold fails by name', { skip, timeout: 300_000 }, async () => {
   const path = join(dir, 'cli.gguf');
   writeSyntheticModel(path, { ...ARCHS.llama, quant: GgmlType.F32, seed: 5 }, quantizeWithKernels);
   const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', path, '-p', 'hello', '-n', '6', '--temperature', '0', '--json', ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -201,11 +172,9 @@ test('cairn generate and serve --backend: gpu runs there and says on which adapt
   const refusedSplit = run('--gpu-layers', '2');
   assert.notEqual(refusedSplit.status, 0);
   assert.match(refusedSplit.stderr, /--gpu-layers goes with --backend gpu or auto/);
-  const moe = join(dir, 'cli-moe.gguf');
-  writeSyntheticModel(moe, { ...ARCHS.llama, quant: GgmlType.Q8_0, seed: 3, moe: { experts: 4, used: 2, width: 256 } }, quantizeWithKernels);
-  const refused = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', moe, '-p', 'hi', '-n', '2', '--backend', 'gpu'], { encoding: 'utf8', timeout: 120_000 });
+  const refused = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', path, '-p', 'hi', '-n', '2', '--backend', 'gpu', '--kv-type', 'q8_0'], { encoding: 'utf8', timeout: 120_000 });
   assert.notEqual(refused.status, 0);
-  assert.match(refused.stderr, /Mixture-of-Experts layers do not run on the GPU yet; use --backend cpu/);
+  assert.match(refused.stderr, /the GPU backend keeps its KV cache in F16 only; drop --kv-type or use --backend cpu/);
   assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
 });
 

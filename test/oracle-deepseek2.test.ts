@@ -26,42 +26,15 @@ import {
   quantizeWithKernels,
 } from './helpers/oracle-greedy.js';
 import { scratchDir } from './helpers/paths.js';
+import { DEEPSEEK_V2_LITE, DEEPSEEK_V2_LITE_UNSPLIT, DEEPSEEK_V3 } from './helpers/family-shapes.js';
 
 const dir = scratchDir('oracle-deepseek2');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
-const COMMON = { arch: 'deepseek2', nEmbd: 256, nHead: 4, nKvHead: 1, nFf: 512, nVocab: 600, ctx: 256 } as const;
-
-const V2_LITE: SyntheticShape = {
-  ...COMMON,
-  nLayer: 3,
-  yarn: { factor: 40, origCtx: 32 },
-  mla: { qLora: 0, kvLora: 64, nope: 32, ropeDim: 16, vDim: 32, mscaleAllDim: 0.707 },
-  moe: { experts: 16, used: 4, width: 64, shared: 2, leadingDense: 1, sigmoid: false, normalize: false, scale: 1 },
-};
-
-/** V2-Lite-like as older converters wrote it: an unsplit attn_kv_b, which llama.cpp runs without absorption. */
-const V2_LITE_UNSPLIT: SyntheticShape = { ...V2_LITE, nKvHead: 4, mla: { ...V2_LITE.mla!, unsplit: true } };
-
-const V3: SyntheticShape = {
-  ...COMMON,
-  nLayer: 4,
-  yarn: { factor: 40, origCtx: 32 },
-  mla: { qLora: 64, kvLora: 64, nope: 32, ropeDim: 16, vDim: 32, mscaleAllDim: 1 },
-  moe: {
-    experts: 16,
-    used: 4,
-    width: 64,
-    shared: 1,
-    leadingDense: 1,
-    sigmoid: true,
-    normalize: true,
-    scale: 2.5,
-    groups: 4,
-    groupsUsed: 2,
-  },
-};
+const V2_LITE = DEEPSEEK_V2_LITE;
+const V2_LITE_UNSPLIT = DEEPSEEK_V2_LITE_UNSPLIT;
+const V3 = DEEPSEEK_V3;
 
 type Case = [string, SyntheticShape, SyntheticQuant, GgmlType.F16 | GgmlType.F32, number];
 

@@ -6,22 +6,8 @@
  * K-quant mix; and one without the Q/K norms (GLM-4.5-Air).
  */
 import { GgmlType } from '../src/gguf/ggml-types.js';
-import type { SyntheticShape } from '../src/model/synthetic.js';
 import { oracleTests } from './helpers/oracle-cases.js';
-
-const GLM45: SyntheticShape = {
-  arch: 'glm4moe',
-  nEmbd: 256,
-  nLayer: 4,
-  nHead: 4,
-  nKvHead: 2,
-  headDim: 64,
-  nFf: 512,
-  nVocab: 1000,
-  ropeBase: 1000000,
-  attnExtras: { qkvBias: true, qkNorm: true },
-  moe: { experts: 16, used: 4, width: 256, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, nextn: 1 },
-};
+import { GLM45 } from './helpers/family-shapes.js';
 
 oracleTests('glm4moe', GLM45);
 oracleTests('glm4moe-air', { ...GLM45, attnExtras: { qkvBias: true }, moe: { ...GLM45.moe!, scale: 1 } }, [

@@ -25,47 +25,20 @@ import {
   quantizeWithKernels,
 } from './helpers/oracle-greedy.js';
 import { scratchDir } from './helpers/paths.js';
+import { GPT_OSS, GPT_OSS_MXFP4, GPT_OSS_WIDE, GPT_OSS_WINDOW } from './helpers/family-shapes.js';
 
 const dir = scratchDir('oracle-gpt-oss');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
-const WINDOW = 8;
-const SHAPE: SyntheticShape = {
-  arch: 'gpt-oss',
-  nEmbd: 128,
-  nLayer: 4,
-  nHead: 4,
-  nKvHead: 2,
-  headDim: 32,
-  nFf: 64,
-  nVocab: 600,
-  ctx: 256,
-  ropeBase: 150000,
-  // As the released models: YaRN x32 over an original 4096 positions, so the ramp and the magnitude matter.
-  yarn: { factor: 32, origCtx: 4096 },
-  slidingWindow: WINDOW,
-  // Three of eight: an odd count, in the order llama.cpp sums them.
-  moe: { experts: 8, used: 3, width: 64 },
-};
-const MXFP4 = { ...SHAPE.moe!, expertType: GgmlType.MXFP4 };
-/** Wide enough for K-quant blocks (256) in every matrix, experts included. */
-const WIDE: SyntheticShape = { ...SHAPE, nEmbd: 256, nHead: 8, nKvHead: 2, moe: { experts: 8, used: 4, width: 256 } };
+const WINDOW = GPT_OSS_WINDOW;
 
-/**
- * name, shape, weights, KV cache, prompt length (past 64 tokens, the prompt's attention runs in
- * several chunks), and for the files whose activations both engines round alike (F32 weights and
- * cache; MXFP4 experts take Q8_0 activations, quantized identically) the largest log-probability
- * gap along llama.cpp's continuation: they agree to ~1e-5 there. Elsewhere a rounding flip in an
- * 8-bit activation can move a router logit past its neighbour's and change an expert, so only the
- * greedy tokens are compared, up to a near-tie.
- */
 const CASES: [string, SyntheticShape, SyntheticQuant, GgmlType.F16 | GgmlType.F32, number, number?][] = [
-  ['F32, F32 KV cache', SHAPE, GgmlType.F32, GgmlType.F32, 3 * WINDOW, 1e-3],
-  ['MXFP4 experts, F32 elsewhere and in the KV cache, a 100-token prompt', { ...SHAPE, moe: MXFP4 }, GgmlType.F32, GgmlType.F32, 100, 1e-3],
-  ['MXFP4 experts, Q8_0 elsewhere', { ...SHAPE, moe: MXFP4 }, GgmlType.Q8_0, GgmlType.F16, 3 * WINDOW],
-  ['MXFP4 experts, Q4_K_M elsewhere', { ...WIDE, moe: { ...WIDE.moe!, expertType: GgmlType.MXFP4 } }, 'Q4_K_M', GgmlType.F16, 3 * WINDOW],
-  ['Q4_K_M, K-quant experts', WIDE, 'Q4_K_M', GgmlType.F16, 3 * WINDOW],
+  ['F32, F32 KV cache', GPT_OSS, GgmlType.F32, GgmlType.F32, 3 * WINDOW, 1e-3],
+  ['MXFP4 experts, F32 elsewhere and in the KV cache, a 100-token prompt', GPT_OSS_MXFP4, GgmlType.F32, GgmlType.F32, 100, 1e-3],
+  ['MXFP4 experts, Q8_0 elsewhere', GPT_OSS_MXFP4, GgmlType.Q8_0, GgmlType.F16, 3 * WINDOW],
+  ['MXFP4 experts, Q4_K_M elsewhere', { ...GPT_OSS_WIDE, moe: { ...GPT_OSS_WIDE.moe!, expertType: GgmlType.MXFP4 } }, 'Q4_K_M', GgmlType.F16, 3 * WINDOW],
+  ['Q4_K_M, K-quant experts', GPT_OSS_WIDE, 'Q4_K_M', GgmlType.F16, 3 * WINDOW],
 ];
 
 for (const [name, shape, quant, kv, promptLength, tolerance] of CASES) {

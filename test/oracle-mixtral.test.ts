@@ -4,15 +4,6 @@
  * grouped-query attention) in F32, Q8_0 and a K-quant mix.
  */
 import { oracleTests } from './helpers/oracle-cases.js';
+import { MIXTRAL } from './helpers/family-shapes.js';
 
-oracleTests('mixtral', {
-  arch: 'llama',
-  nEmbd: 256,
-  nLayer: 3,
-  nHead: 8,
-  nKvHead: 2,
-  nFf: 256,
-  nVocab: 1000,
-  ropeBase: 1000000,
-  moe: { experts: 8, used: 2, width: 256 },
-});
+oracleTests('mixtral', MIXTRAL);

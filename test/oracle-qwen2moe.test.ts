@@ -4,16 +4,6 @@
  * gate, an untied head) in F32, Q8_0 and a K-quant mix.
  */
 import { oracleTests } from './helpers/oracle-cases.js';
+import { QWEN2MOE } from './helpers/family-shapes.js';
 
-oracleTests('qwen2moe', {
-  arch: 'qwen2moe',
-  nEmbd: 256,
-  nLayer: 3,
-  nHead: 4,
-  nKvHead: 4,
-  nFf: 512,
-  nVocab: 1000,
-  ropeBase: 1000000,
-  attnExtras: { qkvBias: true },
-  moe: { experts: 12, used: 4, width: 256, sharedWidth: 512 },
-});
+oracleTests('qwen2moe', QWEN2MOE);

@@ -3,18 +3,8 @@
  * softmax routing over all experts with the top k renormalized) in F32, Q8_0 and a K-quant mix.
  */
 import { oracleTests } from './helpers/oracle-cases.js';
+import { QWEN3MOE } from './helpers/family-shapes.js';
 
 // 32 experts (more than 16: llama.cpp's sort is then an introsort), 4 per token, 256 wide so the
 // K-quant mix quantizes every expert.
-oracleTests('qwen3moe', {
-  arch: 'qwen3moe',
-  nEmbd: 256,
-  nLayer: 3,
-  nHead: 4,
-  nKvHead: 2,
-  headDim: 64,
-  nFf: 1024,
-  nVocab: 1000,
-  ropeBase: 1000000,
-  moe: { experts: 32, used: 4, width: 256 },
-});
+oracleTests('qwen3moe', QWEN3MOE);

@@ -24,6 +24,8 @@ function need(t: GpuTensor, bytes: number, what: string): void {
 }
 
 const threads = (n: number) => Math.ceil(n / WG);
+/** Workgroups one grid dimension takes (WebGPU's default limit). */
+const MAX_GRID = 65535;
 const f32Bits = (v: number) => new Uint32Array(new Float32Array([v]).buffer)[0];
 
 /** The router's rule as the GPU takes it (moe-router.ts's MoeRouting). */
@@ -59,7 +61,7 @@ export function moeRoute(gpu: WebGpuKernels, logits: GpuTensor, n: number, r: Gp
   if (n === 0) return;
   const gating = r.gating === 'softmax' ? 0 : r.gating === 'sigmoid' ? 1 : 2;
   const params = new Uint32Array([n, r.experts, r.used, gating, r.normalize ? 1 : 0, f32Bits(r.scale), r.groups > 1 ? r.groups : 0, r.groupsUsed, selectionBias ? 1 : 0, 0, 0, 0]);
-  gpu.run('moe-route', () => MOE_ROUTE, [logits, selectionBias ?? logits, ids, weights, params], threads(n));
+  gpu.run('moe-route', () => MOE_ROUTE, [logits, selectionBias ?? gpu.empty, ids, weights, params], threads(n));
 }
 
 /** A bank of experts (or one part of one) on the device: experts [first, first + count) in their file layout. */
@@ -112,14 +114,16 @@ export function matmulId(
   need(y, (yOffset + (pairs - 1) * yStride + rows) * 4, 'y');
   need(ids, pairs * 4, 'ids');
   if (bias) need(bias, (part.first + part.count) * rows * 4, 'the expert biases');
-  if (pairs > 65535) bad(`${pairs} expert pairs in one product (at most 65535)`);
   const sg = gpu.gpu.subgroups;
   const perGroup = sg ? WG / gpu.gpu.subgroupMaxSize : 1;
   const groups = Math.ceil(rows / perGroup);
-  if (groups > 65535) bad(`${rows} rows per expert are more than one product takes`);
-  const params = new Uint32Array([rows, cols, pairs, rowBytes, expertBytes, part.first, part.count, xOffset, xDiv, xStride, yOffset, yStride, bias ? 1 : 0, 0, 0, 0]);
+  if (groups > MAX_GRID) bad(`${rows} rows per expert are more than one product takes`);
   const key = `matmul-id-${sg ? 'sg-' : ''}${wtype}`;
-  gpu.run(key, () => matmulIdWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, sg), [part.t, x, y, ids, bias ?? x, params], [groups, pairs]);
+  // A grid dimension holds at most MAX_GRID workgroups: more pairs go in several dispatches.
+  for (let p0 = 0; p0 < pairs; p0 += MAX_GRID) {
+    const params = new Uint32Array([rows, cols, pairs, rowBytes, expertBytes, part.first, part.count, xOffset, xDiv, xStride, yOffset, yStride, bias ? 1 : 0, p0, 0, 0]);
+    gpu.run(key, () => matmulIdWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, sg), [part.t, x, y, ids, bias ?? gpu.empty, params], [groups, Math.min(MAX_GRID, pairs - p0)]);
+  }
 }
 
 /** out[t] = Σ_j weights[t, j] x y[t x used + j] over n tokens of dim, slots in order (kernels' moeCombine). */

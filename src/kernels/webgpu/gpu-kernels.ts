@@ -12,7 +12,7 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -99,7 +99,8 @@ export class WebGpuKernels {
   /** Buffers of recorded work made for one call, released once it is submitted. */
   private transient: GPUBuffer[] = [];
   private readonly transientSet = new WeakSet<GPUBuffer>();
-  private readonly empty: GpuTensor;
+  /** A small tensor bound where a kernel has nothing to read (an absent bias or sink). */
+  readonly empty: GpuTensor;
   /**
    * Every dispatch's parameters, one slot each in one uniform buffer written once per flush: a
    * step's dispatches then bind the same (buffers, slot) as the step before, and their bind
@@ -341,6 +342,18 @@ export class WebGpuKernels {
     if (n === 0) return;
     const params = this.uniform(new Uint32Array([n / 2, rowElems, pos0, srcRow * rowElems]));
     this.dispatchThreads('storekv', this.pipeline('storekv', () => STORE_KV_F16), [k.buffer, v.buffer, kCache.buffer, vCache.buffer, params], n / 2);
+  }
+
+  /** Writes nTokens rows of rowElems f32 (from row srcRow of x) into rows [pos0, pos0 + nTokens) of one F16 cache. */
+  storeF16(x: GpuTensor, cache: GpuTensor, rowElems: number, pos0: number, nTokens: number, srcRow = 0): void {
+    for (const [name, v] of [['rowElems', rowElems], ['pos0', pos0], ['nTokens', nTokens], ['srcRow', srcRow]] as const) checkCount(name, v);
+    if (rowElems % 2 !== 0) bad(`an F16 cache on the GPU needs rows of an even number of elements (got ${rowElems})`);
+    const n = nTokens * rowElems;
+    if (x.bytes < (srcRow * rowElems + n) * 4) bad('storeF16: x is too small');
+    if (cache.bytes < (pos0 + nTokens) * rowElems * 2) bad('storeF16: the cache is too small');
+    if (n === 0) return;
+    const params = this.uniform(new Uint32Array([n / 2, rowElems, pos0, srcRow * rowElems]));
+    this.dispatchThreads('store-f16', this.pipeline('store-f16', () => STORE_F16), [x.buffer, cache.buffer, params], n / 2);
   }
 
   /**

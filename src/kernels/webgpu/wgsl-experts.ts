@@ -125,7 +125,7 @@ const MATMUL_ID_BINDINGS = /* wgsl */ `struct Params {
   rows: u32, cols: u32, pairs: u32, row_bytes: u32,
   expert_bytes: u32, first: u32, count: u32, x_off: u32,
   x_div: u32, x_stride: u32, y_off: u32, y_stride: u32,
-  has_bias: u32, pad0: u32, pad1: u32, pad2: u32,
+  has_bias: u32, pair0: u32, pad1: u32, pad2: u32,
 }
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -147,7 +147,7 @@ fn store(p: u32, e: u32, r: u32, s: f32) {
  * [first, first + count); pairs routed elsewhere are passed over) and its input row
  * x[x_off + (p / x_div) * x_stride ..] (x_div = used: the token's row, shared by its slots; 1: a
  * row of its own); writes rows of y[y_off + p * y_stride ..], plus the expert's bias. Workgroups:
- * rows (64 / subgroup size a workgroup with subgroups, else one) by pairs.
+ * rows (64 / subgroup size a workgroup with subgroups, else one) by pairs from pair0.
  */
 export function matmulIdWgsl(bytes: string, format: string, blockElems: number, blockBytes: number, subgroups: boolean): string {
   const head = subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : '';
@@ -156,7 +156,7 @@ export function matmulIdWgsl(bytes: string, format: string, blockElems: number, 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
         @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let p = wg.y;
+  let p = P.pair0 + wg.y;
   let e = ids[p];
   if (e < P.first || e >= P.first + P.count) { return; }
   let r = wg.x * (${WG}u / sgs) + li / sgs;
@@ -175,7 +175,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 var<workgroup> red: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let p = wg.y;
+  let p = P.pair0 + wg.y;
   let e = ids[p];
   if (e < P.first || e >= P.first + P.count) { return; }
   let r = wg.x;

@@ -259,6 +259,21 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
+/** Rows of one F16 cache from f32 rows (a key-only cache: latent attention's), as STORE_KV_F16 stores two. */
+export const STORE_F16 = /* wgsl */ `
+struct Params { pairs: u32, row_elems: u32, pos0: u32, src_off: u32 }
+@group(0) @binding(0) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read_write> kc: array<u32>;
+@group(0) @binding(2) var<uniform> P: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= P.pairs) { return; }
+  let e = P.src_off + 2u * i;
+  kc[P.pos0 * P.row_elems / 2u + i] = pack2x16float(vec2f(k[e], k[e + 1u]));
+}
+`;
+
 /** Most key elements per head the GPU attention takes (its query row lives in workgroup memory). */
 export const ATTENTION_MAX_KEY = 1024;
 /** Most value elements per head (each of the WG threads accumulates up to ATTENTION_ACC of them). */

@@ -21,7 +21,7 @@
 import { CairnError } from '../../util/errors.js';
 import { gv } from '../../gguf/values.js';
 import type { Metadata } from '../../gguf/metadata.js';
-import { DenseFfn, declareDenseFfn, synthesizeDenseFfn } from '../blocks/dense-ffn.js';
+import { DenseFfn, declareDenseFfn, synthesizeDenseFfn, type DenseFfnWeights } from '../blocks/dense-ffn.js';
 import {
   MLA_TENSORS,
   MlaAttention,
@@ -31,16 +31,21 @@ import {
   mlaKqScale,
   mlaKvRow,
   type MlaShape,
+  type MlaWeights,
 } from '../blocks/mla-attention.js';
-import { MoeFfn, declareMoeFfn, declareRoutedExperts, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
+import { MoeFfn, declareMoeFfn, declareRoutedExperts, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors, type MoeFfnWeights } from '../blocks/moe-ffn.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
 import { synthesizeOutputHead } from '../blocks/output-head.js';
 import { synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
 import type { FfnBlock } from '../blocks/types.js';
 import type { ModelFamily } from '../family.js';
 import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
+import type { TensorSource } from '../tensor-source.js';
+import { GpuDenseFfn, GpuPreNormLayer } from '../gpu/gpu-blocks.js';
+import { GpuMlaAttention } from '../gpu/gpu-mla.js';
+import { GpuMoeFfn } from '../gpu/gpu-moe.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
-import { denseDecoderInput, denseDecoderOutput } from './dense-decoder.js';
+import { denseDecoderGpuOutput, denseDecoderInput, denseDecoderOutput } from './dense-decoder.js';
 import { describeMoe, isMoeLayer, moeFfnPlan, readMoeConfig, writeMoeKeys, type MoeModelConfig } from './moe-keys.js';
 
 /** A deepseek2 model's shape: the MoE part and the latent attention of every layer. */
@@ -155,6 +160,23 @@ function moeShape(cfg: Deepseek2Config): MoeFfnShape {
   };
 }
 
+/** Layer l's tensors in llama.cpp's order: attention norm, latent attention, FFN norm, then experts or (leading layers) a dense FFN. */
+function declareLayer(
+  cfg: Deepseek2Config,
+  l: number,
+  src: TensorSource,
+): { attnNorm: Float32Array; attention: MlaWeights; ffnNorm: Float32Array; moe?: MoeFfnWeights; dense?: DenseFfnWeights } {
+  const p = `blk.${l}.`;
+  const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
+  const attention = declareMla(src, p, cfg.mla);
+  const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
+  if (!isMoeLayer(cfg, l)) return { attnNorm, attention, ffnNorm, dense: declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf) };
+  if (src.has(`${p}ffn_gate_up_exps.weight`)) {
+    throw new CairnError('MODEL_UNSUPPORTED', `${src.path}: merged expert gate/up tensors ("${p}ffn_gate_up_exps.weight") are not supported`);
+  }
+  return { attnNorm, attention, ffnNorm, moe: declareMoeFfn(src, p, moeShape(cfg), MOE_TENSORS_READ) };
+}
+
 /** The deepseek2 family. */
 export const deepseek2Family: ModelFamily<Deepseek2Config> = {
   name: 'DeepSeek V2 / V3 / Kimi K2',
@@ -172,23 +194,17 @@ export const deepseek2Family: ModelFamily<Deepseek2Config> = {
   },
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer(cfg, l, src, ws) {
-    const p = `blk.${l}.`;
-    const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
-    const attention = new MlaAttention(cfg.mla, declareMla(src, p, cfg.mla), ws);
-    const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
-    let ffn: FfnBlock;
-    if (isMoeLayer(cfg, l)) {
-      if (src.has(`${p}ffn_gate_up_exps.weight`)) {
-        throw new CairnError(
-          'MODEL_UNSUPPORTED',
-          `${src.path}: merged expert gate/up tensors ("${p}ffn_gate_up_exps.weight") are not supported`,
-        );
-      }
-      ffn = new MoeFfn(moeShape(cfg), declareMoeFfn(src, p, moeShape(cfg), MOE_TENSORS_READ), ws);
-    } else {
-      ffn = new DenseFfn(declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf), ws);
-    }
-    return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
+    const d = declareLayer(cfg, l, src);
+    const ffn: FfnBlock = d.moe ? new MoeFfn(moeShape(cfg), d.moe, ws) : new DenseFfn(d.dense!, ws);
+    return new PreNormLayer(d.attnNorm, new MlaAttention(cfg.mla, d.attention, ws), d.ffnNorm, ffn, cfg.rmsEps, ws);
+  },
+  gpu: {
+    layer(cfg, l, src, ws) {
+      const d = declareLayer(cfg, l, src);
+      const ffn = d.moe ? new GpuMoeFfn(moeShape(cfg), d.moe, ws) : new GpuDenseFfn(d.dense!, ws);
+      return new GpuPreNormLayer(d.attnNorm, new GpuMlaAttention(cfg.mla, d.attention, ws), d.ffnNorm, ffn, cfg.rmsEps, ws);
+    },
+    output: (cfg, src, ws) => denseDecoderGpuOutput(cfg, src, ws),
   },
   routedExperts: (cfg, l, src, ws) =>
     isMoeLayer(cfg, l) ? new MoeFfn(moeShape(cfg), declareRoutedExperts(src, `blk.${l}.`, moeShape(cfg), MOE_TENSORS_READ), ws) : undefined,

@@ -19,8 +19,11 @@ import type { ModelConfig } from '../config.js';
 import type { LayerPlan, ModelFamily } from '../family.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
 import { declareAttentionSinks, synthesizeAttentionSinks } from '../blocks/attention-sinks.js';
-import { GqaAttention, declareGqa, gqaKvRow, gqaShape, synthesizeGqa, type GqaShape, type GqaTensors } from '../blocks/gqa-attention.js';
-import { MOE_TENSORS, MoeFfn, declareMoeFfn, declareRoutedExperts, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
+import { GqaAttention, declareGqa, gqaKvRow, gqaShape, synthesizeGqa, type GqaShape, type GqaTensors, type GqaWeights } from '../blocks/gqa-attention.js';
+import { MOE_TENSORS, MoeFfn, declareMoeFfn, declareRoutedExperts, type MoeFfnShape, type MoeFfnTensors, type MoeFfnWeights } from '../blocks/moe-ffn.js';
+import { GpuGqaAttention, GpuOutputHead, GpuPreNormLayer } from '../gpu/gpu-blocks.js';
+import { GpuMoeFfn } from '../gpu/gpu-moe.js';
+import type { TensorSource } from '../tensor-source.js';
 import { synthesizeMoeRouter } from '../blocks/moe-router.js';
 import { OUTPUT_TENSORS, OutputHead, declareOutputHead } from '../blocks/output-head.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
@@ -146,6 +149,17 @@ function synthesizeGptOssMoe(out: SyntheticTensors, prefix: string, layer: numbe
   out.f32(`${prefix}${MOE_TENSORS.down}.bias`, [e, E], 0.1);
 }
 
+/** Layer l's tensors in llama.cpp's order: attention norm, attention with its biases and sinks, the pre-FFN norm, the experts. */
+function declareLayer(cfg: GptOssConfig, l: number, src: TensorSource): { attnNorm: Float32Array; shape: GqaShape; attention: GqaWeights; ffnNorm: Float32Array; moe: MoeFfnWeights } {
+  const p = `blk.${l}.`;
+  const shape = layerShape(cfg, l);
+  const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
+  const weights = declareGqa(src, p, shape, TENSORS);
+  const sinks = declareAttentionSinks(src, p, cfg.nHead);
+  const ffnNorm = src.vector(p + FFN_NORM, cfg.nEmbd);
+  return { attnNorm, shape, attention: { ...weights, sinks }, ffnNorm, moe: declareMoeFfn(src, p, moeShape(cfg), MOE_TENSOR_SET) };
+}
+
 /** The gpt-oss family. */
 export const gptOssFamily: ModelFamily<GptOssConfig> = {
   name: 'gpt-oss',
@@ -155,15 +169,17 @@ export const gptOssFamily: ModelFamily<GptOssConfig> = {
   describe,
   input: (cfg, src) => new TokenEmbedding(declareTokenEmbedding(src, cfg.nVocab, cfg.nEmbd)),
   layer(cfg, l, src, ws) {
-    const p = `blk.${l}.`;
-    const shape = layerShape(cfg, l);
-    const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
-    const weights = declareGqa(src, p, shape, TENSORS);
-    const sinks = declareAttentionSinks(src, p, cfg.nHead);
-    const attention = new GqaAttention(shape, { ...weights, sinks }, ws);
-    const ffnNorm = src.vector(p + FFN_NORM, cfg.nEmbd);
-    const ffn = new MoeFfn(moeShape(cfg), declareMoeFfn(src, p, moeShape(cfg), MOE_TENSOR_SET), ws);
-    return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
+    const d = declareLayer(cfg, l, src);
+    const attention = new GqaAttention(d.shape, d.attention, ws);
+    return new PreNormLayer(d.attnNorm, attention, d.ffnNorm, new MoeFfn(moeShape(cfg), d.moe, ws), cfg.rmsEps, ws);
+  },
+  gpu: {
+    layer(cfg, l, src, ws) {
+      const d = declareLayer(cfg, l, src);
+      const attention = new GpuGqaAttention(d.shape, d.attention, ws);
+      return new GpuPreNormLayer(d.attnNorm, attention, d.ffnNorm, new GpuMoeFfn(moeShape(cfg), d.moe, ws), cfg.rmsEps, ws);
+    },
+    output: (cfg, src, ws) => new GpuOutputHead(declareOutputHead(src, cfg.nVocab, cfg.nEmbd, false), cfg.rmsEps, ws),
   },
   routedExperts: (cfg, l, src, ws) => new MoeFfn(moeShape(cfg), declareRoutedExperts(src, `blk.${l}.`, moeShape(cfg), MOE_TENSOR_SET), ws),
   // Never tied to the embedding: llama.cpp requires output.weight.

@@ -15,6 +15,8 @@ import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
 import { isMoeConfig, readMoeConfig, writeMoeKeys, type MoeKeyRules, type MoeModelConfig } from './moe-keys.js';
 import {
   describeMoeDecoder,
+  moeDecoderGpuLayer,
+  moeDecoderGpuOutput,
   moeDecoderLayer,
   moeDecoderLayerPlan,
   moeDecoderOutput,
@@ -84,11 +86,8 @@ export const llamaFamily: ModelFamily = {
   routedExperts: (cfg, l, src, ws) => (isMoeConfig(cfg) ? moeDecoderRoutedExperts(cfg, l, src, ws, MOE_PARTS) : undefined),
   output: (cfg, src) => (isMoeConfig(cfg) ? moeDecoderOutput(cfg, src, MOE_PARTS) : denseDecoderOutput(cfg, src)),
   gpu: {
-    layer(cfg, l, src, ws) {
-      if (isMoeConfig(cfg)) throw new CairnError('MODEL_UNSUPPORTED', 'Mixture-of-Experts layers do not run on the GPU yet; use --backend cpu');
-      return denseDecoderGpuLayer(cfg, l, src, ws, TENSORS);
-    },
-    output: (cfg, src, ws) => denseDecoderGpuOutput(cfg, src, ws),
+    layer: (cfg, l, src, ws) => (isMoeConfig(cfg) ? moeDecoderGpuLayer(cfg, l, src, ws, MOE_PARTS) : denseDecoderGpuLayer(cfg, l, src, ws, TENSORS)),
+    output: (cfg, src, ws) => (isMoeConfig(cfg) ? moeDecoderGpuOutput(cfg, src, ws, MOE_PARTS) : denseDecoderGpuOutput(cfg, src, ws)),
   },
   synthetic: {
     shapes: {

@@ -6,9 +6,12 @@
  * pre-FFN norm and which router and expert tensors their files have.
  */
 import type { LayerPlan, ModelFamily } from '../family.js';
-import { DenseFfn, declareDenseFfn, synthesizeDenseFfn } from '../blocks/dense-ffn.js';
-import { GqaAttention, declareGqa, gqaShape, synthesizeGqa, type GqaTensors } from '../blocks/gqa-attention.js';
-import { MoeFfn, declareMoeFfn, declareRoutedExperts, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors } from '../blocks/moe-ffn.js';
+import { DenseFfn, declareDenseFfn, synthesizeDenseFfn, type DenseFfnWeights } from '../blocks/dense-ffn.js';
+import { GqaAttention, declareGqa, gqaShape, synthesizeGqa, type GqaShape, type GqaTensors, type GqaWeights } from '../blocks/gqa-attention.js';
+import { MoeFfn, declareMoeFfn, declareRoutedExperts, synthesizeMoeFfn, type MoeFfnShape, type MoeFfnTensors, type MoeFfnWeights } from '../blocks/moe-ffn.js';
+import { GpuDenseFfn, GpuGqaAttention, GpuOutputHead, GpuPreNormLayer, type GpuDecoderLayer } from '../gpu/gpu-blocks.js';
+import { GpuMoeFfn } from '../gpu/gpu-moe.js';
+import type { GpuWorkspace } from '../gpu/gpu-workspace.js';
 import { OutputHead, declareOutputHead, synthesizeOutputHead } from '../blocks/output-head.js';
 import { synthesizeRopeFreqs } from '../blocks/rope.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm, type PRE_NORMS } from '../blocks/pre-norm-layer.js';
@@ -52,19 +55,43 @@ export function moeDecoderOutput(cfg: MoeModelConfig, src: TensorSource, parts: 
   return new OutputHead(declareOutputHead(src, cfg.nVocab, cfg.nEmbd, parts.tiedAllowed), cfg.rmsEps);
 }
 
-/** Declares and builds layer `l`: attention norm, attention, pre-FFN norm, then experts or (leading layers) a dense FFN. */
-export function moeDecoderLayer(cfg: MoeModelConfig, l: number, src: TensorSource, ws: Workspace, parts: MoeDecoderParts): DecoderLayer {
+/** What layer `l` declares, in llama.cpp's order: attention norm, attention, pre-FFN norm, then experts or (leading layers) a dense FFN. */
+interface MoeDecoderLayerWeights {
+  readonly attnNorm: Float32Array;
+  readonly shape: GqaShape;
+  readonly attention: GqaWeights;
+  readonly ffnNorm: Float32Array;
+  readonly ffn: { readonly kind: 'moe'; readonly shape: MoeFfnShape; readonly w: MoeFfnWeights } | { readonly kind: 'dense'; readonly w: DenseFfnWeights };
+}
+
+function declareMoeDecoderLayer(cfg: MoeModelConfig, l: number, src: TensorSource, parts: MoeDecoderParts): MoeDecoderLayerWeights {
   const p = `blk.${l}.`;
   const shape = gqaShape(cfg);
   const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
-  const attention = new GqaAttention(shape, declareGqa(src, p, shape, parts.attention), ws);
+  const attention = declareGqa(src, p, shape, parts.attention);
   const ffnNorm = declarePreNorm(src, p, parts.ffnNorm, cfg.nEmbd);
-  let ffn;
-  if (isMoeLayer(cfg, l)) {
-    const s = moeFfnShape(cfg.nEmbd, cfg.moe);
-    ffn = new MoeFfn(s, declareMoeFfn(src, p, s, parts.moe), ws);
-  } else ffn = new DenseFfn(declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf), ws);
-  return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
+  if (!isMoeLayer(cfg, l)) return { attnNorm, shape, attention, ffnNorm, ffn: { kind: 'dense', w: declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf) } };
+  const s = moeFfnShape(cfg.nEmbd, cfg.moe);
+  return { attnNorm, shape, attention, ffnNorm, ffn: { kind: 'moe', shape: s, w: declareMoeFfn(src, p, s, parts.moe) } };
+}
+
+/** Declares and builds layer `l`. */
+export function moeDecoderLayer(cfg: MoeModelConfig, l: number, src: TensorSource, ws: Workspace, parts: MoeDecoderParts): DecoderLayer {
+  const d = declareMoeDecoderLayer(cfg, l, src, parts);
+  const ffn = d.ffn.kind === 'moe' ? new MoeFfn(d.ffn.shape, d.ffn.w, ws) : new DenseFfn(d.ffn.w, ws);
+  return new PreNormLayer(d.attnNorm, new GqaAttention(d.shape, d.attention, ws), d.ffnNorm, ffn, cfg.rmsEps, ws);
+}
+
+/** Layer `l` on the GPU: the same declarations, run by the GPU blocks. */
+export function moeDecoderGpuLayer(cfg: MoeModelConfig, l: number, src: TensorSource, ws: GpuWorkspace, parts: MoeDecoderParts): GpuDecoderLayer {
+  const d = declareMoeDecoderLayer(cfg, l, src, parts);
+  const ffn = d.ffn.kind === 'moe' ? new GpuMoeFfn(d.ffn.shape, d.ffn.w, ws) : new GpuDenseFfn(d.ffn.w, ws);
+  return new GpuPreNormLayer(d.attnNorm, new GpuGqaAttention(d.shape, d.attention, ws), d.ffnNorm, ffn, cfg.rmsEps, ws);
+}
+
+/** The final norm and head on the GPU. */
+export function moeDecoderGpuOutput(cfg: MoeModelConfig, src: TensorSource, ws: GpuWorkspace, parts: MoeDecoderParts): GpuOutputHead {
+  return new GpuOutputHead(declareOutputHead(src, cfg.nVocab, cfg.nEmbd, parts.tiedAllowed), cfg.rmsEps, ws);
 }
 
 /** An expert rank's part of layer `l`: its range of the routed experts (none in the leading dense layers). */
@@ -129,8 +156,12 @@ export function synthesizeMoeDecoder(
 /** The methods every GQA Mixture-of-Experts family shares: plan, description, and its parts' input, layers and output. */
 export function moeDecoderMethods(
   parts: MoeDecoderParts,
-): Pick<ModelFamily<MoeModelConfig>, 'layerPlan' | 'describe' | 'input' | 'layer' | 'routedExperts' | 'output'> {
+): Pick<ModelFamily<MoeModelConfig>, 'layerPlan' | 'describe' | 'input' | 'layer' | 'routedExperts' | 'output' | 'gpu'> {
   return {
+    gpu: {
+      layer: (cfg, l, src, ws) => moeDecoderGpuLayer(cfg, l, src, ws, parts),
+      output: (cfg, src, ws) => moeDecoderGpuOutput(cfg, src, ws, parts),
+    },
     routedExperts: (cfg, l, src, ws) => moeDecoderRoutedExperts(cfg, l, src, ws, parts),
     layerPlan: moeDecoderLayerPlan,
     describe: describeMoeDecoder,

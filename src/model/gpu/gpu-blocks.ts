@@ -51,6 +51,11 @@ export interface GpuDecoderLayer {
   forward(x: GpuTensor, step: GpuStep): void;
 }
 
+/** A block of a layer on the GPU (attention, or a feed-forward block): out (n x nEmbd) from the normed stream h. */
+export interface GpuBlock {
+  forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void;
+}
+
 /** A projection on the device: W x (+ b). */
 interface GpuLinear {
   readonly w: GpuMatrix;
@@ -66,8 +71,8 @@ function applyLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number
   if (lin.bias) gpu.addBias(y, lin.bias, n, lin.w.rows);
 }
 
-/** Grouped-query attention over the layer's F16 cache. */
-export class GpuGqaAttention {
+/** Grouped-query attention over the layer's F16 cache, with a sliding window and sink logits where the layer has them. */
+export class GpuGqaAttention implements GpuBlock {
   private readonly q: GpuLinear;
   private readonly k: GpuLinear;
   private readonly v: GpuLinear;
@@ -79,6 +84,7 @@ export class GpuGqaAttention {
   private readonly sv: GpuScratch;
   private readonly sa: GpuScratch;
   private readonly rope: RopeParams;
+  private readonly sinks?: GpuTensor;
 
   constructor(
     private readonly s: GqaShape,
@@ -86,7 +92,7 @@ export class GpuGqaAttention {
     ws: GpuWorkspace,
   ) {
     if (w.heads) throw new CairnError('MODEL_UNSUPPORTED', 'a tensor-parallel rank does not run on the GPU yet');
-    if (w.sinks || s.window) throw new CairnError('MODEL_UNSUPPORTED', 'attention sinks and sliding windows do not run on the GPU yet');
+    this.sinks = w.sinks && ws.vector(w.sinks);
 
     this.q = linear(ws, w.q);
     this.k = linear(ws, w.k);
@@ -129,14 +135,14 @@ export class GpuGqaAttention {
       const kc = step.kv.keys(step.layer, sp.slot);
       const vc = step.kv.values(step.layer, sp.slot);
       gpu.storeKvF16(k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
-      gpu.attention(q, kc, vc, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd) }, attn, sp.start);
+      gpu.attention(q, kc, vc, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd), window: s.window, sinks: this.sinks }, attn, sp.start);
     }
     applyLinear(gpu, this.o, attn, n, out);
   }
 }
 
 /** The dense SwiGLU FFN. */
-export class GpuDenseFfn {
+export class GpuDenseFfn implements GpuBlock {
   private readonly gate: GpuMatrix;
   private readonly up: GpuMatrix;
   private readonly down: GpuMatrix;
@@ -171,9 +177,9 @@ export class GpuPreNormLayer implements GpuDecoderLayer {
 
   constructor(
     attnNorm: Float32Array,
-    private readonly attention: GpuGqaAttention,
+    private readonly attention: GpuBlock,
     ffnNorm: Float32Array,
-    private readonly ffn: GpuDenseFfn,
+    private readonly ffn: GpuBlock,
     private readonly eps: number,
     ws: GpuWorkspace,
     private readonly dim = attnNorm.length,

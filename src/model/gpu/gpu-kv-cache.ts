@@ -26,7 +26,7 @@ export class GpuKvCache implements GpuKv {
   ) {
     let bytes = 0;
     for (const r of rows) {
-      if (r.k !== r.v || r.k % 2 !== 0) throw new CairnError('MODEL_UNSUPPORTED', 'keys and values of different (or odd) sizes do not run on the GPU yet');
+      if (r.k % 2 !== 0 || r.v % 2 !== 0) throw new CairnError('MODEL_UNSUPPORTED', 'KV cache rows of an odd number of elements do not run on the GPU yet');
       // A kernel sees a layer's cache of one sequence through one binding.
       if (ctxPerSlot * r.k * 2 > gpu.gpu.maxBinding) {
         const most = Math.floor(gpu.gpu.maxBinding / (r.k * 2));

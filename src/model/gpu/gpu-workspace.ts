@@ -7,7 +7,8 @@ import { CairnError } from '../../util/errors.js';
 import { ggmlRowBytes, type GgmlType } from '../../gguf/ggml-types.js';
 import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import { gpuWeightFormat } from '../../kernels/webgpu/wgsl-weights.js';
-import type { Matrix } from '../tensor-source.js';
+import type { GpuBankPart } from '../../kernels/webgpu/expert-kernels.js';
+import type { ExpertBank, Matrix } from '../tensor-source.js';
 
 /** A named activation tensor; `t` is set when the workspace allocates. */
 export interface GpuScratch {
@@ -23,6 +24,16 @@ export interface GpuMatrix {
   readonly rows: number;
   readonly cols: number;
   readonly parts: readonly { readonly t: GpuTensor; readonly rowStart: number; readonly rows: number }[];
+}
+
+/** A bank of experts (or of per-head matrices) on the device: runs of whole experts, each its own tensor. */
+export interface GpuBank {
+  readonly name: string;
+  readonly type: GgmlType;
+  readonly rows: number;
+  readonly cols: number;
+  readonly count: number;
+  readonly parts: readonly GpuBankPart[];
 }
 
 /** The activation tensors and uploads of one GPU shard. */
@@ -85,6 +96,26 @@ export class GpuWorkspace {
     }
     this.weightBytes += m.data.byteLength;
     return { name: m.name, type: m.type, rows: m.rows, cols: m.cols, parts };
+  }
+
+  /**
+   * A bank of experts in its file layout on the device, cut into runs of whole experts that fit one
+   * binding. A bank that holds a range of a layer's experts (a tensor-parallel rank's) is refused.
+   */
+  bank(b: ExpertBank): GpuBank {
+    if (!gpuWeightFormat(b.type)) {
+      throw new CairnError('MODEL_UNSUPPORTED', `tensor ${b.name} is of a type the GPU kernels do not read yet; run this model on the CPU (--backend cpu)`);
+    }
+    if (b.first) throw new CairnError('MODEL_UNSUPPORTED', 'a rank holding a range of the experts does not run on the GPU yet');
+    const perPart = Math.floor((this.gpu.gpu.maxBinding - 8) / b.expertBytes);
+    if (perPart < 1) throw new CairnError('MODEL_UNSUPPORTED', `one expert of ${b.name} (${b.expertBytes} bytes) is larger than the GPU lets one kernel see; use --backend cpu`);
+    const parts: GpuBankPart[] = [];
+    for (let e = 0; e < b.count; e += perPart) {
+      const count = Math.min(perPart, b.count - e);
+      parts.push({ t: this.gpu.upload(b.data.subarray(e * b.expertBytes, (e + count) * b.expertBytes)), first: e, count });
+    }
+    this.weightBytes += b.data.byteLength;
+    return { name: b.name, type: b.type, rows: b.rows, cols: b.cols, count: b.count, parts };
   }
 }
 
