@@ -660,9 +660,13 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       const nodes = page.locator('.graph .node');
       await until(page, `document.querySelectorAll('.graph .node[data-up="true"]').length === 2`);
       assert.equal(await nodes.count(), 2);
-      // The plan splits the layers over both nodes, and the links carry their measurements.
-      assert.match((await page.locator('.graph .node', { hasText: 'coordinator' }).textContent()) ?? '', /layer 0/);
-      assert.match((await nodes.filter({ hasNotText: 'coordinator' }).textContent()) ?? '', /layer 1/);
+      // Each node says which layers the plan gave it (the planner may give the remote node both when
+      // the link measures slow on a busy machine), and the links carry their measurements.
+      const coordinator = (await page.locator('.graph .node', { hasText: 'coordinator' }).textContent()) ?? '';
+      const remote = (await nodes.filter({ hasNotText: 'coordinator' }).textContent()) ?? '';
+      const split = /layer 0/.test(coordinator) && /layer 1/.test(remote);
+      const remoteOnly = /no layers/.test(coordinator) && /layers 0–1/.test(remote);
+      assert.ok(split || remoteOnly, `the plan's layers on the nodes: "${coordinator}" / "${remote}"`);
       assert.match((await page.locator('.graph .link text').textContent()) ?? '', /[\d.]+ ms · \d+ MB\/s/);
       assert.match((await page.getByTestId('plan').textContent()) ?? '', /plan 1\b.*predicted [\d.]+ tok\/s/);
       // The node's own CPU load, as it reports it (its power is n/a where RAPL is not readable).
