@@ -1,5 +1,5 @@
 /** `cairn node`: a worker that holds part of a model for a coordinator (`cairn serve --cluster`). */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { addClusterKeyOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
 
 interface NodeFlags extends ClusterKeyFlags {
@@ -12,6 +12,7 @@ interface NodeFlags extends ClusterKeyFlags {
   cacheMaxBytes?: number;
   mdns?: boolean;
   mdnsInterface?: string;
+  backend: 'cpu' | 'gpu' | 'auto';
 }
 
 /** The node command. */
@@ -30,6 +31,14 @@ export function nodeCommand(): Command {
     .option('--mdns', 'announce the node on the local network over mDNS (default: on with a cluster key)')
     .option('--no-mdns', 'do not announce the node over mDNS')
     .option('--mdns-interface <addr>', 'announce on the interface with this address only')
+    .addOption(
+      new Option(
+        '--backend <name>',
+        'where this node\'s layers run: cpu; gpu (through WebGPU; an error when no adapter opens); auto (a hardware GPU if there is one). A GPU node offers the GPU\'s measured read rate to the planner; set --max-memory to a discrete GPU\'s memory',
+      )
+        .choices(['cpu', 'gpu', 'auto'])
+        .default('cpu'),
+    )
     .action(async (o: NodeFlags) => {
       const clusterKey = await clusterSecretFromFlags(o);
       const { MeshNode } = await import('../mesh/node.js');
@@ -53,12 +62,13 @@ export function nodeCommand(): Command {
         mdnsInterface: o.mdnsInterface,
         published: publishedFiles(),
         sampleMachine: machineSampler(),
+        backend: o.backend,
       });
       const a = node.address;
       const c = node.capabilities;
       process.stderr.write(
         `cairn node ${c.name}: listening on ${a.host}:${a.port}${a.loopbackOnly ? ' (no cluster key: only connections from this machine are accepted)' : ''}; ` +
-          `offers ${(c.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${(c.bytesPerSecond / 1e9).toFixed(1)} GB/s, ${c.threads} threads (${c.isa})\n`,
+          `offers ${(c.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${(c.bytesPerSecond / 1e9).toFixed(1)} GB/s, ${c.backend === 'gpu' ? `on the GPU ${c.adapter}` : `${c.threads} threads (${c.isa})`}\n`,
       );
       const stop = async () => {
         await node.close();

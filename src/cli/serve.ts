@@ -131,7 +131,7 @@ export function serveCommand(): Command {
       } catch {
         throw new CairnError('BAD_ARGUMENT', `--keep-alive ${o.keepAlive}: give a duration such as 5m or 1h30m, 0 (unload when idle) or -1 (keep loaded)`);
       }
-      if (o.cluster && o.backend !== 'cpu') throw new CairnError('BAD_ARGUMENT', `--backend ${o.backend} with --cluster: a cluster's nodes compute on their CPUs for now; drop --backend`);
+      if (o.cluster && o.backend !== 'cpu') throw new CairnError('BAD_ARGUMENT', `--backend ${o.backend} with --cluster: the coordinator's own layers run on its CPU; to use this machine's GPU, drop --backend and start \`cairn node --backend gpu\` here as one of the --peers`);
       const loadOptions = {
         ...backendOptions(o),
         threads: o.threads,

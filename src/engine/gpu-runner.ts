@@ -5,7 +5,7 @@
  * device. Steps queue one after another: the device runs one at a time anyway.
  */
 import type { KvSnapshot } from '../model/kv-cache.js';
-import type { DecoderShard } from '../model/decoder.js';
+import type { DecoderShard, ShardBatch } from '../model/decoder.js';
 import type { GpuDecoderShard } from '../model/gpu/gpu-shard.js';
 import { CairnError } from '../util/errors.js';
 import { decodeSnapshots, encodeSnapshots, sampleOutputs, snapshotBytes, type ForwardRequest, type ForwardResult, type ForwardRunner } from './runner.js';
@@ -49,6 +49,18 @@ export class GpuRunner implements ForwardRunner {
       const hidden = this.front?.forward({ nTokens: req.nTokens, tokens: req.tokens, spans: req.spans, outputRows });
       const logits = await this.shard.forward({ nTokens: req.nTokens, tokens: hidden ? undefined : req.tokens, hidden, spans: req.spans, outputRows });
       return sampleOutputs(this.samplers, req.outputs, logits, this.nVocab);
+    });
+  }
+
+  /**
+   * A pipeline stage's step (a node's layers on the GPU): the batch's output as the shard makes it
+   * (hidden states of every row, or logits of batch.outputRows for the last stage), in turn with
+   * every other call.
+   */
+  forwardBatch(batch: ShardBatch): Promise<Float32Array> {
+    return this.serial(async () => {
+      const hidden = this.front?.forward(batch);
+      return this.shard.forward(hidden ? { ...batch, tokens: undefined, hidden } : batch);
     });
   }
 

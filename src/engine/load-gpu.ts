@@ -7,7 +7,7 @@
  */
 import { readGguf, type GgufFile } from '../gguf/reader.js';
 import { GgmlType } from '../gguf/ggml-types.js';
-import { createKernels, openMapping } from '../kernels/index.js';
+import { createKernels, openMapping, type Kernels } from '../kernels/index.js';
 import { describeAdapter } from '../kernels/webgpu/device.js';
 import { WebGpuKernels } from '../kernels/webgpu/gpu-kernels.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
@@ -96,6 +96,48 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
     front?.close();
     if (!gpu) device.destroy();
     throw e;
+  }
+}
+
+/** What a node asks of a pipeline stage on its GPU. */
+export interface GpuStageOptions {
+  readonly ctx: number;
+  readonly slots: number;
+  readonly maxBatch: number;
+  readonly kvType: number;
+  readonly layerStart: number;
+  readonly layerEnd: number;
+}
+
+/** A node's pipeline stage on its GPU: the shard of its layers and the runner whose KV operations and steps it uses. */
+export interface GpuStageParts {
+  readonly config: ModelConfig;
+  readonly kernels: Kernels;
+  readonly shard: GpuDecoderShard;
+  readonly runner: GpuRunner;
+  readonly kvBytes: number;
+  readonly weightBytes: number;
+  close(): void;
+}
+
+/**
+ * Loads layers [layerStart, layerEnd) of a model onto `gpu` (a node's stage; the head too when
+ * layerEnd is the last); throws MODEL_UNSUPPORTED or GPU_UNAVAILABLE saying why it cannot.
+ */
+export async function loadGpuStage(path: string, opts: GpuStageOptions, gpu: WebGpuKernels): Promise<GpuStageParts> {
+  if (opts.kvType !== GgmlType.F16) throw new CairnError('MODEL_UNSUPPORTED', 'the GPU backend keeps its KV cache in F16 only; use --kv-type f16 on the coordinator, or run this node with --backend cpu');
+  const file = readGguf(path);
+  const config = readModelConfig(file);
+  const kernels = createKernels();
+  const mapping = openMapping(path);
+  try {
+    const { ctx, slots, maxBatch, layerStart, layerEnd } = opts;
+    const shard = await gpu.checked(`layers ${layerStart}-${layerEnd - 1} of ${path}`, () =>
+      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, gpu, { slots, ctx, maxBatch, layerStart, layerEnd }),
+    );
+    return { config, kernels, shard, runner: new GpuRunner(shard), kvBytes: shard.kv.bytes, weightBytes: shard.weightBytes, close: () => shard.release() };
+  } finally {
+    mapping.close();
   }
 }
 

@@ -106,6 +106,9 @@ export interface ClusterStatus {
     readonly bytesPerSecond: number;
     readonly threads: number;
     readonly isa: string;
+    /** Where its layers run, and on which GPU adapter (absent: the CPU). */
+    readonly backend?: 'gpu';
+    readonly adapter?: string;
     /** Its machine's CPU load (0..1) and power in watts as it reports them (null: not readable there; absent: not reported yet). */
     readonly cpuLoad?: number | null;
     readonly powerWatts?: number | null;
@@ -750,7 +753,7 @@ export class ClusterCoordinator implements ForwardRunner {
       const c = n.caps;
       const transfer = this.transfers.get(c.nodeId);
       const load = this.loads.get(c.nodeId);
-      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: this.nodes.usable(n), memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa, ...(load ?? {}), ...(transfer ? { transfer } : {}) });
+      nodes.push({ id: c.nodeId, name: c.name, address: `${n.host}:${n.port}`, local: false, up: this.nodes.usable(n), memoryBytes: c.memoryBytes, bytesPerSecond: c.bytesPerSecond, threads: c.threads, isa: c.isa, ...(c.backend === 'gpu' ? { backend: 'gpu' as const, adapter: c.adapter } : {}), ...(load ?? {}), ...(transfer ? { transfer } : {}) });
     }
     return {
       state,

@@ -1,9 +1,9 @@
 /** A KV operation of the mesh applied to shards held in this process (a node's stage or the coordinator's). */
-import type { LocalRunner } from '../engine/runner.js';
 import type { KvOp } from './protocol.js';
+import type { KvOps } from './stage-model.js';
 
 /** Applies `op` to the caches behind `local`; `export` returns the bytes, `import` takes them. */
-export async function applyKvOp(local: LocalRunner, op: KvOp, importBytes?: Uint8Array): Promise<{ bytes: number; data?: Uint8Array }> {
+export async function applyKvOp(local: KvOps, op: KvOp, importBytes?: Uint8Array): Promise<{ bytes: number; data?: Uint8Array }> {
   switch (op.op) {
     case 'copy':
       await local.copySlotPrefix(op.from, op.to, op.n);

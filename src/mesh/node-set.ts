@@ -273,6 +273,8 @@ function checkCapabilities(x: unknown): NodeCapabilities {
     typeof c.isa !== 'string' ||
     !(c.machine === undefined || (typeof c.machine === 'string' && /^[0-9a-f]{1,64}$/.test(c.machine))) ||
     !(c.machineBytesPerSecond === undefined || amount(c.machineBytesPerSecond)) ||
+    !(c.backend === undefined || c.backend === 'cpu' || c.backend === 'gpu') ||
+    !(c.adapter === undefined || text(c.adapter)) ||
     !Array.isArray(c.models)
   ) {
     throw new Error('its description of itself is malformed');

@@ -21,11 +21,16 @@ import {
   type ClusterSecret,
 } from '../cluster/index.js';
 import { loadExpertRank, loadShards } from '../engine/load.js';
+import { loadGpuStage } from '../engine/load-gpu.js';
+import { WebGpuKernels } from '../kernels/webgpu/gpu-kernels.js';
+import { describeAdapter } from '../kernels/webgpu/device.js';
+import { gpuMachineId, measureGpuSpeed } from './gpu-capabilities.js';
+import { cpuStageModel, gpuStageModel } from './stage-model.js';
 import { readGguf } from '../gguf/reader.js';
 import { createKernels, cpuInfo, type Kernels, type KvType } from '../kernels/index.js';
 import { readModelConfig } from '../model/config.js';
 import { kvCacheBytes } from '../model/kv-cache.js';
-import { CairnError } from '../util/errors.js';
+import { CairnError, isCairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
 import { ProgressReporter } from '../util/progress.js';
 import { machineId, measureSpeeds, offeredMemory } from './capabilities.js';
@@ -72,6 +77,12 @@ export interface NodeOptions {
   readonly published?: PublishedFiles;
   /** Reads this machine's CPU load and power (for the coordinator's status); absent: reported as unknown. */
   readonly sampleMachine?: () => MachineLoad;
+  /**
+   * Where the node's layers run: `gpu` (an error when no adapter opens), `auto` (a hardware GPU
+   * if there is one, else the CPU, saying why), `cpu` (default). A node on a GPU advertises the
+   * GPU's measured read rate; ranks of tensor- and expert-parallel groups still run on its CPU.
+   */
+  readonly backend?: 'cpu' | 'gpu' | 'auto';
 }
 
 /** A running node. */
@@ -97,6 +108,8 @@ export class MeshNode {
   private loadQueue: Promise<unknown> = Promise.resolve();
   capabilities!: NodeCapabilities;
   address!: ListenAddress;
+  /** The GPU the node's stages run on (backend gpu, or auto with a hardware adapter). */
+  private gpu: WebGpuKernels | undefined;
 
   private constructor(
     private readonly opts: NodeOptions,
@@ -133,7 +146,8 @@ export class MeshNode {
     const node = new MeshNode({ ...opts, log }, server, kernels, identity.id, identity.name);
     self.node = node;
     await node.indexModels();
-    const speeds = measureSpeeds(kernels);
+    node.gpu = await openNodeGpu(opts.backend ?? 'cpu', log);
+    const speeds = node.gpu ? await gpuSpeeds(node.gpu) : measureSpeeds(kernels);
     node.address = await server.listen();
     const info = cpuInfo();
     node.capabilities = {
@@ -143,8 +157,9 @@ export class MeshNode {
       bytesPerSecond: speeds.bytesPerSecond,
       threads: info.threads,
       isa: info.isa,
-      machine: machineId(),
+      machine: node.gpu ? gpuMachineId(node.gpu) : machineId(),
       machineBytesPerSecond: speeds.machineBytesPerSecond,
+      ...(node.gpu ? { backend: 'gpu' as const, adapter: describeAdapter(node.gpu.gpu.adapter) } : {}),
       models: [...node.models.keys()],
       host: node.address.host,
       port: node.address.port,
@@ -366,15 +381,21 @@ export class MeshNode {
         : req.group.mode === 'expert'
           ? ` as the home of an expert-parallel group of ${req.group.peers.length}`
           : ` as rank ${req.group.rank} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'}${req.group.allReduce && req.group.allReduce !== 'auto' ? `; ${req.group.allReduce} all-reduce` : ''})`;
-      this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName}${rank} from ${source === 'model' ? path : 'the shard cache'}`);
-      const loaded = await loadShards(path, {
-        threads: this.opts.threads,
-        ctx: req.ctx,
-        slots: req.slots,
-        kvType: req.kvType as KvType,
-        maxBatch: req.maxBatch,
-        shards: [shardSpecOf(req)],
-      });
+      const onGpu = this.gpu && !req.group;
+      const where = onGpu ? ' onto the GPU' : this.gpu ? ' (on the CPU: group ranks do not run on the GPU yet)' : '';
+      this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName}${rank}${where} from ${source === 'model' ? path : 'the shard cache'}`);
+      const loaded = onGpu
+        ? gpuStageModel(await loadGpuStage(path, { ctx: req.ctx, slots: req.slots, kvType: req.kvType, maxBatch: req.maxBatch, layerStart: req.layerStart, layerEnd: req.layerEnd }, this.gpu!))
+        : cpuStageModel(
+            await loadShards(path, {
+              threads: this.opts.threads,
+              ctx: req.ctx,
+              slots: req.slots,
+              kvType: req.kvType as KvType,
+              maxBatch: req.maxBatch,
+              shards: [shardSpecOf(req)],
+            }),
+          );
       const dial = (p: { host: string; port: number }) =>
         connectPeer(p.host, p.port, { nodeId: this.nodeId, name: this.name, clusterKey: this.opts.clusterKey, compatibility: MESH_COMPATIBILITY, payloadLimit: (t, f) => nodeReceiveLimit(t, f, this.stageSizes) });
       try {
@@ -409,7 +430,7 @@ export class MeshNode {
       let group: StageLinks['group'];
       if (req.group?.mode === 'expert') {
         const ranks = this.groupPeers.slice(1).filter((p): p is PeerConnection => p !== undefined);
-        group = { experts: new ExpertDispatcher(loaded.config, loaded.shards[0].shard, req.epoch, ranks), followers: [] };
+        group = { experts: new ExpertDispatcher(loaded.config, loaded.shards![0].shard, req.epoch, ranks), followers: [] };
       } else if (req.group) {
         if (req.group.exchange === 'q8' && loaded.config.nEmbd % 32 !== 0) {
           loaded.close();
@@ -516,7 +537,34 @@ export class MeshNode {
     this.stopReceiving();
     await this.discovery?.stop();
     await this.server.close();
+    this.gpu?.destroy();
+    this.gpu = undefined;
   }
+}
+
+/** Opens the GPU `backend` asks for: gpu insists (GPU_UNAVAILABLE says why not), auto passes a software adapter by, cpu opens none. */
+async function openNodeGpu(backend: 'cpu' | 'gpu' | 'auto', log: (line: string) => void): Promise<WebGpuKernels | undefined> {
+  if (backend === 'cpu') return undefined;
+  let gpu: WebGpuKernels;
+  try {
+    gpu = await WebGpuKernels.open();
+  } catch (e) {
+    if (backend === 'gpu' || !isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
+    log(`cairn node: computing on the CPU: ${(e as Error).message}`);
+    return undefined;
+  }
+  if (backend === 'auto' && gpu.gpu.adapter.software) {
+    log(`cairn node: computing on the CPU: the only GPU adapter is ${describeAdapter(gpu.gpu.adapter)} (ask for it with --backend gpu)`);
+    gpu.destroy();
+    return undefined;
+  }
+  return gpu;
+}
+
+/** A GPU node's speeds: the GPU's read rate, which nodes sharing the GPU share. */
+async function gpuSpeeds(gpu: WebGpuKernels): Promise<{ bytesPerSecond: number; machineBytesPerSecond: number }> {
+  const rate = await measureGpuSpeed(gpu);
+  return { bytesPerSecond: rate, machineBytesPerSecond: rate };
 }
 
 function mib(n: number): string {

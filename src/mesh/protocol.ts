@@ -142,6 +142,10 @@ export interface NodeCapabilities {
   readonly machine?: string;
   /** The same product's speed on all the machine's cores (capabilities.ts measureMachineSpeed). */
   readonly machineBytesPerSecond?: number;
+  /** Where its layers run (`cairn node --backend`); absent: the CPU. */
+  readonly backend?: 'cpu' | 'gpu';
+  /** The GPU adapter it computes on, in one line (backend gpu). */
+  readonly adapter?: string;
   /** SHA-256 of the whole model files it has in its models folder. */
   readonly models: readonly string[];
   /** Address other stages reach it at. */

@@ -8,10 +8,8 @@
  */
 import type { Frame, PeerConnection } from '../cluster/index.js';
 import { DType } from '../cluster/index.js';
-import { LocalRunner } from '../engine/runner.js';
 import { restKernelThreads } from '../kernels/index.js';
 import { sampleOutputs } from '../engine/runner.js';
-import type { LoadedShards } from '../engine/load.js';
 import { HiddenCodec } from './codec.js';
 import { CairnError } from '../util/errors.js';
 import { applyKvOp } from './kv-ops.js';
@@ -23,6 +21,7 @@ import type { StageSizes } from './limits.js';
 import { checkForwardHead, checkTokenIds, type StageBounds } from './validate.js';
 import { runGroupStep, type GroupExchange } from './group-step.js';
 import type { ShardBatch } from '../model/decoder.js';
+import type { StageModel } from './stage-model.js';
 
 /** Where a stage runner's output goes. */
 export interface StageLinks {
@@ -42,8 +41,6 @@ export interface StageLinks {
 /** One node's loaded stage of a plan, executing the steps sent to it. */
 export class StageRunner {
   private readonly codec: HiddenCodec;
-  /** KV operations and samplers reuse the local runner's code over this stage's shards. */
-  private readonly local: LocalRunner;
   private readonly samplers = new SequenceSamplers();
   readonly isFirst: boolean;
   readonly isLast: boolean;
@@ -51,15 +48,14 @@ export class StageRunner {
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
-    readonly loaded: LoadedShards,
+    readonly loaded: StageModel,
     readonly epoch: number,
     private readonly links: StageLinks,
   ) {
+    if (links.group && !loaded.shards) throw new CairnError('MODEL_UNSUPPORTED', 'a rank of a tensor- or expert-parallel group runs on the CPU only');
     this.codec = new HiddenCodec(loaded.kernels);
-    this.local = new LocalRunner(loaded.shards);
-    const shard = loaded.shards[0];
-    this.isFirst = shard.shard.layerStart === 0;
-    this.isLast = loaded.shards[loaded.shards.length - 1].shard.layerEnd === loaded.config.nLayer;
+    this.isFirst = loaded.layerStart === 0;
+    this.isLast = loaded.layerEnd === loaded.config.nLayer;
   }
 
   /** Runs one forward frame; errors (a malformed frame among them) go to the coordinator as a step error, never thrown. */
@@ -83,7 +79,7 @@ export class StageRunner {
       if (typeof raw?.step === 'number' && Number.isSafeInteger(raw.step) && raw.step >= 0) step = raw.step;
       const head = checkForwardHead(msg.head, this.bounds);
       if (this.links.group) await this.runGroupStep(head, msg.bodies[0]);
-      else this.run(head, msg.bodies[0]);
+      else await this.run(head, msg.bodies[0]);
     } catch (err) {
       // A rank that fails a step its group has begun leaves the others waiting on its partial sums:
       // the group is broken, and the step error says so (step -1: the plan must be made again).
@@ -115,12 +111,11 @@ export class StageRunner {
 
   /** What a step may ask of this stage. */
   get bounds(): StageBounds {
-
-    const shards = this.loaded.shards;
+    const m = this.loaded;
     return {
-      maxBatch: Math.min(...shards.map((s) => s.maxBatch)),
-      slots: Math.min(...shards.map((s) => s.kv.slots)),
-      ctxPerSlot: Math.min(...shards.map((s) => s.kv.ctxPerSlot)),
+      maxBatch: m.maxBatch,
+      slots: m.slots,
+      ctxPerSlot: m.ctxPerSlot,
       nVocab: this.loaded.config.nVocab,
       isFirst: this.isFirst,
     };
@@ -145,20 +140,17 @@ export class StageRunner {
     return { nTokens: n, tokens, hidden, spans, outputRows: this.isLast ? head.outputs.map(([row]) => row) : undefined };
   }
 
-  private run(head: ForwardHead, body: Buffer): void {
-    let batch = this.batchOf(head, body);
-    let out: Float32Array | undefined;
-    for (const shard of this.loaded.shards) {
-      out = shard.forward(batch);
-      batch = { ...batch, tokens: undefined, hidden: out };
-    }
-    this.deliver(head, out!);
+  /** A step: delivered at once on the CPU, or (a GPU stage, whose steps the device takes in turn) when the device has run it. */
+  private run(head: ForwardHead, body: Buffer): void | Promise<void> {
+    const out = this.loaded.forward(this.batchOf(head, body));
+    if (out instanceof Float32Array) return this.deliver(head, out);
+    return out.then((o) => this.deliver(head, o));
   }
 
   /** One step of a group rank: the forward pass, adding up each partial sum with the other ranks. */
   private async runGroupStep(head: ForwardHead, body: Buffer): Promise<void> {
     const group = this.links.group!;
-    const out = await runGroupStep(this.loaded.shards, this.batchOf(head, body), head.step, group);
+    const out = await runGroupStep(this.loaded.shards!, this.batchOf(head, body), head.step, group);
     if (!group.exchange || group.exchange.rank === 0) this.deliver(head, out);
   }
 
@@ -194,7 +186,7 @@ export class StageRunner {
 
   /** Applies a KV operation to this stage's caches; `import` takes `body` (copied), `export` returns the bytes. */
   kv(op: KvOp, body?: Buffer): Promise<{ bytes: number; data?: Uint8Array }> {
-    return applyKvOp(this.local, op, body);
+    return applyKvOp(this.loaded.kvOps, op, body);
   }
 
   /** Releases the shard's file mapping (and fails what waits on the group). */

@@ -16,7 +16,7 @@ import { refDequantize, refQuantize } from '../reference/quant/codecs.js';
 import { refMoeCombine } from '../reference/experts.js';
 import { refSwigluOai } from '../reference/ops.js';
 import { WebGpuKernels } from './gpu-kernels.js';
-import { GPU_WEIGHT_TYPES } from './wgsl-weights.js';
+import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { copyRows, gatedAdd, matmulId, moeCombine, siluInPlace, swigluOaiInPlace } from './expert-kernels.js';
 
 let gpu: WebGpuKernels | undefined;
@@ -43,7 +43,7 @@ describe('GPU expert products', { skip }, () => {
       const rand = seededRandom(70 + type);
       const E = 5;
       const rows = 37;
-      const cols = type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16 ? 72 : [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.MXFP4].includes(type) ? 96 : 512;
+      const cols = type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16 ? 72 : gpuWeightFormat(type)!.blockElems === 32 ? 96 : 512;
       const n = 3;
       const used = 2;
       const pairs = n * used;

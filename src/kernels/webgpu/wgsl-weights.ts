@@ -69,6 +69,49 @@ fn block_dot(b: u32, xo: u32) -> f32 {
 }
 `;
 
+const Q4_1 = /* wgsl */ `
+fn block_dot(b: u32, xo: u32) -> f32 {
+  var s = 0.0;
+  var sx = 0.0;
+  for (var i = 0u; i < 4u; i++) {
+    let q = u8x4(word_at(b + 4u + 4u * i));
+    let xa = x4(xo + 4u * i);
+    let xb = x4(xo + 16u + 4u * i);
+    s += dot(vec4f(q & vec4u(15u)), xa) + dot(vec4f(q >> vec4u(4u)), xb);
+    sx += dot(xa + xb, vec4f(1.0));
+  }
+  return f16_at(b) * s + f16_at(b + 2u) * sx;
+}
+`;
+
+/** The fifth bits of elements j..j+3 of a Q5 block (bit j of its qh word), as 16s. */
+const Q5_HIGH = /* wgsl */ `
+fn q5_high(qh: u32, j: u32) -> vec4u { return ((vec4u(qh) >> (vec4u(j) + vec4u(0u, 1u, 2u, 3u))) & vec4u(1u)) << vec4u(4u); }
+`;
+
+/** Q5_0 (d, qh, qs) and Q5_1 (d, m, qh, qs): the quants' low nibbles, their fifth bits from qh. */
+function q5Dot(qhAt: number, withMin: boolean): string {
+  return /* wgsl */ `
+${Q5_HIGH}
+fn block_dot(b: u32, xo: u32) -> f32 {
+  let qh = word_at(b + ${qhAt}u);
+  var s = 0.0;
+  var sx = 0.0;
+  for (var i = 0u; i < 4u; i++) {
+    let q = u8x4(word_at(b + ${qhAt + 4}u + 4u * i));
+    let xa = x4(xo + 4u * i);
+    let xb = x4(xo + 16u + 4u * i);
+    s += dot(vec4f((q & vec4u(15u)) | q5_high(qh, 4u * i)), xa) + dot(vec4f((q >> vec4u(4u)) | q5_high(qh, 16u + 4u * i)), xb);
+    sx += dot(xa + xb, vec4f(1.0));
+  }
+  return ${withMin ? 'f16_at(b) * s + f16_at(b + 2u) * sx' : 'f16_at(b) * (s - 16.0 * sx)'};
+}
+`;
+}
+
+const Q5_0 = q5Dot(2, false);
+const Q5_1 = q5Dot(4, true);
+
 /** K-quant 6-bit scale and min j of the 12 packed bytes at byte offset o (ggml's get_scale_min_k4). */
 const K_SCALES = /* wgsl */ `
 fn scale_min(o: u32, j: u32) -> vec2f {
@@ -170,6 +213,24 @@ fn w4(b: u32, i: u32) -> vec4f {
 }
 `;
 
+const Q4_1_W4 = /* wgsl */ `
+fn w4(b: u32, i: u32) -> vec4f {
+  let q = u8x4(word_at(b + 4u + (i & 15u)));
+  return f16_at(b) * vec4f(select(q & vec4u(15u), q >> vec4u(4u), i >= 16u)) + f16_at(b + 2u);
+}
+`;
+
+function q5W4(qhAt: number, withMin: boolean): string {
+  return /* wgsl */ `
+${Q5_HIGH}
+fn w4(b: u32, i: u32) -> vec4f {
+  let q = u8x4(word_at(b + ${qhAt + 4}u + (i & 15u)));
+  let v = vec4f(select(q & vec4u(15u), q >> vec4u(4u), i >= 16u) | q5_high(word_at(b + ${qhAt}u), i));
+  return ${withMin ? 'f16_at(b) * v + f16_at(b + 2u)' : 'f16_at(b) * (v - 16.0)'};
+}
+`;
+}
+
 const Q4_K_W4 = /* wgsl */ `
 ${K_SCALES}
 fn w4(b: u32, i: u32) -> vec4f {
@@ -246,6 +307,9 @@ const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.BF16, { blockElems: 1, blockBytes: 2, wgsl: BF16 }],
   [GgmlType.Q8_0, { blockElems: 32, blockBytes: 34, wgsl: Q8_0, w4: Q8_0_W4 }],
   [GgmlType.Q4_0, { blockElems: 32, blockBytes: 18, wgsl: Q4_0, w4: Q4_0_W4 }],
+  [GgmlType.Q4_1, { blockElems: 32, blockBytes: 20, wgsl: Q4_1, w4: Q4_1_W4 }],
+  [GgmlType.Q5_0, { blockElems: 32, blockBytes: 22, wgsl: Q5_0, w4: q5W4(2, false) }],
+  [GgmlType.Q5_1, { blockElems: 32, blockBytes: 24, wgsl: Q5_1, w4: q5W4(4, true) }],
   [GgmlType.Q4_K, { blockElems: 256, blockBytes: 144, wgsl: Q4_K, w4: Q4_K_W4 }],
   [GgmlType.Q5_K, { blockElems: 256, blockBytes: 176, wgsl: Q5_K, w4: Q5_K_W4 }],
   [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K, w4: Q6_K_W4 }],

@@ -47,6 +47,11 @@ export class GpuKvCache implements GpuKv {
     return this.v[layer][slot];
   }
 
+  /** Frees the cache on the device. */
+  release(): void {
+    for (const t of [...this.k.flat(), ...this.v.flat()]) t.buffer.destroy();
+  }
+
   /** Copies the first n positions of one slot into another, on the device. */
   copyPrefix(from: number, to: number, n: number): void {
     if (from === to || n === 0) return;

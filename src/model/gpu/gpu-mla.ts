@@ -61,7 +61,7 @@ export class GpuMlaAttention implements GpuBlock {
     this.kB = ws.bank(split?.kB ?? w.kB!);
     this.vB = ws.bank(split?.vB ?? w.vB!);
     this.o = ws.matrix(w.o);
-    this.headIds = ws.gpu.upload(Uint32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead));
+    this.headIds = ws.upload(Uint32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead));
     this.sq = ws.buffer('attn.q', s.nHead * qk);
     this.skv = ws.buffer('attn.k', row);
     this.sqAbs = ws.buffer('mla.qabs', s.nHead * row);

@@ -30,6 +30,11 @@ export interface GpuShardOptions {
    * takes their hidden states (as llama.cpp's --n-gpu-layers keeps the last layers on the GPU).
    */
   readonly layerStart?: number;
+  /**
+   * The layer after the last on the GPU (default: the model's last, with the head): a pipeline
+   * stage that ends before it returns every row's hidden state instead of logits.
+   */
+  readonly layerEnd?: number;
 }
 
 /** A loaded model whose layers and head run on the GPU. */
@@ -45,7 +50,7 @@ export class GpuDecoderShard {
     private readonly kernels: Kernels,
     private readonly input: ShardInput,
     private readonly layers: readonly GpuDecoderLayer[],
-    private readonly output: GpuOutputHead,
+    private readonly output: GpuOutputHead | undefined,
     private readonly stream: GpuScratch,
     private readonly ws: GpuWorkspace,
     readonly kv: GpuKvCache,
@@ -71,15 +76,34 @@ export class GpuDecoderShard {
   }
 
 
+  /** Frees the shard's weights, activations and cache on the device (the device itself stays open). */
+  release(): void {
+    this.gpu.flush();
+    this.ws.release();
+    this.kv.release();
+    for (const e of this.tables.values()) e.t.buffer.destroy();
+    this.tables.clear();
+  }
+
   /** Bytes of weights on the device. */
   get weightBytes(): number {
     return this.ws.weightBytes;
   }
 
+  /** The first layer of the model this shard holds, and the one after its last. */
+  get layerStart(): number {
+    return this.opts.layerStart ?? 0;
+  }
+
+  get layerEnd(): number {
+    return this.opts.layerEnd ?? this.cfg.nLayer;
+  }
+
   /**
-   * Runs the model on a batch of token ids (or, when the first layers run on the CPU, their hidden
+   * Runs the shard's layers on a batch of token ids (or, after layers held elsewhere, their hidden
    * states); returns logits for batch.outputRows (default: the last row), outputRows.length x
-   * nVocab, in an array of their own.
+   * nVocab, or, for a shard without the head, every row's hidden state (nTokens x nEmbd), in an
+   * array of their own.
    */
   async forward(batch: ShardBatch): Promise<Float32Array> {
     const n = batch.nTokens;
@@ -98,6 +122,7 @@ export class GpuDecoderShard {
       step.layer = l;
       this.layers[l].forward(this.stream.t, step);
     }
+    if (!this.output) return new Float32Array(await this.gpu.read(this.stream.t, n * this.cfg.nEmbd * 4));
     let rows: ArrayLike<number> | undefined = batch.outputRows;
     if (!rows) {
       this.lastRow[0] = n - 1;
@@ -131,22 +156,32 @@ export function loadGpuShard(file: GgufFile, cfg: ModelConfig, bytesOf: TensorBy
   const family = familyOf(cfg);
   if (!family.gpu) throw new CairnError('MODEL_UNSUPPORTED', `${family.name} models do not run on the GPU yet; use --backend cpu`);
   const layerStart = opts.layerStart ?? 0;
-  if (!(Number.isInteger(layerStart) && layerStart >= 0 && layerStart < cfg.nLayer)) {
-    throw new CairnError('BAD_ARGUMENT', `the GPU's first layer ${layerStart} is not one of the model's ${cfg.nLayer} layers`);
+  const layerEnd = opts.layerEnd ?? cfg.nLayer;
+  if (!(Number.isInteger(layerStart) && Number.isInteger(layerEnd) && layerStart >= 0 && layerStart < layerEnd && layerEnd <= cfg.nLayer)) {
+    throw new CairnError('BAD_ARGUMENT', `layers ${layerStart} to ${layerEnd} on the GPU are not a range of the model's ${cfg.nLayer} layers`);
   }
   const src = new GgufTensorSource(file, { bytesOf, kernels });
   const ws = new GpuWorkspace(gpu, opts.maxBatch);
-  const stream = ws.buffer('stream', cfg.nEmbd);
-  src.enter('embed');
-  const input = layerStart === 0 ? family.input(cfg, src, new Workspace(opts.maxBatch)) : new HiddenInput(cfg.nEmbd);
-  const layers: GpuDecoderLayer[] = [];
-  for (let l = layerStart; l < cfg.nLayer; l++) {
-    src.enter(l);
-    layers.push(family.gpu.layer(cfg, l, src, ws));
+  // A load that fails part way frees what it uploaded (a node's device outlives its stages).
+  try {
+    const stream = ws.buffer('stream', cfg.nEmbd);
+    src.enter('embed');
+    const input = layerStart === 0 ? family.input(cfg, src, new Workspace(opts.maxBatch)) : new HiddenInput(cfg.nEmbd);
+    const layers: GpuDecoderLayer[] = [];
+    for (let l = layerStart; l < layerEnd; l++) {
+      src.enter(l);
+      layers.push(family.gpu.layer(cfg, l, src, ws));
+    }
+    let output: GpuOutputHead | undefined;
+    if (layerEnd === cfg.nLayer) {
+      src.enter('head');
+      output = family.gpu.output(cfg, src, ws);
+    }
+    ws.allocate();
+    const kv = new GpuKvCache(gpu, kvRows(cfg, { layerStart, layerEnd }), opts.slots, opts.ctx);
+    return new GpuDecoderShard(cfg, gpu, kernels, input, layers, output, stream, ws, kv, opts);
+  } catch (e) {
+    ws.release();
+    throw e;
   }
-  src.enter('head');
-  const output = family.gpu.output(cfg, src, ws);
-  ws.allocate();
-  const kv = new GpuKvCache(gpu, kvRows(cfg, { layerStart, layerEnd: cfg.nLayer }), opts.slots, opts.ctx);
-  return new GpuDecoderShard(cfg, gpu, kernels, input, layers, output, stream, ws, kv, opts);
 }

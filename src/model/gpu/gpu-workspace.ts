@@ -41,6 +41,8 @@ export class GpuWorkspace {
   private readonly scratch = new Map<string, GpuScratch[]>();
   private readonly sizes = new Map<string, number>();
   private allocated = false;
+  /** Every tensor this workspace made, released together. */
+  private readonly owned: GpuTensor[] = [];
   /** Bytes uploaded (weights) and allocated (activations). */
   weightBytes = 0;
   activationBytes = 0;
@@ -70,7 +72,7 @@ export class GpuWorkspace {
       if (bytes > this.gpu.gpu.maxBinding) {
         throw new CairnError('MODEL_UNSUPPORTED', `activations of ${this.maxBatch} tokens (${name}) are larger than the GPU lets one kernel see (${this.gpu.gpu.maxBinding} bytes); use a smaller batch or --backend cpu`);
       }
-      const t = this.gpu.tensor(bytes);
+      const t = this.own(this.gpu.tensor(bytes));
       this.activationBytes += bytes;
       for (const h of list) h.t = t;
     }
@@ -78,8 +80,23 @@ export class GpuWorkspace {
 
   /** An f32 vector (a norm's weights, a bias) on the device. */
   vector(v: Float32Array): GpuTensor {
-    this.weightBytes += v.byteLength;
-    return this.gpu.upload(v);
+    return this.upload(v);
+  }
+
+  /** Constant data on the device (counted with the weights). */
+  upload(data: ArrayBufferView): GpuTensor {
+    this.weightBytes += data.byteLength;
+    return this.own(this.gpu.upload(data));
+  }
+
+  /** Frees every tensor of the workspace on the device; its blocks must not run afterwards. */
+  release(): void {
+    for (const t of this.owned.splice(0)) t.buffer.destroy();
+  }
+
+  private own(t: GpuTensor): GpuTensor {
+    this.owned.push(t);
+    return t;
   }
 
   /** A weight matrix in its file layout on the device, cut into row ranges that fit one binding. */
@@ -92,7 +109,7 @@ export class GpuWorkspace {
     const parts = [];
     for (let r = 0; r < m.rows; r += perPart) {
       const rows = Math.min(perPart, m.rows - r);
-      parts.push({ t: this.gpu.upload(m.data.subarray(r * rowBytes, (r + rows) * rowBytes)), rowStart: r, rows });
+      parts.push({ t: this.own(this.gpu.upload(m.data.subarray(r * rowBytes, (r + rows) * rowBytes))), rowStart: r, rows });
     }
     this.weightBytes += m.data.byteLength;
     return { name: m.name, type: m.type, rows: m.rows, cols: m.cols, parts };
@@ -112,7 +129,7 @@ export class GpuWorkspace {
     const parts: GpuBankPart[] = [];
     for (let e = 0; e < b.count; e += perPart) {
       const count = Math.min(perPart, b.count - e);
-      parts.push({ t: this.gpu.upload(b.data.subarray(e * b.expertBytes, (e + count) * b.expertBytes)), first: e, count });
+      parts.push({ t: this.own(this.gpu.upload(b.data.subarray(e * b.expertBytes, (e + count) * b.expertBytes))), first: e, count });
     }
     this.weightBytes += b.data.byteLength;
     return { name: b.name, type: b.type, rows: b.rows, cols: b.cols, count: b.count, parts };
