@@ -21,6 +21,7 @@ import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePromp
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import { alongOracle, gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
+import { QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 
@@ -181,10 +182,14 @@ test('cairn generate and serve --backend: gpu runs there and says on which adapt
   assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
 });
 
-for (const gpuLayers of [undefined, 1]) {
-test(`GPU backend under the engine${gpuLayers ? `, the first layers on the CPU (--gpu-layers ${gpuLayers})` : ''}: concurrent sequences give exactly their serial outputs, a longer prompt reuses the cached prefix`, { skip, timeout: 300_000 }, async () => {
-  const path = join(dir, `engine-${gpuLayers ?? 'all'}.gguf`);
-  const shape = ARCHS.qwen2;
+for (const [label, shape, gpuLayers] of [
+  ['qwen2', ARCHS.qwen2, undefined],
+  ['qwen2', ARCHS.qwen2, 1],
+  // Experts: a step's pairs grouped by expert in tiles, whatever the other sequences chose.
+  ['qwen3moe', QWEN3MOE, undefined],
+] as const) {
+test(`GPU backend under the engine, ${label}${gpuLayers ? `, the first layers on the CPU (--gpu-layers ${gpuLayers})` : ''}: concurrent sequences give exactly their serial outputs, a longer prompt reuses the cached prefix`, { skip, timeout: 300_000 }, async () => {
+  const path = join(dir, `engine-${label}-${gpuLayers ?? 'all'}.gguf`);
   writeSyntheticModel(path, { ...shape, quant: GgmlType.Q8_0, seed: 8 }, quantizeWithKernels);
   const run = async (model: Awaited<ReturnType<typeof loadModel>>, prompt: number[], maxTokens: number) => {
     for await (const ev of model.engine.generate({ prompt, maxTokens, sampler: { temperature: 0 }, ignoreEos: true })) {

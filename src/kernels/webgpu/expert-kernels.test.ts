@@ -17,7 +17,7 @@ import { refMoeCombine } from '../reference/experts.js';
 import { refSwigluOai } from '../reference/ops.js';
 import { WebGpuKernels } from './gpu-kernels.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
-import { copyRows, gatedAdd, matmulId, moeCombine, siluInPlace, swigluOaiInPlace } from './expert-kernels.js';
+import { copyRows, gatedAdd, groupedProducts, matmulId, matmulIdGrouped, moeCombine, moeGroup, pairGroupsMetaWords, siluInPlace, swigluOaiInPlace } from './expert-kernels.js';
 
 let gpu: WebGpuKernels | undefined;
 let why = '';
@@ -92,6 +92,50 @@ describe('GPU expert products', { skip }, () => {
         for (let c = 0; c < cols; c++) s += wf[ids[p] * rows * cols + c] * xp[2 + p * cols + c];
         assert.ok(Math.abs(got2[p * rows] - s) < tol * Math.sqrt(cols), `pair ${p} row 0 of its own input: ${got2[p * rows]} vs ${s}`);
       }
+    });
+  }
+
+  for (const type of GPU_WEIGHT_TYPES) {
+    it(`grouped products of ${ggmlTypeName(type)} experts: tiles of pairs by expert equal the dequantized product, and a pair gets exactly what it gets alone`, async (t) => {
+      const g = gpu!;
+      if (!groupedProducts(g, type)) return t.skip(`no grouped product of ${ggmlTypeName(type)} here (it needs subgroups and a four-weight decoder)`);
+      const rand = seededRandom(90 + type);
+      const E = 5;
+      const rows = 19;
+      const cols = gpuWeightFormat(type)!.blockElems === 32 ? 64 : 256;
+      const n = 21;
+      const used = 3;
+      const pairs = n * used;
+      const rowBytes = ggmlRowBytes(type, cols);
+      const bank = new Uint8Array(E * rows * rowBytes);
+      refQuantize(type, randomF32(E * rows * cols, rand), bank, E * rows * cols);
+      const wf = new Float32Array(E * rows * cols);
+      refDequantize(type, bank, wf, E * rows * cols);
+      // Expert 1 gets most pairs (several tiles), expert 4 none.
+      const ids = Uint32Array.from({ length: pairs }, (_, p) => (p % 3 === 0 ? 1 : [0, 2, 3, 1][p % 4]));
+      const bias = randomF32(E * rows, rand);
+      const x = randomF32(n * cols, rand);
+      const part = { t: g.upload(bank), first: 0, count: E };
+      const sorted = g.tensor(pairs * 4);
+      const meta = g.tensor(pairGroupsMetaWords(E) * 4);
+      const groups = moeGroup(g, g.upload(ids), pairs, E, sorted, meta);
+      const y = g.tensor(pairs * rows * 4);
+      matmulIdGrouped(g, part, type, rows, cols, g.upload(x), groups, y, { xDiv: used, xStride: cols }, g.upload(bias));
+      const got = await g.readF32(y);
+      for (let p = 0; p < pairs; p++) {
+        const tok = Math.floor(p / used);
+        for (let r = 0; r < rows; r++) {
+          let s = bias[ids[p] * rows + r];
+          for (let c = 0; c < cols; c++) s += wf[(ids[p] * rows + r) * cols + c] * x[tok * cols + c];
+          assert.ok(Math.abs(got[p * rows + r] - s) < 2e-3 * Math.sqrt(cols), `pair ${p} row ${r}: ${got[p * rows + r]} vs ${s}`);
+        }
+      }
+      // Token 7 alone: its pairs' rows bit for bit.
+      const aloneIds = ids.slice(7 * used, 8 * used);
+      const alone = moeGroup(g, g.upload(aloneIds), used, E, g.tensor(used * 4), g.tensor(pairGroupsMetaWords(E) * 4));
+      const y1 = g.tensor(used * rows * 4);
+      matmulIdGrouped(g, part, type, rows, cols, g.upload(x.slice(7 * cols, 8 * cols)), alone, y1, { xDiv: used, xStride: cols }, g.upload(bias));
+      assert.deepEqual([...(await g.readF32(y1))], [...got.subarray(7 * used * rows, 8 * used * rows)]);
     });
   }
 

@@ -9,7 +9,7 @@ import { ggmlTypeName, type GgmlType } from '../../gguf/ggml-types.js';
 import type { GpuTensor, WebGpuKernels } from './gpu-kernels.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
 import { WG } from './wgsl-ops.js';
-import { COPY_ROWS, GATED_ADD, MOE_COMBINE, MOE_ROUTE, ROUTE_MAX_GROUPS, SILU_IN_PLACE, SWIGLU_OAI_IN_PLACE, matmulIdWgsl } from './wgsl-experts.js';
+import { COPY_ROWS, GATED_ADD, MOE_COMBINE, MOE_GROUP, MOE_ROUTE, PAIR_TILE, ROUTE_MAX_GROUPS, SILU_IN_PLACE, SWIGLU_OAI_IN_PLACE, matmulIdGroupedWgsl, matmulIdWgsl } from './wgsl-experts.js';
 
 function bad(message: string): never {
   throw new CairnError('BAD_ARGUMENT', message);
@@ -123,6 +123,79 @@ export function matmulId(
   for (let p0 = 0; p0 < pairs; p0 += MAX_GRID) {
     const params = new Uint32Array([rows, cols, pairs, rowBytes, expertBytes, part.first, part.count, xOffset, xDiv, xStride, yOffset, yStride, bias ? 1 : 0, p0, 0, 0]);
     gpu.run(key, () => matmulIdWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, sg), [part.t, x, y, ids, bias ?? gpu.empty, params], [groups, Math.min(MAX_GRID, pairs - p0)]);
+  }
+}
+
+/** A step's pairs grouped by expert (moeGroup): the pair indices expert by expert, and the offsets. */
+export interface PairGroups {
+  readonly experts: number;
+  readonly pairs: number;
+  /** pairs u32: pair indices, expert by expert. */
+  readonly sorted: GpuTensor;
+  /** 2 x (experts + 1) u32: each expert's first pair in `sorted`, then its first tile. */
+  readonly meta: GpuTensor;
+}
+
+/** u32 words of a PairGroups' meta for `experts` experts. */
+export function pairGroupsMetaWords(experts: number): number {
+  return 2 * (experts + 1);
+}
+
+/** Whether the grouped product runs here: subgroups, and a four-weight decoder for the type. */
+export function groupedProducts(gpu: WebGpuKernels, wtype: GgmlType): boolean {
+  return gpu.gpu.subgroups && gpuWeightFormat(wtype)?.w4 !== undefined;
+}
+
+/** Groups `pairs` pairs by their expert (ids: pairs u32 below `experts`) into `sorted` and `meta`. */
+export function moeGroup(gpu: WebGpuKernels, ids: GpuTensor, pairs: number, experts: number, sorted: GpuTensor, meta: GpuTensor): PairGroups {
+  count('pairs', pairs);
+  if (!(Number.isInteger(experts) && experts >= 1 && experts <= 4096)) bad(`${experts} experts to group by`);
+  need(ids, pairs * 4, 'ids');
+  need(sorted, pairs * 4, 'sorted');
+  need(meta, pairGroupsMetaWords(experts) * 4, 'meta');
+  gpu.run('moe-group', () => MOE_GROUP, [ids, sorted, meta, new Uint32Array([pairs, experts, 0, 0])], 1);
+  return { experts, pairs, sorted, meta };
+}
+
+/**
+ * The expert products over grouped pairs: as matmulId, each tile of up to PAIR_TILE pairs of one
+ * expert reading that expert's rows once (needs groupedProducts()).
+ */
+export function matmulIdGrouped(
+  gpu: WebGpuKernels,
+  part: GpuBankPart,
+  wtype: GgmlType,
+  rows: number,
+  cols: number,
+  x: GpuTensor,
+  groups: PairGroups,
+  y: GpuTensor,
+  at: MatmulIdLayout,
+  bias?: GpuTensor,
+): void {
+  const f = gpuWeightFormat(wtype);
+  if (!f?.w4 || !gpu.gpu.subgroups) bad(`the grouped expert product of ${ggmlTypeName(wtype)} weights needs subgroups and a four-weight decoder`);
+  const { pairs, experts } = groups;
+  const { xDiv, xStride, xOffset = 0, yStride = rows, yOffset = 0 } = at;
+  for (const [k, v] of [['rows', rows], ['cols', cols], ['xDiv', xDiv], ['xStride', xStride], ['xOffset', xOffset], ['yStride', yStride], ['yOffset', yOffset], ['first', part.first], ['count', part.count]] as const) count(k, v);
+  if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
+  if (xDiv < 1 || xStride < cols || yStride < rows) bad('matmulIdGrouped: a row stride below its row, or xDiv 0');
+  if (part.first + part.count > experts) bad(`experts ${part.first} to ${part.first + part.count} of ${experts}`);
+  const rowBytes = (cols / f.blockElems) * f.blockBytes;
+  const expertBytes = rows * rowBytes;
+  need(part.t, part.count * expertBytes, 'the expert bank');
+  if (pairs === 0 || rows === 0) return;
+  need(x, (xOffset + Math.floor((pairs - 1) / xDiv) * xStride + cols) * 4, 'x');
+  need(y, (yOffset + (pairs - 1) * yStride + rows) * 4, 'y');
+  if (bias) need(bias, (part.first + part.count) * rows * 4, 'the expert biases');
+  const groupsX = Math.ceil(rows / (WG / gpu.gpu.subgroupMaxSize));
+  if (groupsX > MAX_GRID) bad(`${rows} rows per expert are more than one product takes`);
+  // Every expert's last tile may be partial: at most pairs / PAIR_TILE + experts tiles.
+  const tiles = Math.floor(pairs / PAIR_TILE) + experts;
+  const key = `matmul-id-grouped-${wtype}`;
+  for (let t0 = 0; t0 < tiles; t0 += MAX_GRID) {
+    const params = new Uint32Array([rows, cols, experts, rowBytes, expertBytes, part.first, part.count, xOffset, xDiv, xStride, yOffset, yStride, bias ? 1 : 0, t0, 0, 0]);
+    gpu.run(key, () => matmulIdGroupedWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes), [part.t, x, y, groups.sorted, groups.meta, bias ?? gpu.empty, params], [groupsX, Math.min(MAX_GRID, tiles - t0)]);
   }
 }
 

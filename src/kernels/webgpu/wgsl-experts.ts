@@ -195,6 +195,131 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   return `${head}${MATMUL_ID_BINDINGS}\n${bytes}\n${format}\n${MATMUL_ID_STORE}\n${body}\n`;
 }
 
+/** Pairs of one expert that one workgroup of the grouped product takes together. */
+export const PAIR_TILE = 8;
+
+/**
+ * Groups a step's (token, slot) pairs by expert, in one workgroup: `sorted` gets the pair indices
+ * expert by expert (in pair order within each), `offsets` the pair offset of each expert (experts + 1
+ * entries) and then the offset of its first tile of PAIR_TILE pairs (experts + 1 entries).
+ */
+export const MOE_GROUP = /* wgsl */ `
+struct Params { pairs: u32, experts: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read> ids: array<u32>;
+@group(0) @binding(1) var<storage, read_write> sorted: array<u32>;
+@group(0) @binding(2) var<storage, read_write> offsets: array<u32>;
+@group(0) @binding(3) var<uniform> P: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) li: u32) {
+  let E = P.experts;
+  for (var e = li; e < E; e += ${WG}u) {
+    var c = 0u;
+    for (var p = 0u; p < P.pairs; p++) { if (ids[p] == e) { c++; } }
+    offsets[e] = c;
+  }
+  storageBarrier();
+  if (li == 0u) {
+    var pairs = 0u;
+    var tiles = 0u;
+    for (var e = 0u; e < E; e++) {
+      let c = offsets[e];
+      offsets[e] = pairs;
+      offsets[E + 1u + e] = tiles;
+      pairs += c;
+      tiles += (c + ${PAIR_TILE - 1}u) / ${PAIR_TILE}u;
+    }
+    offsets[E] = pairs;
+    offsets[E + 1u + E] = tiles;
+  }
+  storageBarrier();
+  for (var e = li; e < E; e += ${WG}u) {
+    var at = offsets[e];
+    for (var p = 0u; p < P.pairs; p++) { if (ids[p] == e) { sorted[at] = p; at++; } }
+  }
+}
+`;
+
+/**
+ * The expert products over pairs grouped by expert (MOE_GROUP): each workgroup takes one tile of up
+ * to PAIR_TILE pairs of one expert and a few rows (a subgroup each), decoding each four weights once
+ * (w4) for every pair of the tile, so an expert's weights are read once per tile rather than once
+ * per pair. A pair's sum runs in the same order whatever its tile holds: its result does not depend
+ * on the rest of the batch. Workgroups: rows by tiles from tile0; tiles of experts the part does not
+ * hold, or past the last, are passed over.
+ */
+export function matmulIdGroupedWgsl(bytes: string, w4: string, blockElems: number, blockBytes: number): string {
+  return /* wgsl */ `
+enable subgroups;
+diagnostic(off, subgroup_uniformity);
+struct Params {
+  rows: u32, cols: u32, experts: u32, row_bytes: u32,
+  expert_bytes: u32, first: u32, count: u32, x_off: u32,
+  x_div: u32, x_stride: u32, y_off: u32, y_stride: u32,
+  has_bias: u32, tile0: u32, pad1: u32, pad2: u32,
+}
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> sorted: array<u32>;
+@group(0) @binding(4) var<storage, read> offsets: array<u32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<uniform> P: Params;
+${bytes}
+${w4}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let E = P.experts;
+  let tile = P.tile0 + wg.y;
+  if (tile >= offsets[E + 1u + E]) { return; }
+  // The expert whose tiles hold this one: the last e with tile start <= tile.
+  var lo = 0u;
+  var hi = E;
+  while (hi - lo > 1u) {
+    let mid = (lo + hi) / 2u;
+    if (offsets[E + 1u + mid] <= tile) { lo = mid; } else { hi = mid; }
+  }
+  let e = lo;
+  if (e < P.first || e >= P.first + P.count) { return; }
+  let ps = offsets[e] + (tile - offsets[E + 1u + e]) * ${PAIR_TILE}u;
+  let nt = min(${PAIR_TILE}u, offsets[e + 1u] - ps);
+  var pair: array<u32, ${PAIR_TILE}>;
+  var xo: array<u32, ${PAIR_TILE}>;
+  for (var tt = 0u; tt < ${PAIR_TILE}u; tt++) {
+    pair[tt] = 0u;
+    xo[tt] = 0u;
+    if (tt < nt) {
+      pair[tt] = sorted[ps + tt];
+      xo[tt] = P.x_off + (pair[tt] / P.x_div) * P.x_stride;
+    }
+  }
+  let r = wg.x * (${WG}u / sgs) + li / sgs;
+  let live = r < P.rows;
+  let nb = P.cols / ${blockElems}u;
+  let rb = (e - P.first) * P.expert_bytes + r * P.row_bytes;
+  var acc: array<f32, ${PAIR_TILE}>;
+  for (var tt = 0u; tt < ${PAIR_TILE}u; tt++) { acc[tt] = 0.0; }
+  if (live) {
+    for (var b = lane; b < nb; b += sgs) {
+      let wb = rb + b * ${blockBytes}u;
+      for (var i = 0u; i < ${blockElems}u; i += 4u) {
+        let wv = w4(wb, i);
+        for (var tt = 0u; tt < nt; tt++) { acc[tt] += dot(wv, x4(xo[tt] + b * ${blockElems}u + i)); }
+      }
+    }
+  }
+  for (var tt = 0u; tt < ${PAIR_TILE}u; tt++) {
+    let total = subgroupAdd(acc[tt]);
+    if (live && lane == 0u && tt < nt) {
+      var v = total;
+      if (P.has_bias != 0u) { v += bias[e * P.rows + r]; }
+      y[P.y_off + pair[tt] * P.y_stride + r] = v;
+    }
+  }
+}
+`;
+}
+
 /** out[t, i] = Σ_j weights[t, j] x y[t x used + j, i], slots in order; one thread per output element. */
 export const MOE_COMBINE = /* wgsl */ `
 struct Params { n: u32, used: u32, dim: u32, pad0: u32 }

@@ -14,7 +14,7 @@ import { copyRows } from '../../kernels/webgpu/expert-kernels.js';
 import { mlaSplitKvB, type MlaShape, type MlaWeights } from '../blocks/mla-attention.js';
 import { YarnRope } from '../blocks/yarn-rope.js';
 import type { GpuBlock, GpuStep } from './gpu-blocks.js';
-import { gpuMatmulId } from './gpu-moe.js';
+import { GpuPairGroups, gpuMatmulId } from './gpu-moe.js';
 import { gpuMatmul, type GpuBank, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
 
 /** The forward step of an MLA block on the GPU. */
@@ -30,6 +30,8 @@ export class GpuMlaAttention implements GpuBlock {
   private readonly o: GpuMatrix;
   /** Expert ids of the per-head products: pair t x nHead + h is head h. */
   private readonly headIds: GpuTensor;
+  /** The pairs grouped by head, so each head's matrices are read once per tile of tokens. */
+  private readonly groups: GpuPairGroups;
   private readonly sqa?: GpuScratch;
   private readonly sq: GpuScratch;
   private readonly skv: GpuScratch;
@@ -62,6 +64,7 @@ export class GpuMlaAttention implements GpuBlock {
     this.vB = ws.bank(split?.vB ?? w.vB!);
     this.o = ws.matrix(w.o);
     this.headIds = ws.upload(Uint32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead));
+    this.groups = new GpuPairGroups(s.nHead, s.nHead, ws);
     this.sq = ws.buffer('attn.q', s.nHead * qk);
     this.skv = ws.buffer('attn.k', row);
     this.sqAbs = ws.buffer('mla.qabs', s.nHead * row);
@@ -99,7 +102,8 @@ export class GpuMlaAttention implements GpuBlock {
 
     // Absorbed queries: n x nHead x [W_UK^T q_nope | q_pe].
     const qAbs = this.sqAbs.t;
-    gpuMatmulId(step, this.kB, q, pairs, this.headIds, qAbs, { xDiv: 1, xStride: qk, yStride: row });
+    const groups = this.groups.group(step, this.headIds, pairs, [this.kB.type, this.vB.type]);
+    gpuMatmulId(step, this.kB, q, pairs, this.headIds, qAbs, { xDiv: 1, xStride: qk, yStride: row }, undefined, groups);
     copyRows(gpu, q, s.nope, qk, qAbs, s.kvLora, row, pairs, s.ropeDim);
 
     // Multi-query attention over the latent cache, its values each row's latent.
@@ -112,7 +116,7 @@ export class GpuMlaAttention implements GpuBlock {
 
     // Each head's latent output decompressed by W_UV, then the output projection.
     const heads = this.sheads.t;
-    gpuMatmulId(step, this.vB, lat, pairs, this.headIds, heads, { xDiv: 1, xStride: s.kvLora });
+    gpuMatmulId(step, this.vB, lat, pairs, this.headIds, heads, { xDiv: 1, xStride: s.kvLora }, undefined, groups);
     gpuMatmul(gpu, this.o, heads, n, out);
   }
 }

@@ -6,20 +6,61 @@
  * swiglu_oai), the weighted sum in slot order, and the shared experts (behind Qwen2-MoE's sigmoid
  * gate where the file has it) added after it.
  *
- * Each pair reads its expert's rows itself, so a prefill reads an expert's weights once per pair
- * routed to it, where the CPU groups a batch's tokens by expert; a grouped product is the next step
- * for long prompts on a real GPU.
+ * A step's pairs are grouped by expert on the device, and each expert's rows are read once per tile
+ * of up to eight of its pairs (as the CPU groups a batch's tokens by expert); an adapter without
+ * subgroups computes pair by pair.
  */
 import { CairnError } from '../../util/errors.js';
 import type { GpuTensor } from '../../kernels/webgpu/gpu-kernels.js';
-import { checkGpuRouting, gatedAdd, matmulId, moeCombine, moeRoute, siluInPlace, swigluOaiInPlace, type MatmulIdLayout } from '../../kernels/webgpu/expert-kernels.js';
+import {
+  checkGpuRouting,
+  gatedAdd,
+  groupedProducts,
+  matmulId,
+  matmulIdGrouped,
+  moeCombine,
+  moeGroup,
+  moeRoute,
+  pairGroupsMetaWords,
+  siluInPlace,
+  swigluOaiInPlace,
+  type MatmulIdLayout,
+  type PairGroups,
+} from '../../kernels/webgpu/expert-kernels.js';
 import { SWIGLU_OAI, type MoeFfnShape, type MoeFfnWeights } from '../blocks/moe-ffn.js';
 import { GpuDenseFfn, type GpuBlock, type GpuStep } from './gpu-blocks.js';
 import { gpuMatmul, type GpuBank, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
 
-/** The expert products of `pairs` pairs through every part of a bank. */
-export function gpuMatmulId(step: GpuStep, bank: GpuBank, x: GpuTensor, pairs: number, ids: GpuTensor, y: GpuTensor, at: MatmulIdLayout, bias?: GpuTensor): void {
-  for (const part of bank.parts) matmulId(step.gpu, part, bank.type, bank.rows, bank.cols, x, pairs, ids, y, at, bias);
+/** Scratch of a step's pairs grouped by expert (pair indices and offsets), for `experts` experts and `used` pairs per token. */
+export class GpuPairGroups {
+  private readonly sorted: GpuScratch;
+  private readonly meta: GpuScratch;
+
+  constructor(
+    private readonly experts: number,
+    used: number,
+    ws: GpuWorkspace,
+  ) {
+    this.sorted = ws.buffer('moe.sorted', used);
+    this.meta = ws.fixed(`moe.groups.${experts}`, pairGroupsMetaWords(experts));
+  }
+
+  /** Groups the step's pairs (ids) by expert on the device, where the grouped products run; else undefined. */
+  group(step: GpuStep, ids: GpuTensor, pairs: number, wtypes: readonly number[]): PairGroups | undefined {
+    if (!wtypes.every((t) => groupedProducts(step.gpu, t))) return undefined;
+    return moeGroup(step.gpu, ids, pairs, this.experts, this.sorted.t, this.meta.t);
+  }
+}
+
+/**
+ * The expert products of `pairs` pairs through every part of a bank: tiles of pairs grouped by
+ * expert where the adapter runs them (each expert's rows read once per tile), else pair by pair.
+ */
+export function gpuMatmulId(step: GpuStep, bank: GpuBank, x: GpuTensor, pairs: number, ids: GpuTensor, y: GpuTensor, at: MatmulIdLayout, bias?: GpuTensor, groups?: PairGroups): void {
+  for (const part of bank.parts) {
+    if (groups) matmulIdGrouped(step.gpu, part, bank.type, bank.rows, bank.cols, x, groups, y, at, bias);
+    else matmulId(step.gpu, part, bank.type, bank.rows, bank.cols, x, pairs, ids, y, at, bias);
+  }
 }
 
 /** The forward step of an MoE block on the GPU. */
@@ -43,6 +84,7 @@ export class GpuMoeFfn implements GpuBlock {
   private readonly downOut: GpuScratch;
   private readonly sharedOut?: GpuScratch;
   private readonly sharedGateOut?: GpuScratch;
+  private readonly groups: GpuPairGroups;
 
   constructor(
     private readonly s: MoeFfnShape,
@@ -67,6 +109,7 @@ export class GpuMoeFfn implements GpuBlock {
     this.gateOut = ws.buffer('moe.gate', k * s.width);
     this.upOut = ws.buffer('moe.up', k * s.width);
     this.downOut = ws.buffer('moe.down', k * s.nEmbd);
+    this.groups = new GpuPairGroups(E, k, ws);
     if (w.shared) {
       this.shared = new GpuDenseFfn(w.shared, ws);
       this.sharedOut = ws.buffer('moe.shared', s.nEmbd);
@@ -89,15 +132,16 @@ export class GpuMoeFfn implements GpuBlock {
     gpuMatmul(gpu, this.router, h, n, logits);
     if (this.logitBias) gpu.addBias(logits, this.logitBias, n, E);
     moeRoute(gpu, logits, n, s.routing, this.selectionBias, ids, weights);
+    const groups = this.groups.group(step, ids, pairs, [this.up.type, this.down.type, ...(this.gate ? [this.gate.type] : [])]);
 
     // A token's slots share its input row.
     const perToken = { xDiv: k, xStride: D };
     const u = this.upOut.t;
-    gpuMatmulId(step, this.up, h, pairs, ids, u, perToken, this.upBias);
+    gpuMatmulId(step, this.up, h, pairs, ids, u, perToken, this.upBias, groups);
     let act: GpuTensor;
     if (this.gate) {
       act = this.gateOut.t;
-      gpuMatmulId(step, this.gate, h, pairs, ids, act, perToken, this.gateBias);
+      gpuMatmulId(step, this.gate, h, pairs, ids, act, perToken, this.gateBias, groups);
       if (s.activation === 'silu') gpu.swiglu(act, u, pairs * s.width, act);
       else swigluOaiInPlace(gpu, act, u, pairs * s.width, SWIGLU_OAI.alpha, SWIGLU_OAI.limit);
     } else {
@@ -106,7 +150,7 @@ export class GpuMoeFfn implements GpuBlock {
       siluInPlace(gpu, act, pairs * s.width);
     }
     const y = this.downOut.t;
-    gpuMatmulId(step, this.down, act, pairs, ids, y, { xDiv: 1, xStride: s.width }, this.downBias);
+    gpuMatmulId(step, this.down, act, pairs, ids, y, { xDiv: 1, xStride: s.width }, this.downBias, groups);
     moeCombine(gpu, y, weights, n, k, D, out);
 
     if (!this.shared) return;

@@ -54,12 +54,21 @@ export class GpuWorkspace {
 
   /** Reserves `perToken` floats per batch token under `name` (shared with every block using that name). */
   buffer(name: string, perToken: number): GpuScratch {
+    return this.reserve(name, perToken, perToken * this.maxBatch * 4);
+  }
+
+  /** Reserves `elems` words under `name`, whatever the batch (per-step tables of a layer). */
+  fixed(name: string, elems: number): GpuScratch {
+    return this.reserve(name, 0, elems * 4);
+  }
+
+  private reserve(name: string, perToken: number, bytes: number): GpuScratch {
     if (this.allocated) throw new Error(`GPU workspace buffer "${name}" asked for after allocation`);
     const h: GpuScratch = { name, perToken, t: undefined as unknown as GpuTensor };
     const list = this.scratch.get(name) ?? [];
     list.push(h);
     this.scratch.set(name, list);
-    this.sizes.set(name, Math.max(this.sizes.get(name) ?? 0, perToken * this.maxBatch * 4));
+    this.sizes.set(name, Math.max(this.sizes.get(name) ?? 0, bytes));
     return h;
   }
 
