@@ -69,6 +69,9 @@ export interface ClusterInfo {
     readonly memoryBytes: number;
     readonly threads: number;
     readonly isa: string;
+    /** Where a remote node's layers run, and on which GPU adapter (absent: its CPU). */
+    readonly backend?: 'gpu';
+    readonly adapter?: string;
     /** A remote node's CPU load (0..1) and power in watts as it reports them (null: not readable there; absent: not reported yet). */
     readonly cpuLoad?: number | null;
     readonly powerWatts?: number | null;

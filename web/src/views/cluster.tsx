@@ -14,6 +14,8 @@ interface NodeRow {
   readonly local: boolean;
   readonly up: boolean;
   readonly role: string;
+  /** The GPU adapter a node computes on (absent: its CPU). */
+  readonly gpu?: string;
   readonly usedBytes: number | null;
   readonly offeredBytes: number | null;
   /** Load and power: this machine's own sample, or what a remote node reports of its machine. */
@@ -62,7 +64,9 @@ function rowsOf(s: DashboardSnapshot): NodeRow[] {
       address: n.address,
       local: n.local,
       up: n.up,
-      role: roleOf(stages),
+      // A node computing on its GPU says so (the adapter in full in the table's tooltip).
+      role: n.backend === 'gpu' ? `${roleOf(stages)} · GPU` : roleOf(stages),
+      gpu: n.backend === 'gpu' ? n.adapter ?? 'GPU' : undefined,
       usedBytes: stages.length ? stages.reduce((a, st) => a + st.memoryBytes, 0) : null,
       offeredBytes: n.memoryBytes,
       machine: n.local ? s.machine : { cpuLoad: n.cpuLoad ?? null, powerWatts: n.powerWatts ?? null },
@@ -169,7 +173,7 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
                     {r.name} <span class="muted">{r.address}</span>
                   </th>
                   <td>{r.up ? 'up' : 'down'}</td>
-                  <td>
+                  <td title={r.gpu ? `computes on ${r.gpu}` : undefined}>
                     {r.role}
                     {r.transfer && (
                       <div class="muted" data-testid="transfer">
