@@ -5,7 +5,7 @@
  * outputs, the shared experts' gated sum, the gated units (silu alone, gpt-oss's swiglu_oai), and a
  * strided row copy. Each mirrors a CPU twin (moe-router.ts, kernels/reference/experts.ts, ops.ts).
  */
-import { WG } from './wgsl-ops.js';
+import { WG, w4RowLoop } from './wgsl-ops.js';
 
 /** Most expert groups the GPU router takes (a bit each in two words). */
 export const ROUTE_MAX_GROUPS = 64;
@@ -300,13 +300,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   var acc: array<f32, ${PAIR_TILE}>;
   for (var tt = 0u; tt < ${PAIR_TILE}u; tt++) { acc[tt] = 0.0; }
   if (live) {
-    for (var b = lane; b < nb; b += sgs) {
-      let wb = rb + b * ${blockBytes}u;
-      for (var i = 0u; i < ${blockElems}u; i += 4u) {
-        let wv = w4(wb, i);
-        for (var tt = 0u; tt < nt; tt++) { acc[tt] += dot(wv, x4(xo[tt] + b * ${blockElems}u + i)); }
-      }
-    }
+${w4RowLoop(blockElems, blockBytes, (tt, e) => `xo[${tt}] + ${e}`)}
   }
   for (var tt = 0u; tt < ${PAIR_TILE}u; tt++) {
     let total = subgroupAdd(acc[tt]);

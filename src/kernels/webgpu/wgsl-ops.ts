@@ -88,12 +88,37 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 }
 
+/** Elements of a row one lane of the four-weight products takes at a time: a block, or 32 of a K-quant's 256. */
+const W4_CHUNK = 32;
+
+/**
+ * The lanes' loop of a four-weight product over one row: the row cut into chunks of up to W4_CHUNK
+ * elements (a K-quant block is eight), chunk c to lane c mod subgroup size, so a row of few large
+ * blocks still keeps every lane reading; each chunk's weights decoded four at a time (w4) once for
+ * every token of the tile, `dotFor(tt, e)` giving the token's activation index of the chunk's
+ * element e. The chunks and a chunk's elements are summed in a fixed order, whatever the tile holds.
+ */
+export function w4RowLoop(blockElems: number, blockBytes: number, dotFor: (tt: string, e: string) => string): string {
+  const chunk = Math.min(blockElems, W4_CHUNK);
+  const per = blockElems / chunk;
+  return /* wgsl */ `
+      for (var c = lane; c < nb * ${per}u; c += sgs) {
+        let b = c / ${per}u;
+        let i0 = (c % ${per}u) * ${chunk}u;
+        let wb = rb + b * ${blockBytes}u;
+        for (var i = i0; i < i0 + ${chunk}u; i += 4u) {
+          let wv = w4(wb, i);
+          for (var tt = 0u; tt < nt; tt++) { acc[tt] += dot(wv, x4(${dotFor('tt', `b * ${blockElems}u + i`)})); }
+        }
+      }`;
+}
+
 /** Tokens whose sums one pass over a row's weights accumulates in the multi-token product. */
 export const TOKEN_TILE = 8;
 
 /**
  * The subgroup product over tiles of TOKEN_TILE tokens: each lane decodes four weights at a time
- * (w4) once for every token of the tile. A token's sum runs in the same order whatever the tile
+ * (w4) once for every token of the tile (w4RowLoop). A token's sum runs in the same order whatever the tile
  * holds, so a token's result does not depend on its batch.
  */
 export function matmulTiledWgsl(bytes: string, w4: string, blockElems: number, blockBytes: number): string {
@@ -115,14 +140,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     var acc: array<f32, ${TOKEN_TILE}>;
     for (var tt = 0u; tt < ${TOKEN_TILE}u; tt++) { acc[tt] = 0.0; }
     if (live) {
-      for (var b = lane; b < nb; b += sgs) {
-        let wb = rb + b * ${blockBytes}u;
-        let xb = P.x_off + t0 * P.cols + b * ${blockElems}u;
-        for (var i = 0u; i < ${blockElems}u; i += 4u) {
-          let wv = w4(wb, i);
-          for (var tt = 0u; tt < nt; tt++) { acc[tt] += dot(wv, x4(xb + tt * P.cols + i)); }
-        }
-      }
+${w4RowLoop(blockElems, blockBytes, (tt, e) => `P.x_off + (t0 + ${tt}) * P.cols + ${e}`)}
     }
     for (var tt = 0u; tt < ${TOKEN_TILE}u; tt++) {
       let total = subgroupAdd(acc[tt]);
