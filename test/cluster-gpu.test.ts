@@ -126,3 +126,16 @@ test('a GPU node asked for a Q8_0 KV cache refuses by name; cairn node --help of
   const help = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'node', '--help'], { encoding: 'utf8' });
   assert.match(help.stdout, /--backend <name>/);
 });
+
+test('cairn node --backend auto passes a software adapter by, saying why, and offers its CPU', { skip, timeout: 120_000 }, async () => {
+  const node = await startNode(['--backend', 'auto'], { env });
+  try {
+    const software = (await WebGpuKernels.open().then((g) => [g.gpu.adapter.software, g.destroy()][0])) as boolean;
+    if (software) {
+      assert.match(node.stderr(), /computing on the CPU: the only GPU adapter is .+ \(ask for it with --backend gpu\)/);
+      assert.match(node.stderr(), /offers [\d.]+ GiB, [\d.]+ GB\/s, \d+ threads/);
+    } else assert.match(node.stderr(), /on the GPU /);
+  } finally {
+    await node.stop();
+  }
+});
