@@ -17,7 +17,7 @@ import { refMoeCombine } from '../reference/experts.js';
 import { refSwigluOai } from '../reference/ops.js';
 import { WebGpuKernels } from './gpu-kernels.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
-import { copyRows, gatedAdd, groupedProducts, matmulId, matmulIdGrouped, moeCombine, moeGroup, pairGroupsMetaWords, siluInPlace, swigluOaiInPlace } from './expert-kernels.js';
+import { copyRows, gatedAdd, groupedProducts, matmulId, matmulIdGrouped, moeCombine, moeGroup, PAIR_GROUPS_ARGS_BYTES, pairGroupsMetaWords, siluInPlace, swigluOaiInPlace } from './expert-kernels.js';
 
 let gpu: WebGpuKernels | undefined;
 let why = '';
@@ -118,7 +118,7 @@ describe('GPU expert products', { skip }, () => {
       const part = { t: g.upload(bank), first: 0, count: E };
       const sorted = g.tensor(pairs * 4);
       const meta = g.tensor(pairGroupsMetaWords(E) * 4);
-      const groups = moeGroup(g, g.upload(ids), pairs, E, sorted, meta);
+      const groups = moeGroup(g, g.upload(ids), pairs, E, sorted, meta, g.tensor(PAIR_GROUPS_ARGS_BYTES, { indirect: true }), [rows]);
       const y = g.tensor(pairs * rows * 4);
       matmulIdGrouped(g, part, type, rows, cols, g.upload(x), groups, y, { xDiv: used, xStride: cols }, g.upload(bias));
       const got = await g.readF32(y);
@@ -132,7 +132,7 @@ describe('GPU expert products', { skip }, () => {
       }
       // Token 7 alone: its pairs' rows bit for bit.
       const aloneIds = ids.slice(7 * used, 8 * used);
-      const alone = moeGroup(g, g.upload(aloneIds), used, E, g.tensor(used * 4), g.tensor(pairGroupsMetaWords(E) * 4));
+      const alone = moeGroup(g, g.upload(aloneIds), used, E, g.tensor(used * 4), g.tensor(pairGroupsMetaWords(E) * 4), g.tensor(PAIR_GROUPS_ARGS_BYTES, { indirect: true }), [rows]);
       const y1 = g.tensor(used * rows * 4);
       matmulIdGrouped(g, part, type, rows, cols, g.upload(x.slice(7 * cols, 8 * cols)), alone, y1, { xDiv: used, xStride: cols }, g.upload(bias));
       assert.deepEqual([...(await g.readF32(y1))], [...got.subarray(7 * used * rows, 8 * used * rows)]);

@@ -9,7 +9,7 @@ import { ggmlTypeName, type GgmlType } from '../../gguf/ggml-types.js';
 import type { GpuTensor, WebGpuKernels } from './gpu-kernels.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
 import { WG } from './wgsl-ops.js';
-import { COPY_ROWS, GATED_ADD, MOE_COMBINE, MOE_GROUP, MOE_ROUTE, PAIR_TILE, ROUTE_MAX_GROUPS, SILU_IN_PLACE, SWIGLU_OAI_IN_PLACE, matmulIdGroupedWgsl, matmulIdWgsl } from './wgsl-experts.js';
+import { COPY_ROWS, GATED_ADD, GROUP_GRIDS, MOE_COMBINE, MOE_GROUP, MOE_ROUTE, PAIR_TILE, ROUTE_MAX_GROUPS, SILU_IN_PLACE, SWIGLU_OAI_IN_PLACE, matmulIdGroupedWgsl, matmulIdWgsl } from './wgsl-experts.js';
 
 function bad(message: string): never {
   throw new CairnError('BAD_ARGUMENT', message);
@@ -134,6 +134,17 @@ export interface PairGroups {
   readonly sorted: GpuTensor;
   /** 2 x (experts + 1) u32: each expert's first pair in `sorted`, then its first tile. */
   readonly meta: GpuTensor;
+  /** Workgroup counts of the grouped products (an indirect tensor), one triple per entry of rowGroups. */
+  readonly args: GpuTensor;
+  readonly rowGroups: readonly number[];
+}
+
+/** Bytes of a PairGroups' indirect arguments. */
+export const PAIR_GROUPS_ARGS_BYTES = GROUP_GRIDS * 12;
+
+/** Workgroups along the rows of a grouped product of `rows` rows (a subgroup a row). */
+export function groupedRowGroups(gpu: WebGpuKernels, rows: number): number {
+  return Math.ceil(rows / (WG / gpu.gpu.subgroupMaxSize));
 }
 
 /** u32 words of a PairGroups' meta for `experts` experts. */
@@ -146,15 +157,25 @@ export function groupedProducts(gpu: WebGpuKernels, wtype: GgmlType): boolean {
   return gpu.gpu.subgroups && gpuWeightFormat(wtype)?.w4 !== undefined;
 }
 
-/** Groups `pairs` pairs by their expert (ids: pairs u32 below `experts`) into `sorted` and `meta`. */
-export function moeGroup(gpu: WebGpuKernels, ids: GpuTensor, pairs: number, experts: number, sorted: GpuTensor, meta: GpuTensor): PairGroups {
+/**
+ * Groups `pairs` pairs by their expert (ids: pairs u32 below `experts`) into `sorted` and `meta`, and
+ * writes into `args` (an indirect tensor) the grids of the grouped products to follow: one for each
+ * of `rows` (the row counts of their weights, at most GROUP_GRIDS different).
+ */
+export function moeGroup(gpu: WebGpuKernels, ids: GpuTensor, pairs: number, experts: number, sorted: GpuTensor, meta: GpuTensor, args: GpuTensor, rows: readonly number[]): PairGroups {
   count('pairs', pairs);
   if (!(Number.isInteger(experts) && experts >= 1 && experts <= 4096)) bad(`${experts} experts to group by`);
   need(ids, pairs * 4, 'ids');
   need(sorted, pairs * 4, 'sorted');
   need(meta, pairGroupsMetaWords(experts) * 4, 'meta');
-  gpu.run('moe-group', () => MOE_GROUP, [ids, sorted, meta, new Uint32Array([pairs, experts, 0, 0])], 1);
-  return { experts, pairs, sorted, meta };
+  need(args, PAIR_GROUPS_ARGS_BYTES, 'args');
+  const rowGroups = [...new Set(rows.map((r) => groupedRowGroups(gpu, r)))];
+  if (rowGroups.length > GROUP_GRIDS || rowGroups.some((g) => !(g >= 1 && g <= MAX_GRID))) bad(`grouped products of ${rows.join(', ')} rows`);
+  // Every expert's last tile may be partial: at most pairs / PAIR_TILE + experts tiles.
+  if (Math.floor(pairs / PAIR_TILE) + experts > MAX_GRID) bad(`${pairs} pairs over ${experts} experts are more tiles than one product takes`);
+  const grids = [0, 0, 0, 0].map((_, i) => rowGroups[i] ?? 0);
+  gpu.run('moe-group', () => MOE_GROUP, [ids, sorted, meta, args, new Uint32Array([pairs, experts, rowGroups.length, 0, ...grids])], 1);
+  return { experts, pairs, sorted, meta, args, rowGroups };
 }
 
 /**
@@ -188,15 +209,10 @@ export function matmulIdGrouped(
   need(x, (xOffset + Math.floor((pairs - 1) / xDiv) * xStride + cols) * 4, 'x');
   need(y, (yOffset + (pairs - 1) * yStride + rows) * 4, 'y');
   if (bias) need(bias, (part.first + part.count) * rows * 4, 'the expert biases');
-  const groupsX = Math.ceil(rows / (WG / gpu.gpu.subgroupMaxSize));
-  if (groupsX > MAX_GRID) bad(`${rows} rows per expert are more than one product takes`);
-  // Every expert's last tile may be partial: at most pairs / PAIR_TILE + experts tiles.
-  const tiles = Math.floor(pairs / PAIR_TILE) + experts;
-  const key = `matmul-id-grouped-${wtype}`;
-  for (let t0 = 0; t0 < tiles; t0 += MAX_GRID) {
-    const params = new Uint32Array([rows, cols, experts, rowBytes, expertBytes, part.first, part.count, xOffset, xDiv, xStride, yOffset, yStride, bias ? 1 : 0, t0, 0, 0]);
-    gpu.run(key, () => matmulIdGroupedWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes), [part.t, x, y, groups.sorted, groups.meta, bias ?? gpu.empty, params], [groupsX, Math.min(MAX_GRID, tiles - t0)]);
-  }
+  const grid = groups.rowGroups.indexOf(groupedRowGroups(gpu, rows));
+  if (grid < 0) bad(`the pairs were grouped for products of other row counts than ${rows}`);
+  const params = new Uint32Array([rows, cols, experts, rowBytes, expertBytes, part.first, part.count, xOffset, xDiv, xStride, yOffset, yStride, bias ? 1 : 0, 0, 0, 0]);
+  gpu.runIndirect(`matmul-id-grouped-${wtype}`, () => matmulIdGroupedWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes), [part.t, x, y, groups.sorted, groups.meta, bias ?? gpu.empty, params], groups.args, grid * 12);
 }
 
 /** out[t] = Σ_j weights[t, j] x y[t x used + j] over n tokens of dim, slots in order (kernels' moeCombine). */

@@ -130,11 +130,13 @@ export class WebGpuKernels {
   }
 
   /** A zeroed device tensor of `bytes` (rounded up to whole words, plus one word for unaligned reads). */
-  tensor(bytes: number): GpuTensor {
+  tensor(bytes: number, opts: { indirect?: boolean } = {}): GpuTensor {
     checkCount('bytes', bytes);
     const size = Math.max(16, (bytes + 7) & ~3);
     if (size > this.gpu.maxBuffer) bad(`a tensor of ${bytes} bytes is larger than the GPU allows (${this.gpu.maxBuffer})`);
-    const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    // An indirect tensor also holds workgroup counts a kernel wrote for a later dispatch (runIndirect).
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | (opts.indirect ? GPUBufferUsage.INDIRECT : 0);
+    const buffer = this.device.createBuffer({ size, usage });
     return { buffer, bytes };
   }
 
@@ -394,6 +396,21 @@ export class WebGpuKernels {
     if (typeof workgroups === 'number') {
       if (workgroups > 0) this.dispatch(key, pipeline, buffers, workgroups);
     } else if (workgroups[0] > 0 && workgroups[1] > 0) this.dispatchGrid(key, pipeline, buffers, workgroups[0], workgroups[1]);
+  }
+
+  /**
+   * As run, with the workgroup counts (x, y, z as three u32) read by the device from `args` at byte
+   * `offset`, where an earlier kernel wrote them (a tensor made with `indirect`).
+   */
+  runIndirect(key: string, source: () => string, bindings: readonly (GpuTensor | Uint32Array)[], args: GpuTensor, offset: number): void {
+    if (offset % 4 !== 0 || offset + 12 > args.bytes) bad(`indirect arguments at ${offset} of a tensor of ${args.bytes} bytes`);
+    const buffers = bindings.map((b) => (b instanceof Uint32Array ? this.uniform(b) : b.buffer));
+    const pipeline = this.pipeline(key, source);
+    const group = this.bind(key, pipeline, buffers);
+    this.pass ??= this.pending().beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroupsIndirect(args.buffer, offset);
   }
 
   private binary(name: string, wgsl: string, inPlace: string, commutes: boolean, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {

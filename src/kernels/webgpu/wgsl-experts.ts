@@ -198,17 +198,23 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 /** Pairs of one expert that one workgroup of the grouped product takes together. */
 export const PAIR_TILE = 8;
 
+/** Grids of grouped products one grouping writes the workgroup counts of (their row groups differ). */
+export const GROUP_GRIDS = 4;
+
 /**
  * Groups a step's (token, slot) pairs by expert, in one workgroup: `sorted` gets the pair indices
  * expert by expert (in pair order within each), `offsets` the pair offset of each expert (experts + 1
- * entries) and then the offset of its first tile of PAIR_TILE pairs (experts + 1 entries).
+ * entries) and then the offset of its first tile of PAIR_TILE pairs (experts + 1 entries); `args`
+ * the workgroup counts of the grouped products that follow (row groups x tiles x 1, for each of
+ * n_grids row-group counts), so they launch only the tiles there are.
  */
 export const MOE_GROUP = /* wgsl */ `
-struct Params { pairs: u32, experts: u32, pad0: u32, pad1: u32 }
+struct Params { pairs: u32, experts: u32, n_grids: u32, pad0: u32, row_groups: vec4u }
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
 @group(0) @binding(1) var<storage, read_write> sorted: array<u32>;
 @group(0) @binding(2) var<storage, read_write> offsets: array<u32>;
-@group(0) @binding(3) var<uniform> P: Params;
+@group(0) @binding(3) var<storage, read_write> args: array<u32>;
+@group(0) @binding(4) var<uniform> P: Params;
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) li: u32) {
   let E = P.experts;
@@ -230,6 +236,11 @@ fn main(@builtin(local_invocation_index) li: u32) {
     }
     offsets[E] = pairs;
     offsets[E + 1u + E] = tiles;
+    for (var g = 0u; g < P.n_grids; g++) {
+      args[3u * g] = P.row_groups[g];
+      args[3u * g + 1u] = tiles;
+      args[3u * g + 2u] = 1u;
+    }
   }
   storageBarrier();
   for (var e = li; e < E; e += ${WG}u) {
@@ -244,8 +255,8 @@ fn main(@builtin(local_invocation_index) li: u32) {
  * to PAIR_TILE pairs of one expert and a few rows (a subgroup each), decoding each four weights once
  * (w4) for every pair of the tile, so an expert's weights are read once per tile rather than once
  * per pair. A pair's sum runs in the same order whatever its tile holds: its result does not depend
- * on the rest of the batch. Workgroups: rows by tiles from tile0; tiles of experts the part does not
- * hold, or past the last, are passed over.
+ * on the rest of the batch. Workgroups: rows by tiles (the counts MOE_GROUP wrote); tiles of experts
+ * the part does not hold are passed over.
  */
 export function matmulIdGroupedWgsl(bytes: string, w4: string, blockElems: number, blockBytes: number): string {
   return /* wgsl */ `

@@ -102,7 +102,7 @@ export class GpuMlaAttention implements GpuBlock {
 
     // Absorbed queries: n x nHead x [W_UK^T q_nope | q_pe].
     const qAbs = this.sqAbs.t;
-    const groups = this.groups.group(step, this.headIds, pairs, [this.kB.type, this.vB.type]);
+    const groups = this.groups.group(step, this.headIds, pairs, [this.kB, this.vB]);
     gpuMatmulId(step, this.kB, q, pairs, this.headIds, qAbs, { xDiv: 1, xStride: qk, yStride: row }, undefined, groups);
     copyRows(gpu, q, s.nope, qk, qAbs, s.kvLora, row, pairs, s.ropeDim);
 

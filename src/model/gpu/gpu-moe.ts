@@ -21,6 +21,7 @@ import {
   moeCombine,
   moeGroup,
   moeRoute,
+  PAIR_GROUPS_ARGS_BYTES,
   pairGroupsMetaWords,
   siluInPlace,
   swigluOaiInPlace,
@@ -35,6 +36,7 @@ import { gpuMatmul, type GpuBank, type GpuMatrix, type GpuScratch, type GpuWorks
 export class GpuPairGroups {
   private readonly sorted: GpuScratch;
   private readonly meta: GpuScratch;
+  private readonly args: GpuScratch;
 
   constructor(
     private readonly experts: number,
@@ -43,12 +45,13 @@ export class GpuPairGroups {
   ) {
     this.sorted = ws.buffer('moe.sorted', used);
     this.meta = ws.fixed(`moe.groups.${experts}`, pairGroupsMetaWords(experts));
+    this.args = ws.fixed('moe.groups.args', PAIR_GROUPS_ARGS_BYTES / 4, { indirect: true });
   }
 
-  /** Groups the step's pairs (ids) by expert on the device, where the grouped products run; else undefined. */
-  group(step: GpuStep, ids: GpuTensor, pairs: number, wtypes: readonly number[]): PairGroups | undefined {
-    if (!wtypes.every((t) => groupedProducts(step.gpu, t))) return undefined;
-    return moeGroup(step.gpu, ids, pairs, this.experts, this.sorted.t, this.meta.t);
+  /** Groups the step's pairs (ids) by expert on the device for the products of `banks`, where the grouped products run; else undefined. */
+  group(step: GpuStep, ids: GpuTensor, pairs: number, banks: readonly GpuBank[]): PairGroups | undefined {
+    if (!banks.every((b) => groupedProducts(step.gpu, b.type))) return undefined;
+    return moeGroup(step.gpu, ids, pairs, this.experts, this.sorted.t, this.meta.t, this.args.t, banks.map((b) => b.rows));
   }
 }
 
@@ -132,7 +135,7 @@ export class GpuMoeFfn implements GpuBlock {
     gpuMatmul(gpu, this.router, h, n, logits);
     if (this.logitBias) gpu.addBias(logits, this.logitBias, n, E);
     moeRoute(gpu, logits, n, s.routing, this.selectionBias, ids, weights);
-    const groups = this.groups.group(step, ids, pairs, [this.up.type, this.down.type, ...(this.gate ? [this.gate.type] : [])]);
+    const groups = this.groups.group(step, ids, pairs, [this.up, this.down, ...(this.gate ? [this.gate] : [])]);
 
     // A token's slots share its input row.
     const perToken = { xDiv: k, xStride: D };

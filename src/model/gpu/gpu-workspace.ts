@@ -40,6 +40,7 @@ export interface GpuBank {
 export class GpuWorkspace {
   private readonly scratch = new Map<string, GpuScratch[]>();
   private readonly sizes = new Map<string, number>();
+  private readonly indirect = new Set<string>();
   private allocated = false;
   /** Every tensor this workspace made, released together. */
   private readonly owned: GpuTensor[] = [];
@@ -57,8 +58,12 @@ export class GpuWorkspace {
     return this.reserve(name, perToken, perToken * this.maxBatch * 4);
   }
 
-  /** Reserves `elems` words under `name`, whatever the batch (per-step tables of a layer). */
-  fixed(name: string, elems: number): GpuScratch {
+  /**
+   * Reserves `elems` words under `name`, whatever the batch (per-step tables of a layer); `indirect`:
+   * also workgroup counts a kernel writes for a later dispatch.
+   */
+  fixed(name: string, elems: number, opts: { indirect?: boolean } = {}): GpuScratch {
+    if (opts.indirect) this.indirect.add(name);
     return this.reserve(name, 0, elems * 4);
   }
 
@@ -81,7 +86,7 @@ export class GpuWorkspace {
       if (bytes > this.gpu.gpu.maxBinding) {
         throw new CairnError('MODEL_UNSUPPORTED', `activations of ${this.maxBatch} tokens (${name}) are larger than the GPU lets one kernel see (${this.gpu.gpu.maxBinding} bytes); use a smaller batch or --backend cpu`);
       }
-      const t = this.own(this.gpu.tensor(bytes));
+      const t = this.own(this.gpu.tensor(bytes, { indirect: this.indirect.has(name) }));
       this.activationBytes += bytes;
       for (const h of list) h.t = t;
     }
