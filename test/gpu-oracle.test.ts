@@ -21,7 +21,7 @@ import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePromp
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import { alongOracle, gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
-import { QWEN3MOE } from './helpers/family-shapes.js';
+import { GPT_OSS, QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 
@@ -129,7 +129,7 @@ test('GPU backend: the model says where it runs; caches the GPU cannot hold are 
   } finally {
     model.close();
   }
-  await assert.rejects(loadModel(path, { ctx: 64, compute: 'gpu', kvType: GgmlType.Q8_0, progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /F16 only/.test((e as Error).message));
+  await assert.rejects(loadModel(path, { ctx: 64, compute: 'gpu', kvType: GgmlType.F32, progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /F16 or Q8_0/.test((e as Error).message));
   // 16M positions: a layer's cache of 8 GiB, past what any GPU lets one kernel see.
   await assert.rejects(loadModel(path, { ctx: 1 << 24, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /use --ctx \d+ or less/.test((e as Error).message));
   // auto passes a software adapter by, saying so, and runs on the CPU.
@@ -176,9 +176,9 @@ test('cairn generate and serve --backend: gpu runs there and says on which adapt
   const refusedSplit = run('--gpu-layers', '2');
   assert.notEqual(refusedSplit.status, 0);
   assert.match(refusedSplit.stderr, /--gpu-layers goes with --backend gpu or auto/);
-  const refused = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', path, '-p', 'hi', '-n', '2', '--backend', 'gpu', '--kv-type', 'q8_0'], { encoding: 'utf8', timeout: 120_000 });
+  const refused = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', path, '-p', 'hi', '-n', '2', '--backend', 'gpu', '--kv-type', 'f32'], { encoding: 'utf8', timeout: 120_000 });
   assert.notEqual(refused.status, 0);
-  assert.match(refused.stderr, /the GPU backend keeps its KV cache in F16 only; drop --kv-type or use --backend cpu/);
+  assert.match(refused.stderr, /the GPU backend keeps its KV cache in F16 or Q8_0; use --kv-type f16 or q8_0, or --backend cpu/);
   assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
 });
 
@@ -225,4 +225,27 @@ test(`GPU backend under the engine, ${label}${gpuLayers ? `, the first layers on
     model.close();
   }
 });
+}
+
+for (const [label, shape] of [
+  ['llama', ARCHS.llama],
+  ['gpt-oss (windows, sinks)', GPT_OSS],
+] as const) {
+  test(`GPU backend with a Q8_0 KV cache, ${label} F32: greedy tokens equal the CPU's with a Q8_0 cache`, { skip, timeout: 300_000 }, async () => {
+    const path = join(dir, `kv-q8-${label.split(' ')[0]}.gguf`);
+    writeSyntheticModel(path, { ...shape, quant: GgmlType.F32, seed: 13 }, quantizeWithKernels);
+    const prompt = oraclePrompt(shape.nVocab, 20);
+    const cpu = await cairnGreedy(path, prompt, 24, GgmlType.Q8_0);
+    assert.ok(new Set(cpu).size > 5, 'varied tokens');
+    assert.deepEqual(await cairnGreedy(path, prompt, 24, GgmlType.Q8_0, 'gpu'), cpu);
+    const model = await loadModel(path, { ctx: 256, compute: 'gpu', kvType: GgmlType.Q8_0, progress: false });
+    try {
+      const f16 = await loadModel(path, { ctx: 256, compute: 'gpu', progress: false });
+      // A Q8_0 cache takes 34 bytes for every 32 elements where F16 takes 64.
+      assert.equal(model.kvBytes * 64, f16.kvBytes * 34);
+      f16.close();
+    } finally {
+      model.close();
+    }
+  });
 }

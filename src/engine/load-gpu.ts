@@ -9,8 +9,9 @@ import { readGguf, type GgufFile } from '../gguf/reader.js';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { createKernels, openMapping, type Kernels } from '../kernels/index.js';
 import { describeAdapter } from '../kernels/webgpu/device.js';
-import { WebGpuKernels } from '../kernels/webgpu/gpu-kernels.js';
+import { WebGpuKernels, type GpuKvType } from '../kernels/webgpu/gpu-kernels.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
+import { checkKvType } from '../model/kv-cache.js';
 import { loadGpuShard, type GpuDecoderShard } from '../model/gpu/gpu-shard.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { GpuRunner } from './gpu-runner.js';
@@ -47,11 +48,18 @@ export interface GpuModelParts extends ModelParts {
   readonly shard: GpuDecoderShard;
 }
 
+/** The GPU cache type of a --kv-type (default F16); F32 is refused by name. */
+function gpuKvType(kvType: number | undefined): GpuKvType {
+  if (kvType === undefined || kvType === GgmlType.F16 || kvType === GgmlType.Q8_0) return kvType ?? GgmlType.F16;
+  throw new CairnError('MODEL_UNSUPPORTED', 'the GPU backend keeps its KV cache in F16 or Q8_0; use --kv-type f16 or q8_0, or --backend cpu');
+}
+
 /** Loads the whole model onto `gpu` (opening one when not given); throws GPU_UNAVAILABLE or MODEL_UNSUPPORTED saying why it cannot. */
 export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: WebGpuKernels): Promise<GpuModelParts> {
   const file: GgufFile = readGguf(path);
   const config: ModelConfig = readModelConfig(file);
-  if (opts.kvType !== undefined && opts.kvType !== GgmlType.F16) throw new CairnError('MODEL_UNSUPPORTED', 'the GPU backend keeps its KV cache in F16 only; drop --kv-type or use --backend cpu');
+  const kvType = gpuKvType(opts.kvType);
+  checkKvType(config, kvType);
   const ctx = opts.ctx ?? Math.min(config.ctxTrain, 4096);
   if (!(Number.isInteger(ctx) && ctx >= 2)) throw new CairnError('BAD_ARGUMENT', `context size ${ctx} must be a whole number >= 2`);
   const slots = opts.slots ?? 1;
@@ -66,11 +74,11 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
   try {
     // Weights are copied to the device as they are declared; the mapping is only read once.
     const shard = await device.checked(`the model ${path}`, () =>
-      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch, layerStart }),
+      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch, layerStart, kvType }),
     );
     mapping.close();
     if (layerStart > 0) {
-      front = await loadShards(path, { threads: opts.threads, ctx, slots, maxBatch, kvType: GgmlType.F16, progress: false, shards: [{ layerStart: 0, layerEnd: layerStart, splitRank: 0, splitCount: 1 }] });
+      front = await loadShards(path, { threads: opts.threads, ctx, slots, maxBatch, kvType, progress: false, shards: [{ layerStart: 0, layerEnd: layerStart, splitRank: 0, splitCount: 1 }] });
     }
     const cpu = front;
     return {
@@ -81,7 +89,7 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
       shards: cpu?.shards ?? [],
       runner: new GpuRunner(shard, cpu?.shards[0]),
       ctx,
-      kvType: GgmlType.F16,
+      kvType,
       mappedBytes: shard.weightBytes + (cpu?.mappedBytes ?? 0),
       kvBytes: shard.kv.bytes + (cpu?.kvBytes ?? 0),
       placement: { backend: 'gpu', adapter: describeAdapter(device.gpu.adapter), gpuLayers },
@@ -125,15 +133,16 @@ export interface GpuStageParts {
  * layerEnd is the last); throws MODEL_UNSUPPORTED or GPU_UNAVAILABLE saying why it cannot.
  */
 export async function loadGpuStage(path: string, opts: GpuStageOptions, gpu: WebGpuKernels): Promise<GpuStageParts> {
-  if (opts.kvType !== GgmlType.F16) throw new CairnError('MODEL_UNSUPPORTED', 'the GPU backend keeps its KV cache in F16 only; use --kv-type f16 on the coordinator, or run this node with --backend cpu');
+  const kvType = gpuKvType(opts.kvType);
   const file = readGguf(path);
   const config = readModelConfig(file);
+  checkKvType(config, kvType);
   const kernels = createKernels();
   const mapping = openMapping(path);
   try {
     const { ctx, slots, maxBatch, layerStart, layerEnd } = opts;
     const shard = await gpu.checked(`layers ${layerStart}-${layerEnd - 1} of ${path}`, () =>
-      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, gpu, { slots, ctx, maxBatch, layerStart, layerEnd }),
+      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, gpu, { slots, ctx, maxBatch, layerStart, layerEnd, kvType }),
     );
     return { config, kernels, shard, runner: new GpuRunner(shard), kvBytes: shard.kv.bytes, weightBytes: shard.weightBytes, close: () => shard.release() };
   } finally {

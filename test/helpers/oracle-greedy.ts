@@ -33,7 +33,7 @@ export async function cairnGreedy(
   path: string,
   prompt: readonly number[],
   steps: number,
-  kvType: GgmlType.F16 | GgmlType.F32,
+  kvType: GgmlType.F16 | GgmlType.F32 | GgmlType.Q8_0,
   compute: 'cpu' | 'gpu' = 'cpu',
 ): Promise<readonly number[]> {
   const model = await loadModel(path, { ctx: 256, kvType, progress: false, compute });

@@ -199,7 +199,7 @@ describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
     const want = new Float32Array(2 * nHead * headDim);
     refAttention(q.subarray(3 * nHead * headDim), wantK, wantV, p, want);
     const out = g.tensor(q.length * 4);
-    g.attention(g.upload(q), kc, vc, { ...p, sinks: undefined }, out, 3);
+    g.attention(g.upload(q), kc, vc, { ...p, sinks: undefined, kvType: GgmlType.F16 }, out, 3);
     const got = await g.readF32(out);
     assertClose(got.subarray(3 * nHead * headDim), want, { rtol: 0, atol: 2 ** -10 }, 'attention from row 3');
     assert.deepEqual(got.subarray(0, 3 * nHead * headDim), new Float32Array(3 * nHead * headDim), 'rows before it untouched');
@@ -305,7 +305,7 @@ describe('GPU float kernels', { skip }, () => {
       const want = new Float32Array(q.length);
       refAttention(q, kCache, vCache, p, want);
       const out = g.tensor(q.length * 4);
-      g.attention(g.upload(q), g.upload(kCache), g.upload(vCache), { ...p, sinks: sinks && g.upload(sinks) }, out);
+      g.attention(g.upload(q), g.upload(kCache), g.upload(vCache), { ...p, sinks: sinks && g.upload(sinks), kvType: GgmlType.F16 }, out);
       // The CPU rounds the weights to f16 for contexts within one chunk; the GPU keeps them f32.
       assertClose(await g.readF32(out, q.length), want, { rtol: 0, atol: 2 ** -10 }, `attention ${JSON.stringify(c)}`);
     }
@@ -331,7 +331,7 @@ describe('GPU float kernels', { skip }, () => {
       for (let i = 0; i < c.nTokens * c.nHead; i++) want.set(whole.subarray(i * row, i * row + c.kvLora), i * c.kvLora);
       const ct = g.upload(cache);
       const out = g.tensor(want.length * 4);
-      g.attention(g.upload(q), ct, ct, { ...p, sinks: undefined, vDim: c.kvLora, vRow: row }, out);
+      g.attention(g.upload(q), ct, ct, { ...p, sinks: undefined, vDim: c.kvLora, vRow: row, kvType: GgmlType.F16 }, out);
       assertClose(await g.readF32(out, want.length), want, { rtol: 0, atol: 2 ** -10 }, `latent attention ${JSON.stringify(c)}`);
     }
   });
@@ -366,5 +366,53 @@ describe('GPU float kernels', { skip }, () => {
     const yt = g.upload(y);
     g.rmsNorm(yt, g.upload(w), nTokens, dim, 1e-6, yt, stride);
     assertClose(await g.readF32(yt, y.length), wantN, { rtol: 2e-6, atol: 1e-7 }, 'rmsNorm of the first dim of rows of stride');
+  });
+
+  it('a Q8_0 cache: rows stored as ggml quantizes them, attention over it (GQA with windows and sinks, latent) as the CPU twin', async () => {
+    const g = gpu!;
+    const rand = seededRandom(11);
+    // Storing: each block's bytes as the CPU's; a rounding tie may land one quant apart on a GPU.
+    const row = 128;
+    const n = 3;
+    const k = randomF32(n * row, rand, 3);
+    const v = randomF32(n * row, rand, 3);
+    const pos0 = 2;
+    const wantK = new Uint8Array(((pos0 + n) * row * 34) / 32);
+    const wantV = new Uint8Array(wantK.length);
+    refStoreKv(k, v, wantK, wantV, GgmlType.Q8_0, row, pos0, n);
+    const kc = g.tensor(wantK.length);
+    const vc = g.tensor(wantV.length);
+    g.storeKv(GgmlType.Q8_0, g.upload(k), g.upload(v), kc, vc, row, pos0, n);
+    for (const [got, want] of [[new Uint8Array(await g.read(kc)), wantK], [new Uint8Array(await g.read(vc)), wantV]] as const) {
+      for (let b = 0; b < want.length / 34; b++) {
+        const at = b * 34;
+        assert.ok(Math.abs(new DataView(got.buffer).getUint16(at, true) - new DataView(want.buffer).getUint16(at, true)) <= 1, `block ${b} scale`);
+        for (let j = 2; j < 34; j++) assert.ok(Math.abs(((got[at + j] << 24) >> 24) - ((want[at + j] << 24) >> 24)) <= 1, `block ${b} quant ${j - 2}`);
+      }
+    }
+    for (const c of [
+      { nHead: 8, nKvHead: 2, headDim: 64, pos0: 90, nTokens: 3, window: 0, sinks: true, latent: 0 },
+      { nHead: 4, nKvHead: 4, headDim: 128, pos0: 200, nTokens: 2, window: 70, sinks: false, latent: 0 },
+      { nHead: 4, nKvHead: 1, headDim: 96, pos0: 40, nTokens: 2, window: 0, sinks: false, latent: 64 },
+    ]) {
+      const kvRow = c.nKvHead * c.headDim;
+      const ctx = c.pos0 + c.nTokens;
+      const kCache = new Uint8Array((ctx * kvRow * 34) / 32);
+      const vCache = new Uint8Array(kCache.length);
+      refStoreKv(randomF32(ctx * kvRow, rand), randomF32(ctx * kvRow, rand), kCache, vCache, GgmlType.Q8_0, kvRow, 0, ctx);
+      const q = randomF32(c.nTokens * c.nHead * c.headDim, rand, 2);
+      const sinks = c.sinks ? randomF32(c.nHead, rand, 3) : undefined;
+      const p: AttentionParams = { nTokens: c.nTokens, nHead: c.nHead, nKvHead: c.nKvHead, headDim: c.headDim, pos0: c.pos0, scale: 1 / Math.sqrt(c.headDim), kvType: GgmlType.Q8_0, window: c.window, sinks };
+      const whole = new Float32Array(q.length);
+      const vd = c.latent || c.headDim;
+      // Latent attention: the values are the first `latent` elements of the key rows.
+      refAttention(q, kCache, c.latent ? kCache : vCache, p, whole);
+      const want = new Float32Array(c.nTokens * c.nHead * vd);
+      for (let i = 0; i < c.nTokens * c.nHead; i++) want.set(whole.subarray(i * c.headDim, i * c.headDim + vd), i * vd);
+      const out = g.tensor(want.length * 4);
+      const kt = g.upload(kCache);
+      g.attention(g.upload(q), kt, c.latent ? kt : g.upload(vCache), { ...p, sinks: sinks && g.upload(sinks), kvType: GgmlType.Q8_0, ...(c.latent ? { vDim: c.latent, vRow: kvRow } : {}) }, out);
+      assertClose(await g.readF32(out, want.length), want, { rtol: 0, atol: 2e-3 }, `Q8_0 attention ${JSON.stringify(c)}`);
+    }
   });
 });

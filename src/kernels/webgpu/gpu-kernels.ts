@@ -12,7 +12,8 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -50,6 +51,16 @@ export interface GpuAttentionParams {
   readonly vDim?: number;
   /** Elements of a value cache row (default nKvHead x vDim). */
   readonly vRow?: number;
+  /** The caches' type: F16 (default) or Q8_0. */
+  readonly kvType?: GpuKvType;
+}
+
+/** The KV cache types the GPU keeps. */
+export type GpuKvType = GgmlType.F16 | GgmlType.Q8_0;
+
+/** Bytes of `elems` cache elements of `type` (Q8_0: whole 34-byte blocks of 32). */
+export function gpuKvBytes(type: GpuKvType, elems: number): number {
+  return type === GgmlType.Q8_0 ? (elems / 32) * 34 : elems * 2;
 }
 
 /** Where rope finds each head: head h of token t starts at t x tokenStride + h x headStride + offset. */
@@ -346,6 +357,37 @@ export class WebGpuKernels {
     this.dispatchThreads('storekv', this.pipeline('storekv', () => STORE_KV_F16), [k.buffer, v.buffer, kCache.buffer, vCache.buffer, params], n / 2);
   }
 
+  /**
+   * Writes nTokens rows of rowElems f32 keys and values (from row srcRow of k and v) into rows
+   * [pos0, pos0 + nTokens) of caches of `type`.
+   */
+  storeKv(type: GpuKvType, k: GpuTensor, v: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, rowElems: number, pos0: number, nTokens: number, srcRow = 0): void {
+    if (type === GgmlType.F16) return this.storeKvF16(k, v, kCache, vCache, rowElems, pos0, nTokens, srcRow);
+    this.storeQ8(k, kCache, rowElems, pos0, nTokens, srcRow, [v, vCache]);
+  }
+
+  /** Writes nTokens rows of rowElems f32 (from row srcRow of x) into rows [pos0, pos0 + nTokens) of one cache of `type` (a key-only cache). */
+  storeRows(type: GpuKvType, x: GpuTensor, cache: GpuTensor, rowElems: number, pos0: number, nTokens: number, srcRow = 0): void {
+    if (type === GgmlType.F16) return this.storeF16(x, cache, rowElems, pos0, nTokens, srcRow);
+    this.storeQ8(x, cache, rowElems, pos0, nTokens, srcRow);
+  }
+
+  /** Q8_0 rows (of an even number of blocks) from f32 rows, into one cache or (with `second`) two. */
+  private storeQ8(x: GpuTensor, cache: GpuTensor, rowElems: number, pos0: number, nTokens: number, srcRow: number, second?: [GpuTensor, GpuTensor]): void {
+    for (const [name, v] of [['rowElems', rowElems], ['pos0', pos0], ['nTokens', nTokens], ['srcRow', srcRow]] as const) checkCount(name, v);
+    if (rowElems % 64 !== 0) bad(`a Q8_0 cache on the GPU needs rows of an even number of 32-element blocks (got ${rowElems} elements); use --kv-type f16`);
+    const n = nTokens * rowElems;
+    for (const [src, dst] of [[x, cache], ...(second ? [second] : [])]) {
+      if (src.bytes < (srcRow * rowElems + n) * 4) bad('storeQ8: a source is too small');
+      if (dst.bytes < gpuKvBytes(GgmlType.Q8_0, (pos0 + nTokens) * rowElems)) bad('storeQ8: a cache is too small');
+    }
+    if (n === 0) return;
+    const params = this.uniform(new Uint32Array([n / 64, rowElems, pos0, srcRow * rowElems]));
+    const key = second ? 'store-kv-q8' : 'store-q8';
+    const buffers = second ? [x.buffer, cache.buffer, second[0].buffer, second[1].buffer, params] : [x.buffer, cache.buffer, params];
+    this.dispatchThreads(key, this.pipeline(key, () => storeQ8Wgsl(second !== undefined)), buffers, n / 64);
+  }
+
   /** Writes nTokens rows of rowElems f32 (from row srcRow of x) into rows [pos0, pos0 + nTokens) of one F16 cache. */
   storeF16(x: GpuTensor, cache: GpuTensor, rowElems: number, pos0: number, nTokens: number, srcRow = 0): void {
     for (const [name, v] of [['rowElems', rowElems], ['pos0', pos0], ['nTokens', nTokens], ['srcRow', srcRow]] as const) checkCount(name, v);
@@ -374,14 +416,17 @@ export class WebGpuKernels {
     if (kRow < nKvHead * d || kRow % 2 !== 0 || vRow < nKvHead * vDim) bad('attention: cache rows shorter than their heads (or odd)');
     if (q.bytes < (row + nTokens) * nHead * d * 4 || out.bytes < (row + nTokens) * nHead * vDim * 4) bad('attention: q or out is too small');
     const n = pos0 + nTokens;
-    if (kCache.bytes < n * kRow * 2 || vCache.bytes < ((n - 1) * vRow + nKvHead * vDim) * 2) bad('attention: a cache is too small');
+    const type = p.kvType ?? GgmlType.F16;
+    if (type === GgmlType.Q8_0 && [d, vDim, kRow, vRow].some((x) => x % 32 !== 0)) bad('attention over a Q8_0 cache takes heads and rows of whole 32-element blocks');
+    if (kCache.bytes < gpuKvBytes(type, n * kRow) || vCache.bytes < gpuKvBytes(type, (n - 1) * vRow + nKvHead * vDim)) bad('attention: a cache is too small');
     if (p.sinks && p.sinks.bytes < nHead * 4) bad('attention: sinks is too small');
     if (nTokens === 0) return;
     const params = new Uint32Array([nTokens, nHead, nKvHead, d, pos0, p.window ?? 0, p.sinks ? 1 : 0, 0, row * nHead * d, kRow, vDim, vRow, row * nHead * vDim, 0, 0, 0]);
     new Float32Array(params.buffer).set([p.scale], 7);
     const u = this.uniform(params);
-    const pipeline = this.pipeline('attention-f16', () => ATTENTION_F16);
-    this.dispatchGrid('attention-f16', pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u], nHead, nTokens);
+    const key = type === GgmlType.Q8_0 ? 'attention-q8' : 'attention-f16';
+    const pipeline = this.pipeline(key, () => (type === GgmlType.Q8_0 ? attentionWgsl(ATTENTION_Q8_READERS) : ATTENTION_F16));
+    this.dispatchGrid(key, pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u], nHead, nTokens);
   }
 
   /**

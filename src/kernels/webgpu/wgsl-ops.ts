@@ -308,7 +308,24 @@ export const ATTENTION_MAX_VALUE = ATTENTION_ACC * WG;
  * latent attention reads its latent); output rows of n_head x v_dim. q rows start at element q_off,
  * output rows at out_off.
  */
-export const ATTENTION_F16 = /* wgsl */ `
+/** The attention kernel's F16 cache readers: the query rounded to f16 as it is loaded, a key row's dot with it, a value element. */
+const ATTENTION_F16_READERS = /* wgsl */ `
+fn load_query(v: f32) -> f32 { return unpack2x16float(pack2x16float(vec2f(v, 0.0))).x; }
+fn round_query(li: u32, d: u32) {}
+fn k_dot(ko: u32, d: u32) -> f32 {
+  var dt = 0.0;
+  for (var i = 0u; i < d; i += 2u) {
+    let kv = unpack2x16float(kc[(ko + i) >> 1u]);
+    dt += kv.x * qs[i] + kv.y * qs[i + 1u];
+  }
+  return dt;
+}
+fn v_at(e: u32) -> f32 { let v = unpack2x16float(vc[e >> 1u]); return select(v.x, v.y, (e & 1u) == 1u); }
+`;
+
+/** The attention kernel over a cache read by `readers` (ATTENTION_F16_READERS, or wgsl-kv-q8.ts's for Q8_0). */
+export function attentionWgsl(readers: string): string {
+  return /* wgsl */ `
 struct Params {
   n_tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32,
   pos0: u32, window: u32, has_sinks: u32, scale: f32,
@@ -325,7 +342,7 @@ var<workgroup> qs: array<f32, ${ATTENTION_MAX_KEY}>;
 var<workgroup> red: array<f32, ${WG}>;
 var<workgroup> wts: array<f32, ${WG}>;
 const LOWEST = -3.0e38;
-fn v_at(e: u32) -> f32 { let v = unpack2x16float(vc[e >> 1u]); return select(v.x, v.y, (e & 1u) == 1u); }
+${readers}
 fn max2(a: f32, b: f32) -> f32 { return max(a, b); }
 fn add2(a: f32, b: f32) -> f32 { return a + b; }
 @compute @workgroup_size(${WG})
@@ -336,7 +353,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let vd = P.v_dim;
   let kvh = h / (P.n_head / P.n_kv_head);
   let qo = P.q_off + (t * P.n_head + h) * d;
-  for (var i = li; i < d; i += ${WG}u) { qs[i] = unpack2x16float(pack2x16float(vec2f(q[qo + i], 0.0))).x; }
+  for (var i = li; i < d; i += ${WG}u) { qs[i] = load_query(q[qo + i]); }
+  workgroupBarrier();
+  round_query(li, d);
   workgroupBarrier();
   let n_ctx = P.pos0 + t + 1u;
   var first = 0u;
@@ -349,13 +368,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     let j = c0 + li;
     var s = LOWEST;
     if (j < n_ctx) {
-      let ko = j * P.k_row + kvh * d;
-      var dt = 0.0;
-      for (var i = 0u; i < d; i += 2u) {
-        let kv = unpack2x16float(kc[(ko + i) >> 1u]);
-        dt += kv.x * qs[i] + kv.y * qs[i + 1u];
-      }
-      s = dt * P.scale;
+      s = k_dot(j * P.k_row + kvh * d, d) * P.scale;
     }
     red[li] = s;
     ${REDUCE('max2')}
@@ -394,3 +407,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   }
 }
 `;
+}
+
+/** Attention over an F16 cache. */
+export const ATTENTION_F16 = attentionWgsl(ATTENTION_F16_READERS);

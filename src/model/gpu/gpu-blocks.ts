@@ -6,7 +6,7 @@
  */
 import { CairnError } from '../../util/errors.js';
 import type { RopeParams } from '../../kernels/api.js';
-import { ropeTable, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import { ropeTable, type GpuKvType, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import { YarnRope } from '../blocks/yarn-rope.js';
 import type { SeqSpan } from '../batch.js';
 import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
@@ -15,8 +15,9 @@ import type { Linear } from '../blocks/linear.js';
 import type { OutputHeadWeights } from '../blocks/output-head.js';
 import { gpuMatmul, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
 
-/** A GPU shard's KV cache: per layer and slot, F16 keys and values of ctx positions. */
+/** A GPU shard's KV cache: per layer and slot, keys and values of ctx positions in F16 or Q8_0. */
 export interface GpuKv {
+  readonly type: GpuKvType;
   keys(layer: number, slot: number): GpuTensor;
   values(layer: number, slot: number): GpuTensor;
 }
@@ -134,8 +135,9 @@ export class GpuGqaAttention implements GpuBlock {
     for (const sp of step.spans) {
       const kc = step.kv.keys(step.layer, sp.slot);
       const vc = step.kv.values(step.layer, sp.slot);
-      gpu.storeKvF16(k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
-      gpu.attention(q, kc, vc, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd), window: s.window, sinks: this.sinks }, attn, sp.start);
+      gpu.storeKv(step.kv.type, k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
+      const p = { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd), window: s.window, sinks: this.sinks, kvType: step.kv.type };
+      gpu.attention(q, kc, vc, p, attn, sp.start);
     }
     applyLinear(gpu, this.o, attn, n, out);
   }

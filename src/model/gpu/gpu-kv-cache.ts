@@ -1,42 +1,50 @@
 /**
- * A GPU shard's KV cache: per layer and slot, F16 keys and values of ctx positions on the device.
+ * A GPU shard's KV cache: per layer and slot, F16 (or Q8_0) keys and values of ctx positions on the device.
  * Snapshots (the prompt cache's entries) come back to the host in the CPU cache's layout (per
  * layer, the keys of every position, then the values), so a saved prefix means the same bytes to
  * either backend.
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
-import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import { gpuKvBytes, type GpuKvType, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import type { KvRowShape } from '../family.js';
 import type { KvSnapshot } from '../kv-cache.js';
 import { CairnError } from '../../util/errors.js';
 import type { GpuKv } from './gpu-blocks.js';
 
-/** Per-layer, per-slot F16 key and value tensors on the device. */
+/** Per-layer, per-slot key and value tensors on the device, F16 or Q8_0. */
 export class GpuKvCache implements GpuKv {
   private readonly k: GpuTensor[][] = [];
   private readonly v: GpuTensor[][] = [];
   readonly bytes: number;
-  readonly type = GgmlType.F16;
 
   constructor(
     private readonly gpu: WebGpuKernels,
     readonly rows: readonly KvRowShape[],
     readonly slots: number,
     readonly ctxPerSlot: number,
+    readonly type: GpuKvType = GgmlType.F16,
   ) {
     let bytes = 0;
+    const unit = type === GgmlType.Q8_0 ? 64 : 2;
     for (const r of rows) {
-      if (r.k % 2 !== 0 || r.v % 2 !== 0) throw new CairnError('MODEL_UNSUPPORTED', 'KV cache rows of an odd number of elements do not run on the GPU yet');
+      if (r.k % unit !== 0 || r.v % unit !== 0) {
+        throw new CairnError('MODEL_UNSUPPORTED', type === GgmlType.Q8_0 ? 'a Q8_0 KV cache on the GPU needs rows of an even number of 32-element blocks; use --kv-type f16' : 'KV cache rows of an odd number of elements do not run on the GPU yet');
+      }
       // A kernel sees a layer's cache of one sequence through one binding.
-      if (ctxPerSlot * r.k * 2 > gpu.gpu.maxBinding) {
-        const most = Math.floor(gpu.gpu.maxBinding / (r.k * 2));
+      if (gpuKvBytes(type, ctxPerSlot * r.k) > gpu.gpu.maxBinding) {
+        const most = Math.floor(gpu.gpu.maxBinding / gpuKvBytes(type, r.k));
         throw new CairnError('MODEL_UNSUPPORTED', `a context of ${ctxPerSlot} tokens needs a KV cache larger than the GPU lets one kernel see (${gpu.gpu.maxBinding} bytes); use --ctx ${most} or less, or --backend cpu`);
       }
-      this.k.push(Array.from({ length: slots }, () => gpu.tensor(ctxPerSlot * r.k * 2)));
-      this.v.push(Array.from({ length: slots }, () => gpu.tensor(ctxPerSlot * r.v * 2)));
-      bytes += slots * ctxPerSlot * (r.k + r.v) * 2;
+      this.k.push(Array.from({ length: slots }, () => gpu.tensor(gpuKvBytes(type, ctxPerSlot * r.k))));
+      this.v.push(Array.from({ length: slots }, () => gpu.tensor(gpuKvBytes(type, ctxPerSlot * r.v))));
+      bytes += slots * gpuKvBytes(type, ctxPerSlot * (r.k + r.v));
     }
     this.bytes = bytes;
+  }
+
+  /** Bytes of n positions of a row of `elems` elements. */
+  private rowBytes(n: number, elems: number): number {
+    return gpuKvBytes(this.type, n * elems);
   }
 
   keys(layer: number, slot: number): GpuTensor {
@@ -58,8 +66,8 @@ export class GpuKvCache implements GpuKv {
     this.checkSlot(from);
     this.checkSlot(to);
     this.rows.forEach((r, i) => {
-      this.gpu.copy(this.k[i][from], 0, this.k[i][to], 0, n * r.k * 2);
-      this.gpu.copy(this.v[i][from], 0, this.v[i][to], 0, n * r.v * 2);
+      this.gpu.copy(this.k[i][from], 0, this.k[i][to], 0, this.rowBytes(n, r.k));
+      this.gpu.copy(this.v[i][from], 0, this.v[i][to], 0, this.rowBytes(n, r.v));
     });
   }
 
@@ -68,8 +76,8 @@ export class GpuKvCache implements GpuKv {
     this.checkSlot(slot);
     const layers: Uint8Array[] = [];
     for (let i = 0; i < this.rows.length; i++) {
-      const kb = n * this.rows[i].k * 2;
-      const vb = n * this.rows[i].v * 2;
+      const kb = this.rowBytes(n, this.rows[i].k);
+      const vb = this.rowBytes(n, this.rows[i].v);
       const buf = new Uint8Array(kb + vb);
       buf.set(new Uint8Array(await this.gpu.read(this.k[i][slot], kb)), 0);
       buf.set(new Uint8Array(await this.gpu.read(this.v[i][slot], vb)), kb);
@@ -83,8 +91,8 @@ export class GpuKvCache implements GpuKv {
     this.checkSlot(slot);
     if (s.type !== this.type || s.layers.length !== this.rows.length || s.tokens > this.ctxPerSlot) throw new RangeError('KV snapshot does not fit this cache');
     s.layers.forEach((buf, i) => {
-      const kb = s.tokens * this.rows[i].k * 2;
-      if (buf.length !== kb + s.tokens * this.rows[i].v * 2) throw new RangeError('KV snapshot does not fit this cache');
+      const kb = this.rowBytes(s.tokens, this.rows[i].k);
+      if (buf.length !== kb + this.rowBytes(s.tokens, this.rows[i].v)) throw new RangeError('KV snapshot does not fit this cache');
       this.gpu.write(this.k[i][slot], buf.subarray(0, kb));
       this.gpu.write(this.v[i][slot], buf.subarray(kb));
     });

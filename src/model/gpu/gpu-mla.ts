@@ -1,7 +1,7 @@
 /**
  * Multi-head latent attention on the GPU, the CPU block's absorbed form (mla-attention.ts) over the
  * same declarations: queries (directly, or through their low-rank bottleneck and its norm); the
- * cached row of the latent (RMS-normed) and its roped key part, stored in F16 as the only thing the
+ * cached row of the latent (RMS-normed) and its roped key part, stored in F16 (or Q8_0) as the only thing the
  * cache holds; each head's non-rotated query absorbed into latent space by its `attn_k_b` slice and
  * its roped part copied beside it; multi-query attention over the latent cache whose values are
  * each row's latent; each head's output decompressed by its `attn_v_b` slice; the output
@@ -110,8 +110,8 @@ export class GpuMlaAttention implements GpuBlock {
     const lat = this.slat.t;
     for (const sp of step.spans) {
       const kc = step.kv.keys(step.layer, sp.slot);
-      gpu.storeF16(kv, kc, row, sp.pos0, sp.n, sp.start);
-      gpu.attention(qAbs, kc, kc, { nTokens: sp.n, nHead: s.nHead, nKvHead: 1, headDim: row, pos0: sp.pos0, scale: s.kqScale, vDim: s.kvLora, vRow: row }, lat, sp.start);
+      gpu.storeRows(step.kv.type, kv, kc, row, sp.pos0, sp.n, sp.start);
+      gpu.attention(qAbs, kc, kc, { nTokens: sp.n, nHead: s.nHead, nKvHead: 1, headDim: row, pos0: sp.pos0, scale: s.kqScale, vDim: s.kvLora, vRow: row, kvType: step.kv.type }, lat, sp.start);
     }
 
     // Each head's latent output decompressed by W_UV, then the output projection.

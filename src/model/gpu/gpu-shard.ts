@@ -6,7 +6,7 @@
  */
 import { CairnError } from '../../util/errors.js';
 import type { Kernels } from '../../kernels/api.js';
-import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import type { GpuKvType, GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import type { GgufFile } from '../../gguf/reader.js';
 import type { ShardBatch } from '../batch.js';
 import type { ModelConfig } from '../config.js';
@@ -35,6 +35,8 @@ export interface GpuShardOptions {
    * stage that ends before it returns every row's hidden state instead of logits.
    */
   readonly layerEnd?: number;
+  /** The KV cache's type (default F16). */
+  readonly kvType?: GpuKvType;
 }
 
 /** A loaded model whose layers and head run on the GPU. */
@@ -178,7 +180,7 @@ export function loadGpuShard(file: GgufFile, cfg: ModelConfig, bytesOf: TensorBy
       output = family.gpu.output(cfg, src, ws);
     }
     ws.allocate();
-    const kv = new GpuKvCache(gpu, kvRows(cfg, { layerStart, layerEnd }), opts.slots, opts.ctx);
+    const kv = new GpuKvCache(gpu, kvRows(cfg, { layerStart, layerEnd }), opts.slots, opts.ctx, opts.kvType);
     return new GpuDecoderShard(cfg, gpu, kernels, input, layers, output, stream, ws, kv, opts);
   } catch (e) {
     ws.release();
