@@ -203,6 +203,7 @@ async function liveNodes(
         cores: n.caps.threads,
         machine: n.caps.machine ?? n.host,
         ...(n.caps.machineBytesPerSecond ? { machineBytesPerSecond: n.caps.machineBytesPerSecond } : {}),
+        ...(n.caps.backend === 'gpu' ? { pipelineOnly: true } : {}),
       });
     }
     if (nodes.length === 0) throw new CairnError('CLUSTER_UNREACHABLE', `no node answered: ${notes.join('; ')}`);

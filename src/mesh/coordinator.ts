@@ -301,6 +301,7 @@ export class ClusterCoordinator implements ForwardRunner {
       cores: c.threads,
       ...(c.machine ? { machine: c.machine } : {}),
       ...(c.machineBytesPerSecond ? { machineBytesPerSecond: c.machineBytesPerSecond } : {}),
+      ...(c.backend === 'gpu' ? { pipelineOnly: true } : {}),
       ...(coordinator ? { coordinator: true } : {}),
     });
     const infos: NodeInfo[] = [

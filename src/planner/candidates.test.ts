@@ -247,3 +247,17 @@ test('kinds: a runner that cannot run expert plans leaves them out', () => {
   assert.deepEqual([...kinds].sort(), ['pipeline', 'tensor']);
   assert.notEqual(choosePlan(r).chosen?.kind, 'expert');
 });
+
+test('a node computing on a GPU runs whole pipeline stages only: no tensor, expert or hybrid group holds it', () => {
+  const nodes = [node('a', 40, 40, { coordinator: true }), node('gpu', 40, 400, { pipelineOnly: true }), node('c', 40, 40)];
+  const r = req(moe(), nodes, { defaultLink: fastLink });
+  const all = planCandidates(r);
+  for (const c of all) {
+    if (c.kind === 'pipeline') continue;
+    const inGroup = c.stages.filter((s) => (s.splitCount ?? 1) > 1).map((s) => s.nodeId);
+    assert.ok(!inGroup.includes('gpu'), `${c.label} puts the GPU node in a group`);
+  }
+  // The other two still form groups, and the pipeline uses the GPU node at its rate.
+  assert.ok(all.some((c) => c.kind === 'tensor' || c.kind === 'expert'));
+  assert.ok(pipelinePlan(r).stages.some((s) => s.nodeId === 'gpu'));
+});

@@ -32,11 +32,14 @@ function allCandidates(req: PlanRequest): Candidate[] {
   const { shape, splittable } = shapeOf(req.model);
   if (!splittable) return out;
   const moe = shape.layers.some((l) => l.experts > 1);
-  for (let k = 2; k <= nodes.length; k++) {
-    out.push(tensorPlan(req, nodes.slice(0, k)));
-    if (moe) out.push(expertPlan(req, nodes.slice(0, k)));
+  // Nodes that run whole stages only (on a GPU) join no group.
+  const groupable = nodes.filter((n) => !n.pipelineOnly);
+  for (let k = 2; k <= groupable.length; k++) {
+    out.push(tensorPlan(req, groupable.slice(0, k)));
+    if (moe) out.push(expertPlan(req, groupable.slice(0, k)));
   }
   for (const grouping of linkGroupings(req, nodes)) {
+    if (grouping.some((g) => g.length > 1 && g.some((n) => n.pipelineOnly))) continue;
     const c = hybridPlan(req, grouping, moe);
     if (c) out.push(c);
   }

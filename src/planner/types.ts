@@ -108,6 +108,11 @@ export interface NodeInfo {
   readonly machineBytesPerSecond?: number;
   /** Fixed time per step this node adds (sampling, framing, dispatch), seconds. */
   readonly stepOverheadSeconds?: number;
+  /**
+   * The node computes on a GPU, which runs whole pipeline stages only: it is never made a rank of
+   * a tensor- or expert-parallel group (it would compute that on its CPU, not at the rate it offers).
+   */
+  readonly pipelineOnly?: boolean;
 }
 
 /** A measured link between two nodes. */
