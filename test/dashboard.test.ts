@@ -684,7 +684,10 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       // The reply's token line, or the note saying why there is none.
       const ended = page.locator('.message.assistant').last().locator('.stats, .note');
       await ended.waitFor({ timeout: 30_000 });
-      assert.match((await ended.textContent()) ?? '', /12 tokens/);
+      // Up to the 12 asked for: the random model may end its reply early, as the plan's rounding of
+      // the activations between the nodes (f16 on the wire) decides its tokens.
+      const made = /\+ (\d+) tokens?/.exec((await ended.textContent()) ?? '');
+      assert.ok(made && Number(made[1]) >= 1 && Number(made[1]) <= 12, `the reply's token line: ${await ended.textContent()}`);
 
       await view(page, 'Cluster');
       await node.stop();
