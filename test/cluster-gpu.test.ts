@@ -15,22 +15,14 @@ import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/gpu-kernels.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
-import type { ClusterStatus } from '../src/mesh/coordinator.js';
-import { isCairnError } from '../src/util/errors.js';
 import { QWEN3MOE } from './helpers/family-shapes.js';
 import { quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
-import { startNode, type NodeProcess } from './helpers/node.js';
-import { startServer, type ServerProcess } from './helpers/server.js';
+import { startNode } from './helpers/node.js';
+import { gpuSkip } from './helpers/test-gpu.js';
+import { clusterRunner, clusterStatus } from './helpers/cluster.js';
 
-let skip: string | false = false;
-try {
-  (await WebGpuKernels.open()).destroy();
-} catch (e) {
-  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
-  skip = `no GPU to test on: ${(e as Error).message}`;
-  process.stdout.write(`# ${skip}\n`);
-}
+const skip = await gpuSkip();
 
 const dir = scratchDir('cluster-gpu');
 const env = { XDG_CACHE_HOME: join(dir, 'cache') };
@@ -61,23 +53,8 @@ async function complete(url: string, model: string, n: number): Promise<string> 
   return ((await r.json()) as { choices: { text: string }[] }).choices[0].text;
 }
 
-async function status(url: string): Promise<ClusterStatus> {
-  return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterStatus;
-}
-
-async function withCluster<T>(nodeArgs: string[][], serveArgs: string[], fn: (s: ServerProcess, nodes: NodeProcess[]) => Promise<T>): Promise<T> {
-  const nodes: NodeProcess[] = [];
-  let server: ServerProcess | undefined;
-  try {
-    for (const a of nodeArgs) nodes.push(await startNode(a, { env }));
-    server = await startServer([...serveArgs, '--cluster', '--peers', nodes.map((n) => n.peer).join(','), '--ctx', '256'], env);
-    await server.ready();
-    return await fn(server, nodes);
-  } finally {
-    await server?.stop();
-    await Promise.all(nodes.map((n) => n.stop()));
-  }
-}
+const status = clusterStatus;
+const withCluster = clusterRunner(env);
 
 test('a GPU node says so; holding every layer it gives the text of generate --backend gpu', { skip, timeout: 300_000 }, async () => {
   const expected = generate(dense, 24, '--backend', 'gpu');

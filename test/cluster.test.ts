@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { createKernels } from '../src/kernels/index.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
-import type { ClusterStatus } from '../src/mesh/coordinator.js';
 import { fixture, ROOT, scratchDir } from './helpers/paths.js';
-import { startNode, type NodeProcess } from './helpers/node.js';
-import { startServer, type ServerProcess } from './helpers/server.js';
+import { startNode } from './helpers/node.js';
+import { startServer } from './helpers/server.js';
+import { clusterRunner, clusterStatus } from './helpers/cluster.js';
 
 const dir = scratchDir('cluster');
 const cache = join(dir, 'cache');
@@ -47,23 +47,8 @@ async function complete(url: string, model: string, prompt: string, n: number): 
   return { status: r.status, text: j.choices?.[0]?.text ?? '' };
 }
 
-async function status(url: string): Promise<ClusterStatus> {
-  return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterStatus;
-}
-
-async function withCluster<T>(nodeArgs: string[][], serveArgs: string[], fn: (s: ServerProcess, nodes: NodeProcess[]) => Promise<T>): Promise<T> {
-  const nodes: NodeProcess[] = [];
-  let server: ServerProcess | undefined;
-  try {
-    for (const a of nodeArgs) nodes.push(await startNode(a, { env }));
-    server = await startServer([...serveArgs, '--cluster', '--peers', nodes.map((n) => n.peer).join(','), '--ctx', '256'], env);
-    await server.ready();
-    return await fn(server, nodes);
-  } finally {
-    await server?.stop();
-    await Promise.all(nodes.map((n) => n.stop()));
-  }
-}
+const status = clusterStatus;
+const withCluster = clusterRunner(env);
 
 const models: [string, () => string | undefined, string][] = [
   ['stories260K', () => stories, 'Once upon a time'],

@@ -14,23 +14,15 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel, type SyntheticQuant, type SyntheticShape } from '../src/model/synthetic.js';
-import { WebGpuKernels } from '../src/kernels/webgpu/gpu-kernels.js';
 import { loadModel } from '../src/engine/load.js';
-import { isCairnError } from '../src/util/errors.js';
 import { llamaCppGreedy } from './helpers/llama-cpp.js';
 import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePrompt, quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { DEEPSEEK_V2_LITE, DEEPSEEK_V2_LITE_UNSPLIT, DEEPSEEK_V3, GLM45, GPT_OSS, GPT_OSS_MXFP4, GPT_OSS_WINDOW, MIXTRAL, QWEN2MOE, QWEN3MOE } from './helpers/family-shapes.js';
 import { scratchDir } from './helpers/paths.js';
+import { gpuSkip } from './helpers/test-gpu.js';
 
-let skip: string | false = false;
-try {
-  (await WebGpuKernels.open()).destroy();
-} catch (e) {
-  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
-  skip = `no GPU to test on: ${(e as Error).message}`;
-  process.stdout.write(`# ${skip}\n`);
-}
+const skip = await gpuSkip();
 
 const dir = scratchDir('gpu-oracle-moe');
 mkdirSync(dir, { recursive: true });

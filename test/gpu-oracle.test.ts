@@ -12,8 +12,6 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel, type SyntheticModelSpec, type SyntheticQuant } from '../src/model/synthetic.js';
-import { WebGpuKernels } from '../src/kernels/webgpu/gpu-kernels.js';
-import { describeAdapter } from '../src/kernels/webgpu/device.js';
 import { loadModel } from '../src/engine/load.js';
 import { isCairnError } from '../src/util/errors.js';
 import { llamaCppGreedy } from './helpers/llama-cpp.js';
@@ -24,17 +22,9 @@ import { ROOT, scratchDir } from './helpers/paths.js';
 import { GPT_OSS, QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
+import { gpuSkip } from './helpers/test-gpu.js';
 
-let skip: string | false = false;
-try {
-  const gpu = await WebGpuKernels.open();
-  process.stdout.write(`# GPU backend on ${describeAdapter(gpu.gpu.adapter)}\n`);
-  gpu.destroy();
-} catch (e) {
-  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
-  skip = `no GPU to test on: ${(e as Error).message}`;
-  process.stdout.write(`# ${skip}\n`);
-}
+const skip = await gpuSkip('GPU backend');
 
 const dir = scratchDir('gpu-oracle');
 mkdirSync(dir, { recursive: true });

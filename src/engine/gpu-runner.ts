@@ -44,10 +44,7 @@ export class GpuRunner implements ForwardRunner {
 
   forward(req: ForwardRequest): Promise<ForwardResult> {
     return this.serial(async () => {
-      const outputRows = req.outputs.map((o) => o.row);
-      // The CPU's layers return every row's hidden state (a shard that is not the last has no head).
-      const hidden = this.front?.forward({ nTokens: req.nTokens, tokens: req.tokens, spans: req.spans, outputRows });
-      const logits = await this.shard.forward({ nTokens: req.nTokens, tokens: hidden ? undefined : req.tokens, hidden, spans: req.spans, outputRows });
+      const logits = await this.step({ nTokens: req.nTokens, tokens: req.tokens, spans: req.spans, outputRows: req.outputs.map((o) => o.row) });
       return sampleOutputs(this.samplers, req.outputs, logits, this.nVocab);
     });
   }
@@ -58,10 +55,13 @@ export class GpuRunner implements ForwardRunner {
    * every other call.
    */
   forwardBatch(batch: ShardBatch): Promise<Float32Array> {
-    return this.serial(async () => {
-      const hidden = this.front?.forward(batch);
-      return this.shard.forward(hidden ? { ...batch, tokens: undefined, hidden } : batch);
-    });
+    return this.serial(() => this.step(batch));
+  }
+
+  /** The CPU's layers, if any (every row's hidden state: a shard that is not the last has no head), then the GPU's. */
+  private step(batch: ShardBatch): Promise<Float32Array> {
+    const hidden = this.front?.forward(batch);
+    return this.shard.forward(hidden ? { ...batch, tokens: undefined, hidden } : batch);
   }
 
   copySlotPrefix(from: number, to: number, n: number): Promise<void> {

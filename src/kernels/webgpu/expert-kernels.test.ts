@@ -8,7 +8,7 @@
  * say why.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { assertClose, randomF32, seededRandom } from '../../../test/helpers/kernel-inputs.js';
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from '../../gguf/ggml-types.js';
 import { isCairnError } from '../../util/errors.js';
@@ -18,22 +18,22 @@ import { refSwigluOai } from '../reference/ops.js';
 import { WebGpuKernels } from './gpu-kernels.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { copyRows, gatedAdd, groupedProducts, matmulId, matmulIdGrouped, moeCombine, moeGroup, PAIR_GROUPS_ARGS_BYTES, pairGroupsMetaWords, siluInPlace, swigluOaiInPlace } from './expert-kernels.js';
+import { testGpu } from '../../../test/helpers/test-gpu.js';
 
-let gpu: WebGpuKernels | undefined;
-let why = '';
-try {
-  gpu = await WebGpuKernels.open();
-} catch (e) {
-  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
-  why = `no GPU to test on: ${(e as Error).message}`;
-  process.stdout.write(`# ${why}\n`);
-}
-after(() => gpu?.destroy());
-const skip = gpu ? false : why;
+const { gpu, skip } = await testGpu();
 /** The same device without subgroups: the kernels an adapter without them runs (one row per workgroup, tree sums). */
 const plain = gpu && new WebGpuKernels({ ...gpu.gpu, subgroups: false, subgroupMaxSize: 0 });
 
 const f = Math.fround;
+
+/** `rows` random rows of `cols` quantized to `type` (a bank of experts, row after row), and their values as decoded. */
+function randomBank(type: GgmlType, rows: number, cols: number, rand: () => number): { bank: Uint8Array; wf: Float32Array } {
+  const bank = new Uint8Array(rows * ggmlRowBytes(type, cols));
+  refQuantize(type, randomF32(rows * cols, rand), bank, rows * cols);
+  const wf = new Float32Array(rows * cols);
+  refDequantize(type, bank, wf, rows * cols);
+  return { bank, wf };
+}
 
 describe('GPU expert products', { skip }, () => {
   for (const type of GPU_WEIGHT_TYPES) {
@@ -48,10 +48,7 @@ describe('GPU expert products', { skip }, () => {
       const used = 2;
       const pairs = n * used;
       const rowBytes = ggmlRowBytes(type, cols);
-      const bank = new Uint8Array(E * rows * rowBytes);
-      refQuantize(type, randomF32(E * rows * cols, rand), bank, E * rows * cols);
-      const wf = new Float32Array(E * rows * cols);
-      refDequantize(type, bank, wf, E * rows * cols);
+      const { bank, wf } = randomBank(type, E * rows, cols, rand);
       const ids = Uint32Array.from([4, 0, 2, 4, 1, 3]);
       const bias = randomF32(E * rows, rand);
       const x = randomF32(n * cols, rand);
@@ -107,11 +104,7 @@ describe('GPU expert products', { skip }, () => {
       const n = 21;
       const used = 3;
       const pairs = n * used;
-      const rowBytes = ggmlRowBytes(type, cols);
-      const bank = new Uint8Array(E * rows * rowBytes);
-      refQuantize(type, randomF32(E * rows * cols, rand), bank, E * rows * cols);
-      const wf = new Float32Array(E * rows * cols);
-      refDequantize(type, bank, wf, E * rows * cols);
+      const { bank, wf } = randomBank(type, E * rows, cols, rand);
       // Expert 1 gets most pairs (several tiles), expert 4 none.
       const ids = Uint32Array.from({ length: pairs }, (_, p) => (p % 3 === 0 ? 1 : [0, 2, 3, 1][p % 4]));
       const bias = randomF32(E * rows, rand);

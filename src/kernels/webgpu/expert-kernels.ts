@@ -7,7 +7,7 @@
 import { CairnError } from '../../util/errors.js';
 import { ggmlTypeName, type GgmlType } from '../../gguf/ggml-types.js';
 import type { GpuTensor, WebGpuKernels } from './gpu-kernels.js';
-import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
+import { gpuWeightFormat, WGSL_BYTES, type GpuWeightFormat } from './wgsl-weights.js';
 import { WG } from './wgsl-ops.js';
 import { COPY_ROWS, GATED_ADD, GROUP_GRIDS, MOE_COMBINE, MOE_GROUP, MOE_ROUTE, PAIR_TILE, ROUTE_MAX_GROUPS, SILU_IN_PLACE, SWIGLU_OAI_IN_PLACE, matmulIdGroupedWgsl, matmulIdWgsl } from './wgsl-experts.js';
 
@@ -83,6 +83,39 @@ export interface MatmulIdLayout {
 }
 
 /**
+ * Checks an expert product's arguments (both kinds: pair by pair, grouped): the weight type, counts,
+ * strides and every tensor's size. Returns the type's format, the row and expert sizes and the
+ * layout with its defaults, or undefined where there is nothing to compute.
+ */
+function checkIdProduct(
+  what: string,
+  part: GpuBankPart,
+  wtype: GgmlType,
+  rows: number,
+  cols: number,
+  x: GpuTensor,
+  pairs: number,
+  y: GpuTensor,
+  at: MatmulIdLayout,
+  bias: GpuTensor | undefined,
+): { f: GpuWeightFormat; rowBytes: number; expertBytes: number; at: Required<MatmulIdLayout> } | undefined {
+  const f = gpuWeightFormat(wtype);
+  if (!f) bad(`the GPU kernels do not read ${ggmlTypeName(wtype)} weights yet`);
+  const { xDiv, xStride, xOffset = 0, yStride = rows, yOffset = 0 } = at;
+  for (const [k, v] of [['rows', rows], ['cols', cols], ['pairs', pairs], ['xDiv', xDiv], ['xStride', xStride], ['xOffset', xOffset], ['yStride', yStride], ['yOffset', yOffset], ['first', part.first], ['count', part.count]] as const) count(k, v);
+  if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
+  if (xDiv < 1 || xStride < cols || yStride < rows) bad(`${what}: a row stride below its row, or xDiv 0`);
+  const rowBytes = (cols / f.blockElems) * f.blockBytes;
+  const expertBytes = rows * rowBytes;
+  need(part.t, part.count * expertBytes, 'the expert bank');
+  if (pairs === 0 || rows === 0) return undefined;
+  need(x, (xOffset + Math.floor((pairs - 1) / xDiv) * xStride + cols) * 4, 'x');
+  need(y, (yOffset + (pairs - 1) * yStride + rows) * 4, 'y');
+  if (bias) need(bias, (part.first + part.count) * rows * 4, 'the expert biases');
+  return { f, rowBytes, expertBytes, at: { xDiv, xStride, xOffset, yStride, yOffset } };
+}
+
+/**
  * Expert products of `pairs` (token, slot) pairs: y[p] = W[ids[p]] x[p / xDiv] (+ bias[ids[p]])
  * for the pairs whose expert the part holds; W is rows x cols of wtype per expert. `bias` holds
  * every expert's rows (experts x rows, by the layer's expert id).
@@ -100,20 +133,11 @@ export function matmulId(
   at: MatmulIdLayout,
   bias?: GpuTensor,
 ): void {
-  const f = gpuWeightFormat(wtype);
-  if (!f) bad(`the GPU kernels do not read ${ggmlTypeName(wtype)} weights yet`);
-  const { xDiv, xStride, xOffset = 0, yStride = rows, yOffset = 0 } = at;
-  for (const [k, v] of [['rows', rows], ['cols', cols], ['pairs', pairs], ['xDiv', xDiv], ['xStride', xStride], ['xOffset', xOffset], ['yStride', yStride], ['yOffset', yOffset], ['first', part.first], ['count', part.count]] as const) count(k, v);
-  if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
-  if (xDiv < 1 || xStride < cols || yStride < rows) bad('matmulId: a row stride below its row, or xDiv 0');
-  const rowBytes = (cols / f.blockElems) * f.blockBytes;
-  const expertBytes = rows * rowBytes;
-  need(part.t, part.count * expertBytes, 'the expert bank');
-  if (pairs === 0 || rows === 0) return;
-  need(x, (xOffset + Math.floor((pairs - 1) / xDiv) * xStride + cols) * 4, 'x');
-  need(y, (yOffset + (pairs - 1) * yStride + rows) * 4, 'y');
+  const c = checkIdProduct('matmulId', part, wtype, rows, cols, x, pairs, y, at, bias);
+  if (!c) return;
+  const { f, rowBytes, expertBytes } = c;
+  const { xDiv, xStride, xOffset, yStride, yOffset } = c.at;
   need(ids, pairs * 4, 'ids');
-  if (bias) need(bias, (part.first + part.count) * rows * 4, 'the expert biases');
   const sg = gpu.gpu.subgroups;
   const perGroup = sg ? WG / gpu.gpu.subgroupMaxSize : 1;
   const groups = Math.ceil(rows / perGroup);
@@ -194,21 +218,13 @@ export function matmulIdGrouped(
   at: MatmulIdLayout,
   bias?: GpuTensor,
 ): void {
-  const f = gpuWeightFormat(wtype);
-  if (!f?.w4 || !gpu.gpu.subgroups) bad(`the grouped expert product of ${ggmlTypeName(wtype)} weights needs subgroups and a four-weight decoder`);
+  if (!gpu.gpu.subgroups || !gpuWeightFormat(wtype)?.w4) bad(`the grouped expert product of ${ggmlTypeName(wtype)} weights needs subgroups and a four-weight decoder`);
   const { pairs, experts } = groups;
-  const { xDiv, xStride, xOffset = 0, yStride = rows, yOffset = 0 } = at;
-  for (const [k, v] of [['rows', rows], ['cols', cols], ['xDiv', xDiv], ['xStride', xStride], ['xOffset', xOffset], ['yStride', yStride], ['yOffset', yOffset], ['first', part.first], ['count', part.count]] as const) count(k, v);
-  if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
-  if (xDiv < 1 || xStride < cols || yStride < rows) bad('matmulIdGrouped: a row stride below its row, or xDiv 0');
   if (part.first + part.count > experts) bad(`experts ${part.first} to ${part.first + part.count} of ${experts}`);
-  const rowBytes = (cols / f.blockElems) * f.blockBytes;
-  const expertBytes = rows * rowBytes;
-  need(part.t, part.count * expertBytes, 'the expert bank');
-  if (pairs === 0 || rows === 0) return;
-  need(x, (xOffset + Math.floor((pairs - 1) / xDiv) * xStride + cols) * 4, 'x');
-  need(y, (yOffset + (pairs - 1) * yStride + rows) * 4, 'y');
-  if (bias) need(bias, (part.first + part.count) * rows * 4, 'the expert biases');
+  const c = checkIdProduct('matmulIdGrouped', part, wtype, rows, cols, x, pairs, y, at, bias);
+  if (!c) return;
+  const { f, rowBytes, expertBytes } = c;
+  const { xDiv, xStride, xOffset, yStride, yOffset } = c.at;
   const grid = groups.rowGroups.indexOf(groupedRowGroups(gpu, rows));
   if (grid < 0) bad(`the pairs were grouped for products of other row counts than ${rows}`);
   const params = new Uint32Array([rows, cols, experts, rowBytes, expertBytes, part.first, part.count, xOffset, xDiv, xStride, yOffset, yStride, bias ? 1 : 0, 0, 0, 0]);

@@ -7,29 +7,17 @@
  * optional `webgpu` package or an adapter, every test here is skipped and says why.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { assertClose, randomF32, seededRandom } from '../../../test/helpers/kernel-inputs.js';
 import { GgmlType, ggmlTypeName } from '../../gguf/ggml-types.js';
 import { isCairnError } from '../../util/errors.js';
 import { refDequantize, refQuantize } from '../reference/quant/codecs.js';
 import { refAdd, refAttention, refRmsNorm, refRope, refStoreKv, refSwiglu } from '../reference/ops.js';
 import type { AttentionParams, RopeParams } from '../api.js';
-import { describeAdapter } from './device.js';
-import { WebGpuKernels } from './gpu-kernels.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
+import { testGpu } from '../../../test/helpers/test-gpu.js';
 
-let gpu: WebGpuKernels | undefined;
-let why = '';
-try {
-  gpu = await WebGpuKernels.open();
-  process.stdout.write(`# GPU kernels on ${describeAdapter(gpu.gpu.adapter)}\n`);
-} catch (e) {
-  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
-  why = `no GPU to test on: ${(e as Error).message}`;
-  process.stdout.write(`# ${why}\n`);
-}
-after(() => gpu?.destroy());
-const skip = gpu ? false : why;
+const { gpu, skip } = await testGpu('GPU kernels');
 
 /** f64 dot products of dequantized weights with x: the exact value both engines approximate. */
 function dequantizedMatmul(w: Uint8Array, type: GgmlType, rows: number, cols: number, x: Float32Array, n: number): { y: Float64Array; mag: Float64Array } {

@@ -8,10 +8,13 @@
  */
 import { WG } from './wgsl-ops.js';
 
+/** C's roundf: halves away from zero (WGSL's round() takes them to even). */
+const ROUND_AWAY = /* wgsl */ `
+fn round_away(v: f32) -> f32 { return sign(v) * floor(abs(v) + 0.5); }`;
+
 /** Quantizes the 32 f32 of `src` from element e into a block: its scale's f16 bits and its 32 bytes in 8 words. */
 function quantizeBlockFn(src: string): string {
   return /* wgsl */ `
-fn round_away(v: f32) -> f32 { return sign(v) * floor(abs(v) + 0.5); }
 fn q8_block_${src}(e: u32) -> array<u32, 9> {
   var amax = 0.0;
   for (var j = 0u; j < 32u; j++) { amax = max(amax, abs(${src}[e + j])); }
@@ -51,9 +54,10 @@ struct Params { pairs: u32, row_elems: u32, pos0: u32, src_off: u32 }
 @group(0) @binding(1) var<storage, read_write> kc: array<u32>;
 ${two ? '@group(0) @binding(2) var<storage, read> v: array<f32>;\n@group(0) @binding(3) var<storage, read_write> vc: array<u32>;' : ''}
 @group(0) @binding(${two ? 4 : 2}) var<uniform> P: Params;
+${ROUND_AWAY}
 ${quantizeBlockFn('k')}
 ${storePairFn('kc')}
-${two ? quantizeBlockFn('v').replace('fn round_away(v: f32) -> f32 { return sign(v) * floor(abs(v) + 0.5); }', '') + storePairFn('vc') : ''}
+${two ? quantizeBlockFn('v') + storePairFn('vc') : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
@@ -72,10 +76,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * of its head (as ggml quantizes q for a Q8_0 K), a key row's dot with it, a value element.
  */
 export const ATTENTION_Q8_READERS = /* wgsl */ `
+${ROUND_AWAY}
 fn cbyte_k(o: u32) -> u32 { return (kc[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu; }
 fn cbyte_v(o: u32) -> u32 { return (vc[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu; }
 fn i8_of(b: u32) -> f32 { return f32(i32(b << 24u) >> 24); }
-fn round_away(v: f32) -> f32 { return sign(v) * floor(abs(v) + 0.5); }
 fn load_query(v: f32) -> f32 { return v; }
 fn round_query(li: u32, d: u32) {
   for (var blk = li; blk < d / 32u; blk += ${WG}u) {

@@ -32,6 +32,7 @@ export class GpuMlaAttention implements GpuBlock {
   private readonly headIds: GpuTensor;
   /** The pairs grouped by head, so each head's matrices are read once per tile of tokens. */
   private readonly groups: GpuPairGroups;
+  private readonly banks: readonly GpuBank[];
   private readonly sqa?: GpuScratch;
   private readonly sq: GpuScratch;
   private readonly skv: GpuScratch;
@@ -63,6 +64,7 @@ export class GpuMlaAttention implements GpuBlock {
     this.kB = ws.bank(split?.kB ?? w.kB!);
     this.vB = ws.bank(split?.vB ?? w.vB!);
     this.o = ws.matrix(w.o);
+    this.banks = [this.kB, this.vB];
     this.headIds = ws.upload(Uint32Array.from({ length: ws.maxBatch * s.nHead }, (_, i) => i % s.nHead));
     this.groups = new GpuPairGroups(s.nHead, s.nHead, ws);
     this.sq = ws.buffer('attn.q', s.nHead * qk);
@@ -102,7 +104,7 @@ export class GpuMlaAttention implements GpuBlock {
 
     // Absorbed queries: n x nHead x [W_UK^T q_nope | q_pe].
     const qAbs = this.sqAbs.t;
-    const groups = this.groups.group(step, this.headIds, pairs, [this.kB, this.vB]);
+    const groups = this.groups.group(step, this.headIds, pairs, this.banks);
     gpuMatmulId(step, this.kB, q, pairs, this.headIds, qAbs, { xDiv: 1, xStride: qk, yStride: row }, undefined, groups);
     copyRows(gpu, q, s.nope, qk, qAbs, s.kvLora, row, pairs, s.ropeDim);
 

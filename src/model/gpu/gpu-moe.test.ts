@@ -6,26 +6,16 @@
  * the random logits. Skipped, saying why, without a WebGPU adapter.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { GgmlType } from '../../gguf/ggml-types.js';
 import { createKernels } from '../../kernels/index.js';
-import { WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import { moeRoute } from '../../kernels/webgpu/expert-kernels.js';
-import { isCairnError } from '../../util/errors.js';
 import { Prng } from '../../util/prng.js';
 import { MoeRouter, type MoeRouting } from '../blocks/moe-router.js';
 import { Workspace } from '../blocks/workspace.js';
+import { testGpu } from '../../../test/helpers/test-gpu.js';
 
-let gpu: WebGpuKernels | undefined;
-let why = '';
-try {
-  gpu = await WebGpuKernels.open();
-} catch (e) {
-  if (!isCairnError(e, 'GPU_UNAVAILABLE')) throw e;
-  why = `no GPU to test on: ${(e as Error).message}`;
-  process.stdout.write(`# ${why}\n`);
-}
-after(() => gpu?.destroy());
+const { gpu, skip } = await testGpu();
 
 const kernels = createKernels();
 
@@ -37,7 +27,7 @@ const RULES: [string, MoeRouting, boolean][] = [
   ['softmax over the chosen (gpt-oss)', { experts: 32, used: 4, gating: 'softmax-selected', normalize: false, scale: 0, groups: 0, groupsUsed: 0 }, false],
 ];
 
-describe('GPU router', { skip: gpu ? false : why }, () => {
+describe('GPU router', { skip }, () => {
   for (const [name, r, biased] of RULES) {
     it(`chooses and weighs as the CPU router: ${name}`, async () => {
       const g = gpu!;

@@ -88,6 +88,8 @@ export class GpuMoeFfn implements GpuBlock {
   private readonly sharedOut?: GpuScratch;
   private readonly sharedGateOut?: GpuScratch;
   private readonly groups: GpuPairGroups;
+  /** The banks a step's products read (the pairs are grouped for their row counts). */
+  private readonly banks: readonly GpuBank[];
 
   constructor(
     private readonly s: MoeFfnShape,
@@ -113,6 +115,7 @@ export class GpuMoeFfn implements GpuBlock {
     this.upOut = ws.buffer('moe.up', k * s.width);
     this.downOut = ws.buffer('moe.down', k * s.nEmbd);
     this.groups = new GpuPairGroups(E, k, ws);
+    this.banks = [this.up, this.down, ...(this.gate ? [this.gate] : [])];
     if (w.shared) {
       this.shared = new GpuDenseFfn(w.shared, ws);
       this.sharedOut = ws.buffer('moe.shared', s.nEmbd);
@@ -135,7 +138,7 @@ export class GpuMoeFfn implements GpuBlock {
     gpuMatmul(gpu, this.router, h, n, logits);
     if (this.logitBias) gpu.addBias(logits, this.logitBias, n, E);
     moeRoute(gpu, logits, n, s.routing, this.selectionBias, ids, weights);
-    const groups = this.groups.group(step, ids, pairs, [this.up, this.down, ...(this.gate ? [this.gate] : [])]);
+    const groups = this.groups.group(step, ids, pairs, this.banks);
 
     // A token's slots share its input row.
     const perToken = { xDiv: k, xStride: D };
