@@ -2,7 +2,10 @@
  * Where a decode step's time goes: wraps the kernels of a one-shard model and times each kind of
  * call over a run of single-token steps, and each matrix product by weight type and shape.
  *
- *   node dist/bench/profile.js MODEL [--tokens N]
+ *   node dist/bench/profile.js MODEL [--tokens N] [--streams S]
+ *
+ * --streams S: each step decodes one token for each of S sequences at once (as a server's
+ * continuous batching does), and the figures are per step; a token costs a step / S.
  */
 import { readGguf } from '../src/gguf/reader.js';
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
@@ -15,6 +18,9 @@ import { preferLargePages } from '../src/engine/large-pages.js';
 const [path, ...rest] = process.argv.slice(2);
 const tokensArg = rest.indexOf('--tokens');
 const steps = tokensArg >= 0 ? Number(rest[tokensArg + 1]) : 32;
+const streamsArg = rest.indexOf('--streams');
+const streams = streamsArg >= 0 ? Number(rest[streamsArg + 1]) : 1;
+if (!Number.isSafeInteger(streams) || streams < 1 || streams > 64) throw new Error('--streams takes 1 to 64');
 const file = readGguf(path);
 const cfg = readModelConfig(file);
 const kernels = createKernels();
@@ -81,12 +87,14 @@ const spec = wholeModel(cfg);
 // CAIRN_PROFILE_COPY=1: weights copied out of the mapping into process memory (to compare the two).
 const copy = process.env.CAIRN_PROFILE_COPY === '1';
 const weight = (t: { offset: number; byteLength: number }) => mapping.view(t.offset, t.byteLength);
-const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, { slots: 1, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: 16 });
+const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, { slots: streams, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: Math.max(16, streams) });
+const spans = (p: number) => Array.from({ length: streams }, (_, s) => ({ slot: s, pos0: p, start: s, n: 1 }));
+const rows = Array.from({ length: streams }, (_, s) => s);
 const run = (n: number) => {
-  let tok = 1;
+  const tokens = new Int32Array(streams).fill(1);
   for (let p = 0; p < n; p++) {
-    shard.forward({ nTokens: 1, tokens: Int32Array.from([tok]), spans: [{ slot: 0, pos0: p, start: 0, n: 1 }], outputRows: [0] });
-    tok = 300 + (p % 100);
+    shard.forward({ nTokens: streams, tokens, spans: spans(p), outputRows: rows });
+    for (let s = 0; s < streams; s++) tokens[s] = 300 + ((p + 7 * s) % 100);
   }
 };
 run(4);
@@ -95,7 +103,7 @@ shapes.clear();
 const t0 = performance.now();
 run(steps);
 const total = (performance.now() - t0) / steps;
-process.stdout.write(`${path}: ${total.toFixed(2)} ms per token\n`);
+process.stdout.write(`${path}: ${total.toFixed(2)} ms per step of ${streams} token${streams > 1 ? 's' : ''} (${((1000 * streams) / total).toFixed(1)} tok/s)\n`);
 const inKernels = [...times.values()].reduce((a, e) => a + e.ms, 0) / steps;
 process.stdout.write(`  (outside the kernels: ${(total - inKernels).toFixed(3)} ms, ${((100 * (total - inKernels)) / total).toFixed(1)}%)\n`);
 for (const [name, e] of [...times].sort((a, b) => b[1].ms - a[1].ms)) {

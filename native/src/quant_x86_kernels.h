@@ -742,19 +742,41 @@ QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
   qx_unpack_k512(x->qs, x->scales, x->qh, x->d, x->dmin, o);
 }
 
+/* The sums of the 16 lanes of v[0..3], in lanes 0..3 (integers: exact in any order). */
+QX_INLINE __m128i qx_sum4_epi32(const __m512i *v) {
+  const __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+  const __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+  const __m512i c = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(c), _mm512_extracti64x4_epi64(c, 1));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/*
+ * The super-block steps of n (<= QX_RMAX * QX_T + 3, four per vector) K-format sums:
+ * acc[i] = fma(float(isum[i]'s lanes summed), scale[i], acc[i]): a super-block's exact integer
+ * dot (every sub-block's times its scale) as one float, times d * da, added with one rounding. The
+ * panel kernels (quant_panel_avx512.c) form each output with the same operations in the same
+ * order, so a token's result is the same whichever path its batch takes.
+ */
+QX_INLINE void qx_k_steps(int n, __m512i *isum, const float *scale, float *acc) {
+  for (int i = 0; i < n; i += 4) {
+    for (int j = n - i; j < 4; j++) isum[i + j] = _mm512_setzero_si512();
+    const __m128 f = _mm_cvtepi32_ps(qx_sum4_epi32(isum + i));
+    _mm_storeu_ps(acc + i, _mm_fmadd_ps(f, _mm_loadu_ps(scale + i), _mm_loadu_ps(acc + i)));
+  }
+}
+
 #define QX_TILE_SCALE_MIN(NAME, UNPACK)                                                                          \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK_K;                                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                          \
     const size_t ahead = qx_ahead(R, ws);                                                                       \
-    __m512 acc[QX_RMAX][QX_T];                                                                                  \
+    float acc[QX_RMAX * QX_T + 3] = {0}, scale[QX_RMAX * QX_T + 3] = {0};                                      \
+    __m512i isum[QX_RMAX * QX_T + 3];                                                                           \
     float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
-      for (int t = 0; t < T; t++) {                                                                             \
-        acc[r][t] = _mm512_setzero_ps();                                                                        \
-        mins[r][t] = 0;                                                                                         \
-      }                                                                                                         \
+      for (int t = 0; t < T; t++) mins[r][t] = 0;                                                               \
     for (int b = 0; b < nb; b++) {                                                                              \
       qx_k512 wb[QX_RMAX];                                                                                      \
       for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);                                  \
@@ -770,17 +792,19 @@ QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
           av[2 * h + 1] = _mm512_shuffle_i64x2(x0, x1, 0xee); /* sub-blocks 4h+1, 4h+3 */                      \
         }                                                                                                       \
         for (int r = 0; r < R; r++) {                                                                           \
-          __m512i isum = _mm512_setzero_si512();                                                                \
+          __m512i is = _mm512_setzero_si512();                                                                  \
           for (int k = 0; k < 4; k++) {                                                                         \
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(wb[r].q[k], av[k]), wb[r].sc[k]);             \
+            is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wb[r].q[k], av[k]), wb[r].sc[k]);                 \
           }                                                                                                     \
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wb[r].d * da), acc[r][t]);        \
+          isum[r * T + t] = is;                                                                                 \
+          scale[r * T + t] = wb[r].d * da;                                                                      \
           mins[r][t] += (wb[r].dmin * da) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb[r].mins, pairs));          \
         }                                                                                                       \
       }                                                                                                         \
+      qx_k_steps(R * T, isum, scale, acc);                                                                      \
     }                                                                                                           \
     for (int r = 0; r < R; r++)                                                                                 \
-      for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum512(acc[r][t]) - mins[r][t];                          \
+      for (int t = 0; t < T; t++) y[t * ys + r] = acc[r * T + t] - mins[r][t];                                  \
   }
 
 QX_TILE_SCALE_MIN(qx_q4_K, qx_unpack_q4_K512)
@@ -818,23 +842,29 @@ QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
 
 #define QX_K_ROWS(NAME, UNPACK)                                                                                 \
   QX_GEMM_RV(NAME##_tiles, QX_RV)                                                                              \
-  QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_k_prepared *p) { \
+  /* R (1..4) adjacent rows at once: their super-block sums are reduced and stepped together. */              \
+  QX_INLINE void NAME##_rows(const int R, int cols, const uint8_t *w, size_t ws, const uint8_t *a,                \
+                             const qx_k_prepared *p, float *y) {                                               \
     const int nb = cols / QK_K;                                                                                \
     const size_t bb = ws / (size_t)nb;                                                                         \
-    const size_t ahead = qx_ahead(1, ws);                                                                      \
+    const size_t ahead = qx_ahead(R, ws);                                                                      \
     const float *da = (const float *)(a + cols);                                                               \
-    __m512 acc = _mm512_setzero_ps();                                                                          \
-    float mins = 0;                                                                                            \
+    float acc[4] = {0}, scale[4] = {0}, mins[4] = {0};                                                         \
+    __m512i isum[4];                                                                                           \
     for (int b = 0; b < nb; b++, p++) {                                                                        \
-      qx_prefetch(w + ahead + (size_t)b * bb, bb);                                                                \
-      qx_k512 wb;                                                                                              \
-      UNPACK(w, b, &wb);                                                                                       \
-      __m512i isum = _mm512_setzero_si512();                                                                   \
-      for (int k = 0; k < 4; k++) isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(wb.q[k], p->av[k]), wb.sc[k]); \
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wb.d * da[b]), acc);                      \
-      mins += (wb.dmin * da[b]) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb.mins, p->pairs));                  \
+      for (int r = 0; r < R; r++) {                                                                            \
+        qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);                                                   \
+        qx_k512 wb;                                                                                            \
+        UNPACK(w + r * ws, b, &wb);                                                                            \
+        __m512i is = _mm512_setzero_si512();                                                                   \
+        for (int k = 0; k < 4; k++) is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wb.q[k], p->av[k]), wb.sc[k]); \
+        isum[r] = is;                                                                                          \
+        scale[r] = wb.d * da[b];                                                                               \
+        mins[r] += (wb.dmin * da[b]) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb.mins, p->pairs));             \
+      }                                                                                                        \
+      qx_k_steps(R, isum, scale, acc);                                                                         \
     }                                                                                                          \
-    return qx_hsum512(acc) - mins;                                                                             \
+    for (int r = 0; r < R; r++) y[r] = acc[r] - mins[r];                                                       \
   }                                                                                                            \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
@@ -845,7 +875,9 @@ QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
       return;                                                                                                  \
     }                                                                                                          \
     if (qx_prepare_needed(&prepared_for, a, cols)) qx_k_prepare(cols, a, prepared);                            \
-    for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, a, prepared);                \
+    int r = 0;                                                                                                 \
+    for (; r + 4 <= nr; r += 4) NAME##_rows(4, cols, w + (size_t)r * ws, ws, a, prepared, y + r);              \
+    for (; r < nr; r++) NAME##_rows(1, cols, w + (size_t)r * ws, ws, a, prepared, y + r);                      \
   }
 
 #define qx_q4_K_tiles_tile qx_q4_K_tile
@@ -889,9 +921,8 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
   const int nb = cols / QK_K;
   const size_t bb = ws / (size_t)nb;
   const size_t ahead = qx_ahead(R, ws);
-  __m512 acc[QX_RMAX][QX_T];
-  for (int r = 0; r < R; r++)
-    for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  float acc[QX_RMAX * QX_T + 3] = {0}, scale[QX_RMAX * QX_T + 3] = {0};
+  __m512i isum[QX_RMAX * QX_T + 3];
   for (int b = 0; b < nb; b++) {
     qx_q6_512 wb[QX_RMAX];
     for (int r = 0; r < R; r++) qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);
@@ -906,19 +937,22 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
         a32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), av[k]);
       }
       for (int r = 0; r < R; r++) {
-        __m512i isum = _mm512_setzero_si512();
+        __m512i is = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
           const __m512i p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(wb[r].q[k], av[k]), a32[k]);
-          isum = _mm512_dpwssd_epi32(isum, p16, wb[r].sc[k]);
+          is = _mm512_dpwssd_epi32(is, p16, wb[r].sc[k]);
         }
-        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wb[r].d * da), acc[r][t]);
+        isum[r * T + t] = is;
+        scale[r * T + t] = wb[r].d * da;
       }
     }
+    qx_k_steps(R * T, isum, scale, acc);
   }
   for (int r = 0; r < R; r++)
-    for (int t = 0; t < T; t++) y[t * ys + r] = qx_hsum512(acc[r][t]);
+    for (int t = 0; t < T; t++) y[t * ys + r] = acc[r * T + t];
 }
-QX_GEMM(qx_q6_K)
+/* One token in tiles of 4 rows: their super-block sums are reduced four at once (qx_k_steps). */
+QX_GEMM_RV(qx_q6_K, 4)
 
 #else
 /* Word j (< 8) of each 128-bit half in every word: one byte shuffle with a constant pattern, not a store and a broadcast. */
@@ -1307,6 +1341,23 @@ static void qx_convert_bf16(const float *x, uint8_t *dst, int cols) {
   for (; i < cols; i++) out[i] = quant_bf16_to_f32(quant_f32_to_bf16(x[i]));
 }
 
+/*
+ * Where the ISA has panel kernels for a 32-element format (quant_panel_avx512.c), its products of
+ * any token count use their arithmetic (QX_PANEL_ORDER): the row tiles above sum a row in vector
+ * lanes and round differently, and a token's result must not depend on whether its batch took the
+ * panels. (The K formats' rows and panels share one arithmetic instead: qx_k_steps.)
+ */
+#if QX_PANEL_ORDER
+#define QX_DIRECT(NAME) \
+  void quant_direct_##NAME##_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys);
+QX_DIRECT(q4_0)
+QX_DIRECT(q8_0)
+QX_DIRECT(mxfp4)
+#define QX_GEMM_OF(NAME) quant_direct_##NAME##_avx512
+#else
+#define QX_GEMM_OF(NAME) qx_##NAME
+#endif
+
 const quant_kernel_table QX_TABLE = {
     .convert =
         {
@@ -1321,12 +1372,12 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_F32] = qx_f32,
             [CAIRN_F16] = qx_f16,
             [CAIRN_BF16] = qx_bf16,
-            [CAIRN_Q4_0] = qx_q4_0,
+            [CAIRN_Q4_0] = QX_GEMM_OF(q4_0),
             [CAIRN_Q4_1] = qx_q4_1,
             [CAIRN_Q5_0] = qx_q5_0,
             [CAIRN_Q5_1] = qx_q5_1,
-            [CAIRN_Q8_0] = qx_q8_0,
-            [CAIRN_MXFP4] = qx_mxfp4,
+            [CAIRN_Q8_0] = QX_GEMM_OF(q8_0),
+            [CAIRN_MXFP4] = QX_GEMM_OF(mxfp4),
             [CAIRN_Q4_K] = qx_q4_K,
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = qx_q6_K,

@@ -7,5 +7,7 @@
 /* Q4_0/Q5_0 rows: with one row the unpacking, not memory, would set the pace (see the header). */
 #define QX_RV_NIBBLE 4
 #define QX_RV_FLOAT 1
+/* Products of the formats with panel kernels take their arithmetic (see the table at the end). */
+#define QX_PANEL_ORDER 1
 #include "quant_x86_kernels.h"
 #endif

@@ -19,6 +19,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/quant_formats.h"
@@ -96,13 +97,11 @@ PX_INLINE __m512 px_halves(const uint8_t *const *rows, size_t off) {
 PX_INLINE __m512i *px_block(uint8_t *panel, int b) { return (__m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES); }
 
 /* Q4_0 panel: quants as u8 0..15 (elements 4g..4g+3 in vector g), offset 8 via the activation sums. */
-static void px_pack_q4_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
-  const uint8_t *rows[PANEL_ROWS];
-  px_rows(w, ws, nr, rows);
+PX_INLINE void px_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i low = _mm512_set1_epi8(0x0f);
-  for (int b = 0; b < cols / QK; b++) {
+  {
     const size_t off = (size_t)b * sizeof(block_q4_0);
-    __m512i *out = px_block(panel, b), v[4];
+    __m512i *out = px_block(dst, 0), v[4];
     /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
     px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
     for (int g = 0; g < 4; g++) {
@@ -114,14 +113,12 @@ static void px_pack_q4_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t 
 }
 
 /* MXFP4 panel: the doubled E2M1 codes + 16 as u8 (4..28), offset 16 via the activation sums. */
-static void px_pack_mxfp4(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
-  const uint8_t *rows[PANEL_ROWS];
-  px_rows(w, ws, nr, rows);
+PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i low = _mm512_set1_epi8(0x0f);
   const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
-  for (int b = 0; b < cols / QK; b++) {
+  {
     const size_t off = (size_t)b * sizeof(block_mxfp4);
-    __m512i *out = px_block(panel, b), v[4];
+    __m512i *out = px_block(dst, 0), v[4];
     /* As Q4_0: qs byte j holds element j (low nibble) and j + 16 (high nibble). */
     px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
     for (int g = 0; g < 4; g++) {
@@ -134,13 +131,11 @@ static void px_pack_mxfp4(int cols, const uint8_t *w, size_t ws, int nr, uint8_t
 }
 
 /* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
-static void px_pack_q8_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
-  const uint8_t *rows[PANEL_ROWS];
-  px_rows(w, ws, nr, rows);
+PX_INLINE void px_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i flip = _mm512_set1_epi8((char)0x80);
-  for (int b = 0; b < cols / QK; b++) {
+  {
     const size_t off = (size_t)b * sizeof(block_q8_0);
-    __m512i *out = px_block(panel, b), v[4];
+    __m512i *out = px_block(dst, 0), v[4];
     for (int h = 0; h < 2; h++) {
       px_transpose16(rows, off + offsetof(block_q8_0, qs) + 16 * h, v);
       for (int g = 0; g < 4; g++) _mm512_store_si512(out + 4 * h + g, _mm512_xor_si512(v[g], flip));
@@ -150,18 +145,17 @@ static void px_pack_q8_0(int cols, const uint8_t *w, size_t ws, int nr, uint8_t 
 }
 
 /*
- * Q4_K panel: each 32-element sub-block is a panel block of u8 quants 0..15, with d * scale and
- * -dmin * min per row (the mins meet the activation sums in px_tile).
+ * Q4_K panel: each 32-element sub-block is a panel block of u8 quants 0..15 with its scale per row
+ * (int32); a super-block's mins (word pairs), d and dmin fill the second spare vectors of its first
+ * six sub-blocks (see px_run_k).
  */
-static void px_pack_q4_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
-  const uint8_t *rows[PANEL_ROWS];
-  px_rows(w, ws, nr, rows);
+PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) {
   const __m512i low = _mm512_set1_epi8(0x0f);
-  for (int B = 0; B < cols / QK_K; B++) {
+  {
     const size_t off = (size_t)B * sizeof(block_q4_K);
     /* Bytes 32j..32j+31 of qs: low nibbles are sub-block 2j, high nibbles sub-block 2j + 1. */
     for (int j = 0; j < 4; j++) {
-      __m512i *even = px_block(panel, 8 * B + 2 * j), *odd = px_block(panel, 8 * B + 2 * j + 1), v[4];
+      __m512i *even = px_block(panel, 2 * j), *odd = px_block(panel, 2 * j + 1), v[4];
       for (int h = 0; h < 2; h++) {
         px_transpose16(rows, off + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
         for (int g = 0; g < 4; g++) {
@@ -174,7 +168,8 @@ static void px_pack_q4_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t 
     __m512i head[4];
     px_transpose16(rows, off, head);
     const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
-    const __m512 neg_dmin = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16))));
+    const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
+    __m512i m_even = _mm512_setzero_si512();
     for (int sb = 0; sb < 8; sb++) {
       /* quant_k_scale_min, lane by lane. */
       __m512i sc, m;
@@ -187,19 +182,20 @@ static void px_pack_q4_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t 
                              _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb - 4), 6), 4));
         m = _mm512_or_si512(_mm512_srli_epi32(both, 4), _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb), 6), 4));
       }
-      float *f = (float *)(px_block(panel, 8 * B + sb) + 8);
-      _mm512_store_ps(f, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)));
-      _mm512_store_ps(f + PANEL_ROWS, _mm512_mul_ps(neg_dmin, _mm512_cvtepi32_ps(m)));
+      _mm512_store_si512(px_block(panel, sb) + 8, sc);
+      /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
+      if (sb & 1) _mm512_store_si512(px_block(panel, sb / 2) + 9, _mm512_or_si512(m_even, _mm512_slli_epi32(m, 16)));
+      else m_even = m;
     }
+    _mm512_store_ps((float *)(px_block(panel, 4) + 9), d);
+    _mm512_store_ps((float *)(px_block(panel, 5) + 9), dmin);
   }
 }
 
-/* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), d * scale for each half-block. */
-static void px_pack_q6_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel) {
-  const uint8_t *rows[PANEL_ROWS];
-  px_rows(w, ws, nr, rows);
+/* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), the halves' scales as word pairs, d per super-block. */
+PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {
   const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
-  for (int B = 0; B < cols / QK_K; B++) {
+  {
     const size_t off = (size_t)B * sizeof(block_q6_K);
     /* Elements 128n + 32k + l: ql byte 64n + 32(k & 1) + l (high nibble when k >= 2), qh byte
      * 32n + l (bits 2k, 2k + 1), as in ggml's dequantize_row_q6_K. */
@@ -214,7 +210,7 @@ static void px_pack_q6_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t 
             for (int g = 0; g < 4; g++) {
               const __m512i lo4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 4) : vl[g], low);
               const __m512i hi2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * k), two), 4);
-              _mm512_store_si512(px_block(panel, 8 * B + 4 * n + k) + 4 * h + g, _mm512_or_si512(lo4, hi2));
+              _mm512_store_si512(px_block(panel, 4 * n + k) + 4 * h + g, _mm512_or_si512(lo4, hi2));
             }
           }
         }
@@ -223,10 +219,11 @@ static void px_pack_q6_K(int cols, const uint8_t *w, size_t ws, int nr, uint8_t 
     px_transpose16(rows, off + offsetof(block_q6_K, scales), scales);
     const __m512 d = px_halves(rows, off + offsetof(block_q6_K, d));
     for (int sb = 0; sb < 8; sb++) {
-      float *f = (float *)(px_block(panel, 8 * B + sb) + 8);
-      _mm512_store_ps(f, _mm512_mul_ps(d, _mm512_cvtepi32_ps(px_sbyte(scales, 2 * sb))));
-      _mm512_store_ps(f + PANEL_ROWS, _mm512_mul_ps(d, _mm512_cvtepi32_ps(px_sbyte(scales, 2 * sb + 1))));
+      /* The scales of the sub-block's two halves as a word pair per row. */
+      const __m512i lo = _mm512_and_si512(px_sbyte(scales, 2 * sb), _mm512_set1_epi32(0xffff));
+      _mm512_store_si512(px_block(panel, sb) + 8, _mm512_or_si512(lo, _mm512_slli_epi32(px_sbyte(scales, 2 * sb + 1), 16)));
     }
+    _mm512_store_ps((float *)(px_block(panel, 0) + 9), d);
   }
 }
 
@@ -253,13 +250,13 @@ static void px_prep_q4_0(const uint8_t *a, int cols, int32_t *aux) { px_block_su
 static void px_prep_q8_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
 static void px_prep_mxfp4(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 16, aux); }
 
-/* Q4_K: activation scale * sum of each 32-element block (f32 bits), the mins' partner. */
+/* Q4_K: the sums of sub-blocks 2k and 2k + 1 as a word pair (at 2k), the mins' partners. */
 static void px_prep_q4_K(const uint8_t *a, int cols, int32_t *aux) {
-  const float *d = (const float *)(a + cols);
   const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
-  for (int b = 0; b < cols / QK; b++) {
-    const float v = d[b / 8] * (float)(bsums[2 * b] + bsums[2 * b + 1]);
-    memcpy(aux + b, &v, 4);
+  for (int b = 0; b + 1 < cols / QK; b += 2) {
+    const uint32_t lo = (uint16_t)(bsums[2 * b] + bsums[2 * b + 1]), hi = (uint16_t)(bsums[2 * b + 2] + bsums[2 * b + 3]);
+    aux[b] = (int32_t)(lo | hi << 16);
+    aux[b + 1] = 0;
   }
 }
 
@@ -270,51 +267,96 @@ static void px_prep_q6_K(const uint8_t *a, int cols, int32_t *aux) {
 }
 
 /*
- * T tokens against one 16-row panel over all blocks: y[t][r] for the panel's live rows. By mode:
- *   PX_OFFSET: the int sum starts from the token's offset correction (prep), one scale per block;
- *   PX_MIN:    the int sum starts at 0; the mins vector times the prep value is added;
- *   PX_HALVES: two int sums of 16 elements, each from its prep correction, each with its scale.
- * `da_shift`: log2 of blocks per activation scale (0 for Q8_0 rows, 3 for Q8_K rows).
+ * T tokens against blocks b0 .. b0 + nblocks - 1 of a 16-row panel of a 32-element format
+ * (`blocks` holds block b0 first), accumulated into acc[t] lane by lane: each block's integer dot
+ * starts from the token's offset correction (prep) and is scaled by the block's two scales.
+ * Every product of these formats, of any number of tokens, forms each output this way, block by
+ * block in order: a token's result is the same whatever batch it comes in.
  */
-PX_INLINE void px_tile(const int T, const int mode, const int da_shift, int nb, const uint8_t *panel, const uint8_t *a,
-                       size_t as, const int32_t *aux, size_t aux_stride, int cols, __mmask16 live, float *y,
-                       size_t ys) {
-  __m512 acc[PANEL_T];
-  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-  for (int b = 0; b < nb; b++) {
-    const __m512i *wv = (const __m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES);
-    const __m512 f0 = _mm512_load_ps((const float *)(wv + 8)), f1 = _mm512_load_ps((const float *)(wv + 9));
+PX_INLINE void px_run_32(const int T, int b0, int nblocks, const uint8_t *blocks, const uint8_t *a, size_t as,
+                         const int32_t *aux, size_t aux_stride, int cols, __m512 *acc) {
+  for (int b = b0; b < b0 + nblocks; b++) {
+    const __m512i *wv = (const __m512i *)(blocks + (size_t)(b - b0) * PANEL_BLOCK_BYTES);
+    const __m512 f0 = _mm512_load_ps((const float *)(wv + 8));
     __m512i w[8];
     for (int g = 0; g < 8; g++) w[g] = _mm512_load_si512(wv + g);
     for (int t = 0; t < T; t++) {
       const uint8_t *at = a + (size_t)t * as;
-      const int32_t *xt = aux + (size_t)t * aux_stride;
       const px_i32u *four = (const px_i32u *)(at + (size_t)QK * b);
       float da;
-      memcpy(&da, at + cols + (size_t)(b >> da_shift) * 4, 4);
-      const __m512 vda = _mm512_set1_ps(da);
-      if (mode == PX_HALVES) {
-        __m512i s0 = _mm512_set1_epi32(xt[2 * b]), s1 = _mm512_set1_epi32(xt[2 * b + 1]);
-        for (int g = 0; g < 4; g++) s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(four[g]));
-        for (int g = 4; g < 8; g++) s1 = _mm512_dpbusd_epi32(s1, w[g], _mm512_set1_epi32(four[g]));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(f0, vda), acc[t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(f1, vda), acc[t]);
-        continue;
-      }
-      __m512i s = mode == PX_OFFSET ? _mm512_set1_epi32(xt[b]) : _mm512_setzero_si512();
+      memcpy(&da, at + cols + (size_t)b * 4, 4);
+      __m512i s = _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]);
       for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, vda), acc[t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, _mm512_set1_ps(da)), acc[t]);
+    }
+  }
+}
+
+/*
+ * The same for super-blocks B0 .. B0 + n - 1 of a K format (8 panel blocks each): a super-block's
+ * exact integer dot (each sub-block's, or half's, times its scale) as one float, times d * da, added
+ * with one rounding; Q4_K's mins (their exact integer sum with the activation sums, times dmin * da)
+ * gather in mins[t]. The K row kernels (qx_k_steps) do the same operations in the same order.
+ */
+PX_INLINE void px_run_k(const int T, const int mode, int B0, int n, const uint8_t *blocks, const uint8_t *a, size_t as,
+                        const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
+  for (int B = B0; B < B0 + n; B++) {
+    const uint8_t *sbp = blocks + (size_t)(B - B0) * 8 * PANEL_BLOCK_BYTES;
+    const __m512i *head = (const __m512i *)sbp;
+    __m512i isum[PANEL_T], msum[PANEL_T];
+    for (int t = 0; t < T; t++) isum[t] = msum[t] = _mm512_setzero_si512();
+    for (int sb = 0; sb < 8; sb++) {
+      const __m512i *wv = (const __m512i *)(sbp + (size_t)sb * PANEL_BLOCK_BYTES);
+      const __m512i sc = _mm512_load_si512(wv + 8);
+      __m512i w[8];
+      for (int g = 0; g < 8; g++) w[g] = _mm512_load_si512(wv + g);
+      const int b = 8 * B + sb;
+      for (int t = 0; t < T; t++) {
+        const px_i32u *four = (const px_i32u *)(a + (size_t)t * as + (size_t)QK * b);
+        const int32_t *xt = aux + (size_t)t * aux_stride;
+        if (mode == PX_HALVES) {
+          __m512i s0 = _mm512_set1_epi32(xt[2 * b]), s1 = _mm512_set1_epi32(xt[2 * b + 1]);
+          for (int g = 0; g < 4; g++) s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(four[g]));
+          for (int g = 4; g < 8; g++) s1 = _mm512_dpbusd_epi32(s1, w[g], _mm512_set1_epi32(four[g]));
+          const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(sc, 16), 16), hi = _mm512_srai_epi32(sc, 16);
+          isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, lo), _mm512_mullo_epi32(s1, hi)));
+        } else {
+          __m512i s = _mm512_setzero_si512();
+          for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
+          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
+          if (sb < 4) msum[t] = _mm512_dpwssd_epi32(msum[t], _mm512_load_si512(head + (size_t)sb * (PANEL_BLOCK_BYTES / 64) + 9), _mm512_set1_epi32(xt[8 * B + 2 * sb]));
+        }
+      }
+    }
+    const __m512 d = _mm512_load_ps((const float *)(head + (size_t)(mode == PX_MIN ? 4 : 0) * (PANEL_BLOCK_BYTES / 64) + 9));
+    for (int t = 0; t < T; t++) {
+      float da;
+      memcpy(&da, a + (size_t)t * as + cols + (size_t)B * 4, 4);
+      const __m512 vda = _mm512_set1_ps(da);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, vda), acc[t]);
       if (mode == PX_MIN) {
-        float sum;
-        memcpy(&sum, xt + b, 4);
-        acc[t] = _mm512_fmadd_ps(f1, _mm512_set1_ps(sum), acc[t]);
+        const __m512 dmin = _mm512_load_ps((const float *)(head + 5 * (PANEL_BLOCK_BYTES / 64) + 9));
+        mins[t] = _mm512_add_ps(mins[t], _mm512_mul_ps(_mm512_mul_ps(dmin, vda), _mm512_cvtepi32_ps(msum[t])));
       }
     }
   }
-  for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, live, acc[t]);
 }
 
-typedef void (*px_pack_fn)(int cols, const uint8_t *w, size_t ws, int nr, uint8_t *panel);
+/* T tokens against one whole 16-row panel: y[t][r] for the panel's live rows. */
+PX_INLINE void px_tile(const int T, const int mode, const int da_shift, int nb, const uint8_t *panel, const uint8_t *a,
+                       size_t as, const int32_t *aux, size_t aux_stride, int cols, __mmask16 live, float *y,
+                       size_t ys) {
+  (void)da_shift;
+  __m512 acc[PANEL_T], mins[PANEL_T];
+  for (int t = 0; t < T; t++) acc[t] = mins[t] = _mm512_setzero_ps();
+  if (mode == PX_OFFSET) px_run_32(T, 0, nb, panel, a, as, aux, aux_stride, cols, acc);
+  else px_run_k(T, mode, 0, nb / 8, panel, a, as, aux, aux_stride, cols, acc, mins);
+  for (int t = 0; t < T; t++)
+    _mm512_mask_storeu_ps(y + (size_t)t * ys, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
+}
+
+/* Unpacks unit u of 16 rows (one 32-element block, or a K super-block: 8 blocks) into panel blocks at dst. */
+typedef void (*px_unit_fn)(const uint8_t *const *rows, int u, uint8_t *dst);
 
 #define PX_TILE_CASE(N) \
   case N: px_tile(N, mode, da_shift, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break
@@ -323,15 +365,18 @@ typedef void (*px_pack_fn)(int cols, const uint8_t *w, size_t ws, int nr, uint8_
  * Unpacks the nr rows into panels, then walks the tokens in tiles of PANEL_T, each tile against
  * every panel while its activations are in cache.
  */
-PX_INLINE void px_gemm(px_pack_fn pack, const int mode, const int da_shift, int cols, const uint8_t *w, size_t ws, int nr,
-                       const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys,
-                       uint8_t *panels) {
+PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, const int da_shift, int cols, const uint8_t *w,
+                       size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt,
+                       float *y, size_t ys, uint8_t *panels) {
   const int nb = cols / QK;
   const size_t panel_bytes = (size_t)nb * PANEL_BLOCK_BYTES;
   const int np = (nr + PANEL_ROWS - 1) / PANEL_ROWS;
   for (int p = 0; p < np; p++) {
     const int rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
-    pack(cols, w + (size_t)p * PANEL_ROWS * ws, ws, rows, panels + (size_t)p * panel_bytes);
+    const uint8_t *rp[PANEL_ROWS];
+    px_rows(w + (size_t)p * PANEL_ROWS * ws, ws, rows, rp);
+    uint8_t *panel = panels + (size_t)p * panel_bytes;
+    for (int u = 0; u < nb / unit_blocks; u++) unit(rp, u, panel + (size_t)u * unit_blocks * PANEL_BLOCK_BYTES);
   }
   for (int t0 = 0; t0 < nt; t0 += PANEL_T) {
     const int T = nt - t0 < PANEL_T ? nt - t0 : PANEL_T;
@@ -354,17 +399,103 @@ PX_INLINE void px_gemm(px_pack_fn pack, const int mode, const int da_shift, int 
   }
 }
 
-#define PX_GEMM(NAME, PACK, MODE, DA_SHIFT)                                                                    \
-  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux, \
-                   size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {                        \
-    px_gemm(PACK, MODE, DA_SHIFT, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);                 \
+/*
+ * The same products for a few tokens (decode), without a panel in memory: each unit of 16 rows is
+ * unpacked into a small buffer that stays in L1 and used at once by the call's tokens, so every
+ * output is formed with the panel path's arithmetic, operation for operation. (Row kernels that
+ * sum a row in vector lanes round differently: a token's result would then depend on whether its
+ * batch took the panels, and speculative decoding, continuous batching and resumed sequences
+ * would no longer give the tokens a sequence gets alone.)
+ */
+PX_INLINE void px_direct_tile(const int T, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                              size_t as, const int32_t *aux, size_t aux_stride, float *y, size_t ys) {
+  const int unit_blocks = 1;
+  const int units = cols / QK;
+  uint8_t buf[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
+  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
+    const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
+    const uint8_t *rp[PANEL_ROWS];
+    px_rows(w + (size_t)r0 * ws, ws, rows, rp);
+    /* The next 16 rows are one stretch of memory right after these: ask for it a unit at a time. */
+    const uint8_t *next = w + (size_t)(r0 + PANEL_ROWS) * ws;
+    const size_t next_bytes = r0 + 2 * PANEL_ROWS <= nr ? PANEL_ROWS * ws : nr > r0 + PANEL_ROWS ? (size_t)(nr - r0 - PANEL_ROWS) * ws : 0;
+    const size_t per_unit = (next_bytes + units - 1) / units;
+    __m512 acc[PANEL_T];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int u = 0; u < units; u++) {
+      for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
+      unit(rp, u, buf);
+      px_run_32(T, u * unit_blocks, unit_blocks, buf, a, as, aux, aux_stride, cols, acc);
+    }
+    const __mmask16 live = (__mmask16)((1u << rows) - 1);
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, acc[t]);
+  }
+}
+
+typedef void (*px_prep_fn)(const uint8_t *a, int cols, int32_t *aux);
+
+/* The per-thread prep values of the call's tokens (a kernel is called once per piece of rows). */
+static __thread int32_t *px_direct_aux;
+static __thread size_t px_direct_aux_cap;
+static __thread const uint8_t *px_direct_a;
+static __thread unsigned px_direct_generation;
+static __thread int px_direct_cols, px_direct_nt;
+
+#define PX_DIRECT_CASE(N)                                                                                   \
+  case N:                                                                                                   \
+    px_direct_tile(N, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys);                              \
+    break
+
+PX_INLINE void px_direct(px_unit_fn unit, px_prep_fn prep, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  const size_t aux_stride = quant_panel_aux_count(cols);
+  const size_t need = aux_stride * (size_t)nt;
+  if (need > px_direct_aux_cap) {
+    int32_t *grown = (int32_t *)realloc(px_direct_aux, need * sizeof(int32_t));
+    if (!grown) abort(); /* a few KiB per token: the process is out of memory */
+    px_direct_aux = grown;
+    px_direct_aux_cap = need;
+    px_direct_a = NULL;
+  }
+  if (px_direct_a != a || px_direct_generation != quant_activation_generation || px_direct_cols != cols || px_direct_nt < nt) {
+    for (int t = 0; t < nt; t++) prep(a + (size_t)t * as, cols, px_direct_aux + (size_t)t * aux_stride);
+    px_direct_a = a;
+    px_direct_generation = quant_activation_generation;
+    px_direct_cols = cols;
+    px_direct_nt = nt;
+  }
+  for (int t0 = 0; t0 < nt; t0 += PANEL_T) {
+    const int T = nt - t0 < PANEL_T ? nt - t0 : PANEL_T;
+    const uint8_t *at = a + (size_t)t0 * as;
+    const int32_t *xt = px_direct_aux + (size_t)t0 * aux_stride;
+    float *yt = y + (size_t)t0 * ys;
+    switch (T) {
+      PX_DIRECT_CASE(6);
+      PX_DIRECT_CASE(5);
+      PX_DIRECT_CASE(4);
+      PX_DIRECT_CASE(3);
+      PX_DIRECT_CASE(2);
+      default: px_direct_tile(1, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys); break;
+    }
+  }
+}
+
+#define PX_GEMM(NAME, UNIT, UNIT_BLOCKS, MODE, DA_SHIFT)                                                        \
+  static void px_gemm_##NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux, \
+                             size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {                \
+    px_gemm(UNIT, UNIT_BLOCKS, MODE, DA_SHIFT, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);     \
+  }
+#define PX_GEMM_DIRECT(NAME, UNIT, PREP)                                                                        \
+  PX_GEMM(NAME, UNIT, 1, PX_OFFSET, 0)                                                                          \
+  void quant_direct_##NAME##_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
+                                    float *y, size_t ys) {                                                      \
+    px_direct(UNIT, PREP, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
   }
 
-PX_GEMM(px_gemm_q4_0, px_pack_q4_0, PX_OFFSET, 0)
-PX_GEMM(px_gemm_q8_0, px_pack_q8_0, PX_OFFSET, 0)
-PX_GEMM(px_gemm_mxfp4, px_pack_mxfp4, PX_OFFSET, 0)
-PX_GEMM(px_gemm_q4_K, px_pack_q4_K, PX_MIN, 3)
-PX_GEMM(px_gemm_q6_K, px_pack_q6_K, PX_HALVES, 3)
+PX_GEMM_DIRECT(q4_0, px_unit_q4_0, px_prep_q4_0)
+PX_GEMM_DIRECT(q8_0, px_unit_q8_0, px_prep_q8_0)
+PX_GEMM_DIRECT(mxfp4, px_unit_mxfp4, px_prep_mxfp4)
+PX_GEMM(q4_K, px_unit_q4_K, 8, PX_MIN, 3)
+PX_GEMM(q6_K, px_unit_q6_K, 8, PX_HALVES, 3)
 
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,

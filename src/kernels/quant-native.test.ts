@@ -222,15 +222,19 @@ describe('native quantization kernels', { skip }, () => {
       }
     });
 
-    test(`matmul on ${isa}: a token's products are the same alone as in a small batch`, () => {
-      // Decode (one token) may take another code path than a batch; the numbers must not change.
+    test(`matmul on ${isa}: a token's products are the same alone as in any batch`, () => {
+      // Decode (one token), small batches (row tiles) and large ones (panels, where the ISA has
+      // them) take different code paths; a token's numbers must not change with its batch, or
+      // speculative decoding, continuous batching and resumed sequences would change its tokens.
       const a = addon!;
       a.forceIsa(isa);
       for (const type of [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
-        for (const cols of bs === 256 ? [512, 2816, 256 * 65] : [96, 4128, 8192 + 64]) {
-          const rows = 37;
-          const n = 3;
+        for (const [cols, rows, n] of [
+          ...(bs === 256 ? [512, 2816, 256 * 65] : [96, 4128, 8192 + 64]).map((c) => [c, 37, 3]),
+          // Rows enough for the threads' row ranges; batches below and above the panels' thresholds.
+          ...[2, 4, 5, 9, 24, 31].map((m) => [bs === 256 ? 2048 : 1024, 300, m]),
+        ]) {
           const w = quantized(type, rows, cols, 5 + type);
           const x = activations(n * cols, 6 + cols);
           const batch = new Float32Array(n * rows);
