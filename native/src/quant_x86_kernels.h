@@ -627,13 +627,17 @@ QX_INLINE __m512 qx_scales2_mxfp4(const uint8_t *row, int b, float d0, float d1)
 #define qx_mxfp4_tiles_tile qx_mxfp4_tile
 #define qx_q5_0_tiles_tile qx_q5_0_tile
 #define qx_q8_0_tiles_tile qx_q8_0_tile
+#if !QX_PANEL_ORDER /* else these formats take the panel kernels' arithmetic (the table at the end) */
 QX_PAIR_ROWS(qx_q4_0, qx_load_q4_0, qx_load2_q4_0, qx_scales2_loaded, 8, 1, QX_RV_NIBBLE, QX_PAIR_RV)
 QX_PAIR_ROWS(qx_mxfp4, qx_load_mxfp4, qx_load2_mxfp4, qx_scales2_mxfp4, 16, 1, QX_RV_NIBBLE, QX_PAIR_RV)
+#endif
 QX_PAIR_ROWS(qx_q5_0, qx_load_q5_0, qx_load2_q5_0, qx_scales2_loaded, 16, 1, QX_RV_NIBBLE, QX_PAIR_RV)
 /* Q8_0 in the plain layout of its tiles (one 32-byte load per block), so that lanes sum as there:
  * the per-block activation work (the offset lanes) then comes from the per-call buffer instead of
  * being redone for every row. Single thread, L2-resident 256x2048: 37.6 -> 55.9 GB/s. */
+#if !QX_PANEL_ORDER
 QX_PAIR_ROWS(qx_q8_0, qx_load_q8_0, qx_load2_q8_0, qx_scales2_plain, 128, 0, QX_RV, QX_Q8_RV)
+#endif
 #else
 QX_GEMM_RV(qx_q4_0, QX_RV_NIBBLE)
 QX_GEMM_RV(qx_mxfp4, QX_RV_NIBBLE)
@@ -840,31 +844,45 @@ QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
   }
 }
 
+/*
+ * A K-format row's super-block steps (qx_k_steps' arithmetic, one at a time in order) with the
+ * integer sums of four super-blocks reduced together: one reduction per super-block kept a
+ * one-row product well below the memory's pace.
+ */
+QX_INLINE float qx_k_steps4(float acc, int m, __m512i *isum, const float *scale) {
+  for (int j = m; j < 4; j++) isum[j] = _mm512_setzero_si512();
+  float f[4];
+  _mm_storeu_ps(f, _mm_cvtepi32_ps(qx_sum4_epi32(isum)));
+  for (int j = 0; j < m; j++) acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(f[j]), _mm_set_ss(scale[j]), _mm_set_ss(acc)));
+  return acc;
+}
+
 #define QX_K_ROWS(NAME, UNPACK)                                                                                 \
   QX_GEMM_RV(NAME##_tiles, QX_RV)                                                                              \
-  /* R (1..4) adjacent rows at once: their super-block sums are reduced and stepped together. */              \
-  QX_INLINE void NAME##_rows(const int R, int cols, const uint8_t *w, size_t ws, const uint8_t *a,                \
-                             const qx_k_prepared *p, float *y) {                                               \
+  QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_k_prepared *p) { \
     const int nb = cols / QK_K;                                                                                \
     const size_t bb = ws / (size_t)nb;                                                                         \
-    const size_t ahead = qx_ahead(R, ws);                                                                      \
+    const size_t ahead = qx_ahead(1, ws);                                                                      \
     const float *da = (const float *)(a + cols);                                                               \
-    float acc[4] = {0}, scale[4] = {0}, mins[4] = {0};                                                         \
-    __m512i isum[4];                                                                                           \
-    for (int b = 0; b < nb; b++, p++) {                                                                        \
-      for (int r = 0; r < R; r++) {                                                                            \
-        qx_prefetch(w + r * ws + ahead + (size_t)b * bb, bb);                                                   \
+    float acc = 0, mins = 0;                                                                                   \
+    for (int b0 = 0; b0 < nb; b0 += 4) {                                                                       \
+      const int m = nb - b0 < 4 ? nb - b0 : 4;                                                                 \
+      __m512i isum[4];                                                                                         \
+      float scale[4];                                                                                          \
+      for (int j = 0; j < m; j++, p++) {                                                                       \
+        const int b = b0 + j;                                                                                  \
+        qx_prefetch(w + ahead + (size_t)b * bb, bb);                                                           \
         qx_k512 wb;                                                                                            \
-        UNPACK(w + r * ws, b, &wb);                                                                            \
+        UNPACK(w, b, &wb);                                                                                     \
         __m512i is = _mm512_setzero_si512();                                                                   \
         for (int k = 0; k < 4; k++) is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wb.q[k], p->av[k]), wb.sc[k]); \
-        isum[r] = is;                                                                                          \
-        scale[r] = wb.d * da[b];                                                                               \
-        mins[r] += (wb.dmin * da[b]) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb.mins, p->pairs));             \
+        isum[j] = is;                                                                                          \
+        scale[j] = wb.d * da[b];                                                                               \
+        mins += (wb.dmin * da[b]) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb.mins, p->pairs));                \
       }                                                                                                        \
-      qx_k_steps(R, isum, scale, acc);                                                                         \
+      acc = qx_k_steps4(acc, m, isum, scale);                                                                  \
     }                                                                                                          \
-    for (int r = 0; r < R; r++) y[r] = acc[r] - mins[r];                                                       \
+    return acc - mins;                                                                                         \
   }                                                                                                            \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
@@ -875,12 +893,11 @@ QX_INLINE void qx_k_prepare(int cols, const uint8_t *a, qx_k_prepared *p) {
       return;                                                                                                  \
     }                                                                                                          \
     if (qx_prepare_needed(&prepared_for, a, cols)) qx_k_prepare(cols, a, prepared);                            \
-    int r = 0;                                                                                                 \
-    for (; r + 4 <= nr; r += 4) NAME##_rows(4, cols, w + (size_t)r * ws, ws, a, prepared, y + r);              \
-    for (; r < nr; r++) NAME##_rows(1, cols, w + (size_t)r * ws, ws, a, prepared, y + r);                      \
+    for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, a, prepared);                \
   }
 
 #define qx_q4_K_tiles_tile qx_q4_K_tile
+#define qx_q6_K_tiles_tile qx_q6_K_tile
 #define qx_q5_K_tiles_tile qx_q5_K_tile
 QX_K_ROWS(qx_q4_K, qx_unpack_q4_K512)
 QX_K_ROWS(qx_q5_K, qx_unpack_q5_K512)
@@ -951,8 +968,44 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
   for (int r = 0; r < R; r++)
     for (int t = 0; t < T; t++) y[t * ys + r] = acc[r * T + t];
 }
-/* One token in tiles of 4 rows: their super-block sums are reduced four at once (qx_k_steps). */
-QX_GEMM_RV(qx_q6_K, 4)
+QX_GEMM_RV(qx_q6_K_tiles, QX_RV)
+/* One token, one row at a time, four super-blocks' sums reduced together (qx_k_steps4). */
+QX_INLINE float qx_q6_K_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a) {
+  const int nb = cols / QK_K;
+  const size_t bb = ws / (size_t)nb;
+  const size_t ahead = qx_ahead(1, ws);
+  float acc = 0;
+  for (int b0 = 0; b0 < nb; b0 += 4) {
+    const int m = nb - b0 < 4 ? nb - b0 : 4;
+    __m512i isum[4];
+    float scale[4];
+    for (int j = 0; j < m; j++) {
+      const int b = b0 + j;
+      qx_prefetch(w + ahead + (size_t)b * bb, bb);
+      qx_q6_512 wb;
+      qx_unpack_q6_K512(w, b, &wb);
+      QX_Q8K(a, cols, b);
+      (void)bsums;
+      __m512i is = _mm512_setzero_si512();
+      for (int k = 0; k < 4; k++) {
+        const __m512i av = _mm512_loadu_si512((const void *)(aq + 64 * k));
+        const __m512i p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(wb.q[k], av), _mm512_maddubs_epi16(_mm512_set1_epi8(32), av));
+        is = _mm512_dpwssd_epi32(is, p16, wb.sc[k]);
+      }
+      isum[j] = is;
+      scale[j] = wb.d * da;
+    }
+    acc = qx_k_steps4(acc, m, isum, scale);
+  }
+  return acc;
+}
+static void qx_q6_K(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  if (nt != 1) {
+    qx_q6_K_tiles(cols, w, ws, nr, a, as, nt, y, ys);
+    return;
+  }
+  for (int r = 0; r < nr; r++) y[r] = qx_q6_K_row(cols, w + (size_t)r * ws, ws, a);
+}
 
 #else
 /* Word j (< 8) of each 128-bit half in every word: one byte shuffle with a constant pattern, not a store and a broadcast. */
