@@ -38,8 +38,9 @@ export function ChatView({ model }: { model: string }) {
 
   useEffect(() => saveCurrentId(current.id), [current.id]);
 
-  // While a reply streams, store at most twice a second rather than on every token.
-  useEffect(() => {
+  // While a reply streams, store at most twice a second rather than on every token. Otherwise store
+  // as the change is drawn (a layout effect): a rename the page shows is kept by a reload right after.
+  useLayoutEffect(() => {
     if (!busy) return saveConversations(list);
     const t = setTimeout(() => saveConversations(list), 500);
     return () => clearTimeout(t);
