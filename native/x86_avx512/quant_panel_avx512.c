@@ -99,49 +99,43 @@ PX_INLINE __m512i *px_block(uint8_t *panel, int b) { return (__m512i *)(panel + 
 /* Q4_0 panel: quants as u8 0..15 (elements 4g..4g+3 in vector g), offset 8 via the activation sums. */
 PX_INLINE void px_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i low = _mm512_set1_epi8(0x0f);
-  {
-    const size_t off = (size_t)b * sizeof(block_q4_0);
-    __m512i *out = px_block(dst, 0), v[4];
-    /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
-    px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
-    for (int g = 0; g < 4; g++) {
-      _mm512_store_si512(out + g, _mm512_and_si512(v[g], low));
-      _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
-    }
-    _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q4_0, d)));
+  const size_t off = (size_t)b * sizeof(block_q4_0);
+  __m512i *out = px_block(dst, 0), v[4];
+  /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
+  px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
+  for (int g = 0; g < 4; g++) {
+    _mm512_store_si512(out + g, _mm512_and_si512(v[g], low));
+    _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
   }
+  _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q4_0, d)));
 }
 
 /* MXFP4 panel: the doubled E2M1 codes + 16 as u8 (4..28), offset 16 via the activation sums. */
 PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i low = _mm512_set1_epi8(0x0f);
   const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
-  {
-    const size_t off = (size_t)b * sizeof(block_mxfp4);
-    __m512i *out = px_block(dst, 0), v[4];
-    /* As Q4_0: qs byte j holds element j (low nibble) and j + 16 (high nibble). */
-    px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
-    for (int g = 0; g < 4; g++) {
-      _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
-      _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
-    }
-    float *d = (float *)(out + 8);
-    for (int r = 0; r < PANEL_ROWS; r++) d[r] = quant_e8m0_half_table[rows[r][off + offsetof(block_mxfp4, e)]];
+  const size_t off = (size_t)b * sizeof(block_mxfp4);
+  __m512i *out = px_block(dst, 0), v[4];
+  /* As Q4_0: qs byte j holds element j (low nibble) and j + 16 (high nibble). */
+  px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
+  for (int g = 0; g < 4; g++) {
+    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
+    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
   }
+  float *d = (float *)(out + 8);
+  for (int r = 0; r < PANEL_ROWS; r++) d[r] = quant_e8m0_half_table[rows[r][off + offsetof(block_mxfp4, e)]];
 }
 
 /* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
 PX_INLINE void px_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i flip = _mm512_set1_epi8((char)0x80);
-  {
-    const size_t off = (size_t)b * sizeof(block_q8_0);
-    __m512i *out = px_block(dst, 0), v[4];
-    for (int h = 0; h < 2; h++) {
-      px_transpose16(rows, off + offsetof(block_q8_0, qs) + 16 * h, v);
-      for (int g = 0; g < 4; g++) _mm512_store_si512(out + 4 * h + g, _mm512_xor_si512(v[g], flip));
-    }
-    _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q8_0, d)));
+  const size_t off = (size_t)b * sizeof(block_q8_0);
+  __m512i *out = px_block(dst, 0), v[4];
+  for (int h = 0; h < 2; h++) {
+    px_transpose16(rows, off + offsetof(block_q8_0, qs) + 16 * h, v);
+    for (int g = 0; g < 4; g++) _mm512_store_si512(out + 4 * h + g, _mm512_xor_si512(v[g], flip));
   }
+  _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q8_0, d)));
 }
 
 /*
@@ -151,80 +145,76 @@ PX_INLINE void px_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) {
  */
 PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) {
   const __m512i low = _mm512_set1_epi8(0x0f);
-  {
-    const size_t off = (size_t)B * sizeof(block_q4_K);
-    /* Bytes 32j..32j+31 of qs: low nibbles are sub-block 2j, high nibbles sub-block 2j + 1. */
-    for (int j = 0; j < 4; j++) {
-      __m512i *even = px_block(panel, 2 * j), *odd = px_block(panel, 2 * j + 1), v[4];
-      for (int h = 0; h < 2; h++) {
-        px_transpose16(rows, off + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
-        for (int g = 0; g < 4; g++) {
-          _mm512_store_si512(even + 4 * h + g, _mm512_and_si512(v[g], low));
-          _mm512_store_si512(odd + 4 * h + g, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
-        }
+  const size_t off = (size_t)B * sizeof(block_q4_K);
+  /* Bytes 32j..32j+31 of qs: low nibbles are sub-block 2j, high nibbles sub-block 2j + 1. */
+  for (int j = 0; j < 4; j++) {
+    __m512i *even = px_block(panel, 2 * j), *odd = px_block(panel, 2 * j + 1), v[4];
+    for (int h = 0; h < 2; h++) {
+      px_transpose16(rows, off + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
+      for (int g = 0; g < 4; g++) {
+        _mm512_store_si512(even + 4 * h + g, _mm512_and_si512(v[g], low));
+        _mm512_store_si512(odd + 4 * h + g, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
       }
     }
-    /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
-    __m512i head[4];
-    px_transpose16(rows, off, head);
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
-    const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
-    __m512i m_even = _mm512_setzero_si512();
-    for (int sb = 0; sb < 8; sb++) {
-      /* quant_k_scale_min, lane by lane. */
-      __m512i sc, m;
-      if (sb < 4) {
-        sc = _mm512_and_si512(px_byte(head + 1, sb), _mm512_set1_epi32(63));
-        m = _mm512_and_si512(px_byte(head + 1, sb + 4), _mm512_set1_epi32(63));
-      } else {
-        const __m512i both = px_byte(head + 1, sb + 4);
-        sc = _mm512_or_si512(_mm512_and_si512(both, _mm512_set1_epi32(15)),
-                             _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb - 4), 6), 4));
-        m = _mm512_or_si512(_mm512_srli_epi32(both, 4), _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb), 6), 4));
-      }
-      _mm512_store_si512(px_block(panel, sb) + 8, sc);
-      /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
-      if (sb & 1) _mm512_store_si512(px_block(panel, sb / 2) + 9, _mm512_or_si512(m_even, _mm512_slli_epi32(m, 16)));
-      else m_even = m;
-    }
-    _mm512_store_ps((float *)(px_block(panel, 4) + 9), d);
-    _mm512_store_ps((float *)(px_block(panel, 5) + 9), dmin);
   }
+  /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
+  __m512i head[4];
+  px_transpose16(rows, off, head);
+  const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
+  const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
+  __m512i m_even = _mm512_setzero_si512();
+  for (int sb = 0; sb < 8; sb++) {
+    /* quant_k_scale_min, lane by lane. */
+    __m512i sc, m;
+    if (sb < 4) {
+      sc = _mm512_and_si512(px_byte(head + 1, sb), _mm512_set1_epi32(63));
+      m = _mm512_and_si512(px_byte(head + 1, sb + 4), _mm512_set1_epi32(63));
+    } else {
+      const __m512i both = px_byte(head + 1, sb + 4);
+      sc = _mm512_or_si512(_mm512_and_si512(both, _mm512_set1_epi32(15)),
+                           _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb - 4), 6), 4));
+      m = _mm512_or_si512(_mm512_srli_epi32(both, 4), _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb), 6), 4));
+    }
+    _mm512_store_si512(px_block(panel, sb) + 8, sc);
+    /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
+    if (sb & 1) _mm512_store_si512(px_block(panel, sb / 2) + 9, _mm512_or_si512(m_even, _mm512_slli_epi32(m, 16)));
+    else m_even = m;
+  }
+  _mm512_store_ps((float *)(px_block(panel, 4) + 9), d);
+  _mm512_store_ps((float *)(px_block(panel, 5) + 9), dmin);
 }
 
 /* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), the halves' scales as word pairs, d per super-block. */
 PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {
   const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
-  {
-    const size_t off = (size_t)B * sizeof(block_q6_K);
-    /* Elements 128n + 32k + l: ql byte 64n + 32(k & 1) + l (high nibble when k >= 2), qh byte
-     * 32n + l (bits 2k, 2k + 1), as in ggml's dequantize_row_q6_K. */
-    for (int n = 0; n < 2; n++)
-      for (int h = 0; h < 2; h++) {
-        __m512i vh[4], vl[4];
-        px_transpose16(rows, off + offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
-        for (int odd = 0; odd < 2; odd++) {
-          px_transpose16(rows, off + offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
-          for (int hi = 0; hi < 2; hi++) {
-            const int k = odd + 2 * hi;
-            for (int g = 0; g < 4; g++) {
-              const __m512i lo4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 4) : vl[g], low);
-              const __m512i hi2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * k), two), 4);
-              _mm512_store_si512(px_block(panel, 4 * n + k) + 4 * h + g, _mm512_or_si512(lo4, hi2));
-            }
+  const size_t off = (size_t)B * sizeof(block_q6_K);
+  /* Elements 128n + 32k + l: ql byte 64n + 32(k & 1) + l (high nibble when k >= 2), qh byte
+   * 32n + l (bits 2k, 2k + 1), as in ggml's dequantize_row_q6_K. */
+  for (int n = 0; n < 2; n++)
+    for (int h = 0; h < 2; h++) {
+      __m512i vh[4], vl[4];
+      px_transpose16(rows, off + offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
+      for (int odd = 0; odd < 2; odd++) {
+        px_transpose16(rows, off + offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
+        for (int hi = 0; hi < 2; hi++) {
+          const int k = odd + 2 * hi;
+          for (int g = 0; g < 4; g++) {
+            const __m512i lo4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 4) : vl[g], low);
+            const __m512i hi2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * k), two), 4);
+            _mm512_store_si512(px_block(panel, 4 * n + k) + 4 * h + g, _mm512_or_si512(lo4, hi2));
           }
         }
       }
-    __m512i scales[4];
-    px_transpose16(rows, off + offsetof(block_q6_K, scales), scales);
-    const __m512 d = px_halves(rows, off + offsetof(block_q6_K, d));
-    for (int sb = 0; sb < 8; sb++) {
-      /* The scales of the sub-block's two halves as a word pair per row. */
-      const __m512i lo = _mm512_and_si512(px_sbyte(scales, 2 * sb), _mm512_set1_epi32(0xffff));
-      _mm512_store_si512(px_block(panel, sb) + 8, _mm512_or_si512(lo, _mm512_slli_epi32(px_sbyte(scales, 2 * sb + 1), 16)));
     }
-    _mm512_store_ps((float *)(px_block(panel, 0) + 9), d);
+  __m512i scales[4];
+  px_transpose16(rows, off + offsetof(block_q6_K, scales), scales);
+  const __m512 d = px_halves(rows, off + offsetof(block_q6_K, d));
+  for (int sb = 0; sb < 8; sb++) {
+    /* The scales of the sub-block's two halves as a word pair per row. */
+    const __m512i lo = _mm512_and_si512(px_sbyte(scales, 2 * sb), _mm512_set1_epi32(0xffff));
+    _mm512_store_si512(px_block(panel, sb) + 8, _mm512_or_si512(lo, _mm512_slli_epi32(px_sbyte(scales, 2 * sb + 1), 16)));
   }
+  _mm512_store_ps((float *)(px_block(panel, 0) + 9), d);
 }
 
 /*
@@ -343,10 +333,9 @@ PX_INLINE void px_run_k(const int T, const int mode, int B0, int n, const uint8_
 }
 
 /* T tokens against one whole 16-row panel: y[t][r] for the panel's live rows. */
-PX_INLINE void px_tile(const int T, const int mode, const int da_shift, int nb, const uint8_t *panel, const uint8_t *a,
+PX_INLINE void px_tile(const int T, const int mode, int nb, const uint8_t *panel, const uint8_t *a,
                        size_t as, const int32_t *aux, size_t aux_stride, int cols, __mmask16 live, float *y,
                        size_t ys) {
-  (void)da_shift;
   __m512 acc[PANEL_T], mins[PANEL_T];
   for (int t = 0; t < T; t++) acc[t] = mins[t] = _mm512_setzero_ps();
   if (mode == PX_OFFSET) px_run_32(T, 0, nb, panel, a, as, aux, aux_stride, cols, acc);
@@ -359,13 +348,13 @@ PX_INLINE void px_tile(const int T, const int mode, const int da_shift, int nb, 
 typedef void (*px_unit_fn)(const uint8_t *const *rows, int u, uint8_t *dst);
 
 #define PX_TILE_CASE(N) \
-  case N: px_tile(N, mode, da_shift, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break
+  case N: px_tile(N, mode, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break
 
 /*
  * Unpacks the nr rows into panels, then walks the tokens in tiles of PANEL_T, each tile against
  * every panel while its activations are in cache.
  */
-PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, const int da_shift, int cols, const uint8_t *w,
+PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, int cols, const uint8_t *w,
                        size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt,
                        float *y, size_t ys, uint8_t *panels) {
   const int nb = cols / QK;
@@ -393,7 +382,7 @@ PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, c
         PX_TILE_CASE(4);
         PX_TILE_CASE(3);
         PX_TILE_CASE(2);
-        default: px_tile(1, mode, da_shift, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
+        default: px_tile(1, mode, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break;
       }
     }
   }
@@ -409,7 +398,6 @@ PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, c
  */
 PX_INLINE void px_direct_tile(const int T, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                               size_t as, const int32_t *aux, size_t aux_stride, float *y, size_t ys) {
-  const int unit_blocks = 1;
   const int units = cols / QK;
   uint8_t buf[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
   for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
@@ -426,7 +414,7 @@ PX_INLINE void px_direct_tile(const int T, px_unit_fn unit, int cols, const uint
     for (int u = 0; u < units; u++) {
       for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
       unit(rp, u, buf);
-      px_run_32(T, u * unit_blocks, unit_blocks, buf, a, as, aux, aux_stride, cols, acc);
+      px_run_32(T, u, 1, buf, a, as, aux, aux_stride, cols, acc);
     }
     const __mmask16 live = (__mmask16)((1u << rows) - 1);
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, acc[t]);
@@ -480,13 +468,13 @@ PX_INLINE void px_direct(px_unit_fn unit, px_prep_fn prep, int cols, const uint8
   }
 }
 
-#define PX_GEMM(NAME, UNIT, UNIT_BLOCKS, MODE, DA_SHIFT)                                                        \
+#define PX_GEMM(NAME, UNIT, UNIT_BLOCKS, MODE)                                                                  \
   static void px_gemm_##NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux, \
                              size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {                \
-    px_gemm(UNIT, UNIT_BLOCKS, MODE, DA_SHIFT, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);     \
+    px_gemm(UNIT, UNIT_BLOCKS, MODE, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);     \
   }
 #define PX_GEMM_DIRECT(NAME, UNIT, PREP)                                                                        \
-  PX_GEMM(NAME, UNIT, 1, PX_OFFSET, 0)                                                                          \
+  PX_GEMM(NAME, UNIT, 1, PX_OFFSET)                                                                             \
   void quant_direct_##NAME##_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
                                     float *y, size_t ys) {                                                      \
     px_direct(UNIT, PREP, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
@@ -495,8 +483,8 @@ PX_INLINE void px_direct(px_unit_fn unit, px_prep_fn prep, int cols, const uint8
 PX_GEMM_DIRECT(q4_0, px_unit_q4_0, px_prep_q4_0)
 PX_GEMM_DIRECT(q8_0, px_unit_q8_0, px_prep_q8_0)
 PX_GEMM_DIRECT(mxfp4, px_unit_mxfp4, px_prep_mxfp4)
-PX_GEMM(q4_K, px_unit_q4_K, 8, PX_MIN, 3)
-PX_GEMM(q6_K, px_unit_q6_K, 8, PX_HALVES, 3)
+PX_GEMM(q4_K, px_unit_q4_K, 8, PX_MIN)
+PX_GEMM(q6_K, px_unit_q6_K, 8, PX_HALVES)
 
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
