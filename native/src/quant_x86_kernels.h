@@ -335,7 +335,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK;                                                                                   \
     const size_t bb = ws / (size_t)nb;                                                                          \
-    const size_t ahead = QX_PFM * qx_ahead(R, ws);                                                                       \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m512 acc[QX_RMAX][QX_T];                                                                                  \
     float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
@@ -395,7 +395,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK;                                                                                   \
     const size_t bb = ws / (size_t)nb;                                                                          \
-    const size_t ahead = QX_PFM * qx_ahead(R, ws);                                                                       \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m256 acc[QX_RMAX][QX_T];                                                                                  \
     float mins[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
@@ -585,13 +585,14 @@ QX_INLINE __m512 qx_scales2_mxfp4(const uint8_t *row, int b, float d0, float d1)
     const int nb = cols / QK;                                                                                    \
     const float *da = (const float *)(a + cols);                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                           \
-    const size_t ahead = QX_PFM * qx_ahead(R, ws);                                                                        \
+    const size_t ahead = qx_ahead(R, ws);                                                                        \
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};                                                  \
     int b = 0;                                                                                                   \
     for (; b + 2 <= nb; b += 2, p++) {                                                                           \
       for (int r = 0; r < R; r++) {                                                                              \
-        /* One prefetch per step: a step moves ~36 bytes on, so every line of the next rows is asked for. */    \
-        _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)b * bb), _MM_HINT_T0);                          \
+        /* One prefetch per step: a step moves ~36 bytes on, so every line of the next rows is asked for;    \
+           into L2 (one thread from memory, Q5_0 on Zen 4: 12 -> 20 GB/s; into L1, 4 rows outran them). */       \
+        _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)b * bb), _MM_HINT_T1);                          \
         __m512i wq;                                                                                              \
         float d0, d1;                                                                                            \
         LOAD2(w + r * ws, b, &wq, &d0, &d1);                                                                     \
@@ -786,7 +787,7 @@ QX_INLINE void qx_k_steps(int n, __m512i *isum, const float *scale, float *acc) 
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK_K;                                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                          \
-    const size_t ahead = QX_PFM * qx_ahead(R, ws);                                                                       \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     float acc[QX_RMAX * QX_T + 3] = {0}, scale[QX_RMAX * QX_T + 3] = {0};                                      \
     __m512i isum[QX_RMAX * QX_T + 3];                                                                           \
     float mins[QX_RMAX][QX_T];                                                                                  \
@@ -866,26 +867,18 @@ typedef struct {
 QX_INLINE void qx_k_prepare_groups(int cols, const uint8_t *a, const qx_k_prepared *p, qx_k_group *g) {
   const int nb = cols / QK_K;
   const float *da = (const float *)(a + cols);
-  for (int b0 = 0; b0 + 4 <= nb; b0 += 4, g++) {
-    g->pairs4 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(p[b0 + 1].pairs, p[b0].pairs)),
-                                   _mm256_set_m128i(p[b0 + 3].pairs, p[b0 + 2].pairs), 1);
-    const __m128 d4 = _mm_loadu_ps(da + b0);
-    g->da4x2 = _mm256_set_m128(d4, d4);
+  for (int b0 = 0; b0 < nb; b0 += 4, g++) {
+    __m128i pairs[4];
+    float d4[4];
+    for (int j = 0; j < 4; j++) {
+      pairs[j] = b0 + j < nb ? p[b0 + j].pairs : _mm_setzero_si128();
+      d4[j] = b0 + j < nb ? da[b0 + j] : 0.f;
+    }
+    g->pairs4 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(pairs[1], pairs[0])), _mm256_set_m128i(pairs[3], pairs[2]), 1);
+    g->da4x2 = _mm256_set_m128(_mm_loadu_ps(d4), _mm_loadu_ps(d4));
   }
 }
 
-/*
- * A K-format row's super-block steps (qx_k_steps' arithmetic, one at a time in order) with the
- * integer sums of four super-blocks reduced together: one reduction per super-block kept a
- * one-row product well below the memory's pace.
- */
-QX_INLINE float qx_k_steps4(float acc, int m, __m512i *isum, const float *scale) {
-  for (int j = m; j < 4; j++) isum[j] = _mm512_setzero_si512();
-  float f[4];
-  _mm_storeu_ps(f, _mm_cvtepi32_ps(qx_sum4_epi32(isum)));
-  for (int j = 0; j < m; j++) acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(f[j]), _mm_set_ss(scale[j]), _mm_set_ss(acc)));
-  return acc;
-}
 
 /* The mins' integer dots of four super-blocks: sm[j] holds block j's mins in bytes 8-15, pairs4
    their activation partners (words, a 128-bit lane per block). Exact, as qx_hsum_i32_128 of each. */
@@ -923,79 +916,71 @@ QX_INLINE __m128i qx_insert_word(__m128i v, const void *p, int j) {
   }
 }
 
-/* acc = fma(f[j], s[j], acc) for j = 0..3 in order, one rounding each (as qx_k_steps4). */
-QX_INLINE float qx_fma_lanes4(float acc, __m128 f, __m128 s) {
-  __m128 a = _mm_set_ss(acc);
-  a = _mm_fmadd_ss(f, s, a);
-  a = _mm_fmadd_ss(_mm_movehdup_ps(f), _mm_movehdup_ps(s), a);
-  a = _mm_fmadd_ss(_mm_movehl_ps(f, f), _mm_movehl_ps(s, s), a);
-  a = _mm_fmadd_ss(_mm_shuffle_ps(f, f, 3), _mm_shuffle_ps(s, s, 3), a);
+/* acc = fma(f[j], s[j], acc) for j = 0 .. m - 1 in order, one rounding each (as qx_k_steps). */
+QX_INLINE float qx_fma_lanes(float acc, __m128 f, __m128 s, const int m) {
+  __m128 a = _mm_fmadd_ss(f, s, _mm_set_ss(acc));
+  if (m > 1) a = _mm_fmadd_ss(_mm_movehdup_ps(f), _mm_movehdup_ps(s), a);
+  if (m > 2) a = _mm_fmadd_ss(_mm_movehl_ps(f, f), _mm_movehl_ps(s, s), a);
+  if (m > 3) a = _mm_fmadd_ss(_mm_shuffle_ps(f, f, 3), _mm_shuffle_ps(s, s, 3), a);
   return _mm_cvtss_f32(a);
 }
 
-/* acc + p[0] + p[1] + p[2] + p[3], in that order. */
-QX_INLINE float qx_add_lanes4(float acc, __m128 p) {
+/* acc + p[0] + ... + p[m - 1], in that order. */
+QX_INLINE float qx_add_lanes(float acc, __m128 p, const int m) {
   __m128 a = _mm_add_ss(_mm_set_ss(acc), p);
-  a = _mm_add_ss(a, _mm_movehdup_ps(p));
-  a = _mm_add_ss(a, _mm_movehl_ps(p, p));
-  a = _mm_add_ss(a, _mm_shuffle_ps(p, p, 3));
+  if (m > 1) a = _mm_add_ss(a, _mm_movehdup_ps(p));
+  if (m > 2) a = _mm_add_ss(a, _mm_movehl_ps(p, p));
+  if (m > 3) a = _mm_add_ss(a, _mm_shuffle_ps(p, p, 3));
   return _mm_cvtss_f32(a);
 }
 
 #define QX_K_ROWS(NAME, UNPACK)                                                                                 \
   QX_GEMM_RV(NAME##_tiles, QX_RV)                                                                              \
-  QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a, const qx_k_prepared *p,   \
-                             const qx_k_group *g) {                                                             \
+  /* Super-blocks b0 .. b0 + m - 1 (m <= 4) of a row: their steps run as vectors, in order. */                 \
+  QX_INLINE void NAME##_group(const int m, int b0, const uint8_t *w, size_t bb, size_t ahead,                 \
+                              const qx_k_prepared *p, const qx_k_group *g, float *acc, float *mins) {          \
+    __m512i isum[4];                                                                                           \
+    __m128i sm[4], dd = _mm_setzero_si128();                                                                   \
+    for (int j = 0; j < 4; j++) {                                                                              \
+      isum[j] = _mm512_setzero_si512();                                                                        \
+      sm[j] = _mm_setzero_si128();                                                                             \
+    }                                                                                                          \
+    for (int j = 0; j < m; j++) {                                                                              \
+      const int b = b0 + j;                                                                                    \
+      qx_prefetch_l2(w + ahead + (size_t)b * bb, bb);                                                          \
+      qx_k512 wb;                                                                                              \
+      UNPACK(w, b, &wb);                                                                                       \
+      for (int k = 0; k < 4; k++) isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(wb.q[k], p[b].av[k]), wb.sc[k]); \
+      sm[j] = wb.sm8;                                                                                          \
+      dd = qx_insert_dword(dd, w + (size_t)b * bb, j); /* d and dmin lead every K block */                    \
+    }                                                                                                          \
+    const __m128 f = _mm_cvtepi32_ps(qx_sum4_epi32(isum));                                                     \
+    const __m128 msum = _mm_cvtepi32_ps(qx_min4_epi32(sm, g->pairs4));                                         \
+    /* d of the blocks in halves 0-3, dmin in 4-7; times da, as the scalar steps do. */                       \
+    const __m128i dh = _mm_shuffle_epi8(dd, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)); \
+    const __m256 sd = _mm256_mul_ps(_mm256_cvtph_ps(dh), g->da4x2);                                            \
+    *acc = qx_fma_lanes(*acc, f, _mm256_castps256_ps128(sd), m);                                               \
+    *mins = qx_add_lanes(*mins, _mm_mul_ps(_mm256_extractf128_ps(sd, 1), msum), m);                            \
+  }                                                                                                            \
+  QX_INLINE float NAME##_row(int cols, const uint8_t *w, size_t ws, const qx_k_prepared *p, const qx_k_group *g) { \
     const int nb = cols / QK_K;                                                                                \
     const size_t bb = ws / (size_t)nb;                                                                         \
     const size_t ahead = QX_PFM * qx_ahead(1, ws);                                                             \
-    const float *da = (const float *)(a + cols);                                                               \
     float acc = 0, mins = 0;                                                                                   \
     int b0 = 0;                                                                                                \
-    for (; b0 + 4 <= nb; b0 += 4, g++) {                                                                       \
-      __m512i isum[4];                                                                                         \
-      __m128i sm[4], dd = _mm_setzero_si128();                                                                 \
-      for (int j = 0; j < 4; j++) {                                                                            \
-        const int b = b0 + j;                                                                                  \
-        qx_prefetch_l2(w + ahead + (size_t)b * bb, bb);                                                        \
-        qx_k512 wb;                                                                                            \
-        UNPACK(w, b, &wb);                                                                                     \
-        __m512i is = _mm512_setzero_si512();                                                                   \
-        for (int k = 0; k < 4; k++) is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wb.q[k], p[b].av[k]), wb.sc[k]); \
-        isum[j] = is;                                                                                          \
-        sm[j] = wb.sm8;                                                                                        \
-        dd = qx_insert_dword(dd, w + (size_t)b * bb, j); /* d and dmin lead every K block */                  \
-      }                                                                                                        \
-      const __m128 f = _mm_cvtepi32_ps(qx_sum4_epi32(isum));                                                   \
-      const __m128 msum = _mm_cvtepi32_ps(qx_min4_epi32(sm, g->pairs4));                                       \
-      /* d of the four blocks in halves 0-3, dmin in 4-7; times da, as the scalar steps do. */                \
-      const __m128i dh = _mm_shuffle_epi8(dd, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)); \
-      const __m256 sd = _mm256_mul_ps(_mm256_cvtph_ps(dh), g->da4x2);                                          \
-      acc = qx_fma_lanes4(acc, f, _mm256_castps256_ps128(sd));                                                 \
-      mins = qx_add_lanes4(mins, _mm_mul_ps(_mm256_extractf128_ps(sd, 1), msum));                              \
-    }                                                                                                          \
-    for (; b0 < nb; b0 += 4) {                                                                                 \
-      const int m = nb - b0 < 4 ? nb - b0 : 4;                                                                 \
-      __m512i isum[4];                                                                                         \
-      float scale[4];                                                                                          \
-      for (int j = 0; j < m; j++) {                                                                            \
-        const int b = b0 + j;                                                                                  \
-        qx_k512 wb;                                                                                            \
-        UNPACK(w, b, &wb);                                                                                     \
-        __m512i is = _mm512_setzero_si512();                                                                   \
-        for (int k = 0; k < 4; k++) is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wb.q[k], p[b].av[k]), wb.sc[k]); \
-        isum[j] = is;                                                                                          \
-        scale[j] = wb.d * da[b];                                                                               \
-        mins += (wb.dmin * da[b]) * (float)qx_hsum_i32_128(_mm_madd_epi16(wb.mins, p[b].pairs));              \
-      }                                                                                                        \
-      acc = qx_k_steps4(acc, m, isum, scale);                                                                  \
+    for (; b0 + 4 <= nb; b0 += 4, g++) NAME##_group(4, b0, w, bb, ahead, p, g, &acc, &mins);                   \
+    switch (nb - b0) {                                                                                         \
+      case 3: NAME##_group(3, b0, w, bb, ahead, p, g, &acc, &mins); break;                                     \
+      case 2: NAME##_group(2, b0, w, bb, ahead, p, g, &acc, &mins); break;                                     \
+      case 1: NAME##_group(1, b0, w, bb, ahead, p, g, &acc, &mins); break;                                     \
+      default: break;                                                                                          \
     }                                                                                                          \
     return acc - mins;                                                                                         \
   }                                                                                                            \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     static __thread qx_k_prepared prepared[QX_K_PREPARED_MAX] __attribute__((aligned(64)));                    \
-    static __thread qx_k_group groups[QX_K_PREPARED_MAX / 4] __attribute__((aligned(64)));                     \
+    static __thread qx_k_group groups[(QX_K_PREPARED_MAX + 3) / 4] __attribute__((aligned(64)));                     \
     static __thread qx_prepared_for prepared_for;                                                              \
     if (nt != 1 || cols / QK_K > QX_K_PREPARED_MAX) {                                                          \
       NAME##_tiles(cols, w, ws, nr, a, as, nt, y, ys);                                                         \
@@ -1005,7 +990,7 @@ QX_INLINE float qx_add_lanes4(float acc, __m128 p) {
       qx_k_prepare(cols, a, prepared);                                                                         \
       qx_k_prepare_groups(cols, a, prepared, groups);                                                          \
     }                                                                                                          \
-    for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, a, prepared, groups);        \
+    for (int r = 0; r < nr; r++) y[r] = NAME##_row(cols, w + (size_t)r * ws, ws, prepared, groups);        \
   }
 
 #define qx_q4_K_tiles_tile qx_q4_K_tile
@@ -1051,7 +1036,7 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
                             size_t as, float *y, size_t ys) {
   const int nb = cols / QK_K;
   const size_t bb = ws / (size_t)nb;
-  const size_t ahead = QX_PFM * qx_ahead(R, ws);
+  const size_t ahead = qx_ahead(R, ws);
   float acc[QX_RMAX * QX_T + 3] = {0}, scale[QX_RMAX * QX_T + 3] = {0};
   __m512i isum[QX_RMAX * QX_T + 3];
   for (int b = 0; b < nb; b++) {
@@ -1096,44 +1081,39 @@ QX_INLINE __m512i qx_q6_K_isum(const qx_q6_512 *wb, const int8_t *aq, const int1
   return _mm512_sub_epi32(is, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
 }
 
+/* Super-blocks b0 .. b0 + m - 1 (m <= 4) of a Q6_K row, their steps as vectors. */
+QX_INLINE float qx_q6_K_group(const int m, int b0, int cols, const uint8_t *w, size_t bb, size_t ahead, const uint8_t *a, float acc) {
+  __m512i isum[4];
+  __m128i dh = _mm_setzero_si128();
+  float da4[4] = {0, 0, 0, 0};
+  for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();
+  for (int j = 0; j < m; j++) {
+    const int b = b0 + j;
+    QX_Q8K(a, cols, b);
+    da4[j] = da;
+    qx_prefetch_l2(w + ahead + (size_t)b * bb, bb);
+    qx_q6_512 wb;
+    qx_unpack_q6_K512(w, b, &wb);
+    isum[j] = qx_q6_K_isum(&wb, aq, bsums);
+    dh = qx_insert_word(dh, &((const block_q6_K *)w + b)->d, j);
+  }
+  const __m128 f = _mm_cvtepi32_ps(qx_sum4_epi32(isum));
+  return qx_fma_lanes(acc, f, _mm_mul_ps(_mm_cvtph_ps(dh), _mm_loadu_ps(da4)), m);
+}
+
 QX_INLINE float qx_q6_K_row(int cols, const uint8_t *w, size_t ws, const uint8_t *a) {
   const int nb = cols / QK_K;
   const size_t bb = ws / (size_t)nb;
   const size_t ahead = QX_PFM * qx_ahead(1, ws);
-  const float *da = (const float *)(a + cols);
   float acc = 0;
   int b0 = 0;
-  for (; b0 + 4 <= nb; b0 += 4) {
-    __m512i isum[4];
-    __m128i dh = _mm_setzero_si128();
-    for (int j = 0; j < 4; j++) {
-      const int b = b0 + j;
-      QX_Q8K(a, cols, b);
-      (void)da;
-      qx_prefetch_l2(w + ahead + (size_t)b * bb, bb);
-      qx_q6_512 wb;
-      qx_unpack_q6_K512(w, b, &wb);
-      isum[j] = qx_q6_K_isum(&wb, aq, bsums);
-      dh = qx_insert_word(dh, &((const block_q6_K *)w + b)->d, j);
-    }
-    const __m128 f = _mm_cvtepi32_ps(qx_sum4_epi32(isum));
-    acc = qx_fma_lanes4(acc, f, _mm_mul_ps(_mm_cvtph_ps(dh), _mm_loadu_ps(da + b0)));
+  for (; b0 + 4 <= nb; b0 += 4) acc = qx_q6_K_group(4, b0, cols, w, bb, ahead, a, acc);
+  switch (nb - b0) {
+    case 3: return qx_q6_K_group(3, b0, cols, w, bb, ahead, a, acc);
+    case 2: return qx_q6_K_group(2, b0, cols, w, bb, ahead, a, acc);
+    case 1: return qx_q6_K_group(1, b0, cols, w, bb, ahead, a, acc);
+    default: return acc;
   }
-  for (; b0 < nb; b0 += 4) {
-    const int m = nb - b0 < 4 ? nb - b0 : 4;
-    __m512i isum[4];
-    float scale[4];
-    for (int j = 0; j < m; j++) {
-      const int b = b0 + j;
-      QX_Q8K(a, cols, b);
-      qx_q6_512 wb;
-      qx_unpack_q6_K512(w, b, &wb);
-      isum[j] = qx_q6_K_isum(&wb, aq, bsums);
-      scale[j] = wb.d * da;
-    }
-    acc = qx_k_steps4(acc, m, isum, scale);
-  }
-  return acc;
 }
 
 static void qx_q6_K(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
@@ -1199,7 +1179,7 @@ QX_INLINE void qx_unpack_q5_K(const uint8_t *row, int b, qx_k_scale_min *o) {
                              size_t as, float *y, size_t ys) {                                                  \
     const int nb = cols / QK_K;                                                                                 \
     const size_t bb = ws / (size_t)nb;                                                                          \
-    const size_t ahead = QX_PFM * qx_ahead(R, ws);                                                                       \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     __m256 acc[QX_RMAX][QX_T];                                                                                  \
     __m128 mins[QX_RMAX][QX_T];                                                                                 \
     for (int r = 0; r < R; r++)                                                                                 \
@@ -1277,7 +1257,7 @@ QX_INLINE void qx_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
                             size_t as, float *y, size_t ys) {
   const int nb = cols / QK_K;
   const size_t bb = ws / (size_t)nb;
-  const size_t ahead = QX_PFM * qx_ahead(R, ws);
+  const size_t ahead = qx_ahead(R, ws);
   __m256 acc[QX_RMAX][QX_T];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
@@ -1334,7 +1314,7 @@ QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();                                              \
     int i = 0;                                                                                                  \
-    const size_t ahead = QX_PFM * qx_ahead(R, ws);                                                                       \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     for (; i + 8 <= cols; i += 8) {                                                                             \
       __m256 wv[QX_RMAX];                                                                                       \
       /* Once per cache line of each row: ask for the same line of the next tile's rows. */                   \
@@ -1372,7 +1352,7 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                                              \
     int i = 0;                                                                                                  \
-    const size_t ahead = QX_PFM * qx_ahead(R, ws);                                                                       \
+    const size_t ahead = qx_ahead(R, ws);                                                                       \
     for (; i + 16 <= cols; i += 16) {                                                                           \
       __m512 wv[QX_RMAX];                                                                                       \
       if ((i * (ESIZE)) % 64 == 0)                                                                              \
