@@ -396,6 +396,10 @@ PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, i
  * batch took the panels, and speculative decoding, continuous batching and resumed sequences
  * would no longer give the tokens a sequence gets alone.)
  */
+/* The first 16-row unit past the prefetches of a direct tile (see below). */
+#ifndef PX_AHEAD
+#define PX_AHEAD 3
+#endif
 PX_INLINE void px_direct_tile(const int T, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                               size_t as, const int32_t *aux, size_t aux_stride, float *y, size_t ys) {
   const int units = cols / QK;
@@ -404,10 +408,18 @@ PX_INLINE void px_direct_tile(const int T, px_unit_fn unit, int cols, const uint
     const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
     const uint8_t *rp[PANEL_ROWS];
     px_rows(w + (size_t)r0 * ws, ws, rows, rp);
-    /* The next 16 rows are one stretch of memory right after these: ask for it a unit at a time,
-     * into L2 (into L1 it pushed out the lines of these rows: llama-1b Q8_0 decode 25 -> 19 tok/s). */
-    const uint8_t *next = w + (size_t)(r0 + PANEL_ROWS) * ws;
-    const size_t next_bytes = r0 + 2 * PANEL_ROWS <= nr ? PANEL_ROWS * ws : nr > r0 + PANEL_ROWS ? (size_t)(nr - r0 - PANEL_ROWS) * ws : 0;
+    /* The 16 rows two units on are one stretch of memory: ask for it a unit at a time, into L2
+     * (into L1 it pushed out the lines of these rows: llama-1b Q8_0 decode 25 -> 19 tok/s); the
+     * first unit asks for the two after it. One thread from memory, Zen 4, 2048 x 2048 (the next
+     * unit -> two on): Q4_0 21.0-21.5 -> 24.0-24.2 GB/s, MXFP4 17.6-17.8 -> 19.9, Q8_0 26-27 either way.
+     * Past this call's rows too: a decode product hands a thread its rows a few units at a time
+     * (matmul.c's vec_job), and the next piece is most often the rows right after these. Bounded
+     * here, a piece's last units went unprefetched (2 threads, Q4_0 512 x 2048: 42 -> 25 us a
+     * product; 2048 x 2048: 94-107 -> 75-78). A prefetch never faults, past a mapping's end neither. */
+    const int from = r0 == 0 ? PANEL_ROWS : r0 + 2 * PANEL_ROWS;
+    const int to = r0 + PX_AHEAD * PANEL_ROWS;
+    const uint8_t *next = w + (size_t)from * ws;
+    const size_t next_bytes = to > from ? (size_t)(to - from) * ws : 0;
     const size_t per_unit = (next_bytes + units - 1) / units;
     __m512 acc[PANEL_T];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
