@@ -75,6 +75,7 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
     // Weights are copied to the device as they are declared; the mapping is only read once.
     const shard = await device.checked(`the model ${path}`, () =>
       loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch, layerStart, kvType }),
+      (s) => s.release(),
     );
     mapping.close();
     if (layerStart > 0) {
@@ -143,6 +144,7 @@ export async function loadGpuStage(path: string, opts: GpuStageOptions, gpu: Web
     const { ctx, slots, maxBatch, layerStart, layerEnd } = opts;
     const shard = await gpu.checked(`layers ${layerStart}-${layerEnd - 1} of ${path}`, () =>
       loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, gpu, { slots, ctx, maxBatch, layerStart, layerEnd, kvType }),
+      (s) => s.release(),
     );
     return { config, kernels, shard, runner: new GpuRunner(shard), kvBytes: shard.kv.bytes, weightBytes: shard.weightBytes, close: () => shard.release() };
   } finally {

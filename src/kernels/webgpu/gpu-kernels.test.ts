@@ -404,3 +404,31 @@ describe('GPU float kernels', { skip }, () => {
     }
   });
 });
+
+describe('GPU work that the device refuses after it returned', { skip }, () => {
+  it('is released and reported, and the device keeps working', async () => {
+    const g = gpu!;
+    const device = g.gpu.device;
+    let released = 0;
+    await assert.rejects(
+      g.checked(
+        'a part too large',
+        () => {
+          const kept = g.tensor(64);
+          // Past the device's largest buffer: the device reports it only when asked, after f returned.
+          device.createBuffer({ size: device.limits.maxBufferSize + 256, usage: GPUBufferUsage.STORAGE });
+          return kept;
+        },
+        (kept) => {
+          released++;
+          kept.buffer.destroy();
+        },
+      ),
+      (e: unknown) => e instanceof Error && /a part too large/.test(e.message),
+    );
+    assert.equal(released, 1);
+    // Work that fits still runs on the same device.
+    const value = await g.checked('a small part', () => g.upload(new Float32Array([1, 2, 3])), () => assert.fail('nothing to release'));
+    assert.deepEqual([...(await g.readF32(value, 3))], [1, 2, 3]);
+  });
+});

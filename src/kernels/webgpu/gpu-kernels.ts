@@ -218,9 +218,11 @@ export class WebGpuKernels {
   /**
    * Runs `f` (allocations, uploads, dispatches) and waits for the device, turning what the device
    * reports asynchronously into errors: running out of its memory is GPU_UNAVAILABLE (saying so),
-   * anything it found invalid an Error naming it.
+   * anything it found invalid an Error naming it. When the device reports a failure after `f`
+   * returned, `release` gets what it returned: on a device that stays open (a node's), the part
+   * that did fit would otherwise hold its memory for good.
    */
-  async checked<T>(what: string, f: () => T): Promise<T> {
+  async checked<T>(what: string, f: () => T, release?: (value: T) => void): Promise<T> {
     const device = this.device;
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
@@ -233,6 +235,7 @@ export class WebGpuKernels {
     await this.finish();
     const oom = await device.popErrorScope();
     const invalid = await device.popErrorScope();
+    if ((oom || invalid) && result.ok) release?.(result.value);
     if (oom) throw new CairnError('GPU_UNAVAILABLE', `${what} does not fit the GPU's memory (${oom.message}); use --backend cpu`);
     if (invalid) throw new Error(`${what}: the GPU refused a command: ${invalid.message}`);
     if (!result.ok) throw result.error;
