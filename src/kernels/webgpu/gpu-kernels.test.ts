@@ -432,3 +432,28 @@ describe('GPU work that the device refuses after it returned', { skip }, () => {
     assert.deepEqual([...(await g.readF32(value, 3))], [1, 2, 3]);
   });
 });
+
+describe('GPU tensors freed', { skip }, () => {
+  it('take the cached bind groups that name them along', async () => {
+    const g = gpu!;
+    const before = g.cachedBindGroups;
+    const a = g.upload(new Float32Array([1, 2, 3, 4]));
+    const b = g.upload(new Float32Array([10, 20, 30, 40]));
+    const out = g.tensor(16);
+    g.add(a, b, 4, out);
+    g.add(out, b, 4, out); // a second group naming out and b
+    assert.deepEqual([...(await g.readF32(out, 4))], [21, 42, 63, 84]);
+    assert.equal(g.cachedBindGroups, before + 2);
+    g.free(a);
+    assert.equal(g.cachedBindGroups, before + 1, 'the group that bound a is gone');
+    g.free(b);
+    assert.equal(g.cachedBindGroups, before, 'and the one that bound b');
+    // What is left still computes, with fresh groups.
+    const c = g.upload(new Float32Array([1, 1, 1, 1]));
+    g.add(out, c, 4, out);
+    assert.deepEqual([...(await g.readF32(out, 4))], [22, 43, 64, 85]);
+    g.free(c);
+    g.free(out);
+    assert.equal(g.cachedBindGroups, before);
+  });
+});

@@ -122,6 +122,8 @@ export class WebGpuKernels {
   private paramSlots = 0;
   private readonly slotBytes: number;
   private readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** The cached groups' keys by the ids of the buffers they bind (see free). */
+  private readonly groupsOfBuffer = new Map<number, string[]>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
 
@@ -240,6 +242,31 @@ export class WebGpuKernels {
     if (invalid) throw new Error(`${what}: the GPU refused a command: ${invalid.message}`);
     if (!result.ok) throw result.error;
     return result.value;
+  }
+
+  /**
+   * Frees a tensor on the device, and the cached bind groups that name it: they would otherwise
+   * hold the freed buffer (and the cache's room) until the cache next empties. The tensor must not
+   * be used afterwards.
+   */
+  free(t: GpuTensor): void {
+    const bid = this.bufferIds.get(t.buffer);
+    const gone = bid === undefined ? [] : (this.groupsOfBuffer.get(bid) ?? []);
+    if (bid !== undefined) this.groupsOfBuffer.delete(bid);
+    for (const key of gone) {
+      this.bindGroups.delete(key);
+      // The group's other buffers (ids after the '|', parameter slots excepted) forget it too.
+      for (const part of key.slice(key.lastIndexOf('|') + 1).split(',')) {
+        const keys = part.startsWith('s') ? undefined : this.groupsOfBuffer.get(Number(part));
+        if (keys) this.groupsOfBuffer.set(Number(part), keys.filter((k) => k !== key));
+      }
+    }
+    t.buffer.destroy();
+  }
+
+  /** Cached bind groups (for tests of free). */
+  get cachedBindGroups(): number {
+    return this.bindGroups.size;
   }
 
   /** Releases the device. The kernels must not be used afterwards. */
@@ -546,10 +573,20 @@ export class WebGpuKernels {
     const id = `${key}|${buffers.map((b) => (b instanceof GPUBuffer ? this.idOf(b) : `s${b.slot}:${b.bytes}`)).join(',')}`;
     let g = this.bindGroups.get(id);
     if (!g) {
-      // Buffers of models and steps long gone would otherwise keep their groups alive.
-      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+      // A bound on what buffers freed without free() (or a churn of shapes) leave behind.
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) {
+        this.bindGroups.clear();
+        this.groupsOfBuffer.clear();
+      }
       g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
       this.bindGroups.set(id, g);
+      for (const b of buffers) {
+        if (!(b instanceof GPUBuffer)) continue;
+        const bid = this.idOf(b);
+        const keys = this.groupsOfBuffer.get(bid);
+        if (keys) keys.push(id);
+        else this.groupsOfBuffer.set(bid, [id]);
+      }
     }
     return g;
   }

@@ -57,7 +57,7 @@ export class GpuKvCache implements GpuKv {
 
   /** Frees the cache on the device. */
   release(): void {
-    for (const t of [...this.k.flat(), ...this.v.flat()]) t.buffer.destroy();
+    for (const t of [...this.k.flat(), ...this.v.flat()]) this.gpu.free(t);
   }
 
   /** Copies the first n positions of one slot into another, on the device. */

@@ -83,7 +83,7 @@ export class GpuDecoderShard {
     this.gpu.flush();
     this.ws.release();
     this.kv.release();
-    for (const e of this.tables.values()) e.t.buffer.destroy();
+    for (const e of this.tables.values()) this.gpu.free(e.t);
     this.tables.clear();
   }
 

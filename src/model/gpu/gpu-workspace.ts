@@ -105,7 +105,7 @@ export class GpuWorkspace {
 
   /** Frees every tensor of the workspace on the device; its blocks must not run afterwards. */
   release(): void {
-    for (const t of this.owned.splice(0)) t.buffer.destroy();
+    for (const t of this.owned.splice(0)) this.gpu.free(t);
   }
 
   private own(t: GpuTensor): GpuTensor {
