@@ -1523,9 +1523,23 @@ static void qx_convert_bf16(const float *x, uint8_t *dst, int cols) {
 QX_DIRECT(q4_0)
 QX_DIRECT(q8_0)
 QX_DIRECT(mxfp4)
+QX_DIRECT(q4_K)
+QX_DIRECT(q6_K)
 #define QX_GEMM_OF(NAME) quant_direct_##NAME##_avx512
+/* K formats: one token on the row kernels, more on the direct panel products (the same arithmetic;
+   the row tiles redo a row's unpacking for every token, the direct products once for all). */
+#define QX_K_ROWS_OR_DIRECT(NAME)                                                                                \
+  static void qx_##NAME##_any(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
+                              float *y, size_t ys) {                                                           \
+    if (nt == 1) qx_##NAME(cols, w, ws, nr, a, as, nt, y, ys);                                                 \
+    else quant_direct_##NAME##_avx512(cols, w, ws, nr, a, as, nt, y, ys);                                      \
+  }
+QX_K_ROWS_OR_DIRECT(q4_K)
+QX_K_ROWS_OR_DIRECT(q6_K)
+#define QX_K_GEMM_OF(NAME) qx_##NAME##_any
 #else
 #define QX_GEMM_OF(NAME) qx_##NAME
+#define QX_K_GEMM_OF(NAME) qx_##NAME
 #endif
 
 const quant_kernel_table QX_TABLE = {
@@ -1548,9 +1562,9 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q5_1] = qx_q5_1,
             [CAIRN_Q8_0] = QX_GEMM_OF(q8_0),
             [CAIRN_MXFP4] = QX_GEMM_OF(mxfp4),
-            [CAIRN_Q4_K] = qx_q4_K,
+            [CAIRN_Q4_K] = QX_K_GEMM_OF(q4_K),
             [CAIRN_Q5_K] = qx_q5_K,
-            [CAIRN_Q6_K] = qx_q6_K,
+            [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
         },
 };
 

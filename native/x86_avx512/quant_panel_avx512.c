@@ -9,8 +9,9 @@
  * scaling: about 6 instructions per 64 multiply-adds. In a panel the 16 lanes are 16 outputs, so a
  * block's conversion and scaling is shared by 16 rows: about 12 instructions per 512
  * multiply-adds. Unpacking costs one pass over the weights per call, shared by all the call's
- * tokens, which is why matmul.c takes this path only from a few tokens on (min_tokens below),
- * never for a single token.
+ * tokens, which is why matmul.c takes this path only from a few dozen tokens on (min_tokens
+ * below); fewer take the direct products (px_direct), which unpack the same units into L1 and use
+ * each at once.
  *
  * Integer semantics stay llama.cpp's: each block's quants are dotted exactly in int32 (offsets
  * taken back through per-block activation sums that the prep step computes), then scaled in f32
@@ -400,36 +401,113 @@ PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, i
 #ifndef PX_AHEAD
 #define PX_AHEAD 3
 #endif
-PX_INLINE void px_direct_tile(const int T, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+/*
+ * What a direct tile at rows r0.. prefetches while it works: the 16 rows two units on are one
+ * stretch of memory, asked for a unit at a time, into L2 (into L1 it pushed out the lines of these
+ * rows: llama-1b Q8_0 decode 25 -> 19 tok/s); the first unit asks for the two after it. One thread
+ * from memory, Zen 4, 2048 x 2048 (the next unit -> two on): Q4_0 21.0-21.5 -> 24.0-24.2 GB/s,
+ * MXFP4 17.6-17.8 -> 19.9, Q8_0 26-27 either way. Past the call's rows too: a decode product hands
+ * a thread its rows a few units at a time (matmul.c's vec_job), and the next piece is most often
+ * the rows right after these. Bounded there, a piece's last units went unprefetched (2 threads,
+ * Q4_0 512 x 2048: 42 -> 25 us a product; 2048 x 2048: 94-107 -> 75-78). A prefetch never
+ * faults, past a mapping's end neither.
+ */
+PX_INLINE void px_direct_ahead(const uint8_t *w, size_t ws, int r0, const uint8_t **next, size_t *bytes) {
+  const int from = r0 == 0 ? PANEL_ROWS : r0 + 2 * PANEL_ROWS;
+  *next = w + (size_t)from * ws;
+  *bytes = (size_t)(r0 + PX_AHEAD * PANEL_ROWS - from) * ws;
+}
+
+PX_INLINE void px_direct_tile(const int T, const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                               size_t as, const int32_t *aux, size_t aux_stride, float *y, size_t ys) {
-  const int units = cols / QK;
+  const int units = cols / (QK * unit_blocks);
   uint8_t buf[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
   for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
     const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
     const uint8_t *rp[PANEL_ROWS];
     px_rows(w + (size_t)r0 * ws, ws, rows, rp);
-    /* The 16 rows two units on are one stretch of memory: ask for it a unit at a time, into L2
-     * (into L1 it pushed out the lines of these rows: llama-1b Q8_0 decode 25 -> 19 tok/s); the
-     * first unit asks for the two after it. One thread from memory, Zen 4, 2048 x 2048 (the next
-     * unit -> two on): Q4_0 21.0-21.5 -> 24.0-24.2 GB/s, MXFP4 17.6-17.8 -> 19.9, Q8_0 26-27 either way.
-     * Past this call's rows too: a decode product hands a thread its rows a few units at a time
-     * (matmul.c's vec_job), and the next piece is most often the rows right after these. Bounded
-     * here, a piece's last units went unprefetched (2 threads, Q4_0 512 x 2048: 42 -> 25 us a
-     * product; 2048 x 2048: 94-107 -> 75-78). A prefetch never faults, past a mapping's end neither. */
-    const int from = r0 == 0 ? PANEL_ROWS : r0 + 2 * PANEL_ROWS;
-    const int to = r0 + PX_AHEAD * PANEL_ROWS;
-    const uint8_t *next = w + (size_t)from * ws;
-    const size_t next_bytes = to > from ? (size_t)(to - from) * ws : 0;
+    const uint8_t *next;
+    size_t next_bytes;
+    px_direct_ahead(w, ws, r0, &next, &next_bytes);
     const size_t per_unit = (next_bytes + units - 1) / units;
-    __m512 acc[PANEL_T];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    __m512 acc[PANEL_T], mins[PANEL_T];
+    for (int t = 0; t < T; t++) acc[t] = mins[t] = _mm512_setzero_ps();
     for (int u = 0; u < units; u++) {
       for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
       unit(rp, u, buf);
-      px_run_32(T, u, 1, buf, a, as, aux, aux_stride, cols, acc);
+      if (mode == PX_OFFSET) px_run_32(T, u, 1, buf, a, as, aux, aux_stride, cols, acc);
+      else px_run_k(T, mode, u, 1, buf, a, as, aux, aux_stride, cols, acc, mins);
     }
     const __mmask16 live = (__mmask16)((1u << rows) - 1);
-    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, acc[t]);
+    for (int t = 0; t < T; t++)
+      _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
+  }
+}
+
+
+/* Tokens a direct product takes at most (more take the panels: matmul.c's min_tokens). */
+#define PX_DIRECT_MAX_T 48
+
+/* T (<= PANEL_T) tokens of a direct unit, their sums kept in memory between units. */
+PX_INLINE void px_direct_group(const int T, const int mode, int u, const uint8_t *buf, const uint8_t *a, size_t as,
+                               const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
+  __m512 ra[PANEL_T], rm[PANEL_T];
+  for (int t = 0; t < T; t++) {
+    ra[t] = acc[t];
+    rm[t] = mins[t];
+  }
+  if (mode == PX_OFFSET) px_run_32(T, u, 1, buf, a, as, aux, aux_stride, cols, ra);
+  else px_run_k(T, mode, u, 1, buf, a, as, aux, aux_stride, cols, ra, rm);
+  for (int t = 0; t < T; t++) {
+    acc[t] = ra[t];
+    mins[t] = rm[t];
+  }
+}
+
+#define PX_GROUP_CASE(N)                                                                           \
+  case N:                                                                                          \
+    px_direct_group(N, mode, u, buf, at, as, xt, aux_stride, cols, acc + t0, mins + t0);          \
+    break
+
+/*
+ * More tokens than a tile holds in registers (up to PX_DIRECT_MAX_T): each unpacked unit serves
+ * every token before the next is unpacked, in groups of PANEL_T whose sums wait in L1 meanwhile.
+ * (Unpacking once per group instead cost as much as the panels: Q4_K 2048 x 2048, 2 threads,
+ * 8 tokens 9.2 GB/s, 16 tokens 5.6.)
+ */
+PX_INLINE void px_direct_many(const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr,
+                              const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys) {
+  const int units = cols / (QK * unit_blocks);
+  uint8_t buf[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
+  __m512 acc[PX_DIRECT_MAX_T], mins[PX_DIRECT_MAX_T];
+  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
+    const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
+    const uint8_t *rp[PANEL_ROWS];
+    px_rows(w + (size_t)r0 * ws, ws, rows, rp);
+    const uint8_t *next;
+    size_t next_bytes;
+    px_direct_ahead(w, ws, r0, &next, &next_bytes);
+    const size_t per_unit = (next_bytes + units - 1) / units;
+    for (int t = 0; t < nt; t++) acc[t] = mins[t] = _mm512_setzero_ps();
+    for (int u = 0; u < units; u++) {
+      for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
+      unit(rp, u, buf);
+      for (int t0 = 0; t0 < nt; t0 += PANEL_T) {
+        const uint8_t *at = a + (size_t)t0 * as;
+        const int32_t *xt = aux + (size_t)t0 * aux_stride;
+        switch (nt - t0 < PANEL_T ? nt - t0 : PANEL_T) {
+          PX_GROUP_CASE(6);
+          PX_GROUP_CASE(5);
+          PX_GROUP_CASE(4);
+          PX_GROUP_CASE(3);
+          PX_GROUP_CASE(2);
+          default: px_direct_group(1, mode, u, buf, at, as, xt, aux_stride, cols, acc + t0, mins + t0); break;
+        }
+      }
+    }
+    const __mmask16 live = (__mmask16)((1u << rows) - 1);
+    for (int t = 0; t < nt; t++)
+      _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
   }
 }
 
@@ -444,10 +522,10 @@ static __thread int px_direct_cols, px_direct_nt;
 
 #define PX_DIRECT_CASE(N)                                                                                   \
   case N:                                                                                                   \
-    px_direct_tile(N, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys);                              \
+    px_direct_tile(N, unit_blocks, mode, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys);                              \
     break
 
-PX_INLINE void px_direct(px_unit_fn unit, px_prep_fn prep, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+PX_INLINE void px_direct(const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   const size_t aux_stride = quant_panel_aux_count(cols);
   const size_t need = aux_stride * (size_t)nt;
   if (need > px_direct_aux_cap) {
@@ -464,8 +542,15 @@ PX_INLINE void px_direct(px_unit_fn unit, px_prep_fn prep, int cols, const uint8
     px_direct_cols = cols;
     px_direct_nt = nt;
   }
-  for (int t0 = 0; t0 < nt; t0 += PANEL_T) {
-    const int T = nt - t0 < PANEL_T ? nt - t0 : PANEL_T;
+  for (int t0 = 0; t0 < nt; t0 += PX_DIRECT_MAX_T) {
+    const int left = nt - t0;
+    if (left > PANEL_T) {
+      const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
+      px_direct_many(unit_blocks, mode, unit, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride, aux_stride, n,
+                     y + (size_t)t0 * ys, ys);
+      continue;
+    }
+    const int T = left;
     const uint8_t *at = a + (size_t)t0 * as;
     const int32_t *xt = px_direct_aux + (size_t)t0 * aux_stride;
     float *yt = y + (size_t)t0 * ys;
@@ -475,7 +560,7 @@ PX_INLINE void px_direct(px_unit_fn unit, px_prep_fn prep, int cols, const uint8
       PX_DIRECT_CASE(4);
       PX_DIRECT_CASE(3);
       PX_DIRECT_CASE(2);
-      default: px_direct_tile(1, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys); break;
+      default: px_direct_tile(1, unit_blocks, mode, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys); break;
     }
   }
 }
@@ -489,7 +574,7 @@ PX_INLINE void px_direct(px_unit_fn unit, px_prep_fn prep, int cols, const uint8
   PX_GEMM(NAME, UNIT, 1, PX_OFFSET)                                                                             \
   void quant_direct_##NAME##_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
                                     float *y, size_t ys) {                                                      \
-    px_direct(UNIT, PREP, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
+    px_direct(1, PX_OFFSET, UNIT, PREP, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
   }
 
 PX_GEMM_DIRECT(q4_0, px_unit_q4_0, px_prep_q4_0)
@@ -497,14 +582,26 @@ PX_GEMM_DIRECT(q8_0, px_unit_q8_0, px_prep_q8_0)
 PX_GEMM_DIRECT(mxfp4, px_unit_mxfp4, px_prep_mxfp4)
 PX_GEMM(q4_K, px_unit_q4_K, 8, PX_MIN)
 PX_GEMM(q6_K, px_unit_q6_K, 8, PX_HALVES)
+/* The K formats' direct products, for 2 or more tokens (one token takes the row kernels: the same
+   arithmetic, a little faster alone). */
+void quant_direct_q4_K_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  px_direct(8, PX_MIN, px_unit_q4_K, px_prep_q4_K, cols, w, ws, nr, a, as, nt, y, ys);
+}
+void quant_direct_q6_K_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  px_direct(8, PX_HALVES, px_unit_q6_K, px_prep_q6_K, cols, w, ws, nr, a, as, nt, y, ys);
+}
 
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
              [CAIRN_MXFP4] = px_prep_mxfp4},
     .gemm = {[CAIRN_Q4_0] = px_gemm_q4_0, [CAIRN_Q8_0] = px_gemm_q8_0, [CAIRN_Q4_K] = px_gemm_q4_K, [CAIRN_Q6_K] = px_gemm_q6_K,
              [CAIRN_MXFP4] = px_gemm_mxfp4},
-    /* Crossovers measured on 4096x4096 and 14336x4096 matrices, 2 threads: Q6_K's unpacking
-     * (six bits from two places) costs the most. */
-    .min_tokens = {[CAIRN_Q4_0] = 4, [CAIRN_Q8_0] = 4, [CAIRN_Q4_K] = 4, [CAIRN_Q6_K] = 24, [CAIRN_MXFP4] = 4},
+    /* Below this, the direct products (no panel in memory: each unit unpacked into L1 and used by
+     * every token at once) beat the panels: 2048 x 2048, 2 threads, from memory, GB/s, panels ->
+     * direct: Q4_K 4 tokens 8.7 -> 19.3, 16: 5.3 -> 6.7, 48: 2.4 -> 2.8, 64: 2.0 -> 2.1; Q8_0 4:
+     * 18.3 -> 34.4, 16: 10.8 -> 13.0, 48: 5.1 -> 5.4; Q4_0, MXFP4 alike; Q6_K level to 16, 32:
+     * 4.1 -> 4.7. */
+    .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1,
+                   [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1},
 };
 #endif

@@ -233,7 +233,7 @@ describe('native quantization kernels', { skip }, () => {
         for (const [cols, rows, n] of [
           ...(bs === 256 ? [512, 2816, 256 * 65] : [96, 4128, 8192 + 64]).map((c) => [c, 37, 3]),
           // Rows enough for the threads' row ranges; batches below and above the panels' thresholds.
-          ...[2, 4, 5, 9, 24, 31].map((m) => [bs === 256 ? 2048 : 1024, 300, m]),
+          ...[2, 4, 5, 9, 24, 31, 48, 70].map((m) => [bs === 256 ? 2048 : 1024, 300, m]),
         ]) {
           const w = quantized(type, rows, cols, 5 + type);
           const x = activations(n * cols, 6 + cols);
