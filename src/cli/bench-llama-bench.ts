@@ -19,6 +19,9 @@ interface LlamaBenchRow {
   readonly build_number?: number;
   readonly cpu_info?: string;
   readonly flash_attn?: unknown;
+  /** The backends the build has ("CUDA", "Vulkan", "CPU"). */
+  readonly backends?: string;
+  readonly gpu_info?: string;
 }
 
 /** Longest one llama-bench run may take. */
@@ -36,13 +39,15 @@ export class LlamaBench {
     private readonly batch: number,
     private readonly flashAttention = false,
     private readonly kvType: 'f16' | 'f32' | 'q8_0' = 'f16',
+    /** Every layer on llama.cpp's GPU (a llama-bench built with CUDA, Vulkan or Metal), else none. */
+    private readonly gpu = false,
   ) {
     if (!existsSync(binary)) throw new CairnError('BAD_ARGUMENT', `--llama-bench ${binary}: no such file (give the path of a llama-bench binary built from llama.cpp)`);
   }
 
   /** Seconds per token of a prefill of `tokens` (kind 'prefill') or a decode of `tokens` (kind 'decode'), as tokens per second. */
   async run(kind: 'prefill' | 'decode', tokens: number, depth = 0): Promise<number> {
-    const args = ['-m', this.model, '-t', String(this.threads), '-r', '1', '-o', 'json', '-fa', this.flashAttention ? '1' : '0', '-b', String(Math.max(this.batch, 1)), '-ub', String(Math.max(this.batch, 1))];
+    const args = ['-m', this.model, '-t', String(this.threads), '-r', '1', '-o', 'json', '-fa', this.flashAttention ? '1' : '0', '-b', String(Math.max(this.batch, 1)), '-ub', String(Math.max(this.batch, 1)), '-ngl', this.gpu ? '999' : '0'];
     args.push(...(kind === 'prefill' ? ['-p', String(tokens), '-n', '0'] : ['-p', '0', '-n', String(tokens)]));
     if (depth > 0) args.push('-d', String(depth));
     if (this.kvType !== 'f16') args.push('-ctk', this.kvType, '-ctv', this.kvType);
@@ -56,7 +61,8 @@ export class LlamaBench {
       (r) => (r.n_depth ?? 0) === depth && (kind === 'prefill' ? r.n_prompt === tokens && r.n_gen === 0 : r.n_gen === tokens && r.n_prompt === 0),
     );
     if (!row) throw new CairnError('BAD_ARGUMENT', `llama-bench printed no ${kind} result for ${tokens} tokens${depth ? ` at depth ${depth}` : ''}`);
-    this.detail = `llama-bench build ${row.build_number ?? '?'} (${row.build_commit ?? '?'}), flash attention ${this.flashAttention ? 'on' : 'off'}, KV ${this.kvType}`;
+    const backend = this.gpu ? `${row.backends ?? 'GPU'}${row.gpu_info ? ` on ${row.gpu_info}` : ''}, every layer offloaded` : 'CPU';
+    this.detail = `llama-bench build ${row.build_number ?? '?'} (${row.build_commit ?? '?'}), ${backend}, flash attention ${this.flashAttention ? 'on' : 'off'}, KV ${this.kvType}`;
     return row.avg_ts;
   }
 }

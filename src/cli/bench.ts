@@ -207,8 +207,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
     throw new CairnError('BAD_ARGUMENT', "llama.cpp needs flash attention for a q8_0 KV cache: leave --flash-attention at auto or on");
   }
   const engines: WorkerSpec['engine'][] = o.vsLlamaCpp ? ['cairn', 'llama.cpp'] : ['cairn'];
-  if (o.backend === 'gpu' && o.llamaBench) throw new CairnError('BAD_ARGUMENT', '--backend gpu compares with node-llama-cpp\'s GPU build (--vs-llama-cpp); --vs-llama-bench runs on the CPU');
-  const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch, flash, o.kvType) : undefined;
+  const llamaBench = o.llamaBench ? new LlamaBench(o.llamaBench, model, threads, batch, flash, o.kvType, o.backend === 'gpu') : undefined;
   const participants: Participant[] = [];
   const benchBase: EngineFigures = { engine: 'llama-bench', detail: '', loadMs: 0, firstTokenMs: 0, rssAfterLoadBytes: 0, peakRssBytes: 0, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
   const workers: Worker[] = [];
@@ -384,7 +383,7 @@ export function benchCommand(): Command {
     .option('-r, --repetitions <n>', 'measured runs (after one warm-up); the median is reported', intArg(1), 3)
     .option('-c, --ctx <n>', 'context size', intArg(16), 2048)
     .option('--vs-llama-cpp', 'also run llama.cpp (node-llama-cpp) on the same file and report ratios')
-    .option('--vs-llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine: bash bench/build-llama-bench.sh) in alternating rounds and report ratios')
+    .option('--vs-llama-bench <path>', 'also run this llama-bench binary (llama.cpp built for the machine: bash bench/build-llama-bench.sh) in alternating rounds and report ratios; with --backend gpu, a GPU build of it with every layer offloaded')
     .addOption(new Option('--llama-bench <path>', 'the same as --vs-llama-bench').hideHelp())
     .option('-d, --depth <tokens>', 'tokens already in the KV cache before the measured ones, as llama-bench -d (comma-separated, k = 1024: 0,4k,16k)', parseDepths, [0])
     .addOption(new Option('--kv-type <type>', 'KV cache type of every engine').choices(['f16', 'f32', 'q8_0']).default('f16'))
