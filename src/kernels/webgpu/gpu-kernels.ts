@@ -11,7 +11,9 @@ import { GgmlType, ggmlTypeName } from '../../gguf/ggml-types.js';
 import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
-import { gpuWeightFormat, WGSL_BYTES } from './wgsl-weights.js';
+import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
+import { gpuItemFormat } from './wgsl-items.js';
+import { ITEM_ROWS, matmulItemsWgsl } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
 import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
@@ -294,7 +296,14 @@ export class WebGpuKernels {
     if (n > 0 && y.bytes < (yOffset + (n - 1) * yStride + rows) * 4) bad(`y holds ${y.bytes} bytes, less than ${n} rows of ${yStride} f32 from ${yOffset}`);
     if (rows === 0 || n === 0) return;
     const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, xOffset, yOffset, yStride]));
-    if (this.gpu.subgroups && f.w4) {
+    const items = gpuItemFormat(wtype);
+    if (this.gpu.subgroups && items && cols % items.unitElems === 0 && xOffset % 4 === 0) {
+      // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s (whole ones: x
+      // starts on a vec4 and rows of cols are whole vec4s).
+      const key = `matmul-items-${wtype}`;
+      const pipeline = this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items));
+      this.dispatch(key, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / ((WG / this.gpu.subgroupMaxSize) * ITEM_ROWS)));
+    } else if (this.gpu.subgroups && f.w4) {
       // A row per subgroup (at least 64 / (largest subgroup) rows per workgroup), tiles of tokens.
       const pipeline = this.pipeline(`matmul-tiled-${wtype}`, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes));
       this.dispatch(`matmul-tiled-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));

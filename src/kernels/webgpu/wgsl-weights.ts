@@ -20,8 +20,8 @@ export interface GpuWeightFormat {
   readonly w4?: string;
 }
 
-/** Byte, half and signed-byte readers over `w: array<u32>`. */
-export const WGSL_BYTES = /* wgsl */ `
+/** Byte, half and signed-byte readers over `w: array<u32>` (no activations: kernels that bind them otherwise use these alone). */
+export const WGSL_WORDS = /* wgsl */ `
 fn word_at(o: u32) -> u32 {
   let i = o >> 2u;
   let sh = (o & 3u) * 8u;
@@ -35,6 +35,10 @@ fn i8x4(v: u32) -> vec4f {
   return vec4f(f32(i32(v << 24u) >> 24u), f32(i32(v << 16u) >> 24u), f32(i32(v << 8u) >> 24u), f32(i32(v) >> 24u));
 }
 fn u8x4(v: u32) -> vec4u { return vec4u(v & 0xffu, (v >> 8u) & 0xffu, (v >> 16u) & 0xffu, v >> 24u); }
+`;
+
+/** WGSL_WORDS and `x4`, four f32 activations from `x: array<f32>`. */
+export const WGSL_BYTES = WGSL_WORDS + /* wgsl */ `
 fn x4(o: u32) -> vec4f { return vec4f(x[o], x[o + 1u], x[o + 2u], x[o + 3u]); }
 `;
 

@@ -1,0 +1,222 @@
+/**
+ * WGSL that decodes a weight row in items of 32 weights, for the item products (wgsl-matmul-items.ts):
+ * each item is read with whole-word loads (a K-quant's item is 16 bytes of its quants, one word of
+ * d and dmin, three of scales; a 32-element block's item is the block), and the lanes of a
+ * subgroup take consecutive items, so a subgroup's loads cover consecutive bytes. The per-weight
+ * path (wgsl-weights.ts's w4) reloaded the block's scales and its unaligned words for every four
+ * weights, which left a real GPU waiting on instructions rather than memory.
+ *
+ * Each format defines `fn item_w(b: u32, i: u32) -> array<vec4f, 8>`, the weights of item i of the
+ * block at byte b (dequantized), and `fn item_x(i: u32, k: u32) -> u32`, the element of the block
+ * where the item's vec4 k starts (a multiple of 4).
+ */
+import { GgmlType } from '../../gguf/ggml-types.js';
+
+/** A weight type the item products read: elements and bytes of the unit items are counted in, items per unit, WGSL. */
+export interface GpuItemFormat {
+  /** Elements of the unit (a block; 32 for float types, whose blocks are single elements). */
+  readonly unitElems: number;
+  readonly unitBytes: number;
+  /** Items of 32 weights in a unit. */
+  readonly items: number;
+  readonly wgsl: string;
+}
+
+/** Nibble and byte helpers over words, for the decoders below (need WGSL_WORDS). */
+const NIBBLES = /* wgsl */ `
+fn bytes4(v: u32) -> vec4f { return vec4f(f32(v & 0xffu), f32((v >> 8u) & 0xffu), f32((v >> 16u) & 0xffu), f32(v >> 24u)); }
+fn lo4(v: u32) -> vec4f { return bytes4(v & 0x0f0f0f0fu); }
+fn hi4(v: u32) -> vec4f { return bytes4((v >> 4u) & 0x0f0f0f0fu); }
+fn contiguous_x(i: u32, k: u32) -> u32 { return 4u * k; }
+`;
+
+const Q8_0 = /* wgsl */ `
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+  let d = f16_at(b);
+  var o: array<vec4f, 8>;
+  for (var k = 0u; k < 8u; k++) { o[k] = d * i8x4(word_at(b + 2u + 4u * k)); }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
+`;
+
+/** 32-element blocks of nibbles (low nibbles elements 0-15, high 16-31) at byte `qs`, as `f(nibbles, k)`. */
+function nibbleBlock(head: string, qs: string, lo: string, hi: string): string {
+  return /* wgsl */ `
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+${head}
+  var o: array<vec4f, 8>;
+  for (var k = 0u; k < 4u; k++) {
+    let v = word_at(b + ${qs}u + 4u * k);
+    o[k] = ${lo};
+    o[k + 4u] = ${hi};
+  }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
+`;
+}
+
+const Q4_0 = nibbleBlock('  let d = f16_at(b);', '2', 'd * (lo4(v) - 8.0)', 'd * (hi4(v) - 8.0)');
+const Q4_1 = nibbleBlock('  let d = f16_at(b);\n  let m = f16_at(b + 2u);', '4', 'd * lo4(v) + m', 'd * hi4(v) + m');
+
+/** Q5: the fifth bits of elements j..j+3 (bits j.. of qh), as 16s. */
+const Q5_BITS = /* wgsl */ `
+fn bit16(qh: u32, j: u32) -> vec4f { return vec4f(((vec4u(qh) >> (vec4u(j) + vec4u(0u, 1u, 2u, 3u))) & vec4u(1u)) << vec4u(4u)); }
+`;
+const Q5_0 = Q5_BITS + nibbleBlock('  let d = f16_at(b);\n  let qh = word_at(b + 2u);', '6', 'd * (lo4(v) + bit16(qh, 4u * k) - 16.0)', 'd * (hi4(v) + bit16(qh, 16u + 4u * k) - 16.0)');
+const Q5_1 = Q5_BITS + nibbleBlock('  let d = f16_at(b);\n  let m = f16_at(b + 2u);\n  let qh = word_at(b + 4u);', '8', 'd * (lo4(v) + bit16(qh, 4u * k)) + m', 'd * (hi4(v) + bit16(qh, 16u + 4u * k)) + m');
+
+/** MXFP4's E2M1 codes as ggml's doubled integers, and its E8M0 scale halved (ggml_e8m0_to_fp32_half). */
+const MXFP4 = /* wgsl */ `
+var<private> MXV: array<f32, 16> = array<f32, 16>(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0);
+fn mx_half(b: u32) -> f32 { let e = byte_at(b); return bitcast<f32>(select((e - 1u) << 23u, 0x00200000u << e, e < 2u)); }
+fn mx4(v: u32) -> vec4f { return vec4f(MXV[v & 15u], MXV[(v >> 8u) & 15u], MXV[(v >> 16u) & 15u], MXV[(v >> 24u) & 15u]); }
+${nibbleBlock('  let d = mx_half(b);', '1', 'd * mx4(v)', 'd * mx4(v >> 4u)')}`;
+
+/**
+ * K-quants' 6-bit scale and min of sub-block s from their 12 packed bytes, given as three words
+ * (ggml's get_scale_min_k4).
+ */
+const K_SCALE_WORDS = /* wgsl */ `
+fn kbyte(s: array<u32, 3>, j: u32) -> u32 { return (s[j >> 2u] >> ((j & 3u) * 8u)) & 0xffu; }
+fn kscale(s: array<u32, 3>, j: u32) -> vec2f {
+  if (j < 4u) { return vec2f(f32(kbyte(s, j) & 63u), f32(kbyte(s, j + 4u) & 63u)); }
+  let sc = (kbyte(s, j + 4u) & 15u) | ((kbyte(s, j - 4u) >> 6u) << 4u);
+  let m = (kbyte(s, j + 4u) >> 4u) | ((kbyte(s, j) >> 6u) << 4u);
+  return vec2f(f32(sc), f32(m));
+}
+fn k_item_x(i: u32, k: u32) -> u32 { return 64u * (i >> 1u) + 16u * (i & 1u) + select(4u * k, 16u + 4u * k, k >= 4u); }
+`;
+
+/**
+ * Q4_K (144 bytes: d, dmin, 12 scale bytes, 128 bytes of quants): item i is half (i & 1) of the
+ * quant bytes of pair j = i / 2, whose low nibbles are sub-block 2j and high nibbles 2j + 1.
+ */
+const Q4_K = /* wgsl */ `
+${K_SCALE_WORDS}
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+  let dm = unpack2x16float(word_at(b));
+  let s = array<u32, 3>(word_at(b + 4u), word_at(b + 8u), word_at(b + 12u));
+  let j = i >> 1u;
+  let lo = kscale(s, 2u * j);
+  let hi = kscale(s, 2u * j + 1u);
+  let a = vec2f(dm.x * lo.x, dm.y * lo.y);
+  let c = vec2f(dm.x * hi.x, dm.y * hi.y);
+  let q = b + 16u + 32u * j + 16u * (i & 1u);
+  var o: array<vec4f, 8>;
+  for (var k = 0u; k < 4u; k++) {
+    let v = word_at(q + 4u * k);
+    o[k] = a.x * lo4(v) - a.y;
+    o[k + 4u] = c.x * hi4(v) - c.y;
+  }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return k_item_x(i, k); }
+`;
+
+/** Q5_K (176 bytes: d, dmin, 12 scale bytes, 32 bytes of fifth bits, 128 of quants), items as Q4_K's. */
+const Q5_K = /* wgsl */ `
+${K_SCALE_WORDS}
+fn fifth(h: u32, bit: u32) -> vec4f { return bytes4(((h >> bit) & 0x01010101u) << 4u); }
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+  let dm = unpack2x16float(word_at(b));
+  let s = array<u32, 3>(word_at(b + 4u), word_at(b + 8u), word_at(b + 12u));
+  let j = i >> 1u;
+  let lo = kscale(s, 2u * j);
+  let hi = kscale(s, 2u * j + 1u);
+  let a = vec2f(dm.x * lo.x, dm.y * lo.y);
+  let c = vec2f(dm.x * hi.x, dm.y * hi.y);
+  let q = b + 48u + 32u * j + 16u * (i & 1u);
+  let qh = b + 16u + 16u * (i & 1u);
+  var o: array<vec4f, 8>;
+  for (var k = 0u; k < 4u; k++) {
+    let v = word_at(q + 4u * k);
+    let h = word_at(qh + 4u * k);
+    o[k] = a.x * (lo4(v) + fifth(h, 2u * j)) - a.y;
+    o[k + 4u] = c.x * (hi4(v) + fifth(h, 2u * j + 1u)) - c.y;
+  }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return k_item_x(i, k); }
+`;
+
+/**
+ * Q6_K (210 bytes: 128 of low nibbles, 64 of high bit pairs, 16 signed scales, d): item i covers
+ * l in [8q, 8q + 8) (q = i & 3) of half n = i / 4, that is elements 128n + 32m + l for m < 4,
+ * one 16-element scale group each.
+ */
+const Q6_K = /* wgsl */ `
+fn q6_item_scale(s: array<u32, 2>, j: u32) -> f32 { return f32(i32(((s[j >> 2u] >> ((j & 3u) * 8u)) & 0xffu) << 24u) >> 24); }
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+  let n = i >> 2u;
+  let l = 8u * (i & 3u);
+  let d = f16_at(b + 208u);
+  let s = array<u32, 2>(word_at(b + 192u + 8u * n), word_at(b + 196u + 8u * n));
+  var o: array<vec4f, 8>;
+  for (var h = 0u; h < 2u; h++) {
+    let a = word_at(b + 64u * n + l + 4u * h);
+    let c = word_at(b + 64u * n + 32u + l + 4u * h);
+    let q = word_at(b + 128u + 32u * n + l + 4u * h);
+    let g = (l >> 4u);
+    o[h] = d * q6_item_scale(s, g) * (bytes4((a & 0x0f0f0f0fu) | ((q & 0x03030303u) << 4u)) - 32.0);
+    o[2u + h] = d * q6_item_scale(s, g + 2u) * (bytes4((c & 0x0f0f0f0fu) | (((q >> 2u) & 0x03030303u) << 4u)) - 32.0);
+    o[4u + h] = d * q6_item_scale(s, g + 4u) * (bytes4(((a >> 4u) & 0x0f0f0f0fu) | (((q >> 4u) & 0x03030303u) << 4u)) - 32.0);
+    o[6u + h] = d * q6_item_scale(s, g + 6u) * (bytes4(((c >> 4u) & 0x0f0f0f0fu) | (((q >> 6u) & 0x03030303u) << 4u)) - 32.0);
+  }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return 128u * (i >> 2u) + 32u * (k >> 1u) + 8u * (i & 3u) + 4u * (k & 1u); }
+`;
+
+/** Float rows in units of 32 elements. */
+const F32 = /* wgsl */ `
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+  var o: array<vec4f, 8>;
+  for (var k = 0u; k < 8u; k++) {
+    let e = b + 16u * k;
+    o[k] = vec4f(bitcast<f32>(word_at(e)), bitcast<f32>(word_at(e + 4u)), bitcast<f32>(word_at(e + 8u)), bitcast<f32>(word_at(e + 12u)));
+  }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
+`;
+
+const F16 = /* wgsl */ `
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+  var o: array<vec4f, 8>;
+  for (var k = 0u; k < 8u; k++) { o[k] = vec4f(unpack2x16float(word_at(b + 8u * k)), unpack2x16float(word_at(b + 8u * k + 4u))); }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
+`;
+
+const BF16 = /* wgsl */ `
+fn bf2(v: u32) -> vec2f { return vec2f(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u)); }
+fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
+  var o: array<vec4f, 8>;
+  for (var k = 0u; k < 8u; k++) { o[k] = vec4f(bf2(word_at(b + 8u * k)), bf2(word_at(b + 8u * k + 4u))); }
+  return o;
+}
+fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
+`;
+
+const FORMATS = new Map<GgmlType, GpuItemFormat>([
+  [GgmlType.F32, { unitElems: 32, unitBytes: 128, items: 1, wgsl: NIBBLES + F32 }],
+  [GgmlType.F16, { unitElems: 32, unitBytes: 64, items: 1, wgsl: NIBBLES + F16 }],
+  [GgmlType.BF16, { unitElems: 32, unitBytes: 64, items: 1, wgsl: NIBBLES + BF16 }],
+  [GgmlType.Q8_0, { unitElems: 32, unitBytes: 34, items: 1, wgsl: NIBBLES + Q8_0 }],
+  [GgmlType.Q4_0, { unitElems: 32, unitBytes: 18, items: 1, wgsl: NIBBLES + Q4_0 }],
+  [GgmlType.Q4_1, { unitElems: 32, unitBytes: 20, items: 1, wgsl: NIBBLES + Q4_1 }],
+  [GgmlType.Q5_0, { unitElems: 32, unitBytes: 22, items: 1, wgsl: NIBBLES + Q5_0 }],
+  [GgmlType.Q5_1, { unitElems: 32, unitBytes: 24, items: 1, wgsl: NIBBLES + Q5_1 }],
+  [GgmlType.MXFP4, { unitElems: 32, unitBytes: 17, items: 1, wgsl: NIBBLES + MXFP4 }],
+  [GgmlType.Q4_K, { unitElems: 256, unitBytes: 144, items: 8, wgsl: NIBBLES + Q4_K }],
+  [GgmlType.Q5_K, { unitElems: 256, unitBytes: 176, items: 8, wgsl: NIBBLES + Q5_K }],
+  [GgmlType.Q6_K, { unitElems: 256, unitBytes: 210, items: 8, wgsl: NIBBLES + Q6_K }],
+]);
+
+/** The item decoder of a weight type, or undefined where the item products do not read it. */
+export function gpuItemFormat(type: GgmlType): GpuItemFormat | undefined {
+  return FORMATS.get(type);
+}
