@@ -22,6 +22,11 @@ export interface GpuItemFormat {
   readonly wgsl: string;
 }
 
+/** `n` copies of `f(k)` joined by `sep`: loops written out, so that every array index is a constant (a private array indexed at run time lives in slow local memory on a GPU). */
+export function unrolled(n: number, f: (k: number) => string, sep = '\n'): string {
+  return Array.from({ length: n }, (_, k) => f(k)).join(sep);
+}
+
 /** Nibble and byte helpers over words, for the decoders below (need WGSL_WORDS). */
 const NIBBLES = /* wgsl */ `
 fn bytes4(v: u32) -> vec4f { return vec4f(f32(v & 0xffu), f32((v >> 8u) & 0xffu), f32((v >> 16u) & 0xffu), f32(v >> 24u)); }
@@ -30,64 +35,85 @@ fn hi4(v: u32) -> vec4f { return bytes4((v >> 4u) & 0x0f0f0f0fu); }
 fn contiguous_x(i: u32, k: u32) -> u32 { return 4u * k; }
 `;
 
-const Q8_0 = /* wgsl */ `
-fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
-  let d = f16_at(b);
-  var o: array<vec4f, 8>;
-  for (var k = 0u; k < 8u; k++) { o[k] = d * i8x4(word_at(b + 2u + 4u * k)); }
-  return o;
-}
-fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
-`;
-
-/** 32-element blocks of nibbles (low nibbles elements 0-15, high 16-31) at byte `qs`, as `f(nibbles, k)`. */
-function nibbleBlock(head: string, qs: string, lo: string, hi: string): string {
+/** An item_w returning `vecs` (eight WGSL expressions) after `head` (WGSL statements). */
+function itemW(head: string, vecs: string[]): string {
   return /* wgsl */ `
 fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
 ${head}
-  var o: array<vec4f, 8>;
-  for (var k = 0u; k < 4u; k++) {
-    let v = word_at(b + ${qs}u + 4u * k);
-    o[k] = ${lo};
-    o[k + 4u] = ${hi};
-  }
-  return o;
+  return array<vec4f, 8>(${vecs.join(', ')});
+}`;
 }
+
+const Q8_0 = /* wgsl */ `
+${itemW('  let d = f16_at(b);', Array.from({ length: 8 }, (_, k) => `d * i8x4(word_at(b + ${2 + 4 * k}u))`))}
+fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
+`;
+
+/**
+ * 32-element blocks of nibbles at byte `qs` (low nibbles elements 0-15, high 16-31): its four
+ * words v0..v3, the low vec4s `lo(v, k)` and the high ones `hi(v, k)`.
+ */
+function nibbleBlock(head: string, qs: number, lo: (v: string, k: number) => string, hi: (v: string, k: number) => string): string {
+  const words = unrolled(4, (k) => `  let v${k} = word_at(b + ${qs + 4 * k}u);`);
+  return `${itemW(`${head}\n${words}`, [...Array.from({ length: 4 }, (_, k) => lo(`v${k}`, k)), ...Array.from({ length: 4 }, (_, k) => hi(`v${k}`, k))])}
 fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
 `;
 }
 
-const Q4_0 = nibbleBlock('  let d = f16_at(b);', '2', 'd * (lo4(v) - 8.0)', 'd * (hi4(v) - 8.0)');
-const Q4_1 = nibbleBlock('  let d = f16_at(b);\n  let m = f16_at(b + 2u);', '4', 'd * lo4(v) + m', 'd * hi4(v) + m');
+const Q4_0 = nibbleBlock('  let d = f16_at(b);', 2, (v) => `d * (lo4(${v}) - 8.0)`, (v) => `d * (hi4(${v}) - 8.0)`);
+const Q4_1 = nibbleBlock('  let d = f16_at(b);\n  let m = f16_at(b + 2u);', 4, (v) => `d * lo4(${v}) + m`, (v) => `d * hi4(${v}) + m`);
 
 /** Q5: the fifth bits of elements j..j+3 (bits j.. of qh), as 16s. */
 const Q5_BITS = /* wgsl */ `
 fn bit16(qh: u32, j: u32) -> vec4f { return vec4f(((vec4u(qh) >> (vec4u(j) + vec4u(0u, 1u, 2u, 3u))) & vec4u(1u)) << vec4u(4u)); }
 `;
-const Q5_0 = Q5_BITS + nibbleBlock('  let d = f16_at(b);\n  let qh = word_at(b + 2u);', '6', 'd * (lo4(v) + bit16(qh, 4u * k) - 16.0)', 'd * (hi4(v) + bit16(qh, 16u + 4u * k) - 16.0)');
-const Q5_1 = Q5_BITS + nibbleBlock('  let d = f16_at(b);\n  let m = f16_at(b + 2u);\n  let qh = word_at(b + 4u);', '8', 'd * (lo4(v) + bit16(qh, 4u * k)) + m', 'd * (hi4(v) + bit16(qh, 16u + 4u * k)) + m');
+const Q5_0 =
+  Q5_BITS +
+  nibbleBlock('  let d = f16_at(b);\n  let qh = word_at(b + 2u);', 6, (v, k) => `d * (lo4(${v}) + bit16(qh, ${4 * k}u) - 16.0)`, (v, k) => `d * (hi4(${v}) + bit16(qh, ${16 + 4 * k}u) - 16.0)`);
+const Q5_1 =
+  Q5_BITS +
+  nibbleBlock('  let d = f16_at(b);\n  let m = f16_at(b + 2u);\n  let qh = word_at(b + 4u);', 8, (v, k) => `d * (lo4(${v}) + bit16(qh, ${4 * k}u)) + m`, (v, k) => `d * (hi4(${v}) + bit16(qh, ${16 + 4 * k}u)) + m`);
 
 /** MXFP4's E2M1 codes as ggml's doubled integers, and its E8M0 scale halved (ggml_e8m0_to_fp32_half). */
 const MXFP4 = /* wgsl */ `
-var<private> MXV: array<f32, 16> = array<f32, 16>(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0);
+fn mxv(q: u32) -> f32 {
+  // 0, 1, 2, 3, 4, 6, 8, 12 for codes 0-7 (a constant table indexed at run time would sit in local memory).
+  let m = q & 7u;
+  let v = select(f32(m), f32(4u << ((m - 4u) >> 1u)) * select(1.0, 1.5, (m & 1u) == 1u), m >= 4u);
+  return select(v, -v, q >= 8u);
+}
 fn mx_half(b: u32) -> f32 { let e = byte_at(b); return bitcast<f32>(select((e - 1u) << 23u, 0x00200000u << e, e < 2u)); }
-fn mx4(v: u32) -> vec4f { return vec4f(MXV[v & 15u], MXV[(v >> 8u) & 15u], MXV[(v >> 16u) & 15u], MXV[(v >> 24u) & 15u]); }
-${nibbleBlock('  let d = mx_half(b);', '1', 'd * mx4(v)', 'd * mx4(v >> 4u)')}`;
+fn mx4(v: u32) -> vec4f { return vec4f(mxv(v & 15u), mxv((v >> 8u) & 15u), mxv((v >> 16u) & 15u), mxv((v >> 24u) & 15u)); }
+${nibbleBlock('  let d = mx_half(b);', 1, (v) => `d * mx4(${v})`, (v) => `d * mx4(${v} >> 4u)`)}`;
 
 /**
  * K-quants' 6-bit scale and min of sub-block s from their 12 packed bytes, given as three words
  * (ggml's get_scale_min_k4).
  */
 const K_SCALE_WORDS = /* wgsl */ `
-fn kbyte(s: array<u32, 3>, j: u32) -> u32 { return (s[j >> 2u] >> ((j & 3u) * 8u)) & 0xffu; }
-fn kscale(s: array<u32, 3>, j: u32) -> vec2f {
-  if (j < 4u) { return vec2f(f32(kbyte(s, j) & 63u), f32(kbyte(s, j + 4u) & 63u)); }
-  let sc = (kbyte(s, j + 4u) & 15u) | ((kbyte(s, j - 4u) >> 6u) << 4u);
-  let m = (kbyte(s, j + 4u) >> 4u) | ((kbyte(s, j) >> 6u) << 4u);
+fn kbyte(s0: u32, s1: u32, s2: u32, j: u32) -> u32 {
+  let v = select(select(s2, s1, j < 8u), s0, j < 4u);
+  return (v >> ((j & 3u) * 8u)) & 0xffu;
+}
+fn kscale(s0: u32, s1: u32, s2: u32, j: u32) -> vec2f {
+  if (j < 4u) { return vec2f(f32(kbyte(s0, s1, s2, j) & 63u), f32(kbyte(s0, s1, s2, j + 4u) & 63u)); }
+  let sc = (kbyte(s0, s1, s2, j + 4u) & 15u) | ((kbyte(s0, s1, s2, j - 4u) >> 6u) << 4u);
+  let m = (kbyte(s0, s1, s2, j + 4u) >> 4u) | ((kbyte(s0, s1, s2, j) >> 6u) << 4u);
   return vec2f(f32(sc), f32(m));
 }
 fn k_item_x(i: u32, k: u32) -> u32 { return 64u * (i >> 1u) + 16u * (i & 1u) + select(4u * k, 16u + 4u * k, k >= 4u); }
 `;
+
+/** The common head of Q4_K's and Q5_K's items: pair j's scales times d and dmin (a for the low nibbles, c for the high). */
+const K_HEAD = `  let dm = unpack2x16float(word_at(b));
+  let s0 = word_at(b + 4u);
+  let s1 = word_at(b + 8u);
+  let s2 = word_at(b + 12u);
+  let j = i >> 1u;
+  let lo = kscale(s0, s1, s2, 2u * j);
+  let hi = kscale(s0, s1, s2, 2u * j + 1u);
+  let a = vec2f(dm.x * lo.x, dm.y * lo.y);
+  let c = vec2f(dm.x * hi.x, dm.y * hi.y);`;
 
 /**
  * Q4_K (144 bytes: d, dmin, 12 scale bytes, 128 bytes of quants): item i is half (i & 1) of the
@@ -95,23 +121,10 @@ fn k_item_x(i: u32, k: u32) -> u32 { return 64u * (i >> 1u) + 16u * (i & 1u) + s
  */
 const Q4_K = /* wgsl */ `
 ${K_SCALE_WORDS}
-fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
-  let dm = unpack2x16float(word_at(b));
-  let s = array<u32, 3>(word_at(b + 4u), word_at(b + 8u), word_at(b + 12u));
-  let j = i >> 1u;
-  let lo = kscale(s, 2u * j);
-  let hi = kscale(s, 2u * j + 1u);
-  let a = vec2f(dm.x * lo.x, dm.y * lo.y);
-  let c = vec2f(dm.x * hi.x, dm.y * hi.y);
-  let q = b + 16u + 32u * j + 16u * (i & 1u);
-  var o: array<vec4f, 8>;
-  for (var k = 0u; k < 4u; k++) {
-    let v = word_at(q + 4u * k);
-    o[k] = a.x * lo4(v) - a.y;
-    o[k + 4u] = c.x * hi4(v) - c.y;
-  }
-  return o;
-}
+${itemW(`${K_HEAD}\n  let q = b + 16u + 32u * j + 16u * (i & 1u);\n${unrolled(4, (k) => `  let v${k} = word_at(q + ${4 * k}u);`)}`, [
+  ...Array.from({ length: 4 }, (_, k) => `a.x * lo4(v${k}) - a.y`),
+  ...Array.from({ length: 4 }, (_, k) => `c.x * hi4(v${k}) - c.y`),
+])}
 fn item_x(i: u32, k: u32) -> u32 { return k_item_x(i, k); }
 `;
 
@@ -119,27 +132,17 @@ fn item_x(i: u32, k: u32) -> u32 { return k_item_x(i, k); }
 const Q5_K = /* wgsl */ `
 ${K_SCALE_WORDS}
 fn fifth(h: u32, bit: u32) -> vec4f { return bytes4(((h >> bit) & 0x01010101u) << 4u); }
-fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
-  let dm = unpack2x16float(word_at(b));
-  let s = array<u32, 3>(word_at(b + 4u), word_at(b + 8u), word_at(b + 12u));
-  let j = i >> 1u;
-  let lo = kscale(s, 2u * j);
-  let hi = kscale(s, 2u * j + 1u);
-  let a = vec2f(dm.x * lo.x, dm.y * lo.y);
-  let c = vec2f(dm.x * hi.x, dm.y * hi.y);
-  let q = b + 48u + 32u * j + 16u * (i & 1u);
-  let qh = b + 16u + 16u * (i & 1u);
-  var o: array<vec4f, 8>;
-  for (var k = 0u; k < 4u; k++) {
-    let v = word_at(q + 4u * k);
-    let h = word_at(qh + 4u * k);
-    o[k] = a.x * (lo4(v) + fifth(h, 2u * j)) - a.y;
-    o[k + 4u] = c.x * (hi4(v) + fifth(h, 2u * j + 1u)) - c.y;
-  }
-  return o;
-}
+${itemW(
+  `${K_HEAD}\n  let q = b + 48u + 32u * j + 16u * (i & 1u);\n  let qh = b + 16u + 16u * (i & 1u);\n${unrolled(4, (k) => `  let v${k} = word_at(q + ${4 * k}u);\n  let h${k} = word_at(qh + ${4 * k}u);`)}`,
+  [...Array.from({ length: 4 }, (_, k) => `a.x * (lo4(v${k}) + fifth(h${k}, 2u * j)) - a.y`), ...Array.from({ length: 4 }, (_, k) => `c.x * (hi4(v${k}) + fifth(h${k}, 2u * j + 1u)) - c.y`)],
+)}
 fn item_x(i: u32, k: u32) -> u32 { return k_item_x(i, k); }
 `;
+
+/** Q6_K's four 6-bit values of word pair (low nibbles `a`, high bits `q`) at bit shifts `ls` of a and `hs` of q, less 32. */
+function q6Vec(a: string, ls: number, q: string, hs: number, g: string): string {
+  return `d * q6s(s0, s1, ${g}) * (bytes4(((${a} >> ${ls}u) & 0x0f0f0f0fu) | (((${q} >> ${hs}u) & 0x03030303u) << 4u)) - 32.0)`;
+}
 
 /**
  * Q6_K (210 bytes: 128 of low nibbles, 64 of high bit pairs, 16 signed scales, d): item i covers
@@ -147,57 +150,35 @@ fn item_x(i: u32, k: u32) -> u32 { return k_item_x(i, k); }
  * one 16-element scale group each.
  */
 const Q6_K = /* wgsl */ `
-fn q6_item_scale(s: array<u32, 2>, j: u32) -> f32 { return f32(i32(((s[j >> 2u] >> ((j & 3u) * 8u)) & 0xffu) << 24u) >> 24); }
-fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
-  let n = i >> 2u;
+fn q6s(s0: u32, s1: u32, j: u32) -> f32 { return f32(i32(((select(s1, s0, j < 4u) >> ((j & 3u) * 8u)) & 0xffu) << 24u) >> 24); }
+${itemW(
+  `  let n = i >> 2u;
   let l = 8u * (i & 3u);
   let d = f16_at(b + 208u);
-  let s = array<u32, 2>(word_at(b + 192u + 8u * n), word_at(b + 196u + 8u * n));
-  var o: array<vec4f, 8>;
-  for (var h = 0u; h < 2u; h++) {
-    let a = word_at(b + 64u * n + l + 4u * h);
-    let c = word_at(b + 64u * n + 32u + l + 4u * h);
-    let q = word_at(b + 128u + 32u * n + l + 4u * h);
-    let g = (l >> 4u);
-    o[h] = d * q6_item_scale(s, g) * (bytes4((a & 0x0f0f0f0fu) | ((q & 0x03030303u) << 4u)) - 32.0);
-    o[2u + h] = d * q6_item_scale(s, g + 2u) * (bytes4((c & 0x0f0f0f0fu) | (((q >> 2u) & 0x03030303u) << 4u)) - 32.0);
-    o[4u + h] = d * q6_item_scale(s, g + 4u) * (bytes4(((a >> 4u) & 0x0f0f0f0fu) | (((q >> 4u) & 0x03030303u) << 4u)) - 32.0);
-    o[6u + h] = d * q6_item_scale(s, g + 6u) * (bytes4(((c >> 4u) & 0x0f0f0f0fu) | (((q >> 6u) & 0x03030303u) << 4u)) - 32.0);
-  }
-  return o;
-}
+  let s0 = word_at(b + 192u + 8u * n);
+  let s1 = word_at(b + 196u + 8u * n);
+  let g = l >> 4u;
+${unrolled(2, (h) => `  let a${h} = word_at(b + 64u * n + l + ${4 * h}u);\n  let c${h} = word_at(b + 64u * n + 32u + l + ${4 * h}u);\n  let q${h} = word_at(b + 128u + 32u * n + l + ${4 * h}u);`)}`,
+  [q6Vec('a0', 0, 'q0', 0, 'g'), q6Vec('a1', 0, 'q1', 0, 'g'), q6Vec('c0', 0, 'q0', 2, 'g + 2u'), q6Vec('c1', 0, 'q1', 2, 'g + 2u'), q6Vec('a0', 4, 'q0', 4, 'g + 4u'), q6Vec('a1', 4, 'q1', 4, 'g + 4u'), q6Vec('c0', 4, 'q0', 6, 'g + 6u'), q6Vec('c1', 4, 'q1', 6, 'g + 6u')],
+)}
 fn item_x(i: u32, k: u32) -> u32 { return 128u * (i >> 2u) + 32u * (k >> 1u) + 8u * (i & 3u) + 4u * (k & 1u); }
 `;
 
 /** Float rows in units of 32 elements. */
 const F32 = /* wgsl */ `
-fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
-  var o: array<vec4f, 8>;
-  for (var k = 0u; k < 8u; k++) {
-    let e = b + 16u * k;
-    o[k] = vec4f(bitcast<f32>(word_at(e)), bitcast<f32>(word_at(e + 4u)), bitcast<f32>(word_at(e + 8u)), bitcast<f32>(word_at(e + 12u)));
-  }
-  return o;
-}
+fn f32_at(o: u32) -> f32 { return bitcast<f32>(word_at(o)); }
+${itemW('', Array.from({ length: 8 }, (_, k) => `vec4f(f32_at(b + ${16 * k}u), f32_at(b + ${16 * k + 4}u), f32_at(b + ${16 * k + 8}u), f32_at(b + ${16 * k + 12}u))`))}
 fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
 `;
 
 const F16 = /* wgsl */ `
-fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
-  var o: array<vec4f, 8>;
-  for (var k = 0u; k < 8u; k++) { o[k] = vec4f(unpack2x16float(word_at(b + 8u * k)), unpack2x16float(word_at(b + 8u * k + 4u))); }
-  return o;
-}
+${itemW('', Array.from({ length: 8 }, (_, k) => `vec4f(unpack2x16float(word_at(b + ${8 * k}u)), unpack2x16float(word_at(b + ${8 * k + 4}u)))`))}
 fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
 `;
 
 const BF16 = /* wgsl */ `
 fn bf2(v: u32) -> vec2f { return vec2f(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u)); }
-fn item_w(b: u32, i: u32) -> array<vec4f, 8> {
-  var o: array<vec4f, 8>;
-  for (var k = 0u; k < 8u; k++) { o[k] = vec4f(bf2(word_at(b + 8u * k)), bf2(word_at(b + 8u * k + 4u))); }
-  return o;
-}
+${itemW('', Array.from({ length: 8 }, (_, k) => `vec4f(bf2(word_at(b + ${8 * k}u)), bf2(word_at(b + ${8 * k + 4}u)))`))}
 fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
 `;
 

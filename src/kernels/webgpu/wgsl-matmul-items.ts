@@ -7,16 +7,22 @@
  * items in order, then one subgroupAdd), so a token's result does not depend on its batch.
  */
 import { WG } from './wgsl-ops.js';
+import { unrolled } from './wgsl-items.js';
 
 /** Rows one subgroup computes together (sharing each load of the activations). */
 export const ITEM_ROWS = 2;
 /** Tokens whose sums one pass over the rows' items accumulates. */
 export const ITEM_TOKENS = 8;
 
-/** WGSL of the item product over `words` (WGSL_WORDS) and a format's item decoder. */
+/**
+ * WGSL of the item product over `words` (WGSL_WORDS) and a format's item decoder. Every loop over
+ * rows, tokens of a tile and vec4s of an item is written out with constant indices; only the loop
+ * over items and the one over tiles run as loops.
+ */
 export function matmulItemsWgsl(words: string, items: string, unitElems: number, unitBytes: number, itemsPerUnit: number): string {
-  const acc = ITEM_ROWS * ITEM_TOKENS;
-  const rows = Array.from({ length: ITEM_ROWS }, (_, r) => r);
+  const R = ITEM_ROWS;
+  const T = ITEM_TOKENS;
+  const rows = (f: (r: number) => string) => unrolled(R, f);
   return /* wgsl */ `
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
@@ -30,34 +36,38 @@ ${items}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
         @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let r0 = ((wg.x + wg.y * 32768u) * (${WG}u / sgs) + li / sgs) * ${ITEM_ROWS}u;
+  let r0 = ((wg.x + wg.y * 32768u) * (${WG}u / sgs) + li / sgs) * ${R}u;
   if (r0 >= P.rows) { return; }
   let ni = (P.cols / ${unitElems}u) * ${itemsPerUnit}u;
   let cv = P.cols / 4u;
-${rows.map((r) => `  let live${r} = r0 + ${r}u < P.rows;\n  let rb${r} = P.w_off + (r0 + ${r}u) * P.row_bytes;`).join('\n')}
-  for (var t0 = 0u; t0 < P.n; t0 += ${ITEM_TOKENS}u) {
-    let nt = min(${ITEM_TOKENS}u, P.n - t0);
-    // Zeroed explicitly: a declaration without initializer inside a loop was seen keeping the last
-    // iteration's values (lavapipe).
-    var acc = array<f32, ${acc}>();
+${rows((r) => `  let live${r} = r0 + ${r}u < P.rows;
+  let rb${r} = P.w_off + (r0 + ${r}u) * P.row_bytes;`)}
+  for (var t0 = 0u; t0 < P.n; t0 += ${T}u) {
+    let nt = min(${T}u, P.n - t0);
+${unrolled(T, (t) => `    var a${t} = array<f32, ${R}>();`)}
     for (var c = lane; c < ni; c += sgs) {
       let u = c / ${itemsPerUnit}u;
       let i = c % ${itemsPerUnit}u;
-${rows.map((r) => `      var w${r} = array<vec4f, 8>();\n      if (live${r}) { w${r} = item_w(rb${r} + u * ${unitBytes}u, i); }`).join('\n')}
+${rows((r) => `      var w${r} = array<vec4f, 8>();
+      if (live${r}) { w${r} = item_w(rb${r} + u * ${unitBytes}u, i); }`)}
       let xb = P.x_off / 4u + u * ${unitElems / 4}u + t0 * cv;
-      for (var tt = 0u; tt < nt; tt++) {
-        let xo = xb + tt * cv;
-${rows.map((r) => `        var s${r} = 0.0;`).join('\n')}
-        for (var k = 0u; k < 8u; k++) {
-          let xk = xv[xo + item_x(i, k) / 4u];
-${rows.map((r) => `          s${r} += dot(w${r}[k], xk);`).join('\n')}
-        }
-${rows.map((r) => `        acc[${r * ITEM_TOKENS}u + tt] += s${r};`).join('\n')}
-      }
+${unrolled(8, (k) => `      let o${k} = xb + item_x(i, ${k}u) / 4u;`)}
+${unrolled(
+  T,
+  (t) => `      if (${t}u < nt) {
+        let xt = ${t}u * cv;
+${unrolled(8, (k) => `        let x${k} = xv[o${k} + xt];`)}
+${rows((r) => `        a${t}[${r}] += ${Array.from({ length: 8 }, (_, k) => `dot(w${r}[${k}], x${k})`).join(' + ')};`)}
+      }`,
+)}
     }
-    for (var tt = 0u; tt < nt; tt++) {
-${rows.map((r) => `      let total${r} = subgroupAdd(acc[${r * ITEM_TOKENS}u + tt]);\n      if (live${r} && lane == 0u) { y[P.y_off + (t0 + tt) * P.y_stride + r0 + ${r}u] = total${r}; }`).join('\n')}
-    }
+${unrolled(
+  T,
+  (t) => `    if (${t}u < nt) {
+${rows((r) => `      let total${t}_${r} = subgroupAdd(a${t}[${r}]);
+      if (live${r} && lane == 0u) { y[P.y_off + (t0 + ${t}u) * P.y_stride + r0 + ${r}u] = total${t}_${r}; }`)}
+    }`,
+)}
   }
 }
 `;
