@@ -574,11 +574,13 @@ export class WebGpuKernels {
 
   /** The bind group of these buffers and parameter slot, from the cache unless a buffer is made for this call only. */
   private bind(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[]): GPUBindGroup {
-    const entries = buffers.map((b, binding) =>
-      b instanceof GPUBuffer ? { binding, resource: { buffer: b } } : { binding, resource: { buffer: this.params, offset: b.slot * this.slotBytes, size: b.bytes } },
-    );
+    // Made only when a group is made: most dispatches find theirs in the cache.
+    const entries = () =>
+      buffers.map((b, binding) =>
+        b instanceof GPUBuffer ? { binding, resource: { buffer: b } } : { binding, resource: { buffer: this.params, offset: b.slot * this.slotBytes, size: b.bytes } },
+      );
     const cacheable = buffers.every((b) => !(b instanceof GPUBuffer) || !this.transientSet.has(b));
-    if (!cacheable) return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    if (!cacheable) return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: entries() });
     const id = `${key}|${buffers.map((b) => (b instanceof GPUBuffer ? this.idOf(b) : `s${b.slot}:${b.bytes}`)).join(',')}`;
     let g = this.bindGroups.get(id);
     if (!g) {
@@ -587,7 +589,7 @@ export class WebGpuKernels {
         this.bindGroups.clear();
         this.groupsOfBuffer.clear();
       }
-      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: entries() });
       this.bindGroups.set(id, g);
       for (const b of buffers) {
         if (!(b instanceof GPUBuffer)) continue;
