@@ -3,13 +3,17 @@
 # CPU has) from the very llama.cpp source node-llama-cpp bundles, so `cairn bench --vs-llama-bench`
 # compares with llama.cpp as its users build it, not only with node-llama-cpp's prebuilt binaries.
 #
-#   bash bench/build-llama-bench.sh [OUT_DIR]    (default: .bench/llama.cpp; about 7-15 minutes on 2 cores)
+#   bash bench/build-llama-bench.sh [OUT_DIR [CMAKE_OPTIONS...]]    (default: .bench/llama.cpp; about 7-15 minutes on 2 cores)
+#
+# CMAKE_OPTIONS build a GPU llama-bench for `cairn bench --backend gpu --vs-llama-bench`, e.g.
+# -DGGML_CUDA=ON (needs the CUDA toolkit) or -DGGML_VULKAN=ON (needs the Vulkan headers and glslc).
 #
 # Prints the path of the built binary on its last line. Needs cmake and a C++ compiler; works
 # offline (the source is in node_modules).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/.bench/llama.cpp}"
+shift || true
 bundle="$root/node_modules/node-llama-cpp/llama/gitRelease.bundle"
 if [ ! -f "$bundle" ]; then
   echo "build-llama-bench: $bundle is missing; run npm install first (node-llama-cpp is a devDependency)" >&2
@@ -26,7 +30,7 @@ fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S "$out/src" -B "$out/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >/dev/null
+  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON "$@" >/dev/null
 cmake --build "$out/build" --target llama-bench -j "$(nproc)"
 bin="$out/build/bin/llama-bench"
 [ -x "$bin" ] || { echo "build-llama-bench: the build ended without $bin" >&2; exit 1; }

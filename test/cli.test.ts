@@ -182,12 +182,15 @@ console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt
   const lb = j.engines[1];
   assert.deepEqual([lb.prefillRuns, lb.decodeRuns], [[1000, 1000], [1, 1]]);
   assert.match(lb.detail, /build 7 \(abc1234\)/);
+  assert.match(lb.detail, /build 7 \(abc1234\), CPU,/, 'a CPU comparison says so');
   assert.ok(Math.abs(j.ratiosToLlamaBench.decode - j.engines[0].decodeTokensPerS) < 1e-9);
   assert.equal(j.ratiosToLlamaBench.rssAfterLoad, null, 'llama-bench reports no RSS');
   // Warm-up and two rounds of each phase, each on the model with the same threads.
   const calls = readFileSync(log, 'utf8').trim().split('\n');
   assert.equal(calls.length, 6);
   for (const c of calls) assert.match(c, new RegExp(`-m ${model.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} -t 1 -r 1 -o json`));
+  // On the CPU, llama.cpp's layers stay there too, whatever its build.
+  for (const c of calls) assert.match(c, / -ngl 0 /);
   assert.equal(calls.filter((c) => / -p 8 -n 0 \(beside an engine\)$/.test(c)).length, 3, 'alternating rounds: the engine stays loaded');
   assert.equal(calls.filter((c) => / -p 0 -n 4 \(beside an engine\)$/.test(c)).length, 3);
 
