@@ -105,6 +105,8 @@ function checkCount(name: string, v: number): void {
 /** The GPU kernels of one device. */
 export class WebGpuKernels {
   readonly name = 'webgpu';
+  /** Dispatches recorded since the device was opened (for benchmarks: a step's count is its host cost). */
+  dispatchCount = 0;
   private encoder: GPUCommandEncoder | undefined;
   /** The compute pass dispatches go into until a copy or a flush ends it. */
   private pass: GPUComputePassEncoder | undefined;
@@ -495,6 +497,7 @@ export class WebGpuKernels {
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroupsIndirect(args.buffer, offset);
+    this.dispatchCount++;
   }
 
   private binary(name: string, wgsl: string, inPlace: string, commutes: boolean, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
@@ -608,6 +611,7 @@ export class WebGpuKernels {
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(x, y);
+    this.dispatchCount++;
   }
 
   /** One workgroup per item (a row), items past GRID_X on the second grid dimension. */

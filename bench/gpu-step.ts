@@ -1,0 +1,51 @@
+/**
+ * Where a GPU decode step's time goes: the host's recording of its dispatches (the synchronous part
+ * of the shard's forward), the whole step to its logits on the host, and the floor of any step (a
+ * submit and a 16-byte read back with nothing to run). What is left of a step is the GPU's own work.
+ *
+ *   node dist/bench/gpu-step.js MODEL.gguf [--steps 32] [--ctx 512]
+ */
+import { flag } from './args.js';
+import { loadGpuParts } from '../src/engine/load-gpu.js';
+import { WebGpuKernels } from '../src/kernels/webgpu/gpu-kernels.js';
+import { describeAdapter } from '../src/kernels/webgpu/device.js';
+
+const args = process.argv.slice(2);
+const model = args.find((a) => !a.startsWith('--') && !/^\d+$/.test(a));
+if (!model) throw new Error('usage: node dist/bench/gpu-step.js MODEL.gguf [--steps 32] [--ctx 512]');
+const steps = Number(flag(args, '--steps', '32'));
+const ctx = Number(flag(args, '--ctx', '512'));
+const gpu = await WebGpuKernels.open();
+const parts = await loadGpuParts(model, { ctx }, gpu);
+const shard = parts.shard;
+const batch = (pos: number) => ({ nTokens: 1, tokens: Int32Array.from([1 + (pos % 100)]), spans: [{ slot: 0, pos0: pos, start: 0, n: 1 }] });
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+for (let pos = 0; pos < 3; pos++) await shard.forward(batch(pos));
+const record: number[] = [];
+const total: number[] = [];
+const d0 = gpu.dispatchCount;
+for (let i = 0; i < steps; i++) {
+  const t = performance.now();
+  const logits = shard.forward(batch(3 + i));
+  record.push(performance.now() - t);
+  await logits;
+  total.push(performance.now() - t);
+}
+const dispatches = (gpu.dispatchCount - d0) / steps;
+const probe = gpu.tensor(16);
+const floor: number[] = [];
+for (let i = 0; i < 50; i++) {
+  const t = performance.now();
+  await gpu.read(probe, 16);
+  floor.push(performance.now() - t);
+}
+const [r, s, f] = [median(record), median(total), median(floor)];
+console.log(`${describeAdapter(gpu.gpu.adapter)}: ${model}`);
+console.log(`dispatches per step ${dispatches.toFixed(0)}; medians over ${steps} steps:`);
+console.log(`  recording ${r.toFixed(3)} ms (${((r / dispatches) * 1000).toFixed(1)} us a dispatch)`);
+console.log(`  whole step ${s.toFixed(3)} ms (${(1000 / s).toFixed(1)} tok/s)`);
+console.log(`  floor (submit + 16-byte read of nothing) ${f.toFixed(3)} ms`);
+console.log(`  left for the GPU's work and the logits' copy ${(s - r - f).toFixed(3)} ms`);
+parts.close();
+gpu.destroy();
