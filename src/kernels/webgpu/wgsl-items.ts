@@ -164,13 +164,11 @@ ${unrolled(2, (h) => `  let a${h} = word_at(b + 64u * n + l + ${4 * h}u);\n  let
 fn item_x(i: u32, k: u32) -> u32 { return 128u * (i >> 2u) + 32u * (k >> 1u) + 8u * (i & 3u) + 4u * (k & 1u); }
 `;
 
-/** Float rows in units of 32 elements. */
-const F32 = /* wgsl */ `
-fn f32_at(o: u32) -> f32 { return bitcast<f32>(word_at(o)); }
-${itemW('', Array.from({ length: 8 }, (_, k) => `vec4f(f32_at(b + ${16 * k}u), f32_at(b + ${16 * k + 4}u), f32_at(b + ${16 * k + 8}u), f32_at(b + ${16 * k + 12}u))`))}
-fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
-`;
-
+/**
+ * Half-float rows in units of 32 elements. F32 rows keep the subgroup product: with an F32 item
+ * decoder (32 unaligned-word reads) compiled, lavapipe's LLVM was seen spinning for good on the next
+ * pipeline a cluster node compiled, and F32 weights are rare in the files people run.
+ */
 const F16 = /* wgsl */ `
 ${itemW('', Array.from({ length: 8 }, (_, k) => `vec4f(unpack2x16float(word_at(b + ${8 * k}u)), unpack2x16float(word_at(b + ${8 * k + 4}u)))`))}
 fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
@@ -183,7 +181,6 @@ fn item_x(i: u32, k: u32) -> u32 { return contiguous_x(i, k); }
 `;
 
 const FORMATS = new Map<GgmlType, GpuItemFormat>([
-  [GgmlType.F32, { unitElems: 32, unitBytes: 128, items: 1, wgsl: NIBBLES + F32 }],
   [GgmlType.F16, { unitElems: 32, unitBytes: 64, items: 1, wgsl: NIBBLES + F16 }],
   [GgmlType.BF16, { unitElems: 32, unitBytes: 64, items: 1, wgsl: NIBBLES + BF16 }],
   [GgmlType.Q8_0, { unitElems: 32, unitBytes: 34, items: 1, wgsl: NIBBLES + Q8_0 }],
