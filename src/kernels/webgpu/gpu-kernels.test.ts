@@ -125,6 +125,30 @@ describe('GPU weight products', { skip }, () => {
 });
 
 describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
+  it('matmul with accumulate adds the product to y: the same floats as the product then the add kernel, every weight type', async () => {
+    const g = gpu!;
+    const rand = seededRandom(31);
+    for (const type of GPU_WEIGHT_TYPES) {
+      const block = gpuWeightFormat(type)!.blockElems;
+      const rows = 6;
+      // Float rows of 40 take the subgroup product (no whole items), quantized ones the item product.
+      const cols = block === 1 ? 40 : Math.max(2 * block, 64);
+      const n = 3;
+      const w = new Uint8Array((rows * cols * gpuWeightFormat(type)!.blockBytes) / block);
+      refQuantize(type, randomF32(rows * cols, rand), w, rows * cols);
+      const wt = g.upload(w);
+      const xt = g.upload(randomF32(n * cols, rand));
+      const y0 = randomF32(n * rows, rand);
+      const product = g.tensor(n * rows * 4);
+      g.matmul(wt, type, rows, cols, xt, n, product);
+      const separate = g.upload(y0);
+      g.add(separate, product, n * rows, separate);
+      const fused = g.upload(y0);
+      g.matmul(wt, type, rows, cols, xt, n, fused, { accumulate: true });
+      assert.deepEqual(await g.readF32(fused), await g.readF32(separate), ggmlTypeName(type));
+    }
+  });
+
   it('matmul reads x from a row and writes y at an offset with a stride; addBias adds per row', async () => {
     const g = gpu!;
     const rand = seededRandom(8);

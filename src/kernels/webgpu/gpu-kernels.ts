@@ -78,6 +78,8 @@ export interface MatmulOffsets {
   readonly xOffset?: number;
   readonly yOffset?: number;
   readonly yStride?: number;
+  /** Add the product to y (y += W x) instead of writing it. */
+  readonly accumulate?: boolean;
 }
 
 /** Most workgroups along the first grid dimension; more go to the second. */
@@ -288,7 +290,8 @@ export class WebGpuKernels {
   matmul(w: GpuTensor, wtype: GgmlType, rows: number, cols: number, x: GpuTensor, n: number, y: GpuTensor, at: MatmulOffsets = {}): void {
     const f = gpuWeightFormat(wtype);
     if (!f) bad(`the GPU kernels do not read ${ggmlTypeName(wtype)} weights yet`);
-    const { wOffset = 0, xOffset = 0, yOffset = 0, yStride = rows } = at;
+    const { wOffset = 0, xOffset = 0, yOffset = 0, yStride = rows, accumulate = false } = at;
+    const acc = accumulate ? '-acc' : '';
     for (const [k, v] of [['rows', rows], ['cols', cols], ['n', n], ['wOffset', wOffset], ['xOffset', xOffset], ['yOffset', yOffset], ['yStride', yStride]] as const) checkCount(k, v);
     if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
     if (yStride < rows) bad(`yStride ${yStride} is below rows ${rows}`);
@@ -302,19 +305,19 @@ export class WebGpuKernels {
     if (this.gpu.subgroups && items && cols % items.unitElems === 0 && xOffset % 4 === 0) {
       // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s (whole ones: x
       // starts on a vec4 and rows of cols are whole vec4s).
-      const key = `matmul-items-${wtype}`;
-      const pipeline = this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items));
+      const key = `matmul-items-${wtype}${acc}`;
+      const pipeline = this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, accumulate));
       this.dispatch(key, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / ((WG / this.gpu.subgroupMaxSize) * ITEM_ROWS)));
     } else if (this.gpu.subgroups && f.w4) {
       // A row per subgroup (at least 64 / (largest subgroup) rows per workgroup), tiles of tokens.
-      const pipeline = this.pipeline(`matmul-tiled-${wtype}`, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes));
-      this.dispatch(`matmul-tiled-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
+      const pipeline = this.pipeline(`matmul-tiled-${wtype}${acc}`, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes, accumulate));
+      this.dispatch(`matmul-tiled-${wtype}${acc}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
     } else if (this.gpu.subgroups) {
-      const pipeline = this.pipeline(`matmul-sg-${wtype}`, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
-      this.dispatch(`matmul-sg-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
+      const pipeline = this.pipeline(`matmul-sg-${wtype}${acc}`, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate));
+      this.dispatch(`matmul-sg-${wtype}${acc}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
     } else {
-      const pipeline = this.pipeline(`matmul-${wtype}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes));
-      this.dispatch(`matmul-${wtype}`, pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
+      const pipeline = this.pipeline(`matmul-${wtype}${acc}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate));
+      this.dispatch(`matmul-${wtype}${acc}`, pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
     }
   }
 

@@ -6,7 +6,7 @@
  * A token's sum is the same sequence of operations whatever the tile or batch holds (its lane's
  * items in order, then one subgroupAdd), so a token's result does not depend on its batch.
  */
-import { WG } from './wgsl-ops.js';
+import { store, WG } from './wgsl-ops.js';
 import { unrolled } from './wgsl-items.js';
 
 /** Rows one subgroup computes together (sharing each load of the activations). */
@@ -19,7 +19,7 @@ export const ITEM_TOKENS = 8;
  * rows, tokens of a tile and vec4s of an item is written out with constant indices; only the loop
  * over items and the one over tiles run as loops.
  */
-export function matmulItemsWgsl(words: string, items: string, unitElems: number, unitBytes: number, itemsPerUnit: number): string {
+export function matmulItemsWgsl(words: string, items: string, unitElems: number, unitBytes: number, itemsPerUnit: number, accumulate = false): string {
   const R = ITEM_ROWS;
   const T = ITEM_TOKENS;
   const rows = (f: (r: number) => string) => unrolled(R, f);
@@ -65,7 +65,7 @@ ${unrolled(
   T,
   (t) => `    if (${t}u < nt) {
 ${rows((r) => `      let total${t}_${r} = subgroupAdd(a${t}[${r}]);
-      if (live${r} && lane == 0u) { y[P.y_off + (t0 + ${t}u) * P.y_stride + r0 + ${r}u] = total${t}_${r}; }`)}
+      if (live${r} && lane == 0u) { ${store(`P.y_off + (t0 + ${t}u) * P.y_stride + r0 + ${r}u`, `total${t}_${r}`, accumulate)} }`)}
     }`,
 )}
   }

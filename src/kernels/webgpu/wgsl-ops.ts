@@ -16,6 +16,14 @@ const MATMUL_BINDINGS = /* wgsl */ `struct Params { rows: u32, cols: u32, n: u32
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> P: Params;`;
 
+/**
+ * A weight product's store of one output: y[i] = v, or with `accumulate` y[i] = y[i] + v (the
+ * residual add folded into the product: the same f32 addition the add kernel makes).
+ */
+export function store(i: string, v: string, accumulate: boolean): string {
+  return accumulate ? `y[${i}] = y[${i}] + ${v};` : `y[${i}] = ${v};`;
+}
+
 /** Tree reduction over `red` (WG floats) in uniform control flow; leaves the result in red[0]. */
 const REDUCE = (op: string) => /* wgsl */ `
   workgroupBarrier();
@@ -29,7 +37,7 @@ const REDUCE = (op: string) => /* wgsl */ `
  * per row, its threads over the row's blocks, then a tree sum. Rows beyond 32768 go to the second
  * grid dimension.
  */
-export function matmulWgsl(bytes: string, format: string, blockElems: number, blockBytes: number): string {
+export function matmulWgsl(bytes: string, format: string, blockElems: number, blockBytes: number, accumulate = false): string {
   return /* wgsl */ `
 ${MATMUL_BINDINGS}
 var<workgroup> red: array<f32, ${WG}>;
@@ -48,7 +56,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var b = li; b < nb; b += ${WG}u) { s += block_dot(rb + b * ${blockBytes}u, xo + b * ${blockElems}u); }
     red[li] = s;
     ${REDUCE('add2')}
-    if (li == 0u) { y[P.y_off + t * P.y_stride + r] = red[0]; }
+    if (li == 0u) { ${store('P.y_off + t * P.y_stride + r', 'red[0]', accumulate)} }
     workgroupBarrier();
   }
 }
@@ -61,7 +69,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
  * subgroups of consecutive invocations, as Vulkan, Metal and Direct3D 12 form them for a 1-D
  * workgroup.
  */
-export function matmulSubgroupWgsl(bytes: string, format: string, blockElems: number, blockBytes: number): string {
+export function matmulSubgroupWgsl(bytes: string, format: string, blockElems: number, blockBytes: number, accumulate = false): string {
   return /* wgsl */ `
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
@@ -82,7 +90,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       for (var b = lane; b < nb; b += sgs) { s += block_dot(rb + b * ${blockBytes}u, xo + b * ${blockElems}u); }
     }
     let total = subgroupAdd(s);
-    if (live && lane == 0u) { y[P.y_off + t * P.y_stride + r] = total; }
+    if (live && lane == 0u) { ${store('P.y_off + t * P.y_stride + r', 'total', accumulate)} }
   }
 }
 `;
@@ -121,7 +129,7 @@ export const TOKEN_TILE = 8;
  * (w4) once for every token of the tile (w4RowLoop). A token's sum runs in the same order whatever the tile
  * holds, so a token's result does not depend on its batch.
  */
-export function matmulTiledWgsl(bytes: string, w4: string, blockElems: number, blockBytes: number): string {
+export function matmulTiledWgsl(bytes: string, w4: string, blockElems: number, blockBytes: number, accumulate = false): string {
   return /* wgsl */ `
 enable subgroups;
 diagnostic(off, subgroup_uniformity);
@@ -144,7 +152,7 @@ ${w4RowLoop(blockElems, blockBytes, (tt, e) => `P.x_off + (t0 + ${tt}) * P.cols 
     }
     for (var tt = 0u; tt < ${TOKEN_TILE}u; tt++) {
       let total = subgroupAdd(acc[tt]);
-      if (live && lane == 0u && tt < nt) { y[P.y_off + (t0 + tt) * P.y_stride + r] = total; }
+      if (live && lane == 0u && tt < nt) { ${store('P.y_off + (t0 + tt) * P.y_stride + r', 'total', accumulate)} }
     }
   }
 }

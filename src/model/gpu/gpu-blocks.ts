@@ -54,7 +54,12 @@ export interface GpuDecoderLayer {
 
 /** A block of a layer on the GPU (attention, or a feed-forward block): out (n x nEmbd) from the normed stream h. */
 export interface GpuBlock {
-  forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void;
+  /**
+   * True where forward takes `accumulate`: it then adds its result to out (the residual stream)
+   * in its last product, which saves the layer an add kernel.
+   */
+  readonly accumulates?: boolean;
+  forward(h: GpuTensor, out: GpuTensor, step: GpuStep, accumulate?: boolean): void;
 }
 
 /** A projection on the device: W x (+ b). */
@@ -72,8 +77,16 @@ function applyLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number
   if (lin.bias) gpu.addBias(y, lin.bias, n, lin.w.rows);
 }
 
+/** y += W x (+ b) through `scratch` where there is a bias (y + (W x + b), as the add kernel after it would). */
+function accumulateLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number, y: GpuTensor, scratch: GpuTensor | undefined): void {
+  if (!lin.bias || !scratch) return gpuMatmul(gpu, lin.w, x, n, y, true);
+  applyLinear(gpu, lin, x, n, scratch);
+  gpu.add(y, scratch, n * lin.w.rows, y);
+}
+
 /** Grouped-query attention over the layer's F16 cache, with a sliding window and sink logits where the layer has them. */
 export class GpuGqaAttention implements GpuBlock {
+  readonly accumulates = true;
   private readonly q: GpuLinear;
   private readonly k: GpuLinear;
   private readonly v: GpuLinear;
@@ -84,6 +97,8 @@ export class GpuGqaAttention implements GpuBlock {
   private readonly sk: GpuScratch;
   private readonly sv: GpuScratch;
   private readonly sa: GpuScratch;
+  /** The output projection's result before the residual add, where it has a bias. */
+  private readonly so?: GpuScratch;
   private readonly rope: RopeParams;
   private readonly sinks?: GpuTensor;
 
@@ -105,6 +120,7 @@ export class GpuGqaAttention implements GpuBlock {
     this.sk = ws.buffer('attn.k', s.nKvHead * s.headDim);
     this.sv = ws.buffer('attn.v', s.nKvHead * s.headDim);
     this.sa = ws.buffer('attn.out', s.nHead * s.headDim);
+    this.so = w.o.bias && ws.buffer('attn.o', w.o.bias.length);
     this.rope = { mode: s.rope.mode, nRot: s.rope.nRot, freqBase: s.rope.freqBase, freqScale: s.rope.freqScale, freqFactors: w.ropeFreqs };
     // The host computes the angles as the CPU's rope does (YaRN's ramp and magnitude included).
     const yarn = s.rope.yarn ? new YarnRope(s.rope, w.ropeFreqs) : undefined;
@@ -116,7 +132,7 @@ export class GpuGqaAttention implements GpuBlock {
   private readonly fillTable: (positions: Int32Array, n: number) => Float32Array;
   private readonly tableKey: string;
 
-  forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void {
+  forward(h: GpuTensor, out: GpuTensor, step: GpuStep, accumulate = false): void {
     const { s } = this;
     const { gpu, n } = step;
     const hd = s.headDim;
@@ -139,12 +155,14 @@ export class GpuGqaAttention implements GpuBlock {
       const p = { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd), window: s.window, sinks: this.sinks, kvType: step.kv.type };
       gpu.attention(q, kc, vc, p, attn, sp.start);
     }
-    applyLinear(gpu, this.o, attn, n, out);
+    if (accumulate) accumulateLinear(gpu, this.o, attn, n, out, this.so?.t);
+    else applyLinear(gpu, this.o, attn, n, out);
   }
 }
 
 /** The dense SwiGLU FFN. */
 export class GpuDenseFfn implements GpuBlock {
+  readonly accumulates = true;
   private readonly gate: GpuMatrix;
   private readonly up: GpuMatrix;
   private readonly down: GpuMatrix;
@@ -159,14 +177,14 @@ export class GpuDenseFfn implements GpuBlock {
     this.su = ws.buffer('ffn.up', w.up.rows);
   }
 
-  forward(h: GpuTensor, out: GpuTensor, step: GpuStep): void {
+  forward(h: GpuTensor, out: GpuTensor, step: GpuStep, accumulate = false): void {
     const { gpu, n } = step;
     const g = this.sg.t;
     const u = this.su.t;
     gpuMatmul(gpu, this.gate, h, n, g);
     gpuMatmul(gpu, this.up, h, n, u);
     gpu.swiglu(g, u, n * this.gate.rows, g);
-    gpuMatmul(gpu, this.down, g, n, out);
+    gpuMatmul(gpu, this.down, g, n, out, accumulate);
   }
 }
 
@@ -197,11 +215,16 @@ export class GpuPreNormLayer implements GpuDecoderLayer {
     const h = this.h.t;
     const t = this.t.t;
     gpu.rmsNorm(x, this.attnNorm, n, this.dim, this.eps, h);
-    this.attention.forward(h, t, step);
-    gpu.add(x, t, n * this.dim, x);
+    this.residual(this.attention, h, x, t, step);
     gpu.rmsNorm(x, this.ffnNorm, n, this.dim, this.eps, h);
-    this.ffn.forward(h, t, step);
-    gpu.add(x, t, n * this.dim, x);
+    this.residual(this.ffn, h, x, t, step);
+  }
+
+  /** x += block(h): in the block's last product where it can, else through t and an add. */
+  private residual(block: GpuBlock, h: GpuTensor, x: GpuTensor, t: GpuTensor, step: GpuStep): void {
+    if (block.accumulates) return block.forward(h, x, step, true);
+    block.forward(h, t, step);
+    step.gpu.add(x, t, step.n * this.dim, x);
   }
 }
 

@@ -150,7 +150,7 @@ export class GpuWorkspace {
   }
 }
 
-/** y (n x rows) = x (n x cols) W^T from row `xRow` of x, each part of W writing its rows. */
-export function gpuMatmul(gpu: WebGpuKernels, w: GpuMatrix, x: GpuTensor, n: number, y: GpuTensor): void {
-  for (const p of w.parts) gpu.matmul(p.t, w.type, p.rows, w.cols, x, n, y, { yOffset: p.rowStart, yStride: w.rows });
+/** y (n x rows) = x (n x cols) W^T, each part of W writing its rows; with `accumulate`, y += x W^T. */
+export function gpuMatmul(gpu: WebGpuKernels, w: GpuMatrix, x: GpuTensor, n: number, y: GpuTensor, accumulate = false): void {
+  for (const p of w.parts) gpu.matmul(p.t, w.type, p.rows, w.cols, x, n, y, { yOffset: p.rowStart, yStride: w.rows, accumulate });
 }
