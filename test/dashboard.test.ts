@@ -251,6 +251,7 @@ describe('dashboard on one machine', { skip }, () => {
 
       await view(page, 'Live');
       await until(page, `Number(document.querySelector('[data-testid="live-samples"]')?.textContent?.split(' ')[0]) > 1`);
+      await page.locator('.chart canvas').nth(4).waitFor();
       assert.equal(await page.locator('.chart canvas').count(), 5);
       // The reply above ended: it is listed with its speed.
       await until(page, `Number(document.querySelector('[data-testid="finished-tps"]')?.textContent) > 0`);
@@ -709,6 +710,9 @@ describe('dashboard of a 2-node cluster', { skip }, () => {
       // Live adds the plan's predicted and measured speed for a cluster.
       await view(page, 'Live');
       await page.getByText('Cluster plan: one-stream speed').waitFor();
+      // The charts draw after their headings: wait for the sixth before counting (a count taken at
+      // once found none in a clean-clone run).
+      await page.locator('.chart canvas').nth(5).waitFor();
       assert.equal(await page.locator('.chart canvas').count(), 6);
       await shot(page, 'cluster-live.png');
     } catch (err) {
