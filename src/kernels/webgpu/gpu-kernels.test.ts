@@ -149,6 +149,39 @@ describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
     }
   });
 
+  it('matmul of (gate, up) row pairs with swiglu gives silu(gate) x up: the two products and the swiglu kernel, bit for bit', async () => {
+    const g = gpu!;
+    const rand = seededRandom(33);
+    for (const type of [GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.F16]) {
+      const f = gpuWeightFormat(type)!;
+      const hidden = 7;
+      const cols = Math.max(256, f.blockElems);
+      const n = 10; // a full tile of tokens and part of another
+      const rowBytes = (cols * f.blockBytes) / f.blockElems;
+      const gate = new Uint8Array(hidden * rowBytes);
+      const up = new Uint8Array(hidden * rowBytes);
+      refQuantize(type, randomF32(hidden * cols, rand), gate, hidden * cols);
+      refQuantize(type, randomF32(hidden * cols, rand), up, hidden * cols);
+      const pairs = new Uint8Array(2 * hidden * rowBytes);
+      for (let r = 0; r < hidden; r++) {
+        pairs.set(gate.subarray(r * rowBytes, (r + 1) * rowBytes), 2 * r * rowBytes);
+        pairs.set(up.subarray(r * rowBytes, (r + 1) * rowBytes), (2 * r + 1) * rowBytes);
+      }
+      assert.ok(g.pairedSwiglu(type, cols), ggmlTypeName(type));
+      const x = g.upload(randomF32(n * cols, rand));
+      const gt = g.tensor(n * hidden * 4);
+      const ut = g.tensor(n * hidden * 4);
+      g.matmul(g.upload(gate), type, hidden, cols, x, n, gt);
+      g.matmul(g.upload(up), type, hidden, cols, x, n, ut);
+      g.swiglu(gt, ut, n * hidden, gt);
+      const fused = g.tensor(n * hidden * 4);
+      g.matmul(g.upload(pairs), type, 2 * hidden, cols, x, n, fused, { swiglu: true });
+      assert.deepEqual(await g.readF32(fused), await g.readF32(gt), ggmlTypeName(type));
+    }
+    const t = g.tensor(1 << 16);
+    assert.throws(() => g.matmul(t, GgmlType.Q8_0, 3, 32, t, 1, t, { swiglu: true }), /even number of rows/);
+  });
+
   it('matmul reads x from a row and writes y at an offset with a stride; addBias adds per row', async () => {
     const g = gpu!;
     const rand = seededRandom(8);

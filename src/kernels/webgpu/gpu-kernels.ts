@@ -13,7 +13,7 @@ import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
 import { gpuItemFormat } from './wgsl-items.js';
-import { ITEM_ROWS, matmulItemsWgsl } from './wgsl-matmul-items.js';
+import { ITEM_ROWS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
 import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
@@ -80,6 +80,11 @@ export interface MatmulOffsets {
   readonly yStride?: number;
   /** Add the product to y (y += W x) instead of writing it. */
   readonly accumulate?: boolean;
+  /**
+   * W's rows are (gate, up) pairs: y gets silu(gate) x up, one value per pair (rows / 2 of them;
+   * yOffset and yStride count those). Only where pairedSwiglu says the product can.
+   */
+  readonly swiglu?: boolean;
 }
 
 /** Most workgroups along the first grid dimension; more go to the second. */
@@ -290,23 +295,28 @@ export class WebGpuKernels {
   matmul(w: GpuTensor, wtype: GgmlType, rows: number, cols: number, x: GpuTensor, n: number, y: GpuTensor, at: MatmulOffsets = {}): void {
     const f = gpuWeightFormat(wtype);
     if (!f) bad(`the GPU kernels do not read ${ggmlTypeName(wtype)} weights yet`);
-    const { wOffset = 0, xOffset = 0, yOffset = 0, yStride = rows, accumulate = false } = at;
+    const { wOffset = 0, xOffset = 0, accumulate = false, swiglu = false } = at;
+    // With swiglu, y holds one value per pair of rows.
+    const outRows = swiglu ? rows / 2 : rows;
+    const { yOffset = 0, yStride = outRows } = at;
     const acc = accumulate ? '-acc' : '';
+    if (swiglu && (accumulate || rows % 2 !== 0 || !this.pairedSwiglu(wtype, cols) || xOffset % 4 !== 0)) bad('a swiglu product takes an even number of rows of a type and length the item product reads, nothing accumulated');
     for (const [k, v] of [['rows', rows], ['cols', cols], ['n', n], ['wOffset', wOffset], ['xOffset', xOffset], ['yOffset', yOffset], ['yStride', yStride]] as const) checkCount(k, v);
     if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
-    if (yStride < rows) bad(`yStride ${yStride} is below rows ${rows}`);
+    if (yStride < outRows) bad(`yStride ${yStride} is below rows ${outRows}`);
     const rowBytes = (cols / f.blockElems) * f.blockBytes;
     if (wOffset + rows * rowBytes > w.bytes) bad(`w holds ${w.bytes} bytes, less than ${rows} rows of ${rowBytes} from ${wOffset}`);
     if (x.bytes < (xOffset + n * cols) * 4) bad(`x holds ${x.bytes} bytes, less than ${n} x ${cols} f32 from ${xOffset}`);
-    if (n > 0 && y.bytes < (yOffset + (n - 1) * yStride + rows) * 4) bad(`y holds ${y.bytes} bytes, less than ${n} rows of ${yStride} f32 from ${yOffset}`);
+    if (n > 0 && y.bytes < (yOffset + (n - 1) * yStride + outRows) * 4) bad(`y holds ${y.bytes} bytes, less than ${n} rows of ${yStride} f32 from ${yOffset}`);
     if (rows === 0 || n === 0) return;
     const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, xOffset, yOffset, yStride]));
     const items = gpuItemFormat(wtype);
     if (this.gpu.subgroups && items && cols % items.unitElems === 0 && xOffset % 4 === 0) {
       // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s (whole ones: x
       // starts on a vec4 and rows of cols are whole vec4s).
-      const key = `matmul-items-${wtype}${acc}`;
-      const pipeline = this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, accumulate));
+      const output: ItemOutput = swiglu ? 'swiglu' : accumulate ? 'add' : 'set';
+      const key = `matmul-items-${wtype}-${output}`;
+      const pipeline = this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output));
       this.dispatch(key, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / ((WG / this.gpu.subgroupMaxSize) * ITEM_ROWS)));
     } else if (this.gpu.subgroups && f.w4) {
       // A row per subgroup (at least 64 / (largest subgroup) rows per workgroup), tiles of tokens.
@@ -319,6 +329,12 @@ export class WebGpuKernels {
       const pipeline = this.pipeline(`matmul-${wtype}${acc}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate));
       this.dispatch(`matmul-${wtype}${acc}`, pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
     }
+  }
+
+  /** Whether matmul can take W's rows as (gate, up) pairs with `swiglu` for this weight type and row length (the item product's). */
+  pairedSwiglu(wtype: GgmlType, cols: number): boolean {
+    const items = gpuItemFormat(wtype);
+    return this.gpu.subgroups && items !== undefined && cols % items.unitElems === 0 && ITEM_ROWS === 2;
   }
 
   /** y[r * dim + i] += bias[i] for `rows` rows of dim. */

@@ -15,11 +15,20 @@ export const ITEM_ROWS = 2;
 export const ITEM_TOKENS = 8;
 
 /**
+ * What the item product does with a row's sum: writes it ('set'), adds it to y ('add': the residual
+ * folded in), or, for rows in (gate, up) pairs, writes silu(gate) x up at half the row index
+ * ('swiglu': a SwiGLU FFN's two products and its activation in one dispatch, the activation the
+ * same expression as the swiglu kernel's). 'swiglu' needs ITEM_ROWS = 2, a subgroup's rows being
+ * one pair.
+ */
+export type ItemOutput = 'set' | 'add' | 'swiglu';
+
+/**
  * WGSL of the item product over `words` (WGSL_WORDS) and a format's item decoder. Every loop over
  * rows, tokens of a tile and vec4s of an item is written out with constant indices; only the loop
  * over items and the one over tiles run as loops.
  */
-export function matmulItemsWgsl(words: string, items: string, unitElems: number, unitBytes: number, itemsPerUnit: number, accumulate = false): string {
+export function matmulItemsWgsl(words: string, items: string, unitElems: number, unitBytes: number, itemsPerUnit: number, output: ItemOutput = 'set'): string {
   const R = ITEM_ROWS;
   const T = ITEM_TOKENS;
   const rows = (f: (r: number) => string) => unrolled(R, f);
@@ -64,8 +73,12 @@ ${rows((r) => `        a${t}[${r}] += ${Array.from({ length: 8 }, (_, k) => `dot
 ${unrolled(
   T,
   (t) => `    if (${t}u < nt) {
-${rows((r) => `      let total${t}_${r} = subgroupAdd(a${t}[${r}]);
-      if (live${r} && lane == 0u) { ${store(`P.y_off + (t0 + ${t}u) * P.y_stride + r0 + ${r}u`, `total${t}_${r}`, accumulate)} }`)}
+${rows((r) => `      let total${t}_${r} = subgroupAdd(a${t}[${r}]);`)}
+${
+  output === 'swiglu'
+    ? `      if (live1 && lane == 0u) { y[P.y_off + (t0 + ${t}u) * P.y_stride + r0 / 2u] = total${t}_0 / (1.0 + exp(-total${t}_0)) * total${t}_1; }`
+    : rows((r) => `      if (live${r} && lane == 0u) { ${store(`P.y_off + (t0 + ${t}u) * P.y_stride + r0 + ${r}u`, `total${t}_${r}`, output === 'add')} }`)
+}
     }`,
 )}
   }

@@ -163,27 +163,39 @@ export class GpuGqaAttention implements GpuBlock {
 /** The dense SwiGLU FFN. */
 export class GpuDenseFfn implements GpuBlock {
   readonly accumulates = true;
-  private readonly gate: GpuMatrix;
-  private readonly up: GpuMatrix;
+  /** Gate and up with their rows interleaved, where one dispatch can make silu(gate) x up. */
+  private readonly pair?: GpuMatrix;
+  private readonly gate?: GpuMatrix;
+  private readonly up?: GpuMatrix;
   private readonly down: GpuMatrix;
+  private readonly hidden: number;
   private readonly sg: GpuScratch;
-  private readonly su: GpuScratch;
+  private readonly su?: GpuScratch;
 
   constructor(w: DenseFfnWeights, ws: GpuWorkspace) {
-    this.gate = ws.matrix(w.gate);
-    this.up = ws.matrix(w.up);
+    this.pair = ws.pairedMatrix(w.gate, w.up);
+    if (!this.pair) {
+      this.gate = ws.matrix(w.gate);
+      this.up = ws.matrix(w.up);
+      this.su = ws.buffer('ffn.up', w.up.rows);
+    }
     this.down = ws.matrix(w.down);
+    this.hidden = w.gate.rows;
     this.sg = ws.buffer('ffn.gate', w.gate.rows);
-    this.su = ws.buffer('ffn.up', w.up.rows);
   }
 
   forward(h: GpuTensor, out: GpuTensor, step: GpuStep, accumulate = false): void {
     const { gpu, n } = step;
     const g = this.sg.t;
-    const u = this.su.t;
-    gpuMatmul(gpu, this.gate, h, n, g);
-    gpuMatmul(gpu, this.up, h, n, u);
-    gpu.swiglu(g, u, n * this.gate.rows, g);
+    if (this.pair) {
+      const p = this.pair;
+      for (const part of p.parts) gpu.matmul(part.t, p.type, part.rows, p.cols, h, n, g, { yOffset: part.rowStart / 2, yStride: this.hidden, swiglu: true });
+    } else {
+      const u = this.su!.t;
+      gpuMatmul(gpu, this.gate!, h, n, g);
+      gpuMatmul(gpu, this.up!, h, n, u);
+      gpu.swiglu(g, u, n * this.hidden, g);
+    }
     gpuMatmul(gpu, this.down, g, n, out, accumulate);
   }
 }

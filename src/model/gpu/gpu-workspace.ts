@@ -130,6 +130,32 @@ export class GpuWorkspace {
   }
 
   /**
+   * A SwiGLU FFN's gate and up matrices as one, their rows interleaved (gate 0, up 0, gate 1, ...),
+   * each row still in its file layout, for the product that writes silu(gate) x up in one dispatch
+   * (WebGpuKernels.matmul's swiglu); undefined where that product cannot take them (their types or
+   * shapes differ, or the item product does not read the type).
+   */
+  pairedMatrix(gate: Matrix, up: Matrix): GpuMatrix | undefined {
+    if (gate.type !== up.type || gate.rows !== up.rows || gate.cols !== up.cols || !this.gpu.pairedSwiglu(gate.type, gate.cols)) return undefined;
+    const rowBytes = ggmlRowBytes(gate.type, gate.cols);
+    // Whole pairs in each part.
+    const perPart = 2 * Math.max(1, Math.floor((this.gpu.gpu.maxBinding - 8) / (2 * rowBytes)));
+    const parts = [];
+    for (let r = 0; r < 2 * gate.rows; r += perPart) {
+      const rows = Math.min(perPart, 2 * gate.rows - r);
+      const host = new Uint8Array(rows * rowBytes);
+      for (let j = 0; j < rows; j += 2) {
+        const src = (r + j) / 2;
+        host.set(gate.data.subarray(src * rowBytes, (src + 1) * rowBytes), j * rowBytes);
+        host.set(up.data.subarray(src * rowBytes, (src + 1) * rowBytes), (j + 1) * rowBytes);
+      }
+      parts.push({ t: this.own(this.gpu.upload(host)), rowStart: r, rows });
+    }
+    this.weightBytes += gate.data.byteLength + up.data.byteLength;
+    return { name: `${gate.name}+${up.name}`, type: gate.type, rows: 2 * gate.rows, cols: gate.cols, parts };
+  }
+
+  /**
    * A bank of experts in its file layout on the device, cut into runs of whole experts that fit one
    * binding. A bank that holds a range of a layer's experts (a tensor-parallel rank's) is refused.
    */
