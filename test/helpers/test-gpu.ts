@@ -4,16 +4,16 @@
  */
 import { after } from 'node:test';
 import { WebGpuKernels } from '../../src/kernels/webgpu/gpu-kernels.js';
-import { describeAdapter } from '../../src/kernels/webgpu/device.js';
+import { describeAdapter, type OpenGpuOptions } from '../../src/kernels/webgpu/device.js';
 import { isCairnError } from '../../src/util/errors.js';
 
 /**
- * Opens the GPU for a test file (destroyed after its tests), printing the adapter under `label`
- * when given; `skip` is false, or the reason the file's GPU tests skip.
+ * Opens the GPU for a test file (destroyed after its tests; `options` as openGpu's), printing the
+ * adapter under `label` when given; `skip` is false, or the reason the file's GPU tests skip.
  */
-export async function testGpu(label?: string): Promise<{ gpu: WebGpuKernels | undefined; skip: string | false }> {
+export async function testGpu(label?: string, options?: OpenGpuOptions): Promise<{ gpu: WebGpuKernels | undefined; skip: string | false }> {
   try {
-    const gpu = await WebGpuKernels.open();
+    const gpu = await WebGpuKernels.open(options);
     if (label) process.stdout.write(`# ${label} on ${describeAdapter(gpu.gpu.adapter)}\n`);
     after(() => gpu.destroy());
     return { gpu, skip: false };

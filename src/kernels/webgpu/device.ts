@@ -31,6 +31,13 @@ export interface GpuContext {
   readonly maxBinding: number;
   /** Largest buffer, in bytes. */
   readonly maxBuffer: number;
+  /**
+   * Weight products read rows in items of 32 weights (wgsl-matmul-items.ts). Off by default on
+   * software adapters: in lavapipe, cluster node processes were seen with LLVM spinning or stalling
+   * in the compiles after them (nodes missed their heartbeats), so models there keep the per-block
+   * products; the kernel tests turn them on to check them against their twins.
+   */
+  readonly itemProducts: boolean;
 }
 
 /** The module shape of the `webgpu` package that is used here. */
@@ -76,6 +83,8 @@ function isSoftware(info: GPUAdapterInfo): boolean {
 export interface OpenGpuOptions {
   /** Refuse adapters whose largest buffer is below this many bytes. */
   readonly minBufferBytes?: number;
+  /** Use the item products (default: on a hardware adapter). */
+  readonly itemProducts?: boolean;
 }
 
 /**
@@ -119,7 +128,16 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext>
   const sgMax = (info as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 0;
   // Kernels give each subgroup a row of a 64-invocation workgroup: sizes that divide it, or none.
   const useSubgroups = subgroups && sgMax > 0 && sgMax <= 64 && 64 % sgMax === 0;
-  return { device, adapter: summary, f16, subgroups: useSubgroups, subgroupMaxSize: useSubgroups ? sgMax : 0, maxBinding: device.limits.maxStorageBufferBindingSize, maxBuffer: device.limits.maxBufferSize };
+  return {
+    device,
+    adapter: summary,
+    f16,
+    subgroups: useSubgroups,
+    subgroupMaxSize: useSubgroups ? sgMax : 0,
+    maxBinding: device.limits.maxStorageBufferBindingSize,
+    maxBuffer: device.limits.maxBufferSize,
+    itemProducts: useSubgroups && (options.itemProducts ?? !summary.software),
+  };
 }
 
 /** One line naming an adapter, e.g. `llvmpipe (software)`. */

@@ -17,10 +17,21 @@ import type { AttentionParams, RopeParams } from '../api.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { testGpu } from '../../../test/helpers/test-gpu.js';
 
-const { gpu, skip } = await testGpu('GPU kernels');
+// The item products on (as on a hardware GPU), and a second device with them off (as models run on
+// a software adapter): the weight products are checked on both.
+const { gpu, skip } = await testGpu('GPU kernels', { itemProducts: true });
+const { gpu: plain } = await testGpu(undefined, { itemProducts: false });
+const both = () => [gpu!, plain!];
 
 /** f64 dot products of dequantized weights with x: the exact value both engines approximate. */
-function dequantizedMatmul(w: Uint8Array, type: GgmlType, rows: number, cols: number, x: Float32Array, n: number): { y: Float64Array; mag: Float64Array } {
+function dequantizedMatmul(
+  w: Uint8Array,
+  type: GgmlType,
+  rows: number,
+  cols: number,
+  x: Float32Array,
+  n: number,
+): { y: Float64Array; mag: Float64Array } {
   const wf = new Float32Array(rows * cols);
   refDequantize(type, w, wf, rows * cols);
   const y = new Float64Array(n * rows);
@@ -44,51 +55,69 @@ function dequantizedMatmul(w: Uint8Array, type: GgmlType, rows: number, cols: nu
 describe('GPU weight products', { skip }, () => {
   for (const type of GPU_WEIGHT_TYPES) {
     it(`matmul of ${ggmlTypeName(type)} weights in their file layout equals the dequantized product`, async () => {
-      const g = gpu!;
-      const rand = seededRandom(40 + type);
-      const block = gpuWeightFormat(type)!.blockElems;
-      // Float rows of a length no vector width divides; quantized rows of one to three blocks.
-      const shapes = block === 1 ? [[37, 36, 1], [5, 100, 3]] : [[37, block, 1], [9, 3 * block, 3]];
-      for (const [rows, cols, n] of shapes) {
-        const wf = randomF32(rows * cols, rand);
-        const bytes = (rows * cols * gpuWeightFormat(type)!.blockBytes) / block;
-        const w = new Uint8Array(bytes);
-        refQuantize(type, wf, w, rows * cols);
-        const x = randomF32(n * cols, rand, 2);
-        const { y: want, mag } = dequantizedMatmul(w, type, rows, cols, x, n);
-        const wt = g.upload(w);
-        const xt = g.upload(x);
-        const yt = g.tensor(n * rows * 4);
-        g.matmul(wt, type, rows, cols, xt, n, yt);
-        const got = await g.readF32(yt, n * rows);
-        for (let i = 0; i < got.length; i++) {
-          const err = Math.abs(got[i] - want[i]);
-          assert.ok(err <= 1e-5 * mag[i] + 1e-6, `${ggmlTypeName(type)} ${rows}x${cols} n${n}: y[${i}] = ${got[i]}, want ${want[i]}`);
+      for (const g of both()) {
+        const rand = seededRandom(40 + type);
+        const block = gpuWeightFormat(type)!.blockElems;
+        // Float rows of a length no vector width divides; quantized rows of one to three blocks.
+        const shapes =
+          block === 1
+            ? [
+                [37, 36, 1],
+                [5, 100, 3],
+              ]
+            : [
+                [37, block, 1],
+                [9, 3 * block, 3],
+              ];
+        for (const [rows, cols, n] of shapes) {
+          const wf = randomF32(rows * cols, rand);
+          const bytes = (rows * cols * gpuWeightFormat(type)!.blockBytes) / block;
+          const w = new Uint8Array(bytes);
+          refQuantize(type, wf, w, rows * cols);
+          const x = randomF32(n * cols, rand, 2);
+          const { y: want, mag } = dequantizedMatmul(w, type, rows, cols, x, n);
+          const wt = g.upload(w);
+          const xt = g.upload(x);
+          const yt = g.tensor(n * rows * 4);
+          g.matmul(wt, type, rows, cols, xt, n, yt);
+          const got = await g.readF32(yt, n * rows);
+          for (let i = 0; i < got.length; i++) {
+            const err = Math.abs(got[i] - want[i]);
+            assert.ok(
+              err <= 1e-5 * mag[i] + 1e-6,
+              `${ggmlTypeName(type)} ${rows}x${cols} n${n} (item products ${g.gpu.itemProducts}): y[${i}] = ${got[i]}, want ${want[i]}`,
+            );
+          }
         }
       }
     });
   }
 
   it('gives each token of a batch exactly what it gets alone (tiles of tokens), every weight type', async () => {
-    const g = gpu!;
-    const rand = seededRandom(12);
-    for (const type of GPU_WEIGHT_TYPES) {
-      const block = gpuWeightFormat(type)!.blockElems;
-      const rows = 5;
-      const cols = block === 1 ? 40 : 2 * block;
-      const w = new Uint8Array((rows * cols * gpuWeightFormat(type)!.blockBytes) / block);
-      refQuantize(type, randomF32(rows * cols, rand), w, rows * cols);
-      const n = 11; // a full tile of tokens and part of another
-      const x = randomF32(n * cols, rand);
-      const wt = g.upload(w);
-      const xt = g.upload(x);
-      const all = g.tensor(n * rows * 4);
-      g.matmul(wt, type, rows, cols, xt, n, all);
-      const together = await g.readF32(all, n * rows);
-      for (const t of [0, 7, 8, 10]) {
-        const one = g.tensor(rows * 4);
-        g.matmul(wt, type, rows, cols, g.upload(x.subarray(t * cols, (t + 1) * cols)), 1, one);
-        assert.deepEqual(await g.readF32(one, rows), together.subarray(t * rows, (t + 1) * rows), `${ggmlTypeName(type)} token ${t}`);
+    for (const g of both()) {
+      const rand = seededRandom(12);
+      for (const type of GPU_WEIGHT_TYPES) {
+        const block = gpuWeightFormat(type)!.blockElems;
+        const rows = 5;
+        const cols = block === 1 ? 40 : 2 * block;
+        const w = new Uint8Array((rows * cols * gpuWeightFormat(type)!.blockBytes) / block);
+        refQuantize(type, randomF32(rows * cols, rand), w, rows * cols);
+        const n = 11; // a full tile of tokens and part of another
+        const x = randomF32(n * cols, rand);
+        const wt = g.upload(w);
+        const xt = g.upload(x);
+        const all = g.tensor(n * rows * 4);
+        g.matmul(wt, type, rows, cols, xt, n, all);
+        const together = await g.readF32(all, n * rows);
+        for (const t of [0, 7, 8, 10]) {
+          const one = g.tensor(rows * 4);
+          g.matmul(wt, type, rows, cols, g.upload(x.subarray(t * cols, (t + 1) * cols)), 1, one);
+          assert.deepEqual(
+            await g.readF32(one, rows),
+            together.subarray(t * rows, (t + 1) * rows),
+            `${ggmlTypeName(type)} token ${t} (item products ${g.gpu.itemProducts})`,
+          );
+        }
       }
     }
   });
@@ -107,13 +136,15 @@ describe('GPU weight products', { skip }, () => {
     const yt = g.tensor(rows * 4);
     g.matmul(g.upload(w), GgmlType.Q8_0, rows, cols, g.upload(x), 1, yt, { wOffset: 64 });
     const got = await g.readF32(yt, rows);
-    for (const i of [0, 1, 32_767, 32_768, 524_287, 524_288, rows - 1]) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * mag[i] + 1e-6, `row ${i}: ${got[i]} vs ${want[i]}`);
+    for (const i of [0, 1, 32_767, 32_768, 524_287, 524_288, rows - 1])
+      assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * mag[i] + 1e-6, `row ${i}: ${got[i]} vs ${want[i]}`);
   });
 
   it('refuses shapes that do not fit its tensors, and types it cannot read', () => {
     const g = gpu!;
     const t = g.tensor(64);
-    const bad = (f: () => void, re: RegExp) => assert.throws(f, (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && re.test((e as Error).message));
+    const bad = (f: () => void, re: RegExp) =>
+      assert.throws(f, (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && re.test((e as Error).message));
     bad(() => g.matmul(t, GgmlType.Q8_0, 2, 32, t, 1, t), /w holds 64 bytes/);
     bad(() => g.matmul(t, GgmlType.Q8_0, 1, 33, t, 1, t), /not a multiple of 32/);
     bad(() => g.matmul(t, GgmlType.F32, 4, 4, t, 2, g.tensor(16)), /y holds 16 bytes/);
@@ -126,26 +157,27 @@ describe('GPU weight products', { skip }, () => {
 
 describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
   it('matmul with accumulate adds the product to y: the same floats as the product then the add kernel, every weight type', async () => {
-    const g = gpu!;
-    const rand = seededRandom(31);
-    for (const type of GPU_WEIGHT_TYPES) {
-      const block = gpuWeightFormat(type)!.blockElems;
-      const rows = 6;
-      // Float rows of 40 take the subgroup product (no whole items), quantized ones the item product.
-      const cols = block === 1 ? 40 : Math.max(2 * block, 64);
-      const n = 3;
-      const w = new Uint8Array((rows * cols * gpuWeightFormat(type)!.blockBytes) / block);
-      refQuantize(type, randomF32(rows * cols, rand), w, rows * cols);
-      const wt = g.upload(w);
-      const xt = g.upload(randomF32(n * cols, rand));
-      const y0 = randomF32(n * rows, rand);
-      const product = g.tensor(n * rows * 4);
-      g.matmul(wt, type, rows, cols, xt, n, product);
-      const separate = g.upload(y0);
-      g.add(separate, product, n * rows, separate);
-      const fused = g.upload(y0);
-      g.matmul(wt, type, rows, cols, xt, n, fused, { accumulate: true });
-      assert.deepEqual(await g.readF32(fused), await g.readF32(separate), ggmlTypeName(type));
+    for (const g of both()) {
+      const rand = seededRandom(31);
+      for (const type of GPU_WEIGHT_TYPES) {
+        const block = gpuWeightFormat(type)!.blockElems;
+        const rows = 6;
+        // Float rows of 40 take the subgroup product (no whole items), quantized ones the item product.
+        const cols = block === 1 ? 40 : Math.max(2 * block, 64);
+        const n = 3;
+        const w = new Uint8Array((rows * cols * gpuWeightFormat(type)!.blockBytes) / block);
+        refQuantize(type, randomF32(rows * cols, rand), w, rows * cols);
+        const wt = g.upload(w);
+        const xt = g.upload(randomF32(n * cols, rand));
+        const y0 = randomF32(n * rows, rand);
+        const product = g.tensor(n * rows * 4);
+        g.matmul(wt, type, rows, cols, xt, n, product);
+        const separate = g.upload(y0);
+        g.add(separate, product, n * rows, separate);
+        const fused = g.upload(y0);
+        g.matmul(wt, type, rows, cols, xt, n, fused, { accumulate: true });
+        assert.deepEqual(await g.readF32(fused), await g.readF32(separate), `${ggmlTypeName(type)} (item products ${g.gpu.itemProducts})`);
+      }
     }
   });
 
@@ -198,7 +230,8 @@ describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
     const got = await g.readF32(yt);
     for (let t = 0; t < 2; t++) {
       for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[2 + t * stride + r] - want[t * rows + r]) < 1e-4, `y[${t}, ${r}]`);
-      for (let r = rows; r < stride && 2 + t * stride + r < got.length; r++) assert.equal(got[2 + t * stride + r], -1, 'outside the rows: untouched');
+      for (let r = rows; r < stride && 2 + t * stride + r < got.length; r++)
+        assert.equal(got[2 + t * stride + r], -1, 'outside the rows: untouched');
     }
     assert.equal(got[0], -1);
     const bt = g.tensor(2 * stride * 4);
@@ -324,7 +357,10 @@ describe('GPU float kernels', { skip }, () => {
     const wv = new Uint16Array(wantV.buffer);
     // Round to nearest on both sides; a half-way case may go either way on a GPU: one unit at most.
     for (let i = 0; i < wk.length; i++) {
-      assert.ok(Math.abs(gotK[i] - wk[i]) <= 1 && Math.abs(gotV[i] - wv[i]) <= 1, `element ${i}: ${gotK[i]}/${gotV[i]} vs ${wk[i]}/${wv[i]}`);
+      assert.ok(
+        Math.abs(gotK[i] - wk[i]) <= 1 && Math.abs(gotV[i] - wv[i]) <= 1,
+        `element ${i}: ${gotK[i]}/${gotV[i]} vs ${wk[i]}/${wv[i]}`,
+      );
     }
     assert.equal(gotK[0], 0, 'rows before pos0 untouched');
   });
@@ -347,7 +383,17 @@ describe('GPU float kernels', { skip }, () => {
       refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 1, row, 0, ctx);
       const q = randomF32(c.nTokens * c.nHead * c.headDim, rand, 4);
       const sinks = c.sinks ? randomF32(c.nHead, rand, 3) : undefined;
-      const p: AttentionParams = { nTokens: c.nTokens, nHead: c.nHead, nKvHead: c.nKvHead, headDim: c.headDim, pos0: c.pos0, scale: 1 / Math.sqrt(c.headDim), kvType: 1, window: c.window, sinks };
+      const p: AttentionParams = {
+        nTokens: c.nTokens,
+        nHead: c.nHead,
+        nKvHead: c.nKvHead,
+        headDim: c.headDim,
+        pos0: c.pos0,
+        scale: 1 / Math.sqrt(c.headDim),
+        kvType: 1,
+        window: c.window,
+        sinks,
+      };
       const want = new Float32Array(q.length);
       refAttention(q, kCache, vCache, p, want);
       const out = g.tensor(q.length * 4);
@@ -401,14 +447,15 @@ describe('GPU float kernels', { skip }, () => {
     for (let i = 0; i < nTokens * nHeads; i++) want.set(parts.subarray(i * nRot, (i + 1) * nRot), i * qk + nope);
     const xt = g.upload(x);
     g.rope(xt, nTokens, nHeads, qk, positions, p, { tokenStride: nHeads * qk, headStride: qk, offset: nope });
-    assertClose(await g.readF32(xt, x.length), want, { rtol: 1e-6, atol: 1e-6 }, 'rope of each head\'s last dims');
+    assertClose(await g.readF32(xt, x.length), want, { rtol: 1e-6, atol: 1e-6 }, "rope of each head's last dims");
 
     const dim = 100;
     const stride = 130;
     const y = randomF32(nTokens * stride, rand, 3);
     const w = randomF32(dim, rand);
     const wantN = y.slice();
-    for (let t = 0; t < nTokens; t++) refRmsNorm(y.subarray(t * stride, t * stride + dim), w, 1, dim, 1e-6, wantN.subarray(t * stride, t * stride + dim));
+    for (let t = 0; t < nTokens; t++)
+      refRmsNorm(y.subarray(t * stride, t * stride + dim), w, 1, dim, 1e-6, wantN.subarray(t * stride, t * stride + dim));
     const yt = g.upload(y);
     g.rmsNorm(yt, g.upload(w), nTokens, dim, 1e-6, yt, stride);
     assertClose(await g.readF32(yt, y.length), wantN, { rtol: 2e-6, atol: 1e-7 }, 'rmsNorm of the first dim of rows of stride');
@@ -429,11 +476,18 @@ describe('GPU float kernels', { skip }, () => {
     const kc = g.tensor(wantK.length);
     const vc = g.tensor(wantV.length);
     g.storeKv(GgmlType.Q8_0, g.upload(k), g.upload(v), kc, vc, row, pos0, n);
-    for (const [got, want] of [[new Uint8Array(await g.read(kc)), wantK], [new Uint8Array(await g.read(vc)), wantV]] as const) {
+    for (const [got, want] of [
+      [new Uint8Array(await g.read(kc)), wantK],
+      [new Uint8Array(await g.read(vc)), wantV],
+    ] as const) {
       for (let b = 0; b < want.length / 34; b++) {
         const at = b * 34;
-        assert.ok(Math.abs(new DataView(got.buffer).getUint16(at, true) - new DataView(want.buffer).getUint16(at, true)) <= 1, `block ${b} scale`);
-        for (let j = 2; j < 34; j++) assert.ok(Math.abs(((got[at + j] << 24) >> 24) - ((want[at + j] << 24) >> 24)) <= 1, `block ${b} quant ${j - 2}`);
+        assert.ok(
+          Math.abs(new DataView(got.buffer).getUint16(at, true) - new DataView(want.buffer).getUint16(at, true)) <= 1,
+          `block ${b} scale`,
+        );
+        for (let j = 2; j < 34; j++)
+          assert.ok(Math.abs(((got[at + j] << 24) >> 24) - ((want[at + j] << 24) >> 24)) <= 1, `block ${b} quant ${j - 2}`);
       }
     }
     for (const c of [
@@ -448,7 +502,17 @@ describe('GPU float kernels', { skip }, () => {
       refStoreKv(randomF32(ctx * kvRow, rand), randomF32(ctx * kvRow, rand), kCache, vCache, GgmlType.Q8_0, kvRow, 0, ctx);
       const q = randomF32(c.nTokens * c.nHead * c.headDim, rand, 2);
       const sinks = c.sinks ? randomF32(c.nHead, rand, 3) : undefined;
-      const p: AttentionParams = { nTokens: c.nTokens, nHead: c.nHead, nKvHead: c.nKvHead, headDim: c.headDim, pos0: c.pos0, scale: 1 / Math.sqrt(c.headDim), kvType: GgmlType.Q8_0, window: c.window, sinks };
+      const p: AttentionParams = {
+        nTokens: c.nTokens,
+        nHead: c.nHead,
+        nKvHead: c.nKvHead,
+        headDim: c.headDim,
+        pos0: c.pos0,
+        scale: 1 / Math.sqrt(c.headDim),
+        kvType: GgmlType.Q8_0,
+        window: c.window,
+        sinks,
+      };
       const whole = new Float32Array(q.length);
       const vd = c.latent || c.headDim;
       // Latent attention: the values are the first `latent` elements of the key rows.
@@ -457,7 +521,13 @@ describe('GPU float kernels', { skip }, () => {
       for (let i = 0; i < c.nTokens * c.nHead; i++) want.set(whole.subarray(i * c.headDim, i * c.headDim + vd), i * vd);
       const out = g.tensor(want.length * 4);
       const kt = g.upload(kCache);
-      g.attention(g.upload(q), kt, c.latent ? kt : g.upload(vCache), { ...p, sinks: sinks && g.upload(sinks), kvType: GgmlType.Q8_0, ...(c.latent ? { vDim: c.latent, vRow: kvRow } : {}) }, out);
+      g.attention(
+        g.upload(q),
+        kt,
+        c.latent ? kt : g.upload(vCache),
+        { ...p, sinks: sinks && g.upload(sinks), kvType: GgmlType.Q8_0, ...(c.latent ? { vDim: c.latent, vRow: kvRow } : {}) },
+        out,
+      );
       assertClose(await g.readF32(out, want.length), want, { rtol: 0, atol: 2e-3 }, `Q8_0 attention ${JSON.stringify(c)}`);
     }
   });
@@ -486,7 +556,11 @@ describe('GPU work that the device refuses after it returned', { skip }, () => {
     );
     assert.equal(released, 1);
     // Work that fits still runs on the same device.
-    const value = await g.checked('a small part', () => g.upload(new Float32Array([1, 2, 3])), () => assert.fail('nothing to release'));
+    const value = await g.checked(
+      'a small part',
+      () => g.upload(new Float32Array([1, 2, 3])),
+      () => assert.fail('nothing to release'),
+    );
     assert.deepEqual([...(await g.readF32(value, 3))], [1, 2, 3]);
   });
 });

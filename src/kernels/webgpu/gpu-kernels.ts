@@ -311,7 +311,7 @@ export class WebGpuKernels {
     if (rows === 0 || n === 0) return;
     const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, xOffset, yOffset, yStride]));
     const items = gpuItemFormat(wtype);
-    if (this.gpu.subgroups && items && cols % items.unitElems === 0 && xOffset % 4 === 0) {
+    if (this.gpu.itemProducts && items && cols % items.unitElems === 0 && xOffset % 4 === 0) {
       // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s (whole ones: x
       // starts on a vec4 and rows of cols are whole vec4s).
       const output: ItemOutput = swiglu ? 'swiglu' : accumulate ? 'add' : 'set';
@@ -334,7 +334,7 @@ export class WebGpuKernels {
   /** Whether matmul can take W's rows as (gate, up) pairs with `swiglu` for this weight type and row length (the item product's). */
   pairedSwiglu(wtype: GgmlType, cols: number): boolean {
     const items = gpuItemFormat(wtype);
-    return this.gpu.subgroups && items !== undefined && cols % items.unitElems === 0 && ITEM_ROWS === 2;
+    return this.gpu.itemProducts && items !== undefined && cols % items.unitElems === 0 && ITEM_ROWS === 2;
   }
 
   /** y[r * dim + i] += bias[i] for `rows` rows of dim. */
