@@ -23,6 +23,7 @@ import { GPT_OSS, QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 import { gpuSkip } from './helpers/test-gpu.js';
+import { WebGpuKernels } from '../src/kernels/webgpu/gpu-kernels.js';
 
 const skip = await gpuSkip('GPU backend');
 
@@ -64,6 +65,34 @@ function oracleCase(arch: string, shape: Omit<SyntheticModelSpec, 'quant' | 'see
 }
 
 for (const [arch, shape] of Object.entries(ARCHS)) for (const [qname, quant, tolerance] of QUANTS) oracleCase(arch, shape, qname, quant, tolerance);
+// Models on a software adapter keep the per-block products; these cases run the item products (a
+// hardware GPU's: rows in items of 32 weights, the residual add and the SwiGLU folded into them) on
+// whatever adapter there is, along llama.cpp's continuation: each step's choice is llama.cpp's, up
+// to a near-tie, and with F16 weights the log-probabilities agree as above.
+for (const [qname, quant, tolerance] of [['F16', GgmlType.F16, 0.03], ['Q8_0', GgmlType.Q8_0], ['Q4_K_M', 'Q4_K_M']] as const) {
+  test(`GPU backend with the item products, llama ${qname}: llama.cpp's greedy choices`, { skip, timeout: 300_000 }, async (t) => {
+    const path = join(dir, `items-llama-${qname}.gguf`);
+    writeSyntheticModel(path, { ...ARCHS.llama, quant, seed: 11 }, quantizeWithKernels);
+    const prompt = oraclePrompt(ARCHS.llama.nVocab);
+    const oracle = await llamaCppGreedy(path, prompt, 32, { kvType: 'F16' });
+    assertVaried(oracle);
+    const gpu = await WebGpuKernels.open({ itemProducts: true });
+    try {
+      assert.ok(gpu.gpu.itemProducts, 'the item products are on');
+      const logProbs = await gpuLogProbsAlong(path, prompt, oracle, gpu);
+      const argmax = (v: Float64Array) => v.reduce((best, x, i) => (x > v[best] ? i : best), 0);
+      assertSameGreedy(logProbs.map(argmax), oracle);
+      if (tolerance !== undefined) {
+        const gap = maxLogProbGap(logProbs, oracle);
+        t.diagnostic(`largest log-probability gap ${gap}`);
+        assert.ok(gap < tolerance, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+      }
+    } finally {
+      gpu.destroy();
+    }
+  });
+}
+
 // The legacy block types older files use.
 for (const [qname, quant] of [['Q4_1', GgmlType.Q4_1], ['Q5_0', GgmlType.Q5_0], ['Q5_1', GgmlType.Q5_1]] as const) oracleCase('llama', ARCHS.llama, qname, quant);
 

@@ -3,6 +3,7 @@
  * (teacher-forced), for the GPU oracle tests.
  */
 import { loadGpuParts } from '../../src/engine/load-gpu.js';
+import type { WebGpuKernels } from '../../src/kernels/webgpu/gpu-kernels.js';
 import type { OracleStep } from './llama-cpp.js';
 import { logSoftmax } from './oracle-greedy.js';
 
@@ -22,9 +23,9 @@ export async function alongOracle(parts: Awaited<ReturnType<typeof loadGpuParts>
   return out;
 }
 
-/** The GPU's next-token log-probabilities along llama.cpp's continuation (teacher-forced). */
-export async function gpuLogProbsAlong(path: string, prompt: readonly number[], oracle: readonly OracleStep[]): Promise<Float64Array[]> {
-  const parts = await loadGpuParts(path, { ctx: 256 });
+/** The GPU's next-token log-probabilities along llama.cpp's continuation (teacher-forced), on `gpu` where given (else a device of its own). */
+export async function gpuLogProbsAlong(path: string, prompt: readonly number[], oracle: readonly OracleStep[], gpu?: WebGpuKernels): Promise<Float64Array[]> {
+  const parts = await loadGpuParts(path, { ctx: 256 }, gpu);
   try {
     return await alongOracle(parts, prompt, oracle);
   } finally {
