@@ -418,6 +418,17 @@ PX_INLINE void px_direct_ahead(const uint8_t *w, size_t ws, int r0, const uint8_
   *bytes = (size_t)(r0 + PX_AHEAD * PANEL_ROWS - from) * ws;
 }
 
+/* Unit u's share of the prefetch px_direct_ahead set up (per_unit bytes of it, into L2). */
+PX_INLINE void px_direct_prefetch(const uint8_t *next, size_t next_bytes, size_t per_unit, int u) {
+  for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
+}
+
+/* The 16-row panel's sums of T tokens into y (rows at r0; a K format with mins takes them off). */
+PX_INLINE void px_direct_store(const int T, const int mode, int rows, const __m512 *acc, const __m512 *mins, float *y, size_t ys, int r0) {
+  const __mmask16 live = (__mmask16)((1u << rows) - 1);
+  for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
+}
+
 PX_INLINE void px_direct_tile(const int T, const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                               size_t as, const int32_t *aux, size_t aux_stride, float *y, size_t ys) {
   const int units = cols / (QK * unit_blocks);
@@ -433,17 +444,14 @@ PX_INLINE void px_direct_tile(const int T, const int unit_blocks, const int mode
     __m512 acc[PANEL_T], mins[PANEL_T];
     for (int t = 0; t < T; t++) acc[t] = mins[t] = _mm512_setzero_ps();
     for (int u = 0; u < units; u++) {
-      for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
+      px_direct_prefetch(next, next_bytes, per_unit, u);
       unit(rp, u, buf);
       if (mode == PX_OFFSET) px_run_32(T, u, 1, buf, a, as, aux, aux_stride, cols, acc);
       else px_run_k(T, mode, u, 1, buf, a, as, aux, aux_stride, cols, acc, mins);
     }
-    const __mmask16 live = (__mmask16)((1u << rows) - 1);
-    for (int t = 0; t < T; t++)
-      _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
+    px_direct_store(T, mode, rows, acc, mins, y, ys, r0);
   }
 }
-
 
 /* Tokens a direct product takes at most (more take the panels: matmul.c's min_tokens). */
 #define PX_DIRECT_MAX_T 48
@@ -490,7 +498,7 @@ PX_INLINE void px_direct_many(const int unit_blocks, const int mode, px_unit_fn 
     const size_t per_unit = (next_bytes + units - 1) / units;
     for (int t = 0; t < nt; t++) acc[t] = mins[t] = _mm512_setzero_ps();
     for (int u = 0; u < units; u++) {
-      for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
+      px_direct_prefetch(next, next_bytes, per_unit, u);
       unit(rp, u, buf);
       for (int t0 = 0; t0 < nt; t0 += PANEL_T) {
         const uint8_t *at = a + (size_t)t0 * as;
@@ -505,9 +513,7 @@ PX_INLINE void px_direct_many(const int unit_blocks, const int mode, px_unit_fn 
         }
       }
     }
-    const __mmask16 live = (__mmask16)((1u << rows) - 1);
-    for (int t = 0; t < nt; t++)
-      _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
+    px_direct_store(nt, mode, rows, acc, mins, y, ys, r0);
   }
 }
 

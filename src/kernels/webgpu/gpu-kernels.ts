@@ -12,7 +12,7 @@ import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
 import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
-import { gpuItemFormat } from './wgsl-items.js';
+import { gpuItemFormat, type GpuItemFormat } from './wgsl-items.js';
 import { ITEM_ROWS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
 import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
@@ -299,8 +299,8 @@ export class WebGpuKernels {
     // With swiglu, y holds one value per pair of rows.
     const outRows = swiglu ? rows / 2 : rows;
     const { yOffset = 0, yStride = outRows } = at;
-    const acc = accumulate ? '-acc' : '';
-    if (swiglu && (accumulate || rows % 2 !== 0 || !this.pairedSwiglu(wtype, cols) || xOffset % 4 !== 0)) bad('a swiglu product takes an even number of rows of a type and length the item product reads, nothing accumulated');
+    const items = this.itemFormatFor(wtype, cols, xOffset);
+    if (swiglu && (accumulate || rows % 2 !== 0 || !items || ITEM_ROWS !== 2)) bad('a swiglu product takes an even number of rows of a type and length the item product reads, nothing accumulated');
     for (const [k, v] of [['rows', rows], ['cols', cols], ['n', n], ['wOffset', wOffset], ['xOffset', xOffset], ['yOffset', yOffset], ['yStride', yStride]] as const) checkCount(k, v);
     if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
     if (yStride < outRows) bad(`yStride ${yStride} is below rows ${outRows}`);
@@ -310,31 +310,43 @@ export class WebGpuKernels {
     if (n > 0 && y.bytes < (yOffset + (n - 1) * yStride + outRows) * 4) bad(`y holds ${y.bytes} bytes, less than ${n} rows of ${yStride} f32 from ${yOffset}`);
     if (rows === 0 || n === 0) return;
     const params = this.uniform(new Uint32Array([rows, cols, n, rowBytes, wOffset, xOffset, yOffset, yStride]));
-    const items = gpuItemFormat(wtype);
-    if (this.gpu.itemProducts && items && cols % items.unitElems === 0 && xOffset % 4 === 0) {
-      // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s (whole ones: x
-      // starts on a vec4 and rows of cols are whole vec4s).
+    const buffers = [w.buffer, x.buffer, y.buffer, params];
+    const bySubgroup = Math.ceil(rows / (WG / this.gpu.subgroupMaxSize));
+    if (items) {
+      // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s.
       const output: ItemOutput = swiglu ? 'swiglu' : accumulate ? 'add' : 'set';
       const key = `matmul-items-${wtype}-${output}`;
-      const pipeline = this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output));
-      this.dispatch(key, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / ((WG / this.gpu.subgroupMaxSize) * ITEM_ROWS)));
-    } else if (this.gpu.subgroups && f.w4) {
-      // A row per subgroup (at least 64 / (largest subgroup) rows per workgroup), tiles of tokens.
-      const pipeline = this.pipeline(`matmul-tiled-${wtype}${acc}`, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes, accumulate));
-      this.dispatch(`matmul-tiled-${wtype}${acc}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
-    } else if (this.gpu.subgroups) {
-      const pipeline = this.pipeline(`matmul-sg-${wtype}${acc}`, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate));
-      this.dispatch(`matmul-sg-${wtype}${acc}`, pipeline, [w.buffer, x.buffer, y.buffer, params], Math.ceil(rows / (WG / this.gpu.subgroupMaxSize)));
-    } else {
-      const pipeline = this.pipeline(`matmul-${wtype}${acc}`, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate));
-      this.dispatch(`matmul-${wtype}${acc}`, pipeline, [w.buffer, x.buffer, y.buffer, params], rows);
+      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output)), buffers, Math.ceil(bySubgroup / ITEM_ROWS));
+      return;
     }
+    const acc = accumulate ? '-acc' : '';
+    if (this.gpu.subgroups && f.w4) {
+      // A row per subgroup (at least 64 / (largest subgroup) rows per workgroup), tiles of tokens.
+      const key = `matmul-tiled-${wtype}${acc}`;
+      this.dispatch(key, this.pipeline(key, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes, accumulate)), buffers, bySubgroup);
+    } else if (this.gpu.subgroups) {
+      const key = `matmul-sg-${wtype}${acc}`;
+      this.dispatch(key, this.pipeline(key, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate)), buffers, bySubgroup);
+    } else {
+      const key = `matmul-${wtype}${acc}`;
+      this.dispatch(key, this.pipeline(key, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate)), buffers, rows);
+    }
+  }
+
+  /**
+   * The item decoder matmul uses for these weights and activations, or undefined where it takes the
+   * per-block products: item products off, a type without items, rows that are not whole units, or
+   * activations that do not start on a vec4 (the item product reads them as vec4s).
+   */
+  private itemFormatFor(wtype: GgmlType, cols: number, xOffset: number): GpuItemFormat | undefined {
+    if (!this.gpu.itemProducts || xOffset % 4 !== 0) return undefined;
+    const items = gpuItemFormat(wtype);
+    return items && cols % items.unitElems === 0 ? items : undefined;
   }
 
   /** Whether matmul can take W's rows as (gate, up) pairs with `swiglu` for this weight type and row length (the item product's). */
   pairedSwiglu(wtype: GgmlType, cols: number): boolean {
-    const items = gpuItemFormat(wtype);
-    return this.gpu.itemProducts && items !== undefined && cols % items.unitElems === 0 && ITEM_ROWS === 2;
+    return ITEM_ROWS === 2 && this.itemFormatFor(wtype, cols, 0) !== undefined;
   }
 
   /** y[r * dim + i] += bias[i] for `rows` rows of dim. */

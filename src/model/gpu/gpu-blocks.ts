@@ -13,7 +13,7 @@ import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
 import type { DenseFfnWeights } from '../blocks/dense-ffn.js';
 import type { Linear } from '../blocks/linear.js';
 import type { OutputHeadWeights } from '../blocks/output-head.js';
-import { gpuMatmul, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
+import { gpuMatmul, gpuPairedSwiglu, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
 
 /** A GPU shard's KV cache: per layer and slot, keys and values of ctx positions in F16 or Q8_0. */
 export interface GpuKv {
@@ -77,9 +77,13 @@ function applyLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number
   if (lin.bias) gpu.addBias(y, lin.bias, n, lin.w.rows);
 }
 
-/** y += W x (+ b) through `scratch` where there is a bias (y + (W x + b), as the add kernel after it would). */
+/**
+ * y += W x (+ b): in the product where there is no bias, else through `scratch`, which a projection
+ * with a bias must be given (y + (W x + b), as the add kernel after it would).
+ */
 function accumulateLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number, y: GpuTensor, scratch: GpuTensor | undefined): void {
-  if (!lin.bias || !scratch) return gpuMatmul(gpu, lin.w, x, n, y, true);
+  if (!lin.bias) return gpuMatmul(gpu, lin.w, x, n, y, true);
+  if (!scratch) throw new Error('a projection with a bias accumulates through a scratch tensor');
   applyLinear(gpu, lin, x, n, scratch);
   gpu.add(y, scratch, n * lin.w.rows, y);
 }
@@ -188,8 +192,7 @@ export class GpuDenseFfn implements GpuBlock {
     const { gpu, n } = step;
     const g = this.sg.t;
     if (this.pair) {
-      const p = this.pair;
-      for (const part of p.parts) gpu.matmul(part.t, p.type, part.rows, p.cols, h, n, g, { yOffset: part.rowStart / 2, yStride: this.hidden, swiglu: true });
+      gpuPairedSwiglu(gpu, this.pair, h, n, g);
     } else {
       const u = this.su!.t;
       gpuMatmul(gpu, this.gate!, h, n, g);

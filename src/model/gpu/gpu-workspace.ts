@@ -180,3 +180,8 @@ export class GpuWorkspace {
 export function gpuMatmul(gpu: WebGpuKernels, w: GpuMatrix, x: GpuTensor, n: number, y: GpuTensor, accumulate = false): void {
   for (const p of w.parts) gpu.matmul(p.t, w.type, p.rows, w.cols, x, n, y, { yOffset: p.rowStart, yStride: w.rows, accumulate });
 }
+
+/** y (n x rows / 2) = silu(x gate^T) x (x up^T) from a pairedMatrix, each part writing its pairs. */
+export function gpuPairedSwiglu(gpu: WebGpuKernels, pair: GpuMatrix, x: GpuTensor, n: number, y: GpuTensor): void {
+  for (const p of pair.parts) gpu.matmul(p.t, pair.type, p.rows, pair.cols, x, n, y, { yOffset: p.rowStart / 2, yStride: pair.rows / 2, swiglu: true });
+}
