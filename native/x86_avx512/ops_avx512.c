@@ -152,21 +152,63 @@ static inline __m512 load_k16(__mmask16 m, const uint16_t *p) { return load_f16(
 static inline __m512 load_k32(__mmask16 m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
 
 /*
+ * Cache rows ahead of the one in use that the score and weighted-sum loops ask for. A thread reads
+ * one KV head's slice of each row (a cache row holds every KV head), rows a whole cache row apart:
+ * at depth the hardware prefetchers lose that stride at each 4 KiB page, and a decode token would
+ * wait on memory for every row.
+ */
+#define ROWS_AHEAD 32
+
+static inline void prefetch_row(const void *p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T1);
+}
+
+/*
  * Score kernels. Every (row, head) score is the same lane-wise sum followed by the same reduce4
- * tree, whether it was computed four rows at a time (one head) or four heads at a time (one row),
- * so the grouping never changes a result.
+ * tree, whether it was computed two rows and four heads at a time, one row and four heads, or four
+ * rows of one head, so the grouping never changes a result.
  */
 #define DEFINE_DOT_ROWS(NAME, KT, LOAD)                                                                        \
   static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale, \
                    float *out, int64_t out_stride) {                                                           \
     const __m128 vs = _mm_set1_ps(scale);                                                                      \
-    float s[4];                                                                                                \
+    const int64_t row_bytes = d * (int64_t)sizeof(KT);                                                         \
+    float s[4], s1[4];                                                                                         \
     int64_t g = 0;                                                                                             \
     for (; g + 3 <= nh; g += 4) { /* four heads (the last one possibly a stand-in) per row */                  \
       const int ng = nh - g < 4 ? (int)(nh - g) : 4;                                                           \
       const float *q0 = q + g * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = ng == 4 ? q2 + d : q0;                    \
-      for (int64_t r = 0; r < rows; r++) {                                                                     \
+      int64_t r = 0;                                                                                           \
+      /* Two rows at a time: each query load serves both. */                                                  \
+      for (; r + 2 <= rows; r += 2) {                                                                          \
+        const KT *kr = k + r * stride, *kr1 = kr + stride;                                                     \
+        prefetch_row(kr + ROWS_AHEAD * stride, row_bytes);                                                     \
+        prefetch_row(kr1 + ROWS_AHEAD * stride, row_bytes);                                                    \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;        \
+        for (int64_t i = 0; i < d; i += 16) {                                                                  \
+          const __mmask16 m = tail_mask(d - i);                                                                \
+          const __m512 kv = LOAD(m, kr + i), kv1 = LOAD(m, kr1 + i);                                           \
+          const __m512 x0 = _mm512_maskz_loadu_ps(m, q0 + i), x1 = _mm512_maskz_loadu_ps(m, q1 + i);           \
+          a0 = _mm512_fmadd_ps(kv, x0, a0);                                                                    \
+          b0 = _mm512_fmadd_ps(kv1, x0, b0);                                                                   \
+          a1 = _mm512_fmadd_ps(kv, x1, a1);                                                                    \
+          b1 = _mm512_fmadd_ps(kv1, x1, b1);                                                                   \
+          const __m512 x2 = _mm512_maskz_loadu_ps(m, q2 + i), x3 = _mm512_maskz_loadu_ps(m, q3 + i);           \
+          a2 = _mm512_fmadd_ps(kv, x2, a2);                                                                    \
+          b2 = _mm512_fmadd_ps(kv1, x2, b2);                                                                   \
+          a3 = _mm512_fmadd_ps(kv, x3, a3);                                                                    \
+          b3 = _mm512_fmadd_ps(kv1, x3, b3);                                                                   \
+        }                                                                                                      \
+        _mm_storeu_ps(s, _mm_mul_ps(reduce4(a0, a1, a2, a3), vs));                                             \
+        _mm_storeu_ps(s1, _mm_mul_ps(reduce4(b0, b1, b2, b3), vs));                                            \
+        for (int j = 0; j < ng; j++) {                                                                         \
+          out[(g + j) * out_stride + r] = s[j];                                                                \
+          out[(g + j) * out_stride + r + 1] = s1[j];                                                           \
+        }                                                                                                      \
+      }                                                                                                        \
+      for (; r < rows; r++) {                                                                                  \
         const KT *kr = k + r * stride;                                                                         \
+        prefetch_row(kr + ROWS_AHEAD * stride, row_bytes);                                                     \
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                            \
         for (int64_t i = 0; i < d; i += 16) {                                                                  \
           const __mmask16 m = tail_mask(d - i);                                                                \
@@ -185,6 +227,7 @@ static inline __m512 load_k32(__mmask16 m, const float *p) { return _mm512_maskz
       float *og = out + g * out_stride;                                                                        \
       for (int64_t r = 0; r < rows; r += 4) {                                                                  \
         const int nr = rows - r < 4 ? (int)(rows - r) : 4;                                                     \
+        for (int j = 0; j < 4; j++) prefetch_row(k + (r + ROWS_AHEAD + j) * stride, row_bytes);               \
         const KT *k0 = k + r * stride, *k1 = nr > 1 ? k0 + stride : k0, *k2 = nr > 2 ? k0 + 2 * stride : k0;  \
         const KT *k3 = nr > 3 ? k0 + 3 * stride : k0;                                                          \
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                            \
@@ -220,6 +263,10 @@ static inline __attribute__((always_inline)) void wsum_heads16(const uint16_t *v
       for (int j = 0; j < 4; j++) acc[g][j] = _mm512_maskz_loadu_ps(m[j], out + g * d + c + 16 * j);
     }
     for (int64_t r = 0; r < rows; r++) {
+      if (c == 0) {
+        const void *ahead = v16 ? (const void *)(v16 + (r + ROWS_AHEAD) * stride) : (const void *)(v32 + (r + ROWS_AHEAD) * stride);
+        prefetch_row(ahead, d * (v16 ? 2 : 4));
+      }
       __m512 vv[4];
       for (int j = 0; j < 4; j++) {
         vv[j] = v16 ? load_f16(m[j], v16 + r * stride + c + 16 * j) : _mm512_maskz_loadu_ps(m[j], v32 + r * stride + c + 16 * j);
@@ -259,10 +306,108 @@ static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, c
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
+/* The 64 quants of blocks b and b + 1 of a Q8_0 row (only b's, the rest zero, when `two` is 0). */
+static inline __m512i q8_pair(const block_q8_0 *b, int two) {
+  const __m256i lo = _mm256_loadu_si256((const __m256i *)b[0].qs);
+  const __m256i hi = two ? _mm256_loadu_si256((const __m256i *)b[1].qs) : _mm256_setzero_si256();
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* [x0 x8, x1 x8]: one block scale per half of a 16-lane vector. */
+static inline __m512 halves(float x0, float x1) {
+  return _mm512_insertf32x8(_mm512_set1_ps(x0), _mm256_set1_ps(x1), 1);
+}
+
+/*
+ * Q8_0 scores: blocks taken in pairs (64 quants, a zmm), each block's exact integer dot in 8 lanes
+ * (VNNI over |k| and q with k's sign), scaled per lane by both block scales and added up in f32
+ * across the pairs, then one horizontal sum. Each K pair is loaded and made unsigned once for all
+ * heads; the queries' scales are converted once per call.
+ */
+static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
+                               float scale, float *out, int64_t out_stride) {
+  const int64_t nb = d / QK, pairs = (nb + 1) / 2;
+  const int64_t row_bytes = nb * (int64_t)sizeof(block_q8_0);
+  for (int64_t g0 = 0; g0 < nh; g0 += 4) {
+    const int ng = nh - g0 < 4 ? (int)(nh - g0) : 4;
+    const block_q8_0 *qb = (const block_q8_0 *)q + g0 * nb;
+    float qd[4 * nb];
+    for (int g = 0; g < ng; g++)
+      for (int64_t b = 0; b < nb; b++) qd[g * nb + b] = quant_half_to_f32(qb[g * nb + b].d);
+    for (int64_t r = 0; r < rows; r++) {
+      const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
+      prefetch_row(k + (r + ROWS_AHEAD) * stride, row_bytes);
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (int64_t p = 0; p < pairs; p++) {
+        const int64_t b = 2 * p;
+        const int two = b + 1 < nb;
+        const __m512i kv = q8_pair(kb + b, two);
+        const __m512i ku = _mm512_abs_epi8(kv);
+        const __mmask64 neg = _mm512_movepi8_mask(kv);
+        const float dk0 = quant_half_to_f32(kb[b].d), dk1 = two ? quant_half_to_f32(kb[b + 1].d) : 0.f;
+        for (int g = 0; g < ng; g++) {
+          const block_q8_0 *x = qb + g * nb + b;
+          const __m512i xv = q8_pair(x, two);
+          const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+          const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ku, xs));
+          const __m512 ds = halves(dk0 * qd[g * nb + b], two ? dk1 * qd[g * nb + b + 1] : 0.f);
+          acc[g] = _mm512_fmadd_ps(dot, ds, acc[g]);
+        }
+      }
+      for (int g = 0; g < ng; g++) out[(g0 + g) * out_stride + r] = _mm512_reduce_add_ps(acc[g]) * scale;
+    }
+  }
+}
+
+/*
+ * Q8_0 weighted sums for up to four heads: 64 output columns per head in registers while the rows
+ * stream past, each block dequantized once for all heads (d is a multiple of 32, so the lanes of
+ * a 64-column piece are whole blocks: all of it, or its first half).
+ */
+static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w,
+                                                                int64_t w_stride, const int ng, int64_t d, float *out) {
+  for (int64_t c = 0; c < d; c += 64) {
+    const int parts = d - c >= 64 ? 4 : 2;
+    __m512 acc[4][4];
+    for (int g = 0; g < ng; g++)
+      for (int j = 0; j < parts; j++) acc[g][j] = _mm512_loadu_ps(out + g * d + c + 16 * j);
+    for (int64_t r = 0; r < rows; r++) {
+      if (c == 0) prefetch_row(v + (r + ROWS_AHEAD) * stride, d / QK * (int64_t)sizeof(block_q8_0));
+      const block_q8_0 *b = (const block_q8_0 *)(v + r * stride) + c / QK;
+      __m512 vv[4];
+      for (int j = 0; j < parts; j++) {
+        const block_q8_0 *bj = b + j / 2;
+        const __m128i x = _mm_loadu_si128((const __m128i *)(bj->qs + 16 * (j % 2)));
+        vv[j] = _mm512_mul_ps(_mm512_set1_ps(quant_half_to_f32(bj->d)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x)));
+      }
+      for (int g = 0; g < ng; g++) {
+        const __m512 wr = _mm512_set1_ps(w[g * w_stride + r]);
+        for (int j = 0; j < parts; j++) acc[g][j] = _mm512_fmadd_ps(wr, vv[j], acc[g][j]);
+      }
+    }
+    for (int g = 0; g < ng; g++)
+      for (int j = 0; j < parts; j++) _mm512_storeu_ps(out + g * d + c + 16 * j, acc[g][j]);
+  }
+}
+
+static void avx512_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
+                                int64_t d, float *out) {
+  for (int64_t g = 0; g < nh; g += 4) {
+    const float *wg = w + g * w_stride;
+    float *og = out + g * d;
+    switch (nh - g < 4 ? nh - g : 4) {
+      case 1: wsum_heads_q8(v, stride, rows, wg, w_stride, 1, d, og); break;
+      case 2: wsum_heads_q8(v, stride, rows, wg, w_stride, 2, d, og); break;
+      case 3: wsum_heads_q8(v, stride, rows, wg, w_stride, 3, d, og); break;
+      default: wsum_heads_q8(v, stride, rows, wg, w_stride, 4, d, og); break;
+    }
+  }
+}
+
 const cairn_ops_table cairn_ops_avx512 = {
     avx512_sum_squares,   avx512_scale_mul,     avx512_scale,         avx512_max,
     avx512_exp_sum,       avx512_swiglu,        avx512_geglu,         avx512_add,
     avx512_to_f16,        avx512_round_f16,     avx512_dot_rows_f16,  avx512_dot_rows_f32,
-    avx512_wsum_rows_f16, avx512_wsum_rows_f32, portable_dot_rows_q8, portable_wsum_rows_q8,
+    avx512_wsum_rows_f16, avx512_wsum_rows_f32, avx512_dot_rows_q8,   avx512_wsum_rows_q8,
 };
 #endif
