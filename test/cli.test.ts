@@ -171,7 +171,9 @@ const sibling = fs.readdirSync('/proc').filter((d) => /^\\d+$/.test(d)).some((d)
 fs.appendFileSync(${JSON.stringify(log)}, a.join(' ') + (sibling ? ' (beside an engine)' : '') + '\\n');
 const p = Number(v('-p')), n = Number(v('-n'));
 const d = a.includes('-d') ? Number(v('-d')) : 0;
-console.log(JSON.stringify([{ build_commit: 'abc1234', build_number: 7, n_prompt: p, n_gen: n, n_depth: d, n_threads: Number(v('-t')), avg_ts: (p ? 1000 : 1) / (1 + d / 1000), stddev_ts: 0 }]));
+// As llama-bench: one test (one row) for the prompt and one for the generation.
+const row = (np, ng) => ({ build_commit: 'abc1234', build_number: 7, n_prompt: np, n_gen: ng, n_depth: d, n_threads: Number(v('-t')), avg_ts: (np ? 1000 : 1) / (1 + d / 1000), stddev_ts: 0 });
+console.log(JSON.stringify([...(p ? [row(p, 0)] : []), ...(n ? [row(0, n)] : [])]));
 `,
   );
   chmodSync(fake, 0o755);
@@ -241,6 +243,8 @@ test('bench --depth: each engine measured after that many tokens in the KV cache
   assert.match(j.depths[1].engines[1].detail, /flash attention on/);
   const calls = readFileSync(log, 'utf8').trim().split('\n');
   assert.ok(calls.some((c) => / -fa 1 .* -d 40\b/.test(c)), calls.join('\n'));
+  // At depth one run per round measures both phases (one fill), and llama-bench warms up by itself.
+  assert.deepEqual(calls.filter((c) => / -d 40\b/.test(c)).map((c) => / -p 8 -n 4 /.test(c)), [true], calls.join('\n'));
   assert.ok(calls.every((c) => / -fa 1 /.test(c)));
   // Depths read as llama-bench writes them; a bad one is refused.
   const bad = cairn(['bench', '-m', model, '--depth', '4k,x']);

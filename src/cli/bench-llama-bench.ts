@@ -45,10 +45,35 @@ export class LlamaBench {
     if (!existsSync(binary)) throw new CairnError('BAD_ARGUMENT', `--llama-bench ${binary}: no such file (give the path of a llama-bench binary built from llama.cpp)`);
   }
 
+  /** The decode figure a `runBoth` measured, for the decode call of the same round. */
+  private measuredDecode: { tokens: number; depth: number; tps: number } | undefined;
+
   /** Seconds per token of a prefill of `tokens` (kind 'prefill') or a decode of `tokens` (kind 'decode'), as tokens per second. */
   async run(kind: 'prefill' | 'decode', tokens: number, depth = 0): Promise<number> {
+    const m = this.measuredDecode;
+    this.measuredDecode = undefined;
+    if (kind === 'decode' && m && m.tokens === tokens && m.depth === depth) return m.tps;
+    const rows = await this.invoke(kind === 'prefill' ? tokens : 0, kind === 'decode' ? tokens : 0, depth);
+    return this.pick(rows, kind, tokens, depth);
+  }
+
+  /**
+   * A prefill and a decode after `depth` tokens in one llama-bench run: it fills the cache once and
+   * restores that state for its second test, where two runs would each fill it (minutes at 16k and
+   * more). Returns the prefill figure; the next `run('decode', genTokens, depth)` returns the decode
+   * figure of this run.
+   */
+  async runBoth(promptTokens: number, genTokens: number, depth: number): Promise<number> {
+    const rows = await this.invoke(promptTokens, genTokens, depth);
+    const prefill = this.pick(rows, 'prefill', promptTokens, depth);
+    this.measuredDecode = { tokens: genTokens, depth, tps: this.pick(rows, 'decode', genTokens, depth) };
+    return prefill;
+  }
+
+  private async invoke(prompt: number, gen: number, depth: number): Promise<LlamaBenchRow[]> {
     const args = ['-m', this.model, '-t', String(this.threads), '-r', '1', '-o', 'json', '-fa', this.flashAttention ? '1' : '0', '-b', String(Math.max(this.batch, 1)), '-ub', String(Math.max(this.batch, 1)), '-ngl', this.gpu ? '999' : '0'];
-    args.push(...(kind === 'prefill' ? ['-p', String(tokens), '-n', '0'] : ['-p', '0', '-n', String(tokens)]));
+    // Both in one run: `-p P -n N` makes llama-bench's two tests, a prefill of P and a decode of N.
+    args.push('-p', String(prompt), '-n', String(gen));
     if (depth > 0) args.push('-d', String(depth));
     if (this.kvType !== 'f16') args.push('-ctk', this.kvType, '-ctv', this.kvType);
     const stdout = await new Promise<string>((resolve, reject) => {
@@ -57,7 +82,11 @@ export class LlamaBench {
         else resolve(out);
       });
     });
-    const row = parseRows(stdout).find(
+    return parseRows(stdout);
+  }
+
+  private pick(rows: readonly LlamaBenchRow[], kind: 'prefill' | 'decode', tokens: number, depth: number): number {
+    const row = rows.find(
       (r) => (r.n_depth ?? 0) === depth && (kind === 'prefill' ? r.n_prompt === tokens && r.n_gen === 0 : r.n_gen === tokens && r.n_prompt === 0),
     );
     if (!row) throw new CairnError('BAD_ARGUMENT', `llama-bench printed no ${kind} result for ${tokens} tokens${depth ? ` at depth ${depth}` : ''}`);

@@ -141,6 +141,8 @@ interface Participant {
   /** One measured run after `depth` tokens in the cache: tokens per second. */
   run(kind: 'prefill' | 'decode', tokens: number, depth: number): Promise<number>;
   close(): Promise<void>;
+  /** It fills the cache anew for every run and warms up inside it (llama-bench): no warm-up round at depth. */
+  readonly warmsItself?: boolean;
 }
 
 /** Figures of one engine at several depths, each made on first use from the load's figures. */
@@ -172,6 +174,7 @@ async function rounds(parts: readonly Participant[], o: BenchFlags, depth: numbe
         bandwidths.push(readBandwidth());
       }
       for (const p of parts) {
+        if (rep === 0 && depth > 0 && p.warmsItself) continue;
         progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens${depth ? ` at depth ${depth}` : ''} on ${p.engine} (${++step}/${total})`);
         const tps = await p.run(kind, n, depth);
         const f = p.figuresAt(depth);
@@ -252,8 +255,11 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
       const p: Participant = {
         engine: 'llama-bench',
         figuresAt,
+        warmsItself: true,
         run: async (kind, n, depth) => {
-          const tps = await lb.run(kind, n, depth);
+          // At depth, the prefill run measures this round's decode too: one fill serves both.
+          const both = kind === 'prefill' && depth > 0 && o.genTokens > 0;
+          const tps = both ? await lb.runBoth(n, o.genTokens, depth) : await lb.run(kind, n, depth);
           figuresAt(depth).detail = lb.detail;
           return tps;
         },
