@@ -311,13 +311,19 @@ static void attention_share(void *ctx, int ith, int nth) {
   float *cacc = qf + vectors * d, *racc = cacc + vectors * d;
   float *cm = racc + vectors * d, *rm = cm + vectors;
   uint8_t *qq = (uint8_t *)(rm + vectors);
+  /* The geometry whose queries qf/qq hold: the chunks of a decode token share theirs, and
+     converting them (rounding or quantizing) anew for every chunk cost a tenth of the call. */
+  attn_item loaded = {-1, 0, 0, 0, 0, 0};
   for (;;) {
     const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     if (item >= j->n_items) return;
     int64_t c;
     const attn_item it = item_of(j, item, &c);
     const int64_t nv = it.nt * it.nh;
-    load_queries(j, &it, qf, qq);
+    if (memcmp(&it, &loaded, sizeof it) != 0) {
+      load_queries(j, &it, qf, qq);
+      loaded = it;
+    }
     if (j->split) {
       chunk_state(j, &it, c, qf, qq, scores, (attn_state){cm, cl, cacc});
       /* Into the buffer, [token][head][chunk]. */

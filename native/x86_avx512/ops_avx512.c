@@ -318,43 +318,65 @@ static inline __m512 halves(float x0, float x1) {
   return _mm512_insertf32x8(_mm512_set1_ps(x0), _mm256_set1_ps(x1), 1);
 }
 
+/* A Q8_0 block scale (f16) as f32, by the hardware conversion (exact, as quant_half_to_f32). */
+static inline float q8_scale(const block_q8_0 *b) { return _cvtsh_ss(b->d); }
+
 /*
- * Q8_0 scores: blocks taken in pairs (64 quants, a zmm), each block's exact integer dot in 8 lanes
- * (VNNI over |k| and q with k's sign), scaled per lane by both block scales and added up in f32
- * across the pairs, then one horizontal sum. Each K pair is loaded and made unsigned once for all
- * heads; the queries' scales are converted once per call.
+ * Q8_0 scores of up to four heads (ng, a constant where inlined): blocks taken in pairs (64
+ * quants, a zmm), each block's exact integer dot in 8 lanes (VNNI over |k| and q with k's sign),
+ * scaled per lane by both block scales and added up in f32 across the pairs; the four heads' lane
+ * sums then share one reduce4 tree, each head's the same whatever its neighbours. Each K pair is
+ * loaded and made unsigned once for all heads.
  */
+static inline __attribute__((always_inline)) void dot_q8_heads(const uint8_t *k, int64_t stride, int64_t rows, const block_q8_0 *qb,
+                                                               const float *qd, const int ng, int64_t nb, float scale, float *out,
+                                                               int64_t out_stride) {
+  const int64_t pairs = (nb + 1) / 2, row_bytes = nb * (int64_t)sizeof(block_q8_0);
+  const __m128 vs = _mm_set1_ps(scale);
+  float s[4];
+  for (int64_t r = 0; r < rows; r++) {
+    const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
+    prefetch_row(k + (r + ROWS_AHEAD) * stride, row_bytes);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t p = 0; p < pairs; p++) {
+      const int64_t b = 2 * p;
+      const int two = b + 1 < nb;
+      const __m512i kv = q8_pair(kb + b, two);
+      const __m512i ku = _mm512_abs_epi8(kv);
+      const __mmask64 neg = _mm512_movepi8_mask(kv);
+      const __m512 dk = halves(q8_scale(kb + b), two ? q8_scale(kb + b + 1) : 0.f);
+      for (int g = 0; g < ng; g++) {
+        const __m512i xv = q8_pair(qb + g * nb + b, two);
+        const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+        const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ku, xs));
+        acc[g] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dk, _mm512_loadu_ps(qd + (g * pairs + p) * 16)), acc[g]);
+      }
+    }
+    _mm_storeu_ps(s, _mm_mul_ps(reduce4(acc[0], acc[1], acc[2], acc[3]), vs));
+    for (int g = 0; g < ng; g++) out[g * out_stride + r] = s[g];
+  }
+}
+
 static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
                                float scale, float *out, int64_t out_stride) {
   const int64_t nb = d / QK, pairs = (nb + 1) / 2;
-  const int64_t row_bytes = nb * (int64_t)sizeof(block_q8_0);
+  /* The queries' block scales as the halves of a vector per pair, converted once for all rows. */
+  float qd[4 * pairs * 16] __attribute__((aligned(64)));
   for (int64_t g0 = 0; g0 < nh; g0 += 4) {
     const int ng = nh - g0 < 4 ? (int)(nh - g0) : 4;
     const block_q8_0 *qb = (const block_q8_0 *)q + g0 * nb;
-    float qd[4 * nb];
-    for (int g = 0; g < ng; g++)
-      for (int64_t b = 0; b < nb; b++) qd[g * nb + b] = quant_half_to_f32(qb[g * nb + b].d);
-    for (int64_t r = 0; r < rows; r++) {
-      const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
-      prefetch_row(k + (r + ROWS_AHEAD) * stride, row_bytes);
-      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int g = 0; g < ng; g++) {
       for (int64_t p = 0; p < pairs; p++) {
-        const int64_t b = 2 * p;
-        const int two = b + 1 < nb;
-        const __m512i kv = q8_pair(kb + b, two);
-        const __m512i ku = _mm512_abs_epi8(kv);
-        const __mmask64 neg = _mm512_movepi8_mask(kv);
-        const float dk0 = quant_half_to_f32(kb[b].d), dk1 = two ? quant_half_to_f32(kb[b + 1].d) : 0.f;
-        for (int g = 0; g < ng; g++) {
-          const block_q8_0 *x = qb + g * nb + b;
-          const __m512i xv = q8_pair(x, two);
-          const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
-          const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ku, xs));
-          const __m512 ds = halves(dk0 * qd[g * nb + b], two ? dk1 * qd[g * nb + b + 1] : 0.f);
-          acc[g] = _mm512_fmadd_ps(dot, ds, acc[g]);
-        }
+        const float d0 = q8_scale(qb + g * nb + 2 * p), d1 = 2 * p + 1 < nb ? q8_scale(qb + g * nb + 2 * p + 1) : 0.f;
+        _mm512_store_ps(qd + (g * pairs + p) * 16, halves(d0, d1));
       }
-      for (int g = 0; g < ng; g++) out[(g0 + g) * out_stride + r] = _mm512_reduce_add_ps(acc[g]) * scale;
+    }
+    float *o = out + g0 * out_stride;
+    switch (ng) {
+      case 1: dot_q8_heads(k, stride, rows, qb, qd, 1, nb, scale, o, out_stride); break;
+      case 2: dot_q8_heads(k, stride, rows, qb, qd, 2, nb, scale, o, out_stride); break;
+      case 3: dot_q8_heads(k, stride, rows, qb, qd, 3, nb, scale, o, out_stride); break;
+      default: dot_q8_heads(k, stride, rows, qb, qd, 4, nb, scale, o, out_stride); break;
     }
   }
 }
@@ -364,29 +386,35 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
  * stream past, each block dequantized once for all heads (d is a multiple of 32, so the lanes of
  * a 64-column piece are whole blocks: all of it, or its first half).
  */
+static inline __attribute__((always_inline)) void wsum_piece_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w,
+                                                                int64_t w_stride, const int ng, const int parts, int64_t c, int64_t d,
+                                                                float *out) {
+  __m512 acc[4][4];
+  for (int g = 0; g < ng; g++)
+    for (int j = 0; j < parts; j++) acc[g][j] = _mm512_loadu_ps(out + g * d + c + 16 * j);
+  for (int64_t r = 0; r < rows; r++) {
+    if (c == 0) prefetch_row(v + (r + ROWS_AHEAD) * stride, d / QK * (int64_t)sizeof(block_q8_0));
+    const block_q8_0 *b = (const block_q8_0 *)(v + r * stride) + c / QK;
+    __m512 vv[4];
+    for (int j = 0; j < parts; j++) {
+      const block_q8_0 *bj = b + j / 2;
+      const __m128i x = _mm_loadu_si128((const __m128i *)(bj->qs + 16 * (j % 2)));
+      vv[j] = _mm512_mul_ps(_mm512_set1_ps(q8_scale(bj)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x)));
+    }
+    for (int g = 0; g < ng; g++) {
+      const __m512 wr = _mm512_set1_ps(w[g * w_stride + r]);
+      for (int j = 0; j < parts; j++) acc[g][j] = _mm512_fmadd_ps(wr, vv[j], acc[g][j]);
+    }
+  }
+  for (int g = 0; g < ng; g++)
+    for (int j = 0; j < parts; j++) _mm512_storeu_ps(out + g * d + c + 16 * j, acc[g][j]);
+}
+
 static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w,
                                                                 int64_t w_stride, const int ng, int64_t d, float *out) {
   for (int64_t c = 0; c < d; c += 64) {
-    const int parts = d - c >= 64 ? 4 : 2;
-    __m512 acc[4][4];
-    for (int g = 0; g < ng; g++)
-      for (int j = 0; j < parts; j++) acc[g][j] = _mm512_loadu_ps(out + g * d + c + 16 * j);
-    for (int64_t r = 0; r < rows; r++) {
-      if (c == 0) prefetch_row(v + (r + ROWS_AHEAD) * stride, d / QK * (int64_t)sizeof(block_q8_0));
-      const block_q8_0 *b = (const block_q8_0 *)(v + r * stride) + c / QK;
-      __m512 vv[4];
-      for (int j = 0; j < parts; j++) {
-        const block_q8_0 *bj = b + j / 2;
-        const __m128i x = _mm_loadu_si128((const __m128i *)(bj->qs + 16 * (j % 2)));
-        vv[j] = _mm512_mul_ps(_mm512_set1_ps(quant_half_to_f32(bj->d)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x)));
-      }
-      for (int g = 0; g < ng; g++) {
-        const __m512 wr = _mm512_set1_ps(w[g * w_stride + r]);
-        for (int j = 0; j < parts; j++) acc[g][j] = _mm512_fmadd_ps(wr, vv[j], acc[g][j]);
-      }
-    }
-    for (int g = 0; g < ng; g++)
-      for (int j = 0; j < parts; j++) _mm512_storeu_ps(out + g * d + c + 16 * j, acc[g][j]);
+    if (d - c >= 64) wsum_piece_q8(v, stride, rows, w, w_stride, ng, 4, c, d, out);
+    else wsum_piece_q8(v, stride, rows, w, w_stride, ng, 2, c, d, out);
   }
 }
 
