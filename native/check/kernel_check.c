@@ -158,18 +158,22 @@ static void check_ops(void) {
     free(q);
   }
 
-  for (int kv = 0; kv < 2; kv++) {
-    const int64_t n_kv = 2, ctx = 300, tokens = 3, pos0 = ctx - tokens;
-    const size_t row = n_kv * hd, elem = kv ? 2 : 4;
+  /* F32, F16 and Q8_0 caches; a context of several attention chunks; one token (a decode step,
+     whose chunks are split among threads) and a few. */
+  const int kvs[] = {0, 1, 8};
+  for (int ki = 0; ki < 6; ki++) {
+    const int kv = kvs[ki % 3];
+    const int64_t n_kv = 2, ctx = 600, tokens = ki < 3 ? 3 : 1, pos0 = ctx - tokens;
+    const size_t row = n_kv * hd, bytes = (size_t)cairn_kv_bytes(kv, ctx * row);
     float *k = randoms(ctx * row, 3), *v = randoms(ctx * row, 3), *q = randoms(tokens * nh * hd, 3);
-    void *kc = calloc(ctx * row, elem), *vc = calloc(ctx * row, elem);
+    void *kc = calloc(bytes, 1), *vc = calloc(bytes, 1);
     cairn_store_kv(k, v, kc, vc, kv, row, 0, ctx);
     cairn_attention_params p = {.n_tokens = tokens, .n_head = nh, .n_kv_head = n_kv, .head_dim = hd, .pos0 = pos0, .scale = 0.088f, .kv_type = kv};
     cairn_isa_force(CAIRN_ISA_SCALAR);
     cairn_attention(q, kc, vc, &p, a);
     cairn_isa_force(best);
     cairn_attention(q, kc, vc, &p, b);
-    compare(kv ? "attention f16 cache" : "attention f32 cache", a, b, tokens * nh * hd, 1e-4);
+    compare(kv == 8 ? "attention q8_0 cache" : kv ? "attention f16 cache" : "attention f32 cache", a, b, tokens * nh * hd, 1e-4);
     free(k), free(v), free(q), free(kc), free(vc);
   }
   free(x), free(w), free(a), free(b), free(g);
