@@ -1,8 +1,9 @@
 /*
  * arm64 kernels (ARMv8.2-A with fp16 and dotprod): the portable C, which the compiler vectorizes
- * where it may, and hand-written attention loops. The attention's score and weighted-sum loops are
- * in-order float sums the compiler must leave scalar (without fast-math it may not reorder them),
- * so on Apple silicon a decode token at depth would spend its time in scalar code; here each
+ * where it may, and hand-written attention loops, exponentials (softmax, SwiGLU) and maximum. The
+ * attention's score and weighted-sum loops are in-order float sums the compiler must leave scalar
+ * (without fast-math it may not reorder them), and expf is a libm call per element, so on Apple
+ * silicon a decode token at depth would spend its time in scalar code; here each
  * (row, head) score is the same lane-wise sum and reduction whatever the rows and heads computed
  * beside it, so a token's result does not depend on its batch.
  */
@@ -18,6 +19,77 @@
 
 ON_INLINE void on_prefetch(const void *p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char *)p + off);
+}
+
+/*
+ * exp(x) to about 1 ulp, 4 lanes: x = n*ln2 + r with |r| <= ln2/2, e^r by its degree-7 Taylor
+ * polynomial, times 2^n applied in two steps so results down to the subnormals come out right.
+ * The clamp (NaN passes through) keeps n in range for infinite inputs.
+ */
+ON_INLINE float32x4_t on_exp4(float32x4_t x) {
+  x = vminq_f32(vdupq_n_f32(100.0f), vmaxq_f32(vdupq_n_f32(-150.0f), x));
+  const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+  float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693145751953125f));
+  r = vfmsq_f32(r, n, vdupq_n_f32(1.428606765330187e-6f));
+  float32x4_t p = vdupq_n_f32(1.0f / 5040.0f);
+  p = vfmaq_f32(vdupq_n_f32(1.0f / 720.0f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f / 120.0f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f / 24.0f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f / 6.0f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+  const int32x4_t ni = vcvtq_s32_f32(n), n1 = vshrq_n_s32(ni, 1), n2 = vsubq_s32(ni, n1);
+  const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, vdupq_n_s32(127)), 23));
+  const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, vdupq_n_s32(127)), 23));
+  return vmulq_f32(vmulq_f32(p, s1), s2);
+}
+
+/* The largest value, NaNs ignored (as the portable loop: a NaN is never greater). */
+static float neon_max(const float *x, int64_t n) {
+  float32x4_t acc = vdupq_n_f32(-INFINITY);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) acc = vmaxnmq_f32(acc, vld1q_f32(x + i));
+  float m = vmaxnmvq_f32(acc);
+  for (; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+/* y = exp(x - m) and its sum in f64 (lanes added at the end); the tail goes through the same vector exp. */
+static double neon_exp_sum(const float *x, float m, float *y, int64_t n) {
+  const float32x4_t vm = vdupq_n_f32(m);
+  float64x2_t a0 = vdupq_n_f64(0.0), a1 = a0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t e = on_exp4(vsubq_f32(vld1q_f32(x + i), vm));
+    vst1q_f32(y + i, e);
+    a0 = vaddq_f64(a0, vcvt_f64_f32(vget_low_f32(e)));
+    a1 = vaddq_f64(a1, vcvt_high_f64_f32(e));
+  }
+  double sum = vaddvq_f64(vaddq_f64(a0, a1));
+  if (i < n) {
+    float t[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int64_t j = i; j < n; j++) t[j - i] = x[j];
+    vst1q_f32(t, on_exp4(vsubq_f32(vld1q_f32(t), vm)));
+    for (int64_t j = i; j < n; j++) y[j] = t[j - i], sum += (double)t[j - i];
+  }
+  return sum;
+}
+
+ON_INLINE float32x4_t on_swiglu4(float32x4_t g, float32x4_t u) {
+  return vmulq_f32(vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), on_exp4(vnegq_f32(g)))), u);
+}
+
+/* y = silu(g) * u. */
+static void neon_swiglu(const float *g, const float *u, float *y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, on_swiglu4(vld1q_f32(g + i), vld1q_f32(u + i)));
+  if (i < n) {
+    float tg[4] = {0.f, 0.f, 0.f, 0.f}, tu[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int64_t j = i; j < n; j++) tg[j - i] = g[j], tu[j - i] = u[j];
+    vst1q_f32(tg, on_swiglu4(vld1q_f32(tg), vld1q_f32(tu)));
+    for (int64_t j = i; j < n; j++) y[j] = tg[j - i];
+  }
 }
 
 /* 8 f16 or f32 values of K or V as two f32 vectors. */
@@ -216,8 +288,8 @@ static void neon_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, co
 }
 
 const cairn_ops_table cairn_ops_neon = {
-    portable_sum_squares,  portable_scale_mul,    portable_scale,     portable_max,      portable_exp_sum,
-    portable_swiglu,       portable_geglu,        portable_add,       portable_to_f16,   portable_round_f16,
+    portable_sum_squares,  portable_scale_mul,    portable_scale,     neon_max,          neon_exp_sum,
+    neon_swiglu,           portable_geglu,        portable_add,       portable_to_f16,   portable_round_f16,
     neon_dot_rows_f16,     neon_dot_rows_f32,     neon_wsum_rows_f16, neon_wsum_rows_f32, neon_dot_rows_q8,
     neon_wsum_rows_q8,
 };

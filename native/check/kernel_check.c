@@ -142,6 +142,28 @@ static void check_ops(void) {
   cairn_swiglu(g, x, rows * dim, b);
   compare("swiglu", a, b, rows * dim, 1e-5);
 
+  /* Exponentials far out: results down to the subnormals and up to overflow (SwiGLU of -100 to
+     100, softmax rows spanning 200), compared by relative error. */
+  float *wide = randoms(rows * dim, 200), *ones = malloc(4 * rows * dim);
+  for (int64_t i = 0; i < rows * dim; i++) ones[i] = 1.0f;
+  cairn_isa_force(CAIRN_ISA_SCALAR);
+  cairn_swiglu(wide, ones, rows * dim, a);
+  cairn_isa_force(best);
+  cairn_swiglu(wide, ones, rows * dim, b);
+  compare("swiglu, wide inputs", a, b, rows * dim, 1e-5);
+  memcpy(a, wide, 4 * rows * dim), memcpy(b, wide, 4 * rows * dim);
+  cairn_isa_force(CAIRN_ISA_SCALAR);
+  cairn_softmax(a, rows, dim);
+  cairn_isa_force(best);
+  cairn_softmax(b, rows, dim);
+  for (int64_t i = 0; i < rows * dim; i++) {
+    if (!(fabs((double)a[i] - b[i]) <= 1e-5 * fabs((double)a[i]) + 1e-44)) {
+      if (fails++ < 20) printf("MISMATCH softmax, wide inputs at %lld: scalar %.9g vs %s %.9g\n", (long long)i, a[i], cairn_isa_name(best), b[i]);
+      break;
+    }
+  }
+  free(wide), free(ones);
+
   const int64_t nt = 5, nh = 8, hd = 128;
   int32_t pos[5] = {0, 3, 17, 200, 4096};
   float ff[64];
