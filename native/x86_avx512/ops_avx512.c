@@ -361,14 +361,14 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
                                float scale, float *out, int64_t out_stride) {
   const int64_t nb = d / QK, pairs = (nb + 1) / 2;
   /* The queries' block scales as the halves of a vector per pair, converted once for all rows. */
-  float qd[4 * pairs * 16] __attribute__((aligned(64)));
+  float qd[4 * pairs * 16];
   for (int64_t g0 = 0; g0 < nh; g0 += 4) {
     const int ng = nh - g0 < 4 ? (int)(nh - g0) : 4;
     const block_q8_0 *qb = (const block_q8_0 *)q + g0 * nb;
     for (int g = 0; g < ng; g++) {
       for (int64_t p = 0; p < pairs; p++) {
         const float d0 = q8_scale(qb + g * nb + 2 * p), d1 = 2 * p + 1 < nb ? q8_scale(qb + g * nb + 2 * p + 1) : 0.f;
-        _mm512_store_ps(qd + (g * pairs + p) * 16, halves(d0, d1));
+        _mm512_storeu_ps(qd + (g * pairs + p) * 16, halves(d0, d1));
       }
     }
     float *o = out + g0 * out_stride;
