@@ -161,7 +161,9 @@ function figuresByDepth(base: () => EngineFigures): (depth: number) => EngineFig
  * bandwidth is measured before every decode run.
  */
 async function rounds(parts: readonly Participant[], o: BenchFlags, depth: number, bandwidths: number[], progress: (line: string) => void): Promise<void> {
-  const total = (o.repetitions + 1) * parts.length * 2;
+  const phases = (o.promptTokens > 0 ? 1 : 0) + (o.genTokens > 0 ? 1 : 0);
+  const skipped = depth > 0 ? parts.filter((p) => p.warmsItself).length : 0;
+  const total = ((o.repetitions + 1) * parts.length - skipped) * phases;
   let step = 0;
   for (let rep = 0; rep <= o.repetitions; rep++) {
     for (const kind of ['prefill', 'decode'] as const) {
