@@ -136,16 +136,7 @@ ON_INLINE float on_scalar_f32(const float *p) { return *p; }
   }                                                                                                                   \
   static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale,      \
                    float *out, int64_t out_stride) {                                                                  \
-    for (int64_t g = 0; g < nh; g += 4) {                                                                             \
-      const float *qg = q + g * d;                                                                                    \
-      float *og = out + g * out_stride;                                                                               \
-      switch (nh - g < 4 ? nh - g : 4) {                                                                              \
-        case 1: NAME##_heads(k, stride, rows, qg, 1, d, scale, og, out_stride); break;                                \
-        case 2: NAME##_heads(k, stride, rows, qg, 2, d, scale, og, out_stride); break;                                \
-        case 3: NAME##_heads(k, stride, rows, qg, 3, d, scale, og, out_stride); break;                                \
-        default: NAME##_heads(k, stride, rows, qg, 4, d, scale, og, out_stride); break;                               \
-      }                                                                                                               \
-    }                                                                                                                 \
+    CAIRN_FOR_HEAD_GROUPS(nh, g, ng, NAME##_heads(k, stride, rows, q + g * d, ng, d, scale, out + g * out_stride, out_stride)); \
   }
 
 DEFINE_NEON_DOT(neon_dot_rows_f16, uint16_t, on_load8_f16, on_scalar_f16)
@@ -200,16 +191,7 @@ DEFINE_NEON_DOT(neon_dot_rows_f32, float, on_load8_f32, on_scalar_f32)
   }                                                                                                                   \
   static void NAME(const VT *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh, int64_t d, \
                    float *out) {                                                                                      \
-    for (int64_t g = 0; g < nh; g += 4) {                                                                             \
-      const float *wg = w + g * w_stride;                                                                             \
-      float *og = out + g * d;                                                                                        \
-      switch (nh - g < 4 ? nh - g : 4) {                                                                              \
-        case 1: NAME##_heads(v, stride, rows, wg, w_stride, 1, d, og); break;                                         \
-        case 2: NAME##_heads(v, stride, rows, wg, w_stride, 2, d, og); break;                                         \
-        case 3: NAME##_heads(v, stride, rows, wg, w_stride, 3, d, og); break;                                         \
-        default: NAME##_heads(v, stride, rows, wg, w_stride, 4, d, og); break;                                        \
-      }                                                                                                               \
-    }                                                                                                                 \
+    CAIRN_FOR_HEAD_GROUPS(nh, g, ng, NAME##_heads(v, stride, rows, w + g * w_stride, w_stride, ng, d, out + g * d)); \
   }
 
 DEFINE_NEON_WSUM(neon_wsum_rows_f16, uint16_t, on_load8_f16, on_scalar_f16)
@@ -275,16 +257,7 @@ ON_INLINE void neon_wsum_heads_q8(const uint8_t *v, int64_t stride, int64_t rows
 
 static void neon_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
                               int64_t d, float *out) {
-  for (int64_t g = 0; g < nh; g += 4) {
-    const float *wg = w + g * w_stride;
-    float *og = out + g * d;
-    switch (nh - g < 4 ? nh - g : 4) {
-      case 1: neon_wsum_heads_q8(v, stride, rows, wg, w_stride, 1, d, og); break;
-      case 2: neon_wsum_heads_q8(v, stride, rows, wg, w_stride, 2, d, og); break;
-      case 3: neon_wsum_heads_q8(v, stride, rows, wg, w_stride, 3, d, og); break;
-      default: neon_wsum_heads_q8(v, stride, rows, wg, w_stride, 4, d, og); break;
-    }
-  }
+  CAIRN_FOR_HEAD_GROUPS(nh, g, ng, neon_wsum_heads_q8(v, stride, rows, w + g * w_stride, w_stride, ng, d, out + g * d));
 }
 
 const cairn_ops_table cairn_ops_neon = {

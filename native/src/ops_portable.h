@@ -145,6 +145,30 @@ static void portable_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows
   }
 }
 
+/*
+ * Runs CALL once for each group of up to four heads of nh: g is the group's first head and ng its
+ * size, declared as a constant in each branch, so an always-inline body that CALL names is
+ * compiled once per group size with its loops over heads unrolled. Shared by the ISA groups'
+ * attention loops, which take up to four heads at once.
+ */
+#define CAIRN_FOR_HEAD_GROUPS(nh, g, ng, CALL)              \
+  for (int64_t g = 0; g < (nh); g += 4) {                   \
+    const int64_t ng##_left = (nh) - g;                     \
+    if (ng##_left >= 4) {                                   \
+      const int ng = 4;                                     \
+      CALL;                                                 \
+    } else if (ng##_left == 3) {                            \
+      const int ng = 3;                                     \
+      CALL;                                                 \
+    } else if (ng##_left == 2) {                            \
+      const int ng = 2;                                     \
+      CALL;                                                 \
+    } else {                                                \
+      const int ng = 1;                                     \
+      CALL;                                                 \
+    }                                                       \
+  }
+
 /* The whole portable table, for groups with no hand-written kernels. */
 #define CAIRN_PORTABLE_OPS_TABLE                                                                       \
   {                                                                                                    \

@@ -321,16 +321,7 @@ static inline __attribute__((always_inline)) void wsum_heads(const uint16_t *v16
 
 static void wsum_rows(const uint16_t *v16, const float *v32, int64_t stride, int64_t rows, const float *w,
                       int64_t w_stride, int64_t nh, int64_t d, float *out) {
-  for (int64_t g = 0; g < nh; g += 4) {
-    const float *wg = w + g * w_stride;
-    float *og = out + g * d;
-    switch (nh - g < 4 ? nh - g : 4) {
-      case 1: wsum_heads(v16, v32, stride, rows, wg, w_stride, 1, d, og); break;
-      case 2: wsum_heads(v16, v32, stride, rows, wg, w_stride, 2, d, og); break;
-      case 3: wsum_heads(v16, v32, stride, rows, wg, w_stride, 3, d, og); break;
-      default: wsum_heads(v16, v32, stride, rows, wg, w_stride, 4, d, og); break;
-    }
-  }
+  CAIRN_FOR_HEAD_GROUPS(nh, g, ng, wsum_heads(v16, v32, stride, rows, w + g * w_stride, w_stride, ng, d, out + g * d));
 }
 
 static void avx2_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
@@ -415,16 +406,7 @@ static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v
 
 static void avx2_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
                               int64_t d, float *out) {
-  for (int64_t g = 0; g < nh; g += 4) {
-    const float *wg = w + g * w_stride;
-    float *og = out + g * d;
-    switch (nh - g < 4 ? nh - g : 4) {
-      case 1: wsum_heads_q8(v, stride, rows, wg, w_stride, 1, d, og); break;
-      case 2: wsum_heads_q8(v, stride, rows, wg, w_stride, 2, d, og); break;
-      case 3: wsum_heads_q8(v, stride, rows, wg, w_stride, 3, d, og); break;
-      default: wsum_heads_q8(v, stride, rows, wg, w_stride, 4, d, og); break;
-    }
-  }
+  CAIRN_FOR_HEAD_GROUPS(nh, g, ng, wsum_heads_q8(v, stride, rows, w + g * w_stride, w_stride, ng, d, out + g * d));
 }
 
 const cairn_ops_table cairn_ops_avx2 = {

@@ -284,16 +284,7 @@ static inline __attribute__((always_inline)) void wsum_heads16(const uint16_t *v
 
 static void wsum_rows(const uint16_t *v16, const float *v32, int64_t stride, int64_t rows, const float *w,
                       int64_t w_stride, int64_t nh, int64_t d, float *out) {
-  for (int64_t g = 0; g < nh; g += 4) {
-    const float *wg = w + g * w_stride;
-    float *og = out + g * d;
-    switch (nh - g < 4 ? nh - g : 4) {
-      case 1: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 1, d, og); break;
-      case 2: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 2, d, og); break;
-      case 3: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 3, d, og); break;
-      default: wsum_heads16(v16, v32, stride, rows, wg, w_stride, 4, d, og); break;
-    }
-  }
+  CAIRN_FOR_HEAD_GROUPS(nh, g, ng, wsum_heads16(v16, v32, stride, rows, w + g * w_stride, w_stride, ng, d, out + g * d));
 }
 
 static void avx512_wsum_rows_f16(const uint16_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride,
@@ -329,9 +320,16 @@ static inline float q8_scale(const block_q8_0 *b) { return _cvtsh_ss(b->d); }
  * loaded and made unsigned once for all heads.
  */
 static inline __attribute__((always_inline)) void dot_q8_heads(const uint8_t *k, int64_t stride, int64_t rows, const block_q8_0 *qb,
-                                                               const float *qd, const int ng, int64_t nb, float scale, float *out,
-                                                               int64_t out_stride) {
+                                                               const int ng, int64_t nb, float scale, float *out, int64_t out_stride) {
   const int64_t pairs = (nb + 1) / 2, row_bytes = nb * (int64_t)sizeof(block_q8_0);
+  /* The queries' block scales as the halves of a vector per pair, converted once for all rows. */
+  float qd[4 * pairs * 16];
+  for (int g = 0; g < ng; g++) {
+    for (int64_t p = 0; p < pairs; p++) {
+      const float d0 = q8_scale(qb + g * nb + 2 * p), d1 = 2 * p + 1 < nb ? q8_scale(qb + g * nb + 2 * p + 1) : 0.f;
+      _mm512_storeu_ps(qd + (g * pairs + p) * 16, halves(d0, d1));
+    }
+  }
   const __m128 vs = _mm_set1_ps(scale);
   float s[4];
   for (int64_t r = 0; r < rows; r++) {
@@ -359,26 +357,8 @@ static inline __attribute__((always_inline)) void dot_q8_heads(const uint8_t *k,
 
 static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
                                float scale, float *out, int64_t out_stride) {
-  const int64_t nb = d / QK, pairs = (nb + 1) / 2;
-  /* The queries' block scales as the halves of a vector per pair, converted once for all rows. */
-  float qd[4 * pairs * 16];
-  for (int64_t g0 = 0; g0 < nh; g0 += 4) {
-    const int ng = nh - g0 < 4 ? (int)(nh - g0) : 4;
-    const block_q8_0 *qb = (const block_q8_0 *)q + g0 * nb;
-    for (int g = 0; g < ng; g++) {
-      for (int64_t p = 0; p < pairs; p++) {
-        const float d0 = q8_scale(qb + g * nb + 2 * p), d1 = 2 * p + 1 < nb ? q8_scale(qb + g * nb + 2 * p + 1) : 0.f;
-        _mm512_storeu_ps(qd + (g * pairs + p) * 16, halves(d0, d1));
-      }
-    }
-    float *o = out + g0 * out_stride;
-    switch (ng) {
-      case 1: dot_q8_heads(k, stride, rows, qb, qd, 1, nb, scale, o, out_stride); break;
-      case 2: dot_q8_heads(k, stride, rows, qb, qd, 2, nb, scale, o, out_stride); break;
-      case 3: dot_q8_heads(k, stride, rows, qb, qd, 3, nb, scale, o, out_stride); break;
-      default: dot_q8_heads(k, stride, rows, qb, qd, 4, nb, scale, o, out_stride); break;
-    }
-  }
+  const int64_t nb = d / QK;
+  CAIRN_FOR_HEAD_GROUPS(nh, g, ng, dot_q8_heads(k, stride, rows, (const block_q8_0 *)q + g * nb, ng, nb, scale, out + g * out_stride, out_stride));
 }
 
 /*
@@ -420,16 +400,7 @@ static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v
 
 static void avx512_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
                                 int64_t d, float *out) {
-  for (int64_t g = 0; g < nh; g += 4) {
-    const float *wg = w + g * w_stride;
-    float *og = out + g * d;
-    switch (nh - g < 4 ? nh - g : 4) {
-      case 1: wsum_heads_q8(v, stride, rows, wg, w_stride, 1, d, og); break;
-      case 2: wsum_heads_q8(v, stride, rows, wg, w_stride, 2, d, og); break;
-      case 3: wsum_heads_q8(v, stride, rows, wg, w_stride, 3, d, og); break;
-      default: wsum_heads_q8(v, stride, rows, wg, w_stride, 4, d, og); break;
-    }
-  }
+  CAIRN_FOR_HEAD_GROUPS(nh, g, ng, wsum_heads_q8(v, stride, rows, w + g * w_stride, w_stride, ng, d, out + g * d));
 }
 
 const cairn_ops_table cairn_ops_avx512 = {

@@ -172,7 +172,6 @@ export class GpuDenseFfn implements GpuBlock {
   private readonly gate?: GpuMatrix;
   private readonly up?: GpuMatrix;
   private readonly down: GpuMatrix;
-  private readonly hidden: number;
   private readonly sg: GpuScratch;
   private readonly su?: GpuScratch;
 
@@ -184,7 +183,6 @@ export class GpuDenseFfn implements GpuBlock {
       this.su = ws.buffer('ffn.up', w.up.rows);
     }
     this.down = ws.matrix(w.down);
-    this.hidden = w.gate.rows;
     this.sg = ws.buffer('ffn.gate', w.gate.rows);
   }
 
@@ -197,7 +195,7 @@ export class GpuDenseFfn implements GpuBlock {
       const u = this.su!.t;
       gpuMatmul(gpu, this.gate!, h, n, g);
       gpuMatmul(gpu, this.up!, h, n, u);
-      gpu.swiglu(g, u, n * this.hidden, g);
+      gpu.swiglu(g, u, n * this.gate!.rows, g);
     }
     gpuMatmul(gpu, this.down, g, n, out, accumulate);
   }

@@ -108,6 +108,11 @@ export class GpuWorkspace {
     for (const t of this.owned.splice(0)) this.gpu.free(t);
   }
 
+  /** Rows of rowBytes that one binding holds, in whole groups of `unit` rows (at least one group). */
+  private rowsPerBinding(rowBytes: number, unit = 1): number {
+    return unit * Math.max(1, Math.floor((this.gpu.gpu.maxBinding - 8) / (unit * rowBytes)));
+  }
+
   private own(t: GpuTensor): GpuTensor {
     this.owned.push(t);
     return t;
@@ -119,7 +124,7 @@ export class GpuWorkspace {
       throw new CairnError('MODEL_UNSUPPORTED', `tensor ${m.name} is of a type the GPU kernels do not read yet; run this model on the CPU (--backend cpu)`);
     }
     const rowBytes = ggmlRowBytes(m.type, m.cols);
-    const perPart = Math.max(1, Math.floor((this.gpu.gpu.maxBinding - 8) / rowBytes));
+    const perPart = this.rowsPerBinding(rowBytes);
     const parts = [];
     for (let r = 0; r < m.rows; r += perPart) {
       const rows = Math.min(perPart, m.rows - r);
@@ -138,8 +143,7 @@ export class GpuWorkspace {
   pairedMatrix(gate: Matrix, up: Matrix): GpuMatrix | undefined {
     if (gate.type !== up.type || gate.rows !== up.rows || gate.cols !== up.cols || !this.gpu.pairedSwiglu(gate.type, gate.cols)) return undefined;
     const rowBytes = ggmlRowBytes(gate.type, gate.cols);
-    // Whole pairs in each part.
-    const perPart = 2 * Math.max(1, Math.floor((this.gpu.gpu.maxBinding - 8) / (2 * rowBytes)));
+    const perPart = this.rowsPerBinding(rowBytes, 2);
     const parts = [];
     for (let r = 0; r < 2 * gate.rows; r += perPart) {
       const rows = Math.min(perPart, 2 * gate.rows - r);
