@@ -9,13 +9,16 @@ import { flag } from './args.js';
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/gpu-kernels.js';
 import { describeAdapter } from '../src/kernels/webgpu/device.js';
+import type { GpuProfile } from '../src/kernels/webgpu/gpu-profile.js';
 
 const args = process.argv.slice(2);
 const model = args.find((a) => !a.startsWith('--') && !/^\d+$/.test(a));
 if (!model) throw new Error('usage: node dist/bench/gpu-step.js MODEL.gguf [--steps 32] [--ctx 512]');
 const steps = Number(flag(args, '--steps', '32'));
 const ctx = Number(flag(args, '--ctx', '512'));
-const gpu = await WebGpuKernels.open();
+const profiling = args.includes('--profile');
+const prompt = Number(flag(args, '--prompt', '512'));
+const gpu = await WebGpuKernels.open({ timestamps: profiling });
 const parts = await loadGpuParts(model, { ctx }, gpu);
 const shard = parts.shard;
 const batch = (pos: number) => ({ nTokens: 1, tokens: Int32Array.from([1 + (pos % 100)]), spans: [{ slot: 0, pos0: pos, start: 0, n: 1 }] });
@@ -47,5 +50,28 @@ console.log(`  recording ${r.toFixed(3)} ms (${((r / dispatches) * 1000).toFixed
 console.log(`  whole step ${s.toFixed(3)} ms (${(1000 / s).toFixed(1)} tok/s)`);
 console.log(`  floor (submit + 16-byte read of nothing) ${f.toFixed(3)} ms`);
 console.log(`  left for the GPU's work and the logits' copy ${(s - r - f).toFixed(3)} ms`);
+
+/** The profile as a table: a kernel's dispatches and device time per step, its share, and the read rate of weight products. */
+function show(title: string, p: GpuProfile, per: number): void {
+  const us = (ns: number) => (ns / per / 1000).toFixed(1);
+  console.log(`\n${title}: device busy ${us(p.busyNs)} us a step, first dispatch to last ${us(p.spanNs)} us (${p.submissions / per} submissions a step)`);
+  console.log('  kernel                          dispatches      us   share   GB/s');
+  for (const k of p.kernels) {
+    const rate = k.bytes > 0 ? (k.bytes / k.ns).toFixed(0) : '';
+    console.log(`  ${k.key.padEnd(32)}${(k.dispatches / per).toFixed(0).padStart(10)}${us(k.ns).padStart(8)}${((100 * k.ns) / p.busyNs).toFixed(1).padStart(7)}%${rate.padStart(7)}`);
+  }
+}
+
+if (profiling) {
+  const profiler = gpu.startProfile();
+  for (let i = 0; i < steps; i++) await shard.forward(batch(3 + steps + i));
+  show('decode, per step', await profiler.take(), steps);
+  if (prompt > 0 && prompt < ctx) {
+    const tokens = Int32Array.from({ length: prompt }, (_, i) => 1 + (i % 100));
+    await shard.forward({ nTokens: prompt, tokens, spans: [{ slot: 0, pos0: 0, start: 0, n: prompt }] });
+    show(`a prompt of ${prompt} tokens`, await profiler.take(), 1);
+  }
+  gpu.stopProfile();
+}
 parts.close();
 gpu.destroy();

@@ -38,6 +38,8 @@ export interface GpuContext {
    * products; the kernel tests turn them on to check them against their twins.
    */
   readonly itemProducts: boolean;
+  /** The adapter has timestamp-query and it was enabled (openGpu's `timestamps`; for profiling). */
+  readonly timestamps: boolean;
 }
 
 /** The module shape of the `webgpu` package that is used here. */
@@ -63,7 +65,9 @@ async function loadGpu(): Promise<GPU> {
     }
     // WebGPU's constants (GPUBufferUsage and friends) are globals in a browser; Dawn exports them.
     for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) Object.assign(globalThis, { [k]: v });
-    return mod.create([]);
+    // Dawn rounds timestamps to 64 us by default (a browser's guard against timing attacks, of no
+    // use in a local process): profiling (gpu-profile.ts) needs them exact.
+    return mod.create(['disable-dawn-features=timestamp_quantization']);
   })();
   try {
     return await gpuEntry;
@@ -85,6 +89,8 @@ export interface OpenGpuOptions {
   readonly minBufferBytes?: number;
   /** Use the item products (default: on a hardware adapter). */
   readonly itemProducts?: boolean;
+  /** Enable timestamp queries where the adapter has them (for profiling). */
+  readonly timestamps?: boolean;
 }
 
 /**
@@ -117,6 +123,8 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext>
   const requiredFeatures: GPUFeatureName[] = [];
   if (f16) requiredFeatures.push('shader-f16');
   if (subgroups) requiredFeatures.push('subgroups' as GPUFeatureName);
+  const timestamps = options.timestamps === true && adapter.features.has('timestamp-query');
+  if (timestamps) requiredFeatures.push('timestamp-query');
   const device = await adapter.requestDevice({
     requiredFeatures,
     requiredLimits: {
@@ -137,6 +145,7 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext>
     maxBinding: device.limits.maxStorageBufferBindingSize,
     maxBuffer: device.limits.maxBufferSize,
     itemProducts: useSubgroups && (options.itemProducts ?? !summary.software),
+    timestamps,
   };
 }
 

@@ -16,6 +16,7 @@ import { refAdd, refAttention, refRmsNorm, refRope, refStoreKv, refSwiglu } from
 import type { AttentionParams, RopeParams } from '../api.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { testGpu } from '../../../test/helpers/test-gpu.js';
+import { WebGpuKernels } from './gpu-kernels.js';
 
 // The item products on (as on a hardware GPU), and a second device with them off (as models run on
 // a software adapter): the weight products are checked on both.
@@ -587,5 +588,63 @@ describe('GPU tensors freed', { skip }, () => {
     g.free(c);
     g.free(out);
     assert.equal(g.cachedBindGroups, before);
+  });
+});
+
+describe('GPU writes and reads between recorded commands', { skip }, () => {
+  it('a write lands after the recorded commands that use its tensor, and before the later ones', async () => {
+    const g = gpu!;
+    const a = g.upload(new Float32Array([1, 2, 3, 4]));
+    const b = g.upload(new Float32Array([10, 20, 30, 40]));
+    const out = g.tensor(16);
+    const other = g.tensor(16);
+    g.add(a, b, 4, out); // recorded, not yet submitted: must see the old a
+    g.write(a, new Float32Array([100, 100, 100, 100]));
+    g.write(other, new Float32Array([5, 5, 5, 5])); // nothing recorded uses it: no submission needed, same result
+    g.add(out, other, 4, out);
+    g.add(out, a, 4, out); // recorded after the write: sees the new a
+    assert.deepEqual([...(await g.readF32(out, 4))], [116, 127, 138, 149]);
+    for (const t of [a, b, out, other]) g.free(t);
+  });
+
+  it('reads of one size in turn and at once each get their own tensor back', async () => {
+    const g = gpu!;
+    const ts = [1, 2, 3].map((k) => g.upload(new Float32Array(10).fill(k)));
+    for (let round = 0; round < 3; round++) {
+      const values = await Promise.all(ts.map((t) => g.readF32(t, 10)));
+      values.forEach((v, k) => assert.deepEqual([...v], new Array(10).fill(k + 1)));
+    }
+    for (const t of ts) g.free(t);
+  });
+});
+
+describe('GPU profile', { skip }, () => {
+  it('times each dispatch on the device and sums them by kernel', async (t) => {
+    const g = await WebGpuKernels.open({ timestamps: true });
+    try {
+      if (!g.gpu.timestamps) return t.skip('this adapter has no timestamp queries');
+      const a = g.upload(new Float32Array(256).fill(1));
+      const out = g.tensor(1024);
+      const profiler = g.startProfile();
+      for (let i = 0; i < 3; i++) g.add(a, a, 256, out);
+      g.rmsNorm(out, a, 4, 64, 1e-5, out);
+      await g.readF32(out, 4);
+      const p = await profiler.take();
+      g.stopProfile();
+      const byKey = new Map(p.kernels.map((k) => [k.key, k]));
+      assert.equal(byKey.get('add')?.dispatches, 3);
+      assert.equal(byKey.get('rmsnorm-in-place')?.dispatches, 1);
+      assert.ok(p.busyNs > 0 && p.spanNs >= p.busyNs * 0.5, `busy ${p.busyNs} ns, span ${p.spanNs} ns`);
+      assert.equal((await profiler.take()).kernels.length, 0, 'take starts again from zero');
+      // Off again: dispatches share a pass and nothing is timed.
+      g.add(a, a, 256, out);
+      await g.readF32(out, 4);
+    } finally {
+      g.destroy();
+    }
+  });
+
+  it('is refused on a device opened without timestamps', () => {
+    assert.throws(() => plain!.startProfile(), (e) => isCairnError(e) && e.code === 'GPU_UNAVAILABLE');
   });
 });

@@ -11,6 +11,8 @@ import { GgmlType, ggmlTypeName } from '../../gguf/ggml-types.js';
 import { ropeAngles } from '../reference/ops.js';
 import type { RopeParams } from '../api.js';
 import { openGpu, type GpuContext, type OpenGpuOptions } from './device.js';
+import { GpuProfiler } from './gpu-profile.js';
+import { BindGroupCache, type BindingKey } from './bind-group-cache.js';
 import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
 import { gpuItemFormat, type GpuItemFormat } from './wgsl-items.js';
 import { ITEM_ROWS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
@@ -94,6 +96,11 @@ const PARAM_SLOTS = 2048;
 const PARAM_SLOT_BYTES = 256;
 /** Bind groups kept for reuse before the cache starts again. */
 const MAX_BIND_GROUPS = 8192;
+/** A parameter range's key in the bind cache: slot x PARAM_SLOT_KEY + bytes (bytes <= PARAM_SLOT_BYTES). */
+const PARAM_SLOT_KEY = 1024;
+/** Read-back buffers kept per size, and the largest size kept. */
+const READ_BUFFERS_PER_SIZE = 4;
+const READ_BUFFER_MAX = 64 << 20;
 
 /** A dispatch's parameters: a slot of the shared uniform buffer. */
 interface ParamSlot {
@@ -114,6 +121,8 @@ export class WebGpuKernels {
   readonly name = 'webgpu';
   /** Dispatches recorded since the device was opened (for benchmarks: a step's count is its host cost). */
   dispatchCount = 0;
+  /** Dispatches recorded since the last submission. */
+  private pendingDispatches = 0;
   private encoder: GPUCommandEncoder | undefined;
   /** The compute pass dispatches go into until a copy or a flush ends it. */
   private pass: GPUComputePassEncoder | undefined;
@@ -132,11 +141,18 @@ export class WebGpuKernels {
   private readonly paramStaging = new Uint32Array((PARAM_SLOTS * PARAM_SLOT_BYTES) / 4);
   private paramSlots = 0;
   private readonly slotBytes: number;
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
-  /** The cached groups' keys by the ids of the buffers they bind (see free). */
-  private readonly groupsOfBuffer = new Map<number, string[]>();
-  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
-  private nextBufferId = 1;
+  private readonly bindGroups = new BindGroupCache(MAX_BIND_GROUPS);
+  /** The bind cache's keys of the dispatch being recorded (one array, refilled per dispatch). */
+  private readonly bindingKeys: BindingKey[] = [];
+  /**
+   * Buffers the recorded, unsubmitted commands use: a write to any other buffer need not submit
+   * them first (queue writes land before the next submission, and nothing recorded reads it).
+   */
+  private readonly pendingUse = new Set<GPUBuffer>();
+  /** Buffers for reading back, by size, kept for the next read (making one costs ~0.5 ms on some drivers). */
+  private readonly readBuffers = new Map<number, GPUBuffer[]>();
+  /** Times each dispatch on the device while set (startProfile). */
+  private profiler: GpuProfiler | undefined;
 
   constructor(readonly gpu: GpuContext) {
     this.slotBytes = Math.max(PARAM_SLOT_BYTES, gpu.device.limits.minUniformBufferOffsetAlignment);
@@ -174,7 +190,8 @@ export class WebGpuKernels {
   /** Copies `data` into `t` at byte `offset` (ordered before every dispatch recorded after it is flushed). */
   write(t: GpuTensor, data: ArrayBufferView, offset = 0): void {
     if (offset < 0 || offset + data.byteLength > t.bytes) bad(`writing ${data.byteLength} bytes at ${offset} into a tensor of ${t.bytes}`);
-    this.flush();
+    // Commands recorded before this write must see the old contents: submit them first if they use t.
+    if (this.pendingUse.has(t.buffer)) this.flush();
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     // writeBuffer takes whole words: the tail goes padded.
     const whole = data.byteLength & ~3;
@@ -189,17 +206,36 @@ export class WebGpuKernels {
   /** Runs what was recorded, then copies `bytes` of `t` (from byte `offset`) back to the host. */
   async read(t: GpuTensor, bytes = t.bytes, offset = 0): Promise<ArrayBuffer> {
     if (offset < 0 || offset + bytes > t.bytes || offset % 4 !== 0) bad(`reading ${bytes} bytes at ${offset} of a tensor of ${t.bytes}`);
-    const size = (bytes + 3) & ~3;
-    const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const size = Math.max(4, (bytes + 3) & ~3);
+    const staging = this.readBuffer(size);
     this.endPass();
     this.pending().copyBufferToBuffer(t.buffer, offset, staging, 0, size);
     this.flush();
+    let ok = false;
     try {
-      await staging.mapAsync(GPUMapMode.READ);
-      return staging.getMappedRange().slice(0, bytes);
+      await staging.mapAsync(GPUMapMode.READ, 0, size);
+      const data = staging.getMappedRange(0, size).slice(0, bytes);
+      staging.unmap();
+      ok = true;
+      return data;
     } finally {
-      staging.destroy();
+      this.keepReadBuffer(staging, ok);
     }
+  }
+
+  /** A mappable buffer of at least `size` bytes for a read: a kept one, else a new one. */
+  private readBuffer(size: number): GPUBuffer {
+    const rounded = size <= 256 ? 256 : 2 ** Math.ceil(Math.log2(size));
+    const kept = rounded <= READ_BUFFER_MAX ? this.readBuffers.get(rounded)?.pop() : undefined;
+    return kept ?? this.device.createBuffer({ size: rounded <= READ_BUFFER_MAX ? rounded : size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  /** Keeps a read's buffer for the next read of its size (unless the read failed or enough are kept). */
+  private keepReadBuffer(b: GPUBuffer, ok: boolean): void {
+    const list = this.readBuffers.get(b.size) ?? [];
+    if (!ok || b.size > READ_BUFFER_MAX || list.length >= READ_BUFFERS_PER_SIZE) return b.destroy();
+    list.push(b);
+    this.readBuffers.set(b.size, list);
   }
 
   /** f32 values of `t`, read back. */
@@ -216,10 +252,23 @@ export class WebGpuKernels {
       this.device.queue.writeBuffer(this.params, 0, staging);
       this.paramSlots = 0;
     }
+    const submitted = this.profiler?.resolve(this.encoder);
     this.device.queue.submit([this.encoder.finish()]);
+    submitted?.();
     this.encoder = undefined;
+    this.pendingDispatches = 0;
+    this.pendingUse.clear();
     for (const b of this.transient) b.destroy();
     this.transient = [];
+  }
+
+  /**
+   * Submits what was recorded once it holds at least `dispatches` dispatches: a caller recording a
+   * long step calls this between its parts, so the device starts on the first layers while the
+   * host records the rest (a step's recording costs the host about as long as the device takes).
+   */
+  submitEarly(dispatches: number): void {
+    if (this.pendingDispatches >= dispatches) this.flush();
   }
 
   /** Waits until the device has finished everything submitted. */
@@ -261,17 +310,7 @@ export class WebGpuKernels {
    * be used afterwards.
    */
   free(t: GpuTensor): void {
-    const bid = this.bufferIds.get(t.buffer);
-    const gone = bid === undefined ? [] : (this.groupsOfBuffer.get(bid) ?? []);
-    if (bid !== undefined) this.groupsOfBuffer.delete(bid);
-    for (const key of gone) {
-      this.bindGroups.delete(key);
-      // The group's other buffers (ids after the '|', parameter slots excepted) forget it too.
-      for (const part of key.slice(key.lastIndexOf('|') + 1).split(',')) {
-        const keys = part.startsWith('s') ? undefined : this.groupsOfBuffer.get(Number(part));
-        if (keys) this.groupsOfBuffer.set(Number(part), keys.filter((k) => k !== key));
-      }
-    }
+    this.bindGroups.forget(t.buffer);
     t.buffer.destroy();
   }
 
@@ -280,9 +319,30 @@ export class WebGpuKernels {
     return this.bindGroups.size;
   }
 
+  /**
+   * From now on, times every dispatch on the device (a pass each): the profiler's take() sums them
+   * by kernel. Needs a device opened with `timestamps` on an adapter that has them.
+   */
+  startProfile(): GpuProfiler {
+    if (!this.gpu.timestamps) throw new CairnError('GPU_UNAVAILABLE', 'profiling needs timestamp queries: open the GPU with `timestamps` on an adapter that has them');
+    this.flush();
+    this.profiler ??= new GpuProfiler(this.device);
+    return this.profiler;
+  }
+
+  /** Stops timing dispatches (what was timed stays in the profiler for take()). */
+  stopProfile(): void {
+    this.flush();
+    this.profiler?.destroy();
+    this.profiler = undefined;
+  }
+
   /** Releases the device. The kernels must not be used afterwards. */
   destroy(): void {
     this.flush();
+    this.profiler?.destroy();
+    for (const list of this.readBuffers.values()) for (const b of list) b.destroy();
+    this.readBuffers.clear();
     this.device.destroy();
   }
 
@@ -315,21 +375,21 @@ export class WebGpuKernels {
     if (items) {
       // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s.
       const output: ItemOutput = swiglu ? 'swiglu' : accumulate ? 'add' : 'set';
-      const key = `matmul-items-${wtype}-${output}`;
-      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output)), buffers, Math.ceil(bySubgroup / ITEM_ROWS));
+      const key = `matmul-items-${ggmlTypeName(wtype)}-${output}`;
+      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output)), buffers, Math.ceil(bySubgroup / ITEM_ROWS), rows * rowBytes);
       return;
     }
     const acc = accumulate ? '-acc' : '';
     if (this.gpu.subgroups && f.w4) {
       // A row per subgroup (at least 64 / (largest subgroup) rows per workgroup), tiles of tokens.
-      const key = `matmul-tiled-${wtype}${acc}`;
-      this.dispatch(key, this.pipeline(key, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes, accumulate)), buffers, bySubgroup);
+      const key = `matmul-tiled-${ggmlTypeName(wtype)}${acc}`;
+      this.dispatch(key, this.pipeline(key, () => matmulTiledWgsl(WGSL_BYTES, f.w4!, f.blockElems, f.blockBytes, accumulate)), buffers, bySubgroup, rows * rowBytes);
     } else if (this.gpu.subgroups) {
-      const key = `matmul-sg-${wtype}${acc}`;
-      this.dispatch(key, this.pipeline(key, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate)), buffers, bySubgroup);
+      const key = `matmul-sg-${ggmlTypeName(wtype)}${acc}`;
+      this.dispatch(key, this.pipeline(key, () => matmulSubgroupWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate)), buffers, bySubgroup, rows * rowBytes);
     } else {
-      const key = `matmul-${wtype}${acc}`;
-      this.dispatch(key, this.pipeline(key, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate)), buffers, rows);
+      const key = `matmul-${ggmlTypeName(wtype)}${acc}`;
+      this.dispatch(key, this.pipeline(key, () => matmulWgsl(WGSL_BYTES, f.wgsl, f.blockElems, f.blockBytes, accumulate)), buffers, rows, rows * rowBytes);
     }
   }
 
@@ -365,6 +425,7 @@ export class WebGpuKernels {
     if (bytes === 0) return;
     this.endPass();
     this.pending().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+    this.pendingUse.add(src.buffer).add(dst.buffer);
   }
 
   /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim `stride` apart (default dim). out may be x. */
@@ -523,12 +584,14 @@ export class WebGpuKernels {
     if (offset % 4 !== 0 || offset + 12 > args.bytes) bad(`indirect arguments at ${offset} of a tensor of ${args.bytes} bytes`);
     const buffers = bindings.map((b) => (b instanceof Uint32Array ? this.uniform(b) : b.buffer));
     const pipeline = this.pipeline(key, source);
-    const group = this.bind(key, pipeline, buffers);
-    this.pass ??= this.pending().beginComputePass();
-    this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, group);
-    this.pass.dispatchWorkgroupsIndirect(args.buffer, offset);
+    const group = this.bind(pipeline, buffers);
+    const pass = this.passFor(key);
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroupsIndirect(args.buffer, offset);
+    this.pendingUse.add(args.buffer);
     this.dispatchCount++;
+    this.pendingDispatches++;
   }
 
   private binary(name: string, wgsl: string, inPlace: string, commutes: boolean, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
@@ -591,6 +654,7 @@ export class WebGpuKernels {
     const b = this.device.createBuffer({ size: Math.max(16, size), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
     this.endPass();
     this.pending().copyBufferToBuffer(t.buffer, 0, b, 0, size);
+    this.pendingUse.add(t.buffer);
     this.keepUntilFlush(b);
     return b;
   }
@@ -600,54 +664,51 @@ export class WebGpuKernels {
     this.transientSet.add(b);
   }
 
-  private idOf(b: GPUBuffer): number {
-    let id = this.bufferIds.get(b);
-    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
-    return id;
-  }
-
   /** The bind group of these buffers and parameter slot, from the cache unless a buffer is made for this call only. */
-  private bind(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[]): GPUBindGroup {
-    // Made only when a group is made: most dispatches find theirs in the cache.
-    const entries = () =>
-      buffers.map((b, binding) =>
-        b instanceof GPUBuffer ? { binding, resource: { buffer: b } } : { binding, resource: { buffer: this.params, offset: b.slot * this.slotBytes, size: b.bytes } },
-      );
-    const cacheable = buffers.every((b) => !(b instanceof GPUBuffer) || !this.transientSet.has(b));
-    if (!cacheable) return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: entries() });
-    const id = `${key}|${buffers.map((b) => (b instanceof GPUBuffer ? this.idOf(b) : `s${b.slot}:${b.bytes}`)).join(',')}`;
-    let g = this.bindGroups.get(id);
-    if (!g) {
-      // A bound on what buffers freed without free() (or a churn of shapes) leave behind.
-      if (this.bindGroups.size >= MAX_BIND_GROUPS) {
-        this.bindGroups.clear();
-        this.groupsOfBuffer.clear();
-      }
-      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: entries() });
-      this.bindGroups.set(id, g);
-      for (const b of buffers) {
-        if (!(b instanceof GPUBuffer)) continue;
-        const bid = this.idOf(b);
-        const keys = this.groupsOfBuffer.get(bid);
-        if (keys) keys.push(id);
-        else this.groupsOfBuffer.set(bid, [id]);
-      }
+  private bind(pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[]): GPUBindGroup {
+    const keys = this.bindingKeys;
+    keys.length = buffers.length;
+    let cacheable = true;
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i];
+      if (b instanceof GPUBuffer) {
+        keys[i] = b;
+        if (this.transientSet.has(b)) cacheable = false;
+        this.pendingUse.add(b);
+      } else keys[i] = b.slot * PARAM_SLOT_KEY + b.bytes;
     }
-    return g;
+    // Made only when a group is made: most dispatches find theirs in the cache.
+    const make = () =>
+      this.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: buffers.map((b, binding) =>
+          b instanceof GPUBuffer ? { binding, resource: { buffer: b } } : { binding, resource: { buffer: this.params, offset: b.slot * this.slotBytes, size: b.bytes } },
+        ),
+      });
+    return cacheable ? this.bindGroups.get(pipeline, keys, make) : make();
   }
 
-  private dispatchGrid(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], x: number, y: number): void {
-    const group = this.bind(key, pipeline, buffers);
-    this.pass ??= this.pending().beginComputePass();
-    this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, group);
-    this.pass.dispatchWorkgroups(x, y);
+  /** The pass the next dispatch goes into: the open one, or while profiling a pass of its own that times it. */
+  private passFor(key: string, bytes = 0): GPUComputePassEncoder {
+    if (!this.profiler) return (this.pass ??= this.pending().beginComputePass());
+    this.endPass();
+    this.pass = this.pending().beginComputePass({ timestampWrites: this.profiler.next(key, bytes) });
+    return this.pass;
+  }
+
+  private dispatchGrid(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], x: number, y: number, bytes = 0): void {
+    const group = this.bind(pipeline, buffers);
+    const pass = this.passFor(key, bytes);
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y);
     this.dispatchCount++;
+    this.pendingDispatches++;
   }
 
-  /** One workgroup per item (a row), items past GRID_X on the second grid dimension. */
-  private dispatch(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], items: number): void {
-    this.dispatchGrid(key, pipeline, buffers, Math.min(items, GRID_X), Math.ceil(items / GRID_X));
+  /** One workgroup per item (a row), items past GRID_X on the second grid dimension (bytes: weights read, for profiles). */
+  private dispatch(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], items: number, bytes = 0): void {
+    this.dispatchGrid(key, pipeline, buffers, Math.min(items, GRID_X), Math.ceil(items / GRID_X), bytes);
   }
 
   /** One thread per item, WG to a workgroup. */

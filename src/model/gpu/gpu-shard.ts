@@ -20,6 +20,9 @@ import type { GpuDecoderLayer, GpuOutputHead, GpuStep } from './gpu-blocks.js';
 import { GpuWorkspace, type GpuScratch } from './gpu-workspace.js';
 import { GpuKvCache } from './gpu-kv-cache.js';
 
+/** Dispatches recorded before the layers recorded so far are submitted (see WebGpuKernels.submitEarly). */
+const SUBMIT_EVERY = 40;
+
 /** Sizes of a GPU shard, and the layers it holds. */
 export interface GpuShardOptions {
   readonly slots: number;
@@ -123,6 +126,7 @@ export class GpuDecoderShard {
     for (let l = 0; l < this.layers.length; l++) {
       step.layer = l;
       this.layers[l].forward(this.stream.t, step);
+      this.gpu.submitEarly(SUBMIT_EVERY);
     }
     if (!this.output) return new Float32Array(await this.gpu.read(this.stream.t, n * this.cfg.nEmbd * 4));
     let rows: ArrayLike<number> | undefined = batch.outputRows;
