@@ -19,23 +19,35 @@ const ctx = Number(flag(args, '--ctx', '512'));
 const profiling = args.includes('--profile');
 const prompt = Number(flag(args, '--prompt', '512'));
 const gpu = await WebGpuKernels.open({ timestamps: profiling });
+gpu.decodeRows = Number(flag(args, '--decode-rows', String(gpu.decodeRows)));
+gpu.decodeItems = Number(flag(args, '--decode-items', String(gpu.decodeItems)));
 const parts = await loadGpuParts(model, { ctx }, gpu);
 const shard = parts.shard;
 const batch = (pos: number) => ({ nTokens: 1, tokens: Int32Array.from([1 + (pos % 100)]), spans: [{ slot: 0, pos0: pos, start: 0, n: 1 }] });
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 for (let pos = 0; pos < 3; pos++) await shard.forward(batch(pos));
-const record: number[] = [];
-const total: number[] = [];
-const d0 = gpu.dispatchCount;
-for (let i = 0; i < steps; i++) {
-  const t = performance.now();
-  const logits = shard.forward(batch(3 + i));
-  record.push(performance.now() - t);
-  await logits;
-  total.push(performance.now() - t);
+let pos = 3;
+/** Medians of the recording (the synchronous part of forward) and of the whole step. */
+async function timeSteps(): Promise<{ record: number; total: number; dispatches: number }> {
+  const record: number[] = [];
+  const total: number[] = [];
+  const d0 = gpu.dispatchCount;
+  for (let i = 0; i < steps; i++) {
+    const t = performance.now();
+    const logits = shard.forward(batch(pos++));
+    record.push(performance.now() - t);
+    await logits;
+    total.push(performance.now() - t);
+  }
+  return { record: median(record), total: median(total), dispatches: (gpu.dispatchCount - d0) / steps };
 }
-const dispatches = (gpu.dispatchCount - d0) / steps;
+const early = await timeSteps();
+// Everything submitted at the end of the recording: what follows it is the device's whole step.
+gpu.earlySubmits = false;
+const late = await timeSteps();
+gpu.earlySubmits = true;
+const dispatches = early.dispatches;
 const probe = gpu.tensor(16);
 const floor: number[] = [];
 for (let i = 0; i < 50; i++) {
@@ -43,13 +55,13 @@ for (let i = 0; i < 50; i++) {
   await gpu.read(probe, 16);
   floor.push(performance.now() - t);
 }
-const [r, s, f] = [median(record), median(total), median(floor)];
+const f = median(floor);
 console.log(`${describeAdapter(gpu.gpu.adapter)}: ${model}`);
-console.log(`dispatches per step ${dispatches.toFixed(0)}; medians over ${steps} steps:`);
-console.log(`  recording ${r.toFixed(3)} ms (${((r / dispatches) * 1000).toFixed(1)} us a dispatch)`);
-console.log(`  whole step ${s.toFixed(3)} ms (${(1000 / s).toFixed(1)} tok/s)`);
+console.log(`dispatches per step ${dispatches.toFixed(0)}, ${gpu.decodeRows} rows a subgroup and ${gpu.decodeItems} items a lane in one token's products; medians over ${steps} steps:`);
+console.log(`  whole step ${early.total.toFixed(3)} ms (${(1000 / early.total).toFixed(1)} tok/s), its recording ${early.record.toFixed(3)} ms (${((early.record / dispatches) * 1000).toFixed(1)} us a dispatch)`);
 console.log(`  floor (submit + 16-byte read of nothing) ${f.toFixed(3)} ms`);
-console.log(`  left for the GPU's work and the logits' copy ${(s - r - f).toFixed(3)} ms`);
+console.log(`  submitted only once recorded: whole step ${late.total.toFixed(3)} ms, recording ${late.record.toFixed(3)} ms,`);
+console.log(`    so the device's work and the logits' copy ${(late.total - late.record - f).toFixed(3)} ms`);
 
 /** The profile as a table: a kernel's dispatches and device time per step, its share, and the read rate of weight products. */
 function show(title: string, p: GpuProfile, per: number): void {
@@ -64,7 +76,7 @@ function show(title: string, p: GpuProfile, per: number): void {
 
 if (profiling) {
   const profiler = gpu.startProfile();
-  for (let i = 0; i < steps; i++) await shard.forward(batch(3 + steps + i));
+  for (let i = 0; i < steps; i++) await shard.forward(batch(pos++));
   show('decode, per step', await profiler.take(), steps);
   if (prompt > 0 && prompt < ctx) {
     const tokens = Int32Array.from({ length: prompt }, (_, i) => 1 + (i % 100));

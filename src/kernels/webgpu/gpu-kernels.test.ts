@@ -17,6 +17,7 @@ import type { AttentionParams, RopeParams } from '../api.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { testGpu } from '../../../test/helpers/test-gpu.js';
 import { WebGpuKernels } from './gpu-kernels.js';
+import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS } from './wgsl-matmul-items.js';
 
 // The item products on (as on a hardware GPU), and a second device with them off (as models run on
 // a software adapter): the weight products are checked on both.
@@ -110,13 +111,23 @@ describe('GPU weight products', { skip }, () => {
         const all = g.tensor(n * rows * 4);
         g.matmul(wt, type, rows, cols, xt, n, all);
         const together = await g.readF32(all, n * rows);
-        for (const t of [0, 7, 8, 10]) {
+        for (const [t, rowsPerSubgroup, itemsPerLane] of [
+          [0, 2, 1],
+          [7, 1, 2],
+          [8, 4, 3],
+          [10, 2, 1],
+        ]) {
+          // Alone, a token's product may take other shapes (rows a subgroup, items a lane): the same bits.
+          g.decodeRows = rowsPerSubgroup;
+          g.decodeItems = itemsPerLane;
           const one = g.tensor(rows * 4);
           g.matmul(wt, type, rows, cols, g.upload(x.subarray(t * cols, (t + 1) * cols)), 1, one);
+          g.decodeRows = ITEM_DECODE_ROWS;
+          g.decodeItems = ITEM_DECODE_ITEMS;
           assert.deepEqual(
             await g.readF32(one, rows),
             together.subarray(t * rows, (t + 1) * rows),
-            `${ggmlTypeName(type)} token ${t} (item products ${g.gpu.itemProducts})`,
+            `${ggmlTypeName(type)} token ${t} (item products ${g.gpu.itemProducts}, ${rowsPerSubgroup} rows a subgroup, ${itemsPerLane} items a lane)`,
           );
         }
       }
@@ -201,15 +212,28 @@ describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
         pairs.set(up.subarray(r * rowBytes, (r + 1) * rowBytes), (2 * r + 1) * rowBytes);
       }
       assert.ok(g.pairedSwiglu(type, cols), ggmlTypeName(type));
-      const x = g.upload(randomF32(n * cols, rand));
-      const gt = g.tensor(n * hidden * 4);
-      const ut = g.tensor(n * hidden * 4);
-      g.matmul(g.upload(gate), type, hidden, cols, x, n, gt);
-      g.matmul(g.upload(up), type, hidden, cols, x, n, ut);
-      g.swiglu(gt, ut, n * hidden, gt);
-      const fused = g.tensor(n * hidden * 4);
-      g.matmul(g.upload(pairs), type, 2 * hidden, cols, x, n, fused, { swiglu: true });
-      assert.deepEqual(await g.readF32(fused), await g.readF32(gt), ggmlTypeName(type));
+      // A tile and a part of tokens, and one token (decode) at every number of rows a subgroup may take.
+      for (const [tokens, rowsPerSubgroup, itemsPerLane] of [
+        [n, 2, 1],
+        [1, 2, 1],
+        [1, 1, 2],
+        [1, 4, 3],
+        [1, 8, 1],
+      ]) {
+        g.decodeRows = rowsPerSubgroup;
+        g.decodeItems = itemsPerLane;
+        const x = g.upload(randomF32(tokens * cols, rand));
+        const gt = g.tensor(tokens * hidden * 4);
+        const ut = g.tensor(tokens * hidden * 4);
+        g.matmul(g.upload(gate), type, hidden, cols, x, tokens, gt);
+        g.matmul(g.upload(up), type, hidden, cols, x, tokens, ut);
+        g.swiglu(gt, ut, tokens * hidden, gt);
+        const fused = g.tensor(tokens * hidden * 4);
+        g.matmul(g.upload(pairs), type, 2 * hidden, cols, x, tokens, fused, { swiglu: true });
+        assert.deepEqual(await g.readF32(fused), await g.readF32(gt), `${ggmlTypeName(type)}, ${tokens} tokens, ${rowsPerSubgroup} rows a subgroup, ${itemsPerLane} items a lane`);
+      }
+      g.decodeRows = ITEM_DECODE_ROWS;
+      g.decodeItems = ITEM_DECODE_ITEMS;
     }
     const t = g.tensor(1 << 16);
     assert.throws(() => g.matmul(t, GgmlType.Q8_0, 3, 32, t, 1, t, { swiglu: true }), /even number of rows/);
@@ -426,6 +450,37 @@ describe('GPU float kernels', { skip }, () => {
       const out = g.tensor(want.length * 4);
       g.attention(g.upload(q), ct, ct, { ...p, sinks: undefined, vDim: c.kvLora, vRow: row, kvType: GgmlType.F16 }, out);
       assertClose(await g.readF32(out, want.length), want, { rtol: 0, atol: 2 ** -10 }, `latent attention ${JSON.stringify(c)}`);
+    }
+  });
+
+  it('rmsNorm of long rows (the wide kernel: four loads a thread, then the tail) equals its CPU twin, in place, out of place and at a stride', async () => {
+    const g = gpu!;
+    const rand = seededRandom(13);
+    for (const [rows, dim, stride] of [
+      [1, 2048, 2048],
+      [3, 1100, 1100],
+      [2, 1027, 1500],
+      [1, 512, 512],
+    ]) {
+      const x = randomF32(rows * stride, rand, 3);
+      const w = randomF32(dim, rand);
+      const want = new Float32Array(rows * stride);
+      for (let r = 0; r < rows; r++) refRmsNorm(x.subarray(r * stride, r * stride + dim), w, 1, dim, 1e-5, want.subarray(r * stride, r * stride + dim));
+      const xt = g.upload(x);
+      const wt = g.upload(w);
+      const out = g.tensor(x.byteLength);
+      g.rmsNorm(xt, wt, rows, dim, 1e-5, out, stride);
+      g.rmsNorm(xt, wt, rows, dim, 1e-5, xt, stride);
+      for (const [t, how] of [
+        [out, 'out of place'],
+        [xt, 'in place'],
+      ] as const) {
+        const got = await g.readF32(t, rows * stride);
+        for (let r = 0; r < rows; r++) {
+          assertClose(got.subarray(r * stride, r * stride + dim), want.subarray(r * stride, r * stride + dim), { rtol: 2e-6, atol: 1e-7 }, `rmsNorm ${rows}x${dim} stride ${stride} ${how}`);
+        }
+      }
+      for (const t of [xt, wt, out]) g.free(t);
     }
   });
 

@@ -15,9 +15,9 @@ import { GpuProfiler } from './gpu-profile.js';
 import { BindGroupCache, type BindingKey } from './bind-group-cache.js';
 import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
 import { gpuItemFormat, type GpuItemFormat } from './wgsl-items.js';
-import { ITEM_ROWS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
+import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS, ITEM_ROWS, ITEM_TOKENS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, RMS_NORM, RMS_NORM_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -268,8 +268,16 @@ export class WebGpuKernels {
    * host records the rest (a step's recording costs the host about as long as the device takes).
    */
   submitEarly(dispatches: number): void {
-    if (this.pendingDispatches >= dispatches) this.flush();
+    if (this.earlySubmits && this.pendingDispatches >= dispatches) this.flush();
   }
+
+  /** Rows a subgroup takes in an item product of one token (a SwiGLU product rounds it up to whole pairs; benchmarks try others). */
+  decodeRows = ITEM_DECODE_ROWS;
+  /** Items a lane loads at once in an item product of one token (benchmarks try others). */
+  decodeItems = ITEM_DECODE_ITEMS;
+
+  /** Whether submitEarly submits (benchmarks turn it off to time the device's part of a step alone). */
+  earlySubmits = true;
 
   /** Waits until the device has finished everything submitted. */
   async finish(): Promise<void> {
@@ -360,7 +368,7 @@ export class WebGpuKernels {
     const outRows = swiglu ? rows / 2 : rows;
     const { yOffset = 0, yStride = outRows } = at;
     const items = this.itemFormatFor(wtype, cols, xOffset);
-    if (swiglu && (accumulate || rows % 2 !== 0 || !items || ITEM_ROWS !== 2)) bad('a swiglu product takes an even number of rows of a type and length the item product reads, nothing accumulated');
+    if (swiglu && (accumulate || rows % 2 !== 0 || !items)) bad('a swiglu product takes an even number of rows of a type and length the item product reads, nothing accumulated');
     for (const [k, v] of [['rows', rows], ['cols', cols], ['n', n], ['wOffset', wOffset], ['xOffset', xOffset], ['yOffset', yOffset], ['yStride', yStride]] as const) checkCount(k, v);
     if (cols % f.blockElems !== 0) bad(`cols ${cols} is not a multiple of ${f.blockElems} (a ${ggmlTypeName(wtype)} block)`);
     if (yStride < outRows) bad(`yStride ${yStride} is below rows ${outRows}`);
@@ -375,8 +383,11 @@ export class WebGpuKernels {
     if (items) {
       // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s.
       const output: ItemOutput = swiglu ? 'swiglu' : accumulate ? 'add' : 'set';
-      const key = `matmul-items-${ggmlTypeName(wtype)}-${output}`;
-      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output)), buffers, Math.ceil(bySubgroup / ITEM_ROWS), rows * rowBytes);
+      // One token (decode) takes more rows per subgroup and no tile of tokens; each row's sum is the same expression either way.
+      const R = n > 1 ? ITEM_ROWS : swiglu ? 2 * Math.ceil(this.decodeRows / 2) : this.decodeRows;
+      const [T, U] = n > 1 ? [ITEM_TOKENS, 1] : [1, this.decodeItems];
+      const key = `matmul-items-${ggmlTypeName(wtype)}-${output}${n > 1 ? '' : `-r${R}u${U}`}`;
+      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output, R, T, U)), buffers, Math.ceil(bySubgroup / R), rows * rowBytes);
       return;
     }
     const acc = accumulate ? '-acc' : '';
@@ -406,7 +417,7 @@ export class WebGpuKernels {
 
   /** Whether matmul can take W's rows as (gate, up) pairs with `swiglu` for this weight type and row length (the item product's). */
   pairedSwiglu(wtype: GgmlType, cols: number): boolean {
-    return ITEM_ROWS === 2 && this.itemFormatFor(wtype, cols, 0) !== undefined;
+    return this.itemFormatFor(wtype, cols, 0) !== undefined;
   }
 
   /** y[r * dim + i] += bias[i] for `rows` rows of dim. */
@@ -438,8 +449,14 @@ export class WebGpuKernels {
     if (x.bytes < end || out.bytes < end || weight.bytes < dim * 4) bad('rmsNorm: a tensor is too small');
     if (rows === 0) return;
     const params = this.uniform(new Uint32Array([rows, dim, new Uint32Array(new Float32Array([eps]).buffer)[0], stride]));
-    if (x.buffer === out.buffer) this.dispatch('rmsnorm-in-place', this.pipeline('rmsnorm-in-place', () => RMS_NORM_IN_PLACE), [x.buffer, weight.buffer, params], rows);
-    else this.dispatch('rmsnorm', this.pipeline('rmsnorm', () => RMS_NORM), [x.buffer, weight.buffer, params, out.buffer], rows);
+    const wide = dim >= NORM_WIDE_FROM;
+    if (x.buffer === out.buffer) {
+      const key = wide ? 'rmsnorm-wide-in-place' : 'rmsnorm-in-place';
+      this.dispatch(key, this.pipeline(key, () => (wide ? RMS_NORM_WIDE_IN_PLACE : RMS_NORM_IN_PLACE)), [x.buffer, weight.buffer, params], rows);
+    } else {
+      const key = wide ? 'rmsnorm-wide' : 'rmsnorm';
+      this.dispatch(key, this.pipeline(key, () => (wide ? RMS_NORM_WIDE : RMS_NORM)), [x.buffer, weight.buffer, params, out.buffer], rows);
+    }
   }
 
   /**

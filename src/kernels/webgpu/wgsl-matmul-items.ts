@@ -9,10 +9,17 @@
 import { store, WG } from './wgsl-ops.js';
 import { unrolled } from './wgsl-items.js';
 
-/** Rows one subgroup computes together (sharing each load of the activations). */
+/** Rows one subgroup computes together (sharing each load of the activations), for several tokens. */
 export const ITEM_ROWS = 2;
 /** Tokens whose sums one pass over the rows' items accumulates. */
 export const ITEM_TOKENS = 8;
+/**
+ * Rows a subgroup computes together for a single token (decode), and the items a lane loads at
+ * once there. Measured on an NVIDIA H200 (bench/gpu-step.ts --decode-rows): 4 or 8 rows, each
+ * sharing the activations' loads, ran slower than 2 (fewer subgroups to hide the loads' latency).
+ */
+export const ITEM_DECODE_ROWS = 2;
+export const ITEM_DECODE_ITEMS = 1;
 
 /**
  * What the item product does with a row's sum: writes it ('set'), adds it to y ('add': the residual
@@ -24,13 +31,24 @@ export const ITEM_TOKENS = 8;
 export type ItemOutput = 'set' | 'add' | 'swiglu';
 
 /**
- * WGSL of the item product over `words` (WGSL_WORDS) and a format's item decoder. Every loop over
- * rows, tokens of a tile and vec4s of an item is written out with constant indices; only the loop
- * over items and the one over tiles run as loops.
+ * WGSL of the item product over `words` (WGSL_WORDS) and a format's item decoder: R rows a
+ * subgroup, tiles of T tokens, U items a lane loads before it sums any (U > 1 keeps more loads in
+ * flight; a row's sum still adds its lane's items in order, so every R, T and U give the same
+ * bits). Every loop over rows, tokens of a tile and vec4s of an item is written out with constant
+ * indices; only the loop over items and the one over tiles run as loops.
  */
-export function matmulItemsWgsl(words: string, items: string, unitElems: number, unitBytes: number, itemsPerUnit: number, output: ItemOutput = 'set'): string {
-  const R = ITEM_ROWS;
-  const T = ITEM_TOKENS;
+export function matmulItemsWgsl(
+  words: string,
+  items: string,
+  unitElems: number,
+  unitBytes: number,
+  itemsPerUnit: number,
+  output: ItemOutput = 'set',
+  R = ITEM_ROWS,
+  T = ITEM_TOKENS,
+  U = 1,
+): string {
+  if (output === 'swiglu' && R % 2 !== 0) throw new Error('a swiglu item product takes whole pairs of rows per subgroup');
   const rows = (f: (r: number) => string) => unrolled(R, f);
   return /* wgsl */ `
 enable subgroups;
@@ -54,20 +72,28 @@ ${rows((r) => `  let live${r} = r0 + ${r}u < P.rows;
   for (var t0 = 0u; t0 < P.n; t0 += ${T}u) {
     let nt = min(${T}u, P.n - t0);
 ${unrolled(T, (t) => `    var a${t} = array<f32, ${R}>();`)}
-    for (var c = lane; c < ni; c += sgs) {
-      let u = c / ${itemsPerUnit}u;
-      let i = c % ${itemsPerUnit}u;
-${rows((r) => `      var w${r} = array<vec4f, 8>();
-      if (live${r}) { w${r} = item_w(rb${r} + u * ${unitBytes}u, i); }`)}
-      let xb = P.x_off / 4u + u * ${unitElems / 4}u + t0 * cv;
-${unrolled(8, (k) => `      let o${k} = xb + item_x(i, ${k}u) / 4u;`)}
+    for (var c = lane; c < ni; c += ${U}u * sgs) {
+${unrolled(
+  U,
+  (q) => `      let c${q} = c + ${q}u * sgs;
+      let ok${q} = c${q} < ni;
+      let u${q} = c${q} / ${itemsPerUnit}u;
+      let i${q} = c${q} % ${itemsPerUnit}u;
+${rows((r) => `      var w${q}_${r} = array<vec4f, 8>();
+      if (ok${q} && live${r}) { w${q}_${r} = item_w(rb${r} + u${q} * ${unitBytes}u, i${q}); }`)}`,
+)}
+${unrolled(
+  U,
+  (q) => `      let xb${q} = P.x_off / 4u + u${q} * ${unitElems / 4}u + t0 * cv;
+${unrolled(8, (k) => `      let o${q}_${k} = xb${q} + item_x(i${q}, ${k}u) / 4u;`)}
 ${unrolled(
   T,
-  (t) => `      if (${t}u < nt) {
+  (t) => `      if (ok${q} && ${t}u < nt) {
         let xt = ${t}u * cv;
-${unrolled(8, (k) => `        let x${k} = xv[o${k} + xt];`)}
-${rows((r) => `        a${t}[${r}] += ${Array.from({ length: 8 }, (_, k) => `dot(w${r}[${k}], x${k})`).join(' + ')};`)}
+${unrolled(8, (k) => `        let x${k} = xv[o${q}_${k} + xt];`)}
+${rows((r) => `        a${t}[${r}] += ${Array.from({ length: 8 }, (_, k) => `dot(w${q}_${r}[${k}], x${k})`).join(' + ')};`)}
       }`,
+)}`,
 )}
     }
 ${unrolled(
@@ -76,7 +102,11 @@ ${unrolled(
 ${rows((r) => `      let total${t}_${r} = subgroupAdd(a${t}[${r}]);`)}
 ${
   output === 'swiglu'
-    ? `      if (live1 && lane == 0u) { y[P.y_off + (t0 + ${t}u) * P.y_stride + r0 / 2u] = total${t}_0 / (1.0 + exp(-total${t}_0)) * total${t}_1; }`
+    ? unrolled(
+        R / 2,
+        (j) =>
+          `      if (live${2 * j + 1} && lane == 0u) { y[P.y_off + (t0 + ${t}u) * P.y_stride + r0 / 2u + ${j}u] = total${t}_${2 * j} / (1.0 + exp(-total${t}_${2 * j})) * total${t}_${2 * j + 1}; }`,
+      )
     : rows((r) => `      if (live${r} && lane == 0u) { ${store(`P.y_off + (t0 + ${t}u) * P.y_stride + r0 + ${r}u`, `total${t}_${r}`, output === 'add')} }`)
 }
     }`,

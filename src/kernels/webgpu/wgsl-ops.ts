@@ -5,6 +5,7 @@
  * score row over the whole context). Each mirrors its CPU twin in src/kernels/reference/ops.ts.
  * Sums are f32 here (the CPU keeps some in f64), so GPU and CPU agree to rounding, not bit for bit.
  */
+import { unrolled } from './wgsl-items.js';
 
 /** Workgroup size of the row kernels (matmul, norm, attention): a multiple of every GPU's SIMD width. */
 export const WG = 64;
@@ -159,36 +160,78 @@ ${w4RowLoop(blockElems, blockBytes, (tt, e) => `P.x_off + (t0 + ${tt}) * P.cols 
 `;
 }
 
+/** Threads of the norm's workgroup for long rows (a model's hidden state), and the row length from which it is used. */
+export const NORM_WG = 256;
+export const NORM_WIDE_FROM = 512;
+
 /**
  * out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row of dim, rows `stride`
- * apart in x and out (MLA norms the latent part of each cached row); or in place into x.
+ * apart in x and out (MLA norms the latent part of each cached row); or in place into x. `wg`
+ * threads: WG for short rows (the heads of a QK norm), NORM_WG for long ones, where each thread
+ * loads four elements before it sums them (a single decode token's norm is one workgroup, and
+ * one load at a time left it waiting on memory for most of its time).
  */
-function rmsNormWgsl(inPlace: boolean): string {
+function rmsNormWgsl(inPlace: boolean, wg = WG): string {
+  const dst = inPlace ? 'x' : 'out';
   return /* wgsl */ `
 struct Params { rows: u32, dim: u32, eps: f32, stride: u32 }
 @group(0) @binding(0) var<storage, ${inPlace ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 ${inPlace ? '' : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'}
 @group(0) @binding(2) var<uniform> P: Params;
-var<workgroup> red: array<f32, ${WG}>;
-fn add2(a: f32, b: f32) -> f32 { return a + b; }
-@compute @workgroup_size(${WG})
+var<workgroup> red: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let r = wg.x + wg.y * 32768u;
   if (r >= P.rows) { return; }
   let o = r * P.stride;
-  var s = 0.0;
-  for (var i = li; i < P.dim; i += ${WG}u) { s += x[o + i] * x[o + i]; }
-  red[li] = s;
-  ${REDUCE('add2')}
+  var s0 = 0.0;
+  var s1 = 0.0;
+  var s2 = 0.0;
+  var s3 = 0.0;
+  var i = li;
+  for (; i + ${3 * wg}u < P.dim; i += ${4 * wg}u) {
+    let a = x[o + i];
+    let b = x[o + i + ${wg}u];
+    let c = x[o + i + ${2 * wg}u];
+    let d = x[o + i + ${3 * wg}u];
+    s0 += a * a;
+    s1 += b * b;
+    s2 += c * c;
+    s3 += d * d;
+  }
+  for (; i < P.dim; i += ${wg}u) { s0 += x[o + i] * x[o + i]; }
+  red[li] = (s0 + s1) + (s2 + s3);
+  workgroupBarrier();
+  for (var k = ${wg / 2}u; k > 0u; k >>= 1u) {
+    if (li < k) { red[li] = red[li] + red[li + k]; }
+    workgroupBarrier();
+  }
   let scale = 1.0 / sqrt(red[0] / f32(P.dim) + P.eps);
-  for (var i = li; i < P.dim; i += ${WG}u) { ${inPlace ? 'x' : 'out'}[o + i] = (x[o + i] * scale) * weight[i]; }
+  var j = li;
+  for (; j + ${3 * wg}u < P.dim; j += ${4 * wg}u) {
+    let a = x[o + j];
+    let b = x[o + j + ${wg}u];
+    let c = x[o + j + ${2 * wg}u];
+    let d = x[o + j + ${3 * wg}u];
+    let wa = weight[j];
+    let wb = weight[j + ${wg}u];
+    let wc = weight[j + ${2 * wg}u];
+    let wd = weight[j + ${3 * wg}u];
+    ${dst}[o + j] = (a * scale) * wa;
+    ${dst}[o + j + ${wg}u] = (b * scale) * wb;
+    ${dst}[o + j + ${2 * wg}u] = (c * scale) * wc;
+    ${dst}[o + j + ${3 * wg}u] = (d * scale) * wd;
+  }
+  for (; j < P.dim; j += ${wg}u) { ${dst}[o + j] = (x[o + j] * scale) * weight[j]; }
 }
 `;
 }
 
 export const RMS_NORM = rmsNormWgsl(false);
 export const RMS_NORM_IN_PLACE = rmsNormWgsl(true);
+export const RMS_NORM_WIDE = rmsNormWgsl(false, NORM_WG);
+export const RMS_NORM_WIDE_IN_PLACE = rmsNormWgsl(true, NORM_WG);
 
 /**
  * Rotates x in place by the angles in `table` (per token: nRot/2 cosines then nRot/2 sines): head h
@@ -321,12 +364,24 @@ const ATTENTION_F16_READERS = /* wgsl */ `
 fn load_query(v: f32) -> f32 { return unpack2x16float(pack2x16float(vec2f(v, 0.0))).x; }
 fn round_query(li: u32, d: u32) {}
 fn k_dot(ko: u32, d: u32) -> f32 {
-  var dt = 0.0;
-  for (var i = 0u; i < d; i += 2u) {
-    let kv = unpack2x16float(kc[(ko + i) >> 1u]);
-    dt += kv.x * qs[i] + kv.y * qs[i + 1u];
+  // Four words loaded before any is used, two sums: a key row is a chain of loads otherwise.
+  var d0 = 0.0;
+  var d1 = 0.0;
+  var i = 0u;
+  for (; i + 8u <= d; i += 8u) {
+    let w = (ko + i) >> 1u;
+    let k0 = unpack2x16float(kc[w]);
+    let k1 = unpack2x16float(kc[w + 1u]);
+    let k2 = unpack2x16float(kc[w + 2u]);
+    let k3 = unpack2x16float(kc[w + 3u]);
+    d0 += k0.x * qs[i] + k0.y * qs[i + 1u] + k1.x * qs[i + 2u] + k1.y * qs[i + 3u];
+    d1 += k2.x * qs[i + 4u] + k2.y * qs[i + 5u] + k3.x * qs[i + 6u] + k3.y * qs[i + 7u];
   }
-  return dt;
+  for (; i < d; i += 2u) {
+    let kv = unpack2x16float(kc[(ko + i) >> 1u]);
+    d0 += kv.x * qs[i] + kv.y * qs[i + 1u];
+  }
+  return d0 + d1;
 }
 fn v_at(e: u32) -> f32 { let v = unpack2x16float(vc[e >> 1u]); return select(v.x, v.y, (e & 1u) == 1u); }
 `;
@@ -370,8 +425,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   if (P.window > 0u && n_ctx > P.window) { first = n_ctx - P.window; }
   var m = LOWEST;
   var l = 0.0;
-  var acc: array<f32, ${ATTENTION_ACC}>;
-  for (var k = 0u; k < ${ATTENTION_ACC}u; k++) { acc[k] = 0.0; }
+${unrolled(ATTENTION_ACC, (k) => `  var acc${k} = 0.0;`)}
   for (var c0 = first; c0 < n_ctx; c0 += ${WG}u) {
     let j = c0 + li;
     var s = LOWEST;
@@ -391,14 +445,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     l = l * a + red[0];
     m = mc;
     let rows = min(${WG}u, n_ctx - c0);
-    for (var k = 0u; k < ${ATTENTION_ACC}u; k++) {
-      let dim = li + k * ${WG}u;
-      if (dim < vd) {
-        var s2 = 0.0;
-        for (var r = 0u; r < rows; r++) { s2 += wts[r] * v_at((c0 + r) * P.v_row + kvh * vd + dim); }
-        acc[k] = acc[k] * a + s2;
+${unrolled(
+  ATTENTION_ACC,
+  (k) => `    if (li + ${k * WG}u < vd) {
+      // Four rows' values loaded before any is used, in four sums.
+      let vb = c0 * P.v_row + kvh * vd + li + ${k * WG}u;
+      var v0 = 0.0;
+      var v1 = 0.0;
+      var v2 = 0.0;
+      var v3 = 0.0;
+      var r = 0u;
+      for (; r + 3u < rows; r += 4u) {
+        let e = vb + r * P.v_row;
+        v0 += wts[r] * v_at(e);
+        v1 += wts[r + 1u] * v_at(e + P.v_row);
+        v2 += wts[r + 2u] * v_at(e + 2u * P.v_row);
+        v3 += wts[r + 3u] * v_at(e + 3u * P.v_row);
       }
-    }
+      for (; r < rows; r++) { v0 += wts[r] * v_at(vb + r * P.v_row); }
+      acc${k} = acc${k} * a + ((v0 + v1) + (v2 + v3));
+    }`,
+)}
     workgroupBarrier();
   }
   var a = 1.0;
@@ -409,10 +476,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     l = l * a + exp(sink - mx);
   }
   let oo = P.out_off + (t * P.n_head + h) * vd;
-  for (var k = 0u; k < ${ATTENTION_ACC}u; k++) {
-    let dim = li + k * ${WG}u;
-    if (dim < vd) { out[oo + dim] = acc[k] * a / l; }
-  }
+${unrolled(ATTENTION_ACC, (k) => `  if (li + ${k * WG}u < vd) { out[oo + li + ${k * WG}u] = acc${k} * a / l; }`)}
 }
 `;
 }
