@@ -16,7 +16,7 @@ import { refAdd, refAttention, refRmsNorm, refRope, refStoreKv, refSwiglu } from
 import type { AttentionParams, RopeParams } from '../api.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { testGpu } from '../../../test/helpers/test-gpu.js';
-import { WebGpuKernels } from './gpu-kernels.js';
+import { ropeTable, WebGpuKernels } from './gpu-kernels.js';
 import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS } from './wgsl-matmul-items.js';
 
 // The item products on (as on a hardware GPU), and a second device with them off (as models run on
@@ -388,6 +388,46 @@ describe('GPU float kernels', { skip }, () => {
       );
     }
     assert.equal(gotK[0], 0, 'rows before pos0 untouched');
+  });
+
+  it('ropeStoreKvF16 gives the rope of q and k and the F16 store, bit for bit: normal and neox, partial rotation, a span after the first row', async () => {
+    const g = gpu!;
+    const rand = seededRandom(41);
+    const [batch, t0, n] = [5, 2, 3];
+    const [nHead, nKvHead, headDim, pos0] = [6, 2, 40, 9];
+    const rowElems = nKvHead * headDim;
+    const positions = Int32Array.from([3, 4, 9, 10, 11]);
+    const cases: RopeParams[] = [
+      { nRot: 40, freqBase: 10000, freqScale: 1, mode: 'normal' },
+      { nRot: 24, freqBase: 1000000, freqScale: 0.5, mode: 'neox' },
+      { nRot: 16, freqBase: 10000, freqScale: 1, mode: 'normal' },
+    ];
+    for (const p of cases) {
+      const q = randomF32(batch * nHead * headDim, rand);
+      const k = randomF32(batch * rowElems, rand, 4);
+      const v = randomF32(batch * rowElems, rand, 4);
+      const table = g.upload(ropeTable(positions, batch, p));
+      const cacheBytes = (pos0 + n + 2) * rowElems * 2;
+      // The separate kernels: rope of q and k over the span's rows, then the store.
+      const q1 = g.upload(q);
+      const k1 = g.upload(k);
+      const [kc1, vc1] = [g.tensor(cacheBytes), g.tensor(cacheBytes)];
+      // rope reads the table from its first row: the span's rows of it.
+      const spanTable = g.upload(ropeTable(positions.subarray(t0), n, p));
+      g.rope(q1, n, nHead, headDim, spanTable, p, { tokenStride: nHead * headDim, headStride: headDim, offset: t0 * nHead * headDim });
+      g.rope(k1, n, nKvHead, headDim, spanTable, p, { tokenStride: rowElems, headStride: headDim, offset: t0 * rowElems });
+      g.storeKvF16(k1, g.upload(v), kc1, vc1, rowElems, pos0, n, t0);
+      // One dispatch.
+      const q2 = g.upload(q);
+      const k2 = g.upload(k);
+      const [kc2, vc2] = [g.tensor(cacheBytes), g.tensor(cacheBytes)];
+      g.ropeStoreKvF16(q2, k2, g.upload(v), kc2, vc2, table, { nTokens: n, nHead, nKvHead, headDim, pos0, t0 }, p);
+      const what = `${p.mode} nRot ${p.nRot}`;
+      assert.deepEqual(new Uint16Array(await g.read(kc2)), new Uint16Array(await g.read(kc1)), `keys, ${what}`);
+      assert.deepEqual(new Uint16Array(await g.read(vc2)), new Uint16Array(await g.read(vc1)), `values, ${what}`);
+      assert.deepEqual(await g.readF32(q2), await g.readF32(q1), `queries, ${what}`);
+      assert.deepEqual(await g.readF32(k2), Float32Array.from(k), `k left as it was, ${what}`);
+    }
   });
 
   it('attention over an F16 cache equals the CPU twin: GQA ratios, head sizes, depth, windows, sinks', async () => {

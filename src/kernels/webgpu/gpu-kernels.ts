@@ -17,7 +17,7 @@ import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
 import { gpuItemFormat, type GpuItemFormat } from './wgsl-items.js';
 import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS, ITEM_ROWS, ITEM_TOKENS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, ROPE_STORE_KV_F16, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -65,6 +65,18 @@ export type GpuKvType = GgmlType.F16 | GgmlType.Q8_0;
 /** Bytes of `elems` cache elements of `type` (Q8_0: whole 34-byte blocks of 32). */
 export function gpuKvBytes(type: GpuKvType, elems: number): number {
   return type === GgmlType.Q8_0 ? (elems / 32) * 34 : elems * 2;
+}
+
+/** The tokens ropeStoreKvF16 takes: a span of a batch and where its rows go in the cache. */
+export interface RopeStoreShape {
+  readonly nTokens: number;
+  readonly nHead: number;
+  readonly nKvHead: number;
+  readonly headDim: number;
+  /** Cache row of the span's first token. */
+  readonly pos0: number;
+  /** Batch row of the span's first token (in q, k, v and the rope table). */
+  readonly t0: number;
 }
 
 /** Where rope finds each head: head h of token t starts at t x tokenStride + h x headStride + offset. */
@@ -480,6 +492,31 @@ export class WebGpuKernels {
     }
     const params = this.uniform(new Uint32Array([nTokens, nHeads, tokenStride, p.nRot, p.mode === 'neox' ? 1 : 0, headStride, offset, 0]));
     this.dispatchThreads('rope', this.pipeline('rope', () => ROPE), [x.buffer, table, params], (nTokens * nHeads * p.nRot) / 2);
+  }
+
+  /**
+   * The span of tokens [t0, t0 + nTokens) of a batch: its queries q (rows of nHead x headDim)
+   * rotated in place, its keys k (rows of nKvHead x headDim) rotated and written with its values v
+   * into rows [pos0, pos0 + nTokens) of F16 caches: rope of q, rope of k and storeKvF16 in one
+   * dispatch, with the same results. `table` is the step's rope table (ropeTable, one row per token
+   * of the batch). k is left as it was.
+   */
+  ropeStoreKvF16(q: GpuTensor, k: GpuTensor, v: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, table: GpuTensor, s: RopeStoreShape, p: RopeParams): void {
+    const { nTokens: n, nHead, nKvHead, headDim: d, pos0, t0 } = s;
+    for (const [name, x] of [['nTokens', n], ['nHead', nHead], ['nKvHead', nKvHead], ['headDim', d], ['pos0', pos0], ['t0', t0]] as const) checkCount(name, x);
+    if (p.nRot % 2 !== 0 || p.nRot > d || p.nRot <= 0) bad(`nRot must be even and at most headDim (got ${p.nRot})`);
+    const rowElems = nKvHead * d;
+    if (rowElems % 2 !== 0) bad(`an F16 cache on the GPU needs rows of an even number of elements (got ${rowElems})`);
+    if (n === 0) return;
+    const end = t0 + n;
+    if (q.bytes < end * nHead * d * 4 || k.bytes < end * rowElems * 4 || v.bytes < end * rowElems * 4) bad('ropeStoreKv: q, k or v is too small');
+    if (table.bytes < end * p.nRot * 4) bad('ropeStoreKv: the table is too small');
+    if (kCache.bytes < (pos0 + n) * rowElems * 2 || vCache.bytes < (pos0 + n) * rowElems * 2) bad('ropeStoreKv: a cache is too small');
+    const qPairs = (n * nHead * p.nRot) / 2;
+    const kWords = (n * rowElems) / 2;
+    const params = this.uniform(new Uint32Array([n, nHead, nKvHead, d, p.nRot, p.mode === 'neox' ? 1 : 0, pos0, t0, qPairs, kWords, 0, 0]));
+    const buffers = [q.buffer, k.buffer, v.buffer, table.buffer, kCache.buffer, vCache.buffer, params];
+    this.dispatchThreads('rope-store-kv', this.pipeline('rope-store-kv', () => ROPE_STORE_KV_F16), buffers, qPairs + 2 * kWords);
   }
 
   /** out[i] = silu(gate[i]) * up[i] for i < n. out may be gate or up. */

@@ -328,6 +328,82 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
+/**
+ * A span of tokens' RoPE and cache store in one dispatch: rotates the queries of tokens [t0, t0 + n)
+ * in place (ROPE over rows of n_head x head_dim), and writes their keys, rotated, and values into
+ * rows [pos0, pos0 + n) of F16 caches (STORE_KV_F16). Each thread makes one word of the key cache
+ * (two elements, each rotated from its own pair, so no two threads write one word) or of the value
+ * cache, with the same arithmetic as ROPE then STORE_KV_F16. The keys are read, not rotated in place.
+ */
+export const ROPE_STORE_KV_F16 = /* wgsl */ `
+struct Params { tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32, n_rot: u32, neox: u32, pos0: u32, t0: u32, q_pairs: u32, k_words: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read> table: array<f32>;
+@group(0) @binding(4) var<storage, read_write> kc: array<u32>;
+@group(0) @binding(5) var<storage, read_write> vc: array<u32>;
+@group(0) @binding(6) var<uniform> P: Params;
+/** Element e (of a row of keys) of token t, rotated. */
+fn k_rot(e: u32, t: u32) -> f32 {
+  let d = e % P.head_dim;
+  if (d >= P.n_rot) { return k[e]; }
+  let base = e - d;
+  let half = P.n_rot / 2u;
+  var i = d / 2u;
+  var a = base + 2u * i;
+  var b = a + 1u;
+  var second = (d & 1u) == 1u;
+  if (P.neox != 0u) {
+    i = d % half;
+    a = base + i;
+    b = a + half;
+    second = d >= half;
+  }
+  let c = table[t * P.n_rot + i];
+  let s = table[t * P.n_rot + half + i];
+  let x0 = k[a];
+  let x1 = k[b];
+  if (second) { return x0 * s + x1 * c; }
+  return x0 * c - x1 * s;
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let idx = gid.x + gid.y * nwg.x * ${WG}u;
+  let half = P.n_rot / 2u;
+  let row_elems = P.n_kv_head * P.head_dim;
+  if (idx < P.q_pairs) {
+    let i = idx % half;
+    let th = idx / half + P.t0 * P.n_head;
+    let t = th / P.n_head;
+    let base = th * P.head_dim;
+    var a = base + 2u * i;
+    var b = a + 1u;
+    if (P.neox != 0u) { a = base + i; b = a + half; }
+    let c = table[t * P.n_rot + i];
+    let s = table[t * P.n_rot + half + i];
+    let x0 = q[a];
+    let x1 = q[b];
+    q[a] = x0 * c - x1 * s;
+    q[b] = x0 * s + x1 * c;
+    return;
+  }
+  var w = idx - P.q_pairs;
+  let at = P.pos0 * row_elems / 2u;
+  if (w < P.k_words) {
+    let e = P.t0 * row_elems + 2u * w;
+    let t = e / row_elems;
+    kc[at + w] = pack2x16float(vec2f(k_rot(e, t), k_rot(e + 1u, t)));
+    return;
+  }
+  w -= P.k_words;
+  if (w < P.k_words) {
+    let e = P.t0 * row_elems + 2u * w;
+    vc[at + w] = pack2x16float(vec2f(v[e], v[e + 1u]));
+  }
+}
+`;
+
 /** Rows of one F16 cache from f32 rows (a key-only cache: latent attention's), as STORE_KV_F16 stores two. */
 export const STORE_F16 = /* wgsl */ `
 struct Params { pairs: u32, row_elems: u32, pos0: u32, src_off: u32 }

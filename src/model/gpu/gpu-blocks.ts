@@ -6,6 +6,7 @@
  */
 import { CairnError } from '../../util/errors.js';
 import type { RopeParams } from '../../kernels/api.js';
+import { GgmlType } from '../../gguf/ggml-types.js';
 import { ropeTable, type GpuKvType, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import { YarnRope } from '../blocks/yarn-rope.js';
 import type { SeqSpan } from '../batch.js';
@@ -149,13 +150,18 @@ export class GpuGqaAttention implements GpuBlock {
     if (this.qNorm) gpu.rmsNorm(q, this.qNorm, n * s.nHead, hd, s.rmsEps, q);
     if (this.kNorm) gpu.rmsNorm(k, this.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
     const table = step.ropeTable(this.tableKey, this.rope.nRot, this.fillTable);
-    gpu.rope(q, n, s.nHead, hd, table, this.rope);
-    gpu.rope(k, n, s.nKvHead, hd, table, this.rope);
+    // An F16 cache takes each span's rotations and its store in one dispatch.
+    const fused = step.kv.type === GgmlType.F16;
+    if (!fused) {
+      gpu.rope(q, n, s.nHead, hd, table, this.rope);
+      gpu.rope(k, n, s.nKvHead, hd, table, this.rope);
+    }
     const attn = this.sa.t;
     for (const sp of step.spans) {
       const kc = step.kv.keys(step.layer, sp.slot);
       const vc = step.kv.values(step.layer, sp.slot);
-      gpu.storeKv(step.kv.type, k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
+      if (fused) gpu.ropeStoreKvF16(q, k, v, kc, vc, table, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, t0: sp.start }, this.rope);
+      else gpu.storeKv(step.kv.type, k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
       const p = { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd), window: s.window, sinks: this.sinks, kvType: step.kv.type };
       gpu.attention(q, kc, vc, p, attn, sp.start);
     }
