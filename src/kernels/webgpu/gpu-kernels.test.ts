@@ -427,6 +427,23 @@ describe('GPU float kernels', { skip }, () => {
       assert.deepEqual(new Uint16Array(await g.read(vc2)), new Uint16Array(await g.read(vc1)), `values, ${what}`);
       assert.deepEqual(await g.readF32(q2), await g.readF32(q1), `queries, ${what}`);
       assert.deepEqual(await g.readF32(k2), Float32Array.from(k), `k left as it was, ${what}`);
+      // q, k and v in one tensor (a stacked Q/K/V product's), and q with k in one and v apart.
+      const wantQ = await g.readF32(q1);
+      for (const stacked of ['qkv', 'qk'] as const) {
+        const parts = stacked === 'qkv' ? [q, k, v] : [q, k];
+        const one = new Float32Array(7 + parts.reduce((a, x) => a + x.length, 0));
+        one.set(q, 7);
+        one.set(k, 7 + q.length);
+        if (stacked === 'qkv') one.set(v, 7 + q.length + k.length);
+        const t = g.upload(one);
+        const vt = stacked === 'qkv' ? t : g.upload(v);
+        const [kc3, vc3] = [g.tensor(cacheBytes), g.tensor(cacheBytes)];
+        const offsets = { qOff: 7, kOff: 7 + q.length, vOff: stacked === 'qkv' ? 7 + q.length + k.length : 0 };
+        g.ropeStoreKvF16(t, t, vt, kc3, vc3, table, { nTokens: n, nHead, nKvHead, headDim, pos0, t0, ...offsets }, p);
+        assert.deepEqual(new Uint16Array(await g.read(kc3)), new Uint16Array(await g.read(kc1)), `keys, ${what}, ${stacked} in one tensor`);
+        assert.deepEqual(new Uint16Array(await g.read(vc3)), new Uint16Array(await g.read(vc1)), `values, ${what}, ${stacked} in one tensor`);
+        assert.deepEqual((await g.readF32(t)).subarray(7, 7 + q.length), wantQ, `queries, ${what}, ${stacked} in one tensor`);
+      }
     }
   });
 
@@ -521,6 +538,27 @@ describe('GPU float kernels', { skip }, () => {
         }
       }
       for (const t of [xt, wt, out]) g.free(t);
+    }
+  });
+
+  it('rmsNorm from an element offset (the keys after the queries of a stacked product) leaves what is before and after it alone', async () => {
+    const g = gpu!;
+    const rand = seededRandom(17);
+    for (const [rows, dim, offset] of [
+      [3, 64, 200],
+      [1, 1024, 13],
+    ]) {
+      const total = offset + rows * dim + 9;
+      const x = randomF32(total, rand, 2);
+      const w = randomF32(dim, rand);
+      const want = x.slice();
+      refRmsNorm(x.subarray(offset, offset + rows * dim), w, rows, dim, 1e-6, want.subarray(offset, offset + rows * dim));
+      const xt = g.upload(x);
+      g.rmsNorm(xt, g.upload(w), rows, dim, 1e-6, xt, dim, offset);
+      const got = await g.readF32(xt, total);
+      assertClose(got.subarray(offset, offset + rows * dim), want.subarray(offset, offset + rows * dim), { rtol: 2e-6, atol: 1e-7 }, `rmsNorm ${rows}x${dim} from ${offset}`);
+      assert.deepEqual(got.subarray(0, offset), x.subarray(0, offset), 'before it');
+      assert.deepEqual(got.subarray(offset + rows * dim), x.subarray(offset + rows * dim), 'after it');
     }
   });
 

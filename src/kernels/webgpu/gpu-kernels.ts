@@ -17,7 +17,7 @@ import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
 import { gpuItemFormat, type GpuItemFormat } from './wgsl-items.js';
 import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS, ITEM_ROWS, ITEM_TOKENS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
-import { ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, ROPE_STORE_KV_F16, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { type QkvBinding, ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, ropeStoreKvWgsl, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -77,6 +77,10 @@ export interface RopeStoreShape {
   readonly pos0: number;
   /** Batch row of the span's first token (in q, k, v and the rope table). */
   readonly t0: number;
+  /** Elements of q's, k's and v's tensors before their first row (default 0): they may be one tensor. */
+  readonly qOff?: number;
+  readonly kOff?: number;
+  readonly vOff?: number;
 }
 
 /** Where rope finds each head: head h of token t starts at t x tokenStride + h x headStride + offset. */
@@ -451,16 +455,17 @@ export class WebGpuKernels {
     this.pendingUse.add(src.buffer).add(dst.buffer);
   }
 
-  /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim `stride` apart (default dim). out may be x. */
-  rmsNorm(x: GpuTensor, weight: GpuTensor, rows: number, dim: number, eps: number, out: GpuTensor, stride = dim): void {
+  /** out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, rows of dim `stride` apart (default dim) from element `offset`. out may be x. */
+  rmsNorm(x: GpuTensor, weight: GpuTensor, rows: number, dim: number, eps: number, out: GpuTensor, stride = dim, offset = 0): void {
     checkCount('rows', rows);
     checkCount('dim', dim);
     checkCount('stride', stride);
+    checkCount('offset', offset);
     if (stride < dim) bad(`rmsNorm: stride ${stride} is below dim ${dim}`);
-    const end = rows > 0 ? ((rows - 1) * stride + dim) * 4 : 0;
+    const end = rows > 0 ? (offset + (rows - 1) * stride + dim) * 4 : 0;
     if (x.bytes < end || out.bytes < end || weight.bytes < dim * 4) bad('rmsNorm: a tensor is too small');
     if (rows === 0) return;
-    const params = this.uniform(new Uint32Array([rows, dim, new Uint32Array(new Float32Array([eps]).buffer)[0], stride]));
+    const params = this.uniform(new Uint32Array([rows, dim, new Uint32Array(new Float32Array([eps]).buffer)[0], stride, offset, 0, 0, 0]));
     const wide = dim >= NORM_WIDE_FROM;
     if (x.buffer === out.buffer) {
       const key = wide ? 'rmsnorm-wide-in-place' : 'rmsnorm-in-place';
@@ -502,21 +507,27 @@ export class WebGpuKernels {
    * of the batch). k is left as it was.
    */
   ropeStoreKvF16(q: GpuTensor, k: GpuTensor, v: GpuTensor, kCache: GpuTensor, vCache: GpuTensor, table: GpuTensor, s: RopeStoreShape, p: RopeParams): void {
-    const { nTokens: n, nHead, nKvHead, headDim: d, pos0, t0 } = s;
-    for (const [name, x] of [['nTokens', n], ['nHead', nHead], ['nKvHead', nKvHead], ['headDim', d], ['pos0', pos0], ['t0', t0]] as const) checkCount(name, x);
+    const { nTokens: n, nHead, nKvHead, headDim: d, pos0, t0, qOff = 0, kOff = 0, vOff = 0 } = s;
+    for (const [name, x] of [['nTokens', n], ['nHead', nHead], ['nKvHead', nKvHead], ['headDim', d], ['pos0', pos0], ['t0', t0], ['qOff', qOff], ['kOff', kOff], ['vOff', vOff]] as const) checkCount(name, x);
     if (p.nRot % 2 !== 0 || p.nRot > d || p.nRot <= 0) bad(`nRot must be even and at most headDim (got ${p.nRot})`);
     const rowElems = nKvHead * d;
     if (rowElems % 2 !== 0) bad(`an F16 cache on the GPU needs rows of an even number of elements (got ${rowElems})`);
     if (n === 0) return;
     const end = t0 + n;
-    if (q.bytes < end * nHead * d * 4 || k.bytes < end * rowElems * 4 || v.bytes < end * rowElems * 4) bad('ropeStoreKv: q, k or v is too small');
+    if (q.bytes < (qOff + end * nHead * d) * 4 || k.bytes < (kOff + end * rowElems) * 4 || v.bytes < (vOff + end * rowElems) * 4) bad('ropeStoreKv: q, k or v is too small');
     if (table.bytes < end * p.nRot * 4) bad('ropeStoreKv: the table is too small');
     if (kCache.bytes < (pos0 + n) * rowElems * 2 || vCache.bytes < (pos0 + n) * rowElems * 2) bad('ropeStoreKv: a cache is too small');
+    let binding: QkvBinding;
+    let sources: GPUBuffer[];
+    if (q.buffer === k.buffer && k.buffer === v.buffer) [binding, sources] = ['qkv', [q.buffer]];
+    else if (q.buffer === k.buffer) [binding, sources] = ['qk', [q.buffer, v.buffer]];
+    else if (q.buffer !== v.buffer) [binding, sources] = ['separate', [q.buffer, k.buffer, v.buffer]];
+    else bad('ropeStoreKv: q and v in one tensor without k');
     const qPairs = (n * nHead * p.nRot) / 2;
     const kWords = (n * rowElems) / 2;
-    const params = this.uniform(new Uint32Array([n, nHead, nKvHead, d, p.nRot, p.mode === 'neox' ? 1 : 0, pos0, t0, qPairs, kWords, 0, 0]));
-    const buffers = [q.buffer, k.buffer, v.buffer, table.buffer, kCache.buffer, vCache.buffer, params];
-    this.dispatchThreads('rope-store-kv', this.pipeline('rope-store-kv', () => ROPE_STORE_KV_F16), buffers, qPairs + 2 * kWords);
+    const params = this.uniform(new Uint32Array([n, nHead, nKvHead, d, p.nRot, p.mode === 'neox' ? 1 : 0, pos0, t0, qPairs, kWords, qOff, kOff, vOff, 0, 0, 0]));
+    const key = `rope-store-kv-${binding}`;
+    this.dispatchThreads(key, this.pipeline(key, () => ropeStoreKvWgsl(binding)), [...sources, table.buffer, kCache.buffer, vCache.buffer, params], qPairs + 2 * kWords);
   }
 
   /** out[i] = silu(gate[i]) * up[i] for i < n. out may be gate or up. */

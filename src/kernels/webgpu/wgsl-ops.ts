@@ -166,7 +166,8 @@ export const NORM_WIDE_FROM = 512;
 
 /**
  * out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight: one workgroup per row of dim, rows `stride`
- * apart in x and out (MLA norms the latent part of each cached row); or in place into x. `wg`
+ * apart in x and out from element `offset` (MLA norms the latent part of each cached row, a QK norm
+ * the keys after the queries); or in place into x. `wg`
  * threads: WG for short rows (the heads of a QK norm), NORM_WG for long ones, where each thread
  * loads four elements before it sums them (a single decode token's norm is one workgroup, and
  * one load at a time left it waiting on memory for most of its time).
@@ -174,7 +175,7 @@ export const NORM_WIDE_FROM = 512;
 function rmsNormWgsl(inPlace: boolean, wg = WG): string {
   const dst = inPlace ? 'x' : 'out';
   return /* wgsl */ `
-struct Params { rows: u32, dim: u32, eps: f32, stride: u32 }
+struct Params { rows: u32, dim: u32, eps: f32, stride: u32, offset: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, ${inPlace ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 ${inPlace ? '' : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'}
@@ -184,7 +185,7 @@ var<workgroup> red: array<f32, ${wg}>;
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let r = wg.x + wg.y * 32768u;
   if (r >= P.rows) { return; }
-  let o = r * P.stride;
+  let o = P.offset + r * P.stride;
   var s0 = 0.0;
   var s1 = 0.0;
   var s2 = 0.0;
@@ -329,25 +330,41 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 /**
+ * Where ropeStoreKvWgsl finds q, k and v: three buffers, q and k in one (v apart), or all three in
+ * one (a decode token's stacked Q/K/V product). WebGPU lets no buffer be bound for writing and for
+ * anything else in one dispatch, so a shared buffer is bound once.
+ */
+export type QkvBinding = 'separate' | 'qk' | 'qkv';
+
+/**
  * A span of tokens' RoPE and cache store in one dispatch: rotates the queries of tokens [t0, t0 + n)
  * in place (ROPE over rows of n_head x head_dim), and writes their keys, rotated, and values into
  * rows [pos0, pos0 + n) of F16 caches (STORE_KV_F16). Each thread makes one word of the key cache
  * (two elements, each rotated from its own pair, so no two threads write one word) or of the value
- * cache, with the same arithmetic as ROPE then STORE_KV_F16. The keys are read, not rotated in place.
+ * cache, with the same arithmetic as ROPE then STORE_KV_F16. The keys are read, not rotated in
+ * place. q, k and v start at elements q_off, k_off and v_off of their buffers (see QkvBinding).
  */
-export const ROPE_STORE_KV_F16 = /* wgsl */ `
-struct Params { tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32, n_rot: u32, neox: u32, pos0: u32, t0: u32, q_pairs: u32, k_words: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read> table: array<f32>;
-@group(0) @binding(4) var<storage, read_write> kc: array<u32>;
-@group(0) @binding(5) var<storage, read_write> vc: array<u32>;
-@group(0) @binding(6) var<uniform> P: Params;
-/** Element e (of a row of keys) of token t, rotated. */
+export function ropeStoreKvWgsl(binding: QkvBinding): string {
+  const buffers =
+    binding === 'qkv'
+      ? ['@group(0) @binding(0) var<storage, read_write> x: array<f32>;']
+      : binding === 'qk'
+        ? ['@group(0) @binding(0) var<storage, read_write> x: array<f32>;', '@group(0) @binding(1) var<storage, read> vs: array<f32>;']
+        : ['@group(0) @binding(0) var<storage, read_write> qs: array<f32>;', '@group(0) @binding(1) var<storage, read> ks: array<f32>;', '@group(0) @binding(2) var<storage, read> vs: array<f32>;'];
+  const n = buffers.length;
+  const [q, k, v] = binding === 'qkv' ? ['x', 'x', 'x'] : binding === 'qk' ? ['x', 'x', 'vs'] : ['qs', 'ks', 'vs'];
+  return /* wgsl */ `
+struct Params { tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32, n_rot: u32, neox: u32, pos0: u32, t0: u32, q_pairs: u32, k_words: u32, q_off: u32, k_off: u32, v_off: u32, pad0: u32, pad1: u32, pad2: u32 }
+${buffers.join('\n')}
+@group(0) @binding(${n}) var<storage, read> table: array<f32>;
+@group(0) @binding(${n + 1}) var<storage, read_write> kc: array<u32>;
+@group(0) @binding(${n + 2}) var<storage, read_write> vc: array<u32>;
+@group(0) @binding(${n + 3}) var<uniform> P: Params;
+fn k_at(e: u32) -> f32 { return ${k}[P.k_off + e]; }
+/** Element e (of the span's rows of keys) of batch token t, rotated. */
 fn k_rot(e: u32, t: u32) -> f32 {
   let d = e % P.head_dim;
-  if (d >= P.n_rot) { return k[e]; }
+  if (d >= P.n_rot) { return k_at(e); }
   let base = e - d;
   let half = P.n_rot / 2u;
   var i = d / 2u;
@@ -362,8 +379,8 @@ fn k_rot(e: u32, t: u32) -> f32 {
   }
   let c = table[t * P.n_rot + i];
   let s = table[t * P.n_rot + half + i];
-  let x0 = k[a];
-  let x1 = k[b];
+  let x0 = k_at(a);
+  let x1 = k_at(b);
   if (second) { return x0 * s + x1 * c; }
   return x0 * c - x1 * s;
 }
@@ -376,16 +393,16 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     let i = idx % half;
     let th = idx / half + P.t0 * P.n_head;
     let t = th / P.n_head;
-    let base = th * P.head_dim;
+    let base = P.q_off + th * P.head_dim;
     var a = base + 2u * i;
     var b = a + 1u;
     if (P.neox != 0u) { a = base + i; b = a + half; }
     let c = table[t * P.n_rot + i];
     let s = table[t * P.n_rot + half + i];
-    let x0 = q[a];
-    let x1 = q[b];
-    q[a] = x0 * c - x1 * s;
-    q[b] = x0 * s + x1 * c;
+    let x0 = ${q}[a];
+    let x1 = ${q}[b];
+    ${q}[a] = x0 * c - x1 * s;
+    ${q}[b] = x0 * s + x1 * c;
     return;
   }
   var w = idx - P.q_pairs;
@@ -398,11 +415,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   }
   w -= P.k_words;
   if (w < P.k_words) {
-    let e = P.t0 * row_elems + 2u * w;
-    vc[at + w] = pack2x16float(vec2f(v[e], v[e + 1u]));
+    let e = P.v_off + P.t0 * row_elems + 2u * w;
+    vc[at + w] = pack2x16float(vec2f(${v}[e], ${v}[e + 1u]));
   }
 }
 `;
+}
 
 /** Rows of one F16 cache from f32 rows (a key-only cache: latent attention's), as STORE_KV_F16 stores two. */
 export const STORE_F16 = /* wgsl */ `

@@ -12,9 +12,10 @@ import { YarnRope } from '../blocks/yarn-rope.js';
 import type { SeqSpan } from '../batch.js';
 import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
 import type { DenseFfnWeights } from '../blocks/dense-ffn.js';
-import type { Linear } from '../blocks/linear.js';
 import type { OutputHeadWeights } from '../blocks/output-head.js';
 import { gpuMatmul, gpuPairedSwiglu, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
+import { accumulateLinear, applyLinear, linear, type GpuLinear } from './gpu-linear.js';
+import { GpuQkvProjection } from './gpu-qkv.js';
 
 /** A GPU shard's KV cache: per layer and slot, keys and values of ctx positions in F16 or Q8_0. */
 export interface GpuKv {
@@ -63,44 +64,13 @@ export interface GpuBlock {
   forward(h: GpuTensor, out: GpuTensor, step: GpuStep, accumulate?: boolean): void;
 }
 
-/** A projection on the device: W x (+ b). */
-interface GpuLinear {
-  readonly w: GpuMatrix;
-  readonly bias?: GpuTensor;
-}
-
-function linear(ws: GpuWorkspace, w: Linear): GpuLinear {
-  return { w: ws.matrix(w.w), bias: w.bias && ws.vector(w.bias) };
-}
-
-function applyLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number, y: GpuTensor): void {
-  gpuMatmul(gpu, lin.w, x, n, y);
-  if (lin.bias) gpu.addBias(y, lin.bias, n, lin.w.rows);
-}
-
-/**
- * y += W x (+ b): in the product where there is no bias, else through `scratch`, which a projection
- * with a bias must be given (y + (W x + b), as the add kernel after it would).
- */
-function accumulateLinear(gpu: WebGpuKernels, lin: GpuLinear, x: GpuTensor, n: number, y: GpuTensor, scratch: GpuTensor | undefined): void {
-  if (!lin.bias) return gpuMatmul(gpu, lin.w, x, n, y, true);
-  if (!scratch) throw new Error('a projection with a bias accumulates through a scratch tensor');
-  applyLinear(gpu, lin, x, n, scratch);
-  gpu.add(y, scratch, n * lin.w.rows, y);
-}
-
 /** Grouped-query attention over the layer's F16 cache, with a sliding window and sink logits where the layer has them. */
 export class GpuGqaAttention implements GpuBlock {
   readonly accumulates = true;
-  private readonly q: GpuLinear;
-  private readonly k: GpuLinear;
-  private readonly v: GpuLinear;
+  private readonly qkv: GpuQkvProjection;
   private readonly o: GpuLinear;
   private readonly qNorm?: GpuTensor;
   private readonly kNorm?: GpuTensor;
-  private readonly sq: GpuScratch;
-  private readonly sk: GpuScratch;
-  private readonly sv: GpuScratch;
   private readonly sa: GpuScratch;
   /** The output projection's result before the residual add, where it has a bias. */
   private readonly so?: GpuScratch;
@@ -115,15 +85,10 @@ export class GpuGqaAttention implements GpuBlock {
     if (w.heads) throw new CairnError('MODEL_UNSUPPORTED', 'a tensor-parallel rank does not run on the GPU yet');
     this.sinks = w.sinks && ws.vector(w.sinks);
 
-    this.q = linear(ws, w.q);
-    this.k = linear(ws, w.k);
-    this.v = linear(ws, w.v);
+    this.qkv = new GpuQkvProjection(s, w, ws);
     this.o = linear(ws, w.o);
     this.qNorm = w.qNorm && ws.vector(w.qNorm);
     this.kNorm = w.kNorm && ws.vector(w.kNorm);
-    this.sq = ws.buffer('attn.q', s.nHead * s.headDim);
-    this.sk = ws.buffer('attn.k', s.nKvHead * s.headDim);
-    this.sv = ws.buffer('attn.v', s.nKvHead * s.headDim);
     this.sa = ws.buffer('attn.out', s.nHead * s.headDim);
     this.so = w.o.bias && ws.buffer('attn.o', w.o.bias.length);
     this.rope = { mode: s.rope.mode, nRot: s.rope.nRot, freqBase: s.rope.freqBase, freqScale: s.rope.freqScale, freqFactors: w.ropeFreqs };
@@ -141,17 +106,13 @@ export class GpuGqaAttention implements GpuBlock {
     const { s } = this;
     const { gpu, n } = step;
     const hd = s.headDim;
-    const q = this.sq.t;
-    const k = this.sk.t;
-    const v = this.sv.t;
-    applyLinear(gpu, this.q, h, n, q);
-    applyLinear(gpu, this.k, h, n, k);
-    applyLinear(gpu, this.v, h, n, v);
-    if (this.qNorm) gpu.rmsNorm(q, this.qNorm, n * s.nHead, hd, s.rmsEps, q);
-    if (this.kNorm) gpu.rmsNorm(k, this.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
-    const table = step.ropeTable(this.tableKey, this.rope.nRot, this.fillTable);
-    // An F16 cache takes each span's rotations and its store in one dispatch.
+    // An F16 cache takes each span's rotations and its store in one dispatch, which reads q, k and v
+    // at offsets: a decode token may then take the three projections as one product.
     const fused = step.kv.type === GgmlType.F16;
+    const { q, k, v, qOff, kOff, vOff } = this.qkv.forward(gpu, h, n, fused);
+    if (this.qNorm) gpu.rmsNorm(q, this.qNorm, n * s.nHead, hd, s.rmsEps, q, hd, qOff);
+    if (this.kNorm) gpu.rmsNorm(k, this.kNorm, n * s.nKvHead, hd, s.rmsEps, k, hd, kOff);
+    const table = step.ropeTable(this.tableKey, this.rope.nRot, this.fillTable);
     if (!fused) {
       gpu.rope(q, n, s.nHead, hd, table, this.rope);
       gpu.rope(k, n, s.nKvHead, hd, table, this.rope);
@@ -160,7 +121,7 @@ export class GpuGqaAttention implements GpuBlock {
     for (const sp of step.spans) {
       const kc = step.kv.keys(step.layer, sp.slot);
       const vc = step.kv.values(step.layer, sp.slot);
-      if (fused) gpu.ropeStoreKvF16(q, k, v, kc, vc, table, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, t0: sp.start }, this.rope);
+      if (fused) gpu.ropeStoreKvF16(q, k, v, kc, vc, table, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, t0: sp.start, qOff, kOff, vOff }, this.rope);
       else gpu.storeKv(step.kv.type, k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
       const p = { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: 1 / Math.sqrt(hd), window: s.window, sinks: this.sinks, kvType: step.kv.type };
       gpu.attention(q, kc, vc, p, attn, sp.start);

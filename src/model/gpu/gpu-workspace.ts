@@ -160,6 +160,27 @@ export class GpuWorkspace {
   }
 
   /**
+   * Matrices of one type and row length as one, their rows one after the other (a layer's Q, K and
+   * V projections, for one product of a decode token), in one tensor; undefined where they differ
+   * or do not fit one binding together.
+   */
+  stackedMatrix(ms: readonly Matrix[]): GpuMatrix | undefined {
+    const [first] = ms;
+    if (!first || ms.some((m) => m.type !== first.type || m.cols !== first.cols) || !gpuWeightFormat(first.type)) return undefined;
+    const rowBytes = ggmlRowBytes(first.type, first.cols);
+    const rows = ms.reduce((a, m) => a + m.rows, 0);
+    if (rows > this.rowsPerBinding(rowBytes)) return undefined;
+    const host = new Uint8Array(rows * rowBytes);
+    let at = 0;
+    for (const m of ms) {
+      host.set(m.data.subarray(0, m.rows * rowBytes), at);
+      at += m.rows * rowBytes;
+    }
+    this.weightBytes += host.byteLength;
+    return { name: ms.map((m) => m.name).join('+'), type: first.type, rows, cols: first.cols, parts: [{ t: this.own(this.gpu.upload(host)), rowStart: 0, rows }] };
+  }
+
+  /**
    * A bank of experts in its file layout on the device, cut into runs of whole experts that fit one
    * binding. A bank that holds a range of a layer's experts (a tensor-parallel rank's) is refused.
    */
@@ -183,6 +204,13 @@ export class GpuWorkspace {
 /** y (n x rows) = x (n x cols) W^T, each part of W writing its rows; with `accumulate`, y += x W^T. */
 export function gpuMatmul(gpu: WebGpuKernels, w: GpuMatrix, x: GpuTensor, n: number, y: GpuTensor, accumulate = false): void {
   for (const p of w.parts) gpu.matmul(p.t, w.type, p.rows, w.cols, x, n, y, { yOffset: p.rowStart, yStride: w.rows, accumulate });
+}
+
+/** y (n x rows) = x (n x cols) W[rowStart, rowStart + rows)^T: a range of rows of a matrix held in one part (a stackedMatrix's). */
+export function gpuMatmulRows(gpu: WebGpuKernels, w: GpuMatrix, rowStart: number, rows: number, x: GpuTensor, n: number, y: GpuTensor): void {
+  const [part] = w.parts;
+  if (w.parts.length !== 1 || rowStart < 0 || rowStart + rows > w.rows) throw new Error(`rows ${rowStart}+${rows} of a matrix of ${w.rows} rows in ${w.parts.length} parts`);
+  gpu.matmul(part.t, w.type, rows, w.cols, x, n, y, { wOffset: rowStart * ggmlRowBytes(w.type, w.cols) });
 }
 
 /** y (n x rows / 2) = silu(x gate^T) x (x up^T) from a pairedMatrix, each part writing its pairs. */

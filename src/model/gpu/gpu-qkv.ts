@@ -1,0 +1,84 @@
+/**
+ * A GQA layer's Q, K and V projections on the GPU. Where their weights stack (one type and row
+ * length, no biases: Q and K in most files, V too where it shares their type), they are uploaded as
+ * one matrix: a decode token then takes one product for all three (a decode step records a
+ * dispatch less or two less per layer, and each dispatch costs the host and the device some
+ * microseconds whatever its size), and a batch of tokens takes one product per projection over the
+ * matrix's rows. Weights are uploaded once either way.
+ */
+import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
+import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
+import { applyLinear, linear, type GpuLinear } from './gpu-linear.js';
+import { gpuMatmul, gpuMatmulRows, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
+
+/** Where the projections of a step's tokens are: q, k and v may be one tensor (then their offsets tell them apart). */
+export interface GpuQkv {
+  readonly q: GpuTensor;
+  readonly k: GpuTensor;
+  readonly v: GpuTensor;
+  /** Elements before the first row of each. */
+  readonly qOff: number;
+  readonly kOff: number;
+  readonly vOff: number;
+}
+
+/** The Q, K and V projections of one layer. */
+export class GpuQkvProjection {
+  /** Q's and K's rows, and V's where `vStacked`. */
+  private readonly stacked?: GpuMatrix;
+  private readonly vStacked: boolean;
+  private readonly q?: GpuLinear;
+  private readonly k?: GpuLinear;
+  private readonly v?: GpuLinear;
+  private readonly sq: GpuScratch;
+  private readonly sk: GpuScratch;
+  private readonly sv: GpuScratch;
+  /** One token's q, k and v (or q and k) side by side, from the stacked product. */
+  private readonly sqkv?: GpuScratch;
+  private readonly dq: number;
+  private readonly dk: number;
+
+  constructor(s: GqaShape, w: GqaWeights, ws: GpuWorkspace) {
+    this.dq = s.nHead * s.headDim;
+    this.dk = s.nKvHead * s.headDim;
+    const plain = !w.q.bias && !w.k.bias && !w.v.bias;
+    const all = plain ? ws.stackedMatrix([w.q.w, w.k.w, w.v.w]) : undefined;
+    this.stacked = all ?? (plain ? ws.stackedMatrix([w.q.w, w.k.w]) : undefined);
+    this.vStacked = all !== undefined;
+    if (!this.stacked) {
+      this.q = linear(ws, w.q);
+      this.k = linear(ws, w.k);
+    }
+    if (!this.vStacked) this.v = linear(ws, w.v);
+    this.sq = ws.buffer('attn.q', this.dq);
+    this.sk = ws.buffer('attn.k', this.dk);
+    this.sv = ws.buffer('attn.v', this.dk);
+    if (this.stacked) this.sqkv = ws.buffer('attn.qkv', this.stacked.rows);
+  }
+
+  /**
+   * The projections of h's n tokens. `oneProduct`: a single token may get them from one product,
+   * side by side in one tensor (its consumers must take offsets: the caller says whether they do).
+   */
+  forward(gpu: WebGpuKernels, h: GpuTensor, n: number, oneProduct: boolean): GpuQkv {
+    const [q, k, v] = [this.sq.t, this.sk.t, this.sv.t];
+    const w = this.stacked;
+    if (w && n === 1 && oneProduct) {
+      const qkv = this.sqkv!.t;
+      gpuMatmul(gpu, w, h, 1, qkv);
+      if (this.vStacked) return { q: qkv, k: qkv, v: qkv, qOff: 0, kOff: this.dq, vOff: this.dq + this.dk };
+      applyLinear(gpu, this.v!, h, 1, v);
+      return { q: qkv, k: qkv, v, qOff: 0, kOff: this.dq, vOff: 0 };
+    }
+    if (w) {
+      gpuMatmulRows(gpu, w, 0, this.dq, h, n, q);
+      gpuMatmulRows(gpu, w, this.dq, this.dk, h, n, k);
+      if (this.vStacked) gpuMatmulRows(gpu, w, this.dq + this.dk, this.dk, h, n, v);
+    } else {
+      applyLinear(gpu, this.q!, h, n, q);
+      applyLinear(gpu, this.k!, h, n, k);
+    }
+    if (!this.vStacked) applyLinear(gpu, this.v!, h, n, v);
+    return { q, k, v, qOff: 0, kOff: 0, vOff: 0 };
+  }
+}
