@@ -232,8 +232,14 @@ export class GpuOutputHead {
     const V = this.head.rows;
     const m = rows.length;
     const g = this.g.t;
-    for (let j = 0; j < m; j++) gpu.copy(x, rows[j] * D * 4, g, j * D * 4, D * 4);
-    gpu.rmsNorm(g, this.norm, m, D, this.eps, g);
+    // The first m rows (a decode step's one row) are normed straight out of x; others are gathered first.
+    let leading = true;
+    for (let j = 0; j < m; j++) if (rows[j] !== j) leading = false;
+    if (leading) gpu.rmsNorm(x, this.norm, m, D, this.eps, g);
+    else {
+      for (let j = 0; j < m; j++) gpu.copy(x, rows[j] * D * 4, g, j * D * 4, D * 4);
+      gpu.rmsNorm(g, this.norm, m, D, this.eps, g);
+    }
     gpuMatmul(gpu, this.head, g, m, this.logits.t);
     return new Float32Array(await gpu.read(this.logits.t, m * V * 4));
   }

@@ -1,10 +1,10 @@
 /**
  * A GQA layer's Q, K and V projections on the GPU. Where their weights stack (one type and row
- * length, no biases: Q and K in most files, V too where it shares their type), they are uploaded as
- * one matrix: a decode token then takes one product for all three (a decode step records a
- * dispatch less or two less per layer, and each dispatch costs the host and the device some
- * microseconds whatever its size), and a batch of tokens takes one product per projection over the
- * matrix's rows. Weights are uploaded once either way.
+ * length: Q and K in most files, V too where it shares their type), they are uploaded as one
+ * matrix: a decode token then takes one product for all three, and one bias add where they have
+ * biases (a decode step records one to four dispatches less per layer, and each dispatch costs the
+ * host and the device some microseconds whatever its size), and a batch of tokens takes one
+ * product per projection over the matrix's rows. Weights are uploaded once either way.
  */
 import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
@@ -26,10 +26,15 @@ export interface GpuQkv {
 export class GpuQkvProjection {
   /** Q's and K's rows, and V's where `vStacked`. */
   private readonly stacked?: GpuMatrix;
+  /** The stacked projections' biases end to end (zeros for one without), where any has one. */
+  private readonly stackedBias?: GpuTensor;
   private readonly vStacked: boolean;
+  /** The projections not stacked. */
   private readonly q?: GpuLinear;
   private readonly k?: GpuLinear;
   private readonly v?: GpuLinear;
+  /** The stacked projections' own biases, for a batch's products over the rows. */
+  private readonly biases: (GpuTensor | undefined)[] = [];
   private readonly sq: GpuScratch;
   private readonly sk: GpuScratch;
   private readonly sv: GpuScratch;
@@ -41,11 +46,22 @@ export class GpuQkvProjection {
   constructor(s: GqaShape, w: GqaWeights, ws: GpuWorkspace) {
     this.dq = s.nHead * s.headDim;
     this.dk = s.nKvHead * s.headDim;
-    const plain = !w.q.bias && !w.k.bias && !w.v.bias;
-    const all = plain ? ws.stackedMatrix([w.q.w, w.k.w, w.v.w]) : undefined;
-    this.stacked = all ?? (plain ? ws.stackedMatrix([w.q.w, w.k.w]) : undefined);
+    const all = ws.stackedMatrix([w.q.w, w.k.w, w.v.w]);
+    this.stacked = all ?? ws.stackedMatrix([w.q.w, w.k.w]);
     this.vStacked = all !== undefined;
-    if (!this.stacked) {
+    if (this.stacked) {
+      const lins = this.vStacked ? [w.q, w.k, w.v] : [w.q, w.k];
+      if (lins.some((l) => l.bias)) {
+        const joined = new Float32Array(this.stacked.rows);
+        let at = 0;
+        for (const l of lins) {
+          if (l.bias) joined.set(l.bias, at);
+          at += l.w.rows;
+        }
+        this.stackedBias = ws.vector(joined);
+        for (const l of lins) this.biases.push(l.bias && ws.vector(l.bias));
+      }
+    } else {
       this.q = linear(ws, w.q);
       this.k = linear(ws, w.k);
     }
@@ -66,14 +82,22 @@ export class GpuQkvProjection {
     if (w && n === 1 && oneProduct) {
       const qkv = this.sqkv!.t;
       gpuMatmul(gpu, w, h, 1, qkv);
+      if (this.stackedBias) gpu.addBias(qkv, this.stackedBias, 1, w.rows);
       if (this.vStacked) return { q: qkv, k: qkv, v: qkv, qOff: 0, kOff: this.dq, vOff: this.dq + this.dk };
       applyLinear(gpu, this.v!, h, 1, v);
       return { q: qkv, k: qkv, v, qOff: 0, kOff: this.dq, vOff: 0 };
     }
     if (w) {
-      gpuMatmulRows(gpu, w, 0, this.dq, h, n, q);
-      gpuMatmulRows(gpu, w, this.dq, this.dk, h, n, k);
-      if (this.vStacked) gpuMatmulRows(gpu, w, this.dq + this.dk, this.dk, h, n, v);
+      const ranges: [number, number, GpuTensor][] = [
+        [0, this.dq, q],
+        [this.dq, this.dk, k],
+      ];
+      if (this.vStacked) ranges.push([this.dq + this.dk, this.dk, v]);
+      ranges.forEach(([start, rows, y], i) => {
+        gpuMatmulRows(gpu, w, start, rows, h, n, y);
+        const bias = this.biases[i];
+        if (bias) gpu.addBias(y, bias, n, rows);
+      });
     } else {
       applyLinear(gpu, this.q!, h, n, q);
       applyLinear(gpu, this.k!, h, n, k);
