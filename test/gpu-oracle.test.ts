@@ -268,3 +268,29 @@ for (const [label, shape] of [
     }
   });
 }
+
+for (const [label, shape, quant] of [
+  ['llama Q4_K_M', ARCHS.llama, 'Q4_K_M'],
+  ['qwen2 Q8_0 (biases)', ARCHS.qwen2, GgmlType.Q8_0],
+  ['Qwen3-MoE Q8_0', QWEN3MOE, GgmlType.Q8_0],
+] as const) {
+  test(`GPU backend, ${label}: the pipelines a step needs are compiled at load, off the event loop (no step compiles one)`, { skip, timeout: 300_000 }, async () => {
+    const path = join(dir, `precompile-${label.split(' ')[0]}.gguf`);
+    writeSyntheticModel(path, { ...shape, quant, seed: 5 }, quantizeWithKernels);
+    const gpu = await WebGpuKernels.open({ itemProducts: true });
+    const parts = await loadGpuParts(path, { ctx: 64, slots: 2 }, gpu);
+    try {
+      const made = gpu.pipelineCount;
+      assert.ok(made > 5, `${made} pipelines compiled at load`);
+      const prompt = Int32Array.from(oraclePrompt(shape.nVocab, 6)).subarray(0, 6);
+      await parts.shard.forward({ nTokens: 6, tokens: prompt, spans: [{ slot: 0, pos0: 0, start: 0, n: 6 }] });
+      await parts.shard.forward({ nTokens: 1, tokens: prompt.subarray(0, 1), spans: [{ slot: 0, pos0: 6, start: 0, n: 1 }] });
+      // Two sequences in one step (continuous batching).
+      await parts.shard.forward({ nTokens: 2, tokens: prompt.subarray(0, 2), spans: [{ slot: 0, pos0: 7, start: 0, n: 1 }, { slot: 1, pos0: 0, start: 1, n: 1 }], outputRows: [0, 1] });
+      assert.equal(gpu.pipelineCount, made, 'no step compiled a pipeline');
+    } finally {
+      parts.close();
+      gpu.destroy();
+    }
+  });
+}

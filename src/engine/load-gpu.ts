@@ -54,6 +54,16 @@ function gpuKvType(kvType: number | undefined): GpuKvType {
   throw new CairnError('MODEL_UNSUPPORTED', 'the GPU backend keeps its KV cache in F16 or Q8_0; use --kv-type f16 or q8_0, or --backend cpu');
 }
 
+/** The shard's pipelines compiled before its first step (GpuDecoderShard.precompile); a failure frees the shard. */
+async function precompiled(shard: GpuDecoderShard): Promise<void> {
+  try {
+    await shard.precompile();
+  } catch (e) {
+    shard.release();
+    throw e;
+  }
+}
+
 /** Loads the whole model onto `gpu` (opening one when not given); throws GPU_UNAVAILABLE or MODEL_UNSUPPORTED saying why it cannot. */
 export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: WebGpuKernels): Promise<GpuModelParts> {
   const file: GgufFile = readGguf(path);
@@ -78,6 +88,7 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
       (s) => s.release(),
     );
     mapping.close();
+    await precompiled(shard);
     if (layerStart > 0) {
       front = await loadShards(path, { threads: opts.threads, ctx, slots, maxBatch, kvType, progress: false, shards: [{ layerStart: 0, layerEnd: layerStart, splitRank: 0, splitCount: 1 }] });
     }
@@ -146,6 +157,7 @@ export async function loadGpuStage(path: string, opts: GpuStageOptions, gpu: Web
       loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, gpu, { slots, ctx, maxBatch, layerStart, layerEnd, kvType }),
       (s) => s.release(),
     );
+    await precompiled(shard);
     return { config, kernels, shard, runner: new GpuRunner(shard), kvBytes: shard.kv.bytes, weightBytes: shard.weightBytes, close: () => shard.release() };
   } finally {
     mapping.close();

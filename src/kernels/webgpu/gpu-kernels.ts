@@ -169,6 +169,8 @@ export class WebGpuKernels {
   private readonly readBuffers = new Map<number, GPUBuffer[]>();
   /** Times each dispatch on the device while set (startProfile). */
   private profiler: GpuProfiler | undefined;
+  /** While precompile runs its recording: the pipelines asked for, and nothing recorded. */
+  private collecting: Map<string, () => string> | undefined;
 
   constructor(readonly gpu: GpuContext) {
     this.slotBytes = Math.max(PARAM_SLOT_BYTES, gpu.device.limits.minUniformBufferOffsetAlignment);
@@ -206,6 +208,7 @@ export class WebGpuKernels {
   /** Copies `data` into `t` at byte `offset` (ordered before every dispatch recorded after it is flushed). */
   write(t: GpuTensor, data: ArrayBufferView, offset = 0): void {
     if (offset < 0 || offset + data.byteLength > t.bytes) bad(`writing ${data.byteLength} bytes at ${offset} into a tensor of ${t.bytes}`);
+    if (this.collecting) return;
     // Commands recorded before this write must see the old contents: submit them first if they use t.
     if (this.pendingUse.has(t.buffer)) this.flush();
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -222,6 +225,7 @@ export class WebGpuKernels {
   /** Runs what was recorded, then copies `bytes` of `t` (from byte `offset`) back to the host. */
   async read(t: GpuTensor, bytes = t.bytes, offset = 0): Promise<ArrayBuffer> {
     if (offset < 0 || offset + bytes > t.bytes || offset % 4 !== 0) bad(`reading ${bytes} bytes at ${offset} of a tensor of ${t.bytes}`);
+    if (this.collecting) return new ArrayBuffer(bytes);
     const size = Math.max(4, (bytes + 3) & ~3);
     const staging = this.readBuffer(size);
     this.endPass();
@@ -338,9 +342,43 @@ export class WebGpuKernels {
     t.buffer.destroy();
   }
 
+  /** Pipelines made so far (for tests of precompile). */
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
   /** Cached bind groups (for tests of free). */
   get cachedBindGroups(): number {
     return this.bindGroups.size;
+  }
+
+  /**
+   * Compiles the pipelines that `record` (a step's kernel calls: a model's forward) asks for,
+   * through Dawn's asynchronous pipeline creation, which leaves the event loop free (a driver's
+   * compile can take seconds, and a cluster node that stops answering for that long is dropped).
+   * `record` runs with nothing recorded, written or read: writes are skipped and reads give zeros.
+   * Returns how many pipelines were made.
+   */
+  async precompile(record: () => unknown): Promise<number> {
+    this.flush();
+    const wanted = new Map<string, () => string>();
+    this.collecting = wanted;
+    try {
+      await record();
+    } finally {
+      this.collecting = undefined;
+      this.paramSlots = 0;
+      this.flush();
+    }
+    const missing = [...wanted].filter(([key]) => !this.pipelines.has(key));
+    await Promise.all(
+      missing.map(async ([key, source]) => {
+        const module = this.device.createShaderModule({ code: source() });
+        const p = await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+        this.pipelines.set(key, p);
+      }),
+    );
+    return missing.length;
   }
 
   /**
@@ -449,7 +487,7 @@ export class WebGpuKernels {
   /** Copies `bytes` from byte srcOffset of src to byte dstOffset of dst, in order with the dispatches. */
   copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, bytes: number): void {
     if (srcOffset % 4 || dstOffset % 4 || bytes % 4 || srcOffset + bytes > src.bytes || dstOffset + bytes > dst.bytes) bad(`copying ${bytes} bytes from ${srcOffset} to ${dstOffset}`);
-    if (bytes === 0) return;
+    if (bytes === 0 || this.collecting) return;
     this.endPass();
     this.pending().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
     this.pendingUse.add(src.buffer).add(dst.buffer);
@@ -649,6 +687,7 @@ export class WebGpuKernels {
     if (offset % 4 !== 0 || offset + 12 > args.bytes) bad(`indirect arguments at ${offset} of a tensor of ${args.bytes} bytes`);
     const buffers = bindings.map((b) => (b instanceof Uint32Array ? this.uniform(b) : b.buffer));
     const pipeline = this.pipeline(key, source);
+    if (this.collecting) return;
     const group = this.bind(pipeline, buffers);
     const pass = this.passFor(key);
     pass.setPipeline(pipeline);
@@ -686,6 +725,11 @@ export class WebGpuKernels {
   }
 
   private pipeline(key: string, source: () => string): GPUComputePipeline {
+    if (this.collecting) {
+      this.collecting.set(key, source);
+      // Never bound: nothing is recorded while collecting.
+      return undefined as unknown as GPUComputePipeline;
+    }
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.device.createShaderModule({ code: source() });
@@ -698,6 +742,7 @@ export class WebGpuKernels {
   /** A slot of the parameter buffer holding `data` for the next dispatch (flushing first when full). */
   private uniform(data: Uint32Array): ParamSlot {
     if (data.byteLength > PARAM_SLOT_BYTES) throw new Error('dispatch parameters past their slot');
+    if (this.collecting) return { slot: 0, bytes: 16 };
     if (this.paramSlots === PARAM_SLOTS) this.flush();
     const slot = this.paramSlots++;
     this.paramStaging.set(data, (slot * this.slotBytes) / 4);
@@ -706,6 +751,7 @@ export class WebGpuKernels {
   }
 
   private transientUpload(data: Float32Array): GPUBuffer {
+    if (this.collecting) return this.empty.buffer;
     const b = this.device.createBuffer({ size: Math.max(16, data.byteLength), usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
     new Float32Array(b.getMappedRange()).set(data);
     b.unmap();
@@ -715,6 +761,7 @@ export class WebGpuKernels {
 
   /** A copy of t's first `bytes` (for kernels whose input and output may be the same tensor). */
   private copyOf(t: GpuTensor, bytes: number): GPUBuffer {
+    if (this.collecting) return t.buffer;
     const size = (bytes + 3) & ~3;
     const b = this.device.createBuffer({ size: Math.max(16, size), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
     this.endPass();
@@ -762,6 +809,7 @@ export class WebGpuKernels {
   }
 
   private dispatchGrid(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], x: number, y: number, bytes = 0): void {
+    if (this.collecting) return;
     const group = this.bind(pipeline, buffers);
     const pass = this.passFor(key, bytes);
     pass.setPipeline(pipeline);

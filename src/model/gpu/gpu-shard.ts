@@ -81,6 +81,20 @@ export class GpuDecoderShard {
   }
 
 
+  /**
+   * Compiles the pipelines of a decode step and of a batch of tokens off the event loop
+   * (WebGpuKernels.precompile), so that no step waits on a driver's compile; nothing is computed and
+   * the cache is untouched. Returns how many pipelines were made.
+   */
+  async precompile(): Promise<number> {
+    let made = 0;
+    for (const n of new Set([1, Math.min(2, this.opts.maxBatch)])) {
+      const batch: ShardBatch = { nTokens: n, tokens: new Int32Array(n), hidden: new Float32Array(n * this.cfg.nEmbd), spans: [{ slot: 0, pos0: 0, start: 0, n }] };
+      made += await this.gpu.precompile(() => this.forward(batch));
+    }
+    return made;
+  }
+
   /** Frees the shard's weights, activations and cache on the device (the device itself stays open). */
   release(): void {
     this.gpu.flush();
