@@ -31,9 +31,18 @@
 
 #define QX_INLINE static inline __attribute__((always_inline))
 
-/* Largest row count of any tile. */
+/* The float formats' tiles of several tokens (rows x tokens), QX_R x QX_T unless the ISA's file names its own. */
+#ifndef QX_R_FLOAT
+#define QX_R_FLOAT QX_R
+#endif
+#ifndef QX_T_FLOAT
+#define QX_T_FLOAT QX_T
+#endif
+
+/* Largest row and token counts of any tile. */
 #define QX_MAX2(a, b) ((a) > (b) ? (a) : (b))
-#define QX_RMAX QX_MAX2(QX_MAX2(QX_R, QX_RV), QX_MAX2(QX_RV_NIBBLE, QX_RV_FLOAT))
+#define QX_RMAX QX_MAX2(QX_MAX2(QX_MAX2(QX_R, QX_RV), QX_MAX2(QX_RV_NIBBLE, QX_RV_FLOAT)), QX_R_FLOAT)
+#define QX_TF_MAX QX_MAX2(QX_T, QX_T_FLOAT)
 
 /*
  * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory (in R
@@ -1310,7 +1319,7 @@ QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
 #define QX_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
-    __m256 acc[QX_RMAX][QX_T];                                                                                  \
+    __m256 acc[QX_RMAX][QX_TF_MAX];                                                                             \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();                                              \
     int i = 0;                                                                                                  \
@@ -1348,7 +1357,7 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
 #define QX_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
-    __m512 acc[QX_RMAX][QX_T];                                                                                  \
+    __m512 acc[QX_RMAX][QX_TF_MAX];                                                                             \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                                              \
     int i = 0;                                                                                                  \
@@ -1379,9 +1388,39 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
 QX_TILE_FLOAT(qx_f32, qx_load_f32, qx_scalar_f32, 4)
 QX_TILE_FLOAT(qx_f16, qx_load_f16, qx_scalar_f16, 2)
 QX_TILE_FLOAT(qx_bf16, qx_load_bf16, qx_scalar_bf16, 2)
-QX_GEMM_RV(qx_f32, QX_RV_FLOAT)
-QX_GEMM_RV(qx_f16, QX_RV_FLOAT)
-QX_GEMM_RV(qx_bf16, QX_RV_FLOAT)
+
+/*
+ * The float formats' walk: as QX_GEMM_RV, in tiles of QX_R_FLOAT rows x QX_T_FLOAT tokens (up to
+ * 15: the last tokens of a block take a tile of 8, then QX_TAIL's). A row and token's sum is one
+ * chain of adds in every tile shape, so the results do not depend on the tiling.
+ */
+#define QX_GEMM_FLOAT(NAME)                                                                                     \
+  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
+                   size_t ys) {                                                                                 \
+    int r = 0;                                                                                                  \
+    if (nt == 1) {                                                                                              \
+      for (; r + QX_RV_FLOAT <= nr; r += QX_RV_FLOAT) NAME##_tile(QX_RV_FLOAT, 1, cols, w + r * ws, ws, a, as, y + r, ys); \
+    } else {                                                                                                    \
+      for (; r + QX_R_FLOAT <= nr; r += QX_R_FLOAT) {                                                           \
+        int t = 0;                                                                                              \
+        for (; t + QX_T_FLOAT <= nt; t += QX_T_FLOAT)                                                           \
+          NAME##_tile(QX_R_FLOAT, QX_T_FLOAT, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);       \
+        if (QX_T_FLOAT > 8 && nt - t >= 8) {                                                                    \
+          NAME##_tile(QX_R_FLOAT, 8, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);                \
+          t += 8;                                                                                               \
+        }                                                                                                       \
+        QX_TAIL(NAME, QX_R_FLOAT, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)             \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (; r < nr; r++) {                                                                                       \
+      int t = 0;                                                                                                \
+      for (; t + QX_T <= nt; t += QX_T) NAME##_tile(1, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+      QX_TAIL(NAME, 1, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                       \
+    }                                                                                                           \
+  }
+QX_GEMM_FLOAT(qx_f32)
+QX_GEMM_FLOAT(qx_f16)
+QX_GEMM_FLOAT(qx_bf16)
 
 /* ---- activation converters ---- */
 

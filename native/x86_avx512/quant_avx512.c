@@ -7,6 +7,13 @@
 /* Q4_0/Q5_0 rows: with one row the unpacking, not memory, would set the pace (see the header). */
 #define QX_RV_NIBBLE 4
 #define QX_RV_FLOAT 1
+/*
+ * Float weights over several tokens: 4 rows x 6 tokens a tile (24 sums, 4 weight vectors, one
+ * activation vector in registers). Measured against 3 x 8 (F16, 64 tokens, 2048 x 8192): 187
+ * against 155 GFLOP/s; 6 x 4 and 5 x 5 between them; 2 x 12 and 8 x 3 slower (bench/RESULTS.md).
+ */
+#define QX_R_FLOAT 4
+#define QX_T_FLOAT 6
 /* Products of the formats with panel kernels take their arithmetic (see the table at the end). */
 #define QX_PANEL_ORDER 1
 #include "quant_x86_kernels.h"
