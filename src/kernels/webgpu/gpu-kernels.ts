@@ -114,9 +114,10 @@ const PARAM_SLOT_BYTES = 256;
 const MAX_BIND_GROUPS = 8192;
 /** A parameter range's key in the bind cache: slot x PARAM_SLOT_KEY + bytes (bytes <= PARAM_SLOT_BYTES). */
 const PARAM_SLOT_KEY = 1024;
-/** Read-back buffers kept per size, and the largest size kept. */
+/** Read-back buffers kept per size, the largest size kept, and the most bytes kept in all. */
 const READ_BUFFERS_PER_SIZE = 4;
-const READ_BUFFER_MAX = 64 << 20;
+const READ_BUFFER_MAX = 32 << 20;
+const READ_BUFFERS_BYTES = 64 << 20;
 
 /** A dispatch's parameters: a slot of the shared uniform buffer. */
 interface ParamSlot {
@@ -167,6 +168,7 @@ export class WebGpuKernels {
   private readonly pendingUse = new Set<GPUBuffer>();
   /** Buffers for reading back, by size, kept for the next read (making one costs ~0.5 ms on some drivers). */
   private readonly readBuffers = new Map<number, GPUBuffer[]>();
+  private readBufferBytes = 0;
   /** Times each dispatch on the device while set (startProfile). */
   private profiler: GpuProfiler | undefined;
   /** While precompile runs its recording: the pipelines asked for, and nothing recorded. */
@@ -247,15 +249,17 @@ export class WebGpuKernels {
   private readBuffer(size: number): GPUBuffer {
     const rounded = size <= 256 ? 256 : 2 ** Math.ceil(Math.log2(size));
     const kept = rounded <= READ_BUFFER_MAX ? this.readBuffers.get(rounded)?.pop() : undefined;
+    if (kept) this.readBufferBytes -= kept.size;
     return kept ?? this.device.createBuffer({ size: rounded <= READ_BUFFER_MAX ? rounded : size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   }
 
   /** Keeps a read's buffer for the next read of its size (unless the read failed or enough are kept). */
   private keepReadBuffer(b: GPUBuffer, ok: boolean): void {
     const list = this.readBuffers.get(b.size) ?? [];
-    if (!ok || b.size > READ_BUFFER_MAX || list.length >= READ_BUFFERS_PER_SIZE) return b.destroy();
+    if (!ok || b.size > READ_BUFFER_MAX || list.length >= READ_BUFFERS_PER_SIZE || this.readBufferBytes + b.size > READ_BUFFERS_BYTES) return b.destroy();
     list.push(b);
     this.readBuffers.set(b.size, list);
+    this.readBufferBytes += b.size;
   }
 
   /** f32 values of `t`, read back. */
@@ -405,6 +409,7 @@ export class WebGpuKernels {
     this.profiler?.destroy();
     for (const list of this.readBuffers.values()) for (const b of list) b.destroy();
     this.readBuffers.clear();
+    this.readBufferBytes = 0;
     this.device.destroy();
   }
 
