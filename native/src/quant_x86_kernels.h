@@ -63,6 +63,8 @@ QX_INLINE void qx_prefetch_l2(const uint8_t *p, size_t bytes) {
 }
 
 #define QX_PF_MIN 4096
+/* Rows of float weights longer than this prefetch this far ahead into L2 rather than a row ahead into L1. */
+#define QX_FLOAT_LONG 8192
 /* How many of qx_ahead's distances the one-token K rows prefetch ahead, into L2 (qx_prefetch_l2):
    measured on Zen 4 from memory, one thread, Q6_K 23 -> 28 GB/s, Q4_K 17 -> 20, against L1 at one
    distance (the L1 prefetches of a fast row outran their lines). */
@@ -1361,11 +1363,19 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                                              \
     int i = 0;                                                                                                  \
-    const size_t ahead = qx_ahead(R, ws);                                                                       \
+    /* One long row (past QX_FLOAT_LONG bytes) prefetches QX_FLOAT_LONG ahead into L2: a whole row    \
+       ahead into L1 (16 KiB for an F16 row of 8192) evicted lines before they were used. */           \
+    const int l2 = R == 1 && ws > QX_FLOAT_LONG;                                                                \
+    const size_t ahead = l2 ? QX_FLOAT_LONG : qx_ahead(R, ws);                                                  \
     for (; i + 16 <= cols; i += 16) {                                                                           \
       __m512 wv[QX_RMAX];                                                                                       \
-      if ((i * (ESIZE)) % 64 == 0)                                                                              \
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)i * (ESIZE)), _MM_HINT_T0); \
+      if ((i * (ESIZE)) % 64 == 0) {                                                                            \
+        for (int r = 0; r < R; r++) {                                                                           \
+          const char *p = (const char *)(w + r * ws + ahead + (size_t)i * (ESIZE));                             \
+          if (l2) _mm_prefetch(p, _MM_HINT_T1);                                                                 \
+          else _mm_prefetch(p, _MM_HINT_T0);                                                                    \
+        }                                                                                                       \
+      }                                                                                                         \
       for (int r = 0; r < R; r++) wv[r] = LOAD##16(w + r * ws + (size_t)i * (ESIZE));                          \
       for (int t = 0; t < T; t++) {                                                                             \
         const __m512 av = _mm512_loadu_ps((const float *)(a + t * as) + i);                                     \
