@@ -39,10 +39,14 @@
 #define QX_T_FLOAT QX_T
 #endif
 
-/* Largest row and token counts of any tile. */
+/* A tile's last tokens (fewer than its width) take QX_TAIL's tiles, which go up to QX_T - 1. */
+#if QX_T_FLOAT > QX_T
+#error "QX_T_FLOAT may not exceed QX_T"
+#endif
+
+/* Largest row count of any tile. */
 #define QX_MAX2(a, b) ((a) > (b) ? (a) : (b))
 #define QX_RMAX QX_MAX2(QX_MAX2(QX_MAX2(QX_R, QX_RV), QX_MAX2(QX_RV_NIBBLE, QX_RV_FLOAT)), QX_R_FLOAT)
-#define QX_TF_MAX QX_MAX2(QX_T, QX_T_FLOAT)
 
 /*
  * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory (in R
@@ -471,23 +475,24 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
   }
 
 /*
- * Walks an nr x nt block: one token in tiles of RV rows; more in QX_R x QX_T tiles, the last
- * tokens of a block (fewer than QX_T) in one QX_R-row tile of their own width. Remainder rows use
- * 1-row tiles. A row and token's sum is formed the same way in every tile shape, so the results do
- * not depend on the tiling (nor on the number of threads, nor on the batch a token comes in).
+ * Walks an nr x nt block: one token in tiles of RV rows; more in R x T tiles (QX_R x QX_T but for
+ * QX_GEMM_SHAPE's callers), the last tokens of a block (fewer than T) in one R-row tile of their
+ * own width. Remainder rows use 1-row tiles. A row and token's sum is formed the same way in every
+ * tile shape, so the results do not depend on the tiling (nor on the number of threads, nor on the
+ * batch a token comes in).
  */
 #define QX_GEMM(NAME) QX_GEMM_RV(NAME, QX_RV)
-#define QX_GEMM_RV(NAME, RV)                                                                                   \
+#define QX_GEMM_SHAPE(NAME, RV, R, T)                                                                           \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     int r = 0;                                                                                                 \
     if (nt == 1) {                                                                                             \
       for (; r + (RV) <= nr; r += (RV)) NAME##_tile((RV), 1, cols, w + r * ws, ws, a, as, y + r, ys);          \
     } else {                                                                                                   \
-      for (; r + QX_R <= nr; r += QX_R) {                                                                      \
+      for (; r + (R) <= nr; r += (R)) {                                                                        \
         int t = 0;                                                                                             \
-        for (; t + QX_T <= nt; t += QX_T) NAME##_tile(QX_R, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
-        QX_TAIL(NAME, QX_R, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                 \
+        for (; t + (T) <= nt; t += (T)) NAME##_tile((R), (T), cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+        QX_TAIL(NAME, (R), nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                   \
       }                                                                                                        \
     }                                                                                                          \
     for (; r < nr; r++) {                                                                                      \
@@ -496,6 +501,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
       QX_TAIL(NAME, 1, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                      \
     }                                                                                                          \
   }
+#define QX_GEMM_RV(NAME, RV) QX_GEMM_SHAPE(NAME, RV, QX_R, QX_T)
 
 QX_TILE32X(qx_q4_0, qx_load_q4_0, 8, 0, 0, QX_INTERLEAVE, qx_load2_q4_0)
 QX_TILE32(qx_q4_1, qx_load_q4_1, 0, 0, 1)
@@ -1321,7 +1327,7 @@ QX_INLINE float qx_scalar_bf16(const uint8_t *p) {
 #define QX_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
-    __m256 acc[QX_RMAX][QX_TF_MAX];                                                                             \
+    __m256 acc[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();                                              \
     int i = 0;                                                                                                  \
@@ -1359,7 +1365,7 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
 #define QX_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
   QX_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
-    __m512 acc[QX_RMAX][QX_TF_MAX];                                                                             \
+    __m512 acc[QX_RMAX][QX_T];                                                                                  \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                                              \
     int i = 0;                                                                                                  \
@@ -1370,11 +1376,9 @@ QX_INLINE __m512 qx_load16_bf16(const uint8_t *p) {
     for (; i + 16 <= cols; i += 16) {                                                                           \
       __m512 wv[QX_RMAX];                                                                                       \
       if ((i * (ESIZE)) % 64 == 0) {                                                                            \
-        for (int r = 0; r < R; r++) {                                                                           \
-          const char *p = (const char *)(w + r * ws + ahead + (size_t)i * (ESIZE));                             \
-          if (l2) _mm_prefetch(p, _MM_HINT_T1);                                                                 \
-          else _mm_prefetch(p, _MM_HINT_T0);                                                                    \
-        }                                                                                                       \
+        if (l2) _mm_prefetch((const char *)(w + ahead + (size_t)i * (ESIZE)), _MM_HINT_T1);                     \
+        else                                                                                                    \
+          for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + ahead + (size_t)i * (ESIZE)), _MM_HINT_T0); \
       }                                                                                                         \
       for (int r = 0; r < R; r++) wv[r] = LOAD##16(w + r * ws + (size_t)i * (ESIZE));                          \
       for (int t = 0; t < T; t++) {                                                                             \
@@ -1399,38 +1403,10 @@ QX_TILE_FLOAT(qx_f32, qx_load_f32, qx_scalar_f32, 4)
 QX_TILE_FLOAT(qx_f16, qx_load_f16, qx_scalar_f16, 2)
 QX_TILE_FLOAT(qx_bf16, qx_load_bf16, qx_scalar_bf16, 2)
 
-/*
- * The float formats' walk: as QX_GEMM_RV, in tiles of QX_R_FLOAT rows x QX_T_FLOAT tokens (up to
- * 15: the last tokens of a block take a tile of 8, then QX_TAIL's). A row and token's sum is one
- * chain of adds in every tile shape, so the results do not depend on the tiling.
- */
-#define QX_GEMM_FLOAT(NAME)                                                                                     \
-  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
-                   size_t ys) {                                                                                 \
-    int r = 0;                                                                                                  \
-    if (nt == 1) {                                                                                              \
-      for (; r + QX_RV_FLOAT <= nr; r += QX_RV_FLOAT) NAME##_tile(QX_RV_FLOAT, 1, cols, w + r * ws, ws, a, as, y + r, ys); \
-    } else {                                                                                                    \
-      for (; r + QX_R_FLOAT <= nr; r += QX_R_FLOAT) {                                                           \
-        int t = 0;                                                                                              \
-        for (; t + QX_T_FLOAT <= nt; t += QX_T_FLOAT)                                                           \
-          NAME##_tile(QX_R_FLOAT, QX_T_FLOAT, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);       \
-        if (QX_T_FLOAT > 8 && nt - t >= 8) {                                                                    \
-          NAME##_tile(QX_R_FLOAT, 8, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);                \
-          t += 8;                                                                                               \
-        }                                                                                                       \
-        QX_TAIL(NAME, QX_R_FLOAT, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)             \
-      }                                                                                                         \
-    }                                                                                                           \
-    for (; r < nr; r++) {                                                                                       \
-      int t = 0;                                                                                                \
-      for (; t + QX_T <= nt; t += QX_T) NAME##_tile(1, QX_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
-      QX_TAIL(NAME, 1, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                       \
-    }                                                                                                           \
-  }
-QX_GEMM_FLOAT(qx_f32)
-QX_GEMM_FLOAT(qx_f16)
-QX_GEMM_FLOAT(qx_bf16)
+/* The float formats walk their own tile shape (QX_R_FLOAT x QX_T_FLOAT; see the ISA's file). */
+QX_GEMM_SHAPE(qx_f32, QX_RV_FLOAT, QX_R_FLOAT, QX_T_FLOAT)
+QX_GEMM_SHAPE(qx_f16, QX_RV_FLOAT, QX_R_FLOAT, QX_T_FLOAT)
+QX_GEMM_SHAPE(qx_bf16, QX_RV_FLOAT, QX_R_FLOAT, QX_T_FLOAT)
 
 /* ---- activation converters ---- */
 

@@ -25,6 +25,18 @@ const { gpu, skip } = await testGpu('GPU kernels', { itemProducts: true });
 const { gpu: plain } = await testGpu(undefined, { itemProducts: false });
 const both = () => [gpu!, plain!];
 
+/** Runs f with one token's weight products in `rows` rows a subgroup and `items` items a lane, then puts the defaults back. */
+async function withDecodeShape<T>(g: WebGpuKernels, rows: number, items: number, f: () => Promise<T>): Promise<T> {
+  g.decodeRows = rows;
+  g.decodeItems = items;
+  try {
+    return await f();
+  } finally {
+    g.decodeRows = ITEM_DECODE_ROWS;
+    g.decodeItems = ITEM_DECODE_ITEMS;
+  }
+}
+
 /** f64 dot products of dequantized weights with x: the exact value both engines approximate. */
 function dequantizedMatmul(
   w: Uint8Array,
@@ -118,12 +130,8 @@ describe('GPU weight products', { skip }, () => {
           [10, 2, 1],
         ]) {
           // Alone, a token's product may take other shapes (rows a subgroup, items a lane): the same bits.
-          g.decodeRows = rowsPerSubgroup;
-          g.decodeItems = itemsPerLane;
           const one = g.tensor(rows * 4);
-          g.matmul(wt, type, rows, cols, g.upload(x.subarray(t * cols, (t + 1) * cols)), 1, one);
-          g.decodeRows = ITEM_DECODE_ROWS;
-          g.decodeItems = ITEM_DECODE_ITEMS;
+          await withDecodeShape(g, rowsPerSubgroup, itemsPerLane, async () => g.matmul(wt, type, rows, cols, g.upload(x.subarray(t * cols, (t + 1) * cols)), 1, one));
           assert.deepEqual(
             await g.readF32(one, rows),
             together.subarray(t * rows, (t + 1) * rows),
@@ -220,20 +228,18 @@ describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
         [1, 4, 3],
         [1, 8, 1],
       ]) {
-        g.decodeRows = rowsPerSubgroup;
-        g.decodeItems = itemsPerLane;
-        const x = g.upload(randomF32(tokens * cols, rand));
-        const gt = g.tensor(tokens * hidden * 4);
-        const ut = g.tensor(tokens * hidden * 4);
-        g.matmul(g.upload(gate), type, hidden, cols, x, tokens, gt);
-        g.matmul(g.upload(up), type, hidden, cols, x, tokens, ut);
-        g.swiglu(gt, ut, tokens * hidden, gt);
-        const fused = g.tensor(tokens * hidden * 4);
-        g.matmul(g.upload(pairs), type, 2 * hidden, cols, x, tokens, fused, { swiglu: true });
-        assert.deepEqual(await g.readF32(fused), await g.readF32(gt), `${ggmlTypeName(type)}, ${tokens} tokens, ${rowsPerSubgroup} rows a subgroup, ${itemsPerLane} items a lane`);
+        await withDecodeShape(g, rowsPerSubgroup, itemsPerLane, async () => {
+          const x = g.upload(randomF32(tokens * cols, rand));
+          const gt = g.tensor(tokens * hidden * 4);
+          const ut = g.tensor(tokens * hidden * 4);
+          g.matmul(g.upload(gate), type, hidden, cols, x, tokens, gt);
+          g.matmul(g.upload(up), type, hidden, cols, x, tokens, ut);
+          g.swiglu(gt, ut, tokens * hidden, gt);
+          const fused = g.tensor(tokens * hidden * 4);
+          g.matmul(g.upload(pairs), type, 2 * hidden, cols, x, tokens, fused, { swiglu: true });
+          assert.deepEqual(await g.readF32(fused), await g.readF32(gt), `${ggmlTypeName(type)}, ${tokens} tokens, ${rowsPerSubgroup} rows a subgroup, ${itemsPerLane} items a lane`);
+        });
       }
-      g.decodeRows = ITEM_DECODE_ROWS;
-      g.decodeItems = ITEM_DECODE_ITEMS;
     }
     const t = g.tensor(1 << 16);
     assert.throws(() => g.matmul(t, GgmlType.Q8_0, 3, 32, t, 1, t, { swiglu: true }), /even number of rows/);

@@ -105,6 +105,8 @@ export interface MatmulOffsets {
   readonly swiglu?: boolean;
 }
 
+/** The outputs of an item product, in the order itemKey numbers them. */
+const ITEM_OUTPUTS: readonly ItemOutput[] = ['set', 'add', 'swiglu'];
 /** Most workgroups along the first grid dimension; more go to the second. */
 const GRID_X = 32768;
 /** Dispatches per flush before the parameter buffer is full (then it flushes early), and the bytes each may use. */
@@ -140,6 +142,14 @@ export class WebGpuKernels {
   dispatchCount = 0;
   /** Dispatches recorded since the last submission. */
   private pendingDispatches = 0;
+  /** Whether submitEarly submits (benchmarks turn it off to time the device's part of a step alone). */
+  earlySubmits = true;
+  /** Rows a subgroup takes in an item product of one token (a SwiGLU product rounds it up to whole pairs; benchmarks try others). */
+  decodeRows = ITEM_DECODE_ROWS;
+  /** Items a lane loads at once in an item product of one token (benchmarks try others). */
+  decodeItems = ITEM_DECODE_ITEMS;
+  /** Item products' pipeline keys by shape (see itemKey). */
+  private readonly itemKeys = new Map<number, string>();
   private encoder: GPUCommandEncoder | undefined;
   /** The compute pass dispatches go into until a copy or a flush ends it. */
   private pass: GPUComputePassEncoder | undefined;
@@ -295,14 +305,6 @@ export class WebGpuKernels {
     if (this.earlySubmits && this.pendingDispatches >= dispatches) this.flush();
   }
 
-  /** Rows a subgroup takes in an item product of one token (a SwiGLU product rounds it up to whole pairs; benchmarks try others). */
-  decodeRows = ITEM_DECODE_ROWS;
-  /** Items a lane loads at once in an item product of one token (benchmarks try others). */
-  decodeItems = ITEM_DECODE_ITEMS;
-
-  /** Whether submitEarly submits (benchmarks turn it off to time the device's part of a step alone). */
-  earlySubmits = true;
-
   /** Waits until the device has finished everything submitted. */
   async finish(): Promise<void> {
     this.flush();
@@ -442,10 +444,12 @@ export class WebGpuKernels {
     if (items) {
       // Rows in pairs per subgroup, read in items of 32 weights, activations as vec4s.
       const output: ItemOutput = swiglu ? 'swiglu' : accumulate ? 'add' : 'set';
-      // One token (decode) takes more rows per subgroup and no tile of tokens; each row's sum is the same expression either way.
-      const R = n > 1 ? ITEM_ROWS : swiglu ? 2 * Math.ceil(this.decodeRows / 2) : this.decodeRows;
-      const [T, U] = n > 1 ? [ITEM_TOKENS, 1] : [1, this.decodeItems];
-      const key = `matmul-items-${ggmlTypeName(wtype)}-${output}${n > 1 ? '' : `-r${R}u${U}`}`;
+      // One token (decode) takes its own rows a subgroup and items a lane, no tile of tokens; each row's sum is the same expression either way.
+      const decode = n === 1;
+      const R = !decode ? ITEM_ROWS : swiglu ? 2 * Math.ceil(this.decodeRows / 2) : this.decodeRows;
+      const T = decode ? 1 : ITEM_TOKENS;
+      const U = decode ? this.decodeItems : 1;
+      const key = this.itemKey(wtype, output, decode, R, U);
       this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output, R, T, U)), buffers, Math.ceil(bySubgroup / R), rows * rowBytes);
       return;
     }
@@ -472,6 +476,15 @@ export class WebGpuKernels {
     if (!this.gpu.itemProducts || xOffset % 4 !== 0) return undefined;
     const items = gpuItemFormat(wtype);
     return items && cols % items.unitElems === 0 ? items : undefined;
+  }
+
+  /** The pipeline key of an item product, made once per shape (matmul runs once per projection and token). */
+  private itemKey(wtype: GgmlType, output: ItemOutput, decode: boolean, rows: number, items: number): string {
+    if (!(rows >= 1 && rows < 32 && items >= 1 && items < 32)) bad(`item products take 1 to 31 rows a subgroup and items a lane (got ${rows} and ${items})`);
+    const id = (((wtype * 4 + ITEM_OUTPUTS.indexOf(output)) * 2 + (decode ? 1 : 0)) * 32 + rows) * 32 + items;
+    let key = this.itemKeys.get(id);
+    if (key === undefined) this.itemKeys.set(id, (key = `matmul-items-${ggmlTypeName(wtype)}-${output}${decode ? `-r${rows}u${items}` : ''}`));
+    return key;
   }
 
   /** Whether matmul can take W's rows as (gate, up) pairs with `swiglu` for this weight type and row length (the item product's). */
@@ -693,14 +706,8 @@ export class WebGpuKernels {
     const buffers = bindings.map((b) => (b instanceof Uint32Array ? this.uniform(b) : b.buffer));
     const pipeline = this.pipeline(key, source);
     if (this.collecting) return;
-    const group = this.bind(pipeline, buffers);
-    const pass = this.passFor(key);
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroupsIndirect(args.buffer, offset);
+    this.encode(key, pipeline, buffers, 0).dispatchWorkgroupsIndirect(args.buffer, offset);
     this.pendingUse.add(args.buffer);
-    this.dispatchCount++;
-    this.pendingDispatches++;
   }
 
   private binary(name: string, wgsl: string, inPlace: string, commutes: boolean, a: GpuTensor, b: GpuTensor, n: number, out: GpuTensor): void {
@@ -805,23 +812,27 @@ export class WebGpuKernels {
     return cacheable ? this.bindGroups.get(pipeline, keys, make) : make();
   }
 
-  /** The pass the next dispatch goes into: the open one, or while profiling a pass of its own that times it. */
-  private passFor(key: string, bytes = 0): GPUComputePassEncoder {
-    if (!this.profiler) return (this.pass ??= this.pending().beginComputePass());
-    this.endPass();
-    this.pass = this.pending().beginComputePass({ timestampWrites: this.profiler.next(key, bytes) });
-    return this.pass;
+  /**
+   * The pass of one dispatch with its pipeline and bind group set, counted: the open pass, or while
+   * profiling a pass of its own that times it (bytes: weights it reads, for the profile).
+   */
+  private encode(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], bytes: number): GPUComputePassEncoder {
+    const group = this.bind(pipeline, buffers);
+    if (this.profiler) {
+      this.endPass();
+      this.pass = this.pending().beginComputePass({ timestampWrites: this.profiler.next(key, bytes) });
+    }
+    const pass = (this.pass ??= this.pending().beginComputePass());
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    this.dispatchCount++;
+    this.pendingDispatches++;
+    return pass;
   }
 
   private dispatchGrid(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], x: number, y: number, bytes = 0): void {
     if (this.collecting) return;
-    const group = this.bind(pipeline, buffers);
-    const pass = this.passFor(key, bytes);
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(x, y);
-    this.dispatchCount++;
-    this.pendingDispatches++;
+    this.encode(key, pipeline, buffers, bytes).dispatchWorkgroups(x, y);
   }
 
   /** One workgroup per item (a row), items past GRID_X on the second grid dimension (bytes: weights read, for profiles). */

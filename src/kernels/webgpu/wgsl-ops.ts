@@ -25,10 +25,10 @@ export function store(i: string, v: string, accumulate: boolean): string {
   return accumulate ? `y[${i}] = y[${i}] + ${v};` : `y[${i}] = ${v};`;
 }
 
-/** Tree reduction over `red` (WG floats) in uniform control flow; leaves the result in red[0]. */
-const REDUCE = (op: string) => /* wgsl */ `
+/** Tree reduction over `red` (`width` floats, a workgroup's) in uniform control flow; leaves the result in red[0]. */
+const REDUCE = (op: string, width = WG) => /* wgsl */ `
   workgroupBarrier();
-  for (var k = ${WG / 2}u; k > 0u; k >>= 1u) {
+  for (var k = ${width / 2}u; k > 0u; k >>= 1u) {
     if (li < k) { red[li] = ${op}(red[li], red[li + k]); }
     workgroupBarrier();
   }`;
@@ -174,6 +174,7 @@ export const NORM_WIDE_FROM = 512;
  */
 function rmsNormWgsl(inPlace: boolean, wg = WG): string {
   const dst = inPlace ? 'x' : 'out';
+  const four = (f: (k: number) => string) => unrolled(4, f);
   return /* wgsl */ `
 struct Params { rows: u32, dim: u32, eps: f32, stride: u32, offset: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, ${inPlace ? 'read_write' : 'read'}> x: array<f32>;
@@ -181,48 +182,27 @@ struct Params { rows: u32, dim: u32, eps: f32, stride: u32, offset: u32, pad0: u
 ${inPlace ? '' : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'}
 @group(0) @binding(2) var<uniform> P: Params;
 var<workgroup> red: array<f32, ${wg}>;
+fn add2(a: f32, b: f32) -> f32 { return a + b; }
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let r = wg.x + wg.y * 32768u;
   if (r >= P.rows) { return; }
   let o = P.offset + r * P.stride;
-  var s0 = 0.0;
-  var s1 = 0.0;
-  var s2 = 0.0;
-  var s3 = 0.0;
+${four((k) => `  var s${k} = 0.0;`)}
   var i = li;
   for (; i + ${3 * wg}u < P.dim; i += ${4 * wg}u) {
-    let a = x[o + i];
-    let b = x[o + i + ${wg}u];
-    let c = x[o + i + ${2 * wg}u];
-    let d = x[o + i + ${3 * wg}u];
-    s0 += a * a;
-    s1 += b * b;
-    s2 += c * c;
-    s3 += d * d;
+${four((k) => `    let a${k} = x[o + i + ${k * wg}u];`)}
+${four((k) => `    s${k} += a${k} * a${k};`)}
   }
   for (; i < P.dim; i += ${wg}u) { s0 += x[o + i] * x[o + i]; }
   red[li] = (s0 + s1) + (s2 + s3);
-  workgroupBarrier();
-  for (var k = ${wg / 2}u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] = red[li] + red[li + k]; }
-    workgroupBarrier();
-  }
+  ${REDUCE('add2', wg)}
   let scale = 1.0 / sqrt(red[0] / f32(P.dim) + P.eps);
   var j = li;
   for (; j + ${3 * wg}u < P.dim; j += ${4 * wg}u) {
-    let a = x[o + j];
-    let b = x[o + j + ${wg}u];
-    let c = x[o + j + ${2 * wg}u];
-    let d = x[o + j + ${3 * wg}u];
-    let wa = weight[j];
-    let wb = weight[j + ${wg}u];
-    let wc = weight[j + ${2 * wg}u];
-    let wd = weight[j + ${3 * wg}u];
-    ${dst}[o + j] = (a * scale) * wa;
-    ${dst}[o + j + ${wg}u] = (b * scale) * wb;
-    ${dst}[o + j + ${2 * wg}u] = (c * scale) * wc;
-    ${dst}[o + j + ${3 * wg}u] = (d * scale) * wd;
+${four((k) => `    let a${k} = x[o + j + ${k * wg}u];`)}
+${four((k) => `    let w${k} = weight[j + ${k * wg}u];`)}
+${four((k) => `    ${dst}[o + j + ${k * wg}u] = (a${k} * scale) * w${k};`)}
   }
   for (; j < P.dim; j += ${wg}u) { ${dst}[o + j] = (x[o + j] * scale) * weight[j]; }
 }

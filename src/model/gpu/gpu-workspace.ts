@@ -176,8 +176,7 @@ export class GpuWorkspace {
       host.set(m.data.subarray(0, m.rows * rowBytes), at);
       at += m.rows * rowBytes;
     }
-    this.weightBytes += host.byteLength;
-    return { name: ms.map((m) => m.name).join('+'), type: first.type, rows, cols: first.cols, parts: [{ t: this.own(this.gpu.upload(host)), rowStart: 0, rows }] };
+    return { name: ms.map((m) => m.name).join('+'), type: first.type, rows, cols: first.cols, parts: [{ t: this.upload(host), rowStart: 0, rows }] };
   }
 
   /**
