@@ -271,11 +271,12 @@ for (const [label, shape] of [
 
 for (const [label, shape, quant] of [
   ['llama Q4_K_M', ARCHS.llama, 'Q4_K_M'],
+  ['llama Q8_0', ARCHS.llama, GgmlType.Q8_0],
   ['qwen2 Q8_0 (biases)', ARCHS.qwen2, GgmlType.Q8_0],
   ['Qwen3-MoE Q8_0', QWEN3MOE, GgmlType.Q8_0],
 ] as const) {
   test(`GPU backend, ${label}: the pipelines a step needs are compiled at load, off the event loop (no step compiles one)`, { skip, timeout: 300_000 }, async () => {
-    const path = join(dir, `precompile-${label.split(' ')[0]}.gguf`);
+    const path = join(dir, `precompile-${label.replace(/\W+/g, '-')}.gguf`);
     writeSyntheticModel(path, { ...shape, quant, seed: 5 }, quantizeWithKernels);
     const gpu = await WebGpuKernels.open({ itemProducts: true });
     const parts = await loadGpuParts(path, { ctx: 64, slots: 2 }, gpu);
@@ -288,6 +289,13 @@ for (const [label, shape, quant] of [
       // Two sequences in one step (continuous batching).
       await parts.shard.forward({ nTokens: 2, tokens: prompt.subarray(0, 2), spans: [{ slot: 0, pos0: 7, start: 0, n: 1 }, { slot: 1, pos0: 0, start: 1, n: 1 }], outputRows: [0, 1] });
       assert.equal(gpu.pipelineCount, made, 'no step compiled a pipeline');
+      if (label === 'llama Q8_0') {
+        // Q/K/V stacked into one product, RoPE and the cache store one kernel, gate and up one product,
+        // both residual adds in their products: 8 dispatches a layer, and the head's norm and product.
+        const before = gpu.dispatchCount;
+        await parts.shard.forward({ nTokens: 1, tokens: prompt.subarray(1, 2), spans: [{ slot: 0, pos0: 8, start: 0, n: 1 }] });
+        assert.equal(gpu.dispatchCount - before, 8 * shape.nLayer + 2);
+      }
     } finally {
       parts.close();
       gpu.destroy();

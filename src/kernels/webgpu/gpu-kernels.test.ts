@@ -783,6 +783,29 @@ describe('GPU profile', { skip }, () => {
     }
   });
 
+  it('submitEarly submits what was recorded once it holds that many dispatches, and not while turned off', async (t) => {
+    const g = await WebGpuKernels.open({ timestamps: true });
+    try {
+      if (!g.gpu.timestamps) return t.skip('this adapter has no timestamp queries');
+      const a = g.upload(new Float32Array(64).fill(1));
+      const out = g.tensor(256);
+      const profiler = g.startProfile();
+      for (const early of [true, false]) {
+        g.earlySubmits = early;
+        for (let i = 0; i < 3; i++) g.add(a, a, 64, out);
+        g.submitEarly(4); // fewer recorded: nothing submitted
+        g.submitEarly(3);
+        g.add(out, a, 64, out);
+        assert.deepEqual([...(await g.readF32(out, 2))], [3, 3]);
+        assert.equal((await profiler.take()).submissions, early ? 2 : 1, `early submissions ${early}`);
+      }
+      g.earlySubmits = true;
+      g.stopProfile();
+    } finally {
+      g.destroy();
+    }
+  });
+
   it('is refused on a device opened without timestamps', () => {
     assert.throws(() => plain!.startProfile(), (e) => isCairnError(e) && e.code === 'GPU_UNAVAILABLE');
   });
