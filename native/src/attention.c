@@ -20,10 +20,11 @@
  * Two ways to share the work. A prompt (many tiles of tokens, or many KV heads) gives each item a
  * tile of tokens and one KV head's query heads, and the item folds the chunks in as it reads them.
  * A decode token (one tile) gives each item one chunk of the cache rows, every KV head side by
- * side, so each thread streams whole stretches of the cache; the chunks' states go to a buffer
- * and a second pass merges them per query vector. Within an item the query heads that share a KV
- * head go through each block of cache rows together, so each row is read and converted once per
- * group and tile rather than once per head and token.
+ * side, so each thread streams whole stretches of the cache (its own run of consecutive chunks
+ * first); the chunks' states go to a buffer and a second pass merges them per query vector.
+ * Within an item the query heads that share a KV head go through each block of cache rows
+ * together, so each row is read and converted once per group and tile rather than once per head
+ * and token.
  */
 #include <math.h>
 #include <pthread.h>
@@ -91,6 +92,8 @@ static void *scratch(size_t bytes) {
 /* Most tokens per tile, and the most bytes of scores one tile may hold. */
 #define MAX_TILE 16
 #define TILE_SCORE_BYTES (256u << 10)
+/* Most runs the items of a chunk split are cut into. */
+#define MAX_RUNS 64
 /* Most bytes of stored chunk states for the chunk-per-item split. */
 #define MAX_STATE_BYTES (32u << 20)
 
@@ -122,6 +125,8 @@ typedef struct {
   int64_t tiles;
   int64_t n_items;
   atomic_llong next; /* next unclaimed item */
+  int runs;          /* split: the items cut into this many runs of consecutive ones, a thread's own run first */
+  atomic_llong run_next[MAX_RUNS];
 } attn_job;
 
 static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
@@ -278,7 +283,7 @@ static attn_item item_of(const attn_job *j, int64_t item, int64_t *chunk) {
   const int64_t per_chunk = groups * j->slices, per_tile = per_chunk * (j->split ? j->n_chunks : 1);
   const int64_t tile = j->tiles - 1 - item / per_tile; /* last tokens first: they cost most */
   const int64_t in_tile = item % per_tile;
-  *chunk = j->split ? j->n_chunks - 1 - in_tile / per_chunk : 0;
+  *chunk = j->split ? in_tile / per_chunk : 0;
   attn_item it;
   it.t0 = tile * j->tile;
   it.nt = p->n_tokens - it.t0 < j->tile ? p->n_tokens - it.t0 : j->tile;
@@ -298,6 +303,22 @@ static size_t share_bytes(const cairn_attention_params *p, int64_t tile, int64_t
   return (2 * vectors * sizeof(double) + floats * sizeof(float) + quantized + 63) & ~(size_t)63;
 }
 
+/*
+ * The next item for thread ith. Split items go in runs of consecutive chunks, a thread first taking
+ * its own run front to back, so what the row kernels prefetch past a chunk's end is its next
+ * chunk rather than another thread's; a thread whose run is done helps with the others'.
+ */
+static int64_t claim(attn_job *j, int ith) {
+  if (!j->split) return atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+  for (int r = 0; r < j->runs; r++) {
+    const int run = (ith + r) % j->runs;
+    const int64_t end = j->n_items * (run + 1) / j->runs;
+    const int64_t item = j->n_items * run / j->runs + atomic_fetch_add_explicit(&j->run_next[run], 1, memory_order_relaxed);
+    if (item < end) return item;
+  }
+  return j->n_items;
+}
+
 static void attention_share(void *ctx, int ith, int nth) {
   (void)nth;
   attn_job *j = ctx;
@@ -315,7 +336,7 @@ static void attention_share(void *ctx, int ith, int nth) {
      converting them (rounding or quantizing) anew for every chunk cost a tenth of the call. */
   attn_item loaded = {-1, 0, 0, 0, 0, 0};
   for (;;) {
-    const int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    const int64_t item = claim(j, ith);
     if (item >= j->n_items) return;
     int64_t c;
     const attn_item it = item_of(j, item, &c);
@@ -406,7 +427,8 @@ int cairn_attention(const float *q, const void *k_cache, const void *v_cache, co
   const size_t states = split ? state_bytes + 64 : 0;
   uint8_t *buf = scratch(per_share * (size_t)item_threads + states);
   if (!buf) return -1;
-  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, {0}, n_chunks, split, slice, slices, span, tile, tiles, n_items, 0};
+  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, {0}, n_chunks, split, slice, slices, span, tile, tiles, n_items, 0, 1, {0}};
+  j.runs = item_threads < MAX_RUNS ? item_threads : MAX_RUNS;
   if (split) {
     const size_t n_states = (size_t)(p->n_tokens * p->n_head * n_chunks);
     uint8_t *sb = buf + per_share * (size_t)item_threads;
