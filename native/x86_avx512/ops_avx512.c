@@ -147,6 +147,26 @@ static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
+/*
+ * The sums of a[j][0..3] in lanes 4j .. 4j + 3: each vector's lanes added in the tree reduce4 uses
+ * (within 128-bit lanes, then lanes 0 + 2 and 1 + 3, then those two), so a sum is the same bit for
+ * bit whichever of the two formed it; the four groups share the steps across 128-bit lanes.
+ */
+static inline __m512 reduce16(__m512 a[4][4]) {
+  __m512 t[4];
+  for (int j = 0; j < 4; j++) {
+    const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(a[j][0], a[j][1]), _mm512_unpackhi_ps(a[j][0], a[j][1]));
+    const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(a[j][2], a[j][3]), _mm512_unpackhi_ps(a[j][2], a[j][3]));
+    const __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23));
+    const __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23));
+    t[j] = _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+  }
+  /* [j0 + j2, j1 + j3] of groups 0 and 1, then of 2 and 3 (jL: 128-bit lane L of t[j]). */
+  const __m512 w01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 w23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(w01, w23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 /* Loads 16 lanes of K (f16 or f32) as f32. */
 static inline __m512 load_k16(__mmask16 m, const uint16_t *p) { return load_f16(m, p); }
 static inline __m512 load_k32(__mmask16 m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
@@ -165,8 +185,8 @@ static inline void prefetch_row(const void *p, int64_t bytes) {
 
 /*
  * Score kernels. Every (row, head) score is the same lane-wise sum followed by the same reduce4
- * tree, whether it was computed two rows and four heads at a time, one row and four heads, or four
- * rows of one head, so the grouping never changes a result.
+ * tree (reduce16 adds in that tree too), whether it was computed four or two rows and four heads at
+ * a time, one row and four heads, or four rows of one head, so the grouping never changes a result.
  */
 #define DEFINE_DOT_ROWS(NAME, KT, LOAD)                                                                        \
   static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale, \
@@ -179,6 +199,32 @@ static inline void prefetch_row(const void *p, int64_t bytes) {
       const int ng = nh - g < 4 ? (int)(nh - g) : 4;                                                           \
       const float *q0 = q + g * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = ng == 4 ? q2 + d : q0;                    \
       int64_t r = 0;                                                                                           \
+      /* Four rows at a time: each query load serves four, and the sixteen sums share one tree and go  \
+         out as one store per head. */                                                                         \
+      for (; r + 4 <= rows; r += 4) {                                                                          \
+        const KT *k0 = k + r * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;                \
+        for (int j = 0; j < 4; j++) prefetch_row(k0 + (ROWS_AHEAD + j) * stride, row_bytes);                  \
+        __m512 a[4][4];                                                                                        \
+        for (int h = 0; h < 4; h++)                                                                            \
+          for (int j = 0; j < 4; j++) a[h][j] = _mm512_setzero_ps();                                           \
+        for (int64_t i = 0; i < d; i += 16) {                                                                  \
+          const __mmask16 m = tail_mask(d - i);                                                                \
+          const __m512 kv0 = LOAD(m, k0 + i), kv1 = LOAD(m, k1 + i), kv2 = LOAD(m, k2 + i), kv3 = LOAD(m, k3 + i); \
+          const float *qh[4] = {q0, q1, q2, q3};                                                               \
+          for (int h = 0; h < 4; h++) {                                                                        \
+            const __m512 x = _mm512_maskz_loadu_ps(m, qh[h] + i);                                              \
+            a[h][0] = _mm512_fmadd_ps(kv0, x, a[h][0]);                                                        \
+            a[h][1] = _mm512_fmadd_ps(kv1, x, a[h][1]);                                                        \
+            a[h][2] = _mm512_fmadd_ps(kv2, x, a[h][2]);                                                        \
+            a[h][3] = _mm512_fmadd_ps(kv3, x, a[h][3]);                                                        \
+          }                                                                                                    \
+        }                                                                                                      \
+        const __m512 z = _mm512_mul_ps(reduce16(a), _mm512_set1_ps(scale));                                   \
+        _mm_storeu_ps(out + g * out_stride + r, _mm512_extractf32x4_ps(z, 0));                                 \
+        _mm_storeu_ps(out + (g + 1) * out_stride + r, _mm512_extractf32x4_ps(z, 1));                           \
+        _mm_storeu_ps(out + (g + 2) * out_stride + r, _mm512_extractf32x4_ps(z, 2));                           \
+        if (ng == 4) _mm_storeu_ps(out + (g + 3) * out_stride + r, _mm512_extractf32x4_ps(z, 3));              \
+      }                                                                                                        \
       /* Two rows at a time: each query load serves both. */                                                  \
       for (; r + 2 <= rows; r += 2) {                                                                          \
         const KT *kr = k + r * stride, *kr1 = kr + stride;                                                     \
