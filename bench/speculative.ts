@@ -4,10 +4,14 @@
  * checked, and whether the tokens were the same (they must be).
  *
  *   node dist/bench/speculative.js MODEL [--draft-model FILE] [--draft-max 8] [--tokens 128]
- *        [--rounds 3] [--temperature 0] [--prompt TEXT | --repeat-prompt] [--threads N] [--unpaced]
+ *        [--rounds 3] [--temperature 0] [--prompt TEXT | --repeat-prompt | --copy-prompt N] [--threads N] [--unpaced]
  *
  * --repeat-prompt gives a prompt whose continuation repeats text in it (a story told once and
  * begun again), the case of an edit or a summary that quotes its input.
+ *
+ * --copy-prompt N, for a copy model (`cairn bench --make-model llama-1b --copy-period P`, weights
+ * that repeat the context every P tokens): P random tokens, then their first N again; the model goes
+ * on repeating them, text that quotes its input with no oracle in the loop.
  *
  * --oracle-acceptance P drafts from the plain run's own tokens, each draft token made wrong with
  * chance 1 - P: the speed of checking drafts on this machine at a chosen acceptance, for a model
@@ -18,11 +22,14 @@ import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import type { GenerationSummary } from '../src/engine/engine.js';
 import type { DraftRequest, DraftSource } from '../src/engine/draft-source.js';
 import { Xoshiro128 } from '../src/sampling/index.js';
+import { readGguf } from '../src/gguf/reader.js';
+import { Metadata } from '../src/gguf/metadata.js';
+import { COPY_PERIOD_KEY, copyPrompt } from '../src/model/families/copy-decoder.js';
 
 const args = process.argv.slice(2);
 const path = args[0];
 if (!path || path.startsWith('--')) {
-  process.stderr.write('usage: node dist/bench/speculative.js MODEL [--draft-model FILE] [--draft-max 8] [--tokens 128] [--rounds 3] [--temperature 0] [--prompt TEXT | --repeat-prompt]\n');
+  process.stderr.write('usage: node dist/bench/speculative.js MODEL [--draft-model FILE] [--draft-max 8] [--tokens 128] [--rounds 3] [--temperature 0] [--prompt TEXT | --repeat-prompt | --copy-prompt N]\n');
   process.exit(2);
 }
 const tokens = Number(flag(args, '--tokens', '128'));
@@ -57,7 +64,15 @@ class OracleDrafts implements DraftSource {
 }
 
 const plain = await loadModel(path, { ctx, threads, progress: false, speculation: { maxDraft: 0 } });
-const ids = plain.tokenizer.encode(prompt, { addSpecial: true, parseSpecial: false });
+const copyBegun = flag(args, '--copy-prompt');
+const ids = copyBegun === undefined ? plain.tokenizer.encode(prompt, { addSpecial: true, parseSpecial: false }) : copyModelPrompt(Number(copyBegun));
+
+/** The prompt of a copy model: its period's worth of tokens, then the first `begun` of them again. */
+function copyModelPrompt(begun: number): number[] {
+  const period = new Metadata(readGguf(path)).number(COPY_PERIOD_KEY);
+  if (period === undefined) throw new Error(`${path} is not a copy model (no ${COPY_PERIOD_KEY}): write one with cairn bench --make-model SHAPE --copy-period N`);
+  return copyPrompt(period, plain.config.nVocab, begun, 0).prompt;
+}
 const oracleAt = flag(args, '--oracle-acceptance');
 const oracle = oracleAt === undefined ? undefined : new OracleDrafts(Number(oracleAt), ids.length, plain.config.nVocab);
 const spec = await loadModel(path, {

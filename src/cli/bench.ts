@@ -52,6 +52,7 @@ interface BenchFlags {
   json?: boolean;
   oneAtATime?: boolean;
   makeModel?: string;
+  copyPeriod?: number;
   cold?: boolean;
   quant: string;
   out?: string;
@@ -404,11 +405,15 @@ export function benchCommand(): Command {
     .addOption(new Option('--quant <type>', 'quantization of --make-model').choices(Object.keys(QUANTS)).default('Q8_0'))
     .option('--out <file>', 'output file of --make-model')
     .option('--seed <n>', 'random seed of --make-model', intArg(0), 1)
+    .option('--copy-period <n>', 'with --make-model (a llama shape): weights that repeat the context every N tokens instead of random ones (text that quotes its input, for speculative decoding)', intArg(2))
     .action(async (o: BenchFlags) => {
       if (o.makeModel !== undefined) {
         const shape = SYNTHETIC_SHAPES[o.makeModel];
         if (!shape) throw new CairnError('BAD_ARGUMENT', `--make-model: unknown shape "${o.makeModel}" (known: ${Object.keys(SYNTHETIC_SHAPES).join(', ')})`);
         if (!o.out) throw new CairnError('BAD_ARGUMENT', '--make-model needs --out FILE');
+        if (o.copyPeriod !== undefined && (shape.arch !== 'llama' || shape.moe)) {
+          throw new CairnError('BAD_ARGUMENT', `--copy-period needs a dense llama shape (${Object.keys(SYNTHETIC_SHAPES).filter((k) => SYNTHETIC_SHAPES[k].arch === 'llama' && !SYNTHETIC_SHAPES[k].moe).join(', ')})`);
+        }
         checkOutputFile(o.out);
         const kernels = createKernels();
         process.stderr.write(`writing ${o.makeModel} ${o.quant} to ${o.out}\n`);
@@ -419,7 +424,7 @@ export function benchCommand(): Command {
           kernels.quantize(type, src, out, src.length);
           return out;
         };
-        writeSyntheticModel(o.out, { ...shape, quant: QUANTS[o.quant], seed: o.seed, name: `${o.makeModel}-${o.quant}`, pooledRows: 1024 }, quantize, (done, total) => {
+        writeSyntheticModel(o.out, { ...shape, quant: QUANTS[o.quant], seed: o.seed, name: `${o.makeModel}-${o.quant}`, pooledRows: 1024, copyPeriod: o.copyPeriod }, quantize, (done, total) => {
           bar ??= new ProgressReporter(process.stderr.isTTY ? `writing ${o.out}` : undefined, total);
           bar.update(done);
         });

@@ -44,6 +44,11 @@ export interface SyntheticModelSpec {
   readonly seed: number;
   readonly name?: string;
   /**
+   * Write a llama model that repeats its context with this period instead of random weights (see
+   * families/copy-decoder.ts): text whose continuation repeats its input, for speculative decoding.
+   */
+  readonly copyPeriod?: number;
+  /**
    * Build matrices and expert banks of more rows than this from a pool of this many random rows,
    * quantized once and copied to the rows in a seeded random order: a benchmark model of tens of
    * gigabytes is written in minutes instead of hours (quantizing K-quants is the slow part), with
@@ -180,6 +185,23 @@ export class SyntheticTensors {
         if (pooled) return pooled;
         const v = this.values(name, rows * cols, std);
         const bytes = type === GgmlType.F32 ? new Uint8Array(v.buffer) : this.quantize(type, v);
+        if (bytes.length !== ggmlRowBytes(type, cols) * rows) throw new Error(`quantizer returned ${bytes.length} bytes for ${name}`);
+        return bytes;
+      },
+    });
+  }
+
+  /** A rows x cols matrix of the values `make` gives (row-major), typed as matrix() types one; never pooled. */
+  given(name: string, rows: number, cols: number, make: () => Float32Array, layer = 0): void {
+    const type = fittingType(tensorType(this.spec.quant, name, layer, this.spec.nLayer), cols);
+    this.tensors.push({
+      name,
+      type,
+      dims: [cols, rows],
+      data: () => {
+        const v = make();
+        if (v.length !== rows * cols) throw new Error(`${name}: ${v.length} values for ${rows} x ${cols}`);
+        const bytes = type === GgmlType.F32 ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : this.quantize(type, v);
         if (bytes.length !== ggmlRowBytes(type, cols) * rows) throw new Error(`quantizer returned ${bytes.length} bytes for ${name}`);
         return bytes;
       },

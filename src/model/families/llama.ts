@@ -12,6 +12,8 @@ import type { Metadata } from '../../gguf/metadata.js';
 import type { ModelConfig } from '../config.js';
 import type { ModelFamily } from '../family.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
+import { COPY_PERIOD_KEY, COPY_ROPE_BASE, synthesizeCopyDecoder } from './copy-decoder.js';
+import { gv } from '../../gguf/values.js';
 import { isMoeConfig, readMoeConfig, writeMoeKeys, type MoeKeyRules, type MoeModelConfig } from './moe-keys.js';
 import {
   describeMoeDecoder,
@@ -100,6 +102,10 @@ export const llamaFamily: ModelFamily = {
         synthesizeMoeDecoder(spec, out, MOE_PARTS, { ...syntheticMoeConfig(spec), width: spec.nFf });
         writeDecoderKeys(spec, out);
         writeMoeKeys(spec, out, { width: false });
+      } else if (spec.copyPeriod !== undefined) {
+        synthesizeCopyDecoder(spec, out, spec.copyPeriod);
+        writeDecoderKeys({ ...spec, ropeBase: COPY_ROPE_BASE }, out);
+        out.meta(COPY_PERIOD_KEY, gv.u32(spec.copyPeriod));
       } else {
         synthesizeDenseDecoder(spec, out, TENSORS);
         writeDecoderKeys(spec, out);
