@@ -276,8 +276,14 @@ PX_INLINE void px_run_32(const int T, int b0, int nblocks, const uint8_t *blocks
       const px_i32u *four = (const px_i32u *)(at + (size_t)QK * b);
       float da;
       memcpy(&da, at + cols + (size_t)b * 4, 4);
-      __m512i s = _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]);
-      for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
+      /* Two chains of four: integers, so the same sum as one chain, in half its latency (one
+         token has no other chain to overlap with). */
+      __m512i s = _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]), s1 = _mm512_setzero_si512();
+      for (int g = 0; g < 8; g += 2) {
+        s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
+        s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(four[g + 1]));
+      }
+      s = _mm512_add_epi32(s, s1);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, _mm512_set1_ps(da)), acc[t]);
     }
   }
