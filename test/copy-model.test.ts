@@ -87,7 +87,9 @@ test('copy model: prompt lookup drafts the repeat and keeps it, the tokens those
   assert.ok(sampled.acceptedDraftTokens > 0, 'sampled decoding keeps drafts too');
 });
 
-test('copy model: a period the context cannot hold, or a shape without room for the codes, is refused', () => {
+test('copy model: a period the context cannot hold, a shape without room for the codes, or a bad copy prompt is refused', () => {
+  assert.throws(() => copyPrompt(PERIOD, SHAPE.nVocab, PERIOD + 1, 4), /repeated start must be 0 to 50 tokens/);
+  assert.throws(() => copyPrompt(PERIOD, 259, 3, 4), /vocabulary past its 259 special and byte tokens/);
   assert.throws(() => writeSyntheticModel(join(dir, 'bad-period.gguf'), { ...SHAPE, copyPeriod: 512, quant: GgmlType.F32, seed: 1 }, quantize), /copy period must be an integer in \[2, 511\]/);
   assert.throws(
     () => writeSyntheticModel(join(dir, 'bad-shape.gguf'), { ...SHAPE, nKvHead: 8, quant: GgmlType.F32, seed: 1 }, quantize),

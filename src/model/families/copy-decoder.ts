@@ -17,6 +17,7 @@
  *   nothing (their other matrices are random, read and multiplied all the same).
  */
 import { Prng } from '../../util/prng.js';
+import { CairnError } from '../../util/errors.js';
 import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
 
 /** The rope base copy models are written with: their rotary frequencies spread over (0.02, 1]. */
@@ -55,10 +56,12 @@ function geometry(spec: SyntheticModelSpec, period: number): CopyGeometry {
   const d = spec.headDim ?? spec.nEmbd / spec.nHead;
   const c = spec.nKvHead * d;
   const ctx = spec.ctx ?? 2048;
-  if (spec.arch !== 'llama' || spec.moe || spec.mla) throw new Error('a copy model is a dense llama model');
-  if (2 * c + 1 > spec.nEmbd) throw new Error(`a copy model needs an embedding of at least ${2 * c + 1} (2 x KV heads x head size + 1)`);
-  if (d % 2 !== 0) throw new Error('a copy model needs an even head size');
-  if (!Number.isInteger(period) || period < 2 || period >= ctx) throw new Error(`the copy period must be an integer in [2, ${ctx - 1}]`);
+  if (spec.arch !== 'llama' || spec.moe || spec.mla) throw new CairnError('BAD_ARGUMENT', 'a copy model is a dense llama model');
+  if (2 * c + 1 > spec.nEmbd) throw new CairnError('BAD_ARGUMENT', `a copy model needs an embedding of at least ${2 * c + 1} (2 x KV heads x head size + 1)`);
+  if (d % 2 !== 0) throw new CairnError('BAD_ARGUMENT', 'a copy model needs an even head size');
+  if (!Number.isInteger(period) || period < 2 || period >= ctx) {
+    throw new CairnError('BAD_ARGUMENT', `the copy period must be an integer in [2, ${ctx - 1}] (the shape's context is ${ctx})`);
+  }
   const theta = new Float64Array(d / 2);
   for (let i = 0; i < d / 2; i++) theta[i] = COPY_ROPE_BASE ** ((-2 * i) / d);
   const pairs = [...theta.keys()].filter((i) => theta[i] >= MIN_FREQUENCY);
@@ -159,8 +162,10 @@ export function synthesizeCopyDecoder(spec: SyntheticModelSpec, out: SyntheticTe
  * Returns the prompt and the tokens the model goes on with, `count` of them.
  */
 export function copyPrompt(period: number, nVocab: number, begun: number, count: number, seed = 1): { prompt: number[]; continuation: number[] } {
-  const rng = new Prng(seed >>> 0);
   const first = 259; // after <unk>, <s>, </s> and the 256 byte tokens of the synthetic vocabulary
+  if (nVocab <= first) throw new CairnError('BAD_ARGUMENT', `a copy prompt needs a vocabulary past its ${first} special and byte tokens`);
+  if (!Number.isInteger(begun) || begun < 0 || begun > period) throw new CairnError('BAD_ARGUMENT', `the copy prompt's repeated start must be 0 to ${period} tokens`);
+  const rng = new Prng(seed >>> 0);
   const text = Array.from({ length: period }, () => first + rng.int(nVocab - first));
   const prompt = [1, ...text, ...text.slice(0, begun)];
   const continuation = Array.from({ length: count }, (_, i) => text[(begun + i) % period]);
