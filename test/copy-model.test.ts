@@ -9,32 +9,25 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
-import { createKernels } from '../src/kernels/index.js';
-import { writeSyntheticModel, type SyntheticModelSpec, type SyntheticQuant } from '../src/model/synthetic.js';
+import { GgmlType } from '../src/gguf/ggml-types.js';
+import type { SyntheticModelSpec, SyntheticQuant } from '../src/model/synthetic.js';
 import { copyPrompt } from '../src/model/families/copy-decoder.js';
 import { loadModel } from '../src/engine/load.js';
 import type { GenerationSummary } from '../src/engine/engine.js';
 import { llamaCppGreedy } from './helpers/llama-cpp.js';
 import { scratchDir } from './helpers/paths.js';
+import { writeSyntheticFile } from './helpers/synthetic-file.js';
 
 const dir = scratchDir('copy-model');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-
-const kernels = createKernels();
-const quantize = (type: GgmlType, src: Float32Array): Uint8Array => {
-  const out = new Uint8Array(ggmlRowBytes(type, src.length));
-  kernels.quantize(type, src, out, src.length);
-  return out;
-};
 
 const PERIOD = 50;
 const SHAPE: Omit<SyntheticModelSpec, 'quant' | 'seed'> = { arch: 'llama', nEmbd: 256, nLayer: 3, nHead: 8, nKvHead: 2, nFf: 512, nVocab: 400, ctx: 512, copyPeriod: PERIOD };
 
 function write(name: string, quant: SyntheticQuant): string {
   const path = join(dir, `${name}.gguf`);
-  writeSyntheticModel(path, { ...SHAPE, quant, seed: 3 }, quantize);
+  writeSyntheticFile(path, { ...SHAPE, quant, seed: 3 });
   return path;
 }
 
@@ -90,9 +83,9 @@ test('copy model: prompt lookup drafts the repeat and keeps it, the tokens those
 test('copy model: a period the context cannot hold, a shape without room for the codes, or a bad copy prompt is refused', () => {
   assert.throws(() => copyPrompt(PERIOD, SHAPE.nVocab, PERIOD + 1, 4), /repeated start must be 0 to 50 tokens/);
   assert.throws(() => copyPrompt(PERIOD, 259, 3, 4), /vocabulary past its 259 special and byte tokens/);
-  assert.throws(() => writeSyntheticModel(join(dir, 'bad-period.gguf'), { ...SHAPE, copyPeriod: 512, quant: GgmlType.F32, seed: 1 }, quantize), /copy period must be an integer in \[2, 511\]/);
+  assert.throws(() => writeSyntheticFile(join(dir, 'bad-period.gguf'), { ...SHAPE, copyPeriod: 512, quant: GgmlType.F32, seed: 1 }), /copy period must be an integer in \[2, 511\]/);
   assert.throws(
-    () => writeSyntheticModel(join(dir, 'bad-shape.gguf'), { ...SHAPE, nKvHead: 8, quant: GgmlType.F32, seed: 1 }, quantize),
+    () => writeSyntheticFile(join(dir, 'bad-shape.gguf'), { ...SHAPE, nKvHead: 8, quant: GgmlType.F32, seed: 1 }),
     /needs an embedding of at least 513/,
   );
 });

@@ -427,8 +427,8 @@ int cairn_attention(const float *q, const void *k_cache, const void *v_cache, co
   const size_t states = split ? state_bytes + 64 : 0;
   uint8_t *buf = scratch(per_share * (size_t)item_threads + states);
   if (!buf) return -1;
-  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, {0}, n_chunks, split, slice, slices, span, tile, tiles, n_items, 0, 1, {0}};
-  j.runs = item_threads < MAX_RUNS ? item_threads : MAX_RUNS;
+  const int runs = item_threads < MAX_RUNS ? item_threads : MAX_RUNS;
+  attn_job j = {cairn_ops_active(), q, k_cache, v_cache, p, out, buf, per_share, {0}, n_chunks, split, slice, slices, span, tile, tiles, n_items, 0, runs, {0}};
   if (split) {
     const size_t n_states = (size_t)(p->n_tokens * p->n_head * n_chunks);
     uint8_t *sb = buf + per_share * (size_t)item_threads;

@@ -204,13 +204,13 @@ static inline void prefetch_row(const void *p, int64_t bytes) {
       for (; r + 4 <= rows; r += 4) {                                                                          \
         const KT *k0 = k + r * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;                \
         for (int j = 0; j < 4; j++) prefetch_row(k0 + (ROWS_AHEAD + j) * stride, row_bytes);                  \
+        const float *qh[4] = {q0, q1, q2, q3};                                                                 \
         __m512 a[4][4];                                                                                        \
         for (int h = 0; h < 4; h++)                                                                            \
           for (int j = 0; j < 4; j++) a[h][j] = _mm512_setzero_ps();                                           \
         for (int64_t i = 0; i < d; i += 16) {                                                                  \
           const __mmask16 m = tail_mask(d - i);                                                                \
           const __m512 kv0 = LOAD(m, k0 + i), kv1 = LOAD(m, k1 + i), kv2 = LOAD(m, k2 + i), kv3 = LOAD(m, k3 + i); \
-          const float *qh[4] = {q0, q1, q2, q3};                                                               \
           for (int h = 0; h < 4; h++) {                                                                        \
             const __m512 x = _mm512_maskz_loadu_ps(m, qh[h] + i);                                              \
             a[h][0] = _mm512_fmadd_ps(kv0, x, a[h][0]);                                                        \
