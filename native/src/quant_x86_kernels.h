@@ -730,8 +730,8 @@ QX_INLINE __m512i qx_pick2(int lo, int hi) {
   return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
 }
 
-QX_INLINE void qx_unpack_k512(const uint8_t *qs, const uint8_t *scales, const uint8_t *qh, quant_half d, quant_half dmin,
-                              qx_k512 *o) {
+/* A super-block's quants: sub-blocks (4h, 4h + 2) in q[2h], (4h + 1, 4h + 3) in q[2h + 1]. */
+QX_INLINE void qx_k512_quants(const uint8_t *qs, const uint8_t *qh, qx_k512 *o) {
   const __m512i low = _mm512_set1_epi8(0x0f);
   for (int half = 0; half < 2; half++) {
     const __m512i raw = _mm512_loadu_si512((const void *)(qs + 64 * half));
@@ -749,8 +749,10 @@ QX_INLINE void qx_unpack_k512(const uint8_t *qs, const uint8_t *scales, const ui
       o->q[k] = _mm512_or_si512(o->q[k], h);
     }
   }
-  const __m128i sm8 = qx_scales_mins8(scales); /* bytes 0-7 scales, 8-15 mins */
-  const __m512i sm512 = _mm512_broadcast_i32x4(sm8);
+}
+
+/* The scales of q[k] as words (qx_scales_mins8's bytes 0-7 in every 128-bit lane of sm512). */
+QX_INLINE void qx_k512_spread_scales(__m512i sm512, qx_k512 *o) {
   for (int k = 0; k < 4; k++) {
     const int j = 4 * (k >> 1) + (k & 1);
     /* Words 0-15 take scale j, 16-31 scale j + 2: byte pairs (scale, 0) from the lane's copy
@@ -759,6 +761,13 @@ QX_INLINE void qx_unpack_k512(const uint8_t *qs, const uint8_t *scales, const ui
         _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | j)), _mm256_set1_epi16((short)(0x8000 | (j + 2))), 1);
     o->sc[k] = _mm512_shuffle_epi8(sm512, ctrl);
   }
+}
+
+QX_INLINE void qx_unpack_k512(const uint8_t *qs, const uint8_t *scales, const uint8_t *qh, quant_half d, quant_half dmin,
+                              qx_k512 *o) {
+  qx_k512_quants(qs, qh, o);
+  const __m128i sm8 = qx_scales_mins8(scales); /* bytes 0-7 scales, 8-15 mins */
+  qx_k512_spread_scales(_mm512_broadcast_i32x4(sm8), o);
   o->mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm8, 8));
   o->sm8 = sm8;
   o->d = _cvtsh_ss(d);
@@ -773,6 +782,33 @@ QX_INLINE void qx_unpack_q4_K512(const uint8_t *row, int b, qx_k512 *o) {
 QX_INLINE void qx_unpack_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
   const block_q5_K *x = (const block_q5_K *)row + b;
   qx_unpack_k512(x->qs, x->scales, x->qh, x->d, x->dmin, o);
+}
+
+QX_INLINE void qx_quants_q4_K512(const uint8_t *row, int b, qx_k512 *o) { qx_k512_quants(((const block_q4_K *)row + b)->qs, NULL, o); }
+QX_INLINE void qx_quants_q5_K512(const uint8_t *row, int b, qx_k512 *o) {
+  const block_q5_K *x = (const block_q5_K *)row + b;
+  qx_k512_quants(x->qs, x->qh, o);
+}
+
+/*
+ * The 16-byte heads (d and dmin, then the 12 scale bytes) of m (<= 4) consecutive Q4_K/Q5_K blocks
+ * bb bytes apart, one per 128-bit lane, zeros past m.
+ */
+QX_INLINE __m512i qx_k_heads4(const uint8_t *first, size_t bb, const int m) {
+  __m512i v = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)first));
+  if (m > 1) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(first + bb)), 1);
+  if (m > 2) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(first + 2 * bb)), 2);
+  if (m > 3) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(first + 3 * bb)), 3);
+  return v;
+}
+
+/* qx_scales_mins8 of the four heads of qx_k_heads4 at once (the scale bytes are dwords 1-3 of a head). */
+QX_INLINE __m512i qx_scales_mins8_x4(__m512i heads) {
+  const __m512i a = _mm512_srlv_epi32(_mm512_shuffle_epi32(heads, _MM_SHUFFLE(3, 2, 3, 1)), _mm512_set4_epi32(4, 0, 0, 0));
+  const __m512i lo = _mm512_and_si512(a, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+  const __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_shuffle_epi32(heads, _MM_SHUFFLE(2, 2, 1, 1)), 2),
+                                       _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0));
+  return _mm512_or_si512(lo, top);
 }
 
 /* The sums of the 16 lanes of v[0..3], in lanes 0..3 (integers: exact in any order). */
@@ -897,28 +933,16 @@ QX_INLINE void qx_k_prepare_groups(int cols, const uint8_t *a, const qx_k_prepar
 }
 
 
-/* The mins' integer dots of four super-blocks: sm[j] holds block j's mins in bytes 8-15, pairs4
-   their activation partners (words, a 128-bit lane per block). Exact, as qx_hsum_i32_128 of each. */
-QX_INLINE __m128i qx_min4_epi32(const __m128i *sm, __m512i pairs4) {
-  const __m256i m8 = _mm256_set_m128i(_mm_unpackhi_epi64(sm[2], sm[3]), _mm_unpackhi_epi64(sm[0], sm[1]));
+/* The mins' integer dots of four super-blocks: sm4 holds block j's qx_scales_mins8 in 128-bit lane j
+   (mins in bytes 8-15), pairs4 their activation partners (words, a 128-bit lane per block). Exact,
+   as qx_hsum_i32_128 of each. */
+QX_INLINE __m128i qx_min4_epi32(__m512i sm4, __m512i pairs4) {
+  const __m256i m8 = _mm512_castsi512_si256(_mm512_permutexvar_epi64(_mm512_setr_epi64(1, 3, 5, 7, 1, 3, 5, 7), sm4));
   const __m512i p = _mm512_madd_epi16(_mm512_cvtepu8_epi16(m8), pairs4); /* 4 dwords per block */
   /* Transpose the 4 x 4 dwords so lane i of every 128-bit lane holds block i's, then add lanes. */
   const __m512i t = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), p);
   const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1));
   return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-}
-
-/* v with dword j replaced by the 4 bytes at p: a row's block scales gathered in a register (a
-   vector load of scalar stores cannot take them from the store buffer and waits for them). */
-QX_INLINE __m128i qx_insert_dword(__m128i v, const uint8_t *p, int j) {
-  int32_t x;
-  memcpy(&x, p, 4);
-  switch (j) {
-    case 0: return _mm_insert_epi32(v, x, 0);
-    case 1: return _mm_insert_epi32(v, x, 1);
-    case 2: return _mm_insert_epi32(v, x, 2);
-    default: return _mm_insert_epi32(v, x, 3);
-  }
 }
 
 /* v with word j (< 4) replaced by the 2 bytes at p. */
@@ -951,31 +975,31 @@ QX_INLINE float qx_add_lanes(float acc, __m128 p, const int m) {
   return _mm_cvtss_f32(a);
 }
 
-#define QX_K_ROWS(NAME, UNPACK)                                                                                 \
+#define QX_K_ROWS(NAME, QUANTS)                                                                                 \
   QX_GEMM_RV(NAME##_tiles, QX_RV)                                                                              \
   /* Super-blocks b0 .. b0 + m - 1 (m <= 4) of a row: their steps run as vectors, in order. The block          \
      loop is unrolled so that isum[] and the scales stay in registers (as a loop, isum went through            \
-     the stack and Q4_K rows ran 18% slower). */                                                               \
+     the stack and Q4_K rows ran 18% slower). The blocks' heads (d, dmin, scales) are unpacked together,       \
+     a block's 12 scale bytes in a 128-bit lane each (one at a time cost 10% of a row's time). */             \
   QX_INLINE void NAME##_group(const int m, int b0, const uint8_t *w, size_t bb, size_t ahead,                 \
                               const qx_k_prepared *p, const qx_k_group *g, float *acc, float *mins) {          \
+    const uint8_t *first = w + (size_t)b0 * bb;                                                                \
+    qx_prefetch_l2(first + ahead, (size_t)m * bb);                                                             \
+    const __m512i heads = qx_k_heads4(first, bb, m);                                                           \
+    const __m512i sm4 = qx_scales_mins8_x4(heads);                                                             \
     __m512i isum[4];                                                                                           \
-    __m128i sm[4], dd = _mm_setzero_si128();                                                                   \
-    for (int j = 0; j < 4; j++) {                                                                              \
-      isum[j] = _mm512_setzero_si512();                                                                        \
-      sm[j] = _mm_setzero_si128();                                                                             \
-    }                                                                                                          \
+    for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();                                              \
     _Pragma("GCC unroll 4") for (int j = 0; j < m; j++) {                                                      \
       const int b = b0 + j;                                                                                    \
-      qx_prefetch_l2(w + ahead + (size_t)b * bb, bb);                                                          \
       qx_k512 wb;                                                                                              \
-      UNPACK(w, b, &wb);                                                                                       \
+      QUANTS(w, b, &wb);                                                                                       \
+      qx_k512_spread_scales(_mm512_shuffle_i32x4(sm4, sm4, 0x55 * j), &wb);                                    \
       for (int k = 0; k < 4; k++) isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(wb.q[k], p[b].av[k]), wb.sc[k]); \
-      sm[j] = wb.sm8;                                                                                          \
-      dd = qx_insert_dword(dd, w + (size_t)b * bb, j); /* d and dmin lead every K block */                    \
     }                                                                                                          \
     const __m128 f = _mm_cvtepi32_ps(qx_sum4_epi32(isum));                                                     \
-    const __m128 msum = _mm_cvtepi32_ps(qx_min4_epi32(sm, g->pairs4));                                         \
-    /* d of the blocks in halves 0-3, dmin in 4-7; times da, as the scalar steps do. */                       \
+    const __m128 msum = _mm_cvtepi32_ps(qx_min4_epi32(sm4, g->pairs4));                                        \
+    /* d of the blocks in halves 0-3, dmin in 4-7 (dword 0 of each head); times da, as the scalar steps do. */ \
+    const __m128i dd = _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12), heads)); \
     const __m128i dh = _mm_shuffle_epi8(dd, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)); \
     const __m256 sd = _mm256_mul_ps(_mm256_cvtph_ps(dh), g->da4x2);                                            \
     *acc = qx_fma_lanes(*acc, f, _mm256_castps256_ps128(sd), m);                                               \
@@ -1015,8 +1039,8 @@ QX_INLINE float qx_add_lanes(float acc, __m128 p, const int m) {
 #define qx_q4_K_tiles_tile qx_q4_K_tile
 #define qx_q6_K_tiles_tile qx_q6_K_tile
 #define qx_q5_K_tiles_tile qx_q5_K_tile
-QX_K_ROWS(qx_q4_K, qx_unpack_q4_K512)
-QX_K_ROWS(qx_q5_K, qx_unpack_q5_K512)
+QX_K_ROWS(qx_q4_K, qx_quants_q4_K512)
+QX_K_ROWS(qx_q5_K, qx_quants_q5_K512)
 
 /* A Q6_K super-block of one row in 64-byte vectors: quants 0..63 and int16 scale vectors. */
 typedef struct {
