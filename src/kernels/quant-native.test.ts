@@ -231,9 +231,11 @@ describe('native quantization kernels', { skip }, () => {
       for (const type of [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
         for (const [cols, rows, n] of [
-          ...(bs === 256 ? [512, 2816, 256 * 65] : [96, 4128, 8192 + 64]).map((c) => [c, 37, 3]),
+          ...(bs === 256 ? [512, 1280, 2816, 256 * 65] : [96, 4128, 8192 + 64]).map((c) => [c, 37, 3]),
           // Rows enough for the threads' row ranges; batches below and above the panels' thresholds.
           ...[2, 4, 5, 9, 24, 31, 48, 70].map((m) => [bs === 256 ? 2048 : 1024, 300, m]),
+          // K formats: one token takes a row's super-blocks four at a time, batches take panels: rows of 5 and 11.
+          ...(bs === 256 ? [[1280, 300, 9], [2816, 300, 70]] : []),
         ]) {
           const w = quantized(type, rows, cols, 5 + type);
           const x = activations(n * cols, 6 + cols);
