@@ -36,7 +36,7 @@ export async function cairnGreedy(
   kvType: GgmlType.F16 | GgmlType.F32 | GgmlType.Q8_0,
   compute: 'cpu' | 'gpu' = 'cpu',
 ): Promise<readonly number[]> {
-  const model = await loadModel(path, { ctx: 256, kvType, progress: false, compute });
+  const model = await loadModel(path, { ctx: Math.max(256, prompt.length + steps + 8), kvType, progress: false, compute });
   try {
     for await (const ev of model.engine.generate({ prompt, maxTokens: steps, sampler: { temperature: 0 }, ignoreEos: true })) {
       if (ev.type === 'done') {
