@@ -22,7 +22,6 @@ import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import type { GenerationSummary } from '../src/engine/engine.js';
 import type { DraftRequest, DraftSource } from '../src/engine/draft-source.js';
 import { Xoshiro128 } from '../src/sampling/index.js';
-import { readGguf } from '../src/gguf/reader.js';
 import { Metadata } from '../src/gguf/metadata.js';
 import { COPY_PERIOD_KEY, copyPrompt } from '../src/model/families/copy-decoder.js';
 
@@ -69,7 +68,7 @@ const ids = copyBegun === undefined ? plain.tokenizer.encode(prompt, { addSpecia
 
 /** The prompt of a copy model: its period's worth of tokens, then the first `begun` of them again. */
 function copyModelPrompt(begun: number): number[] {
-  const period = new Metadata(readGguf(path)).number(COPY_PERIOD_KEY);
+  const period = new Metadata(plain.file).number(COPY_PERIOD_KEY);
   if (period === undefined) throw new Error(`${path} is not a copy model (no ${COPY_PERIOD_KEY}): write one with cairn bench --make-model SHAPE --copy-period N`);
   return copyPrompt(period, plain.config.nVocab, begun, 0).prompt;
 }

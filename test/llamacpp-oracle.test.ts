@@ -10,33 +10,21 @@
  * its 8-bit quantization (or, with an F16 KV cache, an attention weight's f16 rounding) by one step,
  * which shifts later logits by up to ~0.15 in these small models. So the check is: the tokens are
  * identical, or identical up to a step where llama.cpp itself saw its token and ours within
- * NEAR_TIE of each other (a wrong kernel diverges at once, by logit gaps of several units).
+ * NEAR_TIE (test/helpers/oracle-greedy.ts) of each other (a wrong kernel diverges at once, by logit
+ * gaps of several units).
  */
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
-import { createKernels } from '../src/kernels/index.js';
+import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel, type SyntheticModelSpec, type SyntheticQuant } from '../src/model/synthetic.js';
-import { loadModel } from '../src/engine/load.js';
-import { Prng } from '../src/util/prng.js';
-import { llamaCppGreedy, type OracleStep } from './helpers/llama-cpp.js';
+import { llamaCppGreedy } from './helpers/llama-cpp.js';
+import { assertSameGreedy, assertVaried, cairnGreedy, oraclePrompt, quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { scratchDir } from './helpers/paths.js';
-
-/** Largest llama.cpp logit gap at which a divergence counts as a rounding flip (see above). */
-const NEAR_TIE = 0.25;
 
 const dir = scratchDir('oracle');
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-
-const kernels = createKernels();
-const quantize = (type: GgmlType, src: Float32Array): Uint8Array => {
-  const out = new Uint8Array(ggmlRowBytes(type, src.length));
-  kernels.quantize(type, src, out, src.length);
-  return out;
-};
 
 const ARCHS: Record<string, Omit<SyntheticModelSpec, 'quant' | 'seed'>> = {
   // Llama with grouped-query attention (4 query heads per KV head) and Llama 3 rope frequency factors.
@@ -54,58 +42,26 @@ const QUANTS: [string, SyntheticQuant][] = [
   ['Q4_K_M', 'Q4_K_M'],
 ];
 
-function promptFor(nVocab: number): number[] {
-  const rng = new Prng(99);
-  return [1, ...Array.from({ length: 11 }, () => 259 + rng.int(nVocab - 259))];
-}
-
-async function cairnGreedy(path: string, prompt: readonly number[], steps: number, kvType: GgmlType.F16 | GgmlType.F32): Promise<readonly number[]> {
-  const model = await loadModel(path, { ctx: 256, kvType, progress: false });
-  try {
-    for await (const ev of model.engine.generate({ prompt, maxTokens: steps, sampler: { temperature: 0 }, ignoreEos: true })) {
-      if (ev.type === 'done') {
-        if (ev.summary.error) throw ev.summary.error;
-        return ev.summary.tokens;
-      }
-    }
-    throw new Error('no summary');
-  } finally {
-    model.close();
-  }
-}
-
 function modelPath(archName: string, quantName: string, shape: Omit<SyntheticModelSpec, 'quant' | 'seed'>, quant: SyntheticQuant): string {
   const path = join(dir, `${archName}-${quantName}.gguf`);
-  writeSyntheticModel(path, { ...shape, quant, seed: 7 }, quantize);
+  writeSyntheticModel(path, { ...shape, quant, seed: 7 }, quantizeWithKernels);
   return path;
-}
-
-/** Asserts cairn's tokens equal llama.cpp's, or diverge only at a near-tie of llama.cpp's own. */
-function assertSameGreedy(ours: readonly number[], oracle: readonly OracleStep[]): void {
-  assert.equal(ours.length, oracle.length, 'both generated the same number of tokens');
-  for (let i = 0; i < oracle.length; i++) {
-    if (ours[i] === oracle[i].token) continue;
-    const p = oracle[i].probabilities;
-    const gap = Math.log(p.get(oracle[i].token) ?? 0) - Math.log(p.get(ours[i]) ?? 0);
-    assert.ok(gap < NEAR_TIE, `step ${i}: cairn chose ${ours[i]}, llama.cpp ${oracle[i].token}, which llama.cpp preferred by ${gap} (tokens so far agreed)`);
-    return;
-  }
 }
 
 for (const [archName, shape] of Object.entries(ARCHS)) {
   for (const [quantName, quant] of QUANTS) {
     test(`${archName} ${quantName}, F32 KV cache: 32 greedy tokens equal llama.cpp's`, { timeout: 300_000 }, async () => {
       const path = modelPath(archName, quantName, shape, quant);
-      const prompt = promptFor(shape.nVocab);
+      const prompt = oraclePrompt(shape.nVocab);
       const oracle = await llamaCppGreedy(path, prompt, 32, { kvType: 'F32' });
-      assert.ok(new Set(oracle.map((s) => s.token)).size >= 4, 'the model is too repetitive for a meaningful comparison');
+      assertVaried(oracle);
       assertSameGreedy(await cairnGreedy(path, prompt, 32, GgmlType.F32), oracle);
     });
   }
 
   test(`${archName} F16 weights, F16 KV cache (the defaults): greedy tokens equal llama.cpp's`, { timeout: 300_000 }, async () => {
     const path = modelPath(archName, 'F16', shape, GgmlType.F16);
-    const prompt = promptFor(shape.nVocab);
+    const prompt = oraclePrompt(shape.nVocab);
     assertSameGreedy(await cairnGreedy(path, prompt, 32, GgmlType.F16), await llamaCppGreedy(path, prompt, 32, { kvType: 'F16' }));
   });
 }

@@ -7,7 +7,7 @@
  * optional `webgpu` package or an adapter, every test here is skipped and says why.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { assertClose, randomF32, seededRandom } from '../../../test/helpers/kernel-inputs.js';
 import { GgmlType, ggmlTypeName } from '../../gguf/ggml-types.js';
 import { isCairnError } from '../../util/errors.js';
@@ -34,6 +34,17 @@ async function withDecodeShape<T>(g: WebGpuKernels, rows: number, items: number,
   } finally {
     g.decodeRows = ITEM_DECODE_ROWS;
     g.decodeItems = ITEM_DECODE_ITEMS;
+  }
+}
+
+/** Runs f on a device of its own opened with timestamp queries, skipping where the adapter has none. */
+async function onTimedGpu(t: TestContext, f: (g: WebGpuKernels) => Promise<void>): Promise<void> {
+  const g = await WebGpuKernels.open({ timestamps: true });
+  try {
+    if (!g.gpu.timestamps) return t.skip('this adapter has no timestamp queries');
+    await f(g);
+  } finally {
+    g.destroy();
   }
 }
 
@@ -758,10 +769,8 @@ describe('GPU writes and reads between recorded commands', { skip }, () => {
 });
 
 describe('GPU profile', { skip }, () => {
-  it('times each dispatch on the device and sums them by kernel', async (t) => {
-    const g = await WebGpuKernels.open({ timestamps: true });
-    try {
-      if (!g.gpu.timestamps) return t.skip('this adapter has no timestamp queries');
+  it('times each dispatch on the device and sums them by kernel', (t) =>
+    onTimedGpu(t, async (g) => {
       const a = g.upload(new Float32Array(256).fill(1));
       const out = g.tensor(1024);
       const profiler = g.startProfile();
@@ -778,15 +787,10 @@ describe('GPU profile', { skip }, () => {
       // Off again: dispatches share a pass and nothing is timed.
       g.add(a, a, 256, out);
       await g.readF32(out, 4);
-    } finally {
-      g.destroy();
-    }
-  });
+    }));
 
-  it('submitEarly submits what was recorded once it holds that many dispatches, and not while turned off', async (t) => {
-    const g = await WebGpuKernels.open({ timestamps: true });
-    try {
-      if (!g.gpu.timestamps) return t.skip('this adapter has no timestamp queries');
+  it('submitEarly submits what was recorded once it holds that many dispatches, and not while turned off', (t) =>
+    onTimedGpu(t, async (g) => {
       const a = g.upload(new Float32Array(64).fill(1));
       const out = g.tensor(256);
       const profiler = g.startProfile();
@@ -801,10 +805,7 @@ describe('GPU profile', { skip }, () => {
       }
       g.earlySubmits = true;
       g.stopProfile();
-    } finally {
-      g.destroy();
-    }
-  });
+    }));
 
   it('is refused on a device opened without timestamps', () => {
     assert.throws(() => plain!.startProfile(), (e) => isCairnError(e) && e.code === 'GPU_UNAVAILABLE');
