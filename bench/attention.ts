@@ -34,7 +34,7 @@ for (const s of shapes) {
     const kCache = new Uint8Array(ctx * row * elem);
     const vCache = new Uint8Array(ctx * row * elem);
     const kv = new Float32Array(ctx * row).map(() => Math.random() - 0.5);
-    kernels.storeKv(kv, kv, kCache, vCache, kvType, row, 0, ctx);
+    kernels.storeKv(kv, kv, kCache, vCache, kvType, row, 0, ctx, s.nKvHead);
     const caches = Array.from({ length: layers }, (_, i) => (i === 0 ? [kCache, vCache] : [kCache.slice(), vCache.slice()]));
     const time = (n: number) => {
       const q = new Float32Array(n * s.nHead * s.headDim).map(() => Math.random() - 0.5);

@@ -184,8 +184,8 @@ static void check_ops(void) {
     const size_t row = n_kv * hd, bytes = (size_t)cairn_kv_bytes(kv, ctx * row);
     float *k = randoms(ctx * row, 3), *v = randoms(ctx * row, 3), *q = randoms(tokens * nh * hd, 3);
     void *kc = calloc(bytes, 1), *vc = calloc(bytes, 1);
-    cairn_store_kv(k, v, kc, vc, kv, row, 0, ctx);
-    cairn_attention_params p = {.n_tokens = tokens, .n_head = nh, .n_kv_head = n_kv, .head_dim = hd, .pos0 = pos0, .scale = 0.088f, .kv_type = kv};
+    cairn_store_kv(k, v, kc, vc, kv, row, n_kv, ctx, ctx, 0, ctx);
+    cairn_attention_params p = {.n_tokens = tokens, .n_head = nh, .n_kv_head = n_kv, .head_dim = hd, .pos0 = pos0, .scale = 0.088f, .kv_type = kv, .k_capacity = ctx, .v_capacity = ctx};
     cairn_isa_force(CAIRN_ISA_SCALAR);
     cairn_attention(q, kc, vc, &p, a);
     cairn_isa_force(best);

@@ -19,9 +19,14 @@
  *
  * Two ways to share the work. A prompt (many tiles of tokens, or many KV heads) gives each item a
  * tile of tokens and one KV head's query heads, and the item folds the chunks in as it reads them.
- * A decode token (one tile) gives each item one chunk of the cache rows, every KV head side by
- * side, so each thread streams whole stretches of the cache (its own run of consecutive chunks
- * first); the chunks' states go to a buffer and a second pass merges them per query vector.
+ * A decode token (one tile) gives each item one chunk of the cache rows, every KV head in turn, so
+ * each thread streams whole stretches of the cache (its own run of consecutive chunks first); the
+ * chunks' states go to a buffer and a second pass merges them per query vector.
+ *
+ * The cache is stored head by head (ops.h): a KV head's rows of a chunk are one stretch of memory,
+ * where rows of every head side by side gave each head a slice of each row to gather (a head of 64
+ * f16 is 128 bytes of a 1 KiB row), which left the loads stalled at depth (a decode token at 16k
+ * ran ~20% slower, with a Q8_0 cache ~35%).
  * Within an item the query heads that share a KV head go through each block of cache rows
  * together, so each row is read and converted once per group and tile rather than once per head
  * and token.
@@ -164,9 +169,9 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
                         attn_state st) {
   const cairn_attention_params *p = j->p;
   const cairn_ops_table *tab = j->t;
-  const int64_t d = p->head_dim, nv = it->nt * it->nh, row = p->n_kv_head * d, group = p->n_head / p->n_kv_head;
+  const int64_t d = p->head_dim, nv = it->nt * it->nh, group = p->n_head / p->n_kv_head;
   const int half = p->kv_type == CAIRN_KV_F16, q8 = p->kv_type == CAIRN_KV_Q8_0;
-  const int64_t row_bytes = cairn_kv_bytes(p->kv_type, row), head_bytes = cairn_kv_bytes(p->kv_type, d);
+  const int64_t head_bytes = cairn_kv_bytes(p->kv_type, d);
   const int64_t n_last = p->pos0 + it->t0 + it->nt, first_all = visible_from(p, p->pos0 + it->t0 + 1);
   const int64_t lo = c * ATTN_CHUNK, hi = lo + ATTN_CHUNK < n_last ? lo + ATTN_CHUNK : n_last;
   const int64_t start = lo > first_all ? lo : first_all;
@@ -175,17 +180,18 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
     for (int64_t v = 0; v < n_vec; v++) st.m[v] = -INFINITY, st.l[v] = 0;
     return;
   }
-  for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
-    const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK;
-    for (int64_t k = 0; k < it->nkv; k++) {
-      const int64_t off = i0 * row + (it->kvh0 + k) * d;
+  /* Head by head: each KV head's rows of the chunk are one stretch of the cache. */
+  for (int64_t k = 0; k < it->nkv; k++) {
+    const int64_t first_row = (it->kvh0 + k) * p->k_capacity;
+    for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
+      const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK, at = first_row + i0;
       float *sk = scores + k * nv * SCORE_STRIDE + (i0 - lo);
       if (q8) {
-        tab->dot_rows_q8(j->kc + i0 * row_bytes + (it->kvh0 + k) * head_bytes, row_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, SCORE_STRIDE);
+        tab->dot_rows_q8(j->kc + at * head_bytes, head_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, SCORE_STRIDE);
       } else if (half) {
-        tab->dot_rows_f16((const uint16_t *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
+        tab->dot_rows_f16((const uint16_t *)j->kc + at * d, d, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
       } else {
-        tab->dot_rows_f32((const float *)j->kc + off, row, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
+        tab->dot_rows_f32((const float *)j->kc + at * d, d, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
       }
     }
   }
@@ -224,18 +230,18 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
     }
   }
   memset(st.acc, 0, (size_t)(n_vec * d) * sizeof(float));
-  for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
-    const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK;
-    for (int64_t k = 0; k < it->nkv; k++) {
-      const int64_t off = i0 * row + (it->kvh0 + k) * d;
-      const float *wk = scores + k * nv * SCORE_STRIDE + (i0 - lo);
-      float *acc = st.acc + k * nv * d;
+  for (int64_t k = 0; k < it->nkv; k++) {
+    const int64_t first_row = (it->kvh0 + k) * p->v_capacity;
+    const float *wk = scores + k * nv * SCORE_STRIDE - lo;
+    float *acc = st.acc + k * nv * d;
+    for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
+      const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK, at = first_row + i0;
       if (q8) {
-        tab->wsum_rows_q8(j->vc + i0 * row_bytes + (it->kvh0 + k) * head_bytes, row_bytes, rows, wk, SCORE_STRIDE, nv, d, acc);
+        tab->wsum_rows_q8(j->vc + at * head_bytes, head_bytes, rows, wk + i0, SCORE_STRIDE, nv, d, acc);
       } else if (half) {
-        tab->wsum_rows_f16((const uint16_t *)j->vc + off, row, rows, wk, SCORE_STRIDE, nv, d, acc);
+        tab->wsum_rows_f16((const uint16_t *)j->vc + at * d, d, rows, wk + i0, SCORE_STRIDE, nv, d, acc);
       } else {
-        tab->wsum_rows_f32((const float *)j->vc + off, row, rows, wk, SCORE_STRIDE, nv, d, acc);
+        tab->wsum_rows_f32((const float *)j->vc + at * d, d, rows, wk + i0, SCORE_STRIDE, nv, d, acc);
       }
     }
   }

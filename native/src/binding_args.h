@@ -131,6 +131,11 @@ static int args_u8(napi_env env, napi_value v, const char *name, int64_t min_len
   return args_typed(env, v, name, napi_uint8_array, min_len, align, (void **)out, NULL);
 }
 
+/* args_u8 that also gives the array's length. */
+static int args_u8_len(napi_env env, napi_value v, const char *name, int64_t min_len, size_t align, uint8_t **out, int64_t *len) {
+  return args_typed(env, v, name, napi_uint8_array, min_len, align, (void **)out, len);
+}
+
 /* a * b with an error instead of overflow past the safe-integer range. */
 static int args_mul(napi_env env, const char *what, int64_t a, int64_t b, int64_t *out) {
   if (a != 0 && (double)a * (double)b > ARGS_MAX_SAFE_INT) {

@@ -200,35 +200,57 @@ static int kv_type_arg(napi_env env, napi_value v, const char *name, int *out) {
   return 0;
 }
 
-/* storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens) */
+/*
+ * Positions a cache array of `len` bytes holds for rows of `row_bytes` (the stride of its heads); -1
+ * with an error when fewer than `need`.
+ */
+static int64_t cache_capacity(napi_env env, const char *name, int64_t len, int64_t row_bytes, int64_t need) {
+  const int64_t capacity = row_bytes > 0 ? len / row_bytes : 0;
+  if (capacity < need) {
+    args_throw(env, "BAD_ARGUMENT", "%s is too short: %lld bytes, need %lld", name, (long long)len, (long long)(need * row_bytes));
+    return -1;
+  }
+  return capacity;
+}
+
+/* storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead) */
 static napi_value store_kv(napi_env env, napi_callback_info info) {
-  napi_value a[8];
-  int64_t row_elems, pos0, n_tokens, total, cache_elems;
+  napi_value a[9];
+  int64_t row_elems, pos0, n_tokens, n_kv_head, total, cache_elems, k_len, v_len;
   int kv_type;
   float *k, *v;
   uint8_t *kc, *vc;
-  if (args_get(env, info, "storeKv", 8, a) || kv_type_arg(env, a[4], "kvType", &kv_type) ||
+  if (args_get(env, info, "storeKv", 9, a) || kv_type_arg(env, a[4], "kvType", &kv_type) ||
       args_int(env, a[5], "rowElems", 1, MAX_DIM, &row_elems) || args_int(env, a[6], "pos0", 0, MAX_DIM, &pos0) ||
-      args_int(env, a[7], "nTokens", 0, MAX_DIM, &n_tokens) ||
+      args_int(env, a[7], "nTokens", 0, MAX_DIM, &n_tokens) || args_int(env, a[8], "nKvHead", 1, MAX_DIM, &n_kv_head) ||
       args_mul(env, "nTokens * rowElems", n_tokens, row_elems, &total) ||
       args_mul(env, "(pos0 + nTokens) * rowElems", pos0 + n_tokens, row_elems, &cache_elems)) {
     return NULL;
   }
-  if (kv_type == CAIRN_KV_Q8_0 && row_elems % 32 != 0) {
-    args_throw(env, "BAD_ARGUMENT", "a Q8_0 cache needs rowElems (%lld) to be a multiple of 32", (long long)row_elems);
+  if (row_elems % n_kv_head != 0) {
+    args_throw(env, "BAD_ARGUMENT", "rowElems (%lld) must be a multiple of nKvHead (%lld)", (long long)row_elems, (long long)n_kv_head);
+    return NULL;
+  }
+  if (kv_type == CAIRN_KV_Q8_0 && (row_elems / n_kv_head) % 32 != 0) {
+    args_throw(env, "BAD_ARGUMENT", "a Q8_0 cache needs heads of a multiple of 32 elements (rowElems %lld, nKvHead %lld)",
+               (long long)row_elems, (long long)n_kv_head);
     return NULL;
   }
   const size_t align = kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(kv_type, 1);
+  const int64_t row_bytes = cairn_kv_bytes(kv_type, row_elems);
   if (args_f32(env, a[0], "k", total, &k) || args_f32(env, a[1], "v", total, &v) ||
-      args_u8(env, a[2], "kCache", cairn_kv_bytes(kv_type, cache_elems), align, &kc) ||
-      args_u8(env, a[3], "vCache", cairn_kv_bytes(kv_type, cache_elems), align, &vc)) {
+      args_u8_len(env, a[2], "kCache", cairn_kv_bytes(kv_type, cache_elems), align, &kc, &k_len) ||
+      args_u8_len(env, a[3], "vCache", cairn_kv_bytes(kv_type, cache_elems), align, &vc, &v_len)) {
     return NULL;
   }
   if (kc == vc && cache_elems > 0) {
     args_throw(env, "BAD_ARGUMENT", "kCache and vCache must be different memory");
     return NULL;
   }
-  cairn_store_kv(k, v, kc, vc, kv_type, row_elems, pos0, n_tokens);
+  const int64_t k_capacity = cache_capacity(env, "kCache", k_len, row_bytes, pos0 + n_tokens);
+  const int64_t v_capacity = k_capacity < 0 ? -1 : cache_capacity(env, "vCache", v_len, row_bytes, pos0 + n_tokens);
+  if (v_capacity < 0) return NULL;
+  cairn_store_kv(k, v, kc, vc, kv_type, row_elems, n_kv_head, k_capacity, v_capacity, pos0, n_tokens);
   return args_undefined(env);
 }
 
@@ -280,9 +302,15 @@ static napi_value attention(napi_env env, napi_callback_info info) {
     return NULL;
   }
   const size_t align = p.kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(p.kv_type, 1);
-  if (args_f32(env, a[0], "q", q_elems, &q) || args_u8(env, a[1], "kCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &kc) ||
-      args_u8(env, a[2], "vCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &vc) ||
+  int64_t k_len, v_len;
+  if (args_f32(env, a[0], "q", q_elems, &q) || args_u8_len(env, a[1], "kCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &kc, &k_len) ||
+      args_u8_len(env, a[2], "vCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &vc, &v_len) ||
       args_f32(env, a[4], "out", q_elems, &out)) {
+    return NULL;
+  }
+  const int64_t row_bytes = cairn_kv_bytes(p.kv_type, kv_row);
+  if ((p.k_capacity = cache_capacity(env, "kCache", k_len, row_bytes, p.pos0 + p.n_tokens)) < 0 ||
+      (p.v_capacity = cache_capacity(env, "vCache", v_len, row_bytes, p.pos0 + p.n_tokens)) < 0) {
     return NULL;
   }
   const uintptr_t qb = (uintptr_t)q, ob = (uintptr_t)out, bytes = (uintptr_t)q_elems * 4;

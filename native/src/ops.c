@@ -261,7 +261,7 @@ typedef struct {
   const float *k, *v;
   uint8_t *kc, *vc;
   int kv_type;
-  int64_t row_elems, pos0, n_tokens;
+  int64_t row_elems, n_kv_head, k_capacity, v_capacity, pos0, n_tokens;
 } store_job;
 
 static void store_job_fn(void *ctx, int ith, int nth) {
@@ -269,25 +269,28 @@ static void store_job_fn(void *ctx, int ith, int nth) {
   int64_t r0, r1;
   /* Rows of k then rows of v, as one list of 2 * n_tokens copies. */
   share(2 * j->n_tokens, ith, nth, 1, &r0, &r1);
-  const size_t row_bytes = (size_t)cairn_kv_bytes(j->kv_type, j->row_elems);
+  const int64_t head_elems = j->row_elems / j->n_kv_head;
+  const size_t head_bytes = (size_t)cairn_kv_bytes(j->kv_type, head_elems);
   for (int64_t r = r0; r < r1; r++) {
     const int is_v = r >= j->n_tokens;
-    const int64_t t = is_v ? r - j->n_tokens : r;
-    const float *src = (is_v ? j->v : j->k) + t * j->row_elems;
-    uint8_t *dst = (is_v ? j->vc : j->kc) + (size_t)(j->pos0 + t) * row_bytes;
-    if (j->kv_type == CAIRN_KV_Q8_0) {
-      quant_encode_blocks(CAIRN_KV_Q8_0, src, dst, j->row_elems / 32);
-    } else if (j->kv_type == CAIRN_KV_F16) {
-      j->t->to_f16(src, (uint16_t *)dst, j->row_elems);
-    } else {
-      memcpy(dst, src, (size_t)j->row_elems * 4);
+    const int64_t t = is_v ? r - j->n_tokens : r, capacity = is_v ? j->v_capacity : j->k_capacity;
+    for (int64_t h = 0; h < j->n_kv_head; h++) {
+      const float *src = (is_v ? j->v : j->k) + t * j->row_elems + h * head_elems;
+      uint8_t *dst = (is_v ? j->vc : j->kc) + (size_t)(h * capacity + j->pos0 + t) * head_bytes;
+      if (j->kv_type == CAIRN_KV_Q8_0) {
+        quant_encode_blocks(CAIRN_KV_Q8_0, src, dst, head_elems / 32);
+      } else if (j->kv_type == CAIRN_KV_F16) {
+        j->t->to_f16(src, (uint16_t *)dst, head_elems);
+      } else {
+        memcpy(dst, src, (size_t)head_elems * 4);
+      }
     }
   }
 }
 
 void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int kv_type, int64_t row_elems,
-                    int64_t pos0, int64_t n_tokens) {
-  store_job j = {cairn_ops_active(), k, v, k_cache, v_cache, kv_type, row_elems, pos0, n_tokens};
+                    int64_t n_kv_head, int64_t k_capacity, int64_t v_capacity, int64_t pos0, int64_t n_tokens) {
+  store_job j = {cairn_ops_active(), k, v, k_cache, v_cache, kv_type, row_elems, n_kv_head, k_capacity, v_capacity, pos0, n_tokens};
   int nth = threads_for(2.0 * (double)n_tokens * row_elems);
   if (nth > 2 * n_tokens) nth = (int)(2 * n_tokens);
   cairn_pool_run_n(store_job_fn, &j, nth);

@@ -53,12 +53,19 @@ static inline int64_t cairn_kv_bytes(int kv_type, int64_t elems) {
 }
 
 /*
- * Copies n_tokens rows of row_elems f32 values from k and v into rows [pos0, pos0 + n_tokens) of
- * the caches, as f32 (kv_type 0), f16 (kv_type 1, rounded to nearest even) or Q8_0 blocks (kv_type
- * 8, ggml's reference quantizer; row_elems a multiple of 32).
+ * The cache layout (src/kernels/api.ts): a cache of `capacity` positions whose rows hold n_kv_head
+ * heads stores them head by head, head h's row of position i at (h * capacity + i) * head bytes, so
+ * the rows one KV head's attention reads lie in one stretch of memory. With one head, plain rows.
+ */
+
+/*
+ * Copies n_tokens rows of row_elems f32 values (n_kv_head heads) from k and v into positions
+ * [pos0, pos0 + n_tokens) of caches of k_capacity and v_capacity positions, as f32 (kv_type 0), f16
+ * (kv_type 1, rounded to nearest even) or Q8_0 blocks (kv_type 8, ggml's reference quantizer; heads
+ * in whole blocks of 32).
  */
 void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int kv_type, int64_t row_elems,
-                    int64_t pos0, int64_t n_tokens);
+                    int64_t n_kv_head, int64_t k_capacity, int64_t v_capacity, int64_t pos0, int64_t n_tokens);
 
 /* Causal grouped-query attention over one sequence's cache (see src/kernels/api.ts). */
 typedef struct {
@@ -69,6 +76,8 @@ typedef struct {
   const float *sinks;
   /* A token sees only the last `window` positions (itself included); 0: all of them. */
   int64_t window;
+  /* Positions each cache holds (the stride of its heads, see the layout above); >= pos0 + n_tokens. */
+  int64_t k_capacity, v_capacity;
 } cairn_attention_params;
 
 /* Returns 0, or -1 when the scratch memory could not be allocated. */

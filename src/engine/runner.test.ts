@@ -12,7 +12,7 @@ function fakeShard(layers: Uint8Array[], restored: KvSnapshot[]): DecoderShard {
   const kv = {
     slots: 2,
     ctxPerSlot: 64,
-    snapshot: (_slot: number, n: number): KvSnapshot => ({ type: GgmlType.F16, tokens: n, layers: layers.map((l) => l.slice()) }),
+    snapshot: (_slot: number, n: number): KvSnapshot => ({ type: GgmlType.F16, tokens: n, layers: layers.map((l) => l.slice()), layout: 'heads' }),
     restore: (s: KvSnapshot) => void restored.push(s),
   };
   return { cfg: { nVocab: 10 }, maxBatch: 8, kv } as unknown as DecoderShard;
@@ -29,12 +29,21 @@ test('a saved prefix exported as bytes imports back into the same layers', async
   bytes.fill(0); // the import holds copies
   await other.loadSlot(7, 1);
   assert.deepEqual(
-    restored.map((s) => ({ type: s.type, tokens: s.tokens, layers: s.layers.map((l) => [...l]) })),
+    restored.map((s) => ({ type: s.type, tokens: s.tokens, layers: s.layers.map((l) => [...l]), layout: s.layout })),
     [
-      { type: GgmlType.F16, tokens: 5, layers: [[1, 2, 3], []] },
-      { type: GgmlType.F16, tokens: 5, layers: [[9]] },
+      { type: GgmlType.F16, tokens: 5, layers: [[1, 2, 3], []], layout: 'heads' },
+      { type: GgmlType.F16, tokens: 5, layers: [[9]], layout: 'heads' },
     ],
   );
+});
+
+test('a saved prefix from a version that did not name its layout imports as rows (every head of a position side by side)', async () => {
+  const restored: KvSnapshot[] = [];
+  const runner = new LocalRunner([fakeShard([Uint8Array.of(1)], restored)]);
+  await runner.importSaved(3, packMessage({ shards: [{ type: GgmlType.F16, tokens: 1, layers: 1 }] }, Uint8Array.of(4, 5)));
+  await runner.loadSlot(3, 0);
+  assert.equal(restored[0].layout, 'rows');
+  assert.deepEqual([...restored[0].layers[0]], [4, 5]);
 });
 
 test('bytes that are not a saved prefix of this layout are refused with BAD_ARGUMENT', async () => {
@@ -47,6 +56,7 @@ test('bytes that are not a saved prefix of this layout are refused with BAD_ARGU
     ['head not JSON', packParts([Buffer.from('{')]), /not JSON/],
     ['head without shards', packMessage({ layers: 1 }, Uint8Array.of(1)), /does not describe the shards/],
     ['negative tokens', packMessage({ shards: [{ type: 1, tokens: -1, layers: 1 }] }, Uint8Array.of(1)), /does not describe the shards/],
+    ['unknown layout', packMessage({ shards: [{ type: 1, tokens: 1, layers: 1, layout: 'columns' }] }, Uint8Array.of(1)), /does not describe the shards/],
     [
       'fewer layers than named',
       packMessage({ shards: [{ type: 1, tokens: 1, layers: 2 }] }, Uint8Array.of(1)),

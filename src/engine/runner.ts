@@ -6,6 +6,7 @@
 import type { SeqSpan } from '../model/decoder.js';
 import type { DecoderShard } from '../model/decoder.js';
 import type { KvSnapshot } from '../model/kv-cache.js';
+import type { KvSnapshotLayout } from '../kernels/kv-layout.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import { SequenceSamplers, type SequenceSpec } from './sequence-samplers.js';
 import { CairnError } from '../util/errors.js';
@@ -197,14 +198,17 @@ export function snapshotBytes(snaps: readonly KvSnapshot[]): number {
   return snaps.reduce((a, s) => a + s.layers.reduce((b, l) => b + l.length, 0), 0);
 }
 
-/** The layout of a saved prefix's bytes: per shard, its KV type, positions and number of layers. */
+/**
+ * The layout of a saved prefix's bytes: per shard, its KV type, positions, number of layers and
+ * the order of their rows (absent in files of versions that knew only `rows`).
+ */
 interface SnapshotsHead {
-  readonly shards: readonly { readonly type: number; readonly tokens: number; readonly layers: number }[];
+  readonly shards: readonly { readonly type: number; readonly tokens: number; readonly layers: number; readonly layout?: KvSnapshotLayout }[];
 }
 
 /** A saved prefix as bytes: one message (util/message-framing.ts) of a SnapshotsHead and every shard's layers in order. */
 export function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
-  const head: SnapshotsHead = { shards: snaps.map((s) => ({ type: s.type, tokens: s.tokens, layers: s.layers.length })) };
+  const head: SnapshotsHead = { shards: snaps.map((s) => ({ type: s.type, tokens: s.tokens, layers: s.layers.length, layout: s.layout })) };
   return packMessage(head, ...snaps.flatMap((s) => s.layers));
 }
 
@@ -213,7 +217,8 @@ export function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
   const { head, bodies } = unpackMessage<Partial<SnapshotsHead> | null>(bytes, { what: 'saved prefix', code: 'BAD_ARGUMENT' });
   const shards = head?.shards;
   const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
-  if (!Array.isArray(shards) || !shards.every((s: SnapshotsHead['shards'][number] | null) => count(s?.type) && count(s?.tokens) && count(s?.layers))) {
+  const layoutOk = (x: unknown) => x === undefined || x === 'rows' || x === 'heads';
+  if (!Array.isArray(shards) || !shards.every((s: SnapshotsHead['shards'][number] | null) => count(s?.type) && count(s?.tokens) && count(s?.layers) && layoutOk(s?.layout))) {
     throw new CairnError('BAD_ARGUMENT', 'malformed saved prefix: its head does not describe the shards');
   }
   const layers = shards.reduce((a, s) => a + s.layers, 0);
@@ -223,5 +228,6 @@ export function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
     type: s.type as KvSnapshot['type'],
     tokens: s.tokens,
     layers: bodies.slice(next, (next += s.layers)).map((b) => new Uint8Array(b)),
+    layout: s.layout ?? 'rows',
   }));
 }

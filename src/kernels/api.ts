@@ -21,6 +21,16 @@ export function kvElementBytes(type: KvType): number {
   return type === 8 ? 34 / 32 : type === 1 ? 2 : 4;
 }
 
+/**
+ * Positions a cache of `bytes` holds for rows of `rowElems` elements: the stride of its heads. A KV
+ * cache stores its rows head by head (each KV head's rows of every position in one stretch: head h's
+ * row of position i at element (h x capacity + i) x headDim), so the rows one head's attention reads
+ * are contiguous; with one head (latent attention's rows) that is plain rows.
+ */
+export function kvCapacity(bytes: number, rowElems: number, type: KvType): number {
+  return Math.floor(bytes / (rowElems * kvElementBytes(type)));
+}
+
 /** Rotary embedding layout: `normal` rotates adjacent pairs (llama), `neox` rotates halves (qwen). */
 export type RopeMode = 'normal' | 'neox';
 
@@ -171,15 +181,26 @@ export interface Kernels {
   add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void;
 
   /**
-   * Writes nTokens rows of nKvHead*headDim f32 values (k and v) into the caches at rows
-   * [pos0, pos0 + nTokens), converting to the cache type. Caches are Uint8Array views of
-   * maxTokens x nKvHead x headDim elements of kvType.
+   * Writes nTokens rows of rowElems = nKvHead*headDim f32 values (k and v) into the caches at
+   * positions [pos0, pos0 + nTokens), converting to the cache type. Each cache is a Uint8Array of
+   * kvCapacity(bytes, rowElems, kvType) positions, laid out head by head (see kvCapacity).
    */
-  storeKv(k: Float32Array, v: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kvType: KvType, rowElems: number, pos0: number, nTokens: number): void;
+  storeKv(
+    k: Float32Array,
+    v: Float32Array,
+    kCache: Uint8Array,
+    vCache: Uint8Array,
+    kvType: KvType,
+    rowElems: number,
+    pos0: number,
+    nTokens: number,
+    nKvHead: number,
+  ): void;
 
   /**
    * Causal grouped-query attention for one sequence: q is nTokens x nHead x headDim (f32),
-   * caches hold positions [0, pos0 + nTokens) as stored by storeKv; out is nTokens x nHead x headDim.
+   * caches hold positions [0, pos0 + nTokens) as stored by storeKv (each cache's head stride its
+   * kvCapacity); out is nTokens x nHead x headDim.
    * Fused (online softmax over chunks of ATTENTION_CHUNK cache rows at fixed positions, merged in
    * order), so a token's result never depends on its batch or the thread count. With an F16 cache
    * q is rounded to f16 before its products (as llama.cpp does), with f32 accumulation.

@@ -40,7 +40,8 @@ describe('reference kernels check their arguments like the native ones', () => {
       () => ref.rope(x, 1, 1, 8, new Int32Array(1), { nRot: 10, freqBase: 1e4, freqScale: 1, mode: 'neox' }),
       /nRot must be even and at most headDim/,
     );
-    bad(() => ref.storeKv(x, x, new Uint8Array(8), new Uint8Array(64), 0, 4, 0, 2), /kCache is too short/);
+    bad(() => ref.storeKv(x, x, new Uint8Array(8), new Uint8Array(64), 0, 4, 0, 2, 1), /kCache is too short/);
+    bad(() => ref.storeKv(x, x, new Uint8Array(64), new Uint8Array(64), 0, 4, 0, 2, 3), /multiple of nKvHead/);
     const p = { nTokens: 1, nHead: 3, nKvHead: 2, headDim: 2, pos0: 0, scale: 1, kvType: 0 as const };
     bad(() => ref.attention(x, new Uint8Array(64), new Uint8Array(64), p, x), /multiple of params.nKvHead/);
     bad(() => ref.setThreads(0), /threads must be an integer >= 1/);

@@ -138,16 +138,20 @@ for (const isa of cpuInfo().availableIsas) {
     it('storeKv writes exactly the reference bytes and leaves other rows alone', () => {
       const rand = seededRandom(15);
       for (const kvType of [0, 1, 8] as KvType[]) {
-        for (const [rowElems, pos0, nTokens] of [
-          [1, 0, 1],
-          [33, 5, 7],
-          [4097, 2, 3],
-          [80, 0, 1],
-          [32, 3, 2],
-          [4096, 1, 3],
+        // [rowElems, pos0, nTokens, heads]: heads of odd sizes too; the caches hold two positions more
+        // than are written, so each head's stretch starts past the last written row of the one before.
+        for (const [rowElems, pos0, nTokens, heads] of [
+          [1, 0, 1, 1],
+          [33, 5, 7, 1],
+          [33, 5, 7, 3],
+          [4097, 2, 3, 1],
+          [80, 0, 1, 5],
+          [32, 3, 2, 1],
+          [96, 4, 3, 3],
+          [4096, 1, 3, 8],
         ]) {
-          // Q8_0 rows are whole blocks of 32.
-          if (kvType === 8 && rowElems % 32 !== 0) continue;
+          // Q8_0 heads are whole blocks of 32.
+          if (kvType === 8 && (rowElems / heads) % 32 !== 0) continue;
           const size = kvElementBytes(kvType);
           const bytes = (pos0 + nTokens + 2) * rowElems * size;
           const k = randomF32(nTokens * rowElems, rand, 70000); // past f16's range too
@@ -156,10 +160,10 @@ for (const isa of cpuInfo().availableIsas) {
           const wantV = new Uint8Array(bytes).fill(0x5a);
           const gotK = wantK.slice();
           const gotV = wantV.slice();
-          refStoreKv(k, v, wantK, wantV, kvType, rowElems, pos0, nTokens);
-          native.storeKv(k, v, gotK, gotV, kvType, rowElems, pos0, nTokens);
-          assert.deepEqual(gotK, wantK, `k cache, type ${kvType}, ${rowElems}x${nTokens} at ${pos0}`);
-          assert.deepEqual(gotV, wantV, `v cache, type ${kvType}, ${rowElems}x${nTokens} at ${pos0}`);
+          refStoreKv(k, v, wantK, wantV, kvType, rowElems, pos0, nTokens, heads);
+          native.storeKv(k, v, gotK, gotV, kvType, rowElems, pos0, nTokens, heads);
+          assert.deepEqual(gotK, wantK, `k cache, type ${kvType}, ${rowElems}x${nTokens} at ${pos0}, ${heads} heads`);
+          assert.deepEqual(gotV, wantV, `v cache, type ${kvType}, ${rowElems}x${nTokens} at ${pos0}, ${heads} heads`);
         }
       }
     });
@@ -171,9 +175,10 @@ for (const isa of cpuInfo().availableIsas) {
         for (const [pos0, window, sinks] of [[150, 0, false], [150, 37, false], [150, 0, true], [150, 53, true], [700, 0, false], [700, 300, true], [700, 257, false]] as const) {
           const nKvHead = 2, ratio = 4, headDim = 64, nHead = nKvHead * ratio, nTokens = 45;
           const row = nKvHead * headDim, ctx = pos0 + nTokens, size = kvElementBytes(kvType);
-          const kCache = new Uint8Array(ctx * row * size);
-          const vCache = new Uint8Array(ctx * row * size);
-          refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
+          // Room for more positions than the context (a slot's cache), the keys' and values' different.
+          const kCache = new Uint8Array((ctx + 5) * row * size);
+          const vCache = new Uint8Array((ctx + 300) * row * size);
+          refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx, nKvHead);
           const q = randomF32(nTokens * nHead * headDim, rand, 3);
           const p: AttentionParams = { nTokens, nHead, nKvHead, headDim, pos0, scale: 1 / Math.sqrt(headDim), kvType, window, sinks: sinks ? randomF32(nHead, rand, 2) : undefined };
           const all = new Float32Array(q.length);
@@ -201,9 +206,9 @@ for (const isa of cpuInfo().availableIsas) {
         for (const kvType of [0, 1, 8] as KvType[]) {
           const nKvHead = 2, nHead = 6, headDim = 32;
           const row = nKvHead * headDim, ctx = c.pos0 + c.nTokens, size = kvElementBytes(kvType);
-          const kCache = new Uint8Array(ctx * row * size);
-          const vCache = new Uint8Array(ctx * row * size);
-          refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
+          const kCache = new Uint8Array((ctx + 7) * row * size);
+          const vCache = new Uint8Array((ctx + 7) * row * size);
+          refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx, nKvHead);
           // Larger queries make the scores peak, so merging chunks of very different maxima is tested.
           const q = randomF32(c.nTokens * nHead * headDim, rand, 6);
           const p: AttentionParams = { nTokens: c.nTokens, nHead, nKvHead, headDim, pos0: c.pos0, scale: 1 / Math.sqrt(headDim), kvType, window: c.window, sinks: c.sinks ? randomF32(nHead, rand, 4) : undefined };
@@ -234,7 +239,7 @@ for (const isa of cpuInfo().availableIsas) {
                 const size = kvElementBytes(kvType);
                 const kCache = new Uint8Array(ctx * row * size);
                 const vCache = new Uint8Array(ctx * row * size);
-                refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx);
+                refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx, nKvHead);
                 const q = randomF32(nTokens * nHead * headDim, rand, 3);
                 const p: AttentionParams = { nTokens, nHead, nKvHead, headDim, pos0, scale: 1 / Math.sqrt(headDim), kvType };
                 const want = new Float32Array(q.length);
@@ -285,7 +290,9 @@ describe('native float kernels reject bad arguments', () => {
       () => native.attention(x, cache.subarray(1), cache, { ...ok, pos0: 0, kvType: 1 }, new Float32Array(8)),
       /kCache must start at a multiple of 2 bytes/,
     );
-    expectBadArgument(() => native.storeKv(x, x, cache, cache, 0, 4, 0, 2), /different memory/);
-    expectBadArgument(() => native.storeKv(x, x, cache, new Uint8Array(64), 2 as KvType, 4, 0, 2), /kvType/);
+    expectBadArgument(() => native.storeKv(x, x, cache, cache, 0, 4, 0, 2, 1), /different memory/);
+    expectBadArgument(() => native.storeKv(x, x, cache, new Uint8Array(64), 2 as KvType, 4, 0, 2, 1), /kvType/);
+    expectBadArgument(() => native.storeKv(x, x, cache, new Uint8Array(64), 0, 4, 0, 2, 3), /multiple of nKvHead/);
+    expectBadArgument(() => native.storeKv(new Float32Array(64), new Float32Array(64), cache, new Uint8Array(256), 8, 64, 0, 1, 4), /heads of a multiple of 32/);
   });
 });

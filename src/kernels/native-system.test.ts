@@ -62,7 +62,7 @@ function runAll(seed: number): Float32Array[] {
   const ctx = p.pos0 + p.nTokens;
   const kCache = new Uint8Array(ctx * row * 2);
   const vCache = new Uint8Array(ctx * row * 2);
-  refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 1, row, 0, ctx);
+  refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 1, row, 0, ctx, p.nKvHead);
   const attn = new Float32Array(p.nTokens * p.nHead * p.headDim);
   kernels.attention(randomF32(attn.length, rand), kCache, vCache, p, attn);
   outs.push(attn);

@@ -62,6 +62,7 @@ export interface NativeAddon {
     rowElems: number,
     pos0: number,
     nTokens: number,
+    nKvHead: number,
   ): void;
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
   /** Registered by the quantization part of the library once it is built in. */
@@ -377,9 +378,10 @@ export class NativeKernels implements Kernels {
     rowElems: number,
     pos0: number,
     nTokens: number,
+    nKvHead: number,
   ): void {
     try {
-      this.addon.storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens);
+      this.addon.storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead);
     } catch (err) {
       throw asCairnError(err);
     }

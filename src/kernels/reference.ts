@@ -123,18 +123,23 @@ export class ReferenceKernels implements Kernels {
     rowElems: number,
     pos0: number,
     nTokens: number,
+    nKvHead: number,
   ): void {
     needKvType('kvType', kvType);
     needInt('rowElems', rowElems, 1);
     needInt('pos0', pos0, 0);
     needInt('nTokens', nTokens, 0);
+    needInt('nKvHead', nKvHead, 1);
     needLength('k', k, nTokens * rowElems);
     needLength('v', v, nTokens * rowElems);
-    if (kvType === 8 && rowElems % 32 !== 0) throw new CairnError('BAD_ARGUMENT', `a Q8_0 cache needs rowElems (${rowElems}) to be a multiple of 32`);
+    if (rowElems % nKvHead !== 0) throw new CairnError('BAD_ARGUMENT', `rowElems (${rowElems}) must be a multiple of nKvHead (${nKvHead})`);
+    if (kvType === 8 && (rowElems / nKvHead) % 32 !== 0) {
+      throw new CairnError('BAD_ARGUMENT', `a Q8_0 cache needs heads of a multiple of 32 elements (rowElems ${rowElems}, nKvHead ${nKvHead})`);
+    }
     const bytes = (pos0 + nTokens) * rowElems * kvElementBytes(kvType);
     needLength('kCache', kCache, bytes);
     needLength('vCache', vCache, bytes);
-    refStoreKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens);
+    refStoreKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead);
   }
 
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {

@@ -96,7 +96,7 @@ for (const arch of Object.keys(SHAPES)) {
       maxBatch: 16,
     });
     const plan = familyOf(cfg).layerPlan(cfg, 1);
-    assert.deepEqual(plan.kv, { k: cfg.nKvHead * cfg.headDim, v: cfg.nKvHead * cfg.headDim });
+    assert.deepEqual(plan.kv, { k: cfg.nKvHead * cfg.headDim, v: cfg.nKvHead * cfg.headDim, heads: cfg.nKvHead });
     assert.equal(shard.kv.bytes, 2 * 2 * 40 * 2 * cfg.nKvHead * cfg.headDim * 2);
     assert.equal(kvCacheBytes(cfg, spec, 2 * 40, GgmlType.F16), shard.kv.bytes);
     // The estimate covers any stage: the whole model's buffers, plus logits of up to 8 rows.

@@ -22,6 +22,11 @@ export interface KvRowShape {
   readonly k: number;
   /** Value elements (0 where a layer caches one row serving both, as latent attention does). */
   readonly v: number;
+  /**
+   * Heads a row holds: the cache stores each head's rows in one stretch (Kernels.storeKv), so this
+   * is the unit of its layout. A GQA layer's KV heads; 1 for latent attention's single row.
+   */
+  readonly heads: number;
 }
 
 /**

@@ -5,12 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GgmlType } from '../gguf/ggml-types.js';
+import { rearrangeKv } from '../kernels/kv-layout.js';
 import { KvCache } from './kv-cache.js';
 
 const ROWS = [
-  { k: 8, v: 8 },
-  { k: 12, v: 0 },
-  { k: 4, v: 6 },
+  { k: 8, v: 8, heads: 2 },
+  { k: 12, v: 0, heads: 1 },
+  { k: 4, v: 6, heads: 2 },
 ];
 
 function fill(kv: KvCache, slot: number, seed: number): void {
@@ -20,8 +21,22 @@ function fill(kv: KvCache, slot: number, seed: number): void {
   }
 }
 
+/** The first n positions of a part stored head by head (`elems` per position, stretches of `ctx` positions), each head's in turn. */
+function firstOfHeads(buf: Uint8Array, elems: number, heads: number, ctx: number, n: number): number[] {
+  const head = (elems / heads) * 4;
+  return Array.from({ length: heads }, (_, h) => [...buf.subarray(h * ctx * head, h * ctx * head + n * head)]).flat();
+}
+
 const firstRows = (kv: KvCache, slot: number, n: number) =>
-  ROWS.map((r, i) => [kv.keys(i, slot).slice(0, n * r.k * 4), kv.values(i, slot).slice(0, n * r.v * 4)]);
+  ROWS.map((r, i) => [firstOfHeads(kv.keys(i, slot), r.k, r.heads, kv.ctxPerSlot, n), firstOfHeads(kv.values(i, slot), r.v, r.heads, kv.ctxPerSlot, n)]);
+
+/** Positions [n, ctx) of every head of every layer's keys. */
+const beyond = (kv: KvCache, slot: number, n: number) =>
+  ROWS.map((r, i) => {
+    const head = (r.k / r.heads) * 4;
+    const all = kv.keys(i, slot);
+    return Array.from({ length: r.heads }, (_, h) => [...all.subarray((h * kv.ctxPerSlot + n) * head, (h + 1) * kv.ctxPerSlot * head)]).flat();
+  });
 
 test('each layer holds its own row shape; bytes add up per layer', () => {
   const kv = new KvCache(ROWS, 3, 10, GgmlType.F32);
@@ -37,12 +52,11 @@ test("prefix copies, snapshots and restores move every layer's rows, and only th
   const kv = new KvCache(ROWS, 3, 10, GgmlType.F32);
   fill(kv, 0, 1);
   fill(kv, 1, 100);
-  const before = firstRows(kv, 1, 10);
+  const before = beyond(kv, 1, 4);
   kv.copyPrefix(0, 1, 4);
   assert.deepEqual(firstRows(kv, 1, 4), firstRows(kv, 0, 4));
-  ROWS.forEach((r, i) =>
-    assert.deepEqual(kv.keys(i, 1).slice(4 * r.k * 4), before[i][0].slice(4 * r.k * 4), `layer ${i} beyond the prefix`),
-  );
+  assert.notDeepEqual(firstRows(kv, 1, 5), firstRows(kv, 0, 5), 'the fifth position was not copied');
+  assert.deepEqual(beyond(kv, 1, 4), before, 'every head beyond the prefix untouched');
 
   const snap = kv.snapshot(0, 6);
   assert.deepEqual(
@@ -53,6 +67,40 @@ test("prefix copies, snapshots and restores move every layer's rows, and only th
   kv.restore(snap, 2);
   assert.deepEqual(firstRows(kv, 2, 6), firstRows(kv, 0, 6));
 
+  // The same positions with every head of a position side by side (a GPU cache's snapshot, or a
+  // prompt-cache file of an earlier version) restore to the same cache.
+  const asRows = {
+    ...snap,
+    layout: 'rows' as const,
+    layers: snap.layers.map((l, i) => {
+      const r = ROWS[i];
+      const kb = 6 * r.k * 4;
+      const out = new Uint8Array(l.length);
+      out.set(rearrangeKv(l.subarray(0, kb), 6, r.heads, (r.k / r.heads) * 4, 'heads', 'rows'), 0);
+      out.set(rearrangeKv(l.subarray(kb), 6, r.heads, (r.v / r.heads) * 4, 'heads', 'rows'), kb);
+      return out;
+    }),
+  };
+  assert.notDeepEqual(asRows.layers[0], snap.layers[0], 'two heads: the orders differ');
+  fill(kv, 2, 77);
+  kv.restore(asRows, 2);
+  assert.deepEqual(firstRows(kv, 2, 6), firstRows(kv, 0, 6));
+
   const other = new KvCache([ROWS[0], ROWS[0], ROWS[2]], 1, 10, GgmlType.F32);
   assert.throws(() => other.restore(snap, 0), RangeError, 'a snapshot of other row shapes does not fit');
+});
+
+test('rearrangeKv moves each head of each position between the two orders and back', () => {
+  // 3 positions of 2 heads of 2 bytes: rows [p0h0 p0h1 p1h0 p1h1 p2h0 p2h1] <-> heads [p0h0 p1h0 p2h0 p0h1 p1h1 p2h1].
+  const rows = Uint8Array.from({ length: 12 }, (_, i) => i);
+  const heads = rearrangeKv(rows, 3, 2, 2, 'rows', 'heads');
+  assert.deepEqual([...heads], [0, 1, 4, 5, 8, 9, 2, 3, 6, 7, 10, 11]);
+  assert.deepEqual([...rearrangeKv(heads, 3, 2, 2, 'heads', 'rows')], [...rows]);
+  assert.equal(rearrangeKv(rows, 3, 1, 4, 'rows', 'heads'), rows, 'one head: the same bytes');
+  assert.throws(() => rearrangeKv(rows, 4, 2, 2, 'rows', 'heads'), RangeError);
+});
+
+test('rows that do not hold whole heads are refused', () => {
+  assert.throws(() => new KvCache([{ k: 9, v: 9, heads: 2 }], 1, 4, GgmlType.F32), /whole heads/);
+  assert.throws(() => new KvCache([{ k: 64, v: 64, heads: 4 }], 1, 4, GgmlType.Q8_0), /whole blocks of 32/);
 });

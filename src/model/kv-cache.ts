@@ -1,14 +1,16 @@
 /**
  * The KV cache of one shard: for each of its layers, `slots` independent sequences of up to
- * `ctxPerSlot` positions, in f16 (default, as llama.cpp) or f32. Each layer's row shape comes from
- * its family (layers may differ: latent attention caches one compressed row, some layers none of
- * their values). Views are made once at construction so the forward pass never allocates.
+ * `ctxPerSlot` positions, in f16 (default, as llama.cpp), f32 or Q8_0, each stored head by head.
+ * Each layer's row shape comes from its family (layers may differ: latent attention caches one
+ * compressed row, some layers none of their values). Views are made once at construction so the
+ * forward pass never allocates.
  */
 import { GgmlType } from '../gguf/ggml-types.js';
 import { kvElementBytes, type KvType } from '../kernels/api.js';
 import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
+import { rearrangeKv, type KvSnapshotLayout } from '../kernels/kv-layout.js';
 import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
@@ -46,7 +48,7 @@ export function kvRows(cfg: ModelConfig, range: Pick<ShardSpec, 'layerStart' | '
     if (split && a.kind === 'gqa') {
       const kv = headRange(a.heads, a.kvHeads, a.headDim, split).kvHeads;
       const share = (kv[1] - kv[0]) / a.kvHeads;
-      rows.push({ k: plan.kv.k * share, v: plan.kv.v * share });
+      rows.push({ k: plan.kv.k * share, v: plan.kv.v * share, heads: kv[1] - kv[0] });
     } else {
       rows.push(plan.kv);
     }
@@ -64,7 +66,10 @@ export function kvCacheBytes(
   return kvRows(cfg, range).reduce((a, r) => a + (r.k + r.v), 0) * tokens * kvElementBytes(type);
 }
 
-/** Per-layer, per-slot key and value storage. */
+/**
+ * Per-layer, per-slot key and value storage. Each slot's keys (and values) of a layer are laid out
+ * head by head (Kernels.storeKv): head h's rows of positions [0, ctxPerSlot) at h x ctxPerSlot rows.
+ */
 export class KvCache {
   readonly type: KvType;
   readonly slots: number;
@@ -77,7 +82,12 @@ export class KvCache {
   private readonly v: Uint8Array[][];
 
   constructor(rows: readonly KvRowShape[], slots: number, ctxPerSlot: number, type: KvType = GgmlType.F16) {
-    if (type === GgmlType.Q8_0 && rows.some((r) => r.k % 32 !== 0 || r.v % 32 !== 0)) throw new RangeError('a Q8_0 KV cache needs rows in whole blocks of 32');
+    if (rows.some((r) => !(Number.isInteger(r.heads) && r.heads >= 1) || r.k % r.heads !== 0 || r.v % r.heads !== 0)) {
+      throw new RangeError('KV cache rows must hold whole heads');
+    }
+    if (type === GgmlType.Q8_0 && rows.some((r) => (r.k / r.heads) % 32 !== 0 || (r.v / r.heads) % 32 !== 0)) {
+      throw new RangeError('a Q8_0 KV cache needs heads in whole blocks of 32');
+    }
     this.type = type;
     this.slots = slots;
     this.ctxPerSlot = ctxPerSlot;
@@ -108,34 +118,54 @@ export class KvCache {
     return this.v[i][slot];
   }
 
-  /** Bytes of the first n positions' keys and values in layer i. */
-  private prefixBytes(i: number, n: number): { kb: number; vb: number } {
+  /** Bytes of one head's row of keys and of values in layer i. */
+  private headBytes(i: number): { kh: number; vh: number } {
     const elem = kvElementBytes(this.type);
-    return { kb: n * this.rows[i].k * elem, vb: n * this.rows[i].v * elem };
+    const r = this.rows[i];
+    return { kh: (r.k / r.heads) * elem, vh: (r.v / r.heads) * elem };
   }
 
-  /** Copies the first `n` positions of a slot out of the cache (one buffer per layer, keys then values). */
+  /**
+   * Calls fn once per head of layer i with the byte range of that head's first n positions in a
+   * slot's storage (from `at`, `bytes` long) and where they go in a snapshot (`packed`), for keys
+   * and for values.
+   */
+  private eachHead(i: number, n: number, fn: (part: 'k' | 'v', at: number, bytes: number, packed: number) => void): void {
+    const { kh, vh } = this.headBytes(i);
+    const heads = this.rows[i].heads;
+    for (let h = 0; h < heads; h++) fn('k', h * this.ctxPerSlot * kh, n * kh, h * n * kh);
+    for (let h = 0; h < heads; h++) fn('v', h * this.ctxPerSlot * vh, n * vh, heads * n * kh + h * n * vh);
+  }
+
+  /** Copies the first `n` positions of a slot out of the cache (one buffer per layer: each head's keys, then each head's values). */
   snapshot(slot: number, n: number): KvSnapshot {
-    const layers = this.k.map((k, i) => {
-      const { kb, vb } = this.prefixBytes(i, n);
-      const buf = new Uint8Array(kb + vb);
-      buf.set(k[slot].subarray(0, kb), 0);
-      buf.set(this.v[i][slot].subarray(0, vb), kb);
+    const layers = this.rows.map((r, i) => {
+      const buf = new Uint8Array(n * (r.k + r.v) * kvElementBytes(this.type));
+      this.eachHead(i, n, (part, at, bytes, packed) => buf.set((part === 'k' ? this.k : this.v)[i][slot].subarray(at, at + bytes), packed));
       return buf;
     });
-    return { type: this.type, tokens: n, layers };
+    return { type: this.type, tokens: n, layers, layout: 'heads' };
   }
 
-  /** Writes a snapshot back into a slot (positions [0, snapshot.tokens)). */
+  /** Writes a snapshot back into a slot (positions [0, snapshot.tokens)), in either layout. */
   restore(s: KvSnapshot, slot: number): void {
     if (s.type !== this.type || s.layers.length !== this.k.length || s.tokens > this.ctxPerSlot) {
       throw new RangeError('KV snapshot does not fit this cache');
     }
-    s.layers.forEach((buf, i) => {
-      const { kb, vb } = this.prefixBytes(i, s.tokens);
-      if (buf.length !== kb + vb) throw new RangeError('KV snapshot does not fit this cache');
-      this.k[i][slot].set(buf.subarray(0, kb));
-      this.v[i][slot].set(buf.subarray(kb));
+    const n = s.tokens;
+    const layers = s.layers.map((buf, i) => {
+      const { kh, vh } = this.headBytes(i);
+      const heads = this.rows[i].heads;
+      const kb = n * heads * kh;
+      if (buf.length !== kb + n * heads * vh) throw new RangeError('KV snapshot does not fit this cache');
+      if (s.layout === 'heads') return buf;
+      const out = new Uint8Array(buf.length);
+      out.set(rearrangeKv(buf.subarray(0, kb), n, heads, kh, s.layout, 'heads'), 0);
+      out.set(rearrangeKv(buf.subarray(kb), n, heads, vh, s.layout, 'heads'), kb);
+      return out;
+    });
+    layers.forEach((buf, i) => {
+      this.eachHead(i, n, (part, at, bytes, packed) => (part === 'k' ? this.k : this.v)[i][slot].set(buf.subarray(packed, packed + bytes), at));
     });
   }
 
@@ -143,9 +173,10 @@ export class KvCache {
   copyPrefix(from: number, to: number, n: number): void {
     if (from === to || n === 0) return;
     for (let i = 0; i < this.k.length; i++) {
-      const { kb, vb } = this.prefixBytes(i, n);
-      this.k[i][to].set(this.k[i][from].subarray(0, kb));
-      this.v[i][to].set(this.v[i][from].subarray(0, vb));
+      this.eachHead(i, n, (part, at, bytes) => {
+        const store = part === 'k' ? this.k : this.v;
+        store[i][to].set(store[i][from].subarray(at, at + bytes), at);
+      });
     }
   }
 }
@@ -154,6 +185,8 @@ export class KvCache {
 export interface KvSnapshot {
   readonly type: KvType;
   readonly tokens: number;
-  /** One buffer per layer of the shard: keys of every position, then values. */
+  /** One buffer per layer of the shard: its keys, then its values, each in `layout` order. */
   readonly layers: readonly Uint8Array[];
+  /** The order of each part's rows (kv-layout.ts). */
+  readonly layout: KvSnapshotLayout;
 }

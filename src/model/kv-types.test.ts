@@ -51,20 +51,23 @@ test('a Q8_0 cache scores a prompt within a small error of F16, in about half th
 });
 
 test('a Q8_0 cache round-trips through snapshots and slot copies; a prompt-cache hit gives the fresh tokens', async () => {
-  const kv = new KvCache([{ k: 64, v: 64 }, { k: 32, v: 96 }], 3, 40, GgmlType.Q8_0);
+  const kv = new KvCache([{ k: 64, v: 64, heads: 2 }, { k: 32, v: 96, heads: 1 }], 3, 40, GgmlType.Q8_0);
   for (let i = 0; i < 2; i++) for (let s = 0; s < 3; s++) for (const buf of [kv.keys(i, s), kv.values(i, s)]) buf.forEach((_, j) => (buf[j] = (j * 7 + s + i) & 0xff));
   const snap = kv.snapshot(0, 17);
   assert.equal(snap.layers[0].length, 17 * (64 + 64) * (34 / 32));
   kv.restore(snap, 2);
   kv.copyPrefix(0, 1, 17);
+  // Each head's first 17 positions (its stretch of the slot is 40 positions long).
+  const heads = (buf: Uint8Array, elems: number, count: number) =>
+    Array.from({ length: count }, (_, h) => [...buf.subarray(h * 40 * elems * (34 / 32), (h * 40 + 17) * elems * (34 / 32))]);
   for (let i = 0; i < 2; i++) {
+    const r = kv.rows[i];
     for (const s of [1, 2]) {
-      const n = 17 * (34 / 32);
-      assert.deepEqual(kv.keys(i, s).subarray(0, n * kv.rows[i].k), kv.keys(i, 0).subarray(0, n * kv.rows[i].k));
-      assert.deepEqual(kv.values(i, s).subarray(0, n * kv.rows[i].v), kv.values(i, 0).subarray(0, n * kv.rows[i].v));
+      assert.deepEqual(heads(kv.keys(i, s), r.k / r.heads, r.heads), heads(kv.keys(i, 0), r.k / r.heads, r.heads));
+      assert.deepEqual(heads(kv.values(i, s), r.v / r.heads, r.heads), heads(kv.values(i, 0), r.v / r.heads, r.heads));
     }
   }
-  assert.throws(() => new KvCache([{ k: 48, v: 48 }], 1, 8, GgmlType.Q8_0), /whole blocks of 32/);
+  assert.throws(() => new KvCache([{ k: 48, v: 48, heads: 1 }], 1, 8, GgmlType.Q8_0), /whole blocks of 32/);
 
   const path = file('qwen3-cache', QWEN3);
   const m = await loadModel(path, { ctx: 128, slots: 1, kvType: GgmlType.Q8_0, prefetch: false, progress: false, promptCache: { budgetBytes: 1 << 20 }, speculation: { maxDraft: 0 } });

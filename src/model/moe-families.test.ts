@@ -99,7 +99,7 @@ test('layer plans: experts, used, shared experts and their widths; leading dense
   assert.match(familyOf(qwen2.cfg).describe(qwen2.cfg), /experts 2 of 6 of 32 \+ 1 shared \(gated\) of 96 \(softmax\)/);
   const qwen3 = plans('qwen3moe');
   assert.deepEqual(qwen3.plans[1].ffn, { kind: 'moe', experts: 8, used: 3, shared: 0, width: 32, sharedWidth: 0 });
-  assert.deepEqual(qwen3.plans[1].kv, { k: 32, v: 32 });
+  assert.deepEqual(qwen3.plans[1].kv, { k: 32, v: 32, heads: 1 });
   const glm = plans('glm4moe');
   assert.equal(glm.cfg.nLayer, 3, 'the multi-token-prediction block is not a layer of the model');
   assert.equal(glm.cfg.rope.nRot, 16, 'partial rotary: half of each head');

@@ -121,13 +121,33 @@ describe('reference float kernels', () => {
     const v = new Float32Array([65504, 1e5, 2 ** -24]);
     const kc = new Uint8Array(4 * 3 * 2);
     const vc = new Uint8Array(4 * 3 * 2);
-    refStoreKv(k, v, kc, vc, 1, 3, 2, 1);
+    refStoreKv(k, v, kc, vc, 1, 3, 2, 1, 1);
     assert.deepEqual(Array.from(kc.subarray(12, 18)), [0x00, 0x3c, 0x00, 0xc0, 0x66, 0x2e]);
     assert.deepEqual(Array.from(vc.subarray(12, 18)), [0xff, 0x7b, 0x00, 0x7c, 0x01, 0x00]);
     assert.ok(kc.subarray(0, 12).every((b) => b === 0) && kc.subarray(18).every((b) => b === 0), 'other rows untouched');
     const kf = new Uint8Array(4 * 3 * 4);
-    refStoreKv(k, v, kf, new Uint8Array(4 * 3 * 4), 0, 3, 1, 1);
+    refStoreKv(k, v, kf, new Uint8Array(4 * 3 * 4), 0, 3, 1, 1, 1);
     assert.deepEqual(new Float32Array(kf.buffer, 12, 3), k);
+  });
+
+  it('storeKv keeps each head of a row in its own stretch of the cache, the capacity apart', () => {
+    // Rows of 3 heads of 2 into caches of 5 positions: head h of position i at (h * 5 + i) * 2.
+    const k = Float32Array.from({ length: 2 * 6 }, (_, i) => i + 1);
+    const v = Float32Array.from(k, (x) => -x);
+    const kc = new Uint8Array(5 * 6 * 4);
+    const vc = new Uint8Array(5 * 6 * 4);
+    refStoreKv(k, v, kc, vc, 0, 6, 3, 2, 3);
+    const kf = new Float32Array(kc.buffer);
+    const vf = new Float32Array(vc.buffer);
+    for (let t = 0; t < 2; t++) {
+      for (let h = 0; h < 3; h++) {
+        for (let i = 0; i < 2; i++) {
+          assert.equal(kf[(h * 5 + 3 + t) * 2 + i], k[t * 6 + h * 2 + i], `k of token ${t}, head ${h}`);
+          assert.equal(vf[(h * 5 + 3 + t) * 2 + i], v[t * 6 + h * 2 + i], `v of token ${t}, head ${h}`);
+        }
+      }
+    }
+    assert.equal(kf.filter((x) => x !== 0).length, 12, 'nothing else written');
   });
 
   it('attention: causal, grouped, and the weighted mean of V', () => {
@@ -143,7 +163,7 @@ describe('reference float kernels', () => {
       // Keys all equal, so every visible position gets the same weight.
       const k = new Float32Array(ctx * row).fill(0.5);
       const v = Float32Array.from({ length: ctx * row }, (_, i) => (i % 7) - 3);
-      refStoreKv(k, v, kc, vc, kvType, row, 0, ctx);
+      refStoreKv(k, v, kc, vc, kvType, row, 0, ctx, nKvHead);
       const q = randomF32(ctx * nHead * headDim, seededRandom(4));
       const p: AttentionParams = { nTokens: ctx, nHead, nKvHead, headDim, pos0: 0, scale: 0.5, kvType };
       const out = new Float32Array(q.length);

@@ -4,7 +4,7 @@
  * them; sums that ggml keeps in f32 lanes are accumulated here in f64, which is the exact
  * result the native lanes approximate, so tests can bound the native error against it.
  */
-import { ATTENTION_CHUNK, kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
+import { ATTENTION_CHUNK, kvCapacity, kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
 import { f32ToFp16, fp16ToF32, refDequantize, refQuantize } from './quant/index.js';
 
 const f = Math.fround;
@@ -150,7 +150,10 @@ function view(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Writes rows of k and v into cache rows [pos0, pos0 + nTokens), little-endian f32 or f16. */
+/**
+ * Writes rows of k and v (nKvHead heads each) into cache positions [pos0, pos0 + nTokens): f32 or
+ * f16 little-endian, or Q8_0 blocks; each cache head by head, its kvCapacity the stride.
+ */
 export function refStoreKv(
   k: Float32Array,
   v: Float32Array,
@@ -160,30 +163,30 @@ export function refStoreKv(
   rowElems: number,
   pos0: number,
   nTokens: number,
+  nKvHead: number,
 ): void {
-  if (kvType === 8) {
-    // Q8_0: each row as whole blocks of ggml's reference quantizer.
-    const rowBytes = rowElems * kvElementBytes(kvType);
-    for (const [src, dst] of [
-      [k, kCache],
-      [v, vCache],
-    ] as const) {
-      for (let t = 0; t < nTokens; t++) {
-        refQuantize(8, src.subarray(t * rowElems, (t + 1) * rowElems), dst.subarray((pos0 + t) * rowBytes, (pos0 + t + 1) * rowBytes), rowElems);
+  const d = rowElems / nKvHead;
+  const headBytes = d * kvElementBytes(kvType);
+  for (const [src, dst] of [
+    [k, kCache],
+    [v, vCache],
+  ] as const) {
+    const capacity = kvCapacity(dst.byteLength, rowElems, kvType);
+    const dv = view(dst);
+    for (let t = 0; t < nTokens; t++) {
+      for (let h = 0; h < nKvHead; h++) {
+        const from = src.subarray(t * rowElems + h * d, t * rowElems + (h + 1) * d);
+        const at = (h * capacity + pos0 + t) * headBytes;
+        if (kvType === 8) {
+          // Q8_0: whole blocks of ggml's reference quantizer.
+          refQuantize(8, from, dst.subarray(at, at + headBytes), d);
+          continue;
+        }
+        for (let i = 0; i < d; i++) {
+          if (kvType === 1) dv.setUint16(at + i * 2, f32ToFp16(from[i]), true);
+          else dv.setFloat32(at + i * 4, from[i], true);
+        }
       }
-    }
-    return;
-  }
-  const size = kvElementBytes(kvType);
-  const pairs: [Float32Array, DataView][] = [
-    [k, view(kCache)],
-    [v, view(vCache)],
-  ];
-  for (const [src, dst] of pairs) {
-    for (let i = 0; i < nTokens * rowElems; i++) {
-      const at = (pos0 * rowElems + i) * size;
-      if (kvType === 1) dst.setUint16(at, f32ToFp16(src[i]), true);
-      else dst.setFloat32(at, src[i], true);
     }
   }
 }
@@ -220,11 +223,13 @@ function roundToQ8(x: Float32Array): Float32Array {
  */
 export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
   const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
-  const k = cacheReader(kCache, p.kvType, (pos0 + nTokens) * nKvHead * d);
-  const v = cacheReader(vCache, p.kvType, (pos0 + nTokens) * nKvHead * d);
+  const row = nKvHead * d;
+  const kCap = kvCapacity(kCache.byteLength, row, p.kvType);
+  const vCap = kvCapacity(vCache.byteLength, row, p.kvType);
+  const k = cacheReader(kCache, p.kvType, kCap * row);
+  const v = cacheReader(vCache, p.kvType, vCap * row);
   const half = p.kvType === 1;
   const q8 = p.kvType === 8;
-  const row = nKvHead * d;
   const group = nHead / nKvHead;
   const weights = new Float64Array(ATTENTION_CHUNK);
   const qh = new Float64Array(d);
@@ -233,14 +238,18 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
   for (let t = 0; t < nTokens; t++) {
     const nCtx = pos0 + t + 1;
     for (let h = 0; h < nHead; h++) {
-      const kvOff = Math.floor(h / group) * d;
+      const kvHead = Math.floor(h / group);
+      // Element of dimension i of position j's row in this head's stretch of each cache.
+      const kAt = (j: number) => (kvHead * kCap + j) * d;
+      const vAt = (j: number) => (kvHead * vCap + j) * d;
       const qOff = (t * nHead + h) * d;
       const qv = q8 ? roundToQ8(q.subarray(qOff, qOff + d)) : undefined;
       for (let i = 0; i < d; i++) qh[i] = qv ? qv[i] : half ? roundToF16(q[qOff + i]) : q[qOff + i];
       const first = p.window && nCtx > p.window ? nCtx - p.window : 0;
       const score = (j: number) => {
         let dot = 0;
-        for (let i = 0; i < d; i++) dot += k(j * row + kvOff + i) * qh[i];
+        const at = kAt(j);
+        for (let i = 0; i < d; i++) dot += k(at + i) * qh[i];
         return f(f(dot) * f(p.scale));
       };
       if (Math.floor(first / ATTENTION_CHUNK) === Math.floor((nCtx - 1) / ATTENTION_CHUNK)) {
@@ -249,7 +258,7 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
         softmaxRow(weights, 0, nCtx - first, p.sinks?.[h]);
         for (let i = 0; i < d; i++) {
           let sum = 0;
-          for (let j = first; j < nCtx; j++) sum += (half ? roundToF16(weights[j - first]) : weights[j - first]) * v(j * row + kvOff + i);
+          for (let j = first; j < nCtx; j++) sum += (half ? roundToF16(weights[j - first]) : weights[j - first]) * v(vAt(j) + i);
           out[qOff + i] = sum;
         }
         continue;
@@ -269,7 +278,7 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
         for (let j = a; j < b; j++) {
           const w = f(Math.exp(f(weights[j - a] - m)));
           l += w;
-          for (let i = 0; i < d; i++) chunkAcc[i] += w * v(j * row + kvOff + i);
+          for (let i = 0; i < d; i++) chunkAcc[i] += w * v(vAt(j) + i);
         }
         if (sum === 0) {
           max = m;

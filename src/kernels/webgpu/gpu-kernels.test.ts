@@ -14,6 +14,7 @@ import { isCairnError } from '../../util/errors.js';
 import { refDequantize, refQuantize } from '../reference/quant/codecs.js';
 import { refAdd, refAttention, refRmsNorm, refRope, refStoreKv, refSwiglu } from '../reference/ops.js';
 import type { AttentionParams, RopeParams } from '../api.js';
+import { rearrangeKv } from '../kv-layout.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { testGpu } from '../../../test/helpers/test-gpu.js';
 import { ropeTable, WebGpuKernels } from './gpu-kernels.js';
@@ -24,6 +25,11 @@ import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS } from './wgsl-matmul-items.js';
 const { gpu, skip } = await testGpu('GPU kernels', { itemProducts: true });
 const { gpu: plain } = await testGpu(undefined, { itemProducts: false });
 const both = () => [gpu!, plain!];
+
+/** A CPU cache of exactly `ctx` positions (stored head by head) as the device keeps it: every head of a position side by side. */
+function asRows(cache: Uint8Array, ctx: number, heads: number): Uint8Array {
+  return rearrangeKv(cache, ctx, heads, cache.length / ctx / heads, 'heads', 'rows');
+}
 
 /** Runs f with one token's weight products in `rows` rows a subgroup and `items` items a lane, then puts the defaults back. */
 async function withDecodeShape<T>(g: WebGpuKernels, rows: number, items: number, f: () => Promise<T>): Promise<T> {
@@ -314,7 +320,7 @@ describe('GPU kernels at offsets, in place and with biases', { skip }, () => {
     g.storeKvF16(g.upload(k), g.upload(v), kc, vc, row, 0, 2, 3);
     const wantK = new Uint8Array(2 * row * 2);
     const wantV = new Uint8Array(2 * row * 2);
-    refStoreKv(k.subarray(3 * row), v.subarray(3 * row), wantK, wantV, 1, row, 0, 2);
+    refStoreKv(k.subarray(3 * row), v.subarray(3 * row), wantK, wantV, 1, row, 0, 2, nKvHead);
     const q = randomF32(5 * nHead * headDim, rand);
     const p: AttentionParams = { nTokens: 2, nHead, nKvHead, headDim, pos0: 0, scale: 0.2, kvType: 1 };
     const want = new Float32Array(2 * nHead * headDim);
@@ -389,7 +395,8 @@ describe('GPU float kernels', { skip }, () => {
     const v = randomF32(n * row, rand, 5);
     const wantK = new Uint8Array((pos0 + n) * row * 2);
     const wantV = new Uint8Array((pos0 + n) * row * 2);
-    refStoreKv(k, v, wantK, wantV, 1, row, pos0, n);
+    // One head: the rows side by side, as the device keeps them.
+    refStoreKv(k, v, wantK, wantV, 1, row, pos0, n, 1);
     const kc = g.tensor(wantK.length);
     const vc = g.tensor(wantV.length);
     g.storeKvF16(g.upload(k), g.upload(v), kc, vc, row, pos0, n);
@@ -479,7 +486,7 @@ describe('GPU float kernels', { skip }, () => {
       const ctx = c.pos0 + c.nTokens;
       const kCache = new Uint8Array(ctx * row * 2);
       const vCache = new Uint8Array(ctx * row * 2);
-      refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 1, row, 0, ctx);
+      refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 1, row, 0, ctx, c.nKvHead);
       const q = randomF32(c.nTokens * c.nHead * c.headDim, rand, 4);
       const sinks = c.sinks ? randomF32(c.nHead, rand, 3) : undefined;
       const p: AttentionParams = {
@@ -496,7 +503,7 @@ describe('GPU float kernels', { skip }, () => {
       const want = new Float32Array(q.length);
       refAttention(q, kCache, vCache, p, want);
       const out = g.tensor(q.length * 4);
-      g.attention(g.upload(q), g.upload(kCache), g.upload(vCache), { ...p, sinks: sinks && g.upload(sinks), kvType: GgmlType.F16 }, out);
+      g.attention(g.upload(q), g.upload(asRows(kCache, ctx, c.nKvHead)), g.upload(asRows(vCache, ctx, c.nKvHead)), { ...p, sinks: sinks && g.upload(sinks), kvType: GgmlType.F16 }, out);
       // The CPU rounds the weights to f16 for contexts within one chunk; the GPU keeps them f32.
       assertClose(await g.readF32(out, q.length), want, { rtol: 0, atol: 2 ** -10 }, `attention ${JSON.stringify(c)}`);
     }
@@ -512,7 +519,7 @@ describe('GPU float kernels', { skip }, () => {
       const row = c.kvLora + c.rope;
       const ctx = c.pos0 + c.nTokens;
       const cache = new Uint8Array(ctx * row * 2);
-      refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), cache, new Uint8Array(ctx * row * 2), 1, row, 0, ctx);
+      refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), cache, new Uint8Array(ctx * row * 2), 1, row, 0, ctx, 1);
       const q = randomF32(c.nTokens * c.nHead * row, rand, 2);
       const p: AttentionParams = { nTokens: c.nTokens, nHead: c.nHead, nKvHead: 1, headDim: row, pos0: c.pos0, scale: 0.07, kvType: 1 };
       // The CPU block reads the cache as values too and uses the first kvLora of each output head.
@@ -623,7 +630,7 @@ describe('GPU float kernels', { skip }, () => {
     const pos0 = 2;
     const wantK = new Uint8Array(((pos0 + n) * row * 34) / 32);
     const wantV = new Uint8Array(wantK.length);
-    refStoreKv(k, v, wantK, wantV, GgmlType.Q8_0, row, pos0, n);
+    refStoreKv(k, v, wantK, wantV, GgmlType.Q8_0, row, pos0, n, 1);
     const kc = g.tensor(wantK.length);
     const vc = g.tensor(wantV.length);
     g.storeKv(GgmlType.Q8_0, g.upload(k), g.upload(v), kc, vc, row, pos0, n);
@@ -650,7 +657,7 @@ describe('GPU float kernels', { skip }, () => {
       const ctx = c.pos0 + c.nTokens;
       const kCache = new Uint8Array((ctx * kvRow * 34) / 32);
       const vCache = new Uint8Array(kCache.length);
-      refStoreKv(randomF32(ctx * kvRow, rand), randomF32(ctx * kvRow, rand), kCache, vCache, GgmlType.Q8_0, kvRow, 0, ctx);
+      refStoreKv(randomF32(ctx * kvRow, rand), randomF32(ctx * kvRow, rand), kCache, vCache, GgmlType.Q8_0, kvRow, 0, ctx, c.nKvHead);
       const q = randomF32(c.nTokens * c.nHead * c.headDim, rand, 2);
       const sinks = c.sinks ? randomF32(c.nHead, rand, 3) : undefined;
       const p: AttentionParams = {
@@ -671,11 +678,11 @@ describe('GPU float kernels', { skip }, () => {
       const want = new Float32Array(c.nTokens * c.nHead * vd);
       for (let i = 0; i < c.nTokens * c.nHead; i++) want.set(whole.subarray(i * c.headDim, i * c.headDim + vd), i * vd);
       const out = g.tensor(want.length * 4);
-      const kt = g.upload(kCache);
+      const kt = g.upload(asRows(kCache, ctx, c.nKvHead));
       g.attention(
         g.upload(q),
         kt,
-        c.latent ? kt : g.upload(vCache),
+        c.latent ? kt : g.upload(asRows(vCache, ctx, c.nKvHead)),
         { ...p, sinks: sinks && g.upload(sinks), kvType: GgmlType.Q8_0, ...(c.latent ? { vDim: c.latent, vRow: kvRow } : {}) },
         out,
       );

@@ -30,10 +30,12 @@ function setup(type: KvType, n: number, t: number) {
   const bytes = type === GgmlType.F16 ? 2 : 4;
   const kc = new Uint8Array(n * ROW * bytes);
   const vc = new Uint8Array(n * ROW * bytes);
-  ref.storeKv(random(n * ROW, 1, 2), random(n * ROW, 2), kc, vc, type, ROW, 0, n);
+  const keys = random(n * ROW, 1, 2);
+  const values = random(n * ROW, 2);
+  ref.storeKv(keys, values, kc, vc, type, ROW, 0, n, NKV);
   const q = random(t * NH * D, 3, 2);
   const p: AttentionParams = { nTokens: t, nHead: NH, nKvHead: NKV, headDim: D, pos0: n - t, scale: 1 / Math.sqrt(D), kvType: type };
-  return { kc, vc, q, p, bytes };
+  return { kc, vc, q, p, bytes, keys, values };
 }
 
 for (const type of [GgmlType.F32, GgmlType.F16] as const) {
@@ -50,7 +52,7 @@ for (const type of [GgmlType.F32, GgmlType.F16] as const) {
 
   test(`${name} cache: a window of w positions is the kernel over the last w rows (the query included)`, () => {
     const n = 20;
-    const { kc, vc, q, p, bytes } = setup(type, n, 6);
+    const { kc, vc, q, p, bytes, keys, values } = setup(type, n, 6);
     const sa = new SinkAttention();
     for (const w of [1, 3, 7, 30]) {
       const got = new Float32Array(q.length);
@@ -61,13 +63,12 @@ for (const type of [GgmlType.F32, GgmlType.F16] as const) {
         assert.equal(first, Math.max(0, pos - w + 1));
         const want = new Float32Array(NH * D);
         const one: AttentionParams = { ...p, nTokens: 1, pos0: pos - first };
-        ref.attention(
-          q.subarray(t * NH * D, (t + 1) * NH * D),
-          kc.subarray(first * ROW * bytes),
-          vc.subarray(first * ROW * bytes),
-          one,
-          want,
-        );
+        // A cache of only the positions the window shows.
+        const seen = pos - first + 1;
+        const wk = new Uint8Array(seen * ROW * bytes);
+        const wv = new Uint8Array(seen * ROW * bytes);
+        ref.storeKv(keys.subarray(first * ROW, (pos + 1) * ROW), values.subarray(first * ROW, (pos + 1) * ROW), wk, wv, type, ROW, 0, seen, NKV);
+        ref.attention(q.subarray(t * NH * D, (t + 1) * NH * D), wk, wv, one, want);
         assert.deepEqual(got.subarray(t * NH * D, (t + 1) * NH * D), want, `window ${w}, token ${t}`);
       }
     }
@@ -75,12 +76,10 @@ for (const type of [GgmlType.F32, GgmlType.F16] as const) {
 }
 
 test('sinks: each head gives exp(sink) of the softmax mass to no value', () => {
-  const { kc, vc, q, p } = setup(GgmlType.F32, 12, 3);
+  const { kc, vc, q, p, keys: k, values: v } = setup(GgmlType.F32, 12, 3);
   const sinks = Float32Array.from([-1, 0.5, 2, 6]);
   const got = new Float32Array(q.length);
   new SinkAttention().attend(q, kc, vc, p, sinks, 5, got);
-  const k = new Float32Array(kc.buffer);
-  const v = new Float32Array(vc.buffer);
   for (let t = 0; t < p.nTokens; t++) {
     const pos = p.pos0 + t;
     for (let h = 0; h < NH; h++) {

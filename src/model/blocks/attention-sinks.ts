@@ -14,7 +14,7 @@
  */
 import { CairnError } from '../../util/errors.js';
 import { GgmlType } from '../../gguf/ggml-types.js';
-import type { AttentionParams } from '../../kernels/api.js';
+import { kvCapacity, type AttentionParams } from '../../kernels/api.js';
 import { f32ToFp16, fp16ToF32 } from '../../kernels/reference/quant/index.js';
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
@@ -75,8 +75,14 @@ export class SinkAttention {
       throw new CairnError('BAD_ARGUMENT', 'attention: q or out too short');
     if (nHead % nKvHead !== 0) throw new CairnError('BAD_ARGUMENT', `attention: ${nHead} heads are not a multiple of ${nKvHead} KV heads`);
     if (sinks && sinks.length !== nHead) throw new CairnError('BAD_ARGUMENT', `attention: ${sinks.length} sinks for ${nHead} heads`);
-    const k = cacheArray(kCache, half, nPos * row, 'kCache');
-    const v = cacheArray(vCache, half, nPos * row, 'vCache');
+    if (kCache.byteLength < nPos * row * (half ? 2 : 4) || vCache.byteLength < nPos * row * (half ? 2 : 4)) {
+      throw new CairnError('BAD_ARGUMENT', `attention: a cache holds fewer than ${nPos} positions`);
+    }
+    // Each cache head by head (Kernels.storeKv): a head's rows are contiguous, d apart.
+    const kCap = kvCapacity(kCache.byteLength, row, p.kvType);
+    const vCap = kvCapacity(vCache.byteLength, row, p.kvType);
+    const k = cacheArray(kCache, half, kCap * row);
+    const v = cacheArray(vCache, half, vCap * row);
     if (this.scores.length < nPos) this.scores = new Float32Array(nPos);
     if (this.q.length < d) {
       this.q = new Float32Array(d);
@@ -89,12 +95,12 @@ export class SinkAttention {
       const pos = pos0 + t;
       const first = firstVisible(pos, window);
       for (let h = 0; h < nHead; h++) {
-        const kvOff = Math.floor(h / group) * d;
+        const kvHead = Math.floor(h / group);
         const qOff = (t * nHead + h) * d;
         for (let i = 0; i < d; i++) qh[i] = half ? toF16(q[qOff + i]) : q[qOff + i];
         const max0 = half
-          ? scoresF16(k as Uint16Array, qh, d, row, kvOff, first, pos, scale, scores)
-          : scoresF32(k as Float32Array, qh, d, row, kvOff, first, pos, scale, scores);
+          ? scoresF16(k as Uint16Array, qh, d, d, kvHead * kCap * d, first, pos, scale, scores)
+          : scoresF32(k as Float32Array, qh, d, d, kvHead * kCap * d, first, pos, scale, scores);
         const sink = sinks ? sinks[h] : -Infinity;
         const max = sink > max0 ? sink : max0;
         let sum = 0;
@@ -106,8 +112,8 @@ export class SinkAttention {
         if (sinks) sum += f(Math.exp(f(sink - max)));
         const inv = f(1 / sum);
         acc.fill(0, 0, d);
-        if (half) weighF16(v as Uint16Array, scores, inv, d, row, kvOff, first, pos, acc);
-        else weighF32(v as Float32Array, scores, inv, d, row, kvOff, first, pos, acc);
+        if (half) weighF16(v as Uint16Array, scores, inv, d, d, kvHead * vCap * d, first, pos, acc);
+        else weighF32(v as Float32Array, scores, inv, d, d, kvHead * vCap * d, first, pos, acc);
         for (let i = 0; i < d; i++) out[qOff + i] = acc[i];
       }
     }
@@ -199,9 +205,8 @@ function weighF32(
 }
 
 /** A cache of `elems` elements as a typed array (f16 bits or f32), copied where its bytes are not aligned. */
-function cacheArray(cache: Uint8Array, half: boolean, elems: number, name: string): Uint16Array | Float32Array {
+function cacheArray(cache: Uint8Array, half: boolean, elems: number): Uint16Array | Float32Array {
   const size = half ? 2 : 4;
-  if (cache.byteLength < elems * size) throw new CairnError('BAD_ARGUMENT', `attention: ${name} holds fewer than ${elems} elements`);
   const bytes = cache.byteOffset % size === 0 ? cache : cache.slice(0, elems * size);
   return half ? new Uint16Array(bytes.buffer, bytes.byteOffset, elems) : new Float32Array(bytes.buffer, bytes.byteOffset, elems);
 }

@@ -79,13 +79,13 @@ export function checkGqaConfig(cfg: ModelConfig, path: string): void {
 
 /** One cached position: every KV head's key and value. */
 export function gqaKvRow(s: GqaShape): KvRowShape {
-  return { k: s.nKvHead * s.headDim, v: s.nKvHead * s.headDim };
+  return { k: s.nKvHead * s.headDim, v: s.nKvHead * s.headDim, heads: s.nKvHead };
 }
 
 /** The KV row of a tensor-parallel rank: the KV heads it holds. */
 export function gqaSplitKvRow(s: Pick<GqaShape, 'nHead' | 'nKvHead' | 'headDim'>, heads: HeadSplit): KvRowShape {
   const n = heads.kvHeads[1] - heads.kvHeads[0];
-  return { k: n * s.headDim, v: n * s.headDim };
+  return { k: n * s.headDim, v: n * s.headDim, heads: n };
 }
 
 /** Declares a GQA block's tensors under `prefix` (a tensor-parallel rank's heads when `src.split` says so). */
@@ -224,7 +224,7 @@ export class GqaAttention implements AttentionBlock {
     for (const sp of step.spans) {
       const kc = kv.keys(step.layer, sp.slot);
       const vc = kv.values(step.layer, sp.slot);
-      kernels.storeKv(rowRange(k, sp.start, sp.n, kvDim), rowRange(v, sp.start, sp.n, kvDim), kc, vc, kv.type, kvDim, sp.pos0, sp.n);
+      kernels.storeKv(rowRange(k, sp.start, sp.n, kvDim), rowRange(v, sp.start, sp.n, kvDim), kc, vc, kv.type, kvDim, sp.pos0, sp.n, s.nKvHead);
       p.nTokens = sp.n;
       p.pos0 = sp.pos0;
       const qs = rowRange(q, sp.start, sp.n, qDim);

@@ -82,7 +82,7 @@ export function mlaAttentionPlan(s: MlaShape): MlaAttentionPlan {
 
 /** One cached position: the latent and the roped key part, and no separate values. */
 export function mlaKvRow(s: Pick<MlaShape, 'kvLora' | 'ropeDim'>): KvRowShape {
-  return { k: s.kvLora + s.ropeDim, v: 0 };
+  return { k: s.kvLora + s.ropeDim, v: 0, heads: 1 };
 }
 
 /** llama.cpp's tensor names of an MLA block, under the layer prefix. */

@@ -120,7 +120,7 @@ test('bytes: attention and shared experts read in full per token, routed experts
   assert.deepEqual(plans[0].ffn, { kind: 'dense', width: 128 });
   assert.deepEqual(plans[1].ffn, { kind: 'moe', experts: 8, used: 2, shared: 1, width: 32, sharedWidth: 32 });
   assert.deepEqual(plans[2].attention, { kind: 'mla', heads: 4, qLora: 32, kvLora: 32, nope: 16, ropeDim: 8, vDim: 16 });
-  assert.deepEqual(plans[2].kv, { k: 40, v: 0 });
+  assert.deepEqual(plans[2].kv, { k: 40, v: 0, heads: 1 });
 });
 
 test("llama.cpp's lite rule: a 27-layer file projects queries directly and never reads q_lora_rank", () => {

@@ -74,7 +74,7 @@ test('gpt-oss: even layers slide (llama.cpp pattern 2), the pattern key and the 
   assert.deepEqual(windows, [WINDOW, undefined, WINDOW]);
   for (let l = 0; l < 3; l++) {
     assert.deepEqual(fam.layerPlan(cfg, l).ffn, { kind: 'moe', experts: 4, used: 2, shared: 0, width: 32, sharedWidth: 0 });
-    assert.deepEqual(fam.layerPlan(cfg, l).kv, { k: 2 * 16, v: 2 * 16 }, 'every layer caches every position');
+    assert.deepEqual(fam.layerPlan(cfg, l).kv, { k: 2 * 16, v: 2 * 16, heads: 2 }, 'every layer caches every position');
   }
   assert.match(fam.describe(cfg), /with sinks, window 4 on 2 layers, experts 2 of 4 of 32 \(softmax-selected\)/);
 

@@ -1,13 +1,15 @@
 /**
  * A GPU shard's KV cache: per layer and slot, F16 (or Q8_0) keys and values of ctx positions on the device.
- * Snapshots (the prompt cache's entries) come back to the host in the CPU cache's layout (per
- * layer, the keys of every position, then the values), so a saved prefix means the same bytes to
- * either backend.
+ * The device keeps every head of a position side by side, so its snapshots (the prompt cache's
+ * entries: per layer, the keys of every position, then the values) come back in the `rows` layout,
+ * and a snapshot the CPU cache made (`heads`) is rearranged on restore (kv-layout.ts): a saved
+ * prefix means the same to either backend.
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
 import { gpuKvBytes, type GpuKvType, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import type { KvRowShape } from '../family.js';
 import type { KvSnapshot } from '../kv-cache.js';
+import { rearrangeKv } from '../../kernels/kv-layout.js';
 import { CairnError } from '../../util/errors.js';
 import type { GpuKv } from './gpu-blocks.js';
 
@@ -83,7 +85,7 @@ export class GpuKvCache implements GpuKv {
       buf.set(new Uint8Array(await this.gpu.read(this.v[i][slot], vb)), kb);
       layers.push(buf);
     }
-    return { type: this.type, tokens: n, layers };
+    return { type: this.type, tokens: n, layers, layout: 'rows' };
   }
 
   /** Writes a snapshot back into a slot (positions [0, snapshot.tokens)). */
@@ -91,10 +93,12 @@ export class GpuKvCache implements GpuKv {
     this.checkSlot(slot);
     if (s.type !== this.type || s.layers.length !== this.rows.length || s.tokens > this.ctxPerSlot) throw new RangeError('KV snapshot does not fit this cache');
     s.layers.forEach((buf, i) => {
-      const kb = this.rowBytes(s.tokens, this.rows[i].k);
-      if (buf.length !== kb + this.rowBytes(s.tokens, this.rows[i].v)) throw new RangeError('KV snapshot does not fit this cache');
-      this.gpu.write(this.k[i][slot], buf.subarray(0, kb));
-      this.gpu.write(this.v[i][slot], buf.subarray(kb));
+      const r = this.rows[i];
+      const kb = this.rowBytes(s.tokens, r.k);
+      if (buf.length !== kb + this.rowBytes(s.tokens, r.v)) throw new RangeError('KV snapshot does not fit this cache');
+      const head = (elems: number) => gpuKvBytes(this.type, elems / r.heads);
+      this.gpu.write(this.k[i][slot], rearrangeKv(buf.subarray(0, kb), s.tokens, r.heads, head(r.k), s.layout, 'rows'));
+      this.gpu.write(this.v[i][slot], rearrangeKv(buf.subarray(kb), s.tokens, r.heads, head(r.v), s.layout, 'rows'));
     });
   }
 
