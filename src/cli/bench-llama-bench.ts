@@ -24,8 +24,14 @@ interface LlamaBenchRow {
   readonly gpu_info?: string;
 }
 
-/** Longest one llama-bench run may take. */
-const RUN_TIMEOUT_MS = 30 * 60_000;
+/**
+ * Longest one llama-bench run may take: 30 minutes, and 2 more per 1024 tokens of depth, since its
+ * fill of the cache grows with the depth (a 32k fill of a 0.6B model took it over 30 minutes on 2
+ * cores).
+ */
+export function llamaBenchTimeoutMs(depth: number): number {
+  return (30 + 2 * Math.ceil(depth / 1024)) * 60_000;
+}
 
 /** Runs a llama-bench binary on one model, thread count and batch. */
 export class LlamaBench {
@@ -77,8 +83,10 @@ export class LlamaBench {
     if (depth > 0) args.push('-d', String(depth));
     if (this.kvType !== 'f16') args.push('-ctk', this.kvType, '-ctv', this.kvType);
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(this.binary, args, { maxBuffer: 16 << 20, timeout: RUN_TIMEOUT_MS }, (err, out, errOut) => {
-        if (err) reject(new CairnError('BAD_ARGUMENT', `llama-bench failed: ${(errOut || err.message).trim().split('\n').slice(-3).join(' | ')}`));
+      const timeout = llamaBenchTimeoutMs(depth);
+      execFile(this.binary, args, { maxBuffer: 16 << 20, timeout }, (err, out, errOut) => {
+        if (err?.killed) reject(new CairnError('BAD_ARGUMENT', `llama-bench did not finish within ${timeout / 60_000} minutes (${args.join(' ')})`));
+        else if (err) reject(new CairnError('BAD_ARGUMENT', `llama-bench failed: ${(errOut || err.message).trim().split('\n').slice(-3).join(' | ')}`));
         else resolve(out);
       });
     });
