@@ -200,19 +200,6 @@ static int kv_type_arg(napi_env env, napi_value v, const char *name, int *out) {
   return 0;
 }
 
-/*
- * Positions a cache array of `len` bytes holds for rows of `row_bytes` (the stride of its heads); -1
- * with an error when fewer than `need`.
- */
-static int64_t cache_capacity(napi_env env, const char *name, int64_t len, int64_t row_bytes, int64_t need) {
-  const int64_t capacity = row_bytes > 0 ? len / row_bytes : 0;
-  if (capacity < need) {
-    args_throw(env, "BAD_ARGUMENT", "%s is too short: %lld bytes, need %lld", name, (long long)len, (long long)(need * row_bytes));
-    return -1;
-  }
-  return capacity;
-}
-
 /* storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead) */
 static napi_value store_kv(napi_env env, napi_callback_info info) {
   napi_value a[9];
@@ -247,10 +234,8 @@ static napi_value store_kv(napi_env env, napi_callback_info info) {
     args_throw(env, "BAD_ARGUMENT", "kCache and vCache must be different memory");
     return NULL;
   }
-  const int64_t k_capacity = cache_capacity(env, "kCache", k_len, row_bytes, pos0 + n_tokens);
-  const int64_t v_capacity = k_capacity < 0 ? -1 : cache_capacity(env, "vCache", v_len, row_bytes, pos0 + n_tokens);
-  if (v_capacity < 0) return NULL;
-  cairn_store_kv(k, v, kc, vc, kv_type, row_elems, n_kv_head, k_capacity, v_capacity, pos0, n_tokens);
+  /* Each cache's capacity (its head stride) is the positions it holds; the lengths were checked to hold pos0 + nTokens. */
+  cairn_store_kv(k, v, kc, vc, kv_type, row_elems, n_kv_head, k_len / row_bytes, v_len / row_bytes, pos0, n_tokens);
   return args_undefined(env);
 }
 
@@ -308,11 +293,10 @@ static napi_value attention(napi_env env, napi_callback_info info) {
       args_f32(env, a[4], "out", q_elems, &out)) {
     return NULL;
   }
+  /* The positions each cache holds: the stride of its heads (ops.h). */
   const int64_t row_bytes = cairn_kv_bytes(p.kv_type, kv_row);
-  if ((p.k_capacity = cache_capacity(env, "kCache", k_len, row_bytes, p.pos0 + p.n_tokens)) < 0 ||
-      (p.v_capacity = cache_capacity(env, "vCache", v_len, row_bytes, p.pos0 + p.n_tokens)) < 0) {
-    return NULL;
-  }
+  p.k_capacity = k_len / row_bytes;
+  p.v_capacity = v_len / row_bytes;
   const uintptr_t qb = (uintptr_t)q, ob = (uintptr_t)out, bytes = (uintptr_t)q_elems * 4;
   if (q_elems > 0 && qb < ob + bytes && ob < qb + bytes) {
     args_throw(env, "BAD_ARGUMENT", "out must not overlap q");

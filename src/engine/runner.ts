@@ -6,7 +6,7 @@
 import type { SeqSpan } from '../model/decoder.js';
 import type { DecoderShard } from '../model/decoder.js';
 import type { KvSnapshot } from '../model/kv-cache.js';
-import type { KvSnapshotLayout } from '../kernels/kv-layout.js';
+import { isKvSnapshotLayout, type KvSnapshotLayout } from '../kernels/kv-layout.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import { SequenceSamplers, type SequenceSpec } from './sequence-samplers.js';
 import { CairnError } from '../util/errors.js';
@@ -217,7 +217,7 @@ export function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
   const { head, bodies } = unpackMessage<Partial<SnapshotsHead> | null>(bytes, { what: 'saved prefix', code: 'BAD_ARGUMENT' });
   const shards = head?.shards;
   const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
-  const layoutOk = (x: unknown) => x === undefined || x === 'rows' || x === 'heads';
+  const layoutOk = (x: unknown) => x === undefined || isKvSnapshotLayout(x);
   if (!Array.isArray(shards) || !shards.every((s: SnapshotsHead['shards'][number] | null) => count(s?.type) && count(s?.tokens) && count(s?.layers) && layoutOk(s?.layout))) {
     throw new CairnError('BAD_ARGUMENT', 'malformed saved prefix: its head does not describe the shards');
   }

@@ -9,6 +9,11 @@
 /** Order of a snapshot's rows: every head of a position side by side, or each head's positions in turn. */
 export type KvSnapshotLayout = 'rows' | 'heads';
 
+/** Whether a value (read from a saved prefix's head) names a snapshot order. */
+export function isKvSnapshotLayout(x: unknown): x is KvSnapshotLayout {
+  return x === 'rows' || x === 'heads';
+}
+
 /**
  * One part (the keys or the values) of a layer's snapshot: n positions of `heads` heads of
  * `headBytes` each, rearranged from one order to the other (a copy; the same bytes when the orders
@@ -33,5 +38,27 @@ export function rearrangeKv(
       else out.set(src.subarray(headAt, headAt + headBytes), rowAt);
     }
   }
+  return out;
+}
+
+/**
+ * A layer's snapshot (n positions of keys, then of values, `heads` heads each of `kHeadBytes` and
+ * `vHeadBytes`) in the order `to`; the same buffer when it is already in that order.
+ */
+export function rearrangeKvLayer(
+  buf: Uint8Array,
+  n: number,
+  heads: number,
+  kHeadBytes: number,
+  vHeadBytes: number,
+  from: KvSnapshotLayout,
+  to: KvSnapshotLayout,
+): Uint8Array {
+  const kb = n * heads * kHeadBytes;
+  if (buf.length !== kb + n * heads * vHeadBytes) throw new RangeError('KV snapshot does not fit this cache');
+  if (from === to || heads === 1) return buf;
+  const out = new Uint8Array(buf.length);
+  out.set(rearrangeKv(buf.subarray(0, kb), n, heads, kHeadBytes, from, to), 0);
+  out.set(rearrangeKv(buf.subarray(kb), n, heads, vHeadBytes, from, to), kb);
   return out;
 }

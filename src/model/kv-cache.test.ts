@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GgmlType } from '../gguf/ggml-types.js';
-import { rearrangeKv } from '../kernels/kv-layout.js';
+import { rearrangeKv, rearrangeKvLayer } from '../kernels/kv-layout.js';
 import { KvCache } from './kv-cache.js';
 
 const ROWS = [
@@ -72,14 +72,7 @@ test("prefix copies, snapshots and restores move every layer's rows, and only th
   const asRows = {
     ...snap,
     layout: 'rows' as const,
-    layers: snap.layers.map((l, i) => {
-      const r = ROWS[i];
-      const kb = 6 * r.k * 4;
-      const out = new Uint8Array(l.length);
-      out.set(rearrangeKv(l.subarray(0, kb), 6, r.heads, (r.k / r.heads) * 4, 'heads', 'rows'), 0);
-      out.set(rearrangeKv(l.subarray(kb), 6, r.heads, (r.v / r.heads) * 4, 'heads', 'rows'), kb);
-      return out;
-    }),
+    layers: snap.layers.map((l, i) => rearrangeKvLayer(l, 6, ROWS[i].heads, (ROWS[i].k / ROWS[i].heads) * 4, (ROWS[i].v / ROWS[i].heads) * 4, 'heads', 'rows')),
   };
   assert.notDeepEqual(asRows.layers[0], snap.layers[0], 'two heads: the orders differ');
   fill(kv, 2, 77);

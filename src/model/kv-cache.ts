@@ -10,7 +10,7 @@ import { kvElementBytes, type KvType } from '../kernels/api.js';
 import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
-import { rearrangeKv, type KvSnapshotLayout } from '../kernels/kv-layout.js';
+import { rearrangeKvLayer, type KvSnapshotLayout } from '../kernels/kv-layout.js';
 import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
@@ -155,14 +155,7 @@ export class KvCache {
     const n = s.tokens;
     const layers = s.layers.map((buf, i) => {
       const { kh, vh } = this.headBytes(i);
-      const heads = this.rows[i].heads;
-      const kb = n * heads * kh;
-      if (buf.length !== kb + n * heads * vh) throw new RangeError('KV snapshot does not fit this cache');
-      if (s.layout === 'heads') return buf;
-      const out = new Uint8Array(buf.length);
-      out.set(rearrangeKv(buf.subarray(0, kb), n, heads, kh, s.layout, 'heads'), 0);
-      out.set(rearrangeKv(buf.subarray(kb), n, heads, vh, s.layout, 'heads'), kb);
-      return out;
+      return rearrangeKvLayer(buf, n, this.rows[i].heads, kh, vh, s.layout, 'heads');
     });
     layers.forEach((buf, i) => {
       this.eachHead(i, n, (part, at, bytes, packed) => (part === 'k' ? this.k : this.v)[i][slot].set(buf.subarray(packed, packed + bytes), at));

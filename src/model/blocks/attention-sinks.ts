@@ -75,12 +75,10 @@ export class SinkAttention {
       throw new CairnError('BAD_ARGUMENT', 'attention: q or out too short');
     if (nHead % nKvHead !== 0) throw new CairnError('BAD_ARGUMENT', `attention: ${nHead} heads are not a multiple of ${nKvHead} KV heads`);
     if (sinks && sinks.length !== nHead) throw new CairnError('BAD_ARGUMENT', `attention: ${sinks.length} sinks for ${nHead} heads`);
-    if (kCache.byteLength < nPos * row * (half ? 2 : 4) || vCache.byteLength < nPos * row * (half ? 2 : 4)) {
-      throw new CairnError('BAD_ARGUMENT', `attention: a cache holds fewer than ${nPos} positions`);
-    }
     // Each cache head by head (Kernels.storeKv): a head's rows are contiguous, d apart.
     const kCap = kvCapacity(kCache.byteLength, row, p.kvType);
     const vCap = kvCapacity(vCache.byteLength, row, p.kvType);
+    if (kCap < nPos || vCap < nPos) throw new CairnError('BAD_ARGUMENT', `attention: a cache holds fewer than ${nPos} positions`);
     const k = cacheArray(kCache, half, kCap * row);
     const v = cacheArray(vCache, half, vCap * row);
     if (this.scores.length < nPos) this.scores = new Float32Array(nPos);

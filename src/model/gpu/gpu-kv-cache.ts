@@ -9,7 +9,7 @@ import { GgmlType } from '../../gguf/ggml-types.js';
 import { gpuKvBytes, type GpuKvType, type GpuTensor, type WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import type { KvRowShape } from '../family.js';
 import type { KvSnapshot } from '../kv-cache.js';
-import { rearrangeKv } from '../../kernels/kv-layout.js';
+import { rearrangeKvLayer } from '../../kernels/kv-layout.js';
 import { CairnError } from '../../util/errors.js';
 import type { GpuKv } from './gpu-blocks.js';
 
@@ -94,11 +94,10 @@ export class GpuKvCache implements GpuKv {
     if (s.type !== this.type || s.layers.length !== this.rows.length || s.tokens > this.ctxPerSlot) throw new RangeError('KV snapshot does not fit this cache');
     s.layers.forEach((buf, i) => {
       const r = this.rows[i];
+      const rows = rearrangeKvLayer(buf, s.tokens, r.heads, gpuKvBytes(this.type, r.k / r.heads), gpuKvBytes(this.type, r.v / r.heads), s.layout, 'rows');
       const kb = this.rowBytes(s.tokens, r.k);
-      if (buf.length !== kb + this.rowBytes(s.tokens, r.v)) throw new RangeError('KV snapshot does not fit this cache');
-      const head = (elems: number) => gpuKvBytes(this.type, elems / r.heads);
-      this.gpu.write(this.k[i][slot], rearrangeKv(buf.subarray(0, kb), s.tokens, r.heads, head(r.k), s.layout, 'rows'));
-      this.gpu.write(this.v[i][slot], rearrangeKv(buf.subarray(kb), s.tokens, r.heads, head(r.v), s.layout, 'rows'));
+      this.gpu.write(this.k[i][slot], rows.subarray(0, kb));
+      this.gpu.write(this.v[i][slot], rows.subarray(kb));
     });
   }
 
