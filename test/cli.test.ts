@@ -251,3 +251,33 @@ test('bench --depth: each engine measured after that many tokens in the KV cache
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /0,4k,16k/);
 });
+
+test('bench: a peer that fails part-way keeps cairn\'s figures, and the figures it made before', { timeout: 120_000 }, () => {
+  // A llama-bench that measures at depth 0 and fails once the cache holds tokens (as a run past its time would).
+  const failing = join(dir, 'llama-bench-failing');
+  writeFileSync(
+    failing,
+    `#!${process.execPath}
+const a = process.argv.slice(2);
+const v = (k) => a[a.indexOf(k) + 1];
+if (a.includes('-d') && Number(v('-d')) > 0) { console.error('out of memory filling the cache'); process.exit(1); }
+const p = Number(v('-p')), n = Number(v('-n'));
+const row = (np, ng) => ({ build_commit: 'abc1234', build_number: 7, n_prompt: np, n_gen: ng, n_depth: 0, n_threads: Number(v('-t')), avg_ts: np ? 1000 : 1, stddev_ts: 0 });
+console.log(JSON.stringify([...(p ? [row(p, 0)] : []), ...(n ? [row(0, n)] : [])]));
+`,
+  );
+  chmodSync(failing, 0o755);
+  const r = cairn(['bench', '-m', model, '-p', '8', '-n', '4', '-r', '1', '-t', '1', '--depth', '0,40', '--llama-bench', failing, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /llama-bench failed at depth 40: llama-bench failed: out of memory filling the cache; the bench goes on without it/);
+  const j = JSON.parse(r.stdout);
+  const [shallow, deep] = j.depths;
+  assert.deepEqual(shallow.engines.map((e: { engine: string; failed?: string }) => [e.engine, e.failed]), [['cairn', undefined], ['llama-bench', undefined]]);
+  assert.ok(shallow.ratiosToLlamaBench.decode > 0, 'depth 0 keeps its comparison');
+  assert.ok(deep.engines[0].prefillTokensPerS > 0 && deep.engines[0].decodeTokensPerS > 0, 'cairn measured at depth 40 all the same');
+  assert.match(deep.engines[1].failed, /out of memory filling the cache/);
+  assert.equal(deep.ratiosToLlamaBench, undefined, 'no ratios to incomplete figures');
+  const text = cairn(['bench', '-m', model, '-p', '8', '-n', '4', '-r', '1', '-t', '1', '--depth', '0,40', '--llama-bench', failing]);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /llama-bench +failed: llama-bench failed: out of memory/);
+});

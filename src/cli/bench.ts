@@ -86,6 +86,8 @@ export interface EngineFigures {
   decodeTokensPerS: number;
   prefillRuns: number[];
   decodeRuns: number[];
+  /** Why a peer stopped (it failed to load, or a run of it failed): its figures here are incomplete and get no ratios. */
+  failed?: string;
 }
 
 function median(xs: number[]): number {
@@ -144,6 +146,20 @@ interface Participant {
   close(): Promise<void>;
   /** It fills the cache anew for every run and warms up inside it (llama-bench): no warm-up round at depth. */
   readonly warmsItself?: boolean;
+  /**
+   * A peer compared against (llama.cpp, llama-bench): when it fails, the bench goes on without it,
+   * so that hours of cairn's own runs are not lost with it. cairn's own failures end the bench.
+   */
+  readonly peer?: boolean;
+  /** Set when a peer failed: the depth of the failed run (-1: it never loaded) and why. */
+  failure?: { depth: number; message: string };
+}
+
+/** Marks a peer failed at `depth` and says so (`warn`: a line that stays); later runs skip it. */
+function failPeer(p: Participant, depth: number, e: unknown, warn: (line: string) => void): void {
+  const message = e instanceof Error ? e.message : String(e);
+  p.failure = { depth, message };
+  warn(`${p.engine} failed${depth > 0 ? ` at depth ${depth}` : ''}: ${message}; the bench goes on without it`);
 }
 
 /** Figures of one engine at several depths, each made on first use from the load's figures. */
@@ -161,7 +177,14 @@ function figuresByDepth(base: () => EngineFigures): (depth: number) => EngineFig
  * participant in turn (so a drift of the machine's speed touches them alike); the memory
  * bandwidth is measured before every decode run.
  */
-async function rounds(parts: readonly Participant[], o: BenchFlags, depth: number, bandwidths: number[], progress: (line: string) => void): Promise<void> {
+async function rounds(
+  parts: readonly Participant[],
+  o: BenchFlags,
+  depth: number,
+  bandwidths: number[],
+  progress: (line: string) => void,
+  warn: (line: string) => void,
+): Promise<void> {
   const phases = (o.promptTokens > 0 ? 1 : 0) + (o.genTokens > 0 ? 1 : 0);
   const skipped = depth > 0 ? parts.filter((p) => p.warmsItself).length : 0;
   const total = ((o.repetitions + 1) * parts.length - skipped) * phases;
@@ -179,7 +202,15 @@ async function rounds(parts: readonly Participant[], o: BenchFlags, depth: numbe
       for (const p of parts) {
         if (rep === 0 && depth > 0 && p.warmsItself) continue;
         progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens${depth ? ` at depth ${depth}` : ''} on ${p.engine} (${++step}/${total})`);
-        const tps = await p.run(kind, n, depth);
+        if (p.failure) continue;
+        let tps: number;
+        try {
+          tps = await p.run(kind, n, depth);
+        } catch (e) {
+          if (!p.peer) throw e;
+          failPeer(p, depth, e, warn);
+          continue;
+        }
         const f = p.figuresAt(depth);
         if (rep > 0) (kind === 'prefill' ? f.prefillRuns : f.decodeRuns).push(tps);
       }
@@ -197,7 +228,7 @@ export function enginesFitTogether(fileBytes: number, llamaCpp: boolean, llamaBe
 }
 
 /** Runs the benchmark and returns every figure. */
-export async function runBench(o: BenchFlags, progress: (line: string) => void): Promise<Record<string, unknown>> {
+export async function runBench(o: BenchFlags, progress: (line: string) => void, warn: (line: string) => void = progress): Promise<Record<string, unknown>> {
   const model = o.model!;
   const file = readGguf(model);
   const threads = o.threads ?? cpuInfo().physicalCores;
@@ -236,11 +267,20 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
       progress(`loading ${engine}${o.cold ? ' from a cold page cache' : ''}`);
       const w = new Worker({ engine, model, threads, ctx, batch, flashAttention: flash, kvType: o.kvType, backend: o.backend });
       workers.push(w);
-      const l = await w.loaded;
-      const base: EngineFigures = { engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
+      const peer = engine !== 'cairn';
+      let base: EngineFigures = { ...benchBase, engine };
+      let loadFailure: unknown;
+      try {
+        const l = await w.loaded;
+        base = { engine, detail: l.detail, loadMs: l.loadMs, firstTokenMs: l.firstTokenMs, rssAfterLoadBytes: l.rssBytes, peakRssBytes: l.rssBytes, prefillTokensPerS: 0, decodeTokensPerS: 0, prefillRuns: [], decodeRuns: [] };
+      } catch (e) {
+        if (!peer) throw e;
+        loadFailure = e;
+      }
       const figuresAt = figuresByDepth(() => base);
       const p: Participant = {
         engine,
+        peer,
         figuresAt,
         run: async (kind, n, depth) => {
           const r = await w.run({ type: kind, tokens: n, depth });
@@ -250,6 +290,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
         },
         close: () => w.close(),
       };
+      if (loadFailure !== undefined) failPeer(p, -1, loadFailure, warn);
       participants.push(p);
       return p;
     };
@@ -259,6 +300,7 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
         engine: 'llama-bench',
         figuresAt,
         warmsItself: true,
+        peer: true,
         run: async (kind, n, depth) => {
           // At depth, the prefill run measures this round's decode too: one fill serves both.
           const both = kind === 'prefill' && depth > 0 && o.genTokens > 0;
@@ -277,18 +319,18 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
       progress('the engines do not fit in memory together: one at a time');
       for (const engine of engines) {
         const p = await load(engine);
-        for (const depth of depths) await rounds([p], o, depth, bandwidths, progress);
+        for (const depth of depths) await rounds([p], o, depth, bandwidths, progress, warn);
         await p.close();
       }
       if (llamaBench) {
         const p = benchParticipant(llamaBench);
-        for (const depth of depths) await rounds([p], o, depth, bandwidths, progress);
+        for (const depth of depths) await rounds([p], o, depth, bandwidths, progress, warn);
       }
     } else {
       const parts: Participant[] = [];
       for (const engine of engines) parts.push(await load(engine));
       if (llamaBench) parts.push(benchParticipant(llamaBench));
-      for (const depth of depths) await rounds(parts, o, depth, bandwidths, progress);
+      for (const depth of depths) await rounds(parts, o, depth, bandwidths, progress, warn);
     }
   } finally {
     await Promise.all(workers.map((w) => w.close()));
@@ -296,6 +338,8 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   const figuresAt = (depth: number): EngineFigures[] =>
     participants.map((p) => {
       const f = p.figuresAt(depth);
+      // Depths run in ascending order: a peer that failed at one has nothing at the deeper ones.
+      if (p.failure && depth >= p.failure.depth) f.failed = p.failure.message;
       f.prefillTokensPerS = f.prefillRuns.length ? median(f.prefillRuns) : 0;
       f.decodeTokensPerS = f.decodeRuns.length ? median(f.decodeRuns) : 0;
       return f;
@@ -336,8 +380,9 @@ export async function runBench(o: BenchFlags, progress: (line: string) => void):
   });
   const ratiosOf = (fs: EngineFigures[]) => {
     const out: Record<string, unknown> = {};
-    const nodeLlama = fs.find((f) => f.engine === 'llama.cpp');
-    const bench = fs.find((f) => f.engine === 'llama-bench');
+    // A peer that failed here has incomplete figures: no ratios to them.
+    const nodeLlama = fs.find((f) => f.engine === 'llama.cpp' && !f.failed);
+    const bench = fs.find((f) => f.engine === 'llama-bench' && !f.failed);
     if (nodeLlama) out.ratios = ratiosTo(fs[0], nodeLlama);
     if (bench) out.ratiosToLlamaBench = ratiosTo(fs[0], bench);
     return out;
@@ -369,6 +414,10 @@ function render(r: Record<string, unknown>): string {
     // llama-bench reports speeds only: its load, first token and RSS are shown as n/a.
     const known = (v: number, text: string) => (v > 0 ? text : 'n/a');
     for (const f of d.engines) {
+      if (f.failed) {
+        lines.push(`${f.engine.padEnd(11)} failed: ${f.failed}`);
+        continue;
+      }
       lines.push(
         `${f.engine.padEnd(11)} ${f.prefillTokensPerS.toFixed(1).padStart(14)} ${f.decodeTokensPerS.toFixed(2).padStart(13)} ${known(f.loadMs, f.loadMs.toFixed(0)).padStart(8)} ${known(f.firstTokenMs, f.firstTokenMs.toFixed(0)).padStart(13)} ${known(f.rssAfterLoadBytes, formatBytes(f.rssAfterLoadBytes)).padStart(10)}  (${f.detail}; decode at ${((100 * f.decodeTokensPerS) / limit).toFixed(0)}% of the bandwidth limit)`,
       );
@@ -435,9 +484,13 @@ export function benchCommand(): Command {
       o.llamaBench ??= o.vsLlamaBench;
       o.model = (await resolveModelArg(o.model)).path;
       const tty = process.stderr.isTTY;
-      const result = await runBench(o, (line) => {
-        if (tty) process.stderr.write(`\r\x1b[K${line}`);
-      });
+      const result = await runBench(
+        o,
+        (line) => {
+          if (tty) process.stderr.write(`\r\x1b[K${line}`);
+        },
+        (line) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}warning: ${line}\n`),
+      );
       if (tty) process.stderr.write('\r\x1b[K');
       process.stdout.write(o.json ? JSON.stringify(result, null, 2) + '\n' : render(result));
     });
