@@ -201,8 +201,9 @@ async function rounds(
       }
       for (const p of parts) {
         if (rep === 0 && depth > 0 && p.warmsItself) continue;
-        progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens${depth ? ` at depth ${depth}` : ''} on ${p.engine} (${++step}/${total})`);
+        ++step;
         if (p.failure) continue;
+        progress(`${rep === 0 ? 'warm-up' : `run ${rep}/${o.repetitions}`}: ${kind} ${n} tokens${depth ? ` at depth ${depth}` : ''} on ${p.engine} (${step}/${total})`);
         let tps: number;
         try {
           tps = await p.run(kind, n, depth);
