@@ -89,18 +89,26 @@ PX_INLINE __m512i px_sbyte(const __m512i *v, int i) {
 }
 
 /*
- * The f16 at rows[r] + off for each row, as 16 f32, packed in general registers (16 two-byte stores
- * and one wide load of them stalled on store forwarding; one thread, 256 x 2880 Q4_0 in L2, one
- * token: 24.4 -> 25.6 GB/s).
+ * The n-byte fields (n = 1 or 2) at rows[r] + off of the 16 rows, packed in row order into
+ * 64-bit words in general registers: read back as one vector, 16 narrow stores stalled on store
+ * forwarding, and table loads with single-float stores per row cost as much as the rest of a unit.
  */
-PX_INLINE __m512 px_halves(const uint8_t *const *rows, size_t off) {
-  uint64_t q[4] = {0, 0, 0, 0};
+PX_INLINE void px_pack_fields(const uint8_t *const *rows, size_t off, const int n, uint64_t *words) {
+  const int per_word = 8 / n;
+  for (int w = 0; w < PANEL_ROWS / per_word; w++) words[w] = 0;
   for (int r = 0; r < PANEL_ROWS; r++) {
-    uint16_t h;
-    memcpy(&h, rows[r] + off, 2);
-    q[r / 4] |= (uint64_t)h << (16 * (r % 4));
-    __asm__("" : "+r"(q[r / 4])); /* kept in general registers (vectorized, it went through memory) */
+    uint16_t x = 0;
+    memcpy(&x, rows[r] + off, (size_t)n);
+    words[r / per_word] |= (uint64_t)x << (8 * n * (r % per_word));
+    __asm__("" : "+r"(words[r / per_word])); /* kept in general registers (vectorized, it went through memory) */
   }
+}
+
+/* The f16 at rows[r] + off for each row, as 16 f32 (one thread, 256 x 2880 Q4_0 in L2, one token:
+   24.4 -> 25.6 GB/s against a 16-store buffer). */
+PX_INLINE __m512 px_halves(const uint8_t *const *rows, size_t off) {
+  uint64_t q[4];
+  px_pack_fields(rows, off, 2, q);
   return _mm512_cvtph_ps(_mm256_set_epi64x((long long)q[3], (long long)q[2], (long long)q[1], (long long)q[0]));
 }
 
@@ -121,19 +129,15 @@ PX_INLINE void px_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
 }
 
 /*
- * The E8M0 byte at rows[r] + off of each row, halved (quant_e8m0_half), as 16 f32. The bytes are
- * gathered in two general registers and the values formed in vector registers, instead of 16 table
- * loads and single-float stores (one thread, 256 x 2880 in L2, one token: 18.8 -> 21.2 GB/s; two
+ * The E8M0 byte at rows[r] + off of each row, halved (quant_e8m0_half), as 16 f32: the bytes
+ * packed by px_pack_fields and the values formed in vector registers, instead of 16 table loads
+ * and single-float stores (one thread, 256 x 2880 in L2, one token: 18.8 -> 21.2 GB/s; two
  * threads over memory, 2880 x 2880: 23.6 -> 26.5). A gather instruction instead was slower (17.0).
  */
 PX_INLINE __m512 px_e8m0_halves(const uint8_t *const *rows, size_t off) {
-  uint64_t lo = 0, hi = 0;
-  for (int r = 0; r < 8; r++) {
-    lo |= (uint64_t)rows[r][off] << (8 * r);
-    hi |= (uint64_t)rows[r + 8][off] << (8 * r);
-    __asm__("" : "+r"(lo), "+r"(hi)); /* kept in general registers (vectorized, it went through memory) */
-  }
-  const __m512i e = _mm512_cvtepu8_epi32(_mm_set_epi64x((long long)hi, (long long)lo));
+  uint64_t q[2];
+  px_pack_fields(rows, off, 1, q);
+  const __m512i e = _mm512_cvtepu8_epi32(_mm_set_epi64x((long long)q[1], (long long)q[0]));
   /* 2^(e - 128): exponent field e - 1, or for e < 2 the subnormals 0x00200000 << e. */
   const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
   const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
