@@ -4,7 +4,11 @@
  * (prefill: GFLOP/s), timed over repeated calls on matrices that cycle through more memory than the
  * GPU's caches hold. Prints one line per case, and JSON with --json.
  *
- *   node dist/bench/gpu-matmul.js [--types Q4_K,Q6_K,Q8_0,Q4_0,F16] [--tokens 1,512] [--reps 20] [--json]
+ * `--staged on|off|both` runs the item products with their activations staged in workgroup memory,
+ * without (the default), or both in turn for every case (the same bits; which is faster is what
+ * the GPU at hand says).
+ *
+ *   node dist/bench/gpu-matmul.js [--types Q4_K,Q6_K,Q8_0,Q4_0,F16] [--tokens 1,512] [--reps 20] [--staged both] [--json]
  */
 import { flag } from './args.js';
 import { GgmlType, ggmlTypeName } from '../src/gguf/ggml-types.js';
@@ -18,6 +22,9 @@ const typeNames = flag(args, '--types', 'Q4_K,Q6_K,Q8_0,Q4_0,F16').split(',');
 const tokenCounts = flag(args, '--tokens', '1,512').split(',').map(Number);
 const reps = Number(flag(args, '--reps', '20'));
 const json = args.includes('--json');
+const stagedFlag = flag(args, '--staged', 'off');
+if (!['on', 'off', 'both'].includes(stagedFlag)) throw new Error('--staged takes on, off or both');
+const stagings = stagedFlag === 'both' ? [false, true] : [stagedFlag === 'on'];
 const shapes: [number, number][] = [
   [4096, 4096],
   [14336, 4096],
@@ -46,21 +53,24 @@ for (const name of typeNames) {
     for (const n of tokenCounts) {
       const x = gpu.upload(Float32Array.from({ length: n * cols }, () => Math.random() - 0.5));
       const y = gpu.tensor(n * rows * 4);
-      for (let i = 0; i < copies; i++) gpu.matmul(ws[i], type, rows, cols, x, n, y);
-      await gpu.finish();
-      const calls = n === 1 ? reps * 10 : reps;
-      const t0 = performance.now();
-      for (let i = 0; i < calls; i++) {
-        gpu.matmul(ws[i % copies], type, rows, cols, x, n, y);
-        // A flush per cycle of copies: the next cycle's calls then find their bind groups cached (as a
-        // model's steps do), so a call costs the host what it costs in a model.
-        if ((i + 1) % copies === 0) gpu.flush();
+      for (const staged of stagings) {
+        gpu.stagedProducts = staged;
+        for (let i = 0; i < copies; i++) gpu.matmul(ws[i], type, rows, cols, x, n, y);
+        await gpu.finish();
+        const calls = n === 1 ? reps * 10 : reps;
+        const t0 = performance.now();
+        for (let i = 0; i < calls; i++) {
+          gpu.matmul(ws[i % copies], type, rows, cols, x, n, y);
+          // A flush per cycle of copies: the next cycle's calls then find their bind groups cached (as a
+          // model's steps do), so a call costs the host what it costs in a model.
+          if ((i + 1) % copies === 0) gpu.flush();
+        }
+        await gpu.finish();
+        const s = (performance.now() - t0) / 1000 / calls;
+        const r = { type: ggmlTypeName(type), rows, cols, tokens: n, staged, us: s * 1e6, gbPerS: bytes / s / 1e9, gflopPerS: (2 * rows * cols * n) / s / 1e9 };
+        results.push(r);
+        if (!json) console.log(`${r.type.padEnd(5)} ${`${rows}x${cols}`.padEnd(11)} ${String(n).padStart(4)} tokens${staged ? ', staged' : ''}: ${r.us.toFixed(1).padStart(9)} us  ${r.gbPerS.toFixed(1).padStart(7)} GB/s  ${r.gflopPerS.toFixed(0).padStart(7)} GFLOP/s`);
       }
-      await gpu.finish();
-      const s = (performance.now() - t0) / 1000 / calls;
-      const r = { type: ggmlTypeName(type), rows, cols, tokens: n, us: s * 1e6, gbPerS: bytes / s / 1e9, gflopPerS: (2 * rows * cols * n) / s / 1e9 };
-      results.push(r);
-      if (!json) console.log(`${r.type.padEnd(5)} ${`${rows}x${cols}`.padEnd(11)} ${String(n).padStart(4)} tokens: ${r.us.toFixed(1).padStart(9)} us  ${r.gbPerS.toFixed(1).padStart(7)} GB/s  ${r.gflopPerS.toFixed(0).padStart(7)} GFLOP/s`);
       gpu.free(x);
       gpu.free(y);
     }

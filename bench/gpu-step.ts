@@ -3,7 +3,9 @@
  * of the shard's forward), the whole step to its logits on the host, and the floor of any step (a
  * submit and a 16-byte read back with nothing to run). What is left of a step is the GPU's own work.
  *
- *   node dist/bench/gpu-step.js MODEL.gguf [--steps 32] [--ctx 512]
+ * `--staged`: the weight products with their activations staged in workgroup memory.
+ *
+ *   node dist/bench/gpu-step.js MODEL.gguf [--steps 32] [--ctx 512] [--staged] [--profile]
  */
 import { flag } from './args.js';
 import { loadGpuParts } from '../src/engine/load-gpu.js';
@@ -21,6 +23,7 @@ const prompt = Number(flag(args, '--prompt', '512'));
 const gpu = await WebGpuKernels.open({ timestamps: profiling });
 gpu.decodeRows = Number(flag(args, '--decode-rows', String(gpu.decodeRows)));
 gpu.decodeItems = Number(flag(args, '--decode-items', String(gpu.decodeItems)));
+gpu.stagedProducts = args.includes('--staged');
 const parts = await loadGpuParts(model, { ctx }, gpu);
 const shard = parts.shard;
 const batch = (pos: number) => ({ nTokens: 1, tokens: Int32Array.from([1 + (pos % 100)]), spans: [{ slot: 0, pos0: pos, start: 0, n: 1 }] });
@@ -57,7 +60,9 @@ for (let i = 0; i < 50; i++) {
 }
 const f = median(floor);
 console.log(`${describeAdapter(gpu.gpu.adapter)}: ${model}`);
-console.log(`dispatches per step ${dispatches.toFixed(0)}, ${gpu.decodeRows} rows a subgroup and ${gpu.decodeItems} items a lane in one token's products; medians over ${steps} steps:`);
+console.log(
+  `dispatches per step ${dispatches.toFixed(0)}, ${gpu.decodeRows} rows a subgroup and ${gpu.decodeItems} items a lane in one token's products${gpu.stagedProducts ? ', activations staged' : ''}; medians over ${steps} steps:`,
+);
 console.log(`  whole step ${early.total.toFixed(3)} ms (${(1000 / early.total).toFixed(1)} tok/s), its recording ${early.record.toFixed(3)} ms (${((early.record / dispatches) * 1000).toFixed(1)} us a dispatch)`);
 console.log(`  floor (submit + 16-byte read of nothing) ${f.toFixed(3)} ms`);
 console.log(`  submitted only once recorded: whole step ${late.total.toFixed(3)} ms, recording ${late.record.toFixed(3)} ms,`);

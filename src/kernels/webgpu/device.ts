@@ -40,6 +40,9 @@ export interface GpuContext {
   readonly itemProducts: boolean;
   /** The adapter has timestamp-query and it was enabled (openGpu's `timestamps`; for profiling). */
   readonly timestamps: boolean;
+  /** Bytes of workgroup memory a workgroup may use, and invocations a workgroup may have (the adapter's limits, asked for). */
+  readonly workgroupStorage: number;
+  readonly maxInvocations: number;
 }
 
 /** The module shape of the `webgpu` package that is used here. */
@@ -131,6 +134,9 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext>
       maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
       maxBufferSize: maxBuffer,
       maxStorageBuffersPerShaderStage: Math.min(adapter.limits.maxStorageBuffersPerShaderStage, 8),
+      maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: adapter.limits.maxComputeWorkgroupSizeX,
     },
   });
   const sgMax = (info as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 0;
@@ -146,6 +152,8 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext>
     maxBuffer: device.limits.maxBufferSize,
     itemProducts: useSubgroups && (options.itemProducts ?? !summary.software),
     timestamps,
+    workgroupStorage: device.limits.maxComputeWorkgroupStorageSize,
+    maxInvocations: Math.min(device.limits.maxComputeInvocationsPerWorkgroup, device.limits.maxComputeWorkgroupSizeX),
   };
 }
 

@@ -19,6 +19,7 @@ import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
 import { testGpu } from '../../../test/helpers/test-gpu.js';
 import { ropeTable, WebGpuKernels } from './gpu-kernels.js';
 import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS } from './wgsl-matmul-items.js';
+import { gpuItemFormat } from './wgsl-items.js';
 
 // The item products on (as on a hardware GPU), and a second device with them off (as models run on
 // a software adapter): the weight products are checked on both.
@@ -156,6 +157,50 @@ describe('GPU weight products', { skip }, () => {
           );
         }
       }
+    }
+  });
+
+  it('with the activations staged in workgroup memory gives the bits it gives without, every item type and output, over several stages', async () => {
+    const g = gpu!;
+    const rand = seededRandom(14);
+    // 7168 bytes of workgroup memory cut rows into several stages and tiles into fewer tokens
+    // (tiles of 6 tokens, stages of 8 blocks or 1 super-block); the device's own is checked too.
+    // (Each staged pipeline costs lavapipe's compiler a second or two: the cases are few.)
+    const small = Object.assign(new WebGpuKernels({ ...g.gpu, workgroupStorage: 7168 }), { stagedProducts: true });
+    const own = Object.assign(new WebGpuKernels(g.gpu), { stagedProducts: true });
+    type Case = readonly [tokens: number, rowsPerSubgroup: number, itemsPerLane: number, output: 'set' | 'add' | 'swiglu', kernels: WebGpuKernels];
+    for (const type of GPU_WEIGHT_TYPES.filter((t) => gpuItemFormat(t) && t !== GgmlType.F32)) {
+      const f = gpuWeightFormat(type)!;
+      // Rows past one staged workgroup (up to 64 rows), rows of 9 super-blocks or 75 blocks.
+      const rows = 70;
+      const cols = f.blockElems === 256 ? 9 * 256 : 75 * 32;
+      const w = new Uint8Array((rows * cols * f.blockBytes) / f.blockElems);
+      refQuantize(type, randomF32(rows * cols, rand), w, rows * cols);
+      const cases: Case[] = [
+        [11, 2, 1, 'set', small],
+        [1, 2, 1, 'set', small],
+      ];
+      if (type === GgmlType.Q4_K || type === GgmlType.Q8_0) cases.push([11, 2, 1, 'set', own], [1, 2, 1, 'set', own]);
+      if (type === GgmlType.Q4_K) cases.push([1, 4, 3, 'set', small], [11, 2, 1, 'add', small], [1, 2, 1, 'add', small], [11, 2, 1, 'swiglu', small], [1, 2, 2, 'swiglu', small]);
+      for (const [n, rowsPerSubgroup, itemsPerLane, output, k] of cases) {
+        const x = randomF32(n * cols, rand);
+        const y0 = randomF32(n * rows, rand);
+        const outRows = output === 'swiglu' ? rows / 2 : rows;
+        const run = async (on: WebGpuKernels) =>
+          withDecodeShape(on, rowsPerSubgroup, itemsPerLane, async () => {
+            const y = on.upload(y0);
+            on.matmul(on.upload(w), type, rows, cols, on.upload(x), n, y, { accumulate: output === 'add', swiglu: output === 'swiglu' });
+            return on.readF32(y, n * outRows);
+          });
+        const label = `${ggmlTypeName(type)} ${output}, ${n} tokens, ${rowsPerSubgroup} rows a subgroup, ${itemsPerLane} items a lane, ${k.gpu.workgroupStorage} bytes of workgroup memory`;
+        assert.deepEqual(await run(k), await run(g), label);
+      }
+    }
+    // The staged kernels did run, in the stages and tiles their budgets allow.
+    for (const k of [small, own]) assert.ok(k.pipelineKeys.some((key) => /^matmul-items-Q4_K-set-r2u1-s\d+x\d+t1$/.test(key)), k.pipelineKeys.join(' '));
+    if (g.gpu.subgroupMaxSize === 8) {
+      for (const key of ['matmul-items-Q8_0-set-s8x256t6', 'matmul-items-Q4_K-set-s1x256t6', 'matmul-items-Q4_K-set-r2u1-s6x256t1', 'matmul-items-Q4_K-swiglu-s1x256t6'])
+        assert.ok(small.pipelineKeys.includes(key), `${key} in ${small.pipelineKeys.join(' ')}`);
     }
   });
 

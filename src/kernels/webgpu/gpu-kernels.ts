@@ -15,7 +15,7 @@ import { GpuProfiler } from './gpu-profile.js';
 import { BindGroupCache, type BindingKey } from './bind-group-cache.js';
 import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
 import { gpuItemFormat, type GpuItemFormat } from './wgsl-items.js';
-import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS, ITEM_ROWS, ITEM_TOKENS, matmulItemsWgsl, type ItemOutput } from './wgsl-matmul-items.js';
+import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS, ITEM_ROWS, ITEM_TOKENS, matmulItemsWgsl, stageShape, type ItemOutput, type ItemStage } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
 import { type QkvBinding, ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, ropeStoreKvWgsl, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
@@ -107,6 +107,8 @@ export interface MatmulOffsets {
 
 /** The outputs of an item product, in the order itemKey numbers them. */
 const ITEM_OUTPUTS: readonly ItemOutput[] = ['set', 'add', 'swiglu'];
+/** Invocations of a staged item product's workgroup: 8 subgroups of 32 share each stage of activations. */
+const STAGE_INVOCATIONS = 256;
 /** Most workgroups along the first grid dimension; more go to the second. */
 const GRID_X = 32768;
 /** Dispatches per flush before the parameter buffer is full (then it flushes early), and the bytes each may use. */
@@ -148,6 +150,11 @@ export class WebGpuKernels {
   decodeRows = ITEM_DECODE_ROWS;
   /** Items a lane loads at once in an item product of one token (benchmarks try others). */
   decodeItems = ITEM_DECODE_ITEMS;
+  /**
+   * Item products stage their activations in workgroup memory (wgsl-matmul-items.ts): the same
+   * bits either way. Off until measured on a GPU (bench/gpu-step.ts and gpu-matmul.ts --staged).
+   */
+  stagedProducts = false;
   /** Item products' pipeline keys by shape (see itemKey). */
   private readonly itemKeys = new Map<number, string>();
   private encoder: GPUCommandEncoder | undefined;
@@ -348,6 +355,11 @@ export class WebGpuKernels {
     t.buffer.destroy();
   }
 
+  /** The keys of the pipelines made so far (for tests of which kernels ran). */
+  get pipelineKeys(): string[] {
+    return [...this.pipelines.keys()];
+  }
+
   /** Pipelines made so far (for tests of precompile). */
   get pipelineCount(): number {
     return this.pipelines.size;
@@ -447,10 +459,14 @@ export class WebGpuKernels {
       // One token (decode) takes its own rows a subgroup and items a lane, no tile of tokens; each row's sum is the same expression either way.
       const decode = n === 1;
       const R = !decode ? ITEM_ROWS : swiglu ? 2 * Math.ceil(this.decodeRows / 2) : this.decodeRows;
-      const T = decode ? 1 : ITEM_TOKENS;
+      let T = decode ? 1 : ITEM_TOKENS;
       const U = decode ? this.decodeItems : 1;
-      const key = this.itemKey(wtype, output, decode, R, U);
-      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output, R, T, U)), buffers, Math.ceil(bySubgroup / R), rows * rowBytes);
+      const staged = this.stagedProducts ? this.itemStage(T, items) : undefined;
+      const stage = staged?.stage;
+      if (staged) T = staged.tokens;
+      const key = this.itemKey(wtype, output, decode, R, U, stage, T);
+      const perRow = stage ? Math.ceil(rows / (stage.invocations / this.gpu.subgroupMaxSize)) : bySubgroup;
+      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output, R, T, U, stage)), buffers, Math.ceil(perRow / R), rows * rowBytes);
       return;
     }
     const acc = accumulate ? '-acc' : '';
@@ -479,12 +495,30 @@ export class WebGpuKernels {
   }
 
   /** The pipeline key of an item product, made once per shape (matmul runs once per projection and token). */
-  private itemKey(wtype: GgmlType, output: ItemOutput, decode: boolean, rows: number, items: number): string {
+  private itemKey(wtype: GgmlType, output: ItemOutput, decode: boolean, rows: number, items: number, stage: ItemStage | undefined, tokens: number): string {
     if (!(rows >= 1 && rows < 32 && items >= 1 && items < 32)) bad(`item products take 1 to 31 rows a subgroup and items a lane (got ${rows} and ${items})`);
-    const id = (((wtype * 4 + ITEM_OUTPUTS.indexOf(output)) * 2 + (decode ? 1 : 0)) * 32 + rows) * 32 + items;
+    // A stage's shape follows from the device's limits, fixed while it is open: a bit says staged or not.
+    const id = ((((wtype * 4 + ITEM_OUTPUTS.indexOf(output)) * 2 + (decode ? 1 : 0)) * 32 + rows) * 32 + items) * 2 + (stage ? 1 : 0);
     let key = this.itemKeys.get(id);
-    if (key === undefined) this.itemKeys.set(id, (key = `matmul-items-${ggmlTypeName(wtype)}-${output}${decode ? `-r${rows}u${items}` : ''}`));
+    if (key === undefined) {
+      const shape = decode ? `-r${rows}u${items}` : '';
+      const staged = stage ? `-s${stage.units}x${stage.invocations}t${tokens}` : '';
+      this.itemKeys.set(id, (key = `matmul-items-${ggmlTypeName(wtype)}-${output}${shape}${staged}`));
+    }
     return key;
+  }
+
+  /**
+   * The stage of a staged item product of up to T tokens a tile (stageShape): workgroups of
+   * STAGE_INVOCATIONS (or what the device allows), tiles and stages as its workgroup memory holds
+   * them; none where a stage would not hold a subgroup's worth of items.
+   */
+  private itemStage(T: number, items: GpuItemFormat): { stage: ItemStage; tokens: number } | undefined {
+    const invocations = Math.min(STAGE_INVOCATIONS, this.gpu.maxInvocations);
+    const lanes = this.gpu.subgroupMaxSize;
+    const shape = stageShape(this.gpu.workgroupStorage, T, items.unitElems, items.items, lanes);
+    if (!shape || invocations < lanes) return undefined;
+    return { stage: { invocations, units: shape.units }, tokens: shape.tokens };
   }
 
   /** Whether matmul can take W's rows as (gate, up) pairs with `swiglu` for this weight type and row length (the item product's). */
