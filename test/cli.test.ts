@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { writeSyntheticFile } from './helpers/synthetic-file.js';
+import { rewriteGguf } from './helpers/rewrite-gguf.js';
 import { createKernels } from '../src/kernels/index.js';
 import { ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
@@ -250,6 +251,20 @@ test('bench --depth: each engine measured after that many tokens in the KV cache
   const bad = cairn(['bench', '-m', model, '--depth', '4k,x']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /0,4k,16k/);
+});
+
+test('bench: llama.cpp refusing the file is reported as failed, and cairn\'s figures are kept', { timeout: 300_000 }, () => {
+  // llama.cpp refuses a file with a tensor its architecture does not use; cairn loads it.
+  const extra = join(dir, 'tiny-q8-extra-tensor.gguf');
+  rewriteGguf(model, extra, { add: [{ name: 'blk.0.unused.weight', type: GgmlType.F32, dims: [32], data: new Uint8Array(128) }] });
+  const r = cairn(['bench', '-m', extra, '-p', '8', '-n', '4', '-r', '1', '-t', '1', '--vs-llama-cpp', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /warning: llama\.cpp failed: .*the bench goes on without it/);
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual(j.engines.map((e: { engine: string; failed?: string }) => [e.engine, typeof e.failed]), [['cairn', 'undefined'], ['llama.cpp', 'string']]);
+  assert.match(j.engines[1].failed, /load/i);
+  assert.ok(j.engines[0].prefillTokensPerS > 0 && j.engines[0].decodeTokensPerS > 0, 'cairn measured all the same');
+  assert.equal(j.ratios, undefined, 'no ratios to a peer that failed');
 });
 
 test('bench: a peer that fails part-way keeps cairn\'s figures, and the figures it made before', { timeout: 120_000 }, () => {
