@@ -465,8 +465,9 @@ export class WebGpuKernels {
       const stage = staged?.stage;
       if (staged) T = staged.tokens;
       const key = this.itemKey(wtype, output, decode, R, U, stage, T);
-      const perRow = stage ? Math.ceil(rows / (stage.invocations / this.gpu.subgroupMaxSize)) : bySubgroup;
-      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output, R, T, U, stage)), buffers, Math.ceil(perRow / R), rows * rowBytes);
+      // Workgroups were each subgroup to take one row, then R rows a subgroup.
+      const groupsAtOneRow = stage ? Math.ceil(rows / (stage.invocations / this.gpu.subgroupMaxSize)) : bySubgroup;
+      this.dispatch(key, this.pipeline(key, () => matmulItemsWgsl(WGSL_WORDS, items.wgsl, items.unitElems, items.unitBytes, items.items, output, R, T, U, stage)), buffers, Math.ceil(groupsAtOneRow / R), rows * rowBytes);
       return;
     }
     const acc = accumulate ? '-acc' : '';
