@@ -61,7 +61,7 @@ for (let i = 0; i < 50; i++) {
 const f = median(floor);
 console.log(`${describeAdapter(gpu.gpu.adapter)}: ${model}`);
 console.log(
-  `dispatches per step ${dispatches.toFixed(0)}, ${gpu.decodeRows} rows a subgroup and ${gpu.decodeItems} items a lane in one token's products${gpu.stagedProducts ? ', activations staged' : ''}; medians over ${steps} steps:`,
+  `dispatches per step ${dispatches.toFixed(0)}, ${gpu.decodeRows} rows a subgroup and ${gpu.decodeItems} items a lane in one token's products${gpu.stagedProducts && gpu.gpu.itemProducts ? ', activations staged' : ''}; medians over ${steps} steps:`,
 );
 console.log(`  whole step ${early.total.toFixed(3)} ms (${(1000 / early.total).toFixed(1)} tok/s), its recording ${early.record.toFixed(3)} ms (${((early.record / dispatches) * 1000).toFixed(1)} us a dispatch)`);
 console.log(`  floor (submit + 16-byte read of nothing) ${f.toFixed(3)} ms`);
