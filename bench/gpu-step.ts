@@ -3,7 +3,8 @@
  * of the shard's forward), the whole step to its logits on the host, and the floor of any step (a
  * submit and a 16-byte read back with nothing to run). What is left of a step is the GPU's own work.
  *
- * `--staged`: the weight products with their activations staged in workgroup memory.
+ * `--staged`: the weight products with their activations staged in workgroup memory (as
+ * CAIRN_GPU_STAGED=1 does for every command).
  *
  *   node dist/bench/gpu-step.js MODEL.gguf [--steps 32] [--ctx 512] [--staged] [--profile]
  */
@@ -23,7 +24,7 @@ const prompt = Number(flag(args, '--prompt', '512'));
 const gpu = await WebGpuKernels.open({ timestamps: profiling });
 gpu.decodeRows = Number(flag(args, '--decode-rows', String(gpu.decodeRows)));
 gpu.decodeItems = Number(flag(args, '--decode-items', String(gpu.decodeItems)));
-gpu.stagedProducts = args.includes('--staged');
+if (args.includes('--staged')) gpu.stagedProducts = true;
 const parts = await loadGpuParts(model, { ctx }, gpu);
 const shard = parts.shard;
 const batch = (pos: number) => ({ nTokens: 1, tokens: Int32Array.from([1 + (pos % 100)]), spans: [{ slot: 0, pos0: pos, start: 0, n: 1 }] });

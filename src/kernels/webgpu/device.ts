@@ -40,6 +40,12 @@ export interface GpuContext {
   readonly itemProducts: boolean;
   /** The adapter has timestamp-query and it was enabled (openGpu's `timestamps`; for profiling). */
   readonly timestamps: boolean;
+  /**
+   * Item products stage their activations in workgroup memory (wgsl-matmul-items.ts; the same
+   * results). Off unless asked for (openGpu's `stagedProducts`, or CAIRN_GPU_STAGED=1) until timed
+   * on GPUs.
+   */
+  readonly stagedProducts: boolean;
   /** Bytes of workgroup memory a workgroup may use, and invocations a workgroup may have (the adapter's limits, asked for). */
   readonly workgroupStorage: number;
   readonly maxInvocations: number;
@@ -94,6 +100,8 @@ export interface OpenGpuOptions {
   readonly itemProducts?: boolean;
   /** Enable timestamp queries where the adapter has them (for profiling). */
   readonly timestamps?: boolean;
+  /** Stage the item products' activations in workgroup memory (default: CAIRN_GPU_STAGED=1 in the environment). */
+  readonly stagedProducts?: boolean;
 }
 
 /**
@@ -152,6 +160,7 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<GpuContext>
     maxBuffer: device.limits.maxBufferSize,
     itemProducts: useSubgroups && (options.itemProducts ?? !summary.software),
     timestamps,
+    stagedProducts: options.stagedProducts ?? process.env.CAIRN_GPU_STAGED === '1',
     workgroupStorage: device.limits.maxComputeWorkgroupStorageSize,
     maxInvocations: Math.min(device.limits.maxComputeInvocationsPerWorkgroup, device.limits.maxComputeWorkgroupSizeX),
   };

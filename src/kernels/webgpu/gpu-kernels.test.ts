@@ -202,6 +202,16 @@ describe('GPU weight products', { skip }, () => {
       for (const key of ['matmul-items-Q8_0-set-s8x256t6', 'matmul-items-Q4_K-set-s1x256t6', 'matmul-items-Q4_K-set-r2u1-s6x256t1', 'matmul-items-Q4_K-swiglu-s1x256t6'])
         assert.ok(small.pipelineKeys.includes(key), `${key} in ${small.pipelineKeys.join(' ')}`);
     }
+    // Off by default; CAIRN_GPU_STAGED=1 turns it on for a device opened then.
+    assert.equal(g.stagedProducts, false);
+    process.env.CAIRN_GPU_STAGED = '1';
+    try {
+      const asked = await WebGpuKernels.open();
+      assert.equal(asked.stagedProducts, true);
+      asked.destroy();
+    } finally {
+      delete process.env.CAIRN_GPU_STAGED;
+    }
   });
 
   it('reaches rows past the first grid dimension and a weight at an offset in its buffer', async () => {

@@ -152,9 +152,10 @@ export class WebGpuKernels {
   decodeItems = ITEM_DECODE_ITEMS;
   /**
    * Item products stage their activations in workgroup memory (wgsl-matmul-items.ts): the same
-   * bits either way. Off until measured on a GPU (bench/gpu-step.ts and gpu-matmul.ts --staged).
+   * bits either way. As the device was opened (GpuContext.stagedProducts); benchmarks try both
+   * (bench/gpu-step.ts and gpu-matmul.ts --staged).
    */
-  stagedProducts = false;
+  stagedProducts: boolean;
   /** Item products' pipeline keys by shape (see itemKey). */
   private readonly itemKeys = new Map<number, string>();
   private encoder: GPUCommandEncoder | undefined;
@@ -192,6 +193,7 @@ export class WebGpuKernels {
   private collecting: Map<string, () => string> | undefined;
 
   constructor(readonly gpu: GpuContext) {
+    this.stagedProducts = gpu.stagedProducts;
     this.slotBytes = Math.max(PARAM_SLOT_BYTES, gpu.device.limits.minUniformBufferOffsetAlignment);
     this.params = gpu.device.createBuffer({ size: PARAM_SLOTS * this.slotBytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.empty = this.tensor(16);
