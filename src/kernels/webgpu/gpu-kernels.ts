@@ -158,6 +158,8 @@ export class WebGpuKernels {
   stagedProducts: boolean;
   /** Item products' pipeline keys by shape (see itemKey). */
   private readonly itemKeys = new Map<number, string>();
+  /** Staged item products' stages by format and tile (see itemStage; null: none fits). */
+  private readonly itemStages = new Map<string, { stage: ItemStage; tokens: number } | null>();
   private encoder: GPUCommandEncoder | undefined;
   /** The compute pass dispatches go into until a copy or a flush ends it. */
   private pass: GPUComputePassEncoder | undefined;
@@ -517,11 +519,17 @@ export class WebGpuKernels {
    * them; none where a stage would not hold a subgroup's worth of items.
    */
   private itemStage(T: number, items: GpuItemFormat): { stage: ItemStage; tokens: number } | undefined {
-    const invocations = Math.min(STAGE_INVOCATIONS, this.gpu.maxInvocations);
-    const lanes = this.gpu.subgroupMaxSize;
-    const shape = stageShape(this.gpu.workgroupStorage, T, items.unitElems, items.items, lanes);
-    if (!shape || invocations < lanes) return undefined;
-    return { stage: { invocations, units: shape.units }, tokens: shape.tokens };
+    // Made once per format and tile: matmul runs once per projection and step.
+    const id = `${items.unitElems}/${items.items}/${T}`;
+    let staged = this.itemStages.get(id);
+    if (staged === undefined) {
+      const invocations = Math.min(STAGE_INVOCATIONS, this.gpu.maxInvocations);
+      const lanes = this.gpu.subgroupMaxSize;
+      const shape = stageShape(this.gpu.workgroupStorage, T, items.unitElems, items.items, lanes);
+      staged = shape && invocations >= lanes ? { stage: { invocations, units: shape.units }, tokens: shape.tokens } : null;
+      this.itemStages.set(id, staged);
+    }
+    return staged ?? undefined;
   }
 
   /** Whether matmul can take W's rows as (gate, up) pairs with `swiglu` for this weight type and row length (the item product's). */

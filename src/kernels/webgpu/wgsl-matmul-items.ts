@@ -173,7 +173,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let r0 = ((wg.x + wg.y * 32768u) * (${invocations}u / sgs) + li / sgs) * ${R}u;
 ${stage ? '  // Every invocation takes part in the copies and reaches the barriers, rows or not.' : '  if (r0 >= P.rows) { return; }'}
   let nu = P.cols / ${unitElems}u;
-  let ni = nu * ${itemsPerUnit}u;
+${stage ? '' : `  let ni = nu * ${itemsPerUnit}u;`}
   let cv = P.cols / 4u;
 ${rows((r) => `  let live${r} = r0 + ${r}u < P.rows;
   let rb${r} = P.w_off + (r0 + ${r}u) * P.row_bytes;`)}
