@@ -40,7 +40,7 @@ before(async () => {
     return out;
   });
   sha = await fileSha256(model);
-  node = await startNode(['--models-dir', models, '--host', '127.0.0.1', '--threads', '1'], { env: { XDG_CACHE_HOME: join(dir, 'cache') } });
+  node = await startNode(['--models-dir', models, '--host', '127.0.0.1', '--threads', '1', '--max-memory', String(256 << 20)], { env: { XDG_CACHE_HOME: join(dir, 'cache') } });
 });
 after(async () => {
   await node?.stop();
@@ -147,6 +147,15 @@ test('malformed steps, sequences and KV operations each fail alone with a clear 
   const drafted = await step(conn, goodHead(21, { outputs: [[1, 4, 0, 1e9], [2, 4, 0]] }), TOKENS);
   assert.ok(drafted.result, drafted.error);
   assert.equal(drafted.result.tokens[1], -1);
+  conn.close();
+});
+
+test('a load whose activations (maxBatch tokens a step) exceed what the node offers is refused before anything is allocated', { timeout: 60_000 }, async () => {
+  const conn = await connect();
+  // 64 MiB of KV cache fits the 256 MiB offered; 2^18 tokens a step of activations do not.
+  const req: LoadRequest = { modelSha256: sha, modelName: 'tiny.gguf', layerStart: 0, layerEnd: 2, ctx: 1 << 18, slots: 1, kvType: GgmlType.F16, maxBatch: 1 << 18, epoch: 1 };
+  await assert.rejects(request(conn, MeshFrame.load, req), (e) => isCairnError(e, 'CLUSTER_REMOTE') && /MiB of activations \(262144 tokens a step\); this node offers 256.0 MiB/.test(e.message));
+  await load(conn);
   conn.close();
 });
 

@@ -355,6 +355,14 @@ test('a frame in the same TCP segment as the handshake READY is delivered, not d
   raw.close();
 });
 
+test('an identity whose name or id holds control characters is refused (they would forge log lines)', async () => {
+  const { port } = await startServer();
+  await expectRejection(connectPeer('127.0.0.1', port, { nodeId: 'c', name: 'ok\ncairn node: forged line' }), 'CLUSTER_REFUSED', /identity name must not hold control characters/);
+  await expectRejection(connectPeer('127.0.0.1', port, { nodeId: 'c\u001b[2J' }), 'CLUSTER_REFUSED', /identity nodeId must not hold control characters/);
+  const fresh = await connectPeer('127.0.0.1', port, { nodeId: 'c', name: 'plain name: ünïcode' });
+  fresh.close();
+});
+
 test('garbage after the handshake closes only that connection, with the reason sent to it', async () => {
   const { server, port } = await startServer();
   const good = await connectPair(server, port);

@@ -73,6 +73,9 @@ export interface SessionKeys {
 }
 
 const MAX_TEXT = 1024;
+/** C0 control characters and DEL. */
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 const KEY_LABEL = 'cairn-channel/2 keys';
 
 /** A HELLO for this side with a fresh nonce and ephemeral key. */
@@ -136,6 +139,8 @@ export function validateIdentity(value: unknown): IdentityMessage | string {
   for (const field of ['nodeId', 'name', 'compatibility'] as const) {
     if (typeof v[field] !== 'string' || (v[field] as string).length > MAX_TEXT)
       return `identity ${field} must be a string of at most ${MAX_TEXT} characters`;
+    // These reach log lines and refusal reasons: a line break or escape sequence could forge them.
+    if (CONTROL_CHARACTER.test(v[field] as string)) return `identity ${field} must not hold control characters`;
   }
   if (v.info !== undefined && (typeof v.info !== 'object' || v.info === null || Array.isArray(v.info))) return 'identity info must be an object';
   return { nodeId: v.nodeId as string, name: v.name as string, compatibility: v.compatibility as string, info: v.info as Record<string, unknown> | undefined };

@@ -26,9 +26,13 @@ import { WebGpuKernels } from '../kernels/webgpu/gpu-kernels.js';
 import { describeAdapter } from '../kernels/webgpu/device.js';
 import { gpuMachineId, measureGpuSpeed } from './gpu-capabilities.js';
 import { cpuStageModel, gpuStageModel } from './stage-model.js';
-import { readGguf } from '../gguf/reader.js';
+import { readGguf, type GgufFile } from '../gguf/reader.js';
 import { createKernels, cpuInfo, type Kernels, type KvType } from '../kernels/index.js';
-import { readModelConfig } from '../model/config.js';
+import { readModelConfig, type ModelConfig } from '../model/config.js';
+import { declareExpertShard, declareShard } from '../model/build-shard.js';
+import { Workspace } from '../model/blocks/workspace.js';
+import { GgufTensorSource } from '../model/gguf-tensor-source.js';
+import { expertSplitOf, tensorSplitOf, validateShard, type ShardSpec } from '../model/shard.js';
 import { kvCacheBytes } from '../model/kv-cache.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { cacheDir, fileSha256 } from '../util/file-hash.js';
@@ -370,12 +374,21 @@ export class MeshNode {
     this.loadingDigest = digest;
     try {
       const expertRank = req.group?.mode === 'expert' && req.group.rank > 0;
-      if (expertRank) return await this.loadExpertRank(conn, req, path, source, digest);
-      // The KV cache is allocated from these numbers: refuse what this node never offered.
-      const kvBytes = kvCacheBytes(readModelConfig(readGguf(path)), req, req.ctx * req.slots, req.kvType as KvType);
-      if (kvBytes > this.capabilities.memoryBytes) {
-        throw new CairnError('BAD_ARGUMENT', `the load request asks for ${mib(kvBytes)} of KV cache; this node offers ${mib(this.capabilities.memoryBytes)} in all`);
+      // The KV cache and the activations (maxBatch tokens) are allocated from these numbers:
+      // refuse what this node never offered, before anything is allocated.
+      const file = readGguf(path);
+      const config = readModelConfig(file);
+      const spec = shardSpecOf(req);
+      validateShard(spec, config);
+      const activationBytes = shardActivationBytes(file, config, spec, req.maxBatch, expertRank);
+      const kvBytes = expertRank ? 0 : kvCacheBytes(config, req, req.ctx * req.slots, req.kvType as KvType);
+      if (kvBytes + activationBytes > this.capabilities.memoryBytes) {
+        throw new CairnError(
+          'BAD_ARGUMENT',
+          `the load request asks for ${mib(kvBytes)} of KV cache and ${mib(activationBytes)} of activations (${req.maxBatch} tokens a step); this node offers ${mib(this.capabilities.memoryBytes)} in all`,
+        );
       }
+      if (expertRank) return await this.loadExpertRank(conn, req, path, source, digest);
       const rank = !req.group
         ? ''
         : req.group.mode === 'expert'
@@ -565,6 +578,15 @@ async function openNodeGpu(backend: 'cpu' | 'gpu' | 'auto', log: (line: string) 
 async function gpuSpeeds(gpu: WebGpuKernels): Promise<{ bytesPerSecond: number; machineBytesPerSecond: number }> {
   const rate = await measureGpuSpeed(gpu);
   return { bytesPerSecond: rate, machineBytesPerSecond: rate };
+}
+
+/** Bytes of the activation buffers a shard holds for `maxBatch` tokens a step (a dry build: nothing mapped or allocated). */
+function shardActivationBytes(file: GgufFile, config: ModelConfig, spec: ShardSpec, maxBatch: number, expertRank: boolean): number {
+  const src = new GgufTensorSource(file, undefined, tensorSplitOf(spec), expertSplitOf(spec));
+  const ws = new Workspace(maxBatch);
+  if (expertRank) declareExpertShard(config, spec, src, ws);
+  else declareShard(config, spec, src, ws);
+  return ws.bytes;
 }
 
 function mib(n: number): string {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCairnError } from './errors.js';
-import { MAX_PART_BYTES, packMessage, packParts, unpackMessage, unpackParts } from './message-framing.js';
+import { MAX_PART_BYTES, MAX_PARTS, packMessage, packParts, unpackMessage, unpackParts } from './message-framing.js';
 import { Prng } from './prng.js';
 
 function randomBytes(prng: Prng, n: number): Buffer {
@@ -80,6 +80,17 @@ test('malformed messages: no head, a head that is not JSON, the wrong number of 
     (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && e.message === 'malformed forward message: 2 bodies where 1 were expected',
   );
   assert.equal(unpackMessage(packMessage({ a: 1 }, Buffer.alloc(4))).bodies.length, 1);
+});
+
+test('a list of more than MAX_PARTS parts is refused from its count, before the list is made', () => {
+  // 200k empty parts in 800 kB: each part would be a heap object, so a peer's few hundred MB could fill the heap.
+  const many = Buffer.alloc(4 + 4 * 200_000);
+  many.writeUInt32LE(200_000, 0);
+  assert.throws(() => unpackParts(many), (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && /200000 parts announced, at most 65536 allowed/.test(e.message));
+  assert.throws(() => unpackMessage(many), (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && /200000 parts announced/.test(e.message));
+  assert.throws(() => unpackMessage(many, { bodies: 1 }), (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && /199999 bodies where 1 were expected/.test(e.message));
+  assert.throws(() => packParts(Array.from({ length: MAX_PARTS + 1 }, () => new Uint8Array(0))), (e) => isCairnError(e, 'BAD_ARGUMENT'));
+  assert.equal(unpackParts(packParts(Array.from({ length: MAX_PARTS }, () => new Uint8Array(0)))).length, MAX_PARTS);
 });
 
 test('fuzz: mutated and cut buffers unpack or fail with a CairnError, never read or allocate beyond them', () => {

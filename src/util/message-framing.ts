@@ -14,12 +14,16 @@
  * Unpacking hands out views into the buffer (nothing is copied) and checks every count and length
  * against the bytes that are left before using it, so a hostile or damaged buffer gives a
  * CairnError saying what is wrong: never a read past the end, never an allocation sized by the
- * input, never trailing bytes taken for something.
+ * input, never trailing bytes taken for something. A list holds at most MAX_PARTS parts: every
+ * part is an object of its own, so a count bounded only by the buffer's size (a quarter of its
+ * bytes, all of them empty parts) would let a few hundred MB of input fill the heap.
  */
 import { type CairnErrorCode, CairnError } from './errors.js';
 
 /** Longest part a list can carry (its length is a u32). */
 export const MAX_PART_BYTES = 0xffffffff;
+/** Most parts in one list: far above any list cairn packs (a head and a few bodies; one part per layer of a saved prefix). */
+export const MAX_PARTS = 1 << 16;
 
 /** How malformed input is reported. */
 export interface UnpackOptions {
@@ -31,6 +35,7 @@ export interface UnpackOptions {
 
 /** Packs byte strings into one buffer: u32 count, then u32 length and bytes per part. */
 export function packParts(parts: readonly ArrayBufferView[]): Buffer {
+  if (parts.length > MAX_PARTS) throw new CairnError('BAD_ARGUMENT', `cannot pack ${parts.length} parts (at most ${MAX_PARTS})`);
   let size = 4;
   for (const p of parts) {
     if (p.byteLength > MAX_PART_BYTES)
@@ -59,6 +64,7 @@ export function unpackParts(buf: Uint8Array, options: UnpackOptions & { readonly
   // Every part takes at least its 4-byte length: a larger count cannot be true (checked before the list is made).
   if (count > (bytes.length - 4) / 4) throw fail(`${count} parts announced in ${bytes.length} bytes`);
   if (options.count !== undefined && count !== options.count) throw fail(`${count} parts where ${options.count} were expected`);
+  if (count > MAX_PARTS) throw fail(`${count} parts announced, at most ${MAX_PARTS} allowed`);
   const parts: Buffer[] = [];
   let o = 4;
   for (let i = 0; i < count; i++) {
@@ -87,8 +93,12 @@ export function unpackMessage<T = unknown>(
   buf: Uint8Array,
   options: UnpackOptions & { readonly bodies?: number } = {},
 ): { head: T; bodies: Buffer[] } {
-  const parts = unpackParts(buf, { what: options.what, code: options.code });
   const fail = (why: string): CairnError => malformed(options, why);
+  // With the number of bodies known, a list of another length fails from its count, before any list is made.
+  const bytes = bytesOf(buf);
+  const count = bytes.length >= 4 ? bytes.readUInt32LE(0) : 0;
+  if (options.bodies !== undefined && count > 0 && count !== options.bodies + 1) throw fail(`${count - 1} bodies where ${options.bodies} were expected`);
+  const parts = unpackParts(bytes, { what: options.what, code: options.code });
   if (parts.length === 0) throw fail('no head');
   if (options.bodies !== undefined && parts.length - 1 !== options.bodies)
     throw fail(`${parts.length - 1} bodies where ${options.bodies} were expected`);
