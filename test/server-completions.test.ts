@@ -159,6 +159,38 @@ test("suffix fills in the middle with the model's FIM tokens; a model without th
   assert.match(refused.json.error.message, /fill-in-the-middle/);
 });
 
+test("Ollama's /api/generate honours suffix (the same middle as /v1/completions) and context (the conversation so far); images are refused", async () => {
+  const opts = { temperature: 0, num_predict: 6 };
+  const prefix = 'def add a b';
+  const suffix = 'return c';
+  const viaOpenAi = await fimClient.completions.create({ ...greedy, prompt: prefix, suffix, max_tokens: 6, ignore_eos: false } as never);
+  const fim = await post(fimServer.url, '/api/generate', { model: 'tiny', prompt: prefix, suffix, stream: false, options: opts });
+  assert.equal(fim.status, 200, JSON.stringify(fim.json));
+  assert.equal(fim.json.response, viaOpenAi.choices[0].text);
+  const refused = await post(server.url, '/api/generate', { model: 'tiny', prompt: prefix, suffix, stream: false, options: opts });
+  assert.equal(refused.status, 400);
+  assert.match(refused.json.error, /fill-in-the-middle/);
+  // A second turn with the first's context reads both: its prompt is the first's whole context
+  // (prompt and answer) followed by its own prompt without a second BOS.
+  const first = await post(server.url, '/api/generate', { model: 'tiny', prompt: 'Once upon', raw: true, stream: false, options: opts });
+  const second = await post(server.url, '/api/generate', { model: 'tiny', prompt: ' a time', raw: true, context: first.json.context, stream: false, options: opts });
+  assert.equal(second.status, 200, JSON.stringify(second.json));
+  const own = await plainTokens(server.url, ' a time');
+  assert.deepEqual(second.json.context.slice(0, first.json.context.length + own.length), [...first.json.context, ...own]);
+  const badContext = await post(server.url, '/api/generate', { model: 'tiny', prompt: 'x', context: [1, 5000], stream: false });
+  assert.equal(badContext.status, 400);
+  for (const [path, body] of [
+    ['/api/generate', { model: 'tiny', prompt: 'what is this', images: ['iVBORw0KGgo='], stream: false }],
+    ['/api/chat', { model: 'tiny', messages: [{ role: 'user', content: 'what is this', images: ['iVBORw0KGgo='] }], stream: false }],
+  ] as const) {
+    const r = await post(server.url, path, body);
+    assert.equal(r.status, 400, `${path}: ${JSON.stringify(r.json)}`);
+    assert.match(r.json.error, /Images are not supported/);
+  }
+  // Empty image lists, as some clients always send, are no images.
+  assert.equal((await post(server.url, '/api/chat', { model: 'tiny', messages: [{ role: 'user', content: 'x', images: [] }], stream: false, options: opts })).status, 200);
+});
+
 test('best_of beyond n is refused by name; best_of equal to n is served; too many choices are refused', async () => {
   const bad = await post(server.url, '/v1/completions', { model: 'tiny', prompt: 'a', max_tokens: 2, best_of: 3 });
   assert.equal(bad.status, 400);

@@ -170,6 +170,85 @@ describe('hostile requests against cairn serve', () => {
     assert.equal(ids.status, 400);
   });
 
+  test('sampling values the sampler refuses are 400s naming the field, before a stream starts', async () => {
+    const cases: [string, unknown, string][] = [
+      ['/v1/chat/completions', { model, messages: user('x'), seed: -5, stream: true }, 'seed'],
+      ['/v1/completions', { model, prompt: 'a', repeat_penalty: 0, stream: true }, 'repeat_penalty'],
+      ['/api/chat', { model, messages: user('x'), options: { seed: -7 } }, 'options.seed'],
+      ['/api/generate', { model, prompt: 'a', options: { repeat_penalty: 0 } }, 'options.repeat_penalty'],
+      // Every stop string is looked for after every token: Ollama's list is bounded as OpenAI's is.
+      ['/api/generate', { model, prompt: 'a', options: { stop: Array.from({ length: 65 }, (_, i) => `s${i}`) } }, 'options.stop'],
+    ];
+    for (const [path, body, field] of cases) {
+      const r = await post(server.url, path, body);
+      assert.equal(r.status, 400, `${path}: ${JSON.stringify(r.json).slice(0, 300)}`);
+      const message = path.startsWith('/api/') ? r.json.error : r.json.error.message;
+      assert.ok(message.includes(`'${field}'`), message);
+      if (!path.startsWith('/api/')) assert.equal(r.json.error.param, field);
+    }
+    // -1 is a random seed, as in llama.cpp.
+    assert.equal((await post(server.url, '/v1/chat/completions', { model, messages: user('x'), seed: -1, max_tokens: 2 })).status, 200);
+  });
+
+  test('n beyond what the slots and the queue can take is a 400 naming n, not a 429 that retrying never clears', async () => {
+    // 2 slots and the default queue of 4 x 2 take 10 choices at once.
+    for (const [path, body] of [
+      ['/v1/chat/completions', { model, messages: user('x'), max_tokens: 2, n: 11 }],
+      ['/v1/chat/completions', { model, messages: user('x'), max_tokens: 2, n: 11, stream: true }],
+      ['/v1/completions', { model, prompt: ['a', 'b', 'c', 'd', 'e', 'f'], max_tokens: 2, n: 2 }],
+    ] as const) {
+      const r = await post(server.url, path, body);
+      assert.equal(r.status, 400, `${path}: ${JSON.stringify(r.json).slice(0, 300)}`);
+      assert.equal(r.json.error.param, 'n');
+      assert.match(r.json.error.message, /at most 10/);
+    }
+    const ten = await post(server.url, '/v1/chat/completions', { model, messages: user('x'), max_tokens: 2, n: 10 });
+    assert.equal(ten.status, 200);
+    assert.equal(ten.json.choices.length, 10);
+    assert.doesNotMatch(server.stderr(), /MaxListenersExceeded/);
+  });
+
+  test('values nested thousands of levels deep are 400s (or ignored where the field is), never 500s', async () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const cases: [string, string, number][] = [
+      // Tool-call arguments are handed to the chat template as values.
+      ['/v1/chat/completions', withDeep({ model, max_tokens: 2, messages: [...user('x'), { role: 'assistant', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: 'DEEP' } }] }] }, JSON.stringify(deep)), 400],
+      ['/v1/responses', withDeep({ model, max_output_tokens: 2, input: [{ type: 'message', role: 'user', content: 'x' }, { type: 'function_call', call_id: 'c', name: 'f', arguments: 'DEEP' }, { type: 'function_call_output', call_id: 'c', output: 'r' }] }, JSON.stringify(deep)), 400],
+      ['/v1/messages', withDeep({ model, max_tokens: 2, messages: [...user('x'), { role: 'assistant', content: [{ type: 'tool_use', id: 'a', name: 'f', input: { x: 'DEEP' } }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'a', content: 'r' }] }] }, deep), 400],
+      ['/v1/messages/count_tokens', withDeep({ model, messages: [...user('x'), { role: 'assistant', content: [{ type: 'tool_use', id: 'a', name: 'f', input: { x: 'DEEP' } }] }] }, deep), 400],
+      ['/v1/messages', withDeep({ model, max_tokens: 2, messages: user('x'), tools: [{ name: 'f', input_schema: { x: 'DEEP' } }] }, deep), 400],
+      // Metadata is accepted and ignored, however it is nested.
+      ['/v1/messages', withDeep({ model, max_tokens: 2, messages: user('x'), metadata: 'DEEP' }, deep), 200],
+    ];
+    for (const [path, body, status] of cases) {
+      const r = await post(server.url, path, body);
+      assert.equal(r.status, status, `${path}: ${JSON.stringify(r.json).slice(0, 300)}`);
+    }
+  });
+
+  test('a body of a million token ids is checked in one pass; /health answers throughout', async () => {
+    const ids = Array.from({ length: 1_500_000 }, () => 1);
+    const { result, health } = await whileWatched(server.url, async () => [
+      await post(server.url, '/v1/embeddings', { model, input: ids }),
+      await post(server.url, '/v1/completions', { model, prompt: ids, max_tokens: 1 }),
+      await post(server.url, '/detokenize', { tokens: ids }),
+    ]);
+    for (const r of result) assert.equal(r.status, 400, JSON.stringify(r.json).slice(0, 300));
+    assertLive(health);
+  });
+
+  test("a path the router cannot read is answered in the API's error shape", async () => {
+    const openai = await fetch(`${server.url}/v1/models/%E0%A4%A`);
+    assert.equal(openai.status, 400);
+    assert.equal(((await openai.json()) as { error: { code: string } }).error.code, 'invalid_path');
+    const ollama = await fetch(`${server.url}/api/%zz`);
+    assert.equal(ollama.status, 400);
+    assert.equal(typeof ((await ollama.json()) as { error: unknown }).error, 'string');
+    const anthropic = await fetch(`${server.url}/v1/messages/%zz`, { method: 'POST' });
+    assert.equal(anthropic.status, 400);
+    assert.equal(((await anthropic.json()) as { type: string }).type, 'error');
+  });
+
   test('a trickled request body is dropped after --request-timeout, as are trickled headers', async () => {
     const trickle = (head: string, then: string) =>
       new Promise<{ closedAfterMs: number; reply: string }>((resolve, reject) => {

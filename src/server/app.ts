@@ -113,10 +113,29 @@ function keyMatches(header: string | undefined, key: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** Answers `api` in the shape of the API the request's path belongs to. */
+async function sendError(request: FastifyRequest, reply: FastifyReply, api: ApiError): Promise<void> {
+  // Ollama's clients read `error` as a string (an object prints as [object Object]).
+  if (request.url.startsWith('/api/')) await reply.status(api.status).send({ error: api.message });
+  else if (isAnthropicPath(request.url)) await reply.status(api.status).send(anthropicErrorBody(api));
+  else await reply.status(api.status).send(api.body());
+}
+
 /** Builds the server for a model host (not yet listening). */
 export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: FastifyInstance; metrics: ServerMetrics } {
   const bodyLimit = opts.bodyLimit ?? 8 * 1024 * 1024;
-  const app = Fastify({ bodyLimit, logger: false, forceCloseConnections: true, ...httpTimeouts(opts) });
+  const app = Fastify({
+    bodyLimit,
+    logger: false,
+    forceCloseConnections: true,
+    ...httpTimeouts(opts),
+    // A path the router cannot read (bad percent-encoding, a parameter over its length) is answered
+    // before any route or error handler: in the API's error shape too, not fastify's own.
+    frameworkErrors: (err, request, reply) => {
+      const status = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+      void sendError(request, reply, new ApiError(status, `The path cannot be read: ${err.message.slice(0, 300)}`, 'invalid_request_error', null, 'invalid_path'));
+    },
+  });
   // Closing the server stops the prompt workers, even one stuck in a model's template.
   app.addHook('onClose', async () => host.close());
   const metrics = new ServerMetrics();
@@ -172,10 +191,7 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     else if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (e.statusCode === 400 && e.code?.startsWith('FST_'))) api = badRequest(`The body is not valid JSON: ${e.message}`);
     else api = toApiError(err);
     if (reply.sent || reply.raw.headersSent) return;
-    // Ollama's clients read `error` as a string (an object prints as [object Object]).
-    if (request.url.startsWith('/api/')) await reply.status(api.status).send({ error: api.message });
-    else if (isAnthropicPath(request.url)) await reply.status(api.status).send(anthropicErrorBody(api));
-    else await reply.status(api.status).send(api.body());
+    await sendError(request, reply, api);
   });
   // Ollama's clients and front ends probe the root to see that a server is up; browsers get the app.
   app.get('/', async (request, reply) => {

@@ -4,7 +4,8 @@
  */
 import type { LoadedModel } from '../engine/load.js';
 import type { GenerateRequest, GenerationConstraint, GenerationEvent } from '../engine/engine.js';
-import type { SamplerOptions, StepLogprobs } from '../sampling/index.js';
+import { resolveSamplerOptions, type SamplerOptions, type StepLogprobs } from '../sampling/index.js';
+import { isCairnError } from '../util/errors.js';
 import { badRequest } from './errors.js';
 
 /** API sampling fields (OpenAI names and llama.cpp extensions), all optional. */
@@ -51,10 +52,24 @@ export function logitBiasFromApi(
   return out;
 }
 
+/**
+ * `options` once the sampler has accepted them, or a 400: checked here, before a streamed answer
+ * sends its headers, not when the generation starts (which would answer 200 with an error event).
+ */
+export function checkedSampler(options: SamplerOptions): SamplerOptions {
+  try {
+    resolveSamplerOptions(options);
+  } catch (err) {
+    if (isCairnError(err, 'BAD_ARGUMENT')) throw badRequest(err.message);
+    throw err;
+  }
+  return options;
+}
+
 /** Sampler options for API fields; unset fields take llama.cpp server's defaults. */
 export function samplerFromApi(s: ApiSampling, model: LoadedModel): SamplerOptions {
   const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
-  return {
+  return checkedSampler({
     temperature: opt(s.temperature),
     topP: opt(s.top_p),
     topK: opt(s.top_k),
@@ -64,7 +79,7 @@ export function samplerFromApi(s: ApiSampling, model: LoadedModel): SamplerOptio
     frequencyPenalty: opt(s.frequency_penalty),
     seed: opt(s.seed),
     logitBias: logitBiasFromApi(s.logit_bias, model),
-  };
+  });
 }
 
 /** Normalizes `stop` to an array. */

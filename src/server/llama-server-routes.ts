@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { badRequest } from './errors.js';
 import { parseBody } from './parse-body.js';
+import { isTokenId, listOf } from './list-schemas.js';
 import type { ModelHost } from './host.js';
 import { SAMPLER_DEFAULTS } from '../sampling/options.js';
 
@@ -18,7 +19,7 @@ const tokenizeBody = z.object({
   with_pieces: z.boolean().optional(),
 });
 
-const detokenizeBody = z.object({ tokens: z.array(z.number().int().min(0)) });
+const detokenizeBody = z.object({ tokens: listOf(isTokenId, 'token ids') });
 
 
 /** Registers /tokenize, /detokenize, /props and /slots. */

@@ -4,9 +4,30 @@
  * prompt share its KV: the first reads the prompt alone, and the others start once it has (its
  * first event), so the engine copies the prompt's KV from its slot instead of reading it again.
  */
+import { setMaxListeners } from 'node:events';
 import type { GenerationEvent, GenerationSummary } from '../engine/engine.js';
 import type { LoadedModel } from '../engine/load.js';
 import { startGeneration, type ServerGeneration } from './generation.js';
+import { badRequest } from './errors.js';
+
+/** Most choices one request may ask for, whatever the server's slots and queue. */
+export const MAX_CHOICES = 64;
+
+/**
+ * Refuses (400, naming `param`) a request for more choices than the engine can take in at once:
+ * each choice takes a slot or a place in the queue, so one asking for more than there are would
+ * be answered 429 however long its client waited and retried.
+ */
+export function checkChoiceCount(model: LoadedModel, count: number, param: string, asked = `${count} choices`): void {
+  const { runner, maxQueue } = model.engine;
+  const most = Math.min(MAX_CHOICES, runner.slots + maxQueue);
+  if (count > most) {
+    throw badRequest(
+      `${asked} is more than this server generates for one request (at most ${most}: ${runner.slots} slots and a queue of ${maxQueue}); ask for fewer`,
+      param,
+    );
+  }
+}
 
 /** One choice's event. */
 export interface ChoiceEvent {
@@ -40,6 +61,9 @@ export async function* generateChoices(model: LoadedModel, plans: readonly Choic
   // The choices after a prompt's first wait for its first event: by then its prompt is read.
   const waiting = new Map<number, () => void>();
   let index = 0;
+  // Each choice's generation listens for the abort: more listeners than Node's default of 10
+  // (which would print a leak warning) is what a request for many choices needs.
+  setMaxListeners(plans.reduce((sum, p) => sum + p.n, 0) + 10, signal);
   try {
     for (const plan of plans) {
       const first = index;

@@ -62,6 +62,13 @@ port.on('message', (job: PromptJob) => {
     const ids = tokenize(text, plain, uncapped);
     post({ type: 'done', id: job.id, ids }, [ids.buffer as ArrayBuffer]);
   } catch (err) {
+    // The template's own failures are TEMPLATE_ERRORs; a stack overflow outside them comes from
+    // the request's values (tool-call arguments, template variables) being handed to the template
+    // engine, which converts them recursively: the request is nested too deeply, a 400.
+    if (err instanceof RangeError && /call stack/i.test(err.message)) {
+      post({ type: 'failed', id: job.id, code: 'BAD_ARGUMENT', message: 'the request holds a value nested too deeply to render into the prompt' });
+      return;
+    }
     post({ type: 'failed', id: job.id, code: isCairnError(err) ? err.code : undefined, message: (err as Error)?.message ?? String(err) });
   }
 });

@@ -120,11 +120,15 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 export function unknownFields(body: unknown, parsed: unknown): string[] {
   const out = new Set<string>();
   const walk = (raw: unknown, kept: unknown, path: string): void => {
-    if (out.size >= 100) return;
+    // A value the schema kept as it came (`metadata`, a tool_use `input`) dropped nothing inside
+    // it: walking it would only recurse as deep as the client nested it, to a stack overflow.
+    if (out.size >= 100 || raw === kept) return;
     if (Array.isArray(raw) && Array.isArray(kept)) {
       raw.forEach((r, i) => walk(r, kept[i], `${path}[]`));
     } else if (isRecord(raw) && isRecord(kept)) {
-      for (const [k, v] of Object.entries(raw)) {
+      for (const k in raw) {
+        if (out.size >= 100) return;
+        const v = raw[k];
         const p = path ? `${path}.${k}` : k;
         if (!(k in kept)) out.add(p);
         else walk(v, kept[k], p);

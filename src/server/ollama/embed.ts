@@ -7,6 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { parseBody } from '../parse-body.js';
+import { isString, listOf } from '../list-schemas.js';
 import { badRequest } from '../errors.js';
 import type { ModelHost } from '../host.js';
 import { checkInputCount, clientSignal, embedLists, tokenizeTexts } from '../embedding-inputs.js';
@@ -16,7 +17,7 @@ const options = z.record(z.string(), z.unknown()).optional();
 
 const embedBody = z.object({
   model: z.string().optional(),
-  input: z.union([z.string(), z.array(z.string())]).optional(),
+  input: z.union([z.string(), listOf(isString, 'strings')]).optional(),
   truncate: z.boolean().optional(),
   dimensions: z.number().int().optional(),
   options,

@@ -11,10 +11,12 @@ import type { GenerationEvent, GenerationSummary } from '../../engine/engine.js'
 import type { LoadedModel } from '../../engine/load.js';
 import { Metadata } from '../../gguf/metadata.js';
 import { formatCount } from '../../util/format.js';
-import { toApiError } from '../errors.js';
+import { badRequest, toApiError } from '../errors.js';
+import { checkIds, fillInTheMiddle } from '../openai/completion-prompts.js';
 import { ollamaTag, type CatalogModel } from '../model-catalog.js';
 import { parseBody } from '../parse-body.js';
-import { logitBiasFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
+import { isString, isTokenId, listOf } from '../list-schemas.js';
+import { checkedSampler, logitBiasFromApi, startGeneration, stopList, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
@@ -30,9 +32,11 @@ const options = z
     min_p: z.number().min(0).max(1).optional(),
     // -1: until the model stops or the context is full; -2: fill the context (Ollama's meanings).
     num_predict: z.number().int().min(-2).optional(),
-    stop: z.union([z.string(), z.array(z.string())]).optional(),
-    seed: z.number().int().optional(),
-    repeat_penalty: z.number().min(0).max(10).optional(),
+    // Every stop string is looked for after every token: their number is bounded.
+    stop: z.union([z.string(), listOf(isString, 'strings', { max: 64 })]).optional(),
+    // -1: a random seed; other seeds are non-negative. A repeat_penalty of 0 would divide by zero (1 is off).
+    seed: z.number().int().min(-1).optional(),
+    repeat_penalty: z.number().positive().max(10).optional(),
     repeat_last_n: z.number().int().min(-1).optional(),
     presence_penalty: z.number().min(-2).max(2).optional(),
     frequency_penalty: z.number().min(-2).max(2).optional(),
@@ -45,7 +49,9 @@ const format = z.union([z.literal('json'), z.literal(''), z.record(z.string(), z
 
 const chatBody = z.looseObject({
   model: z.string().min(1),
-  messages: z.array(z.looseObject({ role: z.string(), content: z.string().optional(), tool_calls: z.array(z.unknown()).optional() })),
+  messages: z.array(
+    z.looseObject({ role: z.string(), content: z.string().optional(), images: z.array(z.unknown()).nullish(), tool_calls: z.array(z.unknown()).optional() }),
+  ),
   stream: z.boolean().optional(),
   options,
   format,
@@ -57,6 +63,11 @@ const generateBody = z.looseObject({
   model: z.string().min(1),
   prompt: z.string().optional(),
   system: z.string().optional(),
+  // Fill in the middle: the model writes what goes between prompt and suffix.
+  suffix: z.string().optional(),
+  images: z.array(z.unknown()).nullish(),
+  // The `context` an earlier answer returned (deprecated by Ollama, still sent by its older clients): the conversation so far.
+  context: listOf(isTokenId, 'token ids').nullish(),
   raw: z.boolean().optional(),
   stream: z.boolean().optional(),
   options,
@@ -67,7 +78,7 @@ const generateBody = z.looseObject({
 type Options = z.infer<typeof options>;
 
 function sampler(o: Options, model: LoadedModel): SamplerOptions {
-  return {
+  return checkedSampler({
     logitBias: logitBiasFromApi(o?.logit_bias, model, 'options.logit_bias'),
     temperature: o?.temperature,
     topP: o?.top_p,
@@ -78,7 +89,7 @@ function sampler(o: Options, model: LoadedModel): SamplerOptions {
     repeatLastN: o?.repeat_last_n,
     presencePenalty: o?.presence_penalty,
     frequencyPenalty: o?.frequency_penalty,
-  };
+  });
 }
 
 
@@ -137,6 +148,12 @@ async function answer(
     else if (summary.finishReason !== 'abort') res.write(JSON.stringify(final(summary, '')) + '\n');
     res.end();
   }
+}
+
+/** A 400 for images: the model reads text (as Ollama answers for a model without vision). */
+function refuseImages(lists: readonly (readonly unknown[] | null | undefined)[], param?: string): void {
+  const i = lists.findIndex((l) => l !== null && l !== undefined && l.length > 0);
+  if (i >= 0) throw badRequest('Images are not supported: this model reads text.', param ?? `messages.${i}.images`);
 }
 
 /** An abort controller that fires when the client goes away before the response is written. */
@@ -295,6 +312,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     const body = parseBody(chatBody, request.body);
     if (body.messages.length === 0) return loadOrUnload(host, body);
     const model = host.require(body.model);
+    refuseImages(body.messages.map((m) => m.images));
     const messages = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }) as ChatMessage);
     body.tools?.forEach((t, i) => checkSchemaSize(t, `tools.${i}`));
     const abort = clientGone(reply);
@@ -314,16 +332,26 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     const body = parseBody(generateBody, request.body);
     if (body.prompt === undefined || body.prompt === '') return { ...loadOrUnload(host, body), response: '' };
     const model = host.require(body.model);
+    refuseImages([body.images], 'images');
     const text = body.prompt;
     const messages = [...(body.system ? [{ role: 'system', content: body.system }] : []), { role: 'user', content: text }] as ChatMessage[];
     const abort = clientGone(reply);
+    // Answering without the suffix or the earlier context would answer another question than the one asked.
+    const prompt = async () => {
+      if (body.suffix) return fillInTheMiddle(host, model, text, body.suffix, abort.signal);
+      const ids = await (body.raw ? host.prompts.text(text, abort.signal) : host.prompts.chat(messages, {}, abort.signal));
+      if (!body.context || body.context.length === 0) return ids;
+      // The context starts with its own BOS: the prompt's would sit in the middle of the conversation.
+      const rest = ids[0] === model.tokenizer.vocab.special.bos ? ids.slice(1) : ids;
+      return checkIds(model, [...body.context, ...rest], 'the context with the prompt', 'context');
+    };
     await runOllama(
       reply,
       metrics,
       model,
       body,
       abort,
-      () => (body.raw ? host.prompts.text(text, abort.signal) : host.prompts.chat(messages, {}, abort.signal)),
+      prompt,
       (text, created_at) => ({ model: host.id, created_at, response: text, done: false }),
       (s, all, created_at, done, prompt) => ({ model: host.id, created_at, response: all, ...done, context: [...prompt, ...s.tokens] }),
     );

@@ -12,7 +12,7 @@ import { detectToolCallFormat, parseToolCalls, type ToolDefinition } from '../..
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { chatLogprob, samplerFromApi, stopList, type ServerGeneration } from '../generation.js';
-import { combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
+import { checkChoiceCount, combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
@@ -150,6 +150,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     if (!reply.raw.writableEnded) abort.abort();
   });
   const n = req.n ?? 1;
+  checkChoiceCount(model, n, 'n', `n = ${n}`);
   const { gen, choice, tools, forced } = await prepare(host, model, req, n, abort.signal);
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);

@@ -16,12 +16,13 @@ export interface CompletionPrompt {
   readonly text: string;
 }
 
-function checkIds(model: LoadedModel, ids: readonly number[], at: string): number[] {
+/** `ids` checked against the context and the vocabulary (a 400 naming `param`); `at` names them in messages. */
+export function checkIds(model: LoadedModel, ids: readonly number[], at: string, param = 'prompt'): number[] {
   const ctx = model.engine.runner.ctxPerSlot;
   if (ids.length >= ctx) throw new CairnError('CONTEXT_FULL', `${at} has ${ids.length} tokens but the context holds ${ctx}; shorten it or raise --ctx`);
   const n = vocabularySize(model);
   const bad = ids.find((id) => !(Number.isInteger(id) && id >= 0 && id < n));
-  if (bad !== undefined) throw badRequest(`${at}: token ${bad} is outside the vocabulary (0 to ${n - 1})`, 'prompt');
+  if (bad !== undefined) throw badRequest(`${at}: token ${bad} is outside the vocabulary (0 to ${n - 1})`, param);
   return [...ids];
 }
 
@@ -53,7 +54,7 @@ export async function completionPrompts(host: ModelHost, model: LoadedModel, req
  * [BOS] FIM_PRE prefix FIM_SUF suffix FIM_MID; the model writes the middle and ends it with an
  * end-of-generation token (FIM pad, repo and file separators count as one).
  */
-async function fillInTheMiddle(host: ModelHost, model: LoadedModel, prefix: string, suffix: string, signal: AbortSignal): Promise<number[]> {
+export async function fillInTheMiddle(host: ModelHost, model: LoadedModel, prefix: string, suffix: string, signal: AbortSignal): Promise<number[]> {
   const special = model.tokenizer.vocab.special;
   const { fimPre, fimSuf, fimMid } = special;
   if (fimPre === undefined || fimSuf === undefined || fimMid === undefined) {

@@ -15,13 +15,10 @@ import { badRequest, toApiError } from '../errors.js';
 import { samplerFromApi, stopList, tokenView, type ServerGeneration } from '../generation.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
-import { combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
+import { checkChoiceCount, combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
 import { SseStream } from '../sse.js';
 import { completionPrompts, type CompletionPrompt } from './completion-prompts.js';
 import { completionRequest, unknownFields, type CompletionRequest } from './schemas.js';
-
-/** Most choices one request may ask for (prompts x n): each takes a slot while it runs. */
-const MAX_CHOICES = 64;
 
 /** A legacy logprobs object, built token by token with text offsets into the choice's text. */
 class LegacyLogprobs {
@@ -102,7 +99,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   const sampler = samplerFromApi(req, model);
   const n = req.n ?? 1;
   const prompts = await completionPrompts(host, model, req, abort.signal);
-  if (prompts.length * n > MAX_CHOICES) throw badRequest(`${prompts.length} prompts x n = ${n} asks for ${prompts.length * n} choices; at most ${MAX_CHOICES} per request`, 'n');
+  checkChoiceCount(model, prompts.length * n, 'n', `${prompts.length} prompts x n = ${n} asks for ${prompts.length * n} choices, which`);
   const wantLogprobs = req.logprobs !== null && req.logprobs !== undefined;
   const scorePrompt = req.echo === true && wantLogprobs;
   const maxTokens = req.max_tokens ?? 16;

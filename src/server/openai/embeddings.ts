@@ -9,15 +9,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { parseBody } from '../parse-body.js';
+import { isString, isTokenId, listOf } from '../list-schemas.js';
 import { badRequest } from '../errors.js';
 import type { ModelHost } from '../host.js';
 import { checkInputCount, checkTotal, clientSignal, embedLists, tokenizeTexts } from '../embedding-inputs.js';
 
-const tokenId = z.number().int().min(0);
-
 /** The request body. */
 const embeddingsRequest = z.object({
-  input: z.union([z.string(), z.array(z.string()), z.array(tokenId), z.array(z.array(tokenId))]),
+  input: z.union([z.string(), listOf(isString, 'strings'), listOf(isTokenId, 'token ids'), listOf((v): v is number[] => Array.isArray(v) && v.every(isTokenId), 'token id lists')]),
   model: z.string().optional(),
   encoding_format: z.enum(['float', 'base64']).optional(),
   dimensions: z.number().int().optional(),

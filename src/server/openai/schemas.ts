@@ -8,6 +8,7 @@
  * `functions`, audio output, images in the input), are refused by name (unsupportedField()).
  */
 import { z } from 'zod';
+import { isString, isTokenId, listOf } from '../list-schemas.js';
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() });
 
@@ -40,7 +41,7 @@ const toolDefinition = z.object({
   }),
 });
 
-const stop = z.union([z.string(), z.array(z.string()).max(16)]).nullable().optional();
+const stop = z.union([z.string(), listOf(isString, 'strings', { max: 16 })]).nullable().optional();
 
 /** Sampling fields shared by chat and text completions (OpenAI names plus llama.cpp extensions). */
 const sampling = {
@@ -49,10 +50,12 @@ const sampling = {
   top_p: z.number().min(0).max(1).nullable().optional(),
   top_k: z.number().int().min(0).nullable().optional(),
   min_p: z.number().min(0).max(1).nullable().optional(),
-  repeat_penalty: z.number().min(0).nullable().optional(),
+  // A factor the logits are divided by: 0 is no penalty but a division by zero (1 is off).
+  repeat_penalty: z.number().positive().nullable().optional(),
   presence_penalty: z.number().min(-2).max(2).nullable().optional(),
   frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
-  seed: z.number().int().nullable().optional(),
+  // -1: a random seed, as llama.cpp takes it; other seeds are non-negative.
+  seed: z.number().int().min(-1).nullable().optional(),
   stop,
   stream: z.boolean().nullable().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
@@ -102,7 +105,12 @@ export const chatCompletionRequest = z.object({
 /** POST /v1/completions */
 export const completionRequest = z.object({
   ...sampling,
-  prompt: z.union([z.string(), z.array(z.string()).min(1).max(64), z.array(z.number().int().min(0)).min(1), z.array(z.array(z.number().int().min(0)).min(1)).min(1).max(64)]),
+  prompt: z.union([
+    z.string(),
+    listOf(isString, 'strings', { min: 1, max: 64 }),
+    listOf(isTokenId, 'token ids', { min: 1 }),
+    listOf((v): v is number[] => Array.isArray(v) && v.length > 0 && v.every(isTokenId), 'token id lists', { min: 1, max: 64 }),
+  ]),
   max_tokens: z.number().int().min(0).nullable().optional(),
   logprobs: z.number().int().min(0).max(5).nullable().optional(),
   echo: z.boolean().nullable().optional(),
@@ -126,6 +134,9 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Most unknown fields listed for one request. */
+const MAX_UNKNOWN = 100;
+
 /**
  * The fields of a request body that cairn does not know and ignores, by path (`reasoning_effort`,
  * `messages[].annotations`), each once.
@@ -134,9 +145,19 @@ export function unknownFields(body: unknown, kind: 'chat' | 'completion'): strin
   if (!isRecord(body)) return [];
   const out = new Set<string>();
   const known = kind === 'chat' ? CHAT_KEYS : COMPLETION_KEYS;
-  for (const k of Object.keys(body)) if (!known.has(k)) out.add(k);
+  // At most MAX_UNKNOWN: a body of a hundred thousand made-up fields is not worth listing.
+  for (const k in body) {
+    if (out.size >= MAX_UNKNOWN) return [...out];
+    if (!known.has(k)) out.add(k);
+  }
   if (kind === 'chat' && Array.isArray(body.messages)) {
-    for (const m of body.messages) if (isRecord(m)) for (const k of Object.keys(m)) if (!MESSAGE_KEYS.has(k)) out.add(`messages[].${k}`);
+    for (const m of body.messages) {
+      if (!isRecord(m)) continue;
+      for (const k in m) {
+        if (out.size >= MAX_UNKNOWN) return [...out];
+        if (!MESSAGE_KEYS.has(k)) out.add(`messages[].${k}`);
+      }
+    }
   }
   return [...out];
 }
