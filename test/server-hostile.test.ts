@@ -213,6 +213,7 @@ describe('hostile requests against cairn serve', () => {
     const cases: [string, string, number][] = [
       // Tool-call arguments are handed to the chat template as values.
       ['/v1/chat/completions', withDeep({ model, max_tokens: 2, messages: [...user('x'), { role: 'assistant', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: 'DEEP' } }] }] }, JSON.stringify(deep)), 400],
+      ['/api/chat', withDeep({ model, stream: false, options: { num_predict: 2 }, messages: [...user('x'), { role: 'assistant', content: '', tool_calls: [{ function: { name: 'f', arguments: { x: 'DEEP' } } }] }] }, deep), 400],
       ['/v1/responses', withDeep({ model, max_output_tokens: 2, input: [{ type: 'message', role: 'user', content: 'x' }, { type: 'function_call', call_id: 'c', name: 'f', arguments: 'DEEP' }, { type: 'function_call_output', call_id: 'c', output: 'r' }] }, JSON.stringify(deep)), 400],
       ['/v1/messages', withDeep({ model, max_tokens: 2, messages: [...user('x'), { role: 'assistant', content: [{ type: 'tool_use', id: 'a', name: 'f', input: { x: 'DEEP' } }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'a', content: 'r' }] }] }, deep), 400],
       ['/v1/messages/count_tokens', withDeep({ model, messages: [...user('x'), { role: 'assistant', content: [{ type: 'tool_use', id: 'a', name: 'f', input: { x: 'DEEP' } }] }] }, deep), 400],

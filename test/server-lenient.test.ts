@@ -94,6 +94,43 @@ test('fields that would change the answer and cannot be honoured are refused by 
   assert.equal(off.status, 200);
 });
 
+test('as OpenAI: tool_choice required or a named function without tools, and top_logprobs without logprobs, are 400s naming the field', async () => {
+  const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'x' }];
+  const cases: [Record<string, unknown>, string][] = [
+    [{ tool_choice: 'required' }, 'tool_choice'],
+    [{ tool_choice: 'required', tools: [] }, 'tool_choice'],
+    [{ tool_choice: { type: 'function', function: { name: 'get_weather' } } }, 'tool_choice'],
+    [{ top_logprobs: 2 }, 'top_logprobs'],
+    [{ top_logprobs: 2, logprobs: false }, 'top_logprobs'],
+  ];
+  for (const [fields, param] of cases) {
+    await assert.rejects(
+      client.chat.completions.create({ model: 'tiny', messages, max_tokens: 2, ...fields } as OpenAI.ChatCompletionCreateParamsNonStreaming),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === param && e.message.includes(param),
+      JSON.stringify(fields),
+    );
+  }
+  // Forcing nothing, or top_logprobs with logprobs, is served.
+  for (const fields of [{ tool_choice: 'auto' }, { tool_choice: 'none' }, { logprobs: true, top_logprobs: 2 }]) {
+    const r = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 2, ...fields } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    assert.equal(r.choices.length, 1, JSON.stringify(fields));
+  }
+});
+
+test('a prompt over the context is a 400 naming the field that held it: prompt on /v1/completions, content on /tokenize, messages on chat', async () => {
+  // Within the byte bound, over the 512-token context in tokens.
+  const long = 'a b c d '.repeat(200);
+  const overflow = (param: string) => (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' && e.param === param;
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt: long, max_tokens: 1 }), overflow('prompt'));
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt: Array.from({ length: 600 }, () => 5), max_tokens: 1 }), overflow('prompt'));
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt: long, max_tokens: 1, stream: true }), overflow('prompt'));
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: long }], max_tokens: 1 }), overflow('messages'));
+  const tokenize = await post('/tokenize', { content: long });
+  assert.equal(tokenize.status, 400);
+  assert.equal(tokenize.json.error.code, 'context_length_exceeded');
+  assert.equal(tokenize.json.error.param, 'content');
+});
+
 test("a client configured with another model's name is served, and the name comes back", async () => {
   const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
   assert.equal(r.model, 'gpt-4o');
@@ -143,6 +180,88 @@ test("Ollama's clients: errors as a string under `error`, the root answers, tagg
   const openai = await post('/v1/chat/completions', { model: 'tiny', messages: 'not a list' });
   assert.equal(typeof openai.json.error, 'object');
   assert.equal(openai.json.error.type, 'invalid_request_error');
+});
+
+// Teaches Llama 3.1's JSON tool calls (its header token and a `"parameters"` call), so that a
+// reply that is a call object is parsed as one; renders tool calls and tool results, so that each
+// changes the prompt.
+const JSON_CALLS_TEMPLATE =
+  '{#- as Llama 3.1: <|start_header_id|>, a call is {"name": ..., "parameters": ...} #}' +
+  '{%- if tools %}tools: {{ tools | tojson }}\nAnswer a call as {"name": ..., "parameters": ...}.\n{% endif %}' +
+  '{%- for m in messages %}{{ m.role }}{% if m.name %} {{ m.name }}{% endif %}{% if m.tool_call_id %} [{{ m.tool_call_id }}]{% endif %}: {{ m.content }}' +
+  '{%- for c in m.tool_calls or [] %} call {{ c.function.name }} {{ c.function.arguments | tojson }}{% endfor %}\n{% endfor %}' +
+  '{%- if add_generation_prompt %}assistant:{% endif %}';
+
+test("Ollama's /api/chat with tools: a call comes back as message.tool_calls with object arguments, streamed in a line of its own; calls and tool results go back into the prompt", async () => {
+  const path = join(dir, 'tiny-json-calls.gguf');
+  writeTinyModel(path, JSON_CALLS_TEMPLATE);
+  const s = await startServer(['-m', path, '--ctx', '1024']);
+  try {
+    await s.ready();
+    const ollama = async (body: unknown) => {
+      const r = await fetch(`${s.url}/api/chat`, { method: 'POST', body: JSON.stringify(body) });
+      return { status: r.status, text: await r.text() };
+    };
+    const city = { type: 'string', enum: ['Paris', 'Rome'] };
+    const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city }, required: ['city'] } } }];
+    // `format` makes the tiny model write a call in the template's syntax.
+    const call = { type: 'object', properties: { name: { const: 'get_weather' }, parameters: { type: 'object', properties: { city }, required: ['city'], additionalProperties: false } }, required: ['name', 'parameters'], additionalProperties: false };
+    const request = { model: 'tiny', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, format: call, options: { temperature: 0, num_predict: 100 } };
+
+    const whole = await ollama({ ...request, stream: false });
+    assert.equal(whole.status, 200, whole.text);
+    const one = JSON.parse(whole.text);
+    assert.equal(one.done, true);
+    assert.equal(one.done_reason, 'stop', 'as Ollama: a call ends the reply with stop');
+    assert.equal(one.message.content, '');
+    assert.equal(one.message.tool_calls.length, 1);
+    const fn = one.message.tool_calls[0].function;
+    assert.equal(fn.name, 'get_weather');
+    assert.equal(fn.index, 0);
+    assert.ok(['Paris', 'Rome'].includes(fn.arguments.city), `arguments are an object: ${JSON.stringify(fn.arguments)}`);
+
+    // Streamed: no text of the call as content; the call in a line of its own before the last.
+    const lines = (await ollama(request)).text.trim().split('\n').map((l) => JSON.parse(l));
+    const last = lines.at(-1);
+    assert.equal(last.done, true);
+    assert.equal(last.done_reason, 'stop');
+    assert.equal(lines.map((l) => l.message.content).join(''), '');
+    const withCalls = lines.filter((l) => l.message.tool_calls);
+    assert.equal(withCalls.length, 1);
+    assert.equal(withCalls[0].done, false);
+    assert.deepEqual(withCalls[0].message.tool_calls.map((c: { function: unknown }) => c.function), [fn]);
+
+    // The call and its result go back as Ollama's clients send them: the same prompt as the
+    // OpenAI route's tool messages. That prompt was just read, so Ollama's reads all but its last token from the cache.
+    const result = '{"temp": 21}';
+    const viaOpenAi = await new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 }).chat.completions.create({
+      model: 'tiny',
+      tools: tools as OpenAI.ChatCompletionTool[],
+      messages: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: '', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: JSON.stringify(fn.arguments) } }] },
+        { role: 'tool', tool_call_id: 'call_1', name: 'get_weather', content: result } as OpenAI.ChatCompletionToolMessageParam,
+      ],
+      max_tokens: 2,
+      temperature: 0,
+    });
+    const followUp = await ollama({
+      model: 'tiny',
+      tools,
+      messages: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: '', tool_calls: [{ id: 'call_1', function: { name: 'get_weather', arguments: fn.arguments } }] },
+        { role: 'tool', tool_name: 'get_weather', tool_call_id: 'call_1', content: result },
+      ],
+      stream: false,
+      options: { temperature: 0, num_predict: 2 },
+    });
+    assert.equal(followUp.status, 200, followUp.text);
+    assert.ok(viaOpenAi.usage!.prompt_tokens > 20);
+    assert.equal(JSON.parse(followUp.text).prompt_eval_count, 1, 'the same prompt as the OpenAI route');
+  } finally {
+    await s.stop();
+  }
 });
 
 test('--cors-origin: a page of that origin may call the API (preflight answered, headers on answers and errors); others get no CORS headers; without it, none', async () => {

@@ -7,7 +7,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { ApiError, badRequest, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
+import { ApiError, badRequest, promptFieldOf, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
 import type { ModelHost } from './host.js';
 import type { ClusterStatus } from '../mesh/coordinator.js';
 import { ServerMetrics } from './metrics.js';
@@ -189,7 +189,7 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') api = tooLarge(bodyLimit);
     else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') api = new ApiError(415, 'Send the request body as JSON (Content-Type: application/json).', 'invalid_request_error', null, 'unsupported_media_type');
     else if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (e.statusCode === 400 && e.code?.startsWith('FST_'))) api = badRequest(`The body is not valid JSON: ${e.message}`);
-    else api = toApiError(err);
+    else api = toApiError(err, promptFieldOf(request.routeOptions.url));
     if (reply.sent || reply.raw.headersSent) return;
     await sendError(request, reply, api);
   });

@@ -49,13 +49,32 @@ export const queueFull = (): ApiError =>
 /** 503 while the model loads (or after it failed to load). */
 export const unavailable = (message: string): ApiError => new ApiError(503, message, 'unavailable_error', null, 'model_not_ready');
 
-/** Maps any thrown error to an ApiError (cairn's own errors keep their message). */
-export function toApiError(err: unknown): ApiError {
+/**
+ * The field that holds each route's prompt, by route path; the chat-shaped routes hold it in
+ * `messages`. (Ollama's errors are a bare message, naming no field.)
+ */
+const PROMPT_FIELDS: ReadonlyMap<string, string> = new Map([
+  ['/v1/completions', 'prompt'],
+  ['/v1/responses', 'input'],
+  ['/v1/embeddings', 'input'],
+  ['/tokenize', 'content'],
+]);
+
+/** The request field a "context full" error of the route at `path` names (its prompt's field). */
+export function promptFieldOf(path: string | undefined): string {
+  return (path !== undefined ? PROMPT_FIELDS.get(path) : undefined) ?? 'messages';
+}
+
+/**
+ * Maps any thrown error to an ApiError (cairn's own errors keep their message). A prompt over the
+ * context is a 400 naming `promptField`, the field that held the prompt.
+ */
+export function toApiError(err: unknown, promptField = 'messages'): ApiError {
   if (err instanceof ApiError) return err;
   if (isCairnError(err)) {
     if (err.code === 'QUEUE_FULL') return queueFull();
     if (err.code === 'SHUTTING_DOWN') return unavailable(err.message);
-    if (err.code === 'CONTEXT_FULL') return new ApiError(400, err.message, 'invalid_request_error', 'messages', 'context_length_exceeded');
+    if (err.code === 'CONTEXT_FULL') return new ApiError(400, err.message, 'invalid_request_error', promptField, 'context_length_exceeded');
     if (err.code === 'BAD_ARGUMENT' || err.code === 'TEMPLATE_ERROR' || err.code === 'TOKENIZER_UNSUPPORTED') return badRequest(err.message);
     // The cluster cannot run the model right now (a node lost, a plan being made): retry later.
     if (err.code === 'CLUSTER_PLAN' || err.code === 'CLUSTER_CLOSED' || err.code === 'CLUSTER_TIMEOUT' || err.code === 'CLUSTER_UNREACHABLE')

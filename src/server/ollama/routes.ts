@@ -2,11 +2,12 @@
  * The Ollama API shapes many desktop clients speak: /api/chat, /api/generate (NDJSON streams by
  * default), /api/tags, /api/show, /api/ps and /api/version. Options Ollama defines but cairn has
  * no use for (num_ctx, num_thread, ...) are accepted and ignored, as Ollama itself does for
- * options a model does not use.
+ * options a model does not use. /api/chat takes `tools` and answers calls as Ollama does
+ * (`message.tool_calls`, arguments as objects), parsed as the OpenAI route parses them.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import type { ChatMessage } from '../../engine/chat.js';
+import type { ChatMessage, ToolDefinition } from '../../engine/chat.js';
 import type { GenerationEvent, GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import { Metadata } from '../../gguf/metadata.js';
@@ -21,6 +22,8 @@ import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
 import { keepAliveMs, onlyUnloads } from '../keep-alive.js';
+import { ProseGate, type GeneratedPiece } from '../prose-gate.js';
+import { replyToolCalls, toolCallFormat, type ReplyToolCall } from '../tool-calls.js';
 import { SAMPLER_DEFAULTS, type SamplerOptions } from '../../sampling/index.js';
 
 const options = z
@@ -47,11 +50,25 @@ const options = z
 
 const format = z.union([z.literal('json'), z.literal(''), z.record(z.string(), z.unknown())]).optional();
 
+/** A call an earlier assistant turn made: Ollama sends the arguments as an object (a JSON string is taken too). */
+const toolCall = z.looseObject({
+  id: z.string().optional(),
+  function: z.looseObject({ name: z.string(), arguments: z.union([z.record(z.string(), z.unknown()), z.string()]).optional() }),
+});
+
+const chatMessage = z.looseObject({
+  role: z.string(),
+  content: z.string().optional(),
+  images: z.array(z.unknown()).nullish(),
+  tool_calls: z.array(toolCall).nullish(),
+  // A tool result: the tool it came from, and (newer clients) the call it answers.
+  tool_name: z.string().optional(),
+  tool_call_id: z.string().optional(),
+});
+
 const chatBody = z.looseObject({
   model: z.string().min(1),
-  messages: z.array(
-    z.looseObject({ role: z.string(), content: z.string().optional(), images: z.array(z.unknown()).nullish(), tool_calls: z.array(z.unknown()).optional() }),
-  ),
+  messages: z.array(chatMessage),
   stream: z.boolean().optional(),
   options,
   format,
@@ -114,22 +131,27 @@ function doneFields(s: GenerationSummary, t0: number): Record<string, unknown> {
   };
 }
 
-/** Runs a generation and answers as NDJSON lines or one object; `piece` shapes each line. */
-async function answer(
-  reply: FastifyReply,
-  metrics: ServerMetrics,
-  stream: boolean,
-  events: AsyncIterable<GenerationEvent>,
-  piece: (text: string) => Record<string, unknown>,
-  final: (s: GenerationSummary, all: string) => Record<string, unknown>,
-): Promise<void> {
+/** How a route shapes its answer's lines. */
+interface AnswerShape {
+  /** A streamed line holding `text` of the reply. */
+  piece(text: string): Record<string, unknown>;
+  /** The last line (done), or unstreamed the whole answer; `all` is the reply's text unstreamed, '' streamed. */
+  final(s: GenerationSummary, all: string): Record<string, unknown>;
+  /** With tools: the text of a generated piece that may be streamed now (what may be a call is held). */
+  release?(ev: GeneratedPiece): string;
+  /** With tools: the lines between the streamed text and the last one (the calls, or the text held after all). */
+  held?(s: GenerationSummary): Record<string, unknown>[];
+}
+
+/** Runs a generation and answers as NDJSON lines or one object, shaped by `shape`. */
+async function answer(reply: FastifyReply, metrics: ServerMetrics, stream: boolean, events: AsyncIterable<GenerationEvent>, shape: AnswerShape): Promise<void> {
   metrics.requestStarted(reply.raw);
   let summary: GenerationSummary | undefined;
   if (!stream) {
     for await (const ev of events) if (ev.type === 'done') summary = ev.summary;
     metrics.requestEnded(summary, reply.raw);
     if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error);
-    await reply.send(final(summary, summary.text));
+    await reply.send(shape.final(summary, summary.text));
     return;
   }
   reply.hijack();
@@ -140,12 +162,16 @@ async function answer(
       summary = ev.summary;
       break;
     }
-    if (ev.text && !res.destroyed) res.write(JSON.stringify(piece(ev.text)) + '\n');
+    const text = shape.release ? shape.release(ev) : ev.text;
+    if (text && !res.destroyed) res.write(JSON.stringify(shape.piece(text)) + '\n');
   }
   metrics.requestEnded(summary, reply.raw);
   if (!res.destroyed) {
     if (!summary || summary.finishReason === 'error') res.write(JSON.stringify({ error: toApiError(summary?.error).message }) + '\n');
-    else if (summary.finishReason !== 'abort') res.write(JSON.stringify(final(summary, '')) + '\n');
+    else if (summary.finishReason !== 'abort') {
+      for (const line of shape.held?.(summary) ?? []) res.write(JSON.stringify(line) + '\n');
+      res.write(JSON.stringify(shape.final(summary, '')) + '\n');
+    }
     res.end();
   }
 }
@@ -165,6 +191,30 @@ function clientGone(reply: FastifyReply): AbortController {
   return abort;
 }
 
+/** How an Ollama route shapes its lines (as AnswerShape, given the time and the done fields). */
+interface OllamaShape {
+  piece(text: string, created: string): Record<string, unknown>;
+  final(s: GenerationSummary, all: string, created: string, done: Record<string, unknown>, prompt: number[]): Record<string, unknown>;
+  release?(ev: GeneratedPiece): string;
+  held?(s: GenerationSummary, created: string): Record<string, unknown>[];
+}
+
+/** Ollama's messages as the chat template takes them: calls with object arguments, a tool result's tool as its name. */
+function chatMessages(list: readonly z.infer<typeof chatMessage>[]): ChatMessage[] {
+  return list.map((m) => ({
+    role: m.role,
+    content: m.content ?? '',
+    tool_calls: m.tool_calls?.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.function.name, arguments: c.function.arguments ?? {} } })),
+    name: m.tool_name,
+    tool_call_id: m.tool_call_id,
+  }));
+}
+
+/** Calls as Ollama answers them: arguments as an object, each with its index. */
+function ollamaToolCalls(calls: readonly ReplyToolCall[]): Record<string, unknown>[] {
+  return calls.map((c, index) => ({ id: c.id, function: { index, name: c.name, arguments: c.arguments } }));
+}
+
 /**
  * Runs one Ollama generation: the options become sampling settings, the shapes come from the
  * route. Cheap checks come first, then the format's constraint, then the prompt (`prompt`,
@@ -177,8 +227,7 @@ async function runOllama(
   body: { stream?: boolean; options?: Options; format?: z.infer<typeof format> },
   abort: AbortController,
   prompt: () => Promise<number[]>,
-  piece: (text: string, created: string) => Record<string, unknown>,
-  final: (s: GenerationSummary, all: string, created: string, done: Record<string, unknown>, prompt: number[]) => Record<string, unknown>,
+  shape: OllamaShape,
 ): Promise<void> {
   const numPredict = body.options?.num_predict;
   const samplerOptions = sampler(body.options, model);
@@ -194,14 +243,12 @@ async function runOllama(
   };
   const t0 = performance.now();
   const now = () => new Date().toISOString();
-  await answer(
-    reply,
-    metrics,
-    body.stream ?? true,
-    startGeneration(model, gen, abort.signal),
-    (text) => piece(text, now()),
-    (s, all) => final(s, all, now(), doneFields(s, t0), ids),
-  );
+  await answer(reply, metrics, body.stream ?? true, startGeneration(model, gen, abort.signal), {
+    piece: (text) => shape.piece(text, now()),
+    final: (s, all) => shape.final(s, all, now(), doneFields(s, t0), ids),
+    release: shape.release,
+    held: shape.held && ((s) => shape.held!(s, now())),
+  });
 }
 
 /** /api/show's answer for the loaded model. */
@@ -313,19 +360,31 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     if (body.messages.length === 0) return loadOrUnload(host, body);
     const model = host.require(body.model);
     refuseImages(body.messages.map((m) => m.images));
-    const messages = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }) as ChatMessage);
+    const messages = chatMessages(body.messages);
     body.tools?.forEach((t, i) => checkSchemaSize(t, `tools.${i}`));
+    const tools = body.tools && body.tools.length > 0 ? (body.tools as ToolDefinition[]) : undefined;
+    const stream = body.stream ?? true;
+    // With tools, the reply is parsed for calls; streamed, text goes out only while it is prose for sure.
+    const format = tools && stream ? toolCallFormat(host) : undefined;
+    const gate = format ? new ProseGate(model, format) : undefined;
+    const line = (created_at: string, message: Record<string, unknown>) => ({ model: host.id, created_at, message: { role: 'assistant', ...message }, done: false });
     const abort = clientGone(reply);
-    await runOllama(
-      reply,
-      metrics,
-      model,
-      body,
-      abort,
-      () => host.prompts.chat(messages, { tools: body.tools as never }, abort.signal),
-      (text, created_at) => ({ model: host.id, created_at, message: { role: 'assistant', content: text }, done: false }),
-      (_s, all, created_at, done) => ({ model: host.id, created_at, message: { role: 'assistant', content: all }, ...done }),
-    );
+    await runOllama(reply, metrics, model, body, abort, () => host.prompts.chat(messages, { tools }, abort.signal), {
+      piece: (text, created_at) => line(created_at, { content: text }),
+      release: gate && ((ev) => gate.push(ev)),
+      // As Ollama streams a call: in a line of its own, when complete, none of its text sent as content.
+      held: gate && ((s, created_at) => {
+        const calls = replyToolCalls(host, model, s, gate.streamedRaw);
+        if (calls) return [line(created_at, { content: calls.content ?? '', tool_calls: ollamaToolCalls(calls.calls) })];
+        const rest = gate.rest();
+        return rest ? [line(created_at, { content: rest })] : [];
+      }),
+      final: (s, all, created_at, done) => {
+        const calls = tools && !stream ? replyToolCalls(host, model, s) : undefined;
+        const message = calls ? { role: 'assistant', content: calls.content ?? '', tool_calls: ollamaToolCalls(calls.calls) } : { role: 'assistant', content: all };
+        return { model: host.id, created_at, message, ...done };
+      },
+    });
   });
 
   app.post('/api/generate', async (request, reply) => {
@@ -352,8 +411,10 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
       body,
       abort,
       prompt,
-      (text, created_at) => ({ model: host.id, created_at, response: text, done: false }),
-      (s, all, created_at, done, prompt) => ({ model: host.id, created_at, response: all, ...done, context: [...prompt, ...s.tokens] }),
+      {
+        piece: (text, created_at) => ({ model: host.id, created_at, response: text, done: false }),
+        final: (s, all, created_at, done, prompt) => ({ model: host.id, created_at, response: all, ...done, context: [...prompt, ...s.tokens] }),
+      },
     );
   });
 }

@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/chat.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { GenerationConstraint, GenerationSummary } from '../../engine/engine.js';
-import { detectToolCallFormat, parseToolCalls, type ToolDefinition } from '../../tokenizer/chat/index.js';
+import type { ToolDefinition } from '../../tokenizer/chat/index.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { chatLogprob, samplerFromApi, stopList, type ServerGeneration } from '../generation.js';
@@ -17,6 +17,7 @@ import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
 import { ProseGate } from '../prose-gate.js';
+import { newCallId, replyToolCalls, toolCallFormat } from '../tool-calls.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
 import { chatCompletionRequest, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
 
@@ -68,6 +69,20 @@ export function forcedCallSchema(tools: ToolDefinition[], choice: ChatCompletion
 }
 
 /**
+ * Combinations OpenAI answers with a 400, which cairn refuses too: a client that relies on the
+ * refusal would otherwise take a plain answer for a forced call, or miss the logprobs it asked for.
+ */
+function refuseMismatched(req: ChatCompletionRequest): void {
+  const forcing = req.tool_choice === 'required' || (typeof req.tool_choice === 'object' && req.tool_choice !== null);
+  if (forcing && !(req.tools && req.tools.length > 0)) {
+    throw badRequest("tool_choice 'required' or a named function is only allowed when tools are given: send tools, or tool_choice 'auto' or 'none'", 'tool_choice');
+  }
+  if (req.top_logprobs !== undefined && req.top_logprobs !== null && req.logprobs !== true) {
+    throw badRequest('top_logprobs is only allowed when logprobs is true', 'top_logprobs');
+  }
+}
+
+/**
  * Prepares the generation of a validated request, cheapest checks first: sampling fields and
  * schema sizes, then the constraint (compiled in slices), then the prompt (rendered and tokenized
  * by a prompt worker).
@@ -110,30 +125,22 @@ async function prepare(
 export function forcedCall(summary: GenerationSummary): { content: null; calls: unknown[] } | undefined {
   try {
     const v = JSON.parse(summary.text) as { name: string; arguments: unknown };
-    return { content: null, calls: [{ index: 0, id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`, type: 'function', function: { name: v.name, arguments: JSON.stringify(v.arguments) } }] };
+    return { content: null, calls: [{ index: 0, id: newCallId(), type: 'function', function: { name: v.name, arguments: JSON.stringify(v.arguments) } }] };
   } catch {
     return undefined; // cut off by max_tokens: returned as text with finish_reason length
   }
 }
 
 /**
- * Splits a finished reply into content and tool calls, in the template's format. `from` skips
- * that many characters of the reply's text (special tokens written out), already streamed as prose.
+ * Splits a finished reply into content and tool calls in OpenAI's shape (arguments as JSON text).
+ * `from` as in replyToolCalls.
  */
 export function toolCallsOf(host: ModelHost, model: LoadedModel, summary: GenerationSummary, from = 0): { content: string | null; calls: unknown[] } | undefined {
-  const format = detectToolCallFormat(host.prompts.templateSource ?? '');
-  if (!format) return undefined;
-  const text = model.tokenizer.decode([...summary.tokens], { skipSpecial: false }).slice(from);
-  const parsed = parseToolCalls(text, format);
-  if (parsed.toolCalls.length === 0) return undefined;
+  const parsed = replyToolCalls(host, model, summary, from);
+  if (!parsed) return undefined;
   return {
-    content: parsed.content === '' ? null : parsed.content,
-    calls: parsed.toolCalls.map((c, index) => ({
-      index,
-      id: c.id ?? `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`,
-      type: 'function',
-      function: { name: c.name, arguments: JSON.stringify(c.arguments) },
-    })),
+    content: parsed.content,
+    calls: parsed.calls.map((c, index) => ({ index, id: c.id, type: 'function', function: { name: c.name, arguments: JSON.stringify(c.arguments) } })),
   };
 }
 
@@ -142,6 +149,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   const req = parseBody(chatCompletionRequest, request.body);
   const refused = unsupportedField(request.body);
   if (refused) throw badRequest(refused.message, refused.param);
+  refuseMismatched(req);
   host.ignored(unknownFields(request.body, 'chat'));
   const model = host.require(req.model);
   const abort = new AbortController();
@@ -198,7 +206,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
   });
   // With tools the reply may hold calls, known only once complete. Text is streamed as long as it
   // is prose for sure (ProseGate); from the first possible call on, the rest waits for the end.
-  const format = tools && !forced ? detectToolCallFormat(host.prompts.templateSource ?? '') : undefined;
+  const format = tools && !forced ? toolCallFormat(host) : undefined;
   const gates = Array.from({ length: n }, () => (format ? new ProseGate<{ content: unknown[] }>(model, format) : undefined));
   for (let index = 0; index < n; index++) sse.send(chunk(index, { role: 'assistant', content: '' }, null));
   /** A choice's end: what it held back (tool calls, or prose after all), then its finish reason. */

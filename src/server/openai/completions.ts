@@ -149,7 +149,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     }
     metrics.requestEnded(combinedSummary(choices.map((c) => c.summary)), reply.raw);
     const failed = choices.find((c) => !c.summary || c.summary.finishReason === 'error');
-    if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'));
+    if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'), 'prompt');
     await reply.send({
       id,
       object: 'text_completion',
@@ -198,7 +198,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   summaries.forEach((s, i) => (choices[i].summary = s));
   metrics.requestEnded(combinedSummary(summaries), reply.raw);
   if (error || summaries.some((s) => !s)) {
-    if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result')).body());
+    if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result'), 'prompt').body());
     sse.end();
     return;
   }

@@ -207,7 +207,7 @@ async function createResponse(host: ModelHost, metrics: ServerMetrics, store: Re
     for await (const ev of events) if (ev.type === 'done') summary = ev.summary;
     metrics.requestEnded(summary, reply.raw);
     if (summary?.finishReason === 'abort') throw toApiError(new CairnError('ABORTED', 'the client closed the request'));
-    if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'));
+    if (!summary || summary.finishReason === 'error') throw toApiError(summary?.error ?? new Error('generation ended without a result'), 'input');
     await reply.send(finished(summary, replyOf(host, model, summary, how, newId('msg'))));
     return;
   }
@@ -232,7 +232,7 @@ async function createResponse(host: ModelHost, metrics: ServerMetrics, store: Re
   metrics.requestEnded(summary, reply.raw);
   if (!summary || summary.finishReason === 'error' || summary.finishReason === 'abort') {
     if (summary?.finishReason !== 'abort') {
-      const error = toApiError(summary?.error ?? new Error('generation ended without a result'));
+      const error = toApiError(summary?.error ?? new Error('generation ended without a result'), 'input');
       out.lifecycle('response.failed', responseObject(echo, 'failed', [], summary, error));
     }
     sse.end();
