@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { connectPeer, DType, type Frame, frameJson, jsonPayload, type PeerConnection } from '../src/cluster/index.js';
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { createKernels } from '../src/kernels/index.js';
-import { MESH_COMPATIBILITY } from '../src/mesh/node.js';
+import { MAX_PENDING_LOADS, MESH_COMPATIBILITY } from '../src/mesh/node.js';
 import { MeshFrame, type ForwardHead, type LoadRequest, type ResultHead } from '../src/mesh/protocol.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { fileSha256 } from '../src/util/file-hash.js';
@@ -156,6 +156,29 @@ test('a load whose activations (maxBatch tokens a step) exceed what the node off
   const req: LoadRequest = { modelSha256: sha, modelName: 'tiny.gguf', layerStart: 0, layerEnd: 2, ctx: 1 << 18, slots: 1, kvType: GgmlType.F16, maxBatch: 1 << 18, epoch: 1 };
   await assert.rejects(request(conn, MeshFrame.load, req), (e) => isCairnError(e, 'CLUSTER_REMOTE') && /MiB of activations \(262144 tokens a step\); this node offers 256.0 MiB/.test(e.message));
   await load(conn);
+  conn.close();
+});
+
+test('a peer cannot pile up load requests or samplers: each beyond its cap is refused alone, and the node keeps serving', { timeout: 60_000 }, async () => {
+  const conn = await connect();
+  // A burst of loads: a coordinator waits for each answer, so a few wait at most; the rest are refused at once.
+  const req: LoadRequest = { modelSha256: sha, modelName: 'tiny.gguf', layerStart: 0, layerEnd: 2, ctx: 64, slots: SLOTS, kvType: GgmlType.F16, maxBatch: MAX_BATCH, epoch: 1 };
+  const answers = await Promise.allSettled(Array.from({ length: 40 }, () => request(conn, MeshFrame.load, req)));
+  const refused = answers.filter((a) => a.status === 'rejected');
+  // (Loads of the tiny model are quick: some may finish while the burst still arrives.)
+  assert.ok(refused.length >= 1 && refused.length <= 40 - MAX_PENDING_LOADS, `${refused.length} of 40 loads refused`);
+  for (const r of refused) assert.match(String((r as PromiseRejectedResult).reason), /load refused: 4 load requests are already waiting at this node/);
+  for (const a of answers) if (a.status === 'fulfilled') assert.deepEqual(a.value, { status: 'loaded', source: 'model' });
+
+  // Samplers: two per KV slot; a sequence started again keeps its place, an ended one frees it.
+  const spec = { sampler: { temperature: 0 }, history: [1, 5, 9] };
+  for (let seq = 1; seq <= 2 * SLOTS; seq++) await request(conn, MeshFrame.seqStart, { seq, spec });
+  await assert.rejects(request(conn, MeshFrame.seqStart, { seq: 100, spec }), (e) => isCairnError(e, 'CLUSTER_REMOTE') && /already samples 4 sequences \(2 per KV slot\)/.test(e.message));
+  await request(conn, MeshFrame.seqStart, { seq: 1, spec });
+  conn.send(MeshFrame.seqEnd, jsonPayload({ seq: 2 }).meta, jsonPayload({ seq: 2 }).payload);
+  await request(conn, MeshFrame.seqStart, { seq: 100, spec });
+  const r = await step(conn, goodHead(1, { outputs: [[2, 100, 0]] }), TOKENS);
+  assert.ok(r.result, r.error);
   conn.close();
 });
 

@@ -17,3 +17,30 @@ export function isLoopbackAddress(address: string | undefined): boolean {
   const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
   return canonical === '::1' || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(canonical);
 }
+
+/**
+ * The key under which per-address limits count a peer: an IPv4 address (mapped IPv4 unmapped),
+ * or the /64 prefix of an IPv6 address, since one host commonly holds a whole /64 and could
+ * otherwise count as as many peers as it has addresses.
+ */
+export function addressGroup(address: string | undefined): string {
+  if (!address) return 'unknown';
+  if (isIPv4(address)) return address;
+  const bare = address.split('%')[0];
+  if (!isIPv6(bare)) return address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped) return mapped[1];
+  const [head, tail] = bare.toLowerCase().split('::');
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups =
+    tail === undefined
+      ? headGroups
+      : [...headGroups, ...new Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  return (
+    groups
+      .slice(0, 4)
+      .map((g) => Number.parseInt(g, 16).toString(16))
+      .join(':') + '::/64'
+  );
+}

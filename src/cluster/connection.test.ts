@@ -6,7 +6,7 @@ import { type Socket, connect as netConnect, createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { type CairnError, isCairnError } from '../util/errors.js';
 import { Prng } from '../util/prng.js';
-import { isLoopbackAddress } from './address.js';
+import { addressGroup, isLoopbackAddress } from './address.js';
 import { connectPeer } from './connect.js';
 import type { CloseInfo, PeerConnection } from './connection.js';
 import { ControlFrame } from './control-frames.js';
@@ -192,6 +192,52 @@ test('without a cluster key, a non-loopback peer is refused and told why', async
   const remoteOk = await connectPeer(external.address, keyed.port, { nodeId: 'c', clusterKey: 'k' });
   assert.equal(remoteOk.peer.address, external.address);
   remoteOk.close();
+});
+
+test('one address cannot hold every handshake place: it gets 4 at most, and other peers still connect', async () => {
+  const { server, port } = await startServer({ handshakeTimeoutMs: 10_000 });
+  const refusals: string[] = [];
+  server.on('refused', (e, from) => refusals.push(`${from}: ${e.message}`));
+  // All of 127/8 is loopback on Linux: a distinct source address stands for another machine.
+  const dial = async (localAddress: string) => {
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress });
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    return socket;
+  };
+  // One address opens more silent sockets than the global cap of 16.
+  const flood: Socket[] = [];
+  for (let i = 0; i < 20; i++) flood.push(await dial('127.0.0.2'));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(refusals.length, 16, refusals.join('\n'));
+  assert.ok(refusals.every((r) => /^127\.0\.0\.2: refused 127\.0\.0\.2: 4 handshakes from 127\.0\.0\.2 already in progress$/.test(r)), refusals[0]);
+  // Legitimate peers, from this address and another, still connect meanwhile.
+  const ok = await connectPeer('127.0.0.1', port, { nodeId: 'c' });
+  ok.close();
+  const other = await dial('127.0.0.3');
+  const accepted = once(server, 'connection') as Promise<[PeerConnection]>;
+  new RawPeer(other, { role: 'client', secret: localClusterSecret() });
+  const [fromOther] = await accepted;
+  assert.equal(fromOther.peer.address, '127.0.0.3');
+  // Once the flooding sockets go, their address may handshake again.
+  for (const s of flood) s.destroy();
+  await new Promise((r) => setTimeout(r, 200));
+  const again = await dial('127.0.0.2');
+  const acceptedAgain = once(server, 'connection') as Promise<[PeerConnection]>;
+  new RawPeer(again, { role: 'client', secret: localClusterSecret() });
+  const [fromAgain] = await acceptedAgain;
+  assert.equal(fromAgain.peer.address, '127.0.0.2');
+  fromOther.close();
+  fromAgain.close();
+});
+
+test('per-address handshake limits count mapped IPv4 as IPv4 and an IPv6 /64 as one address', () => {
+  assert.equal(addressGroup('127.0.0.2'), '127.0.0.2');
+  assert.equal(addressGroup('::ffff:127.0.0.2'), '127.0.0.2');
+  assert.equal(addressGroup('2001:db8:1:2:aaaa::1'), addressGroup('2001:0db8:0001:0002:bbbb:cccc:dddd:eeee'));
+  assert.notEqual(addressGroup('2001:db8:1:2::1'), addressGroup('2001:db8:1:3::1'));
+  assert.equal(addressGroup('fe80::1%eth0'), addressGroup('fe80::2'));
+  assert.equal(addressGroup(undefined), 'unknown');
 });
 
 test('a silent peer is dropped when the handshake times out', async () => {

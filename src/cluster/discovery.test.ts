@@ -64,3 +64,61 @@ test('two nodes find each other over mDNS on loopback (skipped where loopback ha
     await b.stop();
   }
 });
+
+test('mDNS peers are capped and announced at a bounded pace, so a flood of announcements is not dialed all at once', async () => {
+  const discovery = new Discovery({
+    identity: { id: randomUUID(), name: 'a' },
+    port: 1,
+    mdns: false,
+    maxPeers: 5,
+    upBurst: 2,
+    upIntervalMs: 40,
+  });
+  const ups: DiscoveredPeer[] = [];
+  const downs: DiscoveredPeer[] = [];
+  const warnings: Error[] = [];
+  discovery.on('up', (p) => ups.push(p));
+  discovery.on('down', (p) => downs.push(p));
+  discovery.on('warning', (w) => warnings.push(w));
+  await discovery.start();
+  // What the mDNS browser hands over for each announcement (reached under the API: no multicast in tests).
+  const service = (i: number) => ({
+    name: `n${i}`,
+    port: 5000 + i,
+    addresses: [`10.9.0.${i}`],
+    txt: { id: `id-${i}`, name: `n${i}`, proto: String(PROTOCOL_VERSION) },
+  });
+  const up = (i: number) => (Reflect.get(discovery, 'onServiceUp') as (s: unknown) => void).call(discovery, service(i));
+  const down = (i: number) => (Reflect.get(discovery, 'onServiceDown') as (s: unknown) => void).call(discovery, service(i));
+  for (let i = 1; i <= 8; i++) up(i);
+  // Five kept, the rest ignored with one warning; two announced at once, the others paced.
+  assert.equal(discovery.peers().length, 5);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0].message, /more than 5 peers announced/);
+  assert.deepEqual(
+    ups.map((p) => p.id),
+    ['id-1', 'id-2'],
+  );
+  // A peer that leaves before it was announced is never announced, nor reported down.
+  down(5);
+  assert.equal(discovery.peers().length, 4);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.ok(ups.length <= 3, `${ups.length} announced within 30 ms`);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(
+    ups.map((p) => p.id),
+    ['id-1', 'id-2', 'id-3', 'id-4'],
+  );
+  assert.equal(downs.length, 0);
+  // Room again: a new peer is kept and (after the pace allows) announced.
+  up(9);
+  assert.equal(discovery.peers().length, 5);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(ups.map((p) => p.id).slice(-1), ['id-9']);
+  down(1);
+  assert.deepEqual(
+    downs.map((p) => p.id),
+    ['id-1'],
+  );
+  await discovery.stop();
+});

@@ -3,9 +3,13 @@
  * `_cairn._tcp`, TXT records with node id, name and protocol version). mDNS is optional and fails
  * soft: where multicast is unavailable (containers, sandboxes, some Wi-Fi) there are simply no
  * discoveries, reported once as a 'warning', and static peers keep working.
+ *
+ * Anyone on the network can announce: the peers found over mDNS are capped, and announced at a
+ * bounded rate (a burst, then a few a second), since each one announced is dialed.
  */
 
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import type { Bonjour, Browser, Service } from 'bonjour-service';
 import { type PeerAddress, parsePeerList } from './peer-address.js';
 import { PROTOCOL_VERSION } from './handshake.js';
@@ -13,6 +17,12 @@ import type { NodeIdentity } from './identity.js';
 
 /** mDNS service type (without the leading underscore and protocol). */
 export const MDNS_SERVICE_TYPE = 'cairn';
+/** Peers found over mDNS kept at once, by default; a cluster is a few machines, not hundreds. */
+export const MAX_MDNS_PEERS = 256;
+/** mDNS peers announced at once before the rate applies, by default (a whole cluster coming up). */
+export const MDNS_UP_BURST = 32;
+/** Then one mDNS peer announced per this many milliseconds, by default. */
+export const MDNS_UP_INTERVAL_MS = 250;
 
 /** A peer that discovery knows of. */
 export interface DiscoveredPeer extends PeerAddress {
@@ -42,6 +52,12 @@ export interface DiscoveryOptions {
    * default: the system's choice. Tests keep mDNS inside their own network namespace this way.
    */
   readonly interface?: string;
+  /** Peers found over mDNS kept at most; later ones are ignored until some go down. Default MAX_MDNS_PEERS. */
+  readonly maxPeers?: number;
+  /** mDNS peers announced at once before announcements are paced. Default MDNS_UP_BURST. */
+  readonly upBurst?: number;
+  /** Milliseconds between paced announcements of mDNS peers. Default MDNS_UP_INTERVAL_MS. */
+  readonly upIntervalMs?: number;
 }
 
 /** Events of a Discovery. */
@@ -59,12 +75,20 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   private bonjour: Bonjour | undefined;
   private browser: Browser | undefined;
   private warned = false;
+  private warnedFull = false;
   private stopped = false;
+  /** mDNS peers found and not yet announced ('up'), oldest first, by key. */
+  private readonly waiting = new Map<string, DiscoveredPeer>();
+  /** Announcements that may go out now (refilled one per upIntervalMs, up to upBurst). */
+  private upTokens: number;
+  private lastRefill = performance.now();
+  private paceTimer: NodeJS.Timeout | undefined;
 
   /** Parses the static peer list at once, so a typo is reported before anything starts. */
   constructor(options: DiscoveryOptions) {
     super();
     this.options = options;
+    this.upTokens = options.upBurst ?? MDNS_UP_BURST;
     for (const address of parsePeerList(options.staticPeers ?? [])) {
       const peer: DiscoveredPeer = { ...address, key: `addr:${address.host}:${address.port}`, source: 'static' };
       this.known.set(peer.key, peer);
@@ -119,6 +143,9 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   /** Stops advertising and browsing. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.paceTimer);
+    this.paceTimer = undefined;
+    this.waiting.clear();
     const bonjour = this.bonjour;
     if (!bonjour) return;
     this.browser?.stop();
@@ -138,12 +165,24 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   }
 
   private onServiceUp(service: Service): void {
+    if (this.stopped) return;
     const peer = this.peerFromService(service);
     if (!peer || peer.id === this.options.identity.id) return;
     const previous = this.known.get(peer.key);
     if (previous && previous.host === peer.host && previous.port === peer.port) return;
+    const maxPeers = this.options.maxPeers ?? MAX_MDNS_PEERS;
+    if (!previous && this.mdnsPeerCount() >= maxPeers) {
+      if (!this.warnedFull) {
+        this.warnedFull = true;
+        this.emit('warning', new Error(`mDNS: more than ${maxPeers} peers announced; ignoring further ones until some go away`));
+      }
+      return;
+    }
     this.known.set(peer.key, peer);
-    this.emit('up', peer);
+    // A peer whose address changed before it was announced is announced once, at its new address.
+    this.waiting.delete(peer.key);
+    this.waiting.set(peer.key, peer);
+    this.announceWaiting();
   }
 
   private onServiceDown(service: Service): void {
@@ -152,7 +191,37 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     const previous = this.known.get(peer.key);
     if (!previous || previous.source !== 'mdns') return;
     this.known.delete(peer.key);
+    // Never announced: nobody needs to hear that it left.
+    if (this.waiting.delete(peer.key)) return;
     this.emit('down', previous);
+  }
+
+  private mdnsPeerCount(): number {
+    let n = 0;
+    for (const p of this.known.values()) if (p.source === 'mdns') n++;
+    return n;
+  }
+
+  /** Announces waiting peers as far as the pace allows; the rest when it allows again. */
+  private announceWaiting(): void {
+    const burst = this.options.upBurst ?? MDNS_UP_BURST;
+    const interval = this.options.upIntervalMs ?? MDNS_UP_INTERVAL_MS;
+    const now = performance.now();
+    this.upTokens = Math.min(burst, this.upTokens + (now - this.lastRefill) / interval);
+    this.lastRefill = now;
+    for (const [key, peer] of this.waiting) {
+      if (this.upTokens < 1) break;
+      this.upTokens--;
+      this.waiting.delete(key);
+      this.emit('up', peer);
+    }
+    if (this.waiting.size > 0 && !this.paceTimer && !this.stopped) {
+      this.paceTimer = setTimeout(() => {
+        this.paceTimer = undefined;
+        this.announceWaiting();
+      }, interval);
+      this.paceTimer.unref();
+    }
   }
 
   private peerFromService(service: Service): DiscoveredPeer | undefined {

@@ -15,7 +15,14 @@ export {
   type RequestOptions,
   PeerConnection,
 } from './connection.js';
-export { type DiscoveredPeer, type DiscoveryEvents, type DiscoveryOptions, Discovery, MDNS_SERVICE_TYPE } from './discovery.js';
+export {
+  type DiscoveredPeer,
+  type DiscoveryEvents,
+  type DiscoveryOptions,
+  Discovery,
+  MAX_MDNS_PEERS,
+  MDNS_SERVICE_TYPE,
+} from './discovery.js';
 export { DEFAULT_MAX_PAYLOAD_BYTES, FrameDecoder } from './frame-decoder.js';
 export {
   type DTypeCode,

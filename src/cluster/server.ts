@@ -3,13 +3,14 @@
  * only authenticated connections are announced. Without a cluster key the server serves only
  * loopback peers (who must still prove this machine's local key), and tells anyone else why it
  * refuses them. Connections are capped, and handshakes in progress more tightly, so that nobody
- * can make a node hold an unbounded number of sockets.
+ * can make a node hold an unbounded number of sockets; handshakes are also capped per remote
+ * address, so one address that keeps reconnecting cannot hold every place and lock others out.
  */
 
 import { EventEmitter } from 'node:events';
 import { type Server, type Socket, createServer } from 'node:net';
 import { CairnError } from '../util/errors.js';
-import { isLoopbackAddress } from './address.js';
+import { addressGroup, isLoopbackAddress } from './address.js';
 import type { ClusterSecret } from './cluster-key.js';
 import { type ConnectionOptions, PeerConnection, resolveSecret } from './connection.js';
 import { ControlFrame } from './control-frames.js';
@@ -26,6 +27,8 @@ export interface ClusterServerOptions extends ConnectionOptions {
   readonly maxConnections?: number;
   /** Connections still in their handshake at most (unauthenticated peers). Default 16. */
   readonly maxHandshakes?: number;
+  /** Handshakes in progress from one remote address (an IPv6 /64 counts as one) at most. Default 4. */
+  readonly maxHandshakesPerAddress?: number;
 }
 
 /** Events of a ClusterServer. */
@@ -50,6 +53,8 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
   private readonly server: Server;
   private readonly open = new Set<PeerConnection>();
   private readonly handshaking = new Set<PeerConnection>();
+  /** Handshakes in progress by remote address group (addressGroup). */
+  private readonly handshakingFrom = new Map<string, number>();
   private readonly rawSockets = new Set<Socket>();
   private bound: ListenAddress | undefined;
   private readonly secret: ClusterSecret;
@@ -144,23 +149,40 @@ export class ClusterServer extends EventEmitter<ClusterServerEvents> {
     }
     const maxHandshakes = this.options.maxHandshakes ?? 16;
     const maxConnections = this.options.maxConnections ?? 64;
-    if (this.handshaking.size >= maxHandshakes || this.open.size + this.handshaking.size >= maxConnections) {
-      const why = this.handshaking.size >= maxHandshakes ? `${maxHandshakes} handshakes already in progress` : `${maxConnections} connections already open`;
+    const maxPerAddress = this.options.maxHandshakesPerAddress ?? 4;
+    const group = addressGroup(socket.remoteAddress);
+    const fromGroup = this.handshakingFrom.get(group) ?? 0;
+    const why =
+      this.handshaking.size >= maxHandshakes
+        ? `${maxHandshakes} handshakes already in progress`
+        : this.open.size + this.handshaking.size >= maxConnections
+          ? `${maxConnections} connections already open`
+          : fromGroup >= maxPerAddress
+            ? `${maxPerAddress} handshakes from ${remote} already in progress`
+            : undefined;
+    if (why !== undefined) {
       this.refuseRaw(socket, { code: 'busy', reason: `the node is busy (${why}); try again later` });
       this.emit('refused', new CairnError('CLUSTER_REFUSED', `refused ${remote}: ${why}`), remote);
       return;
     }
     const connection = new PeerConnection(socket, 'server', this.options);
     this.handshaking.add(connection);
+    this.handshakingFrom.set(group, fromGroup + 1);
+    const settled = () => {
+      this.handshaking.delete(connection);
+      const n = (this.handshakingFrom.get(group) ?? 1) - 1;
+      if (n > 0) this.handshakingFrom.set(group, n);
+      else this.handshakingFrom.delete(group);
+    };
     connection.ready.then(
       () => {
-        this.handshaking.delete(connection);
+        settled();
         this.open.add(connection);
         connection.once('close', () => this.open.delete(connection));
         this.emit('connection', connection);
       },
       (err: CairnError) => {
-        this.handshaking.delete(connection);
+        settled();
         this.emit('refused', err, remote);
       },
     );

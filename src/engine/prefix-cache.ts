@@ -8,6 +8,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { ForwardRunner } from './runner.js';
+import { isCairnError } from '../util/errors.js';
 
 /** One saved prefix. */
 interface Entry {
@@ -97,7 +98,15 @@ export class PrefixCache {
       }
     }
     const key = this.nextKey++;
-    const bytes = await this.runner.saveSlot(slot, tokens.length, key);
+    let bytes: number;
+    try {
+      bytes = await this.runner.saveSlot(slot, tokens.length, key);
+    } catch (err) {
+      // A cluster stage refuses to keep more than the memory it offers: the prefix is then not
+      // cached, and the request that made room for it goes on without it.
+      if (isCairnError(err, 'BAD_ARGUMENT')) return;
+      throw err;
+    }
     if (bytes > this.opts.budgetBytes) {
       await this.runner.dropSaved(key);
       return;

@@ -12,7 +12,7 @@
  */
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Discovery, frameJson, jsonPayload, parsePeerList, type ClusterSecret, type Frame } from '../cluster/index.js';
+import { Discovery, MAX_MDNS_PEERS, frameJson, jsonPayload, parsePeerList, type ClusterSecret, type Frame } from '../cluster/index.js';
 import { loadShards } from '../engine/load.js';
 import { RunnerInterrupted, type ForwardRequest, type ForwardResult, type ForwardRunner } from '../engine/runner.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
@@ -261,8 +261,19 @@ export class ClusterCoordinator implements ForwardRunner {
       this.discovery = new Discovery({ identity: { id: this.localId, name: 'coordinator' }, port: 0, mdns: true, advertise: false, interface: this.opts.mdnsInterface });
       this.discovery.on('warning', (w) => this.log(`cairn: mDNS: ${w.message}`));
       // Nodes found later are dialed as found, and taken into a new plan once they answer.
+      // The node set keeps and redials every address it was given: addresses found over mDNS are
+      // capped too, or announcements that come and go would add addresses without end.
+      const found = new Set<string>();
+      let full = false;
       this.discovery.on('up', (p) => {
         if (p.source !== 'mdns') return;
+        const where = `${p.host}:${p.port}`;
+        if (!found.has(where) && found.size >= MAX_MDNS_PEERS) {
+          if (!full) this.log(`cairn: mDNS: ${MAX_MDNS_PEERS} node addresses found already; ignoring ${where} and further ones`);
+          full = true;
+          return;
+        }
+        found.add(where);
         const dial = this.nodes.add(p.host, p.port);
         if (!this.started) dials.push(dial);
       });
@@ -439,6 +450,7 @@ export class ClusterCoordinator implements ForwardRunner {
                       this.opts.exchange && this.opts.exchange !== 'f32' ? new ExchangeCodec(loaded.kernels, this.opts.exchange) : undefined,
                       link,
                       this.opts.allReduce,
+                      this.maxBatch * loaded.config.nEmbd,
                     ),
                   };
             stages.push({ kind: 'local', loaded, nodeId: s.nodeId, name: 'coordinator', group: localGroup });

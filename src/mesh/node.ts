@@ -54,6 +54,9 @@ import { ExchangeCodec } from './exchange-codec.js';
 import { ExpertDispatcher } from './expert-dispatch.js';
 import { ExpertRankRunner } from './expert-rank.js';
 
+/** Load requests a node holds at once (the one loading and those waiting their turn). */
+export const MAX_PENDING_LOADS = 4;
+
 /** Version string both ends of a mesh connection must share. */
 export const MESH_COMPATIBILITY = 'cairn-mesh/2';
 
@@ -110,6 +113,8 @@ export class MeshNode {
   private loadingDigest: string | undefined;
   /** Loads run one at a time, so two requests never leave two stages. */
   private loadQueue: Promise<unknown> = Promise.resolve();
+  /** Load requests taken and not yet answered (each holds its request until its turn). */
+  private loadsPending = 0;
   capabilities!: NodeCapabilities;
   address!: ListenAddress;
   /** The GPU the node's stages run on (backend gpu, or auto with a hardware adapter). */
@@ -325,7 +330,13 @@ export class MeshNode {
 
   /** Loads a shard from a local copy (whole model or checked cached shard), or says it needs the data. */
   private load(conn: PeerConnection, raw: unknown): Promise<LoadReply> {
-    const run = this.loadQueue.then(() => this.loadNow(conn, raw));
+    // A coordinator waits for each load's answer before the next: more than a few waiting is a
+    // peer flooding the queue, whose requests would each be held until their turn.
+    if (this.loadsPending >= MAX_PENDING_LOADS) {
+      return Promise.reject(new CairnError('BAD_ARGUMENT', `load refused: ${MAX_PENDING_LOADS} load requests are already waiting at this node; try again once they are answered`));
+    }
+    this.loadsPending++;
+    const run = this.loadQueue.then(() => this.loadNow(conn, raw)).finally(() => this.loadsPending--);
     this.loadQueue = run.catch(() => {});
     return run;
   }
@@ -451,12 +462,12 @@ export class MeshNode {
           throw new CairnError('BAD_ARGUMENT', `q8 exchanges need an embedding size that is a multiple of 32, not ${loaded.config.nEmbd}; use f16`);
         }
         const codec = req.group.exchange && req.group.exchange !== 'f32' ? new ExchangeCodec(this.kernels, req.group.exchange) : undefined;
-        const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId), codec, req.group.link, req.group.allReduce);
+        const exchange = new TensorGroup(req.group.rank, req.epoch, this.groupPeers, req.group.peers.map((p) => p.nodeId), codec, req.group.link, req.group.allReduce, loaded.maxBatch * loaded.config.nEmbd);
         // (The coordinator's connection, where it is a rank, unloads the stage when it closes.)
         for (const peer of this.dialed) peer.on('close', () => exchange.break(new CairnError('CLUSTER_CLOSED', `rank ${peer.peer.name} of the tensor-parallel group disconnected`)));
         group = { exchange, followers: req.group.rank === 0 ? this.groupPeers.filter((p): p is PeerConnection => p !== undefined) : [] };
       }
-      this.stage = new StageRunner(loaded, req.epoch, { next: this.next, coordinator: conn, group });
+      this.stage = new StageRunner(loaded, req.epoch, { next: this.next, coordinator: conn, group }, { savedBytes: this.capabilities.memoryBytes });
       return { status: 'loaded', source };
     } finally {
       this.loadingDigest = undefined;

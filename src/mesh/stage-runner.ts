@@ -38,10 +38,34 @@ export interface StageLinks {
   readonly group?: GroupExchange & { readonly followers: readonly PeerConnection[] };
 }
 
+/**
+ * Steps a stage holds at once (waiting in a group rank's queue, or on a GPU). The coordinator keeps
+ * one step in flight per pipeline stage, so a legitimate plan stays far below; each holds a whole
+ * step's activations, which a peer sending steps faster than they run would otherwise pile up.
+ */
+export const MAX_QUEUED_STEPS = 64;
+/** Sampled sequences a stage keeps per KV slot: every live sequence holds a slot, with room for one ending as the next starts. */
+export const SEQUENCES_PER_SLOT = 2;
+/** Saved KV prefixes a stage keeps (the coordinator's prompt cache decides which; its byte budget bounds them first). */
+export const MAX_SAVED_PREFIXES = 65_536;
+
+/** Bounds on what a stage keeps for its coordinator beyond the plan's own buffers. */
+export interface StageLimits {
+  /** Bytes of saved KV prefixes at most (a node: the memory it offers). Default: no bound beyond MAX_SAVED_PREFIXES. */
+  readonly savedBytes?: number;
+}
+
 /** One node's loaded stage of a plan, executing the steps sent to it. */
 export class StageRunner {
   private readonly codec: HiddenCodec;
   private readonly samplers = new SequenceSamplers();
+  /** Sequences with a sampler here (SequenceSamplers keeps no count). */
+  private readonly sequences = new Set<number>();
+  /** Bytes of each saved KV prefix, by key. */
+  private readonly saved = new Map<number, number>();
+  private savedBytes = 0;
+  /** Steps taken and not yet finished. */
+  private queued = 0;
   readonly isFirst: boolean;
   readonly isLast: boolean;
   /** Steps of a group rank run one after another, in the order they came (the same on every rank). */
@@ -51,6 +75,7 @@ export class StageRunner {
     readonly loaded: StageModel,
     readonly epoch: number,
     private readonly links: StageLinks,
+    private readonly limits: StageLimits = {},
   ) {
     if (links.group && !loaded.shards) throw new CairnError('MODEL_UNSUPPORTED', 'a rank of a tensor- or expert-parallel group runs on the CPU only');
     this.codec = new HiddenCodec(loaded.kernels);
@@ -60,6 +85,11 @@ export class StageRunner {
 
   /** Runs one forward frame; errors (a malformed frame among them) go to the coordinator as a step error, never thrown. */
   onForward(frame: Frame): void {
+    if (this.queued >= MAX_QUEUED_STEPS) {
+      this.stepFailed(new CairnError('CLUSTER_PROTOCOL', `step refused: ${MAX_QUEUED_STEPS} steps are already waiting at this stage (more than a plan keeps in flight)`), -1);
+      return;
+    }
+    this.queued++;
     const group = this.links.group;
     if (group) {
       // Rank 0 hands the step to the other ranks first, so all start it at once.
@@ -81,14 +111,20 @@ export class StageRunner {
       if (this.links.group) await this.runGroupStep(head, msg.bodies[0]);
       else await this.run(head, msg.bodies[0]);
     } catch (err) {
-      // A rank that fails a step its group has begun leaves the others waiting on its partial sums:
-      // the group is broken, and the step error says so (step -1: the plan must be made again).
-      // So does a home whose expert rank failed it.
-      const group = this.links.group?.exchange;
-      if (group && !group.broken) group.break(err as Error);
-      const message = (err as Error).message.slice(0, 2000);
-      this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: this.links.group ? -1 : step, message })));
+      this.stepFailed(err as Error, step);
+    } finally {
+      this.queued--;
     }
+  }
+
+  private stepFailed(err: Error, step: number): void {
+    // A rank that fails a step its group has begun leaves the others waiting on its partial sums:
+    // the group is broken, and the step error says so (step -1: the plan must be made again).
+    // So does a home whose expert rank failed it.
+    const group = this.links.group?.exchange;
+    if (group && !group.broken) group.break(err);
+    const message = err.message.slice(0, 2000);
+    this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: this.links.group ? -1 : step, message })));
   }
 
   /** A partial sum from another rank of this stage's group. */
@@ -174,19 +210,50 @@ export class StageRunner {
     this.links.coordinator.send(MeshFrame.result, { dtype: DType.raw }, packMessage(resultHead, result.logits));
   }
 
-  /** Registers a sequence's sampler (last stage). */
+  /** Registers a sequence's sampler (last stage); refuses more sequences than the slots can run. */
   startSequence(seq: number, spec: Parameters<SequenceSamplers['start']>[1]): void {
+    const most = SEQUENCES_PER_SLOT * this.loaded.slots;
+    if (!this.sequences.has(seq) && this.sequences.size >= most) {
+      throw new CairnError('BAD_ARGUMENT', `sequence ${seq} refused: this stage already samples ${most} sequences (${SEQUENCES_PER_SLOT} per KV slot); end one first`);
+    }
     this.samplers.start(seq, spec);
+    this.sequences.add(seq);
   }
 
   /** Drops a sequence's sampler. */
   endSequence(seq: number): void {
     this.samplers.end(seq);
+    this.sequences.delete(seq);
   }
 
   /** Applies a KV operation to this stage's caches; `import` takes `body` (copied), `export` returns the bytes. */
-  kv(op: KvOp, body?: Buffer): Promise<{ bytes: number; data?: Uint8Array }> {
-    return applyKvOp(this.loaded.kvOps, op, body);
+  async kv(op: KvOp, body?: Buffer): Promise<{ bytes: number; data?: Uint8Array }> {
+    if (op.op === 'save' || op.op === 'import') {
+      // A new prefix's bytes: a save holds n positions of one slot's cache, an import what it was sent.
+      const m = this.loaded;
+      const adding = op.op === 'save' ? Math.ceil((m.kvBytes / m.slots) * (op.n / m.ctxPerSlot)) : (body?.length ?? 0);
+      const replacing = this.saved.get(op.key);
+      const most = this.limits.savedBytes ?? Infinity;
+      if (replacing === undefined && this.saved.size >= MAX_SAVED_PREFIXES) {
+        throw new CairnError('BAD_ARGUMENT', `KV prefix ${op.key} refused: this stage already keeps ${MAX_SAVED_PREFIXES} saved prefixes; drop some first`);
+      }
+      if (this.savedBytes - (replacing ?? 0) + adding > most) {
+        throw new CairnError('BAD_ARGUMENT', `KV prefix ${op.key} refused: saved prefixes would take ${this.savedBytes - (replacing ?? 0) + adding} bytes, more than the ${most} this node offers; drop some first`);
+      }
+    }
+    const result = await applyKvOp(this.loaded.kvOps, op, body);
+    if (op.op === 'save' || op.op === 'import') this.recordSaved(op.key, result.bytes);
+    else if (op.op === 'drop') this.recordSaved(op.key, undefined);
+    return result;
+  }
+
+  private recordSaved(key: number, bytes: number | undefined): void {
+    this.savedBytes -= this.saved.get(key) ?? 0;
+    if (bytes === undefined) this.saved.delete(key);
+    else {
+      this.saved.set(key, bytes);
+      this.savedBytes += bytes;
+    }
   }
 
   /** Releases the shard's file mapping (and fails what waits on the group). */

@@ -29,12 +29,12 @@ function wire(deliver: (frame: Frame) => void): PeerConnection {
 }
 
 /** `count` ranks, each connected to every other. */
-function groupOf(count: number, epoch = 1, link?: { latencySeconds: number; bytesPerSecond: number }, codec?: ExchangeCodec): TensorGroup[] {
+function groupOf(count: number, epoch = 1, link?: { latencySeconds: number; bytesPerSecond: number }, codec?: ExchangeCodec, maxValues?: number): TensorGroup[] {
   const ids = Array.from({ length: count }, (_, r) => `node-${r}`);
   const groups: TensorGroup[] = [];
   for (let rank = 0; rank < count; rank++) {
     const peers = ids.map((_, to) => (to === rank ? undefined : wire((f) => groups[to].onPartial(ids[rank], f))));
-    groups.push(new TensorGroup(rank, epoch, peers, ids, codec, link));
+    groups.push(new TensorGroup(rank, epoch, peers, ids, codec, link, 'auto', maxValues));
   }
   return groups;
 }
@@ -118,6 +118,42 @@ test("a peer's bad partial breaks the group with a clear error", async () => {
       (e) => isCairnError(e, 'CLUSTER_PROTOCOL'),
       `${why}: later exchanges fail too`,
     );
+  }
+});
+
+test('early partials are capped at what a well-behaved peer can send: two waiting per peer, two whole partials of bytes', async () => {
+  // Count: a peer is at most one all-reduce ahead, so two of its partials wait here at most.
+  const g = new TensorGroup(0, 1, [undefined, wire(() => {})], ['node-0', 'node-1']);
+  const waiting = g.allReduce(1, 0, Float32Array.of(5, 6));
+  g.onPartial('node-1', partialFrame({ epoch: 1, step: 1, index: 0, rank: 1 }, Float32Array.of(1, 2)));
+  g.onPartial('node-1', partialFrame({ epoch: 1, step: 1, index: 1, rank: 1 }, Float32Array.of(1, 2)));
+  assert.equal(g.broken, undefined, 'one all-reduce ahead is legitimate');
+  await waiting;
+  g.onPartial('node-1', partialFrame({ epoch: 1, step: 1, index: 2, rank: 1 }, Float32Array.of(1, 2)));
+  assert.equal(g.broken, undefined, 'the finished all-reduce no longer counts');
+  g.onPartial('node-1', partialFrame({ epoch: 1, step: 1, index: 3, rank: 1 }, Float32Array.of(1, 2)));
+  // (Read through a function: the asserts above narrowed g.broken to undefined.)
+  const why = ((x: TensorGroup) => x.broken)(g);
+  assert.match(why?.message ?? '', /node node-1 sent partial sums too far ahead \(more than 2 waiting\)/);
+  assert.ok(isCairnError(why, 'CLUSTER_PROTOCOL'));
+
+  // Bytes: steps of at most 4 values (16 bytes f32) leave 2 x 16 bytes waiting from one peer at most.
+  const small = new TensorGroup(0, 1, [undefined, wire(() => {})], ['node-0', 'node-1'], undefined, undefined, 'auto', 4);
+  const step = small.allReduce(1, 0, Float32Array.of(1, 2, 3, 4));
+  small.onPartial('node-1', partialFrame({ epoch: 1, step: 1, index: 0, rank: 1 }, new Float32Array(9)));
+  await assert.rejects(step, (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && /too far ahead \(36 bytes waiting; a step's exchanges need at most 32\)/.test(e.message));
+
+  // Well-behaved ranks within those caps: direct and ring, steps back to back, one rank late.
+  for (const link of [undefined, SLOW_WIDE]) {
+    const n = 4096;
+    const groups = groupOf(4, 1, link, undefined, n);
+    await Promise.all(
+      groups.map(async (rank, r) => {
+        if (r === 3) await new Promise((res) => setTimeout(res, 20));
+        for (let s = 0; s < 3; s++) for (let i = 0; i < 4; i++) await rank.allReduce(s, i, new Float32Array(n).fill(r + 1));
+      }),
+    );
+    for (const rank of groups) assert.equal(rank.broken, undefined);
   }
 });
 

@@ -12,8 +12,13 @@
  * partial is one token's hidden state, where one round of direct sends costs the least.)
  *
  * Partials of a peer may arrive before this rank reaches that point of the step (a faster peer);
- * they wait, bounded: a peer that sends more than a few steps ahead, a partial of the wrong size,
- * or one naming another rank, breaks the group, which fails what waits on it.
+ * they wait, bounded by what a well-behaved peer can have sent: a rank finishes an all-reduce only
+ * once every rank has sent its partial to it, so a peer is at most one all-reduce ahead of this
+ * rank (two of its direct partials wait here at most: the one this rank has not reached or not
+ * finished, and the next), or in a ring at most k-1 steps ahead of what this rank sent. A peer
+ * that holds more waiting than that (by count, or by bytes: two whole partials of the largest step
+ * per peer), sends a partial of the wrong size, or names another rank, breaks the group, which
+ * fails what waits on it.
  */
 import { DType, type Frame, type PeerConnection } from '../cluster/index.js';
 import { CairnError } from '../util/errors.js';
@@ -21,9 +26,6 @@ import type { ExchangeCodec } from './exchange-codec.js';
 import { allReduce as allReduceCost } from '../planner/all-reduce.js';
 import { packMessage, unpackMessage } from '../util/message-framing.js';
 import { MeshFrame, type PartialHead } from './protocol.js';
-
-/** Partial sums from peers that may wait for this rank (two per layer of a few steps). */
-const MAX_EARLY = 4096;
 
 /** Indices of a probe's all-reduces start here, far above any step's (two per layer). */
 const PROBE_INDEX = 2 ** 40;
@@ -55,6 +57,10 @@ export class TensorGroup {
   private readonly ring = new Map<string, RingSlot>();
   private failure: Error | undefined;
   private readonly failed: ((err: Error) => void)[] = [];
+  /** Messages of each rank received and not yet added in (see the file's comment for the bound). */
+  private readonly held: number[];
+  /** Bytes of those messages, all ranks together. */
+  private heldBytes = 0;
 
   /**
    * `peers[r]`: the connection this rank sends to rank r over (undefined at its own rank);
@@ -71,7 +77,43 @@ export class TensorGroup {
     private readonly link?: { readonly latencySeconds: number; readonly bytesPerSecond: number },
     /** `direct` or `ring`: always that one (a ring where it can cut the values k ways); default by the link. */
     private readonly choice: 'auto' | 'direct' | 'ring' = 'auto',
-  ) {}
+    /** Values of the largest all-reduce a step makes (maxBatch x nEmbd): bounds the bytes peers may have waiting. */
+    private readonly maxValues?: number,
+  ) {
+    this.held = new Array<number>(peers.length).fill(0);
+  }
+
+  /** Messages one rank may have waiting: two direct partials, or a ring's k steps and the next all-reduce's partial. */
+  private get maxHeldPerRank(): number {
+    return this.count >= 3 ? 2 * this.count : 2;
+  }
+
+  /** Bytes all ranks together may have waiting: two whole partials of the largest step per peer; no bound without maxValues. */
+  private get maxHeldBytes(): number {
+    if (this.maxValues === undefined) return Infinity;
+    const partial = this.codec ? this.codec.bytesFor(this.maxValues) : 4 * this.maxValues;
+    return 2 * (this.count - 1) * partial;
+  }
+
+  /** Counts a peer's message as waiting; false (and the group broken) when it holds more than a well-behaved peer can. */
+  private hold(fromNodeId: string, rank: number, bytes: number): boolean {
+    if (this.held[rank] + 1 > this.maxHeldPerRank) {
+      this.fail(`node ${fromNodeId} sent partial sums too far ahead (more than ${this.maxHeldPerRank} waiting)`);
+      return false;
+    }
+    if (this.heldBytes + bytes > this.maxHeldBytes) {
+      this.fail(`node ${fromNodeId} sent partial sums too far ahead (${this.heldBytes + bytes} bytes waiting; a step's exchanges need at most ${this.maxHeldBytes})`);
+      return false;
+    }
+    this.held[rank]++;
+    this.heldBytes += bytes;
+    return true;
+  }
+
+  private release(rank: number, bytes: number): void {
+    this.held[rank]--;
+    this.heldBytes -= bytes;
+  }
 
   /** How the all-reduce of `n` values goes: the same answer on every rank (same inputs). */
   algorithmFor(n: number): 'direct' | 'ring' {
@@ -117,6 +159,7 @@ export class TensorGroup {
     }
     if (this.failure) throw this.failure;
     this.slots.delete(key);
+    slot.parts.forEach((p, r) => p && this.release(r, p.length));
     const n = values.length;
     const bytes = this.codec ? this.codec.bytesFor(n) : 4 * n;
     const parts = slot.parts.map((p, r) => {
@@ -199,6 +242,7 @@ export class TensorGroup {
     if (this.failure) throw this.failure;
     this.ring.delete(key);
     const data = slot.data!;
+    this.release((this.rank - 1 + this.count) % this.count, data.length);
     if (data.length !== bytes) throw this.fail(`a ring chunk of ${data.length} bytes where this rank has ${bytes}`);
     return data;
   }
@@ -224,9 +268,9 @@ export class TensorGroup {
     }
     if (phase !== undefined) return this.onRingChunk(fromNodeId, step, index, rank, phase, body);
     const key = `${step}/${index}`;
-    if (!this.slots.has(key) && this.slots.size >= MAX_EARLY) return void this.fail(`node ${fromNodeId} sent partial sums too far ahead`);
+    if (this.slots.get(key)?.parts[rank]) return void this.fail(`node ${fromNodeId} sent partial ${index} of step ${step} twice`);
+    if (!this.hold(fromNodeId, rank, body.length)) return;
     const slot = this.slotOf(key);
-    if (slot.parts[rank]) return void this.fail(`node ${fromNodeId} sent partial ${index} of step ${step} twice`);
     // A copy, 4-byte aligned for the f32 view: the frame's buffer is not this rank's to keep.
     slot.parts[rank] = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
     slot.got++;
@@ -239,10 +283,10 @@ export class TensorGroup {
     if (!Number.isSafeInteger(phase) || (phase as number) < 0 || (phase as number) >= 2 * (k - 1)) return void this.fail(`node ${fromNodeId} sent ring step ${String(phase)}`);
     if (rank !== (this.rank - 1 + k) % k) return void this.fail(`node ${fromNodeId} (rank ${rank}) is not the previous rank of the ring`);
     const key = `${step}/${index}/${String(phase)}`;
-    if (!this.ring.has(key) && this.ring.size + this.slots.size >= MAX_EARLY) return void this.fail(`node ${fromNodeId} sent partial sums too far ahead`);
+    if (this.ring.get(key)?.data) return void this.fail(`node ${fromNodeId} sent ring step ${String(phase)} of step ${step} twice`);
+    if (!this.hold(fromNodeId, rank, body.length)) return;
     let slot = this.ring.get(key);
     if (!slot) this.ring.set(key, (slot = {}));
-    if (slot.data) return void this.fail(`node ${fromNodeId} sent ring step ${String(phase)} of step ${step} twice`);
     slot.data = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
     slot.waiter?.resolve();
   }
