@@ -65,7 +65,10 @@ const REGEXES: Readonly<Record<string, readonly string[]>> = {
     '[\r\n]',
     DEEPSEEK_LLM_LETTERS,
     '\\s?[!-/:-~\\uFF01-\\uFF0F\\uFF1A-\\uFF5E\\u2018-\\u201F\\u3000-\\u3002]+',
-    '\\s+$',
+    // llama.cpp's \s+$ matches the same run; but tried at each space of a long run that does not
+    // end the piece, it backtracks over the rest of the run: quadratic. Only a run's first space
+    // can start the match.
+    '(?<!\\s)\\s+$',
     CJK_HANGUL,
     '\\p{N}+',
   ],

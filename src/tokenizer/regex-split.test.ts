@@ -115,3 +115,15 @@ test('every known pre-tokenizer compiles and its pieces put the text back togeth
     assert.ok(pieces.every((p) => p.length > 0), name);
   }
 });
+
+test('deepseek-llm: a long whitespace run before the end of its piece is cut as \\s+$ cuts it, in one pass', () => {
+  const regexes = preTokenizerSpec('deepseek-llm')!.regexes;
+  // With \s+$ itself every space of such a run starts a match that backtracks over the rest of it.
+  assert.ok(!regexes.includes('\\s+$'), 'the trailing-whitespace pattern starts only at the first space of a run');
+  const trailing = regexes.find((r) => r.endsWith('$'))!;
+  for (const text of ['ab  ', '  ', 'a', ' a ', 'a  中', ' \t\u3000x \u3000', '\n\n']) {
+    assert.deepEqual(regexSplit(text, [trailing]), regexSplit(text, ['\\s+$']), JSON.stringify(text));
+  }
+  const run = ' '.repeat(100_000);
+  assert.deepEqual(regexSplit(`${run}中`, regexes), [run, '中']);
+});

@@ -18,10 +18,43 @@ function isAsciiSpace(code: number): boolean {
 /** A fragment while partitioning: a range of the input, or a matched token. */
 type Range = { readonly start: number; readonly end: number } | { readonly token: number };
 
-function splitRange(input: string, start: number, end: number, tokenText: string, token: number, attr: number, out: Range[]): void {
+/**
+ * Finds the occurrences of one token, left to right across the ranges of the input. The next
+ * occurrence is remembered between ranges: searching afresh from each range would scan to the
+ * end of the input once per range, quadratic in a text holding many special tokens.
+ */
+class Occurrences {
+  private next = -1;
+  private searched = false;
+
+  constructor(
+    private readonly input: string,
+    private readonly tokenText: string,
+  ) {}
+
+  /** The first occurrence at or after `pos` (-1: none); `pos` never decreases from call to call. */
+  from(pos: number): number {
+    if (!this.searched || (this.next !== -1 && this.next < pos)) {
+      this.next = this.input.indexOf(this.tokenText, pos);
+      this.searched = true;
+    }
+    return this.next;
+  }
+}
+
+function splitRange(
+  input: string,
+  start: number,
+  end: number,
+  found: Occurrences,
+  tokenText: string,
+  token: number,
+  attr: number,
+  out: Range[],
+): void {
   let pos = start;
   for (;;) {
-    const match = input.indexOf(tokenText, pos);
+    const match = found.from(pos);
     if (match === -1 || match + tokenText.length > end) break;
     let leftEnd = match;
     if (attr & TokenAttr.LSTRIP) while (leftEnd > pos && isAsciiSpace(input.charCodeAt(leftEnd - 1))) leftEnd--;
@@ -43,9 +76,10 @@ export function partitionSpecial(vocab: Vocab, input: string, parseSpecial: bool
     const tokenText = vocab.texts[id];
     if (!input.includes(tokenText)) continue;
     const next: Range[] = [];
+    const found = new Occurrences(input, tokenText);
     for (const r of ranges) {
       if ('token' in r) next.push(r);
-      else splitRange(input, r.start, r.end, tokenText, id, attr, next);
+      else splitRange(input, r.start, r.end, found, tokenText, id, attr, next);
     }
     ranges = next;
   }

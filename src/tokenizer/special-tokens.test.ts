@@ -101,3 +101,42 @@ test('special token ids outside the vocabulary are ignored', () => {
   assert.equal(tok.padId, undefined);
   assert.equal(tok.eotId, 9, 'falls back to the token found by its text');
 });
+
+test('a text holding many special tokens is cut in one pass per token, not one search to its end per piece', () => {
+  // Ids 256 "<aa>", 257 "<b>": "<aa>" is cut first (longest), leaving n pieces in which "<b>" is sought.
+  const tok = tinyTokenizer(dir, bpeEntries([['<aa>', U], ['<b>', U]], []));
+  const n = 5000;
+  const text = '<aa>x'.repeat(n) + '<b>';
+  // Counts the characters the searches for "<b>" pass over (a search from each piece would pass over n * text / 2).
+  let scanned = 0;
+  const indexOf = String.prototype.indexOf;
+  String.prototype.indexOf = function (this: string, search: string, from?: number): number {
+    const at = indexOf.call(this, search, from);
+    if (search === '<b>') scanned += (at === -1 ? this.length : at) - (from ?? 0);
+    return at;
+  };
+  let ids: number[];
+  try {
+    ids = tok.encode(text, { addSpecial: false });
+  } finally {
+    String.prototype.indexOf = indexOf;
+  }
+  assert.ok(scanned <= text.length, `the searches passed over ${scanned} characters of ${text.length}`);
+  assert.equal(ids.length, 2 * n + 1);
+  assert.deepEqual(ids.slice(0, 4), [256, 0x78, 256, 0x78]);
+  assert.equal(ids.at(-1), 257);
+  assert.deepEqual(tok.encode('x<b><aa>x<b>', { addSpecial: false }), [0x78, 257, 256, 0x78, 257]);
+});
+
+test('WordPiece: a word longer than 100 characters is the unknown token, as in BERT, however long the tokens', () => {
+  // A token of 300 characters would make the longest-match search cost 300^2 per position.
+  const tok = tinyTokenizer(dir, [
+    ['tokenizer.ggml.model', gv.str('bert')],
+    ['tokenizer.ggml.tokens', gv.strs(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '▁a', 'a', `${'a'.repeat(300)}b`])],
+    ['tokenizer.ggml.unknown_token_id', gv.u32(1)],
+    ['tokenizer.ggml.bos_token_id', gv.u32(2)],
+    ['tokenizer.ggml.seperator_token_id', gv.u32(3)],
+  ]);
+  assert.deepEqual(tok.encode('a'.repeat(100), { addSpecial: false }), [4, ...Array<number>(99).fill(5)]);
+  assert.deepEqual(tok.encode(`${'a'.repeat(101)} a`, { addSpecial: false }), [1, 4]);
+});

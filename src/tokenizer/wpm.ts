@@ -9,6 +9,14 @@ import type { Vocab } from './vocab.js';
 
 const WORD_START = '\u2581';
 
+/**
+ * Longest word (in code points) that is split into pieces; a longer one is the unknown token, as
+ * in BERT's own WordPiece (max_input_chars_per_word). It also bounds the work per word: the
+ * longest-match search costs up to the square of the candidate length at each position, and a
+ * vocabulary with a token of thousands of characters would otherwise make that per position.
+ */
+export const MAX_WORD_CHARS = 100;
+
 /** CJK ideograph blocks, as BERT's tokenizer lists them. */
 function isChineseChar(cp: number): boolean {
   return (
@@ -57,6 +65,10 @@ export function wpmWords(text: string, lowercase: boolean, stripAccents: boolean
 export function wpmTokenize(vocab: Vocab, text: string, out: number[]): void {
   for (const word of wpmWords(text, vocab.flags.lowercase, vocab.flags.stripAccents)) {
     if (word === '') continue;
+    if (word.length > MAX_WORD_CHARS && Array.from(word).length > MAX_WORD_CHARS) {
+      if (vocab.special.unk !== undefined) out.push(vocab.special.unk);
+      continue;
+    }
     const chars = Array.from(WORD_START + word);
     const byteEnd: number[] = [0];
     for (const c of chars) byteEnd.push(byteEnd[byteEnd.length - 1] + utf8Length(c.codePointAt(0)!));

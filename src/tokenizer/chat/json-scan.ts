@@ -4,9 +4,17 @@
  */
 
 /**
+ * Characters JSON allows outside strings (structure, whitespace, numbers, true/false/null; ASCII
+ * letters are let through for JSON.parse to judge).
+ */
+const OUTSIDE_STRING = /[ \t\n\r{}[\]:,"\-+.0-9A-Za-z]/;
+
+/**
  * Index just past the JSON object or array that starts at `text[start]` (`{` or `[`), or -1 when
  * it is not closed. Brackets inside strings (with escapes) are skipped; validity is left to
- * JSON.parse.
+ * JSON.parse, except that the scan stops (-1) at a character that cannot stand outside a JSON
+ * string, such as the `<` of a markup tag: generated text with many unclosed calls would
+ * otherwise be scanned to its end once per call, quadratic.
  */
 export function jsonValueEnd(text: string, start: number): number {
   const open = text[start];
@@ -21,6 +29,7 @@ export function jsonValueEnd(text: string, start: number): number {
       continue;
     }
     if (c === '"') inString = true;
+    else if (!OUTSIDE_STRING.test(c)) return -1;
     else if (c === '{' || c === '[') depth++;
     else if (c === '}' || c === ']') {
       depth--;

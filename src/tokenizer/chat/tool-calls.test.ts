@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { jsonValueEnd } from './json-scan.js';
 import { detectToolCallFormat, parseToolCalls, proseLength } from './tool-calls.js';
 
 test('hermes: one call with surrounding text', () => {
@@ -109,4 +110,17 @@ test('proseLength: the start of a growing reply that can be streamed as content'
     assert.ok(parseToolCalls(completed.slice(0, n), format).toolCalls.length === 0);
     assert.equal(completed.slice(0, n), text.slice(0, n));
   }
+});
+
+test('hermes: the JSON scan stops where text cannot be JSON, so unclosed calls are not each scanned to the end', () => {
+  assert.equal(jsonValueEnd('{"a": 1 <b> }', 0), -1, 'a tag outside a string');
+  assert.equal(jsonValueEnd('{"a": \\"x" }', 0), -1, 'a backslash outside a string');
+  assert.equal(jsonValueEnd('{"a": "<b> \\" }" }', 0), 18, 'both inside a string');
+  // From each tag the scan used to run to the end of the text (in a string, past every tag).
+  const n = 100_000;
+  const text = '<tool_call>{\\"'.repeat(n);
+  assert.deepEqual(parseToolCalls(text, 'hermes'), { content: text, toolCalls: [] });
+  // A call after an unclosed one is still found.
+  const r = parseToolCalls('<tool_call>{"name": "a", "arguments": {}\n</tool_call>\n<tool_call>{"name": "b", "arguments": {}}</tool_call>', 'hermes');
+  assert.deepEqual(r.toolCalls, [{ name: 'b', arguments: {} }]);
 });
