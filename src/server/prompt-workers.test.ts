@@ -93,3 +93,13 @@ test('prompt workers: a waiting request can be cancelled; closing fails what is 
   await Promise.all(failed);
   await assert.rejects(pool.text('after'), (err: unknown) => isCairnError(err, 'SHUTTING_DOWN'));
 });
+
+test('prompt workers: a prompt that takes longer than a job may is refused as a bad request (BAD_ARGUMENT, a 400), not a server fault', async () => {
+  // A context large enough that a megabyte passes the byte check, and a job time far below what tokenizing it takes.
+  const pool = await PromptWorkers.start({ path, ctx: 1 << 20, workers: 1, jobTimeoutMs: 1 });
+  try {
+    await assert.rejects(pool.text('word '.repeat(200_000)), (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /shorter prompt/.test(err.message));
+  } finally {
+    await pool.close();
+  }
+});

@@ -59,6 +59,8 @@ export interface PromptWorkersOptions {
   readonly maxWaiting?: number;
   /** Heap of each worker in MiB; a rendering that needs more fails (default 512). */
   readonly memoryMb?: number;
+  /** Longest any one job may take, in ms (default 120 s). */
+  readonly jobTimeoutMs?: number;
 }
 
 /** After its budget, how long a template gets before its worker is terminated. */
@@ -92,6 +94,9 @@ export class PromptWorkers {
   private nextId = 1;
   private closed = false;
   private readonly templateTimeoutMs: number;
+  private get jobTimeoutMs(): number {
+    return this.opts.jobTimeoutMs ?? JOB_TIMEOUT_MS;
+  }
   private readonly data: PromptWorkerData;
 
   private constructor(private readonly opts: PromptWorkersOptions) {
@@ -186,7 +191,7 @@ export class PromptWorkers {
         }
         slot.pending = p;
         const chat = p.job.kind === 'chat';
-        this.watch(slot, chat ? this.templateTimeoutMs + TEMPLATE_GRACE_MS : JOB_TIMEOUT_MS, chat);
+        this.watch(slot, chat ? this.templateTimeoutMs + TEMPLATE_GRACE_MS : this.jobTimeoutMs, chat);
       }
     }
   }
@@ -197,7 +202,8 @@ export class PromptWorkers {
     slot.timer = setTimeout(() => {
       const err = rendering
         ? new CairnError('TEMPLATE_ERROR', `chat template was stopped: it ran for more than ${this.templateTimeoutMs} ms`)
-        : new Error(`preparing the prompt took more than ${ms} ms`);
+        : // Only a prompt of the request's own making (its size, or text hard to tokenize) takes this long: a 400.
+          new CairnError('BAD_ARGUMENT', `preparing the prompt took more than ${ms} ms: send a shorter prompt`);
       this.replace(slot, err);
     }, ms);
   }
@@ -241,7 +247,7 @@ export class PromptWorkers {
         const p = slot.pending;
         if (!p || p.job.id !== m.id) return;
         if (m.type === 'rendered') {
-          this.watch(slot, JOB_TIMEOUT_MS, false);
+          this.watch(slot, this.jobTimeoutMs, false);
           return;
         }
         clearTimeout(slot.timer);
