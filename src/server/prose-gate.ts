@@ -6,7 +6,7 @@
  * is held until the reply is complete and parsed.
  */
 import type { LoadedModel } from '../engine/load.js';
-import { proseLength, type ToolCallFormat } from '../tokenizer/chat/index.js';
+import { ProseTracker, type ToolCallFormat } from '../tokenizer/chat/index.js';
 
 /** A piece of the reply as it came, with what the route keeps beside it (its token's logprobs). */
 export interface GatedPiece<T> {
@@ -24,9 +24,10 @@ export interface GeneratedPiece {
 
 /** Lets through the streamed text that cannot be part of a tool call. */
 export class ProseGate<T = never> {
-  private raw = '';
+  private rawLength = 0;
   private readonly held: GatedPiece<T>[] = [];
   private readonly decoder: { push(id: number): string } | undefined;
+  private readonly prose: ProseTracker | undefined;
   /** Characters of the reply (special tokens written out) whose text has been let through. */
   streamedRaw = 0;
 
@@ -35,6 +36,7 @@ export class ProseGate<T = never> {
     private readonly format: ToolCallFormat | undefined,
   ) {
     this.decoder = format ? model.tokenizer.streamDecoder({ skipSpecial: false, sequenceStart: true }) : undefined;
+    this.prose = format ? new ProseTracker(format) : undefined;
   }
 
   /** Takes one generated piece; returns the text that may be sent now (held text included). */
@@ -45,10 +47,11 @@ export class ProseGate<T = never> {
 
   /** Takes one generated piece with its `extra`; returns the pieces that may be sent now, in order. */
   release(ev: GeneratedPiece, extra?: T): GatedPiece<T>[] {
-    if (!this.format || !this.decoder) return [{ rawEnd: 0, text: ev.text, extra }];
-    if (ev.type === 'token' && ev.id !== undefined) this.raw += this.decoder.push(ev.id);
-    this.held.push({ rawEnd: this.raw.length, text: ev.text, extra });
-    const prose = proseLength(this.raw, this.format);
+    if (!this.format || !this.decoder || !this.prose) return [{ rawEnd: 0, text: ev.text, extra }];
+    const piece = ev.type === 'token' && ev.id !== undefined ? this.decoder.push(ev.id) : '';
+    this.rawLength += piece.length;
+    this.held.push({ rawEnd: this.rawLength, text: ev.text, extra });
+    const prose = this.prose.push(piece);
     const out: GatedPiece<T>[] = [];
     while (this.held.length > 0 && this.held[0].rawEnd <= prose) {
       const h = this.held.shift()!;

@@ -15,6 +15,7 @@ export {
   detectToolCallFormat,
   parseToolCalls,
   proseLength,
+  ProseTracker,
   type ParsedToolCall,
   type ToolCallFormat,
   type ToolCallParse,

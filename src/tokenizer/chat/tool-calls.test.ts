@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { jsonValueEnd } from './json-scan.js';
-import { detectToolCallFormat, parseToolCalls, proseLength } from './tool-calls.js';
+import { detectToolCallFormat, parseToolCalls, proseLength, ProseTracker } from './tool-calls.js';
 
 test('hermes: one call with surrounding text', () => {
   const r = parseToolCalls(
@@ -123,4 +123,42 @@ test('hermes: the JSON scan stops where text cannot be JSON, so unclosed calls a
   // A call after an unclosed one is still found.
   const r = parseToolCalls('<tool_call>{"name": "a", "arguments": {}\n</tool_call>\n<tool_call>{"name": "b", "arguments": {}}</tool_call>', 'hermes');
   assert.deepEqual(r.toolCalls, [{ name: 'b', arguments: {} }]);
+});
+
+test('ProseTracker: the same prose length as proseLength of the whole reply after every piece, for every format', () => {
+  let seed = 7;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const pieces = ['Sure', ' ', '<', 'tool', '_call', '>', '{"name"', '[TOOL', '_CALLS]', '{', ' ', '<|python', '_tag|>', 'x', '\n', '[', 'ok'];
+  for (const format of ['hermes', 'mistral', 'llama3'] as const) {
+    for (let run = 0; run < 300; run++) {
+      const tracker = new ProseTracker(format);
+      let text = '';
+      for (let i = 0, n = 1 + random(12); i < n; i++) {
+        const piece = pieces[random(pieces.length)];
+        text += piece;
+        assert.equal(tracker.push(piece), proseLength(text, format), `${format}: ${JSON.stringify(text)}`);
+      }
+    }
+  }
+});
+
+test('ProseTracker: a long streamed reply is searched once, not once per piece to its start', () => {
+  const indexOf = String.prototype.indexOf;
+  let scanned = 0;
+  String.prototype.indexOf = function (this: string, search: string, from?: number) {
+    scanned += this.length - (from ?? 0);
+    return indexOf.call(this, search, from);
+  };
+  try {
+    const tracker = new ProseTracker('hermes');
+    const n = 20_000;
+    for (let i = 0; i < n; i++) tracker.push('word < ');
+    // Each search starts where the last could not rule a marker out: a few characters a piece.
+    assert.ok(scanned < 10 * 7 * n, `${scanned} characters searched for ${7 * n}`);
+  } finally {
+    String.prototype.indexOf = indexOf;
+  }
 });

@@ -192,6 +192,45 @@ export function proseLength(text: string, format: ToolCallFormat): number {
 }
 
 /**
+ * proseLength of a reply that grows by appends, in work proportional to what is appended: a
+ * marker is looked for only from where the last search could not rule one out, and once the
+ * answer can no longer change (a marker found; a Llama 3 reply's start decided) it is kept.
+ * (proseLength over the whole reply at every token costs its length each time: a long streamed
+ * reply would cost the square of its length.)
+ */
+export class ProseTracker {
+  private text = '';
+  private from = 0;
+  private settled: number | 'all' | undefined;
+
+  constructor(private readonly format: ToolCallFormat) {}
+
+  /** Appends `piece` and returns proseLength of the whole reply so far. */
+  push(piece: string): number {
+    this.text += piece;
+    if (this.settled === 'all') return this.text.length;
+    if (this.settled !== undefined) return this.settled;
+    const marker = this.format === 'hermes' ? '<tool_call>' : this.format === 'mistral' ? '[TOOL_CALLS]' : undefined;
+    if (marker) {
+      const at = this.text.indexOf(marker, this.from);
+      if (at >= 0) return (this.settled = at);
+      // No marker starts before the held end (a possible start of one): search on from there.
+      this.from = this.text.length - partialMarkerAtEnd(this.text, marker);
+      return this.from;
+    }
+    const n = proseLength(this.text, this.format);
+    // Llama 3 is decided by the reply's start: prose once anything but a call's start has come,
+    // a call for good once `{` or the whole python tag has.
+    if (n > 0) this.settled = 'all';
+    else {
+      const body = this.text.trimStart();
+      if (body.startsWith('{') || body.startsWith('<|python_tag|>')) this.settled = 0;
+    }
+    return n;
+  }
+}
+
+/**
  * The tool-call format a chat template teaches, read from its source; undefined when it shows
  * none of the known markers.
  */
