@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { readGguf, GGUF_MAGIC } from './reader.js';
+import { readGguf, GGUF_MAGIC, GGUF_MAX_ENTRIES, GGUF_MAX_NESTED_ARRAYS, GGUF_MAX_STRINGS } from './reader.js';
 import { writeGguf, type GgufTensorSpec } from './writer.js';
 import { GgufValueType, gv, type GgufValue } from './values.js';
 import { GgmlType } from './ggml-types.js';
@@ -179,6 +179,45 @@ test('malformed files give one clear error naming the file and the problem', () 
   const zeroDims = t('zero-dims', [{ name: 'x', type: GgmlType.F32, dims: [4], data: new Uint8Array(16) }]);
   dv(zeroDims).setUint32(24 + 9, 9, true);
   expectMalformed(zeroDims, /9 dimensions/, 'tensor-ndims');
+});
+
+test('counts and lengths the file size allows but no model has are refused before they are read', () => {
+  // Sparse files: a header, then zeros up to `size` (empty strings, empty u8 arrays, empty names).
+  const u32 = (v: number) => Buffer.from(Uint32Array.of(v).buffer);
+  const u64 = (v: number) => Buffer.from(BigUint64Array.of(BigInt(v)).buffer);
+  const key = Buffer.concat([u64(1), Buffer.from('k')]);
+  const cases: [string, Buffer, number, RegExp][] = [
+    // More UTF-16 units than a JS string can hold: decoding it threw a plain Error.
+    ['long-string', Buffer.concat([u64(0), u64(1), key, u32(GgufValueType.STRING), u64(2 ** 29)]), 2 ** 29 + 64, /a string of 536870912 bytes is longer than/],
+    // Empty strings: 8 bytes each in the file, each read and decoded on its own (minutes for a few GB).
+    [
+      'many-strings',
+      Buffer.concat([u64(0), u64(1), key, u32(GgufValueType.ARRAY), u32(GgufValueType.STRING), u64(GGUF_MAX_STRINGS + 1)]),
+      8 * (GGUF_MAX_STRINGS + 1) + 64,
+      /metadata "k": the header holds more than the 4194304 strings cairn reads/,
+    ],
+    // Empty arrays in an array: 12 bytes each in the file, an object each in memory (the heap ran out).
+    [
+      'nested-arrays',
+      Buffer.concat([u64(0), u64(1), key, u32(GgufValueType.ARRAY), u32(GgufValueType.ARRAY), u64(GGUF_MAX_NESTED_ARRAYS + 1)]),
+      12 * (GGUF_MAX_NESTED_ARRAYS + 1) + 64,
+      /metadata "k": the header holds more than the 65536 nested arrays cairn reads/,
+    ],
+    ['many-tensors', Buffer.concat([u64(GGUF_MAX_ENTRIES + 1), u64(0)]), 32 * (GGUF_MAX_ENTRIES + 1) + 64, /tensor count 65537 is more than the 65536 cairn reads/],
+  ];
+  for (const [name, header, size, expected] of cases) {
+    const path = join(dir, `${name}.gguf`);
+    const fd = openSync(path, 'w');
+    writeSync(fd, Buffer.concat([u32(GGUF_MAGIC), u32(3), header]));
+    ftruncateSync(fd, size);
+    closeSync(fd);
+    assert.throws(
+      () => readGguf(path),
+      (e) => isCairnError(e, 'GGUF_MALFORMED') && expected.test(e.message),
+      name,
+    );
+    rmSync(path);
+  }
 });
 
 test('fuzz: mutated and truncated files either parse or fail with a CairnError', { timeout: 120_000 }, () => {

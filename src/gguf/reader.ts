@@ -17,6 +17,24 @@ export const GGUF_DEFAULT_ALIGNMENT = 32;
 /** GGML's limit on tensor dimensions. */
 export const GGUF_MAX_DIMS = 4;
 const MAX_ARRAY_DEPTH = 8;
+/**
+ * Limits on what a header may declare beyond its size. Each tensor, metadata entry, string and
+ * nested array becomes JS objects of its own, many times the bytes it takes in the file, and takes
+ * time to read: a header of a few GB made of empty strings or empty arrays would otherwise exhaust
+ * the heap or block the event loop for minutes. Real models stay far below: a few thousand tensors,
+ * vocabularies and merge lists of up to a million or so strings, no nested arrays.
+ */
+export const GGUF_MAX_ENTRIES = 1 << 16;
+export const GGUF_MAX_STRINGS = 1 << 22;
+export const GGUF_MAX_NESTED_ARRAYS = 1 << 16;
+/** Longest string read: a JS string holds at most 2^29 - 24 UTF-16 units, one per byte at most. */
+export const GGUF_MAX_STRING_BYTES = 1 << 28;
+
+/** What a header may still hold of the counted things (see the limits above). */
+interface Budget {
+  strings: number;
+  nestedArrays: number;
+}
 
 /** One entry of the tensor index. */
 export interface GgufTensorInfo {
@@ -115,14 +133,15 @@ function parse(path: string, cur: FileCursor): GgufFile {
   }
   const tensorCount = count(path, cur.u64(), 'tensor count', cur.remaining, 8 + 4 + 4 + 8);
   const kvCount = count(path, cur.u64(), 'metadata count', cur.remaining, 8 + 4);
+  const budget: Budget = { strings: GGUF_MAX_STRINGS, nestedArrays: GGUF_MAX_NESTED_ARRAYS };
 
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < kvCount; i++) {
-    const key = readString(path, cur, `metadata key #${i}`);
+    const key = readString(path, cur, `metadata key #${i}`, budget);
     const type = cur.u32();
     if (!isGgufValueType(type)) throw malformed(path, `metadata "${key}" has unknown value type ${type}`);
     if (metadata.has(key)) throw malformed(path, `metadata key "${key}" appears twice`);
-    metadata.set(key, readValue(path, cur, key, type, 0));
+    metadata.set(key, readValue(path, cur, key, type, 0, budget));
   }
 
   let alignment = GGUF_DEFAULT_ALIGNMENT;
@@ -137,7 +156,7 @@ function parse(path: string, cur: FileCursor): GgufFile {
   const raw: { name: string; dims: number[]; type: number; relOffset: number }[] = [];
   const names = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
-    const name = readString(path, cur, `tensor name #${i}`);
+    const name = readString(path, cur, `tensor name #${i}`, budget);
     if (names.has(name)) throw malformed(path, `tensor "${name}" appears twice`);
     names.add(name);
     const nDims = cur.u32();
@@ -166,16 +185,28 @@ function count(path: string, n: bigint, what: string, remaining: number, minByte
   if (n > BigInt(Math.floor(remaining / minBytesEach))) {
     throw malformed(path, `${what} ${n} cannot fit in the ${remaining} bytes that follow`);
   }
+  if (n > BigInt(GGUF_MAX_ENTRIES)) throw malformed(path, `${what} ${n} is more than the ${GGUF_MAX_ENTRIES} cairn reads`);
   return Number(n);
 }
 
-function readString(path: string, cur: FileCursor, what: string): string {
+/** Takes `n` of the header's strings or nested arrays (`kind`) from the budget; throws when it has fewer. */
+function spend(path: string, budget: Budget, kind: keyof Budget, n: number, what: string): void {
+  if (n > budget[kind]) {
+    const limit = kind === 'strings' ? `${GGUF_MAX_STRINGS} strings` : `${GGUF_MAX_NESTED_ARRAYS} nested arrays`;
+    throw malformed(path, `${what}: the header holds more than the ${limit} cairn reads`);
+  }
+  budget[kind] -= n;
+}
+
+function readString(path: string, cur: FileCursor, what: string, budget: Budget): string {
   const len = cur.u64();
   if (len > BigInt(cur.remaining)) throw malformed(path, `${what}: string length ${len} runs past the end of the file`);
+  if (len > BigInt(GGUF_MAX_STRING_BYTES)) throw malformed(path, `${what}: a string of ${len} bytes is longer than the ${GGUF_MAX_STRING_BYTES} cairn reads`);
+  spend(path, budget, 'strings', 1, what);
   return cur.string(Number(len));
 }
 
-function readValue(path: string, cur: FileCursor, key: string, type: GgufValueType, depth: number): GgufValue {
+function readValue(path: string, cur: FileCursor, key: string, type: GgufValueType, depth: number, budget: Budget): GgufValue {
   switch (type) {
     case GgufValueType.UINT8:
       return { type, value: cur.u8() };
@@ -197,7 +228,7 @@ function readValue(path: string, cur: FileCursor, key: string, type: GgufValueTy
       return { type, value: b === 1 };
     }
     case GgufValueType.STRING:
-      return { type, value: readString(path, cur, `metadata "${key}"`) };
+      return { type, value: readString(path, cur, `metadata "${key}"`, budget) };
     case GgufValueType.UINT64:
       return { type, value: cur.u64() };
     case GgufValueType.INT64:
@@ -205,11 +236,11 @@ function readValue(path: string, cur: FileCursor, key: string, type: GgufValueTy
     case GgufValueType.FLOAT64:
       return { type, value: cur.f64() };
     case GgufValueType.ARRAY:
-      return readArray(path, cur, key, depth);
+      return readArray(path, cur, key, depth, budget);
   }
 }
 
-function readArray(path: string, cur: FileCursor, key: string, depth: number): GgufValue {
+function readArray(path: string, cur: FileCursor, key: string, depth: number, budget: Budget): GgufValue {
   if (depth >= MAX_ARRAY_DEPTH) throw malformed(path, `metadata "${key}": arrays nested deeper than ${MAX_ARRAY_DEPTH}`);
   const itemType = cur.u32();
   if (!isGgufValueType(itemType)) throw malformed(path, `metadata "${key}": array of unknown type ${itemType}`);
@@ -225,12 +256,15 @@ function readArray(path: string, cur: FileCursor, key: string, depth: number): G
   if (width > 0) {
     value.value = fixedArray(itemType, cur.bytes(len * width), len, path, key);
   } else if (itemType === GgufValueType.STRING) {
+    // Checked for the whole array first, so that a giant one fails before it is read.
+    if (len > budget.strings) spend(path, budget, 'strings', len, `metadata "${key}"`);
     const out = new Array<string>(len);
-    for (let i = 0; i < len; i++) out[i] = readString(path, cur, `metadata "${key}"[${i}]`);
+    for (let i = 0; i < len; i++) out[i] = readString(path, cur, `metadata "${key}"[${i}]`, budget);
     value.value = out;
   } else {
+    spend(path, budget, 'nestedArrays', len, `metadata "${key}"`);
     const out = new Array<GgufValue>(len);
-    for (let i = 0; i < len; i++) out[i] = readArray(path, cur, `${key}[${i}]`, depth + 1);
+    for (let i = 0; i < len; i++) out[i] = readArray(path, cur, `${key}[${i}]`, depth + 1, budget);
     value.value = out;
   }
   return value;

@@ -183,7 +183,7 @@ export class GgufTensorSource implements TensorSource {
     const bytes = 4 * (b - a);
     const slice: TensorSlice | undefined = t.dims.length === 1 ? { kind: 'outer', start: a, end: b, full: len } : undefined;
     const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(4 * a, 4 * b), slice });
-    return this.load ? new Float32Array(data.buffer, data.byteOffset, b - a) : this.zeroVector(b - a);
+    return this.load ? this.floats(t, data, b - a) : this.zeroVector(b - a);
   }
 
   embedding(name: string, rows: number, cols: number): Matrix {
@@ -349,10 +349,23 @@ export class GgufTensorSource implements TensorSource {
     }
     const data = this.count(t, t.byteLength);
     if (!this.load) return this.zeroVector(len);
-    if (t.type === GgmlType.F32) return new Float32Array(data.buffer, data.byteOffset, len);
+    if (t.type === GgmlType.F32) return this.floats(t, data, len);
     const out = new Float32Array(len);
     this.load.kernels.dequantize(t.type, data, out, len);
     return out;
+  }
+
+  /**
+   * F32 data of `t` as floats: a view of the file where it starts on a 4-byte boundary, else a copy.
+   * A file with general.alignment 1 or 2 may place an F32 tensor anywhere, and neither a typed array
+   * nor the native kernels take unaligned floats. The mapping starts on a page, so the offset in the
+   * file (of the stored tensor, for a slice) tells the address's alignment.
+   */
+  private floats(t: GgufTensorInfo, data: Uint8Array, len: number): Float32Array {
+    const fileOffset = this.stored.get(t.name)?.real.offset ?? t.offset;
+    if (fileOffset % 4 === 0 && data.byteOffset % 4 === 0) return new Float32Array(data.buffer, data.byteOffset, len);
+    // Uint8Array's slice copies; a Buffer's (file bytes read into memory) would be a view.
+    return new Float32Array(Uint8Array.prototype.slice.call(data, 0, 4 * len).buffer, 0, len);
   }
 
   /** Dry builds share one zero vector per length (nothing reads them). */

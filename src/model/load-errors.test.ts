@@ -11,11 +11,13 @@ import { join } from 'node:path';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { readGguf } from '../gguf/reader.js';
 import { gv } from '../gguf/values.js';
-import { createKernels } from '../kernels/index.js';
+import { writeGguf } from '../gguf/writer.js';
+import { createKernels, openMapping } from '../kernels/index.js';
 import { isCairnError } from '../util/errors.js';
 import { loadShard } from './build-shard.js';
 import { readModelConfig } from './config.js';
 import { wholeModel } from './shard.js';
+import { SHARD_SLICES_KEY } from './tensor-slices.js';
 import { summarizeModel } from './summary.js';
 import { writeSyntheticModel, type SyntheticShape } from './synthetic.js';
 import { rewriteGguf, type GgufEdit } from '../../test/helpers/rewrite-gguf.js';
@@ -155,4 +157,94 @@ test('features a family does not run yet are named: value heads of another size,
     metadata: { 'llama.rope.scaling.type': gv.str('yarn'), 'llama.rope.scaling.factor': gv.f32(4) },
   });
   assert.equal(readModelConfig(readGguf(yarn)).rope.yarn?.extFactor, 1, 'YaRN loads');
+});
+
+test('nonsense hyperparameters are refused at load, naming the key, not in every forward pass', () => {
+  const cases: [string, ReturnType<typeof gv.u32>, RegExp][] = [
+    ['llama.block_count', gv.f32(1.5), /"llama\.block_count" is 1\.5, not a whole number of at least 1/],
+    ['llama.embedding_length', gv.f32(NaN), /"llama\.embedding_length" is NaN/],
+    ['llama.context_length', gv.i32(-1), /"llama\.context_length" is -1, not a whole number of at least 1/],
+    ['llama.rope.dimension_count', gv.u32(3), /"llama\.rope\.dimension_count" is 3, not an even number from 2 to the head size 16/],
+    ['llama.rope.dimension_count', gv.u32(32), /"llama\.rope\.dimension_count" is 32/],
+    ['llama.rope.dimension_count', gv.u32(0), /"llama\.rope\.dimension_count" is 0/],
+    ['llama.rope.freq_base', gv.f32(0), /"llama\.rope\.freq_base" is 0, not a positive number/],
+    [
+      'llama.attention.layer_norm_rms_epsilon',
+      gv.f32(-1e-5),
+      /"llama\.attention\.layer_norm_rms_epsilon" is -0\.0000099\d*, not a non-negative number/,
+    ],
+    ['llama.attention.layer_norm_rms_epsilon', gv.f32(NaN), /"llama\.attention\.layer_norm_rms_epsilon" is NaN/],
+  ];
+  cases.forEach(([key, value, expected], i) => {
+    const path = variant(llama, `llama-nonsense-${i}`, { metadata: { [key]: value } });
+    assert.throws(
+      () => readModelConfig(readGguf(path)),
+      (e) => isCairnError(e, 'GGUF_MALFORMED') && expected.test(e.message),
+      `${key} = ${String(value.value)}`,
+    );
+  });
+});
+
+test('a file with general.alignment 1 (F32 vectors at odd offsets) loads and computes what the aligned file does', () => {
+  const base = join(dir, 'llama-base.gguf');
+  writeSyntheticModel(base, { ...llama, quant: GgmlType.F32, seed: 1 }, noQuantizer);
+  const file = readGguf(base);
+  const bytes = readFileSync(base);
+  const tensors = file.tensors.map((t) => ({
+    name: t.name,
+    type: t.type,
+    dims: t.dims,
+    data: bytes.subarray(t.offset, t.offset + t.byteLength),
+  }));
+  // A key whose length puts the data section, and so every tensor, off a 4-byte boundary.
+  let odd = '';
+  for (let pad = 1; pad <= 4; pad++) {
+    odd = join(dir, `llama-align-1-${pad}.gguf`);
+    writeGguf(odd, { alignment: 1, metadata: [['x.pad', gv.str('p'.repeat(pad))], ...file.metadata], tensors });
+    if (readGguf(odd).tensors.some((t) => t.dims.length === 1 && t.offset % 4 !== 0)) break;
+  }
+  const oddFile = readGguf(odd);
+  assert.ok(
+    oddFile.tensors.some((t) => t.dims.length === 1 && t.offset % 4 !== 0),
+    'an F32 vector is unaligned',
+  );
+  const forward = (f: typeof file, view: (t: { offset: number; byteLength: number }) => Uint8Array, k = kernels) => {
+    const cfg = readModelConfig(f);
+    const shard = loadShard(f, cfg, wholeModel(cfg), view, k, { slots: 1, ctx: 8, kvType: GgmlType.F32, maxBatch: 4 });
+    return shard.forward({
+      nTokens: 3,
+      tokens: Int32Array.from([1, 260, 270]),
+      spans: [{ slot: 0, pos0: 0, start: 0, n: 3 }],
+      outputRows: [2],
+    });
+  };
+  // In memory (as without the native library) and mapped, with the kernels of this machine.
+  const expected = forward(file, (t) => bytes.subarray(t.offset, t.offset + t.byteLength));
+  const oddBytes = readFileSync(odd);
+  assert.deepEqual(
+    forward(oddFile, (t) => oddBytes.subarray(t.offset, t.offset + t.byteLength)),
+    expected,
+  );
+  const mapping = openMapping(odd);
+  try {
+    const native = forward(oddFile, (t) => mapping.view(t.offset, t.byteLength), createKernels());
+    const reference = forward(file, (t) => bytes.subarray(t.offset, t.offset + t.byteLength), createKernels());
+    assert.deepEqual(native, reference);
+  } finally {
+    mapping.close();
+  }
+});
+
+test("a shard file's slice of a quantized row that does not cut whole blocks is refused as malformed", () => {
+  // A Q8_0 matrix of 64 columns said to be columns [0, 64) of 65: the whole tensor's rows would not be whole blocks.
+  const path = variant(llama, 'llama-slice-blocks', {
+    metadata: { [SHARD_SLICES_KEY]: gv.str(JSON.stringify([{ name: 'x.weight', kind: 'columns', start: 0, end: 64, full: 65 }])) },
+    add: [{ name: 'x.weight', type: GgmlType.Q8_0, dims: [64, 2], data: new Uint8Array(2 * 2 * 34) }],
+  });
+  assert.throws(
+    () => load(path),
+    (e) =>
+      isCairnError(e, 'GGUF_MALFORMED') &&
+      /cairn\.shard\.slices: "x\.weight": \[0, 64\) of 65 does not cut whole blocks of 32 elements/.test(e.message),
+  );
 });

@@ -8,7 +8,7 @@
  * split asks for, and refuses what the file does not hold.
  */
 import { CairnError } from '../util/errors.js';
-import { ggmlRowBytes, type GgmlType } from '../gguf/ggml-types.js';
+import { ggmlRowBytes, ggmlTypeInfo, type GgmlType } from '../gguf/ggml-types.js';
 import type { GgufFile } from '../gguf/reader.js';
 import { GgufValueType, type GgufValue } from '../gguf/values.js';
 
@@ -84,6 +84,12 @@ export function readSlices(file: GgufFile): Map<string, TensorSlice> {
     }
     const stored = kind === 'outer' ? t.dims[t.dims.length - 1] : t.dims[0];
     if (stored !== s.end - s.start) throw bad(`"${t.name}" holds ${stored}, not ${s.end - s.start}`);
+    // A slice along a row (of columns, or of a vector) cuts whole blocks of its type, or the whole
+    // tensor's size and the slice's place in it cannot be worked out.
+    const block = ggmlTypeInfo(t.type)!.blockSize;
+    if ((kind === 'columns' || t.dims.length === 1) && (s.start % block !== 0 || s.full % block !== 0)) {
+      throw bad(`"${t.name}": [${s.start}, ${s.end}) of ${s.full} does not cut whole blocks of ${block} elements`);
+    }
     out.set(t.name, s);
   }
   return out;

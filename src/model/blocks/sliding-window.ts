@@ -19,8 +19,9 @@ export interface SlidingWindow {
 
 /** Throws when a window cannot be run: a zero size would mask every position, itself included. */
 export function checkSlidingWindow(w: SlidingWindow, path: string): void {
-  if (!(Number.isInteger(w.size) && w.size >= 1)) {
-    throw new CairnError('GGUF_MALFORMED', `${path}: sliding window of ${w.size} positions (at least 1 needed)`);
+  // The attention kernels take the window as a 32-bit signed count.
+  if (!(Number.isInteger(w.size) && w.size >= 1 && w.size <= 0x7fffffff)) {
+    throw new CairnError('GGUF_MALFORMED', `${path}: sliding window of ${w.size} positions (1 to ${0x7fffffff} supported)`);
   }
   if (!(Number.isInteger(w.period) && w.period >= 0)) {
     throw new CairnError('GGUF_MALFORMED', `${path}: sliding window pattern ${w.period} is not a layer count`);

@@ -31,6 +31,10 @@ export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode,
   const k = (suffix: string) => `${arch}.${suffix}`;
   const nEmbd = m.requireNumber(k('embedding_length'));
   const nLayer = m.requireNumber(k('block_count'));
+  // These size shapes, loops and kernel parameters: nonsense is refused here, naming the key,
+  // rather than by a range check far away or in every forward pass.
+  whole(path, k('embedding_length'), nEmbd, 1);
+  whole(path, k('block_count'), nLayer, 1);
   const nHead = uniform(path, k('attention.head_count'), m.numberOrArray(k('attention.head_count')));
   if (!nHead || nHead <= 0) throw new CairnError('GGUF_MALFORMED', `${path}: "${k('attention.head_count')}" is missing or zero`);
   const nKvHead = uniform(path, k('attention.head_count_kv'), m.numberOrArray(k('attention.head_count_kv'))) ?? nHead;
@@ -54,6 +58,22 @@ export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode,
   const ctxTrain = m.number(k('context_length')) ?? 2048;
   const nRot = m.number(k('rope.dimension_count')) ?? headDim;
   const freqBase = m.number(k('rope.freq_base')) ?? 10000;
+  const rmsEps = m.number(k('attention.layer_norm_rms_epsilon')) ?? 1e-5;
+  whole(path, k('attention.value_length'), headDimV, 1);
+  whole(path, k('feed_forward_length'), nFf, 0);
+  whole(path, k('vocab_size'), nVocab, 1);
+  whole(path, k('context_length'), ctxTrain, 1);
+  if (!(Number.isInteger(nRot) && nRot >= 2 && nRot % 2 === 0 && nRot <= headDim)) {
+    throw new CairnError(
+      'GGUF_MALFORMED',
+      `${path}: "${k('rope.dimension_count')}" is ${nRot}, not an even number from 2 to the head size ${headDim}`,
+    );
+  }
+  if (!(Number.isFinite(freqBase) && freqBase > 0))
+    throw new CairnError('GGUF_MALFORMED', `${path}: "${k('rope.freq_base')}" is ${freqBase}, not a positive number`);
+  if (!(Number.isFinite(rmsEps) && rmsEps >= 0)) {
+    throw new CairnError('GGUF_MALFORMED', `${path}: "${k('attention.layer_norm_rms_epsilon')}" is ${rmsEps}, not a non-negative number`);
+  }
   return {
     arch,
     name: m.string('general.name') ?? arch,
@@ -66,7 +86,7 @@ export function readDecoderConfig(m: Metadata, arch: string, ropeMode: RopeMode,
     nFf,
     nVocab,
     ctxTrain,
-    rmsEps: m.number(k('attention.layer_norm_rms_epsilon')) ?? 1e-5,
+    rmsEps,
     rope: { mode: ropeMode, nRot, freqBase, ...readRopeScaling(m, arch, ctxTrain, opts) },
   };
 }
@@ -105,6 +125,12 @@ function readRopeScaling(m: Metadata, arch: string, ctxTrain: number, opts: Deco
   if (!(Number.isInteger(origCtx) && origCtx > 0))
     throw new CairnError('GGUF_MALFORMED', `${path}: rope original context ${origCtx} is not a positive integer`);
   return { freqScale, yarn: { extFactor, attnFactor, betaFast: YARN_BETA_FAST, betaSlow: YARN_BETA_SLOW, origCtx } };
+}
+
+/** Throws GGUF_MALFORMED naming `key` unless `v` is a whole number of at least `min`. */
+function whole(path: string, key: string, v: number, min: number): void {
+  if (!(Number.isSafeInteger(v) && v >= min))
+    throw new CairnError('GGUF_MALFORMED', `${path}: "${key}" is ${v}, not a whole number of at least ${min}`);
 }
 
 /** Per-layer arrays must be uniform for the families that read them through here; throws MODEL_UNSUPPORTED naming the key otherwise. */

@@ -182,6 +182,12 @@ test('files deepseek2 cannot run fail at load, naming what they are', () => {
     ['no-shared', { metadata: { 'deepseek2.expert_shared_count': gv.u32(0) } }, /without shared experts/, 'MODEL_UNSUPPORTED'],
     ['temperature', { metadata: { 'deepseek2.attention.temperature_scale': gv.f32(0.1) } }, /temperature scaling/, 'MODEL_UNSUPPORTED'],
     [
+      'log-multiplier',
+      { metadata: { 'deepseek2.rope.scaling.yarn_log_multiplier': gv.f32(NaN) } },
+      /"deepseek2\.rope\.scaling\.yarn_log_multiplier" is NaN, not a finite number/,
+      'GGUF_MALFORMED',
+    ],
+    [
       'kv-b',
       {
         keep: (n) => !/^blk\.1\.attn_[kv]_b\.weight$/.test(n),

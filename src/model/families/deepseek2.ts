@@ -80,6 +80,10 @@ function readDeepseek2Config(m: Metadata, arch: string): Deepseek2Config {
     );
   }
   const logMulKey = m.number(k('rope.scaling.yarn_log_multiplier'));
+  // It scales every rope op: a NaN or an infinity would load and then fail every forward pass.
+  if (logMulKey !== undefined && !Number.isFinite(logMulKey)) {
+    throw new CairnError('GGUF_MALFORMED', `${path}: "${k('rope.scaling.yarn_log_multiplier')}" is ${logMulKey}, not a finite number`);
+  }
   // The converter stores 0.1 x mscale_all_dim; llama.cpp divides it back in f32.
   const yarnLogMul = logMulKey === undefined ? 0 : f(f(logMulKey) / f(0.1));
   const all = readDecoderConfig(m, arch, 'normal', { yarnLogMul, ffnRequired: false });

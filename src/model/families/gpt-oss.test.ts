@@ -185,6 +185,12 @@ test('gpt-oss files cairn cannot run are refused, naming the key or the feature'
   );
   refuse('zero-window', { metadata: { 'gpt-oss.attention.sliding_window': gv.u32(0) } }, 'GGUF_MALFORMED', /sliding window of 0 positions/);
   refuse(
+    'huge-window',
+    { metadata: { 'gpt-oss.attention.sliding_window': gv.u32(0xffffffff) } },
+    'GGUF_MALFORMED',
+    /sliding window of 4294967295 positions \(1 to 2147483647 supported\)/,
+  );
+  refuse(
     'no-expert-width',
     { metadata: { 'gpt-oss.expert_feed_forward_length': undefined } },
     'GGUF_MALFORMED',
