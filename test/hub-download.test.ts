@@ -295,6 +295,65 @@ test('download: a dropped connection is retried from where it broke', async () =
   }
 });
 
+test('download: a Content-Length that promises more than the range is harmless once the range has arrived', async () => {
+  // Each ranged answer claims 100 bytes more than it sends, then the connection breaks.
+  const data = randomBytes(200 * KiB + 7);
+  const server = await startServer((req, res) => {
+    const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (req.method === 'HEAD' || !m) {
+      res.writeHead(200, { 'content-length': data.length, 'accept-ranges': 'bytes' }).end();
+      return;
+    }
+    const start = Number(m[1]);
+    const end = Number(m[2]) + 1;
+    res.writeHead(206, { 'content-length': end - start + 100, 'content-range': `bytes ${start}-${end - 1}/${data.length}`, 'accept-ranges': 'bytes' });
+    res.write(data.subarray(start, end), () => setImmediate(() => res.socket?.destroy()));
+  });
+  const client = new HubClient({ endpoint: server.url, env: {} });
+  const dir = await tempDir();
+  try {
+    const dest = join(dir, 'model.gguf');
+    await downloadFile({
+      client,
+      url: `${server.url}/o/r/resolve/main/model.gguf`,
+      dest,
+      size: data.length,
+      sha256: sha256(data),
+      connections: 2,
+      chunkBytes: 64 * KiB,
+      retryDelayMs: 10,
+    });
+    assert.ok((await readFile(dest)).equals(data));
+  } finally {
+    await client.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('download: a size past the free disk space is refused before anything is written', async () => {
+  const huge = 2 ** 50;
+  const server = await startServer((req, res) => {
+    res.writeHead(200, { 'content-length': huge, 'accept-ranges': 'bytes' });
+    if (req.method === 'HEAD') res.end();
+    else res.socket?.destroy();
+  });
+  const client = new HubClient({ endpoint: server.url, env: {} });
+  const dir = await tempDir();
+  try {
+    const dest = join(dir, 'model.gguf');
+    await assert.rejects(
+      downloadFile({ client, url: `${server.url}/o/r/resolve/main/model.gguf`, dest, size: huge, sha256: 'a'.repeat(64) }),
+      (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /free/.test(err.message),
+    );
+    assert.ok(!existsSync(`${dest}.partial`) && !existsSync(`${dest}.partial.json`));
+  } finally {
+    await client.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('download: a connection failing beyond the retries fails with HUB_UNREACHABLE and keeps the partial', async () => {
   const hub = await startMockHub({ 'o/model': modelRepo }, { dropAfterBytes: { path: 'Model-IQ4_XS.gguf', bytes: 0, times: 2 } });
   const client = clientFor(hub);

@@ -13,9 +13,14 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
+import { isCairnError } from '../src/util/errors.js';
 import { readGguf } from '../src/gguf/reader.js';
 import { GgufValueType, type GgufValue } from '../src/gguf/values.js';
 import { writeGguf } from '../src/gguf/writer.js';
+import { HubClient } from '../src/store/hub-client.js';
+import { parseHubRef } from '../src/store/hub-ref.js';
+import { ModelStore } from '../src/store/model-store.js';
+import { pullModel, type PullEvent } from '../src/store/pull.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { quantizeWithKernels } from './helpers/oracle-greedy.js';
 import { startMockHub, type MockHub } from './helpers/mock-hub.js';
@@ -27,11 +32,18 @@ const REPO = 'tester/tiny-llama-GGUF';
 const GATED = 'tester/gated-GGUF';
 const BAD = 'tester/bad-hash-GGUF';
 const ALIEN = 'tester/alien-GGUF';
+const ODD = 'tester/odd-names-GGUF';
+const MANY = 'tester/many-parts-GGUF';
+/** A file name whose quant-like run is longer than any tag. */
+const LONG_TAG = `odd-Q4${'_K'.repeat(40)}.gguf`;
+/** A path of about 1000 characters: the stored name `hf:OWNER/REPO/PATH` passes 1024. */
+const LONG_PATH = `${'d'.repeat(200)}/`.repeat(4) + `${'f'.repeat(190)}-Q8_0.gguf`;
 const TOKEN = 'hf_test_token_0123456789';
 let q8 = new Uint8Array();
 let f32 = new Uint8Array();
 let parts: Uint8Array[] = [];
 let alien = new Uint8Array();
+let oddArch = new Uint8Array();
 let hub: MockHub;
 let home = '';
 
@@ -105,6 +117,15 @@ before(async () => {
     tensors: [{ name: 'blk.0.weight', type: GgmlType.F32, dims: [512, 512], data: new Uint8Array(512 * 512 * 4) }],
   });
   alien = new Uint8Array(readFileSync(join(dir, 'alien.gguf')));
+  // An architecture name with a line break in it (what `pull --force` would fetch).
+  writeGguf(join(dir, 'odd-arch.gguf'), {
+    metadata: [['general.architecture', { type: GgufValueType.STRING, value: 'llama\nrm -rf' }]],
+    tensors: [{ name: 'w', type: GgmlType.F32, dims: [8], data: new Uint8Array(32) }],
+  });
+  oddArch = new Uint8Array(readFileSync(join(dir, 'odd-arch.gguf')));
+  // A model split into more parts than a store record holds.
+  const many: Record<string, Uint8Array> = {};
+  for (let i = 1; i <= 1025; i++) many[`many-Q8_0-${String(i).padStart(5, '0')}-of-01025.gguf`] = new Uint8Array([i & 255, i >> 8]);
   hub = await startMockHub({
     [REPO]: {
       files: {
@@ -118,6 +139,8 @@ before(async () => {
     [GATED]: { files: { 'gated-Q8_0.gguf': q8 }, token: TOKEN },
     [BAD]: { files: { 'bad-Q8_0.gguf': q8 }, wrongSha: ['bad-Q8_0.gguf'] },
     [ALIEN]: { files: { 'alien-F32.gguf': alien } },
+    [ODD]: { files: { [LONG_TAG]: q8, [LONG_PATH]: f32, 'odd-arch-F32.gguf': oddArch } },
+    [MANY]: { files: many },
   });
 });
 
@@ -170,6 +193,46 @@ test('a multi-part model is joined into one model that generates what the single
   // The parts are not kept beside the joined file.
   assert.equal(blobs().length, 2);
   assert.equal(await greedy(`hf:${REPO}:BF16`), await greedy(join(dir, 'f32.gguf')));
+});
+
+test('two pulls of one multi-part model at once: joined once, both get the same stored model', async () => {
+  const store = new ModelStore(join(dir, 'home-concurrent'));
+  const client = new HubClient({ endpoint: hub.url, env: {} });
+  try {
+    const events: PullEvent[][] = [[], []];
+    const models = await Promise.all(events.map((list) => pullModel(parseHubRef(`hf:${REPO}:BF16`), { store, client, onEvent: (e) => list.push(e) })));
+    assert.equal(models[0].sha256, models[1].sha256);
+    const joins = events.flat().filter((e) => e.status.startsWith('joining'));
+    assert.equal(joins.length, 1, 'the second pull found what the first joined');
+    assert.equal(store.list().length, 1);
+    assert.deepEqual(readdirSync(store.blobsDir).filter((n) => n.startsWith('sha256-')), [`sha256-${models[0].sha256}`]);
+  } finally {
+    await client.close();
+  }
+});
+
+test('names and headers from the hub that a store record could not hold: stored safely, or refused before any download', async () => {
+  const store = new ModelStore(join(dir, 'home-odd'));
+  const client = new HubClient({ endpoint: hub.url, env: {} });
+  try {
+    // A quant-like run longer than any tag is no tag: the model is stored under its path.
+    const tagless = await pullModel(parseHubRef(`hf:${ODD}/${LONG_TAG}`), { store, client });
+    assert.equal(tagless.name, `hf:${ODD}/${LONG_TAG}`);
+    assert.equal(tagless.quantization, 'Q8_0');
+    // A name of more than 1024 characters, from a path the reference grammar accepts.
+    const long = await pullModel(parseHubRef(`hf:${ODD}/${LONG_PATH}`), { store, client });
+    assert.ok(long.name.length > 1024);
+    // An architecture name with a control character is not copied into the record.
+    const odd = await pullModel(parseHubRef(`hf:${ODD}:F32`), { store, client });
+    assert.equal(odd.architecture, 'unknown');
+    assert.equal(store.list().length, 3);
+    // More parts than a record holds: refused with nothing fetched.
+    const before = hub.log.length;
+    await assert.rejects(pullModel(parseHubRef(`hf:${MANY}:Q8_0`), { store, client }), (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /1025 parts/.test(err.message));
+    assert.equal(hub.log.length, before, 'no file bytes were read from the hub');
+  } finally {
+    await client.close();
+  }
 });
 
 test('-m with a stored name works with the hub gone (offline)', async () => {

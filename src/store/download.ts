@@ -6,10 +6,11 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError, isCairnError } from '../util/errors.js';
+import { formatBytes } from '../util/format.js';
 import { readPartialState, writePartialState, type PartialState } from './download-state.js';
 import type { HubClient } from './hub-client.js';
 import { abortedError } from './hub-errors.js';
@@ -136,6 +137,7 @@ export async function downloadFile(opts: DownloadOptions): Promise<void> {
   const fresh = state === undefined;
   state ??= { size, ...(sha256 !== undefined ? { sha256 } : {}), chunkBytes, done: new Set<number>() };
 
+  if (fresh) await checkSpace(dirname(dest), size, dest);
   const fh = await open(partial, fresh ? 'w+' : 'r+');
   try {
     if (fresh) {
@@ -175,6 +177,27 @@ function changed(dest: string, how: string): CairnError {
     'HUB_INTEGRITY',
     `the hub reports ${how} for ${basename(dest)}: run the command again; if it persists, a mirror or proxy in between serves another file`,
   );
+}
+
+/**
+ * Refuses a new download the disk cannot hold, before anything is written. The size is the hub's
+ * word, and the partial file is made that long at once (sparse): without this, a size past free
+ * space fills the disk before failing, and one past what the file system allows fails obscurely.
+ */
+async function checkSpace(dir: string, size: number, dest: string): Promise<void> {
+  let free: number;
+  try {
+    const st = await statfs(dir);
+    free = st.bavail * st.bsize;
+  } catch {
+    return; // A file system that cannot tell: the writes will say.
+  }
+  if (size > free) {
+    throw new CairnError(
+      'BAD_ARGUMENT',
+      `${basename(dest)} is ${formatBytes(size)} and ${dir} has ${formatBytes(free)} free: make room (or set CAIRN_HOME to a larger disk) and run the command again`,
+    );
+  }
 }
 
 async function hasSize(path: string, size: number): Promise<boolean> {

@@ -141,3 +141,13 @@ test('describeChoices: aligned columns', () => {
   );
   assert.equal(text, ['  -          5 B  plain.gguf', '  Q4_0    1000 B  M-Q4_0.gguf', '  F16   3.00 MiB  M-F16.gguf'].join('\n'));
 });
+
+test('chooseGguf: an error lists at most 50 of a huge listing and counts the rest', () => {
+  const huge = listing(Array.from({ length: 5000 }, (_, i): [string, number] => [`m${String(i).padStart(4, '0')}/Model-Q8_0.gguf`, MiB + i]));
+  for (const ref of ['hf:o/r', 'hf:o/r:Q4_K_M', 'hf:o/r:Q8_0']) {
+    assert.throws(
+      () => chooseGguf(huge, parseHubRef(ref)),
+      (err: unknown) => isCairnError(err) && err.message.split('\n').length <= 52 && /and 4950 more/.test(err.message),
+    );
+  }
+});

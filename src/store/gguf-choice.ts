@@ -24,6 +24,9 @@ export interface GgufChoice {
 /** `NAME-00001-of-00003.gguf` as llama.cpp's gguf-split writes it. */
 const SPLIT = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/i;
 
+/** Longest quant tag: as long as one parseHubRef accepts. */
+const MAX_TAG = 64;
+
 /** Files that are not language models on their own: vision projectors, importance matrices. */
 const NOT_A_MODEL = /mmproj|projector|imatrix/i;
 
@@ -38,7 +41,9 @@ const TAG_IN_NAME =
 /** The canonical quant tag in a model name (the last one, where a name has several), if any. */
 export function quantTag(name: string): string | undefined {
   let tag: string | undefined;
-  for (const m of name.matchAll(TAG_IN_NAME)) tag = m[1].toUpperCase();
+  // A file name is the hub's: `Q4_K_K_K...` of any length matches the pattern, but a tag longer
+  // than one a reference may name (64 characters) is no tag, and would not fit the store's record.
+  for (const m of name.matchAll(TAG_IN_NAME)) if (m[1].length <= MAX_TAG) tag = m[1].toUpperCase();
   return tag;
 }
 
@@ -129,7 +134,7 @@ export function chooseGguf(listing: RepoListing, ref: HubRef): GgufChoice {
     if (best.length === 1) return best[0];
     throw new CairnError(
       'BAD_ARGUMENT',
-      `several GGUF files of \`${repo}\` are tagged ${want}; name one by path with cairn pull hf:${repo}/PATH.gguf:\n${describeChoices(best)}`,
+      `several GGUF files of \`${repo}\` are tagged ${want}; name one by path with cairn pull hf:${repo}/PATH.gguf:\n${describeSome(best)}`,
     );
   }
   if (choices.length === 1) return choices[0];
@@ -144,7 +149,19 @@ export function chooseGguf(listing: RepoListing, ref: HubRef): GgufChoice {
 
 function offer(repo: string, choices: readonly GgufChoice[]): string {
   if (choices.length === 0) return ' It has no GGUF model files.';
-  return ` Choose one with cairn pull hf:${repo}:TAG (or hf:${repo}/PATH.gguf):\n${describeChoices(choices)}`;
+  return ` Choose one with cairn pull hf:${repo}:TAG (or hf:${repo}/PATH.gguf):\n${describeSome(choices)}`;
+}
+
+/** Most models an error message lists. */
+const MAX_LISTED = 50;
+
+/**
+ * describeChoices for an error message: a listing is the hub's, and one of a hundred thousand
+ * models would make a message of megabytes (sent whole to an /api/pull client); the rest is counted.
+ */
+function describeSome(choices: readonly GgufChoice[]): string {
+  if (choices.length <= MAX_LISTED) return describeChoices(choices);
+  return `${describeChoices(choices.slice(0, MAX_LISTED))}\n  ... and ${choices.length - MAX_LISTED} more`;
 }
 
 /**

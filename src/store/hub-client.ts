@@ -323,6 +323,9 @@ async function* bodyOf(res: HubResponse, length: number, signal?: AbortSignal): 
   } catch (err) {
     if (err instanceof CairnError) throw err;
     if (signal?.aborted) throw abortedError();
+    // Every byte asked for arrived before the connection failed (a Content-Length that promised
+    // more): the range is whole. Asking again for the empty rest would fail the download.
+    if (got === length) return;
     throw droppedError(err, res.url.origin);
   } finally {
     if (!finished) dropBody(res.body);

@@ -66,17 +66,27 @@ function count(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-function text(v: unknown, max = 1024): v is string {
+/** True for text a record may hold: 1 to `max` characters, no control characters. */
+export function isRecordText(v: unknown, max = 1024): v is string {
   // eslint-disable-next-line no-control-regex
   return typeof v === 'string' && v.length > 0 && v.length <= max && !/[\u0000-\u001f\u007f]/.test(v);
 }
+const text = isRecordText;
+
+/**
+ * Longest model name a record holds: `hf:` + a repo id (193) + `@` and a revision (128) + `/` and a
+ * file path of up to MAX_REPO_PATH (1024) characters, which parseHubRef accepts, fits.
+ */
+export const MAX_MODEL_NAME = 2048;
+/** Most hub files a stored model may be made of (the parts of a split model). */
+export const MAX_SOURCE_FILES = 1024;
 
 /** Checks a record read from disk; undefined when it is not one cairn wrote. */
 export function checkStoredModel(v: unknown): StoredModel | undefined {
   if (!isRecord(v)) return undefined;
   const s = v.source;
-  if (!text(v.name) || typeof v.sha256 !== 'string' || !HEX64.test(v.sha256) || !count(v.size) || !text(v.architecture, 128) || !text(v.quantization, 64) || !text(v.pulledAt, 64)) return undefined;
-  if (!isRecord(s) || !text(s.repo, 256) || !text(s.commit, 128) || !text(s.endpoint, 2048) || !Array.isArray(s.files) || s.files.length === 0 || s.files.length > 1024) return undefined;
+  if (!text(v.name, MAX_MODEL_NAME) || typeof v.sha256 !== 'string' || !HEX64.test(v.sha256) || !count(v.size) || !text(v.architecture, 128) || !text(v.quantization, 64) || !text(v.pulledAt, 64)) return undefined;
+  if (!isRecord(s) || !text(s.repo, 256) || !text(s.commit, 128) || !text(s.endpoint, 2048) || !Array.isArray(s.files) || s.files.length === 0 || s.files.length > MAX_SOURCE_FILES) return undefined;
   const files: SourceFile[] = [];
   for (const f of s.files as unknown[]) {
     if (!isRecord(f) || !text(f.path) || !count(f.size) || typeof f.sha256 !== 'string' || !HEX64.test(f.sha256)) return undefined;

@@ -5,6 +5,7 @@
  * and the parts of a multi-part model are joined into one model file. Progress is told as Ollama's
  * /api/pull tells it, so the CLI's bar and the Ollama route share one source.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { rmSync, statSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import type { HubClient } from './hub-client.js';
 import { formatHubRef, type HubRef } from './hub-ref.js';
 import { mergeSplitParts } from './merge-parts.js';
 import { withPullLock } from './pull-lock.js';
-import type { ModelStore, StoredModel, StoredModelFile } from './model-store.js';
+import { isRecordText, MAX_SOURCE_FILES, type ModelStore, type StoredModel, type StoredModelFile } from './model-store.js';
 
 /** One step of a pull, in the shape of Ollama's /api/pull progress lines. */
 export interface PullEvent {
@@ -73,7 +74,10 @@ export function describeModel(
 ): StoredModel {
   const file = readGguf(path);
   const meta = new Metadata(file);
-  const architecture = meta.string('general.architecture') ?? 'unknown';
+  const arch = meta.string('general.architecture');
+  // The header is the hub's: a name the record cannot hold (too long, control characters) would
+  // make the store refuse the model after the whole download.
+  const architecture = isRecordText(arch, 128) ? arch : 'unknown';
   const ctx = meta.number(`${architecture}.context_length`);
   let parameters = 0;
   for (const t of file.tensors) parameters += t.elements;
@@ -104,16 +108,23 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
       `${ref.repo}: the hub states no SHA-256 for ${missing.path}, so it cannot be verified; cairn pulls only files stored with Git LFS`,
     );
   }
+  // Refused before any download: the store's record could not hold the model afterwards.
+  if (choice.parts.length > MAX_SOURCE_FILES) {
+    throw new CairnError('BAD_ARGUMENT', `${ref.repo}: ${choice.parts[0].path} is split into ${choice.parts.length} parts, more than the ${MAX_SOURCE_FILES} cairn stores`);
+  }
   const files = choice.parts.map((p) => ({ path: p.path, size: p.size, sha256: p.sha256! }));
   const name = storedName(ref, choice);
   const source = { repo: ref.repo, commit: listing.commit, endpoint: client.endpoint, files };
-  const already = store.bySourceFiles(files.map((f) => f.sha256));
-  if (already) {
-    // Stored before (maybe under another name): nothing to fetch.
+  // Stored before (maybe under another name): nothing to fetch.
+  const stored = (): StoredModelFile | undefined => {
+    const already = store.bySourceFiles(files.map((f) => f.sha256));
+    if (!already) return undefined;
     const model = already.name === name ? already : store.add({ ...already, name, pulledAt: new Date().toISOString() });
     tell({ status: 'success' });
     return model;
-  }
+  };
+  const before = stored();
+  if (before) return before;
   if (opts.check) {
     tell({ status: 'reading the model header' });
     const headers: GgufFile[] = [];
@@ -124,6 +135,24 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
     opts.check(headers.length === 1 ? headers[0] : joinSplitParts(`${ref.repo}/${files[0].path}`, headers).file);
   }
   await mkdir(store.blobsDir, { recursive: true });
+  // One pull of a model at a time (two /api/pull requests for it): the second finds what the first
+  // stored, instead of joining the same parts at once or reading parts the first has removed.
+  const modelKey = createHash('sha256').update(files.map((f) => f.sha256).join(',')).digest('hex');
+  return withPullLock(join(store.blobsDir, `model-${modelKey}.lock`), async () => stored() ?? (await fetchModel(ref, opts, files, name, choice.tag, source)));
+}
+
+/** Downloads, joins and records a model the store lacks (pullModel, under the model's lock). */
+async function fetchModel(
+  ref: HubRef,
+  opts: PullOptions,
+  files: readonly { path: string; size: number; sha256: string }[],
+  name: string,
+  tag: string | undefined,
+  source: StoredModel['source'],
+): Promise<StoredModelFile> {
+  const { store, client } = opts;
+  const tell = (e: PullEvent) => opts.onEvent?.(e);
+  const commit = source.commit;
   for (const f of files) {
     const digest = `sha256:${f.sha256}`;
     if (store.hasBlob(f.sha256, f.size)) {
@@ -136,7 +165,7 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
       if (store.hasBlob(f.sha256, f.size)) return;
       await downloadFile({
         client,
-        url: client.fileUrl(ref.repo, listing.commit, f.path),
+        url: client.fileUrl(ref.repo, commit, f.path),
         dest: store.blobPath(f.sha256),
         size: f.size,
         sha256: f.sha256,
@@ -154,7 +183,8 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
   let size = files[0].size;
   if (files.length > 1) {
     tell({ status: `joining ${files.length} parts` });
-    const temp = join(store.blobsDir, `joining-${process.pid}-${Date.now()}.tmp`);
+    // Unique per join: two pulls of different models may join in the same millisecond.
+    const temp = join(store.blobsDir, `joining-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
     try {
       sha256 = await mergeSplitParts(
         files.map((f) => store.blobPath(f.sha256)),
@@ -164,13 +194,14 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
     } finally {
       rmSync(temp, { force: true });
     }
-    // The parts are not kept: the joined file holds all of them, and a later pull of the same
-    // parts finds it by its source (bySourceFiles).
-    for (const f of files) if (f.sha256 !== sha256 && !store.byBlob(f.sha256)) rmSync(store.blobPath(f.sha256), { force: true });
     size = statSync(store.blobPath(sha256)).size;
   }
   tell({ status: 'writing manifest' });
-  const model = store.add(describeModel(store.blobPath(sha256), name, choice.tag, sha256, size, { ...source, files: withHeaders }));
+  const model = store.add(describeModel(store.blobPath(sha256), name, tag, sha256, size, { ...source, files: withHeaders }));
+  // The parts are not kept: the joined file holds all of them, and a later pull of the same parts
+  // finds it by its source (bySourceFiles). Only now: had the record failed, the parts would be
+  // all there is to try again with.
+  if (files.length > 1) for (const f of files) if (f.sha256 !== sha256 && !store.byBlob(f.sha256)) rmSync(store.blobPath(f.sha256), { force: true });
   rememberFileSha256(model.path, sha256);
   tell({ status: 'success' });
   return model;
