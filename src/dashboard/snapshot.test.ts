@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { ServerMetrics } from '../server/metrics.js';
 import type { ModelHost } from '../server/host.js';
 import type { GenerationSummary } from '../engine/engine.js';
-import { HISTORY_SECONDS, Snapshotter } from './snapshot.js';
+import { HISTORY_SECONDS, MAX_PEER_TEXT, Snapshotter } from './snapshot.js';
 
 function fakeHost() {
   const engine = {
@@ -88,4 +88,47 @@ test('without a model (loading) the snapshot still answers', () => {
   assert.equal(s.model.state, 'loading');
   assert.equal(s.model.architecture, null);
   assert.equal(s.live.tokensPerSecond, 0);
+});
+
+test("a node's long texts are cut short in the snapshot, and only the fields the page reads go out", () => {
+  const { host } = fakeHost();
+  const huge = 'x'.repeat(8 << 20);
+  const node = {
+    id: 'n1',
+    name: huge,
+    address: '10.0.0.2:7000',
+    local: false,
+    up: true,
+    memoryBytes: 1,
+    bytesPerSecond: 1,
+    threads: 2,
+    isa: huge,
+    backend: 'gpu' as const,
+    adapter: huge,
+  };
+  const status = {
+    state: 'ready' as const,
+    error: huge,
+    epoch: 1,
+    model: { name: 'm.gguf', sha256: 'ab', layers: 2 },
+    nodes: [node],
+    links: [{ to: huge, latencyMs: 1, megabytesPerSecond: 2 }],
+    plan: {
+      stages: [{ nodeId: 'n1', name: huge, layerStart: 0, layerEnd: 2, memoryBytes: 1, splitRank: 0, splitCount: 1, splitShare: 1 }],
+      predictedTokensPerSecond: 3,
+      predictedPipelinedTokensPerSecond: 4,
+      activationDtype: 'f32',
+      exchanges: [{ huge }],
+    },
+  };
+  const snaps = new Snapshotter({ host, metrics: new ServerMetrics(), cluster: () => status as never });
+  const s = snaps.take();
+  assert.ok(JSON.stringify(s).length < 10_000, `${JSON.stringify(s).length} characters`);
+  const n = s.cluster!.nodes[0];
+  assert.equal(n.name.length, MAX_PEER_TEXT);
+  assert.ok(n.name.startsWith('xxx') && n.isa.length <= MAX_PEER_TEXT && n.adapter!.length <= MAX_PEER_TEXT);
+  assert.deepEqual([n.id, n.address, n.backend, n.up], ['n1', '10.0.0.2:7000', 'gpu', true]);
+  assert.equal(s.cluster!.plan!.predictedTokensPerSecond, 3);
+  assert.equal(s.live.planPredictedTokensPerSecond, 3);
+  assert.ok(!('exchanges' in s.cluster!.plan!));
 });

@@ -29,6 +29,66 @@ export interface SnapshotSources {
   readonly stored?: () => readonly CatalogModel[];
 }
 
+/** Longest text a snapshot carries from a node (a peer names itself; the page shows it). */
+export const MAX_PEER_TEXT = 200;
+
+/** `s`, cut to `max` characters. */
+function clip(s: string, max = MAX_PEER_TEXT): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+/**
+ * The fields of the coordinator's status the page reads, their texts cut short. Nodes describe
+ * themselves (names, ISA, GPU adapter), and not every text is bounded where it is received: one of
+ * megabytes would go out to every open page each second, past what a feed may buffer or a page
+ * accepts as one event, and the dashboard would never show a snapshot.
+ */
+export function clusterInfo(status: ClusterInfo): ClusterInfo {
+  const { plan } = status;
+  return {
+    state: clip(status.state),
+    ...(status.error !== undefined ? { error: clip(status.error, 1000) } : {}),
+    epoch: status.epoch,
+    model: { name: clip(status.model.name), layers: status.model.layers },
+    nodes: status.nodes.map((n) => ({
+      id: clip(n.id),
+      name: clip(n.name),
+      address: clip(n.address),
+      local: n.local,
+      up: n.up,
+      memoryBytes: n.memoryBytes,
+      threads: n.threads,
+      isa: clip(n.isa),
+      ...(n.backend !== undefined ? { backend: n.backend } : {}),
+      ...(n.adapter !== undefined ? { adapter: clip(n.adapter) } : {}),
+      ...(n.cpuLoad !== undefined ? { cpuLoad: n.cpuLoad } : {}),
+      ...(n.powerWatts !== undefined ? { powerWatts: n.powerWatts } : {}),
+      ...(n.transfer !== undefined ? { transfer: { from: n.transfer.from, done: n.transfer.done, total: n.transfer.total } } : {}),
+    })),
+    links: status.links.map((l) => ({ to: clip(l.to), latencyMs: l.latencyMs, megabytesPerSecond: l.megabytesPerSecond })),
+    ...(plan !== undefined
+      ? {
+          plan: {
+            stages: plan.stages.map((st) => ({
+              nodeId: clip(st.nodeId),
+              name: clip(st.name),
+              layerStart: st.layerStart,
+              layerEnd: st.layerEnd,
+              memoryBytes: st.memoryBytes,
+              splitRank: st.splitRank,
+              splitCount: st.splitCount,
+              splitShare: st.splitShare,
+              ...(st.splitMode !== undefined ? { splitMode: st.splitMode } : {}),
+            })),
+            predictedTokensPerSecond: plan.predictedTokensPerSecond,
+            predictedPipelinedTokensPerSecond: plan.predictedPipelinedTokensPerSecond,
+            ...(plan.measuredTokensPerSecond !== undefined ? { measuredTokensPerSecond: plan.measuredTokensPerSecond } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
 type EngineStats = { promptTokens: number; cachedTokens: number; generatedTokens: number };
 
 /** Takes one snapshot per call (call it once a second) and remembers the live part. */
@@ -53,8 +113,7 @@ export class Snapshotter {
     const live = this.live(status?.plan);
     this.history.push(live);
     if (this.history.length > HISTORY_SECONDS) this.history.shift();
-    // The coordinator's status has the shape the wire type names (checked here at compile time).
-    const cluster: ClusterInfo | null = status ?? null;
+    const cluster = status ? clusterInfo(status) : null;
     const { host, metrics } = this.sources;
     const running = runningRequests(host.model?.engine, host.id);
     const requests = { running: running.list, runningTotal: running.total, finished: finishedRequests(metrics.recent) };

@@ -81,6 +81,32 @@ function isPublicWebRequest(request: FastifyRequest, web: WebApp | undefined): b
   return (path === '/' && wantsHtml(request)) || web.isAsset(path);
 }
 
+/** Body types a page of any site may POST without the browser asking the server first (CORS's "simple" requests). */
+const SIMPLE_BODY_TYPES = new Set(['', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data']);
+
+/**
+ * True for a POST that a page of another origin (not one of `corsOrigins`) had the browser send
+ * without a preflight: a form or a no-cors fetch. Any body is parsed as JSON (for Ollama's clients),
+ * so without this check any web site the user opens could generate, pull models or unload the model
+ * (keep_alive: 0) on a server that has no API key (CSRF). Browsers send Origin on every such POST;
+ * clients that are not browsers send none and are not affected, nor are JSON posts, which a browser
+ * sends cross-origin only after CORS allowed them.
+ */
+function isCrossSiteFormPost(request: FastifyRequest, corsOrigins: ServerOptions['corsOrigins']): boolean {
+  const origin = request.headers.origin;
+  if (request.method !== 'POST' || origin === undefined) return false;
+  const type = String(request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (!SIMPLE_BODY_TYPES.has(type) || corsOrigins === '*' || corsOrigins?.includes(origin)) return false;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    // "null": a sandboxed frame, a file, a redirect across sites.
+    return true;
+  }
+  return host === '' || host.toLowerCase() !== String(request.headers.host ?? '').toLowerCase();
+}
+
 /** One request, as the request log tells it. */
 export interface RequestLogEntry {
   readonly method: string;
@@ -157,14 +183,24 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     const header = request.headers.authorization ?? (request.headers['x-api-key'] ? `Bearer ${String(request.headers['x-api-key'])}` : undefined);
     if (!keyMatches(header, opts.apiKey)) throw unauthorized();
   };
+  const refuseCrossSite = async (request: FastifyRequest) => {
+    if (isCrossSiteFormPost(request, opts.corsOrigins))
+      throw new ApiError(403, "A page of another site may not post here (its Origin is not this server's); allow its origin with --cors-origin.", 'invalid_request_error', null, 'cross_site_request');
+  };
   if (opts.corsOrigins) {
     // CORS first, so that errors (a 401 among them) carry its headers and browsers show them.
     const origin = opts.corsOrigins === '*' ? '*' : [...opts.corsOrigins];
     // The request headers a preflight names are allowed as asked (the origin is what is checked):
     // the SDKs send headers of their own (x-stainless-*, anthropic-version, ...) that a fixed list misses.
     void app.register(cors, { origin, methods: ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'], maxAge: 600 });
-    void app.after(() => app.addHook('onRequest', requireKey));
-  } else app.addHook('onRequest', requireKey);
+    void app.after(() => {
+      app.addHook('onRequest', refuseCrossSite);
+      app.addHook('onRequest', requireKey);
+    });
+  } else {
+    app.addHook('onRequest', refuseCrossSite);
+    app.addHook('onRequest', requireKey);
+  }
   app.addHook('onResponse', async (request, reply) => {
     metrics.responded(request.routeOptions.url ?? 'unknown', reply.statusCode);
   });

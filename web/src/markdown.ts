@@ -91,7 +91,14 @@ const marked = new Marked({
 
 /** The HTML of a Markdown text, safe to insert. */
 export function renderMarkdown(text: string): string {
-  return marked.parse(text, { async: false });
+  try {
+    return marked.parse(text, { async: false });
+  } catch {
+    // The parser recurses once per level of nesting: a reply of a few thousand ">" or "*" overflows
+    // the stack, and a throw here would take the whole page down (and again at each new token).
+    // Such a reply is shown as plain text.
+    return `<p class="plain">${escapeHtml(text)}</p>`;
+  }
 }
 
 /**

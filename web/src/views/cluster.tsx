@@ -85,10 +85,12 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
   const c = snapshot.cluster;
   // The coordinator (or this machine) in the middle, the other nodes on a circle around it; one
   // other node sits beside it, which keeps the drawing short.
-  const hub = rows.find((r) => r.local) ?? rows[0];
+  // No row at all while a coordinator that computes nothing itself waits for its first node (or
+  // hashes the model before it counts itself): there is no graph to draw then.
+  const hub: NodeRow | undefined = rows.find((r) => r.local) ?? rows[0];
   const others = rows.filter((r) => r !== hub);
   const h = others.length > 1 ? H : 100;
-  const pos = new Map<string, { x: number; y: number }>([[hub.id, { x: others.length === 1 ? 120 : W / 2, y: h / 2 }]]);
+  const pos = new Map<string, { x: number; y: number }>(hub ? [[hub.id, { x: others.length === 1 ? 120 : W / 2, y: h / 2 }]] : []);
   others.forEach((r, i) => {
     const a = others.length === 1 ? 0 : -Math.PI / 2 + (2 * Math.PI * i) / others.length;
     pos.set(
@@ -111,45 +113,52 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
           <>One machine: {snapshot.model.id} runs here (start with --cluster to spread it over nodes).</>
         )}
       </p>
-      <svg class="graph" viewBox={`0 0 ${W} ${h}`} role="img" aria-label="Nodes and links of the cluster (details in the table below)">
-        {others.map((r) => {
-          const a = pos.get(hub.id)!;
-          const b = pos.get(r.id)!;
-          const l = linkTo(r);
-          return (
-            <g key={`link-${r.id}`} class={`link ${r.up ? '' : 'down'}`}>
-              <line x1={a.x} y1={a.y} x2={b.x} y2={b.y} />
-              <text x={(a.x + b.x) / 2} y={(a.y + b.y) / 2 - 6} text-anchor="middle">
-                {l ? `${num(l.latencyMs, 2)} ms · ${num(l.megabytesPerSecond, 0)} MB/s` : 'n/a'}
-              </text>
-            </g>
-          );
-        })}
-        {rows.map((r) => {
-          const p = pos.get(r.id)!;
-          return (
-            <g
-              key={r.id}
-              class={`node ${r.up ? 'up' : 'down'}`}
-              data-node={r.name}
-              data-up={String(r.up)}
-              transform={`translate(${p.x - 95},${p.y - 34})`}
-            >
-              <rect width="190" height="68" rx="8" />
-              <text x="95" y="20" text-anchor="middle" class="name">
-                {r.name}
-                {r.up ? '' : ' (down)'}
-              </text>
-              <text x="95" y="38" text-anchor="middle">
-                {r.role}
-              </text>
-              <text x="95" y="56" text-anchor="middle">
-                {bytes(r.usedBytes)} / {bytes(r.offeredBytes)}
-              </text>
-            </g>
-          );
-        })}
-      </svg>
+      {!hub && (
+        <p class="hint" data-testid="no-nodes">
+          No node has answered yet.
+        </p>
+      )}
+      {hub && (
+        <svg class="graph" viewBox={`0 0 ${W} ${h}`} role="img" aria-label="Nodes and links of the cluster (details in the table below)">
+          {others.map((r) => {
+            const a = pos.get(hub.id)!;
+            const b = pos.get(r.id)!;
+            const l = linkTo(r);
+            return (
+              <g key={`link-${r.id}`} class={`link ${r.up ? '' : 'down'}`}>
+                <line x1={a.x} y1={a.y} x2={b.x} y2={b.y} />
+                <text x={(a.x + b.x) / 2} y={(a.y + b.y) / 2 - 6} text-anchor="middle">
+                  {l ? `${num(l.latencyMs, 2)} ms · ${num(l.megabytesPerSecond, 0)} MB/s` : 'n/a'}
+                </text>
+              </g>
+            );
+          })}
+          {rows.map((r) => {
+            const p = pos.get(r.id)!;
+            return (
+              <g
+                key={r.id}
+                class={`node ${r.up ? 'up' : 'down'}`}
+                data-node={r.name}
+                data-up={String(r.up)}
+                transform={`translate(${p.x - 95},${p.y - 34})`}
+              >
+                <rect width="190" height="68" rx="8" />
+                <text x="95" y="20" text-anchor="middle" class="name">
+                  {r.name}
+                  {r.up ? '' : ' (down)'}
+                </text>
+                <text x="95" y="38" text-anchor="middle">
+                  {r.role}
+                </text>
+                <text x="95" y="56" text-anchor="middle">
+                  {bytes(r.usedBytes)} / {bytes(r.offeredBytes)}
+                </text>
+              </g>
+            );
+          })}
+        </svg>
+      )}
       <div class="table-wrap">
         <table>
           <caption>Nodes</caption>
@@ -178,7 +187,8 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
                     {r.transfer && (
                       <div class="muted" data-testid="transfer">
                         {r.transfer.from === 'hub' ? 'fetching its shard from the hub' : 'receiving its shard'}:{' '}
-                        <progress max={r.transfer.total} value={r.transfer.done} aria-label={`shard download of ${r.name}`} /> {bytes(r.transfer.done)} / {bytes(r.transfer.total)}
+                        <progress max={r.transfer.total} value={r.transfer.done} aria-label={`shard download of ${r.name}`} />{' '}
+                        {bytes(r.transfer.done)} / {bytes(r.transfer.total)}
                       </div>
                     )}
                   </td>
@@ -194,7 +204,9 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
           </tbody>
         </table>
       </div>
-      <p class="hint">CPU load and power as each machine reads them (n/a where it cannot: power needs Linux RAPL or hwmon sensors readable without root).</p>
+      <p class="hint">
+        CPU load and power as each machine reads them (n/a where it cannot: power needs Linux RAPL or hwmon sensors readable without root).
+      </p>
       {c && planLog.length > 0 && (
         <section aria-label="Plan changes">
           <h2 class="small">Plan changes</h2>

@@ -1,0 +1,119 @@
+/**
+ * The dashboard's rendering of hostile input, without a browser: the web app's Markdown renderer
+ * and views bundled with esbuild and run here. A reply nested deeper than the Markdown parser's
+ * stack is shown as text instead of throwing (a throw takes the whole page down); the Cluster view
+ * of a cluster with no node yet renders; names a peer chooses reach the page as text, never HTML.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+import { ROOT, scratchDir } from './helpers/paths.js';
+import type { ClusterInfo, DashboardSnapshot } from '../src/dashboard/wire.js';
+
+type VNode = { type: unknown; props: Record<string, unknown> & { children?: unknown } };
+let renderMarkdown: (text: string) => string;
+let ClusterView: (props: { snapshot: DashboardSnapshot | null; planLog: readonly unknown[] }) => VNode;
+
+const out = scratchDir('dashboard-web');
+after(() => rmSync(out, { recursive: true, force: true }));
+
+before(async () => {
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  await build({
+    absWorkingDir: ROOT,
+    entryPoints: { markdown: 'web/src/markdown.ts', cluster: 'web/src/views/cluster.tsx' },
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    outdir: out,
+    jsx: 'automatic',
+    jsxImportSource: 'preact',
+    logLevel: 'warning',
+  });
+  ({ renderMarkdown } = (await import(pathToFileURL(join(out, 'markdown.js')).href)) as { renderMarkdown: typeof renderMarkdown });
+  ({ ClusterView } = (await import(pathToFileURL(join(out, 'cluster.js')).href)) as { ClusterView: typeof ClusterView });
+});
+
+/** Every node of a tree of elements (function components are not called: the views here call none that matter). */
+function* walk(v: unknown): Generator<VNode | string | number> {
+  if (Array.isArray(v)) for (const c of v) yield* walk(c);
+  else if (typeof v === 'string' || typeof v === 'number') yield v;
+  else if (v && typeof v === 'object' && 'props' in v) {
+    yield v as VNode;
+    yield* walk((v as VNode).props.children);
+  }
+}
+
+const text = (v: unknown) => [...walk(v)].filter((n) => typeof n !== 'object').join('');
+
+test("a reply nested past the Markdown parser's stack is shown as escaped text rather than throwing", () => {
+  for (const reply of ['>'.repeat(5000) + ' <b>x</b>', '*'.repeat(3000) + '<i>x</i>' + '*'.repeat(3000), '- > '.repeat(5000) + 'x']) {
+    const html = renderMarkdown(reply);
+    assert.match(html, /^<p class="plain">/);
+    assert.ok(!/<[bi]>/.test(html), html.slice(0, 200));
+  }
+  // Ordinary Markdown is still Markdown, its raw HTML still text.
+  assert.equal(
+    renderMarkdown('> *a* <img src=x onerror=alert(1)>').trim(),
+    '<blockquote>\n<p><em>a</em> &lt;img src=x onerror=alert(1)&gt;</p>\n</blockquote>',
+  );
+});
+
+const snapshot = (cluster: ClusterInfo): DashboardSnapshot =>
+  ({
+    model: { id: 'm', state: 'loading', layers: null, residentBytes: 1 },
+    machine: { cpuLoad: null, powerWatts: null, totalMemoryBytes: 1, freeMemoryBytes: 1 },
+    cluster,
+  }) as unknown as DashboardSnapshot;
+
+test('the Cluster view of a cluster with no node yet renders (a coordinator hashing the model, or waiting for its first node)', () => {
+  const v = ClusterView({
+    snapshot: snapshot({ state: 'planning', epoch: 0, model: { name: 'm.gguf', layers: 2 }, nodes: [], links: [] }),
+    planLog: [],
+  });
+  assert.match(text(v), /Cluster planning .*m\.gguf, 2 layers/);
+  assert.match(text(v), /No node has answered yet/);
+});
+
+test('names a peer chooses reach the Cluster view as text and attribute values, never as HTML', () => {
+  const evil = '<img src=x onerror=alert(1)>"\'';
+  const node = {
+    id: evil,
+    name: evil,
+    address: evil,
+    local: false,
+    up: false,
+    memoryBytes: 1,
+    threads: 1,
+    isa: evil,
+    backend: 'gpu' as const,
+    adapter: evil,
+  };
+  const v = ClusterView({
+    snapshot: snapshot({
+      state: 'ready',
+      error: evil,
+      epoch: 1,
+      model: { name: evil, layers: 2 },
+      nodes: [node],
+      links: [{ to: evil, latencyMs: 1, megabytesPerSecond: 1 }],
+    }),
+    planLog: [{ at: 0, epoch: 1, state: 'ready', down: [evil] }],
+  });
+  const nodes = [...walk(v)];
+  assert.ok(nodes.every((n) => typeof n !== 'object' || !('dangerouslySetInnerHTML' in n.props)));
+  assert.ok(text(v).includes(evil));
+  // Only the places the view means to put a name in an attribute do (Preact sets them as values).
+  const attrs = nodes.flatMap((n) =>
+    typeof n === 'object'
+      ? Object.entries(n.props)
+          .filter(([k, p]) => k !== 'children' && typeof p === 'string' && p.includes(evil))
+          .map(([k]) => k)
+      : [],
+  );
+  assert.ok(attrs.length > 0 && attrs.every((k) => ['aria-label', 'data-node', 'title'].includes(k)), attrs.join());
+});
