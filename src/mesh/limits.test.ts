@@ -14,6 +14,7 @@ import { isCairnError } from '../util/errors.js';
 import { packMessage } from '../util/message-framing.js';
 import { coordinatorReceiveLimit, nodeReceiveLimit, type StageSizes } from './limits.js';
 import { MeshFrame } from './protocol.js';
+import { checkCapabilities } from './node-set.js';
 import { MAX_QUEUED_STEPS, MAX_SAVED_PREFIXES, StageRunner } from './stage-runner.js';
 import type { KvOps, StageModel } from './stage-model.js';
 
@@ -140,4 +141,16 @@ test('steps beyond what a plan keeps in flight are refused with a step error, no
   runner.onForward(forward(1000));
   assert.equal(pending.length, 1);
   assert.equal(sent.filter((f) => f.type === MeshFrame.stepError).length, 3);
+});
+
+test("a node's description of itself is refused when its texts or its list of models are not what a node sends", () => {
+  const good = { nodeId: 'n1', name: 'box', memoryBytes: 1 << 30, bytesPerSecond: 1e10, threads: 2, isa: 'avx512', models: ['ab'.repeat(32)] };
+  assert.equal(checkCapabilities(good).isa, 'avx512');
+  for (const [what, bad] of [
+    ['a 64 KiB isa', { ...good, isa: 'x'.repeat(65536) }],
+    ['a model that is not a SHA-256', { ...good, models: ['../etc/passwd'] }],
+    ['a model list longer than any node holds', { ...good, models: Array.from({ length: 5000 }, () => 'ab'.repeat(32)) }],
+  ] as const) {
+    assert.throws(() => checkCapabilities(bad), /malformed/, what);
+  }
 });

@@ -257,8 +257,8 @@ export class NodeSet {
   }
 }
 
-/** A node's description, range-checked: it feeds the planner and the logs. */
-function checkCapabilities(x: unknown): NodeCapabilities {
+/** A node's description, range-checked: it feeds the planner, the logs and the dashboard. */
+export function checkCapabilities(x: unknown): NodeCapabilities {
   const c = x as Partial<NodeCapabilities> | null;
   const text = (v: unknown) => typeof v === 'string' && v.length > 0 && v.length <= 200;
   const amount = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
@@ -270,12 +270,14 @@ function checkCapabilities(x: unknown): NodeCapabilities {
     !amount(c.memoryBytes) ||
     !amount(c.bytesPerSecond) ||
     !(Number.isSafeInteger(c.threads) && (c.threads as number) >= 0) ||
-    typeof c.isa !== 'string' ||
+    // Every text goes to the planner, the logs and each dashboard snapshot: bounded.
+    !(typeof c.isa === 'string' && c.isa.length <= 200) ||
     !(c.machine === undefined || (typeof c.machine === 'string' && /^[0-9a-f]{1,64}$/.test(c.machine))) ||
     !(c.machineBytesPerSecond === undefined || amount(c.machineBytesPerSecond)) ||
     !(c.backend === undefined || c.backend === 'cpu' || c.backend === 'gpu') ||
     !(c.adapter === undefined || text(c.adapter)) ||
-    !Array.isArray(c.models)
+    // The SHA-256s of the files it holds, looked up on every plan.
+    !(Array.isArray(c.models) && c.models.length <= 4096 && c.models.every((m) => typeof m === 'string' && /^[0-9a-f]{64}$/.test(m)))
   ) {
     throw new Error('its description of itself is malformed');
   }
