@@ -44,6 +44,7 @@ interface ServeFlags extends ClusterKeyFlags, SpeculationFlags {
   promptWorkers: number;
   strictModelNames?: boolean;
   corsOrigin?: string;
+  allowedHosts?: string;
   logFormat: 'text' | 'json';
   logLevel: 'info' | 'debug';
   keepAlive: string;
@@ -106,6 +107,7 @@ export function serveCommand(): Command {
     )
     .addOption(new Option('--activations <type>', 'with --cluster: how hidden states travel between nodes (default: f32, or f16 where links are slow)').choices(['f16', 'f32']))
     .option('--cors-origin <origins>', "web pages of these origins (comma-separated, e.g. http://localhost:3000; or '*' for any) may call the API from a browser (default: none, only the server's own origin)")
+    .option('--allowed-hosts <names>', "on a loopback address, host names answered besides this machine's (comma-separated; '*' for any): for a reverse proxy that passes its own Host. Requests naming other hosts get 403 (DNS rebinding)")
     .addOption(new Option('--log-format <format>', 'the line logged for each request (stderr): text, or json for machines').choices(['text', 'json']).default('text'))
     .option('--strict-model-names', "answer 404 to a request naming another model than this one (by default any name is served and echoed back, as clients configured for another server's model expect)")
     .option('--keep-alive <duration>', "how long the model stays loaded after its last request: a duration (5m, 1h30m), 0 (unload when idle) or -1 (until shutdown); Ollama requests' keep_alive changes it. Not with --cluster", '-1')
@@ -217,6 +219,8 @@ export function serveCommand(): Command {
         corsOrigins: o.corsOrigin === undefined ? undefined : o.corsOrigin.trim() === '*' ? '*' : o.corsOrigin.split(',').map((s) => s.trim()).filter(Boolean),
         webApp: web,
         models: storeCatalog(store),
+        bindAddress: o.host,
+        allowedHosts: o.allowedHosts === undefined ? undefined : o.allowedHosts.trim() === '*' ? '*' : o.allowedHosts.split(',').map((s) => s.trim()).filter(Boolean),
       });
       if (web) (await import('../dashboard/routes.js')).registerDashboard(app, web, { host, metrics, cluster: () => coordinator?.status(), stored: () => store.list() });
       const address = await app.listen({ host: o.host, port: o.port });

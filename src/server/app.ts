@@ -7,6 +7,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { hostAllowed } from './host-check.js';
 import { ApiError, badRequest, promptFieldOf, routeNotFound, toApiError, tooLarge, unauthorized } from './errors.js';
 import type { ModelHost } from './host.js';
 import type { ClusterStatus } from '../mesh/coordinator.js';
@@ -59,6 +60,10 @@ export interface ServerOptions {
   readonly webApp?: WebApp;
   /** The models stored on this machine: listed beside the loaded one, and filled by /api/pull. */
   readonly models?: ModelCatalog;
+  /** The address the server listens on: on loopback, requests naming another host are refused (host-check.ts). */
+  readonly bindAddress?: string;
+  /** Host names answered besides this machine's own, on loopback ('*': any). */
+  readonly allowedHosts?: readonly string[] | '*';
 }
 
 /** A web app served beside the API (see ServerOptions.webApp). */
@@ -183,6 +188,16 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     const header = request.headers.authorization ?? (request.headers['x-api-key'] ? `Bearer ${String(request.headers['x-api-key'])}` : undefined);
     if (!keyMatches(header, opts.apiKey)) throw unauthorized();
   };
+  const refuseOtherHosts = async (request: FastifyRequest) => {
+    if (!hostAllowed(request.headers.host, { bindAddress: opts.bindAddress, allowedHosts: opts.allowedHosts }))
+      throw new ApiError(
+        403,
+        `This server listens on ${opts.bindAddress} and answers requests for this machine only, not for host "${String(request.headers.host).slice(0, 200)}" (a web page reaching it by DNS rebinding). Behind a reverse proxy, name the host with --allowed-hosts.`,
+        'invalid_request_error',
+        null,
+        'host_not_allowed',
+      );
+  };
   const refuseCrossSite = async (request: FastifyRequest) => {
     if (isCrossSiteFormPost(request, opts.corsOrigins))
       throw new ApiError(403, "A page of another site may not post here (its Origin is not this server's); allow its origin with --cors-origin.", 'invalid_request_error', null, 'cross_site_request');
@@ -194,10 +209,12 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     // the SDKs send headers of their own (x-stainless-*, anthropic-version, ...) that a fixed list misses.
     void app.register(cors, { origin, methods: ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'], maxAge: 600 });
     void app.after(() => {
+      app.addHook('onRequest', refuseOtherHosts);
       app.addHook('onRequest', refuseCrossSite);
       app.addHook('onRequest', requireKey);
     });
   } else {
+    app.addHook('onRequest', refuseOtherHosts);
     app.addHook('onRequest', refuseCrossSite);
     app.addHook('onRequest', requireKey);
   }
