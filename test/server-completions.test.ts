@@ -179,6 +179,16 @@ test("Ollama's /api/generate honours suffix (the same middle as /v1/completions)
   assert.deepEqual(second.json.context.slice(0, first.json.context.length + own.length), [...first.json.context, ...own]);
   const badContext = await post(server.url, '/api/generate', { model: 'tiny', prompt: 'x', context: [1, 5000], stream: false });
   assert.equal(badContext.status, 400);
+  // A conversation longer than the context (1024) loses its oldest tokens, as Ollama's does, and
+  // keeps its start token and its latest ones, with room left for the answer.
+  const long = [first.json.context[0], ...Array.from({ length: 2000 }, (_, i) => first.json.context[1 + (i % (first.json.context.length - 1))])];
+  const truncated = await post(server.url, '/api/generate', { model: 'tiny', prompt: ' a time', raw: true, context: long, stream: false, options: opts });
+  assert.equal(truncated.status, 200, JSON.stringify(truncated.json));
+  const kept = truncated.json.context;
+  assert.ok(kept.length - own.length - 6 <= 1024 * 0.75, `${kept.length} tokens kept`);
+  assert.equal(kept[0], long[0]);
+  const sent = kept.slice(0, kept.length - truncated.json.eval_count);
+  assert.deepEqual(sent.slice(1, sent.length - own.length), long.slice(long.length - (sent.length - own.length - 1)));
   for (const [path, body] of [
     ['/api/generate', { model: 'tiny', prompt: 'what is this', images: ['iVBORw0KGgo='], stream: false }],
     ['/api/chat', { model: 'tiny', messages: [{ role: 'user', content: 'what is this', images: ['iVBORw0KGgo='] }], stream: false }],

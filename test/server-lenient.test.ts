@@ -110,8 +110,8 @@ test('as OpenAI: tool_choice required or a named function without tools, and top
       JSON.stringify(fields),
     );
   }
-  // Forcing nothing, or top_logprobs with logprobs, is served.
-  for (const fields of [{ tool_choice: 'auto' }, { tool_choice: 'none' }, { logprobs: true, top_logprobs: 2 }]) {
+  // Forcing nothing, top_logprobs with logprobs, or top_logprobs 0 (which asks for nothing) is served.
+  for (const fields of [{ tool_choice: 'auto' }, { tool_choice: 'none' }, { logprobs: true, top_logprobs: 2 }, { top_logprobs: 0 }]) {
     const r = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 2, ...fields } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     assert.equal(r.choices.length, 1, JSON.stringify(fields));
   }

@@ -20,8 +20,9 @@ export function isLoopbackAddress(address: string | undefined): boolean {
 
 /**
  * The key under which per-address limits count a peer: an IPv4 address (mapped IPv4 unmapped),
- * or the /64 prefix of an IPv6 address, since one host commonly holds a whole /64 and could
- * otherwise count as as many peers as it has addresses.
+ * or the /64 prefix of a global IPv6 address, since one host commonly holds a whole /64 and could
+ * otherwise count as as many peers as it has addresses (a LAN's link-local and unique-local
+ * addresses count one by one).
  */
 export function addressGroup(address: string | undefined): string {
   if (!address) return 'unknown';
@@ -37,10 +38,14 @@ export function addressGroup(address: string | undefined): string {
     tail === undefined
       ? headGroups
       : [...headGroups, ...new Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  const words = groups.map((g) => Number.parseInt(g, 16));
+  // Link-local (fe80::/10) and unique-local (fc00::/7) addresses are a LAN's: its /64 holds every
+  // machine of the network, each with its own address, so those count one by one.
+  if ((words[0] & 0xffc0) === 0xfe80 || (words[0] & 0xfe00) === 0xfc00) return words.map((w) => w.toString(16)).join(':');
   return (
-    groups
+    words
       .slice(0, 4)
-      .map((g) => Number.parseInt(g, 16).toString(16))
+      .map((w) => w.toString(16))
       .join(':') + '::/64'
   );
 }

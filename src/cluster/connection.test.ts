@@ -231,12 +231,15 @@ test('one address cannot hold every handshake place: it gets 4 at most, and othe
   fromAgain.close();
 });
 
-test('per-address handshake limits count mapped IPv4 as IPv4 and an IPv6 /64 as one address', () => {
+test('per-address handshake limits count mapped IPv4 as IPv4, a global IPv6 /64 as one address and LAN IPv6 addresses one by one', () => {
   assert.equal(addressGroup('127.0.0.2'), '127.0.0.2');
   assert.equal(addressGroup('::ffff:127.0.0.2'), '127.0.0.2');
   assert.equal(addressGroup('2001:db8:1:2:aaaa::1'), addressGroup('2001:0db8:0001:0002:bbbb:cccc:dddd:eeee'));
   assert.notEqual(addressGroup('2001:db8:1:2::1'), addressGroup('2001:db8:1:3::1'));
-  assert.equal(addressGroup('fe80::1%eth0'), addressGroup('fe80::2'));
+  // A LAN's own addresses are its machines', one by one.
+  assert.notEqual(addressGroup('fe80::1%eth0'), addressGroup('fe80::2'));
+  assert.equal(addressGroup('fe80::1%eth0'), addressGroup('fe80:0::1'));
+  assert.notEqual(addressGroup('fd12:3456:789a:1::1'), addressGroup('fd12:3456:789a:1::2'));
   assert.equal(addressGroup(undefined), 'unknown');
 });
 

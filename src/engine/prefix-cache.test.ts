@@ -5,13 +5,15 @@ import type { ForwardRunner } from './runner.js';
 import { CairnError } from '../util/errors.js';
 
 /** A runner whose saves fail with `err`, or hold 100 bytes when it is undefined. */
-function runnerSaving(err?: Error): ForwardRunner {
+function runnerSaving(err?: Error, dropped: number[] = []): ForwardRunner {
   const runner: Partial<ForwardRunner> = {
     saveSlot: async () => {
       if (err) throw err;
       return 100;
     },
-    dropSaved: async () => {},
+    dropSaved: async (key: number) => {
+      dropped.push(key);
+    },
   };
   return runner as ForwardRunner;
 }
@@ -19,10 +21,12 @@ function runnerSaving(err?: Error): ForwardRunner {
 const tokens = Array.from({ length: 32 }, (_, i) => i);
 
 test('a save a stage refuses (its memory bound) leaves the prefix uncached instead of failing the request', async () => {
-  const cache = new PrefixCache(runnerSaving(new CairnError('BAD_ARGUMENT', 'KV prefix 1 refused: more than the node offers')), { budgetBytes: 1 << 20 });
+  const dropped: number[] = [];
+  const cache = new PrefixCache(runnerSaving(new CairnError('BAD_ARGUMENT', 'KV prefix 1 refused: more than the node offers'), dropped), { budgetBytes: 1 << 20 });
   await cache.save(0, tokens);
   assert.equal(cache.size, 0);
   assert.equal(cache.bytes, 0);
+  assert.equal(dropped.length, 1, 'what part of it was kept is dropped');
 });
 
 test('a save that fails for another reason (a lost node) still fails, so the engine can re-plan', async () => {

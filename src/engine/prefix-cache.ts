@@ -104,8 +104,10 @@ export class PrefixCache {
     } catch (err) {
       // A cluster stage refuses to keep more than the memory it offers: the prefix is then not
       // cached, and the request that made room for it goes on without it.
-      if (isCairnError(err, 'BAD_ARGUMENT')) return;
-      throw err;
+      if (!isCairnError(err, 'BAD_ARGUMENT')) throw err;
+      // Whatever part of it was kept (another stage's share) goes too.
+      await this.runner.dropSaved(key).catch(() => {});
+      return;
     }
     if (bytes > this.opts.budgetBytes) {
       await this.runner.dropSaved(key);

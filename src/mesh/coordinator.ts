@@ -28,7 +28,7 @@ import { makePlan } from '../planner/plan.js';
 import type { LinkInfo, NodeInfo, Plan, PlanRequest, PlanStage } from '../planner/types.js';
 import { measuredGroupLinks, probeGroup, probeRounds, type ProbeRank } from './exchange-probe.js';
 import { chooseRunnable } from './plan-choice.js';
-import { CairnError } from '../util/errors.js';
+import { CairnError, isCairnError } from '../util/errors.js';
 import { fileSha256 } from '../util/file-hash.js';
 import { packParts, unpackParts } from '../util/message-framing.js';
 import { ProgressReporter } from '../util/progress.js';
@@ -729,7 +729,16 @@ export class ClusterCoordinator implements ForwardRunner {
   }
 
   async saveSlot(slot: number, n: number, key: number): Promise<number> {
-    return (await this.current().kv({ op: 'save', slot, n, key })).reduce((a, r) => a + r.bytes, 0);
+    try {
+      return (await this.current().kv({ op: 'save', slot, n, key })).reduce((a, r) => a + r.bytes, 0);
+    } catch (err) {
+      // A node refused to keep the prefix (its memory bound): the stages that did keep it drop it
+      // again, and the prompt cache goes on without the prefix (BAD_ARGUMENT) rather than failing
+      // the request. A lost node (another code) is the re-planning's business.
+      if (!isCairnError(err, 'CLUSTER_REMOTE')) throw err;
+      await this.dropSaved(key).catch(() => {});
+      throw new CairnError('BAD_ARGUMENT', `a node did not keep the prompt prefix: ${(err as Error).message}`);
+    }
   }
 
   async loadSlot(key: number, slot: number): Promise<void> {

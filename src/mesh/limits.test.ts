@@ -15,6 +15,8 @@ import { packMessage } from '../util/message-framing.js';
 import { coordinatorReceiveLimit, nodeReceiveLimit, type StageSizes } from './limits.js';
 import { MeshFrame } from './protocol.js';
 import { checkCapabilities } from './node-set.js';
+import { ClusterCoordinator } from './coordinator.js';
+import { CairnError } from '../util/errors.js';
 import { MAX_QUEUED_STEPS, MAX_SAVED_PREFIXES, StageRunner } from './stage-runner.js';
 import type { KvOps, StageModel } from './stage-model.js';
 
@@ -153,4 +155,27 @@ test("a node's description of itself is refused when its texts or its list of mo
   ] as const) {
     assert.throws(() => checkCapabilities(bad), /malformed/, what);
   }
+});
+
+test("a prefix save a node refuses (its memory bound) is dropped from every stage and reported as the cache's to skip, not the request's to fail", async () => {
+  const ops: string[] = [];
+  let failWith: CairnError | undefined;
+  const pipeline = {
+    broken: false,
+    kv: async (op: { op: string; key?: number }) => {
+      ops.push(`${op.op} ${op.key}`);
+      if (op.op === 'save' && failWith) throw failWith;
+      return [{ bytes: 10 }, { bytes: 5 }];
+    },
+  };
+  // The coordinator's saves over a stand-in pipeline (its stages' answers as a real one gives them).
+  const coordinator = Object.create(ClusterCoordinator.prototype) as ClusterCoordinator;
+  Object.assign(coordinator, { pipeline, current: () => pipeline });
+  assert.equal(await coordinator.saveSlot(0, 16, 1), 15);
+  failWith = new CairnError('CLUSTER_REMOTE', 'peer n1 answered with an error: KV prefix 2 refused: saved prefixes would take more than this node offers');
+  await assert.rejects(coordinator.saveSlot(0, 16, 2), (err: unknown) => isCairnError(err, 'BAD_ARGUMENT') && /refused/.test(err.message));
+  assert.deepEqual(ops.slice(1), ['save 2', 'drop 2'], 'the stages that kept it drop it');
+  // A lost node is not the cache's business: its error goes on as it came, for the re-planning.
+  failWith = new CairnError('CLUSTER_CLOSED', 'node n1 is gone');
+  await assert.rejects(coordinator.saveSlot(0, 16, 3), (err: unknown) => isCairnError(err, 'CLUSTER_CLOSED'));
 });

@@ -100,6 +100,9 @@ const SIMPLE_BODY_TYPES = new Set(['', 'text/plain', 'application/x-www-form-url
 function isCrossSiteFormPost(request: FastifyRequest, corsOrigins: ServerOptions['corsOrigins']): boolean {
   const origin = request.headers.origin;
   if (request.method !== 'POST' || origin === undefined) return false;
+  // A key header cannot be added to a form or a no-cors fetch: such a request is no forgery (apps in
+  // webviews post with their own origins, tauri:// or app://, and a key).
+  if (request.headers.authorization !== undefined || request.headers['x-api-key'] !== undefined) return false;
   const type = String(request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (!SIMPLE_BODY_TYPES.has(type) || corsOrigins === '*' || corsOrigins?.includes(origin)) return false;
   let host: string;

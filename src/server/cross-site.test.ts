@@ -48,6 +48,9 @@ test("the server's own pages, allowed origins, JSON posts and clients without an
     // A JSON post across origins was allowed by a preflight (or comes from a browser extension).
     await post({ origin: 'chrome-extension://abc', 'content-type': 'application/json' }),
     await post({ origin: 'http://allowed.example', 'content-type': 'text/plain' }, '/v1/chat/completions', corsApp),
+    // An app in a webview posts with its own origin and a key, which no form can carry.
+    await post({ origin: 'tauri://localhost', 'content-type': 'text/plain', authorization: 'Bearer k' }),
+    await post({ origin: 'app://x', 'content-type': 'text/plain', 'x-api-key': 'k' }),
   ];
   assert.deepEqual(
     through.map((r) => r.statusCode),

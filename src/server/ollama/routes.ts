@@ -401,8 +401,21 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
       const ids = await (body.raw ? host.prompts.text(text, abort.signal) : host.prompts.chat(messages, {}, abort.signal));
       if (!body.context || body.context.length === 0) return ids;
       // The context starts with its own BOS: the prompt's would sit in the middle of the conversation.
-      const rest = ids[0] === model.tokenizer.vocab.special.bos ? ids.slice(1) : ids;
-      return checkIds(model, [...body.context, ...rest], 'the context with the prompt', 'context');
+      const bos = model.tokenizer.vocab.special.bos;
+      const rest = ids[0] === bos ? ids.slice(1) : ids;
+      let context = body.context;
+      // A conversation grown past the context loses its oldest tokens (its start token kept), as
+      // Ollama truncates, with a quarter of the context left for the answer: clients send the
+      // whole conversation back every turn and would otherwise fail once it is long.
+      const ctx = model.engine.runner.ctxPerSlot;
+      const room = ctx - Math.max(1, Math.floor(ctx / 4));
+      if (context.length + rest.length > room) {
+        const head = context[0] === bos ? [context[0]] : [];
+        const turns = context.slice(head.length);
+        const keep = Math.max(0, room - rest.length - head.length);
+        context = [...head, ...(keep > 0 ? turns.slice(Math.max(0, turns.length - keep)) : [])];
+      }
+      return checkIds(model, [...context, ...rest], 'the context with the prompt', 'context');
     };
     await runOllama(
       reply,

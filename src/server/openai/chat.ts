@@ -77,7 +77,8 @@ function refuseMismatched(req: ChatCompletionRequest): void {
   if (forcing && !(req.tools && req.tools.length > 0)) {
     throw badRequest("tool_choice 'required' or a named function is only allowed when tools are given: send tools, or tool_choice 'auto' or 'none'", 'tool_choice');
   }
-  if (req.top_logprobs !== undefined && req.top_logprobs !== null && req.logprobs !== true) {
+  // 0 (as llama.cpp's clients send with every request) asks for nothing: only more is an error.
+  if (req.top_logprobs !== undefined && req.top_logprobs !== null && req.top_logprobs > 0 && req.logprobs !== true) {
     throw badRequest('top_logprobs is only allowed when logprobs is true', 'top_logprobs');
   }
 }
