@@ -276,8 +276,8 @@ describe('hostile requests against cairn serve', () => {
       });
     const { result, health } = await whileWatched(server.url, () =>
       Promise.all([
-        trickle('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"model": "tiny", "prompt": "', 'a'),
-        trickle('POST /v1/completions HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n'),
+        trickle('POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"model": "tiny", "prompt": "', 'a'),
+        trickle('POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n', 'X-Slow: 1\r\n'),
       ]),
     );
     for (const r of result) {
