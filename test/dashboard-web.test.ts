@@ -15,6 +15,7 @@ import type { ClusterInfo, DashboardSnapshot } from '../src/dashboard/wire.js';
 
 type VNode = { type: unknown; props: Record<string, unknown> & { children?: unknown } };
 let renderMarkdown: (text: string) => string;
+let ReplyRenderer: new (clock?: () => number) => { render(text: string): string };
 let ClusterView: (props: { snapshot: DashboardSnapshot | null; planLog: readonly unknown[] }) => VNode;
 
 const out = scratchDir('dashboard-web');
@@ -34,7 +35,7 @@ before(async () => {
     jsxImportSource: 'preact',
     logLevel: 'warning',
   });
-  ({ renderMarkdown } = (await import(pathToFileURL(join(out, 'markdown.js')).href)) as { renderMarkdown: typeof renderMarkdown });
+  ({ renderMarkdown, ReplyRenderer } = (await import(pathToFileURL(join(out, 'markdown.js')).href)) as { renderMarkdown: typeof renderMarkdown; ReplyRenderer: typeof ReplyRenderer });
   ({ ClusterView } = (await import(pathToFileURL(join(out, 'cluster.js')).href)) as { ClusterView: typeof ClusterView });
 });
 
@@ -116,4 +117,19 @@ test('names a peer chooses reach the Cluster view as text and attribute values, 
       : [],
   );
   assert.ok(attrs.length > 0 && attrs.every((k) => ['aria-label', 'data-node', 'title'].includes(k)), attrs.join());
+});
+
+test('a streamed reply whose Markdown parse once takes too long is shown as plain text from then on (it is parsed again at every token)', () => {
+  // A clock read before and after each parse: the first took 10 ms, the second 300.
+  const times = [0, 10, 10, 310];
+  const clock = () => times.shift() ?? 1000;
+  const renderer = new ReplyRenderer(clock);
+  assert.match(renderer.render('**bold**'), /<strong>bold<\/strong>/);
+  assert.match(renderer.render('**bold** and'), /<strong>/);
+  // From here on the reply is text (escaped), not Markdown.
+  const html = renderer.render('**bold** and <i>more</i>');
+  assert.match(html, /^<p class="plain">/);
+  assert.ok(!html.includes('<strong>') && !html.includes('<i>'), html);
+  // Another reply starts with Markdown again.
+  assert.match(new ReplyRenderer(() => 0).render('**x**'), /<strong>x<\/strong>/);
 });

@@ -89,6 +89,11 @@ const marked = new Marked({
   },
 });
 
+/** A text as HTML that shows it as it is. */
+function plainHtml(text: string): string {
+  return `<p class="plain">${escapeHtml(text)}</p>`;
+}
+
 /** The HTML of a Markdown text, safe to insert. */
 export function renderMarkdown(text: string): string {
   try {
@@ -97,7 +102,31 @@ export function renderMarkdown(text: string): string {
     // The parser recurses once per level of nesting: a reply of a few thousand ">" or "*" overflows
     // the stack, and a throw here would take the whole page down (and again at each new token).
     // Such a reply is shown as plain text.
-    return `<p class="plain">${escapeHtml(text)}</p>`;
+    return plainHtml(text);
+  }
+}
+
+/** A parse of a reply slower than this shows it as plain text from then on. */
+export const SLOW_PARSE_MS = 250;
+
+/**
+ * Renders one reply as it grows token by token. The Markdown parser's worst cases are far from
+ * linear (a few tens of kB of `*a _` take seconds) and a streamed reply is parsed again at every
+ * token, which would freeze the page for as long as the reply streams: once one parse of the reply
+ * takes longer than SLOW_PARSE_MS, it is shown as plain text from then on.
+ */
+export class ReplyRenderer {
+  private plain = false;
+
+  constructor(private readonly clock: () => number = () => performance.now()) {}
+
+  /** The reply's HTML, safe to insert. */
+  render(text: string): string {
+    if (this.plain) return plainHtml(text);
+    const start = this.clock();
+    const html = renderMarkdown(text);
+    if (this.clock() - start > SLOW_PARSE_MS) this.plain = true;
+    return html;
   }
 }
 

@@ -4,7 +4,7 @@
  * settings, and tokens and speed under each reply.
  */
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { copyCode, renderMarkdown } from '../markdown';
+import { copyCode, ReplyRenderer } from '../markdown';
 import {
   loadConversations,
   loadCurrentId,
@@ -167,7 +167,8 @@ const COPY_NOTE_MS = 2000;
  * Its code blocks' Copy buttons are part of that HTML: one click handler here serves them all.
  */
 function Markdown({ text, onCopy }: { text: string; onCopy: (note: string) => void }) {
-  const html = useMemo(() => renderMarkdown(text), [text]);
+  const renderer = useMemo(() => new ReplyRenderer(), []);
+  const html = useMemo(() => renderer.render(text), [renderer, text]);
   const onClick = async (e: MouseEvent) => {
     const button = (e.target as Element | null)?.closest?.('button.copy');
     const code = button?.closest('.code-block')?.querySelector('code');
