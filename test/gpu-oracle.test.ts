@@ -12,7 +12,8 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
 import { writeSyntheticModel, type SyntheticModelSpec, type SyntheticQuant } from '../src/model/synthetic.js';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel, loadShards } from '../src/engine/load.js';
+import { assertClose } from './helpers/kernel-inputs.js';
 import { isCairnError } from '../src/util/errors.js';
 import { llamaCppGreedy } from './helpers/llama-cpp.js';
 import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePrompt, quantizeWithKernels } from './helpers/oracle-greedy.js';
@@ -157,6 +158,46 @@ test('GPU backend: the model says where it runs; caches the GPU cannot hold are 
     assert.equal(auto.placement.backend, auto.placement.note ? 'cpu' : 'gpu');
   } finally {
     auto.close();
+  }
+});
+
+test('GPU backend: a vocabulary whose logits for a whole batch outgrow one binding runs in smaller batches, with the CPU\'s logits', { skip, timeout: 300_000 }, async () => {
+  const path = join(dir, 'wide-vocab.gguf');
+  writeSyntheticModel(path, { arch: 'llama', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 40000, ropeBase: 10000, quant: GgmlType.F32, seed: 7 }, quantizeWithKernels);
+  // A device that lets one kernel see 32 MiB (lavapipe: 128 MiB): 512 rows of 40000 logits need 78 MiB.
+  const base = await WebGpuKernels.open();
+  const gpu = new WebGpuKernels({ ...base.gpu, maxBinding: 32 << 20 });
+  const parts = await loadGpuParts(path, { ctx: 512 }, gpu);
+  const cpu = await loadShards(path, { ctx: 512, progress: false });
+  try {
+    assert.ok(parts.runner.maxBatch >= 1 && parts.runner.maxBatch < 512, `a batch of ${parts.runner.maxBatch}`);
+    const n = 24;
+    const batch = { nTokens: n, tokens: Int32Array.from({ length: n }, (_, i) => (i * 977 + 5) % 40000), spans: [{ slot: 0, pos0: 0, start: 0, n }] };
+    const want = cpu.shards[0].forward(batch);
+    const got = await parts.shard.forward(batch);
+    // Both keep an F16 cache; the GPU sums attention in f32 where the CPU rounds some of it: the gap is rounding.
+    assertClose(got, want, { rtol: 1e-2, atol: 1e-2 }, 'logits');
+  } finally {
+    cpu.close();
+    parts.close();
+    gpu.destroy();
+  }
+});
+
+test('GPU backend: a lost device fails each step by name, without hanging', { skip, timeout: 300_000 }, async () => {
+  const path = join(dir, 'lost.gguf');
+  writeSyntheticModel(path, { ...ARCHS.llama, quant: GgmlType.F32, seed: 5 }, quantizeWithKernels);
+  const gpu = await WebGpuKernels.open();
+  const parts = await loadGpuParts(path, { ctx: 64 }, gpu);
+  try {
+    const req = { nTokens: 3, tokens: Int32Array.from([1, 5, 9]), spans: [{ slot: 0, pos0: 0, start: 0, n: 3 }], outputs: [{ row: 2, seq: 1, mode: 'logits' as const }] };
+    await parts.runner.forward(req);
+    gpu.gpu.device.destroy();
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(parts.runner.forward(req), (e: unknown) => isCairnError(e, 'GPU_UNAVAILABLE') && /the GPU device was lost/.test((e as Error).message));
+    }
+  } finally {
+    parts.close();
   }
 });
 

@@ -84,7 +84,7 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
   try {
     // Weights are copied to the device as they are declared; the mapping is only read once.
     const shard = await device.checked(`the model ${path}`, () =>
-      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch, layerStart, kvType }),
+      loadGpuShard(file, config, (t) => mapping.view(t.offset, t.byteLength), kernels, device, { slots, ctx, maxBatch, layerStart, kvType, fitBatch: true }),
       (s) => s.release(),
     );
     mapping.close();

@@ -778,6 +778,54 @@ describe('GPU work that the device refuses after it returned', { skip }, () => {
   });
 });
 
+describe('GPU limits and failures outside a checked load', { skip }, () => {
+  it('attention of more tokens than a grid dimension holds runs in runs of rows, with the results of one run', async () => {
+    const g = gpu!;
+    // Window 1: each token sees only its own position, so out row t is value row t (small integers, exact in F16).
+    const n = g.gpu.device.limits.maxComputeWorkgroupsPerDimension + 100;
+    const q = g.upload(new Float32Array(n * 2).fill(1));
+    const vals = Float32Array.from({ length: n * 2 }, (_, i) => i % 7);
+    const v = g.upload(vals);
+    const kc = g.tensor(n * 4);
+    const vc = g.tensor(n * 4);
+    g.storeKvF16(q, v, kc, vc, 2, 0, n);
+    const out = g.tensor(n * 8);
+    g.attention(q, kc, vc, { nTokens: n, nHead: 1, nKvHead: 1, headDim: 2, pos0: 0, scale: 1, window: 1 }, out);
+    assert.deepEqual(await g.readF32(out, n * 2), vals);
+    for (const t of [q, v, kc, vc, out]) g.free(t);
+  });
+
+  it('a grid past the device\'s limit is refused when recorded', () => {
+    const g = gpu!;
+    const perDim = g.gpu.device.limits.maxComputeWorkgroupsPerDimension;
+    const t = g.tensor(16);
+    const source = () => '@group(0) @binding(0) var<storage, read_write> a: array<f32>;\n@compute @workgroup_size(1) fn main() { a[0] = 1.0; }';
+    assert.throws(() => g.run('limit-probe', source, [t], [perDim + 1, 1]), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT') && /per dimension/.test((e as Error).message));
+    g.free(t);
+  });
+
+  it('a command the device refused outside a checked call fails the next read, and the device keeps working', async () => {
+    const g = gpu!;
+    const t = g.upload(new Float32Array([1, 2, 3, 4]));
+    // Past the device's largest buffer, outside any error scope: reported only as an uncaptured error.
+    g.gpu.device.createBuffer({ size: g.gpu.device.limits.maxBufferSize + 256, usage: GPUBufferUsage.STORAGE });
+    await assert.rejects(g.readF32(t, 4), (e: unknown) => e instanceof Error && /the GPU refused a command/.test(e.message));
+    assert.deepEqual([...(await g.readF32(t, 4))], [1, 2, 3, 4]);
+    g.free(t);
+  });
+
+  it('a lost device fails reads by name, every time, without hanging', async () => {
+    const g = await WebGpuKernels.open();
+    const t = g.upload(new Float32Array([1, 2, 3, 4]));
+    await g.readF32(t, 4);
+    g.gpu.device.destroy();
+    for (let i = 0; i < 2; i++) {
+      g.add(t, t, 4, t);
+      await assert.rejects(g.readF32(t, 4), (e: unknown) => isCairnError(e, 'GPU_UNAVAILABLE') && /the GPU device was lost/.test((e as Error).message));
+    }
+  });
+});
+
 describe('GPU tensors freed', { skip }, () => {
   it('take the cached bind groups that name them along', async () => {
     const g = gpu!;

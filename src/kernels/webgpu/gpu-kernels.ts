@@ -193,9 +193,25 @@ export class WebGpuKernels {
   private profiler: GpuProfiler | undefined;
   /** While precompile runs its recording: the pipelines asked for, and nothing recorded. */
   private collecting: Map<string, () => string> | undefined;
+  /** Why the device was lost, once it was (a driver reset, out of memory, or destroy). */
+  private lostReason: string | undefined;
+  /** The first error the device reported outside an error scope since the last read. */
+  private refused: string | undefined;
+  /** The device's maxComputeWorkgroupsPerDimension (read once: every dispatch checks it). */
+  private readonly groupsPerDim: number;
 
   constructor(readonly gpu: GpuContext) {
     this.stagedProducts = gpu.stagedProducts;
+    this.groupsPerDim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
+    // Without these, a command the device refuses is only logged and its results read back as
+    // zeros, and a lost device fails reads with a bare AbortError: read() turns both into errors
+    // that say so (the request fails; the next one sees the same device state).
+    void gpu.device.lost.then((info) => {
+      this.lostReason = `${info.reason}${info.message ? `: ${info.message}` : ''}`;
+    });
+    gpu.device.addEventListener('uncapturederror', (e) => {
+      this.refused ??= (e as GPUUncapturedErrorEvent).error.message;
+    });
     this.slotBytes = Math.max(PARAM_SLOT_BYTES, gpu.device.limits.minUniformBufferOffsetAlignment);
     this.params = gpu.device.createBuffer({ size: PARAM_SLOTS * this.slotBytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.empty = this.tensor(16);
@@ -249,6 +265,7 @@ export class WebGpuKernels {
   async read(t: GpuTensor, bytes = t.bytes, offset = 0): Promise<ArrayBuffer> {
     if (offset < 0 || offset + bytes > t.bytes || offset % 4 !== 0) bad(`reading ${bytes} bytes at ${offset} of a tensor of ${t.bytes}`);
     if (this.collecting) return new ArrayBuffer(bytes);
+    this.checkLost();
     const size = Math.max(4, (bytes + 3) & ~3);
     const staging = this.readBuffer(size);
     this.endPass();
@@ -256,14 +273,36 @@ export class WebGpuKernels {
     this.flush();
     let ok = false;
     try {
-      await staging.mapAsync(GPUMapMode.READ, 0, size);
+      try {
+        await staging.mapAsync(GPUMapMode.READ, 0, size);
+      } catch (e) {
+        // A lost device rejects the map with an AbortError that says nothing.
+        this.checkLost(e);
+        throw e;
+      }
       const data = staging.getMappedRange(0, size).slice(0, bytes);
       staging.unmap();
       ok = true;
+      this.checkRefused();
       return data;
     } finally {
       this.keepReadBuffer(staging, ok);
     }
+  }
+
+  /** Throws GPU_UNAVAILABLE saying so when the device is lost (or `cause`, a failed map, says it was). */
+  private checkLost(cause?: unknown): void {
+    const aborted = cause instanceof Error && cause.name === 'AbortError';
+    if (this.lostReason === undefined && !aborted) return;
+    throw new CairnError('GPU_UNAVAILABLE', `the GPU device was lost (${this.lostReason ?? 'a read was aborted'}); restart cairn to open it again, or run on the CPU with --backend cpu`, { cause });
+  }
+
+  /** Throws when the device refused a command since the last read: what was read may be missing its results. */
+  private checkRefused(): void {
+    const refused = this.refused;
+    if (refused === undefined) return;
+    this.refused = undefined;
+    throw new Error(`the GPU refused a command, so this step's results were discarded: ${refused.split('\n')[0]}`);
   }
 
   /** A mappable buffer of at least `size` bytes for a read: a kept one, else a new one. */
@@ -720,12 +759,19 @@ export class WebGpuKernels {
     if (kCache.bytes < gpuKvBytes(type, n * kRow) || vCache.bytes < gpuKvBytes(type, (n - 1) * vRow + nKvHead * vDim)) bad('attention: a cache is too small');
     if (p.sinks && p.sinks.bytes < nHead * 4) bad('attention: sinks is too small');
     if (nTokens === 0) return;
-    const params = new Uint32Array([nTokens, nHead, nKvHead, d, pos0, p.window ?? 0, p.sinks ? 1 : 0, 0, row * nHead * d, kRow, vDim, vRow, row * nHead * vDim, 0, 0, 0]);
-    new Float32Array(params.buffer).set([p.scale], 7);
-    const u = this.uniform(params);
+    const perDim = this.groupsPerDim;
+    if (nHead > perDim) bad(`the GPU attention takes at most ${perDim} heads (got ${nHead})`);
     const key = type === GgmlType.Q8_0 ? 'attention-q8' : 'attention-f16';
     const pipeline = this.pipeline(key, () => (type === GgmlType.Q8_0 ? attentionWgsl(ATTENTION_Q8_READERS) : ATTENTION_F16));
-    this.dispatchGrid(key, pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u], nHead, nTokens);
+    // A workgroup per head and token: a batch of more tokens than a grid dimension holds goes in
+    // runs of rows (a run from row r sees the cache up to pos0 + r, as the whole batch's row r does).
+    for (let r = 0; r < nTokens; r += perDim) {
+      const m = Math.min(perDim, nTokens - r);
+      const params = new Uint32Array([m, nHead, nKvHead, d, pos0 + r, p.window ?? 0, p.sinks ? 1 : 0, 0, (row + r) * nHead * d, kRow, vDim, vRow, (row + r) * nHead * vDim, 0, 0, 0]);
+      new Float32Array(params.buffer).set([p.scale], 7);
+      const u = this.uniform(params);
+      this.dispatchGrid(key, pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u], nHead, m);
+    }
   }
 
   /**
@@ -877,6 +923,9 @@ export class WebGpuKernels {
 
   private dispatchGrid(key: string, pipeline: GPUComputePipeline, buffers: (GPUBuffer | ParamSlot)[], x: number, y: number, bytes = 0): void {
     if (this.collecting) return;
+    // Past the limit the device refuses the whole submission, and only says so asynchronously.
+    const perDim = this.groupsPerDim;
+    if (x > perDim || y > perDim) bad(`${key}: a grid of ${x} x ${y} workgroups is past the GPU's ${perDim} per dimension`);
     this.encode(key, pipeline, buffers, bytes).dispatchWorkgroups(x, y);
   }
 

@@ -40,6 +40,12 @@ export interface GpuShardOptions {
   readonly layerEnd?: number;
   /** The KV cache's type (default F16). */
   readonly kvType?: GpuKvType;
+  /**
+   * Take fewer tokens a step than maxBatch where the activations of maxBatch would not fit one
+   * binding (the shard's opts then say how many); without it (a pipeline stage, whose batches the
+   * coordinator sizes) that is an error.
+   */
+  readonly fitBatch?: boolean;
 }
 
 /** A loaded model whose layers and head run on the GPU. */
@@ -197,9 +203,10 @@ export function loadGpuShard(file: GgufFile, cfg: ModelConfig, bytesOf: TensorBy
       src.enter('head');
       output = family.gpu.output(cfg, src, ws);
     }
+    const batch = opts.fitBatch ? ws.fitBatch() : opts.maxBatch;
     ws.allocate();
     const kv = new GpuKvCache(gpu, kvRows(cfg, { layerStart, layerEnd }), opts.slots, opts.ctx, opts.kvType);
-    return new GpuDecoderShard(cfg, gpu, kernels, input, layers, output, stream, ws, kv, opts);
+    return new GpuDecoderShard(cfg, gpu, kernels, input, layers, output, stream, ws, kv, { ...opts, maxBatch: batch });
   } catch (e) {
     ws.release();
     throw e;

@@ -39,7 +39,8 @@ export interface GpuBank {
 /** The activation tensors and uploads of one GPU shard. */
 export class GpuWorkspace {
   private readonly scratch = new Map<string, GpuScratch[]>();
-  private readonly sizes = new Map<string, number>();
+  /** Per name, the most floats a token needs and the most bytes whatever the batch (made at allocate, for the batch then). */
+  private readonly sizes = new Map<string, { perToken: number; fixed: number }>();
   private readonly indirect = new Set<string>();
   private allocated = false;
   /** Every tensor this workspace made, released together. */
@@ -50,12 +51,13 @@ export class GpuWorkspace {
 
   constructor(
     readonly gpu: WebGpuKernels,
-    readonly maxBatch: number,
+    /** Tokens a step takes at most; fitBatch may lower it before allocate. */
+    public maxBatch: number,
   ) {}
 
   /** Reserves `perToken` floats per batch token under `name` (shared with every block using that name). */
   buffer(name: string, perToken: number): GpuScratch {
-    return this.reserve(name, perToken, perToken * this.maxBatch * 4);
+    return this.reserve(name, perToken, 0);
   }
 
   /**
@@ -67,13 +69,28 @@ export class GpuWorkspace {
     return this.reserve(name, 0, elems * 4);
   }
 
+  /**
+   * Lowers maxBatch (before allocate) to the most tokens whose activations one binding holds: a
+   * large vocabulary's logits (nVocab floats a token) outgrow a 128 MiB binding at 512 tokens, and
+   * a step of fewer tokens runs the same model. Returns the batch (at least 1: allocate then refuses what does not fit).
+   */
+  fitBatch(): number {
+    if (this.allocated) throw new Error('GPU workspace batch fitted after allocation');
+    for (const { perToken } of this.sizes.values()) {
+      // Not below one token: allocate then says what does not fit.
+      if (perToken > 0) this.maxBatch = Math.max(1, Math.min(this.maxBatch, Math.floor(this.gpu.gpu.maxBinding / (perToken * 4))));
+    }
+    return this.maxBatch;
+  }
+
   private reserve(name: string, perToken: number, bytes: number): GpuScratch {
     if (this.allocated) throw new Error(`GPU workspace buffer "${name}" asked for after allocation`);
     const h: GpuScratch = { name, perToken, t: undefined as unknown as GpuTensor };
     const list = this.scratch.get(name) ?? [];
     list.push(h);
     this.scratch.set(name, list);
-    this.sizes.set(name, Math.max(this.sizes.get(name) ?? 0, bytes));
+    const size = this.sizes.get(name);
+    this.sizes.set(name, { perToken: Math.max(size?.perToken ?? 0, perToken), fixed: Math.max(size?.fixed ?? 0, bytes) });
     return h;
   }
 
@@ -82,9 +99,10 @@ export class GpuWorkspace {
     if (this.allocated) return;
     this.allocated = true;
     for (const [name, list] of this.scratch) {
-      const bytes = this.sizes.get(name)!;
+      const size = this.sizes.get(name)!;
+      const bytes = Math.max(size.fixed, size.perToken * this.maxBatch * 4);
       if (bytes > this.gpu.gpu.maxBinding) {
-        throw new CairnError('MODEL_UNSUPPORTED', `activations of ${this.maxBatch} tokens (${name}) are larger than the GPU lets one kernel see (${this.gpu.gpu.maxBinding} bytes); use a smaller batch or --backend cpu`);
+        throw new CairnError('MODEL_UNSUPPORTED', `activations of ${this.maxBatch} tokens (${name}) are larger than the GPU lets one kernel see (${this.gpu.gpu.maxBinding} bytes); run this model on the CPU (--backend cpu)`);
       }
       const t = this.own(this.gpu.tensor(bytes, { indirect: this.indirect.has(name) }));
       this.activationBytes += bytes;
