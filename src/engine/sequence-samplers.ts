@@ -47,6 +47,16 @@ export class SequenceSamplers {
     this.states.delete(seq);
   }
 
+  /** Whether `seq` has a sampler here. */
+  has(seq: number): boolean {
+    return this.states.has(seq);
+  }
+
+  /** Sequences with a sampler here. */
+  get size(): number {
+    return this.states.size;
+  }
+
   /** Samples a sequence's next token from its logits and records it in its history. */
   sample(seq: number, logits: Float32Array): { token: number; logprobs?: StepLogprobs } {
     const s = this.states.get(seq);

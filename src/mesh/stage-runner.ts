@@ -59,8 +59,6 @@ export interface StageLimits {
 export class StageRunner {
   private readonly codec: HiddenCodec;
   private readonly samplers = new SequenceSamplers();
-  /** Sequences with a sampler here (SequenceSamplers keeps no count). */
-  private readonly sequences = new Set<number>();
   /** Bytes of each saved KV prefix, by key. */
   private readonly saved = new Map<number, number>();
   private savedBytes = 0;
@@ -213,17 +211,15 @@ export class StageRunner {
   /** Registers a sequence's sampler (last stage); refuses more sequences than the slots can run. */
   startSequence(seq: number, spec: Parameters<SequenceSamplers['start']>[1]): void {
     const most = SEQUENCES_PER_SLOT * this.loaded.slots;
-    if (!this.sequences.has(seq) && this.sequences.size >= most) {
+    if (!this.samplers.has(seq) && this.samplers.size >= most) {
       throw new CairnError('BAD_ARGUMENT', `sequence ${seq} refused: this stage already samples ${most} sequences (${SEQUENCES_PER_SLOT} per KV slot); end one first`);
     }
     this.samplers.start(seq, spec);
-    this.sequences.add(seq);
   }
 
   /** Drops a sequence's sampler. */
   endSequence(seq: number): void {
     this.samplers.end(seq);
-    this.sequences.delete(seq);
   }
 
   /** Applies a KV operation to this stage's caches; `import` takes `body` (copied), `export` returns the bytes. */

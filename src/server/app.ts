@@ -191,8 +191,9 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     const header = request.headers.authorization ?? (request.headers['x-api-key'] ? `Bearer ${String(request.headers['x-api-key'])}` : undefined);
     if (!keyMatches(header, opts.apiKey)) throw unauthorized();
   };
+  const hostPolicy = { bindAddress: opts.bindAddress, allowedHosts: opts.allowedHosts };
   const refuseOtherHosts = async (request: FastifyRequest) => {
-    if (!hostAllowed(request.headers.host, { bindAddress: opts.bindAddress, allowedHosts: opts.allowedHosts }))
+    if (!hostAllowed(request.headers.host, hostPolicy))
       throw new ApiError(
         403,
         `This server listens on ${opts.bindAddress} and answers requests for this machine only, not for host "${String(request.headers.host).slice(0, 200)}" (a web page reaching it by DNS rebinding). Behind a reverse proxy, name the host with --allowed-hosts.`,
@@ -205,22 +206,17 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     if (isCrossSiteFormPost(request, opts.corsOrigins))
       throw new ApiError(403, "A page of another site may not post here (its Origin is not this server's); allow its origin with --cors-origin.", 'invalid_request_error', null, 'cross_site_request');
   };
+  const addGuards = () => {
+    for (const guard of [refuseOtherHosts, refuseCrossSite, requireKey]) app.addHook('onRequest', guard);
+  };
   if (opts.corsOrigins) {
     // CORS first, so that errors (a 401 among them) carry its headers and browsers show them.
     const origin = opts.corsOrigins === '*' ? '*' : [...opts.corsOrigins];
     // The request headers a preflight names are allowed as asked (the origin is what is checked):
     // the SDKs send headers of their own (x-stainless-*, anthropic-version, ...) that a fixed list misses.
     void app.register(cors, { origin, methods: ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'], maxAge: 600 });
-    void app.after(() => {
-      app.addHook('onRequest', refuseOtherHosts);
-      app.addHook('onRequest', refuseCrossSite);
-      app.addHook('onRequest', requireKey);
-    });
-  } else {
-    app.addHook('onRequest', refuseOtherHosts);
-    app.addHook('onRequest', refuseCrossSite);
-    app.addHook('onRequest', requireKey);
-  }
+    void app.after(addGuards);
+  } else addGuards();
   app.addHook('onResponse', async (request, reply) => {
     metrics.responded(request.routeOptions.url ?? 'unknown', reply.statusCode);
   });

@@ -10,6 +10,7 @@
  */
 import { hostname } from 'node:os';
 import { isIP } from 'node:net';
+import { isLoopbackAddress as isLoopbackIp } from '../cluster/address.js';
 
 /** Where the server listens, and the extra names it answers ('*': any). */
 export interface HostPolicy {
@@ -17,10 +18,10 @@ export interface HostPolicy {
   readonly allowedHosts?: readonly string[] | '*';
 }
 
-/** True for an address only this machine reaches. */
+/** True for a listen address only this machine reaches: `localhost`, or a numeric loopback address (bracketed or not). */
 export function isLoopbackAddress(address: string): boolean {
   const a = address.toLowerCase().replace(/^\[|\]$/g, '');
-  return a === 'localhost' || a === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
+  return a === 'localhost' || isLoopbackIp(a);
 }
 
 /** The host name of a Host header (no port, no IPv6 brackets), lower case. */

@@ -29,7 +29,7 @@ class Occurrences {
 
   constructor(
     private readonly input: string,
-    private readonly tokenText: string,
+    readonly tokenText: string,
   ) {}
 
   /** The first occurrence at or after `pos` (-1: none); `pos` never decreases from call to call. */
@@ -42,16 +42,8 @@ class Occurrences {
   }
 }
 
-function splitRange(
-  input: string,
-  start: number,
-  end: number,
-  found: Occurrences,
-  tokenText: string,
-  token: number,
-  attr: number,
-  out: Range[],
-): void {
+function splitRange(input: string, start: number, end: number, found: Occurrences, token: number, attr: number, out: Range[]): void {
+  const tokenText = found.tokenText;
   let pos = start;
   for (;;) {
     const match = found.from(pos);
@@ -79,7 +71,7 @@ export function partitionSpecial(vocab: Vocab, input: string, parseSpecial: bool
     const found = new Occurrences(input, tokenText);
     for (const r of ranges) {
       if ('token' in r) next.push(r);
-      else splitRange(input, r.start, r.end, found, tokenText, id, attr, next);
+      else splitRange(input, r.start, r.end, found, id, attr, next);
     }
     ranges = next;
   }

@@ -210,6 +210,20 @@ function chatMessages(list: readonly z.infer<typeof chatMessage>[]): ChatMessage
   }));
 }
 
+/**
+ * An earlier conversation (`context`) cut to go before a prompt of `promptLength` tokens: one grown
+ * past the context loses its oldest tokens (its start token kept), as Ollama truncates, with a
+ * quarter of the context left for the answer. Clients send the whole conversation back every turn
+ * and would otherwise fail once it is long.
+ */
+function fittedContext(context: readonly number[], promptLength: number, bos: number | undefined, ctx: number): readonly number[] {
+  const room = ctx - Math.max(1, Math.floor(ctx / 4));
+  if (context.length + promptLength <= room) return context;
+  const head = context[0] === bos ? context.slice(0, 1) : [];
+  const keep = Math.max(0, room - promptLength - head.length);
+  return [...head, ...(keep > 0 ? context.slice(Math.max(head.length, context.length - keep)) : [])];
+}
+
 /** Calls as Ollama answers them: arguments as an object, each with its index. */
 function ollamaToolCalls(calls: readonly ReplyToolCall[]): Record<string, unknown>[] {
   return calls.map((c, index) => ({ id: c.id, function: { index, name: c.name, arguments: c.arguments } }));
@@ -403,18 +417,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
       // The context starts with its own BOS: the prompt's would sit in the middle of the conversation.
       const bos = model.tokenizer.vocab.special.bos;
       const rest = ids[0] === bos ? ids.slice(1) : ids;
-      let context = body.context;
-      // A conversation grown past the context loses its oldest tokens (its start token kept), as
-      // Ollama truncates, with a quarter of the context left for the answer: clients send the
-      // whole conversation back every turn and would otherwise fail once it is long.
-      const ctx = model.engine.runner.ctxPerSlot;
-      const room = ctx - Math.max(1, Math.floor(ctx / 4));
-      if (context.length + rest.length > room) {
-        const head = context[0] === bos ? [context[0]] : [];
-        const turns = context.slice(head.length);
-        const keep = Math.max(0, room - rest.length - head.length);
-        context = [...head, ...(keep > 0 ? turns.slice(Math.max(0, turns.length - keep)) : [])];
-      }
+      const context = fittedContext(body.context, rest.length, bos, model.engine.runner.ctxPerSlot);
       return checkIds(model, [...context, ...rest], 'the context with the prompt', 'context');
     };
     await runOllama(

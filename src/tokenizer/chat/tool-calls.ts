@@ -164,31 +164,17 @@ function partialMarkerAtEnd(text: string, marker: string): number {
   return 0;
 }
 
+/** The marker a call begins with, for the formats whose calls may follow prose. */
+const CALL_MARKERS: Partial<Record<ToolCallFormat, string>> = { hermes: '<tool_call>', mistral: '[TOOL_CALLS]' };
+const PYTHON_TAG = '<|python_tag|>';
+
 /**
  * How much of a reply still being generated is prose for sure: the length of the start of `text`
  * in which no tool call written in `format` can begin, whatever tokens follow. A server streams
  * that much as content and holds the rest until the reply is complete and parsed.
  */
 export function proseLength(text: string, format: ToolCallFormat): number {
-  const marked = (marker: string): number => {
-    const at = text.indexOf(marker);
-    return at >= 0 ? at : text.length - partialMarkerAtEnd(text, marker);
-  };
-  switch (format) {
-    case 'hermes':
-      return marked('<tool_call>');
-    case 'mistral':
-      return marked('[TOOL_CALLS]');
-    case 'llama3': {
-      // A call is the whole reply: prose once it starts with anything but `{` or the python tag.
-      const body = text.trimStart();
-      const TAG = '<|python_tag|>';
-      if (body === '' || body.startsWith('{') || TAG.startsWith(body) || body.startsWith(TAG)) return 0;
-      return text.length;
-    }
-    default:
-      return text.length;
-  }
+  return new ProseTracker(format).push(text);
 }
 
 /**
@@ -210,7 +196,7 @@ export class ProseTracker {
     this.text += piece;
     if (this.settled === 'all') return this.text.length;
     if (this.settled !== undefined) return this.settled;
-    const marker = this.format === 'hermes' ? '<tool_call>' : this.format === 'mistral' ? '[TOOL_CALLS]' : undefined;
+    const marker = CALL_MARKERS[this.format];
     if (marker) {
       const at = this.text.indexOf(marker, this.from);
       if (at >= 0) return (this.settled = at);
@@ -218,15 +204,15 @@ export class ProseTracker {
       this.from = this.text.length - partialMarkerAtEnd(this.text, marker);
       return this.from;
     }
-    const n = proseLength(this.text, this.format);
-    // Llama 3 is decided by the reply's start: prose once anything but a call's start has come,
-    // a call for good once `{` or the whole python tag has.
-    if (n > 0) this.settled = 'all';
-    else {
+    if (this.format === 'llama3') {
+      // A call is the whole reply, so its start decides: a call for good once `{` or the whole
+      // python tag has come, undecided while only spaces or a start of the tag have, else prose.
       const body = this.text.trimStart();
-      if (body.startsWith('{') || body.startsWith('<|python_tag|>')) this.settled = 0;
+      if (body.startsWith('{') || body.startsWith(PYTHON_TAG)) return (this.settled = 0);
+      if (body === '' || PYTHON_TAG.startsWith(body)) return 0;
     }
-    return n;
+    this.settled = 'all';
+    return this.text.length;
   }
 }
 
