@@ -40,10 +40,11 @@ static napi_value cpu_info(napi_env env, napi_callback_info info) {
   const char *features[CAIRN_MAX_CPU_FEATURES];
   napi_set_named_property(env, o, "features",
                           string_array(env, features, cairn_cpu_features(features, CAIRN_MAX_CPU_FEATURES)));
-  const char *isas[4];
+  const cairn_isa all[] = {CAIRN_ISA_SCALAR, CAIRN_ISA_AVX2, CAIRN_ISA_AVX512, CAIRN_ISA_AMX, CAIRN_ISA_NEON};
+  const int n_all = (int)(sizeof all / sizeof all[0]);
+  const char *isas[sizeof all / sizeof all[0]];
   int n_isas = 0;
-  const cairn_isa all[] = {CAIRN_ISA_SCALAR, CAIRN_ISA_AVX2, CAIRN_ISA_AVX512, CAIRN_ISA_NEON};
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < n_all; i++) {
     if (cairn_isa_usable(all[i])) isas[n_isas++] = cairn_isa_name(all[i]);
   }
   napi_set_named_property(env, o, "availableIsas", string_array(env, isas, n_isas));

@@ -3,7 +3,7 @@
  *
  * Folders and instruction sets: native/src is plain C compiled for the baseline of the target;
  * native/x86_avx2 may use AVX2+FMA+F16C; native/x86_avx512 may use AVX-512 F/BW/VL/DQ/CD plus
- * VNNI and BF16; native/arm_neon may use ARMv8.2-A with dotprod and fp16. Only dispatch.c decides
+ * VNNI and BF16 (and AMX tile instructions, in code that only the AMX level calls); native/arm_neon may use ARMv8.2-A with dotprod and fp16. Only dispatch.c decides
  * which group runs, from what the CPU reports, so code in an ISA folder never runs on a CPU
  * without those instructions.
  */
@@ -18,7 +18,11 @@ typedef enum {
   CAIRN_ISA_SCALAR = 0,
   CAIRN_ISA_AVX2 = 1,   /* x86-64: AVX2, FMA, F16C */
   CAIRN_ISA_AVX512 = 2, /* x86-64: AVX-512 F/BW/VL/DQ/CD + VNNI + BF16 */
-  CAIRN_ISA_NEON = 3    /* arm64: NEON + dotprod + fp16 */
+  CAIRN_ISA_NEON = 3,   /* arm64: NEON + dotprod + fp16 */
+  /* x86-64: the AVX512 level plus AMX tiles with INT8 dot products (Sapphire Rapids on), which
+     take the batch products (prefill, several streams); everything else runs the AVX512 kernels.
+     Numbered after NEON, which is on another architecture: levels compare within one. */
+  CAIRN_ISA_AMX = 4
 } cairn_isa;
 
 /* The best level this CPU supports (computed once). */

@@ -14,6 +14,10 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -41,6 +45,19 @@ static unsigned long long read_xcr0(void) {
   return ((unsigned long long)hi << 32) | lo;
 }
 
+/*
+ * AMX tile data is off for a Linux process until it asks for it (the kernel then saves 8 KiB more
+ * per context switch); elsewhere the OS gives no such permission, so AMX stays unused.
+ */
+static int os_grants_amx(void) {
+#if defined(__linux__)
+  const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+  return 0;
+#endif
+}
+
 static void detect(cpu_report *r) {
   unsigned int a, b, c, d;
   r->best = CAIRN_ISA_SCALAR;
@@ -52,15 +69,18 @@ static void detect(cpu_report *r) {
   const int os_avx = (xcr0 & 0x6) == 0x6;
   const int os_avx512 = (xcr0 & 0xe6) == 0xe6;
 
-  unsigned int b7 = 0, c7 = 0, a71 = 0;
+  unsigned int b7 = 0, c7 = 0, d7 = 0, a71 = 0;
   if (__get_cpuid_max(0, 0) >= 7) {
-    __cpuid_count(7, 0, a, b7, c7, d);
+    __cpuid_count(7, 0, a, b7, c7, d7);
     __cpuid_count(7, 1, a71, b, c, d);
   }
   const int avx2 = (b7 >> 5) & 1, bmi2 = (b7 >> 8) & 1;
   const int f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, cd = (b7 >> 28) & 1;
   const int bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
   const int vnni = (c7 >> 11) & 1, bf16 = (a71 >> 5) & 1;
+  const int amx_tile = (d7 >> 24) & 1, amx_int8 = (d7 >> 25) & 1;
+  /* XTILECFG and XTILEDATA state enabled by the OS. */
+  const int os_amx = (xcr0 & 0x60000) == 0x60000;
 
   const int ok_avx = os_avx && avx;
   const int ok_512 = ok_avx && os_avx512;
@@ -80,6 +100,10 @@ static void detect(cpu_report *r) {
   if (ok_avx && avx2 && fma && f16c && bmi2) r->best = CAIRN_ISA_AVX2;
   /* AVX-512 without VNNI/BF16 (Skylake-X) gains little over AVX2 for our kernels. */
   if (r->best == CAIRN_ISA_AVX2 && ok_512 && f && bw && vl && dq && cd && vnni && bf16) r->best = CAIRN_ISA_AVX512;
+  const int ok_amx = r->best == CAIRN_ISA_AVX512 && os_amx && amx_tile && amx_int8 && os_grants_amx();
+  add_feature(r, ok_amx, "amx-tile");
+  add_feature(r, ok_amx, "amx-int8");
+  if (ok_amx) r->best = CAIRN_ISA_AMX;
 }
 #elif defined(__aarch64__)
 static void detect(cpu_report *r) {
@@ -113,7 +137,7 @@ static int usable_below(cairn_isa best, cairn_isa isa) {
 }
 
 /*
- * CAIRN_ISA=<scalar|avx2|avx512|neon> caps the level for the whole process (to compare paths or
+ * CAIRN_ISA=<scalar|avx2|avx512|amx|neon> caps the level for the whole process (to compare paths or
  * work around a problem in one of them); a level this CPU lacks is reported and ignored.
  */
 static void apply_env_override(void) {
@@ -151,7 +175,7 @@ int cairn_isa_force(cairn_isa isa) {
   return 0;
 }
 
-static const char *const k_names[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const k_names[] = {"scalar", "avx2", "avx512", "neon", "amx"};
 
 const char *cairn_isa_name(cairn_isa isa) {
   return (unsigned)isa < sizeof k_names / sizeof k_names[0] ? k_names[isa] : "unknown";

@@ -418,7 +418,7 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
     c.panel_gemm = panels->gemm[wtype];
     c.panel_min = panels->min_tokens[wtype];
     c.aux_stride = quant_panel_aux_count(h->cols);
-    c.panel_bytes = pad64(quant_panel_bytes(h->cols, c.chunk_rows));
+    c.panel_bytes = pad64(quant_panel_bytes(panels, wtype, h->cols, c.chunk_rows));
   }
   const int use_ranges = threads > 1 && macs >= MIN_PARALLEL_MACS && max_tokens <= RANGE_MAX_TOKENS && !c.panel_gemm &&
                          (int64_t)n_active * rows <= INT32_MAX;

@@ -31,6 +31,7 @@
 const quant_kernel_table *quant_active_kernels(void) {
   switch (cairn_isa_active()) {
 #if defined(__x86_64__)
+    case CAIRN_ISA_AMX: /* the AMX level differs in its batch products only (quant_active_panels) */
     case CAIRN_ISA_AVX512: return &quant_kernels_avx512;
     case CAIRN_ISA_AVX2: return &quant_kernels_avx2;
 #elif defined(__aarch64__)
@@ -43,7 +44,9 @@ const quant_kernel_table *quant_active_kernels(void) {
 /* The panel kernels of the active ISA, or NULL where it has none. */
 const quant_panel_table *quant_active_panels(void) {
 #if defined(__x86_64__)
-  if (cairn_isa_active() == CAIRN_ISA_AVX512) return &quant_panels_avx512;
+  const cairn_isa isa = cairn_isa_active();
+  if (isa == CAIRN_ISA_AMX) return &quant_panels_amx;
+  if (isa == CAIRN_ISA_AVX512) return &quant_panels_avx512;
 #endif
   return NULL;
 }
@@ -252,13 +255,13 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
     dc.panel_gemm = panels->gemm[wtype];
     dc.aux = pc.aux;
     dc.aux_stride = aux_stride;
-    const size_t row_panel_bytes = quant_panel_bytes(cols, QUANT_PANEL_ROWS) / QUANT_PANEL_ROWS;
+    const size_t row_panel_bytes = quant_panel_bytes(panels, wtype, cols, QUANT_PANEL_ROWS) / QUANT_PANEL_ROWS;
     dc.chunk_rows = clampi((int64_t)(PANEL_CHUNK_BYTES / row_panel_bytes), QUANT_PANEL_ROWS, 1 << 20);
     /* At least two chunks per thread when the matrix allows, whole panels always. */
     const int balanced = clampi(rows / ((int64_t)threads * 2), QUANT_PANEL_ROWS, 1 << 20);
     if (balanced < dc.chunk_rows) dc.chunk_rows = balanced;
     dc.chunk_rows &= ~(QUANT_PANEL_ROWS - 1);
-    dc.panel_bytes = quant_panel_bytes(cols, dc.chunk_rows);
+    dc.panel_bytes = quant_panel_bytes(panels, wtype, cols, dc.chunk_rows);
     dc.panels = grow(&g_panels, &g_panels_cap, dc.panel_bytes * (size_t)threads);
     if (!dc.panels) {
       rc = -1;

@@ -66,7 +66,7 @@ extern const quant_kernel_table quant_kernels_neon;
  * block's integer dot, which takes back the offset of unsigned weight quants, or the partner of
  * the K-quant mins).
  * gemm: like quant_gemm_fn over nr rows and nt tokens, with token t's prep values at
- * aux + t * aux_stride and `panels` a private buffer of quant_panel_bytes(cols, nr).
+ * aux + t * aux_stride and `panels` a private buffer of quant_panel_bytes(table, type, cols, nr).
  */
 typedef void (*quant_panel_prep_fn)(const uint8_t *a, int cols, int32_t *aux);
 typedef void (*quant_panel_gemm_fn)(int cols, const uint8_t *w, size_t w_stride, int nr, const uint8_t *a,
@@ -78,19 +78,26 @@ typedef struct {
   quant_panel_gemm_fn gemm[QUANT_MAX_TYPE];  /* indexed by weight type; NULL: no panel path */
   /* Tokens from which the panel path beats the row tiles (unpacking is paid once per call). */
   int min_tokens[QUANT_MAX_TYPE];
+  /* Panel bytes per 32 elements of 16 rows where a type's layout needs more than
+     QUANT_PANEL_BLOCK_BYTES (0: that). */
+  int block_bytes[QUANT_MAX_TYPE];
 } quant_panel_table;
 
-/* Panel rows, bytes per 32 elements of a panel, and bytes of the panels of `rows` rows of `cols`. */
+/* Panel rows, and bytes per 32 elements of a panel of 16 rows in the common layout. */
 #define QUANT_PANEL_ROWS 16
 #define QUANT_PANEL_BLOCK_BYTES (8 * 64 + 2 * 64)
-static inline size_t quant_panel_bytes(int cols, int rows) {
-  return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * (size_t)(cols / QK) * QUANT_PANEL_BLOCK_BYTES;
+/* Bytes of the panels of `rows` rows of `cols` of a type, in the layout of `table`. */
+static inline size_t quant_panel_bytes(const quant_panel_table *table, int type, int cols, int rows) {
+  const size_t block = table->block_bytes[type] ? (size_t)table->block_bytes[type] : QUANT_PANEL_BLOCK_BYTES;
+  return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * (size_t)(cols / QK) * block;
 }
 /* int32 prep values per activation row. */
 static inline size_t quant_panel_aux_count(int cols) { return (size_t)(cols / 16); }
 
 #if defined(__x86_64__)
 extern const quant_panel_table quant_panels_avx512;
+/* The same products on AMX tiles (native/x86_avx512/quant_amx_avx512.c), same results bit for bit. */
+extern const quant_panel_table quant_panels_amx;
 #endif
 /* The panel kernels of the active ISA, or NULL where it has none. */
 const quant_panel_table *quant_active_panels(void);

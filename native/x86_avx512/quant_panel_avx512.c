@@ -18,15 +18,10 @@
  * by the weight and activation block scales.
  */
 #if defined(__x86_64__)
-#include <immintrin.h>
-#include <stddef.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "../src/quant_formats.h"
-#include "../src/quant_kernels.h"
+#include "panel_units.h"
 
-#define PANEL_ROWS QUANT_PANEL_ROWS
 /*
  * Tokens per tile: their float and int sums live in registers next to the 8 weight vectors of a
  * block. 6 measured best (14336x4096 Q4_0, 512 tokens, 2 threads: 4: 1201, 5: 1253, 6: 1288,
@@ -34,260 +29,6 @@
  */
 #define PANEL_T 6
 _Static_assert(PANEL_T == 6, "px_gemm's switch has tile sizes 1 to 6");
-/*
- * Bytes of one 32-element block of a panel: 8 vectors of 16 rows x 4 quants, then two vectors
- * of 16 f32: the block scales and, by format, the K-quant mins (-dmin * m) or Q6_K's scales of
- * the block's second 16 elements.
- */
-#define PANEL_BLOCK_BYTES (8 * 64 + 2 * 64)
-_Static_assert(PANEL_BLOCK_BYTES == QUANT_PANEL_BLOCK_BYTES, "quant_panel_bytes assumes this block size");
-
-/* How a block's integer dots become floats (see px_tile). */
-enum { PX_OFFSET = 0, PX_MIN = 1, PX_HALVES = 2 };
-
-#define PX_INLINE static inline __attribute__((always_inline))
-
-/* An unaligned int32 that may alias activation bytes (4 of them go to every lane of a dpbusd). */
-typedef int32_t px_i32u __attribute__((aligned(1), may_alias));
-
-/*
- * The 16 rows of a panel. Rows past the matrix's last repeat row 0: their lanes compute
- * something, but px_tile never stores them.
- */
-PX_INLINE void px_rows(const uint8_t *w, size_t ws, int nr, const uint8_t *rows[PANEL_ROWS]) {
-  for (int r = 0; r < PANEL_ROWS; r++) rows[r] = w + (size_t)(r < nr ? r : 0) * ws;
-}
-
-/*
- * Dword j (j < 4) of the 16 bytes at rows[r] + off, for r = 0..15, into out[j] lane r: a 4x4
- * dword transpose within each 128-bit lane, after loading rows k, k+4, k+8, k+12 into the
- * lanes of register k (so that lane positions come out in row order). Row by row reads keep
- * the weights streaming; a gather per dword measured 2-3x slower for the whole unpacking.
- */
-PX_INLINE void px_transpose16(const uint8_t *const *rows, size_t off, __m512i out[4]) {
-  __m512i v[4];
-  for (int k = 0; k < 4; k++) {
-    __m512i x = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[k] + off)));
-    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 4] + off)), 1);
-    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 8] + off)), 2);
-    v[k] = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 12] + off)), 3);
-  }
-  const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]);
-  const __m512i t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
-  out[0] = _mm512_unpacklo_epi64(t0, t2);
-  out[1] = _mm512_unpackhi_epi64(t0, t2);
-  out[2] = _mm512_unpacklo_epi64(t1, t3);
-  out[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
-/* Byte i of 16 transposed bytes (px_transpose16's output) per lane: unsigned, and sign-extended. */
-PX_INLINE __m512i px_byte(const __m512i *v, int i) {
-  return _mm512_and_si512(_mm512_srli_epi32(v[i / 4], 8 * (i % 4)), _mm512_set1_epi32(0xff));
-}
-PX_INLINE __m512i px_sbyte(const __m512i *v, int i) {
-  return _mm512_srai_epi32(_mm512_slli_epi32(v[i / 4], 24 - 8 * (i % 4)), 24);
-}
-
-/*
- * The n-byte fields (n = 1 or 2) at rows[r] + off of the 16 rows, packed in row order into
- * 64-bit words in general registers: read back as one vector, 16 narrow stores stalled on store
- * forwarding, and table loads with single-float stores per row cost as much as the rest of a unit.
- */
-PX_INLINE void px_pack_fields(const uint8_t *const *rows, size_t off, const int n, uint64_t *words) {
-  const int per_word = 8 / n;
-  for (int w = 0; w < PANEL_ROWS / per_word; w++) words[w] = 0;
-  for (int r = 0; r < PANEL_ROWS; r++) {
-    uint16_t x = 0;
-    memcpy(&x, rows[r] + off, (size_t)n);
-    words[r / per_word] |= (uint64_t)x << (8 * n * (r % per_word));
-    __asm__("" : "+r"(words[r / per_word])); /* kept in general registers (vectorized, it went through memory) */
-  }
-}
-
-/* The f16 at rows[r] + off for each row, as 16 f32 (one thread, 256 x 2880 Q4_0 in L2, one token:
-   24.4 -> 25.6 GB/s against a 16-store buffer). */
-PX_INLINE __m512 px_halves(const uint8_t *const *rows, size_t off) {
-  uint64_t q[4];
-  px_pack_fields(rows, off, 2, q);
-  return _mm512_cvtph_ps(_mm256_set_epi64x((long long)q[3], (long long)q[2], (long long)q[1], (long long)q[0]));
-}
-
-PX_INLINE __m512i *px_block(uint8_t *panel, int b) { return (__m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES); }
-
-/* Q4_0 panel: quants as u8 0..15 (elements 4g..4g+3 in vector g), offset 8 via the activation sums. */
-PX_INLINE void px_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  const size_t off = (size_t)b * sizeof(block_q4_0);
-  __m512i *out = px_block(dst, 0), v[4];
-  /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
-  px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
-  for (int g = 0; g < 4; g++) {
-    _mm512_store_si512(out + g, _mm512_and_si512(v[g], low));
-    _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
-  }
-  _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q4_0, d)));
-}
-
-/*
- * The E8M0 byte at rows[r] + off of each row, halved (quant_e8m0_half), as 16 f32: the bytes
- * packed by px_pack_fields and the values formed in vector registers, instead of 16 table loads
- * and single-float stores (one thread, 256 x 2880 in L2, one token: 18.8 -> 21.2 GB/s; two
- * threads over memory, 2880 x 2880: 23.6 -> 26.5). A gather instruction instead was slower (17.0).
- */
-PX_INLINE __m512 px_e8m0_halves(const uint8_t *const *rows, size_t off) {
-  uint64_t q[2];
-  px_pack_fields(rows, off, 1, q);
-  const __m512i e = _mm512_cvtepu8_epi32(_mm_set_epi64x((long long)q[1], (long long)q[0]));
-  /* 2^(e - 128): exponent field e - 1, or for e < 2 the subnormals 0x00200000 << e. */
-  const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
-  const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
-  return _mm512_castsi512_ps(_mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)), tiny));
-}
-
-/* MXFP4 panel: the doubled E2M1 codes + 16 as u8 (4..28), offset 16 via the activation sums. */
-PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
-  const size_t off = (size_t)b * sizeof(block_mxfp4);
-  __m512i *out = px_block(dst, 0), v[4];
-  /* As Q4_0: qs byte j holds element j (low nibble) and j + 16 (high nibble). */
-  px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
-  for (int g = 0; g < 4; g++) {
-    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
-    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
-  }
-  _mm512_store_ps((float *)(out + 8), px_e8m0_halves(rows, off + offsetof(block_mxfp4, e)));
-}
-
-/* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
-PX_INLINE void px_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i flip = _mm512_set1_epi8((char)0x80);
-  const size_t off = (size_t)b * sizeof(block_q8_0);
-  __m512i *out = px_block(dst, 0), v[4];
-  for (int h = 0; h < 2; h++) {
-    px_transpose16(rows, off + offsetof(block_q8_0, qs) + 16 * h, v);
-    for (int g = 0; g < 4; g++) _mm512_store_si512(out + 4 * h + g, _mm512_xor_si512(v[g], flip));
-  }
-  _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q8_0, d)));
-}
-
-/*
- * Q4_K panel: each 32-element sub-block is a panel block of u8 quants 0..15 with its scale per row
- * (int32); a super-block's mins (word pairs), d and dmin fill the second spare vectors of its first
- * six sub-blocks (see px_run_k).
- */
-PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  const size_t off = (size_t)B * sizeof(block_q4_K);
-  /* Bytes 32j..32j+31 of qs: low nibbles are sub-block 2j, high nibbles sub-block 2j + 1. */
-  for (int j = 0; j < 4; j++) {
-    __m512i *even = px_block(panel, 2 * j), *odd = px_block(panel, 2 * j + 1), v[4];
-    for (int h = 0; h < 2; h++) {
-      px_transpose16(rows, off + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
-      for (int g = 0; g < 4; g++) {
-        _mm512_store_si512(even + 4 * h + g, _mm512_and_si512(v[g], low));
-        _mm512_store_si512(odd + 4 * h + g, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
-      }
-    }
-  }
-  /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
-  __m512i head[4];
-  px_transpose16(rows, off, head);
-  const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
-  const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
-  __m512i m_even = _mm512_setzero_si512();
-  for (int sb = 0; sb < 8; sb++) {
-    /* quant_k_scale_min, lane by lane. */
-    __m512i sc, m;
-    if (sb < 4) {
-      sc = _mm512_and_si512(px_byte(head + 1, sb), _mm512_set1_epi32(63));
-      m = _mm512_and_si512(px_byte(head + 1, sb + 4), _mm512_set1_epi32(63));
-    } else {
-      const __m512i both = px_byte(head + 1, sb + 4);
-      sc = _mm512_or_si512(_mm512_and_si512(both, _mm512_set1_epi32(15)),
-                           _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb - 4), 6), 4));
-      m = _mm512_or_si512(_mm512_srli_epi32(both, 4), _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb), 6), 4));
-    }
-    _mm512_store_si512(px_block(panel, sb) + 8, sc);
-    /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
-    if (sb & 1) _mm512_store_si512(px_block(panel, sb / 2) + 9, _mm512_or_si512(m_even, _mm512_slli_epi32(m, 16)));
-    else m_even = m;
-  }
-  _mm512_store_ps((float *)(px_block(panel, 4) + 9), d);
-  _mm512_store_ps((float *)(px_block(panel, 5) + 9), dmin);
-}
-
-/* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), the halves' scales as word pairs, d per super-block. */
-PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {
-  const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
-  const size_t off = (size_t)B * sizeof(block_q6_K);
-  /* Elements 128n + 32k + l: ql byte 64n + 32(k & 1) + l (high nibble when k >= 2), qh byte
-   * 32n + l (bits 2k, 2k + 1), as in ggml's dequantize_row_q6_K. */
-  for (int n = 0; n < 2; n++)
-    for (int h = 0; h < 2; h++) {
-      __m512i vh[4], vl[4];
-      px_transpose16(rows, off + offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
-      for (int odd = 0; odd < 2; odd++) {
-        px_transpose16(rows, off + offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
-        for (int hi = 0; hi < 2; hi++) {
-          const int k = odd + 2 * hi;
-          for (int g = 0; g < 4; g++) {
-            const __m512i lo4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 4) : vl[g], low);
-            const __m512i hi2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * k), two), 4);
-            _mm512_store_si512(px_block(panel, 4 * n + k) + 4 * h + g, _mm512_or_si512(lo4, hi2));
-          }
-        }
-      }
-    }
-  __m512i scales[4];
-  px_transpose16(rows, off + offsetof(block_q6_K, scales), scales);
-  const __m512 d = px_halves(rows, off + offsetof(block_q6_K, d));
-  for (int sb = 0; sb < 8; sb++) {
-    /* The scales of the sub-block's two halves as a word pair per row. */
-    const __m512i lo = _mm512_and_si512(px_sbyte(scales, 2 * sb), _mm512_set1_epi32(0xffff));
-    _mm512_store_si512(px_block(panel, sb) + 8, _mm512_or_si512(lo, _mm512_slli_epi32(px_sbyte(scales, 2 * sb + 1), 16)));
-  }
-  _mm512_store_ps((float *)(px_block(panel, 0) + 9), d);
-}
-
-/*
- * -offset * (sum of each 32-element block of a Q8_0 activation row), the start value of each
- * block's integer dot.
- */
-PX_INLINE void px_block_sums(const uint8_t *a, int cols, int offset, int32_t *aux) {
-  const __m512i ones = _mm512_set1_epi8(1);
-  int b = 0;
-  for (; b + 2 <= cols / QK; b += 2) {
-    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_loadu_si512((const void *)(a + QK * b)));
-    aux[b] = -offset * _mm512_mask_reduce_add_epi32(0x00ff, s);
-    aux[b + 1] = -offset * _mm512_mask_reduce_add_epi32(0xff00, s);
-  }
-  for (; b < cols / QK; b++) {
-    int32_t s = 0;
-    for (int j = 0; j < QK; j++) s += (int8_t)a[QK * b + j];
-    aux[b] = -offset * s;
-  }
-}
-
-static void px_prep_q4_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 8, aux); }
-static void px_prep_q8_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
-static void px_prep_mxfp4(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 16, aux); }
-
-/* Q4_K: the sums of sub-blocks 2k and 2k + 1 as a word pair (at 2k), the mins' partners. */
-static void px_prep_q4_K(const uint8_t *a, int cols, int32_t *aux) {
-  const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
-  for (int b = 0; b + 1 < cols / QK; b += 2) {
-    const uint32_t lo = (uint16_t)(bsums[2 * b] + bsums[2 * b + 1]), hi = (uint16_t)(bsums[2 * b + 2] + bsums[2 * b + 3]);
-    aux[b] = (int32_t)(lo | hi << 16);
-    aux[b + 1] = 0;
-  }
-}
-
-/* Q6_K: -32 * (sum of each 16 activations), the start of each half-block's integer dot. */
-static void px_prep_q6_K(const uint8_t *a, int cols, int32_t *aux) {
-  const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
-  for (int j = 0; j < cols / 16; j++) aux[j] = -32 * bsums[j];
-}
 
 /*
  * T tokens against blocks b0 .. b0 + nblocks - 1 of a 16-row panel of a 32-element format
@@ -383,8 +124,6 @@ PX_INLINE void px_tile(const int T, const int mode, int nb, const uint8_t *panel
     _mm512_mask_storeu_ps(y + (size_t)t * ys, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
 }
 
-/* Unpacks unit u of 16 rows (one 32-element block, or a K super-block: 8 blocks) into panel blocks at dst. */
-typedef void (*px_unit_fn)(const uint8_t *const *rows, int u, uint8_t *dst);
 
 #define PX_TILE_CASE(N) \
   case N: px_tile(N, mode, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys); break
@@ -435,38 +174,6 @@ PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, i
  * batch took the panels, and speculative decoding, continuous batching and resumed sequences
  * would no longer give the tokens a sequence gets alone.)
  */
-/* The first 16-row unit past the prefetches of a direct tile (see below). */
-#ifndef PX_AHEAD
-#define PX_AHEAD 3
-#endif
-/*
- * What a direct tile at rows r0.. prefetches while it works: the 16 rows two units on are one
- * stretch of memory, asked for a unit at a time, into L2 (into L1 it pushed out the lines of these
- * rows: llama-1b Q8_0 decode 25 -> 19 tok/s); the first unit asks for the two after it. One thread
- * from memory, Zen 4, 2048 x 2048 (the next unit -> two on): Q4_0 21.0-21.5 -> 24.0-24.2 GB/s,
- * MXFP4 17.6-17.8 -> 19.9, Q8_0 26-27 either way. Past the call's rows too: a decode product hands
- * a thread its rows a few units at a time (matmul.c's vec_job), and the next piece is most often
- * the rows right after these. Bounded there, a piece's last units went unprefetched (2 threads,
- * Q4_0 512 x 2048: 42 -> 25 us a product; 2048 x 2048: 94-107 -> 75-78). A prefetch never
- * faults, past a mapping's end neither.
- */
-PX_INLINE void px_direct_ahead(const uint8_t *w, size_t ws, int r0, const uint8_t **next, size_t *bytes) {
-  const int from = r0 == 0 ? PANEL_ROWS : r0 + 2 * PANEL_ROWS;
-  *next = w + (size_t)from * ws;
-  *bytes = (size_t)(r0 + PX_AHEAD * PANEL_ROWS - from) * ws;
-}
-
-/* Unit u's share of the prefetch px_direct_ahead set up (per_unit bytes of it, into L2). */
-PX_INLINE void px_direct_prefetch(const uint8_t *next, size_t next_bytes, size_t per_unit, int u) {
-  for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
-}
-
-/* The 16-row panel's sums of T tokens into y (rows at r0; a K format with mins takes them off). */
-PX_INLINE void px_direct_store(const int T, const int mode, int rows, const __m512 *acc, const __m512 *mins, float *y, size_t ys, int r0) {
-  const __mmask16 live = (__mmask16)((1u << rows) - 1);
-  for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys + r0, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
-}
-
 PX_INLINE void px_direct_tile(const int T, const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                               size_t as, const int32_t *aux, size_t aux_stride, float *y, size_t ys) {
   const int units = cols / (QK * unit_blocks);
@@ -491,8 +198,6 @@ PX_INLINE void px_direct_tile(const int T, const int unit_blocks, const int mode
   }
 }
 
-/* Tokens a direct product takes at most (more take the panels: matmul.c's min_tokens). */
-#define PX_DIRECT_MAX_T 48
 
 /* T (<= PANEL_T) tokens of a direct unit, their sums kept in memory between units. */
 PX_INLINE void px_direct_group(const int T, const int mode, int u, const uint8_t *buf, const uint8_t *a, size_t as,
@@ -555,7 +260,6 @@ PX_INLINE void px_direct_many(const int unit_blocks, const int mode, px_unit_fn 
   }
 }
 
-typedef void (*px_prep_fn)(const uint8_t *a, int cols, int32_t *aux);
 
 /* The per-thread prep values of the call's tokens (a kernel is called once per piece of rows). */
 static __thread int32_t *px_direct_aux;
@@ -588,6 +292,12 @@ PX_INLINE void px_direct(const int unit_blocks, const int mode, px_unit_fn unit,
   }
   for (int t0 = 0; t0 < nt; t0 += PX_DIRECT_MAX_T) {
     const int left = nt - t0;
+    if (left >= QUANT_AMX_DIRECT_MIN_T && cairn_isa_active() == CAIRN_ISA_AMX) {
+      const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
+      quant_amx_direct(unit_blocks, mode, unit, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride,
+                       aux_stride, n, y + (size_t)t0 * ys, ys);
+      continue;
+    }
     if (left > PANEL_T) {
       const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
       px_direct_many(unit_blocks, mode, unit, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride, aux_stride, n,

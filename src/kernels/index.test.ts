@@ -6,7 +6,7 @@ import { createKernels, ReferenceKernels, residentBytes } from './index.js';
 
 describe('createKernels', () => {
   it('returns the native kernels by default and the reference twins on request', () => {
-    assert.match(createKernels().name, /^native-(scalar|avx2|avx512|neon)$/);
+    assert.match(createKernels().name, /^native-(scalar|avx2|avx512|amx|neon)$/);
     const ref = createKernels({ backend: 'reference', threads: 3 });
     assert.ok(ref instanceof ReferenceKernels);
     assert.equal(ref.name, 'reference');

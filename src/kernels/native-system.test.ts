@@ -82,12 +82,16 @@ describe('cpu report and ISA choice', () => {
     assert.equal(info.availableIsas.at(-1), info.detectedIsa, 'the detected level is the best available one');
     assert.ok(info.availableIsas.includes(info.isa));
     assert.ok(info.features.every((f) => typeof f === 'string' && f.length > 0));
-    if (info.detectedIsa === 'avx2' || info.detectedIsa === 'avx512') {
+    if (['avx2', 'avx512', 'amx'].includes(info.detectedIsa)) {
       for (const f of ['avx2', 'fma', 'f16c']) assert.ok(info.features.includes(f), `${f} reported with ${info.detectedIsa}`);
     }
-    if (info.detectedIsa === 'avx512') {
+    if (['avx512', 'amx'].includes(info.detectedIsa)) {
       for (const f of ['avx512f', 'avx512bw', 'avx512vl', 'avx512vnni', 'avx512bf16']) assert.ok(info.features.includes(f), f);
     }
+    // AMX is a level of its own above AVX-512 (its tile products take the batches), only where the
+    // OS granted the tile state.
+    assert.equal(info.features.includes('amx-int8'), info.detectedIsa === 'amx');
+    if (info.detectedIsa === 'amx') assert.ok(info.availableIsas.includes('avx512'));
   });
 
   it('forces each available ISA and goes back to the detected one', () => {

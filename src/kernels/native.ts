@@ -12,7 +12,7 @@ import type { AttentionParams, ExpertBatch, ExpertInput, Kernels, KvType, RopePa
 
 /** What the library reports about the CPU and itself. */
 export interface CpuInfo {
-  /** Instruction-set level the kernels use now (`scalar`, `avx2`, `avx512` or `neon`). */
+  /** Instruction-set level the kernels use now (`scalar`, `avx2`, `avx512`, `amx`: AVX-512 with AMX tiles for batches, or `neon`). */
   readonly isa: string;
   /** Best level this CPU supports. */
   readonly detectedIsa: string;

@@ -277,6 +277,30 @@ describe('native quantization kernels', { skip }, () => {
     });
   }
 
+  test('matmul on AMX tiles gives the AVX-512 results bit for bit', { skip: isas.includes('amx') ? false : 'this CPU (or OS) has no AMX tiles' }, () => {
+    // The tile products replace the VNNI steps of the panel and direct kernels for batches; a
+    // machine with AMX must give the tokens a machine without it gives.
+    const a = addon!;
+    for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q6_K]) {
+      const bs = formatCodec(type).blockSize;
+      for (const [rows, cols] of [[37, bs === 256 ? 768 : 224], [300, bs === 256 ? 2048 : 1024]]) {
+        const w = quantized(type, rows, cols, 11 + type + rows);
+        for (const n of [2, 7, 8, 15, 16, 17, 33, 48, 49, 64, 100]) {
+          const x = activations(n * cols, 13 + n + cols);
+          const out: Float32Array[] = [];
+          for (const isa of ['avx512', 'amx']) {
+            a.forceIsa(isa);
+            const y = new Float32Array(n * rows).fill(NaN);
+            a.matmul!(w, type, rows, cols, x, n, y);
+            out.push(y);
+          }
+          a.forceIsa(null);
+          assertSameFloats(out[1], out[0], `${GgmlType[type]} ${rows} x ${cols}, ${n} tokens: amx vs avx512`);
+        }
+      }
+    }
+  });
+
   test('getRows gathers dequantized rows like the reference', () => {
     const a = addon!;
     for (const type of CODEC_TYPES) {
