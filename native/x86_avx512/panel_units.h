@@ -313,10 +313,13 @@ PX_INLINE void px_direct_store(const int T, const int mode, int rows, const __m5
 }
 
 /*
- * Tokens from which a direct product goes to the AMX tiles on the AMX level (fewer stay on VNNI,
- * where one tile's fixed cost is not yet shared by enough tokens).
+ * Tokens from which a direct product goes to the AMX tiles on the AMX level: fewer stay on VNNI,
+ * where the tile steps' fixed cost (and the K units' folding) is not yet shared by enough tokens
+ * (one thread, 2048 x 2048, ms, AMX against VNNI, Xeon with AMX: 8 tokens Q4_0 0.71 vs 0.56,
+ * Q6_K 1.16 vs 0.84, Q8_0 0.46 vs 0.37; 16 tokens level or ahead; 32 tokens Q4_K 0.92 vs 1.21,
+ * Q6_K 1.11 vs 1.43, Q4_0 0.89 vs 1.14).
  */
-#define QUANT_AMX_DIRECT_MIN_T 8
+#define QUANT_AMX_DIRECT_MIN_T 16
 
 /* px_direct's products of QUANT_AMX_DIRECT_MIN_T .. PX_DIRECT_MAX_T tokens on AMX tiles (quant_amx_avx512.c). */
 void quant_amx_direct(const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr,

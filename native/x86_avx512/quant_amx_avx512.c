@@ -23,8 +23,9 @@
 
 #include "panel_units.h"
 
-/* Tokens per tile: a tile's 16 rows. */
+/* Tokens per tile (a tile's 16 rows), and per pass: two tiles share each weight tile. */
 #define AMX_M 16
+#define AMX_PASS (2 * AMX_M)
 
 #define AMX_INLINE static inline __attribute__((always_inline))
 
@@ -36,52 +37,36 @@ typedef struct __attribute__((aligned(64))) {
 } amx_config;
 
 /*
- * Tile shapes (configuration is per thread, so each call configures its own and releases the
- * tiles when done: unused tiles cost nothing at a context switch). 32-element formats, two sets
- * that alternate between blocks: tiles 0 and 3 activations (M tokens x 32 quants), 1 and 4
- * weights (8 rows of 16 weight rows x 4 quants), 2 and 5 sums (M tokens x 16 int32). Folded K
- * units: tile 0 activations (M x 64), 1 and 2 the hi and lo weights (16 rows of 16 x 4), 4 and
- * 5 their sums.
+ * Tile shapes for a pass of M0 (1..16) + M1 (0..16) tokens; configuration is per thread, so each
+ * call configures its own and releases the tiles when done (unused tiles cost nothing at a context
+ * switch). Tiles 0 and 1: the two token tiles' activations (M0 or M1 tokens x k quants); 2 (and 3,
+ * folded K units: hi and lo): weights, k / 4 rows of 16 weight rows x 4 quants; 4 (and 5): the
+ * first token tile's sums, 6 (and 7) the second's (M x 16 int32). k is 32 (a block) or 64 (a
+ * quarter of a folded super-block). With M1 = 0, tiles 1, 6 and 7 stay unconfigured and unused.
  */
-static void amx_configure(int M, const int mode) {
+static void amx_configure(int M0, int M1, const int mode) {
   amx_config c;
   memset(&c, 0, sizeof c);
   c.palette = 1;
-  const int k = mode == PX_OFFSET ? 32 : 64;
-  const int a[2] = {0, 3}, b[2] = {1, mode == PX_OFFSET ? 4 : 2}, s[2] = {mode == PX_OFFSET ? 2 : 4, 5};
+  const int k = mode == PX_OFFSET ? 32 : 64, parts = mode == PX_OFFSET ? 1 : 2;
+  const int m[2] = {M0, M1};
   for (int i = 0; i < 2; i++) {
-    c.rows[a[i]] = (uint8_t)M;
-    c.colsb[a[i]] = (uint16_t)k;
-    c.rows[b[i]] = (uint8_t)(k / 4);
-    c.colsb[b[i]] = 64;
-    c.rows[s[i]] = (uint8_t)M;
-    c.colsb[s[i]] = 64;
+    if (!m[i]) continue;
+    c.rows[i] = (uint8_t)m[i];
+    c.colsb[i] = (uint16_t)k;
+    for (int h = 0; h < parts; h++) {
+      c.rows[4 + 2 * i + h] = (uint8_t)m[i];
+      c.colsb[4 + 2 * i + h] = 64;
+    }
+  }
+  for (int h = 0; h < parts; h++) {
+    c.rows[2 + h] = (uint8_t)(k / 4);
+    c.colsb[2 + h] = 64;
   }
   /* GCC 12 does not count LDTILECFG's read of the struct as a use and drops the stores above
      (the tiles then stay unconfigured and the first tile load faults): the empty asm reads them. */
   __asm__ volatile("" : : "m"(c) : "memory");
   _tile_loadconfig(&c);
-}
-
-/*
- * The exact int32 dots of M tokens' k activations at `act` (tokens `as` apart) with a panel
- * block's k / 4 weight vectors at `wv`, into sums[t][row]. `set` picks the tile set (0 or 1):
- * alternate sets let consecutive blocks overlap.
- */
-AMX_INLINE void amx_dot(const int set, const uint8_t *act, size_t as, const void *wv, int32_t (*sums)[16]) {
-  if (set == 0) {
-    _tile_loadd(0, act, (long)as);
-    _tile_loadd(1, wv, 64);
-    _tile_zero(2);
-    _tile_dpbsud(2, 0, 1);
-    _tile_stored(2, sums, 64);
-  } else {
-    _tile_loadd(3, act, (long)as);
-    _tile_loadd(4, wv, 64);
-    _tile_zero(5);
-    _tile_dpbsud(5, 3, 4);
-    _tile_stored(5, sums, 64);
-  }
 }
 
 /* Token t's activation scale of block (or super-block) b. */
@@ -91,20 +76,38 @@ AMX_INLINE float amx_scale(const uint8_t *a, size_t as, int t, int cols, int b) 
   return da;
 }
 
-/* px_run_32 for M tokens: blocks b0 .. b0 + nblocks - 1 of a 32-element format into acc[t]. */
-AMX_INLINE void amx_run_32(const int M, int b0, int nblocks, const uint8_t *blocks, const uint8_t *a, size_t as,
-                           const int32_t *aux, size_t aux_stride, int cols, __m512 *acc) {
-  int32_t sums[2][AMX_M][16] __attribute__((aligned(64)));
-  for (int b = b0; b < b0 + nblocks; b++) {
-    const uint8_t *wv = blocks + (size_t)(b - b0) * PANEL_BLOCK_BYTES;
-    const int set = (b - b0) & 1;
-    if (set == 0) amx_dot(0, a + (size_t)QK * b, as, wv, sums[0]);
-    else amx_dot(1, a + (size_t)QK * b, as, wv, sums[1]);
-    const __m512 f0 = _mm512_load_ps((const float *)(wv + 8 * 64));
-    for (int t = 0; t < M; t++) {
-      const __m512i s = _mm512_add_epi32(_mm512_load_si512(sums[set][t]), _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, _mm512_set1_ps(amx_scale(a, as, t, cols, b))), acc[t]);
-    }
+/*
+ * A pass's tile sums of one unit: sums[0][t] (and sums[1][t], folded K: the lo parts) for the
+ * pass's tokens t, the second token tile's from t = 16.
+ */
+typedef int32_t amx_sums[2][AMX_PASS][16];
+
+/*
+ * The tile steps of block b of a 32-element format (its panel block at wv) for a pass whose
+ * activations start at a: the exact int32 dots, offsets not yet taken back.
+ */
+AMX_INLINE void amx_tiles_32(const int pair, int b, const uint8_t *wv, const uint8_t *a, size_t as, amx_sums *out) {
+  const uint8_t *act = a + (size_t)QK * b;
+  _tile_loadd(2, wv, 64);
+  _tile_loadd(0, act, (long)as);
+  _tile_zero(4);
+  _tile_dpbsud(4, 0, 2);
+  if (pair) {
+    _tile_loadd(1, act + (size_t)AMX_M * as, (long)as);
+    _tile_zero(6);
+    _tile_dpbsud(6, 1, 2);
+  }
+  _tile_stored(4, (*out)[0][0], 64);
+  if (pair) _tile_stored(6, (*out)[0][AMX_M], 64);
+}
+
+/* px_run_32's scaling of block b for M tokens, from its tile sums. */
+AMX_INLINE void amx_post_32(int M, int b, const uint8_t *wv, const amx_sums *in, const uint8_t *a, size_t as, const int32_t *aux,
+                            size_t aux_stride, int cols, __m512 *acc) {
+  const __m512 f0 = _mm512_load_ps((const float *)(wv + 8 * 64));
+  for (int t = 0; t < M; t++) {
+    const __m512i s = _mm512_add_epi32(_mm512_load_si512((*in)[0][t]), _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]));
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, _mm512_set1_ps(amx_scale(a, as, t, cols, b))), acc[t]);
   }
 }
 
@@ -185,97 +188,138 @@ static void amx_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *dst) {
 }
 
 /*
- * px_run_k for M tokens over folded units U0 .. U0 + n - 1 (`units` holds U0 first): per
- * super-block, eight tile steps give 64 dot(hi) and dot(lo) for every token and row; then
- * d x da scales the integer once, and Q4_K's mins go as in px_run_k.
+ * The tile steps of folded super-block B (its unit at u) for a pass: per token and row, dot(hi)
+ * and dot(lo) over the super-block's 256 elements, four steps of 64 each.
  */
-AMX_INLINE void amx_run_k(const int M, const int mode, int U0, int n, const uint8_t *units, const uint8_t *a, size_t as,
-                          const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
-  int32_t sums[2][AMX_M][16] __attribute__((aligned(64)));
-  for (int B = U0; B < U0 + n; B++) {
-    const uint8_t *u = units + (size_t)(B - U0) * AMX_K_UNIT_BYTES;
-    const uint8_t *act = a + (size_t)QK_K * B;
-    _tile_zero(4);
-    _tile_zero(5);
-    for (int j = 0; j < 4; j++) {
-      _tile_loadd(0, act + 64 * j, (long)as);
-      _tile_loadd(1, u + AMX_K_HI + 1024 * j, 64);
-      _tile_loadd(2, u + AMX_K_LO + 1024 * j, 64);
-      if (mode == PX_MIN) {
-        _tile_dpbsud(4, 0, 1);
-        _tile_dpbsud(5, 0, 2);
-      } else {
-        _tile_dpbssd(4, 0, 1);
-        _tile_dpbssd(5, 0, 2);
-      }
+AMX_INLINE void amx_tiles_k(const int pair, const int mode, int B, const uint8_t *u, const uint8_t *a, size_t as, amx_sums *out) {
+  const uint8_t *act = a + (size_t)QK_K * B;
+  _tile_zero(4);
+  _tile_zero(5);
+  if (pair) {
+    _tile_zero(6);
+    _tile_zero(7);
+  }
+  for (int j = 0; j < 4; j++) {
+    _tile_loadd(2, u + AMX_K_HI + 1024 * j, 64);
+    _tile_loadd(3, u + AMX_K_LO + 1024 * j, 64);
+    _tile_loadd(0, act + 64 * j, (long)as);
+    if (mode == PX_MIN) {
+      _tile_dpbsud(4, 0, 2);
+      _tile_dpbsud(5, 0, 3);
+    } else {
+      _tile_dpbssd(4, 0, 2);
+      _tile_dpbssd(5, 0, 3);
     }
-    _tile_stored(4, sums[0], 64);
-    _tile_stored(5, sums[1], 64);
-    const __m512 d = _mm512_load_ps((const float *)(u + AMX_K_D));
-    for (int t = 0; t < M; t++) {
-      const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(sums[0][t]), 6), _mm512_load_si512(sums[1][t]));
-      const __m512 vda = _mm512_set1_ps(amx_scale(a, as, t, cols, B));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, vda), acc[t]);
+    if (pair) {
+      _tile_loadd(1, act + 64 * j + (size_t)AMX_M * as, (long)as);
       if (mode == PX_MIN) {
-        const int32_t *xt = aux + (size_t)t * aux_stride;
-        const __m512i *m = (const __m512i *)(u + AMX_K_MINS);
-        __m512i msum = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) msum = _mm512_dpwssd_epi32(msum, _mm512_load_si512(m + k), _mm512_set1_epi32(xt[8 * B + 2 * k]));
-        const __m512 dmin = _mm512_load_ps((const float *)(u + AMX_K_DMIN));
-        mins[t] = _mm512_add_ps(mins[t], _mm512_mul_ps(_mm512_mul_ps(dmin, vda), _mm512_cvtepi32_ps(msum)));
+        _tile_dpbsud(6, 1, 2);
+        _tile_dpbsud(7, 1, 3);
+      } else {
+        _tile_dpbssd(6, 1, 2);
+        _tile_dpbssd(7, 1, 3);
       }
     }
   }
+  _tile_stored(4, (*out)[0][0], 64);
+  _tile_stored(5, (*out)[1][0], 64);
+  if (pair) {
+    _tile_stored(6, (*out)[0][AMX_M], 64);
+    _tile_stored(7, (*out)[1][AMX_M], 64);
+  }
 }
 
-/* Units u0 .. u0 + n - 1 of a panel (or one unpacked unit) for M tokens. */
-AMX_INLINE void amx_run(const int M, const int mode, const int unit_blocks, int u0, int n, const uint8_t *blocks, const uint8_t *a,
-                        size_t as, const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
-  if (mode == PX_OFFSET) amx_run_32(M, u0 * unit_blocks, n * unit_blocks, blocks, a, as, aux, aux_stride, cols, acc);
-  else amx_run_k(M, mode, u0, n, blocks, a, as, aux, aux_stride, cols, acc, mins);
-}
-
-/* M tokens against one whole 16-row panel: y[t][r] for the panel's live rows. */
-AMX_INLINE void amx_tile(const int M, const int mode, const int unit_blocks, int nb, const uint8_t *panel, const uint8_t *a, size_t as,
-                         const int32_t *aux, size_t aux_stride, int cols, __mmask16 live, float *y, size_t ys) {
-  __m512 acc[AMX_M], mins[AMX_M];
-  for (int t = 0; t < M; t++) acc[t] = mins[t] = _mm512_setzero_ps();
-  amx_run(M, mode, unit_blocks, 0, nb / unit_blocks, panel, a, as, aux, aux_stride, cols, acc, mins);
-  for (int t = 0; t < M; t++)
-    _mm512_mask_storeu_ps(y + (size_t)t * ys, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
+/*
+ * px_run_k's scaling of super-block B for M tokens, from its tile sums: the integer
+ * 64 dot(hi) + dot(lo) times d x da, and Q4_K's mins as in px_run_k.
+ */
+AMX_INLINE void amx_post_k(int M, const int mode, int B, const uint8_t *u, const amx_sums *in, const uint8_t *a, size_t as,
+                           const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
+  const __m512 d = _mm512_load_ps((const float *)(u + AMX_K_D));
+  for (int t = 0; t < M; t++) {
+    const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512((*in)[0][t]), 6), _mm512_load_si512((*in)[1][t]));
+    const __m512 vda = _mm512_set1_ps(amx_scale(a, as, t, cols, B));
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, vda), acc[t]);
+    if (mode == PX_MIN) {
+      const int32_t *xt = aux + (size_t)t * aux_stride;
+      const __m512i *m = (const __m512i *)(u + AMX_K_MINS);
+      __m512i msum = _mm512_setzero_si512();
+      for (int k = 0; k < 4; k++) msum = _mm512_dpwssd_epi32(msum, _mm512_load_si512(m + k), _mm512_set1_epi32(xt[8 * B + 2 * k]));
+      const __m512 dmin = _mm512_load_ps((const float *)(u + AMX_K_DMIN));
+      mins[t] = _mm512_add_ps(mins[t], _mm512_mul_ps(_mm512_mul_ps(dmin, vda), _mm512_cvtepi32_ps(msum)));
+    }
+  }
 }
 
 /* Bytes of a unit of 16 rows: a 32-element block, or a folded K super-block. */
 AMX_INLINE size_t amx_unit_bytes(const int mode) { return mode == PX_OFFSET ? PANEL_BLOCK_BYTES : AMX_K_UNIT_BYTES; }
 
-/* px_gemm on tiles: the rows unpacked into panels, then tiles of 16 tokens against every panel. */
+/* The tile steps of unit v (at u) for a pass. */
+AMX_INLINE void amx_tiles(const int pair, const int mode, int v, const uint8_t *u, const uint8_t *a, size_t as, amx_sums *out) {
+  if (mode == PX_OFFSET) amx_tiles_32(pair, v, u, a, as, out);
+  else amx_tiles_k(pair, mode, v, u, a, as, out);
+}
+
+/* The scaling of unit v (at u) for the pass's M tokens. */
+AMX_INLINE void amx_post(int M, const int mode, int v, const uint8_t *u, const amx_sums *in, const uint8_t *a, size_t as,
+                         const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
+  if (mode == PX_OFFSET) amx_post_32(M, v, u, in, a, as, aux, aux_stride, cols, acc);
+  else amx_post_k(M, mode, v, u, in, a, as, aux, aux_stride, cols, acc, mins);
+}
+
+/*
+ * A pass's tokens against one whole panel of `units` units, software-pipelined: unit v's tile
+ * steps are issued before unit v - 1's scaling, so the vector units work while the tile unit does.
+ */
+AMX_INLINE void amx_panel(const int pair, int M, const int mode, int units, const uint8_t *panel, const uint8_t *a, size_t as,
+                          const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
+  amx_sums sums[2] __attribute__((aligned(64)));
+  const size_t ub = amx_unit_bytes(mode);
+  for (int v = 0; v < units; v++) {
+    amx_tiles(pair, mode, v, panel + (size_t)v * ub, a, as, &sums[v & 1]);
+    if (v > 0) amx_post(M, mode, v - 1, panel + (size_t)(v - 1) * ub, &sums[(v - 1) & 1], a, as, aux, aux_stride, cols, acc, mins);
+  }
+  amx_post(M, mode, units - 1, panel + (size_t)(units - 1) * ub, &sums[(units - 1) & 1], a, as, aux, aux_stride, cols, acc, mins);
+}
+
+/* The sums of a pass's M tokens for a panel's live rows into y (K formats with mins take them off). */
+AMX_INLINE void amx_store(int M, const int mode, int rows, const __m512 *acc, const __m512 *mins, float *y, size_t ys) {
+  const __mmask16 live = (__mmask16)((1u << rows) - 1);
+  for (int t = 0; t < M; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, live, mode == PX_MIN ? _mm512_sub_ps(acc[t], mins[t]) : acc[t]);
+}
+
+/* Configures the tiles for a pass of M tokens (one or two token tiles). */
+AMX_INLINE void amx_pass_shape(int M, const int mode) { amx_configure(M < AMX_M ? M : AMX_M, M > AMX_M ? M - AMX_M : 0, mode); }
+
+/* px_gemm on tiles: the rows unpacked into panels, then passes of up to 32 tokens against every panel. */
 AMX_INLINE void amx_gemm(px_unit_fn unit, const int unit_blocks, const int mode, int cols, const uint8_t *w, size_t ws, int nr,
                          const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys,
                          uint8_t *panels) {
-  const int nb = cols / QK;
-  const size_t panel_bytes = (size_t)(nb / unit_blocks) * amx_unit_bytes(mode);
+  const int units = cols / (QK * unit_blocks);
+  const size_t panel_bytes = (size_t)units * amx_unit_bytes(mode);
   const int np = (nr + PANEL_ROWS - 1) / PANEL_ROWS;
   for (int p = 0; p < np; p++) {
     const int rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
     const uint8_t *rp[PANEL_ROWS];
     px_rows(w + (size_t)p * PANEL_ROWS * ws, ws, rows, rp);
     uint8_t *panel = panels + (size_t)p * panel_bytes;
-    for (int u = 0; u < nb / unit_blocks; u++) unit(rp, u, panel + (size_t)u * amx_unit_bytes(mode));
+    for (int u = 0; u < units; u++) unit(rp, u, panel + (size_t)u * amx_unit_bytes(mode));
   }
   int shape = 0;
-  for (int t0 = 0; t0 < nt; t0 += AMX_M) {
-    const int M = nt - t0 < AMX_M ? nt - t0 : AMX_M;
-    if (M != shape) amx_configure(M, mode);
+  __m512 acc[AMX_PASS], mins[AMX_PASS];
+  for (int t0 = 0; t0 < nt; t0 += AMX_PASS) {
+    const int M = nt - t0 < AMX_PASS ? nt - t0 : AMX_PASS;
+    if (M != shape) amx_pass_shape(M, mode);
     shape = M;
     const uint8_t *at = a + (size_t)t0 * as;
     const int32_t *xt = aux + (size_t)t0 * aux_stride;
     for (int p = 0; p < np; p++) {
       const int rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
-      const __mmask16 live = (__mmask16)((1u << rows) - 1);
+      for (int t = 0; t < M; t++) acc[t] = mins[t] = _mm512_setzero_ps();
       const uint8_t *panel = panels + (size_t)p * panel_bytes;
-      float *yt = y + (size_t)t0 * ys + (size_t)p * PANEL_ROWS;
-      if (M == AMX_M) amx_tile(AMX_M, mode, unit_blocks, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys);
-      else amx_tile(M, mode, unit_blocks, nb, panel, at, as, xt, aux_stride, cols, live, yt, ys);
+      if (M > AMX_M) amx_panel(1, M, mode, units, panel, at, as, xt, aux_stride, cols, acc, mins);
+      else amx_panel(0, M, mode, units, panel, at, as, xt, aux_stride, cols, acc, mins);
+      amx_store(M, mode, rows, acc, mins, y + (size_t)t0 * ys + (size_t)p * PANEL_ROWS, ys);
     }
   }
   _tile_release();
@@ -293,42 +337,55 @@ AMX_GEMM(q4_K, amx_unit_q4_K, 8, PX_MIN)
 AMX_GEMM(q6_K, amx_unit_q6_K, 8, PX_HALVES)
 
 /*
- * px_direct_many on tiles (a few dozen tokens: several streams' decode step, a speculative
- * check): each 16-row unit unpacked into L1 and used at once by every token, 16 at a time, their
- * sums kept in memory between units.
+ * One 16-row group of a direct product: each unit unpacked into L1 one unit ahead of its tile
+ * steps (the tile loads then find it written: a tile load right after the vector stores of the
+ * same lines waited for them), and its tile steps issued before the previous unit's scaling.
+ * Three buffers: the unit being unpacked, the one the tiles read, the one being scaled.
+ */
+AMX_INLINE void amx_direct_rows(const int pair, int M, const int mode, px_unit_fn unit, int units, const uint8_t *const *rp,
+                                const uint8_t *next, size_t next_bytes, const uint8_t *a, size_t as, const int32_t *aux,
+                                size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
+  uint8_t buf[3][AMX_K_UNIT_BYTES] __attribute__((aligned(64)));
+  amx_sums sums[2] __attribute__((aligned(64)));
+  const size_t per_unit = (next_bytes + units - 1) / units;
+  unit(rp, 0, buf[0]);
+  for (int v = 0; v < units; v++) {
+    amx_tiles(pair, mode, v, buf[v % 3], a, as, &sums[v & 1]);
+    px_direct_prefetch(next, next_bytes, per_unit, v);
+    if (v + 1 < units) unit(rp, v + 1, buf[(v + 1) % 3]);
+    if (v > 0) amx_post(M, mode, v - 1, buf[(v - 1) % 3], &sums[(v - 1) & 1], a, as, aux, aux_stride, cols, acc, mins);
+  }
+  amx_post(M, mode, units - 1, buf[(units - 1) % 3], &sums[(units - 1) & 1], a, as, aux, aux_stride, cols, acc, mins);
+}
+
+/*
+ * px_direct_many on tiles (several streams' decode step, a speculative check): up to 32 tokens,
+ * each 16-row unit unpacked once into L1 and used at once by all of them.
  */
 void quant_amx_direct(const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr,
                       const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys) {
   const int units = cols / (QK * unit_blocks);
-  uint8_t buf[AMX_K_UNIT_BYTES] __attribute__((aligned(64)));
   /* The K formats' units are folded here (the caller passes the VNNI panels' unpacking). */
   if (mode == PX_MIN) unit = amx_unit_q4_K;
   else if (mode == PX_HALVES) unit = amx_unit_q6_K;
-  __m512 acc[PX_DIRECT_MAX_T], mins[PX_DIRECT_MAX_T];
-  int shape = 0;
-  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
-    const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
-    const uint8_t *rp[PANEL_ROWS];
-    px_rows(w + (size_t)r0 * ws, ws, rows, rp);
-    const uint8_t *next;
-    size_t next_bytes;
-    px_direct_ahead(w, ws, r0, &next, &next_bytes);
-    const size_t per_unit = (next_bytes + units - 1) / units;
-    for (int t = 0; t < nt; t++) acc[t] = mins[t] = _mm512_setzero_ps();
-    for (int u = 0; u < units; u++) {
-      px_direct_prefetch(next, next_bytes, per_unit, u);
-      unit(rp, u, buf);
-      for (int t0 = 0; t0 < nt; t0 += AMX_M) {
-        const int M = nt - t0 < AMX_M ? nt - t0 : AMX_M;
-        if (M != shape) amx_configure(M, mode);
-        shape = M;
-        const uint8_t *at = a + (size_t)t0 * as;
-        const int32_t *xt = aux + (size_t)t0 * aux_stride;
-        if (M == AMX_M) amx_run(AMX_M, mode, unit_blocks, u, 1, buf, at, as, xt, aux_stride, cols, acc + t0, mins + t0);
-        else amx_run(M, mode, unit_blocks, u, 1, buf, at, as, xt, aux_stride, cols, acc + t0, mins + t0);
-      }
+  __m512 acc[AMX_PASS], mins[AMX_PASS];
+  for (int t0 = 0; t0 < nt; t0 += AMX_PASS) {
+    const int M = nt - t0 < AMX_PASS ? nt - t0 : AMX_PASS;
+    amx_pass_shape(M, mode);
+    const uint8_t *at = a + (size_t)t0 * as;
+    const int32_t *xt = aux + (size_t)t0 * aux_stride;
+    for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
+      const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
+      const uint8_t *rp[PANEL_ROWS];
+      px_rows(w + (size_t)r0 * ws, ws, rows, rp);
+      const uint8_t *next;
+      size_t next_bytes;
+      px_direct_ahead(w, ws, r0, &next, &next_bytes);
+      for (int t = 0; t < M; t++) acc[t] = mins[t] = _mm512_setzero_ps();
+      if (M > AMX_M) amx_direct_rows(1, M, mode, unit, units, rp, next, next_bytes, at, as, xt, aux_stride, cols, acc, mins);
+      else amx_direct_rows(0, M, mode, unit, units, rp, next, next_bytes, at, as, xt, aux_stride, cols, acc, mins);
+      amx_store(M, mode, rows, acc, mins, y + (size_t)t0 * ys + r0, ys);
     }
-    px_direct_store(nt, mode, rows, acc, mins, y, ys, r0);
   }
   _tile_release();
 }
