@@ -117,8 +117,12 @@ AMX_INLINE void amx_post_32(int M, int b, const uint8_t *wv, const amx_sums *in,
  * than the dots. So a unit holds the integer weights w = scale x quant (Q4_K: 0..945) or
  * scale x (quant - 32) (Q6_K: -4064..4096, its offset folded in too), split as w = 64 hi + lo with
  * lo = w & 63: two byte panels in tile layout (4 tiles of 64 elements x 16 rows each), so the
- * super-block's integer dot is 64 dot(hi) + dot(lo), eight tile steps with nothing scaled
- * between them. The integer is the one px_run_k forms, so the results are the same bit for bit.
+ * super-block's integer dot is 64 dot(hi) + dot(lo), eight tile steps with nothing scaled between
+ * them. The integer is the one px_run_k forms, so the results are the same bit for bit.
+ *
+ * The lo panel holds 4 lo (0..252, unsigned): the word 4 w then has hi as its high byte and 4 lo
+ * as its low byte, so a unit is formed by two byte-times-scale multiplies per 64 quants and a
+ * byte interleave, and dot(lo) = dot(4 lo) / 4 exactly.
  */
 #define AMX_K_HI 0
 #define AMX_K_LO 4096
@@ -129,32 +133,39 @@ AMX_INLINE void amx_post_32(int M, int b, const uint8_t *wv, const amx_sums *in,
 _Static_assert(AMX_K_UNIT_BYTES % 64 == 0 && AMX_K_UNIT_BYTES % 8 == 0, "folded units stay 64-byte aligned; block_bytes is an eighth of one");
 
 /*
- * hi and lo bytes of w = q x scale - offset for the 4 quants (bytes) of each lane of v: scale_bytes
- * holds the lane's scale in each byte (signed), offset_words 32 x scale per word (Q6_K) or zero.
+ * The hi and 4 lo bytes of the 64 weights whose words 4 w are we (even bytes) and wo (odd bytes),
+ * in the byte order of the quants.
  */
-AMX_INLINE void amx_fold(__m512i v, __m512i scale_bytes, __m512i offset_words, __m512i *hi, __m512i *lo) {
-  const __m512i low_byte = _mm512_set1_epi16(0x00ff), six = _mm512_set1_epi16(63);
-  /* Products of quants (0..63) and scales (|s| <= 128) fit a word: no saturation. */
-  const __m512i we = _mm512_sub_epi16(_mm512_maddubs_epi16(_mm512_and_si512(v, low_byte), scale_bytes), offset_words);
-  const __m512i wo = _mm512_sub_epi16(_mm512_maddubs_epi16(_mm512_srli_epi16(v, 8), scale_bytes), offset_words);
-  *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srai_epi16(we, 6), low_byte), _mm512_slli_epi16(_mm512_srai_epi16(wo, 6), 8));
-  *lo = _mm512_or_si512(_mm512_and_si512(we, six), _mm512_slli_epi16(_mm512_and_si512(wo, six), 8));
+AMX_INLINE void amx_split(__m512i we, __m512i wo, __m512i *hi, __m512i *lo) {
+  const __m512i high_byte = _mm512_set1_epi16((short)0xff00);
+  *hi = _mm512_or_si512(_mm512_srli_epi16(we, 8), _mm512_and_si512(wo, high_byte));
+  *lo = _mm512_or_si512(_mm512_andnot_si512(high_byte, we), _mm512_slli_epi16(wo, 8));
 }
 
-/* The lane's low byte in every byte, and the lane's low word times -offset... as words. */
-AMX_INLINE __m512i amx_bytes_of(__m512i lanes) { return _mm512_mullo_epi32(_mm512_and_si512(lanes, _mm512_set1_epi32(0xff)), _mm512_set1_epi32(0x01010101)); }
+/* Q4_K: 4 scale x quant for the quants (0..15) of v: the scales 4 sc (0..252) are the unsigned
+   factor, in the even (odd) bytes of each lane's words, the quants the signed one. */
+AMX_INLINE void amx_fold_q4_K(__m512i v, __m512i sc4_even, __m512i sc4_odd, __m512i *hi, __m512i *lo) {
+  amx_split(_mm512_maddubs_epi16(sc4_even, v), _mm512_maddubs_epi16(sc4_odd, v), hi, lo);
+}
 
-/* Writes sub-block sb's 8 quant vectors (q, from a px unit) folded with its scales into the unit at dst. */
-AMX_INLINE void amx_fold_block(const __m512i *q, int sb, __m512i scale_bytes_lo, __m512i offset_lo, __m512i scale_bytes_hi,
-                               __m512i offset_hi, uint8_t *dst) {
-  /* Sub-blocks 2j and 2j + 1 are tile j: rows 0..7 and 8..15 of it. */
-  const size_t at = (size_t)(sb / 2) * 1024 + (size_t)(sb & 1) * 512;
-  for (int g = 0; g < 8; g++) {
-    __m512i hi, lo;
-    amx_fold(_mm512_load_si512(q + g), g < 4 ? scale_bytes_lo : scale_bytes_hi, g < 4 ? offset_lo : offset_hi, &hi, &lo);
-    _mm512_store_si512((__m512i *)(dst + AMX_K_HI + at) + g, hi);
-    _mm512_store_si512((__m512i *)(dst + AMX_K_LO + at) + g, lo);
-  }
+/* Q6_K: 4 scale x (quant - 32) for the quants (0..63) of v: the products scale x quant fit a word
+   (|s| <= 128), then the offset 128 x scale comes off the quadrupled product. */
+AMX_INLINE void amx_fold_q6_K(__m512i v, __m512i sc_even, __m512i sc_odd, __m512i off128, __m512i *hi, __m512i *lo) {
+  const __m512i we = _mm512_sub_epi16(_mm512_slli_epi16(_mm512_maddubs_epi16(v, sc_even), 2), off128);
+  const __m512i wo = _mm512_sub_epi16(_mm512_slli_epi16(_mm512_maddubs_epi16(v, sc_odd), 2), off128);
+  amx_split(we, wo, hi, lo);
+}
+
+/* Where vector g of sub-block sb goes in a unit's hi (or lo) panel: sub-blocks 2j and 2j + 1 are
+   tile j, rows 0..7 and 8..15. */
+AMX_INLINE __m512i *amx_slot(uint8_t *dst, size_t panel, int sb, int g) {
+  return (__m512i *)(dst + panel + (size_t)(sb / 2) * 1024 + (size_t)(sb & 1) * 512) + g;
+}
+
+/* A lane's low byte in byte 0 (and 2) of the lane, or in byte 1 (and 3). */
+AMX_INLINE __m512i amx_even_bytes(__m512i lanes) {
+  const __m512i low = _mm512_and_si512(lanes, _mm512_set1_epi32(0xff));
+  return _mm512_or_si512(low, _mm512_slli_epi32(low, 16));
 }
 
 /* Q4_K folded unit: the px unit's quants times their sub-block scales; d, dmin and mins as they were. */
@@ -163,8 +174,8 @@ static void amx_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *dst) {
   px_unit_q4_K(rows, B, tmp);
   for (int sb = 0; sb < 8; sb++) {
     const __m512i *blk = px_block(tmp, sb);
-    const __m512i sc = amx_bytes_of(_mm512_load_si512(blk + 8));
-    amx_fold_block(blk, sb, sc, _mm512_setzero_si512(), sc, _mm512_setzero_si512(), dst);
+    const __m512i even = amx_even_bytes(_mm512_slli_epi32(_mm512_load_si512(blk + 8), 2)), odd = _mm512_slli_epi32(even, 8);
+    for (int g = 0; g < 8; g++) amx_fold_q4_K(_mm512_load_si512(blk + g), even, odd, amx_slot(dst, AMX_K_HI, sb, g), amx_slot(dst, AMX_K_LO, sb, g));
   }
   _mm512_store_si512((__m512i *)(dst + AMX_K_D), _mm512_load_si512(px_block(tmp, 4) + 9));
   _mm512_store_si512((__m512i *)(dst + AMX_K_DMIN), _mm512_load_si512(px_block(tmp, 5) + 9));
@@ -178,11 +189,14 @@ static void amx_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *dst) {
   for (int sb = 0; sb < 8; sb++) {
     const __m512i *blk = px_block(tmp, sb);
     const __m512i pair = _mm512_load_si512(blk + 8);
-    /* The halves' signed scales as words in every word of the lane, and 32 x them. */
-    const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), hi = _mm512_srai_epi32(pair, 16);
-    const __m512i lo_words = _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(lo, 16));
-    const __m512i hi_words = _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(hi, 16));
-    amx_fold_block(blk, sb, amx_bytes_of(lo), _mm512_slli_epi16(lo_words, 5), amx_bytes_of(hi), _mm512_slli_epi16(hi_words, 5), dst);
+    for (int h = 0; h < 2; h++) {
+      /* The half's signed scale: in the even (odd) bytes of each word for the multiplies, and 128 x it per word. */
+      const __m512i sc = h ? _mm512_srai_epi32(pair, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16);
+      const __m512i even = amx_even_bytes(sc), odd = _mm512_slli_epi32(even, 8);
+      const __m512i off128 = _mm512_slli_epi16(_mm512_or_si512(_mm512_and_si512(sc, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(sc, 16)), 7);
+      for (int g = 4 * h; g < 4 * h + 4; g++)
+        amx_fold_q6_K(_mm512_load_si512(blk + g), even, odd, off128, amx_slot(dst, AMX_K_HI, sb, g), amx_slot(dst, AMX_K_LO, sb, g));
+    }
   }
   _mm512_store_si512((__m512i *)(dst + AMX_K_D), _mm512_load_si512(px_block(tmp, 0) + 9));
 }
@@ -203,22 +217,15 @@ AMX_INLINE void amx_tiles_k(const int pair, const int mode, int B, const uint8_t
     _tile_loadd(2, u + AMX_K_HI + 1024 * j, 64);
     _tile_loadd(3, u + AMX_K_LO + 1024 * j, 64);
     _tile_loadd(0, act + 64 * j, (long)as);
-    if (mode == PX_MIN) {
-      _tile_dpbsud(4, 0, 2);
-      _tile_dpbsud(5, 0, 3);
-    } else {
-      _tile_dpbssd(4, 0, 2);
-      _tile_dpbssd(5, 0, 3);
-    }
+    /* hi: unsigned for Q4_K, signed for Q6_K; 4 lo: unsigned for both. */
+    if (mode == PX_MIN) _tile_dpbsud(4, 0, 2);
+    else _tile_dpbssd(4, 0, 2);
+    _tile_dpbsud(5, 0, 3);
     if (pair) {
       _tile_loadd(1, act + 64 * j + (size_t)AMX_M * as, (long)as);
-      if (mode == PX_MIN) {
-        _tile_dpbsud(6, 1, 2);
-        _tile_dpbsud(7, 1, 3);
-      } else {
-        _tile_dpbssd(6, 1, 2);
-        _tile_dpbssd(7, 1, 3);
-      }
+      if (mode == PX_MIN) _tile_dpbsud(6, 1, 2);
+      else _tile_dpbssd(6, 1, 2);
+      _tile_dpbsud(7, 1, 3);
     }
   }
   _tile_stored(4, (*out)[0][0], 64);
@@ -231,13 +238,13 @@ AMX_INLINE void amx_tiles_k(const int pair, const int mode, int B, const uint8_t
 
 /*
  * px_run_k's scaling of super-block B for M tokens, from its tile sums: the integer
- * 64 dot(hi) + dot(lo) times d x da, and Q4_K's mins as in px_run_k.
+ * 64 dot(hi) + dot(4 lo) / 4 times d x da, and Q4_K's mins as in px_run_k.
  */
 AMX_INLINE void amx_post_k(int M, const int mode, int B, const uint8_t *u, const amx_sums *in, const uint8_t *a, size_t as,
                            const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
   const __m512 d = _mm512_load_ps((const float *)(u + AMX_K_D));
   for (int t = 0; t < M; t++) {
-    const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512((*in)[0][t]), 6), _mm512_load_si512((*in)[1][t]));
+    const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512((*in)[0][t]), 6), _mm512_srai_epi32(_mm512_load_si512((*in)[1][t]), 2));
     const __m512 vda = _mm512_set1_ps(amx_scale(a, as, t, cols, B));
     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, vda), acc[t]);
     if (mode == PX_MIN) {
