@@ -29,7 +29,16 @@ if [ ! -d "$out/src/.git" ]; then
 fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
-cmake -S "$out/src" -B "$out/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+# On a CPU with AMX, GCC 12 drops the stores that fill ggml's tile configuration before LDTILECFG
+# (it does not count the instruction's read of the struct as a use), so the native build's AMX
+# kernels fault (SIGILL) at their first tile load. Dead-store elimination off keeps them.
+workaround=()
+if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && c++ -v 2>&1 | grep -q '^gcc version' &&
+  [ "$(c++ -dumpversion | cut -d. -f1)" -lt 13 ]; then
+  workaround=("-DCMAKE_C_FLAGS=-fno-tree-dse -fno-dse" "-DCMAKE_CXX_FLAGS=-fno-tree-dse -fno-dse")
+  echo "build-llama-bench: AMX CPU with GCC < 13: building with -fno-tree-dse -fno-dse (GCC 12 drops ggml's tile configuration)" >&2
+fi
+cmake -S "$out/src" -B "$out/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON "${workaround[@]}" \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON "$@" >/dev/null
 cmake --build "$out/build" --target llama-bench -j "$(nproc)"
 bin="$out/build/bin/llama-bench"
