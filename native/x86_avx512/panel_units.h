@@ -321,8 +321,9 @@ PX_INLINE void px_direct_store(const int T, const int mode, int rows, const __m5
  */
 #define QUANT_AMX_DIRECT_MIN_T 16
 
-/* px_direct's products of QUANT_AMX_DIRECT_MIN_T .. PX_DIRECT_MAX_T tokens on AMX tiles (quant_amx_avx512.c). */
-void quant_amx_direct(const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr,
-                      const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys);
+/* px_direct's products of QUANT_AMX_DIRECT_MIN_T .. PX_DIRECT_MAX_T tokens of weights of `type`
+   (a format with panels) on AMX tiles (quant_amx_avx512.c). */
+void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
+                      size_t aux_stride, int nt, float *y, size_t ys);
 
 #endif

@@ -12,9 +12,11 @@
  * batch or on which of the two paths served it.
  *
  * What it costs: tile sums leave the tile unit only through memory (a 1 KiB store, then one
- * vector load per token), and a block's scaling stays on the vector units. Two sets of tiles
- * alternate between consecutive blocks so that one block's tile work overlaps the previous
- * block's scaling.
+ * vector load per token), and a block's scaling stays on the vector units. So each unit's tile
+ * steps are issued before the previous unit's scaling, which then overlaps them; K super-blocks
+ * are folded so that they need one such round trip instead of eight (see the folded units).
+ * Measured on a 2-core Xeon (bench/RESULTS.md): 512 tokens Q4_K 2.2x the VNNI panels, Q6_K 2.0x,
+ * Q8_0 and Q4_0 1.3x; 16-32 tokens 1.0-1.4x.
  *
  * Only the AMX level (dispatch.c: CAIRN_ISA_AMX, granted by the OS) calls into this file.
  */
@@ -83,33 +85,47 @@ AMX_INLINE float amx_scale(const uint8_t *a, size_t as, int t, int cols, int b) 
 typedef int32_t amx_sums[2][AMX_PASS][16];
 
 /*
- * The tile steps of block b of a 32-element format (its panel block at wv) for a pass whose
- * activations start at a: the exact int32 dots, offsets not yet taken back.
+ * The tile steps of block b of a 32-element format (its signed panel block at wv, amx_unit_32)
+ * for a pass whose activations start at a: the exact int32 dots.
  */
 AMX_INLINE void amx_tiles_32(const int pair, int b, const uint8_t *wv, const uint8_t *a, size_t as, amx_sums *out) {
   const uint8_t *act = a + (size_t)QK * b;
   _tile_loadd(2, wv, 64);
   _tile_loadd(0, act, (long)as);
   _tile_zero(4);
-  _tile_dpbsud(4, 0, 2);
+  _tile_dpbssd(4, 0, 2);
   if (pair) {
     _tile_loadd(1, act + (size_t)AMX_M * as, (long)as);
     _tile_zero(6);
-    _tile_dpbsud(6, 1, 2);
+    _tile_dpbssd(6, 1, 2);
   }
   _tile_stored(4, (*out)[0][0], 64);
   if (pair) _tile_stored(6, (*out)[0][AMX_M], 64);
 }
 
-/* px_run_32's scaling of block b for M tokens, from its tile sums. */
-AMX_INLINE void amx_post_32(int M, int b, const uint8_t *wv, const amx_sums *in, const uint8_t *a, size_t as, const int32_t *aux,
-                            size_t aux_stride, int cols, __m512 *acc) {
+/*
+ * px_run_32's scaling of block b for M tokens, from its tile sums: the signed quants' dots are
+ * the integers px_run_32 forms from unsigned quants and the offset correction (prep), which the
+ * tiles need not take back.
+ */
+AMX_INLINE void amx_post_32(int M, int b, const uint8_t *wv, const amx_sums *in, const uint8_t *a, size_t as, int cols, __m512 *acc) {
   const __m512 f0 = _mm512_load_ps((const float *)(wv + 8 * 64));
-  for (int t = 0; t < M; t++) {
-    const __m512i s = _mm512_add_epi32(_mm512_load_si512((*in)[0][t]), _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]));
-    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, _mm512_set1_ps(amx_scale(a, as, t, cols, b))), acc[t]);
-  }
+  for (int t = 0; t < M; t++)
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((*in)[0][t])), _mm512_mul_ps(f0, _mm512_set1_ps(amx_scale(a, as, t, cols, b))), acc[t]);
 }
+
+/*
+ * A 32-element format's unit for the tiles: its VNNI panel block with the quants' offset taken off
+ * (Q8_0 128, Q4_0 8, MXFP4 16: then q, q - 8 and the doubled E2M1 values, all signed bytes).
+ */
+AMX_INLINE void amx_unit_32(px_unit_fn unit, int offset, const uint8_t *const *rows, int b, uint8_t *dst) {
+  unit(rows, b, dst);
+  const __m512i off = _mm512_set1_epi8((char)offset);
+  for (int g = 0; g < 8; g++) _mm512_store_si512(px_block(dst, 0) + g, _mm512_sub_epi8(_mm512_load_si512(px_block(dst, 0) + g), off));
+}
+static void amx_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_q4_0, 8, rows, b, dst); }
+static void amx_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_q8_0, 128, rows, b, dst); }
+static void amx_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_mxfp4, 16, rows, b, dst); }
 
 /*
  * Folded K-quant units. A K super-block's exact integer dot sums, per sub-block (Q6_K: per half),
@@ -270,7 +286,7 @@ AMX_INLINE void amx_tiles(const int pair, const int mode, int v, const uint8_t *
 /* The scaling of unit v (at u) for the pass's M tokens. */
 AMX_INLINE void amx_post(int M, const int mode, int v, const uint8_t *u, const amx_sums *in, const uint8_t *a, size_t as,
                          const int32_t *aux, size_t aux_stride, int cols, __m512 *acc, __m512 *mins) {
-  if (mode == PX_OFFSET) amx_post_32(M, v, u, in, a, as, aux, aux_stride, cols, acc);
+  if (mode == PX_OFFSET) amx_post_32(M, v, u, in, a, as, cols, acc);
   else amx_post_k(M, mode, v, u, in, a, as, aux, aux_stride, cols, acc, mins);
 }
 
@@ -337,9 +353,9 @@ AMX_INLINE void amx_gemm(px_unit_fn unit, const int unit_blocks, const int mode,
                               size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {                        \
     amx_gemm(UNIT, UNIT_BLOCKS, MODE, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);                        \
   }
-AMX_GEMM(q4_0, px_unit_q4_0, 1, PX_OFFSET)
-AMX_GEMM(q8_0, px_unit_q8_0, 1, PX_OFFSET)
-AMX_GEMM(mxfp4, px_unit_mxfp4, 1, PX_OFFSET)
+AMX_GEMM(q4_0, amx_unit_q4_0, 1, PX_OFFSET)
+AMX_GEMM(q8_0, amx_unit_q8_0, 1, PX_OFFSET)
+AMX_GEMM(mxfp4, amx_unit_mxfp4, 1, PX_OFFSET)
 AMX_GEMM(q4_K, amx_unit_q4_K, 8, PX_MIN)
 AMX_GEMM(q6_K, amx_unit_q6_K, 8, PX_HALVES)
 
@@ -369,12 +385,9 @@ AMX_INLINE void amx_direct_rows(const int pair, int M, const int mode, px_unit_f
  * px_direct_many on tiles (several streams' decode step, a speculative check): up to 32 tokens,
  * each 16-row unit unpacked once into L1 and used at once by all of them.
  */
-void quant_amx_direct(const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr,
-                      const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys) {
+AMX_INLINE void amx_direct(const int unit_blocks, const int mode, px_unit_fn unit, int cols, const uint8_t *w, size_t ws, int nr,
+                           const uint8_t *a, size_t as, const int32_t *aux, size_t aux_stride, int nt, float *y, size_t ys) {
   const int units = cols / (QK * unit_blocks);
-  /* The K formats' units are folded here (the caller passes the VNNI panels' unpacking). */
-  if (mode == PX_MIN) unit = amx_unit_q4_K;
-  else if (mode == PX_HALVES) unit = amx_unit_q6_K;
   __m512 acc[AMX_PASS], mins[AMX_PASS];
   for (int t0 = 0; t0 < nt; t0 += AMX_PASS) {
     const int M = nt - t0 < AMX_PASS ? nt - t0 : AMX_PASS;
@@ -395,6 +408,17 @@ void quant_amx_direct(const int unit_blocks, const int mode, px_unit_fn unit, in
     }
   }
   _tile_release();
+}
+
+/* The direct products of one format on tiles, with the units the tiles take. */
+void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
+                      size_t aux_stride, int nt, float *y, size_t ys) {
+  if (type == CAIRN_Q4_K) amx_direct(8, PX_MIN, amx_unit_q4_K, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_Q6_K) amx_direct(8, PX_HALVES, amx_unit_q6_K, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_Q8_0) amx_direct(1, PX_OFFSET, amx_unit_q8_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_Q4_0) amx_direct(1, PX_OFFSET, amx_unit_q4_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_MXFP4) amx_direct(1, PX_OFFSET, amx_unit_mxfp4, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else abort(); /* px_direct serves only these formats */
 }
 
 const quant_panel_table quant_panels_amx = {

@@ -273,7 +273,7 @@ static __thread int px_direct_cols, px_direct_nt;
     px_direct_tile(N, unit_blocks, mode, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys);                              \
     break
 
-PX_INLINE void px_direct(const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   const size_t aux_stride = quant_panel_aux_count(cols);
   const size_t need = aux_stride * (size_t)nt;
   if (need > px_direct_aux_cap) {
@@ -294,7 +294,7 @@ PX_INLINE void px_direct(const int unit_blocks, const int mode, px_unit_fn unit,
     const int left = nt - t0;
     if (left >= QUANT_AMX_DIRECT_MIN_T && cairn_isa_active() == CAIRN_ISA_AMX) {
       const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
-      quant_amx_direct(unit_blocks, mode, unit, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride,
+      quant_amx_direct(type, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride,
                        aux_stride, n, y + (size_t)t0 * ys, ys);
       continue;
     }
@@ -324,25 +324,25 @@ PX_INLINE void px_direct(const int unit_blocks, const int mode, px_unit_fn unit,
                              size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {                \
     px_gemm(UNIT, UNIT_BLOCKS, MODE, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys, panels);     \
   }
-#define PX_GEMM_DIRECT(NAME, UNIT, PREP)                                                                        \
+#define PX_GEMM_DIRECT(NAME, TYPE, UNIT, PREP)                                                                        \
   PX_GEMM(NAME, UNIT, 1, PX_OFFSET)                                                                             \
   void quant_direct_##NAME##_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
                                     float *y, size_t ys) {                                                      \
-    px_direct(1, PX_OFFSET, UNIT, PREP, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
+    px_direct(TYPE, 1, PX_OFFSET, UNIT, PREP, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
   }
 
-PX_GEMM_DIRECT(q4_0, px_unit_q4_0, px_prep_q4_0)
-PX_GEMM_DIRECT(q8_0, px_unit_q8_0, px_prep_q8_0)
-PX_GEMM_DIRECT(mxfp4, px_unit_mxfp4, px_prep_mxfp4)
+PX_GEMM_DIRECT(q4_0, CAIRN_Q4_0, px_unit_q4_0, px_prep_q4_0)
+PX_GEMM_DIRECT(q8_0, CAIRN_Q8_0, px_unit_q8_0, px_prep_q8_0)
+PX_GEMM_DIRECT(mxfp4, CAIRN_MXFP4, px_unit_mxfp4, px_prep_mxfp4)
 PX_GEMM(q4_K, px_unit_q4_K, 8, PX_MIN)
 PX_GEMM(q6_K, px_unit_q6_K, 8, PX_HALVES)
 /* The K formats' direct products, for 2 or more tokens (one token takes the row kernels: the same
    arithmetic, a little faster alone). */
 void quant_direct_q4_K_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(8, PX_MIN, px_unit_q4_K, px_prep_q4_K, cols, w, ws, nr, a, as, nt, y, ys);
+  px_direct(CAIRN_Q4_K, 8, PX_MIN, px_unit_q4_K, px_prep_q4_K, cols, w, ws, nr, a, as, nt, y, ys);
 }
 void quant_direct_q6_K_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(8, PX_HALVES, px_unit_q6_K, px_prep_q6_K, cols, w, ws, nr, a, as, nt, y, ys);
+  px_direct(CAIRN_Q6_K, 8, PX_HALVES, px_unit_q6_K, px_prep_q6_K, cols, w, ws, nr, a, as, nt, y, ys);
 }
 
 const quant_panel_table quant_panels_avx512 = {
