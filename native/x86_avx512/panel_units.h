@@ -301,6 +301,14 @@ PX_INLINE void px_direct_ahead(const uint8_t *w, size_t ws, int r0, const uint8_
   *bytes = (size_t)(r0 + PX_AHEAD * PANEL_ROWS - from) * ws;
 }
 
+/* The 16 rows of the group at r0 into rp and what its direct product prefetches; returns its live rows. */
+PX_INLINE int px_direct_rows(const uint8_t *w, size_t ws, int nr, int r0, const uint8_t **rp, const uint8_t **next, size_t *next_bytes) {
+  const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
+  px_rows(w + (size_t)r0 * ws, ws, rows, rp);
+  px_direct_ahead(w, ws, r0, next, next_bytes);
+  return rows;
+}
+
 /* Unit u's share of the prefetch px_direct_ahead set up (per_unit bytes of it, into L2). */
 PX_INLINE void px_direct_prefetch(const uint8_t *next, size_t next_bytes, size_t per_unit, int u) {
   for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);

@@ -395,12 +395,9 @@ AMX_INLINE void amx_direct(const int unit_blocks, const int mode, px_unit_fn uni
     const uint8_t *at = a + (size_t)t0 * as;
     const int32_t *xt = aux + (size_t)t0 * aux_stride;
     for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
-      const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
-      const uint8_t *rp[PANEL_ROWS];
-      px_rows(w + (size_t)r0 * ws, ws, rows, rp);
-      const uint8_t *next;
+      const uint8_t *rp[PANEL_ROWS], *next;
       size_t next_bytes;
-      px_direct_ahead(w, ws, r0, &next, &next_bytes);
+      const int rows = px_direct_rows(w, ws, nr, r0, rp, &next, &next_bytes);
       for (int t = 0; t < M; t++) acc[t] = mins[t] = _mm512_setzero_ps();
       if (M > AMX_M) amx_direct_rows(1, M, mode, unit, units, rp, next, next_bytes, at, as, xt, aux_stride, cols, acc, mins);
       else amx_direct_rows(0, M, mode, unit, units, rp, next, next_bytes, at, as, xt, aux_stride, cols, acc, mins);

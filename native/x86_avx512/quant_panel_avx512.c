@@ -179,12 +179,9 @@ PX_INLINE void px_direct_tile(const int T, const int unit_blocks, const int mode
   const int units = cols / (QK * unit_blocks);
   uint8_t buf[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
   for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
-    const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
-    const uint8_t *rp[PANEL_ROWS];
-    px_rows(w + (size_t)r0 * ws, ws, rows, rp);
-    const uint8_t *next;
+    const uint8_t *rp[PANEL_ROWS], *next;
     size_t next_bytes;
-    px_direct_ahead(w, ws, r0, &next, &next_bytes);
+    const int rows = px_direct_rows(w, ws, nr, r0, rp, &next, &next_bytes);
     const size_t per_unit = (next_bytes + units - 1) / units;
     __m512 acc[PANEL_T], mins[PANEL_T];
     for (int t = 0; t < T; t++) acc[t] = mins[t] = _mm512_setzero_ps();
@@ -232,12 +229,9 @@ PX_INLINE void px_direct_many(const int unit_blocks, const int mode, px_unit_fn 
   uint8_t buf[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
   __m512 acc[PX_DIRECT_MAX_T], mins[PX_DIRECT_MAX_T];
   for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
-    const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
-    const uint8_t *rp[PANEL_ROWS];
-    px_rows(w + (size_t)r0 * ws, ws, rows, rp);
-    const uint8_t *next;
+    const uint8_t *rp[PANEL_ROWS], *next;
     size_t next_bytes;
-    px_direct_ahead(w, ws, r0, &next, &next_bytes);
+    const int rows = px_direct_rows(w, ws, nr, r0, rp, &next, &next_bytes);
     const size_t per_unit = (next_bytes + units - 1) / units;
     for (int t = 0; t < nt; t++) acc[t] = mins[t] = _mm512_setzero_ps();
     for (int u = 0; u < units; u++) {
