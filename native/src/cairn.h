@@ -3,7 +3,8 @@
  *
  * Folders and instruction sets: native/src is plain C compiled for the baseline of the target;
  * native/x86_avx2 may use AVX2+FMA+F16C; native/x86_avx512 may use AVX-512 F/BW/VL/DQ/CD plus
- * VNNI and BF16 (and AMX tile instructions, in code that only the AMX level calls); native/arm_neon may use ARMv8.2-A with dotprod and fp16. Only dispatch.c decides
+ * VNNI and BF16 (and AMX tile instructions, in code that only the AMX level calls); native/arm_neon
+ * may use ARMv8.2-A with dotprod and fp16. Only dispatch.c decides
  * which group runs, from what the CPU reports, so code in an ISA folder never runs on a CPU
  * without those instructions.
  */

@@ -251,7 +251,7 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   }
   if (use_panels) {
     prep_ctx pc = {panels->prep[wtype], act, a_stride, cols, n, (int32_t *)(g_scratch + act_bytes), aux_stride};
-    cairn_pool_run_n(prep_job, &pc, n);
+    if (pc.prep) cairn_pool_run_n(prep_job, &pc, n);
     dc.panel_gemm = panels->gemm[wtype];
     dc.aux = pc.aux;
     dc.aux_stride = aux_stride;

@@ -74,7 +74,7 @@ typedef void (*quant_panel_gemm_fn)(int cols, const uint8_t *w, size_t w_stride,
                                     size_t y_stride, uint8_t *panels);
 
 typedef struct {
-  quant_panel_prep_fn prep[QUANT_MAX_TYPE];  /* indexed by weight type */
+  quant_panel_prep_fn prep[QUANT_MAX_TYPE];  /* indexed by weight type; NULL: its kernels take no prep values */
   quant_panel_gemm_fn gemm[QUANT_MAX_TYPE];  /* indexed by weight type; NULL: no panel path */
   /* Tokens from which the panel path beats the row tiles (unpacking is paid once per call). */
   int min_tokens[QUANT_MAX_TYPE];

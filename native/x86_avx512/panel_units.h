@@ -277,6 +277,17 @@ static void px_prep_q6_K(const uint8_t *a, int cols, int32_t *aux) {
 typedef void (*px_unit_fn)(const uint8_t *const *rows, int u, uint8_t *dst);
 typedef void (*px_prep_fn)(const uint8_t *a, int cols, int32_t *aux);
 
+/* The nr rows at w unpacked into panels of 16 rows, `units` units of unit_bytes each per panel. */
+PX_INLINE void px_unpack_panels(px_unit_fn unit, int units, size_t unit_bytes, const uint8_t *w, size_t ws, int nr, uint8_t *panels) {
+  for (int p = 0; p * PANEL_ROWS < nr; p++) {
+    const int rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
+    const uint8_t *rp[PANEL_ROWS];
+    px_rows(w + (size_t)p * PANEL_ROWS * ws, ws, rows, rp);
+    uint8_t *panel = panels + (size_t)p * units * unit_bytes;
+    for (int u = 0; u < units; u++) unit(rp, u, panel + (size_t)u * unit_bytes);
+  }
+}
+
 /* Tokens a direct product takes at most (more take the panels: matmul.c's min_tokens). */
 #define PX_DIRECT_MAX_T 48
 

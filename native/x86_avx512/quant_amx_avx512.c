@@ -321,13 +321,7 @@ AMX_INLINE void amx_gemm(px_unit_fn unit, const int unit_blocks, const int mode,
   const int units = cols / (QK * unit_blocks);
   const size_t panel_bytes = (size_t)units * amx_unit_bytes(mode);
   const int np = (nr + PANEL_ROWS - 1) / PANEL_ROWS;
-  for (int p = 0; p < np; p++) {
-    const int rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
-    const uint8_t *rp[PANEL_ROWS];
-    px_rows(w + (size_t)p * PANEL_ROWS * ws, ws, rows, rp);
-    uint8_t *panel = panels + (size_t)p * panel_bytes;
-    for (int u = 0; u < units; u++) unit(rp, u, panel + (size_t)u * amx_unit_bytes(mode));
-  }
+  px_unpack_panels(unit, units, amx_unit_bytes(mode), w, ws, nr, panels);
   int shape = 0;
   __m512 acc[AMX_PASS], mins[AMX_PASS];
   for (int t0 = 0; t0 < nt; t0 += AMX_PASS) {
@@ -419,8 +413,9 @@ void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, c
 }
 
 const quant_panel_table quant_panels_amx = {
-    .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
-             [CAIRN_MXFP4] = px_prep_mxfp4},
+    /* The signed 32-element units and the folded Q6_K units need no offset correction; Q4_K's mins
+       still take the activation sums. */
+    .prep = {[CAIRN_Q4_K] = px_prep_q4_K},
     .gemm = {[CAIRN_Q4_0] = amx_gemm_q4_0, [CAIRN_Q8_0] = amx_gemm_q8_0, [CAIRN_Q4_K] = amx_gemm_q4_K, [CAIRN_Q6_K] = amx_gemm_q6_K,
              [CAIRN_MXFP4] = amx_gemm_mxfp4},
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1,

@@ -138,13 +138,7 @@ PX_INLINE void px_gemm(px_unit_fn unit, const int unit_blocks, const int mode, i
   const int nb = cols / QK;
   const size_t panel_bytes = (size_t)nb * PANEL_BLOCK_BYTES;
   const int np = (nr + PANEL_ROWS - 1) / PANEL_ROWS;
-  for (int p = 0; p < np; p++) {
-    const int rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
-    const uint8_t *rp[PANEL_ROWS];
-    px_rows(w + (size_t)p * PANEL_ROWS * ws, ws, rows, rp);
-    uint8_t *panel = panels + (size_t)p * panel_bytes;
-    for (int u = 0; u < nb / unit_blocks; u++) unit(rp, u, panel + (size_t)u * unit_blocks * PANEL_BLOCK_BYTES);
-  }
+  px_unpack_panels(unit, nb / unit_blocks, (size_t)unit_blocks * PANEL_BLOCK_BYTES, w, ws, nr, panels);
   for (int t0 = 0; t0 < nt; t0 += PANEL_T) {
     const int T = nt - t0 < PANEL_T ? nt - t0 : PANEL_T;
     const uint8_t *at = a + (size_t)t0 * as;
