@@ -8,7 +8,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, scratchDir } from './helpers/paths.js';
@@ -70,6 +70,9 @@ test('bench --make-model: an unknown shape, --out naming a directory or a missin
   assertOneLine(await cairn(['bench', '--make-model', 'gpt2', '--out', join(dir, 'x.gguf')]), /unknown shape "gpt2".*known:/, 'unknown shape');
   assertOneLine(await cairn(['bench', '--make-model', 'qwen3-0.6b', '--out', dir]), /is a directory: name a file/, '--out a directory');
   assertOneLine(await cairn(['bench', '--make-model', 'qwen3-0.6b', '--out', join(dir, 'no', 'such', 'x.gguf')]), /does not exist/, '--out in a missing directory');
+  assertOneLine(await cairn(['bench', '--make-model', 'llama-1b', '--layers', '17', '--out', join(dir, 'x.gguf')]), /llama-1b has 16 layers; give 1 to 16/, 'more layers than the shape');
+  assertOneLine(await cairn(['bench', '--make-model', 'deepseek-v2-lite', '--layers', '1', '--out', join(dir, 'x.gguf')]), /first 1 without experts.*give 2 to 27/, 'no layer with experts left');
+  assert.ok(!existsSync(join(dir, 'x.gguf')), 'nothing written');
 });
 
 test('cluster status --json answers an error as JSON on stdout, with a non-zero exit', async () => {

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
+import { readGguf } from '../src/gguf/reader.js';
 import { writeSyntheticModel } from '../src/model/synthetic.js';
 import { writeSyntheticFile } from './helpers/synthetic-file.js';
 import { rewriteGguf } from './helpers/rewrite-gguf.js';
@@ -149,6 +150,18 @@ test('bench: figures for cairn (and llama.cpp with --vs-llama-cpp) as one JSON o
   assert.match(text.stdout, /cairn \/ llama\.cpp: prefill n\/a, decode \d+\.\d+x/);
   const made = join(dir, 'made.gguf');
   assert.equal(cairn(['bench', '--make-model', 'nope', '--out', made]).status, 1);
+});
+
+test('bench --make-model --layers: a real shape at its width with fewer layers', { timeout: 120_000 }, () => {
+  const made = join(dir, 'llama-1b-2-layers.gguf');
+  const r = cairn(['bench', '--make-model', 'llama-1b', '--quant', 'Q4_0', '--layers', '2', '--out', made]);
+  assert.equal(r.status, 0, r.stderr);
+  const g = readGguf(made);
+  assert.equal(g.metadata.get('llama.block_count')?.value, 2);
+  assert.equal(g.metadata.get('llama.embedding_length')?.value, 2048, 'the shape keeps its width');
+  const names = g.tensors.map((t) => t.name);
+  assert.ok(names.includes('blk.1.ffn_down.weight') && !names.some((n) => n.startsWith('blk.2.')), names.join(' '));
+  rmSync(made);
 });
 
 test('bench --llama-bench: a llama-bench binary runs in alternating rounds on the same file and threads, and gets its ratios', { timeout: 120_000 }, () => {

@@ -14,7 +14,7 @@ import { readGguf } from '../gguf/reader.js';
 import { adviseWillNeed, createKernels, cpuInfo, evictFile, openMapping, readBandwidth } from '../kernels/index.js';
 import { readModelConfig } from '../model/config.js';
 import { modelBytes } from '../model/model-bytes.js';
-import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticQuant } from '../model/synthetic.js';
+import { SYNTHETIC_SHAPES, writeSyntheticModel, type SyntheticQuant, type SyntheticShape } from '../model/synthetic.js';
 import { CairnError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
 import { intArg } from './options.js';
@@ -53,6 +53,7 @@ interface BenchFlags {
   oneAtATime?: boolean;
   makeModel?: string;
   copyPeriod?: number;
+  layers?: number;
   cold?: boolean;
   quant: string;
   out?: string;
@@ -455,6 +456,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--quant <type>', 'quantization of --make-model').choices(Object.keys(QUANTS)).default('Q8_0'))
     .option('--out <file>', 'output file of --make-model')
     .option('--seed <n>', 'random seed of --make-model', intArg(0), 1)
+    .option('--layers <n>', 'with --make-model: only the shape\'s first N layers (a model too big for this machine beside llama.cpp, at its real width)', intArg(1))
     .option('--copy-period <n>', 'with --make-model (a llama shape): weights that repeat the context every N tokens instead of random ones (text that quotes its input, for speculative decoding)', intArg(2))
     .action(async (o: BenchFlags) => {
       if (o.makeModel !== undefined) {
@@ -464,6 +466,7 @@ export function benchCommand(): Command {
         if (o.copyPeriod !== undefined && (shape.arch !== 'llama' || shape.moe)) {
           throw new CairnError('BAD_ARGUMENT', `--copy-period needs a dense llama shape (${Object.keys(SYNTHETIC_SHAPES).filter((k) => SYNTHETIC_SHAPES[k].arch === 'llama' && !SYNTHETIC_SHAPES[k].moe).join(', ')})`);
         }
+        const nLayer = makeModelLayers(o.makeModel, shape, o.layers);
         checkOutputFile(o.out);
         const kernels = createKernels();
         process.stderr.write(`writing ${o.makeModel} ${o.quant} to ${o.out}\n`);
@@ -474,7 +477,7 @@ export function benchCommand(): Command {
           kernels.quantize(type, src, out, src.length);
           return out;
         };
-        writeSyntheticModel(o.out, { ...shape, quant: QUANTS[o.quant], seed: o.seed, name: `${o.makeModel}-${o.quant}`, pooledRows: 1024, copyPeriod: o.copyPeriod }, quantize, (done, total) => {
+        writeSyntheticModel(o.out, { ...shape, nLayer, quant: QUANTS[o.quant], seed: o.seed, name: `${o.makeModel}-${o.quant}`, pooledRows: 1024, copyPeriod: o.copyPeriod }, quantize, (done, total) => {
           bar ??= new ProgressReporter(process.stderr.isTTY ? `writing ${o.out}` : undefined, total);
           bar.update(done);
         });
@@ -495,4 +498,18 @@ export function benchCommand(): Command {
       if (tty) process.stderr.write('\r\x1b[K');
       process.stdout.write(o.json ? JSON.stringify(result, null, 2) + '\n' : render(result));
     });
+}
+
+/**
+ * The layer count `--make-model` writes: the shape's own, or `--layers N` of them, which must
+ * leave a Mixture-of-Experts shape at least one layer with experts after its leading dense ones.
+ */
+function makeModelLayers(name: string, shape: SyntheticShape, layers: number | undefined): number {
+  if (layers === undefined) return shape.nLayer;
+  const dense = shape.moe?.leadingDense ?? 0;
+  if (layers > shape.nLayer || layers <= dense) {
+    const least = dense + 1;
+    throw new CairnError('BAD_ARGUMENT', `--layers: ${name} has ${shape.nLayer} layers${dense ? ` (the first ${dense} without experts)` : ''}; give ${least === shape.nLayer ? least : `${least} to ${shape.nLayer}`}`);
+  }
+  return layers;
 }
