@@ -155,50 +155,71 @@ PX_INLINE void px_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) {
   _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q8_0, d)));
 }
 
+/* A Q4_K super-block's per-row values, lane per row: scales and mins (0..63) of its 8 sub-blocks, d, dmin. */
+typedef struct {
+  __m512i sc[8], m[8];
+  __m512 d, dmin;
+} px_q4_K_head;
+
+/* The head of super-block B of the 16 rows (quant_k_scale_min, lane by lane). */
+PX_INLINE void px_q4_K_head_of(const uint8_t *const *rows, int B, px_q4_K_head *o) {
+  /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
+  __m512i head[4];
+  px_transpose16(rows, (size_t)B * sizeof(block_q4_K), head);
+  o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
+  o->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
+  for (int sb = 0; sb < 8; sb++) {
+    if (sb < 4) {
+      o->sc[sb] = _mm512_and_si512(px_byte(head + 1, sb), _mm512_set1_epi32(63));
+      o->m[sb] = _mm512_and_si512(px_byte(head + 1, sb + 4), _mm512_set1_epi32(63));
+    } else {
+      const __m512i both = px_byte(head + 1, sb + 4);
+      o->sc[sb] = _mm512_or_si512(_mm512_and_si512(both, _mm512_set1_epi32(15)),
+                                  _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb - 4), 6), 4));
+      o->m[sb] = _mm512_or_si512(_mm512_srli_epi32(both, 4), _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb), 6), 4));
+    }
+  }
+}
+
+/* The mins of sub-blocks 2k and 2k + 1 as word pairs per row (px_run_k's layout). */
+PX_INLINE __m512i px_q4_K_min_pair(const px_q4_K_head *h, int k) { return _mm512_or_si512(h->m[2 * k], _mm512_slli_epi32(h->m[2 * k + 1], 16)); }
+
+/*
+ * Quant vectors 4h..4h+3 of sub-blocks 2j (even) and 2j + 1 (odd) of super-block B, u8 0..15:
+ * bytes 32j..32j+31 of qs hold sub-block 2j in their low nibbles and 2j + 1 in their high ones.
+ */
+PX_INLINE void px_q4_K_quants(const uint8_t *const *rows, int B, int j, int h, __m512i even[4], __m512i odd[4]) {
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  __m512i v[4];
+  px_transpose16(rows, (size_t)B * sizeof(block_q4_K) + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
+  for (int g = 0; g < 4; g++) {
+    even[g] = _mm512_and_si512(v[g], low);
+    odd[g] = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low);
+  }
+}
+
 /*
  * Q4_K panel: each 32-element sub-block is a panel block of u8 quants 0..15 with its scale per row
  * (int32); a super-block's mins (word pairs), d and dmin fill the second spare vectors of its first
  * six sub-blocks (see px_run_k).
  */
 PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  const size_t off = (size_t)B * sizeof(block_q4_K);
-  /* Bytes 32j..32j+31 of qs: low nibbles are sub-block 2j, high nibbles sub-block 2j + 1. */
-  for (int j = 0; j < 4; j++) {
-    __m512i *even = px_block(panel, 2 * j), *odd = px_block(panel, 2 * j + 1), v[4];
+  for (int j = 0; j < 4; j++)
     for (int h = 0; h < 2; h++) {
-      px_transpose16(rows, off + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
+      __m512i even[4], odd[4];
+      px_q4_K_quants(rows, B, j, h, even, odd);
       for (int g = 0; g < 4; g++) {
-        _mm512_store_si512(even + 4 * h + g, _mm512_and_si512(v[g], low));
-        _mm512_store_si512(odd + 4 * h + g, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
+        _mm512_store_si512(px_block(panel, 2 * j) + 4 * h + g, even[g]);
+        _mm512_store_si512(px_block(panel, 2 * j + 1) + 4 * h + g, odd[g]);
       }
     }
-  }
-  /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
-  __m512i head[4];
-  px_transpose16(rows, off, head);
-  const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
-  const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
-  __m512i m_even = _mm512_setzero_si512();
-  for (int sb = 0; sb < 8; sb++) {
-    /* quant_k_scale_min, lane by lane. */
-    __m512i sc, m;
-    if (sb < 4) {
-      sc = _mm512_and_si512(px_byte(head + 1, sb), _mm512_set1_epi32(63));
-      m = _mm512_and_si512(px_byte(head + 1, sb + 4), _mm512_set1_epi32(63));
-    } else {
-      const __m512i both = px_byte(head + 1, sb + 4);
-      sc = _mm512_or_si512(_mm512_and_si512(both, _mm512_set1_epi32(15)),
-                           _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb - 4), 6), 4));
-      m = _mm512_or_si512(_mm512_srli_epi32(both, 4), _mm512_slli_epi32(_mm512_srli_epi32(px_byte(head + 1, sb), 6), 4));
-    }
-    _mm512_store_si512(px_block(panel, sb) + 8, sc);
-    /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
-    if (sb & 1) _mm512_store_si512(px_block(panel, sb / 2) + 9, _mm512_or_si512(m_even, _mm512_slli_epi32(m, 16)));
-    else m_even = m;
-  }
-  _mm512_store_ps((float *)(px_block(panel, 4) + 9), d);
-  _mm512_store_ps((float *)(px_block(panel, 5) + 9), dmin);
+  px_q4_K_head head;
+  px_q4_K_head_of(rows, B, &head);
+  for (int sb = 0; sb < 8; sb++) _mm512_store_si512(px_block(panel, sb) + 8, head.sc[sb]);
+  /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
+  for (int k = 0; k < 4; k++) _mm512_store_si512(px_block(panel, k) + 9, px_q4_K_min_pair(&head, k));
+  _mm512_store_ps((float *)(px_block(panel, 4) + 9), head.d);
+  _mm512_store_ps((float *)(px_block(panel, 5) + 9), head.dmin);
 }
 
 /* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), the halves' scales as word pairs, d per super-block. */

@@ -184,18 +184,26 @@ AMX_INLINE __m512i amx_even_bytes(__m512i lanes) {
   return _mm512_or_si512(low, _mm512_slli_epi32(low, 16));
 }
 
-/* Q4_K folded unit: the px unit's quants times their sub-block scales; d, dmin and mins as they were. */
+/* Q4_K folded unit: the px unit's quants times their sub-block scales, folded as they are
+   unpacked (no panel in between); d, dmin and mins as the px unit has them. */
 static void amx_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *dst) {
-  uint8_t tmp[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
-  px_unit_q4_K(rows, B, tmp);
-  for (int sb = 0; sb < 8; sb++) {
-    const __m512i *blk = px_block(tmp, sb);
-    const __m512i even = amx_even_bytes(_mm512_slli_epi32(_mm512_load_si512(blk + 8), 2)), odd = _mm512_slli_epi32(even, 8);
-    for (int g = 0; g < 8; g++) amx_fold_q4_K(_mm512_load_si512(blk + g), even, odd, amx_slot(dst, AMX_K_HI, sb, g), amx_slot(dst, AMX_K_LO, sb, g));
+  px_q4_K_head head;
+  px_q4_K_head_of(rows, B, &head);
+  for (int j = 0; j < 4; j++) {
+    const __m512i ev = amx_even_bytes(_mm512_slli_epi32(head.sc[2 * j], 2)), od = amx_even_bytes(_mm512_slli_epi32(head.sc[2 * j + 1], 2));
+    const __m512i ev_odd = _mm512_slli_epi32(ev, 8), od_odd = _mm512_slli_epi32(od, 8);
+    for (int h = 0; h < 2; h++) {
+      __m512i even[4], odd[4];
+      px_q4_K_quants(rows, B, j, h, even, odd);
+      for (int g = 0; g < 4; g++) {
+        amx_fold_q4_K(even[g], ev, ev_odd, amx_slot(dst, AMX_K_HI, 2 * j, 4 * h + g), amx_slot(dst, AMX_K_LO, 2 * j, 4 * h + g));
+        amx_fold_q4_K(odd[g], od, od_odd, amx_slot(dst, AMX_K_HI, 2 * j + 1, 4 * h + g), amx_slot(dst, AMX_K_LO, 2 * j + 1, 4 * h + g));
+      }
+    }
   }
-  _mm512_store_si512((__m512i *)(dst + AMX_K_D), _mm512_load_si512(px_block(tmp, 4) + 9));
-  _mm512_store_si512((__m512i *)(dst + AMX_K_DMIN), _mm512_load_si512(px_block(tmp, 5) + 9));
-  for (int k = 0; k < 4; k++) _mm512_store_si512((__m512i *)(dst + AMX_K_MINS) + k, _mm512_load_si512(px_block(tmp, k) + 9));
+  _mm512_store_ps((float *)(dst + AMX_K_D), head.d);
+  _mm512_store_ps((float *)(dst + AMX_K_DMIN), head.dmin);
+  for (int k = 0; k < 4; k++) _mm512_store_si512((__m512i *)(dst + AMX_K_MINS) + k, px_q4_K_min_pair(&head, k));
 }
 
 /* Q6_K folded unit: (quant - 32) times the half's scale; d as it was. */
