@@ -353,15 +353,17 @@ PX_INLINE void px_direct_store(const int T, const int mode, int rows, const __m5
 }
 
 /*
- * Tokens from which a direct product goes to the AMX tiles on the AMX level: fewer stay on VNNI,
- * where the tile steps' fixed cost (and the K units' folding) is not yet shared by enough tokens
- * (one thread, 2048 x 2048, ms, AMX against VNNI, Xeon with AMX: 8 tokens Q4_0 0.71 vs 0.56,
- * Q6_K 1.16 vs 0.84, Q8_0 0.46 vs 0.37; 16 tokens level or ahead; 32 tokens Q4_K 0.92 vs 1.21,
- * Q6_K 1.11 vs 1.43, Q4_0 0.89 vs 1.14).
+ * Tokens from which a direct product of `type` goes to the AMX tiles on the AMX level: fewer stay
+ * on VNNI, where the tile steps' fixed cost (and the K units' folding) is not yet shared by enough
+ * tokens. Same addon, the two levels alternating, 2 threads, ms, VNNI against AMX (Xeon with AMX):
+ * 8 tokens Q4_K 8192 x 2048 1.47 vs 1.32, Q6_K 2048 x 8192 1.79 vs 2.21, Q8_0 2048 x 2048 0.28 vs
+ * 0.35, Q4_0 1.12 vs 1.34, MXFP4 2880 x 2880 0.66 vs 0.83; 12 tokens Q4_K 1.95 vs 1.76, the others
+ * 0.85-0.96x; 16 tokens AMX ahead for all (Q4_K 1.35x, Q4_0 1.24x, Q6_K 1.11x, Q8_0 1.09x). Q4_K
+ * leads from 8 since its units are folded as they are unpacked.
  */
-#define QUANT_AMX_DIRECT_MIN_T 16
+PX_INLINE int quant_amx_direct_min_t(int type) { return type == CAIRN_Q4_K ? 8 : 16; }
 
-/* px_direct's products of QUANT_AMX_DIRECT_MIN_T .. PX_DIRECT_MAX_T tokens of weights of `type`
+/* px_direct's products of quant_amx_direct_min_t(type) .. PX_DIRECT_MAX_T tokens of weights of `type`
    (a format with panels) on AMX tiles (quant_amx_avx512.c). */
 void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
                       size_t aux_stride, int nt, float *y, size_t ys);

@@ -16,7 +16,7 @@
  * steps are issued before the previous unit's scaling, which then overlaps them; K super-blocks
  * are folded so that they need one such round trip instead of eight (see the folded units).
  * Measured on a 2-core Xeon (bench/RESULTS.md): 512 tokens Q4_K 2.2x the VNNI panels, Q6_K 2.0x,
- * Q8_0 and Q4_0 1.3x; 16-32 tokens 1.0-1.4x.
+ * Q8_0 and Q4_0 1.3x; 16-32 tokens 1.0-1.4x (Q4_K from 8 tokens: see quant_amx_direct_min_t).
  *
  * Only the AMX level (dispatch.c: CAIRN_ISA_AMX, granted by the OS) calls into this file.
  */

@@ -280,7 +280,7 @@ PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, 
   }
   for (int t0 = 0; t0 < nt; t0 += PX_DIRECT_MAX_T) {
     const int left = nt - t0;
-    if (left >= QUANT_AMX_DIRECT_MIN_T && cairn_isa_active() == CAIRN_ISA_AMX) {
+    if (left >= quant_amx_direct_min_t(type) && cairn_isa_active() == CAIRN_ISA_AMX) {
       const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
       quant_amx_direct(type, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride,
                        aux_stride, n, y + (size_t)t0 * ys, ys);
