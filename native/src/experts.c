@@ -452,8 +452,10 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
       aux_ctx ac = {panels->prep[wtype], c.a, c.a_stride, h->cols, off, active, n_panel,
                     (int32_t *)(s + active_bytes + tmp_bytes), c.aux_stride};
       /* No prep function: the table's kernels for this type take no prep values. */
-      if (ac.prep && shares > 1 && n_panel > 1) cairn_pool_run_n(aux_job, &ac, n_panel);
-      else if (ac.prep) aux_job(&ac, 0, 1);
+      if (ac.prep) {
+        if (shares > 1 && n_panel > 1) cairn_pool_run_n(aux_job, &ac, n_panel);
+        else aux_job(&ac, 0, 1);
+      }
       c.aux = ac.aux;
       c.panels = s + active_bytes + tmp_bytes + aux_bytes;
     }

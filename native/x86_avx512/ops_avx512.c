@@ -367,6 +367,18 @@ static inline __m512 q8_scales2(const block_q8_0 *b0, const block_q8_0 *b1) {
   return _mm512_cvtph_ps(_mm256_mask_set1_epi16(_mm256_set1_epi16((short)h0), (__mmask16)0xFF00, (short)h1));
 }
 
+/* Blocks b (and b + 1 where `two`) of a K row: the quants as unsigned k + 128, and the block scales as halves(). */
+static inline void q8_k_pair(const block_q8_0 *kb, int64_t b, int two, __m512i *ku, __m512 *dk) {
+  /* A lone last block's missing half: k + 128 = 128 against zero query quants and zero offset lanes. */
+  *ku = _mm512_xor_si512(q8_pair(kb + b, two), _mm512_set1_epi8((char)0x80));
+  *dk = two ? q8_scales2(kb + b, kb + b + 1) : halves(q8_scale(kb + b), 0.f);
+}
+
+/* One head's dot with one K pair, its pair's scales, added into acc lane by lane. */
+static inline __m512 q8_head_dot(__m512i init, __m512i ku, __m512i xq, __m512 dk, __m512 qd, __m512 acc) {
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, ku, xq)), _mm512_mul_ps(dk, qd), acc);
+}
+
 /*
  * Q8_0 scores of up to four heads (ng, a constant where inlined): blocks taken in pairs (64
  * quants, a zmm), each block's exact integer dot in 8 lanes, scaled per lane by both block scales
@@ -395,7 +407,6 @@ static inline __attribute__((always_inline)) void dot_q8_heads(const uint8_t *k,
     }
   }
   const __m128 vs = _mm_set1_ps(scale);
-  const __m512i flip = _mm512_set1_epi8((char)0x80);
   float s[4];
   int64_t r = 0;
   /* Four rows at a time: the sixteen sums share one reduce16 tree (the same sums as reduce4's,
@@ -411,16 +422,9 @@ static inline __attribute__((always_inline)) void dot_q8_heads(const uint8_t *k,
       const int two = b + 1 < nb;
       __m512i ku[4];
       __m512 dk[4];
-      for (int j = 0; j < 4; j++) {
-        const block_q8_0 *kb = (const block_q8_0 *)(k + (r + j) * stride);
-        ku[j] = _mm512_xor_si512(q8_pair(kb + b, two), flip);
-        dk[j] = two ? q8_scales2(kb + b, kb + b + 1) : halves(q8_scale(kb + b), 0.f);
-      }
+      for (int j = 0; j < 4; j++) q8_k_pair((const block_q8_0 *)(k + (r + j) * stride), b, two, &ku[j], &dk[j]);
       for (int g = 0; g < ng; g++)
-        for (int j = 0; j < 4; j++) {
-          const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init[g * pairs + p], ku[j], xq[g * pairs + p]));
-          a[g][j] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dk[j], qd[g * pairs + p]), a[g][j]);
-        }
+        for (int j = 0; j < 4; j++) a[g][j] = q8_head_dot(init[g * pairs + p], ku[j], xq[g * pairs + p], dk[j], qd[g * pairs + p], a[g][j]);
     }
     const __m512 z = _mm512_mul_ps(reduce16(a), _mm512_set1_ps(scale));
     _mm_storeu_ps(out + r, _mm512_extractf32x4_ps(z, 0));
@@ -435,13 +439,10 @@ static inline __attribute__((always_inline)) void dot_q8_heads(const uint8_t *k,
     for (int64_t p = 0; p < pairs; p++) {
       const int64_t b = 2 * p;
       const int two = b + 1 < nb;
-      /* A lone last block's missing half: k + 128 = 128 against zero query quants and zero offset lanes. */
-      const __m512i ku = _mm512_xor_si512(q8_pair(kb + b, two), flip);
-      const __m512 dk = two ? q8_scales2(kb + b, kb + b + 1) : halves(q8_scale(kb + b), 0.f);
-      for (int g = 0; g < ng; g++) {
-        const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init[g * pairs + p], ku, xq[g * pairs + p]));
-        acc[g] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dk, qd[g * pairs + p]), acc[g]);
-      }
+      __m512i ku;
+      __m512 dk;
+      q8_k_pair(kb, b, two, &ku, &dk);
+      for (int g = 0; g < ng; g++) acc[g] = q8_head_dot(init[g * pairs + p], ku, xq[g * pairs + p], dk, qd[g * pairs + p], acc[g]);
     }
     _mm_storeu_ps(s, _mm_mul_ps(reduce4(acc[0], acc[1], acc[2], acc[3]), vs));
     for (int g = 0; g < ng; g++) out[g * out_stride + r] = s[g];
