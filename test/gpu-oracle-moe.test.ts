@@ -66,6 +66,18 @@ for (const [name, shape, quant, promptLength, tolerance] of CASES) {
   });
 }
 
+// A Q8_0 latent cache (llama.cpp: -ctk q8_0 -ctv q8_0 with flash attention); the GPU's Q8_0 rows
+// take an even number of 32-element blocks, so the latent (64) and rope part (64) make four.
+test('GPU backend, DeepSeek-V2-Lite-like with a Q8_0 latent cache: greedy tokens equal llama.cpp\'s', { skip, timeout: 300_000 }, async () => {
+  const shape: SyntheticShape = { ...DEEPSEEK_V2_LITE, mla: { ...DEEPSEEK_V2_LITE.mla!, ropeDim: 64 } };
+  const path = join(dir, 'v2-lite-q8-cache.gguf');
+  writeSyntheticModel(path, { ...shape, quant: GgmlType.Q8_0, seed: 22 }, quantizeWithKernels);
+  const prompt = oraclePrompt(shape.nVocab, 20);
+  const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'Q8_0', flashAttention: true });
+  assertVaried(oracle);
+  assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.Q8_0, 'gpu'), oracle);
+});
+
 test('GPU backend: a latent-attention model caches only the latent and its rope part per token and layer', { skip, timeout: 300_000 }, async () => {
   const path = join(dir, 'kv-bytes.gguf');
   writeSyntheticModel(path, { ...DEEPSEEK_V3, quant: GgmlType.Q8_0, seed: 3 }, quantizeWithKernels);

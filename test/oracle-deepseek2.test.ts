@@ -6,7 +6,8 @@
  * Q8_0 and a K-quant mix; and the V2-Lite-like shape as older converters wrote it (an unsplit
  * attn_kv_b, which llama.cpp runs as plain multi-head attention and cairn splits and absorbs). Greedy tokens equal llama.cpp's up to a near-tie of its own logits (see
  * test/llamacpp-oracle.test.ts); with F32 weights and cache the next-token distributions agree
- * closely too. And the KV cache of a loaded model is measured to be the latent size.
+ * closely too; a Q8_0 latent cache against llama.cpp's. And the KV cache of a loaded model is
+ * measured to be the latent size.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -75,6 +76,19 @@ for (const [name, shape, quant, kvType, tolerance] of CASES) {
     }
   });
 }
+
+// A Q8_0 cache holds the latent rows in blocks of 32 (llama.cpp: -ctk q8_0 -ctv q8_0, which its
+// MLA needs alike and runs with flash attention), so the rope part here is 32 wide (64 + 32 = 96:
+// an odd number of blocks, which the CPU takes; the GPU test takes an even one).
+test('deepseek2 V2-Lite-like with a Q8_0 latent cache: greedy tokens equal llama.cpp\'s', { timeout: 300_000 }, async () => {
+  const shape: SyntheticShape = { ...V2_LITE, mla: { ...V2_LITE.mla!, ropeDim: 32 } };
+  const path = join(dir, 'v2-lite-q8-cache.gguf');
+  writeSyntheticModel(path, { ...shape, quant: GgmlType.Q8_0, seed: 22 }, quantizeWithKernels);
+  const prompt = oraclePrompt(shape.nVocab, 20);
+  const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'Q8_0', flashAttention: true });
+  assertVaried(oracle);
+  assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.Q8_0), oracle);
+});
 
 test('a loaded deepseek2 model caches (kv_lora_rank + rope dims) f16 per token per layer, nothing per head', async () => {
   const path = join(dir, 'kv-bytes.gguf');

@@ -16,19 +16,18 @@ import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
 
 /**
- * Throws BAD_ARGUMENT when the model's layers cannot cache in `type`: a Q8_0 cache needs grouped-
- * query attention with head sizes in whole blocks of 32 (latent attention keeps f16 or f32).
+ * Throws BAD_ARGUMENT when the model's layers cannot cache in `type`: a Q8_0 cache needs each
+ * cached head in whole blocks of 32 (a grouped-query head, or latent attention's row of the latent
+ * and its rope part, as llama.cpp's `-ctk q8_0` quantizes it).
  */
 export function checkKvType(cfg: ModelConfig, type: KvType): void {
   if (type !== GgmlType.Q8_0) return;
   const family = familyOf(cfg);
   for (let l = 0; l < cfg.nLayer; l++) {
     const a = family.layerPlan(cfg, l).attention;
-    if (a.kind !== 'gqa') {
-      throw new CairnError('BAD_ARGUMENT', `a q8_0 KV cache is not available for ${cfg.arch}'s latent attention (MLA): use --kv-type f16`);
-    }
-    if (a.headDim % 32 !== 0) {
-      throw new CairnError('BAD_ARGUMENT', `a q8_0 KV cache needs head sizes in blocks of 32, and ${cfg.arch} layer ${l} has ${a.headDim}: use --kv-type f16`);
+    const [what, size] = a.kind === 'gqa' ? ['head sizes', a.headDim] : ['latent rows (latent + rope part)', a.kvLora + a.ropeDim];
+    if (size % 32 !== 0) {
+      throw new CairnError('BAD_ARGUMENT', `a q8_0 KV cache needs ${what} in blocks of 32, and ${cfg.arch} layer ${l} has ${size}: use --kv-type f16`);
     }
   }
 }

@@ -1,8 +1,8 @@
 /**
  * KV cache types: a Q8_0 cache (34 bytes per 32 elements) scores text as an F16 one does within a
- * small error, round-trips through snapshots (the prompt cache) and slot copies byte for byte, and
- * is refused, naming why, where a model cannot use it (latent attention, head sizes not in blocks
- * of 32).
+ * small error, round-trips through snapshots (the prompt cache) and slot copies byte for byte, holds
+ * latent attention's rows too, and is refused, naming why, where a model cannot use it (heads or
+ * latent rows not in blocks of 32).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,5 +101,55 @@ test('a Q8_0 cache is refused where the model cannot use it, saying why', async 
     mla: { qLora: 32, kvLora: 32, nope: 16, ropeDim: 8, vDim: 16, mscaleAllDim: 1 },
     moe: { experts: 4, used: 2, width: 32, shared: 1, leadingDense: 1 },
   });
-  await assert.rejects(loadModel(mla, { ctx: 64, kvType: GgmlType.Q8_0, prefetch: false, progress: false }), /latent attention \(MLA\)/);
+  await assert.rejects(
+    loadModel(mla, { ctx: 64, kvType: GgmlType.Q8_0, prefetch: false, progress: false }),
+    /latent rows \(latent \+ rope part\) in blocks of 32, and deepseek2 layer 0 has 40: use --kv-type f16/,
+  );
+});
+
+/** DeepSeek-style latent attention whose cached row (latent 64 + rope part 32) is three Q8_0 blocks. */
+const MLA: SyntheticShape = {
+  arch: 'deepseek2',
+  nEmbd: 128,
+  nLayer: 3,
+  nHead: 4,
+  nKvHead: 1,
+  nFf: 256,
+  nVocab: 300,
+  mla: { qLora: 48, kvLora: 64, nope: 16, ropeDim: 32, vDim: 32, mscaleAllDim: 1 },
+  moe: { experts: 4, used: 2, width: 64, shared: 1, leadingDense: 1 },
+};
+
+test('latent attention caches its rows in Q8_0 (as llama.cpp -ctk q8_0): half the bytes, scores near F16, prefix reuse', async () => {
+  const path = file('deepseek2-q8', MLA);
+  const prompt = Array.from({ length: 100 }, (_, i) => (i * 41 + 7) % 300);
+  const opts = { ctx: 140, slots: 1, prefetch: false, progress: false, speculation: { maxDraft: 0 } } as const;
+  const f32 = await loadModel(path, { ...opts, kvType: GgmlType.F32 });
+  const f16 = await loadModel(path, { ...opts, kvType: GgmlType.F16 });
+  const q8 = await loadModel(path, { ...opts, kvType: GgmlType.Q8_0, promptCache: { budgetBytes: 1 << 20 } });
+  try {
+    // The cache holds only the latent and its rope part, now in Q8_0 blocks.
+    assert.equal(q8.kvBytes / f16.kvBytes, 34 / 64);
+    assert.equal(q8.kvBytes, MLA.nLayer * 140 * ((64 + 32) / 32) * 34);
+    // This random-weight model's log-probabilities move by ~0.05 between an F32 and an F16 cache
+    // already: the Q8_0 cache must stay within the same order of that distance.
+    const [exact, half, q] = [await score(f32, prompt), await score(f16, prompt), await score(q8, prompt)];
+    const distance = (xs: readonly StepLogprobs[]) => xs.reduce((sum, x, i) => sum + Math.abs(x.logprob - exact[i].logprob), 0) / xs.length;
+    const [dHalf, dQ8] = [distance(half), distance(q)];
+    assert.ok(dQ8 < 2.5 * dHalf && dQ8 < 0.2, `mean log-probability distance from F32: Q8_0 ${dQ8}, F16 ${dHalf}`);
+    assert.ok(q.some((x, i) => x.logprob !== half[i].logprob), 'the Q8_0 cache is really used (its rounding shows)');
+    const run = async (p: number[]) => {
+      for await (const ev of q8.engine.generate({ prompt: p, maxTokens: 12, sampler: { temperature: 0 }, ignoreEos: true })) if (ev.type === 'done') return ev.summary;
+      throw new Error('no summary');
+    };
+    const first = await run(prompt.slice(0, 40));
+    await run([2, 4, 6, 8]);
+    const again = await run(prompt.slice(0, 40));
+    assert.ok(again.cachedTokens > 0, 'the saved Q8_0 latent prefix was reused');
+    assert.deepEqual(again.tokens, first.tokens);
+  } finally {
+    f32.close();
+    f16.close();
+    q8.close();
+  }
 });

@@ -32,7 +32,9 @@ export interface OracleStep {
 /** Options of an oracle run. */
 export interface OracleOptions {
   readonly threads?: number;
-  readonly kvType?: 'F16' | 'F32';
+  readonly kvType?: 'F16' | 'F32' | 'Q8_0';
+  /** llama.cpp's flash attention (off unless asked: a quantized V cache needs it). */
+  readonly flashAttention?: boolean;
 }
 
 /** Whether llama.cpp would take its AMX kernels here (Linux on a CPU with AMX-INT8). */
@@ -84,7 +86,7 @@ export async function llamaCppGreedyHere(path: string, prompt: readonly number[]
       contextSize: Math.max(256, prompt.length + steps + 8),
       threads: opts.threads ?? 2,
       batchSize: 512,
-      flashAttention: false,
+      flashAttention: opts.flashAttention ?? false,
       experimentalKvCacheKeyType: opts.kvType ?? 'F16',
       experimentalKvCacheValueType: opts.kvType ?? 'F16',
     });

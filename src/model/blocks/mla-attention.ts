@@ -21,7 +21,7 @@
 import { CairnError } from '../../util/errors.js';
 import { GgmlType, ggmlRowBytes } from '../../gguf/ggml-types.js';
 import { refDequantize } from '../../kernels/reference/quant/index.js';
-import type { AttentionParams, ExpertBatch, Kernels, KvType } from '../../kernels/api.js';
+import { kvElementBytes, type AttentionParams, type ExpertBatch, type Kernels, type KvType } from '../../kernels/api.js';
 import { expertBatchBytes, takesFloatActivations } from '../../kernels/expert-batch-bytes.js';
 import type { RopeConfig } from '../config.js';
 import type { KvRowShape, MlaAttentionPlan } from '../family.js';
@@ -265,15 +265,16 @@ function shardBatch(ws: Workspace, kernels: Kernels, type: GgmlType, heads: numb
 
 /**
  * Writes n rows of `row` f32 elements into a key-only cache at positions [pos0, pos0 + n), in the
- * cache's type (f16 rounded to nearest even, as llama.cpp's set_rows).
+ * cache's type (f16 rounded to nearest even, as llama.cpp's set_rows; Q8_0 blocks of 32 along the
+ * row, as its quantized K cache).
  */
 function storeLatent(kernels: Kernels, rows: Float32Array, cache: Uint8Array, type: KvType, row: number, pos0: number, n: number): void {
-  const elem = type === GgmlType.F16 ? 2 : 4;
-  const end = (pos0 + n) * row * elem;
+  const rowBytes = kvElementBytes(type) * row;
+  const end = (pos0 + n) * rowBytes;
   if (rows.length !== n * row || end > cache.byteLength) throw new RangeError(`MLA cache write of ${n} rows at ${pos0} does not fit`);
-  const dst = cache.subarray(pos0 * row * elem, end);
-  if (type === GgmlType.F16) kernels.quantize(GgmlType.F16, rows, dst, n * row);
-  else dst.set(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
+  const dst = cache.subarray(pos0 * rowBytes, end);
+  if (type === GgmlType.F32) dst.set(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
+  else kernels.quantize(type, rows, dst, n * row);
 }
 
 /** The forward step of an MLA block. */
