@@ -111,6 +111,8 @@ const char *quant_type_name(int type) {
     case CAIRN_Q5_1: return "Q5_1";
     case CAIRN_Q8_0: return "Q8_0";
     case CAIRN_Q8_1: return "Q8_1";
+    case CAIRN_Q2_K: return "Q2_K";
+    case CAIRN_Q3_K: return "Q3_K";
     case CAIRN_Q4_K: return "Q4_K";
     case CAIRN_Q5_K: return "Q5_K";
     case CAIRN_Q6_K: return "Q6_K";

@@ -13,7 +13,7 @@ int quant_block_size(int type) {
   switch (type) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return 1;
     case CAIRN_Q4_0: case CAIRN_Q4_1: case CAIRN_Q5_0: case CAIRN_Q5_1: case CAIRN_Q8_0: case CAIRN_Q8_1: case CAIRN_MXFP4: return QK;
-    case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_Q8_K: return QK_K;
+    case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_Q8_K: return QK_K;
     default: return 0;
   }
 }
@@ -28,6 +28,8 @@ size_t quant_block_bytes(int type) {
     case CAIRN_Q5_1: return sizeof(block_q5_1);
     case CAIRN_Q8_0: return sizeof(block_q8_0);
     case CAIRN_Q8_1: return sizeof(block_q8_1);
+    case CAIRN_Q2_K: return sizeof(block_q2_K);
+    case CAIRN_Q3_K: return sizeof(block_q3_K);
     case CAIRN_Q4_K: return sizeof(block_q4_K);
     case CAIRN_Q5_K: return sizeof(block_q5_K);
     case CAIRN_Q6_K: return sizeof(block_q6_K);
@@ -42,7 +44,7 @@ int quant_vec_dot_type(int wtype) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return wtype;
     case CAIRN_Q4_0: case CAIRN_Q5_0: case CAIRN_Q8_0: case CAIRN_MXFP4: return CAIRN_Q8_0;
     case CAIRN_Q4_1: case CAIRN_Q5_1: return CAIRN_Q8_1;
-    case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: return CAIRN_Q8_K;
+    case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: return CAIRN_Q8_K;
     default: return -1;
   }
 }
@@ -183,6 +185,26 @@ static void decode_q6_K(const block_q6_K *b, float *y) {
   }
 }
 
+/* Q2_K, as ggml: x = (d * scale) * q - dmin * min per 16 elements. */
+static void decode_q2_K(const block_q2_K *b, float *y) {
+  const float d = quant_half_to_f32(b->d), dmin = quant_half_to_f32(b->dmin);
+  for (int e = 0; e < QK_K; e++) {
+    const uint8_t sc = b->scales[e >> 4];
+    const float dl = d * (sc & 0xf), ml = dmin * (sc >> 4);
+    y[e] = dl * quant_k_low2(b->qs, e) - ml;
+  }
+}
+
+/* Q3_K, as ggml: x = (d * scale) * (q - 4) per 16 elements, q's third bit from hmask. */
+static void decode_q3_K(const block_q3_K *b, float *y) {
+  const float d = quant_half_to_f32(b->d);
+  for (int e = 0; e < QK_K; e++) {
+    const float dl = d * quant_q3_K_scale(b->scales, e >> 4);
+    const int high = (b->hmask[e & 31] >> (e >> 5)) & 1;
+    y[e] = dl * (quant_k_low2(b->qs, e) - (high ? 0 : 4));
+  }
+}
+
 static void decode_mxfp4(const block_mxfp4 *b, float *y) {
   const float d = quant_e8m0_half(b->e);
   for (int j = 0; j < QK / 2; j++) {
@@ -223,6 +245,8 @@ int quant_decode_blocks(int type, const void *src, float *dst, int64_t nb) {
     DECODE(CAIRN_Q5_1, decode_q5_1, QK)
     DECODE(CAIRN_Q8_0, decode_q8_0, QK)
     DECODE(CAIRN_Q8_1, decode_q8_1, QK)
+    DECODE(CAIRN_Q2_K, decode_q2_K, QK_K)
+    DECODE(CAIRN_Q3_K, decode_q3_K, QK_K)
     DECODE(CAIRN_Q4_K, decode_q4_K, QK_K)
     DECODE(CAIRN_Q5_K, decode_q5_K, QK_K)
     DECODE(CAIRN_Q6_K, decode_q6_K, QK_K)
@@ -424,6 +448,8 @@ int quant_encode_blocks(int type, const float *src, void *dst, int64_t nb) {
     ENCODE(CAIRN_Q5_1, encode_q5_1, QK)
     ENCODE(CAIRN_Q8_0, encode_q8_0, QK)
     ENCODE(CAIRN_Q8_1, encode_q8_1, QK)
+    ENCODE(CAIRN_Q2_K, quant_encode_q2_K, QK_K)
+    ENCODE(CAIRN_Q3_K, quant_encode_q3_K, QK_K)
     ENCODE(CAIRN_Q4_K, quant_encode_q4_K, QK_K)
     ENCODE(CAIRN_Q5_K, quant_encode_q5_K, QK_K)
     ENCODE(CAIRN_Q6_K, quant_encode_q6_K, QK_K)

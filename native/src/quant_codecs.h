@@ -16,6 +16,8 @@ int quant_encode_blocks(int type, const float *src, void *dst, int64_t nb);
  * valid rows (the caller checks them). Returns 0 or -1. */
 int quant_get_rows(int type, const void *w, int cols, const int32_t *ids, int n_ids, float *out);
 
+void quant_encode_q2_K(const float *x, void *dst);
+void quant_encode_q3_K(const float *x, void *dst);
 void quant_encode_q4_K(const float *x, void *dst);
 void quant_encode_q5_K(const float *x, void *dst);
 void quant_encode_q6_K(const float *x, void *dst);

@@ -25,6 +25,10 @@ typedef struct QUANT_PACKED { quant_half d; uint8_t qh[4]; uint8_t qs[QK / 2]; }
 typedef struct QUANT_PACKED { quant_half d, m; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_1;
 typedef struct QUANT_PACKED { quant_half d; int8_t qs[QK]; } block_q8_0;
 typedef struct QUANT_PACKED { quant_half d, s; int8_t qs[QK]; } block_q8_1;
+/* Q2_K: per 16 elements a scale (low nibble) and a min (high nibble) against d and dmin; 2-bit quants. */
+typedef struct QUANT_PACKED { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; quant_half d, dmin; } block_q2_K;
+/* Q3_K: 3-bit quants (2 low bits in qs, the third in hmask), per 16 elements a 6-bit signed scale. */
+typedef struct QUANT_PACKED { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; quant_half d; } block_q3_K;
 typedef struct QUANT_PACKED { quant_half d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
 typedef struct QUANT_PACKED { quant_half d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 typedef struct QUANT_PACKED { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; quant_half d; } block_q6_K;
@@ -38,6 +42,8 @@ _Static_assert(sizeof(block_q5_0) == 22, "Q5_0 block");
 _Static_assert(sizeof(block_q5_1) == 24, "Q5_1 block");
 _Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block");
 _Static_assert(sizeof(block_q8_1) == 36, "Q8_1 block");
+_Static_assert(sizeof(block_q2_K) == 84, "Q2_K block");
+_Static_assert(sizeof(block_q3_K) == 110, "Q3_K block");
 _Static_assert(sizeof(block_q4_K) == 144, "Q4_K block");
 _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block");
 _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block");
@@ -156,6 +162,19 @@ static inline int quant_nearest_int(float v) {
   memcpy(&i, &shifted, 4);
   return (i & 0x007fffff) - 0x00400000;
 }
+
+/* The signed scale (-32..31) of 16-element group j (0..15) of a Q3_K block: 6 bits packed in its 12 scale bytes. */
+static inline int quant_q3_K_scale(const uint8_t *scales, int j) {
+  const int low = j < 8 ? scales[j] & 0xf : scales[j - 8] >> 4;
+  const int high = (scales[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+/*
+ * Element e of a Q2_K/Q3_K block takes bits 2 (e % 128 / 32) .. + 1 of qs[32 (e / 128) + e % 32]
+ * (and Q3_K its third bit from bit e / 32 of hmask[e % 32]).
+ */
+static inline int quant_k_low2(const uint8_t *qs, int e) { return (qs[32 * (e >> 7) + (e & 31)] >> (2 * ((e >> 5) & 3))) & 3; }
 
 /* The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block. */
 static inline void quant_k_scale_min(const uint8_t *q, int j, uint8_t *sc, uint8_t *m) {

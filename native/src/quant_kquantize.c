@@ -1,5 +1,5 @@
 /*
- * cairn's K-quant quantizers (Q4_K, Q5_K, Q6_K): a small weighted least-squares search per
+ * cairn's K-quant quantizers (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): a small weighted least-squares search per
  * sub-block, then 6/8-bit scale codes against f16 super-scales. The same arithmetic, in the same
  * f32 order, as src/kernels/reference/quant/k-quantize.ts, so both produce identical bytes.
  */
@@ -231,4 +231,82 @@ void quant_encode_q6_K(const float *x, void *dst) {
       b->qh[32 * h + l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
     }
   }
+}
+
+/* Quants of 256 elements (0..3) packed as Q2_K/Q3_K's qs: four elements 32 apart share a byte. */
+static void pack_low2(const uint8_t *q, uint8_t *qs) {
+  for (int h = 0; h < 2; h++)
+    for (int l = 0; l < 32; l++) {
+      const uint8_t *e = q + 128 * h + l;
+      qs[32 * h + l] = (uint8_t)((e[0] & 3) | ((e[32] & 3) << 2) | ((e[64] & 3) << 4) | ((e[96] & 3) << 6));
+    }
+}
+
+/* Q2_K: Q4_K's fit per 16 elements (quants 0..3), scales and mins as 4-bit codes against d and dmin. */
+void quant_encode_q2_K(const float *x, void *dst) {
+  block_q2_K *b = (block_q2_K *)dst;
+  uint8_t q[QK_K];
+  float w[16], sc[16], mn[16], max_scale = 0, max_min = 0;
+  for (int j = 0; j < 16; j++) {
+    sub_block_weights(x + 16 * j, 16, w);
+    sc[j] = fit_scale_min(x + 16 * j, 16, 3, w, q + 16 * j, &mn[j]);
+    max_scale = fmaxf(max_scale, sc[j]);
+    max_min = fmaxf(max_min, mn[j]);
+  }
+  const float inv_scale = max_scale > 0 ? 15 / max_scale : 0;
+  const float inv_min = max_min > 0 ? 15 / max_min : 0;
+  b->d = quant_f32_to_half(max_scale / 15);
+  b->dmin = quant_f32_to_half(max_min / 15);
+  const float d = quant_half_to_f32(b->d), dmin = quant_half_to_f32(b->dmin);
+  for (int j = 0; j < 16; j++) {
+    const int ls = clampi(quant_nearest_int(inv_scale * sc[j]), 0, 15), lm = clampi(quant_nearest_int(inv_min * mn[j]), 0, 15);
+    b->scales[j] = (uint8_t)(ls | (lm << 4));
+    const float dd = d * ls, dm = dmin * lm;
+    for (int i = 0; i < 16; i++) {
+      const float v = x[16 * j + i];
+      q[16 * j + i] = (uint8_t)(dd == 0 ? 0 : clampi(quant_nearest_int((v + dm) / dd), 0, 3));
+    }
+  }
+  pack_low2(q, b->qs);
+}
+
+/* Q3_K: Q6_K's symmetric fit per 16 elements (quants -4..3), scales as 6-bit codes against d. */
+void quant_encode_q3_K(const float *x, void *dst) {
+  block_q3_K *b = (block_q3_K *)dst;
+  uint8_t q[QK_K];
+  float sc[16], max_scale = 0, max_abs = 0;
+  for (int k = 0; k < 16; k++) {
+    sc[k] = fit_symmetric(x + 16 * k, 16, 4, q + 16 * k);
+    if (fabsf(sc[k]) > max_abs) {
+      max_abs = fabsf(sc[k]);
+      max_scale = sc[k];
+    }
+  }
+  memset(b, 0, sizeof *b);
+  uint8_t ls[16];
+  if (max_abs == 0) {
+    memset(q, 4, sizeof q);
+    memset(ls, 32, sizeof ls);
+  } else {
+    const float iscale = -32 / max_scale;
+    b->d = quant_f32_to_half(1 / iscale);
+    const float d = quant_half_to_f32(b->d);
+    for (int k = 0; k < 16; k++) {
+      const int l = clampi(quant_nearest_int(iscale * sc[k]), -32, 31);
+      ls[k] = (uint8_t)(l + 32);
+      const float dd = d * l;
+      for (int i = 0; i < 16; i++) {
+        const float v = x[16 * k + i];
+        q[16 * k + i] = (uint8_t)(dd == 0 ? 4 : clampi(quant_nearest_int(v / dd), -4, 3) + 4);
+      }
+    }
+  }
+  for (int j = 0; j < 16; j++) {
+    if (j < 8) b->scales[j] = ls[j] & 0xf;
+    else b->scales[j - 8] |= (uint8_t)((ls[j] & 0xf) << 4);
+    b->scales[8 + (j & 3)] |= (uint8_t)((ls[j] >> 4) << (2 * (j >> 2)));
+  }
+  for (int e = 0; e < QK_K; e++)
+    if (q[e] > 3) b->hmask[e & 31] |= (uint8_t)(1 << (e >> 5));
+  pack_low2(q, b->qs);
 }

@@ -304,6 +304,51 @@ static float dot_q6_K(int cols, const uint8_t *w, const uint8_t *a) {
   return sum;
 }
 
+/*
+ * Q2_K: Σ_j scale_j (quants · activations of group j) - Σ_j min_j (activation sums of group j),
+ * 16-element groups; then (d da) x the first minus (dmin da) x the second, as Q4_K.
+ */
+static float dot_q2_K(int cols, const uint8_t *w, const uint8_t *a) {
+  Q8K_ROW(a, cols);
+  const block_q2_K *x = (const block_q2_K *)w;
+  float sum = 0;
+  for (int b = 0; b < cols / QK_K; b++) {
+    const int8_t *q8 = aq + QK_K * b;
+    int scaled = 0, mins = 0;
+    for (int j = 0; j < 16; j++) {
+      int sumi = 0;
+      for (int e = 16 * j; e < 16 * j + 16; e++) sumi += quant_k_low2(x[b].qs, e) * q8[e];
+      scaled += (x[b].scales[j] & 0xf) * sumi;
+      mins += (x[b].scales[j] >> 4) * bsums[16 * b + j];
+    }
+    const float da = ad[b];
+    sum += (quant_half_to_f32(x[b].d) * da) * scaled - (quant_half_to_f32(x[b].dmin) * da) * mins;
+  }
+  return sum;
+}
+
+/* Q3_K: Σ_j scale_j (quants - 4) · activations of 16-element group j, times d da. */
+static float dot_q3_K(int cols, const uint8_t *w, const uint8_t *a) {
+  Q8K_ROW(a, cols);
+  (void)bsums;
+  const block_q3_K *x = (const block_q3_K *)w;
+  float sum = 0;
+  for (int b = 0; b < cols / QK_K; b++) {
+    const int8_t *q8 = aq + QK_K * b;
+    int scaled = 0;
+    for (int j = 0; j < 16; j++) {
+      int sumi = 0;
+      for (int e = 16 * j; e < 16 * j + 16; e++) {
+        const int high = (x[b].hmask[e & 31] >> (e >> 5)) & 1;
+        sumi += (quant_k_low2(x[b].qs, e) + 4 * high - 4) * q8[e];
+      }
+      scaled += quant_q3_K_scale(x[b].scales, j) * sumi;
+    }
+    sum += (quant_half_to_f32(x[b].d) * ad[b]) * scaled;
+  }
+  return sum;
+}
+
 typedef float (*row_dot_fn)(int cols, const uint8_t *w, const uint8_t *a);
 
 static inline void gemm_rows(row_dot_fn dot, int cols, const uint8_t *w, size_t w_stride, int nr, const uint8_t *a,
@@ -327,6 +372,8 @@ GEMM(gemm_q5_0, dot_q5_0)
 GEMM(gemm_q5_1, dot_q5_1)
 GEMM(gemm_q8_0, dot_q8_0)
 GEMM(gemm_mxfp4, dot_mxfp4)
+GEMM(gemm_q2_K, dot_q2_K)
+GEMM(gemm_q3_K, dot_q3_K)
 GEMM(gemm_q4_K, dot_q4_K)
 GEMM(gemm_q5_K, dot_q5_K)
 GEMM(gemm_q6_K, dot_q6_K)
@@ -352,6 +399,8 @@ const quant_kernel_table quant_kernels_scalar = {
             [CAIRN_Q5_1] = gemm_q5_1,
             [CAIRN_Q8_0] = gemm_q8_0,
             [CAIRN_MXFP4] = gemm_mxfp4,
+            [CAIRN_Q2_K] = gemm_q2_K,
+            [CAIRN_Q3_K] = gemm_q3_K,
             [CAIRN_Q4_K] = gemm_q4_K,
             [CAIRN_Q5_K] = gemm_q5_K,
             [CAIRN_Q6_K] = gemm_q6_K,

@@ -32,9 +32,12 @@ const QUANTS: Record<string, SyntheticQuant> = {
   Q4_1: GgmlType.Q4_1,
   Q5_0: GgmlType.Q5_0,
   Q5_1: GgmlType.Q5_1,
+  Q2_K: GgmlType.Q2_K,
+  Q3_K: GgmlType.Q3_K,
   Q4_K: GgmlType.Q4_K,
   Q5_K: GgmlType.Q5_K,
   Q6_K: GgmlType.Q6_K,
+  Q3_K_M: 'Q3_K_M',
   Q4_K_M: 'Q4_K_M',
   Q5_K_M: 'Q5_K_M',
 };

@@ -25,6 +25,8 @@ const WEIGHT_TYPES = [
   GgmlType.Q5_0,
   GgmlType.Q5_1,
   GgmlType.Q8_0,
+  GgmlType.Q2_K,
+  GgmlType.Q3_K,
   GgmlType.Q4_K,
   GgmlType.Q5_K,
   GgmlType.Q6_K,
@@ -191,6 +193,8 @@ describe('native quantization kernels', { skip }, () => {
         [GgmlType.Q5_0, [0]],
         [GgmlType.Q5_1, [0, 2]],
         [GgmlType.Q8_0, [0]],
+        [GgmlType.Q2_K, [80, 82]],
+        [GgmlType.Q3_K, [108]],
         [GgmlType.Q4_K, [0, 2]],
         [GgmlType.Q5_K, [0, 2]],
         [GgmlType.Q6_K, [208]],
@@ -329,7 +333,7 @@ describe('native quantization kernels', { skip }, () => {
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 3, y), isError(RangeError, /x holds 128 floats/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 2, new Float32Array(3)), isError(RangeError, /y holds 3 floats/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_K, 1, 256, x, 1, y), isError(RangeError, /does not support weights of type Q8_K/));
-    assert.throws(() => a.matmul!(w, GgmlType.Q2_K, 1, 256, x, 1, y), isError(RangeError, /not a type/));
+    assert.throws(() => a.matmul!(w, GgmlType.IQ2_XXS, 1, 256, x, 1, y), isError(RangeError, /not a type/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, -1, 64, x, 1, y), isError(RangeError, /rows must be an integer/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 1.5, 64, x, 1, y), isError(RangeError, /rows must be an integer/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 1, x.subarray(0, 4)), isError(RangeError, /share memory/));

@@ -8,7 +8,7 @@ import type { GgufTensorSpec } from '../gguf/writer.js';
 import { Prng } from '../util/prng.js';
 
 /** The quantization of a synthetic model: one type for all matrices, or a llama.cpp-style mix. */
-export type SyntheticQuant = GgmlType | 'Q4_K_M' | 'Q5_K_M';
+export type SyntheticQuant = GgmlType | 'Q3_K_M' | 'Q4_K_M' | 'Q5_K_M';
 
 /** Shape and content of a synthetic model; each family reads the fields its models have. */
 export interface SyntheticModelSpec {
@@ -108,25 +108,32 @@ export type SyntheticShape = Omit<SyntheticModelSpec, 'quant' | 'seed'>;
 /** Converts f32 values to a GGML type's bytes (a kernel implementation's quantize). */
 export type Quantizer = (type: GgmlType, src: Float32Array) => Uint8Array;
 
-/** The type llama.cpp's mixes give a tensor (Q4_K_M/Q5_K_M: Q6_K for output, and for attn_v/ffn_down on some layers). */
+/**
+ * The type llama.cpp's mixes give a tensor: Q6_K for output; Q4_K_M/Q5_K_M: Q6_K for attn_v/ffn_down
+ * on some layers; Q3_K_M: Q5_K there (Q4_K on the others), and Q4_K for attn_output.
+ */
 function tensorType(quant: SyntheticQuant, name: string, layer: number, nLayer: number): GgmlType {
   if (typeof quant === 'number') return quant;
-  const base = quant === 'Q4_K_M' ? GgmlType.Q4_K : GgmlType.Q5_K;
   if (name === 'output.weight') return GgmlType.Q6_K;
   // llama.cpp's use_more_bits: the first and last eighth of layers, and every third in between.
   const moreBits = layer < nLayer / 8 || layer >= (7 * nLayer) / 8 || (layer - Math.floor(nLayer / 8)) % 3 === 2;
-  if ((name.endsWith('attn_v.weight') || /ffn_down(_exps|_shexp)?\.weight$/.test(name)) && moreBits) return GgmlType.Q6_K;
-  return base;
+  const vOrDown = name.endsWith('attn_v.weight') || /ffn_down(_exps|_shexp)?\.weight$/.test(name);
+  if (quant === 'Q3_K_M') {
+    if (vOrDown) return moreBits ? GgmlType.Q5_K : GgmlType.Q4_K;
+    return name.endsWith('attn_output.weight') ? GgmlType.Q4_K : GgmlType.Q3_K;
+  }
+  if (vOrDown && moreBits) return GgmlType.Q6_K;
+  return quant === 'Q4_K_M' ? GgmlType.Q4_K : GgmlType.Q5_K;
 }
 
 /**
  * The type llama.cpp's quantizer gives a tensor whose rows the wanted type's block does not divide:
- * a 32-block type of about the same size for the K-quants (Q4_K -> Q5_0, Q5_K -> Q5_1,
- * Q6_K -> Q8_0), F16 when that does not fit either.
+ * a 32-block type of about the same size for the K-quants (Q2_K, Q3_K -> Q4_0 where llama.cpp takes
+ * IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), F16 when that does not fit either.
  */
 function fittingType(type: GgmlType, cols: number): GgmlType {
   if (cols % ggmlTypeInfo(type)!.blockSize === 0) return type;
-  const fallback: Partial<Record<GgmlType, GgmlType>> = { [GgmlType.Q4_K]: GgmlType.Q5_0, [GgmlType.Q5_K]: GgmlType.Q5_1, [GgmlType.Q6_K]: GgmlType.Q8_0 };
+  const fallback: Partial<Record<GgmlType, GgmlType>> = { [GgmlType.Q2_K]: GgmlType.Q4_0, [GgmlType.Q3_K]: GgmlType.Q4_0, [GgmlType.Q4_K]: GgmlType.Q5_0, [GgmlType.Q5_K]: GgmlType.Q5_1, [GgmlType.Q6_K]: GgmlType.Q8_0 };
   const next = fallback[type];
   return next !== undefined && cols % ggmlTypeInfo(next)!.blockSize === 0 ? next : GgmlType.F16;
 }

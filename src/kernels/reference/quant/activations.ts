@@ -25,6 +25,8 @@ export function vecDotType(wtype: GgmlType): GgmlType {
     case GgmlType.Q4_1:
     case GgmlType.Q5_1:
       return GgmlType.Q8_1;
+    case GgmlType.Q2_K:
+    case GgmlType.Q3_K:
     case GgmlType.Q4_K:
     case GgmlType.Q5_K:
     case GgmlType.Q6_K:

@@ -5,8 +5,8 @@
 import { GgmlType, ggmlTypeName } from '../../../gguf/ggml-types.js';
 import { dequantizeQ8_K, quantizeQ8_K } from './activation-quants.js';
 import { dequantizeBF16, dequantizeF16, dequantizeF32, quantizeBF16, quantizeF16, quantizeF32 } from './float-formats.js';
-import { dequantizeQ4_K, dequantizeQ5_K, dequantizeQ6_K } from './k-quants.js';
-import { quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from './k-quantize.js';
+import { dequantizeQ2_K, dequantizeQ3_K, dequantizeQ4_K, dequantizeQ5_K, dequantizeQ6_K } from './k-quants.js';
+import { quantizeQ2_K, quantizeQ3_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from './k-quantize.js';
 import { dequantizeMXFP4, quantizeMXFP4 } from './mxfp4.js';
 import {
   dequantizeQ4_0,
@@ -56,6 +56,8 @@ const CODECS: ReadonlyMap<number, FormatCodec> = new Map(
     codec(GgmlType.Q5_1, 32, 24, dequantizeQ5_1, quantizeQ5_1),
     codec(GgmlType.Q8_0, 32, 34, dequantizeQ8_0, quantizeQ8_0),
     codec(GgmlType.Q8_1, 32, 36, dequantizeQ8_1, quantizeQ8_1),
+    codec(GgmlType.Q2_K, 256, 84, dequantizeQ2_K, quantizeQ2_K),
+    codec(GgmlType.Q3_K, 256, 110, dequantizeQ3_K, quantizeQ3_K),
     codec(GgmlType.Q4_K, 256, 144, dequantizeQ4_K, quantizeQ4_K),
     codec(GgmlType.Q5_K, 256, 176, dequantizeQ5_K, quantizeQ5_K),
     codec(GgmlType.Q6_K, 256, 210, dequantizeQ6_K, quantizeQ6_K),

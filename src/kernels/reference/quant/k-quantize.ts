@@ -1,11 +1,11 @@
 /**
- * Quantizers of the K formats (Q4_K, Q5_K, Q6_K). They produce valid blocks with low error using a
+ * Quantizers of the K formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K). They produce valid blocks with low error using a
  * small search for each sub-block's scale (weighted least squares over a few candidate grids), not
  * ggml's exact search, so their bytes may differ from llama-quantize's. All arithmetic is f32 in a
  * fixed order, so the native quantizers can reproduce these bytes exactly.
  */
 import { f32ToFp16, fp16ToF32, writeHalfBits } from './half.js';
-import { packKScaleMin, Q4K, Q5K, Q6K, QK_K } from './layouts.js';
+import { packKScaleMin, Q2K, Q3K, Q4K, Q5K, Q6K, QK_K } from './layouts.js';
 import { clampInt, roundHalfEven } from './rounding.js';
 
 const f = Math.fround;
@@ -257,4 +257,92 @@ export function quantizeQ6_K(x: Float32Array, xo: number, dst: Uint8Array, dOff:
       dst[dOff + Q6K.qh + 32 * h + l] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
     }
   }
+}
+
+/** Packs 256 quants (their low 2 bits) as Q2_K/Q3_K's qs at `off`: elements 32 apart share a byte. */
+function packLow2(q: Uint8Array, dst: Uint8Array, off: number): void {
+  for (let h = 0; h < 2; h++) {
+    for (let l = 0; l < 32; l++) {
+      const e = 128 * h + l;
+      dst[off + 32 * h + l] = (q[e] & 3) | ((q[e + 32] & 3) << 2) | ((q[e + 64] & 3) << 4) | ((q[e + 96] & 3) << 6);
+    }
+  }
+}
+
+/** Encodes one Q2_K super-block: Q4_K's fit per 16 elements (quants 0..3), 4-bit scale and min codes. */
+export function quantizeQ2_K(x: Float32Array, xo: number, dst: Uint8Array, dOff: number): void {
+  const q = new Uint8Array(QK_K);
+  const w = new Float32Array(16);
+  const scales = new Float32Array(16);
+  const mins = new Float32Array(16);
+  let maxScale = 0;
+  let maxMin = 0;
+  for (let j = 0; j < 16; j++) {
+    subBlockWeights(x, xo + 16 * j, 16, w);
+    [scales[j], mins[j]] = fitScaleMin(x, xo + 16 * j, 16, 3, w, q, 16 * j);
+    maxScale = Math.max(maxScale, scales[j]);
+    maxMin = Math.max(maxMin, mins[j]);
+  }
+  const invScale = maxScale > 0 ? f(15 / maxScale) : 0;
+  const invMin = maxMin > 0 ? f(15 / maxMin) : 0;
+  const dBits = f32ToFp16(f(maxScale / 15));
+  const dminBits = f32ToFp16(f(maxMin / 15));
+  writeHalfBits(dst, dOff + Q2K.d, dBits);
+  writeHalfBits(dst, dOff + Q2K.dmin, dminBits);
+  const d = fp16ToF32(dBits);
+  const dmin = fp16ToF32(dminBits);
+  for (let j = 0; j < 16; j++) {
+    const ls = clampInt(roundHalfEven(f(invScale * scales[j])), 0, 15);
+    const lm = clampInt(roundHalfEven(f(invMin * mins[j])), 0, 15);
+    dst[dOff + Q2K.scales + j] = ls | (lm << 4);
+    const dd = f(d * ls);
+    const dm = f(dmin * lm);
+    for (let i = 0; i < 16; i++) {
+      const v = x[xo + 16 * j + i];
+      q[16 * j + i] = dd === 0 ? 0 : clampInt(roundHalfEven(f(f(v + dm) / dd)), 0, 3);
+    }
+  }
+  packLow2(q, dst, dOff + Q2K.qs);
+}
+
+/** Encodes one Q3_K super-block: Q6_K's symmetric fit per 16 elements (quants -4..3), 6-bit scale codes. */
+export function quantizeQ3_K(x: Float32Array, xo: number, dst: Uint8Array, dOff: number): void {
+  const q = new Uint8Array(QK_K);
+  const scales = new Float32Array(16);
+  let maxScale = 0;
+  let maxAbs = 0;
+  for (let k = 0; k < 16; k++) {
+    scales[k] = fitSymmetric(x, xo + 16 * k, 16, 4, q, 16 * k);
+    if (Math.abs(scales[k]) > maxAbs) {
+      maxAbs = Math.abs(scales[k]);
+      maxScale = scales[k];
+    }
+  }
+  dst.fill(0, dOff, dOff + 110);
+  const ls = new Uint8Array(16);
+  if (maxAbs === 0) {
+    q.fill(4);
+    ls.fill(32);
+  } else {
+    const iscale = f(-32 / maxScale);
+    const dBits = f32ToFp16(f(1 / iscale));
+    writeHalfBits(dst, dOff + Q3K.d, dBits);
+    const d = fp16ToF32(dBits);
+    for (let k = 0; k < 16; k++) {
+      const l = clampInt(roundHalfEven(f(iscale * scales[k])), -32, 31);
+      ls[k] = l + 32;
+      const dd = f(d * l);
+      for (let i = 0; i < 16; i++) {
+        const v = x[xo + 16 * k + i];
+        q[16 * k + i] = dd === 0 ? 4 : clampInt(roundHalfEven(f(v / dd)), -4, 3) + 4;
+      }
+    }
+  }
+  for (let j = 0; j < 16; j++) {
+    if (j < 8) dst[dOff + Q3K.scales + j] = ls[j] & 0xf;
+    else dst[dOff + Q3K.scales + j - 8] |= (ls[j] & 0xf) << 4;
+    dst[dOff + Q3K.scales + 8 + (j & 3)] |= (ls[j] >> 4) << (2 * (j >> 2));
+  }
+  for (let e = 0; e < QK_K; e++) if (q[e] > 3) dst[dOff + Q3K.hmask + (e & 31)] |= 1 << (e >> 5);
+  packLow2(q, dst, dOff + Q3K.qs);
 }

@@ -1,8 +1,27 @@
-/** Dequantizers of the K formats (Q4_K, Q5_K, Q6_K), bit-exact with ggml's. */
+/** Dequantizers of the K formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), bit-exact with ggml's. */
 import { readFp16 } from './half.js';
-import { kScaleMin, Q4K, Q5K, Q6K, QK_K, readI8 } from './layouts.js';
+import { kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, QK_K, readI8 } from './layouts.js';
 
 const f = Math.fround;
+
+/** Decodes one Q2_K super-block: x = (d * scale_j) * q - dmin * min_j per 16-element group j. */
+export function dequantizeQ2_K(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {
+  const d = readFp16(src, so + Q2K.d);
+  const dmin = readFp16(src, so + Q2K.dmin);
+  for (let e = 0; e < QK_K; e++) {
+    const sc = src[so + Q2K.scales + (e >> 4)];
+    dst[dOff + e] = f(f(f(d * (sc & 0xf)) * kLow2(src, so + Q2K.qs, e)) - f(dmin * (sc >> 4)));
+  }
+}
+
+/** Decodes one Q3_K super-block: x = (d * scale_j) * (q - 4) per 16-element group j. */
+export function dequantizeQ3_K(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {
+  const d = readFp16(src, so + Q3K.d);
+  for (let e = 0; e < QK_K; e++) {
+    const q = kLow2(src, so + Q3K.qs, e) + 4 * q3KHigh(src, so, e) - 4;
+    dst[dOff + e] = f(f(d * q3KScale(src, so + Q3K.scales, e >> 4)) * q);
+  }
+}
 
 /** Decodes one Q4_K super-block: x = d * scale_j * q - dmin * min_j per 32-element sub-block j. */
 export function dequantizeQ4_K(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {

@@ -7,6 +7,10 @@
  * - Q5_1  (32 el, 24 B): f16 d, f16 m; u32 qh; u8 qs[16]. x = q * d + m.
  * - Q8_0  (32 el, 34 B): f16 d; i8 qs[32]. x = q * d.
  * - Q8_1  (32 el, 36 B): f16 d, f16 s (= d * sum of qs); i8 qs[32].
+ * - Q2_K  (256 el, 84 B): u8 scales[16] (per 16 elements a 4-bit scale, high nibble a 4-bit min); u8 qs[64]; f16 d, f16 dmin.
+ *   Element e's 2-bit quant is bits 2 (e % 128 / 32) of qs[32 (e / 128) + e % 32]; x = d * scale * q - dmin * min.
+ * - Q3_K  (256 el, 110 B): u8 hmask[32] (the quants' third bit: e's is bit e / 32 of hmask[e % 32]); u8 qs[64] (low
+ *   2 bits, as Q2_K); u8 scales[12] (sixteen 6-bit scales, offset 32); f16 d. x = d * (scale - 32) * (q - 4).
  * - Q4_K  (256 el, 144 B): f16 d, f16 dmin; u8 scales[12] (eight 6-bit scales and mins); u8 qs[128].
  * - Q5_K  (256 el, 176 B): f16 d, f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128].
  * - Q6_K  (256 el, 210 B): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d.
@@ -27,6 +31,8 @@ export const BLOCK_BYTES = {
   Q5_1: 24,
   Q8_0: 34,
   Q8_1: 36,
+  Q2_K: 84,
+  Q3_K: 110,
   Q4_K: 144,
   Q5_K: 176,
   Q6_K: 210,
@@ -34,6 +40,10 @@ export const BLOCK_BYTES = {
   MXFP4: 17,
 } as const;
 
+/** Offsets inside a Q2_K block. */
+export const Q2K = { scales: 0, qs: 16, d: 80, dmin: 82 } as const;
+/** Offsets inside a Q3_K block. */
+export const Q3K = { hmask: 0, qs: 32, scales: 96, d: 108 } as const;
 /** Offsets inside a Q6_K block (its f16 scale comes last). */
 export const Q6K = { ql: 0, qh: 128, scales: 192, d: 208 } as const;
 /** Offsets inside a Q5_K block. */
@@ -87,4 +97,21 @@ export function packKScaleMin(bytes: Uint8Array, off: number, scales: ArrayLike<
       bytes[off + j] |= (lm >> 4) << 6;
     }
   }
+}
+
+/** The 2-bit low quant of element e (0..255) of a Q2_K/Q3_K block whose qs start at `qsOff`. */
+export function kLow2(bytes: Uint8Array, qsOff: number, e: number): number {
+  return (bytes[qsOff + 32 * (e >> 7) + (e & 31)] >> (2 * ((e >> 5) & 3))) & 3;
+}
+
+/** The signed scale (-32..31) of 16-element group j of a Q3_K block: 6 bits packed in 12 bytes at `scalesOff`. */
+export function q3KScale(bytes: Uint8Array, scalesOff: number, j: number): number {
+  const low = j < 8 ? bytes[scalesOff + j] & 0xf : bytes[scalesOff + j - 8] >> 4;
+  const high = (bytes[scalesOff + 8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+/** The third bit of element e's quant in a Q3_K block at `so`. */
+export function q3KHigh(bytes: Uint8Array, so: number, e: number): number {
+  return (bytes[so + Q3K.hmask + (e & 31)] >> (e >> 5)) & 1;
 }

@@ -8,7 +8,7 @@ import type { ActivationRow } from './activations.js';
 import { readF32 } from './float-formats.js';
 import { bf16ToF32, readFp16 } from './half.js';
 import { q6Quant } from './k-quants.js';
-import { BLOCK_BYTES, kScaleMin, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
+import { BLOCK_BYTES, kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
 import { e8m0Half, MXFP4, MXFP4_VALUES } from './mxfp4.js';
 
 const f = Math.fround;
@@ -18,10 +18,14 @@ function q8kScale(a: Uint8Array, off: number): number {
   return readF32(a, off + Q8K.d);
 }
 
-/** Sum of Q8_K's stored 16-element sums g and g+1 (the sums under one 32-element sub-block). */
+/** Q8_K's stored sum of its 16-element group k. */
+function q8kGroupSum(a: Uint8Array, off: number, k: number): number {
+  return ((a[off + Q8K.bsums + 2 * k] | (a[off + Q8K.bsums + 2 * k + 1] << 8)) << 16) >> 16;
+}
+
+/** Sum of Q8_K's stored 16-element sums 2j and 2j+1 (the sums under one 32-element sub-block). */
 function q8kPairSum(a: Uint8Array, off: number, j: number): number {
-  const v = (k: number): number => ((a[off + Q8K.bsums + 2 * k] | (a[off + Q8K.bsums + 2 * k + 1] << 8)) << 16) >> 16;
-  return v(2 * j) + v(2 * j + 1);
+  return q8kGroupSum(a, off, 2 * j) + q8kGroupSum(a, off, 2 * j + 1);
 }
 
 /** The 32 signed quants of a 32-element block, given a decoder of quant j. */
@@ -138,6 +142,44 @@ function dotScaleMinK(w: Uint8Array, wo: number, a: Uint8Array, nb: number, five
   return sum;
 }
 
+/** Q2_K: Σ_j scale_j · (quants · activations of 16-element group j), minus the mins term (as Q4_K). */
+function dotQ2_K(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q2_K;
+    const ab = b * BLOCK_BYTES.Q8_K;
+    let scaled = 0;
+    let mins = 0;
+    for (let j = 0; j < 16; j++) {
+      let sumi = 0;
+      for (let e = 16 * j; e < 16 * j + 16; e++) sumi += kLow2(w, wb + Q2K.qs, e) * readI8(a, ab + Q8K.qs + e);
+      const sc = w[wb + Q2K.scales + j];
+      scaled += (sc & 0xf) * sumi;
+      mins += (sc >> 4) * q8kGroupSum(a, ab, j);
+    }
+    const da = q8kScale(a, ab);
+    sum = f(sum + f(f(f(readFp16(w, wb + Q2K.d) * da) * scaled) - f(f(readFp16(w, wb + Q2K.dmin) * da) * mins)));
+  }
+  return sum;
+}
+
+/** Q3_K: Σ_j scale_j · ((quants - 4) · activations of 16-element group j), times d · da. */
+function dotQ3_K(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.Q3_K;
+    const ab = b * BLOCK_BYTES.Q8_K;
+    let scaled = 0;
+    for (let j = 0; j < 16; j++) {
+      let sumi = 0;
+      for (let e = 16 * j; e < 16 * j + 16; e++) sumi += (kLow2(w, wb + Q3K.qs, e) + 4 * q3KHigh(w, wb, e) - 4) * readI8(a, ab + Q8K.qs + e);
+      scaled += q3KScale(w, wb + Q3K.scales, j) * sumi;
+    }
+    sum = f(sum + f(f(readFp16(w, wb + Q3K.d) * q8kScale(a, ab)) * scaled));
+  }
+  return sum;
+}
+
 function dotQ6_K(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
   let sum = 0;
   for (let b = 0; b < nb; b++) {
@@ -184,6 +226,10 @@ export function vecDot(wtype: GgmlType, w: Uint8Array, wo: number, act: Activati
       return dotQ8_0(w, wo, a, cols / QK);
     case GgmlType.MXFP4:
       return dotMXFP4(w, wo, a, cols / QK);
+    case GgmlType.Q2_K:
+      return dotQ2_K(w, wo, a, cols / QK_K);
+    case GgmlType.Q3_K:
+      return dotQ3_K(w, wo, a, cols / QK_K);
     case GgmlType.Q4_K:
       return dotScaleMinK(w, wo, a, cols / QK_K, false);
     case GgmlType.Q5_K:
