@@ -1625,6 +1625,8 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_K_GEMM_OF(NAME) qx_##NAME
 #endif
 
+#include "quant_x86_low_k.h"
+
 const quant_kernel_table QX_TABLE = {
     .convert =
         {
@@ -1645,6 +1647,8 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q5_1] = qx_q5_1,
             [CAIRN_Q8_0] = QX_GEMM_OF(q8_0),
             [CAIRN_MXFP4] = QX_GEMM_OF(mxfp4),
+            [CAIRN_Q2_K] = qx_q2_K,
+            [CAIRN_Q3_K] = qx_q3_K,
             [CAIRN_Q4_K] = QX_K_GEMM_OF(q4_K),
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
