@@ -94,8 +94,15 @@ for (const [qname, quant, tolerance] of [['F16', GgmlType.F16, 0.03], ['Q8_0', G
   });
 }
 
-// The legacy block types older files use.
-for (const [qname, quant] of [['Q4_1', GgmlType.Q4_1], ['Q5_0', GgmlType.Q5_0], ['Q5_1', GgmlType.Q5_1]] as const) oracleCase('llama', ARCHS.llama, qname, quant);
+// The legacy block types older files use, and the 2- and 3-bit K-quants of large models' files.
+for (const [qname, quant] of [
+  ['Q4_1', GgmlType.Q4_1],
+  ['Q5_0', GgmlType.Q5_0],
+  ['Q5_1', GgmlType.Q5_1],
+  ['Q2_K', GgmlType.Q2_K],
+  ['Q3_K_M', 'Q3_K_M'],
+] as const)
+  oracleCase('llama', ARCHS.llama, qname, quant);
 
 for (const [arch, shape] of [
   ['llama', { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 256, nVocab: 600, ctx: 256, yarn: { factor: 8, origCtx: 32 } }],

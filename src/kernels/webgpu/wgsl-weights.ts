@@ -277,6 +277,46 @@ fn w4(b: u32, i: u32) -> vec4f {
 }
 `;
 
+/**
+ * Q2_K (84 bytes: scales[16], qs[64], d, dmin) and Q3_K (110: hmask[32], qs[64], scales[12], d):
+ * element e's low 2 bits are bits 2 (e % 128 / 32) of qs byte 32 (e / 128) + e % 32; Q3_K's third
+ * bit is bit e / 32 of hmask[e % 32]. Their block products are sums of w4 (the per-block path; these
+ * types have no item decoder yet).
+ */
+const Q2_K_W4 = /* wgsl */ `
+fn w4(b: u32, i: u32) -> vec4f {
+  let r = i & 127u;
+  let q = (u8x4(word_at(b + 16u + 32u * (i / 128u) + (r & 31u))) >> vec4u(2u * (r / 32u))) & vec4u(3u);
+  let sc = byte_at(b + i / 16u);
+  return f16_at(b + 80u) * f32(sc & 15u) * vec4f(q) - f16_at(b + 82u) * f32(sc >> 4u);
+}
+`;
+
+const Q3_K_W4 = /* wgsl */ `
+fn q3_scale(b: u32, g: u32) -> f32 {
+  var low = byte_at(b + 96u + (g & 7u));
+  if (g >= 8u) { low = low >> 4u; }
+  let high = (byte_at(b + 104u + (g & 3u)) >> (2u * (g / 4u))) & 3u;
+  return f32(i32((low & 15u) | (high << 4u)) - 32);
+}
+fn w4(b: u32, i: u32) -> vec4f {
+  let r = i & 127u;
+  let l = r & 31u;
+  let low = (u8x4(word_at(b + 32u + 32u * (i / 128u) + l)) >> vec4u(2u * (r / 32u))) & vec4u(3u);
+  let high = (u8x4(word_at(b + l)) >> vec4u(i / 32u)) & vec4u(1u);
+  return f16_at(b + 108u) * q3_scale(b, i / 16u) * (vec4f(low + 4u * high) - 4.0);
+}
+`;
+
+/** block_dot as the sum of a block's w4 over its 256 weights. */
+const BLOCK_DOT_BY_W4 = /* wgsl */ `
+fn block_dot(b: u32, xo: u32) -> f32 {
+  var acc = 0.0;
+  for (var i = 0u; i < 256u; i += 4u) { acc += dot(w4(b, i), x4(xo + i)); }
+  return acc;
+}
+`;
+
 /** MXFP4's E2M1 codes as ggml's doubled integers, and its E8M0 scale halved (ggml_e8m0_to_fp32_half). */
 const MXFP4_COMMON = /* wgsl */ `
 var<private> MXV: array<f32, 16> = array<f32, 16>(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0);
@@ -314,6 +354,8 @@ const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.Q4_1, { blockElems: 32, blockBytes: 20, wgsl: Q4_1, w4: Q4_1_W4 }],
   [GgmlType.Q5_0, { blockElems: 32, blockBytes: 22, wgsl: Q5_0, w4: q5W4(2, false) }],
   [GgmlType.Q5_1, { blockElems: 32, blockBytes: 24, wgsl: Q5_1, w4: q5W4(4, true) }],
+  [GgmlType.Q2_K, { blockElems: 256, blockBytes: 84, wgsl: Q2_K_W4 + BLOCK_DOT_BY_W4, w4: Q2_K_W4 }],
+  [GgmlType.Q3_K, { blockElems: 256, blockBytes: 110, wgsl: Q3_K_W4 + BLOCK_DOT_BY_W4, w4: Q3_K_W4 }],
   [GgmlType.Q4_K, { blockElems: 256, blockBytes: 144, wgsl: Q4_K, w4: Q4_K_W4 }],
   [GgmlType.Q5_K, { blockElems: 256, blockBytes: 176, wgsl: Q5_K, w4: Q5_K_W4 }],
   [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K, w4: Q6_K_W4 }],
