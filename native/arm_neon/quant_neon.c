@@ -327,6 +327,8 @@ QN_INLINE void qn_q6_K_tile(const int R, const int T, int cols, const uint8_t *w
 }
 QN_GEMM(qn_q6_K)
 
+#include "quant_low_k_neon.h"
+
 /* ---- float formats ---- */
 
 QN_INLINE float32x4_t qn_load_f32(const uint8_t *p) { return vld1q_f32((const float *)p); }
@@ -390,6 +392,8 @@ const quant_kernel_table quant_kernels_neon = {
             [CAIRN_Q5_1] = qn_q5_1,
             [CAIRN_Q8_0] = qn_q8_0,
             [CAIRN_MXFP4] = qn_mxfp4,
+            [CAIRN_Q2_K] = qn_q2_K,
+            [CAIRN_Q3_K] = qn_q3_K,
             [CAIRN_Q4_K] = qn_q4_K,
             [CAIRN_Q5_K] = qn_q5_K,
             [CAIRN_Q6_K] = qn_q6_K,

@@ -1,0 +1,90 @@
+/*
+ * The 2- and 3-bit K-quants (Q2_K, Q3_K) on arm64, included by quant_neon.c. A super-block's
+ * quants are unpacked once per row into sixteen vectors of 16 signed quants (Q2_K: 0..3; Q3_K:
+ * q - 4, -4..3), one per 16-element group, and serve every token of the call: per group one signed
+ * dot against the activations and one multiply-add by the group's scale. The integers are exactly
+ * the scalar kernel's and the f32 steps after them are its steps in its order, so the results are
+ * the scalar kernel's and a token's result does not depend on its batch.
+ */
+#ifndef CAIRN_QUANT_LOW_K_NEON_H
+#define CAIRN_QUANT_LOW_K_NEON_H
+
+typedef struct {
+  int8x16_t q[16];
+  int32_t sc[16]; /* Q2_K: the 4-bit scales; Q3_K: the signed scales */
+  int16_t mins[16]; /* Q2_K: the 4-bit mins */
+  float d, dmin;
+} qn_low_k;
+
+/* Bits 2j, 2j + 1 of 16 qs bytes. */
+QN_INLINE uint8x16_t qn_low2(uint8x16_t qs, int j) { return vandq_u8(vshlq_u8(qs, vdupq_n_s8((int8_t)(-2 * j))), vdupq_n_u8(3)); }
+
+/* Group g's 16 quants are bits 2 (g % 8 / 2) of qs[32 (g / 8) + 16 (g % 2) ..]; Q3_K's third bits are bit g / 2 of hmask[16 (g % 2) ..]. */
+QN_INLINE void qn_unpack_q2_K(const uint8_t *row, int b, qn_low_k *o) {
+  const block_q2_K *x = (const block_q2_K *)row + b;
+  for (int g = 0; g < 16; g++) {
+    const uint8x16_t qs = vld1q_u8(x->qs + 32 * (g >> 3) + 16 * (g & 1));
+    o->q[g] = vreinterpretq_s8_u8(qn_low2(qs, (g & 7) >> 1));
+    o->sc[g] = x->scales[g] & 0xf;
+    o->mins[g] = (int16_t)(x->scales[g] >> 4);
+  }
+  o->d = qn_half(&x->d);
+  o->dmin = qn_half(&x->dmin);
+}
+
+QN_INLINE void qn_unpack_q3_K(const uint8_t *row, int b, qn_low_k *o) {
+  const block_q3_K *x = (const block_q3_K *)row + b;
+  for (int g = 0; g < 16; g++) {
+    const uint8x16_t qs = vld1q_u8(x->qs + 32 * (g >> 3) + 16 * (g & 1));
+    const uint8x16_t hm = vld1q_u8(x->hmask + 16 * (g & 1));
+    /* Bit g / 2 moved to bit 2 (a negative count shifts right). */
+    const uint8x16_t high = vandq_u8(vshlq_u8(hm, vdupq_n_s8((int8_t)(2 - (g >> 1)))), vdupq_n_u8(4));
+    o->q[g] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(qn_low2(qs, (g & 7) >> 1), high)), vdupq_n_s8(4));
+    o->sc[g] = quant_q3_K_scale(x->scales, g);
+    o->mins[g] = 0;
+  }
+  o->d = qn_half(&x->d);
+  o->dmin = 0;
+}
+
+/* Σ_g scale_g x (quants . activations of group g), and Σ_g min_g x bsum_g. */
+QN_INLINE void qn_low_k_sums(const qn_low_k *w, const int8_t *aq, const int16_t *bsums, int *isum, int *groups) {
+  int32x4_t acc = vdupq_n_s32(0);
+  for (int g = 0; g < 16; g++) acc = vmlaq_n_s32(acc, vdotq_s32(vdupq_n_s32(0), w->q[g], vld1q_s8(aq + 16 * g)), w->sc[g]);
+  *isum = vaddvq_s32(acc);
+  const int16x8_t m0 = vld1q_s16(w->mins), m1 = vld1q_s16(w->mins + 8);
+  const int32x4_t p = vmlal_s16(vmlal_s16(vmull_s16(vget_low_s16(m0), vld1_s16(bsums)), vget_high_s16(m0), vld1_s16(bsums + 4)),
+                                vget_low_s16(m1), vld1_s16(bsums + 8));
+  *groups = vaddvq_s32(vmlal_s16(p, vget_high_s16(m1), vld1_s16(bsums + 12)));
+}
+
+#define QN_LOW_K_T 64
+#define QN_LOW_K_GEMM(NAME, UNPACK, Q2)                                                                              \
+  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) { \
+    const int nb = cols / QK_K;                                                                                    \
+    float acc[QN_LOW_K_T];                                                                                         \
+    for (int r = 0; r < nr; r++) {                                                                                 \
+      const uint8_t *row = w + (size_t)r * ws;                                                                     \
+      for (int t0 = 0; t0 < nt; t0 += QN_LOW_K_T) {                                                                \
+        const int T = nt - t0 < QN_LOW_K_T ? nt - t0 : QN_LOW_K_T;                                                 \
+        for (int t = 0; t < T; t++) acc[t] = 0;                                                                    \
+        for (int b = 0; b < nb; b++) {                                                                             \
+          qn_low_k wb;                                                                                             \
+          UNPACK(row, b, &wb);                                                                                     \
+          for (int t = 0; t < T; t++) {                                                                            \
+            QN_Q8K(a + (size_t)(t0 + t) * as, cols, b);                                                            \
+            int isum, groups;                                                                                      \
+            qn_low_k_sums(&wb, aq, bsums, &isum, &groups);                                                         \
+            if (Q2) acc[t] = acc[t] + ((wb.d * da) * isum - (wb.dmin * da) * groups);                              \
+            else acc[t] = acc[t] + (wb.d * da) * isum;                                                             \
+          }                                                                                                        \
+        }                                                                                                          \
+        for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * ys + r] = acc[t];                                         \
+      }                                                                                                            \
+    }                                                                                                              \
+  }
+QN_LOW_K_GEMM(qn_q2_K, qn_unpack_q2_K, 1)
+QN_LOW_K_GEMM(qn_q3_K, qn_unpack_q3_K, 0)
+#undef QN_LOW_K_GEMM
+
+#endif
