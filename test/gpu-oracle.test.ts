@@ -101,6 +101,7 @@ for (const [qname, quant] of [
   ['Q5_1', GgmlType.Q5_1],
   ['Q2_K', GgmlType.Q2_K],
   ['Q3_K_M', 'Q3_K_M'],
+  ['IQ4_XS', GgmlType.IQ4_XS],
 ] as const)
   oracleCase('llama', ARCHS.llama, qname, quant);
 

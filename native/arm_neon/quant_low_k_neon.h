@@ -1,7 +1,7 @@
 /*
- * The 2- and 3-bit K-quants (Q2_K, Q3_K) on arm64, included by quant_neon.c. A super-block's
+ * The 2- and 3-bit K-quants (Q2_K, Q3_K) and IQ4_XS on arm64, included by quant_neon.c. A super-block's
  * quants are unpacked once per row into sixteen vectors of 16 signed quants (Q2_K: 0..3; Q3_K:
- * q - 4, -4..3), one per 16-element group, and serve every token of the call: per group one signed
+ * q - 4, -4..3; IQ4_XS: its codes' values), one per 16-element group, and serve every token of the call: per group one signed
  * dot against the activations and one multiply-add by the group's scale. The integers are exactly
  * the scalar kernel's and the f32 steps after them are its steps in its order, so the results are
  * the scalar kernel's and a token's result does not depend on its batch.
@@ -83,8 +83,24 @@ QN_INLINE void qn_low_k_sums(const qn_low_k *w, const int8_t *aq, const int16_t 
       }                                                                                                            \
     }                                                                                                              \
   }
+/* IQ4_XS: group g (16 elements) of sub-block g / 2 takes code values through a table lookup; its scale - 32 per group. */
+QN_INLINE void qn_unpack_iq4_xs(const uint8_t *row, int b, qn_low_k *o) {
+  const block_iq4_xs *x = (const block_iq4_xs *)row + b;
+  const int8x16_t table = vld1q_s8(quant_iq4_values);
+  for (int ib = 0; ib < 8; ib++) {
+    const uint8x16_t q = vld1q_u8(x->qs + 16 * ib);
+    o->q[2 * ib] = vqtbl1q_s8(table, vandq_u8(q, vdupq_n_u8(0x0f)));
+    o->q[2 * ib + 1] = vqtbl1q_s8(table, vshrq_n_u8(q, 4));
+    o->sc[2 * ib] = o->sc[2 * ib + 1] = quant_iq4_xs_scale(x, ib) - 32;
+  }
+  for (int g = 0; g < 16; g++) o->mins[g] = 0;
+  o->d = qn_half(&x->d);
+  o->dmin = 0;
+}
+
 QN_LOW_K_GEMM(qn_q2_K, qn_unpack_q2_K, 1)
 QN_LOW_K_GEMM(qn_q3_K, qn_unpack_q3_K, 0)
+QN_LOW_K_GEMM(qn_iq4_xs, qn_unpack_iq4_xs, 0)
 #undef QN_LOW_K_GEMM
 
 #endif

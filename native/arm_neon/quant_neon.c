@@ -397,6 +397,7 @@ const quant_kernel_table quant_kernels_neon = {
             [CAIRN_Q4_K] = qn_q4_K,
             [CAIRN_Q5_K] = qn_q5_K,
             [CAIRN_Q6_K] = qn_q6_K,
+            [CAIRN_IQ4_XS] = qn_iq4_xs,
         },
 };
 #endif

@@ -118,6 +118,7 @@ const char *quant_type_name(int type) {
     case CAIRN_Q6_K: return "Q6_K";
     case CAIRN_Q8_K: return "Q8_K";
     case CAIRN_MXFP4: return "MXFP4";
+    case CAIRN_IQ4_XS: return "IQ4_XS";
     default: return "?";
   }
 }

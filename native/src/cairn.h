@@ -39,7 +39,7 @@ const char *cairn_isa_name(cairn_isa isa);
 enum {
   CAIRN_F32 = 0, CAIRN_F16 = 1, CAIRN_Q4_0 = 2, CAIRN_Q4_1 = 3, CAIRN_Q5_0 = 6, CAIRN_Q5_1 = 7,
   CAIRN_Q8_0 = 8, CAIRN_Q8_1 = 9, CAIRN_Q2_K = 10, CAIRN_Q3_K = 11, CAIRN_Q4_K = 12, CAIRN_Q5_K = 13, CAIRN_Q6_K = 14,
-  CAIRN_Q8_K = 15, CAIRN_BF16 = 30, CAIRN_MXFP4 = 39
+  CAIRN_Q8_K = 15, CAIRN_IQ4_XS = 23, CAIRN_BF16 = 30, CAIRN_MXFP4 = 39
 };
 
 #endif

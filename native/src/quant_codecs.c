@@ -13,7 +13,7 @@ int quant_block_size(int type) {
   switch (type) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return 1;
     case CAIRN_Q4_0: case CAIRN_Q4_1: case CAIRN_Q5_0: case CAIRN_Q5_1: case CAIRN_Q8_0: case CAIRN_Q8_1: case CAIRN_MXFP4: return QK;
-    case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_Q8_K: return QK_K;
+    case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_Q8_K: case CAIRN_IQ4_XS: return QK_K;
     default: return 0;
   }
 }
@@ -35,6 +35,7 @@ size_t quant_block_bytes(int type) {
     case CAIRN_Q6_K: return sizeof(block_q6_K);
     case CAIRN_Q8_K: return sizeof(block_q8_K);
     case CAIRN_MXFP4: return sizeof(block_mxfp4);
+    case CAIRN_IQ4_XS: return sizeof(block_iq4_xs);
     default: return 0;
   }
 }
@@ -44,7 +45,7 @@ int quant_vec_dot_type(int wtype) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return wtype;
     case CAIRN_Q4_0: case CAIRN_Q5_0: case CAIRN_Q8_0: case CAIRN_MXFP4: return CAIRN_Q8_0;
     case CAIRN_Q4_1: case CAIRN_Q5_1: return CAIRN_Q8_1;
-    case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: return CAIRN_Q8_K;
+    case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_IQ4_XS: return CAIRN_Q8_K;
     default: return -1;
   }
 }
@@ -205,6 +206,18 @@ static void decode_q3_K(const block_q3_K *b, float *y) {
   }
 }
 
+/* IQ4_XS, as ggml: x = (d * (scale - 32)) * value(code) per 32 elements. */
+static void decode_iq4_xs(const block_iq4_xs *b, float *y) {
+  const float d = quant_half_to_f32(b->d);
+  for (int ib = 0; ib < 8; ib++) {
+    const float dl = d * (quant_iq4_xs_scale(b, ib) - 32);
+    for (int j = 0; j < 16; j++) {
+      y[32 * ib + j] = dl * quant_iq4_values[b->qs[16 * ib + j] & 0xf];
+      y[32 * ib + j + 16] = dl * quant_iq4_values[b->qs[16 * ib + j] >> 4];
+    }
+  }
+}
+
 static void decode_mxfp4(const block_mxfp4 *b, float *y) {
   const float d = quant_e8m0_half(b->e);
   for (int j = 0; j < QK / 2; j++) {
@@ -252,6 +265,7 @@ int quant_decode_blocks(int type, const void *src, float *dst, int64_t nb) {
     DECODE(CAIRN_Q6_K, decode_q6_K, QK_K)
     DECODE(CAIRN_Q8_K, decode_q8_K, QK_K)
     DECODE(CAIRN_MXFP4, decode_mxfp4, QK)
+    DECODE(CAIRN_IQ4_XS, decode_iq4_xs, QK_K)
 #undef DECODE
     default: return -1;
   }
@@ -455,6 +469,7 @@ int quant_encode_blocks(int type, const float *src, void *dst, int64_t nb) {
     ENCODE(CAIRN_Q6_K, quant_encode_q6_K, QK_K)
     ENCODE(CAIRN_Q8_K, encode_q8_K, QK_K)
     ENCODE(CAIRN_MXFP4, encode_mxfp4, QK)
+    ENCODE(CAIRN_IQ4_XS, quant_encode_iq4_xs, QK_K)
 #undef ENCODE
     default: return -1;
   }

@@ -19,6 +19,7 @@ int quant_get_rows(int type, const void *w, int cols, const int32_t *ids, int n_
 void quant_encode_q2_K(const float *x, void *dst);
 void quant_encode_q3_K(const float *x, void *dst);
 void quant_encode_q4_K(const float *x, void *dst);
+void quant_encode_iq4_xs(const float *x, void *dst);
 void quant_encode_q5_K(const float *x, void *dst);
 void quant_encode_q6_K(const float *x, void *dst);
 

@@ -33,6 +33,9 @@ typedef struct QUANT_PACKED { quant_half d, dmin; uint8_t scales[12]; uint8_t qs
 typedef struct QUANT_PACKED { quant_half d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 typedef struct QUANT_PACKED { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; quant_half d; } block_q6_K;
 typedef struct QUANT_PACKED { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+/* IQ4_XS: per 32 elements a 6-bit scale (offset 32; low 4 bits in scales_l, high 2 in scales_h),
+   the elements' 4-bit codes into quant_iq4_values (x[j] low nibble of qs[16 ib + j], x[j + 16] high). */
+typedef struct QUANT_PACKED { quant_half d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
 /* MXFP4: an E8M0 scale byte, then 32 E2M1 codes (x[j] in the low nibble of qs[j], x[j + 16] high). */
 typedef struct QUANT_PACKED { uint8_t e; uint8_t qs[QK / 2]; } block_mxfp4;
 
@@ -49,6 +52,17 @@ _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block");
 _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block");
 _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block");
 _Static_assert(sizeof(block_mxfp4) == 17, "MXFP4 block");
+_Static_assert(sizeof(block_iq4_xs) == 136, "IQ4_XS block");
+
+/* The values of IQ4_XS's 4-bit codes (ggml's kvalues_iq4nl). */
+static const int8_t quant_iq4_values[16] __attribute__((unused)) = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* The 6-bit scale (0..63, offset 32) of sub-block ib (0..7) of an IQ4_XS block. */
+static inline int quant_iq4_xs_scale(const block_iq4_xs *x, int ib) {
+  uint16_t h;
+  memcpy(&h, &x->scales_h, 2);
+  return ((x->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((h >> (2 * ib)) & 3) << 4);
+}
 
 /* The E2M1 codes doubled, as ggml's kvalues_mxfp4 (code 8, E2M1's -0, is the integer 0). */
 static const int8_t quant_mxfp4_values[16] __attribute__((unused)) = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};

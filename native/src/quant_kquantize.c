@@ -310,3 +310,61 @@ void quant_encode_q3_K(const float *x, void *dst) {
     if (q[e] > 3) b->hmask[e & 31] |= (uint8_t)(1 << (e >> 5));
   pack_low2(q, b->qs);
 }
+
+/* The code whose IQ4 value is nearest v (the first on ties). */
+static int nearest_iq4(float v) {
+  int best = 0;
+  float err = fabsf(v - quant_iq4_values[0]);
+  for (int k = 1; k < 16; k++) {
+    const float e = fabsf(v - quant_iq4_values[k]);
+    if (e < err) {
+      err = e;
+      best = k;
+    }
+  }
+  return best;
+}
+
+/*
+ * IQ4_XS: per 32 elements the scale that maps the largest |x| onto the code value -127, the eight
+ * scales as 6-bit codes against d (as Q3_K's), then each element's nearest code value.
+ */
+void quant_encode_iq4_xs(const float *x, void *dst) {
+  block_iq4_xs *b = (block_iq4_xs *)dst;
+  float sc[8], max_scale = 0, max_abs = 0;
+  for (int ib = 0; ib < 8; ib++) {
+    float amax = 0, m = 0;
+    for (int j = 0; j < 32; j++)
+      if (fabsf(x[32 * ib + j]) > amax) {
+        amax = fabsf(x[32 * ib + j]);
+        m = x[32 * ib + j];
+      }
+    sc[ib] = m / -127;
+    if (fabsf(sc[ib]) > max_abs) {
+      max_abs = fabsf(sc[ib]);
+      max_scale = sc[ib];
+    }
+  }
+  memset(b, 0, sizeof *b);
+  uint16_t h = 0;
+  if (max_abs == 0) {
+    for (int ib = 0; ib < 8; ib++) b->scales_l[ib / 2] |= (uint8_t)((32 & 0xf) << (4 * (ib % 2)));
+    h = 0xaaaa; /* every scale 32: high bits 2 */
+    for (int j = 0; j < 128; j++) b->qs[j] = (uint8_t)(8 | (8 << 4)); /* value 1 times scale 0 */
+  } else {
+    const float iscale = -32 / max_scale;
+    b->d = quant_f32_to_half(1 / iscale);
+    const float d = quant_half_to_f32(b->d);
+    for (int ib = 0; ib < 8; ib++) {
+      const int l = clampi(quant_nearest_int(iscale * sc[ib]), -32, 31), ls = l + 32;
+      b->scales_l[ib / 2] |= (uint8_t)((ls & 0xf) << (4 * (ib % 2)));
+      h |= (uint16_t)((ls >> 4) << (2 * ib));
+      const float dl = d * l, id = dl == 0 ? 0 : 1 / dl;
+      for (int j = 0; j < 16; j++) {
+        const int lo = nearest_iq4(id * x[32 * ib + j]), hi = nearest_iq4(id * x[32 * ib + 16 + j]);
+        b->qs[16 * ib + j] = (uint8_t)(lo | (hi << 4));
+      }
+    }
+  }
+  memcpy(&b->scales_h, &h, 2);
+}

@@ -349,6 +349,28 @@ static float dot_q3_K(int cols, const uint8_t *w, const uint8_t *a) {
   return sum;
 }
 
+/* IQ4_XS: Σ_ib (scale_ib - 32) (code values · activations of sub-block ib), times d da. */
+static float dot_iq4_xs(int cols, const uint8_t *w, const uint8_t *a) {
+  Q8K_ROW(a, cols);
+  (void)bsums;
+  const block_iq4_xs *x = (const block_iq4_xs *)w;
+  float sum = 0;
+  for (int b = 0; b < cols / QK_K; b++) {
+    const int8_t *q8 = aq + QK_K * b;
+    int scaled = 0;
+    for (int ib = 0; ib < 8; ib++) {
+      int sumi = 0;
+      for (int j = 0; j < 16; j++) {
+        const uint8_t q = x[b].qs[16 * ib + j];
+        sumi += quant_iq4_values[q & 0xf] * q8[32 * ib + j] + quant_iq4_values[q >> 4] * q8[32 * ib + 16 + j];
+      }
+      scaled += (quant_iq4_xs_scale(&x[b], ib) - 32) * sumi;
+    }
+    sum += (quant_half_to_f32(x[b].d) * ad[b]) * (float)scaled;
+  }
+  return sum;
+}
+
 typedef float (*row_dot_fn)(int cols, const uint8_t *w, const uint8_t *a);
 
 static inline void gemm_rows(row_dot_fn dot, int cols, const uint8_t *w, size_t w_stride, int nr, const uint8_t *a,
@@ -375,6 +397,7 @@ GEMM(gemm_mxfp4, dot_mxfp4)
 GEMM(gemm_q2_K, dot_q2_K)
 GEMM(gemm_q3_K, dot_q3_K)
 GEMM(gemm_q4_K, dot_q4_K)
+GEMM(gemm_iq4_xs, dot_iq4_xs)
 GEMM(gemm_q5_K, dot_q5_K)
 GEMM(gemm_q6_K, dot_q6_K)
 #undef GEMM
@@ -404,5 +427,6 @@ const quant_kernel_table quant_kernels_scalar = {
             [CAIRN_Q4_K] = gemm_q4_K,
             [CAIRN_Q5_K] = gemm_q5_K,
             [CAIRN_Q6_K] = gemm_q6_K,
+            [CAIRN_IQ4_XS] = gemm_iq4_xs,
         },
 };

@@ -1626,6 +1626,7 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #endif
 
 #include "quant_x86_low_k.h"
+#include "quant_x86_iq4.h"
 
 const quant_kernel_table QX_TABLE = {
     .convert =
@@ -1652,6 +1653,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q4_K] = QX_K_GEMM_OF(q4_K),
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
+            [CAIRN_IQ4_XS] = qx_iq4_xs,
         },
 };
 

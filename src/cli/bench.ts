@@ -37,6 +37,7 @@ const QUANTS: Record<string, SyntheticQuant> = {
   Q4_K: GgmlType.Q4_K,
   Q5_K: GgmlType.Q5_K,
   Q6_K: GgmlType.Q6_K,
+  IQ4_XS: GgmlType.IQ4_XS,
   Q3_K_M: 'Q3_K_M',
   Q4_K_M: 'Q4_K_M',
   Q5_K_M: 'Q5_K_M',

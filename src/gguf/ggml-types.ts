@@ -80,7 +80,7 @@ const TABLE: ReadonlyMap<number, GgmlTypeInfo> = new Map<number, GgmlTypeInfo>([
   [GgmlType.IQ4_NL, info('IQ4_NL', 32, 18)],
   [GgmlType.IQ3_S, info('IQ3_S', 256, 110)],
   [GgmlType.IQ2_S, info('IQ2_S', 256, 82)],
-  [GgmlType.IQ4_XS, info('IQ4_XS', 256, 136)],
+  [GgmlType.IQ4_XS, info('IQ4_XS', 256, 136, true)],
   [GgmlType.I8, info('I8', 1, 1)],
   [GgmlType.I16, info('I16', 1, 2)],
   [GgmlType.I32, info('I32', 1, 4)],

@@ -31,6 +31,7 @@ const WEIGHT_TYPES = [
   GgmlType.Q5_K,
   GgmlType.Q6_K,
   GgmlType.MXFP4,
+  GgmlType.IQ4_XS,
 ];
 const CODEC_TYPES = [...WEIGHT_TYPES, GgmlType.Q8_1, GgmlType.Q8_K];
 
@@ -198,6 +199,7 @@ describe('native quantization kernels', { skip }, () => {
         [GgmlType.Q4_K, [0, 2]],
         [GgmlType.Q5_K, [0, 2]],
         [GgmlType.Q6_K, [208]],
+        [GgmlType.IQ4_XS, [0]],
         [GgmlType.MXFP4, []], // E8M0 scale bytes below
       ];
       for (const [type, fields] of halfFields) {

@@ -308,6 +308,22 @@ fn w4(b: u32, i: u32) -> vec4f {
 }
 `;
 
+/** IQ4_XS (136 bytes: d, scales_h, scales_l[4], qs[128]): per 32 weights a 6-bit scale (offset 32), 4-bit codes into a table of values. */
+const IQ4_XS_W4 = /* wgsl */ `
+var<private> IQ4V: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+fn iq4_scale(b: u32, ib: u32) -> f32 {
+  let ls = ((byte_at(b + 4u + ib / 2u) >> (4u * (ib & 1u))) & 15u) | (((u16_at(b + 2u) >> (2u * ib)) & 3u) << 4u);
+  return f32(i32(ls) - 32);
+}
+fn w4(b: u32, i: u32) -> vec4f {
+  let ib = i / 32u;
+  let l = i & 31u;
+  let q = u8x4(word_at(b + 8u + 16u * ib + (l & 15u)));
+  let c = select(q & vec4u(15u), q >> vec4u(4u), l >= 16u);
+  return f16_at(b) * iq4_scale(b, ib) * vec4f(IQ4V[c.x], IQ4V[c.y], IQ4V[c.z], IQ4V[c.w]);
+}
+`;
+
 /** block_dot as the sum of a block's w4 over its 256 weights. */
 const BLOCK_DOT_BY_W4 = /* wgsl */ `
 fn block_dot(b: u32, xo: u32) -> f32 {
@@ -360,6 +376,7 @@ const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.Q5_K, { blockElems: 256, blockBytes: 176, wgsl: Q5_K, w4: Q5_K_W4 }],
   [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K, w4: Q6_K_W4 }],
   [GgmlType.MXFP4, { blockElems: 32, blockBytes: 17, wgsl: MXFP4, w4: MXFP4_W4 }],
+  [GgmlType.IQ4_XS, { blockElems: 256, blockBytes: 136, wgsl: IQ4_XS_W4 + BLOCK_DOT_BY_W4, w4: IQ4_XS_W4 }],
 ]);
 
 /** The GPU format of a weight type, or undefined where the GPU kernels do not read it yet. */

@@ -30,6 +30,7 @@ export function vecDotType(wtype: GgmlType): GgmlType {
     case GgmlType.Q4_K:
     case GgmlType.Q5_K:
     case GgmlType.Q6_K:
+    case GgmlType.IQ4_XS:
       return GgmlType.Q8_K;
     default:
       throw new RangeError(`unsupported weight type ${ggmlTypeName(wtype)} (${wtype}) for matmul`);

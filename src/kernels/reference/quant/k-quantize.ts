@@ -5,7 +5,7 @@
  * fixed order, so the native quantizers can reproduce these bytes exactly.
  */
 import { f32ToFp16, fp16ToF32, writeHalfBits } from './half.js';
-import { packKScaleMin, Q2K, Q3K, Q4K, Q5K, Q6K, QK_K } from './layouts.js';
+import { IQ4_VALUES, IQ4XS, packKScaleMin, Q2K, Q3K, Q4K, Q5K, Q6K, QK_K } from './layouts.js';
 import { clampInt, roundHalfEven } from './rounding.js';
 
 const f = Math.fround;
@@ -345,4 +345,70 @@ export function quantizeQ3_K(x: Float32Array, xo: number, dst: Uint8Array, dOff:
   }
   for (let e = 0; e < QK_K; e++) if (q[e] > 3) dst[dOff + Q3K.hmask + (e & 31)] |= 1 << (e >> 5);
   packLow2(q, dst, dOff + Q3K.qs);
+}
+
+/** The code whose IQ4 value is nearest v (the first on ties). */
+function nearestIq4(v: number): number {
+  let best = 0;
+  let err = Math.abs(f(v - IQ4_VALUES[0]));
+  for (let k = 1; k < 16; k++) {
+    const e = Math.abs(f(v - IQ4_VALUES[k]));
+    if (e < err) {
+      err = e;
+      best = k;
+    }
+  }
+  return best;
+}
+
+/**
+ * Encodes one IQ4_XS super-block: per 32 elements the scale mapping the largest |x| onto the code
+ * value -127, the eight scales as 6-bit codes against d (as Q3_K's), each element's nearest value.
+ */
+export function quantizeIQ4_XS(x: Float32Array, xo: number, dst: Uint8Array, dOff: number): void {
+  const scales = new Float32Array(8);
+  let maxScale = 0;
+  let maxAbs = 0;
+  for (let ib = 0; ib < 8; ib++) {
+    let amax = 0;
+    let m = 0;
+    for (let j = 0; j < 32; j++) {
+      const v = x[xo + 32 * ib + j];
+      if (Math.abs(v) > amax) {
+        amax = Math.abs(v);
+        m = v;
+      }
+    }
+    scales[ib] = f(m / -127);
+    if (Math.abs(scales[ib]) > maxAbs) {
+      maxAbs = Math.abs(scales[ib]);
+      maxScale = scales[ib];
+    }
+  }
+  dst.fill(0, dOff, dOff + 136);
+  let h = 0;
+  if (maxAbs === 0) {
+    h = 0xaaaa; // every scale 32 (the value 0): high bits 2, low nibbles 0
+    dst.fill(8 | (8 << 4), dOff + IQ4XS.qs, dOff + IQ4XS.qs + 128);
+  } else {
+    const iscale = f(-32 / maxScale);
+    const dBits = f32ToFp16(f(1 / iscale));
+    writeHalfBits(dst, dOff + IQ4XS.d, dBits);
+    const d = fp16ToF32(dBits);
+    for (let ib = 0; ib < 8; ib++) {
+      const l = clampInt(roundHalfEven(f(iscale * scales[ib])), -32, 31);
+      const ls = l + 32;
+      dst[dOff + IQ4XS.scalesL + (ib >> 1)] |= (ls & 0xf) << (4 * (ib & 1));
+      h |= (ls >> 4) << (2 * ib);
+      const dl = f(d * l);
+      const id = dl === 0 ? 0 : f(1 / dl);
+      for (let j = 0; j < 16; j++) {
+        const lo = nearestIq4(f(id * x[xo + 32 * ib + j]));
+        const hi = nearestIq4(f(id * x[xo + 32 * ib + 16 + j]));
+        dst[dOff + IQ4XS.qs + 16 * ib + j] = lo | (hi << 4);
+      }
+    }
+  }
+  dst[dOff + IQ4XS.scalesH] = h & 0xff;
+  dst[dOff + IQ4XS.scalesH + 1] = h >> 8;
 }

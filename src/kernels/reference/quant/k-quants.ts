@@ -1,6 +1,6 @@
 /** Dequantizers of the K formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), bit-exact with ggml's. */
 import { readFp16 } from './half.js';
-import { kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, QK_K, readI8 } from './layouts.js';
+import { IQ4_VALUES, IQ4XS, iq4xsScale, kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, QK_K, readI8 } from './layouts.js';
 
 const f = Math.fround;
 
@@ -84,5 +84,18 @@ export function dequantizeQ6_K(src: Uint8Array, so: number, dst: Float32Array, d
   for (let i = 0; i < QK_K; i++) {
     const sc = readI8(src, so + Q6K.scales + (i >> 4));
     dst[dOff + i] = f(f(d * sc) * (q6Quant(src, so, i) - 32));
+  }
+}
+
+/** Decodes one IQ4_XS super-block: x = (d * (scale - 32)) * value(code) per 32-element sub-block. */
+export function dequantizeIQ4_XS(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {
+  const d = readFp16(src, so + IQ4XS.d);
+  for (let ib = 0; ib < 8; ib++) {
+    const dl = f(d * (iq4xsScale(src, so, ib) - 32));
+    for (let j = 0; j < 16; j++) {
+      const q = src[so + IQ4XS.qs + 16 * ib + j];
+      dst[dOff + 32 * ib + j] = f(dl * IQ4_VALUES[q & 0xf]);
+      dst[dOff + 32 * ib + 16 + j] = f(dl * IQ4_VALUES[q >> 4]);
+    }
   }
 }

@@ -15,6 +15,9 @@
  * - Q5_K  (256 el, 176 B): f16 d, f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128].
  * - Q6_K  (256 el, 210 B): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d.
  * - Q8_K  (256 el, 292 B): f32 d; i8 qs[256]; i16 bsums[16] (sums of each 16 quants).
+ * - IQ4_XS (256 el, 136 B): f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]. Sub-block ib (32 el) has the
+ *   6-bit scale ls = (scales_l[ib/2] nibble ib%2) | (bits 2ib..2ib+1 of scales_h) << 4; x[32ib + j] =
+ *   d * (ls - 32) * IQ4_VALUES[low nibble of qs[16ib + j]], x[32ib + 16 + j] from the high nibble.
  * - MXFP4 (32 el, 17 B): u8 e (E8M0 scale); u8 qs[16] (E2M1 codes: x[j] low nibble, x[j+16] high).
  */
 
@@ -38,6 +41,7 @@ export const BLOCK_BYTES = {
   Q6_K: 210,
   Q8_K: 292,
   MXFP4: 17,
+  IQ4_XS: 136,
 } as const;
 
 /** Offsets inside a Q2_K block. */
@@ -114,4 +118,16 @@ export function q3KScale(bytes: Uint8Array, scalesOff: number, j: number): numbe
 /** The third bit of element e's quant in a Q3_K block at `so`. */
 export function q3KHigh(bytes: Uint8Array, so: number, e: number): number {
   return (bytes[so + Q3K.hmask + (e & 31)] >> (e >> 5)) & 1;
+}
+
+/** Offsets inside an IQ4_XS block. */
+export const IQ4XS = { d: 0, scalesH: 2, scalesL: 4, qs: 8 } as const;
+
+/** The values of IQ4_XS's 4-bit codes (ggml's kvalues_iq4nl). */
+export const IQ4_VALUES: readonly number[] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/** The 6-bit scale (0..63, offset 32) of sub-block ib of an IQ4_XS block at `so`. */
+export function iq4xsScale(bytes: Uint8Array, so: number, ib: number): number {
+  const h = bytes[so + IQ4XS.scalesH] | (bytes[so + IQ4XS.scalesH + 1] << 8);
+  return ((bytes[so + IQ4XS.scalesL + (ib >> 1)] >> (4 * (ib & 1))) & 0xf) | (((h >> (2 * ib)) & 3) << 4);
 }

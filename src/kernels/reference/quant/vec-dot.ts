@@ -8,7 +8,7 @@ import type { ActivationRow } from './activations.js';
 import { readF32 } from './float-formats.js';
 import { bf16ToF32, readFp16 } from './half.js';
 import { q6Quant } from './k-quants.js';
-import { BLOCK_BYTES, kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
+import { BLOCK_BYTES, IQ4_VALUES, IQ4XS, iq4xsScale, kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
 import { e8m0Half, MXFP4, MXFP4_VALUES } from './mxfp4.js';
 
 const f = Math.fround;
@@ -180,6 +180,27 @@ function dotQ3_K(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
   return sum;
 }
 
+/** IQ4_XS: Σ_ib (scale_ib - 32) · (code values · activations of sub-block ib), times d · da. */
+function dotIQ4_XS(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.IQ4_XS;
+    const ab = b * BLOCK_BYTES.Q8_K;
+    let scaled = 0;
+    for (let ib = 0; ib < 8; ib++) {
+      let sumi = 0;
+      for (let j = 0; j < 16; j++) {
+        const q = w[wb + IQ4XS.qs + 16 * ib + j];
+        sumi += IQ4_VALUES[q & 0xf] * readI8(a, ab + Q8K.qs + 32 * ib + j) + IQ4_VALUES[q >> 4] * readI8(a, ab + Q8K.qs + 32 * ib + 16 + j);
+      }
+      scaled += (iq4xsScale(w, wb, ib) - 32) * sumi;
+    }
+    // The integer as an f32 first, as the native kernels convert it.
+    sum = f(sum + f(f(readFp16(w, wb + IQ4XS.d) * q8kScale(a, ab)) * f(scaled)));
+  }
+  return sum;
+}
+
 function dotQ6_K(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
   let sum = 0;
   for (let b = 0; b < nb; b++) {
@@ -236,6 +257,8 @@ export function vecDot(wtype: GgmlType, w: Uint8Array, wo: number, act: Activati
       return dotScaleMinK(w, wo, a, cols / QK_K, true);
     case GgmlType.Q6_K:
       return dotQ6_K(w, wo, a, cols / QK_K);
+    case GgmlType.IQ4_XS:
+      return dotIQ4_XS(w, wo, a, cols / QK_K);
     default:
       throw new RangeError(`no quantized dot product for weight type ${wtype}`);
   }
