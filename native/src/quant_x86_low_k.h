@@ -19,6 +19,23 @@ typedef struct {
   float d, dmin;
 } qx_low_k;
 
+/*
+ * A Q3_K block's 16 signed scales (quant_q3_K_scale) as int16, four at a time: low nibbles from
+ * bytes 0-7, high bits from 8-11. The words go in through registers: a vector load of the four
+ * stores would wait on them.
+ */
+QX_INLINE __m256i qx_q3_K_scales16(const block_q3_K *x) {
+  uint32_t aux[4], t;
+  memcpy(aux, x->scales, 12);
+  t = aux[2];
+  aux[2] = ((aux[0] >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
+  aux[3] = ((aux[1] >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
+  aux[0] = (aux[0] & 0x0f0f0f0f) | (((t >> 0) & 0x03030303) << 4);
+  aux[1] = (aux[1] & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
+  const __m128i codes = _mm_setr_epi32((int)aux[0], (int)aux[1], (int)aux[2], (int)aux[3]);
+  return _mm256_sub_epi16(_mm256_cvtepu8_epi16(codes), _mm256_set1_epi16(32));
+}
+
 /* Bits 2j, 2j + 1 of each byte of 32 qs bytes: the low quants of elements 32j .. 32j + 31 of a half. */
 QX_INLINE __m256i qx_low2(__m256i qs, int j) { return _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), _mm256_set1_epi8(3)); }
 
@@ -60,16 +77,7 @@ QX_INLINE void qx_unpack_q3_K(const uint8_t *row, int b, qx_low_k *o) {
       o->q[s] = _mm256_or_si256(qx_low2(qs, j), high);
     }
   }
-  /* The 16 6-bit scales (quant_q3_K_scale) four at a time: low nibbles from bytes 0-7, high bits from 8-11. */
-  uint32_t aux[4], t;
-  memcpy(aux, x->scales, 12);
-  t = aux[2];
-  aux[2] = ((aux[0] >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
-  aux[3] = ((aux[1] >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
-  aux[0] = (aux[0] & 0x0f0f0f0f) | (((t >> 0) & 0x03030303) << 4);
-  aux[1] = (aux[1] & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
-  const __m128i codes = _mm_setr_epi32((int)aux[0], (int)aux[1], (int)aux[2], (int)aux[3]); /* in registers: a load of the four stores would wait on them */
-  o->sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(codes), _mm256_set1_epi16(32));
+  o->sc16 = qx_q3_K_scales16(x);
   qx_low_k_scales(o->sc16, o->sc);
   o->d = qx_half(&x->d);
   o->dmin = 0;
@@ -144,15 +152,7 @@ QX_INLINE void qx_unpack512_q3_K(const uint8_t *row, int b, qx_low_k512 *o) {
     const __m512i high = _mm512_slli_epi16(_mm512_srlv_epi16(hm, _mm512_add_epi16(half, _mm512_set1_epi16((short)j))), 2);
     o->q[j] = _mm512_or_si512(qx_low2_512(qs, j), _mm512_and_si512(high, _mm512_set1_epi8(4)));
   }
-  uint32_t aux[4], t;
-  memcpy(aux, x->scales, 12);
-  t = aux[2];
-  aux[2] = ((aux[0] >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
-  aux[3] = ((aux[1] >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
-  aux[0] = (aux[0] & 0x0f0f0f0f) | (((t >> 0) & 0x03030303) << 4);
-  aux[1] = (aux[1] & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
-  const __m128i codes = _mm_setr_epi32((int)aux[0], (int)aux[1], (int)aux[2], (int)aux[3]);
-  o->sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(codes), _mm256_set1_epi16(32));
+  o->sc16 = qx_q3_K_scales16(x);
   qx_low_k512_scales(o->sc16, o->sc);
   o->d = qx_half(&x->d);
   o->dmin = 0;
