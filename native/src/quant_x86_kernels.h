@@ -1626,7 +1626,6 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #endif
 
 #include "quant_x86_low_k.h"
-#include "quant_x86_iq4.h"
 
 const quant_kernel_table QX_TABLE = {
     .convert =

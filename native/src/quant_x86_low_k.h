@@ -1,23 +1,32 @@
 /*
- * The 2- and 3-bit K-quants (Q2_K, Q3_K) on AVX2, included by quant_x86_kernels.h for the AVX2 and
- * AVX-512 tables. A super-block's quants are unpacked once per row into eight vectors of 32
- * unsigned bytes (Q2_K: 0..3; Q3_K: 0..7, the stored q + 4) with a vector of their 16-element
- * groups' scales beside each, and serve every token of the call: per 32 quants one maddubs against
- * the activations, one madd with the scales. The integers are exactly the scalar kernel's
- * (Q3_K's offset 4 comes off as 4 x Σ scale x group sum, Q2_K's mins as Σ min x group sum), and the
- * f32 steps after them are its steps in its order, so the results are the scalar kernel's and a
- * token's result does not depend on its batch.
+ * Q2_K, Q3_K and IQ4_XS on AVX2 and AVX-512, included by quant_x86_kernels.h for both tables. A
+ * super-block of a row is unpacked once into vectors of 32 (AVX-512: 64) quants with a vector of
+ * their scales beside each, and serves every token of the call: per vector one maddubs against the
+ * activations and one madd (vpdpwssd) with the scales. Q2_K's quants are 0..3 and Q3_K's the stored
+ * q + 4 (0..7), unsigned; IQ4_XS's are its codes' values (a byte shuffle through the 16 values),
+ * signed, so they take the activations' signs and meet their magnitudes (up to 128, which a Q8_K
+ * row holds: as a signed byte it could not change sign). The integers are exactly the scalar
+ * kernel's (Q3_K's offset 4 comes off as 4 x Σ scale x group sum, Q2_K's mins as Σ min x group
+ * sum), and the f32 steps after them are its steps in its order, so the results are the scalar
+ * kernel's at every level and a token's result does not depend on its batch.
  */
 #ifndef CAIRN_QUANT_X86_LOW_K_H
 #define CAIRN_QUANT_X86_LOW_K_H
 
-/* A Q2_K/Q3_K super-block of one row, unpacked. */
-typedef struct {
-  __m256i q[8];  /* elements 32k .. 32k + 31, unsigned */
-  __m256i sc[8]; /* int16: the scale of group 2k in the low lane's 8 words, of 2k + 1 in the high lane's */
-  __m256i sc16;  /* int16: the 16 groups' scales (Q3_K, signed) or mins (Q2_K), in order */
-  float d, dmin;
-} qx_low_k;
+/* The formats these kernels serve. */
+enum { QX_LK_Q2_K, QX_LK_Q3_K, QX_LK_IQ4_XS };
+
+/* Tokens whose sums one pass over a row's super-blocks keeps. */
+#define QX_LOW_K_T 64
+
+/*
+ * One super-block's step of a token's sum: the scalar kernel's f32 operations, in its order
+ * (Q2_K's mins term; Q3_K's offset; IQ4_XS has neither: its groups are 0).
+ */
+QX_INLINE float qx_low_k_step(const int kind, float acc, float d, float dmin, float da, int isum, int groups) {
+  if (kind == QX_LK_Q2_K) return acc + ((d * da) * isum - (dmin * da) * groups);
+  return acc + (d * da) * (isum - 4 * groups);
+}
 
 /*
  * A Q3_K block's 16 signed scales (quant_q3_K_scale) as int16, four at a time: low nibbles from
@@ -35,6 +44,176 @@ QX_INLINE __m256i qx_q3_K_scales16(const block_q3_K *x) {
   const __m128i codes = _mm_setr_epi32((int)aux[0], (int)aux[1], (int)aux[2], (int)aux[3]);
   return _mm256_sub_epi16(_mm256_cvtepu8_epi16(codes), _mm256_set1_epi16(32));
 }
+
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/*
+ * On AVX-512 a vector holds 64 quants: those of elements 32j .. 32j + 31 of both 128-element halves
+ * (the bytes the same shift of qs gives), so four vectors and four scale vectors (by 16-element
+ * group: lane l takes group 8 (l / 2) + 2j + l % 2) make a super-block, and its integer sums for
+ * four super-blocks (or four tokens) are reduced together.
+ */
+typedef struct {
+  __m512i q[4], sc[4];
+  __m256i sc16;
+  float d, dmin;
+} qx_low_k512; /* IQ4_XS: q its values, sc16 zero */
+
+/* Word w's group in scale vector 0 (add 2j for vector j). */
+static const int16_t qx_low_k_group0[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                                         8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9};
+
+QX_INLINE void qx_low_k512_scales(__m256i scales16, __m512i *sc) {
+  const __m512i s = _mm512_castsi256_si512(scales16), g0 = _mm512_load_si512((const void *)qx_low_k_group0);
+  for (int j = 0; j < 4; j++) sc[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(g0, _mm512_set1_epi16((short)(2 * j))), s);
+}
+
+QX_INLINE __m512i qx_low2_512(__m512i qs, int j) { return _mm512_and_si512(_mm512_srli_epi16(qs, 2 * j), _mm512_set1_epi8(3)); }
+
+QX_INLINE void qx_unpack512_q2_K(const uint8_t *row, int b, qx_low_k512 *o) {
+  const block_q2_K *x = (const block_q2_K *)row + b;
+  const __m512i qs = _mm512_loadu_si512((const void *)x->qs);
+  for (int j = 0; j < 4; j++) o->q[j] = qx_low2_512(qs, j);
+  const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+  qx_low_k512_scales(_mm256_and_si256(bytes, _mm256_set1_epi16(0xf)), o->sc);
+  o->sc16 = _mm256_srli_epi16(bytes, 4);
+  o->d = qx_half(&x->d);
+  o->dmin = qx_half(&x->dmin);
+}
+
+QX_INLINE void qx_unpack512_q3_K(const uint8_t *row, int b, qx_low_k512 *o) {
+  const block_q3_K *x = (const block_q3_K *)row + b;
+  const __m512i qs = _mm512_loadu_si512((const void *)x->qs);
+  const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->hmask));
+  /* The third bit of half n's elements 32j + l is bit 4n + j of hmask[l]: shifted down per half, then to bit 2. */
+  const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  for (int j = 0; j < 4; j++) {
+    const __m512i high = _mm512_slli_epi16(_mm512_srlv_epi16(hm, _mm512_add_epi16(half, _mm512_set1_epi16((short)j))), 2);
+    o->q[j] = _mm512_or_si512(qx_low2_512(qs, j), _mm512_and_si512(high, _mm512_set1_epi8(4)));
+  }
+  o->sc16 = qx_q3_K_scales16(x);
+  qx_low_k512_scales(o->sc16, o->sc);
+  o->d = qx_half(&x->d);
+  o->dmin = 0;
+}
+
+/* IQ4_XS: two sub-blocks' 64 values a vector (each 16 code bytes broadcast to two lanes, low nibbles then high). */
+QX_INLINE void qx_unpack512_iq4_xs(const uint8_t *row, int b, qx_low_k512 *o) {
+  const block_iq4_xs *x = (const block_iq4_xs *)row + b;
+  const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)quant_iq4_values));
+  const __m256i lane_shifts = _mm256_setr_m128i(_mm_setzero_si128(), _mm_set1_epi16(4));
+  const __m512i shifts = _mm512_inserti64x4(_mm512_castsi256_si512(lane_shifts), lane_shifts, 1);
+  for (int p = 0; p < 4; p++) {
+    const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * p)));
+    const __m512i codes = _mm512_and_si512(_mm512_srlv_epi16(_mm512_shuffle_i64x2(both, both, 0x50), shifts), _mm512_set1_epi8(0x0f));
+    o->q[p] = _mm512_shuffle_epi8(table, codes);
+    o->sc[p] = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)(quant_iq4_xs_scale(x, 2 * p) - 32)), (__mmask32)0xffff0000u,
+                                      (short)(quant_iq4_xs_scale(x, 2 * p + 1) - 32));
+  }
+  o->sc16 = _mm256_setzero_si256();
+  o->d = qx_half(&x->d);
+  o->dmin = 0;
+}
+
+QX_INLINE void qx_unpack512(const int kind, const uint8_t *row, int b, qx_low_k512 *o) {
+  if (kind == QX_LK_Q2_K) qx_unpack512_q2_K(row, b, o);
+  else if (kind == QX_LK_Q3_K) qx_unpack512_q3_K(row, b, o);
+  else qx_unpack512_iq4_xs(row, b, o);
+}
+
+/*
+ * Σ scales x (quants . activations) of a super-block, in lanes; and Σ sc16 x bsums, in lanes. Q2_K/
+ * Q3_K's vectors hold both halves' elements 32j ..; IQ4_XS's hold 64 consecutive ones, negated
+ * under the activations' sign mask (AVX-512 has no byte sign instruction).
+ */
+QX_INLINE void qx_low_k512_sums(const int kind, const qx_low_k512 *w, const int8_t *aq, const int16_t *bsums, __m512i *isum, __m512i *groups) {
+  __m512i acc = _mm512_setzero_si512();
+  for (int j = 0; j < 4; j++) {
+    __m512i p;
+    if (kind == QX_LK_IQ4_XS) {
+      const __m512i a = _mm512_loadu_si512((const void *)(aq + 64 * j));
+      p = _mm512_maddubs_epi16(_mm512_abs_epi8(a), _mm512_mask_sub_epi8(w->q[j], _mm512_movepi8_mask(a), _mm512_setzero_si512(), w->q[j]));
+    } else {
+      const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(aq + 32 * j))),
+                                           _mm256_loadu_si256((const __m256i *)(aq + 128 + 32 * j)), 1);
+      p = _mm512_maddubs_epi16(w->q[j], a);
+    }
+    acc = _mm512_dpwssd_epi32(acc, p, w->sc[j]);
+  }
+  *isum = acc;
+  *groups = kind == QX_LK_IQ4_XS ? _mm512_setzero_si512()
+                                 : _mm512_zextsi256_si512(_mm256_madd_epi16(w->sc16, _mm256_loadu_si256((const __m256i *)bsums)));
+}
+
+/*
+ * The steps of m (<= 4) (super-block, token) items whose sums are in lanes, reduced together; item i
+ * adds to acc[i * stride], in order (stride 0: one token's sum over consecutive super-blocks).
+ */
+QX_INLINE void qx_low_k512_steps(const int kind, int m, const __m512i *is, const __m512i *gs, const float *d, const float *dmin,
+                                 const float *da, float *acc, const int stride) {
+  int32_t isum[4], groups[4] = {0, 0, 0, 0};
+  _mm_storeu_si128((__m128i *)isum, qx_sum4_epi32(is));
+  if (kind != QX_LK_IQ4_XS) _mm_storeu_si128((__m128i *)groups, qx_sum4_epi32(gs));
+  for (int i = 0; i < m; i++) acc[i * stride] = qx_low_k_step(kind, acc[i * stride], d[i], dmin[i], da[i], isum[i], groups[i]);
+}
+
+/* One token: four super-blocks' sums reduced together; more: each super-block for four tokens at a time. */
+QX_INLINE void qx_low_k_gemm(const int kind, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y,
+                             size_t ys) {
+  const int nb = cols / QK_K;
+  float acc[QX_LOW_K_T];
+  for (int r = 0; r < nr; r++) {
+    const uint8_t *row = w + (size_t)r * ws;
+    if (nt == 1) {
+      float sum = 0;
+      for (int b0 = 0; b0 < nb; b0 += 4) {
+        const int m = nb - b0 < 4 ? nb - b0 : 4;
+        __m512i is[4], gs[4];
+        float d[4], dmin[4], da4[4];
+        for (int i = 0; i < 4; i++) is[i] = gs[i] = _mm512_setzero_si512();
+        for (int i = 0; i < m; i++) {
+          qx_low_k512 wb;
+          qx_unpack512(kind, row, b0 + i, &wb);
+          QX_Q8K(a, cols, b0 + i);
+          qx_low_k512_sums(kind, &wb, aq, bsums, &is[i], &gs[i]);
+          d[i] = wb.d, dmin[i] = wb.dmin, da4[i] = da;
+        }
+        qx_low_k512_steps(kind, m, is, gs, d, dmin, da4, &sum, 0);
+      }
+      y[r] = sum;
+      continue;
+    }
+    for (int t0 = 0; t0 < nt; t0 += QX_LOW_K_T) {
+      const int T = nt - t0 < QX_LOW_K_T ? nt - t0 : QX_LOW_K_T;
+      for (int t = 0; t < T; t++) acc[t] = 0;
+      for (int b = 0; b < nb; b++) {
+        qx_low_k512 wb;
+        qx_unpack512(kind, row, b, &wb);
+        const float d[4] = {wb.d, wb.d, wb.d, wb.d}, dmin[4] = {wb.dmin, wb.dmin, wb.dmin, wb.dmin};
+        for (int t1 = 0; t1 < T; t1 += 4) {
+          const int m = T - t1 < 4 ? T - t1 : 4;
+          __m512i is[4], gs[4];
+          float da4[4];
+          for (int i = 0; i < 4; i++) is[i] = gs[i] = _mm512_setzero_si512();
+          for (int i = 0; i < m; i++) {
+            QX_Q8K(a + (size_t)(t0 + t1 + i) * as, cols, b);
+            qx_low_k512_sums(kind, &wb, aq, bsums, &is[i], &gs[i]);
+            da4[i] = da;
+          }
+          qx_low_k512_steps(kind, m, is, gs, d, dmin, da4, acc + t1, 1);
+        }
+      }
+      for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * ys + r] = acc[t];
+    }
+  }
+}
+#else
+/* A super-block of one row, unpacked in 32-element vectors. */
+typedef struct {
+  __m256i q[8];  /* elements 32k .. 32k + 31: unsigned quants, or IQ4_XS's values */
+  __m256i sc[8]; /* int16 per pair of products: Q2_K/Q3_K group 2k in the low lane's words, 2k + 1 in the high lane's */
+  __m256i sc16;  /* int16: the 16 groups' scales (Q3_K, signed) or mins (Q2_K), in order; IQ4_XS: zero */
+  float d, dmin;
+} qx_low_k;
 
 /* Bits 2j, 2j + 1 of each byte of 32 qs bytes: the low quants of elements 32j .. 32j + 31 of a half. */
 QX_INLINE __m256i qx_low2(__m256i qs, int j) { return _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), _mm256_set1_epi8(3)); }
@@ -83,177 +262,76 @@ QX_INLINE void qx_unpack_q3_K(const uint8_t *row, int b, qx_low_k *o) {
   o->dmin = 0;
 }
 
-/* Σ_k scales x (quants . activations) over the super-block: the integer before the offset or mins. */
-QX_INLINE int qx_low_k_isum(const qx_low_k *w, const int8_t *aq) {
+/* IQ4_XS: sub-block ib's 32 values by a byte shuffle, its scale - 32 in every word. */
+QX_INLINE void qx_unpack_iq4_xs(const uint8_t *row, int b, qx_low_k *o) {
+  const block_iq4_xs *x = (const block_iq4_xs *)row + b;
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4_values));
+  const __m128i low = _mm_set1_epi8(0x0f);
+  for (int ib = 0; ib < 8; ib++) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)(x->qs + 16 * ib));
+    o->q[ib] = _mm256_shuffle_epi8(table, _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low), _mm_and_si128(q, low)));
+    o->sc[ib] = _mm256_set1_epi16((short)(quant_iq4_xs_scale(x, ib) - 32));
+  }
+  o->sc16 = _mm256_setzero_si256();
+  o->d = qx_half(&x->d);
+  o->dmin = 0;
+}
+
+QX_INLINE void qx_unpack(const int kind, const uint8_t *row, int b, qx_low_k *o) {
+  if (kind == QX_LK_Q2_K) qx_unpack_q2_K(row, b, o);
+  else if (kind == QX_LK_Q3_K) qx_unpack_q3_K(row, b, o);
+  else qx_unpack_iq4_xs(row, b, o);
+}
+
+/* Σ_k scales x (quants . activations) over the super-block (IQ4_XS: its values take the activations' signs). */
+QX_INLINE int qx_low_k_isum(const int kind, const qx_low_k *w, const int8_t *aq) {
   __m256i acc = _mm256_setzero_si256();
   for (int k = 0; k < 8; k++) {
-    const __m256i p = _mm256_maddubs_epi16(w->q[k], _mm256_loadu_si256((const __m256i *)(aq + 32 * k)));
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(aq + 32 * k));
+    const __m256i p = kind == QX_LK_IQ4_XS ? _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(w->q[k], a))
+                                           : _mm256_maddubs_epi16(w->q[k], a);
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, w->sc[k]));
   }
   return qx_hsum_i32(acc);
 }
 
-/* Σ_g sc16[g] x bsums[g]: Q2_K's mins term, Q3_K's offset term (before its factor 4). */
-QX_INLINE int qx_low_k_groups(const qx_low_k *w, const int16_t *bsums) {
+/* Σ_g sc16[g] x bsums[g]: Q2_K's mins term, Q3_K's offset term (before its factor 4); IQ4_XS none. */
+QX_INLINE int qx_low_k_groups(const int kind, const qx_low_k *w, const int16_t *bsums) {
+  if (kind == QX_LK_IQ4_XS) return 0;
   return qx_hsum_i32(_mm256_madd_epi16(w->sc16, _mm256_loadu_si256((const __m256i *)bsums)));
 }
 
-/* Tokens whose sums one pass over a row's super-blocks keeps. */
-#define QX_LOW_K_T 64
-
-/* One super-block's step of a token's sum: the scalar kernel's f32 operations, in its order. */
-QX_INLINE float qx_low_k_step(const int q2, float acc, float d, float dmin, float da, int isum, int groups) {
-  if (q2) return acc + ((d * da) * isum - (dmin * da) * groups);
-  return acc + (d * da) * (isum - 4 * groups);
-}
-
-#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
-/*
- * On AVX-512 a vector holds 64 quants: those of elements 32j .. 32j + 31 of both 128-element halves
- * (the bytes the same shift of qs gives), so four vectors and four scale vectors (by 16-element
- * group: lane l takes group 8 (l / 2) + 2j + l % 2) make a super-block, and its integer sums for
- * four super-blocks (or four tokens) are reduced together.
- */
-typedef struct {
-  __m512i q[4], sc[4];
-  __m256i sc16;
-  float d, dmin;
-} qx_low_k512;
-
-/* Word w's group in scale vector 0 (add 2j for vector j). */
-static const int16_t qx_low_k_group0[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                                                         8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9};
-
-QX_INLINE void qx_low_k512_scales(__m256i scales16, __m512i *sc) {
-  const __m512i s = _mm512_castsi256_si512(scales16), g0 = _mm512_load_si512((const void *)qx_low_k_group0);
-  for (int j = 0; j < 4; j++) sc[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(g0, _mm512_set1_epi16((short)(2 * j))), s);
-}
-
-QX_INLINE __m512i qx_low2_512(__m512i qs, int j) { return _mm512_and_si512(_mm512_srli_epi16(qs, 2 * j), _mm512_set1_epi8(3)); }
-
-QX_INLINE void qx_unpack512_q2_K(const uint8_t *row, int b, qx_low_k512 *o) {
-  const block_q2_K *x = (const block_q2_K *)row + b;
-  const __m512i qs = _mm512_loadu_si512((const void *)x->qs);
-  for (int j = 0; j < 4; j++) o->q[j] = qx_low2_512(qs, j);
-  const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-  qx_low_k512_scales(_mm256_and_si256(bytes, _mm256_set1_epi16(0xf)), o->sc);
-  o->sc16 = _mm256_srli_epi16(bytes, 4);
-  o->d = qx_half(&x->d);
-  o->dmin = qx_half(&x->dmin);
-}
-
-QX_INLINE void qx_unpack512_q3_K(const uint8_t *row, int b, qx_low_k512 *o) {
-  const block_q3_K *x = (const block_q3_K *)row + b;
-  const __m512i qs = _mm512_loadu_si512((const void *)x->qs);
-  const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->hmask));
-  /* The third bit of half n's elements 32j + l is bit 4n + j of hmask[l]: shifted down per half, then to bit 2. */
-  const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  for (int j = 0; j < 4; j++) {
-    const __m512i high = _mm512_slli_epi16(_mm512_srlv_epi16(hm, _mm512_add_epi16(half, _mm512_set1_epi16((short)j))), 2);
-    o->q[j] = _mm512_or_si512(qx_low2_512(qs, j), _mm512_and_si512(high, _mm512_set1_epi8(4)));
+QX_INLINE void qx_low_k_gemm(const int kind, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y,
+                             size_t ys) {
+  const int nb = cols / QK_K;
+  float acc[QX_LOW_K_T];
+  for (int r = 0; r < nr; r++) {
+    const uint8_t *row = w + (size_t)r * ws;
+    for (int t0 = 0; t0 < nt; t0 += QX_LOW_K_T) {
+      const int T = nt - t0 < QX_LOW_K_T ? nt - t0 : QX_LOW_K_T;
+      for (int t = 0; t < T; t++) acc[t] = 0;
+      for (int b = 0; b < nb; b++) {
+        qx_low_k wb;
+        qx_unpack(kind, row, b, &wb);
+        for (int t = 0; t < T; t++) {
+          QX_Q8K(a + (size_t)(t0 + t) * as, cols, b);
+          acc[t] = qx_low_k_step(kind, acc[t], wb.d, wb.dmin, da, qx_low_k_isum(kind, &wb, aq), qx_low_k_groups(kind, &wb, bsums));
+        }
+      }
+      for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * ys + r] = acc[t];
+    }
   }
-  o->sc16 = qx_q3_K_scales16(x);
-  qx_low_k512_scales(o->sc16, o->sc);
-  o->d = qx_half(&x->d);
-  o->dmin = 0;
 }
-
-/* Σ scales x (quants . activations) of a super-block, in lanes; and Σ sc16 x bsums, in lanes. */
-QX_INLINE void qx_low_k512_sums(const qx_low_k512 *w, const int8_t *aq, const int16_t *bsums, __m512i *isum, __m512i *groups) {
-  __m512i acc = _mm512_setzero_si512();
-  for (int j = 0; j < 4; j++) {
-    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(aq + 32 * j))),
-                                         _mm256_loadu_si256((const __m256i *)(aq + 128 + 32 * j)), 1);
-    acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(w->q[j], a), w->sc[j]);
-  }
-  *isum = acc;
-  *groups = _mm512_zextsi256_si512(_mm256_madd_epi16(w->sc16, _mm256_loadu_si256((const __m256i *)bsums)));
-}
-
-#define QX_LOW_K_GEMM(NAME, UNPACK, Q2)                                                                             \
-  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) { \
-    const int nb = cols / QK_K;                                                                                    \
-    float acc[QX_LOW_K_T];                                                                                         \
-    for (int r = 0; r < nr; r++) {                                                                                 \
-      const uint8_t *row = w + (size_t)r * ws;                                                                     \
-      if (nt == 1) {                                                                                               \
-        /* One token: four super-blocks' sums reduced together. */                                                \
-        float sum = 0;                                                                                             \
-        for (int b0 = 0; b0 < nb; b0 += 4) {                                                                       \
-          const int m = nb - b0 < 4 ? nb - b0 : 4;                                                                 \
-          __m512i is[4], gs[4];                                                                                    \
-          float d[4], dmin[4], da4[4];                                                                             \
-          for (int i = 0; i < 4; i++) is[i] = gs[i] = _mm512_setzero_si512();                                     \
-          for (int i = 0; i < m; i++) {                                                                            \
-            qx_low_k512 wb;                                                                                        \
-            UNPACK(row, b0 + i, &wb);                                                                              \
-            QX_Q8K(a, cols, b0 + i);                                                                               \
-            qx_low_k512_sums(&wb, aq, bsums, &is[i], &gs[i]);                                                      \
-            d[i] = wb.d, dmin[i] = wb.dmin, da4[i] = da;                                                           \
-          }                                                                                                        \
-          int32_t isum[4], groups[4];                                                                              \
-          _mm_storeu_si128((__m128i *)isum, qx_sum4_epi32(is));                                                    \
-          _mm_storeu_si128((__m128i *)groups, qx_sum4_epi32(gs));                                                  \
-          for (int i = 0; i < m; i++) sum = qx_low_k_step(Q2, sum, d[i], dmin[i], da4[i], isum[i], groups[i]);     \
-        }                                                                                                          \
-        y[r] = sum;                                                                                                \
-        continue;                                                                                                  \
-      }                                                                                                            \
-      for (int t0 = 0; t0 < nt; t0 += QX_LOW_K_T) {                                                                \
-        const int T = nt - t0 < QX_LOW_K_T ? nt - t0 : QX_LOW_K_T;                                                 \
-        for (int t = 0; t < T; t++) acc[t] = 0;                                                                    \
-        for (int b = 0; b < nb; b++) {                                                                             \
-          qx_low_k512 wb;                                                                                          \
-          UNPACK(row, b, &wb);                                                                                     \
-          /* Four tokens' sums reduced together. */                                                               \
-          for (int t1 = 0; t1 < T; t1 += 4) {                                                                      \
-            const int m = T - t1 < 4 ? T - t1 : 4;                                                                 \
-            __m512i is[4], gs[4];                                                                                  \
-            float da4[4];                                                                                          \
-            for (int i = 0; i < 4; i++) is[i] = gs[i] = _mm512_setzero_si512();                                    \
-            for (int i = 0; i < m; i++) {                                                                          \
-              QX_Q8K(a + (size_t)(t0 + t1 + i) * as, cols, b);                                                     \
-              qx_low_k512_sums(&wb, aq, bsums, &is[i], &gs[i]);                                                    \
-              da4[i] = da;                                                                                         \
-            }                                                                                                      \
-            int32_t isum[4], groups[4];                                                                            \
-            _mm_storeu_si128((__m128i *)isum, qx_sum4_epi32(is));                                                  \
-            _mm_storeu_si128((__m128i *)groups, qx_sum4_epi32(gs));                                                \
-            for (int i = 0; i < m; i++) acc[t1 + i] = qx_low_k_step(Q2, acc[t1 + i], wb.d, wb.dmin, da4[i], isum[i], groups[i]); \
-          }                                                                                                        \
-        }                                                                                                          \
-        for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * ys + r] = acc[t];                                         \
-      }                                                                                                            \
-    }                                                                                                              \
-  }
-QX_LOW_K_GEMM(qx_q2_K, qx_unpack512_q2_K, 1)
-QX_LOW_K_GEMM(qx_q3_K, qx_unpack512_q3_K, 0)
-#undef QX_LOW_K_GEMM
-#else
-#define QX_LOW_K_GEMM(NAME, UNPACK, Q2)                                                                             \
-  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) { \
-    const int nb = cols / QK_K;                                                                                    \
-    float acc[QX_LOW_K_T];                                                                                         \
-    for (int r = 0; r < nr; r++) {                                                                                 \
-      const uint8_t *row = w + (size_t)r * ws;                                                                     \
-      for (int t0 = 0; t0 < nt; t0 += QX_LOW_K_T) {                                                                \
-        const int T = nt - t0 < QX_LOW_K_T ? nt - t0 : QX_LOW_K_T;                                                 \
-        for (int t = 0; t < T; t++) acc[t] = 0;                                                                    \
-        for (int b = 0; b < nb; b++) {                                                                             \
-          qx_low_k wb;                                                                                             \
-          UNPACK(row, b, &wb);                                                                                     \
-          for (int t = 0; t < T; t++) {                                                                            \
-            QX_Q8K(a + (size_t)(t0 + t) * as, cols, b);                                                            \
-            acc[t] = qx_low_k_step(Q2, acc[t], wb.d, wb.dmin, da, qx_low_k_isum(&wb, aq), qx_low_k_groups(&wb, bsums)); \
-          }                                                                                                        \
-        }                                                                                                          \
-        for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * ys + r] = acc[t];                                         \
-      }                                                                                                            \
-    }                                                                                                              \
-  }
-QX_LOW_K_GEMM(qx_q2_K, qx_unpack_q2_K, 1)
-QX_LOW_K_GEMM(qx_q3_K, qx_unpack_q3_K, 0)
-#undef QX_LOW_K_GEMM
 #endif
+
+static void qx_q2_K(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  qx_low_k_gemm(QX_LK_Q2_K, cols, w, ws, nr, a, as, nt, y, ys);
+}
+static void qx_q3_K(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  qx_low_k_gemm(QX_LK_Q3_K, cols, w, ws, nr, a, as, nt, y, ys);
+}
+static void qx_iq4_xs(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  qx_low_k_gemm(QX_LK_IQ4_XS, cols, w, ws, nr, a, as, nt, y, ys);
+}
 
 #endif
