@@ -1,5 +1,5 @@
 /*
- * The 2- and 3-bit K-quants (Q2_K, Q3_K) and IQ4_XS on arm64, included by quant_neon.c. A super-block's
+ * The 2- and 3-bit K-quants (Q2_K, Q3_K), IQ4_XS and the IQ grid formats (quant_iq.h) on arm64, included by quant_neon.c. A super-block's
  * quants are unpacked once per row into sixteen vectors of 16 signed quants (Q2_K: 0..3; Q3_K:
  * q - 4, -4..3; IQ4_XS: its codes' values), one per 16-element group, and serve every token of the call: per group one signed
  * dot against the activations and one multiply-add by the group's scale. The integers are exactly
@@ -98,9 +98,39 @@ QN_INLINE void qn_unpack_iq4_xs(const uint8_t *row, int b, qn_low_k *o) {
   o->dmin = 0;
 }
 
+/* An IQ grid format (quant_iq.h): its integers unpacked by the shared scalar code, a group of 16 a vector. */
+QN_INLINE void qn_unpack_grid(int type, const uint8_t *row, int b, qn_low_k *o) {
+  int8_t q[QK_K];
+  int16_t sc[16];
+  o->d = quant_iq_unpack(type, row + (size_t)b * quant_block_bytes(type), q, sc);
+  for (int g = 0; g < 16; g++) {
+    o->q[g] = vld1q_s8(q + 16 * g);
+    o->sc[g] = sc[g];
+    o->mins[g] = 0;
+  }
+  o->dmin = 0;
+}
+#define QN_GRID_UNPACK(NAME, TYPE) \
+  QN_INLINE void NAME(const uint8_t *row, int b, qn_low_k *o) { qn_unpack_grid(TYPE, row, b, o); }
+QN_GRID_UNPACK(qn_unpack_iq1_s, CAIRN_IQ1_S)
+QN_GRID_UNPACK(qn_unpack_iq1_m, CAIRN_IQ1_M)
+QN_GRID_UNPACK(qn_unpack_iq2_xxs, CAIRN_IQ2_XXS)
+QN_GRID_UNPACK(qn_unpack_iq2_xs, CAIRN_IQ2_XS)
+QN_GRID_UNPACK(qn_unpack_iq2_s, CAIRN_IQ2_S)
+QN_GRID_UNPACK(qn_unpack_iq3_xxs, CAIRN_IQ3_XXS)
+QN_GRID_UNPACK(qn_unpack_iq3_s, CAIRN_IQ3_S)
+#undef QN_GRID_UNPACK
+
 QN_LOW_K_GEMM(qn_q2_K, qn_unpack_q2_K, 1)
 QN_LOW_K_GEMM(qn_q3_K, qn_unpack_q3_K, 0)
 QN_LOW_K_GEMM(qn_iq4_xs, qn_unpack_iq4_xs, 0)
+QN_LOW_K_GEMM(qn_iq1_s, qn_unpack_iq1_s, 0)
+QN_LOW_K_GEMM(qn_iq1_m, qn_unpack_iq1_m, 0)
+QN_LOW_K_GEMM(qn_iq2_xxs, qn_unpack_iq2_xxs, 0)
+QN_LOW_K_GEMM(qn_iq2_xs, qn_unpack_iq2_xs, 0)
+QN_LOW_K_GEMM(qn_iq2_s, qn_unpack_iq2_s, 0)
+QN_LOW_K_GEMM(qn_iq3_xxs, qn_unpack_iq3_xxs, 0)
+QN_LOW_K_GEMM(qn_iq3_s, qn_unpack_iq3_s, 0)
 #undef QN_LOW_K_GEMM
 
 #endif

@@ -8,6 +8,7 @@
 #include <arm_neon.h>
 #include <string.h>
 
+#include "quant_iq.h"
 #include "quant_kernels.h"
 
 #define QN_INLINE static inline __attribute__((always_inline))
@@ -398,6 +399,13 @@ const quant_kernel_table quant_kernels_neon = {
             [CAIRN_Q5_K] = qn_q5_K,
             [CAIRN_Q6_K] = qn_q6_K,
             [CAIRN_IQ4_XS] = qn_iq4_xs,
+            [CAIRN_IQ1_S] = qn_iq1_s,
+            [CAIRN_IQ1_M] = qn_iq1_m,
+            [CAIRN_IQ2_XXS] = qn_iq2_xxs,
+            [CAIRN_IQ2_XS] = qn_iq2_xs,
+            [CAIRN_IQ2_S] = qn_iq2_s,
+            [CAIRN_IQ3_XXS] = qn_iq3_xxs,
+            [CAIRN_IQ3_S] = qn_iq3_s,
         },
 };
 #endif

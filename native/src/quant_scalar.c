@@ -5,6 +5,7 @@
  */
 #include <math.h>
 
+#include "quant_iq.h"
 #include "quant_kernels.h"
 
 /* ---- activation converters ---- */
@@ -371,6 +372,39 @@ static float dot_iq4_xs(int cols, const uint8_t *w, const uint8_t *a) {
   return sum;
 }
 
+/* The IQ grid formats: Σ_g scale_g (q . activations of group g) per super-block, times factor x da. */
+static float dot_iq_grid(int type, int cols, const uint8_t *w, const uint8_t *a) {
+  Q8K_ROW(a, cols);
+  (void)bsums;
+  const size_t bytes = quant_block_bytes(type);
+  int8_t q[QK_K];
+  int16_t sc[16];
+  float sum = 0;
+  for (int b = 0; b < cols / QK_K; b++) {
+    const int8_t *q8 = aq + QK_K * b;
+    const float f = quant_iq_unpack(type, w + b * bytes, q, sc);
+    int scaled = 0;
+    for (int g = 0; g < 16; g++) {
+      int sumi = 0;
+      for (int j = 0; j < 16; j++) sumi += q[16 * g + j] * q8[16 * g + j];
+      scaled += sc[g] * sumi;
+    }
+    sum += (f * ad[b]) * (float)scaled;
+  }
+  return sum;
+}
+
+#define IQ_DOT(NAME, TYPE) \
+  static float NAME(int cols, const uint8_t *w, const uint8_t *a) { return dot_iq_grid(TYPE, cols, w, a); }
+IQ_DOT(dot_iq1_s, CAIRN_IQ1_S)
+IQ_DOT(dot_iq1_m, CAIRN_IQ1_M)
+IQ_DOT(dot_iq2_xxs, CAIRN_IQ2_XXS)
+IQ_DOT(dot_iq2_xs, CAIRN_IQ2_XS)
+IQ_DOT(dot_iq2_s, CAIRN_IQ2_S)
+IQ_DOT(dot_iq3_xxs, CAIRN_IQ3_XXS)
+IQ_DOT(dot_iq3_s, CAIRN_IQ3_S)
+#undef IQ_DOT
+
 typedef float (*row_dot_fn)(int cols, const uint8_t *w, const uint8_t *a);
 
 static inline void gemm_rows(row_dot_fn dot, int cols, const uint8_t *w, size_t w_stride, int nr, const uint8_t *a,
@@ -398,6 +432,13 @@ GEMM(gemm_q2_K, dot_q2_K)
 GEMM(gemm_q3_K, dot_q3_K)
 GEMM(gemm_q4_K, dot_q4_K)
 GEMM(gemm_iq4_xs, dot_iq4_xs)
+GEMM(gemm_iq1_s, dot_iq1_s)
+GEMM(gemm_iq1_m, dot_iq1_m)
+GEMM(gemm_iq2_xxs, dot_iq2_xxs)
+GEMM(gemm_iq2_xs, dot_iq2_xs)
+GEMM(gemm_iq2_s, dot_iq2_s)
+GEMM(gemm_iq3_xxs, dot_iq3_xxs)
+GEMM(gemm_iq3_s, dot_iq3_s)
 GEMM(gemm_q5_K, dot_q5_K)
 GEMM(gemm_q6_K, dot_q6_K)
 #undef GEMM
@@ -428,5 +469,12 @@ const quant_kernel_table quant_kernels_scalar = {
             [CAIRN_Q5_K] = gemm_q5_K,
             [CAIRN_Q6_K] = gemm_q6_K,
             [CAIRN_IQ4_XS] = gemm_iq4_xs,
+            [CAIRN_IQ1_S] = gemm_iq1_s,
+            [CAIRN_IQ1_M] = gemm_iq1_m,
+            [CAIRN_IQ2_XXS] = gemm_iq2_xxs,
+            [CAIRN_IQ2_XS] = gemm_iq2_xs,
+            [CAIRN_IQ2_S] = gemm_iq2_s,
+            [CAIRN_IQ3_XXS] = gemm_iq3_xxs,
+            [CAIRN_IQ3_S] = gemm_iq3_s,
         },
 };

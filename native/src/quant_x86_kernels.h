@@ -27,6 +27,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant_iq.h"
 #include "quant_kernels.h"
 
 #define QX_INLINE static inline __attribute__((always_inline))
@@ -1653,6 +1654,13 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
             [CAIRN_IQ4_XS] = qx_iq4_xs,
+            [CAIRN_IQ1_S] = qx_iq1_s,
+            [CAIRN_IQ1_M] = qx_iq1_m,
+            [CAIRN_IQ2_XXS] = qx_iq2_xxs,
+            [CAIRN_IQ2_XS] = qx_iq2_xs,
+            [CAIRN_IQ2_S] = qx_iq2_s,
+            [CAIRN_IQ3_XXS] = qx_iq3_xxs,
+            [CAIRN_IQ3_S] = qx_iq3_s,
         },
 };
 

@@ -1,5 +1,6 @@
 /*
- * Q2_K, Q3_K and IQ4_XS on AVX2 and AVX-512, included by quant_x86_kernels.h for both tables. A
+ * Q2_K, Q3_K, IQ4_XS and the IQ grid formats (quant_iq.h: their integers unpacked by the shared
+ * scalar code, then used like IQ4_XS's signed values) on AVX2 and AVX-512, included by quant_x86_kernels.h for both tables. A
  * super-block of a row is unpacked once into vectors of 32 (AVX-512: 64) quants with a vector of
  * their scales beside each, and serves every token of the call: per vector one maddubs against the
  * activations and one madd (vpdpwssd) with the scales. Q2_K's quants are 0..3 and Q3_K's the stored
@@ -13,8 +14,16 @@
 #ifndef CAIRN_QUANT_X86_LOW_K_H
 #define CAIRN_QUANT_X86_LOW_K_H
 
-/* The formats these kernels serve. */
-enum { QX_LK_Q2_K, QX_LK_Q3_K, QX_LK_IQ4_XS };
+/* The formats these kernels serve: from IQ4_XS on, signed values with no offset or mins term. */
+enum { QX_LK_Q2_K, QX_LK_Q3_K, QX_LK_IQ4_XS, QX_LK_IQ1_S, QX_LK_IQ1_M, QX_LK_IQ2_XXS, QX_LK_IQ2_XS, QX_LK_IQ2_S, QX_LK_IQ3_XXS, QX_LK_IQ3_S };
+
+#define QX_LK_SIGNED(kind) ((kind) >= QX_LK_IQ4_XS)
+
+/* The IQ grid format of a kind (quant_iq.h unpacks it). */
+QX_INLINE int qx_lk_grid_type(const int kind) {
+  static const int types[] = {CAIRN_IQ1_S, CAIRN_IQ1_M, CAIRN_IQ2_XXS, CAIRN_IQ2_XS, CAIRN_IQ2_S, CAIRN_IQ3_XXS, CAIRN_IQ3_S};
+  return types[kind - QX_LK_IQ1_S];
+}
 
 /* Tokens whose sums one pass over a row's super-blocks keeps. */
 #define QX_LOW_K_T 64
@@ -114,10 +123,29 @@ QX_INLINE void qx_unpack512_iq4_xs(const uint8_t *row, int b, qx_low_k512 *o) {
   o->dmin = 0;
 }
 
+/* Word w's 16-element group in scale vector 0 (add 4j for vector j): 64 consecutive elements a vector. */
+static const int16_t qx_grid_group0[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                                        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+
+/* An IQ grid super-block: its integers unpacked (quant_iq_unpack), 64 a vector, each 16's scale in its words. */
+QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k512 *o) {
+  int8_t q[QK_K] __attribute__((aligned(64)));
+  int16_t sc[16] __attribute__((aligned(32)));
+  o->d = quant_iq_unpack(type, row + (size_t)b * quant_block_bytes(type), q, sc);
+  const __m512i s = _mm512_castsi256_si512(_mm256_load_si256((const __m256i *)sc)), g0 = _mm512_load_si512((const void *)qx_grid_group0);
+  for (int j = 0; j < 4; j++) {
+    o->q[j] = _mm512_load_si512((const void *)(q + 64 * j));
+    o->sc[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(g0, _mm512_set1_epi16((short)(4 * j))), s);
+  }
+  o->sc16 = _mm256_setzero_si256();
+  o->dmin = 0;
+}
+
 QX_INLINE void qx_unpack512(const int kind, const uint8_t *row, int b, qx_low_k512 *o) {
   if (kind == QX_LK_Q2_K) qx_unpack512_q2_K(row, b, o);
   else if (kind == QX_LK_Q3_K) qx_unpack512_q3_K(row, b, o);
-  else qx_unpack512_iq4_xs(row, b, o);
+  else if (kind == QX_LK_IQ4_XS) qx_unpack512_iq4_xs(row, b, o);
+  else qx_unpack512_grid(qx_lk_grid_type(kind), row, b, o);
 }
 
 /*
@@ -129,7 +157,7 @@ QX_INLINE void qx_low_k512_sums(const int kind, const qx_low_k512 *w, const int8
   __m512i acc = _mm512_setzero_si512();
   for (int j = 0; j < 4; j++) {
     __m512i p;
-    if (kind == QX_LK_IQ4_XS) {
+    if (QX_LK_SIGNED(kind)) {
       const __m512i a = _mm512_loadu_si512((const void *)(aq + 64 * j));
       p = _mm512_maddubs_epi16(_mm512_abs_epi8(a), _mm512_mask_sub_epi8(w->q[j], _mm512_movepi8_mask(a), _mm512_setzero_si512(), w->q[j]));
     } else {
@@ -140,7 +168,7 @@ QX_INLINE void qx_low_k512_sums(const int kind, const qx_low_k512 *w, const int8
     acc = _mm512_dpwssd_epi32(acc, p, w->sc[j]);
   }
   *isum = acc;
-  *groups = kind == QX_LK_IQ4_XS ? _mm512_setzero_si512()
+  *groups = QX_LK_SIGNED(kind) ? _mm512_setzero_si512()
                                  : _mm512_zextsi256_si512(_mm256_madd_epi16(w->sc16, _mm256_loadu_si256((const __m256i *)bsums)));
 }
 
@@ -277,10 +305,24 @@ QX_INLINE void qx_unpack_iq4_xs(const uint8_t *row, int b, qx_low_k *o) {
   o->dmin = 0;
 }
 
+/* An IQ grid super-block: its integers unpacked (quant_iq_unpack), 32 a vector, each 16's scale in its lane's words. */
+QX_INLINE void qx_unpack_grid(int type, const uint8_t *row, int b, qx_low_k *o) {
+  int8_t q[QK_K] __attribute__((aligned(32)));
+  int16_t sc[16];
+  o->d = quant_iq_unpack(type, row + (size_t)b * quant_block_bytes(type), q, sc);
+  for (int k = 0; k < 8; k++) {
+    o->q[k] = _mm256_load_si256((const __m256i *)(q + 32 * k));
+    o->sc[k] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+  }
+  o->sc16 = _mm256_setzero_si256();
+  o->dmin = 0;
+}
+
 QX_INLINE void qx_unpack(const int kind, const uint8_t *row, int b, qx_low_k *o) {
   if (kind == QX_LK_Q2_K) qx_unpack_q2_K(row, b, o);
   else if (kind == QX_LK_Q3_K) qx_unpack_q3_K(row, b, o);
-  else qx_unpack_iq4_xs(row, b, o);
+  else if (kind == QX_LK_IQ4_XS) qx_unpack_iq4_xs(row, b, o);
+  else qx_unpack_grid(qx_lk_grid_type(kind), row, b, o);
 }
 
 /* Σ_k scales x (quants . activations) over the super-block (IQ4_XS: its values take the activations' signs). */
@@ -288,7 +330,7 @@ QX_INLINE int qx_low_k_isum(const int kind, const qx_low_k *w, const int8_t *aq)
   __m256i acc = _mm256_setzero_si256();
   for (int k = 0; k < 8; k++) {
     const __m256i a = _mm256_loadu_si256((const __m256i *)(aq + 32 * k));
-    const __m256i p = kind == QX_LK_IQ4_XS ? _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(w->q[k], a))
+    const __m256i p = QX_LK_SIGNED(kind) ? _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(w->q[k], a))
                                            : _mm256_maddubs_epi16(w->q[k], a);
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, w->sc[k]));
   }
@@ -297,7 +339,7 @@ QX_INLINE int qx_low_k_isum(const int kind, const qx_low_k *w, const int8_t *aq)
 
 /* Σ_g sc16[g] x bsums[g]: Q2_K's mins term, Q3_K's offset term (before its factor 4); IQ4_XS none. */
 QX_INLINE int qx_low_k_groups(const int kind, const qx_low_k *w, const int16_t *bsums) {
-  if (kind == QX_LK_IQ4_XS) return 0;
+  if (QX_LK_SIGNED(kind)) return 0;
   return qx_hsum_i32(_mm256_madd_epi16(w->sc16, _mm256_loadu_si256((const __m256i *)bsums)));
 }
 
@@ -333,5 +375,17 @@ static void qx_q3_K(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t
 static void qx_iq4_xs(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   qx_low_k_gemm(QX_LK_IQ4_XS, cols, w, ws, nr, a, as, nt, y, ys);
 }
+#define QX_IQ_GEMM(NAME, KIND)                                                                                              \
+  static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) { \
+    qx_low_k_gemm(KIND, cols, w, ws, nr, a, as, nt, y, ys);                                                                 \
+  }
+QX_IQ_GEMM(qx_iq1_s, QX_LK_IQ1_S)
+QX_IQ_GEMM(qx_iq1_m, QX_LK_IQ1_M)
+QX_IQ_GEMM(qx_iq2_xxs, QX_LK_IQ2_XXS)
+QX_IQ_GEMM(qx_iq2_xs, QX_LK_IQ2_XS)
+QX_IQ_GEMM(qx_iq2_s, QX_LK_IQ2_S)
+QX_IQ_GEMM(qx_iq3_xxs, QX_LK_IQ3_XXS)
+QX_IQ_GEMM(qx_iq3_s, QX_LK_IQ3_S)
+#undef QX_IQ_GEMM
 
 #endif

@@ -32,6 +32,13 @@ const WEIGHT_TYPES = [
   GgmlType.Q6_K,
   GgmlType.MXFP4,
   GgmlType.IQ4_XS,
+  GgmlType.IQ1_S,
+  GgmlType.IQ1_M,
+  GgmlType.IQ2_XXS,
+  GgmlType.IQ2_XS,
+  GgmlType.IQ2_S,
+  GgmlType.IQ3_XXS,
+  GgmlType.IQ3_S,
 ];
 const CODEC_TYPES = [...WEIGHT_TYPES, GgmlType.Q8_1, GgmlType.Q8_K];
 
@@ -200,6 +207,13 @@ describe('native quantization kernels', { skip }, () => {
         [GgmlType.Q5_K, [0, 2]],
         [GgmlType.Q6_K, [208]],
         [GgmlType.IQ4_XS, [0]],
+        [GgmlType.IQ1_S, [0]],
+        [GgmlType.IQ2_XXS, [0]],
+        [GgmlType.IQ2_XS, [0]],
+        [GgmlType.IQ2_S, [0]],
+        [GgmlType.IQ3_XXS, [0]],
+        [GgmlType.IQ3_S, [0]],
+        [GgmlType.IQ1_M, []], // its f16 scale in the top nibbles of the scale words, below
         [GgmlType.MXFP4, []], // E8M0 scale bytes below
       ];
       for (const [type, fields] of halfFields) {
@@ -216,6 +230,10 @@ describe('native quantization kernels', { skip }, () => {
           }
           // E8M0: scales 2^-28 .. 2^1 (sums stay finite), and the subnormal bytes 0 and 1.
           if (type === GgmlType.MXFP4) w[off] = r() < 0.1 ? Math.floor(r() * 2) : 100 + Math.floor(r() * 30);
+          if (type === GgmlType.IQ1_M) {
+            const h = Math.floor(r() * 0x3c00) | (r() < 0.5 ? 0x8000 : 0);
+            for (let k = 0; k < 4; k++) w[off + 49 + 2 * k] = (w[off + 49 + 2 * k] & 0x0f) | (((h >> (4 * k)) & 0xf) << 4);
+          }
         }
         for (const n of [1, 6, 26]) {
           const x = activations(n * cols, type + n);
@@ -335,7 +353,7 @@ describe('native quantization kernels', { skip }, () => {
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 3, y), isError(RangeError, /x holds 128 floats/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 2, new Float32Array(3)), isError(RangeError, /y holds 3 floats/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_K, 1, 256, x, 1, y), isError(RangeError, /does not support weights of type Q8_K/));
-    assert.throws(() => a.matmul!(w, GgmlType.IQ2_XXS, 1, 256, x, 1, y), isError(RangeError, /not a type/));
+    assert.throws(() => a.matmul!(w, GgmlType.IQ4_NL, 1, 256, x, 1, y), isError(RangeError, /not a type/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, -1, 64, x, 1, y), isError(RangeError, /rows must be an integer/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 1.5, 64, x, 1, y), isError(RangeError, /rows must be an integer/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 1, x.subarray(0, 4)), isError(RangeError, /share memory/));

@@ -5,6 +5,7 @@
 import { GgmlType, ggmlTypeName } from '../../../gguf/ggml-types.js';
 import { quantizeActivationQ8_0, quantizeActivationQ8_1, quantizeQ8_K } from './activation-quants.js';
 import { bf16ToF32, f32ToBf16, f32ToFp16, fp16ToF32 } from './half.js';
+import { isIqGrid } from './iq-quants.js';
 import { BLOCK_BYTES, QK, QK_K } from './layouts.js';
 
 /** An activation row ready for dot products: plain floats, or quantized blocks. */
@@ -12,6 +13,7 @@ export type ActivationRow = { kind: 'float'; values: Float32Array } | { kind: 'b
 
 /** The activation format llama.cpp uses with weights of `wtype`. */
 export function vecDotType(wtype: GgmlType): GgmlType {
+  if (isIqGrid(wtype)) return GgmlType.Q8_K;
   switch (wtype) {
     case GgmlType.F32:
     case GgmlType.F16:

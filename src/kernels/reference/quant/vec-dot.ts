@@ -9,6 +9,7 @@ import { readF32 } from './float-formats.js';
 import { bf16ToF32, readFp16 } from './half.js';
 import { q6Quant } from './k-quants.js';
 import { BLOCK_BYTES, IQ4_VALUES, IQ4XS, iq4xsScale, kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
+import { IQ_GRID_BYTES, isIqGrid, unpackIqGrid } from './iq-quants.js';
 import { e8m0Half, MXFP4, MXFP4_VALUES } from './mxfp4.js';
 
 const f = Math.fround;
@@ -201,6 +202,27 @@ function dotIQ4_XS(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number
   return sum;
 }
 
+const iqQ = new Int8Array(QK_K);
+const iqScales = new Int16Array(16);
+
+/** The IQ grid formats: Σ_g scale_g · (q · activations of group g), times factor · da. */
+function dotIqGrid(type: GgmlType, w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  const bytes = IQ_GRID_BYTES.get(type)!;
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const factor = unpackIqGrid(type, w, wo + b * bytes, iqQ, iqScales);
+    const ab = b * BLOCK_BYTES.Q8_K;
+    let scaled = 0;
+    for (let g = 0; g < 16; g++) {
+      let sumi = 0;
+      for (let j = 0; j < 16; j++) sumi += iqQ[16 * g + j] * readI8(a, ab + Q8K.qs + 16 * g + j);
+      scaled += iqScales[g] * sumi;
+    }
+    sum = f(sum + f(f(factor * q8kScale(a, ab)) * f(scaled)));
+  }
+  return sum;
+}
+
 function dotQ6_K(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
   let sum = 0;
   for (let b = 0; b < nb; b++) {
@@ -234,6 +256,7 @@ function dotFloat(wtype: GgmlType, w: Uint8Array, wo: number, x: Float32Array, c
 export function vecDot(wtype: GgmlType, w: Uint8Array, wo: number, act: ActivationRow, cols: number): number {
   if (act.kind === 'float') return dotFloat(wtype, w, wo, act.values, cols);
   const a = act.bytes;
+  if (isIqGrid(wtype)) return dotIqGrid(wtype, w, wo, a, cols / QK_K);
   switch (wtype) {
     case GgmlType.Q4_0:
       return dotQ4_0(w, wo, a, cols / QK);
