@@ -399,6 +399,7 @@ const quant_kernel_table quant_kernels_neon = {
             [CAIRN_Q5_K] = qn_q5_K,
             [CAIRN_Q6_K] = qn_q6_K,
             [CAIRN_IQ4_XS] = qn_iq4_xs,
+            [CAIRN_IQ4_NL] = qn_iq4_nl,
             [CAIRN_IQ1_S] = qn_iq1_s,
             [CAIRN_IQ1_M] = qn_iq1_m,
             [CAIRN_IQ2_XXS] = qn_iq2_xxs,

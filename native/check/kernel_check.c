@@ -66,7 +66,7 @@ static void check_exponentials(const char *softmax_what, const char *swiglu_what
 }
 
 static void check_matmul(void) {
-  const int types[] = {CAIRN_F32, CAIRN_F16, CAIRN_BF16, CAIRN_Q4_0, CAIRN_Q4_1, CAIRN_Q5_0, CAIRN_Q5_1, CAIRN_Q8_0, CAIRN_Q2_K, CAIRN_Q3_K, CAIRN_Q4_K, CAIRN_Q5_K, CAIRN_Q6_K, CAIRN_MXFP4, CAIRN_IQ4_XS, CAIRN_IQ1_S, CAIRN_IQ1_M, CAIRN_IQ2_XXS, CAIRN_IQ2_XS, CAIRN_IQ2_S, CAIRN_IQ3_XXS, CAIRN_IQ3_S};
+  const int types[] = {CAIRN_F32, CAIRN_F16, CAIRN_BF16, CAIRN_Q4_0, CAIRN_Q4_1, CAIRN_Q5_0, CAIRN_Q5_1, CAIRN_Q8_0, CAIRN_Q2_K, CAIRN_Q3_K, CAIRN_Q4_K, CAIRN_Q5_K, CAIRN_Q6_K, CAIRN_MXFP4, CAIRN_IQ4_XS, CAIRN_IQ4_NL, CAIRN_IQ1_S, CAIRN_IQ1_M, CAIRN_IQ2_XXS, CAIRN_IQ2_XS, CAIRN_IQ2_S, CAIRN_IQ3_XXS, CAIRN_IQ3_S};
   const int shapes[][3] = {{1, 1, 1}, {31, 1, 17}, {33, 3, 2}, {9, 2, 5}, {67, 4, 1}, {40, 2, 9}};
   for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const int type = types[ti], bs = quant_block_size(type);
@@ -92,7 +92,7 @@ static void check_matmul(void) {
 
 /* Expert products: scalar vs the best path, and on the best path each pair vs its expert's dense product. */
 static void check_experts(void) {
-  const int types[] = {CAIRN_F16, CAIRN_Q4_0, CAIRN_Q8_0, CAIRN_MXFP4, CAIRN_Q2_K, CAIRN_Q3_K, CAIRN_Q4_K, CAIRN_Q6_K, CAIRN_IQ4_XS, CAIRN_IQ2_XXS, CAIRN_IQ1_M, CAIRN_IQ3_S};
+  const int types[] = {CAIRN_F16, CAIRN_Q4_0, CAIRN_Q8_0, CAIRN_MXFP4, CAIRN_Q2_K, CAIRN_Q3_K, CAIRN_Q4_K, CAIRN_Q6_K, CAIRN_IQ4_XS, CAIRN_IQ4_NL, CAIRN_IQ2_XXS, CAIRN_IQ1_M, CAIRN_IQ3_S};
   const int n_experts = 6, n_used = 3;
   /* One token over many rows (the decode split over threads), then batches (with panels where the ISA has them). */
   const int cases[][2] = {{1, 600}, {9, 37}, {17, 37}};

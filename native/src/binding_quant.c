@@ -119,6 +119,7 @@ const char *quant_type_name(int type) {
     case CAIRN_Q8_K: return "Q8_K";
     case CAIRN_MXFP4: return "MXFP4";
     case CAIRN_IQ4_XS: return "IQ4_XS";
+    case CAIRN_IQ4_NL: return "IQ4_NL";
     case CAIRN_IQ1_S: return "IQ1_S";
     case CAIRN_IQ1_M: return "IQ1_M";
     case CAIRN_IQ2_XXS: return "IQ2_XXS";

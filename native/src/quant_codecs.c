@@ -13,7 +13,7 @@
 int quant_block_size(int type) {
   switch (type) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return 1;
-    case CAIRN_Q4_0: case CAIRN_Q4_1: case CAIRN_Q5_0: case CAIRN_Q5_1: case CAIRN_Q8_0: case CAIRN_Q8_1: case CAIRN_MXFP4: return QK;
+    case CAIRN_Q4_0: case CAIRN_Q4_1: case CAIRN_Q5_0: case CAIRN_Q5_1: case CAIRN_Q8_0: case CAIRN_Q8_1: case CAIRN_MXFP4: case CAIRN_IQ4_NL: return QK;
     case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_Q8_K: case CAIRN_IQ4_XS: return QK_K;
     case CAIRN_IQ1_S: case CAIRN_IQ1_M: case CAIRN_IQ2_XXS: case CAIRN_IQ2_XS: case CAIRN_IQ2_S: case CAIRN_IQ3_XXS: case CAIRN_IQ3_S: return QK_K;
     default: return 0;
@@ -38,6 +38,7 @@ size_t quant_block_bytes(int type) {
     case CAIRN_Q8_K: return sizeof(block_q8_K);
     case CAIRN_MXFP4: return sizeof(block_mxfp4);
     case CAIRN_IQ4_XS: return sizeof(block_iq4_xs);
+    case CAIRN_IQ4_NL: return sizeof(block_iq4_nl);
     case CAIRN_IQ1_S: return sizeof(block_iq1_s);
     case CAIRN_IQ1_M: return sizeof(block_iq1_m);
     case CAIRN_IQ2_XXS: return sizeof(block_iq2_xxs);
@@ -52,7 +53,7 @@ size_t quant_block_bytes(int type) {
 int quant_vec_dot_type(int wtype) {
   switch (wtype) {
     case CAIRN_F32: case CAIRN_F16: case CAIRN_BF16: return wtype;
-    case CAIRN_Q4_0: case CAIRN_Q5_0: case CAIRN_Q8_0: case CAIRN_MXFP4: return CAIRN_Q8_0;
+    case CAIRN_Q4_0: case CAIRN_Q5_0: case CAIRN_Q8_0: case CAIRN_MXFP4: case CAIRN_IQ4_NL: return CAIRN_Q8_0;
     case CAIRN_Q4_1: case CAIRN_Q5_1: return CAIRN_Q8_1;
     case CAIRN_Q2_K: case CAIRN_Q3_K: case CAIRN_Q4_K: case CAIRN_Q5_K: case CAIRN_Q6_K: case CAIRN_IQ4_XS: return CAIRN_Q8_K;
     case CAIRN_IQ1_S: case CAIRN_IQ1_M: case CAIRN_IQ2_XXS: case CAIRN_IQ2_XS: case CAIRN_IQ2_S: case CAIRN_IQ3_XXS: case CAIRN_IQ3_S: return CAIRN_Q8_K;
@@ -228,6 +229,15 @@ static void decode_iq4_xs(const block_iq4_xs *b, float *y) {
   }
 }
 
+/* IQ4_NL, as ggml: x = d * value(code). */
+static void decode_iq4_nl(const block_iq4_nl *b, float *y) {
+  const float d = quant_half_to_f32(b->d);
+  for (int j = 0; j < QK / 2; j++) {
+    y[j] = d * quant_iq4_values[b->qs[j] & 0xf];
+    y[j + QK / 2] = d * quant_iq4_values[b->qs[j] >> 4];
+  }
+}
+
 static void decode_mxfp4(const block_mxfp4 *b, float *y) {
   const float d = quant_e8m0_half(b->e);
   for (int j = 0; j < QK / 2; j++) {
@@ -276,6 +286,7 @@ int quant_decode_blocks(int type, const void *src, float *dst, int64_t nb) {
     DECODE(CAIRN_Q8_K, decode_q8_K, QK_K)
     DECODE(CAIRN_MXFP4, decode_mxfp4, QK)
     DECODE(CAIRN_IQ4_XS, decode_iq4_xs, QK_K)
+    DECODE(CAIRN_IQ4_NL, decode_iq4_nl, QK)
     case CAIRN_IQ1_S: case CAIRN_IQ1_M: case CAIRN_IQ2_XXS: case CAIRN_IQ2_XS: case CAIRN_IQ2_S: case CAIRN_IQ3_XXS: case CAIRN_IQ3_S:
       for (int64_t i = 0; i < nb; i++) quant_iq_decode(type, s + i * quant_block_bytes(type), dst + i * QK_K);
       return 0;
@@ -483,6 +494,7 @@ int quant_encode_blocks(int type, const float *src, void *dst, int64_t nb) {
     ENCODE(CAIRN_Q8_K, encode_q8_K, QK_K)
     ENCODE(CAIRN_MXFP4, encode_mxfp4, QK)
     ENCODE(CAIRN_IQ4_XS, quant_encode_iq4_xs, QK_K)
+    ENCODE(CAIRN_IQ4_NL, quant_encode_iq4_nl, QK)
     case CAIRN_IQ1_S: case CAIRN_IQ1_M: case CAIRN_IQ2_XXS: case CAIRN_IQ2_XS: case CAIRN_IQ2_S: case CAIRN_IQ3_XXS: case CAIRN_IQ3_S:
       for (int64_t i = 0; i < nb; i++) quant_iq_encode(type, src + i * QK_K, d + i * quant_block_bytes(type));
       return 0;

@@ -20,6 +20,7 @@ void quant_encode_q2_K(const float *x, void *dst);
 void quant_encode_q3_K(const float *x, void *dst);
 void quant_encode_q4_K(const float *x, void *dst);
 void quant_encode_iq4_xs(const float *x, void *dst);
+void quant_encode_iq4_nl(const float *x, void *dst);
 void quant_encode_q5_K(const float *x, void *dst);
 void quant_encode_q6_K(const float *x, void *dst);
 

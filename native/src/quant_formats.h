@@ -36,6 +36,8 @@ typedef struct QUANT_PACKED { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]
 /* IQ4_XS: per 32 elements a 6-bit scale (offset 32; low 4 bits in scales_l, high 2 in scales_h),
    the elements' 4-bit codes into quant_iq4_values (x[j] low nibble of qs[16 ib + j], x[j + 16] high). */
 typedef struct QUANT_PACKED { quant_half d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+/* IQ4_NL: per 32 elements an f16 scale and 4-bit codes into quant_iq4_values (x[j] low nibble of qs[j], x[j + 16] high). */
+typedef struct QUANT_PACKED { quant_half d; uint8_t qs[QK / 2]; } block_iq4_nl;
 /* The IQ grid formats (quant_iq.h): groups of 8 (IQ3: 4) elements as indices into a codebook of
    magnitudes (IQ1: of -1/0/1), signs per 8 elements, odd scales 2s + 1 per 16 or 32 elements. */
 typedef struct QUANT_PACKED { quant_half d; uint16_t qs[QK_K / 8]; } block_iq2_xxs;
@@ -63,6 +65,7 @@ _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block");
 _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block");
 _Static_assert(sizeof(block_mxfp4) == 17, "MXFP4 block");
 _Static_assert(sizeof(block_iq4_xs) == 136, "IQ4_XS block");
+_Static_assert(sizeof(block_iq4_nl) == 18, "IQ4_NL block");
 _Static_assert(sizeof(block_iq2_xxs) == 66, "IQ2_XXS block");
 _Static_assert(sizeof(block_iq2_xs) == 74, "IQ2_XS block");
 _Static_assert(sizeof(block_iq2_s) == 82, "IQ2_S block");
@@ -71,7 +74,7 @@ _Static_assert(sizeof(block_iq3_s) == 110, "IQ3_S block");
 _Static_assert(sizeof(block_iq1_s) == 50, "IQ1_S block");
 _Static_assert(sizeof(block_iq1_m) == 56, "IQ1_M block");
 
-/* The values of IQ4_XS's 4-bit codes (ggml's kvalues_iq4nl). */
+/* The values of IQ4_NL's and IQ4_XS's 4-bit codes (ggml's kvalues_iq4nl). */
 static const int8_t quant_iq4_values[16] __attribute__((unused)) = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 /* The 6-bit scale (0..63, offset 32) of sub-block ib (0..7) of an IQ4_XS block. */

@@ -368,3 +368,17 @@ void quant_encode_iq4_xs(const float *x, void *dst) {
   }
   memcpy(&b->scales_h, &h, 2);
 }
+
+/* IQ4_NL: the block's scale maps its largest |x| onto the code value -127, then each element's nearest code value. */
+void quant_encode_iq4_nl(const float *x, void *dst) {
+  block_iq4_nl *b = (block_iq4_nl *)dst;
+  float amax = 0, m = 0;
+  for (int j = 0; j < QK; j++)
+    if (fabsf(x[j]) > amax) {
+      amax = fabsf(x[j]);
+      m = x[j];
+    }
+  b->d = quant_f32_to_half(m / -127);
+  const float d = quant_half_to_f32(b->d), id = d == 0 ? 0 : 1 / d;
+  for (int j = 0; j < QK / 2; j++) b->qs[j] = (uint8_t)(nearest_iq4(id * x[j]) | nearest_iq4(id * x[j + QK / 2]) << 4);
+}

@@ -231,6 +231,21 @@ static float dot_mxfp4(int cols, const uint8_t *w, const uint8_t *a) {
   return sum;
 }
 
+/* IQ4_NL with Q8_0 activations: the integer dot of the code values, times d x da. */
+static float dot_iq4_nl(int cols, const uint8_t *w, const uint8_t *a) {
+  Q8_ROW(a, cols);
+  (void)aux;
+  const block_iq4_nl *x = (const block_iq4_nl *)w;
+  float sum = 0;
+  for (int b = 0; b < cols / QK; b++) {
+    const int8_t *q = aq + QK * b;
+    int sumi = 0;
+    for (int j = 0; j < QK / 2; j++) sumi += quant_iq4_values[x[b].qs[j] & 0xf] * q[j] + quant_iq4_values[x[b].qs[j] >> 4] * q[j + QK / 2];
+    sum += (quant_half_to_f32(x[b].d) * ad[b]) * (float)sumi;
+  }
+  return sum;
+}
+
 /* Activation parts of a Q8_K row. */
 #define Q8K_ROW(a, cols)                                  \
   const int8_t *aq = (const int8_t *)(a);                 \
@@ -432,6 +447,7 @@ GEMM(gemm_q2_K, dot_q2_K)
 GEMM(gemm_q3_K, dot_q3_K)
 GEMM(gemm_q4_K, dot_q4_K)
 GEMM(gemm_iq4_xs, dot_iq4_xs)
+GEMM(gemm_iq4_nl, dot_iq4_nl)
 GEMM(gemm_iq1_s, dot_iq1_s)
 GEMM(gemm_iq1_m, dot_iq1_m)
 GEMM(gemm_iq2_xxs, dot_iq2_xxs)
@@ -469,6 +485,7 @@ const quant_kernel_table quant_kernels_scalar = {
             [CAIRN_Q5_K] = gemm_q5_K,
             [CAIRN_Q6_K] = gemm_q6_K,
             [CAIRN_IQ4_XS] = gemm_iq4_xs,
+            [CAIRN_IQ4_NL] = gemm_iq4_nl,
             [CAIRN_IQ1_S] = gemm_iq1_s,
             [CAIRN_IQ1_M] = gemm_iq1_m,
             [CAIRN_IQ2_XXS] = gemm_iq2_xxs,

@@ -1627,6 +1627,7 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #endif
 
 #include "quant_x86_low_k.h"
+#include "quant_x86_iq4_nl.h"
 
 const quant_kernel_table QX_TABLE = {
     .convert =
@@ -1654,6 +1655,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
             [CAIRN_IQ4_XS] = qx_iq4_xs,
+            [CAIRN_IQ4_NL] = qx_iq4_nl,
             [CAIRN_IQ1_S] = qx_iq1_s,
             [CAIRN_IQ1_M] = qx_iq1_m,
             [CAIRN_IQ2_XXS] = qx_iq2_xxs,

@@ -38,6 +38,7 @@ const QUANTS: Record<string, SyntheticQuant> = {
   Q5_K: GgmlType.Q5_K,
   Q6_K: GgmlType.Q6_K,
   IQ4_XS: GgmlType.IQ4_XS,
+  IQ4_NL: GgmlType.IQ4_NL,
   IQ1_S: GgmlType.IQ1_S,
   IQ1_M: GgmlType.IQ1_M,
   IQ2_XXS: GgmlType.IQ2_XXS,

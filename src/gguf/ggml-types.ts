@@ -77,7 +77,7 @@ const TABLE: ReadonlyMap<number, GgmlTypeInfo> = new Map<number, GgmlTypeInfo>([
   [GgmlType.IQ2_XS, info('IQ2_XS', 256, 74, true)],
   [GgmlType.IQ3_XXS, info('IQ3_XXS', 256, 98, true)],
   [GgmlType.IQ1_S, info('IQ1_S', 256, 50, true)],
-  [GgmlType.IQ4_NL, info('IQ4_NL', 32, 18)],
+  [GgmlType.IQ4_NL, info('IQ4_NL', 32, 18, true)],
   [GgmlType.IQ3_S, info('IQ3_S', 256, 110, true)],
   [GgmlType.IQ2_S, info('IQ2_S', 256, 82, true)],
   [GgmlType.IQ4_XS, info('IQ4_XS', 256, 136, true)],

@@ -32,6 +32,7 @@ const WEIGHT_TYPES = [
   GgmlType.Q6_K,
   GgmlType.MXFP4,
   GgmlType.IQ4_XS,
+  GgmlType.IQ4_NL,
   GgmlType.IQ1_S,
   GgmlType.IQ1_M,
   GgmlType.IQ2_XXS,
@@ -207,6 +208,7 @@ describe('native quantization kernels', { skip }, () => {
         [GgmlType.Q5_K, [0, 2]],
         [GgmlType.Q6_K, [208]],
         [GgmlType.IQ4_XS, [0]],
+        [GgmlType.IQ4_NL, [0]],
         [GgmlType.IQ1_S, [0]],
         [GgmlType.IQ2_XXS, [0]],
         [GgmlType.IQ2_XS, [0]],
@@ -353,7 +355,7 @@ describe('native quantization kernels', { skip }, () => {
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 3, y), isError(RangeError, /x holds 128 floats/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 2, new Float32Array(3)), isError(RangeError, /y holds 3 floats/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_K, 1, 256, x, 1, y), isError(RangeError, /does not support weights of type Q8_K/));
-    assert.throws(() => a.matmul!(w, GgmlType.IQ4_NL, 1, 256, x, 1, y), isError(RangeError, /not a type/));
+    assert.throws(() => a.matmul!(w, GgmlType.TQ1_0, 1, 256, x, 1, y), isError(RangeError, /not a type/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, -1, 64, x, 1, y), isError(RangeError, /rows must be an integer/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 1.5, 64, x, 1, y), isError(RangeError, /rows must be an integer/));
     assert.throws(() => a.matmul!(w, GgmlType.Q8_0, 2, 64, x, 1, x.subarray(0, 4)), isError(RangeError, /share memory/));

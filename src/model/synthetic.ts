@@ -69,7 +69,7 @@ function fileType(q: SyntheticQuant): number {
   if (q === 'Q5_K_M') return 17;
   const map: Partial<Record<GgmlType, number>> = {
     [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q4_0]: 2, [GgmlType.Q4_1]: 3, [GgmlType.Q8_0]: 7,
-    [GgmlType.Q5_0]: 8, [GgmlType.Q5_1]: 9, [GgmlType.Q2_K]: 10, [GgmlType.Q3_K]: 11, [GgmlType.Q4_K]: 15, [GgmlType.IQ4_XS]: 30, [GgmlType.IQ2_XXS]: 19, [GgmlType.IQ2_XS]: 20, [GgmlType.IQ3_XXS]: 23, [GgmlType.IQ1_S]: 24, [GgmlType.IQ3_S]: 26, [GgmlType.IQ2_S]: 28, [GgmlType.IQ1_M]: 31, [GgmlType.Q5_K]: 17, [GgmlType.Q6_K]: 18, [GgmlType.BF16]: 32,
+    [GgmlType.Q5_0]: 8, [GgmlType.Q5_1]: 9, [GgmlType.Q2_K]: 10, [GgmlType.Q3_K]: 11, [GgmlType.Q4_K]: 15, [GgmlType.IQ4_XS]: 30, [GgmlType.IQ4_NL]: 25, [GgmlType.IQ2_XXS]: 19, [GgmlType.IQ2_XS]: 20, [GgmlType.IQ3_XXS]: 23, [GgmlType.IQ1_S]: 24, [GgmlType.IQ3_S]: 26, [GgmlType.IQ2_S]: 28, [GgmlType.IQ1_M]: 31, [GgmlType.Q5_K]: 17, [GgmlType.Q6_K]: 18, [GgmlType.BF16]: 32,
   };
   return map[q] ?? 0;
 }

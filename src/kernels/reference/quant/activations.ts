@@ -23,6 +23,7 @@ export function vecDotType(wtype: GgmlType): GgmlType {
     case GgmlType.Q5_0:
     case GgmlType.Q8_0:
     case GgmlType.MXFP4:
+    case GgmlType.IQ4_NL:
       return GgmlType.Q8_0;
     case GgmlType.Q4_1:
     case GgmlType.Q5_1:

@@ -412,3 +412,21 @@ export function quantizeIQ4_XS(x: Float32Array, xo: number, dst: Uint8Array, dOf
   dst[dOff + IQ4XS.scalesH] = h & 0xff;
   dst[dOff + IQ4XS.scalesH + 1] = h >> 8;
 }
+
+/** Encodes one IQ4_NL block: the scale maps the largest |x| onto the code value -127, then each element's nearest value. */
+export function quantizeIQ4_NL(x: Float32Array, xo: number, dst: Uint8Array, dOff: number): void {
+  let amax = 0;
+  let m = 0;
+  for (let j = 0; j < 32; j++) {
+    const v = x[xo + j];
+    if (Math.abs(v) > amax) {
+      amax = Math.abs(v);
+      m = v;
+    }
+  }
+  const dBits = f32ToFp16(f(m / -127));
+  writeHalfBits(dst, dOff, dBits);
+  const d = fp16ToF32(dBits);
+  const id = d === 0 ? 0 : f(1 / d);
+  for (let j = 0; j < 16; j++) dst[dOff + 2 + j] = nearestIq4(f(id * x[xo + j])) | (nearestIq4(f(id * x[xo + 16 + j])) << 4);
+}

@@ -99,3 +99,13 @@ export function dequantizeIQ4_XS(src: Uint8Array, so: number, dst: Float32Array,
     }
   }
 }
+
+/** Decodes one IQ4_NL block: x = d * value(code). */
+export function dequantizeIQ4_NL(src: Uint8Array, so: number, dst: Float32Array, dOff: number): void {
+  const d = readFp16(src, so);
+  for (let j = 0; j < 16; j++) {
+    const q = src[so + 2 + j];
+    dst[dOff + j] = f(d * IQ4_VALUES[q & 0xf]);
+    dst[dOff + 16 + j] = f(d * IQ4_VALUES[q >> 4]);
+  }
+}

@@ -18,6 +18,7 @@
  * - IQ4_XS (256 el, 136 B): f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]. Sub-block ib (32 el) has the
  *   6-bit scale ls = (scales_l[ib/2] nibble ib%2) | (bits 2ib..2ib+1 of scales_h) << 4; x[32ib + j] =
  *   d * (ls - 32) * IQ4_VALUES[low nibble of qs[16ib + j]], x[32ib + 16 + j] from the high nibble.
+ * - IQ4_NL (32 el, 18 B): f16 d; u8 qs[16]: x[j] = d * IQ4_VALUES[low nibble of qs[j]], x[j + 16] from the high nibble.
  * - MXFP4 (32 el, 17 B): u8 e (E8M0 scale); u8 qs[16] (E2M1 codes: x[j] low nibble, x[j+16] high).
  */
 
@@ -42,6 +43,7 @@ export const BLOCK_BYTES = {
   Q8_K: 292,
   MXFP4: 17,
   IQ4_XS: 136,
+  IQ4_NL: 18,
 } as const;
 
 /** Offsets inside a Q2_K block. */
@@ -123,7 +125,7 @@ export function q3KHigh(bytes: Uint8Array, so: number, e: number): number {
 /** Offsets inside an IQ4_XS block. */
 export const IQ4XS = { d: 0, scalesH: 2, scalesL: 4, qs: 8 } as const;
 
-/** The values of IQ4_XS's 4-bit codes (ggml's kvalues_iq4nl). */
+/** The values of IQ4_NL's and IQ4_XS's 4-bit codes (ggml's kvalues_iq4nl). */
 export const IQ4_VALUES: readonly number[] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /** The 6-bit scale (0..63, offset 32) of sub-block ib of an IQ4_XS block at `so`. */

@@ -144,6 +144,6 @@ test('quantize and dequantize reject bad sizes and unsupported types', () => {
   assert.throws(() => refQuantize(GgmlType.Q8_0, new Float32Array(31), new Uint8Array(34), 31), /multiple of 32/);
   assert.throws(() => refQuantize(GgmlType.Q8_0, new Float32Array(32), new Uint8Array(33), 32), /need 34/);
   assert.throws(() => refDequantize(GgmlType.Q4_0, new Uint8Array(18), new Float32Array(31), 32), /need 32/);
-  assert.throws(() => refDequantize(GgmlType.IQ4_NL, new Uint8Array(18), new Float32Array(32), 32), /unsupported tensor type IQ4_NL/);
+  assert.throws(() => refDequantize(GgmlType.TQ1_0, new Uint8Array(54), new Float32Array(256), 256), /unsupported tensor type TQ1_0/);
   assert.throws(() => refDequantize(GgmlType.F32, new Uint8Array(4), new Float32Array(1), -1), /non-negative/);
 });

@@ -47,6 +47,18 @@ function dotQ4_0(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
   return sum;
 }
 
+/** IQ4_NL: the integer dot of the code values, times d · da. */
+function dotIQ4_NL(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
+  let sum = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = wo + b * BLOCK_BYTES.IQ4_NL;
+    const ab = b * BLOCK_BYTES.Q8_0;
+    const sumi = blockDot32((j) => IQ4_VALUES[j < 16 ? w[wb + 2 + j] & 0xf : w[wb + 2 + j - 16] >> 4], a, ab + 2);
+    sum = f(sum + f(f(readFp16(w, wb) * readFp16(a, ab)) * sumi));
+  }
+  return sum;
+}
+
 function dotQ4_1(w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
   let sum = 0;
   for (let b = 0; b < nb; b++) {
@@ -270,6 +282,8 @@ export function vecDot(wtype: GgmlType, w: Uint8Array, wo: number, act: Activati
       return dotQ8_0(w, wo, a, cols / QK);
     case GgmlType.MXFP4:
       return dotMXFP4(w, wo, a, cols / QK);
+    case GgmlType.IQ4_NL:
+      return dotIQ4_NL(w, wo, a, cols / QK);
     case GgmlType.Q2_K:
       return dotQ2_K(w, wo, a, cols / QK_K);
     case GgmlType.Q3_K:
