@@ -7,10 +7,18 @@
 #include <string.h>
 
 /* Codebooks as rows of bytes: 8 per entry (IQ2, IQ1), 4 per entry (IQ3). */
-static uint8_t g_iq2xxs[256 * 8], g_iq2xs[512 * 8], g_iq2s[1024 * 8], g_iq1s[2048 * 8];
-static uint8_t g_iq3xxs[256 * 4], g_iq3s[512 * 4];
+#define g_iq2xxs quant_iq2xxs_rows
+#define g_iq2xs quant_iq2xs_rows
+#define g_iq2s quant_iq2s_rows
+#define g_iq1s quant_iq1s_rows
+#define g_iq3xxs quant_iq3xxs_rows
+#define g_iq3s quant_iq3s_rows
+uint8_t g_iq2xxs[256 * 8] __attribute__((aligned(64))), g_iq2xs[512 * 8] __attribute__((aligned(64)));
+uint8_t g_iq2s[1024 * 8] __attribute__((aligned(64))), g_iq1s[2048 * 8] __attribute__((aligned(64)));
+uint8_t g_iq3xxs[256 * 4] __attribute__((aligned(64))), g_iq3s[512 * 4] __attribute__((aligned(64)));
 /* Byte j 0xff where bit j of the index is set: the elements a sign byte negates. */
 static uint64_t g_sign_mask[256];
+uint64_t quant_iq_even_sign_masks[128] __attribute__((aligned(64)));
 
 static void expand(const uint16_t *codes, int entries, int width, const int8_t *values, uint8_t *out) {
   const int bits = width == 8 ? 2 : 3;
@@ -34,6 +42,7 @@ __attribute__((constructor(101))) static void quant_iq_expand(void) {
       if (i >> j & 1) m |= (uint64_t)0xff << (8 * j);
     g_sign_mask[i] = m;
   }
+  for (int i = 0; i < 128; i++) quant_iq_even_sign_masks[i] = g_sign_mask[i | (__builtin_popcount((unsigned)i) & 1) << 7];
 }
 
 int quant_is_iq_grid(int type) {

@@ -20,6 +20,12 @@
 extern const uint16_t quant_iq2xxs_codes[256], quant_iq2xs_codes[512], quant_iq2s_codes[1024];
 extern const uint16_t quant_iq3xxs_codes[256], quant_iq3s_codes[512], quant_iq1s_codes[2048];
 
+/* The codebooks expanded (filled at load): entry i's elements as bytes at 8 i (IQ2, IQ1: int8 -1/0/1) or 4 i (IQ3). */
+extern uint8_t quant_iq2xxs_rows[256 * 8], quant_iq2xs_rows[512 * 8], quant_iq2s_rows[1024 * 8], quant_iq1s_rows[2048 * 8];
+extern uint8_t quant_iq3xxs_rows[256 * 4], quant_iq3s_rows[512 * 4];
+/* Per 7 stored sign bits (with the eighth that makes their count even), byte j 0xff where element j is negative. */
+extern uint64_t quant_iq_even_sign_masks[128];
+
 /* 1 for the IQ grid formats. */
 int quant_is_iq_grid(int type);
 

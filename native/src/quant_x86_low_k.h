@@ -127,8 +127,86 @@ QX_INLINE void qx_unpack512_iq4_xs(const uint8_t *row, int b, qx_low_k512 *o) {
 static const int16_t qx_grid_group0[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
 
-/* An IQ grid super-block: its integers unpacked (quant_iq_unpack), 64 a vector, each 16's scale in its words. */
+/* The scale vector of a pair of 32-element sub-blocks: s0 in words 0-15, s1 in 16-31 (s0/s1 per 16: four words' groups). */
+QX_INLINE __m512i qx_grid_scales2(int s0, int s1) {
+  return _mm512_mask_set1_epi16(_mm512_set1_epi16((short)s0), (__mmask32)0xffff0000u, (short)s1);
+}
+
+/* Each of 8 lanes' 8 signed bytes: rows (magnitudes >= 1) negated where the lane's mask bytes are 0xff. */
+QX_INLINE __m512i qx_grid_signed(__m512i rows, __m512i masks) { return _mm512_sub_epi8(_mm512_xor_si512(rows, masks), masks); }
+
+/* The parity-completed sign masks of four 7-bit fields of aux0 (lanes 0-3) and of aux1 (lanes 4-7). */
+QX_INLINE __m512i qx_grid_even_signs(uint32_t aux0, uint32_t aux1) {
+  const __m512i av = _mm512_set_epi64(aux1, aux1, aux1, aux1, aux0, aux0, aux0, aux0);
+  const __m512i sidx = _mm512_and_si512(_mm512_srlv_epi64(av, _mm512_set_epi64(21, 14, 7, 0, 21, 14, 7, 0)), _mm512_set1_epi64(127));
+  return _mm512_i64gather_epi64(sidx, (const void *)quant_iq_even_sign_masks, 8);
+}
+
+/*
+ * An IQ grid super-block, 64 integers a vector, each 16's scale in its words. IQ2_XXS, IQ2_XS,
+ * IQ3_XXS and IQ1_S gather their codebook rows and sign masks straight into vectors (the integers
+ * of quant_iq_unpack, which the other formats still take through memory).
+ */
 QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k512 *o) {
+  o->sc16 = _mm256_setzero_si256();
+  o->dmin = 0;
+  if (type == CAIRN_IQ2_XXS || type == CAIRN_IQ3_XXS) {
+    const int xxs3 = type == CAIRN_IQ3_XXS;
+    const uint8_t *x = row + (size_t)b * (xxs3 ? sizeof(block_iq3_xxs) : sizeof(block_iq2_xxs));
+    for (int p = 0; p < 4; p++) {
+      uint32_t a0, a1;
+      __m512i g;
+      if (xxs3) { /* 16 four-byte rows: indices qs[16p ..], signs and scales at qs + 64 */
+        memcpy(&a0, x + 2 + 64 + 8 * p, 4);
+        memcpy(&a1, x + 2 + 64 + 8 * p + 4, 4);
+        g = _mm512_i32gather_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(x + 2 + 16 * p))), (const void *)quant_iq3xxs_rows, 4);
+      } else { /* 8 eight-byte rows: per sub-block four index bytes, then its u32 of signs and scale */
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(x + 2 + 16 * p));
+        memcpy(&a0, x + 2 + 16 * p + 4, 4);
+        memcpy(&a1, x + 2 + 16 * p + 12, 4);
+        const __m128i idx8 = _mm_shuffle_epi8(raw, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
+        g = _mm512_i64gather_epi64(_mm512_cvtepu8_epi64(idx8), (const void *)quant_iq2xxs_rows, 8);
+      }
+      o->q[p] = qx_grid_signed(g, qx_grid_even_signs(a0, a1));
+      o->sc[p] = qx_grid_scales2(2 * (int)(a0 >> 28) + 1, 2 * (int)(a1 >> 28) + 1);
+    }
+    o->d = qx_half(x) * (xxs3 ? 0.25f : 0.125f);
+    return;
+  }
+  if (type == CAIRN_IQ2_XS) {
+    const block_iq2_xs *x = (const block_iq2_xs *)row + b;
+    for (int p = 0; p < 4; p++) {
+      const __m512i v = _mm512_cvtepu16_epi64(_mm_loadu_si128((const __m128i *)(x->qs + 8 * p)));
+      const __m512i g = _mm512_i64gather_epi64(_mm512_and_si512(v, _mm512_set1_epi64(511)), (const void *)quant_iq2xs_rows, 8);
+      const __m512i m = _mm512_i64gather_epi64(_mm512_srli_epi64(v, 9), (const void *)quant_iq_even_sign_masks, 8);
+      o->q[p] = qx_grid_signed(g, m);
+      const int s0 = x->scales[2 * p], s1 = x->scales[2 * p + 1];
+      const __m256i lo = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (s0 >> 4) + 1)), _mm_set1_epi16((short)(2 * (s0 & 15) + 1)));
+      const __m256i hi = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (s1 >> 4) + 1)), _mm_set1_epi16((short)(2 * (s1 & 15) + 1)));
+      o->sc[p] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    o->d = qx_half(&x->d) * 0.125f;
+    return;
+  }
+  if (type == CAIRN_IQ1_S) {
+    const block_iq1_s *x = (const block_iq1_s *)row + b;
+    for (int p = 0; p < 4; p++) {
+      uint16_t h0, h1;
+      memcpy(&h0, &x->qh[2 * p], 2);
+      memcpy(&h1, &x->qh[2 * p + 1], 2);
+      const __m512i hv = _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0);
+      const __m512i high = _mm512_slli_epi64(_mm512_and_si512(_mm512_srlv_epi64(hv, _mm512_set_epi64(9, 6, 3, 0, 9, 6, 3, 0)), _mm512_set1_epi64(7)), 8);
+      const __m512i idx = _mm512_or_si512(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(x->qs + 8 * p))), high);
+      const __m512i g = _mm512_i64gather_epi64(idx, (const void *)quant_iq1s_rows, 8);
+      /* 8 g + delta per byte: g's bytes -1/0/1 shifted by 3 within each byte, the sub-block's delta added. */
+      const __m512i g8 = _mm512_and_si512(_mm512_slli_epi64(g, 3), _mm512_set1_epi8((char)0xf8));
+      const __m512i delta = _mm512_mask_set1_epi8(_mm512_set1_epi8(h0 & 0x8000 ? -1 : 1), (__mmask64)0xffffffff00000000ull, (char)(h1 & 0x8000 ? -1 : 1));
+      o->q[p] = _mm512_add_epi8(g8, delta);
+      o->sc[p] = qx_grid_scales2(2 * ((h0 >> 12) & 7) + 1, 2 * ((h1 >> 12) & 7) + 1);
+    }
+    o->d = qx_half(&x->d) * 0.125f;
+    return;
+  }
   int8_t q[QK_K] __attribute__((aligned(64)));
   int16_t sc[16] __attribute__((aligned(32)));
   o->d = quant_iq_unpack(type, row + (size_t)b * quant_block_bytes(type), q, sc);
@@ -137,8 +215,6 @@ QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k51
     o->q[j] = _mm512_load_si512((const void *)(q + 64 * j));
     o->sc[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(g0, _mm512_set1_epi16((short)(4 * j))), s);
   }
-  o->sc16 = _mm256_setzero_si256();
-  o->dmin = 0;
 }
 
 QX_INLINE void qx_unpack512(const int kind, const uint8_t *row, int b, qx_low_k512 *o) {
