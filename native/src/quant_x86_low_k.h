@@ -143,9 +143,9 @@ QX_INLINE __m512i qx_grid_even_signs(uint32_t aux0, uint32_t aux1) {
 }
 
 /*
- * An IQ grid super-block, 64 integers a vector, each 16's scale in its words. IQ2_XXS, IQ2_XS,
- * IQ3_XXS and IQ1_S gather their codebook rows and sign masks straight into vectors (the integers
- * of quant_iq_unpack, which the other formats still take through memory).
+ * An IQ grid super-block, 64 integers a vector, each 16's scale in its words. All but IQ1_M gather
+ * their codebook rows and sign masks straight into vectors (the integers of quant_iq_unpack, which
+ * IQ1_M still takes through memory).
  */
 QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k512 *o) {
   o->sc16 = _mm256_setzero_si256();
@@ -205,6 +205,39 @@ QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k51
       o->sc[p] = qx_grid_scales2(2 * ((h0 >> 12) & 7) + 1, 2 * ((h1 >> 12) & 7) + 1);
     }
     o->d = qx_half(&x->d) * 0.125f;
+    return;
+  }
+  if (type == CAIRN_IQ2_S || type == CAIRN_IQ3_S) {
+    const int s3 = type == CAIRN_IQ3_S;
+    const uint8_t *x = row + (size_t)b * (s3 ? sizeof(block_iq3_s) : sizeof(block_iq2_s));
+    const uint8_t *qs = x + 2, *qh = x + 2 + QK_K / 4, *signs = s3 ? x + 2 + QK_K / 4 + QK_K / 32 : x + 2 + QK_K / 8;
+    const uint8_t *scales = s3 ? x + 2 + QK_K / 4 + QK_K / 32 + QK_K / 8 : x + 2 + QK_K / 4 + QK_K / 32;
+    /* Per 8 elements a sign byte: copied to its lane's 8 bytes, each byte testing its own bit. */
+    const __m512i bits = _mm512_set1_epi64((long long)0x8040201008040201ull);
+    const __m512i spread = _mm512_set_epi8(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 8, 8,
+                                           8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int p = 0; p < 4; p++) {
+      const int h = qh[2 * p] | qh[2 * p + 1] << 8;
+      __m512i g;
+      if (s3) { /* 16 four-byte rows, row r's ninth index bit bit r of the pair's qh */
+        const __m512i high = _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(h), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), _mm512_set1_epi32(1)), 8);
+        g = _mm512_i32gather_epi32(_mm512_or_si512(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qs + 16 * p))), high), (const void *)quant_iq3s_rows, 4);
+      } else { /* 8 eight-byte rows, row r's two high index bits bits 2r, 2r + 1 of the pair's qh */
+        const __m512i high = _mm512_slli_epi64(_mm512_and_si512(_mm512_srlv_epi64(_mm512_set1_epi64(h), _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14)), _mm512_set1_epi64(3)), 8);
+        g = _mm512_i64gather_epi64(_mm512_or_si512(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(qs + 8 * p))), high), (const void *)quant_iq2s_rows, 8);
+      }
+      const __m512i sb = _mm512_shuffle_epi8(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(signs + 8 * p))), spread);
+      o->q[p] = qx_grid_signed(g, _mm512_movm_epi8(_mm512_test_epi8_mask(sb, bits)));
+      if (s3) {
+        o->sc[p] = qx_grid_scales2(2 * (scales[p] & 15) + 1, 2 * (scales[p] >> 4) + 1);
+      } else {
+        const int s0 = scales[2 * p], s1 = scales[2 * p + 1];
+        const __m256i lo = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (s0 >> 4) + 1)), _mm_set1_epi16((short)(2 * (s0 & 15) + 1)));
+        const __m256i hi = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (s1 >> 4) + 1)), _mm_set1_epi16((short)(2 * (s1 & 15) + 1)));
+        o->sc[p] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      }
+    }
+    o->d = qx_half(x) * (s3 ? 1.f : 0.125f);
     return;
   }
   int8_t q[QK_K] __attribute__((aligned(64)));
