@@ -293,6 +293,49 @@ QX_INLINE void qx_low_k512_steps(const int kind, int m, const __m512i *is, const
   for (int i = 0; i < m; i++) acc[i * stride] = qx_low_k_step(kind, acc[i * stride], d[i], dmin[i], da[i], isum[i], groups[i]);
 }
 
+/* The 16 group scales (int16, in order) of a grid super-block's scale vectors: words 0, 8, 16, 24 of each. */
+QX_INLINE __m256i qx_grid_scales16(const __m512i *sc) {
+  const __m512i pick = _mm512_zextsi128_si512(_mm_setr_epi16(0, 8, 16, 24, 32, 40, 48, 56));
+  const __m512i lo = _mm512_permutex2var_epi16(sc[0], pick, sc[1]), hi = _mm512_permutex2var_epi16(sc[2], pick, sc[3]);
+  return _mm256_inserti128_si256(_mm512_castsi512_si256(lo), _mm512_castsi512_si128(hi), 1);
+}
+
+/*
+ * Several tokens over a grid super-block: its integers as unsigned q + 64 (2..126: a maddubs pair
+ * stays within int16 against activations up to 128 in size), so each vector is one maddubs against
+ * the activations as they lie and one vpdpwssd with its scales, the offset taken back as 64 x
+ * Σ_g scale_g x bsum_g: the same integers as the signed one-token sums.
+ */
+QX_INLINE void qx_grid_offset(qx_low_k512 *w) {
+  for (int j = 0; j < 4; j++) w->q[j] = _mm512_add_epi8(w->q[j], _mm512_set1_epi8(64));
+  w->sc16 = qx_grid_scales16(w->sc);
+}
+
+QX_INLINE __m512i qx_grid_offset_sums(const qx_low_k512 *w, const int8_t *aq, const int16_t *bsums) {
+  __m512i acc = _mm512_setzero_si512();
+  for (int j = 0; j < 4; j++) acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(w->q[j], _mm512_loadu_si512((const void *)(aq + 64 * j))), w->sc[j]);
+  const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(w->sc16, _mm256_loadu_si256((const __m256i *)bsums)), 6);
+  return _mm512_sub_epi32(acc, _mm512_zextsi256_si512(offset));
+}
+
+/*
+ * Four tokens' steps on one super-block, lane by lane: the scalar kernel's f32 operations for each
+ * (Q2_K: acc + ((d da) isum - (dmin da) groups); the others acc + (d da) isum, Q3_K's offset taken
+ * off the integer first).
+ */
+QX_INLINE void qx_low_k512_steps4(const int kind, const __m512i *is, const __m512i *gs, float d, float dmin, const float *da4, float *acc) {
+  __m128i isum = qx_sum4_epi32(is);
+  const __m128 da = _mm_loadu_ps(da4), a = _mm_loadu_ps(acc);
+  if (kind == QX_LK_Q2_K) {
+    const __m128 t = _mm_sub_ps(_mm_mul_ps(_mm_mul_ps(_mm_set1_ps(d), da), _mm_cvtepi32_ps(isum)),
+                                _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(dmin), da), _mm_cvtepi32_ps(qx_sum4_epi32(gs))));
+    _mm_storeu_ps(acc, _mm_add_ps(a, t));
+    return;
+  }
+  if (kind == QX_LK_Q3_K) isum = _mm_sub_epi32(isum, _mm_slli_epi32(qx_sum4_epi32(gs), 2));
+  _mm_storeu_ps(acc, _mm_add_ps(a, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(d), da), _mm_cvtepi32_ps(isum))));
+}
+
 /* One token: four super-blocks' sums reduced together; more: each super-block for four tokens at a time. */
 QX_INLINE void qx_low_k_gemm(const int kind, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y,
                              size_t ys) {
@@ -325,6 +368,8 @@ QX_INLINE void qx_low_k_gemm(const int kind, int cols, const uint8_t *w, size_t 
       for (int b = 0; b < nb; b++) {
         qx_low_k512 wb;
         qx_unpack512(kind, row, b, &wb);
+        const int grid = kind > QX_LK_IQ4_XS;
+        if (grid) qx_grid_offset(&wb);
         const float d[4] = {wb.d, wb.d, wb.d, wb.d}, dmin[4] = {wb.dmin, wb.dmin, wb.dmin, wb.dmin};
         for (int t1 = 0; t1 < T; t1 += 4) {
           const int m = T - t1 < 4 ? T - t1 : 4;
@@ -333,10 +378,12 @@ QX_INLINE void qx_low_k_gemm(const int kind, int cols, const uint8_t *w, size_t 
           for (int i = 0; i < 4; i++) is[i] = gs[i] = _mm512_setzero_si512();
           for (int i = 0; i < m; i++) {
             QX_Q8K(a + (size_t)(t0 + t1 + i) * as, cols, b);
-            qx_low_k512_sums(kind, &wb, aq, bsums, &is[i], &gs[i]);
+            if (grid) is[i] = qx_grid_offset_sums(&wb, aq, bsums);
+            else qx_low_k512_sums(kind, &wb, aq, bsums, &is[i], &gs[i]);
             da4[i] = da;
           }
-          qx_low_k512_steps(kind, m, is, gs, d, dmin, da4, acc + t1, 1);
+          if (m == 4) qx_low_k512_steps4(kind, is, gs, wb.d, wb.dmin, da4, acc + t1);
+          else qx_low_k512_steps(kind, m, is, gs, d, dmin, da4, acc + t1, 1);
         }
       }
       for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * ys + r] = acc[t];
