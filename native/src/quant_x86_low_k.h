@@ -123,10 +123,6 @@ QX_INLINE void qx_unpack512_iq4_xs(const uint8_t *row, int b, qx_low_k512 *o) {
   o->dmin = 0;
 }
 
-/* Word w's 16-element group in scale vector 0 (add 4j for vector j): 64 consecutive elements a vector. */
-static const int16_t qx_grid_group0[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                                                        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
-
 /* The scale vector of a pair of 32-element sub-blocks: s0 in words 0-15, s1 in 16-31 (s0/s1 per 16: four words' groups). */
 QX_INLINE __m512i qx_grid_scales2(int s0, int s1) {
   return _mm512_mask_set1_epi16(_mm512_set1_epi16((short)s0), (__mmask32)0xffff0000u, (short)s1);
@@ -143,9 +139,8 @@ QX_INLINE __m512i qx_grid_even_signs(uint32_t aux0, uint32_t aux1) {
 }
 
 /*
- * An IQ grid super-block, 64 integers a vector, each 16's scale in its words. All but IQ1_M gather
- * their codebook rows and sign masks straight into vectors (the integers of quant_iq_unpack, which
- * IQ1_M still takes through memory).
+ * An IQ grid super-block, 64 integers a vector, each 16's scale in its words: the codebook rows and
+ * sign masks gathered straight into vectors (the integers of quant_iq_unpack).
  */
 QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k512 *o) {
   o->sc16 = _mm256_setzero_si256();
@@ -207,6 +202,30 @@ QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k51
     o->d = qx_half(&x->d) * 0.125f;
     return;
   }
+  if (type == CAIRN_IQ1_M) {
+    const block_iq1_m *x = (const block_iq1_m *)row + b;
+    uint16_t sw[4];
+    memcpy(sw, x->scales, 8);
+    const uint16_t dbits = (uint16_t)((sw[0] >> 12) | ((sw[1] >> 8) & 0x00f0) | ((sw[2] >> 4) & 0x0f00) | (sw[3] & 0xf000));
+    for (int p = 0; p < 4; p++) {
+      uint32_t h;
+      memcpy(&h, x->qh + 4 * p, 4);
+      /* Group n of the pair: its nibble of qh, three high index bits and the delta's sign. */
+      const __m512i nib = _mm512_and_si512(_mm512_srlv_epi64(_mm512_set1_epi64(h), _mm512_setr_epi64(0, 4, 8, 12, 16, 20, 24, 28)), _mm512_set1_epi64(15));
+      const __m512i idx = _mm512_or_si512(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(x->qs + 8 * p))),
+                                          _mm512_slli_epi64(_mm512_and_si512(nib, _mm512_set1_epi64(7)), 8));
+      const __m512i g = _mm512_i64gather_epi64(idx, (const void *)quant_iq1s_rows, 8);
+      const __m512i g8 = _mm512_and_si512(_mm512_slli_epi64(g, 3), _mm512_set1_epi8((char)0xf8));
+      const __mmask8 minus = _mm512_test_epi64_mask(nib, _mm512_set1_epi64(8));
+      o->q[p] = _mm512_add_epi8(g8, _mm512_mask_blend_epi64(minus, _mm512_set1_epi8(1), _mm512_set1_epi8(-1)));
+      const int sp = sw[p];
+      const __m256i lo = _mm256_set_m128i(_mm_set1_epi16((short)(2 * ((sp >> 3) & 7) + 1)), _mm_set1_epi16((short)(2 * (sp & 7) + 1)));
+      const __m256i hi = _mm256_set_m128i(_mm_set1_epi16((short)(2 * ((sp >> 9) & 7) + 1)), _mm_set1_epi16((short)(2 * ((sp >> 6) & 7) + 1)));
+      o->sc[p] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    o->d = qx_half(&dbits) * 0.125f;
+    return;
+  }
   if (type == CAIRN_IQ2_S || type == CAIRN_IQ3_S) {
     const int s3 = type == CAIRN_IQ3_S;
     const uint8_t *x = row + (size_t)b * (s3 ? sizeof(block_iq3_s) : sizeof(block_iq2_s));
@@ -239,14 +258,6 @@ QX_INLINE void qx_unpack512_grid(int type, const uint8_t *row, int b, qx_low_k51
     }
     o->d = qx_half(x) * (s3 ? 1.f : 0.125f);
     return;
-  }
-  int8_t q[QK_K] __attribute__((aligned(64)));
-  int16_t sc[16] __attribute__((aligned(32)));
-  o->d = quant_iq_unpack(type, row + (size_t)b * quant_block_bytes(type), q, sc);
-  const __m512i s = _mm512_castsi256_si512(_mm256_load_si256((const __m256i *)sc)), g0 = _mm512_load_si512((const void *)qx_grid_group0);
-  for (int j = 0; j < 4; j++) {
-    o->q[j] = _mm512_load_si512((const void *)(q + 64 * j));
-    o->sc[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(g0, _mm512_set1_epi16((short)(4 * j))), s);
   }
 }
 
