@@ -28,13 +28,16 @@ QX_INLINE int qx_lk_grid_type(const int kind) {
 /* Tokens whose sums one pass over a row's super-blocks keeps. */
 #define QX_LOW_K_T 64
 
+/* The offset unsigned quants carry over the signed ones: Q3_K's 4; the IQ grid formats' 64 where taken unsigned. */
+QX_INLINE int qx_lk_offset(const int kind) { return kind == QX_LK_Q3_K ? 4 : kind > QX_LK_IQ4_XS ? 64 : 0; }
+
 /*
  * One super-block's step of a token's sum: the scalar kernel's f32 operations, in its order
- * (Q2_K's mins term; Q3_K's offset; IQ4_XS has neither: its groups are 0).
+ * (Q2_K's mins term; an offset's group term, zero where the quants went in signed).
  */
 QX_INLINE float qx_low_k_step(const int kind, float acc, float d, float dmin, float da, int isum, int groups) {
   if (kind == QX_LK_Q2_K) return acc + ((d * da) * isum - (dmin * da) * groups);
-  return acc + (d * da) * (isum - 4 * groups);
+  return acc + (d * da) * (isum - qx_lk_offset(kind) * groups);
 }
 
 /*
@@ -472,16 +475,20 @@ QX_INLINE void qx_unpack_iq4_xs(const uint8_t *row, int b, qx_low_k *o) {
   o->dmin = 0;
 }
 
-/* An IQ grid super-block: its integers unpacked (quant_iq_unpack), 32 a vector, each 16's scale in its lane's words. */
+/*
+ * An IQ grid super-block: its integers unpacked (quant_iq_unpack), 32 a vector as unsigned q + 64
+ * (2..126: a maddubs pair stays within int16), each 16's scale in its lane's words and in sc16,
+ * through which the offset comes back off (as Q3_K's).
+ */
 QX_INLINE void qx_unpack_grid(int type, const uint8_t *row, int b, qx_low_k *o) {
   int8_t q[QK_K] __attribute__((aligned(32)));
-  int16_t sc[16];
+  int16_t sc[16] __attribute__((aligned(32)));
   o->d = quant_iq_unpack(type, row + (size_t)b * quant_block_bytes(type), q, sc);
   for (int k = 0; k < 8; k++) {
-    o->q[k] = _mm256_load_si256((const __m256i *)(q + 32 * k));
+    o->q[k] = _mm256_add_epi8(_mm256_load_si256((const __m256i *)(q + 32 * k)), _mm256_set1_epi8(64));
     o->sc[k] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
   }
-  o->sc16 = _mm256_setzero_si256();
+  o->sc16 = _mm256_load_si256((const __m256i *)sc);
   o->dmin = 0;
 }
 
@@ -492,21 +499,21 @@ QX_INLINE void qx_unpack(const int kind, const uint8_t *row, int b, qx_low_k *o)
   else qx_unpack_grid(qx_lk_grid_type(kind), row, b, o);
 }
 
-/* Σ_k scales x (quants . activations) over the super-block (IQ4_XS: its values take the activations' signs). */
+/* Σ_k scales x (quants . activations) over the super-block (IQ4_XS: its values take the activations' signs; the others unsigned). */
 QX_INLINE int qx_low_k_isum(const int kind, const qx_low_k *w, const int8_t *aq) {
   __m256i acc = _mm256_setzero_si256();
   for (int k = 0; k < 8; k++) {
     const __m256i a = _mm256_loadu_si256((const __m256i *)(aq + 32 * k));
-    const __m256i p = QX_LK_SIGNED(kind) ? _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(w->q[k], a))
+    const __m256i p = kind == QX_LK_IQ4_XS ? _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(w->q[k], a))
                                            : _mm256_maddubs_epi16(w->q[k], a);
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, w->sc[k]));
   }
   return qx_hsum_i32(acc);
 }
 
-/* Σ_g sc16[g] x bsums[g]: Q2_K's mins term, Q3_K's offset term (before its factor 4); IQ4_XS none. */
+/* Σ_g sc16[g] x bsums[g]: Q2_K's mins term, Q3_K's and the grid formats' offset term (before its factor); IQ4_XS none. */
 QX_INLINE int qx_low_k_groups(const int kind, const qx_low_k *w, const int16_t *bsums) {
-  if (QX_LK_SIGNED(kind)) return 0;
+  if (kind == QX_LK_IQ4_XS) return 0;
   return qx_hsum_i32(_mm256_madd_epi16(w->sc16, _mm256_loadu_si256((const __m256i *)bsums)));
 }
 
