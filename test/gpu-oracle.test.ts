@@ -160,6 +160,10 @@ test('GPU backend: the model says where it runs; caches the GPU cannot hold are 
   await assert.rejects(loadModel(path, { ctx: 64, compute: 'gpu', kvType: GgmlType.F32, progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /F16 or Q8_0/.test((e as Error).message));
   // 16M positions: a layer's cache of 8 GiB, past what any GPU lets one kernel see.
   await assert.rejects(loadModel(path, { ctx: 1 << 24, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /use --ctx \d+ or less/.test((e as Error).message));
+  // Weights of a type the GPU kernels do not read (the IQ codebook formats run on the CPU): refused naming the tensor and its type.
+  const iqPath = join(dir, 'placement-iq.gguf');
+  writeSyntheticModel(iqPath, { ...ARCHS.qwen3, quant: GgmlType.IQ2_XXS, seed: 3 }, quantizeWithKernels);
+  await assert.rejects(loadModel(iqPath, { ctx: 64, compute: 'gpu', progress: false }), (e: unknown) => isCairnError(e, 'MODEL_UNSUPPORTED') && /tensor \S+ is IQ2_XXS, a type the GPU kernels do not read yet/.test((e as Error).message));
   // auto passes a software adapter by, saying so, and runs on the CPU.
   const auto = await loadModel(path, { ctx: 64, compute: 'auto', progress: false });
   try {

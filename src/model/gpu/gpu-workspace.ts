@@ -4,7 +4,7 @@
  * and the weight uploads, each matrix cut into row ranges no larger than one binding may see.
  */
 import { CairnError } from '../../util/errors.js';
-import { ggmlRowBytes, type GgmlType } from '../../gguf/ggml-types.js';
+import { ggmlRowBytes, ggmlTypeName, type GgmlType } from '../../gguf/ggml-types.js';
 import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import { gpuWeightFormat } from '../../kernels/webgpu/wgsl-weights.js';
 import type { GpuBankPart } from '../../kernels/webgpu/expert-kernels.js';
@@ -139,7 +139,7 @@ export class GpuWorkspace {
   /** A weight matrix in its file layout on the device, cut into row ranges that fit one binding. */
   matrix(m: Matrix): GpuMatrix {
     if (!gpuWeightFormat(m.type)) {
-      throw new CairnError('MODEL_UNSUPPORTED', `tensor ${m.name} is of a type the GPU kernels do not read yet; run this model on the CPU (--backend cpu)`);
+      throw new CairnError('MODEL_UNSUPPORTED', `tensor ${m.name} is ${ggmlTypeName(m.type)}, a type the GPU kernels do not read yet; run this model on the CPU (--backend cpu)`);
     }
     const rowBytes = ggmlRowBytes(m.type, m.cols);
     const perPart = this.rowsPerBinding(rowBytes);
@@ -203,7 +203,7 @@ export class GpuWorkspace {
    */
   bank(b: ExpertBank): GpuBank {
     if (!gpuWeightFormat(b.type)) {
-      throw new CairnError('MODEL_UNSUPPORTED', `tensor ${b.name} is of a type the GPU kernels do not read yet; run this model on the CPU (--backend cpu)`);
+      throw new CairnError('MODEL_UNSUPPORTED', `tensor ${b.name} is ${ggmlTypeName(b.type)}, a type the GPU kernels do not read yet; run this model on the CPU (--backend cpu)`);
     }
     if (b.first) throw new CairnError('MODEL_UNSUPPORTED', 'a rank holding a range of the experts does not run on the GPU yet');
     const perPart = Math.floor((this.gpu.gpu.maxBinding - 8) / b.expertBytes);
