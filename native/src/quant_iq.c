@@ -7,15 +7,9 @@
 #include <string.h>
 
 /* Codebooks as rows of bytes: 8 per entry (IQ2, IQ1), 4 per entry (IQ3). */
-#define g_iq2xxs quant_iq2xxs_rows
-#define g_iq2xs quant_iq2xs_rows
-#define g_iq2s quant_iq2s_rows
-#define g_iq1s quant_iq1s_rows
-#define g_iq3xxs quant_iq3xxs_rows
-#define g_iq3s quant_iq3s_rows
-uint8_t g_iq2xxs[256 * 8] __attribute__((aligned(64))), g_iq2xs[512 * 8] __attribute__((aligned(64)));
-uint8_t g_iq2s[1024 * 8] __attribute__((aligned(64))), g_iq1s[2048 * 8] __attribute__((aligned(64)));
-uint8_t g_iq3xxs[256 * 4] __attribute__((aligned(64))), g_iq3s[512 * 4] __attribute__((aligned(64)));
+uint8_t quant_iq2xxs_rows[256 * 8] __attribute__((aligned(64))), quant_iq2xs_rows[512 * 8] __attribute__((aligned(64)));
+uint8_t quant_iq2s_rows[1024 * 8] __attribute__((aligned(64))), quant_iq1s_rows[2048 * 8] __attribute__((aligned(64)));
+uint8_t quant_iq3xxs_rows[256 * 4] __attribute__((aligned(64))), quant_iq3s_rows[512 * 4] __attribute__((aligned(64)));
 /* Byte j 0xff where bit j of the index is set: the elements a sign byte negates. */
 static uint64_t g_sign_mask[256];
 uint64_t quant_iq_even_sign_masks[128] __attribute__((aligned(64)));
@@ -26,46 +20,52 @@ static void expand(const uint16_t *codes, int entries, int width, const int8_t *
     for (int j = 0; j < width; j++) out[i * width + j] = (uint8_t)values[(codes[i] >> (bits * j)) & ((1 << bits) - 1)];
 }
 
-/* Before quant_iq_encode.c's search tables (priority 102), which read these. */
-__attribute__((constructor(101))) static void quant_iq_expand(void) {
+const int8_t *quant_iq_values(int type, int *count) {
   static const int8_t v2[3] = {8, 25, 43}, v1[3] = {-1, 0, 1};
   static const int8_t v3xxs[8] = {4, 12, 20, 28, 36, 44, 52, 62}, v3s[8] = {1, 3, 5, 7, 9, 11, 13, 15};
-  expand(quant_iq2xxs_codes, 256, 8, v2, g_iq2xxs);
-  expand(quant_iq2xs_codes, 512, 8, v2, g_iq2xs);
-  expand(quant_iq2s_codes, 1024, 8, v2, g_iq2s);
-  expand(quant_iq1s_codes, 2048, 8, v1, g_iq1s);
-  expand(quant_iq3xxs_codes, 256, 4, v3xxs, g_iq3xxs);
-  expand(quant_iq3s_codes, 512, 4, v3s, g_iq3s);
+  switch (type) {
+    case CAIRN_IQ3_XXS: *count = 8; return v3xxs;
+    case CAIRN_IQ3_S: *count = 8; return v3s;
+    case CAIRN_IQ1_S: case CAIRN_IQ1_M: *count = 3; return v1;
+    default: *count = 3; return v2;
+  }
+}
+
+/* The 7 stored sign bits of 8 elements with the eighth that makes their count even (ggml's ksigns_iq2xs). */
+static inline int even_signs(int s7) { return s7 | (__builtin_popcount((unsigned)s7) & 1) << 7; }
+
+/* Before quant_iq_encode.c's search tables (priority 102), which read these. */
+__attribute__((constructor(101))) static void quant_iq_expand(void) {
+  static const struct {
+    int type;
+    const uint16_t *codes;
+  } books[] = {{CAIRN_IQ2_XXS, quant_iq2xxs_codes}, {CAIRN_IQ2_XS, quant_iq2xs_codes}, {CAIRN_IQ2_S, quant_iq2s_codes},
+               {CAIRN_IQ1_S, quant_iq1s_codes},     {CAIRN_IQ3_XXS, quant_iq3xxs_codes}, {CAIRN_IQ3_S, quant_iq3s_codes}};
+  for (unsigned i = 0; i < sizeof books / sizeof books[0]; i++) {
+    int entries, width, count;
+    uint8_t *rows = (uint8_t *)quant_iq_grid(books[i].type, &entries, &width);
+    expand(books[i].codes, entries, width, quant_iq_values(books[i].type, &count), rows);
+  }
   for (int i = 0; i < 256; i++) {
     uint64_t m = 0;
     for (int j = 0; j < 8; j++)
       if (i >> j & 1) m |= (uint64_t)0xff << (8 * j);
     g_sign_mask[i] = m;
   }
-  for (int i = 0; i < 128; i++) quant_iq_even_sign_masks[i] = g_sign_mask[i | (__builtin_popcount((unsigned)i) & 1) << 7];
-}
-
-int quant_is_iq_grid(int type) {
-  switch (type) {
-    case CAIRN_IQ1_S: case CAIRN_IQ1_M: case CAIRN_IQ2_XXS: case CAIRN_IQ2_XS: case CAIRN_IQ2_S: case CAIRN_IQ3_XXS: case CAIRN_IQ3_S: return 1;
-    default: return 0;
-  }
+  for (int i = 0; i < 128; i++) quant_iq_even_sign_masks[i] = g_sign_mask[even_signs(i)];
 }
 
 const uint8_t *quant_iq_grid(int type, int *entries, int *width) {
   switch (type) {
-    case CAIRN_IQ2_XXS: *entries = 256, *width = 8; return g_iq2xxs;
-    case CAIRN_IQ2_XS: *entries = 512, *width = 8; return g_iq2xs;
-    case CAIRN_IQ2_S: *entries = 1024, *width = 8; return g_iq2s;
-    case CAIRN_IQ1_S: case CAIRN_IQ1_M: *entries = 2048, *width = 8; return g_iq1s;
-    case CAIRN_IQ3_XXS: *entries = 256, *width = 4; return g_iq3xxs;
-    case CAIRN_IQ3_S: *entries = 512, *width = 4; return g_iq3s;
+    case CAIRN_IQ2_XXS: *entries = 256, *width = 8; return quant_iq2xxs_rows;
+    case CAIRN_IQ2_XS: *entries = 512, *width = 8; return quant_iq2xs_rows;
+    case CAIRN_IQ2_S: *entries = 1024, *width = 8; return quant_iq2s_rows;
+    case CAIRN_IQ1_S: case CAIRN_IQ1_M: *entries = 2048, *width = 8; return quant_iq1s_rows;
+    case CAIRN_IQ3_XXS: *entries = 256, *width = 4; return quant_iq3xxs_rows;
+    case CAIRN_IQ3_S: *entries = 512, *width = 4; return quant_iq3s_rows;
     default: *entries = 0, *width = 0; return NULL;
   }
 }
-
-/* The 7 stored sign bits of 8 elements with the eighth that makes their count even (ggml's ksigns_iq2xs). */
-static inline int even_signs(int s7) { return s7 | (__builtin_popcount((unsigned)s7) & 1) << 7; }
 
 /* Eight magnitude bytes (all >= 1) with those under `signs` negated: per byte (g ^ 0xff) + 1, no carries. */
 static inline void signed8(const uint8_t *grid8, int signs, int8_t *q) {
@@ -86,7 +86,7 @@ static inline void signed4x2(const uint8_t *grid, int i1, int i2, int signs, int
 
 /* IQ1: 8 g + delta per element (g in -1, 0, 1; delta +1 or -1). */
 static inline void iq1_eight(int idx, int delta, int8_t *q) {
-  const int8_t *g = (const int8_t *)g_iq1s + 8 * idx;
+  const int8_t *g = (const int8_t *)quant_iq1s_rows + 8 * idx;
   for (int j = 0; j < 8; j++) q[j] = (int8_t)(8 * g[j] + delta);
 }
 
@@ -109,7 +109,7 @@ float quant_iq_unpack(int type, const void *block, int8_t *q, int16_t *sc) {
       for (int ib = 0; ib < 8; ib++) {
         const uint32_t idx = read_u32(&x->qs[4 * ib]), aux = read_u32(&x->qs[4 * ib + 2]);
         sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(2 * (aux >> 28) + 1);
-        for (int l = 0; l < 4; l++) signed8(g_iq2xxs + 8 * ((idx >> (8 * l)) & 0xff), even_signs((aux >> (7 * l)) & 127), q + 32 * ib + 8 * l);
+        for (int l = 0; l < 4; l++) signed8(quant_iq2xxs_rows + 8 * ((idx >> (8 * l)) & 0xff), even_signs((aux >> (7 * l)) & 127), q + 32 * ib + 8 * l);
       }
       return quant_half_to_f32(x->d) * 0.125f;
     }
@@ -120,7 +120,7 @@ float quant_iq_unpack(int type, const void *block, int8_t *q, int16_t *sc) {
         sc[2 * ib + 1] = (int16_t)(2 * (x->scales[ib] >> 4) + 1);
         for (int l = 0; l < 4; l++) {
           const uint16_t v = read_u16(&x->qs[4 * ib + l]);
-          signed8(g_iq2xs + 8 * (v & 511), even_signs(v >> 9), q + 32 * ib + 8 * l);
+          signed8(quant_iq2xs_rows + 8 * (v & 511), even_signs(v >> 9), q + 32 * ib + 8 * l);
         }
       }
       return quant_half_to_f32(x->d) * 0.125f;
@@ -133,7 +133,7 @@ float quant_iq_unpack(int type, const void *block, int8_t *q, int16_t *sc) {
         sc[2 * ib + 1] = (int16_t)(2 * (x->scales[ib] >> 4) + 1);
         for (int l = 0; l < 4; l++) {
           const int idx = x->qs[4 * ib + l] | ((x->qh[ib] << (8 - 2 * l)) & 0x300);
-          signed8(g_iq2s + 8 * idx, signs[4 * ib + l], q + 32 * ib + 8 * l);
+          signed8(quant_iq2s_rows + 8 * idx, signs[4 * ib + l], q + 32 * ib + 8 * l);
         }
       }
       return quant_half_to_f32(x->d) * 0.125f;
@@ -145,7 +145,7 @@ float quant_iq_unpack(int type, const void *block, int8_t *q, int16_t *sc) {
         const uint32_t aux = read_u32(scales_signs + 4 * ib);
         sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(2 * (aux >> 28) + 1);
         for (int l = 0; l < 4; l++)
-          signed4x2(g_iq3xxs, x->qs[8 * ib + 2 * l], x->qs[8 * ib + 2 * l + 1], even_signs((aux >> (7 * l)) & 127), q + 32 * ib + 8 * l);
+          signed4x2(quant_iq3xxs_rows, x->qs[8 * ib + 2 * l], x->qs[8 * ib + 2 * l + 1], even_signs((aux >> (7 * l)) & 127), q + 32 * ib + 8 * l);
       }
       return quant_half_to_f32(x->d) * 0.25f;
     }
@@ -156,7 +156,7 @@ float quant_iq_unpack(int type, const void *block, int8_t *q, int16_t *sc) {
         const int qh = x->qh[ib];
         for (int l = 0; l < 4; l++) {
           const int i1 = x->qs[8 * ib + 2 * l] | ((qh << (8 - 2 * l)) & 256), i2 = x->qs[8 * ib + 2 * l + 1] | ((qh << (7 - 2 * l)) & 256);
-          signed4x2(g_iq3s, i1, i2, x->signs[4 * ib + l], q + 32 * ib + 8 * l);
+          signed4x2(quant_iq3s_rows, i1, i2, x->signs[4 * ib + l], q + 32 * ib + 8 * l);
         }
       }
       return quant_half_to_f32(x->d);

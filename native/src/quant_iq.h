@@ -26,8 +26,8 @@ extern uint8_t quant_iq3xxs_rows[256 * 4], quant_iq3s_rows[512 * 4];
 /* Per 7 stored sign bits (with the eighth that makes their count even), byte j 0xff where element j is negative. */
 extern uint64_t quant_iq_even_sign_masks[128];
 
-/* 1 for the IQ grid formats. */
-int quant_is_iq_grid(int type);
+/* The values a format's codebook elements take (IQ2: 3 magnitudes; IQ3: 8; IQ1: -1, 0, 1), and their count. */
+const int8_t *quant_iq_values(int type, int *count);
 
 /*
  * One super-block as integers: q[256] (|q| <= 62), scales[16] (odd, 1..31, one per 16 elements);

@@ -48,11 +48,8 @@ static iq_book g_books[6];
 static int16_t g_row_of[6][6561]; /* 3^8 combinations for the 8-element books, 8^4 for IQ3 */
 
 static void build_book(iq_book *b, int type, int16_t *row_of) {
-  static const int8_t v2[3] = {8, 25, 43}, v1[3] = {-1, 0, 1};
-  static const int8_t v3xxs[8] = {4, 12, 20, 28, 36, 44, 52, 62}, v3s[8] = {1, 3, 5, 7, 9, 11, 13, 15};
   b->grid = quant_iq_grid(type, &b->entries, &b->width);
-  const int8_t *v = type == CAIRN_IQ3_XXS ? v3xxs : type == CAIRN_IQ3_S ? v3s : type == CAIRN_IQ1_S ? v1 : v2;
-  b->nvals = b->width == 4 ? 8 : 3;
+  const int8_t *v = quant_iq_values(type, &b->nvals);
   memcpy(b->vals, v, (size_t)b->nvals);
   b->row_of = row_of;
   int combos = 1;

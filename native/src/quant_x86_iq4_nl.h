@@ -8,13 +8,9 @@
 #ifndef CAIRN_QUANT_X86_IQ4_NL_H
 #define CAIRN_QUANT_X86_IQ4_NL_H
 
-/* Tokens whose sums one pass over a row keeps. */
-#define QX_IQ4_NL_T 64
-
+/* A block's 32 values: its codes (qx_nibbles) through the table. */
 QX_INLINE __m256i qx_iq4_nl_values(const block_iq4_nl *x) {
-  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4_values));
-  const __m128i q = _mm_loadu_si128((const __m128i *)x->qs), low = _mm_set1_epi8(0x0f);
-  return _mm256_shuffle_epi8(table, _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low), _mm_and_si128(q, low)));
+  return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4_values)), qx_nibbles(x->qs));
 }
 
 /* The block's integer dot in 8 lanes: values . activations (|activation| <= 127 under the Q8_0 rule). */
@@ -35,11 +31,11 @@ QX_INLINE __m128i qx_iq4_nl_sum4(__m256i v0, __m256i v1, __m256i v2, __m256i v3)
  */
 static void qx_iq4_nl(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   const int nb = cols / QK;
-  float acc[QX_IQ4_NL_T];
+  float acc[QX_LOW_K_T];
   for (int r = 0; r < nr; r++) {
     const block_iq4_nl *x = (const block_iq4_nl *)(w + (size_t)r * ws);
-    for (int t0 = 0; t0 < nt; t0 += QX_IQ4_NL_T) {
-      const int T = nt - t0 < QX_IQ4_NL_T ? nt - t0 : QX_IQ4_NL_T;
+    for (int t0 = 0; t0 < nt; t0 += QX_LOW_K_T) {
+      const int T = nt - t0 < QX_LOW_K_T ? nt - t0 : QX_LOW_K_T;
       for (int t = 0; t < T; t++) acc[t] = 0;
       int b = 0;
       for (; b + 4 <= nb; b += 4) {

@@ -464,10 +464,8 @@ QX_INLINE void qx_unpack_q3_K(const uint8_t *row, int b, qx_low_k *o) {
 QX_INLINE void qx_unpack_iq4_xs(const uint8_t *row, int b, qx_low_k *o) {
   const block_iq4_xs *x = (const block_iq4_xs *)row + b;
   const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_iq4_values));
-  const __m128i low = _mm_set1_epi8(0x0f);
   for (int ib = 0; ib < 8; ib++) {
-    const __m128i q = _mm_loadu_si128((const __m128i *)(x->qs + 16 * ib));
-    o->q[ib] = _mm256_shuffle_epi8(table, _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low), _mm_and_si128(q, low)));
+    o->q[ib] = _mm256_shuffle_epi8(table, qx_nibbles(x->qs + 16 * ib));
     o->sc[ib] = _mm256_set1_epi16((short)(quant_iq4_xs_scale(x, ib) - 32));
   }
   o->sc16 = _mm256_setzero_si256();

@@ -131,12 +131,11 @@ function tensorType(quant: SyntheticQuant, name: string, layer: number, nLayer: 
  * a 32-block type of about the same size, as llama.cpp's quantizer picks it (the IQ types -> IQ4_NL,
  * Q2_K, Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), F16 when that does not fit either.
  */
-const IQ_GRID: ReadonlySet<GgmlType> = new Set([GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S]);
-
 function fittingType(type: GgmlType, cols: number): GgmlType {
   if (cols % ggmlTypeInfo(type)!.blockSize === 0) return type;
-  const fallback: Partial<Record<GgmlType, GgmlType>> = { [GgmlType.Q2_K]: GgmlType.Q4_0, [GgmlType.Q3_K]: GgmlType.Q4_0, [GgmlType.IQ4_XS]: GgmlType.IQ4_NL, [GgmlType.Q4_K]: GgmlType.Q5_0, [GgmlType.Q5_K]: GgmlType.Q5_1, [GgmlType.Q6_K]: GgmlType.Q8_0 };
-  const next = IQ_GRID.has(type) ? GgmlType.IQ4_NL : fallback[type];
+  const toIq4Nl = [GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ4_XS];
+  const fallback: Partial<Record<GgmlType, GgmlType>> = { ...Object.fromEntries(toIq4Nl.map((t) => [t, GgmlType.IQ4_NL])), [GgmlType.Q2_K]: GgmlType.Q4_0, [GgmlType.Q3_K]: GgmlType.Q4_0, [GgmlType.Q4_K]: GgmlType.Q5_0, [GgmlType.Q5_K]: GgmlType.Q5_1, [GgmlType.Q6_K]: GgmlType.Q8_0 };
+  const next = fallback[type];
   return next !== undefined && cols % ggmlTypeInfo(next)!.blockSize === 0 ? next : GgmlType.F16;
 }
 

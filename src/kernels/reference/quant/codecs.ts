@@ -2,12 +2,12 @@
  * The table of formats the kernels handle, with their block codecs, and the public
  * refDequantize / refQuantize (the reference semantics of Kernels.dequantize / Kernels.quantize).
  */
-import { GgmlType, ggmlTypeName } from '../../../gguf/ggml-types.js';
+import { GgmlType, ggmlTypeInfo, ggmlTypeName } from '../../../gguf/ggml-types.js';
 import { dequantizeQ8_K, quantizeQ8_K } from './activation-quants.js';
 import { dequantizeBF16, dequantizeF16, dequantizeF32, quantizeBF16, quantizeF16, quantizeF32 } from './float-formats.js';
 import { dequantizeIQ4_NL, dequantizeIQ4_XS, dequantizeQ2_K, dequantizeQ3_K, dequantizeQ4_K, dequantizeQ5_K, dequantizeQ6_K } from './k-quants.js';
 import { quantizeIQ4_NL, quantizeIQ4_XS, quantizeQ2_K, quantizeQ3_K, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from './k-quantize.js';
-import { IQ_GRID_BYTES, iqGridDecoder } from './iq-quants.js';
+import { IQ_GRID_TYPES, iqGridDecoder } from './iq-quants.js';
 import { quantizeIqGrid } from './iq-quantize.js';
 import { dequantizeMXFP4, quantizeMXFP4 } from './mxfp4.js';
 import {
@@ -47,8 +47,6 @@ const codec = (type: GgmlType, blockSize: number, blockBytes: number, decode: Bl
   encode,
 });
 
-const IQ_GRID_TYPES = [...IQ_GRID_BYTES];
-
 const CODECS: ReadonlyMap<number, FormatCodec> = new Map(
   [
     codec(GgmlType.F32, 1, 4, dequantizeF32, quantizeF32),
@@ -69,7 +67,7 @@ const CODECS: ReadonlyMap<number, FormatCodec> = new Map(
     codec(GgmlType.MXFP4, 32, 17, dequantizeMXFP4, quantizeMXFP4),
     codec(GgmlType.IQ4_XS, 256, 136, dequantizeIQ4_XS, quantizeIQ4_XS),
     codec(GgmlType.IQ4_NL, 32, 18, dequantizeIQ4_NL, quantizeIQ4_NL),
-    ...IQ_GRID_TYPES.map(([type, bytes]) => codec(type, 256, bytes, iqGridDecoder(type), (x, xo, dst, dOff) => quantizeIqGrid(type, x, xo, dst, dOff))),
+    ...IQ_GRID_TYPES.map((type) => codec(type, 256, ggmlTypeInfo(type)!.typeSize, iqGridDecoder(type), (x, xo, dst, dOff) => quantizeIqGrid(type, x, xo, dst, dOff))),
   ].map((c) => [c.type, c]),
 );
 

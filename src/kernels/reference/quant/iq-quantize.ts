@@ -6,9 +6,9 @@
  * the elements, the parity formats flipping the smallest one's sign when their count is odd; IQ1's
  * delta the better of +1 and -1). Not ggml's search, but any valid encoding reads the same everywhere.
  */
-import { GgmlType } from '../../../gguf/ggml-types.js';
+import { GgmlType, ggmlTypeInfo } from '../../../gguf/ggml-types.js';
 import { f32ToFp16, fp16ToF32, writeHalfBits } from './half.js';
-import { IQ_GRID_BYTES, iqGrid } from './iq-quants.js';
+import { iqGrid } from './iq-quants.js';
 import { clampInt, roundHalfEven } from './rounding.js';
 
 const f = Math.fround;
@@ -91,7 +91,7 @@ export function quantizeIqGrid(type: GgmlType, x: Float32Array, xo: number, dst:
     want[g] = f(amax / sh.qmax);
     most = Math.max(most, want[g]);
   }
-  dst.fill(0, dOff, dOff + IQ_GRID_BYTES.get(type)!);
+  dst.fill(0, dOff, dOff + ggmlTypeInfo(type)!.typeSize);
   const d = f32ToFp16(f(f(most / (2 * sh.smax + 1)) / sh.factor));
   const deff = f(fp16ToF32(d) * sh.factor);
   if (!(deff > 0)) return;

@@ -20,20 +20,20 @@ import { QK_K, readU32 } from './layouts.js';
 
 const f = Math.fround;
 
-/** Bytes of a super-block of each IQ grid format. */
-export const IQ_GRID_BYTES: ReadonlyMap<GgmlType, number> = new Map([
-  [GgmlType.IQ2_XXS, 66],
-  [GgmlType.IQ2_XS, 74],
-  [GgmlType.IQ2_S, 82],
-  [GgmlType.IQ3_XXS, 98],
-  [GgmlType.IQ3_S, 110],
-  [GgmlType.IQ1_S, 50],
-  [GgmlType.IQ1_M, 56],
-]);
+/** The IQ grid formats (their block sizes and bytes: ggmlTypeInfo). */
+export const IQ_GRID_TYPES: readonly GgmlType[] = [
+  GgmlType.IQ2_XXS,
+  GgmlType.IQ2_XS,
+  GgmlType.IQ2_S,
+  GgmlType.IQ3_XXS,
+  GgmlType.IQ3_S,
+  GgmlType.IQ1_S,
+  GgmlType.IQ1_M,
+];
 
 /** True for the IQ grid formats. */
 export function isIqGrid(type: GgmlType): boolean {
-  return IQ_GRID_BYTES.has(type);
+  return IQ_GRID_TYPES.includes(type);
 }
 
 function expand(codes: readonly number[], width: number, values: readonly number[]): Int8Array {

@@ -3,13 +3,13 @@
  * semantics: within each block an exact integer dot of the quants, then one f32 term per block
  * scaled by the weight and activation scales (and, for formats with a minimum, a term for it).
  */
-import { GgmlType } from '../../../gguf/ggml-types.js';
+import { GgmlType, ggmlTypeInfo } from '../../../gguf/ggml-types.js';
 import type { ActivationRow } from './activations.js';
 import { readF32 } from './float-formats.js';
 import { bf16ToF32, readFp16 } from './half.js';
 import { q6Quant } from './k-quants.js';
 import { BLOCK_BYTES, IQ4_VALUES, IQ4XS, iq4xsScale, kLow2, kScaleMin, Q2K, Q3K, q3KHigh, q3KScale, Q4K, Q5K, Q6K, Q8K, QK, QK_K, readI8, readU32 } from './layouts.js';
-import { IQ_GRID_BYTES, isIqGrid, unpackIqGrid } from './iq-quants.js';
+import { isIqGrid, unpackIqGrid } from './iq-quants.js';
 import { e8m0Half, MXFP4, MXFP4_VALUES } from './mxfp4.js';
 
 const f = Math.fround;
@@ -219,7 +219,7 @@ const iqScales = new Int16Array(16);
 
 /** The IQ grid formats: Σ_g scale_g · (q · activations of group g), times factor · da. */
 function dotIqGrid(type: GgmlType, w: Uint8Array, wo: number, a: Uint8Array, nb: number): number {
-  const bytes = IQ_GRID_BYTES.get(type)!;
+  const bytes = ggmlTypeInfo(type)!.typeSize;
   let sum = 0;
   for (let b = 0; b < nb; b++) {
     const factor = unpackIqGrid(type, w, wo + b * bytes, iqQ, iqScales);
