@@ -1609,6 +1609,8 @@ QX_DIRECT(q8_0)
 QX_DIRECT(mxfp4)
 QX_DIRECT(q4_K)
 QX_DIRECT(q6_K)
+QX_DIRECT(iq4_nl)
+QX_DIRECT(iq4_xs)
 #define QX_GEMM_OF(NAME) quant_direct_##NAME##_avx512
 /* K formats: one token on the row kernels, more on the direct panel products (the same arithmetic;
    the row tiles redo a row's unpacking for every token, the direct products once for all). */
@@ -1654,8 +1656,8 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q4_K] = QX_K_GEMM_OF(q4_K),
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
-            [CAIRN_IQ4_XS] = qx_iq4_xs,
-            [CAIRN_IQ4_NL] = qx_iq4_nl,
+            [CAIRN_IQ4_XS] = QX_GEMM_OF(iq4_xs),
+            [CAIRN_IQ4_NL] = QX_GEMM_OF(iq4_nl),
             [CAIRN_IQ1_S] = qx_iq1_s,
             [CAIRN_IQ1_M] = qx_iq1_m,
             [CAIRN_IQ2_XXS] = qx_iq2_xxs,

@@ -143,6 +143,23 @@ PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
   _mm512_store_ps((float *)(out + 8), px_e8m0_halves(rows, off + offsetof(block_mxfp4, e)));
 }
 
+/* IQ4_NL's code values + 128 as u8 (1..241): its values reach -127, beyond Q4_0's and MXFP4's small offsets. */
+#define PX_IQ4_TABLE _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181, (char)197, (char)217, (char)241))
+
+/* IQ4_NL panel: as Q4_0's, the codes through PX_IQ4_TABLE; offset 128 via the activation sums. */
+PX_INLINE void px_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const __m512i low = _mm512_set1_epi8(0x0f), table = PX_IQ4_TABLE;
+  const size_t off = (size_t)b * sizeof(block_iq4_nl);
+  __m512i *out = px_block(dst, 0), v[4];
+  /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
+  px_transpose16(rows, off + offsetof(block_iq4_nl, qs), v);
+  for (int g = 0; g < 4; g++) {
+    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
+    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
+  }
+  _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_iq4_nl, d)));
+}
+
 /* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
 PX_INLINE void px_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -256,6 +273,35 @@ PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {
 }
 
 /*
+ * IQ4_XS panel, laid out as Q6_K's (PX_HALVES): per 32-element sub-block its code values + 128
+ * (PX_IQ4_TABLE), its scale - 32 twice as the word pair of the two halves (so the halves' dots,
+ * each started from its own offset correction, sum to the sub-block's), d per super-block. The
+ * integer is llama.cpp's: sub-block dots times scale - 32, summed, then times d x da.
+ */
+PX_INLINE void px_unit_iq4_xs(const uint8_t *const *rows, int B, uint8_t *panel) {
+  const __m512i low = _mm512_set1_epi8(0x0f), table = PX_IQ4_TABLE;
+  const size_t off = (size_t)B * sizeof(block_iq4_xs);
+  __m512i head[4], v[4];
+  /* d and scales_h (dword 0), scales_l (dword 1) of every row, lane per row. */
+  px_transpose16(rows, off, head);
+  const __m512i high = _mm512_srli_epi32(head[0], 16);
+  for (int ib = 0; ib < 8; ib++) {
+    /* Sub-block ib: qs bytes 16 ib + j hold element j (low nibble) and j + 16 (high nibble). */
+    px_transpose16(rows, off + offsetof(block_iq4_xs, qs) + 16 * (size_t)ib, v);
+    __m512i *out = px_block(panel, ib);
+    for (int g = 0; g < 4; g++) {
+      _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
+      _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
+    }
+    const __m512i ls = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(px_byte(head + 1, ib / 2), 4 * (ib % 2)), _mm512_set1_epi32(15)),
+                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(high, 2 * ib), _mm512_set1_epi32(3)), 4));
+    const __m512i sc = _mm512_and_si512(_mm512_sub_epi32(ls, _mm512_set1_epi32(32)), _mm512_set1_epi32(0xffff));
+    _mm512_store_si512(out + 8, _mm512_or_si512(sc, _mm512_slli_epi32(sc, 16)));
+  }
+  _mm512_store_ps((float *)(px_block(panel, 0) + 9), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0])));
+}
+
+/*
  * -offset * (sum of each 32-element block of a Q8_0 activation row), the start value of each
  * block's integer dot.
  */
@@ -278,6 +324,8 @@ static void px_prep_q4_0(const uint8_t *a, int cols, int32_t *aux) { px_block_su
 static void px_prep_q8_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
 static void px_prep_mxfp4(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 16, aux); }
 
+static void px_prep_iq4_nl(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
+
 /* Q4_K: the sums of sub-blocks 2k and 2k + 1 as a word pair (at 2k), the mins' partners. */
 static void px_prep_q4_K(const uint8_t *a, int cols, int32_t *aux) {
   const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
@@ -292,6 +340,12 @@ static void px_prep_q4_K(const uint8_t *a, int cols, int32_t *aux) {
 static void px_prep_q6_K(const uint8_t *a, int cols, int32_t *aux) {
   const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
   for (int j = 0; j < cols / 16; j++) aux[j] = -32 * bsums[j];
+}
+
+/* IQ4_XS: -128 * (sum of each 16 activations), as Q6_K's with its offset. */
+static void px_prep_iq4_xs(const uint8_t *a, int cols, int32_t *aux) {
+  const int16_t *bsums = (const int16_t *)(a + cols + (size_t)(cols / QK_K) * 4);
+  for (int j = 0; j < cols / 16; j++) aux[j] = -128 * bsums[j];
 }
 
 /* Unpacks unit u of 16 rows (one 32-element block, or a K super-block: 8 blocks) into panel blocks at dst. */

@@ -116,7 +116,8 @@ AMX_INLINE void amx_post_32(int M, int b, const uint8_t *wv, const amx_sums *in,
 
 /*
  * A 32-element format's unit for the tiles: its VNNI panel block with the quants' offset taken off
- * (Q8_0 128, Q4_0 8, MXFP4 16: then q, q - 8 and the doubled E2M1 values, all signed bytes).
+ * (Q8_0 128, Q4_0 8, MXFP4 16, IQ4_NL 128: then q, q - 8, the doubled E2M1 values and IQ4_NL's
+ * code values, all signed bytes).
  */
 AMX_INLINE void amx_unit_32(px_unit_fn unit, int offset, const uint8_t *const *rows, int b, uint8_t *dst) {
   unit(rows, b, dst);
@@ -126,6 +127,7 @@ AMX_INLINE void amx_unit_32(px_unit_fn unit, int offset, const uint8_t *const *r
 static void amx_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_q4_0, 8, rows, b, dst); }
 static void amx_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_q8_0, 128, rows, b, dst); }
 static void amx_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_mxfp4, 16, rows, b, dst); }
+static void amx_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_iq4_nl, 128, rows, b, dst); }
 
 /*
  * Folded K-quant units. A K super-block's exact integer dot sums, per sub-block (Q6_K: per half),
@@ -165,10 +167,12 @@ AMX_INLINE void amx_fold_q4_K(__m512i v, __m512i sc4_even, __m512i sc4_odd, __m5
 }
 
 /* Q6_K: 4 scale x (quant - 32) for the quants (0..63) of v: the products scale x quant fit a word
-   (|s| <= 128), then the offset 128 x scale comes off the quadrupled product. */
-AMX_INLINE void amx_fold_q6_K(__m512i v, __m512i sc_even, __m512i sc_odd, __m512i off128, __m512i *hi, __m512i *lo) {
-  const __m512i we = _mm512_sub_epi16(_mm512_slli_epi16(_mm512_maddubs_epi16(v, sc_even), 2), off128);
-  const __m512i wo = _mm512_sub_epi16(_mm512_slli_epi16(_mm512_maddubs_epi16(v, sc_odd), 2), off128);
+   (|s| <= 128), then the offset's 4 x 32 x scale (off4) comes off the quadrupled product. IQ4_XS
+   alike: its values + 128 (1..241) times its scale (-32..31), less 4 x 128 x scale; every word stays
+   within int16 (|4 x 241 x 32| = 30848). */
+AMX_INLINE void amx_fold_halves(__m512i v, __m512i sc_even, __m512i sc_odd, __m512i off4, __m512i *hi, __m512i *lo) {
+  const __m512i we = _mm512_sub_epi16(_mm512_slli_epi16(_mm512_maddubs_epi16(v, sc_even), 2), off4);
+  const __m512i wo = _mm512_sub_epi16(_mm512_slli_epi16(_mm512_maddubs_epi16(v, sc_odd), 2), off4);
   amx_split(we, wo, hi, lo);
 }
 
@@ -206,10 +210,11 @@ static void amx_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *dst) {
   for (int k = 0; k < 4; k++) _mm512_store_si512((__m512i *)(dst + AMX_K_MINS) + k, px_q4_K_min_pair(&head, k));
 }
 
-/* Q6_K folded unit: (quant - 32) times the half's scale; d as it was. */
-static void amx_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *dst) {
+/* A folded unit from a PX_HALVES panel unit (UNIT): (quant - offset) times the half's scale, the
+   offset 2^(SHIFT - 2) (Q6_K 32: SHIFT 7; IQ4_XS 128: SHIFT 9); d as it was. */
+AMX_INLINE void amx_unit_halves(px_unit_fn unit, const int shift, const uint8_t *const *rows, int B, uint8_t *dst) {
   uint8_t tmp[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
-  px_unit_q6_K(rows, B, tmp);
+  unit(rows, B, tmp);
   for (int sb = 0; sb < 8; sb++) {
     const __m512i *blk = px_block(tmp, sb);
     const __m512i pair = _mm512_load_si512(blk + 8);
@@ -217,13 +222,15 @@ static void amx_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *dst) {
       /* The half's signed scale: in the even (odd) bytes of each word for the multiplies, and 128 x it per word. */
       const __m512i sc = h ? _mm512_srai_epi32(pair, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16);
       const __m512i even = amx_even_bytes(sc), odd = _mm512_slli_epi32(even, 8);
-      const __m512i off128 = _mm512_slli_epi16(_mm512_or_si512(_mm512_and_si512(sc, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(sc, 16)), 7);
+      const __m512i off4 = _mm512_slli_epi16(_mm512_or_si512(_mm512_and_si512(sc, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(sc, 16)), shift);
       for (int g = 4 * h; g < 4 * h + 4; g++)
-        amx_fold_q6_K(_mm512_load_si512(blk + g), even, odd, off128, amx_slot(dst, AMX_K_HI, sb, g), amx_slot(dst, AMX_K_LO, sb, g));
+        amx_fold_halves(_mm512_load_si512(blk + g), even, odd, off4, amx_slot(dst, AMX_K_HI, sb, g), amx_slot(dst, AMX_K_LO, sb, g));
     }
   }
   _mm512_store_si512((__m512i *)(dst + AMX_K_D), _mm512_load_si512(px_block(tmp, 0) + 9));
 }
+static void amx_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_halves(px_unit_q6_K, 7, rows, B, dst); }
+static void amx_unit_iq4_xs(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_halves(px_unit_iq4_xs, 9, rows, B, dst); }
 
 /*
  * The tile steps of folded super-block B (its unit at u) for a pass: per token and row, dot(hi)
@@ -360,6 +367,8 @@ AMX_GEMM(q8_0, amx_unit_q8_0, 1, PX_OFFSET)
 AMX_GEMM(mxfp4, amx_unit_mxfp4, 1, PX_OFFSET)
 AMX_GEMM(q4_K, amx_unit_q4_K, 8, PX_MIN)
 AMX_GEMM(q6_K, amx_unit_q6_K, 8, PX_HALVES)
+AMX_GEMM(iq4_nl, amx_unit_iq4_nl, 1, PX_OFFSET)
+AMX_GEMM(iq4_xs, amx_unit_iq4_xs, 8, PX_HALVES)
 
 /*
  * One 16-row group of a direct product: each unit unpacked into L1 one unit ahead of its tile
@@ -417,6 +426,8 @@ void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, c
   else if (type == CAIRN_Q8_0) amx_direct(1, PX_OFFSET, amx_unit_q8_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_Q4_0) amx_direct(1, PX_OFFSET, amx_unit_q4_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_MXFP4) amx_direct(1, PX_OFFSET, amx_unit_mxfp4, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_IQ4_NL) amx_direct(1, PX_OFFSET, amx_unit_iq4_nl, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_IQ4_XS) amx_direct(8, PX_HALVES, amx_unit_iq4_xs, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else abort(); /* px_direct serves only these formats */
 }
 
@@ -425,10 +436,11 @@ const quant_panel_table quant_panels_amx = {
        still take the activation sums. */
     .prep = {[CAIRN_Q4_K] = px_prep_q4_K},
     .gemm = {[CAIRN_Q4_0] = amx_gemm_q4_0, [CAIRN_Q8_0] = amx_gemm_q8_0, [CAIRN_Q4_K] = amx_gemm_q4_K, [CAIRN_Q6_K] = amx_gemm_q6_K,
-             [CAIRN_MXFP4] = amx_gemm_mxfp4},
+             [CAIRN_MXFP4] = amx_gemm_mxfp4, [CAIRN_IQ4_NL] = amx_gemm_iq4_nl, [CAIRN_IQ4_XS] = amx_gemm_iq4_xs},
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1,
-                   [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1},
-    .block_bytes = {[CAIRN_Q4_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q6_K] = AMX_K_UNIT_BYTES / 8},
+                   [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
+                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1},
+    .block_bytes = {[CAIRN_Q4_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q6_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_IQ4_XS] = AMX_K_UNIT_BYTES / 8},
 };
 #endif

@@ -176,9 +176,10 @@ describe('native quantization kernels', { skip }, () => {
           [5, unit * 2, 5],
           [67, bs === 256 ? 1024 : 4096, 1],
           [40, unit * 4, 9],
-          // batches for the panel path (16 rows per panel, partial last panel; Q6_K from 24 tokens)
+          // batches of the direct products and of the panel path (16 rows per panel, partial last panel; panels from 49 tokens)
           [16, unit, 16],
           [37, unit * 6, 26],
+          [20, unit * 2, 52],
         ];
         for (const [rows, cols, n] of shapes) {
           const w = quantized(type, rows, cols, rows * 31 + cols + type);
@@ -237,7 +238,7 @@ describe('native quantization kernels', { skip }, () => {
             for (let k = 0; k < 4; k++) w[off + 49 + 2 * k] = (w[off + 49 + 2 * k] & 0x0f) | (((h >> (4 * k)) & 0xf) << 4);
           }
         }
-        for (const n of [1, 6, 26]) {
+        for (const n of [1, 6, 26, 52]) {
           const x = activations(n * cols, type + n);
           const want = new Float32Array(n * rows);
           refMatmul(w, type, rows, cols, x, n, want);
@@ -254,7 +255,7 @@ describe('native quantization kernels', { skip }, () => {
       // speculative decoding, continuous batching and resumed sequences would change its tokens.
       const a = addon!;
       a.forceIsa(isa);
-      for (const type of [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.F16]) {
+      for (const type of [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
         for (const [cols, rows, n] of [
           ...(bs === 256 ? [512, 1280, 2816, 256 * 65] : [96, 4128, 8192 + 64]).map((c) => [c, 37, 3]),
@@ -279,7 +280,7 @@ describe('native quantization kernels', { skip }, () => {
     test(`matmul on ${isa} handles many rows split across threads`, () => {
       const a = addon!;
       a.forceIsa(isa);
-      for (const type of [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16]) {
+      for (const type of [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
         const rows = 4099;
         const cols = bs === 256 ? 256 : 64;
@@ -307,7 +308,7 @@ describe('native quantization kernels', { skip }, () => {
     // The tile products replace the VNNI steps of the panel and direct kernels for batches; a
     // machine with AMX must give the tokens a machine without it gives.
     const a = addon!;
-    for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q6_K]) {
+    for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.IQ4_NL, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.IQ4_XS]) {
       const bs = formatCodec(type).blockSize;
       for (const [rows, cols] of [[37, bs === 256 ? 768 : 224], [300, bs === 256 ? 2048 : 1024]]) {
         const w = quantized(type, rows, cols, 11 + type + rows);
