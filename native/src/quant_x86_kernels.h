@@ -1623,7 +1623,10 @@ QX_DIRECT(iq4_xs)
 QX_K_ROWS_OR_DIRECT(q4_K)
 QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_K_GEMM_OF(NAME) qx_##NAME##_any
+#include "quant_x86_iq4_xs_rows.h"
+#define QX_IQ4_XS_GEMM qx_iq4_xs_any
 #else
+#define QX_IQ4_XS_GEMM qx_iq4_xs
 #define QX_GEMM_OF(NAME) qx_##NAME
 #define QX_K_GEMM_OF(NAME) qx_##NAME
 #endif
@@ -1656,7 +1659,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q4_K] = QX_K_GEMM_OF(q4_K),
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
-            [CAIRN_IQ4_XS] = QX_GEMM_OF(iq4_xs),
+            [CAIRN_IQ4_XS] = QX_IQ4_XS_GEMM,
             [CAIRN_IQ4_NL] = QX_GEMM_OF(iq4_nl),
             [CAIRN_IQ1_S] = qx_iq1_s,
             [CAIRN_IQ1_M] = qx_iq1_m,
