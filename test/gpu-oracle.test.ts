@@ -102,6 +102,7 @@ for (const [qname, quant] of [
   ['Q2_K', GgmlType.Q2_K],
   ['Q3_K_M', 'Q3_K_M'],
   ['IQ4_XS', GgmlType.IQ4_XS],
+  ['IQ4_NL', GgmlType.IQ4_NL],
 ] as const)
   oracleCase('llama', ARCHS.llama, qname, quant);
 

@@ -87,6 +87,18 @@ fn mx4(v: u32) -> vec4f { return vec4f(mxv(v & 15u), mxv((v >> 8u) & 15u), mxv((
 ${nibbleBlock('  let d = mx_half(b);', 1, (v) => `d * mx4(${v})`, (v) => `d * mx4(${v} >> 4u)`)}`;
 
 /**
+ * IQ4_NL's code values: bytes value + 128 packed four to a word (a constant table indexed at run
+ * time would sit in local memory), the word picked by the code's top bits, the byte by its low ones.
+ */
+const IQ4_NL = /* wgsl */ `
+fn iq4v(q: u32) -> f32 {
+  let w = select(select(0x3f2d1801u, 0x766a5d4fu, q >= 4u), select(0xa6998d81u, 0xf1d9c5b5u, q >= 12u), q >= 8u);
+  return f32((w >> ((q & 3u) * 8u)) & 0xffu) - 128.0;
+}
+fn iq4x4(v: u32) -> vec4f { return vec4f(iq4v(v & 15u), iq4v((v >> 8u) & 15u), iq4v((v >> 16u) & 15u), iq4v((v >> 24u) & 15u)); }
+${nibbleBlock('  let d = f16_at(b);', 2, (v) => `d * iq4x4(${v})`, (v) => `d * iq4x4(${v} >> 4u)`)}`;
+
+/**
  * K-quants' 6-bit scale and min of sub-block s from their 12 packed bytes, given as three words
  * (ggml's get_scale_min_k4).
  */
@@ -189,6 +201,7 @@ const FORMATS = new Map<GgmlType, GpuItemFormat>([
   [GgmlType.Q5_0, { unitElems: 32, unitBytes: 22, items: 1, wgsl: NIBBLES + Q5_0 }],
   [GgmlType.Q5_1, { unitElems: 32, unitBytes: 24, items: 1, wgsl: NIBBLES + Q5_1 }],
   [GgmlType.MXFP4, { unitElems: 32, unitBytes: 17, items: 1, wgsl: NIBBLES + MXFP4 }],
+  [GgmlType.IQ4_NL, { unitElems: 32, unitBytes: 18, items: 1, wgsl: NIBBLES + IQ4_NL }],
   [GgmlType.Q4_K, { unitElems: 256, unitBytes: 144, items: 8, wgsl: NIBBLES + Q4_K }],
   [GgmlType.Q5_K, { unitElems: 256, unitBytes: 176, items: 8, wgsl: NIBBLES + Q5_K }],
   [GgmlType.Q6_K, { unitElems: 256, unitBytes: 210, items: 8, wgsl: NIBBLES + Q6_K }],

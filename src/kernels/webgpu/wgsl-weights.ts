@@ -2,7 +2,7 @@
  * WGSL that reads GGUF weights in place, in their block layout: a weight buffer is an array of u32
  * holding the file's bytes, and each type has a `block_dot(b, xo)` that returns the dot product of
  * the block at byte offset b with the f32 activations x[xo ..]. Blocks of Q8_0 (34 bytes), Q4_0
- * (18), Q6_K (210) and MXFP4 (17) start at any byte, so words are read unaligned (two loads and a shift).
+ * and IQ4_NL (18), Q6_K (210) and MXFP4 (17) start at any byte, so words are read unaligned (two loads and a shift).
  * Float types are "blocks" of one element, so any row length works.
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
@@ -308,9 +308,15 @@ fn w4(b: u32, i: u32) -> vec4f {
 }
 `;
 
+/** The values of IQ4_XS's and IQ4_NL's 4-bit codes (ggml's kvalues_iq4nl). */
+const IQ4_VALUES = /* wgsl */ `
+var<private> IQ4V: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+fn iq4x4(c: vec4u) -> vec4f { return vec4f(IQ4V[c.x], IQ4V[c.y], IQ4V[c.z], IQ4V[c.w]); }
+`;
+
 /** IQ4_XS (136 bytes: d, scales_h, scales_l[4], qs[128]): per 32 weights a 6-bit scale (offset 32), 4-bit codes into a table of values. */
 const IQ4_XS_W4 = /* wgsl */ `
-var<private> IQ4V: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+${IQ4_VALUES}
 fn iq4_scale(b: u32, ib: u32) -> f32 {
   let ls = ((byte_at(b + 4u + ib / 2u) >> (4u * (ib & 1u))) & 15u) | (((u16_at(b + 2u) >> (2u * ib)) & 3u) << 4u);
   return f32(i32(ls) - 32);
@@ -320,7 +326,28 @@ fn w4(b: u32, i: u32) -> vec4f {
   let l = i & 31u;
   let q = u8x4(word_at(b + 8u + 16u * ib + (l & 15u)));
   let c = select(q & vec4u(15u), q >> vec4u(4u), l >= 16u);
-  return f16_at(b) * iq4_scale(b, ib) * vec4f(IQ4V[c.x], IQ4V[c.y], IQ4V[c.z], IQ4V[c.w]);
+  return f16_at(b) * iq4_scale(b, ib) * iq4x4(c);
+}
+`;
+
+/** IQ4_NL (18 bytes: d, qs[16]): IQ4_XS's code values per 32 weights with one f16 scale; nibbles as Q4_0's. */
+const IQ4_NL = /* wgsl */ `
+${IQ4_VALUES}
+fn block_dot(b: u32, xo: u32) -> f32 {
+  var s = 0.0;
+  for (var i = 0u; i < 4u; i++) {
+    let q = u8x4(word_at(b + 2u + 4u * i));
+    s += dot(iq4x4(q & vec4u(15u)), x4(xo + 4u * i)) + dot(iq4x4(q >> vec4u(4u)), x4(xo + 16u + 4u * i));
+  }
+  return f16_at(b) * s;
+}
+`;
+
+const IQ4_NL_W4 = /* wgsl */ `
+${IQ4_VALUES}
+fn w4(b: u32, i: u32) -> vec4f {
+  let q = u8x4(word_at(b + 2u + (i & 15u)));
+  return f16_at(b) * iq4x4(select(q & vec4u(15u), q >> vec4u(4u), i >= 16u));
 }
 `;
 
@@ -377,6 +404,7 @@ const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.Q6_K, { blockElems: 256, blockBytes: 210, wgsl: Q6_K, w4: Q6_K_W4 }],
   [GgmlType.MXFP4, { blockElems: 32, blockBytes: 17, wgsl: MXFP4, w4: MXFP4_W4 }],
   [GgmlType.IQ4_XS, { blockElems: 256, blockBytes: 136, wgsl: IQ4_XS_W4 + BLOCK_DOT_BY_W4, w4: IQ4_XS_W4 }],
+  [GgmlType.IQ4_NL, { blockElems: 32, blockBytes: 18, wgsl: IQ4_NL, w4: IQ4_NL_W4 }],
 ]);
 
 /** The GPU format of a weight type, or undefined where the GPU kernels do not read it yet. */
