@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "ops_portable.h"
+#include "transpose16.h"
 
 #define F16_ROUND (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
@@ -343,116 +344,103 @@ static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, c
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
-/* The 64 quants of blocks b and b + 1 of a Q8_0 row (only b's, the rest zero, when `two` is 0). */
-static inline __m512i q8_pair(const block_q8_0 *b, int two) {
-  const __m256i lo = _mm256_loadu_si256((const __m256i *)b[0].qs);
-  const __m256i hi = two ? _mm256_loadu_si256((const __m256i *)b[1].qs) : _mm256_setzero_si256();
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
-
-/* [x0 x8, x1 x8]: one block scale per half of a 16-lane vector. */
-static inline __m512 halves(float x0, float x1) {
-  return _mm512_insertf32x8(_mm512_set1_ps(x0), _mm256_set1_ps(x1), 1);
-}
-
 /* A Q8_0 block scale (f16) as f32, by the hardware conversion (exact, as quant_half_to_f32). */
 static inline float q8_scale(const block_q8_0 *b) { return _cvtsh_ss(b->d); }
 
-/* The f16 scales of Q8_0 blocks b0 and b1 as [d0 x8, d1 x8] in f32, converted together (exact). */
-static inline __m512 q8_scales2(const block_q8_0 *b0, const block_q8_0 *b1) {
-  const void *p0 = b0, *p1 = b1;
-  uint16_t h0, h1;
-  memcpy(&h0, p0, 2);
-  memcpy(&h1, p1, 2);
-  return _mm512_cvtph_ps(_mm256_mask_set1_epi16(_mm256_set1_epi16((short)h0), (__mmask16)0xFF00, (short)h1));
-}
-
-/* Blocks b (and b + 1 where `two`) of a K row: the quants as unsigned k + 128, and the block scales as halves(). */
-static inline void q8_k_pair(const block_q8_0 *kb, int64_t b, int two, __m512i *ku, __m512 *dk) {
-  /* A lone last block's missing half: k + 128 = 128 against zero query quants and zero offset lanes. */
-  *ku = _mm512_xor_si512(q8_pair(kb + b, two), _mm512_set1_epi8((char)0x80));
-  *dk = two ? q8_scales2(kb + b, kb + b + 1) : halves(q8_scale(kb + b), 0.f);
-}
-
-/* One head's dot with one K pair, its pair's scales, added into acc lane by lane. */
-static inline __m512 q8_head_dot(__m512i init, __m512i ku, __m512i xq, __m512 dk, __m512 qd, __m512 acc) {
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, ku, xq)), _mm512_mul_ps(dk, qd), acc);
-}
-
 /*
- * Q8_0 scores of up to four heads (ng, a constant where inlined): blocks taken in pairs (64
- * quants, a zmm), each block's exact integer dot in 8 lanes, scaled per lane by both block scales
- * and added up in f32 across the pairs; the four heads' lane sums then share one reduce4 tree,
- * each head's the same whatever its neighbours. The K quants go in as unsigned k + 128, loaded
- * and flipped once for all heads; each head's dot starts from -128 x its query's 4-quant sums
- * (prepared once per call, with the queries' quants and scales), which takes the offset back
- * exactly, so the integers are those of k . q (a sign trick per head and row did the same work
- * with three more instructions). A decode token at 16k over a Q8_0 cache is bound by these
- * instructions, not by memory: one layer's attention took about as long with its cache in L3.
+ * Q8_0 scores, 16 cache rows at a time with the rows in the vector lanes: each 16-byte piece of the
+ * 16 rows is transposed (px_transpose16), so that a vector holds one dword (4 quants) of every row,
+ * and each head's 4 query quants, + 128 as unsigned bytes and broadcast, go against it (dpbusd):
+ * every lane ends with its row's exact integer dot of a block, with no horizontal sums (the
+ * row-major kernel before this spent as much on reducing lanes as on the dots). The offset 128
+ * comes back through each row's block sum (dpbusd with ones), shared by all heads. A score is then
+ * llama.cpp's per head and row: per block in order s = fma(float(dot), dk x dq, s), then s x scale.
+ * Rows past the last whole 16 take the same steps one at a time, so a score never depends on the
+ * way its row went (tiles start at fixed cache positions, but a window can move a call's first row).
  */
-static inline __attribute__((always_inline)) void dot_q8_heads(const uint8_t *k, int64_t stride, int64_t rows, const block_q8_0 *qb,
-                                                               const int ng, int64_t nb, float scale, float *out, int64_t out_stride) {
-  const int64_t pairs = (nb + 1) / 2, row_bytes = nb * (int64_t)sizeof(block_q8_0);
-  /* Per head and pair: the query quants, the offset lanes and the block scales, for all rows. */
-  __m512i xq[4 * pairs], init[4 * pairs];
-  __m512 qd[4 * pairs];
-  for (int g = 0; g < ng; g++) {
-    for (int64_t p = 0; p < pairs; p++) {
-      const int two = 2 * p + 1 < nb;
-      const block_q8_0 *x = qb + g * nb + 2 * p;
-      xq[g * pairs + p] = q8_pair(x, two);
-      init[g * pairs + p] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                             _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), xq[g * pairs + p]), 7));
-      qd[g * pairs + p] = halves(q8_scale(x), two ? q8_scale(x + 1) : 0.f);
+#define Q8_TILE_ROWS 16
+/* Blocks per head the tile holds (head sizes up to 256); larger heads take the rows one at a time. */
+#define Q8_TILE_BLOCKS 8
+/* Query vectors prepared at once (their quants + 128). */
+#define Q8_TILE_HEADS 16
+
+/* nh query vectors' quants + 128 (u8), dword by dword, into qx (nh x nb x 8 dwords). */
+static inline void q8_queries_unsigned(const block_q8_0 *qb, int64_t nh, int64_t nb, int32_t *qx) {
+  for (int64_t i = 0; i < nh * nb; i++) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)qb[i].qs);
+    _mm256_storeu_si256((__m256i *)(qx + 8 * i), _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)));
+  }
+}
+
+static void q8_scores_tile(const uint8_t *k, int64_t stride, const block_q8_0 *qb, int64_t nh, int64_t nb, float scale,
+                           float *out, int64_t out_stride) {
+  const uint8_t *rp[Q8_TILE_ROWS];
+  for (int j = 0; j < Q8_TILE_ROWS; j++) rp[j] = k + j * stride;
+  __m512i kt[Q8_TILE_BLOCKS][8], start[Q8_TILE_BLOCKS];
+  __m512 dk[Q8_TILE_BLOCKS];
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)stride));
+  for (int64_t b = 0; b < nb; b++) {
+    const size_t off = (size_t)b * sizeof(block_q8_0);
+    px_transpose16(rp, off + 2, kt[b]);
+    px_transpose16(rp, off + 18, kt[b] + 4);
+    __m512i sum = _mm512_setzero_si512();
+    for (int i = 0; i < 8; i++) sum = _mm512_dpbusd_epi32(sum, ones, kt[b][i]);
+    start[b] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7));
+    /* Each row's f16 scale: the low half of the dword at its block's start. */
+    dk[b] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, (const void *)(k + off), 1)));
+  }
+  int32_t qx[Q8_TILE_HEADS * Q8_TILE_BLOCKS * 8];
+  for (int64_t g0 = 0; g0 < nh; g0 += Q8_TILE_HEADS) {
+    const int64_t n = nh - g0 < Q8_TILE_HEADS ? nh - g0 : Q8_TILE_HEADS;
+    q8_queries_unsigned(qb + g0 * nb, n, nb, qx);
+    for (int64_t g = 0; g < n; g++) {
+      __m512 sc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; b++) {
+        const int32_t *q4 = qx + (g * nb + b) * 8;
+        __m512i acc = start[b];
+        for (int i = 0; i < 8; i++) acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(q4[i]), kt[b][i]);
+        sc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dk[b], _mm512_set1_ps(q8_scale(qb + (g0 + g) * nb + b))), sc);
+      }
+      _mm512_storeu_ps(out + (g0 + g) * out_stride, _mm512_mul_ps(sc, _mm512_set1_ps(scale)));
     }
   }
-  const __m128 vs = _mm_set1_ps(scale);
-  float s[4];
-  int64_t r = 0;
-  /* Four rows at a time: the sixteen sums share one reduce16 tree (the same sums as reduce4's,
-     bit for bit) and go out as one store per head; a row alone spent as much on its tree as on
-     its dots. */
-  for (; r + 4 <= rows; r += 4) {
-    for (int j = 0; j < 4; j++) prefetch_row(k + (r + ROWS_AHEAD + j) * stride, row_bytes);
-    __m512 a[4][4];
-    for (int g = 0; g < 4; g++)
-      for (int j = 0; j < 4; j++) a[g][j] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < pairs; p++) {
-      const int64_t b = 2 * p;
-      const int two = b + 1 < nb;
-      __m512i ku[4];
-      __m512 dk[4];
-      for (int j = 0; j < 4; j++) q8_k_pair((const block_q8_0 *)(k + (r + j) * stride), b, two, &ku[j], &dk[j]);
-      for (int g = 0; g < ng; g++)
-        for (int j = 0; j < 4; j++) a[g][j] = q8_head_dot(init[g * pairs + p], ku[j], xq[g * pairs + p], dk[j], qd[g * pairs + p], a[g][j]);
+}
+
+/* One row's scores: q8_scores_tile's steps for a single lane. */
+static void q8_scores_row(const block_q8_0 *kb, const block_q8_0 *qb, int64_t nh, int64_t nb, float scale, float *out, int64_t out_stride) {
+  for (int64_t g = 0; g < nh; g++) {
+    float sc = 0.f;
+    for (int64_t b = 0; b < nb; b++) {
+      const block_q8_0 *x = qb + g * nb + b;
+      const __m256i p = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)kb[b].qs)), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->qs)));
+      const __m256i p1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(kb[b].qs + 16))),
+                                           _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x->qs + 16))));
+      const __m256i t = _mm256_add_epi32(p, p1);
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+      h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+      sc = fmaf((float)_mm_cvtsi128_si32(h), q8_scale(kb + b) * q8_scale(x), sc);
     }
-    const __m512 z = _mm512_mul_ps(reduce16(a), _mm512_set1_ps(scale));
-    _mm_storeu_ps(out + r, _mm512_extractf32x4_ps(z, 0));
-    if (ng > 1) _mm_storeu_ps(out + out_stride + r, _mm512_extractf32x4_ps(z, 1));
-    if (ng > 2) _mm_storeu_ps(out + 2 * out_stride + r, _mm512_extractf32x4_ps(z, 2));
-    if (ng > 3) _mm_storeu_ps(out + 3 * out_stride + r, _mm512_extractf32x4_ps(z, 3));
-  }
-  for (; r < rows; r++) {
-    const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
-    prefetch_row(k + (r + ROWS_AHEAD) * stride, row_bytes);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int64_t p = 0; p < pairs; p++) {
-      const int64_t b = 2 * p;
-      const int two = b + 1 < nb;
-      __m512i ku;
-      __m512 dk;
-      q8_k_pair(kb, b, two, &ku, &dk);
-      for (int g = 0; g < ng; g++) acc[g] = q8_head_dot(init[g * pairs + p], ku, xq[g * pairs + p], dk, qd[g * pairs + p], acc[g]);
-    }
-    _mm_storeu_ps(s, _mm_mul_ps(reduce4(acc[0], acc[1], acc[2], acc[3]), vs));
-    for (int g = 0; g < ng; g++) out[g * out_stride + r] = s[g];
+    out[g * out_stride] = sc * scale;
   }
 }
 
 static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
                                float scale, float *out, int64_t out_stride) {
   const int64_t nb = d / QK;
-  CAIRN_FOR_HEAD_GROUPS(nh, g, ng, dot_q8_heads(k, stride, rows, (const block_q8_0 *)q + g * nb, ng, nb, scale, out + g * out_stride, out_stride));
+  const block_q8_0 *qb = (const block_q8_0 *)q;
+  int64_t r = 0;
+  if (nb <= Q8_TILE_BLOCKS) {
+    for (; r + Q8_TILE_ROWS <= rows; r += Q8_TILE_ROWS) {
+      for (int j = 0; j < Q8_TILE_ROWS; j++) prefetch_row(k + (r + ROWS_AHEAD + j) * stride, nb * (int64_t)sizeof(block_q8_0));
+      q8_scores_tile(k + r * stride, stride, qb, nh, nb, scale, out + r, out_stride);
+    }
+  }
+  for (; r < rows; r++) {
+    prefetch_row(k + (r + ROWS_AHEAD) * stride, nb * (int64_t)sizeof(block_q8_0));
+    q8_scores_row((const block_q8_0 *)(k + r * stride), qb, nh, nb, scale, out + r, out_stride);
+  }
 }
 
 /*

@@ -16,6 +16,7 @@
 #include "../src/cairn.h"
 #include "../src/quant_formats.h"
 #include "../src/quant_kernels.h"
+#include "transpose16.h"
 
 #define PANEL_ROWS QUANT_PANEL_ROWS
 /*
@@ -40,28 +41,6 @@ typedef int32_t px_i32u __attribute__((aligned(1), may_alias));
  */
 PX_INLINE void px_rows(const uint8_t *w, size_t ws, int nr, const uint8_t *rows[PANEL_ROWS]) {
   for (int r = 0; r < PANEL_ROWS; r++) rows[r] = w + (size_t)(r < nr ? r : 0) * ws;
-}
-
-/*
- * Dword j (j < 4) of the 16 bytes at rows[r] + off, for r = 0..15, into out[j] lane r: a 4x4
- * dword transpose within each 128-bit lane, after loading rows k, k+4, k+8, k+12 into the
- * lanes of register k (so that lane positions come out in row order). Row by row reads keep
- * the weights streaming; a gather per dword measured 2-3x slower for the whole unpacking.
- */
-PX_INLINE void px_transpose16(const uint8_t *const *rows, size_t off, __m512i out[4]) {
-  __m512i v[4];
-  for (int k = 0; k < 4; k++) {
-    __m512i x = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[k] + off)));
-    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 4] + off)), 1);
-    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 8] + off)), 2);
-    v[k] = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(rows[k + 12] + off)), 3);
-  }
-  const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]);
-  const __m512i t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
-  out[0] = _mm512_unpacklo_epi64(t0, t2);
-  out[1] = _mm512_unpackhi_epi64(t0, t2);
-  out[2] = _mm512_unpacklo_epi64(t1, t3);
-  out[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
 /* Byte i of 16 transposed bytes (px_transpose16's output) per lane: unsigned, and sign-extended. */
