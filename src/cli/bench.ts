@@ -109,6 +109,19 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** Why a bench worker ended before replying, and what to do where that is known. */
+function workerEndMessage(engine: string, code: number | null, signal: NodeJS.Signals | null): string {
+  const how = signal ? `was ended by ${signal}` : `exited with code ${code}`;
+  if (engine !== 'cairn' && signal === 'SIGABRT') {
+    return (
+      `the llama.cpp worker ${how} (llama.cpp's own message is above). On CPUs with AMX tiles, node-llama-cpp's prebuilt ` +
+      `llama.cpp aborts on some models (its AMX buffer takes DeepSeek's 3-D attention weights in Q8_0); compare with ` +
+      `--vs-llama-bench and a llama-bench built for this CPU (bench/build-llama-bench.sh) instead`
+    );
+  }
+  return `the ${engine} worker ${how}`;
+}
+
 class Worker {
   private pending: ((r: BenchReply) => void) | undefined;
   readonly loaded: Promise<Extract<BenchReply, { type: 'loaded' }>>;
@@ -125,10 +138,10 @@ class Worker {
       this.pending = undefined;
       p?.(m);
     });
-    this.proc.on('exit', (code) => {
+    this.proc.on('exit', (code, signal) => {
       const p = this.pending;
       this.pending = undefined;
-      p?.({ type: 'error', message: `worker exited with code ${code}` });
+      p?.({ type: 'error', message: workerEndMessage(spec.engine, code, signal) });
     });
   }
 
