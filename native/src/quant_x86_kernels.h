@@ -1625,8 +1625,10 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_K_GEMM_OF(NAME) qx_##NAME##_any
 #include "quant_x86_iq4_xs_rows.h"
 #define QX_IQ4_XS_GEMM qx_iq4_xs_any
+#define QX_IQ4_NL_GEMM QX_GEMM_OF(iq4_nl)
 #else
 #define QX_IQ4_XS_GEMM qx_iq4_xs
+#define QX_IQ4_NL_GEMM qx_iq4_nl_t
 #define QX_GEMM_OF(NAME) qx_##NAME
 #define QX_K_GEMM_OF(NAME) qx_##NAME
 #endif
@@ -1660,7 +1662,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q5_K] = qx_q5_K,
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
             [CAIRN_IQ4_XS] = QX_IQ4_XS_GEMM,
-            [CAIRN_IQ4_NL] = QX_GEMM_OF(iq4_nl),
+            [CAIRN_IQ4_NL] = QX_IQ4_NL_GEMM,
             [CAIRN_IQ1_S] = qx_iq1_s,
             [CAIRN_IQ1_M] = qx_iq1_m,
             [CAIRN_IQ2_XXS] = qx_iq2_xxs,
