@@ -121,28 +121,6 @@ QN_GRID_UNPACK(qn_unpack_iq3_xxs, CAIRN_IQ3_XXS)
 QN_GRID_UNPACK(qn_unpack_iq3_s, CAIRN_IQ3_S)
 #undef QN_GRID_UNPACK
 
-/* IQ4_NL (32-element blocks, Q8_0 activations): the codes' values by table lookup, one signed dot per half; the scalar kernel's steps. */
-static void qn_iq4_nl(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  const int nb = cols / QK;
-  const int8x16_t table = vld1q_s8(quant_iq4_values);
-  for (int r = 0; r < nr; r++) {
-    const block_iq4_nl *x = (const block_iq4_nl *)(w + (size_t)r * ws);
-    for (int t = 0; t < nt; t++) {
-      const uint8_t *at = a + (size_t)t * as;
-      const int8_t *aq = (const int8_t *)at;
-      const float *ad = (const float *)(at + cols);
-      float sum = 0;
-      for (int b = 0; b < nb; b++) {
-        const uint8x16_t q = vld1q_u8(x[b].qs);
-        int32x4_t s = vdotq_s32(vdupq_n_s32(0), vqtbl1q_s8(table, vandq_u8(q, vdupq_n_u8(0x0f))), vld1q_s8(aq + QK * b));
-        s = vdotq_s32(s, vqtbl1q_s8(table, vshrq_n_u8(q, 4)), vld1q_s8(aq + QK * b + 16));
-        sum = sum + (qn_half(&x[b].d) * ad[b]) * (float)vaddvq_s32(s);
-      }
-      y[(size_t)t * ys + r] = sum;
-    }
-  }
-}
-
 QN_LOW_K_GEMM(qn_q2_K, qn_unpack_q2_K, 1)
 QN_LOW_K_GEMM(qn_q3_K, qn_unpack_q3_K, 0)
 QN_LOW_K_GEMM(qn_iq4_xs, qn_unpack_iq4_xs, 0)

@@ -107,6 +107,16 @@ QN_INLINE void qn_load_mxfp4(const uint8_t *row, int b, qn_w32 *o) {
   o->d = quant_e8m0_half_table[x->e];
 }
 
+/* IQ4_NL: each nibble looked up as its code's value (signed), as MXFP4's; an f16 scale. */
+QN_INLINE void qn_load_iq4_nl(const uint8_t *row, int b, qn_w32 *o) {
+  const block_iq4_nl *x = (const block_iq4_nl *)row + b;
+  const int8x16_t table = vld1q_s8(quant_iq4_values);
+  const uint8x16_t raw = vld1q_u8(x->qs);
+  o->q0 = vqtbl1q_s8(table, vandq_u8(raw, vdupq_n_u8(0x0f)));
+  o->q1 = vqtbl1q_s8(table, vshrq_n_u8(raw, 4));
+  o->d = qn_half(&x->d);
+}
+
 #define QN_TILE32(NAME, LOAD, HAS_MIN)                                                                         \
   QN_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
@@ -165,12 +175,14 @@ QN_TILE32(qn_q5_0, qn_load_q5_0, 0)
 QN_TILE32(qn_q5_1, qn_load_q5_1, 1)
 QN_TILE32(qn_q8_0, qn_load_q8_0, 0)
 QN_TILE32(qn_mxfp4, qn_load_mxfp4, 0)
+QN_TILE32(qn_iq4_nl, qn_load_iq4_nl, 0)
 QN_GEMM(qn_q4_0)
 QN_GEMM(qn_q4_1)
 QN_GEMM(qn_q5_0)
 QN_GEMM(qn_q5_1)
 QN_GEMM(qn_q8_0)
 QN_GEMM(qn_mxfp4)
+QN_GEMM(qn_iq4_nl)
 
 /* ---- K formats ---- */
 
