@@ -1627,7 +1627,7 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_IQ4_XS_GEMM qx_iq4_xs_any
 #define QX_IQ4_NL_GEMM QX_GEMM_OF(iq4_nl)
 #else
-#define QX_IQ4_XS_GEMM qx_iq4_xs
+#define QX_IQ4_XS_GEMM qx_iq4_xs_any
 #define QX_IQ4_NL_GEMM qx_iq4_nl_t
 #define QX_GEMM_OF(NAME) qx_##NAME
 #define QX_K_GEMM_OF(NAME) qx_##NAME
@@ -1635,6 +1635,9 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 
 #include "quant_x86_low_k.h"
 #include "quant_x86_iq4_nl.h"
+#if !QX_PANEL_ORDER
+#include "quant_x86_iq4_xs_rows_avx2.h"
+#endif
 
 const quant_kernel_table QX_TABLE = {
     .convert =
