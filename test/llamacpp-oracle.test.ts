@@ -40,6 +40,7 @@ const QUANTS: [string, SyntheticQuant][] = [
   ['Q8_0', GgmlType.Q8_0],
   ['Q4_0', GgmlType.Q4_0],
   ['Q4_K_M', 'Q4_K_M'],
+  ['Q5_K_M', 'Q5_K_M'],
 ];
 
 function modelPath(archName: string, quantName: string, shape: Omit<SyntheticModelSpec, 'quant' | 'seed'>, quant: SyntheticQuant): string {

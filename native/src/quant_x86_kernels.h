@@ -1608,6 +1608,7 @@ QX_DIRECT(q4_0)
 QX_DIRECT(q8_0)
 QX_DIRECT(mxfp4)
 QX_DIRECT(q4_K)
+QX_DIRECT(q5_K)
 QX_DIRECT(q6_K)
 QX_DIRECT(iq4_nl)
 QX_DIRECT(iq4_xs)
@@ -1621,6 +1622,7 @@ QX_DIRECT(iq4_xs)
     else quant_direct_##NAME##_avx512(cols, w, ws, nr, a, as, nt, y, ys);                                      \
   }
 QX_K_ROWS_OR_DIRECT(q4_K)
+QX_K_ROWS_OR_DIRECT(q5_K)
 QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_K_GEMM_OF(NAME) qx_##NAME##_any
 #include "quant_x86_iq4_xs_rows.h"
@@ -1662,7 +1664,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q2_K] = qx_q2_K,
             [CAIRN_Q3_K] = qx_q3_K,
             [CAIRN_Q4_K] = QX_K_GEMM_OF(q4_K),
-            [CAIRN_Q5_K] = qx_q5_K,
+            [CAIRN_Q5_K] = QX_K_GEMM_OF(q5_K),
             [CAIRN_Q6_K] = QX_K_GEMM_OF(q6_K),
             [CAIRN_IQ4_XS] = QX_IQ4_XS_GEMM,
             [CAIRN_IQ4_NL] = QX_IQ4_NL_GEMM,

@@ -157,11 +157,11 @@ typedef struct {
   __m512 d, dmin;
 } px_q4_K_head;
 
-/* The head of super-block B of the 16 rows (quant_k_scale_min, lane by lane). */
-PX_INLINE void px_q4_K_head_of(const uint8_t *const *rows, int B, px_q4_K_head *o) {
+/* The head of super-block B of the 16 rows (quant_k_scale_min, lane by lane); Q5_K's head is laid out as Q4_K's, in blocks of `block_bytes`. */
+PX_INLINE void px_k_head_of(const uint8_t *const *rows, int B, size_t block_bytes, px_q4_K_head *o) {
   /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
   __m512i head[4];
-  px_transpose16(rows, (size_t)B * sizeof(block_q4_K), head);
+  px_transpose16(rows, (size_t)B * block_bytes, head);
   o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
   o->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
   for (int sb = 0; sb < 8; sb++) {
@@ -176,6 +176,8 @@ PX_INLINE void px_q4_K_head_of(const uint8_t *const *rows, int B, px_q4_K_head *
     }
   }
 }
+
+PX_INLINE void px_q4_K_head_of(const uint8_t *const *rows, int B, px_q4_K_head *o) { px_k_head_of(rows, B, sizeof(block_q4_K), o); }
 
 /* The mins of sub-blocks 2k and 2k + 1 as word pairs per row (px_run_k's layout). */
 PX_INLINE __m512i px_q4_K_min_pair(const px_q4_K_head *h, int k) { return _mm512_or_si512(h->m[2 * k], _mm512_slli_epi32(h->m[2 * k + 1], 16)); }
@@ -195,28 +197,51 @@ PX_INLINE void px_q4_K_quants(const uint8_t *const *rows, int B, int j, int h, _
 }
 
 /*
+ * The same for Q5_K, quants 0..31: bit 2j (even) and 2j + 1 (odd) of qh byte l is the fifth bit of
+ * element l of sub-block 2j and 2j + 1 (ggml's dequantize_row_q5_K).
+ */
+PX_INLINE void px_q5_K_quants(const uint8_t *const *rows, int B, int j, int h, __m512i even[4], __m512i odd[4]) {
+  const __m512i low = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
+  const size_t off = (size_t)B * sizeof(block_q5_K);
+  __m512i v[4], vh[4];
+  px_transpose16(rows, off + offsetof(block_q5_K, qs) + 32 * j + 16 * h, v);
+  px_transpose16(rows, off + offsetof(block_q5_K, qh) + 16 * h, vh);
+  for (int g = 0; g < 4; g++) {
+    const __m512i e5 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * j), one), 4);
+    const __m512i o5 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * j + 1), one), 4);
+    even[g] = _mm512_or_si512(_mm512_and_si512(v[g], low), e5);
+    odd[g] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v[g], 4), low), o5);
+  }
+}
+
+/*
  * Q4_K panel: each 32-element sub-block is a panel block of u8 quants 0..15 with its scale per row
  * (int32); a super-block's mins (word pairs), d and dmin fill the second spare vectors of its first
  * six sub-blocks (see px_run_k).
  */
-PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) {
+PX_INLINE void px_unit_k_min(const int five, const uint8_t *const *rows, int B, uint8_t *panel) {
   for (int j = 0; j < 4; j++)
     for (int h = 0; h < 2; h++) {
       __m512i even[4], odd[4];
-      px_q4_K_quants(rows, B, j, h, even, odd);
+      if (five) px_q5_K_quants(rows, B, j, h, even, odd);
+      else px_q4_K_quants(rows, B, j, h, even, odd);
       for (int g = 0; g < 4; g++) {
         _mm512_store_si512(px_block(panel, 2 * j) + 4 * h + g, even[g]);
         _mm512_store_si512(px_block(panel, 2 * j + 1) + 4 * h + g, odd[g]);
       }
     }
   px_q4_K_head head;
-  px_q4_K_head_of(rows, B, &head);
+  px_k_head_of(rows, B, five ? sizeof(block_q5_K) : sizeof(block_q4_K), &head);
   for (int sb = 0; sb < 8; sb++) _mm512_store_si512(px_block(panel, sb) + 8, head.sc[sb]);
   /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
   for (int k = 0; k < 4; k++) _mm512_store_si512(px_block(panel, k) + 9, px_q4_K_min_pair(&head, k));
   _mm512_store_ps((float *)(px_block(panel, 4) + 9), head.d);
   _mm512_store_ps((float *)(px_block(panel, 5) + 9), head.dmin);
 }
+
+PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(0, rows, B, panel); }
+/* Q5_K panel: as Q4_K's, with quants 0..31. */
+PX_INLINE void px_unit_q5_K(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(1, rows, B, panel); }
 
 /* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), the halves' scales as word pairs, d per super-block. */
 PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {

@@ -189,16 +189,18 @@ AMX_INLINE __m512i amx_even_bytes(__m512i lanes) {
 }
 
 /* Q4_K folded unit: the px unit's quants times their sub-block scales, folded as they are
-   unpacked (no panel in between); d, dmin and mins as the px unit has them. */
-static void amx_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *dst) {
+   unpacked (no panel in between); d, dmin and mins as the px unit has them. Q5_K alike (FIVE):
+   4 x scale x quant reaches 252 x 31 = 7812, within a word. */
+AMX_INLINE void amx_unit_k_min(const int five, const uint8_t *const *rows, int B, uint8_t *dst) {
   px_q4_K_head head;
-  px_q4_K_head_of(rows, B, &head);
+  px_k_head_of(rows, B, five ? sizeof(block_q5_K) : sizeof(block_q4_K), &head);
   for (int j = 0; j < 4; j++) {
     const __m512i ev = amx_even_bytes(_mm512_slli_epi32(head.sc[2 * j], 2)), od = amx_even_bytes(_mm512_slli_epi32(head.sc[2 * j + 1], 2));
     const __m512i ev_odd = _mm512_slli_epi32(ev, 8), od_odd = _mm512_slli_epi32(od, 8);
     for (int h = 0; h < 2; h++) {
       __m512i even[4], odd[4];
-      px_q4_K_quants(rows, B, j, h, even, odd);
+      if (five) px_q5_K_quants(rows, B, j, h, even, odd);
+      else px_q4_K_quants(rows, B, j, h, even, odd);
       for (int g = 0; g < 4; g++) {
         amx_fold_q4_K(even[g], ev, ev_odd, amx_slot(dst, AMX_K_HI, 2 * j, 4 * h + g), amx_slot(dst, AMX_K_LO, 2 * j, 4 * h + g));
         amx_fold_q4_K(odd[g], od, od_odd, amx_slot(dst, AMX_K_HI, 2 * j + 1, 4 * h + g), amx_slot(dst, AMX_K_LO, 2 * j + 1, 4 * h + g));
@@ -209,6 +211,8 @@ static void amx_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *dst) {
   _mm512_store_ps((float *)(dst + AMX_K_DMIN), head.dmin);
   for (int k = 0; k < 4; k++) _mm512_store_si512((__m512i *)(dst + AMX_K_MINS) + k, px_q4_K_min_pair(&head, k));
 }
+static void amx_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_k_min(0, rows, B, dst); }
+static void amx_unit_q5_K(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_k_min(1, rows, B, dst); }
 
 /* A folded unit from a PX_HALVES panel unit (UNIT): (quant - offset) times the half's scale, the
    offset 2^(SHIFT - 2) (Q6_K 32: SHIFT 7; IQ4_XS 128: SHIFT 9); d as it was. */
@@ -366,6 +370,7 @@ AMX_GEMM(q4_0, amx_unit_q4_0, 1, PX_OFFSET)
 AMX_GEMM(q8_0, amx_unit_q8_0, 1, PX_OFFSET)
 AMX_GEMM(mxfp4, amx_unit_mxfp4, 1, PX_OFFSET)
 AMX_GEMM(q4_K, amx_unit_q4_K, 8, PX_MIN)
+AMX_GEMM(q5_K, amx_unit_q5_K, 8, PX_MIN)
 AMX_GEMM(q6_K, amx_unit_q6_K, 8, PX_HALVES)
 AMX_GEMM(iq4_nl, amx_unit_iq4_nl, 1, PX_OFFSET)
 AMX_GEMM(iq4_xs, amx_unit_iq4_xs, 8, PX_HALVES)
@@ -422,6 +427,7 @@ AMX_INLINE void amx_direct(const int unit_blocks, const int mode, px_unit_fn uni
 void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
                       size_t aux_stride, int nt, float *y, size_t ys) {
   if (type == CAIRN_Q4_K) amx_direct(8, PX_MIN, amx_unit_q4_K, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_Q5_K) amx_direct(8, PX_MIN, amx_unit_q5_K, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_Q6_K) amx_direct(8, PX_HALVES, amx_unit_q6_K, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_Q8_0) amx_direct(1, PX_OFFSET, amx_unit_q8_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_Q4_0) amx_direct(1, PX_OFFSET, amx_unit_q4_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
@@ -434,13 +440,13 @@ void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, c
 const quant_panel_table quant_panels_amx = {
     /* The signed 32-element units and the folded Q6_K units need no offset correction; Q4_K's mins
        still take the activation sums. */
-    .prep = {[CAIRN_Q4_K] = px_prep_q4_K},
-    .gemm = {[CAIRN_Q4_0] = amx_gemm_q4_0, [CAIRN_Q8_0] = amx_gemm_q8_0, [CAIRN_Q4_K] = amx_gemm_q4_K, [CAIRN_Q6_K] = amx_gemm_q6_K,
+    .prep = {[CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K},
+    .gemm = {[CAIRN_Q4_0] = amx_gemm_q4_0, [CAIRN_Q8_0] = amx_gemm_q8_0, [CAIRN_Q4_K] = amx_gemm_q4_K, [CAIRN_Q5_K] = amx_gemm_q5_K, [CAIRN_Q6_K] = amx_gemm_q6_K,
              [CAIRN_MXFP4] = amx_gemm_mxfp4, [CAIRN_IQ4_NL] = amx_gemm_iq4_nl, [CAIRN_IQ4_XS] = amx_gemm_iq4_xs},
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
-                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1},
-    .block_bytes = {[CAIRN_Q4_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q6_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_IQ4_XS] = AMX_K_UNIT_BYTES / 8},
+                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1},
+    .block_bytes = {[CAIRN_Q4_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q5_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q6_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_IQ4_XS] = AMX_K_UNIT_BYTES / 8},
 };
 #endif
