@@ -97,23 +97,25 @@ QN_INLINE void qn_load_q8_0(const uint8_t *row, int b, qn_w32 *o) {
   o->d = qn_half(&x->d);
 }
 
+/* A 32-element block of nibble codes (byte j: element j low, j + 16 high) through a 16-entry signed table. */
+QN_INLINE void qn_table_nibbles(const uint8_t *qs, const int8_t *values, qn_w32 *o) {
+  const int8x16_t table = vld1q_s8(values);
+  const uint8x16_t raw = vld1q_u8(qs);
+  o->q0 = vqtbl1q_s8(table, vandq_u8(raw, vdupq_n_u8(0x0f)));
+  o->q1 = vqtbl1q_s8(table, vshrq_n_u8(raw, 4));
+}
+
 /* MXFP4: each nibble looked up as its doubled E2M1 code (signed); the scale is the E8M0 byte halved. */
 QN_INLINE void qn_load_mxfp4(const uint8_t *row, int b, qn_w32 *o) {
   const block_mxfp4 *x = (const block_mxfp4 *)row + b;
-  const int8x16_t table = vld1q_s8(quant_mxfp4_values);
-  const uint8x16_t raw = vld1q_u8(x->qs);
-  o->q0 = vqtbl1q_s8(table, vandq_u8(raw, vdupq_n_u8(0x0f)));
-  o->q1 = vqtbl1q_s8(table, vshrq_n_u8(raw, 4));
+  qn_table_nibbles(x->qs, quant_mxfp4_values, o);
   o->d = quant_e8m0_half_table[x->e];
 }
 
 /* IQ4_NL: each nibble looked up as its code's value (signed), as MXFP4's; an f16 scale. */
 QN_INLINE void qn_load_iq4_nl(const uint8_t *row, int b, qn_w32 *o) {
   const block_iq4_nl *x = (const block_iq4_nl *)row + b;
-  const int8x16_t table = vld1q_s8(quant_iq4_values);
-  const uint8x16_t raw = vld1q_u8(x->qs);
-  o->q0 = vqtbl1q_s8(table, vandq_u8(raw, vdupq_n_u8(0x0f)));
-  o->q1 = vqtbl1q_s8(table, vshrq_n_u8(raw, 4));
+  qn_table_nibbles(x->qs, quant_iq4_values, o);
   o->d = qn_half(&x->d);
 }
 

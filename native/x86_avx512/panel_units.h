@@ -107,19 +107,25 @@ PX_INLINE __m512 px_e8m0_halves(const uint8_t *const *rows, size_t off) {
   return _mm512_castsi512_ps(_mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)), tiny));
 }
 
-/* MXFP4 panel: the doubled E2M1 codes + 16 as u8 (4..28), offset 16 via the activation sums. */
-PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
+/*
+ * The quants of a 32-element block of nibble codes at rows[r] + qs (byte j: element j in its low
+ * nibble, j + 16 in its high one) through a 16-entry byte table, into panel block dst.
+ */
+PX_INLINE void px_table_nibbles(const uint8_t *const *rows, size_t qs, __m512i table, uint8_t *dst) {
   const __m512i low = _mm512_set1_epi8(0x0f);
-  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
-  const size_t off = (size_t)b * sizeof(block_mxfp4);
   __m512i *out = px_block(dst, 0), v[4];
-  /* As Q4_0: qs byte j holds element j (low nibble) and j + 16 (high nibble). */
-  px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
+  px_transpose16(rows, qs, v);
   for (int g = 0; g < 4; g++) {
     _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
     _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
   }
-  _mm512_store_ps((float *)(out + 8), px_e8m0_halves(rows, off + offsetof(block_mxfp4, e)));
+}
+
+/* MXFP4 panel: the doubled E2M1 codes + 16 as u8 (4..28), offset 16 via the activation sums. */
+PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const size_t off = (size_t)b * sizeof(block_mxfp4);
+  px_table_nibbles(rows, off + offsetof(block_mxfp4, qs), _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4)), dst);
+  _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_e8m0_halves(rows, off + offsetof(block_mxfp4, e)));
 }
 
 /* IQ4_NL's code values + 128 as u8 (1..241): its values reach -127, beyond Q4_0's and MXFP4's small offsets. */
@@ -127,16 +133,9 @@ PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
 
 /* IQ4_NL panel: as Q4_0's, the codes through PX_IQ4_TABLE; offset 128 via the activation sums. */
 PX_INLINE void px_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f), table = PX_IQ4_TABLE;
   const size_t off = (size_t)b * sizeof(block_iq4_nl);
-  __m512i *out = px_block(dst, 0), v[4];
-  /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
-  px_transpose16(rows, off + offsetof(block_iq4_nl, qs), v);
-  for (int g = 0; g < 4; g++) {
-    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
-    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
-  }
-  _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_iq4_nl, d)));
+  px_table_nibbles(rows, off + offsetof(block_iq4_nl, qs), PX_IQ4_TABLE, dst);
+  _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_halves(rows, off + offsetof(block_iq4_nl, d)));
 }
 
 /* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
@@ -283,20 +282,16 @@ PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {
  * integer is llama.cpp's: sub-block dots times scale - 32, summed, then times d x da.
  */
 PX_INLINE void px_unit_iq4_xs(const uint8_t *const *rows, int B, uint8_t *panel) {
-  const __m512i low = _mm512_set1_epi8(0x0f), table = PX_IQ4_TABLE;
+  const __m512i table = PX_IQ4_TABLE;
   const size_t off = (size_t)B * sizeof(block_iq4_xs);
-  __m512i head[4], v[4];
+  __m512i head[4];
   /* d and scales_h (dword 0), scales_l (dword 1) of every row, lane per row. */
   px_transpose16(rows, off, head);
   const __m512i high = _mm512_srli_epi32(head[0], 16);
   for (int ib = 0; ib < 8; ib++) {
     /* Sub-block ib: qs bytes 16 ib + j hold element j (low nibble) and j + 16 (high nibble). */
-    px_transpose16(rows, off + offsetof(block_iq4_xs, qs) + 16 * (size_t)ib, v);
+    px_table_nibbles(rows, off + offsetof(block_iq4_xs, qs) + 16 * (size_t)ib, table, (uint8_t *)px_block(panel, ib));
     __m512i *out = px_block(panel, ib);
-    for (int g = 0; g < 4; g++) {
-      _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
-      _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
-    }
     const __m512i ls = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(px_byte(head + 1, ib / 2), 4 * (ib % 2)), _mm512_set1_epi32(15)),
                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(high, 2 * ib), _mm512_set1_epi32(3)), 4));
     const __m512i sc = _mm512_and_si512(_mm512_sub_epi32(ls, _mm512_set1_epi32(32)), _mm512_set1_epi32(0xffff));

@@ -330,26 +330,36 @@ fn w4(b: u32, i: u32) -> vec4f {
 }
 `;
 
-/** IQ4_NL (18 bytes: d, qs[16]): IQ4_XS's code values per 32 weights with one f16 scale; nibbles as Q4_0's. */
-const IQ4_NL = /* wgsl */ `
-${IQ4_VALUES}
+/**
+ * block_dot and w4 of a 32-element block of nibble codes at byte `qs` of the block (low nibbles
+ * x[0..16), high ones x[16..32)), `lookup` turning a vec4u of codes into their values and `scale`
+ * the block's scale (WGSL expressions of b).
+ */
+function tableNibbles(qs: number, lookup: string, scale: string): { dot: string; w4: string } {
+  return {
+    dot: /* wgsl */ `
 fn block_dot(b: u32, xo: u32) -> f32 {
   var s = 0.0;
   for (var i = 0u; i < 4u; i++) {
-    let q = u8x4(word_at(b + 2u + 4u * i));
-    s += dot(iq4x4(q & vec4u(15u)), x4(xo + 4u * i)) + dot(iq4x4(q >> vec4u(4u)), x4(xo + 16u + 4u * i));
+    let q = u8x4(word_at(b + ${qs}u + 4u * i));
+    s += dot(${lookup}(q & vec4u(15u)), x4(xo + 4u * i)) + dot(${lookup}(q >> vec4u(4u)), x4(xo + 16u + 4u * i));
   }
-  return f16_at(b) * s;
+  return ${scale} * s;
 }
-`;
-
-const IQ4_NL_W4 = /* wgsl */ `
-${IQ4_VALUES}
+`,
+    w4: /* wgsl */ `
 fn w4(b: u32, i: u32) -> vec4f {
-  let q = u8x4(word_at(b + 2u + (i & 15u)));
-  return f16_at(b) * iq4x4(select(q & vec4u(15u), q >> vec4u(4u), i >= 16u));
+  let q = u8x4(word_at(b + ${qs}u + (i & 15u)));
+  return ${scale} * ${lookup}(select(q & vec4u(15u), q >> vec4u(4u), i >= 16u));
 }
-`;
+`,
+  };
+}
+
+/** IQ4_NL (18 bytes: d, qs[16]): IQ4_XS's code values per 32 weights with one f16 scale; nibbles as Q4_0's. */
+const IQ4_NL_PARTS = tableNibbles(2, 'iq4x4', 'f16_at(b)');
+const IQ4_NL = IQ4_VALUES + IQ4_NL_PARTS.dot;
+const IQ4_NL_W4 = IQ4_VALUES + IQ4_NL_PARTS.w4;
 
 /** block_dot as the sum of a block's w4 over its 256 weights. */
 const BLOCK_DOT_BY_W4 = /* wgsl */ `
@@ -368,25 +378,9 @@ fn mx4(q: vec4u) -> vec4f { return vec4f(MXV[q.x], MXV[q.y], MXV[q.z], MXV[q.w])
 `;
 
 /** 17-byte blocks: the scale byte, then 16 bytes whose low nibbles are x[0..16) and high nibbles x[16..32). */
-const MXFP4 = /* wgsl */ `
-${MXFP4_COMMON}
-fn block_dot(b: u32, xo: u32) -> f32 {
-  var s = 0.0;
-  for (var i = 0u; i < 4u; i++) {
-    let q = u8x4(word_at(b + 1u + 4u * i));
-    s += dot(mx4(q & vec4u(15u)), x4(xo + 4u * i)) + dot(mx4(q >> vec4u(4u)), x4(xo + 16u + 4u * i));
-  }
-  return mx_half(b) * s;
-}
-`;
-
-const MXFP4_W4 = /* wgsl */ `
-${MXFP4_COMMON}
-fn w4(b: u32, i: u32) -> vec4f {
-  let q = u8x4(word_at(b + 1u + (i & 15u)));
-  return mx_half(b) * mx4(select(q & vec4u(15u), q >> vec4u(4u), i >= 16u));
-}
-`;
+const MXFP4_PARTS = tableNibbles(1, 'mx4', 'mx_half(b)');
+const MXFP4 = MXFP4_COMMON + MXFP4_PARTS.dot;
+const MXFP4_W4 = MXFP4_COMMON + MXFP4_PARTS.w4;
 
 const FORMATS = new Map<GgmlType, GpuWeightFormat>([
   [GgmlType.F32, { blockElems: 1, blockBytes: 4, wgsl: F32 }],
