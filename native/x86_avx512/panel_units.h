@@ -138,6 +138,30 @@ PX_INLINE void px_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) {
   _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_halves(rows, off + offsetof(block_iq4_nl, d)));
 }
 
+/* Bits 0-3 of each lane of x as 0x10 in bytes 0-3 (the fifth bits of four quants): multiplied out to
+   bits 0, 8, 16, 24 (the partial products never overlap, so nothing carries), then moved up. */
+PX_INLINE __m512i px_fifth_bits4(__m512i x) {
+  const __m512i spread = _mm512_mullo_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0xf)), _mm512_set1_epi32(0x00204081));
+  return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
+}
+
+/* Q5_0 panel: quants as u8 0..31 (the nibbles and qh's bits), offset 16 via the activation sums. */
+PX_INLINE void px_unit_q5_0(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  const size_t off = (size_t)b * sizeof(block_q5_0);
+  __m512i *out = px_block(dst, 0), head[4], v[4];
+  /* Dwords 0 and 1 of the block: d, then qh in the high half of the first and the low half of the second. */
+  px_transpose16(rows, off, head);
+  const __m512i qh = _mm512_or_si512(_mm512_srli_epi32(head[0], 16), _mm512_slli_epi32(head[1], 16));
+  /* qs byte j holds element j (low nibble) and j + 16 (high nibble); bit e of qh is element e's fifth bit. */
+  px_transpose16(rows, off + offsetof(block_q5_0, qs), v);
+  for (int g = 0; g < 4; g++) {
+    _mm512_store_si512(out + g, _mm512_or_si512(_mm512_and_si512(v[g], low), px_fifth_bits4(_mm512_srli_epi32(qh, 4 * g))));
+    _mm512_store_si512(out + g + 4, _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v[g], 4), low), px_fifth_bits4(_mm512_srli_epi32(qh, 16 + 4 * g))));
+  }
+  _mm512_store_ps((float *)(out + 8), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0])));
+}
+
 /* Q8_0 panel: quants as u8 q + 128, offset 128 via the activation sums. */
 PX_INLINE void px_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -322,6 +346,7 @@ PX_INLINE void px_block_sums(const uint8_t *a, int cols, int offset, int32_t *au
 static void px_prep_q4_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 8, aux); }
 static void px_prep_q8_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
 static void px_prep_mxfp4(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 16, aux); }
+static void px_prep_q5_0(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 16, aux); }
 
 static void px_prep_iq4_nl(const uint8_t *a, int cols, int32_t *aux) { px_block_sums(a, cols, 128, aux); }
 

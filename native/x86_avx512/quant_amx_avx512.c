@@ -116,8 +116,8 @@ AMX_INLINE void amx_post_32(int M, int b, const uint8_t *wv, const amx_sums *in,
 
 /*
  * A 32-element format's unit for the tiles: its VNNI panel block with the quants' offset taken off
- * (Q8_0 128, Q4_0 8, MXFP4 16, IQ4_NL 128: then q, q - 8, the doubled E2M1 values and IQ4_NL's
- * code values, all signed bytes).
+ * (Q8_0 128, Q4_0 8, Q5_0 16, MXFP4 16, IQ4_NL 128: then q, q - 8, q - 16, the doubled E2M1
+ * values and IQ4_NL's code values, all signed bytes).
  */
 AMX_INLINE void amx_unit_32(px_unit_fn unit, int offset, const uint8_t *const *rows, int b, uint8_t *dst) {
   unit(rows, b, dst);
@@ -127,6 +127,7 @@ AMX_INLINE void amx_unit_32(px_unit_fn unit, int offset, const uint8_t *const *r
 static void amx_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_q4_0, 8, rows, b, dst); }
 static void amx_unit_q8_0(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_q8_0, 128, rows, b, dst); }
 static void amx_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_mxfp4, 16, rows, b, dst); }
+static void amx_unit_q5_0(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_q5_0, 16, rows, b, dst); }
 static void amx_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) { amx_unit_32(px_unit_iq4_nl, 128, rows, b, dst); }
 
 /*
@@ -373,6 +374,7 @@ AMX_GEMM(q4_K, amx_unit_q4_K, 8, PX_MIN)
 AMX_GEMM(q5_K, amx_unit_q5_K, 8, PX_MIN)
 AMX_GEMM(q6_K, amx_unit_q6_K, 8, PX_HALVES)
 AMX_GEMM(iq4_nl, amx_unit_iq4_nl, 1, PX_OFFSET)
+AMX_GEMM(q5_0, amx_unit_q5_0, 1, PX_OFFSET)
 AMX_GEMM(iq4_xs, amx_unit_iq4_xs, 8, PX_HALVES)
 
 /*
@@ -432,6 +434,7 @@ void quant_amx_direct(int type, int cols, const uint8_t *w, size_t ws, int nr, c
   else if (type == CAIRN_Q8_0) amx_direct(1, PX_OFFSET, amx_unit_q8_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_Q4_0) amx_direct(1, PX_OFFSET, amx_unit_q4_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_MXFP4) amx_direct(1, PX_OFFSET, amx_unit_mxfp4, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
+  else if (type == CAIRN_Q5_0) amx_direct(1, PX_OFFSET, amx_unit_q5_0, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_IQ4_NL) amx_direct(1, PX_OFFSET, amx_unit_iq4_nl, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else if (type == CAIRN_IQ4_XS) amx_direct(8, PX_HALVES, amx_unit_iq4_xs, cols, w, ws, nr, a, as, aux, aux_stride, nt, y, ys);
   else abort(); /* px_direct serves only these formats */
@@ -442,11 +445,12 @@ const quant_panel_table quant_panels_amx = {
        still take the activation sums. */
     .prep = {[CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K},
     .gemm = {[CAIRN_Q4_0] = amx_gemm_q4_0, [CAIRN_Q8_0] = amx_gemm_q8_0, [CAIRN_Q4_K] = amx_gemm_q4_K, [CAIRN_Q5_K] = amx_gemm_q5_K, [CAIRN_Q6_K] = amx_gemm_q6_K,
-             [CAIRN_MXFP4] = amx_gemm_mxfp4, [CAIRN_IQ4_NL] = amx_gemm_iq4_nl, [CAIRN_IQ4_XS] = amx_gemm_iq4_xs},
+             [CAIRN_MXFP4] = amx_gemm_mxfp4, [CAIRN_IQ4_NL] = amx_gemm_iq4_nl, [CAIRN_IQ4_XS] = amx_gemm_iq4_xs,
+             [CAIRN_Q5_0] = amx_gemm_q5_0},
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
-                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1},
+                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
     .block_bytes = {[CAIRN_Q4_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q5_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q6_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_IQ4_XS] = AMX_K_UNIT_BYTES / 8},
 };
 #endif

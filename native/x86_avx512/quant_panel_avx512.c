@@ -323,6 +323,7 @@ PX_GEMM_DIRECT(q4_0, CAIRN_Q4_0, px_unit_q4_0, px_prep_q4_0)
 PX_GEMM_DIRECT(q8_0, CAIRN_Q8_0, px_unit_q8_0, px_prep_q8_0)
 PX_GEMM_DIRECT(mxfp4, CAIRN_MXFP4, px_unit_mxfp4, px_prep_mxfp4)
 PX_GEMM_DIRECT(iq4_nl, CAIRN_IQ4_NL, px_unit_iq4_nl, px_prep_iq4_nl)
+PX_GEMM_DIRECT(q5_0, CAIRN_Q5_0, px_unit_q5_0, px_prep_q5_0)
 PX_GEMM(q4_K, px_unit_q4_K, 8, PX_MIN)
 PX_GEMM(q5_K, px_unit_q5_K, 8, PX_MIN)
 PX_GEMM(q6_K, px_unit_q6_K, 8, PX_HALVES)
@@ -345,9 +346,11 @@ void quant_direct_iq4_xs_avx512(int cols, const uint8_t *w, size_t ws, int nr, c
 
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
-             [CAIRN_MXFP4] = px_prep_mxfp4, [CAIRN_IQ4_NL] = px_prep_iq4_nl, [CAIRN_IQ4_XS] = px_prep_iq4_xs},
+             [CAIRN_MXFP4] = px_prep_mxfp4, [CAIRN_IQ4_NL] = px_prep_iq4_nl, [CAIRN_IQ4_XS] = px_prep_iq4_xs,
+             [CAIRN_Q5_0] = px_prep_q5_0},
     .gemm = {[CAIRN_Q4_0] = px_gemm_q4_0, [CAIRN_Q8_0] = px_gemm_q8_0, [CAIRN_Q4_K] = px_gemm_q4_K, [CAIRN_Q5_K] = px_gemm_q5_K,
-             [CAIRN_Q6_K] = px_gemm_q6_K, [CAIRN_MXFP4] = px_gemm_mxfp4, [CAIRN_IQ4_NL] = px_gemm_iq4_nl, [CAIRN_IQ4_XS] = px_gemm_iq4_xs},
+             [CAIRN_Q6_K] = px_gemm_q6_K, [CAIRN_MXFP4] = px_gemm_mxfp4, [CAIRN_IQ4_NL] = px_gemm_iq4_nl, [CAIRN_IQ4_XS] = px_gemm_iq4_xs,
+             [CAIRN_Q5_0] = px_gemm_q5_0},
     /* Below this, the direct products (no panel in memory: each unit unpacked into L1 and used by
      * every token at once) beat the panels: 2048 x 2048, 2 threads, from memory, GB/s, panels ->
      * direct: Q4_K 4 tokens 8.7 -> 19.3, 16: 5.3 -> 6.7, 48: 2.4 -> 2.8, 64: 2.0 -> 2.1; Q8_0 4:
@@ -355,6 +358,6 @@ const quant_panel_table quant_panels_avx512 = {
      * 4.1 -> 4.7. */
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
-                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1},
+                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
 };
 #endif

@@ -280,7 +280,7 @@ describe('native quantization kernels', { skip }, () => {
     test(`matmul on ${isa} handles many rows split across threads`, () => {
       const a = addon!;
       a.forceIsa(isa);
-      for (const type of [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.F16]) {
+      for (const type of [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.F16]) {
         const bs = formatCodec(type).blockSize;
         const rows = 4099;
         const cols = bs === 256 ? 256 : 64;
@@ -308,7 +308,7 @@ describe('native quantization kernels', { skip }, () => {
     // The tile products replace the VNNI steps of the panel and direct kernels for batches; a
     // machine with AMX must give the tokens a machine without it gives.
     const a = addon!;
-    for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.IQ4_NL, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS]) {
+    for (const type of [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.IQ4_NL, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS]) {
       const bs = formatCodec(type).blockSize;
       for (const [rows, cols] of [[37, bs === 256 ? 768 : 224], [300, bs === 256 ? 2048 : 1024]]) {
         const w = quantized(type, rows, cols, 11 + type + rows);
