@@ -17,7 +17,7 @@ typedef struct {
   __m256i_u lo[4], hi[4], abs_lo[4], abs_hi[4];
 } qx_iq4_xs_prepared2;
 
-/* Super-blocks per row the buffer holds (32 KiB: rows of up to 8192 elements; longer take the batch kernels). */
+/* Super-blocks per row the buffer holds (16 KiB: rows of up to 8192 elements; longer take the batch kernels). */
 #define QX_IQ4_XS_PREPARED2_MAX 32
 
 QX_INLINE void qx_iq4_xs_prepare2(int cols, const uint8_t *a, qx_iq4_xs_prepared2 *p) {
