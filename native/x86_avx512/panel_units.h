@@ -437,9 +437,16 @@ PX_INLINE void px_direct_store(const int T, const int mode, int rows, const __m5
  * 8 tokens Q4_K 8192 x 2048 1.47 vs 1.32, Q6_K 2048 x 8192 1.79 vs 2.21, Q8_0 2048 x 2048 0.28 vs
  * 0.35, Q4_0 1.12 vs 1.34, MXFP4 2880 x 2880 0.66 vs 0.83; 12 tokens Q4_K 1.95 vs 1.76, the others
  * 0.85-0.96x; 16 tokens AMX ahead for all (Q4_K 1.35x, Q4_0 1.24x, Q6_K 1.11x, Q8_0 1.09x). Q4_K
- * leads from 8 since its units are folded as they are unpacked.
+ * leads from 8 since its units are folded as they are unpacked; Q5_K and IQ4_XS from 12.
  */
-PX_INLINE int quant_amx_direct_min_t(int type) { return type == CAIRN_Q4_K ? 8 : 16; }
+PX_INLINE int quant_amx_direct_min_t(int type) {
+  if (type == CAIRN_Q4_K) return 8;
+  /* Folded as they are unpacked too, but with more to unpack: 8192 x 2048, 8 tokens, VNNI against
+     AMX 1.11 vs 1.22 and 0.95 vs 0.96 ms (Q5_K), 0.81 vs 0.86 (IQ4_XS); 12 tokens 1.14 vs 1.00
+     (Q5_K), 1.05-1.11 vs 0.92-0.97 (IQ4_XS). */
+  if (type == CAIRN_Q5_K || type == CAIRN_IQ4_XS) return 12;
+  return 16;
+}
 
 /* px_direct's products of quant_amx_direct_min_t(type) .. PX_DIRECT_MAX_T tokens of weights of `type`
    (a format with panels) on AMX tiles (quant_amx_avx512.c). */
