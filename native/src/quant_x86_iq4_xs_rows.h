@@ -45,7 +45,8 @@ QX_INLINE void qx_iq4_xs_prepare(int cols, const uint8_t *a, qx_iq4_xs_prepared 
 /* Super-block x's exact integer against its prepared activations, in 16 lanes. */
 QX_INLINE __m512i qx_iq4_xs_block(const block_iq4_xs *x, const qx_iq4_xs_prepared *p) {
   const __m512i low = _mm512_set1_epi8(0x0f);
-  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181, (char)197, (char)217, (char)241));
+  /* The code values + 128 (a flip of the top bit), unsigned for dpbusd. */
+  const __m512i table = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)quant_iq4_values)), _mm512_set1_epi8((char)0x80));
   uint32_t sl;
   uint16_t sh;
   memcpy(&sl, x->scales_l, 4);

@@ -128,8 +128,9 @@ PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
   _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_e8m0_halves(rows, off + offsetof(block_mxfp4, e)));
 }
 
-/* IQ4_NL's code values + 128 as u8 (1..241): its values reach -127, beyond Q4_0's and MXFP4's small offsets. */
-#define PX_IQ4_TABLE _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181, (char)197, (char)217, (char)241))
+/* IQ4_NL's code values + 128 as u8 (1..241; + 128 is a flip of the top bit): its values reach -127,
+   beyond Q4_0's and MXFP4's small offsets. */
+#define PX_IQ4_TABLE _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)quant_iq4_values)), _mm512_set1_epi8((char)0x80))
 
 /* IQ4_NL panel: as Q4_0's, the codes through PX_IQ4_TABLE; offset 128 via the activation sums. */
 PX_INLINE void px_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) {
@@ -199,8 +200,6 @@ PX_INLINE void px_k_head_of(const uint8_t *const *rows, int B, size_t block_byte
     }
   }
 }
-
-PX_INLINE void px_q4_K_head_of(const uint8_t *const *rows, int B, px_q4_K_head *o) { px_k_head_of(rows, B, sizeof(block_q4_K), o); }
 
 /* The mins of sub-blocks 2k and 2k + 1 as word pairs per row (px_run_k's layout). */
 PX_INLINE __m512i px_q4_K_min_pair(const px_q4_K_head *h, int k) { return _mm512_or_si512(h->m[2 * k], _mm512_slli_epi32(h->m[2 * k + 1], 16)); }

@@ -11,6 +11,7 @@
  * where the item's vec4 k starts (a multiple of 4).
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
+import { IQ4_VALUES } from '../reference/quant/layouts.js';
 
 /** A weight type the item products read: elements and bytes of the unit items are counted in, items per unit, WGSL. */
 export interface GpuItemFormat {
@@ -90,9 +91,10 @@ ${nibbleBlock('  let d = mx_half(b);', 1, (v) => `d * mx4(${v})`, (v) => `d * mx
  * IQ4_NL's code values: bytes value + 128 packed four to a word (a constant table indexed at run
  * time would sit in local memory), the word picked by the code's top bits, the byte by its low ones.
  */
+const IQ4_WORDS = [0, 1, 2, 3].map((k) => `0x${[0, 1, 2, 3].reduce((w, j) => w + (IQ4_VALUES[4 * k + j] + 128) * 2 ** (8 * j), 0).toString(16)}u`);
 const IQ4_NL = /* wgsl */ `
 fn iq4v(q: u32) -> f32 {
-  let w = select(select(0x3f2d1801u, 0x766a5d4fu, q >= 4u), select(0xa6998d81u, 0xf1d9c5b5u, q >= 12u), q >= 8u);
+  let w = select(select(${IQ4_WORDS[0]}, ${IQ4_WORDS[1]}, q >= 4u), select(${IQ4_WORDS[2]}, ${IQ4_WORDS[3]}, q >= 12u), q >= 8u);
   return f32((w >> ((q & 3u) * 8u)) & 0xffu) - 128.0;
 }
 fn iq4x4(v: u32) -> vec4f { return vec4f(iq4v(v & 15u), iq4v((v >> 8u) & 15u), iq4v((v >> 16u) & 15u), iq4v((v >> 24u) & 15u)); }

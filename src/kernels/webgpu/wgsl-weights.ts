@@ -6,6 +6,7 @@
  * Float types are "blocks" of one element, so any row length works.
  */
 import { GgmlType } from '../../gguf/ggml-types.js';
+import { IQ4_VALUES as IQ4_CODE_VALUES } from '../reference/quant/layouts.js';
 
 /** A weight type the GPU kernels read: elements per block, bytes per block, and its WGSL. */
 export interface GpuWeightFormat {
@@ -310,7 +311,7 @@ fn w4(b: u32, i: u32) -> vec4f {
 
 /** The values of IQ4_XS's and IQ4_NL's 4-bit codes (ggml's kvalues_iq4nl). */
 const IQ4_VALUES = /* wgsl */ `
-var<private> IQ4V: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+var<private> IQ4V: array<f32, 16> = array<f32, 16>(${IQ4_CODE_VALUES.map((v) => v.toFixed(1)).join(', ')});
 fn iq4x4(c: vec4u) -> vec4f { return vec4f(IQ4V[c.x], IQ4V[c.y], IQ4V[c.z], IQ4V[c.w]); }
 `;
 
