@@ -183,12 +183,17 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
   /* Head by head: each KV head's rows of the chunk are one stretch of the cache. */
   for (int64_t k = 0; k < it->nkv; k++) {
     const int64_t first_row = (it->kvh0 + k) * p->k_capacity;
+    if (q8) {
+      /* The chunk's rows in one call: the kernel prepares the queries once and keeps a tile of
+         rows in registers for all of them. */
+      tab->dot_rows_q8(j->kc + (first_row + start) * head_bytes, head_bytes, hi - start, qq + k * nv * head_bytes, nv, d, p->scale,
+                       scores + k * nv * SCORE_STRIDE + (start - lo), SCORE_STRIDE);
+      continue;
+    }
     for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
       const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK, at = first_row + i0;
       float *sk = scores + k * nv * SCORE_STRIDE + (i0 - lo);
-      if (q8) {
-        tab->dot_rows_q8(j->kc + at * head_bytes, head_bytes, rows, qq + k * nv * head_bytes, nv, d, p->scale, sk, SCORE_STRIDE);
-      } else if (half) {
+      if (half) {
         tab->dot_rows_f16((const uint16_t *)j->kc + at * d, d, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
       } else {
         tab->dot_rows_f32((const float *)j->kc + at * d, d, rows, qf + k * nv * d, nv, d, p->scale, sk, SCORE_STRIDE);
@@ -234,11 +239,15 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
     const int64_t first_row = (it->kvh0 + k) * p->v_capacity;
     const float *wk = scores + k * nv * SCORE_STRIDE - lo;
     float *acc = st.acc + k * nv * d;
+    if (q8) {
+      /* All of the chunk's rows in one call: the kernel folds the rows' block scales into the
+         weights ahead of the sums, a step per call. */
+      tab->wsum_rows_q8(j->vc + (first_row + start) * head_bytes, head_bytes, hi - start, wk + start, SCORE_STRIDE, nv, d, acc);
+      continue;
+    }
     for (int64_t i0 = start; i0 < hi; i0 += ROW_BLOCK) {
       const int64_t rows = hi - i0 < ROW_BLOCK ? hi - i0 : ROW_BLOCK, at = first_row + i0;
-      if (q8) {
-        tab->wsum_rows_q8(j->vc + at * head_bytes, head_bytes, rows, wk + i0, SCORE_STRIDE, nv, d, acc);
-      } else if (half) {
+      if (half) {
         tab->wsum_rows_f16((const uint16_t *)j->vc + at * d, d, rows, wk + i0, SCORE_STRIDE, nv, d, acc);
       } else {
         tab->wsum_rows_f32((const float *)j->vc + at * d, d, rows, wk + i0, SCORE_STRIDE, nv, d, acc);

@@ -49,7 +49,8 @@ typedef struct {
   /*
    * The same over a Q8_0 cache (`stride` in bytes; d a multiple of 32). Scores: queries given as
    * Q8_0 blocks (d/32 blocks of 34 bytes each, one query after another), per block the integer dot
-   * times both scales, summed in f32. Weighted sums: each V row dequantized, f32 accumulation.
+   * times both scales, summed in f32. Weighted sums: f32 accumulation of each row's quants
+   * times its block scale and weight (in either order of the two products).
    */
   void (*dot_rows_q8)(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d, float scale,
                       float *out, int64_t out_stride);
@@ -64,6 +65,7 @@ extern const cairn_ops_table cairn_ops_scalar;
 #if defined(__x86_64__)
 extern const cairn_ops_table cairn_ops_avx2;
 extern const cairn_ops_table cairn_ops_avx512;
+extern const cairn_ops_table cairn_ops_amx;
 #elif defined(__aarch64__)
 extern const cairn_ops_table cairn_ops_neon;
 #endif
