@@ -25,7 +25,7 @@
 const cairn_ops_table *cairn_ops_active(void) {
   switch (cairn_isa_active()) {
 #if defined(__x86_64__)
-    case CAIRN_ISA_AMX: return &cairn_ops_amx; /* AVX-512's but for the Q8_0 attention scores */
+    case CAIRN_ISA_AMX: /* AMX adds tile products only: the vector ops are AVX512's */
     case CAIRN_ISA_AVX512: return &cairn_ops_avx512;
     case CAIRN_ISA_AVX2: return &cairn_ops_avx2;
 #elif defined(__aarch64__)

@@ -65,7 +65,6 @@ extern const cairn_ops_table cairn_ops_scalar;
 #if defined(__x86_64__)
 extern const cairn_ops_table cairn_ops_avx2;
 extern const cairn_ops_table cairn_ops_avx512;
-extern const cairn_ops_table cairn_ops_amx;
 #elif defined(__aarch64__)
 extern const cairn_ops_table cairn_ops_neon;
 #endif

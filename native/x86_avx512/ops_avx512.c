@@ -3,7 +3,6 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "amx_tiles.h"
 #include "ops_portable.h"
 #include "transpose16.h"
 
@@ -461,151 +460,6 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
 }
 
 /*
- * Q8_0 scores on AMX tiles (the AMX level's table): a tile of 16 cache rows' block quants, as they
- * lie in the cache (16 rows x 32 bytes, `stride` apart), is the A operand, and four query vectors'
- * block quants, dword by dword side by side, the B operand; one TDPBSSD gives the 16 x 4 exact
- * integer dots that q8_scores_tile forms with 16 dpbusd and two transposes of the rows (half of a
- * decode token's attention time at depth went to those). The dots come back through memory and
- * are turned to rows-in-lanes by eight permutes; each score then takes q8_scores_tile's steps, so
- * every score is the AVX-512 path's bit for bit (a prompt of many vectors still takes that path).
- */
-/* Most query vectors a call takes to the tiles (more go to the VNNI path, which keeps up there). */
-#define AMX_SCORE_HEADS 16
-/* Row tiles whose tile steps go before their scaling (when a tile has at most two groups x blocks). */
-#define AMX_SCORE_RUN 4
-
-typedef struct __attribute__((aligned(64))) {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} amx_score_config;
-
-__thread int cairn_amx_tiles = AMX_TILES_NONE;
-
-/* Tiles 0 and 3: rows' quants of two blocks (16 x 32 bytes); 1 and 4: four queries' (8 x 16);
-   2 and 5: their dots (16 rows x 4 int32). */
-static void amx_score_configure(void) {
-  amx_score_config c;
-  memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int h = 0; h < 2; h++) {
-    c.rows[3 * h] = 16, c.colsb[3 * h] = 32;
-    c.rows[3 * h + 1] = 8, c.colsb[3 * h + 1] = 16;
-    c.rows[3 * h + 2] = 16, c.colsb[3 * h + 2] = 16;
-  }
-  /* As amx_configure (quant_amx_avx512.c): GCC 12 would drop the stores LDTILECFG reads. */
-  __asm__ volatile("" : : "m"(c) : "memory");
-  _tile_loadconfig(&c);
-  cairn_amx_tiles = AMX_TILES_SCORES;
-}
-
-/* dots[16 rows][4 heads] -> out[h] = the 16 rows' dots of head h. */
-static inline void amx_score_lanes(const int32_t *dots, __m512i out[4]) {
-  const __m512i z0 = _mm512_loadu_si512(dots), z1 = _mm512_loadu_si512(dots + 16);
-  const __m512i z2 = _mm512_loadu_si512(dots + 32), z3 = _mm512_loadu_si512(dots + 48);
-  /* Lane L: head L / 8 (+ 2), row L % 8 of the 8 rows in the two registers. */
-  const __m512i i01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
-  const __m512i i23 = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
-  const __m512i t0 = _mm512_permutex2var_epi32(z0, i01, z1), t1 = _mm512_permutex2var_epi32(z0, i23, z1);
-  const __m512i t2 = _mm512_permutex2var_epi32(z2, i01, z3), t3 = _mm512_permutex2var_epi32(z2, i23, z3);
-  out[0] = _mm512_shuffle_i64x2(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  out[1] = _mm512_shuffle_i64x2(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  out[2] = _mm512_shuffle_i64x2(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  out[3] = _mm512_shuffle_i64x2(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-}
-
-/* The tile steps of one tile of 16 rows: every group's and block's dots into dots. */
-static inline __attribute__((always_inline)) void amx_score_dots(const uint8_t *kr, int64_t stride, const int32_t (*bq)[Q8_TILE_BLOCKS][8][4],
-                                                                int64_t groups, int64_t nb, int32_t (*dots)[Q8_TILE_BLOCKS][64]) {
-  for (int64_t b = 0; b < nb; b += 2) {
-    const int two = b + 1 < nb;
-    _tile_loadd(0, kr + b * (int64_t)sizeof(block_q8_0) + 2, stride);
-    if (two) _tile_loadd(3, kr + (b + 1) * (int64_t)sizeof(block_q8_0) + 2, stride);
-    for (int64_t g = 0; g < groups; g++) {
-      _tile_loadd(1, bq[g][b], 16);
-      _tile_zero(2);
-      if (two) {
-        _tile_loadd(4, bq[g][b + 1], 16);
-        _tile_zero(5);
-      }
-      _tile_dpbssd(2, 0, 1);
-      if (two) _tile_dpbssd(5, 3, 4);
-      _tile_stored(2, dots[g][b], 16);
-      if (two) _tile_stored(5, dots[g][b + 1], 16);
-    }
-  }
-}
-
-/* q8_scores_tile's scaling of one tile of 16 rows from its tile dots. */
-static inline __attribute__((always_inline)) void amx_score_scale(const uint8_t *kr, int64_t stride, const int32_t (*dots)[Q8_TILE_BLOCKS][64],
-                                                                 const float *dq, int64_t nh, int64_t nb, float scale, float *out,
-                                                                 int64_t out_stride) {
-  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)stride));
-  __m512 dk[Q8_TILE_BLOCKS];
-  for (int64_t b = 0; b < nb; b++) {
-    /* Each row's f16 scale: the low half of the dword at its block's start. */
-    dk[b] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, (const void *)(kr + b * (int64_t)sizeof(block_q8_0)), 1)));
-  }
-  for (int64_t g = 0; g < (nh + 3) / 4; g++) {
-    const int64_t n = nh - 4 * g < 4 ? nh - 4 * g : 4;
-    __m512 sc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int64_t b = 0; b < nb; b++) {
-      __m512i lanes[4];
-      amx_score_lanes(dots[g][b], lanes);
-      for (int64_t h = 0; h < n; h++) {
-        const float dqh = dq[(4 * g + h) * nb + b];
-        sc[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[h]), _mm512_mul_ps(dk[b], _mm512_set1_ps(dqh)), sc[h]);
-      }
-    }
-    for (int64_t h = 0; h < n; h++) _mm512_storeu_ps(out + (4 * g + h) * out_stride, _mm512_mul_ps(sc[h], _mm512_set1_ps(scale)));
-  }
-}
-
-static void amx_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
-                            float scale, float *out, int64_t out_stride) {
-  const int64_t nb = d / QK, whole = rows / Q8_TILE_ROWS * Q8_TILE_ROWS;
-  if (nh > AMX_SCORE_HEADS || nb > Q8_TILE_BLOCKS || whole == 0) {
-    avx512_dot_rows_q8(k, stride, rows, q, nh, d, scale, out, out_stride);
-    return;
-  }
-  const block_q8_0 *qb = (const block_q8_0 *)q;
-  const int64_t groups = (nh + 3) / 4;
-  /* B operands: [group][block][dword i][head of 4], zeros past the last head. */
-  int32_t bq[AMX_SCORE_HEADS / 4][Q8_TILE_BLOCKS][8][4] __attribute__((aligned(64)));
-  float dq[AMX_SCORE_HEADS * Q8_TILE_BLOCKS];
-  memset(bq, 0, sizeof bq);
-  for (int64_t h = 0; h < nh; h++) {
-    for (int64_t b = 0; b < nb; b++) {
-      dq[h * nb + b] = q8_scale(qb + h * nb + b);
-      for (int i = 0; i < 8; i++) memcpy(&bq[h / 4][b][i][h % 4], qb[h * nb + b].qs + 4 * i, 4);
-    }
-  }
-  /* Loaded once per thread and kept (amx_tiles.h): a thread's tile state is saved on a context
-     switch either way while it runs attention. */
-  if (cairn_amx_tiles != AMX_TILES_SCORES) amx_score_configure();
-  /* Tile steps for a run of row tiles first, then their scaling: a tile's sums reach the vector
-     units only through memory, after the tile product's latency, which the next tiles' steps fill. */
-  int32_t dots[AMX_SCORE_RUN][AMX_SCORE_HEADS / 4][Q8_TILE_BLOCKS][64] __attribute__((aligned(64)));
-  const int64_t per_run = groups * nb <= 2 ? AMX_SCORE_RUN : 1;
-  for (int64_t r0 = 0; r0 < whole; r0 += per_run * Q8_TILE_ROWS) {
-    const int64_t n = (whole - r0) / Q8_TILE_ROWS < per_run ? (whole - r0) / Q8_TILE_ROWS : per_run;
-    for (int64_t t = 0; t < n; t++) {
-      const int64_t r = r0 + t * Q8_TILE_ROWS;
-      for (int j = 0; j < Q8_TILE_ROWS; j++) prefetch_row(k + (r + ROWS_AHEAD + j) * stride, nb * (int64_t)sizeof(block_q8_0));
-      amx_score_dots(k + r * stride, stride, bq, groups, nb, dots[t]);
-    }
-    for (int64_t t = 0; t < n; t++) {
-      const int64_t r = r0 + t * Q8_TILE_ROWS;
-      amx_score_scale(k + r * stride, stride, dots[t], dq, nh, nb, scale, out + r, out_stride);
-    }
-  }
-  for (int64_t r = whole; r < rows; r++) {
-    prefetch_row(k + (r + ROWS_AHEAD) * stride, nb * (int64_t)sizeof(block_q8_0));
-    q8_scores_row((const block_q8_0 *)(k + r * stride), qb, nh, nb, scale, out + r, out_stride);
-  }
-}
-
-/*
  * Q8_0 weighted sums for up to four heads: 64 output columns per head in registers while the rows
  * stream past (d is a multiple of 32, so the lanes of a 64-column piece are whole blocks: all of
  * it, or its first half). Each row's block scale goes into the heads' weights first, 16 rows at a
@@ -674,14 +528,4 @@ const cairn_ops_table cairn_ops_avx512 = {
     avx512_to_f16,        avx512_round_f16,     avx512_dot_rows_f16,  avx512_dot_rows_f32,
     avx512_wsum_rows_f16, avx512_wsum_rows_f32, avx512_dot_rows_q8,   avx512_wsum_rows_q8,
 };
-
-
-/* The AMX level: AVX-512 but for the Q8_0 scores of a few query vectors. */
-const cairn_ops_table cairn_ops_amx = {
-    avx512_sum_squares,   avx512_scale_mul,     avx512_scale,         avx512_max,
-    avx512_exp_sum,       avx512_swiglu,        avx512_geglu,         avx512_add,
-    avx512_to_f16,        avx512_round_f16,     avx512_dot_rows_f16,  avx512_dot_rows_f32,
-    avx512_wsum_rows_f16, avx512_wsum_rows_f32, amx_dot_rows_q8,      avx512_wsum_rows_q8,
-};
-
 #endif

@@ -23,7 +23,6 @@
 #if defined(__x86_64__)
 #include <stdlib.h>
 
-#include "amx_tiles.h"
 #include "panel_units.h"
 
 /* Tokens per tile (a tile's 16 rows), and per pass: two tiles share each weight tile. */
@@ -70,7 +69,6 @@ static void amx_configure(int M0, int M1, const int mode) {
      (the tiles then stay unconfigured and the first tile load faults): the empty asm reads them. */
   __asm__ volatile("" : : "m"(c) : "memory");
   _tile_loadconfig(&c);
-  cairn_amx_tiles = AMX_TILES_PRODUCTS;
 }
 
 /* Token t's activation scale of block (or super-block) b. */
@@ -362,7 +360,6 @@ AMX_INLINE void amx_gemm(px_unit_fn unit, const int unit_blocks, const int mode,
     }
   }
   _tile_release();
-  cairn_amx_tiles = AMX_TILES_NONE;
 }
 
 #define AMX_GEMM(NAME, UNIT, UNIT_BLOCKS, MODE)                                                                          \
@@ -426,7 +423,6 @@ AMX_INLINE void amx_direct(const int unit_blocks, const int mode, px_unit_fn uni
     }
   }
   _tile_release();
-  cairn_amx_tiles = AMX_TILES_NONE;
 }
 
 /* The direct products of one format on tiles, with the units the tiles take. */

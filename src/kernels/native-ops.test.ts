@@ -257,39 +257,6 @@ for (const isa of cpuInfo().availableIsas) {
   });
 }
 
-describe('attention with a Q8_0 cache on AMX tiles', () => {
-  const hasAmx = cpuInfo().availableIsas.includes('amx');
-  after(() => forceIsa(null));
-
-  it('gives the AVX-512 results bit for bit', { skip: hasAmx ? false : 'this CPU (or OS) has no AMX tiles' }, () => {
-    // The tiles take the scores of up to 16 query vectors per call (a decode token, small tiles of
-    // a prompt); a machine with AMX must give the tokens a machine without it gives.
-    const rand = seededRandom(19);
-    for (const headDim of [32, 64, 96, 128, 256]) {
-      for (const ratio of [1, 3, 4, 6, 8, 16]) {
-        for (const [nTokens, pos0, window] of [[1, 40, 0], [1, 3 * ATTENTION_CHUNK + 21, 0], [1, 2 * ATTENTION_CHUNK + 9, 100], [3, ATTENTION_CHUNK + 50, 0]] as const) {
-          const nKvHead = 2, nHead = nKvHead * ratio, row = nKvHead * headDim, ctx = pos0 + nTokens;
-          const size = kvElementBytes(8);
-          const kCache = new Uint8Array(ctx * row * size);
-          const vCache = new Uint8Array(ctx * row * size);
-          refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, 8, row, 0, ctx, nKvHead);
-          const q = randomF32(nTokens * nHead * headDim, rand, 3);
-          const p: AttentionParams = { nTokens, nHead, nKvHead, headDim, pos0, scale: 1 / Math.sqrt(headDim), kvType: 8, window };
-          const out: Float32Array[] = [];
-          for (const isa of ['avx512', 'amx']) {
-            forceIsa(isa);
-            const y = new Float32Array(q.length).fill(NaN);
-            native.attention(q, kCache, vCache, p, y);
-            out.push(y);
-          }
-          forceIsa(null);
-          assert.deepEqual(out[1], out[0], `d${headDim} gqa${ratio} t${nTokens} p${pos0} window ${window}: amx vs avx512`);
-        }
-      }
-    }
-  });
-});
-
 describe('native float kernels reject bad arguments', () => {
   const x = new Float32Array(8);
   it('names short arrays and bad shapes', () => {
