@@ -1,7 +1,6 @@
 /* Float-kernel primitives with AVX-512: 16 lanes, tails handled by masked loads and stores. */
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include <string.h>
 
 #include "ops_portable.h"
 #include "transpose16.h"
