@@ -347,6 +347,17 @@ static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, c
 /* A Q8_0 block scale (f16) as f32, by the hardware conversion (exact, as quant_half_to_f32). */
 static inline float q8_scale(const block_q8_0 *b) { return _cvtsh_ss(b->d); }
 
+/* Byte offsets of 16 cache rows `stride` apart, for q8_block_scales. */
+static inline __m512i q8_row_offsets(int64_t stride) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)stride));
+}
+
+/* The f16 scales of the blocks starting at p + at[r] (rows in m; 0 elsewhere) as f32: each the low
+   half of the dword at its block's start. */
+static inline __m512 q8_block_scales(__mmask16 m, __m512i at, const uint8_t *p) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, at, (const void *)p, 1)));
+}
+
 /*
  * Q8_0 scores, 16 cache rows at a time with the rows in the vector lanes: each 16-byte piece of the
  * 16 rows is transposed (px_transpose16), so that a vector holds one dword (4 quants) of every row,
@@ -383,7 +394,7 @@ static inline __attribute__((always_inline)) void q8_scores_tile(const uint8_t *
   __m512i kt[Q8_TILE_BLOCKS][8], start[Q8_TILE_BLOCKS];
   __m512 dk[Q8_TILE_BLOCKS];
   const __m512i ones = _mm512_set1_epi8(1);
-  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)stride));
+  const __m512i at = q8_row_offsets(stride);
   for (int64_t b = 0; b < nb; b++) {
     const size_t off = (size_t)b * sizeof(block_q8_0);
     px_transpose16(rp, off + 2, kt[b]);
@@ -391,8 +402,7 @@ static inline __attribute__((always_inline)) void q8_scores_tile(const uint8_t *
     __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
     for (int i = 0; i < 8; i += 2) s0 = _mm512_dpbusd_epi32(s0, ones, kt[b][i]), s1 = _mm512_dpbusd_epi32(s1, ones, kt[b][i + 1]);
     start[b] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_add_epi32(s0, s1), 7));
-    /* Each row's f16 scale: the low half of the dword at its block's start. */
-    dk[b] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, (const void *)(k + off), 1)));
+    dk[b] = q8_block_scales(0xffff, at, k + off);
   }
   for (int64_t g = 0; g < nh; g++) {
     __m512 sc = _mm512_setzero_ps();
@@ -478,16 +488,14 @@ static inline __attribute__((always_inline)) void wsum_piece_q8(const uint8_t *v
   for (int g = 0; g < ng; g++)
     for (int j = 0; j < parts; j++) acc[g][j] = _mm512_loadu_ps(out + g * d + b0 * QK + 16 * j);
   float wd[4][2][WSUM_Q8_ROWS] __attribute__((aligned(64)));
-  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)stride));
+  const __m512i at = q8_row_offsets(stride);
   for (int64_t s0 = 0; s0 < rows; s0 += WSUM_Q8_ROWS) {
     const int64_t n = rows - s0 < WSUM_Q8_ROWS ? rows - s0 : WSUM_Q8_ROWS;
     const uint8_t *vs = v + s0 * stride;
     for (int64_t r0 = 0; r0 < n; r0 += 16) {
       const __mmask16 m = lanes_left(n - r0);
       for (int b = 0; b < nbp; b++) {
-        /* Each row's f16 block scale: the low half of the dword at its block's start. */
-        const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, at, vs + r0 * stride + (b0 + b) * (int64_t)sizeof(block_q8_0), 1);
-        const __m512 dv = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
+        const __m512 dv = q8_block_scales(m, at, vs + r0 * stride + (b0 + b) * (int64_t)sizeof(block_q8_0));
         for (int g = 0; g < ng; g++) _mm512_store_ps(&wd[g][b][r0], _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + g * w_stride + s0 + r0), dv));
       }
     }
