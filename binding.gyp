@@ -48,11 +48,11 @@
           "type": "static_library",
           "sources": ["<!@(node native/list-sources.cjs x86_avx512)"],
           "cflags": ["-mavx2", "-mfma", "-mf16c", "-mbmi2", "-mavx512f", "-mavx512bw", "-mavx512vl",
-                     "-mavx512dq", "-mavx512cd", "-mavx512vnni", "-mavx512bf16", "-mamx-tile", "-mamx-int8"],
+                     "-mavx512dq", "-mavx512cd", "-mavx512vnni", "-mavx512bf16", "-mamx-tile", "-mamx-int8", "-mamx-bf16"],
           "xcode_settings": {
             "OTHER_CFLAGS": ["-O3", "-fno-math-errno", "-ffp-contract=off", "-mavx2", "-mfma", "-mf16c", "-mbmi2",
                              "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512cd",
-                             "-mavx512vnni", "-mavx512bf16", "-mamx-tile", "-mamx-int8"]
+                             "-mavx512vnni", "-mavx512bf16", "-mamx-tile", "-mamx-int8", "-mamx-bf16"]
           }
         }
       ]

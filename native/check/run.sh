@@ -38,7 +38,7 @@ done
 for d in $isa_dirs; do
   case "$d" in
     x86_avx2) flags="-mavx2 -mfma -mf16c -mbmi2" ;;
-    x86_avx512) flags="-mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd -mavx512vnni -mavx512bf16 -mamx-tile -mamx-int8" ;;
+    x86_avx512) flags="-mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd -mavx512vnni -mavx512bf16 -mamx-tile -mamx-int8 -mamx-bf16" ;;
     arm_neon) flags="$isa_flags" ;;
   esac
   for f in "$root/native/$d"/*.c; do

@@ -78,7 +78,7 @@ static void detect(cpu_report *r) {
   const int f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, cd = (b7 >> 28) & 1;
   const int bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
   const int vnni = (c7 >> 11) & 1, bf16 = (a71 >> 5) & 1;
-  const int amx_tile = (d7 >> 24) & 1, amx_int8 = (d7 >> 25) & 1;
+  const int amx_tile = (d7 >> 24) & 1, amx_int8 = (d7 >> 25) & 1, amx_bf16 = (d7 >> 22) & 1;
   /* XTILECFG and XTILEDATA state enabled by the OS. */
   const int os_amx = (xcr0 & 0x60000) == 0x60000;
 
@@ -100,9 +100,11 @@ static void detect(cpu_report *r) {
   if (ok_avx && avx2 && fma && f16c && bmi2) r->best = CAIRN_ISA_AVX2;
   /* AVX-512 without VNNI/BF16 (Skylake-X) gains little over AVX2 for our kernels. */
   if (r->best == CAIRN_ISA_AVX2 && ok_512 && f && bw && vl && dq && cd && vnni && bf16) r->best = CAIRN_ISA_AVX512;
-  const int ok_amx = r->best == CAIRN_ISA_AVX512 && os_amx && amx_tile && amx_int8 && os_grants_amx();
+  /* Every AMX CPU so far has both tile types; the level takes F16 weights on the bf16 ones. */
+  const int ok_amx = r->best == CAIRN_ISA_AVX512 && os_amx && amx_tile && amx_int8 && amx_bf16 && os_grants_amx();
   add_feature(r, ok_amx, "amx-tile");
   add_feature(r, ok_amx, "amx-int8");
+  add_feature(r, ok_amx, "amx-bf16");
   if (ok_amx) r->best = CAIRN_ISA_AMX;
 }
 #elif defined(__aarch64__)

@@ -50,9 +50,11 @@ typedef struct {
 
 static size_t pad64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Bytes of a row slot: f32 values for the float forms; else the largest 8-bit form (Q8_0/1/K). */
+/* Bytes of a row slot: for the float forms, f32 values or the AMX level's F16 parts (8 bytes a
+   column, in steps of 16: f16_amx_avx512.c), whichever level is active; else the largest 8-bit
+   form (Q8_0/1/K). */
 static size_t row_capacity(int float_rows, int cols) {
-  if (float_rows) return pad64((size_t)cols * 4);
+  if (float_rows) return pad64(((size_t)cols + 15) / 16 * 16 * 8);
   size_t cap = quant_act_layout_for(CAIRN_Q8_0, cols).row_bytes;
   const size_t q81 = quant_act_layout_for(CAIRN_Q4_1, cols).row_bytes, q8k = quant_act_layout_for(CAIRN_Q4_K, cols).row_bytes;
   if (q81 > cap) cap = q81;
@@ -161,8 +163,9 @@ int cairn_expert_prepare(void *buf, size_t bytes, int wtype, const float *x, int
   if (!h || wtype < 0 || wtype >= QUANT_MAX_TYPE) return -1;
   const int vt = quant_vec_dot_type(wtype);
   if (vt < 0 || h->cols % quant_block_size(wtype) != 0 || n_tokens < 0 || n_tokens > h->max_tokens) return -1;
-  const quant_act_layout al = quant_act_layout_for(wtype, h->cols);
-  if (al.row_bytes > h->row_cap) return -1;
+  size_t row_bytes = 0;
+  const quant_convert_fn convert = quant_active_convert(wtype, h->cols, &row_bytes);
+  if (row_bytes > h->row_cap) return -1;
   uint8_t *base = (uint8_t *)h;
   int32_t *off = (int32_t *)(base + l.offsets), *cur = (int32_t *)(base + l.cursor);
   int32_t *order = (int32_t *)(base + l.order), *where = (int32_t *)(base + l.where);
@@ -178,10 +181,9 @@ int cairn_expert_prepare(void *buf, size_t bytes, int wtype, const float *x, int
     where[p] = pos;
   }
   quant_lock();
-  const quant_kernel_table *k = quant_active_kernels();
-  prep_ctx pc = {.convert = vt == CAIRN_F32 ? NULL : k->convert[vt] ? k->convert[vt] : quant_kernels_scalar.convert[vt],
+  prep_ctx pc = {.convert = convert,
                  .x = x, .cols = h->cols, .n_rows = per_slot ? pairs : n_tokens, .n_used = h->n_used,
-                 .per_slot = per_slot, .where = where, .rows = base + l.rows, .stride = al.row_bytes};
+                 .per_slot = per_slot, .where = where, .rows = base + l.rows, .stride = row_bytes};
   if ((int64_t)pc.n_rows * h->cols >= MIN_PARALLEL_CONVERT && pc.n_rows > 1) cairn_pool_run_n(prep_job, &pc, pc.n_rows);
   else prep_job(&pc, 0, 1);
   /* The rows were rewritten in place: kernels must not reuse what they derived from the old ones. */
@@ -189,7 +191,7 @@ int cairn_expert_prepare(void *buf, size_t bytes, int wtype, const float *x, int
   h->n_tokens = n_tokens;
   h->vec_type = vt;
   h->per_slot = per_slot ? 1 : 0;
-  h->stride = al.row_bytes;
+  h->stride = row_bytes;
   quant_unlock();
   return 0;
 }
@@ -377,7 +379,9 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   if (!h || wtype < 0 || wtype >= QUANT_MAX_TYPE || rows < 0) return -1;
   const int vt = quant_vec_dot_type(wtype);
   if (vt < 0 || h->vec_type != vt || h->cols % quant_block_size(wtype) != 0) return -1;
-  if (quant_act_layout_for(wtype, h->cols).row_bytes != h->stride) return -1;
+  size_t row_bytes = 0;
+  (void)quant_active_convert(wtype, h->cols, &row_bytes);
+  if (row_bytes != h->stride) return -1;
   const uint8_t *base = (const uint8_t *)h;
   const int32_t *off = (const int32_t *)(base + l.offsets), *order = (const int32_t *)(base + l.order);
   const int n_experts = h->n_experts, pairs = h->n_tokens * h->n_used;
@@ -420,7 +424,9 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
     c.aux_stride = quant_panel_aux_count(h->cols);
     c.panel_bytes = pad64(quant_panel_bytes(panels, wtype, h->cols, c.chunk_rows));
   }
-  const int use_ranges = threads > 1 && macs >= MIN_PARALLEL_MACS && max_tokens <= RANGE_MAX_TOKENS && !c.panel_gemm &&
+  /* Panel paths with their own activation layout serve a few tokens too, without a panel buffer. */
+  const int few_ok = !c.panel_gemm || panels->convert[wtype];
+  const int use_ranges = threads > 1 && macs >= MIN_PARALLEL_MACS && max_tokens <= RANGE_MAX_TOKENS && few_ok &&
                          (int64_t)n_active * rows <= INT32_MAX;
   const int shares = use_ranges ? (threads < RANGE_MAX_THREADS ? threads : RANGE_MAX_THREADS)
                      : macs < MIN_PARALLEL_MACS ? 1

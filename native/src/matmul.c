@@ -51,6 +51,19 @@ const quant_panel_table *quant_active_panels(void) {
   return NULL;
 }
 
+quant_convert_fn quant_active_convert(int wtype, int cols, size_t *row_bytes) {
+  const quant_panel_table *panels = quant_active_panels();
+  if (panels && panels->convert[wtype] && panels->row_bytes[wtype]) {
+    *row_bytes = panels->row_bytes[wtype](cols);
+    return panels->convert[wtype];
+  }
+  const quant_act_layout layout = quant_act_layout_for(wtype, cols);
+  const quant_kernel_table *k = quant_active_kernels();
+  *row_bytes = layout.row_bytes;
+  /* An ISA table may leave a slot empty; the portable kernel fills it (same activation layout). */
+  return k->convert[layout.type] ? k->convert[layout.type] : quant_kernels_scalar.convert[layout.type];
+}
+
 /* One matmul at a time owns the scratch (calls may come from several JS threads). */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -194,7 +207,11 @@ static void vec_job(void *p, int ith, int nth) {
   for (int k = 0; k < nth; k++) {
     const int r = (ith + k) % nth;
     while (vec_take(&c->range[r], c->piece, k > 0, &start, &count)) {
-      d->gemm(d->cols, d->w + (size_t)start * d->w_stride, d->w_stride, count, d->a, d->a_stride, d->n, d->y + start, (size_t)d->rows);
+      const uint8_t *w = d->w + (size_t)start * d->w_stride;
+      /* A panel path that serves a few tokens too (its own activation layout) takes them here. */
+      if (d->panel_gemm)
+        d->panel_gemm(d->cols, w, d->w_stride, count, d->a, d->a_stride, d->aux, d->aux_stride, d->n, d->y + start, (size_t)d->rows, NULL);
+      else d->gemm(d->cols, w, d->w_stride, count, d->a, d->a_stride, d->n, d->y + start, (size_t)d->rows);
     }
   }
 }
@@ -205,18 +222,16 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   if (rows < 0 || n < 0 || cols <= 0 || cols % bs != 0) return -1;
   if (rows == 0 || n == 0) return 0;
   const quant_kernel_table *k = quant_active_kernels();
-  const quant_act_layout layout = quant_act_layout_for(wtype, cols);
   int rc = 0;
   pthread_mutex_lock(&g_lock);
   const int threads = cairn_pool_threads();
   const uint8_t *act = (const uint8_t *)x;
-  size_t a_stride = (size_t)cols * 4;
-  /* An ISA table may leave a slot empty; the portable kernel fills it (same activation layout). */
-  const quant_convert_fn convert = k->convert[layout.type] ? k->convert[layout.type] : quant_kernels_scalar.convert[layout.type];
+  size_t a_stride = (size_t)cols * 4, row_bytes = 0;
+  const quant_convert_fn convert = quant_active_convert(wtype, cols, &row_bytes);
   const quant_panel_table *panels = quant_active_panels();
   const int use_panels = panels && panels->gemm[wtype] && n >= panels->min_tokens[wtype] && convert;
   /* The panel path's prep values go after the converted rows in the same scratch. */
-  const size_t act_bytes = (layout.row_bytes * (size_t)n + 63) & ~(size_t)63;
+  const size_t act_bytes = (row_bytes * (size_t)n + 63) & ~(size_t)63;
   const size_t aux_stride = quant_panel_aux_count(cols);
   if (convert) {
     uint8_t *buf = scratch(act_bytes + (use_panels ? aux_stride * 4 * (size_t)n : 0));
@@ -224,18 +239,29 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
       rc = -1;
       goto out;
     }
-    convert_ctx cc = {convert, x, cols, n, buf, layout.row_bytes};
+    convert_ctx cc = {convert, x, cols, n, buf, row_bytes};
     if ((int64_t)n * cols >= MIN_PARALLEL_CONVERT && n > 1) cairn_pool_run_n(convert_job, &cc, n);
     else convert_job(&cc, 0, 1);
     act = buf;
     quant_activation_generation++;
-    a_stride = layout.row_bytes;
+    a_stride = row_bytes;
   }
   const size_t w_stride = quant_row_bytes(wtype, cols);
   dot_ctx dc = {.gemm = k->gemm[wtype] ? k->gemm[wtype] : quant_kernels_scalar.gemm[wtype],
                 .cols = cols, .rows = rows, .n = n, .w = (const uint8_t *)w, .w_stride = w_stride,
                 .a = act, .a_stride = a_stride, .y = y};
-  if (!use_panels && n <= VEC_MAX_TOKENS && threads > 1 && (double)rows * cols >= MIN_PARALLEL_MACS && rows >= 16 * threads) {
+  /* Prep values of the panel path, for every token of the call. */
+  prep_ctx pc = {use_panels ? panels->prep[wtype] : NULL, act, a_stride, cols, n, (int32_t *)(g_scratch + act_bytes), aux_stride};
+  if (pc.prep) cairn_pool_run_n(prep_job, &pc, n);
+  if (use_panels) {
+    dc.panel_gemm = panels->gemm[wtype];
+    dc.aux = pc.aux;
+    dc.aux_stride = aux_stride;
+  }
+  /* A few tokens read contiguous ranges; panel paths take them only where they serve a few tokens
+     without a panel buffer (those with their own activation layout). */
+  const int vec_ok = !use_panels || panels->convert[wtype];
+  if (vec_ok && n <= VEC_MAX_TOKENS && threads > 1 && (double)rows * cols >= MIN_PARALLEL_MACS && rows >= 16 * threads) {
     static vec_ctx vc; /* ranges for up to 256 threads: kept off the stack (calls are serialized) */
     vc.dc = &dc;
     const int nth = threads < VEC_MAX_THREADS ? threads : VEC_MAX_THREADS;
@@ -250,11 +276,6 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
     goto out;
   }
   if (use_panels) {
-    prep_ctx pc = {panels->prep[wtype], act, a_stride, cols, n, (int32_t *)(g_scratch + act_bytes), aux_stride};
-    if (pc.prep) cairn_pool_run_n(prep_job, &pc, n);
-    dc.panel_gemm = panels->gemm[wtype];
-    dc.aux = pc.aux;
-    dc.aux_stride = aux_stride;
     const size_t row_panel_bytes = quant_panel_bytes(panels, wtype, cols, QUANT_PANEL_ROWS) / QUANT_PANEL_ROWS;
     dc.chunk_rows = clampi((int64_t)(PANEL_CHUNK_BYTES / row_panel_bytes), QUANT_PANEL_ROWS, 1 << 20);
     /* At least two chunks per thread when the matrix allows, whole panels always. */

@@ -81,6 +81,15 @@ typedef struct {
   /* Panel bytes per 32 elements of 16 rows where a type's layout needs more than
      QUANT_PANEL_BLOCK_BYTES (0: that). */
   int block_bytes[QUANT_MAX_TYPE];
+  /* Where a type's panel products take activations in a layout of their own: its converter and
+     the bytes of a converted row (NULL: the kernel table's converter, quant_act_layout_for's
+     bytes). Such a type's panel path serves every token count (min_tokens 1), so its activations
+     never take the other layout. */
+  quant_convert_fn convert[QUANT_MAX_TYPE];
+  size_t (*row_bytes[QUANT_MAX_TYPE])(int cols);
+  /* Bytes of the panels of `rows` rows where a type's are not laid out in 32-element blocks
+     (NULL: block_bytes'). */
+  size_t (*panel_bytes[QUANT_MAX_TYPE])(int cols, int rows);
 } quant_panel_table;
 
 /* Panel rows, and bytes per 32 elements of a panel of 16 rows in the common layout. */
@@ -88,6 +97,7 @@ typedef struct {
 #define QUANT_PANEL_BLOCK_BYTES (8 * 64 + 2 * 64)
 /* Bytes of the panels of `rows` rows of `cols` of a type, in the layout of `table`. */
 static inline size_t quant_panel_bytes(const quant_panel_table *table, int type, int cols, int rows) {
+  if (table->panel_bytes[type]) return table->panel_bytes[type](cols, rows);
   const size_t block = table->block_bytes[type] ? (size_t)table->block_bytes[type] : QUANT_PANEL_BLOCK_BYTES;
   return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * (size_t)(cols / QK) * block;
 }
@@ -101,6 +111,23 @@ extern const quant_panel_table quant_panels_amx;
 #endif
 /* The panel kernels of the active ISA, or NULL where it has none. */
 const quant_panel_table *quant_active_panels(void);
+
+/*
+ * The converter of wtype's activations on the active level (NULL: F32 rows are used as they
+ * are) and the bytes of a converted row in *row_bytes: the panel path's own layout where it has
+ * one, else the kernel table's (quant_act_layout_for).
+ */
+quant_convert_fn quant_active_convert(int wtype, int cols, size_t *row_bytes);
+
+#if defined(__x86_64__)
+/* F16 weights on AMX-BF16 tiles (native/x86_avx512/f16_amx_avx512.c): the AMX level's products
+   of every token count, with the activations in a layout of their own. */
+void quant_amx_convert_f16(const float *x, uint8_t *dst, int cols);
+size_t quant_amx_f16_row_bytes(int cols);
+size_t quant_amx_f16_panel_bytes(int cols, int rows);
+void quant_amx_gemm_f16(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
+                        size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels);
+#endif
 
 /* Scalar converters, shared by the ISA tables that have no faster one. */
 void quant_convert_f16_scalar(const float *x, uint8_t *dst, int cols);

@@ -446,11 +446,17 @@ const quant_panel_table quant_panels_amx = {
     .prep = {[CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K},
     .gemm = {[CAIRN_Q4_0] = amx_gemm_q4_0, [CAIRN_Q8_0] = amx_gemm_q8_0, [CAIRN_Q4_K] = amx_gemm_q4_K, [CAIRN_Q5_K] = amx_gemm_q5_K, [CAIRN_Q6_K] = amx_gemm_q6_K,
              [CAIRN_MXFP4] = amx_gemm_mxfp4, [CAIRN_IQ4_NL] = amx_gemm_iq4_nl, [CAIRN_IQ4_XS] = amx_gemm_iq4_xs,
-             [CAIRN_Q5_0] = amx_gemm_q5_0},
+             [CAIRN_Q5_0] = amx_gemm_q5_0, [CAIRN_F16] = quant_amx_gemm_f16},
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
-                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
+                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1,
+                   /* F16: every token count, one included (f16_amx_avx512.c: a token's sums must
+                      not depend on its batch, and the tiles' sums are the tiles' own). */
+                   [CAIRN_F16] = 1},
     .block_bytes = {[CAIRN_Q4_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q5_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q6_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_IQ4_XS] = AMX_K_UNIT_BYTES / 8},
+    .convert = {[CAIRN_F16] = quant_amx_convert_f16},
+    .row_bytes = {[CAIRN_F16] = quant_amx_f16_row_bytes},
+    .panel_bytes = {[CAIRN_F16] = quant_amx_f16_panel_bytes},
 };
 #endif

@@ -180,6 +180,8 @@ describe('native quantization kernels', { skip }, () => {
           [16, unit, 16],
           [37, unit * 6, 26],
           [20, unit * 2, 52],
+          // Float rows of any length: columns past a vector's or a tile step's end (AMX F16: 16 a step).
+          ...(bs === 1 ? ([[19, 17, 3], [21, 50, 30], [3, 7, 1]] as Array<[number, number, number]>) : []),
         ];
         for (const [rows, cols, n] of shapes) {
           const w = quantized(type, rows, cols, rows * 31 + cols + type);
@@ -263,6 +265,8 @@ describe('native quantization kernels', { skip }, () => {
           ...[2, 4, 5, 9, 24, 31, 48, 70].map((m) => [bs === 256 ? 2048 : 1024, 300, m]),
           // K formats: one token takes a row's super-blocks four at a time, batches take panels: rows of 5 and 11.
           ...(bs === 256 ? [[1280, 300, 9], [2816, 300, 70]] : []),
+          // Float rows of any length: the row path (up to 24 tokens) and the batch path of AMX F16.
+          ...(bs === 1 ? [[50, 40, 30], [17, 300, 26], [2050, 70, 24]] : []),
         ]) {
           const w = quantized(type, rows, cols, 5 + type);
           const x = activations(n * cols, 6 + cols);

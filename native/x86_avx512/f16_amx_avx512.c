@@ -1,0 +1,404 @@
+/*
+ * F16 weights on the AMX-BF16 tiles: the AMX level's products of F16 weights for every token
+ * count, one token included. With two cores an F16 prompt was bound by f32 multiply-adds of
+ * converted halves (about 120 tok/s for llama-1b at best); these CPUs' tiles multiply bf16 pairs.
+ *
+ * The split: an f16 value w has 11 significant bits, so it is exactly hi + lo, hi its top 8 bits
+ * and lo the rest (at most 3 bits), both bf16. A weight is stored in a tile as the pair (lo, hi)
+ * and an activation part x as the pair (x, x), so one pair of the tile's dot is lo*x + hi*x =
+ * w*x exactly (11 x 8 bits fit f32). The activations are rounded to f16 first, as ggml converts
+ * them for F16 weights and as the vector path does, and split the same way into xh (top 8 bits)
+ * and xl (the rest), each its own sum: y = sum(w*xh) + sum(w*xl), every product exact.
+ *
+ * The tile unit's own sums are not IEEE sequential sums (measured: neither order of a pair's two
+ * products nor one rounding of a step's 32 reproduces them), so no vector path can give its
+ * results; a token's numbers must not depend on its batch (speculative checks, continuous batching
+ * and resumed prompts rely on it), so every token count goes through the tiles, with each sum's
+ * element formed by the same sequence of tile steps:
+ *  - a few tokens (decode): 16 weight rows' pairs are an A tile as they lie (row by row, 16
+ *    columns of pairs), the tokens' parts a B tile (per column, xh then xl of each token), so
+ *    neither needs a transpose; sums C[row][2t] and C[row][2t + 1];
+ *  - batches: the weights' pairs transposed once per call into B tiles (16 column pairs x 16
+ *    rows), the tokens' xh and xl rows A tiles as the converter lays them out; sums Ch[t][row] and
+ *    Cl[t][row].
+ * The tile unit forms an element the same way whichever operand a value comes from (measured bit
+ * for bit on random operands in both orientations), and both paths add the xl sum to the xh sum
+ * last, so a token gets the same outputs alone and in any batch (tested).
+ *
+ * The converted activation row (quant_amx_f16_row_bytes): pad16(cols) dwords (xh, xh), then as
+ * many (xl, xl), zero past cols; weight columns past cols read as zero.
+ *
+ * Only the AMX level calls into this file (dispatch.c grants it where AMX-BF16 is there too).
+ */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant_formats.h"
+#include "quant_kernels.h"
+
+/* Weight rows per tile, and columns per tile step (16 pairs). */
+#define F16_ROWS 16
+#define F16_STEP 16
+/* One unit: the B tile of 16 columns x 16 rows of weight pairs. */
+#define F16_UNIT_BYTES 1024
+/* Tokens per pass of the row path (three sums tiles of 8 tokens, two columns each). */
+#define F16_ROW_TOKENS 24
+/* Tokens per tile of the batch path. */
+#define F16_M 16
+
+#define F16_INLINE static inline __attribute__((always_inline))
+
+typedef struct __attribute__((aligned(64))) {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} f16_tile_config;
+
+static int f16_steps(int cols) { return (cols + F16_STEP - 1) / F16_STEP; }
+
+size_t quant_amx_f16_row_bytes(int cols) { return ((size_t)f16_steps(cols) * F16_STEP * 8 + 63) & ~(size_t)63; }
+
+size_t quant_amx_f16_panel_bytes(int cols, int rows) {
+  return (size_t)((rows + F16_ROWS - 1) / F16_ROWS) * (size_t)f16_steps(cols) * F16_UNIT_BYTES;
+}
+
+static void f16_load_config(f16_tile_config *c) {
+  /* GCC 12 would drop the stores that LDTILECFG reads (as in quant_amx_avx512.c). */
+  __asm__ volatile("" : : "m"(*c) : "memory");
+  _tile_loadconfig(c);
+}
+
+/* (v, v) pairs of 16 f32 whose low 16 bits are zero: each the bf16 of v twice. */
+F16_INLINE __m512i f16_twice(__m512i v) { return _mm512_or_si512(v, _mm512_srli_epi32(v, 16)); }
+
+/*
+ * The activation converter: x rounded to f16 as ggml does, then its parts. xl is 0 where x is not
+ * finite, so that an infinite activation stays infinite rather than inf - inf.
+ */
+void quant_amx_convert_f16(const float *x, uint8_t *dst, int cols) {
+  const int padded = f16_steps(cols) * F16_STEP;
+  uint32_t *hi = (uint32_t *)dst, *lo = hi + padded;
+  const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
+  for (int i = 0; i < padded; i += 16) {
+    const __mmask16 live = cols - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - i)) - 1);
+    const __m512 v = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_maskz_loadu_ps(live, x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m512i h = _mm512_and_si512(_mm512_castps_si512(v), top);
+    const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(__builtin_inff()), _CMP_LT_OQ);
+    /* v - h has at most 3 significant bits: its low 16 bits are zero. */
+    const __m512i l = _mm512_castps_si512(_mm512_maskz_sub_ps(finite, v, _mm512_castsi512_ps(h)));
+    _mm512_storeu_si512(hi + i, f16_twice(h));
+    _mm512_storeu_si512(lo + i, f16_twice(l));
+  }
+}
+
+/* The (lo, hi) pairs of 16 f16 weights: hi = the top half of the f32 value, lo = value - hi. */
+static const uint16_t f16_pair_words[32] = {33, 1, 35, 3, 37, 5, 39, 7, 41, 9, 43, 11, 45, 13, 47, 15,
+                                            49, 17, 51, 19, 53, 21, 55, 23, 57, 25, 59, 27, 61, 29, 63, 31};
+F16_INLINE __m512i f16_pairs(__m256i halves, __m512i words) {
+  const __m512 v = _mm512_cvtph_ps(halves);
+  const __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0xffff0000u)));
+  /* Word 2i: the top half of lane i of v - hi (exact, at most 3 bits); word 2i + 1: that of v. */
+  return _mm512_permutex2var_epi16(_mm512_castps_si512(v), words, _mm512_castps_si512(_mm512_sub_ps(v, hi)));
+}
+
+/* 16 columns of a weight row from column k, zero past cols. */
+F16_INLINE __m256i f16_piece(const uint8_t *row, int k, int cols) {
+  const uint16_t *p = (const uint16_t *)row + k;
+  if (cols - k >= 16) return _mm256_loadu_si256((const __m256i *)p);
+  return _mm256_maskz_loadu_epi16((__mmask16)((1u << (cols - k)) - 1), p);
+}
+
+/* ---- a few tokens: the weights as A tiles, row by row ---- */
+
+/* Tokens of one sums tile (two columns each), and tiles per pass. */
+#define F16_GROUP 8
+#define F16_GROUPS 3
+
+/* Tokens in group g of a pass of nt. */
+F16_INLINE int f16_group_tokens(int nt, int g) {
+  const int left = nt - g * F16_GROUP;
+  return left <= 0 ? 0 : left < F16_GROUP ? left : F16_GROUP;
+}
+
+/*
+ * Step s of the tokens' B tiles, one per group of up to 8 tokens, one after the other: each 16
+ * rows (columns 16s + k) of the group's (xh, xl) pairs.
+ */
+F16_INLINE void f16_token_step(const uint8_t *a, size_t as, int padded, int nt, int s, uint32_t *dst) {
+  for (int t = 0; t < nt; t++) {
+    const int g = t / F16_GROUP, n = f16_group_tokens(nt, g), j = t % F16_GROUP;
+    uint32_t *tile = dst + (size_t)F16_STEP * 2 * g * F16_GROUP;
+    const uint32_t *hi = (const uint32_t *)(a + (size_t)t * as) + (size_t)s * F16_STEP, *lo = hi + padded;
+    for (int k = 0; k < F16_STEP; k++) {
+      tile[(k * n + j) * 2] = hi[k];
+      tile[(k * n + j) * 2 + 1] = lo[k];
+    }
+  }
+}
+
+/*
+ * Every step's token tiles, laid out once per call per thread (a decode step calls the kernel once
+ * per piece of rows): NULL only where a few bytes a column could not be had, and then the row path
+ * lays out each step as it goes.
+ */
+typedef struct {
+  unsigned generation;
+  const uint8_t *a;
+  size_t as;
+  int cols, nt;
+  uint32_t *tiles;
+  size_t cap;
+} f16_token_tiles;
+
+static const uint32_t *f16_tokens(const uint8_t *a, size_t as, int cols, int nt) {
+  static __thread f16_token_tiles tt;
+  const int steps = f16_steps(cols), padded = steps * F16_STEP;
+  if (tt.tiles && tt.generation == quant_activation_generation && tt.a == a && tt.as == as && tt.cols == cols && tt.nt == nt)
+    return tt.tiles;
+  const size_t need = (size_t)padded * (size_t)nt * 2;
+  if (need > tt.cap) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, need * 4) != 0) return NULL;
+    free(tt.tiles);
+    tt.tiles = (uint32_t *)p;
+    tt.cap = need;
+  }
+  for (int s = 0; s < steps; s++) f16_token_step(a, as, padded, nt, s, tt.tiles + (size_t)s * F16_STEP * nt * 2);
+  tt.generation = quant_activation_generation, tt.a = a, tt.as = as, tt.cols = cols, tt.nt = nt;
+  return tt.tiles;
+}
+
+/* Tiles 0-2: the groups' sums (16 rows x 2n); 3-5: their tokens (16 columns x 2n); 6-7: weight pairs
+   (16 rows x 16 columns), written and loaded in turn. */
+static void f16_rows_config(int nt) {
+  f16_tile_config c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int g = 0; g < F16_GROUPS; g++) {
+    const int n = f16_group_tokens(nt, g);
+    if (!n) continue;
+    c.rows[g] = c.rows[3 + g] = 16;
+    c.colsb[g] = c.colsb[3 + g] = (uint16_t)(8 * n);
+  }
+  c.rows[6] = c.rows[7] = 16;
+  c.colsb[6] = c.colsb[7] = 64;
+  f16_load_config(&c);
+}
+
+/* One step of 16 rows' pairs into a unit (missing rows zero), asking for the next group's lines. */
+F16_INLINE void f16_rows_unit(const uint8_t *w, size_t ws, int rows, int k, int cols, __m512i words, __m512i *unit,
+                              const uint8_t *next, size_t next_ws) {
+  for (int n = 0; n < F16_ROWS; n++) {
+    if (next && (k & 31) == 0) _mm_prefetch((const char *)(next + (size_t)n * next_ws + (size_t)k * 2), _MM_HINT_T0);
+    unit[n] = n < rows ? f16_pairs(f16_piece(w + (size_t)n * ws, k, cols), words) : _mm512_setzero_si512();
+  }
+}
+
+/* The tile steps of one unit (tile U, a constant as tile instructions need) against the groups'
+   token tiles of its step. */
+#define F16_ROWS_STEP(U, groups, ts, nt)                                                \
+  do {                                                                                  \
+    _tile_loadd(3, (ts), 8 * f16_group_tokens((nt), 0));                                \
+    _tile_dpbf16ps(0, U, 3);                                                            \
+    if ((groups) > 1) {                                                                 \
+      _tile_loadd(4, (ts) + F16_STEP * 2 * F16_GROUP, 8 * f16_group_tokens((nt), 1));     \
+      _tile_dpbf16ps(1, U, 4);                                                          \
+    }                                                                                   \
+    if ((groups) > 2) {                                                                 \
+      _tile_loadd(5, (ts) + F16_STEP * 2 * 2 * F16_GROUP, 8 * f16_group_tokens((nt), 2)); \
+      _tile_dpbf16ps(2, U, 5);                                                          \
+    }                                                                                   \
+  } while (0)
+
+/* y = the xh sums + the xl sums of group g's tokens, for the live rows of a 16-row group. */
+F16_INLINE void f16_rows_store(const float (*sums)[16], int rows, int g, int n, float *y, size_t ys) {
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < n; j++) y[(size_t)(g * F16_GROUP + j) * ys + r] = sums[r][2 * j] + sums[r][2 * j + 1];
+}
+
+/* Up to 24 tokens over nr rows: each unit of weight pairs formed once for all of them. */
+static void f16_rows(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  const int steps = f16_steps(cols), groups = (nt + F16_GROUP - 1) / F16_GROUP;
+  const uint32_t *tok = f16_tokens(a, as, cols, nt);
+  uint32_t own[F16_STEP * F16_GROUP * F16_GROUPS * 2] __attribute__((aligned(64)));
+  const __m512i words = _mm512_loadu_si512(f16_pair_words);
+  __m512i units[2][F16_ROWS];
+  float sums[F16_ROWS][16] __attribute__((aligned(64)));
+  f16_rows_config(nt);
+  for (int r0 = 0; r0 < nr; r0 += F16_ROWS) {
+    const int rows = nr - r0 < F16_ROWS ? nr - r0 : F16_ROWS;
+    const uint8_t *wr = w + (size_t)r0 * ws, *next = r0 + F16_ROWS < nr ? wr + (size_t)F16_ROWS * ws : NULL;
+    for (int g = 0; g < groups; g++) {
+      if (g == 0) _tile_zero(0);
+      if (g == 1) _tile_zero(1);
+      if (g == 2) _tile_zero(2);
+    }
+    /* Each unit is written a step before the tiles load it (a tile load waits for the stores to its
+       lines to finish). */
+    f16_rows_unit(wr, ws, rows, 0, cols, words, units[0], next, ws);
+    for (int s = 0; s < steps; s++) {
+      if (s + 1 < steps) f16_rows_unit(wr, ws, rows, (s + 1) * F16_STEP, cols, words, units[(s + 1) & 1], next, ws);
+      const uint32_t *ts = own;
+      if (tok) ts = tok + (size_t)s * F16_STEP * nt * 2;
+      else f16_token_step(a, as, steps * F16_STEP, nt, s, own);
+      if (s & 1) {
+        _tile_loadd(7, units[1], 64);
+        F16_ROWS_STEP(7, groups, ts, nt);
+      } else {
+        _tile_loadd(6, units[0], 64);
+        F16_ROWS_STEP(6, groups, ts, nt);
+      }
+    }
+    float *yr = y + r0;
+    _tile_stored(0, sums, sizeof sums[0]);
+    f16_rows_store((const float (*)[16])sums, rows, 0, f16_group_tokens(nt, 0), yr, ys);
+    if (groups > 1) {
+      _tile_stored(1, sums, sizeof sums[0]);
+      f16_rows_store((const float (*)[16])sums, rows, 1, f16_group_tokens(nt, 1), yr, ys);
+    }
+    if (groups > 2) {
+      _tile_stored(2, sums, sizeof sums[0]);
+      f16_rows_store((const float (*)[16])sums, rows, 2, f16_group_tokens(nt, 2), yr, ys);
+    }
+  }
+  _tile_release();
+}
+
+/* ---- batches: the weights transposed once per call into B tiles ---- */
+
+/* out[k] = dword k of every in[n] (in[n] = row n's 16 pairs), as lanes n. */
+F16_INLINE void f16_transpose(const __m512i in[16], __m512i out[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(in[i], in[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(in[i], in[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  /* u[4g + j], 128-bit lane b: dword 4b + j of rows 4g..4g+3. */
+  for (int j = 0; j < 4; j++) {
+    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
+    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88), d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
+    out[j] = _mm512_shuffle_i32x4(a, c, 0x88);
+    out[8 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
+    out[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
+    out[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd);
+  }
+}
+
+/* One panel of up to 16 rows (missing rows zero) into its units, one per step. */
+static void f16_panel(const uint8_t *w, size_t ws, int rows, int cols, uint8_t *panel) {
+  const __m512i words = _mm512_loadu_si512(f16_pair_words);
+  const int steps = f16_steps(cols);
+  for (int s = 0; s < steps; s++) {
+    __m512i in[16], out[16];
+    f16_rows_unit(w, ws, rows, s * F16_STEP, cols, words, in, NULL, 0);
+    f16_transpose(in, out);
+    uint8_t *unit = panel + (size_t)s * F16_UNIT_BYTES;
+    for (int k = 0; k < 16; k++) _mm512_store_si512(unit + 64 * k, out[k]);
+  }
+}
+
+/* Tiles 0-3: sums (xh and xl of two panels, M x 16); 4-5: the tokens' xh and xl (M x 16 pairs);
+   6-7: two panels' units. */
+static void f16_batch_config(int M) {
+  f16_tile_config c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int i = 0; i < 8; i++) {
+    c.rows[i] = (uint8_t)(i >= 6 ? 16 : M);
+    c.colsb[i] = 64;
+  }
+  f16_load_config(&c);
+}
+
+F16_INLINE void f16_batch_sums(const int two, int steps, const uint8_t *p0, const uint8_t *p1, const uint8_t *a, size_t as,
+                               size_t lo) {
+  _tile_zero(0);
+  _tile_zero(1);
+  if (two) {
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  for (int s = 0; s < steps; s++) {
+    _tile_loadd(4, a + (size_t)s * 64, (long)as);
+    _tile_loadd(5, a + lo + (size_t)s * 64, (long)as);
+    _tile_loadd(6, p0 + (size_t)s * F16_UNIT_BYTES, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 5, 6);
+    if (two) {
+      _tile_loadd(7, p1 + (size_t)s * F16_UNIT_BYTES, 64);
+      _tile_dpbf16ps(2, 4, 7);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+}
+
+/* y = the xh sums + the xl sums, for M tokens and the live rows of a panel. */
+F16_INLINE void f16_batch_store(int M, int rows, const float (*h)[16], const float (*l)[16], float *y, size_t ys) {
+  const __mmask16 live = (__mmask16)((1u << rows) - 1);
+  for (int t = 0; t < M; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, live, _mm512_add_ps(_mm512_load_ps(h[t]), _mm512_load_ps(l[t])));
+}
+
+static void f16_batch(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys,
+                      uint8_t *panels) {
+  const int steps = f16_steps(cols), np = (nr + F16_ROWS - 1) / F16_ROWS;
+  const size_t panel_bytes = (size_t)steps * F16_UNIT_BYTES, lo = (size_t)steps * F16_STEP * 4;
+  for (int p = 0; p < np; p++) {
+    const int rows = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
+    f16_panel(w + (size_t)p * F16_ROWS * ws, ws, rows, cols, panels + (size_t)p * panel_bytes);
+  }
+  float sums[4][F16_M][16] __attribute__((aligned(64)));
+  int shape = 0;
+  for (int t0 = 0; t0 < nt; t0 += F16_M) {
+    const int M = nt - t0 < F16_M ? nt - t0 : F16_M;
+    if (M != shape) f16_batch_config(M);
+    shape = M;
+    const uint8_t *at = a + (size_t)t0 * as;
+    float *yt = y + (size_t)t0 * ys;
+    for (int p = 0; p < np; p += 2) {
+      const uint8_t *p0 = panels + (size_t)p * panel_bytes;
+      const int rows0 = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
+      if (p + 1 < np) {
+        f16_batch_sums(1, steps, p0, p0 + panel_bytes, at, as, lo);
+        _tile_stored(2, sums[2], 64);
+        _tile_stored(3, sums[3], 64);
+      } else {
+        f16_batch_sums(0, steps, p0, NULL, at, as, lo);
+      }
+      _tile_stored(0, sums[0], 64);
+      _tile_stored(1, sums[1], 64);
+      f16_batch_store(M, rows0, (const float (*)[16])sums[0], (const float (*)[16])sums[1], yt + (size_t)p * F16_ROWS, ys);
+      if (p + 1 < np) {
+        const int rows1 = nr - (p + 1) * F16_ROWS < F16_ROWS ? nr - (p + 1) * F16_ROWS : F16_ROWS;
+        f16_batch_store(M, rows1, (const float (*)[16])sums[2], (const float (*)[16])sums[3], yt + (size_t)(p + 1) * F16_ROWS, ys);
+      }
+    }
+  }
+  _tile_release();
+}
+
+/* Tokens from which the batch path's transposes pay for themselves: the row path serves up to 24
+   tokens per unit of weight pairs, 1.6-2x the batch path's speed there (bench/RESULTS.md). */
+#define F16_BATCH_MIN (F16_ROW_TOKENS + 1)
+
+/* The panel-table product: the row path for a few tokens, else the batch path. */
+void quant_amx_gemm_f16(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
+                        size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels) {
+  (void)aux, (void)aux_stride;
+  if (nt >= F16_BATCH_MIN && panels) {
+    f16_batch(cols, w, ws, nr, a, as, nt, y, ys, panels);
+    return;
+  }
+  for (int t0 = 0; t0 < nt; t0 += F16_ROW_TOKENS) {
+    const int n = nt - t0 < F16_ROW_TOKENS ? nt - t0 : F16_ROW_TOKENS;
+    f16_rows(cols, w, ws, nr, a + (size_t)t0 * as, as, n, y + (size_t)t0 * ys, ys);
+  }
+}
+#endif
