@@ -277,7 +277,8 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   }
   if (use_panels) {
     const size_t row_panel_bytes = quant_panel_bytes(panels, wtype, cols, QUANT_PANEL_ROWS) / QUANT_PANEL_ROWS;
-    dc.chunk_rows = clampi((int64_t)(PANEL_CHUNK_BYTES / row_panel_bytes), QUANT_PANEL_ROWS, 1 << 20);
+    dc.chunk_rows = panels->chunk_rows[wtype] ? panels->chunk_rows[wtype]
+                                              : clampi((int64_t)(PANEL_CHUNK_BYTES / row_panel_bytes), QUANT_PANEL_ROWS, 1 << 20);
     /* At least two chunks per thread when the matrix allows, whole panels always. */
     const int balanced = clampi(rows / ((int64_t)threads * 2), QUANT_PANEL_ROWS, 1 << 20);
     if (balanced < dc.chunk_rows) dc.chunk_rows = balanced;

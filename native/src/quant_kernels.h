@@ -90,6 +90,10 @@ typedef struct {
   /* Bytes of the panels of `rows` rows where a type's are not laid out in 32-element blocks
      (NULL: block_bytes'). */
   size_t (*panel_bytes[QUANT_MAX_TYPE])(int cols, int rows);
+  /* Weight rows per work item where a type's kernels block the columns themselves, so that a
+     chunk's panels need not fit L2 and more rows share each pass over the activations (0: as many
+     as PANEL_CHUNK_BYTES of panels hold, matmul.c). */
+  int chunk_rows[QUANT_MAX_TYPE];
 } quant_panel_table;
 
 /* Panel rows, and bytes per 32 elements of a panel of 16 rows in the common layout. */

@@ -292,15 +292,14 @@ F16_INLINE void f16_transpose(const __m512i in[16], __m512i out[16]) {
   }
 }
 
-/* One panel of up to 16 rows (missing rows zero) into its units, one per step. */
-static void f16_panel(const uint8_t *w, size_t ws, int rows, int cols, uint8_t *panel) {
+/* Steps s0..s1 of one panel of up to 16 rows (missing rows zero) into its units, one per step. */
+static void f16_panel(const uint8_t *w, size_t ws, int rows, int cols, int s0, int s1, uint8_t *panel) {
   const __m512i words = _mm512_loadu_si512(f16_pair_words);
-  const int steps = f16_steps(cols);
-  for (int s = 0; s < steps; s++) {
+  for (int s = s0; s < s1; s++) {
     __m512i in[16], out[16];
     f16_rows_unit(w, ws, rows, s * F16_STEP, cols, words, in, NULL, 0);
     f16_transpose(in, out);
-    uint8_t *unit = panel + (size_t)s * F16_UNIT_BYTES;
+    uint8_t *unit = panel + (size_t)(s - s0) * F16_UNIT_BYTES;
     for (int k = 0; k < 16; k++) _mm512_store_si512(unit + 64 * k, out[k]);
   }
 }
@@ -318,24 +317,47 @@ static void f16_batch_config(int M) {
   f16_load_config(&c);
 }
 
-F16_INLINE void f16_batch_sums(const int two, int steps, const uint8_t *p0, const uint8_t *p1, const uint8_t *a, size_t as,
-                               size_t lo) {
-  _tile_zero(0);
-  _tile_zero(1);
-  if (two) {
-    _tile_zero(2);
-    _tile_zero(3);
+/*
+ * The tile steps s0..s1 of one token tile against one or two panels (units from p0, p1 for step
+ * s0 on): the sums start at zero (first), or where `part` left them, and go back there unless
+ * these are the last steps (then they stay in tiles 0-3).
+ */
+F16_INLINE void f16_batch_sums(const int two, int s0, int s1, int first, int last, const uint8_t *p0, const uint8_t *p1,
+                               const uint8_t *a, size_t as, size_t lo, uint8_t *part) {
+  if (first) {
+    _tile_zero(0);
+    _tile_zero(1);
+    if (two) {
+      _tile_zero(2);
+      _tile_zero(3);
+    }
+  } else {
+    _tile_loadd(0, part, 64);
+    _tile_loadd(1, part + F16_UNIT_BYTES, 64);
+    if (two) {
+      _tile_loadd(2, part + 2 * F16_UNIT_BYTES, 64);
+      _tile_loadd(3, part + 3 * F16_UNIT_BYTES, 64);
+    }
   }
-  for (int s = 0; s < steps; s++) {
+  for (int s = s0; s < s1; s++) {
+    const size_t u = (size_t)(s - s0) * F16_UNIT_BYTES;
     _tile_loadd(4, a + (size_t)s * 64, (long)as);
     _tile_loadd(5, a + lo + (size_t)s * 64, (long)as);
-    _tile_loadd(6, p0 + (size_t)s * F16_UNIT_BYTES, 64);
+    _tile_loadd(6, p0 + u, 64);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 5, 6);
     if (two) {
-      _tile_loadd(7, p1 + (size_t)s * F16_UNIT_BYTES, 64);
+      _tile_loadd(7, p1 + u, 64);
       _tile_dpbf16ps(2, 4, 7);
       _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  if (!last) {
+    _tile_stored(0, part, 64);
+    _tile_stored(1, part + F16_UNIT_BYTES, 64);
+    if (two) {
+      _tile_stored(2, part + 2 * F16_UNIT_BYTES, 64);
+      _tile_stored(3, part + 3 * F16_UNIT_BYTES, 64);
     }
   }
 }
@@ -346,38 +368,61 @@ F16_INLINE void f16_batch_store(int M, int rows, const float (*h)[16], const flo
   for (int t = 0; t < M; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, live, _mm512_add_ps(_mm512_load_ps(h[t]), _mm512_load_ps(l[t])));
 }
 
+/* Units of a column block of all the chunk's panels (kept in L2 while every token tile passes). */
+#define F16_BLOCK_UNITS 1024
+
+/*
+ * A chunk of rows against all the tokens, in blocks of columns: each block's units formed once and
+ * used by every token tile, the sums carried from block to block in the part of the panel buffer
+ * the block leaves free (in token blocks that fit there). A tile step adds the same pairs to the
+ * same sums in the same order as without blocks, so the blocks change nothing in the results.
+ */
 static void f16_batch(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys,
                       uint8_t *panels) {
   const int steps = f16_steps(cols), np = (nr + F16_ROWS - 1) / F16_ROWS;
-  const size_t panel_bytes = (size_t)steps * F16_UNIT_BYTES, lo = (size_t)steps * F16_STEP * 4;
-  for (int p = 0; p < np; p++) {
-    const int rows = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
-    f16_panel(w + (size_t)p * F16_ROWS * ws, ws, rows, cols, panels + (size_t)p * panel_bytes);
-  }
+  const size_t lo = (size_t)steps * F16_STEP * 4;
+  int block = F16_BLOCK_UNITS / np;
+  if (block < 1) block = 1;
+  if (block >= steps || steps < 4) block = steps;
+  else if (block > steps / 2) block = steps / 2;
+  /* Sums: 2 KiB per token tile and panel (xh and xl), in the (steps - block) units left free. */
+  int tb = block == steps ? nt : (int)(((size_t)np * (steps - block) / (2 * (size_t)np)) * F16_M);
+  if (tb > nt) tb = nt;
+  uint8_t *part = panels + (size_t)np * block * F16_UNIT_BYTES;
   float sums[4][F16_M][16] __attribute__((aligned(64)));
-  int shape = 0;
-  for (int t0 = 0; t0 < nt; t0 += F16_M) {
-    const int M = nt - t0 < F16_M ? nt - t0 : F16_M;
-    if (M != shape) f16_batch_config(M);
-    shape = M;
-    const uint8_t *at = a + (size_t)t0 * as;
-    float *yt = y + (size_t)t0 * ys;
-    for (int p = 0; p < np; p += 2) {
-      const uint8_t *p0 = panels + (size_t)p * panel_bytes;
-      const int rows0 = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
-      if (p + 1 < np) {
-        f16_batch_sums(1, steps, p0, p0 + panel_bytes, at, as, lo);
-        _tile_stored(2, sums[2], 64);
-        _tile_stored(3, sums[3], 64);
-      } else {
-        f16_batch_sums(0, steps, p0, NULL, at, as, lo);
+  for (int b0 = 0; b0 < nt; b0 += tb) {
+    const int bn = nt - b0 < tb ? nt - b0 : tb;
+    for (int s0 = 0; s0 < steps; s0 += block) {
+      const int s1 = s0 + block < steps ? s0 + block : steps, first = s0 == 0, last = s1 == steps;
+      for (int p = 0; p < np; p++) {
+        const int rows = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
+        f16_panel(w + (size_t)p * F16_ROWS * ws, ws, rows, cols, s0, s1, panels + (size_t)p * block * F16_UNIT_BYTES);
       }
-      _tile_stored(0, sums[0], 64);
-      _tile_stored(1, sums[1], 64);
-      f16_batch_store(M, rows0, (const float (*)[16])sums[0], (const float (*)[16])sums[1], yt + (size_t)p * F16_ROWS, ys);
-      if (p + 1 < np) {
-        const int rows1 = nr - (p + 1) * F16_ROWS < F16_ROWS ? nr - (p + 1) * F16_ROWS : F16_ROWS;
-        f16_batch_store(M, rows1, (const float (*)[16])sums[2], (const float (*)[16])sums[3], yt + (size_t)(p + 1) * F16_ROWS, ys);
+      int shape = 0;
+      for (int t0 = 0; t0 < bn; t0 += F16_M) {
+        const int M = bn - t0 < F16_M ? bn - t0 : F16_M;
+        if (M != shape) f16_batch_config(M);
+        shape = M;
+        const uint8_t *at = a + (size_t)(b0 + t0) * as;
+        float *yt = y + (size_t)(b0 + t0) * ys;
+        for (int p = 0; p < np; p += 2) {
+          const uint8_t *p0 = panels + (size_t)p * block * F16_UNIT_BYTES;
+          uint8_t *pp = part + ((size_t)(t0 / F16_M) * np + p) * 2 * F16_UNIT_BYTES;
+          const int rows0 = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
+          const int two = p + 1 < np;
+          if (two) f16_batch_sums(1, s0, s1, first, last, p0, p0 + (size_t)block * F16_UNIT_BYTES, at, as, lo, pp);
+          else f16_batch_sums(0, s0, s1, first, last, p0, NULL, at, as, lo, pp);
+          if (!last) continue;
+          _tile_stored(0, sums[0], 64);
+          _tile_stored(1, sums[1], 64);
+          f16_batch_store(M, rows0, (const float (*)[16])sums[0], (const float (*)[16])sums[1], yt + (size_t)p * F16_ROWS, ys);
+          if (two) {
+            _tile_stored(2, sums[2], 64);
+            _tile_stored(3, sums[3], 64);
+            const int rows1 = nr - (p + 1) * F16_ROWS < F16_ROWS ? nr - (p + 1) * F16_ROWS : F16_ROWS;
+            f16_batch_store(M, rows1, (const float (*)[16])sums[2], (const float (*)[16])sums[3], yt + (size_t)(p + 1) * F16_ROWS, ys);
+          }
+        }
       }
     }
   }

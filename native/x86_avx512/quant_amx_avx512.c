@@ -458,5 +458,8 @@ const quant_panel_table quant_panels_amx = {
     .convert = {[CAIRN_F16] = quant_amx_convert_f16},
     .row_bytes = {[CAIRN_F16] = quant_amx_f16_row_bytes},
     .panel_bytes = {[CAIRN_F16] = quant_amx_f16_panel_bytes},
+    /* F16's activations take 8 bytes a column: a chunk re-reads them all, so chunks are large and
+       its kernel blocks the columns (f16_batch). */
+    .chunk_rows = {[CAIRN_F16] = 256},
 };
 #endif
