@@ -25,6 +25,10 @@
  * for bit on random operands in both orientations), and both paths add the xl sum to the xh sum
  * last, so a token gets the same outputs alone and in any batch (tested).
  *
+ * Batches come in chunks of 256 rows (the panel table's chunk_rows): the activations take 8 bytes a
+ * column and each chunk reads them all again, so the kernel forms a chunk's units in blocks of
+ * columns (in L2 while every token tile passes) rather than the driver keeping chunks small.
+ *
  * The converted activation row (quant_amx_f16_row_bytes): pad16(cols) dwords (xh, xh), then as
  * many (xl, xl), zero past cols; weight columns past cols read as zero.
  *
