@@ -116,6 +116,13 @@ F16_INLINE __m256i f16_piece(const uint8_t *row, int k, int cols) {
 
 /* ---- a few tokens: the weights as A tiles, row by row ---- */
 
+/*
+ * Steps a sums tile runs before its sums go into f32 sums in memory, for every token count alike:
+ * the tile unit's own sums over a whole row of 2048-8192 columns came out twice as far from the
+ * exact sum as the f32 path's; flushed every 256 columns, half as far (bench/RESULTS.md).
+ */
+#define F16_FLUSH 16
+
 /* Tokens of one sums tile (two columns each), and tiles per pass. */
 #define F16_GROUP 8
 #define F16_GROUPS 3
@@ -216,6 +223,14 @@ F16_INLINE void f16_rows_unit(const uint8_t *w, size_t ws, int rows, int k, int 
     }                                                                                   \
   } while (0)
 
+/* acc[r] += tile T's sums (16 rows of 16 floats), through `tmp`. */
+#define F16_FLUSH_TILE(T, acc, tmp)                                                                    \
+  do {                                                                                                 \
+    _tile_stored(T, (tmp), 64);                                                                        \
+    for (int r_ = 0; r_ < F16_ROWS; r_++)                                                              \
+      _mm512_store_ps((acc)[r_], _mm512_add_ps(_mm512_load_ps((acc)[r_]), _mm512_load_ps((tmp)[r_]))); \
+  } while (0)
+
 /* y = the xh sums + the xl sums of group g's tokens, for the live rows of a 16-row group. */
 F16_INLINE void f16_rows_store(const float (*sums)[16], int rows, int g, int n, float *y, size_t ys) {
   for (int r = 0; r < rows; r++)
@@ -229,20 +244,24 @@ static void f16_rows(int cols, const uint8_t *w, size_t ws, int nr, const uint8_
   uint32_t own[F16_STEP * F16_GROUP * F16_GROUPS * 2] __attribute__((aligned(64)));
   const __m512i words = _mm512_loadu_si512(f16_pair_words);
   __m512i units[2][F16_ROWS];
-  float sums[F16_ROWS][16] __attribute__((aligned(64)));
+  float tmp[F16_ROWS][16] __attribute__((aligned(64)));
+  float acc[F16_GROUPS][F16_ROWS][16] __attribute__((aligned(64)));
+  /* A partial group's tile leaves some of tmp's columns as they were: never garbage. */
+  memset(tmp, 0, sizeof tmp);
   f16_rows_config(nt);
   for (int r0 = 0; r0 < nr; r0 += F16_ROWS) {
     const int rows = nr - r0 < F16_ROWS ? nr - r0 : F16_ROWS;
     const uint8_t *wr = w + (size_t)r0 * ws, *next = r0 + F16_ROWS < nr ? wr + (size_t)F16_ROWS * ws : NULL;
-    for (int g = 0; g < groups; g++) {
-      if (g == 0) _tile_zero(0);
-      if (g == 1) _tile_zero(1);
-      if (g == 2) _tile_zero(2);
-    }
+    memset(acc, 0, (size_t)groups * sizeof acc[0]);
     /* Each unit is written a step before the tiles load it (a tile load waits for the stores to its
        lines to finish). */
     f16_rows_unit(wr, ws, rows, 0, cols, words, units[0], next, ws);
     for (int s = 0; s < steps; s++) {
+      if (s % F16_FLUSH == 0) {
+        _tile_zero(0);
+        if (groups > 1) _tile_zero(1);
+        if (groups > 2) _tile_zero(2);
+      }
       if (s + 1 < steps) f16_rows_unit(wr, ws, rows, (s + 1) * F16_STEP, cols, words, units[(s + 1) & 1], next, ws);
       const uint32_t *ts = own;
       if (tok) ts = tok + (size_t)s * F16_STEP * nt * 2;
@@ -254,18 +273,13 @@ static void f16_rows(int cols, const uint8_t *w, size_t ws, int nr, const uint8_
         _tile_loadd(6, units[0], 64);
         F16_ROWS_STEP(6, groups, ts, nt);
       }
+      if ((s + 1) % F16_FLUSH == 0 || s + 1 == steps) {
+        F16_FLUSH_TILE(0, acc[0], tmp);
+        if (groups > 1) F16_FLUSH_TILE(1, acc[1], tmp);
+        if (groups > 2) F16_FLUSH_TILE(2, acc[2], tmp);
+      }
     }
-    float *yr = y + r0;
-    _tile_stored(0, sums, sizeof sums[0]);
-    f16_rows_store((const float (*)[16])sums, rows, 0, f16_group_tokens(nt, 0), yr, ys);
-    if (groups > 1) {
-      _tile_stored(1, sums, sizeof sums[0]);
-      f16_rows_store((const float (*)[16])sums, rows, 1, f16_group_tokens(nt, 1), yr, ys);
-    }
-    if (groups > 2) {
-      _tile_stored(2, sums, sizeof sums[0]);
-      f16_rows_store((const float (*)[16])sums, rows, 2, f16_group_tokens(nt, 2), yr, ys);
-    }
+    for (int g = 0; g < groups; g++) f16_rows_store((const float (*)[16])acc[g], rows, g, f16_group_tokens(nt, g), y + r0, ys);
   }
   _tile_release();
 }
@@ -323,27 +337,20 @@ static void f16_batch_config(int M) {
 
 /*
  * The tile steps s0..s1 of one token tile against one or two panels (units from p0, p1 for step
- * s0 on): the sums start at zero (first), or where `part` left them, and go back there unless
- * these are the last steps (then they stay in tiles 0-3).
+ * s0 on), flushed into the f32 sums acc (xh and xl of each panel, 16 tokens x 16 rows) every
+ * F16_FLUSH steps as the row path flushes its tiles.
  */
-F16_INLINE void f16_batch_sums(const int two, int s0, int s1, int first, int last, const uint8_t *p0, const uint8_t *p1,
-                               const uint8_t *a, size_t as, size_t lo, uint8_t *part) {
-  if (first) {
-    _tile_zero(0);
-    _tile_zero(1);
-    if (two) {
-      _tile_zero(2);
-      _tile_zero(3);
-    }
-  } else {
-    _tile_loadd(0, part, 64);
-    _tile_loadd(1, part + F16_UNIT_BYTES, 64);
-    if (two) {
-      _tile_loadd(2, part + 2 * F16_UNIT_BYTES, 64);
-      _tile_loadd(3, part + 3 * F16_UNIT_BYTES, 64);
-    }
-  }
+F16_INLINE void f16_batch_sums(const int two, int s0, int s1, int steps, const uint8_t *p0, const uint8_t *p1,
+                               const uint8_t *a, size_t as, size_t lo, float (*acc)[F16_M][16], float (*tmp)[16]) {
   for (int s = s0; s < s1; s++) {
+    if (s % F16_FLUSH == 0) {
+      _tile_zero(0);
+      _tile_zero(1);
+      if (two) {
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+    }
     const size_t u = (size_t)(s - s0) * F16_UNIT_BYTES;
     _tile_loadd(4, a + (size_t)s * 64, (long)as);
     _tile_loadd(5, a + lo + (size_t)s * 64, (long)as);
@@ -355,13 +362,13 @@ F16_INLINE void f16_batch_sums(const int two, int s0, int s1, int first, int las
       _tile_dpbf16ps(2, 4, 7);
       _tile_dpbf16ps(3, 5, 7);
     }
-  }
-  if (!last) {
-    _tile_stored(0, part, 64);
-    _tile_stored(1, part + F16_UNIT_BYTES, 64);
-    if (two) {
-      _tile_stored(2, part + 2 * F16_UNIT_BYTES, 64);
-      _tile_stored(3, part + 3 * F16_UNIT_BYTES, 64);
+    if ((s + 1) % F16_FLUSH == 0 || s + 1 == steps) {
+      F16_FLUSH_TILE(0, acc[0], tmp);
+      F16_FLUSH_TILE(1, acc[1], tmp);
+      if (two) {
+        F16_FLUSH_TILE(2, acc[2], tmp);
+        F16_FLUSH_TILE(3, acc[3], tmp);
+      }
     }
   }
 }
@@ -377,23 +384,25 @@ F16_INLINE void f16_batch_store(int M, int rows, const float (*h)[16], const flo
 
 /*
  * A chunk of rows against all the tokens, in blocks of columns: each block's units formed once and
- * used by every token tile, the sums carried from block to block in the part of the panel buffer
- * the block leaves free (in token blocks that fit there). A tile step adds the same pairs to the
- * same sums in the same order as without blocks, so the blocks change nothing in the results.
+ * used by every token tile, the f32 sums carried from block to block in the part of the panel
+ * buffer the block leaves free (in token blocks that fit there). Blocks end where flushes do, so
+ * every sum takes the same tile steps and flushes in the same order as in the row path.
  */
 static void f16_batch(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys,
                       uint8_t *panels) {
   const int steps = f16_steps(cols), np = (nr + F16_ROWS - 1) / F16_ROWS;
-  const size_t lo = (size_t)steps * F16_STEP * 4;
-  int block = F16_BLOCK_UNITS / np;
-  if (block < 1) block = 1;
-  if (block >= steps || steps < 4) block = steps;
-  else if (block > steps / 2) block = steps / 2;
-  /* Sums: 2 KiB per token tile and panel (xh and xl), in the (steps - block) units left free. */
-  int tb = block == steps ? nt : (int)(((size_t)np * (steps - block) / (2 * (size_t)np)) * F16_M);
+  const size_t lo = (size_t)steps * F16_STEP * 4, part_bytes = 4 * F16_M * 16 * sizeof(float);
+  int block = F16_BLOCK_UNITS / np / F16_FLUSH * F16_FLUSH;
+  if (block < F16_FLUSH) block = F16_FLUSH;
+  if (block >= steps || steps < 4 * F16_FLUSH) block = steps;
+  else if (block > steps / 2) block = steps / 2 / F16_FLUSH * F16_FLUSH;
+  /* Sums: 4 KiB per token tile and panel pair, in the (steps - block) units per panel left free. */
+  int tb = block == steps ? nt : (int)((size_t)np * (steps - block) * F16_UNIT_BYTES / (((size_t)np + 1) / 2 * part_bytes)) * F16_M;
   if (tb > nt) tb = nt;
   uint8_t *part = panels + (size_t)np * block * F16_UNIT_BYTES;
-  float sums[4][F16_M][16] __attribute__((aligned(64)));
+  float acc[4][F16_M][16] __attribute__((aligned(64)));
+  float tmp[F16_M][16] __attribute__((aligned(64)));
+  memset(tmp, 0, sizeof tmp);
   for (int b0 = 0; b0 < nt; b0 += tb) {
     const int bn = nt - b0 < tb ? nt - b0 : tb;
     for (int s0 = 0; s0 < steps; s0 += block) {
@@ -411,20 +420,21 @@ static void f16_batch(int cols, const uint8_t *w, size_t ws, int nr, const uint8
         float *yt = y + (size_t)(b0 + t0) * ys;
         for (int p = 0; p < np; p += 2) {
           const uint8_t *p0 = panels + (size_t)p * block * F16_UNIT_BYTES;
-          uint8_t *pp = part + ((size_t)(t0 / F16_M) * np + p) * 2 * F16_UNIT_BYTES;
-          const int rows0 = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
+          uint8_t *pp = part + ((size_t)(t0 / F16_M) * ((np + 1) / 2) + p / 2) * part_bytes;
           const int two = p + 1 < np;
-          if (two) f16_batch_sums(1, s0, s1, first, last, p0, p0 + (size_t)block * F16_UNIT_BYTES, at, as, lo, pp);
-          else f16_batch_sums(0, s0, s1, first, last, p0, NULL, at, as, lo, pp);
-          if (!last) continue;
-          _tile_stored(0, sums[0], 64);
-          _tile_stored(1, sums[1], 64);
-          f16_batch_store(M, rows0, (const float (*)[16])sums[0], (const float (*)[16])sums[1], yt + (size_t)p * F16_ROWS, ys);
+          if (first) memset(acc, 0, part_bytes);
+          else memcpy(acc, pp, part_bytes);
+          if (two) f16_batch_sums(1, s0, s1, steps, p0, p0 + (size_t)block * F16_UNIT_BYTES, at, as, lo, acc, tmp);
+          else f16_batch_sums(0, s0, s1, steps, p0, NULL, at, as, lo, acc, tmp);
+          if (!last) {
+            memcpy(pp, acc, part_bytes);
+            continue;
+          }
+          const int rows0 = nr - p * F16_ROWS < F16_ROWS ? nr - p * F16_ROWS : F16_ROWS;
+          f16_batch_store(M, rows0, (const float (*)[16])acc[0], (const float (*)[16])acc[1], yt + (size_t)p * F16_ROWS, ys);
           if (two) {
-            _tile_stored(2, sums[2], 64);
-            _tile_stored(3, sums[3], 64);
             const int rows1 = nr - (p + 1) * F16_ROWS < F16_ROWS ? nr - (p + 1) * F16_ROWS : F16_ROWS;
-            f16_batch_store(M, rows1, (const float (*)[16])sums[2], (const float (*)[16])sums[3], yt + (size_t)(p + 1) * F16_ROWS, ys);
+            f16_batch_store(M, rows1, (const float (*)[16])acc[2], (const float (*)[16])acc[3], yt + (size_t)(p + 1) * F16_ROWS, ys);
           }
         }
       }
