@@ -88,9 +88,10 @@ describe('cpu report and ISA choice', () => {
     if (['avx512', 'amx'].includes(info.detectedIsa)) {
       for (const f of ['avx512f', 'avx512bw', 'avx512vl', 'avx512vnni', 'avx512bf16']) assert.ok(info.features.includes(f), f);
     }
-    // AMX is a level of its own above AVX-512 (its tile products take the batches), only where the
-    // OS granted the tile state.
+    // AMX is a level of its own above AVX-512 (its tile products take the batches, and every F16
+    // product on the bf16 tiles), only where the OS granted the tile state.
     assert.equal(info.features.includes('amx-int8'), info.detectedIsa === 'amx');
+    assert.equal(info.features.includes('amx-bf16'), info.detectedIsa === 'amx');
     if (info.detectedIsa === 'amx') assert.ok(info.availableIsas.includes('avx512'));
   });
 
