@@ -51,10 +51,10 @@ typedef struct {
 static size_t pad64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* Bytes of a row slot: for the float forms, f32 values or the AMX level's F16 parts (8 bytes a
-   column, in steps of 16: f16_amx_avx512.c), whichever level is active; else the largest 8-bit
-   form (Q8_0/1/K). */
+   column in steps of 16, and two lines: quant_amx_f16_row_bytes), whichever level is active; else
+   the largest 8-bit form (Q8_0/1/K). */
 static size_t row_capacity(int float_rows, int cols) {
-  if (float_rows) return pad64(((size_t)cols + 15) / 16 * 16 * 8);
+  if (float_rows) return ((size_t)cols + 15) / 16 * 16 * 8 + 128;
   size_t cap = quant_act_layout_for(CAIRN_Q8_0, cols).row_bytes;
   const size_t q81 = quant_act_layout_for(CAIRN_Q4_1, cols).row_bytes, q8k = quant_act_layout_for(CAIRN_Q4_K, cols).row_bytes;
   if (q81 > cap) cap = q81;

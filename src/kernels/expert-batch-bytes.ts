@@ -2,9 +2,9 @@
  * Bytes of an expert batch as the native library lays it out (cairn_expert_batch_bytes in
  * native/src/experts.c): a header, per-expert offsets and cursors, the pair order and places, and
  * one activation row per (token, slot) pair, as wide as the widest form the batch may hold (for
- * float weights, the AMX level's F16 parts: 8 bytes a column in steps of 16, wider than f32; else
- * the largest of the Q8_0, Q8_1 and Q8_K rows). Memory estimates of a dry build (no kernels) take a
- * shard's batches from here.
+ * float weights, the AMX level's F16 parts: 8 bytes a column in steps of 16 and two lines, wider
+ * than f32; else the largest of the Q8_0, Q8_1 and Q8_K rows). Memory estimates of a dry build (no
+ * kernels) take a shard's batches from here.
  */
 import { GgmlType } from '../gguf/ggml-types.js';
 
@@ -21,7 +21,7 @@ export function takesFloatActivations(t: GgmlType): boolean {
  */
 export function expertBatchBytes(wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): number {
   const rowCap = takesFloatActivations(wtype)
-    ? pad64(Math.ceil(cols / 16) * 16 * 8)
+    ? Math.ceil(cols / 16) * 16 * 8 + 128
     : Math.max(
         pad64(cols + Math.floor(cols / 32) * 4), // Q8_0: quants, then a scale per 32
         pad64(cols + Math.floor(cols / 32) * 8), // Q8_1: scales and sums per 32
