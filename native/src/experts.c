@@ -418,9 +418,10 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   const double macs = (double)pairs * rows * h->cols;
   /* Panels as matmul takes them: where the ISA has them for the type, from min_tokens tokens. */
   const quant_panel_table *panels = quant_active_panels();
-  if (panels && panels->gemm[wtype] && vt != CAIRN_F32 && max_tokens >= panels->min_tokens[wtype]) {
+  if (panels && panels->gemm[wtype] && vt != CAIRN_F32 && (max_tokens >= panels->min_tokens[wtype] || panels->convert[wtype])) {
     c.panel_gemm = panels->gemm[wtype];
-    c.panel_min = panels->min_tokens[wtype];
+    /* With its own activation layout, the panel path takes every expert (the rows are in it). */
+    c.panel_min = panels->convert[wtype] ? 1 : panels->min_tokens[wtype];
     c.aux_stride = quant_panel_aux_count(h->cols);
     c.panel_bytes = pad64(quant_panel_bytes(panels, wtype, h->cols, c.chunk_rows));
   }
