@@ -70,9 +70,23 @@ static size_t f16_lo_dwords(int cols) { return (size_t)f16_steps(cols) * F16_STE
 
 size_t quant_amx_f16_row_bytes(int cols) { return (f16_lo_dwords(cols) + (size_t)f16_steps(cols) * F16_STEP + 16) * 4; }
 
-size_t quant_amx_f16_panel_bytes(int cols, int rows) {
-  return (size_t)((rows + F16_ROWS - 1) / F16_ROWS) * (size_t)f16_steps(cols) * F16_UNIT_BYTES;
+/* f32 sums a token tile carries between column blocks for a pair of panels (xh and xl of each). */
+#define F16_PART_BYTES (4 * 16 * 16 * sizeof(float))
+/* A share's buffer for the batch path at most, where the whole chunk's units would not fit: a
+   column block of units and the sums carried between blocks (per thread, so kept well below what
+   every panel of 256 rows of 28672 columns would take). */
+#define F16_BUFFER_BYTES ((size_t)2 << 20)
+
+/* The batch path's buffer for np panels of `steps` steps: every unit where they fit in
+   F16_BUFFER_BYTES, else that (or at least one block of F16_FLUSH steps and one token tile's sums). */
+static size_t f16_buffer_bytes(int np, int steps) {
+  const size_t full = (size_t)np * (size_t)steps * F16_UNIT_BYTES;
+  const size_t least = (size_t)np * 16 * F16_UNIT_BYTES + ((size_t)np + 1) / 2 * F16_PART_BYTES;
+  const size_t cap = F16_BUFFER_BYTES > least ? F16_BUFFER_BYTES : least;
+  return full < cap ? full : cap;
 }
+
+size_t quant_amx_f16_panel_bytes(int cols, int rows) { return f16_buffer_bytes((rows + F16_ROWS - 1) / F16_ROWS, f16_steps(cols)); }
 
 static void f16_load_config(f16_tile_config *c) {
   /* GCC 12 would drop the stores that LDTILECFG reads (as in quant_amx_avx512.c). */
@@ -399,14 +413,21 @@ F16_INLINE void f16_batch_store(int M, int rows, const float (*h)[16], const flo
 static void f16_batch(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys,
                       uint8_t *panels) {
   const int steps = f16_steps(cols), np = (nr + F16_ROWS - 1) / F16_ROWS;
-  const size_t lo = f16_lo_dwords(cols) * 4, part_bytes = 4 * F16_M * 16 * sizeof(float);
-  int block = F16_BLOCK_UNITS / np / F16_FLUSH * F16_FLUSH;
-  if (block < F16_FLUSH) block = F16_FLUSH;
-  if (block >= steps || steps < 4 * F16_FLUSH) block = steps;
-  else if (block > steps / 2) block = steps / 2 / F16_FLUSH * F16_FLUSH;
-  /* Sums: 4 KiB per token tile and panel pair, in the (steps - block) units per panel left free. */
-  int tb = block == steps ? nt : (int)((size_t)np * (steps - block) * F16_UNIT_BYTES / (((size_t)np + 1) / 2 * part_bytes)) * F16_M;
-  if (tb > nt) tb = nt;
+  const size_t lo = f16_lo_dwords(cols) * 4, part_bytes = F16_PART_BYTES, pairs = ((size_t)np + 1) / 2;
+  const size_t room = f16_buffer_bytes(np, steps), full = (size_t)np * (size_t)steps * F16_UNIT_BYTES;
+  /* All the units in one block where they fit in F16_BLOCK_UNITS KiB and the buffer; else blocks of
+     whole flushes, leaving room for at least one token tile's sums. */
+  int block = steps;
+  if (full > (size_t)F16_BLOCK_UNITS * F16_UNIT_BYTES || full > room) {
+    size_t b = (size_t)F16_BLOCK_UNITS / (size_t)np, fit = (room - pairs * part_bytes) / ((size_t)np * F16_UNIT_BYTES);
+    if (b > fit) b = fit;
+    b = b / F16_FLUSH * F16_FLUSH;
+    block = b < F16_FLUSH ? F16_FLUSH : b >= (size_t)steps ? steps : (int)b;
+  }
+  /* Sums: 4 KiB per token tile and panel pair, in the room the block leaves. */
+  size_t tiles = block == steps ? (size_t)(nt + F16_M - 1) / F16_M : (room - (size_t)np * block * F16_UNIT_BYTES) / (pairs * part_bytes);
+  if (tiles < 1) tiles = 1;
+  int tb = tiles * F16_M < (size_t)nt ? (int)(tiles * F16_M) : nt;
   uint8_t *part = panels + (size_t)np * block * F16_UNIT_BYTES;
   float acc[4][F16_M][16] __attribute__((aligned(64)));
   float tmp[F16_M][16] __attribute__((aligned(64)));

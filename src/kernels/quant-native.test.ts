@@ -182,6 +182,8 @@ describe('native quantization kernels', { skip }, () => {
           [20, unit * 2, 52],
           // Float rows of any length: columns past a vector's or a tile step's end (AMX F16: 16 a step).
           ...(bs === 1 ? ([[19, 17, 3], [21, 50, 30], [3, 7, 1]] as Array<[number, number, number]>) : []),
+          // AMX F16 batches: chunks of 256 rows whose units take several column blocks.
+          ...(bs === 1 ? ([[1040, 2048, 26]] as Array<[number, number, number]>) : []),
         ];
         for (const [rows, cols, n] of shapes) {
           const w = quantized(type, rows, cols, rows * 31 + cols + type);
@@ -267,6 +269,8 @@ describe('native quantization kernels', { skip }, () => {
           ...(bs === 256 ? [[1280, 300, 9], [2816, 300, 70]] : []),
           // Float rows of any length: the row path (up to 24 tokens) and the batch path of AMX F16.
           ...(bs === 1 ? [[50, 40, 30], [17, 300, 26], [2050, 70, 24]] : []),
+          // AMX F16 batches in several column blocks, and in several token blocks (past 512).
+          ...(bs === 1 ? [[2048, 1040, 40], [2048, 1040, 520]] : []),
         ]) {
           const w = quantized(type, rows, cols, 5 + type);
           const x = activations(n * cols, 6 + cols);
