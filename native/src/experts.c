@@ -418,15 +418,15 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   const double macs = (double)pairs * rows * h->cols;
   /* Panels as matmul takes them: where the ISA has them for the type, from min_tokens tokens. */
   const quant_panel_table *panels = quant_active_panels();
-  if (panels && panels->gemm[wtype] && vt != CAIRN_F32 && (max_tokens >= panels->min_tokens[wtype] || panels->convert[wtype])) {
+  const int own_layout = quant_panels_own_layout(panels, wtype);
+  if (panels && panels->gemm[wtype] && vt != CAIRN_F32 && (max_tokens >= panels->min_tokens[wtype] || own_layout)) {
     c.panel_gemm = panels->gemm[wtype];
-    /* With its own activation layout, the panel path takes every expert (the rows are in it). */
-    c.panel_min = panels->convert[wtype] ? 1 : panels->min_tokens[wtype];
+    c.panel_min = own_layout ? 1 : panels->min_tokens[wtype];
     c.aux_stride = quant_panel_aux_count(h->cols);
     c.panel_bytes = pad64(quant_panel_bytes(panels, wtype, h->cols, c.chunk_rows));
   }
   /* Panel paths with their own activation layout serve a few tokens too, without a panel buffer. */
-  const int few_ok = !c.panel_gemm || panels->convert[wtype];
+  const int few_ok = !c.panel_gemm || own_layout;
   const int use_ranges = threads > 1 && macs >= MIN_PARALLEL_MACS && max_tokens <= RANGE_MAX_TOKENS && few_ok &&
                          (int64_t)n_active * rows <= INT32_MAX;
   const int shares = use_ranges ? (threads < RANGE_MAX_THREADS ? threads : RANGE_MAX_THREADS)

@@ -53,7 +53,7 @@ const quant_panel_table *quant_active_panels(void) {
 
 quant_convert_fn quant_active_convert(int wtype, int cols, size_t *row_bytes) {
   const quant_panel_table *panels = quant_active_panels();
-  if (panels && panels->convert[wtype] && panels->row_bytes[wtype]) {
+  if (quant_panels_own_layout(panels, wtype)) {
     *row_bytes = panels->row_bytes[wtype](cols);
     return panels->convert[wtype];
   }
@@ -229,8 +229,8 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   size_t a_stride = (size_t)cols * 4, row_bytes = 0;
   const quant_convert_fn convert = quant_active_convert(wtype, cols, &row_bytes);
   const quant_panel_table *panels = quant_active_panels();
-  /* A panel path with its own activation layout takes every token count (the rows are in its layout). */
-  const int use_panels = panels && panels->gemm[wtype] && (n >= panels->min_tokens[wtype] || panels->convert[wtype]) && convert;
+  const int own_layout = quant_panels_own_layout(panels, wtype);
+  const int use_panels = panels && panels->gemm[wtype] && (n >= panels->min_tokens[wtype] || own_layout) && convert;
   /* The panel path's prep values go after the converted rows in the same scratch. */
   const size_t act_bytes = (row_bytes * (size_t)n + 63) & ~(size_t)63;
   const size_t aux_stride = quant_panel_aux_count(cols);
@@ -261,7 +261,7 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   }
   /* A few tokens read contiguous ranges; panel paths take them only where they serve a few tokens
      without a panel buffer (those with their own activation layout). */
-  const int vec_ok = !use_panels || panels->convert[wtype];
+  const int vec_ok = !use_panels || own_layout;
   if (vec_ok && n <= VEC_MAX_TOKENS && threads > 1 && (double)rows * cols >= MIN_PARALLEL_MACS && rows >= 16 * threads) {
     static vec_ctx vc; /* ranges for up to 256 threads: kept off the stack (calls are serialized) */
     vc.dc = &dc;

@@ -83,8 +83,8 @@ typedef struct {
   int block_bytes[QUANT_MAX_TYPE];
   /* Where a type's panel products take activations in a layout of their own: its converter and
      the bytes of a converted row (NULL: the kernel table's converter, quant_act_layout_for's
-     bytes). Such a type's panel path serves every token count (min_tokens 1), so its activations
-     never take the other layout. */
+     bytes). The drivers then take such a type's panel path for every token count and expert
+     (quant_panels_own_layout), whatever min_tokens says: its rows exist only in that layout. */
   quant_convert_fn convert[QUANT_MAX_TYPE];
   size_t (*row_bytes[QUANT_MAX_TYPE])(int cols);
   /* Bytes of the panels of `rows` rows where a type's are not laid out in 32-element blocks
@@ -104,6 +104,10 @@ static inline size_t quant_panel_bytes(const quant_panel_table *table, int type,
   if (table->panel_bytes[type]) return table->panel_bytes[type](cols, rows);
   const size_t block = table->block_bytes[type] ? (size_t)table->block_bytes[type] : QUANT_PANEL_BLOCK_BYTES;
   return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * (size_t)(cols / QK) * block;
+}
+/* Whether `table` (may be NULL) takes a type's activations in a layout of its own (see convert). */
+static inline int quant_panels_own_layout(const quant_panel_table *table, int type) {
+  return table && table->convert[type] && table->row_bytes[type];
 }
 /* int32 prep values per activation row. */
 static inline size_t quant_panel_aux_count(int cols) { return (size_t)(cols / 16); }

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amx_config.h"
 #include "quant_formats.h"
 #include "quant_kernels.h"
 
@@ -53,12 +54,6 @@
 #define F16_M 16
 
 #define F16_INLINE static inline __attribute__((always_inline))
-
-typedef struct __attribute__((aligned(64))) {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} f16_tile_config;
 
 static int f16_steps(int cols) { return (cols + F16_STEP - 1) / F16_STEP; }
 
@@ -87,12 +82,6 @@ static size_t f16_buffer_bytes(int np, int steps) {
 }
 
 size_t quant_amx_f16_panel_bytes(int cols, int rows) { return f16_buffer_bytes((rows + F16_ROWS - 1) / F16_ROWS, f16_steps(cols)); }
-
-static void f16_load_config(f16_tile_config *c) {
-  /* GCC 12 would drop the stores that LDTILECFG reads (as in quant_amx_avx512.c). */
-  __asm__ volatile("" : : "m"(*c) : "memory");
-  _tile_loadconfig(c);
-}
 
 /* (v, v) pairs of 16 f32 whose low 16 bits are zero: each the bf16 of v twice. */
 F16_INLINE __m512i f16_twice(__m512i v) { return _mm512_or_si512(v, _mm512_srli_epi32(v, 16)); }
@@ -206,7 +195,7 @@ static const uint32_t *f16_tokens(const uint8_t *a, size_t as, int cols, int nt)
 /* Tiles 0-2: the groups' sums (16 rows x 2n); 3-5: their tokens (16 columns x 2n); 6-7: weight pairs
    (16 rows x 16 columns), written and loaded in turn. */
 static void f16_rows_config(int nt) {
-  f16_tile_config c;
+  amx_config c;
   memset(&c, 0, sizeof c);
   c.palette = 1;
   for (int g = 0; g < F16_GROUPS; g++) {
@@ -217,14 +206,14 @@ static void f16_rows_config(int nt) {
   }
   c.rows[6] = c.rows[7] = 16;
   c.colsb[6] = c.colsb[7] = 64;
-  f16_load_config(&c);
+  amx_load_config(&c);
 }
 
 /* One step of 16 rows' pairs into a unit (missing rows zero), asking for the next group's lines. */
 F16_INLINE void f16_rows_unit(const uint8_t *w, size_t ws, int rows, int k, int cols, __m512i words, __m512i *unit,
-                              const uint8_t *next, size_t next_ws) {
+                              const uint8_t *next) {
   for (int n = 0; n < F16_ROWS; n++) {
-    if (next && (k & 31) == 0) _mm_prefetch((const char *)(next + (size_t)n * next_ws + (size_t)k * 2), _MM_HINT_T0);
+    if (next && (k & 31) == 0) _mm_prefetch((const char *)(next + (size_t)n * ws + (size_t)k * 2), _MM_HINT_T0);
     unit[n] = n < rows ? f16_pairs(f16_piece(w + (size_t)n * ws, k, cols), words) : _mm512_setzero_si512();
   }
 }
@@ -277,14 +266,14 @@ static void f16_rows(int cols, const uint8_t *w, size_t ws, int nr, const uint8_
     memset(acc, 0, (size_t)groups * sizeof acc[0]);
     /* Each unit is written a step before the tiles load it (a tile load waits for the stores to its
        lines to finish). */
-    f16_rows_unit(wr, ws, rows, 0, cols, words, units[0], next, ws);
+    f16_rows_unit(wr, ws, rows, 0, cols, words, units[0], next);
     for (int s = 0; s < steps; s++) {
       if (s % F16_FLUSH == 0) {
         _tile_zero(0);
         if (groups > 1) _tile_zero(1);
         if (groups > 2) _tile_zero(2);
       }
-      if (s + 1 < steps) f16_rows_unit(wr, ws, rows, (s + 1) * F16_STEP, cols, words, units[(s + 1) & 1], next, ws);
+      if (s + 1 < steps) f16_rows_unit(wr, ws, rows, (s + 1) * F16_STEP, cols, words, units[(s + 1) & 1], next);
       const uint32_t *ts = own;
       if (tok) ts = tok + (size_t)s * F16_STEP * nt * 2;
       else f16_token_step(a, as, steps * F16_STEP, nt, s, own);
@@ -337,7 +326,7 @@ static void f16_panel(const uint8_t *w, size_t ws, int rows, int cols, int s0, i
   const __m512i words = _mm512_loadu_si512(f16_pair_words);
   for (int s = s0; s < s1; s++) {
     __m512i in[16], out[16];
-    f16_rows_unit(w, ws, rows, s * F16_STEP, cols, words, in, NULL, 0);
+    f16_rows_unit(w, ws, rows, s * F16_STEP, cols, words, in, NULL);
     f16_transpose(in, out);
     uint8_t *unit = panel + (size_t)(s - s0) * F16_UNIT_BYTES;
     for (int k = 0; k < 16; k++) _mm512_store_si512(unit + 64 * k, out[k]);
@@ -347,14 +336,14 @@ static void f16_panel(const uint8_t *w, size_t ws, int rows, int cols, int s0, i
 /* Tiles 0-3: sums (xh and xl of two panels, M x 16); 4-5: the tokens' xh and xl (M x 16 pairs);
    6-7: two panels' units. */
 static void f16_batch_config(int M) {
-  f16_tile_config c;
+  amx_config c;
   memset(&c, 0, sizeof c);
   c.palette = 1;
   for (int i = 0; i < 8; i++) {
     c.rows[i] = (uint8_t)(i >= 6 ? 16 : M);
     c.colsb[i] = 64;
   }
-  f16_load_config(&c);
+  amx_load_config(&c);
 }
 
 /*
@@ -449,7 +438,7 @@ static void f16_batch(int cols, const uint8_t *w, size_t ws, int nr, const uint8
         float *yt = y + (size_t)(b0 + t0) * ys;
         for (int p = 0; p < np; p += 2) {
           const uint8_t *p0 = panels + (size_t)p * block * F16_UNIT_BYTES;
-          uint8_t *pp = part + ((size_t)(t0 / F16_M) * ((np + 1) / 2) + p / 2) * part_bytes;
+          uint8_t *pp = part + ((size_t)(t0 / F16_M) * pairs + p / 2) * part_bytes;
           const int two = p + 1 < np;
           if (first) memset(acc, 0, part_bytes);
           else memcpy(acc, pp, part_bytes);

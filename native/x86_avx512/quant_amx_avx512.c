@@ -23,6 +23,7 @@
 #if defined(__x86_64__)
 #include <stdlib.h>
 
+#include "amx_config.h"
 #include "panel_units.h"
 
 /* Tokens per tile (a tile's 16 rows), and per pass: two tiles share each weight tile. */
@@ -30,13 +31,6 @@
 #define AMX_PASS (2 * AMX_M)
 
 #define AMX_INLINE static inline __attribute__((always_inline))
-
-/* The 64-byte tile configuration LDTILECFG reads (palette 1). */
-typedef struct __attribute__((aligned(64))) {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} amx_config;
 
 /*
  * Tile shapes for a pass of M0 (1..16) + M1 (0..16) tokens; configuration is per thread, so each
@@ -65,10 +59,7 @@ static void amx_configure(int M0, int M1, const int mode) {
     c.rows[2 + h] = (uint8_t)(k / 4);
     c.colsb[2 + h] = 64;
   }
-  /* GCC 12 does not count LDTILECFG's read of the struct as a use and drops the stores above
-     (the tiles then stay unconfigured and the first tile load faults): the empty asm reads them. */
-  __asm__ volatile("" : : "m"(c) : "memory");
-  _tile_loadconfig(&c);
+  amx_load_config(&c);
 }
 
 /* Token t's activation scale of block (or super-block) b. */
@@ -450,11 +441,10 @@ const quant_panel_table quant_panels_amx = {
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
-                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1,
-                   /* F16: every token count, one included (f16_amx_avx512.c: a token's sums must
-                      not depend on its batch, and the tiles' sums are the tiles' own). */
-                   [CAIRN_F16] = 1},
+                   [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
     .block_bytes = {[CAIRN_Q4_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q5_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_Q6_K] = AMX_K_UNIT_BYTES / 8, [CAIRN_IQ4_XS] = AMX_K_UNIT_BYTES / 8},
+    /* F16: its own activation layout, so every token count, one included (f16_amx_avx512.c: a
+       token's sums must not depend on its batch, and the tiles' sums are the tiles' own). */
     .convert = {[CAIRN_F16] = quant_amx_convert_f16},
     .row_bytes = {[CAIRN_F16] = quant_amx_f16_row_bytes},
     .panel_bytes = {[CAIRN_F16] = quant_amx_f16_panel_bytes},
