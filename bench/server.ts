@@ -1,11 +1,13 @@
 /**
- * Server benchmark: aggregate decode tokens/s of 1, 4 and 16 concurrent streams; the time to first
+ * Server benchmark: aggregate decode tokens/s of 1, 4 and 16 concurrent streams (over the whole wall
+ * time, prompts included, and while all of them decode); the time to first
  * token of a new request of ~250 tokens (a prompt no cache holds) alone and while 15 other streams decode (cairn); and the
  * time to first token of a second chat turn over a ~1000-token history, cached (the previous
  * turn's KV is reused) against uncached; the same measured for llama.cpp through node-llama-cpp (N sequences of
  * one context decoding together; a chat session's second prompt against a fresh session).
  *
- *   node dist/bench/server.js MODEL [--threads N] [--ttft-only]   (--ttft-only: just cairn's new-request first token)
+ *   node dist/bench/server.js MODEL [--threads N] [--ttft-only] [--cairn-only]
+ *   (--ttft-only: just cairn's new-request first token; --cairn-only: no llama.cpp figures)
  */
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
 import { sseEvents } from './sse-events.js';
@@ -17,6 +19,7 @@ const threads = threadsArg >= 0 ? Number(args[threadsArg + 1]) : 2;
 const name = model.replace(/^.*\//, '').replace(/\.gguf$/, '');
 const GEN = 48;
 const ttftOnly = args.includes('--ttft-only');
+const cairnOnly = args.includes('--cairn-only');
 
 /** ~1000 tokens of filler text for the synthetic vocabularies (and real ones). */
 function history(words: number, shift = 0): string {
@@ -24,8 +27,18 @@ function history(words: number, shift = 0): string {
   return Array.from({ length: words }, (_, i) => w[(i * 7 + shift) % w.length]).join(' ');
 }
 
-async function streamChat(url: string, messages: unknown[], maxTokens: number, onFirstToken?: () => void): Promise<{ ttftMs: number; tokens: number; text: string }> {
+/** One streamed completion: its first token's delay, its token count and text, and when each token came. */
+interface Streamed {
+  ttftMs: number;
+  tokens: number;
+  text: string;
+  /** performance.now() of each token's chunk. */
+  times: number[];
+}
+
+async function streamChat(url: string, messages: unknown[], maxTokens: number, onFirstToken?: () => void): Promise<Streamed> {
   const t0 = performance.now();
+  const times: number[] = [];
   const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages, max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true, logprobs: true }) });
   let ttft = 0;
   let tokens = 0;
@@ -38,10 +51,24 @@ async function streamChat(url: string, messages: unknown[], maxTokens: number, o
         onFirstToken?.();
       }
       tokens++;
+      times.push(performance.now());
       text += c.choices[0]?.delta?.content ?? '';
     }
   }
-  return { ttftMs: ttft, tokens, text };
+  return { ttftMs: ttft, tokens, text, times };
+}
+
+/**
+ * Decode tokens/s of streams while all of them decode: the tokens that arrived between the last
+ * stream's first token and the first stream's last, over that time. Unlike tokens over the whole
+ * wall time, this leaves out the prompts' prefill and the ramp at either end.
+ */
+function steadyDecodeRate(streams: Streamed[]): number {
+  const start = Math.max(...streams.map((s) => s.times[0] ?? Infinity));
+  const end = Math.min(...streams.map((s) => s.times[s.times.length - 1] ?? -Infinity));
+  if (!(end > start)) return NaN;
+  const tokens = streams.reduce((a, s) => a + s.times.filter((t) => t > start && t <= end).length, 0);
+  return tokens / ((end - start) / 1000);
 }
 
 async function cairnFigures(): Promise<Record<string, unknown>> {
@@ -51,12 +78,18 @@ async function cairnFigures(): Promise<Record<string, unknown>> {
     await s.ready(600_000);
     await streamChat(s.url, [{ role: 'user', content: 'warm up' }], 4);
     const agg: Record<number, number> = {};
+    const steady: Record<number, number> = {};
     for (const n of ttftOnly ? [] : [1, 4, 16]) {
       const t0 = performance.now();
       const all = await Promise.all(Array.from({ length: n }, (_, i) => streamChat(s.url, [{ role: 'user', content: `Story ${i}` }], GEN)));
       agg[n] = all.reduce((a, x) => a + x.tokens, 0) / ((performance.now() - t0) / 1000);
+      steady[n] = steadyDecodeRate(all);
     }
-    if (!ttftOnly) out.aggregateDecodeTokensPerSecond = agg;
+    if (!ttftOnly) {
+      out.aggregateDecodeTokensPerSecond = agg;
+      out.steadyDecodeTokensPerSecond = steady;
+      out.sixteenStreamsOverOne = { aggregate: agg[16] / agg[1], steady: steady[16] / steady[1] };
+    }
     // A new request's first token alone, then while 15 streams decode (they all started first);
     // the two prompts differ from their first word, so neither reuses the other's KV.
     const alone = await streamChat(s.url, [{ role: 'user', content: history(60, 1) }], 1);
@@ -147,7 +180,7 @@ async function llamaCppFigures(words: number): Promise<Record<string, unknown>> 
 async function main(): Promise<void> {
   const cairn = await cairnFigures();
   process.stderr.write(`cairn: ${JSON.stringify(cairn)}\n`);
-  const llamaCpp = ttftOnly ? undefined : await llamaCppFigures(cairn.historyWords as number);
+  const llamaCpp = ttftOnly || cairnOnly ? undefined : await llamaCppFigures(cairn.historyWords as number);
   process.stdout.write(JSON.stringify({ model, threads, cairn, llamaCpp }, null, 2) + '\n');
   process.exit(0);
 }

@@ -133,6 +133,16 @@ static napi_value softmax(napi_env env, napi_callback_info info) {
   return args_undefined(env);
 }
 
+/* logSumExp(x, n): a number */
+static napi_value log_sum_exp(napi_env env, napi_callback_info info) {
+  napi_value a[2], r;
+  int64_t n;
+  float *x;
+  if (args_get(env, info, "logSumExp", 2, a) || args_int(env, a[1], "n", 1, MAX_DIM, &n) || args_f32(env, a[0], "x", n, &x)) return NULL;
+  if (napi_create_double(env, cairn_log_sum_exp(x, n), &r) != napi_ok) return NULL;
+  return r;
+}
+
 /* Shared checks of (a, b, n, out) where out may alias a or b. */
 static int binary_args(napi_env env, napi_callback_info info, const char *fn, const char *a_name, const char *b_name,
                        float **a, float **b, int64_t *n, float **out) {
@@ -315,6 +325,7 @@ void cairn_register_ops(napi_env env, napi_value exports) {
       {"rmsNorm", NULL, rms_norm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rope", NULL, rope, NULL, NULL, NULL, napi_enumerable, NULL},
       {"softmax", NULL, softmax, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"logSumExp", NULL, log_sum_exp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"swiglu", NULL, swiglu, NULL, NULL, NULL, napi_enumerable, NULL},
       {"geglu", NULL, geglu, NULL, NULL, NULL, napi_enumerable, NULL},
       {"swigluOai", NULL, swiglu_oai, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -174,6 +174,20 @@ void cairn_softmax(float *x, int64_t rows, int64_t cols) {
   cairn_pool_run_n(softmax_job_fn, &j, nth);
 }
 
+/* ---- log-sum-exp ---- */
+
+/* Elements of a row whose exponentials one stack buffer holds at a time. */
+#define LSE_CHUNK 1024
+
+double cairn_log_sum_exp(const float *x, int64_t n) {
+  const cairn_ops_table *t = cairn_ops_active();
+  float buf[LSE_CHUNK] __attribute__((aligned(64)));
+  const float m = t->max(x, n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; i += LSE_CHUNK) sum += t->exp_sum(x + i, m, buf, n - i < LSE_CHUNK ? n - i : LSE_CHUNK);
+  return (double)m + log(sum);
+}
+
 /* ---- gelu table ---- */
 
 static float g_gelu_table[1 << 16];

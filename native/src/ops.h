@@ -26,6 +26,12 @@ void cairn_rope(float *x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, c
 
 /* Softmax of each of `rows` rows of `cols`, in place. */
 void cairn_softmax(float *x, int64_t rows, int64_t cols);
+/*
+ * log(sum(exp(x))) of one row on the calling thread (a sampler's logprobs, too small to share):
+ * exp(x - max) in f32, summed in f64. NaN whenever the row holds a NaN or its maximum is infinite;
+ * the caller then takes the exact path (src/sampling/logprobs.ts).
+ */
+double cairn_log_sum_exp(const float *x, int64_t n);
 
 /* out = silu(gate) * up. out may alias either input. */
 void cairn_swiglu(const float *gate, const float *up, int64_t n, float *out);

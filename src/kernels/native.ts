@@ -49,6 +49,7 @@ export interface NativeAddon {
   rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void;
   softmax(x: Float32Array, rows: number, cols: number): void;
+  logSumExp(x: Float32Array, n: number): number;
   swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
   geglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
   swigluOai(gate: Float32Array, up: Float32Array, n: number, alpha: number, limit: number, out: Float32Array): void;
@@ -134,6 +135,16 @@ export function isNativeAvailable(): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * log(sum(exp(x))) of one row by the native library, on the calling thread: exp(x - max) in f32
+ * summed in f64 (as softmax). NaN when the library is not built, or when the row holds a NaN or
+ * an infinite maximum, which the caller's exact path handles (src/sampling/logprobs.ts).
+ */
+export function nativeLogSumExp(x: Float32Array): number {
+  if (x.length === 0 || !isNativeAvailable()) return NaN;
+  return loadNative().logSumExp(x, x.length);
 }
 
 const NATIVE_CODES: ReadonlySet<string> = new Set<CairnErrorCode>(['BAD_ARGUMENT', 'FILE_NOT_FOUND']);

@@ -161,6 +161,16 @@ test('NaN logits are never chosen', () => {
   for (let i = 0; i < 200; i++) assert.ok([1, 3].includes(s.sample(logits)));
 });
 
+test('greedy picks the highest logit, ties to the lowest id, never NaN; a row of NaN and -Infinity is an error', () => {
+  // The plain greedy path (no bias, no penalties) and the path through the working copy agree.
+  for (const opts of [{ temperature: 0 }, { temperature: 0, logitBias: { 0: 0 } }, { temperature: 0, repeatPenalty: 1.1 }]) {
+    const s = new Sampler(opts);
+    assert.equal(s.sample(Float32Array.from([NaN, 2, 7, NaN, 7, -1])), 2);
+    assert.equal(s.sample(Float32Array.from([-Infinity, NaN, -5])), 2);
+    assert.throws(() => s.sample(Float32Array.from([NaN, -Infinity, NaN])), (e) => isCairnError(e, 'BAD_ARGUMENT'));
+  }
+});
+
 test('bad options and inputs raise BAD_ARGUMENT', () => {
   const bad = (e: unknown): boolean => isCairnError(e, 'BAD_ARGUMENT');
   assert.throws(() => new Sampler({ temperature: -1 }), bad);

@@ -8,6 +8,26 @@ import { applyLogitBias, applyPenalties, penaltiesAreOff, PenaltyScratch } from 
 import { randomSeed, Xoshiro128 } from './prng.js';
 import { argmax, selectTop } from './select.js';
 
+/** The error of a row where every logit is -Infinity (or NaN). */
+function noTokenLeft(): CairnError {
+  return new CairnError('BAD_ARGUMENT', 'no token can be sampled: every logit is -Infinity (are all tokens banned by logitBias?)');
+}
+
+/** The highest logit's id, ties to the lowest; NaN counts as -Infinity. */
+function greedy(logits: Float32Array): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i];
+    if (v > bestValue) {
+      best = i;
+      bestValue = v;
+    }
+  }
+  if (best < 0) throw noTokenLeft();
+  return best;
+}
+
 /** Past the first this many candidates, top-p widens its partial sort instead of sorting all. */
 const TOP_P_FIRST_WINDOW = 256;
 
@@ -61,22 +81,20 @@ export class Sampler {
   sample(logits: Float32Array, history: ArrayLike<number> = NO_HISTORY): number {
     const n = logits.length;
     if (n === 0) throw new CairnError('BAD_ARGUMENT', 'cannot sample from empty logits');
-    this.ensureBuffers(n);
     const o = this.options;
+    const plain = o.biasIds.length === 0 && penaltiesAreOff(o);
+    // Greedy with nothing to change the logits: one pass over them, no copy (a server step samples
+    // every stream's row, so the passes add up).
+    if (plain && o.temperature === 0) return greedy(logits);
+    this.ensureBuffers(n);
     const work = this.work;
     work.set(logits);
     for (let i = 0; i < n; i++) if (work[i] !== work[i]) work[i] = -Infinity;
     if (o.biasIds.length > 0) applyLogitBias(work, o.biasIds, o.biasValues);
     if (!penaltiesAreOff(o)) applyPenalties(work, history, o, this.penaltyScratch!);
 
-    const best = argmax(work);
-    if (work[best] === -Infinity) {
-      throw new CairnError(
-        'BAD_ARGUMENT',
-        'no token can be sampled: every logit is -Infinity (are all tokens banned by logitBias?)',
-      );
-    }
-    if (o.temperature === 0) return best;
+    if (o.temperature === 0) return greedy(work);
+    if (work[argmax(work)] === -Infinity) throw noTokenLeft();
 
     let count = n;
     let sorted = false;
