@@ -6,8 +6,9 @@
  * turn's KV is reused) against uncached; the same measured for llama.cpp through node-llama-cpp (N sequences of
  * one context decoding together; a chat session's second prompt against a fresh session).
  *
- *   node dist/bench/server.js MODEL [--threads N] [--ttft-only] [--cairn-only]
- *   (--ttft-only: just cairn's new-request first token; --cairn-only: no llama.cpp figures)
+ *   node dist/bench/server.js MODEL [--threads N] [--ttft-only] [--cairn-only] [--draft-max N]
+ *   (--ttft-only: just cairn's new-request first token; --cairn-only: no llama.cpp figures;
+ *   --draft-max N: the server's speculative decoding limit, 0 for plain decode steps)
  */
 import { startServer, type ServerProcess } from '../test/helpers/server.js';
 import { sseEvents } from './sse-events.js';
@@ -20,6 +21,10 @@ const name = model.replace(/^.*\//, '').replace(/\.gguf$/, '');
 const GEN = 48;
 const ttftOnly = args.includes('--ttft-only');
 const cairnOnly = args.includes('--cairn-only');
+// Speculative decoding is on by default in the server; --draft-max 0 times plain decode steps
+// (one stream's rate then comes from one pass over the weights per token, as 16 streams' does).
+const draftArg = args.indexOf('--draft-max');
+const draftMax = draftArg >= 0 ? ['--draft-max', String(Number(args[draftArg + 1]))] : [];
 
 /** ~1000 tokens of filler text for the synthetic vocabularies (and real ones). */
 function history(words: number, shift = 0): string {
@@ -73,7 +78,7 @@ function steadyDecodeRate(streams: Streamed[]): number {
 
 async function cairnFigures(): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
-  let s: ServerProcess = await startServer(['-m', model, '--threads', String(threads), '--parallel', '16', '--ctx', '1600', '--max-queue', '64']);
+  let s: ServerProcess = await startServer(['-m', model, '--threads', String(threads), '--parallel', '16', '--ctx', '1600', '--max-queue', '64', ...draftMax]);
   try {
     await s.ready(600_000);
     await streamChat(s.url, [{ role: 'user', content: 'warm up' }], 4);

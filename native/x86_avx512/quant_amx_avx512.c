@@ -382,16 +382,10 @@ AMX_INLINE void amx_direct_rows(const int pair, int M, const int mode, px_unit_f
   const size_t per_unit = (next_bytes + units - 1) / units;
   unit(rp, 0, buf[0]);
   for (int v = 0; v < units; v++) {
-#ifndef EXP_NO_TILES
     amx_tiles(pair, mode, v, buf[v % 3], a, as, &sums[v & 1]);
-#endif
     px_direct_prefetch(next, next_bytes, per_unit, v);
-#ifndef EXP_NO_UNIT
     if (v + 1 < units) unit(rp, v + 1, buf[(v + 1) % 3]);
-#endif
-#ifndef EXP_NO_POST
     if (v > 0) amx_post(M, mode, v - 1, buf[(v - 1) % 3], &sums[(v - 1) & 1], a, as, aux, aux_stride, cols, acc, mins);
-#endif
   }
   amx_post(M, mode, units - 1, buf[(units - 1) % 3], &sums[(units - 1) & 1], a, as, aux, aux_stride, cols, acc, mins);
 }
