@@ -204,6 +204,12 @@ test('two pulls of one multi-part model at once: joined once, both get the same 
     assert.equal(models[0].sha256, models[1].sha256);
     const joins = events.flat().filter((e) => e.status.startsWith('joining'));
     assert.equal(joins.length, 1, 'the second pull found what the first joined');
+    // A pull that reached the lock while the other held it said so in its progress rather than
+    // going quiet, and then fetched nothing (both usually overlap; the lock's own test covers the
+    // notice deterministically).
+    const waited = events.filter((list) => list.some((e) => e.status === 'waiting for another pull of this model'));
+    assert.ok(waited.length <= 1);
+    for (const list of waited) assert.ok(!list.some((e) => /^pulling [0-9a-f]{12}$/.test(e.status) || e.status.startsWith('joining')), 'the pull that waited found the model stored');
     assert.equal(store.list().length, 1);
     assert.deepEqual(readdirSync(store.blobsDir).filter((n) => n.startsWith('sha256-')), [`sha256-${models[0].sha256}`]);
   } finally {

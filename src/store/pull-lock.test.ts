@@ -18,8 +18,12 @@ test('pulls of one file in a process run one after the other', async () => {
         await new Promise((r) => setTimeout(r, 30));
         order.push(`${name} end`);
       });
+    const waited: string[] = [];
+    await Promise.all([slow('a'), withPullLock(lock, async () => order.push('b ran'), () => waited.push('b'))]);
+    assert.deepEqual(order, ['a start', 'a end', 'b ran']);
+    assert.deepEqual(waited, ['b'], 'the caller that waited was told so, once');
     await Promise.all([slow('a'), slow('b')]);
-    assert.deepEqual(order, ['a start', 'a end', 'b start', 'b end']);
+    assert.deepEqual(order, ['a start', 'a end', 'b ran', 'a start', 'a end', 'b start', 'b end']);
     assert.ok(!existsSync(lock), 'the lock is removed after');
   } finally {
     rmSync(dir, { recursive: true, force: true });

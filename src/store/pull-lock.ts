@@ -36,9 +36,11 @@ function takeFileLock(path: string): void {
 
 /**
  * Runs `work` holding the lock named `path` (a file that is created and removed). Callers in this
- * process with the same path wait for the first and then run in turn.
+ * process with the same path wait for the first and then run in turn; `onWait` is told once when a
+ * caller has to wait (a pull's progress stream says why it is quiet).
  */
-export async function withPullLock<T>(path: string, work: () => Promise<T>): Promise<T> {
+export async function withPullLock<T>(path: string, work: () => Promise<T>, onWait?: () => void): Promise<T> {
+  if (inProcess.has(path)) onWait?.();
   while (inProcess.has(path)) await inProcess.get(path)!.catch(() => {});
   const run = (async () => {
     takeFileLock(path);

@@ -138,7 +138,11 @@ export async function pullModel(ref: HubRef, opts: PullOptions): Promise<StoredM
   // One pull of a model at a time (two /api/pull requests for it): the second finds what the first
   // stored, instead of joining the same parts at once or reading parts the first has removed.
   const modelKey = createHash('sha256').update(files.map((f) => f.sha256).join(',')).digest('hex');
-  return withPullLock(join(store.blobsDir, `model-${modelKey}.lock`), async () => stored() ?? (await fetchModel(ref, opts, files, name, choice.tag, source)));
+  return withPullLock(
+    join(store.blobsDir, `model-${modelKey}.lock`),
+    async () => stored() ?? (await fetchModel(ref, opts, files, name, choice.tag, source)),
+    () => tell({ status: 'waiting for another pull of this model' }),
+  );
 }
 
 /** Downloads, joins and records a model the store lacks (pullModel, under the model's lock). */
