@@ -50,11 +50,10 @@ typedef struct {
 
 static size_t pad64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Bytes of a row slot: for the float forms, f32 values or the AMX level's F16 parts (8 bytes a
-   column in steps of 16, and two lines: quant_amx_f16_row_bytes), whichever level is active; else
-   the largest 8-bit form (Q8_0/1/K). */
+/* Bytes of a row slot: for the float forms, f32 values or the AMX level's F16 parts (wider), whichever
+   level is active; else the largest 8-bit form (Q8_0/1/K). */
 static size_t row_capacity(int float_rows, int cols) {
-  if (float_rows) return ((size_t)cols + 15) / 16 * 16 * 8 + 128;
+  if (float_rows) return quant_amx_f16_row_bytes(cols);
   size_t cap = quant_act_layout_for(CAIRN_Q8_0, cols).row_bytes;
   const size_t q81 = quant_act_layout_for(CAIRN_Q4_1, cols).row_bytes, q8k = quant_act_layout_for(CAIRN_Q4_K, cols).row_bytes;
   if (q81 > cap) cap = q81;
@@ -418,10 +417,10 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   const double macs = (double)pairs * rows * h->cols;
   /* Panels as matmul takes them: where the ISA has them for the type, from min_tokens tokens. */
   const quant_panel_table *panels = quant_active_panels();
-  const int own_layout = quant_panels_own_layout(panels, wtype);
-  if (panels && panels->gemm[wtype] && vt != CAIRN_F32 && (max_tokens >= panels->min_tokens[wtype] || own_layout)) {
+  const int own_layout = quant_panels_own_layout(panels, wtype), panels_from = quant_panels_from(panels, wtype);
+  if (panels_from && vt != CAIRN_F32 && max_tokens >= panels_from) {
     c.panel_gemm = panels->gemm[wtype];
-    c.panel_min = own_layout ? 1 : panels->min_tokens[wtype];
+    c.panel_min = panels_from;
     c.aux_stride = quant_panel_aux_count(h->cols);
     c.panel_bytes = pad64(quant_panel_bytes(panels, wtype, h->cols, c.chunk_rows));
   }

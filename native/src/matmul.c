@@ -229,8 +229,8 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
   size_t a_stride = (size_t)cols * 4, row_bytes = 0;
   const quant_convert_fn convert = quant_active_convert(wtype, cols, &row_bytes);
   const quant_panel_table *panels = quant_active_panels();
-  const int own_layout = quant_panels_own_layout(panels, wtype);
-  const int use_panels = panels && panels->gemm[wtype] && (n >= panels->min_tokens[wtype] || own_layout) && convert;
+  const int own_layout = quant_panels_own_layout(panels, wtype), panels_from = quant_panels_from(panels, wtype);
+  const int use_panels = panels_from && n >= panels_from && convert;
   /* The panel path's prep values go after the converted rows in the same scratch. */
   const size_t act_bytes = (row_bytes * (size_t)n + 63) & ~(size_t)63;
   const size_t aux_stride = quant_panel_aux_count(cols);

@@ -109,6 +109,12 @@ static inline size_t quant_panel_bytes(const quant_panel_table *table, int type,
 static inline int quant_panels_own_layout(const quant_panel_table *table, int type) {
   return table && table->convert[type] && table->row_bytes[type];
 }
+/* Tokens from which `table`'s panel path takes a type's products: 1 for a type with its own
+   activation layout (whatever min_tokens says), 0 where the table has no path for the type. */
+static inline int quant_panels_from(const quant_panel_table *table, int type) {
+  if (!table || !table->gemm[type]) return 0;
+  return quant_panels_own_layout(table, type) || table->min_tokens[type] < 1 ? 1 : table->min_tokens[type];
+}
 /* int32 prep values per activation row. */
 static inline size_t quant_panel_aux_count(int cols) { return (size_t)(cols / 16); }
 
@@ -127,11 +133,17 @@ const quant_panel_table *quant_active_panels(void);
  */
 quant_convert_fn quant_active_convert(int wtype, int cols, size_t *row_bytes);
 
+/*
+ * Bytes of an activation row in the AMX level's F16 layout (f16_amx_avx512.c): the xh parts of every
+ * 16-column step, a line, the xl parts, a line. Defined on every platform: expert batches size
+ * their float rows for it, whichever level runs.
+ */
+static inline size_t quant_amx_f16_row_bytes(int cols) { return (((size_t)cols + 15) / 16 * 16 * 2 + 32) * 4; }
+
 #if defined(__x86_64__)
 /* F16 weights on AMX-BF16 tiles (native/x86_avx512/f16_amx_avx512.c): the AMX level's products
    of every token count, with the activations in a layout of their own. */
 void quant_amx_convert_f16(const float *x, uint8_t *dst, int cols);
-size_t quant_amx_f16_row_bytes(int cols);
 size_t quant_amx_f16_panel_bytes(int cols, int rows);
 void quant_amx_gemm_f16(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, const int32_t *aux,
                         size_t aux_stride, int nt, float *y, size_t ys, uint8_t *panels);

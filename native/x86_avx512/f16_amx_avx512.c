@@ -62,8 +62,7 @@ static int f16_steps(int cols) { return (cols + F16_STEP - 1) / F16_STEP; }
    the same few L1 sets (2048-8192 columns: 10-20% slower batches). */
 #define F16_LO_GAP 16
 static size_t f16_lo_dwords(int cols) { return (size_t)f16_steps(cols) * F16_STEP + F16_LO_GAP; }
-
-size_t quant_amx_f16_row_bytes(int cols) { return (f16_lo_dwords(cols) + (size_t)f16_steps(cols) * F16_STEP + 16) * 4; }
+/* The row then ends F16_LO_GAP dwords after the xl parts: quant_amx_f16_row_bytes (quant_kernels.h). */
 
 /* f32 sums a token tile carries between column blocks for a pair of panels (xh and xl of each). */
 #define F16_PART_BYTES (4 * 16 * 16 * sizeof(float))
