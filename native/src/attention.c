@@ -53,27 +53,31 @@ typedef struct {
   size_t cap;
 } scratch_buf;
 
+/* A thread's buffers: the attention's own, and the order of a call's spans (cairn_attention_spans). */
+enum { SCRATCH_ATTENTION, SCRATCH_SPANS, SCRATCH_KINDS };
+
 static pthread_key_t g_scratch_key;
 static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_free(void *v) {
   scratch_buf *s = v;
-  free(s->p);
+  for (int k = 0; k < SCRATCH_KINDS; k++) free(s[k].p);
   free(s);
 }
 
 static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }
 
-static void *scratch(size_t bytes) {
+static void *scratch_of(int kind, size_t bytes) {
   pthread_once(&g_scratch_once, scratch_key_init);
-  scratch_buf *s = pthread_getspecific(g_scratch_key);
-  if (!s) {
-    s = calloc(1, sizeof *s);
-    if (!s || pthread_setspecific(g_scratch_key, s) != 0) {
-      free(s);
+  scratch_buf *all = pthread_getspecific(g_scratch_key);
+  if (!all) {
+    all = calloc(SCRATCH_KINDS, sizeof *all);
+    if (!all || pthread_setspecific(g_scratch_key, all) != 0) {
+      free(all);
       return NULL;
     }
   }
+  scratch_buf *s = all + kind;
   if (s->cap < bytes) {
     const size_t cap = (bytes + 4095) & ~(size_t)4095;
     void *p = aligned_alloc(64, cap);
@@ -84,6 +88,8 @@ static void *scratch(size_t bytes) {
   }
   return s->p;
 }
+
+static void *scratch(size_t bytes) { return scratch_of(SCRATCH_ATTENTION, bytes); }
 
 /* ---- the job ---- */
 
@@ -409,12 +415,17 @@ static void merge_share(void *ctx, int ith, int nth) {
   }
 }
 
-int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
-                    float *out) {
+/* Multiply-adds of one sequence's attention: two passes over the visible cache rows per query head. */
+static double attention_work(const cairn_attention_params *p) {
+  return 2.0 * (double)p->n_tokens * p->n_head * (double)(p->pos0 + 1 + p->n_tokens / 2) * p->head_dim;
+}
+
+/* cairn_attention on at most max_threads threads (1: on the calling thread alone, no pool). */
+static int attention_run(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
+                         float *out, int max_threads) {
   const int64_t group = p->n_head / p->n_kv_head, d = p->head_dim;
-  /* Two passes over the visible cache rows per query head. */
-  const double work = 2.0 * (double)p->n_tokens * p->n_head * (double)(p->pos0 + 1 + p->n_tokens / 2) * d;
-  int nth = work < MIN_PARALLEL_WORK ? 1 : cairn_pool_threads();
+  int nth = attention_work(p) < MIN_PARALLEL_WORK ? 1 : cairn_pool_threads();
+  if (nth > max_threads) nth = max_threads;
   /* Tokens per tile: as many as keep the tile's scores small, while every thread gets items. */
   int64_t tile = p->n_tokens < MAX_TILE ? p->n_tokens : MAX_TILE;
   while (tile > 1 && (size_t)(tile * group * SCORE_STRIDE) * sizeof(float) > TILE_SCORE_BYTES) tile = (tile + 1) / 2;
@@ -451,7 +462,97 @@ int cairn_attention(const float *q, const void *k_cache, const void *v_cache, co
     j.chunks.m = (float *)(j.chunks.l + n_states);
     j.chunks.acc = j.chunks.m + n_states;
   }
+  if (item_threads <= 1) {
+    attention_share(&j, 0, 1);
+    if (split) merge_share(&j, 0, 1);
+    return 0;
+  }
   cairn_pool_run_n(attention_share, &j, item_threads);
   if (split) cairn_pool_run_n(merge_share, &j, nth);
   return 0;
+}
+
+int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
+                    float *out) {
+  return attention_run(q, k_cache, v_cache, p, out, 1 << 30);
+}
+
+/* ---- several sequences in one call ---- */
+
+/*
+ * A span whose attention does at least this many multiply-adds runs on every thread by itself (a
+ * prompt, a token deep in its context); smaller ones each run whole on one thread, side by side.
+ */
+#define SPAN_ALONE_WORK (4.0 * 1024 * 1024)
+
+/* A span that shares the threads, with its work (the order they are taken in: largest first). */
+typedef struct {
+  double work;
+  int64_t span;
+} span_work;
+
+static int by_work_descending(const void *a, const void *b) {
+  const double x = ((const span_work *)a)->work, y = ((const span_work *)b)->work;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+typedef struct {
+  const cairn_attention_span *spans;
+  const cairn_attention_params *p;
+  const span_work *order;
+  int64_t n;
+  atomic_llong next;
+  atomic_int failed;
+} spans_job;
+
+/* The span's attention parameters: the call's, with its own tokens, position and capacities. */
+static cairn_attention_params span_params(const cairn_attention_params *p, const cairn_attention_span *s) {
+  cairn_attention_params sp = *p;
+  sp.n_tokens = s->n_tokens;
+  sp.pos0 = s->pos0;
+  sp.k_capacity = s->k_capacity;
+  sp.v_capacity = s->v_capacity;
+  return sp;
+}
+
+/* Stores a span's new rows and runs its attention on at most max_threads threads. */
+static int span_run(const cairn_attention_params *p, const cairn_attention_span *s, int max_threads) {
+  const cairn_attention_params sp = span_params(p, s);
+  /* Inside a pool job the store runs on the calling thread (a nested pool call does: pool.c). */
+  cairn_store_kv(s->k, s->v, s->k_cache, s->v_cache, p->kv_type, p->n_kv_head * p->head_dim, p->n_kv_head, s->k_capacity,
+                 s->v_capacity, s->pos0, s->n_tokens);
+  return attention_run(s->q, s->k_cache, s->v_cache, &sp, s->out, max_threads);
+}
+
+static void spans_share(void *ctx, int ith, int nth) {
+  (void)ith, (void)nth;
+  spans_job *j = ctx;
+  for (;;) {
+    const int64_t i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    if (i >= j->n) return;
+    if (span_run(j->p, &j->spans[j->order[i].span], 1) != 0) atomic_store_explicit(&j->failed, 1, memory_order_relaxed);
+  }
+}
+
+int cairn_attention_spans(const cairn_attention_span *spans, int64_t n_spans, const cairn_attention_params *p) {
+  const int nth = cairn_pool_threads();
+  span_work *order = scratch_of(SCRATCH_SPANS, (size_t)n_spans * sizeof(span_work) + 1);
+  if (!order) return -1;
+  /* Large spans first, each on every thread; the small ones then shared out, largest first. */
+  int64_t n_small = 0;
+  for (int64_t i = 0; i < n_spans; i++) {
+    if (spans[i].n_tokens == 0) continue;
+    const cairn_attention_params sp = span_params(p, &spans[i]);
+    const double work = attention_work(&sp);
+    if (nth <= 1 || work >= SPAN_ALONE_WORK) {
+      if (span_run(p, &spans[i], 1 << 30) != 0) return -1;
+    } else {
+      order[n_small++] = (span_work){work, i};
+    }
+  }
+  if (n_small == 0) return 0;
+  qsort(order, (size_t)n_small, sizeof *order, by_work_descending);
+  spans_job j = {spans, p, order, n_small, 0, 0};
+  cairn_pool_run_n(spans_share, &j, n_small < nth ? (int)n_small : nth);
+  return atomic_load(&j.failed) ? -1 : 0;
 }

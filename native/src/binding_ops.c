@@ -3,6 +3,7 @@
  * (types, lengths, alignment, overlap), then runs the kernel on the typed arrays' memory in place.
  * Signatures follow src/kernels/api.ts.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "binding_args.h"
@@ -320,6 +321,141 @@ static napi_value attention(napi_env env, napi_callback_info info) {
   return args_undefined(env);
 }
 
+/* Spans up to this many take their working arrays from the stack; more than MAX_SPANS are refused. */
+#define SPANS_ON_STACK 64
+#define MAX_SPANS (1u << 20)
+
+/* A range of addresses (or of batch rows), for the overlap checks. */
+typedef struct {
+  uintptr_t at, end;
+} byte_range;
+
+static int by_start(const void *a, const void *b) {
+  const uintptr_t x = ((const byte_range *)a)->at, y = ((const byte_range *)b)->at;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Sorts the ranges and says whether any two of the non-empty ones overlap. */
+static int ranges_overlap(byte_range *r, size_t n) {
+  qsort(r, n, sizeof *r, by_start);
+  uintptr_t end = 0;
+  int any = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (r[i].end == r[i].at) continue;
+    if (any && r[i].at < end) return 1;
+    if (!any || r[i].end > end) end = r[i].end;
+    any = 1;
+  }
+  return 0;
+}
+
+/* Checks and fills the spans of attentionSpans; ranges has room for 2 x n_spans. */
+static int attention_spans_args(napi_env env, napi_value *a, const cairn_attention_params *p, const int32_t *rows,
+                                int64_t n_spans, cairn_attention_span *spans, byte_range *ranges) {
+  const int64_t q_row = p->n_head * p->head_dim, kv_row = p->n_kv_head * p->head_dim;
+  const size_t align = p->kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(p->kv_type, 1);
+  const int64_t row_bytes = cairn_kv_bytes(p->kv_type, kv_row);
+  int64_t n_rows = 0;
+  for (int64_t i = 0; i < n_spans; i++) {
+    const int64_t start = rows[3 * i], n = rows[3 * i + 1], pos0 = rows[3 * i + 2];
+    if (start < 0 || n < 0 || pos0 < 0 || (double)pos0 + (double)n > MAX_DIM || (double)start + (double)n > MAX_DIM) {
+      args_throw(env, "BAD_ARGUMENT", "span %lld: start, nTokens and pos0 must be integers from 0 (got %lld, %lld, %lld)",
+                 (long long)i, (long long)start, (long long)n, (long long)pos0);
+      return -1;
+    }
+    if (start + n > n_rows) n_rows = start + n;
+    napi_value kv[2];
+    if (napi_get_element(env, a[3], (uint32_t)i, &kv[0]) != napi_ok || napi_get_element(env, a[4], (uint32_t)i, &kv[1]) != napi_ok) {
+      args_throw(env, "BAD_ARGUMENT", "kCaches and vCaches must be arrays of one cache per span");
+      return -1;
+    }
+    int64_t cache_elems, len[2];
+    uint8_t *cache[2];
+    if (args_mul(env, "(pos0 + nTokens) * nKvHead * headDim", pos0 + n, kv_row, &cache_elems)) return -1;
+    for (int c = 0; c < 2; c++) {
+      char name[48];
+      snprintf(name, sizeof name, "%s[%lld]", c ? "vCaches" : "kCaches", (long long)i);
+      if (args_u8_len(env, kv[c], name, cairn_kv_bytes(p->kv_type, cache_elems), align, &cache[c], &len[c])) return -1;
+      ranges[2 * i + c] = (byte_range){(uintptr_t)cache[c], n ? (uintptr_t)cache[c] + (uintptr_t)len[c] : (uintptr_t)cache[c]};
+    }
+    spans[i] = (cairn_attention_span){NULL, NULL, NULL, cache[0], cache[1], len[0] / row_bytes, len[1] / row_bytes, pos0, n, NULL};
+  }
+  /* A span's caches are written while the others are read: every cache its own memory. */
+  if (ranges_overlap(ranges, (size_t)(2 * n_spans))) {
+    args_throw(env, "BAD_ARGUMENT", "the spans' caches must be distinct, non-overlapping memory (one sequence per span)");
+    return -1;
+  }
+  /* The spans' rows must not overlap either: their outputs are written side by side. */
+  for (int64_t i = 0; i < n_spans; i++) ranges[i] = (byte_range){(uintptr_t)rows[3 * i], (uintptr_t)rows[3 * i] + (uintptr_t)rows[3 * i + 1]};
+  if (ranges_overlap(ranges, (size_t)n_spans)) {
+    args_throw(env, "BAD_ARGUMENT", "the spans' rows must not overlap");
+    return -1;
+  }
+  int64_t q_elems, kv_elems;
+  float *q, *k, *v, *out;
+  if (args_mul(env, "rows * nHead * headDim", n_rows, q_row, &q_elems) || args_mul(env, "rows * nKvHead * headDim", n_rows, kv_row, &kv_elems) ||
+      args_f32(env, a[0], "q", q_elems, &q) || args_f32(env, a[1], "k", kv_elems, &k) || args_f32(env, a[2], "v", kv_elems, &v) ||
+      args_f32(env, a[7], "out", q_elems, &out)) {
+    return -1;
+  }
+  const uintptr_t qb = (uintptr_t)q, ob = (uintptr_t)out, bytes = (uintptr_t)q_elems * 4;
+  if (q_elems > 0 && qb < ob + bytes && ob < qb + bytes) {
+    args_throw(env, "BAD_ARGUMENT", "out must not overlap q");
+    return -1;
+  }
+  for (int64_t i = 0; i < n_spans; i++) {
+    const int64_t start = rows[3 * i];
+    spans[i].q = q + start * q_row;
+    spans[i].out = out + start * q_row;
+    spans[i].k = k + start * kv_row;
+    spans[i].v = v + start * kv_row;
+  }
+  return 0;
+}
+
+/* attentionSpans(q, k, v, kCaches, vCaches, rows, params, out): rows holds (start, nTokens, pos0) per span. */
+static napi_value attention_spans(napi_env env, napi_callback_info info) {
+  napi_value a[8];
+  cairn_attention_params p;
+  int32_t *rows;
+  int64_t n_rows;
+  if (args_get(env, info, "attentionSpans", 8, a) || attention_params(env, a[6], &p) ||
+      args_typed(env, a[5], "rows", napi_int32_array, 0, 4, (void **)&rows, &n_rows)) {
+    return NULL;
+  }
+  uint32_t nk = 0, nv = 0;
+  bool ka = false, va = false;
+  napi_is_array(env, a[3], &ka);
+  napi_is_array(env, a[4], &va);
+  if (!ka || !va || napi_get_array_length(env, a[3], &nk) != napi_ok || napi_get_array_length(env, a[4], &nv) != napi_ok ||
+      n_rows % 3 != 0 || nk != n_rows / 3 || nv != nk || nk > MAX_SPANS) {
+    args_throw(env, "BAD_ARGUMENT", "rows must hold (start, nTokens, pos0) for each span (at most %u), and kCaches and vCaches one cache each", MAX_SPANS);
+    return NULL;
+  }
+  const int64_t n_spans = n_rows / 3;
+  cairn_attention_span stack_spans[SPANS_ON_STACK];
+  byte_range stack_ranges[2 * SPANS_ON_STACK];
+  cairn_attention_span *spans = stack_spans;
+  byte_range *ranges = stack_ranges;
+  if (n_spans > SPANS_ON_STACK) {
+    spans = malloc((size_t)n_spans * sizeof *spans);
+    ranges = malloc((size_t)n_spans * 2 * sizeof *ranges);
+  }
+  napi_value result = NULL;
+  if (!spans || !ranges) {
+    args_throw(env, "BAD_ARGUMENT", "attentionSpans: out of memory for %lld spans", (long long)n_spans);
+  } else if (attention_spans_args(env, a, &p, rows, n_spans, spans, ranges) == 0) {
+    if (cairn_attention_spans(spans, n_spans, &p) != 0) {
+      args_throw(env, "BAD_ARGUMENT", "attentionSpans: out of memory for the spans' attention");
+    } else {
+      result = args_undefined(env);
+    }
+  }
+  if (spans != stack_spans) free(spans);
+  if (ranges != stack_ranges) free(ranges);
+  return result;
+}
+
 void cairn_register_ops(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"rmsNorm", NULL, rms_norm, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -332,6 +468,7 @@ void cairn_register_ops(napi_env env, napi_value exports) {
       {"add", NULL, add, NULL, NULL, NULL, napi_enumerable, NULL},
       {"storeKv", NULL, store_kv, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"attentionSpans", NULL, attention_spans, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -6,7 +6,7 @@
 void cairn_register_system(napi_env env, napi_value exports);
 /* mapOpen, mapRange, mapRelease, mapFile, adviseWillNeed. */
 void cairn_register_mmap(napi_env env, napi_value exports);
-/* The float kernels: rmsNorm, rope, softmax, swiglu, swigluOai, geglu, add, storeKv, attention. */
+/* The float kernels: rmsNorm, rope, softmax, swiglu, swigluOai, geglu, add, storeKv, attention, attentionSpans. */
 void cairn_register_ops(napi_env env, napi_value exports);
 /* The Mixture-of-Experts kernels: expert batches, expert products, moeCombine. */
 void cairn_register_experts(napi_env env, napi_value exports);

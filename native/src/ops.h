@@ -90,4 +90,25 @@ typedef struct {
 int cairn_attention(const float *q, const void *k_cache, const void *v_cache, const cairn_attention_params *p,
                     float *out);
 
+/*
+ * One sequence's part of a batch for cairn_attention_spans: its n_tokens rows of queries (n_head x
+ * head_dim each), new keys and values (n_kv_head x head_dim each) and outputs, and its caches
+ * (capacities >= pos0 + n_tokens). Spans' caches and outputs are distinct memory.
+ */
+typedef struct {
+  const float *q, *k, *v;
+  void *k_cache, *v_cache;
+  int64_t k_capacity, v_capacity, pos0, n_tokens;
+  float *out;
+} cairn_attention_span;
+
+/*
+ * For each span, cairn_store_kv of its new rows then cairn_attention (p: the heads, scale, cache
+ * type, sinks and window; its n_tokens, pos0 and capacities are the spans'). Many small spans (the
+ * decode tokens of many sequences) run side by side, each whole on one thread, instead of each
+ * waking every thread for a few microseconds of work; every result is what cairn_attention gives
+ * (it depends on no thread count). Returns 0, or -1 when scratch memory could not be allocated.
+ */
+int cairn_attention_spans(const cairn_attention_span *spans, int64_t n_spans, const cairn_attention_params *p);
+
 #endif

@@ -27,7 +27,8 @@ void cairn_pool_run(cairn_job_fn fn, void *ctx);
  * process), and the CPU is better left to whoever computes next.
  */
 void cairn_pool_rest(void);
-/* Runs fn with at most `max_threads` threads (small jobs where waking everyone costs more). */
+/* Runs fn with at most `max_threads` threads (small jobs where waking everyone costs more). A call
+   from inside a job (or while another JS thread's job runs) runs fn on the calling thread alone. */
 void cairn_pool_run_n(cairn_job_fn fn, void *ctx, int max_threads);
 
 #endif

@@ -72,6 +72,17 @@ export interface AttentionParams {
   window?: number;
 }
 
+/** One sequence's rows of a batch for attentionSpans, and its caches. */
+export interface AttentionSpan {
+  /** First row of the batch (of q, k, v and out) that is this sequence's. */
+  start: number;
+  nTokens: number;
+  /** Cache position of the span's first token. */
+  pos0: number;
+  kCache: Uint8Array;
+  vCache: Uint8Array;
+}
+
 /**
  * Which activation row each (token, expert slot) pair of an expert product reads: `token` - one row
  * per token, shared by all the experts it was routed to (the gate and up products of a MoE layer);
@@ -206,6 +217,23 @@ export interface Kernels {
    * q is rounded to f16 before its products (as llama.cpp does), with f32 accumulation.
    */
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
+
+  /**
+   * storeKv then attention for each span of a batch of several sequences, in one call: q and out
+   * are rows x nHead x headDim, k and v rows x nKvHead x headDim, span i's rows [start, start +
+   * nTokens) of each. p gives the heads, scale, cache type, sinks and window (its nTokens and pos0
+   * are the spans'). Spans' rows must not overlap, and every cache must be its own memory (one span
+   * per sequence). Each span's result is what storeKv and attention give it alone; the native
+   * library runs many small spans side by side, each on one thread.
+   */
+  attentionSpans(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    spans: readonly AttentionSpan[],
+    p: AttentionParams,
+    out: Float32Array,
+  ): void;
 
   /** Sets the kernel thread count (native; the reference ignores it). */
   setThreads(n: number): void;

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { assertClose, randomF32, seededRandom, type Tolerance } from '../../test/helpers/kernel-inputs.js';
 import { ATTENTION_CHUNK, kvElementBytes, type AttentionParams, type KvType, type RopeParams } from './api.js';
 import { cpuInfo, forceIsa, NativeKernels } from './native.js';
+import { ReferenceKernels } from './reference.js';
 import { isCairnError } from '../util/errors.js';
 import { refAdd, refAttention, refGeglu, refRmsNorm, refRope, refSoftmax, refStoreKv, refSwiglu } from './reference/ops.js';
 
@@ -193,6 +194,56 @@ for (const isa of cpuInfo().availableIsas) {
       }
     });
 
+    it('attentionSpans equals storeKv and attention span by span, bit for bit, many sequences at once', () => {
+      const rand = seededRandom(19);
+      const reference = new ReferenceKernels();
+      for (const kvType of [0, 1, 8] as KvType[]) {
+        for (const [window, sinks] of [[0, false], [100, true]] as const) {
+          const nKvHead = 2, nHead = 8, headDim = 64, qRow = nHead * headDim, row = nKvHead * headDim, size = kvElementBytes(kvType);
+          // Decode tokens at many depths, a prompt, an empty span, and one deep enough to run alone on every thread; rows not in span order.
+          const shapes = [[1, 0], [1, 5], [1, 255], [1, 256], [1, 700], [45, 0], [3, 300], [0, 12], [1, 9000], [2, 31], ...Array.from({ length: 12 }, (_, i) => [1, 17 * i + 1])];
+          const order = shapes.map((_, i) => i).sort((a, b) => ((a * 7) % shapes.length) - ((b * 7) % shapes.length));
+          let next = 0;
+          const starts: number[] = [];
+          for (const i of order) {
+            starts[i] = next;
+            next += shapes[i][0];
+          }
+          const rows = next;
+          const k = randomF32(rows * row, rand), v = randomF32(rows * row, rand), q = randomF32(rows * qRow, rand, 3);
+          const caches = shapes.map(([n, pos0]) => {
+            const kc = new Uint8Array((pos0 + n + 3) * row * size), vc = new Uint8Array((pos0 + n + 9) * row * size);
+            const old = pos0 * row;
+            refStoreKv(randomF32(old, rand), randomF32(old, rand), kc, vc, kvType, row, 0, pos0, nKvHead);
+            return { kc, vc };
+          });
+          const p: AttentionParams = { nTokens: 0, nHead, nKvHead, headDim, pos0: 0, scale: 1 / Math.sqrt(headDim), kvType, window, sinks: sinks ? randomF32(nHead, rand, 2) : undefined };
+          // Span by span on copies of the caches: the result each span must get.
+          const want = new Float32Array(rows * qRow);
+          const wantCaches = caches.map(({ kc, vc }, i) => {
+            const [n, pos0] = shapes[i], s = starts[i];
+            const kc2 = kc.slice(), vc2 = vc.slice();
+            native.storeKv(k.subarray(s * row, (s + n) * row), v.subarray(s * row, (s + n) * row), kc2, vc2, kvType, row, pos0, n, nKvHead);
+            if (n > 0) native.attention(q.subarray(s * qRow, (s + n) * qRow), kc2, vc2, { ...p, nTokens: n, pos0 }, want.subarray(s * qRow, (s + n) * qRow));
+            return { kc: kc2, vc: vc2 };
+          });
+          const spans = caches.map((c, i) => ({ start: starts[i], nTokens: shapes[i][0], pos0: shapes[i][1], kCache: c.kc.slice(), vCache: c.vc.slice() }));
+          const got = new Float32Array(rows * qRow);
+          native.attentionSpans(q, k, v, spans, p, got);
+          const label = `kv${kvType} window ${window} sinks ${sinks}`;
+          assert.deepEqual(got, want, label);
+          spans.forEach((sp, i) => {
+            assert.deepEqual(sp.kCache, wantCaches[i].kc, `${label}: span ${i}'s keys`);
+            assert.deepEqual(sp.vCache, wantCaches[i].vc, `${label}: span ${i}'s values`);
+          });
+          // And the twin (span by span in TypeScript), within the attention tolerance.
+          const twin = new Float32Array(rows * qRow);
+          reference.attentionSpans(q, k, v, caches.map((c, i) => ({ ...spans[i], kCache: c.kc.slice(), vCache: c.vc.slice() })), p, twin);
+          assertClose(got, twin, kvType === 0 ? ATTN_F32_TOL : ATTN_F16_TOL, `${label}: against the reference`);
+        }
+      }
+    });
+
     it('attention over contexts of several chunks matches the reference: chunk edges, windows, sinks', () => {
       const rand = seededRandom(18);
       const cases = [
@@ -291,6 +342,20 @@ describe('native float kernels reject bad arguments', () => {
       /kCache must start at a multiple of 2 bytes/,
     );
     expectBadArgument(() => native.storeKv(x, x, cache, cache, 0, 4, 0, 2, 1), /different memory/);
+    // attentionSpans: spans' rows and caches, each checked as attention and storeKv check theirs.
+    const span = (start: number, nTokens: number, kCache = new Uint8Array(64), vCache = new Uint8Array(64)) => ({ start, nTokens, pos0: 0, kCache, vCache });
+    const sp: AttentionParams = { ...ok, pos0: 0, nHead: 2, nKvHead: 1 };
+    const q2 = new Float32Array(16), out2 = new Float32Array(16);
+    native.attentionSpans(q2, q2.slice(0, 8), q2.slice(0, 8), [span(0, 1), span(1, 1)], sp, out2);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(0, 2), span(1, 1)], sp, out2), /rows must not overlap/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(0, 1, cache), span(1, 1, new Uint8Array(64), cache)], sp, out2), /caches must be distinct/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(0, 1, cache.subarray(0, 32)), span(1, 1, cache.subarray(16))], sp, out2), /caches must be distinct/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(0, 1, cache, cache)], sp, out2), /caches must be distinct/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(0, 3)], sp, out2), /q is too short/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [{ ...span(0, 1), pos0: 20 }], sp, out2), /kCaches\[0\] is too short/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(0, 1)], sp, q2), /out must not overlap q/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(-1, 1)], sp, out2), /span 0: start must be an integer/);
+    expectBadArgument(() => native.attentionSpans(q2, q2, q2, [span(0.5, 1)], sp, out2), /span 0: start must be an integer/);
     expectBadArgument(() => native.storeKv(x, x, cache, new Uint8Array(64), 2 as KvType, 4, 0, 2, 1), /kvType/);
     expectBadArgument(() => native.storeKv(x, x, cache, new Uint8Array(64), 0, 4, 0, 2, 3), /multiple of nKvHead/);
     expectBadArgument(() => native.storeKv(new Float32Array(64), new Float32Array(64), cache, new Uint8Array(256), 8, 64, 0, 1, 4), /heads of a multiple of 32/);

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError, type CairnErrorCode } from '../util/errors.js';
-import type { AttentionParams, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams } from './api.js';
+import type { AttentionParams, AttentionSpan, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams } from './api.js';
 
 /** What the library reports about the CPU and itself. */
 export interface CpuInfo {
@@ -66,6 +66,16 @@ export interface NativeAddon {
     nKvHead: number,
   ): void;
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
+  attentionSpans(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    kCaches: Uint8Array[],
+    vCaches: Uint8Array[],
+    rows: Int32Array,
+    p: AttentionParams,
+    out: Float32Array,
+  ): void;
   /** Registered by the quantization part of the library once it is built in. */
   matmul?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
   getRows?(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void;
@@ -401,6 +411,22 @@ export class NativeKernels implements Kernels {
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
     try {
       this.addon.attention(q, kCache, vCache, p, out);
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  attentionSpans(q: Float32Array, k: Float32Array, v: Float32Array, spans: readonly AttentionSpan[], p: AttentionParams, out: Float32Array): void {
+    const rows = new Int32Array(3 * spans.length);
+    spans.forEach((s, i) => {
+      // Checked here: the library takes whole int32s, which a fraction or a huge number is not.
+      for (const [name, x] of [['start', s.start], ['nTokens', s.nTokens], ['pos0', s.pos0]] as const) {
+        if (!Number.isInteger(x) || x < 0 || x > 0x7fffffff) throw new CairnError('BAD_ARGUMENT', `span ${i}: ${name} must be an integer from 0 (got ${x})`);
+      }
+      rows.set([s.start, s.nTokens, s.pos0], 3 * i);
+    });
+    try {
+      this.addon.attentionSpans(q, k, v, spans.map((s) => s.kCache), spans.map((s) => s.vCache), rows, p, out);
     } catch (err) {
       throw asCairnError(err);
     }

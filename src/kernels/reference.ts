@@ -5,7 +5,7 @@
  */
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError } from '../util/errors.js';
-import { kvElementBytes, type AttentionParams, type ExpertBatch, type ExpertInput, type Kernels, type KvType, type RopeParams } from './api.js';
+import { kvElementBytes, type AttentionParams, type AttentionSpan, type ExpertBatch, type ExpertInput, type Kernels, type KvType, type RopeParams } from './api.js';
 import { needFinite, needInt, needKvType, needLength } from './reference/checks.js';
 import { ReferenceExpertBatch, refMoeCombine } from './reference/experts.js';
 import {
@@ -165,8 +165,43 @@ export class ReferenceKernels implements Kernels {
     refAttention(q, kCache, vCache, p, out);
   }
 
+  attentionSpans(q: Float32Array, k: Float32Array, v: Float32Array, spans: readonly AttentionSpan[], p: AttentionParams, out: Float32Array): void {
+    const qRow = p.nHead * p.headDim;
+    const kvRow = p.nKvHead * p.headDim;
+    checkSpans(spans);
+    for (const s of spans) {
+      needInt('span.start', s.start, 0);
+      needInt('span.nTokens', s.nTokens, 0);
+      const rows = (a: Float32Array, row: number, name: string) => {
+        needLength(name, a, (s.start + s.nTokens) * row);
+        return a.subarray(s.start * row, (s.start + s.nTokens) * row);
+      };
+      this.storeKv(rows(k, kvRow, 'k'), rows(v, kvRow, 'v'), s.kCache, s.vCache, p.kvType, kvRow, s.pos0, s.nTokens, p.nKvHead);
+      this.attention(rows(q, qRow, 'q'), s.kCache, s.vCache, { ...p, nTokens: s.nTokens, pos0: s.pos0 }, rows(out, qRow, 'out'));
+    }
+  }
+
   setThreads(n: number): void {
     needInt('threads', n, 1);
+  }
+}
+
+/** attentionSpans' rules: rows that do not overlap, and every cache its own memory. */
+function checkSpans(spans: readonly AttentionSpan[]): void {
+  const rows = spans.filter((s) => s.nTokens > 0).sort((a, b) => a.start - b.start);
+  for (let i = 1; i < rows.length; i++) {
+    if (rows[i].start < rows[i - 1].start + rows[i - 1].nTokens) throw new CairnError('BAD_ARGUMENT', "the spans' rows must not overlap");
+  }
+  const caches = spans.filter((s) => s.nTokens > 0).flatMap((s) => [s.kCache, s.vCache]);
+  const at = (c: Uint8Array) => [c.buffer, c.byteOffset, c.byteOffset + c.byteLength] as const;
+  for (let i = 0; i < caches.length; i++) {
+    for (let j = i + 1; j < caches.length; j++) {
+      const [ba, a0, a1] = at(caches[i]);
+      const [bb, b0, b1] = at(caches[j]);
+      if (ba === bb && a0 < b1 && b0 < a1) {
+        throw new CairnError('BAD_ARGUMENT', "the spans' caches must be distinct, non-overlapping memory (one sequence per span)");
+      }
+    }
   }
 }
 

@@ -9,6 +9,7 @@ import { CairnError } from '../../util/errors.js';
 import { GgmlType } from '../../gguf/ggml-types.js';
 import type { AttentionParams } from '../../kernels/api.js';
 import type { ModelConfig, RopeConfig } from '../config.js';
+import type { SeqSpan } from '../batch.js';
 import type { KvRowShape } from '../family.js';
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
@@ -221,6 +222,13 @@ export class GqaAttention implements AttentionBlock {
     const attn = this.attn.rows(n);
     const p = this.params;
     p.kvType = kv.type;
+    if (step.spans.length > 1 && distinctSlots(step.spans)) {
+      // Several sequences (a decode step of many streams): one call, their spans side by side.
+      const spans = step.spans.map((sp) => ({ start: sp.start, nTokens: sp.n, pos0: sp.pos0, kCache: kv.keys(step.layer, sp.slot), vCache: kv.values(step.layer, sp.slot) }));
+      kernels.attentionSpans(q, k, v, spans, p, attn);
+      applyLinear(kernels, w.o, attn, n, out);
+      return;
+    }
     for (const sp of step.spans) {
       const kc = kv.keys(step.layer, sp.slot);
       const vc = kv.values(step.layer, sp.slot);
@@ -233,4 +241,9 @@ export class GqaAttention implements AttentionBlock {
     }
     applyLinear(kernels, w.o, attn, n, out);
   }
+}
+
+/** Whether no two spans share a sequence's cache (attentionSpans needs each cache once). */
+function distinctSlots(spans: readonly SeqSpan[]): boolean {
+  return new Set(spans.map((sp) => sp.slot)).size === spans.length;
 }
