@@ -470,7 +470,16 @@ describe('cairn serve limits and failures', () => {
       const busy = await post(s.url, '/v1/completions', { model: name, prompt: 'b', max_tokens: 5 });
       assert.equal(busy.status, 429);
       assert.equal(busy.json.error.code, 'queue_full');
+      // Streamed requests too: a 429 before any stream starts (a client retries a 429, never an error event in a 200).
+      const chat = { model: name, messages: [{ role: 'user', content: 'b' }], max_tokens: 5 };
+      for (const [path, body] of [['/v1/completions', { model: name, prompt: 'b', max_tokens: 5, stream: true }], ['/v1/chat/completions', { ...chat, stream: true }], ['/v1/chat/completions', chat]] as const) {
+        const r = await post(s.url, path, body);
+        assert.equal(r.status, 429, `${path} ${JSON.stringify(body)}`);
+        assert.equal(r.json.error.code, 'queue_full');
+      }
       assert.equal((await running).status, 200);
+      // None of the refused requests stays counted as in flight.
+      assert.equal(await metric(s.url, 'requests_in_flight'), 0);
     } finally {
       await s.stop();
     }

@@ -48,46 +48,66 @@ export interface ChoicePlan {
  * Generates every choice of `plans` and yields their events as they come, each choice's in order.
  * With a seed, choice i of a prompt samples with seed + i (the same seed would give n copies).
  * Stopping the iteration (or aborting `signal`) stops every choice.
+ *
+ * Each prompt's first choice is admitted here, before anything is iterated: a full queue or a
+ * refused prompt throws now (the route answers 429 or 400 before it starts a stream), and the
+ * choices already admitted are stopped.
  */
-export async function* generateChoices(model: LoadedModel, plans: readonly ChoicePlan[], signal: AbortSignal): AsyncGenerator<ChoiceEvent> {
+export function generateChoices(model: LoadedModel, plans: readonly ChoicePlan[], signal: AbortSignal): AsyncGenerator<ChoiceEvent> {
   const iterators: { index: number; it: AsyncIterator<GenerationEvent> }[] = [];
-  const pending = new Map<number, Promise<{ k: number; r: IteratorResult<GenerationEvent> }>>();
-  const start = (index: number, gen: ServerGeneration) => {
-    const k = iterators.length;
+  const start = (index: number, gen: ServerGeneration): number => {
     iterators.push({ index, it: startGeneration(model, gen, signal)[Symbol.asyncIterator]() });
-    pending.set(k, next(k));
+    return iterators.length - 1;
   };
-  const next = (k: number) => iterators[k].it.next().then((r) => ({ k, r }));
-  // The choices after a prompt's first wait for its first event: by then its prompt is read.
-  const waiting = new Map<number, () => void>();
-  let index = 0;
   // Each choice's generation listens for the abort: more listeners than Node's default of 10
   // (which would print a leak warning) is what a request for many choices needs.
   setMaxListeners(plans.reduce((sum, p) => sum + p.n, 0) + 10, signal);
+  // The choices after a prompt's first wait for its first event: by then its prompt is read.
+  const waiting = new Map<number, () => void>();
+  let index = 0;
   try {
     for (const plan of plans) {
       const first = index;
-      start(first, plan.gen);
+      const k = start(first, plan.gen);
       if (plan.n > 1) {
-        waiting.set(iterators.length - 1, () => {
+        waiting.set(k, () => {
           for (let i = 1; i < plan.n; i++) start(first + i, withSeedOffset(plan.choice?.(i) ?? plan.gen, i));
         });
       }
       index += plan.n;
     }
+  } catch (err) {
+    for (const { it } of iterators) void it.return?.();
+    throw err;
+  }
+  return interleave(iterators, waiting);
+}
+
+/** The admitted choices' events as they come; a first event starts the prompt's other choices. */
+async function* interleave(iterators: { index: number; it: AsyncIterator<GenerationEvent> }[], waiting: Map<number, () => void>): AsyncGenerator<ChoiceEvent> {
+  const pending = new Map<number, Promise<{ k: number; r: IteratorResult<GenerationEvent> }>>();
+  const next = (k: number) => iterators[k].it.next().then((r) => ({ k, r }));
+  const follow = () => {
+    for (let k = 0; k < iterators.length; k++) if (!pending.has(k) && !done.has(k)) pending.set(k, next(k));
+  };
+  const done = new Set<number>();
+  try {
+    follow();
     while (pending.size > 0) {
       const { k, r } = await Promise.race(pending.values());
+      pending.delete(k);
       const then = waiting.get(k);
       if (then) {
         waiting.delete(k);
         then();
       }
       if (r.done) {
-        pending.delete(k);
-        continue;
+        done.add(k);
+      } else {
+        pending.set(k, next(k));
       }
-      pending.set(k, next(k));
-      yield { index: iterators[k].index, event: r.value };
+      follow();
+      if (!r.done) yield { index: iterators[k].index, event: r.value };
     }
   } finally {
     // A consumer that stops early stops every choice (each frees its slot).

@@ -168,11 +168,15 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
 
   if (!req.stream) {
     const states = Array.from({ length: n }, () => ({ logprobs: [] as unknown[], summary: undefined as GenerationSummary | undefined }));
-    for await (const { index, event: ev } of events) {
-      if (ev.type === 'token' && ev.logprobs) states[index].logprobs.push(chatLogprob(model, ev.logprobs));
-      if (ev.type === 'done') states[index].summary = ev.summary;
+    try {
+      for await (const { index, event: ev } of events) {
+        if (ev.type === 'token' && ev.logprobs) states[index].logprobs.push(chatLogprob(model, ev.logprobs));
+        if (ev.type === 'done') states[index].summary = ev.summary;
+      }
+    } finally {
+      // Ended however it ends (a later choice refused by a full queue throws): no longer in flight.
+      metrics.requestEnded(combinedSummary(states.map((c) => c.summary)), reply.raw);
     }
-    metrics.requestEnded(combinedSummary(states.map((c) => c.summary)), reply.raw);
     const failed = states.find((c) => !c.summary || c.summary.finishReason === 'error');
     if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'));
     const summaries = states.map((c) => c.summary!);

@@ -140,14 +140,18 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
   metrics.requestStarted(reply.raw);
 
   if (!req.stream) {
-    for await (const { index, event } of events) {
-      const c = choices[index];
-      if (event.type === 'prompt') c.logprobs?.addPrompt(c.prompt.ids, event.logprobs);
-      else if (event.type === 'token') c.logprobs?.add(event.id, event.logprobs, echoOf(c).length + c.text.length);
-      if (event.type === 'done') c.summary = event.summary;
-      else c.text += event.text;
+    try {
+      for await (const { index, event } of events) {
+        const c = choices[index];
+        if (event.type === 'prompt') c.logprobs?.addPrompt(c.prompt.ids, event.logprobs);
+        else if (event.type === 'token') c.logprobs?.add(event.id, event.logprobs, echoOf(c).length + c.text.length);
+        if (event.type === 'done') c.summary = event.summary;
+        else c.text += event.text;
+      }
+    } finally {
+      // Ended however it ends (a later choice refused by a full queue throws): no longer in flight.
+      metrics.requestEnded(combinedSummary(choices.map((c) => c.summary)), reply.raw);
     }
-    metrics.requestEnded(combinedSummary(choices.map((c) => c.summary)), reply.raw);
     const failed = choices.find((c) => !c.summary || c.summary.finishReason === 'error');
     if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'), 'prompt');
     await reply.send({
