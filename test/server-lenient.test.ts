@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import OpenAI from 'openai';
 import { scratchDir } from './helpers/paths.js';
 import { startServer, type ServerProcess } from './helpers/server.js';
@@ -88,10 +89,33 @@ test('fields that would change the answer and cannot be honoured are refused by 
     const r = await post('/v1/chat/completions', body);
     assert.equal(r.status, 400, JSON.stringify(body));
     assert.equal(r.json.error.param, param);
+    if (param === 'messages.0.content') assert.match(r.json.error.message, /'image_url' are not supported/);
   }
   // What they look like when off is fine: null, false, text only.
   const off = await post('/v1/chat/completions', { ...base, max_tokens: 2, functions: null, function_call: null, audio: null, modalities: ['text'] });
   assert.equal(off.status, 200);
+});
+
+test("what other clients send as valid is served: an assistant's refusal part, Ollama's nulls; a list of too many prompts and a compressed body say what is wrong", async () => {
+  // OpenAI's assistant content may hold a refusal part: read as its text, the same prompt as plain text.
+  const turns = (assistant: unknown) => ({ model: 'tiny', max_tokens: 4, temperature: 0, messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: assistant }, { role: 'user', content: 'Why?' }] });
+  const refusal = await post('/v1/chat/completions', turns([{ type: 'refusal', refusal: 'I cannot.' }]));
+  const text = await post('/v1/chat/completions', turns('I cannot.'));
+  assert.equal(refusal.status, 200);
+  assert.equal(refusal.json.usage.prompt_tokens, text.json.usage.prompt_tokens);
+  assert.equal(refusal.json.choices[0].message.content, text.json.choices[0].message.content);
+  // Ollama's own server takes null for these as absent.
+  const generate = await post('/api/generate', { model: 'tiny', prompt: 'a', system: null, suffix: null, raw: null, options: null, stream: null, format: null });
+  assert.equal(generate.status, 200);
+  const chat = await post('/api/chat', { model: 'tiny', messages: [{ role: 'user', content: 'Hi' }], options: null, stream: false, format: null });
+  assert.equal(chat.status, 200);
+  assert.equal(chat.json.done, true);
+  const many = await post('/v1/completions', { model: 'tiny', prompt: Array.from({ length: 65 }, () => 'a'), max_tokens: 1 });
+  assert.equal(many.status, 400);
+  assert.match(many.json.error.message, /1 to 64 strings/);
+  const gzip = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify({ model: 'tiny', prompt: 'a' })) });
+  assert.equal(gzip.status, 415);
+  assert.match(((await gzip.json()) as { error: { message: string } }).error.message, /uncompressed/);
 });
 
 test('as OpenAI: tool_choice required or a named function without tools, and top_logprobs without logprobs, are 400s naming the field', async () => {

@@ -185,6 +185,14 @@ export function buildServer(host: ModelHost, opts: ServerOptions = {}): { app: F
     }
   });
 
+  // A compressed body would read as JSON that is not valid: say what is wrong with it instead.
+  app.addHook('preParsing', async (request) => {
+    const encoding = request.headers['content-encoding'];
+    const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+    if (hasBody && encoding !== undefined && encoding.trim().toLowerCase() !== 'identity')
+      throw new ApiError(415, `Bodies with content-encoding "${encoding.slice(0, 40)}" are not read here; send the JSON uncompressed.`, 'invalid_request_error', null, 'unsupported_content_encoding');
+  });
+
   const requireKey = async (request: FastifyRequest) => {
     // A browser's preflight never carries the key; the request that follows it does.
     if (!opts.apiKey || request.url === '/health' || (opts.corsOrigins && request.method === 'OPTIONS') || isPublicWebRequest(request, opts.webApp)) return;

@@ -26,8 +26,13 @@ import { ProseGate, type GeneratedPiece } from '../prose-gate.js';
 import { replyToolCalls, toolCallFormat, type ReplyToolCall } from '../tool-calls.js';
 import { SAMPLER_DEFAULTS, type SamplerOptions } from '../../sampling/index.js';
 
-const options = z
-  .looseObject({
+/** A field Ollama's own server (Go) takes as null too: null reads as absent. */
+function orNull<T extends z.ZodType>(schema: T) {
+  return schema.nullish().transform((v) => v ?? undefined);
+}
+
+const options = orNull(
+  z.looseObject({
     // The same ranges as the OpenAI routes: a temperature of 5 samples noise until the length limit.
     temperature: z.number().min(0).max(2).optional(),
     top_p: z.number().min(0).max(1).optional(),
@@ -45,10 +50,10 @@ const options = z
     frequency_penalty: z.number().min(-2).max(2).optional(),
     // Not an Ollama option; accepted with the OpenAI meaning (token id -> bias) for clients that send it.
     logit_bias: z.record(z.string(), z.unknown()).optional(),
-  })
-  .optional();
+  }),
+);
 
-const format = z.union([z.literal('json'), z.literal(''), z.record(z.string(), z.unknown())]).optional();
+const format = orNull(z.union([z.literal('json'), z.literal(''), z.record(z.string(), z.unknown())]));
 
 /** A call an earlier assistant turn made: Ollama sends the arguments as an object (a JSON string is taken too). */
 const toolCall = z.looseObject({
@@ -58,7 +63,7 @@ const toolCall = z.looseObject({
 
 const chatMessage = z.looseObject({
   role: z.string(),
-  content: z.string().optional(),
+  content: orNull(z.string()),
   images: z.array(z.unknown()).nullish(),
   tool_calls: z.array(toolCall).nullish(),
   // A tool result: the tool it came from, and (newer clients) the call it answers.
@@ -69,7 +74,7 @@ const chatMessage = z.looseObject({
 const chatBody = z.looseObject({
   model: z.string().min(1),
   messages: z.array(chatMessage),
-  stream: z.boolean().optional(),
+  stream: orNull(z.boolean()),
   options,
   format,
   tools: z.array(z.unknown()).optional(),
@@ -78,15 +83,15 @@ const chatBody = z.looseObject({
 
 const generateBody = z.looseObject({
   model: z.string().min(1),
-  prompt: z.string().optional(),
-  system: z.string().optional(),
+  prompt: orNull(z.string()),
+  system: orNull(z.string()),
   // Fill in the middle: the model writes what goes between prompt and suffix.
-  suffix: z.string().optional(),
+  suffix: orNull(z.string()),
   images: z.array(z.unknown()).nullish(),
   // The `context` an earlier answer returned (deprecated by Ollama, still sent by its older clients): the conversation so far.
   context: listOf(isTokenId, 'token ids').nullish(),
-  raw: z.boolean().optional(),
-  stream: z.boolean().optional(),
+  raw: orNull(z.boolean()),
+  stream: orNull(z.boolean()),
   options,
   format,
   keep_alive: z.unknown().optional(),

@@ -147,9 +147,10 @@ export function toolCallsOf(host: ModelHost, model: LoadedModel, summary: Genera
 
 /** Handles one chat completion request. */
 export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const req = parseBody(chatCompletionRequest, request.body);
+  // Refused by name first: an image part would otherwise fail the schema as a vague invalid input.
   const refused = unsupportedField(request.body);
   if (refused) throw badRequest(refused.message, refused.param);
+  const req = parseBody(chatCompletionRequest, request.body);
   refuseMismatched(req);
   host.ignored(unknownFields(request.body, 'chat'));
   const model = host.require(req.model);

@@ -11,6 +11,8 @@ import { z } from 'zod';
 import { isString, isTokenId, listOf } from '../list-schemas.js';
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() });
+// An assistant message sent back as OpenAI wrote it may hold a refusal part: its words, as text.
+const refusalPart = z.object({ type: z.literal('refusal'), refusal: z.string() }).transform((p) => ({ type: 'text' as const, text: p.refusal }));
 
 const toolCall = z.object({
   id: z.string().optional(),
@@ -22,7 +24,7 @@ const toolCall = z.object({
 /** One chat message. `developer` is OpenAI's newer name for `system`. */
 export const chatMessage = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
-  content: z.union([z.string(), z.array(textPart), z.null()]).optional(),
+  content: z.union([z.string(), z.array(z.union([textPart, refusalPart])), z.null()]).optional(),
   // Python's model_dump() sends the fields it does not have as null (`tool_calls: None`).
   name: z.string().nullish(),
   tool_calls: z.array(toolCall).nullish(),
@@ -110,7 +112,7 @@ export const completionRequest = z.object({
     listOf(isString, 'strings', { min: 1, max: 64 }),
     listOf(isTokenId, 'token ids', { min: 1 }),
     listOf((v): v is number[] => Array.isArray(v) && v.length > 0 && v.every(isTokenId), 'token id lists', { min: 1, max: 64 }),
-  ]),
+  ], { error: 'expected a string, 1 to 64 strings, a list of token ids, or 1 to 64 lists of token ids' }),
   max_tokens: z.number().int().min(0).nullable().optional(),
   logprobs: z.number().int().min(0).max(5).nullable().optional(),
   echo: z.boolean().nullable().optional(),
@@ -185,7 +187,7 @@ export function unsupportedField(body: unknown): { param: string; message: strin
   if (Array.isArray(body.messages)) {
     for (const [i, m] of body.messages.entries()) {
       if (!isRecord(m) || !Array.isArray(m.content)) continue;
-      const part = m.content.find((p) => isRecord(p) && p.type !== 'text');
+      const part = m.content.find((p) => isRecord(p) && p.type !== 'text' && p.type !== 'refusal');
       if (part) {
         const type = isRecord(part) ? String(part.type) : 'unknown';
         return { param: `messages.${i}.content`, message: `Content parts of type '${type}' are not supported: this model reads text.` };
