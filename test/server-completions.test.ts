@@ -215,3 +215,38 @@ test('best_of beyond n is refused by name; best_of equal to n is served; too man
   // The server goes on serving.
   assert.equal((await post(server.url, '/v1/completions', { model: 'tiny', prompt: 'a', max_tokens: 2 })).status, 200);
 });
+
+test("constrained text completions: response_format and llama-server's json_schema give each choice JSON of the schema; a GBNF grammar and Ollama's own template are refused by name", async () => {
+  const schema = { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 99 }, pet: { enum: ['cat', 'dog'] } }, required: ['n', 'pet'], additionalProperties: false };
+  const check = (text: string) => {
+    const v = JSON.parse(text);
+    assert.deepEqual(Object.keys(v).sort(), ['n', 'pet']);
+    assert.ok(Number.isInteger(v.n) && v.n >= 0 && v.n <= 99, text);
+    assert.ok(['cat', 'dog'].includes(v.pet), text);
+  };
+  const viaField = await post(server.url, '/v1/completions', { model: 'tiny', prompt: ['a pet', 'another'], n: 2, temperature: 1, seed: 3, max_tokens: 60, json_schema: schema });
+  assert.equal(viaField.status, 200, JSON.stringify(viaField.json));
+  assert.equal(viaField.json.choices.length, 4);
+  for (const c of viaField.json.choices) {
+    assert.equal(c.finish_reason, 'stop');
+    check(c.text);
+  }
+  const viaFormat = await client.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 60, temperature: 0, response_format: { type: 'json_schema', json_schema: { name: 'p', schema } } } as never);
+  check(viaFormat.choices[0].text);
+  const both = await post(server.url, '/v1/completions', { model: 'tiny', prompt: 'x', json_schema: schema, response_format: { type: 'json_object' } });
+  assert.equal(both.status, 400);
+  assert.equal(both.json.error.param, 'json_schema');
+  const badSchema = await post(server.url, '/v1/completions', { model: 'tiny', prompt: 'x', json_schema: { type: 'string', pattern: '(?<=a)b' } });
+  assert.equal(badSchema.status, 400);
+  assert.equal(badSchema.json.error.param, 'json_schema');
+  for (const path of ['/v1/completions', '/v1/chat/completions']) {
+    const grammar = await post(server.url, path, { model: 'tiny', prompt: 'x', messages: [{ role: 'user', content: 'x' }], grammar: 'root ::= "a"' });
+    assert.equal(grammar.status, 400);
+    assert.equal(grammar.json.error.param, 'grammar');
+  }
+  const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 60, temperature: 0, json_schema: schema } as never);
+  check(chat.choices[0].message.content!);
+  const template = await post(server.url, '/api/generate', { model: 'tiny', prompt: 'x', template: '{{ .Prompt }}', stream: false });
+  assert.equal(template.status, 400);
+  assert.match(template.json.error, /template/);
+});

@@ -91,6 +91,8 @@ const generateBody = z.looseObject({
   // The `context` an earlier answer returned (deprecated by Ollama, still sent by its older clients): the conversation so far.
   context: listOf(isTokenId, 'token ids').nullish(),
   raw: orNull(z.boolean()),
+  // A Go template of Ollama's for this request's prompt: refused when given (the model's own chat template is used).
+  template: orNull(z.string()),
   stream: orNull(z.boolean()),
   options,
   format,
@@ -411,6 +413,7 @@ export function registerOllamaRoutes(app: FastifyInstance, host: ModelHost, metr
     if (body.prompt === undefined || body.prompt === '') return { ...loadOrUnload(host, body), response: '' };
     const model = host.require(body.model);
     refuseImages([body.images], 'images');
+    if (body.template) throw badRequest("A request's own template (Ollama's Go template syntax) is not supported: the model's chat template is used; send raw: true with the prompt laid out as you need it.", 'template');
     const text = body.prompt;
     const messages = [...(body.system ? [{ role: 'system', content: body.system }] : []), { role: 'user', content: text }] as ChatMessage[];
     const abort = clientGone(reply);

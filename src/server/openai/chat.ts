@@ -19,7 +19,7 @@ import { SseStream } from '../sse.js';
 import { ProseGate } from '../prose-gate.js';
 import { newCallId, replyToolCalls, toolCallFormat } from '../tool-calls.js';
 import { checkSchemaSize, constraintForFormat } from '../response-format.js';
-import { chatCompletionRequest, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
+import { chatCompletionRequest, requestedFormat, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
 
 type FinishReason = 'stop' | 'length' | 'tool_calls';
 
@@ -96,17 +96,18 @@ async function prepare(
   signal: AbortSignal,
 ): Promise<{ gen: ServerGeneration; choice: (i: number) => ServerGeneration; tools?: ToolDefinition[]; forced: boolean }> {
   const tools = req.tools && req.tools.length > 0 && req.tool_choice !== 'none' ? (req.tools as ToolDefinition[]) : undefined;
-  if (tools && req.response_format && req.response_format.type !== 'text') {
-    throw badRequest('response_format and tools cannot be combined', 'response_format');
+  const asked = requestedFormat(req);
+  if (tools && asked && asked.type !== 'text') {
+    throw badRequest('response_format and tools cannot be combined', req.json_schema ? 'json_schema' : 'response_format');
   }
   const sampler = samplerFromApi(req, model);
   req.tools?.forEach((t, i) => checkSchemaSize(t.function.parameters, `tools.${i}.function.parameters`));
   const forced = tools ? forcedCallSchema(tools, req.tool_choice) : undefined;
-  const format = forced ? ({ type: 'json_schema', json_schema: { schema: forced } } as const) : req.response_format;
+  const format = forced ? ({ type: 'json_schema', json_schema: { schema: forced } } as const) : asked;
   // A constraint follows one output token by token: each choice gets its own (the schema is
   // compiled once and cached, so the others cost little).
   const constraints: (GenerationConstraint | undefined)[] = [];
-  for (let i = 0; i < (format ? n : 0); i++) constraints.push(await constraintForFormat(model, format!, forced ? 'tools' : undefined));
+  for (let i = 0; i < (format ? n : 0); i++) constraints.push(await constraintForFormat(model, format!, forced ? 'tools' : req.json_schema ? 'json_schema' : undefined));
   const constraint = constraints[0];
   const prompt = await host.prompts.chat(messagesFor(req), { tools, variables: req.chat_template_kwargs }, signal);
   const gen: ServerGeneration = {

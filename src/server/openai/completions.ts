@@ -2,23 +2,25 @@
  * POST /v1/completions: the legacy text-completion API in full. Prompts: text, token ids, or a list
  * of either (one choice each); `suffix` for fill-in-the-middle; `n` choices per prompt sharing the
  * prompt's KV; `echo` repeats the prompt, and with `logprobs` scores its tokens too (with
- * `max_tokens: 0`, only that: how evaluation harnesses score continuations). `best_of` > `n`
- * is refused: it would rank candidates the answer never shows.
+ * `max_tokens: 0`, only that: how evaluation harnesses score continuations); `response_format` (or
+ * llama-server's `json_schema`) constrains each choice as on the chat route. `best_of` > `n` is
+ * refused: it would rank candidates the answer never shows; so is a GBNF `grammar`.
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { GenerationSummary } from '../../engine/engine.js';
+import type { GenerationConstraint, GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { StepLogprobs } from '../../sampling/index.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { samplerFromApi, stopList, tokenView, type ServerGeneration } from '../generation.js';
+import { constraintForFormat } from '../response-format.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { checkChoiceCount, combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
 import { SseStream } from '../sse.js';
 import { completionPrompts, type CompletionPrompt } from './completion-prompts.js';
-import { completionRequest, unknownFields, type CompletionRequest } from './schemas.js';
+import { completionRequest, requestedFormat, unknownFields, unsupportedField, type CompletionRequest } from './schemas.js';
 
 /** A legacy logprobs object, built token by token with text offsets into the choice's text. */
 class LegacyLogprobs {
@@ -87,9 +89,12 @@ const finishReason = (s: GenerationSummary): 'stop' | 'length' => (s.finishReaso
 
 /** Handles one text completion request. */
 export async function completions(host: ModelHost, metrics: ServerMetrics, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const refused = unsupportedField(request.body);
+  if (refused) throw badRequest(refused.message, refused.param);
   const req = parseBody(completionRequest, request.body);
   host.ignored(unknownFields(request.body, 'completion'));
   refuseUnsupported(req);
+  const format = requestedFormat(req);
   const model = host.require(req.model);
   const abort = new AbortController();
   // The response closing before it was written means the client went away.
@@ -123,7 +128,12 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     sse.done();
     return;
   }
-  const plans = prompts.map((prompt) => {
+  // A constraint follows one output token by token: each choice gets its own (compiled once, cached).
+  const constraints: (GenerationConstraint | undefined)[] = [];
+  for (let i = 0; i < (format && format.type !== 'text' ? choices.length : 0); i++) {
+    constraints.push(await constraintForFormat(model, format!, req.json_schema ? 'json_schema' : undefined));
+  }
+  const plans = prompts.map((prompt, p) => {
     const gen: ServerGeneration = {
       prompt: prompt.ids,
       maxTokens,
@@ -133,8 +143,9 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
       promptLogprobs: scorePrompt ? req.logprobs! : undefined,
       ignoreEos: req.ignore_eos,
       maxDraft: req['speculative.n_max'],
+      constraint: constraints[p * n],
     };
-    return { gen, n };
+    return { gen, n, choice: (i: number) => ({ ...gen, constraint: constraints[p * n + i] }) };
   });
   const events = generateChoices(model, plans, abort.signal);
   metrics.requestStarted(reply.raw);

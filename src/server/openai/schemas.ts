@@ -8,6 +8,7 @@
  * `functions`, audio output, images in the input), are refused by name (unsupportedField()).
  */
 import { z } from 'zod';
+import { badRequest } from '../errors.js';
 import { isString, isTokenId, listOf } from '../list-schemas.js';
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() });
@@ -93,6 +94,8 @@ export const chatCompletionRequest = z.object({
   logprobs: z.boolean().nullable().optional(),
   top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
   response_format: responseFormat.nullable().optional(),
+  /** llama-server's field: a JSON schema the reply follows (response_format's json_schema.schema). */
+  json_schema: z.record(z.string(), z.unknown()).nullable().optional(),
   tools: z.array(toolDefinition).nullable().optional(),
   tool_choice: z
     .union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })])
@@ -118,7 +121,19 @@ export const completionRequest = z.object({
   echo: z.boolean().nullable().optional(),
   suffix: z.string().nullable().optional(),
   best_of: z.number().int().min(1).nullable().optional(),
+  // Constrained output, as on the chat route (json_schema: llama-server's field).
+  response_format: responseFormat.nullable().optional(),
+  json_schema: z.record(z.string(), z.unknown()).nullable().optional(),
 });
+
+/** The output format a request asks for: response_format, or llama-server's json_schema; both is a 400. */
+export function requestedFormat(req: { response_format?: z.infer<typeof responseFormat> | null; json_schema?: Record<string, unknown> | null }): z.infer<typeof responseFormat> | undefined {
+  if (req.json_schema !== undefined && req.json_schema !== null) {
+    if (req.response_format && req.response_format.type !== 'text') throw badRequest('give either response_format or json_schema, not both', 'json_schema');
+    return { type: 'json_schema', json_schema: { schema: req.json_schema } };
+  }
+  return req.response_format ?? undefined;
+}
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
 export type CompletionRequest = z.infer<typeof completionRequest>;
@@ -184,6 +199,7 @@ export function unsupportedField(body: unknown): { param: string; message: strin
   if (!unset(body.audio)) return { param: 'audio', message: 'Audio output is not supported.' };
   if (!unset(body.prediction)) return { param: 'prediction', message: 'Predicted outputs are not supported.' };
   if (!unset(body.web_search_options)) return { param: 'web_search_options', message: 'Web search is not supported.' };
+  if (!unset(body.grammar)) return { param: 'grammar', message: 'GBNF grammars are not supported; constrain the output with response_format (json_schema) or json_schema instead.' };
   if (Array.isArray(body.messages)) {
     for (const [i, m] of body.messages.entries()) {
       if (!isRecord(m) || !Array.isArray(m.content)) continue;
