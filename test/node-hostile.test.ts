@@ -182,6 +182,34 @@ test('a peer cannot pile up load requests or samplers: each beyond its cap is re
   conn.close();
 });
 
+test('a node serves one coordinator at a time: another may not load over it, run sequences on it or unload it; once the first leaves it may', { timeout: 60_000 }, async () => {
+  const first = await connect();
+  await load(first);
+  const other = await connectPeer('127.0.0.1', node.port, { nodeId: 'second-coordinator', compatibility: MESH_COMPATIBILITY });
+  const req: LoadRequest = { modelSha256: sha, modelName: 'tiny.gguf', layerStart: 0, layerEnd: 2, ctx: 64, slots: SLOTS, kvType: GgmlType.F16, maxBatch: MAX_BATCH, epoch: 1 };
+  const inUse = (e: unknown) => isCairnError(e, 'CLUSTER_REMOTE') && /in use by the coordinator hostile-coordinator; a node serves one coordinator at a time/.test((e as Error).message);
+  await assert.rejects(request(other, MeshFrame.load, req), inUse);
+  await assert.rejects(request(other, MeshFrame.seqStart, { seq: 7, spec: { sampler: { temperature: 0 }, history: [1] } }), inUse);
+  await request(other, MeshFrame.unload, {});
+  // The first coordinator's shard is still there and answers its steps.
+  await request(first, MeshFrame.seqStart, { seq: 1, spec: { sampler: { temperature: 0 }, history: [1, 5, 9] } });
+  const r = await step(first, goodHead(1, { outputs: [[2, 1, 0]] }), TOKENS);
+  assert.ok(r.result, r.error);
+  first.close();
+  await once(first, 'close');
+  // Gone: the node is free for the other.
+  for (let i = 0; ; i++) {
+    try {
+      assert.deepEqual(await request(other, MeshFrame.load, req), { status: 'loaded', source: 'model' });
+      break;
+    } catch (err) {
+      if (i > 50 || !inUse(err)) throw err;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+  other.close();
+});
+
 test('a frame larger than its type allows closes that connection only', { timeout: 60_000 }, async () => {
   const conn = await connect();
   await load(conn);

@@ -264,6 +264,7 @@ export class MeshNode {
           return ok({});
         }
         case MeshFrame.seqStart: {
+          this.refuseOtherCoordinator(conn);
           if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
           const b = this.stage.bounds;
           const s = checkSeqStart(frameJson(frame), b.nVocab, b.ctxPerSlot);
@@ -271,6 +272,7 @@ export class MeshNode {
           return ok({});
         }
         case MeshFrame.kv: {
+          this.refuseOtherCoordinator(conn);
           if (!this.stage) throw new CairnError('BAD_ARGUMENT', 'no shard loaded');
           const { head, bodies } = unpackMessage(frame.payload, { what: 'KV operation' });
           const b = this.stage.bounds;
@@ -294,7 +296,8 @@ export class MeshNode {
           return ok({ seconds: await this.stage.probeExchange(probe) });
         }
         case MeshFrame.unload:
-          this.unload('unloaded by the coordinator');
+          // Another coordinator's unload leaves the shard of the one using this node alone.
+          if (!this.owner || conn === this.owner || !this.owner.isOpen) this.unload('unloaded by the coordinator');
           return ok({});
         default:
           conn.replyError(frame, `unknown request type ${frame.type}`);
@@ -343,6 +346,7 @@ export class MeshNode {
 
   private async loadNow(conn: PeerConnection, raw: unknown): Promise<LoadReply> {
     const req = validateLoadRequest(raw);
+    this.refuseOtherCoordinator(conn);
     this.unload('replaced by a new plan');
     const whole = this.models.get(req.modelSha256);
     let path: string;
@@ -525,6 +529,21 @@ export class MeshNode {
     this.loadedDigest = digest;
     this.expertRank = new ExpertRankRunner(loaded, req.epoch, g.peers[0].nodeId);
     return { status: 'loaded', source };
+  }
+
+  /**
+   * A node serves one coordinator at a time: while the one that loaded it is connected, another
+   * may not replace its shard (the first would wait for ever on steps whose answers went to the
+   * second), run sequences on it or unload it. The same coordinator on a new connection (restarted
+   * before its old connection was found dead) may.
+   */
+  private refuseOtherCoordinator(conn: PeerConnection): void {
+    const owner = this.owner;
+    if (!owner || owner === conn || !owner.isOpen || owner.peer.nodeId === conn.peer.nodeId) return;
+    throw new CairnError(
+      'BAD_ARGUMENT',
+      `this node is in use by the coordinator ${owner.peer.name}; a node serves one coordinator at a time (stop that one, or give this coordinator other nodes)`,
+    );
   }
 
   private unload(reason: string): void {
