@@ -131,7 +131,7 @@ class Worker {
     const script = fileURLToPath(new URL('../../bench/worker.js', import.meta.url));
     this.proc = fork(script, [JSON.stringify(spec)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.loaded = new Promise((resolve, reject) => {
-      this.pending = (r) => (r.type === 'loaded' ? resolve(r) : reject(new CairnError('BAD_ARGUMENT', `${spec.engine}: ${r.type === 'error' ? r.message : 'unexpected reply'}`)));
+      this.pending = (r) => (r.type === 'loaded' ? resolve(r) : reject(new CairnError('BAD_ARGUMENT', `${spec.engine === 'cairn' ? '' : `${spec.engine}: `}${r.type === 'error' ? r.message : 'unexpected reply'}`)));
     });
     this.proc.on('message', (m: BenchReply) => {
       const p = this.pending;

@@ -94,12 +94,26 @@ export class KvCache {
     const elem = kvElementBytes(type);
     this.k = [];
     this.v = [];
+    const total = rows.reduce((a, r) => a + (r.k + r.v), 0) * ctxPerSlot * elem * slots;
+    // A context no machine holds (a typo, 1e99) is told as such rather than as the allocator's RangeError.
+    const tooLarge = () =>
+      new CairnError(
+        'BAD_ARGUMENT',
+        `a KV cache of ${slots} slot${slots === 1 ? '' : 's'} x ${ctxPerSlot} positions needs ${(total / 2 ** 30).toFixed(1)} GiB, more than can be allocated here; lower the context (--ctx) or the parallel slots`,
+      );
+    if (!Number.isSafeInteger(slots) || !Number.isSafeInteger(ctxPerSlot) || !Number.isSafeInteger(Math.ceil(total))) throw tooLarge();
     let bytes = 0;
     for (const row of rows) {
       const kSlot = ctxPerSlot * row.k * elem;
       const vSlot = ctxPerSlot * row.v * elem;
-      const kBuf = new ArrayBuffer(kSlot * slots);
-      const vBuf = new ArrayBuffer(vSlot * slots);
+      let kBuf: ArrayBuffer, vBuf: ArrayBuffer;
+      try {
+        kBuf = new ArrayBuffer(kSlot * slots);
+        vBuf = new ArrayBuffer(vSlot * slots);
+      } catch (err) {
+        if (err instanceof RangeError) throw tooLarge();
+        throw err;
+      }
       this.k.push(Array.from({ length: slots }, (_, s) => new Uint8Array(kBuf, s * kSlot, kSlot)));
       this.v.push(Array.from({ length: slots }, (_, s) => new Uint8Array(vBuf, s * vSlot, vSlot)));
       bytes += (kSlot + vSlot) * slots;
