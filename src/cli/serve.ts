@@ -4,9 +4,10 @@
  * end with an error event, nothing is left half-written.
  */
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
+import { parsePeerList } from '../cluster/peer-address.js';
 import { checkModelFile } from './user-errors.js';
 import { defaultStore, hubSourceOf, resolveModelArg, storeCatalog } from './model-arg.js';
 import { addModelOptions, addSpeculationOptions, backendOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags, type SpeculationFlags, kvTypeOf } from './options.js';
@@ -123,8 +124,8 @@ export function serveCommand(): Command {
       const resolved = await resolveModelArg(o.model);
       o.model = resolved.path;
       checkModelFile(o.model);
-      const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel)).path : undefined;
-      if (draftModel) checkModelFile(draftModel);
+      const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel, { option: '--draft-model' })).path : undefined;
+      if (draftModel) checkModelFile(draftModel, '--draft-model');
       const store = defaultStore();
       const { keepAliveMs } = await import('../server/keep-alive.js');
       let keepAlive: number | undefined;
@@ -133,6 +134,9 @@ export function serveCommand(): Command {
       } catch {
         throw new CairnError('BAD_ARGUMENT', `--keep-alive ${o.keepAlive}: give a duration such as 5m or 1h30m, 0 (unload when idle) or -1 (keep loaded)`);
       }
+      if (o.promptCacheDir) checkCacheDir(o.promptCacheDir);
+      // Addresses are checked before anything listens: a list of only commas would form a cluster of none.
+      if (o.peers !== undefined && parsePeerList(o.peers).length === 0) throw new CairnError('BAD_ARGUMENT', `--peers "${o.peers.slice(0, 100)}" names no node; give host:port,host:port`);
       if (o.cluster && o.backend !== 'cpu') throw new CairnError('BAD_ARGUMENT', `--backend ${o.backend} with --cluster: the coordinator's own layers run on its CPU; to use this machine's GPU, drop --backend and start \`cairn node --backend gpu\` here as one of the --peers`);
       const loadOptions = {
         ...backendOptions(o),
@@ -251,8 +255,12 @@ export function serveCommand(): Command {
         await new Promise((r) => setTimeout(r, 50));
         await app.close();
         if (!now) return;
-        const saved = await now.engine.persistPromptCache();
-        if (saved > 0) process.stderr.write(`cairn: saved ${saved} prompt-cache entries to ${o.promptCacheDir}\n`);
+        try {
+          const saved = await now.engine.persistPromptCache();
+          if (saved > 0) process.stderr.write(`cairn: saved ${saved} prompt-cache entries to ${o.promptCacheDir}\n`);
+        } catch (err) {
+          process.stderr.write(`cairn: the prompt cache was not saved to ${o.promptCacheDir}: ${(err as Error).message}\n`);
+        }
         now.close();
       };
       process.once('SIGINT', () => void stop('SIGINT'));
@@ -270,4 +278,15 @@ function requestLine(e: RequestLogEntry, format: 'text' | 'json'): string {
   const path = Array.from(e.path.slice(0, 200), (c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? '?' : c)).join('');
   const tokens = e.promptTokens !== undefined ? ` ${e.promptTokens}+${e.completionTokens} tokens` : '';
   return `cairn: ${e.method} ${path} ${e.status}${tokens} ${e.ms} ms`;
+}
+
+/** --prompt-cache-dir must be a folder this process can make or use: told before anything listens, not at shutdown. */
+function checkCacheDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    if (!statSync(dir).isDirectory()) throw new Error('not a folder');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'EEXIST' || (err as Error).message === 'not a folder' ? 'it is a file, not a folder' : (err as Error).message;
+    throw new CairnError('BAD_ARGUMENT', `--prompt-cache-dir ${dir}: ${why}; name a folder for the saved prompt cache`);
+  }
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { createKernels } from '../kernels/index.js';
@@ -96,6 +96,22 @@ test('prompt cache: an overwritten slot is kept in memory, found again, and surv
   } finally {
     restarted.close();
   }
+  // A byte flipped on disk: the entry no longer matches its hash, so it is dropped (and deleted), never used.
+  const files = readdirSync(cacheDir).filter((n) => n.endsWith('.kv'));
+  for (const f of files) {
+    const bytes = readFileSync(join(cacheDir, f));
+    bytes[bytes.length - 7] ^= 0x40;
+    writeFileSync(join(cacheDir, f), bytes);
+  }
+  const damaged = await loadModel(path, opts);
+  try {
+    const r = await run(damaged, { prompt: [...a, 400], maxTokens: 8 });
+    assert.equal(r.cachedTokens, 0, 'the damaged entry was not used');
+    assert.deepEqual(r.tokens, expected);
+  } finally {
+    damaged.close();
+  }
+  assert.equal(readdirSync(cacheDir).filter((n) => n.endsWith('.kv')).length, files.length - 1, 'the damaged entry that was tried is deleted');
 });
 
 test('the prompt cache stays within its byte budget', async () => {

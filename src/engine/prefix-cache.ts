@@ -33,7 +33,7 @@ export interface PrefixCacheOptions {
   readonly fingerprint?: string;
 }
 
-const MAGIC = 'cairn-kv1';
+const MAGIC = 'cairn-kv2';
 
 /** Finds, saves and evicts prompt prefixes. */
 export class PrefixCache {
@@ -203,19 +203,26 @@ export class PrefixCache {
 }
 
 /** File layout: magic line, JSON header line, then the runner's bytes. */
+/** An entry file: the magic line, a JSON header line (with the SHA-256 of the KV bytes), the KV bytes. */
 function writeEntryFile(path: string, header: { fingerprint: string; tokens: readonly number[] }, kv: Uint8Array): void {
-  const head = Buffer.from(`${MAGIC}\n${JSON.stringify(header)}\n`);
+  const sha256 = createHash('sha256').update(kv).digest('hex');
+  const head = Buffer.from(`${MAGIC}\n${JSON.stringify({ ...header, sha256 })}\n`);
   writeFileSync(path, Buffer.concat([head, kv]));
 }
 
+/** Reads an entry file; the KV bytes (unless headerOnly) are checked against the header's hash. */
 function readEntryFile(path: string, headerOnly = false): { header: { fingerprint: string; tokens: number[] }; kv: Uint8Array } {
   const buf = readFileSync(path);
   const first = buf.indexOf(10);
   const second = buf.indexOf(10, first + 1);
   if (first < 0 || second < 0 || buf.subarray(0, first).toString() !== MAGIC) throw new Error(`${path}: not a prompt-cache entry`);
-  const header = JSON.parse(buf.subarray(first + 1, second).toString()) as { fingerprint: string; tokens: number[] };
-  if (!Array.isArray(header.tokens) || !header.tokens.every((t) => Number.isInteger(t))) throw new Error(`${path}: bad header`);
-  return { header, kv: headerOnly ? new Uint8Array(0) : new Uint8Array(buf.buffer, buf.byteOffset + second + 1, buf.length - second - 1) };
+  const header = JSON.parse(buf.subarray(first + 1, second).toString()) as { fingerprint: string; tokens: number[]; sha256: string };
+  if (!Array.isArray(header.tokens) || !header.tokens.every((t) => Number.isInteger(t)) || typeof header.sha256 !== 'string') throw new Error(`${path}: bad header`);
+  if (headerOnly) return { header, kv: new Uint8Array(0) };
+  const kv = new Uint8Array(buf.buffer, buf.byteOffset + second + 1, buf.length - second - 1);
+  // A bit flipped on disk would otherwise change answers silently: the entry is dropped instead.
+  if (createHash('sha256').update(kv).digest('hex') !== header.sha256) throw new Error(`${path}: damaged (its bytes do not match their hash)`);
+  return { header, kv };
 }
 
 /** Length of the common prefix of two token lists. */
