@@ -179,6 +179,16 @@ test('malformed files give one clear error naming the file and the problem', () 
   const zeroDims = t('zero-dims', [{ name: 'x', type: GgmlType.F32, dims: [4], data: new Uint8Array(16) }]);
   dv(zeroDims).setUint32(24 + 9, 9, true);
   expectMalformed(zeroDims, /9 dimensions/, 'tensor-ndims');
+  // A name that swallows the bytes after it: too long for a tensor name (as llama.cpp: under 64 bytes),
+  // and where shorter, shown with its control characters escaped, never written raw to a terminal.
+  const longName = t('long-name', [{ name: 'x', type: GgmlType.F32, dims: [256], data: new Uint8Array(1024) }]);
+  dv(longName).setBigUint64(24, 300n, true);
+  expectMalformed(longName, /tensor name #0 is 300 bytes long \(at most 63\)/, 'tensor-name-length');
+  const ate = t('ate-bytes', [{ name: 'x', type: GgmlType.F32, dims: [4], data: new Uint8Array(16) }]);
+  dv(ate).setBigUint64(24, 9n, true);
+  const atePath = join(dir, 'ate.gguf');
+  writeFileSync(atePath, ate);
+  assert.throws(() => readGguf(atePath), (e) => isCairnError(e, 'GGUF_MALFORMED') && /tensor "x\\u0001\\u0000/.test(e.message) && ![...e.message].some((c) => c.charCodeAt(0) < 0x20 || (c.charCodeAt(0) >= 0x7f && c.charCodeAt(0) <= 0x9f)));
 });
 
 test('counts and lengths the file size allows but no model has are refused before they are read', () => {

@@ -4,11 +4,11 @@
  * in one line and malformed files fail with a clear message.
  */
 import { CairnError } from '../util/errors.js';
-import type { GgufFile } from './reader.js';
+import { shown, type GgufFile } from './reader.js';
 import { GgufValueType, type GgufValue } from './values.js';
 
 function wrongType(file: GgufFile, key: string, want: string): CairnError {
-  return new CairnError('GGUF_MALFORMED', `${file.path}: metadata "${key}" should be ${want}`);
+  return new CairnError('GGUF_MALFORMED', `${file.path}: metadata ${shown(key)} should be ${want}`);
 }
 
 /** Reads metadata keys of one file with type checks. */
@@ -84,14 +84,14 @@ export class Metadata {
   /** Like number() but throws when the key is absent. */
   requireNumber(key: string): number {
     const n = this.number(key);
-    if (n === undefined) throw new CairnError('GGUF_MALFORMED', `${this.file.path}: required metadata "${key}" is missing`);
+    if (n === undefined) throw new CairnError('GGUF_MALFORMED', `${this.file.path}: required metadata ${shown(key)} is missing`);
     return n;
   }
 
   /** Like string() but throws when the key is absent. */
   requireString(key: string): string {
     const s = this.string(key);
-    if (s === undefined) throw new CairnError('GGUF_MALFORMED', `${this.file.path}: required metadata "${key}" is missing`);
+    if (s === undefined) throw new CairnError('GGUF_MALFORMED', `${this.file.path}: required metadata ${shown(key)} is missing`);
     return s;
   }
 }

@@ -139,8 +139,8 @@ function parse(path: string, cur: FileCursor): GgufFile {
   for (let i = 0; i < kvCount; i++) {
     const key = readString(path, cur, `metadata key #${i}`, budget);
     const type = cur.u32();
-    if (!isGgufValueType(type)) throw malformed(path, `metadata "${key}" has unknown value type ${type}`);
-    if (metadata.has(key)) throw malformed(path, `metadata key "${key}" appears twice`);
+    if (!isGgufValueType(type)) throw malformed(path, `metadata ${shown(key)} has unknown value type ${type}`);
+    if (metadata.has(key)) throw malformed(path, `metadata key ${shown(key)} appears twice`);
     metadata.set(key, readValue(path, cur, key, type, 0, budget));
   }
 
@@ -156,20 +156,21 @@ function parse(path: string, cur: FileCursor): GgufFile {
   const raw: { name: string; dims: number[]; type: number; relOffset: number }[] = [];
   const names = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
-    const name = readString(path, cur, `tensor name #${i}`, budget);
-    if (names.has(name)) throw malformed(path, `tensor "${name}" appears twice`);
+    // As llama.cpp: a tensor name is shorter than GGML_MAX_NAME (64) bytes.
+    const name = readString(path, cur, `tensor name #${i}`, budget, 63);
+    if (names.has(name)) throw malformed(path, `tensor ${shown(name)} appears twice`);
     names.add(name);
     const nDims = cur.u32();
-    if (nDims < 1 || nDims > GGUF_MAX_DIMS) throw malformed(path, `tensor "${name}" has ${nDims} dimensions (1 to ${GGUF_MAX_DIMS} allowed)`);
+    if (nDims < 1 || nDims > GGUF_MAX_DIMS) throw malformed(path, `tensor ${shown(name)} has ${nDims} dimensions (1 to ${GGUF_MAX_DIMS} allowed)`);
     const dims: number[] = [];
     for (let d = 0; d < nDims; d++) {
       const dim = cur.u64();
-      if (dim === 0n || dim > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed(path, `tensor "${name}" has dimension ${d} = ${dim}`);
+      if (dim === 0n || dim > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed(path, `tensor ${shown(name)} has dimension ${d} = ${dim}`);
       dims.push(Number(dim));
     }
     const type = cur.u32();
     const off = cur.u64();
-    if (off > BigInt(cur.fileSize)) throw malformed(path, `tensor "${name}" offset ${off} is past the end of the file`);
+    if (off > BigInt(cur.fileSize)) throw malformed(path, `tensor ${shown(name)} offset ${off} is past the end of the file`);
     raw.push({ name, dims, type, relOffset: Number(off) });
   }
 
@@ -198,9 +199,10 @@ function spend(path: string, budget: Budget, kind: keyof Budget, n: number, what
   budget[kind] -= n;
 }
 
-function readString(path: string, cur: FileCursor, what: string, budget: Budget): string {
+function readString(path: string, cur: FileCursor, what: string, budget: Budget, maxBytes = GGUF_MAX_STRING_BYTES): string {
   const len = cur.u64();
   if (len > BigInt(cur.remaining)) throw malformed(path, `${what}: string length ${len} runs past the end of the file`);
+  if (maxBytes < GGUF_MAX_STRING_BYTES && len > BigInt(maxBytes)) throw malformed(path, `${what} is ${len} bytes long (at most ${maxBytes})`);
   if (len > BigInt(GGUF_MAX_STRING_BYTES)) throw malformed(path, `${what}: a string of ${len} bytes is longer than the ${GGUF_MAX_STRING_BYTES} cairn reads`);
   spend(path, budget, 'strings', 1, what);
   return cur.string(Number(len));
@@ -224,11 +226,11 @@ function readValue(path: string, cur: FileCursor, key: string, type: GgufValueTy
       return { type, value: cur.f32() };
     case GgufValueType.BOOL: {
       const b = cur.u8();
-      if (b > 1) throw malformed(path, `metadata "${key}": bool value ${b}`);
+      if (b > 1) throw malformed(path, `metadata ${shown(key)}: bool value ${b}`);
       return { type, value: b === 1 };
     }
     case GgufValueType.STRING:
-      return { type, value: readString(path, cur, `metadata "${key}"`, budget) };
+      return { type, value: readString(path, cur, `metadata ${shown(key)}`, budget) };
     case GgufValueType.UINT64:
       return { type, value: cur.u64() };
     case GgufValueType.INT64:
@@ -241,15 +243,15 @@ function readValue(path: string, cur: FileCursor, key: string, type: GgufValueTy
 }
 
 function readArray(path: string, cur: FileCursor, key: string, depth: number, budget: Budget): GgufValue {
-  if (depth >= MAX_ARRAY_DEPTH) throw malformed(path, `metadata "${key}": arrays nested deeper than ${MAX_ARRAY_DEPTH}`);
+  if (depth >= MAX_ARRAY_DEPTH) throw malformed(path, `metadata ${shown(key)}: arrays nested deeper than ${MAX_ARRAY_DEPTH}`);
   const itemType = cur.u32();
-  if (!isGgufValueType(itemType)) throw malformed(path, `metadata "${key}": array of unknown type ${itemType}`);
+  if (!isGgufValueType(itemType)) throw malformed(path, `metadata ${shown(key)}: array of unknown type ${itemType}`);
   const n = cur.u64();
   const width = ggufFixedWidth(itemType);
   // Strings need at least their 8-byte length; nested arrays their 12-byte header.
   const minEach = width || (itemType === GgufValueType.STRING ? 8 : 12);
   if (n > BigInt(Math.floor(cur.remaining / minEach))) {
-    throw malformed(path, `metadata "${key}": array of ${n} elements cannot fit in the ${cur.remaining} bytes that follow`);
+    throw malformed(path, `metadata ${shown(key)}: array of ${n} elements cannot fit in the ${cur.remaining} bytes that follow`);
   }
   const len = Number(n);
   const value = { type: GgufValueType.ARRAY as const, itemType, value: [] as unknown as GgufArrayItems };
@@ -257,12 +259,12 @@ function readArray(path: string, cur: FileCursor, key: string, depth: number, bu
     value.value = fixedArray(itemType, cur.bytes(len * width), len, path, key);
   } else if (itemType === GgufValueType.STRING) {
     // Checked for the whole array first, so that a giant one fails before it is read.
-    if (len > budget.strings) spend(path, budget, 'strings', len, `metadata "${key}"`);
+    if (len > budget.strings) spend(path, budget, 'strings', len, `metadata ${shown(key)}`);
     const out = new Array<string>(len);
-    for (let i = 0; i < len; i++) out[i] = readString(path, cur, `metadata "${key}"[${i}]`, budget);
+    for (let i = 0; i < len; i++) out[i] = readString(path, cur, `metadata ${shown(key)}[${i}]`, budget);
     value.value = out;
   } else {
-    spend(path, budget, 'nestedArrays', len, `metadata "${key}"`);
+    spend(path, budget, 'nestedArrays', len, `metadata ${shown(key)}`);
     const out = new Array<GgufValue>(len);
     for (let i = 0; i < len; i++) out[i] = readArray(path, cur, `${key}[${i}]`, depth + 1, budget);
     value.value = out;
@@ -298,13 +300,13 @@ function fixedArray(t: GgufValueType, bytes: Uint8Array, n: number, path: string
     case GgufValueType.BOOL: {
       const out = new Array<boolean>(n);
       for (let i = 0; i < n; i++) {
-        if (bytes[i] > 1) throw malformed(path, `metadata "${key}"[${i}]: bool value ${bytes[i]}`);
+        if (bytes[i] > 1) throw malformed(path, `metadata ${shown(key)}[${i}]: bool value ${bytes[i]}`);
         out[i] = bytes[i] === 1;
       }
       return out;
     }
     default:
-      throw malformed(path, `metadata "${key}": type ${t} is not fixed-width`);
+      throw malformed(path, `metadata ${shown(key)}: type ${t} is not fixed-width`);
   }
 }
 
@@ -316,24 +318,24 @@ function tensorInfo(
   fileSize: number,
 ): GgufTensorInfo {
   const ti = ggmlTypeInfo(t.type);
-  if (!ti) throw malformed(path, `tensor "${t.name}" has unknown type ${t.type}`);
+  if (!ti) throw malformed(path, `tensor ${shown(t.name)} has unknown type ${t.type}`);
   let elements = 1;
   for (const d of t.dims) {
     elements *= d;
     if (elements > Number.MAX_SAFE_INTEGER || elements > fileSize * 64) {
-      throw malformed(path, `tensor "${t.name}" dimensions [${t.dims.join(', ')}] describe more data than the file holds`);
+      throw malformed(path, `tensor ${shown(t.name)} dimensions [${t.dims.join(', ')}] describe more data than the file holds`);
     }
   }
   if (t.dims[0] % ti.blockSize !== 0) {
-    throw malformed(path, `tensor "${t.name}" row length ${t.dims[0]} is not a multiple of the ${ggmlTypeName(t.type)} block size ${ti.blockSize}`);
+    throw malformed(path, `tensor ${shown(t.name)} row length ${t.dims[0]} is not a multiple of the ${ggmlTypeName(t.type)} block size ${ti.blockSize}`);
   }
   if (t.relOffset % alignment !== 0) {
-    throw malformed(path, `tensor "${t.name}" offset ${t.relOffset} is not aligned to ${alignment}`);
+    throw malformed(path, `tensor ${shown(t.name)} offset ${t.relOffset} is not aligned to ${alignment}`);
   }
   const byteLength = (elements / ti.blockSize) * ti.typeSize;
   const offset = dataOffset + t.relOffset;
   if (offset + byteLength > fileSize) {
-    throw malformed(path, `tensor "${t.name}" (${byteLength} bytes at ${offset}) runs past the end of the file (${fileSize} bytes)`);
+    throw malformed(path, `tensor ${shown(t.name)} (${byteLength} bytes at ${offset}) runs past the end of the file (${fileSize} bytes)`);
   }
   return { name: t.name, dims: t.dims, type: t.type as GgmlType, relOffset: t.relOffset, offset, byteLength, elements };
 }
@@ -343,7 +345,13 @@ function checkOverlaps(path: string, tensors: readonly GgufTensorInfo[]): void {
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1];
     if (sorted[i].offset < prev.offset + prev.byteLength) {
-      throw malformed(path, `tensors "${prev.name}" and "${sorted[i].name}" overlap`);
+      throw malformed(path, `tensors ${shown(prev.name)} and ${shown(sorted[i].name)} overlap`);
     }
   }
+}
+
+/** A name from the file as an error message shows it: quoted, control characters escaped, at most 100 characters. */
+export function shown(text: string): string {
+  const cut = text.length > 100 ? `${text.slice(0, 100)}...` : text;
+  return JSON.stringify(cut).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
