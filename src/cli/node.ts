@@ -1,6 +1,7 @@
 /** `cairn node`: a worker that holds part of a model for a coordinator (`cairn serve --cluster`). */
 import { Command, Option } from 'commander';
 import { addClusterKeyOptions, clusterSecretFromFlags, intArg, type ClusterKeyFlags } from './options.js';
+import { DEFAULT_CLUSTER_PORT } from '../cluster/peer-address.js';
 
 interface NodeFlags extends ClusterKeyFlags {
   host?: string;
@@ -22,7 +23,7 @@ export function nodeCommand(): Command {
   return cmd
     .description('Run a cluster node: it waits for a coordinator (cairn serve --cluster) and holds the layers it is given')
     .option('--host <addr>', 'address to listen on (default: 127.0.0.1 without a cluster key, all interfaces with one)')
-    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0, 65535), 7070)
+    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0, 65535), DEFAULT_CLUSTER_PORT)
     .option('--name <name>', 'name shown in cluster status (default: the host name)')
     .option('-t, --threads <n>', 'compute threads (default: physical cores)', intArg(1))
     .option('--max-memory <bytes>', 'memory this node offers for weights and KV cache (default: 90% of free memory)', intArg(1))

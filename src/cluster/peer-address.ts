@@ -3,8 +3,8 @@
 import { isIPv6 } from 'node:net';
 import { CairnError } from '../util/errors.js';
 
-/** Port a node listens on when none is given. */
-export const DEFAULT_CLUSTER_PORT = 47100;
+/** Port a node listens on when none is given (`cairn node`), and where a peer named without one is dialed. */
+export const DEFAULT_CLUSTER_PORT = 7070;
 
 /** Where to reach a peer. */
 export interface PeerAddress {

@@ -5,7 +5,7 @@
  * group, and runs steps in a StageRunner. When the coordinator that loaded it goes away, it drops
  * the shard and waits for the next one.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ClusterServer,
@@ -138,6 +138,8 @@ export class MeshNode {
   /** Starts a node: measures it, indexes its models, listens and (optionally) announces itself. */
   static async start(opts: NodeOptions): Promise<MeshNode> {
     const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
+    // Checked before the shard cache makes its folder inside: a mistyped --models-dir is told, not created.
+    if (opts.modelsDir !== undefined) checkModelsDir(opts.modelsDir);
     const identity = await loadNodeIdentity({ name: opts.name });
     const kernels = createKernels({ threads: opts.threads });
     // Limits follow the shard loaded at the time a frame arrives (none: only small messages).
@@ -621,4 +623,15 @@ function shardActivationBytes(file: GgufFile, config: ModelConfig, spec: ShardSp
 
 function mib(n: number): string {
   return `${(n / 2 ** 20).toFixed(1)} MiB`;
+}
+
+/** --models-dir must name a folder that exists. */
+function checkModelsDir(dir: string): void {
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (err) {
+    throw new CairnError('FILE_NOT_FOUND', `--models-dir ${dir}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (err as Error).message}`);
+  }
+  if (!isDir) throw new CairnError('BAD_ARGUMENT', `--models-dir ${dir}: not a folder (it holds the GGUF files this node has)`);
 }
