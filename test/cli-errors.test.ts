@@ -2,13 +2,16 @@
  * Every mistake a user can make at the command line ends in a one-line message and a non-zero exit,
  * never a stack trace: a port in use, a port out of range, an address the machine lacks, a model
  * file that is not there (told before anything listens), `--out` naming a directory, an unknown
- * model shape, a malformed --keep-alive, and `cluster status --json` answering errors as JSON. Also
- * `generate -p -` (the prompt from stdin) with `--verbose` timings.
+ * model shape, a malformed --keep-alive, and `cluster status --json` answering errors as JSON; a
+ * context no machine can hold, a prompt-cache folder that is a file, --peers without an address, a
+ * folder as stdin or as --draft-model, pulling a local file, a missing --models-dir. Also `generate
+ * -p -` (the prompt from stdin) with `--verbose` timings, and `chat` going on when a conversation
+ * outgrows the context.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, scratchDir } from './helpers/paths.js';
@@ -91,4 +94,37 @@ test('generate -p - reads the prompt from stdin; --verbose tells the timings on 
   assert.equal(piped.stdout, given.stdout, 'the same continuation as the prompt given with -p');
   assert.match(piped.stderr, /prompt \d+ tokens .* ms.*generated 5 tokens in \d+ ms/);
   assert.doesNotMatch(given.stderr, /generated/, 'no timings without --verbose');
+});
+
+test('more mistakes, each one line: a context no machine holds, a cache folder that is a file, --peers of only commas, a folder as stdin or as --draft-model, pulling a local file, a missing --models-dir', async () => {
+  assertOneLine(await cairn(['generate', '-m', model, '-p', 'hi', '-c', '1e99']), /KV cache of 1 slot x 1e\+99 positions needs .* GiB, more than can be allocated here; lower the context/, 'generate -c 1e99');
+  assertOneLine(await cairn(['bench', '-m', model, '-c', '1000000000', '-p', '8', '-n', '2']), /^cairn: a KV cache of 1 slot x 1000000000 positions/, 'bench -c 1e9 (prefixed once)');
+  const file = join(dir, 'not-a-folder');
+  writeFileSync(file, 'x');
+  const cacheFile = await cairn(['serve', '-m', model, '--port', '0', '--prompt-cache-dir', file]);
+  assertOneLine(cacheFile, /--prompt-cache-dir .*not-a-folder: it is a file, not a folder/, 'prompt cache dir a file');
+  assert.doesNotMatch(cacheFile.stderr, /listening/, 'told before listening');
+  assertOneLine(await cairn(['serve', '-m', model, '--port', '0', '--cluster', '--peers', ',,,']), /--peers ",,," names no node/, 'peers of commas');
+  assertOneLine(await cairn(['generate', '-m', model, '-p', 'hi', '--draft-model', dir]), /is a directory; give the path of a \.gguf model file with --draft-model/, 'draft model a folder');
+  assertOneLine(await cairn(['pull', model]), /is a file on this machine: it needs no pull; give its path with -m/, 'pull a local file');
+  assertOneLine(await cairn(['node', '--models-dir', join(dir, 'no-such-models'), '--port', '0', '--no-mdns']), /--models-dir .*no-such-models: no such folder/, 'missing models dir');
+  assert.ok(!existsSync(join(dir, 'no-such-models')), 'not created');
+  // A folder as stdin (`< /tmp`) reads as nothing in Node: told, not generated from an empty prompt.
+  const fd = openSync(dir, 'r');
+  try {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/cairn.js'), 'generate', '-m', model, '-p', '-', '-n', '2'], { stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8' });
+    assertOneLine({ status: r.status, stdout: r.stdout, stderr: r.stderr }, /stdin, which is a folder here/, 'stdin a folder');
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test('chat: a conversation that outgrows the context is told, and the session goes on (/reset starts again)', async () => {
+  const r = await cairn(['chat', '-m', model, '-n', '20', '--temperature', '0', '-c', '40'], 'once upon a time there was\nand then the next thing\nand more words again here\n/reset\nhello\n');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /context holds 40.*\/reset starts a new conversation/);
+  assert.match(r.stderr, /conversation cleared/);
+  // The turn after /reset is answered: the last prompt's reply follows it.
+  const answers = r.stdout.split('> ').filter((a) => a.trim() !== '');
+  assert.ok(answers.length >= 2, r.stdout);
 });

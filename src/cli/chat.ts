@@ -9,6 +9,8 @@ import { createInterface } from 'node:readline';
 import { loadModel } from '../engine/load.js';
 import { addModelOptions, addSamplingOptions, addSpeculationOptions, backendOptions, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
 import { chatPrompt, type ChatMessage } from '../engine/chat.js';
+import type { GenerationEvent } from '../engine/engine.js';
+import { isCairnError } from '../util/errors.js';
 
 interface ChatFlags extends SamplingFlags, SpeculationFlags {
   model: string;
@@ -34,7 +36,7 @@ export function chatCommand(): Command {
   addSpeculationOptions(cmd);
   cmd.action(async (o: ChatFlags) => {
     o.model = (await resolveModelArg(o.model)).path;
-    const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel)).path : undefined;
+    const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel, { option: '--draft-model' })).path : undefined;
     const model = await loadModel(o.model, {
       threads: o.threads,
       ctx: o.ctx,
@@ -67,10 +69,22 @@ export function chatCommand(): Command {
           process.stderr.write('(conversation cleared)\n');
         } else if (text !== '') {
           messages.push({ role: 'user', content: text });
-          const prompt = chatPrompt(model, messages, { template: o.template });
+          const ids = chatPrompt(model, messages, { template: o.template });
           current = new AbortController();
           let reply = '';
-          for await (const ev of model.engine.generate({ prompt, maxTokens: o.nPredict, sampler: samplerOptions(o), signal: current.signal })) {
+          let events: AsyncIterable<GenerationEvent>;
+          try {
+            events = model.engine.generate({ prompt: ids, maxTokens: o.nPredict, sampler: samplerOptions(o), signal: current.signal });
+          } catch (err) {
+            // The conversation outgrew the context (or the message was refused): say so and keep the session.
+            if (!isCairnError(err)) throw err;
+            messages.pop();
+            current = undefined;
+            process.stderr.write(`(${err.message}${isCairnError(err, 'CONTEXT_FULL') ? '; /reset starts a new conversation' : ''})\n`);
+            prompt();
+            continue;
+          }
+          for await (const ev of events) {
             if (ev.type === 'done') {
               if (ev.summary.error) process.stderr.write(`\n(error: ${ev.summary.error.message})`);
               if (ev.summary.finishReason === 'abort') process.stderr.write('\n(stopped)');

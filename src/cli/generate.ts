@@ -1,6 +1,7 @@
 /** `cairn generate`: continue a prompt, streaming only the continuation to stdout. */
 import { resolveModelArg } from './model-arg.js';
 import { Command } from 'commander';
+import { fstatSync } from 'node:fs';
 import { loadModel } from '../engine/load.js';
 import { CairnError } from '../util/errors.js';
 import { addModelOptions, addSamplingOptions, addSpeculationOptions, backendOptions, collect, intArg, samplerOptions, type SamplingFlags, type SpeculationFlags, kvTypeOf } from './options.js';
@@ -25,9 +26,19 @@ interface GenerateFlags extends SamplingFlags, SpeculationFlags {
 async function readPrompt(p: string): Promise<string> {
   if (p !== '-') return p;
   if (process.stdin.isTTY) process.stderr.write('cairn: reading the prompt from stdin (end it with Ctrl+D)\n');
+  // Node reads a folder given as stdin as nothing at all: say so rather than generate from an empty prompt.
+  if (stdinIsFolder()) throw new CairnError('BAD_ARGUMENT', 'with -p -, the prompt comes from stdin, which is a folder here: pipe the prompt in or redirect a file');
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+function stdinIsFolder(): boolean {
+  try {
+    return fstatSync(0).isDirectory();
+  } catch {
+    return false; // no stdin at all: read as empty, as Node reads it
+  }
 }
 
 /** One line of timings for --verbose. */
@@ -58,7 +69,7 @@ export function generateCommand(): Command {
     // Read before loading: a prompt from a pipe is there at once; the model may take a while.
     const text = await readPrompt(o.prompt);
     o.model = (await resolveModelArg(o.model)).path;
-    const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel)).path : undefined;
+    const draftModel = o.draftModel ? (await resolveModelArg(o.draftModel, { option: '--draft-model' })).path : undefined;
     const model = await loadModel(o.model, {
       threads: o.threads,
       ctx: o.ctx,

@@ -50,10 +50,10 @@ export function pullProgress(quiet = false): { onEvent: (e: PullEvent) => void; 
 }
 
 /** Resolves a `-m` argument to a model file, pulling an `hf:` model the store lacks. */
-export async function resolveModelArg(spec: string, opts: { quiet?: boolean } = {}): Promise<ResolvedModel> {
+export async function resolveModelArg(spec: string, opts: { quiet?: boolean; option?: string } = {}): Promise<ResolvedModel> {
   const progress = pullProgress(opts.quiet);
   try {
-    const r = await resolveModel(spec, { store: defaultStore(), onEvent: progress.onEvent, check: checkRunnable });
+    const r = await resolveModel(spec, { store: defaultStore(), onEvent: progress.onEvent, check: checkRunnable, option: opts.option });
     if (r.pulled && !opts.quiet) process.stderr.write(`cairn: pulled ${r.storedName} (${basename(r.path)})\n`);
     return r;
   } finally {

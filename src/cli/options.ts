@@ -83,7 +83,7 @@ export function addSamplingOptions(cmd: Command): Command {
     .option('--repeat-penalty <r>', 'llama.cpp repetition penalty; 1 = off', numArg(0), 1)
     .option('--presence-penalty <p>', 'OpenAI presence penalty', numArg(-2, 2), 0)
     .option('--frequency-penalty <p>', 'OpenAI frequency penalty', numArg(-2, 2), 0)
-    .option('-s, --seed <n>', 'random seed (same seed, same output)', intArg(0));
+    .option('-s, --seed <n>', 'random seed (same seed, same output; -1: a random one)', intArg(-1));
 }
 
 /** Sampling flags as parsed by commander. */

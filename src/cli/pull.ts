@@ -1,5 +1,7 @@
 /** `cairn pull`: fetch a GGUF model from the Hugging Face hub into the local store. */
 import { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { CairnError } from '../util/errors.js';
 import { intArg } from './options.js';
 import { checkRunnable, defaultStore, pullProgress } from './model-arg.js';
 
@@ -34,6 +36,10 @@ export function pullCommand(): Command {
       const { isHubRef, parseHubRef } = await import('../store/hub-ref.js');
       const { ggufChoices, describeChoices } = await import('../store/gguf-choice.js');
       const { pullModel } = await import('../store/pull.js');
+      // A file on this machine needs no pull: every command takes its path with -m.
+      if (!isHubRef(spec) && (spec.toLowerCase().endsWith('.gguf') || spec.startsWith('/') || spec.startsWith('.')) && existsSync(spec)) {
+        throw new CairnError('BAD_ARGUMENT', `${spec} is a file on this machine: it needs no pull; give its path with -m (cairn pull fetches hf:OWNER/REPO models from Hugging Face)`);
+      }
       const ref = parseHubRef(isHubRef(spec) ? spec : `hf:${spec}`);
       const client = new HubClient();
       if (!ref.tag && !ref.file) {

@@ -66,7 +66,7 @@ export function checkOutputFile(path: string, option = '--out'): void {
 }
 
 /** Fails clearly when `path` is not a model file that exists (before a server listens or a cluster forms). */
-export function checkModelFile(path: string): void {
-  if (!existsSync(path)) throw new CairnError('BAD_ARGUMENT', `${path}: no such file; give the path of a .gguf model file with -m`);
-  if (statSync(path).isDirectory()) throw new CairnError('BAD_ARGUMENT', `${path} is a directory; give the path of a .gguf model file with -m`);
+export function checkModelFile(path: string, option = '-m'): void {
+  if (!existsSync(path)) throw new CairnError('BAD_ARGUMENT', `${path}: no such file; give the path of a .gguf model file with ${option}`);
+  if (statSync(path).isDirectory()) throw new CairnError('BAD_ARGUMENT', `${path} is a directory; give the path of a .gguf model file with ${option}`);
 }

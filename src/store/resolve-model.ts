@@ -21,6 +21,8 @@ export interface ResolveOptions {
   readonly signal?: AbortSignal;
   /** Checks a model to be pulled from its header first (PullOptions.check). */
   readonly check?: PullOptions['check'];
+  /** The command-line option the model was given with, as errors name it (default -m). */
+  readonly option?: string;
 }
 
 /** A model argument resolved to a file. */
@@ -43,7 +45,7 @@ export async function resolveModel(spec: string, opts: ResolveOptions): Promise<
     return { path: model.path, storedName: model.name, pulled: true };
   }
   if (existsSync(spec)) {
-    if (statSync(spec).isDirectory()) throw new CairnError('BAD_ARGUMENT', `${spec} is a directory; give the path of a .gguf model file with -m`);
+    if (statSync(spec).isDirectory()) throw new CairnError('BAD_ARGUMENT', `${spec} is a directory; give the path of a .gguf model file with ${opts.option ?? '-m'}`);
     return { path: spec, pulled: false };
   }
   const stored = looksLikeName(spec) ? opts.store.find(spec) : undefined;
