@@ -215,7 +215,7 @@ AMX_INLINE void amx_half_scale(__m512i sc, const int shift, __m512i *even, __m51
 }
 
 /* A folded unit from a PX_HALVES panel unit (UNIT): (quant - offset) times the half's scale, the
-   offset 2^(SHIFT - 2) (IQ4_XS 128: SHIFT 9; Q6_K's units skip the panel, below); d as it was. */
+   offset 2^(SHIFT - 2) (Q6_K 32: SHIFT 7; IQ4_XS 128: SHIFT 9); d as it was. */
 AMX_INLINE void amx_unit_halves(px_unit_fn unit, const int shift, const uint8_t *const *rows, int B, uint8_t *dst) {
   uint8_t tmp[8 * PANEL_BLOCK_BYTES] __attribute__((aligned(64)));
   unit(rows, B, tmp);
@@ -223,6 +223,7 @@ AMX_INLINE void amx_unit_halves(px_unit_fn unit, const int shift, const uint8_t 
     const __m512i *blk = px_block(tmp, sb);
     const __m512i pair = _mm512_load_si512(blk + 8);
     for (int h = 0; h < 2; h++) {
+      /* The half's signed scale: in the even (odd) bytes of each word for the multiplies, and 128 x it per word. */
       __m512i even, odd, off4;
       amx_half_scale(h ? _mm512_srai_epi32(pair, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), shift, &even, &odd, &off4);
       for (int g = 4 * h; g < 4 * h + 4; g++)
