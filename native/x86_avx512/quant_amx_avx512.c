@@ -206,14 +206,6 @@ AMX_INLINE void amx_unit_k_min(const int five, const uint8_t *const *rows, int B
 static void amx_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_k_min(0, rows, B, dst); }
 static void amx_unit_q5_K(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_k_min(1, rows, B, dst); }
 
-/* A half's scale (signed, a lane per row) in the even (odd) bytes of each lane's words for the
-   multiplies, and 2^(SHIFT - 2) x it per word (the offset times 4, as amx_fold_halves takes it). */
-AMX_INLINE void amx_half_scale(__m512i sc, const int shift, __m512i *even, __m512i *odd, __m512i *off4) {
-  *even = amx_even_bytes(sc);
-  *odd = _mm512_slli_epi32(*even, 8);
-  *off4 = _mm512_slli_epi16(_mm512_or_si512(_mm512_and_si512(sc, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(sc, 16)), shift);
-}
-
 /* A folded unit from a PX_HALVES panel unit (UNIT): (quant - offset) times the half's scale, the
    offset 2^(SHIFT - 2) (Q6_K 32: SHIFT 7; IQ4_XS 128: SHIFT 9); d as it was. */
 AMX_INLINE void amx_unit_halves(px_unit_fn unit, const int shift, const uint8_t *const *rows, int B, uint8_t *dst) {
@@ -224,50 +216,16 @@ AMX_INLINE void amx_unit_halves(px_unit_fn unit, const int shift, const uint8_t 
     const __m512i pair = _mm512_load_si512(blk + 8);
     for (int h = 0; h < 2; h++) {
       /* The half's signed scale: in the even (odd) bytes of each word for the multiplies, and 128 x it per word. */
-      __m512i even, odd, off4;
-      amx_half_scale(h ? _mm512_srai_epi32(pair, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), shift, &even, &odd, &off4);
+      const __m512i sc = h ? _mm512_srai_epi32(pair, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16);
+      const __m512i even = amx_even_bytes(sc), odd = _mm512_slli_epi32(even, 8);
+      const __m512i off4 = _mm512_slli_epi16(_mm512_or_si512(_mm512_and_si512(sc, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(sc, 16)), shift);
       for (int g = 4 * h; g < 4 * h + 4; g++)
         amx_fold_halves(_mm512_load_si512(blk + g), even, odd, off4, amx_slot(dst, AMX_K_HI, sb, g), amx_slot(dst, AMX_K_LO, sb, g));
     }
   }
   _mm512_store_si512((__m512i *)(dst + AMX_K_D), _mm512_load_si512(px_block(tmp, 0) + 9));
 }
-/*
- * Q6_K folded unit straight from the rows: each vector's quants are formed already times 4 (ql's
- * nibble and qh's two bits shifted into place: 4q is 0..252, an unsigned byte), so one multiply
- * gives 4 x scale x q and the offset's 128 x scale comes off: the words amx_fold_halves forms
- * from a Q6_K panel, without the panel in between (its 64 stores and loads, and a shift per word).
- * Elements 128n + 32k + l as in px_unit_q6_K; the scale of elements 16h.. of sub-block 4n + k is
- * byte 8n + 2k + h.
- */
-static void amx_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *dst) {
-  const size_t off = (size_t)B * sizeof(block_q6_K);
-  const __m512i nibble4 = _mm512_set1_epi8(0x3c), top2 = _mm512_set1_epi8((char)0xc0);
-  __m512i scales[4];
-  px_transpose16(rows, off + offsetof(block_q6_K, scales), scales);
-  for (int n = 0; n < 2; n++)
-    for (int h = 0; h < 2; h++) {
-      __m512i vh[4], vl[4];
-      px_transpose16(rows, off + offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
-      for (int odd = 0; odd < 2; odd++) {
-        px_transpose16(rows, off + offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
-        for (int hi = 0; hi < 2; hi++) {
-          const int k = odd + 2 * hi, sb = 4 * n + k;
-          __m512i even, oddb, off4;
-          amx_half_scale(px_sbyte(scales, 2 * sb + h), 7, &even, &oddb, &off4);
-          for (int g = 0; g < 4; g++) {
-            /* 4 x the low four bits (bits 2..5), 64 x the top two (bits 6, 7): shifts within a byte's reach. */
-            const __m512i low4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 2) : _mm512_slli_epi16(vl[g], 2), nibble4);
-            const __m512i q4 = _mm512_or_si512(low4, _mm512_and_si512(_mm512_slli_epi32(vh[g], 6 - 2 * k), top2));
-            const __m512i we = _mm512_sub_epi16(_mm512_maddubs_epi16(q4, even), off4);
-            const __m512i wo = _mm512_sub_epi16(_mm512_maddubs_epi16(q4, oddb), off4);
-            amx_split(we, wo, amx_slot(dst, AMX_K_HI, sb, 4 * h + g), amx_slot(dst, AMX_K_LO, sb, 4 * h + g));
-          }
-        }
-      }
-    }
-  _mm512_store_ps((float *)(dst + AMX_K_D), px_halves(rows, off + offsetof(block_q6_K, d)));
-}
+static void amx_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_halves(px_unit_q6_K, 7, rows, B, dst); }
 static void amx_unit_iq4_xs(const uint8_t *const *rows, int B, uint8_t *dst) { amx_unit_halves(px_unit_iq4_xs, 9, rows, B, dst); }
 
 /*
