@@ -187,7 +187,7 @@ test('a node serves one coordinator at a time: another may not load over it, run
   await load(first);
   const other = await connectPeer('127.0.0.1', node.port, { nodeId: 'second-coordinator', compatibility: MESH_COMPATIBILITY });
   const req: LoadRequest = { modelSha256: sha, modelName: 'tiny.gguf', layerStart: 0, layerEnd: 2, ctx: 64, slots: SLOTS, kvType: GgmlType.F16, maxBatch: MAX_BATCH, epoch: 1 };
-  const inUse = (e: unknown) => isCairnError(e, 'CLUSTER_REMOTE') && /in use by the coordinator hostile-coordinator; a node serves one coordinator at a time/.test((e as Error).message);
+  const inUse = (e: unknown) => isCairnError(e, 'CLUSTER_REMOTE') && /in use by another coordinator \(hostile-coordinator at 127\.0\.0\.1\); a node serves one coordinator at a time/.test((e as Error).message);
   await assert.rejects(request(other, MeshFrame.load, req), inUse);
   await assert.rejects(request(other, MeshFrame.seqStart, { seq: 7, spec: { sampler: { temperature: 0 }, history: [1] } }), inUse);
   await request(other, MeshFrame.unload, {});

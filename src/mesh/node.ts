@@ -544,7 +544,7 @@ export class MeshNode {
     if (!owner || owner === conn || !owner.isOpen || owner.peer.nodeId === conn.peer.nodeId) return;
     throw new CairnError(
       'BAD_ARGUMENT',
-      `this node is in use by the coordinator ${owner.peer.name}; a node serves one coordinator at a time (stop that one, or give this coordinator other nodes)`,
+      `this node is in use by another coordinator (${owner.peer.name} at ${owner.peer.address}); a node serves one coordinator at a time (stop that one, or give this coordinator other nodes)`,
     );
   }
 
