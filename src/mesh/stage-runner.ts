@@ -122,6 +122,9 @@ export class StageRunner {
     const group = this.links.group?.exchange;
     if (group && !group.broken) group.break(err);
     const message = err.message.slice(0, 2000);
+    // A coordinator already gone (this node was stopped past its liveness deadline) hears nothing:
+    // its connection's close drops this stage.
+    if (!this.links.coordinator.isOpen) return;
     this.links.coordinator.send(MeshFrame.stepError, { dtype: DType.json }, Buffer.from(JSON.stringify({ epoch: this.epoch, step: this.links.group ? -1 : step, message })));
   }
 
