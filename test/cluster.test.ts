@@ -172,3 +172,30 @@ test('activations as f16 between stages (for slow links): half the bytes, and st
     assert.equal((await complete(s.url, 'stories260K', 'Once upon a time', 40)).text, expected);
   });
 });
+
+test('a scored prompt (echo with logprobs) over a cluster gives the single machine its scores, and a request beside it goes on', { timeout: 240_000 }, async () => {
+  // More rows of logits in one step than there are slots: the prompt's every row comes back.
+  const body = { model: 'synthetic', prompt: 'hello world this is a prompt of some words to score', max_tokens: 0, echo: true, logprobs: 1 };
+  const score = async (url: string) => {
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const j = (await r.json()) as { choices?: { logprobs: { token_logprobs: (number | null)[] } }[] };
+    return { status: r.status, lps: j.choices?.[0]?.logprobs.token_logprobs ?? [] };
+  };
+  const single = await startServer(['-m', synthetic, '--ctx', '256', '--parallel', '2'], env);
+  let want: (number | null)[];
+  try {
+    await single.ready();
+    want = (await score(single.url)).lps;
+  } finally {
+    await single.stop();
+  }
+  assert.ok(want.length > 4, 'the prompt has more tokens than the cluster has slots');
+  await withCluster([[]], ['-m', synthetic, '--parallel', '2', '--no-local-compute'], async (s) => {
+    const beside = complete(s.url, 'synthetic', 'hello', 40);
+    const got = await score(s.url);
+    assert.equal(got.status, 200);
+    assert.deepEqual(got.lps, want);
+    assert.equal((await beside).status, 200);
+    return true;
+  });
+});

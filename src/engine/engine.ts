@@ -24,6 +24,10 @@ import { StepCosts } from './step-costs.js';
 import type { DraftSource } from './draft-source.js';
 
 /** What the engine needs from a tokenizer. */
+
+/** Bytes of prompt-scoring logits one step outputs at most (see scoreRows; a cluster's limits follow it). */
+export const SCORE_LOGITS_BYTES = 16 << 20;
+
 export interface EngineTokenizer {
   /** True for end-of-generation tokens (EOS, EOT, ...). */
   isEog(id: number): boolean;
@@ -622,6 +626,7 @@ export class Engine {
     // Decoding sequences first (one token each, with their drafts), then prompt chunks with what is left.
     const ordered = [...mine.filter((s) => s.nPast >= s.req.prompt.length), ...mine.filter((s) => s.nPast < s.req.prompt.length)];
     const drafts = await this.draftsFor(ordered);
+    let scoreBudget = this.scoreRows;
     for (const seq of ordered) {
       const room = budget - tokens.length;
       if (room <= 0) break;
@@ -637,8 +642,11 @@ export class Engine {
         continue;
       }
       const scoring = seq.req.promptLogprobs !== undefined && seq.nPast < seq.req.prompt.length - 1;
-      const n = this.chunkFor(seq, scoring ? Math.min(room, this.scoreRows) : room);
+      // Prompts scored side by side share one step's rows of logits (a cluster carries them back).
+      if (scoring && scoreBudget === 0) continue;
+      const n = this.chunkFor(seq, scoring ? Math.min(room, scoreBudget) : room);
       if (n === 0) continue;
+      if (scoring) scoreBudget -= Math.min(n, seq.req.prompt.length - 1 - seq.nPast);
       const start = tokens.length;
       for (let i = 0; i < n; i++) tokens.push(seq.history[seq.nPast + i]);
       spans.push({ slot: seq.slot!.id, pos0: seq.nPast, start, n });
@@ -787,7 +795,7 @@ export class Engine {
    * back (over the network, in a cluster), so a scored prompt is read in chunks of about 16 MiB of them.
    */
   private get scoreRows(): number {
-    return Math.max(1, Math.floor((16 << 20) / (4 * this.runner.nVocab)));
+    return Math.max(1, Math.floor(SCORE_LOGITS_BYTES / (4 * this.runner.nVocab)));
   }
 
   /** Keeps the logprob of prompt token `at` (a resumed sequence reads its rows again: the first is kept). */

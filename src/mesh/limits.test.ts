@@ -12,7 +12,9 @@ import { createKernels } from '../kernels/index.js';
 import type { ModelConfig } from '../model/config.js';
 import { isCairnError } from '../util/errors.js';
 import { packMessage } from '../util/message-framing.js';
-import { coordinatorReceiveLimit, nodeReceiveLimit, type StageSizes } from './limits.js';
+import { coordinatorReceiveLimit, maxLogitsRows, nodeReceiveLimit, type StageSizes } from './limits.js';
+import { checkForwardHead } from './validate.js';
+import { SCORE_LOGITS_BYTES } from '../engine/engine.js';
 import { MeshFrame } from './protocol.js';
 import { checkCapabilities } from './node-set.js';
 import { ClusterCoordinator } from './coordinator.js';
@@ -178,4 +180,14 @@ test("a prefix save a node refuses (its memory bound) is dropped from every stag
   // A lost node is not the cache's business: its error goes on as it came, for the re-planning.
   failWith = new CairnError('CLUSTER_CLOSED', 'node n1 is gone');
   await assert.rejects(coordinator.saveSlot(0, 16, 3), (err: unknown) => isCairnError(err, 'CLUSTER_CLOSED'));
+});
+
+test("a step may carry back a scored prompt's chunk of logits beside one row per slot, and no more; the coordinator takes that many", () => {
+  const most = maxLogitsRows(sizes);
+  assert.equal(most, sizes.slots + Math.floor(SCORE_LOGITS_BYTES / (4 * sizes.nVocab)));
+  assert.ok(coordinatorReceiveLimit(MeshFrame.result, 0, sizes) >= most * sizes.nVocab * 4);
+  const bounds = { maxBatch: 512, slots: 4, ctxPerSlot: 256, nVocab: sizes.nVocab, isFirst: true };
+  const head = (rows: number) => ({ epoch: 1, step: 1, nTokens: rows, spans: [[0, 0, 0, rows]], outputs: Array.from({ length: rows }, (_, r) => [r, 1, 1]), kind: 'tokens', wire: 'f32' });
+  assert.equal(checkForwardHead(head(most), bounds).outputs.length, most);
+  assert.throws(() => checkForwardHead(head(most + 1), bounds), (e) => isCairnError(e, 'CLUSTER_PROTOCOL') && new RegExp(`${most + 1} rows of logits asked for; a step holds at most ${most}`).test(e.message));
 });

@@ -6,6 +6,7 @@
  */
 import { FrameFlags } from '../cluster/index.js';
 import { MeshFrame } from './protocol.js';
+import { SCORE_LOGITS_BYTES } from '../engine/engine.js';
 
 /** Sizes of the loaded model that bound a stage's messages. */
 export interface StageSizes {
@@ -55,12 +56,21 @@ export function nodeReceiveLimit(type: number, flags: number, sizes: StageSizes 
   }
 }
 
+/**
+ * Rows of logits one step may carry back: one per sequence sampled at the coordinator (a
+ * constrained one), and the rows of prompts being scored, which the engine reads in chunks of
+ * SCORE_LOGITS_BYTES of logits a step (engine.ts).
+ */
+export function maxLogitsRows(sizes: Pick<StageSizes, 'slots' | 'nVocab'>): number {
+  return sizes.slots + Math.max(1, Math.floor(SCORE_LOGITS_BYTES / (4 * sizes.nVocab)));
+}
+
 /** The limit of a frame the coordinator receives from a node of a plan with these sizes. */
 export function coordinatorReceiveLimit(type: number, flags: number, sizes: StageSizes): number {
   if (type === MeshFrame.kv && (flags & FrameFlags.response) !== 0) return SMALL + sizes.kvBytesPerSlot;
   // As rank 0 of a group: the other ranks' partial sums, and expert ranks' answers, of a step's tokens.
   if (type === MeshFrame.partial || (type === MeshFrame.experts && (flags & FrameFlags.response) !== 0)) return SMALL + sizes.maxBatch * sizes.nEmbd * 4;
-  // Logits come back only for rows sampled here (constrained sequences): one per sequence at most.
-  if (type === MeshFrame.result) return HEAD + sizes.slots * sizes.nVocab * 4;
+  // Logits come back only for rows sampled here (constrained sequences) and rows of scored prompts.
+  if (type === MeshFrame.result) return HEAD + maxLogitsRows(sizes) * sizes.nVocab * 4;
   return SMALL;
 }

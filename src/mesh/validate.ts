@@ -8,6 +8,7 @@ import { CairnError } from '../util/errors.js';
 import type { SequenceSpec } from '../engine/sequence-samplers.js';
 import type { ExchangeProbe, ForwardHead, KvOp, SeqStart } from './protocol.js';
 import { MAX_PROBE_ROUNDS } from './tensor-group.js';
+import { maxLogitsRows } from './limits.js';
 
 /** What a stage can hold, against which a step is checked. */
 export interface StageBounds {
@@ -78,7 +79,8 @@ export function checkForwardHead(value: unknown, b: StageBounds): ForwardHead {
     // A draft token is checked against the vocabulary where it is compared (the last stage).
     return [row, seq, mode, int(t[3], `output ${i} draft`, 0, 0x7fffffff)] as const;
   });
-  if (logitsRows > b.slots) throw bad(`${logitsRows} rows of logits asked for; a step holds at most ${b.slots} (one per slot)`);
+  const most = maxLogitsRows(b);
+  if (logitsRows > most) throw bad(`${logitsRows} rows of logits asked for; a step holds at most ${most} (one per slot and a scored prompt's chunk)`);
   const kind = v.kind;
   if (kind !== 'tokens' && kind !== 'hidden16' && kind !== 'hidden32') throw bad(`unknown step kind ${String(kind)}`);
   if ((kind === 'tokens') !== b.isFirst) throw bad(b.isFirst ? 'the first stage takes token ids' : 'a later stage takes hidden states');
