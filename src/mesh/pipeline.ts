@@ -238,10 +238,12 @@ export class Pipeline {
 
   /** Runs one step through every stage. */
   forward(req: ForwardRequest): Promise<ForwardResult> {
-    const result = this.forwardStep(req);
-    if (req.nTokens !== 1 || req.outputs.length !== 1 || this.pending.size > 1) return result;
-    // A lone decode step (nothing else in flight): its round trip is the plan's one-stream speed.
+    // A lone decode step (nothing else in flight): its round trip is the plan's one-stream speed. The
+    // clock starts before the step does: the coordinator's own layers run inside forwardStep.
+    const lone = req.nTokens === 1 && req.outputs.length === 1 && this.pending.size === 0;
     const t0 = performance.now();
+    const result = this.forwardStep(req);
+    if (!lone) return result;
     return result.then((r) => {
       if (this.pending.size === 0) {
         this.decodeSeconds.push((performance.now() - t0) / 1000);
