@@ -26,7 +26,7 @@ before(async () => {
   mkdirSync(out, { recursive: true });
   await build({
     absWorkingDir: ROOT,
-    entryPoints: { markdown: 'web/src/markdown.ts', cluster: 'web/src/views/cluster.tsx' },
+    entryPoints: { markdown: 'web/src/markdown.ts', cluster: 'web/src/views/cluster.tsx', store: 'web/src/chat/store.ts' },
     bundle: true,
     format: 'esm',
     platform: 'node',
@@ -132,4 +132,58 @@ test('a streamed reply whose Markdown parse once takes too long is shown as plai
   assert.ok(!html.includes('<strong>') && !html.includes('<i>'), html);
   // Another reply starts with Markdown again.
   assert.match(new ReplyRenderer(() => 0).render('**x**'), /<strong>x<\/strong>/);
+});
+
+test('a long reply met whole (stored, or in one chunk) is timed on its start first: a slow start shows it as plain text without parsing it all', () => {
+  // 8192 characters of a 64 KiB reply parsed in 20 ms: the whole would take ~20 x 8^2 ms.
+  const reply = '*a _'.repeat(16384);
+  const times = [0, 20];
+  const slow = new ReplyRenderer(() => times.shift() ?? 1e9);
+  const html = slow.render(reply);
+  assert.match(html, /^<p class="plain">/);
+  assert.equal(times.length, 0, 'only the start was parsed');
+  // A start that parses quickly lets the whole reply be Markdown.
+  const fast = new ReplyRenderer(() => 0);
+  assert.match(fast.render(`**bold**\n\n${'word '.repeat(4000)}`), /<strong>bold<\/strong>/);
+});
+
+test("conversations that outgrow the browser's storage: long messages are cut, then the oldest left out, and the save says so; one large message does not stop later saves", async () => {
+  interface Stored {
+    title: string;
+    messages: { role: 'user' | 'assistant'; content: string }[];
+  }
+  const { saveConversations, loadConversations, newConversation, MAX_STORED_CHARS } = (await import(pathToFileURL(join(out, 'store.js')).href)) as {
+    saveConversations: (list: Stored[]) => 'saved' | 'trimmed' | 'failed';
+    loadConversations: () => Stored[];
+    newConversation: () => Stored;
+    MAX_STORED_CHARS: number;
+  };
+  // A storage that refuses values over `quota` characters, as a browser's does past its few MB.
+  let quota = Infinity;
+  const kept = new Map<string, string>();
+  (globalThis as { localStorage?: unknown }).localStorage = {
+    getItem: (k: string) => kept.get(k) ?? null,
+    setItem: (k: string, v: string) => {
+      if (v.length > quota) throw new Error('QuotaExceededError');
+      kept.set(k, v);
+    },
+  };
+  try {
+    const chat = (title: string, content: string) => ({ ...newConversation(), title, messages: [{ role: 'user' as const, content }] });
+    const small = [chat('newest', 'hi'), chat('older', 'hello')];
+    assert.equal(saveConversations(small), 'saved');
+    quota = 3 * MAX_STORED_CHARS;
+    const big = [chat('newest', 'x'.repeat(6_000_000)), ...small];
+    assert.equal(saveConversations(big), 'trimmed');
+    const back = loadConversations();
+    assert.deepEqual(back.map((c) => c.title), ['newest', 'newest', 'older']);
+    assert.ok(back[0].messages[0].content.length < MAX_STORED_CHARS + 100 && /\[cut here/.test(back[0].messages[0].content));
+    // Later conversations still get saved.
+    assert.equal(saveConversations([chat('later', 'more'), ...big]), 'trimmed');
+    assert.equal(loadConversations()[0].title, 'later');
+    quota = 10;
+    assert.equal(saveConversations(small), 'failed');
+  } finally {
+    delete (globalThis as { localStorage?: unknown }).localStorage;
+  }
 });

@@ -109,6 +109,9 @@ export function renderMarkdown(text: string): string {
 /** A parse of a reply slower than this shows it as plain text from then on. */
 export const SLOW_PARSE_MS = 250;
 
+/** Characters of a long reply parsed first, to tell how long the whole would take. */
+export const PROBE_CHARS = 8192;
+
 /**
  * Renders one reply as it grows token by token. The Markdown parser's worst cases are far from
  * linear (a few tens of kB of `*a _` take seconds) and a streamed reply is parsed again at every
@@ -117,12 +120,26 @@ export const SLOW_PARSE_MS = 250;
  */
 export class ReplyRenderer {
   private plain = false;
+  private probed = false;
 
   constructor(private readonly clock: () => number = () => performance.now()) {}
 
   /** The reply's HTML, safe to insert. */
   render(text: string): string {
     if (this.plain) return plainHtml(text);
+    // A long reply met whole (one stored, or come in one chunk) is first timed on its start: the
+    // parser's worst cases grow with the square of the length, so a start that is slow already
+    // tells that the whole would freeze the page, before it is parsed.
+    if (!this.probed && text.length > PROBE_CHARS) {
+      this.probed = true;
+      const t = this.clock();
+      renderMarkdown(text.slice(0, PROBE_CHARS));
+      if ((this.clock() - t) * (text.length / PROBE_CHARS) ** 2 > SLOW_PARSE_MS) {
+        this.plain = true;
+        return plainHtml(text);
+      }
+    }
+    this.probed = true;
     const start = this.clock();
     const html = renderMarkdown(text);
     if (this.clock() - start > SLOW_PARSE_MS) this.plain = true;

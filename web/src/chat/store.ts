@@ -56,13 +56,34 @@ export function loadConversations(): Conversation[] {
   }
 }
 
-/** Stores the conversations (a full storage keeps the previous state). */
-export function saveConversations(list: readonly Conversation[]): void {
+/** Characters of one message kept in storage when everything would not fit (a pasted file, a huge reply). */
+export const MAX_STORED_CHARS = 200_000;
+
+/** How a save went: all kept, kept with long messages cut or older conversations left out, or not kept. */
+export type SaveResult = 'saved' | 'trimmed' | 'failed';
+
+function store(list: readonly Conversation[]): boolean {
   try {
     localStorage.setItem(KEY, JSON.stringify(list));
+    return true;
   } catch {
-    // Storage full or disabled: the conversation lives on in the page until it closes.
+    return false;
   }
+}
+
+/**
+ * Stores the conversations. The browser's storage holds a few MB: when the whole list does not
+ * fit, long messages are cut to MAX_STORED_CHARS and then the oldest conversations left out, so
+ * that one large message never stops every later save; the result says what was kept.
+ */
+export function saveConversations(list: readonly Conversation[]): SaveResult {
+  if (store(list)) return 'saved';
+  const cut = list.map((c) => ({
+    ...c,
+    messages: c.messages.map((m) => (m.content.length > MAX_STORED_CHARS ? { ...m, content: `${m.content.slice(0, MAX_STORED_CHARS)}\n[cut here: too long to keep in this browser]` } : m)),
+  }));
+  for (let n = cut.length; n > 0; n--) if (store(cut.slice(0, n))) return 'trimmed';
+  return 'failed';
 }
 
 /** The id of the conversation open last (kept so that it stays open across views and reloads). */

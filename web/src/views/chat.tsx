@@ -38,13 +38,32 @@ export function ChatView({ model }: { model: string }) {
 
   useEffect(() => saveCurrentId(current.id), [current.id]);
 
-  // While a reply streams, store at most twice a second rather than on every token. Otherwise store
-  // as the change is drawn (a layout effect): a rename the page shows is kept by a reload right after.
+  // While a reply streams, store at most twice a second rather than on every token (a timer that
+  // new tokens do not push back, so a long reply is kept as it grows). Otherwise store as the change
+  // is drawn (a layout effect): a rename the page shows is kept by a reload right after.
+  const latest = useRef(list);
+  latest.current = list;
+  const pendingSave = useRef<number | undefined>(undefined);
+  const [storageNote, setStorageNote] = useState('');
+  const save = () => {
+    const r = saveConversations(latest.current);
+    setStorageNote(r === 'saved' ? '' : r === 'trimmed' ? 'This browser’s storage is full: long messages were cut and older conversations left out of what is kept.' : 'This browser’s storage is full or off: conversations are not kept after the page closes.');
+  };
   useLayoutEffect(() => {
-    if (!busy) return saveConversations(list);
-    const t = setTimeout(() => saveConversations(list), 500);
-    return () => clearTimeout(t);
+    if (!busy) {
+      window.clearTimeout(pendingSave.current);
+      pendingSave.current = undefined;
+      save();
+      return;
+    }
+    if (pendingSave.current === undefined) {
+      pendingSave.current = window.setTimeout(() => {
+        pendingSave.current = undefined;
+        save();
+      }, 500);
+    }
   }, [list, busy]);
+  useEffect(() => () => window.clearTimeout(pendingSave.current), []);
 
   const update = (id: string, f: (c: Conversation) => Conversation) =>
     setList((l) => l.map((c) => (c.id === id ? { ...f(c), updated: Date.now() } : c)));
@@ -112,7 +131,8 @@ export function ChatView({ model }: { model: string }) {
         <Settings conversation={current} onChange={(c) => update(current.id, () => c)} />
         <ol class="messages" aria-live="polite" aria-busy={busy}>
           {current.messages.map((m, i) => (
-            <li key={i} class={`message ${m.role}`}>
+            // Keyed by conversation too: a reply's renderer (which may have fallen back to plain text) is its own.
+            <li key={`${current.id}:${i}`} class={`message ${m.role}`}>
               <span class="who">{m.role === 'user' ? 'You' : 'Model'}</span>
               {m.role === 'assistant' ? <Markdown text={m.content} onCopy={setCopyNote} /> : <p class="plain">{m.content}</p>}
               {m.stats && <ReplyLine stats={m.stats} />}
@@ -123,6 +143,11 @@ export function ChatView({ model }: { model: string }) {
         <p class="sr-only" aria-live="polite">
           {copyNote}
         </p>
+        {storageNote && (
+          <p class="note" role="status">
+            {storageNote}
+          </p>
+        )}
         <form
           class="composer"
           onSubmit={(e) => {
