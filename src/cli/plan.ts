@@ -332,8 +332,12 @@ function render(
   out.push(line([`  ${head[0]}`, ...head.slice(1)]));
   for (const r of rows) out.push(line(r));
   out.push('');
-  if (chosen) out.push(`chosen: ${why}`);
-  else {
+  if (chosen) {
+    out.push(`chosen: ${why}`);
+    // Why the others that do not fit do not (the table says only "no").
+    const unfit = candidates.filter((x) => !x.fits && x.problem);
+    if (unfit.length > 0) out.push('not possible:', ...unfit.map((c) => `  ${c.label}: ${c.problem}`));
+  } else {
     out.push('no plan fits the nodes:');
     for (const c of candidates.filter((x) => x.problem)) out.push(`  ${c.label}: ${c.problem}`);
   }

@@ -76,7 +76,8 @@ export function chooseRunnable(
       return asPlan(c);
     }
     const c = tensorPlan(withExchange, all);
-    if (!c.fits) throw new CairnError('CLUSTER_PLAN', `every layer split over the ${all.length} nodes does not fit: ${c.problem ?? 'not enough memory'}`);
+    // A shape that cannot be cut that many ways is no question of memory: said as it is.
+    if (!c.fits) throw new CairnError('CLUSTER_PLAN', `every layer split over the ${all.length} nodes ${c.problem && !c.problem.startsWith('does not fit') ? 'is not possible' : 'does not fit'}: ${c.problem ?? 'not enough memory'}`);
     return asPlan(c);
   }
   const pipeline = makePlan(req);

@@ -107,6 +107,10 @@ test('a rank whose memory is short takes less; a cut that cannot be made is a pr
   assert.ok(groupMemory(req(nodes), g)[1] <= 60e6);
   const many = Array.from({ length: 9 }, (_, i) => node(`n${i}`));
   assert.match(makeGroup(req(many), many, 'tensor', 0, 2).problem ?? '', /heads .* cannot be split over 9 ranks/);
+  // An FFN width no multiple of the unit a split cuts at: the unit named is that one, not the block size.
+  const odd: ModelMeta = { ...model, shape: { ...model.shape!, blockSize: 1, layers: [{ ...layer, ffnWidth: 172 }, { ...layer, ffnWidth: 172 }] } };
+  const two = [node('a', { coordinator: true }), node('b')];
+  assert.match(makeGroup(req(two, { model: odd }), two, 'tensor', 0, 2).problem ?? '', /an FFN width of 172 cannot be split over 2 ranks at 32-element boundaries/);
 });
 
 test('an expert group: the home runs attention and routes; others hold experts; only routed tokens travel', () => {

@@ -14,7 +14,7 @@ import { WHOLE, heldBytes, stepWork, type LayerPart } from './layer-work.js';
 import { hopSeconds, linkBetween, worstLink } from './links.js';
 import { mainWeightType, shapeOf } from './model-shape.js';
 import { ratesOf, workSeconds } from './rates.js';
-import { columnRanges, headRanges, type HeadRanges } from './tensor-ranges.js';
+import { columnRanges, columnUnit, headRanges, type HeadRanges } from './tensor-ranges.js';
 import type { ModelShape, NodeInfo, PlanRequest, Range } from './types.js';
 
 /** How a group divides its layers. */
@@ -130,7 +130,7 @@ export function makeGroup(req: PlanRequest, nodes: readonly NodeInfo[], mode: Gr
       return {
         ...base,
         shares,
-        problem: `an FFN width of ${w} cannot be split over ${ranks.length} ranks at ${shape.blockSize}-element blocks`,
+        problem: `an FFN width of ${w} cannot be split over ${ranks.length} ranks at ${columnUnit(w, ranks.length, shape.blockSize)}-element boundaries`,
       };
     columns.set(w, c);
   }

@@ -19,11 +19,16 @@ function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }
 
+/** The elements a split of `dim` columns over k ranks cuts at multiples of (columnRanges). */
+export function columnUnit(dim: number, k: number, blockSize = 1): number {
+  return Math.max(blockSize, splitAlignment(dim, k));
+}
+
 /** The FFN hidden columns of each rank, or undefined when `dim` cannot be cut that many ways at block boundaries. */
 export function columnRanges(dim: number, shares: readonly number[], blockSize = 1): Range[] | undefined {
   const k = shares.length;
   if (k === 1) return [[0, dim]];
-  const unit = Math.max(blockSize, splitAlignment(dim, k));
+  const unit = columnUnit(dim, k, blockSize);
   if (dim % unit !== 0) return undefined;
   const cuts = proportionalCuts(dim / unit, shares);
   return cuts && shares.map((_, i): Range => [cuts[i] * unit, cuts[i + 1] * unit]);
