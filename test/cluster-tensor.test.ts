@@ -217,7 +217,7 @@ test('the coordinator as rank 0 and one node split every layer and give the sing
       both.map((x) => x.text),
       [generate('hello', 12), generate('world', 12)],
     );
-    assert.match(node.stderr(), /as rank 1 of 2/);
+    assert.match(node.stderr(), /as rank 2 of 2/);
     // A long prompt: each partial sum of its first step is larger than 64 KiB.
     const long = 'hello world, the cat sat on the mat. '.repeat(4);
     const longR = await complete(s.url, long, 8);
@@ -243,7 +243,7 @@ test('three ranks that add up their partial sums around a ring give the single-n
       const r = await complete(s.url, 'hello', 30);
       assert.equal(r.status, 200, r.error);
       assert.equal(r.text, expected);
-      for (const n of nodes) assert.match(n.stderr(), /as rank [012] of 3 \(partial sums in f32; ring all-reduce\)/);
+      for (const n of nodes) assert.match(n.stderr(), /as rank [123] of 3 \(partial sums in f32; ring all-reduce\)/);
     },
     ['--all-reduce', 'ring'],
   );
@@ -259,7 +259,7 @@ test(
         const r = await complete(s.url, 'hello', 20);
         assert.equal(r.status, 200, r.error);
         assert.ok(r.text.length > 0);
-        for (const n of nodes) assert.match(n.stderr(), /as rank [01] of 2 \(partial sums in q8\)/);
+        for (const n of nodes) assert.match(n.stderr(), /as rank [12] of 2 \(partial sums in q8\)/);
       },
       ['--exchange', 'q8'],
     );

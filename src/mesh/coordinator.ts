@@ -380,7 +380,7 @@ export class ClusterCoordinator implements ForwardRunner {
   /** Loads every stage of a plan and makes it the running one; throws PlanLost or StageLoadFailed. */
   private async loadPlan(plan: Plan): Promise<void> {
     const epoch = this.epoch + 1;
-    this.log(`cairn: plan ${epoch}: ${plan.stages.map((s) => `${this.nameOf(s.nodeId)} layers ${s.layerStart}-${s.layerEnd - 1}${s.splitCount > 1 ? ` (rank ${s.splitRank} of ${s.splitCount})` : ''}`).join(', ')}`);
+    this.log(`cairn: plan ${epoch}: ${plan.stages.map((s) => `${this.nameOf(s.nodeId)} layers ${s.layerStart}-${s.layerEnd - 1}${s.splitCount > 1 ? ` (rank ${s.splitRank + 1} of ${s.splitCount})` : ''}`).join(', ')}`);
     const remoteOf = (nodeId: string): RemoteNode => {
       const node = this.nodes.get(nodeId);
       if (!node || !this.nodes.usable(node)) throw new PlanLost(`lost ${this.nameOf(nodeId)}`);

@@ -410,7 +410,7 @@ export class MeshNode {
         ? ''
         : req.group.mode === 'expert'
           ? ` as the home of an expert-parallel group of ${req.group.peers.length}`
-          : ` as rank ${req.group.rank} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'}${req.group.allReduce && req.group.allReduce !== 'auto' ? `; ${req.group.allReduce} all-reduce` : ''})`;
+          : ` as rank ${req.group.rank + 1} of ${req.group.peers.length} (partial sums in ${req.group.exchange ?? 'f32'}${req.group.allReduce && req.group.allReduce !== 'auto' ? `; ${req.group.allReduce} all-reduce` : ''})`;
       const onGpu = this.gpu && !req.group;
       const where = onGpu ? ' onto the GPU' : this.gpu ? ' (on the CPU: group ranks do not run on the GPU yet)' : '';
       this.log(`cairn node: loading ${describeLayers(req)} of ${req.modelName}${rank}${where} from ${source === 'model' ? path : 'the shard cache'}`);
