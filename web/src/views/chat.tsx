@@ -63,7 +63,15 @@ export function ChatView({ model }: { model: string }) {
       }, 500);
     }
   }, [list, busy]);
-  useEffect(() => () => window.clearTimeout(pendingSave.current), []);
+  // Leaving the view (another tab of the dashboard) mid-reply stores what came so far.
+  useEffect(
+    () => () => {
+      if (pendingSave.current === undefined) return;
+      window.clearTimeout(pendingSave.current);
+      saveConversations(latest.current);
+    },
+    [],
+  );
 
   const update = (id: string, f: (c: Conversation) => Conversation) =>
     setList((l) => l.map((c) => (c.id === id ? { ...f(c), updated: Date.now() } : c)));
