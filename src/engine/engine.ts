@@ -23,11 +23,15 @@ import { DraftPacer } from './draft-pacer.js';
 import { StepCosts } from './step-costs.js';
 import type { DraftSource } from './draft-source.js';
 
-/** What the engine needs from a tokenizer. */
-
-/** Bytes of prompt-scoring logits one step outputs at most (see scoreRows; a cluster's limits follow it). */
+/** Bytes of prompt-scoring logits one step outputs at most (a cluster's limits follow it). */
 export const SCORE_LOGITS_BYTES = 16 << 20;
 
+/** Rows of prompt logprobs one step outputs at most for a vocabulary of nVocab: SCORE_LOGITS_BYTES of logits. */
+export function scoreRowsFor(nVocab: number): number {
+  return Math.max(1, Math.floor(SCORE_LOGITS_BYTES / (4 * nVocab)));
+}
+
+/** What the engine needs from a tokenizer. */
 export interface EngineTokenizer {
   /** True for end-of-generation tokens (EOS, EOT, ...). */
   isEog(id: number): boolean;
@@ -795,7 +799,7 @@ export class Engine {
    * back (over the network, in a cluster), so a scored prompt is read in chunks of about 16 MiB of them.
    */
   private get scoreRows(): number {
-    return Math.max(1, Math.floor(SCORE_LOGITS_BYTES / (4 * this.runner.nVocab)));
+    return scoreRowsFor(this.runner.nVocab);
   }
 
   /** Keeps the logprob of prompt token `at` (a resumed sequence reads its rows again: the first is kept). */

@@ -202,8 +202,9 @@ function spend(path: string, budget: Budget, kind: keyof Budget, n: number, what
 function readString(path: string, cur: FileCursor, what: string, budget: Budget, maxBytes = GGUF_MAX_STRING_BYTES): string {
   const len = cur.u64();
   if (len > BigInt(cur.remaining)) throw malformed(path, `${what}: string length ${len} runs past the end of the file`);
-  if (maxBytes < GGUF_MAX_STRING_BYTES && len > BigInt(maxBytes)) throw malformed(path, `${what} is ${len} bytes long (at most ${maxBytes})`);
-  if (len > BigInt(GGUF_MAX_STRING_BYTES)) throw malformed(path, `${what}: a string of ${len} bytes is longer than the ${GGUF_MAX_STRING_BYTES} cairn reads`);
+  if (len > BigInt(maxBytes)) {
+    throw malformed(path, maxBytes < GGUF_MAX_STRING_BYTES ? `${what} is ${len} bytes long (at most ${maxBytes})` : `${what}: a string of ${len} bytes is longer than the ${GGUF_MAX_STRING_BYTES} cairn reads`);
+  }
   spend(path, budget, 'strings', 1, what);
   return cur.string(Number(len));
 }

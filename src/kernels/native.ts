@@ -417,14 +417,17 @@ export class NativeKernels implements Kernels {
   }
 
   attentionSpans(q: Float32Array, k: Float32Array, v: Float32Array, spans: readonly AttentionSpan[], p: AttentionParams, out: Float32Array): void {
+    // Checked here: the library takes whole int32s, which a fraction or a huge number is not.
+    const whole = (i: number, name: string, x: number): number => {
+      if (!Number.isInteger(x) || x < 0 || x > 0x7fffffff) throw new CairnError('BAD_ARGUMENT', `span ${i}: ${name} must be an integer from 0 (got ${x})`);
+      return x;
+    };
     const rows = new Int32Array(3 * spans.length);
-    spans.forEach((s, i) => {
-      // Checked here: the library takes whole int32s, which a fraction or a huge number is not.
-      for (const [name, x] of [['start', s.start], ['nTokens', s.nTokens], ['pos0', s.pos0]] as const) {
-        if (!Number.isInteger(x) || x < 0 || x > 0x7fffffff) throw new CairnError('BAD_ARGUMENT', `span ${i}: ${name} must be an integer from 0 (got ${x})`);
-      }
-      rows.set([s.start, s.nTokens, s.pos0], 3 * i);
-    });
+    for (let i = 0; i < spans.length; i++) {
+      rows[3 * i] = whole(i, 'start', spans[i].start);
+      rows[3 * i + 1] = whole(i, 'nTokens', spans[i].nTokens);
+      rows[3 * i + 2] = whole(i, 'pos0', spans[i].pos0);
+    }
     try {
       this.addon.attentionSpans(q, k, v, spans.map((s) => s.kCache), spans.map((s) => s.vCache), rows, p, out);
     } catch (err) {

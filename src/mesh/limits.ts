@@ -6,7 +6,7 @@
  */
 import { FrameFlags } from '../cluster/index.js';
 import { MeshFrame } from './protocol.js';
-import { SCORE_LOGITS_BYTES } from '../engine/engine.js';
+import { scoreRowsFor } from '../engine/engine.js';
 
 /** Sizes of the loaded model that bound a stage's messages. */
 export interface StageSizes {
@@ -62,7 +62,7 @@ export function nodeReceiveLimit(type: number, flags: number, sizes: StageSizes 
  * SCORE_LOGITS_BYTES of logits a step (engine.ts).
  */
 export function maxLogitsRows(sizes: Pick<StageSizes, 'slots' | 'nVocab'>): number {
-  return sizes.slots + Math.max(1, Math.floor(SCORE_LOGITS_BYTES / (4 * sizes.nVocab)));
+  return sizes.slots + scoreRowsFor(sizes.nVocab);
 }
 
 /** The limit of a frame the coordinator receives from a node of a plan with these sizes. */

@@ -62,7 +62,12 @@ export function kvCacheBytes(
   tokens: number,
   type: KvType = GgmlType.F16,
 ): number {
-  return kvRows(cfg, range).reduce((a, r) => a + (r.k + r.v), 0) * tokens * kvElementBytes(type);
+  return kvRowsBytes(kvRows(cfg, range), tokens, type);
+}
+
+/** Bytes of `tokens` cached positions of layers with these rows. */
+function kvRowsBytes(rows: readonly KvRowShape[], tokens: number, type: KvType): number {
+  return rows.reduce((a, r) => a + (r.k + r.v), 0) * tokens * kvElementBytes(type);
 }
 
 /**
@@ -94,7 +99,7 @@ export class KvCache {
     const elem = kvElementBytes(type);
     this.k = [];
     this.v = [];
-    const total = rows.reduce((a, r) => a + (r.k + r.v), 0) * ctxPerSlot * elem * slots;
+    const total = kvRowsBytes(rows, ctxPerSlot * slots, type);
     // A context no machine holds (a typo, 1e99) is told as such rather than as the allocator's RangeError.
     const tooLarge = () =>
       new CairnError(

@@ -87,27 +87,23 @@ export function generateChoices(model: LoadedModel, plans: readonly ChoicePlan[]
 async function* interleave(iterators: { index: number; it: AsyncIterator<GenerationEvent> }[], waiting: Map<number, () => void>): AsyncGenerator<ChoiceEvent> {
   const pending = new Map<number, Promise<{ k: number; r: IteratorResult<GenerationEvent> }>>();
   const next = (k: number) => iterators[k].it.next().then((r) => ({ k, r }));
-  const follow = () => {
-    for (let k = 0; k < iterators.length; k++) if (!pending.has(k) && !done.has(k)) pending.set(k, next(k));
-  };
-  const done = new Set<number>();
   try {
-    follow();
+    for (let k = 0; k < iterators.length; k++) pending.set(k, next(k));
     while (pending.size > 0) {
       const { k, r } = await Promise.race(pending.values());
-      pending.delete(k);
       const then = waiting.get(k);
       if (then) {
         waiting.delete(k);
+        const from = iterators.length;
         then();
+        for (let j = from; j < iterators.length; j++) pending.set(j, next(j));
       }
       if (r.done) {
-        done.add(k);
-      } else {
-        pending.set(k, next(k));
+        pending.delete(k);
+        continue;
       }
-      follow();
-      if (!r.done) yield { index: iterators[k].index, event: r.value };
+      pending.set(k, next(k));
+      yield { index: iterators[k].index, event: r.value };
     }
   } finally {
     // A consumer that stops early stops every choice (each frees its slot).

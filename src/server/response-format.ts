@@ -38,6 +38,17 @@ export async function constraintForFormat(
   }
 }
 
+/**
+ * One constraint per choice for the format (none for plain text or no format): a constraint follows
+ * one output token by token, and the schema is compiled once and cached, so the others cost little.
+ */
+export async function constraintsForChoices(model: LoadedModel, format: ResponseFormat | undefined, choices: number, param?: string): Promise<(GenerationConstraint | undefined)[]> {
+  const out: (GenerationConstraint | undefined)[] = [];
+  if (!format || format.type === 'text') return out;
+  for (let i = 0; i < choices; i++) out.push(await constraintForFormat(model, format, param));
+  return out;
+}
+
 /** Throws a 400 naming `param` when a schema (one not compiled here, e.g. a tool's) passes the size limits. */
 export function checkSchemaSize(schema: unknown, param: string): void {
   try {

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/chat.js';
 import type { LoadedModel } from '../../engine/load.js';
-import type { GenerationConstraint, GenerationSummary } from '../../engine/engine.js';
+import type { GenerationSummary } from '../../engine/engine.js';
 import type { ToolDefinition } from '../../tokenizer/chat/index.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
@@ -18,7 +18,7 @@ import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
 import { ProseGate } from '../prose-gate.js';
 import { newCallId, replyToolCalls, toolCallFormat } from '../tool-calls.js';
-import { checkSchemaSize, constraintForFormat } from '../response-format.js';
+import { checkSchemaSize, constraintsForChoices } from '../response-format.js';
 import { chatCompletionRequest, requestedFormat, unknownFields, unsupportedField, type ChatCompletionRequest } from './schemas.js';
 
 type FinishReason = 'stop' | 'length' | 'tool_calls';
@@ -104,10 +104,7 @@ async function prepare(
   req.tools?.forEach((t, i) => checkSchemaSize(t.function.parameters, `tools.${i}.function.parameters`));
   const forced = tools ? forcedCallSchema(tools, req.tool_choice) : undefined;
   const format = forced ? ({ type: 'json_schema', json_schema: { schema: forced } } as const) : asked;
-  // A constraint follows one output token by token: each choice gets its own (the schema is
-  // compiled once and cached, so the others cost little).
-  const constraints: (GenerationConstraint | undefined)[] = [];
-  for (let i = 0; i < (format ? n : 0); i++) constraints.push(await constraintForFormat(model, format!, forced ? 'tools' : req.json_schema ? 'json_schema' : undefined));
+  const constraints = await constraintsForChoices(model, format, n, forced ? 'tools' : req.json_schema ? 'json_schema' : undefined);
   const constraint = constraints[0];
   const prompt = await host.prompts.chat(messagesFor(req), { tools, variables: req.chat_template_kwargs }, signal);
   const gen: ServerGeneration = {

@@ -8,13 +8,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { GenerationConstraint, GenerationSummary } from '../../engine/engine.js';
+import type { GenerationSummary } from '../../engine/engine.js';
 import type { LoadedModel } from '../../engine/load.js';
 import type { StepLogprobs } from '../../sampling/index.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { samplerFromApi, stopList, tokenView, type ServerGeneration } from '../generation.js';
-import { constraintForFormat } from '../response-format.js';
+import { constraintsForChoices } from '../response-format.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { checkChoiceCount, combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
@@ -128,11 +128,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     sse.done();
     return;
   }
-  // A constraint follows one output token by token: each choice gets its own (compiled once, cached).
-  const constraints: (GenerationConstraint | undefined)[] = [];
-  for (let i = 0; i < (format && format.type !== 'text' ? choices.length : 0); i++) {
-    constraints.push(await constraintForFormat(model, format!, req.json_schema ? 'json_schema' : undefined));
-  }
+  const constraints = await constraintsForChoices(model, format, choices.length, req.json_schema ? 'json_schema' : undefined);
   const plans = prompts.map((prompt, p) => {
     const gen: ServerGeneration = {
       prompt: prompt.ids,
