@@ -423,6 +423,15 @@ PX_INLINE void px_direct_prefetch(const uint8_t *next, size_t next_bytes, size_t
   for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
 }
 
+/* Part `part` of `parts` of unit u's share (a unit of many tokens spreads its prefetches over its
+   token groups: asked for all at once, they filled the core's miss buffers and held it up). */
+PX_INLINE void px_direct_prefetch_part(const uint8_t *next, size_t next_bytes, size_t per_unit, int u, int part, int parts) {
+  const size_t lines = (per_unit + 63) / 64, from = (size_t)u * per_unit;
+  const size_t lo = from + lines * part / parts * 64, hi = from + lines * (part + 1) / parts * 64;
+  const size_t end = from + per_unit < next_bytes ? from + per_unit : next_bytes;
+  for (size_t o = lo; o < hi && o < end; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
+}
+
 /* The 16-row panel's sums of T tokens into y (rows at r0; a K format with mins takes them off). */
 PX_INLINE void px_direct_store(const int T, const int mode, int rows, const __m512 *acc, const __m512 *mins, float *y, size_t ys, int r0) {
   const __mmask16 live = (__mmask16)((1u << rows) - 1);

@@ -91,9 +91,12 @@ PX_INLINE void px_run_k(const int T, const int mode, int B0, int n, const uint8_
           const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(sc, 16), 16), hi = _mm512_srai_epi32(sc, 16);
           isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, lo), _mm512_mullo_epi32(s1, hi)));
         } else {
-          __m512i s = _mm512_setzero_si512();
-          for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
-          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
+          __m512i s = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+          for (int g = 0; g < 8; g += 2) {
+            s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
+            s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(four[g + 1]));
+          }
+          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s, s1), sc));
           if (sb < 4) msum[t] = _mm512_dpwssd_epi32(msum[t], _mm512_load_si512(head + (size_t)sb * (PANEL_BLOCK_BYTES / 64) + 9), _mm512_set1_epi32(xt[8 * B + 2 * sb]));
         }
       }
@@ -228,10 +231,11 @@ PX_INLINE void px_direct_many(const int unit_blocks, const int mode, px_unit_fn 
     const int rows = px_direct_rows(w, ws, nr, r0, rp, &next, &next_bytes);
     const size_t per_unit = (next_bytes + units - 1) / units;
     for (int t = 0; t < nt; t++) acc[t] = mins[t] = _mm512_setzero_ps();
+    const int groups = (nt + PANEL_T - 1) / PANEL_T;
     for (int u = 0; u < units; u++) {
-      px_direct_prefetch(next, next_bytes, per_unit, u);
       unit(rp, u, buf);
       for (int t0 = 0; t0 < nt; t0 += PANEL_T) {
+        px_direct_prefetch_part(next, next_bytes, per_unit, u, t0 / PANEL_T, groups);
         const uint8_t *at = a + (size_t)t0 * as;
         const int32_t *xt = aux + (size_t)t0 * aux_stride;
         switch (nt - t0 < PANEL_T ? nt - t0 : PANEL_T) {
