@@ -1627,14 +1627,18 @@ QX_K_ROWS_OR_DIRECT(q5_K)
 QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_K_GEMM_OF(NAME) qx_##NAME##_any
 #include "quant_x86_iq4_xs_rows.h"
-#include "quant_x86_q5_0_rows.h"
+#include "quant_x86_rows32.h"
 #define QX_IQ4_XS_GEMM qx_iq4_xs_any
 #define QX_Q5_0_GEMM qx_q5_0_any
+#define QX_Q4_0_GEMM QX_GEMM_OF(q4_0)
+#define QX_Q8_0_GEMM qx_q8_0_any
 #define QX_IQ4_NL_GEMM QX_GEMM_OF(iq4_nl)
 #else
 #define QX_IQ4_XS_GEMM qx_iq4_xs_any
 #define QX_IQ4_NL_GEMM qx_iq4_nl_t
 #define QX_Q5_0_GEMM qx_q5_0
+#define QX_Q4_0_GEMM qx_q4_0
+#define QX_Q8_0_GEMM qx_q8_0
 #define QX_GEMM_OF(NAME) qx_##NAME
 #define QX_K_GEMM_OF(NAME) qx_##NAME
 #endif
@@ -1659,11 +1663,11 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_F32] = qx_f32,
             [CAIRN_F16] = qx_f16,
             [CAIRN_BF16] = qx_bf16,
-            [CAIRN_Q4_0] = QX_GEMM_OF(q4_0),
+            [CAIRN_Q4_0] = QX_Q4_0_GEMM,
             [CAIRN_Q4_1] = qx_q4_1,
             [CAIRN_Q5_0] = QX_Q5_0_GEMM,
             [CAIRN_Q5_1] = qx_q5_1,
-            [CAIRN_Q8_0] = QX_GEMM_OF(q8_0),
+            [CAIRN_Q8_0] = QX_Q8_0_GEMM,
             [CAIRN_MXFP4] = QX_GEMM_OF(mxfp4),
             [CAIRN_Q2_K] = qx_q2_K,
             [CAIRN_Q3_K] = qx_q3_K,
