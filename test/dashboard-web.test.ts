@@ -64,6 +64,13 @@ test("a reply nested past the Markdown parser's stack is shown as escaped text r
   );
 });
 
+test('a block of raw HTML in a reply is shown as text with its lines kept', () => {
+  const html = renderMarkdown('Here:\n\n<div>\n  <b>bold</b>\n</div>\n\nafter');
+  assert.match(html, /<p class="plain">&lt;div&gt;\n {2}&lt;b&gt;bold&lt;\/b&gt;\n&lt;\/div&gt;<\/p>/);
+  assert.match(html, /<p>after<\/p>/);
+  assert.ok(!/<(div|b)>/.test(html), html);
+});
+
 const snapshot = (cluster: ClusterInfo): DashboardSnapshot =>
   ({
     model: { id: 'm', state: 'loading', layers: null, residentBytes: 1 },
@@ -117,6 +124,23 @@ test('names a peer chooses reach the Cluster view as text and attribute values, 
       : [],
   );
   assert.ok(attrs.length > 0 && attrs.every((k) => ['aria-label', 'data-node', 'title'].includes(k)), attrs.join());
+});
+
+test("a node's long name is cut to fit its box in the graph, and given whole in the box's title and the table", () => {
+  const name = 'node-' + 'x'.repeat(60);
+  const node = { id: 'a', name, address: '10.0.0.2:7070', local: false, up: true, memoryBytes: 1, threads: 1, isa: 'avx2', backend: 'gpu' as const, adapter: 'a' };
+  const v = ClusterView({
+    snapshot: snapshot({ state: 'ready', epoch: 1, model: { name: 'm.gguf', layers: 2 }, nodes: [node], links: [] }),
+    planLog: [],
+  });
+  const box = [...walk(v)].find((n) => typeof n === 'object' && n.props['data-node'] === name) as VNode;
+  assert.ok(box, 'the graph has a box for the node');
+  const label = [...walk(box.props.children)].find((n) => typeof n === 'object' && n.props.class === 'name') as VNode;
+  const shown = text(label.props.children);
+  assert.ok(shown.endsWith('…') && [...shown].length <= 21, shown);
+  const title = [...walk(box.props.children)].find((n) => typeof n === 'object' && n.type === 'title') as VNode;
+  assert.ok(text(title.props.children).includes(name));
+  assert.ok(text(v).split(name).length >= 3, 'the full name is in the title and the table');
 });
 
 test('a streamed reply whose Markdown parse once takes too long is shown as plain text from then on (it is parsed again at every token)', () => {

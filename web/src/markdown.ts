@@ -73,7 +73,8 @@ const marked = new Marked({
   async: false,
   renderer: {
     html(token: Tokens.HTML | Tokens.Tag): string {
-      return escapeHtml(token.text);
+      // A block of raw HTML (an HTML snippet the model wrote without a code fence) keeps its lines.
+      return token.block ? `<p class="plain">${escapeHtml(token.text.replace(/\n+$/, ''))}</p>\n` : escapeHtml(token.text);
     },
     code: codeBlock,
     link(token: Tokens.Link): string {

@@ -104,6 +104,30 @@ export function saveCurrentId(id: string): void {
   }
 }
 
+const DRAFT_KEY = 'cairn.draft';
+
+/**
+ * The unsent message of this tab (sessionStorage): it outlives the chat view, which another view or
+ * the login field (when the server's key changes) replaces.
+ */
+export function loadDraft(): string {
+  try {
+    return sessionStorage.getItem(DRAFT_KEY) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** Keeps the unsent message (an empty one clears it). */
+export function saveDraft(text: string): void {
+  try {
+    if (text) sessionStorage.setItem(DRAFT_KEY, text);
+    else sessionStorage.removeItem(DRAFT_KEY);
+  } catch {
+    // Storage full or off: the draft lives as long as the view.
+  }
+}
+
 /** A random id; crypto.randomUUID exists only on secure pages, and the dashboard is often opened over plain HTTP on a LAN. */
 function randomId(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');

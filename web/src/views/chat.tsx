@@ -8,10 +8,12 @@ import { copyCode, ReplyRenderer } from '../markdown';
 import {
   loadConversations,
   loadCurrentId,
+  loadDraft,
   newConversation,
   renamed,
   saveConversations,
   saveCurrentId,
+  saveDraft,
   type Conversation,
   type Message,
   type Sampling,
@@ -29,7 +31,11 @@ export function ChatView({ model }: { model: string }) {
     const kept = loadCurrentId();
     return list.some((c) => c.id === kept) ? kept! : list[0].id;
   });
-  const [draft, setDraft] = useState('');
+  const [draft, setDraftState] = useState(loadDraft);
+  const setDraft = (text: string) => {
+    setDraftState(text);
+    saveDraft(text);
+  };
   const [busy, setBusy] = useState(false);
   /** What the last Copy button did, for screen readers. */
   const [copyNote, setCopyNote] = useState('');

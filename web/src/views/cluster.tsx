@@ -76,6 +76,16 @@ function rowsOf(s: DashboardSnapshot): NodeRow[] {
 }
 
 const W = 640;
+/** Characters that fit a node's 190-unit box: of its name (14px, bold), of its other lines (12px). The
+   full texts are in the box's title and the table below. */
+const NAME_CHARS = 21;
+const LINE_CHARS = 26;
+
+/** The text cut to `max` characters with an ellipsis (whole code points: a name may hold any). */
+function fitBox(text: string, max: number): string {
+  const chars = [...text];
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
 const H = 360;
 
 /** The cluster view of the latest snapshot, with the plan changes this page saw. */
@@ -143,13 +153,14 @@ export function ClusterView({ snapshot, planLog }: { snapshot: DashboardSnapshot
                 data-up={String(r.up)}
                 transform={`translate(${p.x - 95},${p.y - 34})`}
               >
+                <title>{`${r.name}${r.up ? '' : ' (down)'}: ${r.role}`}</title>
                 <rect width="190" height="68" rx="8" />
                 <text x="95" y="20" text-anchor="middle" class="name">
-                  {r.name}
+                  {fitBox(r.name, r.up ? NAME_CHARS : NAME_CHARS - 7)}
                   {r.up ? '' : ' (down)'}
                 </text>
                 <text x="95" y="38" text-anchor="middle">
-                  {r.role}
+                  {fitBox(r.role, LINE_CHARS)}
                 </text>
                 <text x="95" y="56" text-anchor="middle">
                   {bytes(r.usedBytes)} / {bytes(r.offeredBytes)}
