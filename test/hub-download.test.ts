@@ -690,8 +690,14 @@ test('proxies come from the environment (lower-case too), NO_PROXY goes direct',
   const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
   const dir = await tempDir();
   try {
+    // undici's "experimental" warning is not shown to a user behind a proxy.
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
     const via = new HubClient({ env: { HF_ENDPOINT: hub.url, http_proxy: proxyUrl } });
     const listing = await via.listRepo('o/model', 'main');
+    process.off('warning', onWarning);
+    assert.deepEqual(warnings.filter((w) => /experimental/i.test(w)), []);
     const file = listing.files.find((f) => f.path === 'Model-IQ4_XS.gguf')!;
     const dest = join(dir, 'm.gguf');
     await downloadFile({

@@ -61,6 +61,25 @@ export function dropBody(body: Dispatcher.ResponseData['body']): void {
 }
 
 /** Sends requests to the hub and whatever it redirects to. */
+/**
+ * Runs `make` with undici's "EnvHttpProxyAgent is experimental" warning (code UNDICI-EHPA) held
+ * back: a user behind a proxy would read it as a fault of theirs on every `cairn pull`. Other
+ * warnings pass; the constructor is synchronous, so nothing else runs while it is held.
+ */
+function withoutExperimentalWarning<T>(make: () => T): T {
+  const emit = process.emitWarning;
+  process.emitWarning = function (this: typeof process, warning: string | Error, ...rest: unknown[]) {
+    const opt = rest[0];
+    if (typeof opt === 'object' && opt !== null && (opt as { code?: unknown }).code === 'UNDICI-EHPA') return;
+    return (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
+  } as typeof process.emitWarning;
+  try {
+    return make();
+  } finally {
+    process.emitWarning = emit;
+  }
+}
+
 export class HubHttp {
   private readonly dispatcher: Dispatcher;
   private readonly origin: string;
@@ -79,11 +98,11 @@ export class HubHttp {
     const env = opts.env;
     const httpProxy = env.http_proxy || env.HTTP_PROXY || '';
     const httpsProxy = env.https_proxy || env.HTTPS_PROXY || '';
-    // EnvHttpProxyAgent warns that it is experimental when built; build it only where a proxy is set.
-    // Empty strings (not undefined) keep it from reading process.env behind the caller's `env`.
+    // Built only where a proxy is set. Empty strings (not undefined) keep it from reading
+    // process.env behind the caller's `env`.
     this.dispatcher =
       httpProxy || httpsProxy
-        ? new EnvHttpProxyAgent({ ...agentOpts, httpProxy, httpsProxy, noProxy: env.no_proxy ?? env.NO_PROXY ?? '' })
+        ? withoutExperimentalWarning(() => new EnvHttpProxyAgent({ ...agentOpts, httpProxy, httpsProxy, noProxy: env.no_proxy ?? env.NO_PROXY ?? '' }))
         : new Agent(agentOpts);
   }
 
