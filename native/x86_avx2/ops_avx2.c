@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "ops_portable.h"
+#include "x86_prefetch.h"
 
 static inline float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -174,7 +175,7 @@ static inline float scalar_k32(const float *p) { return *p; }
 #define ROWS_AHEAD 16
 
 static inline void prefetch_row(const void *p, int64_t bytes) {
-  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+  for (int64_t off = 0; off < bytes; off += 64) cairn_prefetch_t0((const char *)p + off);
 }
 
 /*

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "ops_portable.h"
+#include "x86_prefetch.h"
 #include "transpose16.h"
 
 #define F16_ROUND (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -181,7 +182,7 @@ static inline __m512 load_k32(__mmask16 m, const float *p) { return _mm512_maskz
 #define ROWS_AHEAD 32
 
 static inline void prefetch_row(const void *p, int64_t bytes) {
-  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T1);
+  for (int64_t off = 0; off < bytes; off += 64) cairn_prefetch_t1((const char *)p + off);
 }
 
 /*
