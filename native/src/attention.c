@@ -42,6 +42,7 @@
 #include "pool.h"
 #include "quant_codecs.h"
 #include "quant_formats.h"
+#include "x86_prefetch.h"
 
 /* Element operations below which one thread does the whole op. */
 #define MIN_PARALLEL_WORK 32768
@@ -100,6 +101,22 @@ static void *scratch(size_t bytes) { return scratch_of(SCRATCH_ATTENTION, bytes)
 #define SCORE_STRIDE (ATTN_CHUNK + 16)
 /* Cache rows per block: a block of K or V stays in L1 while the heads of a slice use it. */
 #define ROW_BLOCK 16
+/* Rows at the start of a head's stretch that are asked for while the stretch before it is read:
+   the kernels prefetch rows ahead of the one in use, so without this each stretch's first rows
+   (a head's rows of a chunk, 16 stretches an item) waited on memory. */
+#define STRETCH_HEAD_ROWS 32
+
+/* Asks for the first rows of a stretch of the cache into L2. */
+static void prefetch_stretch(const uint8_t *p, int64_t rows, int64_t row_bytes) {
+  const int64_t n = rows < STRETCH_HEAD_ROWS ? rows : STRETCH_HEAD_ROWS;
+  for (int64_t off = 0; off < n * row_bytes; off += 64) {
+#if defined(__x86_64__)
+    cairn_prefetch_t1(p + off);
+#else
+    __builtin_prefetch(p + off, 0, 2);
+#endif
+  }
+}
 /* Most tokens per tile, and the most bytes of scores one tile may hold. */
 #define MAX_TILE 16
 #define TILE_SCORE_BYTES (256u << 10)
@@ -189,6 +206,9 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
   /* Head by head: each KV head's rows of the chunk are one stretch of the cache. */
   for (int64_t k = 0; k < it->nkv; k++) {
     const int64_t first_row = (it->kvh0 + k) * p->k_capacity;
+    /* The next stretch: the next head's K rows, after the last head the first head's V rows. */
+    if (k + 1 < it->nkv) prefetch_stretch(j->kc + (first_row + p->k_capacity + start) * head_bytes, hi - start, head_bytes);
+    else prefetch_stretch(j->vc + ((int64_t)it->kvh0 * p->v_capacity + start) * head_bytes, hi - start, head_bytes);
     if (q8) {
       /* The chunk's rows in one call: the kernel prepares the queries once and keeps a tile of
          rows in registers for all of them. */
@@ -243,6 +263,7 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
   memset(st.acc, 0, (size_t)(n_vec * d) * sizeof(float));
   for (int64_t k = 0; k < it->nkv; k++) {
     const int64_t first_row = (it->kvh0 + k) * p->v_capacity;
+    if (k + 1 < it->nkv) prefetch_stretch(j->vc + (first_row + p->v_capacity + start) * head_bytes, hi - start, head_bytes);
     const float *wk = scores + k * nv * SCORE_STRIDE - lo;
     float *acc = st.acc + k * nv * d;
     if (q8) {
