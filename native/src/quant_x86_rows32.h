@@ -32,7 +32,7 @@ QX_INLINE __m512i qx_rows4_pair_sums(__m512i v0, __m512i v1, __m512i v2, __m512i
 }
 
 /*
- * Blocks b and b + 1 (`two`) or b alone (the upper half zero) of a row in the plain layout: each
+ * Blocks b and b + 1 (`two`) or b alone (its upper half meets zero activations) of a row in the plain layout: each
  * block's 32 elements in order as unsigned bytes (Q8_0's flipped to value + 128).
  */
 QX_INLINE __m512i qx_rows32_load(const int fmt, const uint8_t *row, int b, const int two) {
@@ -41,7 +41,8 @@ QX_INLINE __m512i qx_rows32_load(const int fmt, const uint8_t *row, int b, const
     const __m256i lo = _mm256_loadu_si256((const __m256i *)x[0].qs);
     const __m512i q = two ? _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256((const __m256i *)x[1].qs), 1)
                           : _mm512_zextsi256_si512(lo);
-    return _mm512_xor_si512(q, two ? _mm512_set1_epi8((char)0x80) : _mm512_zextsi256_si512(_mm256_set1_epi8((char)0x80)));
+    /* A lone block's upper half flips to 128s, which meet zero activations there. */
+    return _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
   }
   if (!two) {
     qx_w32 lo;

@@ -418,18 +418,19 @@ PX_INLINE int px_direct_rows(const uint8_t *w, size_t ws, int nr, int r0, const 
   return rows;
 }
 
-/* Unit u's share of the prefetch px_direct_ahead set up (per_unit bytes of it, into L2). */
-PX_INLINE void px_direct_prefetch(const uint8_t *next, size_t next_bytes, size_t per_unit, int u) {
-  for (size_t o = (size_t)u * per_unit; o < (size_t)(u + 1) * per_unit && o < next_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
-}
-
-/* Part `part` of `parts` of unit u's share (a unit of many tokens spreads its prefetches over its
-   token groups: asked for all at once, they filled the core's miss buffers and held it up). */
+/* Part `part` of `parts` of unit u's share of the prefetch px_direct_ahead set up (per_unit bytes
+   of it, into L2). A unit of many tokens spreads its share over its token groups: asked for all at
+   once, the lines filled the core's miss buffers and held it up. */
 PX_INLINE void px_direct_prefetch_part(const uint8_t *next, size_t next_bytes, size_t per_unit, int u, int part, int parts) {
   const size_t lines = (per_unit + 63) / 64, from = (size_t)u * per_unit;
   const size_t lo = from + lines * part / parts * 64, hi = from + lines * (part + 1) / parts * 64;
   const size_t end = from + per_unit < next_bytes ? from + per_unit : next_bytes;
   for (size_t o = lo; o < hi && o < end; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T1);
+}
+
+/* Unit u's whole share at once. */
+PX_INLINE void px_direct_prefetch(const uint8_t *next, size_t next_bytes, size_t per_unit, int u) {
+  px_direct_prefetch_part(next, next_bytes, per_unit, u, 0, 1);
 }
 
 /* The 16-row panel's sums of T tokens into y (rows at r0; a K format with mins takes them off). */

@@ -31,11 +31,7 @@ export function ChatView({ model }: { model: string }) {
     const kept = loadCurrentId();
     return list.some((c) => c.id === kept) ? kept! : list[0].id;
   });
-  const [draft, setDraftState] = useState(loadDraft);
-  const setDraft = (text: string) => {
-    setDraftState(text);
-    saveDraft(text);
-  };
+  const [draft, setDraft] = useState(loadDraft);
   const [busy, setBusy] = useState(false);
   /** What the last Copy button did, for screen readers. */
   const [copyNote, setCopyNote] = useState('');
@@ -43,6 +39,7 @@ export function ChatView({ model }: { model: string }) {
   const current = list.find((c) => c.id === currentId) ?? list[0];
 
   useEffect(() => saveCurrentId(current.id), [current.id]);
+  useEffect(() => saveDraft(draft), [draft]);
 
   // While a reply streams, store at most twice a second rather than on every token (a timer that
   // new tokens do not push back, so a long reply is kept as it grows). Otherwise store as the change
