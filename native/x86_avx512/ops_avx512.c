@@ -185,6 +185,17 @@ static inline void prefetch_row(const void *p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += 64) cairn_prefetch_t1((const char *)p + off);
 }
 
+/* Asks for n rows `stride` apart: line by line where they lie end to end (a head's stretch of the
+   cache), so a line two rows share is asked for once. */
+static inline void prefetch_rows(const uint8_t *p, int64_t stride, int64_t n, int64_t row_bytes) {
+  if (stride == row_bytes) {
+    const uintptr_t first = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + (uintptr_t)(n * row_bytes);
+    for (uintptr_t a = first; a < end; a += 64) cairn_prefetch_t1((const void *)a);
+  } else {
+    for (int64_t j = 0; j < n; j++) prefetch_row(p + j * stride, row_bytes);
+  }
+}
+
 /*
  * Score kernels. Every (row, head) score is the same lane-wise sum followed by the same reduce4
  * tree (reduce16 adds in that tree too), whether it was computed four or two rows and four heads at
@@ -452,8 +463,7 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
       const int64_t n = nh - g0 < Q8_CALL_HEADS ? nh - g0 : Q8_CALL_HEADS;
       q8_queries_unsigned(qb + g0 * nb, n, nb, qx, dq);
       for (int64_t r = 0; r < whole; r += Q8_TILE_ROWS) {
-        if (g0 == 0)
-          for (int j = 0; j < Q8_TILE_ROWS; j++) prefetch_row(k + (r + ROWS_AHEAD + j) * stride, nb * (int64_t)sizeof(block_q8_0));
+        if (g0 == 0) prefetch_rows(k + (r + ROWS_AHEAD) * stride, stride, Q8_TILE_ROWS, nb * (int64_t)sizeof(block_q8_0));
         const uint8_t *kr = k + r * stride;
         float *o = out + g0 * out_stride + r;
         if (nb == 2) q8_scores_tile(kr, stride, qx, dq, n, 2, scale, o, out_stride);
@@ -478,30 +488,31 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
  * and head the sum takes fma((w x dv), q, acc) where llama.cpp's dequantized rows take
  * fma(w, dv x q, acc) (dv x q is exact in f32): one more rounding, of 2^-24.
  */
-/* Rows whose scaled weights are prepared at once. */
-#define WSUM_Q8_ROWS 256
+/* Rows ahead of a block's scale gathers that are asked for. The gathers are the first reads of a
+   block's rows: a pass over 256 rows' gathers before their arithmetic left the core waiting on
+   memory (half the kernel's time at depth), then the memory idle while it computed. */
+#define WSUM_Q8_AHEAD 64
 
 static inline __attribute__((always_inline)) void wsum_piece_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w,
                                                                 int64_t w_stride, const int ng, const int nbp, int64_t b0, int64_t d,
                                                                 float *out) {
   const int parts = 2 * nbp;
+  const int64_t row_bytes = d / QK * (int64_t)sizeof(block_q8_0);
   __m512 acc[4][4];
   for (int g = 0; g < ng; g++)
     for (int j = 0; j < parts; j++) acc[g][j] = _mm512_loadu_ps(out + g * d + b0 * QK + 16 * j);
-  float wd[4][2][WSUM_Q8_ROWS] __attribute__((aligned(64)));
+  float wd[4][2][16] __attribute__((aligned(64)));
   const __m512i at = q8_row_offsets(stride);
-  for (int64_t s0 = 0; s0 < rows; s0 += WSUM_Q8_ROWS) {
-    const int64_t n = rows - s0 < WSUM_Q8_ROWS ? rows - s0 : WSUM_Q8_ROWS;
+  for (int64_t s0 = 0; s0 < rows; s0 += 16) {
+    const int64_t n = rows - s0 < 16 ? rows - s0 : 16;
+    const __mmask16 m = lanes_left(n);
     const uint8_t *vs = v + s0 * stride;
-    for (int64_t r0 = 0; r0 < n; r0 += 16) {
-      const __mmask16 m = lanes_left(n - r0);
-      for (int b = 0; b < nbp; b++) {
-        const __m512 dv = q8_block_scales(m, at, vs + r0 * stride + (b0 + b) * (int64_t)sizeof(block_q8_0));
-        for (int g = 0; g < ng; g++) _mm512_store_ps(&wd[g][b][r0], _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + g * w_stride + s0 + r0), dv));
-      }
+    if (b0 == 0) prefetch_rows(vs + WSUM_Q8_AHEAD * stride, stride, 16, row_bytes);
+    for (int b = 0; b < nbp; b++) {
+      const __m512 dv = q8_block_scales(m, at, vs + (b0 + b) * (int64_t)sizeof(block_q8_0));
+      for (int g = 0; g < ng; g++) _mm512_store_ps(wd[g][b], _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + g * w_stride + s0), dv));
     }
     for (int64_t r = 0; r < n; r++) {
-      if (b0 == 0) prefetch_row(vs + (r + ROWS_AHEAD) * stride, d / QK * (int64_t)sizeof(block_q8_0));
       const uint8_t *q = vs + r * stride + b0 * (int64_t)sizeof(block_q8_0) + 2;
       __m512 vv[4];
       for (int j = 0; j < parts; j++) {
