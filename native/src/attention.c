@@ -268,7 +268,7 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
     float *acc = st.acc + k * nv * d;
     if (q8) {
       /* All of the chunk's rows in one call: the kernel folds the rows' block scales into the
-         weights ahead of the sums, a step per call. */
+         weights just ahead of their sums, 16 rows at a time. */
       tab->wsum_rows_q8(j->vc + (first_row + start) * head_bytes, head_bytes, hi - start, wk + start, SCORE_STRIDE, nv, d, acc);
       continue;
     }
