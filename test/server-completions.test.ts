@@ -61,6 +61,11 @@ async function cachedTokens(): Promise<number> {
   return Number(/^cairn_prompt_cached_tokens_total (\d+)/m.exec(text)![1]);
 }
 
+async function promptTokens(): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(/^cairn_prompt_tokens_total (\d+)/m.exec(text)![1]);
+}
+
 const greedy = { model: 'tiny', temperature: 0, ignore_eos: true } as const;
 
 test('an array prompt gets one choice per prompt, each as its prompt alone would; usage adds them up', async () => {
@@ -82,8 +87,11 @@ test('n choices: greedy ones agree, sampled ones follow seed + i, and streamed c
   // rather than reading it again (all but its last token).
   const prompt = 'the quick brown fox jumps over';
   const cachedBefore = await cachedTokens();
+  const promptBefore = await promptTokens();
   const three = await client.completions.create({ ...greedy, prompt, max_tokens: 8, n: 3 } as never);
   assert.ok((await cachedTokens()) - cachedBefore >= 2 * (three.usage!.prompt_tokens / 3 - 1), 'choices 2 and 3 read the prompt again');
+  // The prompt counter counts the prompt once, as usage does (each choice's cache use counts above).
+  assert.equal((await promptTokens()) - promptBefore, three.usage!.prompt_tokens);
   const one = await client.completions.create({ ...greedy, prompt, max_tokens: 8 } as never);
   assert.deepEqual(three.choices.map((c) => c.index), [0, 1, 2]);
   for (const c of three.choices) assert.equal(c.text, one.choices[0].text);
@@ -106,8 +114,10 @@ test('n choices: greedy ones agree, sampled ones follow seed + i, and streamed c
     }
   }
   assert.deepEqual(finished, [1, 1, 1, 1]);
+  const beforeWhole = await promptTokens();
   const whole = await client.completions.create({ ...greedy, prompt: ['hello world', 'abc'], max_tokens: 5, n: 2 } as never);
   assert.deepEqual(texts, whole.choices.map((c) => c.text));
+  assert.equal((await promptTokens()) - beforeWhole, whole.usage!.prompt_tokens, 'two prompts of two choices: each prompt once');
 });
 
 test("echo with logprobs scores the prompt: max_tokens 0 gives every prompt token's logprob, as generation saw them", async () => {

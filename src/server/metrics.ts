@@ -105,11 +105,16 @@ export class ServerMetrics {
     return this.byResponse.get(response);
   }
 
-  /** A generation ended (summary undefined when it never produced one); `response`: where it was answered. */
-  requestEnded(s: GenerationSummary | undefined, response?: object): void {
+  /**
+   * A generation ended (summary undefined when it never produced one); `response`: where it was
+   * answered; `receivedPromptTokens`: the request's prompt as received, where its choices each
+   * evaluated it (n > 1), for the prompt counter, the request log and the last requests.
+   */
+  requestEnded(s: GenerationSummary | undefined, response?: object, receivedPromptTokens?: number): void {
     this.inFlight = Math.max(0, this.inFlight - 1);
     if (!s) return;
-    if (response) this.byResponse.set(response, { prompt: s.promptTokens, completion: s.completionTokens });
+    const received = receivedPromptTokens ?? s.promptTokens;
+    if (response) this.byResponse.set(response, { prompt: received, completion: s.completionTokens });
     const t0 = response ? this.startedAt.get(response) : undefined;
     if (t0 !== undefined) this.duration.observe((performance.now() - t0) / 1000);
     // The engine's prefill time runs from the request's arrival to its first token.
@@ -119,13 +124,13 @@ export class ServerMetrics {
     this.recent.push({
       seq: ++this.endedSeq,
       endedAt: Date.now(),
-      promptTokens: s.promptTokens,
+      promptTokens: received,
       completionTokens: s.completionTokens,
       decodeTokensPerSecond,
       ttftMs: s.prefillMs,
     });
     if (this.recent.length > RECENT_KEPT) this.recent.shift();
-    this.promptTokens += s.promptTokens;
+    this.promptTokens += received;
     this.cachedTokens += s.cachedTokens;
     if (s.cachedTokens > 0) this.cacheHits++;
     this.completionTokens += s.completionTokens;

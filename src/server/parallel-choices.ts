@@ -116,7 +116,21 @@ function withSeedOffset(gen: ServerGeneration, i: number): ServerGeneration {
   return seed === undefined || seed === -1 ? gen : { ...gen, sampler: { ...gen.sampler, seed: (seed + i) >>> 0 } };
 }
 
-/** The choices' totals as one summary, for the metrics and the request log (the first choice's timings). */
+/**
+ * Prompt tokens as the API's usage counts them: each prompt once, however many choices it has
+ * (`perPrompt`, side by side), from the first of its choices that has a summary.
+ */
+export function promptTokensOnce(summaries: readonly (GenerationSummary | undefined)[], perPrompt: number): number {
+  const group = Math.max(1, Math.floor(perPrompt));
+  let tokens = 0;
+  for (let p = 0; p < summaries.length; p += group) tokens += summaries.slice(p, p + group).find((s) => s !== undefined)?.promptTokens ?? 0;
+  return tokens;
+}
+
+/**
+ * The choices' totals as one summary, for the metrics (the first choice's timings): the engine's
+ * work, so each choice's prompt and cache use count (promptTokensOnce gives the prompt as received).
+ */
 export function combinedSummary(summaries: readonly (GenerationSummary | undefined)[]): GenerationSummary | undefined {
   const first = summaries[0];
   if (!first) return undefined;

@@ -12,7 +12,7 @@ import type { ToolDefinition } from '../../tokenizer/chat/index.js';
 import { parseBody } from '../parse-body.js';
 import { badRequest, toApiError } from '../errors.js';
 import { chatLogprob, samplerFromApi, stopList, type ServerGeneration } from '../generation.js';
-import { checkChoiceCount, combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
+import { checkChoiceCount, combinedSummary, generateChoices, promptTokensOnce, streamChoices } from '../parallel-choices.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
 import { SseStream } from '../sse.js';
@@ -174,7 +174,8 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
       }
     } finally {
       // Ended however it ends (a later choice refused by a full queue throws): no longer in flight.
-      metrics.requestEnded(combinedSummary(states.map((c) => c.summary)), reply.raw);
+      const ended = states.map((c) => c.summary);
+      metrics.requestEnded(combinedSummary(ended), reply.raw, promptTokensOnce(ended, n));
     }
     const failed = states.find((c) => !c.summary || c.summary.finishReason === 'error');
     if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'));
@@ -251,7 +252,7 @@ export async function chatCompletions(host: ModelHost, metrics: ServerMetrics, r
     },
     finish,
   );
-  metrics.requestEnded(combinedSummary(summaries), reply.raw);
+  metrics.requestEnded(combinedSummary(summaries), reply.raw, promptTokensOnce(summaries, n));
   if (error || summaries.some((s) => !s)) {
     if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result')).body());
     sse.end();

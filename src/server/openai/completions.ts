@@ -17,7 +17,7 @@ import { samplerFromApi, stopList, tokenView, type ServerGeneration } from '../g
 import { constraintsForChoices } from '../response-format.js';
 import type { ModelHost } from '../host.js';
 import type { ServerMetrics } from '../metrics.js';
-import { checkChoiceCount, combinedSummary, generateChoices, streamChoices } from '../parallel-choices.js';
+import { checkChoiceCount, combinedSummary, generateChoices, promptTokensOnce, streamChoices } from '../parallel-choices.js';
 import { SseStream } from '../sse.js';
 import { completionPrompts, type CompletionPrompt } from './completion-prompts.js';
 import { completionRequest, requestedFormat, unknownFields, unsupportedField, type CompletionRequest } from './schemas.js';
@@ -157,7 +157,8 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
       }
     } finally {
       // Ended however it ends (a later choice refused by a full queue throws): no longer in flight.
-      metrics.requestEnded(combinedSummary(choices.map((c) => c.summary)), reply.raw);
+      const ended = choices.map((c) => c.summary);
+      metrics.requestEnded(combinedSummary(ended), reply.raw, promptTokensOnce(ended, n));
     }
     const failed = choices.find((c) => !c.summary || c.summary.finishReason === 'error');
     if (failed) throw toApiError(failed.summary?.error ?? new Error('generation ended without a result'), 'prompt');
@@ -207,7 +208,7 @@ export async function completions(host: ModelHost, metrics: ServerMetrics, reque
     (index, summary) => sse.send(chunk(index, '', finishReason(summary))),
   );
   summaries.forEach((s, i) => (choices[i].summary = s));
-  metrics.requestEnded(combinedSummary(summaries), reply.raw);
+  metrics.requestEnded(combinedSummary(summaries), reply.raw, promptTokensOnce(summaries, n));
   if (error || summaries.some((s) => !s)) {
     if (!abort.signal.aborted) sse.send(toApiError(error ?? new Error('generation ended without a result'), 'prompt').body());
     sse.end();
