@@ -335,6 +335,10 @@ static void avx2_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, con
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
+/* A Q8_0 block scale (f16) as f32 by the F16C conversion: exact, as quant_half_to_f32, which as a
+   branching function per row and block cost the Q8_0 cache's kernels much of their time. */
+static inline float q8_scale(const block_q8_0 *b) { return _cvtsh_ss(b->d); }
+
 /* Signed 8-bit dot of 32 pairs as 8 int32 lanes (maddubs needs one unsigned side: |k| and q*sign(k)). */
 static inline __m256i dot_i8(__m256i k, __m256i q) {
   const __m256i prod = _mm256_maddubs_epi16(_mm256_sign_epi8(k, k), _mm256_sign_epi8(q, k));
@@ -361,7 +365,7 @@ static void avx2_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, con
       __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
       for (int64_t b = 0; b < nb; b++) {
         const __m256i kv = _mm256_loadu_si256((const __m256i *)kb[b].qs);
-        const float dk = quant_half_to_f32(kb[b].d);
+        const float dk = q8_scale(kb + b);
         for (int g = 0; g < ng; g++) {
           const block_q8_0 *x = qb + g * nb + b;
           const __m256 dot = _mm256_cvtepi32_ps(dot_i8(kv, _mm256_loadu_si256((const __m256i *)x->qs)));
@@ -388,7 +392,7 @@ static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v
     for (int64_t r = 0; r < rows; r++) {
       if (c == 0) prefetch_row(v + (r + ROWS_AHEAD) * stride, d / QK * (int64_t)sizeof(block_q8_0));
       const block_q8_0 *b = (const block_q8_0 *)(v + r * stride) + c / QK;
-      const __m256 dv = _mm256_set1_ps(quant_half_to_f32(b->d));
+      const __m256 dv = _mm256_set1_ps(q8_scale(b));
       const __m128i x = _mm_loadu_si128((const __m128i *)(b->qs + c % QK));
       const __m256 v0 = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)));
       const __m256 v1 = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8))));
