@@ -335,10 +335,6 @@ static void avx2_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, con
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
-/* A Q8_0 block scale (f16) as f32 by the F16C conversion: exact, as quant_half_to_f32, which as a
-   branching function per row and block cost the Q8_0 cache's kernels much of their time. */
-static inline float q8_scale(const block_q8_0 *b) { return _cvtsh_ss(b->d); }
-
 /* Signed 8-bit dot of 32 pairs as 8 int32 lanes (maddubs needs one unsigned side: |k| and q*sign(k)). */
 static inline __m256i dot_i8(__m256i k, __m256i q) {
   const __m256i prod = _mm256_maddubs_epi16(_mm256_sign_epi8(k, k), _mm256_sign_epi8(q, k));

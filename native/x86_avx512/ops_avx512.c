@@ -305,21 +305,20 @@ static inline void prefetch_rows(const uint8_t *p, int64_t stride, int64_t n, in
     }                                                                                                          \
   }
 
-DEFINE_DOT_ROWS(dot_rows_f16, uint16_t, load_k16)
-DEFINE_DOT_ROWS(dot_rows_f32, float, load_k32)
-
 /* The common head sizes as constants: their loops unroll whole with no lane masks (the generic loop
    kept masks and counters and spilled one of its sums). Same arithmetic for every size. */
-#define DEFINE_DOT_ROWS_SIZES(NAME, BODY, KT)                                                                 \
+#define DEFINE_DOT_ROWS_SIZES(NAME, KT)                                                                       \
   static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale, \
                    float *out, int64_t out_stride) {                                                           \
-    if (d == 64) BODY(k, stride, rows, q, nh, 64, scale, out, out_stride);                                     \
-    else if (d == 128) BODY(k, stride, rows, q, nh, 128, scale, out, out_stride);                              \
-    else BODY(k, stride, rows, q, nh, d, scale, out, out_stride);                                              \
+    if (d == 64) NAME##_body(k, stride, rows, q, nh, 64, scale, out, out_stride);                              \
+    else if (d == 128) NAME##_body(k, stride, rows, q, nh, 128, scale, out, out_stride);                       \
+    else NAME##_body(k, stride, rows, q, nh, d, scale, out, out_stride);                                       \
   }
 
-DEFINE_DOT_ROWS_SIZES(avx512_dot_rows_f16, dot_rows_f16_body, uint16_t)
-DEFINE_DOT_ROWS_SIZES(avx512_dot_rows_f32, dot_rows_f32_body, float)
+DEFINE_DOT_ROWS(avx512_dot_rows_f16, uint16_t, load_k16)
+DEFINE_DOT_ROWS(avx512_dot_rows_f32, float, load_k32)
+DEFINE_DOT_ROWS_SIZES(avx512_dot_rows_f16, uint16_t)
+DEFINE_DOT_ROWS_SIZES(avx512_dot_rows_f32, float)
 
 /*
  * Weighted sums for up to four heads at once: 64 output columns per head stay in registers while
@@ -375,8 +374,6 @@ static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, c
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
-/* A Q8_0 block scale (f16) as f32, by the hardware conversion (exact, as quant_half_to_f32). */
-static inline float q8_scale(const block_q8_0 *b) { return _cvtsh_ss(b->d); }
 
 /* Byte offsets of 16 cache rows `stride` apart, for q8_block_scales. */
 static inline __m512i q8_row_offsets(int64_t stride) {
