@@ -374,7 +374,6 @@ static void avx512_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, c
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
-
 /* Byte offsets of 16 cache rows `stride` apart, for q8_block_scales. */
 static inline __m512i q8_row_offsets(int64_t stride) {
   return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)stride));
