@@ -12,6 +12,7 @@ import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
 import { adviseWillNeed, createKernels, openMapping, type ExpertBatch, type Kernels } from '../src/kernels/index.js';
 import { readModelConfig } from '../src/model/config.js';
 import { loadShard } from '../src/model/build-shard.js';
+import { packProductWeights } from '../src/engine/pack-weights.js';
 import { wholeModel } from '../src/model/shard.js';
 import { preferLargePages } from '../src/engine/large-pages.js';
 
@@ -88,6 +89,9 @@ const spec = wholeModel(cfg);
 const copy = process.env.CAIRN_PROFILE_COPY === '1';
 const weight = (t: { offset: number; byteLength: number }) => mapping.view(t.offset, t.byteLength);
 const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, { slots: streams, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: Math.max(16, streams) });
+// As a load does: the products' weights packed where the kernels keep copies (CAIRN_PACK_WEIGHTS=0: not).
+const packed = await packProductWeights(shard.weights.products ?? [], kernels, mapping, false, '');
+process.stdout.write(`packed: ${(packed.packedBytes / 2 ** 20).toFixed(1)} MiB\n`);
 const spans = (p: number) => Array.from({ length: streams }, (_, s) => ({ slot: s, pos0: p, start: s, n: 1 }));
 const rows = Array.from({ length: streams }, (_, s) => s);
 const run = (n: number) => {

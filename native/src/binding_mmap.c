@@ -187,6 +187,37 @@ static napi_value map_large_bytes(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * mapUnmapView(handle, view): unmaps the whole pages of a Uint8Array view of this mapping from
+ * the mapping only (the page cache keeps them; a later read through any view maps them again);
+ * true when the kernel accepted, false for a view of other memory (nothing is done then).
+ */
+static napi_value map_unmap_view(napi_env env, napi_callback_info info) {
+  napi_value argv[2], v;
+  map_handle *h;
+  if (args_get(env, info, "mapUnmapView", 2, argv) || get_handle(env, argv[0], &h)) return NULL;
+  if (!h->m) {
+    args_throw(env, "BAD_ARGUMENT", "the mapping handle was already released");
+    return NULL;
+  }
+  bool is_view = false;
+  napi_typedarray_type type;
+  size_t n = 0, offset;
+  void *data = NULL;
+  napi_value ab;
+  if (napi_is_typedarray(env, argv[1], &is_view) != napi_ok || !is_view ||
+      napi_get_typedarray_info(env, argv[1], &type, &n, &data, &ab, &offset) != napi_ok || type != napi_uint8_array) {
+    args_throw(env, "BAD_ARGUMENT", "mapUnmapView expects a Uint8Array");
+    return NULL;
+  }
+  /* Only bytes of this mapping: the view's address range inside it, compared as integers. */
+  const uintptr_t base = (uintptr_t)cairn_map_data(h->m), p = (uintptr_t)data;
+  const uint64_t size = cairn_map_size(h->m);
+  const bool inside = n > 0 && p >= base && p - base <= size && n <= size - (p - base);
+  napi_get_boolean(env, inside && cairn_map_unmap_range(h->m, (uint64_t)(p - base), (uint64_t)n) == 0, &v);
+  return v;
+}
+
+/*
  * mapDropRange(handle, offset, length): drops those bytes of the file from this mapping and from
  * the page cache, so the next read reads them again; true when the kernel accepted both.
  */
@@ -278,6 +309,7 @@ void cairn_register_mmap(napi_env env, napi_value exports) {
       {"mapRelease", NULL, map_release, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapLargeBytes", NULL, map_large_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapDropRange", NULL, map_drop_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapUnmapView", NULL, map_unmap_view, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseWillNeed", NULL, advise_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
       {"evictFile", NULL, evict_file, NULL, NULL, NULL, napi_enumerable, NULL},

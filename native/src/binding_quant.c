@@ -8,9 +8,12 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "matmul.h"
+#include "mmap.h"
 #include "quant_codecs.h"
 #include "quant_formats.h"
 
@@ -160,13 +163,21 @@ static napi_value undefined(napi_env env) {
   return u;
 }
 
-/* matmul(w, wtype, rows, cols, x, n, y) */
+/* matmul(w, wtype, rows, cols, x, n, y, packed?): packed is packWeights' copy of w, or undefined. */
 static napi_value js_matmul(napi_env env, napi_callback_info info) {
-  napi_value a[7];
+  napi_value a[8];
+  size_t argc = 8;
   int type;
   int64_t rows, cols, n;
-  typed_view w, x, y;
-  if (get_args(env, info, "matmul", 7, a) || get_typed(env, a[0], "w", napi_uint8_array, &w) ||
+  typed_view w, x, y, packed = {0};
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 7) {
+    throw_fmt(env, 0, "matmul expects 7 arguments, got %zu", argc);
+    return NULL;
+  }
+  napi_valuetype packed_kind = napi_undefined;
+  if (argc > 7 && napi_typeof(env, a[7], &packed_kind) != napi_ok) return NULL;
+  if (get_typed(env, a[0], "w", napi_uint8_array, &w) ||
       get_codec_type(env, a[1], "wtype", &type)) {
     return NULL;
   }
@@ -189,7 +200,19 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
       disjoint(env, "y", &y, "w", &w)) {
     return NULL;
   }
-  if (cairn_matmul(type, w.data, (int)rows, (int)cols, (const float *)x.data, (int)n, (float *)y.data) != 0) {
+  if (packed_kind != napi_undefined) {
+    if (get_typed(env, a[7], "packed", napi_uint8_array, &packed)) return NULL;
+    /* Of the size packWeights makes for this shape on this level (0 where the level packs none:
+       then it is not read). */
+    const size_t want = cairn_packed_bytes(type, (int)rows, (int)cols);
+    if (want && packed.bytes != want) {
+      throw_fmt(env, 1, "packed has %zu bytes, packed %s weights of %lld x %lld have %zu", packed.bytes, quant_type_name(type),
+                (long long)rows, (long long)cols, want);
+      return NULL;
+    }
+    if (disjoint(env, "y", &y, "packed", &packed)) return NULL;
+  }
+  if (cairn_matmul_packed(type, w.data, packed.bytes ? packed.data : NULL, (int)rows, (int)cols, (const float *)x.data, (int)n, (float *)y.data) != 0) {
     napi_throw_error(env, NULL, "matmul could not allocate its activation scratch");
     return NULL;
   }
@@ -272,9 +295,62 @@ static napi_value js_quantize(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+static void free_packed(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+/* Huge pages for packed weights: a decode step streams them, and 4 KiB pages cost it a TLB walk
+   and a restarted prefetcher every page (engine/large-pages.ts). */
+#define PACK_ALIGN (2u << 20)
+
+/*
+ * packWeights(w, wtype, rows, cols): w's rows packed for the active level's products (matmul's
+ * `packed`), in memory of their own, or undefined where the level packs no such weights.
+ */
+static napi_value js_pack_weights(napi_env env, napi_callback_info info) {
+  napi_value a[4];
+  int type;
+  int64_t rows, cols;
+  typed_view w;
+  if (get_args(env, info, "packWeights", 4, a) || get_typed(env, a[0], "w", napi_uint8_array, &w) ||
+      get_codec_type(env, a[1], "wtype", &type) || get_int(env, a[2], "rows", 0, MAX_COUNT, &rows) ||
+      get_elements(env, a[3], "cols", type, 1, &cols)) {
+    return NULL;
+  }
+  char why[96];
+  snprintf(why, sizeof why, "%lld rows of %lld %s", (long long)rows, (long long)cols, quant_type_name(type));
+  if (quant_vec_dot_type(type) < 0 || need(env, &w, "w", (double)rows * (double)quant_row_bytes(type, cols), "bytes", why)) {
+    if (quant_vec_dot_type(type) < 0) throw_fmt(env, 1, "packWeights does not support weights of type %s (%d)", quant_type_name(type), type);
+    return NULL;
+  }
+  const size_t bytes = cairn_packed_bytes(type, (int)rows, (int)cols);
+  if (!bytes) return undefined(env);
+  void *dst = NULL;
+  const size_t align = bytes >= PACK_ALIGN ? PACK_ALIGN : 64;
+  if (posix_memalign(&dst, align, (bytes + align - 1) / align * align) != 0) {
+    napi_throw_error(env, "OUT_OF_MEMORY", "packWeights could not allocate its copy of the weights");
+    return NULL;
+  }
+  if (align == PACK_ALIGN) cairn_advise_huge(dst, bytes);
+  cairn_pack(type, w.data, (int)rows, (int)cols, dst);
+  napi_value ab, out;
+  if (napi_create_external_arraybuffer(env, dst, bytes, free_packed, NULL, &ab) != napi_ok) {
+    /* Node runs the finalizer itself when it rejects the buffer; a failure before that leaves it to us. */
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, NULL, "packWeights could not hand its copy to JavaScript");
+    return NULL;
+  }
+  if (napi_create_typedarray(env, napi_uint8_array, bytes, ab, 0, &out) != napi_ok) return NULL;
+  return out;
+}
+
 void cairn_register_quant(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packWeights", NULL, js_pack_weights, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getRows", NULL, js_get_rows, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dequantize", NULL, js_dequantize, NULL, NULL, NULL, napi_enumerable, NULL},
       {"quantize", NULL, js_quantize, NULL, NULL, NULL, napi_enumerable, NULL},

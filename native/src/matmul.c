@@ -106,6 +106,10 @@ static void convert_job(void *p, int ith, int nth) {
 
 typedef struct {
   quant_gemm_fn gemm;
+  /* Weights packed at load (cairn_pack), where the call has them: the gemm over them, and them.
+     A decode piece that starts off a 16-row group takes gemm and w instead (the same results). */
+  quant_gemm_fn packed_gemm;
+  const uint8_t *packed;
   /* Panel path (gemm unused): prep values per token and one panel buffer per share. */
   quant_panel_gemm_fn panel_gemm;
   const int32_t *aux;
@@ -209,14 +213,58 @@ static void vec_job(void *p, int ith, int nth) {
     while (vec_take(&c->range[r], c->piece, k > 0, &start, &count)) {
       const uint8_t *w = d->w + (size_t)start * d->w_stride;
       /* A panel path that serves a few tokens too (its own activation layout) takes them here. */
-      if (d->panel_gemm)
+      if (d->packed_gemm && start % QUANT_PANEL_ROWS == 0)
+        d->packed_gemm(d->cols, d->packed + (size_t)start * d->w_stride, d->w_stride, count, d->a, d->a_stride, d->n, d->y + start, (size_t)d->rows);
+      else if (d->panel_gemm)
         d->panel_gemm(d->cols, w, d->w_stride, count, d->a, d->a_stride, d->aux, d->aux_stride, d->n, d->y + start, (size_t)d->rows, NULL);
       else d->gemm(d->cols, w, d->w_stride, count, d->a, d->a_stride, d->n, d->y + start, (size_t)d->rows);
     }
   }
 }
 
+/* The packing of wtype on the active level, or NULL where it packs no such weights. */
+static const quant_panel_table *packing(int wtype) {
+  const quant_panel_table *panels = quant_active_panels();
+  return wtype >= 0 && wtype < QUANT_MAX_TYPE && panels && panels->pack[wtype] && panels->packed[wtype] && panels->packed_gemm[wtype]
+             ? panels : NULL;
+}
+
+size_t cairn_packed_bytes(int wtype, int rows, int cols) {
+  /* Fewer rows than a group: packing would pad them to 16. */
+  if (!packing(wtype) || rows < QUANT_PANEL_ROWS || cols <= 0 || cols % quant_block_size(wtype) != 0) return 0;
+  return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * QUANT_PANEL_ROWS * quant_row_bytes(wtype, cols);
+}
+
+typedef struct {
+  void (*pack)(const uint8_t *w, size_t ws, int nr, uint8_t *dst);
+  const uint8_t *w;
+  uint8_t *dst;
+  size_t ws;
+  int rows, groups;
+} pack_ctx;
+
+static void pack_job(void *p, int ith, int nth) {
+  const pack_ctx *c = (const pack_ctx *)p;
+  const int g0 = (int)((int64_t)c->groups * ith / nth), g1 = (int)((int64_t)c->groups * (ith + 1) / nth);
+  if (g1 <= g0) return;
+  const int r0 = g0 * QUANT_PANEL_ROWS, r1 = g1 * QUANT_PANEL_ROWS < c->rows ? g1 * QUANT_PANEL_ROWS : c->rows;
+  c->pack(c->w + (size_t)r0 * c->ws, c->ws, r1 - r0, c->dst + (size_t)r0 * c->ws);
+}
+
+int cairn_pack(int wtype, const void *w, int rows, int cols, void *dst) {
+  const quant_panel_table *panels = packing(wtype);
+  if (!cairn_packed_bytes(wtype, rows, cols)) return -1;
+  pack_ctx c = {panels->pack[wtype], (const uint8_t *)w, (uint8_t *)dst, quant_row_bytes(wtype, cols), rows,
+                (rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS};
+  cairn_pool_run(pack_job, &c);
+  return 0;
+}
+
 int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, int n, float *y) {
+  return cairn_matmul_packed(wtype, w, NULL, rows, cols, x, n, y);
+}
+
+int cairn_matmul_packed(int wtype, const void *w, const void *packed, int rows, int cols, const float *x, int n, float *y) {
   if (wtype < 0 || wtype >= QUANT_MAX_TYPE || quant_vec_dot_type(wtype) < 0) return -1;
   const int bs = quant_block_size(wtype);
   if (rows < 0 || n < 0 || cols <= 0 || cols % bs != 0) return -1;
@@ -259,6 +307,12 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
     dc.aux = pc.aux;
     dc.aux_stride = aux_stride;
   }
+  /* Packed weights (made on this level: packing() is the table that packed them or no table). */
+  const quant_panel_table *pk = packed ? packing(wtype) : NULL;
+  if (pk) {
+    dc.packed = (const uint8_t *)packed;
+    dc.packed_gemm = pk->packed[wtype];
+  }
   /* A few tokens read contiguous ranges; panel paths take them only where they serve a few tokens
      without a panel buffer (those with their own activation layout). */
   const int vec_ok = !use_panels || own_layout;
@@ -291,11 +345,21 @@ int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, i
       goto out;
     }
     dc.token_block = n;
+    if (pk) {
+      dc.panel_gemm = pk->packed_gemm[wtype];
+      dc.w = dc.packed;
+    }
   } else {
     /* Several chunks per thread so a thread slowed by a neighbour does not hold everyone up. */
     const int64_t cap_rows = (int64_t)(CHUNK_WEIGHT_BYTES / w_stride);
     dc.chunk_rows = clampi(rows / ((int64_t)threads * 8), 16, (int)(cap_rows > 16 ? cap_rows : 16));
     dc.chunk_rows = (dc.chunk_rows + 7) & ~7; /* whole tiles of 8 rows */
+    if (pk) {
+      /* Whole 16-row groups of the packed weights. */
+      dc.chunk_rows = (dc.chunk_rows + QUANT_PANEL_ROWS - 1) & ~(QUANT_PANEL_ROWS - 1);
+      dc.gemm = dc.packed_gemm;
+      dc.w = dc.packed;
+    }
     dc.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20) & ~3;
   }
   const int row_chunks = (int)((rows + dc.chunk_rows - 1) / dc.chunk_rows);

@@ -17,6 +17,18 @@
  */
 int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, int n, float *y);
 
+/*
+ * Weights packed once for the active level's products (for AVX-512, Q4_0 in 16-row groups whose
+ * vector lanes are the rows): cairn_packed_bytes is the size of wtype's packed rows x cols, 0 where
+ * the level packs no such weights; cairn_pack writes them to dst (returns 0, or -1 where the level
+ * does not pack them); cairn_matmul_packed is cairn_matmul reading `packed` where it can (the
+ * results bit for bit those of w alone, which must stay readable: a level switched since packing,
+ * or a piece of rows off the groups, reads w). packed may be NULL.
+ */
+size_t cairn_packed_bytes(int wtype, int rows, int cols);
+int cairn_pack(int wtype, const void *w, int rows, int cols, void *dst);
+int cairn_matmul_packed(int wtype, const void *w, const void *packed, int rows, int cols, const float *x, int n, float *y);
+
 /* Dequantizes `n` elements of `type` to f32. Returns 0 or -1. */
 int cairn_dequantize(int type, const void *src, float *dst, int64_t n);
 

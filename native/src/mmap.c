@@ -135,6 +135,25 @@ int cairn_map_drop_range(cairn_mapping *m, uint64_t offset, uint64_t length) {
 #endif
 }
 
+int cairn_map_unmap_range(cairn_mapping *m, uint64_t offset, uint64_t length) {
+  if (offset >= m->size || length == 0) return 0;
+  if (length > m->size - offset) length = m->size - offset;
+  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  /* Whole pages only: a page this range shares with a neighbour stays mapped for it. */
+  const uint64_t from = (offset + page - 1) & ~(page - 1), to = (offset + length) & ~(page - 1);
+  if (to <= from) return 0;
+  return madvise(m->data + from, (size_t)(to - from), MADV_DONTNEED) == 0 ? 0 : -1;
+}
+
+void cairn_advise_huge(void *p, size_t len) {
+#ifdef MADV_HUGEPAGE
+  madvise(p, len, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)len;
+#endif
+}
+
 int cairn_advise_willneed(const void *p, size_t len) {
   if (len == 0) return 0;
   /* madvise wants a page-aligned start; widening the range to whole pages is harmless. */

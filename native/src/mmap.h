@@ -45,6 +45,16 @@ int64_t cairn_map_large_bytes(const cairn_mapping *m);
  */
 int cairn_map_drop_range(cairn_mapping *m, uint64_t offset, uint64_t length);
 
+/*
+ * Unmaps the whole pages inside [offset, offset + length) from this mapping's page tables only:
+ * the page cache keeps them (reclaimable, and a later read maps them again), and the process no
+ * longer holds them. 0, or -1 when the kernel refused.
+ */
+int cairn_map_unmap_range(cairn_mapping *m, uint64_t offset, uint64_t length);
+
+/* Asks for huge pages under [p, p + len) of anonymous memory (best effort). */
+void cairn_advise_huge(void *p, size_t len);
+
 /* Asks the kernel to read [p, p + len) ahead of use. Returns 0, or -1 if the kernel refused. */
 int cairn_advise_willneed(const void *p, size_t len);
 /* Faults a range of a mapping in now (so the first use does not wait on page faults). */

@@ -94,6 +94,13 @@ typedef struct {
      chunk's panels need not fit L2 and more rows share each pass over the activations (0: as many
      as PANEL_CHUNK_BYTES of panels hold, matmul.c). */
   int chunk_rows[QUANT_MAX_TYPE];
+  /* Weights packed at load into the table's own layout (NULL: a type it does not pack): pack
+     writes rows [0, nr) of w as ceil(nr / 16) groups of 16 rows, group g at dst + 16 g ws (the
+     same bytes as the rows, the last group padded); packed and packed_gemm are gemm and the
+     direct products over such groups (w at a group's start), with the same results bit for bit. */
+  void (*pack[QUANT_MAX_TYPE])(const uint8_t *w, size_t ws, int nr, uint8_t *dst);
+  quant_gemm_fn packed[QUANT_MAX_TYPE];
+  quant_panel_gemm_fn packed_gemm[QUANT_MAX_TYPE];
 } quant_panel_table;
 
 /* Panel rows, and bytes per 32 elements of a panel of 16 rows in the common layout. */

@@ -92,6 +92,39 @@ PX_INLINE void px_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
 }
 
 /*
+ * Q4_0 weights packed at load (quant_kernels.h's pack): a group of 16 rows is one stretch of
+ * 16 x row bytes, block after block, each block the vectors px_unit_q4_0 transposes out of the
+ * rows (4 x 64 bytes: lane j of vector g holds qs[4g .. 4g + 3] of row j) and then the 16 rows'
+ * f16 scales (32 bytes). Rows past the matrix's last in its last group repeat the group's first
+ * (as px_rows has them; never stored). rows[0] is the group's start; the others are not read.
+ */
+#define PX_Q4_0_PACKED_BLOCK (16 * sizeof(block_q4_0))
+
+/* Packs block b of the 16 rows into dst (PX_Q4_0_PACKED_BLOCK bytes). */
+PX_INLINE void px_pack_block_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const size_t off = (size_t)b * sizeof(block_q4_0);
+  __m512i v[4];
+  px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
+  for (int g = 0; g < 4; g++) _mm512_storeu_si512(dst + 64 * g, v[g]);
+  uint64_t d[4];
+  px_pack_fields(rows, off + offsetof(block_q4_0, d), 2, d);
+  memcpy(dst + 256, d, sizeof d);
+}
+
+/* The panel block px_unit_q4_0 makes, from packed weights: the same bytes, without transposes. */
+PX_INLINE void px_unit_q4_0_packed(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  const uint8_t *src = rows[0] + (size_t)b * PX_Q4_0_PACKED_BLOCK;
+  __m512i *out = px_block(dst, 0);
+  for (int g = 0; g < 4; g++) {
+    const __m512i v = _mm512_loadu_si512(src + 64 * g);
+    _mm512_store_si512(out + g, _mm512_and_si512(v, low));
+    _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
+  }
+  _mm512_store_ps((float *)(out + 8), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + 256))));
+}
+
+/*
  * The E8M0 byte at rows[r] + off of each row, halved (quant_e8m0_half), as 16 f32: the bytes
  * packed by px_pack_fields and the values formed in vector registers, instead of 16 table loads
  * and single-float stores (one thread, 256 x 2880 in L2, one token: 18.8 -> 21.2 GB/s; two

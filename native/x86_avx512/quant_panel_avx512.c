@@ -265,7 +265,9 @@ static __thread int px_direct_cols, px_direct_nt;
     px_direct_tile(N, unit_blocks, mode, unit, cols, w, ws, nr, at, as, xt, aux_stride, yt, ys);                              \
     break
 
-PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+/* `amx`: whether the AMX level may take the products of many tokens (not from packed weights,
+   which its tile kernels do not read). */
+PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, const int amx, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   const size_t aux_stride = quant_panel_aux_count(cols);
   const size_t need = aux_stride * (size_t)nt;
   if (need > px_direct_aux_cap) {
@@ -284,7 +286,7 @@ PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, 
   }
   for (int t0 = 0; t0 < nt; t0 += PX_DIRECT_MAX_T) {
     const int left = nt - t0;
-    if (left >= quant_amx_direct_min_t(type) && cairn_isa_active() == CAIRN_ISA_AMX) {
+    if (amx && left >= quant_amx_direct_min_t(type) && cairn_isa_active() == CAIRN_ISA_AMX) {
       const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
       quant_amx_direct(type, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride,
                        aux_stride, n, y + (size_t)t0 * ys, ys);
@@ -320,7 +322,7 @@ PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, 
   PX_GEMM(NAME, UNIT, 1, PX_OFFSET)                                                                             \
   void quant_direct_##NAME##_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
                                     float *y, size_t ys) {                                                      \
-    px_direct(TYPE, 1, PX_OFFSET, UNIT, PREP, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
+    px_direct(TYPE, 1, PX_OFFSET, UNIT, PREP, 1, cols, w, ws, nr, a, as, nt, y, ys);                                                  \
   }
 
 PX_GEMM_DIRECT(q4_0, CAIRN_Q4_0, px_unit_q4_0, px_prep_q4_0)
@@ -335,17 +337,40 @@ PX_GEMM(iq4_xs, px_unit_iq4_xs, 8, PX_HALVES)
 /* The K formats' direct products, for 2 or more tokens (one token takes the row kernels: the same
    arithmetic, a little faster alone). */
 void quant_direct_q4_K_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(CAIRN_Q4_K, 8, PX_MIN, px_unit_q4_K, px_prep_q4_K, cols, w, ws, nr, a, as, nt, y, ys);
+  px_direct(CAIRN_Q4_K, 8, PX_MIN, px_unit_q4_K, px_prep_q4_K, 1, cols, w, ws, nr, a, as, nt, y, ys);
 }
 void quant_direct_q5_K_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(CAIRN_Q5_K, 8, PX_MIN, px_unit_q5_K, px_prep_q4_K, cols, w, ws, nr, a, as, nt, y, ys);
+  px_direct(CAIRN_Q5_K, 8, PX_MIN, px_unit_q5_K, px_prep_q4_K, 1, cols, w, ws, nr, a, as, nt, y, ys);
 }
 void quant_direct_q6_K_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(CAIRN_Q6_K, 8, PX_HALVES, px_unit_q6_K, px_prep_q6_K, cols, w, ws, nr, a, as, nt, y, ys);
+  px_direct(CAIRN_Q6_K, 8, PX_HALVES, px_unit_q6_K, px_prep_q6_K, 1, cols, w, ws, nr, a, as, nt, y, ys);
 }
 /* IQ4_XS's, for any number of tokens (one token too: no row kernel shares this arithmetic). */
 void quant_direct_iq4_xs_avx512(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(CAIRN_IQ4_XS, 8, PX_HALVES, px_unit_iq4_xs, px_prep_iq4_xs, cols, w, ws, nr, a, as, nt, y, ys);
+  px_direct(CAIRN_IQ4_XS, 8, PX_HALVES, px_unit_iq4_xs, px_prep_iq4_xs, 1, cols, w, ws, nr, a, as, nt, y, ys);
+}
+
+/*
+ * Q4_0 weights packed at load (px_unit_q4_0_packed): the same panel blocks as px_unit_q4_0 makes
+ * from the rows, so the same results bit for bit, without the 16-row transposes and scale
+ * gathers that cost a one-token product more than its dots (llama-1b Q4_0 decode step 19.3-23.8
+ * -> 14.9-18.1 ms on a Zen 5 host, profile.js with CAIRN_PACK_WEIGHTS=0 and 1 alternating). The
+ * blocks are unpacked into px_direct's L1 buffer as from the rows: unpacking them in registers
+ * and using them at once measured level (14.3-15.9 against 14.4-15.4 ms).
+ */
+static void px_pack_q4_0(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
+  const int nb = (int)(ws / sizeof(block_q4_0));
+  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
+    const uint8_t *rp[PANEL_ROWS];
+    px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);
+    uint8_t *group = dst + (size_t)r0 * ws;
+    for (int b = 0; b < nb; b++) px_pack_block_q4_0(rp, b, group + (size_t)b * PX_Q4_0_PACKED_BLOCK);
+  }
+}
+PX_GEMM(q4_0_packed, px_unit_q4_0_packed, 1, PX_OFFSET)
+
+static void px_direct_q4_0_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  px_direct(CAIRN_Q4_0, 1, PX_OFFSET, px_unit_q4_0_packed, px_prep_q4_0, 0, cols, w, ws, nr, a, as, nt, y, ys);
 }
 
 const quant_panel_table quant_panels_avx512 = {
@@ -363,5 +388,8 @@ const quant_panel_table quant_panels_avx512 = {
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
+    .pack = {[CAIRN_Q4_0] = px_pack_q4_0},
+    .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed},
+    .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed},
 };
 #endif

@@ -100,6 +100,7 @@ describe('huge pages for weights', { skip: !isNativeAvailable() && 'needs the na
         return new Uint8Array(MIB);
       },
       largePageBytes: () => large,
+      releasePages: () => false,
       dropPages: (offset, length) => {
         drops.push([offset, length]);
         large = Math.max(0, large - length);

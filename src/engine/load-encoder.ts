@@ -50,6 +50,7 @@ export async function loadEncoderModel(path: string, opts: LoadOptions = {}): Pr
     embeddingOnly: true,
     mappedBytes,
     kvBytes: 0,
+    packedBytes: 0,
     residentBytes,
     summary: () => (summary ??= summarizeModel(file, { ctx })),
     // Encoders run on the CPU; `auto` says so.

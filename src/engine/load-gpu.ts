@@ -104,6 +104,7 @@ export async function loadGpuParts(path: string, opts: GpuLoadOptions, gpu?: Web
       kvType,
       mappedBytes: shard.weightBytes + (cpu?.mappedBytes ?? 0),
       kvBytes: shard.kv.bytes + (cpu?.kvBytes ?? 0),
+      packedBytes: cpu?.packedBytes ?? 0,
       placement: { backend: 'gpu', adapter: describeAdapter(device.gpu.adapter), gpuLayers },
       shard,
       close: () => {

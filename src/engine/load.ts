@@ -18,6 +18,7 @@ import { tokenizerFromGguf, type Tokenizer } from '../tokenizer/index.js';
 import { CairnError } from '../util/errors.js';
 import { Engine } from './engine.js';
 import { preferLargePages, type ProbeRange } from './large-pages.js';
+import { packProductWeights } from './pack-weights.js';
 import { LocalRunner, type ForwardRunner } from './runner.js';
 import { ProgressReporter } from '../util/progress.js';
 import { Metadata } from '../gguf/metadata.js';
@@ -77,6 +78,8 @@ export interface LoadedModel {
   readonly mappedBytes: number;
   /** Bytes of KV cache allocated. */
   readonly kvBytes: number;
+  /** Bytes of weights the kernels hold in packed copies (pack-weights.ts; the file's pages of those released). */
+  readonly packedBytes: number;
   /** Current resident memory of the process. */
   residentBytes(): number;
   /** What the model is (architecture, parameters, quantization mix), for APIs that describe it. */
@@ -98,6 +101,8 @@ export interface LoadedShards {
   readonly kvType: KvType;
   readonly mappedBytes: number;
   readonly kvBytes: number;
+  /** Bytes of weights packed at load (pack-weights.ts). */
+  readonly packedBytes: number;
   close(): void;
 }
 
@@ -113,8 +118,12 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
   const kvType = opts.kvType ?? GgmlType.F16;
   const specs = opts.shards ?? [wholeModel(config)];
   specs.forEach((s) => validateShard(s, config));
-  const { built: shards, mapping, mappedBytes } = await mapAndBuild(path, opts, `loading ${path}`, (view) =>
-    specs.map((spec) => loadShard(file, config, spec, view, kernels, { slots, ctx, kvType, maxBatch })),
+  const { built: shards, mapping, mappedBytes, packedBytes } = await mapAndBuild(
+    path,
+    opts,
+    `loading ${path}`,
+    (view) => specs.map((spec) => loadShard(file, config, spec, view, kernels, { slots, ctx, kvType, maxBatch })),
+    kernels,
   );
   return {
     path,
@@ -126,21 +135,24 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
     kvType,
     mappedBytes,
     kvBytes: shards.reduce((a, s) => a + s.kv.bytes, 0),
+    packedBytes,
     close: () => mapping.close(),
   };
 }
 
 /**
  * Maps `path`, builds parts over it (`build` gets the view of each tensor), and reads their weights
- * in (huge pages where the kernel gives them) unless `opts.prefetch` is false. The mapping closes
- * if anything fails.
+ * in (huge pages where the kernel gives them) unless `opts.prefetch` is false; then, given the
+ * kernels the parts run on, packs their products' weights (pack-weights.ts). The mapping closes if
+ * anything fails.
  */
 export async function mapAndBuild<T extends Pick<DecoderShard, 'weights'>>(
   path: string,
   opts: Pick<LoadOptions, 'prefetch' | 'progress'>,
   label: string,
   build: (view: (t: { offset: number; byteLength: number }) => Uint8Array) => T[],
-): Promise<{ built: T[]; mapping: FileMapping; mappedBytes: number }> {
+  kernels?: Kernels,
+): Promise<{ built: T[]; mapping: FileMapping; mappedBytes: number; packedBytes: number }> {
   const mapping: FileMapping = openMapping(path);
   try {
     // The largest tensor the parts use: where preferLargePages probes.
@@ -150,12 +162,14 @@ export async function mapAndBuild<T extends Pick<DecoderShard, 'weights'>>(
       return mapping.view(t.offset, t.byteLength);
     });
     const mappedBytes = built.reduce((a, s) => a + s.weights.bytes, 0);
+    const show = opts.progress ?? process.stderr.isTTY === true;
     if (opts.prefetch ?? true) {
-      const show = opts.progress ?? process.stderr.isTTY === true;
       await prefetch(built, mappedBytes, show, label);
       await preferLargePages(mapping, mappedBytes, largest, () => prefetch(built, mappedBytes, show, `reading ${path} again into huge pages (once)`));
     }
-    return { built, mapping, mappedBytes };
+    const products = built.flatMap((s) => s.weights.products ?? []);
+    const packed = kernels ? await packProductWeights(products, kernels, mapping, show, `packing the weights of ${path}`) : undefined;
+    return { built, mapping, mappedBytes, packedBytes: packed?.packedBytes ?? 0 };
   } catch (err) {
     mapping.close();
     throw err;
@@ -202,6 +216,8 @@ export interface ModelParts {
   readonly kvType: KvType;
   readonly mappedBytes: number;
   readonly kvBytes: number;
+  /** Bytes of weights packed at load (default 0). */
+  readonly packedBytes?: number;
   /** Where the layers run (default: the CPU). */
   readonly placement?: Placement;
   close(): void;
@@ -248,6 +264,7 @@ export async function modelFromParts(
     ),
     mappedBytes: parts.mappedBytes,
     kvBytes: parts.kvBytes,
+    packedBytes: parts.packedBytes ?? 0,
     residentBytes,
     summary: () => (summary ??= summarizeModel(file, { ctx: parts.ctx })),
     placement: parts.placement ?? { backend: 'cpu' },

@@ -123,6 +123,15 @@ export interface Kernels {
   matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
 
   /**
+   * Copies a weight matrix into a layout of the kernels' own, which matmul then reads for `w`
+   * (this view object) with the same results bit for bit, faster. For weights that never change
+   * (a model's): matmul would go on reading the copy after w's bytes changed. Returns the copy's
+   * bytes, 0 where these kernels keep no such copy (the type, the CPU, or w already packed);
+   * w stays readable and is still read where the copy cannot serve (another CPU level forced).
+   */
+  packWeights?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number): number;
+
+  /**
    * A reusable holder of expert-product activations: up to `maxTokens` tokens of `cols` routed to
    * `nUsed` of `nExperts` experts each, sized for weights of `wtype`: a batch made for a float type
    * (F32, F16, BF16) holds activations for any weight type, one made for a quantized type (4x

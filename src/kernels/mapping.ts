@@ -26,6 +26,12 @@ export interface FileMapping {
    * that the next read reads it from the file again; false where the OS declined or cannot.
    */
   dropPages(offset: number, length: number): boolean;
+  /**
+   * Stops this process holding the whole pages of `view` (one of this mapping's views, or a part
+   * of one; the OS keeps them cached, and a later read maps them again): for bytes it no longer
+   * reads. False where the OS declined or cannot, or for a view of other memory.
+   */
+  releasePages(view: Uint8Array): boolean;
   /** Drops this handle's hold on the file; existing views stay valid. Idempotent. */
   close(): void;
 }
@@ -70,6 +76,11 @@ class NativeFileMapping implements FileMapping {
     return loadNative().mapDropRange(this.handle, offset, length);
   }
 
+  releasePages(view: Uint8Array): boolean {
+    if (!this.handle) return false;
+    return loadNative().mapUnmapView(this.handle, view);
+  }
+
   close(): void {
     if (this.handle) loadNative().mapRelease(this.handle);
     this.handle = undefined;
@@ -101,6 +112,10 @@ class ReadFileMapping implements FileMapping {
   }
 
   dropPages(): boolean {
+    return false;
+  }
+
+  releasePages(): boolean {
     return false;
   }
 

@@ -44,6 +44,7 @@ export interface NativeAddon {
   mapRelease(handle: NativeMapHandle): void;
   mapLargeBytes(handle: NativeMapHandle): number;
   mapDropRange(handle: NativeMapHandle, offset: number, length: number): boolean;
+  mapUnmapView(handle: NativeMapHandle, view: Uint8Array): boolean;
   mapFile(path: string): { buffer: ArrayBuffer; size: number };
   adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView, populate?: boolean): boolean;
   rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void;
@@ -77,7 +78,8 @@ export interface NativeAddon {
     out: Float32Array,
   ): void;
   /** Registered by the quantization part of the library once it is built in. */
-  matmul?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
+  matmul?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array, packed?: Uint8Array): void;
+  packWeights?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number): Uint8Array | undefined;
   getRows?(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void;
   dequantize?(type: GgmlType, src: Uint8Array, dst: Float32Array, n: number): void;
   quantize?(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number): void;
@@ -270,7 +272,27 @@ export class NativeKernels implements Kernels {
   matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void {
     const fn = this.addon.matmul ?? missing('matmul');
     try {
-      fn(w, wtype, rows, cols, x, n, y);
+      fn(w, wtype, rows, cols, x, n, y, this.packed.get(w));
+    } catch (err) {
+      throw asCairnError(err);
+    }
+  }
+
+  /**
+   * Packed copies of weights (packWeights), by the view products pass: a WeakMap, so a copy lives
+   * as long as its weights' view.
+   */
+  private readonly packed = new WeakMap<Uint8Array, Uint8Array>();
+
+  packWeights(w: Uint8Array, wtype: GgmlType, rows: number, cols: number): number {
+    const fn = this.addon.packWeights;
+    if (!fn) return 0;
+    if (this.packed.has(w)) return 0;
+    try {
+      const copy = fn(w, wtype, rows, cols);
+      if (!copy) return 0;
+      this.packed.set(w, copy);
+      return copy.byteLength;
     } catch (err) {
       throw asCairnError(err);
     }

@@ -132,7 +132,7 @@ export function loadShard(
   checkSplittable(cfg, spec);
   const parts = declareShard(cfg, spec, src, ws);
   const kv = new KvCache(kvRows(cfg, spec), opts.slots, opts.ctx, opts.kvType);
-  return new DecoderShard(cfg, spec, parts, { bytes: src.totalBytes, views: src.views() }, kv, kernels, ws);
+  return new DecoderShard(cfg, spec, parts, { bytes: src.totalBytes, views: src.views(), products: src.products() }, kv, kernels, ws);
 }
 
 /**

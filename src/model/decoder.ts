@@ -12,6 +12,7 @@ import type { ShardBatch } from './batch.js';
 import type { ModelConfig } from './config.js';
 import { KvCache } from './kv-cache.js';
 import type { ShardSpec } from './shard.js';
+import type { ProductMatrix } from './tensor-source.js';
 import type { DecoderLayer, LayerYield, ShardInput, ShardOutput, StepContext } from './blocks/types.js';
 import type { Scratch, Workspace } from './blocks/workspace.js';
 
@@ -32,6 +33,8 @@ export interface ShardWeights {
   readonly bytes: number;
   /** Views of the data, in file order. */
   readonly views: readonly Uint8Array[];
+  /** The matrices its products read (views of the file), for packing at load (engine/pack-weights.ts). */
+  readonly products?: readonly ProductMatrix[];
 }
 
 /** A loaded shard: its parts, KV cache and preallocated activations. */

@@ -9,7 +9,7 @@ import { CairnError } from '../util/errors.js';
 import { GgmlType, ggmlRowBytes, ggmlTypeInfo, ggmlTypeName } from '../gguf/ggml-types.js';
 import type { GgufFile, GgufTensorInfo } from '../gguf/reader.js';
 import type { Kernels } from '../kernels/api.js';
-import type { ExpertBank, Matrix, TensorSource } from './tensor-source.js';
+import type { ExpertBank, Matrix, ProductMatrix, TensorSource } from './tensor-source.js';
 import type { Range, TensorSplit } from './tensor-split.js';
 import { fullDims, readSlices, tensorBytes, type TensorSlice } from './tensor-slices.js';
 
@@ -61,6 +61,10 @@ export class GgufTensorSource implements TensorSource {
   /** The slice declared of each distinct tensor (undefined: all of it). */
   private readonly declaredSlices = new Map<string, TensorSlice | undefined>();
   private readonly zeros = new Map<number, Float32Array>();
+  /** Matrices declared whole or by rows for products (views of the file), in the order declared. */
+  private readonly productList: Matrix[] = [];
+  /** Tensors declared some other way too (an embedding table, an expert bank, a vector). */
+  private readonly otherUses = new Set<string>();
 
   /**
    * `load` gives the mapped data and the kernels that turn small non-f32 vectors into f32; without
@@ -135,6 +139,27 @@ export class GgufTensorSource implements TensorSource {
     return [...this.unique.entries()].sort((a, b) => this.byName.get(a[0])!.offset - this.byName.get(b[0])!.offset).map((e) => e[1]);
   }
 
+  /**
+   * The matrices declared for products as views of the file (a tensor's columns are a copy, and
+   * not among them), a tensor's view once; `only`: no other declaration reads its bytes (a tied
+   * head's table also serves the embedding, so it is not `only`). Empty for a dry build.
+   */
+  products(): ProductMatrix[] {
+    // A tensor (or the same rows of it) declared twice: its first view only, and the other view
+    // still reads the bytes.
+    const key = (m: Matrix) => `${m.name}:${m.data.byteOffset}:${m.data.byteLength}`;
+    const count = new Map<string, number>();
+    for (const m of this.productList) count.set(key(m), (count.get(key(m)) ?? 0) + 1);
+    const seen = new Set<string>();
+    const out: ProductMatrix[] = [];
+    for (const m of this.productList) {
+      if (seen.has(key(m))) continue;
+      seen.add(key(m));
+      out.push({ matrix: m, only: !this.otherUses.has(m.name) && count.get(key(m)) === 1 });
+    }
+    return out;
+  }
+
   has(name: string): boolean {
     return this.byName.has(name);
   }
@@ -154,7 +179,7 @@ export class GgufTensorSource implements TensorSource {
     const bytes = (r1 - r0) * rowBytes;
     const slice: TensorSlice | undefined = t.dims.length === 2 ? { kind: 'outer', start: r0, end: r1, full: rows } : undefined;
     const data = this.count(t, bytes, { bytes, data: (whole) => whole.subarray(r0 * rowBytes, r1 * rowBytes), slice });
-    return { name, type: t.type, rows: r1 - r0, cols, data };
+    return this.product({ name, type: t.type, rows: r1 - r0, cols, data });
   }
 
   matrixColumns(name: string, rows: number, cols: number, range: Range): Matrix {
@@ -178,6 +203,7 @@ export class GgufTensorSource implements TensorSource {
     const t = this.find(name, required);
     if (!t) return undefined;
     const [a, b] = this.checkRange(name, range, len, 1);
+    this.otherUses.add(name);
     if (t.type !== GgmlType.F32 || t.elements !== len) return this.declareVector(name, len, required)!.subarray(a, b);
     // An F32 vector's range is a view of the file: only it is held.
     const bytes = 4 * (b - a);
@@ -192,12 +218,14 @@ export class GgufTensorSource implements TensorSource {
 
   experts(name: string, count: number, rows: number, cols: number, used: number): ExpertBank {
     const t = this.checkExperts(name, count, rows, cols, used);
+    this.otherUses.add(name);
     const expertBytes = rows * ggmlRowBytes(t.type, cols);
     return { name, type: t.type, rows, cols, count, expertBytes, data: this.count(t, used * expertBytes) };
   }
 
   expertsRange(name: string, count: number, rows: number, cols: number, used: number, range: Range): ExpertBank {
     const t = this.checkExperts(name, count, rows, cols, used);
+    this.otherUses.add(name);
     const [e0, e1] = this.checkRange(name, range, count, 1);
     const expertBytes = rows * ggmlRowBytes(t.type, cols);
     const held = (e1 - e0) * expertBytes;
@@ -327,7 +355,15 @@ export class GgufTensorSource implements TensorSource {
     const t = this.checkMatrix(name, rows, cols, required);
     if (!t) return undefined;
     const active = activeRows === rows ? t.byteLength : activeRows * ggmlRowBytes(t.type, cols);
-    return { name, type: t.type, rows, cols, data: this.count(t, active) };
+    const m: Matrix = { name, type: t.type, rows, cols, data: this.count(t, active) };
+    if (activeRows !== rows) this.otherUses.add(name);
+    return activeRows === rows ? this.product(m) : m;
+  }
+
+  /** Records a matrix declared for products (when loading). */
+  private product(m: Matrix): Matrix {
+    if (this.load && m.data.byteLength > 0) this.productList.push(m);
+    return m;
   }
 
   private checkComputable(t: GgufTensorInfo): void {
@@ -347,6 +383,7 @@ export class GgufTensorSource implements TensorSource {
     if (t.type !== GgmlType.F32 && !ggmlTypeInfo(t.type)?.supported) {
       throw new CairnError('MODEL_UNSUPPORTED', `${this.path}: tensor "${name}" has type ${ggmlTypeName(t.type)}`);
     }
+    this.otherUses.add(name);
     const data = this.count(t, t.byteLength);
     if (!this.load) return this.zeroVector(len);
     if (t.type === GgmlType.F32) return this.floats(t, data, len);

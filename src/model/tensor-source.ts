@@ -17,6 +17,12 @@ export interface Matrix {
   readonly data: Uint8Array;
 }
 
+/** A matrix a shard's products read, and whether its bytes serve nothing else (no other declaration reads them). */
+export interface ProductMatrix {
+  readonly matrix: Matrix;
+  readonly only: boolean;
+}
+
 /**
  * The matrices of `count` experts of one Mixture-of-Experts layer, rows x cols each, stored as one
  * 3-D tensor (GGUF dims [cols, rows, count]) and used in place: expert e is the e-th run of

@@ -1,0 +1,200 @@
+/**
+ * Weights packed at load (kernels' packWeights, engine/pack-weights.ts): matmul over a packed copy
+ * gives the results of the file's layout bit for bit, for every token count (one-token decode, the
+ * direct products, the panels) and row count (a last group of fewer than 16 rows, pieces of a
+ * decode product that start off a group); a copy of the wrong size is refused; a CPU level that
+ * does not read the copy (forced after packing) reads the weights themselves; a loaded model packs
+ * its products' weights, releases the file's pages that only they read, and gives the tokens and
+ * log-probabilities it gives unpacked.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
+import { loadModel } from '../engine/load.js';
+import { openMapping } from './mapping.js';
+import { isNativeAvailable, loadNative, NativeKernels } from './native.js';
+import { scratchDir } from '../../test/helpers/paths.js';
+import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
+
+const available = isNativeAvailable();
+const addon = available ? loadNative() : undefined;
+const skip = available ? false : 'native library not built (npm run build:native)';
+/** Levels that pack Q4_0 (on others packWeights gives nothing, which the tests check too). */
+const packing = (isa: string) => isa === 'avx512';
+
+/** Deterministic pseudo-random bytes of valid Q4_0 blocks (finite f16 scales). */
+function q4_0(rows: number, cols: number, seed: number): Uint8Array {
+  const out = new Uint8Array(rows * ggmlRowBytes(GgmlType.Q4_0, cols));
+  let s = seed >>> 0;
+  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24);
+  for (let o = 0; o < out.length; o += 18) {
+    // d: an f16 in [2^-10, 2^-6), either sign.
+    out[o] = next();
+    out[o + 1] = 0x14 + (next() & 0x0f) + (next() & 0x80);
+    for (let i = 2; i < 18; i++) out[o + i] = next();
+  }
+  return out;
+}
+
+function activations(n: number, seed: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.731 + seed) * (1 + (i % 7)));
+}
+
+function assertSameFloats(got: Float32Array, want: Float32Array, label: string): void {
+  for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.fail(`${label}: element ${i} is ${got[i]}, unpacked ${want[i]}`);
+}
+
+describe('packed weights', { skip }, () => {
+  after(() => addon?.forceIsa(null));
+  const isas = addon ? addon.cpuInfo().availableIsas : [];
+
+  for (const isa of isas) {
+    test(`on ${isa}: matmul over packed Q4_0 equals the file's layout bit for bit`, () => {
+      const a = addon!;
+      a.forceIsa(isa);
+      for (const [rows, cols] of [
+        [16, 32],
+        [37, 96],
+        [300, 1024],
+        [4099, 64],
+        [64, 8192 + 64],
+      ]) {
+        const w = q4_0(rows, cols, rows * 31 + cols);
+        const packed = a.packWeights!(w, GgmlType.Q4_0, rows, cols);
+        if (!packing(isa)) {
+          assert.equal(packed, undefined, `${isa} keeps no packed copy`);
+          continue;
+        }
+        assert.ok(packed, `${rows} x ${cols} packed`);
+        assert.equal(packed.byteLength, Math.ceil(rows / 16) * 16 * ggmlRowBytes(GgmlType.Q4_0, cols));
+        for (const n of [1, 2, 3, 4, 5, 6, 7, 9, 16, 31, 48, 49, 70]) {
+          if (rows * n > 4099 * 9) continue;
+          const x = activations(n * cols, n);
+          const want = new Float32Array(n * rows);
+          const got = new Float32Array(n * rows);
+          a.matmul!(w, GgmlType.Q4_0, rows, cols, x, n, want);
+          a.matmul!(w, GgmlType.Q4_0, rows, cols, x, n, got, packed);
+          assertSameFloats(got, want, `${rows} x ${cols}, ${n} tokens on ${isa}`);
+        }
+      }
+    });
+  }
+
+  test('fewer rows than a group, and types without a packed layout, are not packed', () => {
+    const a = addon!;
+    a.forceIsa(null);
+    assert.equal(a.packWeights!(q4_0(15, 64, 1), GgmlType.Q4_0, 15, 64), undefined);
+    const f32 = new Uint8Array(64 * 64 * 4);
+    assert.equal(a.packWeights!(f32, GgmlType.F32, 64, 64), undefined);
+  });
+
+  test('a packed copy of the wrong size is refused, and weights too short for their shape', () => {
+    const a = addon!;
+    a.forceIsa(null);
+    const [rows, cols] = [64, 256];
+    const w = q4_0(rows, cols, 3);
+    const x = activations(cols, 1);
+    const y = new Float32Array(rows);
+    const packed = a.packWeights!(w, GgmlType.Q4_0, rows, cols);
+    if (packed) {
+      assert.throws(() => a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 1, y, packed.subarray(0, packed.length - 18)), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT' && /packed has/.test(e.message));
+      assert.throws(() => a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 1, y, new Float32Array(4) as unknown as Uint8Array), /packed/);
+    }
+    assert.throws(() => a.packWeights!(w.subarray(0, w.length - 1), GgmlType.Q4_0, rows, cols), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT');
+  });
+
+  test('a level forced after packing reads the weights themselves', () => {
+    const a = addon!;
+    if (!isas.includes('avx512') || !isas.includes('avx2')) return;
+    const [rows, cols] = [96, 512];
+    const w = q4_0(rows, cols, 8);
+    a.forceIsa('avx512');
+    const packed = a.packWeights!(w, GgmlType.Q4_0, rows, cols)!;
+    a.forceIsa('avx2');
+    const x = activations(3 * cols, 2);
+    const want = new Float32Array(3 * rows);
+    const got = new Float32Array(3 * rows);
+    a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 3, want);
+    a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 3, got, packed);
+    assertSameFloats(got, want, 'AVX2 with an AVX-512 copy');
+    a.forceIsa(null);
+  });
+
+  test('NativeKernels reads the copy it packed for a view (once per view)', () => {
+    const k = new NativeKernels(addon);
+    const [rows, cols] = [64, 128];
+    const w = q4_0(rows, cols, 5);
+    const x = activations(cols, 3);
+    const before = new Float32Array(rows);
+    k.matmul(w, GgmlType.Q4_0, rows, cols, x, 1, before);
+    const bytes = k.packWeights(w, GgmlType.Q4_0, rows, cols);
+    if (!packing(addon!.cpuInfo().isa)) return assert.equal(bytes, 0);
+    assert.equal(bytes, rows * ggmlRowBytes(GgmlType.Q4_0, cols));
+    assert.equal(k.packWeights(w, GgmlType.Q4_0, rows, cols), 0, 'already packed');
+    // Weights are not to change once packed; when they do, the products show they read the copy.
+    w.fill(0);
+    const after = new Float32Array(rows);
+    k.matmul(w, GgmlType.Q4_0, rows, cols, x, 1, after);
+    assertSameFloats(after, before, 'products of the packed copy');
+  });
+});
+
+describe('a loaded model packs its weights', { skip }, () => {
+  const dir = scratchDir('packed-weights');
+  mkdirSync(dir, { recursive: true });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a mapping releases the pages of its own views only', () => {
+    const path = join(dir, 'bytes.bin');
+    writeSyntheticFile(path, { arch: 'llama', nEmbd: 64, nLayer: 1, nHead: 2, nKvHead: 2, headDim: 32, nFf: 128, nVocab: 64, quant: GgmlType.Q4_0, seed: 1 });
+    const m = openMapping(path);
+    try {
+      const view = m.view(0, Math.min(m.size, 3 * 4096));
+      const copy = view.slice();
+      assert.equal(m.releasePages(view), true);
+      assert.deepEqual(m.view(0, view.length), copy, 'released pages read back from the file');
+      assert.equal(m.releasePages(new Uint8Array(8192)), false, 'not a view of the mapping');
+    } finally {
+      m.close();
+    }
+  });
+
+  test('same tokens and log-probabilities packed or not, on every family shape here', async () => {
+    const shapes = [
+      { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 300 },
+      { arch: 'qwen3', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 352, nVocab: 333 },
+    ] as const;
+    for (const shape of shapes) {
+      const path = join(dir, `${shape.arch}.gguf`);
+      writeSyntheticFile(path, { ...shape, quant: GgmlType.Q4_0, seed: 9 });
+      const prompt = Array.from({ length: 70 }, (_, i) => (i * 37 + 11) % shape.nVocab);
+      const run = async (pack: boolean) => {
+        const saved = process.env.CAIRN_PACK_WEIGHTS;
+        process.env.CAIRN_PACK_WEIGHTS = pack ? '1' : '0';
+        const m = await loadModel(path, { ctx: 128, prefetch: false, progress: false, speculation: { maxDraft: 0 } });
+        if (saved === undefined) delete process.env.CAIRN_PACK_WEIGHTS;
+        else process.env.CAIRN_PACK_WEIGHTS = saved;
+        try {
+          assert.equal(m.packedBytes > 0, pack && packing(addon!.cpuInfo().isa), `${shape.arch}: packed ${m.packedBytes} bytes`);
+          const out: { tokens: number[]; logprobs: number[] } = { tokens: [], logprobs: [] };
+          for await (const ev of m.engine.generate({ prompt, maxTokens: 12, promptLogprobs: 0, logprobs: 0, sampler: { temperature: 0 }, ignoreEos: true })) {
+            if (ev.type === 'prompt') out.logprobs.push(...ev.logprobs.map((l) => l.logprob));
+            if (ev.type === 'token') {
+              out.tokens.push(ev.id);
+              out.logprobs.push(ev.logprobs!.logprob);
+            }
+          }
+          return out;
+        } finally {
+          m.close();
+        }
+      };
+      const [plain, packed] = [await run(false), await run(true)];
+      assert.equal(packed.tokens.length, 12);
+      assert.deepEqual(packed.tokens, plain.tokens, `${shape.arch}: tokens`);
+      assert.deepEqual(packed.logprobs, plain.logprobs, `${shape.arch}: log-probabilities of the prompt and the tokens`);
+    }
+  });
+});
