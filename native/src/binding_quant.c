@@ -163,20 +163,42 @@ static napi_value undefined(napi_env env) {
   return u;
 }
 
+/*
+ * The optional packed copy at a[index] (argc arguments given) of `rows` x `cols` weights of `type`:
+ * 0 with *packed zeroed where it is absent or undefined; -1 (thrown) where it is not a Uint8Array,
+ * is not of the size packWeights makes (where the active level packs such weights), or overlaps
+ * `out`.
+ */
+static int get_packed(napi_env env, napi_value *a, size_t argc, size_t index, int type, int64_t rows, int64_t cols,
+                      const typed_view *out, typed_view *packed) {
+  memset(packed, 0, sizeof *packed);
+  napi_valuetype kind = napi_undefined;
+  if (argc <= index) return 0;
+  if (napi_typeof(env, a[index], &kind) != napi_ok) return -1;
+  if (kind == napi_undefined) return 0;
+  if (get_typed(env, a[index], "packed", napi_uint8_array, packed)) return -1;
+  /* 0 where the level packs none: then it is not read. */
+  const size_t want = cairn_packed_bytes(type, (int)rows, (int)cols);
+  if (want && packed->bytes != want) {
+    throw_fmt(env, 1, "packed has %zu bytes, packed %s weights of %lld x %lld have %zu", packed->bytes, quant_type_name(type),
+              (long long)rows, (long long)cols, want);
+    return -1;
+  }
+  return disjoint(env, "out", out, "packed", packed);
+}
+
 /* matmul(w, wtype, rows, cols, x, n, y, packed?): packed is packWeights' copy of w, or undefined. */
 static napi_value js_matmul(napi_env env, napi_callback_info info) {
   napi_value a[8];
   size_t argc = 8;
   int type;
   int64_t rows, cols, n;
-  typed_view w, x, y, packed = {0};
+  typed_view w, x, y, packed;
   if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
   if (argc < 7) {
     throw_fmt(env, 0, "matmul expects 7 arguments, got %zu", argc);
     return NULL;
   }
-  napi_valuetype packed_kind = napi_undefined;
-  if (argc > 7 && napi_typeof(env, a[7], &packed_kind) != napi_ok) return NULL;
   if (get_typed(env, a[0], "w", napi_uint8_array, &w) ||
       get_codec_type(env, a[1], "wtype", &type)) {
     return NULL;
@@ -200,18 +222,7 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
       disjoint(env, "y", &y, "w", &w)) {
     return NULL;
   }
-  if (packed_kind != napi_undefined) {
-    if (get_typed(env, a[7], "packed", napi_uint8_array, &packed)) return NULL;
-    /* Of the size packWeights makes for this shape on this level (0 where the level packs none:
-       then it is not read). */
-    const size_t want = cairn_packed_bytes(type, (int)rows, (int)cols);
-    if (want && packed.bytes != want) {
-      throw_fmt(env, 1, "packed has %zu bytes, packed %s weights of %lld x %lld have %zu", packed.bytes, quant_type_name(type),
-                (long long)rows, (long long)cols, want);
-      return NULL;
-    }
-    if (disjoint(env, "y", &y, "packed", &packed)) return NULL;
-  }
+  if (get_packed(env, a, argc, 7, type, rows, cols, &y, &packed)) return NULL;
   if (cairn_matmul_packed(type, w.data, packed.bytes ? packed.data : NULL, (int)rows, (int)cols, (const float *)x.data, (int)n, (float *)y.data) != 0) {
     napi_throw_error(env, NULL, "matmul could not allocate its activation scratch");
     return NULL;
@@ -219,13 +230,19 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* getRows(w, wtype, cols, ids, out) */
+/* getRows(w, wtype, cols, ids, out, packed?): packed is packWeights' copy of w, or undefined. */
 static napi_value js_get_rows(napi_env env, napi_callback_info info) {
-  napi_value a[5];
+  napi_value a[6];
+  size_t argc = 6;
   int type;
   int64_t cols;
-  typed_view w, ids, out;
-  if (get_args(env, info, "getRows", 5, a) || get_typed(env, a[0], "w", napi_uint8_array, &w) ||
+  typed_view w, ids, out, packed;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 5) {
+    throw_fmt(env, 0, "getRows expects 5 arguments, got %zu", argc);
+    return NULL;
+  }
+  if (get_typed(env, a[0], "w", napi_uint8_array, &w) ||
       get_codec_type(env, a[1], "wtype", &type) || get_elements(env, a[2], "cols", type, 1, &cols) ||
       get_typed(env, a[3], "ids", napi_int32_array, &ids) || get_typed(env, a[4], "out", napi_float32_array, &out)) {
     return NULL;
@@ -249,7 +266,11 @@ static napi_value js_get_rows(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  quant_get_rows(type, w.data, (int)cols, id, (int)ids.length, (float *)out.data);
+  if (get_packed(env, a, argc, 5, type, rows, cols, &out, &packed)) return NULL;
+  if (quant_get_rows_packed(type, w.data, packed.bytes ? packed.data : NULL, (int)cols, id, (int)ids.length, (float *)out.data) != 0) {
+    napi_throw_error(env, "OUT_OF_MEMORY", "getRows could not allocate a row");
+    return NULL;
+  }
   return undefined(env);
 }
 
@@ -304,53 +325,82 @@ static void free_packed(napi_env env, void *data, void *hint) {
 /* Huge pages for packed weights: a decode step streams them, and 4 KiB pages cost it a TLB walk
    and a restarted prefetcher every page (engine/large-pages.ts). */
 #define PACK_ALIGN (2u << 20)
+/* Largest arena: the kernels index a matrix's bytes with size_t, JS views with numbers. */
+#define MAX_ARENA 9007199254740991.0
 
-/*
- * packWeights(w, wtype, rows, cols): w's rows packed for the active level's products (matmul's
- * `packed`), in memory of their own, or undefined where the level packs no such weights.
- */
-static napi_value js_pack_weights(napi_env env, napi_callback_info info) {
-  napi_value a[4];
+/* packedBytes(wtype, rows, cols): bytes of packed rows x cols weights on the active level (0: none). */
+static napi_value js_packed_bytes(napi_env env, napi_callback_info info) {
+  napi_value a[3], v;
   int type;
   int64_t rows, cols;
-  typed_view w;
-  if (get_args(env, info, "packWeights", 4, a) || get_typed(env, a[0], "w", napi_uint8_array, &w) ||
+  if (get_args(env, info, "packedBytes", 3, a) || get_codec_type(env, a[0], "wtype", &type) ||
+      get_int(env, a[1], "rows", 0, MAX_COUNT, &rows) || get_elements(env, a[2], "cols", type, 1, &cols)) {
+    return NULL;
+  }
+  napi_create_double(env, quant_vec_dot_type(type) < 0 ? 0 : (double)cairn_packed_bytes(type, (int)rows, (int)cols), &v);
+  return v;
+}
+
+/* packArena(bytes): memory of its own for packed weights, huge pages where the OS gives them
+   (not cleared: packInto fills it). */
+static napi_value js_pack_arena(napi_env env, napi_callback_info info) {
+  napi_value a[1], ab, out;
+  int64_t bytes;
+  if (get_args(env, info, "packArena", 1, a) || get_int(env, a[0], "bytes", 1, MAX_ARENA, &bytes)) return NULL;
+  const size_t align = (size_t)bytes >= PACK_ALIGN ? PACK_ALIGN : 64;
+  const size_t size = ((size_t)bytes + align - 1) / align * align;
+  void *dst = NULL;
+  if (posix_memalign(&dst, align, size) != 0) {
+    napi_throw_error(env, "OUT_OF_MEMORY", "could not allocate memory for packed weights");
+    return NULL;
+  }
+  if (align == PACK_ALIGN) cairn_advise_huge(dst, size);
+  if (napi_create_external_arraybuffer(env, dst, (size_t)bytes, free_packed, NULL, &ab) != napi_ok) {
+    /* Node runs the finalizer itself when it rejects the buffer; a failure before that leaves it to us. */
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, NULL, "could not hand packed weights' memory to JavaScript");
+    return NULL;
+  }
+  if (napi_create_typedarray(env, napi_uint8_array, (size_t)bytes, ab, 0, &out) != napi_ok) return NULL;
+  return out;
+}
+
+/* packInto(w, wtype, rows, cols, dst): w's rows packed for the active level's products into dst (packedBytes of them). */
+static napi_value js_pack_into(napi_env env, napi_callback_info info) {
+  napi_value a[5];
+  int type;
+  int64_t rows, cols;
+  typed_view w, dst;
+  if (get_args(env, info, "packInto", 5, a) || get_typed(env, a[0], "w", napi_uint8_array, &w) ||
       get_codec_type(env, a[1], "wtype", &type) || get_int(env, a[2], "rows", 0, MAX_COUNT, &rows) ||
-      get_elements(env, a[3], "cols", type, 1, &cols)) {
+      get_elements(env, a[3], "cols", type, 1, &cols) || get_typed(env, a[4], "dst", napi_uint8_array, &dst)) {
     return NULL;
   }
   char why[96];
   snprintf(why, sizeof why, "%lld rows of %lld %s", (long long)rows, (long long)cols, quant_type_name(type));
-  if (quant_vec_dot_type(type) < 0 || need(env, &w, "w", (double)rows * (double)quant_row_bytes(type, cols), "bytes", why)) {
-    if (quant_vec_dot_type(type) < 0) throw_fmt(env, 1, "packWeights does not support weights of type %s (%d)", quant_type_name(type), type);
+  if (need(env, &w, "w", (double)rows * (double)quant_row_bytes(type, cols), "bytes", why) || disjoint(env, "dst", &dst, "w", &w)) return NULL;
+  const size_t bytes = quant_vec_dot_type(type) < 0 ? 0 : cairn_packed_bytes(type, (int)rows, (int)cols);
+  if (!bytes) {
+    throw_fmt(env, 1, "%s weights of %lld x %lld are not packed on this CPU level (packedBytes is 0)", quant_type_name(type), (long long)rows,
+              (long long)cols);
     return NULL;
   }
-  const size_t bytes = cairn_packed_bytes(type, (int)rows, (int)cols);
-  if (!bytes) return undefined(env);
-  void *dst = NULL;
-  const size_t align = bytes >= PACK_ALIGN ? PACK_ALIGN : 64;
-  if (posix_memalign(&dst, align, (bytes + align - 1) / align * align) != 0) {
-    napi_throw_error(env, "OUT_OF_MEMORY", "packWeights could not allocate its copy of the weights");
+  if (dst.bytes != bytes) {
+    throw_fmt(env, 1, "dst has %zu bytes, packed %s weights of %lld x %lld have %zu", dst.bytes, quant_type_name(type), (long long)rows,
+              (long long)cols, bytes);
     return NULL;
   }
-  if (align == PACK_ALIGN) cairn_advise_huge(dst, bytes);
-  cairn_pack(type, w.data, (int)rows, (int)cols, dst);
-  napi_value ab, out;
-  if (napi_create_external_arraybuffer(env, dst, bytes, free_packed, NULL, &ab) != napi_ok) {
-    /* Node runs the finalizer itself when it rejects the buffer; a failure before that leaves it to us. */
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_error(env, NULL, "packWeights could not hand its copy to JavaScript");
-    return NULL;
-  }
-  if (napi_create_typedarray(env, napi_uint8_array, bytes, ab, 0, &out) != napi_ok) return NULL;
-  return out;
+  cairn_pack(type, w.data, (int)rows, (int)cols, dst.data);
+  return undefined(env);
 }
 
 void cairn_register_quant(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"packWeights", NULL, js_pack_weights, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packedBytes", NULL, js_packed_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packArena", NULL, js_pack_arena, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packInto", NULL, js_pack_into, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getRows", NULL, js_get_rows, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dequantize", NULL, js_dequantize, NULL, NULL, NULL, napi_enumerable, NULL},
       {"quantize", NULL, js_quantize, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -225,7 +225,8 @@ static void vec_job(void *p, int ith, int nth) {
 /* The packing of wtype on the active level, or NULL where it packs no such weights. */
 static const quant_panel_table *packing(int wtype) {
   const quant_panel_table *panels = quant_active_panels();
-  return wtype >= 0 && wtype < QUANT_MAX_TYPE && panels && panels->pack[wtype] && panels->packed[wtype] && panels->packed_gemm[wtype]
+  return wtype >= 0 && wtype < QUANT_MAX_TYPE && panels && panels->pack[wtype] && panels->packed[wtype] && panels->packed_gemm[wtype] &&
+                 panels->packed_row[wtype]
              ? panels : NULL;
 }
 
@@ -423,21 +424,42 @@ typedef struct {
   const int32_t *ids;
   int n_ids;
   float *out;
+  /* Packed weights (cairn_pack) read instead of w, each row put back in the file's layout first. */
+  void (*packed_row)(const uint8_t *packed, size_t ws, int row, uint8_t *dst);
+  const uint8_t *packed;
+  int failed;
 } rows_ctx;
 
 static void rows_job(void *p, int ith, int nth) {
-  const rows_ctx *c = (const rows_ctx *)p;
+  rows_ctx *c = (rows_ctx *)p;
   const int bs = quant_block_size(c->type);
-  for (int i = ith; i < c->n_ids; i += nth) {
-    quant_decode_blocks(c->type, c->w + (size_t)c->ids[i] * c->row_bytes, c->out + (size_t)i * c->cols, c->cols / bs);
+  uint8_t *row = NULL;
+  if (c->packed_row && !(row = malloc(c->row_bytes))) {
+    c->failed = 1;
+    return;
   }
+  for (int i = ith; i < c->n_ids; i += nth) {
+    const uint8_t *src = c->w + (size_t)c->ids[i] * c->row_bytes;
+    if (row) {
+      c->packed_row(c->packed, c->row_bytes, c->ids[i], row);
+      src = row;
+    }
+    quant_decode_blocks(c->type, src, c->out + (size_t)i * c->cols, c->cols / bs);
+  }
+  free(row);
 }
 
 int quant_get_rows(int type, const void *w, int cols, const int32_t *ids, int n_ids, float *out) {
+  return quant_get_rows_packed(type, w, NULL, cols, ids, n_ids, out);
+}
+
+int quant_get_rows_packed(int type, const void *w, const void *packed, int cols, const int32_t *ids, int n_ids, float *out) {
   const int bs = quant_block_size(type);
   if (bs == 0 || cols <= 0 || cols % bs != 0 || n_ids < 0) return -1;
-  rows_ctx c = {type, cols, (const uint8_t *)w, quant_row_bytes(type, cols), ids, n_ids, out};
+  const quant_panel_table *pk = packed ? packing(type) : NULL;
+  rows_ctx c = {type, cols, (const uint8_t *)w, quant_row_bytes(type, cols), ids, n_ids, out,
+                pk ? pk->packed_row[type] : NULL, (const uint8_t *)packed, 0};
   if ((int64_t)n_ids * cols >= MIN_PARALLEL_CODEC && n_ids > 1) cairn_pool_run_n(rows_job, &c, n_ids);
   else rows_job(&c, 0, 1);
-  return 0;
+  return c.failed ? -1 : 0;
 }

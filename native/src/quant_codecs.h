@@ -15,6 +15,8 @@ int quant_encode_blocks(int type, const float *src, void *dst, int64_t nb);
 /* out[i * cols ..] = dequantized row ids[i] of w (rows of `cols` elements of `type`); ids must be
  * valid rows (the caller checks them). Returns 0 or -1. */
 int quant_get_rows(int type, const void *w, int cols, const int32_t *ids, int n_ids, float *out);
+/* The same from weights packed by cairn_pack (matmul.h) where the active level reads them (packed may be NULL). */
+int quant_get_rows_packed(int type, const void *w, const void *packed, int cols, const int32_t *ids, int n_ids, float *out);
 
 void quant_encode_q2_K(const float *x, void *dst);
 void quant_encode_q3_K(const float *x, void *dst);

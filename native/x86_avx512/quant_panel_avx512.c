@@ -367,6 +367,17 @@ static void px_pack_q4_0(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
     for (int b = 0; b < nb; b++) px_pack_block_q4_0(rp, b, group + (size_t)b * PX_Q4_0_PACKED_BLOCK);
   }
 }
+/* Row `row` of packed Q4_0 weights as the file has it: each block's scale and its lane's bytes. */
+static void px_packed_row_q4_0(const uint8_t *packed, size_t ws, int row, uint8_t *dst) {
+  const int nb = (int)(ws / sizeof(block_q4_0)), lane = row % PANEL_ROWS;
+  const uint8_t *group = packed + (size_t)(row - lane) * ws;
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *src = group + (size_t)b * PX_Q4_0_PACKED_BLOCK;
+    block_q4_0 *out = (block_q4_0 *)dst + b;
+    memcpy(&out->d, src + 256 + 2 * lane, 2);
+    for (int g = 0; g < 4; g++) memcpy(out->qs + 4 * g, src + 64 * g + 4 * lane, 4);
+  }
+}
 PX_GEMM(q4_0_packed, px_unit_q4_0_packed, 1, PX_OFFSET)
 
 static void px_direct_q4_0_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
@@ -389,6 +400,7 @@ const quant_panel_table quant_panels_avx512 = {
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
     .pack = {[CAIRN_Q4_0] = px_pack_q4_0},
+    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0},
     .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed},
     .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed},
 };

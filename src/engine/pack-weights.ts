@@ -20,7 +20,11 @@ export interface PackOutcome {
 
 /** Rows below which a matrix is left as it is (a group holds 16 rows: fewer would be padded). */
 const MIN_ROWS = 16;
-const YIELD_EVERY = 32 * 1024 * 1024;
+/**
+ * Bytes of weights packed per kernels call, into one allocation: small enough to yield to the event
+ * loop between calls, large enough that rounding each allocation up to a huge page costs little.
+ */
+const BATCH_BYTES = 64 * 1024 * 1024;
 
 /** Whether packing is on (`CAIRN_PACK_WEIGHTS=0` turns it off). */
 export function packingEnabled(): boolean {
@@ -29,8 +33,8 @@ export function packingEnabled(): boolean {
 
 /**
  * Packs the products' matrices the kernels keep copies of, with a progress bar when `show`, and
- * releases the mapping's pages of those that nothing else reads. Yields to the event loop now and
- * then (a server answers /health while it loads).
+ * releases the mapping's pages of those that nothing else reads. Yields to the event loop between
+ * batches (a server answers /health while it loads).
  */
 export async function packProductWeights(
   products: readonly ProductMatrix[],
@@ -47,14 +51,21 @@ export async function packProductWeights(
   let packedBytes = 0;
   let releasedBytes = 0;
   try {
-    for (const { matrix: m, only } of candidates) {
-      const packed = kernels.packWeights(m.data, m.type, m.rows, m.cols);
-      packedBytes += packed;
-      if (packed > 0 && only && mapping.releasePages(m.data)) releasedBytes += m.data.byteLength;
-      const before = done;
-      done += m.data.byteLength;
+    for (let i = 0; i < candidates.length; ) {
+      const batch: ProductMatrix[] = [];
+      let bytes = 0;
+      while (i < candidates.length && (batch.length === 0 || bytes + candidates[i].matrix.data.byteLength <= BATCH_BYTES)) {
+        bytes += candidates[i].matrix.data.byteLength;
+        batch.push(candidates[i++]);
+      }
+      const packed = kernels.packWeights(batch.map((p) => p.matrix));
+      batch.forEach(({ matrix: m, only }, j) => {
+        packedBytes += packed[j];
+        if (packed[j] > 0 && only && mapping.releasePages(m.data)) releasedBytes += m.data.byteLength;
+      });
+      done += bytes;
       progress.update(done);
-      if (show || Math.floor(done / YIELD_EVERY) !== Math.floor(before / YIELD_EVERY)) await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
     }
   } finally {
     progress.stop();

@@ -110,6 +110,14 @@ export interface ExpertBatch {
   readonly nTokens: number;
 }
 
+/** A weight matrix of `rows` x `cols` of `type` in the file's layout (model/tensor-source.ts's Matrix fits). */
+export interface WeightMatrix {
+  readonly data: Uint8Array;
+  readonly type: GgmlType;
+  readonly rows: number;
+  readonly cols: number;
+}
+
 /** The kernels used by model code. Every method is synchronous and runs on the kernel thread pool. */
 export interface Kernels {
   /** Implementation name, e.g. `native-avx512` or `reference`. */
@@ -123,13 +131,14 @@ export interface Kernels {
   matmul(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array): void;
 
   /**
-   * Copies a weight matrix into a layout of the kernels' own, which matmul then reads for `w`
-   * (this view object) with the same results bit for bit, faster. For weights that never change
-   * (a model's): matmul would go on reading the copy after w's bytes changed. Returns the copy's
-   * bytes, 0 where these kernels keep no such copy (the type, the CPU, or w already packed);
-   * w stays readable and is still read where the copy cannot serve (another CPU level forced).
+   * Copies weight matrices into a layout of the kernels' own (one allocation for the call), which
+   * matmul and getRows then read for each `data` (that view object) with the same results bit for
+   * bit, matmul faster. For weights that never change (a model's): the kernels would go on reading
+   * a copy after its view's bytes changed. Returns each copy's bytes, 0 where these kernels keep
+   * no such copy (the type, the CPU, fewer than 16 rows, or the view already packed); the views
+   * stay readable and are still read where a copy cannot serve (another CPU level forced).
    */
-  packWeights?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number): number;
+  packWeights?(matrices: readonly WeightMatrix[]): number[];
 
   /**
    * A reusable holder of expert-product activations: up to `maxTokens` tokens of `cols` routed to

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError, type CairnErrorCode } from '../util/errors.js';
-import type { AttentionParams, AttentionSpan, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams } from './api.js';
+import type { AttentionParams, AttentionSpan, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams, WeightMatrix } from './api.js';
 
 /** What the library reports about the CPU and itself. */
 export interface CpuInfo {
@@ -79,8 +79,10 @@ export interface NativeAddon {
   ): void;
   /** Registered by the quantization part of the library once it is built in. */
   matmul?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, x: Float32Array, n: number, y: Float32Array, packed?: Uint8Array): void;
-  packWeights?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number): Uint8Array | undefined;
-  getRows?(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void;
+  packedBytes?(wtype: GgmlType, rows: number, cols: number): number;
+  packArena?(bytes: number): Uint8Array;
+  packInto?(w: Uint8Array, wtype: GgmlType, rows: number, cols: number, dst: Uint8Array): void;
+  getRows?(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array, packed?: Uint8Array): void;
   dequantize?(type: GgmlType, src: Uint8Array, dst: Float32Array, n: number): void;
   quantize?(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number): void;
   /** The Mixture-of-Experts kernels; a batch is a Uint8Array whose layout the library owns. */
@@ -279,20 +281,29 @@ export class NativeKernels implements Kernels {
   }
 
   /**
-   * Packed copies of weights (packWeights), by the view products pass: a WeakMap, so a copy lives
-   * as long as its weights' view.
+   * Packed copies of weights (packWeights), by the view that products and row lookups pass: a
+   * WeakMap, so a copy lives as long as its weights' view.
    */
   private readonly packed = new WeakMap<Uint8Array, Uint8Array>();
 
-  packWeights(w: Uint8Array, wtype: GgmlType, rows: number, cols: number): number {
-    const fn = this.addon.packWeights;
-    if (!fn) return 0;
-    if (this.packed.has(w)) return 0;
+  packWeights(matrices: readonly WeightMatrix[]): number[] {
+    const a = this.addon;
+    if (!a.packedBytes || !a.packArena || !a.packInto) return matrices.map(() => 0);
     try {
-      const copy = fn(w, wtype, rows, cols);
-      if (!copy) return 0;
-      this.packed.set(w, copy);
-      return copy.byteLength;
+      // One allocation for all of them (each its own would round up to a huge page).
+      const sizes = matrices.map((m) => (this.packed.has(m.data) ? 0 : a.packedBytes!(m.type, m.rows, m.cols)));
+      const total = sizes.reduce((x, y) => x + y, 0);
+      if (total === 0) return sizes;
+      const arena = a.packArena(total);
+      let at = 0;
+      matrices.forEach((m, i) => {
+        if (sizes[i] === 0) return;
+        const dst = arena.subarray(at, at + sizes[i]);
+        a.packInto!(m.data, m.type, m.rows, m.cols, dst);
+        this.packed.set(m.data, dst);
+        at += sizes[i];
+      });
+      return sizes;
     } catch (err) {
       throw asCairnError(err);
     }
@@ -332,7 +343,7 @@ export class NativeKernels implements Kernels {
   getRows(w: Uint8Array, wtype: GgmlType, cols: number, ids: Int32Array, out: Float32Array): void {
     const fn = this.addon.getRows ?? missing('getRows');
     try {
-      fn(w, wtype, cols, ids, out);
+      fn(w, wtype, cols, ids, out, this.packed.get(w));
     } catch (err) {
       throw asCairnError(err);
     }

@@ -38,6 +38,16 @@ function q4_0(rows: number, cols: number, seed: number): Uint8Array {
   return out;
 }
 
+/** The native library's packed copy of w, or undefined where the active level packs none. */
+function pack(w: Uint8Array, type: GgmlType, rows: number, cols: number): Uint8Array | undefined {
+  const a = addon!;
+  const bytes = a.packedBytes!(type, rows, cols);
+  if (bytes === 0) return undefined;
+  const dst = a.packArena!(bytes);
+  a.packInto!(w, type, rows, cols, dst);
+  return dst;
+}
+
 function activations(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.731 + seed) * (1 + (i % 7)));
 }
@@ -62,7 +72,7 @@ describe('packed weights', { skip }, () => {
         [64, 8192 + 64],
       ]) {
         const w = q4_0(rows, cols, rows * 31 + cols);
-        const packed = a.packWeights!(w, GgmlType.Q4_0, rows, cols);
+        const packed = pack(w, GgmlType.Q4_0, rows, cols);
         if (!packing(isa)) {
           assert.equal(packed, undefined, `${isa} keeps no packed copy`);
           continue;
@@ -82,12 +92,32 @@ describe('packed weights', { skip }, () => {
     });
   }
 
+  test('row lookups (an embedding table tied to its head) read a packed copy as the file', () => {
+    const a = addon!;
+    a.forceIsa(null);
+    for (const [rows, cols] of [
+      [37, 96],
+      [300, 1024],
+    ]) {
+      const w = q4_0(rows, cols, rows + cols);
+      const packed = pack(w, GgmlType.Q4_0, rows, cols);
+      if (!packing(addon!.cpuInfo().isa)) return assert.equal(packed, undefined);
+      const ids = Int32Array.from([0, rows - 1, 15, 16, 17, Math.floor(rows / 2), rows - 1, 3]);
+      const want = new Float32Array(ids.length * cols);
+      const got = new Float32Array(ids.length * cols);
+      a.getRows!(w, GgmlType.Q4_0, cols, ids, want);
+      a.getRows!(w, GgmlType.Q4_0, cols, ids, got, packed);
+      assertSameFloats(got, want, `rows of ${rows} x ${cols}`);
+      assert.throws(() => a.getRows!(w, GgmlType.Q4_0, cols, ids, got, packed!.subarray(1)), /packed has/);
+    }
+  });
+
   test('fewer rows than a group, and types without a packed layout, are not packed', () => {
     const a = addon!;
     a.forceIsa(null);
-    assert.equal(a.packWeights!(q4_0(15, 64, 1), GgmlType.Q4_0, 15, 64), undefined);
-    const f32 = new Uint8Array(64 * 64 * 4);
-    assert.equal(a.packWeights!(f32, GgmlType.F32, 64, 64), undefined);
+    assert.equal(a.packedBytes!(GgmlType.Q4_0, 15, 64), 0);
+    assert.equal(a.packedBytes!(GgmlType.F32, 64, 64), 0);
+    assert.throws(() => a.packInto!(new Uint8Array(64 * 64 * 4), GgmlType.F32, 64, 64, new Uint8Array(64 * 64 * 4)), /not packed/);
   });
 
   test('a packed copy of the wrong size is refused, and weights too short for their shape', () => {
@@ -97,12 +127,19 @@ describe('packed weights', { skip }, () => {
     const w = q4_0(rows, cols, 3);
     const x = activations(cols, 1);
     const y = new Float32Array(rows);
-    const packed = a.packWeights!(w, GgmlType.Q4_0, rows, cols);
+    const packed = pack(w, GgmlType.Q4_0, rows, cols);
     if (packed) {
       assert.throws(() => a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 1, y, packed.subarray(0, packed.length - 18)), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT' && /packed has/.test(e.message));
       assert.throws(() => a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 1, y, new Float32Array(4) as unknown as Uint8Array), /packed/);
     }
-    assert.throws(() => a.packWeights!(w.subarray(0, w.length - 1), GgmlType.Q4_0, rows, cols), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT');
+    const bytes = a.packedBytes!(GgmlType.Q4_0, rows, cols);
+    if (bytes > 0) {
+      const dst = a.packArena!(bytes);
+      assert.throws(() => a.packInto!(w.subarray(0, w.length - 1), GgmlType.Q4_0, rows, cols, dst), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT');
+      assert.throws(() => a.packInto!(w, GgmlType.Q4_0, rows, cols, dst.subarray(1)), /dst has/);
+      assert.throws(() => a.packInto!(w, GgmlType.Q4_0, rows, cols, w), /dst/);
+    }
+    assert.throws(() => a.packArena!(0), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT');
   });
 
   test('a level forced after packing reads the weights themselves', () => {
@@ -111,8 +148,9 @@ describe('packed weights', { skip }, () => {
     const [rows, cols] = [96, 512];
     const w = q4_0(rows, cols, 8);
     a.forceIsa('avx512');
-    const packed = a.packWeights!(w, GgmlType.Q4_0, rows, cols)!;
+    const packed = pack(w, GgmlType.Q4_0, rows, cols)!;
     a.forceIsa('avx2');
+    assert.equal(a.packedBytes!(GgmlType.Q4_0, rows, cols), 0, 'AVX2 packs nothing');
     const x = activations(3 * cols, 2);
     const want = new Float32Array(3 * rows);
     const got = new Float32Array(3 * rows);
@@ -122,22 +160,28 @@ describe('packed weights', { skip }, () => {
     a.forceIsa(null);
   });
 
-  test('NativeKernels reads the copy it packed for a view (once per view)', () => {
+  test('NativeKernels reads the copies it packed for views (once per view)', () => {
     const k = new NativeKernels(addon);
     const [rows, cols] = [64, 128];
-    const w = q4_0(rows, cols, 5);
+    const ws = [q4_0(rows, cols, 5), q4_0(rows + 16, cols, 6)];
     const x = activations(cols, 3);
-    const before = new Float32Array(rows);
-    k.matmul(w, GgmlType.Q4_0, rows, cols, x, 1, before);
-    const bytes = k.packWeights(w, GgmlType.Q4_0, rows, cols);
-    if (!packing(addon!.cpuInfo().isa)) return assert.equal(bytes, 0);
-    assert.equal(bytes, rows * ggmlRowBytes(GgmlType.Q4_0, cols));
-    assert.equal(k.packWeights(w, GgmlType.Q4_0, rows, cols), 0, 'already packed');
-    // Weights are not to change once packed; when they do, the products show they read the copy.
-    w.fill(0);
-    const after = new Float32Array(rows);
-    k.matmul(w, GgmlType.Q4_0, rows, cols, x, 1, after);
-    assertSameFloats(after, before, 'products of the packed copy');
+    const before = ws.map((w, i) => {
+      const y = new Float32Array(rows + 16 * i);
+      k.matmul(w, GgmlType.Q4_0, rows + 16 * i, cols, x, 1, y);
+      return y;
+    });
+    const small = q4_0(8, cols, 7);
+    const bytes = k.packWeights([...ws.map((w, i) => ({ data: w, type: GgmlType.Q4_0, rows: rows + 16 * i, cols })), { data: small, type: GgmlType.Q4_0, rows: 8, cols }]);
+    if (!packing(addon!.cpuInfo().isa)) return assert.deepEqual(bytes, [0, 0, 0]);
+    assert.deepEqual(bytes, [rows, rows + 16, 0].map((r) => r * ggmlRowBytes(GgmlType.Q4_0, cols)));
+    assert.deepEqual(k.packWeights([{ data: ws[0], type: GgmlType.Q4_0, rows, cols }]), [0], 'already packed');
+    // Weights are not to change once packed; when they do, the products show they read the copies.
+    ws.forEach((w, i) => {
+      w.fill(0);
+      const y = new Float32Array(rows + 16 * i);
+      k.matmul(w, GgmlType.Q4_0, rows + 16 * i, cols, x, 1, y);
+      assertSameFloats(y, before[i], `products of packed copy ${i}`);
+    });
   });
 });
 
@@ -164,10 +208,12 @@ describe('a loaded model packs its weights', { skip }, () => {
   test('same tokens and log-probabilities packed or not, on every family shape here', async () => {
     const shapes = [
       { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 300 },
+      // The head tied to the embedding table: its lookups read the packed copy too.
+      { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 301, tied: true },
       { arch: 'qwen3', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 352, nVocab: 333 },
     ] as const;
     for (const shape of shapes) {
-      const path = join(dir, `${shape.arch}.gguf`);
+      const path = join(dir, `${shape.arch}-${shape.nVocab}.gguf`);
       writeSyntheticFile(path, { ...shape, quant: GgmlType.Q4_0, seed: 9 });
       const prompt = Array.from({ length: 70 }, (_, i) => (i * 37 + 11) % shape.nVocab);
       const run = async (pack: boolean) => {

@@ -141,21 +141,18 @@ export class GgufTensorSource implements TensorSource {
 
   /**
    * The matrices declared for products as views of the file (a tensor's columns are a copy, and
-   * not among them), a tensor's view once; `only`: no other declaration reads its bytes (a tied
-   * head's table also serves the embedding, so it is not `only`). Empty for a dry build.
+   * not among them), a tensor's view once; `only`: nothing but the kernels' products and row
+   * lookups of that view read its bytes (a tied head's table serves the embedding's lookups too,
+   * through the same view). Empty for a dry build.
    */
   products(): ProductMatrix[] {
-    // A tensor (or the same rows of it) declared twice: its first view only, and the other view
-    // still reads the bytes.
-    const key = (m: Matrix) => `${m.name}:${m.data.byteOffset}:${m.data.byteLength}`;
-    const count = new Map<string, number>();
-    for (const m of this.productList) count.set(key(m), (count.get(key(m)) ?? 0) + 1);
-    const seen = new Set<string>();
+    // Every declaration of a tensor gets its one view (count's): a tensor declared twice is packed once.
+    const seen = new Set<Uint8Array>();
     const out: ProductMatrix[] = [];
     for (const m of this.productList) {
-      if (seen.has(key(m))) continue;
-      seen.add(key(m));
-      out.push({ matrix: m, only: !this.otherUses.has(m.name) && count.get(key(m)) === 1 });
+      if (seen.has(m.data)) continue;
+      seen.add(m.data);
+      out.push({ matrix: m, only: !this.otherUses.has(m.name) });
     }
     return out;
   }
@@ -355,8 +352,8 @@ export class GgufTensorSource implements TensorSource {
     const t = this.checkMatrix(name, rows, cols, required);
     if (!t) return undefined;
     const active = activeRows === rows ? t.byteLength : activeRows * ggmlRowBytes(t.type, cols);
+    // An embedding table's rows are read through kernels.getRows with the tensor's one view (count's).
     const m: Matrix = { name, type: t.type, rows, cols, data: this.count(t, active) };
-    if (activeRows !== rows) this.otherUses.add(name);
     return activeRows === rows ? this.product(m) : m;
   }
 
