@@ -48,6 +48,18 @@ function pack(w: Uint8Array, type: GgmlType, rows: number, cols: number): Uint8A
   return dst;
 }
 
+/** The types the AVX-512 level packs, with their block sizes and a maker of valid weights. */
+const PACKED_TYPES = [GgmlType.Q4_0];
+
+function blockOf(type: GgmlType): number {
+  return type === GgmlType.Q4_0 ? 32 : 256;
+}
+
+function weights(type: GgmlType, rows: number, cols: number, seed: number): Uint8Array {
+  if (type !== GgmlType.Q4_0) throw new Error(`no test weights of ${GgmlType[type]}`);
+  return q4_0(rows, cols, seed);
+}
+
 function activations(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.731 + seed) * (1 + (i % 7)));
 }
@@ -61,32 +73,35 @@ describe('packed weights', { skip }, () => {
   const isas = addon ? addon.cpuInfo().availableIsas : [];
 
   for (const isa of isas) {
-    test(`on ${isa}: matmul over packed Q4_0 equals the file's layout bit for bit`, () => {
+    test(`on ${isa}: matmul over packed weights equals the file's layout bit for bit`, () => {
       const a = addon!;
       a.forceIsa(isa);
-      for (const [rows, cols] of [
-        [16, 32],
-        [37, 96],
-        [300, 1024],
-        [4099, 64],
-        [64, 8192 + 64],
-      ]) {
-        const w = q4_0(rows, cols, rows * 31 + cols);
-        const packed = pack(w, GgmlType.Q4_0, rows, cols);
-        if (!packing(isa)) {
-          assert.equal(packed, undefined, `${isa} keeps no packed copy`);
-          continue;
-        }
-        assert.ok(packed, `${rows} x ${cols} packed`);
-        assert.equal(packed.byteLength, Math.ceil(rows / 16) * 16 * ggmlRowBytes(GgmlType.Q4_0, cols));
-        for (const n of [1, 2, 3, 4, 5, 6, 7, 9, 16, 31, 48, 49, 70]) {
-          if (rows * n > 4099 * 9) continue;
-          const x = activations(n * cols, n);
-          const want = new Float32Array(n * rows);
-          const got = new Float32Array(n * rows);
-          a.matmul!(w, GgmlType.Q4_0, rows, cols, x, n, want);
-          a.matmul!(w, GgmlType.Q4_0, rows, cols, x, n, got, packed);
-          assertSameFloats(got, want, `${rows} x ${cols}, ${n} tokens on ${isa}`);
+      for (const type of PACKED_TYPES) {
+        const k = blockOf(type) === 256;
+        for (const [rows, cols] of [
+          [16, k ? 256 : 32],
+          [37, k ? 512 : 96],
+          [300, 1024],
+          [4099, k ? 256 : 64],
+          [64, k ? 8192 + 256 : 8192 + 64],
+        ]) {
+          const w = weights(type, rows, cols, rows * 31 + cols);
+          const packed = pack(w, type, rows, cols);
+          if (!packing(isa)) {
+            assert.equal(packed, undefined, `${isa} keeps no packed copy`);
+            continue;
+          }
+          assert.ok(packed, `${GgmlType[type]} ${rows} x ${cols} packed`);
+          assert.equal(packed.byteLength, Math.ceil(rows / 16) * 16 * ggmlRowBytes(type, cols));
+          for (const n of [1, 2, 3, 4, 5, 6, 7, 9, 16, 31, 48, 49, 70]) {
+            if (rows * n > 4099 * 9) continue;
+            const x = activations(n * cols, n);
+            const want = new Float32Array(n * rows);
+            const got = new Float32Array(n * rows);
+            a.matmul!(w, type, rows, cols, x, n, want);
+            a.matmul!(w, type, rows, cols, x, n, got, packed);
+            assertSameFloats(got, want, `${GgmlType[type]} ${rows} x ${cols}, ${n} tokens on ${isa}`);
+          }
         }
       }
     });
@@ -95,21 +110,22 @@ describe('packed weights', { skip }, () => {
   test('row lookups (an embedding table tied to its head) read a packed copy as the file', () => {
     const a = addon!;
     a.forceIsa(null);
-    for (const [rows, cols] of [
-      [37, 96],
-      [300, 1024],
-    ]) {
-      const w = q4_0(rows, cols, rows + cols);
-      const packed = pack(w, GgmlType.Q4_0, rows, cols);
-      if (!packing(addon!.cpuInfo().isa)) return assert.equal(packed, undefined);
-      const ids = Int32Array.from([0, rows - 1, 15, 16, 17, Math.floor(rows / 2), rows - 1, 3]);
-      const want = new Float32Array(ids.length * cols);
-      const got = new Float32Array(ids.length * cols);
-      a.getRows!(w, GgmlType.Q4_0, cols, ids, want);
-      a.getRows!(w, GgmlType.Q4_0, cols, ids, got, packed);
-      assertSameFloats(got, want, `rows of ${rows} x ${cols}`);
-      assert.throws(() => a.getRows!(w, GgmlType.Q4_0, cols, ids, got, packed!.subarray(1)), /packed has/);
-    }
+    for (const type of PACKED_TYPES)
+      for (const [rows, cols] of [
+        [37, blockOf(type) * 3],
+        [300, 1024],
+      ]) {
+        const w = weights(type, rows, cols, rows + cols);
+        const packed = pack(w, type, rows, cols);
+        if (!packing(addon!.cpuInfo().isa)) return assert.equal(packed, undefined);
+        const ids = Int32Array.from([0, rows - 1, 15, 16, 17, Math.floor(rows / 2), rows - 1, 3]);
+        const want = new Float32Array(ids.length * cols);
+        const got = new Float32Array(ids.length * cols);
+        a.getRows!(w, type, cols, ids, want);
+        a.getRows!(w, type, cols, ids, got, packed);
+        assertSameFloats(got, want, `${GgmlType[type]} rows of ${rows} x ${cols}`);
+        assert.throws(() => a.getRows!(w, type, cols, ids, got, packed!.subarray(1)), /packed has/);
+      }
   });
 
   test('fewer rows than a group, and types without a packed layout, are not packed', () => {
