@@ -6,6 +6,11 @@
  * for bit. Packing copies the bytes once, so a matrix that nothing but products reads then has its
  * pages of the file mapping released: the process holds those weights once, in the packed copy.
  * `CAIRN_PACK_WEIGHTS=0` keeps every product on the file's layout (to compare the two).
+ *
+ * This departs from using every weight in place where it is mapped: for the formats whose one-token
+ * products cost more to unpack from the file's layout than to read (Q4_0 on AVX-512, where
+ * llama.cpp likewise repacks), a copy in the kernels' layout at load, never dequantized, and held
+ * once. Loads take longer by the time the OS needs to give the process that much fresh memory.
  */
 import type { Kernels } from '../kernels/api.js';
 import type { FileMapping } from '../kernels/index.js';
