@@ -113,10 +113,10 @@ static void check_experts(void) {
       cairn_expert_batch_init(batch, bytes, type, n_experts, n_used, cols, n_tokens);
       cairn_isa_force(CAIRN_ISA_SCALAR);
       cairn_expert_prepare(batch, bytes, type, x, n_tokens, ids, 0);
-      cairn_expert_matmul(batch, bytes, type, w, rows, y0, NULL);
+      cairn_expert_matmul(batch, bytes, type, w, NULL, rows, y0, NULL);
       cairn_isa_force(best);
       cairn_expert_prepare(batch, bytes, type, x, n_tokens, ids, 0);
-      cairn_expert_matmul(batch, bytes, type, w, rows, y1, NULL);
+      cairn_expert_matmul(batch, bytes, type, w, NULL, rows, y1, NULL);
       char what[64];
       snprintf(what, sizeof what, "experts type %d, %d tokens", type, n_tokens);
       compare(what, y0, y1, (size_t)pairs * rows, 2e-4);

@@ -9,6 +9,7 @@
 #include "binding_parts.h"
 #include "binding_quant.h"
 #include "experts.h"
+#include "matmul.h"
 #include "quant_kernels.h"
 
 #define MAX_COUNT 2147483647.0
@@ -153,9 +154,9 @@ static napi_value prepare(napi_env env, napi_callback_info info) {
   return args_undefined(env);
 }
 
-/* expertMatmul(batch, w, wtype, rows, y, bias?) */
+/* expertMatmul(batch, w, wtype, rows, y, bias?, packed?): packed is w packed as one matrix (packInto), or undefined. */
 static napi_value matmul(napi_env env, napi_callback_info info) {
-  napi_value v[6];
+  napi_value v[7];
   uint8_t *buf, *w;
   int64_t bytes, rows, w_len;
   cairn_expert_shape s;
@@ -164,7 +165,7 @@ static napi_value matmul(napi_env env, napi_callback_info info) {
       weight_type(env, v[2], &wtype, &vt) || args_int(env, v[3], "rows", 0, MAX_COUNT, &rows)) {
     return NULL;
   }
-  size_t argc = 6;
+  size_t argc = 7;
   napi_get_cb_info(env, info, &argc, v, NULL, NULL);
   if (s.vec_type < 0) {
     args_throw(env, "BAD_ARGUMENT", "the expert batch has not been prepared");
@@ -198,7 +199,24 @@ static napi_value matmul(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  const int rc = cairn_expert_matmul(buf, (size_t)bytes, wtype, w, (int)rows, y, bias);
+  /* The packed copy: of every expert w holds, in whole 16-row groups, never overlapping y. */
+  uint8_t *packed = NULL;
+  napi_valuetype pt = napi_undefined;
+  if (argc > 6) napi_typeof(env, v[6], &pt);
+  if (pt != napi_undefined && pt != napi_null) {
+    int64_t packed_len;
+    if (args_typed(env, v[6], "packed", napi_uint8_array, 0, 1, (void **)&packed, &packed_len)) return NULL;
+    const size_t row_bytes = quant_row_bytes(wtype, s.cols);
+    const size_t want = cairn_packed_bytes(wtype, (int)((size_t)w_len / row_bytes), s.cols);
+    if (want && ((size_t)packed_len != want || rows % 16 != 0 || (size_t)w_len % row_bytes != 0)) {
+      args_throw(env, "BAD_ARGUMENT", "packed holds %lld bytes, not the %s bank's %zu packed in experts of whole 16-row groups",
+                 (long long)packed_len, quant_type_name(wtype), want);
+      return NULL;
+    }
+    if (disjoint(env, "y", y, (size_t)y_need * 4, "packed", packed, (size_t)packed_len)) return NULL;
+    if (!want) packed = NULL;
+  }
+  const int rc = cairn_expert_matmul(buf, (size_t)bytes, wtype, w, packed, (int)rows, y, bias);
   if (rc == -2) {
     napi_throw_error(env, NULL, "expertMatmul could not allocate its scratch memory");
     return NULL;

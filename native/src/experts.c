@@ -199,6 +199,11 @@ int cairn_expert_prepare(void *buf, size_t bytes, int wtype, const float *x, int
 
 typedef struct {
   quant_gemm_fn gemm;
+  /* Packed weights (cairn_pack of the bank as one matrix, experts of whole 16-row groups) and the
+     products over them, used for rows that start on a group (all of them, as chunks are cut). */
+  const uint8_t *packed;
+  quant_gemm_fn packed_gemm;
+  quant_panel_gemm_fn packed_panel_gemm;
   /* Panel path for experts with at least panel_min tokens (panel_gemm NULL: none). */
   quant_panel_gemm_fn panel_gemm;
   int panel_min;
@@ -233,13 +238,16 @@ static void put_row(const product_ctx *c, int e, int pos, int r0, int nr, const 
 /* Rows [r0, r0 + nr) (nr <= chunk_rows) of expert e against all the tokens routed to it, on share ith. */
 static void run_rows(const product_ctx *c, int ith, int e, int r0, int nr) {
   const int pos0 = c->off[e], n_e = c->off[e + 1] - pos0;
-  const uint8_t *we = c->w + (size_t)e * c->expert_bytes + (size_t)r0 * c->w_stride;
+  const int packed = c->packed && r0 % QUANT_PANEL_ROWS == 0;
+  const uint8_t *we = (packed ? c->packed : c->w) + (size_t)e * c->expert_bytes + (size_t)r0 * c->w_stride;
+  const quant_gemm_fn gemm = packed ? c->packed_gemm : c->gemm;
+  const quant_panel_gemm_fn panel_gemm = packed ? c->packed_panel_gemm : c->panel_gemm;
   if (c->panel_gemm && n_e >= c->panel_min) {
     /* Shares run one at a time per index, so share `ith` owns panel and output buffer `ith`. */
     float *tmp = c->tmp + (size_t)ith * c->tmp_floats;
     for (int t0 = 0; t0 < n_e; t0 += c->token_block) {
       const int nt = n_e - t0 < c->token_block ? n_e - t0 : c->token_block;
-      c->panel_gemm(c->cols, we, c->w_stride, nr, c->a + (size_t)(pos0 + t0) * c->a_stride, c->a_stride,
+      panel_gemm(c->cols, we, c->w_stride, nr, c->a + (size_t)(pos0 + t0) * c->a_stride, c->a_stride,
                     c->aux + (size_t)(pos0 + t0) * c->aux_stride, c->aux_stride, nt, tmp, (size_t)nr,
                     c->panels + (size_t)ith * c->panel_bytes);
       for (int i = 0; i < nt; i++) put_row(c, e, pos0 + t0 + i, r0, nr, tmp + (size_t)i * nr);
@@ -252,13 +260,13 @@ static void run_rows(const product_ctx *c, int ith, int e, int r0, int nr) {
     if (nt == 1) {
       /* One token: straight into its output row. */
       float *dst = c->y + (size_t)c->order[pos0 + t0] * c->rows + r0;
-      c->gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, 1, dst, (size_t)c->rows);
+      gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, 1, dst, (size_t)c->rows);
       if (c->bias) put_row(c, e, pos0 + t0, r0, nr, dst);
       continue;
     }
     /* Several: their rows of y are scattered, so the tile goes through this share's buffer. */
     float *tmp = c->tmp + (size_t)ith * c->tmp_floats;
-    c->gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, nt, tmp, (size_t)nr);
+    gemm(c->cols, we, c->w_stride, nr, a, c->a_stride, nt, tmp, (size_t)nr);
     for (int i = 0; i < nt; i++) put_row(c, e, pos0 + t0 + i, r0, nr, tmp + (size_t)i * nr);
   }
 }
@@ -372,7 +380,7 @@ static void aux_job(void *p, int ith, int nth) {
   }
 }
 
-int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w, int rows, float *y, const float *bias) {
+int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w, const void *packed, int rows, float *y, const float *bias) {
   batch_layout l;
   const batch_header *h = header_of(buf, bytes, &l);
   if (!h || wtype < 0 || wtype >= QUANT_MAX_TYPE || rows < 0) return -1;
@@ -423,6 +431,13 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
     c.panel_min = panels_from;
     c.aux_stride = quant_panel_aux_count(h->cols);
     c.panel_bytes = pad64(quant_panel_bytes(panels, wtype, h->cols, c.chunk_rows));
+  }
+  /* Packed weights where this level reads them: experts of whole groups only (the caller checks). */
+  const quant_panel_table *pk = packed && rows % QUANT_PANEL_ROWS == 0 ? quant_active_packing(wtype) : NULL;
+  if (pk) {
+    c.packed = (const uint8_t *)packed;
+    c.packed_gemm = pk->packed[wtype];
+    c.packed_panel_gemm = pk->packed_gemm[wtype];
   }
   /* Panel paths with their own activation layout serve a few tokens too, without a panel buffer. */
   const int few_ok = !c.panel_gemm || own_layout;

@@ -45,11 +45,12 @@ int cairn_expert_prepare(void *buf, size_t bytes, int wtype, const float *x, int
 
 /*
  * y[p * rows + r] = dot(W[ids[p]][r, :], activation row of pair p) (+ bias[ids[p] * rows + r]) for
- * every pair p of the prepared batch. w: n_experts x rows x cols of wtype. Returns 0; -1 when the
- * batch is not prepared for wtype's activation form or is inconsistent; -2 when scratch memory
- * could not be allocated.
+ * every pair p of the prepared batch. w: n_experts x rows x cols of wtype. packed (may be NULL):
+ * w packed as one matrix by cairn_pack (matmul.h), read where the active level can (rows a
+ * multiple of 16), with the same results. Returns 0; -1 when the batch is not prepared for wtype's
+ * activation form or is inconsistent; -2 when scratch memory could not be allocated.
  */
-int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w, int rows, float *y, const float *bias);
+int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w, const void *packed, int rows, float *y, const float *bias);
 
 /* out[t, :] = sum over s (in order) of weights[t * n_used + s] * y[t * n_used + s, :], rows of dim. */
 void cairn_moe_combine(const float *y, const float *weights, int64_t n_tokens, int64_t n_used, int64_t dim, float *out);

@@ -222,8 +222,7 @@ static void vec_job(void *p, int ith, int nth) {
   }
 }
 
-/* The packing of wtype on the active level, or NULL where it packs no such weights. */
-static const quant_panel_table *packing(int wtype) {
+const quant_panel_table *quant_active_packing(int wtype) {
   const quant_panel_table *panels = quant_active_panels();
   return wtype >= 0 && wtype < QUANT_MAX_TYPE && panels && panels->pack[wtype] && panels->packed[wtype] && panels->packed_gemm[wtype] &&
                  panels->packed_row[wtype]
@@ -232,7 +231,7 @@ static const quant_panel_table *packing(int wtype) {
 
 size_t cairn_packed_bytes(int wtype, int rows, int cols) {
   /* Fewer rows than a group: packing would pad them to 16. */
-  if (!packing(wtype) || rows < QUANT_PANEL_ROWS || cols <= 0 || cols % quant_block_size(wtype) != 0) return 0;
+  if (!quant_active_packing(wtype) || rows < QUANT_PANEL_ROWS || cols <= 0 || cols % quant_block_size(wtype) != 0) return 0;
   return (size_t)((rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS) * QUANT_PANEL_ROWS * quant_row_bytes(wtype, cols);
 }
 
@@ -253,7 +252,7 @@ static void pack_job(void *p, int ith, int nth) {
 }
 
 int cairn_pack(int wtype, const void *w, int rows, int cols, void *dst) {
-  const quant_panel_table *panels = packing(wtype);
+  const quant_panel_table *panels = quant_active_packing(wtype);
   if (!cairn_packed_bytes(wtype, rows, cols)) return -1;
   pack_ctx c = {panels->pack[wtype], (const uint8_t *)w, (uint8_t *)dst, quant_row_bytes(wtype, cols), rows,
                 (rows + QUANT_PANEL_ROWS - 1) / QUANT_PANEL_ROWS};
@@ -309,7 +308,7 @@ int cairn_matmul_packed(int wtype, const void *w, const void *packed, int rows, 
     dc.aux_stride = aux_stride;
   }
   /* Packed weights (made on this level: packing() is the table that packed them or no table). */
-  const quant_panel_table *pk = packed ? packing(wtype) : NULL;
+  const quant_panel_table *pk = packed ? quant_active_packing(wtype) : NULL;
   if (pk) {
     dc.packed = (const uint8_t *)packed;
     dc.packed_gemm = pk->packed[wtype];
@@ -456,7 +455,7 @@ int quant_get_rows(int type, const void *w, int cols, const int32_t *ids, int n_
 int quant_get_rows_packed(int type, const void *w, const void *packed, int cols, const int32_t *ids, int n_ids, float *out) {
   const int bs = quant_block_size(type);
   if (bs == 0 || cols <= 0 || cols % bs != 0 || n_ids < 0) return -1;
-  const quant_panel_table *pk = packed ? packing(type) : NULL;
+  const quant_panel_table *pk = packed ? quant_active_packing(type) : NULL;
   rows_ctx c = {type, cols, (const uint8_t *)w, quant_row_bytes(type, cols), ids, n_ids, out,
                 pk ? pk->packed_row[type] : NULL, (const uint8_t *)packed, 0};
   if ((int64_t)n_ids * cols >= MIN_PARALLEL_CODEC && n_ids > 1) cairn_pool_run_n(rows_job, &c, n_ids);

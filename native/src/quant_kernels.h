@@ -135,6 +135,9 @@ extern const quant_panel_table quant_panels_amx;
 #endif
 /* The panel kernels of the active ISA, or NULL where it has none. */
 const quant_panel_table *quant_active_panels(void);
+/* The active ISA's panel table where it packs wtype's weights (pack, packed, packed_gemm and
+   packed_row all there), else NULL. */
+const quant_panel_table *quant_active_packing(int wtype);
 
 /*
  * The converter of wtype's activations on the active level (NULL: F32 rows are used as they

@@ -197,9 +197,13 @@ export async function loadExpertRank(
   const config = readModelConfig(file);
   validateShard(spec, config);
   const kernels = createKernels({ backend: opts.backend, threads: opts.threads });
-  const { built, mapping, mappedBytes } = await mapAndBuild(path, opts, `loading experts of ${path}`, (view) => [
-    loadExpertShard(file, config, spec, view, kernels, opts.maxBatch ?? 512),
-  ]);
+  const { built, mapping, mappedBytes } = await mapAndBuild(
+    path,
+    opts,
+    `loading experts of ${path}`,
+    (view) => [loadExpertShard(file, config, spec, view, kernels, opts.maxBatch ?? 512)],
+    kernels,
+  );
   return { path, file, config, kernels, expert: built[0], mappedBytes, close: () => mapping.close() };
 }
 

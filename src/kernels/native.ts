@@ -89,7 +89,7 @@ export interface NativeAddon {
   expertBatchBytes(wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): number;
   expertBatchInit(batch: Uint8Array, wtype: GgmlType, nExperts: number, nUsed: number, cols: number, maxTokens: number): void;
   prepareExperts(batch: Uint8Array, wtype: GgmlType, x: Float32Array, nTokens: number, ids: Int32Array, perSlot: boolean): void;
-  expertMatmul(batch: Uint8Array, w: Uint8Array, wtype: GgmlType, rows: number, y: Float32Array, bias?: Float32Array): void;
+  expertMatmul(batch: Uint8Array, w: Uint8Array, wtype: GgmlType, rows: number, y: Float32Array, bias?: Float32Array, packed?: Uint8Array): void;
   moeCombine(y: Float32Array, weights: Float32Array, nTokens: number, nUsed: number, dim: number, out: Float32Array): void;
 }
 
@@ -326,7 +326,7 @@ export class NativeKernels implements Kernels {
 
   expertMatmul(batch: ExpertBatch, w: Uint8Array, wtype: GgmlType, rows: number, y: Float32Array, bias?: Float32Array): void {
     try {
-      this.addon.expertMatmul(nativeBatch(batch).buffer, w, wtype, rows, y, bias);
+      this.addon.expertMatmul(nativeBatch(batch).buffer, w, wtype, rows, y, bias, this.packed.get(w));
     } catch (err) {
       throw asCairnError(err);
     }

@@ -14,9 +14,10 @@ import { join } from 'node:path';
 import { GgmlType, ggmlRowBytes } from '../gguf/ggml-types.js';
 import { loadModel } from '../engine/load.js';
 import { openMapping } from './mapping.js';
-import { isNativeAvailable, loadNative, NativeKernels } from './native.js';
+import { isNativeAvailable, loadNative, NativeExpertBatch, NativeKernels } from './native.js';
 import { scratchDir } from '../../test/helpers/paths.js';
 import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
+import { MOE_SHAPES } from '../../test/helpers/moe-shapes.js';
 
 const available = isNativeAvailable();
 const addon = available ? loadNative() : undefined;
@@ -128,6 +129,31 @@ describe('packed weights', { skip }, () => {
       }
   });
 
+  test('expert products read a bank packed as one matrix, for any token count', () => {
+    const [experts, used, rows, cols] = [4, 2, 48, 256];
+    const bank = q4_0(experts * rows, cols, 11);
+    const plain = new NativeKernels(addon);
+    const packedKernels = new NativeKernels(addon);
+    const bytes = packedKernels.packWeights([{ data: bank, type: GgmlType.Q4_0, rows: experts * rows, cols }]);
+    if (!packing(addon!.cpuInfo().isa)) return assert.deepEqual(bytes, [0]);
+    for (const n of [1, 3, 5, 40, 120]) {
+      const x = activations(n * cols, n + 1);
+      const ids = Int32Array.from({ length: n * used }, (_, i) => (i * 3 + Math.floor(i / used)) % experts);
+      const run = (k: NativeKernels) => {
+        const batch = k.createExpertBatch(GgmlType.Q4_0, experts, used, cols, n);
+        k.prepareExperts(batch, GgmlType.Q4_0, x, n, ids, 'token');
+        const y = new Float32Array(n * used * rows);
+        k.expertMatmul(batch, bank, GgmlType.Q4_0, rows, y);
+        return y;
+      };
+      assertSameFloats(run(packedKernels), run(plain), `${n} tokens`);
+    }
+    // A packed copy that is not the bank's is refused.
+    const batch = plain.createExpertBatch(GgmlType.Q4_0, experts, used, cols, 1);
+    plain.prepareExperts(batch, GgmlType.Q4_0, activations(cols, 1), 1, Int32Array.of(0, 1), 'token');
+    assert.throws(() => addon!.expertMatmul((batch as NativeExpertBatch).buffer, bank, GgmlType.Q4_0, rows, new Float32Array(used * rows), undefined, new Uint8Array(18)), /packed holds 18 bytes/);
+  });
+
   test('fewer rows than a group, and types without a packed layout, are not packed', () => {
     const a = addon!;
     a.forceIsa(null);
@@ -227,7 +253,9 @@ describe('a loaded model packs its weights', { skip }, () => {
       // The head tied to the embedding table: its lookups read the packed copy too.
       { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 301, tied: true },
       { arch: 'qwen3', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 352, nVocab: 333 },
-    ] as const;
+      // Expert banks packed as matrices of their experts' rows.
+      MOE_SHAPES.qwen3moe,
+    ];
     for (const shape of shapes) {
       const path = join(dir, `${shape.arch}-${shape.nVocab}.gguf`);
       writeSyntheticFile(path, { ...shape, quant: GgmlType.Q4_0, seed: 9 });

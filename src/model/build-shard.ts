@@ -152,7 +152,7 @@ export function loadExpertShard(
   const src = new GgufTensorSource(file, { bytesOf, kernels }, undefined, split);
   const ws = new Workspace(maxBatch);
   const { layers, used } = declareExpertShard(cfg, spec, src, ws);
-  return new ExpertShard(cfg, spec, layers, used, { bytes: src.totalBytes, views: src.views() }, kernels, ws);
+  return new ExpertShard(cfg, spec, layers, used, { bytes: src.totalBytes, views: src.views(), products: src.products() }, kernels, ws);
 }
 
 /** Declares an expert rank's tensors through `src` (made with the rank's expert split) and builds its experts by layer. */

@@ -61,7 +61,7 @@ export class GgufTensorSource implements TensorSource {
   /** The slice declared of each distinct tensor (undefined: all of it). */
   private readonly declaredSlices = new Map<string, TensorSlice | undefined>();
   private readonly zeros = new Map<number, Float32Array>();
-  /** Matrices declared whole or by rows for products (views of the file), in the order declared. */
+  /** Matrices declared whole or by rows for products, and expert banks as matrices (views of the file), in the order declared. */
   private readonly productList: Matrix[] = [];
   /** Tensors declared some other way too (an embedding table, an expert bank, a vector). */
   private readonly otherUses = new Set<string>();
@@ -215,14 +215,23 @@ export class GgufTensorSource implements TensorSource {
 
   experts(name: string, count: number, rows: number, cols: number, used: number): ExpertBank {
     const t = this.checkExperts(name, count, rows, cols, used);
-    this.otherUses.add(name);
     const expertBytes = rows * ggmlRowBytes(t.type, cols);
-    return { name, type: t.type, rows, cols, count, expertBytes, data: this.count(t, used * expertBytes) };
+    return this.bank({ name, type: t.type, rows, cols, count, expertBytes, data: this.count(t, used * expertBytes) });
+  }
+
+  /**
+   * Records a bank for products as one matrix of its experts' rows, where its experts are whole
+   * groups of 16 rows (a packed copy then keeps every expert at its offset); else its bytes serve
+   * a use packing does not know.
+   */
+  private bank(b: ExpertBank): ExpertBank {
+    if (b.rows % 16 === 0) this.product({ name: b.name, type: b.type, rows: b.rows * b.count, cols: b.cols, data: b.data });
+    else this.otherUses.add(b.name);
+    return b;
   }
 
   expertsRange(name: string, count: number, rows: number, cols: number, used: number, range: Range): ExpertBank {
     const t = this.checkExperts(name, count, rows, cols, used);
-    this.otherUses.add(name);
     const [e0, e1] = this.checkRange(name, range, count, 1);
     const expertBytes = rows * ggmlRowBytes(t.type, cols);
     const held = (e1 - e0) * expertBytes;
@@ -230,7 +239,7 @@ export class GgufTensorSource implements TensorSource {
     const active = Math.round((used * held) / count);
     const slice: TensorSlice = { kind: 'outer', start: e0, end: e1, full: count };
     const data = this.count(t, active, { bytes: held, data: (whole) => whole.subarray(e0 * expertBytes, e1 * expertBytes), slice });
-    return { name, type: t.type, rows, cols, count: e1 - e0, expertBytes, data, first: e0 };
+    return this.bank({ name, type: t.type, rows, cols, count: e1 - e0, expertBytes, data, first: e0 });
   }
 
   /** Checks a 3-D expert tensor's dims and type and the experts used per token. */
