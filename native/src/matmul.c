@@ -307,7 +307,7 @@ int cairn_matmul_packed(int wtype, const void *w, const void *packed, int rows, 
     dc.aux = pc.aux;
     dc.aux_stride = aux_stride;
   }
-  /* Packed weights (made on this level: packing() is the table that packed them or no table). */
+  /* Packed weights (made on this level: quant_active_packing() is the table that packed them, or none). */
   const quant_panel_table *pk = packed ? quant_active_packing(wtype) : NULL;
   if (pk) {
     dc.packed = (const uint8_t *)packed;

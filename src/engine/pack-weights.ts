@@ -56,7 +56,7 @@ export async function packProductWeights(
   let packedBytes = 0;
   let releasedBytes = 0;
   try {
-    for (let i = 0; i < candidates.length; ) {
+    for (let i = 0; i < candidates.length;) {
       const batch: ProductMatrix[] = [];
       let bytes = 0;
       while (i < candidates.length && (batch.length === 0 || bytes + candidates[i].matrix.data.byteLength <= BATCH_BYTES)) {

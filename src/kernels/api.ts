@@ -133,10 +133,11 @@ export interface Kernels {
   /**
    * Copies weight matrices into a layout of the kernels' own (one allocation for the call), which
    * matmul, getRows and expertMatmul (an expert bank packed as one matrix of its experts' rows)
-   * then read for each `data` (that view object) with the same results bit for bit, faster. For weights that never change (a model's): the kernels would go on reading
-   * a copy after its view's bytes changed. Returns each copy's bytes, 0 where these kernels keep
-   * no such copy (the type, the CPU, fewer than 16 rows, or the view already packed); the views
-   * stay readable and are still read where a copy cannot serve (another CPU level forced).
+   * then read for each `data` (that view object) with the same results bit for bit, faster. For
+   * weights that never change (a model's): the kernels would go on reading a copy after its view's
+   * bytes changed. Returns each copy's bytes, 0 where these kernels keep no such copy (the type,
+   * the CPU, fewer than 16 rows, or the view already packed); the views stay readable and are
+   * still read where a copy cannot serve (another CPU level forced).
    */
   packWeights?(matrices: readonly WeightMatrix[]): number[];
 

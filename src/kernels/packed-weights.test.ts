@@ -29,7 +29,7 @@ const packing = (isa: string) => isa === 'avx512';
 function q4_0(rows: number, cols: number, seed: number): Uint8Array {
   const out = new Uint8Array(rows * ggmlRowBytes(GgmlType.Q4_0, cols));
   let s = seed >>> 0;
-  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24);
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
   for (let o = 0; o < out.length; o += 18) {
     // d: an f16 in [2^-10, 2^-6), either sign.
     out[o] = next();
@@ -66,7 +66,8 @@ function activations(n: number, seed: number): Float32Array {
 }
 
 function assertSameFloats(got: Float32Array, want: Float32Array, label: string): void {
-  for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.fail(`${label}: element ${i} is ${got[i]}, unpacked ${want[i]}`);
+  for (let i = 0; i < want.length; i++)
+    if (!Object.is(got[i], want[i])) assert.fail(`${label}: element ${i} is ${got[i]}, unpacked ${want[i]}`);
 }
 
 describe('packed weights', { skip }, () => {
@@ -151,7 +152,19 @@ describe('packed weights', { skip }, () => {
     // A packed copy that is not the bank's is refused.
     const batch = plain.createExpertBatch(GgmlType.Q4_0, experts, used, cols, 1);
     plain.prepareExperts(batch, GgmlType.Q4_0, activations(cols, 1), 1, Int32Array.of(0, 1), 'token');
-    assert.throws(() => addon!.expertMatmul((batch as NativeExpertBatch).buffer, bank, GgmlType.Q4_0, rows, new Float32Array(used * rows), undefined, new Uint8Array(18)), /packed holds 18 bytes/);
+    assert.throws(
+      () =>
+        addon!.expertMatmul(
+          (batch as NativeExpertBatch).buffer,
+          bank,
+          GgmlType.Q4_0,
+          rows,
+          new Float32Array(used * rows),
+          undefined,
+          new Uint8Array(18),
+        ),
+      /packed holds 18 bytes/,
+    );
   });
 
   test('fewer rows than a group, and types without a packed layout, are not packed', () => {
@@ -171,17 +184,26 @@ describe('packed weights', { skip }, () => {
     const y = new Float32Array(rows);
     const packed = pack(w, GgmlType.Q4_0, rows, cols);
     if (packed) {
-      assert.throws(() => a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 1, y, packed.subarray(0, packed.length - 18)), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT' && /packed has/.test(e.message));
+      assert.throws(
+        () => a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 1, y, packed.subarray(0, packed.length - 18)),
+        (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT' && /packed has/.test(e.message),
+      );
       assert.throws(() => a.matmul!(w, GgmlType.Q4_0, rows, cols, x, 1, y, new Float32Array(4) as unknown as Uint8Array), /packed/);
     }
     const bytes = a.packedBytes!(GgmlType.Q4_0, rows, cols);
     if (bytes > 0) {
       const dst = a.packArena!(bytes);
-      assert.throws(() => a.packInto!(w.subarray(0, w.length - 1), GgmlType.Q4_0, rows, cols, dst), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT');
+      assert.throws(
+        () => a.packInto!(w.subarray(0, w.length - 1), GgmlType.Q4_0, rows, cols, dst),
+        (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT',
+      );
       assert.throws(() => a.packInto!(w, GgmlType.Q4_0, rows, cols, dst.subarray(1)), /dst has/);
       assert.throws(() => a.packInto!(w, GgmlType.Q4_0, rows, cols, w), /dst/);
     }
-    assert.throws(() => a.packArena!(0), (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT');
+    assert.throws(
+      () => a.packArena!(0),
+      (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT',
+    );
   });
 
   test('a level forced after packing reads the weights themselves', () => {
@@ -213,9 +235,15 @@ describe('packed weights', { skip }, () => {
       return y;
     });
     const small = q4_0(8, cols, 7);
-    const bytes = k.packWeights([...ws.map((w, i) => ({ data: w, type: GgmlType.Q4_0, rows: rows + 16 * i, cols })), { data: small, type: GgmlType.Q4_0, rows: 8, cols }]);
+    const bytes = k.packWeights([
+      ...ws.map((w, i) => ({ data: w, type: GgmlType.Q4_0, rows: rows + 16 * i, cols })),
+      { data: small, type: GgmlType.Q4_0, rows: 8, cols },
+    ]);
     if (!packing(addon!.cpuInfo().isa)) return assert.deepEqual(bytes, [0, 0, 0]);
-    assert.deepEqual(bytes, [rows, rows + 16, 0].map((r) => r * ggmlRowBytes(GgmlType.Q4_0, cols)));
+    assert.deepEqual(
+      bytes,
+      [rows, rows + 16, 0].map((r) => r * ggmlRowBytes(GgmlType.Q4_0, cols)),
+    );
     assert.deepEqual(k.packWeights([{ data: ws[0], type: GgmlType.Q4_0, rows, cols }]), [0], 'already packed');
     // Weights are not to change once packed; when they do, the products show they read the copies.
     ws.forEach((w, i) => {
@@ -234,7 +262,18 @@ describe('a loaded model packs its weights', { skip }, () => {
 
   test('a mapping releases the pages of its own views only', () => {
     const path = join(dir, 'bytes.bin');
-    writeSyntheticFile(path, { arch: 'llama', nEmbd: 64, nLayer: 1, nHead: 2, nKvHead: 2, headDim: 32, nFf: 128, nVocab: 64, quant: GgmlType.Q4_0, seed: 1 });
+    writeSyntheticFile(path, {
+      arch: 'llama',
+      nEmbd: 64,
+      nLayer: 1,
+      nHead: 2,
+      nKvHead: 2,
+      headDim: 32,
+      nFf: 128,
+      nVocab: 64,
+      quant: GgmlType.Q4_0,
+      seed: 1,
+    });
     const m = openMapping(path);
     try {
       const view = m.view(0, Math.min(m.size, 3 * 4096));
@@ -269,7 +308,14 @@ describe('a loaded model packs its weights', { skip }, () => {
         try {
           assert.equal(m.packedBytes > 0, pack && packing(addon!.cpuInfo().isa), `${shape.arch}: packed ${m.packedBytes} bytes`);
           const out: { tokens: number[]; logprobs: number[] } = { tokens: [], logprobs: [] };
-          for await (const ev of m.engine.generate({ prompt, maxTokens: 12, promptLogprobs: 0, logprobs: 0, sampler: { temperature: 0 }, ignoreEos: true })) {
+          for await (const ev of m.engine.generate({
+            prompt,
+            maxTokens: 12,
+            promptLogprobs: 0,
+            logprobs: 0,
+            sampler: { temperature: 0 },
+            ignoreEos: true,
+          })) {
             if (ev.type === 'prompt') out.logprobs.push(...ev.logprobs.map((l) => l.logprob));
             if (ev.type === 'token') {
               out.tokens.push(ev.id);
