@@ -111,6 +111,9 @@ PX_INLINE void px_pack_block_q4_0(const uint8_t *const *rows, int b, uint8_t *ds
   memcpy(dst + 256, d, sizeof d);
 }
 
+_Static_assert(sizeof(block_iq4_nl) == sizeof(block_q4_0) && offsetof(block_iq4_nl, qs) == offsetof(block_q4_0, qs),
+               "IQ4_NL blocks pack as Q4_0's");
+
 /* The panel block px_unit_q4_0 makes, from packed weights: the same bytes, without transposes. */
 PX_INLINE void px_unit_q4_0_packed(const uint8_t *const *rows, int b, uint8_t *dst) {
   const __m512i low = _mm512_set1_epi8(0x0f);
@@ -170,6 +173,19 @@ PX_INLINE void px_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) {
   const size_t off = (size_t)b * sizeof(block_iq4_nl);
   px_table_nibbles(rows, off + offsetof(block_iq4_nl, qs), PX_IQ4_TABLE, dst);
   _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_halves(rows, off + offsetof(block_iq4_nl, d)));
+}
+
+/* The same from IQ4_NL weights packed as Q4_0's (px_pack_block_q4_0: the blocks share a layout). */
+PX_INLINE void px_unit_iq4_nl_packed(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const __m512i low = _mm512_set1_epi8(0x0f), table = PX_IQ4_TABLE;
+  const uint8_t *src = rows[0] + (size_t)b * PX_Q4_0_PACKED_BLOCK;
+  __m512i *out = px_block(dst, 0);
+  for (int g = 0; g < 4; g++) {
+    const __m512i v = _mm512_loadu_si512(src + 64 * g);
+    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v, low)));
+    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low)));
+  }
+  _mm512_store_ps((float *)(out + 8), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + 256))));
 }
 
 /* Bits 0-3 of each lane of x as 0x10 in bytes 0-3 (the fifth bits of four quants): multiplied out to

@@ -383,6 +383,11 @@ PX_GEMM(q4_0_packed, px_unit_q4_0_packed, 1, PX_OFFSET)
 static void px_direct_q4_0_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   px_direct(CAIRN_Q4_0, 1, PX_OFFSET, px_unit_q4_0_packed, px_prep_q4_0, 0, cols, w, ws, nr, a, as, nt, y, ys);
 }
+/* IQ4_NL blocks are laid out as Q4_0's: the same packing, its codes through the table as they are unpacked. */
+PX_GEMM(iq4_nl_packed, px_unit_iq4_nl_packed, 1, PX_OFFSET)
+static void px_direct_iq4_nl_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  px_direct(CAIRN_IQ4_NL, 1, PX_OFFSET, px_unit_iq4_nl_packed, px_prep_iq4_nl, 0, cols, w, ws, nr, a, as, nt, y, ys);
+}
 
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
@@ -399,9 +404,9 @@ const quant_panel_table quant_panels_avx512 = {
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
-    .pack = {[CAIRN_Q4_0] = px_pack_q4_0},
-    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0},
-    .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed},
-    .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed},
+    .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_q4_0},
+    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_q4_0},
+    .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed, [CAIRN_IQ4_NL] = px_direct_iq4_nl_packed},
+    .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed, [CAIRN_IQ4_NL] = px_gemm_iq4_nl_packed},
 };
 #endif

@@ -18,6 +18,7 @@ import { isNativeAvailable, loadNative, NativeExpertBatch, NativeKernels } from 
 import { scratchDir } from '../../test/helpers/paths.js';
 import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
 import { MOE_SHAPES } from '../../test/helpers/moe-shapes.js';
+import type { SyntheticShape } from '../model/synthetic.js';
 
 const available = isNativeAvailable();
 const addon = available ? loadNative() : undefined;
@@ -50,14 +51,15 @@ function pack(w: Uint8Array, type: GgmlType, rows: number, cols: number): Uint8A
 }
 
 /** The types the AVX-512 level packs, with their block sizes and a maker of valid weights. */
-const PACKED_TYPES = [GgmlType.Q4_0];
+const PACKED_TYPES = [GgmlType.Q4_0, GgmlType.IQ4_NL];
 
 function blockOf(type: GgmlType): number {
-  return type === GgmlType.Q4_0 ? 32 : 256;
+  return type === GgmlType.Q4_0 || type === GgmlType.IQ4_NL ? 32 : 256;
 }
 
+/** Valid blocks of a 32-element format with an f16 scale and 16 bytes of 4-bit codes (Q4_0, IQ4_NL: any codes are valid). */
 function weights(type: GgmlType, rows: number, cols: number, seed: number): Uint8Array {
-  if (type !== GgmlType.Q4_0) throw new Error(`no test weights of ${GgmlType[type]}`);
+  if (type !== GgmlType.Q4_0 && type !== GgmlType.IQ4_NL) throw new Error(`no test weights of ${GgmlType[type]}`);
   return q4_0(rows, cols, seed);
 }
 
@@ -287,17 +289,18 @@ describe('a loaded model packs its weights', { skip }, () => {
   });
 
   test('same tokens and log-probabilities packed or not, on every family shape here', async () => {
-    const shapes = [
-      { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 300 },
+    const cases: [SyntheticShape, GgmlType][] = [
+      [{ arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 300 }, GgmlType.Q4_0],
       // The head tied to the embedding table: its lookups read the packed copy too.
-      { arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 301, tied: true },
-      { arch: 'qwen3', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 352, nVocab: 333 },
+      [{ arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 301, tied: true }, GgmlType.Q4_0],
+      [{ arch: 'qwen3', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 352, nVocab: 333 }, GgmlType.Q4_0],
       // Expert banks packed as matrices of their experts' rows.
-      MOE_SHAPES.qwen3moe,
+      [MOE_SHAPES.qwen3moe, GgmlType.Q4_0],
+      [{ arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 302 }, GgmlType.IQ4_NL],
     ];
-    for (const shape of shapes) {
-      const path = join(dir, `${shape.arch}-${shape.nVocab}.gguf`);
-      writeSyntheticFile(path, { ...shape, quant: GgmlType.Q4_0, seed: 9 });
+    for (const [shape, quant] of cases) {
+      const path = join(dir, `${shape.arch}-${shape.nVocab}-${GgmlType[quant]}.gguf`);
+      writeSyntheticFile(path, { ...shape, quant, seed: 9 });
       const prompt = Array.from({ length: 70 }, (_, i) => (i * 37 + 11) % shape.nVocab);
       const run = async (pack: boolean) => {
         const saved = process.env.CAIRN_PACK_WEIGHTS;
