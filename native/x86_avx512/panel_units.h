@@ -133,14 +133,33 @@ PX_INLINE void px_unit_q4_0_packed(const uint8_t *const *rows, int b, uint8_t *d
  * and single-float stores (one thread, 256 x 2880 in L2, one token: 18.8 -> 21.2 GB/s; two
  * threads over memory, 2880 x 2880: 23.6 -> 26.5). A gather instruction instead was slower (17.0).
  */
+PX_INLINE __m512 px_e8m0_halves_of(__m128i bytes);
 PX_INLINE __m512 px_e8m0_halves(const uint8_t *const *rows, size_t off) {
   uint64_t q[2];
   px_pack_fields(rows, off, 1, q);
-  const __m512i e = _mm512_cvtepu8_epi32(_mm_set_epi64x((long long)q[1], (long long)q[0]));
+  return px_e8m0_halves_of(_mm_set_epi64x((long long)q[1], (long long)q[0]));
+}
+/* The same from the 16 bytes in row order. */
+PX_INLINE __m512 px_e8m0_halves_of(__m128i bytes) {
+  const __m512i e = _mm512_cvtepu8_epi32(bytes);
   /* 2^(e - 128): exponent field e - 1, or for e < 2 the subnormals 0x00200000 << e. */
   const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
   const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
   return _mm512_castsi512_ps(_mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)), tiny));
+}
+
+/* MXFP4 weights packed as Q4_0's are (px_pack_block_q4_0's layout), each block's 16 E8M0 bytes in
+   place of the scales: 16 x 17 bytes a block. */
+#define PX_MXFP4_PACKED_BLOCK (16 * sizeof(block_mxfp4))
+
+PX_INLINE void px_pack_block_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const size_t off = (size_t)b * sizeof(block_mxfp4);
+  __m512i v[4];
+  px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
+  for (int g = 0; g < 4; g++) _mm512_storeu_si512(dst + 64 * g, v[g]);
+  uint64_t e[2];
+  px_pack_fields(rows, off + offsetof(block_mxfp4, e), 1, e);
+  memcpy(dst + 256, e, sizeof e);
 }
 
 /*
@@ -162,6 +181,20 @@ PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
   const size_t off = (size_t)b * sizeof(block_mxfp4);
   px_table_nibbles(rows, off + offsetof(block_mxfp4, qs), _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4)), dst);
   _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_e8m0_halves(rows, off + offsetof(block_mxfp4, e)));
+}
+
+/* The panel block px_unit_mxfp4 makes, from packed weights. */
+PX_INLINE void px_unit_mxfp4_packed(const uint8_t *const *rows, int b, uint8_t *dst) {
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
+  const uint8_t *src = rows[0] + (size_t)b * PX_MXFP4_PACKED_BLOCK;
+  __m512i *out = px_block(dst, 0);
+  for (int g = 0; g < 4; g++) {
+    const __m512i v = _mm512_loadu_si512(src + 64 * g);
+    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v, low)));
+    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low)));
+  }
+  _mm512_store_ps((float *)(out + 8), px_e8m0_halves_of(_mm_loadu_si128((const __m128i *)(src + 256))));
 }
 
 /* IQ4_NL's code values + 128 as u8 (1..241; + 128 is a flip of the top bit): its values reach -127,

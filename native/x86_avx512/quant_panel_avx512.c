@@ -383,6 +383,31 @@ PX_GEMM(q4_0_packed, px_unit_q4_0_packed, 1, PX_OFFSET)
 static void px_direct_q4_0_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   px_direct(CAIRN_Q4_0, 1, PX_OFFSET, px_unit_q4_0_packed, px_prep_q4_0, 0, cols, w, ws, nr, a, as, nt, y, ys);
 }
+/* MXFP4: its blocks packed as Q4_0's, the 16 E8M0 bytes in place of the scales (px_pack_block_mxfp4). */
+static void px_pack_mxfp4(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
+  const int nb = (int)(ws / sizeof(block_mxfp4));
+  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
+    const uint8_t *rp[PANEL_ROWS];
+    px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);
+    uint8_t *group = dst + (size_t)r0 * ws;
+    for (int b = 0; b < nb; b++) px_pack_block_mxfp4(rp, b, group + (size_t)b * PX_MXFP4_PACKED_BLOCK);
+  }
+}
+static void px_packed_row_mxfp4(const uint8_t *packed, size_t ws, int row, uint8_t *dst) {
+  const int nb = (int)(ws / sizeof(block_mxfp4)), lane = row % PANEL_ROWS;
+  const uint8_t *group = packed + (size_t)(row - lane) * ws;
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *src = group + (size_t)b * PX_MXFP4_PACKED_BLOCK;
+    block_mxfp4 *out = (block_mxfp4 *)dst + b;
+    out->e = src[256 + lane];
+    for (int g = 0; g < 4; g++) memcpy(out->qs + 4 * g, src + 64 * g + 4 * lane, 4);
+  }
+}
+PX_GEMM(mxfp4_packed, px_unit_mxfp4_packed, 1, PX_OFFSET)
+static void px_direct_mxfp4_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  px_direct(CAIRN_MXFP4, 1, PX_OFFSET, px_unit_mxfp4_packed, px_prep_mxfp4, 0, cols, w, ws, nr, a, as, nt, y, ys);
+}
+
 /* IQ4_NL blocks are laid out as Q4_0's: the same packing, its codes through the table as they are unpacked. */
 PX_GEMM(iq4_nl_packed, px_unit_iq4_nl_packed, 1, PX_OFFSET)
 static void px_direct_iq4_nl_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
@@ -404,9 +429,9 @@ const quant_panel_table quant_panels_avx512 = {
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
-    .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_q4_0},
-    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_q4_0},
-    .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed, [CAIRN_IQ4_NL] = px_direct_iq4_nl_packed},
-    .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed, [CAIRN_IQ4_NL] = px_gemm_iq4_nl_packed},
+    .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_q4_0, [CAIRN_MXFP4] = px_pack_mxfp4},
+    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_q4_0, [CAIRN_MXFP4] = px_packed_row_mxfp4},
+    .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed, [CAIRN_IQ4_NL] = px_direct_iq4_nl_packed, [CAIRN_MXFP4] = px_direct_mxfp4_packed},
+    .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed, [CAIRN_IQ4_NL] = px_gemm_iq4_nl_packed, [CAIRN_MXFP4] = px_gemm_mxfp4_packed},
 };
 #endif

@@ -51,16 +51,27 @@ function pack(w: Uint8Array, type: GgmlType, rows: number, cols: number): Uint8A
 }
 
 /** The types the AVX-512 level packs, with their block sizes and a maker of valid weights. */
-const PACKED_TYPES = [GgmlType.Q4_0, GgmlType.IQ4_NL];
+const PACKED_TYPES = [GgmlType.Q4_0, GgmlType.IQ4_NL, GgmlType.MXFP4];
 
 function blockOf(type: GgmlType): number {
-  return type === GgmlType.Q4_0 || type === GgmlType.IQ4_NL ? 32 : 256;
+  return PACKED_TYPES.includes(type) ? 32 : 256;
 }
 
-/** Valid blocks of a 32-element format with an f16 scale and 16 bytes of 4-bit codes (Q4_0, IQ4_NL: any codes are valid). */
+/**
+ * Valid blocks of a packed 32-element format: Q4_0 and IQ4_NL (an f16 scale, any 4-bit codes) as
+ * q4_0 makes them; MXFP4 with E8M0 scales of 2^-9 .. 2^3 and any codes.
+ */
 function weights(type: GgmlType, rows: number, cols: number, seed: number): Uint8Array {
-  if (type !== GgmlType.Q4_0 && type !== GgmlType.IQ4_NL) throw new Error(`no test weights of ${GgmlType[type]}`);
-  return q4_0(rows, cols, seed);
+  if (type === GgmlType.Q4_0 || type === GgmlType.IQ4_NL) return q4_0(rows, cols, seed);
+  if (type !== GgmlType.MXFP4) throw new Error(`no test weights of ${GgmlType[type]}`);
+  const out = new Uint8Array(rows * ggmlRowBytes(type, cols));
+  let s = seed >>> 0;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
+  for (let o = 0; o < out.length; o += 17) {
+    out[o] = 118 + (next() % 13);
+    for (let i = 1; i < 17; i++) out[o + i] = next();
+  }
+  return out;
 }
 
 function activations(n: number, seed: number): Float32Array {
@@ -297,6 +308,8 @@ describe('a loaded model packs its weights', { skip }, () => {
       // Expert banks packed as matrices of their experts' rows.
       [MOE_SHAPES.qwen3moe, GgmlType.Q4_0],
       [{ arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 302 }, GgmlType.IQ4_NL],
+      // MXFP4 experts (as gpt-oss files have them), the rest Q8_0.
+      [MOE_SHAPES['gpt-oss'], GgmlType.Q8_0],
     ];
     for (const [shape, quant] of cases) {
       const path = join(dir, `${shape.arch}-${shape.nVocab}-${GgmlType[quant]}.gguf`);
