@@ -423,29 +423,33 @@ typedef struct {
   const int32_t *ids;
   int n_ids;
   float *out;
-  /* Packed weights (cairn_pack) read instead of w, each row put back in the file's layout first. */
-  void (*packed_row)(const uint8_t *packed, size_t ws, int row, uint8_t *dst);
+  /* Packed weights (cairn_pack) read instead of w, a row's blocks put back in the file's layout a
+     stretch at a time. */
+  void (*packed_row)(const uint8_t *packed, size_t ws, int row, int b0, int nb, uint8_t *dst);
   const uint8_t *packed;
-  int failed;
 } rows_ctx;
 
+/* Bytes of a row's blocks put back in the file's layout at once (on the stack). */
+#define ROW_STRETCH_BYTES 4096
+
 static void rows_job(void *p, int ith, int nth) {
-  rows_ctx *c = (rows_ctx *)p;
-  const int bs = quant_block_size(c->type);
-  uint8_t *row = NULL;
-  if (c->packed_row && !(row = malloc(c->row_bytes))) {
-    c->failed = 1;
-    return;
-  }
+  const rows_ctx *c = (const rows_ctx *)p;
+  const int bs = quant_block_size(c->type), nb = c->cols / bs;
+  const size_t block_bytes = c->row_bytes / (size_t)nb;
+  const int stretch = (int)(ROW_STRETCH_BYTES / block_bytes);
+  uint8_t blocks[ROW_STRETCH_BYTES];
   for (int i = ith; i < c->n_ids; i += nth) {
-    const uint8_t *src = c->w + (size_t)c->ids[i] * c->row_bytes;
-    if (row) {
-      c->packed_row(c->packed, c->row_bytes, c->ids[i], row);
-      src = row;
+    float *out = c->out + (size_t)i * c->cols;
+    if (!c->packed_row) {
+      quant_decode_blocks(c->type, c->w + (size_t)c->ids[i] * c->row_bytes, out, nb);
+      continue;
     }
-    quant_decode_blocks(c->type, src, c->out + (size_t)i * c->cols, c->cols / bs);
+    for (int b0 = 0; b0 < nb; b0 += stretch) {
+      const int n = nb - b0 < stretch ? nb - b0 : stretch;
+      c->packed_row(c->packed, c->row_bytes, c->ids[i], b0, n, blocks);
+      quant_decode_blocks(c->type, blocks, out + (size_t)b0 * bs, n);
+    }
   }
-  free(row);
 }
 
 int quant_get_rows(int type, const void *w, int cols, const int32_t *ids, int n_ids, float *out) {
@@ -457,8 +461,8 @@ int quant_get_rows_packed(int type, const void *w, const void *packed, int cols,
   if (bs == 0 || cols <= 0 || cols % bs != 0 || n_ids < 0) return -1;
   const quant_panel_table *pk = packed ? quant_active_packing(type) : NULL;
   rows_ctx c = {type, cols, (const uint8_t *)w, quant_row_bytes(type, cols), ids, n_ids, out,
-                pk ? pk->packed_row[type] : NULL, (const uint8_t *)packed, 0};
+                pk ? pk->packed_row[type] : NULL, (const uint8_t *)packed};
   if ((int64_t)n_ids * cols >= MIN_PARALLEL_CODEC && n_ids > 1) cairn_pool_run_n(rows_job, &c, n_ids);
   else rows_job(&c, 0, 1);
-  return c.failed ? -1 : 0;
+  return 0;
 }

@@ -99,9 +99,9 @@ typedef struct {
      same bytes as the rows, the last group padded); packed and packed_gemm are gemm and the
      direct products over such groups (w at a group's start), with the same results bit for bit. */
   void (*pack[QUANT_MAX_TYPE])(const uint8_t *w, size_t ws, int nr, uint8_t *dst);
-  /* Row `row` of such packed weights back in the file's layout (ws bytes at dst): table lookups
-     (an embedding's rows) read the packed copy too. */
-  void (*packed_row[QUANT_MAX_TYPE])(const uint8_t *packed, size_t ws, int row, uint8_t *dst);
+  /* Blocks [b0, b0 + nb) of row `row` of such packed weights back in the file's layout at dst:
+     table lookups (an embedding's rows) read the packed copy too. */
+  void (*packed_row[QUANT_MAX_TYPE])(const uint8_t *packed, size_t ws, int row, int b0, int nb, uint8_t *dst);
   quant_gemm_fn packed[QUANT_MAX_TYPE];
   quant_panel_gemm_fn packed_gemm[QUANT_MAX_TYPE];
 } quant_panel_table;

@@ -77,54 +77,71 @@ PX_INLINE __m512 px_halves(const uint8_t *const *rows, size_t off) {
 
 PX_INLINE __m512i *px_block(uint8_t *panel, int b) { return (__m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES); }
 
+/*
+ * A 32-element block's 4-bit codes from the 16 rows' code bytes transposed (lane j of v[g]: bytes
+ * 4g .. 4g + 3 of row j's; byte i holds element i in its low nibble, i + 16 in its high one) into
+ * panel vectors 0-3 (low nibbles) and 4-7 (high), through a 16-entry byte table where `lookup`.
+ */
+PX_INLINE void px_store_codes(const __m512i *v, const int lookup, __m512i table, __m512i *out) {
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  for (int g = 0; g < 4; g++) {
+    const __m512i lo = _mm512_and_si512(v[g], low), hi = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low);
+    _mm512_store_si512(out + g, lookup ? _mm512_shuffle_epi8(table, lo) : lo);
+    _mm512_store_si512(out + g + 4, lookup ? _mm512_shuffle_epi8(table, hi) : hi);
+  }
+}
+
 /* Q4_0 panel: quants as u8 0..15 (elements 4g..4g+3 in vector g), offset 8 via the activation sums. */
 PX_INLINE void px_unit_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
   const size_t off = (size_t)b * sizeof(block_q4_0);
   __m512i *out = px_block(dst, 0), v[4];
-  /* qs byte j holds element j (low nibble) and j + 16 (high nibble). */
   px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
-  for (int g = 0; g < 4; g++) {
-    _mm512_store_si512(out + g, _mm512_and_si512(v[g], low));
-    _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low));
-  }
+  px_store_codes(v, 0, _mm512_setzero_si512(), out);
   _mm512_store_ps((float *)(out + 8), px_halves(rows, off + offsetof(block_q4_0, d)));
 }
 
 /*
- * Q4_0 weights packed at load (quant_kernels.h's pack): a group of 16 rows is one stretch of
- * 16 x row bytes, block after block, each block the vectors px_unit_q4_0 transposes out of the
- * rows (4 x 64 bytes: lane j of vector g holds qs[4g .. 4g + 3] of row j) and then the 16 rows'
- * f16 scales (32 bytes). Rows past the matrix's last in its last group repeat the group's first
- * (as px_rows has them; never stored). rows[0] is the group's start; the others are not read.
+ * Weights of 32-element blocks of 4-bit codes (Q4_0, IQ4_NL, MXFP4) packed at load (quant_kernels.h's
+ * pack): a group of 16 rows is one stretch of 16 x row bytes, block after block, each block the
+ * vectors the units transpose out of the rows (4 x 64 bytes: lane j of vector g holds code bytes
+ * 4g .. 4g + 3 of row j) and then the 16 rows' scale fields of `sc` bytes each (an f16 d, or
+ * MXFP4's E8M0 byte), in row order. Rows past the matrix's last in its last group repeat the
+ * group's first (as px_rows has them; never stored). A packed unit's rows[0] is the group's start;
+ * the other row pointers are not read.
  */
-#define PX_Q4_0_PACKED_BLOCK (16 * sizeof(block_q4_0))
-
-/* Packs block b of the 16 rows into dst (PX_Q4_0_PACKED_BLOCK bytes). */
-PX_INLINE void px_pack_block_q4_0(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const size_t off = (size_t)b * sizeof(block_q4_0);
+PX_INLINE void px_pack_block_codes(const uint8_t *const *rows, int b, size_t block_bytes, size_t qs, size_t scale, const int sc, uint8_t *dst) {
+  const size_t off = (size_t)b * block_bytes;
   __m512i v[4];
-  px_transpose16(rows, off + offsetof(block_q4_0, qs), v);
+  px_transpose16(rows, off + qs, v);
   for (int g = 0; g < 4; g++) _mm512_storeu_si512(dst + 64 * g, v[g]);
-  uint64_t d[4];
-  px_pack_fields(rows, off + offsetof(block_q4_0, d), 2, d);
-  memcpy(dst + 256, d, sizeof d);
+  uint64_t words[4];
+  px_pack_fields(rows, off + scale, sc, words);
+  memcpy(dst + 256, words, (size_t)(16 * sc));
 }
 
-_Static_assert(sizeof(block_iq4_nl) == sizeof(block_q4_0) && offsetof(block_iq4_nl, qs) == offsetof(block_q4_0, qs),
-               "IQ4_NL blocks pack as Q4_0's");
+/* Blocks [b0, b0 + nb) of lane `lane`'s row of a packed group, back in the file's layout. */
+PX_INLINE void px_unpack_row_codes(const uint8_t *group, int lane, int b0, int nb, size_t block_bytes, size_t qs, size_t scale, const int sc, uint8_t *dst) {
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *src = group + (size_t)(b0 + b) * PANEL_ROWS * block_bytes;
+    uint8_t *out = dst + (size_t)b * block_bytes;
+    memcpy(out + scale, src + 256 + sc * lane, (size_t)sc);
+    for (int g = 0; g < 4; g++) memcpy(out + qs + 4 * g, src + 64 * g + 4 * lane, 4);
+  }
+}
+
+/* Block b's codes of a packed group (rows[0]) into a panel block, through `table` where `lookup`; returns the block's scale fields. */
+PX_INLINE const uint8_t *px_packed_codes(const uint8_t *const *rows, int b, size_t block_bytes, const int lookup, __m512i table, uint8_t *dst) {
+  const uint8_t *src = rows[0] + (size_t)b * PANEL_ROWS * block_bytes;
+  __m512i v[4];
+  for (int g = 0; g < 4; g++) v[g] = _mm512_loadu_si512(src + 64 * g);
+  px_store_codes(v, lookup, table, px_block(dst, 0));
+  return src + 256;
+}
 
 /* The panel block px_unit_q4_0 makes, from packed weights: the same bytes, without transposes. */
 PX_INLINE void px_unit_q4_0_packed(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  const uint8_t *src = rows[0] + (size_t)b * PX_Q4_0_PACKED_BLOCK;
-  __m512i *out = px_block(dst, 0);
-  for (int g = 0; g < 4; g++) {
-    const __m512i v = _mm512_loadu_si512(src + 64 * g);
-    _mm512_store_si512(out + g, _mm512_and_si512(v, low));
-    _mm512_store_si512(out + g + 4, _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
-  }
-  _mm512_store_ps((float *)(out + 8), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + 256))));
+  const uint8_t *d = px_packed_codes(rows, b, sizeof(block_q4_0), 0, _mm512_setzero_si512(), dst);
+  _mm512_store_ps((float *)(px_block(dst, 0) + 8), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
 }
 
 /*
@@ -133,13 +150,7 @@ PX_INLINE void px_unit_q4_0_packed(const uint8_t *const *rows, int b, uint8_t *d
  * and single-float stores (one thread, 256 x 2880 in L2, one token: 18.8 -> 21.2 GB/s; two
  * threads over memory, 2880 x 2880: 23.6 -> 26.5). A gather instruction instead was slower (17.0).
  */
-PX_INLINE __m512 px_e8m0_halves_of(__m128i bytes);
-PX_INLINE __m512 px_e8m0_halves(const uint8_t *const *rows, size_t off) {
-  uint64_t q[2];
-  px_pack_fields(rows, off, 1, q);
-  return px_e8m0_halves_of(_mm_set_epi64x((long long)q[1], (long long)q[0]));
-}
-/* The same from the 16 bytes in row order. */
+/* The 16 E8M0 bytes, in row order, halved as 16 f32. */
 PX_INLINE __m512 px_e8m0_halves_of(__m128i bytes) {
   const __m512i e = _mm512_cvtepu8_epi32(bytes);
   /* 2^(e - 128): exponent field e - 1, or for e < 2 the subnormals 0x00200000 << e. */
@@ -147,19 +158,10 @@ PX_INLINE __m512 px_e8m0_halves_of(__m128i bytes) {
   const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
   return _mm512_castsi512_ps(_mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)), tiny));
 }
-
-/* MXFP4 weights packed as Q4_0's are (px_pack_block_q4_0's layout), each block's 16 E8M0 bytes in
-   place of the scales: 16 x 17 bytes a block. */
-#define PX_MXFP4_PACKED_BLOCK (16 * sizeof(block_mxfp4))
-
-PX_INLINE void px_pack_block_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const size_t off = (size_t)b * sizeof(block_mxfp4);
-  __m512i v[4];
-  px_transpose16(rows, off + offsetof(block_mxfp4, qs), v);
-  for (int g = 0; g < 4; g++) _mm512_storeu_si512(dst + 64 * g, v[g]);
-  uint64_t e[2];
-  px_pack_fields(rows, off + offsetof(block_mxfp4, e), 1, e);
-  memcpy(dst + 256, e, sizeof e);
+PX_INLINE __m512 px_e8m0_halves(const uint8_t *const *rows, size_t off) {
+  uint64_t q[2];
+  px_pack_fields(rows, off, 1, q);
+  return px_e8m0_halves_of(_mm_set_epi64x((long long)q[1], (long long)q[0]));
 }
 
 /*
@@ -167,34 +169,25 @@ PX_INLINE void px_pack_block_mxfp4(const uint8_t *const *rows, int b, uint8_t *d
  * nibble, j + 16 in its high one) through a 16-entry byte table, into panel block dst.
  */
 PX_INLINE void px_table_nibbles(const uint8_t *const *rows, size_t qs, __m512i table, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  __m512i *out = px_block(dst, 0), v[4];
+  __m512i v[4];
   px_transpose16(rows, qs, v);
-  for (int g = 0; g < 4; g++) {
-    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v[g], low)));
-    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low)));
-  }
+  px_store_codes(v, 1, table, px_block(dst, 0));
 }
 
-/* MXFP4 panel: the doubled E2M1 codes + 16 as u8 (4..28), offset 16 via the activation sums. */
+/* MXFP4's doubled E2M1 codes + 16 as u8 (4..28). */
+#define PX_MXFP4_TABLE _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4))
+
+/* MXFP4 panel: the codes through PX_MXFP4_TABLE, offset 16 via the activation sums. */
 PX_INLINE void px_unit_mxfp4(const uint8_t *const *rows, int b, uint8_t *dst) {
   const size_t off = (size_t)b * sizeof(block_mxfp4);
-  px_table_nibbles(rows, off + offsetof(block_mxfp4, qs), _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4)), dst);
+  px_table_nibbles(rows, off + offsetof(block_mxfp4, qs), PX_MXFP4_TABLE, dst);
   _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_e8m0_halves(rows, off + offsetof(block_mxfp4, e)));
 }
 
 /* The panel block px_unit_mxfp4 makes, from packed weights. */
 PX_INLINE void px_unit_mxfp4_packed(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4));
-  const uint8_t *src = rows[0] + (size_t)b * PX_MXFP4_PACKED_BLOCK;
-  __m512i *out = px_block(dst, 0);
-  for (int g = 0; g < 4; g++) {
-    const __m512i v = _mm512_loadu_si512(src + 64 * g);
-    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v, low)));
-    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low)));
-  }
-  _mm512_store_ps((float *)(out + 8), px_e8m0_halves_of(_mm_loadu_si128((const __m128i *)(src + 256))));
+  const uint8_t *e = px_packed_codes(rows, b, sizeof(block_mxfp4), 1, PX_MXFP4_TABLE, dst);
+  _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_e8m0_halves_of(_mm_loadu_si128((const __m128i *)e)));
 }
 
 /* IQ4_NL's code values + 128 as u8 (1..241; + 128 is a flip of the top bit): its values reach -127,
@@ -208,17 +201,10 @@ PX_INLINE void px_unit_iq4_nl(const uint8_t *const *rows, int b, uint8_t *dst) {
   _mm512_store_ps((float *)(px_block(dst, 0) + 8), px_halves(rows, off + offsetof(block_iq4_nl, d)));
 }
 
-/* The same from IQ4_NL weights packed as Q4_0's (px_pack_block_q4_0: the blocks share a layout). */
+/* The panel block px_unit_iq4_nl makes, from packed weights. */
 PX_INLINE void px_unit_iq4_nl_packed(const uint8_t *const *rows, int b, uint8_t *dst) {
-  const __m512i low = _mm512_set1_epi8(0x0f), table = PX_IQ4_TABLE;
-  const uint8_t *src = rows[0] + (size_t)b * PX_Q4_0_PACKED_BLOCK;
-  __m512i *out = px_block(dst, 0);
-  for (int g = 0; g < 4; g++) {
-    const __m512i v = _mm512_loadu_si512(src + 64 * g);
-    _mm512_store_si512(out + g, _mm512_shuffle_epi8(table, _mm512_and_si512(v, low)));
-    _mm512_store_si512(out + g + 4, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), low)));
-  }
-  _mm512_store_ps((float *)(out + 8), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + 256))));
+  const uint8_t *d = px_packed_codes(rows, b, sizeof(block_iq4_nl), 1, PX_IQ4_TABLE, dst);
+  _mm512_store_ps((float *)(px_block(dst, 0) + 8), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
 }
 
 /* Bits 0-3 of each lane of x as 0x10 in bytes 0-3 (the fifth bits of four quants): multiplied out to

@@ -351,68 +351,38 @@ void quant_direct_iq4_xs_avx512(int cols, const uint8_t *w, size_t ws, int nr, c
 }
 
 /*
- * Q4_0 weights packed at load (px_unit_q4_0_packed): the same panel blocks as px_unit_q4_0 makes
- * from the rows, so the same results bit for bit, without the 16-row transposes and scale
+ * Weights of 4-bit codes packed at load (px_pack_block_codes): the same panel blocks as the units
+ * make from the rows, so the same results bit for bit, without the 16-row transposes and scale
  * gathers that cost a one-token product more than its dots (llama-1b Q4_0 decode step 19.3-23.8
  * -> 14.9-18.1 ms on a Zen 5 host, profile.js with CAIRN_PACK_WEIGHTS=0 and 1 alternating). The
  * blocks are unpacked into px_direct's L1 buffer as from the rows: unpacking them in registers
- * and using them at once measured level (14.3-15.9 against 14.4-15.4 ms).
+ * and using them at once measured level (14.3-15.9 against 14.4-15.4 ms). For each format: the
+ * packing, a row back in the file's layout, the panel products and the direct ones (never AMX's).
  */
-static void px_pack_q4_0(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
-  const int nb = (int)(ws / sizeof(block_q4_0));
-  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
-    const uint8_t *rp[PANEL_ROWS];
-    px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);
-    uint8_t *group = dst + (size_t)r0 * ws;
-    for (int b = 0; b < nb; b++) px_pack_block_q4_0(rp, b, group + (size_t)b * PX_Q4_0_PACKED_BLOCK);
+#define PX_PACKED_CODES(NAME, TYPE, BLOCK, SCALE, PREP)                                                                    \
+  static void px_pack_##NAME(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {                                          \
+    const int nb = (int)(ws / sizeof(BLOCK));                                                                              \
+    for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {                                                                          \
+      const uint8_t *rp[PANEL_ROWS];                                                                                       \
+      px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);                                   \
+      for (int b = 0; b < nb; b++)                                                                                         \
+        px_pack_block_codes(rp, b, sizeof(BLOCK), offsetof(BLOCK, qs), offsetof(BLOCK, SCALE), sizeof(((BLOCK *)0)->SCALE), \
+                            dst + (size_t)r0 * ws + (size_t)b * PANEL_ROWS * sizeof(BLOCK));                               \
+    }                                                                                                                      \
+  }                                                                                                                        \
+  static void px_packed_row_##NAME(const uint8_t *packed, size_t ws, int row, int b0, int nb, uint8_t *dst) {              \
+    const int lane = row % PANEL_ROWS;                                                                                     \
+    px_unpack_row_codes(packed + (size_t)(row - lane) * ws, lane, b0, nb, sizeof(BLOCK), offsetof(BLOCK, qs),             \
+                        offsetof(BLOCK, SCALE), sizeof(((BLOCK *)0)->SCALE), dst);                                         \
+  }                                                                                                                        \
+  PX_GEMM(NAME##_packed, px_unit_##NAME##_packed, 1, PX_OFFSET)                                                            \
+  static void px_direct_##NAME##_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
+                                        float *y, size_t ys) {                                                             \
+    px_direct(TYPE, 1, PX_OFFSET, px_unit_##NAME##_packed, PREP, 0, cols, w, ws, nr, a, as, nt, y, ys);                    \
   }
-}
-/* Row `row` of packed Q4_0 weights as the file has it: each block's scale and its lane's bytes. */
-static void px_packed_row_q4_0(const uint8_t *packed, size_t ws, int row, uint8_t *dst) {
-  const int nb = (int)(ws / sizeof(block_q4_0)), lane = row % PANEL_ROWS;
-  const uint8_t *group = packed + (size_t)(row - lane) * ws;
-  for (int b = 0; b < nb; b++) {
-    const uint8_t *src = group + (size_t)b * PX_Q4_0_PACKED_BLOCK;
-    block_q4_0 *out = (block_q4_0 *)dst + b;
-    memcpy(&out->d, src + 256 + 2 * lane, 2);
-    for (int g = 0; g < 4; g++) memcpy(out->qs + 4 * g, src + 64 * g + 4 * lane, 4);
-  }
-}
-PX_GEMM(q4_0_packed, px_unit_q4_0_packed, 1, PX_OFFSET)
-
-static void px_direct_q4_0_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(CAIRN_Q4_0, 1, PX_OFFSET, px_unit_q4_0_packed, px_prep_q4_0, 0, cols, w, ws, nr, a, as, nt, y, ys);
-}
-/* MXFP4: its blocks packed as Q4_0's, the 16 E8M0 bytes in place of the scales (px_pack_block_mxfp4). */
-static void px_pack_mxfp4(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
-  const int nb = (int)(ws / sizeof(block_mxfp4));
-  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
-    const uint8_t *rp[PANEL_ROWS];
-    px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);
-    uint8_t *group = dst + (size_t)r0 * ws;
-    for (int b = 0; b < nb; b++) px_pack_block_mxfp4(rp, b, group + (size_t)b * PX_MXFP4_PACKED_BLOCK);
-  }
-}
-static void px_packed_row_mxfp4(const uint8_t *packed, size_t ws, int row, uint8_t *dst) {
-  const int nb = (int)(ws / sizeof(block_mxfp4)), lane = row % PANEL_ROWS;
-  const uint8_t *group = packed + (size_t)(row - lane) * ws;
-  for (int b = 0; b < nb; b++) {
-    const uint8_t *src = group + (size_t)b * PX_MXFP4_PACKED_BLOCK;
-    block_mxfp4 *out = (block_mxfp4 *)dst + b;
-    out->e = src[256 + lane];
-    for (int g = 0; g < 4; g++) memcpy(out->qs + 4 * g, src + 64 * g + 4 * lane, 4);
-  }
-}
-PX_GEMM(mxfp4_packed, px_unit_mxfp4_packed, 1, PX_OFFSET)
-static void px_direct_mxfp4_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(CAIRN_MXFP4, 1, PX_OFFSET, px_unit_mxfp4_packed, px_prep_mxfp4, 0, cols, w, ws, nr, a, as, nt, y, ys);
-}
-
-/* IQ4_NL blocks are laid out as Q4_0's: the same packing, its codes through the table as they are unpacked. */
-PX_GEMM(iq4_nl_packed, px_unit_iq4_nl_packed, 1, PX_OFFSET)
-static void px_direct_iq4_nl_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  px_direct(CAIRN_IQ4_NL, 1, PX_OFFSET, px_unit_iq4_nl_packed, px_prep_iq4_nl, 0, cols, w, ws, nr, a, as, nt, y, ys);
-}
+PX_PACKED_CODES(q4_0, CAIRN_Q4_0, block_q4_0, d, px_prep_q4_0)
+PX_PACKED_CODES(iq4_nl, CAIRN_IQ4_NL, block_iq4_nl, d, px_prep_iq4_nl)
+PX_PACKED_CODES(mxfp4, CAIRN_MXFP4, block_mxfp4, e, px_prep_mxfp4)
 
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
@@ -429,8 +399,8 @@ const quant_panel_table quant_panels_avx512 = {
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
-    .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_q4_0, [CAIRN_MXFP4] = px_pack_mxfp4},
-    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_q4_0, [CAIRN_MXFP4] = px_packed_row_mxfp4},
+    .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_iq4_nl, [CAIRN_MXFP4] = px_pack_mxfp4},
+    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_iq4_nl, [CAIRN_MXFP4] = px_packed_row_mxfp4},
     .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed, [CAIRN_IQ4_NL] = px_direct_iq4_nl_packed, [CAIRN_MXFP4] = px_direct_mxfp4_packed},
     .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed, [CAIRN_IQ4_NL] = px_gemm_iq4_nl_packed, [CAIRN_MXFP4] = px_gemm_mxfp4_packed},
 };

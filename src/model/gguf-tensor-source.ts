@@ -63,7 +63,7 @@ export class GgufTensorSource implements TensorSource {
   private readonly zeros = new Map<number, Float32Array>();
   /** Matrices declared whole or by rows for products, and expert banks as matrices (views of the file), in the order declared. */
   private readonly productList: Matrix[] = [];
-  /** Tensors declared some other way too (an embedding table, an expert bank, a vector). */
+  /** Tensors declared some other way too (a vector, an expert bank whose experts are not whole 16-row groups). */
   private readonly otherUses = new Set<string>();
 
   /**
