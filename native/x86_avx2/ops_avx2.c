@@ -335,72 +335,156 @@ static void avx2_wsum_rows_f32(const float *v, int64_t stride, int64_t rows, con
   wsum_rows(NULL, v, stride, rows, w, w_stride, nh, d, out);
 }
 
-/* Signed 8-bit dot of 32 pairs as 8 int32 lanes (maddubs needs one unsigned side: |k| and q*sign(k)). */
-static inline __m256i dot_i8(__m256i k, __m256i q) {
-  const __m256i prod = _mm256_maddubs_epi16(_mm256_sign_epi8(k, k), _mm256_sign_epi8(q, k));
-  return _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
+/* Signed 8-bit products of 32 pairs, summed in adjacent pairs and then pairs again: 8 int32 lanes whose sum is the
+   exact dot (maddubs needs one unsigned side: |k|, given, and q*sign(k)). */
+static inline __m256i dot_i8_lanes(__m256i abs_k, __m256i k, __m256i q) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(abs_k, _mm256_sign_epi8(q, k)), _mm256_set1_epi16(1));
+}
+
+/* Lane j: the sum of p[j]'s 8 lanes (exact: integers). One shuffle tree for the 8 sums. */
+static inline __m256i sum_lanes_x8(const __m256i p[8]) {
+  __m256i a[4], b[2];
+  for (int i = 0; i < 4; i++) a[i] = _mm256_add_epi32(_mm256_unpacklo_epi32(p[2 * i], p[2 * i + 1]), _mm256_unpackhi_epi32(p[2 * i], p[2 * i + 1]));
+  for (int i = 0; i < 2; i++) b[i] = _mm256_add_epi32(_mm256_unpacklo_epi64(a[2 * i], a[2 * i + 1]), _mm256_unpackhi_epi64(a[2 * i], a[2 * i + 1]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(b[0], b[1], 0x20), _mm256_permute2x128_si256(b[0], b[1], 0x31));
+}
+
+/* The f16 scales of the Q8_0 blocks at p, p + stride, ..., p + 7 stride, as f32. */
+static inline __m256 q8_scales8(const uint8_t *p, int64_t stride) {
+  __m128i h = _mm_cvtsi32_si128(*(const uint16_t *)p);
+  h = _mm_insert_epi16(h, *(const uint16_t *)(p + stride), 1);
+  h = _mm_insert_epi16(h, *(const uint16_t *)(p + 2 * stride), 2);
+  h = _mm_insert_epi16(h, *(const uint16_t *)(p + 3 * stride), 3);
+  h = _mm_insert_epi16(h, *(const uint16_t *)(p + 4 * stride), 4);
+  h = _mm_insert_epi16(h, *(const uint16_t *)(p + 5 * stride), 5);
+  h = _mm_insert_epi16(h, *(const uint16_t *)(p + 6 * stride), 6);
+  h = _mm_insert_epi16(h, *(const uint16_t *)(p + 7 * stride), 7);
+  return _mm256_cvtph_ps(h);
 }
 
 /*
- * Q8_0 scores: per block the integer dot (exact), as 8 lanes scaled by both block scales and added
- * up in f32 across the blocks, then one horizontal sum. Each K block is loaded once for all heads.
+ * Q8_0 scores, 8 cache rows at a time: each row's block dot as 8 int32 lanes, the 8 rows' lanes
+ * summed by one shuffle tree so that lane j ends with row j's exact integer dot (a horizontal sum
+ * per row and head cost as much as the dots), then per head and block, for the 8 rows at once,
+ * s = fma(float(dot), dk x dq, s) in block order, and s x scale: llama.cpp's arithmetic per block
+ * (the AVX-512 kernel's too, so the two levels agree). Each tile's |k| is taken once for all heads.
+ * Rows past the last whole 8 take the same steps one at a time, so a score never depends on its
+ * row's place in a tile.
  */
+#define Q8_TILE_ROWS 8
+/* Blocks per head a tile holds (head sizes up to 256); larger heads take the rows one at a time. */
+#define Q8_TILE_BLOCKS 8
+
+static void q8_scores_row(const block_q8_0 *kb, const block_q8_0 *qb, int64_t nh, int64_t nb, float scale, float *out, int64_t out_stride) {
+  for (int64_t g = 0; g < nh; g++) {
+    float sc = 0.f;
+    for (int64_t b = 0; b < nb; b++) {
+      const block_q8_0 *x = qb + g * nb + b;
+      const __m256i kv = _mm256_loadu_si256((const __m256i *)kb[b].qs);
+      const __m256i t = dot_i8_lanes(_mm256_abs_epi8(kv), kv, _mm256_loadu_si256((const __m256i *)x->qs));
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+      h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+      sc = fmaf((float)_mm_cvtsi128_si32(h), q8_scale(kb + b) * q8_scale(x), sc);
+    }
+    out[g * out_stride] = sc * scale;
+  }
+}
+
+static inline __attribute__((always_inline)) void q8_scores_tile(const uint8_t *k, int64_t stride, const block_q8_0 *qb, int64_t nh,
+                                                                 const int64_t nb, float scale, float *out, int64_t out_stride) {
+  __m256i abs_k[Q8_TILE_BLOCKS][Q8_TILE_ROWS];
+  __m256 dk[Q8_TILE_BLOCKS];
+  for (int64_t b = 0; b < nb; b++) {
+    const size_t off = (size_t)b * sizeof(block_q8_0);
+    for (int j = 0; j < Q8_TILE_ROWS; j++) abs_k[b][j] = _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(k + j * stride + off + 2)));
+    dk[b] = q8_scales8(k + off, stride);
+  }
+  for (int64_t g = 0; g < nh; g++) {
+    __m256 sc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+      const block_q8_0 *x = qb + g * nb + b;
+      const __m256i qv = _mm256_loadu_si256((const __m256i *)x->qs);
+      const size_t off = (size_t)b * sizeof(block_q8_0) + 2;
+      __m256i p[Q8_TILE_ROWS];
+      for (int j = 0; j < Q8_TILE_ROWS; j++) p[j] = dot_i8_lanes(abs_k[b][j], _mm256_loadu_si256((const __m256i *)(k + j * stride + off)), qv);
+      const __m256 dot = _mm256_cvtepi32_ps(sum_lanes_x8(p));
+      sc = _mm256_fmadd_ps(dot, _mm256_mul_ps(dk[b], _mm256_set1_ps(q8_scale(x))), sc);
+    }
+    _mm256_storeu_ps(out + g * out_stride, _mm256_mul_ps(sc, _mm256_set1_ps(scale)));
+  }
+}
+
 static void avx2_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
                              float scale, float *out, int64_t out_stride) {
   const int64_t nb = d / QK;
-  for (int64_t g0 = 0; g0 < nh; g0 += 4) {
-    const int ng = nh - g0 < 4 ? (int)(nh - g0) : 4;
-    const block_q8_0 *qb = (const block_q8_0 *)q + g0 * nb;
-    /* The queries' block scales, converted once for all the rows. */
-    float qd[4 * nb];
-    for (int g = 0; g < ng; g++)
-      for (int64_t b = 0; b < nb; b++) qd[g * nb + b] = quant_half_to_f32(qb[g * nb + b].d);
-    for (int64_t r = 0; r < rows; r++) {
-      const block_q8_0 *kb = (const block_q8_0 *)(k + r * stride);
-      prefetch_row(k + (r + ROWS_AHEAD) * stride, nb * (int64_t)sizeof(block_q8_0));
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-      for (int64_t b = 0; b < nb; b++) {
-        const __m256i kv = _mm256_loadu_si256((const __m256i *)kb[b].qs);
-        const float dk = q8_scale(kb + b);
-        for (int g = 0; g < ng; g++) {
-          const block_q8_0 *x = qb + g * nb + b;
-          const __m256 dot = _mm256_cvtepi32_ps(dot_i8(kv, _mm256_loadu_si256((const __m256i *)x->qs)));
-          acc[g] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dk * qd[g * nb + b]), acc[g]);
-        }
-      }
-      for (int g = 0; g < ng; g++) out[(g0 + g) * out_stride + r] = hsum8(acc[g]) * scale;
+  const block_q8_0 *qb = (const block_q8_0 *)q;
+  int64_t r = 0;
+  if (nb <= Q8_TILE_BLOCKS) {
+    for (; r + Q8_TILE_ROWS <= rows; r += Q8_TILE_ROWS) {
+      const uint8_t *kr = k + r * stride;
+      for (int64_t off = 0; off < Q8_TILE_ROWS * stride; off += 64) cairn_prefetch_t0(kr + ROWS_AHEAD * stride + off);
+      if (nb == 2) q8_scores_tile(kr, stride, qb, nh, 2, scale, out + r, out_stride);
+      else if (nb == 4) q8_scores_tile(kr, stride, qb, nh, 4, scale, out + r, out_stride);
+      else if (nb == 1) q8_scores_tile(kr, stride, qb, nh, 1, scale, out + r, out_stride);
+      else q8_scores_tile(kr, stride, qb, nh, nb, scale, out + r, out_stride);
     }
+  }
+  for (; r < rows; r++) {
+    prefetch_row(k + (r + ROWS_AHEAD) * stride, nb * (int64_t)sizeof(block_q8_0));
+    q8_scores_row((const block_q8_0 *)(k + r * stride), qb, nh, nb, scale, out + r, out_stride);
   }
 }
 
 /*
- * Q8_0 weighted sums for up to four heads: 16 output columns per head in registers while the rows
- * stream past, each half block dequantized once for all heads.
+ * Q8_0 weighted sums for up to four heads, WSUM_Q8_ROWS rows at a time: first each row's block
+ * scales go into the heads' weights (w x dv, 8 rows per vector), then for each 16 columns (half a
+ * block) the heads' sums stay in registers while the rows' quants, only widened to f32, stream past
+ * (scaling each quant by its block scale, once per column, had cost a third of the work). Per row
+ * and head the sum takes fma((w x dv), q, acc) where llama.cpp's dequantized rows take fma(w, dv x
+ * q, acc) (dv x q is exact in f32): one more rounding, of 2^-24, as the AVX-512 kernel.
  */
+#define WSUM_Q8_ROWS 32
+
 static inline __attribute__((always_inline)) void wsum_heads_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w,
                                                                 int64_t w_stride, const int ng, int64_t d, float *out) {
-  for (int64_t c = 0; c < d; c += 16) {
-    __m256 acc[4][2];
-    for (int g = 0; g < ng; g++) {
-      acc[g][0] = _mm256_loadu_ps(out + g * d + c);
-      acc[g][1] = _mm256_loadu_ps(out + g * d + c + 8);
-    }
-    for (int64_t r = 0; r < rows; r++) {
-      if (c == 0) prefetch_row(v + (r + ROWS_AHEAD) * stride, d / QK * (int64_t)sizeof(block_q8_0));
-      const block_q8_0 *b = (const block_q8_0 *)(v + r * stride) + c / QK;
-      const __m256 dv = _mm256_set1_ps(q8_scale(b));
-      const __m128i x = _mm_loadu_si128((const __m128i *)(b->qs + c % QK));
-      const __m256 v0 = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)));
-      const __m256 v1 = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8))));
-      for (int g = 0; g < ng; g++) {
-        const __m256 wr = _mm256_set1_ps(w[g * w_stride + r]);
-        acc[g][0] = _mm256_fmadd_ps(wr, v0, acc[g][0]);
-        acc[g][1] = _mm256_fmadd_ps(wr, v1, acc[g][1]);
+  const int64_t nb = d / QK;
+  float wd[4][WSUM_Q8_ROWS] __attribute__((aligned(32)));
+  /* One block column at a time: the weights of its rows scaled once, then its two halves. */
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *vb = v + b * (int64_t)sizeof(block_q8_0);
+    for (int64_t s0 = 0; s0 < rows; s0 += WSUM_Q8_ROWS) {
+      const int64_t n = rows - s0 < WSUM_Q8_ROWS ? rows - s0 : WSUM_Q8_ROWS;
+      const uint8_t *vs = vb + s0 * stride;
+      if (b == 0) {
+        for (int64_t off = 0; off < n * stride; off += 64) cairn_prefetch_t0(vs + WSUM_Q8_ROWS * stride + off);
       }
-    }
-    for (int g = 0; g < ng; g++) {
-      _mm256_storeu_ps(out + g * d + c, acc[g][0]);
-      _mm256_storeu_ps(out + g * d + c + 8, acc[g][1]);
+      int64_t i = 0;
+      for (; i + 8 <= n; i += 8) {
+        const __m256 dv = q8_scales8(vs + i * stride, stride);
+        for (int g = 0; g < ng; g++) _mm256_store_ps(wd[g] + i, _mm256_mul_ps(_mm256_loadu_ps(w + g * w_stride + s0 + i), dv));
+      }
+      for (; i < n; i++) {
+        const float dv = q8_scale((const block_q8_0 *)(vs + i * stride));
+        for (int g = 0; g < ng; g++) wd[g][i] = w[g * w_stride + s0 + i] * dv;
+      }
+      for (int h = 0; h < 2; h++) {
+        float *o = out + b * QK + 16 * h;
+        __m256 acc[4][2];
+        for (int g = 0; g < ng; g++) acc[g][0] = _mm256_loadu_ps(o + g * d), acc[g][1] = _mm256_loadu_ps(o + g * d + 8);
+        const uint8_t *qs = vs + 2 + 16 * h;
+        for (int64_t r = 0; r < n; r++) {
+          const __m128i x = _mm_loadu_si128((const __m128i *)(qs + r * stride));
+          const __m256 v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x));
+          const __m256 v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)));
+          for (int g = 0; g < ng; g++) {
+            const __m256 wr = _mm256_broadcast_ss(wd[g] + r);
+            acc[g][0] = _mm256_fmadd_ps(wr, v0, acc[g][0]);
+            acc[g][1] = _mm256_fmadd_ps(wr, v1, acc[g][1]);
+          }
+        }
+        for (int g = 0; g < ng; g++) _mm256_storeu_ps(o + g * d, acc[g][0]), _mm256_storeu_ps(o + g * d + 8, acc[g][1]);
+      }
     }
   }
 }
