@@ -1637,7 +1637,9 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_IQ4_XS_GEMM qx_iq4_xs_any
 #define QX_IQ4_NL_GEMM qx_iq4_nl_t
 #define QX_Q5_0_GEMM qx_q5_0
+#ifndef QX_Q4_0_GEMM /* the ISA file may name its own */
 #define QX_Q4_0_GEMM qx_q4_0
+#endif
 #define QX_Q8_0_GEMM qx_q8_0
 #define QX_GEMM_OF(NAME) qx_##NAME
 #define QX_K_GEMM_OF(NAME) qx_##NAME
