@@ -1644,6 +1644,9 @@ QX_K_ROWS_OR_DIRECT(q6_K)
 #define QX_GEMM_OF(NAME) qx_##NAME
 #define QX_K_GEMM_OF(NAME) qx_##NAME
 #endif
+#ifndef QX_MXFP4_GEMM /* the ISA file may name its own */
+#define QX_MXFP4_GEMM QX_GEMM_OF(mxfp4)
+#endif
 
 #include "quant_x86_low_k.h"
 #include "quant_x86_iq4_nl.h"
@@ -1670,7 +1673,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_Q5_0] = QX_Q5_0_GEMM,
             [CAIRN_Q5_1] = qx_q5_1,
             [CAIRN_Q8_0] = QX_Q8_0_GEMM,
-            [CAIRN_MXFP4] = QX_GEMM_OF(mxfp4),
+            [CAIRN_MXFP4] = QX_MXFP4_GEMM,
             [CAIRN_Q2_K] = qx_q2_K,
             [CAIRN_Q3_K] = qx_q3_K,
             [CAIRN_Q4_K] = QX_K_GEMM_OF(q4_K),

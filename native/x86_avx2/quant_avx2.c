@@ -12,17 +12,19 @@
 #define QX_T 8
 #define QX_RV 1
 /*
- * Q5_0 (and Q4_1, Q5_1, MXFP4) rows: with one row the unpacking, not memory, would set the pace (see the header). On
+ * Q5_0 (and Q4_1, Q5_1) rows: with one row the unpacking, not memory, would set the pace (see the header). On
  * the AVX2-only EPYC (128-bit units), 2 threads over an 8192x2048 matrix: 8 rows 8.1 / 7.0 GB/s
  * (Q4_0 / Q5_0), 4 rows 8.3-8.7 / 7.5-7.8, 2 rows 8.0-8.1 / 7.5-7.7, 6 rows 7.8-8.1 / 7.1-7.2.
  */
 #define QX_RV_NIBBLE 4
 /* F16/F32 rows: one row's chain of 8-lane adds would bound the pace (74% of the read rate, vs 81% with 8 rows in flight). */
 #define QX_RV_FLOAT 8
-/* Q4_0 with the rows in the vector lanes (q4_0_lanes_avx2.c): the row tiles' arithmetic is not used for it. */
+/* Q4_0 and MXFP4 with the rows in the vector lanes (nibble_lanes_avx2.c): the row tiles' arithmetic is not used for them. */
 #include <stddef.h>
 #include <stdint.h>
 void quant_q4_0_lanes_avx2(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys);
+void quant_mxfp4_lanes_avx2(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys);
 #define QX_Q4_0_GEMM quant_q4_0_lanes_avx2
+#define QX_MXFP4_GEMM quant_mxfp4_lanes_avx2
 #include "quant_x86_kernels.h"
 #endif

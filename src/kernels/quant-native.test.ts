@@ -336,23 +336,25 @@ describe('native quantization kernels', { skip }, () => {
     }
   });
 
-  test('Q4_0 products on AVX2 give the AVX-512 results bit for bit', { skip: isas.includes('avx512') ? false : 'this CPU has no AVX-512' }, () => {
+  test('Q4_0 and MXFP4 products on AVX2 give the AVX-512 results bit for bit', { skip: isas.includes('avx512') ? false : 'this CPU has no AVX-512' }, () => {
     // Both levels take each block's exact integer dot and add fma(dot, dw x da) in block order
     // (AVX2 with the rows in its vector lanes): a cluster of mixed machines gives the same tokens.
     const a = addon!;
-    for (const [rows, cols] of [[37, 224], [300, 2048]]) {
-      const w = quantized(GgmlType.Q4_0, rows, cols, 17 + rows);
-      for (const n of [1, 2, 3, 4, 7, 49, 100]) {
-        const x = activations(n * cols, 19 + n + cols);
-        const out: Float32Array[] = [];
-        for (const isa of ['avx2', 'avx512']) {
-          a.forceIsa(isa);
-          const y = new Float32Array(n * rows).fill(NaN);
-          a.matmul!(w, GgmlType.Q4_0, rows, cols, x, n, y);
-          out.push(y);
+    for (const type of [GgmlType.Q4_0, GgmlType.MXFP4]) {
+      for (const [rows, cols] of [[37, 224], [300, 2048]]) {
+        const w = quantized(type, rows, cols, 17 + rows + type);
+        for (const n of [1, 2, 3, 4, 7, 49, 100]) {
+          const x = activations(n * cols, 19 + n + cols);
+          const out: Float32Array[] = [];
+          for (const isa of ['avx2', 'avx512']) {
+            a.forceIsa(isa);
+            const y = new Float32Array(n * rows).fill(NaN);
+            a.matmul!(w, type, rows, cols, x, n, y);
+            out.push(y);
+          }
+          a.forceIsa(null);
+          assertSameFloats(out[0], out[1], `${GgmlType[type]} ${rows} x ${cols}, ${n} tokens: avx2 vs avx512`);
         }
-        a.forceIsa(null);
-        assertSameFloats(out[0], out[1], `Q4_0 ${rows} x ${cols}, ${n} tokens: avx2 vs avx512`);
       }
     }
   });
