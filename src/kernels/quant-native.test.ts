@@ -312,50 +312,40 @@ describe('native quantization kernels', { skip }, () => {
     });
   }
 
+  /** Asserts that two ISA levels give a weight type's products bit for bit, for each shape (rows, cols) and token count. */
+  function assertIsasAgree(type: GgmlType, base: string, other: string, shapes: number[][], counts: number[]): void {
+    const a = addon!;
+    for (const [rows, cols] of shapes) {
+      const w = quantized(type, rows, cols, 11 + type + rows);
+      for (const n of counts) {
+        const x = activations(n * cols, 13 + n + cols);
+        const out: Float32Array[] = [];
+        for (const isa of [base, other]) {
+          a.forceIsa(isa);
+          const y = new Float32Array(n * rows).fill(NaN);
+          a.matmul!(w, type, rows, cols, x, n, y);
+          out.push(y);
+        }
+        a.forceIsa(null);
+        assertSameFloats(out[1], out[0], `${GgmlType[type]} ${rows} x ${cols}, ${n} tokens: ${other} vs ${base}`);
+      }
+    }
+  }
+
   test('matmul on AMX tiles gives the AVX-512 results bit for bit', { skip: isas.includes('amx') ? false : 'this CPU (or OS) has no AMX tiles' }, () => {
     // The tile products replace the VNNI steps of the panel and direct kernels for batches; a
     // machine with AMX must give the tokens a machine without it gives.
-    const a = addon!;
     for (const type of [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0, GgmlType.MXFP4, GgmlType.IQ4_NL, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS]) {
       const bs = formatCodec(type).blockSize;
-      for (const [rows, cols] of [[37, bs === 256 ? 768 : 224], [300, bs === 256 ? 2048 : 1024]]) {
-        const w = quantized(type, rows, cols, 11 + type + rows);
-        for (const n of [2, 7, 8, 15, 16, 17, 33, 48, 49, 64, 100]) {
-          const x = activations(n * cols, 13 + n + cols);
-          const out: Float32Array[] = [];
-          for (const isa of ['avx512', 'amx']) {
-            a.forceIsa(isa);
-            const y = new Float32Array(n * rows).fill(NaN);
-            a.matmul!(w, type, rows, cols, x, n, y);
-            out.push(y);
-          }
-          a.forceIsa(null);
-          assertSameFloats(out[1], out[0], `${GgmlType[type]} ${rows} x ${cols}, ${n} tokens: amx vs avx512`);
-        }
-      }
+      assertIsasAgree(type, 'avx512', 'amx', [[37, bs === 256 ? 768 : 224], [300, bs === 256 ? 2048 : 1024]], [2, 7, 8, 15, 16, 17, 33, 48, 49, 64, 100]);
     }
   });
 
   test('Q4_0 and MXFP4 products on AVX2 give the AVX-512 results bit for bit', { skip: isas.includes('avx512') ? false : 'this CPU has no AVX-512' }, () => {
     // Both levels take each block's exact integer dot and add fma(dot, dw x da) in block order
     // (AVX2 with the rows in its vector lanes): a cluster of mixed machines gives the same tokens.
-    const a = addon!;
     for (const type of [GgmlType.Q4_0, GgmlType.MXFP4]) {
-      for (const [rows, cols] of [[37, 224], [300, 2048]]) {
-        const w = quantized(type, rows, cols, 17 + rows + type);
-        for (const n of [1, 2, 3, 4, 7, 49, 100]) {
-          const x = activations(n * cols, 19 + n + cols);
-          const out: Float32Array[] = [];
-          for (const isa of ['avx2', 'avx512']) {
-            a.forceIsa(isa);
-            const y = new Float32Array(n * rows).fill(NaN);
-            a.matmul!(w, type, rows, cols, x, n, y);
-            out.push(y);
-          }
-          a.forceIsa(null);
-          assertSameFloats(out[0], out[1], `${GgmlType[type]} ${rows} x ${cols}, ${n} tokens: avx2 vs avx512`);
-        }
-      }
+      assertIsasAgree(type, 'avx2', 'avx512', [[37, 224], [300, 2048]], [1, 2, 3, 4, 7, 49, 100]);
     }
   });
 
