@@ -219,13 +219,14 @@ static inline void store_lanes(float *y, __m256 v, int n) {
 /* The products of any rows and tokens (activations as qx_convert_q8_0 writes them). */
 static inline __attribute__((always_inline)) void lanes_gemm(const int F, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   const int nb = cols / QK;
-  grow(&g_tile, &g_tile_cap, (size_t)nb * 9 * 32);
   grow(&g_sums, &g_sums_cap, (size_t)nt * (size_t)nb * sizeof(int32_t));
   /* The block sums of the call's tokens, reused while the driver hands this thread more rows of the same activations. */
   if (g_sums_a != a || g_sums_as != as || g_sums_nt != nt || g_sums_cols != cols || g_sums_gen != quant_activation_generation) {
     block_sums(a, as, nt, cols, g_sums);
     g_sums_a = a, g_sums_as = as, g_sums_nt = nt, g_sums_cols = cols, g_sums_gen = quant_activation_generation;
   }
+  /* The tile buffer only where tokens are many enough to take it. */
+  if (nt > FEW_TOKENS) grow(&g_tile, &g_tile_cap, (size_t)nb * 9 * 32);
   for (int r0 = 0; r0 < nr; r0 += LANES) {
     const int n = nr - r0 < LANES ? nr - r0 : LANES;
     const uint8_t *rp[LANES];
