@@ -388,13 +388,23 @@ static void encode_q5_1(const float *x, block_q5_1 *b) {
   pack_q5(q, b->qh, b->qs);
 }
 
+/*
+ * roundf(v) (halves away from zero) for |v| < 2^23, as an int, without the library call, so that
+ * loops of it vectorize: v minus its truncation is exact, and says which way to go.
+ */
+static inline int round_half_away(float v) {
+  const int t = (int)v;
+  const float f = v - (float)t;
+  return t + (f >= 0.5f) - (f <= -0.5f);
+}
+
 static void encode_q8_0(const float *x, block_q8_0 *b) {
   float max;
   const float amax = signed_abs_max(x, QK, &max);
   const float d = amax / 127;
   const float id = d ? 1.0f / d : 0.0f;
   b->d = quant_f32_to_half(d);
-  for (int j = 0; j < QK; j++) b->qs[j] = (int8_t)roundf(x[j] * id);
+  for (int j = 0; j < QK; j++) b->qs[j] = (int8_t)round_half_away(x[j] * id);
 }
 
 static void encode_q8_1(const float *x, block_q8_1 *b) {
