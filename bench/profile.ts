@@ -2,10 +2,13 @@
  * Where a decode step's time goes: wraps the kernels of a one-shard model and times each kind of
  * call over a run of single-token steps, and each matrix product by weight type and shape.
  *
- *   node dist/bench/profile.js MODEL [--tokens N] [--streams S]
+ *   node dist/bench/profile.js MODEL [--tokens N] [--streams S] [--depth D] [--kv-type f16|q8_0|f32]
  *
  * --streams S: each step decodes one token for each of S sequences at once (as a server's
  * continuous batching does), and the figures are per step; a token costs a step / S.
+ * --depth D: the steps start at position D, as if D tokens were already in the KV cache (its rows
+ * there are left as allocated: attention reads them all the same, so its cost is that of a real
+ * context of that length, without the minutes a prompt of it takes).
  */
 import { readGguf } from '../src/gguf/reader.js';
 import { GgmlType, ggmlRowBytes } from '../src/gguf/ggml-types.js';
@@ -15,6 +18,7 @@ import { loadShard } from '../src/model/build-shard.js';
 import { packProductWeights } from '../src/engine/pack-weights.js';
 import { wholeModel } from '../src/model/shard.js';
 import { preferLargePages } from '../src/engine/large-pages.js';
+import { KV_TYPES, kvTypeOf } from '../src/cli/options.js';
 
 const [path, ...rest] = process.argv.slice(2);
 const tokensArg = rest.indexOf('--tokens');
@@ -22,6 +26,12 @@ const steps = tokensArg >= 0 ? Number(rest[tokensArg + 1]) : 32;
 const streamsArg = rest.indexOf('--streams');
 const streams = streamsArg >= 0 ? Number(rest[streamsArg + 1]) : 1;
 if (!Number.isSafeInteger(streams) || streams < 1 || streams > 64) throw new Error('--streams takes 1 to 64');
+const depthArg = rest.indexOf('--depth');
+const depth = depthArg >= 0 ? Number(rest[depthArg + 1]) : 0;
+if (!Number.isSafeInteger(depth) || depth < 0) throw new Error('--depth takes a whole number of positions');
+const kvArg = rest.indexOf('--kv-type');
+const kvFlag = kvArg >= 0 ? rest[kvArg + 1] : 'f16';
+if (!KV_TYPES.includes(kvFlag)) throw new Error(`--kv-type must be one of ${KV_TYPES.join(', ')}`);
 const file = readGguf(path);
 const cfg = readModelConfig(file);
 const kernels = createKernels();
@@ -88,11 +98,11 @@ const spec = wholeModel(cfg);
 // CAIRN_PROFILE_COPY=1: weights copied out of the mapping into process memory (to compare the two).
 const copy = process.env.CAIRN_PROFILE_COPY === '1';
 const weight = (t: { offset: number; byteLength: number }) => mapping.view(t.offset, t.byteLength);
-const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, { slots: streams, ctx: steps + 16, kvType: GgmlType.F16, maxBatch: Math.max(16, streams) });
+const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, { slots: streams, ctx: depth + steps + 16, kvType: kvTypeOf(kvFlag), maxBatch: Math.max(16, streams) });
 // As a load does: the products' weights packed where the kernels keep copies (CAIRN_PACK_WEIGHTS=0: not).
 const packed = await packProductWeights(shard.weights.products ?? [], kernels, mapping, false, '');
 process.stdout.write(`packed: ${(packed.packedBytes / 2 ** 20).toFixed(1)} MiB\n`);
-const spans = (p: number) => Array.from({ length: streams }, (_, s) => ({ slot: s, pos0: p, start: s, n: 1 }));
+const spans = (p: number) => Array.from({ length: streams }, (_, s) => ({ slot: s, pos0: depth + p, start: s, n: 1 }));
 const rows = Array.from({ length: streams }, (_, s) => s);
 const run = (n: number) => {
   const tokens = new Int32Array(streams).fill(1);
@@ -107,7 +117,7 @@ shapes.clear();
 const t0 = performance.now();
 run(steps);
 const total = (performance.now() - t0) / steps;
-process.stdout.write(`${path}: ${total.toFixed(2)} ms per step of ${streams} token${streams > 1 ? 's' : ''} (${((1000 * streams) / total).toFixed(1)} tok/s)\n`);
+process.stdout.write(`${path}${depth ? ` at depth ${depth}` : ''}: ${total.toFixed(2)} ms per step of ${streams} token${streams > 1 ? 's' : ''} (${((1000 * streams) / total).toFixed(1)} tok/s)\n`);
 const inKernels = [...times.values()].reduce((a, e) => a + e.ms, 0) / steps;
 process.stdout.write(`  (outside the kernels: ${(total - inKernels).toFixed(3)} ms, ${((100 * (total - inKernels)) / total).toFixed(1)}%)\n`);
 for (const [name, e] of [...times].sort((a, b) => b[1].ms - a[1].ms)) {

@@ -188,9 +188,12 @@ static inline __m512 load_k32(__mmask16 m, const float *p) { return _mm512_maskz
  * Cache rows ahead of the one in use that the score and weighted-sum loops ask for. A thread reads
  * a KV head's stretch of a chunk (16 KiB or so), then another head's: the hardware prefetchers do
  * not follow such stretches far, and without these requests a decode token at 16k took 1.6-1.8x as
- * long in attention over a Q8_0 cache (64 or 96 rows ahead were level or slower).
+ * long in attention over a Q8_0 cache. About 4 KiB ahead: 32 rows of an F16 head of 64 (64 were
+ * slower), 64 of a Q8_0 one (32 were 5% slower at 16k once a claim of work no longer waited on the
+ * requests in flight, see attention.c; before that 64 and 96 were level or slower).
  */
 #define ROWS_AHEAD 32
+#define Q8_ROWS_AHEAD 64
 
 static inline void prefetch_row(const void *p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += 64) cairn_prefetch_t1((const char *)p + off);
@@ -569,7 +572,7 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
       const int64_t n = nh - g0 < Q8_CALL_HEADS ? nh - g0 : Q8_CALL_HEADS;
       q8_queries_pairs(qb + g0 * nb, n, nb, qx, dq);
       for (int64_t r = 0; r < whole; r += Q8_TILE_ROWS) {
-        if (g0 == 0) prefetch_rows(k + (r + ROWS_AHEAD) * stride, stride, Q8_TILE_ROWS, nb * (int64_t)sizeof(block_q8_0));
+        if (g0 == 0) prefetch_rows(k + (r + Q8_ROWS_AHEAD) * stride, stride, Q8_TILE_ROWS, nb * (int64_t)sizeof(block_q8_0));
         const uint8_t *kr = k + r * stride;
         float *o = out + g0 * out_stride + r;
         if (nb == 2) q8_scores_tile_pairs(kr, stride, qx, dq, n, 2, scale, o, out_stride);
@@ -585,7 +588,7 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
       const int64_t n = nh - g0 < Q8_CALL_HEADS ? nh - g0 : Q8_CALL_HEADS;
       q8_queries_unsigned(qb + g0 * nb, n, nb, qx, dq);
       for (int64_t r = 0; r < whole; r += Q8_TILE_ROWS) {
-        if (g0 == 0) prefetch_rows(k + (r + ROWS_AHEAD) * stride, stride, Q8_TILE_ROWS, nb * (int64_t)sizeof(block_q8_0));
+        if (g0 == 0) prefetch_rows(k + (r + Q8_ROWS_AHEAD) * stride, stride, Q8_TILE_ROWS, nb * (int64_t)sizeof(block_q8_0));
         const uint8_t *kr = k + r * stride;
         float *o = out + g0 * out_stride + r;
         if (nb == 1) q8_scores_tile(kr, stride, qx, dq, n, 1, scale, o, out_stride);
@@ -594,7 +597,7 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
     }
   }
   for (int64_t r = whole; r < rows; r++) {
-    prefetch_row(k + (r + ROWS_AHEAD) * stride, nb * (int64_t)sizeof(block_q8_0));
+    prefetch_row(k + (r + Q8_ROWS_AHEAD) * stride, nb * (int64_t)sizeof(block_q8_0));
     q8_scores_row((const block_q8_0 *)(k + r * stride), qb, nh, nb, scale, out + r, out_stride);
   }
 }
@@ -610,8 +613,9 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
  */
 /* Rows ahead of a block's scale gathers that are asked for. The gathers are the first reads of a
    block's rows: a pass over 256 rows' gathers before their arithmetic left the core waiting on
-   memory (half the kernel's time at depth), then the memory idle while it computed. */
-#define WSUM_Q8_AHEAD 64
+   memory (half the kernel's time at depth), then the memory idle while it computed. Twice the
+   scores' distance: the sums take longer a row. */
+#define WSUM_Q8_AHEAD 128
 
 static inline __attribute__((always_inline)) void wsum_piece_q8(const uint8_t *v, int64_t stride, int64_t rows, const float *w,
                                                                 int64_t w_stride, const int ng, const int nbp, int64_t b0, int64_t d,
