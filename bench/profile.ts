@@ -39,12 +39,15 @@ const mapping = openMapping(path);
 // Fault the whole file in first (as `cairn bench` and a load do): otherwise the first use of each
 // expert pays its page faults inside the timed steps.
 const populate = async () => {
-  if (mapping.mapped) for (let at = 0; at < mapping.size; at += 1 << 30) adviseWillNeed(mapping.view(at, Math.min(1 << 30, mapping.size - at)), true);
+  if (mapping.mapped)
+    for (let at = 0; at < mapping.size; at += 1 << 30) adviseWillNeed(mapping.view(at, Math.min(1 << 30, mapping.size - at)), true);
 };
 await populate();
 // As a load does: the weights on huge pages where the OS can (see src/engine/large-pages.ts).
 const largest = file.tensors.reduce((a, t) => (t.byteLength > a.byteLength ? t : a));
-process.stdout.write(`huge pages: ${await preferLargePages(mapping, mapping.size, { offset: largest.offset, length: largest.byteLength }, populate)}\n`);
+process.stdout.write(
+  `huge pages: ${await preferLargePages(mapping, mapping.size, { offset: largest.offset, length: largest.byteLength }, populate)}\n`,
+);
 // Distinct experts of each batch's last preparation (the bytes its products read).
 const routed = new Map<ExpertBatch, number>();
 const times = new Map<string, { ms: number; calls: number }>();
@@ -54,10 +57,12 @@ const timed = Object.create(kernels) as Kernels;
 // kernels do not cover is the TypeScript between them.
 const kernelNames = Object.keys(kernels).filter((k) => typeof (kernels as unknown as Record<string, unknown>)[k] === 'function');
 for (let proto = Object.getPrototypeOf(kernels); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
-  for (const k of Object.getOwnPropertyNames(proto)) if (k !== 'constructor' && typeof (kernels as unknown as Record<string, unknown>)[k] === 'function' && !kernelNames.includes(k)) kernelNames.push(k);
+  for (const k of Object.getOwnPropertyNames(proto))
+    if (k !== 'constructor' && typeof (kernels as unknown as Record<string, unknown>)[k] === 'function' && !kernelNames.includes(k))
+      kernelNames.push(k);
 }
 for (const name of kernelNames) {
-  const inner = ((kernels as unknown as Record<string, (...a: unknown[]) => unknown>)[name]).bind(kernels);
+  const inner = (kernels as unknown as Record<string, (...a: unknown[]) => unknown>)[name].bind(kernels);
   (timed as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
     const t = performance.now();
     const result = inner(...a);
@@ -98,7 +103,12 @@ const spec = wholeModel(cfg);
 // CAIRN_PROFILE_COPY=1: weights copied out of the mapping into process memory (to compare the two).
 const copy = process.env.CAIRN_PROFILE_COPY === '1';
 const weight = (t: { offset: number; byteLength: number }) => mapping.view(t.offset, t.byteLength);
-const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, { slots: streams, ctx: depth + steps + 16, kvType: kvTypeOf(kvFlag), maxBatch: Math.max(16, streams) });
+const shard = loadShard(file, cfg, spec, (t) => (copy ? weight(t).slice() : weight(t)), timed, {
+  slots: streams,
+  ctx: depth + steps + 16,
+  kvType: kvTypeOf(kvFlag),
+  maxBatch: Math.max(16, streams),
+});
 // As a load does: the products' weights packed where the kernels keep copies (CAIRN_PACK_WEIGHTS=0: not).
 const packed = await packProductWeights(shard.weights.products ?? [], kernels, mapping, false, '');
 process.stdout.write(`packed: ${(packed.packedBytes / 2 ** 20).toFixed(1)} MiB\n`);
@@ -117,13 +127,21 @@ shapes.clear();
 const t0 = performance.now();
 run(steps);
 const total = (performance.now() - t0) / steps;
-process.stdout.write(`${path}${depth ? ` at depth ${depth}` : ''}: ${total.toFixed(2)} ms per step of ${streams} token${streams > 1 ? 's' : ''} (${((1000 * streams) / total).toFixed(1)} tok/s)\n`);
+process.stdout.write(
+  `${path}${depth ? ` at depth ${depth}` : ''}: ${total.toFixed(2)} ms per step of ${streams} token${streams > 1 ? 's' : ''} (${((1000 * streams) / total).toFixed(1)} tok/s)\n`,
+);
 const inKernels = [...times.values()].reduce((a, e) => a + e.ms, 0) / steps;
-process.stdout.write(`  (outside the kernels: ${(total - inKernels).toFixed(3)} ms, ${((100 * (total - inKernels)) / total).toFixed(1)}%)\n`);
+process.stdout.write(
+  `  (outside the kernels: ${(total - inKernels).toFixed(3)} ms, ${((100 * (total - inKernels)) / total).toFixed(1)}%)\n`,
+);
 for (const [name, e] of [...times].sort((a, b) => b[1].ms - a[1].ms)) {
-  process.stdout.write(`  ${name.padEnd(10)} ${(e.ms / steps).toFixed(3).padStart(8)} ms  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${((100 * e.ms) / steps / total).toFixed(1)}%\n`);
+  process.stdout.write(
+    `  ${name.padEnd(10)} ${(e.ms / steps).toFixed(3).padStart(8)} ms  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${((100 * e.ms) / steps / total).toFixed(1)}%\n`,
+  );
 }
 process.stdout.write('matrix products by weight type and shape:\n');
 for (const [key, m] of [...shapes].sort((a, b) => b[1].ms - a[1].ms)) {
-  process.stdout.write(`  ${key.padEnd(20)} ${(m.ms / steps).toFixed(3).padStart(8)} ms  ${(m.calls / steps).toFixed(0).padStart(4)} calls  ${(m.bytes / (m.ms / 1e3) / 1e9).toFixed(1).padStart(6)} GB/s\n`);
+  process.stdout.write(
+    `  ${key.padEnd(20)} ${(m.ms / steps).toFixed(3).padStart(8)} ms  ${(m.calls / steps).toFixed(0).padStart(4)} calls  ${(m.bytes / (m.ms / 1e3) / 1e9).toFixed(1).padStart(6)} GB/s\n`,
+  );
 }
