@@ -564,34 +564,24 @@ static void avx512_dot_rows_q8(const uint8_t *k, int64_t stride, int64_t rows, c
   const int64_t nb = d / QK;
   const block_q8_0 *qb = (const block_q8_0 *)q;
   int64_t whole = 0;
-  if (nb <= Q8_TILE_BLOCKS && nb % 2 == 0) {
+  if (nb <= Q8_TILE_BLOCKS) {
+    /* An even number of blocks: the pair tiles (scales from the transposed rows); else the gathers. */
+    const int pairs = nb % 2 == 0;
     whole = rows / Q8_TILE_ROWS * Q8_TILE_ROWS;
-    int32_t qx[Q8_CALL_HEADS * Q8_PAIR_DWORDS];
+    int32_t qx[Q8_CALL_HEADS * Q8_PAIR_DWORDS]; /* also holds the 8 dwords a block of q8_queries_unsigned (nb <= 7) */
     float dq[Q8_CALL_HEADS * Q8_TILE_BLOCKS];
     for (int64_t g0 = 0; g0 < nh; g0 += Q8_CALL_HEADS) {
       const int64_t n = nh - g0 < Q8_CALL_HEADS ? nh - g0 : Q8_CALL_HEADS;
-      q8_queries_pairs(qb + g0 * nb, n, nb, qx, dq);
+      if (pairs) q8_queries_pairs(qb + g0 * nb, n, nb, qx, dq);
+      else q8_queries_unsigned(qb + g0 * nb, n, nb, qx, dq);
       for (int64_t r = 0; r < whole; r += Q8_TILE_ROWS) {
         if (g0 == 0) prefetch_rows(k + (r + Q8_ROWS_AHEAD) * stride, stride, Q8_TILE_ROWS, nb * (int64_t)sizeof(block_q8_0));
         const uint8_t *kr = k + r * stride;
         float *o = out + g0 * out_stride + r;
         if (nb == 2) q8_scores_tile_pairs(kr, stride, qx, dq, n, 2, scale, o, out_stride);
         else if (nb == 4) q8_scores_tile_pairs(kr, stride, qx, dq, n, 4, scale, o, out_stride);
-        else q8_scores_tile_pairs(kr, stride, qx, dq, n, nb, scale, o, out_stride);
-      }
-    }
-  } else if (nb <= Q8_TILE_BLOCKS) {
-    whole = rows / Q8_TILE_ROWS * Q8_TILE_ROWS;
-    int32_t qx[Q8_CALL_HEADS * Q8_TILE_BLOCKS * 8];
-    float dq[Q8_CALL_HEADS * Q8_TILE_BLOCKS];
-    for (int64_t g0 = 0; g0 < nh; g0 += Q8_CALL_HEADS) {
-      const int64_t n = nh - g0 < Q8_CALL_HEADS ? nh - g0 : Q8_CALL_HEADS;
-      q8_queries_unsigned(qb + g0 * nb, n, nb, qx, dq);
-      for (int64_t r = 0; r < whole; r += Q8_TILE_ROWS) {
-        if (g0 == 0) prefetch_rows(k + (r + Q8_ROWS_AHEAD) * stride, stride, Q8_TILE_ROWS, nb * (int64_t)sizeof(block_q8_0));
-        const uint8_t *kr = k + r * stride;
-        float *o = out + g0 * out_stride + r;
-        if (nb == 1) q8_scores_tile(kr, stride, qx, dq, n, 1, scale, o, out_stride);
+        else if (pairs) q8_scores_tile_pairs(kr, stride, qx, dq, n, nb, scale, o, out_stride);
+        else if (nb == 1) q8_scores_tile(kr, stride, qx, dq, n, 1, scale, o, out_stride);
         else q8_scores_tile(kr, stride, qx, dq, n, nb, scale, o, out_stride);
       }
     }
