@@ -275,8 +275,9 @@ for (const isa of cpuInfo().availableIsas) {
     it('attention matches the reference: head dims, token counts, GQA ratios, positions, cache types', () => {
       const rand = seededRandom(16);
       // 36 is no multiple of the vector widths: the kernels' tails run. 96 and 32 are odd numbers of
-      // Q8_0 blocks, which kernels taking blocks in pairs finish with a half pair.
-      for (const headDim of [64, 128, 80, 36, 96, 32]) {
+      // Q8_0 blocks, which kernels taking blocks in pairs finish with a half pair. 192 and 256: Q8_0
+      // tiles that transpose a block pair's dwords end with 3 and with no dwords left over.
+      for (const headDim of [64, 128, 80, 36, 96, 32, 192, 256]) {
         // Ratios 3 and 5 leave groups of query heads that do not fill the kernels' blocks of four.
         for (const ratio of [1, 2, 3, 4, 5]) {
           for (const nTokens of [1, 7]) {
