@@ -266,24 +266,13 @@ static inline void prefetch_row(const void *p, int64_t bytes) {
     }                                                                                                           \
   }
 
-DEFINE_DOT_ROWS(dot_rows_f16_any, uint16_t, load_k16, scalar_k16)
-DEFINE_DOT_ROWS(dot_rows_f32_any, float, load_k32, scalar_k32)
+DEFINE_DOT_ROWS(avx2_dot_rows_f16_body, uint16_t, load_k16, scalar_k16)
+DEFINE_DOT_ROWS(avx2_dot_rows_f32_body, float, load_k32, scalar_k32)
 
-/* Head sizes 64 and 128 (most models) as constants: the loops unroll and the leftover-column code
-   goes; the same operations in the same order, so the same results bit for bit. */
-static void avx2_dot_rows_f16(const uint16_t *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale,
-                              float *out, int64_t out_stride) {
-  if (d == 64) dot_rows_f16_any(k, stride, rows, q, nh, 64, scale, out, out_stride);
-  else if (d == 128) dot_rows_f16_any(k, stride, rows, q, nh, 128, scale, out, out_stride);
-  else dot_rows_f16_any(k, stride, rows, q, nh, d, scale, out, out_stride);
-}
-
-static void avx2_dot_rows_f32(const float *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale,
-                              float *out, int64_t out_stride) {
-  if (d == 64) dot_rows_f32_any(k, stride, rows, q, nh, 64, scale, out, out_stride);
-  else if (d == 128) dot_rows_f32_any(k, stride, rows, q, nh, 128, scale, out, out_stride);
-  else dot_rows_f32_any(k, stride, rows, q, nh, d, scale, out, out_stride);
-}
+/* Head sizes 64 and 128 as constants: the same operations in the same order, so the same results
+   bit for bit. */
+CAIRN_DOT_ROWS_HEAD_SIZES(avx2_dot_rows_f16, uint16_t)
+CAIRN_DOT_ROWS_HEAD_SIZES(avx2_dot_rows_f32, float)
 
 /*
  * Weighted sums for up to four heads at once: 16 output columns per head stay in registers while

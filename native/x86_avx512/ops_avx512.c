@@ -319,20 +319,11 @@ static inline void prefetch_rows(const uint8_t *p, int64_t stride, int64_t n, in
     }                                                                                                          \
   }
 
-/* The common head sizes as constants: their loops unroll whole with no lane masks (the generic loop
-   kept masks and counters and spilled one of its sums). Same arithmetic for every size. */
-#define DEFINE_DOT_ROWS_SIZES(NAME, KT)                                                                       \
-  static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale, \
-                   float *out, int64_t out_stride) {                                                           \
-    if (d == 64) NAME##_body(k, stride, rows, q, nh, 64, scale, out, out_stride);                              \
-    else if (d == 128) NAME##_body(k, stride, rows, q, nh, 128, scale, out, out_stride);                       \
-    else NAME##_body(k, stride, rows, q, nh, d, scale, out, out_stride);                                       \
-  }
-
 DEFINE_DOT_ROWS(avx512_dot_rows_f16, uint16_t, load_k16)
 DEFINE_DOT_ROWS(avx512_dot_rows_f32, float, load_k32)
-DEFINE_DOT_ROWS_SIZES(avx512_dot_rows_f16, uint16_t)
-DEFINE_DOT_ROWS_SIZES(avx512_dot_rows_f32, float)
+/* (The generic loop kept lane masks and counters and spilled one of its sums.) */
+CAIRN_DOT_ROWS_HEAD_SIZES(avx512_dot_rows_f16, uint16_t)
+CAIRN_DOT_ROWS_HEAD_SIZES(avx512_dot_rows_f32, float)
 
 /*
  * Weighted sums for up to four heads at once: 64 output columns per head stay in registers while
@@ -474,17 +465,18 @@ static inline __attribute__((always_inline)) void q8_scores_tile(const uint8_t *
 /* Most dwords a head's row may have here (8 blocks). */
 #define Q8_PAIR_DWORDS (Q8_TILE_BLOCKS / 2 * 17)
 
-/* nh query vectors as the tile's dwords: quants + 128 (u8), scale bytes 0; their scales into dq. */
+/* nh query vectors as the tile's dwords (q8_queries_unsigned's quants + 128, in the blocks' own layout with
+   the scale bytes 0); their scales into dq. */
 static inline void q8_queries_pairs(const block_q8_0 *qb, int64_t nh, int64_t nb, int32_t *qx, float *dq) {
   const int64_t ndw = nb / 2 * 17;
   for (int64_t g = 0; g < nh; g++) {
     const uint8_t *src = (const uint8_t *)(qb + g * nb);
     uint8_t *dst = (uint8_t *)(qx + g * ndw);
     for (int64_t b = 0; b < nb; b++) {
-      const uint8_t *blk = src + b * (int64_t)sizeof(block_q8_0);
       uint8_t *o = dst + b * (int64_t)sizeof(block_q8_0);
       o[0] = o[1] = 0;
-      for (int i = 0; i < QK; i++) o[2 + i] = (uint8_t)(blk[2 + i] ^ 0x80);
+      const __m256i q = _mm256_loadu_si256((const __m256i *)(src + b * (int64_t)sizeof(block_q8_0) + 2));
+      _mm256_storeu_si256((__m256i *)(o + 2), _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)));
       dq[g * nb + b] = q8_scale(qb + g * nb + b);
     }
   }
