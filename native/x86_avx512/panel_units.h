@@ -78,6 +78,45 @@ PX_INLINE __m512 px_halves(const uint8_t *const *rows, size_t off) {
 PX_INLINE __m512i *px_block(uint8_t *panel, int b) { return (__m512i *)(panel + (size_t)b * PANEL_BLOCK_BYTES); }
 
 /*
+ * Where a unit of a K format reads its 16 rows' block bytes: from the rows themselves, transposed
+ * (px_transpose16), or from weights packed at load (px_pack_block_dwords), which hold those vectors
+ * as they are. v gets the 16 bytes at `off` (a multiple of 16) of block B of every row, lane per
+ * row: 4 bytes in each of 4 vectors.
+ */
+PX_INLINE void px_block_vectors(const int packed, const uint8_t *const *rows, int B, size_t block_bytes, size_t off, __m512i v[4]) {
+  if (packed) {
+    const uint8_t *src = rows[0] + (size_t)B * PANEL_ROWS * block_bytes + PANEL_ROWS * off;
+    for (int g = 0; g < 4; g++) v[g] = _mm512_loadu_si512((const void *)(src + 64 * g));
+  } else {
+    px_transpose16(rows, (size_t)B * block_bytes + off, v);
+  }
+}
+
+/*
+ * Q4_K/Q5_K weights packed at load (quant_kernels.h's pack): a group of 16 rows is one stretch of
+ * 16 x row bytes, super-block after super-block, each the block's dwords transposed (vector i holds
+ * dword i of the 16 rows, lane per row; 36 and 44 dwords, in fours). Rows past the matrix's last in
+ * its last group repeat the group's first (as px_rows has them; never stored).
+ */
+PX_INLINE void px_pack_block_dwords(const uint8_t *const *rows, int b, size_t block_bytes, uint8_t *dst) {
+  const size_t off = (size_t)b * block_bytes;
+  __m512i v[4];
+  for (size_t i = 0; i < block_bytes / 4; i += 4) {
+    px_transpose16(rows, off + 4 * i, v);
+    for (int g = 0; g < 4; g++) _mm512_storeu_si512((void *)(dst + 64 * (i + g)), v[g]);
+  }
+}
+
+/* Blocks [b0, b0 + nb) of lane `lane`'s row of a group packed by px_pack_block_dwords, back in the file's layout. */
+PX_INLINE void px_unpack_row_dwords(const uint8_t *group, int lane, int b0, int nb, size_t block_bytes, uint8_t *dst) {
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *src = group + (size_t)(b0 + b) * PANEL_ROWS * block_bytes;
+    uint8_t *out = dst + (size_t)b * block_bytes;
+    for (size_t i = 0; i < block_bytes / 4; i++) memcpy(out + 4 * i, src + 64 * i + 4 * (size_t)lane, 4);
+  }
+}
+
+/*
  * A 32-element block's 4-bit codes from the 16 rows' code bytes transposed (lane j of v[g]: bytes
  * 4g .. 4g + 3 of row j's; byte i holds element i in its low nibble, i + 16 in its high one) into
  * panel vectors 0-3 (low nibbles) and 4-7 (high), through a 16-entry byte table where `lookup`.
@@ -250,10 +289,10 @@ typedef struct {
 } px_q4_K_head;
 
 /* The head of super-block B of the 16 rows (quant_k_scale_min, lane by lane); Q5_K's head is laid out as Q4_K's, in blocks of `block_bytes`. */
-PX_INLINE void px_k_head_of(const uint8_t *const *rows, int B, size_t block_bytes, px_q4_K_head *o) {
+PX_INLINE void px_k_head_of(const int packed, const uint8_t *const *rows, int B, size_t block_bytes, px_q4_K_head *o) {
   /* d, dmin (dword 0) and the 12 scale bytes (dwords 1-3) of every row, lane per row. */
   __m512i head[4];
-  px_transpose16(rows, (size_t)B * block_bytes, head);
+  px_block_vectors(packed, rows, B, block_bytes, 0, head);
   o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
   o->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
   for (int sb = 0; sb < 8; sb++) {
@@ -276,10 +315,10 @@ PX_INLINE __m512i px_q4_K_min_pair(const px_q4_K_head *h, int k) { return _mm512
  * Quant vectors 4h..4h+3 of sub-blocks 2j (even) and 2j + 1 (odd) of super-block B, u8 0..15:
  * bytes 32j..32j+31 of qs hold sub-block 2j in their low nibbles and 2j + 1 in their high ones.
  */
-PX_INLINE void px_q4_K_quants(const uint8_t *const *rows, int B, int j, int h, __m512i even[4], __m512i odd[4]) {
+PX_INLINE void px_q4_K_quants(const int packed, const uint8_t *const *rows, int B, int j, int h, __m512i even[4], __m512i odd[4]) {
   const __m512i low = _mm512_set1_epi8(0x0f);
   __m512i v[4];
-  px_transpose16(rows, (size_t)B * sizeof(block_q4_K) + offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
+  px_block_vectors(packed, rows, B, sizeof(block_q4_K), offsetof(block_q4_K, qs) + 32 * j + 16 * h, v);
   for (int g = 0; g < 4; g++) {
     even[g] = _mm512_and_si512(v[g], low);
     odd[g] = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low);
@@ -290,12 +329,11 @@ PX_INLINE void px_q4_K_quants(const uint8_t *const *rows, int B, int j, int h, _
  * The same for Q5_K, quants 0..31: bit 2j (even) and 2j + 1 (odd) of qh byte l is the fifth bit of
  * element l of sub-block 2j and 2j + 1 (ggml's dequantize_row_q5_K).
  */
-PX_INLINE void px_q5_K_quants(const uint8_t *const *rows, int B, int j, int h, __m512i even[4], __m512i odd[4]) {
+PX_INLINE void px_q5_K_quants(const int packed, const uint8_t *const *rows, int B, int j, int h, __m512i even[4], __m512i odd[4]) {
   const __m512i low = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
-  const size_t off = (size_t)B * sizeof(block_q5_K);
   __m512i v[4], vh[4];
-  px_transpose16(rows, off + offsetof(block_q5_K, qs) + 32 * j + 16 * h, v);
-  px_transpose16(rows, off + offsetof(block_q5_K, qh) + 16 * h, vh);
+  px_block_vectors(packed, rows, B, sizeof(block_q5_K), offsetof(block_q5_K, qs) + 32 * j + 16 * h, v);
+  px_block_vectors(packed, rows, B, sizeof(block_q5_K), offsetof(block_q5_K, qh) + 16 * h, vh);
   for (int g = 0; g < 4; g++) {
     const __m512i e5 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * j), one), 4);
     const __m512i o5 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * j + 1), one), 4);
@@ -309,19 +347,19 @@ PX_INLINE void px_q5_K_quants(const uint8_t *const *rows, int B, int j, int h, _
  * (int32); a super-block's mins (word pairs), d and dmin fill the second spare vectors of its first
  * six sub-blocks (see px_run_k).
  */
-PX_INLINE void px_unit_k_min(const int five, const uint8_t *const *rows, int B, uint8_t *panel) {
+PX_INLINE void px_unit_k_min(const int five, const int packed, const uint8_t *const *rows, int B, uint8_t *panel) {
   for (int j = 0; j < 4; j++)
     for (int h = 0; h < 2; h++) {
       __m512i even[4], odd[4];
-      if (five) px_q5_K_quants(rows, B, j, h, even, odd);
-      else px_q4_K_quants(rows, B, j, h, even, odd);
+      if (five) px_q5_K_quants(packed, rows, B, j, h, even, odd);
+      else px_q4_K_quants(packed, rows, B, j, h, even, odd);
       for (int g = 0; g < 4; g++) {
         _mm512_store_si512(px_block(panel, 2 * j) + 4 * h + g, even[g]);
         _mm512_store_si512(px_block(panel, 2 * j + 1) + 4 * h + g, odd[g]);
       }
     }
   px_q4_K_head head;
-  px_k_head_of(rows, B, five ? sizeof(block_q5_K) : sizeof(block_q4_K), &head);
+  px_k_head_of(packed, rows, B, five ? sizeof(block_q5_K) : sizeof(block_q4_K), &head);
   for (int sb = 0; sb < 8; sb++) _mm512_store_si512(px_block(panel, sb) + 8, head.sc[sb]);
   /* The mins in word pairs of sub-blocks (2k, 2k + 1), in the second spare vector of sub-block k. */
   for (int k = 0; k < 4; k++) _mm512_store_si512(px_block(panel, k) + 9, px_q4_K_min_pair(&head, k));
@@ -329,9 +367,12 @@ PX_INLINE void px_unit_k_min(const int five, const uint8_t *const *rows, int B, 
   _mm512_store_ps((float *)(px_block(panel, 5) + 9), head.dmin);
 }
 
-PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(0, rows, B, panel); }
+PX_INLINE void px_unit_q4_K(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(0, 0, rows, B, panel); }
 /* Q5_K panel: as Q4_K's, with quants 0..31. */
-PX_INLINE void px_unit_q5_K(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(1, rows, B, panel); }
+PX_INLINE void px_unit_q5_K(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(1, 0, rows, B, panel); }
+/* The same panels from weights packed at load (rows[0]: the group's start). */
+PX_INLINE void px_unit_q4_K_packed(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(0, 1, rows, B, panel); }
+PX_INLINE void px_unit_q5_K_packed(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(1, 1, rows, B, panel); }
 
 /* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), the halves' scales as word pairs, d per super-block. */
 PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {

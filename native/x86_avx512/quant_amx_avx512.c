@@ -185,14 +185,14 @@ AMX_INLINE __m512i amx_even_bytes(__m512i lanes) {
    4 x scale x quant reaches 252 x 31 = 7812, within a word. */
 AMX_INLINE void amx_unit_k_min(const int five, const uint8_t *const *rows, int B, uint8_t *dst) {
   px_q4_K_head head;
-  px_k_head_of(rows, B, five ? sizeof(block_q5_K) : sizeof(block_q4_K), &head);
+  px_k_head_of(0, rows, B, five ? sizeof(block_q5_K) : sizeof(block_q4_K), &head);
   for (int j = 0; j < 4; j++) {
     const __m512i ev = amx_even_bytes(_mm512_slli_epi32(head.sc[2 * j], 2)), od = amx_even_bytes(_mm512_slli_epi32(head.sc[2 * j + 1], 2));
     const __m512i ev_odd = _mm512_slli_epi32(ev, 8), od_odd = _mm512_slli_epi32(od, 8);
     for (int h = 0; h < 2; h++) {
       __m512i even[4], odd[4];
-      if (five) px_q5_K_quants(rows, B, j, h, even, odd);
-      else px_q4_K_quants(rows, B, j, h, even, odd);
+      if (five) px_q5_K_quants(0, rows, B, j, h, even, odd);
+      else px_q4_K_quants(0, rows, B, j, h, even, odd);
       for (int g = 0; g < 4; g++) {
         amx_fold_q4_K(even[g], ev, ev_odd, amx_slot(dst, AMX_K_HI, 2 * j, 4 * h + g), amx_slot(dst, AMX_K_LO, 2 * j, 4 * h + g));
         amx_fold_q4_K(odd[g], od, od_odd, amx_slot(dst, AMX_K_HI, 2 * j + 1, 4 * h + g), amx_slot(dst, AMX_K_LO, 2 * j + 1, 4 * h + g));

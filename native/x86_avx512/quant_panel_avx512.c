@@ -267,8 +267,8 @@ static __thread int px_direct_cols, px_direct_nt;
 
 /* `amx`: whether the AMX level may take the products of many tokens (not from packed weights,
    which its tile kernels do not read). */
-PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, const int amx, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-  const size_t aux_stride = quant_panel_aux_count(cols);
+/* The prep values of the call's nt tokens (aux_stride apart), made once per thread and activations. */
+PX_INLINE const int32_t *px_direct_prep(px_prep_fn prep, int cols, const uint8_t *a, size_t as, int nt, size_t aux_stride) {
   const size_t need = aux_stride * (size_t)nt;
   if (need > px_direct_aux_cap) {
     int32_t *grown = (int32_t *)realloc(px_direct_aux, need * sizeof(int32_t));
@@ -284,6 +284,12 @@ PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, 
     px_direct_cols = cols;
     px_direct_nt = nt;
   }
+  return px_direct_aux;
+}
+
+PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, const int amx, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+  const size_t aux_stride = quant_panel_aux_count(cols);
+  px_direct_prep(prep, cols, a, as, nt, aux_stride);
   for (int t0 = 0; t0 < nt; t0 += PX_DIRECT_MAX_T) {
     const int left = nt - t0;
     if (amx && left >= quant_amx_direct_min_t(type) && cairn_isa_active() == CAIRN_ISA_AMX) {
@@ -384,6 +390,108 @@ PX_PACKED_CODES(q4_0, CAIRN_Q4_0, block_q4_0, d, px_prep_q4_0)
 PX_PACKED_CODES(iq4_nl, CAIRN_IQ4_NL, block_iq4_nl, d, px_prep_iq4_nl)
 PX_PACKED_CODES(mxfp4, CAIRN_MXFP4, block_mxfp4, e, px_prep_mxfp4)
 
+/*
+ * Q4_K and Q5_K packed at load (px_pack_block_dwords): their units load the vectors they otherwise
+ * transpose out of 16 rows, which makes the products of a few tokens to a few dozen faster (the
+ * transposes were much of a unit), and one token takes px_k_one. (Q6_K packed through the units
+ * alone ran its one-token products ~25% slower than its row kernel: it stays in the file's layout.)
+ */
+/*
+ * One token against packed Q4_K/Q5_K rows, 16 at a time, straight from the packed vectors: each
+ * super-block's quants are split into nibbles in registers and dotted at once, where the direct
+ * path stores a panel in L1 and reads it back (~80 stores a super-block of 16 rows: from memory
+ * that path ran a llama-1b Q4_K_M step ~15% slower than the row kernels). The integer dots,
+ * scales and float steps are px_run_k's with T = 1, in its order: the same results bit for bit.
+ */
+/*
+ * How far ahead px_k_one's prefetches ask, in bytes: as far as the row kernels' (QX_PFM x qx_ahead).
+ * The direct tiles' distance (the 16 rows two groups on) ran one token's packed Q4_K products from
+ * memory (2 threads, Zen 5) at 38-40 GB/s, half a group on at 37-51 (8192 columns) and 43-44
+ * (2048); 4-9 KiB at 54-61 and 58-63, against the row kernels' 44-47; 18 KiB at 45-59.
+ */
+#define PX_K_AHEAD 9216
+
+PX_INLINE void px_k_one(const int five, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, const int32_t *xt, float *y) {
+  const int nb = cols / QK_K;
+  const size_t block_bytes = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
+    const uint8_t *rp[PANEL_ROWS], *next;
+    size_t next_bytes;
+    const int rows = px_direct_rows(w, ws, nr, r0, rp, &next, &next_bytes);
+    /* Each super-block asks for its share of the stretch PX_K_AHEAD bytes on. */
+    next = w + (size_t)r0 * ws + PX_K_AHEAD;
+    next_bytes = PANEL_ROWS * ws;
+    const size_t per_unit = (next_bytes + nb - 1) / nb;
+    __m512 acc = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
+    for (int B = 0; B < nb; B++) {
+      px_direct_prefetch(next, next_bytes, per_unit, B);
+      px_q4_K_head head;
+      px_k_head_of(1, rp, B, block_bytes, &head);
+      __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
+      for (int j = 0; j < 4; j++) {
+        __m512i even[8], odd[8];
+        for (int h = 0; h < 2; h++) {
+          if (five) px_q5_K_quants(1, rp, B, j, h, even + 4 * h, odd + 4 * h);
+          else px_q4_K_quants(1, rp, B, j, h, even + 4 * h, odd + 4 * h);
+        }
+        for (int k = 0; k < 2; k++) {
+          const int sb = 2 * j + k, b = 8 * B + sb;
+          const __m512i *wq = k ? odd : even;
+          const px_i32u *four = (const px_i32u *)(a + (size_t)QK * b);
+          __m512i s = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+          for (int g = 0; g < 8; g += 2) {
+            s = _mm512_dpbusd_epi32(s, wq[g], _mm512_set1_epi32(four[g]));
+            s1 = _mm512_dpbusd_epi32(s1, wq[g + 1], _mm512_set1_epi32(four[g + 1]));
+          }
+          isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(s, s1), head.sc[sb]));
+        }
+        msum = _mm512_dpwssd_epi32(msum, px_q4_K_min_pair(&head, j), _mm512_set1_epi32(xt[8 * B + 2 * j]));
+      }
+      float da;
+      memcpy(&da, a + cols + (size_t)B * 4, 4);
+      const __m512 vda = _mm512_set1_ps(da);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(head.d, vda), acc);
+      mins = _mm512_add_ps(mins, _mm512_mul_ps(_mm512_mul_ps(head.dmin, vda), _mm512_cvtepi32_ps(msum)));
+    }
+    px_direct_store(1, PX_MIN, rows, &acc, &mins, y, 1, r0);
+  }
+}
+
+#define PX_PACKED_K(NAME, TYPE, BLOCK, MODE, PREP)                                                                           \
+  _Static_assert(sizeof(BLOCK) % 16 == 0, "px_pack_block_dwords takes dwords in fours");                                     \
+  static void px_pack_##NAME(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {                                           \
+    const int nb = (int)(ws / sizeof(BLOCK));                                                                               \
+    for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {                                                                           \
+      const uint8_t *rp[PANEL_ROWS];                                                                                        \
+      px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);                                    \
+      for (int b = 0; b < nb; b++) px_pack_block_dwords(rp, b, sizeof(BLOCK), dst + (size_t)r0 * ws + (size_t)b * PANEL_ROWS * sizeof(BLOCK)); \
+    }                                                                                                                       \
+  }                                                                                                                         \
+  static void px_packed_row_##NAME(const uint8_t *packed, size_t ws, int row, int b0, int nb, uint8_t *dst) {               \
+    const int lane = row % PANEL_ROWS;                                                                                      \
+    px_unpack_row_dwords(packed + (size_t)(row - lane) * ws, lane, b0, nb, sizeof(BLOCK), dst);                             \
+  }                                                                                                                         \
+  PX_GEMM(NAME##_packed, px_unit_##NAME##_packed, 8, MODE)                                                                  \
+  static void px_direct_##NAME##_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt,  \
+                                        float *y, size_t ys) {                                                              \
+    px_direct(TYPE, 8, MODE, px_unit_##NAME##_packed, PREP, 0, cols, w, ws, nr, a, as, nt, y, ys);                          \
+  }
+PX_PACKED_K(q4_K, CAIRN_Q4_K, block_q4_K, PX_MIN, px_prep_q4_K)
+PX_PACKED_K(q5_K, CAIRN_Q5_K, block_q5_K, PX_MIN, px_prep_q4_K)
+
+/* Q4_K/Q5_K packed: one token straight from the packed vectors (px_k_one), more through panels in L1. */
+#define PX_PACKED_K_ONE(NAME, FIVE)                                                                                          \
+  static void px_direct_##NAME##_packed_one(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
+                                            float *y, size_t ys) {                                                          \
+    if (nt != 1) {                                                                                                          \
+      px_direct_##NAME##_packed(cols, w, ws, nr, a, as, nt, y, ys);                                                         \
+      return;                                                                                                               \
+    }                                                                                                                       \
+    px_k_one(FIVE, cols, w, ws, nr, a, px_direct_prep(px_prep_q4_K, cols, a, as, 1, quant_panel_aux_count(cols)), y);       \
+  }
+PX_PACKED_K_ONE(q4_K, 0)
+PX_PACKED_K_ONE(q5_K, 1)
+
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
              [CAIRN_MXFP4] = px_prep_mxfp4, [CAIRN_IQ4_NL] = px_prep_iq4_nl, [CAIRN_IQ4_XS] = px_prep_iq4_xs,
@@ -399,9 +507,13 @@ const quant_panel_table quant_panels_avx512 = {
     .min_tokens = {[CAIRN_Q4_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q8_0] = PX_DIRECT_MAX_T + 1, [CAIRN_Q4_K] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
-    .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_iq4_nl, [CAIRN_MXFP4] = px_pack_mxfp4},
-    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_iq4_nl, [CAIRN_MXFP4] = px_packed_row_mxfp4},
-    .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed, [CAIRN_IQ4_NL] = px_direct_iq4_nl_packed, [CAIRN_MXFP4] = px_direct_mxfp4_packed},
-    .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed, [CAIRN_IQ4_NL] = px_gemm_iq4_nl_packed, [CAIRN_MXFP4] = px_gemm_mxfp4_packed},
+    .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_iq4_nl, [CAIRN_MXFP4] = px_pack_mxfp4,
+             [CAIRN_Q4_K] = px_pack_q4_K, [CAIRN_Q5_K] = px_pack_q5_K},
+    .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_iq4_nl, [CAIRN_MXFP4] = px_packed_row_mxfp4,
+                   [CAIRN_Q4_K] = px_packed_row_q4_K, [CAIRN_Q5_K] = px_packed_row_q5_K},
+    .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed, [CAIRN_IQ4_NL] = px_direct_iq4_nl_packed, [CAIRN_MXFP4] = px_direct_mxfp4_packed,
+               [CAIRN_Q4_K] = px_direct_q4_K_packed_one, [CAIRN_Q5_K] = px_direct_q5_K_packed_one},
+    .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed, [CAIRN_IQ4_NL] = px_gemm_iq4_nl_packed, [CAIRN_MXFP4] = px_gemm_mxfp4_packed,
+                    [CAIRN_Q4_K] = px_gemm_q4_K_packed, [CAIRN_Q5_K] = px_gemm_q5_K_packed},
 };
 #endif

@@ -23,7 +23,7 @@ import type { SyntheticShape } from '../model/synthetic.js';
 const available = isNativeAvailable();
 const addon = available ? loadNative() : undefined;
 const skip = available ? false : 'native library not built (npm run build:native)';
-/** Levels that pack Q4_0 (on others packWeights gives nothing, which the tests check too). */
+/** Levels that pack (on others packWeights gives nothing, which the tests check too). */
 const packing = (isa: string) => isa === 'avx512';
 
 /** Deterministic pseudo-random bytes of valid Q4_0 blocks (finite f16 scales). */
@@ -51,22 +51,34 @@ function pack(w: Uint8Array, type: GgmlType, rows: number, cols: number): Uint8A
 }
 
 /** The types the AVX-512 level packs, with their block sizes and a maker of valid weights. */
-const PACKED_TYPES = [GgmlType.Q4_0, GgmlType.IQ4_NL, GgmlType.MXFP4];
+const PACKED_TYPES = [GgmlType.Q4_0, GgmlType.IQ4_NL, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K];
 
 function blockOf(type: GgmlType): number {
-  return PACKED_TYPES.includes(type) ? 32 : 256;
+  return type === GgmlType.Q4_K || type === GgmlType.Q5_K ? 256 : 32;
 }
 
 /**
- * Valid blocks of a packed 32-element format: Q4_0 and IQ4_NL (an f16 scale, any 4-bit codes) as
- * q4_0 makes them; MXFP4 with E8M0 scales of 2^-9 .. 2^3 and any codes.
+ * Valid blocks of a packed format: Q4_0 and IQ4_NL (an f16 scale, any 4-bit codes) as q4_0 makes
+ * them; MXFP4 with E8M0 scales of 2^-9 .. 2^3 and any codes; Q4_K and Q5_K with f16 d and dmin in
+ * [2^-10, 2^-6) of either sign and any scale, mins, quant and fifth-bit bytes.
  */
 function weights(type: GgmlType, rows: number, cols: number, seed: number): Uint8Array {
   if (type === GgmlType.Q4_0 || type === GgmlType.IQ4_NL) return q4_0(rows, cols, seed);
-  if (type !== GgmlType.MXFP4) throw new Error(`no test weights of ${GgmlType[type]}`);
   const out = new Uint8Array(rows * ggmlRowBytes(type, cols));
   let s = seed >>> 0;
   const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
+  if (type === GgmlType.Q4_K || type === GgmlType.Q5_K) {
+    const block = ggmlRowBytes(type, 256);
+    for (let o = 0; o < out.length; o += block) {
+      for (const at of [o, o + 2]) {
+        out[at] = next();
+        out[at + 1] = 0x14 + (next() & 0x0f) + (next() & 0x80);
+      }
+      for (let i = 4; i < block; i++) out[o + i] = next();
+    }
+    return out;
+  }
+  if (type !== GgmlType.MXFP4) throw new Error(`no test weights of ${GgmlType[type]}`);
   for (let o = 0; o < out.length; o += 17) {
     out[o] = 118 + (next() % 13);
     for (let i = 1; i < 17; i++) out[o + i] = next();
@@ -145,23 +157,27 @@ describe('packed weights', { skip }, () => {
 
   test('expert products read a bank packed as one matrix, for any token count', () => {
     const [experts, used, rows, cols] = [4, 2, 48, 256];
+    for (const type of [GgmlType.Q4_K, GgmlType.Q4_0]) {
+      const bank = weights(type, experts * rows, cols, 11);
+      const plain = new NativeKernels(addon);
+      const packedKernels = new NativeKernels(addon);
+      const bytes = packedKernels.packWeights([{ data: bank, type, rows: experts * rows, cols }]);
+      if (!packing(addon!.cpuInfo().isa)) return assert.deepEqual(bytes, [0]);
+      for (const n of [1, 3, 5, 40, 120]) {
+        const x = activations(n * cols, n + 1);
+        const ids = Int32Array.from({ length: n * used }, (_, i) => (i * 3 + Math.floor(i / used)) % experts);
+        const run = (k: NativeKernels) => {
+          const batch = k.createExpertBatch(type, experts, used, cols, n);
+          k.prepareExperts(batch, type, x, n, ids, 'token');
+          const y = new Float32Array(n * used * rows);
+          k.expertMatmul(batch, bank, type, rows, y);
+          return y;
+        };
+        assertSameFloats(run(packedKernels), run(plain), `${GgmlType[type]}, ${n} tokens`);
+      }
+    }
     const bank = q4_0(experts * rows, cols, 11);
     const plain = new NativeKernels(addon);
-    const packedKernels = new NativeKernels(addon);
-    const bytes = packedKernels.packWeights([{ data: bank, type: GgmlType.Q4_0, rows: experts * rows, cols }]);
-    if (!packing(addon!.cpuInfo().isa)) return assert.deepEqual(bytes, [0]);
-    for (const n of [1, 3, 5, 40, 120]) {
-      const x = activations(n * cols, n + 1);
-      const ids = Int32Array.from({ length: n * used }, (_, i) => (i * 3 + Math.floor(i / used)) % experts);
-      const run = (k: NativeKernels) => {
-        const batch = k.createExpertBatch(GgmlType.Q4_0, experts, used, cols, n);
-        k.prepareExperts(batch, GgmlType.Q4_0, x, n, ids, 'token');
-        const y = new Float32Array(n * used * rows);
-        k.expertMatmul(batch, bank, GgmlType.Q4_0, rows, y);
-        return y;
-      };
-      assertSameFloats(run(packedKernels), run(plain), `${n} tokens`);
-    }
     // A packed copy that is not the bank's is refused.
     const batch = plain.createExpertBatch(GgmlType.Q4_0, experts, used, cols, 1);
     plain.prepareExperts(batch, GgmlType.Q4_0, activations(cols, 1), 1, Int32Array.of(0, 1), 'token');
@@ -308,6 +324,9 @@ describe('a loaded model packs its weights', { skip }, () => {
       // Expert banks packed as matrices of their experts' rows.
       [MOE_SHAPES.qwen3moe, GgmlType.Q4_0],
       [{ arch: 'llama', nEmbd: 128, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 256, nVocab: 302 }, GgmlType.IQ4_NL],
+      // K formats (their rows 256 wide): one token straight from the packed vectors, more through panels.
+      [{ arch: 'llama', nEmbd: 256, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 64, nFf: 512, nVocab: 303 }, GgmlType.Q4_K],
+      [{ arch: 'qwen3', nEmbd: 256, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 64, nFf: 768, nVocab: 304 }, GgmlType.Q5_K],
       // MXFP4 experts (as gpt-oss files have them), the rest Q8_0.
       [MOE_SHAPES['gpt-oss'], GgmlType.Q8_0],
     ];
