@@ -362,30 +362,38 @@ void quant_direct_iq4_xs_avx512(int cols, const uint8_t *w, size_t ws, int nr, c
  * gathers that cost a one-token product more than its dots (llama-1b Q4_0 decode step 19.3-23.8
  * -> 14.9-18.1 ms on a Zen 5 host, profile.js with CAIRN_PACK_WEIGHTS=0 and 1 alternating). The
  * blocks are unpacked into px_direct's L1 buffer as from the rows: unpacking them in registers
- * and using them at once measured level (14.3-15.9 against 14.4-15.4 ms). For each format: the
- * packing, a row back in the file's layout, the panel products and the direct ones (never AMX's).
+ * and using them at once measured level (14.3-15.9 against 14.4-15.4 ms). For each format packed
+ * (PX_PACKED): the packing (PACK_BLOCK for each block of a group), a row back in the file's layout
+ * (UNPACK_ROW), the panel products and the direct ones (never AMX's).
  */
-#define PX_PACKED_CODES(NAME, TYPE, BLOCK, SCALE, PREP)                                                                    \
+#define PX_PACKED(NAME, TYPE, BLOCK, UNIT_BLOCKS, MODE, PREP, PACK_BLOCK, UNPACK_ROW)                                       \
   static void px_pack_##NAME(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {                                          \
     const int nb = (int)(ws / sizeof(BLOCK));                                                                              \
     for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {                                                                          \
       const uint8_t *rp[PANEL_ROWS];                                                                                       \
       px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);                                   \
-      for (int b = 0; b < nb; b++)                                                                                         \
-        px_pack_block_codes(rp, b, sizeof(BLOCK), offsetof(BLOCK, qs), offsetof(BLOCK, SCALE), sizeof(((BLOCK *)0)->SCALE), \
-                            dst + (size_t)r0 * ws + (size_t)b * PANEL_ROWS * sizeof(BLOCK));                               \
+      for (int b = 0; b < nb; b++) PACK_BLOCK(rp, b, dst + (size_t)r0 * ws + (size_t)b * PANEL_ROWS * sizeof(BLOCK));     \
     }                                                                                                                      \
   }                                                                                                                        \
   static void px_packed_row_##NAME(const uint8_t *packed, size_t ws, int row, int b0, int nb, uint8_t *dst) {              \
     const int lane = row % PANEL_ROWS;                                                                                     \
-    px_unpack_row_codes(packed + (size_t)(row - lane) * ws, lane, b0, nb, sizeof(BLOCK), offsetof(BLOCK, qs),             \
-                        offsetof(BLOCK, SCALE), sizeof(((BLOCK *)0)->SCALE), dst);                                         \
+    UNPACK_ROW(packed + (size_t)(row - lane) * ws, lane, b0, nb, dst);                                                     \
   }                                                                                                                        \
-  PX_GEMM(NAME##_packed, px_unit_##NAME##_packed, 1, PX_OFFSET)                                                            \
+  PX_GEMM(NAME##_packed, px_unit_##NAME##_packed, UNIT_BLOCKS, MODE)                                                       \
   static void px_direct_##NAME##_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
                                         float *y, size_t ys) {                                                             \
-    px_direct(TYPE, 1, PX_OFFSET, px_unit_##NAME##_packed, PREP, 0, cols, w, ws, nr, a, as, nt, y, ys);                    \
+    px_direct(TYPE, UNIT_BLOCKS, MODE, px_unit_##NAME##_packed, PREP, 0, cols, w, ws, nr, a, as, nt, y, ys);               \
   }
+/* The 32-element formats of 4-bit codes: each block's codes, then its scale field (SCALE) per row. */
+#define PX_CODES_FIELDS(BLOCK, SCALE) offsetof(BLOCK, qs), offsetof(BLOCK, SCALE), sizeof(((BLOCK *)0)->SCALE)
+#define PX_PACKED_CODES(NAME, TYPE, BLOCK, SCALE, PREP)                                                                    \
+  PX_INLINE void px_pack_codes_##NAME(const uint8_t *const *rp, int b, uint8_t *dst) {                                     \
+    px_pack_block_codes(rp, b, sizeof(BLOCK), PX_CODES_FIELDS(BLOCK, SCALE), dst);                                          \
+  }                                                                                                                        \
+  PX_INLINE void px_unpack_codes_##NAME(const uint8_t *group, int lane, int b0, int nb, uint8_t *dst) {                    \
+    px_unpack_row_codes(group, lane, b0, nb, sizeof(BLOCK), PX_CODES_FIELDS(BLOCK, SCALE), dst);                            \
+  }                                                                                                                        \
+  PX_PACKED(NAME, TYPE, BLOCK, 1, PX_OFFSET, PREP, px_pack_codes_##NAME, px_unpack_codes_##NAME)
 PX_PACKED_CODES(q4_0, CAIRN_Q4_0, block_q4_0, d, px_prep_q4_0)
 PX_PACKED_CODES(iq4_nl, CAIRN_IQ4_NL, block_iq4_nl, d, px_prep_iq4_nl)
 PX_PACKED_CODES(mxfp4, CAIRN_MXFP4, block_mxfp4, e, px_prep_mxfp4)
@@ -457,25 +465,15 @@ PX_INLINE void px_k_one(const int five, int cols, const uint8_t *w, size_t ws, i
   }
 }
 
-#define PX_PACKED_K(NAME, TYPE, BLOCK, MODE, PREP)                                                                           \
-  _Static_assert(sizeof(BLOCK) % 16 == 0, "px_pack_block_dwords takes dwords in fours");                                     \
-  static void px_pack_##NAME(const uint8_t *w, size_t ws, int nr, uint8_t *dst) {                                           \
-    const int nb = (int)(ws / sizeof(BLOCK));                                                                               \
-    for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {                                                                           \
-      const uint8_t *rp[PANEL_ROWS];                                                                                        \
-      px_rows(w + (size_t)r0 * ws, ws, nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS, rp);                                    \
-      for (int b = 0; b < nb; b++) px_pack_block_dwords(rp, b, sizeof(BLOCK), dst + (size_t)r0 * ws + (size_t)b * PANEL_ROWS * sizeof(BLOCK)); \
-    }                                                                                                                       \
-  }                                                                                                                         \
-  static void px_packed_row_##NAME(const uint8_t *packed, size_t ws, int row, int b0, int nb, uint8_t *dst) {               \
-    const int lane = row % PANEL_ROWS;                                                                                      \
-    px_unpack_row_dwords(packed + (size_t)(row - lane) * ws, lane, b0, nb, sizeof(BLOCK), dst);                             \
-  }                                                                                                                         \
-  PX_GEMM(NAME##_packed, px_unit_##NAME##_packed, 8, MODE)                                                                  \
-  static void px_direct_##NAME##_packed(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt,  \
-                                        float *y, size_t ys) {                                                              \
-    px_direct(TYPE, 8, MODE, px_unit_##NAME##_packed, PREP, 0, cols, w, ws, nr, a, as, nt, y, ys);                          \
-  }
+#define PX_PACKED_K(NAME, TYPE, BLOCK, MODE, PREP)                                                                         \
+  _Static_assert(sizeof(BLOCK) % 16 == 0, "px_pack_block_dwords takes dwords in fours");                                   \
+  PX_INLINE void px_pack_dwords_##NAME(const uint8_t *const *rp, int b, uint8_t *dst) {                                    \
+    px_pack_block_dwords(rp, b, sizeof(BLOCK), dst);                                                                       \
+  }                                                                                                                        \
+  PX_INLINE void px_unpack_dwords_##NAME(const uint8_t *group, int lane, int b0, int nb, uint8_t *dst) {                   \
+    px_unpack_row_dwords(group, lane, b0, nb, sizeof(BLOCK), dst);                                                         \
+  }                                                                                                                        \
+  PX_PACKED(NAME, TYPE, BLOCK, 8, MODE, PREP, px_pack_dwords_##NAME, px_unpack_dwords_##NAME)
 PX_PACKED_K(q4_K, CAIRN_Q4_K, block_q4_K, PX_MIN, px_prep_q4_K)
 PX_PACKED_K(q5_K, CAIRN_Q5_K, block_q5_K, PX_MIN, px_prep_q4_K)
 
