@@ -93,27 +93,42 @@ PX_INLINE void px_block_vectors(const int packed, const uint8_t *const *rows, in
 }
 
 /*
- * Q4_K/Q5_K weights packed at load (quant_kernels.h's pack): a group of 16 rows is one stretch of
+ * K-format weights packed at load (quant_kernels.h's pack): a group of 16 rows is one stretch of
  * 16 x row bytes, super-block after super-block, each the block's dwords transposed (vector i holds
- * dword i of the 16 rows, lane per row; 36 and 44 dwords, in fours). Rows past the matrix's last in
- * its last group repeat the group's first (as px_rows has them; never stored).
+ * dword i of the 16 rows, lane per row; 36, 44 and 52 dwords, in fours), then, where the block's size
+ * is not a multiple of 4 (Q6_K, whose f16 d ends it), its last 2 bytes of the 16 rows in row order.
+ * Rows past the matrix's last in its last group repeat the group's first (as px_rows has them;
+ * never stored).
  */
 PX_INLINE void px_pack_block_dwords(const uint8_t *const *rows, int b, size_t block_bytes, uint8_t *dst) {
-  const size_t off = (size_t)b * block_bytes;
+  const size_t off = (size_t)b * block_bytes, ndw = block_bytes / 4;
   __m512i v[4];
-  for (size_t i = 0; i < block_bytes / 4; i += 4) {
+  for (size_t i = 0; i < ndw; i += 4) {
     px_transpose16(rows, off + 4 * i, v);
     for (int g = 0; g < 4; g++) _mm512_storeu_si512((void *)(dst + 64 * (i + g)), v[g]);
+  }
+  if (block_bytes % 4) {
+    uint64_t words[4];
+    px_pack_fields(rows, off + 4 * ndw, 2, words);
+    memcpy(dst + 64 * ndw, words, sizeof words);
   }
 }
 
 /* Blocks [b0, b0 + nb) of lane `lane`'s row of a group packed by px_pack_block_dwords, back in the file's layout. */
 PX_INLINE void px_unpack_row_dwords(const uint8_t *group, int lane, int b0, int nb, size_t block_bytes, uint8_t *dst) {
+  const size_t ndw = block_bytes / 4, rest = block_bytes % 4;
   for (int b = 0; b < nb; b++) {
     const uint8_t *src = group + (size_t)(b0 + b) * PANEL_ROWS * block_bytes;
     uint8_t *out = dst + (size_t)b * block_bytes;
-    for (size_t i = 0; i < block_bytes / 4; i++) memcpy(out + 4 * i, src + 64 * i + 4 * (size_t)lane, 4);
+    for (size_t i = 0; i < ndw; i++) memcpy(out + 4 * i, src + 64 * i + 4 * (size_t)lane, 4);
+    if (rest) memcpy(out + 4 * ndw, src + 64 * ndw + rest * (size_t)lane, rest);
   }
+}
+
+/* The f16 d that ends each Q6_K block of 16 packed rows (rows[0]: the group's start), as 16 f32. */
+PX_INLINE __m512 px_q6_K_packed_d(const uint8_t *const *rows, int B) {
+  const uint8_t *d = rows[0] + (size_t)B * PANEL_ROWS * sizeof(block_q6_K) + PANEL_ROWS * offsetof(block_q6_K, d);
+  return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
 }
 
 /*
@@ -374,31 +389,36 @@ PX_INLINE void px_unit_q5_K(const uint8_t *const *rows, int B, uint8_t *panel) {
 PX_INLINE void px_unit_q4_K_packed(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(0, 1, rows, B, panel); }
 PX_INLINE void px_unit_q5_K_packed(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_k_min(1, 1, rows, B, panel); }
 
+/*
+ * Quant vector g of sub-block 4n + k (k = odd + 2 hi) of a Q6_K super-block, u8 0..63, from the
+ * 16 rows' ql vectors vl (elements 16h.. of ql bytes 64n + 32 odd) and qh vectors vh (bytes 32n +
+ * 16h): the low 4 bits from vl's low (hi = 0) or high nibbles, the top 2 from bits 2k, 2k + 1 of vh.
+ */
+PX_INLINE __m512i px_q6_K_quant(const __m512i *vl, const __m512i *vh, int k, int hi, int g) {
+  const __m512i lo4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 4) : vl[g], _mm512_set1_epi8(0x0f));
+  const __m512i hi2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * k), _mm512_set1_epi8(0x03)), 4);
+  return _mm512_or_si512(lo4, hi2);
+}
+
 /* Q6_K panel: u8 quants 0..63 (offset 32 via the sums of 16), the halves' scales as word pairs, d per super-block. */
-PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {
-  const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
-  const size_t off = (size_t)B * sizeof(block_q6_K);
+PX_INLINE void px_unit_q6_K_from(const int packed, const uint8_t *const *rows, int B, uint8_t *panel) {
   /* Elements 128n + 32k + l: ql byte 64n + 32(k & 1) + l (high nibble when k >= 2), qh byte
    * 32n + l (bits 2k, 2k + 1), as in ggml's dequantize_row_q6_K. */
   for (int n = 0; n < 2; n++)
     for (int h = 0; h < 2; h++) {
       __m512i vh[4], vl[4];
-      px_transpose16(rows, off + offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
+      px_block_vectors(packed, rows, B, sizeof(block_q6_K), offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
       for (int odd = 0; odd < 2; odd++) {
-        px_transpose16(rows, off + offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
+        px_block_vectors(packed, rows, B, sizeof(block_q6_K), offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
         for (int hi = 0; hi < 2; hi++) {
           const int k = odd + 2 * hi;
-          for (int g = 0; g < 4; g++) {
-            const __m512i lo4 = _mm512_and_si512(hi ? _mm512_srli_epi16(vl[g], 4) : vl[g], low);
-            const __m512i hi2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi32(vh[g], 2 * k), two), 4);
-            _mm512_store_si512(px_block(panel, 4 * n + k) + 4 * h + g, _mm512_or_si512(lo4, hi2));
-          }
+          for (int g = 0; g < 4; g++) _mm512_store_si512(px_block(panel, 4 * n + k) + 4 * h + g, px_q6_K_quant(vl, vh, k, hi, g));
         }
       }
     }
   __m512i scales[4];
-  px_transpose16(rows, off + offsetof(block_q6_K, scales), scales);
-  const __m512 d = px_halves(rows, off + offsetof(block_q6_K, d));
+  px_block_vectors(packed, rows, B, sizeof(block_q6_K), offsetof(block_q6_K, scales), scales);
+  const __m512 d = packed ? px_q6_K_packed_d(rows, B) : px_halves(rows, (size_t)B * sizeof(block_q6_K) + offsetof(block_q6_K, d));
   for (int sb = 0; sb < 8; sb++) {
     /* The scales of the sub-block's two halves as a word pair per row. */
     const __m512i lo = _mm512_and_si512(px_sbyte(scales, 2 * sb), _mm512_set1_epi32(0xffff));
@@ -406,6 +426,8 @@ PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) {
   }
   _mm512_store_ps((float *)(px_block(panel, 0) + 9), d);
 }
+PX_INLINE void px_unit_q6_K(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_q6_K_from(0, rows, B, panel); }
+PX_INLINE void px_unit_q6_K_packed(const uint8_t *const *rows, int B, uint8_t *panel) { px_unit_q6_K_from(1, rows, B, panel); }
 
 /*
  * IQ4_XS panel, laid out as Q6_K's (PX_HALVES): per 32-element sub-block its code values + 128

@@ -399,10 +399,10 @@ PX_PACKED_CODES(iq4_nl, CAIRN_IQ4_NL, block_iq4_nl, d, px_prep_iq4_nl)
 PX_PACKED_CODES(mxfp4, CAIRN_MXFP4, block_mxfp4, e, px_prep_mxfp4)
 
 /*
- * Q4_K and Q5_K packed at load (px_pack_block_dwords): their units load the vectors they otherwise
+ * Q4_K, Q5_K and Q6_K packed at load (px_pack_block_dwords): their units load the vectors they otherwise
  * transpose out of 16 rows, which makes the products of a few tokens to a few dozen faster (the
- * transposes were much of a unit), and one token takes px_k_one. (Q6_K packed through the units
- * alone ran its one-token products ~25% slower than its row kernel: it stays in the file's layout.)
+ * transposes were much of a unit), and one token takes px_k_one or px_q6_one (one token through
+ * the units' L1 panels ran 15-27% slower than the row kernels).
  */
 /*
  * One token against packed Q4_K/Q5_K rows, 16 at a time, straight from the packed vectors: each
@@ -419,17 +419,24 @@ PX_PACKED_CODES(mxfp4, CAIRN_MXFP4, block_mxfp4, e, px_prep_mxfp4)
  */
 #define PX_K_AHEAD 9216
 
+/* The 16 rows of the packed group at r0 into rp, and what its one-token product prefetches: the
+   stretch PX_K_AHEAD bytes on, a super-block's share (per_unit bytes) at a time. Returns its live rows. */
+PX_INLINE int px_one_rows(const uint8_t *w, size_t ws, int nr, int r0, int nb, const uint8_t **rp, const uint8_t **next,
+                          size_t *next_bytes, size_t *per_unit) {
+  const int rows = px_direct_rows(w, ws, nr, r0, rp, next, next_bytes);
+  *next = w + (size_t)r0 * ws + PX_K_AHEAD;
+  *next_bytes = PANEL_ROWS * ws;
+  *per_unit = (*next_bytes + nb - 1) / nb;
+  return rows;
+}
+
 PX_INLINE void px_k_one(const int five, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, const int32_t *xt, float *y) {
   const int nb = cols / QK_K;
   const size_t block_bytes = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
   for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
     const uint8_t *rp[PANEL_ROWS], *next;
-    size_t next_bytes;
-    const int rows = px_direct_rows(w, ws, nr, r0, rp, &next, &next_bytes);
-    /* Each super-block asks for its share of the stretch PX_K_AHEAD bytes on. */
-    next = w + (size_t)r0 * ws + PX_K_AHEAD;
-    next_bytes = PANEL_ROWS * ws;
-    const size_t per_unit = (next_bytes + nb - 1) / nb;
+    size_t next_bytes, per_unit;
+    const int rows = px_one_rows(w, ws, nr, r0, nb, rp, &next, &next_bytes, &per_unit);
     __m512 acc = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
     for (int B = 0; B < nb; B++) {
       px_direct_prefetch(next, next_bytes, per_unit, B);
@@ -465,8 +472,47 @@ PX_INLINE void px_k_one(const int five, int cols, const uint8_t *w, size_t ws, i
   }
 }
 
+/*
+ * One token against packed Q6_K rows, 16 at a time, as px_k_one: each 16-element half of a sub-block
+ * dotted from its offset correction and times its own scale (px_run_k's PX_HALVES integers, exact
+ * in any order), then its float steps in its order.
+ */
+PX_INLINE void px_q6_one(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, const int32_t *xt, float *y) {
+  const int nb = cols / QK_K;
+  for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {
+    const uint8_t *rp[PANEL_ROWS], *next;
+    size_t next_bytes, per_unit;
+    const int rows = px_one_rows(w, ws, nr, r0, nb, rp, &next, &next_bytes, &per_unit);
+    __m512 acc = _mm512_setzero_ps();
+    for (int B = 0; B < nb; B++) {
+      px_direct_prefetch(next, next_bytes, per_unit, B);
+      __m512i scales[4], isum = _mm512_setzero_si512();
+      px_block_vectors(1, rp, B, sizeof(block_q6_K), offsetof(block_q6_K, scales), scales);
+      for (int n = 0; n < 2; n++)
+        for (int h = 0; h < 2; h++) {
+          __m512i vh[4], vl[4];
+          px_block_vectors(1, rp, B, sizeof(block_q6_K), offsetof(block_q6_K, qh) + 32 * n + 16 * h, vh);
+          for (int odd = 0; odd < 2; odd++) {
+            px_block_vectors(1, rp, B, sizeof(block_q6_K), offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
+            for (int hi = 0; hi < 2; hi++) {
+              const int k = odd + 2 * hi, sb = 4 * n + k, b = 8 * B + sb;
+              const px_i32u *four = (const px_i32u *)(a + (size_t)QK * b) + 4 * h;
+              __m512i s = _mm512_set1_epi32(xt[2 * b + h]);
+              for (int g = 0; g < 4; g++) s = _mm512_dpbusd_epi32(s, px_q6_K_quant(vl, vh, k, hi, g), _mm512_set1_epi32(four[g]));
+              isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, px_sbyte(scales, 2 * sb + h)));
+            }
+          }
+        }
+      float da;
+      memcpy(&da, a + cols + (size_t)B * 4, 4);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(px_q6_K_packed_d(rp, B), _mm512_set1_ps(da)), acc);
+    }
+    px_direct_store(1, PX_HALVES, rows, &acc, &acc, y, 1, r0);
+  }
+}
+
 #define PX_PACKED_K(NAME, TYPE, BLOCK, MODE, PREP)                                                                         \
-  _Static_assert(sizeof(BLOCK) % 16 == 0, "px_pack_block_dwords takes dwords in fours");                                   \
+  _Static_assert(sizeof(BLOCK) / 4 % 4 == 0 && sizeof(BLOCK) % 4 % 2 == 0, "px_pack_block_dwords takes dwords in fours"); \
   PX_INLINE void px_pack_dwords_##NAME(const uint8_t *const *rp, int b, uint8_t *dst) {                                    \
     px_pack_block_dwords(rp, b, sizeof(BLOCK), dst);                                                                       \
   }                                                                                                                        \
@@ -476,19 +522,23 @@ PX_INLINE void px_k_one(const int five, int cols, const uint8_t *w, size_t ws, i
   PX_PACKED(NAME, TYPE, BLOCK, 8, MODE, PREP, px_pack_dwords_##NAME, px_unpack_dwords_##NAME)
 PX_PACKED_K(q4_K, CAIRN_Q4_K, block_q4_K, PX_MIN, px_prep_q4_K)
 PX_PACKED_K(q5_K, CAIRN_Q5_K, block_q5_K, PX_MIN, px_prep_q4_K)
+PX_PACKED_K(q6_K, CAIRN_Q6_K, block_q6_K, PX_HALVES, px_prep_q6_K)
 
-/* Q4_K/Q5_K packed: one token straight from the packed vectors (px_k_one), more through panels in L1. */
-#define PX_PACKED_K_ONE(NAME, FIVE)                                                                                          \
+/* The K formats packed: one token straight from the packed vectors (ONE), more through panels in L1. */
+#define PX_PACKED_K_ONE(NAME, PREP, ONE)                                                                                     \
   static void px_direct_##NAME##_packed_one(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, \
                                             float *y, size_t ys) {                                                          \
     if (nt != 1) {                                                                                                          \
       px_direct_##NAME##_packed(cols, w, ws, nr, a, as, nt, y, ys);                                                         \
       return;                                                                                                               \
     }                                                                                                                       \
-    px_k_one(FIVE, cols, w, ws, nr, a, px_direct_prep(px_prep_q4_K, cols, a, as, 1, quant_panel_aux_count(cols)), y);       \
+    ONE(cols, w, ws, nr, a, px_direct_prep(PREP, cols, a, as, 1, quant_panel_aux_count(cols)), y);                          \
   }
-PX_PACKED_K_ONE(q4_K, 0)
-PX_PACKED_K_ONE(q5_K, 1)
+#define PX_Q4_K_ONE(...) px_k_one(0, __VA_ARGS__)
+#define PX_Q5_K_ONE(...) px_k_one(1, __VA_ARGS__)
+PX_PACKED_K_ONE(q4_K, px_prep_q4_K, PX_Q4_K_ONE)
+PX_PACKED_K_ONE(q5_K, px_prep_q4_K, PX_Q5_K_ONE)
+PX_PACKED_K_ONE(q6_K, px_prep_q6_K, px_q6_one)
 
 const quant_panel_table quant_panels_avx512 = {
     .prep = {[CAIRN_Q4_0] = px_prep_q4_0, [CAIRN_Q8_0] = px_prep_q8_0, [CAIRN_Q4_K] = px_prep_q4_K, [CAIRN_Q5_K] = px_prep_q4_K, [CAIRN_Q6_K] = px_prep_q6_K,
@@ -506,12 +556,13 @@ const quant_panel_table quant_panels_avx512 = {
                    [CAIRN_Q6_K] = PX_DIRECT_MAX_T + 1, [CAIRN_MXFP4] = PX_DIRECT_MAX_T + 1, [CAIRN_IQ4_NL] = PX_DIRECT_MAX_T + 1,
                    [CAIRN_IQ4_XS] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_K] = PX_DIRECT_MAX_T + 1, [CAIRN_Q5_0] = PX_DIRECT_MAX_T + 1},
     .pack = {[CAIRN_Q4_0] = px_pack_q4_0, [CAIRN_IQ4_NL] = px_pack_iq4_nl, [CAIRN_MXFP4] = px_pack_mxfp4,
-             [CAIRN_Q4_K] = px_pack_q4_K, [CAIRN_Q5_K] = px_pack_q5_K},
+             [CAIRN_Q4_K] = px_pack_q4_K, [CAIRN_Q5_K] = px_pack_q5_K, [CAIRN_Q6_K] = px_pack_q6_K},
     .packed_row = {[CAIRN_Q4_0] = px_packed_row_q4_0, [CAIRN_IQ4_NL] = px_packed_row_iq4_nl, [CAIRN_MXFP4] = px_packed_row_mxfp4,
-                   [CAIRN_Q4_K] = px_packed_row_q4_K, [CAIRN_Q5_K] = px_packed_row_q5_K},
+                   [CAIRN_Q4_K] = px_packed_row_q4_K, [CAIRN_Q5_K] = px_packed_row_q5_K, [CAIRN_Q6_K] = px_packed_row_q6_K},
     .packed = {[CAIRN_Q4_0] = px_direct_q4_0_packed, [CAIRN_IQ4_NL] = px_direct_iq4_nl_packed, [CAIRN_MXFP4] = px_direct_mxfp4_packed,
-               [CAIRN_Q4_K] = px_direct_q4_K_packed_one, [CAIRN_Q5_K] = px_direct_q5_K_packed_one},
+               [CAIRN_Q4_K] = px_direct_q4_K_packed_one, [CAIRN_Q5_K] = px_direct_q5_K_packed_one,
+               [CAIRN_Q6_K] = px_direct_q6_K_packed_one},
     .packed_gemm = {[CAIRN_Q4_0] = px_gemm_q4_0_packed, [CAIRN_IQ4_NL] = px_gemm_iq4_nl_packed, [CAIRN_MXFP4] = px_gemm_mxfp4_packed,
-                    [CAIRN_Q4_K] = px_gemm_q4_K_packed, [CAIRN_Q5_K] = px_gemm_q5_K_packed},
+                    [CAIRN_Q4_K] = px_gemm_q4_K_packed, [CAIRN_Q5_K] = px_gemm_q5_K_packed, [CAIRN_Q6_K] = px_gemm_q6_K_packed},
 };
 #endif

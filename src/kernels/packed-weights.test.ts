@@ -51,30 +51,33 @@ function pack(w: Uint8Array, type: GgmlType, rows: number, cols: number): Uint8A
 }
 
 /** The types the AVX-512 level packs, with their block sizes and a maker of valid weights. */
-const PACKED_TYPES = [GgmlType.Q4_0, GgmlType.IQ4_NL, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K];
+const PACKED_TYPES = [GgmlType.Q4_0, GgmlType.IQ4_NL, GgmlType.MXFP4, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+const K_TYPES = [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 
 function blockOf(type: GgmlType): number {
-  return type === GgmlType.Q4_K || type === GgmlType.Q5_K ? 256 : 32;
+  return K_TYPES.includes(type) ? 256 : 32;
 }
 
 /**
  * Valid blocks of a packed format: Q4_0 and IQ4_NL (an f16 scale, any 4-bit codes) as q4_0 makes
  * them; MXFP4 with E8M0 scales of 2^-9 .. 2^3 and any codes; Q4_K and Q5_K with f16 d and dmin in
- * [2^-10, 2^-6) of either sign and any scale, mins, quant and fifth-bit bytes.
+ * [2^-10, 2^-6) of either sign and any scale, mins, quant and fifth-bit bytes; Q6_K with such a d
+ * (its last 2 bytes) and any quant and scale bytes.
  */
 function weights(type: GgmlType, rows: number, cols: number, seed: number): Uint8Array {
   if (type === GgmlType.Q4_0 || type === GgmlType.IQ4_NL) return q4_0(rows, cols, seed);
   const out = new Uint8Array(rows * ggmlRowBytes(type, cols));
   let s = seed >>> 0;
   const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
-  if (type === GgmlType.Q4_K || type === GgmlType.Q5_K) {
+  if (K_TYPES.includes(type)) {
     const block = ggmlRowBytes(type, 256);
+    const halves = type === GgmlType.Q6_K ? [block - 2] : [0, 2];
     for (let o = 0; o < out.length; o += block) {
-      for (const at of [o, o + 2]) {
+      for (let i = 0; i < block; i++) out[o + i] = next();
+      for (const at of halves.map((h) => o + h)) {
         out[at] = next();
         out[at + 1] = 0x14 + (next() & 0x0f) + (next() & 0x80);
       }
-      for (let i = 4; i < block; i++) out[o + i] = next();
     }
     return out;
   }
@@ -157,7 +160,7 @@ describe('packed weights', { skip }, () => {
 
   test('expert products read a bank packed as one matrix, for any token count', () => {
     const [experts, used, rows, cols] = [4, 2, 48, 256];
-    for (const type of [GgmlType.Q4_K, GgmlType.Q4_0]) {
+    for (const type of [GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_0]) {
       const bank = weights(type, experts * rows, cols, 11);
       const plain = new NativeKernels(addon);
       const packedKernels = new NativeKernels(addon);
@@ -327,6 +330,7 @@ describe('a loaded model packs its weights', { skip }, () => {
       // K formats (their rows 256 wide): one token straight from the packed vectors, more through panels.
       [{ arch: 'llama', nEmbd: 256, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 64, nFf: 512, nVocab: 303 }, GgmlType.Q4_K],
       [{ arch: 'qwen3', nEmbd: 256, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 64, nFf: 768, nVocab: 304 }, GgmlType.Q5_K],
+      [{ arch: 'llama', nEmbd: 256, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 64, nFf: 512, nVocab: 305 }, GgmlType.Q6_K],
       // MXFP4 experts (as gpt-oss files have them), the rest Q8_0.
       [MOE_SHAPES['gpt-oss'], GgmlType.Q8_0],
     ];
