@@ -18,7 +18,7 @@
 int cairn_matmul(int wtype, const void *w, int rows, int cols, const float *x, int n, float *y);
 
 /*
- * Weights packed once for the active level's products (for AVX-512, Q4_0, IQ4_NL, MXFP4, Q4_K and Q5_K in
+ * Weights packed once for the active level's products (for AVX-512, Q4_0, IQ4_NL, MXFP4 and the K formats Q4_K, Q5_K, Q6_K in
  * 16-row groups whose vector lanes are the rows): cairn_packed_bytes is the size of wtype's packed rows x cols, 0 where
  * the level packs no such weights; cairn_pack writes them to dst (returns 0, or -1 where the level
  * does not pack them); cairn_matmul_packed is cairn_matmul reading `packed` where it can (the

@@ -1,14 +1,14 @@
 /**
  * Weights packed at load. The CPU kernels can keep a copy of a weight matrix in a layout of their
- * own (on AVX-512, Q4_0, IQ4_NL, MXFP4, Q4_K and Q5_K rows in groups of 16 whose vector lanes are
- * the rows: a product then reads each group's quants and scales with whole-vector loads instead of
+ * own (on AVX-512, Q4_0, IQ4_NL, MXFP4, Q4_K, Q5_K and Q6_K rows in groups of 16 whose vector lanes
+ * are the rows: a product then reads each group's quants and scales with whole-vector loads instead of
  * transposing 16 rows of every block, a one-token llama-1b Q4_0 step ~1.4x faster on a Zen 5 host,
  * Q4_K_M ~1.13x), with the same results bit for bit. Expert banks are packed as one matrix of their experts' rows. Packing copies the bytes once, so a matrix that nothing but products reads then has its
  * pages of the file mapping released: the process holds those weights once, in the packed copy.
  * `CAIRN_PACK_WEIGHTS=0` keeps every product on the file's layout (to compare the two).
  *
  * This departs from using every weight in place where it is mapped: for the formats whose one-token
- * products cost more to unpack from the file's layout than to read (these five on AVX-512, where
+ * products cost more to unpack from the file's layout than to read (these six on AVX-512, where
  * llama.cpp likewise repacks Q4_0, IQ4_NL and Q4_K), a copy in the kernels' layout at load, never
  * dequantized, and held once. Loads take longer by the time the OS needs to give the process that much fresh memory.
  */

@@ -1,5 +1,10 @@
 /** Human-readable numbers for terminal output. */
 
+/** v (>= 0) with three significant digits, never in exponent form (1010, 99.5, 1.23). */
+function threeDigits(v: number): string {
+  return v >= 99.95 ? v.toFixed(0) : v >= 9.995 ? v.toFixed(1) : v.toFixed(2);
+}
+
 /** Bytes as B/KiB/MiB/GiB with three significant digits. */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -9,7 +14,7 @@ export function formatBytes(n: number): string {
     v /= 1024;
     u++;
   }
-  return u === 0 ? `${n} B` : `${v.toPrecision(3)} ${units[u]}`;
+  return u === 0 ? `${n} B` : `${threeDigits(v)} ${units[u]}`;
 }
 
 /** A count as 1.23K / 4.56M / 7.89B. */
@@ -22,5 +27,5 @@ export function formatCount(n: number): string {
     v /= 1000;
     u++;
   }
-  return `${v.toPrecision(3)}${units[u]}`;
+  return `${threeDigits(v)}${units[u]}`;
 }
