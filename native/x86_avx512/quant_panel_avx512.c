@@ -37,6 +37,24 @@ _Static_assert(PANEL_T == 6, "px_gemm's switch has tile sizes 1 to 6");
  * Every product of these formats, of any number of tokens, forms each output this way, block by
  * block in order: a token's result is the same whatever batch it comes in.
  */
+/* start + the exact integer dot of a block's 8 quant vectors with its 32 activation bytes (four),
+   in two chains of four: integers, so the same sum as one chain, in half its latency (one token
+   has no other chain to overlap with). */
+PX_INLINE __m512i px_dot8(__m512i start, const __m512i *w, const px_i32u *four) {
+  __m512i s1 = _mm512_setzero_si512();
+  for (int g = 0; g < 8; g += 2) {
+    start = _mm512_dpbusd_epi32(start, w[g], _mm512_set1_epi32(four[g]));
+    s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(four[g + 1]));
+  }
+  return _mm512_add_epi32(start, s1);
+}
+
+/* start + the integer dot of a half block's 4 quant vectors with its 16 activation bytes. */
+PX_INLINE __m512i px_dot4(__m512i start, const __m512i *w, const px_i32u *four) {
+  for (int g = 0; g < 4; g++) start = _mm512_dpbusd_epi32(start, w[g], _mm512_set1_epi32(four[g]));
+  return start;
+}
+
 PX_INLINE void px_run_32(const int T, int b0, int nblocks, const uint8_t *blocks, const uint8_t *a, size_t as,
                          const int32_t *aux, size_t aux_stride, int cols, __m512 *acc) {
   for (int b = b0; b < b0 + nblocks; b++) {
@@ -49,14 +67,7 @@ PX_INLINE void px_run_32(const int T, int b0, int nblocks, const uint8_t *blocks
       const px_i32u *four = (const px_i32u *)(at + (size_t)QK * b);
       float da;
       memcpy(&da, at + cols + (size_t)b * 4, 4);
-      /* Two chains of four: integers, so the same sum as one chain, in half its latency (one
-         token has no other chain to overlap with). */
-      __m512i s = _mm512_set1_epi32(aux[(size_t)t * aux_stride + b]), s1 = _mm512_setzero_si512();
-      for (int g = 0; g < 8; g += 2) {
-        s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
-        s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(four[g + 1]));
-      }
-      s = _mm512_add_epi32(s, s1);
+      const __m512i s = px_dot8(_mm512_set1_epi32(aux[(size_t)t * aux_stride + b]), w, four);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, _mm512_set1_ps(da)), acc[t]);
     }
   }
@@ -85,18 +96,11 @@ PX_INLINE void px_run_k(const int T, const int mode, int B0, int n, const uint8_
         const px_i32u *four = (const px_i32u *)(a + (size_t)t * as + (size_t)QK * b);
         const int32_t *xt = aux + (size_t)t * aux_stride;
         if (mode == PX_HALVES) {
-          __m512i s0 = _mm512_set1_epi32(xt[2 * b]), s1 = _mm512_set1_epi32(xt[2 * b + 1]);
-          for (int g = 0; g < 4; g++) s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(four[g]));
-          for (int g = 4; g < 8; g++) s1 = _mm512_dpbusd_epi32(s1, w[g], _mm512_set1_epi32(four[g]));
+          const __m512i s0 = px_dot4(_mm512_set1_epi32(xt[2 * b]), w, four), s1 = px_dot4(_mm512_set1_epi32(xt[2 * b + 1]), w + 4, four + 4);
           const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(sc, 16), 16), hi = _mm512_srai_epi32(sc, 16);
           isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, lo), _mm512_mullo_epi32(s1, hi)));
         } else {
-          __m512i s = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-          for (int g = 0; g < 8; g += 2) {
-            s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(four[g]));
-            s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(four[g + 1]));
-          }
-          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s, s1), sc));
+          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(px_dot8(_mm512_setzero_si512(), w, four), sc));
           if (sb < 4) msum[t] = _mm512_dpwssd_epi32(msum[t], _mm512_load_si512(head + (size_t)sb * (PANEL_BLOCK_BYTES / 64) + 9), _mm512_set1_epi32(xt[8 * B + 2 * sb]));
         }
       }
@@ -289,24 +293,24 @@ PX_INLINE const int32_t *px_direct_prep(px_prep_fn prep, int cols, const uint8_t
 
 PX_INLINE void px_direct(const int type, const int unit_blocks, const int mode, px_unit_fn unit, px_prep_fn prep, const int amx, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
   const size_t aux_stride = quant_panel_aux_count(cols);
-  px_direct_prep(prep, cols, a, as, nt, aux_stride);
+  const int32_t *aux = px_direct_prep(prep, cols, a, as, nt, aux_stride);
   for (int t0 = 0; t0 < nt; t0 += PX_DIRECT_MAX_T) {
     const int left = nt - t0;
     if (amx && left >= quant_amx_direct_min_t(type) && cairn_isa_active() == CAIRN_ISA_AMX) {
       const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
-      quant_amx_direct(type, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride,
+      quant_amx_direct(type, cols, w, ws, nr, a + (size_t)t0 * as, as, aux + (size_t)t0 * aux_stride,
                        aux_stride, n, y + (size_t)t0 * ys, ys);
       continue;
     }
     if (left > PANEL_T) {
       const int n = left < PX_DIRECT_MAX_T ? left : PX_DIRECT_MAX_T;
-      px_direct_many(unit_blocks, mode, unit, cols, w, ws, nr, a + (size_t)t0 * as, as, px_direct_aux + (size_t)t0 * aux_stride, aux_stride, n,
+      px_direct_many(unit_blocks, mode, unit, cols, w, ws, nr, a + (size_t)t0 * as, as, aux + (size_t)t0 * aux_stride, aux_stride, n,
                      y + (size_t)t0 * ys, ys);
       continue;
     }
     const int T = left;
     const uint8_t *at = a + (size_t)t0 * as;
-    const int32_t *xt = px_direct_aux + (size_t)t0 * aux_stride;
+    const int32_t *xt = aux + (size_t)t0 * aux_stride;
     float *yt = y + (size_t)t0 * ys;
     switch (T) {
       PX_DIRECT_CASE(6);
@@ -399,19 +403,6 @@ PX_PACKED_CODES(iq4_nl, CAIRN_IQ4_NL, block_iq4_nl, d, px_prep_iq4_nl)
 PX_PACKED_CODES(mxfp4, CAIRN_MXFP4, block_mxfp4, e, px_prep_mxfp4)
 
 /*
- * Q4_K, Q5_K and Q6_K packed at load (px_pack_block_dwords): their units load the vectors they otherwise
- * transpose out of 16 rows, which makes the products of a few tokens to a few dozen faster (the
- * transposes were much of a unit), and one token takes px_k_one or px_q6_one (one token through
- * the units' L1 panels ran 15-27% slower than the row kernels).
- */
-/*
- * One token against packed Q4_K/Q5_K rows, 16 at a time, straight from the packed vectors: each
- * super-block's quants are split into nibbles in registers and dotted at once, where the direct
- * path stores a panel in L1 and reads it back (~80 stores a super-block of 16 rows: from memory
- * that path ran a llama-1b Q4_K_M step ~15% slower than the row kernels). The integer dots,
- * scales and float steps are px_run_k's with T = 1, in its order: the same results bit for bit.
- */
-/*
  * How far ahead px_k_one's prefetches ask, in bytes: as far as the row kernels' (QX_PFM x qx_ahead).
  * The direct tiles' distance (the 16 rows two groups on) ran one token's packed Q4_K products from
  * memory (2 threads, Zen 5) at 38-40 GB/s, half a group on at 37-51 (8192 columns) and 43-44
@@ -423,13 +414,21 @@ PX_PACKED_CODES(mxfp4, CAIRN_MXFP4, block_mxfp4, e, px_prep_mxfp4)
    stretch PX_K_AHEAD bytes on, a super-block's share (per_unit bytes) at a time. Returns its live rows. */
 PX_INLINE int px_one_rows(const uint8_t *w, size_t ws, int nr, int r0, int nb, const uint8_t **rp, const uint8_t **next,
                           size_t *next_bytes, size_t *per_unit) {
-  const int rows = px_direct_rows(w, ws, nr, r0, rp, next, next_bytes);
+  const int rows = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;
+  px_rows(w + (size_t)r0 * ws, ws, rows, rp);
   *next = w + (size_t)r0 * ws + PX_K_AHEAD;
   *next_bytes = PANEL_ROWS * ws;
   *per_unit = (*next_bytes + nb - 1) / nb;
   return rows;
 }
 
+/*
+ * One token against packed Q4_K/Q5_K rows, 16 at a time, straight from the packed vectors: each
+ * super-block's quants are split into nibbles in registers and dotted at once, where the direct
+ * path stores a panel in L1 and reads it back (~80 stores a super-block of 16 rows: from memory
+ * that path ran a llama-1b Q4_K_M step ~15% slower than the row kernels). The integer dots,
+ * scales and float steps are px_run_k's with T = 1, in its order: the same results bit for bit.
+ */
 PX_INLINE void px_k_one(const int five, int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, const int32_t *xt, float *y) {
   const int nb = cols / QK_K;
   const size_t block_bytes = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
@@ -451,14 +450,8 @@ PX_INLINE void px_k_one(const int five, int cols, const uint8_t *w, size_t ws, i
         }
         for (int k = 0; k < 2; k++) {
           const int sb = 2 * j + k, b = 8 * B + sb;
-          const __m512i *wq = k ? odd : even;
-          const px_i32u *four = (const px_i32u *)(a + (size_t)QK * b);
-          __m512i s = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-          for (int g = 0; g < 8; g += 2) {
-            s = _mm512_dpbusd_epi32(s, wq[g], _mm512_set1_epi32(four[g]));
-            s1 = _mm512_dpbusd_epi32(s1, wq[g + 1], _mm512_set1_epi32(four[g + 1]));
-          }
-          isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(s, s1), head.sc[sb]));
+          const __m512i s = px_dot8(_mm512_setzero_si512(), k ? odd : even, (const px_i32u *)(a + (size_t)QK * b));
+          isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, head.sc[sb]));
         }
         msum = _mm512_dpwssd_epi32(msum, px_q4_K_min_pair(&head, j), _mm512_set1_epi32(xt[8 * B + 2 * j]));
       }
@@ -496,9 +489,9 @@ PX_INLINE void px_q6_one(int cols, const uint8_t *w, size_t ws, int nr, const ui
             px_block_vectors(1, rp, B, sizeof(block_q6_K), offsetof(block_q6_K, ql) + 64 * n + 32 * odd + 16 * h, vl);
             for (int hi = 0; hi < 2; hi++) {
               const int k = odd + 2 * hi, sb = 4 * n + k, b = 8 * B + sb;
-              const px_i32u *four = (const px_i32u *)(a + (size_t)QK * b) + 4 * h;
-              __m512i s = _mm512_set1_epi32(xt[2 * b + h]);
-              for (int g = 0; g < 4; g++) s = _mm512_dpbusd_epi32(s, px_q6_K_quant(vl, vh, k, hi, g), _mm512_set1_epi32(four[g]));
+              __m512i q[4];
+              for (int g = 0; g < 4; g++) q[g] = px_q6_K_quant(vl, vh, k, hi, g);
+              const __m512i s = px_dot4(_mm512_set1_epi32(xt[2 * b + h]), q, (const px_i32u *)(a + (size_t)QK * b) + 4 * h);
               isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, px_sbyte(scales, 2 * sb + h)));
             }
           }
@@ -511,6 +504,12 @@ PX_INLINE void px_q6_one(int cols, const uint8_t *w, size_t ws, int nr, const ui
   }
 }
 
+/*
+ * Q4_K, Q5_K and Q6_K packed at load (px_pack_block_dwords): their units load the vectors they
+ * otherwise transpose out of 16 rows, which makes the products of a few tokens to a few dozen
+ * faster (the transposes were much of a unit), and one token takes px_k_one or px_q6_one (one
+ * token through the units' L1 panels ran 15-27% slower than the row kernels).
+ */
 #define PX_PACKED_K(NAME, TYPE, BLOCK, MODE, PREP)                                                                         \
   _Static_assert(sizeof(BLOCK) / 4 % 4 == 0 && sizeof(BLOCK) % 4 % 2 == 0, "px_pack_block_dwords takes dwords in fours"); \
   PX_INLINE void px_pack_dwords_##NAME(const uint8_t *const *rp, int b, uint8_t *dst) {                                    \
@@ -534,10 +533,14 @@ PX_PACKED_K(q6_K, CAIRN_Q6_K, block_q6_K, PX_HALVES, px_prep_q6_K)
     }                                                                                                                       \
     ONE(cols, w, ws, nr, a, px_direct_prep(PREP, cols, a, as, 1, quant_panel_aux_count(cols)), y);                          \
   }
-#define PX_Q4_K_ONE(...) px_k_one(0, __VA_ARGS__)
-#define PX_Q5_K_ONE(...) px_k_one(1, __VA_ARGS__)
-PX_PACKED_K_ONE(q4_K, px_prep_q4_K, PX_Q4_K_ONE)
-PX_PACKED_K_ONE(q5_K, px_prep_q4_K, PX_Q5_K_ONE)
+PX_INLINE void px_q4_K_one(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, const int32_t *xt, float *y) {
+  px_k_one(0, cols, w, ws, nr, a, xt, y);
+}
+PX_INLINE void px_q5_K_one(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, const int32_t *xt, float *y) {
+  px_k_one(1, cols, w, ws, nr, a, xt, y);
+}
+PX_PACKED_K_ONE(q4_K, px_prep_q4_K, px_q4_K_one)
+PX_PACKED_K_ONE(q5_K, px_prep_q4_K, px_q5_K_one)
 PX_PACKED_K_ONE(q6_K, px_prep_q6_K, px_q6_one)
 
 const quant_panel_table quant_panels_avx512 = {
