@@ -264,6 +264,6 @@ const cairn_ops_table cairn_ops_neon = {
     portable_sum_squares,  portable_scale_mul,    portable_scale,     neon_max,          neon_exp_sum,
     neon_swiglu,           portable_geglu,        portable_add,       portable_to_f16,   portable_round_f16,
     neon_dot_rows_f16,     neon_dot_rows_f32,     neon_wsum_rows_f16, neon_wsum_rows_f32, neon_dot_rows_q8,
-    neon_wsum_rows_q8,
+    neon_wsum_rows_q8,     portable_dot_tiles_q8, portable_wsum_tiles_q8,
 };
 #endif

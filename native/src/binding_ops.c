@@ -211,14 +211,49 @@ static int kv_type_arg(napi_env env, napi_value v, const char *name, int *out) {
   return 0;
 }
 
-/* storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead) */
+/*
+ * An optional flag (undefined or null: false) that a Q8_0 cache is kept in tiles (ops.h): the cache
+ * type becomes CAIRN_KV_Q8_0_TILES. A cache of another type cannot be.
+ */
+static int kv_tiles_arg(napi_env env, napi_value v, const char *name, int *kv_type) {
+  if (is_nullish(env, v)) return 0;
+  bool tiles;
+  if (napi_get_value_bool(env, v, &tiles) != napi_ok) {
+    args_throw(env, "BAD_ARGUMENT", "%s must be a boolean", name);
+    return -1;
+  }
+  if (!tiles) return 0;
+  if (*kv_type != CAIRN_KV_Q8_0) {
+    args_throw(env, "BAD_ARGUMENT", "%s: only a Q8_0 cache (kvType 8) is kept in tiles", name);
+    return -1;
+  }
+  *kv_type = CAIRN_KV_Q8_0_TILES;
+  return 0;
+}
+
+/* A tiled cache's capacity (its head stride) must be whole tiles. */
+static int tiles_capacity_ok(napi_env env, int kv_type, const char *name, int64_t capacity) {
+  if (kv_type != CAIRN_KV_Q8_0_TILES || capacity % CAIRN_KV_TILE_ROWS == 0) return 0;
+  args_throw(env, "BAD_ARGUMENT", "%s holds %lld positions, and a tiled Q8_0 cache holds a multiple of %d", name, (long long)capacity,
+             CAIRN_KV_TILE_ROWS);
+  return -1;
+}
+
+/* storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead, kvTiles?) */
 static napi_value store_kv(napi_env env, napi_callback_info info) {
-  napi_value a[9];
+  napi_value a[10];
   int64_t row_elems, pos0, n_tokens, n_kv_head, total, cache_elems, k_len, v_len;
   int kv_type;
   float *k, *v;
   uint8_t *kc, *vc;
-  if (args_get(env, info, "storeKv", 9, a) || kv_type_arg(env, a[4], "kvType", &kv_type) ||
+  /* The tenth argument is optional: N-API fills the arguments not passed with undefined. */
+  size_t argc = 10;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 9) {
+    args_throw(env, "BAD_ARGUMENT", "storeKv expects 9 arguments, got %zu", argc);
+    return NULL;
+  }
+  if (kv_type_arg(env, a[4], "kvType", &kv_type) || kv_tiles_arg(env, a[9], "kvTiles", &kv_type) ||
       args_int(env, a[5], "rowElems", 1, MAX_DIM, &row_elems) || args_int(env, a[6], "pos0", 0, MAX_DIM, &pos0) ||
       args_int(env, a[7], "nTokens", 0, MAX_DIM, &n_tokens) || args_int(env, a[8], "nKvHead", 1, MAX_DIM, &n_kv_head) ||
       args_mul(env, "nTokens * rowElems", n_tokens, row_elems, &total) ||
@@ -229,12 +264,12 @@ static napi_value store_kv(napi_env env, napi_callback_info info) {
     args_throw(env, "BAD_ARGUMENT", "rowElems (%lld) must be a multiple of nKvHead (%lld)", (long long)row_elems, (long long)n_kv_head);
     return NULL;
   }
-  if (kv_type == CAIRN_KV_Q8_0 && (row_elems / n_kv_head) % 32 != 0) {
+  if (cairn_kv_is_q8(kv_type) && (row_elems / n_kv_head) % 32 != 0) {
     args_throw(env, "BAD_ARGUMENT", "a Q8_0 cache needs heads of a multiple of 32 elements (rowElems %lld, nKvHead %lld)",
                (long long)row_elems, (long long)n_kv_head);
     return NULL;
   }
-  const size_t align = kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(kv_type, 1);
+  const size_t align = cairn_kv_is_q8(kv_type) ? 1 : (size_t)cairn_kv_bytes(kv_type, 1);
   const int64_t row_bytes = cairn_kv_bytes(kv_type, row_elems);
   if (args_f32(env, a[0], "k", total, &k) || args_f32(env, a[1], "v", total, &v) ||
       args_u8_len(env, a[2], "kCache", cairn_kv_bytes(kv_type, cache_elems), align, &kc, &k_len) ||
@@ -246,6 +281,7 @@ static napi_value store_kv(napi_env env, napi_callback_info info) {
     return NULL;
   }
   /* Each cache's capacity (its head stride) is the positions it holds; the lengths were checked to hold pos0 + nTokens. */
+  if (tiles_capacity_ok(env, kv_type, "kCache", k_len / row_bytes) || tiles_capacity_ok(env, kv_type, "vCache", v_len / row_bytes)) return NULL;
   cairn_store_kv(k, v, kc, vc, kv_type, row_elems, n_kv_head, k_len / row_bytes, v_len / row_bytes, pos0, n_tokens);
   return args_undefined(env);
 }
@@ -260,10 +296,12 @@ static int attention_params(napi_env env, napi_value o, cairn_attention_params *
     return -1;
   }
   napi_value kv;
-  if (obj_prop(env, o, "params", "kvType", &kv) || kv_type_arg(env, kv, "params.kvType", &p->kv_type)) {
+  napi_value tiles;
+  if (obj_prop(env, o, "params", "kvType", &kv) || kv_type_arg(env, kv, "params.kvType", &p->kv_type) ||
+      obj_prop(env, o, "params", "kvTiles", &tiles) || kv_tiles_arg(env, tiles, "params.kvTiles", &p->kv_type)) {
     return -1;
   }
-  if (p->kv_type == CAIRN_KV_Q8_0 && p->head_dim % 32 != 0) {
+  if (cairn_kv_is_q8(p->kv_type) && p->head_dim % 32 != 0) {
     args_throw(env, "BAD_ARGUMENT", "a Q8_0 cache needs params.headDim (%lld) to be a multiple of 32", (long long)p->head_dim);
     return -1;
   }
@@ -297,7 +335,7 @@ static napi_value attention(napi_env env, napi_callback_info info) {
       args_mul(env, "(pos0 + nTokens) * nKvHead * headDim", p.pos0 + p.n_tokens, kv_row, &cache_elems)) {
     return NULL;
   }
-  const size_t align = p.kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(p.kv_type, 1);
+  const size_t align = cairn_kv_is_q8(p.kv_type) ? 1 : (size_t)cairn_kv_bytes(p.kv_type, 1);
   int64_t k_len, v_len;
   if (args_f32(env, a[0], "q", q_elems, &q) || args_u8_len(env, a[1], "kCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &kc, &k_len) ||
       args_u8_len(env, a[2], "vCache", cairn_kv_bytes(p.kv_type, cache_elems), align, &vc, &v_len) ||
@@ -308,6 +346,7 @@ static napi_value attention(napi_env env, napi_callback_info info) {
   const int64_t row_bytes = cairn_kv_bytes(p.kv_type, kv_row);
   p.k_capacity = k_len / row_bytes;
   p.v_capacity = v_len / row_bytes;
+  if (tiles_capacity_ok(env, p.kv_type, "kCache", p.k_capacity) || tiles_capacity_ok(env, p.kv_type, "vCache", p.v_capacity)) return NULL;
   const uintptr_t qb = (uintptr_t)q, ob = (uintptr_t)out, bytes = (uintptr_t)q_elems * 4;
   if (q_elems > 0 && qb < ob + bytes && ob < qb + bytes) {
     args_throw(env, "BAD_ARGUMENT", "out must not overlap q");
@@ -353,7 +392,7 @@ static int ranges_overlap(byte_range *r, size_t n) {
 static int attention_spans_args(napi_env env, napi_value *a, const cairn_attention_params *p, const int32_t *rows,
                                 int64_t n_spans, cairn_attention_span *spans, byte_range *ranges) {
   const int64_t q_row = p->n_head * p->head_dim, kv_row = p->n_kv_head * p->head_dim;
-  const size_t align = p->kv_type == CAIRN_KV_Q8_0 ? 1 : (size_t)cairn_kv_bytes(p->kv_type, 1);
+  const size_t align = cairn_kv_is_q8(p->kv_type) ? 1 : (size_t)cairn_kv_bytes(p->kv_type, 1);
   const int64_t row_bytes = cairn_kv_bytes(p->kv_type, kv_row);
   int64_t n_rows = 0;
   for (int64_t i = 0; i < n_spans; i++) {
@@ -377,6 +416,7 @@ static int attention_spans_args(napi_env env, napi_value *a, const cairn_attenti
       snprintf(name, sizeof name, "%s[%lld]", c ? "vCaches" : "kCaches", (long long)i);
       if (args_u8_len(env, kv[c], name, cairn_kv_bytes(p->kv_type, cache_elems), align, &cache[c], &len[c])) return -1;
       ranges[2 * i + c] = (byte_range){(uintptr_t)cache[c], n ? (uintptr_t)cache[c] + (uintptr_t)len[c] : (uintptr_t)cache[c]};
+      if (tiles_capacity_ok(env, p->kv_type, name, len[c] / row_bytes)) return -1;
     }
     spans[i] = (cairn_attention_span){NULL, NULL, NULL, cache[0], cache[1], len[0] / row_bytes, len[1] / row_bytes, pos0, n, NULL};
   }
@@ -456,6 +496,14 @@ static napi_value attention_spans(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* kvTilesPreferred(): whether new Q8_0 caches should be tiled for the active level's kernels. */
+static napi_value kv_tiles_preferred(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, cairn_kv_tiles_preferred() != 0, &out);
+  return out;
+}
+
 void cairn_register_ops(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"rmsNorm", NULL, rms_norm, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -469,6 +517,7 @@ void cairn_register_ops(napi_env env, napi_value exports) {
       {"storeKv", NULL, store_kv, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attentionSpans", NULL, attention_spans, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"kvTilesPreferred", NULL, kv_tiles_preferred, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

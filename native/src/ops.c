@@ -35,6 +35,15 @@ const cairn_ops_table *cairn_ops_active(void) {
   }
 }
 
+int cairn_kv_tiles_preferred(void) {
+#if defined(__x86_64__)
+  /* The AVX-512 level's tile kernels (VNNI over the lanes); the others read tiles row by row. */
+  return cairn_ops_active() == &cairn_ops_avx512;
+#else
+  return 0;
+#endif
+}
+
 static int threads_for(double work) {
   if (work < MIN_PARALLEL_WORK) return 1;
   const double n = work / WORK_PER_THREAD;
@@ -279,6 +288,30 @@ typedef struct {
   int64_t row_elems, n_kv_head, k_capacity, v_capacity, pos0, n_tokens;
 } store_job;
 
+/*
+ * One head's row of nb blocks into lane r of its tile (ops.h CAIRN_KV_Q8_0_TILES): quantized as a
+ * Q8_0 row is, then a key's quants transposed by dwords and + 128, a value's kept together.
+ */
+static void store_tile_row(const float *src, uint8_t *tile, int r, int64_t nb, int is_v) {
+  block_q8_0 blk[8];
+  for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+    const int64_t n = nb - b0 < 8 ? nb - b0 : 8;
+    quant_encode_blocks(CAIRN_KV_Q8_0, src + b0 * QK, blk, n);
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t b = b0 + i;
+      memcpy(tile + 512 * nb + 32 * b + 2 * r, &blk[i].d, 2);
+      if (is_v) {
+        memcpy(tile + (int64_t)r * QK * nb + b * QK, blk[i].qs, QK);
+        continue;
+      }
+      for (int w = 0; w < QK / 4; w++) {
+        uint8_t *o = tile + (b * (QK / 4) + w) * 64 + 4 * r;
+        for (int c = 0; c < 4; c++) o[c] = (uint8_t)blk[i].qs[4 * w + c] ^ 0x80;
+      }
+    }
+  }
+}
+
 static void store_job_fn(void *ctx, int ith, int nth) {
   const store_job *j = ctx;
   int64_t r0, r1;
@@ -291,7 +324,13 @@ static void store_job_fn(void *ctx, int ith, int nth) {
     const int64_t t = is_v ? r - j->n_tokens : r, capacity = is_v ? j->v_capacity : j->k_capacity;
     for (int64_t h = 0; h < j->n_kv_head; h++) {
       const float *src = (is_v ? j->v : j->k) + t * j->row_elems + h * head_elems;
-      uint8_t *dst = (is_v ? j->vc : j->kc) + (size_t)(h * capacity + j->pos0 + t) * head_bytes;
+      const int64_t pos = j->pos0 + t;
+      if (j->kv_type == CAIRN_KV_Q8_0_TILES) {
+        uint8_t *tile = (is_v ? j->vc : j->kc) + (size_t)(h * capacity + (pos & ~(int64_t)(CAIRN_KV_TILE_ROWS - 1))) * head_bytes;
+        store_tile_row(src, tile, (int)(pos & (CAIRN_KV_TILE_ROWS - 1)), head_elems / QK, is_v);
+        continue;
+      }
+      uint8_t *dst = (is_v ? j->vc : j->kc) + (size_t)(h * capacity + pos) * head_bytes;
       if (j->kv_type == CAIRN_KV_Q8_0) {
         quant_encode_blocks(CAIRN_KV_Q8_0, src, dst, head_elems / 32);
       } else if (j->kv_type == CAIRN_KV_F16) {

@@ -52,10 +52,30 @@ void cairn_add(const float *a, const float *b, int64_t n, float *out);
 #define CAIRN_KV_F32 0
 #define CAIRN_KV_F16 1
 #define CAIRN_KV_Q8_0 8
+/*
+ * A Q8_0 cache kept in tiles of 16 positions (not a GGML number: the binding's kvTiles flag). A
+ * tile takes the bytes its 16 rows would take, at the same place (head h's tile t where rows
+ * 16t..16t+15 of head h would start), so capacities, strides and sizes are those of Q8_0 (the
+ * capacity a multiple of 16). With nb blocks a head, a tile holds 512 nb bytes of quants, then the
+ * 16 rows' f16 scales of block 0, of block 1, ... (32 nb bytes). A key tile's quants are transposed
+ * by dwords, each + 128 as an unsigned byte: its 64-byte vector i holds dword i (quants 4i..4i+3 of
+ * the head) of rows 0..15 in turn, so a score kernel reads 16 rows' quants in its vector lanes as
+ * they lie, with no transposes and no per-row offsets (the + 128 comes back once per query, not per
+ * row). A value tile keeps each row's quants together (row r's at 32 nb r), the scales apart.
+ * Latent attention, which reads one cache as keys and values, keeps rows (CAIRN_KV_Q8_0).
+ */
+#define CAIRN_KV_Q8_0_TILES 108
+#define CAIRN_KV_TILE_ROWS 16
+
+/* 1 where the active level's kernels read a tiled Q8_0 cache faster than rows (so new caches should be tiled), else 0. */
+int cairn_kv_tiles_preferred(void);
+
+/* Whether a cache type holds Q8_0 blocks (in rows or in tiles). */
+static inline int cairn_kv_is_q8(int kv_type) { return kv_type == CAIRN_KV_Q8_0 || kv_type == CAIRN_KV_Q8_0_TILES; }
 
 /* Bytes of `elems` cache elements of a type (Q8_0: elems a multiple of 32, 34 bytes per 32). */
 static inline int64_t cairn_kv_bytes(int kv_type, int64_t elems) {
-  return kv_type == CAIRN_KV_Q8_0 ? elems / 32 * 34 : elems * (kv_type == CAIRN_KV_F16 ? 2 : 4);
+  return cairn_kv_is_q8(kv_type) ? elems / 32 * 34 : elems * (kv_type == CAIRN_KV_F16 ? 2 : 4);
 }
 
 /*
@@ -68,7 +88,7 @@ static inline int64_t cairn_kv_bytes(int kv_type, int64_t elems) {
  * Copies n_tokens rows of row_elems f32 values (n_kv_head heads) from k and v into positions
  * [pos0, pos0 + n_tokens) of caches of k_capacity and v_capacity positions, as f32 (kv_type 0), f16
  * (kv_type 1, rounded to nearest even) or Q8_0 blocks (kv_type 8, ggml's reference quantizer; heads
- * in whole blocks of 32).
+ * in whole blocks of 32), or those blocks in tiles (CAIRN_KV_Q8_0_TILES; capacities multiples of 16).
  */
 void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int kv_type, int64_t row_elems,
                     int64_t n_kv_head, int64_t k_capacity, int64_t v_capacity, int64_t pos0, int64_t n_tokens);
@@ -77,7 +97,7 @@ void cairn_store_kv(const float *k, const float *v, void *k_cache, void *v_cache
 typedef struct {
   int64_t n_tokens, n_head, n_kv_head, head_dim, pos0;
   float scale;
-  int kv_type; /* CAIRN_KV_F32, CAIRN_KV_F16 or CAIRN_KV_Q8_0 (head_dim a multiple of 32) */
+  int kv_type; /* CAIRN_KV_F32, CAIRN_KV_F16, CAIRN_KV_Q8_0 or CAIRN_KV_Q8_0_TILES (head_dim a multiple of 32) */
   /* One sink logit per query head (gpt-oss), joining each softmax as an entry without a value; NULL: none. */
   const float *sinks;
   /* A token sees only the last `window` positions (itself included); 0: all of them. */

@@ -7,8 +7,10 @@
 #define CAIRN_OPS_PORTABLE_H
 
 #include <math.h>
+#include <string.h>
 
 #include "quant_formats.h"
+#include "ops.h"
 #include "ops_table.h"
 
 #if defined(__F16C__)
@@ -153,6 +155,53 @@ static void portable_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows
   }
 }
 
+/* Row r's quant e (a head of nb blocks) of a key tile (ops.h): its dword e/4's vector, lane r, byte e%4, less 128. */
+static inline int32_t tile_key_quant(const uint8_t *tile, int r, int64_t e) {
+  return (int32_t)tile[(e / 4) * 64 + 4 * r + e % 4] - 128;
+}
+
+/* Row r's scale of block b of a tile with nb blocks a head (keys and values alike). */
+static inline float tile_scale(const uint8_t *tile, int64_t nb, int r, int64_t b) {
+  uint16_t h;
+  memcpy(&h, tile + 512 * nb + 32 * b + 2 * r, 2);
+  return quant_half_to_f32(h);
+}
+
+static void portable_dot_tiles_q8(const uint8_t *k, int lane0, int64_t rows, const uint8_t *q, int64_t nh, int64_t d,
+                                  float scale, float *out, int64_t out_stride) {
+  const int64_t nb = d / QK, tile_bytes = CAIRN_KV_TILE_ROWS * nb * (int64_t)sizeof(block_q8_0);
+  for (int64_t i = 0; i < rows; i++) {
+    const int64_t at = lane0 + i;
+    const uint8_t *tile = k + at / CAIRN_KV_TILE_ROWS * tile_bytes;
+    const int r = (int)(at % CAIRN_KV_TILE_ROWS);
+    for (int64_t g = 0; g < nh; g++) {
+      const block_q8_0 *qb = (const block_q8_0 *)q + g * nb;
+      float sum = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t isum = 0;
+        for (int j = 0; j < QK; j++) isum += tile_key_quant(tile, r, b * QK + j) * (int32_t)qb[b].qs[j];
+        sum += (float)isum * (tile_scale(tile, nb, r, b) * quant_half_to_f32(qb[b].d));
+      }
+      out[g * out_stride + i] = sum * scale;
+    }
+  }
+}
+
+static void portable_wsum_tiles_q8(const uint8_t *v, int lane0, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
+                                   int64_t d, float *out) {
+  const int64_t nb = d / QK, tile_bytes = CAIRN_KV_TILE_ROWS * nb * (int64_t)sizeof(block_q8_0);
+  for (int64_t i = 0; i < rows; i++) {
+    const int64_t at = lane0 + i;
+    const uint8_t *tile = v + at / CAIRN_KV_TILE_ROWS * tile_bytes;
+    const int r = (int)(at % CAIRN_KV_TILE_ROWS);
+    const int8_t *qs = (const int8_t *)(tile + (int64_t)r * d);
+    for (int64_t g = 0; g < nh; g++) {
+      const float wr = w[g * w_stride + i];
+      for (int64_t c = 0; c < d; c++) out[g * d + c] += wr * (tile_scale(tile, nb, r, c / QK) * (float)qs[c]);
+    }
+  }
+}
+
 /*
  * Defines NAME (the table's score kernel over K rows of type KT) calling NAME##_body, an always-inline
  * body, with the common head sizes 64 and 128 as constants: their loops unroll whole, with no lane
@@ -196,7 +245,7 @@ static void portable_wsum_rows_q8(const uint8_t *v, int64_t stride, int64_t rows
     portable_sum_squares, portable_scale_mul, portable_scale, portable_max, portable_exp_sum,          \
         portable_swiglu, portable_geglu, portable_add, portable_to_f16, portable_round_f16,            \
         portable_dot_rows_f16, portable_dot_rows_f32, portable_wsum_rows_f16, portable_wsum_rows_f32,  \
-        portable_dot_rows_q8, portable_wsum_rows_q8                                                    \
+        portable_dot_rows_q8, portable_wsum_rows_q8, portable_dot_tiles_q8, portable_wsum_tiles_q8     \
   }
 
 #endif

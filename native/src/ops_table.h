@@ -56,6 +56,15 @@ typedef struct {
                       float *out, int64_t out_stride);
   void (*wsum_rows_q8)(const uint8_t *v, int64_t stride, int64_t rows, const float *w, int64_t w_stride, int64_t nh,
                        int64_t d, float *out);
+  /*
+   * The same over a tiled Q8_0 cache (ops.h CAIRN_KV_Q8_0_TILES): `rows` rows from lane `lane0` of
+   * the tile at k (or v), through the tiles after it; out[g*out_stride + i] is the score of the
+   * i-th of them, w[g*w_stride + i] its weight.
+   */
+  void (*dot_tiles_q8)(const uint8_t *k, int lane0, int64_t rows, const uint8_t *q, int64_t nh, int64_t d, float scale,
+                       float *out, int64_t out_stride);
+  void (*wsum_tiles_q8)(const uint8_t *v, int lane0, int64_t rows, const float *w, int64_t w_stride, int64_t nh, int64_t d,
+                        float *out);
 } cairn_ops_table;
 
 /* The table of the active ISA level (see cairn_isa_active). */

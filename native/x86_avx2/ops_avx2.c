@@ -504,6 +504,6 @@ const cairn_ops_table cairn_ops_avx2 = {
     avx2_sum_squares,   avx2_scale_mul,     avx2_scale,         avx2_max,          avx2_exp_sum,
     avx2_swiglu,        avx2_geglu,         avx2_add,           avx2_to_f16,       avx2_round_f16,
     avx2_dot_rows_f16,  avx2_dot_rows_f32,  avx2_wsum_rows_f16, avx2_wsum_rows_f32, avx2_dot_rows_q8,
-    avx2_wsum_rows_q8,
+    avx2_wsum_rows_q8,  portable_dot_tiles_q8, portable_wsum_tiles_q8,
 };
 #endif

@@ -31,6 +31,12 @@ export function kvCapacity(bytes: number, rowElems: number, type: KvType): numbe
   return Math.floor(bytes / (rowElems * kvElementBytes(type)));
 }
 
+/**
+ * Positions per tile of a tiled Q8_0 cache (kv-layout.ts): such a cache holds a multiple of this
+ * many positions, and each tile takes the bytes (and the place) of its positions' rows.
+ */
+export const KV_TILE_ROWS = 16;
+
 /** Rotary embedding layout: `normal` rotates adjacent pairs (llama), `neox` rotates halves (qwen). */
 export type RopeMode = 'normal' | 'neox';
 
@@ -63,6 +69,8 @@ export interface AttentionParams {
   /** Score scale, usually 1/sqrt(headDim). */
   scale: number;
   kvType: KvType;
+  /** A Q8_0 cache kept in tiles of KV_TILE_ROWS positions (kv-layout.ts), as storeKv wrote it with kvTiles. */
+  kvTiles?: boolean;
   /**
    * One sink logit per query head (gpt-oss): it joins each softmax of its head as one more entry
    * without a value (the maximum includes it; it adds expf(sink - max) to the sum, unscaled).
@@ -213,7 +221,8 @@ export interface Kernels {
   /**
    * Writes nTokens rows of rowElems = nKvHead*headDim f32 values (k and v) into the caches at
    * positions [pos0, pos0 + nTokens), converting to the cache type. Each cache is a Uint8Array of
-   * kvCapacity(bytes, rowElems, kvType) positions, laid out head by head (see kvCapacity).
+   * kvCapacity(bytes, rowElems, kvType) positions, laid out head by head (see kvCapacity); with
+   * `kvTiles`, a Q8_0 cache in tiles (kv-layout.ts; its capacity a multiple of KV_TILE_ROWS).
    */
   storeKv(
     k: Float32Array,
@@ -225,6 +234,7 @@ export interface Kernels {
     pos0: number,
     nTokens: number,
     nKvHead: number,
+    kvTiles?: boolean,
   ): void;
 
   /**
@@ -256,4 +266,10 @@ export interface Kernels {
 
   /** Sets the kernel thread count (native; the reference ignores it). */
   setThreads(n: number): void;
+
+  /**
+   * Whether these kernels read a Q8_0 cache faster in tiles (kv-layout.ts) than in rows, so that a
+   * new one should be tiled; absent: false. Every implementation reads both.
+   */
+  kvTilesPreferred?(): boolean;
 }

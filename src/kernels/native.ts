@@ -65,8 +65,10 @@ export interface NativeAddon {
     pos0: number,
     nTokens: number,
     nKvHead: number,
+    kvTiles?: boolean,
   ): void;
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
+  kvTilesPreferred?(): boolean;
   attentionSpans(
     q: Float32Array,
     k: Float32Array,
@@ -433,12 +435,22 @@ export class NativeKernels implements Kernels {
     pos0: number,
     nTokens: number,
     nKvHead: number,
+    kvTiles?: boolean,
   ): void {
     try {
-      this.addon.storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead);
+      this.addon.storeKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead, kvTiles);
     } catch (err) {
       throw asCairnError(err);
     }
+  }
+
+  /**
+   * True on the AVX-512 level (its VNNI kernels read 16 positions' quants from a tile as they lie),
+   * unless CAIRN_KV_TILES=0 keeps rows (to compare the two).
+   */
+  kvTilesPreferred(): boolean {
+    if (process.env.CAIRN_KV_TILES === '0') return false;
+    return this.addon.kvTilesPreferred?.() ?? false;
   }
 
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {

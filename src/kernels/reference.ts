@@ -5,7 +5,7 @@
  */
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError } from '../util/errors.js';
-import { kvElementBytes, type AttentionParams, type AttentionSpan, type ExpertBatch, type ExpertInput, type Kernels, type KvType, type RopeParams } from './api.js';
+import { KV_TILE_ROWS, kvCapacity, kvElementBytes, type AttentionParams, type AttentionSpan, type ExpertBatch, type ExpertInput, type Kernels, type KvType, type RopeParams } from './api.js';
 import { needFinite, needInt, needKvType, needLength } from './reference/checks.js';
 import { ReferenceExpertBatch, refMoeCombine } from './reference/experts.js';
 import {
@@ -124,8 +124,10 @@ export class ReferenceKernels implements Kernels {
     pos0: number,
     nTokens: number,
     nKvHead: number,
+    kvTiles?: boolean,
   ): void {
     needKvType('kvType', kvType);
+    needTiles('kvTiles', kvTiles, kvType);
     needInt('rowElems', rowElems, 1);
     needInt('pos0', pos0, 0);
     needInt('nTokens', nTokens, 0);
@@ -139,7 +141,8 @@ export class ReferenceKernels implements Kernels {
     const bytes = (pos0 + nTokens) * rowElems * kvElementBytes(kvType);
     needLength('kCache', kCache, bytes);
     needLength('vCache', vCache, bytes);
-    refStoreKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead);
+    if (kvTiles) needTileCapacity(kCache, vCache, rowElems);
+    refStoreKv(k, v, kCache, vCache, kvType, rowElems, pos0, nTokens, nKvHead, kvTiles);
   }
 
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
@@ -150,6 +153,7 @@ export class ReferenceKernels implements Kernels {
     needInt('params.pos0', p.pos0, 0);
     needFinite('params.scale', p.scale);
     needKvType('params.kvType', p.kvType);
+    needTiles('params.kvTiles', p.kvTiles, p.kvType);
     if (p.kvType === 8 && p.headDim % 32 !== 0) throw new CairnError('BAD_ARGUMENT', `a Q8_0 cache needs params.headDim (${p.headDim}) to be a multiple of 32`);
     if (p.window !== undefined) needInt('params.window', p.window, 0);
     if (p.sinks !== undefined) needLength('params.sinks', p.sinks, p.nHead);
@@ -162,6 +166,7 @@ export class ReferenceKernels implements Kernels {
     const bytes = (p.pos0 + p.nTokens) * p.nKvHead * p.headDim * kvElementBytes(p.kvType);
     needLength('kCache', kCache, bytes);
     needLength('vCache', vCache, bytes);
+    if (p.kvTiles) needTileCapacity(kCache, vCache, p.nKvHead * p.headDim);
     refAttention(q, kCache, vCache, p, out);
   }
 
@@ -176,13 +181,33 @@ export class ReferenceKernels implements Kernels {
         needLength(name, a, (s.start + s.nTokens) * row);
         return a.subarray(s.start * row, (s.start + s.nTokens) * row);
       };
-      this.storeKv(rows(k, kvRow, 'k'), rows(v, kvRow, 'v'), s.kCache, s.vCache, p.kvType, kvRow, s.pos0, s.nTokens, p.nKvHead);
+      this.storeKv(rows(k, kvRow, 'k'), rows(v, kvRow, 'v'), s.kCache, s.vCache, p.kvType, kvRow, s.pos0, s.nTokens, p.nKvHead, p.kvTiles);
       this.attention(rows(q, qRow, 'q'), s.kCache, s.vCache, { ...p, nTokens: s.nTokens, pos0: s.pos0 }, rows(out, qRow, 'out'));
     }
   }
 
   setThreads(n: number): void {
     needInt('threads', n, 1);
+  }
+}
+
+/** kvTiles: a boolean (or absent), and only for a Q8_0 cache. */
+function needTiles(name: string, tiles: unknown, kvType: KvType): void {
+  if (tiles === undefined || tiles === null || tiles === false) return;
+  if (tiles !== true) throw new CairnError('BAD_ARGUMENT', `${name} must be a boolean`);
+  if (kvType !== 8) throw new CairnError('BAD_ARGUMENT', `${name}: only a Q8_0 cache (kvType 8) is kept in tiles`);
+}
+
+/** A tiled cache holds whole tiles of positions. */
+function needTileCapacity(kCache: Uint8Array, vCache: Uint8Array, rowElems: number): void {
+  for (const [name, c] of [
+    ['kCache', kCache],
+    ['vCache', vCache],
+  ] as const) {
+    const capacity = kvCapacity(c.byteLength, rowElems, 8);
+    if (capacity % KV_TILE_ROWS !== 0) {
+      throw new CairnError('BAD_ARGUMENT', `${name} holds ${capacity} positions, and a tiled Q8_0 cache holds a multiple of ${KV_TILE_ROWS}`);
+    }
   }
 }
 

@@ -1,16 +1,17 @@
 /**
  * The KV cache of one shard: for each of its layers, `slots` independent sequences of up to
- * `ctxPerSlot` positions, in f16 (default, as llama.cpp), f32 or Q8_0, each stored head by head.
+ * `ctxPerSlot` positions, in f16 (default, as llama.cpp), f32 or Q8_0 (in rows, or in tiles of 16
+ * positions where the kernels read those faster: kv-layout.ts), each stored head by head.
  * Each layer's row shape comes from its family (layers may differ: latent attention caches one
  * compressed row, some layers none of their values). Views are made once at construction so the
  * forward pass never allocates.
  */
 import { GgmlType } from '../gguf/ggml-types.js';
-import { kvElementBytes, type KvType } from '../kernels/api.js';
+import { KV_TILE_ROWS, kvElementBytes, type KvType } from '../kernels/api.js';
 import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
-import { rearrangeKvLayer, type KvSnapshotLayout } from '../kernels/kv-layout.js';
+import { clearTileLanes, rearrangeKvLayer, tiledPositions, type KvSnapshotLayout } from '../kernels/kv-layout.js';
 import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
@@ -70,14 +71,29 @@ function kvRowsBytes(rows: readonly KvRowShape[], tokens: number, type: KvType):
   return rows.reduce((a, r) => a + (r.k + r.v), 0) * tokens * kvElementBytes(type);
 }
 
+/** How a KvCache keeps its positions. */
+export interface KvCacheOptions {
+  /**
+   * A Q8_0 cache in tiles of 16 positions (kv-layout.ts; Kernels.kvTilesPreferred says where that
+   * is faster). Only where every layer caches keys and values apart: latent attention, which reads
+   * one cache as both, keeps rows.
+   */
+  tiles?: boolean;
+}
+
 /**
  * Per-layer, per-slot key and value storage. Each slot's keys (and values) of a layer are laid out
- * head by head (Kernels.storeKv): head h's rows of positions [0, ctxPerSlot) at h x ctxPerSlot rows.
+ * head by head (Kernels.storeKv): head h's rows of positions [0, headPositions) at h x headPositions
+ * rows (headPositions: ctxPerSlot, rounded up to whole tiles in a tiled cache).
  */
 export class KvCache {
   readonly type: KvType;
   readonly slots: number;
   readonly ctxPerSlot: number;
+  /** Whether the cache is tiled (storeKv and attention take kvTiles). */
+  readonly tiles: boolean;
+  /** Positions each head's stretch holds: its stride, the kernels' kvCapacity. */
+  private readonly headPositions: number;
   /** Elements of one cached position, per layer of the shard. */
   readonly rows: readonly KvRowShape[];
   /** Total bytes held. */
@@ -85,7 +101,7 @@ export class KvCache {
   private readonly k: Uint8Array[][]; // [layer - layerStart][slot]
   private readonly v: Uint8Array[][];
 
-  constructor(rows: readonly KvRowShape[], slots: number, ctxPerSlot: number, type: KvType = GgmlType.F16) {
+  constructor(rows: readonly KvRowShape[], slots: number, ctxPerSlot: number, type: KvType = GgmlType.F16, options: KvCacheOptions = {}) {
     if (rows.some((r) => !(Number.isInteger(r.heads) && r.heads >= 1) || r.k % r.heads !== 0 || r.v % r.heads !== 0)) {
       throw new RangeError('KV cache rows must hold whole heads');
     }
@@ -96,10 +112,12 @@ export class KvCache {
     this.slots = slots;
     this.ctxPerSlot = ctxPerSlot;
     this.rows = rows;
+    this.tiles = options.tiles === true && type === GgmlType.Q8_0 && rows.every((r) => r.v > 0);
+    this.headPositions = this.tiles ? tiledPositions(ctxPerSlot) : ctxPerSlot;
     const elem = kvElementBytes(type);
     this.k = [];
     this.v = [];
-    const total = kvRowsBytes(rows, ctxPerSlot * slots, type);
+    const total = kvRowsBytes(rows, this.headPositions * slots, type);
     // A context no machine holds (a typo, 1e99) is told as such rather than as the allocator's RangeError.
     const tooLarge = () =>
       new CairnError(
@@ -109,8 +127,8 @@ export class KvCache {
     if (!Number.isSafeInteger(slots) || !Number.isSafeInteger(ctxPerSlot) || !Number.isSafeInteger(Math.ceil(total))) throw tooLarge();
     let bytes = 0;
     for (const row of rows) {
-      const kSlot = ctxPerSlot * row.k * elem;
-      const vSlot = ctxPerSlot * row.v * elem;
+      const kSlot = this.headPositions * row.k * elem;
+      const vSlot = this.headPositions * row.v * elem;
       let kBuf: ArrayBuffer, vBuf: ArrayBuffer;
       try {
         kBuf = new ArrayBuffer(kSlot * slots);
@@ -145,24 +163,42 @@ export class KvCache {
 
   /**
    * Calls fn once per head of layer i with the byte range of that head's first n positions in a
-   * slot's storage (from `at`, `bytes` long) and where they go in a snapshot (`packed`), for keys
-   * and for values.
+   * slot's storage (from `at`, `bytes` long; in a tiled cache, the whole tiles that hold them) and
+   * where they go in a snapshot (`packed`), for keys and for values.
    */
   private eachHead(i: number, n: number, fn: (part: 'k' | 'v', at: number, bytes: number, packed: number) => void): void {
     const { kh, vh } = this.headBytes(i);
     const heads = this.rows[i].heads;
-    for (let h = 0; h < heads; h++) fn('k', h * this.ctxPerSlot * kh, n * kh, h * n * kh);
-    for (let h = 0; h < heads; h++) fn('v', h * this.ctxPerSlot * vh, n * vh, heads * n * kh + h * n * vh);
+    const m = this.tiles ? tiledPositions(n) : n;
+    for (let h = 0; h < heads; h++) fn('k', h * this.headPositions * kh, m * kh, h * m * kh);
+    for (let h = 0; h < heads; h++) fn('v', h * this.headPositions * vh, m * vh, heads * m * kh + h * m * vh);
   }
 
-  /** Copies the first `n` positions of a slot out of the cache (one buffer per layer: each head's keys, then each head's values). */
+  /** The order of this cache's snapshots. */
+  private get layout(): KvSnapshotLayout {
+    return this.tiles ? 'tiles' : 'heads';
+  }
+
+  /**
+   * Copies the first `n` positions of a slot out of the cache (one buffer per layer: each head's
+   * keys, then each head's values; a tiled cache's as the whole tiles that hold them).
+   */
   snapshot(slot: number, n: number): KvSnapshot {
+    const m = this.tiles ? tiledPositions(n) : n;
     const layers = this.rows.map((r, i) => {
-      const buf = new Uint8Array(n * (r.k + r.v) * kvElementBytes(this.type));
-      this.eachHead(i, n, (part, at, bytes, packed) => buf.set((part === 'k' ? this.k : this.v)[i][slot].subarray(at, at + bytes), packed));
+      const buf = new Uint8Array(m * (r.k + r.v) * kvElementBytes(this.type));
+      this.eachHead(i, n, (part, at, bytes, packed) => {
+        buf.set((part === 'k' ? this.k : this.v)[i][slot].subarray(at, at + bytes), packed);
+        // A last tile's lanes past n hold what an earlier sequence left: not part of this one's prefix.
+        if (m > n) {
+          const tileBytes = bytes / (m / KV_TILE_ROWS);
+          const last = packed + bytes - tileBytes;
+          clearTileLanes(buf.subarray(last, last + tileBytes), n % KV_TILE_ROWS, tileBytes / KV_TILE_ROWS / 34, part);
+        }
+      });
       return buf;
     });
-    return { type: this.type, tokens: n, layers, layout: 'heads' };
+    return { type: this.type, tokens: n, layers, layout: this.layout };
   }
 
   /** Writes a snapshot back into a slot (positions [0, snapshot.tokens)), in either layout. */
@@ -173,14 +209,17 @@ export class KvCache {
     const n = s.tokens;
     const layers = s.layers.map((buf, i) => {
       const { kh, vh } = this.headBytes(i);
-      return rearrangeKvLayer(buf, n, this.rows[i].heads, kh, vh, s.layout, 'heads');
+      return rearrangeKvLayer(buf, n, this.rows[i].heads, kh, vh, s.layout, this.layout);
     });
     layers.forEach((buf, i) => {
       this.eachHead(i, n, (part, at, bytes, packed) => (part === 'k' ? this.k : this.v)[i][slot].set(buf.subarray(packed, packed + bytes), at));
     });
   }
 
-  /** Copies the first `n` positions of one slot into another (prompt-cache reuse). */
+  /**
+   * Copies the first `n` positions of one slot into another (prompt-cache reuse); a tiled cache
+   * copies the whole tiles that hold them (the positions after n are the target's to write).
+   */
   copyPrefix(from: number, to: number, n: number): void {
     if (from === to || n === 0) return;
     for (let i = 0; i < this.k.length; i++) {

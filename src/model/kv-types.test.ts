@@ -13,6 +13,7 @@ import { loadModel, type LoadedModel } from '../engine/load.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import type { SyntheticShape } from './synthetic.js';
 import { KvCache } from './kv-cache.js';
+import { NativeKernels } from '../kernels/native.js';
 import { scratchDir } from '../../test/helpers/paths.js';
 import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
 
@@ -47,6 +48,37 @@ test('a Q8_0 cache scores a prompt within a small error of F16, in about half th
   } finally {
     f16.close();
     q8.close();
+  }
+});
+
+test('a tiled Q8_0 cache (where the kernels prefer tiles) scores as rows do, bit for bit, across chunks and a window', async (t) => {
+  const kernels = new NativeKernels();
+  if (!kernels.kvTilesPreferred()) {
+    t.skip('this CPU level reads Q8_0 caches in rows (no AVX-512): tiles are checked in kv-tiles.test.ts');
+    return;
+  }
+  // gemma2-like sliding windows are not needed here: qwen3 over 600 positions crosses two chunk edges.
+  const path = file('qwen3-tiles', QWEN3);
+  const prompt = Array.from({ length: 600 }, (_, i) => (i * 53 + 7) % 300);
+  const opts = { ctx: 620, prefetch: false, progress: false, kvType: GgmlType.Q8_0, speculation: { maxDraft: 0 } } as const;
+  const tiled = await loadModel(path, opts);
+  const saved = process.env.CAIRN_KV_TILES;
+  process.env.CAIRN_KV_TILES = '0';
+  let rows: LoadedModel;
+  try {
+    rows = await loadModel(path, opts);
+  } finally {
+    if (saved === undefined) delete process.env.CAIRN_KV_TILES;
+    else process.env.CAIRN_KV_TILES = saved;
+  }
+  try {
+    assert.deepEqual(
+      (await score(tiled, prompt)).map((x) => x.logprob),
+      (await score(rows, prompt)).map((x) => x.logprob),
+    );
+  } finally {
+    tiled.close();
+    rows.close();
   }
 });
 

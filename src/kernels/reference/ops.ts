@@ -4,7 +4,8 @@
  * them; sums that ggml keeps in f32 lanes are accumulated here in f64, which is the exact
  * result the native lanes approximate, so tests can bound the native error against it.
  */
-import { ATTENTION_CHUNK, kvCapacity, kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
+import { ATTENTION_CHUNK, KV_TILE_ROWS, kvCapacity, kvElementBytes, type AttentionParams, type KvType, type RopeParams } from '../api.js';
+import { putTileRow, rowsFromTiles } from '../kv-layout.js';
 import { f32ToFp16, fp16ToF32, refDequantize, refQuantize } from './quant/index.js';
 
 const f = Math.fround;
@@ -152,7 +153,8 @@ function view(bytes: Uint8Array): DataView {
 
 /**
  * Writes rows of k and v (nKvHead heads each) into cache positions [pos0, pos0 + nTokens): f32 or
- * f16 little-endian, or Q8_0 blocks; each cache head by head, its kvCapacity the stride.
+ * f16 little-endian, or Q8_0 blocks (with kvTiles, in tiles: kv-layout.ts); each cache head by
+ * head, its kvCapacity the stride.
  */
 export function refStoreKv(
   k: Float32Array,
@@ -164,9 +166,12 @@ export function refStoreKv(
   pos0: number,
   nTokens: number,
   nKvHead: number,
+  kvTiles = false,
 ): void {
   const d = rowElems / nKvHead;
   const headBytes = d * kvElementBytes(kvType);
+  const tileBytes = KV_TILE_ROWS * headBytes;
+  const row = new Uint8Array(headBytes);
   for (const [src, dst] of [
     [k, kCache],
     [v, vCache],
@@ -177,6 +182,13 @@ export function refStoreKv(
       for (let h = 0; h < nKvHead; h++) {
         const from = src.subarray(t * rowElems + h * d, t * rowElems + (h + 1) * d);
         const at = (h * capacity + pos0 + t) * headBytes;
+        if (kvType === 8 && kvTiles) {
+          refQuantize(8, from, row, d);
+          const pos = pos0 + t;
+          const tile = (h * capacity + pos - (pos % KV_TILE_ROWS)) * headBytes;
+          putTileRow(dst.subarray(tile, tile + tileBytes), pos % KV_TILE_ROWS, row, d / 32, src === k ? 'k' : 'v');
+          continue;
+        }
         if (kvType === 8) {
           // Q8_0: whole blocks of ggml's reference quantizer.
           refQuantize(8, from, dst.subarray(at, at + headBytes), d);
@@ -224,6 +236,19 @@ function roundToQ8(x: Float32Array): Float32Array {
 export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
   const { nTokens, nHead, nKvHead, headDim: d, pos0 } = p;
   const row = nKvHead * d;
+  if (p.kvTiles && p.kvType === 8) {
+    // The same positions read from their tiles: the attention of the rows they hold.
+    const rowsOf = (cache: Uint8Array, part: 'k' | 'v') => {
+      const cap = kvCapacity(cache.byteLength, row, 8);
+      const hb = (d / 32) * 34;
+      const rows = new Uint8Array(cap * nKvHead * hb);
+      for (let h = 0; h < nKvHead; h++)
+        rows.set(rowsFromTiles(cache.subarray(h * cap * hb, (h + 1) * cap * hb), cap, hb, part), h * cap * hb);
+      return rows;
+    };
+    refAttention(q, rowsOf(kCache, 'k'), rowsOf(vCache, 'v'), { ...p, kvTiles: false }, out);
+    return;
+  }
   const kCap = kvCapacity(kCache.byteLength, row, p.kvType);
   const vCap = kvCapacity(vCache.byteLength, row, p.kvType);
   const k = cacheReader(kCache, p.kvType, kCap * row);

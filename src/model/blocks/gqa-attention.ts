@@ -222,6 +222,7 @@ export class GqaAttention implements AttentionBlock {
     const attn = this.attn.rows(n);
     const p = this.params;
     p.kvType = kv.type;
+    p.kvTiles = kv.tiles;
     if (step.spans.length > 1 && distinctSlots(step.spans)) {
       // Several sequences (a decode step of many streams): one call, their spans side by side.
       const spans = step.spans.map((sp) => ({ start: sp.start, nTokens: sp.n, pos0: sp.pos0, kCache: kv.keys(step.layer, sp.slot), vCache: kv.values(step.layer, sp.slot) }));
@@ -232,7 +233,7 @@ export class GqaAttention implements AttentionBlock {
     for (const sp of step.spans) {
       const kc = kv.keys(step.layer, sp.slot);
       const vc = kv.values(step.layer, sp.slot);
-      kernels.storeKv(rowRange(k, sp.start, sp.n, kvDim), rowRange(v, sp.start, sp.n, kvDim), kc, vc, kv.type, kvDim, sp.pos0, sp.n, s.nKvHead);
+      kernels.storeKv(rowRange(k, sp.start, sp.n, kvDim), rowRange(v, sp.start, sp.n, kvDim), kc, vc, kv.type, kvDim, sp.pos0, sp.n, s.nKvHead, kv.tiles);
       p.nTokens = sp.n;
       p.pos0 = sp.pos0;
       const qs = rowRange(q, sp.start, sp.n, qDim);
