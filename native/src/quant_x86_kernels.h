@@ -39,6 +39,10 @@
 #ifndef QX_T_FLOAT
 #define QX_T_FLOAT QX_T
 #endif
+/* One token's float rows longer than QX_FLOAT_LONG bytes, QX_RV_FLOAT a tile unless the ISA's file names its own count. */
+#ifndef QX_RV_FLOAT_LONG
+#define QX_RV_FLOAT_LONG QX_RV_FLOAT
+#endif
 
 /* A tile's last tokens (fewer than its width) take QX_TAIL's tiles, which go up to QX_T - 1. */
 #if QX_T_FLOAT > QX_T
@@ -47,7 +51,7 @@
 
 /* Largest row count of any tile. */
 #define QX_MAX2(a, b) ((a) > (b) ? (a) : (b))
-#define QX_RMAX QX_MAX2(QX_MAX2(QX_MAX2(QX_R, QX_RV), QX_MAX2(QX_RV_NIBBLE, QX_RV_FLOAT)), QX_R_FLOAT)
+#define QX_RMAX QX_MAX2(QX_MAX2(QX_MAX2(QX_R, QX_RV), QX_MAX2(QX_RV_NIBBLE, QX_RV_FLOAT)), QX_MAX2(QX_R_FLOAT, QX_RV_FLOAT_LONG))
 
 /*
  * Prefetching: a tile reads R consecutive rows, i.e. one contiguous stretch of memory (in R
@@ -512,12 +516,16 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
  * batch a token comes in).
  */
 #define QX_GEMM(NAME) QX_GEMM_RV(NAME, QX_RV)
-#define QX_GEMM_SHAPE(NAME, RV, R, T)                                                                           \
+#define QX_GEMM_SHAPE(NAME, RV, RV_LONG, R, T)                                                                  \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     int r = 0;                                                                                                 \
     if (nt == 1) {                                                                                             \
-      for (; r + (RV) <= nr; r += (RV)) NAME##_tile((RV), 1, cols, w + r * ws, ws, a, as, y + r, ys);          \
+      /* Rows past QX_FLOAT_LONG bytes may take their own count a tile (each row still its own chain). */     \
+      if ((RV_LONG) != (RV) && ws > QX_FLOAT_LONG)                                                             \
+        for (; r + (RV_LONG) <= nr; r += (RV_LONG)) NAME##_tile((RV_LONG), 1, cols, w + r * ws, ws, a, as, y + r, ys); \
+      else                                                                                                     \
+        for (; r + (RV) <= nr; r += (RV)) NAME##_tile((RV), 1, cols, w + r * ws, ws, a, as, y + r, ys);        \
     } else {                                                                                                   \
       for (; r + (R) <= nr; r += (R)) {                                                                        \
         int t = 0;                                                                                             \
@@ -531,7 +539,7 @@ QX_INLINE void qx_load2_none(const uint8_t *row, int b, __m512i *q, float *d0, f
       QX_TAIL(NAME, 1, nt - t, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys)                      \
     }                                                                                                          \
   }
-#define QX_GEMM_RV(NAME, RV) QX_GEMM_SHAPE(NAME, RV, QX_R, QX_T)
+#define QX_GEMM_RV(NAME, RV) QX_GEMM_SHAPE(NAME, RV, RV, QX_R, QX_T)
 
 QX_TILE32X(qx_q4_0, qx_load_q4_0, 8, 0, 0, QX_INTERLEAVE, qx_load2_q4_0)
 QX_TILE32(qx_q4_1, qx_load_q4_1, 0, 0, 1)
@@ -1463,9 +1471,9 @@ QX_TILE_FLOAT(qx_f16, qx_load_f16, qx_scalar_f16, 2)
 QX_TILE_FLOAT(qx_bf16, qx_load_bf16, qx_scalar_bf16, 2)
 
 /* The float formats walk their own tile shape (QX_R_FLOAT x QX_T_FLOAT; see the ISA's file). */
-QX_GEMM_SHAPE(qx_f32, QX_RV_FLOAT, QX_R_FLOAT, QX_T_FLOAT)
-QX_GEMM_SHAPE(qx_f16, QX_RV_FLOAT, QX_R_FLOAT, QX_T_FLOAT)
-QX_GEMM_SHAPE(qx_bf16, QX_RV_FLOAT, QX_R_FLOAT, QX_T_FLOAT)
+QX_GEMM_SHAPE(qx_f32, QX_RV_FLOAT, QX_RV_FLOAT_LONG, QX_R_FLOAT, QX_T_FLOAT)
+QX_GEMM_SHAPE(qx_f16, QX_RV_FLOAT, QX_RV_FLOAT_LONG, QX_R_FLOAT, QX_T_FLOAT)
+QX_GEMM_SHAPE(qx_bf16, QX_RV_FLOAT, QX_RV_FLOAT_LONG, QX_R_FLOAT, QX_T_FLOAT)
 
 /* ---- activation converters ---- */
 
