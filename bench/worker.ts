@@ -79,7 +79,9 @@ async function cairnRunner(spec: WorkerSpec): Promise<{ runner: Runner; loadMs: 
   return {
     loadMs,
     firstTokenMs,
-    detail: gpu ? `GPU ${gpu.placement.adapter}` : `kernels ${info.isa}, ${spec.threads} threads`,
+    detail: gpu
+      ? `GPU ${gpu.placement.adapter}`
+      : `kernels ${info.isa}, ${spec.threads} threads${model!.shards.some((s) => s.kv.tiles) ? ', q8_0 KV cache in tiles' : ''}`,
     runner: {
       async prefill(n, depth) {
         await fill(depth);
