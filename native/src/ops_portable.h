@@ -195,9 +195,12 @@ static void portable_wsum_tiles_q8(const uint8_t *v, int lane0, int64_t rows, co
     const uint8_t *tile = v + at / CAIRN_KV_TILE_ROWS * tile_bytes;
     const int r = (int)(at % CAIRN_KV_TILE_ROWS);
     const int8_t *qs = (const int8_t *)(tile + (int64_t)r * d);
-    for (int64_t g = 0; g < nh; g++) {
-      const float wr = w[g * w_stride + i];
-      for (int64_t c = 0; c < d; c++) out[g * d + c] += wr * (tile_scale(tile, nb, r, c / QK) * (float)qs[c]);
+    for (int64_t b = 0; b < nb; b++) {
+      const float dv = tile_scale(tile, nb, r, b);
+      for (int64_t g = 0; g < nh; g++) {
+        const float wr = w[g * w_stride + i];
+        for (int64_t c = b * QK; c < (b + 1) * QK; c++) out[g * d + c] += wr * (dv * (float)qs[c]);
+      }
     }
   }
 }

@@ -731,11 +731,12 @@ static inline __attribute__((always_inline)) void tiles_scores(const uint8_t *k,
 
 static void avx512_dot_tiles_q8(const uint8_t *k, int lane0, int64_t rows, const uint8_t *q, int64_t nh, int64_t d, float scale,
                                 float *out, int64_t out_stride) {
-  const int64_t nb = d / QK, per_call = TILE_QUERY_DWORDS / (8 * nb) > 0 ? TILE_QUERY_DWORDS / (8 * nb) : 1;
+  const int64_t nb = d / QK;
   if (8 * nb > TILE_QUERY_DWORDS) { /* heads of more than 16384 elements: not a real model's */
     portable_dot_tiles_q8(k, lane0, rows, q, nh, d, scale, out, out_stride);
     return;
   }
+  const int64_t per_call = TILE_QUERY_DWORDS / (8 * nb);
   int32_t qd[TILE_QUERY_DWORDS], qoff[TILE_QUERY_DWORDS / 8];
   float dq[TILE_QUERY_DWORDS / 8];
   float part[16 * 64] __attribute__((aligned(64)));

@@ -28,12 +28,19 @@ export function isKvSnapshotLayout(x: unknown): x is KvSnapshotLayout {
 export type RowOrder = Exclude<KvSnapshotLayout, 'tiles'>;
 
 /** Q8_0 block bytes (an f16 scale and 32 quants). */
-const BLOCK = 34;
+export const Q8_BLOCK_BYTES = 34;
 
 /** Positions n rows take in whole tiles. */
 export function tiledPositions(n: number): number {
   return Math.ceil(n / KV_TILE_ROWS) * KV_TILE_ROWS;
 }
+
+/** Byte of a tile with nb blocks a head that holds lane r's scale of block b (its low byte). */
+const scaleAt = (nb: number, b: number, r: number) => 512 * nb + 32 * b + 2 * r;
+/** Byte of a key tile that holds lane r's quant i of block b (dword by dword, + 128). */
+const keyAt = (b: number, i: number, r: number) => (b * 8 + (i >> 2)) * 64 + 4 * r + (i & 3);
+/** Byte of a value tile where lane r's quants of block b start (a tile with nb blocks a head). */
+const valueAt = (nb: number, b: number, r: number) => r * 32 * nb + 32 * b;
 
 /**
  * Writes one position's row of a head (nb Q8_0 blocks as a row holds them) into lane r of its tile,
@@ -41,41 +48,43 @@ export function tiledPositions(n: number): number {
  */
 export function putTileRow(tile: Uint8Array, r: number, row: Uint8Array, nb: number, part: 'k' | 'v'): void {
   for (let b = 0; b < nb; b++) {
-    const src = b * BLOCK;
-    const sc = 512 * nb + 32 * b + 2 * r;
-    tile[sc] = row[src];
-    tile[sc + 1] = row[src + 1];
-    if (part === 'v') {
-      tile.set(row.subarray(src + 2, src + BLOCK), r * 32 * nb + 32 * b);
-      continue;
-    }
-    for (let i = 0; i < 32; i++) tile[(b * 8 + (i >> 2)) * 64 + 4 * r + (i & 3)] = row[src + 2 + i] ^ 0x80;
+    const src = b * Q8_BLOCK_BYTES;
+    tile.set(row.subarray(src, src + 2), scaleAt(nb, b, r));
+    if (part === 'v') tile.set(row.subarray(src + 2, src + Q8_BLOCK_BYTES), valueAt(nb, b, r));
+    else for (let i = 0; i < 32; i++) tile[keyAt(b, i, r)] = row[src + 2 + i] ^ 0x80;
   }
 }
 
 /** Reads lane r of a tile back as a row of nb Q8_0 blocks (into `row`). */
 export function getTileRow(tile: Uint8Array, r: number, nb: number, part: 'k' | 'v', row: Uint8Array): void {
   for (let b = 0; b < nb; b++) {
-    const dst = b * BLOCK;
-    const sc = 512 * nb + 32 * b + 2 * r;
-    row[dst] = tile[sc];
-    row[dst + 1] = tile[sc + 1];
-    if (part === 'v') {
-      row.set(tile.subarray(r * 32 * nb + 32 * b, r * 32 * nb + 32 * b + 32), dst + 2);
-      continue;
-    }
-    for (let i = 0; i < 32; i++) row[dst + 2 + i] = tile[(b * 8 + (i >> 2)) * 64 + 4 * r + (i & 3)] ^ 0x80;
+    const dst = b * Q8_BLOCK_BYTES;
+    row.set(tile.subarray(scaleAt(nb, b, r), scaleAt(nb, b, r) + 2), dst);
+    if (part === 'v') row.set(tile.subarray(valueAt(nb, b, r), valueAt(nb, b, r) + 32), dst + 2);
+    else for (let i = 0; i < 32; i++) row[dst + 2 + i] = tile[keyAt(b, i, r)] ^ 0x80;
   }
 }
 
 /** Zeroes lanes [from, KV_TILE_ROWS) of a tile (positions a snapshot does not hold). */
 export function clearTileLanes(tile: Uint8Array, from: number, nb: number, part: 'k' | 'v'): void {
-  for (let b = 0; b < nb; b++) tile.fill(0, 512 * nb + 32 * b + 2 * from, 512 * nb + 32 * (b + 1));
-  if (part === 'v') {
-    tile.fill(0, from * 32 * nb, 512 * nb);
-    return;
+  for (let b = 0; b < nb; b++) tile.fill(0, scaleAt(nb, b, from), scaleAt(nb, b + 1, 0));
+  if (part === 'v') tile.fill(0, valueAt(nb, 0, from), 512 * nb);
+  else for (let i = 0; i < 8 * nb; i++) tile.fill(0, i * 64 + 4 * from, (i + 1) * 64);
+}
+
+/** Calls fn with each of a head's first n positions: its tile (of `tiles`), its lane, and its row (of `rows`). */
+function eachLane(
+  tiles: Uint8Array,
+  rows: Uint8Array,
+  n: number,
+  headBytes: number,
+  fn: (tile: Uint8Array, lane: number, row: Uint8Array) => void,
+): void {
+  const tileBytes = KV_TILE_ROWS * headBytes;
+  for (let i = 0; i < n; i++) {
+    const t = Math.floor(i / KV_TILE_ROWS) * tileBytes;
+    fn(tiles.subarray(t, t + tileBytes), i % KV_TILE_ROWS, rows.subarray(i * headBytes, (i + 1) * headBytes));
   }
-  for (let i = 0; i < 8 * nb; i++) tile.fill(0, i * 64 + 4 * from, (i + 1) * 64);
 }
 
 /**
@@ -83,25 +92,15 @@ export function clearTileLanes(tile: Uint8Array, from: number, nb: number, part:
  * tiledPositions(n) x headBytes; lanes past n zero on the way in, ignored on the way back).
  */
 export function tilesFromRows(rows: Uint8Array, n: number, headBytes: number, part: 'k' | 'v'): Uint8Array {
-  const nb = headBytes / BLOCK;
   const out = new Uint8Array(tiledPositions(n) * headBytes);
-  const tileBytes = KV_TILE_ROWS * headBytes;
-  for (let i = 0; i < n; i++) {
-    const t = Math.floor(i / KV_TILE_ROWS) * tileBytes;
-    putTileRow(out.subarray(t, t + tileBytes), i % KV_TILE_ROWS, rows.subarray(i * headBytes, (i + 1) * headBytes), nb, part);
-  }
+  eachLane(out, rows, n, headBytes, (tile, lane, row) => putTileRow(tile, lane, row, headBytes / Q8_BLOCK_BYTES, part));
   return out;
 }
 
 /** The rows of one head's first n positions held in tiles (tilesFromRows' inverse). */
 export function rowsFromTiles(tiles: Uint8Array, n: number, headBytes: number, part: 'k' | 'v'): Uint8Array {
-  const nb = headBytes / BLOCK;
   const out = new Uint8Array(n * headBytes);
-  const tileBytes = KV_TILE_ROWS * headBytes;
-  for (let i = 0; i < n; i++) {
-    const t = Math.floor(i / KV_TILE_ROWS) * tileBytes;
-    getTileRow(tiles.subarray(t, t + tileBytes), i % KV_TILE_ROWS, nb, part, out.subarray(i * headBytes, (i + 1) * headBytes));
-  }
+  eachLane(tiles, out, n, headBytes, (tile, lane, row) => getTileRow(tile, lane, headBytes / Q8_BLOCK_BYTES, part, row));
   return out;
 }
 
@@ -112,7 +111,7 @@ export function rowsFromTiles(tiles: Uint8Array, n: number, headBytes: number, p
 function retileLayer(buf: Uint8Array, n: number, heads: number, kHeadBytes: number, vHeadBytes: number, toTiles: boolean): Uint8Array {
   const [fromN, toN] = toTiles ? [n, tiledPositions(n)] : [tiledPositions(n), n];
   if (buf.length !== fromN * heads * (kHeadBytes + vHeadBytes)) throw new RangeError('KV snapshot does not fit this cache');
-  if (kHeadBytes % BLOCK !== 0 || vHeadBytes % BLOCK !== 0) throw new RangeError('a tiled KV snapshot holds Q8_0 heads');
+  if (kHeadBytes % Q8_BLOCK_BYTES !== 0 || vHeadBytes % Q8_BLOCK_BYTES !== 0) throw new RangeError('a tiled KV snapshot holds Q8_0 heads');
   const out = new Uint8Array(toN * heads * (kHeadBytes + vHeadBytes));
   let from = 0;
   let to = 0;

@@ -11,7 +11,7 @@ import { KV_TILE_ROWS, kvElementBytes, type KvType } from '../kernels/api.js';
 import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
-import { clearTileLanes, rearrangeKvLayer, tiledPositions, type KvSnapshotLayout } from '../kernels/kv-layout.js';
+import { clearTileLanes, Q8_BLOCK_BYTES, rearrangeKvLayer, tiledPositions, type KvSnapshotLayout } from '../kernels/kv-layout.js';
 import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
@@ -187,13 +187,14 @@ export class KvCache {
     const m = this.tiles ? tiledPositions(n) : n;
     const layers = this.rows.map((r, i) => {
       const buf = new Uint8Array(m * (r.k + r.v) * kvElementBytes(this.type));
+      const { kh, vh } = this.headBytes(i);
       this.eachHead(i, n, (part, at, bytes, packed) => {
         buf.set((part === 'k' ? this.k : this.v)[i][slot].subarray(at, at + bytes), packed);
         // A last tile's lanes past n hold what an earlier sequence left: not part of this one's prefix.
         if (m > n) {
-          const tileBytes = bytes / (m / KV_TILE_ROWS);
-          const last = packed + bytes - tileBytes;
-          clearTileLanes(buf.subarray(last, last + tileBytes), n % KV_TILE_ROWS, tileBytes / KV_TILE_ROWS / 34, part);
+          const hb = part === 'k' ? kh : vh;
+          const last = packed + bytes - KV_TILE_ROWS * hb;
+          clearTileLanes(buf.subarray(last, packed + bytes), n % KV_TILE_ROWS, hb / Q8_BLOCK_BYTES, part);
         }
       });
       return buf;
