@@ -4,6 +4,7 @@
  * reference, so the file stays mapped while any view is reachable, even after the handle is
  * released or collected: no view can ever point at unmapped memory.
  */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "binding_args.h"
@@ -286,6 +287,46 @@ static napi_value advise_will_need(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* The last large buffer finalized on this thread, so alloc_zeroed can tell whether a failed create already freed it. */
+static _Thread_local const void *t_large_finalized;
+
+static void large_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  t_large_finalized = data;
+  cairn_free_large(data, (size_t)(uintptr_t)hint);
+}
+
+/* Most bytes allocZeroed hands out in one buffer (64 TiB: far past any machine's memory). */
+#define MAX_LARGE_BYTES ((int64_t)1 << 46)
+
+/*
+ * allocZeroed(bytes): an ArrayBuffer of zeroed memory on huge pages where the OS gives them
+ * (cairn_alloc_large), freed when the buffer is collected; null when the OS refused (the caller
+ * then allocates as usual).
+ */
+static napi_value alloc_zeroed(napi_env env, napi_callback_info info) {
+  napi_value argv[1], ab, none;
+  size_t argc = 1;
+  int64_t bytes;
+  napi_get_null(env, &none);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1) {
+    args_throw(env, "BAD_ARGUMENT", "allocZeroed expects a byte count");
+    return NULL;
+  }
+  if (args_int(env, argv[0], "bytes", 1, MAX_LARGE_BYTES, &bytes)) return NULL;
+  size_t mapped = 0;
+  void *p = cairn_alloc_large((size_t)bytes, &mapped);
+  if (!p) return none;
+  t_large_finalized = NULL;
+  if (napi_create_external_arraybuffer(env, p, (size_t)bytes, large_finalize, (void *)(uintptr_t)mapped, &ab) == napi_ok) return ab;
+  /* Node may refuse external memory (running the finalizer itself, or not): fall back quietly. */
+  if (t_large_finalized != p) cairn_free_large(p, mapped);
+  napi_value pending;
+  napi_get_and_clear_last_exception(env, &pending);
+  return none;
+}
+
 /* evictFile(path): drops the file's pages from the page cache; true on success. */
 static napi_value evict_file(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -313,6 +354,7 @@ void cairn_register_mmap(napi_env env, napi_value exports) {
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseWillNeed", NULL, advise_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
       {"evictFile", NULL, evict_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"allocZeroed", NULL, alloc_zeroed, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

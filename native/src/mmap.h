@@ -55,6 +55,16 @@ int cairn_map_unmap_range(cairn_mapping *m, uint64_t offset, uint64_t length);
 /* Asks for huge pages under [p, p + len) of anonymous memory (best effort). */
 void cairn_advise_huge(void *p, size_t len);
 
+/*
+ * Zeroed anonymous memory of at least `bytes`, its start and length whole huge pages (2 MiB), with
+ * huge pages asked for: for large buffers the kernels stream, such as a KV cache. Pages are
+ * committed as they are first touched. NULL when the OS refused; *mapped gets the length to pass
+ * to cairn_free_large.
+ */
+void *cairn_alloc_large(size_t bytes, size_t *mapped);
+/* Returns memory from cairn_alloc_large. */
+void cairn_free_large(void *p, size_t mapped);
+
 /* Asks the kernel to read [p, p + len) ahead of use. Returns 0, or -1 if the kernel refused. */
 int cairn_advise_willneed(const void *p, size_t len);
 /* Faults a range of a mapping in now (so the first use does not wait on page faults). */

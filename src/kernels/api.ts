@@ -272,4 +272,11 @@ export interface Kernels {
    * new one should be tiled; absent: false. Every implementation reads both.
    */
   kvTilesPreferred?(): boolean;
+
+  /**
+   * Zeroed memory for a large buffer the kernels stream (a KV cache's arena), on huge pages where
+   * the OS gives them; undefined where an ordinary ArrayBuffer serves as well (small sizes, no such
+   * memory here). Absent: always an ordinary ArrayBuffer.
+   */
+  allocateZeroed?(bytes: number): ArrayBuffer | undefined;
 }

@@ -211,3 +211,53 @@ describe('resident memory', () => {
     assert.equal(block[block.length - 1], 1);
   });
 });
+
+/** Kilobytes of this process's anonymous memory on transparent huge pages. */
+function anonHugeKib(): number {
+  return Number(/AnonHugePages:\s+(\d+)/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? 0);
+}
+
+describe('large zeroed memory (a KV cache arena)', () => {
+  it('hands out zeroed, writable memory of exactly the size asked, from 8 MiB up', () => {
+    const bytes = 24 * 2 ** 20 + 12345;
+    const ab = kernels.allocateZeroed(bytes);
+    assert.ok(ab instanceof ArrayBuffer);
+    assert.equal(ab.byteLength, bytes);
+    const view = new Uint8Array(ab);
+    assert.ok(view.every((b) => b === 0));
+    view.fill(0xa5);
+    assert.equal(view[0], 0xa5);
+    assert.equal(view[bytes - 1], 0xa5);
+  });
+
+  it('declines sizes where ordinary memory serves (small, absurd, or turned off)', () => {
+    assert.equal(kernels.allocateZeroed(2 ** 20), undefined);
+    assert.equal(kernels.allocateZeroed(2 ** 60), undefined);
+    assert.equal(kernels.allocateZeroed(Number.NaN), undefined);
+    process.env.CAIRN_LARGE_PAGES = '0';
+    try {
+      assert.equal(kernels.allocateZeroed(16 * 2 ** 20), undefined);
+    } finally {
+      delete process.env.CAIRN_LARGE_PAGES;
+    }
+  });
+
+  it('puts the memory on huge pages where the OS offers them for the asking', (t) => {
+    let mode = '';
+    try {
+      mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? '';
+    } catch {
+      // not Linux, or no transparent huge pages
+    }
+    if (mode !== 'always' && mode !== 'madvise') {
+      t.skip(`transparent huge pages are '${mode || 'absent'}' here, so none are asked for`);
+      return;
+    }
+    const before = anonHugeKib();
+    const ab = kernels.allocateZeroed(32 * 2 ** 20);
+    assert.ok(ab);
+    new Uint8Array(ab).fill(1);
+    const gained = anonHugeKib() - before;
+    assert.ok(gained >= 2048, `anonymous huge pages grew by ${gained} KiB after touching 32 MiB`);
+  });
+});

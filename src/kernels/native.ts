@@ -69,6 +69,7 @@ export interface NativeAddon {
   ): void;
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
   kvTilesPreferred?(): boolean;
+  allocZeroed?(bytes: number): ArrayBuffer | null;
   attentionSpans(
     q: Float32Array,
     k: Float32Array,
@@ -96,6 +97,9 @@ export interface NativeAddon {
 }
 
 const PACKAGE_NAME = 'cairn-llm';
+
+/** Smallest buffer allocateZeroed puts on huge pages. */
+const LARGE_BUFFER_MIN_BYTES = 8 * 2 ** 20;
 
 /** The package root: the nearest folder above this module whose package.json is cairn's. */
 function packageRoot(): string {
@@ -451,6 +455,22 @@ export class NativeKernels implements Kernels {
   kvTilesPreferred(): boolean {
     if (process.env.CAIRN_KV_TILES === '0') return false;
     return this.addon.kvTilesPreferred?.() ?? false;
+  }
+
+  /**
+   * Memory of its own, 2 MiB aligned with huge pages asked for, from 8 MiB up (below that the
+   * rounding to whole huge pages would cost more than the page walks it saves); CAIRN_LARGE_PAGES=0
+   * leaves every buffer ordinary.
+   */
+  allocateZeroed(bytes: number): ArrayBuffer | undefined {
+    if (!Number.isSafeInteger(bytes) || bytes < LARGE_BUFFER_MIN_BYTES || process.env.CAIRN_LARGE_PAGES === '0' || !this.addon.allocZeroed) {
+      return undefined;
+    }
+    try {
+      return this.addon.allocZeroed(bytes) ?? undefined;
+    } catch {
+      return undefined; // a size past the native limit: the ordinary allocation says what is wrong
+    }
   }
 
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {

@@ -132,7 +132,10 @@ export function loadShard(
   checkSplittable(cfg, spec);
   const parts = declareShard(cfg, spec, src, ws);
   // A Q8_0 cache in tiles where these kernels read tiles faster (KvCache keeps rows where it must).
-  const kv = new KvCache(kvRows(cfg, spec), opts.slots, opts.ctx, opts.kvType, { tiles: kernels.kvTilesPreferred?.() ?? false });
+  const kv = new KvCache(kvRows(cfg, spec), opts.slots, opts.ctx, opts.kvType, {
+    tiles: kernels.kvTilesPreferred?.() ?? false,
+    allocate: kernels.allocateZeroed?.bind(kernels),
+  });
   return new DecoderShard(cfg, spec, parts, { bytes: src.totalBytes, views: src.views(), products: src.products() }, kv, kernels, ws);
 }
 

@@ -48,6 +48,22 @@ test('each layer holds its own row shape; bytes add up per layer', () => {
   assert.equal(new KvCache(ROWS, 1, 10, GgmlType.F16).bytes, 10 * 2 * (16 + 12 + 10));
 });
 
+test('the layers share arenas from the allocator given, each part of each slot a stretch of its own', () => {
+  const asked: number[] = [];
+  const kv = new KvCache(ROWS, 3, 10, GgmlType.F32, { allocate: (bytes) => (asked.push(bytes), new ArrayBuffer(bytes)) });
+  assert.equal(asked.length, 1, 'one arena for a small cache');
+  const views = ROWS.flatMap((_, i) => [0, 1, 2].flatMap((s) => [kv.keys(i, s), kv.values(i, s)]));
+  assert.ok(views.every((v) => v.buffer === views[0].buffer));
+  // Written in turn, no view's bytes land in another's.
+  views.forEach((v, n) => v.fill(n + 1));
+  views.forEach((v, n) => assert.ok(v.every((b) => b === n + 1), `view ${n} kept its bytes`));
+  assert.ok(asked[0] >= kv.bytes);
+  // An allocator that declines (undefined) leaves ordinary memory.
+  const plain = new KvCache(ROWS, 1, 10, GgmlType.F16, { allocate: () => undefined });
+  assert.equal(plain.keys(0, 0).length, 10 * 8 * 2);
+  assert.ok(plain.keys(0, 0).every((b) => b === 0));
+});
+
 test("prefix copies, snapshots and restores move every layer's rows, and only the first n positions", () => {
   const kv = new KvCache(ROWS, 3, 10, GgmlType.F32);
   fill(kv, 0, 1);

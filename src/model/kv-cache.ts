@@ -12,6 +12,7 @@ import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
 import { clearTileLanes, Q8_BLOCK_BYTES, rearrangeKvLayer, tiledPositions, type KvSnapshotLayout } from '../kernels/kv-layout.js';
+import { layoutArenas } from './kv-arenas.js';
 import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
@@ -79,6 +80,12 @@ export interface KvCacheOptions {
    * one cache as both, keeps rows.
    */
   tiles?: boolean;
+  /**
+   * Zeroed memory for the cache's arenas (Kernels.allocateZeroed: huge pages, so a decode token's
+   * pass over a long context and its store of the new row do not walk the page tables every 4 KiB);
+   * undefined, or absent, takes an ordinary ArrayBuffer.
+   */
+  allocate?: (bytes: number) => ArrayBuffer | undefined;
 }
 
 /**
@@ -125,22 +132,24 @@ export class KvCache {
         `a KV cache of ${slots} slot${slots === 1 ? '' : 's'} x ${ctxPerSlot} positions needs ${(total / 2 ** 30).toFixed(1)} GiB, more than can be allocated here; lower the context (--ctx) or the parallel slots`,
       );
     if (!Number.isSafeInteger(slots) || !Number.isSafeInteger(ctxPerSlot) || !Number.isSafeInteger(Math.ceil(total))) throw tooLarge();
+    // The layers' key and value stretches, one after another in as few arenas as fit.
+    const { arenas, places } = layoutArenas(rows.flatMap((row) => [this.headPositions * row.k * elem * slots, this.headPositions * row.v * elem * slots]));
+    let buffers: ArrayBuffer[];
+    try {
+      buffers = arenas.map((size) => options.allocate?.(size) ?? new ArrayBuffer(size));
+    } catch (err) {
+      if (err instanceof RangeError) throw tooLarge();
+      throw err;
+    }
     let bytes = 0;
-    for (const row of rows) {
+    rows.forEach((row, i) => {
       const kSlot = this.headPositions * row.k * elem;
       const vSlot = this.headPositions * row.v * elem;
-      let kBuf: ArrayBuffer, vBuf: ArrayBuffer;
-      try {
-        kBuf = new ArrayBuffer(kSlot * slots);
-        vBuf = new ArrayBuffer(vSlot * slots);
-      } catch (err) {
-        if (err instanceof RangeError) throw tooLarge();
-        throw err;
-      }
-      this.k.push(Array.from({ length: slots }, (_, s) => new Uint8Array(kBuf, s * kSlot, kSlot)));
-      this.v.push(Array.from({ length: slots }, (_, s) => new Uint8Array(vBuf, s * vSlot, vSlot)));
+      const k = places[2 * i], v = places[2 * i + 1];
+      this.k.push(Array.from({ length: slots }, (_, s) => new Uint8Array(buffers[k.arena], k.offset + s * kSlot, kSlot)));
+      this.v.push(Array.from({ length: slots }, (_, s) => new Uint8Array(buffers[v.arena], v.offset + s * vSlot, vSlot)));
       bytes += (kSlot + vSlot) * slots;
-    }
+    });
     this.bytes = bytes;
   }
 
