@@ -173,6 +173,7 @@ static void prep_job(void *p, int ith, int nth) {
 
 static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
+
 /*
  * A few tokens (decode steps of up to VEC_MAX_TOKENS sequences): each thread owns a contiguous
  * range of rows and reads it front to back, one stream for the hardware prefetchers and no jumps
@@ -367,13 +368,13 @@ int cairn_matmul_packed(int wtype, const void *w, const void *packed, int rows, 
       dc.gemm = dc.packed_gemm;
       dc.w = dc.packed;
     }
-    dc.token_block = clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20) & ~3;
+    dc.token_block = quant_whole_tiles(clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20), k->tile_tokens[wtype]);
   }
   const int row_chunks = (int)((rows + dc.chunk_rows - 1) / dc.chunk_rows);
   if (row_chunks < 2 * threads) {
     /* Few weight rows: hand out blocks of tokens too, small enough that every thread gets work. */
     const int groups = (2 * threads + row_chunks - 1) / row_chunks;
-    const int per_group = (int)(((int64_t)n + groups - 1) / groups + 3) & ~3;
+    const int per_group = quant_whole_tiles((int)(((int64_t)n + groups - 1) / groups + 3), k->tile_tokens[wtype]);
     if (per_group < dc.token_block) dc.token_block = per_group < 4 ? 4 : per_group;
   }
   const int token_blocks = (n + dc.token_block - 1) / dc.token_block;

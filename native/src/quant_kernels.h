@@ -38,7 +38,18 @@ typedef struct {
   quant_convert_fn convert[QUANT_MAX_TYPE];
   /* Indexed by the weight type; NULL when the type has no dot product. */
   quant_gemm_fn gemm[QUANT_MAX_TYPE];
+  /* Tokens of a gemm's full tile, by weight type, where its tiles are not a multiple of 4 tokens
+     wide (0: any multiple of 4 fills them): the drivers' token blocks are made whole tiles, as a
+     narrower tile at the end of each block reads its rows' weights again for a few tokens. */
+  int tile_tokens[QUANT_MAX_TYPE];
 } quant_kernel_table;
+
+/* A token block of about `tokens` for a gemm whose full tiles are `tile` tokens wide
+   (quant_kernel_table.tile_tokens): a multiple of 4 where that is 0, else of the tile (one at least). */
+static inline int quant_whole_tiles(int tokens, int tile) {
+  if (tile <= 0) return tokens & ~3;
+  return tokens < tile ? tile : tokens / tile * tile;
+}
 
 extern const quant_kernel_table quant_kernels_scalar;
 
