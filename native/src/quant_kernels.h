@@ -38,9 +38,9 @@ typedef struct {
   quant_convert_fn convert[QUANT_MAX_TYPE];
   /* Indexed by the weight type; NULL when the type has no dot product. */
   quant_gemm_fn gemm[QUANT_MAX_TYPE];
-  /* Tokens of a gemm's full tile, by weight type, where its tiles are not a multiple of 4 tokens
-     wide (0: any multiple of 4 fills them): the drivers' token blocks are made whole tiles, as a
-     narrower tile at the end of each block reads its rows' weights again for a few tokens. */
+  /* Tokens of a gemm's full tile, by weight type, where the table names them (0: blocks of a
+     multiple of 4 tokens): the drivers' token blocks are made whole tiles, as a narrower tile at
+     the end of each block reads its rows' weights again for a few tokens. */
   int tile_tokens[QUANT_MAX_TYPE];
 } quant_kernel_table;
 

@@ -1697,9 +1697,7 @@ const quant_kernel_table QX_TABLE = {
             [CAIRN_IQ3_XXS] = qx_iq3_xxs,
             [CAIRN_IQ3_S] = qx_iq3_s,
         },
-#if QX_T_FLOAT % 4 != 0
     .tile_tokens = {[CAIRN_F32] = QX_T_FLOAT, [CAIRN_F16] = QX_T_FLOAT, [CAIRN_BF16] = QX_T_FLOAT},
-#endif
 };
 
 #endif
