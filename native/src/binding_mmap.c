@@ -287,44 +287,26 @@ static napi_value advise_will_need(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* The last large buffer finalized on this thread, so alloc_zeroed can tell whether a failed create already freed it. */
-static _Thread_local const void *t_large_finalized;
-
-static void large_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  t_large_finalized = data;
-  cairn_free_large(data, (size_t)(uintptr_t)hint);
-}
-
-/* Most bytes allocZeroed hands out in one buffer (64 TiB: far past any machine's memory). */
-#define MAX_LARGE_BYTES ((int64_t)1 << 46)
-
 /*
- * allocZeroed(bytes): an ArrayBuffer of zeroed memory on huge pages where the OS gives them
- * (cairn_alloc_large), freed when the buffer is collected; null when the OS refused (the caller
- * then allocates as usual).
+ * adviseHuge(arrayBuffer): huge pages asked for under the buffer's whole 2 MiB pages
+ * (cairn_advise_huge_range), for a large buffer just allocated and not yet touched; true where
+ * the kernel took the advice.
  */
-static napi_value alloc_zeroed(napi_env env, napi_callback_info info) {
-  napi_value argv[1], ab, none;
+static napi_value advise_huge(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
   size_t argc = 1;
-  int64_t bytes;
-  napi_get_null(env, &none);
+  bool is_ab = false;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 1) {
-    args_throw(env, "BAD_ARGUMENT", "allocZeroed expects a byte count");
+  if (argc >= 1) napi_is_arraybuffer(env, argv[0], &is_ab);
+  if (!is_ab) {
+    args_throw(env, "BAD_ARGUMENT", "adviseHuge expects an ArrayBuffer");
     return NULL;
   }
-  if (args_int(env, argv[0], "bytes", 1, MAX_LARGE_BYTES, &bytes)) return NULL;
-  size_t mapped = 0;
-  void *p = cairn_alloc_large((size_t)bytes, &mapped);
-  if (!p) return none;
-  t_large_finalized = NULL;
-  if (napi_create_external_arraybuffer(env, p, (size_t)bytes, large_finalize, (void *)(uintptr_t)mapped, &ab) == napi_ok) return ab;
-  /* Node may refuse external memory (running the finalizer itself, or not): fall back quietly. */
-  if (t_large_finalized != p) cairn_free_large(p, mapped);
-  napi_value pending;
-  napi_get_and_clear_last_exception(env, &pending);
-  return none;
+  void *data = NULL;
+  size_t len = 0;
+  napi_get_arraybuffer_info(env, argv[0], &data, &len);
+  napi_get_boolean(env, data && cairn_advise_huge_range(data, len) == 0, &result);
+  return result;
 }
 
 /* evictFile(path): drops the file's pages from the page cache; true on success. */
@@ -354,7 +336,7 @@ void cairn_register_mmap(napi_env env, napi_value exports) {
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseWillNeed", NULL, advise_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
       {"evictFile", NULL, evict_file, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"allocZeroed", NULL, alloc_zeroed, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adviseHuge", NULL, advise_huge, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -156,25 +156,18 @@ void cairn_advise_huge(void *p, size_t len) {
 }
 
 /* Huge page size on x86-64 and arm64 with 4 KiB base pages. */
-#define LARGE_ALIGN ((size_t)2 << 20)
+#define HUGE_PAGE ((uintptr_t)2 << 20)
 
-void *cairn_alloc_large(size_t bytes, size_t *mapped) {
-  const size_t size = (bytes + LARGE_ALIGN - 1) & ~(LARGE_ALIGN - 1);
-  if (bytes == 0 || size < bytes || size > SIZE_MAX - LARGE_ALIGN) return NULL;
-  /* One huge page more than asked, so that an aligned start lies inside; the slack is returned. */
-  uint8_t *raw = mmap(NULL, size + LARGE_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return NULL;
-  uint8_t *p = (uint8_t *)(((uintptr_t)raw + LARGE_ALIGN - 1) & ~(uintptr_t)(LARGE_ALIGN - 1));
-  if (p > raw) munmap(raw, (size_t)(p - raw));
-  const size_t tail = (size_t)(raw + size + LARGE_ALIGN - (p + size));
-  if (tail > 0) munmap(p + size, tail);
-  cairn_advise_huge(p, size);
-  *mapped = size;
-  return p;
-}
-
-void cairn_free_large(void *p, size_t mapped) {
-  if (p) munmap(p, mapped);
+int cairn_advise_huge_range(void *p, size_t len) {
+#ifdef MADV_HUGEPAGE
+  const uintptr_t start = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), end = ((uintptr_t)p + len) & ~(HUGE_PAGE - 1);
+  if (end <= start) return -1;
+  return madvise((void *)start, end - start, MADV_HUGEPAGE) == 0 ? 0 : -1;
+#else
+  (void)p;
+  (void)len;
+  return -1;
+#endif
 }
 
 int cairn_advise_willneed(const void *p, size_t len) {

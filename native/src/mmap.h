@@ -56,14 +56,11 @@ int cairn_map_unmap_range(cairn_mapping *m, uint64_t offset, uint64_t length);
 void cairn_advise_huge(void *p, size_t len);
 
 /*
- * Zeroed anonymous memory of at least `bytes`, its start and length whole huge pages (2 MiB), with
- * huge pages asked for: for large buffers the kernels stream, such as a KV cache. Pages are
- * committed as they are first touched. NULL when the OS refused; *mapped gets the length to pass
- * to cairn_free_large.
+ * Asks for huge pages under the whole 2 MiB pages inside [p, p + len) of anonymous memory not yet
+ * touched (a large buffer just allocated): its first touches then fault in 2 MiB at a time. 0, or
+ * -1 where the kernel refused or the range holds no whole huge page.
  */
-void *cairn_alloc_large(size_t bytes, size_t *mapped);
-/* Returns memory from cairn_alloc_large. */
-void cairn_free_large(void *p, size_t mapped);
+int cairn_advise_huge_range(void *p, size_t len);
 
 /* Asks the kernel to read [p, p + len) ahead of use. Returns 0, or -1 if the kernel refused. */
 int cairn_advise_willneed(const void *p, size_t len);

@@ -69,7 +69,7 @@ export interface NativeAddon {
   ): void;
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void;
   kvTilesPreferred?(): boolean;
-  allocZeroed?(bytes: number): ArrayBuffer | null;
+  adviseHuge?(buffer: ArrayBuffer): boolean;
   attentionSpans(
     q: Float32Array,
     k: Float32Array,
@@ -458,19 +458,18 @@ export class NativeKernels implements Kernels {
   }
 
   /**
-   * Memory of its own, 2 MiB aligned with huge pages asked for, from 8 MiB up (below that the
-   * rounding to whole huge pages would cost more than the page walks it saves); CAIRN_LARGE_PAGES=0
-   * leaves every buffer ordinary.
+   * An ordinary zeroed ArrayBuffer (V8 frees and counts it as usual) whose whole 2 MiB pages are
+   * advised to be huge before anything touches them, so that its first touches fault in 2 MiB at a
+   * time; from 8 MiB up (below that the buffer's edges, on small pages either way, are much of
+   * it). CAIRN_LARGE_PAGES=0 leaves every buffer as it is.
    */
   allocateZeroed(bytes: number): ArrayBuffer | undefined {
-    if (!Number.isSafeInteger(bytes) || bytes < LARGE_BUFFER_MIN_BYTES || process.env.CAIRN_LARGE_PAGES === '0' || !this.addon.allocZeroed) {
+    if (!Number.isSafeInteger(bytes) || bytes < LARGE_BUFFER_MIN_BYTES || process.env.CAIRN_LARGE_PAGES === '0' || !this.addon.adviseHuge) {
       return undefined;
     }
-    try {
-      return this.addon.allocZeroed(bytes) ?? undefined;
-    } catch {
-      return undefined; // a size past the native limit: the ordinary allocation says what is wrong
-    }
+    const buffer = new ArrayBuffer(bytes);
+    this.addon.adviseHuge(buffer);
+    return buffer;
   }
 
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {

@@ -58,6 +58,13 @@ test('the layers share arenas from the allocator given, each part of each slot a
   views.forEach((v, n) => v.fill(n + 1));
   views.forEach((v, n) => assert.ok(v.every((b) => b === n + 1), `view ${n} kept its bytes`));
   assert.ok(asked[0] >= kv.bytes);
+  // A snapshot's layers come from the allocator too, one arena for all, and restore as they were.
+  const before = asked.length;
+  const snap = kv.snapshot(1, 7);
+  assert.equal(asked.length, before + 1);
+  assert.ok(snap.layers.every((l) => l.buffer === snap.layers[0].buffer));
+  kv.restore(snap, 2);
+  assert.deepEqual(firstRows(kv, 2, 7), firstRows(kv, 1, 7));
   // An allocator that declines (undefined) leaves ordinary memory.
   const plain = new KvCache(ROWS, 1, 10, GgmlType.F16, { allocate: () => undefined });
   assert.equal(plain.keys(0, 0).length, 10 * 8 * 2);

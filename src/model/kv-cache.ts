@@ -17,6 +17,9 @@ import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
 
+/** A snapshot's layers start at multiples of this in their arena (a cache line). */
+const SNAPSHOT_ALIGN = 64;
+
 /**
  * Throws BAD_ARGUMENT when the model's layers cannot cache in `type`: a Q8_0 cache needs each
  * cached head in whole blocks of 32 (a grouped-query head, or latent attention's row of the latent
@@ -99,6 +102,8 @@ export class KvCache {
   readonly ctxPerSlot: number;
   /** Whether the cache is tiled (storeKv and attention take kvTiles). */
   readonly tiles: boolean;
+  /** Where the cache's arenas and its snapshots' come from (KvCacheOptions.allocate). */
+  private readonly allocate?: (bytes: number) => ArrayBuffer | undefined;
   /** Positions each head's stretch holds: its stride, the kernels' kvCapacity. */
   private readonly headPositions: number;
   /** Elements of one cached position, per layer of the shard. */
@@ -120,6 +125,7 @@ export class KvCache {
     this.ctxPerSlot = ctxPerSlot;
     this.rows = rows;
     this.tiles = options.tiles === true && type === GgmlType.Q8_0 && rows.every((r) => r.v > 0);
+    this.allocate = options.allocate;
     this.headPositions = this.tiles ? tiledPositions(ctxPerSlot) : ctxPerSlot;
     const elem = kvElementBytes(type);
     this.k = [];
@@ -194,8 +200,13 @@ export class KvCache {
    */
   snapshot(slot: number, n: number): KvSnapshot {
     const m = this.tiles ? tiledPositions(n) : n;
+    // One arena for every layer's copy where it is large: fresh memory faults in a page at a time,
+    // and on 4 KiB pages that, not the copy, was most of a long prefix's snapshot.
+    const sizes = this.rows.map((r) => m * (r.k + r.v) * kvElementBytes(this.type));
+    const { arenas, places } = layoutArenas(sizes, undefined, SNAPSHOT_ALIGN);
+    const buffers = arenas.map((size) => this.allocate?.(size) ?? new ArrayBuffer(size));
     const layers = this.rows.map((r, i) => {
-      const buf = new Uint8Array(m * (r.k + r.v) * kvElementBytes(this.type));
+      const buf = new Uint8Array(buffers[places[i].arena], places[i].offset, sizes[i]);
       const { kh, vh } = this.headBytes(i);
       this.eachHead(i, n, (part, at, bytes, packed) => {
         buf.set((part === 'k' ? this.k : this.v)[i][slot].subarray(at, at + bytes), packed);
