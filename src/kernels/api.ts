@@ -56,7 +56,7 @@ export interface RopeParams {
  * Cache rows per chunk of the fused attention: its online softmax merges chunks that start at
  * multiples of this position (native/src/attention.c ATTN_CHUNK says the same).
  */
-export const ATTENTION_CHUNK = 256;
+export const ATTENTION_CHUNK = 512;
 
 /** One sequence's attention over its KV cache. */
 export interface AttentionParams {
