@@ -7,26 +7,29 @@ import { isCairnError } from '../util/errors.js';
 import { packMessage, packParts } from '../util/message-framing.js';
 import { LocalRunner } from './runner.js';
 
-/** A shard whose KV cache hands out fixed layer bytes and records what is restored. */
-function fakeShard(layers: Uint8Array[], restored: KvSnapshot[]): DecoderShard {
+/** A shard whose KV cache hands out fixed layer bytes, records what is restored and the arenas it gave. */
+function fakeShard(layers: Uint8Array[], restored: KvSnapshot[], arenas: ArrayBuffer[] = []): DecoderShard {
   const kv = {
     slots: 2,
     ctxPerSlot: 64,
     snapshot: (_slot: number, n: number): KvSnapshot => ({ type: GgmlType.F16, tokens: n, layers: layers.map((l) => l.slice()), layout: 'heads' }),
     restore: (s: KvSnapshot) => void restored.push(s),
+    arena: (bytes: number) => arenas[arenas.push(new ArrayBuffer(bytes)) - 1],
   };
   return { cfg: { nVocab: 10 }, maxBatch: 8, kv } as unknown as DecoderShard;
 }
 
 test('a saved prefix exported as bytes imports back into the same layers', async () => {
   const restored: KvSnapshot[] = [];
-  const shards = [fakeShard([Uint8Array.of(1, 2, 3), Uint8Array.of()], restored), fakeShard([Uint8Array.of(9)], restored)];
+  const arenas: ArrayBuffer[] = [];
+  const shards = [fakeShard([Uint8Array.of(1, 2, 3), Uint8Array.of()], restored, arenas), fakeShard([Uint8Array.of(9)], restored)];
   const runner = new LocalRunner(shards);
   assert.equal(await runner.saveSlot(0, 5, 1), 4);
   const bytes = await runner.exportSaved(1);
   const other = new LocalRunner(shards);
   assert.equal(await other.importSaved(7, bytes), 4);
-  bytes.fill(0); // the import holds copies
+  bytes.fill(0); // the import holds copies, in one arena from the first shard's cache
+  assert.equal(arenas.length, 1);
   await other.loadSlot(7, 1);
   assert.deepEqual(
     restored.map((s) => ({ type: s.type, tokens: s.tokens, layers: s.layers.map((l) => [...l]), layout: s.layout })),

@@ -161,7 +161,8 @@ export class LocalRunner implements ForwardRunner {
   }
 
   async importSaved(key: number, bytes: Uint8Array): Promise<number> {
-    const snaps = decodeSnapshots(bytes);
+    const kv = this.shards[0]?.kv;
+    const snaps = decodeSnapshots(bytes, kv && ((n) => kv.arena(n)));
     if (snaps.length !== this.shards.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix was made for another layout');
     this.saved.set(key, snaps);
     return snapshotBytes(snaps);
@@ -212,8 +213,12 @@ export function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
   return packMessage(head, ...snaps.flatMap((s) => s.layers));
 }
 
-/** The snapshots in bytes written by encodeSnapshots (layers copied out); BAD_ARGUMENT when they do not hold them. */
-export function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
+/**
+ * The snapshots in bytes written by encodeSnapshots (layers copied out, into one buffer from
+ * `allocate` where it gives one: a KV cache's arenas, on huge pages, fault in far faster than a
+ * copy's worth of fresh small pages); BAD_ARGUMENT when they do not hold them.
+ */
+export function decodeSnapshots(bytes: Uint8Array, allocate?: (bytes: number) => ArrayBuffer | undefined): KvSnapshot[] {
   const { head, bodies } = unpackMessage<Partial<SnapshotsHead> | null>(bytes, { what: 'saved prefix', code: 'BAD_ARGUMENT' });
   const shards = head?.shards;
   const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
@@ -223,11 +228,20 @@ export function decodeSnapshots(bytes: Uint8Array): KvSnapshot[] {
   }
   const layers = shards.reduce((a, s) => a + s.layers, 0);
   if (layers !== bodies.length) throw new CairnError('BAD_ARGUMENT', `malformed saved prefix: ${bodies.length} layers where its head names ${layers}`);
+  // Each layer's copy at a multiple of 64 bytes in one buffer.
+  const offsets: number[] = [];
+  const total = bodies.reduce((at, b) => (offsets.push(at), Math.ceil((at + b.length) / 64) * 64), 0);
+  const arena = new Uint8Array((total > 0 && allocate?.(total)) || new ArrayBuffer(total));
+  const copies = bodies.map((b, i) => {
+    const copy = arena.subarray(offsets[i], offsets[i] + b.length);
+    copy.set(b);
+    return copy;
+  });
   let next = 0;
   return shards.map((s) => ({
     type: s.type as KvSnapshot['type'],
     tokens: s.tokens,
-    layers: bodies.slice(next, (next += s.layers)).map((b) => new Uint8Array(b)),
+    layers: copies.slice(next, (next += s.layers)),
     layout: s.layout ?? 'rows',
   }));
 }

@@ -159,6 +159,11 @@ export class KvCache {
     this.bytes = bytes;
   }
 
+  /** Zeroed memory of `bytes` from where this cache's own comes (KvCacheOptions.allocate), for copies of its snapshots. */
+  arena(bytes: number): ArrayBuffer {
+    return this.allocate?.(bytes) ?? new ArrayBuffer(bytes);
+  }
+
   /** Key storage of a slot in the shard's i-th layer (i counts from the shard's first layer). */
   keys(i: number, slot: number): Uint8Array {
     return this.k[i][slot];
@@ -204,7 +209,7 @@ export class KvCache {
     // and on 4 KiB pages that, not the copy, was most of a long prefix's snapshot.
     const sizes = this.rows.map((r) => m * (r.k + r.v) * kvElementBytes(this.type));
     const { arenas, places } = layoutArenas(sizes, undefined, SNAPSHOT_ALIGN);
-    const buffers = arenas.map((size) => this.allocate?.(size) ?? new ArrayBuffer(size));
+    const buffers = arenas.map((size) => this.arena(size));
     const layers = this.rows.map((r, i) => {
       const buf = new Uint8Array(buffers[places[i].arena], places[i].offset, sizes[i]);
       const { kh, vh } = this.headBytes(i);
