@@ -289,7 +289,7 @@ static napi_value advise_will_need(napi_env env, napi_callback_info info) {
 
 /*
  * adviseHuge(arrayBuffer): huge pages asked for under the buffer's whole 2 MiB pages
- * (cairn_advise_huge_range), for a large buffer just allocated and not yet touched; true where
+ * (cairn_advise_huge), for a large buffer just allocated and not yet touched; true where
  * the kernel took the advice.
  */
 static napi_value advise_huge(napi_env env, napi_callback_info info) {
@@ -305,7 +305,7 @@ static napi_value advise_huge(napi_env env, napi_callback_info info) {
   void *data = NULL;
   size_t len = 0;
   napi_get_arraybuffer_info(env, argv[0], &data, &len);
-  napi_get_boolean(env, data && cairn_advise_huge_range(data, len) == 0, &result);
+  napi_get_boolean(env, data && cairn_advise_huge(data, len) == 0, &result);
   return result;
 }
 

@@ -173,7 +173,6 @@ static void prep_job(void *p, int ith, int nth) {
 
 static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
-
 /*
  * A few tokens (decode steps of up to VEC_MAX_TOKENS sequences): each thread owns a contiguous
  * range of rows and reads it front to back, one stream for the hardware prefetchers and no jumps

@@ -146,19 +146,10 @@ int cairn_map_unmap_range(cairn_mapping *m, uint64_t offset, uint64_t length) {
   return madvise(m->data + from, (size_t)(to - from), MADV_DONTNEED) == 0 ? 0 : -1;
 }
 
-void cairn_advise_huge(void *p, size_t len) {
-#ifdef MADV_HUGEPAGE
-  madvise(p, len, MADV_HUGEPAGE);
-#else
-  (void)p;
-  (void)len;
-#endif
-}
-
 /* Huge page size on x86-64 and arm64 with 4 KiB base pages. */
 #define HUGE_PAGE ((uintptr_t)2 << 20)
 
-int cairn_advise_huge_range(void *p, size_t len) {
+int cairn_advise_huge(void *p, size_t len) {
 #ifdef MADV_HUGEPAGE
   const uintptr_t start = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), end = ((uintptr_t)p + len) & ~(HUGE_PAGE - 1);
   if (end <= start) return -1;

@@ -52,15 +52,12 @@ int cairn_map_drop_range(cairn_mapping *m, uint64_t offset, uint64_t length);
  */
 int cairn_map_unmap_range(cairn_mapping *m, uint64_t offset, uint64_t length);
 
-/* Asks for huge pages under [p, p + len) of anonymous memory (best effort). */
-void cairn_advise_huge(void *p, size_t len);
-
 /*
- * Asks for huge pages under the whole 2 MiB pages inside [p, p + len) of anonymous memory not yet
- * touched (a large buffer just allocated): its first touches then fault in 2 MiB at a time. 0, or
- * -1 where the kernel refused or the range holds no whole huge page.
+ * Asks for huge pages under the whole 2 MiB pages inside [p, p + len) of anonymous memory (an
+ * aligned arena, or a large buffer just allocated and not yet touched, whose first touches then fault
+ * in 2 MiB at a time). 0, or -1 where the kernel refused or the range holds no whole huge page.
  */
-int cairn_advise_huge_range(void *p, size_t len);
+int cairn_advise_huge(void *p, size_t len);
 
 /* Asks the kernel to read [p, p + len) ahead of use. Returns 0, or -1 if the kernel refused. */
 int cairn_advise_willneed(const void *p, size_t len);

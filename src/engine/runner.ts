@@ -6,6 +6,7 @@
 import type { SeqSpan } from '../model/decoder.js';
 import type { DecoderShard } from '../model/decoder.js';
 import type { KvSnapshot } from '../model/kv-cache.js';
+import { arenaViews } from '../model/kv-arenas.js';
 import { isKvSnapshotLayout, type KvSnapshotLayout } from '../kernels/kv-layout.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import { SequenceSamplers, type SequenceSpec } from './sequence-samplers.js';
@@ -214,9 +215,9 @@ export function encodeSnapshots(snaps: readonly KvSnapshot[]): Uint8Array {
 }
 
 /**
- * The snapshots in bytes written by encodeSnapshots (layers copied out, into one buffer from
- * `allocate` where it gives one: a KV cache's arenas, on huge pages, fault in far faster than a
- * copy's worth of fresh small pages); BAD_ARGUMENT when they do not hold them.
+ * The snapshots in bytes written by encodeSnapshots (layers copied out, into arenas from `allocate`
+ * where it gives them: a KV cache's, on huge pages, fault in far faster than a copy's worth of fresh
+ * small pages); BAD_ARGUMENT when they do not hold them.
  */
 export function decodeSnapshots(bytes: Uint8Array, allocate?: (bytes: number) => ArrayBuffer | undefined): KvSnapshot[] {
   const { head, bodies } = unpackMessage<Partial<SnapshotsHead> | null>(bytes, { what: 'saved prefix', code: 'BAD_ARGUMENT' });
@@ -228,15 +229,8 @@ export function decodeSnapshots(bytes: Uint8Array, allocate?: (bytes: number) =>
   }
   const layers = shards.reduce((a, s) => a + s.layers, 0);
   if (layers !== bodies.length) throw new CairnError('BAD_ARGUMENT', `malformed saved prefix: ${bodies.length} layers where its head names ${layers}`);
-  // Each layer's copy at a multiple of 64 bytes in one buffer.
-  const offsets: number[] = [];
-  const total = bodies.reduce((at, b) => (offsets.push(at), Math.ceil((at + b.length) / 64) * 64), 0);
-  const arena = new Uint8Array((total > 0 && allocate?.(total)) || new ArrayBuffer(total));
-  const copies = bodies.map((b, i) => {
-    const copy = arena.subarray(offsets[i], offsets[i] + b.length);
-    copy.set(b);
-    return copy;
-  });
+  const copies = arenaViews(bodies.map((b) => b.length), allocate, 64);
+  copies.forEach((copy, i) => copy.set(bodies[i]));
   let next = 0;
   return shards.map((s) => ({
     type: s.type as KvSnapshot['type'],

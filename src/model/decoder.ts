@@ -70,8 +70,7 @@ export class DecoderShard {
    * synchronously; what a call returns must be read (or copied) before the next.
    */
   twin(ctx: number): DecoderShard {
-    const kernels = this.step.kernels;
-    const kv = new KvCache(this.kv.rows, 1, ctx, this.kv.type, { tiles: this.kv.tiles, allocate: kernels.allocateZeroed?.bind(kernels) });
+    const kv = new KvCache(this.kv.rows, 1, ctx, this.kv.type, { tiles: this.kv.tiles, allocate: (bytes) => this.kv.arena(bytes) });
     return new DecoderShard(this.cfg, this.shard, this.parts, this.weights, kv, this.step.kernels, this.ws);
   }
 

@@ -2,6 +2,7 @@
  * Where a KV cache's stretches go: one stretch per layer for its keys and one for its values,
  * laid out one after another in as few arenas as fit, so the cache can be one allocation (on huge
  * pages: Kernels.allocateZeroed) instead of a small one per layer, each rounded to whole huge pages.
+ * Snapshots of the cache (one stretch per layer) are laid out the same way.
  */
 
 /** Most bytes of one arena: a typed array's offset stays small on every Node version, and a large cache is still a few allocations. */
@@ -39,4 +40,19 @@ export function layoutArenas(sizes: readonly number[], maxBytes = ARENA_MAX_BYTE
     return { arena: last, offset: at };
   });
   return { arenas, places };
+}
+
+/**
+ * Zeroed views of these byte sizes, in order, laid out by layoutArenas and backed by memory from
+ * `allocate` (an ordinary ArrayBuffer where it gives none); a size past what can be allocated
+ * throws the allocator's RangeError.
+ */
+export function arenaViews(
+  sizes: readonly number[],
+  allocate?: (bytes: number) => ArrayBuffer | undefined,
+  align = STRETCH_ALIGN,
+): Uint8Array[] {
+  const { arenas, places } = layoutArenas(sizes, ARENA_MAX_BYTES, align);
+  const buffers = arenas.map((size) => allocate?.(size) ?? new ArrayBuffer(size));
+  return places.map((p, i) => new Uint8Array(buffers[p.arena], p.offset, sizes[i]));
 }

@@ -12,7 +12,7 @@ import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
 import { clearTileLanes, Q8_BLOCK_BYTES, rearrangeKvLayer, tiledPositions, type KvSnapshotLayout } from '../kernels/kv-layout.js';
-import { layoutArenas } from './kv-arenas.js';
+import { arenaViews } from './kv-arenas.js';
 import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
@@ -139,10 +139,12 @@ export class KvCache {
       );
     if (!Number.isSafeInteger(slots) || !Number.isSafeInteger(ctxPerSlot) || !Number.isSafeInteger(Math.ceil(total))) throw tooLarge();
     // The layers' key and value stretches, one after another in as few arenas as fit.
-    const { arenas, places } = layoutArenas(rows.flatMap((row) => [this.headPositions * row.k * elem * slots, this.headPositions * row.v * elem * slots]));
-    let buffers: ArrayBuffer[];
+    let stretches: Uint8Array[];
     try {
-      buffers = arenas.map((size) => options.allocate?.(size) ?? new ArrayBuffer(size));
+      stretches = arenaViews(
+        rows.flatMap((row) => [this.headPositions * row.k * elem * slots, this.headPositions * row.v * elem * slots]),
+        options.allocate,
+      );
     } catch (err) {
       if (err instanceof RangeError) throw tooLarge();
       throw err;
@@ -151,9 +153,8 @@ export class KvCache {
     rows.forEach((row, i) => {
       const kSlot = this.headPositions * row.k * elem;
       const vSlot = this.headPositions * row.v * elem;
-      const k = places[2 * i], v = places[2 * i + 1];
-      this.k.push(Array.from({ length: slots }, (_, s) => new Uint8Array(buffers[k.arena], k.offset + s * kSlot, kSlot)));
-      this.v.push(Array.from({ length: slots }, (_, s) => new Uint8Array(buffers[v.arena], v.offset + s * vSlot, vSlot)));
+      this.k.push(Array.from({ length: slots }, (_, s) => stretches[2 * i].subarray(s * kSlot, (s + 1) * kSlot)));
+      this.v.push(Array.from({ length: slots }, (_, s) => stretches[2 * i + 1].subarray(s * vSlot, (s + 1) * vSlot)));
       bytes += (kSlot + vSlot) * slots;
     });
     this.bytes = bytes;
@@ -205,13 +206,15 @@ export class KvCache {
    */
   snapshot(slot: number, n: number): KvSnapshot {
     const m = this.tiles ? tiledPositions(n) : n;
-    // One arena for every layer's copy where it is large: fresh memory faults in a page at a time,
-    // and on 4 KiB pages that, not the copy, was most of a long prefix's snapshot.
-    const sizes = this.rows.map((r) => m * (r.k + r.v) * kvElementBytes(this.type));
-    const { arenas, places } = layoutArenas(sizes, undefined, SNAPSHOT_ALIGN);
-    const buffers = arenas.map((size) => this.arena(size));
-    const layers = this.rows.map((r, i) => {
-      const buf = new Uint8Array(buffers[places[i].arena], places[i].offset, sizes[i]);
+    // The layers' copies in arenas from the cache's allocator: fresh memory faults in a page at a
+    // time, and on 4 KiB pages that, not the copy, was most of a long prefix's snapshot.
+    const copies = arenaViews(
+      this.rows.map((r) => m * (r.k + r.v) * kvElementBytes(this.type)),
+      this.allocate,
+      SNAPSHOT_ALIGN,
+    );
+    const layers = this.rows.map((_, i) => {
+      const buf = copies[i];
       const { kh, vh } = this.headBytes(i);
       this.eachHead(i, n, (part, at, bytes, packed) => {
         buf.set((part === 'k' ? this.k : this.v)[i][slot].subarray(at, at + bytes), packed);
