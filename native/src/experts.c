@@ -420,7 +420,7 @@ int cairn_expert_matmul(const void *buf, size_t bytes, int wtype, const void *w,
   if (c.chunk_rows > rows) c.chunk_rows = rows;
   c.chunks = (rows + c.chunk_rows - 1) / c.chunk_rows;
   c.items = n_active * c.chunks;
-  c.token_block = quant_whole_tiles(clampi((int64_t)(TOKEN_BLOCK_BYTES / c.a_stride), 4, 1 << 20), k->tile_tokens[wtype]);
+  c.token_block = quant_token_block((int64_t)(TOKEN_BLOCK_BYTES / c.a_stride), k->tile_tokens[wtype]);
   c.tmp_floats = (size_t)c.token_block * (size_t)c.chunk_rows;
   const double macs = (double)pairs * rows * h->cols;
   /* Panels as matmul takes them: where the ISA has them for the type, from min_tokens tokens. */

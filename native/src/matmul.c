@@ -367,7 +367,7 @@ int cairn_matmul_packed(int wtype, const void *w, const void *packed, int rows, 
       dc.gemm = dc.packed_gemm;
       dc.w = dc.packed;
     }
-    dc.token_block = quant_whole_tiles(clampi((int64_t)(TOKEN_BLOCK_BYTES / a_stride), 4, 1 << 20), k->tile_tokens[wtype]);
+    dc.token_block = quant_token_block((int64_t)(TOKEN_BLOCK_BYTES / a_stride), k->tile_tokens[wtype]);
   }
   const int row_chunks = (int)((rows + dc.chunk_rows - 1) / dc.chunk_rows);
   if (row_chunks < 2 * threads) {

@@ -51,6 +51,16 @@ static inline int quant_whole_tiles(int tokens, int tile) {
   return tokens < tile ? tile : tokens / tile * tile;
 }
 
+/* A driver's token block: about `tokens` (its byte budget over the activations' stride), whole
+   tiles, and two full tiles at least, so that a block of long rows (an F16 row of 8192 takes 32
+   KiB of activations a token) still re-reads its rows from L2 rather than streaming them once:
+   the float kernels prefetch the next rows only for a call of one tile of tokens (see
+   QX_GEMM_FLOAT). Quant formats without a tile keep blocks of 4 tokens at least. */
+static inline int quant_token_block(int64_t tokens, int tile) {
+  const int least = tile > 0 ? 2 * tile : 4;
+  return quant_whole_tiles(tokens < least ? least : tokens > (1 << 20) ? 1 << 20 : (int)tokens, tile);
+}
+
 extern const quant_kernel_table quant_kernels_scalar;
 
 /* The table of the active ISA level (empty slots: use quant_kernels_scalar's). */
