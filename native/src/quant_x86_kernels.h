@@ -1472,12 +1472,12 @@ QX_TILE_FLOAT(qx_bf16, qx_load_bf16, qx_scalar_bf16, 2)
 
 /*
  * The float formats walk their own tile shape (QX_R_FLOAT x QX_T_FLOAT; see the ISA's file), and
- * prefetch the next tile's rows only where a block has one tile of tokens (PF) or one token: with
- * more, every token tile of a row group reads the same rows again, and prefetching the next
- * group's rows into L1 evicted them. A Zen 5 host, F16, 2 threads, the same results bit for bit:
- * 2048 x 8192 x 512 tokens 77-83 -> 68-69 ms, 8192 x 2048 x 512 70-71 -> 56-59 ms, 64 tokens
- * 8.4-8.7 -> 7.5-8.1 ms, where 6 tokens without the prefetch ran 2-5% slower (AVX2 code on the
- * same host 30% slower: its tile of 8 tokens streams the weights once).
+ * prefetch the next tile's rows only in a call of one tile of tokens or fewer (PF), or for one
+ * token: with more, every token tile of a row group reads the same rows again, and prefetching the
+ * next group's rows into L1 evicted them. A Zen 5 host, F16, 2 threads, the same results bit for
+ * bit: 2048 x 8192 x 512 tokens 67-80 -> 63-70 ms, 8192 x 2048 x 512 58-74 -> 52-59 ms, 64 tokens
+ * 8.6-10.3 -> 7.2-8.8 ms; a call of one tile streams its rows from memory once, and without the
+ * prefetch 8192 x 2048 x 6 tokens ran 25% slower (the AVX2 code, tiles of 8 tokens, 30%).
  */
 #define QX_GEMM_FLOAT(NAME)                                                                                     \
   QX_INLINE void NAME##_few_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws,              \
