@@ -24,6 +24,14 @@ QN_INLINE void qn_prefetch(const uint8_t *p, size_t bytes) {
 #define QN_R 4
 #define QN_T 2
 #define QN_RV 4
+/*
+ * Tokens per tile of the float formats (4 rows each): 16 sums, 4 weight vectors and an activation
+ * vector of the 32 registers, so a step loads 8 vectors and converts 4 halves per 16 multiply-adds
+ * where 4 x 2 loaded 6 and converted 4 per 8 (the x86 levels measured their float products held
+ * back by the loads per multiply-add: bench/RESULTS.md). Each row and token's sum is formed as
+ * before, so the results do not change; its speed is not measured on an ARM machine here.
+ */
+#define QN_T_FLOAT 4
 
 QN_INLINE float qn_half(const void *p) {
   __fp16 h;
@@ -153,18 +161,23 @@ QN_INLINE void qn_load_iq4_nl(const uint8_t *row, int b, qn_w32 *o) {
       for (int t = 0; t < T; t++) y[t * ys + r] = vaddvq_f32(acc[r][t]) + mins[r][t];                          \
   }
 
-#define QN_GEMM(NAME)                                                                                          \
+#define QN_GEMM(NAME) QN_GEMM_SHAPE(NAME, QN_T)
+/* T tokens a tile (QN_T, or QN_T_FLOAT for the float formats); a block's last tokens in a tile of their own width. */
+#define QN_GEMM_SHAPE(NAME, T)                                                                                 \
   static void NAME(int cols, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as, int nt, float *y, \
                    size_t ys) {                                                                                \
     int r = 0;                                                                                                 \
-    if (nt < QN_T) {                                                                                           \
+    if (nt == 1) {                                                                                             \
       for (; r + QN_RV <= nr; r += QN_RV)                                                                      \
         for (int t = 0; t < nt; t++) NAME##_tile(QN_RV, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
     } else {                                                                                                   \
       for (; r + QN_R <= nr; r += QN_R) {                                                                      \
         int t = 0;                                                                                             \
-        for (; t + QN_T <= nt; t += QN_T) NAME##_tile(QN_R, QN_T, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
-        for (; t < nt; t++) NAME##_tile(QN_R, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);       \
+        for (; t + (T) <= nt; t += (T)) NAME##_tile(QN_R, (T), cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+        if ((T) > 3 && nt - t == 3) NAME##_tile(QN_R, 3, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+        else if ((T) > 2 && nt - t == 2) NAME##_tile(QN_R, 2, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+        else                                                                                                   \
+          for (; t < nt; t++) NAME##_tile(QN_R, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys);     \
       }                                                                                                        \
     }                                                                                                          \
     for (; r < nr; r++)                                                                                        \
@@ -366,7 +379,7 @@ QN_INLINE float qn_scalar_bf16(const uint8_t *p) {
 #define QN_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
   QN_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
-    float32x4_t acc[QN_R][QN_T];                                                                                \
+    float32x4_t acc[QN_R][QN_T_FLOAT];                                                                              \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0);                                                   \
     int i = 0;                                                                                                  \
@@ -390,9 +403,9 @@ QN_INLINE float qn_scalar_bf16(const uint8_t *p) {
 QN_TILE_FLOAT(qn_f32, qn_load_f32, qn_scalar_f32, 4)
 QN_TILE_FLOAT(qn_f16, qn_load_f16, qn_scalar_f16, 2)
 QN_TILE_FLOAT(qn_bf16, qn_load_bf16, qn_scalar_bf16, 2)
-QN_GEMM(qn_f32)
-QN_GEMM(qn_f16)
-QN_GEMM(qn_bf16)
+QN_GEMM_SHAPE(qn_f32, QN_T_FLOAT)
+QN_GEMM_SHAPE(qn_f16, QN_T_FLOAT)
+QN_GEMM_SHAPE(qn_bf16, QN_T_FLOAT)
 
 const quant_kernel_table quant_kernels_neon = {
     .convert = {0}, /* the portable converters */

@@ -67,10 +67,10 @@ static void check_exponentials(const char *softmax_what, const char *swiglu_what
 
 static void check_matmul(void) {
   const int types[] = {CAIRN_F32, CAIRN_F16, CAIRN_BF16, CAIRN_Q4_0, CAIRN_Q4_1, CAIRN_Q5_0, CAIRN_Q5_1, CAIRN_Q8_0, CAIRN_Q2_K, CAIRN_Q3_K, CAIRN_Q4_K, CAIRN_Q5_K, CAIRN_Q6_K, CAIRN_MXFP4, CAIRN_IQ4_XS, CAIRN_IQ4_NL, CAIRN_IQ1_S, CAIRN_IQ1_M, CAIRN_IQ2_XXS, CAIRN_IQ2_XS, CAIRN_IQ2_S, CAIRN_IQ3_XXS, CAIRN_IQ3_S};
-  const int shapes[][3] = {{1, 1, 1}, {31, 1, 17}, {33, 3, 2}, {9, 2, 5}, {67, 4, 1}, {40, 2, 9}};
+  const int shapes[][3] = {{1, 1, 1}, {31, 1, 17}, {33, 3, 2}, {9, 2, 5}, {67, 4, 1}, {40, 2, 9}, {20, 2, 7}};
   for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
     const int type = types[ti], bs = quant_block_size(type);
-    for (int si = 0; si < 6; si++) {
+    for (unsigned si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
       const int rows = shapes[si][0], n = shapes[si][2];
       const int cols = bs == 1 ? 96 * shapes[si][1] + 5 : (bs == 256 ? 256 : 32) * shapes[si][1];
       float *wf = randoms((size_t)rows * cols, 2), *x = randoms((size_t)n * cols, 8);
@@ -91,6 +91,29 @@ static void check_matmul(void) {
 }
 
 /* Expert products: scalar vs the best path, and on the best path each pair vs its expert's dense product. */
+/* On the best path, the float formats give each token the same result bit for bit whether it comes
+   alone or in a batch (of every tile width and tail their kernels walk). */
+static void check_float_batches(void) {
+  const int types[] = {CAIRN_F32, CAIRN_F16, CAIRN_BF16};
+  const int rows = 37, cols = 197, n = 23;
+  cairn_isa_force(best);
+  for (unsigned ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+    float *wf = randoms((size_t)rows * cols, 3), *x = randoms((size_t)n * cols, 9);
+    uint8_t *w = malloc(quant_row_bytes(types[ti], cols) * rows);
+    float *all = malloc(4ull * n * rows), *part = malloc(4ull * n * rows);
+    cairn_quantize(types[ti], wf, w, (int64_t)rows * cols);
+    cairn_matmul(types[ti], w, rows, cols, x, n, all);
+    for (int b = 1; b <= n; b++) {
+      for (int t0 = 0; t0 < n; t0 += b) {
+        const int m = n - t0 < b ? n - t0 : b;
+        cairn_matmul(types[ti], w, rows, cols, x + (size_t)t0 * cols, m, part + (size_t)t0 * rows);
+      }
+      if (memcmp(all, part, 4ull * n * rows) != 0 && fails++ < 20) printf("MISMATCH type %d: batches of %d differ from one batch of %d\n", types[ti], b, n);
+    }
+    free(wf), free(x), free(w), free(all), free(part);
+  }
+}
+
 static void check_experts(void) {
   const int types[] = {CAIRN_F16, CAIRN_Q4_0, CAIRN_Q8_0, CAIRN_MXFP4, CAIRN_Q2_K, CAIRN_Q3_K, CAIRN_Q4_K, CAIRN_Q6_K, CAIRN_IQ4_XS, CAIRN_IQ4_NL, CAIRN_IQ2_XXS, CAIRN_IQ1_M, CAIRN_IQ3_S};
   const int n_experts = 6, n_used = 3;
@@ -197,12 +220,13 @@ static void check_ops(void) {
 }
 
 int main(void) {
-  best = cairn_isa_detect();
+  best = cairn_isa_active(); /* the best level, or the one CAIRN_ISA names (to check a lower level too) */
   for (int e = 0; e < 256; e++) {
     if (quant_e8m0_half_table[e] != quant_e8m0_half((uint8_t)e)) printf("MISMATCH e8m0 table at %d\n", e), fails++;
   }
   printf("comparing the scalar kernels with %s\n", cairn_isa_name(best));
   check_matmul();
+  check_float_batches();
   check_experts();
   check_ops();
   if (fails) {

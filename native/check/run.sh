@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the kernel library without Node.js together with kernel_check.c and runs the check:
-#   native/check/run.sh            on this machine (x86-64 or arm64)
+#   native/check/run.sh            on this machine (x86-64 or arm64); CAIRN_ISA=avx2 checks that level
 #   native/check/run.sh arm64      cross-compiled for aarch64 and run under qemu-aarch64
 # arm64 needs Debian's gcc-aarch64-linux-gnu and qemu-user. Exit status 0: all kernels agree;
 # 2: the toolchain is missing (the message says which package).
