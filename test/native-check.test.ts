@@ -12,7 +12,11 @@ import { join } from 'node:path';
 import { ROOT } from './helpers/paths.js';
 
 function run(target: string, env: NodeJS.ProcessEnv = {}): { status: number | null; out: string } {
-  const r = spawnSync('bash', [join(ROOT, 'native/check/run.sh'), target], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, ...env } });
+  const r = spawnSync('bash', [join(ROOT, 'native/check/run.sh'), target], {
+    encoding: 'utf8',
+    timeout: 600_000,
+    env: { ...process.env, ...env },
+  });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
