@@ -168,8 +168,7 @@ QN_INLINE void qn_load_iq4_nl(const uint8_t *row, int b, qn_w32 *o) {
                    size_t ys) {                                                                                \
     int r = 0;                                                                                                 \
     if (nt == 1) {                                                                                             \
-      for (; r + QN_RV <= nr; r += QN_RV)                                                                      \
-        for (int t = 0; t < nt; t++) NAME##_tile(QN_RV, 1, cols, w + r * ws, ws, a + t * as, as, y + t * ys + r, ys); \
+      for (; r + QN_RV <= nr; r += QN_RV) NAME##_tile(QN_RV, 1, cols, w + r * ws, ws, a, as, y + r, ys);          \
     } else {                                                                                                   \
       for (; r + QN_R <= nr; r += QN_R) {                                                                      \
         int t = 0;                                                                                             \
@@ -379,7 +378,7 @@ QN_INLINE float qn_scalar_bf16(const uint8_t *p) {
 #define QN_TILE_FLOAT(NAME, LOAD, SCALAR, ESIZE)                                                                \
   QN_INLINE void NAME##_tile(const int R, const int T, int cols, const uint8_t *w, size_t ws, const uint8_t *a, \
                              size_t as, float *y, size_t ys) {                                                  \
-    float32x4_t acc[QN_R][QN_T_FLOAT];                                                                              \
+    float32x4_t acc[QN_R][QN_T_FLOAT];                                                                          \
     for (int r = 0; r < R; r++)                                                                                 \
       for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0);                                                   \
     int i = 0;                                                                                                  \

@@ -90,7 +90,6 @@ static void check_matmul(void) {
   }
 }
 
-/* Expert products: scalar vs the best path, and on the best path each pair vs its expert's dense product. */
 /* On the best path, the float formats give each token the same result bit for bit whether it comes
    alone or in a batch (of every tile width and tail their kernels walk). */
 static void check_float_batches(void) {
@@ -114,6 +113,7 @@ static void check_float_batches(void) {
   }
 }
 
+/* Expert products: scalar vs the best path, and on the best path each pair vs its expert's dense product. */
 static void check_experts(void) {
   const int types[] = {CAIRN_F16, CAIRN_Q4_0, CAIRN_Q8_0, CAIRN_MXFP4, CAIRN_Q2_K, CAIRN_Q3_K, CAIRN_Q4_K, CAIRN_Q6_K, CAIRN_IQ4_XS, CAIRN_IQ4_NL, CAIRN_IQ2_XXS, CAIRN_IQ1_M, CAIRN_IQ3_S};
   const int n_experts = 6, n_used = 3;

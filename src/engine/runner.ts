@@ -6,7 +6,7 @@
 import type { SeqSpan } from '../model/decoder.js';
 import type { DecoderShard } from '../model/decoder.js';
 import type { KvSnapshot } from '../model/kv-cache.js';
-import { arenaViews } from '../model/kv-arenas.js';
+import { arenaViews, SNAPSHOT_ALIGN } from '../model/kv-arenas.js';
 import { isKvSnapshotLayout, type KvSnapshotLayout } from '../kernels/kv-layout.js';
 import type { StepLogprobs } from '../sampling/index.js';
 import { SequenceSamplers, type SequenceSpec } from './sequence-samplers.js';
@@ -229,7 +229,7 @@ export function decodeSnapshots(bytes: Uint8Array, allocate?: (bytes: number) =>
   }
   const layers = shards.reduce((a, s) => a + s.layers, 0);
   if (layers !== bodies.length) throw new CairnError('BAD_ARGUMENT', `malformed saved prefix: ${bodies.length} layers where its head names ${layers}`);
-  const copies = arenaViews(bodies.map((b) => b.length), allocate, 64);
+  const copies = arenaViews(bodies.map((b) => b.length), allocate, SNAPSHOT_ALIGN);
   copies.forEach((copy, i) => copy.set(bodies[i]));
   let next = 0;
   return shards.map((s) => ({

@@ -9,6 +9,8 @@
 export const ARENA_MAX_BYTES = 2 ** 30;
 /** Each stretch starts on a page of its own. */
 export const STRETCH_ALIGN = 4096;
+/** A snapshot's layers (a cache's, or one read back from bytes) start at multiples of this in their arena (a cache line). */
+export const SNAPSHOT_ALIGN = 64;
 
 /** A stretch's place: its arena and byte offset there. */
 export interface StretchPlace {

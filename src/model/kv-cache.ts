@@ -12,13 +12,10 @@ import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { KvRowShape } from './family.js';
 import { clearTileLanes, Q8_BLOCK_BYTES, rearrangeKvLayer, tiledPositions, type KvSnapshotLayout } from '../kernels/kv-layout.js';
-import { arenaViews } from './kv-arenas.js';
+import { arenaViews, SNAPSHOT_ALIGN } from './kv-arenas.js';
 import { familyOf } from './registry.js';
 import { checkLayerRange, tensorSplitOf, type ShardSpec } from './shard.js';
 import { headRange } from './tensor-split.js';
-
-/** A snapshot's layers start at multiples of this in their arena (a cache line). */
-const SNAPSHOT_ALIGN = 64;
 
 /**
  * Throws BAD_ARGUMENT when the model's layers cannot cache in `type`: a Q8_0 cache needs each
