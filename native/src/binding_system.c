@@ -112,7 +112,12 @@ static napi_value read_bandwidth(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "BAD_ARGUMENT", "readBandwidth(bytes, runs): bytes in [4096, 64 GiB], runs in [1, 1000]");
     return NULL;
   }
-  return num(env, cairn_read_bandwidth((size_t)bytes, (int)runs));
+  const double rate = cairn_read_bandwidth((size_t)bytes, (int)runs);
+  if (rate < 0) {
+    napi_throw_error(env, "OUT_OF_MEMORY", "readBandwidth: could not allocate its buffer (ask for fewer bytes)");
+    return NULL;
+  }
+  return num(env, rate);
 }
 
 /* poolRest(): polling pool workers go to sleep at once. */

@@ -12,7 +12,7 @@ import { isCairnError } from '../util/errors.js';
 import type { AttentionParams } from './api.js';
 import { createKernels, residentBytes } from './index.js';
 import { refStoreKv } from './reference/ops.js';
-import { cpuInfo, forceIsa, NativeKernels, restKernelThreads } from './native.js';
+import { cpuInfo, forceIsa, NativeKernels, readBandwidth, restKernelThreads } from './native.js';
 
 const kernels = new NativeKernels();
 const initialThreads = cpuInfo().threads;
@@ -209,6 +209,21 @@ describe('resident memory', () => {
     const grown = residentBytes();
     assert.ok(grown - before >= 32 << 20, `rss grew by ${grown - before} bytes after touching 64 MiB`);
     assert.equal(block[block.length - 1], 1);
+  });
+});
+
+describe('memory read bandwidth (the decode limit cairn bench reports)', () => {
+  it('measures a finite rate, frees its buffer, and refuses sizes it cannot measure', () => {
+    const before = residentBytes();
+    for (let i = 0; i < 3; i++) {
+      const rate = readBandwidth(128 << 20, 2);
+      assert.ok(Number.isFinite(rate) && rate > 0, `rate ${rate}`);
+    }
+    // Three 128 MiB buffers, each touched whole: kept, they would show in the resident set.
+    assert.ok(residentBytes() - before < 64 << 20, `rss grew by ${residentBytes() - before} bytes`);
+    for (const [bytes, runs] of [[100, 1], [128 << 20, 0], [2 ** 37, 1], [Number.NaN, 1]]) {
+      assert.throws(() => readBandwidth(bytes, runs), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT'), `${bytes} bytes, ${runs} runs`);
+    }
   });
 });
 
