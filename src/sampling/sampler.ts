@@ -28,9 +28,6 @@ function greedy(logits: Float32Array): number {
   return best;
 }
 
-/** Past the first this many candidates, top-p widens its partial sort instead of sorting all. */
-const TOP_P_FIRST_WINDOW = 256;
-
 const NO_HISTORY: ArrayLike<number> = Object.freeze([]);
 
 /**
@@ -51,6 +48,8 @@ export class Sampler {
   private ids = new Int32Array(0);
   private probs = new Float64Array(0);
   private penaltyScratch: PenaltyScratch | null = null;
+  /** Top-p's tally of probability by band (see topP). */
+  private bands: Float64Array | undefined;
 
   constructor(options: SamplerOptions = {}) {
     this.options = resolveSamplerOptions(options);
@@ -87,6 +86,17 @@ export class Sampler {
     // every stream's row, so the passes add up).
     if (plain && o.temperature === 0) return greedy(logits);
     this.ensureBuffers(n);
+    // Top-k straight from the caller's logits when nothing changes them: the chain after it reads
+    // only the k chosen, so the copy and the passes that clean it are saved (at a 128k vocabulary
+    // they cost more than the selection). A NaN among the chosen takes the long way, which reads it
+    // as -Infinity.
+    if (plain && o.topK > 0 && o.topK < n) {
+      const count = selectTop(logits, o.topK, this.ids);
+      if (this.chosenAreNumbers(logits, count)) {
+        if (logits[this.ids[0]] === -Infinity) throw noTokenLeft();
+        return this.afterTopK(logits, count, true);
+      }
+    }
     const work = this.work;
     work.set(logits);
     for (let i = 0; i < n; i++) if (work[i] !== work[i]) work[i] = -Infinity;
@@ -96,21 +106,28 @@ export class Sampler {
     if (o.temperature === 0) return greedy(work);
     if (work[argmax(work)] === -Infinity) throw noTokenLeft();
 
-    let count = n;
-    let sorted = false;
     const ids = this.ids;
-    if (o.topK > 0 && o.topK < n) {
-      count = selectTop(work, o.topK, ids);
-      sorted = true;
-    } else {
-      for (let i = 0; i < n; i++) ids[i] = i;
-    }
+    if (o.topK > 0 && o.topK < n) return this.afterTopK(work, selectTop(work, o.topK, ids), true);
+    for (let i = 0; i < n; i++) ids[i] = i;
+    return this.afterTopK(work, n, false);
+  }
+
+  /** Whether none of the first `count` candidates' values is NaN. */
+  private chosenAreNumbers(vals: Float32Array, count: number): boolean {
+    const ids = this.ids;
+    for (let i = 0; i < count; i++) if (vals[ids[i]] !== vals[ids[i]]) return false;
+    return true;
+  }
+
+  /** The rest of the chain over candidates ids[0..count) of `vals` (best first when `sorted`). */
+  private afterTopK(vals: Float32Array, count: number, sorted: boolean): number {
+    const o = this.options;
     if (o.topP < 1) {
-      count = this.topP(count, sorted, o.topP);
+      count = this.topP(vals, count, sorted, o.topP);
       sorted = true;
     }
-    if (o.minP > 0) count = this.minP(count, sorted, o.minP);
-    return this.draw(count, o.temperature);
+    if (o.minP > 0) count = this.minP(vals, count, sorted, o.minP);
+    return this.draw(vals, count, o.temperature);
   }
 
   private ensureBuffers(n: number): void {
@@ -123,8 +140,8 @@ export class Sampler {
   }
 
   /** Max logit among ids[0..count). */
-  private maxLogit(count: number, sorted: boolean): number {
-    const { work, ids } = this;
+  private maxLogit(work: Float32Array, count: number, sorted: boolean): number {
+    const ids = this.ids;
     if (sorted) return work[ids[0]];
     let max = -Infinity;
     for (let i = 0; i < count; i++) if (work[ids[i]] > max) max = work[ids[i]];
@@ -133,33 +150,50 @@ export class Sampler {
 
   /**
    * Keeps the shortest best-first prefix whose probability (softmax over the current candidates)
-   * reaches p. When the candidates are the whole, unsorted vocabulary it sorts only a growing top
-   * window, since the nucleus is usually a few dozen tokens.
+   * reaches p. When the candidates are the whole, unsorted vocabulary, the pass that sums their
+   * probabilities also tallies them in bands of the logit's distance from the best; the bands that
+   * hold p of the mass (and one more, against rounding) name the only tokens that can be in the
+   * nucleus, and only those are sorted. The prefix is summed in the same best-first order either
+   * way, so the cut falls where a sort of the whole vocabulary would put it.
    */
-  private topP(count: number, sorted: boolean, p: number): number {
-    const { work, ids } = this;
-    const max = this.maxLogit(count, sorted);
-    let sum = 0;
-    for (let i = 0; i < count; i++) sum += expShift(work[ids[i]], max);
-    const target = p * sum;
-    let window = sorted ? count : Math.min(count, TOP_P_FIRST_WINDOW);
-    for (;;) {
-      // Unsorted means ids is the identity over the whole vocabulary, so select from `work`.
-      if (!sorted) selectTop(work, window, ids);
-      let cum = 0;
-      for (let i = 0; i < window; i++) {
-        cum += expShift(work[ids[i]], max);
-        if (cum >= target) return i + 1;
-      }
-      if (window === count) return count;
-      window = Math.min(count, window * 4);
+  private topP(work: Float32Array, count: number, sorted: boolean, p: number): number {
+    const ids = this.ids;
+    const max = this.maxLogit(work, count, sorted);
+    if (sorted) {
+      let sum = 0;
+      for (let i = 0; i < count; i++) sum += expShift(work[ids[i]], max);
+      return prefixReaching(work, ids, count, max, p * sum) ?? count;
     }
+    // Unsorted: ids is the identity over the whole vocabulary.
+    const bands = (this.bands ??= new Float64Array(TOP_P_BANDS));
+    bands.fill(0);
+    let sum = 0;
+    for (let i = 0; i < count; i++) {
+      const e = expShift(work[i], max);
+      sum += e;
+      bands[bandOf(work[i], max)] += e;
+    }
+    const target = p * sum;
+    let last = 0;
+    for (let mass = bands[0]; mass < target && last < TOP_P_BANDS - 1;) mass += bands[++last];
+    const through = last + 1;
+    if (through < TOP_P_BANDS - 1) {
+      let kept = 0;
+      for (let i = 0; i < count; i++) if (bandOf(work[i], max) <= through) ids[kept++] = i;
+      ids.subarray(0, kept).sort((a, b) => work[b] - work[a] || a - b);
+      const cut = prefixReaching(work, ids, kept, max, target);
+      if (cut !== undefined) return cut;
+    }
+    // The bands' sums and the prefix's ran apart (rounding at the very tail): sort it all.
+    for (let i = 0; i < count; i++) ids[i] = i;
+    selectTop(work, count, ids);
+    return prefixReaching(work, ids, count, max, target) ?? count;
   }
 
   /** Keeps candidates whose probability is at least p times the best one's. */
-  private minP(count: number, sorted: boolean, p: number): number {
-    const { work, ids } = this;
-    const threshold = this.maxLogit(count, sorted) + Math.log(p);
+  private minP(work: Float32Array, count: number, sorted: boolean, p: number): number {
+    const ids = this.ids;
+    const threshold = this.maxLogit(work, count, sorted) + Math.log(p);
     if (sorted) {
       let keep = 1;
       while (keep < count && work[ids[keep]] >= threshold) keep++;
@@ -174,8 +208,8 @@ export class Sampler {
   }
 
   /** Draws one of ids[0..count) with probability proportional to exp(logit / temperature). */
-  private draw(count: number, temperature: number): number {
-    const { work, ids, probs } = this;
+  private draw(work: Float32Array, count: number, temperature: number): number {
+    const { ids, probs } = this;
     // Drawn even when one candidate is left, so the stream's position counts sampled tokens.
     const u = this.rng.nextFloat();
     if (count === 1) return ids[0];
@@ -200,6 +234,30 @@ export class Sampler {
     // Only reachable through rounding in the running sum.
     return ids[lastPositive];
   }
+}
+
+/** Bands of the logits' distance from the best, a band an eighth of a nat wide; the last holds the rest. */
+const TOP_P_BANDS_PER_NAT = 8;
+const TOP_P_BANDS = 40 * TOP_P_BANDS_PER_NAT + 1;
+
+/** The band of a logit `x` (not NaN) below the best, `max`. */
+function bandOf(x: number, max: number): number {
+  if (x === max) return 0;
+  const band = Math.floor((max - x) * TOP_P_BANDS_PER_NAT);
+  return band < TOP_P_BANDS - 1 ? band : TOP_P_BANDS - 1;
+}
+
+/**
+ * Length of the shortest prefix of ids[0..count) (best first) whose probabilities, summed in that
+ * order, reach `target`; undefined when all of them fall short.
+ */
+function prefixReaching(work: Float32Array, ids: Int32Array, count: number, max: number, target: number): number | undefined {
+  let cum = 0;
+  for (let i = 0; i < count; i++) {
+    cum += expShift(work[ids[i]], max);
+    if (cum >= target) return i + 1;
+  }
+  return undefined;
 }
 
 /** exp(x - max), exact 1 at the max so an infinite max still gives a usable distribution. */

@@ -43,12 +43,13 @@ export function selectTop(values: ArrayLike<number>, k: number, out: Int32Array)
     out[i] = i;
     siftUp(values, out, i);
   }
-  for (let id = m; id < n; id++) {
-    const root = out[0];
-    if (ranksAbove(valueAt(values, id), id, valueAt(values, root), root)) {
-      out[0] = id;
-      siftDown(values, out, 0, m);
-    }
+  // Every id scanned from here on is above every id in the heap, so on a tie the heap's wins: only
+  // a strictly greater value gets in (NaN never does).
+  let rootValue = valueAt(values, out[0]);
+  for (let id = nextAbove(values, m, n, rootValue); id < n; id = nextAbove(values, id + 1, n, rootValue)) {
+    out[0] = id;
+    siftDown(values, out, 0, m);
+    rootValue = valueAt(values, out[0]);
   }
   // Heap sort: move the weakest to the end repeatedly, leaving the best first.
   for (let end = m - 1; end > 0; end--) {
@@ -58,6 +59,16 @@ export function selectTop(values: ArrayLike<number>, k: number, out: Int32Array)
     siftDown(values, out, 0, end);
   }
   return m;
+}
+
+/**
+ * The first id from `from` on whose value is above `threshold` (n if none). A loop of its own: with
+ * the heap's calls in the same loop, V8 compiled the scan of a 128k vocabulary 5x slower (0.59
+ * against 0.11 ms), and that scan is most of what sampling a token costs.
+ */
+function nextAbove(values: ArrayLike<number>, from: number, n: number, threshold: number): number {
+  for (let id = from; id < n; id++) if (values[id] > threshold) return id;
+  return n;
 }
 
 function siftUp(values: ArrayLike<number>, heap: Int32Array, i: number): void {
