@@ -7,17 +7,26 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SamplerOptions } from './options.js';
+import { resolveSamplerOptions, type SamplerOptions } from './options.js';
+import { applyLogitBias, applyPenalties, penaltiesAreOff, PenaltyScratch } from './penalties.js';
 import { Xoshiro128 } from './prng.js';
 import { Sampler } from './sampler.js';
 
 /** llama.cpp's chain (top-k -> top-p -> min-p -> temperature -> draw), every step over a full sort. */
-function referenceSample(
-  raw: Float32Array,
-  o: Required<Pick<SamplerOptions, 'topK' | 'topP' | 'minP' | 'temperature'>>,
-  rng: Xoshiro128,
-): number {
-  const v = Float64Array.from(raw, (x) => (x !== x ? -Infinity : x));
+type ChainOptions = Required<Pick<SamplerOptions, 'topK' | 'topP' | 'minP' | 'temperature'>> &
+  Pick<SamplerOptions, 'logitBias' | 'repeatPenalty' | 'presencePenalty' | 'frequencyPenalty'>;
+
+/** NaN read as -Infinity first, then logit bias and penalties as llama.cpp's chain puts them. */
+function adjusted(raw: Float32Array, o: ChainOptions, history: readonly number[]): Float64Array {
+  const work = Float32Array.from(raw, (x) => (x !== x ? -Infinity : x));
+  const r = resolveSamplerOptions(o);
+  if (r.biasIds.length > 0) applyLogitBias(work, r.biasIds, r.biasValues);
+  if (!penaltiesAreOff(r)) applyPenalties(work, history, r, new PenaltyScratch(work.length));
+  return Float64Array.from(work);
+}
+
+function referenceSample(raw: Float32Array, o: ChainOptions, rng: Xoshiro128, history: readonly number[] = []): number {
+  const v = adjusted(raw, o, history);
   const n = v.length;
   const byRank = (a: number, b: number) => (v[a] === v[b] ? a - b : v[b] > v[a] ? 1 : -1);
   const all = Array.from({ length: n }, (_, i) => i);
@@ -91,7 +100,7 @@ function vocabularies(seed: number): { name: string; logits: Float32Array }[] {
 }
 
 test('the sampler draws exactly the token of the fully sorted chain, with the same random stream', () => {
-  const settings: Required<Pick<SamplerOptions, 'topK' | 'topP' | 'minP' | 'temperature'>>[] = [];
+  const settings: ChainOptions[] = [];
   for (const topK of [0, 1, 40, 100000])
     for (const topP of [1, 0.95, 0.5])
       for (const minP of [0, 0.05]) settings.push({ topK, topP, minP, temperature: topK === 1 ? 0.7 : 1.3 - topP / 2 });
@@ -109,6 +118,31 @@ test('the sampler draws exactly the token of the fully sorted chain, with the sa
     }
   }
   assert.equal(compared, 8 * 24 * 6);
+});
+
+test('with logit bias and penalties, the same tokens as the fully sorted chain', () => {
+  const settings: ChainOptions[] = [
+    { topK: 40, topP: 0.95, minP: 0.05, temperature: 0.8, repeatPenalty: 1.3 },
+    { topK: 5, topP: 1, minP: 0, temperature: 1, frequencyPenalty: 0.7, presencePenalty: 0.4, logitBias: { 1: 5, 2: -Infinity } },
+    { topK: 0, topP: 0.9, minP: 0, temperature: 1.1, repeatPenalty: 1.1, logitBias: { 0: 2 } },
+    { topK: 40, topP: 1, minP: 0.1, temperature: 0.5, logitBias: { 0: -Infinity, 1: -Infinity } },
+  ];
+  let compared = 0;
+  for (const { name, logits } of vocabularies(23)) {
+    settings.forEach((o, k) => {
+      const seed = 77 + k;
+      const sampler = new Sampler({ ...o, seed });
+      const rng = new Xoshiro128(seed);
+      const history: number[] = [];
+      for (let draw = 0; draw < 6; draw++) {
+        const want = referenceSample(logits, o, rng, history);
+        assert.equal(sampler.sample(logits, history), want, `${name}, ${JSON.stringify(o)}, draw ${draw}`);
+        history.push(want, (want * 31 + draw) % logits.length);
+        compared++;
+      }
+    });
+  }
+  assert.equal(compared, 8 * 4 * 6);
 });
 
 test('top-p over a whole vocabulary cuts where a full sort would, at the edges of its bands', () => {

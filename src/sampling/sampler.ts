@@ -97,17 +97,23 @@ export class Sampler {
         return this.afterTopK(logits, count, true);
       }
     }
+    // A NaN stays NaN through bias and penalties and ranks as -Infinity everywhere (greedy, the
+    // top-k heap); the chain after top-k reads it as -Infinity, so it is cleaned where it is read.
     const work = this.work;
     work.set(logits);
-    for (let i = 0; i < n; i++) if (work[i] !== work[i]) work[i] = -Infinity;
     if (o.biasIds.length > 0) applyLogitBias(work, o.biasIds, o.biasValues);
     if (!penaltiesAreOff(o)) applyPenalties(work, history, o, this.penaltyScratch!);
-
     if (o.temperature === 0) return greedy(work);
-    if (work[argmax(work)] === -Infinity) throw noTokenLeft();
 
     const ids = this.ids;
-    if (o.topK > 0 && o.topK < n) return this.afterTopK(work, selectTop(work, o.topK, ids), true);
+    if (o.topK > 0 && o.topK < n) {
+      const count = selectTop(work, o.topK, ids);
+      for (let i = 0; i < count; i++) if (work[ids[i]] !== work[ids[i]]) work[ids[i]] = -Infinity;
+      if (work[ids[0]] === -Infinity) throw noTokenLeft();
+      return this.afterTopK(work, count, true);
+    }
+    for (let i = 0; i < n; i++) if (work[i] !== work[i]) work[i] = -Infinity;
+    if (work[argmax(work)] === -Infinity) throw noTokenLeft();
     for (let i = 0; i < n; i++) ids[i] = i;
     return this.afterTopK(work, n, false);
   }
