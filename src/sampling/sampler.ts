@@ -6,7 +6,7 @@ import { CairnError } from '../util/errors.js';
 import { resolveSamplerOptions, type ResolvedSamplerOptions, type SamplerOptions } from './options.js';
 import { applyLogitBias, applyPenalties, penaltiesAreOff, PenaltyScratch } from './penalties.js';
 import { randomSeed, Xoshiro128 } from './prng.js';
-import { argmax, selectTop } from './select.js';
+import { argmax, selectTop, sortByRank } from './select.js';
 
 /** The error of a row where every logit is -Infinity (or NaN). */
 function noTokenLeft(): CairnError {
@@ -186,7 +186,7 @@ export class Sampler {
     if (through < TOP_P_BANDS - 1) {
       let kept = 0;
       for (let i = 0; i < count; i++) if (bandOf(work[i], max) <= through) ids[kept++] = i;
-      ids.subarray(0, kept).sort((a, b) => work[b] - work[a] || a - b);
+      sortByRank(work, ids, kept, this.probs); // probs: scratch here, the draw fills it later
       const cut = prefixReaching(work, ids, kept, max, target);
       if (cut !== undefined) return cut;
     }

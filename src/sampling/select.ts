@@ -61,6 +61,33 @@ export function selectTop(values: ArrayLike<number>, k: number, out: Int32Array)
   return m;
 }
 
+/** Ids below this are sorted by numeric keys (21 bits of id beside 32 of value fill a double exactly). */
+const KEYED_SORT_IDS = 1 << 21;
+const f32 = new Float32Array(1);
+const f32Bits = new Uint32Array(f32.buffer);
+
+/**
+ * Sorts ids[0..count) best first (ties to the lower id, NaN as -Infinity). Each id becomes one
+ * double, its value's bits flipped into descending order above the id, so a plain numeric sort of
+ * typed doubles does it (3x faster than a comparator over 12k ids); `keys` is scratch of count or
+ * more entries. Vocabularies of 2^21 ids or more take the comparator.
+ */
+export function sortByRank(values: Float32Array, ids: Int32Array, count: number, keys: Float64Array): void {
+  if (values.length > KEYED_SORT_IDS || keys.length < count) {
+    ids.subarray(0, count).sort((a, b) => (ranksAbove(valueAt(values, a), a, valueAt(values, b), b) ? -1 : 1));
+    return;
+  }
+  for (let i = 0; i < count; i++) {
+    const v = values[ids[i]];
+    f32[0] = v !== v ? -Infinity : v + 0; // + 0: -0 ranks as +0
+    const bits = f32Bits[0];
+    const ordered = bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+    keys[i] = (0xffffffff - ordered) * KEYED_SORT_IDS + ids[i];
+  }
+  const sorted = keys.subarray(0, count).sort();
+  for (let i = 0; i < count; i++) ids[i] = sorted[i] % KEYED_SORT_IDS;
+}
+
 /**
  * The first id from `from` on whose value is above `threshold` (n if none). A loop of its own: with
  * the heap's calls in the same loop, V8 compiled the scan of a 128k vocabulary 5x slower (0.59
