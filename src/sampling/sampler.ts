@@ -92,10 +92,7 @@ export class Sampler {
     // as -Infinity.
     if (plain && o.topK > 0 && o.topK < n) {
       const count = selectTop(logits, o.topK, this.ids);
-      if (this.chosenAreNumbers(logits, count)) {
-        if (logits[this.ids[0]] === -Infinity) throw noTokenLeft();
-        return this.afterTopK(logits, count, true);
-      }
+      if (this.chosenAreNumbers(logits, count)) return this.fromTopK(logits, count);
     }
     // A NaN stays NaN through bias and penalties and ranks as -Infinity everywhere (greedy, the
     // top-k heap); the chain after top-k reads it as -Infinity, so it is cleaned where it is read.
@@ -109,8 +106,7 @@ export class Sampler {
     if (o.topK > 0 && o.topK < n) {
       const count = selectTop(work, o.topK, ids);
       for (let i = 0; i < count; i++) if (work[ids[i]] !== work[ids[i]]) work[ids[i]] = -Infinity;
-      if (work[ids[0]] === -Infinity) throw noTokenLeft();
-      return this.afterTopK(work, count, true);
+      return this.fromTopK(work, count);
     }
     for (let i = 0; i < n; i++) if (work[i] !== work[i]) work[i] = -Infinity;
     if (work[argmax(work)] === -Infinity) throw noTokenLeft();
@@ -123,6 +119,12 @@ export class Sampler {
     const ids = this.ids;
     for (let i = 0; i < count; i++) if (vals[ids[i]] !== vals[ids[i]]) return false;
     return true;
+  }
+
+  /** The chain after top-k chose ids[0..count) of `vals` (best first, none NaN). */
+  private fromTopK(vals: Float32Array, count: number): number {
+    if (vals[this.ids[0]] === -Infinity) throw noTokenLeft();
+    return this.afterTopK(vals, count, true);
   }
 
   /** The rest of the chain over candidates ids[0..count) of `vals` (best first when `sorted`). */
@@ -191,7 +193,6 @@ export class Sampler {
       if (cut !== undefined) return cut;
     }
     // The bands' sums and the prefix's ran apart (rounding at the very tail): sort it all.
-    for (let i = 0; i < count; i++) ids[i] = i;
     selectTop(work, count, ids);
     return prefixReaching(work, ids, count, max, target) ?? count;
   }

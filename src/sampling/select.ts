@@ -61,7 +61,7 @@ export function selectTop(values: ArrayLike<number>, k: number, out: Int32Array)
   return m;
 }
 
-/** Ids below this are sorted by numeric keys (21 bits of id beside 32 of value fill a double exactly). */
+/** Vocabularies of up to this many ids are sorted by numeric keys (21 bits of id beside 32 of value fill a double exactly). */
 const KEYED_SORT_IDS = 1 << 21;
 const f32 = new Float32Array(1);
 const f32Bits = new Uint32Array(f32.buffer);
@@ -70,7 +70,7 @@ const f32Bits = new Uint32Array(f32.buffer);
  * Sorts ids[0..count) best first (ties to the lower id, NaN as -Infinity). Each id becomes one
  * double, its value's bits flipped into descending order above the id, so a plain numeric sort of
  * typed doubles does it (3x faster than a comparator over 12k ids); `keys` is scratch of count or
- * more entries. Vocabularies of 2^21 ids or more take the comparator.
+ * more entries. Larger vocabularies take the comparator.
  */
 export function sortByRank(values: Float32Array, ids: Int32Array, count: number, keys: Float64Array): void {
   if (values.length > KEYED_SORT_IDS || keys.length < count) {
