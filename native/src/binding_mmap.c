@@ -247,6 +247,34 @@ static napi_value map_file(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * The bytes of an ArrayBuffer, or of a typed array's own elements, into *data and *len; false (with
+ * a BAD_ARGUMENT thrown naming `fn`) for anything else.
+ */
+static bool buffer_bytes(napi_env env, napi_value value, const char *fn, void **data, size_t *len) {
+  bool is_ab = false, is_view = false;
+  *data = NULL;
+  *len = 0;
+  napi_is_arraybuffer(env, value, &is_ab);
+  if (is_ab) {
+    napi_get_arraybuffer_info(env, value, data, len);
+    return true;
+  }
+  napi_is_typedarray(env, value, &is_view);
+  if (!is_view) {
+    args_throw(env, "BAD_ARGUMENT", "%s expects an ArrayBuffer or a typed array", fn);
+    return false;
+  }
+  napi_typedarray_type type;
+  size_t n, offset;
+  napi_value ab;
+  napi_get_typedarray_info(env, value, &type, &n, data, &ab, &offset);
+  /* Only the view's own bytes: element size times count. */
+  static const size_t elem[] = {1, 1, 1, 2, 2, 4, 4, 4, 8, 8, 8};
+  *len = n * ((unsigned)type < sizeof elem / sizeof elem[0] ? elem[type] : 1);
+  return true;
+}
+
+/*
  * adviseWillNeed(bufferOrView, populate?): true when the kernel accepted the read-ahead hint.
  * With populate, the pages are faulted in before it returns.
  */
@@ -262,28 +290,30 @@ static napi_value advise_will_need(napi_env env, napi_callback_info info) {
   if (argc >= 2) napi_get_value_bool(env, argv[1], &populate);
   void *data = NULL;
   size_t len = 0;
-  bool is_ab = false, is_view = false;
-  napi_is_arraybuffer(env, argv[0], &is_ab);
-  if (is_ab) {
-    napi_get_arraybuffer_info(env, argv[0], &data, &len);
-  } else {
-    napi_is_typedarray(env, argv[0], &is_view);
-    if (is_view) {
-      napi_typedarray_type type;
-      size_t n, offset;
-      napi_value ab;
-      napi_get_typedarray_info(env, argv[0], &type, &n, &data, &ab, &offset);
-      /* Only the view's own bytes: element size times count. */
-      static const size_t elem[] = {1, 1, 1, 2, 2, 4, 4, 4, 8, 8, 8};
-      len = n * ((unsigned)type < sizeof elem / sizeof elem[0] ? elem[type] : 1);
-    }
-  }
-  if (!is_ab && !is_view) {
-    args_throw(env, "BAD_ARGUMENT", "adviseWillNeed expects an ArrayBuffer or a typed array");
-    return NULL;
-  }
+  if (!buffer_bytes(env, argv[0], "adviseWillNeed", &data, &len)) return NULL;
   napi_value result;
   napi_get_boolean(env, (populate ? cairn_populate_read(data, len) : cairn_advise_willneed(data, len)) == 0, &result);
+  return result;
+}
+
+/*
+ * populateWrite(bufferOrView): the pages under it faulted in, writable, before it returns; its
+ * bytes unchanged (cairn_populate_write).
+ */
+static napi_value populate_write(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) {
+    args_throw(env, "BAD_ARGUMENT", "populateWrite expects an ArrayBuffer or a typed array");
+    return NULL;
+  }
+  void *data = NULL;
+  size_t len = 0;
+  if (!buffer_bytes(env, argv[0], "populateWrite", &data, &len)) return NULL;
+  cairn_populate_write(data, len);
+  napi_value result;
+  napi_get_undefined(env, &result);
   return result;
 }
 
@@ -335,6 +365,7 @@ void cairn_register_mmap(napi_env env, napi_value exports) {
       {"mapUnmapView", NULL, map_unmap_view, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseWillNeed", NULL, advise_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"populateWrite", NULL, populate_write, NULL, NULL, NULL, napi_enumerable, NULL},
       {"evictFile", NULL, evict_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseHuge", NULL, advise_huge, NULL, NULL, NULL, napi_enumerable, NULL},
   };

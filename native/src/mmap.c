@@ -188,6 +188,23 @@ int cairn_populate_read(const void *p, size_t len) {
   return 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+int cairn_populate_write(void *p, size_t len) {
+  if (len == 0) return 0;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t start = (uintptr_t)p & ~(page - 1);
+  const uintptr_t end = (uintptr_t)p + len;
+  /* Linux 5.14+: writable pages (huge ones where advised) faulted in at once; the bytes stay as they are. */
+  if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return 0;
+  /* Older kernels: a locked or of 0 into one byte per page: a write fault that keeps the byte, even
+     should another thread store to it meanwhile. */
+  for (uintptr_t a = start < (uintptr_t)p ? (uintptr_t)p : start; a < end; a += page) __atomic_fetch_or((unsigned char *)a, 0, __ATOMIC_RELAXED);
+  return 0;
+}
+
 int cairn_evict_file(const char *path) {
   const int fd = open(path, O_RDONLY);
   if (fd < 0) return -1;

@@ -63,6 +63,11 @@ int cairn_advise_huge(void *p, size_t len);
 int cairn_advise_willneed(const void *p, size_t len);
 /* Faults a range of a mapping in now (so the first use does not wait on page faults). */
 int cairn_populate_read(const void *p, size_t len);
+/*
+ * Faults [p, p + len) of writable memory in now, writable, without changing a byte (memory a
+ * first request would otherwise wait on: a KV cache, activation buffers). 0.
+ */
+int cairn_populate_write(void *p, size_t len);
 /* Drops a file's pages from the page cache (for cold-start benchmarks). 0 or -1. */
 int cairn_evict_file(const char *path);
 

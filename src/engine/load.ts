@@ -3,11 +3,12 @@
  * shard(s) of the plan, their KV caches and the engine. A single machine runs the one-shard plan;
  * nothing here is specific to "local mode" beyond the runner that chains the shards in-process.
  */
+import { freemem } from 'node:os';
 import { basename } from 'node:path';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
 import type { Kernels, KvType } from '../kernels/api.js';
-import { adviseWillNeed, createKernels, isNativeAvailable, openMapping, residentBytes, type FileMapping } from '../kernels/index.js';
+import { adviseWillNeed, createKernels, isNativeAvailable, openMapping, populateWrite, residentBytes, type FileMapping } from '../kernels/index.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
 import type { DecoderShard } from '../model/decoder.js';
 import { loadExpertShard, loadShard } from '../model/build-shard.js';
@@ -125,6 +126,14 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
     (view) => specs.map((spec) => loadShard(file, config, spec, view, kernels, { slots, ctx, kvType, maxBatch })),
     kernels,
   );
+  if (opts.prefetch ?? true) {
+    try {
+      await faultInWritable(shards, opts.progress ?? process.stderr.isTTY === true, `reserving the KV cache and activations of ${path}`);
+    } catch (err) {
+      mapping.close();
+      throw err;
+    }
+  }
   return {
     path,
     file,
@@ -323,6 +332,33 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
 }
 
 const YIELD_EVERY = 32 * 1024 * 1024;
+
+/**
+ * Faults in the memory every step writes (KV caches, activation buffers), with a progress bar, so
+ * that the first request does not wait on it: fresh memory faults in at ~1 GB/s on a virtual
+ * machine, and a slot's first use faulted its whole cache in (huge pages; each head's positions one
+ * stretch), 0.1-0.3 s for llama-1b's 4096 positions and, copying a prefix into a fresh slot, a stall
+ * of seconds with many slots. llama.cpp commits its cache at load the same way. Skipped without
+ * the native library, whose kernels alone run long enough for it to matter.
+ */
+async function faultInWritable(shards: readonly DecoderShard[], show: boolean, label: string): Promise<void> {
+  if (!isNativeAvailable()) return;
+  const regions = shards.flatMap((s) => [...s.writableMemory()]);
+  const total = regions.reduce((a, r) => a + r.byteLength, 0);
+  // A cache larger than the memory free now is left to fault in as it fills (a long context that
+  // may never be used whole), rather than pushing the machine into swap or the OOM killer at load.
+  if (total > freemem()) return;
+  const progress = new ProgressReporter(show ? label : undefined, total);
+  let done = 0;
+  for (const r of regions) {
+    if (!populateWrite(r)) break;
+    const before = done;
+    done += r.byteLength;
+    progress.update(done);
+    if (show || Math.floor(done / YIELD_EVERY) !== Math.floor(before / YIELD_EVERY)) await new Promise((resolve) => setImmediate(resolve));
+  }
+  progress.stop();
+}
 
 /** Reads every weight page once (sequentially, so the kernel reads ahead) with a progress bar. */
 async function prefetch(shards: readonly Pick<DecoderShard, 'weights'>[], total: number, show: boolean, label: string): Promise<void> {

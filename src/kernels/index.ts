@@ -9,7 +9,7 @@ import { ReferenceKernels } from './reference.js';
 
 export type { AttentionParams, ExpertBatch, ExpertInput, Kernels, KvType, RopeMode, RopeParams } from './api.js';
 export { openMapping, type FileMapping } from './mapping.js';
-export { NativeKernels, cpuInfo, forceIsa, adviseWillNeed, mapFile, isNativeAvailable, readBandwidth, evictFile, restKernelThreads, type CpuInfo } from './native.js';
+export { NativeKernels, cpuInfo, forceIsa, adviseWillNeed, populateWrite, mapFile, isNativeAvailable, readBandwidth, evictFile, restKernelThreads, type CpuInfo } from './native.js';
 export { ReferenceKernels } from './reference.js';
 
 /** Which implementation to use and how many threads it may run. */

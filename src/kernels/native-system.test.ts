@@ -12,7 +12,7 @@ import { isCairnError } from '../util/errors.js';
 import type { AttentionParams } from './api.js';
 import { createKernels, residentBytes } from './index.js';
 import { refStoreKv } from './reference/ops.js';
-import { cpuInfo, forceIsa, NativeKernels, readBandwidth, restKernelThreads } from './native.js';
+import { cpuInfo, forceIsa, NativeKernels, populateWrite, readBandwidth, restKernelThreads } from './native.js';
 
 const kernels = new NativeKernels();
 const initialThreads = cpuInfo().threads;
@@ -209,6 +209,26 @@ describe('resident memory', () => {
     const grown = residentBytes();
     assert.ok(grown - before >= 32 << 20, `rss grew by ${grown - before} bytes after touching 64 MiB`);
     assert.equal(block[block.length - 1], 1);
+  });
+});
+
+describe('faulting writable memory in (a KV cache at load)', () => {
+  it('makes a fresh buffer resident without changing a byte, a view only its own pages', { skip: process.platform !== 'linux' }, () => {
+    const fresh = new ArrayBuffer(64 << 20);
+    const before = residentBytes();
+    assert.equal(populateWrite(fresh), true);
+    assert.ok(residentBytes() - before >= 48 << 20, `rss grew by ${residentBytes() - before} bytes`);
+    assert.ok(new Uint8Array(fresh).every((b) => b === 0));
+    const marked = new Uint32Array(1 << 20).map((_, i) => i * 2654435761);
+    const view = marked.subarray(1000, 300000);
+    assert.equal(populateWrite(view), true);
+    assert.ok(marked.every((x, i) => x === (i * 2654435761) >>> 0));
+  });
+
+  it('refuses what is not memory', () => {
+    for (const bad of [undefined, 42, 'bytes', {}]) {
+      assert.throws(() => populateWrite(bad as unknown as ArrayBuffer), (e: unknown) => isCairnError(e, 'BAD_ARGUMENT'), String(bad));
+    }
   });
 });
 

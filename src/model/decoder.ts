@@ -74,6 +74,12 @@ export class DecoderShard {
     return new DecoderShard(this.cfg, this.shard, this.parts, this.weights, kv, this.step.kernels, this.ws);
   }
 
+  /** The memory a step writes: the KV cache's storage and the activation buffers (to fault it in at load). */
+  *writableMemory(): IterableIterator<ArrayBufferView> {
+    yield* this.kv.storage();
+    yield* this.ws.buffers();
+  }
+
   /** True for a rank of a group (tensor-parallel, or an expert-parallel home): run it with forwardSteps(). */
   get isSplit(): boolean {
     return this.shard.splitCount > 1;

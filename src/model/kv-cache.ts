@@ -162,6 +162,14 @@ export class KvCache {
     return this.allocate?.(bytes) ?? new ArrayBuffer(bytes);
   }
 
+  /** Every layer's key and value storage, slot by slot, in the order of the cache's memory. */
+  *storage(): IterableIterator<Uint8Array> {
+    for (let i = 0; i < this.rows.length; i++) {
+      yield* this.k[i];
+      yield* this.v[i];
+    }
+  }
+
   /** Key storage of a slot in the shard's i-th layer (i counts from the shard's first layer). */
   keys(i: number, slot: number): Uint8Array {
     return this.k[i][slot];

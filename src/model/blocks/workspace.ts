@@ -52,6 +52,11 @@ export class Workspace {
     this.allocated = true;
   }
 
+  /** The buffers allocated (none before allocate()). */
+  *buffers(): IterableIterator<Float32Array> {
+    for (const s of this.slots.values()) if (s.data.length > 0) yield s.data;
+  }
+
   /** Bytes reserved aside (see reserveAside). */
   get asideBytes(): number {
     let n = 0;
