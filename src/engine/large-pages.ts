@@ -14,8 +14,10 @@
  * the probe does not (a file system without large folios, an older kernel), nothing more is done.
  * `CAIRN_LARGE_PAGES=0` turns this off.
  */
-import { readFileSync } from 'node:fs';
 import { adviseWillNeed, type FileMapping } from '../kernels/index.js';
+import { transparentHugePages } from '../kernels/huge-pages.js';
+
+export { transparentHugePages };
 
 const MIB = 1 << 20;
 /** Huge page size on x86-64 and arm64 with 4 KiB base pages. */
@@ -31,15 +33,6 @@ const PROBE_BYTES = 8 * MIB;
  * of ~30.
  */
 const LARGE_ENOUGH = 0.9;
-
-/** The kernel's transparent huge page mode ('always', 'madvise' or 'never'); undefined off Linux. */
-export function transparentHugePages(): string | undefined {
-  try {
-    return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * What preferLargePages found or did: the weights were already on huge pages, were moved there,

@@ -1,7 +1,9 @@
 /**
- * A load faults in the memory every step writes (the KV cache, the activation buffers), so that the
- * first request does not wait on fresh pages; `prefetch: false` leaves it to the first step. The
- * model is tiny and its context long, so the cache is nearly all of what the load adds.
+ * A load faults in the memory a first step would (the activation buffers, and a KV cache on huge
+ * pages, whose first positions touch most of its pages), so that the first request does not wait
+ * on fresh pages; `prefetch: false` leaves it to the first step, and a cache on small pages is left
+ * to fault in as it fills. The model is tiny and its context long, so the cache is nearly all of
+ * what the load adds.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { GgmlType } from '../gguf/ggml-types.js';
+import { hugePagesForTheAsking } from '../kernels/huge-pages.js';
 import { isNativeAvailable, residentBytes } from '../kernels/index.js';
 import { writeSyntheticModel } from '../model/synthetic.js';
 import { loadShards } from './load.js';
@@ -32,26 +35,47 @@ describe(
       },
     );
 
-    it('the KV cache and activations are resident after a load, not before the first step with prefetch off', async () => {
-      const lazyBefore = residentBytes();
-      const lazy = await loadShards(path, { threads: 1, ctx: 98304, progress: false, prefetch: false });
-      const lazyGrowth = residentBytes() - lazyBefore;
-      assert.equal(lazy.kvBytes, 96 * MIB);
-      lazy.close();
+    it(
+      'the KV cache on huge pages and the activations are resident after a load, not with prefetch off',
+      { skip: !hugePagesForTheAsking() && 'this OS gives no huge pages for the asking' },
+      async () => {
+        const lazyBefore = residentBytes();
+        const lazy = await loadShards(path, { threads: 1, ctx: 98304, progress: false, prefetch: false });
+        const lazyGrowth = residentBytes() - lazyBefore;
+        assert.equal(lazy.kvBytes, 96 * MIB);
+        lazy.close();
 
-      const before = residentBytes();
-      const eager = await loadShards(path, { threads: 1, ctx: 98304, progress: false });
-      const growth = residentBytes() - before;
-      assert.ok(
-        growth >= lazyGrowth + 0.9 * eager.kvBytes,
-        `a load grew the resident set by ${growth / MIB} MiB (${lazyGrowth / MIB} MiB with prefetch off)`,
-      );
-      // Faulting in changes no byte: the cache is still zero.
-      for (const region of eager.shards[0].writableMemory()) {
-        const bytes = new Uint8Array(region.buffer, region.byteOffset, region.byteLength);
-        for (let i = 0; i < bytes.length; i += 4093) assert.equal(bytes[i], 0);
+        const before = residentBytes();
+        const eager = await loadShards(path, { threads: 1, ctx: 98304, progress: false });
+        const growth = residentBytes() - before;
+        assert.ok(
+          growth >= lazyGrowth + 0.9 * eager.kvBytes,
+          `a load grew the resident set by ${growth / MIB} MiB (${lazyGrowth / MIB} MiB with prefetch off)`,
+        );
+        // Faulting in changes no byte: the cache is still zero.
+        let regions = 0;
+        for (const region of eager.shards[0].firstTouchMemory()) {
+          const bytes = new Uint8Array(region.buffer, region.byteOffset, region.byteLength);
+          for (let i = 0; i < bytes.length; i += 4093) assert.equal(bytes[i], 0);
+          regions++;
+        }
+        assert.ok(regions > 4, `${regions} regions`);
+        eager.close();
+      },
+    );
+
+    it('a cache on small pages is left to fault in as it fills', async () => {
+      process.env.CAIRN_LARGE_PAGES = '0';
+      try {
+        const before = residentBytes();
+        const loaded = await loadShards(path, { threads: 1, ctx: 98304, progress: false });
+        const growth = residentBytes() - before;
+        assert.ok(growth < 0.5 * loaded.kvBytes, `a load grew the resident set by ${growth / MIB} MiB`);
+        assert.equal([...loaded.shards[0].kv.allocatedStorage()].length, 0);
+        loaded.close();
+      } finally {
+        delete process.env.CAIRN_LARGE_PAGES;
       }
-      eager.close();
     });
   },
 );

@@ -128,7 +128,7 @@ export async function loadShards(path: string, opts: LoadOptions = {}): Promise<
   );
   if (opts.prefetch ?? true) {
     try {
-      await faultInWritable(shards, opts.progress ?? process.stderr.isTTY === true, `reserving the KV cache and activations of ${path}`);
+      await faultInFirstTouch(shards, opts.progress ?? process.stderr.isTTY === true, `reserving the KV cache and activations of ${path}`);
     } catch (err) {
       mapping.close();
       throw err;
@@ -334,16 +334,17 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
 const YIELD_EVERY = 32 * 1024 * 1024;
 
 /**
- * Faults in the memory every step writes (KV caches, activation buffers), with a progress bar, so
- * that the first request does not wait on it: fresh memory faults in at ~1 GB/s on a virtual
- * machine, and a slot's first use faulted its whole cache in (huge pages; each head's positions one
- * stretch), 0.1-0.3 s for llama-1b's 4096 positions and, copying a prefix into a fresh slot, a stall
- * of seconds with many slots. llama.cpp commits its cache at load the same way. Skipped without
- * the native library, whose kernels alone run long enough for it to matter.
+ * Faults in the memory a first step would (DecoderShard.firstTouchMemory: the activation buffers
+ * and a KV cache on huge pages), with a progress bar, so that the first request does not wait on
+ * it: fresh memory faults in at ~1 GB/s on a virtual machine, and a slot's first use faulted its
+ * whole cache in (huge pages; each head's positions one stretch), 0.1-0.3 s for llama-1b's 4096
+ * positions and, copying a prefix into a fresh slot, a stall of seconds with many slots. llama.cpp
+ * commits its cache at load the same way. A cache on small pages is left to fault in as it fills.
+ * Skipped without the native library (the reference kernels are slow enough that it never matters).
  */
-async function faultInWritable(shards: readonly DecoderShard[], show: boolean, label: string): Promise<void> {
+async function faultInFirstTouch(shards: readonly DecoderShard[], show: boolean, label: string): Promise<void> {
   if (!isNativeAvailable()) return;
-  const regions = shards.flatMap((s) => [...s.writableMemory()]);
+  const regions = shards.flatMap((s) => [...s.firstTouchMemory()]);
   const total = regions.reduce((a, r) => a + r.byteLength, 0);
   // A cache larger than the memory free now is left to fault in as it fills (a long context that
   // may never be used whole), rather than pushing the machine into swap or the OOM killer at load.

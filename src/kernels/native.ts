@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { GgmlType } from '../gguf/ggml-types.js';
 import { CairnError, type CairnErrorCode } from '../util/errors.js';
 import type { AttentionParams, AttentionSpan, ExpertBatch, ExpertInput, Kernels, KvType, RopeParams, WeightMatrix } from './api.js';
+import { hugePagesForTheAsking } from './huge-pages.js';
 
 /** What the library reports about the CPU and itself. */
 export interface CpuInfo {
@@ -280,6 +281,8 @@ function nativeBatch(batch: ExpertBatch): NativeExpertBatch {
  */
 export class NativeKernels implements Kernels {
   private readonly addon: NativeAddon;
+  /** Whether the OS gives huge pages for the asking (read on the first large allocation). */
+  private hugePages?: boolean;
 
   constructor(addon: NativeAddon = loadNative()) {
     this.addon = addon;
@@ -474,15 +477,16 @@ export class NativeKernels implements Kernels {
    * An ordinary zeroed ArrayBuffer (V8 frees and counts it as usual) whose whole 2 MiB pages are
    * advised to be huge before anything touches them, so that its first touches fault in 2 MiB at a
    * time; from 8 MiB up (below that the buffer's edges, on small pages either way, are much of
-   * it). CAIRN_LARGE_PAGES=0 leaves every buffer as it is.
+   * it), and only where the OS gives huge pages for the asking (elsewhere undefined: an ordinary
+   * buffer is the same memory). CAIRN_LARGE_PAGES=0 leaves every buffer as it is.
    */
   allocateZeroed(bytes: number): ArrayBuffer | undefined {
     if (!Number.isSafeInteger(bytes) || bytes < LARGE_BUFFER_MIN_BYTES || process.env.CAIRN_LARGE_PAGES === '0' || !this.addon.adviseHuge) {
       return undefined;
     }
+    if (!(this.hugePages ??= hugePagesForTheAsking())) return undefined;
     const buffer = new ArrayBuffer(bytes);
-    this.addon.adviseHuge(buffer);
-    return buffer;
+    return this.addon.adviseHuge(buffer) ? buffer : undefined;
   }
 
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {

@@ -74,9 +74,12 @@ export class DecoderShard {
     return new DecoderShard(this.cfg, this.shard, this.parts, this.weights, kv, this.step.kernels, this.ws);
   }
 
-  /** The memory a step writes: the KV cache's storage and the activation buffers (to fault it in at load). */
-  *writableMemory(): IterableIterator<ArrayBufferView> {
-    yield* this.kv.storage();
+  /**
+   * The memory a first step would fault in (to do so at load instead): the activation buffers, and
+   * the KV cache's storage on huge pages (KvCache.allocatedStorage).
+   */
+  *firstTouchMemory(): IterableIterator<ArrayBufferView> {
+    yield* this.kv.allocatedStorage();
     yield* this.ws.buffers();
   }
 

@@ -107,6 +107,8 @@ export class KvCache {
   readonly rows: readonly KvRowShape[];
   /** Total bytes held. */
   readonly bytes: number;
+  /** The arenas that came from `allocate` (the others are ordinary ArrayBuffers). */
+  private readonly allocated = new Set<ArrayBufferLike>();
   private readonly k: Uint8Array[][]; // [layer - layerStart][slot]
   private readonly v: Uint8Array[][];
 
@@ -138,9 +140,15 @@ export class KvCache {
     // The layers' key and value stretches, one after another in as few arenas as fit.
     let stretches: Uint8Array[];
     try {
+      const allocate = options.allocate;
       stretches = arenaViews(
         rows.flatMap((row) => [this.headPositions * row.k * elem * slots, this.headPositions * row.v * elem * slots]),
-        options.allocate,
+        allocate &&
+          ((bytes) => {
+            const buffer = allocate(bytes);
+            if (buffer) this.allocated.add(buffer);
+            return buffer;
+          }),
       );
     } catch (err) {
       if (err instanceof RangeError) throw tooLarge();
@@ -162,11 +170,14 @@ export class KvCache {
     return this.allocate?.(bytes) ?? new ArrayBuffer(bytes);
   }
 
-  /** Every layer's key and value storage, slot by slot, in the order of the cache's memory. */
-  *storage(): IterableIterator<Uint8Array> {
+  /**
+   * The key and value storage (layer by layer, slot by slot) that lies on memory from `allocate`:
+   * huge pages for a shard's own cache, where a slot's first few positions touch most of its pages,
+   * each head's positions being one stretch. (On small pages a slot faults in what it fills.)
+   */
+  *allocatedStorage(): IterableIterator<Uint8Array> {
     for (let i = 0; i < this.rows.length; i++) {
-      yield* this.k[i];
-      yield* this.v[i];
+      for (const s of [...this.k[i], ...this.v[i]]) if (this.allocated.has(s.buffer)) yield s;
     }
   }
 
