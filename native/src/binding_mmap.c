@@ -279,13 +279,10 @@ static bool buffer_bytes(napi_env env, napi_value value, const char *fn, void **
  * With populate, the pages are faulted in before it returns.
  */
 static napi_value advise_will_need(napi_env env, napi_callback_info info) {
+  /* Arguments not given read as undefined, which buffer_bytes refuses. */
   napi_value argv[2];
   size_t argc = 2;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1) {
-    args_throw(env, "BAD_ARGUMENT", "adviseWillNeed expects an ArrayBuffer or a typed array");
-    return NULL;
-  }
   bool populate = false;
   if (argc >= 2) napi_get_value_bool(env, argv[1], &populate);
   void *data = NULL;
@@ -304,10 +301,6 @@ static napi_value populate_write(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   size_t argc = 1;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1) {
-    args_throw(env, "BAD_ARGUMENT", "populateWrite expects an ArrayBuffer or a typed array");
-    return NULL;
-  }
   void *data = NULL;
   size_t len = 0;
   if (!buffer_bytes(env, argv[0], "populateWrite", &data, &len)) return NULL;
