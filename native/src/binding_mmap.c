@@ -294,8 +294,8 @@ static napi_value advise_will_need(napi_env env, napi_callback_info info) {
 }
 
 /*
- * populateWrite(bufferOrView): the pages under it faulted in, writable, before it returns; its
- * bytes unchanged (cairn_populate_write).
+ * populateWrite(bufferOrView): the pages under it faulted in, writable, before it returns, its
+ * bytes unchanged (cairn_populate_write); false where the OS cannot.
  */
 static napi_value populate_write(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -304,9 +304,8 @@ static napi_value populate_write(napi_env env, napi_callback_info info) {
   void *data = NULL;
   size_t len = 0;
   if (!buffer_bytes(env, argv[0], "populateWrite", &data, &len)) return NULL;
-  cairn_populate_write(data, len);
   napi_value result;
-  napi_get_undefined(env, &result);
+  napi_get_boolean(env, cairn_populate_write(data, len) == 0, &result);
   return result;
 }
 

@@ -197,12 +197,10 @@ int cairn_populate_write(void *p, size_t len) {
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   const uintptr_t start = (uintptr_t)p & ~(page - 1);
   const uintptr_t end = (uintptr_t)p + len;
-  /* Linux 5.14+: writable pages (huge ones where advised) faulted in at once; the bytes stay as they are. */
-  if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return 0;
-  /* Older kernels: a locked or of 0 into one byte per page: a write fault that keeps the byte, even
-     should another thread store to it meanwhile. */
-  for (uintptr_t a = start < (uintptr_t)p ? (uintptr_t)p : start; a < end; a += page) __atomic_fetch_or((unsigned char *)a, 0, __ATOMIC_RELAXED);
-  return 0;
+  /* Linux 5.14+: writable pages (huge ones where advised) faulted in at once; the bytes stay as they
+     are. Elsewhere nothing is done: touching pages by hand would write to memory whose permissions
+     this does not know. */
+  return madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0 ? 0 : -1;
 }
 
 int cairn_evict_file(const char *path) {

@@ -65,7 +65,8 @@ int cairn_advise_willneed(const void *p, size_t len);
 int cairn_populate_read(const void *p, size_t len);
 /*
  * Faults [p, p + len) of writable memory in now, writable, without changing a byte (memory a
- * first request would otherwise wait on: a KV cache, activation buffers). 0.
+ * first request would otherwise wait on: a KV cache, activation buffers). 0, or -1 where the OS
+ * cannot (before Linux 5.14, other systems) or refused.
  */
 int cairn_populate_write(void *p, size_t len);
 /* Drops a file's pages from the page cache (for cold-start benchmarks). 0 or -1. */

@@ -48,7 +48,7 @@ export interface NativeAddon {
   mapUnmapView(handle: NativeMapHandle, view: Uint8Array): boolean;
   mapFile(path: string): { buffer: ArrayBuffer; size: number };
   adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView, populate?: boolean): boolean;
-  populateWrite?(bytes: ArrayBuffer | ArrayBufferView): void;
+  populateWrite?(bytes: ArrayBuffer | ArrayBufferView): boolean;
   rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, p: RopeParams): void;
   softmax(x: Float32Array, rows: number, cols: number): void;
@@ -238,13 +238,11 @@ export function adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView, populate = 
 /**
  * Faults the pages under `bytes` in now, writable, leaving every byte as it was: memory that the
  * first request would otherwise wait on (on a virtual machine fresh memory faults in at ~1 GB/s).
- * False where this build of the library cannot.
+ * False where the OS cannot (Linux before 5.14, other systems): the pages then fault in on use.
  */
 export function populateWrite(bytes: ArrayBuffer | ArrayBufferView): boolean {
   const addon = loadNative();
-  if (!addon.populateWrite) return false;
-  call(() => addon.populateWrite?.(bytes));
-  return true;
+  return addon.populateWrite ? call(() => addon.populateWrite!(bytes)) : false;
 }
 
 function missing(what: string): never {
