@@ -346,9 +346,10 @@ async function faultInFirstTouch(shards: readonly DecoderShard[], show: boolean,
   if (!isNativeAvailable()) return;
   const regions = shards.flatMap((s) => [...s.firstTouchMemory()]);
   const total = regions.reduce((a, r) => a + r.byteLength, 0);
-  // A cache larger than the memory free now is left to fault in as it fills (a long context that
-  // may never be used whole), rather than pushing the machine into swap or the OOM killer at load.
-  if (total > freemem()) return;
+  // A cache that would take more than half the memory free now is left to fault in as it fills (a
+  // long context, or many slots, that may never be used whole): committing it at load could push
+  // the machine, and whatever else runs on it, into swap.
+  if (total > freemem() / 2) return;
   const progress = new ProgressReporter(show ? label : undefined, total);
   let done = 0;
   for (const r of regions) {
