@@ -247,8 +247,8 @@ static napi_value map_file(napi_env env, napi_callback_info info) {
 }
 
 /*
- * The bytes of an ArrayBuffer, or of a typed array's own elements, into *data and *len; false (with
- * a BAD_ARGUMENT thrown naming `fn`) for anything else.
+ * The bytes of an ArrayBuffer, or of a view's own bytes (a typed array's elements, a DataView's
+ * range), into *data and *len; false (with a BAD_ARGUMENT thrown naming `fn`) for anything else.
  */
 static bool buffer_bytes(napi_env env, napi_value value, const char *fn, void **data, size_t *len) {
   bool is_ab = false, is_view = false;
@@ -257,6 +257,14 @@ static bool buffer_bytes(napi_env env, napi_value value, const char *fn, void **
   napi_is_arraybuffer(env, value, &is_ab);
   if (is_ab) {
     napi_get_arraybuffer_info(env, value, data, len);
+    return true;
+  }
+  bool is_data_view = false;
+  napi_is_dataview(env, value, &is_data_view);
+  if (is_data_view) {
+    napi_value ab;
+    size_t offset;
+    napi_get_dataview_info(env, value, len, data, &ab, &offset);
     return true;
   }
   napi_is_typedarray(env, value, &is_view);

@@ -3,7 +3,6 @@
  * shard(s) of the plan, their KV caches and the engine. A single machine runs the one-shard plan;
  * nothing here is specific to "local mode" beyond the runner that chains the shards in-process.
  */
-import { freemem } from 'node:os';
 import { basename } from 'node:path';
 import { GgmlType } from '../gguf/ggml-types.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
@@ -22,6 +21,7 @@ import { preferLargePages, type ProbeRange } from './large-pages.js';
 import { packProductWeights } from './pack-weights.js';
 import { LocalRunner, type ForwardRunner } from './runner.js';
 import { ProgressReporter } from '../util/progress.js';
+import { freeMemoryBytes } from '../util/free-memory.js';
 import { Metadata } from '../gguf/metadata.js';
 import { readPooling, type Pooling } from '../model/pooling.js';
 import { isEncoderArchitecture } from '../model/encoders/registry.js';
@@ -346,10 +346,10 @@ async function faultInFirstTouch(shards: readonly DecoderShard[], show: boolean,
   if (!isNativeAvailable()) return;
   const regions = shards.flatMap((s) => [...s.firstTouchMemory()]);
   const total = regions.reduce((a, r) => a + r.byteLength, 0);
-  // A cache that would take more than half the memory free now is left to fault in as it fills (a
-  // long context, or many slots, that may never be used whole): committing it at load could push
-  // the machine, and whatever else runs on it, into swap.
-  if (total > freemem() / 2) return;
+  // A cache (with the activations) that would take more than half the memory free now is left to
+  // fault in as it fills (a long context, or many slots, that may never be used whole): committing
+  // it at load could push the machine, and whatever else runs on it, into swap.
+  if (total > freeMemoryBytes() / 2) return;
   const progress = new ProgressReporter(show ? label : undefined, total);
   let done = 0;
   for (const r of regions) {

@@ -1,6 +1,6 @@
 /**
- * Whether this OS puts anonymous memory on transparent huge pages for the asking: read once from
- * Linux's sysfs. Weights (engine/large-pages.ts) and KV cache arenas (Kernels.allocateZeroed)
+ * Whether this OS puts anonymous memory on transparent huge pages for the asking, as Linux's sysfs
+ * says at each call. Weights (engine/large-pages.ts) and KV cache arenas (Kernels.allocateZeroed)
  * both depend on it.
  */
 import { readFileSync } from 'node:fs';

@@ -238,7 +238,8 @@ export function adviseWillNeed(bytes: ArrayBuffer | ArrayBufferView, populate = 
 /**
  * Faults the pages under `bytes` in now, writable, leaving every byte as it was: memory that the
  * first request would otherwise wait on (on a virtual machine fresh memory faults in at ~1 GB/s).
- * False where the OS cannot (Linux before 5.14, other systems): the pages then fault in on use.
+ * False where the OS cannot (Linux before 5.14, other systems) or would not (out of memory): the
+ * pages then fault in on use.
  */
 export function populateWrite(bytes: ArrayBuffer | ArrayBufferView): boolean {
   const addon = loadNative();
