@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { adviseWillNeed, isNativeAvailable, openMapping, type FileMapping } from '../kernels/index.js';
-import { preferLargePages, transparentHugePages } from './large-pages.js';
+import { transparentHugePages } from '../kernels/huge-pages.js';
+import { preferLargePages } from './large-pages.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cairn-large-pages-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -15,9 +15,7 @@
  * `CAIRN_LARGE_PAGES=0` turns this off.
  */
 import { adviseWillNeed, type FileMapping } from '../kernels/index.js';
-import { transparentHugePages } from '../kernels/huge-pages.js';
-
-export { transparentHugePages };
+import { hugePagesForTheAsking } from '../kernels/huge-pages.js';
 
 const MIB = 1 << 20;
 /** Huge page size on x86-64 and arm64 with 4 KiB base pages. */
@@ -58,8 +56,7 @@ export async function preferLargePages(
   reread: () => Promise<void>,
 ): Promise<LargePagesOutcome> {
   if (process.env.CAIRN_LARGE_PAGES === '0' || !mapping.mapped || weightBytes < MIN_BYTES) return 'off';
-  const mode = transparentHugePages();
-  if (mode !== 'always' && mode !== 'madvise') return 'off';
+  if (!hugePagesForTheAsking()) return 'off';
   const before = mapping.largePageBytes();
   if (before === undefined) return 'off';
   if (before >= weightBytes * LARGE_ENOUGH) return 'large';

@@ -350,10 +350,19 @@ async function faultInFirstTouch(shards: readonly DecoderShard[], show: boolean,
   // fault in as it fills (a long context, or many slots, that may never be used whole): committing
   // it at load could push the machine, and whatever else runs on it, into swap.
   if (total > freeMemoryBytes() / 2) return;
+  await walkWithProgress(regions, total, show, label, populateWrite);
+}
+
+/**
+ * Calls `visit` on each region in turn (until it returns false) under a progress bar of `total`
+ * bytes, yielding to the event loop now and then so a server stays responsive (503 on /health)
+ * during a long load.
+ */
+async function walkWithProgress<T extends ArrayBufferView>(regions: Iterable<T>, total: number, show: boolean, label: string, visit: (region: T) => boolean): Promise<void> {
   const progress = new ProgressReporter(show ? label : undefined, total);
   let done = 0;
   for (const r of regions) {
-    if (!populateWrite(r)) break;
+    if (!visit(r)) break;
     const before = done;
     done += r.byteLength;
     progress.update(done);
@@ -364,21 +373,12 @@ async function faultInFirstTouch(shards: readonly DecoderShard[], show: boolean,
 
 /** Reads every weight page once (sequentially, so the kernel reads ahead) with a progress bar. */
 async function prefetch(shards: readonly Pick<DecoderShard, 'weights'>[], total: number, show: boolean, label: string): Promise<void> {
-  const progress = new ProgressReporter(show ? label : undefined, total);
-  let done = 0;
   const native = isNativeAvailable();
   let sink = 0;
-  for (const shard of shards) {
-    for (const m of shard.weights.views) {
-      if (native) adviseWillNeed(m, true);
-      else for (let i = 0; i < m.length; i += 4096) sink ^= m[i];
-      const before = done;
-      done += m.length;
-      progress.update(done);
-      // Yield now and then so a server stays responsive (503 on /health) during a long load.
-      if (show || Math.floor(done / YIELD_EVERY) !== Math.floor(before / YIELD_EVERY)) await new Promise((r) => setImmediate(r));
-    }
-  }
-  progress.stop();
+  await walkWithProgress(shards.flatMap((shard) => shard.weights.views), total, show, label, (m) => {
+    if (native) adviseWillNeed(m, true);
+    else for (let i = 0; i < m.length; i += 4096) sink ^= m[i];
+    return true;
+  });
   if (sink === 256) throw new Error('unreachable'); // keeps the reads from being optimized away
 }

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
 import { randomF32, seededRandom } from '../../test/helpers/kernel-inputs.js';
 import { faultsTouching } from '../../test/helpers/page-faults.js';
-import { hugePagesForTheAsking } from './huge-pages.js';
+import { hugePagesForTheAsking, transparentHugePages } from './huge-pages.js';
 import { isCairnError } from '../util/errors.js';
 import type { AttentionParams } from './api.js';
 import { createKernels, residentBytes } from './index.js';
@@ -290,14 +290,8 @@ describe('large zeroed memory (a KV cache arena)', () => {
   });
 
   it('puts the memory on huge pages where the OS offers them for the asking', (t) => {
-    let mode = '';
-    try {
-      mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? '';
-    } catch {
-      // not Linux, or no transparent huge pages
-    }
-    if (mode !== 'always' && mode !== 'madvise') {
-      t.skip(`transparent huge pages are '${mode || 'absent'}' here, so none are asked for`);
+    if (!hugePagesForTheAsking()) {
+      t.skip(`transparent huge pages are '${transparentHugePages() ?? 'absent'}' here, so none are asked for`);
       return;
     }
     const before = anonHugeKib();
