@@ -19,6 +19,8 @@ interface Bigram {
 }
 
 const CACHE_LIMIT = 100_000;
+/** Longer words are not cached: they seldom repeat, and the cache's memory stays bounded whatever the input. */
+const CACHED_WORD_MAX = 64;
 
 /** A BPE tokenizer bound to one vocabulary. */
 export class BpeTokenizer {
@@ -33,12 +35,14 @@ export class BpeTokenizer {
   /** Tokenizes raw text (no special tokens in it) and appends the ids to `out`. */
   tokenize(text: string, out: number[]): void {
     for (const word of regexSplit(text, this.regexes)) {
-      const encoded = bytesToByteLevel(utf8(word));
-      let ids = this.cache.get(encoded);
+      // Keyed by the word itself: a word seen before skips its UTF-8 and byte-level spelling too.
+      let ids = this.cache.get(word);
       if (ids === undefined) {
-        ids = this.tokenizeWord(encoded);
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-        this.cache.set(encoded, ids);
+        ids = this.tokenizeWord(bytesToByteLevel(utf8(word)));
+        if (word.length <= CACHED_WORD_MAX) {
+          if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+          this.cache.set(word, ids);
+        }
       }
       for (const id of ids) out.push(id);
     }

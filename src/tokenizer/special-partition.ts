@@ -58,15 +58,85 @@ function splitRange(input: string, start: number, end: number, found: Occurrence
   if (pos < end) out.push({ start: pos, end });
 }
 
+/** The special tokens' texts as a trie of UTF-16 units, for finding all that occur in one pass. */
+interface SpecialTrie {
+  /** The node after the first unit (-1: no token starts with it). */
+  readonly first: Int32Array;
+  /** Each node's children by unit (node 0 is the root, unused). */
+  readonly children: Map<number, number>[];
+  /** The tokens whose text ends at each node. */
+  readonly ends: (number[] | undefined)[];
+  /** Tokens with an empty text (which every input "contains"). */
+  readonly empty: readonly number[];
+}
+
+const triesByVocab = new WeakMap<Vocab, SpecialTrie>();
+
+function specialTrie(vocab: Vocab): SpecialTrie {
+  let trie = triesByVocab.get(vocab);
+  if (trie) return trie;
+  const first = new Int32Array(0x10000).fill(-1);
+  const children: Map<number, number>[] = [new Map()];
+  const ends: (number[] | undefined)[] = [undefined];
+  const empty: number[] = [];
+  for (const id of vocab.specialTokens) {
+    const text = vocab.texts[id];
+    if (text.length === 0) {
+      empty.push(id);
+      continue;
+    }
+    let node = first[text.charCodeAt(0)];
+    if (node === -1) {
+      node = children.push(new Map()) - 1;
+      ends.push(undefined);
+      first[text.charCodeAt(0)] = node;
+    }
+    for (let i = 1; i < text.length; i++) {
+      const unit = text.charCodeAt(i);
+      let child = children[node].get(unit);
+      if (child === undefined) {
+        child = children.push(new Map()) - 1;
+        ends.push(undefined);
+        children[node].set(unit, child);
+      }
+      node = child;
+    }
+    (ends[node] ??= []).push(id);
+  }
+  trie = { first, children, ends, empty };
+  triesByVocab.set(vocab, trie);
+  return trie;
+}
+
+/**
+ * The special tokens whose text occurs somewhere in `input`: one pass over it, where asking each
+ * token in turn read a long prompt once per special token (thousands, in some vocabularies).
+ */
+function specialTokensIn(vocab: Vocab, input: string): Set<number> {
+  const { first, children, ends, empty } = specialTrie(vocab);
+  const found = new Set<number>(empty);
+  for (let i = 0; i < input.length; i++) {
+    let node = first[input.charCodeAt(i)];
+    for (let j = i + 1; node !== -1; j++) {
+      const here = ends[node];
+      if (here) for (const id of here) found.add(id);
+      if (j >= input.length) break;
+      node = children[node].get(input.charCodeAt(j)) ?? -1;
+    }
+  }
+  return found;
+}
+
 /** Cuts `input` into text fragments and special-token fragments. */
 export function partitionSpecial(vocab: Vocab, input: string, parseSpecial: boolean): Fragment[] {
   if (input === '') return [];
   let ranges: Range[] = [{ start: 0, end: input.length }];
+  const present = specialTokensIn(vocab, input);
   for (const id of vocab.specialTokens) {
     const attr = vocab.attrs[id];
     if (!parseSpecial && attr & (TokenAttr.CONTROL | TokenAttr.UNKNOWN)) continue;
     const tokenText = vocab.texts[id];
-    if (!input.includes(tokenText)) continue;
+    if (!present.has(id)) continue;
     const next: Range[] = [];
     const found = new Occurrences(input, tokenText);
     for (const r of ranges) {

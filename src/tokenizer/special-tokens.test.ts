@@ -128,6 +128,61 @@ test('a text holding many special tokens is cut in one pass per token, not one s
   assert.deepEqual(tok.encode('x<b><aa>x<b>', { addSpecial: false }), [0x78, 257, 256, 0x78, 257]);
 });
 
+test('special tokens that begin alike or lie inside one another are each found', () => {
+  const texts = ['<t>', '<t1>', '<t12>', '[P]', '[PAD1]', '[PAD12]', 't1'];
+  const tok = tinyTokenizer(dir, bpeEntries(texts.map((t) => [t, U] as const), []));
+  const id = (t: string): number => 256 + texts.indexOf(t);
+  const x = 0x78;
+  assert.deepEqual(tok.encode('x<t12>x<t1>x<t>x[PAD1][P][PAD12', { addSpecial: false }).slice(0, 9), [
+    x,
+    id('<t12>'),
+    x,
+    id('<t1>'),
+    x,
+    id('<t>'),
+    x,
+    id('[PAD1]'),
+    id('[P]'),
+  ]);
+  // "t1" is inside "<t1>" but cut only where no longer token holds it.
+  assert.deepEqual(tok.encode('<t1>t1', { addSpecial: false }), [id('<t1>'), id('t1')]);
+  assert.deepEqual(tok.encode('<t', { addSpecial: false }).includes(id('<t>')), false);
+});
+
+test('a long text is searched for special tokens in one pass, however many the vocabulary has', () => {
+  const n = 3000;
+  const tok = tinyTokenizer(
+    dir,
+    bpeEntries(
+      Array.from({ length: n }, (_, i) => [`[PAD${i}]`, U] as const),
+      [],
+    ),
+  );
+  const text = 'x [PAD7] y [PAD'.repeat(2000);
+  // Counts the characters that searches of the input pass over (one per token would be n * text).
+  let scanned = 0;
+  const { includes, indexOf } = String.prototype;
+  String.prototype.includes = function (this: string, search: string, from?: number): boolean {
+    if (this === text) scanned += this.length - (from ?? 0);
+    return includes.call(this, search, from);
+  };
+  String.prototype.indexOf = function (this: string, search: string, from?: number): number {
+    const at = indexOf.call(this, search, from);
+    if (this === text) scanned += (at === -1 ? this.length : at) - (from ?? 0);
+    return at;
+  };
+  let ids: number[];
+  try {
+    ids = tok.encode(text, { addSpecial: false });
+  } finally {
+    String.prototype.includes = includes;
+    String.prototype.indexOf = indexOf;
+  }
+  assert.ok(scanned <= 2 * text.length, `the searches passed over ${scanned} characters of ${text.length}`);
+  assert.equal(ids.filter((t) => t === 256 + 7).length, 2000);
+  assert.ok(!ids.some((t) => t >= 256 && t !== 256 + 7), 'only [PAD7] is in the text');
+});
+
 test('WordPiece: a word longer than 100 characters is the unknown token, as in BERT, however long the tokens', () => {
   // A token of 300 characters would make the longest-match search cost 300^2 per position.
   const tok = tinyTokenizer(dir, [

@@ -94,6 +94,56 @@ test('a long input tokenizes and round-trips (the merge queue keeps it fast)', (
   assert.equal(tok.decode(ids), text);
 });
 
+/**
+ * SPM by its definition, slowly: merge the adjacent pair whose joined text is the best-scoring
+ * token (ties: leftmost) until none is; pieces that are no token as their byte tokens.
+ */
+function spmByDefinition(tokens: readonly SpmToken[], text: string): number[] {
+  const idOf = new Map(tokens.map((t, i) => [t[0], i + 3]));
+  const score = (s: string): number | undefined => tokens[idOf.get(s)! - 3]?.[1];
+  const pieces = [...text];
+  for (;;) {
+    let best = -1;
+    for (let i = 0; i + 1 < pieces.length; i++) {
+      const s = score(pieces[i] + pieces[i + 1]);
+      if (s !== undefined && (best < 0 || s > score(pieces[best] + pieces[best + 1])!)) best = i;
+    }
+    if (best < 0) break;
+    pieces.splice(best, 2, pieces[best] + pieces[best + 1]);
+  }
+  const byteId = (b: number): number => 3 + tokens.length + b;
+  return pieces.flatMap((p) => (idOf.has(p) ? [idOf.get(p)!] : [...Buffer.from(p)].map(byteId)));
+}
+
+test('random vocabularies and texts merge as the definition says (characters in no longer token cut the text)', () => {
+  let seed = 7;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return Math.floor((seed / 2 ** 32) * n);
+  };
+  // "x", "\n" and "🦙" are in no token of two or more characters: the text is merged piece by
+  // piece between them, and a wrong cut anywhere else would show as a different merge.
+  const joinable = ['a', 'b', 'c', '▁', 'é'];
+  const isolated = ['x', '\n', '🦙'];
+  for (let v = 0; v < 40; v++) {
+    const texts = new Set<string>([...joinable, 'x']);
+    while (texts.size < 30) {
+      let t = '';
+      for (let k = 2 + random(4); k > 0; k--) t += joinable[random(joinable.length)];
+      texts.add(t);
+    }
+    // Scores with ties, so the leftmost rule matters.
+    const tokens: SpmToken[] = [...texts].map((t) => [t, -random(6)]);
+    const entries = [...spmEntries(tokens, { bytes: true }), ['tokenizer.ggml.add_space_prefix', gv.bool(false)] as const];
+    const tok = tinyTokenizer(dir, entries);
+    for (let k = 0; k < 25; k++) {
+      let text = '';
+      for (let n = random(40); n > 0; n--) text += random(6) === 0 ? isolated[random(isolated.length)] : joinable[random(joinable.length)];
+      assert.deepEqual(tok.encode(text.replaceAll('▁', ' '), { addSpecial: false }), spmByDefinition(tokens, text), JSON.stringify(text));
+    }
+  }
+});
+
 const LLAMA2 = 'expected/llama2c_tokenizer32000_test_vectors.json';
 const LLAMA_SPM = 'vocab/ggml-vocab-llama-spm.gguf';
 
