@@ -69,6 +69,18 @@ test('a longer prompt that extends an earlier one reuses its KV (slot cache) and
   }
 });
 
+test('prompt cache without a directory: shutting down copies no slot aside', async () => {
+  const model = await loadModel(path, { ctx: 256, slots: 2, progress: false, promptCache: { budgetBytes: 64 << 20 } });
+  try {
+    await run(model, { prompt: prompt(8, 80), maxTokens: 4 });
+    assert.equal(model.engine.prefixCache!.bytes, 0, 'nothing overwritten, nothing saved yet');
+    assert.equal(await model.engine.persistPromptCache(), 0);
+    assert.equal(model.engine.prefixCache!.bytes, 0, 'the slots were not copied into memory');
+  } finally {
+    model.close();
+  }
+});
+
 test('prompt cache: an overwritten slot is kept in memory, found again, and survives a restart on disk', async () => {
   const cacheDir = join(dir, 'prompt-cache');
   const opts = { ctx: 256, slots: 1, progress: false, promptCache: { budgetBytes: 64 << 20, dir: cacheDir } };

@@ -612,7 +612,9 @@ export class Engine {
   /** Saves what the slots hold and writes the prompt cache to its directory (on shutdown). */
   async persistPromptCache(): Promise<number> {
     const cache = this.prefixCache;
-    if (!cache) return 0;
+    // Without a directory there is nowhere to keep them: copying the slots aside would only hold
+    // up the shutdown (seconds, and gigabytes of fresh memory, for long contexts).
+    if (!cache?.persistent) return 0;
     for (const s of this.slots) if (!s.busy) await cache.save(s.id, s.cached);
     return cache.persist();
   }

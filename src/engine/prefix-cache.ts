@@ -56,6 +56,11 @@ export class PrefixCache {
     return this.heldBytes;
   }
 
+  /** Whether entries are written to a directory (persist() keeps them past the process). */
+  get persistent(): boolean {
+    return this.opts.dir !== undefined;
+  }
+
   /** Entries known (in memory or on disk). */
   get size(): number {
     return this.entries.size;
