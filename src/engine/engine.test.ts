@@ -137,6 +137,28 @@ test('the prompt cache stays within its byte budget', async () => {
   }
 });
 
+test('a prefix larger than the prompt cache is kept as far as the budget reaches', async () => {
+  const ctx = 256;
+  const probe = await loadModel(path, { ctx, slots: 1, progress: false });
+  const perPosition = probe.kvBytes / ctx;
+  probe.close();
+  assert.ok(Number.isInteger(perPosition), `${perPosition} bytes a position`);
+  const budgetBytes = 40 * perPosition;
+  const model = await loadModel(path, { ctx, slots: 1, progress: false, promptCache: { budgetBytes } });
+  try {
+    const a = [...prompt(40, 80), 400];
+    const expected = (await run(model, { prompt: a, maxTokens: 8 })).tokens;
+    await run(model, { prompt: prompt(41, 50), maxTokens: 8 }); // overwrites the only slot: 88 positions to keep, room for 40
+    const cache = model.engine.prefixCache!;
+    assert.equal(cache.bytes, budgetBytes, 'the first 40 positions were kept');
+    const again = await run(model, { prompt: a, maxTokens: 8 });
+    assert.equal(again.cachedTokens, 40);
+    assert.deepEqual(again.tokens, expected);
+  } finally {
+    model.close();
+  }
+});
+
 test('stopping iteration early cancels the sequence and frees its slot', async () => {
   const model = await loadModel(path, { ctx: 256, slots: 1, progress: false });
   try {

@@ -581,7 +581,7 @@ export class Engine {
   /** Copies a saved prefix into a slot; a prefix that cannot be read (damaged file, other layout) is dropped. */
   private async tryLoadStored(key: number, slot: Slot, prompt: readonly number[]): Promise<boolean> {
     try {
-      await this.saveBeforeOverwrite(slot, prompt);
+      await this.saveBeforeOverwrite(slot, prompt, key);
       await this.prefixCache!.load(key, slot.id);
       return true;
     } catch {
@@ -603,10 +603,11 @@ export class Engine {
   }
 
   /** Before a slot's positions past the shared prefix are overwritten, keep its old prefix aside. */
-  private async saveBeforeOverwrite(slot: Slot, prompt: readonly number[]): Promise<void> {
+  private async saveBeforeOverwrite(slot: Slot, prompt: readonly number[], loading?: number): Promise<void> {
     const cache = this.prefixCache;
     if (!cache || slot.cached.length - commonPrefix(slot.cached, prompt) < cache.minTokens) return;
-    await cache.save(slot.id, slot.cached);
+    // The entry about to be loaded into the slot must survive making room for the slot's own.
+    await cache.save(slot.id, slot.cached, loading);
   }
 
   /** Saves what the slots hold and writes the prompt cache to its directory (on shutdown). */

@@ -93,8 +93,16 @@ export class PrefixCache {
     await this.evict(key);
   }
 
-  /** Saves a slot's first tokens unless they are short or already covered by an entry. */
-  async save(slot: number, tokens: readonly number[]): Promise<void> {
+  /**
+   * Saves a slot's first tokens unless they are short or already covered by an entry. A prefix
+   * larger than the whole budget is saved as far as the budget reaches, where the runner can say
+   * how far that is before copying (a long conversation's first part is still worth finding).
+   * `protect` names an entry about to be loaded into the slot: it is not evicted to make room (the
+   * new entry goes instead, where nothing else can).
+   */
+  async save(slot: number, all: readonly number[], protect?: number): Promise<void> {
+    const room = this.opts.budgetBytes - (protect === undefined ? 0 : (this.entries.get(protect)?.bytes ?? 0));
+    const tokens = all.slice(0, this.fitting(all.length, room));
     if (tokens.length < this.minTokens) return;
     for (const e of this.entries.values()) {
       if (e.tokens.length >= tokens.length && commonPrefix(e.tokens, tokens) === tokens.length) {
@@ -120,11 +128,28 @@ export class PrefixCache {
     }
     // An entry that is a prefix of the new one is now redundant.
     for (const e of [...this.entries.values()]) {
-      if (e.tokens.length < tokens.length && commonPrefix(e.tokens, tokens) === e.tokens.length) await this.remove(e);
+      if (e.key !== protect && e.tokens.length < tokens.length && commonPrefix(e.tokens, tokens) === e.tokens.length) await this.remove(e);
     }
     this.entries.set(key, { key, tokens: [...tokens], bytes, lastUsed: ++this.clock });
     this.heldBytes += bytes;
-    await this.evict(key);
+    await this.evict(key, protect);
+    // (Only where the runner could not tell the size beforehand.)
+    if (this.heldBytes > this.opts.budgetBytes) await this.remove(this.entries.get(key)!);
+  }
+
+  /** The most of n positions whose saved copy fits in `room` bytes (n where the runner cannot tell). */
+  private fitting(n: number, room: number): number {
+    const bytes = this.runner.savedBytes?.bind(this.runner);
+    if (!bytes || bytes(n) <= room) return n;
+    // Bytes grow with positions (in steps, for a tiled cache): the largest count within budget.
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (bytes(mid) <= room) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   /** Drops one entry (it could not be used). */
@@ -191,10 +216,12 @@ export class PrefixCache {
   }
 
   /** Frees memory until within budget, oldest first; on-disk copies survive eviction from memory. */
-  private async evict(keep: number): Promise<void> {
+  private async evict(keep: number, protect?: number): Promise<void> {
     while (this.heldBytes > this.opts.budgetBytes) {
       let victim: Entry | undefined;
-      for (const e of this.entries.values()) if (e.bytes > 0 && e.key !== keep && (!victim || e.lastUsed < victim.lastUsed)) victim = e;
+      for (const e of this.entries.values()) {
+        if (e.bytes > 0 && e.key !== keep && e.key !== protect && (!victim || e.lastUsed < victim.lastUsed)) victim = e;
+      }
       if (!victim) return;
       if (victim.file) {
         this.heldBytes -= victim.bytes;

@@ -77,6 +77,11 @@ export interface ForwardRunner {
   copySlotPrefix(from: number, to: number, n: number): Promise<void>;
   /** Copies the first n positions of a slot aside under `key` (prompt cache); returns the bytes held. */
   saveSlot(slot: number, n: number, key: number): Promise<number>;
+  /**
+   * The bytes saveSlot would hold for n positions, where the runner knows them without copying
+   * (the prompt cache then never copies a prefix its budget cannot keep).
+   */
+  savedBytes?(n: number): number;
   /** Writes a saved prefix back into a slot. */
   loadSlot(key: number, slot: number): Promise<void>;
   /** Forgets a saved prefix. */
@@ -137,6 +142,10 @@ export class LocalRunner implements ForwardRunner {
 
   async copySlotPrefix(from: number, to: number, n: number): Promise<void> {
     for (const shard of this.shards) shard.kv.copyPrefix(from, to, n);
+  }
+
+  savedBytes(n: number): number {
+    return this.shards.reduce((a, s) => a + s.kv.snapshotBytes(n), 0);
   }
 
   async saveSlot(slot: number, n: number, key: number): Promise<number> {

@@ -216,6 +216,13 @@ export class KvCache {
     return this.tiles ? 'tiles' : 'heads';
   }
 
+  /** Bytes a snapshot of `n` positions holds (what snapshotBytes() counts), known before copying anything. */
+  snapshotBytes(n: number): number {
+    const m = this.tiles ? tiledPositions(n) : n;
+    const elem = kvElementBytes(this.type);
+    return this.rows.reduce((a, r) => a + m * (r.k + r.v) * elem, 0);
+  }
+
   /**
    * Copies the first `n` positions of a slot out of the cache (one buffer per layer: each head's
    * keys, then each head's values; a tiled cache's as the whole tiles that hold them).
