@@ -172,7 +172,7 @@ export class LocalRunner implements ForwardRunner {
 
   async importSaved(key: number, bytes: Uint8Array): Promise<number> {
     const kv = this.shards[0]?.kv;
-    const snaps = decodeSnapshots(bytes, kv && ((n) => kv.arena(n)));
+    const snaps = decodeSnapshots(bytes, kv && ((n) => kv.copyArena(n)));
     if (snaps.length !== this.shards.length) throw new CairnError('BAD_ARGUMENT', 'saved prefix was made for another layout');
     this.saved.set(key, snaps);
     return snapshotBytes(snaps);

@@ -488,6 +488,10 @@ export class NativeKernels implements Kernels {
     return this.addon.adviseHuge(buffer) ? buffer : undefined;
   }
 
+  populateWrite(bytes: ArrayBuffer): boolean {
+    return populateWrite(bytes);
+  }
+
   attention(q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, p: AttentionParams, out: Float32Array): void {
     try {
       this.addon.attention(q, kCache, vCache, p, out);

@@ -135,6 +135,7 @@ export function loadShard(
   const kv = new KvCache(kvRows(cfg, spec), opts.slots, opts.ctx, opts.kvType, {
     tiles: kernels.kvTilesPreferred?.() ?? false,
     allocate: kernels.allocateZeroed?.bind(kernels),
+    populate: kernels.populateWrite?.bind(kernels),
   });
   return new DecoderShard(cfg, spec, parts, { bytes: src.totalBytes, views: src.views(), products: src.products() }, kv, kernels, ws);
 }

@@ -71,6 +71,21 @@ test('the layers share arenas from the allocator given, each part of each slot a
   assert.ok(plain.keys(0, 0).every((b) => b === 0));
 });
 
+test("a snapshot's arenas are faulted in before the copy fills them, the cache's own are not", () => {
+  const populated: { arena: ArrayBuffer; zero: boolean }[] = [];
+  const populate = (arena: ArrayBuffer): void => {
+    populated.push({ arena, zero: new Uint8Array(arena).every((b) => b === 0) });
+  };
+  const kv = new KvCache(ROWS, 2, 10, GgmlType.F32, { allocate: (bytes) => new ArrayBuffer(bytes), populate });
+  assert.equal(populated.length, 0, 'the cache itself is faulted in by the load, where it should be');
+  kv.keys(0, 0).fill(3);
+  const snap = kv.snapshot(0, 6);
+  assert.equal(populated.length, 1);
+  assert.equal(populated[0].arena, snap.layers[0].buffer);
+  assert.ok(populated[0].zero, 'populated before the copy');
+  assert.ok(snap.layers[0].some((b) => b === 3));
+});
+
 test("prefix copies, snapshots and restores move every layer's rows, and only the first n positions", () => {
   const kv = new KvCache(ROWS, 3, 10, GgmlType.F32);
   fill(kv, 0, 1);

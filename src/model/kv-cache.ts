@@ -86,6 +86,8 @@ export interface KvCacheOptions {
    * undefined, or absent, takes an ordinary ArrayBuffer.
    */
   allocate?: (bytes: number) => ArrayBuffer | undefined;
+  /** Faults a snapshot's fresh arena in before the copy fills it (Kernels.populateWrite). */
+  populate?: (arena: ArrayBuffer) => unknown;
 }
 
 /**
@@ -101,6 +103,7 @@ export class KvCache {
   readonly tiles: boolean;
   /** Where the cache's arenas and its snapshots' come from (KvCacheOptions.allocate). */
   private readonly allocate?: (bytes: number) => ArrayBuffer | undefined;
+  private readonly populate?: (arena: ArrayBuffer) => unknown;
   /** Positions each head's stretch holds: its stride, the kernels' kvCapacity. */
   private readonly headPositions: number;
   /** Elements of one cached position, per layer of the shard. */
@@ -125,6 +128,7 @@ export class KvCache {
     this.rows = rows;
     this.tiles = options.tiles === true && type === GgmlType.Q8_0 && rows.every((r) => r.v > 0);
     this.allocate = options.allocate;
+    this.populate = options.populate;
     this.headPositions = this.tiles ? tiledPositions(ctxPerSlot) : ctxPerSlot;
     const elem = kvElementBytes(type);
     this.k = [];
@@ -168,6 +172,13 @@ export class KvCache {
   /** Zeroed memory of `bytes` from where this cache's own comes (KvCacheOptions.allocate), for copies of its snapshots. */
   arena(bytes: number): ArrayBuffer {
     return this.allocate?.(bytes) ?? new ArrayBuffer(bytes);
+  }
+
+  /** An arena for a copy of `bytes` that is about to be written whole (a snapshot, or one read back): faulted in first. */
+  copyArena(bytes: number): ArrayBuffer {
+    const arena = this.arena(bytes);
+    this.populate?.(arena);
+    return arena;
   }
 
   /**
@@ -233,7 +244,7 @@ export class KvCache {
     // time, and on 4 KiB pages that, not the copy, was most of a long prefix's snapshot.
     const copies = arenaViews(
       this.rows.map((r) => m * (r.k + r.v) * kvElementBytes(this.type)),
-      this.allocate,
+      (bytes) => this.copyArena(bytes),
       SNAPSHOT_ALIGN,
     );
     const layers = this.rows.map((_, i) => {
