@@ -68,7 +68,17 @@ interface SpecialTrie {
   readonly ends: (number[] | undefined)[];
   /** Tokens with an empty text (which every input "contains"). */
   readonly empty: readonly number[];
+  /** Tokens left out of the trie (longer than TRIE_MAX_TEXT, or past TRIE_MAX_NODES): each sought in the input on its own. */
+  readonly rest: readonly number[];
 }
+
+/**
+ * Longest token text in the trie: the scan walks at most this far from each position of the input
+ * (special tokens are a few dozen characters; a hostile file's long ones are sought on their own).
+ */
+const TRIE_MAX_TEXT = 128;
+/** Most trie nodes: a vocabulary's special tokens take a few thousand; a hostile file's cannot take the memory. */
+const TRIE_MAX_NODES = 1 << 20;
 
 const triesByVocab = new WeakMap<Vocab, SpecialTrie>();
 
@@ -79,10 +89,15 @@ function specialTrie(vocab: Vocab): SpecialTrie {
   const children: Map<number, number>[] = [new Map()];
   const ends: (number[] | undefined)[] = [undefined];
   const empty: number[] = [];
+  const rest: number[] = [];
   for (const id of vocab.specialTokens) {
     const text = vocab.texts[id];
     if (text.length === 0) {
       empty.push(id);
+      continue;
+    }
+    if (text.length > TRIE_MAX_TEXT || children.length + text.length > TRIE_MAX_NODES) {
+      rest.push(id);
       continue;
     }
     let node = first[text.charCodeAt(0)];
@@ -103,7 +118,7 @@ function specialTrie(vocab: Vocab): SpecialTrie {
     }
     (ends[node] ??= []).push(id);
   }
-  trie = { first, children, ends, empty };
+  trie = { first, children, ends, empty, rest };
   triesByVocab.set(vocab, trie);
   return trie;
 }
@@ -113,8 +128,9 @@ function specialTrie(vocab: Vocab): SpecialTrie {
  * token in turn read a long prompt once per special token (thousands, in some vocabularies).
  */
 function specialTokensIn(vocab: Vocab, input: string): Set<number> {
-  const { first, children, ends, empty } = specialTrie(vocab);
+  const { first, children, ends, empty, rest } = specialTrie(vocab);
   const found = new Set<number>(empty);
+  for (const id of rest) if (input.includes(vocab.texts[id])) found.add(id);
   for (let i = 0; i < input.length; i++) {
     let node = first[input.charCodeAt(i)];
     for (let j = i + 1; node !== -1; j++) {

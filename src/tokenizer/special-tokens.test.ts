@@ -183,6 +183,17 @@ test('a long text is searched for special tokens in one pass, however many the v
   assert.ok(!ids.some((t) => t >= 256 && t !== 256 + 7), 'only [PAD7] is in the text');
 });
 
+test('special tokens the trie leaves out (long ones, or past its bound on nodes) are still found, each sought on its own', () => {
+  // 9000 tokens of 121 characters that part after their sixth fill the trie's million nodes (the
+  // last few hundred are left out); a 300-character one is longer than any it takes.
+  const many = Array.from({ length: 9000 }, (_, i) => `<${String(i).padStart(5, '0')}${'z'.repeat(114)}>`);
+  const long = 'y'.repeat(300);
+  const texts = [...many, long];
+  const tok = tinyTokenizer(dir, bpeEntries(texts.map((t) => [t, U] as const), []));
+  const input = `${long}-${many[8999]}-${many[0]}`;
+  assert.deepEqual(tok.encode(input, { addSpecial: false }), [256 + 9000, 0x2d, 256 + 8999, 0x2d, 256]);
+});
+
 test('WordPiece: a word longer than 100 characters is the unknown token, as in BERT, however long the tokens', () => {
   // A token of 300 characters would make the longest-match search cost 300^2 per position.
   const tok = tinyTokenizer(dir, [
