@@ -14,7 +14,7 @@ function fakeShard(layers: Uint8Array[], restored: KvSnapshot[], arenas: ArrayBu
     ctxPerSlot: 64,
     snapshot: (_slot: number, n: number): KvSnapshot => ({ type: GgmlType.F16, tokens: n, layers: layers.map((l) => l.slice()), layout: 'heads' }),
     restore: (s: KvSnapshot) => void restored.push(s),
-    arena: (bytes: number) => arenas[arenas.push(new ArrayBuffer(bytes)) - 1],
+    copyArena: (bytes: number) => arenas[arenas.push(new ArrayBuffer(bytes)) - 1],
   };
   return { cfg: { nVocab: 10 }, maxBatch: 8, kv } as unknown as DecoderShard;
 }
