@@ -15,7 +15,7 @@ import { isNativeAvailable, populateWrite } from '../kernels/index.js';
 import { hugePagesForTheAsking, transparentHugePages } from '../kernels/huge-pages.js';
 import { freeMemoryBytes } from '../util/free-memory.js';
 import { faultsTouching } from '../../test/helpers/page-faults.js';
-import { writeSyntheticModel } from '../model/synthetic.js';
+import { writeSyntheticFile } from '../../test/helpers/synthetic-file.js';
 import type { DecoderShard } from '../model/decoder.js';
 import { loadShards } from './load.js';
 
@@ -30,13 +30,7 @@ describe(
   () => {
     const path = join(dir, 'long-context.gguf');
     // 2 layers x (keys + values) x 2 KV heads x 64 x f16 = 1 KiB a position: 96 MiB at 96k positions.
-    writeSyntheticModel(
-      path,
-      { arch: 'llama', nEmbd: 256, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 512, nVocab: 300, ctx: 98304, quant: GgmlType.F32, seed: 3 },
-      () => {
-        throw new Error('F32 needs no quantizer');
-      },
-    );
+    writeSyntheticFile(path, { arch: 'llama', nEmbd: 256, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 512, nVocab: 300, ctx: 98304, quant: GgmlType.F32, seed: 3 });
 
     it('the KV cache on huge pages and the activations are faulted in by a load, not with prefetch off', async (t) => {
       // A load faults nothing in where any of these holds; the test says which, rather than fail.

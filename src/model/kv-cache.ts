@@ -229,9 +229,13 @@ export class KvCache {
 
   /** Bytes a snapshot of `n` positions holds (what snapshotBytes() counts), known before copying anything. */
   snapshotBytes(n: number): number {
+    return this.snapshotLayerBytes(n).reduce((a, b) => a + b, 0);
+  }
+
+  /** Bytes of each layer's buffer in a snapshot of `n` positions (a tiled cache's whole tiles). */
+  private snapshotLayerBytes(n: number): number[] {
     const m = this.tiles ? tiledPositions(n) : n;
-    const elem = kvElementBytes(this.type);
-    return this.rows.reduce((a, r) => a + m * (r.k + r.v) * elem, 0);
+    return this.rows.map((r) => m * (r.k + r.v) * kvElementBytes(this.type));
   }
 
   /**
@@ -242,11 +246,7 @@ export class KvCache {
     const m = this.tiles ? tiledPositions(n) : n;
     // The layers' copies in arenas from the cache's allocator: fresh memory faults in a page at a
     // time, and on 4 KiB pages that, not the copy, was most of a long prefix's snapshot.
-    const copies = arenaViews(
-      this.rows.map((r) => m * (r.k + r.v) * kvElementBytes(this.type)),
-      (bytes) => this.copyArena(bytes),
-      SNAPSHOT_ALIGN,
-    );
+    const copies = arenaViews(this.snapshotLayerBytes(n), (bytes) => this.copyArena(bytes), SNAPSHOT_ALIGN);
     const layers = this.rows.map((_, i) => {
       const buf = copies[i];
       const { kh, vh } = this.headBytes(i);

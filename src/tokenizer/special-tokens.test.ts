@@ -102,25 +102,40 @@ test('special token ids outside the vocabulary are ignored', () => {
   assert.equal(tok.eotId, 9, 'falls back to the token found by its text');
 });
 
+/**
+ * Runs `run` with String.prototype.indexOf and includes counting the characters their searches
+ * pass over where `counted(haystack, search)`; returns what `run` returned and that count.
+ */
+function withSearchesCounted<T>(counted: (haystack: string, search: string) => boolean, run: () => T): { result: T; scanned: number } {
+  let scanned = 0;
+  const { includes, indexOf } = String.prototype;
+  String.prototype.includes = function (this: string, search: string, from?: number): boolean {
+    if (counted(this, search)) scanned += this.length - (from ?? 0);
+    return includes.call(this, search, from);
+  };
+  String.prototype.indexOf = function (this: string, search: string, from?: number): number {
+    const at = indexOf.call(this, search, from);
+    if (counted(this, search)) scanned += (at === -1 ? this.length : at) - (from ?? 0);
+    return at;
+  };
+  try {
+    return { result: run(), scanned };
+  } finally {
+    String.prototype.includes = includes;
+    String.prototype.indexOf = indexOf;
+  }
+}
+
 test('a text holding many special tokens is cut in one pass per token, not one search to its end per piece', () => {
   // Ids 256 "<aa>", 257 "<b>": "<aa>" is cut first (longest), leaving n pieces in which "<b>" is sought.
   const tok = tinyTokenizer(dir, bpeEntries([['<aa>', U], ['<b>', U]], []));
   const n = 5000;
   const text = '<aa>x'.repeat(n) + '<b>';
   // Counts the characters the searches for "<b>" pass over (a search from each piece would pass over n * text / 2).
-  let scanned = 0;
-  const indexOf = String.prototype.indexOf;
-  String.prototype.indexOf = function (this: string, search: string, from?: number): number {
-    const at = indexOf.call(this, search, from);
-    if (search === '<b>') scanned += (at === -1 ? this.length : at) - (from ?? 0);
-    return at;
-  };
-  let ids: number[];
-  try {
-    ids = tok.encode(text, { addSpecial: false });
-  } finally {
-    String.prototype.indexOf = indexOf;
-  }
+  const { result: ids, scanned } = withSearchesCounted(
+    (_, search) => search === '<b>',
+    () => tok.encode(text, { addSpecial: false }),
+  );
   assert.ok(scanned <= text.length, `the searches passed over ${scanned} characters of ${text.length}`);
   assert.equal(ids.length, 2 * n + 1);
   assert.deepEqual(ids.slice(0, 4), [256, 0x78, 256, 0x78]);
@@ -160,24 +175,10 @@ test('a long text is searched for special tokens in one pass, however many the v
   );
   const text = 'x [PAD7] y [PAD'.repeat(2000);
   // Counts the characters that searches of the input pass over (one per token would be n * text).
-  let scanned = 0;
-  const { includes, indexOf } = String.prototype;
-  String.prototype.includes = function (this: string, search: string, from?: number): boolean {
-    if (this === text) scanned += this.length - (from ?? 0);
-    return includes.call(this, search, from);
-  };
-  String.prototype.indexOf = function (this: string, search: string, from?: number): number {
-    const at = indexOf.call(this, search, from);
-    if (this === text) scanned += (at === -1 ? this.length : at) - (from ?? 0);
-    return at;
-  };
-  let ids: number[];
-  try {
-    ids = tok.encode(text, { addSpecial: false });
-  } finally {
-    String.prototype.includes = includes;
-    String.prototype.indexOf = indexOf;
-  }
+  const { result: ids, scanned } = withSearchesCounted(
+    (haystack) => haystack === text,
+    () => tok.encode(text, { addSpecial: false }),
+  );
   assert.ok(scanned <= 2 * text.length, `the searches passed over ${scanned} characters of ${text.length}`);
   assert.equal(ids.filter((t) => t === 256 + 7).length, 2000);
   assert.ok(!ids.some((t) => t >= 256 && t !== 256 + 7), 'only [PAD7] is in the text');

@@ -32,6 +32,11 @@ function spellWithBytes(vocab: Vocab, piece: string, out: number[]): void {
   out.push(...ids);
 }
 
+/** Whether candidate (score a, left a) merges before (score b, left b): higher score, then leftmost. */
+function ahead(scoreA: number, leftA: number, scoreB: number, leftB: number): boolean {
+  return scoreA > scoreB || (scoreA === scoreB && leftA < leftB);
+}
+
 /**
  * The merge candidates, best first (highest score, then leftmost). A long prompt queues a few
  * candidates per character: objects for them made most of the time garbage collection, and
@@ -50,8 +55,7 @@ class BigramQueue {
 
   /** Whether entry i comes strictly before a candidate (score, left). */
   private before(i: number, score: number, left: number): boolean {
-    const s = this.scores[4 * i];
-    return s > score || (s === score && this.words[4 * i + 1] < left);
+    return ahead(this.scores[4 * i], this.words[4 * i + 1], score, left);
   }
 
   private move(to: number, from: number): void {
@@ -70,8 +74,7 @@ class BigramQueue {
     let i = this.n++;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      const s = this.scores[4 * parent];
-      if (!(score > s || (score === s && left < this.words[4 * parent + 1]))) break;
+      if (!ahead(score, left, this.scores[4 * parent], this.words[4 * parent + 1])) break;
       this.move(i, parent);
       i = parent;
     }
@@ -196,6 +199,7 @@ export function spmTokenize(vocab: Vocab, text: string, out: number[]): void {
     if (id >= 0) queue.push(scores[id], left, size, id);
   };
 
+  const top = new Int32Array(3);
   const emit = (i: number): void => {
     if (token[i] >= 0) out.push(token[i]);
     else spellWithBytes(vocab, text.slice(start[i], start[i] + len[i]), out);
@@ -210,7 +214,6 @@ export function spmTokenize(vocab: Vocab, text: string, out: number[]): void {
     prev[from] = -1;
     next[to - 1] = -1;
     for (let i = from + 1; i < to; i++) tryAdd(i - 1, i);
-    const top = new Int32Array(3);
     while (queue.pop(top)) {
       const left = top[0];
       const right = next[left];
