@@ -36,8 +36,14 @@ export interface SyntheticModelSpec {
   readonly moe?: SyntheticMoe;
   /** Multi-head latent attention (deepseek2). */
   readonly mla?: SyntheticMla;
-  /** Positions a sliding-window layer sees (gpt-oss). */
+  /** Positions a sliding-window layer sees (gpt-oss, Gemma 3). */
   readonly slidingWindow?: number;
+  /** `attention.sliding_window_pattern`, where the family reads it; unset: not written (the family's default). */
+  readonly slidingWindowPattern?: number;
+  /** Linear rope scaling (`rope.scaling.type` linear) by this factor. */
+  readonly linearRopeFactor?: number;
+  /** Final logit softcapping (`final_logit_softcapping`), where the family reads it. */
+  readonly finalLogitSoftcap?: number;
   /** The pooling an embedding model's file names (encoders write it; default mean). */
   readonly pooling?: 'none' | 'mean' | 'cls' | 'last';
   readonly quant: SyntheticQuant;

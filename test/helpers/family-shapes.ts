@@ -114,3 +114,26 @@ export const DEEPSEEK_V3: SyntheticShape = {
   mla: { qLora: 64, kvLora: 64, nope: 32, ropeDim: 16, vDim: 32, mscaleAllDim: 1 },
   moe: { experts: 16, used: 4, width: 64, shared: 1, leadingDense: 1, sigmoid: true, normalize: true, scale: 2.5, groups: 4, groupsUsed: 2 },
 };
+
+/** Gemma 3's sliding window in the small shapes. */
+export const GEMMA3_WINDOW = 8;
+
+/**
+ * Gemma 3 in miniature: six layers so the default pattern (five windowed, one global) shows once
+ * whole, heads of 64 with Q/K norms, a tied head, linear rope scaling x8 on the global layer.
+ */
+export const GEMMA3: SyntheticShape = {
+  arch: 'gemma3',
+  nEmbd: 256,
+  nLayer: 6,
+  nHead: 4,
+  nKvHead: 2,
+  headDim: 64,
+  nFf: 512,
+  nVocab: 600,
+  ctx: 512,
+  ropeBase: 1000000,
+  linearRopeFactor: 8,
+  tied: true,
+  slidingWindow: GEMMA3_WINDOW,
+};

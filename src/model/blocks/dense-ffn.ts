@@ -1,5 +1,6 @@
 /**
- * The dense SwiGLU feed-forward block: down(silu(gate(h)) * up(h)). Tensor names are llama.cpp's
+ * The dense gated feed-forward block: down(act(gate(h)) * up(h)), with act silu (SwiGLU: Llama, Qwen)
+ * or tanh-approximated gelu (GeGLU: Gemma). Tensor names are llama.cpp's
  * under the layer prefix the family gives. A Mixture-of-Experts FFN is another FfnBlock beside it
  * (a router, banks of such experts addressed one by one, optional shared experts); a family picks
  * per layer which one a layer has.
@@ -9,6 +10,9 @@ import type { SyntheticTensors } from '../synthetic-tensors.js';
 import type { FfnBlock, StepContext } from './types.js';
 import type { Scratch, Workspace } from './workspace.js';
 import { columnRange } from '../tensor-split.js';
+
+/** The gate's activation: silu (SwiGLU) or gelu (GeGLU, llama.cpp's LLM_FFN_GELU with a parallel gate). */
+export type DenseActivation = 'silu' | 'gelu';
 
 /** The weights of one dense FFN. */
 export interface DenseFfnWeights {
@@ -53,6 +57,7 @@ export class DenseFfn implements FfnBlock {
   constructor(
     private readonly w: DenseFfnWeights,
     ws: Workspace,
+    private readonly activation: DenseActivation = 'silu',
   ) {
     this.gate = ws.buffer('ffn.gate', w.gate.rows);
     this.up = ws.buffer('ffn.up', w.up.rows);
@@ -65,7 +70,8 @@ export class DenseFfn implements FfnBlock {
     const u = this.up.rows(n);
     kernels.matmul(gate.data, gate.type, gate.rows, gate.cols, h, n, g);
     kernels.matmul(up.data, up.type, up.rows, up.cols, h, n, u);
-    kernels.swiglu(g, u, g.length, g);
+    if (this.activation === 'gelu') kernels.geglu(g, u, g.length, g);
+    else kernels.swiglu(g, u, g.length, g);
     kernels.matmul(down.data, down.type, down.rows, down.cols, g, n, out);
   }
 }

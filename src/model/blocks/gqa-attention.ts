@@ -30,6 +30,8 @@ export interface GqaShape {
   readonly rope: RopeConfig;
   /** Positions a query sees on this layer, itself included (a sliding window); 0 or absent: all before it. */
   readonly window?: number;
+  /** What scores are multiplied by before the softmax; absent: 1 / sqrt(headDim). */
+  readonly scale?: number;
 }
 
 /** Which optional tensors a family's GQA layers have, as llama.cpp loads them. */
@@ -195,7 +197,7 @@ export class GqaAttention implements AttentionBlock {
       nKvHead: s.nKvHead,
       headDim: s.headDim,
       pos0: 0,
-      scale: 1 / Math.sqrt(s.headDim),
+      scale: s.scale ?? 1 / Math.sqrt(s.headDim),
       kvType: GgmlType.F16,
       sinks: w.sinks && w.heads ? w.sinks.subarray(w.heads.heads[0], w.heads.heads[1]) : w.sinks,
       window: s.window ?? 0,

@@ -37,6 +37,16 @@ export function synthesizeOutputHead(out: SyntheticTensors, nVocab: number, nEmb
   if (!tied) out.matrix(OUTPUT_TENSORS.head, nVocab, nEmbd, 3 / Math.sqrt(nEmbd));
 }
 
+/**
+ * Squashes logits into (-cap, cap) as cap * tanh(logit / cap) (Gemma 2's final logit softcapping),
+ * in llama.cpp's f32 steps: scale by 1/cap, tanh, scale by cap.
+ */
+export function softcapLogits(logits: Float32Array, cap: number): void {
+  const inv = Math.fround(1 / cap);
+  const c = Math.fround(cap);
+  for (let i = 0; i < logits.length; i++) logits[i] = c * Math.fround(Math.tanh(Math.fround(logits[i] * inv)));
+}
+
 /** The last shard's output: logits of the rows asked for (default: the batch's last row). */
 export class OutputHead implements ShardOutput {
   private gathered = new Float32Array(0);
@@ -48,6 +58,8 @@ export class OutputHead implements ShardOutput {
   constructor(
     private readonly w: OutputHeadWeights,
     private readonly eps: number,
+    /** Final logit softcapping (0: none). */
+    private readonly softcap = 0,
   ) {}
 
   write(batch: ShardBatch, x: Float32Array, kernels: Kernels): Float32Array {
@@ -76,6 +88,7 @@ export class OutputHead implements ShardOutput {
     if (batch.hiddenStates) return g.slice();
     const out = this.logitRows(m * V);
     kernels.matmul(head.data, head.type, head.rows, head.cols, g, m, out);
+    if (this.softcap > 0) softcapLogits(out, this.softcap);
     return out;
   }
 

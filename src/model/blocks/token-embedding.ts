@@ -26,9 +26,19 @@ export function synthesizeTokenEmbedding(out: SyntheticTensors, nVocab: number, 
   out.matrix(TOKEN_EMBEDDING, nVocab, nEmbd, tied ? 1 / Math.sqrt(nEmbd) : 1);
 }
 
-/** The first shard's input: token ids looked up in the embedding table. */
+/**
+ * The first shard's input: token ids looked up in the embedding table, times `scale` where the
+ * family scales its embeddings (Gemma: sqrt(nEmbd), an f32 multiply as llama.cpp's ggml_scale).
+ */
 export class TokenEmbedding implements ShardInput {
-  constructor(private readonly table: Matrix) {}
+  private readonly scale: number;
+
+  constructor(
+    private readonly table: Matrix,
+    scale = 1,
+  ) {
+    this.scale = Math.fround(scale);
+  }
 
   check(batch: ShardBatch): void {
     const n = batch.nTokens;
@@ -44,6 +54,11 @@ export class TokenEmbedding implements ShardInput {
   read(batch: ShardBatch, x: Float32Array, kernels: Kernels): void {
     const e = this.table;
     kernels.getRows(e.data, e.type, e.cols, batch.tokens!, x);
+    const s = this.scale;
+    if (s !== 1) {
+      const len = batch.nTokens * e.cols;
+      for (let i = 0; i < len; i++) x[i] *= s;
+    }
   }
 }
 

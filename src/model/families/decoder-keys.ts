@@ -169,6 +169,10 @@ export function writeDecoderKeys(
     out.meta(`${a}.rope.scaling.factor`, gv.f32(spec.yarn.factor));
     out.meta(`${a}.rope.scaling.original_context_length`, gv.u32(spec.yarn.origCtx));
   }
+  if (spec.linearRopeFactor !== undefined) {
+    out.meta(`${a}.rope.scaling.type`, gv.str('linear'));
+    out.meta(`${a}.rope.scaling.factor`, gv.f32(spec.linearRopeFactor));
+  }
   if (spec.headDim !== undefined) {
     out.meta(`${a}.attention.key_length`, gv.u32(hd));
     out.meta(`${a}.attention.value_length`, gv.u32(hd));
