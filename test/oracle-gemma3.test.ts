@@ -3,7 +3,7 @@
  * (embeddings scaled by sqrt(nEmbd), sandwich norms, Q/K norms, GeGLU, a tied head, windows on five
  * layers of six with their own rope base, linear scaling x8 on the global ones), all-F32, Q8_0 and
  * the Q4_K_M mix; then a file that sets its own window pattern, the final logit softcapping and an
- * output head of its own. The prompt is three windows long or more, so the windowed layers see only
+ * output head of its own, and one of 62 layers (llama.cpp's rule for the 27B's query scale). The prompt is three windows long or more, so the windowed layers see only
  * part of it; greedy tokens must equal llama.cpp's up to a near-tie of its own logits (see
  * test/llamacpp-oracle.test.ts), and where both engines round alike, every next-token distribution
  * along llama.cpp's continuation too.
@@ -50,11 +50,15 @@ const VARIANT: SyntheticShape = {
  * the untied shape's large embeddings carry its logits and keep 1e-3. A wrong rope base or scale
  * on the windowed layers moves them by 5 or more.
  */
+/** 62 layers, as Gemma 3 27B: llama.cpp scales its queries by 1/sqrt(nEmbd / nHead) (32 here), not 1/sqrt(the head size, 64). */
+const DEEP: SyntheticShape = { ...GEMMA3, nEmbd: 128, nLayer: 62, nHead: 4, nKvHead: 2, headDim: 64, nFf: 128 };
+
 const CASES: [string, SyntheticShape, SyntheticQuant, GgmlType.F16 | GgmlType.F32, number?][] = [
   ['F32, F32 KV cache', GEMMA3, GgmlType.F32, GgmlType.F32, 1e-2],
   ['Q8_0', GEMMA3, GgmlType.Q8_0, GgmlType.F16],
   ['Q4_K_M', GEMMA3, 'Q4_K_M', GgmlType.F16],
   ['F32 with a window pattern of 2, softcapped logits and an untied head', VARIANT, GgmlType.F32, GgmlType.F32, 1e-3],
+  ["Q8_0 of 62 layers, the 27B's query scale", DEEP, GgmlType.Q8_0, GgmlType.F16],
 ];
 
 for (const [name, shape, quant, kv, tolerance] of CASES) {
