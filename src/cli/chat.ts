@@ -11,6 +11,7 @@ import { addModelOptions, addSamplingOptions, addSpeculationOptions, backendOpti
 import { chatPrompt, type ChatMessage } from '../engine/chat.js';
 import type { GenerationEvent } from '../engine/engine.js';
 import { isCairnError } from '../util/errors.js';
+import { BUILTIN_TEMPLATE_NAMES } from '../tokenizer/chat/index.js';
 
 interface ChatFlags extends SamplingFlags, SpeculationFlags {
   model: string;
@@ -31,7 +32,7 @@ export function chatCommand(): Command {
   cmd
     .option('--system <text>', 'system message')
     .option('-n, --n-predict <n>', 'most tokens per reply', intArg(1), 1024)
-    .option('--template <name>', 'use a built-in chat template (llama-2, llama-3, chatml, mistral) instead of the file\'s');
+    .option('--template <name>', `use a built-in chat template (${BUILTIN_TEMPLATE_NAMES.join(', ')}) instead of the file's`);
   addSamplingOptions(cmd);
   addSpeculationOptions(cmd);
   cmd.action(async (o: ChatFlags) => {

@@ -54,6 +54,19 @@ test('mistral fallback: system prompt joins the last user turn', () => {
   assert.equal(builtinChatTemplate('mistral').render(chat, tokens), '<s>[INST] U1[/INST] A1</s>[INST] SYS\n\nU2[/INST]');
 });
 
+test("gemma fallback: 'model' turns, the system prompt opening the first turn, tool results as user turns", () => {
+  const t = (role: string, text: string): string => `<start_of_turn>${role}\n${text}<end_of_turn>\n`;
+  assert.equal(
+    builtinChatTemplate('gemma').render([...chat, { role: 'assistant', content: 'A2' }, { role: 'tool', content: ' 42 ' }], { bosToken: '<bos>' }),
+    '<bos>' + t('user', 'SYS\n\nU1') + t('model', 'A1') + t('user', 'U2') + t('model', 'A2') + t('user', 'Tool result: 42') + '<start_of_turn>model\n',
+  );
+  assert.equal(builtinChatTemplate('gemma').render(chat.slice(1, 2), { bosToken: '<bos>' }), '<bos>' + t('user', 'U1') + '<start_of_turn>model\n');
+  assert.throws(
+    () => builtinChatTemplate('gemma').render([{ role: 'narrator', content: 'x' }], { bosToken: '<bos>' }),
+    (e) => isCairnError(e, 'TEMPLATE_ERROR') && /no 'narrator' role/.test(e.message),
+  );
+});
+
 test('every built-in renders without a generation prompt too', () => {
   for (const name of BUILTIN_TEMPLATE_NAMES) {
     const text = builtinChatTemplate(name).render(chat.slice(1, 3), { ...tokens, addGenerationPrompt: false });
@@ -66,6 +79,7 @@ test('the vocabulary picks the fallback', () => {
   assert.equal(guessChatTemplateName(['<|begin_of_text|>', '<|start_header_id|>', '<|eot_id|>']), 'llama-3');
   assert.equal(guessChatTemplateName(['<unk>', '<s>', '</s>', '[INST]', '[/INST]']), 'mistral');
   assert.equal(guessChatTemplateName(['<unk>', '<s>', '</s>', '▁the']), 'llama-2');
+  assert.equal(guessChatTemplateName(['<pad>', '<eos>', '<bos>', '<start_of_turn>', '<end_of_turn>']), 'gemma');
   assert.equal(guessChatTemplateName(['a', 'b']), undefined);
 });
 

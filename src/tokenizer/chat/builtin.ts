@@ -2,14 +2,14 @@
  * Built-in chat templates for model files that carry none, and the guess of which one fits a
  * vocabulary. Written in the same Jinja dialect as model templates, so one renderer serves both.
  * They render plain conversations; tool definitions are ignored. Tool results go in the format's
- * role for them (chatml: `tool`, llama-3: `ipython`) or, where it has none (llama-2, mistral), in a
+ * role for them (chatml: `tool`, llama-3: `ipython`) or, where it has none (llama-2, mistral, gemma), in a
  * user turn that says it is a tool result, so a conversation with tool turns still renders.
  */
 import { CairnError } from '../../util/errors.js';
 import { ChatTemplate } from './template.js';
 
 /** Names of the built-in templates. */
-export type BuiltinTemplateName = 'chatml' | 'llama-2' | 'llama-3' | 'mistral';
+export type BuiltinTemplateName = 'chatml' | 'llama-2' | 'llama-3' | 'mistral' | 'gemma';
 
 // Each line starts with a whitespace-stripping tag, so the layout never reaches the output.
 const SOURCES: Record<BuiltinTemplateName, string> = {
@@ -77,6 +77,25 @@ const SOURCES: Record<BuiltinTemplateName, string> = {
     {{- raise_exception("the mistral format has no '" + m.role + "' role") }}
   {%- endif %}
 {%- endfor %}`,
+
+  // Gemma's turns: the assistant is 'model', and a system prompt opens the first turn.
+  gemma: String.raw`
+{{- bos_token }}
+{%- if messages and messages[0].role == 'system' %}
+  {%- set prefix = messages[0].content | trim + '\n\n' %}{%- set turns = messages[1:] %}
+{%- else %}
+  {%- set prefix = '' %}{%- set turns = messages %}
+{%- endif %}
+{%- for m in turns %}
+  {%- if m.role == 'assistant' %}{%- set role = 'model' %}{%- elif m.role == 'user' or m.role == 'tool' %}{%- set role = 'user' %}
+  {%- else %}{{- raise_exception("the gemma format has no '" + m.role + "' role") }}{%- endif %}
+  {%- if m.role == 'tool' %}{%- set text = 'Tool result: ' + m.content | trim %}{%- else %}{%- set text = m.content | trim %}{%- endif %}
+  {%- if loop.first %}{%- set text = prefix + text %}{%- endif %}
+  {{- '<start_of_turn>' + role + '\n' + text + '<end_of_turn>\n' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+  {{- '<start_of_turn>model\n' }}
+{%- endif %}`,
 };
 
 /** The names `builtinChatTemplate` accepts. */
@@ -102,7 +121,8 @@ export function builtinChatTemplate(name: string): ChatTemplate {
 /**
  * Guesses the chat format from a vocabulary's token strings: `<|im_start|>` -> chatml,
  * `<|start_header_id|>` -> llama-3, an `[INST]` token -> mistral (Mistral vocabularies have it as
- * a control token; Llama 2's spells it with ordinary pieces), `<s>` and `</s>` -> llama-2.
+ * a control token; Llama 2's spells it with ordinary pieces), `<start_of_turn>` -> gemma, `<s>` and
+ * `</s>` -> llama-2.
  * Undefined when nothing matches.
  */
 export function guessChatTemplateName(tokens: readonly string[]): BuiltinTemplateName | undefined {
@@ -110,6 +130,7 @@ export function guessChatTemplateName(tokens: readonly string[]): BuiltinTemplat
   if (vocab.has('<|im_start|>')) return 'chatml';
   if (vocab.has('<|start_header_id|>')) return 'llama-3';
   if (vocab.has('[INST]')) return 'mistral';
+  if (vocab.has('<start_of_turn>')) return 'gemma';
   if (vocab.has('<s>') && vocab.has('</s>')) return 'llama-2';
   return undefined;
 }
