@@ -20,7 +20,7 @@ import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePromp
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import { alongOracle, gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
-import { GPT_OSS, QWEN3MOE } from './helpers/family-shapes.js';
+import { GEMMA3, GEMMA3_WINDOW, GPT_OSS, QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 import { gpuSkip } from './helpers/test-gpu.js';
@@ -123,6 +123,28 @@ for (const [arch, shape] of [
     assert.ok(gap < 0.015, `log-probabilities differ from llama.cpp's by up to ${gap}`);
   });
 }
+
+// Gemma 3: sandwich norms, GeGLU (gelu through f16 as llama.cpp's CPU takes it), scaled embeddings,
+// windows on five layers of six with their own rope base; then a window pattern of 2, softcapped
+// logits and an untied head. F32 weights: the distributions too (a wrong rope on the windowed
+// layers moves them by 5 or more).
+for (const [name, shape] of [
+  ['', GEMMA3],
+  [' with a window pattern of 2, softcapped logits and an untied head', { ...GEMMA3, nLayer: 4, slidingWindowPattern: 2, finalLogitSoftcap: 3, tied: false, linearRopeFactor: undefined }],
+] as const) {
+  test(`GPU backend, gemma3 F32${name}: greedy tokens and log-probabilities equal llama.cpp's past the window`, { skip, timeout: 300_000 }, async (t) => {
+    const path = join(dir, `gemma3${name.replace(/\W+/g, '-')}.gguf`);
+    writeSyntheticModel(path, { ...shape, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);
+    const prompt = oraclePrompt(shape.nVocab, 3 * GEMMA3_WINDOW + 5);
+    const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'F16' });
+    assertVaried(oracle);
+    assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.F16, 'gpu'), oracle);
+    const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
+    t.diagnostic(`largest log-probability gap ${gap}`);
+    assert.ok(gap < 0.03, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+  });
+}
+oracleCase('gemma3', GEMMA3, 'Q4_K_M', 'Q4_K_M');
 
 test('GPU backend with --gpu-layers: the first layers on the CPU, the last on the GPU, give llama.cpp\'s greedy tokens and log-probabilities', { skip, timeout: 300_000 }, async (t) => {
   const path = join(dir, 'split.gguf');

@@ -12,7 +12,7 @@ import { assertClose, randomF32, seededRandom } from '../../../test/helpers/kern
 import { GgmlType, ggmlTypeName } from '../../gguf/ggml-types.js';
 import { isCairnError } from '../../util/errors.js';
 import { refDequantize, refQuantize } from '../reference/quant/codecs.js';
-import { refAdd, refAttention, refRmsNorm, refRope, refStoreKv, refSwiglu } from '../reference/ops.js';
+import { refAdd, refAttention, refGeglu, refRmsNorm, refRope, refStoreKv, refSwiglu } from '../reference/ops.js';
 import type { AttentionParams, RopeParams } from '../api.js';
 import { rearrangeKv } from '../kv-layout.js';
 import { GPU_WEIGHT_TYPES, gpuWeightFormat } from './wgsl-weights.js';
@@ -416,6 +416,34 @@ describe('GPU float kernels', { skip }, () => {
     refAdd(a, b, n, wantA);
     g.add(at, bt, n, out);
     assertClose(await g.readF32(out, n), wantA, { rtol: 0, atol: 0 }, 'add');
+  });
+
+  it('geglu equals its CPU twin (gelu through f16, its cut-offs at -10 and 10), into either input', async () => {
+    const g = gpu!;
+    const rand = seededRandom(5);
+    const n = 4099;
+    const a = randomF32(n, rand, 12); // past both cut-offs
+    const b = randomF32(n, rand);
+    const want = new Float32Array(n);
+    refGeglu(a, b, n, want);
+    for (const into of ['a', 'b', 'out'] as const) {
+      const at = g.upload(a);
+      const bt = g.upload(b);
+      const out = into === 'a' ? at : into === 'b' ? bt : g.tensor(n * 4);
+      g.geglu(at, bt, n, out);
+      const got = await g.readF32(out, n);
+      // WGSL leaves the rounding of its f16 conversion to the device: the gate may land on the
+      // neighbouring f16 (gelu of it allowed), the result one f16 step away; and the GPU's tanh is
+      // good to about 1e-7, which 1 + tanh(x) near -1 (gates below -4) keeps absolute.
+      const one = new Float32Array(1);
+      const gelu = (x: number): number => (refGeglu(new Float32Array([x]), new Float32Array([1]), 1, one), one[0]);
+      for (let i = 0; i < n; i++) {
+        const x = a[i];
+        const neighbour = Math.max(Math.abs(gelu(x * (1 + 2 ** -10)) - gelu(x)), Math.abs(gelu(x * (1 - 2 ** -10)) - gelu(x)));
+        const tol = (neighbour + Math.abs(gelu(x)) * 2 ** -10 + 2 ** -20) * Math.abs(b[i]);
+        assert.ok(Math.abs(got[i] - want[i]) <= tol, `geglu into ${into} at ${i}: ${got[i]} against ${want[i]} (gate ${x})`);
+      }
+    }
   });
 
   it('rope rotates as the CPU does: normal and neox, partial rotation, frequency factors', async () => {

@@ -17,7 +17,7 @@ import { gpuWeightFormat, WGSL_BYTES, WGSL_WORDS } from './wgsl-weights.js';
 import { gpuItemFormat, type GpuItemFormat } from './wgsl-items.js';
 import { ITEM_DECODE_ITEMS, ITEM_DECODE_ROWS, ITEM_ROWS, ITEM_TOKENS, matmulItemsWgsl, stageShape, type ItemOutput, type ItemStage } from './wgsl-matmul-items.js';
 import { ATTENTION_Q8_READERS, storeQ8Wgsl } from './wgsl-kv-q8.js';
-import { type QkvBinding, ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, ropeStoreKvWgsl, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, WG } from './wgsl-ops.js';
+import { type QkvBinding, ADD, ADD_BIAS, ADD_IN_PLACE, ATTENTION_F16, ATTENTION_MAX_KEY, attentionWgsl, ATTENTION_MAX_VALUE, matmulSubgroupWgsl, matmulTiledWgsl, matmulWgsl, NORM_WIDE_FROM, RMS_NORM, RMS_NORM_IN_PLACE, RMS_NORM_WIDE, RMS_NORM_WIDE_IN_PLACE, ROPE, ropeStoreKvWgsl, STORE_F16, STORE_KV_F16, SWIGLU, SWIGLU_IN_PLACE, GEGLU, GEGLU_IN_PLACE, WG } from './wgsl-ops.js';
 
 /** Per token, the cosines then the sines of its nRot / 2 rotated pairs (the CPU's rope cache), for rope. */
 export function ropeTable(positions: Int32Array, nTokens: number, p: RopeParams): Float32Array {
@@ -673,6 +673,11 @@ export class WebGpuKernels {
   /** out[i] = silu(gate[i]) * up[i] for i < n. out may be gate or up. */
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
     this.binary('swiglu', SWIGLU, SWIGLU_IN_PLACE, false, gate, up, n, out);
+  }
+
+  /** out[i] = gelu(gate[i]) * up[i] for i < n, gelu as llama.cpp's CPU takes it (Kernels.geglu). out may be gate or up. */
+  geglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
+    this.binary('geglu', GEGLU, GEGLU_IN_PLACE, false, gate, up, n, out);
   }
 
   /** out[i] = a[i] + b[i] for i < n. out may be a or b. */

@@ -249,8 +249,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * An element-wise op of two f32 tensors: out[i] = expr(a[i], b[i]) for i < n, or in place into a
  * (WebGPU does not let one buffer be bound for reading and writing in the same dispatch).
  */
-function binaryWgsl(expr: string, inPlace: boolean): string {
-  return /* wgsl */ `
+function binaryWgsl(expr: string, inPlace: boolean, helpers = ''): string {
+  return /* wgsl */ `${helpers}
 struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, ${inPlace ? 'read_write' : 'read'}> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -269,6 +269,23 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 /** silu(gate) * up, and its in-place form (into gate). */
 export const SWIGLU = binaryWgsl('x / (1.0 + exp(-x)) * y', false);
 export const SWIGLU_IN_PLACE = binaryWgsl('x / (1.0 + exp(-x)) * y', true);
+/**
+ * gelu as llama.cpp's CPU takes it (the CPU kernels' twin, refGeglu): 0 at or below -10, the input
+ * at or above 10, else the tanh approximation of the input rounded to f16, the result rounded to
+ * f16 (its table of f16 inputs).
+ */
+const GELU_F16 = /* wgsl */ `
+fn toF16(v: f32) -> f32 { return unpack2x16float(pack2x16float(vec2f(v, 0.0))).x; }
+fn geluF16(x: f32) -> f32 {
+  if (x <= -10.0) { return 0.0; }
+  if (x >= 10.0) { return x; }
+  let h = toF16(x);
+  return toF16(0.5 * h * (1.0 + tanh(0.7978845608028654 * h * (1.0 + 0.044715 * h * h))));
+}`;
+
+/** gelu(gate) * up, and its in-place form (into gate). */
+export const GEGLU = binaryWgsl('geluF16(x) * y', false, GELU_F16);
+export const GEGLU_IN_PLACE = binaryWgsl('geluF16(x) * y', true, GELU_F16);
 /** a + b, and its in-place form (into a). */
 export const ADD = binaryWgsl('x + y', false);
 export const ADD_IN_PLACE = binaryWgsl('x + y', true);
@@ -330,7 +347,11 @@ export function ropeStoreKvWgsl(binding: QkvBinding): string {
       ? ['@group(0) @binding(0) var<storage, read_write> x: array<f32>;']
       : binding === 'qk'
         ? ['@group(0) @binding(0) var<storage, read_write> x: array<f32>;', '@group(0) @binding(1) var<storage, read> vs: array<f32>;']
-        : ['@group(0) @binding(0) var<storage, read_write> qs: array<f32>;', '@group(0) @binding(1) var<storage, read> ks: array<f32>;', '@group(0) @binding(2) var<storage, read> vs: array<f32>;'];
+        : [
+            '@group(0) @binding(0) var<storage, read_write> qs: array<f32>;',
+            '@group(0) @binding(1) var<storage, read> ks: array<f32>;',
+            '@group(0) @binding(2) var<storage, read> vs: array<f32>;',
+          ];
   const n = buffers.length;
   const [q, k, v] = binding === 'qkv' ? ['x', 'x', 'x'] : binding === 'qk' ? ['x', 'x', 'vs'] : ['qs', 'ks', 'vs'];
   return /* wgsl */ `

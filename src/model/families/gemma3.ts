@@ -17,7 +17,8 @@ import type { Metadata } from '../../gguf/metadata.js';
 import { gv } from '../../gguf/values.js';
 import type { ModelConfig } from '../config.js';
 import type { LayerPlan, ModelFamily } from '../family.js';
-import { DenseFfn, declareDenseFfn, synthesizeDenseFfn } from '../blocks/dense-ffn.js';
+import { DenseFfn, declareDenseFfn, synthesizeDenseFfn, type DenseFfnWeights } from '../blocks/dense-ffn.js';
+import { GpuDenseFfn, GpuGqaAttention, GpuOutputHead, GpuSandwichNormLayer } from '../gpu/gpu-blocks.js';
 import {
   GqaAttention,
   checkGqaConfig,
@@ -27,9 +28,10 @@ import {
   synthesizeGqa,
   type GqaShape,
   type GqaTensors,
+  type GqaWeights,
 } from '../blocks/gqa-attention.js';
 import { OUTPUT_TENSORS, OutputHead, declareOutputHead } from '../blocks/output-head.js';
-import { SandwichNormLayer, declareSandwichNorm, synthesizeSandwichNorm } from '../blocks/sandwich-norm-layer.js';
+import { SandwichNormLayer, declareSandwichNorm, synthesizeSandwichNorm, type SandwichNorms } from '../blocks/sandwich-norm-layer.js';
 import { checkSlidingWindow, isSlidingLayer, layerWindow, type SlidingWindow } from '../blocks/sliding-window.js';
 import { TOKEN_EMBEDDING, TokenEmbedding, declareTokenEmbedding, synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
 import type { TensorSource } from '../tensor-source.js';
@@ -118,18 +120,27 @@ function describe(cfg: Gemma3Config): string {
   );
 }
 
-/** Layer l in llama.cpp's tensor order: attention norm, attention, its post-norm, FFN norm, FFN, its post-norm. */
-function buildLayer(cfg: Gemma3Config, l: number, src: TensorSource, ws: Workspace): SandwichNormLayer {
+/** Layer l's weights in llama.cpp's tensor order: attention norm, attention, its post-norm, FFN norm, FFN, its post-norm. */
+function declareLayer(
+  cfg: Gemma3Config,
+  l: number,
+  src: TensorSource,
+): { shape: GqaShape; attention: GqaWeights; ffn: DenseFfnWeights; norms: SandwichNorms } {
   const p = `blk.${l}.`;
   const e = cfg.nEmbd;
   const shape = layerShape(cfg, l);
-  const attention = declareSandwichNorm(src, p, 'attention', e);
-  const attn = new GqaAttention(shape, declareGqa(src, p, shape, TENSORS), ws);
+  const attnNorm = declareSandwichNorm(src, p, 'attention', e);
+  const attention = declareGqa(src, p, shape, TENSORS);
   const postAttention = declareSandwichNorm(src, p, 'postAttention', e);
   const ffnNorm = declareSandwichNorm(src, p, 'ffn', e);
-  const ffn = new DenseFfn(declareDenseFfn(src, p, e, cfg.nFf), ws, 'gelu');
+  const ffn = declareDenseFfn(src, p, e, cfg.nFf);
   const postFfn = declareSandwichNorm(src, p, 'postFfn', e);
-  return new SandwichNormLayer({ attention, postAttention, ffn: ffnNorm, postFfn }, attn, ffn, cfg.rmsEps, ws);
+  return { shape, attention, ffn, norms: { attention: attnNorm, postAttention, ffn: ffnNorm, postFfn } };
+}
+
+function buildLayer(cfg: Gemma3Config, l: number, src: TensorSource, ws: Workspace): SandwichNormLayer {
+  const d = declareLayer(cfg, l, src);
+  return new SandwichNormLayer(d.norms, new GqaAttention(d.shape, d.attention, ws), new DenseFfn(d.ffn, ws, 'gelu'), cfg.rmsEps, ws);
 }
 
 /** The Gemma 3 family. */
@@ -142,6 +153,14 @@ export const gemma3Family: ModelFamily<Gemma3Config> = {
   input: (cfg, src) => new TokenEmbedding(declareTokenEmbedding(src, cfg.nVocab, cfg.nEmbd), Math.sqrt(cfg.nEmbd)),
   layer: buildLayer,
   output: (cfg, src) => new OutputHead(declareOutputHead(src, cfg.nVocab, cfg.nEmbd), cfg.rmsEps, cfg.finalSoftcap),
+  gpu: {
+    layer(cfg, l, src, ws) {
+      const d = declareLayer(cfg, l, src);
+      const attn = new GpuGqaAttention(d.shape, d.attention, ws);
+      return new GpuSandwichNormLayer(d.norms, attn, new GpuDenseFfn(d.ffn, ws, 'gelu'), cfg.rmsEps, ws);
+    },
+    output: (cfg, src, ws) => new GpuOutputHead(declareOutputHead(src, cfg.nVocab, cfg.nEmbd), cfg.rmsEps, ws, cfg.finalSoftcap),
+  },
   synthetic: {
     shapes: {
       'gemma3-1b': {

@@ -11,8 +11,9 @@ import { ropeTable, type GpuKvType, type GpuTensor, type WebGpuKernels } from '.
 import { YarnRope } from '../blocks/yarn-rope.js';
 import type { SeqSpan } from '../batch.js';
 import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
-import type { DenseFfnWeights } from '../blocks/dense-ffn.js';
-import type { OutputHeadWeights } from '../blocks/output-head.js';
+import type { DenseActivation, DenseFfnWeights } from '../blocks/dense-ffn.js';
+import { softcapLogits, type OutputHeadWeights } from '../blocks/output-head.js';
+import type { SandwichNorms } from '../blocks/sandwich-norm-layer.js';
 import { gpuMatmul, gpuPairedSwiglu, type GpuMatrix, type GpuScratch, type GpuWorkspace } from './gpu-workspace.js';
 import { accumulateLinear, applyLinear, linear, type GpuLinear } from './gpu-linear.js';
 import { GpuQkvProjection } from './gpu-qkv.js';
@@ -131,7 +132,7 @@ export class GpuGqaAttention implements GpuBlock {
   }
 }
 
-/** The dense SwiGLU FFN. */
+/** The dense gated FFN: SwiGLU, or GeGLU (Gemma) with `activation` gelu. */
 export class GpuDenseFfn implements GpuBlock {
   readonly accumulates = true;
   /** Gate and up with their rows interleaved, where one dispatch can make silu(gate) x up. */
@@ -142,8 +143,13 @@ export class GpuDenseFfn implements GpuBlock {
   private readonly sg: GpuScratch;
   private readonly su?: GpuScratch;
 
-  constructor(w: DenseFfnWeights, ws: GpuWorkspace) {
-    this.pair = ws.pairedMatrix(w.gate, w.up);
+  constructor(
+    w: DenseFfnWeights,
+    ws: GpuWorkspace,
+    private readonly activation: DenseActivation = 'silu',
+  ) {
+    // The paired product folds in silu only.
+    this.pair = activation === 'silu' ? ws.pairedMatrix(w.gate, w.up) : undefined;
     if (!this.pair) {
       this.gate = ws.matrix(w.gate);
       this.up = ws.matrix(w.up);
@@ -162,7 +168,8 @@ export class GpuDenseFfn implements GpuBlock {
       const u = this.su!.t;
       gpuMatmul(gpu, this.gate!, h, n, g);
       gpuMatmul(gpu, this.up!, h, n, u);
-      gpu.swiglu(g, u, n * this.gate!.rows, g);
+      if (this.activation === 'gelu') gpu.geglu(g, u, n * this.gate!.rows, g);
+      else gpu.swiglu(g, u, n * this.gate!.rows, g);
     }
     gpuMatmul(gpu, this.down, g, n, out, accumulate);
   }
@@ -208,6 +215,48 @@ export class GpuPreNormLayer implements GpuDecoderLayer {
   }
 }
 
+/** x += postNorm(attention(norm(x))); x += postFfnNorm(ffn(ffnNorm(x))) (Gemma; blocks/sandwich-norm-layer.ts). */
+export class GpuSandwichNormLayer implements GpuDecoderLayer {
+  private readonly norms: { readonly [K in keyof SandwichNorms]: GpuTensor };
+  private readonly h: GpuScratch;
+  private readonly t: GpuScratch;
+  private readonly dim: number;
+
+  constructor(
+    norms: SandwichNorms,
+    private readonly attention: GpuBlock,
+    private readonly ffn: GpuBlock,
+    private readonly eps: number,
+    ws: GpuWorkspace,
+  ) {
+    this.dim = norms.attention.length;
+    this.norms = {
+      attention: ws.vector(norms.attention),
+      postAttention: ws.vector(norms.postAttention),
+      ffn: ws.vector(norms.ffn),
+      postFfn: ws.vector(norms.postFfn),
+    };
+    this.h = ws.buffer('layer.normed', this.dim);
+    this.t = ws.buffer('layer.out', this.dim);
+  }
+
+  forward(x: GpuTensor, step: GpuStep): void {
+    const { gpu, n } = step;
+    const { norms, dim, eps } = this;
+    const h = this.h.t;
+    const t = this.t.t;
+    // Each block's output is normed before the residual add, so none adds into x itself.
+    gpu.rmsNorm(x, norms.attention, n, dim, eps, h);
+    this.attention.forward(h, t, step);
+    gpu.rmsNorm(t, norms.postAttention, n, dim, eps, t);
+    gpu.add(x, t, n * dim, x);
+    gpu.rmsNorm(x, norms.ffn, n, dim, eps, h);
+    this.ffn.forward(h, t, step);
+    gpu.rmsNorm(t, norms.postFfn, n, dim, eps, t);
+    gpu.add(x, t, n * dim, x);
+  }
+}
+
 /** The final norm and head of the rows asked for; logits are read back (the step's one transfer out). */
 export class GpuOutputHead {
   private readonly norm: GpuTensor;
@@ -219,6 +268,8 @@ export class GpuOutputHead {
     w: OutputHeadWeights,
     private readonly eps: number,
     ws: GpuWorkspace,
+    /** Final logit softcapping (0: none), applied to the logits read back. */
+    private readonly softcap = 0,
   ) {
     this.norm = ws.vector(w.norm);
     this.head = ws.matrix(w.head);
@@ -241,6 +292,8 @@ export class GpuOutputHead {
       gpu.rmsNorm(g, this.norm, m, D, this.eps, g);
     }
     gpuMatmul(gpu, this.head, g, m, this.logits.t);
-    return new Float32Array(await gpu.read(this.logits.t, m * V * 4));
+    const logits = new Float32Array(await gpu.read(this.logits.t, m * V * 4));
+    if (this.softcap > 0) softcapLogits(logits, this.softcap);
+    return logits;
   }
 }
