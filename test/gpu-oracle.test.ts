@@ -20,7 +20,7 @@ import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePromp
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import { alongOracle, gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
-import { GEMMA3, GEMMA3_WINDOW, GPT_OSS, QWEN3MOE } from './helpers/family-shapes.js';
+import { GEMMA2, GEMMA3, GEMMA3_WINDOW, GPT_OSS, QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 import { gpuSkip } from './helpers/test-gpu.js';
@@ -145,6 +145,18 @@ for (const [name, shape] of [
   });
 }
 oracleCase('gemma3', GEMMA3, 'Q4_K_M', 'Q4_K_M');
+// Gemma 2: the attention scores softcapped on the device, the logits on the host.
+test("GPU backend, gemma2 F32: softcapped scores and logits give llama.cpp's greedy tokens and log-probabilities", { skip, timeout: 300_000 }, async (t) => {
+  const path = join(dir, 'gemma2.gguf');
+  writeSyntheticModel(path, { ...GEMMA2, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);
+  const prompt = oraclePrompt(GEMMA2.nVocab, 3 * GEMMA3_WINDOW + 5);
+  const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'F16' });
+  assertVaried(oracle);
+  assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.F16, 'gpu'), oracle);
+  const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
+  t.diagnostic(`largest log-probability gap ${gap}`);
+  assert.ok(gap < 0.03, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+});
 
 test('GPU backend with --gpu-layers: the first layers on the CPU, the last on the GPU, give llama.cpp\'s greedy tokens and log-probabilities', { skip, timeout: 300_000 }, async (t) => {
   const path = join(dir, 'split.gguf');

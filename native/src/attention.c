@@ -181,6 +181,15 @@ static int64_t visible_from(const cairn_attention_params *p, int64_t n_ctx) {
   return p->window > 0 && n_ctx > p->window ? n_ctx - p->window : 0;
 }
 
+/*
+ * Gemma 2's logit softcapping of a row of scores, in ggml's f32 steps (scale by 1/cap, tanh, scale
+ * by cap). Scalar: it runs only for the models that ask for it.
+ */
+static void softcap_scores(float *w, int64_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (int64_t i = 0; i < n; i++) w[i] = cap * tanhf(w[i] * inv);
+}
+
 /* Per-item geometry: tokens [t0, t0 + nt), KV heads [kvh0, kvh0 + nkv), query heads [hs, hs + nh) of each. */
 typedef struct {
   int64_t t0, nt, kvh0, nkv, hs, nh;
@@ -260,6 +269,7 @@ static void chunk_state(const attn_job *j, const attn_item *it, int64_t c, const
       for (int64_t g = 0; g < it->nh; g++) {
         const int64_t v = item_vector(it, k, ti, g);
         float *w = scores + v * SCORE_STRIDE - lo;
+        if (p->softcap > 0.f) softcap_scores(w + a, b - a, p->softcap);
         if (a >= b) {
           memset(w + start, 0, (size_t)(hi - start) * sizeof(float));
           st.m[v] = -INFINITY, st.l[v] = 0;

@@ -310,14 +310,23 @@ static int attention_params(napi_env env, napi_value o, cairn_attention_params *
                (long long)p->n_head, (long long)p->n_kv_head);
     return -1;
   }
-  /* Optional: sinks (one f32 per query head) and a sliding window (0: none). */
-  napi_value sinks, window;
+  /* Optional: sinks (one f32 per query head), a sliding window (0: none) and a logit softcap (0: none). */
+  napi_value sinks, window, softcap;
   p->sinks = NULL;
   p->window = 0;
+  p->softcap = 0.f;
   if (obj_prop(env, o, "params", "sinks", &sinks)) return -1;
   if (!is_nullish(env, sinks) && args_f32(env, sinks, "params.sinks", p->n_head, (float **)&p->sinks)) return -1;
   if (obj_prop(env, o, "params", "window", &window)) return -1;
   if (!is_nullish(env, window) && args_int(env, window, "params.window", 0, MAX_DIM, &p->window)) return -1;
+  if (obj_prop(env, o, "params", "softcap", &softcap)) return -1;
+  if (!is_nullish(env, softcap)) {
+    if (args_float(env, softcap, "params.softcap", &p->softcap)) return -1;
+    if (!(p->softcap >= 0.f) || isinf(p->softcap)) {
+      args_throw(env, "BAD_ARGUMENT", "params.softcap must be a finite number of at least 0");
+      return -1;
+    }
+  }
   return 0;
 }
 

@@ -102,6 +102,8 @@ typedef struct {
   const float *sinks;
   /* A token sees only the last `window` positions (itself included); 0: all of them. */
   int64_t window;
+  /* Scores squashed into (-softcap, softcap) as softcap * tanh(score / softcap) before the softmax (Gemma 2); 0: none. */
+  float softcap;
   /* Positions each cache holds (the stride of its heads, see the layout above); >= pos0 + n_tokens. */
   int64_t k_capacity, v_capacity;
 } cairn_attention_params;

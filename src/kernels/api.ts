@@ -78,6 +78,8 @@ export interface AttentionParams {
   sinks?: Float32Array;
   /** A sliding window: each token sees only the last `window` positions, itself included (0 or absent: all). */
   window?: number;
+  /** Scores squashed to softcap * tanh(score / softcap) before the softmax (Gemma 2's attention logit softcapping); 0 or absent: none. */
+  softcap?: number;
 }
 
 /** One sequence's rows of a batch for attentionSpans, and its caches. */

@@ -244,14 +244,18 @@ for (const isa of cpuInfo().availableIsas) {
       }
     });
 
-    it('attention over contexts of several chunks matches the reference: chunk edges, windows, sinks', () => {
+    it('attention over contexts of several chunks matches the reference: chunk edges, windows, sinks, softcapped scores', () => {
       const rand = seededRandom(18);
       const cases = [
-        { pos0: ATTENTION_CHUNK - 3, nTokens: 9, window: 0, sinks: false },
-        { pos0: 2 * ATTENTION_CHUNK, nTokens: 1, window: 0, sinks: true },
-        { pos0: 3 * ATTENTION_CHUNK + 17, nTokens: 5, window: ATTENTION_CHUNK + 1, sinks: false },
-        { pos0: 3 * ATTENTION_CHUNK + 17, nTokens: 1, window: 40, sinks: true },
-        { pos0: 5 * ATTENTION_CHUNK - 1, nTokens: 2, window: 0, sinks: false },
+        { pos0: ATTENTION_CHUNK - 3, nTokens: 9, window: 0, sinks: false, softcap: 0 },
+        { pos0: 2 * ATTENTION_CHUNK, nTokens: 1, window: 0, sinks: true, softcap: 0 },
+        { pos0: 3 * ATTENTION_CHUNK + 17, nTokens: 5, window: ATTENTION_CHUNK + 1, sinks: false, softcap: 0 },
+        { pos0: 3 * ATTENTION_CHUNK + 17, nTokens: 1, window: 40, sinks: true, softcap: 0 },
+        { pos0: 5 * ATTENTION_CHUNK - 1, nTokens: 2, window: 0, sinks: false, softcap: 0 },
+        // Gemma 2's softcapping (scores of these queries reach well past 2): in one chunk, across chunks, in a window.
+        { pos0: 20, nTokens: 6, window: 0, sinks: false, softcap: 2 },
+        { pos0: 2 * ATTENTION_CHUNK + 5, nTokens: 3, window: 0, sinks: false, softcap: 2 },
+        { pos0: 3 * ATTENTION_CHUNK + 17, nTokens: 4, window: ATTENTION_CHUNK + 1, sinks: false, softcap: 3 },
       ];
       for (const c of cases) {
         for (const kvType of [0, 1, 8] as KvType[]) {
@@ -262,12 +266,17 @@ for (const isa of cpuInfo().availableIsas) {
           refStoreKv(randomF32(ctx * row, rand), randomF32(ctx * row, rand), kCache, vCache, kvType, row, 0, ctx, nKvHead);
           // Larger queries make the scores peak, so merging chunks of very different maxima is tested.
           const q = randomF32(c.nTokens * nHead * headDim, rand, 6);
-          const p: AttentionParams = { nTokens: c.nTokens, nHead, nKvHead, headDim, pos0: c.pos0, scale: 1 / Math.sqrt(headDim), kvType, window: c.window, sinks: c.sinks ? randomF32(nHead, rand, 4) : undefined };
+          const p: AttentionParams = { nTokens: c.nTokens, nHead, nKvHead, headDim, pos0: c.pos0, scale: 1 / Math.sqrt(headDim), kvType, window: c.window, sinks: c.sinks ? randomF32(nHead, rand, 4) : undefined, softcap: c.softcap };
           const want = new Float32Array(q.length);
           refAttention(q, kCache, vCache, p, want);
           const got = new Float32Array(q.length);
           native.attention(q, kCache, vCache, p, got);
           assertClose(got, want, kvType === 0 ? ATTN_F32_TOL : ATTN_F16_TOL, `attention kv${kvType} ${JSON.stringify(c)}`);
+          if (c.softcap > 0) {
+            const uncapped = new Float32Array(q.length);
+            refAttention(q, kCache, vCache, { ...p, softcap: 0 }, uncapped);
+            assert.ok(uncapped.some((x, i) => Math.abs(x - want[i]) > 0.05), 'the softcap changes the result');
+          }
         }
       }
     });

@@ -3,6 +3,7 @@ import { CairnError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
 import type { ModelFamily } from './family.js';
 import { deepseek2Family } from './families/deepseek2.js';
+import { gemma2Family } from './families/gemma2.js';
 import { gemma3Family } from './families/gemma3.js';
 import { glm4MoeFamily } from './families/glm4moe.js';
 import { gptOssFamily } from './families/gpt-oss.js';
@@ -18,6 +19,7 @@ export const MODEL_FAMILIES: readonly ModelFamily[] = [
   llamaFamily,
   qwen2Family,
   qwen3Family,
+  gemma2Family as ModelFamily,
   gemma3Family as ModelFamily,
   qwen2MoeFamily as ModelFamily,
   qwen3MoeFamily as ModelFamily,

@@ -44,6 +44,8 @@ export interface SyntheticModelSpec {
   readonly linearRopeFactor?: number;
   /** Final logit softcapping (`final_logit_softcapping`), where the family reads it. */
   readonly finalLogitSoftcap?: number;
+  /** Attention score softcapping (`attn_logit_softcapping`), where the family reads it. */
+  readonly attnLogitSoftcap?: number;
   /** The pooling an embedding model's file names (encoders write it; default mean). */
   readonly pooling?: 'none' | 'mean' | 'cls' | 'last';
   readonly quant: SyntheticQuant;

@@ -137,3 +137,23 @@ export const GEMMA3: SyntheticShape = {
   tied: true,
   slidingWindow: GEMMA3_WINDOW,
 };
+
+/**
+ * Gemma 2 in miniature: windows on every other layer (its default pattern), the scores softcapped
+ * at 2 and the logits at 3 so that both bend (the released models' 50 and 30 bend only large ones).
+ */
+export const GEMMA2: SyntheticShape = {
+  arch: 'gemma2',
+  nEmbd: 256,
+  nLayer: 4,
+  nHead: 4,
+  nKvHead: 2,
+  headDim: 64,
+  nFf: 512,
+  nVocab: 600,
+  ctx: 512,
+  ropeBase: 10000,
+  slidingWindow: GEMMA3_WINDOW,
+  attnLogitSoftcap: 2,
+  finalLogitSoftcap: 3,
+};

@@ -256,6 +256,8 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
   const half = p.kvType === 1;
   const q8 = p.kvType === 8;
   const group = nHead / nKvHead;
+  const cap = f(p.softcap ?? 0);
+  const capInv = cap > 0 ? f(1 / cap) : 0;
   const weights = new Float64Array(ATTENTION_CHUNK);
   const qh = new Float64Array(d);
   const acc = new Float64Array(d);
@@ -275,7 +277,8 @@ export function refAttention(q: Float32Array, kCache: Uint8Array, vCache: Uint8A
         let dot = 0;
         const at = kAt(j);
         for (let i = 0; i < d; i++) dot += k(at + i) * qh[i];
-        return f(f(dot) * f(p.scale));
+        const s = f(f(dot) * f(p.scale));
+        return cap > 0 ? f(cap * f(Math.tanh(f(s * capInv)))) : s;
       };
       if (Math.floor(first / ATTENTION_CHUNK) === Math.floor((nCtx - 1) / ATTENTION_CHUNK)) {
         // All it sees lies in one chunk: unfused, as llama.cpp without flash attention.

@@ -47,6 +47,8 @@ export interface GpuAttentionParams {
   readonly scale: number;
   /** Positions a token sees, itself included; 0: all. */
   readonly window?: number;
+  /** Scores squashed to softcap * tanh(score / softcap) before the softmax; 0 or absent: none. */
+  readonly softcap?: number;
   /** One sink logit per query head, on the device. */
   readonly sinks?: GpuTensor;
   /** Elements of a key cache row (default nKvHead x headDim). */
@@ -774,6 +776,7 @@ export class WebGpuKernels {
       const m = Math.min(perDim, nTokens - r);
       const params = new Uint32Array([m, nHead, nKvHead, d, pos0 + r, p.window ?? 0, p.sinks ? 1 : 0, 0, (row + r) * nHead * d, kRow, vDim, vRow, (row + r) * nHead * vDim, 0, 0, 0]);
       new Float32Array(params.buffer).set([p.scale], 7);
+      new Float32Array(params.buffer).set([p.softcap ?? 0], 13);
       const u = this.uniform(params);
       this.dispatchGrid(key, pipeline, [q.buffer, kCache.buffer, vCache.buffer, (p.sinks ?? this.empty).buffer, out.buffer, u], nHead, m);
     }

@@ -280,7 +280,8 @@ fn geluF16(x: f32) -> f32 {
   if (x <= -10.0) { return 0.0; }
   if (x >= 10.0) { return x; }
   let h = toF16(x);
-  return toF16(0.5 * h * (1.0 + tanh(0.7978845608028654 * h * (1.0 + 0.044715 * h * h))));
+  // tanh is 1 in f32 past 9: clamped so that no device's exp-based tanh overflows.
+  return toF16(0.5 * h * (1.0 + tanh(clamp(0.7978845608028654 * h * (1.0 + 0.044715 * h * h), -15.0, 15.0))));
 }`;
 
 /** gelu(gate) * up, and its in-place form (into gate). */
@@ -488,7 +489,7 @@ struct Params {
   n_tokens: u32, n_head: u32, n_kv_head: u32, head_dim: u32,
   pos0: u32, window: u32, has_sinks: u32, scale: f32,
   q_off: u32, k_row: u32, v_dim: u32, v_row: u32,
-  out_off: u32, pad0: u32, pad1: u32, pad2: u32,
+  out_off: u32, softcap: f32, pad1: u32, pad2: u32,
 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
@@ -526,6 +527,7 @@ ${unrolled(ATTENTION_ACC, (k) => `  var acc${k} = 0.0;`)}
     var s = LOWEST;
     if (j < n_ctx) {
       s = k_dot(j * P.k_row + kvh * d, d) * P.scale;
+      if (P.softcap > 0.0) { s = P.softcap * tanh(clamp(s * (1.0 / P.softcap), -15.0, 15.0)); }
     }
     red[li] = s;
     ${REDUCE('max2')}

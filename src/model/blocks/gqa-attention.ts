@@ -32,6 +32,8 @@ export interface GqaShape {
   readonly window?: number;
   /** What scores are multiplied by before the softmax; absent: 1 / sqrt(headDim). */
   readonly scale?: number;
+  /** Scores squashed to softcap * tanh(score / softcap) before the softmax (Gemma 2); absent: none. */
+  readonly softcap?: number;
 }
 
 /** Which optional tensors a family's GQA layers have, as llama.cpp loads them. */
@@ -201,6 +203,7 @@ export class GqaAttention implements AttentionBlock {
       kvType: GgmlType.F16,
       sinks: w.sinks && w.heads ? w.sinks.subarray(w.heads.heads[0], w.heads.heads[1]) : w.sinks,
       window: s.window ?? 0,
+      softcap: s.softcap ?? 0,
     };
   }
 

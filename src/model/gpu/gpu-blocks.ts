@@ -124,7 +124,7 @@ export class GpuGqaAttention implements GpuBlock {
       const vc = step.kv.values(step.layer, sp.slot);
       if (fused) gpu.ropeStoreKvF16(q, k, v, kc, vc, table, { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, t0: sp.start, qOff, kOff, vOff }, this.rope);
       else gpu.storeKv(step.kv.type, k, v, kc, vc, s.nKvHead * hd, sp.pos0, sp.n, sp.start);
-      const p = { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: s.scale ?? 1 / Math.sqrt(hd), window: s.window, sinks: this.sinks, kvType: step.kv.type };
+      const p = { nTokens: sp.n, nHead: s.nHead, nKvHead: s.nKvHead, headDim: hd, pos0: sp.pos0, scale: s.scale ?? 1 / Math.sqrt(hd), softcap: s.softcap, window: s.window, sinks: this.sinks, kvType: step.kv.type };
       gpu.attention(q, kc, vc, p, attn, sp.start);
     }
     if (accumulate) accumulateLinear(gpu, this.o, attn, n, out, this.so?.t);
