@@ -207,14 +207,16 @@ static void portable_wsum_tiles_q8(const uint8_t *v, int lane0, int64_t rows, co
 
 /*
  * Defines NAME (the table's score kernel over K rows of type KT) calling NAME##_body, an always-inline
- * body, with the common head sizes 64 and 128 as constants: their loops unroll whole, with no lane
- * masks or leftover-column code. The same arithmetic for every size. Shared by the ISA groups.
+ * body, with the common head sizes 64, 128 and 256 (Gemma) as constants: their loops unroll whole,
+ * with no lane masks or leftover-column code (256: one KV head of 4096 F16 rows 88 -> 74 us on Zen
+ * 5, two threads). The same arithmetic for every size. Shared by the ISA groups.
  */
 #define CAIRN_DOT_ROWS_HEAD_SIZES(NAME, KT)                                                                     \
   static void NAME(const KT *k, int64_t stride, int64_t rows, const float *q, int64_t nh, int64_t d, float scale, \
                    float *out, int64_t out_stride) {                                                            \
     if (d == 64) NAME##_body(k, stride, rows, q, nh, 64, scale, out, out_stride);                               \
     else if (d == 128) NAME##_body(k, stride, rows, q, nh, 128, scale, out, out_stride);                        \
+    else if (d == 256) NAME##_body(k, stride, rows, q, nh, 256, scale, out, out_stride);                        \
     else NAME##_body(k, stride, rows, q, nh, d, scale, out, out_stride);                                        \
   }
 
