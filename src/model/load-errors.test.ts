@@ -13,7 +13,7 @@ import { readGguf } from '../gguf/reader.js';
 import { gv } from '../gguf/values.js';
 import { writeGguf } from '../gguf/writer.js';
 import { createKernels, openMapping } from '../kernels/index.js';
-import { isCairnError } from '../util/errors.js';
+import { isCairnError, type CairnErrorCode } from '../util/errors.js';
 import { loadShard } from './build-shard.js';
 import { readModelConfig } from './config.js';
 import { wholeModel } from './shard.js';
@@ -247,4 +247,23 @@ test("a shard file's slice of a quantized row that does not cut whole blocks is 
       isCairnError(e, 'GGUF_MALFORMED') &&
       /cairn\.shard\.slices: "x\.weight": \[0, 64\) of 65 does not cut whole blocks of 32 elements/.test(e.message),
   );
+});
+
+test('Gemma files with settings cairn cannot run, or nonsense ones, fail at load naming the key', () => {
+  const gemma3: SyntheticShape = { arch: 'gemma3', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, headDim: 32, nFf: 128, nVocab: 300, slidingWindow: 4 };
+  const gemma2: SyntheticShape = { ...gemma3, arch: 'gemma2' };
+  const cases: [SyntheticShape, string, GgufEdit, CairnErrorCode, RegExp][] = [
+    [gemma3, 'gemma3-yarn', { metadata: { 'gemma3.rope.scaling.type': gv.str('yarn'), 'gemma3.rope.scaling.factor': gv.f32(8) } }, 'MODEL_UNSUPPORTED', /Gemma 3 with YaRN rope scaling is not supported/],
+    [gemma3, 'gemma3-softcap', { metadata: { 'gemma3.final_logit_softcapping': gv.f32(-1) } }, 'GGUF_MALFORMED', /"gemma3\.final_logit_softcapping" = -1 is not a non-negative number/],
+    [gemma3, 'gemma3-swa-base', { metadata: { 'gemma3.rope.freq_base_swa': gv.f32(0) } }, 'GGUF_MALFORMED', /"gemma3\.rope\.freq_base_swa" = 0 is not a positive number/],
+    [gemma2, 'gemma2-attn-softcap', { metadata: { 'gemma2.attn_logit_softcapping': gv.f32(Number.NaN) } }, 'GGUF_MALFORMED', /"gemma2\.attn_logit_softcapping" = NaN/],
+    [gemma2, 'gemma2-window', { metadata: { 'gemma2.attention.sliding_window': gv.u32(0) } }, 'GGUF_MALFORMED', /sliding window of 0 positions/],
+  ];
+  for (const [shape, name, edit, code, message] of cases) {
+    assert.throws(
+      () => load(variant(shape, name, edit)),
+      (e) => isCairnError(e, code) && message.test(e.message),
+      name,
+    );
+  }
 });
