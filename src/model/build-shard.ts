@@ -128,7 +128,7 @@ export function loadShard(
   }
   checkKvType(cfg, opts.kvType);
   const src = new GgufTensorSource(file, { bytesOf, kernels }, tensorSplitOf(spec), experts);
-  const ws = new Workspace(opts.maxBatch);
+  const ws = new Workspace(opts.maxBatch, opts.ctx);
   checkSplittable(cfg, spec);
   const parts = declareShard(cfg, spec, src, ws);
   // A Q8_0 cache in tiles where these kernels read tiles faster (KvCache keeps rows where it must).

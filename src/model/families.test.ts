@@ -35,6 +35,7 @@ const SHAPES: Record<string, SyntheticShape> = {
   qwen2: { arch: 'qwen2', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, nFf: 96, nVocab: 300, tied: true },
   qwen3: { arch: 'qwen3', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 1, headDim: 32, nFf: 128, nVocab: 300 },
   gemma2: { arch: 'gemma2', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 32, nFf: 128, nVocab: 300, tied: true, slidingWindow: 4, attnLogitSoftcap: 20, finalLogitSoftcap: 30 },
+  phi3: { arch: 'phi3', name: 'tiny', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 16, ropeDims: 12, nFf: 96, nVocab: 300, longRope: { origCtx: 16, attnFactor: 1.1 } },
   gemma3: { arch: 'gemma3', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 32, nFf: 128, nVocab: 300, tied: true, slidingWindow: 4, slidingWindowPattern: 2 },
 };
 
@@ -50,10 +51,10 @@ const paramsOf = (file: GgufFile, pred: (name: string) => boolean) =>
   file.tensors.filter((t) => pred(t.name)).reduce((a, t) => a + t.elements, 0);
 
 test('every family is registered under its GGUF architecture names, and every named benchmark shape has one', () => {
-  assert.deepEqual(supportedArchitectures(), ['llama', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'qwen2moe', 'qwen3moe', 'deepseek2', 'glm4moe', 'gpt-oss']);
+  assert.deepEqual(supportedArchitectures(), ['llama', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'phi3', 'qwen2moe', 'qwen3moe', 'deepseek2', 'glm4moe', 'gpt-oss']);
   for (const f of MODEL_FAMILIES)
     for (const [name, shape] of Object.entries(f.synthetic.shapes)) assert.ok(f.architectures.includes(shape.arch), name);
-  assert.deepEqual(Object.keys(SYNTHETIC_SHAPES), ['llama-1b', 'llama-8b', 'qwen3-0.6b', 'gemma2-2b', 'gemma3-1b', 'gemma3-4b', 'qwen3-moe-15b-a2b', 'deepseek-v2-lite', 'gpt-oss-20b']);
+  assert.deepEqual(Object.keys(SYNTHETIC_SHAPES), ['llama-1b', 'llama-8b', 'qwen3-0.6b', 'gemma2-2b', 'gemma3-1b', 'gemma3-4b', 'phi4-mini', 'qwen3-moe-15b-a2b', 'deepseek-v2-lite', 'gpt-oss-20b']);
 });
 
 for (const arch of Object.keys(SHAPES)) {
@@ -73,9 +74,9 @@ for (const arch of Object.keys(SHAPES)) {
     const inHead = (n: string) => n === 'output_norm.weight' || n === (tied ? 'token_embd.weight' : 'output.weight');
     const [head, headParams] = [bytesOf(file, inHead), paramsOf(file, inHead)];
     assert.deepEqual(bytes.head, { total: head, activePerToken: head, parameters: headParams, activeParameters: headParams });
-    const shared = bytesOf(file, (n) => n === 'rope_freqs.weight');
+    const shared = bytesOf(file, (n) => /^rope_(freqs|factors_long|factors_short)\.weight$/.test(n));
     assert.equal(bytes.shared.total, shared);
-    assert.equal(shared > 0, arch === 'llama', 'only the llama model carries rope factors');
+    assert.equal(shared > 0, arch === 'llama' || arch === 'phi3', 'only the llama and phi3 models carry rope factors');
     const all = bytesOf(file, () => true);
     assert.equal(bytes.total, all, 'every tensor of the file is used, and counted once');
     // Every weight is read once per token, except the embedding table: one row of it (and all of it when it is the head).
@@ -103,7 +104,10 @@ for (const arch of Object.keys(SHAPES)) {
     assert.equal(kvCacheBytes(cfg, spec, 2 * 40, GgmlType.F16), shard.kv.bytes);
     // The estimate covers any stage: the whole model's buffers, plus logits of up to 8 rows.
     assert.equal(surveyModel(file, cfg, 16).activationBytes, shard.activationBytes + 4 * cfg.nVocab * 8);
-    const perToken = 3 * cfg.nEmbd + 2 * cfg.nHead * cfg.headDim + 2 * cfg.nKvHead * cfg.headDim + 2 * cfg.nFf;
+    const [qDim, kvDim] = [cfg.nHead * cfg.headDim, cfg.nKvHead * cfg.headDim];
+    // Phi-3's fused products write their rows whole before they are split: q, k and v side by side, then gate and up.
+    const fused = arch === 'phi3' ? qDim + 2 * kvDim + cfg.nFf : 0;
+    const perToken = 3 * cfg.nEmbd + 2 * qDim + 2 * kvDim + 2 * cfg.nFf + fused;
     assert.equal(shard.activationBytes, 4 * 16 * perToken, 'stream, norm and block output; q, k, v, attention; gate and up');
   });
 

@@ -46,6 +46,12 @@ export interface SyntheticModelSpec {
   readonly finalLogitSoftcap?: number;
   /** Attention score softcapping (`attn_logit_softcapping`), where the family reads it. */
   readonly attnLogitSoftcap?: number;
+  /** Rotated dimensions of a head where fewer than all (Phi-4-mini), where the family writes them. */
+  readonly ropeDims?: number;
+  /** Phi-3's long-context rope: the two factor sets, the original context and the attention factor. */
+  readonly longRope?: { readonly origCtx: number; readonly attnFactor: number };
+  /** Q, K and V as three tensors where the family's files fuse them (Phi-3). */
+  readonly separateQkv?: boolean;
   /** The pooling an embedding model's file names (encoders write it; default mean). */
   readonly pooling?: 'none' | 'mean' | 'cls' | 'last';
   readonly quant: SyntheticQuant;

@@ -42,6 +42,18 @@ test('cuts follow the shares, every rank gets at least one unit', () => {
   );
 });
 
+test("Phi-3's fused matrices refuse a tensor-parallel split, naming why", () => {
+  const path = join(dir, 'phi3.gguf');
+  writeSyntheticModel(path, { arch: 'phi3', name: 'tiny', nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, quant: GgmlType.F32, seed: 3 }, quantize);
+  const file = readGguf(path);
+  const cfg = readModelConfig(file);
+  const mapped = readFileSync(path);
+  assert.throws(
+    () => loadShard(file, cfg, { ...wholeModel(cfg), splitRank: 0, splitCount: 2 }, (t) => mapped.subarray(t.offset, t.offset + t.byteLength), kernels, { slots: 1, ctx: 16, kvType: GgmlType.F32, maxBatch: 4 }),
+    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /fused QKV and gate\/up matrices cannot be split across a tensor-parallel group/.test(e.message),
+  );
+});
+
 test('FFN columns are cut at 256 where every rank gets a super-block, else at 32', () => {
   assert.equal(splitAlignment(14336, 6), 256);
   assert.equal(splitAlignment(512, 3), 32);

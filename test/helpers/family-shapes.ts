@@ -157,3 +157,42 @@ export const GEMMA2: SyntheticShape = {
   attnLogitSoftcap: 2,
   finalLogitSoftcap: 3,
 };
+
+/** Phi-3-mini in miniature: Q, K and V in one matrix, gate and up in one, every head a KV head. */
+export const PHI3: SyntheticShape = {
+  arch: 'phi3',
+  // llama.cpp looks up "<|endoftext|>" in the vocabulary of a model whose name says phi3; the synthetic one has none.
+  name: 'tiny',
+  nEmbd: 256,
+  nLayer: 3,
+  nHead: 4,
+  nKvHead: 4,
+  headDim: 64,
+  nFf: 512,
+  nVocab: 600,
+  ctx: 4096,
+  ropeBase: 10000,
+  slidingWindow: 2047,
+};
+
+/**
+ * Phi-4-mini in miniature: grouped-query attention, three quarters of each head rotated, a tied head,
+ * and the long-context rope (factor sets and attention factor) with an original context of 32, so
+ * that a context of 256 rotates with the long factors.
+ */
+export const PHI4_MINI: SyntheticShape = {
+  arch: 'phi3',
+  name: 'tiny',
+  nEmbd: 256,
+  nLayer: 3,
+  nHead: 8,
+  nKvHead: 2,
+  headDim: 32,
+  ropeDims: 24,
+  nFf: 512,
+  nVocab: 600,
+  ctx: 131072,
+  ropeBase: 10000,
+  tied: true,
+  longRope: { origCtx: 32, attnFactor: 1.19 },
+};

@@ -48,11 +48,16 @@ export interface GqaTensors {
   readonly ropeFreqs: boolean;
 }
 
+/**
+ * Q, K and V as three products, or as one (Phi-3's `attn_qkv`: q's rows, then k's, then v's) whose
+ * rows the block then splits.
+ */
+export type GqaProjections =
+  | { readonly q: Linear; readonly k: Linear; readonly v: Linear; readonly qkv?: undefined }
+  | { readonly qkv: Linear; readonly q?: undefined; readonly k?: undefined; readonly v?: undefined };
+
 /** The weights of one GQA block. */
-export interface GqaWeights {
-  readonly q: Linear;
-  readonly k: Linear;
-  readonly v: Linear;
+export type GqaWeights = GqaProjections & {
   readonly o: Linear;
   readonly qNorm?: Float32Array;
   readonly kNorm?: Float32Array;
@@ -65,7 +70,7 @@ export interface GqaWeights {
    * Absent: all heads.
    */
   readonly heads?: HeadSplit;
-}
+};
 
 /** The GQA shape of a config; value heads must be as wide as key heads here. */
 export function gqaShape(cfg: ModelConfig): GqaShape {
@@ -173,6 +178,8 @@ export class GqaAttention implements AttentionBlock {
   private readonly k: Scratch;
   private readonly v: Scratch;
   private readonly attn: Scratch;
+  /** The fused projection's rows, before they are split into q, k and v. */
+  private readonly qkv?: Scratch;
   private readonly rope: Rope;
   private readonly params: AttentionParams;
 
@@ -192,6 +199,10 @@ export class GqaAttention implements AttentionBlock {
     this.k = ws.buffer('attn.k', kvDim);
     this.v = ws.buffer('attn.v', kvDim);
     this.attn = ws.buffer('attn.out', qDim);
+    if (w.qkv) {
+      if (w.heads) throw new CairnError('MODEL_UNSUPPORTED', 'a fused QKV projection cannot be split across a tensor-parallel group');
+      this.qkv = ws.buffer('attn.qkv', qDim + 2 * kvDim);
+    }
     this.rope = new Rope(s.rope, w.ropeFreqs);
     this.params = {
       nTokens: 0,
@@ -216,9 +227,21 @@ export class GqaAttention implements AttentionBlock {
     const q = this.q.rows(n);
     const k = this.k.rows(n);
     const v = this.v.rows(n);
-    applyLinear(kernels, w.q, h, n, q);
-    applyLinear(kernels, w.k, h, n, k);
-    applyLinear(kernels, w.v, h, n, v);
+    if (w.qkv) {
+      const all = this.qkv!.rows(n);
+      applyLinear(kernels, w.qkv, h, n, all);
+      const row = qDim + 2 * kvDim;
+      for (let i = 0; i < n; i++) {
+        const at = i * row;
+        q.set(all.subarray(at, at + qDim), i * qDim);
+        k.set(all.subarray(at + qDim, at + qDim + kvDim), i * kvDim);
+        v.set(all.subarray(at + qDim + kvDim, at + row), i * kvDim);
+      }
+    } else {
+      applyLinear(kernels, w.q, h, n, q);
+      applyLinear(kernels, w.k, h, n, k);
+      applyLinear(kernels, w.v, h, n, v);
+    }
     if (w.qNorm) kernels.rmsNorm(q, w.qNorm, n * s.nHead, hd, s.rmsEps, q);
     if (w.kNorm) kernels.rmsNorm(k, w.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
     this.rope.apply(kernels, q, n, s.nHead, hd, positions);

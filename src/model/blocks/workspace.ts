@@ -20,7 +20,14 @@ export class Workspace {
   private readonly handles: Scratch[] = [];
   private allocated = false;
 
-  constructor(readonly maxBatch: number) {}
+  /**
+   * `ctx`: positions each sequence may reach (0 where no cache is sized, as in byte accounting),
+   * for blocks whose weights depend on it (Phi-3's rope factors for long contexts).
+   */
+  constructor(
+    readonly maxBatch: number,
+    readonly ctx = 0,
+  ) {}
 
   /**
    * Reserves `perToken` floats per batch token under `name` and returns a handle to them. Blocks

@@ -6,6 +6,7 @@
  * host and the device some microseconds whatever its size), and a batch of tokens takes one
  * product per projection over the matrix's rows. Weights are uploaded once either way.
  */
+import { CairnError } from '../../util/errors.js';
 import type { GpuTensor, WebGpuKernels } from '../../kernels/webgpu/gpu-kernels.js';
 import type { GqaShape, GqaWeights } from '../blocks/gqa-attention.js';
 import { applyLinear, linear, type GpuLinear } from './gpu-linear.js';
@@ -46,6 +47,7 @@ export class GpuQkvProjection {
   constructor(s: GqaShape, w: GqaWeights, ws: GpuWorkspace) {
     this.dq = s.nHead * s.headDim;
     this.dk = s.nKvHead * s.headDim;
+    if (w.qkv) throw new CairnError('MODEL_UNSUPPORTED', "a fused QKV projection (Phi-3's attn_qkv) does not run on the GPU yet; use --backend cpu");
     const all = ws.stackedMatrix([w.q.w, w.k.w, w.v.w]);
     this.stacked = all ?? ws.stackedMatrix([w.q.w, w.k.w]);
     this.vStacked = all !== undefined;
