@@ -20,7 +20,7 @@ import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePromp
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import { alongOracle, gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
-import { GEMMA2, GEMMA3, GEMMA3_WINDOW, GPT_OSS, PHI3, QWEN3MOE } from './helpers/family-shapes.js';
+import { GEMMA2, GEMMA3, GEMMA3_WINDOW, GPT_OSS, PHI3, PHI4_MINI, QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 import { gpuSkip } from './helpers/test-gpu.js';
@@ -158,20 +158,25 @@ test("GPU backend, gemma2 F32: softcapped scores and logits give llama.cpp's gre
   assert.ok(gap < 0.03, `log-probabilities differ from llama.cpp's by up to ${gap}`);
 });
 
-test("GPU backend: a Phi-3 file is refused on the GPU, saying so, and auto computes it on the CPU", { skip, timeout: 300_000 }, async () => {
-  const path = join(dir, 'phi3.gguf');
-  writeSyntheticModel(path, { ...PHI3, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);
-  await assert.rejects(loadGpuParts(path, { ctx: 256 }), (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /Phi-3 \/ Phi-4 models do not run on the GPU yet; use --backend cpu/.test((e as Error).message));
-  const model = await loadModel(path, { ctx: 256, compute: 'auto', progress: false });
-  try {
-    const prompt = oraclePrompt(PHI3.nVocab);
-    const ids: number[] = [];
-    for await (const ev of model.engine.generate({ prompt, maxTokens: 4, sampler: { temperature: 0 }, ignoreEos: true })) if (ev.type === 'done') ids.push(...ev.summary.tokens);
-    assert.equal(ids.length, 4);
-  } finally {
-    model.close();
-  }
-});
+// Phi-3: the fused QKV and gate/up matrices uploaded stacked and paired; Phi-4-mini's partial
+// rotation with the long-context rope factors and attention factor.
+for (const [name, shape] of [
+  ['Phi-3-mini', PHI3],
+  ['Phi-4-mini past the original context', PHI4_MINI],
+] as const) {
+  test(`GPU backend, phi3 F32 (${name}): greedy tokens and log-probabilities equal llama.cpp's`, { skip, timeout: 300_000 }, async (t) => {
+    const path = join(dir, `phi3-${name.replace(/\W+/g, '-')}.gguf`);
+    writeSyntheticModel(path, { ...shape, quant: GgmlType.F32, seed: 13 }, quantizeWithKernels);
+    const prompt = oraclePrompt(shape.nVocab, 40);
+    const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'F16' });
+    assertVaried(oracle);
+    assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.F16, 'gpu'), oracle);
+    const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
+    t.diagnostic(`largest log-probability gap ${gap}`);
+    assert.ok(gap < 0.015, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+  });
+}
+oracleCase('phi3', PHI3, 'Q4_K_M', 'Q4_K_M');
 
 test('GPU backend with --gpu-layers: the first layers on the CPU, the last on the GPU, give llama.cpp\'s greedy tokens and log-probabilities', { skip, timeout: 300_000 }, async (t) => {
   const path = join(dir, 'split.gguf');

@@ -9,15 +9,19 @@
  * scaled by `rope.scaling.attn_factor`. The sliding window some files name is ignored, as llama.cpp
  * ignores it (its converters wrote it wrongly), so every layer sees the whole context.
  *
- * Not yet: the fused matrices on the GPU (such a file computes on the CPU, which `--backend auto`
- * says), and across a tensor-parallel group (a rank would need two row ranges of one tensor).
+ * On the GPU the fused matrices are uploaded as the GPU blocks stack their Q, K and V (one matrix)
+ * and pair gate and up. Not yet: a tensor-parallel group (a rank would need two row ranges of one
+ * tensor).
  */
 import { CairnError } from '../../util/errors.js';
 import type { Metadata } from '../../gguf/metadata.js';
 import { gv } from '../../gguf/values.js';
 import type { ModelConfig } from '../config.js';
 import type { ModelFamily } from '../family.js';
-import { FusedFfn, declareFusedFfn, synthesizeFusedFfn } from '../blocks/fused-ffn.js';
+import { FusedFfn, declareFusedFfn, synthesizeFusedFfn, type FusedFfnWeights } from '../blocks/fused-ffn.js';
+import type { DenseFfnWeights } from '../blocks/dense-ffn.js';
+import { GpuDenseFfn, GpuGqaAttention, GpuPreNormLayer } from '../gpu/gpu-blocks.js';
+import { ggmlRowBytes } from '../../gguf/ggml-types.js';
 import {
   GqaAttention,
   checkGqaConfig,
@@ -29,10 +33,16 @@ import {
 } from '../blocks/gqa-attention.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
 import type { Workspace } from '../blocks/workspace.js';
-import type { TensorSource } from '../tensor-source.js';
+import type { Matrix, TensorSource } from '../tensor-source.js';
 import type { SyntheticModelSpec, SyntheticTensors } from '../synthetic-tensors.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
-import { denseDecoderInput, denseDecoderLayerPlan, denseDecoderOutput, describeDenseDecoder } from './dense-decoder.js';
+import {
+  denseDecoderGpuOutput,
+  denseDecoderInput,
+  denseDecoderLayerPlan,
+  denseDecoderOutput,
+  describeDenseDecoder,
+} from './dense-decoder.js';
 import { synthesizeOutputHead } from '../blocks/output-head.js';
 import { synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
 
@@ -77,6 +87,25 @@ function declareAttention(cfg: Phi3Config, p: string, src: TensorSource, ctx: nu
     o: { w: src.matrix(`${p}attn_output.weight`, cfg.nEmbd, qDim) },
     ropeFreqs,
   };
+}
+
+/** Rows [r0, r1) of a matrix, as host bytes to upload (the GPU copies them: nothing else reads this view). */
+function rowsView(m: Matrix, r0: number, r1: number): Matrix {
+  const rowBytes = ggmlRowBytes(m.type, m.cols);
+  return { ...m, name: `${m.name}[${r0}:${r1}]`, rows: r1 - r0, data: m.data.subarray(r0 * rowBytes, r1 * rowBytes) };
+}
+
+/** The fused weights as the GPU blocks take them: Q, K and V (which they stack again), gate and up (which they pair). */
+function gpuParts(cfg: Phi3Config, w: GqaWeights, ffn: FusedFfnWeights): { attention: GqaWeights; ffn: DenseFfnWeights } {
+  const f = ffn.down.cols;
+  const dense: DenseFfnWeights = { gate: rowsView(ffn.gateUp, 0, f), up: rowsView(ffn.gateUp, f, 2 * f), down: ffn.down };
+  if (!w.qkv) return { attention: w, ffn: dense };
+  const qDim = cfg.nHead * cfg.headDim;
+  const kvDim = cfg.nKvHead * cfg.headDim;
+  const cut = [0, qDim, qDim + kvDim, qDim + 2 * kvDim];
+  const [q, k, v] = [0, 1, 2].map((i) => ({ w: rowsView(w.qkv.w, cut[i], cut[i + 1]), bias: w.qkv.bias?.subarray(cut[i], cut[i + 1]) }));
+  const { qkv: _fused, ...rest } = w;
+  return { attention: { ...rest, q, k, v }, ffn: dense };
 }
 
 function buildLayer(cfg: Phi3Config, l: number, src: TensorSource, ws: Workspace): PreNormLayer {
@@ -148,6 +177,24 @@ export const phi3Family: ModelFamily<Phi3Config> = {
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer: buildLayer,
   output: (cfg, src) => denseDecoderOutput(cfg, src),
+  gpu: {
+    layer(cfg, l, src, ws) {
+      const p = `blk.${l}.`;
+      const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
+      const attention = declareAttention(cfg, p, src, ws.ctx);
+      const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
+      const parts = gpuParts(cfg, attention, declareFusedFfn(src, p, cfg.nEmbd, cfg.nFf));
+      return new GpuPreNormLayer(
+        attnNorm,
+        new GpuGqaAttention(gqaShape(cfg), parts.attention, ws),
+        ffnNorm,
+        new GpuDenseFfn(parts.ffn, ws),
+        cfg.rmsEps,
+        ws,
+      );
+    },
+    output: (cfg, src, ws) => denseDecoderGpuOutput(cfg, src, ws),
+  },
   synthetic: {
     shapes: {
       'phi4-mini': {

@@ -47,7 +47,8 @@ export class GpuQkvProjection {
   constructor(s: GqaShape, w: GqaWeights, ws: GpuWorkspace) {
     this.dq = s.nHead * s.headDim;
     this.dk = s.nKvHead * s.headDim;
-    if (w.qkv) throw new CairnError('MODEL_UNSUPPORTED', "a fused QKV projection (Phi-3's attn_qkv) does not run on the GPU yet; use --backend cpu");
+    // A family with a fused matrix hands it over as its three row ranges (phi3.ts), which stack again here.
+    if (w.qkv) throw new CairnError('MODEL_UNSUPPORTED', 'the GPU blocks take Q, K and V as three projections, not one fused matrix');
     const all = ws.stackedMatrix([w.q.w, w.k.w, w.v.w]);
     this.stacked = all ?? ws.stackedMatrix([w.q.w, w.k.w]);
     this.vStacked = all !== undefined;

@@ -187,7 +187,7 @@ export function loadGpuShard(file: GgufFile, cfg: ModelConfig, bytesOf: TensorBy
     throw new CairnError('BAD_ARGUMENT', `layers ${layerStart} to ${layerEnd} on the GPU are not a range of the model's ${cfg.nLayer} layers`);
   }
   const src = new GgufTensorSource(file, { bytesOf, kernels });
-  const ws = new GpuWorkspace(gpu, opts.maxBatch);
+  const ws = new GpuWorkspace(gpu, opts.maxBatch, opts.ctx);
   // A load that fails part way frees what it uploaded (a node's device outlives its stages).
   try {
     const stream = ws.buffer('stream', cfg.nEmbd);

@@ -53,6 +53,8 @@ export class GpuWorkspace {
     readonly gpu: WebGpuKernels,
     /** Tokens a step takes at most; fitBatch may lower it before allocate. */
     public maxBatch: number,
+    /** Positions each sequence may reach (as Workspace.ctx: for weights that depend on it). */
+    readonly ctx = 0,
   ) {}
 
   /** Reserves `perToken` floats per batch token under `name` (shared with every block using that name). */
