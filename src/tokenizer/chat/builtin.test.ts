@@ -67,6 +67,15 @@ test("gemma fallback: 'model' turns, the system prompt opening the first turn, t
   );
 });
 
+test('phi-3 fallback: a tag per role, <|end|> after each turn, tool results as user turns, EOS without a generation prompt', () => {
+  const t = (role: string, text: string): string => `<|${role}|>\n${text}<|end|>\n`;
+  assert.equal(
+    builtinChatTemplate('phi-3').render([...chat, { role: 'tool', content: '42' }], tokens),
+    t('system', 'SYS') + t('user', 'U1') + t('assistant', 'A1') + t('user', 'U2') + t('user', 'Tool result: 42') + '<|assistant|>\n',
+  );
+  assert.equal(builtinChatTemplate('phi-3').render(chat.slice(1, 3), { ...tokens, addGenerationPrompt: false }), t('user', 'U1') + t('assistant', 'A1') + '</s>');
+});
+
 test('every built-in renders without a generation prompt too', () => {
   for (const name of BUILTIN_TEMPLATE_NAMES) {
     const text = builtinChatTemplate(name).render(chat.slice(1, 3), { ...tokens, addGenerationPrompt: false });
@@ -80,6 +89,7 @@ test('the vocabulary picks the fallback', () => {
   assert.equal(guessChatTemplateName(['<unk>', '<s>', '</s>', '[INST]', '[/INST]']), 'mistral');
   assert.equal(guessChatTemplateName(['<unk>', '<s>', '</s>', '▁the']), 'llama-2');
   assert.equal(guessChatTemplateName(['<pad>', '<eos>', '<bos>', '<start_of_turn>', '<end_of_turn>']), 'gemma');
+  assert.equal(guessChatTemplateName(['<unk>', '<s>', '</s>', '<|user|>', '<|assistant|>', '<|end|>']), 'phi-3');
   assert.equal(guessChatTemplateName(['a', 'b']), undefined);
 });
 

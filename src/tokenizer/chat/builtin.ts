@@ -2,14 +2,14 @@
  * Built-in chat templates for model files that carry none, and the guess of which one fits a
  * vocabulary. Written in the same Jinja dialect as model templates, so one renderer serves both.
  * They render plain conversations; tool definitions are ignored. Tool results go in the format's
- * role for them (chatml: `tool`, llama-3: `ipython`) or, where it has none (llama-2, mistral, gemma), in a
+ * role for them (chatml: `tool`, llama-3: `ipython`) or, where it has none (llama-2, mistral, gemma, phi-3), in a
  * user turn that says it is a tool result, so a conversation with tool turns still renders.
  */
 import { CairnError } from '../../util/errors.js';
 import { ChatTemplate } from './template.js';
 
 /** Names of the built-in templates. */
-export type BuiltinTemplateName = 'chatml' | 'llama-2' | 'llama-3' | 'mistral' | 'gemma';
+export type BuiltinTemplateName = 'chatml' | 'llama-2' | 'llama-3' | 'mistral' | 'gemma' | 'phi-3';
 
 // Each line starts with a whitespace-stripping tag, so the layout never reaches the output.
 const SOURCES: Record<BuiltinTemplateName, string> = {
@@ -96,6 +96,23 @@ const SOURCES: Record<BuiltinTemplateName, string> = {
 {%- if add_generation_prompt %}
   {{- '<start_of_turn>model\n' }}
 {%- endif %}`,
+
+  // Phi-3's turns: a tag per role, each turn closed by <|end|>; without a generation prompt, EOS.
+  'phi-3': String.raw`
+{%- for m in messages %}
+  {%- if m.role == 'system' or m.role == 'user' or m.role == 'assistant' %}
+    {{- '<|' + m.role + '|>\n' + m.content + '<|end|>\n' }}
+  {%- elif m.role == 'tool' %}
+    {{- '<|user|>\nTool result: ' + m.content + '<|end|>\n' }}
+  {%- else %}
+    {{- raise_exception("the phi-3 format has no '" + m.role + "' role") }}
+  {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+  {{- '<|assistant|>\n' }}
+{%- else %}
+  {{- eos_token }}
+{%- endif %}`,
 };
 
 /** The names `builtinChatTemplate` accepts. */
@@ -121,8 +138,8 @@ export function builtinChatTemplate(name: string): ChatTemplate {
 /**
  * Guesses the chat format from a vocabulary's token strings: `<|im_start|>` -> chatml,
  * `<|start_header_id|>` -> llama-3, an `[INST]` token -> mistral (Mistral vocabularies have it as
- * a control token; Llama 2's spells it with ordinary pieces), `<start_of_turn>` -> gemma, `<s>` and
- * `</s>` -> llama-2.
+ * a control token; Llama 2's spells it with ordinary pieces), `<start_of_turn>` -> gemma, `<|user|>`
+ * with `<|end|>` -> phi-3, `<s>` and `</s>` -> llama-2.
  * Undefined when nothing matches.
  */
 export function guessChatTemplateName(tokens: readonly string[]): BuiltinTemplateName | undefined {
@@ -131,6 +148,7 @@ export function guessChatTemplateName(tokens: readonly string[]): BuiltinTemplat
   if (vocab.has('<|start_header_id|>')) return 'llama-3';
   if (vocab.has('[INST]')) return 'mistral';
   if (vocab.has('<start_of_turn>')) return 'gemma';
+  if (vocab.has('<|user|>') && vocab.has('<|end|>')) return 'phi-3';
   if (vocab.has('<s>') && vocab.has('</s>')) return 'llama-2';
   return undefined;
 }
