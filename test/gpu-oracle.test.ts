@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgmlType } from '../src/gguf/ggml-types.js';
-import { writeSyntheticModel, type SyntheticModelSpec, type SyntheticQuant } from '../src/model/synthetic.js';
+import { writeSyntheticModel, type SyntheticModelSpec, type SyntheticQuant, type SyntheticShape } from '../src/model/synthetic.js';
 import { loadModel, loadShards } from '../src/engine/load.js';
 import { assertClose } from './helpers/kernel-inputs.js';
 import { isCairnError } from '../src/util/errors.js';
@@ -124,58 +124,38 @@ for (const [arch, shape] of [
   });
 }
 
-// Gemma 3: sandwich norms, GeGLU (gelu through f16 as llama.cpp's CPU takes it), scaled embeddings,
-// windows on five layers of six with their own rope base; then a window pattern of 2, softcapped
-// logits and an untied head. F32 weights: the distributions too (a wrong rope on the windowed
-// layers moves them by 5 or more).
-for (const [name, shape] of [
-  ['', GEMMA3],
-  [' with a window pattern of 2, softcapped logits and an untied head', { ...GEMMA3, nLayer: 4, slidingWindowPattern: 2, finalLogitSoftcap: 3, tied: false, linearRopeFactor: undefined }],
-] as const) {
-  test(`GPU backend, gemma3 F32${name}: greedy tokens and log-probabilities equal llama.cpp's past the window`, { skip, timeout: 300_000 }, async (t) => {
-    const path = join(dir, `gemma3${name.replace(/\W+/g, '-')}.gguf`);
-    writeSyntheticModel(path, { ...shape, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);
-    const prompt = oraclePrompt(shape.nVocab, 3 * GEMMA3_WINDOW + 5);
+/**
+ * An F32 model of `shape` on the GPU after BOS and `promptLength` tokens: llama.cpp's greedy tokens,
+ * and its next-token log-probabilities to `tolerance` along its continuation.
+ */
+function floatCase(label: string, shape: SyntheticShape, promptLength: number, tolerance: number, seed = 11): void {
+  test(`GPU backend, ${label} F32: greedy tokens and log-probabilities equal llama.cpp's`, { skip, timeout: 300_000 }, async (t) => {
+    const path = join(dir, `${label.replace(/\W+/g, '-')}.gguf`);
+    writeSyntheticModel(path, { ...shape, quant: GgmlType.F32, seed }, quantizeWithKernels);
+    const prompt = oraclePrompt(shape.nVocab, promptLength);
     const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'F16' });
     assertVaried(oracle);
     assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.F16, 'gpu'), oracle);
     const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
     t.diagnostic(`largest log-probability gap ${gap}`);
-    assert.ok(gap < 0.03, `log-probabilities differ from llama.cpp's by up to ${gap}`);
+    assert.ok(gap < tolerance, `log-probabilities differ from llama.cpp's by up to ${gap}`);
   });
 }
+
+// Gemma: sandwich norms, GeGLU (gelu through f16 as llama.cpp's CPU takes it), scaled embeddings,
+// windows with their own rope base past which the prompt runs (a wrong rope on the windowed layers
+// moves the log-probabilities by 5 or more); Gemma 2's scores softcapped on the device, the logits
+// on the host.
+const GEMMA_PROMPT = 3 * GEMMA3_WINDOW + 5;
+floatCase('gemma3', GEMMA3, GEMMA_PROMPT, 0.03);
+floatCase('gemma3 with a window pattern of 2, softcapped logits and an untied head', { ...GEMMA3, nLayer: 4, slidingWindowPattern: 2, finalLogitSoftcap: 3, tied: false, linearRopeFactor: undefined }, GEMMA_PROMPT, 0.03);
 oracleCase('gemma3', GEMMA3, 'Q4_K_M', 'Q4_K_M');
-// Gemma 2: the attention scores softcapped on the device, the logits on the host.
-test("GPU backend, gemma2 F32: softcapped scores and logits give llama.cpp's greedy tokens and log-probabilities", { skip, timeout: 300_000 }, async (t) => {
-  const path = join(dir, 'gemma2.gguf');
-  writeSyntheticModel(path, { ...GEMMA2, quant: GgmlType.F32, seed: 11 }, quantizeWithKernels);
-  const prompt = oraclePrompt(GEMMA2.nVocab, 3 * GEMMA3_WINDOW + 5);
-  const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'F16' });
-  assertVaried(oracle);
-  assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.F16, 'gpu'), oracle);
-  const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
-  t.diagnostic(`largest log-probability gap ${gap}`);
-  assert.ok(gap < 0.03, `log-probabilities differ from llama.cpp's by up to ${gap}`);
-});
+floatCase('gemma2 with softcapped scores and logits', GEMMA2, GEMMA_PROMPT, 0.03);
 
 // Phi-3: the fused QKV and gate/up matrices uploaded stacked and paired; Phi-4-mini's partial
 // rotation with the long-context rope factors and attention factor.
-for (const [name, shape] of [
-  ['Phi-3-mini', PHI3],
-  ['Phi-4-mini past the original context', PHI4_MINI],
-] as const) {
-  test(`GPU backend, phi3 F32 (${name}): greedy tokens and log-probabilities equal llama.cpp's`, { skip, timeout: 300_000 }, async (t) => {
-    const path = join(dir, `phi3-${name.replace(/\W+/g, '-')}.gguf`);
-    writeSyntheticModel(path, { ...shape, quant: GgmlType.F32, seed: 13 }, quantizeWithKernels);
-    const prompt = oraclePrompt(shape.nVocab, 40);
-    const oracle = await llamaCppGreedy(path, prompt, 24, { kvType: 'F16' });
-    assertVaried(oracle);
-    assertSameGreedy(await cairnGreedy(path, prompt, 24, GgmlType.F16, 'gpu'), oracle);
-    const gap = maxLogProbGap(await gpuLogProbsAlong(path, prompt, oracle), oracle);
-    t.diagnostic(`largest log-probability gap ${gap}`);
-    assert.ok(gap < 0.015, `log-probabilities differ from llama.cpp's by up to ${gap}`);
-  });
-}
+floatCase('phi3 (Phi-3-mini)', PHI3, 40, 0.015, 13);
+floatCase('phi3 (Phi-4-mini past the original context)', PHI4_MINI, 40, 0.015, 13);
 oracleCase('phi3', PHI3, 'Q4_K_M', 'Q4_K_M');
 
 test('GPU backend with --gpu-layers: the first layers on the CPU, the last on the GPU, give llama.cpp\'s greedy tokens and log-probabilities', { skip, timeout: 300_000 }, async (t) => {

@@ -27,8 +27,17 @@ import {
 } from './oracle-greedy.js';
 import { scratchDir } from './paths.js';
 
-/** A case: its name, the weights' quantization, the KV cache type, the largest log-probability gap allowed (or none). */
-export type OracleCase = readonly [name: string, quant: SyntheticQuant, kv: GgmlType.F16 | GgmlType.F32, tolerance?: number];
+/**
+ * A case: its name, the weights' quantization, the KV cache type, the largest log-probability gap
+ * allowed (or none), and a shape of its own where it differs from the family's.
+ */
+export type OracleCase = readonly [
+  name: string,
+  quant: SyntheticQuant,
+  kv: GgmlType.F16 | GgmlType.F32,
+  tolerance?: number,
+  shape?: SyntheticShape,
+];
 
 /** F32 weights with an F32 cache (log-probabilities too), Q8_0 and the Q4_K_M mix with the default F16 cache. */
 export const STANDARD_CASES: readonly OracleCase[] = [
@@ -37,19 +46,29 @@ export const STANDARD_CASES: readonly OracleCase[] = [
   ['Q4_K_M', 'Q4_K_M', GgmlType.F16],
 ];
 
-/** Registers one test per case for models of `shape` (each named `label`); 32 greedy tokens after a 12-token prompt. */
-export function oracleTests(label: string, shape: SyntheticShape, cases: readonly OracleCase[] = STANDARD_CASES, seed = 11): void {
+/**
+ * Registers one test per case for models of `shape` (each named `label`); 32 greedy tokens after
+ * BOS and `promptLength` tokens (longer than a sliding window, where the family has one).
+ */
+export function oracleTests(
+  label: string,
+  family: SyntheticShape,
+  cases: readonly OracleCase[] = STANDARD_CASES,
+  seed = 11,
+  promptLength = 11,
+): void {
   const dir = scratchDir(`oracle-${label}`);
   mkdirSync(dir, { recursive: true });
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-  for (const [name, quant, kv, tolerance] of cases) {
+  for (const [name, quant, kv, tolerance, own] of cases) {
+    const shape = own ?? family;
     test(
       `${label} ${name}, ${kv === GgmlType.F32 ? 'F32' : 'F16'} KV cache: greedy tokens equal llama.cpp's`,
       { timeout: 300_000 },
       async (t) => {
-        const path = join(dir, `${label}-${name}.gguf`);
+        const path = join(dir, `${label}-${name.replace(/\W+/g, '-')}.gguf`);
         writeSyntheticModel(path, { ...shape, quant, seed }, quantizeWithKernels);
-        const prompt = oraclePrompt(shape.nVocab);
+        const prompt = oraclePrompt(shape.nVocab, promptLength);
         const oracle = await llamaCppGreedy(path, prompt, 32, { kvType: kv === GgmlType.F32 ? 'F32' : 'F16' });
         assertVaried(oracle);
         assertSameGreedy(await cairnGreedy(path, prompt, 32, kv), oracle);
