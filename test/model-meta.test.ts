@@ -130,3 +130,15 @@ test('a tensor plan of a real file: each stage loads the ranges the model cuts f
     assert.deepEqual(s.ffnColumns, columnRange(768, split));
   }
 });
+
+test('a family whose layers a tensor rank cannot hold part of (Phi-3): no shape, so tensor plans say why and only pipelines fit', () => {
+  const m = meta('phi3-f32', { ...base, arch: 'phi3', name: 'tiny', quant: GgmlType.F32 });
+  assert.equal(m.shape, undefined);
+  const nodes: NodeInfo[] = [
+    { id: 'a', coordinator: true, memoryBytes: 1e9, bytesPerSecond: 20e9 },
+    { id: 'b', memoryBytes: 1e9, bytesPerSecond: 10e9 },
+  ];
+  const plan = tensorPlan({ model: m, nodes, links: [], kvTokens: 512 }, nodes);
+  assert.equal(plan.fits, false);
+  assert.match(plan.problem ?? '', /no shape to split by/);
+});

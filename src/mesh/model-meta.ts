@@ -28,7 +28,8 @@ export function modelMeta(file: GgufFile, cfg: ModelConfig, kvElementBytes: numb
     activationBytesPerToken: cfg.nEmbd * 2,
     // Tensors every stage holds once (rope factors) are small; they ride with the working memory.
     workingBytes: activationBytes + bytes.shared.total + (64 << 20),
-    shape: modelShape(file, cfg, bytes.layers, bytes.head),
+    // A family whose layers a tensor-parallel rank cannot hold part of gets pipeline plans only.
+    ...(familyOf(cfg).unsplittable ? {} : { shape: modelShape(file, cfg, bytes.layers, bytes.head) }),
   };
 }
 

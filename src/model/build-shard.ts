@@ -60,6 +60,7 @@ export function checkSplittable(cfg: ModelConfig, spec: ShardSpec): void {
   const split = tensorSplitOf(spec);
   if (!split) return;
   const family = familyOf(cfg);
+  if (family.unsplittable) throw new CairnError('MODEL_UNSUPPORTED', `${family.name} models cannot run tensor-parallel: ${family.unsplittable}`);
   for (let l = spec.layerStart; l < spec.layerEnd; l++) {
     const { attention: a, ffn } = family.layerPlan(cfg, l);
     const parts: [string, () => unknown][] = [

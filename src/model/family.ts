@@ -141,5 +141,10 @@ export interface ModelFamily<C extends ModelConfig = ModelConfig> {
     layer(cfg: C, layer: number, src: TensorSource, ws: GpuWorkspace): GpuDecoderLayer;
     output(cfg: C, src: TensorSource, ws: GpuWorkspace): GpuOutputHead;
   };
+  /**
+   * Why a tensor-parallel rank cannot hold part of this family's layers (loading one fails with it,
+   * and the planner makes pipeline plans only); absent where it can.
+   */
+  readonly unsplittable?: string;
   readonly synthetic: SyntheticFamily;
 }

@@ -50,7 +50,7 @@ test("Phi-3's fused matrices refuse a tensor-parallel split, naming why", () => 
   const mapped = readFileSync(path);
   assert.throws(
     () => loadShard(file, cfg, { ...wholeModel(cfg), splitRank: 0, splitCount: 2 }, (t) => mapped.subarray(t.offset, t.offset + t.byteLength), kernels, { slots: 1, ctx: 16, kvType: GgmlType.F32, maxBatch: 4 }),
-    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /fused QKV and gate\/up matrices cannot be split across a tensor-parallel group/.test(e.message),
+    (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /Phi-3 \/ Phi-4 models cannot run tensor-parallel: .*run the model as pipeline stages/.test(e.message),
   );
 });
 

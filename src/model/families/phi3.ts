@@ -109,12 +109,6 @@ function gpuParts(cfg: Phi3Config, w: GqaWeights, ffn: FusedFfnWeights): { atten
 }
 
 function buildLayer(cfg: Phi3Config, l: number, src: TensorSource, ws: Workspace): PreNormLayer {
-  if (src.split) {
-    throw new CairnError(
-      'MODEL_UNSUPPORTED',
-      `${src.path}: Phi-3's fused QKV and gate/up matrices cannot be split across a tensor-parallel group yet; run it as pipeline stages`,
-    );
-  }
   const p = `blk.${l}.`;
   const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
   const attention = new GqaAttention(gqaShape(cfg), declareAttention(cfg, p, src, ws.ctx), ws);
@@ -177,6 +171,7 @@ export const phi3Family: ModelFamily<Phi3Config> = {
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer: buildLayer,
   output: (cfg, src) => denseDecoderOutput(cfg, src),
+  unsplittable: 'a rank would need two row ranges of each fused QKV and gate/up matrix, which it cannot hold yet; run the model as pipeline stages',
   gpu: {
     layer(cfg, l, src, ws) {
       const p = `blk.${l}.`;
