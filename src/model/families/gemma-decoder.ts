@@ -156,9 +156,9 @@ export function gemmaForward<C extends GemmaConfig>(
 }
 
 /**
- * Writes a random-weight Gemma model: the tensors in llama.cpp's order and the decoder keys, the
- * window, pattern and softcaps where the spec sets them (`<arch>.attn_logit_softcapping` from
- * `attnSoftcap`, the version's own keys written by the caller).
+ * Writes a random-weight Gemma model: the tensors in llama.cpp's order, the decoder keys, and the
+ * window, pattern and softcaps where the spec sets them (`slidingWindow`, `slidingWindowPattern`,
+ * `finalLogitSoftcap`, `attnLogitSoftcap`).
  */
 export function synthesizeGemma(spec: SyntheticModelSpec, out: SyntheticTensors, parts: GemmaParts): void {
   const e = spec.nEmbd;
