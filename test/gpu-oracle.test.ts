@@ -20,7 +20,7 @@ import { assertSameGreedy, assertVaried, cairnGreedy, maxLogProbGap, oraclePromp
 import { loadGpuParts } from '../src/engine/load-gpu.js';
 import { alongOracle, gpuLogProbsAlong } from './helpers/gpu-oracle.js';
 import { ROOT, scratchDir } from './helpers/paths.js';
-import { GEMMA2, GEMMA3, GEMMA3_WINDOW, GPT_OSS, PHI3, PHI4_MINI, QWEN3MOE } from './helpers/family-shapes.js';
+import { GEMMA2, GEMMA3, GEMMA3_WINDOW, GPT_OSS, MINISTRAL3, MISTRAL3, PHI3, PHI4_MINI, QWEN3MOE } from './helpers/family-shapes.js';
 import { startServer } from './helpers/server.js';
 import { spawnSync } from 'node:child_process';
 import { gpuSkip } from './helpers/test-gpu.js';
@@ -155,6 +155,12 @@ floatCase('gemma2 with softcapped scores and logits', GEMMA2, GEMMA_PROMPT, 0.03
 // Phi-3: the fused QKV and gate/up matrices uploaded stacked and paired; Phi-4-mini's partial
 // rotation with the long-context rope factors and attention factor.
 floatCase('phi3 (Phi-3-mini)', PHI3, 40, 0.015, 13);
+floatCase('mistral3 (Mistral Small 3.x)', MISTRAL3, 40, 0.015, 17);
+test('GPU backend: Ministral 3\'s attention temperature is refused on the GPU, saying so', { skip, timeout: 300_000 }, async () => {
+  const path = join(dir, 'ministral3.gguf');
+  writeSyntheticModel(path, { ...MINISTRAL3, quant: GgmlType.F32, seed: 17 }, quantizeWithKernels);
+  await assert.rejects(loadGpuParts(path, { ctx: 256 }), (e) => isCairnError(e, 'MODEL_UNSUPPORTED') && /attention temperature \(Ministral 3\) does not run on the GPU yet/.test((e as Error).message));
+});
 floatCase('phi3 (Phi-4-mini past the original context)', PHI4_MINI, 40, 0.015, 13);
 oracleCase('phi3', PHI3, 'Q4_K_M', 'Q4_K_M');
 

@@ -66,7 +66,7 @@ test('an unknown architecture: generate names it and the supported ones', () => 
   assert.equal(gen.status, 1);
   assert.match(
     gen.stderr,
-    /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, gemma2, gemma3, phi3, qwen2moe, qwen3moe, deepseek2, glm4moe, gpt-oss\)/,
+    /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, gemma2, gemma3, phi3, mistral3, qwen2moe, qwen3moe, deepseek2, glm4moe, gpt-oss\)/,
   );
   assert.doesNotMatch(gen.stderr, /\n\s+at /);
 });

@@ -36,6 +36,7 @@ const SHAPES: Record<string, SyntheticShape> = {
   qwen3: { arch: 'qwen3', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 1, headDim: 32, nFf: 128, nVocab: 300 },
   gemma2: { arch: 'gemma2', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 32, nFf: 128, nVocab: 300, tied: true, slidingWindow: 4, attnLogitSoftcap: 20, finalLogitSoftcap: 30 },
   phi3: { arch: 'phi3', name: 'tiny', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 16, ropeDims: 12, nFf: 96, nVocab: 300, longRope: { origCtx: 16, attnFactor: 1.1 } },
+  mistral3: { arch: 'mistral3', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 300, ctx: 64, yarn: { factor: 4, origCtx: 16 }, yarnLogMul: 1, attnTemperature: 0.1 },
   gemma3: { arch: 'gemma3', nEmbd: 64, nLayer: 3, nHead: 4, nKvHead: 2, headDim: 32, nFf: 128, nVocab: 300, tied: true, slidingWindow: 4, slidingWindowPattern: 2 },
 };
 
@@ -51,10 +52,10 @@ const paramsOf = (file: GgufFile, pred: (name: string) => boolean) =>
   file.tensors.filter((t) => pred(t.name)).reduce((a, t) => a + t.elements, 0);
 
 test('every family is registered under its GGUF architecture names, and every named benchmark shape has one', () => {
-  assert.deepEqual(supportedArchitectures(), ['llama', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'phi3', 'qwen2moe', 'qwen3moe', 'deepseek2', 'glm4moe', 'gpt-oss']);
+  assert.deepEqual(supportedArchitectures(), ['llama', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'phi3', 'mistral3', 'qwen2moe', 'qwen3moe', 'deepseek2', 'glm4moe', 'gpt-oss']);
   for (const f of MODEL_FAMILIES)
     for (const [name, shape] of Object.entries(f.synthetic.shapes)) assert.ok(f.architectures.includes(shape.arch), name);
-  assert.deepEqual(Object.keys(SYNTHETIC_SHAPES), ['llama-1b', 'llama-8b', 'qwen3-0.6b', 'gemma2-2b', 'gemma3-1b', 'gemma3-4b', 'phi4-mini', 'qwen3-moe-15b-a2b', 'deepseek-v2-lite', 'gpt-oss-20b']);
+  assert.deepEqual(Object.keys(SYNTHETIC_SHAPES), ['llama-1b', 'llama-8b', 'qwen3-0.6b', 'gemma2-2b', 'gemma3-1b', 'gemma3-4b', 'phi4-mini', 'ministral3-3b', 'qwen3-moe-15b-a2b', 'deepseek-v2-lite', 'gpt-oss-20b']);
 });
 
 for (const arch of Object.keys(SHAPES)) {

@@ -108,7 +108,7 @@ test('an unknown architecture names itself and the supported ones', () => {
     () => load(path),
     (e) =>
       isCairnError(e, 'MODEL_UNSUPPORTED') &&
-      /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, gemma2, gemma3, phi3, qwen2moe, qwen3moe, deepseek2, glm4moe, gpt-oss\)/.test(
+      /mamba\.gguf: architecture "mamba" is not supported \(supported: llama, qwen2, qwen3, gemma2, gemma3, phi3, mistral3, qwen2moe, qwen3moe, deepseek2, glm4moe, gpt-oss\)/.test(
         e.message,
       ),
   );

@@ -6,6 +6,7 @@ import { deepseek2Family } from './families/deepseek2.js';
 import { gemma2Family } from './families/gemma2.js';
 import { gemma3Family } from './families/gemma3.js';
 import { phi3Family } from './families/phi3.js';
+import { mistral3Family } from './families/mistral3.js';
 import { glm4MoeFamily } from './families/glm4moe.js';
 import { gptOssFamily } from './families/gpt-oss.js';
 import { llamaFamily } from './families/llama.js';
@@ -23,6 +24,7 @@ export const MODEL_FAMILIES: readonly ModelFamily[] = [
   gemma2Family as ModelFamily,
   gemma3Family as ModelFamily,
   phi3Family as ModelFamily,
+  mistral3Family as ModelFamily,
   qwen2MoeFamily as ModelFamily,
   qwen3MoeFamily as ModelFamily,
   deepseek2Family,

@@ -52,6 +52,10 @@ export interface SyntheticModelSpec {
   readonly longRope?: { readonly origCtx: number; readonly attnFactor: number };
   /** Q, K and V as three tensors where the family's files fuse them (Phi-3). */
   readonly separateQkv?: boolean;
+  /** `rope.scaling.yarn_log_multiplier` as mistral3 files store it (mscale_all_dim itself). */
+  readonly yarnLogMul?: number;
+  /** Llama 4's attention temperature (`attention.temperature_scale`, mistral3). */
+  readonly attnTemperature?: number;
   /** The pooling an embedding model's file names (encoders write it; default mean). */
   readonly pooling?: 'none' | 'mean' | 'cls' | 'last';
   readonly quant: SyntheticQuant;

@@ -196,3 +196,30 @@ export const PHI4_MINI: SyntheticShape = {
   tied: true,
   longRope: { origCtx: 32, attnFactor: 1.19 },
 };
+
+/** Mistral Small 3.x in miniature: the Llama decoder under its own architecture name. */
+export const MISTRAL3: SyntheticShape = {
+  arch: 'mistral3',
+  nEmbd: 256,
+  nLayer: 3,
+  nHead: 8,
+  nKvHead: 2,
+  headDim: 32,
+  nFf: 512,
+  nVocab: 600,
+  ctx: 4096,
+  ropeBase: 1000000,
+};
+
+/**
+ * Ministral 3 in miniature: YaRN x16 with its magnitude from mscale_all_dim, and the attention
+ * temperature over an original context of 8, so that it grows along the prompt.
+ */
+export const MINISTRAL3: SyntheticShape = {
+  ...MISTRAL3,
+  ctx: 512,
+  tied: true,
+  yarn: { factor: 16, origCtx: 8 },
+  yarnLogMul: 1,
+  attnTemperature: 0.1,
+};

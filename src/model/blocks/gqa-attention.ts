@@ -34,6 +34,11 @@ export interface GqaShape {
   readonly scale?: number;
   /** Scores squashed to softcap * tanh(score / softcap) before the softmax (Gemma 2); absent: none. */
   readonly softcap?: number;
+  /**
+   * Llama 4's attention temperature (mistral3): after rope, each query multiplied by
+   * log(floor(position / floor) + 1) x scale + 1, so later positions attend more sharply; absent: none.
+   */
+  readonly temperature?: { readonly scale: number; readonly floor: number };
 }
 
 /** Which optional tensors a family's GQA layers have, as llama.cpp loads them. */
@@ -246,6 +251,7 @@ export class GqaAttention implements AttentionBlock {
     if (w.kNorm) kernels.rmsNorm(k, w.kNorm, n * s.nKvHead, hd, s.rmsEps, k);
     this.rope.apply(kernels, q, n, s.nHead, hd, positions);
     this.rope.apply(kernels, k, n, s.nKvHead, hd, positions);
+    if (s.temperature) temperQueries(q, n, qDim, positions, s.temperature);
 
     const attn = this.attn.rows(n);
     const p = this.params;
@@ -269,6 +275,18 @@ export class GqaAttention implements AttentionBlock {
       kernels.attention(qs, kc, vc, p, os);
     }
     applyLinear(kernels, w.o, attn, n, out);
+  }
+}
+
+/**
+ * Multiplies each token's query row by its position's temperature, in f32 as llama.cpp's ggml_mul;
+ * the factor formed as llama.cpp's input (the position over the floor in f32, the rest in f64).
+ */
+function temperQueries(q: Float32Array, n: number, qDim: number, positions: Int32Array, t: { readonly scale: number; readonly floor: number }): void {
+  for (let i = 0; i < n; i++) {
+    const factor = Math.fround(Math.log(Math.floor(Math.fround(positions[i] / t.floor)) + 1) * t.scale + 1);
+    if (factor === 1) continue;
+    for (let j = i * qDim; j < (i + 1) * qDim; j++) q[j] *= factor;
   }
 }
 

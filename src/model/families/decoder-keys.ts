@@ -23,6 +23,8 @@ export interface DecoderKeyOptions {
    * `feed_forward_length` is 0, and nFf is then 0.
    */
   readonly ffnRequired?: boolean;
+  /** Read YaRN's ramp ends from `rope.scaling.yarn_beta_fast` / `_slow` (mistral3), else llama.cpp's defaults. */
+  readonly yarnBetas?: boolean;
 }
 
 /** Reads the shared decoder keys of `arch`; `ropeMode` is the family's rotation layout. */
@@ -124,7 +126,14 @@ function readRopeScaling(m: Metadata, arch: string, ctxTrain: number, opts: Deco
   const origCtx = m.number(k('rope.scaling.original_context_length')) ?? ctxTrain;
   if (!(Number.isInteger(origCtx) && origCtx > 0))
     throw new CairnError('GGUF_MALFORMED', `${path}: rope original context ${origCtx} is not a positive integer`);
-  return { freqScale, yarn: { extFactor, attnFactor, betaFast: YARN_BETA_FAST, betaSlow: YARN_BETA_SLOW, origCtx } };
+  const beta = (key: string, fallback: number): number => {
+    const v = opts.yarnBetas ? (m.number(k(key)) ?? fallback) : fallback;
+    if (!(Number.isFinite(v) && v > 0)) throw new CairnError('GGUF_MALFORMED', `${path}: "${k(key)}" is ${v}, not a positive number`);
+    return v;
+  };
+  const betaFast = beta('rope.scaling.yarn_beta_fast', YARN_BETA_FAST);
+  const betaSlow = beta('rope.scaling.yarn_beta_slow', YARN_BETA_SLOW);
+  return { freqScale, yarn: { extFactor, attnFactor, betaFast, betaSlow, origCtx } };
 }
 
 /** Throws GGUF_MALFORMED naming `key` unless `v` is a whole number of at least `min`. */
