@@ -29,7 +29,7 @@ export function synthesizeFusedFfn(out: SyntheticTensors, prefix: string, layer:
 /** The forward step of a fused FFN. */
 export class FusedFfn implements FfnBlock {
   private readonly gateUp: Scratch;
-  private readonly act: Scratch;
+  private readonly gate: Scratch;
   private readonly width: number;
 
   constructor(
@@ -38,7 +38,7 @@ export class FusedFfn implements FfnBlock {
   ) {
     this.width = w.down.cols;
     this.gateUp = ws.buffer('ffn.gate_up', w.gateUp.rows);
-    this.act = ws.buffer('ffn.gate', this.width);
+    this.gate = ws.buffer('ffn.gate', this.width);
   }
 
   forward(h: Float32Array, out: Float32Array, step: StepContext): void {
@@ -46,13 +46,16 @@ export class FusedFfn implements FfnBlock {
     const { gateUp, down } = this.w;
     const f = this.width;
     const gu = this.gateUp.rows(n);
-    const a = this.act.rows(n);
+    const g = this.gate.rows(n);
     kernels.matmul(gateUp.data, gateUp.type, gateUp.rows, gateUp.cols, h, n, gu);
-    // Each token's row holds its gate, then its up: one activation call per token.
+    // Each token's row holds its gate, then its up: the gates go out to their own rows and the ups
+    // close up in place (token i's lands where no later token's row still lies), so one activation
+    // call takes them all.
     for (let i = 0; i < n; i++) {
-      const at = 2 * i * f;
-      kernels.swiglu(gu.subarray(at, at + f), gu.subarray(at + f, at + 2 * f), f, a.subarray(i * f, (i + 1) * f));
+      g.set(gu.subarray(2 * i * f, (2 * i + 1) * f), i * f);
+      gu.copyWithin(i * f, (2 * i + 1) * f, (2 * i + 2) * f);
     }
-    kernels.matmul(down.data, down.type, down.rows, down.cols, a, n, out);
+    kernels.swiglu(g, gu.subarray(0, n * f), n * f, g);
+    kernels.matmul(down.data, down.type, down.rows, down.cols, g, n, out);
   }
 }

@@ -13,7 +13,7 @@ import type { SeqSpan } from '../batch.js';
 import type { KvRowShape } from '../family.js';
 import type { TensorSource } from '../tensor-source.js';
 import type { SyntheticTensors } from '../synthetic-tensors.js';
-import { applyLinear, type Linear } from './linear.js';
+import { applyLinear, splitRows, type Linear } from './linear.js';
 import { Rope, ROPE_FREQS } from './rope.js';
 import type { AttentionBlock, StepContext } from './types.js';
 import { rowRange, type Scratch, type Workspace } from './workspace.js';
@@ -235,13 +235,7 @@ export class GqaAttention implements AttentionBlock {
     if (w.qkv) {
       const all = this.qkv!.rows(n);
       applyLinear(kernels, w.qkv, h, n, all);
-      const row = qDim + 2 * kvDim;
-      for (let i = 0; i < n; i++) {
-        const at = i * row;
-        q.set(all.subarray(at, at + qDim), i * qDim);
-        k.set(all.subarray(at + qDim, at + qDim + kvDim), i * kvDim);
-        v.set(all.subarray(at + qDim + kvDim, at + row), i * kvDim);
-      }
+      splitRows(all, n, [qDim, kvDim, kvDim], [q, k, v]);
     } else {
       applyLinear(kernels, w.q, h, n, q);
       applyLinear(kernels, w.k, h, n, k);

@@ -16,6 +16,22 @@ export function applyLinear(kernels: Kernels, lin: Linear, x: Float32Array, n: n
 }
 
 /**
+ * Splits n rows of a fused projection's output (each row the parts' widths end to end: Q, K and V,
+ * or gate and up) into each part's own n rows.
+ */
+export function splitRows(all: Float32Array, n: number, widths: readonly number[], parts: readonly Float32Array[]): void {
+  const row = widths.reduce((a, w) => a + w, 0);
+  for (let i = 0; i < n; i++) {
+    let at = i * row;
+    for (let j = 0; j < parts.length; j++) {
+      const w = widths[j];
+      parts[j].set(all.subarray(at, at + w), i * w);
+      at += w;
+    }
+  }
+}
+
+/**
  * Adds `bias` to each of n rows of y. A plain loop: an f32 sum computed in double and rounded to
  * f32 is the f32 sum itself, so this equals the add kernel, without a view per row.
  */

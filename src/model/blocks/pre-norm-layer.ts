@@ -8,11 +8,17 @@ import type { AttentionBlock, DecoderLayer, FfnBlock, LayerYield, StepContext } 
 import type { Scratch, Workspace } from './workspace.js';
 
 /**
- * Norm weights of a pre-norm layer, by llama.cpp's names: before attention and before the FFN
- * (`ffn_norm`; GLM-4.5 and gpt-oss call theirs `post_attention_norm`, after HF's name, though it is
- * the same pre-FFN norm).
+ * Norm weights of a layer, by llama.cpp's names: before attention and before the FFN (`ffn_norm`;
+ * GLM-4.5 and gpt-oss call theirs `post_attention_norm`, after HF's name, though it is the same
+ * pre-FFN norm); Gemma's sandwich-norm layers (sandwich-norm-layer.ts) also norm each branch's
+ * output, with `post_attention_norm` and `post_ffw_norm`.
  */
-export const PRE_NORMS = { attention: 'attn_norm.weight', ffn: 'ffn_norm.weight', postAttention: 'post_attention_norm.weight' } as const;
+export const PRE_NORMS = {
+  attention: 'attn_norm.weight',
+  ffn: 'ffn_norm.weight',
+  postAttention: 'post_attention_norm.weight',
+  postFfn: 'post_ffw_norm.weight',
+} as const;
 
 /** Declares one of a pre-norm layer's norm weights under `prefix`. */
 export function declarePreNorm(src: TensorSource, prefix: string, which: keyof typeof PRE_NORMS, nEmbd: number): Float32Array {

@@ -4,35 +4,15 @@
  * tensor-parallel rank a branch's output is a partial sum: it is yielded to be added up before
  * the norm after it, which needs the whole sum.
  */
-import type { TensorSource } from '../tensor-source.js';
-import type { SyntheticTensors } from '../synthetic-tensors.js';
 import type { AttentionBlock, DecoderLayer, FfnBlock, LayerYield, StepContext } from './types.js';
 import type { Scratch, Workspace } from './workspace.js';
 
-/** The four norm weights of a sandwich-norm layer, by llama.cpp's names. */
-export const SANDWICH_NORMS = {
-  attention: 'attn_norm.weight',
-  postAttention: 'post_attention_norm.weight',
-  ffn: 'ffn_norm.weight',
-  postFfn: 'post_ffw_norm.weight',
-} as const;
-
-/** A sandwich-norm layer's norm weights. */
+/** A sandwich-norm layer's norm weights (declared with pre-norm-layer.ts's declarePreNorm, by PRE_NORMS' names). */
 export interface SandwichNorms {
   readonly attention: Float32Array;
   readonly postAttention: Float32Array;
   readonly ffn: Float32Array;
   readonly postFfn: Float32Array;
-}
-
-/** Declares one of the norms under `prefix`. */
-export function declareSandwichNorm(src: TensorSource, prefix: string, which: keyof typeof SANDWICH_NORMS, nEmbd: number): Float32Array {
-  return src.vector(prefix + SANDWICH_NORMS[which], nEmbd);
-}
-
-/** Writes one of the norms into a synthetic model (near 1: Gemma's files store 1 + the learned gain). */
-export function synthesizeSandwichNorm(out: SyntheticTensors, prefix: string, which: keyof typeof SANDWICH_NORMS, nEmbd: number): void {
-  out.f32(prefix + SANDWICH_NORMS[which], [nEmbd], 0.1, 1);
 }
 
 /** One sandwich-norm decoder layer. */

@@ -5,6 +5,7 @@
  * both kinds of layer, so windowed layers only narrow what they read.
  */
 import { CairnError } from '../../util/errors.js';
+import type { Metadata } from '../../gguf/metadata.js';
 
 /** A model's sliding windows: their length and which layers have one. */
 export interface SlidingWindow {
@@ -26,6 +27,28 @@ export function checkSlidingWindow(w: SlidingWindow, path: string): void {
   if (!(Number.isInteger(w.period) && w.period >= 0)) {
     throw new CairnError('GGUF_MALFORMED', `${path}: sliding window pattern ${w.period} is not a layer count`);
   }
+}
+
+/**
+ * A family's windows from `<arch>.attention.sliding_window` and `.sliding_window_pattern` as
+ * llama.cpp reads them: the pattern as one number (a per-layer array keeps the family's default
+ * period); the size `required`, `optional` (missing or 0: no windows, undefined), or a default.
+ */
+export function readSlidingWindow(
+  m: Metadata,
+  arch: string,
+  defaults: { readonly size: number | 'required' | 'optional'; readonly period: number },
+): SlidingWindow | undefined {
+  const path = m.file.path;
+  const key = `${arch}.attention.sliding_window`;
+  const given = m.number(key);
+  if (given === undefined && defaults.size === 'required') throw new CairnError('GGUF_MALFORMED', `${path}: "${key}" is missing`);
+  if (defaults.size === 'optional' && !given) return undefined;
+  const size = given ?? (defaults.size as number);
+  const pattern = m.numberOrArray(`${arch}.attention.sliding_window_pattern`);
+  const window = { size, period: typeof pattern === 'number' ? pattern : defaults.period };
+  checkSlidingWindow(window, path);
+  return window;
 }
 
 /** True when `layer` attends through the window (llama_hparams::set_swa_pattern, dense_first = false). */

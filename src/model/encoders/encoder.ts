@@ -15,7 +15,7 @@ import { CairnError } from '../../util/errors.js';
 import type { Kernels } from '../../kernels/api.js';
 import { FullAttention } from '../blocks/full-attention.js';
 import { layerNorm } from '../blocks/layer-norm.js';
-import { addRowBias, applyLinear } from '../blocks/linear.js';
+import { addRowBias, applyLinear, splitRows } from '../blocks/linear.js';
 import type { EncoderConfig } from './config.js';
 import type { EncoderLayerWeights, EncoderWeights } from './weights.js';
 
@@ -145,15 +145,9 @@ export class Encoder {
     const k = this.k.subarray(0, n * kvw);
     const v = this.v.subarray(0, n * kvw);
     if ('fused' in L.qkv) {
-      const width = D + 2 * kvw;
-      const all = this.qkv!.subarray(0, n * width);
+      const all = this.qkv!.subarray(0, n * (D + 2 * kvw));
       applyLinear(kernels, L.qkv.fused, x, n, all);
-      for (let t = 0; t < n; t++) {
-        const o = t * width;
-        q.set(all.subarray(o, o + D), t * D);
-        k.set(all.subarray(o + D, o + D + kvw), t * kvw);
-        v.set(all.subarray(o + D + kvw, o + width), t * kvw);
-      }
+      splitRows(all, n, [D, kvw, kvw], [q, k, v]);
     } else {
       applyLinear(kernels, L.qkv.q, x, n, q);
       applyLinear(kernels, L.qkv.k, x, n, k);

@@ -29,7 +29,8 @@ import {
   type GqaWeights,
 } from '../blocks/gqa-attention.js';
 import { OUTPUT_TENSORS, OutputHead, declareOutputHead } from '../blocks/output-head.js';
-import { SandwichNormLayer, declareSandwichNorm, synthesizeSandwichNorm, type SandwichNorms } from '../blocks/sandwich-norm-layer.js';
+import { SandwichNormLayer, type SandwichNorms } from '../blocks/sandwich-norm-layer.js';
+import { declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
 import { isSlidingLayer, layerWindow, type SlidingWindow } from '../blocks/sliding-window.js';
 import { TOKEN_EMBEDDING, TokenEmbedding, declareTokenEmbedding, synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
 import type { TensorSource } from '../tensor-source.js';
@@ -116,12 +117,12 @@ function declareLayer(
   const p = `blk.${l}.`;
   const e = cfg.nEmbd;
   const shape = layerShape(cfg, l);
-  const attnNorm = declareSandwichNorm(src, p, 'attention', e);
+  const attnNorm = declarePreNorm(src, p, 'attention', e);
   const attention = declareGqa(src, p, shape, parts.tensors);
-  const postAttention = declareSandwichNorm(src, p, 'postAttention', e);
-  const ffnNorm = declareSandwichNorm(src, p, 'ffn', e);
+  const postAttention = declarePreNorm(src, p, 'postAttention', e);
+  const ffnNorm = declarePreNorm(src, p, 'ffn', e);
   const ffn = declareDenseFfn(src, p, e, cfg.nFf);
-  const postFfn = declareSandwichNorm(src, p, 'postFfn', e);
+  const postFfn = declarePreNorm(src, p, 'postFfn', e);
   return { shape, attention, ffn, norms: { attention: attnNorm, postAttention, ffn: ffnNorm, postFfn } };
 }
 
@@ -176,12 +177,12 @@ export function synthesizeGemma(spec: SyntheticModelSpec, out: SyntheticTensors,
   const shape = { nEmbd: e, nHead: spec.nHead, nKvHead: spec.nKvHead, headDim: hd };
   for (let l = 0; l < spec.nLayer; l++) {
     const p = `blk.${l}.`;
-    synthesizeSandwichNorm(out, p, 'attention', e);
+    synthesizePreNorm(out, p, 'attention', e);
     synthesizeGqa(out, p, l, shape, parts.tensors);
-    synthesizeSandwichNorm(out, p, 'postAttention', e);
-    synthesizeSandwichNorm(out, p, 'ffn', e);
+    synthesizePreNorm(out, p, 'postAttention', e);
+    synthesizePreNorm(out, p, 'ffn', e);
     synthesizeDenseFfn(out, p, l, e, spec.nFf);
-    synthesizeSandwichNorm(out, p, 'postFfn', e);
+    synthesizePreNorm(out, p, 'postFfn', e);
   }
   writeDecoderKeys({ ...spec, headDim: hd }, out);
   const a = spec.arch;

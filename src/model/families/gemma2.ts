@@ -10,7 +10,7 @@
 import type { Metadata } from '../../gguf/metadata.js';
 import type { GqaTensors } from '../blocks/gqa-attention.js';
 import { checkGqaConfig } from '../blocks/gqa-attention.js';
-import { checkSlidingWindow } from '../blocks/sliding-window.js';
+import { readSlidingWindow } from '../blocks/sliding-window.js';
 import type { ModelFamily } from '../family.js';
 import { readDecoderConfig } from './decoder-keys.js';
 import { gemmaAttnScale, gemmaForward, gemmaNumber, synthesizeGemma, type GemmaConfig, type GemmaParts } from './gemma-decoder.js';
@@ -27,15 +27,9 @@ function readGemma2Config(m: Metadata, arch: string): GemmaConfig {
   const k = (suffix: string) => `${arch}.${suffix}`;
   const base = readDecoderConfig(m, arch, 'neox');
   checkGqaConfig(base, path);
-  const pattern = m.numberOrArray(k('attention.sliding_window_pattern'));
-  const window = {
-    size: m.number(k('attention.sliding_window')) ?? DEFAULTS.window,
-    period: typeof pattern === 'number' ? pattern : DEFAULTS.pattern,
-  };
-  checkSlidingWindow(window, path);
   return {
     ...base,
-    window,
+    window: readSlidingWindow(m, arch, { size: DEFAULTS.window, period: DEFAULTS.pattern }),
     freqBaseSwa: gemmaNumber(m, k('rope.freq_base_swa'), base.rope.freqBase, true),
     freqScaleSwa: base.rope.freqScale,
     attnScale: gemmaAttnScale(base, 46),

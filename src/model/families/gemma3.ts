@@ -11,7 +11,7 @@ import { CairnError } from '../../util/errors.js';
 import type { Metadata } from '../../gguf/metadata.js';
 import type { GqaTensors } from '../blocks/gqa-attention.js';
 import { checkGqaConfig } from '../blocks/gqa-attention.js';
-import { checkSlidingWindow, type SlidingWindow } from '../blocks/sliding-window.js';
+import { readSlidingWindow } from '../blocks/sliding-window.js';
 import type { ModelFamily } from '../family.js';
 import { readDecoderConfig } from './decoder-keys.js';
 import { gemmaAttnScale, gemmaForward, gemmaNumber, synthesizeGemma, type GemmaConfig, type GemmaParts } from './gemma-decoder.js';
@@ -37,14 +37,7 @@ function readGemma3Config(m: Metadata, arch: string): GemmaConfig {
       `${path}: Gemma 3 with YaRN rope scaling is not supported (released Gemma 3 models scale linearly)`,
     );
   }
-  const size = m.number(k('attention.sliding_window')) ?? 0;
-  let window: SlidingWindow | undefined;
-  if (size > 0) {
-    // As gpt-oss: llama.cpp reads the pattern as one number and keeps its default for a per-layer array.
-    const pattern = m.numberOrArray(k('attention.sliding_window_pattern'));
-    window = { size, period: typeof pattern === 'number' ? pattern : DEFAULT_PATTERN };
-    checkSlidingWindow(window, path);
-  }
+  const window = readSlidingWindow(m, arch, { size: 'optional', period: DEFAULT_PATTERN });
   return {
     ...base,
     ...(window ? { window } : {}),

@@ -27,7 +27,7 @@ import type { TensorSource } from '../tensor-source.js';
 import { synthesizeMoeRouter } from '../blocks/moe-router.js';
 import { OUTPUT_TENSORS, OutputHead, declareOutputHead } from '../blocks/output-head.js';
 import { PreNormLayer, declarePreNorm, synthesizePreNorm } from '../blocks/pre-norm-layer.js';
-import { checkSlidingWindow, isSlidingLayer, layerWindow, type SlidingWindow } from '../blocks/sliding-window.js';
+import { isSlidingLayer, layerWindow, readSlidingWindow, type SlidingWindow } from '../blocks/sliding-window.js';
 import { TokenEmbedding, declareTokenEmbedding, synthesizeTokenEmbedding } from '../blocks/token-embedding.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
 import { describeMoe, moeFfnPlan, readMoeConfig, writeMoeKeys, type MoeConfig, type MoeKeyRules } from './moe-keys.js';
@@ -89,13 +89,7 @@ function readGptOssConfig(m: Metadata, arch: string): GptOssConfig {
     throw new CairnError('MODEL_UNSUPPORTED', `${path}: gpt-oss with ${nextn} next-token prediction layers is not supported`);
   const moe = readMoeConfig(m, arch, base.nLayer, base.nFf, MOE_RULES);
 
-  const size = m.number(k('attention.sliding_window'));
-  if (size === undefined) throw new CairnError('GGUF_MALFORMED', `${path}: "${k('attention.sliding_window')}" is missing`);
-  // llama.cpp reads the pattern as one number and ignores a per-layer array (keeping its default of 2).
-  const pattern = m.numberOrArray(k('attention.sliding_window_pattern'));
-  const period = typeof pattern === 'number' ? pattern : 2;
-  const window = { size, period };
-  checkSlidingWindow(window, path);
+  const window = readSlidingWindow(m, arch, { size: 'required', period: 2 })!;
   const freqBaseSwa = m.number(k('rope.freq_base_swa')) ?? base.rope.freqBase;
   if (!(Number.isFinite(freqBaseSwa) && freqBaseSwa > 0)) {
     throw new CairnError('GGUF_MALFORMED', `${path}: "${k('rope.freq_base_swa')}" = ${freqBaseSwa} is not a positive number`);

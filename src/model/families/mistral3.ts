@@ -17,6 +17,7 @@ import { DenseFfn, declareDenseFfn } from '../blocks/dense-ffn.js';
 import { GqaAttention, checkGqaConfig, declareGqa, gqaShape, type GqaShape, type GqaTensors } from '../blocks/gqa-attention.js';
 import { PreNormLayer, declarePreNorm } from '../blocks/pre-norm-layer.js';
 import { GpuDenseFfn, GpuGqaAttention, GpuPreNormLayer } from '../gpu/gpu-blocks.js';
+import type { TensorSource } from '../tensor-source.js';
 import { readDecoderConfig, writeDecoderKeys } from './decoder-keys.js';
 import {
   denseDecoderGpuOutput,
@@ -66,11 +67,22 @@ function shapeOf(cfg: Mistral3Config): GqaShape {
 }
 
 /** Where the file has FFN biases (llama.cpp loads them if present), which the dense FFN here has not. */
-function checkNoFfnBias(src: { has(name: string): boolean; path: string }, p: string): void {
+function checkNoFfnBias(src: TensorSource, p: string): void {
   for (const part of ['gate', 'up', 'down']) {
     const name = `${p}ffn_${part}.bias`;
     if (src.has(name)) throw new CairnError('MODEL_UNSUPPORTED', `${src.path}: "${name}": FFN biases are not supported`);
   }
+}
+
+/** Layer l's weights in llama.cpp's order: attention norm, attention, FFN norm, FFN. */
+function declareLayer(cfg: Mistral3Config, l: number, src: TensorSource) {
+  const p = `blk.${l}.`;
+  checkNoFfnBias(src, p);
+  const shape = shapeOf(cfg);
+  const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
+  const attention = declareGqa(src, p, shape, TENSORS);
+  const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
+  return { shape, attnNorm, attention, ffnNorm, ffn: declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf) };
 }
 
 /** The Mistral 3 family. */
@@ -82,13 +94,8 @@ export const mistral3Family: ModelFamily<Mistral3Config> = {
   describe: (cfg) => `${describeDenseDecoder(cfg)}${cfg.temperature ? `, attention temperature ${cfg.temperature.scale}` : ''}`,
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer(cfg, l, src, ws) {
-    const p = `blk.${l}.`;
-    checkNoFfnBias(src, p);
-    const shape = shapeOf(cfg);
-    const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
-    const attention = new GqaAttention(shape, declareGqa(src, p, shape, TENSORS), ws);
-    const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
-    return new PreNormLayer(attnNorm, attention, ffnNorm, new DenseFfn(declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf), ws), cfg.rmsEps, ws);
+    const d = declareLayer(cfg, l, src);
+    return new PreNormLayer(d.attnNorm, new GqaAttention(d.shape, d.attention, ws), d.ffnNorm, new DenseFfn(d.ffn, ws), cfg.rmsEps, ws);
   },
   output: (cfg, src) => denseDecoderOutput(cfg, src),
   gpu: {
@@ -98,17 +105,12 @@ export const mistral3Family: ModelFamily<Mistral3Config> = {
           'MODEL_UNSUPPORTED',
           `${src.path}: the attention temperature (Ministral 3) does not run on the GPU yet; use --backend cpu`,
         );
-      const p = `blk.${l}.`;
-      checkNoFfnBias(src, p);
-      const shape = shapeOf(cfg);
-      const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
-      const attention = new GpuGqaAttention(shape, declareGqa(src, p, shape, TENSORS), ws);
-      const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
+      const d = declareLayer(cfg, l, src);
       return new GpuPreNormLayer(
-        attnNorm,
-        attention,
-        ffnNorm,
-        new GpuDenseFfn(declareDenseFfn(src, p, cfg.nEmbd, cfg.nFf), ws),
+        d.attnNorm,
+        new GpuGqaAttention(d.shape, d.attention, ws),
+        d.ffnNorm,
+        new GpuDenseFfn(d.ffn, ws),
         cfg.rmsEps,
         ws,
       );

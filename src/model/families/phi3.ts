@@ -108,13 +108,18 @@ function gpuParts(cfg: Phi3Config, w: GqaWeights, ffn: FusedFfnWeights): { atten
   return { attention: { ...rest, q, k, v }, ffn: dense };
 }
 
-function buildLayer(cfg: Phi3Config, l: number, src: TensorSource, ws: Workspace): PreNormLayer {
+/** Layer l's weights in llama.cpp's order: attention norm, attention (with the rope factors for `ctx`), FFN norm, FFN. */
+function declareLayer(cfg: Phi3Config, l: number, src: TensorSource, ctx: number) {
   const p = `blk.${l}.`;
   const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
-  const attention = new GqaAttention(gqaShape(cfg), declareAttention(cfg, p, src, ws.ctx), ws);
+  const attention = declareAttention(cfg, p, src, ctx);
   const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
-  const ffn = new FusedFfn(declareFusedFfn(src, p, cfg.nEmbd, cfg.nFf), ws);
-  return new PreNormLayer(attnNorm, attention, ffnNorm, ffn, cfg.rmsEps, ws);
+  return { attnNorm, attention, ffnNorm, ffn: declareFusedFfn(src, p, cfg.nEmbd, cfg.nFf) };
+}
+
+function buildLayer(cfg: Phi3Config, l: number, src: TensorSource, ws: Workspace): PreNormLayer {
+  const d = declareLayer(cfg, l, src, ws.ctx);
+  return new PreNormLayer(d.attnNorm, new GqaAttention(gqaShape(cfg), d.attention, ws), d.ffnNorm, new FusedFfn(d.ffn, ws), cfg.rmsEps, ws);
 }
 
 /**
@@ -171,18 +176,16 @@ export const phi3Family: ModelFamily<Phi3Config> = {
   input: (cfg, src) => denseDecoderInput(cfg, src),
   layer: buildLayer,
   output: (cfg, src) => denseDecoderOutput(cfg, src),
-  unsplittable: 'a rank would need two row ranges of each fused QKV and gate/up matrix, which it cannot hold yet; run the model as pipeline stages',
+  unsplittable:
+    'a rank would need two row ranges of each fused QKV and gate/up matrix, which it cannot hold yet; run the model as pipeline stages',
   gpu: {
     layer(cfg, l, src, ws) {
-      const p = `blk.${l}.`;
-      const attnNorm = declarePreNorm(src, p, 'attention', cfg.nEmbd);
-      const attention = declareAttention(cfg, p, src, ws.ctx);
-      const ffnNorm = declarePreNorm(src, p, 'ffn', cfg.nEmbd);
-      const parts = gpuParts(cfg, attention, declareFusedFfn(src, p, cfg.nEmbd, cfg.nFf));
+      const d = declareLayer(cfg, l, src, ws.ctx);
+      const parts = gpuParts(cfg, d.attention, d.ffn);
       return new GpuPreNormLayer(
-        attnNorm,
+        d.attnNorm,
         new GpuGqaAttention(gqaShape(cfg), parts.attention, ws),
-        ffnNorm,
+        d.ffnNorm,
         new GpuDenseFfn(parts.ffn, ws),
         cfg.rmsEps,
         ws,
